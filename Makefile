@@ -1,0 +1,34 @@
+# The two commands: `make run` (set-up, build, data, then the seed's model)
+# and `make test` (set-up, build, data, all tests). The rest is CMake.
+BUILD ?= build
+MLPC = $(BUILD)/mlpc
+
+.PHONY: all setup build data run test golden clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j2
+
+data: setup
+	@scripts/data.sh
+
+run: build data
+	$(MLPC) models/bn_relu.json --run
+
+test: build data
+	cd $(BUILD) && ctest --output-on-failure
+
+# Regenerates tests/golden/ on purpose, after a deliberate codegen change.
+golden: build
+	@for m in models/*.json; do \
+	  n=$$(basename $$m .json); \
+	  $(MLPC) $$m --emit-model tests/golden/$$n.c || exit 1; \
+	done; echo "golden: regenerated tests/golden/"
+
+clean:
+	rm -rf $(BUILD) out

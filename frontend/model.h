@@ -1,0 +1,113 @@
+/*
+ * model.h — the checked model description: what the frontend produces
+ * from a model file and what the code generator consumes.
+ *
+ * Each list of kinds is defined once, as an X-macro; the enum, the names
+ * the frontend accepts and the emitter's dispatch are all derived from it.
+ */
+#ifndef MLPC_MODEL_H
+#define MLPC_MODEL_H
+
+#include <stdint.h>
+#include "../runtime/net.h"
+
+#define MAX_HIDDEN 16   /* hidden layers at most                      */
+#define MAX_WIDTH  65536 /* features per layer at most                */
+#define MAX_PATH_LEN 4096
+
+/* Normalisations: X(enum, name) */
+#define NORMS(X)                 \
+  X(NORM_NONE,  "none")          \
+  X(NORM_BATCH, "batchnorm")     \
+  X(NORM_LAYER, "layernorm")
+
+/* Activations: X(enum, name, default parameter or 0) */
+#define ACTS(X)                       \
+  X(ACT_TANH,    "tanh",       0)     \
+  X(ACT_RELU,    "relu",       0)     \
+  X(ACT_LEAKY,   "leaky_relu", 0.01)  \
+  X(ACT_SIGMOID, "sigmoid",    0)     \
+  X(ACT_SILU,    "silu",       0)     \
+  X(ACT_GELU,    "gelu",       0)     \
+  X(ACT_ELU,     "elu",        1.0)
+
+/* Optimizers: X(enum, name) */
+#define OPTS(X)                \
+  X(OPT_SGD,     "sgd")        \
+  X(OPT_RMSPROP, "rmsprop")    \
+  X(OPT_ADAM,    "adam")       \
+  X(OPT_ADAMW,   "adamw")
+
+/* Floating-point types: X(enum, name, C type) */
+#define DTYPES(X)                  \
+  X(DT_F32, "float32", "float")    \
+  X(DT_F64, "float64", "double")
+
+#define ENUM1_(e, ...) e,
+enum { NORMS(ENUM1_) NNORMS };
+enum { ACTS(ENUM1_) NACTS };
+enum { OPTS(ENUM1_) NOPTS };
+enum { DTYPES(ENUM1_) NDTYPES };
+#undef ENUM1_
+
+extern const char *const norm_names[NNORMS];
+extern const char *const act_names[NACTS];
+extern const char *const opt_names[NOPTS];
+extern const char *const dtype_names[NDTYPES];
+extern const char *const init_names[RT_INIT_NSCHEMES];
+
+typedef struct {
+  int type;          /* NORM_*                                            */
+  double eps;        /* 1e-5                                              */
+  double momentum;   /* 0.1; BatchNorm only                               */
+  int cumulative;    /* momentum null: cumulative average                 */
+} Norm;
+
+typedef struct {
+  int type;          /* ACT_*                                             */
+  double param;      /* leaky_relu's slope, elu's alpha                   */
+} Act;
+
+typedef struct {
+  int type;          /* OPT_*                                             */
+  double lr;
+  double momentum;   /* sgd, rmsprop                                      */
+  double dampening;  /* sgd                                               */
+  int nesterov;      /* sgd                                               */
+  double weight_decay;
+  double alpha;      /* rmsprop                                           */
+  double eps;        /* rmsprop, adam                                     */
+  int centered;      /* rmsprop                                           */
+  double beta1, beta2; /* adam                                            */
+} Optim;
+
+typedef struct {
+  char file[MAX_PATH_LEN];  /* the model file, for messages              */
+  char name[64];            /* [A-Za-z0-9_.-]+                           */
+  int input, output;
+  int nhidden;
+  int hidden[MAX_HIDDEN];
+  Norm norm;
+  Act act;
+  int init;                 /* RT_INIT_*                                 */
+  Optim opt;
+  int batch_size;
+  int epochs;
+  uint64_t seed;
+  char data[MAX_PATH_LEN];  /* "mnist", "fashion-mnist" or a directory   */
+  long max_batches;         /* 0: all                                    */
+  int dtype;                /* DT_*                                      */
+} Model;
+
+/* frontend/load.c */
+/* Reads and checks a model file. On error writes one message,
+   "FILE:LINE:COL: error: ..." or "FILE: json.path: error: ...",
+   to err and returns -1. */
+int fe_load(const char *path, Model *m, char *err, size_t errlen);
+/* The same, from text in memory; fname is used in messages. */
+int fe_load_string(const char *text, const char *fname, Model *m,
+                   char *err, size_t errlen);
+/* Sets defaults for everything a model file may leave out. */
+void fe_defaults(Model *m);
+
+#endif

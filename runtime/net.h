@@ -1,0 +1,73 @@
+/*
+ * net.h — the interface between generated code and the runtime.
+ *
+ * Every generated model (JIT-compiled by tcc or gcc, or emitted as a
+ * standalone trainer) defines `const RtNet *mlpc_net(void)`. The runtime
+ * initialises, trains, evaluates, saves and loads the model only through
+ * this table, so it never needs to know the model's shape at compile time.
+ *
+ * This header is plain C99 with no includes: its text is pasted in front
+ * of generated code.
+ */
+#ifndef MLPC_NET_H
+#define MLPC_NET_H
+
+/* Initialisation schemes (see docs/model-format.md, "init"). */
+#define RT_INIT_SCHEMES(X) \
+  X(RT_INIT_NORMAL,        "normal")         \
+  X(RT_INIT_KAIMING,       "kaiming_normal") \
+  X(RT_INIT_XAVIER,        "xavier_normal")  \
+  X(RT_INIT_TORCH_DEFAULT, "torch_default")
+
+#define RT_ENUM_(e, s) e,
+enum { RT_INIT_SCHEMES(RT_ENUM_) RT_INIT_NSCHEMES };
+#undef RT_ENUM_
+
+/* What a tensor is, and so how it is initialised and whether it is saved. */
+enum {
+  RT_WEIGHT,    /* linear weight (out, in): drawn by the scheme         */
+  RT_BIAS,      /* linear bias (out): drawn by the scheme               */
+  RT_GAMMA,     /* norm scale: 1, or N(0,1) under "normal"              */
+  RT_BETA,      /* norm shift: 0, or N(0,1) under "normal"              */
+  RT_BUF_ZERO,  /* buffer starting at 0 (running_mean, num_batches)     */
+  RT_BUF_ONE,   /* buffer starting at 1 (running_var)                   */
+  RT_STATE,     /* optimizer state: 0 at start, never saved             */
+  RT_GRAD,      /* gradient of the tensor before it ("NAME.grad")       */
+};
+
+/* Element types. */
+enum { RT_F32, RT_F64, RT_I64 };
+
+typedef struct {
+  const char *name;  /* PyTorch's name, e.g. "fc1.weight"                 */
+  int kind;          /* RT_WEIGHT ... RT_STATE                            */
+  int dtype;         /* RT_F32, RT_F64 or RT_I64                          */
+  int ndim;          /* 1 or 2                                            */
+  int shape[2];      /* (out, in) for a weight, (n) otherwise             */
+  int fan_in;        /* for the init schemes                              */
+  int fan_out;
+  void *data;
+} RtTensor;
+
+typedef struct {
+  const char *name;      /* the model's name                             */
+  int input, output;     /* features in, classes out                      */
+  int batch;             /* largest batch the step accepts                */
+  int dtype;             /* RT_F32 or RT_F64                              */
+  int init;              /* RT_INIT_*                                     */
+  int has_batchnorm;     /* a one-sample training batch is skipped        */
+  int ntensors;
+  RtTensor *tensors;
+  /* One training step on n <= batch samples (pixels as bytes, labels);
+     returns the mean cross-entropy of the batch before the update. */
+  double (*train_step)(int n, const unsigned char *x, const unsigned char *y);
+  /* Evaluation mode on n <= batch samples: adds the summed loss and the
+     number of correct predictions. */
+  void (*eval)(int n, const unsigned char *x, const unsigned char *y,
+               double *loss_sum, long *correct);
+  /* Forward and backward without an update (gradient checks): returns
+     the loss and leaves the gradients in the "d"-named tensors. */
+  double (*grad)(int n, const unsigned char *x, const unsigned char *y);
+} RtNet;
+
+#endif

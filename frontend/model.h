@@ -109,5 +109,10 @@ int fe_load_string(const char *text, const char *fname, Model *m,
                    char *err, size_t errlen);
 /* Sets defaults for everything a model file may leave out. */
 void fe_defaults(Model *m);
+/* Applies one command-line override with the same checks as the model
+   file: key is a model key ("epochs", "optimizer.lr", "data", ...), text
+   the flag's argument; messages name the flag ("--lr: error: ..."). */
+int fe_override(Model *m, const char *flag, const char *key,
+                const char *text, char *err, size_t errlen);
 
 #endif

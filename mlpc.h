@@ -1,0 +1,89 @@
+/*
+ * mlpc.h — the compiler's interfaces, one section per stage of the
+ * pipeline: load → check → lower → emit → compile (tcc or gcc) → run.
+ * main.c strings them together.
+ */
+#ifndef MLPC_H
+#define MLPC_H
+
+#include <stdio.h>
+#include <stddef.h>
+#include "frontend/model.h"
+#include "runtime/rt.h"
+
+/* ---- codegen/ir.c: the model lowered to a list of layers ---- */
+
+/* Layer kinds: X(enum, name) */
+#define LAYERS(X)              \
+  X(L_LINEAR,    "linear")     \
+  X(L_BATCHNORM, "batchnorm")  \
+  X(L_LAYERNORM, "layernorm")  \
+  X(L_ACT,       "act")        \
+  X(L_LOSS,      "cross_entropy")
+
+#define ENUM1_(e, ...) e,
+enum { LAYERS(ENUM1_) NLAYERS };
+#undef ENUM1_
+
+typedef struct {
+  int kind;          /* L_*                                              */
+  int index;         /* block number k, from 1: fc{k}, norm{k}           */
+  int in, out;       /* features in and out                              */
+  const char *path;  /* where it came from in the model file             */
+} Layer;
+
+typedef struct {
+  const Model *m;
+  int nlayers;
+  Layer layers[4 * MAX_HIDDEN + 4];
+} Ir;
+
+/* Lowers a checked model to its layers. */
+void ir_lower(const Model *m, Ir *ir);
+/* Writes the layer list, one per line (--dump-ir). */
+void ir_dump(const Ir *ir, FILE *out);
+
+/* ---- codegen/emit.c: C source ---- */
+
+/* A growing text buffer; emitf appends printf-style. */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+} Buf;
+
+void emitf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The model's own code: sizes, tensors, per-layer kernels, the training
+   step and evaluation (byte-identical for the same model). */
+void emit_model(const Ir *ir, Buf *b);
+/* A whole translation unit for a backend: headers, kernels, model. */
+void emit_unit(const Ir *ir, int backend, Buf *b);
+/* A standalone trainer: the unit plus the runtime and main(). */
+void emit_trainer(const Ir *ir, Buf *b);
+
+/* ---- runtime/jit_*.c: the backends ---- */
+
+#define BACKENDS(X)      \
+  X(BACKEND_TCC, "tcc")  \
+  X(BACKEND_GCC, "gcc")
+
+#define ENUM1_(e, ...) e,
+enum { BACKENDS(ENUM1_) NBACKENDS };
+#undef ENUM1_
+extern const char *const backend_names[NBACKENDS];
+
+typedef struct Jit Jit;
+
+/* Compiles a unit from emit_unit in memory with libtcc. */
+Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen);
+/* Compiles a unit with gcc into a shared object cached under cache_dir
+   (by a hash of source and flags) and loads it. */
+Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen);
+/* The compiled model's table. */
+const RtNet *jit_net(Jit *j);
+/* Whether the last jit_gcc call found its object in the cache. */
+int jit_cached(Jit *j);
+void jit_free(Jit *j);
+/* The gcc flags in use (docs/backends.md). */
+extern const char *const jit_gcc_flags[];
+
+#endif

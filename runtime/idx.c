@@ -1,0 +1,390 @@
+/*
+ * idx.c — loads a data set stored as a pair of IDX files, MNIST's format.
+ *
+ * An IDX file is a big-endian header followed by the elements:
+ *
+ *   00 00 08 NDIM   magic: unsigned bytes, NDIM dimensions
+ *   NDIM x u32      the dimensions, (n, rows, cols) for images, (n) for labels
+ *   bytes           n*rows*cols pixels, or n labels
+ *
+ * Each file may be raw or gzip-compressed; gzip is recognised by its magic
+ * bytes 1f 8b, not by its name, and inflated in memory with zlib. For each
+ * file rt_load_set takes DIR/NAME when it exists, else DIR/NAME.gz.
+ *
+ * Every check names the file: "PATH: what is wrong". This file is pasted
+ * with the rest of the runtime into standalone trainers, so it uses only
+ * libc and zlib, and its static helpers carry the idx_ prefix.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include "rt.h"
+
+/* Largest file, raw or inflated, that we agree to hold in memory. */
+#define IDX_MAX_BYTES ((size_t)1 << (sizeof(size_t) > 4 ? 32 : 30))
+/* Largest piece handed to zlib at once (its counters are 32-bit). */
+#define IDX_ZCHUNK ((size_t)1 << 30)
+
+/* Writes "PATH: message" into err and returns -1. */
+__attribute__((format(printf, 4, 5)))
+static int idx_fail(char *err, size_t errlen, const char *path,
+                    const char *fmt, ...) {
+  if (!err || !errlen)
+    return -1;
+  int n = snprintf(err, errlen, "%s: ", path);
+  if (n >= 0 && (size_t)n < errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - n, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+/* Grows *buf to at least need bytes (doubling); 0 on success. */
+static int idx_grow(unsigned char **buf, size_t *cap, size_t need) {
+  if (need <= *cap)
+    return 0;
+  if (need > IDX_MAX_BYTES)
+    return -1;
+  size_t c = *cap ? *cap : 1 << 16;
+  while (c < need)
+    c = c > IDX_MAX_BYTES / 2 ? IDX_MAX_BYTES : 2 * c;
+  unsigned char *p = realloc(*buf, c);
+  if (!p)
+    return -1;
+  *buf = p;
+  *cap = c;
+  return 0;
+}
+
+/* Reads an open stream to its end into a new buffer. */
+static unsigned char *idx_slurp(FILE *f, const char *path, size_t *len,
+                                char *err, size_t errlen) {
+  unsigned char *buf = NULL;
+  size_t cap = 0, n = 0;
+  for (;;) {
+    if (idx_grow(&buf, &cap, n + 1)) {
+      idx_fail(err, errlen, path, "file is larger than %zu bytes, or out of "
+               "memory", IDX_MAX_BYTES);
+      break;
+    }
+    n += fread(buf + n, 1, cap - n, f);
+    if (ferror(f)) {
+      if (errno == EISDIR)
+        idx_fail(err, errlen, path, "is a directory, not a file");
+      else
+        idx_fail(err, errlen, path, "cannot read (%s)", strerror(errno));
+      break;
+    }
+    if (feof(f)) {
+      *len = n;
+      return buf;
+    }
+  }
+  free(buf);
+  return NULL;
+}
+
+/* Feeds zlib the next piece of input once it has used the last. */
+static void idx_zfeed(z_stream *z, const unsigned char *in, size_t inlen,
+                      size_t *pos) {
+  if (z->avail_in || *pos == inlen)
+    return;
+  size_t k = inlen - *pos < IDX_ZCHUNK ? inlen - *pos : IDX_ZCHUNK;
+  z->next_in = (Bytef *)(in + *pos);
+  z->avail_in = (uInt)k;
+  *pos += k;
+}
+
+/* Runs inflate once into out[*n..cap), moving *n past what it wrote. */
+static int idx_zstep(z_stream *z, unsigned char *out, size_t cap, size_t *n) {
+  size_t room = cap - *n < IDX_ZCHUNK ? cap - *n : IDX_ZCHUNK;
+  z->next_out = out + *n;
+  z->avail_out = (uInt)room;
+  int r = inflate(z, Z_NO_FLUSH);
+  *n += room - z->avail_out;
+  return r;
+}
+
+/* Inflates every gzip member of in[0..inlen) into a new buffer. */
+static unsigned char *idx_gunzip(const unsigned char *in, size_t inlen,
+                                 const char *path, size_t *len, char *err,
+                                 size_t errlen) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+    idx_fail(err, errlen, path, "cannot start zlib");
+    return NULL;
+  }
+  unsigned char *out = NULL;
+  size_t cap = 0, n = 0, pos = 0;
+  for (;;) {
+    if (idx_grow(&out, &cap, n + 1)) {
+      idx_fail(err, errlen, path, "inflates to more than %zu bytes, or out "
+               "of memory", IDX_MAX_BYTES);
+      break;
+    }
+    idx_zfeed(&z, in, inlen, &pos);
+    int r = idx_zstep(&z, out, cap, &n);
+    int done = !z.avail_in && pos == inlen;
+    if (r == Z_STREAM_END && done) {
+      inflateEnd(&z);
+      *len = n;
+      return out;
+    }
+    if (r == Z_STREAM_END)      /* another member follows */
+      inflateReset(&z);
+    else if (r == Z_BUF_ERROR && done) {  /* wants input we do not have */
+      idx_fail(err, errlen, path, "gzip data is truncated");
+      break;
+    } else if (r == Z_MEM_ERROR) {
+      idx_fail(err, errlen, path, "out of memory inflating gzip data");
+      break;
+    } else if (r != Z_OK && r != Z_BUF_ERROR) {
+      idx_fail(err, errlen, path, "corrupt gzip data (%s)",
+               z.msg ? z.msg : "unknown error");
+      break;
+    }
+  }
+  inflateEnd(&z);
+  free(out);
+  return NULL;
+}
+
+/* Reads one whole file, inflating gzip; *len gets its size. */
+unsigned char *rt_read_file(const char *path, size_t *len, char *err,
+                            size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    if (errno == ENOENT)
+      idx_fail(err, errlen, path, "no such file");
+    else
+      idx_fail(err, errlen, path, "cannot open (%s)", strerror(errno));
+    return NULL;
+  }
+  size_t n = 0;
+  unsigned char *buf = idx_slurp(f, path, &n, err, errlen);
+  fclose(f);
+  if (!buf || n < 2 || buf[0] != 0x1f || buf[1] != 0x8b) {
+    *len = n;
+    return buf;
+  }
+  unsigned char *raw = idx_gunzip(buf, n, path, len, err, errlen);
+  free(buf);
+  return raw;
+}
+
+/* Reads the big-endian u32 at p. */
+static uint32_t idx_u32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+         p[3];
+}
+
+/* What a file with ndims dimensions holds, for messages. */
+static const char *idx_kind(int ndims) {
+  return ndims == 3 ? "an IDX image file" : ndims == 1 ? "an IDX label file"
+                                                       : "an IDX file";
+}
+
+/* Checks the magic number: unsigned bytes, want_dims dimensions. */
+static int idx_check_magic(uint32_t magic, int want_dims, const char *path,
+                           char *err, size_t errlen) {
+  uint32_t want = 0x800u | (uint32_t)want_dims;
+  if (magic == want)
+    return 0;
+  const char *hint = "";
+  char buf[64];
+  if ((magic & 0xffffff00u) == 0x800u) {
+    snprintf(buf, sizeof buf, ": it has %u dimension%s, not %d",
+             magic & 0xffu, (magic & 0xffu) == 1 ? "" : "s", want_dims);
+    hint = buf;
+  } else if ((magic & 0xffff0000u) == 0) {
+    snprintf(buf, sizeof buf, ": its elements are type 0x%02x, not "
+             "unsigned bytes (0x08)", (magic >> 8) & 0xffu);
+    hint = buf;
+  }
+  return idx_fail(err, errlen, path, "bad magic number 0x%08x, expected "
+                  "0x%08x (%s)%s", magic, want, idx_kind(want_dims), hint);
+}
+
+/* Names dimension i of a file with ndims dimensions, for messages. */
+static const char *idx_dim_name(int ndims, int i) {
+  static const char *const image[] = {"images", "rows", "columns"};
+  return ndims == 3 ? image[i] : ndims == 1 ? "labels" : "elements";
+}
+
+/* Reads the dimensions after the magic; all must be nonzero. */
+static int idx_read_dims(const unsigned char *buf, int ndims, long dims[3],
+                         const char *path, char *err, size_t errlen) {
+  for (int i = 0; i < 3; i++)
+    dims[i] = 1;
+  for (int i = 0; i < ndims; i++) {
+    dims[i] = (long)idx_u32(buf + 4 + 4 * i);
+    if (dims[i] == 0)
+      return idx_fail(err, errlen, path, "header says 0 %s",
+                      idx_dim_name(ndims, i));
+  }
+  return 0;
+}
+
+/* *r = a * b; -1 on overflow. (No __builtin_mul_overflow: tcc lacks it.) */
+static int idx_mul(size_t a, size_t b, size_t *r) {
+  if (b && a > SIZE_MAX / b)
+    return -1;
+  *r = a * b;
+  return 0;
+}
+
+/* Checks that the header's dimensions account for every byte of the file. */
+static int idx_check_size(size_t len, size_t header, const long dims[3],
+                          const char *path, char *err, size_t errlen) {
+  size_t total = header;
+  size_t count = 1;
+  for (int i = 0; i < 3; i++)
+    if (idx_mul(count, (size_t)dims[i], &count))
+      return idx_fail(err, errlen, path, "header says %ld x %ld x %ld "
+                      "elements, which overflows", dims[0], dims[1], dims[2]);
+  if (count > SIZE_MAX - header)
+    return idx_fail(err, errlen, path, "header says %zu elements, which "
+                    "overflows", count);
+  total += count;
+  if (len != total)
+    return idx_fail(err, errlen, path, "file is %zu bytes, header says %zu",
+                    len, total);
+  return 0;
+}
+
+/* Parses an IDX image or label file already in memory. */
+int rt_parse_idx(const unsigned char *buf, size_t len, int want_dims,
+                 const char *path, long dims[3], size_t *offset,
+                 char *err, size_t errlen) {
+  if (want_dims < 1 || want_dims > 3)
+    return idx_fail(err, errlen, path, "cannot read IDX files with %d "
+                    "dimensions", want_dims);
+  size_t header = 4 + 4 * (size_t)want_dims;
+  if (len < 4)
+    return idx_fail(err, errlen, path, "file is %zu bytes, too short for an "
+                    "IDX header", len);
+  if (idx_check_magic(idx_u32(buf), want_dims, path, err, errlen))
+    return -1;
+  if (len < header)
+    return idx_fail(err, errlen, path, "file is %zu bytes, too short for an "
+                    "IDX header (%zu bytes)", len, header);
+  if (idx_read_dims(buf, want_dims, dims, path, err, errlen) ||
+      idx_check_size(len, header, dims, path, err, errlen))
+    return -1;
+  *offset = header;
+  return 0;
+}
+
+/* Joins DIR/PREFIX-NAME into path; -1 when it does not fit. */
+static int idx_join(char *path, size_t size, const char *dir,
+                    const char *prefix, const char *name) {
+  size_t d = strlen(dir);
+  const char *sep = d && dir[d - 1] == '/' ? "" : "/";
+  int n = snprintf(path, size, "%s%s%s-%s", dir, sep, prefix, name);
+  return n < 0 || (size_t)n + 3 >= size ? -1 : 0;
+}
+
+/* Picks path, or path.gz when path does not exist; a missing pair is an
+   error. Any other problem with path is left for rt_read_file to report. */
+static int idx_pick(char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (f || errno != ENOENT) {
+    if (f)
+      fclose(f);
+    return 0;
+  }
+  size_t n = strlen(path);
+  strcpy(path + n, ".gz");
+  if ((f = fopen(path, "rb")) || errno != ENOENT) {
+    if (f)
+      fclose(f);
+    return 0;
+  }
+  path[n] = 0;
+  return idx_fail(err, errlen, path, "no such file (also tried %s.gz)", path);
+}
+
+/* Loads one IDX file of want_dims dimensions: its elements, moved to the
+   front of their buffer, and its dimensions. path gets the file's name. */
+static unsigned char *idx_load(const char *dir, const char *prefix,
+                               const char *name, int want_dims, long dims[3],
+                               char *path, size_t pathlen, char *err,
+                               size_t errlen) {
+  if (idx_join(path, pathlen, dir, prefix, name)) {
+    idx_fail(err, errlen, dir, "path too long");
+    return NULL;
+  }
+  size_t len = 0, off = 0;
+  unsigned char *buf = NULL;
+  if (idx_pick(path, err, errlen) ||
+      !(buf = rt_read_file(path, &len, err, errlen)))
+    return NULL;
+  if (rt_parse_idx(buf, len, want_dims, path, dims, &off, err, errlen)) {
+    free(buf);
+    return NULL;
+  }
+  memmove(buf, buf + off, len - off);
+  unsigned char *p = realloc(buf, len - off);
+  return p ? p : buf;
+}
+
+/* Checks that the labels match the images in count and are < nclasses. */
+static int idx_check_labels(const RtSet *s, long nlabels, int nclasses,
+                            const char *ipath, const char *lpath, char *err,
+                            size_t errlen) {
+  if (nlabels != s->n)
+    return idx_fail(err, errlen, lpath, "has %ld labels but %s has %ld "
+                    "images", nlabels, ipath, s->n);
+  for (long i = 0; i < s->n; i++)
+    if (s->labels[i] >= nclasses)
+      return idx_fail(err, errlen, lpath, "label %d at index %ld is out of "
+                      "range (expected 0..%d)", s->labels[i], i, nclasses - 1);
+  return 0;
+}
+
+/* Loads DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte. */
+int rt_load_set(const char *dir, const char *prefix, int nclasses,
+                RtSet *set, char *err, size_t errlen) {
+  char ipath[FILENAME_MAX], lpath[FILENAME_MAX];
+  long idims[3], ldims[3];
+  memset(set, 0, sizeof *set);
+  if (nclasses < 1 || nclasses > 256)
+    return idx_fail(err, errlen, dir, "%d classes: expected 1..256",
+                    nclasses);
+  set->images = idx_load(dir, prefix, "images-idx3-ubyte", 3, idims, ipath,
+                         sizeof ipath, err, errlen);
+  if (!set->images)
+    return -1;
+  set->n = idims[0];
+  if (idims[1] * idims[2] > INT_MAX) {
+    idx_fail(err, errlen, ipath, "images of %ld x %ld pixels are too large",
+             idims[1], idims[2]);
+    rt_free_set(set);
+    return -1;
+  }
+  set->rows = (int)idims[1];
+  set->cols = (int)idims[2];
+  set->labels = idx_load(dir, prefix, "labels-idx1-ubyte", 1, ldims, lpath,
+                         sizeof lpath, err, errlen);
+  if (!set->labels || idx_check_labels(set, ldims[0], nclasses, ipath, lpath,
+                                       err, errlen)) {
+    rt_free_set(set);
+    return -1;
+  }
+  return 0;
+}
+
+/* Frees what rt_load_set allocated and empties the set. */
+void rt_free_set(RtSet *set) {
+  free(set->images);
+  free(set->labels);
+  memset(set, 0, sizeof *set);
+}

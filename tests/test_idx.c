@@ -1,0 +1,559 @@
+/*
+ * test_idx.c — rt_load_set on small IDX files written to a temporary
+ * directory, raw and gzip: that valid files load with the right values,
+ * and that every kind of damage is refused with a message naming the file
+ * and what is wrong. Last, the prepared data sets under data/, if present.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <cmocka.h>
+#include "../runtime/rt.h"
+
+#ifndef MLPC_SOURCE_DIR
+#define MLPC_SOURCE_DIR "."
+#endif
+
+enum { N = 5, ROWS = 3, COLS = 4, NCLASSES = 10 };
+
+static char tmp[64];                 /* the temporary directory            */
+static char ipath[128], lpath[128];  /* its train image and label files    */
+static char err[512];
+
+/* ---- building files ---- */
+
+/* A buffer of bytes under construction. */
+typedef struct {
+  unsigned char b[4096];
+  size_t len;
+} Bytes;
+
+/* Appends a big-endian u32. */
+static void put_u32(Bytes *o, uint32_t v) {
+  for (int i = 3; i >= 0; i--)
+    o->b[o->len++] = (unsigned char)(v >> 8 * i);
+}
+
+/* The pixel of image i at offset j, so that every value is checked. */
+static unsigned char pixel(int i, int j) {
+  return (unsigned char)(i * 37 + j * 5 + 1);
+}
+
+/* An image file of n images of rows x cols with the given magic. */
+static Bytes images(uint32_t magic, uint32_t n, uint32_t rows, uint32_t cols) {
+  Bytes o = {.len = 0};
+  put_u32(&o, magic);
+  put_u32(&o, n), put_u32(&o, rows), put_u32(&o, cols);
+  for (uint32_t i = 0; i < n; i++)
+    for (uint32_t j = 0; j < rows * cols; j++)
+      o.b[o.len++] = pixel(i, j);
+  return o;
+}
+
+/* A label file of n labels, label i being i % 10. */
+static Bytes labels(uint32_t n) {
+  Bytes o = {.len = 0};
+  put_u32(&o, 0x801);
+  put_u32(&o, n);
+  for (uint32_t i = 0; i < n; i++)
+    o.b[o.len++] = (unsigned char)(i % 10);
+  return o;
+}
+
+/* Writes len bytes to path. */
+static void write_raw(const char *path, const void *buf, size_t len) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(buf, 1, len, f), len);
+  assert_int_equal(fclose(f), 0);
+}
+
+/* Gzip-compresses buf into out; returns the compressed length. */
+static size_t gzip(const void *buf, size_t len, unsigned char *out,
+                   size_t cap) {
+  z_stream z = {0};
+  assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8,
+                                Z_DEFAULT_STRATEGY), Z_OK);
+  z.next_in = (Bytef *)buf, z.avail_in = (uInt)len;
+  z.next_out = out, z.avail_out = (uInt)cap;
+  assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+  size_t n = z.total_out;
+  deflateEnd(&z);
+  return n;
+}
+
+/* Writes buf gzip-compressed to path.gz. */
+static void write_gz(const char *path, const void *buf, size_t len) {
+  unsigned char out[8192];
+  char gz[160];
+  snprintf(gz, sizeof gz, "%s.gz", path);
+  write_raw(gz, out, gzip(buf, len, out, sizeof out));
+}
+
+/* Writes a valid pair of files, raw. */
+static void write_valid(void) {
+  Bytes im = images(0x803, N, ROWS, COLS), lb = labels(N);
+  write_raw(ipath, im.b, im.len);
+  write_raw(lpath, lb.b, lb.len);
+}
+
+/* Removes the data files (raw, gz, or directories) from the temp dir. */
+static void clean(void) {
+  const char *names[] = {ipath, lpath};
+  char gz[160];
+  for (int i = 0; i < 2; i++) {
+    snprintf(gz, sizeof gz, "%s.gz", names[i]);
+    remove(names[i]);
+    remove(gz);
+  }
+}
+
+/* Makes the temporary directory for the whole group. */
+static int setup(void **state) {
+  (void)state;
+  strcpy(tmp, "/tmp/mlpc-idx-XXXXXX");
+  if (!mkdtemp(tmp))
+    return -1;
+  snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte", tmp);
+  snprintf(lpath, sizeof lpath, "%s/train-labels-idx1-ubyte", tmp);
+  return 0;
+}
+
+/* Removes the temporary directory. */
+static int teardown(void **state) {
+  (void)state;
+  clean();
+  return rmdir(tmp);
+}
+
+/* Starts each test with an empty directory. */
+static int before(void **state) {
+  (void)state;
+  clean();
+  err[0] = 0;
+  return 0;
+}
+
+/* ---- checking ---- */
+
+/* Loads the temp dir's train set, expecting success. */
+static void load_ok(RtSet *s) {
+  if (rt_load_set(tmp, "train", NCLASSES, s, err, sizeof err))
+    fail_msg("unexpected error: %s", err);
+}
+
+/* Loads the temp dir's train set, expecting failure with a message that
+   starts with "path: " and contains phrase. */
+static void load_fails(const char *path, const char *phrase) {
+  RtSet s;
+  err[0] = 0;
+  if (rt_load_set(tmp, "train", NCLASSES, &s, err, sizeof err) != -1)
+    fail_msg("loaded, expected an error about %s: %s", path, phrase);
+  size_t n = strlen(path);
+  if (strncmp(err, path, n) || strncmp(err + n, ": ", 2))
+    fail_msg("message does not start with '%s: ': %s", path, err);
+  if (!strstr(err, phrase))
+    fail_msg("message lacks '%s': %s", phrase, err);
+  assert_null(s.images);
+  assert_null(s.labels);
+}
+
+/* Checks every value of a set made by write_valid. */
+static void check_valid(const RtSet *s) {
+  assert_int_equal(s->n, N);
+  assert_int_equal(s->rows, ROWS);
+  assert_int_equal(s->cols, COLS);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(s->labels[i], i % 10);
+    for (int j = 0; j < ROWS * COLS; j++)
+      assert_int_equal(s->images[i * ROWS * COLS + j], pixel(i, j));
+  }
+}
+
+/* ---- valid files ---- */
+
+/* Both files raw. */
+static void test_raw(void **state) {
+  (void)state;
+  RtSet s;
+  write_valid();
+  load_ok(&s);
+  check_valid(&s);
+  rt_free_set(&s);
+  assert_null(s.images);
+}
+
+/* Both files gzip, found as NAME.gz. */
+static void test_gzip(void **state) {
+  (void)state;
+  Bytes im = images(0x803, N, ROWS, COLS), lb = labels(N);
+  write_gz(ipath, im.b, im.len);
+  write_gz(lpath, lb.b, lb.len);
+  RtSet s;
+  load_ok(&s);
+  check_valid(&s);
+  rt_free_set(&s);
+}
+
+/* One file raw, the other gzip. */
+static void test_mixed(void **state) {
+  (void)state;
+  Bytes im = images(0x803, N, ROWS, COLS), lb = labels(N);
+  write_raw(ipath, im.b, im.len);
+  write_gz(lpath, lb.b, lb.len);
+  RtSet s;
+  load_ok(&s);
+  check_valid(&s);
+  rt_free_set(&s);
+}
+
+/* The raw file wins when both exist. */
+static void test_raw_preferred(void **state) {
+  (void)state;
+  write_valid();
+  Bytes other = images(0x803, N, ROWS, COLS);
+  memset(other.b + 16, 0xee, other.len - 16);
+  write_gz(ipath, other.b, other.len);
+  RtSet s;
+  load_ok(&s);
+  check_valid(&s);
+  rt_free_set(&s);
+}
+
+/* Gzip is recognised by content: a gzip file without .gz loads. */
+static void test_gzip_by_magic(void **state) {
+  (void)state;
+  write_valid();
+  Bytes im = images(0x803, N, ROWS, COLS);
+  unsigned char z[8192];
+  write_raw(ipath, z, gzip(im.b, im.len, z, sizeof z));
+  RtSet s;
+  load_ok(&s);
+  check_valid(&s);
+  rt_free_set(&s);
+}
+
+/* Two concatenated gzip members are one file, as gzip(1) says. */
+static void test_gzip_members(void **state) {
+  (void)state;
+  write_valid();
+  Bytes im = images(0x803, N, ROWS, COLS);
+  unsigned char z[8192];
+  size_t a = gzip(im.b, 20, z, sizeof z);
+  size_t b = gzip(im.b + 20, im.len - 20, z + a, sizeof z - a);
+  write_raw(ipath, z, a + b);
+  RtSet s;
+  load_ok(&s);
+  check_valid(&s);
+  rt_free_set(&s);
+}
+
+/* A trailing slash on the directory makes no double slash. */
+static void test_trailing_slash(void **state) {
+  (void)state;
+  char dir[80];
+  snprintf(dir, sizeof dir, "%s/", tmp);
+  RtSet s;
+  assert_int_equal(rt_load_set(dir, "train", NCLASSES, &s, err, sizeof err),
+                   -1);
+  if (strncmp(err, ipath, strlen(ipath)))
+    fail_msg("message does not start with %s: %s", ipath, err);
+}
+
+/* ---- damaged files ---- */
+
+/* Every truncation of the image file, then of the label file. */
+static void test_truncated(void **state) {
+  (void)state;
+  Bytes im = images(0x803, N, ROWS, COLS), lb = labels(N);
+  char phrase[64];
+  write_raw(lpath, lb.b, lb.len);
+  for (size_t len = 0; len < im.len; len++) {
+    write_raw(ipath, im.b, len);
+    snprintf(phrase, sizeof phrase, "file is %zu bytes", len);
+    load_fails(ipath, phrase);
+  }
+  write_raw(ipath, im.b, im.len);
+  for (size_t len = 0; len < lb.len; len++) {
+    write_raw(lpath, lb.b, len);
+    snprintf(phrase, sizeof phrase, "file is %zu bytes", len);
+    load_fails(lpath, phrase);
+  }
+}
+
+/* Bytes past the end are as wrong as missing ones. */
+static void test_too_long(void **state) {
+  (void)state;
+  write_valid();
+  Bytes im = images(0x803, N, ROWS, COLS);
+  im.b[im.len++] = 0;
+  write_raw(ipath, im.b, im.len);
+  load_fails(ipath, "file is 77 bytes, header says 76");
+}
+
+/* Magic numbers that are not IDX, or not bytes. */
+static void test_bad_magic(void **state) {
+  (void)state;
+  write_valid();
+  Bytes im = images(0x12345678, N, ROWS, COLS);
+  write_raw(ipath, im.b, im.len);
+  load_fails(ipath, "bad magic number 0x12345678, expected 0x00000803 "
+                    "(an IDX image file)");
+  im = images(0x0d03, N, ROWS, COLS);  /* floats, not bytes */
+  write_raw(ipath, im.b, im.len);
+  load_fails(ipath, "its elements are type 0x0d, not unsigned bytes");
+  write_valid();
+  Bytes lb = labels(N);
+  lb.b[3] = 3;
+  write_raw(lpath, lb.b, lb.len);
+  load_fails(lpath, "expected 0x00000801 (an IDX label file)");
+}
+
+/* Label and image files swapped, and a 2-d image file. */
+static void test_wrong_dims(void **state) {
+  (void)state;
+  Bytes im = images(0x803, N, ROWS, COLS), lb = labels(N);
+  write_raw(ipath, lb.b, lb.len);
+  write_raw(lpath, im.b, im.len);
+  load_fails(ipath, "bad magic number 0x00000801, expected 0x00000803 (an "
+                    "IDX image file): it has 1 dimension, not 3");
+  write_raw(ipath, im.b, im.len);
+  load_fails(lpath, "it has 3 dimensions, not 1");
+  Bytes flat = {.len = 0};
+  put_u32(&flat, 0x802);
+  put_u32(&flat, N), put_u32(&flat, ROWS * COLS);
+  memcpy(flat.b + 12, im.b + 16, im.len - 16);
+  flat.len += im.len - 16;
+  write_raw(ipath, flat.b, flat.len);
+  load_fails(ipath, "it has 2 dimensions, not 3");
+}
+
+/* Each dimension in turn zero. */
+static void test_zero_dims(void **state) {
+  (void)state;
+  static const char *const what[] = {"header says 0 images",
+      "header says 0 rows", "header says 0 columns"};
+  write_valid();
+  for (int d = 0; d < 3; d++) {
+    Bytes im = images(0x803, N, ROWS, COLS);
+    memset(im.b + 4 + 4 * d, 0, 4);
+    write_raw(ipath, im.b, im.len);
+    load_fails(ipath, what[d]);
+  }
+  write_valid();
+  Bytes lb = labels(0);
+  write_raw(lpath, lb.b, lb.len);
+  load_fails(lpath, "header says 0 labels");
+}
+
+/* Dimensions whose product overflows, or is absurdly large. */
+static void test_overflow(void **state) {
+  (void)state;
+  write_valid();
+  Bytes im = images(0x803, 0, 0, 0);
+  memset(im.b + 4, 0xff, 12);
+  write_raw(ipath, im.b, im.len);
+  load_fails(ipath, "header says 4294967295 x 4294967295 x 4294967295 "
+                    "elements, which overflows");
+  im = images(0x803, 0, 0, 0);
+  im.len = 4;
+  put_u32(&im, 65536), put_u32(&im, 65536), put_u32(&im, 65536);
+  write_raw(ipath, im.b, im.len);
+  load_fails(ipath, "file is 16 bytes, header says 281474976710672");
+}
+
+/* One label fewer than images. */
+static void test_count_mismatch(void **state) {
+  (void)state;
+  write_valid();
+  Bytes lb = labels(N - 1);
+  write_raw(lpath, lb.b, lb.len);
+  char phrase[300];
+  snprintf(phrase, sizeof phrase, "has 4 labels but %s has 5 images", ipath);
+  load_fails(lpath, phrase);
+}
+
+/* Labels must be below the number of classes. */
+static void test_label_range(void **state) {
+  (void)state;
+  write_valid();
+  Bytes lb = labels(N);
+  lb.b[8 + 3] = 12;
+  write_raw(lpath, lb.b, lb.len);
+  load_fails(lpath, "label 12 at index 3 is out of range (expected 0..9)");
+  lb.b[8 + 3] = 10;
+  write_raw(lpath, lb.b, lb.len);
+  load_fails(lpath, "label 10 at index 3 is out of range (expected 0..9)");
+  lb.b[8 + 3] = 9;
+  write_raw(lpath, lb.b, lb.len);
+  RtSet s;
+  load_ok(&s);
+  rt_free_set(&s);
+}
+
+/* Every byte of a gzip file's compressed data and trailer, flipped. */
+static void test_corrupt_gzip(void **state) {
+  (void)state;
+  Bytes im = images(0x803, N, ROWS, COLS), lb = labels(N);
+  unsigned char z[8192];
+  size_t len = gzip(im.b, im.len, z, sizeof z);
+  write_raw(lpath, lb.b, lb.len);
+  char gz[160];
+  snprintf(gz, sizeof gz, "%s.gz", ipath);
+  for (size_t i = 10; i < len; i++) {
+    z[i] ^= 0xff;
+    write_raw(gz, z, len);
+    z[i] ^= 0xff;
+    load_fails(gz, "gzip data");
+  }
+  z[len - 8] ^= 1;  /* the CRC */
+  write_raw(gz, z, len);
+  load_fails(gz, "corrupt gzip data (incorrect data check)");
+}
+
+/* Every truncation of a gzip file, down to its two magic bytes. */
+static void test_truncated_gzip(void **state) {
+  (void)state;
+  Bytes im = images(0x803, N, ROWS, COLS), lb = labels(N);
+  unsigned char z[8192];
+  size_t len = gzip(im.b, im.len, z, sizeof z);
+  write_raw(lpath, lb.b, lb.len);
+  char gz[160];
+  snprintf(gz, sizeof gz, "%s.gz", ipath);
+  for (size_t n = 2; n < len; n++) {
+    write_raw(gz, z, n);
+    load_fails(gz, "gzip data is truncated");
+  }
+}
+
+/* A directory where the image file should be. */
+static void test_directory(void **state) {
+  (void)state;
+  write_valid();
+  remove(ipath);
+  assert_int_equal(mkdir(ipath, 0755), 0);
+  load_fails(ipath, "is a directory");
+}
+
+/* Neither NAME nor NAME.gz, for images then labels. */
+static void test_missing(void **state) {
+  (void)state;
+  char phrase[300];
+  snprintf(phrase, sizeof phrase, "no such file (also tried %s.gz)", ipath);
+  load_fails(ipath, phrase);
+  write_valid();
+  remove(lpath);
+  snprintf(phrase, sizeof phrase, "no such file (also tried %s.gz)", lpath);
+  load_fails(lpath, phrase);
+}
+
+/* A message longer than the buffer is cut, never overrun. */
+static void test_short_err(void **state) {
+  (void)state;
+  char small[8] = "xxxxxxx";
+  RtSet s;
+  assert_int_equal(rt_load_set(tmp, "train", NCLASSES, &s, small, 5), -1);
+  assert_int_equal(strlen(small), 4);
+  assert_int_equal(small[6], 'x');
+  assert_int_equal(rt_load_set(tmp, "train", NCLASSES, &s, NULL, 0), -1);
+  assert_int_equal(rt_load_set(tmp, "train", 0, &s, err, sizeof err), -1);
+}
+
+/* ---- the prepared data sets ---- */
+
+/* Loads DIR's train and t10k sets, or skips when DIR has none. */
+static int load_pair(const char *dir, RtSet *tr, RtSet *te) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte", dir);
+  if (access(path, F_OK) && (strcat(path, ".gz"), access(path, F_OK)))
+    return -1;
+  if (rt_load_set(dir, "train", NCLASSES, tr, err, sizeof err) ||
+      rt_load_set(dir, "t10k", NCLASSES, te, err, sizeof err))
+    fail_msg("%s", err);
+  return 0;
+}
+
+/* Counts each label of a set. */
+static void histogram(const RtSet *s, long h[NCLASSES]) {
+  memset(h, 0, NCLASSES * sizeof h[0]);
+  for (long i = 0; i < s->n; i++)
+    h[s->labels[i]]++;
+}
+
+/* data/mnist as scripts/data.sh makes it: 8000 + 2000, stratified, mixed. */
+static void test_mnist(void **state) {
+  (void)state;
+  RtSet tr, te;
+  const char *dir = MLPC_SOURCE_DIR "/data/mnist";
+  if (load_pair(dir, &tr, &te))
+    skip();
+  assert_int_equal(tr.rows, 28);
+  assert_int_equal(tr.cols, 28);
+  if (access(MLPC_SOURCE_DIR "/data/mnist/.made-by-data-sh", F_OK) == 0) {
+    long htr[NCLASSES], hte[NCLASSES];
+    assert_int_equal(tr.n, 8000);
+    assert_int_equal(te.n, 2000);
+    histogram(&tr, htr);
+    histogram(&te, hte);
+    for (int d = 0; d < NCLASSES; d++) {  /* 80% of each digit, rounded */
+      double want = 0.8 * (htr[d] + hte[d]);
+      assert_true(htr[d] > want - 1 && htr[d] < want + 1);
+    }
+    long h[NCLASSES];  /* interleaved: every digit in the first 100 */
+    RtSet head = tr;
+    head.n = 100;
+    histogram(&head, h);
+    for (int d = 0; d < NCLASSES; d++)
+      assert_true(h[d] > 0);
+  }
+  rt_free_set(&tr);
+  rt_free_set(&te);
+}
+
+/* data/fashion-mnist: the full 60000 + 10000. */
+static void test_fashion(void **state) {
+  (void)state;
+  RtSet tr, te;
+  if (load_pair(MLPC_SOURCE_DIR "/data/fashion-mnist", &tr, &te))
+    skip();
+  assert_int_equal(tr.n, 60000);
+  assert_int_equal(te.n, 10000);
+  assert_int_equal(tr.rows * tr.cols, 784);
+  rt_free_set(&tr);
+  rt_free_set(&te);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_raw, before),
+    cmocka_unit_test_setup(test_gzip, before),
+    cmocka_unit_test_setup(test_mixed, before),
+    cmocka_unit_test_setup(test_raw_preferred, before),
+    cmocka_unit_test_setup(test_gzip_by_magic, before),
+    cmocka_unit_test_setup(test_gzip_members, before),
+    cmocka_unit_test_setup(test_trailing_slash, before),
+    cmocka_unit_test_setup(test_truncated, before),
+    cmocka_unit_test_setup(test_too_long, before),
+    cmocka_unit_test_setup(test_bad_magic, before),
+    cmocka_unit_test_setup(test_wrong_dims, before),
+    cmocka_unit_test_setup(test_zero_dims, before),
+    cmocka_unit_test_setup(test_overflow, before),
+    cmocka_unit_test_setup(test_count_mismatch, before),
+    cmocka_unit_test_setup(test_label_range, before),
+    cmocka_unit_test_setup(test_corrupt_gzip, before),
+    cmocka_unit_test_setup(test_truncated_gzip, before),
+    cmocka_unit_test_setup(test_directory, before),
+    cmocka_unit_test_setup(test_missing, before),
+    cmocka_unit_test_setup(test_short_err, before),
+    cmocka_unit_test(test_mnist),
+    cmocka_unit_test(test_fashion),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

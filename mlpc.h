@@ -60,7 +60,16 @@ void emit_unit(const Ir *ir, int backend, Buf *b);
 /* A standalone trainer: the unit plus the runtime and main(). */
 void emit_trainer(const Ir *ir, Buf *b);
 
-/* ---- runtime/jit_*.c: the backends ---- */
+/* ---- runtime/weights.c: safetensors weight files ---- */
+
+/* Writes every parameter and buffer of net (not gradients or optimizer
+   state) under PyTorch's names. */
+int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen);
+/* Reads a file written by rt_save_weights or by PyTorch; every name, dtype
+   and shape must fit the model. */
+int rt_load_weights(const RtNet *net, const char *path, char *err, size_t errlen);
+
+/* ---- runtime/jit.c: the backends ---- */
 
 #define BACKENDS(X)      \
   X(BACKEND_TCC, "tcc")  \
@@ -72,6 +81,14 @@ enum { BACKENDS(ENUM1_) NBACKENDS };
 extern const char *const backend_names[NBACKENDS];
 
 typedef struct Jit Jit;
+
+/* runtime/kernels.c: the kernels compiled into mlpc, for tcc's code. */
+typedef void (*KernelFn)(void);
+typedef struct {
+  const char *name;
+  KernelFn f32, f64;
+} RtKernel;
+extern const RtKernel rt_kernels[];
 
 /* Compiles a unit from emit_unit in memory with libtcc. */
 Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen);

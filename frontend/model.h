@@ -8,6 +8,7 @@
 #ifndef MLPC_MODEL_H
 #define MLPC_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "../runtime/net.h"
 

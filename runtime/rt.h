@@ -52,19 +52,16 @@ typedef struct {
   long max_batches;       /* 0: all                                       */
   int shuffle;            /* 0: batches in file order                     */
   int json;               /* JSON Lines on stdout                         */
-  const char *backend;    /* for the header line                          */
   const char *data;       /* data directory                               */
 } RtOptions;
 
+/* "mnist" and "fashion-mnist" → $MLPC_DATA/NAME or data/NAME; any other
+   name is a directory and is returned as it is. */
+const char *rt_data_dir(const char *name, char *buf, size_t len);
 /* Draws the initial parameters for the seed and zeroes all state. */
 void rt_init(const RtNet *net, uint64_t seed);
 /* Loads the data, trains and evaluates, printing each epoch. Returns the
    process exit status: 0, 2 for bad data, 1 for divergence. */
 int rt_train(const RtNet *net, const RtOptions *o);
-
-/* ---- runtime/weights.c: weight files ---- */
-
-int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen);
-int rt_load_weights(const RtNet *net, const char *path, char *err, size_t errlen);
 
 #endif

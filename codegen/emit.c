@@ -1,0 +1,714 @@
+/*
+ * emit.c — C source from the lowered model.
+ *
+ * Planning first: the tensors of the model (parameters, buffers,
+ * gradients, optimizer state) in PyTorch's order. Then the code, all
+ * through emitf: tensors as static arrays with constant sizes, one
+ * forward and one backward function per layer side by side, the
+ * optimizer, the training step and evaluation, and the RtNet table the
+ * runtime drives it through (runtime/net.h).
+ *
+ * The output is deterministic: the same model gives the same bytes.
+ * Numbers are written as hex floats, so every compiler reads back exactly
+ * the double the model file gave.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../mlpc.h"
+#include "embedded.h"
+
+/* ---- the writer ---- */
+
+/* Appends printf-style text to b. */
+void emitf(Buf *b, const char *fmt, ...) {
+  va_list ap;
+  for (;;) {
+    va_start(ap, fmt);
+    size_t room = b->cap - b->len;
+    int n = vsnprintf(b->buf ? b->buf + b->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+      abort(); /* unreachable: formats are ours */
+    if ((size_t)n < room) {
+      b->len += n;
+      return;
+    }
+    b->cap = (b->cap + n + 1) * 2;
+    b->buf = realloc(b->buf, b->cap);
+    if (!b->buf) {
+      fprintf(stderr, "mlpc: error: out of memory\n");
+      exit(1);
+    }
+  }
+}
+
+/* Appends source text, dropping its local #include "..." lines (the
+   headers they name are pasted already). */
+static void paste(Buf *b, const char *text) {
+  while (*text) {
+    const char *end = strchr(text, '\n');
+    size_t len = end ? (size_t)(end - text + 1) : strlen(text);
+    if (strncmp(text, "#include \"", 10))
+      emitf(b, "%.*s", (int)len, text);
+    text += len;
+  }
+}
+
+/* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7". */
+static const char *num(double v) {
+  static char ring[8][40];
+  static int next;
+  char *s = ring[next++ % 8];
+  snprintf(s, sizeof ring[0], "%a", v);
+  return s;
+}
+
+/* ---- planning: the tensors ---- */
+
+typedef struct {
+  char cname[40];   /* C identifier: fc1_weight                          */
+  char tname[56];   /* PyTorch's name: fc1.weight                        */
+  int kind;         /* RT_WEIGHT ...                                     */
+  int i64;          /* a counter                                         */
+  int shape[2];     /* shape[1] == 0 for a vector                        */
+  int fan_in, fan_out;
+  int trained;      /* has a gradient and optimizer state                */
+} Tensor;
+
+typedef struct {
+  const Ir *ir;
+  const Model *m;
+  Buf *b;
+  int ntensors;
+  Tensor t[16 * (MAX_HIDDEN + 1)];
+} Gen;
+
+/* Adds one tensor: C name from the layer prefix, PyTorch name likewise. */
+static Tensor *tensor(Gen *g, const char *prefix, const char *field, int kind,
+                      int rows, int cols) {
+  Tensor *t = &g->t[g->ntensors++];
+  memset(t, 0, sizeof *t);
+  snprintf(t->cname, sizeof t->cname, "%s_%s", prefix, field);
+  snprintf(t->tname, sizeof t->tname, "%s.%s", prefix, field);
+  t->kind = kind;
+  t->shape[0] = rows;
+  t->shape[1] = cols;
+  t->trained = kind <= RT_BETA;
+  return t;
+}
+
+/* The C prefix of a layer: fc1, norm1, relu1, loss. */
+static const char *prefix(const Gen *g, const Layer *l) {
+  static char ring[4][32];
+  static int next;
+  char *s = ring[next++ % 4];
+  switch (l->kind) {
+  case L_LINEAR: snprintf(s, 32, "fc%d", l->index); break;
+  case L_BATCHNORM:
+  case L_LAYERNORM: snprintf(s, 32, "norm%d", l->index); break;
+  case L_ACT: snprintf(s, 32, "%s%d", act_names[g->m->act.type], l->index); break;
+  default: snprintf(s, 32, "loss");
+  }
+  return s;
+}
+
+/* The parameters and buffers of each layer, in PyTorch's module order. */
+static void plan_layer_tensors(Gen *g, const Layer *l) {
+  const char *p = prefix(g, l);
+  if (l->kind == L_LINEAR) {
+    Tensor *w = tensor(g, p, "weight", RT_WEIGHT, l->out, l->in);
+    Tensor *b = tensor(g, p, "bias", RT_BIAS, l->out, 0);
+    w->fan_in = b->fan_in = l->in;
+    w->fan_out = b->fan_out = l->out;
+  }
+  if (l->kind == L_BATCHNORM || l->kind == L_LAYERNORM) {
+    tensor(g, p, "weight", RT_GAMMA, l->out, 0);
+    tensor(g, p, "bias", RT_BETA, l->out, 0);
+  }
+  if (l->kind == L_BATCHNORM) {
+    tensor(g, p, "running_mean", RT_BUF_ZERO, l->out, 0);
+    tensor(g, p, "running_var", RT_BUF_ONE, l->out, 0);
+    tensor(g, p, "num_batches_tracked", RT_BUF_ZERO, 1, 0)->i64 = 1;
+  }
+}
+
+/* The optimizer state each trained tensor carries. */
+static int opt_state_fields(const Optim *o, const char *fields[3]) {
+  int n = 0;
+  if (o->type == OPT_SGD && o->momentum > 0)
+    fields[n++] = "momentum_buffer";
+  if (o->type == OPT_RMSPROP) {
+    fields[n++] = "square_avg";
+    if (o->centered)
+      fields[n++] = "grad_avg";
+    if (o->momentum > 0)
+      fields[n++] = "momentum_buffer";
+  }
+  if (o->type == OPT_ADAM || o->type == OPT_ADAMW) {
+    fields[n++] = "exp_avg";
+    fields[n++] = "exp_avg_sq";
+  }
+  return n;
+}
+
+/* Gradients and optimizer state for every trained tensor, then the step. */
+static void plan_state(Gen *g) {
+  int nparams = g->ntensors;
+  const char *fields[3];
+  int nf = opt_state_fields(&g->m->opt, fields);
+  for (int i = 0; i < nparams; i++) {
+    if (!g->t[i].trained)
+      continue;
+    Tensor p = g->t[i];
+    Tensor *d = tensor(g, p.cname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
+    snprintf(d->cname, sizeof d->cname, "d%s", p.cname);
+    snprintf(d->tname, sizeof d->tname, "%s.grad", p.tname);
+    for (int f = 0; f < nf; f++) {
+      Tensor *s = tensor(g, p.cname, fields[f], RT_STATE, p.shape[0], p.shape[1]);
+      snprintf(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
+    }
+  }
+  Tensor *step = tensor(g, "optimizer", "step", RT_STATE, 1, 0);
+  step->i64 = 1;
+}
+
+/* Plans every tensor of the model. */
+static void plan(Gen *g) {
+  for (int i = 0; i < g->ir->nlayers; i++)
+    plan_layer_tensors(g, &g->ir->layers[i]);
+  plan_state(g);
+}
+
+/* ---- declarations ---- */
+
+static long numel(const Tensor *t) {
+  return t->shape[1] ? (long)t->shape[0] * t->shape[1] : t->shape[0];
+}
+
+/* The shape as a comment: "(128, 784)" or "(128)". */
+static const char *shape_str(const Tensor *t) {
+  static char s[32];
+  if (t->shape[1])
+    snprintf(s, sizeof s, "(%d, %d)", t->shape[0], t->shape[1]);
+  else
+    snprintf(s, sizeof s, "(%d)", t->shape[0]);
+  return s;
+}
+
+/* Every tensor as a static array. */
+static void emit_tensor_decls(Gen *g) {
+  emitf(g->b, "/* ---- tensors ---- */\n\n");
+  for (int i = 0; i < g->ntensors; i++) {
+    const Tensor *t = &g->t[i];
+    emitf(g->b, "static %s %s[%ld]; /* %s %s */\n", t->i64 ? "long long" : "real",
+          t->cname, numel(t), shape_str(t), t->tname);
+  }
+  emitf(g->b, "\n");
+}
+
+/* The activations between layers: each layer's output and its gradient. */
+static void emit_activation_decls(Gen *g) {
+  const Ir *ir = g->ir;
+  emitf(g->b, "static real input[B * %d]; /* (B, %d) pixels / 255 */\n",
+        ir->m->input, ir->m->input);
+  for (int i = 0; i < ir->nlayers; i++) {
+    const Layer *l = &ir->layers[i];
+    const char *p = prefix(g, l);
+    if (l->kind == L_LOSS) {
+      emitf(g->b, "static real loss_lse[B]; /* (B) logsumexp of each row */\n");
+      continue;
+    }
+    emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
+          p, l->out, p, l->out, l->out);
+    if (l->kind == L_LINEAR)
+      emitf(g->b, "static real %s_wt[%d * %d]; /* (%d, %d) weight transposed */\n",
+            p, l->in, l->out, l->in, l->out);
+    if (l->kind == L_BATCHNORM)
+      emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
+            "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n",
+            p, l->out, l->out, p, l->out, l->out);
+    if (l->kind == L_LAYERNORM)
+      emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
+            "static double %s_rstd[B]; /* (B) 1/sqrt(var + eps) */\n",
+            p, l->out, l->out, p);
+  }
+  emitf(g->b, "\n");
+}
+
+/* ---- layers: forward and backward side by side ---- */
+
+typedef struct {
+  Gen *g;
+  const Layer *l;
+  const char *p;     /* this layer's prefix                              */
+  const char *in;    /* the input buffer: "input" or "fc1_out"           */
+  int first;         /* the input is the model's: no gradient for it     */
+} Ctx;
+
+/* linear: y = x·Wᵀ + b. */
+static void emit_linear(Ctx *c) {
+  Buf *b = c->g->b;
+  const char *p = c->p;
+  int I = c->l->in, O = c->l->out;
+  emitf(b, "/* %s: Linear(%d, %d), (B, %d) -> (B, %d) */\n", p, I, O, I, O);
+  emitf(b, "static void %s_forward(int n) {\n"
+        "  mm_xwt(n, %d, %d, %s, %s_weight, %s_bias, %s_out, %s_wt);\n}\n\n",
+        p, O, I, c->in, p, p, p, p);
+  emitf(b, "static void %s_backward(int n) {\n"
+        "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
+        "  mm_db(n, %d, d%s_out, d%s_bias);\n",
+        p, O, I, p, c->in, p, O, p, p);
+  if (!c->first)
+    emitf(b, "  mm_dx(n, %d, %d, d%s_out, %s_weight, d%s);\n", O, I, p, p, c->in);
+  emitf(b, "}\n\n");
+}
+
+/* The running statistics' update of BatchNorm (inside the train branch). */
+static void emit_bn_running(Ctx *c) {
+  const Norm *nm = &c->g->m->norm;
+  const char *p = c->p;
+  if (nm->cumulative)
+    emitf(c->g->b, "      double m = 1.0 / %s_num_batches_tracked[0];"
+          " /* cumulative average */\n", p);
+  else
+    emitf(c->g->b, "      double m = %s; /* momentum %g */\n", num(nm->momentum),
+          nm->momentum);
+  emitf(c->g->b,
+        "      %s_running_mean[c] = (real)((1 - m) * %s_running_mean[c] + m * mean);\n"
+        "      %s_running_var[c] = (real)((1 - m) * %s_running_var[c] + m * var * n / (n - 1));\n",
+        p, p, p, p);
+}
+
+/* BatchNorm1d: per feature over the batch; batch statistics in training
+   (biased variance), running statistics in evaluation. */
+static void emit_batchnorm(Ctx *c) {
+  Buf *b = c->g->b;
+  const char *p = c->p, *x = c->in;
+  int C = c->l->out;
+  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C,
+        c->g->m->norm.eps, C, C);
+  emitf(b, "static void %s_forward(int n, int train) {\n"
+        "  if (train)\n    %s_num_batches_tracked[0]++;\n"
+        "  for (int c = 0; c < %d; c++) {\n"
+        "    double mean = %s_running_mean[c], var = %s_running_var[c];\n"
+        "    if (train) {\n"
+        "      double s = 0, v = 0;\n"
+        "      for (int r = 0; r < n; r++)\n        s += %s[r * %d + c];\n"
+        "      mean = s / n;\n"
+        "      for (int r = 0; r < n; r++) {\n"
+        "        double d = %s[r * %d + c] - mean;\n        v += d * d;\n      }\n"
+        "      var = v / n;\n",
+        p, p, C, p, p, x, C, x, C);
+  emit_bn_running(c);
+  emitf(b, "    }\n"
+        "    double rstd = 1 / sqrt(var + %s);\n    %s_rstd[c] = rstd;\n"
+        "    for (int r = 0; r < n; r++) {\n"
+        "      real xh = (real)((%s[r * %d + c] - mean) * rstd);\n"
+        "      %s_xhat[r * %d + c] = xh;\n"
+        "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
+        "    }\n  }\n}\n\n",
+        num(c->g->m->norm.eps), p, x, C, p, C, p, C, p, p);
+  emitf(b, "static void %s_backward(int n) {\n"
+        "  for (int c = 0; c < %d; c++) {\n"
+        "    double sdy = 0, sdyx = 0;\n"
+        "    for (int r = 0; r < n; r++) {\n"
+        "      sdy += d%s_out[r * %d + c];\n"
+        "      sdyx += d%s_out[r * %d + c] * %s_xhat[r * %d + c];\n    }\n"
+        "    d%s_weight[c] = (real)sdyx;\n    d%s_bias[c] = (real)sdy;\n"
+        "    double k = %s_weight[c] * %s_rstd[c] / n;\n"
+        "    for (int r = 0; r < n; r++)\n"
+        "      d%s[r * %d + c] = (real)(k * (n * (double)d%s_out[r * %d + c] - sdy"
+        " - %s_xhat[r * %d + c] * sdyx));\n"
+        "  }\n}\n\n",
+        p, C, p, C, p, C, p, C, p, p, p, p, x, C, p, C, p, C);
+}
+
+/* LayerNorm: per row over its features; the same in training and eval. */
+static void emit_layernorm(Ctx *c) {
+  Buf *b = c->g->b;
+  const char *p = c->p, *x = c->in;
+  int D = c->l->out;
+  emitf(b, "/* %s: LayerNorm(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, D,
+        c->g->m->norm.eps, D, D);
+  emitf(b, "static void %s_forward(int n, int train) {\n"
+        "  (void)train;\n"
+        "  for (int r = 0; r < n; r++) {\n"
+        "    const real *xr = %s + r * %d;\n"
+        "    double s = 0, v = 0;\n"
+        "    for (int c = 0; c < %d; c++)\n      s += xr[c];\n"
+        "    double mean = s / %d;\n"
+        "    for (int c = 0; c < %d; c++)\n      v += (xr[c] - mean) * (xr[c] - mean);\n"
+        "    double rstd = 1 / sqrt(v / %d + %s);\n    %s_rstd[r] = rstd;\n"
+        "    for (int c = 0; c < %d; c++) {\n"
+        "      real xh = (real)((xr[c] - mean) * rstd);\n"
+        "      %s_xhat[r * %d + c] = xh;\n"
+        "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
+        "    }\n  }\n}\n\n",
+        p, x, D, D, D, D, D, num(c->g->m->norm.eps), p, D, p, D, p, D, p, p);
+  emitf(b, "static void %s_backward(int n) {\n"
+        "  for (int c = 0; c < %d; c++)\n    d%s_weight[c] = d%s_bias[c] = 0;\n"
+        "  for (int r = 0; r < n; r++) {\n"
+        "    const real *dy = d%s_out + r * %d, *xh = %s_xhat + r * %d;\n"
+        "    double sg = 0, sgx = 0;\n"
+        "    for (int c = 0; c < %d; c++) {\n"
+        "      d%s_weight[c] += dy[c] * xh[c];\n      d%s_bias[c] += dy[c];\n"
+        "      double g = (double)%s_weight[c] * dy[c];\n"
+        "      sg += g;\n      sgx += g * xh[c];\n    }\n",
+        p, D, p, p, p, D, p, D, D, p, p, p);
+  if (!c->first)
+    emitf(b, "    for (int c = 0; c < %d; c++)\n"
+          "      d%s[r * %d + c] = (real)((%d * ((double)%s_weight[c] * dy[c]) - sg"
+          " - xh[c] * sgx) * %s_rstd[r] / %d);\n",
+          D, x, D, D, p, p, D);
+  emitf(b, "  }\n}\n\n");
+}
+
+/* Activations: y from x, and dx from x, y and the upstream gradient g.
+   P is the activation's parameter (slope, alpha). */
+typedef struct {
+  const char *fwd, *bwd;
+} ActCode;
+
+static const ActCode act_code[NACTS] = {
+  [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)"},
+  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)"},
+  [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P"},
+  [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y"},
+  [ACT_SILU] = {"x / (R(1) + EXP(-x))",
+                "g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x))))"},
+  [ACT_GELU] = {"x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)))",
+                "g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)))"
+                " + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5))"},
+  [ACT_ELU] = {"x > 0 ? x : P * (EXP(x) - R(1))", "x > 0 ? g : g * P * EXP(x)"},
+};
+
+/* Whether an activation takes a parameter (its default is not 0). */
+static const int act_has_param[NACTS] = {
+#define HAS_(e, s, dflt) (dflt) != 0,
+  ACTS(HAS_)
+#undef HAS_
+};
+
+/* An elementwise activation. */
+static void emit_act(Ctx *c) {
+  Buf *b = c->g->b;
+  const char *p = c->p;
+  const Act *a = &c->g->m->act;
+  int C = c->l->out;
+  const ActCode *code = &act_code[a->type];
+  emitf(b, "/* %s: %s, (B, %d) -> (B, %d) */\n", p, act_names[a->type], C, C);
+  if (act_has_param[a->type])
+    emitf(b, "#define P R(%s) /* %g */\n", num(a->param), a->param);
+  emitf(b, "static void %s_forward(int n) {\n"
+        "  for (int i = 0; i < n * %d; i++) {\n"
+        "    real x = %s[i];\n    %s_out[i] = %s;\n  }\n}\n\n",
+        p, C, c->in, p, code->fwd);
+  if (!c->first)
+    emitf(b, "static void %s_backward(int n) {\n"
+          "  for (int i = 0; i < n * %d; i++) {\n"
+          "    real x = %s[i], y = %s_out[i], g = d%s_out[i];\n"
+          "    (void)x, (void)y;\n"
+          "    d%s[i] = %s;\n  }\n}\n",
+          p, C, c->in, p, p, c->in, code->bwd);
+  if (act_has_param[a->type])
+    emitf(b, "#undef P\n");
+  emitf(b, "\n");
+}
+
+/* Cross-entropy through log-sum-exp; forward returns the summed loss of
+   the n rows and counts the rows whose arg max is the label. */
+static void emit_loss(Ctx *c) {
+  Buf *b = c->g->b;
+  int K = c->l->out;
+  const char *z = c->in;
+  emitf(b, "/* loss: cross-entropy over (B, %d) logits */\n", K);
+  emitf(b, "static double loss_forward(int n, const unsigned char *y, long *correct) {\n"
+        "  double sum = 0;\n"
+        "  for (int r = 0; r < n; r++) {\n"
+        "    const real *z = %s + r * %d;\n"
+        "    real m = z[0], s = 0;\n    int arg = 0;\n"
+        "    for (int k = 1; k < %d; k++)\n"
+        "      if (z[k] > m)\n        m = z[k], arg = k;\n"
+        "    for (int k = 0; k < %d; k++)\n      s += EXP(z[k] - m);\n"
+        "    loss_lse[r] = m + LOG(s);\n"
+        "    sum += loss_lse[r] - z[y[r]];\n"
+        "    *correct += arg == y[r];\n  }\n  return sum;\n}\n\n",
+        z, K, K, K);
+  emitf(b, "static void loss_backward(int n, const unsigned char *y) {\n"
+        "  for (int r = 0; r < n; r++)\n"
+        "    for (int k = 0; k < %d; k++)\n"
+        "      d%s[r * %d + k] = (EXP(%s[r * %d + k] - loss_lse[r]) - (k == y[r])) / n;\n"
+        "}\n\n",
+        K, z, K, z, K);
+}
+
+typedef void EmitLayer(Ctx *c);
+static EmitLayer *const emit_layer[NLAYERS] = {
+  [L_LINEAR] = emit_linear,
+  [L_BATCHNORM] = emit_batchnorm,
+  [L_LAYERNORM] = emit_layernorm,
+  [L_ACT] = emit_act,
+  [L_LOSS] = emit_loss,
+};
+
+/* Every layer's pair of functions, in forward order. */
+static void emit_layers(Gen *g) {
+  char in[40] = "input";
+  for (int i = 0; i < g->ir->nlayers; i++) {
+    const Layer *l = &g->ir->layers[i];
+    Ctx c = {g, l, prefix(g, l), in, i == 0};
+    emit_layer[l->kind](&c);
+    snprintf(in, sizeof in, "%s_out", c.p);
+  }
+}
+
+/* ---- the optimizer ---- */
+
+/* The update of one tensor, for the model's optimizer. Tensor p, its
+   gradient dp, and up to three state tensors s0..s2 (opt_state_fields). */
+static void emit_sgd(Gen *g) {
+  const Optim *o = &g->m->opt;
+  Buf *b = g->b;
+  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
+  if (o->weight_decay)
+    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
+  if (o->momentum > 0) {
+    emitf(b, "    s0[i] = optimizer_step[0] == 1 ? d : R(%s) * s0[i] + R(%s) * d;\n",
+          num(o->momentum), num(1 - o->dampening));
+    if (o->nesterov)
+      emitf(b, "    d += R(%s) * s0[i]; /* nesterov */\n", num(o->momentum));
+    else
+      emitf(b, "    d = s0[i];\n");
+  }
+  emitf(b, "    p[i] += R(%s) * d; /* -lr */\n  }\n", num(-o->lr));
+}
+
+static void emit_rmsprop(Gen *g) {
+  const Optim *o = &g->m->opt;
+  Buf *b = g->b;
+  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
+  if (o->weight_decay)
+    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
+  emitf(b, "    s0[i] = s0[i] * R(%s) + R(%s) * d * d;\n", num(o->alpha),
+        num(1 - o->alpha));
+  if (o->centered)
+    emitf(b, "    s1[i] = s1[i] * R(%s) + R(%s) * d;\n"
+          "    real avg = SQRT(s0[i] - s1[i] * s1[i]) + R(%s);\n",
+          num(o->alpha), num(1 - o->alpha), num(o->eps));
+  else
+    emitf(b, "    real avg = SQRT(s0[i]) + R(%s);\n", num(o->eps));
+  if (o->momentum > 0)
+    emitf(b, "    %s[i] = %s[i] * R(%s) + d / avg;\n    p[i] += R(%s) * %s[i];\n",
+          o->centered ? "s2" : "s1", o->centered ? "s2" : "s1", num(o->momentum),
+          num(-o->lr), o->centered ? "s2" : "s1");
+  else
+    emitf(b, "    p[i] += R(%s) * (d / avg);\n", num(-o->lr));
+  emitf(b, "  }\n");
+}
+
+static void emit_adam(Gen *g) {
+  const Optim *o = &g->m->opt;
+  Buf *b = g->b;
+  emitf(b, "  double t = (double)optimizer_step[0];\n"
+        "  real step_size = (real)(%s / (1 - pow(%s, t)));\n"
+        "  real bc2_sqrt = (real)sqrt(1 - pow(%s, t));\n",
+        num(o->lr), num(o->beta1), num(o->beta2));
+  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
+  if (o->type == OPT_ADAMW && o->weight_decay)
+    emitf(b, "    p[i] *= R(%s); /* 1 - lr * weight_decay */\n",
+          num(1 - o->lr * o->weight_decay));
+  if (o->type == OPT_ADAM && o->weight_decay)
+    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
+  emitf(b, "    s0[i] = s0[i] * R(%s) + R(%s) * d;\n"
+        "    s1[i] = s1[i] * R(%s) + R(%s) * d * d;\n"
+        "    p[i] += -step_size * (s0[i] / (SQRT(s1[i]) / bc2_sqrt + R(%s)));\n  }\n",
+        num(o->beta1), num(1 - o->beta1), num(o->beta2), num(1 - o->beta2),
+        num(o->eps));
+}
+
+typedef void EmitOpt(Gen *g);
+static EmitOpt *const emit_opt[NOPTS] = {
+  [OPT_SGD] = emit_sgd,
+  [OPT_RMSPROP] = emit_rmsprop,
+  [OPT_ADAM] = emit_adam,
+  [OPT_ADAMW] = emit_adam,
+};
+
+/* The update function, then one call per trained tensor. */
+static void emit_optimizer(Gen *g) {
+  Buf *b = g->b;
+  const Optim *o = &g->m->opt;
+  emitf(b, "/* optimizer: %s, lr %g */\n", opt_names[o->type], o->lr);
+  emitf(b, "static void update(real *p, const real *dp, real *s0, real *s1,"
+        " real *s2, int len) {\n  (void)s0, (void)s1, (void)s2;\n");
+  emit_opt[o->type](g);
+  emitf(b, "}\n\n");
+  const char *fields[3];
+  int nf = opt_state_fields(o, fields);
+  emitf(b, "static void optimizer_update(void) {\n  optimizer_step[0]++;\n");
+  for (int i = 0; i < g->ntensors; i++) {
+    const Tensor *t = &g->t[i];
+    if (!t->trained)
+      continue;
+    emitf(b, "  update(%s, d%s", t->cname, t->cname);
+    for (int f = 0; f < 3; f++)
+      if (f < nf)
+        emitf(b, ", %s_%s", t->cname, fields[f]);
+      else
+        emitf(b, ", 0");
+    emitf(b, ", %ld);\n", numel(t));
+  }
+  emitf(b, "}\n\n");
+}
+
+/* ---- the step, evaluation and the table ---- */
+
+/* forward(n, train) and backward(n, y) over all layers. */
+static void emit_passes(Gen *g) {
+  Buf *b = g->b;
+  const Ir *ir = g->ir;
+  emitf(b, "static void load_input(int n, const unsigned char *x) {\n"
+        "  for (int i = 0; i < n * %d; i++)\n    input[i] = (real)x[i] / R(255);\n}\n\n",
+        ir->m->input);
+  emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
+  for (int i = 0; i < ir->nlayers - 1; i++) {
+    const Layer *l = &ir->layers[i];
+    int norm = l->kind == L_BATCHNORM || l->kind == L_LAYERNORM;
+    emitf(b, "  %s_forward(n%s);\n", prefix(g, l), norm ? ", train" : "");
+  }
+  emitf(b, "}\n\nstatic void backward(int n, const unsigned char *y) {\n"
+        "  loss_backward(n, y);\n");
+  for (int i = ir->nlayers - 2; i >= 0; i--)
+    emitf(b, "  %s_backward(n);\n", prefix(g, &ir->layers[i]));
+  emitf(b, "}\n\n");
+}
+
+/* The three entry points of RtNet. */
+static void emit_entries(Gen *g) {
+  emitf(g->b,
+        "static double grad(int n, const unsigned char *x, const unsigned char *y) {\n"
+        "  long correct = 0;\n"
+        "  load_input(n, x);\n  forward(n, 1);\n"
+        "  double loss = loss_forward(n, y, &correct) / n;\n"
+        "  backward(n, y);\n  return loss;\n}\n\n"
+        "static double train_step(int n, const unsigned char *x, const unsigned char *y) {\n"
+        "  double loss = grad(n, x, y);\n  optimizer_update();\n  return loss;\n}\n\n"
+        "static void eval(int n, const unsigned char *x, const unsigned char *y,\n"
+        "                 double *loss_sum, long *correct) {\n"
+        "  load_input(n, x);\n  forward(n, 0);\n"
+        "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
+}
+
+/* The tensor table and mlpc_net(). */
+static void emit_table(Gen *g) {
+  Buf *b = g->b;
+  const Model *m = g->m;
+  static const char *const kinds[] = {"RT_WEIGHT", "RT_BIAS", "RT_GAMMA", "RT_BETA",
+                                      "RT_BUF_ZERO", "RT_BUF_ONE", "RT_STATE", "RT_GRAD"};
+  static const char *const inits[] = {
+#define NAME_(e, s) #e,
+    RT_INIT_SCHEMES(NAME_)
+#undef NAME_
+  };
+  emitf(b, "static RtTensor tensors[%d] = {\n", g->ntensors);
+  for (int i = 0; i < g->ntensors; i++) {
+    const Tensor *t = &g->t[i];
+    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s},\n", t->tname, kinds[t->kind],
+          t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
+          t->shape[1] ? 2 : 1, t->shape[0], t->shape[1], t->fan_in, t->fan_out,
+          t->cname);
+  }
+  emitf(b, "};\n\n");
+  emitf(b, "static const RtNet net = {\n"
+        "  \"%s\", %d, %d, B, %s, %s, %d, %d, tensors,\n"
+        "  train_step, eval, grad,\n};\n\n"
+        "const RtNet *mlpc_net(void) { return &net; }\n",
+        m->name, m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
+        inits[m->init], m->norm.type == NORM_BATCH, g->ntensors);
+}
+
+/* A one-line description of the model, for the header comment. */
+static void emit_banner(Gen *g) {
+  const Model *m = g->m;
+  emitf(g->b, "/* %s: %d", m->name, m->input);
+  for (int k = 0; k < m->nhidden; k++)
+    emitf(g->b, "-%d", m->hidden[k]);
+  emitf(g->b, "-%d, norm %s, %s, init %s, %s, batch %d, %s; generated by mlpc */\n\n",
+        m->output, norm_names[m->norm.type], act_names[m->act.type],
+        init_names[m->init], opt_names[m->opt.type], m->batch_size,
+        dtype_names[m->dtype]);
+}
+
+void emit_model(const Ir *ir, Buf *b) {
+  static Gen g; /* large: kept off the stack */
+  memset(&g, 0, sizeof g);
+  g.ir = ir;
+  g.m = ir->m;
+  g.b = b;
+  plan(&g);
+  emit_banner(&g);
+  emitf(b, "enum { B = %d }; /* the largest batch */\n\n", g.m->batch_size);
+  emit_tensor_decls(&g);
+  emit_activation_decls(&g);
+  emit_layers(&g);
+  emit_optimizer(&g);
+  emit_passes(&g);
+  emit_entries(&g);
+  emit_table(&g);
+}
+
+/* ---- whole translation units ---- */
+
+/* What comes before the model: the interface, `real` and its math, and
+   the kernels (inlined, or only declared for tcc). */
+static void emit_prelude(const Ir *ir, int backend, Buf *b) {
+  int f32 = ir->m->dtype == DT_F32;
+  const char *sfx = f32 ? "f" : "";
+  emitf(b, "#include <math.h>\n");
+  paste(b, net_h);
+  emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
+  emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"
+        "#define ERF erf%s\n#define SQRT sqrt%s\n\n", sfx, sfx, sfx, sfx, sfx);
+  if (backend == BACKEND_TCC)
+    emitf(b, "#define MLPC_KERNEL_PROTOTYPES\n");
+  paste(b, kernels_h);
+  emitf(b, "\n");
+}
+
+void emit_unit(const Ir *ir, int backend, Buf *b) {
+  emit_prelude(ir, backend, b);
+  emit_model(ir, b);
+}
+
+/* A string as a C literal; model names and data paths are checked by the
+   frontend, but escape anyway. */
+static void emit_cstring(Buf *b, const char *s) {
+  emitf(b, "\"");
+  for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+    if (*c == '"' || *c == '\\')
+      emitf(b, "\\%c", *c);
+    else if (*c < 32 || *c > 126)
+      emitf(b, "\\%03o", *c);
+    else
+      emitf(b, "%c", *c);
+  emitf(b, "\"");
+}
+
+void emit_trainer(const Ir *ir, Buf *b) {
+  const Model *m = ir->m;
+  emitf(b, "/* A standalone trainer generated by mlpc. Build: cc -O2 FILE.c -o trainer -lm -lz */\n");
+  emitf(b, "#define _GNU_SOURCE\n");
+  emit_unit(ir, BACKEND_GCC, b);
+  emitf(b, "\n/* ---- the runtime ---- */\n");
+  paste(b, rt_h);
+  paste(b, idx_c);
+  paste(b, rng_c);
+  paste(b, train_c);
+  emitf(b, "\n/* ---- the model's defaults ---- */\n");
+  emitf(b, "static const char trainer_data[] = ");
+  emit_cstring(b, m->data);
+  emitf(b, ";\nstatic const RtOptions trainer_defaults = {%d, %lluULL, %ld, 1, 0, 0};\n\n",
+        m->epochs, (unsigned long long)m->seed, m->max_batches);
+  paste(b, trainer_main_c);
+}

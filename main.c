@@ -1,0 +1,271 @@
+/*
+ * main.c — the driver. The whole pipeline is here, one stage a line:
+ *
+ *   load (frontend/load.c) → check (the same) → lower (codegen/ir.c)
+ *   → emit (codegen/emit.c) → compile (runtime/jit.c: tcc or gcc)
+ *   → run (runtime/train.c)
+ *
+ * Exit status: 0 success, 2 bad input (model file, flags, data), 1 the rest.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "mlpc.h"
+
+static const char usage[] =
+  "usage: mlpc MODEL.json [--run] [options]\n"
+  "       mlpc MODEL.json --emit FILE.c\n"
+  "\n"
+  "Compiles a JSON model description (docs/model-format.md) into C and,\n"
+  "with --run, trains it on MNIST-shaped data, printing train loss, test\n"
+  "loss and test accuracy after each epoch.\n"
+  "\n"
+  "Actions (at least one):\n"
+  "  --run                 compile and train the model\n"
+  "  --emit FILE.c         write a standalone trainer, one C file that builds\n"
+  "                        with: cc -O2 FILE.c -o trainer -lm -lz\n"
+  "  --emit-model FILE.c   write only the model's generated code\n"
+  "  --dump-ir             print the lowered layers\n"
+  "\n"
+  "Run options (override the model file):\n"
+  "  --backend tcc|gcc     compiler for --run (default gcc when on PATH, else tcc)\n"
+  "  --epochs N            epochs to train\n"
+  "  --seed N              seed of the initial weights and the batch order\n"
+  "  --batch-size N        samples per training batch\n"
+  "  --lr X                the optimizer's learning rate\n"
+  "  --max-batches N       train and test only N batches per epoch\n"
+  "  --data DIR            mnist, fashion-mnist (under $MLPC_DATA or data/),\n"
+  "                        or a directory holding the four IDX files\n"
+  "  --no-shuffle          batches in file order, the same every epoch\n"
+  "  --json                stdout as JSON Lines: one object per epoch, then\n"
+  "                        a summary object\n"
+  "  --load-weights FILE   start from these weights (safetensors) instead of\n"
+  "                        the initialisation\n"
+  "  --save-weights FILE   write the trained weights (safetensors)\n"
+  "\n"
+  "  --help                this text\n"
+  "  --version             mlpc's version\n"
+  "\n"
+  "Exit status: 0 success, 2 bad input (model file, flags, data), 1 other\n"
+  "errors (such as a diverging run).\n";
+
+typedef struct {
+  const char *model;
+  int run, dump_ir, json, no_shuffle;
+  int backend;                  /* -1: the default                       */
+  const char *emit, *emit_model, *save, *load;
+} Args;
+
+/* Prints a user error and exits 2. */
+static void die_input(const char *msg) {
+  fprintf(stderr, "mlpc: %s\n", msg);
+  exit(2);
+}
+
+/* Prints an error of ours or of the system and exits 1. */
+static void die(const char *msg) {
+  fprintf(stderr, "mlpc: error: %s\n", msg);
+  exit(1);
+}
+
+/* The run flags that override model keys: flag → key. */
+static const struct {
+  const char *flag, *key;
+} overrides[] = {
+  {"--epochs", "epochs"}, {"--seed", "seed"}, {"--batch-size", "batch_size"},
+  {"--lr", "optimizer.lr"}, {"--max-batches", "max_batches"}, {"--data", "data"},
+};
+
+/* Handles a flag that takes a value; returns 1 if a was one. */
+static int value_flag(Args *A, Model *m, const char *a, const char *v, char *err,
+                      size_t errlen) {
+  const char **dst = !strcmp(a, "--emit") ? &A->emit
+                   : !strcmp(a, "--emit-model") ? &A->emit_model
+                   : !strcmp(a, "--save-weights") ? &A->save
+                   : !strcmp(a, "--load-weights") ? &A->load : NULL;
+  if (dst) {
+    *dst = v;
+    return 1;
+  }
+  if (!strcmp(a, "--backend")) {
+    for (int b = 0; b < NBACKENDS; b++)
+      if (!strcmp(v, backend_names[b]))
+        return A->backend = b, 1;
+    snprintf(err, errlen, "--backend: error: unknown backend '%s'; expected tcc or gcc", v);
+    die_input(err);
+  }
+  for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
+    if (!strcmp(a, overrides[i].flag)) {
+      if (fe_override(m, a, overrides[i].key, v, err, errlen))
+        die_input(err);
+      return 1;
+    }
+  return 0;
+}
+
+/* Handles a flag without a value; returns 1 if a was one. */
+static int bool_flag(Args *A, const char *a) {
+  int *dst = !strcmp(a, "--run") ? &A->run
+           : !strcmp(a, "--dump-ir") ? &A->dump_ir
+           : !strcmp(a, "--json") ? &A->json
+           : !strcmp(a, "--no-shuffle") ? &A->no_shuffle : NULL;
+  if (dst)
+    *dst = 1;
+  return dst != NULL;
+}
+
+/* Finds the model file among the arguments (flags apply after it loads). */
+static const char *find_model(int argc, char **argv) {
+  const char *model = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      fputs(usage, stdout);
+      exit(0);
+    }
+    if (!strcmp(a, "--version")) {
+      printf("mlpc %s\n", MLPC_VERSION);
+      exit(0);
+    }
+    if (a[0] == '-' && a[1] == '-') {
+      i += !bool_flag(&(Args){0}, a); /* skip a value flag's value */
+      continue;
+    }
+    if (model) {
+      fprintf(stderr, "mlpc: error: more than one model file: '%s' and '%s'\n", model, a);
+      exit(2);
+    }
+    model = a;
+  }
+  if (!model) {
+    fputs(usage, stderr);
+    exit(2);
+  }
+  return model;
+}
+
+/* Parses the command line into A, with the model's overrides applied to m. */
+static void parse_args(int argc, char **argv, Args *A, Model *m) {
+  char err[1024];
+  A->model = find_model(argc, argv);
+  A->backend = -1;
+  if (fe_load(A->model, m, err, sizeof err))
+    die_input(err);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a == A->model || bool_flag(A, a))
+      continue;
+    if (a[0] == '-' && a[1] == '-' && i + 1 < argc && value_flag(A, m, a, argv[i + 1], err,
+                                                                sizeof err)) {
+      i++;
+      continue;
+    }
+    snprintf(err, sizeof err, "error: unknown option or missing value: '%s' (see mlpc --help)", a);
+    die_input(err);
+  }
+  if (!A->run && !A->emit && !A->emit_model && !A->dump_ir)
+    die_input("error: nothing to do: give --run, --emit FILE.c, --emit-model FILE.c "
+              "or --dump-ir");
+}
+
+/* Whether gcc can be found on PATH. */
+static int have_gcc(void) {
+  const char *path = getenv("PATH");
+  char buf[4096];
+  while (path && *path) {
+    size_t n = strcspn(path, ":");
+    snprintf(buf, sizeof buf, "%.*s/gcc", (int)n, path);
+    if (access(buf, X_OK) == 0)
+      return 1;
+    path += n + (path[n] == ':');
+  }
+  return 0;
+}
+
+/* Writes text to path, or dies. */
+static void write_text(const char *path, const Buf *b) {
+  FILE *f = fopen(path, "w");
+  if (!f || fwrite(b->buf, 1, b->len, f) != b->len || fclose(f)) {
+    fprintf(stderr, "mlpc: error: %s: cannot write\n", path);
+    exit(1);
+  }
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Compiles the model with the chosen backend, saying so. */
+static Jit *compile(const Ir *ir, int backend, FILE *info) {
+  char err[2048];
+  Buf src = {0};
+  double t0 = now();
+  emit_unit(ir, backend, &src);
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, ir->m->dtype, err, sizeof err)
+                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
+  free(src.buf);
+  if (!j)
+    die(err);
+  if (backend == BACKEND_GCC)
+    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off): %s in %.3f s\n",
+            jit_cached(j) ? "cached object loaded" : "compiled", now() - t0);
+  else
+    fprintf(info, "backend tcc: compiled in memory in %.3f s\n", now() - t0);
+  return j;
+}
+
+/* Prints what is about to be trained. */
+static void describe(const Model *m, FILE *info) {
+  fprintf(info, "mlpc %s: %s: %d", MLPC_VERSION, m->name, m->input);
+  for (int k = 0; k < m->nhidden; k++)
+    fprintf(info, "-%d", m->hidden[k]);
+  fprintf(info, "-%d, norm %s, %s, init %s, %s lr %g, batch %d, %s, seed %llu\n",
+          m->output, norm_names[m->norm.type], act_names[m->act.type], init_names[m->init],
+          opt_names[m->opt.type], m->opt.lr, m->batch_size, dtype_names[m->dtype],
+          (unsigned long long)m->seed);
+}
+
+/* Compiles, initialises (or loads), trains and saves; the exit status. */
+static int run(const Args *A, const Ir *ir) {
+  const Model *m = ir->m;
+  FILE *info = A->json ? stderr : stdout;
+  int backend = A->backend >= 0 ? A->backend : have_gcc() ? BACKEND_GCC : BACKEND_TCC;
+  describe(m, info);
+  Jit *j = compile(ir, backend, info);
+  const RtNet *net = jit_net(j);
+  char err[2048], dir[4096];
+  rt_init(net, m->seed);
+  if (A->load && rt_load_weights(net, A->load, err, sizeof err))
+    die_input(err);
+  RtOptions o = {m->epochs, m->seed, m->max_batches, !A->no_shuffle, A->json,
+                 rt_data_dir(m->data, dir, sizeof dir)};
+  int status = rt_train(net, &o);
+  if (status == 0 && A->save && rt_save_weights(net, A->save, err, sizeof err))
+    die(err);
+  jit_free(j);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  static Model m;
+  static Ir ir;
+  Args A = {0};
+  parse_args(argc, argv, &A, &m);
+  ir_lower(&m, &ir);
+  if (A.dump_ir)
+    ir_dump(&ir, stdout);
+  if (A.emit_model || A.emit) {
+    Buf b = {0};
+    if (A.emit_model)
+      emit_model(&ir, &b), write_text(A.emit_model, &b);
+    b.len = 0;
+    if (A.emit)
+      emit_trainer(&ir, &b), write_text(A.emit, &b);
+    free(b.buf);
+  }
+  return A.run ? run(&A, &ir) : 0;
+}

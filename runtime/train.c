@@ -1,0 +1,273 @@
+/*
+ * train.c — initialisation and the training loop, shared by `mlpc --run`
+ * and standalone trainers.
+ *
+ * The loop owns the data and the batch order; the model (an RtNet) owns
+ * all arithmetic. Each epoch trains on the shuffled training set, then
+ * evaluates on the whole test set in eval mode and prints one line.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "rt.h"
+
+/* ---- initialisation ---- */
+
+/* The standard deviation (or uniform bound) a weight is drawn with. */
+static double train_weight_scale(int scheme, const RtTensor *t) {
+  switch (scheme) {
+  case RT_INIT_KAIMING: return sqrt(2.0 / t->fan_in);
+  case RT_INIT_XAVIER: return sqrt(2.0 / (t->fan_in + t->fan_out));
+  case RT_INIT_TORCH_DEFAULT: return 1.0 / sqrt(t->fan_in);
+  default: return 1.0;
+  }
+}
+
+/* The value element i of t starts at: a draw or a constant. */
+static double train_init_value(int scheme, const RtTensor *t, RtRng *rng) {
+  int normal = scheme == RT_INIT_NORMAL;
+  switch (t->kind) {
+  case RT_WEIGHT:
+    if (scheme == RT_INIT_TORCH_DEFAULT)
+      return (2 * rt_rng_uniform(rng) - 1) * train_weight_scale(scheme, t);
+    return rt_rng_normal(rng) * train_weight_scale(scheme, t);
+  case RT_BIAS:
+    if (scheme == RT_INIT_TORCH_DEFAULT)
+      return (2 * rt_rng_uniform(rng) - 1) * train_weight_scale(scheme, t);
+    return normal ? rt_rng_normal(rng) : 0;
+  case RT_GAMMA: return normal ? rt_rng_normal(rng) : 1;
+  case RT_BETA: return normal ? rt_rng_normal(rng) : 0;
+  case RT_BUF_ONE: return 1;
+  default: return 0;
+  }
+}
+
+/* The number of elements of t. */
+static long train_numel(const RtTensor *t) {
+  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
+}
+
+/* Stores v as element i of t, in t's own type. */
+static void train_store(const RtTensor *t, long i, double v) {
+  if (t->dtype == RT_F32)
+    ((float *)t->data)[i] = (float)v;
+  else if (t->dtype == RT_F64)
+    ((double *)t->data)[i] = v;
+  else
+    ((long long *)t->data)[i] = (long long)v;
+}
+
+/* Draws the initial parameters, tensor by tensor in table order, and
+   resets buffers, gradients and optimizer state. */
+void rt_init(const RtNet *net, uint64_t seed) {
+  RtRng rng;
+  rt_rng_seed(&rng, seed, 0);
+  for (int k = 0; k < net->ntensors; k++) {
+    const RtTensor *t = &net->tensors[k];
+    long n = train_numel(t);
+    for (long i = 0; i < n; i++)
+      train_store(t, i, train_init_value(net->init, t, &rng));
+  }
+}
+
+/* ---- data ---- */
+
+/* Resolves a data name: "mnist" and "fashion-mnist" live under $MLPC_DATA
+   or data/; anything else is a directory. */
+const char *rt_data_dir(const char *name, char *buf, size_t len) {
+  if (strcmp(name, "mnist") && strcmp(name, "fashion-mnist"))
+    return name;
+  const char *root = getenv("MLPC_DATA");
+  snprintf(buf, len, "%s/%s", root && *root ? root : "data", name);
+  return buf;
+}
+
+/* Loads both sets and checks they fit the model; 0 or -1 with err set. */
+static int train_load(const RtNet *net, const char *dir, RtSet *tr, RtSet *te,
+                      char *err, size_t errlen) {
+  if (rt_load_set(dir, "train", net->output, tr, err, errlen))
+    return -1;
+  if (rt_load_set(dir, "t10k", net->output, te, err, errlen)) {
+    rt_free_set(tr);
+    return -1;
+  }
+  int feats = tr->rows * tr->cols;
+  if (feats != net->input || te->rows * te->cols != net->input) {
+    snprintf(err, errlen, "%s: images have %d features, the model's input is %d",
+             dir, feats != net->input ? feats : te->rows * te->cols, net->input);
+    rt_free_set(tr);
+    rt_free_set(te);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- the loop ---- */
+
+static double train_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Copies samples idx[0..n) into contiguous batch buffers. */
+static void train_gather(const RtSet *s, const long *idx, int n, int feats,
+                         unsigned char *x, unsigned char *y) {
+  for (int r = 0; r < n; r++) {
+    memcpy(x + (size_t)r * feats, s->images + (size_t)idx[r] * feats, feats);
+    y[r] = s->labels[idx[r]];
+  }
+}
+
+/* The batch order of one epoch: a Fisher–Yates shuffle, or file order. */
+static void train_order(long *perm, long n, int shuffle, RtRng *rng) {
+  for (long i = 0; i < n; i++)
+    perm[i] = i;
+  if (!shuffle)
+    return;
+  for (long i = n - 1; i > 0; i--) {
+    long j = (long)rt_rng_below(rng, (uint64_t)i + 1);
+    long t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+}
+
+/* The number of batches of size b in n samples, limited by max (0: all). */
+static long train_nbatches(long n, int b, long max) {
+  long nb = (n + b - 1) / b;
+  return max > 0 && max < nb ? max : nb;
+}
+
+typedef struct {
+  const RtNet *net;
+  const RtOptions *o;
+  RtSet train, test;
+  long *perm;
+  unsigned char *x, *y;
+  RtRng rng;
+  long skipped;          /* one-sample batches skipped (BatchNorm)       */
+} Loop;
+
+/* One training epoch; returns the mean batch loss, or NaN at divergence
+   with the step in *bad_step. */
+static double train_epoch(Loop *L, long *bad_step) {
+  const RtNet *net = L->net;
+  int B = net->batch, feats = net->input;
+  train_order(L->perm, L->train.n, L->o->shuffle, &L->rng);
+  long nb = train_nbatches(L->train.n, B, L->o->max_batches), used = 0;
+  double sum = 0;
+  for (long b = 0; b < nb; b++) {
+    long start = b * B;
+    int n = (int)(L->train.n - start < B ? L->train.n - start : B);
+    if (n == 1 && net->has_batchnorm) {
+      L->skipped++;
+      continue;
+    }
+    train_gather(&L->train, L->perm + start, n, feats, L->x, L->y);
+    double loss = net->train_step(n, L->x, L->y);
+    if (!isfinite(loss)) {
+      *bad_step = b + 1;
+      return NAN;
+    }
+    sum += loss;
+    used++;
+  }
+  return used ? sum / used : 0;
+}
+
+/* Evaluates on the test set, in file order: mean loss over samples and
+   accuracy. Test batches are contiguous, so nothing is copied. */
+static void train_eval(Loop *L, double *loss, double *acc) {
+  const RtNet *net = L->net;
+  const RtSet *s = &L->test;
+  int B = net->batch;
+  long nb = train_nbatches(s->n, B, L->o->max_batches), seen = 0, correct = 0;
+  double sum = 0;
+  for (long b = 0; b < nb; b++) {
+    long start = b * B;
+    int n = (int)(s->n - start < B ? s->n - start : B);
+    net->eval(n, s->images + (size_t)start * net->input, s->labels + start,
+              &sum, &correct);
+    seen += n;
+  }
+  *loss = sum / seen;
+  *acc = (double)correct / seen;
+}
+
+/* Prints one epoch's figures, as a table row or a JSON line. */
+static void train_print(const RtOptions *o, int epoch, double tl, double vl,
+                        double acc, double secs) {
+  if (o->json)
+    printf("{\"epoch\": %d, \"train_loss\": %.17g, \"test_loss\": %.17g, "
+           "\"test_acc\": %.17g, \"seconds\": %.6f}\n", epoch, tl, vl, acc, secs);
+  else
+    printf("%5d  %10.6f  %10.6f  %8.2f%%  %7.3f\n", epoch, tl, vl, 100 * acc, secs);
+  fflush(stdout);
+}
+
+/* Allocates the loop's buffers; 0 or -1. */
+static int train_alloc(Loop *L) {
+  long n = L->train.n > L->net->batch ? L->train.n : L->net->batch;
+  L->perm = malloc(sizeof(long) * (size_t)n);
+  L->x = malloc((size_t)L->net->batch * L->net->input);
+  L->y = malloc((size_t)L->net->batch);
+  return L->perm && L->x && L->y ? 0 : -1;
+}
+
+/* Runs all epochs; returns the exit status (0, or 1 at divergence). */
+static int train_run(Loop *L) {
+  const RtOptions *o = L->o;
+  double t0 = train_now(), tl = 0, vl = 0, acc = 0;
+  if (!o->json)
+    printf("epoch  train_loss   test_loss  test_acc  seconds\n");
+  for (int e = 1; e <= o->epochs; e++) {
+    double t = train_now();
+    long bad = 0;
+    tl = train_epoch(L, &bad);
+    if (isnan(tl)) {
+      fprintf(stderr, "mlpc: error: training diverged (loss is not finite) "
+              "at epoch %d, step %ld\n", e, bad);
+      return 1;
+    }
+    train_eval(L, &vl, &acc);
+    train_print(o, e, tl, vl, acc, train_now() - t);
+  }
+  if (L->skipped)
+    fprintf(stderr, "mlpc: note: skipped %ld one-sample training batch(es): "
+            "BatchNorm needs at least 2 samples\n", L->skipped);
+  if (o->json)
+    printf("{\"summary\": true, \"epochs\": %d, \"final_train_loss\": %.17g, "
+           "\"final_test_loss\": %.17g, \"final_test_acc\": %.17g, "
+           "\"seconds\": %.6f}\n", o->epochs, tl, vl, acc, train_now() - t0);
+  return 0;
+}
+
+/* Loads the data and trains; returns the process exit status. */
+int rt_train(const RtNet *net, const RtOptions *o) {
+  char err[1024];
+  Loop L = {.net = net, .o = o};
+  if (train_load(net, o->data, &L.train, &L.test, err, sizeof err)) {
+    fprintf(stderr, "mlpc: error: %s\n", err);
+    return 2;
+  }
+  rt_rng_seed(&L.rng, o->seed, 1);
+  int status = 1;
+  if (train_alloc(&L))
+    fprintf(stderr, "mlpc: error: out of memory\n");
+  else {
+    if (!o->json)
+      printf("data %s: %ld train, %ld test\n", o->data, L.train.n, L.test.n);
+    status = train_run(&L);
+  }
+  free(L.perm);
+  free(L.x);
+  free(L.y);
+  rt_free_set(&L.train);
+  rt_free_set(&L.test);
+  return status;
+}

@@ -637,8 +637,10 @@ static void emit_table(Gen *g) {
   }
   emitf(b, "};\n\n");
   emitf(b, "static const RtNet net = {\n"
-        "  \"%s\", %d, %d, B, %s, %s, %d, %d, tensors,\n"
-        "  train_step, eval, grad,\n};\n\n"
+        "  .name = \"%s\",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
+        "  .dtype = %s,\n  .init = %s,\n  .has_batchnorm = %d,\n"
+        "  .ntensors = %d,\n  .tensors = tensors,\n"
+        "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->name, m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->norm.type == NORM_BATCH, g->ntensors);

@@ -242,7 +242,7 @@ static int run(const Args *A, const Ir *ir) {
   if (A->load && rt_load_weights(net, A->load, err, sizeof err))
     die_input(err);
   RtOptions o = {m->epochs, m->seed, m->max_batches, !A->no_shuffle, A->json,
-                 rt_data_dir(m->data, dir, sizeof dir)};
+                 rt_data_dir(m->data, dir, sizeof dir), NULL, NULL};
   int status = rt_train(net, &o);
   if (status == 0 && A->save && rt_save_weights(net, A->save, err, sizeof err))
     die(err);

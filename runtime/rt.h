@@ -46,6 +46,17 @@ uint64_t rt_rng_below(RtRng *r, uint64_t n); /* [0, n), unbiased         */
 
 /* ---- runtime/train.c: initialisation and the training loop ---- */
 
+/* One epoch's figures, as handed to RtOptions.on_epoch. */
+typedef struct {
+  int epoch;              /* from 1                                       */
+  double train_loss;      /* mean of the epoch's batch losses             */
+  double test_loss;       /* mean over the test samples                   */
+  double test_acc;        /* in [0, 1]                                    */
+  double seconds;
+  long diverged_step;     /* > 0: the loss was not finite at this step of
+                             the epoch; the other figures are NaN         */
+} RtEpoch;
+
 typedef struct {
   int epochs;
   uint64_t seed;
@@ -53,6 +64,10 @@ typedef struct {
   int shuffle;            /* 0: batches in file order                     */
   int json;               /* JSON Lines on stdout                         */
   const char *data;       /* data directory                               */
+  /* Optional: called after each epoch, and once at divergence, in place
+     of the printed lines (nothing goes to stdout then). */
+  void (*on_epoch)(void *ctx, const RtEpoch *e);
+  void *ctx;
 } RtOptions;
 
 /* "mnist" and "fashion-mnist" → $MLPC_DATA/NAME or data/NAME; any other

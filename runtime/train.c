@@ -4,7 +4,8 @@
  *
  * The loop owns the data and the batch order; the model (an RtNet) owns
  * all arithmetic. Each epoch trains on the shuffled training set, then
- * evaluates on the whole test set in eval mode and prints one line.
+ * evaluates on the whole test set in eval mode and prints one line, or
+ * hands the figures to the caller (RtOptions.on_epoch; studies use it).
  */
 #include <errno.h>
 #include <math.h>
@@ -219,23 +220,37 @@ static int train_alloc(Loop *L) {
   return L->perm && L->x && L->y ? 0 : -1;
 }
 
+/* Hands one epoch's figures to the caller's on_epoch. */
+static void train_report(const RtOptions *o, int epoch, double tl, double vl,
+                         double acc, double secs, long bad) {
+  RtEpoch e = {epoch, tl, vl, acc, secs, bad};
+  o->on_epoch(o->ctx, &e);
+}
+
 /* Runs all epochs; returns the exit status (0, or 1 at divergence). */
 static int train_run(Loop *L) {
   const RtOptions *o = L->o;
   double t0 = train_now(), tl = 0, vl = 0, acc = 0;
-  if (!o->json)
+  if (!o->json && !o->on_epoch)
     printf("epoch  train_loss   test_loss  test_acc  seconds\n");
   for (int e = 1; e <= o->epochs; e++) {
     double t = train_now();
     long bad = 0;
     tl = train_epoch(L, &bad);
+    if (isnan(tl) && o->on_epoch) {
+      train_report(o, e, NAN, NAN, NAN, train_now() - t, bad);
+      return 1;
+    }
     if (isnan(tl)) {
       fprintf(stderr, "mlpc: error: training diverged (loss is not finite) "
               "at epoch %d, step %ld\n", e, bad);
       return 1;
     }
     train_eval(L, &vl, &acc);
-    train_print(o, e, tl, vl, acc, train_now() - t);
+    if (o->on_epoch)
+      train_report(o, e, tl, vl, acc, train_now() - t, 0);
+    else
+      train_print(o, e, tl, vl, acc, train_now() - t);
   }
   if (L->skipped)
     fprintf(stderr, "mlpc: note: skipped %ld one-sample training batch(es): "
@@ -260,7 +275,7 @@ int rt_train(const RtNet *net, const RtOptions *o) {
   if (train_alloc(&L))
     fprintf(stderr, "mlpc: error: out of memory\n");
   else {
-    if (!o->json)
+    if (!o->json && !o->on_epoch)
       printf("data %s: %ld train, %ld test\n", o->data, L.train.n, L.test.n);
     status = train_run(&L);
   }

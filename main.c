@@ -170,20 +170,6 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
               "or --dump-ir");
 }
 
-/* Whether gcc can be found on PATH. */
-static int have_gcc(void) {
-  const char *path = getenv("PATH");
-  char buf[4096];
-  while (path && *path) {
-    size_t n = strcspn(path, ":");
-    snprintf(buf, sizeof buf, "%.*s/gcc", (int)n, path);
-    if (access(buf, X_OK) == 0)
-      return 1;
-    path += n + (path[n] == ':');
-  }
-  return 0;
-}
-
 /* Writes text to path, or dies. */
 static void write_text(const char *path, const Buf *b) {
   FILE *f = fopen(path, "w");
@@ -233,7 +219,7 @@ static void describe(const Model *m, FILE *info) {
 static int run(const Args *A, const Ir *ir) {
   const Model *m = ir->m;
   FILE *info = A->json ? stderr : stdout;
-  int backend = A->backend >= 0 ? A->backend : have_gcc() ? BACKEND_GCC : BACKEND_TCC;
+  int backend = A->backend >= 0 ? A->backend : jit_default_backend();
   describe(m, info);
   Jit *j = compile(ir, backend, info);
   const RtNet *net = jit_net(j);

@@ -269,7 +269,7 @@ static int get_int(Ctx *c, json_t *v, long long lo, long long hi, long long *out
 
 /* Reads an int in lo..hi. */
 static int get_small_int(Ctx *c, json_t *v, int lo, int hi, int *out) {
-  long long x;
+  long long x = 0;
   if (get_int(c, v, lo, hi, &x))
     return -1;
   *out = (int)x;
@@ -333,7 +333,7 @@ static int get_text(Ctx *c, json_t *v, const char **out) {
 /* Reads one of names[0..n); what names the kind of thing in messages. */
 static int get_enum(Ctx *c, json_t *v, const char *what,
                     const char *const *names, int n, int *out) {
-  const char *s;
+  const char *s = NULL;
   if (get_text(c, v, &s))
     return -1;
   for (int i = 0; i < n; i++)
@@ -649,7 +649,7 @@ static int valid_name(const char *s) {
 
 /* name: it becomes part of generated C and of file names. */
 static int check_name(Ctx *c, json_t *v, Model *m) {
-  const char *s;
+  const char *s = NULL;
   if (get_text(c, v, &s))
     return -1;
   if (!valid_name(s))
@@ -718,7 +718,7 @@ static int check_epochs(Ctx *c, json_t *v, Model *m) {
 
 /* seed: any non-negative JSON integer. */
 static int check_seed(Ctx *c, json_t *v, Model *m) {
-  long long x;
+  long long x = 0;
   if (get_int(c, v, 0, LLONG_MAX, &x))
     return -1;
   m->seed = (uint64_t)x;
@@ -727,7 +727,7 @@ static int check_seed(Ctx *c, json_t *v, Model *m) {
 
 /* data: "mnist", "fashion-mnist" or a directory; not empty. */
 static int check_data(Ctx *c, json_t *v, Model *m) {
-  const char *s;
+  const char *s = NULL;
   if (get_text(c, v, &s))
     return -1;
   if (!*s)
@@ -740,7 +740,7 @@ static int check_data(Ctx *c, json_t *v, Model *m) {
 
 /* max_batches: training batches per epoch at most; when given, >= 1. */
 static int check_max_batches(Ctx *c, json_t *v, Model *m) {
-  long long x;
+  long long x = 0;
   if (get_int(c, v, 1, 2147483647, &x))
     return -1;
   m->max_batches = (long)x;

@@ -66,6 +66,22 @@ static const char *num(double v) {
 
 /* ---- planning: the tensors ---- */
 
+/* Formats a generated name; names are short by construction (MAX_HIDDEN
+   bounds the block numbers), so truncation is a bug of ours. */
+static void fmt_name(char *dst, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt_name(char *dst, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(dst, len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= len) {
+    fprintf(stderr, "mlpc: internal error: name '%s' too long (%s:%d)\n", dst, __FILE__,
+            __LINE__);
+    abort();
+  }
+}
+
 typedef struct {
   char cname[40];   /* C identifier: fc1_weight                          */
   char tname[56];   /* PyTorch's name: fc1.weight                        */
@@ -89,8 +105,8 @@ static Tensor *tensor(Gen *g, const char *prefix, const char *field, int kind,
                       int rows, int cols) {
   Tensor *t = &g->t[g->ntensors++];
   memset(t, 0, sizeof *t);
-  snprintf(t->cname, sizeof t->cname, "%s_%s", prefix, field);
-  snprintf(t->tname, sizeof t->tname, "%s.%s", prefix, field);
+  fmt_name(t->cname, sizeof t->cname, "%s_%s", prefix, field);
+  fmt_name(t->tname, sizeof t->tname, "%s.%s", prefix, field);
   t->kind = kind;
   t->shape[0] = rows;
   t->shape[1] = cols;
@@ -162,11 +178,11 @@ static void plan_state(Gen *g) {
       continue;
     Tensor p = g->t[i];
     Tensor *d = tensor(g, p.cname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
-    snprintf(d->cname, sizeof d->cname, "d%s", p.cname);
-    snprintf(d->tname, sizeof d->tname, "%s.grad", p.tname);
+    fmt_name(d->cname, sizeof d->cname, "d%s", p.cname);
+    fmt_name(d->tname, sizeof d->tname, "%s.grad", p.tname);
     for (int f = 0; f < nf; f++) {
       Tensor *s = tensor(g, p.cname, fields[f], RT_STATE, p.shape[0], p.shape[1]);
-      snprintf(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
+      fmt_name(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
     }
   }
   Tensor *step = tensor(g, "optimizer", "step", RT_STATE, 1, 0);
@@ -621,8 +637,10 @@ static void emit_table(Gen *g) {
   }
   emitf(b, "};\n\n");
   emitf(b, "static const RtNet net = {\n"
-        "  \"%s\", %d, %d, B, %s, %s, %d, %d, tensors,\n"
-        "  train_step, eval, grad,\n};\n\n"
+        "  .name = \"%s\",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
+        "  .dtype = %s,\n  .init = %s,\n  .has_batchnorm = %d,\n"
+        "  .ntensors = %d,\n  .tensors = tensors,\n"
+        "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->name, m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->norm.type == NORM_BATCH, g->ntensors);

@@ -260,7 +260,7 @@ static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int le
   real bc2_sqrt = (real)sqrt(1 - pow(0x1.ff7ced916872bp-1, t));
   for (int i = 0; i < len; i++) {
     real d = dp[i];
-    p[i] *= R(0x1.fffd60e94ee39p-1); /* 1 - lr * weight_decay */
+    p[i] *= R(0x1.fff2e48e8a71ep-1); /* 1 - lr * weight_decay */
     s0[i] = s0[i] * R(0x1.ccccccccccccdp-1) + R(0x1.9999999999998p-4) * d;
     s1[i] = s1[i] * R(0x1.ff7ced916872bp-1) + R(0x1.0624dd2f1aap-10) * d * d;
     p[i] += -step_size * (s0[i] / (SQRT(s1[i]) / bc2_sqrt + R(0x1.5798ee2308c3ap-27)));
@@ -381,8 +381,18 @@ static RtTensor tensors[47] = {
 };
 
 static const RtNet net = {
-  "bn_leaky_adamw", 784, 10, B, RT_F32, RT_INIT_TORCH_DEFAULT, 1, 47, tensors,
-  train_step, eval, grad,
+  .name = "bn_leaky_adamw",
+  .input = 784,
+  .output = 10,
+  .batch = B,
+  .dtype = RT_F32,
+  .init = RT_INIT_TORCH_DEFAULT,
+  .has_batchnorm = 1,
+  .ntensors = 47,
+  .tensors = tensors,
+  .train_step = train_step,
+  .eval = eval,
+  .grad = grad,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

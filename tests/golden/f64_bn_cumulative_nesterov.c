@@ -354,8 +354,18 @@ static RtTensor tensors[37] = {
 };
 
 static const RtNet net = {
-  "f64_bn_cumulative_nesterov", 784, 10, B, RT_F64, RT_INIT_KAIMING, 1, 37, tensors,
-  train_step, eval, grad,
+  .name = "f64_bn_cumulative_nesterov",
+  .input = 784,
+  .output = 10,
+  .batch = B,
+  .dtype = RT_F64,
+  .init = RT_INIT_KAIMING,
+  .has_batchnorm = 1,
+  .ntensors = 37,
+  .tensors = tensors,
+  .train_step = train_step,
+  .eval = eval,
+  .grad = grad,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

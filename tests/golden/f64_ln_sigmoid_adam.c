@@ -239,8 +239,18 @@ static RtTensor tensors[25] = {
 };
 
 static const RtNet net = {
-  "f64_ln_sigmoid_adam", 784, 10, B, RT_F64, RT_INIT_NORMAL, 0, 25, tensors,
-  train_step, eval, grad,
+  .name = "f64_ln_sigmoid_adam",
+  .input = 784,
+  .output = 10,
+  .batch = B,
+  .dtype = RT_F64,
+  .init = RT_INIT_NORMAL,
+  .has_batchnorm = 0,
+  .ntensors = 25,
+  .tensors = tensors,
+  .train_step = train_step,
+  .eval = eval,
+  .grad = grad,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -251,8 +251,18 @@ static RtTensor tensors[31] = {
 };
 
 static const RtNet net = {
-  "ln_elu_rmsprop_centered", 784, 10, B, RT_F32, RT_INIT_XAVIER, 0, 31, tensors,
-  train_step, eval, grad,
+  .name = "ln_elu_rmsprop_centered",
+  .input = 784,
+  .output = 10,
+  .batch = B,
+  .dtype = RT_F32,
+  .init = RT_INIT_XAVIER,
+  .has_batchnorm = 0,
+  .ntensors = 31,
+  .tensors = tensors,
+  .train_step = train_step,
+  .eval = eval,
+  .grad = grad,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -117,8 +117,18 @@ static RtTensor tensors[7] = {
 };
 
 static const RtNet net = {
-  "nohidden_sgd_momentum", 784, 10, B, RT_F32, RT_INIT_XAVIER, 0, 7, tensors,
-  train_step, eval, grad,
+  .name = "nohidden_sgd_momentum",
+  .input = 784,
+  .output = 10,
+  .batch = B,
+  .dtype = RT_F32,
+  .init = RT_INIT_XAVIER,
+  .has_batchnorm = 0,
+  .ntensors = 7,
+  .tensors = tensors,
+  .train_step = train_step,
+  .eval = eval,
+  .grad = grad,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

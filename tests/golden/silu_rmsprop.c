@@ -165,8 +165,18 @@ static RtTensor tensors[13] = {
 };
 
 static const RtNet net = {
-  "silu_rmsprop", 784, 10, B, RT_F32, RT_INIT_KAIMING, 0, 13, tensors,
-  train_step, eval, grad,
+  .name = "silu_rmsprop",
+  .input = 784,
+  .output = 10,
+  .batch = B,
+  .dtype = RT_F32,
+  .init = RT_INIT_KAIMING,
+  .has_batchnorm = 0,
+  .ntensors = 13,
+  .tensors = tensors,
+  .train_step = train_step,
+  .eval = eval,
+  .grad = grad,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -11,7 +11,6 @@
  * emitted in between), mlpc's --emit-model writes the same bytes, and
  * every golden file belongs to a model.
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,69 +20,15 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "../mlpc.h"
+#include "util.h"
 
-enum { MAX_MODELS = 128 };
-
-static const char *const model_dirs[] = {"models", "tests/models"};
 #define GOLDEN_DIR "tests/golden"
 #define HINT "run `make golden` to regenerate after a deliberate change"
 
-static char *paths[MAX_MODELS]; /* every model file, dir/NAME.json       */
+static char *paths[UTIL_MAX_FILES]; /* every model file, dir/NAME.json       */
 static int npaths;
 
 /* ---- helpers ---- */
-
-/* Orders strings for qsort. */
-static int by_name(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Whether name ends with suffix. */
-static int ends_with(const char *name, const char *suffix) {
-  size_t n = strlen(name), k = strlen(suffix);
-  return n > k && !strcmp(name + n - k, suffix);
-}
-
-/* Appends dir's files ending in suffix (as dir/name) to out, sorted. */
-static int list_files(const char *dir, const char *suffix, char **out, int n) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  int first = n;
-  while (d && (e = readdir(d)))
-    if (ends_with(e->d_name, suffix) && n < MAX_MODELS) {
-      out[n] = malloc(strlen(dir) + strlen(e->d_name) + 2);
-      sprintf(out[n++], "%s/%s", dir, e->d_name);
-    }
-  if (d)
-    closedir(d);
-  qsort(out + first, n - first, sizeof *out, by_name);
-  return n;
-}
-
-/* The base name of a path without its extension, into buf. */
-static const char *stem(const char *path, char *buf, size_t len) {
-  const char *s = strrchr(path, '/');
-  s = s ? s + 1 : path;
-  const char *dot = strrchr(s, '.');
-  snprintf(buf, len, "%.*s", dot ? (int)(dot - s) : (int)strlen(s), s);
-  return buf;
-}
-
-/* Reads a whole file, NUL-terminated; NULL if it cannot be read. */
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  size_t cap = 1 << 16, n = 0, got;
-  char *buf = malloc(cap + 1);
-  while ((got = fread(buf + n, 1, cap - n, f)) > 0)
-    if ((n += got) == cap)
-      buf = realloc(buf, (cap *= 2) + 1);
-  fclose(f);
-  buf[n] = 0;
-  *len = n;
-  return buf;
-}
 
 /* The model code of a model file. */
 static Buf emit_file(const char *path) {
@@ -119,10 +64,10 @@ static void show_difference(const char *what, const char *want, size_t wlen,
 static void test_model(void **state) {
   const char *path = *state;
   char name[256], golden[512];
-  snprintf(golden, sizeof golden, GOLDEN_DIR "/%s.c", stem(path, name, sizeof name));
+  snprintf(golden, sizeof golden, GOLDEN_DIR "/%s.c", util_stem(path, name, sizeof name));
   Buf b = emit_file(path);
   size_t len = 0;
-  char *want = slurp(golden, &len);
+  char *want = util_slurp(golden, &len);
   if (!want)
     fail_msg("%s: missing (the golden file of %s); " HINT, golden, path);
   if (len != b.len || memcmp(want, b.buf, len))
@@ -138,11 +83,12 @@ static void test_deterministic(void **state) {
   assert_true(npaths >= 2);
   Buf first = emit_file(paths[0]);
   for (int i = npaths - 1; i >= 0; i--) {
-    Buf again = emit_file(paths[i]), other = emit_file(paths[(i + 1) % npaths]);
+    Buf again = emit_file(paths[i]);
+    free(emit_file(paths[(i + 1) % npaths]).buf); /* another in between */
     Buf twice = emit_file(paths[i]);
     if (again.len != twice.len || memcmp(again.buf, twice.buf, again.len))
       show_difference(paths[i], again.buf, again.len, twice.buf, twice.len);
-    free(again.buf), free(other.buf), free(twice.buf);
+    free(again.buf), free(twice.buf);
   }
   Buf last = emit_file(paths[0]);
   if (first.len != last.len || memcmp(first.buf, last.buf, first.len))
@@ -154,33 +100,32 @@ static void test_deterministic(void **state) {
    exactly emit_model's bytes. */
 static void test_command_line(void **state) {
   (void)state;
-  char dir[] = "/tmp/mlpc-golden-XXXXXX", out[64], cmd[4096];
-  assert_non_null(mkdtemp(dir));
+  char dir[64], out[96];
+  assert_int_equal(util_mkdtemp("golden", dir, sizeof dir), 0);
   snprintf(out, sizeof out, "%s/m.c", dir);
   for (int i = 0; i < npaths; i++) {
-    snprintf(cmd, sizeof cmd, "'%s' '%s' --emit-model '%s'", MLPC_BIN, paths[i], out);
-    assert_int_equal(system(cmd), 0);
+    const char *argv[] = {MLPC_BIN, paths[i], "--emit-model", out, NULL};
+    assert_int_equal(util_run(argv, NULL, NULL), 0);
     size_t len = 0;
-    char *got = slurp(out, &len);
+    char *got = util_slurp(out, &len);
     assert_non_null(got);
     Buf b = emit_file(paths[i]);
     if (len != b.len || memcmp(got, b.buf, len))
       show_difference(paths[i], b.buf, b.len, got, len);
     free(got), free(b.buf);
   }
-  remove(out);
-  rmdir(dir);
+  util_rmtree(dir);
 }
 
 /* Every golden file has its model, and no two models share a name. */
 static void test_no_strays(void **state) {
   (void)state;
-  char *golden[MAX_MODELS], a[256], b[256];
-  int n = list_files(GOLDEN_DIR, ".c", golden, 0);
+  char *golden[UTIL_MAX_FILES], a[256], b[256];
+  int n = util_list(GOLDEN_DIR, ".c", golden, 0);
   for (int i = 0; i < n; i++) {
     int found = 0;
     for (int k = 0; k < npaths; k++)
-      found |= !strcmp(stem(golden[i], a, sizeof a), stem(paths[k], b, sizeof b));
+      found |= !strcmp(util_stem(golden[i], a, sizeof a), util_stem(paths[k], b, sizeof b));
     if (!found)
       fail_msg("%s: no model file models/%s.json or tests/models/%s.json; remove it",
                golden[i], a, a);
@@ -188,16 +133,15 @@ static void test_no_strays(void **state) {
   }
   for (int i = 0; i < npaths; i++)
     for (int k = i + 1; k < npaths; k++)
-      if (!strcmp(stem(paths[i], a, sizeof a), stem(paths[k], b, sizeof b)))
+      if (!strcmp(util_stem(paths[i], a, sizeof a), util_stem(paths[k], b, sizeof b)))
         fail_msg("%s and %s share the golden file %s/%s.c", paths[i], paths[k],
                  GOLDEN_DIR, a);
 }
 
 int main(void) {
-  struct CMUnitTest tests[MAX_MODELS + 3];
+  struct CMUnitTest tests[UTIL_MAX_FILES + 3];
   int n = 0;
-  for (size_t d = 0; d < sizeof model_dirs / sizeof model_dirs[0]; d++)
-    npaths = list_files(model_dirs[d], ".json", paths, npaths);
+  npaths = util_models(paths);
   for (int i = 0; i < npaths; i++)
     tests[n++] = (struct CMUnitTest){paths[i], test_model, 0, 0, paths[i]};
   tests[n++] = (struct CMUnitTest){"deterministic", test_deterministic, 0, 0, 0};

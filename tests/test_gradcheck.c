@@ -192,9 +192,10 @@ static double model_error(const Case *c, int n, const char *from, const char *to
   const RtNet *net = jit_net(j);
   rt_init(net, m.seed);
   double worst = 0;
-  int checked = 0;
+  int checked = 0, grads = 0;
   for (int i = 0; i < net->ntensors; i++) {
     const RtTensor *t = &net->tensors[i];
+    grads += t->kind == RT_GRAD;
     if (t->kind > RT_BETA)
       continue;
     double e = check_tensor(net, t, n);
@@ -205,6 +206,7 @@ static double model_error(const Case *c, int n, const char *from, const char *to
   jit_free(j);
   /* fc1..fc3 weight and bias, and γ, β of two norm layers */
   assert_int_equal(checked, c->nohidden ? 2 : c->norm == NORM_NONE ? 6 : 10);
+  assert_int_equal(grads, checked); /* no gradient left unchecked */
   print_message("  %-20s n=%d whole model    max rel error %.3g\n", c->name, n, worst);
   return worst;
 }

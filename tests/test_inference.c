@@ -20,7 +20,6 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include <cmocka.h>
 #include <libtcc.h>
 #include "../mlpc.h"
+#include "util.h"
 
 /* Largest |logit difference| / max(1, max |logit|) allowed with BatchNorm
    folded; the measured figures are printed by each case. */
@@ -58,47 +58,38 @@ static const Case cases[] = {
 };
 
 static RtSet train_set, test_set;
-static char dir[] = "/tmp/mlpc-infer-XXXXXX";
+static char dir[64];
 
 /* ---- helpers ---- */
 
-/* A path in the test's directory, in one of four rotating buffers. */
+/* A path in the test's directory, in one of eight rotating buffers. */
 static const char *in_dir(const char *name) {
-  static char ring[4][256];
+  static char ring[8][256];
   static int next;
-  char *s = ring[next++ % 4];
+  char *s = ring[next++ % 8];
   snprintf(s, sizeof ring[0], "%s/%s", dir, name);
   return s;
 }
 
-/* Runs a shell command; its exit status (or -1). */
-static int run(const char *fmt, ...) {
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  int st = system(cmd);
-  return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
+/* Runs argv (no shell), stdout and stderr to files in the directory (or
+   NULL); its exit status. */
+static int run(const char *const *argv, const char *out, const char *err) {
+  return util_run(argv, out ? in_dir(out) : NULL, err ? in_dir(err) : NULL);
 }
 
-/* Reads a small text file into a static buffer ("" if absent). */
-static const char *slurp(const char *path) {
+/* A file of the test's directory, as text in a static buffer ("" if absent). */
+static const char *slurp(const char *name) {
   static char buf[4096];
-  FILE *f = fopen(path, "r");
-  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-  if (f)
-    fclose(f);
-  buf[n] = 0;
+  size_t len;
+  char *text = util_slurp(in_dir(name), &len);
+  snprintf(buf, sizeof buf, "%s", text ? text : "");
+  free(text);
   return buf;
 }
 
-/* Writes text to a file. */
-static void put(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  assert_int_equal(fclose(f), 0);
+/* Writes text to a file of the test's directory. */
+static void put(const char *name, const char *text) {
+  assert_int_equal(util_write(in_dir(name), text, strlen(text)), 0);
 }
 
 /* The model of a case, as the text of a model file. */
@@ -157,14 +148,19 @@ static void ref_train(const RtNet *net) {
    freestanding and as a shared object. */
 static void emit_and_build(const Case *c, const RtNet *net) {
   char err[1024];
-  put(in_dir("model.json"), model_json(c));
+  put("model.json", model_json(c));
   assert_int_equal(rt_save_weights(net, in_dir("w.safetensors"), err, sizeof err), 0);
-  assert_int_equal(run("%s %s --emit-inference %s --load-weights %s", MLPC_BIN,
-                       in_dir("model.json"), in_dir("digit.c"), in_dir("w.safetensors")), 0);
-  assert_int_equal(run("cd %s && cc -std=c99 -pedantic -Wall -Wextra -Werror -ffreestanding "
-                       "-nostdinc -O2 -fPIC -c digit.c -o digit.o", dir), 0);
-  assert_int_equal(run("cd %s && nm -u digit.o | awk '{print $2}' | LC_ALL=C sort | tr '\\n' ' ' "
-                       "> undef.txt && cc -shared digit.o -o digit.so -lm", dir), 0);
+  const char *emit[] = {MLPC_BIN, in_dir("model.json"), "--emit-inference", in_dir("digit.c"),
+                        "--load-weights", in_dir("w.safetensors"), NULL};
+  assert_int_equal(run(emit, NULL, NULL), 0);
+  const char *cc[] = {"cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
+                      "-ffreestanding", "-nostdinc", "-O2", "-fPIC", "-c", in_dir("digit.c"),
+                      "-o", in_dir("digit.o"), NULL};
+  assert_int_equal(run(cc, NULL, NULL), 0);
+  const char *nm[] = {"nm", "-u", in_dir("digit.o"), NULL};
+  assert_int_equal(run(nm, "undef.txt", NULL), 0);
+  const char *so[] = {"cc", "-shared", in_dir("digit.o"), "-o", in_dir("digit.so"), "-lm", NULL};
+  assert_int_equal(run(so, NULL, NULL), 0);
 }
 
 /* Orders strings for qsort. */
@@ -195,9 +191,19 @@ static const char *expected_calls(const Model *m) {
   return s;
 }
 
-/* The undefined symbols of digit.o must be exactly the expected calls. */
+/* The undefined symbols of digit.o (nm -u: "  U expf" per line) must be
+   exactly the expected calls. */
 static void check_calls(const Model *m) {
-  assert_string_equal(slurp(in_dir("undef.txt")), expected_calls(m));
+  char text[4096], got[256] = "", *names[16], *save;
+  int n = 0;
+  snprintf(text, sizeof text, "%s", slurp("undef.txt"));
+  for (char *line = strtok_r(text, "\n", &save); line && n < 16;
+       line = strtok_r(NULL, "\n", &save))
+    names[n++] = strrchr(line, ' ') ? strrchr(line, ' ') + 1 : line;
+  qsort(names, n, sizeof names[0], by_name);
+  for (int i = 0; i < n; i++)
+    snprintf(got + strlen(got), sizeof got - strlen(got), "%s ", names[i]);
+  assert_string_equal(got, expected_calls(m));
 }
 
 typedef struct {
@@ -330,43 +336,45 @@ static void test_readme_example(void **state) {
   long correct = 0;
   r.net->eval(1, test_set.images, test_set.labels, &loss, &correct);
   snprintf(want, sizeof want, "digit %d\n", arg_max(r.logits(), 1, 10));
-  FILE *f = fopen(in_dir("digit.raw"), "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(test_set.images, 1, 784, f), 784);
-  fclose(f);
-  assert_int_equal(run("cc -std=c99 -O2 -I%s examples/classify.c %s -o %s -lm", dir,
-                       in_dir("digit.c"), in_dir("classify")), 0);
-  assert_int_equal(run("%s < %s > %s", in_dir("classify"), in_dir("digit.raw"),
-                       in_dir("out.txt")), 0);
-  assert_string_equal(slurp(in_dir("out.txt")), want);
+  assert_int_equal(util_write(in_dir("digit.raw"), test_set.images, 784), 0);
+  char inc[300];
+  snprintf(inc, sizeof inc, "-I%s", dir);
+  const char *cc[] = {"cc", "-std=c99", "-O2", inc, "examples/classify.c", in_dir("digit.c"),
+                      "-o", in_dir("classify"), "-lm", NULL};
+  assert_int_equal(run(cc, NULL, NULL), 0);
+  const char *classify[] = {"sh", "-c", "\"$0\" < \"$1\"", in_dir("classify"),
+                            in_dir("digit.raw"), NULL};
+  assert_int_equal(run(classify, "out.txt", NULL), 0);
+  assert_string_equal(slurp("out.txt"), want);
   tcc_delete(r.tcc);
 }
 
-/* Runs mlpc with args; its exit status, stderr in err.txt. */
-static int mlpc(const char *args) {
-  return run("%s %s %s 2> %s", MLPC_BIN, in_dir("model.json"), args, in_dir("err.txt"));
+/* Runs mlpc on model.json with two or four more arguments; its exit
+   status, stderr in err.txt. */
+static int mlpc(const char *a, const char *b, const char *c, const char *d) {
+  const char *argv[] = {MLPC_BIN, in_dir("model.json"), a, b, c, d, NULL};
+  return run(argv, NULL, "err.txt");
 }
 
 /* The flag's user errors exit 2 with a message that says what to do. */
 static void test_errors(void **state) {
   (void)state;
-  put(in_dir("model.json"), model_json(&cases[9])); /* a float64 model */
-  assert_int_equal(mlpc("--emit-inference x.c"), 2);
-  assert_string_equal(slurp(in_dir("err.txt")),
+  put("model.json", model_json(&cases[9])); /* a float64 model */
+  assert_int_equal(mlpc("--emit-inference", in_dir("x.c"), NULL, NULL), 2);
+  assert_string_equal(slurp("err.txt"),
                       "mlpc: --emit-inference: error: needs the trained weights: "
                       "--load-weights W.safetensors\n");
-  assert_int_equal(mlpc("--emit-inference x.cc --load-weights w"), 2);
-  assert_string_equal(slurp(in_dir("err.txt")),
+  assert_int_equal(mlpc("--emit-inference", in_dir("x.cc"), "--load-weights", "w"), 2);
+  assert_string_equal(slurp("err.txt"),
                       "mlpc: --emit-inference: error: the file name must end in .c "
                       "(its header goes next to it, as .h)\n");
-  put(in_dir("bad.safetensors"), "not weights");
-  char args[600], want[600];
-  snprintf(args, sizeof args, "--emit-inference %s --load-weights %s", in_dir("e.c"),
-           in_dir("bad.safetensors"));
-  assert_int_equal(mlpc(args), 2);
+  put("bad.safetensors", "not weights");
+  char want[600];
+  assert_int_equal(mlpc("--emit-inference", in_dir("e.c"), "--load-weights",
+                        in_dir("bad.safetensors")), 2);
   snprintf(want, sizeof want, "mlpc: %s: header length 7451598620781211502 does not fit "
            "the file (11 bytes)\n", in_dir("bad.safetensors"));
-  assert_string_equal(slurp(in_dir("err.txt")), want);
+  assert_string_equal(slurp("err.txt"), want);
   assert_int_equal(access(in_dir("e.c"), F_OK), -1); /* nothing written */
 }
 
@@ -396,7 +404,7 @@ static void test_not_finite(void **state) {
 static int setup(void **state) {
   (void)state;
   char err[1024];
-  if (!mkdtemp(dir) || rt_load_set("data/mnist", "train", 10, &train_set, err, sizeof err) ||
+  if (util_mkdtemp("infer", dir, sizeof dir) || rt_load_set("data/mnist", "train", 10, &train_set, err, sizeof err) ||
       rt_load_set("data/mnist", "t10k", 10, &test_set, err, sizeof err)) {
     fprintf(stderr, "setup: %s\n", err);
     return -1;
@@ -407,7 +415,7 @@ static int setup(void **state) {
 /* Removes the working directory and frees the data. */
 static int teardown(void **state) {
   (void)state;
-  run("rm -rf %s", dir);
+  util_rmtree(dir);
   rt_free_set(&train_set);
   rt_free_set(&test_set);
   return 0;

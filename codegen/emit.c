@@ -406,6 +406,13 @@ static const int act_has_param[NACTS] = {
 #undef HAS_
 };
 
+/* An activation's forward expression in x, and whether it reads P: the
+   same text for codegen/infer.c. */
+const char *emit_act_forward(int type, int *has_param) {
+  *has_param = act_has_param[type];
+  return act_code[type].fwd;
+}
+
 /* An elementwise activation. */
 static void emit_act(Ctx *c) {
   Buf *b = c->g->b;
@@ -684,6 +691,9 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   int f32 = ir->m->dtype == DT_F32;
   const char *sfx = f32 ? "f" : "";
   emitf(b, "#include <math.h>\n");
+  /* gelu's constants: POSIX, not ISO C, so absent under gcc -std=c11 */
+  emitf(b, "#ifndef M_SQRT1_2\n#define M_SQRT1_2 0x1.6a09e667f3bcdp-1\n#endif\n"
+        "#ifndef M_2_SQRTPI\n#define M_2_SQRTPI 0x1.20dd750429b6dp+0\n#endif\n");
   paste(b, net_h);
   emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"

@@ -13,11 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 #include "mlpc.h"
+#include "study/study.h"
 
 static const char usage[] =
   "usage: mlpc MODEL.json [--run] [options]\n"
   "       mlpc MODEL.json --emit FILE.c\n"
   "       mlpc MODEL.json --emit-inference FILE.c --load-weights W.safetensors\n"
+  "       mlpc STUDY.json --run [--jobs N] [--out DIR] [--db FILE]\n"
   "\n"
   "Compiles a JSON model description (docs/model-format.md) into C and,\n"
   "with --run, trains it on MNIST-shaped data, printing train loss, test\n"
@@ -49,6 +51,14 @@ static const char usage[] =
   "  --load-weights FILE   start from these weights (safetensors) instead of\n"
   "                        the initialisation; the weights --emit-inference writes\n"
   "  --save-weights FILE   write the trained weights (safetensors)\n"
+  "\n"
+  "Studies (docs/study-format.md): a file with \"base\" and \"vary\" keys runs\n"
+  "every variant of its base model for every seed, records each run in a\n"
+  "database and writes tables; started again, it runs only what is missing.\n"
+  "  --jobs N              worker processes (default: the number of cores)\n"
+  "  --out DIR             the tables' directory (default out/NAME)\n"
+  "  --db FILE             the results database (default out/mlpc.sqlite)\n"
+  "  --epochs, --max-batches, --data, --backend, --no-shuffle apply to every run\n"
   "\n"
   "  --help                this text\n"
   "  --version             mlpc's version\n"
@@ -286,6 +296,9 @@ int main(int argc, char **argv) {
   static Model m;
   static Ir ir;
   Args A = {0};
+  const char *file = find_model(argc, argv);
+  if (st_is_study(file))
+    return st_main(file, argc, argv);  /* study/study.c: many runs */
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
   if (A.dump_ir)

@@ -58,6 +58,7 @@ static const char usage[] =
   "  --jobs N              worker processes (default: the number of cores)\n"
   "  --out DIR             the tables' directory (default out/NAME)\n"
   "  --db FILE             the results database (default out/mlpc.sqlite)\n"
+  "  --dump-study          print each experiment: name, code hash, model\n"
   "  --epochs, --max-batches, --data, --backend, --no-shuffle apply to every run\n"
   "\n"
   "  --help                this text\n"
@@ -69,6 +70,7 @@ static const char usage[] =
 typedef struct {
   const char *model;
   int run, dump_ir, json, no_shuffle;
+  int dump_study;               /* studies only: refused for a model     */
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *emit_inference, *save, *load;
 } Args;
@@ -126,7 +128,8 @@ static int bool_flag(Args *A, const char *a) {
   int *dst = !strcmp(a, "--run") ? &A->run
            : !strcmp(a, "--dump-ir") ? &A->dump_ir
            : !strcmp(a, "--json") ? &A->json
-           : !strcmp(a, "--no-shuffle") ? &A->no_shuffle : NULL;
+           : !strcmp(a, "--no-shuffle") ? &A->no_shuffle
+           : !strcmp(a, "--dump-study") ? &A->dump_study : NULL;
   if (dst)
     *dst = 1;
   return dst != NULL;
@@ -181,6 +184,9 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
     snprintf(err, sizeof err, "error: unknown option or missing value: '%s' (see mlpc --help)", a);
     die_input(err);
   }
+  if (A->dump_study)
+    die_input("--dump-study: error: for study files (docs/study-format.md); a model's "
+              "code is shown by --dump-ir and --emit-model");
   if (!A->run && !A->emit && !A->emit_model && !A->emit_inference && !A->dump_ir)
     die_input("error: nothing to do: give --run, --emit FILE.c, --emit-model FILE.c, "
               "--emit-inference FILE.c or --dump-ir");

@@ -73,6 +73,7 @@ static volatile sig_atomic_t stop_signal;
 /* Notes a stop request. */
 static void on_signal(int sig) { stop_signal = sig; }
 
+/* Seconds on a monotonic clock. */
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -2,9 +2,9 @@
  * study.c — the driver of `mlpc STUDY.json --run`: the study's stages in
  * order, one a line:
  *
- *   load and expand (load.c) → run flags → plan (plan.c) → open the
- *   database and find what it holds (db.c) → run the rest (run.c)
- *   → tables (report.c)
+ *   load and expand (load.c) → run flags → plan (plan.c; --dump-study
+ *   prints it) → open the database and find what it holds (db.c) → run
+ *   the rest (run.c) → tables (report.c)
  *
  * Exit status as for a model: 0 success, 2 bad input, 1 other errors;
  * 128 + the signal when interrupted.
@@ -16,7 +16,7 @@
 #include "study.h"
 
 typedef struct {
-  int run, shuffle, backend, jobs;
+  int run, dump, shuffle, backend, jobs;
   const char *out, *db;
 } Flags;
 
@@ -98,8 +98,8 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
     const char *a = argv[i];
     if (a == file)
       continue;
-    if (!strcmp(a, "--run")) {
-      F->run = 1;
+    if (!strcmp(a, "--run") || !strcmp(a, "--dump-study")) {
+      *(a[2] == 'r' ? &F->run : &F->dump) = 1;
       continue;
     }
     if (!strcmp(a, "--no-shuffle")) {
@@ -112,8 +112,8 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
     }
     refuse(a, file);
   }
-  if (!F->run)
-    die_input("error: nothing to do: a study runs with --run (docs/study-format.md)");
+  if (!F->run && !F->dump)
+    die_input("error: nothing to do: give --run or --dump-study (docs/study-format.md)");
   if (F->backend < 0)
     F->backend = jit_default_backend();
 }
@@ -134,6 +134,15 @@ static void describe(const StPlan *p, const Flags *F, const char *db, int jobs) 
     printf("%d already in %s; %d to run on %d worker%s, backend %s\n", have, db,
            p->ntasks - have, jobs, jobs == 1 ? "" : "s", backend_names[F->backend]);
   fflush(stdout);
+}
+
+/* Prints each experiment: its name, the hash of its code, its model. */
+static void dump(const StPlan *p) {
+  const Study *s = p->s;
+  for (int i = 0; i < s->nexp; i++) {
+    const StTask *t = &p->tasks[p->task_of[i * s->nseeds]];
+    printf("%s\t%s\t%s\n", s->exp[i].name, p->codes[t->code].hash.hex, s->exp[i].json);
+  }
 }
 
 /* The number of runs not yet in the database. */
@@ -157,6 +166,10 @@ int st_main(const char *file, int argc, char **argv) {
   int rc = st_plan(&s, F.backend, F.shuffle, &p, err, sizeof err);
   if (rc)
     return fprintf(stderr, "mlpc: error: %s\n", err), rc;
+  if (F.dump)
+    dump(&p);
+  if (!F.run)
+    return st_plan_free(&p), st_free(&s), 0;
   if (st_db_open(dbpath, &db, err, sizeof err) || st_db_prepare(db, &p, err, sizeof err))
     return fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), 1;
   int todo = missing(&p), jobs = F.jobs < todo ? F.jobs : todo;

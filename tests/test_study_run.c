@@ -264,6 +264,18 @@ static void test_flags(void **state) {
   free(e);
   const char *norun[] = {file, NULL};
   assert_int_equal(run_mlpc(fmt("%s/o", tmp), fmt("%s/e", tmp), norun), 2);
+  const char *dump[] = {file, "--dump-study", "--epochs", "3", NULL};
+  assert_int_equal(run_mlpc(fmt("%s/o", tmp), fmt("%s/e", tmp), dump), 0);
+  char *o = read_all(fmt("%s/o", tmp)), *line = strstr(o, "norm=none, activation=relu\t");
+  assert_non_null(line);
+  assert_non_null(strstr(line, "\"activation\":\"relu\""));
+  assert_non_null(strstr(line, "\"epochs\":3"));
+  assert_int_equal(strchr(line, '\n') - line, strcspn(line, "\n"));
+  int lines = 0;
+  for (char *q = o; (q = strchr(q, '\n')); q++)
+    lines++;
+  assert_int_equal(lines, 6);
+  free(o);
   const char *jobs[] = {file, "--run", "--jobs", "0", NULL};
   assert_int_equal(run_mlpc(fmt("%s/o", tmp), fmt("%s/e", tmp), jobs), 2);
   const char *bad[] = {study("bad", "{\"base\": {}, \"vary\": {\"init\": []}}"), "--run", NULL};

@@ -91,6 +91,7 @@ typedef struct {
   Norm norm;
   Act act;
   int init;                 /* RT_INIT_*                                 */
+  int rng;                  /* RT_RNG_*: mlpc's generator or PyTorch's   */
   Optim opt;
   int batch_size;
   int epochs;

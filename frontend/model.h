@@ -56,6 +56,7 @@ extern const char *const act_names[NACTS];
 extern const char *const opt_names[NOPTS];
 extern const char *const dtype_names[NDTYPES];
 extern const char *const init_names[RT_INIT_NSCHEMES];
+extern const char *const rng_names[RT_NRNGS];
 
 typedef struct {
   int type;          /* NORM_*                                            */

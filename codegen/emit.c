@@ -686,6 +686,9 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   int f32 = ir->m->dtype == DT_F32;
   const char *sfx = f32 ? "f" : "";
   emitf(b, "#include <math.h>\n");
+  /* gelu's constants: POSIX, not ISO C, so absent under gcc -std=c11 */
+  emitf(b, "#ifndef M_SQRT1_2\n#define M_SQRT1_2 0x1.6a09e667f3bcdp-1\n#endif\n"
+        "#ifndef M_2_SQRTPI\n#define M_2_SQRTPI 0x1.20dd750429b6dp+0\n#endif\n");
   paste(b, net_h);
   emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"

@@ -406,6 +406,13 @@ static const int act_has_param[NACTS] = {
 #undef HAS_
 };
 
+/* An activation's forward expression in x, and whether it reads P: the
+   same text for codegen/infer.c. */
+const char *emit_act_forward(int type, int *has_param) {
+  *has_param = act_has_param[type];
+  return act_code[type].fwd;
+}
+
 /* An elementwise activation. */
 static void emit_act(Ctx *c) {
   Buf *b = c->g->b;

@@ -77,7 +77,11 @@ typedef struct {
 
 /* Prints a user error and exits 2. */
 static void die_input(const char *msg) {
-  fprintf(stderr, "mlpc: %s\n", msg);
+  for (const char *line = msg; *line;) {
+    size_t n = strcspn(line, "\n");
+    fprintf(stderr, "mlpc: %.*s\n", (int)n, line);
+    line += n + (line[n] == '\n');
+  }
   exit(2);
 }
 

@@ -623,7 +623,8 @@ static void emit_entries(Gen *g) {
         "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
 }
 
-/* The tensor table and mlpc_net(). */
+/* The tensor table and mlpc_net(). The rng field appears only when it is
+   not the default, so that models without it keep their bytes. */
 static void emit_table(Gen *g) {
   Buf *b = g->b;
   const Model *m = g->m;
@@ -645,12 +646,13 @@ static void emit_table(Gen *g) {
   emitf(b, "};\n\n");
   emitf(b, "static const RtNet net = {\n"
         "  .name = \"%s\",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
-        "  .dtype = %s,\n  .init = %s,\n  .has_batchnorm = %d,\n"
+        "  .dtype = %s,\n  .init = %s,%s\n  .has_batchnorm = %d,\n"
         "  .ntensors = %d,\n  .tensors = tensors,\n"
         "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->name, m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
-        inits[m->init], m->norm.type == NORM_BATCH, g->ntensors);
+        inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
+        m->norm.type == NORM_BATCH, g->ntensors);
 }
 
 /* A one-line description of the model, for the header comment. */
@@ -732,6 +734,7 @@ void emit_trainer(const Ir *ir, Buf *b) {
   paste(b, rt_h);
   paste(b, idx_c);
   paste(b, rng_c);
+  paste(b, trng_c);
   paste(b, train_c);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");
   emitf(b, "static const char trainer_data[] = ");

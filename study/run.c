@@ -8,6 +8,10 @@
  * back on its result pipe. A run's result depends only on its code,
  * seed, data and settings, never on the worker or on --jobs.
  *
+ * What a worker does with one run (st_job, st_compile, st_train) and the
+ * message it sends back (st_msg, st_msg_parse) are shared with the MPI
+ * ranks of mpi.c: the same code runs, the same bytes travel.
+ *
  * The parent alone writes the database, one transaction per run, as
  * results arrive. It hands a free worker a run of the code it holds if
  * there is one; with gcc it hands out no run of a code another worker is
@@ -30,19 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 #include "study.h"
-
-/* What a worker sends: its code is compiled, a run's figures, an error. */
-enum { MSG_COMPILED, MSG_RESULT, MSG_ERROR };
-
-typedef struct {
-  int kind;             /* MSG_*                                          */
-  int task;
-  int nepochs;          /* RtEpoch records that follow                    */
-  int diverged_epoch;
-  long diverged_step;
-  double seconds;
-  char err[1024];       /* MSG_ERROR                                      */
-} Msg;
 
 typedef struct {
   pid_t pid;
@@ -108,83 +99,154 @@ static int write_full(int fd, const void *buf, size_t n) {
   return 0;
 }
 
-/* ---- the worker ---- */
+/* ---- one run, for any transport ---- */
+
+#define MSG_MAGIC 0x6d6c7031u  /* "mlp1": a message of this layout       */
+#define MSG_MAX (64u << 20)    /* a message's size at most                */
+
+/* A message's header; nepochs RtEpoch records follow, then errlen bytes
+   of error text and a 0. Both ends run the same build (MPI: the same
+   mlpc on every host), so the layout is the host's. */
+typedef struct {
+  uint32_t magic;
+  int kind, task, nepochs, diverged_epoch, errlen;
+  long diverged_step;
+  double seconds;
+} MsgHead;
+
+/* Makes room for n more bytes at the end of b; where they go. */
+static char *grow(Buf *b, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = (b->len + n) * 2;
+    if (!(b->buf = realloc(b->buf, b->cap))) {
+      fprintf(stderr, "mlpc: error: out of memory\n");
+      _exit(1);
+    }
+  }
+  b->len += n;
+  return b->buf + b->len - n;
+}
+
+/* Appends n bytes to b. */
+static void put(Buf *b, const void *p, size_t n) { memcpy(grow(b, n), p, n); }
+
+void st_msg(Buf *out, int kind, int task, const StResult *r, const char *err) {
+  MsgHead h = {.magic = MSG_MAGIC, .kind = kind, .task = task};
+  if (r)
+    h.nepochs = r->nepochs, h.diverged_epoch = r->diverged_epoch,
+    h.diverged_step = r->diverged_step, h.seconds = r->seconds;
+  size_t n = err ? strlen(err) : 0;
+  h.errlen = n < 4096 ? (int)n : 4096;
+  put(out, &h, sizeof h);
+  if (h.nepochs)
+    put(out, r->epochs, (size_t)h.nepochs * sizeof *r->epochs);
+  put(out, err ? err : "", (size_t)h.errlen);
+  put(out, "", 1);
+}
+
+int st_msg_parse(const void *buf, size_t len, StMsg *m) {
+  MsgHead h;
+  if (len < sizeof h)
+    return -1;
+  memcpy(&h, buf, sizeof h);
+  size_t ep = (size_t)h.nepochs * sizeof(RtEpoch);
+  if (h.magic != MSG_MAGIC || h.kind < ST_MSG_COMPILED || h.kind > ST_MSG_ERROR ||
+      h.nepochs < 0 || h.nepochs > 100000 || h.errlen < 0 || h.errlen > 4096 ||
+      len != sizeof h + ep + (size_t)h.errlen + 1)
+    return -1;
+  const char *p = (const char *)buf + sizeof h;
+  *m = (StMsg){h.kind, h.task,
+               {h.nepochs, (RtEpoch *)p, h.diverged_epoch, h.diverged_step, h.seconds},
+               p + ep};
+  return m->err[h.errlen] ? -1 : 0;
+}
+
+void st_job(const StPlan *p, int task, StJob *j) {
+  const StTask *t = &p->tasks[task];
+  const Model *m = &p->s->exp[t->exp].model;
+  *j = (StJob){task, t->code, p->codes[t->code].unit, p->backend, m->dtype, t->seed,
+               m->epochs, p->shuffle, m->max_batches, t->data_dir};
+}
+
+int st_compile(StWorker *w, const StJob *j, Buf *out) {
+  char err[2048];
+  if (w->jit && w->code == j->code)
+    return 0;
+  jit_free(w->jit);
+  w->jit = j->backend == BACKEND_TCC ? jit_tcc(j->unit, j->dtype, err, sizeof err)
+                                     : jit_gcc(j->unit, w->cache, err, sizeof err);
+  w->code = w->jit ? j->code : -1;
+  if (!w->jit)
+    st_msg(out, ST_MSG_ERROR, j->task, NULL, err);
+  return w->jit ? 0 : -1;
+}
 
 /* What one run collects from rt_train. */
 typedef struct {
-  Msg m;
-  RtEpoch *e;
+  StResult r;
+  int room;
 } Collect;
 
 /* Keeps an epoch's figures; the first one not finite ends the record. */
 static void collect(void *ctx, const RtEpoch *e) {
   Collect *c = ctx;
-  if (c->m.diverged_epoch)
+  if (c->r.diverged_epoch || c->r.nepochs == c->room)
     return;
   if (e->diverged_step || !isfinite(e->test_loss) || !isfinite(e->test_acc)) {
-    c->m.diverged_epoch = e->epoch;
-    c->m.diverged_step = e->diverged_step;
+    c->r.diverged_epoch = e->epoch;
+    c->r.diverged_step = e->diverged_step;
     return;
   }
-  c->e[c->m.nepochs++] = *e;
+  c->r.epochs[c->r.nepochs++] = *e;
 }
 
-/* Sends a message and its epochs; exits if the parent is gone. */
-static void send(int fd, const Msg *m, const RtEpoch *e) {
-  if (write_full(fd, m, sizeof *m) ||
-      write_full(fd, e, (size_t)m->nepochs * sizeof *e))
+int st_train(StWorker *w, const StJob *j, Buf *out) {
+  Collect c = {.room = j->epochs};
+  c.r.epochs = calloc((size_t)j->epochs + 1, sizeof *c.r.epochs);
+  RtOptions o = {j->epochs, j->seed, j->max_batches, j->shuffle, 0, j->data_dir, collect, &c};
+  double t0 = now();
+  const RtNet *net = jit_net(w->jit);
+  rt_init(net, j->seed);
+  int status = rt_train(net, &o);
+  c.r.seconds = now() - t0;
+  int failed = status && !c.r.diverged_epoch;
+  if (failed)
+    st_msg(out, ST_MSG_ERROR, j->task, NULL, "training failed; see the message above");
+  else
+    st_msg(out, ST_MSG_RESULT, j->task, &c.r, NULL);
+  free(c.r.epochs);
+  return failed ? -1 : 0;
+}
+
+/* ---- the worker ---- */
+
+/* Sends a message, its length first; exits if the parent is gone. */
+static void send(int fd, const Buf *m) {
+  uint32_t n = (uint32_t)m->len;
+  if (write_full(fd, &n, sizeof n) || write_full(fd, m->buf, m->len))
     _exit(1);
 }
 
-/* Sends an error and exits. */
-static void send_error(int fd, int task, const char *msg) {
-  Msg m = {.kind = MSG_ERROR, .task = task};
-  snprintf(m.err, sizeof m.err, "%s", msg);
-  send(fd, &m, NULL);
-  _exit(1);
-}
-
-/* Compiles one code with the plan's backend. */
-static Jit *compile(const StPlan *p, int code, char *err, size_t errlen) {
-  const StCode *c = &p->codes[code];
-  if (p->backend == BACKEND_TCC)
-    return jit_tcc(c->unit, p->s->exp[c->exp].model.dtype, err, errlen);
-  return jit_gcc(c->unit, "out/cache", err, errlen);
-}
-
-/* Trains one run and sends its figures. */
-static void run_task(const StPlan *p, Jit *j, int task, int out) {
-  const StTask *t = &p->tasks[task];
-  const Model *m = &p->s->exp[t->exp].model;
-  Collect c = {.m = {.kind = MSG_RESULT, .task = task}};
-  c.e = calloc((size_t)m->epochs, sizeof *c.e);
-  RtOptions o = {m->epochs, t->seed, m->max_batches, p->shuffle, 0, t->data_dir, collect, &c};
-  double t0 = now();
-  const RtNet *net = jit_net(j);
-  rt_init(net, t->seed);
-  int status = rt_train(net, &o);
-  c.m.seconds = now() - t0;
-  if (status && !c.m.diverged_epoch)
-    send_error(out, task, "training failed; see the message above");
-  send(out, &c.m, c.e);
-  free(c.e);
-}
-
-/* A worker's life: runs until its input closes. */
+/* A worker's life: runs until its input closes, or its first error. */
 static void worker(const StPlan *p, int in, int out) {
-  Jit *j = NULL;
-  int held = -1, task;
-  char err[2048];
+  StWorker w = {NULL, -1, "out/cache"};
+  Buf m = {0};
+  StJob j;
+  int task;
   while (read_full(in, &task, sizeof task) == 1) {
-    int code = p->tasks[task].code;
-    if (code != held) {
-      jit_free(j);
-      if (!(j = compile(p, code, err, sizeof err)))
-        send_error(out, task, err);
-      held = code;
-      send(out, &(Msg){.kind = MSG_COMPILED, .task = task}, NULL);
+    st_job(p, task, &j);
+    m.len = 0;
+    if (j.code != w.code) {
+      if (st_compile(&w, &j, &m))
+        send(out, &m), _exit(1);
+      st_msg(&m, ST_MSG_COMPILED, task, NULL, NULL);
+      send(out, &m);
+      m.len = 0;
     }
-    run_task(p, j, task, out);
+    int rc = st_train(&w, &j, &m);
+    send(out, &m);
+    if (rc)
+      _exit(1);
   }
   _exit(0);
 }
@@ -294,20 +356,24 @@ static void clear_line(const Sched *S) {
     fprintf(stderr, "\r\033[K");
 }
 
+void st_log_run(const StPlan *p, int task, int n, int total, const StResult *r) {
+  const StTask *t = &p->tasks[task];
+  fprintf(stderr, "mlpc: [%d/%d] %s seed %llu: ", n, total, p->s->exp[t->exp].name,
+          (unsigned long long)t->seed);
+  if (r->diverged_epoch)
+    fprintf(stderr, "diverged at epoch %d, %s %ld", r->diverged_epoch,
+            r->diverged_step ? "step" : "in the test pass", r->diverged_step);
+  else if (r->nepochs)
+    fprintf(stderr, "test loss %.4f, accuracy %.2f%%", r->epochs[r->nepochs - 1].test_loss,
+            100 * r->epochs[r->nepochs - 1].test_acc);
+  fprintf(stderr, " (%.1f s)\n", r->seconds);
+}
+
 /* Says that a run finished, on a log line when not on a terminal. */
-static void log_run(Sched *S, int task, const Msg *m, const RtEpoch *e) {
-  char name[512];
+static void log_run(Sched *S, int task, const StResult *r) {
   if (S->o->progress)
     return progress(S);
-  run_name(S, task, name, sizeof name);
-  fprintf(stderr, "mlpc: [%d/%d] %s: ", S->done + S->failed, S->total, name);
-  if (m->diverged_epoch)
-    fprintf(stderr, "diverged at epoch %d, %s %ld", m->diverged_epoch,
-            m->diverged_step ? "step" : "in the test pass", m->diverged_step);
-  else if (m->nepochs)
-    fprintf(stderr, "test loss %.4f, accuracy %.2f%%", e[m->nepochs - 1].test_loss,
-            100 * e[m->nepochs - 1].test_acc);
-  fprintf(stderr, " (%.1f s)\n", m->seconds);
+  st_log_run(S->p, task, S->done + S->failed, S->total, r);
 }
 
 /* ---- scheduling ---- */
@@ -374,42 +440,46 @@ static void lost(Sched *S, Worker *w) {
 }
 
 /* Records a finished run. */
-static void finished(Sched *S, Worker *w, const Msg *m, RtEpoch *e) {
+static void finished(Sched *S, Worker *w, const StMsg *m) {
   char err[2048];
-  StResult r = {m->nepochs, e, m->diverged_epoch, m->diverged_step, m->seconds};
   w->task = -1;
-  if (st_db_put(S->db, S->p, m->task, &r, err, sizeof err)) {
+  if (st_db_put(S->db, S->p, m->task, &m->r, err, sizeof err)) {
     clear_line(S);
     fprintf(stderr, "mlpc: error: %s: %s\n", S->o->db_path, err);
     S->state[m->task] = FAILED, S->failed++, S->fatal = 1;
     return;
   }
   S->state[m->task] = DONE, S->done++;
-  S->diverged += m->diverged_epoch > 0;
-  log_run(S, m->task, m, e);
+  S->diverged += m->r.diverged_epoch > 0;
+  log_run(S, m->task, &m->r);
+}
+
+/* Reads one message from worker w into buf; -1 if there is none whole. */
+static int read_msg(Worker *w, Buf *buf, StMsg *m) {
+  uint32_t n;
+  if (read_full(w->from, &n, sizeof n) != 1 || n > MSG_MAX)
+    return -1;
+  buf->len = 0;
+  if (read_full(w->from, grow(buf, n), n) != 1 || st_msg_parse(buf->buf, n, m))
+    return -1;
+  return m->task == w->task ? 0 : -1;
 }
 
 /* Reads and handles one message from worker w. */
 static void receive(Sched *S, Worker *w) {
-  Msg m;
-  if (read_full(w->from, &m, sizeof m) != 1 || m.task != w->task || m.nepochs < 0 ||
-      m.nepochs > 100000)
+  static Buf buf;
+  StMsg m;
+  if (read_msg(w, &buf, &m))
     return lost(S, w);
-  RtEpoch *e = calloc((size_t)m.nepochs + 1, sizeof *e);
-  if (read_full(w->from, e, (size_t)m.nepochs * sizeof *e) != 1 && m.nepochs) {
-    free(e);
-    return lost(S, w);
-  }
-  if (m.kind == MSG_COMPILED)
+  if (m.kind == ST_MSG_COMPILED)
     S->code[S->p->tasks[m.task].code] = READY, w->code = S->p->tasks[m.task].code;
-  else if (m.kind == MSG_RESULT)
-    finished(S, w, &m, e);
+  else if (m.kind == ST_MSG_RESULT)
+    finished(S, w, &m);
   else {
     clear_line(S);
     fprintf(stderr, "mlpc: error: %s\n", m.err);
     S->state[m.task] = FAILED, S->failed++, S->fatal = 1, w->task = -1;
   }
-  free(e);
 }
 
 /* Waits for messages (or a signal, or the progress clock). */

@@ -135,6 +135,53 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
               char *err, size_t errlen);
 
+/* ---- run.c: one run, whatever carries it to a worker ---- */
+
+/* Everything a worker needs for one run, without the plan: the local
+   workers fill it from the plan, MPI ranks from rank 0's messages. */
+typedef struct {
+  int task;                 /* its number in the plan                     */
+  int code;                 /* its code's number in the plan              */
+  const char *unit;         /* that code: emit_unit's text                */
+  int backend, dtype;
+  uint64_t seed;
+  int epochs, shuffle;
+  long max_batches;
+  const char *data_dir;     /* where this worker reads the data set       */
+} StJob;
+
+/* A worker between runs: the compiled code it holds. */
+typedef struct {
+  Jit *jit;
+  int code;                 /* the code's number; -1 for none             */
+  const char *cache;        /* gcc's object cache                         */
+} StWorker;
+
+/* What a worker sends back, as one message: its code is compiled, a run's
+   figures, or an error. The same bytes go through a local worker's pipe
+   and over MPI; st_msg_parse reads them. */
+enum { ST_MSG_COMPILED, ST_MSG_RESULT, ST_MSG_ERROR };
+
+typedef struct {
+  int kind, task;
+  StResult r;               /* ST_MSG_RESULT; r.epochs points into the
+                               message's bytes                            */
+  const char *err;          /* ST_MSG_ERROR: the text, in the bytes too   */
+} StMsg;
+
+/* The job of a task of the plan. */
+void st_job(const StPlan *p, int task, StJob *j);
+/* Compiles j's code unless w holds it; on failure writes an error message
+   into out and returns -1. */
+int st_compile(StWorker *w, const StJob *j, Buf *out);
+/* Trains j with the code w holds (st_compile first) and writes its
+   result into out; or an error, and returns -1. */
+int st_train(StWorker *w, const StJob *j, Buf *out);
+/* Appends one message to out (r for ST_MSG_RESULT, err for ST_MSG_ERROR). */
+void st_msg(Buf *out, int kind, int task, const StResult *r, const char *err);
+/* Reads a message of len bytes; -1 if it is not one of this build's. */
+int st_msg_parse(const void *buf, size_t len, StMsg *m);
+
 /* ---- run.c: runs on worker processes ---- */
 
 typedef struct {
@@ -146,6 +193,8 @@ typedef struct {
 /* Runs every task without a run_id on o->jobs workers, recording each
    in db as it finishes. Returns 0, 130 when interrupted, 1 on errors. */
 int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
+/* Writes a run's log line, "mlpc: [n/total] NAME seed S: ...", to stderr. */
+void st_log_run(const StPlan *p, int task, int n, int total, const StResult *r);
 
 /* ---- report.c: tables ---- */
 

@@ -528,16 +528,18 @@ static int finish(Sched *S) {
   for (int i = 0; i < S->nw; i++)
     reap(&S->w[i], stopped || S->fatal);
   clear_line(S);
-  int left = S->total - S->done;
-  if (stopped)
-    fprintf(stderr, "mlpc: interrupted: %d of %d runs are recorded in %s; run the same "
-            "command again to do the %d left\n", S->done, S->total, S->o->db_path, left);
-  else if (S->failed || S->fatal)
-    fprintf(stderr, "mlpc: %d of %d runs failed or were not done; the %d finished are in "
-            "%s; run the same command again to retry\n", left, S->total, S->done,
-            S->o->db_path);
   free(S->state), free(S->code), free(S->w);
-  return stopped ? 128 + stop_signal : S->failed || S->fatal ? 1 : 0;
+  return st_run_end(stop_signal, S->total, S->done, S->failed || S->fatal, S->o->db_path);
+}
+
+int st_run_end(int sig, int total, int done, int failed, const char *db_path) {
+  if (sig)
+    fprintf(stderr, "mlpc: interrupted: %d of %d runs are recorded in %s; run the same "
+            "command again to do the %d left\n", done, total, db_path, total - done);
+  else if (failed)
+    fprintf(stderr, "mlpc: %d of %d runs failed or were not done; the %d finished are in "
+            "%s; run the same command again to retry\n", total - done, total, done, db_path);
+  return sig ? 128 + sig : failed ? 1 : 0;
 }
 
 int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o) {

@@ -195,6 +195,9 @@ typedef struct {
 int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
 /* Writes a run's log line, "mlpc: [n/total] NAME seed S: ...", to stderr. */
 void st_log_run(const StPlan *p, int task, int n, int total, const StResult *r);
+/* Says how the runs ended (stopped by signal sig, or some failed or not
+   done) and how to go on; returns st_run's status. */
+int st_run_end(int sig, int total, int done, int failed, const char *db_path);
 
 /* ---- report.c: tables ---- */
 

@@ -60,6 +60,9 @@ static const char usage[] =
   "  --db FILE             the results database (default out/mlpc.sqlite)\n"
   "  --dump-study          print each experiment: name, code hash, model\n"
   "  --epochs, --max-batches, --data, --backend, --no-shuffle apply to every run\n"
+  "  mpirun -n N mlpc STUDY.json --run   spreads the runs over N ranks on any\n"
+  "                        number of hosts, when mlpc is built with MPI\n"
+  "                        (docs/cluster.md)\n"
   "\n"
   "  --help                this text\n"
   "  --version             mlpc's version\n"
@@ -306,9 +309,16 @@ int main(int argc, char **argv) {
   static Model m;
   static Ir ir;
   Args A = {0};
+#ifdef MLPC_MPI
+  int status;
+  if (st_mpi_start(&argc, &argv, &status))
+    return status;  /* an MPI rank other than 0: it ran what rank 0 sent */
+#endif
   const char *file = find_model(argc, argv);
   if (st_is_study(file))
     return st_main(file, argc, argv);  /* study/study.c: many runs */
+  if (st_mpi_ranks())
+    die_input("error: under mpirun, mlpc runs studies only (docs/cluster.md)");
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
   if (A.dump_ir)

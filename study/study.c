@@ -68,6 +68,9 @@ static void refuse(const char *a, const char *file) {
 /* Handles one flag with its value; 1 if it was one. */
 static int value_flag(Flags *F, Study *s, const char *a, const char *v) {
   char err[2048];
+  if (!strcmp(a, "--jobs") && st_mpi_ranks())
+    die_input("--jobs: error: under mpirun, every rank runs one run at a time: start "
+              "as many ranks as cores (docs/cluster.md)");
   if (!strcmp(a, "--jobs"))
     return F->jobs = int_flag(a, v, 1, 256), 1;
   if (!strcmp(a, "--out"))
@@ -131,8 +134,9 @@ static void describe(const StPlan *p, const Flags *F, const char *db, int jobs) 
   if (have == p->ntasks)
     printf("all %d already in %s\n", have, db);
   else
-    printf("%d already in %s; %d to run on %d worker%s, backend %s\n", have, db,
-           p->ntasks - have, jobs, jobs == 1 ? "" : "s", backend_names[F->backend]);
+    printf("%d already in %s; %d to run on %d %s%s, backend %s\n", have, db,
+           p->ntasks - have, jobs, st_mpi_ranks() ? "MPI rank" : "worker",
+           jobs == 1 ? "" : "s", backend_names[F->backend]);
   fflush(stdout);
 }
 
@@ -159,6 +163,11 @@ int st_main(const char *file, int argc, char **argv) {
   Flags F;
   sqlite3 *db;
   char err[4096], outdir[MAX_PATH_LEN];
+#ifndef MLPC_MPI
+  if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK"))
+    die_input("error: started by mpirun, but this mlpc is built without MPI: every rank "
+              "would run the whole study (docs/cluster.md)");
+#endif
   if (st_load(file, &s, err, sizeof err))
     die_input(err);
   parse_flags(argc, argv, file, &F, &s);
@@ -172,10 +181,15 @@ int st_main(const char *file, int argc, char **argv) {
     return st_plan_free(&p), st_free(&s), 0;
   if (st_db_open(dbpath, &db, err, sizeof err) || st_db_prepare(db, &p, err, sizeof err))
     return fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), 1;
-  int todo = missing(&p), jobs = F.jobs < todo ? F.jobs : todo;
+  int todo = missing(&p), jobs = st_mpi_ranks() ? st_mpi_ranks() : F.jobs;
+  jobs = jobs < todo ? jobs : todo;
   describe(&p, &F, dbpath, jobs);
   StRunOptions o = {jobs, dbpath, isatty(2)};
+#ifdef MLPC_MPI
+  rc = st_mpi_ranks() ? st_mpi_run(&p, db, &o) : st_run(&p, db, &o);
+#else
   rc = st_run(&p, db, &o);
+#endif
   snprintf(outdir, sizeof outdir, "%s", F.out ? F.out : "out/");
   if (!F.out)
     snprintf(outdir + strlen(outdir), sizeof outdir - strlen(outdir), "%s", s.name);

@@ -4,7 +4,8 @@
  *
  *   study file (load.c) → experiments → plan (plan.c: generated code,
  *   data and settings of each run, what the database already holds)
- *   → runs on worker processes (run.c) → one transaction per run (db.c)
+ *   → runs on worker processes (run.c), or on MPI ranks (mpi.c)
+ *   → one transaction per run (db.c)
  *   → tables (report.c)
  *
  * study.c holds the driver, `mlpc STUDY.json --run`.
@@ -198,6 +199,22 @@ void st_log_run(const StPlan *p, int task, int n, int total, const StResult *r);
 /* Says how the runs ended (stopped by signal sig, or some failed or not
    done) and how to go on; returns st_run's status. */
 int st_run_end(int sig, int total, int done, int failed, const char *db_path);
+
+/* ---- mpi.c: runs over MPI ranks (docs/cluster.md); with MLPC_MPI ---- */
+
+#ifdef MLPC_MPI
+/* At the start of main: when an MPI launcher started mlpc, starts MPI.
+   Rank 0 goes on as mlpc (returns 0); any other rank runs what rank 0
+   sends it, ends MPI, sets *status and returns 1. */
+int st_mpi_start(int *argc, char ***argv, int *status);
+/* The number of ranks; 0 when not under MPI. */
+int st_mpi_ranks(void);
+/* st_run over the ranks: rank 0 runs every task without a run_id on its
+   own thread and on every other rank, recording each in db. */
+int st_mpi_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
+#else
+#define st_mpi_ranks() 0
+#endif
 
 /* ---- report.c: tables ---- */
 

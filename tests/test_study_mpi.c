@@ -1,0 +1,378 @@
+/*
+ * test_study_mpi.c — `mpirun -n N mlpc STUDY.json --run` on this machine,
+ * Open MPI over loopback only (the MCA flags below), tcc backend:
+ *
+ *   - 3 ranks record bitwise the runs a local --jobs 2 run of the same
+ *     study records, and write the same tables but for times and run
+ *     numbers. The two worker ranks run in an empty directory, with
+ *     neither the study's data nor the database: all they need comes from
+ *     rank 0, and they leave nothing behind;
+ *   - started again, the study runs nothing; with runs deleted from the
+ *     database, only those, and the figures are the same again;
+ *   - a worker rank killed with SIGKILL (mpirun --enable-recovery,
+ *     MLPC_MPI_TIMEOUT=2) costs only its run, which another rank does;
+ *   - under mpirun, a model file and --jobs are refused.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+#include "study_proc.h"
+
+#ifndef MPIEXEC
+#error "MPIEXEC: the path of mpirun (tests/CMakeLists.txt)"
+#endif
+
+static char tmp[] = "/tmp/mlpc_mpiXXXXXX";
+
+/* A 6-model grid, 2 seeds: 12 runs of 2 short epochs. */
+static const char tiny[] =
+  "{\"name\": \"tiny\", \"base\": {\"hidden\": [16], \"init\": \"kaiming_normal\", "
+  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 2, \"max_batches\": 10}, "
+  "\"mode\": \"grid\", \"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
+  "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2]}\n";
+
+/* The same, with runs long enough to kill a rank in the middle of one. */
+static const char longer[] =
+  "{\"name\": \"longer\", \"base\": {\"hidden\": [64], \"init\": \"kaiming_normal\", "
+  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 3, \"max_batches\": 60}, "
+  "\"mode\": \"grid\", \"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
+  "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2]}\n";
+
+/* Open MPI on loopback alone, any number of ranks on two cores. */
+static const char *const mpi_flags[] = {
+  "--oversubscribe", "--mca", "pml", "ob1", "--mca", "btl", "self,tcp",
+  "--mca", "btl_tcp_if_include", "lo", "--mca", "btl_tcp_disable_family", "6",
+  "--mca", "oob_tcp_if_include", "lo", "--mca", "oob_tcp_disable_ipv6_family", "1", NULL,
+};
+
+/* ---- running things ---- */
+
+/* Starts argv in dir (NULL: here), in its own process group, stdout and
+   stderr into tmp/stdout and tmp/stderr; its pid. */
+static pid_t start_in(const char *dir, const char *const *argv) {
+  unlink(fmt("%s/stdout", tmp)), unlink(fmt("%s/stderr", tmp));
+  fflush(stdout), fflush(stderr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    int o = open(fmt("%s/stdout", tmp), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int e = open(fmt("%s/stderr", tmp), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    dup2(o, 1), dup2(e, 2);
+    if (dir && chdir(dir))
+      _exit(126);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* Appends the NULL-terminated list v to argv[*n..]. */
+static void append(const char **argv, int *n, const char *const *v) {
+  while (*v)
+    argv[(*n)++] = *v++;
+}
+
+/* mlpc's arguments for a study in tmp: its file, run flags, a database
+   and tables named by what. */
+static void study_args(const char **argv, int *n, const char *study, const char *what) {
+  append(argv, n, (const char *[]){MLPC_BIN, fmt("%s.json", study), "--run", "--backend",
+                                   "tcc", "--db", fmt("%s.sqlite", what), "--out", what, NULL});
+}
+
+/* Starts a study on n ranks: rank 0 in tmp, the others in tmp/empty;
+   extra: more mpirun flags, or NULL. */
+static pid_t start_mpi(const char *study, const char *what, int n, const char *extra,
+                       const char *const *more) {
+  const char *argv[128];
+  int k = 0;
+  argv[k++] = MPIEXEC;
+  append(argv, &k, mpi_flags);
+  if (extra)
+    argv[k++] = extra;
+  append(argv, &k, (const char *[]){"-np", "1", "--wdir", tmp, NULL});
+  study_args(argv, &k, study, what);
+  append(argv, &k, more);
+  append(argv, &k, (const char *[]){":", "-np", fmt("%d", n - 1), "--wdir",
+                                    fmt("%s/empty", tmp), NULL});
+  study_args(argv, &k, study, what);
+  append(argv, &k, more);
+  argv[k] = NULL;
+  return start_in(NULL, argv);
+}
+
+/* Runs a study on n ranks to the end; the exit status. */
+static int run_mpi(const char *study, const char *what, int n) {
+  return wait_status(start_mpi(study, what, n, NULL, (const char *[]){NULL}));
+}
+
+/* Runs a study in tmp with local workers; the exit status. */
+static int run_local(const char *study, const char *what) {
+  const char *argv[32];
+  int k = 0;
+  study_args(argv, &k, study, what);
+  append(argv, &k, (const char *[]){"--jobs", "2", NULL});
+  argv[k] = NULL;
+  return wait_status(start_in(tmp, argv));
+}
+
+/* Fails with the messages if status is not 0. */
+static void expect_ok(int status) {
+  if (status) {
+    char *e = read_all(fmt("%s/stderr", tmp));
+    fail_msg("exit status %d:\n%s", status, e);
+  }
+}
+
+/* ---- comparing ---- */
+
+/* Every column of every run, epoch and study row that does not depend on
+   timing or on the order runs were recorded in, as one string. */
+static char *everything(const char *db) {
+  sqlite3 *d = open_db(fmt("%s/%s", tmp, db));
+  assert_non_null(d);
+  char *figures = all_figures(d);
+  size_t len = strlen(figures), cap = len + (1 << 20);
+  char *a = realloc(figures, cap);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(d,
+    "SELECT r.code_hash || r.seed || r.data_hash || r.settings || r.model || r.name || "
+    "r.data || r.data_dir || r.mlpc_version || r.backend || r.status || r.epochs || "
+    "quote(r.diverged_epoch) || quote(r.diverged_step) || quote(r.train_loss) || "
+    "quote(r.test_loss) || quote(r.test_acc) || s.study || s.experiment || s.position || "
+    "s.factor || s.value || s.seed FROM study_runs s JOIN runs r ON r.id = s.run_id "
+    "ORDER BY s.study, s.position, s.seed", -1, &st, NULL), SQLITE_OK);
+  while (sqlite3_step(st) == SQLITE_ROW && len + 8192 < cap)
+    len += (size_t)snprintf(a + len, cap - len, "%s\n", sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(d);
+  return a;
+}
+
+/* The end of the CSV field that starts at p (quoted or not). */
+static const char *field_end(const char *p) {
+  if (*p != '"')
+    return p + strcspn(p, ",\n");
+  for (p++; *p && !(p[0] == '"' && p[1] != '"'); p++)
+    p += *p == '"';
+  return *p ? p + 1 : p;
+}
+
+/* A CSV file without its time and run number columns (by header name). */
+static char *csv_without_times(const char *path) {
+  char *text = read_all(path), *out = calloc(1, strlen(text) + 2), *o = out;
+  int drop[256] = {0}, col = 0, header = 1;
+  for (const char *p = text; *p && col < 256;) {
+    const char *end = field_end(p);
+    if (header)
+      drop[col] = !strncmp(p, "seconds", 7) || (end - p == 6 && !strncmp(p, "run_id", 6));
+    if (!drop[col])
+      o += sprintf(o, "%.*s%c", (int)(end - p), p, *end == ',' ? ',' : '\n');
+    header &= *end == ',';
+    col = *end == ',' ? col + 1 : 0;
+    p = *end ? end + 1 : end;
+  }
+  free(text);
+  return out;
+}
+
+/* Fails unless two studies' databases and tables agree. */
+static void expect_same(const char *a, const char *b) {
+  char *x = everything(fmt("%s.sqlite", a)), *y = everything(fmt("%s.sqlite", b));
+  assert_true(strlen(x) > 1000);
+  assert_string_equal(x, y);
+  free(x), free(y);
+  for (int i = 0; i < 2; i++) {
+    const char *f = i ? "runs.csv" : "summary.csv";
+    x = csv_without_times(fmt("%s/%s/%s", tmp, a, f));
+    y = csv_without_times(fmt("%s/%s/%s", tmp, b, f));
+    assert_true(strlen(x) > 100);
+    assert_string_equal(x, y);
+    free(x), free(y);
+  }
+}
+
+/* The number of entries in a directory whose names start with prefix
+   ("": all but . and ..). */
+static int entries(const char *dir, const char *prefix) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  assert_non_null(d);
+  for (struct dirent *e; (e = readdir(d));)
+    n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+         !strncmp(e->d_name, prefix, strlen(prefix));
+  closedir(d);
+  return n;
+}
+
+/* ---- set-up ---- */
+
+/* Writes a file into tmp. */
+static void write_tmp(const char *name, const char *text) {
+  FILE *f = fopen(fmt("%s/%s", tmp, name), "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* tmp holds the studies and a link to the data; tmp/empty, nothing;
+   tmp/scratch is the ranks' TMPDIR. */
+static int setup(void **state) {
+  (void)state;
+  if (!mkdtemp(tmp))
+    return -1;
+  write_tmp("tiny.json", tiny);
+  write_tmp("longer.json", longer);
+  if (symlink(MLPC_SOURCE_DIR "/data", fmt("%s/data", tmp)) ||
+      mkdir(fmt("%s/empty", tmp), 0777) || mkdir(fmt("%s/scratch", tmp), 0777))
+    return -1;
+  setenv("TMPDIR", fmt("%s/scratch", tmp), 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  /* CI runs as root */
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return system(fmt("rm -rf %s", tmp));
+}
+
+/* ---- tests ---- */
+
+/* 3 ranks, 2 of them with no files: the runs and tables of --jobs 2. */
+static void test_same_as_local(void **state) {
+  (void)state;
+  expect_ok(run_local("tiny", "local"));
+  expect_ok(run_mpi("tiny", "mpi", 3));
+  char *out = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(out, "0 already in mpi.sqlite; 12 to run on 3 MPI ranks"));
+  assert_non_null(strstr(out, "MPI: 3 ranks on 1 host"));
+  free(out);
+  expect_same("local", "mpi");
+  assert_int_equal(entries(fmt("%s/empty", tmp), ""), 0);
+  assert_int_equal(entries(fmt("%s/scratch", tmp), "mlpc-"), 0);
+}
+
+/* Started again: nothing; with three runs deleted: those three. */
+static void test_resume(void **state) {
+  (void)state;
+  expect_ok(run_mpi("tiny", "mpi", 3));
+  char *out = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(out, "all 12 already in mpi.sqlite"));
+  free(out);
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(fmt("%s/mpi.sqlite", tmp), &d), SQLITE_OK);
+  const char *sel = "SELECT id FROM runs ORDER BY id LIMIT 3 OFFSET 4";
+  assert_int_equal(sqlite3_exec(d, fmt("CREATE TEMP TABLE gone AS %s; "
+                                       "DELETE FROM study_runs WHERE run_id IN gone; "
+                                       "DELETE FROM epochs WHERE run_id IN gone; "
+                                       "DELETE FROM runs WHERE id IN gone", sel),
+                                NULL, NULL, NULL), SQLITE_OK);
+  long long last = query_int(d, "SELECT max(id) FROM runs");
+  sqlite3_close(d);
+  expect_ok(run_mpi("tiny", "mpi", 2));
+  out = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(out, "9 already in mpi.sqlite; 3 to run on 2 MPI ranks"));
+  free(out);
+  d = open_db(fmt("%s/mpi.sqlite", tmp));
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs"), 12);
+  assert_int_equal(query_int(d, fmt("SELECT count(*) FROM runs WHERE id > %lld", last)), 3);
+  sqlite3_close(d);
+  expect_same("local", "mpi");
+}
+
+/* The pid of rank r among mpirun's children; 0 if none. */
+static pid_t rank_pid(pid_t mpirun, int r) {
+  DIR *d = opendir("/proc");
+  pid_t found = 0;
+  for (struct dirent *e; d && !found && (e = readdir(d));) {
+    pid_t pid = (pid_t)atoi(e->d_name);
+    char *stat = pid > 0 ? read_all(fmt("/proc/%d/stat", pid)) : NULL;
+    char *paren = stat ? strrchr(stat, ')') : NULL;
+    int ppid = 0;
+    if (paren && sscanf(paren + 2, "%*c %d", &ppid) == 1 && ppid == mpirun) {
+      FILE *f = fopen(fmt("/proc/%d/environ", pid), "r");
+      char var[4096];
+      size_t n = 0;
+      for (int c; f && (c = fgetc(f)) != EOF;) {
+        var[n] = (char)c;
+        if (c == 0 || n + 1 == sizeof var) {
+          var[n] = 0;
+          found = !strcmp(var, fmt("OMPI_COMM_WORLD_RANK=%d", r)) ? pid : found;
+          n = 0;
+        } else
+          n++;
+      }
+      if (f)
+        fclose(f);
+    }
+    free(stat);
+  }
+  if (d)
+    closedir(d);
+  return found;
+}
+
+/* A worker rank killed in the middle: its run goes to another rank. */
+static void test_dead_rank(void **state) {
+  (void)state;
+  expect_ok(run_local("longer", "ref"));
+  setenv("MLPC_MPI_TIMEOUT", "2", 1);
+  pid_t pid = start_mpi("longer", "dead", 3, "--enable-recovery", (const char *[]){NULL});
+  unsetenv("MLPC_MPI_TIMEOUT");
+  char *err;
+  int started = 0;
+  for (int i = 0; i < 3000 && !started; i++) {  /* the first run done */
+    char *err = read_all(fmt("%s/stderr", tmp));
+    started = strstr(err, "mlpc: [1/12]") != NULL;
+    free(err);
+    sleep_s(0.01);
+  }
+  pid_t victim = rank_pid(pid, 1);
+  assert_true(victim > 0);
+  kill(victim, SIGKILL);
+  expect_ok(wait_status(pid));
+  err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, "mlpc: rank 1 ("));
+  assert_non_null(strstr(err, "sent nothing for 2 s: taken for dead"));
+  assert_non_null(strstr(err, "mlpc: [12/12]"));
+  free(err);
+  expect_same("ref", "dead");
+}
+
+/* Under mpirun: a model, or --jobs, is refused by rank 0. */
+static void test_refused(void **state) {
+  (void)state;
+  write_tmp("model.json", "{\"hidden\": [8]}\n");
+  const char *argv[64];
+  int k = 0;
+  argv[k++] = MPIEXEC;
+  append(argv, &k, mpi_flags);
+  append(argv, &k, (const char *[]){"-np", "2", MLPC_BIN, "model.json", "--run", NULL});
+  argv[k] = NULL;
+  assert_int_equal(wait_status(start_in(tmp, argv)), 2);
+  char *err = read_all(fmt("%s/stderr", tmp));
+  if (!strstr(err, "mlpc: error: under mpirun, mlpc runs studies only"))
+    fail_msg("%s", err);
+  free(err);
+  assert_int_equal(wait_status(start_mpi("tiny", "jobs", 2, NULL,
+                                         (const char *[]){"--jobs", "2", NULL})), 2);
+  err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, "--jobs: error: under mpirun"));
+  free(err);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_same_as_local),
+    cmocka_unit_test(test_resume),
+    cmocka_unit_test(test_dead_rank),
+    cmocka_unit_test(test_refused),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

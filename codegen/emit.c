@@ -665,7 +665,11 @@ void emit_model(const Ir *ir, Buf *b) {
 static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   int f32 = ir->m->dtype == DT_F32;
   const char *sfx = f32 ? "f" : "";
-  emitf(b, "#include <math.h>\n");
+  emitf(b, "#include <math.h>\n"
+        "#ifndef M_SQRT1_2 /* not declared under -std=c11 */\n"
+        "#define M_SQRT1_2 0.70710678118654752440\n"
+        "#define M_2_SQRTPI 1.12837916709551257390\n"
+        "#endif\n");
   paste(b, net_h);
   emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"

@@ -74,6 +74,7 @@ typedef struct {
   int shape[2];     /* shape[1] == 0 for a vector                        */
   int fan_in, fan_out;
   int trained;      /* has a gradient and optimizer state                */
+  int transposed;   /* stored as (shape[1], shape[0]): linear weights    */
 } Tensor;
 
 typedef struct {
@@ -119,6 +120,7 @@ static void plan_layer_tensors(Gen *g, const Layer *l) {
   if (l->kind == L_LINEAR) {
     Tensor *w = tensor(g, p, "weight", RT_WEIGHT, l->out, l->in);
     Tensor *b = tensor(g, p, "bias", RT_BIAS, l->out, 0);
+    w->transposed = 1; /* wt (in, out): runtime/kernels.h */
     w->fan_in = b->fan_in = l->in;
     w->fan_out = b->fan_out = l->out;
   }
@@ -164,9 +166,11 @@ static void plan_state(Gen *g) {
     Tensor *d = tensor(g, p.cname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
     snprintf(d->cname, sizeof d->cname, "d%s", p.cname);
     snprintf(d->tname, sizeof d->tname, "%s.grad", p.tname);
+    d->transposed = p.transposed;
     for (int f = 0; f < nf; f++) {
       Tensor *s = tensor(g, p.cname, fields[f], RT_STATE, p.shape[0], p.shape[1]);
       snprintf(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
+      s->transposed = p.transposed;
     }
   }
   Tensor *step = tensor(g, "optimizer", "step", RT_STATE, 1, 0);
@@ -186,11 +190,13 @@ static long numel(const Tensor *t) {
   return t->shape[1] ? (long)t->shape[0] * t->shape[1] : t->shape[0];
 }
 
-/* The shape as a comment: "(128, 784)" or "(128)". */
+/* The shape as a comment: "(128, 784)", "(128)", or "(128, 784) stored
+   transposed". */
 static const char *shape_str(const Tensor *t) {
-  static char s[32];
+  static char s[48];
   if (t->shape[1])
-    snprintf(s, sizeof s, "(%d, %d)", t->shape[0], t->shape[1]);
+    snprintf(s, sizeof s, "(%d, %d)%s", t->shape[0], t->shape[1],
+             t->transposed ? " stored transposed" : "");
   else
     snprintf(s, sizeof s, "(%d)", t->shape[0]);
   return s;
@@ -221,9 +227,6 @@ static void emit_activation_decls(Gen *g) {
     }
     emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
           p, l->out, p, l->out, l->out);
-    if (l->kind == L_LINEAR)
-      emitf(g->b, "static real %s_wt[%d * %d]; /* (%d, %d) weight transposed */\n",
-            p, l->in, l->out, l->in, l->out);
     if (l->kind == L_BATCHNORM)
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
             "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n",
@@ -246,15 +249,15 @@ typedef struct {
   int first;         /* the input is the model's: no gradient for it     */
 } Ctx;
 
-/* linear: y = x·Wᵀ + b. */
+/* linear: y = x·Wᵀ + b, with W stored transposed (runtime/kernels.h). */
 static void emit_linear(Ctx *c) {
   Buf *b = c->g->b;
   const char *p = c->p;
   int I = c->l->in, O = c->l->out;
   emitf(b, "/* %s: Linear(%d, %d), (B, %d) -> (B, %d) */\n", p, I, O, I, O);
   emitf(b, "static void %s_forward(int n) {\n"
-        "  mm_xwt(n, %d, %d, %s, %s_weight, %s_bias, %s_out, %s_wt);\n}\n\n",
-        p, O, I, c->in, p, p, p, p);
+        "  mm_xw(n, %d, %d, %s, %s_weight, %s_bias, %s_out);\n}\n\n",
+        p, O, I, c->in, p, p, p);
   emitf(b, "static void %s_backward(int n) {\n"
         "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
         "  mm_db(n, %d, d%s_out, d%s_bias);\n",
@@ -569,7 +572,7 @@ static void emit_passes(Gen *g) {
   Buf *b = g->b;
   const Ir *ir = g->ir;
   emitf(b, "static void load_input(int n, const unsigned char *x) {\n"
-        "  for (int i = 0; i < n * %d; i++)\n    input[i] = (real)x[i] / R(255);\n}\n\n",
+        "  mm_load(n * %d, x, input); /* pixels / 255 */\n}\n\n",
         ir->m->input);
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
@@ -614,10 +617,10 @@ static void emit_table(Gen *g) {
   emitf(b, "static RtTensor tensors[%d] = {\n", g->ntensors);
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s},\n", t->tname, kinds[t->kind],
-          t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
+    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s, %d},\n", t->tname,
+          kinds[t->kind], t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
           t->shape[1] ? 2 : 1, t->shape[0], t->shape[1], t->fan_in, t->fan_out,
-          t->cname);
+          t->cname, t->transposed);
   }
   emitf(b, "};\n\n");
   emitf(b, "static const RtNet net = {\n"
@@ -673,7 +676,8 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   paste(b, net_h);
   emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"
-        "#define ERF erf%s\n#define SQRT sqrt%s\n\n", sfx, sfx, sfx, sfx, sfx);
+        "#define ERF erf%s\n#define SQRT sqrt%s\n#define FMA fma%s\n\n", sfx, sfx, sfx,
+        sfx, sfx, sfx);
   if (backend == BACKEND_TCC)
     emitf(b, "#define MLPC_KERNEL_PROTOTYPES\n");
   paste(b, kernels_h);

@@ -5,77 +5,265 @@
  * model, so the primitives are inlined with constant sizes. Under tcc the
  * model sees only the prototypes (MLPC_KERNEL_PROTOTYPES) and calls copies
  * compiled into mlpc by gcc (runtime/kernels.c): tcc's own code is slow.
+ * Either way the same source computes, so both backends give the same bits.
  *
- * `real` is float or double, typedef'd before this text. Every output
- * element sums its terms one at a time in increasing index order, so the
- * bits do not depend on the compiler, its vector width or the backend.
- * Terms whose input is exactly zero are skipped (most pixels are 0): that
- * adds nothing, and changes nothing but the sign of an exact zero.
+ * `real` is float or double, typedef'd before this text, with FMA its fma.
+ *
+ * Layout. A linear layer's weight W (O, I) is stored transposed, as
+ * wt (I, O), and so are its gradient and optimizer state (RtTensor's
+ * `transposed`). Then every product below runs along O, the contiguous
+ * axis, with one element of the input as the scalar factor; the inputs are
+ * sparse (half the pixels of Fashion-MNIST are 0, a ReLU zeroes about half
+ * its outputs), and a zero skips a whole row of wt.
+ *
+ * The contract. Every output element sums its terms one at a time in
+ * increasing index order, starting from the bias or from 0, each with
+ * MAC(acc, a, b): acc + a·b, rounded twice (the default, "strict"), or
+ * fma(a, b, acc), rounded once (MLPC_FMA, "fma"). Kernels vectorise and
+ * block across output elements only, never along a sum, so the bits do
+ * not depend on the compiler, its vector width, the alignment, the
+ * blocking, the batch size or the backend. Terms whose input is exactly
+ * zero are skipped: that adds nothing, and changes nothing but the sign
+ * of an exact zero.
  */
+#ifdef MLPC_FMA
+#define MAC(acc, a, b) FMA(a, b, acc)
+#else
+#define MAC(acc, a, b) ((acc) + (a) * (b))
+#endif
+
 #ifdef MLPC_KERNEL_PROTOTYPES
-void mm_xwt(int n, int O, int I, const real *x, const real *w,
-            const real *b, real *y, real *wt);
-void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dw);
-void mm_dx(int n, int O, int I, const real *dy, const real *w, real *dx);
+#ifdef MLPC_FMA /* the fma copies are bound under these names */
+#define mm_load mm_load_fma
+#define mm_xw mm_xw_fma
+#define mm_dw mm_dw_fma
+#define mm_dx mm_dx_fma
+#define mm_db mm_db_fma
+#endif
+void mm_load(int len, const unsigned char *x, real *out);
+void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
+void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt);
+void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx);
 void mm_db(int n, int O, const real *dy, real *db);
 #else
 #ifndef MLPC_KERNEL
 #define MLPC_KERNEL static inline
 #endif
 
-/* y = x·wᵀ + b: x (n, I), w (O, I), b (O), y (n, O); wt (I, O) scratch. */
-MLPC_KERNEL void mm_xwt(int n, int O, int I, const real *x, const real *w,
-                        const real *b, real *y, real *wt) {
-  for (int o = 0; o < O; o++)
-    for (int i = 0; i < I; i++)
-      wt[i * O + o] = w[o * I + i];
-  for (int r = 0; r < n; r++) {
-    real *yr = y + r * O;
+/* Block sizes: MM_OB outputs (8 vectors of 64 bytes) are summed in
+   registers at once; masks cover 64 rows or columns. */
+#define MM_OB (512 / (int)sizeof(real))
+#define MM_RB (128 / (int)sizeof(real))
+#define MM_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+#ifndef MLPC_KERNEL_BITS
+#define MLPC_KERNEL_BITS
+typedef unsigned long long mm_mask;
+
+/* The index of the lowest set bit of m != 0. */
+static inline int mm_ctz(mm_mask m) {
+#ifdef __GNUC__
+  return __builtin_ctzll(m);
+#else
+  int i = 0;
+  for (; !(m & 1); m >>= 1)
+    i++;
+  return i;
+#endif
+}
+
+/* Transposes a 64 × 64 bit matrix in place: bit j of a[i] ↔ bit i of a[j]
+   (Hacker's Delight, 7-3: swap ever smaller blocks). */
+static inline void mm_bits_transpose(mm_mask a[64]) {
+  mm_mask m = 0x00000000FFFFFFFFULL;
+  for (int j = 32; j; j >>= 1, m ^= m << j)
+    for (int k = 0; k < 64; k = (k + j + 1) & ~j) {
+      mm_mask t = ((a[k] >> j) ^ a[k + j]) & m;
+      a[k] ^= t << j;
+      a[k + j] ^= t;
+    }
+}
+#endif
+
+/* Where the nonzeros of an nr × ni block (nr, ni <= 64) of x are, ld
+   elements a row: bit r of cm[i] is set when x[r][i] != 0; cm[ni..64)
+   are 0. */
+static inline void mm_colmask(int nr, int ni, int ld, const real *x, mm_mask cm[64]) {
+  for (int i = 0; i < 64; i++)
+    cm[i] = 0;
+  for (int r = 0; r < nr; r++)
+    for (int i = 0; i < ni; i++)
+      cm[i] |= (mm_mask)(x[(long)r * ld + i] != 0) << r;
+}
+
+/* out = x / 255, the pixels as reals: x (len) bytes. */
+MLPC_KERNEL void mm_load(int len, const unsigned char *x, real *out) {
+  for (int k = 0; k < len; k++)
+    out[k] = (real)x[k] / (real)255;
+}
+
+/* One row of y (ob <= MM_OB columns) plus the rows of wt (ld a row)
+   picked by the set bits of m, times the matching elements of xr. */
+static inline void mm_xw_block(int ob, int ld, const real *xr, const real *wt, mm_mask m,
+                               real *yr) {
+  real acc[MM_OB];
+  for (int o = 0; o < ob; o++)
+    acc[o] = yr[o];
+  for (; m; m &= m - 1) {
+    int i = mm_ctz(m);
+    real v = xr[i];
+    const real *w = wt + (long)i * ld;
+    for (int o = 0; o < ob; o++)
+      acc[o] = MAC(acc[o], v, w[o]);
+  }
+  for (int o = 0; o < ob; o++)
+    yr[o] = acc[o];
+}
+
+/* y = x·wt + b: x (n, I), wt (I, O), b (O), y (n, O). For each block of
+   64 columns of x (and so 64 rows of wt, which stay in cache), each
+   block of MM_OB columns of y, each row: the nonzeros of the row. */
+MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b,
+                       real *y) {
+  for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
-      yr[o] = b[o];
-    for (int i = 0; i < I; i++) {
-      real xi = x[r * I + i];
-      if (xi == 0)
-        continue;
-      const real *wi = wt + i * O;
-      for (int o = 0; o < O; o++)
-        yr[o] += xi * wi[o];
+      y[(long)r * O + o] = b[o];
+  for (int r0 = 0; r0 < n; r0 += 64) {
+    int nr = MM_MIN(64, n - r0);
+    for (int i0 = 0; i0 < I; i0 += 64) {
+      mm_mask m[64];
+      mm_colmask(nr, MM_MIN(64, I - i0), I, x + (long)r0 * I + i0, m);
+      mm_bits_transpose(m); /* bit i of m[r]: x[r][i] != 0 */
+      for (int o0 = 0; o0 < O; o0 += MM_OB) {
+        const real *w = wt + (long)i0 * O + o0;
+        for (int r = r0; r < r0 + nr; r++)
+          if (O - o0 >= MM_OB)
+            mm_xw_block(MM_OB, O, x + (long)r * I + i0, w, m[r - r0], y + (long)r * O + o0);
+          else
+            mm_xw_block(O - o0, O, x + (long)r * I + i0, w, m[r - r0], y + (long)r * O + o0);
+      }
     }
   }
 }
 
-/* dw = dyᵀ·x: dy (n, O), x (n, I), dw (O, I). */
-MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x,
-                       real *dw) {
-  for (int o = 0; o < O; o++) {
-    real *dwo = dw + o * I;
-    for (int i = 0; i < I; i++)
-      dwo[i] = 0;
-    for (int r = 0; r < n; r++) {
-      real g = dy[r * O + o];
-      if (g == 0)
-        continue;
-      const real *xr = x + r * I;
-      for (int i = 0; i < I; i++)
-        dwo[i] += g * xr[i];
+/* Two rows i, i+1 of dwt (ob <= MM_OB columns) plus the rows of dy (ld a
+   row) picked by the set bits of m, times x[r][i] and x[r][i+1]. */
+static inline void mm_dw_pair(int ob, int ld, int I, const real *x, const real *dy,
+                              mm_mask m, int first, real *d0, real *d1) {
+  real a0[MM_OB], a1[MM_OB];
+  for (int o = 0; o < ob; o++) {
+    a0[o] = first ? 0 : d0[o];
+    a1[o] = first ? 0 : d1[o];
+  }
+  for (; m; m &= m - 1) {
+    int r = mm_ctz(m);
+    real v0 = x[(long)r * I], v1 = x[(long)r * I + 1];
+    const real *g = dy + (long)r * ld;
+    for (int o = 0; o < ob; o++) {
+      a0[o] = MAC(a0[o], v0, g[o]);
+      a1[o] = MAC(a1[o], v1, g[o]);
     }
+  }
+  for (int o = 0; o < ob; o++) {
+    d0[o] = a0[o];
+    d1[o] = a1[o];
   }
 }
 
-/* dx = dy·w: dy (n, O), w (O, I), dx (n, I). */
-MLPC_KERNEL void mm_dx(int n, int O, int I, const real *dy, const real *w,
-                       real *dx) {
-  for (int r = 0; r < n; r++) {
-    real *dxr = dx + r * I;
-    for (int i = 0; i < I; i++)
-      dxr[i] = 0;
-    for (int o = 0; o < O; o++) {
-      real g = dy[r * O + o];
-      if (g == 0)
-        continue;
-      const real *wo = w + o * I;
-      for (int i = 0; i < I; i++)
-        dxr[i] += g * wo[i];
+/* The same for one row i. */
+static inline void mm_dw_one(int ob, int ld, int I, const real *x, const real *dy,
+                             mm_mask m, int first, real *d0) {
+  real a0[MM_OB];
+  for (int o = 0; o < ob; o++)
+    a0[o] = first ? 0 : d0[o];
+  for (; m; m &= m - 1) {
+    int r = mm_ctz(m);
+    real v0 = x[(long)r * I];
+    const real *g = dy + (long)r * ld;
+    for (int o = 0; o < ob; o++)
+      a0[o] = MAC(a0[o], v0, g[o]);
+  }
+  for (int o = 0; o < ob; o++)
+    d0[o] = a0[o];
+}
+
+/* One block of ob columns of dwt from rows r0..r0+nr of dy and x: column
+   pairs of x share one pass over the rows where either is nonzero (and
+   pixels next to each other are mostly zero together). */
+static inline void mm_dw_rows(int ob, int O, int I, int nr, const real *dy, const real *x,
+                              int first, real *dwt) {
+  for (int i0 = 0; i0 < I; i0 += 64) {
+    int ni = MM_MIN(64, I - i0);
+    mm_mask m[64];
+    mm_colmask(nr, ni, I, x + i0, m);
+    int i = 0;
+    for (; i + 1 < ni; i += 2)
+      mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], first,
+                 dwt + (long)(i0 + i) * O, dwt + (long)(i0 + i + 1) * O);
+    if (i < ni)
+      mm_dw_one(ob, O, I, x + i0 + i, dy, m[i], first, dwt + (long)(i0 + i) * O);
+  }
+}
+
+/* dwt = xᵀ·dy: dy (n, O), x (n, I), dwt (I, O). Rows in blocks of 64,
+   each block of MM_OB columns of dwt at a time. */
+MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt) {
+  if (n <= 0)
+    for (long k = 0; k < (long)I * O; k++)
+      dwt[k] = 0;
+  for (int r0 = 0; r0 < n; r0 += 64) {
+    int nr = MM_MIN(64, n - r0);
+    const real *dyr = dy + (long)r0 * O, *xr = x + (long)r0 * I;
+    for (int o0 = 0; o0 < O; o0 += MM_OB)
+      if (O - o0 >= MM_OB)
+        mm_dw_rows(MM_OB, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0);
+      else
+        mm_dw_rows(O - o0, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0);
+  }
+}
+
+/* A tile of dx: ni <= 8 columns by MM_RB rows (nr of them real), from
+   dyt (oc, MM_RB), the rows' dy transposed, and wt's rows i (ld a row).
+   Continues the sums in dx unless first. */
+static inline void mm_dx_tile(int ni, int nr, int oc, int ld, int ldx, const real *dyt,
+                              const real *wt, int first, real *dx) {
+  real acc[8][MM_RB];
+  for (int k = 0; k < ni; k++)
+    for (int r = 0; r < MM_RB; r++)
+      acc[k][r] = first || r >= nr ? 0 : dx[(long)r * ldx + k];
+  for (int o = 0; o < oc; o++)
+    for (int k = 0; k < ni; k++) {
+      real w = wt[(long)k * ld + o];
+      for (int r = 0; r < MM_RB; r++)
+        acc[k][r] = MAC(acc[k][r], dyt[o * MM_RB + r], w);
+    }
+  for (int k = 0; k < ni; k++)
+    for (int r = 0; r < nr; r++)
+      dx[(long)r * ldx + k] = acc[k][r];
+}
+
+/* dx = dy·wtᵀ: dy (n, O), wt (I, O), dx (n, I). The sums run along O,
+   contiguous in both, so MM_RB rows of dy are transposed (256 columns at
+   a time) and dx computed in tiles of 8 columns by MM_RB rows. */
+MLPC_KERNEL void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx) {
+  real dyt[256 * MM_RB];
+  if (O <= 0)
+    for (long k = 0; k < (long)n * I; k++)
+      dx[k] = 0;
+  for (int r0 = 0; r0 < n; r0 += MM_RB) {
+    int nr = MM_MIN(MM_RB, n - r0);
+    for (int o0 = 0; o0 < O; o0 += 256) {
+      int oc = MM_MIN(256, O - o0);
+      for (int o = 0; o < oc; o++)
+        for (int r = 0; r < MM_RB; r++)
+          dyt[o * MM_RB + r] = r < nr ? dy[(long)(r0 + r) * O + o0 + o] : 0;
+      for (int i = 0; i < I; i += 8)
+        if (I - i >= 8)
+          mm_dx_tile(8, nr, oc, O, I, dyt, wt + (long)i * O + o0, o0 == 0,
+                     dx + (long)r0 * I + i);
+        else
+          mm_dx_tile(I - i, nr, oc, O, I, dyt, wt + (long)i * O + o0, o0 == 0,
+                     dx + (long)r0 * I + i);
     }
   }
 }
@@ -86,6 +274,7 @@ MLPC_KERNEL void mm_db(int n, int O, const real *dy, real *db) {
     db[o] = 0;
   for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
-      db[o] += dy[r * O + o];
+      db[o] += dy[(long)r * O + o];
 }
+
 #endif

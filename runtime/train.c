@@ -51,8 +51,11 @@ static long train_numel(const RtTensor *t) {
   return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
 }
 
-/* Stores v as element i of t, in t's own type. */
+/* Stores v as element i of t (in row-major order of its shape), in t's
+   own type and layout. */
 static void train_store(const RtTensor *t, long i, double v) {
+  if (t->transposed)
+    i = i % t->shape[1] * t->shape[0] + i / t->shape[1];
   if (t->dtype == RT_F32)
     ((float *)t->data)[i] = (float)v;
   else if (t->dtype == RT_F64)

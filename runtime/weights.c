@@ -26,6 +26,32 @@ static long numel(const RtTensor *t) {
   return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
 }
 
+/* Where element i (row-major order of the shape) of t is stored. */
+static long stored_at(const RtTensor *t, long i) {
+  return t->transposed ? i % t->shape[1] * t->shape[0] + i / t->shape[1] : i;
+}
+
+/* Writes t's data in row-major order; 0 or -1. */
+static int write_data(const RtTensor *t, FILE *f) {
+  size_t sz = st_sizes[t->dtype];
+  if (!t->transposed)
+    return fwrite(t->data, sz, numel(t), f) == (size_t)numel(t) ? 0 : -1;
+  for (long i = 0; i < numel(t); i++)
+    if (fwrite((char *)t->data + stored_at(t, i) * sz, sz, 1, f) != 1)
+      return -1;
+  return 0;
+}
+
+/* Copies row-major data src into t, in t's layout. */
+static void read_data(const RtTensor *t, const unsigned char *src) {
+  size_t sz = st_sizes[t->dtype];
+  if (!t->transposed)
+    memcpy(t->data, src, numel(t) * sz);
+  else
+    for (long i = 0; i < numel(t); i++)
+      memcpy((char *)t->data + stored_at(t, i) * sz, src + i * sz, sz);
+}
+
 /* The shape as PyTorch has it. */
 static json_t *shape_of(const RtTensor *t) {
   json_t *a = json_array();
@@ -77,7 +103,7 @@ int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen
   for (int i = 0; ok && i < net->ntensors; i++) {
     const RtTensor *t = &net->tensors[i];
     if (saved(t))
-      ok = fwrite(t->data, st_sizes[t->dtype], numel(t), f) == (size_t)numel(t);
+      ok = write_data(t, f) == 0;
   }
   free(hdr);
   if (fclose(f) || !ok || rename(tmp, path)) {
@@ -159,7 +185,7 @@ static int load_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *see
       snprintf(F->err, F->errlen, "%s: %s: data overlaps another tensor's", F->path, t->name);
       return -1;
     }
-  memcpy(t->data, F->buf + F->data + b, bytes);
+  read_data(t, F->buf + F->data + b);
   return 0;
 }
 

@@ -468,66 +468,40 @@ static void emit_layers(Gen *g) {
 
 /* ---- the optimizer ---- */
 
-/* The update of one tensor, for the model's optimizer. Tensor p, its
-   gradient dp, and up to three state tensors s0..s2 (opt_state_fields). */
+/* The update of one tensor, for the model's optimizer: a call of its
+   kernel (runtime/kernels.h) on tensor p, its gradient dp, and up to three
+   state tensors s0..s2 (opt_state_fields); absent state is passed as 0. */
 static void emit_sgd(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  if (o->momentum > 0) {
-    emitf(b, "    s0[i] = optimizer_step[0] == 1 ? d : R(%s) * s0[i] + R(%s) * d;\n",
-          num(o->momentum), num(1 - o->dampening));
-    if (o->nesterov)
-      emitf(b, "    d += R(%s) * s0[i]; /* nesterov */\n", num(o->momentum));
-    else
-      emitf(b, "    d = s0[i];\n");
-  }
-  emitf(b, "    p[i] += R(%s) * d; /* -lr */\n  }\n", num(-o->lr));
+  emitf(g->b, "  opt_sgd(len, p, dp, %s, optimizer_step[0] == 1,\n"
+        "          R(%s), R(%s), R(%s), %d, R(%s)); /* wd, momentum, 1 - dampening,"
+        " nesterov, -lr */\n",
+        o->momentum > 0 ? "s0" : "0", num(o->weight_decay), num(o->momentum),
+        num(1 - o->dampening), o->nesterov, num(-o->lr));
 }
 
 static void emit_rmsprop(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  emitf(b, "    s0[i] = s0[i] * R(%s) + R(%s) * d * d;\n", num(o->alpha),
-        num(1 - o->alpha));
-  if (o->centered)
-    emitf(b, "    s1[i] = s1[i] * R(%s) + R(%s) * d;\n"
-          "    real avg = SQRT(s0[i] - s1[i] * s1[i]) + R(%s);\n",
-          num(o->alpha), num(1 - o->alpha), num(o->eps));
-  else
-    emitf(b, "    real avg = SQRT(s0[i]) + R(%s);\n", num(o->eps));
-  if (o->momentum > 0)
-    emitf(b, "    %s[i] = %s[i] * R(%s) + d / avg;\n    p[i] += R(%s) * %s[i];\n",
-          o->centered ? "s2" : "s1", o->centered ? "s2" : "s1", num(o->momentum),
-          num(-o->lr), o->centered ? "s2" : "s1");
-  else
-    emitf(b, "    p[i] += R(%s) * (d / avg);\n", num(-o->lr));
-  emitf(b, "  }\n");
+  const char *buf = o->momentum > 0 ? o->centered ? "s2" : "s1" : "0";
+  emitf(g->b, "  opt_rmsprop(len, p, dp, s0, %s, %s,\n"
+        "              R(%s), R(%s), R(%s), R(%s), R(%s), R(%s));"
+        " /* wd, alpha, 1 - alpha, eps, momentum, -lr */\n",
+        o->centered ? "s1" : "0", buf, num(o->weight_decay), num(o->alpha),
+        num(1 - o->alpha), num(o->eps), num(o->momentum), num(-o->lr));
 }
 
 static void emit_adam(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  double t = (double)optimizer_step[0];\n"
+  int adamw = o->type == OPT_ADAMW;
+  emitf(g->b, "  double t = (double)optimizer_step[0];\n"
         "  real step_size = (real)(%s / (1 - pow(%s, t)));\n"
         "  real bc2_sqrt = (real)sqrt(1 - pow(%s, t));\n",
         num(o->lr), num(o->beta1), num(o->beta2));
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->type == OPT_ADAMW && o->weight_decay)
-    emitf(b, "    p[i] *= R(%s); /* 1 - lr * weight_decay */\n",
-          num(1 - o->lr * o->weight_decay));
-  if (o->type == OPT_ADAM && o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  emitf(b, "    s0[i] = s0[i] * R(%s) + R(%s) * d;\n"
-        "    s1[i] = s1[i] * R(%s) + R(%s) * d * d;\n"
-        "    p[i] += -step_size * (s0[i] / (SQRT(s1[i]) / bc2_sqrt + R(%s)));\n  }\n",
-        num(o->beta1), num(1 - o->beta1), num(o->beta2), num(1 - o->beta2),
-        num(o->eps));
+  emitf(g->b, "  opt_adam(len, p, dp, s0, s1, R(%s), R(%s), R(%s), R(%s), R(%s), R(%s),\n"
+        "           step_size, bc2_sqrt, R(%s));"
+        " /* 1 - lr * wd (adamw), wd (adam), beta1, 1 - beta1, beta2, 1 - beta2 */\n",
+        num(adamw ? 1 - o->lr * o->weight_decay : 1), num(adamw ? 0 : o->weight_decay),
+        num(o->beta1), num(1 - o->beta1), num(o->beta2), num(1 - o->beta2), num(o->eps));
 }
 
 typedef void EmitOpt(Gen *g);

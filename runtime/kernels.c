@@ -10,9 +10,11 @@
 #if KERNEL_F64
 typedef double real;
 #define FMA fma
+#define SQRT sqrt
 #else
 typedef float real;
 #define FMA fmaf
+#define SQRT sqrtf
 #endif
 
 #define MLPC_KERNEL static

@@ -7,7 +7,8 @@
  * compiled into mlpc by gcc (runtime/kernels.c): tcc's own code is slow.
  * Either way the same source computes, so both backends give the same bits.
  *
- * `real` is float or double, typedef'd before this text, with FMA its fma.
+ * `real` is float or double, typedef'd before this text, with FMA and SQRT
+ * its fma and sqrt.
  *
  * Layout. A linear layer's weight W (O, I) is stored transposed, as
  * wt (I, O), and so are its gradient and optimizer state (RtTensor's
@@ -39,12 +40,22 @@
 #define mm_dw mm_dw_fma
 #define mm_dx mm_dx_fma
 #define mm_db mm_db_fma
+#define opt_sgd opt_sgd_fma
+#define opt_rmsprop opt_rmsprop_fma
+#define opt_adam opt_adam_fma
 #endif
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
 void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt);
 void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx);
 void mm_db(int n, int O, const real *dy, real *db);
+void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
+             real damp1, int nesterov, real neg_lr);
+void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
+                 real alpha, real alpha1, real eps, real mom, real neg_lr);
+void opt_adam(int len, real *p, const real *dp, real *m, real *v, real decay, real wd,
+              real beta1, real beta11, real beta2, real beta21, real step_size,
+              real bc2_sqrt, real eps);
 #else
 #ifndef MLPC_KERNEL
 #define MLPC_KERNEL static inline
@@ -277,4 +288,65 @@ MLPC_KERNEL void mm_db(int n, int O, const real *dy, real *db) {
       db[o] += dy[(long)r * O + o];
 }
 
+/* ---- optimizers: one tensor's update (docs: SEMANTICS.md) ---- */
+
+/* SGD: weight decay wd, momentum buffer buf (NULL without momentum;
+   first: the first step), damp1 = 1 − dampening, neg_lr = −lr. */
+MLPC_KERNEL void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd,
+                         real mom, real damp1, int nesterov, real neg_lr) {
+  for (int i = 0; i < len; i++) {
+    real d = dp[i];
+    if (wd != 0)
+      d += wd * p[i];
+    if (buf) {
+      buf[i] = first ? d : mom * buf[i] + damp1 * d;
+      if (nesterov)
+        d += mom * buf[i];
+      else
+        d = buf[i];
+    }
+    p[i] += neg_lr * d;
+  }
+}
+
+/* RMSprop: square average sq, grad average avg (NULL unless centered),
+   momentum buffer buf (NULL without momentum); alpha1 = 1 − alpha. */
+MLPC_KERNEL void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg,
+                             real *buf, real wd, real alpha, real alpha1, real eps,
+                             real mom, real neg_lr) {
+  for (int i = 0; i < len; i++) {
+    real d = dp[i];
+    if (wd != 0)
+      d += wd * p[i];
+    sq[i] = sq[i] * alpha + alpha1 * d * d;
+    real den;
+    if (avg) {
+      avg[i] = avg[i] * alpha + alpha1 * d;
+      den = SQRT(sq[i] - avg[i] * avg[i]) + eps;
+    } else
+      den = SQRT(sq[i]) + eps;
+    if (buf) {
+      buf[i] = buf[i] * mom + d / den;
+      p[i] += neg_lr * buf[i];
+    } else
+      p[i] += neg_lr * (d / den);
+  }
+}
+
+/* Adam and AdamW: moments m and v; decay = 1 − lr·λ (AdamW, else 1),
+   wd = λ (Adam, else 0); beta11 = 1 − β₁, beta21 = 1 − β₂. */
+MLPC_KERNEL void opt_adam(int len, real *p, const real *dp, real *m, real *v, real decay,
+                          real wd, real beta1, real beta11, real beta2, real beta21,
+                          real step_size, real bc2_sqrt, real eps) {
+  for (int i = 0; i < len; i++) {
+    real d = dp[i];
+    if (decay != 1)
+      p[i] *= decay;
+    if (wd != 0)
+      d += wd * p[i];
+    m[i] = m[i] * beta1 + beta11 * d;
+    v[i] = v[i] * beta2 + beta21 * d * d;
+    p[i] += -step_size * (m[i] / (SQRT(v[i]) / bc2_sqrt + eps));
+  }
+}
 #endif

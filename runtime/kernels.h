@@ -66,9 +66,17 @@ void opt_adam(int len, real *p, const real *dp, real *m, real *v, real decay, re
 #define MM_OB (512 / (int)sizeof(real))
 #define MM_RB (128 / (int)sizeof(real))
 #define MM_MIN(a, b) ((a) < (b) ? (a) : (b))
+#ifdef __GNUC__ /* helpers inlined into each call, with its constant sizes */
+#define MM_INLINE static inline __attribute__((always_inline))
+#else
+#define MM_INLINE static inline
+#endif
 
 #ifndef MLPC_KERNEL_BITS
 #define MLPC_KERNEL_BITS
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
 typedef unsigned long long mm_mask;
 
 /* The index of the lowest set bit of m != 0. */
@@ -82,24 +90,49 @@ static inline int mm_ctz(mm_mask m) {
   return i;
 #endif
 }
-
-/* Transposes a 64 × 64 bit matrix in place: bit j of a[i] ↔ bit i of a[j]
-   (Hacker's Delight, 7-3: swap ever smaller blocks). */
-static inline void mm_bits_transpose(mm_mask a[64]) {
-  mm_mask m = 0x00000000FFFFFFFFULL;
-  for (int j = 32; j; j >>= 1, m ^= m << j)
-    for (int k = 0; k < 64; k = (k + j + 1) & ~j) {
-      mm_mask t = ((a[k] >> j) ^ a[k + j]) & m;
-      a[k] ^= t << j;
-      a[k + j] ^= t;
-    }
-}
 #endif
+
+/* Where the nonzeros of x[0..64) are: bit i set when x[i] != 0 (one
+   compare per vector where the target has them). */
+MM_INLINE mm_mask mm_rowmask64(const real *x) {
+  mm_mask m = 0;
+#if defined(__AVX512F__)
+  for (int i = 0; i < 64; i += 64 / (int)sizeof(real))
+    if (sizeof(real) == 4)
+      m |= (mm_mask)_mm512_cmp_ps_mask(_mm512_loadu_ps((const float *)x + i),
+                                       _mm512_setzero_ps(), _CMP_NEQ_UQ) << i;
+    else
+      m |= (mm_mask)_mm512_cmp_pd_mask(_mm512_loadu_pd((const double *)x + i),
+                                       _mm512_setzero_pd(), _CMP_NEQ_UQ) << i;
+#elif defined(__AVX__)
+  for (int i = 0; i < 64; i += 32 / (int)sizeof(real))
+    if (sizeof(real) == 4)
+      m |= (mm_mask)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps((const float *)x + i),
+                                                     _mm256_setzero_ps(), _CMP_NEQ_UQ)) << i;
+    else
+      m |= (mm_mask)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd((const double *)x + i),
+                                                     _mm256_setzero_pd(), _CMP_NEQ_UQ)) << i;
+#else
+  for (int i = 0; i < 64; i++)
+    m |= (mm_mask)(x[i] != 0) << i;
+#endif
+  return m;
+}
+
+/* The same for x[0..ni), ni <= 64. */
+MM_INLINE mm_mask mm_rowmask(const real *x, int ni) {
+  if (ni == 64)
+    return mm_rowmask64(x);
+  mm_mask m = 0;
+  for (int i = 0; i < ni; i++)
+    m |= (mm_mask)(x[i] != 0) << i;
+  return m;
+}
 
 /* Where the nonzeros of an nr × ni block (nr, ni <= 64) of x are, ld
    elements a row: bit r of cm[i] is set when x[r][i] != 0; cm[ni..64)
    are 0. */
-static inline void mm_colmask(int nr, int ni, int ld, const real *x, mm_mask cm[64]) {
+MM_INLINE void mm_colmask(int nr, int ni, int ld, const real *x, mm_mask cm[64]) {
   for (int i = 0; i < 64; i++)
     cm[i] = 0;
   for (int r = 0; r < nr; r++)
@@ -115,7 +148,7 @@ MLPC_KERNEL void mm_load(int len, const unsigned char *x, real *out) {
 
 /* One row of y (ob <= MM_OB columns) plus the rows of wt (ld a row)
    picked by the set bits of m, times the matching elements of xr. */
-static inline void mm_xw_block(int ob, int ld, const real *xr, const real *wt, mm_mask m,
+MM_INLINE void mm_xw_block(int ob, int ld, const real *xr, const real *wt, mm_mask m,
                                real *yr) {
   real acc[MM_OB];
   for (int o = 0; o < ob; o++)
@@ -139,27 +172,21 @@ MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const
   for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
       y[(long)r * O + o] = b[o];
-  for (int r0 = 0; r0 < n; r0 += 64) {
-    int nr = MM_MIN(64, n - r0);
-    for (int i0 = 0; i0 < I; i0 += 64) {
-      mm_mask m[64];
-      mm_colmask(nr, MM_MIN(64, I - i0), I, x + (long)r0 * I + i0, m);
-      mm_bits_transpose(m); /* bit i of m[r]: x[r][i] != 0 */
-      for (int o0 = 0; o0 < O; o0 += MM_OB) {
-        const real *w = wt + (long)i0 * O + o0;
-        for (int r = r0; r < r0 + nr; r++)
-          if (O - o0 >= MM_OB)
-            mm_xw_block(MM_OB, O, x + (long)r * I + i0, w, m[r - r0], y + (long)r * O + o0);
-          else
-            mm_xw_block(O - o0, O, x + (long)r * I + i0, w, m[r - r0], y + (long)r * O + o0);
+  for (int i0 = 0; i0 < I; i0 += 64)
+    for (int o0 = 0; o0 < O; o0 += MM_OB)
+      for (int r = 0; r < n; r++) {
+        const real *xr = x + (long)r * I + i0, *w = wt + (long)i0 * O + o0;
+        mm_mask m = mm_rowmask(xr, MM_MIN(64, I - i0));
+        if (O - o0 >= MM_OB)
+          mm_xw_block(MM_OB, O, xr, w, m, y + (long)r * O + o0);
+        else
+          mm_xw_block(O - o0, O, xr, w, m, y + (long)r * O + o0);
       }
-    }
-  }
 }
 
 /* Two rows i, i+1 of dwt (ob <= MM_OB columns) plus the rows of dy (ld a
    row) picked by the set bits of m, times x[r][i] and x[r][i+1]. */
-static inline void mm_dw_pair(int ob, int ld, int I, const real *x, const real *dy,
+MM_INLINE void mm_dw_pair(int ob, int ld, int I, const real *x, const real *dy,
                               mm_mask m, int first, real *d0, real *d1) {
   real a0[MM_OB], a1[MM_OB];
   for (int o = 0; o < ob; o++) {
@@ -182,7 +209,7 @@ static inline void mm_dw_pair(int ob, int ld, int I, const real *x, const real *
 }
 
 /* The same for one row i. */
-static inline void mm_dw_one(int ob, int ld, int I, const real *x, const real *dy,
+MM_INLINE void mm_dw_one(int ob, int ld, int I, const real *x, const real *dy,
                              mm_mask m, int first, real *d0) {
   real a0[MM_OB];
   for (int o = 0; o < ob; o++)
@@ -201,7 +228,7 @@ static inline void mm_dw_one(int ob, int ld, int I, const real *x, const real *d
 /* One block of ob columns of dwt from rows r0..r0+nr of dy and x: column
    pairs of x share one pass over the rows where either is nonzero (and
    pixels next to each other are mostly zero together). */
-static inline void mm_dw_rows(int ob, int O, int I, int nr, const real *dy, const real *x,
+MM_INLINE void mm_dw_rows(int ob, int O, int I, int nr, const real *dy, const real *x,
                               int first, real *dwt) {
   for (int i0 = 0; i0 < I; i0 += 64) {
     int ni = MM_MIN(64, I - i0);
@@ -236,7 +263,7 @@ MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x, real 
 /* A tile of dx: ni <= 8 columns by MM_RB rows (nr of them real), from
    dyt (oc, MM_RB), the rows' dy transposed, and wt's rows i (ld a row).
    Continues the sums in dx unless first. */
-static inline void mm_dx_tile(int ni, int nr, int oc, int ld, int ldx, const real *dyt,
+MM_INLINE void mm_dx_tile(int ni, int nr, int oc, int ld, int ldx, const real *dyt,
                               const real *wt, int first, real *dx) {
   real acc[8][MM_RB];
   for (int k = 0; k < ni; k++)

@@ -229,8 +229,11 @@ static void emit_activation_decls(Gen *g) {
           p, l->out, p, l->out, l->out);
     if (l->kind == L_BATCHNORM)
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
-            "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n",
-            p, l->out, l->out, p, l->out, l->out);
+            "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n"
+            "static double %s_mean[%d], %s_var[%d]; /* (%d) of the batch, or running */\n"
+            "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d]; /* (%d) sums of dy, dy*xhat */\n",
+            p, l->out, l->out, p, l->out, l->out, p, l->out, p, l->out, l->out, p, l->out, p,
+            l->out, p, l->out, l->out);
     if (l->kind == L_LAYERNORM)
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
             "static double %s_rstd[B]; /* (B) 1/sqrt(var + eps) */\n",
@@ -284,7 +287,9 @@ static void emit_bn_running(Ctx *c) {
 }
 
 /* BatchNorm1d: per feature over the batch; batch statistics in training
-   (biased variance), running statistics in evaluation. */
+   (biased variance), running statistics in evaluation. The loops run
+   along rows, so that they vectorise over the features; each feature
+   still sums its rows in increasing order. */
 static void emit_batchnorm(Ctx *c) {
   Buf *b = c->g->b;
   const char *p = c->p, *x = c->in;
@@ -292,39 +297,45 @@ static void emit_batchnorm(Ctx *c) {
   emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C,
         c->g->m->norm.eps, C, C);
   emitf(b, "static void %s_forward(int n, int train) {\n"
-        "  if (train)\n    %s_num_batches_tracked[0]++;\n"
-        "  for (int c = 0; c < %d; c++) {\n"
-        "    double mean = %s_running_mean[c], var = %s_running_var[c];\n"
-        "    if (train) {\n"
-        "      double s = 0, v = 0;\n"
-        "      for (int r = 0; r < n; r++)\n        s += %s[r * %d + c];\n"
-        "      mean = s / n;\n"
-        "      for (int r = 0; r < n; r++) {\n"
-        "        double d = %s[r * %d + c] - mean;\n        v += d * d;\n      }\n"
-        "      var = v / n;\n",
-        p, p, C, p, p, x, C, x, C);
+        "  if (train) {\n"
+        "    %s_num_batches_tracked[0]++;\n"
+        "    for (int c = 0; c < %d; c++)\n      %s_mean[c] = %s_var[c] = 0;\n"
+        "    for (int r = 0; r < n; r++)\n      for (int c = 0; c < %d; c++)\n"
+        "        %s_mean[c] += %s[r * %d + c];\n"
+        "    for (int c = 0; c < %d; c++)\n      %s_mean[c] /= n;\n"
+        "    for (int r = 0; r < n; r++)\n      for (int c = 0; c < %d; c++) {\n"
+        "        double d = %s[r * %d + c] - %s_mean[c];\n        %s_var[c] += d * d;\n"
+        "      }\n"
+        "    for (int c = 0; c < %d; c++) {\n"
+        "      double mean = %s_mean[c], var = %s_var[c] /= n;\n",
+        p, p, C, p, p, C, p, x, C, C, p, C, x, C, p, p, C, p, p);
   emit_bn_running(c);
   emitf(b, "    }\n"
-        "    double rstd = 1 / sqrt(var + %s);\n    %s_rstd[c] = rstd;\n"
-        "    for (int r = 0; r < n; r++) {\n"
-        "      real xh = (real)((%s[r * %d + c] - mean) * rstd);\n"
+        "  } else\n"
+        "    for (int c = 0; c < %d; c++)\n"
+        "      %s_mean[c] = %s_running_mean[c], %s_var[c] = %s_running_var[c];\n"
+        "  for (int c = 0; c < %d; c++)\n    %s_rstd[c] = 1 / sqrt(%s_var[c] + %s);\n"
+        "  for (int r = 0; r < n; r++)\n    for (int c = 0; c < %d; c++) {\n"
+        "      real xh = (real)((%s[r * %d + c] - %s_mean[c]) * %s_rstd[c]);\n"
         "      %s_xhat[r * %d + c] = xh;\n"
         "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
-        "    }\n  }\n}\n\n",
-        num(c->g->m->norm.eps), p, x, C, p, C, p, C, p, p);
+        "    }\n}\n\n",
+        C, p, p, p, p, C, p, p, num(c->g->m->norm.eps), C, x, C, p, p, p, C, p, C, p, p);
   emitf(b, "static void %s_backward(int n) {\n"
-        "  for (int c = 0; c < %d; c++) {\n"
-        "    double sdy = 0, sdyx = 0;\n"
-        "    for (int r = 0; r < n; r++) {\n"
-        "      sdy += d%s_out[r * %d + c];\n"
-        "      sdyx += d%s_out[r * %d + c] * %s_xhat[r * %d + c];\n    }\n"
-        "    d%s_weight[c] = (real)sdyx;\n    d%s_bias[c] = (real)sdy;\n"
-        "    double k = %s_weight[c] * %s_rstd[c] / n;\n"
-        "    for (int r = 0; r < n; r++)\n"
-        "      d%s[r * %d + c] = (real)(k * (n * (double)d%s_out[r * %d + c] - sdy"
-        " - %s_xhat[r * %d + c] * sdyx));\n"
-        "  }\n}\n\n",
-        p, C, p, C, p, C, p, C, p, p, p, p, x, C, p, C, p, C);
+        "  for (int c = 0; c < %d; c++)\n    %s_sdy[c] = %s_sdyx[c] = 0;\n",
+        p, C, p, p);
+  emitf(b, "  for (int r = 0; r < n; r++)\n    for (int c = 0; c < %d; c++) {\n"
+        "      %s_sdy[c] += d%s_out[r * %d + c];\n"
+        "      %s_sdyx[c] += d%s_out[r * %d + c] * %s_xhat[r * %d + c];\n    }\n",
+        C, p, p, C, p, p, C, p, C);
+  emitf(b, "  for (int c = 0; c < %d; c++) {\n"
+        "    d%s_weight[c] = (real)%s_sdyx[c];\n    d%s_bias[c] = (real)%s_sdy[c];\n"
+        "    %s_k[c] = %s_weight[c] * %s_rstd[c] / n;\n  }\n",
+        C, p, p, p, p, p, p, p);
+  emitf(b, "  for (int r = 0; r < n; r++)\n    for (int c = 0; c < %d; c++)\n"
+        "      d%s[r * %d + c] = (real)(%s_k[c] * (n * (double)d%s_out[r * %d + c]"
+        " - %s_sdy[c] - %s_xhat[r * %d + c] * %s_sdyx[c]));\n}\n\n",
+        C, x, C, p, p, C, p, p, C, p);
 }
 
 /* LayerNorm: per row over its features; the same in training and eval. */

@@ -39,6 +39,9 @@ static const char usage[] =
   "  --data DIR            mnist, fashion-mnist (under $MLPC_DATA or data/),\n"
   "                        or a directory holding the four IDX files\n"
   "  --no-shuffle          batches in file order, the same every epoch\n"
+  "  --fma                 fused multiply-adds in the dense kernels: other\n"
+  "                        bits than the default strict arithmetic, the same\n"
+  "                        on both backends (docs/performance.md)\n"
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
   "                        a summary object\n"
   "  --load-weights FILE   start from these weights (safetensors) instead of\n"
@@ -53,7 +56,7 @@ static const char usage[] =
 
 typedef struct {
   const char *model;
-  int run, dump_ir, json, no_shuffle;
+  int run, dump_ir, json, no_shuffle, fma;
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *save, *load;
 } Args;
@@ -110,7 +113,8 @@ static int bool_flag(Args *A, const char *a) {
   int *dst = !strcmp(a, "--run") ? &A->run
            : !strcmp(a, "--dump-ir") ? &A->dump_ir
            : !strcmp(a, "--json") ? &A->json
-           : !strcmp(a, "--no-shuffle") ? &A->no_shuffle : NULL;
+           : !strcmp(a, "--no-shuffle") ? &A->no_shuffle
+           : !strcmp(a, "--fma") ? &A->fma : NULL;
   if (dst)
     *dst = 1;
   return dst != NULL;
@@ -210,11 +214,12 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   free(src.buf);
   if (!j)
     die(err);
+  const char *arith = ir->fma ? "fma" : "strict";
   if (backend == BACKEND_GCC)
-    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off): %s in %.3f s\n",
-            jit_cached(j) ? "cached object loaded" : "compiled", now() - t0);
+    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off), %s: %s in %.3f s\n",
+            arith, jit_cached(j) ? "cached object loaded" : "compiled", now() - t0);
   else
-    fprintf(info, "backend tcc: compiled in memory in %.3f s\n", now() - t0);
+    fprintf(info, "backend tcc, %s: compiled in memory in %.3f s\n", arith, now() - t0);
   return j;
 }
 
@@ -256,6 +261,7 @@ int main(int argc, char **argv) {
   Args A = {0};
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
+  ir.fma = A.fma;
   if (A.dump_ir)
     ir_dump(&ir, stdout);
   if (A.emit_model || A.emit) {

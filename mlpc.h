@@ -36,6 +36,8 @@ typedef struct {
   const Model *m;
   int nlayers;
   Layer layers[4 * MAX_HIDDEN + 4];
+  int fma;           /* the dense kernels fuse products and sums (--fma);
+                        0: strict, the default (runtime/kernels.h)       */
 } Ir;
 
 /* Lowers a checked model to its layers. */

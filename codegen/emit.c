@@ -663,6 +663,8 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"
         "#define ERF erf%s\n#define SQRT sqrt%s\n#define FMA fma%s\n\n", sfx, sfx, sfx,
         sfx, sfx, sfx);
+  if (ir->fma)
+    emitf(b, "#define MLPC_FMA 1 /* --fma: fused multiply-adds in the kernels */\n");
   if (backend == BACKEND_TCC)
     emitf(b, "#define MLPC_KERNEL_PROTOTYPES\n");
   paste(b, kernels_h);

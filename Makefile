@@ -23,9 +23,12 @@ run: build data
 test: build data
 	cd $(BUILD) && ctest --output-on-failure
 
-# Regenerates tests/golden/ on purpose, after a deliberate codegen change.
+# Regenerates tests/golden/ on purpose, after a deliberate codegen change:
+# one NAME.c per models/NAME.json and tests/models/NAME.json.
 golden: build
-	@for m in models/*.json; do \
+	@mkdir -p tests/golden
+	@for m in models/*.json tests/models/*.json; do \
+	  [ -e "$$m" ] || continue; \
 	  n=$$(basename $$m .json); \
 	  $(MLPC) $$m --emit-model tests/golden/$$n.c || exit 1; \
 	done; echo "golden: regenerated tests/golden/"

@@ -61,6 +61,18 @@ void emit_model(const Ir *ir, Buf *b);
 void emit_unit(const Ir *ir, int backend, Buf *b);
 /* A standalone trainer: the unit plus the runtime and main(). */
 void emit_trainer(const Ir *ir, Buf *b);
+/* An activation's forward expression in x, in terms of real, R(), EXP,
+   TANH and ERF; *has_param: whether it reads the parameter P. */
+const char *emit_act_forward(int type, int *has_param);
+
+/* ---- codegen/infer.c: standalone inference C ---- */
+
+/* Inference-only C for the weights in net (a compiled ir): eval mode,
+   BatchNorm folded into the linear layer before it. Writes the source to
+   c and its header to h; hname is the header's name, for the #include.
+   Returns -1 with err set when a weight is not finite. */
+int emit_inference(const Ir *ir, const RtNet *net, const char *hname, Buf *c, Buf *h,
+                   char *err, size_t errlen);
 
 /* ---- runtime/weights.c: safetensors weight files ---- */
 
@@ -98,6 +110,10 @@ typedef struct {
 extern const RtKernel rt_kernels_f32[], rt_kernels_f64[];
 extern const RtKernel rt_kernels_f32_fma[], rt_kernels_f64_fma[];
 
+/* Binds the kernels that tcc's code calls, in both arithmetics, for the
+   precision dtype (what jit_tcc does, for callers with their own state). */
+struct TCCState;
+void jit_tcc_kernels(struct TCCState *s, int dtype);
 /* Compiles a unit from emit_unit in memory with libtcc. */
 Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen);
 /* Compiles a unit with gcc into a shared object cached under cache_dir

@@ -66,6 +66,22 @@ static const char *num(double v) {
 
 /* ---- planning: the tensors ---- */
 
+/* Formats a generated name; names are short by construction (MAX_HIDDEN
+   bounds the block numbers), so truncation is a bug of ours. */
+static void fmt_name(char *dst, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt_name(char *dst, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(dst, len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= len) {
+    fprintf(stderr, "mlpc: internal error: name '%s' too long (%s:%d)\n", dst, __FILE__,
+            __LINE__);
+    abort();
+  }
+}
+
 typedef struct {
   char cname[40];   /* C identifier: fc1_weight                          */
   char tname[56];   /* PyTorch's name: fc1.weight                        */
@@ -90,8 +106,8 @@ static Tensor *tensor(Gen *g, const char *prefix, const char *field, int kind,
                       int rows, int cols) {
   Tensor *t = &g->t[g->ntensors++];
   memset(t, 0, sizeof *t);
-  snprintf(t->cname, sizeof t->cname, "%s_%s", prefix, field);
-  snprintf(t->tname, sizeof t->tname, "%s.%s", prefix, field);
+  fmt_name(t->cname, sizeof t->cname, "%s_%s", prefix, field);
+  fmt_name(t->tname, sizeof t->tname, "%s.%s", prefix, field);
   t->kind = kind;
   t->shape[0] = rows;
   t->shape[1] = cols;
@@ -164,12 +180,12 @@ static void plan_state(Gen *g) {
       continue;
     Tensor p = g->t[i];
     Tensor *d = tensor(g, p.cname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
-    snprintf(d->cname, sizeof d->cname, "d%s", p.cname);
-    snprintf(d->tname, sizeof d->tname, "%s.grad", p.tname);
+    fmt_name(d->cname, sizeof d->cname, "d%s", p.cname);
+    fmt_name(d->tname, sizeof d->tname, "%s.grad", p.tname);
     d->transposed = p.transposed;
     for (int f = 0; f < nf; f++) {
       Tensor *s = tensor(g, p.cname, fields[f], RT_STATE, p.shape[0], p.shape[1]);
-      snprintf(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
+      fmt_name(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
       s->transposed = p.transposed;
     }
   }
@@ -190,13 +206,11 @@ static long numel(const Tensor *t) {
   return t->shape[1] ? (long)t->shape[0] * t->shape[1] : t->shape[0];
 }
 
-/* The shape as a comment: "(128, 784)", "(128)", or "(128, 784) stored
-   transposed". */
+/* The shape as a comment: "(128, 784)" or "(128)". */
 static const char *shape_str(const Tensor *t) {
-  static char s[48];
+  static char s[32];
   if (t->shape[1])
-    snprintf(s, sizeof s, "(%d, %d)%s", t->shape[0], t->shape[1],
-             t->transposed ? " stored transposed" : "");
+    snprintf(s, sizeof s, "(%d, %d)", t->shape[0], t->shape[1]);
   else
     snprintf(s, sizeof s, "(%d)", t->shape[0]);
   return s;
@@ -207,8 +221,9 @@ static void emit_tensor_decls(Gen *g) {
   emitf(g->b, "/* ---- tensors ---- */\n\n");
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(g->b, "static %s %s[%ld]; /* %s %s */\n", t->i64 ? "long long" : "real",
-          t->cname, numel(t), shape_str(t), t->tname);
+    emitf(g->b, "static %s %s[%ld]; /* %s %s%s */\n", t->i64 ? "long long" : "real",
+          t->cname, numel(t), shape_str(t), t->tname,
+          t->transposed ? ", stored transposed" : "");
   }
   emitf(g->b, "\n");
 }
@@ -404,6 +419,13 @@ static const int act_has_param[NACTS] = {
 #undef HAS_
 };
 
+/* An activation's forward expression in x, and whether it reads P: the
+   same text for codegen/infer.c. */
+const char *emit_act_forward(int type, int *has_param) {
+  *has_param = act_has_param[type];
+  return act_code[type].fwd;
+}
+
 /* An elementwise activation. */
 static void emit_act(Ctx *c) {
   Buf *b = c->g->b;
@@ -588,7 +610,8 @@ static void emit_entries(Gen *g) {
         "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
 }
 
-/* The tensor table and mlpc_net(). */
+/* The tensor table and mlpc_net(). The rng field appears only when it is
+   not the default, so that models without it keep their bytes. */
 static void emit_table(Gen *g) {
   Buf *b = g->b;
   const Model *m = g->m;
@@ -609,11 +632,14 @@ static void emit_table(Gen *g) {
   }
   emitf(b, "};\n\n");
   emitf(b, "static const RtNet net = {\n"
-        "  \"%s\", %d, %d, B, %s, %s, %d, %d, tensors,\n"
-        "  train_step, eval, grad,\n};\n\n"
+        "  .name = \"%s\",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
+        "  .dtype = %s,\n  .init = %s,%s\n  .has_batchnorm = %d,\n"
+        "  .ntensors = %d,\n  .tensors = tensors,\n"
+        "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->name, m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
-        inits[m->init], m->norm.type == NORM_BATCH, g->ntensors);
+        inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
+        m->norm.type == NORM_BATCH, g->ntensors);
 }
 
 /* A one-line description of the model, for the header comment. */
@@ -653,11 +679,10 @@ void emit_model(const Ir *ir, Buf *b) {
 static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   int f32 = ir->m->dtype == DT_F32;
   const char *sfx = f32 ? "f" : "";
-  emitf(b, "#include <math.h>\n"
-        "#ifndef M_SQRT1_2 /* not declared under -std=c11 */\n"
-        "#define M_SQRT1_2 0.70710678118654752440\n"
-        "#define M_2_SQRTPI 1.12837916709551257390\n"
-        "#endif\n");
+  emitf(b, "#include <math.h>\n");
+  /* gelu's constants: POSIX, not ISO C, so absent under gcc -std=c11 */
+  emitf(b, "#ifndef M_SQRT1_2\n#define M_SQRT1_2 0x1.6a09e667f3bcdp-1\n#endif\n"
+        "#ifndef M_2_SQRTPI\n#define M_2_SQRTPI 0x1.20dd750429b6dp+0\n#endif\n");
   paste(b, net_h);
   emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"
@@ -699,6 +724,7 @@ void emit_trainer(const Ir *ir, Buf *b) {
   paste(b, rt_h);
   paste(b, idx_c);
   paste(b, rng_c);
+  paste(b, trng_c);
   paste(b, train_c);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");
   emitf(b, "static const char trainer_data[] = ");

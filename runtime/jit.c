@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,14 @@ static void on_error(void *opaque, const char *msg) {
 
 /* ---- tcc ---- */
 
+void jit_tcc_kernels(TCCState *s, int dtype) {
+  const RtKernel *tables[2][2] = {{rt_kernels_f32, rt_kernels_f32_fma},
+                                   {rt_kernels_f64, rt_kernels_f64_fma}};
+  for (int t = 0; t < 2; t++)
+    for (const RtKernel *k = tables[dtype == DT_F64][t]; k->name; k++)
+      tcc_add_symbol(s, k->name, (const void *)k->fn);
+}
+
 Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen) {
   Jit *j = calloc(1, sizeof *j);
   TCCState *s = j ? tcc_new() : NULL;
@@ -67,11 +76,7 @@ Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen) {
   Msg m = {err, errlen};
   tcc_set_error_func(s, &m, on_error);
   tcc_set_output_type(s, TCC_OUTPUT_MEMORY);
-  const RtKernel *tables[2][2] = {{rt_kernels_f32, rt_kernels_f32_fma},
-                                   {rt_kernels_f64, rt_kernels_f64_fma}};
-  for (int t = 0; t < 2; t++)
-    for (const RtKernel *k = tables[dtype == DT_F64][t]; k->name; k++)
-      tcc_add_symbol(s, k->name, (const void *)k->fn);
+  jit_tcc_kernels(s, dtype);
   if (tcc_compile_string(s, src) < 0 || tcc_relocate(s, TCC_RELOCATE_AUTO) < 0) {
     jit_free(j);
     return NULL;
@@ -117,10 +122,25 @@ static int make_dirs(const char *dir, char *err, size_t errlen) {
   }
 }
 
+/* Formats a path; -1 with err set when it does not fit. */
+static int path_fmt(char *dst, size_t len, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int path_fmt(char *dst, size_t len, char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(dst, len, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < len)
+    return 0;
+  snprintf(err, errlen, "cache path too long: %s", dst);
+  return -1;
+}
+
 /* Writes text to path through a temporary file and a rename. */
 static int write_file(const char *path, const char *text, char *err, size_t errlen) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+  char tmp[4096];
+  if (path_fmt(tmp, sizeof tmp, err, errlen, "%s.%ld.tmp", path, (long)getpid()))
+    return -1;
   FILE *f = fopen(tmp, "w");
   if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path)) {
     snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
@@ -173,10 +193,11 @@ static int run_gcc(const char *src, const char *out, const char *log, char *err,
    never load a half-written object). */
 static int build_object(const char *src, const char *base, const char *path,
                         char *err, size_t errlen) {
-  char csrc[4200], tmp[4200], log[4200];
-  snprintf(csrc, sizeof csrc, "%s.c", base);
-  snprintf(tmp, sizeof tmp, "%s.%ld.so", base, (long)getpid());
-  snprintf(log, sizeof log, "%s.log", base);
+  char csrc[4096], tmp[4096], log[4096];
+  if (path_fmt(csrc, sizeof csrc, err, errlen, "%s.c", base) ||
+      path_fmt(tmp, sizeof tmp, err, errlen, "%s.%ld.so", base, (long)getpid()) ||
+      path_fmt(log, sizeof log, err, errlen, "%s.log", base))
+    return -1;
   if (write_file(csrc, src, err, errlen) || run_gcc(csrc, tmp, log, err, errlen))
     return -1;
   if (rename(tmp, path)) {
@@ -188,9 +209,10 @@ static int build_object(const char *src, const char *base, const char *path,
 }
 
 Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen) {
-  char base[4096], path[4200];
-  snprintf(base, sizeof base, "%s/%016llx", cache_dir, source_hash(src));
-  snprintf(path, sizeof path, "%s.so", base);
+  char base[4096], path[4096];
+  if (path_fmt(base, sizeof base, err, errlen, "%s/%016llx", cache_dir, source_hash(src)) ||
+      path_fmt(path, sizeof path, err, errlen, "%s.so", base))
+    return NULL;
   Jit *j = calloc(1, sizeof *j);
   if (!j || make_dirs(cache_dir, err, errlen)) {
     free(j);

@@ -266,6 +266,7 @@ MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x, real 
 MM_INLINE void mm_dx_tile(int ni, int nr, int oc, int ld, int ldx, const real *dyt,
                               const real *wt, int first, real *dx) {
   real acc[8][MM_RB];
+  ni = MM_MIN(ni, 8); /* (it is: for the compiler's bounds checks) */
   for (int k = 0; k < ni; k++)
     for (int r = 0; r < MM_RB; r++)
       acc[k][r] = first || r >= nr ? 0 : dx[(long)r * ldx + k];

@@ -51,11 +51,26 @@ static long train_numel(const RtTensor *t) {
   return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
 }
 
+long rt_offset(const RtTensor *t, long i) {
+  return t->transposed ? i % t->shape[1] * t->shape[0] + i / t->shape[1] : i;
+}
+
+void rt_copy_rows(const RtTensor *t, void *rows, int to_rows) {
+  size_t sz = t->dtype == RT_F32 ? 4 : 8;
+  long n = train_numel(t);
+  if (!t->transposed)
+    memcpy(to_rows ? rows : t->data, to_rows ? t->data : rows, n * sz);
+  else
+    for (long i = 0; i < n; i++) {
+      char *row = (char *)rows + i * sz, *at = (char *)t->data + rt_offset(t, i) * sz;
+      memcpy(to_rows ? row : at, to_rows ? at : row, sz);
+    }
+}
+
 /* Stores v as element i of t (in row-major order of its shape), in t's
    own type and layout. */
 static void train_store(const RtTensor *t, long i, double v) {
-  if (t->transposed)
-    i = i % t->shape[1] * t->shape[0] + i / t->shape[1];
+  i = rt_offset(t, i);
   if (t->dtype == RT_F32)
     ((float *)t->data)[i] = (float)v;
   else if (t->dtype == RT_F64)
@@ -64,17 +79,26 @@ static void train_store(const RtTensor *t, long i, double v) {
     ((long long *)t->data)[i] = (long long)v;
 }
 
-/* Draws the initial parameters, tensor by tensor in table order, and
-   resets buffers, gradients and optimizer state. */
+/* The value a tensor starts at before any draw. */
+static double train_const_value(const RtTensor *t) {
+  return t->kind == RT_GAMMA || t->kind == RT_BUF_ONE ? 1 : 0;
+}
+
+/* Draws the initial parameters, tensor by tensor in table order (or as
+   PyTorch would, under "rng": "torch"), and resets buffers, gradients and
+   optimizer state. */
 void rt_init(const RtNet *net, uint64_t seed) {
   RtRng rng;
+  int torch = net->rng == RT_RNG_TORCH;
   rt_rng_seed(&rng, seed, 0);
   for (int k = 0; k < net->ntensors; k++) {
     const RtTensor *t = &net->tensors[k];
     long n = train_numel(t);
     for (long i = 0; i < n; i++)
-      train_store(t, i, train_init_value(net->init, t, &rng));
+      train_store(t, i, torch ? train_const_value(t) : train_init_value(net->init, t, &rng));
   }
+  if (torch)
+    rt_trng_init(net, seed);
 }
 
 /* ---- data ---- */

@@ -1,0 +1,1021 @@
+/*
+ * load.c — the frontend: a model file (JSON) → a checked Model.
+ *
+ * Jansson parses the text; syntax errors come back as FILE:LINE:COL.
+ * Then every key is checked by one small function from a table, which
+ * names the key's JSON path in its messages ("FILE: optimizer.lr: error:
+ * ..."). Command-line overrides (fe_override) go through the very same
+ * functions with the flag's text in place of a JSON value, so a value is
+ * accepted or refused, and described, the same way wherever it comes from.
+ *
+ * Sections: messages, suggestions, scalar readers, the "type"-tagged
+ * objects (norm, activation, optimizer), the top-level keys, checks
+ * across keys, entry points.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "model.h"
+
+#define MAX_PARAMS (1L << 28)      /* trainable parameters at most        */
+#define MAX_ACTIVATIONS (1L << 28) /* batch_size × features at most       */
+#define MAX_FILE (1L << 20)        /* bytes in a model file at most       */
+
+/* Where messages go, and what they are about. */
+typedef struct {
+  const char *file;  /* the model file, for messages                     */
+  const char *flag;  /* under fe_override: the flag, which replaces both
+                        file and path, and the value is the flag's text   */
+  char path[256];    /* JSON path of the value being checked              */
+  char got[96];      /* the value, as messages show it                    */
+  char *err;
+  size_t errlen;
+} Ctx;
+
+/* Checks one value and stores it into the model. */
+typedef int Check(Ctx *c, json_t *v, Model *m);
+
+/* ---- messages ---- */
+
+/* Copies s into dst, escaping control bytes and cutting with "..." if long. */
+static void printable(char *dst, size_t size, const char *s) {
+  size_t n = 0;
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if ((ch & 0xC0) != 0x80 && n + 8 >= size) {
+      n += snprintf(dst + n, size - n, "...");
+      return;
+    }
+    if (ch < 0x20 || ch == 0x7F)
+      n += snprintf(dst + n, size - n, "\\x%02x", ch);
+    else
+      dst[n++] = (char)ch;
+  }
+  dst[n] = '\0';
+}
+
+/* Writes one message, prefixed with what it is about; returns -1. */
+static int fail(Ctx *c, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (c->flag)
+    snprintf(c->err, c->errlen, "%s: error: %s", c->flag, msg);
+  else if (c->path[0])
+    snprintf(c->err, c->errlen, "%s: %s: error: %s", c->file, c->path, msg);
+  else
+    snprintf(c->err, c->errlen, "%s: error: %s", c->file, msg);
+  return -1;
+}
+
+/* Appends ".key" (or "key" at the top) to the path; returns its old end. */
+static size_t enter(Ctx *c, const char *key) {
+  size_t n = strlen(c->path);
+  char k[64];
+  printable(k, sizeof k, key);
+  snprintf(c->path + n, sizeof c->path - n, "%s%s", n ? "." : "", k);
+  return n;
+}
+
+/* Appends "[i]" to the path; returns its old end. */
+static size_t enter_index(Ctx *c, size_t i) {
+  size_t n = strlen(c->path);
+  snprintf(c->path + n, sizeof c->path - n, "[%zu]", i);
+  return n;
+}
+
+/* Cuts the path back to what it was before enter. */
+static void leave(Ctx *c, size_t n) {
+  c->path[n] = '\0';
+}
+
+/* Formats d in the fewest digits that read back as d, keeping a ".0"
+   on whole numbers so that 784.0 does not look like the integer 784. */
+static void format_real(char *buf, size_t size, double d) {
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(buf, size, "%.*g", prec, d);
+    if (strtod(buf, NULL) == d)
+      break;
+  }
+  if (!strpbrk(buf, ".en"))
+    strncat(buf, ".0", size - strlen(buf) - 1);
+}
+
+/* Whether text is spelt like a number (checked further by strtod). */
+static int numeric_text(const char *text) {
+  return *text && strspn(text, "0123456789+-.eE") == strlen(text);
+}
+
+/* A flag's text as messages show it: numbers bare, anything else quoted. */
+static void show_text(char *buf, size_t size, const char *text) {
+  char p[80];
+  printable(p, sizeof p, text);
+  snprintf(buf, size, numeric_text(text) ? "%s" : "'%s'", p);
+}
+
+/* A JSON value as messages show it: scalars as written, or their type. */
+static void show_json(char *buf, size_t size, json_t *v) {
+  char p[80];
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:  snprintf(buf, size, "an object"); break;
+  case JSON_ARRAY:   snprintf(buf, size, "an array"); break;
+  case JSON_INTEGER: snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+  case JSON_REAL:    format_real(buf, size, json_real_value(v)); break;
+  case JSON_TRUE:    snprintf(buf, size, "true"); break;
+  case JSON_FALSE:   snprintf(buf, size, "false"); break;
+  case JSON_NULL:    snprintf(buf, size, "null"); break;
+  case JSON_STRING:
+    printable(p, sizeof p, json_string_value(v));
+    snprintf(buf, size, "\"%s\"", p);
+    break;
+  }
+}
+
+/* The value being checked, as messages show it ("got ..."). */
+static const char *got(Ctx *c, json_t *v) {
+  if (c->flag)
+    show_text(c->got, sizeof c->got, json_string_value(v));
+  else
+    show_json(c->got, sizeof c->got, v);
+  return c->got;
+}
+
+/* ---- suggestions ---- */
+
+/* Edit distance between a and b ignoring case, a swap of neighbours
+   counting one (so "rleu" is one edit from "relu"). */
+static int distance(const char *a, const char *b) {
+  int la = (int)strlen(a), lb = (int)strlen(b), d[33][33];
+  if (la > 32 || lb > 32)
+    return 99;
+  for (int i = 0; i <= la; i++)
+    for (int j = 0; j <= lb; j++) {
+      if (i == 0 || j == 0) {
+        d[i][j] = i + j;
+        continue;
+      }
+      int same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
+      int v = d[i - 1][j - 1] + !same;
+      if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
+          tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]) && d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  return d[la][lb];
+}
+
+/* Whether name starts with word, ignoring case. */
+static int has_prefix(const char *name, const char *word) {
+  for (; *word; name++, word++)
+    if (tolower((unsigned char)*name) != tolower((unsigned char)*word))
+      return 0;
+  return 1;
+}
+
+/* The name closest to word: one or two edits away (one for short names),
+   or else one that word begins; NULL when none is close. */
+static const char *closest(const char *word, const char *const *names, int n) {
+  const char *best = NULL;
+  int bestd = 3;
+  for (int i = 0; i < n; i++) {
+    int d = distance(word, names[i]), limit = strlen(names[i]) <= 4 ? 1 : 2;
+    if (d <= limit && d < bestd)
+      best = names[i], bestd = d;
+  }
+  for (int i = 0; !best && i < n; i++)
+    if (strlen(word) >= 3 && has_prefix(names[i], word))
+      best = names[i];
+  return best;
+}
+
+/* Writes names as "a, b, c". */
+static void join(char *buf, size_t size, const char *const *names, int n) {
+  size_t len = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n && len < size; i++)
+    len += snprintf(buf + len, size - len, "%s%s", i ? ", " : "", names[i]);
+}
+
+/* Reports a name that is not one of names, with a suggestion and the list. */
+static int unknown(Ctx *c, const char *what, const char *s,
+                   const char *const *names, int n) {
+  char list[512], p[80];
+  const char *near = closest(s, names, n);
+  join(list, sizeof list, names, n);
+  printable(p, sizeof p, s);
+  if (near)
+    return fail(c, "unknown %s '%s' (did you mean '%s'?); expected one of %s",
+                what, p, near, list);
+  return fail(c, "unknown %s '%s'; expected one of %s", what, p, list);
+}
+
+/* ---- scalar readers: the value's type first, then its range ---- */
+
+/* Parses a flag's integer: 1 if it is one, 0 if it is some other number
+   (or too big for any integer), -1 if it is not a number at all. */
+static int parse_int(const char *text, long long *out) {
+  char *end;
+  if (*text && strspn(text, "-0123456789") == strlen(text)) {
+    errno = 0;
+    *out = strtoll(text, &end, 10);
+    if (*end == '\0')
+      return errno == ERANGE ? 0 : 1;
+  }
+  if (!numeric_text(text))
+    return -1;
+  (void)strtod(text, &end);
+  return *end == '\0' ? 0 : -1;
+}
+
+/* Parses a flag's number: 1 if it is a finite one, 0 if it overflows,
+   -1 if it is not a number ("inf", "0x10", " 1" and "1 " are not). */
+static int parse_real(const char *text, double *out) {
+  char *end;
+  if (!numeric_text(text))
+    return -1;
+  *out = strtod(text, &end);
+  if (*end != '\0')
+    return -1;
+  return isfinite(*out) ? 1 : 0;
+}
+
+/* Reads an integer in lo..hi. */
+static int get_int(Ctx *c, json_t *v, long long lo, long long hi, long long *out) {
+  long long x = 0;
+  int kind;
+  if (c->flag)
+    kind = parse_int(json_string_value(v), &x);
+  else if (json_is_integer(v))
+    kind = 1, x = json_integer_value(v);
+  else
+    kind = json_is_real(v) ? 0 : -1;
+  if (kind < 0)
+    return fail(c, "expected an integer, got %s", got(c, v));
+  if (kind == 0 || x < lo || x > hi)
+    return fail(c, "must be an integer in %lld..%lld, got %s", lo, hi, got(c, v));
+  *out = x;
+  return 0;
+}
+
+/* Reads an int in lo..hi. */
+static int get_small_int(Ctx *c, json_t *v, int lo, int hi, int *out) {
+  long long x = 0;
+  if (get_int(c, v, lo, hi, &x))
+    return -1;
+  *out = (int)x;
+  return 0;
+}
+
+/* A range of numbers, as messages describe it. */
+typedef struct {
+  const char *desc;
+  double lo, hi;
+  int lo_open, hi_open;
+} Range;
+
+static const Range FINITE = {"a finite number", -HUGE_VAL, HUGE_VAL, 0, 0};
+static const Range POSITIVE = {"a positive number", 0, HUGE_VAL, 1, 0};
+static const Range NONNEG = {"a non-negative number", 0, HUGE_VAL, 0, 0};
+static const Range UNIT = {"in [0, 1]", 0, 1, 0, 0};
+static const Range UNIT_OPEN = {"in [0, 1)", 0, 1, 0, 1};
+
+/* Whether d lies in r. */
+static int in_range(const Range *r, double d) {
+  return (r->lo_open ? d > r->lo : d >= r->lo) &&
+         (r->hi_open ? d < r->hi : d <= r->hi);
+}
+
+/* Reads a finite number in r (JSON integers count as numbers). */
+static int get_real(Ctx *c, json_t *v, const Range *r, double *out) {
+  double d = 0;
+  int kind;
+  if (c->flag)
+    kind = parse_real(json_string_value(v), &d);
+  else
+    kind = json_is_number(v) ? (d = json_number_value(v), 1) : -1;
+  if (kind < 0)
+    return fail(c, "expected a number, got %s", got(c, v));
+  if (kind == 0)
+    return fail(c, "must be a finite number, got %s", got(c, v));
+  if (!in_range(r, d))
+    return fail(c, "must be %s, got %s", r->desc, got(c, v));
+  *out = d;
+  return 0;
+}
+
+/* Reads a boolean: JSON's true or false, nothing else. */
+static int get_bool(Ctx *c, json_t *v, int *out) {
+  const char *t = c->flag ? json_string_value(v) : NULL;
+  if (c->flag ? strcmp(t, "true") && strcmp(t, "false") : !json_is_boolean(v))
+    return fail(c, "expected true or false, got %s", got(c, v));
+  *out = c->flag ? !strcmp(t, "true") : json_is_true(v);
+  return 0;
+}
+
+/* Reads a string. */
+static int get_text(Ctx *c, json_t *v, const char **out) {
+  if (!json_is_string(v))
+    return fail(c, "expected a string, got %s", got(c, v));
+  *out = json_string_value(v);
+  return 0;
+}
+
+/* Reads one of names[0..n); what names the kind of thing in messages. */
+static int get_enum(Ctx *c, json_t *v, const char *what,
+                    const char *const *names, int n, int *out) {
+  const char *s = NULL;
+  if (get_text(c, v, &s))
+    return -1;
+  for (int i = 0; i < n; i++)
+    if (!strcmp(s, names[i])) {
+      *out = i;
+      return 0;
+    }
+  return unknown(c, what, s, names, n);
+}
+
+/* ---- objects: the top level and the "type"-tagged norm, activation
+   and optimizer, each a table of keys ---- */
+
+#define ALL (~0u)
+#define T(t) (1u << (t))
+
+/* A key: the types it applies to, and its check. */
+typedef struct {
+  const char *key;
+  unsigned types;  /* bit t: applies to type t                           */
+  Check *check;
+} Field;
+
+/* An object's keys; a tagged object also has its "type" names. */
+typedef struct {
+  const char *what;          /* the key it sits under, e.g. "optimizer"   */
+  const char *const *names;  /* its types; NULL at the top level          */
+  int ntypes;
+  const Field *fields;       /* ends with a NULL key                      */
+  void (*reset)(Model *m, int type);  /* selects the type, its defaults   */
+  int (*finish)(Ctx *c, Model *m);    /* checks across keys, or NULL      */
+} Object;
+
+/* The field called key, or NULL. */
+static const Field *find_field(const Object *o, const char *key) {
+  for (const Field *f = o->fields; f->key; f++)
+    if (!strcmp(f->key, key))
+      return f;
+  return NULL;
+}
+
+/* Writes the names of the types in mask as "a, b". */
+static void type_list(char *buf, size_t size, const Object *o, unsigned mask) {
+  const char *names[32];
+  int n = 0;
+  for (int t = 0; t < o->ntypes; t++)
+    if (mask & T(t))
+      names[n++] = o->names[t];
+  join(buf, size, names, n);
+}
+
+/* Collects the keys an object of this type takes (type -1: top level). */
+static int key_names(const Object *o, int type, const char **names) {
+  int n = 0;
+  if (type >= 0)
+    names[n++] = "type";
+  for (const Field *f = o->fields; f->key; f++)
+    if (type < 0 || (f->types & T(type)))
+      names[n++] = f->key;
+  return n;
+}
+
+enum { NTAGGED = 3 };
+static const Object *const tagged[NTAGGED];  /* norm, activation, optimizer */
+
+/* Writes "'norm.eps' or 'optimizer.eps'" for a key that belongs inside
+   the tagged objects; returns how many there were. */
+static int nested_hint(char *buf, size_t size, const char *key) {
+  int n = 0;
+  size_t len = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < NTAGGED; i++)
+    if (find_field(tagged[i], key))
+      len += snprintf(buf + len, size - len, "%s'%s.%s'", n++ ? " or " : "",
+                      tagged[i]->what, key);
+  return n;
+}
+
+/* Reports an unknown key, suggesting the closest known one. */
+static int unknown_key(Ctx *c, const Object *o, int type, const char *key) {
+  const char *names[64], *near;
+  char list[512], p[80], hint[128], owner[64] = "";
+  int n = key_names(o, type, names);
+  printable(p, sizeof p, key);
+  if (type >= 0)
+    snprintf(owner, sizeof owner, " for %s", o->names[type]);
+  if ((near = closest(key, names, n)))
+    return fail(c, "unknown key '%s'%s (did you mean '%s'?)", p, owner, near);
+  if (type < 0 && nested_hint(hint, sizeof hint, key))
+    return fail(c, "unknown key '%s' (did you mean %s?)", p, hint);
+  join(list, sizeof list, names, n);
+  return fail(c, "unknown key '%s'%s; expected one of %s", p, owner, list);
+}
+
+/* Reports a known key used with a type it does not apply to. */
+static int misplaced_key(Ctx *c, const Object *o, int type, const Field *f) {
+  char list[256];
+  type_list(list, sizeof list, o, f->types);
+  return fail(c, "'%s' does not apply to %s %s (only to %s)", f->key,
+              o->what, o->names[type], list);
+}
+
+/* Checks every key of obj with its field's check (type -1: top level). */
+static int check_keys(Ctx *c, json_t *obj, const Object *o, int type, Model *m) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    if (type >= 0 && !strcmp(key, "type"))
+      continue;
+    size_t n = enter(c, key);
+    const Field *f = find_field(o, key);
+    if (!f)
+      return unknown_key(c, o, type, key);
+    if (type >= 0 && !(f->types & T(type)))
+      return misplaced_key(c, o, type, f);
+    if (f->check(c, v, m))
+      return -1;
+    leave(c, n);
+  }
+  return 0;
+}
+
+/* A tagged object's value: a type name, or {"type": name, ...}. */
+static int check_tagged(Ctx *c, json_t *v, const Object *o, Model *m) {
+  int type;
+  char list[256];
+  if (c->flag || json_is_string(v)) {
+    if (get_enum(c, v, o->what, o->names, o->ntypes, &type))
+      return -1;
+    o->reset(m, type);
+    return 0;
+  }
+  if (!json_is_object(v))
+    return fail(c, "expected a string or an object, got %s", got(c, v));
+  json_t *t = json_object_get(v, "type");
+  join(list, sizeof list, o->names, o->ntypes);
+  if (!t)
+    return fail(c, "missing key 'type' (one of %s)", list);
+  size_t n = enter(c, "type");
+  if (get_enum(c, t, o->what, o->names, o->ntypes, &type))
+    return -1;
+  leave(c, n);
+  o->reset(m, type);
+  if (check_keys(c, v, o, type, m))
+    return -1;
+  return o->finish ? o->finish(c, m) : 0;
+}
+
+/* -- norm -- */
+
+/* Selects a norm with PyTorch's defaults. */
+static void norm_reset(Model *m, int type) {
+  m->norm = (Norm){.type = type, .eps = 1e-5, .momentum = 0.1};
+}
+
+/* norm.eps: > 0. */
+static int check_norm_eps(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &POSITIVE, &m->norm.eps);
+}
+
+/* norm.momentum: in [0, 1], or null for a cumulative average. */
+static int check_norm_momentum(Ctx *c, json_t *v, Model *m) {
+  m->norm.cumulative = !c->flag && json_is_null(v);
+  if (m->norm.cumulative)
+    return 0;
+  return get_real(c, v, &UNIT, &m->norm.momentum);
+}
+
+static const Field norm_fields[] = {
+  {"eps",      T(NORM_BATCH) | T(NORM_LAYER), check_norm_eps},
+  {"momentum", T(NORM_BATCH),                 check_norm_momentum},
+  {NULL, 0, NULL},
+};
+
+static const Object norm_object = {
+  "norm", norm_names, NNORMS, norm_fields, norm_reset, NULL,
+};
+
+/* -- activation -- */
+
+#define PARAM_(e, s, p) [e] = p,
+static const double act_params[NACTS] = { ACTS(PARAM_) };
+#undef PARAM_
+
+/* Selects an activation with its default parameter. */
+static void act_reset(Model *m, int type) {
+  m->act = (Act){.type = type, .param = act_params[type]};
+}
+
+/* activation.slope (leaky_relu), activation.alpha (elu): any finite number. */
+static int check_act_param(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &FINITE, &m->act.param);
+}
+
+static const Field act_fields[] = {
+  {"slope", T(ACT_LEAKY), check_act_param},
+  {"alpha", T(ACT_ELU),   check_act_param},
+  {NULL, 0, NULL},
+};
+
+static const Object act_object = {
+  "activation", act_names, NACTS, act_fields, act_reset, NULL,
+};
+
+/* -- optimizer -- */
+
+/* Selects an optimizer with PyTorch's defaults, but lr 0.01 for all. */
+static void opt_reset(Model *m, int type) {
+  m->opt = (Optim){.type = type, .lr = 0.01, .alpha = 0.99, .eps = 1e-8,
+                   .beta1 = 0.9, .beta2 = 0.999,
+                   .weight_decay = type == OPT_ADAMW ? 0.01 : 0};
+}
+
+/* optimizer.lr: > 0. */
+static int check_lr(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &POSITIVE, &m->opt.lr);
+}
+
+/* optimizer.momentum: >= 0. */
+static int check_momentum(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &NONNEG, &m->opt.momentum);
+}
+
+/* optimizer.dampening: any finite number, as PyTorch. */
+static int check_dampening(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &FINITE, &m->opt.dampening);
+}
+
+/* optimizer.nesterov: a boolean. */
+static int check_nesterov(Ctx *c, json_t *v, Model *m) {
+  return get_bool(c, v, &m->opt.nesterov);
+}
+
+/* optimizer.weight_decay: >= 0. */
+static int check_weight_decay(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &NONNEG, &m->opt.weight_decay);
+}
+
+/* optimizer.alpha (rmsprop): in [0, 1]. */
+static int check_alpha(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &UNIT, &m->opt.alpha);
+}
+
+/* optimizer.eps: > 0. */
+static int check_opt_eps(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &POSITIVE, &m->opt.eps);
+}
+
+/* optimizer.centered: a boolean. */
+static int check_centered(Ctx *c, json_t *v, Model *m) {
+  return get_bool(c, v, &m->opt.centered);
+}
+
+/* optimizer.betas: [beta1, beta2], each in [0, 1). */
+static int check_betas(Ctx *c, json_t *v, Model *m) {
+  double *beta[2] = {&m->opt.beta1, &m->opt.beta2};
+  if (c->flag || !json_is_array(v))
+    return fail(c, "expected an array of two numbers, got %s", got(c, v));
+  if (json_array_size(v) != 2)
+    return fail(c, "expected an array of two numbers, got %zu of them",
+                json_array_size(v));
+  for (size_t i = 0; i < 2; i++) {
+    size_t n = enter_index(c, i);
+    if (get_real(c, json_array_get(v, i), &UNIT_OPEN, beta[i]))
+      return -1;
+    leave(c, n);
+  }
+  return 0;
+}
+
+/* Checks across the optimizer's keys: SGD's nesterov, as PyTorch. */
+static int opt_finish(Ctx *c, Model *m) {
+  const Optim *o = &m->opt;
+  if (o->type != OPT_SGD || !o->nesterov || (o->momentum > 0 && o->dampening == 0))
+    return 0;
+  enter(c, "nesterov");
+  return fail(c, "nesterov needs momentum > 0 and dampening 0, as in PyTorch "
+              "(momentum is %g, dampening %g)", o->momentum, o->dampening);
+}
+
+#define ADAMS (T(OPT_ADAM) | T(OPT_ADAMW))
+static const Field opt_fields[] = {
+  {"lr",           ALL,                        check_lr},
+  {"momentum",     T(OPT_SGD) | T(OPT_RMSPROP), check_momentum},
+  {"dampening",    T(OPT_SGD),                 check_dampening},
+  {"nesterov",     T(OPT_SGD),                 check_nesterov},
+  {"alpha",        T(OPT_RMSPROP),             check_alpha},
+  {"centered",     T(OPT_RMSPROP),             check_centered},
+  {"betas",        ADAMS,                      check_betas},
+  {"eps",          T(OPT_RMSPROP) | ADAMS,     check_opt_eps},
+  {"weight_decay", ALL,                        check_weight_decay},
+  {NULL, 0, NULL},
+};
+#undef ADAMS
+
+static const Object opt_object = {
+  "optimizer", opt_names, NOPTS, opt_fields, opt_reset, opt_finish,
+};
+
+static const Object *const tagged[NTAGGED] = {&norm_object, &act_object, &opt_object};
+
+/* ---- the top level ---- */
+
+/* Whether s is a valid model name: [A-Za-z0-9_.-]{1,63}. */
+static int valid_name(const char *s) {
+  size_t n = strlen(s);
+  return n >= 1 && n <= 63 &&
+         strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                   "0123456789_.-") == n;
+}
+
+#define NAME_RULE "1 to 63 characters from A-Z a-z 0-9 _ . -"
+
+/* name: it becomes part of generated C and of file names. */
+static int check_name(Ctx *c, json_t *v, Model *m) {
+  const char *s = NULL;
+  if (get_text(c, v, &s))
+    return -1;
+  if (!valid_name(s))
+    return fail(c, "must be " NAME_RULE " (it names generated code and "
+                "files), got %s", got(c, v));
+  snprintf(m->name, sizeof m->name, "%s", s);
+  return 0;
+}
+
+/* input: features in. */
+static int check_input(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, MAX_WIDTH, &m->input);
+}
+
+/* output: classes out. */
+static int check_output(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, MAX_WIDTH, &m->output);
+}
+
+/* hidden: the width of each hidden block, at most MAX_HIDDEN of them. */
+static int check_hidden(Ctx *c, json_t *v, Model *m) {
+  if (c->flag || !json_is_array(v))
+    return fail(c, "expected an array of integers, got %s", got(c, v));
+  size_t n = json_array_size(v);
+  if (n > MAX_HIDDEN)
+    return fail(c, "at most %d hidden layers, got %zu", MAX_HIDDEN, n);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = enter_index(c, i);
+    if (get_small_int(c, json_array_get(v, i), 1, MAX_WIDTH, &m->hidden[i]))
+      return -1;
+    leave(c, len);
+  }
+  m->nhidden = (int)n;
+  return 0;
+}
+
+/* norm: a name or an object. */
+static int check_norm(Ctx *c, json_t *v, Model *m) {
+  return check_tagged(c, v, &norm_object, m);
+}
+
+/* activation: a name or an object. */
+static int check_act(Ctx *c, json_t *v, Model *m) {
+  return check_tagged(c, v, &act_object, m);
+}
+
+/* optimizer: a name or an object. */
+static int check_opt(Ctx *c, json_t *v, Model *m) {
+  return check_tagged(c, v, &opt_object, m);
+}
+
+/* init: one of the runtime's schemes. */
+static int check_init(Ctx *c, json_t *v, Model *m) {
+  return get_enum(c, v, "init", init_names, RT_INIT_NSCHEMES, &m->init);
+}
+
+/* rng: whose generator draws the initial weights. */
+static int check_rng(Ctx *c, json_t *v, Model *m) {
+  return get_enum(c, v, "rng", rng_names, RT_NRNGS, &m->rng);
+}
+
+/* batch_size: samples per training step. */
+static int check_batch_size(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, 65536, &m->batch_size);
+}
+
+/* epochs: passes over the training set. */
+static int check_epochs(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, 100000, &m->epochs);
+}
+
+/* seed: any non-negative JSON integer. */
+static int check_seed(Ctx *c, json_t *v, Model *m) {
+  long long x = 0;
+  if (get_int(c, v, 0, LLONG_MAX, &x))
+    return -1;
+  m->seed = (uint64_t)x;
+  return 0;
+}
+
+/* data: "mnist", "fashion-mnist" or a directory; not empty. */
+static int check_data(Ctx *c, json_t *v, Model *m) {
+  const char *s = NULL;
+  if (get_text(c, v, &s))
+    return -1;
+  if (!*s)
+    return fail(c, "must not be empty (\"mnist\", \"fashion-mnist\" or a directory)");
+  if (strlen(s) >= sizeof m->data)
+    return fail(c, "too long (at most %zu bytes)", sizeof m->data - 1);
+  snprintf(m->data, sizeof m->data, "%s", s);
+  return 0;
+}
+
+/* max_batches: training batches per epoch at most; when given, >= 1. */
+static int check_max_batches(Ctx *c, json_t *v, Model *m) {
+  long long x = 0;
+  if (get_int(c, v, 1, 2147483647, &x))
+    return -1;
+  m->max_batches = (long)x;
+  return 0;
+}
+
+/* dtype: the floating-point type of the generated code. */
+static int check_dtype(Ctx *c, json_t *v, Model *m) {
+  return get_enum(c, v, "dtype", dtype_names, NDTYPES, &m->dtype);
+}
+
+static const Field top_fields[] = {
+  {"name",        ALL, check_name},
+  {"input",       ALL, check_input},
+  {"hidden",      ALL, check_hidden},
+  {"output",      ALL, check_output},
+  {"norm",        ALL, check_norm},
+  {"activation",  ALL, check_act},
+  {"init",        ALL, check_init},
+  {"rng",         ALL, check_rng},
+  {"optimizer",   ALL, check_opt},
+  {"batch_size",  ALL, check_batch_size},
+  {"epochs",      ALL, check_epochs},
+  {"seed",        ALL, check_seed},
+  {"data",        ALL, check_data},
+  {"max_batches", ALL, check_max_batches},
+  {"dtype",       ALL, check_dtype},
+  {NULL, 0, NULL},
+};
+
+static const Object top_object = {NULL, NULL, 0, top_fields, NULL, NULL};
+
+/* ---- checks across keys ---- */
+
+/* Trainable parameters: linear weights and biases, norm gamma and beta. */
+static uint64_t count_params(const Model *m) {
+  uint64_t n = 0, in = (uint64_t)m->input;
+  for (int i = 0; i < m->nhidden; i++) {
+    uint64_t w = (uint64_t)m->hidden[i];
+    n += in * w + w + (m->norm.type != NORM_NONE ? 2 * w : 0);
+    in = w;
+  }
+  return n + in * (uint64_t)m->output + (uint64_t)m->output;
+}
+
+/* Copies of the parameters the optimizer keeps. */
+static int state_copies(const Optim *o) {
+  switch (o->type) {
+  case OPT_SGD:     return o->momentum > 0;
+  case OPT_RMSPROP: return 1 + o->centered + (o->momentum > 0);
+  default:          return 2;
+  }
+}
+
+/* Refuses a model whose parameters would not fit in sensible memory. */
+static int check_params(Ctx *c, const Model *m) {
+  uint64_t n = count_params(m);
+  if (n <= (uint64_t)MAX_PARAMS)
+    return 0;
+  double bytes = (double)n * (2 + state_copies(&m->opt)) *
+                 (m->dtype == DT_F64 ? 8 : 4);
+  return fail(c, "model too large: %llu parameters, more than %ld (2^28); "
+              "it would need %.1f GiB for parameters, gradients and "
+              "optimizer state", (unsigned long long)n, MAX_PARAMS,
+              bytes / (1024.0 * 1024 * 1024));
+}
+
+/* Refuses a batch whose activations would not fit in sensible memory. */
+static int check_activations(Ctx *c, const Model *m) {
+  uint64_t w = (uint64_t)m->input + (uint64_t)m->output;
+  for (int i = 0; i < m->nhidden; i++)
+    w += (uint64_t)m->hidden[i];
+  if ((uint64_t)m->batch_size * w <= (uint64_t)MAX_ACTIVATIONS)
+    return 0;
+  size_t n = enter(c, "batch_size");
+  fail(c, "a batch of %d samples with %llu features (input, hidden and "
+       "output) holds more than %ld (2^28) activations; use a smaller "
+       "batch_size", m->batch_size, (unsigned long long)w, MAX_ACTIVATIONS);
+  leave(c, n);
+  return -1;
+}
+
+/* BatchNorm cannot train on one sample (PyTorch refuses it). */
+static int check_batchnorm(Ctx *c, const Model *m) {
+  if (m->norm.type != NORM_BATCH || m->batch_size > 1 || m->nhidden == 0)
+    return 0;
+  size_t n = enter(c, "batch_size");
+  fail(c, "batchnorm needs at least 2 samples per batch, got %d", m->batch_size);
+  leave(c, n);
+  return -1;
+}
+
+/* Checks that involve more than one key. */
+static int check_model(Ctx *c, const Model *m) {
+  return check_params(c, m) || check_activations(c, m) || check_batchnorm(c, m)
+             ? -1 : 0;
+}
+
+#define NO_FILE "<string>"  /* fe_load_string without a file name */
+
+/* Names the model after its file ("models/a.json" → "a") if it has no
+   "name" key. */
+static int default_name(Ctx *c, json_t *root, Model *m) {
+  char base[MAX_PATH_LEN], p[80];
+  const char *slash = strrchr(c->file, '/');
+  if (json_object_get(root, "name") || !strcmp(c->file, NO_FILE))
+    return 0;
+  snprintf(base, sizeof base, "%s", slash ? slash + 1 : c->file);
+  size_t n = strlen(base);
+  if (n > 5 && !strcmp(base + n - 5, ".json"))
+    base[n - 5] = '\0';
+  if (!valid_name(base)) {
+    printable(p, sizeof p, base);
+    return fail(c, "the model is named after its file, but '%s' is not a "
+                "valid name (" NAME_RULE "); add a \"name\" key", p);
+  }
+  memcpy(m->name, base, strlen(base) + 1);  /* valid_name: < 64 bytes */
+  return 0;
+}
+
+/* Checks a parsed model file. */
+static int check_root(Ctx *c, json_t *root, Model *m) {
+  if (!json_is_object(root))
+    return fail(c, "expected a JSON object at the top level, got %s", got(c, root));
+  if (check_keys(c, root, &top_object, -1, m))
+    return -1;
+  return default_name(c, root, m) || check_model(c, m) ? -1 : 0;
+}
+
+/* ---- entry points ---- */
+
+/* Reports Jansson's parse error as FILE:LINE:COL. */
+static int syntax_error(Ctx *c, const json_error_t *je) {
+  char msg[4 * JSON_ERROR_TEXT_LENGTH];
+  printable(msg, sizeof msg, je->text);
+  if (je->line < 1)
+    return fail(c, "%s", msg);
+  snprintf(c->err, c->errlen, "%s:%d:%d: error: %s", c->file, je->line,
+           je->column > 0 ? je->column : 1, msg);
+  return -1;
+}
+
+/* Refuses text that is empty or holds a NUL byte, before Jansson sees it
+   (Jansson would take the NUL for the end of the input). */
+static int check_text(Ctx *c, const char *text, size_t len) {
+  const char *nul = memchr(text, '\0', len);
+  int line = 1, col = 1;
+  if (strspn(text, " \t\r\n") == len)
+    return fail(c, "empty file, expected a JSON object");
+  if (!nul)
+    return 0;
+  for (const char *p = text; p < nul; p++)
+    *p == '\n' ? (line++, col = 1) : col++;
+  snprintf(c->err, c->errlen, "%s:%d:%d: error: NUL byte: not a text file",
+           c->file, line, col);
+  return -1;
+}
+
+/* Parses and checks len bytes of model text. */
+static int load_text(const char *text, size_t len, const char *fname,
+                     Model *m, char *err, size_t errlen) {
+  Ctx c = {.file = fname ? fname : NO_FILE, .err = err, .errlen = errlen};
+  json_error_t je;
+  fe_defaults(m);
+  snprintf(m->file, sizeof m->file, "%s", c.file);
+  if (check_text(&c, text, len))
+    return -1;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+  if (!root)
+    return syntax_error(&c, &je);
+  int rc = check_root(&c, root, m);
+  json_decref(root);
+  return rc;
+}
+
+/* Sets defaults for everything a model file may leave out. */
+void fe_defaults(Model *m) {
+  memset(m, 0, sizeof *m);
+  snprintf(m->name, sizeof m->name, "model");
+  m->input = 784;
+  m->output = 10;
+  m->nhidden = 1;
+  m->hidden[0] = 128;
+  norm_reset(m, NORM_NONE);
+  act_reset(m, ACT_RELU);
+  m->init = RT_INIT_TORCH_DEFAULT;
+  m->rng = RT_RNG_MLPC;
+  opt_reset(m, OPT_SGD);
+  m->batch_size = 32;
+  m->epochs = 10;
+  snprintf(m->data, sizeof m->data, "mnist");
+  m->dtype = DT_F32;
+}
+
+/* Reads and checks a model from text in memory. */
+int fe_load_string(const char *text, const char *fname, Model *m,
+                   char *err, size_t errlen) {
+  return load_text(text, strlen(text), fname, m, err, errlen);
+}
+
+/* Reads a whole (small) file; NULL with a message on error. */
+static char *read_text(Ctx *c, size_t *len) {
+  FILE *f = fopen(c->file, "rb");
+  char *buf = f ? malloc(MAX_FILE + 1) : NULL;
+  if (!buf) {
+    fail(c, "cannot open: %s", strerror(errno));
+    if (f) fclose(f);
+    return NULL;
+  }
+  *len = fread(buf, 1, MAX_FILE + 1, f);
+  int bad = ferror(f), e = errno;
+  buf[*len <= MAX_FILE ? *len : MAX_FILE] = '\0';
+  fclose(f);
+  if (bad || *len > MAX_FILE) {
+    bad ? fail(c, "cannot read: %s", strerror(e))
+        : fail(c, "too large for a model file (more than %ld bytes)", MAX_FILE);
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+/* Reads and checks a model file. */
+int fe_load(const char *path, Model *m, char *err, size_t errlen) {
+  Ctx c = {.file = path, .err = err, .errlen = errlen};
+  size_t len;
+  char *text = read_text(&c, &len);
+  if (!text) {
+    fe_defaults(m);
+    return -1;
+  }
+  int rc = load_text(text, len, path, m, err, errlen);
+  free(text);
+  return rc;
+}
+
+/* The field a command-line key names: "epochs", or "optimizer.lr" for
+   the model's optimizer; NULL (with a message) if there is none. */
+static const Field *override_field(Ctx *c, const Model *m, const char *key) {
+  const Object *o = &top_object;
+  if (!strncmp(key, "optimizer.", 10))
+    o = &opt_object, key += 10;
+  const Field *f = find_field(o, key);
+  if (!f) {
+    fail(c, "'%s' is not a model key", key);
+    return NULL;
+  }
+  if (o != &top_object && !(f->types & T(m->opt.type))) {
+    misplaced_key(c, o, m->opt.type, f);
+    return NULL;
+  }
+  return f;
+}
+
+/* Applies one command-line value, with the model file's checks; on
+   error the model is left as it was. */
+int fe_override(Model *m, const char *flag, const char *key,
+                const char *text, char *err, size_t errlen) {
+  Ctx c = {.file = m->file, .flag = flag, .err = err, .errlen = errlen};
+  Model saved;
+  const Field *f = override_field(&c, m, key);
+  if (!f)
+    return -1;
+  json_t *v = json_string_nocheck(text ? text : "");
+  if (!v)
+    return fail(&c, "out of memory");
+  saved = *m;
+  int rc = f->check(&c, v, m) || check_model(&c, m) ? -1 : 0;
+  if (rc)
+    *m = saved;
+  json_decref(v);
+  return rc;
+}

@@ -1,0 +1,109 @@
+/*
+ * util.c — helpers the tests share (see util.h).
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "util.h"
+
+/* Orders strings for qsort. */
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether name ends with suffix (and is longer). */
+static int ends_with(const char *name, const char *suffix) {
+  size_t n = strlen(name), k = strlen(suffix);
+  return n > k && !strcmp(name + n - k, suffix);
+}
+
+int util_list(const char *dir, const char *suffix, char **out, int n) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int first = n;
+  while (d && (e = readdir(d)))
+    if (ends_with(e->d_name, suffix) && n < UTIL_MAX_FILES) {
+      out[n] = malloc(strlen(dir) + strlen(e->d_name) + 2);
+      sprintf(out[n++], "%s/%s", dir, e->d_name);
+    }
+  if (d)
+    closedir(d);
+  qsort(out + first, n - first, sizeof *out, by_name);
+  return n;
+}
+
+int util_models(char **out) {
+  return util_list("tests/models", ".json", out, util_list("models", ".json", out, 0));
+}
+
+const char *util_stem(const char *path, char *buf, size_t len) {
+  const char *s = strrchr(path, '/');
+  s = s ? s + 1 : path;
+  const char *dot = strrchr(s, '.');
+  snprintf(buf, len, "%.*s", dot ? (int)(dot - s) : (int)strlen(s), s);
+  return buf;
+}
+
+char *util_slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t cap = 1 << 16, n = 0, got;
+  char *buf = malloc(cap + 1);
+  while ((got = fread(buf + n, 1, cap - n, f)) > 0)
+    if ((n += got) == cap)
+      buf = realloc(buf, (cap *= 2) + 1);
+  fclose(f);
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
+
+int util_write(const char *path, const void *buf, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (!f)
+    return -1;
+  size_t put = fwrite(buf, 1, len, f);
+  return fclose(f) || put != len ? -1 : 0;
+}
+
+/* Points fd at the file named (or /dev/null), in a child. */
+static void redirect(int fd, const char *path) {
+  int to = open(path ? path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (to < 0)
+    _exit(126);
+  dup2(to, fd);
+  close(to);
+}
+
+int util_run(const char *const *argv, const char *out, const char *err) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    redirect(1, out);
+    redirect(2, err);
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  int status;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+    return -1;
+  return WEXITSTATUS(status);
+}
+
+int util_mkdtemp(const char *name, char *buf, size_t len) {
+  snprintf(buf, len, "/tmp/mlpc-%s-XXXXXX", name);
+  return mkdtemp(buf) ? 0 : -1;
+}
+
+void util_rmtree(const char *dir) {
+  if (strncmp(dir, "/tmp/mlpc-", 10))
+    return; /* only what util_mkdtemp made */
+  const char *argv[] = {"rm", "-rf", dir, NULL};
+  util_run(argv, NULL, NULL);
+}

@@ -1,0 +1,31 @@
+/*
+ * util.h — helpers the tests share: listing model files, reading whole
+ * files, running programs, temporary directories.
+ */
+#ifndef MLPC_TEST_UTIL_H
+#define MLPC_TEST_UTIL_H
+
+#include <stddef.h>
+
+enum { UTIL_MAX_FILES = 128 };
+
+/* Appends dir's files whose names end in suffix, as "dir/name", sorted,
+   to out[n..]; returns the new count. A missing dir adds nothing. */
+int util_list(const char *dir, const char *suffix, char **out, int n);
+/* Every model file: those in models/, then those in tests/models/. */
+int util_models(char **out);
+/* The base name of path without its extension, into buf. */
+const char *util_stem(const char *path, char *buf, size_t len);
+/* Reads a whole file, NUL-terminated; NULL if it cannot be read. */
+char *util_slurp(const char *path, size_t *len);
+/* Writes text to path; 0 or -1. */
+int util_write(const char *path, const void *buf, size_t len);
+/* Runs argv (no shell) with stdout and stderr to the files named (NULL:
+   /dev/null); returns the exit status, or -1 if it did not exit. */
+int util_run(const char *const *argv, const char *out, const char *err);
+/* Makes a fresh directory /tmp/mlpc-NAME-XXXXXX into buf; 0 or -1. */
+int util_mkdtemp(const char *name, char *buf, size_t len);
+/* Removes a directory made by util_mkdtemp and everything in it. */
+void util_rmtree(const char *dir);
+
+#endif

@@ -235,9 +235,13 @@ MM_INLINE void mm_dw_rows(int ob, int O, int I, int nr, const real *dy, const re
     mm_mask m[64];
     mm_colmask(nr, ni, I, x + i0, m);
     int i = 0;
-    for (; i + 1 < ni; i += 2)
-      mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], first,
-                 dwt + (long)(i0 + i) * O, dwt + (long)(i0 + i + 1) * O);
+    for (; i + 1 < ni; i += 2) /* (a constant first: sums start in registers) */
+      if (first)
+        mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], 1,
+                   dwt + (long)(i0 + i) * O, dwt + (long)(i0 + i + 1) * O);
+      else
+        mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], 0,
+                   dwt + (long)(i0 + i) * O, dwt + (long)(i0 + i + 1) * O);
     if (i < ni)
       mm_dw_one(ob, O, I, x + i0 + i, dy, m[i], first, dwt + (long)(i0 + i) * O);
   }

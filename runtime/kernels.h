@@ -96,7 +96,10 @@ static inline int mm_ctz(mm_mask m) {
    compare per vector where the target has them). */
 MM_INLINE mm_mask mm_rowmask64(const real *x) {
   mm_mask m = 0;
-#if defined(__AVX512F__)
+#if defined(MLPC_SCALAR)
+  for (int i = 0; i < 64; i++)
+    m |= (mm_mask)(x[i] != 0) << i;
+#elif defined(__AVX512F__)
   for (int i = 0; i < 64; i += 64 / (int)sizeof(real))
     if (sizeof(real) == 4)
       m |= (mm_mask)_mm512_cmp_ps_mask(_mm512_loadu_ps((const float *)x + i),
@@ -118,6 +121,42 @@ MM_INLINE mm_mask mm_rowmask64(const real *x) {
 #endif
   return m;
 }
+
+/* ---- 64-byte vectors where the target has AVX-512 (and MLPC_SCALAR,
+   with which the tests check the plain loops, is not defined): 16 floats
+   or 8 doubles. Each operation is the plain loops' own, lane by lane, so
+   both give the same bits. ---- */
+#if defined(__AVX512F__) && defined(__GNUC__) && !defined(MLPC_SCALAR)
+#define MM_SIMD 1
+#define MM_V (64 / (int)sizeof(real)) /* reals a vector */
+typedef __m512 mm_v;                  /* the bits of a vector of reals */
+
+MM_INLINE mm_v mm_vload(const real *p) { return _mm512_loadu_ps((const float *)p); }
+
+MM_INLINE void mm_vstore(real *p, mm_v v) { _mm512_storeu_ps((float *)p, v); }
+
+/* A vector of copies of a. */
+MM_INLINE mm_v mm_vset(real a) {
+  return sizeof(real) == 4 ? _mm512_set1_ps((float)a)
+                           : _mm512_castpd_ps(_mm512_set1_pd((double)a));
+}
+
+/* MAC(acc, a, b) in each lane. */
+MM_INLINE mm_v mm_vmac(mm_v acc, mm_v a, mm_v b) {
+  __m512d acc_d = _mm512_castps_pd(acc), a_d = _mm512_castps_pd(a), b_d = _mm512_castps_pd(b);
+#ifdef MLPC_FMA
+  return sizeof(real) == 4 ? _mm512_fmadd_ps(a, b, acc)
+                           : _mm512_castpd_ps(_mm512_fmadd_pd(a_d, b_d, acc_d));
+#else
+  return sizeof(real) == 4 ? _mm512_add_ps(acc, _mm512_mul_ps(a, b))
+                           : _mm512_castpd_ps(_mm512_add_pd(acc_d, _mm512_mul_pd(a_d, b_d)));
+#endif
+}
+
+/* Keeps v in its register: gcc would otherwise load it again for each
+   of its uses, and the loads, not the arithmetic, would set the pace. */
+#define MM_KEEP(v) __asm__("" : "+v"(v))
+#endif
 
 /* The same for x[0..ni), ni <= 64. */
 MM_INLINE mm_mask mm_rowmask(const real *x, int ni) {
@@ -184,10 +223,45 @@ MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const
       }
 }
 
+#ifdef MM_SIMD
+/* mm_dw_pair for a whole block, a vector at a time: each vector of dy is
+   loaded once for both rows of dwt. */
+MM_INLINE void mm_dw_pair_v(int ld, int I, const real *x, const real *dy, mm_mask m,
+                            int first, real *d0, real *d1) {
+  mm_v a0[8], a1[8];
+  for (int k = 0; k < 8; k++) {
+    a0[k] = first ? mm_vset(0) : mm_vload(d0 + k * MM_V);
+    a1[k] = first ? mm_vset(0) : mm_vload(d1 + k * MM_V);
+  }
+  for (; m; m &= m - 1) {
+    int r = mm_ctz(m);
+    mm_v v0 = mm_vset(x[(long)r * I]), v1 = mm_vset(x[(long)r * I + 1]);
+    const real *g = dy + (long)r * ld;
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+      mm_v gv = mm_vload(g + k * MM_V);
+      MM_KEEP(gv);
+      a0[k] = mm_vmac(a0[k], v0, gv);
+      a1[k] = mm_vmac(a1[k], v1, gv);
+    }
+  }
+  for (int k = 0; k < 8; k++) {
+    mm_vstore(d0 + k * MM_V, a0[k]);
+    mm_vstore(d1 + k * MM_V, a1[k]);
+  }
+}
+#endif
+
 /* Two rows i, i+1 of dwt (ob <= MM_OB columns) plus the rows of dy (ld a
    row) picked by the set bits of m, times x[r][i] and x[r][i+1]. */
 MM_INLINE void mm_dw_pair(int ob, int ld, int I, const real *x, const real *dy,
                               mm_mask m, int first, real *d0, real *d1) {
+#ifdef MM_SIMD
+  if (ob == MM_OB) {
+    mm_dw_pair_v(ld, I, x, dy, m, first, d0, d1);
+    return;
+  }
+#endif
   real a0[MM_OB], a1[MM_OB];
   for (int o = 0; o < ob; o++) {
     a0[o] = first ? 0 : d0[o];

@@ -7,7 +7,8 @@
  *
  * The copies tested are those compiled into mlpc for tcc's code
  * (runtime/kernels.c), found by name as jit.c finds them: float and
- * double, strict and fma. Sizes are odd and cross every block boundary
+ * double, strict and fma; and the same built with MLPC_SCALAR, the plain
+ * loops that targets without AVX-512 run instead of the vector paths. Sizes are odd and cross every block boundary
  * of the kernels (64 rows or columns of a mask, MM_OB = 128 float or 64
  * double outputs, 8-column tiles, 256-wide chunks); about half of the
  * inputs are zero, as pixels and ReLU outputs are.
@@ -36,11 +37,19 @@ typedef struct {
   const char *name;
 } Copy;
 
+/* The same kernels built with MLPC_SCALAR: the plain loops only. */
+extern const RtKernel test_scalar_f32[], test_scalar_f64[];
+extern const RtKernel test_scalar_f32_fma[], test_scalar_f64_fma[];
+
 static const Copy copies[] = {
   {rt_kernels_f32, 0, 0, "float strict"},
   {rt_kernels_f64, 1, 0, "double strict"},
   {rt_kernels_f32_fma, 0, 1, "float fma"},
   {rt_kernels_f64_fma, 1, 1, "double fma"},
+  {test_scalar_f32, 0, 0, "float strict, plain loops"},
+  {test_scalar_f64, 1, 0, "double strict, plain loops"},
+  {test_scalar_f32_fma, 0, 1, "float fma, plain loops"},
+  {test_scalar_f64_fma, 1, 1, "double fma, plain loops"},
 };
 
 /* The kernel called name (without the _fma suffix) in copy c. */

@@ -285,72 +285,29 @@ static void emit_linear(Ctx *c) {
   emitf(b, "}\n\n");
 }
 
-/* The running statistics' update of BatchNorm (inside the train branch). */
-static void emit_bn_running(Ctx *c) {
-  const Norm *nm = &c->g->m->norm;
-  const char *p = c->p;
-  if (nm->cumulative)
-    emitf(c->g->b, "      double m = 1.0 / %s_num_batches_tracked[0];"
-          " /* cumulative average */\n", p);
-  else
-    emitf(c->g->b, "      double m = %s; /* momentum %g */\n", num(nm->momentum),
-          nm->momentum);
-  emitf(c->g->b,
-        "      %s_running_mean[c] = (real)((1 - m) * %s_running_mean[c] + m * mean);\n"
-        "      %s_running_var[c] = (real)((1 - m) * %s_running_var[c] + m * var * n / (n - 1));\n",
-        p, p, p, p);
-}
-
 /* BatchNorm1d: per feature over the batch; batch statistics in training
-   (biased variance), running statistics in evaluation. The loops run
-   along rows, so that they vectorise over the features; each feature
-   still sums its rows in increasing order. */
+   (biased variance), running statistics in evaluation. The arithmetic is
+   kernels.h's bn_forward and bn_backward, which tcc's code calls compiled
+   by gcc. */
 static void emit_batchnorm(Ctx *c) {
   Buf *b = c->g->b;
+  const Norm *nm = &c->g->m->norm;
   const char *p = c->p, *x = c->in;
   int C = c->l->out;
-  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C,
-        c->g->m->norm.eps, C, C);
+  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C, nm->eps, C, C);
   emitf(b, "static void %s_forward(int n, int train) {\n"
-        "  if (train) {\n"
-        "    %s_num_batches_tracked[0]++;\n"
-        "    for (int c = 0; c < %d; c++)\n      %s_mean[c] = %s_var[c] = 0;\n"
-        "    for (int r = 0; r < n; r++)\n      for (int c = 0; c < %d; c++)\n"
-        "        %s_mean[c] += %s[r * %d + c];\n"
-        "    for (int c = 0; c < %d; c++)\n      %s_mean[c] /= n;\n"
-        "    for (int r = 0; r < n; r++)\n      for (int c = 0; c < %d; c++) {\n"
-        "        double d = %s[r * %d + c] - %s_mean[c];\n        %s_var[c] += d * d;\n"
-        "      }\n"
-        "    for (int c = 0; c < %d; c++) {\n"
-        "      double mean = %s_mean[c], var = %s_var[c] /= n;\n",
-        p, p, C, p, p, C, p, x, C, C, p, C, x, C, p, p, C, p, p);
-  emit_bn_running(c);
-  emitf(b, "    }\n"
-        "  } else\n"
-        "    for (int c = 0; c < %d; c++)\n"
-        "      %s_mean[c] = %s_running_mean[c], %s_var[c] = %s_running_var[c];\n"
-        "  for (int c = 0; c < %d; c++)\n    %s_rstd[c] = 1 / sqrt(%s_var[c] + %s);\n"
-        "  for (int r = 0; r < n; r++)\n    for (int c = 0; c < %d; c++) {\n"
-        "      real xh = (real)((%s[r * %d + c] - %s_mean[c]) * %s_rstd[c]);\n"
-        "      %s_xhat[r * %d + c] = xh;\n"
-        "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
-        "    }\n}\n\n",
-        C, p, p, p, p, C, p, p, num(c->g->m->norm.eps), C, x, C, p, p, p, C, p, C, p, p);
+        "  if (train)\n    %s_num_batches_tracked[0]++;\n", p, p);
+  if (nm->cumulative)
+    emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
+  else
+    emitf(b, "  double m = %s; /* momentum %g */\n", num(nm->momentum), nm->momentum);
+  emitf(b, "  bn_forward(n, %d, train, m, %s, %s, %s_weight, %s_bias, %s_running_mean,\n"
+        "             %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out);\n}\n\n",
+        C, num(nm->eps), x, p, p, p, p, p, p, p, p, p);
   emitf(b, "static void %s_backward(int n) {\n"
-        "  for (int c = 0; c < %d; c++)\n    %s_sdy[c] = %s_sdyx[c] = 0;\n",
-        p, C, p, p);
-  emitf(b, "  for (int r = 0; r < n; r++)\n    for (int c = 0; c < %d; c++) {\n"
-        "      %s_sdy[c] += d%s_out[r * %d + c];\n"
-        "      %s_sdyx[c] += d%s_out[r * %d + c] * %s_xhat[r * %d + c];\n    }\n",
-        C, p, p, C, p, p, C, p, C);
-  emitf(b, "  for (int c = 0; c < %d; c++) {\n"
-        "    d%s_weight[c] = (real)%s_sdyx[c];\n    d%s_bias[c] = (real)%s_sdy[c];\n"
-        "    %s_k[c] = %s_weight[c] * %s_rstd[c] / n;\n  }\n",
-        C, p, p, p, p, p, p, p);
-  emitf(b, "  for (int r = 0; r < n; r++)\n    for (int c = 0; c < %d; c++)\n"
-        "      d%s[r * %d + c] = (real)(%s_k[c] * (n * (double)d%s_out[r * %d + c]"
-        " - %s_sdy[c] - %s_xhat[r * %d + c] * %s_sdyx[c]));\n}\n\n",
-        C, x, C, p, p, C, p, p, C, p);
+        "  bn_backward(n, %d, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k,\n"
+        "              d%s_weight, d%s_bias, d%s);\n}\n\n",
+        p, C, p, p, p, p, p, p, p, p, p, x);
 }
 
 /* LayerNorm: per row over its features; the same in training and eval. */

@@ -43,12 +43,20 @@
 #define opt_sgd opt_sgd_fma
 #define opt_rmsprop opt_rmsprop_fma
 #define opt_adam opt_adam_fma
+#define bn_forward bn_forward_fma
+#define bn_backward bn_backward_fma
 #endif
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
 void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt);
 void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx);
 void mm_db(int n, int O, const real *dy, real *db);
+void bn_forward(int n, int C, int train, double m, double eps, const real *x,
+                const real *gamma, const real *beta, real *run_mean, real *run_var,
+                double *mean, double *var, double *rstd, real *xhat, real *y);
+void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gamma,
+                 const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
+                 real *dbeta, real *dx);
 void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
              real damp1, int nesterov, real neg_lr);
 void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
@@ -392,6 +400,74 @@ MLPC_KERNEL void mm_db(int n, int O, const real *dy, real *db) {
   for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
       db[o] += dy[(long)r * O + o];
+}
+
+/* ---- BatchNorm1d, per feature over the n rows (docs/semantics.md) ---- */
+
+/* Forward. In training, each feature's mean and biased variance over the
+   batch (its rows summed in increasing order, in double) update the
+   running statistics with momentum m; in evaluation the running
+   statistics stand in. xhat = (x − mean)·rstd, y = gamma·xhat + beta.
+   x, xhat, y (n, C); the rest (C); mean, var and rstd are the caller's,
+   rstd kept for the backward pass. The loops run along rows, so that
+   they vectorise over the features. */
+MLPC_KERNEL void bn_forward(int n, int C, int train, double m, double eps, const real *x,
+                            const real *gamma, const real *beta, real *run_mean,
+                            real *run_var, double *mean, double *var, double *rstd,
+                            real *xhat, real *y) {
+  if (train) {
+    for (int c = 0; c < C; c++)
+      mean[c] = var[c] = 0;
+    for (int r = 0; r < n; r++)
+      for (int c = 0; c < C; c++)
+        mean[c] += x[(long)r * C + c];
+    for (int c = 0; c < C; c++)
+      mean[c] /= n;
+    for (int r = 0; r < n; r++)
+      for (int c = 0; c < C; c++) {
+        double d = x[(long)r * C + c] - mean[c];
+        var[c] += d * d;
+      }
+    for (int c = 0; c < C; c++) {
+      var[c] /= n;
+      run_mean[c] = (real)((1 - m) * run_mean[c] + m * mean[c]);
+      run_var[c] = (real)((1 - m) * run_var[c] + m * var[c] * n / (n - 1));
+    }
+  } else
+    for (int c = 0; c < C; c++)
+      mean[c] = run_mean[c], var[c] = run_var[c];
+  for (int c = 0; c < C; c++)
+    rstd[c] = 1 / sqrt(var[c] + eps);
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++) {
+      real xh = (real)((x[(long)r * C + c] - mean[c]) * rstd[c]);
+      xhat[(long)r * C + c] = xh;
+      y[(long)r * C + c] = gamma[c] * xh + beta[c];
+    }
+}
+
+/* Backward (training): dgamma = Σ dy·xhat, dbeta = Σ dy, and
+   dx = gamma·rstd/n · (n·dy − Σdy − xhat·Σ(dy·xhat)). sdy, sdyx, k (C)
+   are the caller's scratch. */
+MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
+                             const real *gamma, const double *rstd, double *sdy,
+                             double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
+  for (int c = 0; c < C; c++)
+    sdy[c] = sdyx[c] = 0;
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++) {
+      sdy[c] += dy[(long)r * C + c];
+      sdyx[c] += dy[(long)r * C + c] * xhat[(long)r * C + c];
+    }
+  for (int c = 0; c < C; c++) {
+    dgamma[c] = (real)sdyx[c];
+    dbeta[c] = (real)sdy[c];
+    k[c] = gamma[c] * rstd[c] / n;
+  }
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++)
+      dx[(long)r * C + c] = (real)(k[c] * (n * (double)dy[(long)r * C + c] - sdy[c] -
+                                           xhat[(long)r * C + c] * sdyx[c]));
 }
 
 /* ---- optimizers: one tensor's update (docs: SEMANTICS.md) ---- */

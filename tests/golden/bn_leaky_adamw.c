@@ -82,55 +82,16 @@ static void fc1_backward(int n) {
 
 /* norm1: BatchNorm1d(48, eps=1e-05), (B, 48) -> (B, 48) */
 static void norm1_forward(int n, int train) {
-  if (train) {
+  if (train)
     norm1_num_batches_tracked[0]++;
-    for (int c = 0; c < 48; c++)
-      norm1_mean[c] = norm1_var[c] = 0;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < 48; c++)
-        norm1_mean[c] += fc1_out[r * 48 + c];
-    for (int c = 0; c < 48; c++)
-      norm1_mean[c] /= n;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < 48; c++) {
-        double d = fc1_out[r * 48 + c] - norm1_mean[c];
-        norm1_var[c] += d * d;
-      }
-    for (int c = 0; c < 48; c++) {
-      double mean = norm1_mean[c], var = norm1_var[c] /= n;
-      double m = 0x1.999999999999ap-3; /* momentum 0.2 */
-      norm1_running_mean[c] = (real)((1 - m) * norm1_running_mean[c] + m * mean);
-      norm1_running_var[c] = (real)((1 - m) * norm1_running_var[c] + m * var * n / (n - 1));
-    }
-  } else
-    for (int c = 0; c < 48; c++)
-      norm1_mean[c] = norm1_running_mean[c], norm1_var[c] = norm1_running_var[c];
-  for (int c = 0; c < 48; c++)
-    norm1_rstd[c] = 1 / sqrt(norm1_var[c] + 0x1.4f8b588e368f1p-17);
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 48; c++) {
-      real xh = (real)((fc1_out[r * 48 + c] - norm1_mean[c]) * norm1_rstd[c]);
-      norm1_xhat[r * 48 + c] = xh;
-      norm1_out[r * 48 + c] = norm1_weight[c] * xh + norm1_bias[c];
-    }
+  double m = 0x1.999999999999ap-3; /* momentum 0.2 */
+  bn_forward(n, 48, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
+             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
 }
 
 static void norm1_backward(int n) {
-  for (int c = 0; c < 48; c++)
-    norm1_sdy[c] = norm1_sdyx[c] = 0;
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 48; c++) {
-      norm1_sdy[c] += dnorm1_out[r * 48 + c];
-      norm1_sdyx[c] += dnorm1_out[r * 48 + c] * norm1_xhat[r * 48 + c];
-    }
-  for (int c = 0; c < 48; c++) {
-    dnorm1_weight[c] = (real)norm1_sdyx[c];
-    dnorm1_bias[c] = (real)norm1_sdy[c];
-    norm1_k[c] = norm1_weight[c] * norm1_rstd[c] / n;
-  }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 48; c++)
-      dfc1_out[r * 48 + c] = (real)(norm1_k[c] * (n * (double)dnorm1_out[r * 48 + c] - norm1_sdy[c] - norm1_xhat[r * 48 + c] * norm1_sdyx[c]));
+  bn_backward(n, 48, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* leaky_relu1: leaky_relu, (B, 48) -> (B, 48) */
@@ -164,55 +125,16 @@ static void fc2_backward(int n) {
 
 /* norm2: BatchNorm1d(24, eps=1e-05), (B, 24) -> (B, 24) */
 static void norm2_forward(int n, int train) {
-  if (train) {
+  if (train)
     norm2_num_batches_tracked[0]++;
-    for (int c = 0; c < 24; c++)
-      norm2_mean[c] = norm2_var[c] = 0;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < 24; c++)
-        norm2_mean[c] += fc2_out[r * 24 + c];
-    for (int c = 0; c < 24; c++)
-      norm2_mean[c] /= n;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < 24; c++) {
-        double d = fc2_out[r * 24 + c] - norm2_mean[c];
-        norm2_var[c] += d * d;
-      }
-    for (int c = 0; c < 24; c++) {
-      double mean = norm2_mean[c], var = norm2_var[c] /= n;
-      double m = 0x1.999999999999ap-3; /* momentum 0.2 */
-      norm2_running_mean[c] = (real)((1 - m) * norm2_running_mean[c] + m * mean);
-      norm2_running_var[c] = (real)((1 - m) * norm2_running_var[c] + m * var * n / (n - 1));
-    }
-  } else
-    for (int c = 0; c < 24; c++)
-      norm2_mean[c] = norm2_running_mean[c], norm2_var[c] = norm2_running_var[c];
-  for (int c = 0; c < 24; c++)
-    norm2_rstd[c] = 1 / sqrt(norm2_var[c] + 0x1.4f8b588e368f1p-17);
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 24; c++) {
-      real xh = (real)((fc2_out[r * 24 + c] - norm2_mean[c]) * norm2_rstd[c]);
-      norm2_xhat[r * 24 + c] = xh;
-      norm2_out[r * 24 + c] = norm2_weight[c] * xh + norm2_bias[c];
-    }
+  double m = 0x1.999999999999ap-3; /* momentum 0.2 */
+  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias, norm2_running_mean,
+             norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat, norm2_out);
 }
 
 static void norm2_backward(int n) {
-  for (int c = 0; c < 24; c++)
-    norm2_sdy[c] = norm2_sdyx[c] = 0;
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 24; c++) {
-      norm2_sdy[c] += dnorm2_out[r * 24 + c];
-      norm2_sdyx[c] += dnorm2_out[r * 24 + c] * norm2_xhat[r * 24 + c];
-    }
-  for (int c = 0; c < 24; c++) {
-    dnorm2_weight[c] = (real)norm2_sdyx[c];
-    dnorm2_bias[c] = (real)norm2_sdy[c];
-    norm2_k[c] = norm2_weight[c] * norm2_rstd[c] / n;
-  }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 24; c++)
-      dfc2_out[r * 24 + c] = (real)(norm2_k[c] * (n * (double)dnorm2_out[r * 24 + c] - norm2_sdy[c] - norm2_xhat[r * 24 + c] * norm2_sdyx[c]));
+  bn_backward(n, 24, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx, norm2_k,
+              dnorm2_weight, dnorm2_bias, dfc2_out);
 }
 
 /* leaky_relu2: leaky_relu, (B, 24) -> (B, 24) */

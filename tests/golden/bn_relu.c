@@ -44,55 +44,16 @@ static void fc1_backward(int n) {
 
 /* norm1: BatchNorm1d(128, eps=1e-05), (B, 128) -> (B, 128) */
 static void norm1_forward(int n, int train) {
-  if (train) {
+  if (train)
     norm1_num_batches_tracked[0]++;
-    for (int c = 0; c < 128; c++)
-      norm1_mean[c] = norm1_var[c] = 0;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < 128; c++)
-        norm1_mean[c] += fc1_out[r * 128 + c];
-    for (int c = 0; c < 128; c++)
-      norm1_mean[c] /= n;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < 128; c++) {
-        double d = fc1_out[r * 128 + c] - norm1_mean[c];
-        norm1_var[c] += d * d;
-      }
-    for (int c = 0; c < 128; c++) {
-      double mean = norm1_mean[c], var = norm1_var[c] /= n;
-      double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-      norm1_running_mean[c] = (real)((1 - m) * norm1_running_mean[c] + m * mean);
-      norm1_running_var[c] = (real)((1 - m) * norm1_running_var[c] + m * var * n / (n - 1));
-    }
-  } else
-    for (int c = 0; c < 128; c++)
-      norm1_mean[c] = norm1_running_mean[c], norm1_var[c] = norm1_running_var[c];
-  for (int c = 0; c < 128; c++)
-    norm1_rstd[c] = 1 / sqrt(norm1_var[c] + 0x1.4f8b588e368f1p-17);
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 128; c++) {
-      real xh = (real)((fc1_out[r * 128 + c] - norm1_mean[c]) * norm1_rstd[c]);
-      norm1_xhat[r * 128 + c] = xh;
-      norm1_out[r * 128 + c] = norm1_weight[c] * xh + norm1_bias[c];
-    }
+  double m = 0x1.999999999999ap-4; /* momentum 0.1 */
+  bn_forward(n, 128, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
+             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
 }
 
 static void norm1_backward(int n) {
-  for (int c = 0; c < 128; c++)
-    norm1_sdy[c] = norm1_sdyx[c] = 0;
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 128; c++) {
-      norm1_sdy[c] += dnorm1_out[r * 128 + c];
-      norm1_sdyx[c] += dnorm1_out[r * 128 + c] * norm1_xhat[r * 128 + c];
-    }
-  for (int c = 0; c < 128; c++) {
-    dnorm1_weight[c] = (real)norm1_sdyx[c];
-    dnorm1_bias[c] = (real)norm1_sdy[c];
-    norm1_k[c] = norm1_weight[c] * norm1_rstd[c] / n;
-  }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < 128; c++)
-      dfc1_out[r * 128 + c] = (real)(norm1_k[c] * (n * (double)dnorm1_out[r * 128 + c] - norm1_sdy[c] - norm1_xhat[r * 128 + c] * norm1_sdyx[c]));
+  bn_backward(n, 128, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* relu1: relu, (B, 128) -> (B, 128) */

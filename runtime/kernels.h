@@ -164,6 +164,42 @@ MM_INLINE mm_v mm_vmac(mm_v acc, mm_v a, mm_v b) {
 /* Keeps v in its register: gcc would otherwise load it again for each
    of its uses, and the loads, not the arithmetic, would set the pace. */
 #define MM_KEEP(v) __asm__("" : "+v"(v))
+
+/* Vector k of a block of (nv − 1)·MM_V + tail reals at p (tail in
+   1..MM_V): the last vector loads and stores only its tail. */
+MM_INLINE mm_v mm_vget(const real *p, int k, int nv, int tail) {
+  if (k < nv - 1 || tail == MM_V)
+    return mm_vload(p + k * MM_V);
+  unsigned lanes = (1u << tail) - 1;
+  return sizeof(real) == 4
+           ? _mm512_maskz_loadu_ps((__mmask16)lanes, (const float *)p + k * MM_V)
+           : _mm512_castpd_ps(_mm512_maskz_loadu_pd((__mmask8)lanes, (const double *)p + k * MM_V));
+}
+
+MM_INLINE void mm_vput(real *p, int k, int nv, int tail, mm_v v) {
+  unsigned lanes = (1u << tail) - 1;
+  if (k < nv - 1 || tail == MM_V)
+    mm_vstore(p + k * MM_V, v);
+  else if (sizeof(real) == 4)
+    _mm512_mask_storeu_ps((float *)p + k * MM_V, (__mmask16)lanes, v);
+  else
+    _mm512_mask_storeu_pd((double *)p + k * MM_V, (__mmask8)lanes, _mm512_castps_pd(v));
+}
+
+/* Runs stmt with NV, the number of vectors a block of ob <= MM_OB reals
+   takes, as a constant (so that its sums stay in registers). */
+#define MM_VECTORS(ob, stmt)                                                  \
+  switch (((ob) + MM_V - 1) / MM_V) {                                         \
+  case 1: { enum { NV = 1 }; stmt; } break;                                   \
+  case 2: { enum { NV = 2 }; stmt; } break;                                   \
+  case 3: { enum { NV = 3 }; stmt; } break;                                   \
+  case 4: { enum { NV = 4 }; stmt; } break;                                   \
+  case 5: { enum { NV = 5 }; stmt; } break;                                   \
+  case 6: { enum { NV = 6 }; stmt; } break;                                   \
+  case 7: { enum { NV = 7 }; stmt; } break;                                   \
+  default: { enum { NV = 8 }; stmt; } break;                                  \
+  }
+#define MM_TAIL(ob, nv) ((ob) - ((nv) - 1) * MM_V)
 #endif
 
 /* The same for x[0..ni), ni <= 64. */
@@ -195,8 +231,32 @@ MLPC_KERNEL void mm_load(int len, const unsigned char *x, real *out) {
 
 /* One row of y (ob <= MM_OB columns) plus the rows of wt (ld a row)
    picked by the set bits of m, times the matching elements of xr. */
+#ifdef MM_SIMD
+/* mm_xw_block a vector at a time: nv vectors, the last tail reals long. */
+MM_INLINE void mm_xw_block_v(int nv, int tail, int ld, const real *xr, const real *wt,
+                             mm_mask m, real *yr) {
+  mm_v acc[8];
+  for (int k = 0; k < nv; k++)
+    acc[k] = mm_vget(yr, k, nv, tail);
+  for (; m; m &= m - 1) {
+    int i = mm_ctz(m);
+    mm_v v = mm_vset(xr[i]);
+    const real *w = wt + (long)i * ld;
+#pragma GCC unroll 8
+    for (int k = 0; k < nv; k++)
+      acc[k] = mm_vmac(acc[k], v, mm_vget(w, k, nv, tail));
+  }
+  for (int k = 0; k < nv; k++)
+    mm_vput(yr, k, nv, tail, acc[k]);
+}
+#endif
+
 MM_INLINE void mm_xw_block(int ob, int ld, const real *xr, const real *wt, mm_mask m,
                                real *yr) {
+#ifdef MM_SIMD
+  MM_VECTORS(ob, mm_xw_block_v(NV, MM_TAIL(ob, NV), ld, xr, wt, m, yr));
+  return;
+#endif
   real acc[MM_OB];
   for (int o = 0; o < ob; o++)
     acc[o] = yr[o];
@@ -232,31 +292,49 @@ MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const
 }
 
 #ifdef MM_SIMD
-/* mm_dw_pair for a whole block, a vector at a time: each vector of dy is
-   loaded once for both rows of dwt. */
-MM_INLINE void mm_dw_pair_v(int ld, int I, const real *x, const real *dy, mm_mask m,
-                            int first, real *d0, real *d1) {
+/* mm_dw_pair a vector at a time (nv vectors, the last tail reals long):
+   each vector of dy is loaded once for both rows of dwt. */
+MM_INLINE void mm_dw_pair_v(int nv, int tail, int ld, int I, const real *x, const real *dy,
+                            mm_mask m, int first, real *d0, real *d1) {
   mm_v a0[8], a1[8];
-  for (int k = 0; k < 8; k++) {
-    a0[k] = first ? mm_vset(0) : mm_vload(d0 + k * MM_V);
-    a1[k] = first ? mm_vset(0) : mm_vload(d1 + k * MM_V);
+  for (int k = 0; k < nv; k++) {
+    a0[k] = first ? mm_vset(0) : mm_vget(d0, k, nv, tail);
+    a1[k] = first ? mm_vset(0) : mm_vget(d1, k, nv, tail);
   }
   for (; m; m &= m - 1) {
     int r = mm_ctz(m);
     mm_v v0 = mm_vset(x[(long)r * I]), v1 = mm_vset(x[(long)r * I + 1]);
     const real *g = dy + (long)r * ld;
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) {
-      mm_v gv = mm_vload(g + k * MM_V);
+    for (int k = 0; k < nv; k++) {
+      mm_v gv = mm_vget(g, k, nv, tail);
       MM_KEEP(gv);
       a0[k] = mm_vmac(a0[k], v0, gv);
       a1[k] = mm_vmac(a1[k], v1, gv);
     }
   }
-  for (int k = 0; k < 8; k++) {
-    mm_vstore(d0 + k * MM_V, a0[k]);
-    mm_vstore(d1 + k * MM_V, a1[k]);
+  for (int k = 0; k < nv; k++) {
+    mm_vput(d0, k, nv, tail, a0[k]);
+    mm_vput(d1, k, nv, tail, a1[k]);
   }
+}
+
+/* The same for one row of dwt. */
+MM_INLINE void mm_dw_one_v(int nv, int tail, int ld, int I, const real *x, const real *dy,
+                           mm_mask m, int first, real *d0) {
+  mm_v a0[8];
+  for (int k = 0; k < nv; k++)
+    a0[k] = first ? mm_vset(0) : mm_vget(d0, k, nv, tail);
+  for (; m; m &= m - 1) {
+    int r = mm_ctz(m);
+    mm_v v0 = mm_vset(x[(long)r * I]);
+    const real *g = dy + (long)r * ld;
+#pragma GCC unroll 8
+    for (int k = 0; k < nv; k++)
+      a0[k] = mm_vmac(a0[k], v0, mm_vget(g, k, nv, tail));
+  }
+  for (int k = 0; k < nv; k++)
+    mm_vput(d0, k, nv, tail, a0[k]);
 }
 #endif
 
@@ -265,10 +343,8 @@ MM_INLINE void mm_dw_pair_v(int ld, int I, const real *x, const real *dy, mm_mas
 MM_INLINE void mm_dw_pair(int ob, int ld, int I, const real *x, const real *dy,
                               mm_mask m, int first, real *d0, real *d1) {
 #ifdef MM_SIMD
-  if (ob == MM_OB) {
-    mm_dw_pair_v(ld, I, x, dy, m, first, d0, d1);
-    return;
-  }
+  MM_VECTORS(ob, mm_dw_pair_v(NV, MM_TAIL(ob, NV), ld, I, x, dy, m, first, d0, d1));
+  return;
 #endif
   real a0[MM_OB], a1[MM_OB];
   for (int o = 0; o < ob; o++) {
@@ -293,6 +369,10 @@ MM_INLINE void mm_dw_pair(int ob, int ld, int I, const real *x, const real *dy,
 /* The same for one row i. */
 MM_INLINE void mm_dw_one(int ob, int ld, int I, const real *x, const real *dy,
                              mm_mask m, int first, real *d0) {
+#ifdef MM_SIMD
+  MM_VECTORS(ob, mm_dw_one_v(NV, MM_TAIL(ob, NV), ld, I, x, dy, m, first, d0));
+  return;
+#endif
   real a0[MM_OB];
   for (int o = 0; o < ob; o++)
     a0[o] = first ? 0 : d0[o];

@@ -46,6 +46,13 @@ static const char usage[] =
   "  --no-shuffle          batches in file order, the same every epoch\n"
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
   "                        a summary object\n"
+  "  --health              also print the health figures (docs/health.md) on\n"
+  "                        a fixed probe batch, for the initial weights (as\n"
+  "                        epoch 0) and after each epoch: per hidden layer\n"
+  "                        activation statistics, saturated and dead units;\n"
+  "                        per parameter its norm, gradient norm and update-\n"
+  "                        to-weight ratio. With --json, in each line's\n"
+  "                        \"health\". The run itself is bitwise unchanged\n"
   "  --load-weights FILE   start from these weights (safetensors) instead of\n"
   "                        the initialisation; the weights --emit-inference writes\n"
   "  --save-weights FILE   write the trained weights (safetensors)\n"
@@ -58,7 +65,7 @@ static const char usage[] =
 
 typedef struct {
   const char *model;
-  int run, dump_ir, json, no_shuffle;
+  int run, dump_ir, json, no_shuffle, health;
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *emit_inference, *save, *load;
 } Args;
@@ -120,6 +127,7 @@ static int bool_flag(Args *A, const char *a) {
   int *dst = !strcmp(a, "--run") ? &A->run
            : !strcmp(a, "--dump-ir") ? &A->dump_ir
            : !strcmp(a, "--json") ? &A->json
+           : !strcmp(a, "--health") ? &A->health
            : !strcmp(a, "--no-shuffle") ? &A->no_shuffle : NULL;
   if (dst)
     *dst = 1;
@@ -291,8 +299,9 @@ static int run(const Args *A, const Ir *ir) {
   rt_init(net, m->seed);
   if (A->load && rt_load_weights(net, A->load, err, sizeof err))
     die_input(err);
-  RtOptions o = {m->epochs, m->seed, m->max_batches, !A->no_shuffle, A->json,
-                 rt_data_dir(m->data, dir, sizeof dir)};
+  RtOptions o = {.epochs = m->epochs, .seed = m->seed, .max_batches = m->max_batches,
+                 .shuffle = !A->no_shuffle, .json = A->json,
+                 .data = rt_data_dir(m->data, dir, sizeof dir), .health = A->health};
   int status = rt_train(net, &o);
   if (status == 0 && A->save && rt_save_weights(net, A->save, err, sizeof err))
     die(err);

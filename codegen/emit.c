@@ -882,10 +882,12 @@ void emit_trainer(const Ir *ir, Buf *b) {
   paste(b, rng_c);
   paste(b, trng_c);
   paste(b, train_c);
+  paste(b, health_c);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");
   emitf(b, "static const char trainer_data[] = ");
   emit_cstring(b, m->data);
-  emitf(b, ";\nstatic const RtOptions trainer_defaults = {%d, %lluULL, %ld, 1, 0, 0};\n\n",
+  emitf(b, ";\nstatic const RtOptions trainer_defaults = {\n"
+        "  .epochs = %d, .seed = %lluULL, .max_batches = %ld, .shuffle = 1};\n\n",
         m->epochs, (unsigned long long)m->seed, m->max_batches);
   paste(b, trainer_main_c);
 }

@@ -4,9 +4,18 @@
  *   by_hand         tiny models (2-3-2, float64) whose weights are set so
  *                   that known units saturate or die, for each activation:
  *                   every layer figure against its value worked out by hand
+ *   tensors_by_hand a 2-2 model: norms, gradient norms and the update ratio
+ *                   of one SGD step, by hand; n/a before any step
  *   changes_nothing RtNet.health leaves every parameter, buffer and
  *                   optimizer state bitwise as it was (and a health that
  *                   forgets to put BatchNorm's buffers back is caught)
+ *   tcc_gcc         tcc and gcc give bitwise the same figures, every model
+ *   same_training   mlpc --run with and without --health: the same epoch
+ *                   lines and the same saved weights, byte for byte; the
+ *                   standalone trainer's --health prints what mlpc's does
+ *   output          the JSON lines parse, n/a is null, the table says n/a
+ *
+ * Command-line checks run build/mlpc (MLPC_BIN, from CMake).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -17,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <jansson.h>
 #include "../mlpc.h"
 #include "util.h"
 
@@ -202,6 +212,60 @@ static void test_by_hand(void **state) {
     check_hand_case(&cases[i]);
 }
 
+/* The row of (layer, figure), or fails. */
+static const RtFigure *row(const RtHealth *h, const char *layer, const char *figure) {
+  for (int i = 0; i < h->nrows; i++)
+    if (!strcmp(h->rows[i].layer, layer) && !strcmp(h->rows[i].figure, figure))
+      return &h->rows[i];
+  fail_msg("no row (%s, %s)", layer, figure);
+  return NULL;
+}
+
+/* 2-2, every weight and bias 1, one sample (1, 0) of class 0: the logits
+   are equal, so dz = (softmax - onehot) = (-1/2, 1/2), dW = dz·xᵀ has
+   norm √½, and so has db. SGD with lr 0.1 moves W by 0.1·dW and b by
+   0.1·db: ratios 0.1·√½ / 2 (‖W‖ = 2) and 0.1·√½ / √2 = 0.05. */
+static void test_tensors_by_hand(void **state) {
+  (void)state;
+  static Model m;
+  tiny_model(&m, ACT_TANH, 2, 0, 2, 1);
+  Jit *j = compile(&m, BACKEND_TCC, NULL, NULL);
+  const RtNet *net = jit_net(j);
+  rt_init(net, 1);
+  set(net, "fc1.weight", (double[4]){1, 1, 1, 1}, 4);
+  set(net, "fc1.bias", (double[2]){1, 1}, 2);
+  unsigned char x[2] = {255, 0}, y[1] = {0};
+  RtHealth h;
+  assert_int_equal(rt_health_alloc(&h, net), 0);
+  assert_int_equal(h.nrows, 2 * RT_NTENSOR_FIGURES); /* no hidden layer */
+  rt_health_probe(&h, net, 1, x, y);
+  close_to("norm W", row(&h, "fc1.weight", "norm")->value, 2);
+  close_to("norm b", row(&h, "fc1.bias", "norm")->value, sqrt(2));
+  close_to("grad_norm W", row(&h, "fc1.weight", "grad_norm")->value, sqrt(0.5));
+  close_to("grad_norm b", row(&h, "fc1.bias", "grad_norm")->value, sqrt(0.5));
+  assert_true(row(&h, "fc1.weight", "update_ratio")->na); /* no step yet */
+  rt_health_before_step(&h, net);
+  net->train_step(1, x, y);
+  rt_health_after_step(&h, net);
+  rt_health_probe(&h, net, 1, x, y);
+  assert_false(row(&h, "fc1.weight", "update_ratio")->na);
+  close_to("update_ratio W", row(&h, "fc1.weight", "update_ratio")->value,
+           0.1 * sqrt(0.5) / 2);
+  close_to("update_ratio b", row(&h, "fc1.bias", "update_ratio")->value, 0.05);
+  rt_health_probe(&h, net, 1, x, y);
+  assert_true(row(&h, "fc1.bias", "update_ratio")->na); /* each step is reported once */
+  /* a tensor that is 0 before the step has no ratio */
+  set(net, "fc1.bias", (double[2]){0, 0}, 2);
+  rt_health_before_step(&h, net);
+  net->train_step(1, x, y);
+  rt_health_after_step(&h, net);
+  rt_health_probe(&h, net, 1, x, y);
+  assert_true(row(&h, "fc1.bias", "update_ratio")->na);
+  assert_false(row(&h, "fc1.weight", "update_ratio")->na);
+  rt_health_free(&h);
+  jit_free(j);
+}
+
 /* ---- nothing changes ---- */
 
 /* A copy of every tensor's bytes but the gradients'. */
@@ -282,6 +346,219 @@ static void test_changes_nothing(void **state) {
   print_message("  without health_restore_buffers, the probe changes %s\n", name);
 }
 
+/* ---- tcc == gcc ---- */
+
+/* Every model's figures after a few steps, from both backends, compared
+   bit for bit (update ratios included). */
+static void test_tcc_gcc(void **state) {
+  (void)state;
+  static Model m;
+  char err[2048], *files[UTIL_MAX_FILES];
+  int n = util_models(files);
+  for (int i = 0; i < n; i++) {
+    if (fe_load(files[i], &m, err, sizeof err))
+      fail_msg("%s", err);
+    RtHealth h[2];
+    Jit *j[2];
+    for (int b = 0; b < 2; b++) {
+      j[b] = compile(&m, b == 0 ? BACKEND_TCC : BACKEND_GCC, NULL, NULL);
+      const RtNet *net = jit_net(j[b]);
+      rt_init(net, m.seed);
+      assert_int_equal(rt_health_alloc(&h[b], net), 0);
+      for (int s = 0; s < 5; s++) {
+        size_t at = (size_t)s * net->batch;
+        if (s == 4)
+          rt_health_before_step(&h[b], net);
+        net->train_step(net->batch, mnist.images + at * net->input, mnist.labels + at);
+      }
+      rt_health_after_step(&h[b], net);
+      rt_health_probe(&h[b], net, net->batch, mnist.images, mnist.labels);
+    }
+    assert_int_equal(h[0].nrows, h[1].nrows);
+    for (int r = 0; r < h[0].nrows; r++) {
+      const RtFigure *a = &h[0].rows[r], *g = &h[1].rows[r];
+      assert_string_equal(a->figure, g->figure);
+      assert_int_equal(a->na, g->na);
+      if (!a->na && memcmp(&a->value, &g->value, sizeof a->value))
+        fail_msg("%s: %s %s: %a (tcc) vs %a (gcc)", files[i], a->layer, a->figure, a->value,
+                 g->value);
+    }
+    print_message("  %-45s %d figures: tcc == gcc\n", files[i], h[0].nrows);
+    for (int b = 0; b < 2; b++)
+      rt_health_free(&h[b]), jit_free(j[b]);
+    free(files[i]);
+  }
+}
+
+/* ---- the command line ---- */
+
+/* Runs argv; fails, showing its stderr, unless it exits 0. */
+static void run_ok(const char *const *argv, const char *out) {
+  Path err = tmp_path("stderr");
+  int status = util_run(argv, out, err.s);
+  if (status) {
+    size_t len;
+    char *msg = util_slurp(err.s, &len);
+    fail_msg("%s %s ... exited %d\n%s", argv[0], argv[1], status, msg ? msg : "");
+  }
+}
+
+/* Removes each ', "KEY": VALUE' from JSON text in place, where VALUE is
+   a number or an object (balanced braces). */
+static void drop_key(char *text, const char *key) {
+  char pat[64], *s;
+  snprintf(pat, sizeof pat, ", \"%s\": ", key);
+  while ((s = strstr(text, pat))) {
+    char *e = s + strlen(pat);
+    if (*e == '{')
+      for (int depth = 0; *e; e++) {
+        depth += (*e == '{') - (*e == '}');
+        if (!depth) {
+          e++;
+          break;
+        }
+      }
+    else
+      e += strcspn(e, ",}");
+    memmove(s, e, strlen(e) + 1);
+  }
+}
+
+/* Removes the lines that start with prefix. */
+static void drop_lines(char *text, const char *prefix) {
+  char *s = text;
+  while (*s) {
+    char *nl = strchr(s, '\n');
+    char *next = nl ? nl + 1 : s + strlen(s);
+    if (!strncmp(s, prefix, strlen(prefix)))
+      memmove(s, next, strlen(next) + 1);
+    else
+      s = next;
+  }
+}
+
+/* The stdout of argv. */
+static char *output(const char *const *argv) {
+  Path out = tmp_path("stdout");
+  run_ok(argv, out.s);
+  size_t len;
+  char *text = util_slurp(out.s, &len);
+  assert_non_null(text);
+  return text;
+}
+
+/* Fails showing both texts if they differ. */
+static void same_text(const char *what, const char *a, const char *b) {
+  if (strcmp(a, b))
+    fail_msg("%s differ:\n--- first\n%s--- second\n%s", what, a, b);
+}
+
+/* Fails unless two files hold the same bytes. */
+static void same_file(const char *a, const char *b) {
+  size_t la, lb;
+  char *fa = util_slurp(a, &la), *fb = util_slurp(b, &lb);
+  assert_true(fa && fb);
+  if (la != lb || memcmp(fa, fb, la))
+    fail_msg("%s and %s differ", a, b);
+  free(fa), free(fb);
+}
+
+/* A run of 3 epochs of 25 batches with --json, saving the weights to w,
+   with --health if health, on a backend; its stdout. */
+static char *json_run(const char *model, int health, const char *backend, const char *w) {
+  const char *argv[] = {MLPC_BIN, model, "--run", "--backend", backend, "--max-batches", "25",
+                        "--epochs", "3", "--json", "--save-weights", w,
+                        health ? "--health" : NULL, NULL};
+  return output(argv);
+}
+
+/* With and without --health: the same run, bit for bit. Then the same
+   figures from tcc, gcc and the standalone trainer. */
+static void test_same_training(void **state) {
+  (void)state;
+  static const char *const chosen[] = {
+    "models/seed_base.json", "tests/models/f64_bn_cumulative_nesterov.json",
+    "tests/models/ln_elu_rmsprop_centered.json", "tests/models/bn_leaky_adamw.json",
+  };
+  Path w0 = tmp_path("plain.safetensors"), w1 = tmp_path("health.safetensors");
+  Path c = tmp_path("trainer.c"), exe = tmp_path("trainer");
+  for (size_t i = 0; i < sizeof chosen / sizeof chosen[0]; i++) {
+    char *plain = json_run(chosen[i], 0, "gcc", w0.s);
+    char *health = json_run(chosen[i], 1, "gcc", w1.s);
+    assert_non_null(strstr(health, "\"health\": {\"probe\": 32, "));
+    same_file(w0.s, w1.s);
+    char *tcc = json_run(chosen[i], 1, "tcc", w1.s);
+    drop_key(tcc, "seconds");
+    const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c.s, NULL};
+    const char *cc[] = {"cc", "-O2", c.s, "-o", exe.s, "-lm", "-lz", NULL};
+    const char *tr[] = {exe.s, "--max-batches", "25", "--epochs", "3", "--json", "--health",
+                        NULL};
+    run_ok(emit, NULL);
+    run_ok(cc, NULL);
+    char *trainer = output(tr);
+    drop_key(trainer, "seconds");
+    drop_key(health, "seconds");
+    same_text("tcc and gcc with --health", tcc, health);
+    same_text("the trainer and mlpc with --health", trainer, health);
+    drop_lines(health, "{\"epoch\": 0, ");
+    drop_key(health, "health");
+    drop_key(plain, "seconds");
+    same_text("runs with and without --health", plain, health);
+    print_message("  %-45s with --health == without; tcc == gcc == trainer\n", chosen[i]);
+    free(plain), free(health), free(tcc), free(trainer);
+  }
+}
+
+/* The value of a figure in a parsed JSON line (NULL: absent). */
+static json_t *figure(json_t *line, const char *layer, const char *fig) {
+  return json_object_get(json_object_get(json_object_get(line, "health"), layer), fig);
+}
+
+/* The JSON lines parse; the initial line is epoch 0 with health only;
+   n/a figures are null, and "n/a" in the table. */
+static void test_output(void **state) {
+  (void)state;
+  const char *model = "models/bn_relu.json";
+  const char *argv[] = {MLPC_BIN, model, "--run", "--max-batches", "10", "--epochs", "2",
+                        "--json", "--health", NULL};
+  char *text = output(argv), *line = text;
+  int nlines = 0;
+  for (char *nl; (nl = strchr(line, '\n')); line = nl + 1, nlines++) {
+    *nl = 0;
+    json_error_t e;
+    json_t *j = json_loads(line, 0, &e);
+    if (!j)
+      fail_msg("line %d is not JSON: %s\n%s", nlines + 1, e.text, line);
+    if (json_object_get(j, "summary")) {
+      json_decref(j);
+      continue;
+    }
+    int epoch = (int)json_integer_value(json_object_get(j, "epoch"));
+    assert_int_equal(epoch, nlines);
+    assert_true(!epoch == !json_object_get(j, "train_loss"));
+    json_t *h = json_object_get(j, "health");
+    assert_int_equal(json_integer_value(json_object_get(h, "probe")), 32);
+    assert_int_equal(json_object_size(json_object_get(h, "hidden1")), RT_NLAYER_FIGURES);
+    assert_true(json_is_null(figure(j, "hidden1", "saturated"))); /* relu */
+    assert_true(json_is_number(figure(j, "hidden1", "dead")));
+    assert_true(json_is_number(figure(j, "norm1.weight", "grad_norm")));
+    assert_true(epoch ? json_is_number(figure(j, "fc2.bias", "update_ratio"))
+                      : json_is_null(figure(j, "fc2.bias", "update_ratio")));
+    json_decref(j);
+  }
+  assert_int_equal(nlines, 4); /* epochs 0, 1, 2 and the summary */
+  free(text);
+  const char *plain[] = {MLPC_BIN, model, "--run", "--max-batches", "10", "--epochs", "1",
+                         "--health", NULL};
+  text = output(plain);
+  assert_non_null(strstr(text, "    0  (the initial weights)\n"));
+  assert_non_null(strstr(text, "saturated         dead\n"));
+  assert_non_null(strstr(text, "\n       hidden1    "));
+  assert_non_null(strstr(text, "         n/a"));
+  assert_non_null(strstr(text, "\n       norm1.bias "));
+  free(text);
+}
+
 /* ---- main ---- */
 
 static int setup(void **state) {
@@ -306,7 +583,11 @@ static int teardown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_by_hand),
+    cmocka_unit_test(test_tensors_by_hand),
     cmocka_unit_test(test_changes_nothing),
+    cmocka_unit_test(test_tcc_gcc),
+    cmocka_unit_test(test_same_training),
+    cmocka_unit_test(test_output),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

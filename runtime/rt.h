@@ -66,28 +66,6 @@ void rt_trng_normal(RtTorchRng *r, void *data, int dtype, long n, double std);
    buffers and state are left as they are. */
 void rt_trng_init(const RtNet *net, uint64_t seed);
 
-/* ---- runtime/train.c: initialisation and the training loop ---- */
-
-typedef struct {
-  int epochs;
-  uint64_t seed;
-  long max_batches;       /* 0: all                                       */
-  int shuffle;            /* 0: batches in file order                     */
-  int json;               /* JSON Lines on stdout                         */
-  const char *data;       /* data directory                               */
-  int health;             /* the health figures, before training and after
-                             each epoch (docs/health.md)                  */
-} RtOptions;
-
-/* "mnist" and "fashion-mnist" → $MLPC_DATA/NAME or data/NAME; any other
-   name is a directory and is returned as it is. */
-const char *rt_data_dir(const char *name, char *buf, size_t len);
-/* Draws the initial parameters for the seed and zeroes all state. */
-void rt_init(const RtNet *net, uint64_t seed);
-/* Loads the data, trains and evaluates, printing each epoch. Returns the
-   process exit status: 0, 2 for bad data, 1 for divergence. */
-int rt_train(const RtNet *net, const RtOptions *o);
-
 /* ---- runtime/health.c: the health figures (docs/health.md) ---- */
 
 /* The health figures of each trained tensor, after the RT_LAYER_FIGURES
@@ -145,5 +123,46 @@ void rt_health_print(const RtHealth *h, FILE *f);
 /* Writes "health": {"probe": n, LAYER: {FIGURE: value, ...}, ...}, null
    where not applicable, "nan" or "inf" (strings) where not finite. */
 void rt_health_json(const RtHealth *h, FILE *f);
+
+/* ---- runtime/train.c: initialisation and the training loop ---- */
+
+/* One epoch's figures, as handed to RtOptions.on_epoch. */
+typedef struct {
+  int epoch;              /* from 1                                       */
+  double train_loss;      /* mean of the epoch's batch losses             */
+  double test_loss;       /* mean over the test samples                   */
+  double test_acc;        /* in [0, 1]                                    */
+  double seconds;
+  long diverged_step;     /* > 0: the loss was not finite at this step of
+                             the epoch; the other figures are NaN         */
+} RtEpoch;
+
+typedef struct {
+  int epochs;
+  uint64_t seed;
+  long max_batches;       /* 0: all                                       */
+  int shuffle;            /* 0: batches in file order                     */
+  int json;               /* JSON Lines on stdout                         */
+  const char *data;       /* data directory                               */
+  /* Optional: called after each epoch, and once at divergence, in place
+     of the printed lines (nothing goes to stdout then). */
+  void (*on_epoch)(void *ctx, const RtEpoch *e);
+  void *ctx;
+  int health;             /* the health figures, before training and after
+                             each epoch (docs/health.md)                  */
+  /* Optional, under health: called with each probe's figures (epoch 0:
+     the initial weights) before on_epoch's call for the same epoch. As
+     for the epochs, nothing is printed when on_epoch is set. */
+  void (*on_health)(void *ctx, int epoch, const RtHealth *h);
+} RtOptions;
+
+/* "mnist" and "fashion-mnist" → $MLPC_DATA/NAME or data/NAME; any other
+   name is a directory and is returned as it is. */
+const char *rt_data_dir(const char *name, char *buf, size_t len);
+/* Draws the initial parameters for the seed and zeroes all state. */
+void rt_init(const RtNet *net, uint64_t seed);
+/* Loads the data, trains and evaluates, printing each epoch. Returns the
+   process exit status: 0, 2 for bad data, 1 for divergence. */
+int rt_train(const RtNet *net, const RtOptions *o);
 
 #endif

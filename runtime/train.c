@@ -4,7 +4,8 @@
  *
  * The loop owns the data and the batch order; the model (an RtNet) owns
  * all arithmetic. Each epoch trains on the shuffled training set, then
- * evaluates on the whole test set in eval mode and prints one line.
+ * evaluates on the whole test set in eval mode and prints one line, or
+ * hands the figures to the caller (RtOptions.on_epoch; studies use it).
  * Under RtOptions.health the health figures of a fixed probe batch follow
  * each line, and come first for the initial weights (runtime/health.c).
  */
@@ -244,18 +245,23 @@ static void train_print(const RtOptions *o, int epoch, double tl, double vl,
 }
 
 /* Probes the health figures on the first training samples, in file
-   order: the same probe batch every epoch (docs/health.md). */
-static const RtHealth *train_probe(Loop *L) {
+   order: the same probe batch every epoch (docs/health.md). Hands them
+   to on_health; returns them, or NULL when not asked for. */
+static const RtHealth *train_probe(Loop *L, int epoch) {
   if (!L->o->health)
     return NULL;
   int n = (int)(L->train.n < L->net->batch ? L->train.n : L->net->batch);
   rt_health_probe(&L->health, L->net, n, L->train.images, L->train.labels);
+  if (L->o->on_health)
+    L->o->on_health(L->o->ctx, epoch, &L->health);
   return &L->health;
 }
 
 /* Prints the health figures of the initial weights, as epoch 0. */
 static void train_print_initial(Loop *L) {
-  const RtHealth *h = train_probe(L);
+  const RtHealth *h = train_probe(L, 0);
+  if (L->o->on_epoch)
+    return;
   if (h && L->o->json)
     printf("{\"epoch\": 0, "), rt_health_json(h, stdout), printf("}\n");
   if (h && !L->o->json)
@@ -273,17 +279,28 @@ static int train_alloc(Loop *L) {
   return L->perm && L->x && L->y ? 0 : -1;
 }
 
+/* Hands one epoch's figures to the caller's on_epoch. */
+static void train_report(const RtOptions *o, int epoch, double tl, double vl,
+                         double acc, double secs, long bad) {
+  RtEpoch e = {epoch, tl, vl, acc, secs, bad};
+  o->on_epoch(o->ctx, &e);
+}
+
 /* Runs all epochs; returns the exit status (0, or 1 at divergence). */
 static int train_run(Loop *L) {
   const RtOptions *o = L->o;
   double t0 = train_now(), tl = 0, vl = 0, acc = 0;
-  if (!o->json)
+  if (!o->json && !o->on_epoch)
     printf("epoch  train_loss   test_loss  test_acc  seconds\n");
   train_print_initial(L);
   for (int e = 1; e <= o->epochs; e++) {
     double t = train_now();
     long bad = 0;
     tl = train_epoch(L, &bad);
+    if (isnan(tl) && o->on_epoch) {
+      train_report(o, e, NAN, NAN, NAN, train_now() - t, bad);
+      return 1;
+    }
     if (isnan(tl)) {
       fprintf(stderr, "mlpc: error: training diverged (loss is not finite) "
               "at epoch %d, step %ld\n", e, bad);
@@ -291,7 +308,11 @@ static int train_run(Loop *L) {
     }
     train_eval(L, &vl, &acc);
     double secs = train_now() - t;
-    train_print(o, e, tl, vl, acc, secs, train_probe(L));
+    const RtHealth *h = train_probe(L, e);
+    if (o->on_epoch)
+      train_report(o, e, tl, vl, acc, secs, 0);
+    else
+      train_print(o, e, tl, vl, acc, secs, h);
   }
   if (L->skipped)
     fprintf(stderr, "mlpc: note: skipped %ld one-sample training batch(es): "
@@ -316,7 +337,7 @@ int rt_train(const RtNet *net, const RtOptions *o) {
   if (train_alloc(&L))
     fprintf(stderr, "mlpc: error: out of memory\n");
   else {
-    if (!o->json)
+    if (!o->json && !o->on_epoch)
       printf("data %s: %ld train, %ld test\n", o->data, L.train.n, L.test.n);
     status = train_run(&L);
   }

@@ -14,6 +14,7 @@
  *                   lines and the same saved weights, byte for byte; the
  *                   standalone trainer's --health prints what mlpc's does
  *   output          the JSON lines parse, n/a is null, the table says n/a
+ *   callbacks       RtOptions.on_health: every probe, in order
  *
  * Command-line checks run build/mlpc (MLPC_BIN, from CMake).
  */
@@ -559,6 +560,47 @@ static void test_output(void **state) {
   free(text);
 }
 
+/* ---- the training loop's callbacks ---- */
+
+typedef struct {
+  char calls[64];          /* "h0 h1 e1 ..."                              */
+  int update_na[4];        /* fc1.weight's update_ratio n/a, per epoch    */
+} Calls;
+
+static void on_health(void *ctx, int epoch, const RtHealth *h) {
+  Calls *c = ctx;
+  snprintf(c->calls + strlen(c->calls), sizeof c->calls - strlen(c->calls), "h%d ", epoch);
+  c->update_na[epoch] = row(h, "fc1.weight", "update_ratio")->na;
+  assert_int_equal(h->probe, 32);
+}
+
+static void on_epoch(void *ctx, const RtEpoch *e) {
+  Calls *c = ctx;
+  snprintf(c->calls + strlen(c->calls), sizeof c->calls - strlen(c->calls), "e%d ", e->epoch);
+}
+
+/* A study's way in: RtOptions.on_health gets each probe's rows, epoch 0
+   first, each before on_epoch's call for its epoch. */
+static void test_callbacks(void **state) {
+  (void)state;
+  static Model m;
+  char err[2048], dir[4096];
+  if (fe_load("models/bn_relu.json", &m, err, sizeof err))
+    fail_msg("%s", err);
+  Jit *j = compile(&m, BACKEND_TCC, NULL, NULL);
+  const RtNet *net = jit_net(j);
+  rt_init(net, m.seed);
+  Calls c = {0};
+  RtOptions o = {.epochs = 2, .seed = 1, .max_batches = 5, .shuffle = 1,
+                 .data = rt_data_dir("mnist", dir, sizeof dir), .on_epoch = on_epoch,
+                 .ctx = &c, .health = 1, .on_health = on_health};
+  assert_int_equal(rt_train(net, &o), 0);
+  assert_string_equal(c.calls, "h0 h1 e1 h2 e2 ");
+  assert_true(c.update_na[0]);
+  assert_false(c.update_na[1] || c.update_na[2]);
+  jit_free(j);
+}
+
 /* ---- main ---- */
 
 static int setup(void **state) {
@@ -588,6 +630,7 @@ int main(void) {
     cmocka_unit_test(test_tcc_gcc),
     cmocka_unit_test(test_same_training),
     cmocka_unit_test(test_output),
+    cmocka_unit_test(test_callbacks),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

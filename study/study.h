@@ -1,0 +1,162 @@
+/*
+ * study.h — studies: many runs of variants of one model, over seeds,
+ * recorded in a database and summed up in tables (docs/study-format.md).
+ *
+ *   study file (load.c) → experiments → plan (plan.c: generated code,
+ *   data and settings of each run, what the database already holds)
+ *   → runs on worker processes (run.c) → one transaction per run (db.c)
+ *   → tables (report.c)
+ *
+ * study.c holds the driver, `mlpc STUDY.json --run`.
+ */
+#ifndef MLPC_STUDY_H
+#define MLPC_STUDY_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "../mlpc.h"
+
+#define ST_MAX_KEYS 16            /* varied keys at most                  */
+#define ST_MAX_EXPERIMENTS 10000  /* experiments at most                  */
+#define ST_MAX_SEEDS 1000         /* seeds at most                        */
+
+/* Modes: X(enum, name) */
+#define ST_MODES(X)                  \
+  X(ST_ONE_FACTOR, "one_factor")     \
+  X(ST_GRID,       "grid")
+
+#define ENUM1_(e, ...) e,
+enum { ST_MODES(ENUM1_) ST_NMODES };
+#undef ENUM1_
+extern const char *const st_mode_names[ST_NMODES];
+
+/* One experiment: the base model with some keys replaced. */
+typedef struct {
+  char *name;               /* "init=kaiming_normal", or in a grid
+                               "init=normal, norm=batchnorm"              */
+  char *factor;             /* one_factor: the varied key; grid: ""       */
+  char *value;              /* one_factor: the value's name; grid: ""     */
+  char *values[ST_MAX_KEYS];/* the name of each varied key's value here   */
+  char *json;               /* the model: compact JSON, sorted keys       */
+  Model model;              /* checked by the frontend                    */
+} StExperiment;
+
+typedef struct {
+  char file[MAX_PATH_LEN];  /* the study file, for messages               */
+  char name[64];            /* [A-Za-z0-9_.-]+; names out/NAME/ and the
+                               study in the database                      */
+  int mode;                 /* ST_ONE_FACTOR or ST_GRID                    */
+  int nkeys;
+  char *keys[ST_MAX_KEYS];  /* the varied keys, in file order             */
+  int nexp;
+  StExperiment *exp;
+  int nseeds;
+  uint64_t *seeds;
+  char *base_json;          /* the base model: compact JSON, sorted keys  */
+} Study;
+
+/* ---- load.c: the study file ---- */
+
+/* Whether path holds a study rather than a model: a JSON object with a
+   "base" or a "vary" key. */
+int st_is_study(const char *path);
+/* Reads, checks and expands a study file. On error writes one message,
+   "FILE:LINE:COL: error: ..." or "FILE: json.path: error: ...", and
+   returns -1. */
+int st_load(const char *path, Study *s, char *err, size_t errlen);
+/* Applies a run flag to every experiment (fe_override's checks; the
+   message names the flag). */
+int st_override(Study *s, const char *flag, const char *key, const char *text,
+                char *err, size_t errlen);
+void st_free(Study *s);
+
+/* ---- plan.c: what to run ---- */
+
+/* A 64-bit FNV-1a hash, as 16 hex digits. */
+typedef struct { char hex[17]; } StHash;
+StHash st_hash(const void *data, size_t len);
+
+/* One distinct piece of generated code. */
+typedef struct {
+  StHash hash;              /* of the unit below                          */
+  char *unit;               /* emit_unit's text for the backend           */
+  int exp;                  /* the first experiment with this code        */
+} StCode;
+
+/* One distinct run: (code, seed, data, settings), its database key. */
+typedef struct {
+  int code, exp;            /* exp: the first experiment it serves        */
+  uint64_t seed;
+  StHash data_hash;
+  char settings[192];       /* JSON: backend, epochs, max_batches, ...    */
+  char data_dir[MAX_PATH_LEN];
+  long long run_id;         /* its row in the database; 0: not yet run    */
+} StTask;
+
+typedef struct {
+  const Study *s;
+  int backend;
+  int shuffle;
+  int ncodes;
+  StCode *codes;
+  int ntasks;
+  StTask *tasks;
+  int *task_of;             /* (nexp, nseeds): the task of each run       */
+} StPlan;
+
+/* Generates every experiment's code, hashes the data sets and finds the
+   distinct runs. Data errors are the user's: returns 2; 1 for ours. */
+int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
+            size_t errlen);
+void st_plan_free(StPlan *p);
+
+/* ---- db.c: the results database (SQLite) ---- */
+
+typedef struct sqlite3 sqlite3;
+
+/* What one run brings back. */
+typedef struct {
+  int nepochs;              /* finished epochs, with finite figures       */
+  RtEpoch *epochs;
+  int diverged_epoch;       /* 0: did not diverge                         */
+  long diverged_step;       /* the training step; 0: in the test pass      */
+  double seconds;           /* the whole run, without compiling           */
+} StResult;
+
+/* Opens (creating if needed) the database: WAL mode, the schema. */
+int st_db_open(const char *path, sqlite3 **db, char *err, size_t errlen);
+void st_db_close(sqlite3 *db);
+/* Fills in the run_id of every task the database already holds, and
+   makes the study's membership table list exactly those runs. */
+int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
+/* Records one run and the experiments it serves, in one transaction;
+   sets the task's run_id. A run recorded meanwhile by another process
+   is kept and reused. */
+int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
+              char *err, size_t errlen);
+
+/* ---- run.c: runs on worker processes ---- */
+
+typedef struct {
+  int jobs;                 /* worker processes                           */
+  const char *db_path;      /* for messages                               */
+  int progress;             /* a progress line (a terminal) or log lines  */
+} StRunOptions;
+
+/* Runs every task without a run_id on o->jobs workers, recording each
+   in db as it finishes. Returns 0, 130 when interrupted, 1 on errors. */
+int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
+
+/* ---- report.c: tables ---- */
+
+/* Writes summary.csv, runs.csv and report.md into dir from the database,
+   and prints the summary table to term. */
+int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term,
+              char *err, size_t errlen);
+
+/* ---- study.c: the driver ---- */
+
+/* `mlpc STUDY.json --run [options]`; returns the exit status. */
+int st_main(const char *file, int argc, char **argv);
+
+#endif

@@ -30,7 +30,7 @@ static const struct {
 /* Model flags that make no sense for a study. */
 static const char *const model_only[] = {
   "--seed", "--batch-size", "--lr", "--emit", "--emit-model", "--emit-inference",
-  "--dump-ir", "--json", "--load-weights", "--save-weights", NULL,
+  "--dump-ir", "--json", "--health", "--load-weights", "--save-weights", NULL,
 };
 
 /* Prints a user error and exits 2. */

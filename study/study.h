@@ -154,6 +154,41 @@ int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
 int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term,
               char *err, size_t errlen);
 
+/* ---- stats.c: statistics for the conclusions ---- */
+
+#define ST_PERM_MAX 20            /* values at most in a permutation test */
+
+/* Mean and sample standard deviation (n − 1) of x[0..n); NaN when n is
+   0 (mean) or below 2 (std). */
+void st_mean_std(const double *x, int n, double *mean, double *std);
+/* The regularized incomplete beta function I_x(a, b). */
+double st_beta_inc(double a, double b, double x);
+/* The two-sided p of Student's t distribution: P(|T| >= |t|) with df
+   (not necessarily whole) degrees of freedom. */
+double st_t_p(double t, double df);
+
+/* Welch's t-test of mean(a) − mean(b), variances not assumed equal. */
+typedef struct {
+  double diff;              /* mean(a) − mean(b)                          */
+  double t, df, p;          /* NaN with fewer than 2 values on a side     */
+} StWelch;
+StWelch st_welch(const double *a, int na, const double *b, int nb);
+
+/* The exact permutation test of the difference of means: of all
+   C(na + nb, na) ways to split the pooled values into groups of na and
+   nb, the share whose |difference of means| is at least the observed. */
+typedef struct {
+  double p;                 /* two-sided; NaN if a side is empty or there
+                               are more than ST_PERM_MAX values          */
+  double min_p;             /* the smallest p these sizes can give        */
+  long count, total;        /* splits at least as extreme; all splits     */
+} StPerm;
+StPerm st_permutation(const double *a, int na, const double *b, int nb);
+
+/* Holm's step-down adjustment of n p values for testing them together;
+   NaN values are left out and stay NaN. */
+void st_holm(const double *p, int n, double *adj);
+
 /* ---- study.c: the driver ---- */
 
 /* `mlpc STUDY.json --run [options]`; returns the exit status. */

@@ -160,7 +160,8 @@ static int plan_experiment(StPlan *p, Table *tb, Seen *seen, int e, char *err,
                            size_t errlen) {
   const StExperiment *x = &p->s->exp[e];
   StTask t = {.code = code_of(p, e), .exp = e};
-  rt_data_dir(x->model.data, t.data_dir, sizeof t.data_dir);
+  char dir[MAX_PATH_LEN];
+  snprintf(t.data_dir, sizeof t.data_dir, "%s", rt_data_dir(x->model.data, dir, sizeof dir));
   if (data_of(seen, x, t.data_dir, &t.data_hash, err, errlen))
     return -1;
   settings(p, &x->model, t.settings, sizeof t.settings);

@@ -12,9 +12,11 @@
  *                    where a run diverged, without figures)
  *   plots (plot.c)   test_loss.png, final_loss.png, the health figures
  *   report.md        what was run, the summary table, the figures, the
- *                    activation-health section (health.c)
+ *                    activation-health section (health.c) and the
+ *                    conclusions (conclude.c, which also writes
+ *                    comparisons.csv)
  *
- * and the summary table on the terminal. Means and
+ * and the summary table and the ranking on the terminal. Means and
  * standard deviations (n − 1 in the denominator) are over the runs that
  * did not diverge. CSV numbers are written with 17 significant digits:
  * they read back as the very doubles in the database.
@@ -354,8 +356,9 @@ static int draw_plots(const StFigs *f, const char *dir, StPlots *pl, char *err,
 }
 
 /* The files of a report, in the order they are written. */
-enum { SUMMARY, RUNS, REPORT, NFILES };
-static const char *const file_names[NFILES] = {"summary.csv", "runs.csv", "report.md"};
+enum { SUMMARY, RUNS, COMPARISONS, REPORT, NFILES };
+static const char *const file_names[NFILES] = {"summary.csv", "runs.csv", "comparisons.csv",
+                                               "report.md"};
 
 /* Says that reading the database failed; returns -1. */
 static int db_error(sqlite3 *db, char *err, size_t errlen) {
@@ -363,7 +366,7 @@ static int db_error(sqlite3 *db, char *err, size_t errlen) {
   return -1;
 }
 
-/* Writes every file from the figures, and the terminal's table. */
+/* Writes every file from the figures, the terminal's table and ranking. */
 static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, char *err,
                      size_t errlen) {
   const Study *s = figs->p->s;
@@ -378,6 +381,7 @@ static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, 
   write_markdown(f[REPORT], figs->p, figs->exp);
   write_figures(f[REPORT], &pl);
   st_health_section(figs, &pl, f[REPORT]);
+  st_conclude(figs, f[REPORT], f[COMPARISONS], term);
   return 0;
 }
 

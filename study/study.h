@@ -5,7 +5,8 @@
  *   study file (load.c) → experiments → plan (plan.c: generated code,
  *   data and settings of each run, what the database already holds)
  *   → runs on worker processes (run.c) → one transaction per run (db.c)
- *   → tables and plots (report.c, plot.c, health.c)
+ *   → tables, plots and conclusions (report.c, plot.c, conclude.c,
+ *   health.c; statistics in stats.c)
  *
  * study.c holds the driver, `mlpc STUDY.json --run`.
  */
@@ -198,9 +199,9 @@ void st_csv_text(FILE *f, const char *s, int last);
 /* Writes a number field: 17 significant digits, empty for NaN. */
 void st_csv_real(FILE *f, double v, int last);
 
-/* Writes into dir, from the database: summary.csv, runs.csv, the plots
-   (when gnuplot is there) and report.md; and prints the summary table
-   to term. */
+/* Writes into dir, from the database: summary.csv, runs.csv,
+   comparisons.csv, the plots (when gnuplot is there) and report.md; and
+   prints the summary table and the ranking to term. */
 int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term,
               char *err, size_t errlen);
 
@@ -236,6 +237,13 @@ int st_plots_study(StPlots *pl, const StFigs *f, char *err, size_t errlen);
 /* Ends the script and runs gnuplot on it. A missing or failing gnuplot
    is not an error: pl->why says what happened and term gets a warning. */
 void st_plots_draw(StPlots *pl, FILE *term);
+
+/* ---- conclude.c: the conclusions, derived from the figures ---- */
+
+/* Ranks the distinct models by final test loss, tests each against the
+   base and against each other, and writes report.md's conclusions to md,
+   every comparison to csv (comparisons.csv) and the ranking to term. */
+void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term);
 
 /* ---- health.c: activation-health figures (the hook) ---- */
 

@@ -4,7 +4,8 @@
  *
  *   load and expand (load.c) → run flags → plan (plan.c; --dump-study
  *   prints it) → open the database and find what it holds (db.c) → run
- *   the rest (run.c) → tables (report.c)
+ *   the rest (run.c) → tables, plots and conclusions (report.c, plot.c,
+ *   conclude.c)
  *
  * Exit status as for a model: 0 success, 2 bad input, 1 other errors;
  * 128 + the signal when interrupted.
@@ -182,7 +183,8 @@ int st_main(const char *file, int argc, char **argv) {
   if (!rc && st_report(db, &p, outdir, stdout, err, sizeof err))
     fprintf(stderr, "mlpc: error: %s\n", err), rc = 1;
   if (!rc)
-    printf("\ntables: %s/summary.csv, runs.csv, report.md; database: %s\n", outdir, dbpath);
+    printf("\nreport: %s/report.md (with summary.csv, runs.csv, comparisons.csv and the "
+           "plots); database: %s\n", outdir, dbpath);
   st_db_close(db);
   st_plan_free(&p);
   st_free(&s);

@@ -95,7 +95,7 @@ static sqlite3 *open_db(const char *path) {
 }
 
 /* The first column of the first row of sql, as an integer. */
-static long long query_int(sqlite3 *db, const char *sql) {
+__attribute__((unused)) static long long query_int(sqlite3 *db, const char *sql) {
   sqlite3_stmt *st = NULL;
   long long v = -1;
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
@@ -119,7 +119,7 @@ __attribute__((unused)) static const char *query_text(sqlite3 *db, const char *s
 /* Every run's figures, epoch by epoch, in a fixed order, as one string
    of exact values (%a), so that two databases can be compared bit for
    bit whatever order their runs were recorded in. */
-static char *all_figures(sqlite3 *db) {
+__attribute__((unused)) static char *all_figures(sqlite3 *db) {
   sqlite3_stmt *st = NULL;
   size_t cap = 1 << 20, len = 0;
   char *out = calloc(1, cap);

@@ -253,6 +253,19 @@ static void test_tables_are_the_database(void **state) {
   free(md);
 }
 
+/* A data set named by its directory is read from there. */
+static void test_data_directory(void **state) {
+  (void)state;
+  const char *db = fmt("%s/dir.sqlite", tmp);
+  expect_ok(run_study(study("dir", "{\"base\": {\"hidden\": [8], \"epochs\": 1, "
+                                   "\"max_batches\": 5, \"data\": \"data/mnist\"}, "
+                                   "\"vary\": {\"activation\": [\"relu\"]}}"),
+                      db, fmt("%s/dir", tmp), "1"));
+  sqlite3 *d = open_db(db);
+  assert_string_equal(query_text(d, "SELECT data_dir FROM runs"), "data/mnist");
+  sqlite3_close(d);
+}
+
 /* Model-only flags are refused; a study needs --run. */
 static void test_flags(void **state) {
   (void)state;
@@ -292,6 +305,7 @@ int main(void) {
     cmocka_unit_test(test_shared_runs),
     cmocka_unit_test(test_diverged),
     cmocka_unit_test(test_tables_are_the_database),
+    cmocka_unit_test(test_data_directory),
     cmocka_unit_test(test_flags),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);

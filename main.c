@@ -246,8 +246,9 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
     die(err);
   const char *arith = ir->fma ? "fma" : "strict";
   if (backend == BACKEND_GCC)
-    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off), %s: %s in %.3f s\n",
-            arith, jit_cached(j) ? "cached object loaded" : "compiled", now() - t0);
+    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off -fno-math-errno), %s: "
+            "%s in %.3f s\n", arith, jit_cached(j) ? "cached object loaded" : "compiled",
+            now() - t0);
   else
     fprintf(info, "backend tcc, %s: compiled in memory in %.3f s\n", arith, now() - t0);
   return j;

@@ -186,10 +186,12 @@ MM_INLINE void mm_vput(real *p, int k, int nv, int tail, mm_v v) {
     _mm512_mask_storeu_pd((double *)p + k * MM_V, (__mmask8)lanes, _mm512_castps_pd(v));
 }
 
-/* Runs stmt with NV, the number of vectors a block of ob <= MM_OB reals
-   takes, as a constant (so that its sums stay in registers). */
-#define MM_VECTORS(ob, stmt)                                                  \
-  switch (((ob) + MM_V - 1) / MM_V) {                                         \
+/* Runs stmt with NV = count (1..8) as a constant, so that sums held in
+   NV registers stay there; MM_VECTORS with the number of vectors a block
+   of ob <= MM_OB reals takes. */
+#define MM_VECTORS(ob, stmt) MM_CONST8(((ob) + MM_V - 1) / MM_V, stmt)
+#define MM_CONST8(count, stmt)                                                \
+  switch (count) {                                                            \
   case 1: { enum { NV = 1 }; stmt; } break;                                   \
   case 2: { enum { NV = 2 }; stmt; } break;                                   \
   case 3: { enum { NV = 3 }; stmt; } break;                                   \
@@ -426,11 +428,46 @@ MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x, real 
   }
 }
 
+#ifdef MM_SIMD
+/* mm_dx_tile, starting from 0, a vector at a time: MM_RB rows are two
+   vectors, and each of the ni columns sums in two registers. */
+MM_INLINE void mm_dx_tile_v(int ni, int nr, int oc, int ld, int ldx, const real *dyt,
+                            const real *wt, real *dx) {
+  mm_v a[8][2];
+  for (int k = 0; k < ni; k++)
+    a[k][0] = a[k][1] = mm_vset(0);
+  for (int o = 0; o < oc; o++) {
+    mm_v d0 = mm_vload(dyt + o * MM_RB), d1 = mm_vload(dyt + o * MM_RB + MM_V);
+    MM_KEEP(d0);
+    MM_KEEP(d1);
+#pragma GCC unroll 8
+    for (int k = 0; k < ni; k++) {
+      mm_v w = mm_vset(wt[(long)k * ld + o]);
+      a[k][0] = mm_vmac(a[k][0], d0, w);
+      a[k][1] = mm_vmac(a[k][1], d1, w);
+    }
+  }
+  real col[MM_RB];
+  for (int k = 0; k < ni; k++) {
+    mm_vstore(col, a[k][0]);
+    mm_vstore(col + MM_V, a[k][1]);
+    for (int r = 0; r < nr; r++)
+      dx[(long)r * ldx + k] = col[r];
+  }
+}
+#endif
+
 /* A tile of dx: ni <= 8 columns by MM_RB rows (nr of them real), from
    dyt (oc, MM_RB), the rows' dy transposed, and wt's rows i (ld a row).
    Continues the sums in dx unless first. */
 MM_INLINE void mm_dx_tile(int ni, int nr, int oc, int ld, int ldx, const real *dyt,
                               const real *wt, int first, real *dx) {
+#ifdef MM_SIMD
+  if (first) {
+    MM_CONST8(ni, mm_dx_tile_v(NV, nr, oc, ld, ldx, dyt, wt, dx));
+    return;
+  }
+#endif
   real acc[8][MM_RB];
   ni = MM_MIN(ni, 8); /* (it is: for the compiler's bounds checks) */
   for (int k = 0; k < ni; k++)

@@ -27,7 +27,7 @@ test: build data
 # part of `make test`. Installs PyTorch and OpenBLAS when missing.
 bench: build data
 	@bench/setup.sh
-	/usr/bin/python3 bench/bench.py
+	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
 
 # Regenerates tests/golden/ on purpose, after a deliberate codegen change:
 # one NAME.c per models/NAME.json and tests/models/NAME.json (studies,

@@ -93,6 +93,8 @@ typedef struct {
   char settings[192];       /* JSON: backend, epochs, max_batches, ...    */
   char data_dir[MAX_PATH_LEN];
   long long run_id;         /* its row in the database; 0: not yet run    */
+  int no_health;            /* recorded without health figures (by an
+                               older mlpc): run again to add them         */
 } StTask;
 
 typedef struct {
@@ -118,6 +120,19 @@ void st_plan_free(StPlan *p);
 
 typedef struct sqlite3 sqlite3;
 
+/* The name of one health figure of a run (docs/health.md): the same for
+   every probe of the run. */
+typedef struct {
+  char layer[56];           /* "hidden1" ..., or a tensor: "fc1.weight"   */
+  char figure[24];          /* "pre_mean" ... "dead", "norm" ...          */
+} StHealthName;
+
+/* One health figure of one probe. */
+typedef struct {
+  double value;             /* NaN when na                                */
+  int na;                   /* not applicable (docs/health.md)            */
+} StHealthValue;
+
 /* What one run brings back. */
 typedef struct {
   int nepochs;              /* finished epochs, with finite figures       */
@@ -125,17 +140,30 @@ typedef struct {
   int diverged_epoch;       /* 0: did not diverge                         */
   long diverged_step;       /* the training step; 0: in the test pass      */
   double seconds;           /* the whole run, without compiling           */
+  int nhealth;              /* health figures per probe                   */
+  int nprobes;              /* probes: epoch 0 (the initial weights) to
+                               nprobes - 1 <= nepochs                     */
+  StHealthName *hnames;     /* (nhealth)                                  */
+  StHealthValue *health;    /* (nprobes, nhealth)                         */
 } StResult;
 
-/* Opens (creating if needed) the database: WAL mode, the schema. */
-int st_db_open(const char *path, sqlite3 **db, char *err, size_t errlen);
+/* The database's schema version (PRAGMA user_version). */
+#define ST_DB_SCHEMA 2
+
+/* Opens (creating if needed) the database: WAL mode, the schema. An older
+   schema is upgraded in place, keeping every run, with a line to note
+   (unless NULL); a newer one is refused. */
+int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen);
 void st_db_close(sqlite3 *db);
-/* Fills in the run_id of every task the database already holds, and
-   makes the study's membership table list exactly those runs. */
+/* Fills in the run_id of every task the database already holds (and
+   no_health for those recorded without health figures), and makes the
+   study's membership table list exactly those runs. */
 int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
-/* Records one run and the experiments it serves, in one transaction;
-   sets the task's run_id. A run recorded meanwhile by another process
-   is kept and reused. */
+/* Records one run, its health figures and the experiments it serves, in
+   one transaction; sets the task's run_id. A run recorded meanwhile by
+   another process is kept and reused; one recorded without health
+   figures gets r's if r repeats its figures bit for bit. Returns 0; 1
+   when the run is recorded but err holds a warning; -1 on errors. */
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
               char *err, size_t errlen);
 

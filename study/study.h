@@ -214,12 +214,16 @@ typedef struct {
                                runs (itself if none before it)            */
 } StExpFigs;
 
+/* The health figures of each distinct model (health.c). */
+typedef struct StHealthFigs StHealthFigs;
+
 /* Everything a report is made from: the plan, and the database's figures
    of each experiment. */
 typedef struct {
   const StPlan *p;
   sqlite3 *db;
   StExpFigs *exp;           /* (nexp)                                     */
+  StHealthFigs *health;
 } StFigs;
 
 /* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
@@ -260,6 +264,10 @@ void st_plots_figure(StPlots *pl, const char *png, int width, int height,
                      const char *title);
 /* Writes s as a gnuplot string literal: "..." with escapes. */
 void st_plots_string(FILE *gp, const char *s);
+/* Sets an axis (x or y) for values in [lo, hi]: a log scale when they
+   span more than a factor 20, else linear from 0 when they are all
+   positive; autoscaled when lo or hi is not finite. */
+void st_plots_axis(FILE *gp, char axis, double lo, double hi);
 /* The figures every study has: test loss per epoch, final test loss. */
 int st_plots_study(StPlots *pl, const StFigs *f, char *err, size_t errlen);
 /* Ends the script and runs gnuplot on it. A missing or failing gnuplot
@@ -273,12 +281,19 @@ void st_plots_draw(StPlots *pl, FILE *term);
    every comparison to csv (comparisons.csv) and the ranking to term. */
 void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term);
 
-/* ---- health.c: activation-health figures (the hook) ---- */
+/* ---- health.c: the activation-health figures ---- */
 
-/* Adds the activation-health plots of the study's runs to pl, if the
-   database has such figures; returns how many experiments have them. */
+/* Reads the health figures of each distinct model's finished runs (the
+   experiments i with f->exp[i].same == i); NULL on a database error. */
+StHealthFigs *st_health_load(const StFigs *f);
+void st_health_free(StHealthFigs *h, int nexp);
+/* health.csv: each experiment's every figure per epoch, mean and
+   standard deviation over its finished runs. */
+void st_health_csv(const StFigs *f, FILE *csv);
+/* Adds health.png to pl, if any run has health figures; returns how many
+   distinct models have them, -1 when a file cannot be written. */
 int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen);
-/* report.md's "Activation health" section: the figures and tables. */
+/* report.md's "Activation health" section: the table and the figure. */
 void st_health_section(const StFigs *f, const StPlots *pl, FILE *md);
 /* The conclusions' last part: what the health figures show about why the
    models rank as they do (rank: the first experiment of each distinct

@@ -3,7 +3,7 @@
 BUILD ?= build
 MLPC = $(BUILD)/mlpc
 
-.PHONY: all setup build data run test golden clean
+.PHONY: all setup build data run test bench golden clean
 
 all: build
 
@@ -22,6 +22,12 @@ run: build data
 
 test: build data
 	cd $(BUILD) && ctest --output-on-failure
+
+# mlpc against PyTorch and the sgemm roofline (docs/performance.md); not
+# part of `make test`. Installs PyTorch and OpenBLAS when missing.
+bench: build data
+	@bench/setup.sh
+	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
 
 # Regenerates tests/golden/ on purpose, after a deliberate codegen change:
 # one NAME.c per models/NAME.json and tests/models/NAME.json (studies,

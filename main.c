@@ -46,8 +46,18 @@ static const char usage[] =
   "  --data DIR            mnist, fashion-mnist (under $MLPC_DATA or data/),\n"
   "                        or a directory holding the four IDX files\n"
   "  --no-shuffle          batches in file order, the same every epoch\n"
+  "  --fma                 fused multiply-adds in the dense kernels: other\n"
+  "                        bits than the default strict arithmetic, the same\n"
+  "                        on both backends (docs/performance.md)\n"
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
   "                        a summary object\n"
+  "  --health              also print the health figures (docs/health.md) on\n"
+  "                        a fixed probe batch, for the initial weights (as\n"
+  "                        epoch 0) and after each epoch: per hidden layer\n"
+  "                        activation statistics, saturated and dead units;\n"
+  "                        per parameter its norm, gradient norm and update-\n"
+  "                        to-weight ratio. With --json, in each line's\n"
+  "                        \"health\". The run itself is bitwise unchanged\n"
   "  --load-weights FILE   start from these weights (safetensors) instead of\n"
   "                        the initialisation; the weights --emit-inference writes\n"
   "  --save-weights FILE   write the trained weights (safetensors)\n"
@@ -72,7 +82,7 @@ static const char usage[] =
 
 typedef struct {
   const char *model;
-  int run, dump_ir, json, no_shuffle;
+  int run, dump_ir, json, no_shuffle, health, fma;
   int dump_study;               /* studies only: refused for a model     */
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *emit_inference, *save, *load;
@@ -135,7 +145,9 @@ static int bool_flag(Args *A, const char *a) {
   int *dst = !strcmp(a, "--run") ? &A->run
            : !strcmp(a, "--dump-ir") ? &A->dump_ir
            : !strcmp(a, "--json") ? &A->json
+           : !strcmp(a, "--health") ? &A->health
            : !strcmp(a, "--no-shuffle") ? &A->no_shuffle
+           : !strcmp(a, "--fma") ? &A->fma
            : !strcmp(a, "--dump-study") ? &A->dump_study : NULL;
   if (dst)
     *dst = 1;
@@ -235,11 +247,13 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   free(src.buf);
   if (!j)
     die(err);
+  const char *arith = ir->fma ? "fma" : "strict";
   if (backend == BACKEND_GCC)
-    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off): %s in %.3f s\n",
-            jit_cached(j) ? "cached object loaded" : "compiled", now() - t0);
+    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off -fno-math-errno), %s: "
+            "%s in %.3f s\n", arith, jit_cached(j) ? "cached object loaded" : "compiled",
+            now() - t0);
   else
-    fprintf(info, "backend tcc: compiled in memory in %.3f s\n", now() - t0);
+    fprintf(info, "backend tcc, %s: compiled in memory in %.3f s\n", arith, now() - t0);
   return j;
 }
 
@@ -296,8 +310,9 @@ static int run(const Args *A, const Ir *ir) {
   rt_init(net, m->seed);
   if (A->load && rt_load_weights(net, A->load, err, sizeof err))
     die_input(err);
-  RtOptions o = {m->epochs, m->seed, m->max_batches, !A->no_shuffle, A->json,
-                 rt_data_dir(m->data, dir, sizeof dir), NULL, NULL};
+  RtOptions o = {.epochs = m->epochs, .seed = m->seed, .max_batches = m->max_batches,
+                 .shuffle = !A->no_shuffle, .json = A->json,
+                 .data = rt_data_dir(m->data, dir, sizeof dir), .health = A->health};
   int status = rt_train(net, &o);
   if (status == 0 && A->save && rt_save_weights(net, A->save, err, sizeof err))
     die(err);
@@ -321,6 +336,7 @@ int main(int argc, char **argv) {
     die_input("error: under mpirun, mlpc runs studies only (docs/cluster.md)");
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
+  ir.fma = A.fma;
   if (A.dump_ir)
     ir_dump(&ir, stdout);
   if (A.emit_model || A.emit) {

@@ -90,6 +90,7 @@ typedef struct {
   int shape[2];     /* shape[1] == 0 for a vector                        */
   int fan_in, fan_out;
   int trained;      /* has a gradient and optimizer state                */
+  int transposed;   /* stored as (shape[1], shape[0]): linear weights    */
 } Tensor;
 
 typedef struct {
@@ -135,6 +136,7 @@ static void plan_layer_tensors(Gen *g, const Layer *l) {
   if (l->kind == L_LINEAR) {
     Tensor *w = tensor(g, p, "weight", RT_WEIGHT, l->out, l->in);
     Tensor *b = tensor(g, p, "bias", RT_BIAS, l->out, 0);
+    w->transposed = 1; /* wt (in, out): runtime/kernels.h */
     w->fan_in = b->fan_in = l->in;
     w->fan_out = b->fan_out = l->out;
   }
@@ -180,9 +182,11 @@ static void plan_state(Gen *g) {
     Tensor *d = tensor(g, p.cname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
     fmt_name(d->cname, sizeof d->cname, "d%s", p.cname);
     fmt_name(d->tname, sizeof d->tname, "%s.grad", p.tname);
+    d->transposed = p.transposed;
     for (int f = 0; f < nf; f++) {
       Tensor *s = tensor(g, p.cname, fields[f], RT_STATE, p.shape[0], p.shape[1]);
       fmt_name(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
+      s->transposed = p.transposed;
     }
   }
   Tensor *step = tensor(g, "optimizer", "step", RT_STATE, 1, 0);
@@ -217,8 +221,9 @@ static void emit_tensor_decls(Gen *g) {
   emitf(g->b, "/* ---- tensors ---- */\n\n");
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(g->b, "static %s %s[%ld]; /* %s %s */\n", t->i64 ? "long long" : "real",
-          t->cname, numel(t), shape_str(t), t->tname);
+    emitf(g->b, "static %s %s[%ld]; /* %s %s%s */\n", t->i64 ? "long long" : "real",
+          t->cname, numel(t), shape_str(t), t->tname,
+          t->transposed ? ", stored transposed" : "");
   }
   emitf(g->b, "\n");
 }
@@ -237,13 +242,13 @@ static void emit_activation_decls(Gen *g) {
     }
     emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
           p, l->out, p, l->out, l->out);
-    if (l->kind == L_LINEAR)
-      emitf(g->b, "static real %s_wt[%d * %d]; /* (%d, %d) weight transposed */\n",
-            p, l->in, l->out, l->in, l->out);
     if (l->kind == L_BATCHNORM)
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
-            "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n",
-            p, l->out, l->out, p, l->out, l->out);
+            "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n"
+            "static double %s_mean[%d], %s_var[%d]; /* (%d) of the batch, or running */\n"
+            "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d]; /* (%d) sums of dy, dy*xhat */\n",
+            p, l->out, l->out, p, l->out, l->out, p, l->out, p, l->out, l->out, p, l->out, p,
+            l->out, p, l->out, l->out);
     if (l->kind == L_LAYERNORM)
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
             "static double %s_rstd[B]; /* (B) 1/sqrt(var + eps) */\n",
@@ -262,15 +267,15 @@ typedef struct {
   int first;         /* the input is the model's: no gradient for it     */
 } Ctx;
 
-/* linear: y = x·Wᵀ + b. */
+/* linear: y = x·Wᵀ + b, with W stored transposed (runtime/kernels.h). */
 static void emit_linear(Ctx *c) {
   Buf *b = c->g->b;
   const char *p = c->p;
   int I = c->l->in, O = c->l->out;
   emitf(b, "/* %s: Linear(%d, %d), (B, %d) -> (B, %d) */\n", p, I, O, I, O);
   emitf(b, "static void %s_forward(int n) {\n"
-        "  mm_xwt(n, %d, %d, %s, %s_weight, %s_bias, %s_out, %s_wt);\n}\n\n",
-        p, O, I, c->in, p, p, p, p);
+        "  mm_xw(n, %d, %d, %s, %s_weight, %s_bias, %s_out);\n}\n\n",
+        p, O, I, c->in, p, p, p);
   emitf(b, "static void %s_backward(int n) {\n"
         "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
         "  mm_db(n, %d, d%s_out, d%s_bias);\n",
@@ -280,64 +285,29 @@ static void emit_linear(Ctx *c) {
   emitf(b, "}\n\n");
 }
 
-/* The running statistics' update of BatchNorm (inside the train branch). */
-static void emit_bn_running(Ctx *c) {
-  const Norm *nm = &c->g->m->norm;
-  const char *p = c->p;
-  if (nm->cumulative)
-    emitf(c->g->b, "      double m = 1.0 / %s_num_batches_tracked[0];"
-          " /* cumulative average */\n", p);
-  else
-    emitf(c->g->b, "      double m = %s; /* momentum %g */\n", num(nm->momentum),
-          nm->momentum);
-  emitf(c->g->b,
-        "      %s_running_mean[c] = (real)((1 - m) * %s_running_mean[c] + m * mean);\n"
-        "      %s_running_var[c] = (real)((1 - m) * %s_running_var[c] + m * var * n / (n - 1));\n",
-        p, p, p, p);
-}
-
 /* BatchNorm1d: per feature over the batch; batch statistics in training
-   (biased variance), running statistics in evaluation. */
+   (biased variance), running statistics in evaluation. The arithmetic is
+   kernels.h's bn_forward and bn_backward, which tcc's code calls compiled
+   by gcc. */
 static void emit_batchnorm(Ctx *c) {
   Buf *b = c->g->b;
+  const Norm *nm = &c->g->m->norm;
   const char *p = c->p, *x = c->in;
   int C = c->l->out;
-  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C,
-        c->g->m->norm.eps, C, C);
+  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C, nm->eps, C, C);
   emitf(b, "static void %s_forward(int n, int train) {\n"
-        "  if (train)\n    %s_num_batches_tracked[0]++;\n"
-        "  for (int c = 0; c < %d; c++) {\n"
-        "    double mean = %s_running_mean[c], var = %s_running_var[c];\n"
-        "    if (train) {\n"
-        "      double s = 0, v = 0;\n"
-        "      for (int r = 0; r < n; r++)\n        s += %s[r * %d + c];\n"
-        "      mean = s / n;\n"
-        "      for (int r = 0; r < n; r++) {\n"
-        "        double d = %s[r * %d + c] - mean;\n        v += d * d;\n      }\n"
-        "      var = v / n;\n",
-        p, p, C, p, p, x, C, x, C);
-  emit_bn_running(c);
-  emitf(b, "    }\n"
-        "    double rstd = 1 / sqrt(var + %s);\n    %s_rstd[c] = rstd;\n"
-        "    for (int r = 0; r < n; r++) {\n"
-        "      real xh = (real)((%s[r * %d + c] - mean) * rstd);\n"
-        "      %s_xhat[r * %d + c] = xh;\n"
-        "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
-        "    }\n  }\n}\n\n",
-        num(c->g->m->norm.eps), p, x, C, p, C, p, C, p, p);
+        "  if (train)\n    %s_num_batches_tracked[0]++;\n", p, p);
+  if (nm->cumulative)
+    emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
+  else
+    emitf(b, "  double m = %s; /* momentum %g */\n", num(nm->momentum), nm->momentum);
+  emitf(b, "  bn_forward(n, %d, train, m, %s, %s, %s_weight, %s_bias, %s_running_mean,\n"
+        "             %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out);\n}\n\n",
+        C, num(nm->eps), x, p, p, p, p, p, p, p, p, p);
   emitf(b, "static void %s_backward(int n) {\n"
-        "  for (int c = 0; c < %d; c++) {\n"
-        "    double sdy = 0, sdyx = 0;\n"
-        "    for (int r = 0; r < n; r++) {\n"
-        "      sdy += d%s_out[r * %d + c];\n"
-        "      sdyx += d%s_out[r * %d + c] * %s_xhat[r * %d + c];\n    }\n"
-        "    d%s_weight[c] = (real)sdyx;\n    d%s_bias[c] = (real)sdy;\n"
-        "    double k = %s_weight[c] * %s_rstd[c] / n;\n"
-        "    for (int r = 0; r < n; r++)\n"
-        "      d%s[r * %d + c] = (real)(k * (n * (double)d%s_out[r * %d + c] - sdy"
-        " - %s_xhat[r * %d + c] * sdyx));\n"
-        "  }\n}\n\n",
-        p, C, p, C, p, C, p, C, p, p, p, p, x, C, p, C, p, C);
+        "  bn_backward(n, %d, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k,\n"
+        "              d%s_weight, d%s_bias, d%s);\n}\n\n",
+        p, C, p, p, p, p, p, p, p, p, p, x);
 }
 
 /* LayerNorm: per row over its features; the same in training and eval. */
@@ -381,22 +351,29 @@ static void emit_layernorm(Ctx *c) {
 }
 
 /* Activations: y from x, and dx from x, y and the upstream gradient g.
-   P is the activation's parameter (slope, alpha). */
+   P is the activation's parameter (slope, alpha). For the health figures
+   (docs/health.md): sat, whether a value is saturated, and flat, whether
+   a unit is flat on one sample (dead when flat on every sample; it may
+   read sat); NULL where the activation does not define them. */
 typedef struct {
   const char *fwd, *bwd;
+  const char *sat, *flat;
 } ActCode;
 
 static const ActCode act_code[NACTS] = {
-  [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)"},
-  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)"},
-  [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P"},
-  [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y"},
+  [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)",
+                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat"},
+  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0"},
+  [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P", .flat = "x <= 0"},
+  [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y",
+                   .sat = "y < R(0.03) || y > R(0.97)", .flat = "sat"},
   [ACT_SILU] = {"x / (R(1) + EXP(-x))",
                 "g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x))))"},
   [ACT_GELU] = {"x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)))",
                 "g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)))"
                 " + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5))"},
-  [ACT_ELU] = {"x > 0 ? x : P * (EXP(x) - R(1))", "x > 0 ? g : g * P * EXP(x)"},
+  [ACT_ELU] = {"x > 0 ? x : P * (EXP(x) - R(1))", "x > 0 ? g : g * P * EXP(x)",
+               .flat = "x <= 0"},
 };
 
 /* Whether an activation takes a parameter (its default is not 0). */
@@ -488,66 +465,40 @@ static void emit_layers(Gen *g) {
 
 /* ---- the optimizer ---- */
 
-/* The update of one tensor, for the model's optimizer. Tensor p, its
-   gradient dp, and up to three state tensors s0..s2 (opt_state_fields). */
+/* The update of one tensor, for the model's optimizer: a call of its
+   kernel (runtime/kernels.h) on tensor p, its gradient dp, and up to three
+   state tensors s0..s2 (opt_state_fields); absent state is passed as 0. */
 static void emit_sgd(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  if (o->momentum > 0) {
-    emitf(b, "    s0[i] = optimizer_step[0] == 1 ? d : R(%s) * s0[i] + R(%s) * d;\n",
-          num(o->momentum), num(1 - o->dampening));
-    if (o->nesterov)
-      emitf(b, "    d += R(%s) * s0[i]; /* nesterov */\n", num(o->momentum));
-    else
-      emitf(b, "    d = s0[i];\n");
-  }
-  emitf(b, "    p[i] += R(%s) * d; /* -lr */\n  }\n", num(-o->lr));
+  emitf(g->b, "  opt_sgd(len, p, dp, %s, optimizer_step[0] == 1,\n"
+        "          R(%s), R(%s), R(%s), %d, R(%s)); /* wd, momentum, 1 - dampening,"
+        " nesterov, -lr */\n",
+        o->momentum > 0 ? "s0" : "0", num(o->weight_decay), num(o->momentum),
+        num(1 - o->dampening), o->nesterov, num(-o->lr));
 }
 
 static void emit_rmsprop(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  emitf(b, "    s0[i] = s0[i] * R(%s) + R(%s) * d * d;\n", num(o->alpha),
-        num(1 - o->alpha));
-  if (o->centered)
-    emitf(b, "    s1[i] = s1[i] * R(%s) + R(%s) * d;\n"
-          "    real avg = SQRT(s0[i] - s1[i] * s1[i]) + R(%s);\n",
-          num(o->alpha), num(1 - o->alpha), num(o->eps));
-  else
-    emitf(b, "    real avg = SQRT(s0[i]) + R(%s);\n", num(o->eps));
-  if (o->momentum > 0)
-    emitf(b, "    %s[i] = %s[i] * R(%s) + d / avg;\n    p[i] += R(%s) * %s[i];\n",
-          o->centered ? "s2" : "s1", o->centered ? "s2" : "s1", num(o->momentum),
-          num(-o->lr), o->centered ? "s2" : "s1");
-  else
-    emitf(b, "    p[i] += R(%s) * (d / avg);\n", num(-o->lr));
-  emitf(b, "  }\n");
+  const char *buf = o->momentum > 0 ? o->centered ? "s2" : "s1" : "0";
+  emitf(g->b, "  opt_rmsprop(len, p, dp, s0, %s, %s,\n"
+        "              R(%s), R(%s), R(%s), R(%s), R(%s), R(%s));"
+        " /* wd, alpha, 1 - alpha, eps, momentum, -lr */\n",
+        o->centered ? "s1" : "0", buf, num(o->weight_decay), num(o->alpha),
+        num(1 - o->alpha), num(o->eps), num(o->momentum), num(-o->lr));
 }
 
 static void emit_adam(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  double t = (double)optimizer_step[0];\n"
+  int adamw = o->type == OPT_ADAMW;
+  emitf(g->b, "  double t = (double)optimizer_step[0];\n"
         "  real step_size = (real)(%s / (1 - pow(%s, t)));\n"
         "  real bc2_sqrt = (real)sqrt(1 - pow(%s, t));\n",
         num(o->lr), num(o->beta1), num(o->beta2));
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->type == OPT_ADAMW && o->weight_decay)
-    emitf(b, "    p[i] *= R(%s); /* 1 - lr * weight_decay */\n",
-          num(1 - o->lr * o->weight_decay));
-  if (o->type == OPT_ADAM && o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  emitf(b, "    s0[i] = s0[i] * R(%s) + R(%s) * d;\n"
-        "    s1[i] = s1[i] * R(%s) + R(%s) * d * d;\n"
-        "    p[i] += -step_size * (s0[i] / (SQRT(s1[i]) / bc2_sqrt + R(%s)));\n  }\n",
-        num(o->beta1), num(1 - o->beta1), num(o->beta2), num(1 - o->beta2),
-        num(o->eps));
+  emitf(g->b, "  opt_adam(len, p, dp, s0, s1, R(%s), R(%s), R(%s), R(%s), R(%s), R(%s),\n"
+        "           step_size, bc2_sqrt, R(%s));"
+        " /* 1 - lr * wd (adamw), wd (adam), beta1, 1 - beta1, beta2, 1 - beta2 */\n",
+        num(adamw ? 1 - o->lr * o->weight_decay : 1), num(adamw ? 0 : o->weight_decay),
+        num(o->beta1), num(1 - o->beta1), num(o->beta2), num(1 - o->beta2), num(o->eps));
 }
 
 typedef void EmitOpt(Gen *g);
@@ -592,7 +543,7 @@ static void emit_passes(Gen *g) {
   Buf *b = g->b;
   const Ir *ir = g->ir;
   emitf(b, "static void load_input(int n, const unsigned char *x) {\n"
-        "  for (int i = 0; i < n * %d; i++)\n    input[i] = (real)x[i] / R(255);\n}\n\n",
+        "  mm_load(n * %d, x, input); /* pixels / 255 */\n}\n\n",
         ir->m->input);
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
@@ -623,6 +574,143 @@ static void emit_entries(Gen *g) {
         "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
 }
 
+/* ---- health figures (docs/health.md) ---- */
+
+/* The mean and standard deviation of a buffer, in double. */
+static void emit_health_moments(Gen *g) {
+  emitf(g->b, "/* The mean and standard deviation (divided by len) of len values. */\n"
+        "static void health_moments(long len, const real *v, double *mean, double *std) {\n"
+        "  double s = 0, ss = 0;\n"
+        "  for (long i = 0; i < len; i++)\n    s += v[i];\n"
+        "  *mean = s / len;\n"
+        "  for (long i = 0; i < len; i++)\n    ss += (v[i] - *mean) * (v[i] - *mean);\n"
+        "  *std = sqrt(ss / len);\n}\n\n");
+}
+
+/* The saturated and dead counts of one layer, as the activation defines
+   them (act_code's sat and flat). */
+static void emit_health_counts(Gen *g, const ActCode *code) {
+  Buf *b = g->b;
+  if (!code->flat)
+    return;
+  emitf(b, "  long %sdead = 0;\n"
+        "  for (int c = 0; c < C; c++) {\n"
+        "    int flat = 1; /* on every sample so far */\n"
+        "    for (int r = 0; r < n; r++) {\n"
+        "      real x = pre[r * C + c], y = post[r * C + c];\n"
+        "      (void)x, (void)y;\n",
+        code->sat ? "saturated = 0, " : "");
+  if (code->sat)
+    emitf(b, "      int sat = %s;\n      saturated += sat;\n", code->sat);
+  emitf(b, "      flat &= %s;\n    }\n    dead += flat;\n  }\n", code->flat);
+}
+
+/* health_layer: the RT_LAYER_FIGURES of one hidden layer. */
+static void emit_health_layer(Gen *g) {
+  Buf *b = g->b;
+  int act = g->m->act.type;
+  const ActCode *code = &act_code[act];
+  emitf(b, "/* The figures of one hidden layer from its activation's input (pre)\n"
+        "   and output (post), both (n, C), in RT_LAYER_FIGURES order.\n   %s: ",
+        act_names[act]);
+  if (code->sat)
+    emitf(b, "saturated when %s;\n   a unit is dead when saturated on every sample. */\n",
+          code->sat);
+  else if (code->flat)
+    emitf(b, "saturation is not defined;\n   a unit is dead when %s on every sample. */\n",
+          code->flat);
+  else
+    emitf(b, "saturation is not defined;\n   dead units are not defined. */\n");
+  emitf(b, "static void health_layer(int n, int C, const real *pre, const real *post,\n"
+        "                         double *out) {\n"
+        "  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);\n"
+        "  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);\n");
+  emit_health_counts(g, code);
+  if (code->sat)
+    emitf(b, "  out[RT_SATURATED] = (double)saturated / ((double)n * C);\n");
+  else
+    emitf(b, "  out[RT_SATURATED] = NAN; /* not defined for %s */\n", act_names[act]);
+  if (code->flat)
+    emitf(b, "  out[RT_DEAD] = (double)dead / C;\n}\n\n");
+  else
+    emitf(b, "  out[RT_DEAD] = NAN; /* not defined for %s */\n}\n\n", act_names[act]);
+}
+
+/* Copies of BatchNorm's buffers, and the functions that keep them across
+   the probe; returns 0 when the model has none. */
+static int emit_health_buffers(Gen *g) {
+  Buf *b = g->b;
+  int n = 0;
+  for (int i = 0; i < g->ntensors; i++)
+    if (g->t[i].kind == RT_BUF_ZERO || g->t[i].kind == RT_BUF_ONE)
+      emitf(b, "%sstatic %s %s_kept[%ld];\n",
+            n++ ? "" : "/* BatchNorm's buffers, kept while the probe runs */\n",
+            g->t[i].i64 ? "long long" : "real", g->t[i].cname, numel(&g->t[i]));
+  if (!n)
+    return 0;
+  for (int restore = 0; restore < 2; restore++) {
+    emitf(b, "\nstatic void health_%s_buffers(void) {\n", restore ? "restore" : "save");
+    for (int i = 0; i < g->ntensors; i++) {
+      const Tensor *t = &g->t[i];
+      const char *to = restore ? "" : "_kept", *from = restore ? "_kept" : "";
+      if (t->kind != RT_BUF_ZERO && t->kind != RT_BUF_ONE)
+        continue;
+      if (numel(t) == 1)
+        emitf(b, "  %s%s[0] = %s%s[0];\n", t->cname, to, t->cname, from);
+      else
+        emitf(b, "  for (int i = 0; i < %ld; i++)\n    %s%s[i] = %s%s[i];\n", numel(t),
+              t->cname, to, t->cname, from);
+    }
+    emitf(b, "}\n");
+  }
+  emitf(b, "\n");
+  return 1;
+}
+
+/* health(): the probe's forward and backward, then each hidden layer. */
+static void emit_health_entry(Gen *g, int buffers) {
+  Buf *b = g->b;
+  const Ir *ir = g->ir;
+  emitf(b, "/* The health figures on a probe batch of n samples (RtNet.health): a\n"
+        "   training-mode forward and backward, %sthen\n"
+        "   RT_NLAYER_FIGURES values per hidden layer into out. */\n"
+        "static void health(int n, const unsigned char *x, const unsigned char *y,\n"
+        "                   double *out) {\n",
+        buffers ? "BatchNorm's buffers put back, " : "");
+  if (buffers)
+    emitf(b, "  health_save_buffers();\n  grad(n, x, y);\n  health_restore_buffers();\n");
+  else
+    emitf(b, "  grad(n, x, y);\n");
+  if (!g->m->nhidden)
+    emitf(b, "  (void)out; /* no hidden layer */\n");
+  for (int i = 1, k = 0; i < ir->nlayers; i++) {
+    const Layer *l = &ir->layers[i];
+    if (l->kind == L_ACT)
+      emitf(b, "  health_layer(n, %d, %s_out, %s_out, out + %d); /* hidden%d */\n", l->out,
+            prefix(g, &ir->layers[i - 1]), prefix(g, l), k++ * RT_NLAYER_FIGURES, l->index);
+  }
+  emitf(b, "}\n\n");
+}
+
+/* The health section: what RtNet.health computes, kept apart from
+   training, which never calls it. */
+static void emit_health(Gen *g) {
+  emitf(g->b, "/* ---- health figures of a probe batch (docs/health.md) ---- */\n\n");
+  if (g->m->nhidden) {
+    emit_health_moments(g);
+    emit_health_layer(g);
+  }
+  emit_health_entry(g, emit_health_buffers(g));
+}
+
+/* The figures the model's activation does not define, as C source. */
+static const char *health_na(const Model *m) {
+  const ActCode *code = &act_code[m->act.type];
+  return code->sat    ? "0"
+       : code->flat ? "1 << RT_SATURATED"
+                    : "1 << RT_SATURATED | 1 << RT_DEAD";
+}
+
 /* The tensor table and mlpc_net(). The rng field appears only when it is
    not the default, so that models without it keep their bytes. */
 static void emit_table(Gen *g) {
@@ -638,21 +726,22 @@ static void emit_table(Gen *g) {
   emitf(b, "static RtTensor tensors[%d] = {\n", g->ntensors);
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s},\n", t->tname, kinds[t->kind],
-          t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
+    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s, %d},\n", t->tname,
+          kinds[t->kind], t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
           t->shape[1] ? 2 : 1, t->shape[0], t->shape[1], t->fan_in, t->fan_out,
-          t->cname);
+          t->cname, t->transposed);
   }
   emitf(b, "};\n\n");
   emitf(b, "static const RtNet net = {\n"
         "  .name = \"%s\",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
         "  .dtype = %s,\n  .init = %s,%s\n  .has_batchnorm = %d,\n"
         "  .ntensors = %d,\n  .tensors = tensors,\n"
-        "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n};\n\n"
+        "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n"
+        "  .health = health,\n  .nhidden = %d,\n  .health_na = %s,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->name, m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
-        m->norm.type == NORM_BATCH, g->ntensors);
+        m->norm.type == NORM_BATCH, g->ntensors, m->nhidden, health_na(m));
 }
 
 /* A one-line description of the model, for the header comment. */
@@ -682,6 +771,7 @@ void emit_model(const Ir *ir, Buf *b) {
   emit_optimizer(&g);
   emit_passes(&g);
   emit_entries(&g);
+  emit_health(&g);
   emit_table(&g);
 }
 
@@ -699,7 +789,10 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   paste(b, net_h);
   emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"
-        "#define ERF erf%s\n#define SQRT sqrt%s\n\n", sfx, sfx, sfx, sfx, sfx);
+        "#define ERF erf%s\n#define SQRT sqrt%s\n#define FMA fma%s\n\n", sfx, sfx, sfx,
+        sfx, sfx, sfx);
+  if (ir->fma)
+    emitf(b, "#define MLPC_FMA 1 /* --fma: fused multiply-adds in the kernels */\n");
   if (backend == BACKEND_TCC)
     emitf(b, "#define MLPC_KERNEL_PROTOTYPES\n");
   paste(b, kernels_h);
@@ -736,6 +829,7 @@ void emit_trainer(const Ir *ir, Buf *b) {
   paste(b, rng_c);
   paste(b, trng_c);
   paste(b, train_c);
+  paste(b, health_c);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");
   emitf(b, "static const char trainer_data[] = ");
   emit_cstring(b, m->data);

@@ -6,6 +6,8 @@
  * all arithmetic. Each epoch trains on the shuffled training set, then
  * evaluates on the whole test set in eval mode and prints one line, or
  * hands the figures to the caller (RtOptions.on_epoch; studies use it).
+ * Under RtOptions.health the health figures of a fixed probe batch follow
+ * each line, and come first for the initial weights (runtime/health.c).
  */
 #include <errno.h>
 #include <math.h>
@@ -52,8 +54,26 @@ static long train_numel(const RtTensor *t) {
   return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
 }
 
-/* Stores v as element i of t, in t's own type. */
+long rt_offset(const RtTensor *t, long i) {
+  return t->transposed ? i % t->shape[1] * t->shape[0] + i / t->shape[1] : i;
+}
+
+void rt_copy_rows(const RtTensor *t, void *rows, int to_rows) {
+  size_t sz = t->dtype == RT_F32 ? 4 : 8;
+  long n = train_numel(t);
+  if (!t->transposed)
+    memcpy(to_rows ? rows : t->data, to_rows ? t->data : rows, n * sz);
+  else
+    for (long i = 0; i < n; i++) {
+      char *row = (char *)rows + i * sz, *at = (char *)t->data + rt_offset(t, i) * sz;
+      memcpy(to_rows ? row : at, to_rows ? at : row, sz);
+    }
+}
+
+/* Stores v as element i of t (in row-major order of its shape), in t's
+   own type and layout. */
 static void train_store(const RtTensor *t, long i, double v) {
+  i = rt_offset(t, i);
   if (t->dtype == RT_F32)
     ((float *)t->data)[i] = (float)v;
   else if (t->dtype == RT_F64)
@@ -133,6 +153,19 @@ static void train_gather(const RtSet *s, const long *idx, int n, int feats,
   }
 }
 
+/* Asks for the images idx[0..n) to be brought into cache while the
+   current batch trains: they lie anywhere in the training set, so a
+   gather that waits for memory is slow. */
+static void train_prefetch(const RtSet *s, const long *idx, int n, int feats) {
+#ifdef __GNUC__
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < feats; k += 64)
+      __builtin_prefetch(s->images + (size_t)idx[r] * feats + k);
+#else
+  (void)s, (void)idx, (void)n, (void)feats;
+#endif
+}
+
 /* The batch order of one epoch: a Fisher–Yates shuffle, or file order. */
 static void train_order(long *perm, long n, int shuffle, RtRng *rng) {
   for (long i = 0; i < n; i++)
@@ -161,7 +194,17 @@ typedef struct {
   unsigned char *x, *y;
   RtRng rng;
   long skipped;          /* one-sample batches skipped (BatchNorm)       */
+  RtHealth health;       /* under o->health                              */
 } Loop;
+
+/* The index of an epoch's last trained batch (the one whose update the
+   health figures measure): a one-sample batch under BatchNorm is not. */
+static long train_last_step(const Loop *L, long nb) {
+  long last = nb - 1;
+  if (L->net->has_batchnorm && L->train.n - last * L->net->batch == 1)
+    last--;
+  return last;
+}
 
 /* One training epoch; returns the mean batch loss, or NaN at divergence
    with the step in *bad_step. */
@@ -170,6 +213,7 @@ static double train_epoch(Loop *L, long *bad_step) {
   int B = net->batch, feats = net->input;
   train_order(L->perm, L->train.n, L->o->shuffle, &L->rng);
   long nb = train_nbatches(L->train.n, B, L->o->max_batches), used = 0;
+  long last = L->o->health ? train_last_step(L, nb) : -1;
   double sum = 0;
   for (long b = 0; b < nb; b++) {
     long start = b * B;
@@ -179,7 +223,14 @@ static double train_epoch(Loop *L, long *bad_step) {
       continue;
     }
     train_gather(&L->train, L->perm + start, n, feats, L->x, L->y);
+    if (b + 1 < nb)
+      train_prefetch(&L->train, L->perm + start + B,
+                     (int)(L->train.n - start - B < B ? L->train.n - start - B : B), feats);
+    if (b == last)
+      rt_health_before_step(&L->health, net);
     double loss = net->train_step(n, L->x, L->y);
+    if (b == last)
+      rt_health_after_step(&L->health, net);
     if (!isfinite(loss)) {
       *bad_step = b + 1;
       return NAN;
@@ -209,15 +260,48 @@ static void train_eval(Loop *L, double *loss, double *acc) {
   *acc = (double)correct / seen;
 }
 
-/* Prints one epoch's figures, as a table row or a JSON line. */
+/* Prints one epoch's figures, as a table row or a JSON line, with the
+   health figures h unless NULL: secs for the whole epoch, train_secs for
+   its training part (in JSON only). */
 static void train_print(const RtOptions *o, int epoch, double tl, double vl,
-                        double acc, double secs) {
+                        double acc, double secs, double train_secs, const RtHealth *h) {
   if (o->json)
     printf("{\"epoch\": %d, \"train_loss\": %.17g, \"test_loss\": %.17g, "
-           "\"test_acc\": %.17g, \"seconds\": %.6f}\n", epoch, tl, vl, acc, secs);
+           "\"test_acc\": %.17g, \"seconds\": %.6f, \"train_seconds\": %.6f", epoch, tl,
+           vl, acc, secs, train_secs);
   else
     printf("%5d  %10.6f  %10.6f  %8.2f%%  %7.3f\n", epoch, tl, vl, 100 * acc, secs);
+  if (h && o->json)
+    printf(", "), rt_health_json(h, stdout);
+  if (h && !o->json)
+    rt_health_print(h, stdout);
+  if (o->json)
+    printf("}\n");
   fflush(stdout);
+}
+
+/* Probes the health figures on the first training samples, in file
+   order: the same probe batch every epoch (docs/health.md). Hands them
+   to on_health; returns them, or NULL when not asked for. */
+static const RtHealth *train_probe(Loop *L, int epoch) {
+  if (!L->o->health)
+    return NULL;
+  int n = (int)(L->train.n < L->net->batch ? L->train.n : L->net->batch);
+  rt_health_probe(&L->health, L->net, n, L->train.images, L->train.labels);
+  if (L->o->on_health)
+    L->o->on_health(L->o->ctx, epoch, &L->health);
+  return &L->health;
+}
+
+/* Prints the health figures of the initial weights, as epoch 0. */
+static void train_print_initial(Loop *L) {
+  const RtHealth *h = train_probe(L, 0);
+  if (L->o->on_epoch)
+    return;
+  if (h && L->o->json)
+    printf("{\"epoch\": 0, "), rt_health_json(h, stdout), printf("}\n");
+  if (h && !L->o->json)
+    printf("%5d  (the initial weights)\n", 0), rt_health_print(h, stdout);
 }
 
 /* Allocates the loop's buffers; 0 or -1. */
@@ -226,6 +310,8 @@ static int train_alloc(Loop *L) {
   L->perm = malloc(sizeof(long) * (size_t)n);
   L->x = malloc((size_t)L->net->batch * L->net->input);
   L->y = malloc((size_t)L->net->batch);
+  if (L->o->health && rt_health_alloc(&L->health, L->net))
+    return -1;
   return L->perm && L->x && L->y ? 0 : -1;
 }
 
@@ -242,10 +328,12 @@ static int train_run(Loop *L) {
   double t0 = train_now(), tl = 0, vl = 0, acc = 0;
   if (!o->json && !o->on_epoch)
     printf("epoch  train_loss   test_loss  test_acc  seconds\n");
+  train_print_initial(L);
   for (int e = 1; e <= o->epochs; e++) {
     double t = train_now();
     long bad = 0;
     tl = train_epoch(L, &bad);
+    double train_secs = train_now() - t;
     if (isnan(tl) && o->on_epoch) {
       train_report(o, e, NAN, NAN, NAN, train_now() - t, bad);
       return 1;
@@ -256,10 +344,12 @@ static int train_run(Loop *L) {
       return 1;
     }
     train_eval(L, &vl, &acc);
+    double secs = train_now() - t;
+    const RtHealth *h = train_probe(L, e);
     if (o->on_epoch)
-      train_report(o, e, tl, vl, acc, train_now() - t, 0);
+      train_report(o, e, tl, vl, acc, secs, 0);
     else
-      train_print(o, e, tl, vl, acc, train_now() - t);
+      train_print(o, e, tl, vl, acc, secs, train_secs, h);
   }
   if (L->skipped)
     fprintf(stderr, "mlpc: note: skipped %ld one-sample training batch(es): "
@@ -291,6 +381,7 @@ int rt_train(const RtNet *net, const RtOptions *o) {
   free(L.perm);
   free(L.x);
   free(L.y);
+  rt_health_free(&L.health);
   rt_free_set(&L.train);
   rt_free_set(&L.test);
   return status;

@@ -31,6 +31,17 @@ static long numel(const RtTensor *t) {
   return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
 }
 
+/* Writes t's data in row-major order; 0 or -1. */
+static int write_data(const RtTensor *t, FILE *f) {
+  size_t sz = st_sizes[t->dtype];
+  if (!t->transposed)
+    return fwrite(t->data, sz, numel(t), f) == (size_t)numel(t) ? 0 : -1;
+  for (long i = 0; i < numel(t); i++)
+    if (fwrite((char *)t->data + rt_offset(t, i) * sz, sz, 1, f) != 1)
+      return -1;
+  return 0;
+}
+
 /* The shape as PyTorch has it. */
 static json_t *shape_of(const RtTensor *t) {
   json_t *a = json_array();
@@ -82,7 +93,7 @@ int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen
   for (int i = 0; ok && i < net->ntensors; i++) {
     const RtTensor *t = &net->tensors[i];
     if (saved(t))
-      ok = fwrite(t->data, st_sizes[t->dtype], numel(t), f) == (size_t)numel(t);
+      ok = write_data(t, f) == 0;
   }
   free(hdr);
   if (fclose(f) || !ok || rename(tmp, path)) {
@@ -272,7 +283,7 @@ static void copy_all(File *F, json_t *h) {
       continue;
     json_unpack(json_object_get(json_object_get(h, t->name), "data_offsets"), "[I,I!]", &b,
                 &(json_int_t){0});
-    memcpy(t->data, F->buf + F->data + b, (size_t)numel(t) * st_sizes[t->dtype]);
+    rt_copy_rows(t, F->buf + F->data + b, 0);
   }
 }
 

@@ -770,8 +770,10 @@ int st_load(const char *path, Study *s, char *err, size_t errlen) {
            check_mode(&c, root, s) || !(base = check_base(&c, root, s, &base_model)) ||
            check_vary(&c, root, s) || check_seeds(&c, root, s, base_model.seed) ||
            expand_all(&c, s, base, &base_model, json_object_get(root, "vary"));
-  if (!rc)
+  if (!rc) {
     s->base_json = json_dumps(base, JSON_COMPACT | JSON_SORT_KEYS);
+    s->base = base_model;
+  }
   json_decref(base);
   json_decref(root);
   if (rc)
@@ -796,6 +798,8 @@ static void sync_json(StExperiment *e, const char *key) {
 
 int st_override(Study *s, const char *flag, const char *key, const char *text,
                 char *err, size_t errlen) {
+  if (fe_override(&s->base, flag, key, text, err, errlen))
+    return -1;
   for (int i = 0; i < s->nexp; i++) {
     if (fe_override(&s->exp[i].model, flag, key, text, err, errlen))
       return -1;

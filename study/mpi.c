@@ -600,8 +600,10 @@ static void handle(Sched *S, int i, const StMsg *m) {
     S->state[m->task] = FAILED, S->failed++, S->fatal = 1;
     return;
   }
-  if (st_db_put(S->db, S->p, m->task, &m->r, err, sizeof err)) {
-    fprintf(stderr, "mlpc: error: %s: %s\n", S->o->db_path, err);
+  int rc = st_db_put(S->db, S->p, m->task, &m->r, err, sizeof err);
+  if (rc)
+    fprintf(stderr, "mlpc: %s: %s: %s\n", rc > 0 ? "warning" : "error", S->o->db_path, err);
+  if (rc < 0) {
     S->state[m->task] = FAILED, S->failed++, S->fatal = 1;
     return;
   }
@@ -725,8 +727,8 @@ static int setup(Sched *S) {
   if (!S->state || !S->lost)
     exit(1);
   for (int i = 0; i < S->p->ntasks; i++)
-    S->state[i] = S->p->tasks[i].run_id > 0 ? DONE : PENDING,
-    S->total += !S->p->tasks[i].run_id;
+    S->state[i] = S->p->tasks[i].run_id > 0 && !S->p->tasks[i].no_health ? DONE : PENDING,
+    S->total += S->state[i] == PENDING;
   S->pending = S->total;
   S->local.w = (StWorker){NULL, -1, cache};
   for (int i = 1; i < nranks; i++)  /* the first word, and the clock starts */

@@ -100,12 +100,18 @@ static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *o
 
 /* ---- code ---- */
 
-/* The index of an experiment's code in p->codes, added if new. */
-static int code_of(StPlan *p, int exp) {
+/* A model's generated unit for the plan's backend. */
+static Buf unit_of(const StPlan *p, const Model *m) {
   static Ir ir;
   Buf b = {0};
-  ir_lower(&p->s->exp[exp].model, &ir);
+  ir_lower(m, &ir);
   emit_unit(&ir, p->backend, &b);
+  return b;
+}
+
+/* The index of an experiment's code in p->codes, added if new. */
+static int code_of(StPlan *p, int exp) {
+  Buf b = unit_of(p, &p->s->exp[exp].model);
   StHash h = st_hash(b.buf, b.len);
   for (int i = 0; i < p->ncodes; i++)
     if (!strcmp(p->codes[i].hash.hex, h.hex) && !strcmp(p->codes[i].unit, b.buf)) {
@@ -160,7 +166,8 @@ static int plan_experiment(StPlan *p, Table *tb, Seen *seen, int e, char *err,
                            size_t errlen) {
   const StExperiment *x = &p->s->exp[e];
   StTask t = {.code = code_of(p, e), .exp = e};
-  rt_data_dir(x->model.data, t.data_dir, sizeof t.data_dir);
+  char dir[MAX_PATH_LEN];
+  snprintf(t.data_dir, sizeof t.data_dir, "%s", rt_data_dir(x->model.data, dir, sizeof dir));
   if (data_of(seen, x, t.data_dir, &t.data_hash, err, errlen))
     return -1;
   settings(p, &x->model, t.settings, sizeof t.settings);
@@ -169,6 +176,25 @@ static int plan_experiment(StPlan *p, Table *tb, Seen *seen, int e, char *err,
     p->task_of[e * p->s->nseeds + k] = task_of(p, tb, &t);
   }
   return 0;
+}
+
+/* The first experiment whose runs are the base model's: the same code,
+   data directory and settings; -1 if none is. */
+static int find_base(const StPlan *p) {
+  const Study *s = p->s;
+  char buf[MAX_PATH_LEN], set[sizeof p->tasks[0].settings];
+  Buf b = unit_of(p, &s->base);
+  const char *dir = rt_data_dir(s->base.data, buf, sizeof buf);
+  settings(p, &s->base, set, sizeof set);
+  int base = -1;
+  for (int e = 0; e < s->nexp && base < 0 && s->nseeds; e++) {
+    const StTask *t = &p->tasks[p->task_of[e * s->nseeds]];
+    if (!strcmp(p->codes[t->code].unit, b.buf) && !strcmp(t->data_dir, dir) &&
+        !strcmp(t->settings, set))
+      base = e;
+  }
+  free(b.buf);
+  return base;
 }
 
 int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
@@ -192,6 +218,7 @@ int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
   int rc = 0;
   for (int e = 0; e < s->nexp && !rc; e++)
     rc = plan_experiment(p, &tb, seen, e, err, errlen) ? 2 : 0;
+  p->base = rc ? -1 : find_base(p);
   free(tb.slot);
   free(seen);
   return rc;

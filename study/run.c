@@ -4,13 +4,18 @@
  * The parent forks --jobs workers. Each worker reads run numbers from its
  * own pipe, and for each: compiles the run's code unless it holds it
  * already (gcc: a cached object under out/cache), draws the initial
- * weights for the seed, trains single-threaded, and writes the figures
- * back on its result pipe. A run's result depends only on its code,
- * seed, data and settings, never on the worker or on --jobs.
+ * weights for the seed, trains single-threaded with the health figures
+ * on (docs/health.md), and writes the figures back on its result pipe.
+ * A run's result depends only on its code, seed, data and settings,
+ * never on the worker or on --jobs.
  *
- * What a worker does with one run (st_job, st_compile, st_train) and the
- * message it sends back (st_msg, st_msg_parse) are shared with the MPI
- * ranks of mpi.c: the same code runs, the same bytes travel.
+ * A message (st_msg) is a header, then its nepochs RtEpoch records, its
+ * nhealth StHealthName records (the health figures' names), its nprobes ×
+ * nhealth StHealthValue records (probe 0: the initial weights) and an
+ * error text; on a pipe, its length goes first. What a worker does with
+ * one run (st_job, st_compile, st_train) and that message (st_msg,
+ * st_msg_parse) are shared with the MPI ranks of mpi.c: the same code
+ * runs, the same bytes travel.
  *
  * The parent alone writes the database, one transaction per run, as
  * results arrive. It hands a free worker a run of the code it holds if
@@ -104,15 +109,19 @@ static int write_full(int fd, const void *buf, size_t n) {
 #define MSG_MAGIC 0x6d6c7031u  /* "mlp1": a message of this layout       */
 #define MSG_MAX (64u << 20)    /* a message's size at most                */
 
-/* A message's header; nepochs RtEpoch records follow, then errlen bytes
-   of error text and a 0. Both ends run the same build (MPI: the same
-   mlpc on every host), so the layout is the host's. */
+/* A message's header; its records follow, then errlen bytes of error
+   text and a 0. Both ends run the same build (MPI: the same mlpc on every
+   host), so the layout is the host's. */
 typedef struct {
   uint32_t magic;
   int kind, task, nepochs, diverged_epoch, errlen;
   long diverged_step;
   double seconds;
+  int nhealth;          /* StHealthName records after the epochs          */
+  int nprobes;          /* and nprobes × nhealth StHealthValue records    */
 } MsgHead;
+
+#define MSG_MAX_RECORDS 100000  /* of each kind, at most                  */
 
 /* Makes room for n more bytes at the end of b; where they go. */
 static char *grow(Buf *b, size_t n) {
@@ -134,14 +143,26 @@ void st_msg(Buf *out, int kind, int task, const StResult *r, const char *err) {
   MsgHead h = {.magic = MSG_MAGIC, .kind = kind, .task = task};
   if (r)
     h.nepochs = r->nepochs, h.diverged_epoch = r->diverged_epoch,
-    h.diverged_step = r->diverged_step, h.seconds = r->seconds;
+    h.diverged_step = r->diverged_step, h.seconds = r->seconds, h.nhealth = r->nhealth,
+    h.nprobes = r->nprobes;
   size_t n = err ? strlen(err) : 0;
   h.errlen = n < 4096 ? (int)n : 4096;
   put(out, &h, sizeof h);
-  if (h.nepochs)
+  if (r) {
     put(out, r->epochs, (size_t)h.nepochs * sizeof *r->epochs);
+    put(out, r->hnames, (size_t)h.nhealth * sizeof *r->hnames);
+    put(out, r->health, (size_t)h.nprobes * h.nhealth * sizeof *r->health);
+  }
   put(out, err ? err : "", (size_t)h.errlen);
   put(out, "", 1);
+}
+
+/* Whether a header's counts are ones a message can hold. */
+static int valid(const MsgHead *h) {
+  return h->magic == MSG_MAGIC && h->kind >= ST_MSG_COMPILED && h->kind <= ST_MSG_ERROR &&
+         h->nepochs >= 0 && h->nepochs <= MSG_MAX_RECORDS && h->nhealth >= 0 &&
+         h->nhealth <= MSG_MAX_RECORDS && h->nprobes >= 0 && h->nprobes <= h->nepochs + 1 &&
+         h->errlen >= 0 && h->errlen <= 4096;
 }
 
 int st_msg_parse(const void *buf, size_t len, StMsg *m) {
@@ -149,15 +170,15 @@ int st_msg_parse(const void *buf, size_t len, StMsg *m) {
   if (len < sizeof h)
     return -1;
   memcpy(&h, buf, sizeof h);
-  size_t ep = (size_t)h.nepochs * sizeof(RtEpoch);
-  if (h.magic != MSG_MAGIC || h.kind < ST_MSG_COMPILED || h.kind > ST_MSG_ERROR ||
-      h.nepochs < 0 || h.nepochs > 100000 || h.errlen < 0 || h.errlen > 4096 ||
-      len != sizeof h + ep + (size_t)h.errlen + 1)
+  size_t ep = (size_t)h.nepochs * sizeof(RtEpoch), hn = (size_t)h.nhealth * sizeof(StHealthName),
+         hv = (size_t)h.nprobes * h.nhealth * sizeof(StHealthValue);
+  if (!valid(&h) || len != sizeof h + ep + hn + hv + (size_t)h.errlen + 1)
     return -1;
   const char *p = (const char *)buf + sizeof h;
   *m = (StMsg){h.kind, h.task,
-               {h.nepochs, (RtEpoch *)p, h.diverged_epoch, h.diverged_step, h.seconds},
-               p + ep};
+               {h.nepochs, (RtEpoch *)p, h.diverged_epoch, h.diverged_step, h.seconds,
+                h.nhealth, h.nprobes, (StHealthName *)(p + ep), (StHealthValue *)(p + ep + hn)},
+               p + ep + hn + hv};
   return m->err[h.errlen] ? -1 : 0;
 }
 
@@ -183,8 +204,8 @@ int st_compile(StWorker *w, const StJob *j, Buf *out) {
 
 /* What one run collects from rt_train. */
 typedef struct {
-  StResult r;
-  int room;
+  StResult r;           /* r.hnames (nhealth), r.health (room, nhealth)   */
+  int room;             /* probes at most: epochs + 1                     */
 } Collect;
 
 /* Keeps an epoch's figures; the first one not finite ends the record. */
@@ -200,21 +221,50 @@ static void collect(void *ctx, const RtEpoch *e) {
   c->r.epochs[c->r.nepochs++] = *e;
 }
 
+/* Keeps a probe's health figures (epoch 0: the initial weights). */
+static void collect_health(void *ctx, int epoch, const RtHealth *h) {
+  Collect *c = ctx;
+  StResult *r = &c->r;
+  if (r->diverged_epoch || epoch >= c->room || h->nrows > MSG_MAX_RECORDS)
+    return;
+  if (!r->hnames) {
+    r->hnames = calloc((size_t)h->nrows + 1, sizeof *r->hnames);
+    r->health = calloc((size_t)c->room * h->nrows + 1, sizeof *r->health);
+    if (!r->hnames || !r->health) {
+      fprintf(stderr, "mlpc: error: out of memory\n");
+      _exit(1);
+    }
+    r->nhealth = h->nrows;
+    for (int i = 0; i < h->nrows; i++) {
+      snprintf(r->hnames[i].layer, sizeof r->hnames[i].layer, "%s", h->rows[i].layer);
+      snprintf(r->hnames[i].figure, sizeof r->hnames[i].figure, "%s", h->rows[i].figure);
+    }
+  }
+  for (int i = 0; i < r->nhealth && h->nrows == r->nhealth; i++)
+    r->health[(size_t)epoch * r->nhealth + i] = (StHealthValue){h->rows[i].value,
+                                                                h->rows[i].na};
+  r->nprobes = epoch + 1;
+}
+
 int st_train(StWorker *w, const StJob *j, Buf *out) {
-  Collect c = {.room = j->epochs};
-  c.r.epochs = calloc((size_t)j->epochs + 1, sizeof *c.r.epochs);
-  RtOptions o = {j->epochs, j->seed, j->max_batches, j->shuffle, 0, j->data_dir, collect, &c};
+  Collect c = {.room = j->epochs + 1};
+  c.r.epochs = calloc((size_t)c.room, sizeof *c.r.epochs);
+  RtOptions o = {.epochs = j->epochs, .seed = j->seed, .max_batches = j->max_batches,
+                 .shuffle = j->shuffle, .data = j->data_dir, .on_epoch = collect, .ctx = &c,
+                 .health = 1, .on_health = collect_health};
   double t0 = now();
   const RtNet *net = jit_net(w->jit);
   rt_init(net, j->seed);
   int status = rt_train(net, &o);
   c.r.seconds = now() - t0;
+  if (c.r.nprobes > c.r.nepochs + 1)  /* the probe of the epoch it diverged at */
+    c.r.nprobes = c.r.nepochs + 1;
   int failed = status && !c.r.diverged_epoch;
   if (failed)
     st_msg(out, ST_MSG_ERROR, j->task, NULL, "training failed; see the message above");
   else
     st_msg(out, ST_MSG_RESULT, j->task, &c.r, NULL);
-  free(c.r.epochs);
+  free(c.r.epochs), free(c.r.hnames), free(c.r.health);
   return failed ? -1 : 0;
 }
 
@@ -443,9 +493,12 @@ static void lost(Sched *S, Worker *w) {
 static void finished(Sched *S, Worker *w, const StMsg *m) {
   char err[2048];
   w->task = -1;
-  if (st_db_put(S->db, S->p, m->task, &m->r, err, sizeof err)) {
+  int rc = st_db_put(S->db, S->p, m->task, &m->r, err, sizeof err);
+  if (rc) {
     clear_line(S);
-    fprintf(stderr, "mlpc: error: %s: %s\n", S->o->db_path, err);
+    fprintf(stderr, "mlpc: %s: %s: %s\n", rc > 0 ? "warning" : "error", S->o->db_path, err);
+  }
+  if (rc < 0) {
     S->state[m->task] = FAILED, S->failed++, S->fatal = 1;
     return;
   }
@@ -513,7 +566,8 @@ static int setup(Sched *S) {
   S->state = calloc((size_t)p->ntasks + 1, 1);
   S->code = calloc((size_t)p->ncodes + 1, 1);
   for (int i = 0; i < p->ntasks; i++)
-    S->state[i] = p->tasks[i].run_id > 0 ? DONE : PENDING, S->total += !p->tasks[i].run_id;
+    S->state[i] = p->tasks[i].run_id > 0 && !p->tasks[i].no_health ? DONE : PENDING,
+    S->total += S->state[i] == PENDING;
   for (int c = 0; c < p->ncodes; c++)
     S->code[c] = p->backend == BACKEND_TCC ? READY : NEW;
   S->nw = S->o->jobs < S->total ? S->o->jobs : S->total;

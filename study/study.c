@@ -4,7 +4,8 @@
  *
  *   load and expand (load.c) → run flags → plan (plan.c; --dump-study
  *   prints it) → open the database and find what it holds (db.c) → run
- *   the rest (run.c) → tables (report.c)
+ *   the rest (run.c) → tables, plots and conclusions (report.c, plot.c,
+ *   conclude.c)
  *
  * Exit status as for a model: 0 success, 2 bad input, 1 other errors;
  * 128 + the signal when interrupted.
@@ -109,6 +110,8 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
       F->shuffle = 0;
       continue;
     }
+    if (!strcmp(a, "--health"))  /* a study's runs always record them */
+      continue;
     if (i + 1 < argc && value_flag(F, s, a, argv[i + 1])) {
       i++;
       continue;
@@ -121,22 +124,39 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
     F->backend = jit_default_backend();
 }
 
+/* The number of runs not yet in the database, and of those in it without
+   health figures (*again), which are run again to add them. */
+static int missing(const StPlan *p, int *again) {
+  int n = 0;
+  *again = 0;
+  for (int i = 0; i < p->ntasks; i++)
+    n += p->tasks[i].run_id <= 0, *again += p->tasks[i].run_id > 0 && p->tasks[i].no_health;
+  return n;
+}
+
+/* ", K of them recorded without health figures (run again to add them)". */
+static const char *fmt_again(int k) {
+  static char buf[128];
+  snprintf(buf, sizeof buf, ", %d of them recorded without health figures (run again to add "
+           "them)", k);
+  return buf;
+}
+
 /* Says what is about to run. */
 static void describe(const StPlan *p, const Flags *F, const char *db, int jobs) {
   const Study *s = p->s;
-  int have = 0;
-  for (int i = 0; i < p->ntasks; i++)
-    have += p->tasks[i].run_id > 0;
+  int again, have = p->ntasks - missing(p, &again);
   printf("mlpc %s: study %s (%s): %s, %d experiments × %d seeds = %d runs, %d distinct, "
          "%d compiled model%s\n", MLPC_VERSION, s->name, s->file, st_mode_names[s->mode],
          s->nexp, s->nseeds, s->nexp * s->nseeds, p->ntasks, p->ncodes,
          p->ncodes == 1 ? "" : "s");
-  if (have == p->ntasks)
+  if (have == p->ntasks && !again)
     printf("all %d already in %s\n", have, db);
   else
-    printf("%d already in %s; %d to run on %d %s%s, backend %s\n", have, db,
-           p->ntasks - have, jobs, st_mpi_ranks() ? "MPI rank" : "worker",
-           jobs == 1 ? "" : "s", backend_names[F->backend]);
+    printf("%d already in %s%s; %d to run on %d %s%s, backend %s\n", have, db,
+           again ? fmt_again(again) : "", p->ntasks - have + again, jobs,
+           st_mpi_ranks() ? "MPI rank" : "worker", jobs == 1 ? "" : "s",
+           backend_names[F->backend]);
   fflush(stdout);
 }
 
@@ -147,14 +167,6 @@ static void dump(const StPlan *p) {
     const StTask *t = &p->tasks[p->task_of[i * s->nseeds]];
     printf("%s\t%s\t%s\n", s->exp[i].name, p->codes[t->code].hash.hex, s->exp[i].json);
   }
-}
-
-/* The number of runs not yet in the database. */
-static int missing(const StPlan *p) {
-  int n = 0;
-  for (int i = 0; i < p->ntasks; i++)
-    n += p->tasks[i].run_id <= 0;
-  return n;
 }
 
 int st_main(const char *file, int argc, char **argv) {
@@ -179,9 +191,11 @@ int st_main(const char *file, int argc, char **argv) {
     dump(&p);
   if (!F.run)
     return st_plan_free(&p), st_free(&s), 0;
-  if (st_db_open(dbpath, &db, err, sizeof err) || st_db_prepare(db, &p, err, sizeof err))
+  if (st_db_open(dbpath, &db, stderr, err, sizeof err) ||
+      st_db_prepare(db, &p, err, sizeof err))
     return fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), 1;
-  int todo = missing(&p), jobs = st_mpi_ranks() ? st_mpi_ranks() : F.jobs;
+  int again, todo = missing(&p, &again) + again;
+  int jobs = st_mpi_ranks() ? st_mpi_ranks() : F.jobs;
   jobs = jobs < todo ? jobs : todo;
   describe(&p, &F, dbpath, jobs);
   StRunOptions o = {jobs, dbpath, isatty(2)};
@@ -196,7 +210,8 @@ int st_main(const char *file, int argc, char **argv) {
   if (!rc && st_report(db, &p, outdir, stdout, err, sizeof err))
     fprintf(stderr, "mlpc: error: %s\n", err), rc = 1;
   if (!rc)
-    printf("\ntables: %s/summary.csv, runs.csv, report.md; database: %s\n", outdir, dbpath);
+    printf("\nreport: %s/report.md (with summary.csv, runs.csv, comparisons.csv and the "
+           "plots); database: %s\n", outdir, dbpath);
   st_db_close(db);
   st_plan_free(&p);
   st_free(&s);

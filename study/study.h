@@ -6,7 +6,8 @@
  *   data and settings of each run, what the database already holds)
  *   → runs on worker processes (run.c), or on MPI ranks (mpi.c)
  *   → one transaction per run (db.c)
- *   → tables (report.c)
+ *   → tables, plots and conclusions (report.c, plot.c, conclude.c,
+ *   health.c; statistics in stats.c)
  *
  * study.c holds the driver, `mlpc STUDY.json --run`.
  */
@@ -54,6 +55,7 @@ typedef struct {
   int nseeds;
   uint64_t *seeds;
   char *base_json;          /* the base model: compact JSON, sorted keys  */
+  Model base;               /* the base model, checked, with the run flags */
 } Study;
 
 /* ---- load.c: the study file ---- */
@@ -92,6 +94,8 @@ typedef struct {
   char settings[192];       /* JSON: backend, epochs, max_batches, ...    */
   char data_dir[MAX_PATH_LEN];
   long long run_id;         /* its row in the database; 0: not yet run    */
+  int no_health;            /* recorded without health figures (by an
+                               older mlpc): run again to add them         */
 } StTask;
 
 typedef struct {
@@ -103,6 +107,8 @@ typedef struct {
   int ntasks;
   StTask *tasks;
   int *task_of;             /* (nexp, nseeds): the task of each run       */
+  int base;                 /* the first experiment that is the base model
+                               (same code, data and settings), or -1      */
 } StPlan;
 
 /* Generates every experiment's code, hashes the data sets and finds the
@@ -115,6 +121,19 @@ void st_plan_free(StPlan *p);
 
 typedef struct sqlite3 sqlite3;
 
+/* The name of one health figure of a run (docs/health.md): the same for
+   every probe of the run. */
+typedef struct {
+  char layer[56];           /* "hidden1" ..., or a tensor: "fc1.weight"   */
+  char figure[24];          /* "pre_mean" ... "dead", "norm" ...          */
+} StHealthName;
+
+/* One health figure of one probe. */
+typedef struct {
+  double value;             /* NaN when na                                */
+  int na;                   /* not applicable (docs/health.md)            */
+} StHealthValue;
+
 /* What one run brings back. */
 typedef struct {
   int nepochs;              /* finished epochs, with finite figures       */
@@ -122,17 +141,30 @@ typedef struct {
   int diverged_epoch;       /* 0: did not diverge                         */
   long diverged_step;       /* the training step; 0: in the test pass      */
   double seconds;           /* the whole run, without compiling           */
+  int nhealth;              /* health figures per probe                   */
+  int nprobes;              /* probes: epoch 0 (the initial weights) to
+                               nprobes - 1 <= nepochs                     */
+  StHealthName *hnames;     /* (nhealth)                                  */
+  StHealthValue *health;    /* (nprobes, nhealth)                         */
 } StResult;
 
-/* Opens (creating if needed) the database: WAL mode, the schema. */
-int st_db_open(const char *path, sqlite3 **db, char *err, size_t errlen);
+/* The database's schema version (PRAGMA user_version). */
+#define ST_DB_SCHEMA 2
+
+/* Opens (creating if needed) the database: WAL mode, the schema. An older
+   schema is upgraded in place, keeping every run, with a line to note
+   (unless NULL); a newer one is refused. */
+int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen);
 void st_db_close(sqlite3 *db);
-/* Fills in the run_id of every task the database already holds, and
-   makes the study's membership table list exactly those runs. */
+/* Fills in the run_id of every task the database already holds (and
+   no_health for those recorded without health figures), and makes the
+   study's membership table list exactly those runs. */
 int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
-/* Records one run and the experiments it serves, in one transaction;
-   sets the task's run_id. A run recorded meanwhile by another process
-   is kept and reused. */
+/* Records one run, its health figures and the experiments it serves, in
+   one transaction; sets the task's run_id. A run recorded meanwhile by
+   another process is kept and reused; one recorded without health
+   figures gets r's if r repeats its figures bit for bit. Returns 0; 1
+   when the run is recorded but err holds a warning; -1 on errors. */
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
               char *err, size_t errlen);
 
@@ -216,12 +248,161 @@ int st_mpi_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
 #define st_mpi_ranks() 0
 #endif
 
-/* ---- report.c: tables ---- */
+/* ---- report.c: tables, figures and conclusions, from the database ---- */
 
-/* Writes summary.csv, runs.csv and report.md into dir from the database,
-   and prints the summary table to term. */
+/* The final figures of a run, in summary.csv's order: X(enum, column) */
+#define ST_FIGURES(X)                 \
+  X(ST_TEST_LOSS,  "test_loss")       \
+  X(ST_TEST_ACC,   "test_acc")        \
+  X(ST_TRAIN_LOSS, "train_loss")      \
+  X(ST_SECONDS,    "seconds")
+
+#define ENUM1_(e, ...) e,
+enum { ST_FIGURES(ENUM1_) ST_NFIGS };
+#undef ENUM1_
+extern const char *const st_figure_names[ST_NFIGS];
+
+/* One run of an experiment, as the database holds it. */
+typedef struct {
+  long long id;
+  uint64_t seed;
+  int diverged_epoch;       /* 0: finished                                */
+  long diverged_step;
+  double fig[ST_NFIGS];     /* after the last epoch; NaN if diverged      */
+  int nepochs;              /* epochs with figures                        */
+  double *test_loss;        /* (nepochs): each epoch's test loss          */
+} StRunFigs;
+
+/* One experiment's runs, in seed order, and the mean and sample standard
+   deviation of their final figures over the runs that did not diverge. */
+typedef struct {
+  int runs, diverged, n;    /* n: finished runs                           */
+  StRunFigs *run;           /* (runs)                                     */
+  double mean[ST_NFIGS], std[ST_NFIGS];  /* NaN when n < 1 (< 2 for std)  */
+  int same;                 /* the first experiment with the very same
+                               runs (itself if none before it)            */
+} StExpFigs;
+
+/* The health figures of each distinct model (health.c). */
+typedef struct StHealthFigs StHealthFigs;
+
+/* Everything a report is made from: the plan, and the database's figures
+   of each experiment. */
+typedef struct {
+  const StPlan *p;
+  sqlite3 *db;
+  StExpFigs *exp;           /* (nexp)                                     */
+  StHealthFigs *health;
+} StFigs;
+
+/* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
+void st_csv_text(FILE *f, const char *s, int last);
+/* Writes a number field: 17 significant digits, empty for NaN. */
+void st_csv_real(FILE *f, double v, int last);
+
+/* Writes into dir, from the database: summary.csv, runs.csv,
+   comparisons.csv, the plots (when gnuplot is there) and report.md; and
+   prints the summary table and the ranking to term. */
 int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term,
               char *err, size_t errlen);
+
+/* ---- plot.c: figures drawn by gnuplot ---- */
+
+#define ST_MAX_PLOTS 16
+
+/* The plots of a report: data files and one gnuplot script under
+   DIR/plots/, drawn into DIR/NAME.png by a gnuplot child process. */
+typedef struct {
+  char dir[MAX_PATH_LEN];
+  FILE *gp;                 /* DIR/plots/plots.gp                         */
+  int n;
+  char png[ST_MAX_PLOTS][64];     /* each figure's file, in DIR           */
+  char title[ST_MAX_PLOTS][128];  /* and what it shows                    */
+  int drawn;                /* 1 once gnuplot drew them all               */
+  char why[MAX_PATH_LEN + 256]; /* why not, when not                       */
+} StPlots;
+
+/* Creates DIR/plots/ and starts the script. */
+int st_plots_open(StPlots *pl, const char *dir, char *err, size_t errlen);
+/* Opens DIR/plots/NAME for a figure's data; NULL with err set. */
+FILE *st_plots_data(StPlots *pl, const char *name, char *err, size_t errlen);
+/* Starts a figure: its PNG file name (in DIR), its size in pixels and
+   what it shows; the caller then writes gnuplot commands to pl->gp, with
+   data files named "plots/NAME". */
+void st_plots_figure(StPlots *pl, const char *png, int width, int height,
+                     const char *title);
+/* Writes s as a gnuplot string literal: "..." with escapes. */
+void st_plots_string(FILE *gp, const char *s);
+/* Sets an axis (x or y) for values in [lo, hi]: a log scale when they
+   span more than a factor 20, else linear from 0 when they are all
+   positive; autoscaled when lo or hi is not finite. */
+void st_plots_axis(FILE *gp, char axis, double lo, double hi);
+/* The figures every study has: test loss per epoch, final test loss. */
+int st_plots_study(StPlots *pl, const StFigs *f, char *err, size_t errlen);
+/* Ends the script and runs gnuplot on it. A missing or failing gnuplot
+   is not an error: pl->why says what happened and term gets a warning. */
+void st_plots_draw(StPlots *pl, FILE *term);
+
+/* ---- conclude.c: the conclusions, derived from the figures ---- */
+
+/* Ranks the distinct models by final test loss, tests each against the
+   base and against each other, and writes report.md's conclusions to md,
+   every comparison to csv (comparisons.csv) and the ranking to term. */
+void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term);
+
+/* ---- health.c: the activation-health figures ---- */
+
+/* Reads the health figures of each distinct model's finished runs (the
+   experiments i with f->exp[i].same == i); NULL on a database error. */
+StHealthFigs *st_health_load(const StFigs *f);
+void st_health_free(StHealthFigs *h, int nexp);
+/* health.csv: each experiment's every figure per epoch, mean and
+   standard deviation over its finished runs. */
+void st_health_csv(const StFigs *f, FILE *csv);
+/* Adds health.png to pl, if any run has health figures; returns how many
+   distinct models have them, -1 when a file cannot be written. */
+int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen);
+/* report.md's "Activation health" section: the table and the figure. */
+void st_health_section(const StFigs *f, const StPlots *pl, FILE *md);
+/* The conclusions' last part: what the health figures show about why the
+   models rank as they do (rank: the first experiment of each distinct
+   model, best first). */
+void st_health_why(const StFigs *f, const int *rank, int nrank, FILE *md);
+
+/* ---- stats.c: statistics for the conclusions ---- */
+
+#define ST_PERM_MAX 20            /* values at most in a permutation test */
+
+/* Mean and sample standard deviation (n − 1) of x[0..n); NaN when n is
+   0 (mean) or below 2 (std). */
+void st_mean_std(const double *x, int n, double *mean, double *std);
+/* The regularized incomplete beta function I_x(a, b). */
+double st_beta_inc(double a, double b, double x);
+/* The two-sided p of Student's t distribution: P(|T| >= |t|) with df
+   (not necessarily whole) degrees of freedom. */
+double st_t_p(double t, double df);
+
+/* Welch's t-test of mean(a) − mean(b), variances not assumed equal. */
+typedef struct {
+  double diff;              /* mean(a) − mean(b)                          */
+  double t, df, p;          /* NaN with fewer than 2 values on a side     */
+} StWelch;
+StWelch st_welch(const double *a, int na, const double *b, int nb);
+
+/* The exact permutation test of the difference of means: of all
+   C(na + nb, na) ways to split the pooled values into groups of na and
+   nb, the share whose |difference of means| is at least the observed. */
+typedef struct {
+  double p;                 /* two-sided; NaN if a side is empty or there
+                               are more than ST_PERM_MAX values          */
+  double min_p;             /* the smallest p these sizes can give        */
+  long count, total;        /* splits at least as extreme; all splits     */
+} StPerm;
+StPerm st_permutation(const double *a, int na, const double *b, int nb);
+
+/* Holm's step-down adjustment of n p values for testing them together;
+   NaN values are left out and stay NaN. */
+void st_holm(const double *p, int n, double *adj);
 
 /* ---- study.c: the driver ---- */
 

@@ -72,7 +72,7 @@ static pid_t start_in(const char *dir, const char *const *argv) {
 }
 
 /* Appends the NULL-terminated list v to argv[*n..]. */
-static void append(const char **argv, int *n, const char *const *v) {
+static void add_args(const char **argv, int *n, const char *const *v) {
   while (*v)
     argv[(*n)++] = *v++;
 }
@@ -80,7 +80,7 @@ static void append(const char **argv, int *n, const char *const *v) {
 /* mlpc's arguments for a study in tmp: its file, run flags, a database
    and tables named by what. */
 static void study_args(const char **argv, int *n, const char *study, const char *what) {
-  append(argv, n, (const char *[]){MLPC_BIN, fmt("%s.json", study), "--run", "--backend",
+  add_args(argv, n, (const char *[]){MLPC_BIN, fmt("%s.json", study), "--run", "--backend",
                                    "tcc", "--db", fmt("%s.sqlite", what), "--out", what, NULL});
 }
 
@@ -91,16 +91,16 @@ static pid_t start_mpi(const char *study, const char *what, int n, const char *e
   const char *argv[128];
   int k = 0;
   argv[k++] = MPIEXEC;
-  append(argv, &k, mpi_flags);
+  add_args(argv, &k, mpi_flags);
   if (extra)
     argv[k++] = extra;
-  append(argv, &k, (const char *[]){"-np", "1", "--wdir", tmp, NULL});
+  add_args(argv, &k, (const char *[]){"-np", "1", "--wdir", tmp, NULL});
   study_args(argv, &k, study, what);
-  append(argv, &k, more);
-  append(argv, &k, (const char *[]){":", "-np", fmt("%d", n - 1), "--wdir",
+  add_args(argv, &k, more);
+  add_args(argv, &k, (const char *[]){":", "-np", fmt("%d", n - 1), "--wdir",
                                     fmt("%s/empty", tmp), NULL});
   study_args(argv, &k, study, what);
-  append(argv, &k, more);
+  add_args(argv, &k, more);
   argv[k] = NULL;
   return start_in(NULL, argv);
 }
@@ -115,7 +115,7 @@ static int run_local(const char *study, const char *what) {
   const char *argv[32];
   int k = 0;
   study_args(argv, &k, study, what);
-  append(argv, &k, (const char *[]){"--jobs", "2", NULL});
+  add_args(argv, &k, (const char *[]){"--jobs", "2", NULL});
   argv[k] = NULL;
   return wait_status(start_in(tmp, argv));
 }
@@ -352,8 +352,8 @@ static void test_refused(void **state) {
   const char *argv[64];
   int k = 0;
   argv[k++] = MPIEXEC;
-  append(argv, &k, mpi_flags);
-  append(argv, &k, (const char *[]){"-np", "2", MLPC_BIN, "model.json", "--run", NULL});
+  add_args(argv, &k, mpi_flags);
+  add_args(argv, &k, (const char *[]){"-np", "2", MLPC_BIN, "model.json", "--run", NULL});
   argv[k] = NULL;
   assert_int_equal(wait_status(start_in(tmp, argv)), 2);
   char *err = read_all(fmt("%s/stderr", tmp));

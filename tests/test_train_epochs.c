@@ -70,7 +70,8 @@ static void test_same_as_printed(void **state) {
   char dir[4096], tmp[] = "/tmp/mlpc_epochsXXXXXX", path[64];
   assert_non_null(mkdtemp(tmp));
   snprintf(path, sizeof path, "%s/out", tmp);
-  RtOptions o = {EPOCHS, 7, 20, 1, 1, rt_data_dir("mnist", dir, sizeof dir), NULL, NULL};
+  RtOptions o = {.epochs = EPOCHS, .seed = 7, .max_batches = 20, .shuffle = 1, .json = 1,
+                 .data = rt_data_dir("mnist", dir, sizeof dir)};
   assert_int_equal(train_to(jit_net(j), &o, path), 0);
   FILE *f = fopen(path, "r");
   char line[512];
@@ -108,7 +109,8 @@ static void test_divergence(void **state) {
   Jit *j = small_model(1e30, ACT_RELU, &m, &ir);
   char dir[4096];
   Seen s = {0};
-  RtOptions o = {EPOCHS, 7, 20, 1, 0, rt_data_dir("mnist", dir, sizeof dir), collect, &s};
+  RtOptions o = {.epochs = EPOCHS, .seed = 7, .max_batches = 20, .shuffle = 1,
+                 .data = rt_data_dir("mnist", dir, sizeof dir), .on_epoch = collect, .ctx = &s};
   rt_init(jit_net(j), 7);
   assert_int_equal(rt_train(jit_net(j), &o), 1);
   assert_true(s.n >= 1);

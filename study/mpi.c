@@ -331,22 +331,26 @@ static void take_job(Worker *W, const char *buf, int n) {
   compute_start(&W->c, &j);
 }
 
-/* Removes the worker's data sets. */
-static void clean(Worker *W) {
+static Worker the_worker;
+
+/* Removes the worker's data sets; at exit, whatever the way out. */
+static void clean(void) {
+  Worker *W = &the_worker;
   char path[MAX_PATH_LEN + 100];
   if (!W->root[0])
     return;
   for (int id = 0; id < MAX_DATA; id++) {
     for (int f = 0; W->have[id] && f < 4; f++) {
-      snprintf(path, sizeof path, "%s/%d/%s", W->root, id, data_files[f]);
+      snprintf(path, sizeof path, "%.4095s/%d/%s", W->root, id, data_files[f]);
       remove(path);
       strcat(path, ".gz");
       remove(path);
     }
-    snprintf(path, sizeof path, "%s/%d", W->root, id);
+    snprintf(path, sizeof path, "%.4095s/%d", W->root, id);
     rmdir(path);
   }
   rmdir(W->root);
+  W->root[0] = 0;
 }
 
 /* Handles one message from rank 0; 1 when told to stop. */
@@ -369,9 +373,11 @@ static int worker_message(Worker *W, const MPI_Status *st) {
    no word from rank 0 for three timeouts while idle, it gives up. Its
    exit status. */
 static int worker(void) {
-  static Worker W = {.c.w = {NULL, -1, cache}};
+  Worker *W = &the_worker;
   double heard = 0, beat = 0;
   int status = 0;
+  W->c.w = (StWorker){NULL, -1, cache};
+  atexit(clean);
   for (;;) {
     int flag = 0;
     MPI_Status st;
@@ -379,15 +385,15 @@ static int worker(void) {
       return fprintf(stderr, "mlpc: rank %d: error: lost rank 0\n", me), all_there = 0, 1;
     if (flag) {
       heard = now();
-      if (worker_message(&W, &st))
+      if (worker_message(W, &st))
         break;
-    } else if (compute_ended(&W.c)) {
-      send_root(TAG_MSG, W.c.out.buf, W.c.out.len);
+    } else if (compute_ended(&W->c)) {
+      send_root(TAG_MSG, W->c.out.buf, W->c.out.len);
       heard = beat = now();
     } else if (heard && now() - beat >= beat_interval()) {
       send_root(TAG_BEAT, "", 0);
       beat = now();
-    } else if (!W.c.busy && heard && now() - heard > 3 * timeout) {
+    } else if (!W->c.busy && heard && now() - heard > 3 * timeout) {
       fprintf(stderr, "mlpc: rank %d: error: no word from rank 0 for %g s; stopping\n", me,
               3 * timeout);
       status = 1, all_there = 0;
@@ -395,7 +401,6 @@ static int worker(void) {
     } else
       nap(0.002);
   }
-  clean(&W);
   return status;
 }
 

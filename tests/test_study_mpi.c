@@ -11,6 +11,8 @@
  *     database, only those, and the figures are the same again;
  *   - a worker rank killed with SIGKILL (mpirun --enable-recovery,
  *     MLPC_MPI_TIMEOUT=2) costs only its run, which another rank does;
+ *     one stopped (SIGSTOP) beyond the timeout is taken for dead, and
+ *     taken back once it goes on;
  *   - under mpirun, a model file and --jobs are refused.
  */
 #include <dirent.h>
@@ -36,12 +38,12 @@ static const char tiny[] =
   "\"mode\": \"grid\", \"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
   "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2]}\n";
 
-/* The same, with runs long enough to kill a rank in the middle of one. */
+/* More and longer runs (24 of about 0.25 s), to stop a rank in the middle. */
 static const char longer[] =
-  "{\"name\": \"longer\", \"base\": {\"hidden\": [64], \"init\": \"kaiming_normal\", "
-  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 3, \"max_batches\": 60}, "
+  "{\"name\": \"longer\", \"base\": {\"hidden\": [256, 256], \"init\": \"kaiming_normal\", "
+  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 3, \"max_batches\": 100}, "
   "\"mode\": \"grid\", \"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
-  "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2]}\n";
+  "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2, 3, 4]}\n";
 
 /* Open MPI on loopback alone, any number of ranks on two cores. */
 static const char *const mpi_flags[] = {
@@ -234,7 +236,7 @@ static int setup(void **state) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  /* CI runs as root */
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
-  return 0;
+  return run_local("longer", "ref");  /* the reference of the killed ranks */
 }
 
 static int teardown(void **state) {
@@ -318,31 +320,55 @@ static pid_t rank_pid(pid_t mpirun, int r) {
   return found;
 }
 
-/* A worker rank killed in the middle: its run goes to another rank. */
-static void test_dead_rank(void **state) {
-  (void)state;
-  expect_ok(run_local("longer", "ref"));
-  setenv("MLPC_MPI_TIMEOUT", "2", 1);
-  pid_t pid = start_mpi("longer", "dead", 3, "--enable-recovery", (const char *[]){NULL});
+/* Starts the longer study on 3 ranks with --enable-recovery and a short
+   timeout, into database what; once its first run is done, sends rank 1
+   sig. Returns mpirun's pid. */
+static pid_t start_and_signal(const char *what, const char *timeout, int sig) {
+  setenv("MLPC_MPI_TIMEOUT", timeout, 1);
+  pid_t pid = start_mpi("longer", what, 3, "--enable-recovery", (const char *[]){NULL});
   unsetenv("MLPC_MPI_TIMEOUT");
-  char *err;
   int started = 0;
-  for (int i = 0; i < 3000 && !started; i++) {  /* the first run done */
+  for (int i = 0; i < 3000 && !started; i++) {
     char *err = read_all(fmt("%s/stderr", tmp));
-    started = strstr(err, "mlpc: [1/12]") != NULL;
+    started = strstr(err, "mlpc: [1/24]") != NULL;
     free(err);
     sleep_s(0.01);
   }
-  pid_t victim = rank_pid(pid, 1);
-  assert_true(victim > 0);
-  kill(victim, SIGKILL);
-  expect_ok(wait_status(pid));
-  err = read_all(fmt("%s/stderr", tmp));
+  pid_t rank1 = rank_pid(pid, 1);
+  assert_true(rank1 > 0);
+  kill(rank1, sig);
+  if (sig == SIGSTOP) {  /* taken for dead after 0.5 s; back after 1.5 s */
+    sleep_s(1.5);
+    kill(rank1, SIGCONT);
+  }
+  return pid;
+}
+
+/* A worker rank killed in the middle: its run goes to another rank. */
+static void test_dead_rank(void **state) {
+  (void)state;
+  expect_ok(wait_status(start_and_signal("dead", "2", SIGKILL)));
+  char *err = read_all(fmt("%s/stderr", tmp));
   assert_non_null(strstr(err, "mlpc: rank 1 ("));
   assert_non_null(strstr(err, "sent nothing for 2 s: taken for dead"));
-  assert_non_null(strstr(err, "mlpc: [12/12]"));
+  assert_non_null(strstr(err, "mlpc: [24/24]"));
   free(err);
   expect_same("ref", "dead");
+}
+
+/* A worker rank stopped (SIGSTOP) for longer than the timeout is taken
+   for dead; continued, it is taken back, and the study ends as usual. */
+static void test_slow_rank(void **state) {
+  (void)state;
+  expect_ok(wait_status(start_and_signal("slow", "0.5", SIGSTOP)));
+  char *err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, "mlpc: rank 1 ("));
+  assert_non_null(strstr(err, "sent nothing for 0.5 s: taken for dead"));
+  if (!strstr(err, ") is heard from again"))
+    fail_msg("%s", err);
+  assert_non_null(strstr(err, "mlpc: [24/24]"));
+  free(err);
+  expect_same("ref", "slow");
 }
 
 /* Under mpirun: a model, or --jobs, is refused by rank 0. */
@@ -372,6 +398,7 @@ int main(void) {
     cmocka_unit_test(test_same_as_local),
     cmocka_unit_test(test_resume),
     cmocka_unit_test(test_dead_rank),
+    cmocka_unit_test(test_slow_rank),
     cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,7 +1,7 @@
 """bench.py — mlpc's speed on the seed's model, next to PyTorch's and the
 machine's sgemm roofline (docs/performance.md says what and why).
 
-    python3 bench/bench.py [--rounds R] [--epochs E]
+    python3 bench/bench.py [--rounds R] [--epochs E] [--study N] [--only-study]
 
 Run from the repository root after `make build data` (`make bench` does
 all of it). Each round trains the model once per configuration for E
@@ -11,8 +11,12 @@ so that a busy machine slows them alike. A configuration's figure is the
 median over all its epochs of the seconds the training took (evaluation
 excluded). Also measured: the single-core sgemm rate (OpenBLAS), the time
 to compile the model with each backend, and each run's peak resident
-memory. Prints a Markdown report and writes it, with the raw figures as
-JSON, to out/bench/.
+memory. Then the whole homework study, models/seed_study.json (30 runs of
+10 epochs), as wall-clock time on two worker processes: mlpc with a fresh
+database and a fresh gcc cache (compilation included), again with the
+cache warm, and the same 30 runs in PyTorch (bench/torch_study.py), N
+times each (median). Prints a Markdown report and writes it, with the raw
+figures as JSON, to out/bench/.
 """
 import argparse
 import json
@@ -24,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 MODEL = "models/bn_relu.json"
 DATA = "fashion-mnist"
@@ -31,6 +36,7 @@ HIDDEN, INPUT, OUTPUT, BATCH, SAMPLES = [128], 784, 10, 32, 60000
 OUT = "out/bench"
 BLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
 SGEMM_SIZES = ["1024", "2048"]
+STUDY = "models/seed_study.json"
 
 
 def one_thread_env():
@@ -129,6 +135,83 @@ def machine():
             f"{platform.release()}; gcc {gcc}; {tcc.split('(')[0].strip()}")
 
 
+def study_mlpc(d, db):
+    """Runs the study with mlpc in directory d (whose out/cache holds the
+    gcc objects) into a new database; returns the wall-clock seconds, the
+    runs and the distinct runs mlpc counts."""
+    env = dict(one_thread_env(), MLPC_DATA=os.path.abspath("data"))
+    argv = [os.path.abspath("build/mlpc"), os.path.abspath(STUDY), "--run", "--data", DATA,
+            "--jobs", "2", "--db", os.path.join(d, db), "--out", os.path.join(d, "report")]
+    start = time.perf_counter()
+    out, err, _ = run_rss(argv, cwd=d, env=env)
+    wall = time.perf_counter() - start
+    m = re.search(r"= (\d+) runs, (\d+) distinct, (\d+) compiled", out + err)
+    return wall, int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def study_torch():
+    """Runs the study's 30 runs in PyTorch on two processes; returns the
+    wall-clock seconds of the whole process and of its runs alone."""
+    argv = ["/usr/bin/python3", "bench/torch_study.py", f"data/{DATA}", "2", "10"]
+    start = time.perf_counter()
+    out, _, _ = run_rss(argv)
+    wall = time.perf_counter() - start
+    return wall, json.loads(out.splitlines()[-1])["wall_seconds"]
+
+
+def study(res, repeats):
+    """Times the homework study repeats times: mlpc with a cold cache, mlpc
+    with a warm one (each with a fresh database), and PyTorch."""
+    st = {"cold": [], "warm": [], "pytorch": [], "pytorch_runs": []}
+    for r in range(repeats):
+        d = tempfile.mkdtemp(prefix="mlpc-study-")
+        try:
+            wall, runs, distinct, models = study_mlpc(d, "cold.sqlite")
+            st["cold"].append(wall)
+            st["warm"].append(study_mlpc(d, "warm.sqlite")[0])
+        finally:
+            shutil.rmtree(d)
+        wall, inner = study_torch()
+        st["pytorch"].append(wall)
+        st["pytorch_runs"].append(inner)
+        st.update(runs=runs, distinct=distinct, models=models)
+        print(f"bench: study {r + 1} of {repeats} done", file=sys.stderr)
+    res["study"] = st
+
+
+def study_table(res):
+    """The study's part of the report, in Markdown."""
+    st = res["study"]
+    cold, warm = statistics.median(st["cold"]), statistics.median(st["warm"])
+    torch = statistics.median(st["pytorch"])
+    n = len(st["cold"])
+    return "\n".join([
+        f"Study: {STUDY} on data/{DATA} (10 experiments × 3 seeds = {st['runs']} runs of 10 "
+        "epochs, 60,000 training images, evaluation on the 10,000 test images after every "
+        "epoch), wall-clock seconds of the whole command on 2 worker processes, one thread "
+        f"each, median of {n}. mlpc runs {st['distinct']} distinct runs: the base "
+        "experiment's 3 runs are shared by the 4 rows that contain it; PyTorch trains all "
+        f"{st['runs']}. mlpc starts from an empty database each time; \"cold\" includes "
+        f"compiling the {st['models']} models with gcc into an empty cache, \"warm\" finds "
+        "them cached.",
+        "",
+        "| configuration | runs trained | wall | × PyTorch | wall per run trained | × PyTorch |",
+        "|---|---|---|---|---|---|",
+        f"| mlpc, gcc backend, cold cache (compilation included) | {st['distinct']} | "
+        f"{cold:.1f} s | {cold / torch:.2f} | {cold / st['distinct']:.2f} s | "
+        f"{cold / st['distinct'] / (torch / st['runs']):.2f} |",
+        f"| mlpc, gcc backend, warm cache | {st['distinct']} | {warm:.1f} s | "
+        f"{warm / torch:.2f} | {warm / st['distinct']:.2f} s | "
+        f"{warm / st['distinct'] / (torch / st['runs']):.2f} |",
+        f"| PyTorch {res['torch']}, 2 processes | {st['runs']} | {torch:.1f} s (runs alone "
+        f"{statistics.median(st['pytorch_runs']):.1f} s) | 1.00 | "
+        f"{torch / st['runs']:.2f} s | 1.00 |",
+        "",
+        f"Target: the study under 60 s wall on both cores ({cold:.1f} s cold, "
+        f"{warm:.1f} s warm).",
+    ]) + "\n"
+
+
 def table(res):
     """The report, in Markdown."""
     torch = statistics.median(res["epochs"]["pytorch"])
@@ -182,11 +265,30 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--study", type=int, default=1, help="times to run the study (0: none)")
+    ap.add_argument("--only-study", action="store_true", help="time only the study")
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     res = {"rounds": a.rounds, "epochs_per_run": a.epochs, "machine": machine(),
            "flops": dense_flops()}
+    res["torch"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-torch"],
+                                  capture_output=True, text=True).stdout.split("+")[0]
+    if not a.only_study:
+        epochs(res, a)
+    if a.study > 0:
+        study(res, a.study)
+    report = "" if a.only_study else table(res)
+    if a.study > 0:
+        report += ("\n" if report else f"Machine: {res['machine']}.\n") + study_table(res)
+    print(report, end="")
+    with open(f"{OUT}/results.md", "w") as f:
+        f.write(report)
+    with open(f"{OUT}/results.json", "w") as f:
+        json.dump(res, f, indent=1)
 
+
+def epochs(res, a):
+    """The per-epoch part: sgemm, compile times, then the rounds."""
     subprocess.run(["gcc", "-O2", "bench/sgemm.c", "-o", f"{OUT}/sgemm", "-ldl"], check=True)
     out, _, _ = run_rss([f"{OUT}/sgemm", BLAS] + SGEMM_SIZES)
     s = json.loads(out)
@@ -218,15 +320,6 @@ def main():
             res["rss"][key].append(rss)
 
         print(f"bench: round {r + 1} of {a.rounds} done", file=sys.stderr)
-
-    res["torch"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-torch"],
-                                  capture_output=True, text=True).stdout.split("+")[0]
-    report = table(res)
-    print(report, end="")
-    with open(f"{OUT}/results.md", "w") as f:
-        f.write(report)
-    with open(f"{OUT}/results.json", "w") as f:
-        json.dump(res, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -832,10 +833,52 @@ static int check_batchnorm(Ctx *c, const Model *m) {
   return -1;
 }
 
+/* Refuses a number the generated code cannot hold as the model's dtype:
+   converting a double beyond FLT_MAX to float is undefined in C, and an
+   infinite constant is no C at all. path is where the value came from. */
+static int check_fits(Ctx *c, const Model *m, const char *path, const char *what,
+                      double v) {
+  double max = m->dtype == DT_F32 ? FLT_MAX : DBL_MAX;
+  char shown[40], big[40];
+  if (isfinite(v) && fabs(v) <= max)
+    return 0;
+  snprintf(c->path, sizeof c->path, "%s", path);
+  format_real(shown, sizeof shown, v);
+  format_real(big, sizeof big, max);
+  fail(c, "%s is %s, beyond %s's range (largest %s)%s", what, shown,
+       dtype_names[m->dtype], big, m->dtype == DT_F32 ? "; use \"dtype\": \"float64\"" : "");
+  c->path[0] = '\0';
+  return -1;
+}
+
+/* Every number the generated code writes as a constant of the model's
+   type fits it: the user's reals, and AdamW's 1 - lr * weight_decay. */
+static int check_constants(Ctx *c, const Model *m) {
+  const Optim *o = &m->opt;
+  int elu = m->act.type == ACT_ELU;
+  const struct {
+    const char *path, *what;
+    double v;
+  } k[] = {
+    {"optimizer.lr", "lr", o->lr},
+    {"optimizer.momentum", "momentum", o->momentum},
+    {"optimizer.dampening", "dampening", o->dampening},
+    {"optimizer.weight_decay", "weight_decay", o->weight_decay},
+    {"optimizer.eps", "eps", o->eps},
+    {"optimizer.weight_decay", "AdamW's factor 1 - lr * weight_decay",
+     o->type == OPT_ADAMW ? 1 - o->lr * o->weight_decay : 0},
+    {elu ? "activation.alpha" : "activation.slope", elu ? "alpha" : "slope", m->act.param},
+  };
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+    if (check_fits(c, m, k[i].path, k[i].what, k[i].v))
+      return -1;
+  return 0;
+}
+
 /* Checks that involve more than one key. */
 static int check_model(Ctx *c, const Model *m) {
-  return check_params(c, m) || check_activations(c, m) || check_batchnorm(c, m)
-             ? -1 : 0;
+  return check_params(c, m) || check_activations(c, m) || check_batchnorm(c, m) ||
+         check_constants(c, m) ? -1 : 0;
 }
 
 #define NO_FILE "<string>"  /* fe_load_string without a file name */

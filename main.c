@@ -254,8 +254,11 @@ int main(int argc, char **argv) {
   static Model m;
   static Ir ir;
   Args A = {0};
+  char err[2048];
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
+  if (emit_check_size(&ir, err, sizeof err))
+    die_input(err);
   if (A.dump_ir)
     ir_dump(&ir, stdout);
   if (A.emit_model || A.emit) {

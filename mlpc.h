@@ -59,6 +59,13 @@ void emit_model(const Ir *ir, Buf *b);
 void emit_unit(const Ir *ir, int backend, Buf *b);
 /* A standalone trainer: the unit plus the runtime and main(). */
 void emit_trainer(const Ir *ir, Buf *b);
+/* The bytes of static storage (tensors, activations) the code declares. */
+size_t emit_static_bytes(const Ir *ir);
+/* Static data must lie within 2 GiB of the code on x86-64 (the small
+   code model of gcc and tcc), so the arrays may take this much at most. */
+#define EMIT_MAX_STATIC (((size_t)1 << 31) - ((size_t)1 << 26))
+/* Refuses, with a message in err, a model over EMIT_MAX_STATIC; 0 or -1. */
+int emit_check_size(const Ir *ir, char *err, size_t errlen);
 
 /* ---- runtime/weights.c: safetensors weight files ---- */
 

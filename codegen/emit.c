@@ -124,6 +124,7 @@ typedef struct {
   const Ir *ir;
   const Model *m;
   Buf *b;
+  size_t bytes;     /* static storage declared so far                   */
   int ntensors;
   Tensor t[16 * (MAX_HIDDEN + 1)];
 } Gen;
@@ -240,6 +241,11 @@ static const char *shape_str(const Tensor *t) {
   return s;
 }
 
+/* Counts n elements of a real (is_real) or 8-byte type as declared. */
+static void count(Gen *g, size_t n, int is_real) {
+  g->bytes += n * (is_real && g->m->dtype == DT_F32 ? 4 : 8);
+}
+
 /* Every tensor as a static array. */
 static void emit_tensor_decls(Gen *g) {
   emitf(g->b, "/* ---- tensors ---- */\n\n");
@@ -247,6 +253,7 @@ static void emit_tensor_decls(Gen *g) {
     const Tensor *t = &g->t[i];
     emitf(g->b, "static %s %s[%ld]; /* %s %s */\n", t->i64 ? "long long" : "real",
           t->cname, numel(t), shape_str(t), t->tname);
+    count(g, numel(t), !t->i64);
   }
   emitf(g->b, "\n");
 }
@@ -254,30 +261,69 @@ static void emit_tensor_decls(Gen *g) {
 /* The activations between layers: each layer's output and its gradient. */
 static void emit_activation_decls(Gen *g) {
   const Ir *ir = g->ir;
+  size_t B = ir->m->batch_size;
   emitf(g->b, "static real input[B * %d]; /* (B, %d) pixels / 255 */\n",
         ir->m->input, ir->m->input);
+  count(g, B * ir->m->input, 1);
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = prefix(g, l);
     if (l->kind == L_LOSS) {
       emitf(g->b, "static real loss_lse[B]; /* (B) logsumexp of each row */\n");
+      count(g, B, 1);
       continue;
     }
     emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
           p, l->out, p, l->out, l->out);
-    if (l->kind == L_LINEAR)
+    count(g, 2 * B * l->out, 1);
+    if (l->kind == L_LINEAR) {
       emitf(g->b, "static real %s_wt[%d * %d]; /* (%d, %d) weight transposed */\n",
             p, l->in, l->out, l->in, l->out);
-    if (l->kind == L_BATCHNORM)
+      count(g, (size_t)l->in * l->out, 1);
+    }
+    if (l->kind == L_BATCHNORM) {
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
             "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n",
             p, l->out, l->out, p, l->out, l->out);
-    if (l->kind == L_LAYERNORM)
+      count(g, B * l->out, 1), count(g, l->out, 0);
+    }
+    if (l->kind == L_LAYERNORM) {
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
             "static double %s_rstd[B]; /* (B) 1/sqrt(var + eps) */\n",
             p, l->out, l->out, p);
+      count(g, B * l->out, 1), count(g, B, 0);
+    }
   }
   emitf(g->b, "\n");
+}
+
+/* The static storage the model's code declares, in bytes. */
+size_t emit_static_bytes(const Ir *ir) {
+  static Gen g; /* large: kept off the stack */
+  Buf scratch = {0};
+  memset(&g, 0, sizeof g);
+  g.ir = ir;
+  g.m = ir->m;
+  g.b = &scratch;
+  plan(&g);
+  emit_tensor_decls(&g);
+  emit_activation_decls(&g);
+  free(scratch.buf);
+  return g.bytes;
+}
+
+/* Refuses a model whose arrays would not fit the generated code. */
+int emit_check_size(const Ir *ir, char *err, size_t errlen) {
+  const double GiB = 1024.0 * 1024 * 1024;
+  size_t bytes = emit_static_bytes(ir);
+  if (bytes <= EMIT_MAX_STATIC)
+    return 0;
+  snprintf(err, errlen, "%s: error: the model's code would need %.2f GiB for its "
+           "tensors and activations (parameters, gradients, optimizer state, and "
+           "batch_size %d times the layer widths); at most %.2f GiB fits in "
+           "generated code: use narrower layers or a smaller batch_size",
+           ir->m->file, bytes / GiB, ir->m->batch_size, EMIT_MAX_STATIC / GiB);
+  return -1;
 }
 
 /* ---- layers: forward and backward side by side ---- */

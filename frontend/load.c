@@ -925,13 +925,19 @@ static int syntax_error(Ctx *c, const json_error_t *je) {
   return -1;
 }
 
-/* Refuses text that is empty or holds a NUL byte, before Jansson sees it
-   (Jansson would take the NUL for the end of the input). */
+/* Refuses text that is empty, starts with a byte-order mark (as Python's
+   json does) or holds a NUL byte, before Jansson sees it (Jansson would
+   take the NUL for the end of the input). */
 static int check_text(Ctx *c, const char *text, size_t len) {
   const char *nul = memchr(text, '\0', len);
   int line = 1, col = 1;
   if (strspn(text, " \t\r\n") == len)
     return fail(c, "empty file, expected a JSON object");
+  if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) {
+    snprintf(c->err, c->errlen, "%s:1:1: error: the file starts with a byte-order mark "
+             "(EF BB BF); save it as UTF-8 without one", c->file);
+    return -1;
+  }
   if (!nul)
     return 0;
   for (const char *p = text; p < nul; p++)

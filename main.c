@@ -17,6 +17,7 @@
 static const char usage[] =
   "usage: mlpc MODEL.json [--run] [options]\n"
   "       mlpc MODEL.json --emit FILE.c\n"
+  "       mlpc MODEL.json --emit-inference FILE.c --load-weights W.safetensors\n"
   "\n"
   "Compiles a JSON model description (docs/model-format.md) into C and,\n"
   "with --run, trains it on MNIST-shaped data, printing train loss, test\n"
@@ -27,6 +28,10 @@ static const char usage[] =
   "  --emit FILE.c         write a standalone trainer, one C file that builds\n"
   "                        with: cc -O2 FILE.c -o trainer -lm -lz\n"
   "  --emit-model FILE.c   write only the model's generated code\n"
+  "  --emit-inference FILE.c\n"
+  "                        write the weights of --load-weights as inference-only\n"
+  "                        C99, FILE.c and FILE.h (docs/inference.md), whose\n"
+  "                        mlpc_predict(x, logits) returns the class\n"
   "  --dump-ir             print the lowered layers\n"
   "\n"
   "Run options (override the model file):\n"
@@ -42,7 +47,7 @@ static const char usage[] =
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
   "                        a summary object\n"
   "  --load-weights FILE   start from these weights (safetensors) instead of\n"
-  "                        the initialisation\n"
+  "                        the initialisation; the weights --emit-inference writes\n"
   "  --save-weights FILE   write the trained weights (safetensors)\n"
   "\n"
   "  --help                this text\n"
@@ -55,12 +60,16 @@ typedef struct {
   const char *model;
   int run, dump_ir, json, no_shuffle;
   int backend;                  /* -1: the default                       */
-  const char *emit, *emit_model, *save, *load;
+  const char *emit, *emit_model, *emit_inference, *save, *load;
 } Args;
 
 /* Prints a user error and exits 2. */
 static void die_input(const char *msg) {
-  fprintf(stderr, "mlpc: %s\n", msg);
+  for (const char *line = msg; *line;) {
+    size_t n = strcspn(line, "\n");
+    fprintf(stderr, "mlpc: %.*s\n", (int)n, line);
+    line += n + (line[n] == '\n');
+  }
   exit(2);
 }
 
@@ -83,6 +92,7 @@ static int value_flag(Args *A, Model *m, const char *a, const char *v, char *err
                       size_t errlen) {
   const char **dst = !strcmp(a, "--emit") ? &A->emit
                    : !strcmp(a, "--emit-model") ? &A->emit_model
+                   : !strcmp(a, "--emit-inference") ? &A->emit_inference
                    : !strcmp(a, "--save-weights") ? &A->save
                    : !strcmp(a, "--load-weights") ? &A->load : NULL;
   if (dst) {
@@ -165,9 +175,19 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
     snprintf(err, sizeof err, "error: unknown option or missing value: '%s' (see mlpc --help)", a);
     die_input(err);
   }
-  if (!A->run && !A->emit && !A->emit_model && !A->dump_ir)
-    die_input("error: nothing to do: give --run, --emit FILE.c, --emit-model FILE.c "
-              "or --dump-ir");
+  if (!A->run && !A->emit && !A->emit_model && !A->emit_inference && !A->dump_ir)
+    die_input("error: nothing to do: give --run, --emit FILE.c, --emit-model FILE.c, "
+              "--emit-inference FILE.c or --dump-ir");
+  if (A->emit_inference && !A->load)
+    die_input("--emit-inference: error: needs the trained weights: --load-weights "
+              "W.safetensors");
+  size_t n = A->emit_inference ? strlen(A->emit_inference) : 0;
+  if (A->emit_inference && (n < 3 || strcmp(A->emit_inference + n - 2, ".c")))
+    die_input("--emit-inference: error: the file name must end in .c (its header goes "
+              "next to it, as .h)");
+  if (A->emit_inference && strpbrk(A->emit_inference, "\"\\\n"))
+    die_input("--emit-inference: error: the file name cannot hold '\"', '\\' or a "
+              "newline (the source #includes its header by name)");
 }
 
 /* Whether gcc can be found on PATH. */
@@ -216,6 +236,36 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   else
     fprintf(info, "backend tcc: compiled in memory in %.3f s\n", now() - t0);
   return j;
+}
+
+/* Writes FILE.c and FILE.h, inference for the weights of --load-weights:
+   compiled with tcc only for its tensor table, to load them into. */
+static void emit_inference_files(const Args *A, const Ir *ir) {
+  char err[2048], hpath[4096];
+  Buf src = {0}, c = {0}, h = {0};
+  emit_unit(ir, BACKEND_TCC, &src);
+  Jit *j = jit_tcc(src.buf, ir->m->dtype, err, sizeof err);
+  free(src.buf);
+  if (!j)
+    die(err);
+  const RtNet *net = jit_net(j);
+  if (rt_load_weights(net, A->load, err, sizeof err))
+    die_input(err);
+  if (strlen(A->emit_inference) >= sizeof hpath)
+    die_input("--emit-inference: error: the file name is too long");
+  snprintf(hpath, sizeof hpath, "%.*s.h", (int)strlen(A->emit_inference) - 2,
+           A->emit_inference);
+  const char *hname = strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath;
+  char msg[2200];
+  if (emit_inference(ir, net, hname, &c, &h, err, sizeof err)) {
+    snprintf(msg, sizeof msg, "%s: error: %s", A->load, err);
+    die_input(msg);
+  }
+  write_text(hpath, &h);
+  write_text(A->emit_inference, &c);
+  free(c.buf);
+  free(h.buf);
+  jit_free(j);
 }
 
 /* Prints what is about to be trained. */
@@ -270,5 +320,7 @@ int main(int argc, char **argv) {
       emit_trainer(&ir, &b), write_text(A.emit, &b);
     free(b.buf);
   }
+  if (A.emit_inference)
+    emit_inference_files(&A, &ir);
   return A.run ? run(&A, &ir) : 0;
 }

@@ -66,6 +66,18 @@ size_t emit_static_bytes(const Ir *ir);
 #define EMIT_MAX_STATIC (((size_t)1 << 31) - ((size_t)1 << 26))
 /* Refuses, with a message in err, a model over EMIT_MAX_STATIC; 0 or -1. */
 int emit_check_size(const Ir *ir, char *err, size_t errlen);
+/* An activation's forward expression in x, in terms of real, R(), EXP,
+   TANH and ERF; *has_param: whether it reads the parameter P. */
+const char *emit_act_forward(int type, int *has_param);
+
+/* ---- codegen/infer.c: standalone inference C ---- */
+
+/* Inference-only C for the weights in net (a compiled ir): eval mode,
+   BatchNorm folded into the linear layer before it. Writes the source to
+   c and its header to h; hname is the header's name, for the #include.
+   Returns -1 with err set when a weight is not finite. */
+int emit_inference(const Ir *ir, const RtNet *net, const char *hname, Buf *c, Buf *h,
+                   char *err, size_t errlen);
 
 /* ---- runtime/weights.c: safetensors weight files ---- */
 

@@ -480,6 +480,13 @@ static const int act_has_param[NACTS] = {
 #undef HAS_
 };
 
+/* An activation's forward expression in x, and whether it reads P: the
+   same text for codegen/infer.c. */
+const char *emit_act_forward(int type, int *has_param) {
+  *has_param = act_has_param[type];
+  return act_code[type].fwd;
+}
+
 /* An elementwise activation. */
 static void emit_act(Ctx *c) {
   Buf *b = c->g->b;
@@ -690,7 +697,8 @@ static void emit_entries(Gen *g) {
         "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
 }
 
-/* The tensor table and mlpc_net(). */
+/* The tensor table and mlpc_net(). The rng field appears only when it is
+   not the default, so that models without it keep their bytes. */
 static void emit_table(Gen *g) {
   Buf *b = g->b;
   const Model *m = g->m;
@@ -713,12 +721,13 @@ static void emit_table(Gen *g) {
   emitf(b, "static const RtNet net = {\n  .name = ");
   emit_cstring(b, m->name);
   emitf(b, ",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
-        "  .dtype = %s,\n  .init = %s,\n  .has_batchnorm = %d,\n"
+        "  .dtype = %s,\n  .init = %s,%s\n  .has_batchnorm = %d,\n"
         "  .ntensors = %d,\n  .tensors = tensors,\n"
         "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
-        inits[m->init], m->norm.type == NORM_BATCH, g->ntensors);
+        inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
+        m->norm.type == NORM_BATCH, g->ntensors);
 }
 
 /* A one-line description of the model, for the header comment. */
@@ -786,6 +795,7 @@ void emit_trainer(const Ir *ir, Buf *b) {
   paste(b, rt_h);
   paste(b, idx_c);
   paste(b, rng_c);
+  paste(b, trng_c);
   paste(b, train_c);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");
   emitf(b, "static const char trainer_data[] = ");

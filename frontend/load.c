@@ -707,6 +707,11 @@ static int check_init(Ctx *c, json_t *v, Model *m) {
   return get_enum(c, v, "init", init_names, RT_INIT_NSCHEMES, &m->init);
 }
 
+/* rng: whose generator draws the initial weights. */
+static int check_rng(Ctx *c, json_t *v, Model *m) {
+  return get_enum(c, v, "rng", rng_names, RT_NRNGS, &m->rng);
+}
+
 /* batch_size: samples per training step. */
 static int check_batch_size(Ctx *c, json_t *v, Model *m) {
   return get_small_int(c, v, 1, 65536, &m->batch_size);
@@ -761,6 +766,7 @@ static const Field top_fields[] = {
   {"norm",        ALL, check_norm},
   {"activation",  ALL, check_act},
   {"init",        ALL, check_init},
+  {"rng",         ALL, check_rng},
   {"optimizer",   ALL, check_opt},
   {"batch_size",  ALL, check_batch_size},
   {"epochs",      ALL, check_epochs},
@@ -975,6 +981,7 @@ void fe_defaults(Model *m) {
   norm_reset(m, NORM_NONE);
   act_reset(m, ACT_RELU);
   m->init = RT_INIT_TORCH_DEFAULT;
+  m->rng = RT_RNG_MLPC;
   opt_reset(m, OPT_SGD);
   m->batch_size = 32;
   m->epochs = 10;

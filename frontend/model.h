@@ -56,6 +56,7 @@ extern const char *const act_names[NACTS];
 extern const char *const opt_names[NOPTS];
 extern const char *const dtype_names[NDTYPES];
 extern const char *const init_names[RT_INIT_NSCHEMES];
+extern const char *const rng_names[RT_NRNGS];
 
 typedef struct {
   int type;          /* NORM_*                                            */
@@ -91,6 +92,7 @@ typedef struct {
   Norm norm;
   Act act;
   int init;                 /* RT_INIT_*                                 */
+  int rng;                  /* RT_RNG_*: mlpc's generator or PyTorch's   */
   Optim opt;
   int batch_size;
   int epochs;

@@ -19,8 +19,14 @@
   X(RT_INIT_XAVIER,        "xavier_normal")  \
   X(RT_INIT_TORCH_DEFAULT, "torch_default")
 
+/* Generators of the initial weights (docs/model-format.md, "rng"). */
+#define RT_RNGS(X) \
+  X(RT_RNG_MLPC,  "mlpc")   \
+  X(RT_RNG_TORCH, "torch")
+
 #define RT_ENUM_(e, s) e,
 enum { RT_INIT_SCHEMES(RT_ENUM_) RT_INIT_NSCHEMES };
+enum { RT_RNGS(RT_ENUM_) RT_NRNGS };
 #undef RT_ENUM_
 
 /* What a tensor is, and so how it is initialised and whether it is saved. */
@@ -55,6 +61,7 @@ typedef struct {
   int batch;             /* largest batch the step accepts                */
   int dtype;             /* RT_F32 or RT_F64                              */
   int init;              /* RT_INIT_*                                     */
+  int rng;               /* RT_RNG_*: who draws the initial weights       */
   int has_batchnorm;     /* a one-sample training batch is skipped        */
   int ntensors;
   RtTensor *tensors;

@@ -44,6 +44,27 @@ double rt_rng_uniform(RtRng *r);            /* [0, 1)                    */
 double rt_rng_normal(RtRng *r);             /* N(0, 1)                   */
 uint64_t rt_rng_below(RtRng *r, uint64_t n); /* [0, n), unbiased         */
 
+/* ---- runtime/trng.c: PyTorch's CPU generator ("rng": "torch") ---- */
+
+typedef struct {
+  uint32_t state[624];    /* mt19937                                      */
+  int left, next;
+  int has_normal;         /* the second value of the last Box–Muller pair */
+  double normal;
+} RtTorchRng;
+
+/* torch.manual_seed(seed). */
+void rt_trng_seed(RtTorchRng *r, uint64_t seed);
+uint32_t rt_trng_u32(RtTorchRng *r);
+uint64_t rt_trng_u64(RtTorchRng *r);
+/* tensor.uniform_(from, to) and tensor.normal_(0, std) on n elements of
+   dtype RT_F32 or RT_F64, bit for bit. */
+void rt_trng_uniform(RtTorchRng *r, void *data, int dtype, long n, double from, double to);
+void rt_trng_normal(RtTorchRng *r, void *data, int dtype, long n, double std);
+/* Draws net's parameters as PyTorch would for the seed (trng.c says how);
+   buffers and state are left as they are. */
+void rt_trng_init(const RtNet *net, uint64_t seed);
+
 /* ---- runtime/train.c: initialisation and the training loop ---- */
 
 typedef struct {

@@ -61,17 +61,26 @@ static void train_store(const RtTensor *t, long i, double v) {
     ((long long *)t->data)[i] = (long long)v;
 }
 
-/* Draws the initial parameters, tensor by tensor in table order, and
-   resets buffers, gradients and optimizer state. */
+/* The value a tensor starts at before any draw. */
+static double train_const_value(const RtTensor *t) {
+  return t->kind == RT_GAMMA || t->kind == RT_BUF_ONE ? 1 : 0;
+}
+
+/* Draws the initial parameters, tensor by tensor in table order (or as
+   PyTorch would, under "rng": "torch"), and resets buffers, gradients and
+   optimizer state. */
 void rt_init(const RtNet *net, uint64_t seed) {
   RtRng rng;
+  int torch = net->rng == RT_RNG_TORCH;
   rt_rng_seed(&rng, seed, 0);
   for (int k = 0; k < net->ntensors; k++) {
     const RtTensor *t = &net->tensors[k];
     long n = train_numel(t);
     for (long i = 0; i < n; i++)
-      train_store(t, i, train_init_value(net->init, t, &rng));
+      train_store(t, i, torch ? train_const_value(t) : train_init_value(net->init, t, &rng));
   }
+  if (torch)
+    rt_trng_init(net, seed);
 }
 
 /* ---- data ---- */

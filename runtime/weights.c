@@ -3,9 +3,14 @@
  * little-endian header length, a JSON header naming each tensor's dtype,
  * shape and byte range, then the raw little-endian data. Names are those
  * of the equivalent PyTorch module (fc1.weight, norm1.running_var, ...),
- * so a file moves between mlpc and PyTorch unchanged.
+ * so a file moves between mlpc and PyTorch unchanged. Data are written
+ * in the host's byte order, which must be little-endian (x86-64, arm64).
+ *
+ * Loading checks every name, dtype, shape and byte range against the
+ * model before it copies anything, and names everything that does not fit.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,14 +95,37 @@ int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen
 
 /* ---- loading ---- */
 
+#define MAX_PROBLEMS 8
+
 typedef struct {
   const char *path;
+  const RtNet *net;
   unsigned char *buf;
   size_t len;        /* whole file                                      */
   size_t data;       /* where the data section starts                   */
   char *err;
   size_t errlen;
+  int problems;      /* what does not fit, so far                       */
 } File;
+
+/* Adds one line "FILE: NAME: what" to the message (the first
+   MAX_PROBLEMS of them; a last line counts the rest). */
+static void problem(File *F, const char *name, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+static void problem(File *F, const char *name, const char *fmt, ...) {
+  size_t used = F->problems ? strlen(F->err) : 0;
+  if (F->problems++ >= MAX_PROBLEMS || used + 1 >= F->errlen)
+    return;
+  if (used)
+    F->err[used++] = '\n';
+  int n = snprintf(F->err + used, F->errlen - used, "%s: %s: ", F->path, name);
+  if (n < 0 || (size_t)n >= F->errlen - used)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(F->err + used + n, F->errlen - used - n, fmt, ap);
+  va_end(ap);
+}
 
 /* Reads the whole file; 0 or -1. */
 static int slurp(File *F) {
@@ -120,64 +148,73 @@ static int slurp(File *F) {
   return bad ? -1 : 0;
 }
 
-/* Checks one header entry against the model tensor t and copies its data. */
-static int load_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *seen) {
+/* A JSON value as compact text, for messages (freed by the caller). */
+static char *text_of(json_t *v) {
+  char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  return s ? s : strdup("?");
+}
+
+/* Checks that the entry's shape is t's; reports it otherwise. */
+static int check_shape(File *F, const RtTensor *t, json_t *shape) {
+  json_t *want = shape_of(t);
+  int same = json_equal(want, shape);
+  if (!same) {
+    char *ws = text_of(want), *gs = text_of(shape);
+    problem(F, t->name, "shape %s, the model needs %s", gs, ws);
+    free(ws);
+    free(gs);
+  }
+  json_decref(want);
+  return same ? 0 : -1;
+}
+
+/* Checks one header entry against the model tensor t: dtype, shape and a
+   byte range inside the data that no other tensor uses. */
+static int check_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *seen) {
   const char *dtype;
   json_t *shape, *offs;
-  if (json_unpack(e, "{s:s, s:o, s:o}", "dtype", &dtype, "shape", &shape,
-                  "data_offsets", &offs)) {
-    snprintf(F->err, F->errlen, "%s: %s: header entry needs dtype, shape and data_offsets",
-             F->path, t->name);
+  json_int_t b, end;
+  if (json_unpack(e, "{s:s, s:o, s:o}", "dtype", &dtype, "shape", &shape, "data_offsets",
+                  &offs)) {
+    problem(F, t->name, "the header entry needs dtype, shape and data_offsets");
     return -1;
   }
   if (strcmp(dtype, st_dtypes[t->dtype])) {
-    snprintf(F->err, F->errlen, "%s: %s: dtype %s, the model needs %s", F->path, t->name,
-             dtype, st_dtypes[t->dtype]);
+    problem(F, t->name, "dtype %s, the model needs %s%s", dtype, st_dtypes[t->dtype],
+            t->dtype == RT_I64 ? "" : t->dtype == RT_F32 ? " (a float32 model)"
+                                                          : " (a float64 model)");
     return -1;
   }
-  json_t *want = shape_of(t);
-  int same = json_equal(want, shape);
-  char *ws = json_dumps(want, JSON_COMPACT), *gs = json_dumps(shape, JSON_COMPACT);
-  if (!same)
-    snprintf(F->err, F->errlen, "%s: %s: shape %s, the model needs %s", F->path, t->name,
-             gs ? gs : "?", ws ? ws : "?");
-  free(ws);
-  free(gs);
-  json_decref(want);
-  if (!same)
+  if (check_shape(F, t, shape))
     return -1;
-  json_int_t b, e2;
   size_t bytes = (size_t)numel(t) * st_sizes[t->dtype];
-  if (json_unpack(offs, "[I,I]", &b, &e2) || b < 0 || e2 - b != (json_int_t)bytes ||
-      (size_t)e2 > F->len - F->data) {
-    snprintf(F->err, F->errlen, "%s: %s: data_offsets do not hold %zu bytes inside the file",
-             F->path, t->name, bytes);
+  if (json_unpack(offs, "[I,I]", &b, &end) || b < 0 || end - b != (json_int_t)bytes ||
+      (size_t)end > F->len - F->data) {
+    char *os = text_of(offs);
+    problem(F, t->name, "data_offsets %s do not hold its %zu bytes inside the %zu bytes "
+            "of data", os, bytes, F->len - F->data);
+    free(os);
     return -1;
   }
-  for (json_int_t i = b; i < e2; i++)
+  for (json_int_t i = b; i < end; i++)
     if (seen[i]++) {
-      snprintf(F->err, F->errlen, "%s: %s: data overlaps another tensor's", F->path, t->name);
+      problem(F, t->name, "its data overlap another tensor's");
       return -1;
     }
-  memcpy(t->data, F->buf + F->data + b, bytes);
   return 0;
 }
 
-/* Checks that every name in the header is one of the model's. */
-static int check_names(File *F, const RtNet *net, json_t *h) {
+/* Reports every name in the header that is not one of the model's. */
+static void check_names(File *F, json_t *h) {
   const char *key;
   json_t *v;
   json_object_foreach(h, key, v) {
     int known = !strcmp(key, "__metadata__");
-    for (int i = 0; i < net->ntensors && !known; i++)
-      known = saved(&net->tensors[i]) && !strcmp(net->tensors[i].name, key);
-    if (!known) {
-      snprintf(F->err, F->errlen, "%s: %s: no such tensor in model %s", F->path, key,
-               net->name);
-      return -1;
-    }
+    for (int i = 0; i < F->net->ntensors && !known; i++)
+      known = saved(&F->net->tensors[i]) && !strcmp(F->net->tensors[i].name, key);
+    if (!known)
+      problem(F, key, "no such tensor in model %s", F->net->name);
   }
-  return 0;
 }
 
 /* Parses the header; NULL with err set. */
@@ -206,30 +243,57 @@ static json_t *read_header(File *F) {
   return h;
 }
 
+/* Checks every tensor of the model against the header; the number of
+   problems. */
+static int check_all(File *F, json_t *h, unsigned char *seen) {
+  check_names(F, h);
+  for (int i = 0; i < F->net->ntensors; i++) {
+    const RtTensor *t = &F->net->tensors[i];
+    json_t *e = saved(t) ? json_object_get(h, t->name) : NULL;
+    if (saved(t) && !e)
+      problem(F, t->name, "missing (the model needs it)");
+    else if (e)
+      check_tensor(F, t, e, seen);
+  }
+  if (F->problems > MAX_PROBLEMS) {
+    size_t used = strlen(F->err);
+    snprintf(F->err + used, F->errlen - used, "\n%s: and %d more that do not fit", F->path,
+             F->problems - MAX_PROBLEMS);
+  }
+  return F->problems;
+}
+
+/* Copies every tensor's data, once all of them fit. */
+static void copy_all(File *F, json_t *h) {
+  for (int i = 0; i < F->net->ntensors; i++) {
+    const RtTensor *t = &F->net->tensors[i];
+    json_int_t b = 0;
+    if (!saved(t))
+      continue;
+    json_unpack(json_object_get(json_object_get(h, t->name), "data_offsets"), "[I,I!]", &b,
+                &(json_int_t){0});
+    memcpy(t->data, F->buf + F->data + b, (size_t)numel(t) * st_sizes[t->dtype]);
+  }
+}
+
+/* Checks everything first and copies nothing unless all of it fits, so a
+   refused file leaves the model as it was. */
 int rt_load_weights(const RtNet *net, const char *path, char *err, size_t errlen) {
-  File F = {.path = path, .err = err, .errlen = errlen};
+  File F = {.path = path, .net = net, .err = err, .errlen = errlen};
   json_t *h = NULL;
   unsigned char *seen = NULL;
   int rc = -1;
-  if (slurp(&F) || !(h = read_header(&F)) || check_names(&F, net, h))
+  err[0] = 0;
+  if (slurp(&F) || !(h = read_header(&F)))
     goto done;
   if (!(seen = calloc(F.len - F.data + 1, 1))) {
     snprintf(err, errlen, "%s: out of memory", path);
     goto done;
   }
-  for (int i = 0; i < net->ntensors; i++) {
-    const RtTensor *t = &net->tensors[i];
-    if (!saved(t))
-      continue;
-    json_t *e = json_object_get(h, t->name);
-    if (!e) {
-      snprintf(err, errlen, "%s: %s: missing (the model needs it)", path, t->name);
-      goto done;
-    }
-    if (load_tensor(&F, t, e, seen))
-      goto done;
+  if (check_all(&F, h, seen) == 0) {
+    copy_all(&F, h);
+    rc = 0;
   }
-  rc = 0;
 done:
   free(seen);
   json_decref(h);

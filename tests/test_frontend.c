@@ -189,6 +189,7 @@ static void test_defaults(void **state) {
   assert_int_equal(m.norm.type, NORM_NONE);
   assert_int_equal(m.act.type, ACT_RELU);
   assert_int_equal(m.init, RT_INIT_TORCH_DEFAULT);
+  assert_int_equal(m.rng, RT_RNG_MLPC);
   assert_int_equal(m.opt.type, OPT_SGD);
   assert_true(m.opt.lr == 0.01 && m.opt.momentum == 0 && !m.opt.nesterov);
   assert_int_equal(m.batch_size, 32);
@@ -197,6 +198,8 @@ static void test_defaults(void **state) {
   assert_string_equal(m.data, "mnist");
   assert_int_equal(m.max_batches, 0);
   assert_int_equal(m.dtype, DT_F32);
+  load_ok("tests/valid/rng_torch.json", &m);
+  assert_int_equal(m.rng, RT_RNG_TORCH);
 }
 
 /* The shipped models hold what docs/model-format.md says. */

@@ -1,0 +1,539 @@
+#!/usr/bin/python3
+"""gen.py — the reference suite's golden files, written by PyTorch.
+
+Run by hand, never in CI, with Debian's python3-torch (1.13) on an x86-64
+machine with AVX2 (see docs/semantics.md):
+
+    /usr/bin/python3 tests/reference/gen.py            # rewrite the goldens
+    /usr/bin/python3 tests/reference/gen.py --check-mlpc build/mlpc
+
+It writes, under tests/reference/:
+
+    data/NAME/             small IDX data sets (the MNIST cut and generated ones)
+    cases.json             every case: its model file, its batches and PyTorch's
+                           loss after each step and test losses
+    cases/NAME.init.safetensors   the initial weights (torch.manual_seed(seed),
+                                  the module's construction, the init function)
+    cases/NAME.final.safetensors  the parameters and buffers after the steps
+    torch_rng.safetensors  raw uniform_ and normal_ draws (tests/test_init.c)
+
+tests/test_reference.c replays each case through mlpc and compares.
+--check-mlpc runs the mlpc binary on the first cases: it loads PyTorch's
+initial weights (--load-weights), trains one epoch in file order, saves
+(--save-weights), and the saved file is loaded into the PyTorch module with
+load_state_dict(strict=True) and compared with PyTorch's own training.
+"""
+import gzip
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+REL = os.path.relpath(HERE, ROOT)  # tests/reference
+STEPS = 24
+
+# ---- IDX ----
+
+
+def read_idx(path):
+    """The raw bytes of an IDX file (gzip or not) and its dimensions."""
+    for p in (path, path + ".gz"):
+        if os.path.exists(p):
+            data = open(p, "rb").read()
+            if p.endswith(".gz"):
+                data = gzip.decompress(data)
+            ndim = data[3]
+            dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+            return data[4 + 4 * ndim:], dims
+    raise FileNotFoundError(path)
+
+
+def write_idx(path, payload, dims):
+    """An IDX file of unsigned bytes: magic 0x0000080N, dims, payload."""
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", 0x800 + len(dims)))
+        f.write(struct.pack(">" + "I" * len(dims), *dims))
+        f.write(bytes(payload))
+
+
+def write_set(name, xtr, ytr, xte, yte, rows, cols):
+    """Writes the four files of a data set under data/NAME."""
+    d = os.path.join(HERE, "data", name)
+    os.makedirs(d, exist_ok=True)
+    write_idx(os.path.join(d, "train-images-idx3-ubyte"), xtr, (len(ytr), rows, cols))
+    write_idx(os.path.join(d, "train-labels-idx1-ubyte"), ytr, (len(ytr),))
+    write_idx(os.path.join(d, "t10k-images-idx3-ubyte"), xte, (len(yte), rows, cols))
+    write_idx(os.path.join(d, "t10k-labels-idx1-ubyte"), yte, (len(yte),))
+
+
+def mnist_cut(ntrain=256, ntest=64):
+    """The first samples of data/mnist (scripts/data.sh), in file order."""
+    src = os.environ.get("MLPC_DATA", os.path.join(ROOT, "data")) + "/mnist"
+    xtr, _ = read_idx(src + "/train-images-idx3-ubyte")
+    ytr, _ = read_idx(src + "/train-labels-idx1-ubyte")
+    xte, _ = read_idx(src + "/t10k-images-idx3-ubyte")
+    yte, _ = read_idx(src + "/t10k-labels-idx1-ubyte")
+    write_set("mnist", xtr[:ntrain * 784], ytr[:ntrain], xte[:ntest * 784], yte[:ntest], 28, 28)
+
+
+def blobs(name, rows, cols, classes, ntrain, ntest, seed):
+    """A generated set: each class a random prototype image, each sample its
+    class's prototype plus noise, a third of the pixels 0 (as in MNIST)."""
+    g = torch.Generator().manual_seed(seed)
+    feats = rows * cols
+    proto = torch.rand(classes, feats, generator=g) * 255
+    n = ntrain + ntest
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = proto[y] + torch.randn(n, feats, generator=g) * 60
+    x = x.clamp(0, 255).round()
+    x[torch.rand(n, feats, generator=g) < 0.33] = 0
+    x = x.to(torch.uint8).flatten().tolist()
+    y = y.to(torch.uint8).tolist()
+    write_set(name, x[:ntrain * feats], y[:ntrain], x[ntrain * feats:], y[ntrain:], rows, cols)
+
+
+def load_set(name, prefix):
+    """Pixels (n, features) as bytes in a uint8 tensor, labels (n)."""
+    d = os.path.join(HERE, "data", name)
+    x, dims = read_idx(os.path.join(d, prefix + "-images-idx3-ubyte"))
+    y, _ = read_idx(os.path.join(d, prefix + "-labels-idx1-ubyte"))
+    x = torch.frombuffer(bytearray(x), dtype=torch.uint8).reshape(dims[0], dims[1] * dims[2])
+    return x, torch.frombuffer(bytearray(y), dtype=torch.uint8).long()
+
+
+# ---- safetensors, with nothing but json and struct ----
+
+ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
+ST_TORCH = {v: k for k, v in ST_DTYPES.items()}
+
+
+def save_safetensors(path, tensors):
+    """tensors: name → tensor, written in order, 8-byte aligned data."""
+    header, blobs_, off = {}, [], 0
+    for name, t in tensors.items():
+        raw = t.detach().contiguous().cpu().numpy().tobytes()
+        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [off, off + len(raw)]}
+        blobs_.append(raw)
+        off += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs_))
+
+
+def load_safetensors(path):
+    """name → tensor, by torch.frombuffer on the parsed header."""
+    buf = bytearray(open(path, "rb").read())
+    n = struct.unpack("<Q", buf[:8])[0]
+    header = json.loads(buf[8:8 + n])
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        dt = ST_TORCH[e["dtype"]]
+        data = buf[8 + n + b:8 + n + end]
+        t = torch.frombuffer(data, dtype=dt) if data else torch.empty(0, dtype=dt)
+        out[name] = t.reshape(e["shape"]).clone()
+    return out
+
+
+# ---- the model ----
+
+
+def activation(a):
+    """The model file's activation as a function."""
+    kind = a if isinstance(a, str) else a["type"]
+    if kind == "leaky_relu":
+        slope = 0.01 if isinstance(a, str) else a.get("slope", 0.01)
+        return lambda x: F.leaky_relu(x, slope)
+    if kind == "elu":
+        alpha = 1.0 if isinstance(a, str) else a.get("alpha", 1.0)
+        return lambda x: F.elu(x, alpha)
+    return {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid,
+            "silu": F.silu, "gelu": F.gelu}[kind]
+
+
+class MLP(nn.Module):
+    """fc1 → norm1 → act → fc2 → ... → fcL. The Linear layers are built
+    first, in order, then the norms (so model.parameters() lists them in
+    that order), as the homework's MLP does for its one hidden layer."""
+
+    def __init__(self, m):
+        super().__init__()
+        widths = [m.get("input", 784)] + m.get("hidden", [128]) + [m.get("output", 10)]
+        self.nhidden = len(widths) - 2
+        for k in range(len(widths) - 1):
+            setattr(self, "fc%d" % (k + 1), nn.Linear(widths[k], widths[k + 1]))
+        norm = m.get("norm", "none")
+        kind = norm if isinstance(norm, str) else norm["type"]
+        self.has_norm = kind != "none"
+        for k in range(self.nhidden):
+            h = widths[k + 1]
+            eps = 1e-5 if isinstance(norm, str) else norm.get("eps", 1e-5)
+            if kind == "batchnorm":
+                mom = 0.1 if isinstance(norm, str) else norm.get("momentum", 0.1)
+                setattr(self, "norm%d" % (k + 1), nn.BatchNorm1d(h, eps=eps, momentum=mom))
+            elif kind == "layernorm":
+                setattr(self, "norm%d" % (k + 1), nn.LayerNorm(h, eps=eps))
+        self.act = activation(m.get("activation", "relu"))
+
+    def forward(self, x):
+        for k in range(1, self.nhidden + 1):
+            x = getattr(self, "fc%d" % k)(x)
+            if self.has_norm:
+                x = getattr(self, "norm%d" % k)(x)
+            x = self.act(x)
+        return getattr(self, "fc%d" % (self.nhidden + 1))(x)
+
+    def linears(self):
+        return [getattr(self, "fc%d" % k) for k in range(1, self.nhidden + 2)]
+
+
+def init_model(model, scheme):
+    """The init function applied after construction (docs/semantics.md)."""
+    if scheme == "normal":  # the homework's init_std_normal
+        for p in model.parameters():
+            nn.init.normal_(p.data, mean=0, std=1)
+    elif scheme in ("kaiming_normal", "xavier_normal"):
+        for fc in model.linears():
+            if scheme == "kaiming_normal":
+                nn.init.kaiming_normal_(fc.weight)
+            else:
+                nn.init.xavier_normal_(fc.weight)
+            nn.init.zeros_(fc.bias)
+
+
+def build(m):
+    """torch.manual_seed(seed), construction, init: what "rng": "torch" does."""
+    torch.set_default_dtype(torch.float64 if m.get("dtype") == "float64" else torch.float32)
+    torch.manual_seed(m.get("seed", 0))
+    model = MLP(m)
+    init_model(model, m.get("init", "torch_default"))
+    return model
+
+
+def optimizer(model, o):
+    """The model file's optimizer, with mlpc's defaults (lr 0.01)."""
+    o = {"type": o} if isinstance(o, str) else dict(o)
+    kind = o.pop("type")
+    o.setdefault("lr", 0.01)
+    if kind == "adamw":
+        o.setdefault("weight_decay", 0.01)
+    cls = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
+           "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
+    if "betas" in o:
+        o["betas"] = tuple(o["betas"])
+    return cls(model.parameters(), foreach=False, **o)
+
+
+def state(model):
+    """Parameters and buffers under their PyTorch names."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# ---- the cases ----
+
+
+def batches(ntrain, b, steps, has_bn):
+    """Batches in file order, epoch after epoch, the last one of an epoch
+    short; a one-sample batch is skipped under batchnorm, as mlpc does."""
+    out, start = [], 0
+    while len(out) < steps:
+        n = min(b, ntrain - start)
+        if not (n == 1 and has_bn):
+            out.append([start, n])
+        start = 0 if start + n >= ntrain else start + n
+    return out
+
+
+def test_loss(model, x, y):
+    """Eval mode: mean cross-entropy over the whole test set."""
+    model.eval()
+    with torch.no_grad():
+        z = model(x.to(torch.get_default_dtype()) / 255)
+        loss = F.cross_entropy(z, y, reduction="sum").item() / len(y)
+    model.train()
+    return loss
+
+
+def run_case(c):
+    """Builds, trains for the case's steps and records what PyTorch gives."""
+    m = c["model"]
+    model = build(m)
+    init = state(model)
+    xtr, ytr = load_set(c["data"], "train")
+    xte, yte = load_set(c["data"], "t10k")
+    dt = torch.get_default_dtype()
+    norm = m.get("norm", "none")
+    has_bn = (norm if isinstance(norm, str) else norm["type"]) == "batchnorm"
+    c["steps"] = batches(len(ytr), m.get("batch_size", 32), c.pop("nsteps", STEPS), has_bn)
+    c["test_loss_init"] = test_loss(model, xte, yte)
+    opt = optimizer(model, m.get("optimizer", "sgd"))
+    losses = []
+    for start, n in c["steps"]:
+        x = xtr[start:start + n].to(dt) / 255
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), ytr[start:start + n])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    c["loss"] = losses
+    c["test_loss"] = test_loss(model, xte, yte)
+    save_safetensors(os.path.join(HERE, "cases", c["name"] + ".init.safetensors"), init)
+    save_safetensors(os.path.join(HERE, "cases", c["name"] + ".final.safetensors"), state(model))
+    return model
+
+
+def scaled_err(a, b):
+    """|a − b| / max(|b|, 0.01), elementwise max: the C test's measure."""
+    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    return ((a - b).abs() / b.abs().clamp(min=0.01)).max().item() if b.numel() else 0.0
+
+
+def rerun(c, dtype, nudge):
+    """The case again from its initial weights, each multiplied by
+    (1 + nudge), in dtype: the final state and the step losses."""
+    m = dict(c["model"], dtype=dtype)
+    model = build(m)
+    init = load_safetensors(os.path.join(HERE, "cases", c["name"] + ".init.safetensors"))
+    dt = torch.get_default_dtype()
+    model.load_state_dict({k: (v.to(dt) * (1 + nudge)) if v.is_floating_point() else v
+                           for k, v in init.items()})
+    xtr, ytr = load_set(c["data"], "train")
+    opt = optimizer(model, m.get("optimizer", "sgd"))
+    losses = []
+    for start, n in c["steps"]:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xtr[start:start + n].to(dt) / 255), ytr[start:start + n])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return state(model), losses
+
+
+def spread(c):
+    """How far PyTorch itself moves under rounding-sized changes: every
+    initial weight nudged by one unit in the last place, and (for float32
+    cases) the whole run in float64 instead. A case is kept only if this
+    is well below the bound mlpc must meet: otherwise the case measures
+    rounding noise, not the computation."""
+    f64 = c["model"].get("dtype") == "float64"
+    final = load_safetensors(os.path.join(HERE, "cases", c["name"] + ".final.safetensors"))
+    runs = [rerun(c, "float64" if f64 else "float32", 2.0 ** (-52 if f64 else -23))]
+    if not f64:
+        runs.append(rerun(c, "float64", 0))
+    errs = []
+    for st, losses in runs:
+        errs.append(scaled_err(losses, c["loss"]))
+        errs += [scaled_err(v, final[k]) for k, v in st.items()]
+    return max(errs)
+
+
+def case(name, data, steps=STEPS, **model):
+    """One case: a model file (in mlpc's format) and a data set."""
+    shape = {"mnist": (784, 10), "small": (6, 3), "wide": (20, 12)}[data]
+    m = {"name": name, "input": shape[0], "output": shape[1], "rng": "torch",
+         "data": REL + "/data/" + data, "epochs": 1}
+    m.update(model)
+    return {"name": name, "data": data, "model": m, "nsteps": steps}
+
+
+NORMS = ["none", "batchnorm", "layernorm"]
+ACTS = ["tanh", "relu", "leaky_relu", "sigmoid", "silu", "gelu", "elu"]
+OPTS = ["sgd", "rmsprop", "adam", "adamw"]
+INITS = ["normal", "kaiming_normal", "xavier_normal", "torch_default"]
+
+
+def cases():
+    """The suite: every norm × activation pair on small generated data, the
+    optimizers, inits and batch sizes rotating through them, in both
+    precisions; then optimizer options, shapes and the MNIST cut.
+
+    Every case must be well conditioned (spread() below): PyTorch's own
+    result moves by less than a tenth of the bound under rounding-sized
+    changes. So batchnorm meets the adaptive optimizers only in float64 and
+    with weight decay (or a large eps): the bias of the linear layer before
+    a batchnorm has a zero gradient, and Adam and RMSprop turn its rounding
+    noise into steps of size lr (docs/semantics.md). Batchnorm trains on
+    batches of 7 or more in the grid, where 2 or 3 samples' statistics
+    would amplify rounding noise in float32."""
+    out = []
+    i = 0
+    for norm in NORMS:
+        for act in ACTS:
+            for dtype in ("float32", "float64"):
+                opt = "sgd" if norm == "batchnorm" else OPTS[i % 4]
+                if opt != "sgd":
+                    opt = {"type": opt, "lr": 0.001}
+                batch = [7, 3, 32, 2][(i + i // 4) % 4]
+                if norm == "batchnorm":  # statistics of 2 or 3 samples: noise
+                    batch = [7, 32][i % 2]
+                out.append(case("grid_%s_%s_%s" % (norm, act, dtype[5:]), "small",
+                                hidden=[5, 4], norm=norm, activation=act, optimizer=opt,
+                                init=INITS[(i // 2 + i) % 4], batch_size=batch,
+                                dtype=dtype, seed=100 + i))
+                i += 1
+    opts = [
+        ("sgd_momentum", "batchnorm", {"type": "sgd", "lr": 0.003, "momentum": 0.9}),
+        ("sgd_nesterov", "layernorm", {"type": "sgd", "lr": 0.05, "momentum": 0.8,
+                                       "nesterov": True, "weight_decay": 0.01}),
+        ("sgd_dampening", "none", {"type": "sgd", "lr": 0.05, "momentum": 0.5,
+                                   "dampening": 0.3}),
+        ("rmsprop_centered", "layernorm", {"type": "rmsprop", "lr": 0.001, "centered": True,
+                                           "momentum": 0.5, "alpha": 0.9}),
+        ("rmsprop_bn_decay", "batchnorm", {"type": "rmsprop", "lr": 0.001,
+                                           "weight_decay": 0.05, "eps": 1e-6}),
+        ("adam_bn_betas", "batchnorm", {"type": "adam", "lr": 0.001, "betas": [0.8, 0.99],
+                                        "eps": 1e-6, "weight_decay": 0.02}),
+        ("adamw_bn_eps", "batchnorm", {"type": "adamw", "lr": 0.001, "weight_decay": 0.1,
+                                       "eps": 1e-3}),
+        ("adamw_none", "none", {"type": "adamw", "lr": 0.003, "weight_decay": 0.1}),
+    ]
+    for k, (name, norm, o) in enumerate(opts):
+        for dtype in ("float64",) if norm == "batchnorm" else ("float32", "float64"):
+            out.append(case("opt_%s_%s" % (name, dtype[5:]), "wide", hidden=[37], norm=norm,
+                            activation=ACTS[k % 7], optimizer=o,
+                            init=["torch_default", "normal"][k % 2] if norm == "batchnorm"
+                            else INITS[k % 4], batch_size=7, dtype=dtype, seed=200 + k))
+    shapes = [
+        ("linear_only", dict(hidden=[], batch_size=3, optimizer="sgd")),
+        ("width1_bn", dict(hidden=[1], norm="batchnorm", batch_size=7, optimizer="sgd")),
+        ("width1_none", dict(hidden=[1], activation="tanh", batch_size=2, optimizer="adam")),
+        ("deep3_bn_mom03", dict(hidden=[37, 5, 8], norm={"type": "batchnorm", "momentum": 0.3},
+                                batch_size=32, activation="tanh", optimizer="sgd")),
+        ("deep2_bn_cumulative", dict(hidden=[5, 37], norm={"type": "batchnorm", "momentum": None},
+                                     batch_size=32, activation="tanh",
+                                     optimizer={"type": "sgd", "momentum": 0.5})),
+        ("ln_eps", dict(hidden=[37, 37], norm={"type": "layernorm", "eps": 1e-3},
+                        activation={"type": "elu", "alpha": 0.5}, batch_size=7)),
+        ("leaky_slope", dict(hidden=[5], activation={"type": "leaky_relu", "slope": 0.2},
+                             batch_size=2, optimizer="adamw")),
+    ]
+    for k, (name, kw) in enumerate(shapes):
+        for dtype in ("float32", "float64"):
+            out.append(case("shape_%s_%s" % (name, dtype[5:]), "wide", init=INITS[k % 4],
+                            dtype=dtype, seed=300 + k, **kw))
+    out += [
+        case("mnist_seed_bn_relu", "mnist", hidden=[128], norm="batchnorm", activation="relu",
+             init="kaiming_normal", optimizer="sgd", batch_size=32, seed=42),
+        case("mnist_seed_base", "mnist", hidden=[16], activation="tanh", init="normal",
+             optimizer="sgd", batch_size=32, seed=42),
+        case("mnist_ln_silu_adam_64", "mnist", hidden=[37], norm="layernorm",
+             activation="silu", init="kaiming_normal",
+             optimizer={"type": "adam", "lr": 0.001}, batch_size=32, dtype="float64", seed=7),
+        case("mnist_ln_gelu_rmsprop_64", "mnist", hidden=[16], norm="layernorm",
+             activation="gelu", init="xavier_normal", optimizer={"type": "rmsprop", "lr": 0.001},
+             batch_size=32, dtype="float64", seed=5),
+        case("mnist_bn_rmsprop_64", "mnist", hidden=[16, 5], norm="batchnorm",
+             activation="leaky_relu", init="torch_default",
+             optimizer={"type": "rmsprop", "lr": 0.001, "weight_decay": 0.01},
+             batch_size=7, dtype="float64", seed=3),
+        case("mnist_default_adamw_64", "mnist", hidden=[5], activation="sigmoid",
+             init="torch_default", optimizer="adamw", batch_size=3, dtype="float64", seed=11),
+    ]
+    return out
+
+
+# ---- raw draws (tests/test_init.c) ----
+
+DRAWS = [("uniform.1", 0, 1.0, 1), ("uniform.37", 0, 0.125, 37), ("normal.1", 1, 1.0, 1),
+         ("normal.10", 1, 2.0, 10), ("normal.3", 1, 0.5, 3), ("normal.15", 1, 1.0, 15),
+         ("normal.16", 1, 1.0, 16), ("normal.17", 1, 0.3, 17), ("normal.37", 1, 0.05, 37),
+         ("normal.1000", 1, 1.0, 1000), ("uniform.100", 0, 0.0357, 100), ("normal.5", 1, 1.0, 5)]
+
+
+def torch_rng():
+    """The draws test_init.c replays: one generator per precision."""
+    out = {}
+    for prefix, dt in (("f32", torch.float32), ("f64", torch.float64)):
+        torch.manual_seed(2024)
+        for name, normal, a, n in DRAWS:
+            t = torch.empty(n, dtype=dt)
+            t.normal_(0, a) if normal else t.uniform_(-a, a)
+            out[prefix + "." + name] = t
+    save_safetensors(os.path.join(HERE, "torch_rng.safetensors"), out)
+
+
+# ---- checking the mlpc binary both ways ----
+
+
+def check_mlpc(mlpc, suite):
+    """PyTorch's weights into mlpc, mlpc's weights back into PyTorch."""
+    worst = 0.0
+    for c in suite:
+        m = dict(c["model"])
+        with tempfile.TemporaryDirectory() as tmp:
+            mf = os.path.join(tmp, "m.json")
+            out = os.path.join(tmp, "out.safetensors")
+            m["data"] = os.path.join(HERE, "data", c["data"])
+            json.dump(m, open(mf, "w"))
+            init = os.path.join(HERE, "cases", c["name"] + ".init.safetensors")
+            r = subprocess.run([mlpc, mf, "--run", "--no-shuffle", "--epochs", "1",
+                                "--max-batches", "4", "--backend", "tcc",
+                                "--load-weights", init, "--save-weights", out],
+                               capture_output=True, text=True)
+            if r.returncode:
+                print(c["name"], "mlpc failed:", r.stderr.strip())
+                continue
+            model = build(c["model"])
+            model.load_state_dict(load_safetensors(out), strict=True)
+            ref = build(c["model"])
+            ref.load_state_dict(load_safetensors(init), strict=True)
+            xtr, ytr = load_set(c["data"], "train")
+            opt = optimizer(ref, m.get("optimizer", "sgd"))
+            b = m.get("batch_size", 32)
+            for s in range(min(4, (len(ytr) + b - 1) // b)):
+                x = xtr[s * b:(s + 1) * b].to(torch.get_default_dtype()) / 255
+                opt.zero_grad()
+                F.cross_entropy(ref(x), ytr[s * b:(s + 1) * b]).backward()
+                opt.step()
+            diff = max(((model.state_dict()[k].double() - v.double()).abs().max().item()
+                        for k, v in ref.state_dict().items()), default=0)
+            worst = max(worst, diff)
+            print("%-34s loaded into PyTorch, max |diff| after 4 steps %.3g" % (c["name"], diff))
+    print("worst %.3g" % worst)
+
+
+def main():
+    os.makedirs(os.path.join(HERE, "cases"), exist_ok=True)
+    if len(sys.argv) == 3 and sys.argv[1] == "--check-mlpc":
+        suite = json.load(open(os.path.join(HERE, "cases.json")))["cases"]
+        check_mlpc(sys.argv[2], [c for c in suite if c["data"] != "mnist"][::5])
+        return
+    mnist_cut()
+    blobs("small", 2, 3, 3, 96, 32, seed=1)
+    blobs("wide", 4, 5, 12, 128, 48, seed=2)
+    torch_rng()
+    suite = cases()
+    bad = []
+    for c in suite:
+        run_case(c)
+        c["torch_spread"] = spread(c)
+        bound = 1e-10 if c["model"].get("dtype") == "float64" else 1e-4
+        print("%-34s %3d steps, loss %.4f → %.4f, test %.4f → %.4f, spread %.1e%s" % (
+            c["name"], len(c["steps"]), c["loss"][0], c["loss"][-1], c["test_loss_init"],
+            c["test_loss"], c["torch_spread"], "  ILL-CONDITIONED" if
+            c["torch_spread"] > bound / 10 else ""))
+        if c["torch_spread"] > bound / 10:
+            bad.append(c["name"])
+    if bad:
+        sys.exit("gen.py: ill-conditioned, change them: " + ", ".join(bad))
+    with open(os.path.join(HERE, "cases.json"), "w") as f:
+        json.dump({"torch": torch.__version__, "cases": suite}, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+/*
+ * test_reference.c — mlpc against PyTorch, step for step.
+ *
+ * tests/reference/cases.json lists the cases written by
+ * tests/reference/gen.py with PyTorch: a model file, a data set under
+ * tests/reference/data, the batches of each step (in file order), and
+ * PyTorch's loss at every step and eval-mode test loss before and after.
+ * tests/reference/cases/NAME.{init,final}.safetensors hold its weights.
+ *
+ * Each case goes through the library's own pipeline: fe_load_string →
+ * ir_lower → emit_unit → jit_gcc or jit_tcc (copy A), and a second tcc copy
+ * (B) that holds PyTorch's tensors for comparison:
+ *
+ *   1. rt_init(A) with "rng": "torch" must give PyTorch's initial weights
+ *      bit for bit (B holds them, from NAME.init.safetensors);
+ *   2. A trains on the case's batches with net->train_step; each step's
+ *      loss is compared with PyTorch's, then net->eval's test loss;
+ *   3. every parameter and buffer of A is compared with B, which now holds
+ *      NAME.final.safetensors (A's own are left in
+ *      out/reference/NAME.mlpc.safetensors, for a closer look).
+ *
+ * Bounds: float32 relative error 1e-4 with an absolute floor of 1e-6;
+ * float64 1e-10 with a floor of 1e-12. The largest error of each case is
+ * printed, and where it is, next to PyTorch's own spread: how far PyTorch
+ * moves when the initial weights are nudged by an ulp (and, for float32,
+ * when it runs in float64), which gen.py keeps below a tenth of the bound.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include "../mlpc.h"
+
+#define DIR "tests/reference"
+
+/* The largest scaled error seen in one quantity, and where. */
+typedef struct {
+  double err;         /* |a − b| / max(|b|, floor / rel), against rel     */
+  char where[80];
+} Worst;
+
+typedef struct {
+  const char *name;
+  int f64;
+  double rel, floor;
+  Worst loss, param;
+  double spread;      /* PyTorch's own, under rounding-sized changes      */
+  long init_bad;      /* initial-weight elements that differ from PyTorch */
+  int failed;
+} Case;
+
+/* Records the error of a against PyTorch's b. */
+static void note(Case *c, Worst *w, double a, double b, const char *fmt, ...) {
+  double e = fabs(a - b) / fmax(fabs(b), c->floor / c->rel);
+  if (!(e <= w->err)) { /* NaN counts as worst */
+    w->err = isnan(e) ? INFINITY : e;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->where, sizeof w->where, fmt, ap);
+    va_end(ap);
+  }
+}
+
+/* Element i of t as a double. */
+static double at(const RtTensor *t, long i) {
+  switch (t->dtype) {
+  case RT_F32: return ((float *)t->data)[i];
+  case RT_F64: return ((double *)t->data)[i];
+  default: return (double)((long long *)t->data)[i];
+  }
+}
+
+static long numel(const RtTensor *t) {
+  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
+}
+
+/* Whether a tensor is in a weight file: parameters and buffers. */
+static int saved(const RtTensor *t) { return t->kind != RT_GRAD && t->kind != RT_STATE; }
+
+/* Counts the elements of a's parameters and buffers that are not
+   bitwise equal to b's. */
+static long bit_diffs(const RtNet *a, const RtNet *b) {
+  long bad = 0;
+  for (int k = 0; k < a->ntensors; k++) {
+    const RtTensor *x = &a->tensors[k], *y = &b->tensors[k];
+    int size = x->dtype == RT_F32 ? 4 : 8;
+    for (long i = 0; saved(x) && i < numel(x); i++)
+      bad += memcmp((char *)x->data + i * size, (char *)y->data + i * size, size) != 0;
+  }
+  return bad;
+}
+
+/* Compares every parameter and buffer of a with PyTorch's in b. */
+static void compare_params(Case *c, const RtNet *a, const RtNet *b) {
+  for (int k = 0; k < a->ntensors; k++) {
+    const RtTensor *x = &a->tensors[k], *y = &b->tensors[k];
+    for (long i = 0; saved(x) && i < numel(x); i++)
+      note(c, &c->param, at(x, i), at(y, i), "%s[%ld]", x->name, i);
+  }
+}
+
+/* Loads a weight file into net or fails the test. */
+static void load(const RtNet *net, const char *name, const char *which) {
+  char path[512], err[1024];
+  snprintf(path, sizeof path, DIR "/cases/%s.%s.safetensors", name, which);
+  if (rt_load_weights(net, path, err, sizeof err))
+    fail_msg("%s", err);
+}
+
+/* Mean test loss in eval mode, in batches of the model's size. */
+static double test_loss(const RtNet *net, const RtSet *s) {
+  double sum = 0;
+  long correct = 0;
+  for (long start = 0; start < s->n; start += net->batch) {
+    int n = (int)(s->n - start < net->batch ? s->n - start : net->batch);
+    net->eval(n, s->images + start * net->input, s->labels + start, &sum, &correct);
+  }
+  return sum / s->n;
+}
+
+/* Compiles the model with a backend, or fails the test. */
+static Jit *compile(const Ir *ir, int backend) {
+  char err[2048];
+  Buf src = {0};
+  emit_unit(ir, backend, &src);
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, ir->m->dtype, err, sizeof err)
+                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
+  free(src.buf);
+  if (!j)
+    fail_msg("%s", err);
+  return j;
+}
+
+/* Trains A on the case's steps and compares the losses. */
+static void replay(Case *c, const RtNet *a, json_t *jc, const RtSet *tr, const RtSet *te) {
+  json_t *steps = json_object_get(jc, "steps"), *losses = json_object_get(jc, "loss");
+  note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss_init")),
+       "initial test loss");
+  for (size_t s = 0; s < json_array_size(steps); s++) {
+    json_t *st = json_array_get(steps, s);
+    long start = (long)json_integer_value(json_array_get(st, 0));
+    int n = (int)json_integer_value(json_array_get(st, 1));
+    assert_true(start >= 0 && n >= 1 && start + n <= tr->n);
+    double loss = a->train_step(n, tr->images + start * a->input, tr->labels + start);
+    note(c, &c->loss, loss, json_real_value(json_array_get(losses, s)), "loss of step %zu",
+         s + 1);
+  }
+  note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss")),
+       "final test loss");
+}
+
+/* Loads the case's data set; both halves. */
+static void load_data(json_t *jc, int classes, RtSet *tr, RtSet *te) {
+  char dir[256], err[1024];
+  snprintf(dir, sizeof dir, DIR "/data/%s", json_string_value(json_object_get(jc, "data")));
+  if (rt_load_set(dir, "train", classes, tr, err, sizeof err) ||
+      rt_load_set(dir, "t10k", classes, te, err, sizeof err))
+    fail_msg("%s", err);
+}
+
+/* Runs one case; its figures end up in c. */
+static void run_case(Case *c, json_t *jc, int backend) {
+  static Model m;
+  static Ir ir;
+  char err[1024];
+  char *text = json_dumps(json_object_get(jc, "model"), JSON_COMPACT);
+  if (fe_load_string(text, DIR "/cases.json", &m, err, sizeof err))
+    fail_msg("%s: %s", c->name, err);
+  free(text);
+  assert_int_equal(m.rng, RT_RNG_TORCH);
+  c->f64 = m.dtype == DT_F64;
+  c->rel = c->f64 ? 1e-10 : 1e-4;
+  c->floor = c->f64 ? 1e-12 : 1e-6;
+  ir_lower(&m, &ir);
+  Jit *ja = compile(&ir, backend), *jb = compile(&ir, BACKEND_TCC);
+  const RtNet *a = jit_net(ja), *b = jit_net(jb);
+  rt_init(a, m.seed);
+  load(b, c->name, "init");
+  c->init_bad = bit_diffs(a, b);
+  load(a, c->name, "init"); /* train from PyTorch's weights regardless */
+  RtSet tr, te;
+  load_data(jc, m.output, &tr, &te);
+  replay(c, a, jc, &tr, &te);
+  char path[512];
+  snprintf(path, sizeof path, "out/reference/%s.mlpc.safetensors", c->name);
+  if (mkdir("out", 0777), mkdir("out/reference", 0777), rt_save_weights(a, path, err, sizeof err))
+    fail_msg("%s", err);
+  load(b, c->name, "final");
+  compare_params(c, a, b);
+  rt_free_set(&tr);
+  rt_free_set(&te);
+  jit_free(ja);
+  jit_free(jb);
+}
+
+/* Prints one case's line; returns whether it passed. */
+static int report(Case *c, int backend) {
+  int ok = c->init_bad == 0 && c->loss.err <= c->rel && c->param.err <= c->rel;
+  printf("%-30s %s %s  init %s  loss err %.1e (%s)  param err %.1e (%s)  "
+         "[PyTorch's own spread %.1e]%s\n", c->name, c->f64 ? "f64" : "f32",
+         backend_names[backend], c->init_bad ? "DIFFERS" : "bitwise", c->loss.err,
+         c->loss.where, c->param.err, c->param.where, c->spread, ok ? "" : "  FAIL");
+  if (c->init_bad)
+    printf("  %ld initial-weight elements differ from PyTorch's\n", c->init_bad);
+  return ok;
+}
+
+/* Every case in cases.json; the gcc backend for every third, tcc else. */
+static void test_reference(void **state) {
+  (void)state;
+  json_error_t je;
+  json_t *root = json_load_file(DIR "/cases.json", 0, &je);
+  if (!root)
+    fail_msg(DIR "/cases.json:%d: %s", je.line, je.text);
+  json_t *cases = json_object_get(root, "cases");
+  int failed = 0, n = (int)json_array_size(cases);
+  double worst32 = 0, worst64 = 0;
+  printf("reference: %d cases against PyTorch %s\n", n,
+         json_string_value(json_object_get(root, "torch")));
+  for (int i = 0; i < n; i++) {
+    json_t *jc = json_array_get(cases, i);
+    Case c = {.name = json_string_value(json_object_get(jc, "name")),
+              .spread = json_real_value(json_object_get(jc, "torch_spread"))};
+    int backend = i % 3 == 0 ? BACKEND_GCC : BACKEND_TCC;
+    run_case(&c, jc, backend);
+    failed += !report(&c, backend);
+    double e = fmax(c.loss.err, c.param.err);
+    if (c.f64)
+      worst64 = fmax(worst64, e);
+    else
+      worst32 = fmax(worst32, e);
+  }
+  printf("reference: %d of %d cases failed; largest error f32 %.2e (bound 1e-4), "
+         "f64 %.2e (bound 1e-10)\n", failed, n, worst32, worst64);
+  json_decref(root);
+  assert_int_equal(failed, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_reference),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

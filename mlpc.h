@@ -59,6 +59,9 @@ void emit_model(const Ir *ir, Buf *b);
 void emit_unit(const Ir *ir, int backend, Buf *b);
 /* A standalone trainer: the unit plus the runtime and main(). */
 void emit_trainer(const Ir *ir, Buf *b);
+/* A model name fit for a comment: [A-Za-z0-9_.-] kept, any other byte
+   '_' (a static buffer). */
+const char *emit_comment_name(const char *name);
 /* The bytes of static storage (tensors, activations) the code declares. */
 size_t emit_static_bytes(const Ir *ir);
 /* Static data must lie within 2 GiB of the code on x86-64 (the small

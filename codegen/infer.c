@@ -304,7 +304,7 @@ static void emit_prelude(Inf *I) {
 /* The model in one line: "bn_relu: 784-128-10, norm batchnorm, relu, float32". */
 static void describe(Inf *I) {
   const Model *m = I->m;
-  emitf(I->b, "%s: %d", m->name, m->input);
+  emitf(I->b, "%s: %d", emit_comment_name(m->name), m->input);
   for (int k = 0; k < m->nhidden; k++)
     emitf(I->b, "-%d", m->hidden[k]);
   emitf(I->b, "-%d, norm %s, %s, %s", m->output, norm_names[m->norm.type],

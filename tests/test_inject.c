@@ -12,6 +12,8 @@
  *   trainer    the standalone trainer compiles with gcc -std=c11 and with
  *              cc's default, and runs: it looks for its data under exactly
  *              the hostile directory and exits 2
+ *   inference  the inference C for the model's weights compiles with gcc
+ *              -std=c11 and defines nothing but its two functions
  *   command    `mlpc M.json --emit F.c` with the data directory in the
  *              model file gives the same (for the strings JSON can hold)
  *
@@ -100,6 +102,41 @@ static void test_jit(void **state) {
   for (int i = 0; i < NHOSTILE; i++) {
     check_jit(BACKEND_TCC, i);
     check_jit(BACKEND_GCC, i);
+  }
+}
+
+/* The global names an object file defines, one a line. */
+static char *defined_symbols(const char *obj) {
+  const char *argv[] = {"nm", "--defined-only", "-g", "-j", obj, NULL};
+  size_t len;
+  assert_int_equal(util_run(argv, tmp_path("nm.txt"), NULL), 0);
+  return util_slurp(tmp_path("nm.txt"), &len);
+}
+
+/* Each hostile name in the inference C of a compiled model. */
+static void test_inference(void **state) {
+  (void)state;
+  static Model m;
+  static Ir ir;
+  char err[2048];
+  for (int i = 0; i < NHOSTILE; i++) {
+    Buf u = {0}, c = {0}, h = {0};
+    hostile_model(&m, hostile[i]);
+    ir_lower(&m, &ir);
+    emit_unit(&ir, BACKEND_TCC, &u);
+    Jit *j = jit_tcc(u.buf, m.dtype, err, sizeof err);
+    assert_non_null(j);
+    rt_init(jit_net(j), 1);
+    assert_int_equal(emit_inference(&ir, jit_net(j), "p.h", &c, &h, err, sizeof err), 0);
+    assert_int_equal(util_write(tmp_path("p.c"), c.buf, c.len), 0);
+    assert_int_equal(util_write(tmp_path("p.h"), h.buf, h.len), 0);
+    const char *cc[] = {"cc", "-std=c11", "-c", tmp_path("p.c"), "-o", tmp_path("p.o"), NULL};
+    if (util_run(cc, NULL, NULL))
+      fail_msg("hostile[%d]: the inference C does not compile", i);
+    char *syms = defined_symbols(tmp_path("p.o"));
+    assert_string_equal(syms, "mlpc_predict\nmlpc_predict_u8\n");
+    free(syms), free(u.buf), free(c.buf), free(h.buf);
+    jit_free(j);
   }
 }
 
@@ -193,6 +230,7 @@ int main(void) {
     cmocka_unit_test(test_payload_works),
     cmocka_unit_test(test_jit),
     cmocka_unit_test(test_trainer),
+    cmocka_unit_test(test_inference),
     cmocka_unit_test(test_command),
   };
 #ifdef MLPC_SOURCE_DIR

@@ -10,10 +10,12 @@
  * model before it copies anything, and names everything that does not fit.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <jansson.h>
 #include "../mlpc.h"
@@ -127,24 +129,48 @@ static void problem(File *F, const char *name, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Reads the whole file; 0 or -1. */
+/* The most bytes a weight file for F's model can have: the length, the
+   largest header we read, and the data of every saved tensor. */
+static size_t max_file(const File *F) {
+  size_t n = 8 + MAX_HEADER;
+  for (int i = 0; i < F->net->ntensors; i++)
+    if (saved(&F->net->tensors[i]))
+      n += (size_t)numel(&F->net->tensors[i]) * st_sizes[F->net->tensors[i].dtype];
+  return n;
+}
+
+/* Reads the whole file, refusing one larger than the model's weights
+   could make (before allocating for it, when it is a regular file); 0 or
+   -1 with err set. */
 static int slurp(File *F) {
   FILE *f = fopen(F->path, "rb");
+  struct stat st;
   if (!f) {
     snprintf(F->err, F->errlen, "%s: cannot open: %s", F->path, strerror(errno));
     return -1;
   }
-  size_t cap = 1 << 16;
-  F->buf = malloc(cap);
+  size_t cap = 1 << 16, max = max_file(F), n;
+  int too_large = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+                  (uintmax_t)st.st_size > max;
+  F->buf = too_large ? NULL : malloc(cap);
   F->len = 0;
-  size_t n;
-  while (F->buf && (n = fread(F->buf + F->len, 1, cap - F->len, f)) > 0)
-    if ((F->len += n) == cap)
-      F->buf = realloc(F->buf, cap *= 2);
-  int bad = !F->buf || ferror(f);
+  while (F->buf && (n = fread(F->buf + F->len, 1, cap - F->len, f)) > 0) {
+    if ((F->len += n) < cap)
+      continue;
+    too_large = cap > max; /* a pipe or device that goes on */
+    unsigned char *more = too_large ? NULL : realloc(F->buf, 2 * cap);
+    if (!more)
+      free(F->buf);
+    F->buf = more, cap *= 2;
+  }
+  int e = errno, bad = !F->buf || ferror(f);
   fclose(f);
-  if (bad)
-    snprintf(F->err, F->errlen, "%s: cannot read", F->path);
+  if (too_large)
+    snprintf(F->err, F->errlen, "%s: larger than a weight file of model %s can be (%zu bytes "
+             "at most)", F->path, F->net->name, max);
+  else if (bad)
+    snprintf(F->err, F->errlen, "%s: cannot read: %s", F->path,
+             F->buf ? strerror(e) : "out of memory");
   return bad ? -1 : 0;
 }
 
@@ -188,8 +214,8 @@ static int check_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *se
   if (check_shape(F, t, shape))
     return -1;
   size_t bytes = (size_t)numel(t) * st_sizes[t->dtype];
-  if (json_unpack(offs, "[I,I]", &b, &end) || b < 0 || end - b != (json_int_t)bytes ||
-      (size_t)end > F->len - F->data) {
+  if (json_unpack(offs, "[I,I!]", &b, &end) || b < 0 || end < b ||
+      end - b != (json_int_t)bytes || (size_t)end > F->len - F->data) {
     char *os = text_of(offs);
     problem(F, t->name, "data_offsets %s do not hold its %zu bytes inside the %zu bytes "
             "of data", os, bytes, F->len - F->data);

@@ -962,6 +962,7 @@ static int load_text(const char *text, size_t len, const char *fname,
   snprintf(m->file, sizeof m->file, "%s", c.file);
   if (check_text(&c, text, len))
     return -1;
+  fe_alloc_json();
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!root)
     return syntax_error(&c, &je);
@@ -995,14 +996,16 @@ int fe_load_string(const char *text, const char *fname, Model *m,
   return load_text(text, strlen(text), fname, m, err, errlen);
 }
 
-/* Reads a whole (small) file; NULL with a message on error. */
-static char *read_text(Ctx *c, size_t *len) {
+/* Reads a whole (small) file into *text; 0, or -1 or FE_NO_MEMORY with a
+   message. */
+static int read_text(Ctx *c, char **text, size_t *len) {
   FILE *f = fopen(c->file, "rb");
-  char *buf = f ? malloc(MAX_FILE + 1) : NULL;
+  if (!f)
+    return fail(c, "cannot open: %s", strerror(errno));
+  char *buf = fe_malloc(MAX_FILE + 1);
   if (!buf) {
-    fail(c, "cannot open: %s", strerror(errno));
-    if (f) fclose(f);
-    return NULL;
+    fclose(f);
+    return fail(c, "out of memory reading the model"), FE_NO_MEMORY;
   }
   *len = fread(buf, 1, MAX_FILE + 1, f);
   int bad = ferror(f), e = errno;
@@ -1011,23 +1014,25 @@ static char *read_text(Ctx *c, size_t *len) {
   if (bad || *len > MAX_FILE) {
     bad ? fail(c, "cannot read: %s", strerror(e))
         : fail(c, "too large for a model file (more than %ld bytes)", MAX_FILE);
-    free(buf);
-    return NULL;
+    fe_free(buf);
+    return -1;
   }
-  return buf;
+  *text = buf;
+  return 0;
 }
 
 /* Reads and checks a model file. */
 int fe_load(const char *path, Model *m, char *err, size_t errlen) {
   Ctx c = {.file = path, .err = err, .errlen = errlen};
-  size_t len;
-  char *text = read_text(&c, &len);
-  if (!text) {
+  size_t len = 0;
+  char *text = NULL;
+  int rc = read_text(&c, &text, &len);
+  if (rc) {
     fe_defaults(m);
-    return -1;
+    return rc;
   }
-  int rc = load_text(text, len, path, m, err, errlen);
-  free(text);
+  rc = load_text(text, len, path, m, err, errlen);
+  fe_free(text);
   return rc;
 }
 
@@ -1058,9 +1063,10 @@ int fe_override(Model *m, const char *flag, const char *key,
   const Field *f = override_field(&c, m, key);
   if (!f)
     return -1;
+  fe_alloc_json();
   json_t *v = json_string_nocheck(text ? text : "");
   if (!v)
-    return fail(&c, "out of memory");
+    return fail(&c, "out of memory"), FE_NO_MEMORY; /* unreachable: fe_alloc_json */
   saved = *m;
   int rc = f->check(&c, v, m) || check_model(&c, m) ? -1 : 0;
   if (rc)

@@ -45,20 +45,25 @@ void ir_dump(const Ir *ir, FILE *out);
 
 /* ---- codegen/emit.c: C source ---- */
 
-/* A growing text buffer; emitf appends printf-style. */
+/* A growing text buffer; emitf appends printf-style. Out of memory, a
+   buffer keeps the text it has, sets oom and ignores every later emitf,
+   so emitters need no checks of their own: the emit_* functions below
+   return -1 at the end instead. Its memory comes from fe_realloc. */
 typedef struct {
   char *buf;
   size_t len, cap;
+  int oom;
 } Buf;
 
 void emitf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The model's own code: sizes, tensors, per-layer kernels, the training
-   step and evaluation (byte-identical for the same model). */
-void emit_model(const Ir *ir, Buf *b);
+   step and evaluation (byte-identical for the same model). 0, or -1 when
+   memory ran out (b->oom). */
+int emit_model(const Ir *ir, Buf *b);
 /* A whole translation unit for a backend: headers, kernels, model. */
-void emit_unit(const Ir *ir, int backend, Buf *b);
+int emit_unit(const Ir *ir, int backend, Buf *b);
 /* A standalone trainer: the unit plus the runtime and main(). */
-void emit_trainer(const Ir *ir, Buf *b);
+int emit_trainer(const Ir *ir, Buf *b);
 /* A model name fit for a comment: [A-Za-z0-9_.-] kept, any other byte
    '_' (a static buffer). */
 const char *emit_comment_name(const char *name);
@@ -78,7 +83,8 @@ const char *emit_act_forward(int type, int *has_param);
 /* Inference-only C for the weights in net (a compiled ir): eval mode,
    BatchNorm folded into the linear layer before it. Writes the source to
    c and its header to h; hname is the header's name, for the #include.
-   Returns -1 with err set when a weight is not finite. */
+   Returns -1 with err set when a weight is not finite, or when memory
+   ran out (c->oom or h->oom). */
 int emit_inference(const Ir *ir, const RtNet *net, const char *hname, Buf *c, Buf *h,
                    char *err, size_t errlen);
 

@@ -376,5 +376,7 @@ int emit_inference(const Ir *ir, const RtNet *net, const char *hname, Buf *c, Bu
     return -1;
   emit_layers(&I);
   emit_entries(&I);
+  if (c->oom || h->oom)
+    return snprintf(err, errlen, "out of memory"), -1;
   return 0;
 }

@@ -63,17 +63,16 @@ static char *make_header(const RtNet *net, size_t *len) {
   return s;
 }
 
-int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen) {
-  size_t hlen;
-  char *hdr = make_header(net, &hlen);
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-  FILE *f = hdr ? fopen(tmp, "wb") : NULL;
-  if (!f) {
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-    free(hdr);
-    return -1;
-  }
+/* Whether path names something other than a regular file (a device
+   such as /dev/stdout, a pipe): that is written in place, never renamed
+   over. */
+static int special_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
+/* Writes net's data after the header; 0 or errno. */
+static int write_data(FILE *f, const RtNet *net, const char *hdr, size_t hlen) {
   size_t padded = (hlen + 7) / 8 * 8; /* data 8-byte aligned, padded with spaces */
   unsigned char n8[8];
   for (int i = 0; i < 8; i++)
@@ -86,13 +85,33 @@ int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen
     if (saved(t))
       ok = fwrite(t->data, st_sizes[t->dtype], numel(t), f) == (size_t)numel(t);
   }
-  free(hdr);
-  if (fclose(f) || !ok || rename(tmp, path)) {
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-    remove(tmp);
-    return -1;
+  return ok ? 0 : errno ? errno : EIO;
+}
+
+/* Writes to a temporary file beside path and renames it over path once it
+   is whole, so that a failure (a full disk) leaves path as it was. */
+int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen) {
+  size_t hlen;
+  char tmp[4200];
+  int direct = special_file(path), e = 0;
+  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+  char *hdr = make_header(net, &hlen);
+  FILE *f = hdr ? fopen(direct ? path : tmp, "wb") : NULL;
+  if (!f)
+    e = hdr ? errno : ENOMEM;
+  else {
+    e = write_data(f, net, hdr, hlen);
+    if (fclose(f) && !e)
+      e = errno;
+    if (!e && !direct && rename(tmp, path))
+      e = errno;
+    if (e && !direct)
+      remove(tmp);
   }
-  return 0;
+  free(hdr);
+  if (e)
+    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(e));
+  return e ? -1 : 0;
 }
 
 /* ---- loading ---- */

@@ -398,6 +398,7 @@ static void test_bytes_changed(void **state) {
       char *before = snapshot(b->net, &snap);
       if (rt_load_weights(b->net, other, err, sizeof err) == 0) {
         loaded++;
+        free(before);
         continue;
       }
       refusals++;

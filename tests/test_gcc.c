@@ -28,7 +28,16 @@
 
 static char tmp[64];
 static char *path0;        /* PATH as the test found it               */
+static char *extra0;       /* MLPC_GCC_EXTRA_FLAGS as found, or NULL  */
 static char *src;          /* a small model's gcc unit                */
+
+/* Puts MLPC_GCC_EXTRA_FLAGS back as the test found it. */
+static void restore_extra(void) {
+  if (extra0)
+    setenv("MLPC_GCC_EXTRA_FLAGS", extra0, 1);
+  else
+    unsetenv("MLPC_GCC_EXTRA_FLAGS");
+}
 
 /* A path in the temporary directory. */
 static const char *tmp_path(const char *name) {
@@ -133,7 +142,7 @@ static void test_extra_flags(void **state) {
   const char *dir = fake_gcc("record", script, 0755);
   setenv("MLPC_GCC_EXTRA_FLAGS", " -DX=1\t-DY=$(touch${IFS}" MARK ");`id`  -Wno-unused ", 1);
   Jit *j = compile_with(dir, tmp_path("cache-extra"), err, sizeof err);
-  unsetenv("MLPC_GCC_EXTRA_FLAGS");
+  restore_extra();
   if (!j)
     fail_msg("%s", err);
   jit_free(j);
@@ -153,11 +162,13 @@ static void test_cache_key(void **state) {
   (void)state;
   char err[2048];
   const char *cache = tmp_path("cache-key");
+  char more[1100];
+  snprintf(more, sizeof more, "%s -DMLPC_TEST_FLAG=1", extra0 ? extra0 : "");
   Jit *a = jit_gcc(src, cache, err, sizeof err);
   assert_non_null(a);
-  setenv("MLPC_GCC_EXTRA_FLAGS", "-DMLPC_TEST_FLAG=1", 1);
+  setenv("MLPC_GCC_EXTRA_FLAGS", more, 1);
   Jit *b = jit_gcc(src, cache, err, sizeof err), *c = jit_gcc(src, cache, err, sizeof err);
-  unsetenv("MLPC_GCC_EXTRA_FLAGS");
+  restore_extra();
   Jit *d = jit_gcc(src, cache, err, sizeof err);
   assert_true(b && c && d);
   assert_false(jit_cached(a));
@@ -170,7 +181,7 @@ static void test_cache_key(void **state) {
     strcat(many, "-DA ");
   setenv("MLPC_GCC_EXTRA_FLAGS", many, 1);
   assert_null(jit_gcc(src, cache, err, sizeof err));
-  unsetenv("MLPC_GCC_EXTRA_FLAGS");
+  restore_extra();
   assert_string_equal(err, "MLPC_GCC_EXTRA_FLAGS: more than 16 flags");
 }
 
@@ -230,6 +241,7 @@ static int setup(void **state) {
     return -1;
   mkdir(tmp_path("empty"), 0700);
   path0 = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+  extra0 = getenv("MLPC_GCC_EXTRA_FLAGS") ? strdup(getenv("MLPC_GCC_EXTRA_FLAGS")) : NULL;
   remove(MARK);
   fe_defaults(&m);
   m.input = 16;
@@ -244,6 +256,7 @@ static int teardown(void **state) {
   (void)state;
   util_rmtree(tmp);
   free(path0);
+  free(extra0);
   free(src);
   return 0;
 }

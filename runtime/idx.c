@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 #include "rt.h"
 
@@ -63,11 +64,24 @@ static int idx_grow(unsigned char **buf, size_t *cap, size_t need) {
   return 0;
 }
 
-/* Reads an open stream to its end into a new buffer. */
+/* Reads an open stream to its end into a new buffer. A regular file's
+   size is known: one over the limit is refused before anything is
+   allocated, and the buffer is allocated once, at its size. */
 static unsigned char *idx_slurp(FILE *f, const char *path, size_t *len,
                                 char *err, size_t errlen) {
   unsigned char *buf = NULL;
   size_t cap = 0, n = 0;
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+    if ((uintmax_t)st.st_size >= IDX_MAX_BYTES) {
+      idx_fail(err, errlen, path, "file is %jd bytes, more than the %zu bytes mlpc "
+               "reads", (intmax_t)st.st_size, IDX_MAX_BYTES);
+      return NULL;
+    }
+    cap = (size_t)st.st_size + 1; /* + 1: the end is seen without growing */
+    if (!(buf = malloc(cap)))
+      cap = 0;
+  }
   for (;;) {
     if (idx_grow(&buf, &cap, n + 1)) {
       idx_fail(err, errlen, path, "file is larger than %zu bytes, or out of "

@@ -473,6 +473,18 @@ static void test_unreadable(void **state) {
   chmod(lpath, 0644);
 }
 
+/* A file over the 4 GiB limit is refused before it is read (a sparse
+   file: no disk is used). */
+static void test_huge(void **state) {
+  (void)state;
+  write_valid();
+  FILE *f = fopen(ipath, "wb");
+  assert_non_null(f);
+  assert_int_equal(ftruncate(fileno(f), (off_t)5 << 30), 0);
+  fclose(f);
+  load_fails(ipath, "file is 5368709120 bytes, more than the 4294967296 bytes mlpc reads");
+}
+
 /* A directory where the image file should be. */
 static void test_directory(void **state) {
   (void)state;
@@ -591,6 +603,7 @@ int main(void) {
     cmocka_unit_test_setup(test_truncated_gzip, before),
     cmocka_unit_test_setup(test_gzip_bomb, before),
     cmocka_unit_test_setup(test_unreadable, before),
+    cmocka_unit_test_setup(test_huge, before),
     cmocka_unit_test_setup(test_directory, before),
     cmocka_unit_test_setup(test_missing, before),
     cmocka_unit_test_setup(test_short_err, before),

@@ -15,11 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 #include "mlpc.h"
+#include "study/study.h"
 
 static const char usage[] =
   "usage: mlpc MODEL.json [--run] [options]\n"
   "       mlpc MODEL.json --emit FILE.c\n"
   "       mlpc MODEL.json --emit-inference FILE.c --load-weights W.safetensors\n"
+  "       mlpc STUDY.json --run [--jobs N] [--out DIR] [--db FILE]\n"
   "\n"
   "Compiles a JSON model description (docs/model-format.md) into C and,\n"
   "with --run, trains it on MNIST-shaped data, printing train loss, test\n"
@@ -48,9 +50,25 @@ static const char usage[] =
   "  --no-shuffle          batches in file order, the same every epoch\n"
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
   "                        a summary object\n"
+  "  --health              also print the health figures (docs/health.md) on\n"
+  "                        a fixed probe batch, for the initial weights (as\n"
+  "                        epoch 0) and after each epoch: per hidden layer\n"
+  "                        activation statistics, saturated and dead units;\n"
+  "                        per parameter its norm, gradient norm and update-\n"
+  "                        to-weight ratio. With --json, in each line's\n"
+  "                        \"health\". The run itself is bitwise unchanged\n"
   "  --load-weights FILE   start from these weights (safetensors) instead of\n"
   "                        the initialisation; the weights --emit-inference writes\n"
   "  --save-weights FILE   write the trained weights (safetensors)\n"
+  "\n"
+  "Studies (docs/study-format.md): a file with \"base\" and \"vary\" keys runs\n"
+  "every variant of its base model for every seed, records each run in a\n"
+  "database and writes tables; started again, it runs only what is missing.\n"
+  "  --jobs N              worker processes (default: the number of cores)\n"
+  "  --out DIR             the tables' directory (default out/NAME)\n"
+  "  --db FILE             the results database (default out/mlpc.sqlite)\n"
+  "  --dump-study          print each experiment: name, code hash, model\n"
+  "  --epochs, --max-batches, --data, --backend, --no-shuffle apply to every run\n"
   "\n"
   "  --help                this text\n"
   "  --version             mlpc's version\n"
@@ -60,7 +78,8 @@ static const char usage[] =
 
 typedef struct {
   const char *model;
-  int run, dump_ir, json, no_shuffle;
+  int run, dump_ir, json, no_shuffle, health;
+  int dump_study;               /* studies only: refused for a model     */
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *emit_inference, *save, *load;
 } Args;
@@ -139,7 +158,9 @@ static int bool_flag(Args *A, const char *a) {
   int *dst = !strcmp(a, "--run") ? &A->run
            : !strcmp(a, "--dump-ir") ? &A->dump_ir
            : !strcmp(a, "--json") ? &A->json
-           : !strcmp(a, "--no-shuffle") ? &A->no_shuffle : NULL;
+           : !strcmp(a, "--health") ? &A->health
+           : !strcmp(a, "--no-shuffle") ? &A->no_shuffle
+           : !strcmp(a, "--dump-study") ? &A->dump_study : NULL;
   if (dst)
     *dst = 1;
   return dst != NULL;
@@ -195,6 +216,9 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
     snprintf(err, sizeof err, "error: unknown option or missing value: '%s' (see mlpc --help)", a);
     die_input(err);
   }
+  if (A->dump_study)
+    die_input("--dump-study: error: for study files (docs/study-format.md); a model's "
+              "code is shown by --dump-ir and --emit-model");
   if (!A->run && !A->emit && !A->emit_model && !A->emit_inference && !A->dump_ir)
     die_input("error: nothing to do: give --run, --emit FILE.c, --emit-model FILE.c, "
               "--emit-inference FILE.c or --dump-ir");
@@ -208,20 +232,6 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
   if (A->emit_inference && strpbrk(A->emit_inference, "\"\\\n"))
     die_input("--emit-inference: error: the file name cannot hold '\"', '\\' or a "
               "newline (the source #includes its header by name)");
-}
-
-/* Whether gcc can be found on PATH. */
-static int have_gcc(void) {
-  const char *path = getenv("PATH");
-  char buf[4096];
-  while (path && *path) {
-    size_t n = strcspn(path, ":");
-    snprintf(buf, sizeof buf, "%.*s/gcc", (int)n, path);
-    if (access(buf, X_OK) == 0)
-      return 1;
-    path += n + (path[n] == ':');
-  }
-  return 0;
 }
 
 /* Writes text to path, or dies. A regular file is written under a
@@ -322,7 +332,7 @@ static void describe(const Model *m, FILE *info) {
 static int run(const Args *A, const Ir *ir) {
   const Model *m = ir->m;
   FILE *info = A->json ? stderr : stdout;
-  int backend = A->backend >= 0 ? A->backend : have_gcc() ? BACKEND_GCC : BACKEND_TCC;
+  int backend = A->backend >= 0 ? A->backend : jit_default_backend();
   describe(m, info);
   Jit *j = compile(ir, backend, info);
   const RtNet *net = jit_net(j);
@@ -330,8 +340,9 @@ static int run(const Args *A, const Ir *ir) {
   rt_init(net, m->seed);
   if (A->load && rt_load_weights(net, A->load, err, sizeof err))
     die_input(err);
-  RtOptions o = {m->epochs, m->seed, m->max_batches, !A->no_shuffle, A->json,
-                 rt_data_dir(m->data, dir, sizeof dir)};
+  RtOptions o = {.epochs = m->epochs, .seed = m->seed, .max_batches = m->max_batches,
+                 .shuffle = !A->no_shuffle, .json = A->json,
+                 .data = rt_data_dir(m->data, dir, sizeof dir), .health = A->health};
   int status = rt_train(net, &o);
   if (status == 0 && A->save && rt_save_weights(net, A->save, err, sizeof err))
     die(err);
@@ -344,6 +355,9 @@ int main(int argc, char **argv) {
   static Ir ir;
   Args A = {0};
   char err[2048];
+  const char *file = find_model(argc, argv);
+  if (st_is_study(file))
+    return st_main(file, argc, argv);  /* study/study.c: many runs */
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
   if (emit_check_size(&ir, err, sizeof err))

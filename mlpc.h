@@ -128,6 +128,8 @@ const RtNet *jit_net(Jit *j);
 /* Whether the last jit_gcc call found its object in the cache. */
 int jit_cached(Jit *j);
 void jit_free(Jit *j);
+/* gcc when it is on PATH, else tcc. */
+int jit_default_backend(void);
 /* The gcc flags in use (docs/backends.md). */
 extern const char *const jit_gcc_flags[];
 

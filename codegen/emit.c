@@ -453,22 +453,29 @@ static void emit_layernorm(Ctx *c) {
 }
 
 /* Activations: y from x, and dx from x, y and the upstream gradient g.
-   P is the activation's parameter (slope, alpha). */
+   P is the activation's parameter (slope, alpha). For the health figures
+   (docs/health.md): sat, whether a value is saturated, and flat, whether
+   a unit is flat on one sample (dead when flat on every sample; it may
+   read sat); NULL where the activation does not define them. */
 typedef struct {
   const char *fwd, *bwd;
+  const char *sat, *flat;
 } ActCode;
 
 static const ActCode act_code[NACTS] = {
-  [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)"},
-  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)"},
-  [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P"},
-  [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y"},
+  [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)",
+                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat"},
+  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0"},
+  [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P", .flat = "x <= 0"},
+  [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y",
+                   .sat = "y < R(0.03) || y > R(0.97)", .flat = "sat"},
   [ACT_SILU] = {"x / (R(1) + EXP(-x))",
                 "g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x))))"},
   [ACT_GELU] = {"x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)))",
                 "g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)))"
                 " + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5))"},
-  [ACT_ELU] = {"x > 0 ? x : P * (EXP(x) - R(1))", "x > 0 ? g : g * P * EXP(x)"},
+  [ACT_ELU] = {"x > 0 ? x : P * (EXP(x) - R(1))", "x > 0 ? g : g * P * EXP(x)",
+               .flat = "x <= 0"},
 };
 
 /* Whether an activation takes a parameter (its default is not 0). */
@@ -695,6 +702,143 @@ static void emit_entries(Gen *g) {
         "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
 }
 
+/* ---- health figures (docs/health.md) ---- */
+
+/* The mean and standard deviation of a buffer, in double. */
+static void emit_health_moments(Gen *g) {
+  emitf(g->b, "/* The mean and standard deviation (divided by len) of len values. */\n"
+        "static void health_moments(long len, const real *v, double *mean, double *std) {\n"
+        "  double s = 0, ss = 0;\n"
+        "  for (long i = 0; i < len; i++)\n    s += v[i];\n"
+        "  *mean = s / len;\n"
+        "  for (long i = 0; i < len; i++)\n    ss += (v[i] - *mean) * (v[i] - *mean);\n"
+        "  *std = sqrt(ss / len);\n}\n\n");
+}
+
+/* The saturated and dead counts of one layer, as the activation defines
+   them (act_code's sat and flat). */
+static void emit_health_counts(Gen *g, const ActCode *code) {
+  Buf *b = g->b;
+  if (!code->flat)
+    return;
+  emitf(b, "  long %sdead = 0;\n"
+        "  for (int c = 0; c < C; c++) {\n"
+        "    int flat = 1; /* on every sample so far */\n"
+        "    for (int r = 0; r < n; r++) {\n"
+        "      real x = pre[r * C + c], y = post[r * C + c];\n"
+        "      (void)x, (void)y;\n",
+        code->sat ? "saturated = 0, " : "");
+  if (code->sat)
+    emitf(b, "      int sat = %s;\n      saturated += sat;\n", code->sat);
+  emitf(b, "      flat &= %s;\n    }\n    dead += flat;\n  }\n", code->flat);
+}
+
+/* health_layer: the RT_LAYER_FIGURES of one hidden layer. */
+static void emit_health_layer(Gen *g) {
+  Buf *b = g->b;
+  int act = g->m->act.type;
+  const ActCode *code = &act_code[act];
+  emitf(b, "/* The figures of one hidden layer from its activation's input (pre)\n"
+        "   and output (post), both (n, C), in RT_LAYER_FIGURES order.\n   %s: ",
+        act_names[act]);
+  if (code->sat)
+    emitf(b, "saturated when %s;\n   a unit is dead when saturated on every sample. */\n",
+          code->sat);
+  else if (code->flat)
+    emitf(b, "saturation is not defined;\n   a unit is dead when %s on every sample. */\n",
+          code->flat);
+  else
+    emitf(b, "saturation is not defined;\n   dead units are not defined. */\n");
+  emitf(b, "static void health_layer(int n, int C, const real *pre, const real *post,\n"
+        "                         double *out) {\n"
+        "  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);\n"
+        "  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);\n");
+  emit_health_counts(g, code);
+  if (code->sat)
+    emitf(b, "  out[RT_SATURATED] = (double)saturated / ((double)n * C);\n");
+  else
+    emitf(b, "  out[RT_SATURATED] = NAN; /* not defined for %s */\n", act_names[act]);
+  if (code->flat)
+    emitf(b, "  out[RT_DEAD] = (double)dead / C;\n}\n\n");
+  else
+    emitf(b, "  out[RT_DEAD] = NAN; /* not defined for %s */\n}\n\n", act_names[act]);
+}
+
+/* Copies of BatchNorm's buffers, and the functions that keep them across
+   the probe; returns 0 when the model has none. */
+static int emit_health_buffers(Gen *g) {
+  Buf *b = g->b;
+  int n = 0;
+  for (int i = 0; i < g->ntensors; i++)
+    if (g->t[i].kind == RT_BUF_ZERO || g->t[i].kind == RT_BUF_ONE)
+      emitf(b, "%sstatic %s %s_kept[%ld];\n",
+            n++ ? "" : "/* BatchNorm's buffers, kept while the probe runs */\n",
+            g->t[i].i64 ? "long long" : "real", g->t[i].cname, numel(&g->t[i]));
+  if (!n)
+    return 0;
+  for (int restore = 0; restore < 2; restore++) {
+    emitf(b, "\nstatic void health_%s_buffers(void) {\n", restore ? "restore" : "save");
+    for (int i = 0; i < g->ntensors; i++) {
+      const Tensor *t = &g->t[i];
+      const char *to = restore ? "" : "_kept", *from = restore ? "_kept" : "";
+      if (t->kind != RT_BUF_ZERO && t->kind != RT_BUF_ONE)
+        continue;
+      if (numel(t) == 1)
+        emitf(b, "  %s%s[0] = %s%s[0];\n", t->cname, to, t->cname, from);
+      else
+        emitf(b, "  for (int i = 0; i < %ld; i++)\n    %s%s[i] = %s%s[i];\n", numel(t),
+              t->cname, to, t->cname, from);
+    }
+    emitf(b, "}\n");
+  }
+  emitf(b, "\n");
+  return 1;
+}
+
+/* health(): the probe's forward and backward, then each hidden layer. */
+static void emit_health_entry(Gen *g, int buffers) {
+  Buf *b = g->b;
+  const Ir *ir = g->ir;
+  emitf(b, "/* The health figures on a probe batch of n samples (RtNet.health): a\n"
+        "   training-mode forward and backward, %sthen\n"
+        "   RT_NLAYER_FIGURES values per hidden layer into out. */\n"
+        "static void health(int n, const unsigned char *x, const unsigned char *y,\n"
+        "                   double *out) {\n",
+        buffers ? "BatchNorm's buffers put back, " : "");
+  if (buffers)
+    emitf(b, "  health_save_buffers();\n  grad(n, x, y);\n  health_restore_buffers();\n");
+  else
+    emitf(b, "  grad(n, x, y);\n");
+  if (!g->m->nhidden)
+    emitf(b, "  (void)out; /* no hidden layer */\n");
+  for (int i = 1, k = 0; i < ir->nlayers; i++) {
+    const Layer *l = &ir->layers[i];
+    if (l->kind == L_ACT)
+      emitf(b, "  health_layer(n, %d, %s_out, %s_out, out + %d); /* hidden%d */\n", l->out,
+            prefix(g, &ir->layers[i - 1]), prefix(g, l), k++ * RT_NLAYER_FIGURES, l->index);
+  }
+  emitf(b, "}\n\n");
+}
+
+/* The health section: what RtNet.health computes, kept apart from
+   training, which never calls it. */
+static void emit_health(Gen *g) {
+  emitf(g->b, "/* ---- health figures of a probe batch (docs/health.md) ---- */\n\n");
+  if (g->m->nhidden) {
+    emit_health_moments(g);
+    emit_health_layer(g);
+  }
+  emit_health_entry(g, emit_health_buffers(g));
+}
+
+/* The figures the model's activation does not define, as C source. */
+static const char *health_na(const Model *m) {
+  const ActCode *code = &act_code[m->act.type];
+  return code->sat    ? "0"
+       : code->flat ? "1 << RT_SATURATED"
+                    : "1 << RT_SATURATED | 1 << RT_DEAD";
+}
+
 /* The tensor table and mlpc_net(). The rng field appears only when it is
    not the default, so that models without it keep their bytes. */
 static void emit_table(Gen *g) {
@@ -721,11 +865,12 @@ static void emit_table(Gen *g) {
   emitf(b, ",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
         "  .dtype = %s,\n  .init = %s,%s\n  .has_batchnorm = %d,\n"
         "  .ntensors = %d,\n  .tensors = tensors,\n"
-        "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n};\n\n"
+        "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n"
+        "  .health = health,\n  .nhidden = %d,\n  .health_na = %s,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
-        m->norm.type == NORM_BATCH, g->ntensors);
+        m->norm.type == NORM_BATCH, g->ntensors, m->nhidden, health_na(m));
 }
 
 /* A one-line description of the model, for the header comment. */
@@ -755,6 +900,7 @@ int emit_model(const Ir *ir, Buf *b) {
   emit_optimizer(&g);
   emit_passes(&g);
   emit_entries(&g);
+  emit_health(&g);
   emit_table(&g);
   return b->oom ? -1 : 0;
 }
@@ -796,10 +942,12 @@ int emit_trainer(const Ir *ir, Buf *b) {
   paste(b, rng_c);
   paste(b, trng_c);
   paste(b, train_c);
+  paste(b, health_c);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");
   emitf(b, "static const char trainer_data[] = ");
   emit_cstring(b, m->data);
-  emitf(b, ";\nstatic const RtOptions trainer_defaults = {%d, %lluULL, %ld, 1, 0, 0};\n\n",
+  emitf(b, ";\nstatic const RtOptions trainer_defaults = {\n"
+        "  .epochs = %d, .seed = %lluULL, .max_batches = %ld, .shuffle = 1};\n\n",
         m->epochs, (unsigned long long)m->seed, m->max_batches);
   paste(b, trainer_main_c);
   return b->oom ? -1 : 0;

@@ -344,6 +344,22 @@ fail:
 
 /* ---- both ---- */
 
+/* Whether gcc can be found on PATH. */
+static int have_gcc(void) {
+  const char *path = getenv("PATH");
+  char buf[4096];
+  while (path && *path) {
+    size_t n = strcspn(path, ":");
+    snprintf(buf, sizeof buf, "%.*s/gcc", (int)n, path);
+    if (access(buf, X_OK) == 0)
+      return 1;
+    path += n + (path[n] == ':');
+  }
+  return 0;
+}
+
+int jit_default_backend(void) { return have_gcc() ? BACKEND_GCC : BACKEND_TCC; }
+
 const RtNet *jit_net(Jit *j) { return j->net; }
 
 int jit_cached(Jit *j) { return j->cached; }

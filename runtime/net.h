@@ -44,6 +44,21 @@ enum {
 /* Element types. */
 enum { RT_F32, RT_F64, RT_I64 };
 
+/* The health figures of each hidden layer, in the order the health entry
+   writes them (docs/health.md): X(enum, name). Pre is the activation's
+   input (after the norm), post its output. */
+#define RT_LAYER_FIGURES(X)          \
+  X(RT_PRE_MEAN,   "pre_mean")       \
+  X(RT_PRE_STD,    "pre_std")        \
+  X(RT_POST_MEAN,  "post_mean")      \
+  X(RT_POST_STD,   "post_std")       \
+  X(RT_SATURATED,  "saturated")      \
+  X(RT_DEAD,       "dead")
+
+#define RT_ENUM_(e, s) e,
+enum { RT_LAYER_FIGURES(RT_ENUM_) RT_NLAYER_FIGURES };
+#undef RT_ENUM_
+
 typedef struct {
   const char *name;  /* PyTorch's name, e.g. "fc1.weight"                 */
   int kind;          /* RT_WEIGHT ... RT_STATE                            */
@@ -75,6 +90,15 @@ typedef struct {
   /* Forward and backward without an update (gradient checks): returns
      the loss and leaves the gradients in the "d"-named tensors. */
   double (*grad)(int n, const unsigned char *x, const unsigned char *y);
+  /* Health figures on a probe batch of n <= batch samples: forward and
+     backward in training mode, then RT_NLAYER_FIGURES values per hidden
+     layer into out (nhidden * RT_NLAYER_FIGURES), NAN for those in
+     health_na. The probe's gradients are left in the "d"-named tensors;
+     parameters, buffers and optimizer state are left exactly as they were. */
+  void (*health)(int n, const unsigned char *x, const unsigned char *y, double *out);
+  int nhidden;           /* hidden layers                                 */
+  int health_na;         /* bit 1 << RT_SATURATED ...: figures the model's
+                            activation does not define                    */
 } RtNet;
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "net.h"
 
 /* ---- runtime/idx.c: IDX data files ---- */
@@ -65,7 +66,76 @@ void rt_trng_normal(RtTorchRng *r, void *data, int dtype, long n, double std);
    buffers and state are left as they are. */
 void rt_trng_init(const RtNet *net, uint64_t seed);
 
+/* ---- runtime/health.c: the health figures (docs/health.md) ---- */
+
+/* The health figures of each trained tensor, after the RT_LAYER_FIGURES
+   of the hidden layers (runtime/net.h): X(enum, name). */
+#define RT_TENSOR_FIGURES(X)               \
+  X(RT_NORM,         "norm")               \
+  X(RT_GRAD_NORM,    "grad_norm")          \
+  X(RT_UPDATE_RATIO, "update_ratio")
+
+#define RT_ENUM_(e, s) e,
+enum { RT_TENSOR_FIGURES(RT_ENUM_) RT_NTENSOR_FIGURES };
+#undef RT_ENUM_
+
+/* One figure, as a row (layer, figure, value) that a study can store. */
+typedef struct {
+  const char *layer;    /* "hidden1" ..., or a tensor: "fc1.weight"      */
+  const char *figure;   /* "pre_mean" ... "dead", "norm" ... "update_ratio" */
+  double value;         /* NAN when na                                   */
+  int na;               /* not applicable: not defined for the model's
+                           activation, or no step to measure              */
+} RtFigure;
+
+/* The figures of one probe. */
+typedef struct {
+  int probe;            /* samples in the probe batch                    */
+  int nlayers;          /* hidden layers                                 */
+  int nrows;
+  RtFigure *rows;       /* RT_NLAYER_FIGURES per hidden layer, then
+                           RT_NTENSOR_FIGURES per trained tensor, in the
+                           tensor table's order                          */
+  /* private */
+  char (*names)[16];    /* "hidden1" ...                                 */
+  double *values;       /* (nlayers * RT_NLAYER_FIGURES) from the model  */
+  double *before;       /* the trained tensors before the recorded step  */
+  double *ratio;        /* that step's update ratio, per trained tensor  */
+  int updated;          /* a step was recorded since the last probe      */
+} RtHealth;
+
+/* Allocates the rows of net's figures; 0, or -1 out of memory. */
+int rt_health_alloc(RtHealth *h, const RtNet *net);
+void rt_health_free(RtHealth *h);
+/* Around one optimizer step: keeps the trained tensors before it, then
+   records ||after - before|| / ||before|| for each (n/a when ||before||
+   is 0). The next probe reports it. */
+void rt_health_before_step(RtHealth *h, const RtNet *net);
+void rt_health_after_step(RtHealth *h, const RtNet *net);
+/* Computes every figure on the probe batch (n samples) through
+   net->health and the tensor table. Changes no parameter, buffer or
+   optimizer state: training goes on bit for bit as without it. */
+void rt_health_probe(RtHealth *h, const RtNet *net, int n, const unsigned char *x,
+                     const unsigned char *y);
+/* Writes the figures as two indented tables (layers, tensors), "n/a"
+   where not applicable. */
+void rt_health_print(const RtHealth *h, FILE *f);
+/* Writes "health": {"probe": n, LAYER: {FIGURE: value, ...}, ...}, null
+   where not applicable, "nan" or "inf" (strings) where not finite. */
+void rt_health_json(const RtHealth *h, FILE *f);
+
 /* ---- runtime/train.c: initialisation and the training loop ---- */
+
+/* One epoch's figures, as handed to RtOptions.on_epoch. */
+typedef struct {
+  int epoch;              /* from 1                                       */
+  double train_loss;      /* mean of the epoch's batch losses             */
+  double test_loss;       /* mean over the test samples                   */
+  double test_acc;        /* in [0, 1]                                    */
+  double seconds;
+  long diverged_step;     /* > 0: the loss was not finite at this step of
+                             the epoch; the other figures are NaN         */
+} RtEpoch;
 
 typedef struct {
   int epochs;
@@ -74,6 +144,16 @@ typedef struct {
   int shuffle;            /* 0: batches in file order                     */
   int json;               /* JSON Lines on stdout                         */
   const char *data;       /* data directory                               */
+  /* Optional: called after each epoch, and once at divergence, in place
+     of the printed lines (nothing goes to stdout then). */
+  void (*on_epoch)(void *ctx, const RtEpoch *e);
+  void *ctx;
+  int health;             /* the health figures, before training and after
+                             each epoch (docs/health.md)                  */
+  /* Optional, under health: called with each probe's figures (epoch 0:
+     the initial weights) before on_epoch's call for the same epoch. As
+     for the epochs, nothing is printed when on_epoch is set. */
+  void (*on_health)(void *ctx, int epoch, const RtHealth *h);
 } RtOptions;
 
 /* "mnist" and "fashion-mnist" → $MLPC_DATA/NAME or data/NAME; any other

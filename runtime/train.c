@@ -4,7 +4,10 @@
  *
  * The loop owns the data and the batch order; the model (an RtNet) owns
  * all arithmetic. Each epoch trains on the shuffled training set, then
- * evaluates on the whole test set in eval mode and prints one line.
+ * evaluates on the whole test set in eval mode and prints one line, or
+ * hands the figures to the caller (RtOptions.on_epoch; studies use it).
+ * Under RtOptions.health the health figures of a fixed probe batch follow
+ * each line, and come first for the initial weights (runtime/health.c).
  */
 #include <errno.h>
 #include <math.h>
@@ -160,7 +163,17 @@ typedef struct {
   unsigned char *x, *y;
   RtRng rng;
   long skipped;          /* one-sample batches skipped (BatchNorm)       */
+  RtHealth health;       /* under o->health                              */
 } Loop;
+
+/* The index of an epoch's last trained batch (the one whose update the
+   health figures measure): a one-sample batch under BatchNorm is not. */
+static long train_last_step(const Loop *L, long nb) {
+  long last = nb - 1;
+  if (L->net->has_batchnorm && L->train.n - last * L->net->batch == 1)
+    last--;
+  return last;
+}
 
 /* One training epoch; returns the mean batch loss, or NaN at divergence
    with the step in *bad_step. */
@@ -169,6 +182,7 @@ static double train_epoch(Loop *L, long *bad_step) {
   int B = net->batch, feats = net->input;
   train_order(L->perm, L->train.n, L->o->shuffle, &L->rng);
   long nb = train_nbatches(L->train.n, B, L->o->max_batches), used = 0;
+  long last = L->o->health ? train_last_step(L, nb) : -1;
   double sum = 0;
   for (long b = 0; b < nb; b++) {
     long start = b * B;
@@ -178,7 +192,11 @@ static double train_epoch(Loop *L, long *bad_step) {
       continue;
     }
     train_gather(&L->train, L->perm + start, n, feats, L->x, L->y);
+    if (b == last)
+      rt_health_before_step(&L->health, net);
     double loss = net->train_step(n, L->x, L->y);
+    if (b == last)
+      rt_health_after_step(&L->health, net);
     if (!isfinite(loss)) {
       *bad_step = b + 1;
       return NAN;
@@ -208,15 +226,46 @@ static void train_eval(Loop *L, double *loss, double *acc) {
   *acc = (double)correct / seen;
 }
 
-/* Prints one epoch's figures, as a table row or a JSON line. */
+/* Prints one epoch's figures, as a table row or a JSON line, with the
+   health figures h unless NULL. */
 static void train_print(const RtOptions *o, int epoch, double tl, double vl,
-                        double acc, double secs) {
+                        double acc, double secs, const RtHealth *h) {
   if (o->json)
     printf("{\"epoch\": %d, \"train_loss\": %.17g, \"test_loss\": %.17g, "
-           "\"test_acc\": %.17g, \"seconds\": %.6f}\n", epoch, tl, vl, acc, secs);
+           "\"test_acc\": %.17g, \"seconds\": %.6f", epoch, tl, vl, acc, secs);
   else
     printf("%5d  %10.6f  %10.6f  %8.2f%%  %7.3f\n", epoch, tl, vl, 100 * acc, secs);
+  if (h && o->json)
+    printf(", "), rt_health_json(h, stdout);
+  if (h && !o->json)
+    rt_health_print(h, stdout);
+  if (o->json)
+    printf("}\n");
   fflush(stdout);
+}
+
+/* Probes the health figures on the first training samples, in file
+   order: the same probe batch every epoch (docs/health.md). Hands them
+   to on_health; returns them, or NULL when not asked for. */
+static const RtHealth *train_probe(Loop *L, int epoch) {
+  if (!L->o->health)
+    return NULL;
+  int n = (int)(L->train.n < L->net->batch ? L->train.n : L->net->batch);
+  rt_health_probe(&L->health, L->net, n, L->train.images, L->train.labels);
+  if (L->o->on_health)
+    L->o->on_health(L->o->ctx, epoch, &L->health);
+  return &L->health;
+}
+
+/* Prints the health figures of the initial weights, as epoch 0. */
+static void train_print_initial(Loop *L) {
+  const RtHealth *h = train_probe(L, 0);
+  if (L->o->on_epoch)
+    return;
+  if (h && L->o->json)
+    printf("{\"epoch\": 0, "), rt_health_json(h, stdout), printf("}\n");
+  if (h && !L->o->json)
+    printf("%5d  (the initial weights)\n", 0), rt_health_print(h, stdout);
 }
 
 /* Allocates the loop's buffers; 0 or -1. */
@@ -225,26 +274,45 @@ static int train_alloc(Loop *L) {
   L->perm = malloc(sizeof(long) * (size_t)n);
   L->x = malloc((size_t)L->net->batch * L->net->input);
   L->y = malloc((size_t)L->net->batch);
+  if (L->o->health && rt_health_alloc(&L->health, L->net))
+    return -1;
   return L->perm && L->x && L->y ? 0 : -1;
+}
+
+/* Hands one epoch's figures to the caller's on_epoch. */
+static void train_report(const RtOptions *o, int epoch, double tl, double vl,
+                         double acc, double secs, long bad) {
+  RtEpoch e = {epoch, tl, vl, acc, secs, bad};
+  o->on_epoch(o->ctx, &e);
 }
 
 /* Runs all epochs; returns the exit status (0, or 1 at divergence). */
 static int train_run(Loop *L) {
   const RtOptions *o = L->o;
   double t0 = train_now(), tl = 0, vl = 0, acc = 0;
-  if (!o->json)
+  if (!o->json && !o->on_epoch)
     printf("epoch  train_loss   test_loss  test_acc  seconds\n");
+  train_print_initial(L);
   for (int e = 1; e <= o->epochs; e++) {
     double t = train_now();
     long bad = 0;
     tl = train_epoch(L, &bad);
+    if (isnan(tl) && o->on_epoch) {
+      train_report(o, e, NAN, NAN, NAN, train_now() - t, bad);
+      return 1;
+    }
     if (isnan(tl)) {
       fprintf(stderr, "mlpc: error: training diverged (loss is not finite) "
               "at epoch %d, step %ld\n", e, bad);
       return 1;
     }
     train_eval(L, &vl, &acc);
-    train_print(o, e, tl, vl, acc, train_now() - t);
+    double secs = train_now() - t;
+    const RtHealth *h = train_probe(L, e);
+    if (o->on_epoch)
+      train_report(o, e, tl, vl, acc, secs, 0);
+    else
+      train_print(o, e, tl, vl, acc, secs, h);
   }
   if (L->skipped)
     fprintf(stderr, "mlpc: note: skipped %ld one-sample training batch(es): "
@@ -269,13 +337,14 @@ int rt_train(const RtNet *net, const RtOptions *o) {
   if (train_alloc(&L))
     fprintf(stderr, "mlpc: error: out of memory\n");
   else {
-    if (!o->json)
+    if (!o->json && !o->on_epoch)
       printf("data %s: %ld train, %ld test\n", o->data, L.train.n, L.test.n);
     status = train_run(&L);
   }
   free(L.perm);
   free(L.x);
   free(L.y);
+  rt_health_free(&L.health);
   rt_free_set(&L.train);
   rt_free_set(&L.test);
   return status;

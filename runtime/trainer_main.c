@@ -11,10 +11,11 @@
 
 static const char trainer_usage[] =
   "usage: %s [--data DIR] [--epochs N] [--max-batches N] [--seed N]\n"
-  "          [--no-shuffle] [--json]\n"
+  "          [--no-shuffle] [--json] [--health]\n"
   "Trains the model this file was generated for and prints train loss,\n"
-  "test loss and test accuracy after each epoch. Exit status: 0 success,\n"
-  "2 bad flags or data, 1 divergence.\n";
+  "test loss and test accuracy after each epoch; with --health also the\n"
+  "health figures of each layer and parameter, as mlpc --health does.\n"
+  "Exit status: 0 success, 2 bad flags or data, 1 divergence.\n";
 
 /* Parses a whole decimal integer in [lo, hi]; exits 2 otherwise. */
 static long long trainer_int(const char *flag, const char *s, long long lo,
@@ -42,6 +43,8 @@ int main(int argc, char **argv) {
       o.shuffle = 0;
     else if (!strcmp(a, "--json"))
       o.json = 1;
+    else if (!strcmp(a, "--health"))
+      o.health = 1;
     else if (!strcmp(a, "--data") && v)
       data = v, i++;
     else if (!strcmp(a, "--epochs") && v)

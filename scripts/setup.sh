@@ -4,7 +4,7 @@
 set -eu
 
 pkgs="gcc make cmake pkg-config tcc libtcc-dev libjansson-dev libcmocka-dev
-zlib1g-dev dataset-fashion-mnist"
+zlib1g-dev libsqlite3-dev dataset-fashion-mnist gnuplot-nox"
 
 missing=""
 for p in $pkgs; do

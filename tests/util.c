@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "util.h"
+#include "../study/study.h"
 
 /* Orders strings for qsort. */
 static int by_name(const void *a, const void *b) {
@@ -36,8 +37,20 @@ int util_list(const char *dir, const char *suffix, char **out, int n) {
   return n;
 }
 
+/* Drops the study files (docs/study-format.md) from out[0..n); the new n. */
+static int drop_studies(char **out, int n) {
+  int k = 0;
+  for (int i = 0; i < n; i++)
+    if (st_is_study(out[i]))
+      free(out[i]);
+    else
+      out[k++] = out[i];
+  return k;
+}
+
 int util_models(char **out) {
-  return util_list("tests/models", ".json", out, util_list("models", ".json", out, 0));
+  int n = drop_studies(out, util_list("models", ".json", out, 0));
+  return util_list("tests/models", ".json", out, n);
 }
 
 const char *util_stem(const char *path, char *buf, size_t len) {

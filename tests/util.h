@@ -12,7 +12,8 @@ enum { UTIL_MAX_FILES = 128 };
 /* Appends dir's files whose names end in suffix, as "dir/name", sorted,
    to out[n..]; returns the new count. A missing dir adds nothing. */
 int util_list(const char *dir, const char *suffix, char **out, int n);
-/* Every model file: those in models/, then those in tests/models/. */
+/* Every model file: those in models/ (not the studies), then those in
+   tests/models/. */
 int util_models(char **out);
 /* The base name of path without its extension, into buf. */
 const char *util_stem(const char *path, char *buf, size_t len);

@@ -313,6 +313,77 @@ static void eval(int n, const unsigned char *x, const unsigned char *y,
   *loss_sum += loss_forward(n, y, correct);
 }
 
+/* ---- health figures of a probe batch (docs/health.md) ---- */
+
+/* The mean and standard deviation (divided by len) of len values. */
+static void health_moments(long len, const real *v, double *mean, double *std) {
+  double s = 0, ss = 0;
+  for (long i = 0; i < len; i++)
+    s += v[i];
+  *mean = s / len;
+  for (long i = 0; i < len; i++)
+    ss += (v[i] - *mean) * (v[i] - *mean);
+  *std = sqrt(ss / len);
+}
+
+/* The figures of one hidden layer from its activation's input (pre)
+   and output (post), both (n, C), in RT_LAYER_FIGURES order.
+   gelu: saturation is not defined;
+   dead units are not defined. */
+static void health_layer(int n, int C, const real *pre, const real *post,
+                         double *out) {
+  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  out[RT_SATURATED] = NAN; /* not defined for gelu */
+  out[RT_DEAD] = NAN; /* not defined for gelu */
+}
+
+/* BatchNorm's buffers, kept while the probe runs */
+static real norm1_running_mean_kept[32];
+static real norm1_running_var_kept[32];
+static long long norm1_num_batches_tracked_kept[1];
+static real norm2_running_mean_kept[16];
+static real norm2_running_var_kept[16];
+static long long norm2_num_batches_tracked_kept[1];
+
+static void health_save_buffers(void) {
+  for (int i = 0; i < 32; i++)
+    norm1_running_mean_kept[i] = norm1_running_mean[i];
+  for (int i = 0; i < 32; i++)
+    norm1_running_var_kept[i] = norm1_running_var[i];
+  norm1_num_batches_tracked_kept[0] = norm1_num_batches_tracked[0];
+  for (int i = 0; i < 16; i++)
+    norm2_running_mean_kept[i] = norm2_running_mean[i];
+  for (int i = 0; i < 16; i++)
+    norm2_running_var_kept[i] = norm2_running_var[i];
+  norm2_num_batches_tracked_kept[0] = norm2_num_batches_tracked[0];
+}
+
+static void health_restore_buffers(void) {
+  for (int i = 0; i < 32; i++)
+    norm1_running_mean[i] = norm1_running_mean_kept[i];
+  for (int i = 0; i < 32; i++)
+    norm1_running_var[i] = norm1_running_var_kept[i];
+  norm1_num_batches_tracked[0] = norm1_num_batches_tracked_kept[0];
+  for (int i = 0; i < 16; i++)
+    norm2_running_mean[i] = norm2_running_mean_kept[i];
+  for (int i = 0; i < 16; i++)
+    norm2_running_var[i] = norm2_running_var_kept[i];
+  norm2_num_batches_tracked[0] = norm2_num_batches_tracked_kept[0];
+}
+
+/* The health figures on a probe batch of n samples (RtNet.health): a
+   training-mode forward and backward, BatchNorm's buffers put back, then
+   RT_NLAYER_FIGURES values per hidden layer into out. */
+static void health(int n, const unsigned char *x, const unsigned char *y,
+                   double *out) {
+  health_save_buffers();
+  grad(n, x, y);
+  health_restore_buffers();
+  health_layer(n, 32, norm1_out, gelu1_out, out + 0); /* hidden1 */
+  health_layer(n, 16, norm2_out, gelu2_out, out + 6); /* hidden2 */
+}
+
 static RtTensor tensors[37] = {
   {"fc1.weight", RT_WEIGHT, RT_F64, 2, {32, 784}, 784, 32, fc1_weight},
   {"fc1.bias", RT_BIAS, RT_F64, 1, {32, 0}, 784, 32, fc1_bias},
@@ -366,6 +437,9 @@ static const RtNet net = {
   .train_step = train_step,
   .eval = eval,
   .grad = grad,
+  .health = health,
+  .nhidden = 2,
+  .health_na = 1 << RT_SATURATED | 1 << RT_DEAD,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -216,6 +216,50 @@ static void eval(int n, const unsigned char *x, const unsigned char *y,
   *loss_sum += loss_forward(n, y, correct);
 }
 
+/* ---- health figures of a probe batch (docs/health.md) ---- */
+
+/* The mean and standard deviation (divided by len) of len values. */
+static void health_moments(long len, const real *v, double *mean, double *std) {
+  double s = 0, ss = 0;
+  for (long i = 0; i < len; i++)
+    s += v[i];
+  *mean = s / len;
+  for (long i = 0; i < len; i++)
+    ss += (v[i] - *mean) * (v[i] - *mean);
+  *std = sqrt(ss / len);
+}
+
+/* The figures of one hidden layer from its activation's input (pre)
+   and output (post), both (n, C), in RT_LAYER_FIGURES order.
+   elu: saturation is not defined;
+   a unit is dead when x <= 0 on every sample. */
+static void health_layer(int n, int C, const real *pre, const real *post,
+                         double *out) {
+  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  long dead = 0;
+  for (int c = 0; c < C; c++) {
+    int flat = 1; /* on every sample so far */
+    for (int r = 0; r < n; r++) {
+      real x = pre[r * C + c], y = post[r * C + c];
+      (void)x, (void)y;
+      flat &= x <= 0;
+    }
+    dead += flat;
+  }
+  out[RT_SATURATED] = NAN; /* not defined for elu */
+  out[RT_DEAD] = (double)dead / C;
+}
+
+/* The health figures on a probe batch of n samples (RtNet.health): a
+   training-mode forward and backward, then
+   RT_NLAYER_FIGURES values per hidden layer into out. */
+static void health(int n, const unsigned char *x, const unsigned char *y,
+                   double *out) {
+  grad(n, x, y);
+  health_layer(n, 32, norm1_out, elu1_out, out + 0); /* hidden1 */
+}
+
 static RtTensor tensors[31] = {
   {"fc1.weight", RT_WEIGHT, RT_F32, 2, {32, 784}, 784, 32, fc1_weight},
   {"fc1.bias", RT_BIAS, RT_F32, 1, {32, 0}, 784, 32, fc1_bias},
@@ -263,6 +307,9 @@ static const RtNet net = {
   .train_step = train_step,
   .eval = eval,
   .grad = grad,
+  .health = health,
+  .nhidden = 1,
+  .health_na = 1 << RT_SATURATED,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

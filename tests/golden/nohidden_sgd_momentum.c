@@ -106,6 +106,17 @@ static void eval(int n, const unsigned char *x, const unsigned char *y,
   *loss_sum += loss_forward(n, y, correct);
 }
 
+/* ---- health figures of a probe batch (docs/health.md) ---- */
+
+/* The health figures on a probe batch of n samples (RtNet.health): a
+   training-mode forward and backward, then
+   RT_NLAYER_FIGURES values per hidden layer into out. */
+static void health(int n, const unsigned char *x, const unsigned char *y,
+                   double *out) {
+  grad(n, x, y);
+  (void)out; /* no hidden layer */
+}
+
 static RtTensor tensors[7] = {
   {"fc1.weight", RT_WEIGHT, RT_F32, 2, {10, 784}, 784, 10, fc1_weight},
   {"fc1.bias", RT_BIAS, RT_F32, 1, {10, 0}, 784, 10, fc1_bias},
@@ -129,6 +140,9 @@ static const RtNet net = {
   .train_step = train_step,
   .eval = eval,
   .grad = grad,
+  .health = health,
+  .nhidden = 0,
+  .health_na = 1 << RT_SATURATED,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

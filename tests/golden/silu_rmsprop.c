@@ -148,6 +148,40 @@ static void eval(int n, const unsigned char *x, const unsigned char *y,
   *loss_sum += loss_forward(n, y, correct);
 }
 
+/* ---- health figures of a probe batch (docs/health.md) ---- */
+
+/* The mean and standard deviation (divided by len) of len values. */
+static void health_moments(long len, const real *v, double *mean, double *std) {
+  double s = 0, ss = 0;
+  for (long i = 0; i < len; i++)
+    s += v[i];
+  *mean = s / len;
+  for (long i = 0; i < len; i++)
+    ss += (v[i] - *mean) * (v[i] - *mean);
+  *std = sqrt(ss / len);
+}
+
+/* The figures of one hidden layer from its activation's input (pre)
+   and output (post), both (n, C), in RT_LAYER_FIGURES order.
+   silu: saturation is not defined;
+   dead units are not defined. */
+static void health_layer(int n, int C, const real *pre, const real *post,
+                         double *out) {
+  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  out[RT_SATURATED] = NAN; /* not defined for silu */
+  out[RT_DEAD] = NAN; /* not defined for silu */
+}
+
+/* The health figures on a probe batch of n samples (RtNet.health): a
+   training-mode forward and backward, then
+   RT_NLAYER_FIGURES values per hidden layer into out. */
+static void health(int n, const unsigned char *x, const unsigned char *y,
+                   double *out) {
+  grad(n, x, y);
+  health_layer(n, 24, fc1_out, silu1_out, out + 0); /* hidden1 */
+}
+
 static RtTensor tensors[13] = {
   {"fc1.weight", RT_WEIGHT, RT_F32, 2, {24, 784}, 784, 24, fc1_weight},
   {"fc1.bias", RT_BIAS, RT_F32, 1, {24, 0}, 784, 24, fc1_bias},
@@ -177,6 +211,9 @@ static const RtNet net = {
   .train_step = train_step,
   .eval = eval,
   .grad = grad,
+  .health = health,
+  .nhidden = 1,
+  .health_na = 1 << RT_SATURATED | 1 << RT_DEAD,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

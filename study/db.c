@@ -1,0 +1,296 @@
+/*
+ * db.c — the results database: one SQLite file (default out/mlpc.sqlite)
+ * that every study writes and every table is computed from.
+ *
+ * A run is keyed by what decides its result: (code_hash, seed, data_hash,
+ * settings), unique, so a run is recorded once whatever study asks for it,
+ * and a study started again takes what is there. Each run goes in with
+ * its epochs and its study membership in one transaction; with the WAL
+ * journal and synchronous=FULL, a process killed at any moment leaves
+ * either the whole run or none of it. Only the parent process writes.
+ *
+ * Tables (docs/study-format.md, "The database"):
+ *   runs        one row per run: key, model, data, version, backend,
+ *               status, where it diverged, final figures, time
+ *   epochs      one row per finished epoch of a run
+ *   study_runs  which runs make up each study's experiments
+ * Later figures (such as health statistics) go in tables of their own,
+ * keyed by run_id; PRAGMA user_version numbers the schema.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include "study.h"
+
+#define SCHEMA_VERSION "1"
+
+static const char schema[] =
+  "CREATE TABLE IF NOT EXISTS runs (\n"
+  "  id INTEGER PRIMARY KEY,\n"
+  "  code_hash TEXT NOT NULL,       -- of the generated unit, as compiled\n"
+  "  seed INTEGER NOT NULL,\n"
+  "  data_hash TEXT NOT NULL,       -- of the data set's contents\n"
+  "  settings TEXT NOT NULL,        -- JSON: backend, epochs, max_batches, mlpc, shuffle\n"
+  "  model TEXT NOT NULL,           -- the model file, with this seed\n"
+  "  name TEXT NOT NULL,            -- the model's name\n"
+  "  data TEXT NOT NULL,            -- the data set as the model names it\n"
+  "  data_dir TEXT NOT NULL,\n"
+  "  mlpc_version TEXT NOT NULL,\n"
+  "  backend TEXT NOT NULL,\n"
+  "  status TEXT NOT NULL CHECK (status IN ('finished', 'diverged')),\n"
+  "  epochs INTEGER NOT NULL,       -- epochs with figures\n"
+  "  diverged_epoch INTEGER,        -- where the loss stopped being finite\n"
+  "  diverged_step INTEGER,         -- its training step; 0: in the test pass\n"
+  "  train_loss REAL, test_loss REAL, test_acc REAL, -- after the last epoch\n"
+  "  seconds REAL NOT NULL,\n"
+  "  recorded TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+  "  UNIQUE (code_hash, seed, data_hash, settings)\n"
+  ");\n"
+  "CREATE TABLE IF NOT EXISTS epochs (\n"
+  "  run_id INTEGER NOT NULL REFERENCES runs(id),\n"
+  "  epoch INTEGER NOT NULL,\n"
+  "  train_loss REAL NOT NULL, test_loss REAL NOT NULL, test_acc REAL NOT NULL,\n"
+  "  seconds REAL NOT NULL,\n"
+  "  PRIMARY KEY (run_id, epoch)\n"
+  ") WITHOUT ROWID;\n"
+  "CREATE TABLE IF NOT EXISTS study_runs (\n"
+  "  study TEXT NOT NULL,\n"
+  "  experiment TEXT NOT NULL,\n"
+  "  position INTEGER NOT NULL,     -- the experiment's place in the study\n"
+  "  factor TEXT NOT NULL, value TEXT NOT NULL,\n"
+  "  seed INTEGER NOT NULL,\n"
+  "  run_id INTEGER NOT NULL REFERENCES runs(id),\n"
+  "  PRIMARY KEY (study, experiment, seed)\n"
+  ");\n";
+
+/* Writes SQLite's last message after what; returns -1. */
+static int db_fail(sqlite3 *db, const char *what, char *err, size_t errlen) {
+  snprintf(err, errlen, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+  return -1;
+}
+
+/* Runs SQL without results; 0 or -1. */
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+  return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0
+                                                              : db_fail(db, sql, err, errlen);
+}
+
+/* Creates the directory a file goes in, and its parents. */
+static void make_parent(const char *path) {
+  char dir[MAX_PATH_LEN];
+  snprintf(dir, sizeof dir, "%s", path);
+  for (char *p = dir + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      mkdir(dir, 0777);
+      *p = '/';
+    }
+}
+
+int st_db_open(const char *path, sqlite3 **db, char *err, size_t errlen) {
+  char what[MAX_PATH_LEN + 16];
+  snprintf(what, sizeof what, "%s", path);
+  make_parent(path);
+  if (sqlite3_open(path, db) != SQLITE_OK) {
+    db_fail(*db, what, err, errlen);
+    sqlite3_close(*db);
+    return -1;
+  }
+  sqlite3_busy_timeout(*db, 60000);
+  if (exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                "PRAGMA foreign_keys=ON", err, errlen) ||
+      exec(*db, "BEGIN IMMEDIATE", err, errlen))
+    return sqlite3_close(*db), -1;
+  if (exec(*db, schema, err, errlen) ||
+      exec(*db, "PRAGMA user_version = " SCHEMA_VERSION "; COMMIT", err, errlen)) {
+    sqlite3_exec(*db, "ROLLBACK", NULL, NULL, NULL);
+    return sqlite3_close(*db), -1;
+  }
+  return 0;
+}
+
+void st_db_close(sqlite3 *db) { sqlite3_close(db); }
+
+/* Prepares a statement, or says why not. */
+static sqlite3_stmt *prepare(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    db_fail(db, sql, err, errlen);
+  return st;
+}
+
+/* Binds text parameters in order from i, ending at NULL. */
+static void bind_texts(sqlite3_stmt *st, int i, const char *const *v) {
+  for (; *v; v++, i++)
+    sqlite3_bind_text(st, i, *v, -1, SQLITE_TRANSIENT);
+}
+
+/* The id of the run with t's key, 0 if none, -1 on error. */
+static long long find_run(sqlite3 *db, const StTask *t, const StPlan *p, char *err,
+                          size_t errlen) {
+  sqlite3_stmt *st = prepare(db, "SELECT id FROM runs WHERE code_hash = ?1 AND seed = ?2 "
+                                 "AND data_hash = ?3 AND settings = ?4", err, errlen);
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, p->codes[t->code].hash.hex, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)t->seed);
+  bind_texts(st, 3, (const char *[]){t->data_hash.hex, t->settings, NULL});
+  int rc = sqlite3_step(st);
+  long long id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : rc == SQLITE_DONE ? 0 : -1;
+  if (id < 0)
+    db_fail(db, "looking up a run", err, errlen);
+  sqlite3_finalize(st);
+  return id;
+}
+
+/* Adds the membership rows of every experiment and seed task serves. */
+static int add_members(sqlite3 *db, const StPlan *p, int task, char *err, size_t errlen) {
+  const Study *s = p->s;
+  sqlite3_stmt *st = prepare(db, "INSERT OR REPLACE INTO study_runs VALUES (?1, ?2, ?3, ?4, "
+                                 "?5, ?6, ?7)", err, errlen);
+  int rc = st ? 0 : -1;
+  for (int i = 0; st && !rc && i < s->nexp * s->nseeds; i++) {
+    const StExperiment *e = &s->exp[i / s->nseeds];
+    if (p->task_of[i] != task)
+      continue;
+    sqlite3_reset(st);
+    bind_texts(st, 1, (const char *[]){s->name, e->name, NULL});
+    sqlite3_bind_int(st, 3, i / s->nseeds);
+    bind_texts(st, 4, (const char *[]){e->factor, e->value, NULL});
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)s->seeds[i % s->nseeds]);
+    sqlite3_bind_int64(st, 7, p->tasks[task].run_id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+      rc = db_fail(db, "recording a study's run", err, errlen);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen) {
+  for (int i = 0; i < p->ntasks; i++)
+    if ((p->tasks[i].run_id = find_run(db, &p->tasks[i], p, err, errlen)) < 0)
+      return -1;
+  if (exec(db, "BEGIN IMMEDIATE", err, errlen))
+    return -1;
+  sqlite3_stmt *st = prepare(db, "DELETE FROM study_runs WHERE study = ?1", err, errlen);
+  int rc = st ? 0 : -1;
+  if (st) {
+    sqlite3_bind_text(st, 1, p->s->name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "study_runs", err, errlen);
+    sqlite3_finalize(st);
+  }
+  for (int i = 0; !rc && i < p->ntasks; i++)
+    if (p->tasks[i].run_id > 0)
+      rc = add_members(db, p, i, err, errlen);
+  if (rc || exec(db, "COMMIT", err, errlen)) {
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+  }
+  return 0;
+}
+
+/* The experiment's model as recorded: its JSON with the run's seed. */
+static char *model_json(const StExperiment *e, uint64_t seed) {
+  json_t *o = json_loads(e->json, 0, NULL);
+  json_object_set_new(o, "seed", json_integer((json_int_t)seed));
+  char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(o);
+  return s;
+}
+
+/* Binds a double, or NULL when there is none. */
+static void bind_real(sqlite3_stmt *st, int i, int have, double v) {
+  if (have)
+    sqlite3_bind_double(st, i, v);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+/* Binds an integer, or NULL when there is none. */
+static void bind_int(sqlite3_stmt *st, int i, int have, long long v) {
+  if (have)
+    sqlite3_bind_int64(st, i, v);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+/* Inserts the runs row; sets *id (0 if another process has it). */
+static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StResult *r,
+                      long long *id, char *err, size_t errlen) {
+  const StExperiment *e = &p->s->exp[t->exp];
+  sqlite3_stmt *st = prepare(db,
+    "INSERT INTO runs (code_hash, seed, data_hash, settings, model, name, data, data_dir, "
+    "mlpc_version, backend, status, epochs, diverged_epoch, diverged_step, train_loss, "
+    "test_loss, test_acc, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+    "?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT DO NOTHING", err, errlen);
+  if (!st)
+    return -1;
+  char *model = model_json(e, t->seed);
+  int div = r->diverged_epoch > 0, fin = !div && r->nepochs > 0;
+  const RtEpoch *last = r->nepochs ? &r->epochs[r->nepochs - 1] : NULL;
+  sqlite3_bind_text(st, 1, p->codes[t->code].hash.hex, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)t->seed);
+  bind_texts(st, 3, (const char *[]){t->data_hash.hex, t->settings, model, e->model.name,
+                                    e->model.data, t->data_dir, MLPC_VERSION,
+                                    backend_names[p->backend],
+                                    div ? "diverged" : "finished", NULL});
+  sqlite3_bind_int(st, 12, r->nepochs);
+  bind_int(st, 13, div, r->diverged_epoch);
+  bind_int(st, 14, div, r->diverged_step);
+  bind_real(st, 15, fin, fin ? last->train_loss : 0);
+  bind_real(st, 16, fin, fin ? last->test_loss : 0);
+  bind_real(st, 17, fin, fin ? last->test_acc : 0);
+  sqlite3_bind_double(st, 18, r->seconds);
+  int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "recording a run", err, errlen);
+  *id = !rc && sqlite3_changes(db) ? sqlite3_last_insert_rowid(db) : 0;
+  sqlite3_finalize(st);
+  free(model);
+  return rc;
+}
+
+/* Inserts the epochs rows of run id. */
+static int insert_epochs(sqlite3 *db, long long id, const StResult *r, char *err,
+                         size_t errlen) {
+  sqlite3_stmt *st = prepare(db, "INSERT INTO epochs VALUES (?1, ?2, ?3, ?4, ?5, ?6)", err,
+                             errlen);
+  int rc = st ? 0 : -1;
+  for (int i = 0; !rc && i < r->nepochs; i++) {
+    const RtEpoch *e = &r->epochs[i];
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, e->epoch);
+    sqlite3_bind_double(st, 3, e->train_loss);
+    sqlite3_bind_double(st, 4, e->test_loss);
+    sqlite3_bind_double(st, 5, e->test_acc);
+    sqlite3_bind_double(st, 6, e->seconds);
+    if (sqlite3_step(st) != SQLITE_DONE)
+      rc = db_fail(db, "recording an epoch", err, errlen);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r, char *err,
+              size_t errlen) {
+  StTask *t = &p->tasks[task];
+  long long id = 0;
+  if (exec(db, "BEGIN IMMEDIATE", err, errlen))
+    return -1;
+  int rc = insert_run(db, p, t, r, &id, err, errlen);
+  if (!rc && id)
+    rc = insert_epochs(db, id, r, err, errlen);
+  if (!rc && !id)
+    rc = (id = find_run(db, t, p, err, errlen)) > 0 ? 0 : -1;
+  t->run_id = id;
+  if (!rc)
+    rc = add_members(db, p, task, err, errlen);
+  if (rc || exec(db, "COMMIT", err, errlen)) {
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    t->run_id = 0;
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,232 @@
+/*
+ * plan.c — what a study runs: every experiment's generated code, its data
+ * set's hash and its settings, and from these the distinct runs, keyed as
+ * the database keys them: (code, seed, data, settings). Experiments that
+ * share a model (in one_factor mode the base appears once per varied key)
+ * share their runs, and experiments that share code share one compiled
+ * object.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "study.h"
+
+/* ---- hashing ---- */
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+/* Folds len bytes into a 64-bit FNV-1a hash. */
+static uint64_t fnv(uint64_t h, const void *data, size_t len) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ p[i]) * FNV_PRIME;
+  return h;
+}
+
+/* A hash as 16 hex digits. */
+static StHash hex(uint64_t h) {
+  StHash s;
+  snprintf(s.hex, sizeof s.hex, "%016llx", (unsigned long long)h);
+  return s;
+}
+
+StHash st_hash(const void *data, size_t len) { return hex(fnv(FNV_OFFSET, data, len)); }
+
+/* Folds one data set (sizes, pixels, labels) into h. */
+static uint64_t hash_set(uint64_t h, const RtSet *s) {
+  long dims[3] = {s->n, s->rows, s->cols};
+  h = fnv(h, dims, sizeof dims);
+  h = fnv(h, s->images, (size_t)s->n * s->rows * s->cols);
+  return fnv(h, s->labels, (size_t)s->n);
+}
+
+/* ---- data sets ---- */
+
+/* The hashes of the data directories seen so far. */
+typedef struct {
+  int n;
+  struct {
+    char dir[MAX_PATH_LEN];
+    int input, output;
+    StHash hash;
+  } d[64];
+} Seen;
+
+/* Loads a data directory, checks it fits the model and hashes its
+   contents (as loaded, so raw and gzip files of the same data agree). */
+static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *err,
+                     size_t errlen) {
+  RtSet tr, te;
+  const Model *m = &e->model;
+  if (rt_load_set(dir, "train", m->output, &tr, err, errlen))
+    return -1;
+  if (rt_load_set(dir, "t10k", m->output, &te, err, errlen)) {
+    rt_free_set(&tr);
+    return -1;
+  }
+  int feats = tr.rows * tr.cols, tfeats = te.rows * te.cols, rc = 0;
+  if (feats != m->input || tfeats != m->input) {
+    snprintf(err, errlen, "%s: images have %d features, the input of experiment '%s' is %d",
+             dir, feats != m->input ? feats : tfeats, e->name, m->input);
+    rc = -1;
+  } else
+    *out = hex(hash_set(hash_set(FNV_OFFSET, &tr), &te));
+  rt_free_set(&tr);
+  rt_free_set(&te);
+  return rc;
+}
+
+/* The data hash of an experiment, computed once per directory and model
+   shape. */
+static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *out,
+                   char *err, size_t errlen) {
+  const Model *m = &e->model;
+  for (int i = 0; i < seen->n; i++)
+    if (!strcmp(seen->d[i].dir, dir) && seen->d[i].input == m->input &&
+        seen->d[i].output == m->output)
+      return *out = seen->d[i].hash, 0;
+  if (seen->n == (int)(sizeof seen->d / sizeof seen->d[0])) {
+    snprintf(err, errlen, "more than %d data sets in one study", seen->n);
+    return -1;
+  }
+  if (hash_data(e, dir, out, err, errlen))
+    return -1;
+  snprintf(seen->d[seen->n].dir, MAX_PATH_LEN, "%s", dir);
+  seen->d[seen->n].input = m->input, seen->d[seen->n].output = m->output;
+  seen->d[seen->n++].hash = *out;
+  return 0;
+}
+
+/* ---- code ---- */
+
+/* A model's generated unit for the plan's backend. */
+static Buf unit_of(const StPlan *p, const Model *m) {
+  static Ir ir;
+  Buf b = {0};
+  ir_lower(m, &ir);
+  emit_unit(&ir, p->backend, &b);
+  return b;
+}
+
+/* The index of an experiment's code in p->codes, added if new. */
+static int code_of(StPlan *p, int exp) {
+  Buf b = unit_of(p, &p->s->exp[exp].model);
+  StHash h = st_hash(b.buf, b.len);
+  for (int i = 0; i < p->ncodes; i++)
+    if (!strcmp(p->codes[i].hash.hex, h.hex) && !strcmp(p->codes[i].unit, b.buf)) {
+      free(b.buf);
+      return i;
+    }
+  p->codes[p->ncodes] = (StCode){h, b.buf, exp};
+  return p->ncodes++;
+}
+
+/* ---- runs ---- */
+
+/* The settings that, beside code, seed and data, decide a run's result. */
+static void settings(const StPlan *p, const Model *m, char *buf, size_t size) {
+  snprintf(buf, size,
+           "{\"backend\":\"%s\",\"epochs\":%d,\"max_batches\":%ld,\"mlpc\":\"%s\","
+           "\"shuffle\":%s}",
+           backend_names[p->backend], m->epochs, m->max_batches, MLPC_VERSION,
+           p->shuffle ? "true" : "false");
+}
+
+/* Whether two tasks have the same key. */
+static int same_task(const StTask *a, const StTask *b) {
+  return a->code == b->code && a->seed == b->seed &&
+         !strcmp(a->data_hash.hex, b->data_hash.hex) && !strcmp(a->settings, b->settings);
+}
+
+/* Open addressing over task keys: the table and its size (a power of 2). */
+typedef struct {
+  int *slot;
+  size_t mask;
+} Table;
+
+/* The index of t among p->tasks, added if new. */
+static int task_of(StPlan *p, Table *tb, const StTask *t) {
+  uint64_t h = fnv(FNV_OFFSET, &t->code, sizeof t->code);
+  h = fnv(h, &t->seed, sizeof t->seed);
+  h = fnv(h, t->data_hash.hex, 16);
+  h = fnv(h, t->settings, strlen(t->settings));
+  for (size_t i = h & tb->mask;; i = (i + 1) & tb->mask) {
+    if (tb->slot[i] < 0) {
+      p->tasks[p->ntasks] = *t;
+      return tb->slot[i] = p->ntasks++;
+    }
+    if (same_task(&p->tasks[tb->slot[i]], t))
+      return tb->slot[i];
+  }
+}
+
+/* Plans every run of one experiment. */
+static int plan_experiment(StPlan *p, Table *tb, Seen *seen, int e, char *err,
+                           size_t errlen) {
+  const StExperiment *x = &p->s->exp[e];
+  StTask t = {.code = code_of(p, e), .exp = e};
+  char dir[MAX_PATH_LEN];
+  snprintf(t.data_dir, sizeof t.data_dir, "%s", rt_data_dir(x->model.data, dir, sizeof dir));
+  if (data_of(seen, x, t.data_dir, &t.data_hash, err, errlen))
+    return -1;
+  settings(p, &x->model, t.settings, sizeof t.settings);
+  for (int k = 0; k < p->s->nseeds; k++) {
+    t.seed = p->s->seeds[k];
+    p->task_of[e * p->s->nseeds + k] = task_of(p, tb, &t);
+  }
+  return 0;
+}
+
+/* The first experiment whose runs are the base model's: the same code,
+   data directory and settings; -1 if none is. */
+static int find_base(const StPlan *p) {
+  const Study *s = p->s;
+  char buf[MAX_PATH_LEN], set[sizeof p->tasks[0].settings];
+  Buf b = unit_of(p, &s->base);
+  const char *dir = rt_data_dir(s->base.data, buf, sizeof buf);
+  settings(p, &s->base, set, sizeof set);
+  int base = -1;
+  for (int e = 0; e < s->nexp && base < 0 && s->nseeds; e++) {
+    const StTask *t = &p->tasks[p->task_of[e * s->nseeds]];
+    if (!strcmp(p->codes[t->code].unit, b.buf) && !strcmp(t->data_dir, dir) &&
+        !strcmp(t->settings, set))
+      base = e;
+  }
+  free(b.buf);
+  return base;
+}
+
+int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
+            size_t errlen) {
+  size_t nruns = (size_t)s->nexp * s->nseeds, cap = 16;
+  while (cap < 2 * nruns)
+    cap *= 2;
+  memset(p, 0, sizeof *p);
+  *p = (StPlan){.s = s, .backend = backend, .shuffle = shuffle};
+  p->codes = calloc((size_t)s->nexp, sizeof *p->codes);
+  p->tasks = calloc(nruns, sizeof *p->tasks);
+  p->task_of = calloc(nruns, sizeof *p->task_of);
+  Table tb = {malloc(cap * sizeof(int)), cap - 1};
+  Seen *seen = calloc(1, sizeof *seen);
+  if (!p->codes || !p->tasks || !p->task_of || !tb.slot || !seen) {
+    snprintf(err, errlen, "out of memory");
+    free(tb.slot), free(seen);
+    return 1;
+  }
+  memset(tb.slot, 0xff, cap * sizeof(int));
+  int rc = 0;
+  for (int e = 0; e < s->nexp && !rc; e++)
+    rc = plan_experiment(p, &tb, seen, e, err, errlen) ? 2 : 0;
+  p->base = rc ? -1 : find_base(p);
+  free(tb.slot);
+  free(seen);
+  return rc;
+}
+
+void st_plan_free(StPlan *p) {
+  for (int i = 0; i < p->ncodes; i++)
+    free(p->codes[i].unit);
+  free(p->codes), free(p->tasks), free(p->task_of);
+  memset(p, 0, sizeof *p);
+}

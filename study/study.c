@@ -1,0 +1,192 @@
+/*
+ * study.c — the driver of `mlpc STUDY.json --run`: the study's stages in
+ * order, one a line:
+ *
+ *   load and expand (load.c) → run flags → plan (plan.c; --dump-study
+ *   prints it) → open the database and find what it holds (db.c) → run
+ *   the rest (run.c) → tables, plots and conclusions (report.c, plot.c,
+ *   conclude.c)
+ *
+ * Exit status as for a model: 0 success, 2 bad input, 1 other errors;
+ * 128 + the signal when interrupted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "study.h"
+
+typedef struct {
+  int run, dump, shuffle, backend, jobs;
+  const char *out, *db;
+} Flags;
+
+/* The run flags a study passes to every run: flag → model key. */
+static const struct {
+  const char *flag, *key;
+} run_flags[] = {
+  {"--epochs", "epochs"}, {"--max-batches", "max_batches"}, {"--data", "data"},
+};
+
+/* Model flags that make no sense for a study. */
+static const char *const model_only[] = {
+  "--seed", "--batch-size", "--lr", "--emit", "--emit-model", "--emit-inference",
+  "--dump-ir", "--json", "--health", "--load-weights", "--save-weights", NULL,
+};
+
+/* Prints a user error and exits 2. */
+static void die_input(const char *msg) {
+  fprintf(stderr, "mlpc: %s\n", msg);
+  exit(2);
+}
+
+/* A whole number in [lo, hi] for flag, or exits 2. */
+static int int_flag(const char *flag, const char *v, int lo, int hi) {
+  char *end, err[256];
+  long n = strtol(v, &end, 10);
+  if (!*v || *end || n < lo || n > hi) {
+    snprintf(err, sizeof err, "%s: error: expected an integer in [%d, %d], got '%s'", flag, lo,
+             hi, v);
+    die_input(err);
+  }
+  return (int)n;
+}
+
+/* Refuses a model-only flag, saying what a study does instead. */
+static void refuse(const char *a, const char *file) {
+  char err[1024];
+  for (const char *const *m = model_only; *m; m++)
+    if (!strcmp(a, *m)) {
+      snprintf(err, sizeof err, "%s: error: does not apply to a study (%s)%s", a, file,
+               !strcmp(a, "--seed") ? "; its runs take the study file's \"seeds\"" : "");
+      die_input(err);
+    }
+  snprintf(err, sizeof err, "error: unknown option or missing value: '%s' (see mlpc --help "
+           "and docs/study-format.md)", a);
+  die_input(err);
+}
+
+/* Handles one flag with its value; 1 if it was one. */
+static int value_flag(Flags *F, Study *s, const char *a, const char *v) {
+  char err[2048];
+  if (!strcmp(a, "--jobs"))
+    return F->jobs = int_flag(a, v, 1, 256), 1;
+  if (!strcmp(a, "--out"))
+    return F->out = v, 1;
+  if (!strcmp(a, "--db"))
+    return F->db = v, 1;
+  if (!strcmp(a, "--backend")) {
+    for (int b = 0; b < NBACKENDS; b++)
+      if (!strcmp(v, backend_names[b]))
+        return F->backend = b, 1;
+    snprintf(err, sizeof err, "--backend: error: unknown backend '%s'; expected tcc or gcc", v);
+    die_input(err);
+  }
+  for (size_t i = 0; i < sizeof run_flags / sizeof run_flags[0]; i++)
+    if (!strcmp(a, run_flags[i].flag)) {
+      if (st_override(s, a, run_flags[i].key, v, err, sizeof err))
+        die_input(err);
+      return 1;
+    }
+  return 0;
+}
+
+/* Reads the flags; run flags apply to every experiment of s. */
+static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study *s) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  *F = (Flags){.shuffle = 1, .backend = -1, .jobs = cores > 0 ? (int)cores : 1};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a == file)
+      continue;
+    if (!strcmp(a, "--run") || !strcmp(a, "--dump-study")) {
+      *(a[2] == 'r' ? &F->run : &F->dump) = 1;
+      continue;
+    }
+    if (!strcmp(a, "--no-shuffle")) {
+      F->shuffle = 0;
+      continue;
+    }
+    if (i + 1 < argc && value_flag(F, s, a, argv[i + 1])) {
+      i++;
+      continue;
+    }
+    refuse(a, file);
+  }
+  if (!F->run && !F->dump)
+    die_input("error: nothing to do: give --run or --dump-study (docs/study-format.md)");
+  if (F->backend < 0)
+    F->backend = jit_default_backend();
+}
+
+/* Says what is about to run. */
+static void describe(const StPlan *p, const Flags *F, const char *db, int jobs) {
+  const Study *s = p->s;
+  int have = 0;
+  for (int i = 0; i < p->ntasks; i++)
+    have += p->tasks[i].run_id > 0;
+  printf("mlpc %s: study %s (%s): %s, %d experiments × %d seeds = %d runs, %d distinct, "
+         "%d compiled model%s\n", MLPC_VERSION, s->name, s->file, st_mode_names[s->mode],
+         s->nexp, s->nseeds, s->nexp * s->nseeds, p->ntasks, p->ncodes,
+         p->ncodes == 1 ? "" : "s");
+  if (have == p->ntasks)
+    printf("all %d already in %s\n", have, db);
+  else
+    printf("%d already in %s; %d to run on %d worker%s, backend %s\n", have, db,
+           p->ntasks - have, jobs, jobs == 1 ? "" : "s", backend_names[F->backend]);
+  fflush(stdout);
+}
+
+/* Prints each experiment: its name, the hash of its code, its model. */
+static void dump(const StPlan *p) {
+  const Study *s = p->s;
+  for (int i = 0; i < s->nexp; i++) {
+    const StTask *t = &p->tasks[p->task_of[i * s->nseeds]];
+    printf("%s\t%s\t%s\n", s->exp[i].name, p->codes[t->code].hash.hex, s->exp[i].json);
+  }
+}
+
+/* The number of runs not yet in the database. */
+static int missing(const StPlan *p) {
+  int n = 0;
+  for (int i = 0; i < p->ntasks; i++)
+    n += p->tasks[i].run_id <= 0;
+  return n;
+}
+
+int st_main(const char *file, int argc, char **argv) {
+  static Study s;
+  StPlan p;
+  Flags F;
+  sqlite3 *db;
+  char err[4096], outdir[MAX_PATH_LEN];
+  if (st_load(file, &s, err, sizeof err))
+    die_input(err);
+  parse_flags(argc, argv, file, &F, &s);
+  const char *dbpath = F.db ? F.db : "out/mlpc.sqlite";
+  int rc = st_plan(&s, F.backend, F.shuffle, &p, err, sizeof err);
+  if (rc)
+    return fprintf(stderr, "mlpc: error: %s\n", err), rc;
+  if (F.dump)
+    dump(&p);
+  if (!F.run)
+    return st_plan_free(&p), st_free(&s), 0;
+  if (st_db_open(dbpath, &db, err, sizeof err) || st_db_prepare(db, &p, err, sizeof err))
+    return fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), 1;
+  int todo = missing(&p), jobs = F.jobs < todo ? F.jobs : todo;
+  describe(&p, &F, dbpath, jobs);
+  StRunOptions o = {jobs, dbpath, isatty(2)};
+  rc = st_run(&p, db, &o);
+  snprintf(outdir, sizeof outdir, "%s", F.out ? F.out : "out/");
+  if (!F.out)
+    snprintf(outdir + strlen(outdir), sizeof outdir - strlen(outdir), "%s", s.name);
+  if (!rc && st_report(db, &p, outdir, stdout, err, sizeof err))
+    fprintf(stderr, "mlpc: error: %s\n", err), rc = 1;
+  if (!rc)
+    printf("\nreport: %s/report.md (with summary.csv, runs.csv, comparisons.csv and the "
+           "plots); database: %s\n", outdir, dbpath);
+  st_db_close(db);
+  st_plan_free(&p);
+  st_free(&s);
+  return rc;
+}

@@ -1,0 +1,300 @@
+/*
+ * study.h — studies: many runs of variants of one model, over seeds,
+ * recorded in a database and summed up in tables (docs/study-format.md).
+ *
+ *   study file (load.c) → experiments → plan (plan.c: generated code,
+ *   data and settings of each run, what the database already holds)
+ *   → runs on worker processes (run.c) → one transaction per run (db.c)
+ *   → tables, plots and conclusions (report.c, plot.c, conclude.c,
+ *   health.c; statistics in stats.c)
+ *
+ * study.c holds the driver, `mlpc STUDY.json --run`.
+ */
+#ifndef MLPC_STUDY_H
+#define MLPC_STUDY_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "../mlpc.h"
+
+#define ST_MAX_KEYS 16            /* varied keys at most                  */
+#define ST_MAX_EXPERIMENTS 10000  /* experiments at most                  */
+#define ST_MAX_SEEDS 1000         /* seeds at most                        */
+
+/* Modes: X(enum, name) */
+#define ST_MODES(X)                  \
+  X(ST_ONE_FACTOR, "one_factor")     \
+  X(ST_GRID,       "grid")
+
+#define ENUM1_(e, ...) e,
+enum { ST_MODES(ENUM1_) ST_NMODES };
+#undef ENUM1_
+extern const char *const st_mode_names[ST_NMODES];
+
+/* One experiment: the base model with some keys replaced. */
+typedef struct {
+  char *name;               /* "init=kaiming_normal", or in a grid
+                               "init=normal, norm=batchnorm"              */
+  char *factor;             /* one_factor: the varied key; grid: ""       */
+  char *value;              /* one_factor: the value's name; grid: ""     */
+  char *values[ST_MAX_KEYS];/* the name of each varied key's value here   */
+  char *json;               /* the model: compact JSON, sorted keys       */
+  Model model;              /* checked by the frontend                    */
+} StExperiment;
+
+typedef struct {
+  char file[MAX_PATH_LEN];  /* the study file, for messages               */
+  char name[64];            /* [A-Za-z0-9_.-]+; names out/NAME/ and the
+                               study in the database                      */
+  int mode;                 /* ST_ONE_FACTOR or ST_GRID                    */
+  int nkeys;
+  char *keys[ST_MAX_KEYS];  /* the varied keys, in file order             */
+  int nexp;
+  StExperiment *exp;
+  int nseeds;
+  uint64_t *seeds;
+  char *base_json;          /* the base model: compact JSON, sorted keys  */
+  Model base;               /* the base model, checked, with the run flags */
+} Study;
+
+/* ---- load.c: the study file ---- */
+
+/* Whether path holds a study rather than a model: a JSON object with a
+   "base" or a "vary" key. */
+int st_is_study(const char *path);
+/* Reads, checks and expands a study file. On error writes one message,
+   "FILE:LINE:COL: error: ..." or "FILE: json.path: error: ...", and
+   returns -1. */
+int st_load(const char *path, Study *s, char *err, size_t errlen);
+/* Applies a run flag to every experiment (fe_override's checks; the
+   message names the flag). */
+int st_override(Study *s, const char *flag, const char *key, const char *text,
+                char *err, size_t errlen);
+void st_free(Study *s);
+
+/* ---- plan.c: what to run ---- */
+
+/* A 64-bit FNV-1a hash, as 16 hex digits. */
+typedef struct { char hex[17]; } StHash;
+StHash st_hash(const void *data, size_t len);
+
+/* One distinct piece of generated code. */
+typedef struct {
+  StHash hash;              /* of the unit below                          */
+  char *unit;               /* emit_unit's text for the backend           */
+  int exp;                  /* the first experiment with this code        */
+} StCode;
+
+/* One distinct run: (code, seed, data, settings), its database key. */
+typedef struct {
+  int code, exp;            /* exp: the first experiment it serves        */
+  uint64_t seed;
+  StHash data_hash;
+  char settings[192];       /* JSON: backend, epochs, max_batches, ...    */
+  char data_dir[MAX_PATH_LEN];
+  long long run_id;         /* its row in the database; 0: not yet run    */
+} StTask;
+
+typedef struct {
+  const Study *s;
+  int backend;
+  int shuffle;
+  int ncodes;
+  StCode *codes;
+  int ntasks;
+  StTask *tasks;
+  int *task_of;             /* (nexp, nseeds): the task of each run       */
+  int base;                 /* the first experiment that is the base model
+                               (same code, data and settings), or -1      */
+} StPlan;
+
+/* Generates every experiment's code, hashes the data sets and finds the
+   distinct runs. Data errors are the user's: returns 2; 1 for ours. */
+int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
+            size_t errlen);
+void st_plan_free(StPlan *p);
+
+/* ---- db.c: the results database (SQLite) ---- */
+
+typedef struct sqlite3 sqlite3;
+
+/* What one run brings back. */
+typedef struct {
+  int nepochs;              /* finished epochs, with finite figures       */
+  RtEpoch *epochs;
+  int diverged_epoch;       /* 0: did not diverge                         */
+  long diverged_step;       /* the training step; 0: in the test pass      */
+  double seconds;           /* the whole run, without compiling           */
+} StResult;
+
+/* Opens (creating if needed) the database: WAL mode, the schema. */
+int st_db_open(const char *path, sqlite3 **db, char *err, size_t errlen);
+void st_db_close(sqlite3 *db);
+/* Fills in the run_id of every task the database already holds, and
+   makes the study's membership table list exactly those runs. */
+int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
+/* Records one run and the experiments it serves, in one transaction;
+   sets the task's run_id. A run recorded meanwhile by another process
+   is kept and reused. */
+int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
+              char *err, size_t errlen);
+
+/* ---- run.c: runs on worker processes ---- */
+
+typedef struct {
+  int jobs;                 /* worker processes                           */
+  const char *db_path;      /* for messages                               */
+  int progress;             /* a progress line (a terminal) or log lines  */
+} StRunOptions;
+
+/* Runs every task without a run_id on o->jobs workers, recording each
+   in db as it finishes. Returns 0, 130 when interrupted, 1 on errors. */
+int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
+
+/* ---- report.c: tables, figures and conclusions, from the database ---- */
+
+/* The final figures of a run, in summary.csv's order: X(enum, column) */
+#define ST_FIGURES(X)                 \
+  X(ST_TEST_LOSS,  "test_loss")       \
+  X(ST_TEST_ACC,   "test_acc")        \
+  X(ST_TRAIN_LOSS, "train_loss")      \
+  X(ST_SECONDS,    "seconds")
+
+#define ENUM1_(e, ...) e,
+enum { ST_FIGURES(ENUM1_) ST_NFIGS };
+#undef ENUM1_
+extern const char *const st_figure_names[ST_NFIGS];
+
+/* One run of an experiment, as the database holds it. */
+typedef struct {
+  long long id;
+  uint64_t seed;
+  int diverged_epoch;       /* 0: finished                                */
+  long diverged_step;
+  double fig[ST_NFIGS];     /* after the last epoch; NaN if diverged      */
+  int nepochs;              /* epochs with figures                        */
+  double *test_loss;        /* (nepochs): each epoch's test loss          */
+} StRunFigs;
+
+/* One experiment's runs, in seed order, and the mean and sample standard
+   deviation of their final figures over the runs that did not diverge. */
+typedef struct {
+  int runs, diverged, n;    /* n: finished runs                           */
+  StRunFigs *run;           /* (runs)                                     */
+  double mean[ST_NFIGS], std[ST_NFIGS];  /* NaN when n < 1 (< 2 for std)  */
+  int same;                 /* the first experiment with the very same
+                               runs (itself if none before it)            */
+} StExpFigs;
+
+/* Everything a report is made from: the plan, and the database's figures
+   of each experiment. */
+typedef struct {
+  const StPlan *p;
+  sqlite3 *db;
+  StExpFigs *exp;           /* (nexp)                                     */
+} StFigs;
+
+/* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
+void st_csv_text(FILE *f, const char *s, int last);
+/* Writes a number field: 17 significant digits, empty for NaN. */
+void st_csv_real(FILE *f, double v, int last);
+
+/* Writes into dir, from the database: summary.csv, runs.csv,
+   comparisons.csv, the plots (when gnuplot is there) and report.md; and
+   prints the summary table and the ranking to term. */
+int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term,
+              char *err, size_t errlen);
+
+/* ---- plot.c: figures drawn by gnuplot ---- */
+
+#define ST_MAX_PLOTS 16
+
+/* The plots of a report: data files and one gnuplot script under
+   DIR/plots/, drawn into DIR/NAME.png by a gnuplot child process. */
+typedef struct {
+  char dir[MAX_PATH_LEN];
+  FILE *gp;                 /* DIR/plots/plots.gp                         */
+  int n;
+  char png[ST_MAX_PLOTS][64];     /* each figure's file, in DIR           */
+  char title[ST_MAX_PLOTS][128];  /* and what it shows                    */
+  int drawn;                /* 1 once gnuplot drew them all               */
+  char why[MAX_PATH_LEN + 256]; /* why not, when not                       */
+} StPlots;
+
+/* Creates DIR/plots/ and starts the script. */
+int st_plots_open(StPlots *pl, const char *dir, char *err, size_t errlen);
+/* Opens DIR/plots/NAME for a figure's data; NULL with err set. */
+FILE *st_plots_data(StPlots *pl, const char *name, char *err, size_t errlen);
+/* Starts a figure: its PNG file name (in DIR), its size in pixels and
+   what it shows; the caller then writes gnuplot commands to pl->gp, with
+   data files named "plots/NAME". */
+void st_plots_figure(StPlots *pl, const char *png, int width, int height,
+                     const char *title);
+/* Writes s as a gnuplot string literal: "..." with escapes. */
+void st_plots_string(FILE *gp, const char *s);
+/* The figures every study has: test loss per epoch, final test loss. */
+int st_plots_study(StPlots *pl, const StFigs *f, char *err, size_t errlen);
+/* Ends the script and runs gnuplot on it. A missing or failing gnuplot
+   is not an error: pl->why says what happened and term gets a warning. */
+void st_plots_draw(StPlots *pl, FILE *term);
+
+/* ---- conclude.c: the conclusions, derived from the figures ---- */
+
+/* Ranks the distinct models by final test loss, tests each against the
+   base and against each other, and writes report.md's conclusions to md,
+   every comparison to csv (comparisons.csv) and the ranking to term. */
+void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term);
+
+/* ---- health.c: activation-health figures (the hook) ---- */
+
+/* Adds the activation-health plots of the study's runs to pl, if the
+   database has such figures; returns how many experiments have them. */
+int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen);
+/* report.md's "Activation health" section: the figures and tables. */
+void st_health_section(const StFigs *f, const StPlots *pl, FILE *md);
+/* The conclusions' last part: what the health figures show about why the
+   models rank as they do (rank: the first experiment of each distinct
+   model, best first). */
+void st_health_why(const StFigs *f, const int *rank, int nrank, FILE *md);
+
+/* ---- stats.c: statistics for the conclusions ---- */
+
+#define ST_PERM_MAX 20            /* values at most in a permutation test */
+
+/* Mean and sample standard deviation (n − 1) of x[0..n); NaN when n is
+   0 (mean) or below 2 (std). */
+void st_mean_std(const double *x, int n, double *mean, double *std);
+/* The regularized incomplete beta function I_x(a, b). */
+double st_beta_inc(double a, double b, double x);
+/* The two-sided p of Student's t distribution: P(|T| >= |t|) with df
+   (not necessarily whole) degrees of freedom. */
+double st_t_p(double t, double df);
+
+/* Welch's t-test of mean(a) − mean(b), variances not assumed equal. */
+typedef struct {
+  double diff;              /* mean(a) − mean(b)                          */
+  double t, df, p;          /* NaN with fewer than 2 values on a side     */
+} StWelch;
+StWelch st_welch(const double *a, int na, const double *b, int nb);
+
+/* The exact permutation test of the difference of means: of all
+   C(na + nb, na) ways to split the pooled values into groups of na and
+   nb, the share whose |difference of means| is at least the observed. */
+typedef struct {
+  double p;                 /* two-sided; NaN if a side is empty or there
+                               are more than ST_PERM_MAX values          */
+  double min_p;             /* the smallest p these sizes can give        */
+  long count, total;        /* splits at least as extreme; all splits     */
+} StPerm;
+StPerm st_permutation(const double *a, int na, const double *b, int nb);
+
+/* Holm's step-down adjustment of n p values for testing them together;
+   NaN values are left out and stay NaN. */
+void st_holm(const double *p, int n, double *adj);
+
+/* ---- study.c: the driver ---- */
+
+/* `mlpc STUDY.json --run [options]`; returns the exit status. */
+int st_main(const char *file, int argc, char **argv);
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * study_proc.h — helpers for the study tests: running build/mlpc as a
+ * child process with its output in files, and reading the results
+ * database. Header-only; each test includes it once.
+ */
+#ifndef STUDY_PROC_H
+#define STUDY_PROC_H
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <sqlite3.h>
+
+#ifndef MLPC_BIN
+#error "MLPC_BIN: the path of the mlpc binary (tests/CMakeLists.txt)"
+#endif
+
+/* Starts mlpc with args (NULL-terminated) in its own process group,
+   stdout and stderr into files; returns its pid. */
+static pid_t start_mlpc(const char *out, const char *err, const char *const *args) {
+  const char *argv[64] = {MLPC_BIN};
+  int n = 1;
+  for (; args[n - 1] && n < 63; n++)
+    argv[n] = args[n - 1];
+  argv[n] = NULL;
+  fflush(stdout), fflush(stderr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    dup2(o, 1), dup2(e, 2);
+    execv(MLPC_BIN, (char *const *)argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* Waits for a child; its exit status, or 128 + the signal. */
+static int wait_status(pid_t pid) {
+  int st;
+  if (waitpid(pid, &st, 0) < 0)
+    return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Runs mlpc to the end; its exit status. */
+__attribute__((unused)) static int run_mlpc(const char *out, const char *err, const char *const *args) {
+  return wait_status(start_mlpc(out, err, args));
+}
+
+/* Sleeps for s seconds. */
+__attribute__((unused)) static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts))
+    ;
+}
+
+/* Reads a whole text file into a new string ("" if absent). */
+static char *read_all(const char *path) {
+  FILE *f = fopen(path, "rb");
+  char *buf = calloc(1, 1 << 20);
+  if (f) {
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = 0;
+    fclose(f);
+  }
+  return buf;
+}
+
+/* Formats into a static ring of buffers (the last 64 stay valid). */
+static const char *fmt(const char *f, ...) {
+  static char ring[64][1024];
+  static int k;
+  char *b = ring[k++ % 64];
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(b, sizeof ring[0], f, ap);
+  va_end(ap);
+  return b;
+}
+
+/* Opens a database read-only. */
+static sqlite3 *open_db(const char *path) {
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+    return NULL;
+  return db;
+}
+
+/* The first column of the first row of sql, as an integer. */
+__attribute__((unused)) static long long query_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  long long v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* The first column of the first row of sql, as text in a static buffer. */
+__attribute__((unused)) static const char *query_text(sqlite3 *db, const char *sql) {
+  static char buf[1024];
+  sqlite3_stmt *st = NULL;
+  buf[0] = 0;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+      sqlite3_column_text(st, 0))
+    snprintf(buf, sizeof buf, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  return buf;
+}
+
+/* Every run's figures, epoch by epoch, in a fixed order, as one string
+   of exact values (%a), so that two databases can be compared bit for
+   bit whatever order their runs were recorded in. */
+__attribute__((unused)) static char *all_figures(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  size_t cap = 1 << 20, len = 0;
+  char *out = calloc(1, cap);
+  sqlite3_prepare_v2(db,
+    "SELECT r.code_hash, r.seed, r.data_hash, r.settings, r.status, r.diverged_epoch, "
+    "r.diverged_step, e.epoch, e.train_loss, e.test_loss, e.test_acc FROM runs r "
+    "LEFT JOIN epochs e ON e.run_id = r.id ORDER BY r.code_hash, r.seed, r.settings, e.epoch",
+    -1, &st, NULL);
+  while (sqlite3_step(st) == SQLITE_ROW && len + 512 < cap)
+    len += (size_t)snprintf(out + len, cap - len, "%s %lld %s %s %s %lld %lld %d %a %a %a\n",
+                            sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+                            sqlite3_column_text(st, 2), sqlite3_column_text(st, 3),
+                            sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5),
+                            sqlite3_column_int64(st, 6), sqlite3_column_int(st, 7),
+                            sqlite3_column_double(st, 8), sqlite3_column_double(st, 9),
+                            sqlite3_column_double(st, 10));
+  sqlite3_finalize(st);
+  return out;
+}
+
+#endif

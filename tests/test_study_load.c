@@ -1,0 +1,316 @@
+/*
+ * test_study_load.c — study files: expansion and errors.
+ *
+ * models/seed_study.json must expand to the homework's ten one-factor
+ * experiments, models/seed_grid.json to the 36 of the full grid; dotted
+ * keys, value names, a base given as a path and the defaults are checked
+ * on small files written to a temporary directory; st_plan must find the
+ * runs experiments share.
+ *
+ * tests/study/errors/NAME.json must be refused with exactly the message
+ * in NAME.expect: errors of the study file itself, and the frontend's
+ * errors about a value in "base" or "vary", moved to where the value
+ * stands. To write one expectation on purpose (after checking the new
+ * message by eye):
+ *
+ *   MLPC_REGEN=NAME ./test_study_load     (MLPC_REGEN=all: every case)
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "../study/study.h"
+
+enum { MAX_CASES = 256 };
+
+static char err[4096];
+static Study s;
+
+/* ---- helpers ---- */
+
+/* Orders file names for qsort. */
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lists dir's files ending in ".json", sorted; returns how many. */
+static int list_json(const char *dir, char **names) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int n = 0;
+  assert_non_null(d);
+  while ((e = readdir(d)) && n < MAX_CASES) {
+    size_t len = strlen(e->d_name);
+    if (len > 5 && !strcmp(e->d_name + len - 5, ".json"))
+      names[n++] = strdup(e->d_name);
+  }
+  closedir(d);
+  qsort(names, n, sizeof *names, by_name);
+  return n;
+}
+
+/* Reads a small text file without its final newlines; NULL if absent. */
+static char *slurp(const char *path) {
+  static char buf[8192];
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  while (n > 0 && buf[n - 1] == '\n')
+    n--;
+  buf[n] = '\0';
+  return buf;
+}
+
+/* Whether MLPC_REGEN asks to rewrite this case's expectation. */
+static int regen(const char *name) {
+  const char *r = getenv("MLPC_REGEN");
+  size_t n = strlen(name) - 5;
+  return r && (!strcmp(r, "all") || (strlen(r) == n && !strncmp(r, name, n)));
+}
+
+/* Checks every case of dir; returns the number of mismatches. */
+static int error_cases(const char *dir) {
+  char *names[MAX_CASES], path[1024], expect[1024];
+  int n = list_json(dir, names), bad = 0;
+  assert_true(n > 0);
+  for (int i = 0; i < n; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    snprintf(expect, sizeof expect, "%s/%.*s.expect", dir, (int)strlen(names[i]) - 5, names[i]);
+    err[0] = 0;
+    int rc = st_load(path, &s, err, sizeof err);
+    if (!rc)
+      st_free(&s), snprintf(err, sizeof err, "(accepted)");
+    if (regen(names[i])) {
+      FILE *f = fopen(expect, "w");
+      fprintf(f, "%s\n", err);
+      fclose(f);
+    }
+    const char *want = slurp(expect);
+    if (!want || strcmp(want, err))
+      bad++, printf("%s:\n- %s\n+ %s\n", path, want ? want : "(no .expect)", err);
+    free(names[i]);
+  }
+  return bad;
+}
+
+/* Writes text to dir/name. */
+static void write_file(const char *dir, const char *name, const char *text) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* Loads text as a study file in dir; fails the test on error. */
+static void load_text(const char *dir, const char *text) {
+  char path[512];
+  write_file(dir, "study.json", text);
+  snprintf(path, sizeof path, "%s/study.json", dir);
+  if (st_load(path, &s, err, sizeof err))
+    fail_msg("%s", err);
+}
+
+static char tmp[] = "/tmp/mlpc_studyXXXXXX";
+
+static int make_tmp(void **state) {
+  (void)state;
+  return mkdtemp(tmp) ? 0 : -1;
+}
+
+static int remove_tmp(void **state) {
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+  return system(cmd);
+}
+
+/* ---- errors ---- */
+
+static void test_errors(void **state) {
+  (void)state;
+  assert_int_equal(error_cases("tests/study/errors"), 0);
+}
+
+/* ---- expansion ---- */
+
+/* The homework: ten experiments, one key changed at a time, grouped. */
+static void test_seed_study(void **state) {
+  (void)state;
+  static const char *const names[] = {
+    "init=normal", "init=kaiming_normal", "activation=tanh", "activation=relu",
+    "norm=none", "norm=batchnorm", "norm=layernorm",
+    "optimizer=sgd", "optimizer=rmsprop", "optimizer=adam",
+  };
+  if (st_load("models/seed_study.json", &s, err, sizeof err))
+    fail_msg("%s", err);
+  assert_string_equal(s.name, "seed_study");
+  assert_int_equal(s.mode, ST_ONE_FACTOR);
+  assert_int_equal(s.nexp, 10);
+  assert_int_equal(s.nseeds, 3);
+  for (int i = 0; i < 10; i++)
+    assert_string_equal(s.exp[i].name, names[i]);
+  assert_string_equal(s.exp[5].factor, "norm");
+  assert_string_equal(s.exp[5].value, "batchnorm");
+  /* the others keep the base's values: normal, tanh, none, sgd */
+  const char *row5[] = {"normal", "tanh", "batchnorm", "sgd"};
+  for (int k = 0; k < 4; k++)
+    assert_string_equal(s.exp[5].values[k], row5[k]);
+  for (int i = 0; i < 10; i++) {
+    const Model *m = &s.exp[i].model;
+    assert_int_equal(m->init, i == 1 ? RT_INIT_KAIMING : RT_INIT_NORMAL);
+    assert_int_equal(m->act.type, i == 3 ? ACT_RELU : ACT_TANH);
+    assert_int_equal(m->norm.type, i == 5 ? NORM_BATCH : i == 6 ? NORM_LAYER : NORM_NONE);
+    assert_int_equal(m->opt.type, i == 8 ? OPT_RMSPROP : i == 9 ? OPT_ADAM : OPT_SGD);
+    assert_true(m->opt.lr == 0.01);
+    assert_int_equal(m->hidden[0], 128);
+    assert_int_equal(m->nhidden, 1);
+    assert_int_equal(m->batch_size, 32);
+    assert_int_equal(m->epochs, 10);
+    assert_string_equal(m->name, "seed_base");
+  }
+  st_free(&s);
+}
+
+/* The full grid: 2 × 2 × 3 × 3, the first key varying slowest. */
+static void test_seed_grid(void **state) {
+  (void)state;
+  if (st_load("models/seed_grid.json", &s, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(s.mode, ST_GRID);
+  assert_int_equal(s.nexp, 36);
+  assert_string_equal(s.exp[0].name, "init=normal, activation=tanh, norm=none, optimizer=sgd");
+  assert_string_equal(s.exp[1].name,
+                      "init=normal, activation=tanh, norm=none, optimizer=rmsprop");
+  assert_string_equal(s.exp[35].name,
+                      "init=kaiming_normal, activation=relu, norm=layernorm, optimizer=adam");
+  assert_string_equal(s.exp[35].factor, "");
+  for (int i = 0; i < 36; i++) {
+    const Model *m = &s.exp[i].model;
+    assert_int_equal(m->init, i / 18 ? RT_INIT_KAIMING : RT_INIT_NORMAL);
+    assert_int_equal(m->act.type, i / 9 % 2 ? ACT_RELU : ACT_TANH);
+    assert_int_equal(m->norm.type, i / 3 % 3);
+    assert_int_equal(m->opt.type, i % 3);
+    for (int j = 0; j < i; j++)
+      assert_string_not_equal(s.exp[i].name, s.exp[j].name);
+  }
+  st_free(&s);
+}
+
+/* Dotted keys replace one member; names show what tells values apart. */
+static void test_dotted_and_names(void **state) {
+  (void)state;
+  load_text(tmp, "{\"base\": {\"optimizer\": \"sgd\", \"hidden\": [16]},"
+                 " \"vary\": {\"optimizer.lr\": [0.1, 0.001],"
+                 " \"hidden\": [[16], [32, 8]]}}");
+  assert_int_equal(s.nexp, 4);
+  assert_string_equal(s.exp[0].name, "optimizer.lr=0.1");
+  assert_string_equal(s.exp[1].name, "optimizer.lr=0.001");
+  assert_string_equal(s.exp[3].name, "hidden=[32,8]");
+  assert_true(s.exp[1].model.opt.lr == 0.001);
+  assert_int_equal(s.exp[1].model.opt.type, OPT_SGD);
+  assert_int_equal(s.exp[3].model.nhidden, 2);
+  assert_int_equal(s.exp[3].model.hidden[1], 8);
+  assert_string_equal(s.exp[3].values[0], "(default)");
+  st_free(&s);
+  load_text(tmp, "{\"base\": {}, \"vary\": {\"optimizer\": [{\"type\": \"sgd\", \"lr\": 0.1},"
+                 " {\"type\": \"sgd\", \"lr\": 0.5}, {\"type\": \"adam\", \"lr\": 0.1}]}}");
+  assert_string_equal(s.exp[0].name, "optimizer=sgd(lr=0.1)");
+  assert_string_equal(s.exp[1].name, "optimizer=sgd(lr=0.5)");
+  assert_string_equal(s.exp[2].name, "optimizer=adam(lr=0.1)");
+  st_free(&s);
+  load_text(tmp, "{\"base\": {}, \"vary\": {\"optimizer\": [\"sgd\", {\"type\": \"sgd\"}]}}");
+  assert_string_equal(s.exp[0].name, "optimizer=sgd");
+  assert_string_equal(s.exp[1].name, "optimizer={\"type\":\"sgd\"}");
+  st_free(&s);
+}
+
+/* A base file is found next to the study; seeds and name default. */
+static void test_base_path_and_defaults(void **state) {
+  (void)state;
+  char dir[128];
+  snprintf(dir, sizeof dir, "%s/sub", tmp);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+  assert_int_equal(system(cmd), 0);
+  write_file(dir, "base_model.json", "{\"hidden\": [24], \"seed\": 5, \"activation\": \"gelu\"}");
+  write_file(dir, "my-study.json", "{\"base\": \"base_model.json\", \"vary\": {\"init\": "
+                                   "[\"xavier_normal\"]}}");
+  snprintf(cmd, sizeof cmd, "%s/my-study.json", dir);
+  if (st_load(cmd, &s, err, sizeof err))
+    fail_msg("%s", err);
+  assert_string_equal(s.name, "my-study");
+  assert_int_equal(s.nseeds, 1);
+  assert_int_equal(s.seeds[0], 5);
+  assert_int_equal(s.exp[0].model.hidden[0], 24);
+  assert_int_equal(s.exp[0].model.act.type, ACT_GELU);
+  assert_int_equal(s.exp[0].model.init, RT_INIT_XAVIER);
+  Model m;  /* named as the frontend names the base file */
+  snprintf(cmd, sizeof cmd, "%s/base_model.json", dir);
+  assert_int_equal(fe_load(cmd, &m, err, sizeof err), 0);
+  assert_string_equal(s.exp[0].model.name, m.name);
+  st_free(&s);
+}
+
+/* Run flags reach every experiment, and the JSON recorded with it. */
+static void test_override(void **state) {
+  (void)state;
+  if (st_load("models/seed_study.json", &s, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(st_override(&s, "--epochs", "epochs", "3", err, sizeof err), 0);
+  assert_int_equal(st_override(&s, "--max-batches", "max_batches", "7", err, sizeof err), 0);
+  for (int i = 0; i < s.nexp; i++) {
+    assert_int_equal(s.exp[i].model.epochs, 3);
+    assert_int_equal(s.exp[i].model.max_batches, 7);
+    assert_non_null(strstr(s.exp[i].json, "\"epochs\":3"));
+    assert_non_null(strstr(s.exp[i].json, "\"max_batches\":7"));
+  }
+  st_free(&s);
+}
+
+/* ---- planning ---- */
+
+/* The base is one model in four rows: 7 models, 21 distinct runs. */
+static void test_plan_shares_runs(void **state) {
+  (void)state;
+  StPlan p;
+  if (st_load("models/seed_study.json", &s, err, sizeof err))
+    fail_msg("%s", err);
+  if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(p.ncodes, 7);
+  assert_int_equal(p.ntasks, 21);
+  for (int k = 0; k < 3; k++) {
+    int base = p.task_of[0 * 3 + k];
+    assert_int_equal(p.task_of[2 * 3 + k], base);   /* activation=tanh */
+    assert_int_equal(p.task_of[4 * 3 + k], base);   /* norm=none */
+    assert_int_equal(p.task_of[7 * 3 + k], base);   /* optimizer=sgd */
+    assert_int_not_equal(p.task_of[1 * 3 + k], base);
+    assert_int_equal(p.tasks[p.task_of[1 * 3 + k]].seed, s.seeds[k]);
+  }
+  assert_int_not_equal(p.task_of[0], p.task_of[1]);  /* seeds differ */
+  st_plan_free(&p);
+  st_free(&s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_errors),
+    cmocka_unit_test(test_seed_study),
+    cmocka_unit_test(test_seed_grid),
+    cmocka_unit_test(test_dotted_and_names),
+    cmocka_unit_test(test_base_path_and_defaults),
+    cmocka_unit_test(test_override),
+    cmocka_unit_test(test_plan_shares_runs),
+  };
+  return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
+}

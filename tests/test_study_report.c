@@ -1,0 +1,514 @@
+/*
+ * test_study_report.c — a study's report says what the database holds:
+ *
+ *   - report.md's summary and ranking tables, its sentences on each
+ *     remedy, and comparisons.csv, parsed back, equal the figures
+ *     recomputed here from the database (at the printed precision; the
+ *     CSV at 17 digits), with the tests of study/stats.c;
+ *   - the ranking and the verdicts follow the data: with the final
+ *     losses in the database rewritten, the report ranks the models in
+ *     the new order; a run marked diverged is left out of the mean and
+ *     ranks its model below the models without one;
+ *   - the plots are PNG files drawn by gnuplot; without gnuplot, or with
+ *     a gnuplot that fails, the study still succeeds with a warning and
+ *     the tables and report.md are written.
+ *
+ * One small one_factor study on data/mnist (tcc): 5 experiments, 4
+ * distinct models (the base twice), 3 seeds; the reruns only report.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+#include "study_proc.h"
+#include "../study/study.h"
+
+static char tmp[] = "/tmp/mlpc_reportXXXXXX";
+
+static const char study_text[] =
+  "{\"name\": \"rep\", \"base\": {\"hidden\": [16], \"activation\": \"tanh\", "
+  "\"init\": \"normal\", \"norm\": \"none\", \"optimizer\": {\"type\": \"sgd\", "
+  "\"lr\": 0.05}, \"epochs\": 2, \"max_batches\": 10}, "
+  "\"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
+  "\"init\": [\"normal\", \"kaiming_normal\"]}, \"seeds\": [1, 2, 3]}\n";
+
+/* The distinct models: the experiment that stands for each, and its
+   label in the report. */
+enum { NMODELS = 4, NSEEDS = 3 };
+static const char *const models[NMODELS] = {"norm=none", "norm=batchnorm", "norm=layernorm",
+                                            "init=kaiming_normal"};
+
+/* Its label in the report: the base is "base". */
+static const char *label(int m) { return m ? models[m] : "base"; }
+
+/* One model's runs as the database holds them. */
+typedef struct {
+  int runs, diverged, n;
+  double loss[NSEEDS], acc[NSEEDS], train[NSEEDS];
+  double mean, std, acc_mean, acc_std;
+} Figures;
+
+/* Runs the study (or only reports it, when the database has it); the
+   exit status. */
+static int run_study(const char *db, const char *out) {
+  const char *args[] = {fmt("%s/rep.json", tmp), "--run", "--backend", "tcc", "--jobs", "2",
+                        "--db", db, "--out", out, NULL};
+  return run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
+}
+
+/* Fails with mlpc's messages if status is not 0. */
+static void expect_ok(int status) {
+  if (status) {
+    char *e = read_all(fmt("%s/stderr", tmp));
+    fail_msg("mlpc exited %d:\n%s", status, e);
+  }
+}
+
+/* Reads an experiment's finished runs from the database. */
+static void load(sqlite3 *d, const char *exp, Figures *f) {
+  sqlite3_stmt *st;
+  memset(f, 0, sizeof *f);
+  sqlite3_prepare_v2(d, "SELECT r.status, r.test_loss, r.test_acc, r.train_loss FROM "
+                        "study_runs s JOIN runs r ON r.id = s.run_id WHERE s.study = 'rep' AND "
+                        "s.experiment = ?1 ORDER BY s.seed", -1, &st, NULL);
+  sqlite3_bind_text(st, 1, exp, -1, SQLITE_STATIC);
+  while (sqlite3_step(st) == SQLITE_ROW && f->runs < NSEEDS) {
+    f->runs++;
+    if (strcmp((const char *)sqlite3_column_text(st, 0), "finished")) {
+      f->diverged++;
+      continue;
+    }
+    f->loss[f->n] = sqlite3_column_double(st, 1);
+    f->acc[f->n] = sqlite3_column_double(st, 2);
+    f->train[f->n++] = sqlite3_column_double(st, 3);
+  }
+  sqlite3_finalize(st);
+  st_mean_std(f->loss, f->n, &f->mean, &f->std);
+  st_mean_std(f->acc, f->n, &f->acc_mean, &f->acc_std);
+}
+
+/* Fails unless a number printed with dec decimals (or, with an
+   exponent, 2 significant digits) is v. */
+static void printed(const char *text, double v, int dec) {
+  char *end;
+  double got = strtod(text, &end);
+  assert_true(end != text);
+  double tol = memchr(text, 'e', (size_t)(end - text)) ? 0.051 * fabs(v)
+                                                         : 0.5000001 * pow(10, -dec);
+  if (!(fabs(got - v) <= tol + 1e-12))
+    fail_msg("report says %.*s, the database gives %.10g", (int)(end - text), text, v);
+}
+
+/* Checks "mean ± std" (or "mean" alone, or "diverged") against f. */
+static void printed_pm(const char *text, double mean, double std, int n, int dec) {
+  if (!n) {
+    assert_string_equal(text, "diverged");
+    return;
+  }
+  printed(text, mean, dec);
+  const char *pm = strstr(text, "±");
+  assert_true((pm != NULL) == (n > 1));
+  if (pm)
+    printed(pm + strlen("±"), std, dec);
+}
+
+/* Splits a Markdown table row into trimmed cells, in place. */
+static int cells(char *row, char **c, int max) {
+  int n = 0;
+  char *p = strchr(row, '|');
+  while (p && n < max) {
+    char *q = strchr(p + 1, '|');
+    if (!q)
+      break;
+    *q = 0;
+    for (p++; *p == ' '; p++)
+      ;
+    for (char *e = q - 1; e >= p && *e == ' '; e--)
+      *e = 0;
+    c[n++] = p;
+    p = q;
+  }
+  return n;
+}
+
+/* The rows of the Markdown table after heading, as a copy each; returns
+   how many (header and rule left out). */
+static int table(const char *md, const char *heading, char rows[][1024], int max) {
+  const char *p = strstr(md, heading);
+  int n = 0, line = 0;
+  assert_non_null(p);
+  p = strstr(p, "\n|");
+  while (p && p[1] == '|' && n < max) {
+    const char *e = strchr(p + 1, '\n');
+    if (!e)
+      break;
+    if (line++ >= 2)
+      snprintf(rows[n++], 1024, "%.*s", (int)(e - p - 1), p + 1);
+    p = e;
+  }
+  return n;
+}
+
+/* The order the report must rank the models in: no divergence first,
+   then by mean final test loss. */
+static void expected_order(const Figures *f, int *order) {
+  for (int i = 0; i < NMODELS; i++)
+    order[i] = i;
+  for (int i = 1; i < NMODELS; i++)
+    for (int j = i; j > 0; j--) {
+      const Figures *a = &f[order[j - 1]], *b = &f[order[j]];
+      int ta = !a->n ? 2 : a->diverged > 0, tb = !b->n ? 2 : b->diverged > 0;
+      if (ta < tb || (ta == tb && (!a->n || a->mean <= b->mean)))
+        break;
+      int t = order[j];
+      order[j] = order[j - 1], order[j - 1] = t;
+    }
+}
+
+/* The Holm-adjusted p of each model against the base. */
+static void holm(const Figures *f, double *adj) {
+  double p[NMODELS - 1];
+  for (int m = 1; m < NMODELS; m++)
+    p[m - 1] = st_welch(f[m].loss, f[m].n, f[0].loss, f[0].n).p;
+  st_holm(p, NMODELS - 1, adj + 1);
+}
+
+/* The model with a label. */
+static int model_of(const char *name) {
+  for (int m = 0; m < NMODELS; m++)
+    if (!strcmp(name, label(m)))
+      return m;
+  fail_msg("unknown model '%s' in the ranking", name);
+  return -1;
+}
+
+/* The ranking table: the order, and every number in each row. */
+static void check_ranking(const char *md, const Figures *f) {
+  char rows[16][1024], *c[16];
+  int order[NMODELS];
+  double adj[NMODELS];
+  expected_order(f, order);
+  holm(f, adj);
+  assert_int_equal(table(md, "### Ranking", rows, 16), NMODELS);
+  for (int k = 0; k < NMODELS; k++) {
+    assert_int_equal(cells(rows[k], c, 16), 11);
+    int m = model_of(c[1]);
+    assert_int_equal(atoi(c[0]), k + 1);
+    assert_string_equal(c[1], label(order[k]));
+    assert_int_equal(atoi(c[2]), f[m].runs);
+    assert_int_equal(atoi(c[3]), f[m].diverged);
+    printed_pm(c[4], f[m].mean, f[m].std, f[m].n, 4);
+    printed_pm(c[5], 100 * f[m].acc_mean, 100 * f[m].acc_std, f[m].n, 2);
+    if (m == 0 || !f[m].n)
+      continue;
+    StWelch w = st_welch(f[m].loss, f[m].n, f[0].loss, f[0].n);
+    StPerm r = st_permutation(f[m].loss, f[m].n, f[0].loss, f[0].n);
+    printed(c[6], f[m].mean - f[0].mean, 4);
+    printed(c[7], 100 * (f[m].mean - f[0].mean) / f[0].mean, 1);
+    printed(c[8], w.p, 4);
+    printed(c[9], adj[m], 4);
+    printed(c[10], r.p, 4);
+  }
+}
+
+/* The summary table: each experiment's figures. */
+static void check_summary(const char *md, sqlite3 *d) {
+  char rows[16][1024], *c[16];
+  static const char *const exps[] = {"norm=none", "norm=batchnorm", "norm=layernorm",
+                                     "init=normal", "init=kaiming_normal"};
+  assert_int_equal(table(md, "## Summary", rows, 16), 5);
+  for (int i = 0; i < 5; i++) {
+    Figures f;
+    double tm, ts;
+    load(d, exps[i], &f);
+    st_mean_std(f.train, f.n, &tm, &ts);
+    assert_int_equal(cells(rows[i], c, 16), 6);
+    assert_string_equal(c[0], exps[i]);
+    assert_int_equal(atoi(c[1]), f.runs);
+    assert_int_equal(atoi(c[2]), f.diverged);
+    printed_pm(c[3], f.mean, f.std, f.n, 4);
+    printed_pm(c[4], 100 * f.acc_mean, 100 * f.acc_std, f.n, 2);
+    printed_pm(c[5], tm, ts, f.n, 4);
+  }
+}
+
+/* Each remedy's sentence: its means, t and degrees of freedom. */
+static void check_sentences(const char *md, const Figures *f) {
+  for (int m = 1; m < NMODELS; m++) {
+    const char *s = strstr(md, fmt("- **%s**", label(m)));
+    assert_non_null(s);
+    if (!f[m].n || !f[0].n)
+      continue;
+    StWelch w = st_welch(f[m].loss, f[m].n, f[0].loss, f[0].n);
+    assert_non_null(strstr(s, w.diff < 0 ? " lowers " : " raises "));
+    printed(strstr(s, " to ") + 4, f[m].mean, 4);
+    printed(strstr(s, "the base's ") + 11, f[0].mean, 4);
+    printed(strstr(s, "Welch's t = ") + 12, w.t, 3);
+    printed(strstr(s, "Welch's t = ") + 12 + strcspn(strstr(s, "Welch's t = ") + 12, ",") + 2,
+            w.df, 2);
+  }
+}
+
+/* comparisons.csv: the tests against the base at 17 digits. */
+static void check_comparisons(const char *path, const Figures *f) {
+  char *text = read_all(path), *line = strchr(text, '\n') + 1;
+  double adj[NMODELS];
+  holm(f, adj);
+  for (int k = 0; k < NMODELS - 1; k++, line = strchr(line, '\n') + 1) {
+    char *c[16] = {NULL}, *end;
+    int n = 0;
+    for (char *p = line; n < 16; p = end + 1) {
+      c[n++] = p;
+      end = p + strcspn(p, ",\n");
+      if (*end == '\n')
+        break;
+    }
+    assert_int_equal(n, 15);
+    assert_memory_equal(c[0], "base,", 5);
+    char *name = strndup(c[1], (size_t)(c[2] - c[1] - 1));
+    int m = model_of(name);
+    free(name);
+    StWelch w = st_welch(f[m].loss, f[m].n, f[0].loss, f[0].n);
+    StPerm r = st_permutation(f[m].loss, f[m].n, f[0].loss, f[0].n);
+    double want[] = {f[m].mean, f[0].mean, w.diff, w.t, w.df, w.p, adj[m], r.p};
+    for (int i = 0; i < 8; i++)
+      if (isnan(want[i]))
+        assert_true(c[5 + i][0] == ',');  /* empty */
+      else
+        assert_true(fabs(strtod(c[5 + i], NULL) - want[i]) <= 1e-13 * fabs(want[i]));
+    assert_int_equal(atol(c[13]), r.count);
+    assert_int_equal(atol(c[14]), r.total);
+  }
+  free(text);
+}
+
+/* Every check of the report in dir against database db. */
+static void check_report(const char *db, const char *dir, Figures *f) {
+  sqlite3 *d = open_db(db);
+  for (int m = 0; m < NMODELS; m++)
+    load(d, models[m], &f[m]);
+  char *md = read_all(fmt("%s/report.md", dir));
+  check_summary(md, d);
+  check_ranking(md, f);
+  check_sentences(md, f);
+  check_comparisons(fmt("%s/comparisons.csv", dir), f);
+  free(md);
+  sqlite3_close(d);
+}
+
+/* Sets the final test losses of a model's runs (in seed order). */
+static void set_losses(const char *db, const char *exp, const double *v) {
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  for (int k = 0; k < NSEEDS; k++) {
+    char *sql = sqlite3_mprintf("UPDATE runs SET status = 'finished', diverged_epoch = NULL, "
+                                "diverged_step = NULL, test_loss = %.17g WHERE id = (SELECT "
+                                "run_id FROM study_runs WHERE study = 'rep' AND experiment = "
+                                "%Q ORDER BY seed LIMIT 1 OFFSET %d)", v[k], exp, k);
+    assert_int_equal(sqlite3_exec(d, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_free(sql);
+  }
+  sqlite3_close(d);
+}
+
+/* Marks one run of a model (k-th seed) as diverged. */
+static void set_diverged(const char *db, const char *exp, int k) {
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  char *sql = sqlite3_mprintf("UPDATE runs SET status = 'diverged', diverged_epoch = 1, "
+                              "diverged_step = 3, test_loss = NULL, test_acc = NULL, "
+                              "train_loss = NULL WHERE id = (SELECT run_id FROM study_runs "
+                              "WHERE study = 'rep' AND experiment = %Q ORDER BY seed LIMIT 1 "
+                              "OFFSET %d)", exp, k);
+  assert_int_equal(sqlite3_exec(d, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_free(sql);
+  sqlite3_close(d);
+}
+
+/* The ranking's labels in order, comma-separated. */
+static const char *ranking(const char *dir) {
+  char *md = read_all(fmt("%s/report.md", dir)), rows[16][1024], *c[16];
+  static char out[512];
+  int n = table(md, "### Ranking", rows, 16);
+  out[0] = 0;
+  for (int k = 0; k < n; k++) {
+    cells(rows[k], c, 16);
+    snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", k ? "," : "", c[1]);
+  }
+  free(md);
+  return out;
+}
+
+static int make_tmp(void **state) {
+  (void)state;
+  if (!mkdtemp(tmp))
+    return -1;
+  FILE *f = fopen(fmt("%s/rep.json", tmp), "w");
+  fputs(study_text, f);
+  fclose(f);
+  return 0;
+}
+
+static int remove_tmp(void **state) {
+  (void)state;
+  return system(fmt("rm -rf %s", tmp));
+}
+
+/* ---- tests ---- */
+
+/* A PNG file's first bytes. */
+static int is_png(const char *path) {
+  char *b = read_all(path);
+  int yes = !memcmp(b, "\x89PNG\r\n\x1a\n", 8);
+  free(b);
+  return yes;
+}
+
+/* The report of a real study equals the database's figures; the plots
+   are drawn. */
+static void test_report_is_the_database(void **state) {
+  (void)state;
+  const char *db = fmt("%s/rep.sqlite", tmp), *dir = fmt("%s/out", tmp);
+  Figures f[NMODELS];
+  expect_ok(run_study(db, dir));
+  check_report(db, dir, f);
+  char *md = read_all(fmt("%s/report.md", dir)), *term = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(md, "![" ));
+  assert_non_null(strstr(md, "(test_loss.png)"));
+  assert_non_null(strstr(md, "(final_loss.png)"));
+  assert_non_null(strstr(md, "## Activation health"));
+  assert_non_null(strstr(md, "### Why: what the activation-health figures show"));
+  assert_non_null(strstr(md, "C(6, 3) = 20 ways"));
+  assert_non_null(strstr(term, "ranking by mean final test loss"));
+  assert_true(is_png(fmt("%s/test_loss.png", dir)));
+  assert_true(is_png(fmt("%s/final_loss.png", dir)));
+  free(md), free(term);
+}
+
+/* The ranking follows the numbers in the database. */
+static void test_ranking_follows_data(void **state) {
+  (void)state;
+  const char *db = fmt("%s/rep.sqlite", tmp), *dir = fmt("%s/syn", tmp);
+  Figures f[NMODELS];
+  set_losses(db, "norm=none", (double[]){5, 5.2, 4.9});
+  set_losses(db, "norm=batchnorm", (double[]){1, 1.1, 0.95});
+  set_losses(db, "norm=layernorm", (double[]){3, 3.3, 2.8});
+  set_losses(db, "init=kaiming_normal", (double[]){2, 2.2, 1.9});
+  expect_ok(run_study(db, dir));
+  assert_string_equal(ranking(dir), "norm=batchnorm,init=kaiming_normal,norm=layernorm,base");
+  check_report(db, dir, f);
+  char *md = read_all(fmt("%s/report.md", dir));
+  assert_non_null(strstr(md, "**Best:** norm=batchnorm, mean final test loss 1.0167"));
+  free(md);
+  /* now Kaiming wins, and LayerNorm is worse than the base */
+  set_losses(db, "init=kaiming_normal", (double[]){0.5, 0.52, 0.49});
+  set_losses(db, "norm=layernorm", (double[]){9, 9.5, 8.7});
+  expect_ok(run_study(db, dir));
+  assert_string_equal(ranking(dir), "init=kaiming_normal,norm=batchnorm,base,norm=layernorm");
+  check_report(db, dir, f);
+  md = read_all(fmt("%s/report.md", dir));
+  assert_non_null(strstr(md, "**Best:** init=kaiming_normal"));
+  assert_non_null(strstr(md, "- **norm=layernorm** raises the final test loss"));
+  free(md);
+}
+
+/* Diverged runs are left out of the means and rank their model lower. */
+static void test_diverged_runs(void **state) {
+  (void)state;
+  const char *db = fmt("%s/rep.sqlite", tmp), *dir = fmt("%s/div", tmp);
+  Figures f[NMODELS];
+  set_losses(db, "norm=batchnorm", (double[]){0.1, 0.2, 0.15});  /* the lowest mean */
+  set_diverged(db, "norm=batchnorm", 1);
+  for (int k = 0; k < NSEEDS; k++)
+    set_diverged(db, "norm=layernorm", k);
+  expect_ok(run_study(db, dir));
+  assert_string_equal(ranking(dir), "init=kaiming_normal,base,norm=batchnorm,norm=layernorm");
+  check_report(db, dir, f);
+  assert_int_equal(f[1].n, 2);
+  char *md = read_all(fmt("%s/report.md", dir));
+  assert_non_null(strstr(md, "(1 of its 3 runs diverged and are left out)"));
+  assert_non_null(strstr(md, "- **norm=layernorm**: it diverged in every run"));
+  assert_non_null(strstr(md, "| 4 | norm=layernorm | 3 | 3 | diverged | diverged |"));
+  free(md);
+}
+
+/* Without gnuplot, or with one that fails: a warning, the tables, no
+   plots. */
+static void test_without_gnuplot(void **state) {
+  (void)state;
+  const char *db = fmt("%s/rep.sqlite", tmp), *dir = fmt("%s/nognuplot", tmp);
+  const char *bin = fmt("%s/bin", tmp), *path = getenv("PATH");
+  char *saved = strdup(path ? path : "");
+  mkdir(bin, 0777);
+  setenv("PATH", bin, 1);  /* nothing there */
+  int status = run_study(db, dir);
+  FILE *f = fopen(fmt("%s/gnuplot", bin), "w");
+  fputs("#!/bin/sh\necho 'gnuplot: broken on purpose' >&2\nexit 3\n", f);
+  fclose(f);
+  chmod(fmt("%s/gnuplot", bin), 0755);
+  char *e1 = read_all(fmt("%s/stderr", tmp));
+  int status2 = run_study(db, fmt("%s/broken", tmp));
+  setenv("PATH", saved, 1);
+  free(saved);
+  expect_ok(status);
+  assert_non_null(strstr(e1, "mlpc: warning: no plots: gnuplot is not installed"));
+  char *md = read_all(fmt("%s/report.md", dir)), *sum = read_all(fmt("%s/summary.csv", dir));
+  assert_non_null(strstr(md, "No plots: gnuplot is not installed"));
+  assert_non_null(strstr(md, "## Conclusions"));
+  assert_non_null(strstr(sum, "experiment,factor,value"));
+  assert_false(is_png(fmt("%s/test_loss.png", dir)));
+  expect_ok(status2);
+  char *e2 = read_all(fmt("%s/stderr", tmp));
+  char *log = read_all(fmt("%s/broken/plots/gnuplot.log", tmp));
+  assert_non_null(strstr(e2, "mlpc: warning: no plots: gnuplot failed"));
+  assert_non_null(strstr(log, "broken on purpose"));
+  free(e1), free(e2), free(log), free(md), free(sum);
+}
+
+/* Plans a study file's text, with --epochs 1 applied; the base found. */
+static int base_of(const char *text) {
+  static Study s;
+  StPlan p;
+  char err[2048];
+  const char *file = fmt("%s/base.json", tmp);
+  FILE *f = fopen(file, "w");
+  fputs(text, f);
+  fclose(f);
+  if (st_load(file, &s, err, sizeof err) || st_override(&s, "--epochs", "epochs", "1", err,
+                                                        sizeof err) ||
+      st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+    fail_msg("%s", err);
+  int base = p.base;
+  st_plan_free(&p);
+  st_free(&s);
+  return base;
+}
+
+/* The base is the first experiment with the base model's runs, also
+   when a run flag changed them all; a grid without it has none. */
+static void test_base_model(void **state) {
+  (void)state;
+  static const char base[] = "\"base\": {\"hidden\": [8], \"norm\": \"none\", "
+                             "\"init\": \"normal\", \"epochs\": 2}";
+  assert_int_equal(base_of(fmt("{%s, \"vary\": {\"norm\": [\"none\", \"batchnorm\"]}}", base)),
+                   0);
+  assert_int_equal(base_of(fmt("{%s, \"vary\": {\"norm\": [\"layernorm\", \"batchnorm\"], "
+                               "\"init\": [\"kaiming_normal\", \"normal\"]}}", base)), 3);
+  assert_int_equal(base_of(fmt("{%s, \"mode\": \"grid\", \"vary\": {\"norm\": "
+                               "[\"layernorm\", \"batchnorm\"], \"init\": [\"normal\"]}}",
+                               base)), -1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_base_model),
+    cmocka_unit_test(test_report_is_the_database),
+    cmocka_unit_test(test_ranking_follows_data),
+    cmocka_unit_test(test_diverged_runs),
+    cmocka_unit_test(test_without_gnuplot),
+  };
+  return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
+}

@@ -296,34 +296,6 @@ static void emit_activation_decls(Gen *g) {
   emitf(g->b, "\n");
 }
 
-/* The static storage the model's code declares, in bytes. */
-size_t emit_static_bytes(const Ir *ir) {
-  static Gen g; /* large: kept off the stack */
-  Buf none = {.oom = 1}; /* takes no text: only the counting is wanted */
-  memset(&g, 0, sizeof g);
-  g.ir = ir;
-  g.m = ir->m;
-  g.b = &none;
-  plan(&g);
-  emit_tensor_decls(&g);
-  emit_activation_decls(&g);
-  return g.bytes;
-}
-
-/* Refuses a model whose arrays would not fit the generated code. */
-int emit_check_size(const Ir *ir, char *err, size_t errlen) {
-  const double GiB = 1024.0 * 1024 * 1024;
-  size_t bytes = emit_static_bytes(ir);
-  if (bytes <= EMIT_MAX_STATIC)
-    return 0;
-  snprintf(err, errlen, "%s: error: the model's code would need %.2f GiB for its "
-           "tensors and activations (parameters, gradients, optimizer state, and "
-           "batch_size %d times the layer widths); at most %.2f GiB fits in "
-           "generated code: use narrower layers or a smaller batch_size",
-           ir->m->file, bytes / GiB, ir->m->batch_size, EMIT_MAX_STATIC / GiB);
-  return -1;
-}
-
 /* ---- layers: forward and backward side by side ---- */
 
 typedef struct {
@@ -770,10 +742,12 @@ static int emit_health_buffers(Gen *g) {
   Buf *b = g->b;
   int n = 0;
   for (int i = 0; i < g->ntensors; i++)
-    if (g->t[i].kind == RT_BUF_ZERO || g->t[i].kind == RT_BUF_ONE)
+    if (g->t[i].kind == RT_BUF_ZERO || g->t[i].kind == RT_BUF_ONE) {
       emitf(b, "%sstatic %s %s_kept[%ld];\n",
             n++ ? "" : "/* BatchNorm's buffers, kept while the probe runs */\n",
             g->t[i].i64 ? "long long" : "real", g->t[i].cname, numel(&g->t[i]));
+      count(g, numel(&g->t[i]), !g->t[i].i64);
+    }
   if (!n)
     return 0;
   for (int restore = 0; restore < 2; restore++) {
@@ -903,6 +877,37 @@ int emit_model(const Ir *ir, Buf *b) {
   emit_health(&g);
   emit_table(&g);
   return b->oom ? -1 : 0;
+}
+
+/* ---- size ---- */
+
+/* The static storage the model's code declares, in bytes. */
+size_t emit_static_bytes(const Ir *ir) {
+  static Gen g; /* large: kept off the stack */
+  Buf none = {.oom = 1}; /* takes no text: only the counting is wanted */
+  memset(&g, 0, sizeof g);
+  g.ir = ir;
+  g.m = ir->m;
+  g.b = &none;
+  plan(&g);
+  emit_tensor_decls(&g);
+  emit_activation_decls(&g);
+  emit_health_buffers(&g);
+  return g.bytes;
+}
+
+/* Refuses a model whose arrays would not fit the generated code. */
+int emit_check_size(const Ir *ir, char *err, size_t errlen) {
+  const double GiB = 1024.0 * 1024 * 1024;
+  size_t bytes = emit_static_bytes(ir);
+  if (bytes <= EMIT_MAX_STATIC)
+    return 0;
+  snprintf(err, errlen, "%s: error: the model's code would need %.2f GiB for its "
+           "tensors and activations (parameters, gradients, optimizer state, and "
+           "batch_size %d times the layer widths); at most %.2f GiB fits in "
+           "generated code: use narrower layers or a smaller batch_size",
+           ir->m->file, bytes / GiB, ir->m->batch_size, EMIT_MAX_STATIC / GiB);
+  return -1;
 }
 
 /* ---- whole translation units ---- */

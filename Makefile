@@ -5,7 +5,7 @@
 BUILD ?= build
 MLPC = $(BUILD)/mlpc
 
-.PHONY: all setup build data run test test-asan fuzz golden clean
+.PHONY: all setup build data run test test-asan fuzz bench golden clean
 
 all: build
 
@@ -41,6 +41,12 @@ test-asan: setup data
 # Each fuzz harness for FUZZ_SECONDS (default 60) with libFuzzer (clang).
 fuzz:
 	@scripts/fuzz.sh
+
+# mlpc against PyTorch and the sgemm roofline (docs/performance.md); not
+# part of `make test`. Installs PyTorch and OpenBLAS when missing.
+bench: build data
+	@bench/setup.sh
+	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
 
 # Regenerates tests/golden/ on purpose, after a deliberate codegen change:
 # one NAME.c per models/NAME.json and tests/models/NAME.json (studies,

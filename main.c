@@ -48,6 +48,9 @@ static const char usage[] =
   "  --data DIR            mnist, fashion-mnist (under $MLPC_DATA or data/),\n"
   "                        or a directory holding the four IDX files\n"
   "  --no-shuffle          batches in file order, the same every epoch\n"
+  "  --fma                 fused multiply-adds in the dense kernels: other\n"
+  "                        bits than the default strict arithmetic, the same\n"
+  "                        on both backends (docs/performance.md)\n"
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
   "                        a summary object\n"
   "  --health              also print the health figures (docs/health.md) on\n"
@@ -78,7 +81,7 @@ static const char usage[] =
 
 typedef struct {
   const char *model;
-  int run, dump_ir, json, no_shuffle, health;
+  int run, dump_ir, json, no_shuffle, health, fma;
   int dump_study;               /* studies only: refused for a model     */
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *emit_inference, *save, *load;
@@ -160,6 +163,7 @@ static int bool_flag(Args *A, const char *a) {
            : !strcmp(a, "--json") ? &A->json
            : !strcmp(a, "--health") ? &A->health
            : !strcmp(a, "--no-shuffle") ? &A->no_shuffle
+           : !strcmp(a, "--fma") ? &A->fma
            : !strcmp(a, "--dump-study") ? &A->dump_study : NULL;
   if (dst)
     *dst = 1;
@@ -278,11 +282,13 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   free(src.buf);
   if (!j)
     die(err);
+  const char *arith = ir->fma ? "fma" : "strict";
   if (backend == BACKEND_GCC)
-    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off): %s in %.3f s\n",
-            jit_cached(j) ? "cached object loaded" : "compiled", now() - t0);
+    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off -fno-math-errno), %s: "
+            "%s in %.3f s\n", arith, jit_cached(j) ? "cached object loaded" : "compiled",
+            now() - t0);
   else
-    fprintf(info, "backend tcc: compiled in memory in %.3f s\n", now() - t0);
+    fprintf(info, "backend tcc, %s: compiled in memory in %.3f s\n", arith, now() - t0);
   return j;
 }
 
@@ -360,6 +366,7 @@ int main(int argc, char **argv) {
     return st_main(file, argc, argv);  /* study/study.c: many runs */
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
+  ir.fma = A.fma;
   if (emit_check_size(&ir, err, sizeof err))
     die_input(err);
   if (A.dump_ir)

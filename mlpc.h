@@ -36,6 +36,8 @@ typedef struct {
   const Model *m;
   int nlayers;
   Layer layers[4 * MAX_HIDDEN + 4];
+  int fma;           /* the dense kernels fuse products and sums (--fma);
+                        0: strict, the default (runtime/kernels.h)       */
 } Ir;
 
 /* Lowers a checked model to its layers. */
@@ -110,14 +112,25 @@ extern const char *const backend_names[NBACKENDS];
 
 typedef struct Jit Jit;
 
-/* runtime/kernels.c: the kernels compiled into mlpc, for tcc's code. */
+/* runtime/kernels.c: the kernels compiled into mlpc, for tcc's code, by
+   the names generated code calls (runtime/kernels.h): X(name) */
+#define RT_KERNELS(X) \
+  X(mm_load) X(mm_xw) X(mm_dw) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
+  X(opt_sgd) X(opt_rmsprop) X(opt_adam)
+
 typedef void (*KernelFn)(void);
 typedef struct {
-  const char *name;
-  KernelFn f32, f64;
+  const char *name;  /* "mm_xw", or "mm_xw_fma" for the fma copy        */
+  KernelFn fn;
 } RtKernel;
-extern const RtKernel rt_kernels[];
+/* One table per precision and arithmetic, each ended by a null name. */
+extern const RtKernel rt_kernels_f32[], rt_kernels_f64[];
+extern const RtKernel rt_kernels_f32_fma[], rt_kernels_f64_fma[];
 
+/* Binds the kernels that tcc's code calls, in both arithmetics, for the
+   precision dtype (what jit_tcc does, for callers with their own state). */
+struct TCCState;
+void jit_tcc_kernels(struct TCCState *s, int dtype);
 /* Compiles a unit from emit_unit in memory with libtcc. */
 Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen);
 /* Compiles a unit with gcc into a shared object cached under cache_dir

@@ -117,6 +117,7 @@ typedef struct {
   int shape[2];     /* shape[1] == 0 for a vector                        */
   int fan_in, fan_out;
   int trained;      /* has a gradient and optimizer state                */
+  int transposed;   /* stored as (shape[1], shape[0]): linear weights    */
 } Tensor;
 
 typedef struct {
@@ -163,6 +164,7 @@ static void plan_layer_tensors(Gen *g, const Layer *l) {
   if (l->kind == L_LINEAR) {
     Tensor *w = tensor(g, p, "weight", RT_WEIGHT, l->out, l->in);
     Tensor *b = tensor(g, p, "bias", RT_BIAS, l->out, 0);
+    w->transposed = 1; /* wt (in, out): runtime/kernels.h */
     w->fan_in = b->fan_in = l->in;
     w->fan_out = b->fan_out = l->out;
   }
@@ -208,9 +210,11 @@ static void plan_state(Gen *g) {
     Tensor *d = tensor(g, p.cname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
     fmt_name(d->cname, sizeof d->cname, "d%s", p.cname);
     fmt_name(d->tname, sizeof d->tname, "%s.grad", p.tname);
+    d->transposed = p.transposed;
     for (int f = 0; f < nf; f++) {
       Tensor *s = tensor(g, p.cname, fields[f], RT_STATE, p.shape[0], p.shape[1]);
       fmt_name(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
+      s->transposed = p.transposed;
     }
   }
   Tensor *step = tensor(g, "optimizer", "step", RT_STATE, 1, 0);
@@ -250,8 +254,9 @@ static void emit_tensor_decls(Gen *g) {
   emitf(g->b, "/* ---- tensors ---- */\n\n");
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(g->b, "static %s %s[%ld]; /* %s %s */\n", t->i64 ? "long long" : "real",
-          t->cname, numel(t), shape_str(t), t->tname);
+    emitf(g->b, "static %s %s[%ld]; /* %s %s%s */\n", t->i64 ? "long long" : "real",
+          t->cname, numel(t), shape_str(t), t->tname,
+          t->transposed ? ", stored transposed" : "");
     count(g, numel(t), !t->i64);
   }
   emitf(g->b, "\n");
@@ -275,16 +280,14 @@ static void emit_activation_decls(Gen *g) {
     emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
           p, l->out, p, l->out, l->out);
     count(g, 2 * B * l->out, 1);
-    if (l->kind == L_LINEAR) {
-      emitf(g->b, "static real %s_wt[%d * %d]; /* (%d, %d) weight transposed */\n",
-            p, l->in, l->out, l->in, l->out);
-      count(g, (size_t)l->in * l->out, 1);
-    }
     if (l->kind == L_BATCHNORM) {
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
-            "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n",
-            p, l->out, l->out, p, l->out, l->out);
-      count(g, B * l->out, 1), count(g, l->out, 0);
+            "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n"
+            "static double %s_mean[%d], %s_var[%d]; /* (%d) of the batch, or running */\n"
+            "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d]; /* (%d) sums of dy, dy*xhat */\n",
+            p, l->out, l->out, p, l->out, l->out, p, l->out, p, l->out, l->out, p, l->out, p,
+            l->out, p, l->out, l->out);
+      count(g, B * l->out, 1), count(g, 6 * (size_t)l->out, 0);
     }
     if (l->kind == L_LAYERNORM) {
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
@@ -306,15 +309,15 @@ typedef struct {
   int first;         /* the input is the model's: no gradient for it     */
 } Ctx;
 
-/* linear: y = x·Wᵀ + b. */
+/* linear: y = x·Wᵀ + b, with W stored transposed (runtime/kernels.h). */
 static void emit_linear(Ctx *c) {
   Buf *b = c->g->b;
   const char *p = c->p;
   int I = c->l->in, O = c->l->out;
   emitf(b, "/* %s: Linear(%d, %d), (B, %d) -> (B, %d) */\n", p, I, O, I, O);
   emitf(b, "static void %s_forward(int n) {\n"
-        "  mm_xwt(n, %d, %d, %s, %s_weight, %s_bias, %s_out, %s_wt);\n}\n\n",
-        p, O, I, c->in, p, p, p, p);
+        "  mm_xw(n, %d, %d, %s, %s_weight, %s_bias, %s_out);\n}\n\n",
+        p, O, I, c->in, p, p, p);
   emitf(b, "static void %s_backward(int n) {\n"
         "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
         "  mm_db(n, %d, d%s_out, d%s_bias);\n",
@@ -324,64 +327,29 @@ static void emit_linear(Ctx *c) {
   emitf(b, "}\n\n");
 }
 
-/* The running statistics' update of BatchNorm (inside the train branch). */
-static void emit_bn_running(Ctx *c) {
-  const Norm *nm = &c->g->m->norm;
-  const char *p = c->p;
-  if (nm->cumulative)
-    emitf(c->g->b, "      double m = 1.0 / %s_num_batches_tracked[0];"
-          " /* cumulative average */\n", p);
-  else
-    emitf(c->g->b, "      double m = %s; /* momentum %g */\n", num(nm->momentum),
-          nm->momentum);
-  emitf(c->g->b,
-        "      %s_running_mean[c] = (real)((1 - m) * %s_running_mean[c] + m * mean);\n"
-        "      %s_running_var[c] = (real)((1 - m) * %s_running_var[c] + m * var * n / (n - 1));\n",
-        p, p, p, p);
-}
-
 /* BatchNorm1d: per feature over the batch; batch statistics in training
-   (biased variance), running statistics in evaluation. */
+   (biased variance), running statistics in evaluation. The arithmetic is
+   kernels.h's bn_forward and bn_backward, which tcc's code calls compiled
+   by gcc. */
 static void emit_batchnorm(Ctx *c) {
   Buf *b = c->g->b;
+  const Norm *nm = &c->g->m->norm;
   const char *p = c->p, *x = c->in;
   int C = c->l->out;
-  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C,
-        c->g->m->norm.eps, C, C);
+  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C, nm->eps, C, C);
   emitf(b, "static void %s_forward(int n, int train) {\n"
-        "  if (train)\n    %s_num_batches_tracked[0]++;\n"
-        "  for (int c = 0; c < %d; c++) {\n"
-        "    double mean = %s_running_mean[c], var = %s_running_var[c];\n"
-        "    if (train) {\n"
-        "      double s = 0, v = 0;\n"
-        "      for (int r = 0; r < n; r++)\n        s += %s[r * %d + c];\n"
-        "      mean = s / n;\n"
-        "      for (int r = 0; r < n; r++) {\n"
-        "        double d = %s[r * %d + c] - mean;\n        v += d * d;\n      }\n"
-        "      var = v / n;\n",
-        p, p, C, p, p, x, C, x, C);
-  emit_bn_running(c);
-  emitf(b, "    }\n"
-        "    double rstd = 1 / sqrt(var + %s);\n    %s_rstd[c] = rstd;\n"
-        "    for (int r = 0; r < n; r++) {\n"
-        "      real xh = (real)((%s[r * %d + c] - mean) * rstd);\n"
-        "      %s_xhat[r * %d + c] = xh;\n"
-        "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
-        "    }\n  }\n}\n\n",
-        num(c->g->m->norm.eps), p, x, C, p, C, p, C, p, p);
+        "  if (train)\n    %s_num_batches_tracked[0]++;\n", p, p);
+  if (nm->cumulative)
+    emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
+  else
+    emitf(b, "  double m = %s; /* momentum %g */\n", num(nm->momentum), nm->momentum);
+  emitf(b, "  bn_forward(n, %d, train, m, %s, %s, %s_weight, %s_bias, %s_running_mean,\n"
+        "             %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out);\n}\n\n",
+        C, num(nm->eps), x, p, p, p, p, p, p, p, p, p);
   emitf(b, "static void %s_backward(int n) {\n"
-        "  for (int c = 0; c < %d; c++) {\n"
-        "    double sdy = 0, sdyx = 0;\n"
-        "    for (int r = 0; r < n; r++) {\n"
-        "      sdy += d%s_out[r * %d + c];\n"
-        "      sdyx += d%s_out[r * %d + c] * %s_xhat[r * %d + c];\n    }\n"
-        "    d%s_weight[c] = (real)sdyx;\n    d%s_bias[c] = (real)sdy;\n"
-        "    double k = %s_weight[c] * %s_rstd[c] / n;\n"
-        "    for (int r = 0; r < n; r++)\n"
-        "      d%s[r * %d + c] = (real)(k * (n * (double)d%s_out[r * %d + c] - sdy"
-        " - %s_xhat[r * %d + c] * sdyx));\n"
-        "  }\n}\n\n",
-        p, C, p, C, p, C, p, C, p, p, p, p, x, C, p, C, p, C);
+        "  bn_backward(n, %d, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k,\n"
+        "              d%s_weight, d%s_bias, d%s);\n}\n\n",
+        p, C, p, p, p, p, p, p, p, p, p, x);
 }
 
 /* LayerNorm: per row over its features; the same in training and eval. */
@@ -539,66 +507,40 @@ static void emit_layers(Gen *g) {
 
 /* ---- the optimizer ---- */
 
-/* The update of one tensor, for the model's optimizer. Tensor p, its
-   gradient dp, and up to three state tensors s0..s2 (opt_state_fields). */
+/* The update of one tensor, for the model's optimizer: a call of its
+   kernel (runtime/kernels.h) on tensor p, its gradient dp, and up to three
+   state tensors s0..s2 (opt_state_fields); absent state is passed as 0. */
 static void emit_sgd(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  if (o->momentum > 0) {
-    emitf(b, "    s0[i] = optimizer_step[0] == 1 ? d : R(%s) * s0[i] + R(%s) * d;\n",
-          num(o->momentum), num(1 - o->dampening));
-    if (o->nesterov)
-      emitf(b, "    d += R(%s) * s0[i]; /* nesterov */\n", num(o->momentum));
-    else
-      emitf(b, "    d = s0[i];\n");
-  }
-  emitf(b, "    p[i] += R(%s) * d; /* -lr */\n  }\n", num(-o->lr));
+  emitf(g->b, "  opt_sgd(len, p, dp, %s, optimizer_step[0] == 1,\n"
+        "          R(%s), R(%s), R(%s), %d, R(%s)); /* wd, momentum, 1 - dampening,"
+        " nesterov, -lr */\n",
+        o->momentum > 0 ? "s0" : "0", num(o->weight_decay), num(o->momentum),
+        num(1 - o->dampening), o->nesterov, num(-o->lr));
 }
 
 static void emit_rmsprop(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  emitf(b, "    s0[i] = s0[i] * R(%s) + R(%s) * d * d;\n", num(o->alpha),
-        num(1 - o->alpha));
-  if (o->centered)
-    emitf(b, "    s1[i] = s1[i] * R(%s) + R(%s) * d;\n"
-          "    real avg = SQRT(s0[i] - s1[i] * s1[i]) + R(%s);\n",
-          num(o->alpha), num(1 - o->alpha), num(o->eps));
-  else
-    emitf(b, "    real avg = SQRT(s0[i]) + R(%s);\n", num(o->eps));
-  if (o->momentum > 0)
-    emitf(b, "    %s[i] = %s[i] * R(%s) + d / avg;\n    p[i] += R(%s) * %s[i];\n",
-          o->centered ? "s2" : "s1", o->centered ? "s2" : "s1", num(o->momentum),
-          num(-o->lr), o->centered ? "s2" : "s1");
-  else
-    emitf(b, "    p[i] += R(%s) * (d / avg);\n", num(-o->lr));
-  emitf(b, "  }\n");
+  const char *buf = o->momentum > 0 ? o->centered ? "s2" : "s1" : "0";
+  emitf(g->b, "  opt_rmsprop(len, p, dp, s0, %s, %s,\n"
+        "              R(%s), R(%s), R(%s), R(%s), R(%s), R(%s));"
+        " /* wd, alpha, 1 - alpha, eps, momentum, -lr */\n",
+        o->centered ? "s1" : "0", buf, num(o->weight_decay), num(o->alpha),
+        num(1 - o->alpha), num(o->eps), num(o->momentum), num(-o->lr));
 }
 
 static void emit_adam(Gen *g) {
   const Optim *o = &g->m->opt;
-  Buf *b = g->b;
-  emitf(b, "  double t = (double)optimizer_step[0];\n"
+  int adamw = o->type == OPT_ADAMW;
+  emitf(g->b, "  double t = (double)optimizer_step[0];\n"
         "  real step_size = (real)(%s / (1 - pow(%s, t)));\n"
         "  real bc2_sqrt = (real)sqrt(1 - pow(%s, t));\n",
         num(o->lr), num(o->beta1), num(o->beta2));
-  emitf(b, "  for (int i = 0; i < len; i++) {\n    real d = dp[i];\n");
-  if (o->type == OPT_ADAMW && o->weight_decay)
-    emitf(b, "    p[i] *= R(%s); /* 1 - lr * weight_decay */\n",
-          num(1 - o->lr * o->weight_decay));
-  if (o->type == OPT_ADAM && o->weight_decay)
-    emitf(b, "    d += R(%s) * p[i]; /* weight decay */\n", num(o->weight_decay));
-  emitf(b, "    s0[i] = s0[i] * R(%s) + R(%s) * d;\n"
-        "    s1[i] = s1[i] * R(%s) + R(%s) * d * d;\n"
-        "    p[i] += -step_size * (s0[i] / (SQRT(s1[i]) / bc2_sqrt + R(%s)));\n  }\n",
-        num(o->beta1), num(1 - o->beta1), num(o->beta2), num(1 - o->beta2),
-        num(o->eps));
+  emitf(g->b, "  opt_adam(len, p, dp, s0, s1, R(%s), R(%s), R(%s), R(%s), R(%s), R(%s),\n"
+        "           step_size, bc2_sqrt, R(%s));"
+        " /* 1 - lr * wd (adamw), wd (adam), beta1, 1 - beta1, beta2, 1 - beta2 */\n",
+        num(adamw ? 1 - o->lr * o->weight_decay : 1), num(adamw ? 0 : o->weight_decay),
+        num(o->beta1), num(1 - o->beta1), num(o->beta2), num(1 - o->beta2), num(o->eps));
 }
 
 typedef void EmitOpt(Gen *g);
@@ -643,7 +585,7 @@ static void emit_passes(Gen *g) {
   Buf *b = g->b;
   const Ir *ir = g->ir;
   emitf(b, "static void load_input(int n, const unsigned char *x) {\n"
-        "  for (int i = 0; i < n * %d; i++)\n    input[i] = (real)x[i] / R(255);\n}\n\n",
+        "  mm_load(n * %d, x, input); /* pixels / 255 */\n}\n\n",
         ir->m->input);
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
@@ -828,10 +770,10 @@ static void emit_table(Gen *g) {
   emitf(b, "static RtTensor tensors[%d] = {\n", g->ntensors);
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s},\n", t->tname, kinds[t->kind],
-          t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
+    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s, %d},\n", t->tname,
+          kinds[t->kind], t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
           t->shape[1] ? 2 : 1, t->shape[0], t->shape[1], t->fan_in, t->fan_out,
-          t->cname);
+          t->cname, t->transposed);
   }
   emitf(b, "};\n\n");
   emitf(b, "static const RtNet net = {\n  .name = ");
@@ -924,7 +866,10 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   paste(b, net_h);
   emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"
-        "#define ERF erf%s\n#define SQRT sqrt%s\n\n", sfx, sfx, sfx, sfx, sfx);
+        "#define ERF erf%s\n#define SQRT sqrt%s\n#define FMA fma%s\n\n", sfx, sfx, sfx,
+        sfx, sfx, sfx);
+  if (ir->fma)
+    emitf(b, "#define MLPC_FMA 1 /* --fma: fused multiply-adds in the kernels */\n");
   if (backend == BACKEND_TCC)
     emitf(b, "#define MLPC_KERNEL_PROTOTYPES\n");
   paste(b, kernels_h);

@@ -50,8 +50,10 @@ static const RtTensor *find(const RtNet *net, const char *fmt, ...) {
   abort();
 }
 
-/* Element i of a float tensor, as a double. */
+/* Element i (row-major order of the shape) of a float tensor, as a
+   double, wherever its storage keeps it. */
 static double at(const RtTensor *t, long i) {
+  i = rt_offset(t, i);
   return t->dtype == RT_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
 }
 

@@ -30,6 +30,7 @@ static const char *const hidden_paths[MAX_HIDDEN] = {
 void ir_lower(const Model *m, Ir *ir) {
   ir->m = m;
   ir->nlayers = 0;
+  ir->fma = 0;
   int in = m->input;
   for (int k = 0; k < m->nhidden; k++) {
     int h = m->hidden[k];

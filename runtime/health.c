@@ -35,8 +35,11 @@ static long rth_numel(const RtTensor *t) {
   return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
 }
 
-/* Element i of a float tensor, as a double. */
+/* Element i (row-major order of the shape) of a float tensor, as a
+   double, wherever its storage keeps it: sums over a tensor keep their
+   order whatever the layout. */
 static double rth_get(const RtTensor *t, long i) {
+  i = rt_offset(t, i);
   return t->dtype == RT_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
 }
 

@@ -32,7 +32,8 @@ const char *const backend_names[NBACKENDS] = {
 
 /* The flags of the gcc backend; docs/backends.md says why. */
 const char *const jit_gcc_flags[] = {
-  "-std=c11", "-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared", NULL,
+  "-std=c11", "-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC",
+  "-shared", NULL,
 };
 
 struct Jit {
@@ -56,6 +57,14 @@ static void on_error(void *opaque, const char *msg) {
 
 /* ---- tcc ---- */
 
+void jit_tcc_kernels(TCCState *s, int dtype) {
+  const RtKernel *tables[2][2] = {{rt_kernels_f32, rt_kernels_f32_fma},
+                                   {rt_kernels_f64, rt_kernels_f64_fma}};
+  for (int t = 0; t < 2; t++)
+    for (const RtKernel *k = tables[dtype == DT_F64][t]; k->name; k++)
+      tcc_add_symbol(s, k->name, (const void *)k->fn);
+}
+
 Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen) {
   Jit *j = calloc(1, sizeof *j);
   TCCState *s = j ? tcc_new() : NULL;
@@ -69,8 +78,7 @@ Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen) {
   Msg m = {err, errlen};
   tcc_set_error_func(s, &m, on_error);
   tcc_set_output_type(s, TCC_OUTPUT_MEMORY);
-  for (const RtKernel *k = rt_kernels; k->name; k++)
-    tcc_add_symbol(s, k->name, (const void *)(dtype == DT_F64 ? k->f64 : k->f32));
+  jit_tcc_kernels(s, dtype);
   if (tcc_compile_string(s, src) < 0 || tcc_relocate(s, TCC_RELOCATE_AUTO) < 0) {
     jit_free(j);
     return NULL;

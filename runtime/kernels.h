@@ -5,77 +5,507 @@
  * model, so the primitives are inlined with constant sizes. Under tcc the
  * model sees only the prototypes (MLPC_KERNEL_PROTOTYPES) and calls copies
  * compiled into mlpc by gcc (runtime/kernels.c): tcc's own code is slow.
+ * Either way the same source computes, so both backends give the same bits.
  *
- * `real` is float or double, typedef'd before this text. Every output
- * element sums its terms one at a time in increasing index order, so the
- * bits do not depend on the compiler, its vector width or the backend.
- * Terms whose input is exactly zero are skipped (most pixels are 0): that
- * adds nothing, and changes nothing but the sign of an exact zero.
+ * `real` is float or double, typedef'd before this text, with FMA and SQRT
+ * its fma and sqrt.
+ *
+ * Layout. A linear layer's weight W (O, I) is stored transposed, as
+ * wt (I, O), and so are its gradient and optimizer state (RtTensor's
+ * `transposed`). Then every product below runs along O, the contiguous
+ * axis, with one element of the input as the scalar factor; the inputs are
+ * sparse (half the pixels of Fashion-MNIST are 0, a ReLU zeroes about half
+ * its outputs), and a zero skips a whole row of wt.
+ *
+ * The contract. Every output element sums its terms one at a time in
+ * increasing index order, starting from the bias or from 0, each with
+ * MAC(acc, a, b): acc + a·b, rounded twice (the default, "strict"), or
+ * fma(a, b, acc), rounded once (MLPC_FMA, "fma"). Kernels vectorise and
+ * block across output elements only, never along a sum, so the bits do
+ * not depend on the compiler, its vector width, the alignment, the
+ * blocking, the batch size or the backend. Terms whose input is exactly
+ * zero are skipped: that adds nothing, and changes nothing but the sign
+ * of an exact zero.
  */
+#ifdef MLPC_FMA
+#define MAC(acc, a, b) FMA(a, b, acc)
+#else
+#define MAC(acc, a, b) ((acc) + (a) * (b))
+#endif
+
 #ifdef MLPC_KERNEL_PROTOTYPES
-void mm_xwt(int n, int O, int I, const real *x, const real *w,
-            const real *b, real *y, real *wt);
-void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dw);
-void mm_dx(int n, int O, int I, const real *dy, const real *w, real *dx);
+#ifdef MLPC_FMA /* the fma copies are bound under these names */
+#define mm_load mm_load_fma
+#define mm_xw mm_xw_fma
+#define mm_dw mm_dw_fma
+#define mm_dx mm_dx_fma
+#define mm_db mm_db_fma
+#define opt_sgd opt_sgd_fma
+#define opt_rmsprop opt_rmsprop_fma
+#define opt_adam opt_adam_fma
+#define bn_forward bn_forward_fma
+#define bn_backward bn_backward_fma
+#endif
+void mm_load(int len, const unsigned char *x, real *out);
+void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
+void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt);
+void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx);
 void mm_db(int n, int O, const real *dy, real *db);
+void bn_forward(int n, int C, int train, double m, double eps, const real *x,
+                const real *gamma, const real *beta, real *run_mean, real *run_var,
+                double *mean, double *var, double *rstd, real *xhat, real *y);
+void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gamma,
+                 const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
+                 real *dbeta, real *dx);
+void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
+             real damp1, int nesterov, real neg_lr);
+void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
+                 real alpha, real alpha1, real eps, real mom, real neg_lr);
+void opt_adam(int len, real *p, const real *dp, real *m, real *v, real decay, real wd,
+              real beta1, real beta11, real beta2, real beta21, real step_size,
+              real bc2_sqrt, real eps);
 #else
 #ifndef MLPC_KERNEL
 #define MLPC_KERNEL static inline
 #endif
 
-/* y = x·wᵀ + b: x (n, I), w (O, I), b (O), y (n, O); wt (I, O) scratch. */
-MLPC_KERNEL void mm_xwt(int n, int O, int I, const real *x, const real *w,
-                        const real *b, real *y, real *wt) {
-  for (int o = 0; o < O; o++)
-    for (int i = 0; i < I; i++)
-      wt[i * O + o] = w[o * I + i];
-  for (int r = 0; r < n; r++) {
-    real *yr = y + r * O;
+/* Block sizes: MM_OB outputs (8 vectors of 64 bytes) are summed in
+   registers at once; masks cover 64 rows or columns. */
+#define MM_OB (512 / (int)sizeof(real))
+#define MM_RB (128 / (int)sizeof(real))
+#define MM_MIN(a, b) ((a) < (b) ? (a) : (b))
+#ifdef __GNUC__ /* helpers inlined into each call, with its constant sizes */
+#define MM_INLINE static inline __attribute__((always_inline))
+#else
+#define MM_INLINE static inline
+#endif
+
+#ifndef MLPC_KERNEL_BITS
+#define MLPC_KERNEL_BITS
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
+typedef unsigned long long mm_mask;
+
+/* The index of the lowest set bit of m != 0. */
+static inline int mm_ctz(mm_mask m) {
+#ifdef __GNUC__
+  return __builtin_ctzll(m);
+#else
+  int i = 0;
+  for (; !(m & 1); m >>= 1)
+    i++;
+  return i;
+#endif
+}
+#endif
+
+/* Where the nonzeros of x[0..64) are: bit i set when x[i] != 0 (one
+   compare per vector where the target has them). */
+MM_INLINE mm_mask mm_rowmask64(const real *x) {
+  mm_mask m = 0;
+#if defined(MLPC_SCALAR)
+  for (int i = 0; i < 64; i++)
+    m |= (mm_mask)(x[i] != 0) << i;
+#elif defined(__AVX512F__)
+  for (int i = 0; i < 64; i += 64 / (int)sizeof(real))
+    if (sizeof(real) == 4)
+      m |= (mm_mask)_mm512_cmp_ps_mask(_mm512_loadu_ps((const float *)x + i),
+                                       _mm512_setzero_ps(), _CMP_NEQ_UQ) << i;
+    else
+      m |= (mm_mask)_mm512_cmp_pd_mask(_mm512_loadu_pd((const double *)x + i),
+                                       _mm512_setzero_pd(), _CMP_NEQ_UQ) << i;
+#elif defined(__AVX__)
+  for (int i = 0; i < 64; i += 32 / (int)sizeof(real))
+    if (sizeof(real) == 4)
+      m |= (mm_mask)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps((const float *)x + i),
+                                                     _mm256_setzero_ps(), _CMP_NEQ_UQ)) << i;
+    else
+      m |= (mm_mask)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd((const double *)x + i),
+                                                     _mm256_setzero_pd(), _CMP_NEQ_UQ)) << i;
+#else
+  for (int i = 0; i < 64; i++)
+    m |= (mm_mask)(x[i] != 0) << i;
+#endif
+  return m;
+}
+
+/* ---- 64-byte vectors where the target has AVX-512 (and MLPC_SCALAR,
+   with which the tests check the plain loops, is not defined): 16 floats
+   or 8 doubles. Each operation is the plain loops' own, lane by lane, so
+   both give the same bits. ---- */
+#if defined(__AVX512F__) && defined(__GNUC__) && !defined(MLPC_SCALAR)
+#define MM_SIMD 1
+#define MM_V (64 / (int)sizeof(real)) /* reals a vector */
+typedef __m512 mm_v;                  /* the bits of a vector of reals */
+
+MM_INLINE mm_v mm_vload(const real *p) { return _mm512_loadu_ps((const float *)p); }
+
+MM_INLINE void mm_vstore(real *p, mm_v v) { _mm512_storeu_ps((float *)p, v); }
+
+/* A vector of copies of a. */
+MM_INLINE mm_v mm_vset(real a) {
+  return sizeof(real) == 4 ? _mm512_set1_ps((float)a)
+                           : _mm512_castpd_ps(_mm512_set1_pd((double)a));
+}
+
+/* MAC(acc, a, b) in each lane. */
+MM_INLINE mm_v mm_vmac(mm_v acc, mm_v a, mm_v b) {
+  __m512d acc_d = _mm512_castps_pd(acc), a_d = _mm512_castps_pd(a), b_d = _mm512_castps_pd(b);
+#ifdef MLPC_FMA
+  return sizeof(real) == 4 ? _mm512_fmadd_ps(a, b, acc)
+                           : _mm512_castpd_ps(_mm512_fmadd_pd(a_d, b_d, acc_d));
+#else
+  return sizeof(real) == 4 ? _mm512_add_ps(acc, _mm512_mul_ps(a, b))
+                           : _mm512_castpd_ps(_mm512_add_pd(acc_d, _mm512_mul_pd(a_d, b_d)));
+#endif
+}
+
+/* Keeps v in its register: gcc would otherwise load it again for each
+   of its uses, and the loads, not the arithmetic, would set the pace. */
+#define MM_KEEP(v) __asm__("" : "+v"(v))
+
+/* Vector k of a block of (nv − 1)·MM_V + tail reals at p (tail in
+   1..MM_V): the last vector loads and stores only its tail. */
+MM_INLINE mm_v mm_vget(const real *p, int k, int nv, int tail) {
+  if (k < nv - 1 || tail == MM_V)
+    return mm_vload(p + k * MM_V);
+  unsigned lanes = (1u << tail) - 1;
+  return sizeof(real) == 4
+           ? _mm512_maskz_loadu_ps((__mmask16)lanes, (const float *)p + k * MM_V)
+           : _mm512_castpd_ps(_mm512_maskz_loadu_pd((__mmask8)lanes, (const double *)p + k * MM_V));
+}
+
+MM_INLINE void mm_vput(real *p, int k, int nv, int tail, mm_v v) {
+  unsigned lanes = (1u << tail) - 1;
+  if (k < nv - 1 || tail == MM_V)
+    mm_vstore(p + k * MM_V, v);
+  else if (sizeof(real) == 4)
+    _mm512_mask_storeu_ps((float *)p + k * MM_V, (__mmask16)lanes, v);
+  else
+    _mm512_mask_storeu_pd((double *)p + k * MM_V, (__mmask8)lanes, _mm512_castps_pd(v));
+}
+
+/* Runs stmt with NV = count (1..8) as a constant, so that sums held in
+   NV registers stay there; MM_VECTORS with the number of vectors a block
+   of ob <= MM_OB reals takes. */
+#define MM_VECTORS(ob, stmt) MM_CONST8(((ob) + MM_V - 1) / MM_V, stmt)
+#define MM_CONST8(count, stmt)                                                \
+  switch (count) {                                                            \
+  case 1: { enum { NV = 1 }; stmt; } break;                                   \
+  case 2: { enum { NV = 2 }; stmt; } break;                                   \
+  case 3: { enum { NV = 3 }; stmt; } break;                                   \
+  case 4: { enum { NV = 4 }; stmt; } break;                                   \
+  case 5: { enum { NV = 5 }; stmt; } break;                                   \
+  case 6: { enum { NV = 6 }; stmt; } break;                                   \
+  case 7: { enum { NV = 7 }; stmt; } break;                                   \
+  default: { enum { NV = 8 }; stmt; } break;                                  \
+  }
+#define MM_TAIL(ob, nv) ((ob) - ((nv) - 1) * MM_V)
+#endif
+
+/* The same for x[0..ni), ni <= 64. */
+MM_INLINE mm_mask mm_rowmask(const real *x, int ni) {
+  if (ni == 64)
+    return mm_rowmask64(x);
+  mm_mask m = 0;
+  for (int i = 0; i < ni; i++)
+    m |= (mm_mask)(x[i] != 0) << i;
+  return m;
+}
+
+/* Where the nonzeros of an nr × ni block (nr, ni <= 64) of x are, ld
+   elements a row: bit r of cm[i] is set when x[r][i] != 0; cm[ni..64)
+   are 0. */
+MM_INLINE void mm_colmask(int nr, int ni, int ld, const real *x, mm_mask cm[64]) {
+  for (int i = 0; i < 64; i++)
+    cm[i] = 0;
+  for (int r = 0; r < nr; r++)
+    for (int i = 0; i < ni; i++)
+      cm[i] |= (mm_mask)(x[(long)r * ld + i] != 0) << r;
+}
+
+/* out = x / 255, the pixels as reals: x (len) bytes. */
+MLPC_KERNEL void mm_load(int len, const unsigned char *x, real *out) {
+  for (int k = 0; k < len; k++)
+    out[k] = (real)x[k] / (real)255;
+}
+
+/* One row of y (ob <= MM_OB columns) plus the rows of wt (ld a row)
+   picked by the set bits of m, times the matching elements of xr. */
+#ifdef MM_SIMD
+/* mm_xw_block a vector at a time: nv vectors, the last tail reals long. */
+MM_INLINE void mm_xw_block_v(int nv, int tail, int ld, const real *xr, const real *wt,
+                             mm_mask m, real *yr) {
+  mm_v acc[8];
+  for (int k = 0; k < nv; k++)
+    acc[k] = mm_vget(yr, k, nv, tail);
+  for (; m; m &= m - 1) {
+    int i = mm_ctz(m);
+    mm_v v = mm_vset(xr[i]);
+    const real *w = wt + (long)i * ld;
+#pragma GCC unroll 8
+    for (int k = 0; k < nv; k++)
+      acc[k] = mm_vmac(acc[k], v, mm_vget(w, k, nv, tail));
+  }
+  for (int k = 0; k < nv; k++)
+    mm_vput(yr, k, nv, tail, acc[k]);
+}
+#endif
+
+MM_INLINE void mm_xw_block(int ob, int ld, const real *xr, const real *wt, mm_mask m,
+                               real *yr) {
+#ifdef MM_SIMD
+  MM_VECTORS(ob, mm_xw_block_v(NV, MM_TAIL(ob, NV), ld, xr, wt, m, yr));
+  return;
+#endif
+  real acc[MM_OB];
+  for (int o = 0; o < ob; o++)
+    acc[o] = yr[o];
+  for (; m; m &= m - 1) {
+    int i = mm_ctz(m);
+    real v = xr[i];
+    const real *w = wt + (long)i * ld;
+    for (int o = 0; o < ob; o++)
+      acc[o] = MAC(acc[o], v, w[o]);
+  }
+  for (int o = 0; o < ob; o++)
+    yr[o] = acc[o];
+}
+
+/* y = x·wt + b: x (n, I), wt (I, O), b (O), y (n, O). For each block of
+   64 columns of x (and so 64 rows of wt, which stay in cache), each
+   block of MM_OB columns of y, each row: the nonzeros of the row. */
+MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b,
+                       real *y) {
+  for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
-      yr[o] = b[o];
-    for (int i = 0; i < I; i++) {
-      real xi = x[r * I + i];
-      if (xi == 0)
-        continue;
-      const real *wi = wt + i * O;
-      for (int o = 0; o < O; o++)
-        yr[o] += xi * wi[o];
+      y[(long)r * O + o] = b[o];
+  for (int i0 = 0; i0 < I; i0 += 64)
+    for (int o0 = 0; o0 < O; o0 += MM_OB)
+      for (int r = 0; r < n; r++) {
+        const real *xr = x + (long)r * I + i0, *w = wt + (long)i0 * O + o0;
+        mm_mask m = mm_rowmask(xr, MM_MIN(64, I - i0));
+        if (O - o0 >= MM_OB)
+          mm_xw_block(MM_OB, O, xr, w, m, y + (long)r * O + o0);
+        else
+          mm_xw_block(O - o0, O, xr, w, m, y + (long)r * O + o0);
+      }
+}
+
+#ifdef MM_SIMD
+/* mm_dw_pair a vector at a time (nv vectors, the last tail reals long):
+   each vector of dy is loaded once for both rows of dwt. */
+MM_INLINE void mm_dw_pair_v(int nv, int tail, int ld, int I, const real *x, const real *dy,
+                            mm_mask m, int first, real *d0, real *d1) {
+  mm_v a0[8], a1[8];
+  for (int k = 0; k < nv; k++) {
+    a0[k] = first ? mm_vset(0) : mm_vget(d0, k, nv, tail);
+    a1[k] = first ? mm_vset(0) : mm_vget(d1, k, nv, tail);
+  }
+  for (; m; m &= m - 1) {
+    int r = mm_ctz(m);
+    mm_v v0 = mm_vset(x[(long)r * I]), v1 = mm_vset(x[(long)r * I + 1]);
+    const real *g = dy + (long)r * ld;
+#pragma GCC unroll 8
+    for (int k = 0; k < nv; k++) {
+      mm_v gv = mm_vget(g, k, nv, tail);
+      MM_KEEP(gv);
+      a0[k] = mm_vmac(a0[k], v0, gv);
+      a1[k] = mm_vmac(a1[k], v1, gv);
     }
+  }
+  for (int k = 0; k < nv; k++) {
+    mm_vput(d0, k, nv, tail, a0[k]);
+    mm_vput(d1, k, nv, tail, a1[k]);
   }
 }
 
-/* dw = dyᵀ·x: dy (n, O), x (n, I), dw (O, I). */
-MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x,
-                       real *dw) {
-  for (int o = 0; o < O; o++) {
-    real *dwo = dw + o * I;
-    for (int i = 0; i < I; i++)
-      dwo[i] = 0;
-    for (int r = 0; r < n; r++) {
-      real g = dy[r * O + o];
-      if (g == 0)
-        continue;
-      const real *xr = x + r * I;
-      for (int i = 0; i < I; i++)
-        dwo[i] += g * xr[i];
+/* The same for one row of dwt. */
+MM_INLINE void mm_dw_one_v(int nv, int tail, int ld, int I, const real *x, const real *dy,
+                           mm_mask m, int first, real *d0) {
+  mm_v a0[8];
+  for (int k = 0; k < nv; k++)
+    a0[k] = first ? mm_vset(0) : mm_vget(d0, k, nv, tail);
+  for (; m; m &= m - 1) {
+    int r = mm_ctz(m);
+    mm_v v0 = mm_vset(x[(long)r * I]);
+    const real *g = dy + (long)r * ld;
+#pragma GCC unroll 8
+    for (int k = 0; k < nv; k++)
+      a0[k] = mm_vmac(a0[k], v0, mm_vget(g, k, nv, tail));
+  }
+  for (int k = 0; k < nv; k++)
+    mm_vput(d0, k, nv, tail, a0[k]);
+}
+#endif
+
+/* Two rows i, i+1 of dwt (ob <= MM_OB columns) plus the rows of dy (ld a
+   row) picked by the set bits of m, times x[r][i] and x[r][i+1]. */
+MM_INLINE void mm_dw_pair(int ob, int ld, int I, const real *x, const real *dy,
+                              mm_mask m, int first, real *d0, real *d1) {
+#ifdef MM_SIMD
+  MM_VECTORS(ob, mm_dw_pair_v(NV, MM_TAIL(ob, NV), ld, I, x, dy, m, first, d0, d1));
+  return;
+#endif
+  real a0[MM_OB], a1[MM_OB];
+  for (int o = 0; o < ob; o++) {
+    a0[o] = first ? 0 : d0[o];
+    a1[o] = first ? 0 : d1[o];
+  }
+  for (; m; m &= m - 1) {
+    int r = mm_ctz(m);
+    real v0 = x[(long)r * I], v1 = x[(long)r * I + 1];
+    const real *g = dy + (long)r * ld;
+    for (int o = 0; o < ob; o++) {
+      a0[o] = MAC(a0[o], v0, g[o]);
+      a1[o] = MAC(a1[o], v1, g[o]);
     }
+  }
+  for (int o = 0; o < ob; o++) {
+    d0[o] = a0[o];
+    d1[o] = a1[o];
   }
 }
 
-/* dx = dy·w: dy (n, O), w (O, I), dx (n, I). */
-MLPC_KERNEL void mm_dx(int n, int O, int I, const real *dy, const real *w,
-                       real *dx) {
-  for (int r = 0; r < n; r++) {
-    real *dxr = dx + r * I;
-    for (int i = 0; i < I; i++)
-      dxr[i] = 0;
-    for (int o = 0; o < O; o++) {
-      real g = dy[r * O + o];
-      if (g == 0)
-        continue;
-      const real *wo = w + o * I;
-      for (int i = 0; i < I; i++)
-        dxr[i] += g * wo[i];
+/* The same for one row i. */
+MM_INLINE void mm_dw_one(int ob, int ld, int I, const real *x, const real *dy,
+                             mm_mask m, int first, real *d0) {
+#ifdef MM_SIMD
+  MM_VECTORS(ob, mm_dw_one_v(NV, MM_TAIL(ob, NV), ld, I, x, dy, m, first, d0));
+  return;
+#endif
+  real a0[MM_OB];
+  for (int o = 0; o < ob; o++)
+    a0[o] = first ? 0 : d0[o];
+  for (; m; m &= m - 1) {
+    int r = mm_ctz(m);
+    real v0 = x[(long)r * I];
+    const real *g = dy + (long)r * ld;
+    for (int o = 0; o < ob; o++)
+      a0[o] = MAC(a0[o], v0, g[o]);
+  }
+  for (int o = 0; o < ob; o++)
+    d0[o] = a0[o];
+}
+
+/* One block of ob columns of dwt from rows r0..r0+nr of dy and x: column
+   pairs of x share one pass over the rows where either is nonzero (and
+   pixels next to each other are mostly zero together). */
+MM_INLINE void mm_dw_rows(int ob, int O, int I, int nr, const real *dy, const real *x,
+                              int first, real *dwt) {
+  for (int i0 = 0; i0 < I; i0 += 64) {
+    int ni = MM_MIN(64, I - i0);
+    mm_mask m[64];
+    mm_colmask(nr, ni, I, x + i0, m);
+    int i = 0;
+    for (; i + 1 < ni; i += 2) /* (a constant first: sums start in registers) */
+      if (first)
+        mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], 1,
+                   dwt + (long)(i0 + i) * O, dwt + (long)(i0 + i + 1) * O);
+      else
+        mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], 0,
+                   dwt + (long)(i0 + i) * O, dwt + (long)(i0 + i + 1) * O);
+    if (i < ni)
+      mm_dw_one(ob, O, I, x + i0 + i, dy, m[i], first, dwt + (long)(i0 + i) * O);
+  }
+}
+
+/* dwt = xᵀ·dy: dy (n, O), x (n, I), dwt (I, O). Rows in blocks of 64,
+   each block of MM_OB columns of dwt at a time. */
+MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt) {
+  if (n <= 0)
+    for (long k = 0; k < (long)I * O; k++)
+      dwt[k] = 0;
+  for (int r0 = 0; r0 < n; r0 += 64) {
+    int nr = MM_MIN(64, n - r0);
+    const real *dyr = dy + (long)r0 * O, *xr = x + (long)r0 * I;
+    for (int o0 = 0; o0 < O; o0 += MM_OB)
+      if (O - o0 >= MM_OB)
+        mm_dw_rows(MM_OB, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0);
+      else
+        mm_dw_rows(O - o0, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0);
+  }
+}
+
+#ifdef MM_SIMD
+/* mm_dx_tile, starting from 0, a vector at a time: MM_RB rows are two
+   vectors, and each of the ni columns sums in two registers. */
+MM_INLINE void mm_dx_tile_v(int ni, int nr, int oc, int ld, int ldx, const real *dyt,
+                            const real *wt, real *dx) {
+  mm_v a[8][2];
+  for (int k = 0; k < ni; k++)
+    a[k][0] = a[k][1] = mm_vset(0);
+  for (int o = 0; o < oc; o++) {
+    mm_v d0 = mm_vload(dyt + o * MM_RB), d1 = mm_vload(dyt + o * MM_RB + MM_V);
+    MM_KEEP(d0);
+    MM_KEEP(d1);
+#pragma GCC unroll 8
+    for (int k = 0; k < ni; k++) {
+      mm_v w = mm_vset(wt[(long)k * ld + o]);
+      a[k][0] = mm_vmac(a[k][0], d0, w);
+      a[k][1] = mm_vmac(a[k][1], d1, w);
+    }
+  }
+  real col[MM_RB];
+  for (int k = 0; k < ni; k++) {
+    mm_vstore(col, a[k][0]);
+    mm_vstore(col + MM_V, a[k][1]);
+    for (int r = 0; r < nr; r++)
+      dx[(long)r * ldx + k] = col[r];
+  }
+}
+#endif
+
+/* A tile of dx: ni <= 8 columns by MM_RB rows (nr of them real), from
+   dyt (oc, MM_RB), the rows' dy transposed, and wt's rows i (ld a row).
+   Continues the sums in dx unless first. */
+MM_INLINE void mm_dx_tile(int ni, int nr, int oc, int ld, int ldx, const real *dyt,
+                              const real *wt, int first, real *dx) {
+#ifdef MM_SIMD
+  if (first) {
+    MM_CONST8(ni, mm_dx_tile_v(NV, nr, oc, ld, ldx, dyt, wt, dx));
+    return;
+  }
+#endif
+  real acc[8][MM_RB];
+  ni = MM_MIN(ni, 8); /* (it is: for the compiler's bounds checks) */
+  for (int k = 0; k < ni; k++)
+    for (int r = 0; r < MM_RB; r++)
+      acc[k][r] = first || r >= nr ? 0 : dx[(long)r * ldx + k];
+  for (int o = 0; o < oc; o++)
+    for (int k = 0; k < ni; k++) {
+      real w = wt[(long)k * ld + o];
+      for (int r = 0; r < MM_RB; r++)
+        acc[k][r] = MAC(acc[k][r], dyt[o * MM_RB + r], w);
+    }
+  for (int k = 0; k < ni; k++)
+    for (int r = 0; r < nr; r++)
+      dx[(long)r * ldx + k] = acc[k][r];
+}
+
+/* dx = dy·wtᵀ: dy (n, O), wt (I, O), dx (n, I). The sums run along O,
+   contiguous in both, so MM_RB rows of dy are transposed (256 columns at
+   a time) and dx computed in tiles of 8 columns by MM_RB rows. */
+MLPC_KERNEL void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx) {
+  real dyt[256 * MM_RB];
+  if (O <= 0)
+    for (long k = 0; k < (long)n * I; k++)
+      dx[k] = 0;
+  for (int r0 = 0; r0 < n; r0 += MM_RB) {
+    int nr = MM_MIN(MM_RB, n - r0);
+    for (int o0 = 0; o0 < O; o0 += 256) {
+      int oc = MM_MIN(256, O - o0);
+      for (int o = 0; o < oc; o++)
+        for (int r = 0; r < MM_RB; r++)
+          dyt[o * MM_RB + r] = r < nr ? dy[(long)(r0 + r) * O + o0 + o] : 0;
+      for (int i = 0; i < I; i += 8)
+        if (I - i >= 8)
+          mm_dx_tile(8, nr, oc, O, I, dyt, wt + (long)i * O + o0, o0 == 0,
+                     dx + (long)r0 * I + i);
+        else
+          mm_dx_tile(I - i, nr, oc, O, I, dyt, wt + (long)i * O + o0, o0 == 0,
+                     dx + (long)r0 * I + i);
     }
   }
 }
@@ -86,6 +516,136 @@ MLPC_KERNEL void mm_db(int n, int O, const real *dy, real *db) {
     db[o] = 0;
   for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
-      db[o] += dy[r * O + o];
+      db[o] += dy[(long)r * O + o];
+}
+
+/* ---- BatchNorm1d, per feature over the n rows (docs/semantics.md) ---- */
+
+/* Forward. In training, each feature's mean and biased variance over the
+   batch (its rows summed in increasing order, in double) update the
+   running statistics with momentum m; in evaluation the running
+   statistics stand in. xhat = (x − mean)·rstd, y = gamma·xhat + beta.
+   x, xhat, y (n, C); the rest (C); mean, var and rstd are the caller's,
+   rstd kept for the backward pass. The loops run along rows, so that
+   they vectorise over the features. */
+MLPC_KERNEL void bn_forward(int n, int C, int train, double m, double eps, const real *x,
+                            const real *gamma, const real *beta, real *run_mean,
+                            real *run_var, double *mean, double *var, double *rstd,
+                            real *xhat, real *y) {
+  if (train) {
+    for (int c = 0; c < C; c++)
+      mean[c] = var[c] = 0;
+    for (int r = 0; r < n; r++)
+      for (int c = 0; c < C; c++)
+        mean[c] += x[(long)r * C + c];
+    for (int c = 0; c < C; c++)
+      mean[c] /= n;
+    for (int r = 0; r < n; r++)
+      for (int c = 0; c < C; c++) {
+        double d = x[(long)r * C + c] - mean[c];
+        var[c] += d * d;
+      }
+    for (int c = 0; c < C; c++) {
+      var[c] /= n;
+      run_mean[c] = (real)((1 - m) * run_mean[c] + m * mean[c]);
+      run_var[c] = (real)((1 - m) * run_var[c] + m * var[c] * n / (n - 1));
+    }
+  } else
+    for (int c = 0; c < C; c++)
+      mean[c] = run_mean[c], var[c] = run_var[c];
+  for (int c = 0; c < C; c++)
+    rstd[c] = 1 / sqrt(var[c] + eps);
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++) {
+      real xh = (real)((x[(long)r * C + c] - mean[c]) * rstd[c]);
+      xhat[(long)r * C + c] = xh;
+      y[(long)r * C + c] = gamma[c] * xh + beta[c];
+    }
+}
+
+/* Backward (training): dgamma = Σ dy·xhat, dbeta = Σ dy, and
+   dx = gamma·rstd/n · (n·dy − Σdy − xhat·Σ(dy·xhat)). sdy, sdyx, k (C)
+   are the caller's scratch. */
+MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
+                             const real *gamma, const double *rstd, double *sdy,
+                             double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
+  for (int c = 0; c < C; c++)
+    sdy[c] = sdyx[c] = 0;
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++) {
+      sdy[c] += dy[(long)r * C + c];
+      sdyx[c] += dy[(long)r * C + c] * xhat[(long)r * C + c];
+    }
+  for (int c = 0; c < C; c++) {
+    dgamma[c] = (real)sdyx[c];
+    dbeta[c] = (real)sdy[c];
+    k[c] = gamma[c] * rstd[c] / n;
+  }
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++)
+      dx[(long)r * C + c] = (real)(k[c] * (n * (double)dy[(long)r * C + c] - sdy[c] -
+                                           xhat[(long)r * C + c] * sdyx[c]));
+}
+
+/* ---- optimizers: one tensor's update (docs: SEMANTICS.md) ---- */
+
+/* SGD: weight decay wd, momentum buffer buf (NULL without momentum;
+   first: the first step), damp1 = 1 − dampening, neg_lr = −lr. */
+MLPC_KERNEL void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd,
+                         real mom, real damp1, int nesterov, real neg_lr) {
+  for (int i = 0; i < len; i++) {
+    real d = dp[i];
+    if (wd != 0)
+      d += wd * p[i];
+    if (buf) {
+      buf[i] = first ? d : mom * buf[i] + damp1 * d;
+      if (nesterov)
+        d += mom * buf[i];
+      else
+        d = buf[i];
+    }
+    p[i] += neg_lr * d;
+  }
+}
+
+/* RMSprop: square average sq, grad average avg (NULL unless centered),
+   momentum buffer buf (NULL without momentum); alpha1 = 1 − alpha. */
+MLPC_KERNEL void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg,
+                             real *buf, real wd, real alpha, real alpha1, real eps,
+                             real mom, real neg_lr) {
+  for (int i = 0; i < len; i++) {
+    real d = dp[i];
+    if (wd != 0)
+      d += wd * p[i];
+    sq[i] = sq[i] * alpha + alpha1 * d * d;
+    real den;
+    if (avg) {
+      avg[i] = avg[i] * alpha + alpha1 * d;
+      den = SQRT(sq[i] - avg[i] * avg[i]) + eps;
+    } else
+      den = SQRT(sq[i]) + eps;
+    if (buf) {
+      buf[i] = buf[i] * mom + d / den;
+      p[i] += neg_lr * buf[i];
+    } else
+      p[i] += neg_lr * (d / den);
+  }
+}
+
+/* Adam and AdamW: moments m and v; decay = 1 − lr·λ (AdamW, else 1),
+   wd = λ (Adam, else 0); beta11 = 1 − β₁, beta21 = 1 − β₂. */
+MLPC_KERNEL void opt_adam(int len, real *p, const real *dp, real *m, real *v, real decay,
+                          real wd, real beta1, real beta11, real beta2, real beta21,
+                          real step_size, real bc2_sqrt, real eps) {
+  for (int i = 0; i < len; i++) {
+    real d = dp[i];
+    if (decay != 1)
+      p[i] *= decay;
+    if (wd != 0)
+      d += wd * p[i];
+    m[i] = m[i] * beta1 + beta11 * d;
+    v[i] = v[i] * beta2 + beta21 * d * d;
+    p[i] += -step_size * (m[i] / (SQRT(v[i]) / bc2_sqrt + eps));
+  }
 }
 #endif

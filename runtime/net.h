@@ -68,6 +68,8 @@ typedef struct {
   int fan_in;        /* for the init schemes                              */
   int fan_out;
   void *data;
+  int transposed;    /* 2-D, stored as its transpose: element (i, j) of
+                        the (rows, cols) tensor at data[j * rows + i]     */
 } RtTensor;
 
 typedef struct {

@@ -159,6 +159,12 @@ typedef struct {
 /* "mnist" and "fashion-mnist" → $MLPC_DATA/NAME or data/NAME; any other
    name is a directory and is returned as it is. */
 const char *rt_data_dir(const char *name, char *buf, size_t len);
+/* Where element i of t, counted in row-major order of its shape, is
+   stored in t->data: linear weights are stored transposed (net.h). */
+long rt_offset(const RtTensor *t, long i);
+/* Copies the elements of t, in row-major order, from rows into t's
+   storage, or out of it into rows (to_rows). */
+void rt_copy_rows(const RtTensor *t, void *rows, int to_rows);
 /* Draws the initial parameters for the seed and zeroes all state. */
 void rt_init(const RtNet *net, uint64_t seed);
 /* Loads the data, trains and evaluates, printing each epoch. Returns the

@@ -22,6 +22,8 @@
  * value of each pair for the next call.
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "rt.h"
 
@@ -250,13 +252,36 @@ static const RtTensor *trng_bias_of(const RtNet *net, const RtTensor *w) {
   return 0;
 }
 
+/* Where the row-major draws for t go: its data, or, for a tensor stored
+   transposed, a buffer that trng_store copies in. */
+static void *trng_rows(const RtTensor *t) {
+  if (!t->transposed)
+    return t->data;
+  void *rows = malloc((size_t)trng_numel(t) * (t->dtype == RT_F32 ? 4 : 8));
+  if (!rows) {
+    fprintf(stderr, "mlpc: error: out of memory\n");
+    exit(1);
+  }
+  return rows;
+}
+
+/* Puts the draws in rows into t's storage. */
+static void trng_store(const RtTensor *t, void *rows) {
+  if (rows != t->data) {
+    rt_copy_rows(t, rows, 0);
+    free(rows);
+  }
+}
+
 /* nn.Linear's reset_parameters: kaiming_uniform_(W, a=√5), then
    b ~ U(−1/√fan_in, 1/√fan_in), the bounds computed as Python does. */
 static void trng_linear(RtTorchRng *r, const RtNet *net, const RtTensor *w) {
   double a = sqrt(5.0);
   double gain = sqrt(2.0 / (1 + pow(a, 2)));
   double bound = sqrt(3.0) * (gain / sqrt((double)w->fan_in));
-  rt_trng_uniform(r, w->data, w->dtype, trng_numel(w), -bound, bound);
+  void *rows = trng_rows(w);
+  rt_trng_uniform(r, rows, w->dtype, trng_numel(w), -bound, bound);
+  trng_store(w, rows);
   const RtTensor *b = trng_bias_of(net, w);
   double bb = 1 / sqrt((double)w->fan_in);
   if (b)
@@ -280,11 +305,17 @@ static void trng_scheme(RtTorchRng *r, const RtNet *net) {
       const RtTensor *t = &net->tensors[k];
       int linear = t->kind == RT_WEIGHT || t->kind == RT_BIAS;
       int norm = t->kind == RT_GAMMA || t->kind == RT_BETA;
+      double std = -1;
       if (net->init == RT_INIT_NORMAL && (pass ? norm : linear))
-        rt_trng_normal(r, t->data, t->dtype, trng_numel(t), 1.0);
+        std = 1.0;
       if ((net->init == RT_INIT_KAIMING || net->init == RT_INIT_XAVIER) && !pass &&
           t->kind == RT_WEIGHT)
-        rt_trng_normal(r, t->data, t->dtype, trng_numel(t), trng_std(net->init, t));
+        std = trng_std(net->init, t);
+      if (std < 0)
+        continue;
+      void *rows = trng_rows(t);
+      rt_trng_normal(r, rows, t->dtype, trng_numel(t), std);
+      trng_store(t, rows);
     }
 }
 

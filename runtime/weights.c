@@ -33,6 +33,17 @@ static long numel(const RtTensor *t) {
   return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
 }
 
+/* Writes t's data in row-major order; 0 or -1. */
+static int write_data(const RtTensor *t, FILE *f) {
+  size_t sz = st_sizes[t->dtype];
+  if (!t->transposed)
+    return fwrite(t->data, sz, numel(t), f) == (size_t)numel(t) ? 0 : -1;
+  for (long i = 0; i < numel(t); i++)
+    if (fwrite((char *)t->data + rt_offset(t, i) * sz, sz, 1, f) != 1)
+      return -1;
+  return 0;
+}
+
 /* The shape as PyTorch has it. */
 static json_t *shape_of(const RtTensor *t) {
   json_t *a = json_array();
@@ -71,8 +82,8 @@ static int special_file(const char *path) {
   return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
 }
 
-/* Writes net's data after the header; 0 or errno. */
-static int write_data(FILE *f, const RtNet *net, const char *hdr, size_t hlen) {
+/* Writes the length, the header and net's data; 0 or errno. */
+static int write_body(FILE *f, const RtNet *net, const char *hdr, size_t hlen) {
   size_t padded = (hlen + 7) / 8 * 8; /* data 8-byte aligned, padded with spaces */
   unsigned char n8[8];
   for (int i = 0; i < 8; i++)
@@ -83,7 +94,7 @@ static int write_data(FILE *f, const RtNet *net, const char *hdr, size_t hlen) {
   for (int i = 0; ok && i < net->ntensors; i++) {
     const RtTensor *t = &net->tensors[i];
     if (saved(t))
-      ok = fwrite(t->data, st_sizes[t->dtype], numel(t), f) == (size_t)numel(t);
+      ok = write_data(t, f) == 0;
   }
   return ok ? 0 : errno ? errno : EIO;
 }
@@ -100,7 +111,7 @@ int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen
   if (!f)
     e = hdr ? errno : ENOMEM;
   else {
-    e = write_data(f, net, hdr, hlen);
+    e = write_body(f, net, hdr, hlen);
     if (fclose(f) && !e)
       e = errno;
     if (!e && !direct && rename(tmp, path))
@@ -317,7 +328,7 @@ static void copy_all(File *F, json_t *h) {
       continue;
     json_unpack(json_object_get(json_object_get(h, t->name), "data_offsets"), "[I,I!]", &b,
                 &(json_int_t){0});
-    memcpy(t->data, F->buf + F->data + b, (size_t)numel(t) * st_sizes[t->dtype]);
+    rt_copy_rows(t, F->buf + F->data + b, 0);
   }
 }
 

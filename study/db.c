@@ -13,9 +13,14 @@
  *   runs        one row per run: key, model, data, version, backend,
  *               status, where it diverged, final figures, time
  *   epochs      one row per finished epoch of a run
+ *   health      one row per health figure per probe of a run (epoch 0:
+ *               the initial weights), in the run's transaction
  *   study_runs  which runs make up each study's experiments
- * Later figures (such as health statistics) go in tables of their own,
- * keyed by run_id; PRAGMA user_version numbers the schema.
+ * PRAGMA user_version numbers the schema (ST_DB_SCHEMA). Version 1 had
+ * no health table: opening it adds the table and keeps every run; a run
+ * recorded without health figures is run again by the next study that
+ * needs it, and gets the new run's figures only if the new run repeats
+ * the recorded one bit for bit. A newer schema than ours is refused.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +29,6 @@
 #include <jansson.h>
 #include <sqlite3.h>
 #include "study.h"
-
-#define SCHEMA_VERSION "1"
 
 static const char schema[] =
   "CREATE TABLE IF NOT EXISTS runs (\n"
@@ -55,6 +58,15 @@ static const char schema[] =
   "  train_loss REAL NOT NULL, test_loss REAL NOT NULL, test_acc REAL NOT NULL,\n"
   "  seconds REAL NOT NULL,\n"
   "  PRIMARY KEY (run_id, epoch)\n"
+  ") WITHOUT ROWID;\n"
+  "CREATE TABLE IF NOT EXISTS health (\n"
+  "  run_id INTEGER NOT NULL REFERENCES runs(id),\n"
+  "  epoch INTEGER NOT NULL,        -- 0: the initial weights; then after each epoch\n"
+  "  layer TEXT NOT NULL,           -- hidden1 ..., or a tensor: fc1.weight ...\n"
+  "  figure TEXT NOT NULL,          -- pre_mean ... dead; norm, grad_norm, update_ratio\n"
+  "  value REAL,                    -- NULL when not applicable (na = 1) or NaN (na = 0)\n"
+  "  na INTEGER NOT NULL CHECK (na IN (0, 1)),\n"
+  "  PRIMARY KEY (run_id, epoch, layer, figure)\n"
   ") WITHOUT ROWID;\n"
   "CREATE TABLE IF NOT EXISTS study_runs (\n"
   "  study TEXT NOT NULL,\n"
@@ -90,7 +102,44 @@ static void make_parent(const char *path) {
     }
 }
 
-int st_db_open(const char *path, sqlite3 **db, char *err, size_t errlen) {
+/* The first column of the first row of sql, as an integer; -1 on error. */
+static long long query_int(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  long long v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  else
+    db_fail(db, sql, err, errlen);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* Brings the schema to ST_DB_SCHEMA inside the open transaction: creates
+   it, or upgrades version 1 (adds the health table), or refuses a newer
+   one. Notes an upgrade. */
+static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
+  char set[64];
+  long long v = query_int(db, "PRAGMA user_version", err, errlen);
+  if (v < 0)
+    return -1;
+  if (v > ST_DB_SCHEMA) {
+    snprintf(err, errlen, "the database's schema is version %lld, newer than this mlpc's "
+             "(%d): it was written by a newer mlpc; use that one, or another --db", v,
+             ST_DB_SCHEMA);
+    return -1;
+  }
+  long long runs = v ? query_int(db, "SELECT count(*) FROM runs", err, errlen) : 0;
+  snprintf(set, sizeof set, "PRAGMA user_version = %d", ST_DB_SCHEMA);
+  if (runs < 0 || exec(db, schema, err, errlen) || exec(db, set, err, errlen))
+    return -1;
+  if (v && v < ST_DB_SCHEMA && note)
+    fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (a table "
+            "of health figures); its %lld runs are kept, and a study run again adds the "
+            "health figures of its runs\n", v, ST_DB_SCHEMA, runs);
+  return 0;
+}
+
+int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen) {
   char what[MAX_PATH_LEN + 16];
   snprintf(what, sizeof what, "%s", path);
   make_parent(path);
@@ -104,8 +153,7 @@ int st_db_open(const char *path, sqlite3 **db, char *err, size_t errlen) {
                 "PRAGMA foreign_keys=ON", err, errlen) ||
       exec(*db, "BEGIN IMMEDIATE", err, errlen))
     return sqlite3_close(*db), -1;
-  if (exec(*db, schema, err, errlen) ||
-      exec(*db, "PRAGMA user_version = " SCHEMA_VERSION "; COMMIT", err, errlen)) {
+  if (upgrade(*db, note, err, errlen) || exec(*db, "COMMIT", err, errlen)) {
     sqlite3_exec(*db, "ROLLBACK", NULL, NULL, NULL);
     return sqlite3_close(*db), -1;
   }
@@ -128,10 +176,12 @@ static void bind_texts(sqlite3_stmt *st, int i, const char *const *v) {
     sqlite3_bind_text(st, i, *v, -1, SQLITE_TRANSIENT);
 }
 
-/* The id of the run with t's key, 0 if none, -1 on error. */
-static long long find_run(sqlite3 *db, const StTask *t, const StPlan *p, char *err,
-                          size_t errlen) {
-  sqlite3_stmt *st = prepare(db, "SELECT id FROM runs WHERE code_hash = ?1 AND seed = ?2 "
+/* The id of the run with t's key, 0 if none, -1 on error; *no_health
+   says whether it has no health figures. */
+static long long find_run(sqlite3 *db, const StTask *t, const StPlan *p, int *no_health,
+                          char *err, size_t errlen) {
+  sqlite3_stmt *st = prepare(db, "SELECT id, NOT EXISTS (SELECT 1 FROM health WHERE run_id = "
+                                 "runs.id) FROM runs WHERE code_hash = ?1 AND seed = ?2 "
                                  "AND data_hash = ?3 AND settings = ?4", err, errlen);
   if (!st)
     return -1;
@@ -140,6 +190,7 @@ static long long find_run(sqlite3 *db, const StTask *t, const StPlan *p, char *e
   bind_texts(st, 3, (const char *[]){t->data_hash.hex, t->settings, NULL});
   int rc = sqlite3_step(st);
   long long id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : rc == SQLITE_DONE ? 0 : -1;
+  *no_health = rc == SQLITE_ROW && sqlite3_column_int(st, 1);
   if (id < 0)
     db_fail(db, "looking up a run", err, errlen);
   sqlite3_finalize(st);
@@ -171,7 +222,8 @@ static int add_members(sqlite3 *db, const StPlan *p, int task, char *err, size_t
 
 int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen) {
   for (int i = 0; i < p->ntasks; i++)
-    if ((p->tasks[i].run_id = find_run(db, &p->tasks[i], p, err, errlen)) < 0)
+    if ((p->tasks[i].run_id = find_run(db, &p->tasks[i], p, &p->tasks[i].no_health, err,
+                                       errlen)) < 0)
       return -1;
   if (exec(db, "BEGIN IMMEDIATE", err, errlen))
     return -1;
@@ -273,18 +325,93 @@ static int insert_epochs(sqlite3 *db, long long id, const StResult *r, char *err
   return rc;
 }
 
+/* Inserts the health rows of run id: every figure of every probe. */
+static int insert_health(sqlite3 *db, long long id, const StResult *r, char *err,
+                         size_t errlen) {
+  sqlite3_stmt *st = prepare(db, "INSERT INTO health VALUES (?1, ?2, ?3, ?4, ?5, ?6)", err,
+                             errlen);
+  int rc = st ? 0 : -1;
+  for (int e = 0; !rc && e < r->nprobes; e++)
+    for (int i = 0; !rc && i < r->nhealth; i++) {
+      const StHealthValue *v = &r->health[(size_t)e * r->nhealth + i];
+      sqlite3_reset(st);
+      sqlite3_bind_int64(st, 1, id);
+      sqlite3_bind_int(st, 2, e);
+      bind_texts(st, 3, (const char *[]){r->hnames[i].layer, r->hnames[i].figure, NULL});
+      bind_real(st, 5, !v->na, v->value);  /* SQLite stores NaN as NULL too */
+      sqlite3_bind_int(st, 6, v->na != 0);
+      if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_fail(db, "recording a health figure", err, errlen);
+    }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Whether run id, as recorded, has r's status and figures bit for bit:
+   0 if so, 1 if not (err says where), -1 on error. */
+static int same_run(sqlite3 *db, long long id, const StResult *r, char *err, size_t errlen) {
+  sqlite3_stmt *st = prepare(db, "SELECT epochs, coalesce(diverged_epoch, 0), "
+                                 "coalesce(diverged_step, 0) FROM runs WHERE id = ?1", err,
+                             errlen);
+  if (!st)
+    return -1;
+  sqlite3_bind_int64(st, 1, id);
+  int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : db_fail(db, "reading a run", err, errlen);
+  if (!rc && (sqlite3_column_int(st, 0) != r->nepochs ||
+              sqlite3_column_int(st, 1) != r->diverged_epoch ||
+              sqlite3_column_int64(st, 2) != r->diverged_step))
+    rc = 1, snprintf(err, errlen, "its epochs or where it diverged differ");
+  sqlite3_finalize(st);
+  if (rc || !(st = prepare(db, "SELECT epoch, train_loss, test_loss, test_acc FROM epochs "
+                               "WHERE run_id = ?1 ORDER BY epoch", err, errlen)))
+    return st ? rc : -1;
+  sqlite3_bind_int64(st, 1, id);
+  for (int i = 0; !rc && i < r->nepochs; i++) {
+    const RtEpoch *e = &r->epochs[i];
+    if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0) != e->epoch ||
+        sqlite3_column_double(st, 1) != e->train_loss ||
+        sqlite3_column_double(st, 2) != e->test_loss ||
+        sqlite3_column_double(st, 3) != e->test_acc)
+      rc = 1, snprintf(err, errlen, "epoch %d's figures differ", e->epoch);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* For a run recorded without health figures: adds r's, if r repeats it;
+   else 1 with a warning in err. */
+static int add_health(sqlite3 *db, long long id, const StResult *r, char *err,
+                      size_t errlen) {
+  char why[256];
+  int rc = same_run(db, id, r, why, sizeof why);
+  if (rc < 0)
+    return snprintf(err, errlen, "%s", why), -1;
+  if (rc)
+    return snprintf(err, errlen, "run %lld, recorded without health figures, did not repeat "
+                    "bit for bit when run again (%s); it is kept as recorded, without "
+                    "health figures", id, why), 1;
+  return insert_health(db, id, r, err, errlen);
+}
+
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r, char *err,
               size_t errlen) {
   StTask *t = &p->tasks[task];
   long long id = 0;
+  int no_health = 0, warn = 0;
+  char warning[1024] = "";
   if (exec(db, "BEGIN IMMEDIATE", err, errlen))
     return -1;
   int rc = insert_run(db, p, t, r, &id, err, errlen);
-  if (!rc && id)
-    rc = insert_epochs(db, id, r, err, errlen);
+  if (!rc && id && !(rc = insert_epochs(db, id, r, err, errlen)))
+    rc = insert_health(db, id, r, err, errlen);
   if (!rc && !id)
-    rc = (id = find_run(db, t, p, err, errlen)) > 0 ? 0 : -1;
+    rc = (id = find_run(db, t, p, &no_health, err, errlen)) > 0 ? 0 : -1;
+  if (!rc && no_health && (rc = add_health(db, id, r, warning, sizeof warning)) > 0)
+    warn = 1, rc = 0;
+  else if (rc && warning[0])
+    snprintf(err, errlen, "%s", warning);
   t->run_id = id;
+  t->no_health = 0;  /* done with, whether or not its figures could be added */
   if (!rc)
     rc = add_members(db, p, task, err, errlen);
   if (rc || exec(db, "COMMIT", err, errlen)) {
@@ -292,5 +419,7 @@ int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r, char *err,
     t->run_id = 0;
     return -1;
   }
-  return 0;
+  if (warn)
+    snprintf(err, errlen, "%s", warning);
+  return warn;
 }

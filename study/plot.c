@@ -21,7 +21,7 @@
  *                    varied key in one_factor mode
  *   final_loss.png   final test loss of each distinct model: each seed,
  *                    and the mean with ± 1 standard deviation error bars
- * health.c adds the activation-health figures through the same calls.
+ * health.c adds health.png through the same calls.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -146,17 +146,15 @@ static void log_tics(FILE *gp, char axis, double lo, double hi) {
   fprintf(gp, ")\n");
 }
 
-/* An axis (x or y) for values in [lo, hi]: a log scale when they span
-   more than a factor 20, else linear from 0 when they are all positive. */
-static void scale_axis(FILE *gp, char axis, double lo, double hi) {
-  if (!(lo <= hi))
+void st_plots_axis(FILE *gp, char axis, double lo, double hi) {
+  if (!(lo <= hi) || isinf(lo) || isinf(hi))
     return;
   if (lo > 0 && hi / lo > 20) {
     fprintf(gp, "set logscale %c\nset %crange [%.17g:%.17g]\n", axis, axis, lo / 1.25,
             hi * 1.25);
     log_tics(gp, axis, lo / 1.25, hi * 1.25);
   } else if (lo >= 0)
-    fprintf(gp, "set %crange [0:%.17g]\n", axis, hi * 1.1);
+    fprintf(gp, "set %crange [0:%.17g]\n", axis, hi > 0 ? hi * 1.1 : 1);
 }
 
 /* Whole epochs on x, at most about 10 tics. */
@@ -237,7 +235,7 @@ static void curves_script(StPlots *pl, const StFigs *fg, const int *block, doubl
   fprintf(gp, "\nset xlabel \"epoch\"\nset ylabel \"test loss\"\n%s\n", panels > 1 || !many
           ? "set key top right" : "set key outside right top vertical font \",9\"");
   epoch_axis(gp, fg);
-  scale_axis(gp, 'y', lo, hi);
+  st_plots_axis(gp, 'y', lo, hi);
   for (int from = 0, to; from < s->nexp; from = to) {
     if (s->mode == ST_ONE_FACTOR)
       factor_range(s, from, &to);
@@ -318,7 +316,7 @@ static void final_script(StPlots *pl, const StFigs *fg, int m, double lo, double
   fprintf(gp, "\nset xlabel \"final test loss\"\nset yrange [-0.7:%g]\nset grid noytics\n"
           "set key outside top center horizontal\n", m - 0.3);
   final_tics(gp, fg, m);
-  scale_axis(gp, 'x', lo, hi);
+  st_plots_axis(gp, 'x', lo, hi);
   const StExpFigs *b = fg->p->base >= 0 ? &fg->exp[fg->p->base] : NULL;
   if (b && b->n)
     fprintf(gp, "set arrow from first %.17g, graph 0 to first %.17g, graph 1 nohead dt 2 "

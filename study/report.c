@@ -10,7 +10,8 @@
  *                    train loss and seconds
  *   runs.csv         one row per run per epoch (and one for the epoch
  *                    where a run diverged, without figures)
- *   plots (plot.c)   test_loss.png, final_loss.png, the health figures
+ *   health.csv       each experiment's health figures per epoch (health.c)
+ *   plots (plot.c)   test_loss.png, final_loss.png, health.png (health.c)
  *   report.md        what was run, the summary table, the figures, the
  *                    activation-health section (health.c) and the
  *                    conclusions (conclude.c, which also writes
@@ -129,7 +130,7 @@ static int same_runs(const StExpFigs *a, const StExpFigs *b) {
 /* Reads every experiment of the plan; -1 on a database error. */
 static int load_figs(sqlite3 *db, const StPlan *p, StFigs *f) {
   const Study *s = p->s;
-  *f = (StFigs){p, db, calloc((size_t)s->nexp, sizeof *f->exp)};
+  *f = (StFigs){p, db, calloc((size_t)s->nexp, sizeof *f->exp), NULL};
   if (!f->exp)
     return -1;
   for (int i = 0; i < s->nexp; i++) {
@@ -140,11 +141,12 @@ static int load_figs(sqlite3 *db, const StPlan *p, StFigs *f) {
       if (f->exp[j].same == j && same_runs(&f->exp[i], &f->exp[j]))
         f->exp[i].same = j;
   }
-  return 0;
+  return (f->health = st_health_load(f)) ? 0 : -1;
 }
 
 /* Frees what load_figs read. */
 static void free_figs(StFigs *f) {
+  st_health_free(f->health, f->p->s->nexp);
   for (int i = 0; f->exp && i < f->p->s->nexp; i++) {
     for (int r = 0; r < f->exp[i].runs; r++)
       free(f->exp[i].run[r].test_loss);
@@ -356,9 +358,9 @@ static int draw_plots(const StFigs *f, const char *dir, StPlots *pl, char *err,
 }
 
 /* The files of a report, in the order they are written. */
-enum { SUMMARY, RUNS, COMPARISONS, REPORT, NFILES };
-static const char *const file_names[NFILES] = {"summary.csv", "runs.csv", "comparisons.csv",
-                                               "report.md"};
+enum { SUMMARY, RUNS, HEALTH, COMPARISONS, REPORT, NFILES };
+static const char *const file_names[NFILES] = {"summary.csv", "runs.csv", "health.csv",
+                                               "comparisons.csv", "report.md"};
 
 /* Says that reading the database failed; returns -1. */
 static int db_error(sqlite3 *db, char *err, size_t errlen) {
@@ -374,6 +376,7 @@ static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, 
   write_summary(f[SUMMARY], s, figs->exp);
   if (write_runs(f[RUNS], figs->db, s))
     return db_error(figs->db, err, errlen);
+  st_health_csv(figs, f[HEALTH]);
   if (draw_plots(figs, dir, &pl, err, errlen))
     return -1;
   if (term)

@@ -4,9 +4,14 @@
  * The parent forks --jobs workers. Each worker reads run numbers from its
  * own pipe, and for each: compiles the run's code unless it holds it
  * already (gcc: a cached object under out/cache), draws the initial
- * weights for the seed, trains single-threaded, and writes the figures
- * back on its result pipe. A run's result depends only on its code,
- * seed, data and settings, never on the worker or on --jobs.
+ * weights for the seed, trains single-threaded with the health figures
+ * on (docs/health.md), and writes the figures back on its result pipe.
+ * A run's result depends only on its code, seed, data and settings,
+ * never on the worker or on --jobs.
+ *
+ * A message is a Msg, then its nepochs RtEpoch records, its nhealth
+ * StHealthName records (the health figures' names) and its nprobes ×
+ * nhealth StHealthValue records (probe 0: the initial weights).
  *
  * The parent alone writes the database, one transaction per run, as
  * results arrive. It hands a free worker a run of the code it holds if
@@ -41,8 +46,12 @@ typedef struct {
   int diverged_epoch;
   long diverged_step;
   double seconds;
+  int nhealth;          /* StHealthName records after the epochs          */
+  int nprobes;          /* and nprobes × nhealth StHealthValue records    */
   char err[1024];       /* MSG_ERROR                                      */
 } Msg;
+
+#define MSG_MAX_RECORDS 100000  /* of each kind, at most                  */
 
 typedef struct {
   pid_t pid;
@@ -114,6 +123,9 @@ static int write_full(int fd, const void *buf, size_t n) {
 typedef struct {
   Msg m;
   RtEpoch *e;
+  int room;             /* probes at most: epochs + 1                     */
+  StHealthName *hn;     /* (m.nhealth)                                    */
+  StHealthValue *hv;    /* (room, m.nhealth)                              */
 } Collect;
 
 /* Keeps an epoch's figures; the first one not finite ends the record. */
@@ -129,10 +141,37 @@ static void collect(void *ctx, const RtEpoch *e) {
   c->e[c->m.nepochs++] = *e;
 }
 
-/* Sends a message and its epochs; exits if the parent is gone. */
-static void send(int fd, const Msg *m, const RtEpoch *e) {
+/* Keeps a probe's health figures (epoch 0: the initial weights). */
+static void collect_health(void *ctx, int epoch, const RtHealth *h) {
+  Collect *c = ctx;
+  if (c->m.diverged_epoch || epoch >= c->room || h->nrows > MSG_MAX_RECORDS)
+    return;
+  if (!c->hn) {
+    c->hn = calloc((size_t)h->nrows + 1, sizeof *c->hn);
+    c->hv = calloc((size_t)c->room * h->nrows + 1, sizeof *c->hv);
+    if (!c->hn || !c->hv) {
+      fprintf(stderr, "mlpc: error: out of memory\n");
+      _exit(1);
+    }
+    c->m.nhealth = h->nrows;
+    for (int i = 0; i < h->nrows; i++) {
+      snprintf(c->hn[i].layer, sizeof c->hn[i].layer, "%s", h->rows[i].layer);
+      snprintf(c->hn[i].figure, sizeof c->hn[i].figure, "%s", h->rows[i].figure);
+    }
+  }
+  for (int i = 0; i < c->m.nhealth && h->nrows == c->m.nhealth; i++)
+    c->hv[(size_t)epoch * c->m.nhealth + i] = (StHealthValue){h->rows[i].value,
+                                                               h->rows[i].na};
+  c->m.nprobes = epoch + 1;
+}
+
+/* Sends a message and its records; exits if the parent is gone. */
+static void send(int fd, const Msg *m, const RtEpoch *e, const StHealthName *hn,
+                 const StHealthValue *hv) {
   if (write_full(fd, m, sizeof *m) ||
-      write_full(fd, e, (size_t)m->nepochs * sizeof *e))
+      write_full(fd, e, (size_t)m->nepochs * sizeof *e) ||
+      write_full(fd, hn, (size_t)m->nhealth * sizeof *hn) ||
+      write_full(fd, hv, (size_t)m->nprobes * m->nhealth * sizeof *hv))
     _exit(1);
 }
 
@@ -140,7 +179,7 @@ static void send(int fd, const Msg *m, const RtEpoch *e) {
 static void send_error(int fd, int task, const char *msg) {
   Msg m = {.kind = MSG_ERROR, .task = task};
   snprintf(m.err, sizeof m.err, "%s", msg);
-  send(fd, &m, NULL);
+  send(fd, &m, NULL, NULL, NULL);
   _exit(1);
 }
 
@@ -156,10 +195,11 @@ static Jit *compile(const StPlan *p, int code, char *err, size_t errlen) {
 static void run_task(const StPlan *p, Jit *j, int task, int out) {
   const StTask *t = &p->tasks[task];
   const Model *m = &p->s->exp[t->exp].model;
-  Collect c = {.m = {.kind = MSG_RESULT, .task = task}};
+  Collect c = {.m = {.kind = MSG_RESULT, .task = task}, .room = m->epochs + 1};
   c.e = calloc((size_t)m->epochs, sizeof *c.e);
   RtOptions o = {.epochs = m->epochs, .seed = t->seed, .max_batches = m->max_batches,
-                 .shuffle = p->shuffle, .data = t->data_dir, .on_epoch = collect, .ctx = &c};
+                 .shuffle = p->shuffle, .data = t->data_dir, .on_epoch = collect, .ctx = &c,
+                 .health = 1, .on_health = collect_health};
   double t0 = now();
   const RtNet *net = jit_net(j);
   rt_init(net, t->seed);
@@ -167,8 +207,10 @@ static void run_task(const StPlan *p, Jit *j, int task, int out) {
   c.m.seconds = now() - t0;
   if (status && !c.m.diverged_epoch)
     send_error(out, task, "training failed; see the message above");
-  send(out, &c.m, c.e);
-  free(c.e);
+  if (c.m.nprobes > c.m.nepochs + 1)  /* the probe of the epoch it diverged at */
+    c.m.nprobes = c.m.nepochs + 1;
+  send(out, &c.m, c.e, c.hn, c.hv);
+  free(c.e), free(c.hn), free(c.hv);
 }
 
 /* A worker's life: runs until its input closes. */
@@ -183,7 +225,7 @@ static void worker(const StPlan *p, int in, int out) {
       if (!(j = compile(p, code, err, sizeof err)))
         send_error(out, task, err);
       held = code;
-      send(out, &(Msg){.kind = MSG_COMPILED, .task = task}, NULL);
+      send(out, &(Msg){.kind = MSG_COMPILED, .task = task}, NULL, NULL, NULL);
     }
     run_task(p, j, task, out);
   }
@@ -375,42 +417,59 @@ static void lost(Sched *S, Worker *w) {
 }
 
 /* Records a finished run. */
-static void finished(Sched *S, Worker *w, const Msg *m, RtEpoch *e) {
+static void finished(Sched *S, Worker *w, const Msg *m, const StResult *r) {
   char err[2048];
-  StResult r = {m->nepochs, e, m->diverged_epoch, m->diverged_step, m->seconds};
   w->task = -1;
-  if (st_db_put(S->db, S->p, m->task, &r, err, sizeof err)) {
+  int rc = st_db_put(S->db, S->p, m->task, r, err, sizeof err);
+  if (rc) {
     clear_line(S);
-    fprintf(stderr, "mlpc: error: %s: %s\n", S->o->db_path, err);
+    fprintf(stderr, "mlpc: %s: %s: %s\n", rc > 0 ? "warning" : "error", S->o->db_path, err);
+  }
+  if (rc < 0) {
     S->state[m->task] = FAILED, S->failed++, S->fatal = 1;
     return;
   }
   S->state[m->task] = DONE, S->done++;
   S->diverged += m->diverged_epoch > 0;
-  log_run(S, m->task, m, e);
+  log_run(S, m->task, m, r->epochs);
+}
+
+/* Reads n records of size each after a message; whether all came. */
+static int read_records(const Worker *w, void **p, long n, size_t size) {
+  *p = calloc((size_t)n + 1, size);
+  return *p && (!n || read_full(w->from, *p, (size_t)n * size) == 1);
+}
+
+/* Whether a message's header is one this parent can take. */
+static int valid(const Worker *w, const Msg *m) {
+  return m->task == w->task && m->nepochs >= 0 && m->nepochs <= MSG_MAX_RECORDS &&
+         m->nhealth >= 0 && m->nhealth <= MSG_MAX_RECORDS && m->nprobes >= 0 &&
+         m->nprobes <= m->nepochs + 1;
 }
 
 /* Reads and handles one message from worker w. */
 static void receive(Sched *S, Worker *w) {
   Msg m;
-  if (read_full(w->from, &m, sizeof m) != 1 || m.task != w->task || m.nepochs < 0 ||
-      m.nepochs > 100000)
+  if (read_full(w->from, &m, sizeof m) != 1 || !valid(w, &m))
     return lost(S, w);
-  RtEpoch *e = calloc((size_t)m.nepochs + 1, sizeof *e);
-  if (read_full(w->from, e, (size_t)m.nepochs * sizeof *e) != 1 && m.nepochs) {
-    free(e);
-    return lost(S, w);
-  }
-  if (m.kind == MSG_COMPILED)
+  StResult r = {m.nepochs, NULL, m.diverged_epoch, m.diverged_step, m.seconds, m.nhealth,
+                m.nprobes, NULL, NULL};
+  int whole = read_records(w, (void **)&r.epochs, m.nepochs, sizeof *r.epochs) &&
+              read_records(w, (void **)&r.hnames, m.nhealth, sizeof *r.hnames) &&
+              read_records(w, (void **)&r.health, (long)m.nprobes * m.nhealth,
+                           sizeof *r.health);
+  if (!whole)
+    lost(S, w);
+  else if (m.kind == MSG_COMPILED)
     S->code[S->p->tasks[m.task].code] = READY, w->code = S->p->tasks[m.task].code;
   else if (m.kind == MSG_RESULT)
-    finished(S, w, &m, e);
+    finished(S, w, &m, &r);
   else {
     clear_line(S);
     fprintf(stderr, "mlpc: error: %s\n", m.err);
     S->state[m.task] = FAILED, S->failed++, S->fatal = 1, w->task = -1;
   }
-  free(e);
+  free(r.epochs), free(r.hnames), free(r.health);
 }
 
 /* Waits for messages (or a signal, or the progress clock). */
@@ -444,7 +503,8 @@ static int setup(Sched *S) {
   S->state = calloc((size_t)p->ntasks + 1, 1);
   S->code = calloc((size_t)p->ncodes + 1, 1);
   for (int i = 0; i < p->ntasks; i++)
-    S->state[i] = p->tasks[i].run_id > 0 ? DONE : PENDING, S->total += !p->tasks[i].run_id;
+    S->state[i] = p->tasks[i].run_id > 0 && !p->tasks[i].no_health ? DONE : PENDING,
+    S->total += S->state[i] == PENDING;
   for (int c = 0; c < p->ncodes; c++)
     S->code[c] = p->backend == BACKEND_TCC ? READY : NEW;
   S->nw = S->o->jobs < S->total ? S->o->jobs : S->total;

@@ -31,7 +31,7 @@ static const struct {
 /* Model flags that make no sense for a study. */
 static const char *const model_only[] = {
   "--seed", "--batch-size", "--lr", "--emit", "--emit-model", "--emit-inference",
-  "--dump-ir", "--json", "--health", "--load-weights", "--save-weights", NULL,
+  "--dump-ir", "--json", "--load-weights", "--save-weights", NULL,
 };
 
 /* Prints a user error and exits 2. */
@@ -107,6 +107,8 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
       F->shuffle = 0;
       continue;
     }
+    if (!strcmp(a, "--health"))  /* a study's runs always record them */
+      continue;
     if (i + 1 < argc && value_flag(F, s, a, argv[i + 1])) {
       i++;
       continue;
@@ -119,21 +121,38 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
     F->backend = jit_default_backend();
 }
 
+/* The number of runs not yet in the database, and of those in it without
+   health figures (*again), which are run again to add them. */
+static int missing(const StPlan *p, int *again) {
+  int n = 0;
+  *again = 0;
+  for (int i = 0; i < p->ntasks; i++)
+    n += p->tasks[i].run_id <= 0, *again += p->tasks[i].run_id > 0 && p->tasks[i].no_health;
+  return n;
+}
+
+/* ", K of them recorded without health figures (run again to add them)". */
+static const char *fmt_again(int k) {
+  static char buf[128];
+  snprintf(buf, sizeof buf, ", %d of them recorded without health figures (run again to add "
+           "them)", k);
+  return buf;
+}
+
 /* Says what is about to run. */
 static void describe(const StPlan *p, const Flags *F, const char *db, int jobs) {
   const Study *s = p->s;
-  int have = 0;
-  for (int i = 0; i < p->ntasks; i++)
-    have += p->tasks[i].run_id > 0;
+  int again, have = p->ntasks - missing(p, &again);
   printf("mlpc %s: study %s (%s): %s, %d experiments × %d seeds = %d runs, %d distinct, "
          "%d compiled model%s\n", MLPC_VERSION, s->name, s->file, st_mode_names[s->mode],
          s->nexp, s->nseeds, s->nexp * s->nseeds, p->ntasks, p->ncodes,
          p->ncodes == 1 ? "" : "s");
-  if (have == p->ntasks)
+  if (have == p->ntasks && !again)
     printf("all %d already in %s\n", have, db);
   else
-    printf("%d already in %s; %d to run on %d worker%s, backend %s\n", have, db,
-           p->ntasks - have, jobs, jobs == 1 ? "" : "s", backend_names[F->backend]);
+    printf("%d already in %s%s; %d to run on %d worker%s, backend %s\n", have, db,
+           again ? fmt_again(again) : "", p->ntasks - have + again, jobs, jobs == 1 ? "" : "s",
+           backend_names[F->backend]);
   fflush(stdout);
 }
 
@@ -144,14 +163,6 @@ static void dump(const StPlan *p) {
     const StTask *t = &p->tasks[p->task_of[i * s->nseeds]];
     printf("%s\t%s\t%s\n", s->exp[i].name, p->codes[t->code].hash.hex, s->exp[i].json);
   }
-}
-
-/* The number of runs not yet in the database. */
-static int missing(const StPlan *p) {
-  int n = 0;
-  for (int i = 0; i < p->ntasks; i++)
-    n += p->tasks[i].run_id <= 0;
-  return n;
 }
 
 int st_main(const char *file, int argc, char **argv) {
@@ -171,9 +182,10 @@ int st_main(const char *file, int argc, char **argv) {
     dump(&p);
   if (!F.run)
     return st_plan_free(&p), st_free(&s), 0;
-  if (st_db_open(dbpath, &db, err, sizeof err) || st_db_prepare(db, &p, err, sizeof err))
+  if (st_db_open(dbpath, &db, stderr, err, sizeof err) ||
+      st_db_prepare(db, &p, err, sizeof err))
     return fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), 1;
-  int todo = missing(&p), jobs = F.jobs < todo ? F.jobs : todo;
+  int again, todo = missing(&p, &again) + again, jobs = F.jobs < todo ? F.jobs : todo;
   describe(&p, &F, dbpath, jobs);
   StRunOptions o = {jobs, dbpath, isatty(2)};
   rc = st_run(&p, db, &o);

@@ -93,6 +93,8 @@ typedef struct {
   char settings[192];       /* JSON: backend, epochs, max_batches, ...    */
   char data_dir[MAX_PATH_LEN];
   long long run_id;         /* its row in the database; 0: not yet run    */
+  int no_health;            /* recorded without health figures (by an
+                               older mlpc): run again to add them         */
 } StTask;
 
 typedef struct {
@@ -118,6 +120,19 @@ void st_plan_free(StPlan *p);
 
 typedef struct sqlite3 sqlite3;
 
+/* The name of one health figure of a run (docs/health.md): the same for
+   every probe of the run. */
+typedef struct {
+  char layer[56];           /* "hidden1" ..., or a tensor: "fc1.weight"   */
+  char figure[24];          /* "pre_mean" ... "dead", "norm" ...          */
+} StHealthName;
+
+/* One health figure of one probe. */
+typedef struct {
+  double value;             /* NaN when na                                */
+  int na;                   /* not applicable (docs/health.md)            */
+} StHealthValue;
+
 /* What one run brings back. */
 typedef struct {
   int nepochs;              /* finished epochs, with finite figures       */
@@ -125,17 +140,30 @@ typedef struct {
   int diverged_epoch;       /* 0: did not diverge                         */
   long diverged_step;       /* the training step; 0: in the test pass      */
   double seconds;           /* the whole run, without compiling           */
+  int nhealth;              /* health figures per probe                   */
+  int nprobes;              /* probes: epoch 0 (the initial weights) to
+                               nprobes - 1 <= nepochs                     */
+  StHealthName *hnames;     /* (nhealth)                                  */
+  StHealthValue *health;    /* (nprobes, nhealth)                         */
 } StResult;
 
-/* Opens (creating if needed) the database: WAL mode, the schema. */
-int st_db_open(const char *path, sqlite3 **db, char *err, size_t errlen);
+/* The database's schema version (PRAGMA user_version). */
+#define ST_DB_SCHEMA 2
+
+/* Opens (creating if needed) the database: WAL mode, the schema. An older
+   schema is upgraded in place, keeping every run, with a line to note
+   (unless NULL); a newer one is refused. */
+int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen);
 void st_db_close(sqlite3 *db);
-/* Fills in the run_id of every task the database already holds, and
-   makes the study's membership table list exactly those runs. */
+/* Fills in the run_id of every task the database already holds (and
+   no_health for those recorded without health figures), and makes the
+   study's membership table list exactly those runs. */
 int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
-/* Records one run and the experiments it serves, in one transaction;
-   sets the task's run_id. A run recorded meanwhile by another process
-   is kept and reused. */
+/* Records one run, its health figures and the experiments it serves, in
+   one transaction; sets the task's run_id. A run recorded meanwhile by
+   another process is kept and reused; one recorded without health
+   figures gets r's if r repeats its figures bit for bit. Returns 0; 1
+   when the run is recorded but err holds a warning; -1 on errors. */
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
               char *err, size_t errlen);
 
@@ -186,12 +214,16 @@ typedef struct {
                                runs (itself if none before it)            */
 } StExpFigs;
 
+/* The health figures of each distinct model (health.c). */
+typedef struct StHealthFigs StHealthFigs;
+
 /* Everything a report is made from: the plan, and the database's figures
    of each experiment. */
 typedef struct {
   const StPlan *p;
   sqlite3 *db;
   StExpFigs *exp;           /* (nexp)                                     */
+  StHealthFigs *health;
 } StFigs;
 
 /* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
@@ -232,6 +264,10 @@ void st_plots_figure(StPlots *pl, const char *png, int width, int height,
                      const char *title);
 /* Writes s as a gnuplot string literal: "..." with escapes. */
 void st_plots_string(FILE *gp, const char *s);
+/* Sets an axis (x or y) for values in [lo, hi]: a log scale when they
+   span more than a factor 20, else linear from 0 when they are all
+   positive; autoscaled when lo or hi is not finite. */
+void st_plots_axis(FILE *gp, char axis, double lo, double hi);
 /* The figures every study has: test loss per epoch, final test loss. */
 int st_plots_study(StPlots *pl, const StFigs *f, char *err, size_t errlen);
 /* Ends the script and runs gnuplot on it. A missing or failing gnuplot
@@ -245,12 +281,19 @@ void st_plots_draw(StPlots *pl, FILE *term);
    every comparison to csv (comparisons.csv) and the ranking to term. */
 void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term);
 
-/* ---- health.c: activation-health figures (the hook) ---- */
+/* ---- health.c: the activation-health figures ---- */
 
-/* Adds the activation-health plots of the study's runs to pl, if the
-   database has such figures; returns how many experiments have them. */
+/* Reads the health figures of each distinct model's finished runs (the
+   experiments i with f->exp[i].same == i); NULL on a database error. */
+StHealthFigs *st_health_load(const StFigs *f);
+void st_health_free(StHealthFigs *h, int nexp);
+/* health.csv: each experiment's every figure per epoch, mean and
+   standard deviation over its finished runs. */
+void st_health_csv(const StFigs *f, FILE *csv);
+/* Adds health.png to pl, if any run has health figures; returns how many
+   distinct models have them, -1 when a file cannot be written. */
 int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen);
-/* report.md's "Activation health" section: the figures and tables. */
+/* report.md's "Activation health" section: the table and the figure. */
 void st_health_section(const StFigs *f, const StPlots *pl, FILE *md);
 /* The conclusions' last part: what the health figures show about why the
    models rank as they do (rank: the first experiment of each distinct

@@ -116,27 +116,71 @@ __attribute__((unused)) static const char *query_text(sqlite3 *db, const char *s
   return buf;
 }
 
-/* Every run's figures, epoch by epoch, in a fixed order, as one string
-   of exact values (%a), so that two databases can be compared bit for
-   bit whatever order their runs were recorded in. */
+/* Appends printf-style text to a growing string. */
+__attribute__((unused, format(printf, 4, 5)))
+static void append(char **out, size_t *len, size_t *cap, const char *f, ...) {
+  va_list ap;
+  va_start(ap, f);
+  int n = vsnprintf(NULL, 0, f, ap);
+  va_end(ap);
+  if (*len + (size_t)n + 1 > *cap)
+    *out = realloc(*out, *cap = 2 * (*len + (size_t)n + 1));
+  va_start(ap, f);
+  vsnprintf(*out + *len, *cap - *len, f, ap);
+  va_end(ap);
+  *len += (size_t)n;
+}
+
+/* A REAL column as an exact value (%a), or NULL. */
+__attribute__((unused)) static const char *exact(sqlite3_stmt *st, int i) {
+  static char buf[4][64];
+  static int k;
+  char *b = buf[k++ % 4];
+  if (sqlite3_column_type(st, i) == SQLITE_NULL)
+    return "NULL";
+  snprintf(b, 64, "%a", sqlite3_column_double(st, i));
+  return b;
+}
+
+/* Every run's health figures, in a fixed order, as exact values,
+   appended to out. */
+__attribute__((unused)) static void all_health(sqlite3 *db, char **out, size_t *len,
+                                               size_t *cap) {
+  sqlite3_stmt *st = NULL;
+  sqlite3_prepare_v2(db,
+    "SELECT r.code_hash, r.seed, r.settings, h.epoch, h.layer, h.figure, h.value, h.na "
+    "FROM runs r JOIN health h ON h.run_id = r.id "
+    "ORDER BY r.code_hash, r.seed, r.settings, h.epoch, h.layer, h.figure", -1, &st, NULL);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    append(out, len, cap, "%s %lld %s %d %s %s %s %d\n", sqlite3_column_text(st, 0),
+           sqlite3_column_int64(st, 1), sqlite3_column_text(st, 2), sqlite3_column_int(st, 3),
+           sqlite3_column_text(st, 4), sqlite3_column_text(st, 5), exact(st, 6),
+           sqlite3_column_int(st, 7));
+  sqlite3_finalize(st);
+}
+
+/* Every run's figures, epoch by epoch, then its health figures, in a
+   fixed order, as one string of exact values (%a), so that two databases
+   can be compared bit for bit whatever order their runs were recorded
+   in. */
 __attribute__((unused)) static char *all_figures(sqlite3 *db) {
   sqlite3_stmt *st = NULL;
-  size_t cap = 1 << 20, len = 0;
+  size_t cap = 1 << 16, len = 0;
   char *out = calloc(1, cap);
   sqlite3_prepare_v2(db,
     "SELECT r.code_hash, r.seed, r.data_hash, r.settings, r.status, r.diverged_epoch, "
     "r.diverged_step, e.epoch, e.train_loss, e.test_loss, e.test_acc FROM runs r "
     "LEFT JOIN epochs e ON e.run_id = r.id ORDER BY r.code_hash, r.seed, r.settings, e.epoch",
     -1, &st, NULL);
-  while (sqlite3_step(st) == SQLITE_ROW && len + 512 < cap)
-    len += (size_t)snprintf(out + len, cap - len, "%s %lld %s %s %s %lld %lld %d %a %a %a\n",
-                            sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
-                            sqlite3_column_text(st, 2), sqlite3_column_text(st, 3),
-                            sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5),
-                            sqlite3_column_int64(st, 6), sqlite3_column_int(st, 7),
-                            sqlite3_column_double(st, 8), sqlite3_column_double(st, 9),
-                            sqlite3_column_double(st, 10));
+  while (sqlite3_step(st) == SQLITE_ROW)
+    append(&out, &len, &cap, "%s %lld %s %s %s %lld %lld %d %a %a %a\n",
+           sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_text(st, 2),
+           sqlite3_column_text(st, 3), sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5),
+           sqlite3_column_int64(st, 6), sqlite3_column_int(st, 7),
+           sqlite3_column_double(st, 8), sqlite3_column_double(st, 9),
+           sqlite3_column_double(st, 10));
   sqlite3_finalize(st);
+  all_health(db, &out, &len, &cap);
   return out;
 }
 

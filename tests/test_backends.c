@@ -228,8 +228,7 @@ static int tcc_says(const char *src, int dtype) {
   tcc_set_error_func(s, &n, on_tcc_message);
   tcc_set_options(s, "-Wall");
   tcc_set_output_type(s, TCC_OUTPUT_MEMORY);
-  for (const RtKernel *k = rt_kernels; k->name; k++)
-    tcc_add_symbol(s, k->name, (const void *)(dtype == DT_F64 ? k->f64 : k->f32));
+  jit_tcc_kernels(s, dtype);
   if (tcc_compile_string(s, src) < 0 || tcc_relocate(s, TCC_RELOCATE_AUTO) < 0)
     n += !n;
   tcc_delete(s);

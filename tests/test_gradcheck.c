@@ -233,7 +233,8 @@ static void test_catches_bugs(void **state) {
     const char *from, *to, *what;
   } bugs[] = {
     {NORM_NONE, ACT_TANH, "g * (R(1) - y * y)", "g * (R(1) - y)", "tanh' = 1 - y"},
-    {NORM_BATCH, ACT_SILU, "- sdy - ", "- ", "BatchNorm dx without -Σdy"},
+    {NORM_BATCH, ACT_SILU, "norm2_rstd, norm2_sdy", "norm2_var, norm2_sdy",
+     "BatchNorm dx with var for 1/sqrt(var + eps)"},
     {NORM_LAYER, ACT_GELU, " - sg - ", " - ", "LayerNorm dx without -Σg"},
     {NORM_NONE, ACT_LEAKY, "g * P;", "g;", "leaky_relu' = 1 below 0"},
     {NORM_NONE, ACT_SIGMOID, "- (k == y[r])) / n;", "- (k == y[r]));", "loss' not / n"},

@@ -120,8 +120,7 @@ static void ref_compile(const Ir *ir, Ref *r) {
   r->tcc = tcc_new();
   assert_non_null(r->tcc);
   tcc_set_output_type(r->tcc, TCC_OUTPUT_MEMORY);
-  for (const RtKernel *k = rt_kernels; k->name; k++)
-    tcc_add_symbol(r->tcc, k->name, (const void *)(ir->m->dtype == DT_F64 ? k->f64 : k->f32));
+  jit_tcc_kernels(r->tcc, ir->m->dtype);
   assert_int_equal(tcc_compile_string(r->tcc, src.buf), 0);
   assert_true(tcc_relocate(r->tcc, TCC_RELOCATE_AUTO) >= 0);
   free(src.buf);

@@ -117,7 +117,7 @@ static void test_command(void **state) {
     assert_int_equal(util_run(argv, NULL, err), 2);
     size_t len;
     char *msg = util_slurp(err, &len), want[256];
-    snprintf(want, sizeof want, "mlpc: %s: error: the model's code would need 12.42 GiB", model);
+    snprintf(want, sizeof want, "mlpc: %s: error: the model's code would need 10.46 GiB", model);
     if (strncmp(msg, want, strlen(want)))
       fail_msg("%s: got %s", actions[i][0], msg);
     free(msg);

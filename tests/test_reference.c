@@ -67,8 +67,9 @@ static void note(Case *c, Worst *w, double a, double b, const char *fmt, ...) {
   }
 }
 
-/* Element i of t as a double. */
+/* Element i of t (row-major order of its shape) as a double. */
 static double at(const RtTensor *t, long i) {
+  i = rt_offset(t, i);
   switch (t->dtype) {
   case RT_F32: return ((float *)t->data)[i];
   case RT_F64: return ((double *)t->data)[i];

@@ -3,7 +3,8 @@
  * short runs, tcc, 2 workers) is killed with SIGKILL at random moments
  * fifty times in all and started again each time; then it runs to the
  * end. Every run must be in the database exactly once, whole (all its
- * epochs), with bitwise the figures of an uninterrupted reference run,
+ * epochs and health figures), with bitwise the figures of an
+ * uninterrupted reference run,
  * and PRAGMA integrity_check must say ok. The workers of a killed study
  * must die with it. Ctrl-C (SIGINT to the process group) must stop the
  * study cleanly, with exit status 130 and a message on how to resume.
@@ -66,6 +67,8 @@ static void expect_complete(const char *db) {
                                 "'finished'"), RUNS);
   assert_int_equal(query_int(d, "SELECT count(*) FROM epochs"), RUNS * EPOCHS);
   assert_int_equal(query_int(d, "SELECT count(*) FROM study_runs WHERE study = 'kill'"), RUNS);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE (SELECT count(DISTINCT epoch) "
+                                "FROM health WHERE run_id = runs.id) = 4"), RUNS);
   char *f = all_figures(d);
   assert_string_equal(f, reference);
   free(f);

@@ -9,6 +9,11 @@
  *     losses in the database rewritten, the report ranks the models in
  *     the new order; a run marked diverged is left out of the mean and
  *     ranks its model below the models without one;
+ *   - the activation-health table, the numbers of the "Why" sentences and
+ *     health.csv equal the health figures recomputed here from the
+ *     database; the sentences follow the data: with health figures
+ *     rewritten in the database, they say other things; runs without
+ *     health figures are left out of the means, and the report says so;
  *   - the plots are PNG files drawn by gnuplot; without gnuplot, or with
  *     a gnuplot that fails, the study still succeeds with a warning and
  *     the tables and report.md are written.
@@ -285,6 +290,149 @@ static void check_comparisons(const char *path, const Figures *f) {
   free(text);
 }
 
+/* ---- health figures ---- */
+
+/* The experiment a model's label in the health table stands for. */
+static const char *experiment_of(const char *label) {
+  return strcmp(label, "base") ? label : "norm=none";
+}
+
+/* The mean (and how many values) over an experiment's finished runs of
+   one health figure at an epoch (-1: the last one); *na when every run
+   has it not applicable. */
+static int health_mean(sqlite3 *d, const char *exp, const char *layer, const char *figure,
+                       int epoch, double *mean, double *sd, int *na) {
+  sqlite3_stmt *st;
+  double v[NSEEDS];
+  int n = 0, nas = 0, rows = 0;
+  sqlite3_prepare_v2(d, "SELECT h.value, h.na FROM study_runs s JOIN runs r ON r.id = s.run_id "
+                        "JOIN health h ON h.run_id = r.id WHERE s.study = 'rep' AND "
+                        "s.experiment = ?1 AND r.status = 'finished' AND h.layer = ?2 AND "
+                        "h.figure = ?3 AND h.epoch = (CASE WHEN ?4 < 0 THEN (SELECT max(epoch) "
+                        "FROM health WHERE run_id = r.id) ELSE ?4 END) ORDER BY s.seed", -1,
+                     &st, NULL);
+  sqlite3_bind_text(st, 1, exp, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, layer, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, figure, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 4, epoch);
+  while (sqlite3_step(st) == SQLITE_ROW && rows < NSEEDS) {
+    rows++;
+    nas += sqlite3_column_int(st, 1);
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+      v[n++] = sqlite3_column_double(st, 0);
+  }
+  sqlite3_finalize(st);
+  st_mean_std(v, n, mean, sd);
+  *na = rows && nas == rows;
+  return n;
+}
+
+/* Fails unless a number printed with 3 significant digits is v. */
+static void printed_sig(const char *text, double v) {
+  char *end;
+  double got = strtod(text, &end);
+  assert_true(end != text);
+  double tol = v ? 0.5000001 * pow(10, floor(log10(fabs(v))) - 2) : 0;
+  if (!(fabs(got - v) <= tol))
+    fail_msg("report says %.*s, the database gives %.10g", (int)(end - text), text, v);
+}
+
+/* Checks one figure's printed value: a number, or n/a. */
+static void printed_health(const char *text, sqlite3 *d, const char *exp, const char *layer,
+                           const char *figure, int epoch) {
+  double mean, sd;
+  int na;
+  health_mean(d, exp, layer, figure, epoch, &mean, &sd, &na);
+  if (na)
+    assert_memory_equal(text, "n/a", 3);
+  else
+    printed_sig(text, mean);
+}
+
+/* The health table: each model's runs with figures, and each figure at
+   epoch 0 and the last, as the database gives them. */
+static int check_health_table(const char *md, sqlite3 *d) {
+  static const char *const layer[] = {"hidden1", "hidden1", "hidden1", "fc1.weight",
+                                      "fc1.weight"};
+  static const char *const figure[] = {"saturated", "dead", "pre_std", "grad_norm",
+                                       "update_ratio"};
+  char rows[16][1024], *c[16];
+  int n = table(md, "## Activation health", rows, 16);
+  for (int k = 0; k < n; k++) {
+    assert_int_equal(cells(rows[k], c, 16), 8);
+    const char *exp = experiment_of(c[0]);
+    assert_string_equal(c[2], "hidden1");
+    assert_int_equal(atoi(c[1]), query_int(d, fmt("SELECT count(*) FROM study_runs s JOIN runs "
+      "r ON r.id = s.run_id WHERE s.study = 'rep' AND s.experiment = '%s' AND r.status = "
+      "'finished' AND EXISTS (SELECT 1 FROM health WHERE run_id = r.id)", exp)));
+    for (int f = 0; f < 5; f++) {
+      const char *arrow = strstr(c[3 + f], " → ");
+      if (f < 4 && strcmp(c[3 + f], "n/a"))
+        assert_non_null(arrow);
+      if (arrow)
+        printed_health(c[3 + f], d, exp, layer[f], figure[f], 0);
+      printed_health(arrow ? arrow + strlen(" → ") : c[3 + f], d, exp, layer[f], figure[f], -1);
+    }
+  }
+  return n;
+}
+
+/* The numbers of a model's "Why" bullet: saturated, dead and
+   pre-activation std at epoch 0 and the last, and the update ratio. */
+static void check_why(const char *md, sqlite3 *d, const char *label) {
+  const char *p = strstr(md, "### Why"), *at = p ? strstr(p, fmt(". **%s**", label)) : NULL;
+  static const char *const figure[] = {"saturated", "dead", "pre-activation std"};
+  static const char *const stored[] = {"saturated", "dead", "pre_std"};
+  assert_non_null(at);
+  char b[4096];
+  snprintf(b, sizeof b, "%.*s", (int)strcspn(at, "\n"), at);
+  if (strstr(b, ": no health figures."))
+    return;
+  for (int f = 0; f < 3; f++) {
+    const char *v = strstr(b, fmt("%s ", figure[f])) + strlen(figure[f]) + 1;
+    printed_health(v, d, experiment_of(label), "hidden1", stored[f], 0);
+    if (strncmp(v, "n/a", 3))
+      printed_health(strstr(v, " → ") + strlen(" → "), d, experiment_of(label), "hidden1",
+                     stored[f], -1);
+  }
+  printed_health(strstr(b, "update ratio ") + 13, d, experiment_of(label), "fc1.weight",
+                 "update_ratio", -1);
+}
+
+/* health.csv: every figure of every experiment and epoch, at 17 digits. */
+static void check_health_csv(const char *path, sqlite3 *d) {
+  char *text = read_all(path), *line = strchr(text, '\n') + 1;
+  int rows = 0;
+  for (char *next; *line; line = next, rows++) {
+    char *c[12] = {NULL}, *end;
+    next = strchr(line, '\n') + 1;
+    next[-1] = 0;
+    int n = 0;
+    for (char *q = line; n < 12; q = end + 1) {
+      c[n++] = q;
+      end = q + strcspn(q, ",");
+      if (!*end)
+        break;
+      *end = 0;
+    }
+    assert_int_equal(n, 10);
+    double mean, sd;
+    int na, k = health_mean(d, c[0], c[3], c[4], atoi(c[5]), &mean, &sd, &na);
+    assert_int_equal(atoi(c[6]), k);
+    assert_int_equal(atoi(c[7]), na);
+    if (k)
+      assert_true(fabs(strtod(c[8], NULL) - mean) <= 1e-14 * fabs(mean));
+    else
+      assert_string_equal(c[8], "");
+    if (k > 1)
+      assert_true(fabs(strtod(c[9], NULL) - sd) <= 1e-12 * fabs(mean) + 1e-300);
+  }
+  assert_int_equal(rows, query_int(d, "SELECT count(*) FROM (SELECT DISTINCT s.experiment, "
+    "h.layer, h.figure, h.epoch FROM study_runs s JOIN runs r ON r.id = s.run_id JOIN health h "
+    "ON h.run_id = r.id WHERE s.study = 'rep' AND r.status = 'finished')"));
+  free(text);
+}
+
 /* Every check of the report in dir against database db. */
 static void check_report(const char *db, const char *dir, Figures *f) {
   sqlite3 *d = open_db(db);
@@ -295,6 +443,13 @@ static void check_report(const char *db, const char *dir, Figures *f) {
   check_ranking(md, f);
   check_sentences(md, f);
   check_comparisons(fmt("%s/comparisons.csv", dir), f);
+  assert_int_equal(check_health_table(md, d), query_int(d, "SELECT count(DISTINCT s.experiment) "
+    "FROM study_runs s JOIN runs r ON r.id = s.run_id WHERE s.study = 'rep' AND s.experiment "
+    "IN ('norm=none', 'norm=batchnorm', 'norm=layernorm', 'init=kaiming_normal') AND "
+    "r.status = 'finished' AND EXISTS (SELECT 1 FROM health WHERE run_id = r.id)"));
+  for (int m = 0; m < NMODELS; m++)
+    check_why(md, d, label(m));
+  check_health_csv(fmt("%s/health.csv", dir), d);
   free(md);
   sqlite3_close(d);
 }
@@ -354,10 +509,18 @@ static int make_tmp(void **state) {
 
 static int remove_tmp(void **state) {
   (void)state;
+  if (getenv("MLPC_KEEP"))
+    return printf("kept %s\n", tmp), 0;
   return system(fmt("rm -rf %s", tmp));
 }
 
 /* ---- tests ---- */
+
+/* The database's path, and the report directory NAME's. */
+static void paths(char *db, char *dir, const char *name) {
+  snprintf(db, 256, "%s/rep.sqlite", tmp);
+  snprintf(dir, 256, "%s/%s", tmp, name);
+}
 
 /* A PNG file's first bytes. */
 static int is_png(const char *path) {
@@ -371,7 +534,8 @@ static int is_png(const char *path) {
    are drawn. */
 static void test_report_is_the_database(void **state) {
   (void)state;
-  const char *db = fmt("%s/rep.sqlite", tmp), *dir = fmt("%s/out", tmp);
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "out");
   Figures f[NMODELS];
   expect_ok(run_study(db, dir));
   check_report(db, dir, f);
@@ -380,18 +544,115 @@ static void test_report_is_the_database(void **state) {
   assert_non_null(strstr(md, "(test_loss.png)"));
   assert_non_null(strstr(md, "(final_loss.png)"));
   assert_non_null(strstr(md, "## Activation health"));
+  assert_non_null(strstr(md, "(health.png)"));
   assert_non_null(strstr(md, "### Why: what the activation-health figures show"));
   assert_non_null(strstr(md, "C(6, 3) = 20 ways"));
   assert_non_null(strstr(term, "ranking by mean final test loss"));
   assert_true(is_png(fmt("%s/test_loss.png", dir)));
   assert_true(is_png(fmt("%s/final_loss.png", dir)));
+  assert_true(is_png(fmt("%s/health.png", dir)));
   free(md), free(term);
+}
+
+/* Sets a health figure of hidden1 at every epoch of a model's runs. */
+static void set_health(const char *db, const char *exp, const char *figure, double v) {
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  char *sql = sqlite3_mprintf("UPDATE health SET value = %.17g, na = 0 WHERE layer = 'hidden1' "
+                              "AND figure = %Q AND run_id IN (SELECT run_id FROM study_runs "
+                              "WHERE study = 'rep' AND experiment = %Q)", v, figure, exp);
+  assert_int_equal(sqlite3_exec(d, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_free(sql);
+  sqlite3_close(d);
+}
+
+/* The text of the "Why" part of the report in dir. */
+static char *why(const char *dir) {
+  char *md = read_all(fmt("%s/report.md", dir)), *w = strstr(md, "### Why");
+  assert_non_null(w);
+  memmove(md, w, strlen(w) + 1);
+  return md;
+}
+
+/* The "Why" sentences follow the health figures in the database: which
+   models saturate, which are healthier than the base, and whether the
+   figures follow the ranking. */
+static void test_why_follows_data(void **state) {
+  (void)state;
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "why");
+  Figures f[NMODELS];
+  set_health(db, "norm=none", "saturated", 0.5);            /* the base saturates */
+  set_health(db, "init=kaiming_normal", "saturated", 0.02); /* Kaiming does not */
+  set_health(db, "norm=batchnorm", "saturated", 0.25);
+  expect_ok(run_study(db, dir));
+  check_report(db, dir, f);
+  char *w = why(dir);
+  assert_non_null(strstr(w, "At the initial weights, saturating: "));
+  assert_non_null(strstr(w, "norm=batchnorm (0.25)"));
+  assert_non_null(strstr(w, "base (0.5)"));
+  assert_null(strstr(w, "init=kaiming_normal (0.02)"));
+  assert_non_null(strstr(w, "more than 10 % of its values"));
+  const char *k = strstr(w, "**init=kaiming_normal**");
+  assert_non_null(k);
+  assert_non_null(strstr(k, "it does not saturate (the base does)"));
+  free(w);
+  /* now Kaiming saturates and the base does not */
+  set_health(db, "norm=none", "saturated", 0.01);
+  set_health(db, "init=kaiming_normal", "saturated", 0.75);
+  expect_ok(run_study(db, dir));
+  check_report(db, dir, f);
+  w = why(dir);
+  assert_non_null(strstr(w, "init=kaiming_normal (0.75)"));
+  assert_null(strstr(w, "base (0.01)"));
+  k = strstr(w, "**init=kaiming_normal**");
+  assert_non_null(strstr(k, "Less healthy: it saturates (the base does not)"));
+  free(w);
+  /* a healthy base: nothing can be healthier than it */
+  set_health(db, "norm=none", "pre_std", 1.0);
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(d, "UPDATE health SET value = 0.002 WHERE figure = "
+                                   "'update_ratio' AND na = 0", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(d);
+  expect_ok(run_study(db, dir));
+  check_report(db, dir, f);
+  w = why(dir);
+  assert_non_null(strstr(w, "The base itself passes every threshold"));
+  free(w);
+}
+
+/* A run without health figures that does not repeat when run again (its
+   recorded figures were changed) is left out of the health means, with
+   a note in the report and a warning on the terminal. */
+static void test_run_without_health(void **state) {
+  (void)state;
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "nohealth");
+  Figures f[NMODELS];
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(d, "CREATE TEMP TABLE one AS SELECT run_id FROM study_runs "
+                                   "WHERE study = 'rep' AND experiment = 'init=kaiming_normal' "
+                                   "ORDER BY seed LIMIT 1; "
+                                   "DELETE FROM health WHERE run_id IN (SELECT run_id FROM one); "
+                                   "UPDATE epochs SET test_acc = 0.5 WHERE run_id IN (SELECT "
+                                   "run_id FROM one)", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(d);
+  expect_ok(run_study(db, dir));
+  char *e = read_all(fmt("%s/stderr", tmp)), *md = read_all(fmt("%s/report.md", dir));
+  assert_non_null(strstr(e, "did not repeat bit for bit when run again"));
+  assert_non_null(strstr(md, "\n1 finished run has no health figures"));
+  assert_non_null(strstr(md, "| init=kaiming_normal | 2 | hidden1 |"));
+  check_report(db, dir, f);
+  free(e), free(md);
 }
 
 /* The ranking follows the numbers in the database. */
 static void test_ranking_follows_data(void **state) {
   (void)state;
-  const char *db = fmt("%s/rep.sqlite", tmp), *dir = fmt("%s/syn", tmp);
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "syn");
   Figures f[NMODELS];
   set_losses(db, "norm=none", (double[]){5, 5.2, 4.9});
   set_losses(db, "norm=batchnorm", (double[]){1, 1.1, 0.95});
@@ -418,7 +679,8 @@ static void test_ranking_follows_data(void **state) {
 /* Diverged runs are left out of the means and rank their model lower. */
 static void test_diverged_runs(void **state) {
   (void)state;
-  const char *db = fmt("%s/rep.sqlite", tmp), *dir = fmt("%s/div", tmp);
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "div");
   Figures f[NMODELS];
   set_losses(db, "norm=batchnorm", (double[]){0.1, 0.2, 0.15});  /* the lowest mean */
   set_diverged(db, "norm=batchnorm", 1);
@@ -439,7 +701,8 @@ static void test_diverged_runs(void **state) {
    plots. */
 static void test_without_gnuplot(void **state) {
   (void)state;
-  const char *db = fmt("%s/rep.sqlite", tmp), *dir = fmt("%s/nognuplot", tmp);
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "nognuplot");
   const char *bin = fmt("%s/bin", tmp), *path = getenv("PATH");
   char *saved = strdup(path ? path : "");
   mkdir(bin, 0777);
@@ -506,6 +769,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_base_model),
     cmocka_unit_test(test_report_is_the_database),
+    cmocka_unit_test(test_why_follows_data),
+    cmocka_unit_test(test_run_without_health),
     cmocka_unit_test(test_ranking_follows_data),
     cmocka_unit_test(test_diverged_runs),
     cmocka_unit_test(test_without_gnuplot),

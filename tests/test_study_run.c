@@ -8,6 +8,13 @@
  *   - a diverged run is recorded as diverged, with where, and the tables
  *     say "diverged" instead of a number;
  *   - summary.csv and runs.csv hold the database's numbers;
+ *   - the health figures stored with each run are bitwise those of a
+ *     single run of its model and seed (`mlpc M.json --run --health
+ *     --json`), every epoch, layer and figure;
+ *   - a database of schema version 1 (without health figures) is
+ *     upgraded, keeping every run as recorded, and the runs are run again
+ *     to add their health figures, only if they repeat bit for bit; a
+ *     newer schema is refused and left alone;
  *   - flags that do not apply to a study are refused.
  */
 #include <math.h>
@@ -16,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
 #include "study_proc.h"
 
 static char tmp[] = "/tmp/mlpc_runXXXXXX";
@@ -266,6 +274,190 @@ static void test_data_directory(void **state) {
   sqlite3_close(d);
 }
 
+/* The first column of the first row of sql, as a double. */
+static double query_real(sqlite3 *d, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  double v = NAN;
+  if (sqlite3_prepare_v2(d, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* Checks one probe's figures of a --json line ({"LAYER": {"FIGURE":
+   value}}) against run id's health rows of that epoch; how many. */
+static int check_probe(sqlite3 *d, long long id, int epoch, json_t *health) {
+  const char *layer, *figure;
+  json_t *figs, *v;
+  int n = 0;
+  json_object_foreach(health, layer, figs) {
+    if (!json_is_object(figs))
+      continue;  /* "probe" */
+    json_object_foreach(figs, figure, v) {
+      sqlite3_stmt *st;
+      sqlite3_prepare_v2(d, "SELECT value, na FROM health WHERE run_id = ?1 AND epoch = ?2 "
+                            "AND layer = ?3 AND figure = ?4", -1, &st, NULL);
+      sqlite3_bind_int64(st, 1, id);
+      sqlite3_bind_int(st, 2, epoch);
+      sqlite3_bind_text(st, 3, layer, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 4, figure, -1, SQLITE_STATIC);
+      if (sqlite3_step(st) != SQLITE_ROW)
+        fail_msg("run %lld epoch %d: no %s %s in the database", id, epoch, layer, figure);
+      int na = sqlite3_column_int(st, 1), null = sqlite3_column_type(st, 0) == SQLITE_NULL;
+      if (json_is_null(v))
+        assert_true(na && null);
+      else if (json_is_string(v))  /* "nan": not a number, but applicable */
+        assert_true(!na && null && !strcmp(json_string_value(v), "nan"));
+      else if (na || json_number_value(v) != sqlite3_column_double(st, 0))
+        fail_msg("run %lld epoch %d %s %s: %.17g in the database, %.17g run alone", id, epoch,
+                 layer, figure, sqlite3_column_double(st, 0), json_number_value(v));
+      sqlite3_finalize(st);
+      n++;
+    }
+  }
+  return n;
+}
+
+/* Runs the model of run id alone with --run --health --json and checks
+   every epoch and health figure against the database, bit for bit. */
+static void check_single_run(sqlite3 *d, long long id) {
+  const char *model = fmt("%s/single.json", tmp);
+  FILE *f = fopen(model, "w");
+  fputs(query_text(d, fmt("SELECT model FROM runs WHERE id = %lld", id)), f);
+  fclose(f);
+  const char *args[] = {model, "--run", "--health", "--json", "--backend", "tcc", NULL};
+  expect_ok(run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args));
+  char *out = read_all(fmt("%s/stdout", tmp));
+  int probes = 0, figures = 0;
+  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    json_t *j = json_loads(line, 0, NULL), *h = json_object_get(j, "health");
+    assert_non_null(j);
+    if (h) {
+      int e = (int)json_integer_value(json_object_get(j, "epoch"));
+      figures += check_probe(d, id, e, h), probes++;
+      if (e > 0)  /* the epoch's own figures, too */
+        assert_true(json_number_value(json_object_get(j, "test_loss")) ==
+                    query_real(d, fmt("SELECT test_loss FROM epochs WHERE run_id = %lld AND "
+                                      "epoch = %d", id, e)));
+    }
+    json_decref(j);
+  }
+  free(out);
+  assert_int_equal(probes, 3);  /* epochs 0, 1, 2 */
+  assert_int_equal(figures, query_int(d, fmt("SELECT count(*) FROM health WHERE run_id = %lld",
+                                             id)));
+}
+
+/* The stored health figures are those of the same model and seed run
+   alone, bit for bit: every run of a study with tanh and relu, with and
+   without BatchNorm (whose extra tensors and n/a figures are covered). */
+static void test_health_is_a_single_run(void **state) {
+  (void)state;
+  const char *db = fmt("%s/health.sqlite", tmp);
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/health", tmp), "2"));
+  sqlite3 *d = open_db(db);
+  assert_int_equal(query_int(d, "SELECT count(DISTINCT run_id) FROM health"), 6);
+  assert_true(query_int(d, "SELECT count(*) FROM health WHERE na = 1 AND epoch = 2") > 0);
+  for (long long id = 1; id <= 6; id++)
+    check_single_run(d, id);
+  sqlite3_close(d);
+}
+
+/* Makes a database look as mlpc 0.1 with schema version 1 left it: no
+   health table. */
+static void downgrade(const char *db) {
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(d, "DROP TABLE health; PRAGMA user_version = 1", NULL, NULL,
+                                NULL), SQLITE_OK);
+  sqlite3_close(d);
+}
+
+/* Runs sql on a database. */
+static void db_exec(const char *db, const char *sql) {
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(d, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(d);
+}
+
+/* Every run's id and when it was recorded, in one string. */
+static char *recorded(const char *db) {
+  sqlite3 *d = open_db(db);
+  char *s = strdup(query_text(d, "SELECT group_concat(id || ' ' || recorded || ' ' || "
+                                 "seconds, ';') FROM (SELECT * FROM runs ORDER BY id)"));
+  sqlite3_close(d);
+  return s;
+}
+
+/* An old database is upgraded: its runs are kept as they were recorded,
+   and get their health figures by being run again, bit for bit. */
+static void test_old_schema(void **state) {
+  (void)state;
+  const char *file = study("tiny1", one), *db = fmt("%s/old.sqlite", tmp);
+  char dbp[256];  /* fmt's buffers are reused */
+  snprintf(dbp, sizeof dbp, "%s", db);
+  expect_ok(run_study(file, dbp, fmt("%s/old", tmp), "2"));
+  sqlite3 *d = open_db(dbp);
+  char *ref = all_figures(d);
+  sqlite3_close(d);
+  downgrade(dbp);
+  char *before = recorded(dbp);
+  expect_ok(run_study(file, dbp, fmt("%s/old", tmp), "2"));
+  char *out = read_all(fmt("%s/stdout", tmp)), *err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 2"));
+  assert_non_null(strstr(out, "6 already in"));
+  assert_non_null(strstr(out, "6 of them recorded without health figures"));
+  d = open_db(dbp);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 2);
+  char *now = all_figures(d), *after = recorded(dbp);
+  assert_string_equal(now, ref);        /* the health figures are there, the same */
+  assert_string_equal(after, before);   /* and no run was recorded anew */
+  sqlite3_close(d);
+  free(out), free(err), free(now), free(after);
+  expect_ok(run_study(file, dbp, fmt("%s/old", tmp), "2"));
+  out = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(out, "all 6 already in"));
+  free(out), free(ref), free(before);
+}
+
+/* A run of an old database that does not repeat keeps its figures and
+   gets no health figures, with a warning; a newer schema is refused. */
+static void test_old_schema_mismatch(void **state) {
+  (void)state;
+  const char *file = study("tiny1", one);
+  char db[256];
+  snprintf(db, sizeof db, "%s/mismatch.sqlite", tmp);
+  expect_ok(run_study(file, db, fmt("%s/mismatch", tmp), "2"));
+  downgrade(db);
+  db_exec(db, "UPDATE epochs SET test_loss = 1.5 WHERE run_id = 3 AND epoch = 2");
+  expect_ok(run_study(file, db, fmt("%s/mismatch", tmp), "2"));
+  char *err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, "warning: "));
+  assert_non_null(strstr(err, "run 3, recorded without health figures, did not repeat bit for "
+                              "bit when run again (epoch 2's figures differ)"));
+  free(err);
+  sqlite3 *d = open_db(db);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs"), 6);
+  assert_int_equal(query_int(d, "SELECT count(DISTINCT run_id) FROM health"), 5);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM health WHERE run_id = 3"), 0);
+  assert_int_equal(query_int(d, "SELECT test_loss = 1.5 FROM epochs WHERE run_id = 3 AND "
+                                "epoch = 2"), 1);
+  sqlite3_close(d);
+  db_exec(db, "PRAGMA user_version = 3");
+  char *before = recorded(db);
+  assert_int_equal(run_study(file, db, fmt("%s/mismatch", tmp), "2"), 1);
+  err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, "the database's schema is version 3, newer than this mlpc's "
+                              "(2)"));
+  char *after = recorded(db);
+  assert_string_equal(after, before);
+  d = open_db(db);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 3);
+  sqlite3_close(d);
+  free(err), free(before), free(after);
+}
+
 /* Model-only flags are refused; a study needs --run. */
 static void test_flags(void **state) {
   (void)state;
@@ -306,6 +498,9 @@ int main(void) {
     cmocka_unit_test(test_diverged),
     cmocka_unit_test(test_tables_are_the_database),
     cmocka_unit_test(test_data_directory),
+    cmocka_unit_test(test_health_is_a_single_run),
+    cmocka_unit_test(test_old_schema),
+    cmocka_unit_test(test_old_schema_mismatch),
     cmocka_unit_test(test_flags),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);

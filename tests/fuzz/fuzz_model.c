@@ -37,8 +37,7 @@ static void tcc_compiles(const Buf *b, int dtype) {
     finding("tcc_new", "out of memory");
   tcc_set_error_func(s, msg, on_tcc_error);
   tcc_set_output_type(s, TCC_OUTPUT_MEMORY);
-  for (const RtKernel *k = rt_kernels; k->name; k++)
-    tcc_add_symbol(s, k->name, (const void *)(dtype == DT_F64 ? k->f64 : k->f32));
+  jit_tcc_kernels(s, dtype);
   int rc = tcc_compile_string(s, b->buf);
   tcc_delete(s);
   if (rc < 0)

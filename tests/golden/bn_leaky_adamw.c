@@ -4,25 +4,25 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[37632]; /* (48, 784) fc1.weight */
+static real fc1_weight[37632]; /* (48, 784) fc1.weight, stored transposed */
 static real fc1_bias[48]; /* (48) fc1.bias */
 static real norm1_weight[48]; /* (48) norm1.weight */
 static real norm1_bias[48]; /* (48) norm1.bias */
 static real norm1_running_mean[48]; /* (48) norm1.running_mean */
 static real norm1_running_var[48]; /* (48) norm1.running_var */
 static long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
-static real fc2_weight[1152]; /* (24, 48) fc2.weight */
+static real fc2_weight[1152]; /* (24, 48) fc2.weight, stored transposed */
 static real fc2_bias[24]; /* (24) fc2.bias */
 static real norm2_weight[24]; /* (24) norm2.weight */
 static real norm2_bias[24]; /* (24) norm2.bias */
 static real norm2_running_mean[24]; /* (24) norm2.running_mean */
 static real norm2_running_var[24]; /* (24) norm2.running_var */
 static long long norm2_num_batches_tracked[1]; /* (1) norm2.num_batches_tracked */
-static real fc3_weight[240]; /* (10, 24) fc3.weight */
+static real fc3_weight[240]; /* (10, 24) fc3.weight, stored transposed */
 static real fc3_bias[10]; /* (10) fc3.bias */
-static real dfc1_weight[37632]; /* (48, 784) fc1.weight.grad */
-static real fc1_weight_exp_avg[37632]; /* (48, 784) fc1.weight.exp_avg */
-static real fc1_weight_exp_avg_sq[37632]; /* (48, 784) fc1.weight.exp_avg_sq */
+static real dfc1_weight[37632]; /* (48, 784) fc1.weight.grad, stored transposed */
+static real fc1_weight_exp_avg[37632]; /* (48, 784) fc1.weight.exp_avg, stored transposed */
+static real fc1_weight_exp_avg_sq[37632]; /* (48, 784) fc1.weight.exp_avg_sq, stored transposed */
 static real dfc1_bias[48]; /* (48) fc1.bias.grad */
 static real fc1_bias_exp_avg[48]; /* (48) fc1.bias.exp_avg */
 static real fc1_bias_exp_avg_sq[48]; /* (48) fc1.bias.exp_avg_sq */
@@ -32,9 +32,9 @@ static real norm1_weight_exp_avg_sq[48]; /* (48) norm1.weight.exp_avg_sq */
 static real dnorm1_bias[48]; /* (48) norm1.bias.grad */
 static real norm1_bias_exp_avg[48]; /* (48) norm1.bias.exp_avg */
 static real norm1_bias_exp_avg_sq[48]; /* (48) norm1.bias.exp_avg_sq */
-static real dfc2_weight[1152]; /* (24, 48) fc2.weight.grad */
-static real fc2_weight_exp_avg[1152]; /* (24, 48) fc2.weight.exp_avg */
-static real fc2_weight_exp_avg_sq[1152]; /* (24, 48) fc2.weight.exp_avg_sq */
+static real dfc2_weight[1152]; /* (24, 48) fc2.weight.grad, stored transposed */
+static real fc2_weight_exp_avg[1152]; /* (24, 48) fc2.weight.exp_avg, stored transposed */
+static real fc2_weight_exp_avg_sq[1152]; /* (24, 48) fc2.weight.exp_avg_sq, stored transposed */
 static real dfc2_bias[24]; /* (24) fc2.bias.grad */
 static real fc2_bias_exp_avg[24]; /* (24) fc2.bias.exp_avg */
 static real fc2_bias_exp_avg_sq[24]; /* (24) fc2.bias.exp_avg_sq */
@@ -44,9 +44,9 @@ static real norm2_weight_exp_avg_sq[24]; /* (24) norm2.weight.exp_avg_sq */
 static real dnorm2_bias[24]; /* (24) norm2.bias.grad */
 static real norm2_bias_exp_avg[24]; /* (24) norm2.bias.exp_avg */
 static real norm2_bias_exp_avg_sq[24]; /* (24) norm2.bias.exp_avg_sq */
-static real dfc3_weight[240]; /* (10, 24) fc3.weight.grad */
-static real fc3_weight_exp_avg[240]; /* (10, 24) fc3.weight.exp_avg */
-static real fc3_weight_exp_avg_sq[240]; /* (10, 24) fc3.weight.exp_avg_sq */
+static real dfc3_weight[240]; /* (10, 24) fc3.weight.grad, stored transposed */
+static real fc3_weight_exp_avg[240]; /* (10, 24) fc3.weight.exp_avg, stored transposed */
+static real fc3_weight_exp_avg_sq[240]; /* (10, 24) fc3.weight.exp_avg_sq, stored transposed */
 static real dfc3_bias[10]; /* (10) fc3.bias.grad */
 static real fc3_bias_exp_avg[10]; /* (10) fc3.bias.exp_avg */
 static real fc3_bias_exp_avg_sq[10]; /* (10) fc3.bias.exp_avg_sq */
@@ -54,24 +54,25 @@ static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 48], dfc1_out[B * 48]; /* (B, 48) */
-static real fc1_wt[784 * 48]; /* (784, 48) weight transposed */
 static real norm1_out[B * 48], dnorm1_out[B * 48]; /* (B, 48) */
 static real norm1_xhat[B * 48]; /* (B, 48) */
 static double norm1_rstd[48]; /* (48) 1/sqrt(var + eps) */
+static double norm1_mean[48], norm1_var[48]; /* (48) of the batch, or running */
+static double norm1_sdy[48], norm1_sdyx[48], norm1_k[48]; /* (48) sums of dy, dy*xhat */
 static real leaky_relu1_out[B * 48], dleaky_relu1_out[B * 48]; /* (B, 48) */
 static real fc2_out[B * 24], dfc2_out[B * 24]; /* (B, 24) */
-static real fc2_wt[48 * 24]; /* (48, 24) weight transposed */
 static real norm2_out[B * 24], dnorm2_out[B * 24]; /* (B, 24) */
 static real norm2_xhat[B * 24]; /* (B, 24) */
 static double norm2_rstd[24]; /* (24) 1/sqrt(var + eps) */
+static double norm2_mean[24], norm2_var[24]; /* (24) of the batch, or running */
+static double norm2_sdy[24], norm2_sdyx[24], norm2_k[24]; /* (24) sums of dy, dy*xhat */
 static real leaky_relu2_out[B * 24], dleaky_relu2_out[B * 24]; /* (B, 24) */
 static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
-static real fc3_wt[24 * 10]; /* (24, 10) weight transposed */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 
 /* fc1: Linear(784, 48), (B, 784) -> (B, 48) */
 static void fc1_forward(int n) {
-  mm_xwt(n, 48, 784, input, fc1_weight, fc1_bias, fc1_out, fc1_wt);
+  mm_xw(n, 48, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
 static void fc1_backward(int n) {
@@ -83,45 +84,14 @@ static void fc1_backward(int n) {
 static void norm1_forward(int n, int train) {
   if (train)
     norm1_num_batches_tracked[0]++;
-  for (int c = 0; c < 48; c++) {
-    double mean = norm1_running_mean[c], var = norm1_running_var[c];
-    if (train) {
-      double s = 0, v = 0;
-      for (int r = 0; r < n; r++)
-        s += fc1_out[r * 48 + c];
-      mean = s / n;
-      for (int r = 0; r < n; r++) {
-        double d = fc1_out[r * 48 + c] - mean;
-        v += d * d;
-      }
-      var = v / n;
-      double m = 0x1.999999999999ap-3; /* momentum 0.2 */
-      norm1_running_mean[c] = (real)((1 - m) * norm1_running_mean[c] + m * mean);
-      norm1_running_var[c] = (real)((1 - m) * norm1_running_var[c] + m * var * n / (n - 1));
-    }
-    double rstd = 1 / sqrt(var + 0x1.4f8b588e368f1p-17);
-    norm1_rstd[c] = rstd;
-    for (int r = 0; r < n; r++) {
-      real xh = (real)((fc1_out[r * 48 + c] - mean) * rstd);
-      norm1_xhat[r * 48 + c] = xh;
-      norm1_out[r * 48 + c] = norm1_weight[c] * xh + norm1_bias[c];
-    }
-  }
+  double m = 0x1.999999999999ap-3; /* momentum 0.2 */
+  bn_forward(n, 48, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
+             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
 }
 
 static void norm1_backward(int n) {
-  for (int c = 0; c < 48; c++) {
-    double sdy = 0, sdyx = 0;
-    for (int r = 0; r < n; r++) {
-      sdy += dnorm1_out[r * 48 + c];
-      sdyx += dnorm1_out[r * 48 + c] * norm1_xhat[r * 48 + c];
-    }
-    dnorm1_weight[c] = (real)sdyx;
-    dnorm1_bias[c] = (real)sdy;
-    double k = norm1_weight[c] * norm1_rstd[c] / n;
-    for (int r = 0; r < n; r++)
-      dfc1_out[r * 48 + c] = (real)(k * (n * (double)dnorm1_out[r * 48 + c] - sdy - norm1_xhat[r * 48 + c] * sdyx));
-  }
+  bn_backward(n, 48, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* leaky_relu1: leaky_relu, (B, 48) -> (B, 48) */
@@ -144,7 +114,7 @@ static void leaky_relu1_backward(int n) {
 
 /* fc2: Linear(48, 24), (B, 48) -> (B, 24) */
 static void fc2_forward(int n) {
-  mm_xwt(n, 24, 48, leaky_relu1_out, fc2_weight, fc2_bias, fc2_out, fc2_wt);
+  mm_xw(n, 24, 48, leaky_relu1_out, fc2_weight, fc2_bias, fc2_out);
 }
 
 static void fc2_backward(int n) {
@@ -157,45 +127,14 @@ static void fc2_backward(int n) {
 static void norm2_forward(int n, int train) {
   if (train)
     norm2_num_batches_tracked[0]++;
-  for (int c = 0; c < 24; c++) {
-    double mean = norm2_running_mean[c], var = norm2_running_var[c];
-    if (train) {
-      double s = 0, v = 0;
-      for (int r = 0; r < n; r++)
-        s += fc2_out[r * 24 + c];
-      mean = s / n;
-      for (int r = 0; r < n; r++) {
-        double d = fc2_out[r * 24 + c] - mean;
-        v += d * d;
-      }
-      var = v / n;
-      double m = 0x1.999999999999ap-3; /* momentum 0.2 */
-      norm2_running_mean[c] = (real)((1 - m) * norm2_running_mean[c] + m * mean);
-      norm2_running_var[c] = (real)((1 - m) * norm2_running_var[c] + m * var * n / (n - 1));
-    }
-    double rstd = 1 / sqrt(var + 0x1.4f8b588e368f1p-17);
-    norm2_rstd[c] = rstd;
-    for (int r = 0; r < n; r++) {
-      real xh = (real)((fc2_out[r * 24 + c] - mean) * rstd);
-      norm2_xhat[r * 24 + c] = xh;
-      norm2_out[r * 24 + c] = norm2_weight[c] * xh + norm2_bias[c];
-    }
-  }
+  double m = 0x1.999999999999ap-3; /* momentum 0.2 */
+  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias, norm2_running_mean,
+             norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat, norm2_out);
 }
 
 static void norm2_backward(int n) {
-  for (int c = 0; c < 24; c++) {
-    double sdy = 0, sdyx = 0;
-    for (int r = 0; r < n; r++) {
-      sdy += dnorm2_out[r * 24 + c];
-      sdyx += dnorm2_out[r * 24 + c] * norm2_xhat[r * 24 + c];
-    }
-    dnorm2_weight[c] = (real)sdyx;
-    dnorm2_bias[c] = (real)sdy;
-    double k = norm2_weight[c] * norm2_rstd[c] / n;
-    for (int r = 0; r < n; r++)
-      dfc2_out[r * 24 + c] = (real)(k * (n * (double)dnorm2_out[r * 24 + c] - sdy - norm2_xhat[r * 24 + c] * sdyx));
-  }
+  bn_backward(n, 24, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx, norm2_k,
+              dnorm2_weight, dnorm2_bias, dfc2_out);
 }
 
 /* leaky_relu2: leaky_relu, (B, 24) -> (B, 24) */
@@ -218,7 +157,7 @@ static void leaky_relu2_backward(int n) {
 
 /* fc3: Linear(24, 10), (B, 24) -> (B, 10) */
 static void fc3_forward(int n) {
-  mm_xwt(n, 10, 24, leaky_relu2_out, fc3_weight, fc3_bias, fc3_out, fc3_wt);
+  mm_xw(n, 10, 24, leaky_relu2_out, fc3_weight, fc3_bias, fc3_out);
 }
 
 static void fc3_backward(int n) {
@@ -258,13 +197,8 @@ static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int le
   double t = (double)optimizer_step[0];
   real step_size = (real)(0x1.0624dd2f1a9fcp-9 / (1 - pow(0x1.ccccccccccccdp-1, t)));
   real bc2_sqrt = (real)sqrt(1 - pow(0x1.ff7ced916872bp-1, t));
-  for (int i = 0; i < len; i++) {
-    real d = dp[i];
-    p[i] *= R(0x1.fff2e48e8a71ep-1); /* 1 - lr * weight_decay */
-    s0[i] = s0[i] * R(0x1.ccccccccccccdp-1) + R(0x1.9999999999998p-4) * d;
-    s1[i] = s1[i] * R(0x1.ff7ced916872bp-1) + R(0x1.0624dd2f1aap-10) * d * d;
-    p[i] += -step_size * (s0[i] / (SQRT(s1[i]) / bc2_sqrt + R(0x1.5798ee2308c3ap-27)));
-  }
+  opt_adam(len, p, dp, s0, s1, R(0x1.fff2e48e8a71ep-1), R(0x0p+0), R(0x1.ccccccccccccdp-1), R(0x1.9999999999998p-4), R(0x1.ff7ced916872bp-1), R(0x1.0624dd2f1aap-10),
+           step_size, bc2_sqrt, R(0x1.5798ee2308c3ap-27)); /* 1 - lr * wd (adamw), wd (adam), beta1, 1 - beta1, beta2, 1 - beta2 */
 }
 
 static void optimizer_update(void) {
@@ -282,8 +216,7 @@ static void optimizer_update(void) {
 }
 
 static void load_input(int n, const unsigned char *x) {
-  for (int i = 0; i < n * 784; i++)
-    input[i] = (real)x[i] / R(255);
+  mm_load(n * 784, x, input); /* pixels / 255 */
 }
 
 static void forward(int n, int train) {
@@ -412,53 +345,53 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
 }
 
 static RtTensor tensors[47] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {48, 784}, 784, 48, fc1_weight},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {48, 0}, 784, 48, fc1_bias},
-  {"norm1.weight", RT_GAMMA, RT_F32, 1, {48, 0}, 0, 0, norm1_weight},
-  {"norm1.bias", RT_BETA, RT_F32, 1, {48, 0}, 0, 0, norm1_bias},
-  {"norm1.running_mean", RT_BUF_ZERO, RT_F32, 1, {48, 0}, 0, 0, norm1_running_mean},
-  {"norm1.running_var", RT_BUF_ONE, RT_F32, 1, {48, 0}, 0, 0, norm1_running_var},
-  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {24, 48}, 48, 24, fc2_weight},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {24, 0}, 48, 24, fc2_bias},
-  {"norm2.weight", RT_GAMMA, RT_F32, 1, {24, 0}, 0, 0, norm2_weight},
-  {"norm2.bias", RT_BETA, RT_F32, 1, {24, 0}, 0, 0, norm2_bias},
-  {"norm2.running_mean", RT_BUF_ZERO, RT_F32, 1, {24, 0}, 0, 0, norm2_running_mean},
-  {"norm2.running_var", RT_BUF_ONE, RT_F32, 1, {24, 0}, 0, 0, norm2_running_var},
-  {"norm2.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm2_num_batches_tracked},
-  {"fc3.weight", RT_WEIGHT, RT_F32, 2, {10, 24}, 24, 10, fc3_weight},
-  {"fc3.bias", RT_BIAS, RT_F32, 1, {10, 0}, 24, 10, fc3_bias},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {48, 784}, 0, 0, dfc1_weight},
-  {"fc1.weight.exp_avg", RT_STATE, RT_F32, 2, {48, 784}, 0, 0, fc1_weight_exp_avg},
-  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {48, 784}, 0, 0, fc1_weight_exp_avg_sq},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dfc1_bias},
-  {"fc1.bias.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, fc1_bias_exp_avg},
-  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, fc1_bias_exp_avg_sq},
-  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dnorm1_weight},
-  {"norm1.weight.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_weight_exp_avg},
-  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_weight_exp_avg_sq},
-  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dnorm1_bias},
-  {"norm1.bias.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_bias_exp_avg},
-  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_bias_exp_avg_sq},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {24, 48}, 0, 0, dfc2_weight},
-  {"fc2.weight.exp_avg", RT_STATE, RT_F32, 2, {24, 48}, 0, 0, fc2_weight_exp_avg},
-  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {24, 48}, 0, 0, fc2_weight_exp_avg_sq},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dfc2_bias},
-  {"fc2.bias.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc2_bias_exp_avg},
-  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc2_bias_exp_avg_sq},
-  {"norm2.weight.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dnorm2_weight},
-  {"norm2.weight.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_weight_exp_avg},
-  {"norm2.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_weight_exp_avg_sq},
-  {"norm2.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dnorm2_bias},
-  {"norm2.bias.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_bias_exp_avg},
-  {"norm2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_bias_exp_avg_sq},
-  {"fc3.weight.grad", RT_GRAD, RT_F32, 2, {10, 24}, 0, 0, dfc3_weight},
-  {"fc3.weight.exp_avg", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc3_weight_exp_avg},
-  {"fc3.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc3_weight_exp_avg_sq},
-  {"fc3.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc3_bias},
-  {"fc3.bias.exp_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc3_bias_exp_avg},
-  {"fc3.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc3_bias_exp_avg_sq},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {48, 784}, 784, 48, fc1_weight, 1},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {48, 0}, 784, 48, fc1_bias, 0},
+  {"norm1.weight", RT_GAMMA, RT_F32, 1, {48, 0}, 0, 0, norm1_weight, 0},
+  {"norm1.bias", RT_BETA, RT_F32, 1, {48, 0}, 0, 0, norm1_bias, 0},
+  {"norm1.running_mean", RT_BUF_ZERO, RT_F32, 1, {48, 0}, 0, 0, norm1_running_mean, 0},
+  {"norm1.running_var", RT_BUF_ONE, RT_F32, 1, {48, 0}, 0, 0, norm1_running_var, 0},
+  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {24, 48}, 48, 24, fc2_weight, 1},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {24, 0}, 48, 24, fc2_bias, 0},
+  {"norm2.weight", RT_GAMMA, RT_F32, 1, {24, 0}, 0, 0, norm2_weight, 0},
+  {"norm2.bias", RT_BETA, RT_F32, 1, {24, 0}, 0, 0, norm2_bias, 0},
+  {"norm2.running_mean", RT_BUF_ZERO, RT_F32, 1, {24, 0}, 0, 0, norm2_running_mean, 0},
+  {"norm2.running_var", RT_BUF_ONE, RT_F32, 1, {24, 0}, 0, 0, norm2_running_var, 0},
+  {"norm2.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm2_num_batches_tracked, 0},
+  {"fc3.weight", RT_WEIGHT, RT_F32, 2, {10, 24}, 24, 10, fc3_weight, 1},
+  {"fc3.bias", RT_BIAS, RT_F32, 1, {10, 0}, 24, 10, fc3_bias, 0},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {48, 784}, 0, 0, dfc1_weight, 1},
+  {"fc1.weight.exp_avg", RT_STATE, RT_F32, 2, {48, 784}, 0, 0, fc1_weight_exp_avg, 1},
+  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {48, 784}, 0, 0, fc1_weight_exp_avg_sq, 1},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dfc1_bias, 0},
+  {"fc1.bias.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, fc1_bias_exp_avg, 0},
+  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, fc1_bias_exp_avg_sq, 0},
+  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dnorm1_weight, 0},
+  {"norm1.weight.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_weight_exp_avg, 0},
+  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_weight_exp_avg_sq, 0},
+  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dnorm1_bias, 0},
+  {"norm1.bias.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_bias_exp_avg, 0},
+  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_bias_exp_avg_sq, 0},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {24, 48}, 0, 0, dfc2_weight, 1},
+  {"fc2.weight.exp_avg", RT_STATE, RT_F32, 2, {24, 48}, 0, 0, fc2_weight_exp_avg, 1},
+  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {24, 48}, 0, 0, fc2_weight_exp_avg_sq, 1},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dfc2_bias, 0},
+  {"fc2.bias.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc2_bias_exp_avg, 0},
+  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc2_bias_exp_avg_sq, 0},
+  {"norm2.weight.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dnorm2_weight, 0},
+  {"norm2.weight.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_weight_exp_avg, 0},
+  {"norm2.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_weight_exp_avg_sq, 0},
+  {"norm2.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dnorm2_bias, 0},
+  {"norm2.bias.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_bias_exp_avg, 0},
+  {"norm2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_bias_exp_avg_sq, 0},
+  {"fc3.weight.grad", RT_GRAD, RT_F32, 2, {10, 24}, 0, 0, dfc3_weight, 1},
+  {"fc3.weight.exp_avg", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc3_weight_exp_avg, 1},
+  {"fc3.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc3_weight_exp_avg_sq, 1},
+  {"fc3.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc3_bias, 0},
+  {"fc3.bias.exp_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc3_bias_exp_avg, 0},
+  {"fc3.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc3_bias_exp_avg_sq, 0},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
 };
 
 static const RtNet net = {

@@ -4,37 +4,37 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[100352]; /* (128, 784) fc1.weight */
+static real fc1_weight[100352]; /* (128, 784) fc1.weight, stored transposed */
 static real fc1_bias[128]; /* (128) fc1.bias */
 static real norm1_weight[128]; /* (128) norm1.weight */
 static real norm1_bias[128]; /* (128) norm1.bias */
 static real norm1_running_mean[128]; /* (128) norm1.running_mean */
 static real norm1_running_var[128]; /* (128) norm1.running_var */
 static long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
-static real fc2_weight[1280]; /* (10, 128) fc2.weight */
+static real fc2_weight[1280]; /* (10, 128) fc2.weight, stored transposed */
 static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[100352]; /* (128, 784) fc1.weight.grad */
+static real dfc1_weight[100352]; /* (128, 784) fc1.weight.grad, stored transposed */
 static real dfc1_bias[128]; /* (128) fc1.bias.grad */
 static real dnorm1_weight[128]; /* (128) norm1.weight.grad */
 static real dnorm1_bias[128]; /* (128) norm1.bias.grad */
-static real dfc2_weight[1280]; /* (10, 128) fc2.weight.grad */
+static real dfc2_weight[1280]; /* (10, 128) fc2.weight.grad, stored transposed */
 static real dfc2_bias[10]; /* (10) fc2.bias.grad */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
-static real fc1_wt[784 * 128]; /* (784, 128) weight transposed */
 static real norm1_out[B * 128], dnorm1_out[B * 128]; /* (B, 128) */
 static real norm1_xhat[B * 128]; /* (B, 128) */
 static double norm1_rstd[128]; /* (128) 1/sqrt(var + eps) */
+static double norm1_mean[128], norm1_var[128]; /* (128) of the batch, or running */
+static double norm1_sdy[128], norm1_sdyx[128], norm1_k[128]; /* (128) sums of dy, dy*xhat */
 static real relu1_out[B * 128], drelu1_out[B * 128]; /* (B, 128) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real fc2_wt[128 * 10]; /* (128, 10) weight transposed */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 
 /* fc1: Linear(784, 128), (B, 784) -> (B, 128) */
 static void fc1_forward(int n) {
-  mm_xwt(n, 128, 784, input, fc1_weight, fc1_bias, fc1_out, fc1_wt);
+  mm_xw(n, 128, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
 static void fc1_backward(int n) {
@@ -46,45 +46,14 @@ static void fc1_backward(int n) {
 static void norm1_forward(int n, int train) {
   if (train)
     norm1_num_batches_tracked[0]++;
-  for (int c = 0; c < 128; c++) {
-    double mean = norm1_running_mean[c], var = norm1_running_var[c];
-    if (train) {
-      double s = 0, v = 0;
-      for (int r = 0; r < n; r++)
-        s += fc1_out[r * 128 + c];
-      mean = s / n;
-      for (int r = 0; r < n; r++) {
-        double d = fc1_out[r * 128 + c] - mean;
-        v += d * d;
-      }
-      var = v / n;
-      double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-      norm1_running_mean[c] = (real)((1 - m) * norm1_running_mean[c] + m * mean);
-      norm1_running_var[c] = (real)((1 - m) * norm1_running_var[c] + m * var * n / (n - 1));
-    }
-    double rstd = 1 / sqrt(var + 0x1.4f8b588e368f1p-17);
-    norm1_rstd[c] = rstd;
-    for (int r = 0; r < n; r++) {
-      real xh = (real)((fc1_out[r * 128 + c] - mean) * rstd);
-      norm1_xhat[r * 128 + c] = xh;
-      norm1_out[r * 128 + c] = norm1_weight[c] * xh + norm1_bias[c];
-    }
-  }
+  double m = 0x1.999999999999ap-4; /* momentum 0.1 */
+  bn_forward(n, 128, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
+             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
 }
 
 static void norm1_backward(int n) {
-  for (int c = 0; c < 128; c++) {
-    double sdy = 0, sdyx = 0;
-    for (int r = 0; r < n; r++) {
-      sdy += dnorm1_out[r * 128 + c];
-      sdyx += dnorm1_out[r * 128 + c] * norm1_xhat[r * 128 + c];
-    }
-    dnorm1_weight[c] = (real)sdyx;
-    dnorm1_bias[c] = (real)sdy;
-    double k = norm1_weight[c] * norm1_rstd[c] / n;
-    for (int r = 0; r < n; r++)
-      dfc1_out[r * 128 + c] = (real)(k * (n * (double)dnorm1_out[r * 128 + c] - sdy - norm1_xhat[r * 128 + c] * sdyx));
-  }
+  bn_backward(n, 128, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* relu1: relu, (B, 128) -> (B, 128) */
@@ -105,7 +74,7 @@ static void relu1_backward(int n) {
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */
 static void fc2_forward(int n) {
-  mm_xwt(n, 10, 128, relu1_out, fc2_weight, fc2_bias, fc2_out, fc2_wt);
+  mm_xw(n, 10, 128, relu1_out, fc2_weight, fc2_bias, fc2_out);
 }
 
 static void fc2_backward(int n) {
@@ -142,10 +111,8 @@ static void loss_backward(int n, const unsigned char *y) {
 /* optimizer: sgd, lr 0.01 */
 static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int len) {
   (void)s0, (void)s1, (void)s2;
-  for (int i = 0; i < len; i++) {
-    real d = dp[i];
-    p[i] += R(-0x1.47ae147ae147bp-7) * d; /* -lr */
-  }
+  opt_sgd(len, p, dp, 0, optimizer_step[0] == 1,
+          R(0x0p+0), R(0x0p+0), R(0x1p+0), 0, R(-0x1.47ae147ae147bp-7)); /* wd, momentum, 1 - dampening, nesterov, -lr */
 }
 
 static void optimizer_update(void) {
@@ -159,8 +126,7 @@ static void optimizer_update(void) {
 }
 
 static void load_input(int n, const unsigned char *x) {
-  for (int i = 0; i < n * 784; i++)
-    input[i] = (real)x[i] / R(255);
+  mm_load(n * 784, x, input); /* pixels / 255 */
 }
 
 static void forward(int n, int train) {
@@ -269,22 +235,22 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
 }
 
 static RtTensor tensors[16] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias},
-  {"norm1.weight", RT_GAMMA, RT_F32, 1, {128, 0}, 0, 0, norm1_weight},
-  {"norm1.bias", RT_BETA, RT_F32, 1, {128, 0}, 0, 0, norm1_bias},
-  {"norm1.running_mean", RT_BUF_ZERO, RT_F32, 1, {128, 0}, 0, 0, norm1_running_mean},
-  {"norm1.running_var", RT_BUF_ONE, RT_F32, 1, {128, 0}, 0, 0, norm1_running_var},
-  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias},
-  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_weight},
-  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_bias},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight, 1},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias, 0},
+  {"norm1.weight", RT_GAMMA, RT_F32, 1, {128, 0}, 0, 0, norm1_weight, 0},
+  {"norm1.bias", RT_BETA, RT_F32, 1, {128, 0}, 0, 0, norm1_bias, 0},
+  {"norm1.running_mean", RT_BUF_ZERO, RT_F32, 1, {128, 0}, 0, 0, norm1_running_mean, 0},
+  {"norm1.running_var", RT_BUF_ONE, RT_F32, 1, {128, 0}, 0, 0, norm1_running_var, 0},
+  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight, 1},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias, 0},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight, 1},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias, 0},
+  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_weight, 0},
+  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_bias, 0},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight, 1},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
 };
 
 static const RtNet net = {

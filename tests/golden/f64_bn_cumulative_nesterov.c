@@ -4,64 +4,65 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[25088]; /* (32, 784) fc1.weight */
+static real fc1_weight[25088]; /* (32, 784) fc1.weight, stored transposed */
 static real fc1_bias[32]; /* (32) fc1.bias */
 static real norm1_weight[32]; /* (32) norm1.weight */
 static real norm1_bias[32]; /* (32) norm1.bias */
 static real norm1_running_mean[32]; /* (32) norm1.running_mean */
 static real norm1_running_var[32]; /* (32) norm1.running_var */
 static long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
-static real fc2_weight[512]; /* (16, 32) fc2.weight */
+static real fc2_weight[512]; /* (16, 32) fc2.weight, stored transposed */
 static real fc2_bias[16]; /* (16) fc2.bias */
 static real norm2_weight[16]; /* (16) norm2.weight */
 static real norm2_bias[16]; /* (16) norm2.bias */
 static real norm2_running_mean[16]; /* (16) norm2.running_mean */
 static real norm2_running_var[16]; /* (16) norm2.running_var */
 static long long norm2_num_batches_tracked[1]; /* (1) norm2.num_batches_tracked */
-static real fc3_weight[160]; /* (10, 16) fc3.weight */
+static real fc3_weight[160]; /* (10, 16) fc3.weight, stored transposed */
 static real fc3_bias[10]; /* (10) fc3.bias */
-static real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad */
-static real fc1_weight_momentum_buffer[25088]; /* (32, 784) fc1.weight.momentum_buffer */
+static real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad, stored transposed */
+static real fc1_weight_momentum_buffer[25088]; /* (32, 784) fc1.weight.momentum_buffer, stored transposed */
 static real dfc1_bias[32]; /* (32) fc1.bias.grad */
 static real fc1_bias_momentum_buffer[32]; /* (32) fc1.bias.momentum_buffer */
 static real dnorm1_weight[32]; /* (32) norm1.weight.grad */
 static real norm1_weight_momentum_buffer[32]; /* (32) norm1.weight.momentum_buffer */
 static real dnorm1_bias[32]; /* (32) norm1.bias.grad */
 static real norm1_bias_momentum_buffer[32]; /* (32) norm1.bias.momentum_buffer */
-static real dfc2_weight[512]; /* (16, 32) fc2.weight.grad */
-static real fc2_weight_momentum_buffer[512]; /* (16, 32) fc2.weight.momentum_buffer */
+static real dfc2_weight[512]; /* (16, 32) fc2.weight.grad, stored transposed */
+static real fc2_weight_momentum_buffer[512]; /* (16, 32) fc2.weight.momentum_buffer, stored transposed */
 static real dfc2_bias[16]; /* (16) fc2.bias.grad */
 static real fc2_bias_momentum_buffer[16]; /* (16) fc2.bias.momentum_buffer */
 static real dnorm2_weight[16]; /* (16) norm2.weight.grad */
 static real norm2_weight_momentum_buffer[16]; /* (16) norm2.weight.momentum_buffer */
 static real dnorm2_bias[16]; /* (16) norm2.bias.grad */
 static real norm2_bias_momentum_buffer[16]; /* (16) norm2.bias.momentum_buffer */
-static real dfc3_weight[160]; /* (10, 16) fc3.weight.grad */
-static real fc3_weight_momentum_buffer[160]; /* (10, 16) fc3.weight.momentum_buffer */
+static real dfc3_weight[160]; /* (10, 16) fc3.weight.grad, stored transposed */
+static real fc3_weight_momentum_buffer[160]; /* (10, 16) fc3.weight.momentum_buffer, stored transposed */
 static real dfc3_bias[10]; /* (10) fc3.bias.grad */
 static real fc3_bias_momentum_buffer[10]; /* (10) fc3.bias.momentum_buffer */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
-static real fc1_wt[784 * 32]; /* (784, 32) weight transposed */
 static real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
 static real norm1_xhat[B * 32]; /* (B, 32) */
 static double norm1_rstd[32]; /* (32) 1/sqrt(var + eps) */
+static double norm1_mean[32], norm1_var[32]; /* (32) of the batch, or running */
+static double norm1_sdy[32], norm1_sdyx[32], norm1_k[32]; /* (32) sums of dy, dy*xhat */
 static real gelu1_out[B * 32], dgelu1_out[B * 32]; /* (B, 32) */
 static real fc2_out[B * 16], dfc2_out[B * 16]; /* (B, 16) */
-static real fc2_wt[32 * 16]; /* (32, 16) weight transposed */
 static real norm2_out[B * 16], dnorm2_out[B * 16]; /* (B, 16) */
 static real norm2_xhat[B * 16]; /* (B, 16) */
 static double norm2_rstd[16]; /* (16) 1/sqrt(var + eps) */
+static double norm2_mean[16], norm2_var[16]; /* (16) of the batch, or running */
+static double norm2_sdy[16], norm2_sdyx[16], norm2_k[16]; /* (16) sums of dy, dy*xhat */
 static real gelu2_out[B * 16], dgelu2_out[B * 16]; /* (B, 16) */
 static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
-static real fc3_wt[16 * 10]; /* (16, 10) weight transposed */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 
 /* fc1: Linear(784, 32), (B, 784) -> (B, 32) */
 static void fc1_forward(int n) {
-  mm_xwt(n, 32, 784, input, fc1_weight, fc1_bias, fc1_out, fc1_wt);
+  mm_xw(n, 32, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
 static void fc1_backward(int n) {
@@ -73,45 +74,14 @@ static void fc1_backward(int n) {
 static void norm1_forward(int n, int train) {
   if (train)
     norm1_num_batches_tracked[0]++;
-  for (int c = 0; c < 32; c++) {
-    double mean = norm1_running_mean[c], var = norm1_running_var[c];
-    if (train) {
-      double s = 0, v = 0;
-      for (int r = 0; r < n; r++)
-        s += fc1_out[r * 32 + c];
-      mean = s / n;
-      for (int r = 0; r < n; r++) {
-        double d = fc1_out[r * 32 + c] - mean;
-        v += d * d;
-      }
-      var = v / n;
-      double m = 1.0 / norm1_num_batches_tracked[0]; /* cumulative average */
-      norm1_running_mean[c] = (real)((1 - m) * norm1_running_mean[c] + m * mean);
-      norm1_running_var[c] = (real)((1 - m) * norm1_running_var[c] + m * var * n / (n - 1));
-    }
-    double rstd = 1 / sqrt(var + 0x1.4f8b588e368f1p-17);
-    norm1_rstd[c] = rstd;
-    for (int r = 0; r < n; r++) {
-      real xh = (real)((fc1_out[r * 32 + c] - mean) * rstd);
-      norm1_xhat[r * 32 + c] = xh;
-      norm1_out[r * 32 + c] = norm1_weight[c] * xh + norm1_bias[c];
-    }
-  }
+  double m = 1.0 / norm1_num_batches_tracked[0]; /* cumulative average */
+  bn_forward(n, 32, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
+             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
 }
 
 static void norm1_backward(int n) {
-  for (int c = 0; c < 32; c++) {
-    double sdy = 0, sdyx = 0;
-    for (int r = 0; r < n; r++) {
-      sdy += dnorm1_out[r * 32 + c];
-      sdyx += dnorm1_out[r * 32 + c] * norm1_xhat[r * 32 + c];
-    }
-    dnorm1_weight[c] = (real)sdyx;
-    dnorm1_bias[c] = (real)sdy;
-    double k = norm1_weight[c] * norm1_rstd[c] / n;
-    for (int r = 0; r < n; r++)
-      dfc1_out[r * 32 + c] = (real)(k * (n * (double)dnorm1_out[r * 32 + c] - sdy - norm1_xhat[r * 32 + c] * sdyx));
-  }
+  bn_backward(n, 32, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* gelu1: gelu, (B, 32) -> (B, 32) */
@@ -132,7 +102,7 @@ static void gelu1_backward(int n) {
 
 /* fc2: Linear(32, 16), (B, 32) -> (B, 16) */
 static void fc2_forward(int n) {
-  mm_xwt(n, 16, 32, gelu1_out, fc2_weight, fc2_bias, fc2_out, fc2_wt);
+  mm_xw(n, 16, 32, gelu1_out, fc2_weight, fc2_bias, fc2_out);
 }
 
 static void fc2_backward(int n) {
@@ -145,45 +115,14 @@ static void fc2_backward(int n) {
 static void norm2_forward(int n, int train) {
   if (train)
     norm2_num_batches_tracked[0]++;
-  for (int c = 0; c < 16; c++) {
-    double mean = norm2_running_mean[c], var = norm2_running_var[c];
-    if (train) {
-      double s = 0, v = 0;
-      for (int r = 0; r < n; r++)
-        s += fc2_out[r * 16 + c];
-      mean = s / n;
-      for (int r = 0; r < n; r++) {
-        double d = fc2_out[r * 16 + c] - mean;
-        v += d * d;
-      }
-      var = v / n;
-      double m = 1.0 / norm2_num_batches_tracked[0]; /* cumulative average */
-      norm2_running_mean[c] = (real)((1 - m) * norm2_running_mean[c] + m * mean);
-      norm2_running_var[c] = (real)((1 - m) * norm2_running_var[c] + m * var * n / (n - 1));
-    }
-    double rstd = 1 / sqrt(var + 0x1.4f8b588e368f1p-17);
-    norm2_rstd[c] = rstd;
-    for (int r = 0; r < n; r++) {
-      real xh = (real)((fc2_out[r * 16 + c] - mean) * rstd);
-      norm2_xhat[r * 16 + c] = xh;
-      norm2_out[r * 16 + c] = norm2_weight[c] * xh + norm2_bias[c];
-    }
-  }
+  double m = 1.0 / norm2_num_batches_tracked[0]; /* cumulative average */
+  bn_forward(n, 16, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias, norm2_running_mean,
+             norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat, norm2_out);
 }
 
 static void norm2_backward(int n) {
-  for (int c = 0; c < 16; c++) {
-    double sdy = 0, sdyx = 0;
-    for (int r = 0; r < n; r++) {
-      sdy += dnorm2_out[r * 16 + c];
-      sdyx += dnorm2_out[r * 16 + c] * norm2_xhat[r * 16 + c];
-    }
-    dnorm2_weight[c] = (real)sdyx;
-    dnorm2_bias[c] = (real)sdy;
-    double k = norm2_weight[c] * norm2_rstd[c] / n;
-    for (int r = 0; r < n; r++)
-      dfc2_out[r * 16 + c] = (real)(k * (n * (double)dnorm2_out[r * 16 + c] - sdy - norm2_xhat[r * 16 + c] * sdyx));
-  }
+  bn_backward(n, 16, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx, norm2_k,
+              dnorm2_weight, dnorm2_bias, dfc2_out);
 }
 
 /* gelu2: gelu, (B, 16) -> (B, 16) */
@@ -204,7 +143,7 @@ static void gelu2_backward(int n) {
 
 /* fc3: Linear(16, 10), (B, 16) -> (B, 10) */
 static void fc3_forward(int n) {
-  mm_xwt(n, 10, 16, gelu2_out, fc3_weight, fc3_bias, fc3_out, fc3_wt);
+  mm_xw(n, 10, 16, gelu2_out, fc3_weight, fc3_bias, fc3_out);
 }
 
 static void fc3_backward(int n) {
@@ -241,13 +180,8 @@ static void loss_backward(int n, const unsigned char *y) {
 /* optimizer: sgd, lr 0.05 */
 static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int len) {
   (void)s0, (void)s1, (void)s2;
-  for (int i = 0; i < len; i++) {
-    real d = dp[i];
-    d += R(0x1.a36e2eb1c432dp-14) * p[i]; /* weight decay */
-    s0[i] = optimizer_step[0] == 1 ? d : R(0x1.ccccccccccccdp-1) * s0[i] + R(0x1p+0) * d;
-    d += R(0x1.ccccccccccccdp-1) * s0[i]; /* nesterov */
-    p[i] += R(-0x1.999999999999ap-5) * d; /* -lr */
-  }
+  opt_sgd(len, p, dp, s0, optimizer_step[0] == 1,
+          R(0x1.a36e2eb1c432dp-14), R(0x1.ccccccccccccdp-1), R(0x1p+0), 1, R(-0x1.999999999999ap-5)); /* wd, momentum, 1 - dampening, nesterov, -lr */
 }
 
 static void optimizer_update(void) {
@@ -265,8 +199,7 @@ static void optimizer_update(void) {
 }
 
 static void load_input(int n, const unsigned char *x) {
-  for (int i = 0; i < n * 784; i++)
-    input[i] = (real)x[i] / R(255);
+  mm_load(n * 784, x, input); /* pixels / 255 */
 }
 
 static void forward(int n, int train) {
@@ -385,43 +318,43 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
 }
 
 static RtTensor tensors[37] = {
-  {"fc1.weight", RT_WEIGHT, RT_F64, 2, {32, 784}, 784, 32, fc1_weight},
-  {"fc1.bias", RT_BIAS, RT_F64, 1, {32, 0}, 784, 32, fc1_bias},
-  {"norm1.weight", RT_GAMMA, RT_F64, 1, {32, 0}, 0, 0, norm1_weight},
-  {"norm1.bias", RT_BETA, RT_F64, 1, {32, 0}, 0, 0, norm1_bias},
-  {"norm1.running_mean", RT_BUF_ZERO, RT_F64, 1, {32, 0}, 0, 0, norm1_running_mean},
-  {"norm1.running_var", RT_BUF_ONE, RT_F64, 1, {32, 0}, 0, 0, norm1_running_var},
-  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked},
-  {"fc2.weight", RT_WEIGHT, RT_F64, 2, {16, 32}, 32, 16, fc2_weight},
-  {"fc2.bias", RT_BIAS, RT_F64, 1, {16, 0}, 32, 16, fc2_bias},
-  {"norm2.weight", RT_GAMMA, RT_F64, 1, {16, 0}, 0, 0, norm2_weight},
-  {"norm2.bias", RT_BETA, RT_F64, 1, {16, 0}, 0, 0, norm2_bias},
-  {"norm2.running_mean", RT_BUF_ZERO, RT_F64, 1, {16, 0}, 0, 0, norm2_running_mean},
-  {"norm2.running_var", RT_BUF_ONE, RT_F64, 1, {16, 0}, 0, 0, norm2_running_var},
-  {"norm2.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm2_num_batches_tracked},
-  {"fc3.weight", RT_WEIGHT, RT_F64, 2, {10, 16}, 16, 10, fc3_weight},
-  {"fc3.bias", RT_BIAS, RT_F64, 1, {10, 0}, 16, 10, fc3_bias},
-  {"fc1.weight.grad", RT_GRAD, RT_F64, 2, {32, 784}, 0, 0, dfc1_weight},
-  {"fc1.weight.momentum_buffer", RT_STATE, RT_F64, 2, {32, 784}, 0, 0, fc1_weight_momentum_buffer},
-  {"fc1.bias.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dfc1_bias},
-  {"fc1.bias.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, fc1_bias_momentum_buffer},
-  {"norm1.weight.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dnorm1_weight},
-  {"norm1.weight.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, norm1_weight_momentum_buffer},
-  {"norm1.bias.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dnorm1_bias},
-  {"norm1.bias.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, norm1_bias_momentum_buffer},
-  {"fc2.weight.grad", RT_GRAD, RT_F64, 2, {16, 32}, 0, 0, dfc2_weight},
-  {"fc2.weight.momentum_buffer", RT_STATE, RT_F64, 2, {16, 32}, 0, 0, fc2_weight_momentum_buffer},
-  {"fc2.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dfc2_bias},
-  {"fc2.bias.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc2_bias_momentum_buffer},
-  {"norm2.weight.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm2_weight},
-  {"norm2.weight.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm2_weight_momentum_buffer},
-  {"norm2.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm2_bias},
-  {"norm2.bias.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm2_bias_momentum_buffer},
-  {"fc3.weight.grad", RT_GRAD, RT_F64, 2, {10, 16}, 0, 0, dfc3_weight},
-  {"fc3.weight.momentum_buffer", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc3_weight_momentum_buffer},
-  {"fc3.bias.grad", RT_GRAD, RT_F64, 1, {10, 0}, 0, 0, dfc3_bias},
-  {"fc3.bias.momentum_buffer", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc3_bias_momentum_buffer},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step},
+  {"fc1.weight", RT_WEIGHT, RT_F64, 2, {32, 784}, 784, 32, fc1_weight, 1},
+  {"fc1.bias", RT_BIAS, RT_F64, 1, {32, 0}, 784, 32, fc1_bias, 0},
+  {"norm1.weight", RT_GAMMA, RT_F64, 1, {32, 0}, 0, 0, norm1_weight, 0},
+  {"norm1.bias", RT_BETA, RT_F64, 1, {32, 0}, 0, 0, norm1_bias, 0},
+  {"norm1.running_mean", RT_BUF_ZERO, RT_F64, 1, {32, 0}, 0, 0, norm1_running_mean, 0},
+  {"norm1.running_var", RT_BUF_ONE, RT_F64, 1, {32, 0}, 0, 0, norm1_running_var, 0},
+  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0},
+  {"fc2.weight", RT_WEIGHT, RT_F64, 2, {16, 32}, 32, 16, fc2_weight, 1},
+  {"fc2.bias", RT_BIAS, RT_F64, 1, {16, 0}, 32, 16, fc2_bias, 0},
+  {"norm2.weight", RT_GAMMA, RT_F64, 1, {16, 0}, 0, 0, norm2_weight, 0},
+  {"norm2.bias", RT_BETA, RT_F64, 1, {16, 0}, 0, 0, norm2_bias, 0},
+  {"norm2.running_mean", RT_BUF_ZERO, RT_F64, 1, {16, 0}, 0, 0, norm2_running_mean, 0},
+  {"norm2.running_var", RT_BUF_ONE, RT_F64, 1, {16, 0}, 0, 0, norm2_running_var, 0},
+  {"norm2.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm2_num_batches_tracked, 0},
+  {"fc3.weight", RT_WEIGHT, RT_F64, 2, {10, 16}, 16, 10, fc3_weight, 1},
+  {"fc3.bias", RT_BIAS, RT_F64, 1, {10, 0}, 16, 10, fc3_bias, 0},
+  {"fc1.weight.grad", RT_GRAD, RT_F64, 2, {32, 784}, 0, 0, dfc1_weight, 1},
+  {"fc1.weight.momentum_buffer", RT_STATE, RT_F64, 2, {32, 784}, 0, 0, fc1_weight_momentum_buffer, 1},
+  {"fc1.bias.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dfc1_bias, 0},
+  {"fc1.bias.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, fc1_bias_momentum_buffer, 0},
+  {"norm1.weight.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dnorm1_weight, 0},
+  {"norm1.weight.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, norm1_weight_momentum_buffer, 0},
+  {"norm1.bias.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dnorm1_bias, 0},
+  {"norm1.bias.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, norm1_bias_momentum_buffer, 0},
+  {"fc2.weight.grad", RT_GRAD, RT_F64, 2, {16, 32}, 0, 0, dfc2_weight, 1},
+  {"fc2.weight.momentum_buffer", RT_STATE, RT_F64, 2, {16, 32}, 0, 0, fc2_weight_momentum_buffer, 1},
+  {"fc2.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dfc2_bias, 0},
+  {"fc2.bias.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc2_bias_momentum_buffer, 0},
+  {"norm2.weight.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm2_weight, 0},
+  {"norm2.weight.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm2_weight_momentum_buffer, 0},
+  {"norm2.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm2_bias, 0},
+  {"norm2.bias.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm2_bias_momentum_buffer, 0},
+  {"fc3.weight.grad", RT_GRAD, RT_F64, 2, {10, 16}, 0, 0, dfc3_weight, 1},
+  {"fc3.weight.momentum_buffer", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc3_weight_momentum_buffer, 1},
+  {"fc3.bias.grad", RT_GRAD, RT_F64, 1, {10, 0}, 0, 0, dfc3_bias, 0},
+  {"fc3.bias.momentum_buffer", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc3_bias_momentum_buffer, 0},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
 };
 
 static const RtNet net = {

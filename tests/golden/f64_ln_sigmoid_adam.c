@@ -4,15 +4,15 @@ enum { B = 50 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[12544]; /* (16, 784) fc1.weight */
+static real fc1_weight[12544]; /* (16, 784) fc1.weight, stored transposed */
 static real fc1_bias[16]; /* (16) fc1.bias */
 static real norm1_weight[16]; /* (16) norm1.weight */
 static real norm1_bias[16]; /* (16) norm1.bias */
-static real fc2_weight[160]; /* (10, 16) fc2.weight */
+static real fc2_weight[160]; /* (10, 16) fc2.weight, stored transposed */
 static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[12544]; /* (16, 784) fc1.weight.grad */
-static real fc1_weight_exp_avg[12544]; /* (16, 784) fc1.weight.exp_avg */
-static real fc1_weight_exp_avg_sq[12544]; /* (16, 784) fc1.weight.exp_avg_sq */
+static real dfc1_weight[12544]; /* (16, 784) fc1.weight.grad, stored transposed */
+static real fc1_weight_exp_avg[12544]; /* (16, 784) fc1.weight.exp_avg, stored transposed */
+static real fc1_weight_exp_avg_sq[12544]; /* (16, 784) fc1.weight.exp_avg_sq, stored transposed */
 static real dfc1_bias[16]; /* (16) fc1.bias.grad */
 static real fc1_bias_exp_avg[16]; /* (16) fc1.bias.exp_avg */
 static real fc1_bias_exp_avg_sq[16]; /* (16) fc1.bias.exp_avg_sq */
@@ -22,9 +22,9 @@ static real norm1_weight_exp_avg_sq[16]; /* (16) norm1.weight.exp_avg_sq */
 static real dnorm1_bias[16]; /* (16) norm1.bias.grad */
 static real norm1_bias_exp_avg[16]; /* (16) norm1.bias.exp_avg */
 static real norm1_bias_exp_avg_sq[16]; /* (16) norm1.bias.exp_avg_sq */
-static real dfc2_weight[160]; /* (10, 16) fc2.weight.grad */
-static real fc2_weight_exp_avg[160]; /* (10, 16) fc2.weight.exp_avg */
-static real fc2_weight_exp_avg_sq[160]; /* (10, 16) fc2.weight.exp_avg_sq */
+static real dfc2_weight[160]; /* (10, 16) fc2.weight.grad, stored transposed */
+static real fc2_weight_exp_avg[160]; /* (10, 16) fc2.weight.exp_avg, stored transposed */
+static real fc2_weight_exp_avg_sq[160]; /* (10, 16) fc2.weight.exp_avg_sq, stored transposed */
 static real dfc2_bias[10]; /* (10) fc2.bias.grad */
 static real fc2_bias_exp_avg[10]; /* (10) fc2.bias.exp_avg */
 static real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
@@ -32,18 +32,16 @@ static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 16], dfc1_out[B * 16]; /* (B, 16) */
-static real fc1_wt[784 * 16]; /* (784, 16) weight transposed */
 static real norm1_out[B * 16], dnorm1_out[B * 16]; /* (B, 16) */
 static real norm1_xhat[B * 16]; /* (B, 16) */
 static double norm1_rstd[B]; /* (B) 1/sqrt(var + eps) */
 static real sigmoid1_out[B * 16], dsigmoid1_out[B * 16]; /* (B, 16) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real fc2_wt[16 * 10]; /* (16, 10) weight transposed */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 
 /* fc1: Linear(784, 16), (B, 784) -> (B, 16) */
 static void fc1_forward(int n) {
-  mm_xwt(n, 16, 784, input, fc1_weight, fc1_bias, fc1_out, fc1_wt);
+  mm_xw(n, 16, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
 static void fc1_backward(int n) {
@@ -108,7 +106,7 @@ static void sigmoid1_backward(int n) {
 
 /* fc2: Linear(16, 10), (B, 16) -> (B, 10) */
 static void fc2_forward(int n) {
-  mm_xwt(n, 10, 16, sigmoid1_out, fc2_weight, fc2_bias, fc2_out, fc2_wt);
+  mm_xw(n, 10, 16, sigmoid1_out, fc2_weight, fc2_bias, fc2_out);
 }
 
 static void fc2_backward(int n) {
@@ -148,13 +146,8 @@ static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int le
   double t = (double)optimizer_step[0];
   real step_size = (real)(0x1.0624dd2f1a9fcp-10 / (1 - pow(0x1.ccccccccccccdp-1, t)));
   real bc2_sqrt = (real)sqrt(1 - pow(0x1.ff7ced916872bp-1, t));
-  for (int i = 0; i < len; i++) {
-    real d = dp[i];
-    d += R(0x1.47ae147ae147bp-7) * p[i]; /* weight decay */
-    s0[i] = s0[i] * R(0x1.ccccccccccccdp-1) + R(0x1.9999999999998p-4) * d;
-    s1[i] = s1[i] * R(0x1.ff7ced916872bp-1) + R(0x1.0624dd2f1aap-10) * d * d;
-    p[i] += -step_size * (s0[i] / (SQRT(s1[i]) / bc2_sqrt + R(0x1.5798ee2308c3ap-27)));
-  }
+  opt_adam(len, p, dp, s0, s1, R(0x1p+0), R(0x1.47ae147ae147bp-7), R(0x1.ccccccccccccdp-1), R(0x1.9999999999998p-4), R(0x1.ff7ced916872bp-1), R(0x1.0624dd2f1aap-10),
+           step_size, bc2_sqrt, R(0x1.5798ee2308c3ap-27)); /* 1 - lr * wd (adamw), wd (adam), beta1, 1 - beta1, beta2, 1 - beta2 */
 }
 
 static void optimizer_update(void) {
@@ -168,8 +161,7 @@ static void optimizer_update(void) {
 }
 
 static void load_input(int n, const unsigned char *x) {
-  for (int i = 0; i < n * 784; i++)
-    input[i] = (real)x[i] / R(255);
+  mm_load(n * 784, x, input); /* pixels / 255 */
 }
 
 static void forward(int n, int train) {
@@ -257,31 +249,31 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
 }
 
 static RtTensor tensors[25] = {
-  {"fc1.weight", RT_WEIGHT, RT_F64, 2, {16, 784}, 784, 16, fc1_weight},
-  {"fc1.bias", RT_BIAS, RT_F64, 1, {16, 0}, 784, 16, fc1_bias},
-  {"norm1.weight", RT_GAMMA, RT_F64, 1, {16, 0}, 0, 0, norm1_weight},
-  {"norm1.bias", RT_BETA, RT_F64, 1, {16, 0}, 0, 0, norm1_bias},
-  {"fc2.weight", RT_WEIGHT, RT_F64, 2, {10, 16}, 16, 10, fc2_weight},
-  {"fc2.bias", RT_BIAS, RT_F64, 1, {10, 0}, 16, 10, fc2_bias},
-  {"fc1.weight.grad", RT_GRAD, RT_F64, 2, {16, 784}, 0, 0, dfc1_weight},
-  {"fc1.weight.exp_avg", RT_STATE, RT_F64, 2, {16, 784}, 0, 0, fc1_weight_exp_avg},
-  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F64, 2, {16, 784}, 0, 0, fc1_weight_exp_avg_sq},
-  {"fc1.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dfc1_bias},
-  {"fc1.bias.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc1_bias_exp_avg},
-  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc1_bias_exp_avg_sq},
-  {"norm1.weight.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm1_weight},
-  {"norm1.weight.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_weight_exp_avg},
-  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_weight_exp_avg_sq},
-  {"norm1.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm1_bias},
-  {"norm1.bias.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_bias_exp_avg},
-  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_bias_exp_avg_sq},
-  {"fc2.weight.grad", RT_GRAD, RT_F64, 2, {10, 16}, 0, 0, dfc2_weight},
-  {"fc2.weight.exp_avg", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc2_weight_exp_avg},
-  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc2_weight_exp_avg_sq},
-  {"fc2.bias.grad", RT_GRAD, RT_F64, 1, {10, 0}, 0, 0, dfc2_bias},
-  {"fc2.bias.exp_avg", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc2_bias_exp_avg},
-  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc2_bias_exp_avg_sq},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step},
+  {"fc1.weight", RT_WEIGHT, RT_F64, 2, {16, 784}, 784, 16, fc1_weight, 1},
+  {"fc1.bias", RT_BIAS, RT_F64, 1, {16, 0}, 784, 16, fc1_bias, 0},
+  {"norm1.weight", RT_GAMMA, RT_F64, 1, {16, 0}, 0, 0, norm1_weight, 0},
+  {"norm1.bias", RT_BETA, RT_F64, 1, {16, 0}, 0, 0, norm1_bias, 0},
+  {"fc2.weight", RT_WEIGHT, RT_F64, 2, {10, 16}, 16, 10, fc2_weight, 1},
+  {"fc2.bias", RT_BIAS, RT_F64, 1, {10, 0}, 16, 10, fc2_bias, 0},
+  {"fc1.weight.grad", RT_GRAD, RT_F64, 2, {16, 784}, 0, 0, dfc1_weight, 1},
+  {"fc1.weight.exp_avg", RT_STATE, RT_F64, 2, {16, 784}, 0, 0, fc1_weight_exp_avg, 1},
+  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F64, 2, {16, 784}, 0, 0, fc1_weight_exp_avg_sq, 1},
+  {"fc1.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dfc1_bias, 0},
+  {"fc1.bias.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc1_bias_exp_avg, 0},
+  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc1_bias_exp_avg_sq, 0},
+  {"norm1.weight.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm1_weight, 0},
+  {"norm1.weight.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_weight_exp_avg, 0},
+  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_weight_exp_avg_sq, 0},
+  {"norm1.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm1_bias, 0},
+  {"norm1.bias.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_bias_exp_avg, 0},
+  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_bias_exp_avg_sq, 0},
+  {"fc2.weight.grad", RT_GRAD, RT_F64, 2, {10, 16}, 0, 0, dfc2_weight, 1},
+  {"fc2.weight.exp_avg", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc2_weight_exp_avg, 1},
+  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc2_weight_exp_avg_sq, 1},
+  {"fc2.bias.grad", RT_GRAD, RT_F64, 1, {10, 0}, 0, 0, dfc2_bias, 0},
+  {"fc2.bias.exp_avg", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc2_bias_exp_avg, 0},
+  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc2_bias_exp_avg_sq, 0},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
 };
 
 static const RtNet net = {

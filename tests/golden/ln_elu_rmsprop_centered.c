@@ -4,16 +4,16 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[25088]; /* (32, 784) fc1.weight */
+static real fc1_weight[25088]; /* (32, 784) fc1.weight, stored transposed */
 static real fc1_bias[32]; /* (32) fc1.bias */
 static real norm1_weight[32]; /* (32) norm1.weight */
 static real norm1_bias[32]; /* (32) norm1.bias */
-static real fc2_weight[320]; /* (10, 32) fc2.weight */
+static real fc2_weight[320]; /* (10, 32) fc2.weight, stored transposed */
 static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad */
-static real fc1_weight_square_avg[25088]; /* (32, 784) fc1.weight.square_avg */
-static real fc1_weight_grad_avg[25088]; /* (32, 784) fc1.weight.grad_avg */
-static real fc1_weight_momentum_buffer[25088]; /* (32, 784) fc1.weight.momentum_buffer */
+static real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad, stored transposed */
+static real fc1_weight_square_avg[25088]; /* (32, 784) fc1.weight.square_avg, stored transposed */
+static real fc1_weight_grad_avg[25088]; /* (32, 784) fc1.weight.grad_avg, stored transposed */
+static real fc1_weight_momentum_buffer[25088]; /* (32, 784) fc1.weight.momentum_buffer, stored transposed */
 static real dfc1_bias[32]; /* (32) fc1.bias.grad */
 static real fc1_bias_square_avg[32]; /* (32) fc1.bias.square_avg */
 static real fc1_bias_grad_avg[32]; /* (32) fc1.bias.grad_avg */
@@ -26,10 +26,10 @@ static real dnorm1_bias[32]; /* (32) norm1.bias.grad */
 static real norm1_bias_square_avg[32]; /* (32) norm1.bias.square_avg */
 static real norm1_bias_grad_avg[32]; /* (32) norm1.bias.grad_avg */
 static real norm1_bias_momentum_buffer[32]; /* (32) norm1.bias.momentum_buffer */
-static real dfc2_weight[320]; /* (10, 32) fc2.weight.grad */
-static real fc2_weight_square_avg[320]; /* (10, 32) fc2.weight.square_avg */
-static real fc2_weight_grad_avg[320]; /* (10, 32) fc2.weight.grad_avg */
-static real fc2_weight_momentum_buffer[320]; /* (10, 32) fc2.weight.momentum_buffer */
+static real dfc2_weight[320]; /* (10, 32) fc2.weight.grad, stored transposed */
+static real fc2_weight_square_avg[320]; /* (10, 32) fc2.weight.square_avg, stored transposed */
+static real fc2_weight_grad_avg[320]; /* (10, 32) fc2.weight.grad_avg, stored transposed */
+static real fc2_weight_momentum_buffer[320]; /* (10, 32) fc2.weight.momentum_buffer, stored transposed */
 static real dfc2_bias[10]; /* (10) fc2.bias.grad */
 static real fc2_bias_square_avg[10]; /* (10) fc2.bias.square_avg */
 static real fc2_bias_grad_avg[10]; /* (10) fc2.bias.grad_avg */
@@ -38,18 +38,16 @@ static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
-static real fc1_wt[784 * 32]; /* (784, 32) weight transposed */
 static real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
 static real norm1_xhat[B * 32]; /* (B, 32) */
 static double norm1_rstd[B]; /* (B) 1/sqrt(var + eps) */
 static real elu1_out[B * 32], delu1_out[B * 32]; /* (B, 32) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real fc2_wt[32 * 10]; /* (32, 10) weight transposed */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 
 /* fc1: Linear(784, 32), (B, 784) -> (B, 32) */
 static void fc1_forward(int n) {
-  mm_xwt(n, 32, 784, input, fc1_weight, fc1_bias, fc1_out, fc1_wt);
+  mm_xw(n, 32, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
 static void fc1_backward(int n) {
@@ -116,7 +114,7 @@ static void elu1_backward(int n) {
 
 /* fc2: Linear(32, 10), (B, 32) -> (B, 10) */
 static void fc2_forward(int n) {
-  mm_xwt(n, 10, 32, elu1_out, fc2_weight, fc2_bias, fc2_out, fc2_wt);
+  mm_xw(n, 10, 32, elu1_out, fc2_weight, fc2_bias, fc2_out);
 }
 
 static void fc2_backward(int n) {
@@ -153,14 +151,8 @@ static void loss_backward(int n, const unsigned char *y) {
 /* optimizer: rmsprop, lr 0.001 */
 static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int len) {
   (void)s0, (void)s1, (void)s2;
-  for (int i = 0; i < len; i++) {
-    real d = dp[i];
-    s0[i] = s0[i] * R(0x1.fae147ae147aep-1) + R(0x1.47ae147ae148p-7) * d * d;
-    s1[i] = s1[i] * R(0x1.fae147ae147aep-1) + R(0x1.47ae147ae148p-7) * d;
-    real avg = SQRT(s0[i] - s1[i] * s1[i]) + R(0x1.5798ee2308c3ap-27);
-    s2[i] = s2[i] * R(0x1p-1) + d / avg;
-    p[i] += R(-0x1.0624dd2f1a9fcp-10) * s2[i];
-  }
+  opt_rmsprop(len, p, dp, s0, s1, s2,
+              R(0x0p+0), R(0x1.fae147ae147aep-1), R(0x1.47ae147ae148p-7), R(0x1.5798ee2308c3ap-27), R(0x1p-1), R(-0x1.0624dd2f1a9fcp-10)); /* wd, alpha, 1 - alpha, eps, momentum, -lr */
 }
 
 static void optimizer_update(void) {
@@ -174,8 +166,7 @@ static void optimizer_update(void) {
 }
 
 static void load_input(int n, const unsigned char *x) {
-  for (int i = 0; i < n * 784; i++)
-    input[i] = (real)x[i] / R(255);
+  mm_load(n * 784, x, input); /* pixels / 255 */
 }
 
 static void forward(int n, int train) {
@@ -261,37 +252,37 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
 }
 
 static RtTensor tensors[31] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {32, 784}, 784, 32, fc1_weight},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {32, 0}, 784, 32, fc1_bias},
-  {"norm1.weight", RT_GAMMA, RT_F32, 1, {32, 0}, 0, 0, norm1_weight},
-  {"norm1.bias", RT_BETA, RT_F32, 1, {32, 0}, 0, 0, norm1_bias},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 32}, 32, 10, fc2_weight},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 32, 10, fc2_bias},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {32, 784}, 0, 0, dfc1_weight},
-  {"fc1.weight.square_avg", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_square_avg},
-  {"fc1.weight.grad_avg", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_grad_avg},
-  {"fc1.weight.momentum_buffer", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_momentum_buffer},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dfc1_bias},
-  {"fc1.bias.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_square_avg},
-  {"fc1.bias.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_grad_avg},
-  {"fc1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_momentum_buffer},
-  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dnorm1_weight},
-  {"norm1.weight.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_square_avg},
-  {"norm1.weight.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_grad_avg},
-  {"norm1.weight.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_momentum_buffer},
-  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dnorm1_bias},
-  {"norm1.bias.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_square_avg},
-  {"norm1.bias.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_grad_avg},
-  {"norm1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_momentum_buffer},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 32}, 0, 0, dfc2_weight},
-  {"fc2.weight.square_avg", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_square_avg},
-  {"fc2.weight.grad_avg", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_grad_avg},
-  {"fc2.weight.momentum_buffer", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_momentum_buffer},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias},
-  {"fc2.bias.square_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_square_avg},
-  {"fc2.bias.grad_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_grad_avg},
-  {"fc2.bias.momentum_buffer", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_momentum_buffer},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {32, 784}, 784, 32, fc1_weight, 1},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {32, 0}, 784, 32, fc1_bias, 0},
+  {"norm1.weight", RT_GAMMA, RT_F32, 1, {32, 0}, 0, 0, norm1_weight, 0},
+  {"norm1.bias", RT_BETA, RT_F32, 1, {32, 0}, 0, 0, norm1_bias, 0},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 32}, 32, 10, fc2_weight, 1},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 32, 10, fc2_bias, 0},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {32, 784}, 0, 0, dfc1_weight, 1},
+  {"fc1.weight.square_avg", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_square_avg, 1},
+  {"fc1.weight.grad_avg", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_grad_avg, 1},
+  {"fc1.weight.momentum_buffer", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_momentum_buffer, 1},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dfc1_bias, 0},
+  {"fc1.bias.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_square_avg, 0},
+  {"fc1.bias.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_grad_avg, 0},
+  {"fc1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_momentum_buffer, 0},
+  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dnorm1_weight, 0},
+  {"norm1.weight.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_square_avg, 0},
+  {"norm1.weight.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_grad_avg, 0},
+  {"norm1.weight.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_momentum_buffer, 0},
+  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dnorm1_bias, 0},
+  {"norm1.bias.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_square_avg, 0},
+  {"norm1.bias.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_grad_avg, 0},
+  {"norm1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_momentum_buffer, 0},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 32}, 0, 0, dfc2_weight, 1},
+  {"fc2.weight.square_avg", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_square_avg, 1},
+  {"fc2.weight.grad_avg", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_grad_avg, 1},
+  {"fc2.weight.momentum_buffer", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_momentum_buffer, 1},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
+  {"fc2.bias.square_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_square_avg, 0},
+  {"fc2.bias.grad_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_grad_avg, 0},
+  {"fc2.bias.momentum_buffer", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_momentum_buffer, 0},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
 };
 
 static const RtNet net = {

@@ -4,22 +4,21 @@ enum { B = 64 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[7840]; /* (10, 784) fc1.weight */
+static real fc1_weight[7840]; /* (10, 784) fc1.weight, stored transposed */
 static real fc1_bias[10]; /* (10) fc1.bias */
-static real dfc1_weight[7840]; /* (10, 784) fc1.weight.grad */
-static real fc1_weight_momentum_buffer[7840]; /* (10, 784) fc1.weight.momentum_buffer */
+static real dfc1_weight[7840]; /* (10, 784) fc1.weight.grad, stored transposed */
+static real fc1_weight_momentum_buffer[7840]; /* (10, 784) fc1.weight.momentum_buffer, stored transposed */
 static real dfc1_bias[10]; /* (10) fc1.bias.grad */
 static real fc1_bias_momentum_buffer[10]; /* (10) fc1.bias.momentum_buffer */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 10], dfc1_out[B * 10]; /* (B, 10) */
-static real fc1_wt[784 * 10]; /* (784, 10) weight transposed */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 
 /* fc1: Linear(784, 10), (B, 784) -> (B, 10) */
 static void fc1_forward(int n) {
-  mm_xwt(n, 10, 784, input, fc1_weight, fc1_bias, fc1_out, fc1_wt);
+  mm_xw(n, 10, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
 static void fc1_backward(int n) {
@@ -55,12 +54,8 @@ static void loss_backward(int n, const unsigned char *y) {
 /* optimizer: sgd, lr 0.01 */
 static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int len) {
   (void)s0, (void)s1, (void)s2;
-  for (int i = 0; i < len; i++) {
-    real d = dp[i];
-    s0[i] = optimizer_step[0] == 1 ? d : R(0x1.ccccccccccccdp-1) * s0[i] + R(0x1p+0) * d;
-    d = s0[i];
-    p[i] += R(-0x1.47ae147ae147bp-7) * d; /* -lr */
-  }
+  opt_sgd(len, p, dp, s0, optimizer_step[0] == 1,
+          R(0x0p+0), R(0x1.ccccccccccccdp-1), R(0x1p+0), 0, R(-0x1.47ae147ae147bp-7)); /* wd, momentum, 1 - dampening, nesterov, -lr */
 }
 
 static void optimizer_update(void) {
@@ -70,8 +65,7 @@ static void optimizer_update(void) {
 }
 
 static void load_input(int n, const unsigned char *x) {
-  for (int i = 0; i < n * 784; i++)
-    input[i] = (real)x[i] / R(255);
+  mm_load(n * 784, x, input); /* pixels / 255 */
 }
 
 static void forward(int n, int train) {
@@ -118,13 +112,13 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
 }
 
 static RtTensor tensors[7] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {10, 784}, 784, 10, fc1_weight},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {10, 0}, 784, 10, fc1_bias},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {10, 784}, 0, 0, dfc1_weight},
-  {"fc1.weight.momentum_buffer", RT_STATE, RT_F32, 2, {10, 784}, 0, 0, fc1_weight_momentum_buffer},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc1_bias},
-  {"fc1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc1_bias_momentum_buffer},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {10, 784}, 784, 10, fc1_weight, 1},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {10, 0}, 784, 10, fc1_bias, 0},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {10, 784}, 0, 0, dfc1_weight, 1},
+  {"fc1.weight.momentum_buffer", RT_STATE, RT_F32, 2, {10, 784}, 0, 0, fc1_weight_momentum_buffer, 1},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc1_bias, 0},
+  {"fc1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc1_bias_momentum_buffer, 0},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
 };
 
 static const RtNet net = {

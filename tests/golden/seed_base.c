@@ -4,27 +4,25 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[100352]; /* (128, 784) fc1.weight */
+static real fc1_weight[100352]; /* (128, 784) fc1.weight, stored transposed */
 static real fc1_bias[128]; /* (128) fc1.bias */
-static real fc2_weight[1280]; /* (10, 128) fc2.weight */
+static real fc2_weight[1280]; /* (10, 128) fc2.weight, stored transposed */
 static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[100352]; /* (128, 784) fc1.weight.grad */
+static real dfc1_weight[100352]; /* (128, 784) fc1.weight.grad, stored transposed */
 static real dfc1_bias[128]; /* (128) fc1.bias.grad */
-static real dfc2_weight[1280]; /* (10, 128) fc2.weight.grad */
+static real dfc2_weight[1280]; /* (10, 128) fc2.weight.grad, stored transposed */
 static real dfc2_bias[10]; /* (10) fc2.bias.grad */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
-static real fc1_wt[784 * 128]; /* (784, 128) weight transposed */
 static real tanh1_out[B * 128], dtanh1_out[B * 128]; /* (B, 128) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real fc2_wt[128 * 10]; /* (128, 10) weight transposed */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 
 /* fc1: Linear(784, 128), (B, 784) -> (B, 128) */
 static void fc1_forward(int n) {
-  mm_xwt(n, 128, 784, input, fc1_weight, fc1_bias, fc1_out, fc1_wt);
+  mm_xw(n, 128, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
 static void fc1_backward(int n) {
@@ -50,7 +48,7 @@ static void tanh1_backward(int n) {
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */
 static void fc2_forward(int n) {
-  mm_xwt(n, 10, 128, tanh1_out, fc2_weight, fc2_bias, fc2_out, fc2_wt);
+  mm_xw(n, 10, 128, tanh1_out, fc2_weight, fc2_bias, fc2_out);
 }
 
 static void fc2_backward(int n) {
@@ -87,10 +85,8 @@ static void loss_backward(int n, const unsigned char *y) {
 /* optimizer: sgd, lr 0.01 */
 static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int len) {
   (void)s0, (void)s1, (void)s2;
-  for (int i = 0; i < len; i++) {
-    real d = dp[i];
-    p[i] += R(-0x1.47ae147ae147bp-7) * d; /* -lr */
-  }
+  opt_sgd(len, p, dp, 0, optimizer_step[0] == 1,
+          R(0x0p+0), R(0x0p+0), R(0x1p+0), 0, R(-0x1.47ae147ae147bp-7)); /* wd, momentum, 1 - dampening, nesterov, -lr */
 }
 
 static void optimizer_update(void) {
@@ -102,8 +98,7 @@ static void optimizer_update(void) {
 }
 
 static void load_input(int n, const unsigned char *x) {
-  for (int i = 0; i < n * 784; i++)
-    input[i] = (real)x[i] / R(255);
+  mm_load(n * 784, x, input); /* pixels / 255 */
 }
 
 static void forward(int n, int train) {
@@ -189,15 +184,15 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
 }
 
 static RtTensor tensors[9] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight, 1},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias, 0},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight, 1},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias, 0},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight, 1},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias, 0},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight, 1},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
 };
 
 static const RtNet net = {

@@ -4,31 +4,29 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[18816]; /* (24, 784) fc1.weight */
+static real fc1_weight[18816]; /* (24, 784) fc1.weight, stored transposed */
 static real fc1_bias[24]; /* (24) fc1.bias */
-static real fc2_weight[240]; /* (10, 24) fc2.weight */
+static real fc2_weight[240]; /* (10, 24) fc2.weight, stored transposed */
 static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[18816]; /* (24, 784) fc1.weight.grad */
-static real fc1_weight_square_avg[18816]; /* (24, 784) fc1.weight.square_avg */
+static real dfc1_weight[18816]; /* (24, 784) fc1.weight.grad, stored transposed */
+static real fc1_weight_square_avg[18816]; /* (24, 784) fc1.weight.square_avg, stored transposed */
 static real dfc1_bias[24]; /* (24) fc1.bias.grad */
 static real fc1_bias_square_avg[24]; /* (24) fc1.bias.square_avg */
-static real dfc2_weight[240]; /* (10, 24) fc2.weight.grad */
-static real fc2_weight_square_avg[240]; /* (10, 24) fc2.weight.square_avg */
+static real dfc2_weight[240]; /* (10, 24) fc2.weight.grad, stored transposed */
+static real fc2_weight_square_avg[240]; /* (10, 24) fc2.weight.square_avg, stored transposed */
 static real dfc2_bias[10]; /* (10) fc2.bias.grad */
 static real fc2_bias_square_avg[10]; /* (10) fc2.bias.square_avg */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 24], dfc1_out[B * 24]; /* (B, 24) */
-static real fc1_wt[784 * 24]; /* (784, 24) weight transposed */
 static real silu1_out[B * 24], dsilu1_out[B * 24]; /* (B, 24) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real fc2_wt[24 * 10]; /* (24, 10) weight transposed */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 
 /* fc1: Linear(784, 24), (B, 784) -> (B, 24) */
 static void fc1_forward(int n) {
-  mm_xwt(n, 24, 784, input, fc1_weight, fc1_bias, fc1_out, fc1_wt);
+  mm_xw(n, 24, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
 static void fc1_backward(int n) {
@@ -54,7 +52,7 @@ static void silu1_backward(int n) {
 
 /* fc2: Linear(24, 10), (B, 24) -> (B, 10) */
 static void fc2_forward(int n) {
-  mm_xwt(n, 10, 24, silu1_out, fc2_weight, fc2_bias, fc2_out, fc2_wt);
+  mm_xw(n, 10, 24, silu1_out, fc2_weight, fc2_bias, fc2_out);
 }
 
 static void fc2_backward(int n) {
@@ -91,12 +89,8 @@ static void loss_backward(int n, const unsigned char *y) {
 /* optimizer: rmsprop, lr 0.001 */
 static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int len) {
   (void)s0, (void)s1, (void)s2;
-  for (int i = 0; i < len; i++) {
-    real d = dp[i];
-    s0[i] = s0[i] * R(0x1.fae147ae147aep-1) + R(0x1.47ae147ae148p-7) * d * d;
-    real avg = SQRT(s0[i]) + R(0x1.5798ee2308c3ap-27);
-    p[i] += R(-0x1.0624dd2f1a9fcp-10) * (d / avg);
-  }
+  opt_rmsprop(len, p, dp, s0, 0, 0,
+              R(0x0p+0), R(0x1.fae147ae147aep-1), R(0x1.47ae147ae148p-7), R(0x1.5798ee2308c3ap-27), R(0x0p+0), R(-0x1.0624dd2f1a9fcp-10)); /* wd, alpha, 1 - alpha, eps, momentum, -lr */
 }
 
 static void optimizer_update(void) {
@@ -108,8 +102,7 @@ static void optimizer_update(void) {
 }
 
 static void load_input(int n, const unsigned char *x) {
-  for (int i = 0; i < n * 784; i++)
-    input[i] = (real)x[i] / R(255);
+  mm_load(n * 784, x, input); /* pixels / 255 */
 }
 
 static void forward(int n, int train) {
@@ -183,19 +176,19 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
 }
 
 static RtTensor tensors[13] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {24, 784}, 784, 24, fc1_weight},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {24, 0}, 784, 24, fc1_bias},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 24}, 24, 10, fc2_weight},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 24, 10, fc2_bias},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {24, 784}, 0, 0, dfc1_weight},
-  {"fc1.weight.square_avg", RT_STATE, RT_F32, 2, {24, 784}, 0, 0, fc1_weight_square_avg},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dfc1_bias},
-  {"fc1.bias.square_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc1_bias_square_avg},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 24}, 0, 0, dfc2_weight},
-  {"fc2.weight.square_avg", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc2_weight_square_avg},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias},
-  {"fc2.bias.square_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_square_avg},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {24, 784}, 784, 24, fc1_weight, 1},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {24, 0}, 784, 24, fc1_bias, 0},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 24}, 24, 10, fc2_weight, 1},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 24, 10, fc2_bias, 0},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {24, 784}, 0, 0, dfc1_weight, 1},
+  {"fc1.weight.square_avg", RT_STATE, RT_F32, 2, {24, 784}, 0, 0, fc1_weight_square_avg, 1},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dfc1_bias, 0},
+  {"fc1.bias.square_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc1_bias_square_avg, 0},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 24}, 0, 0, dfc2_weight, 1},
+  {"fc2.weight.square_avg", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc2_weight_square_avg, 1},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
+  {"fc2.bias.square_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_square_avg, 0},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
 };
 
 static const RtNet net = {

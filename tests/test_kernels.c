@@ -1,0 +1,254 @@
+/*
+ * test_kernels.c — every kernel of runtime/kernels.h against a naive loop
+ * that states its contract, bit for bit: each output element summed one
+ * term at a time in increasing index order, from the bias or from 0,
+ * skipping terms whose input is zero, each term added as acc + a·b
+ * (strict) or fma(a, b, acc) (fma).
+ *
+ * The copies tested are those compiled into mlpc for tcc's code
+ * (runtime/kernels.c), found by name as jit.c finds them: float and
+ * double, strict and fma; and the same built with MLPC_SCALAR, the plain
+ * loops that targets without AVX-512 run instead of the vector paths. Sizes are odd and cross every block boundary
+ * of the kernels (64 rows or columns of a mask, MM_OB = 128 float or 64
+ * double outputs, 8-column tiles, 256-wide chunks); about half of the
+ * inputs are zero, as pixels and ReLU outputs are.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "../mlpc.h"
+
+/* The sizes every kernel is run with: rows, inputs, outputs. */
+static const int rows[] = {1, 3, 17, 64, 65, 130};
+static const int widths[] = {1, 3, 5, 17, 37, 64, 65, 129, 257, 300};
+#define MAX_WORK 1000000 /* n·O·I at most, to keep the naive loops quick */
+#define NELEM(a) ((int)(sizeof a / sizeof a[0]))
+
+/* One copy of the kernels: its table, precision and arithmetic. */
+typedef struct {
+  const RtKernel *table;
+  int f64, fma;
+  const char *name;
+} Copy;
+
+/* The same kernels built with MLPC_SCALAR: the plain loops only. */
+extern const RtKernel test_scalar_f32[], test_scalar_f64[];
+extern const RtKernel test_scalar_f32_fma[], test_scalar_f64_fma[];
+
+static const Copy copies[] = {
+  {rt_kernels_f32, 0, 0, "float strict"},
+  {rt_kernels_f64, 1, 0, "double strict"},
+  {rt_kernels_f32_fma, 0, 1, "float fma"},
+  {rt_kernels_f64_fma, 1, 1, "double fma"},
+  {test_scalar_f32, 0, 0, "float strict, plain loops"},
+  {test_scalar_f64, 1, 0, "double strict, plain loops"},
+  {test_scalar_f32_fma, 0, 1, "float fma, plain loops"},
+  {test_scalar_f64_fma, 1, 1, "double fma, plain loops"},
+};
+
+/* The kernel called name (without the _fma suffix) in copy c. */
+static KernelFn find(const Copy *c, const char *name) {
+  char want[64];
+  snprintf(want, sizeof want, "%s%s", name, c->fma ? "_fma" : "");
+  for (const RtKernel *k = c->table; k->name; k++)
+    if (!strcmp(k->name, want))
+      return k->fn;
+  fail_msg("no kernel %s in the %s table", want, c->name);
+  return NULL;
+}
+
+/* ---- values ---- */
+
+static uint64_t state = 88172645463325252ULL;
+
+/* The next pseudo-random number in [0, 1) (xorshift64). */
+static double uniform(void) {
+  state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+  return (state >> 11) * 0x1p-53;
+}
+
+/* len values in [-1, 1), a fraction `zeros` of them exactly 0, as float
+   or double. */
+static void *values(int f64, long len, double zeros) {
+  void *p = malloc((size_t)(len ? len : 1) * (f64 ? 8 : 4));
+  for (long k = 0; k < len; k++) {
+    double v = uniform() < zeros ? 0 : 2 * uniform() - 1;
+    if (f64)
+      ((double *)p)[k] = v;
+    else
+      ((float *)p)[k] = (float)v;
+  }
+  return p;
+}
+
+/* Element k of an array of float or double. */
+static double get(int f64, const void *p, long k) {
+  return f64 ? ((const double *)p)[k] : ((const float *)p)[k];
+}
+
+/* acc + a·b in the copy's precision and arithmetic, rounded as C does
+   (the build has -ffp-contract=off). */
+static double mac(const Copy *c, double acc, double a, double b) {
+  if (c->f64)
+    return c->fma ? fma(a, b, acc) : acc + a * b;
+  float fa = (float)acc, x = (float)a, y = (float)b;
+  return c->fma ? fmaf(x, y, fa) : (float)(fa + x * y);
+}
+
+/* Stores v as element k, in the copy's precision. */
+static void put(int f64, void *p, long k, double v) {
+  if (f64)
+    ((double *)p)[k] = v;
+  else
+    ((float *)p)[k] = (float)v;
+}
+
+/* Asserts that two arrays hold the same bits, naming the first mismatch. */
+static void same_bits(const Copy *c, const char *what, int n, int O, int I, const void *want,
+                      const void *got, long len) {
+  size_t sz = c->f64 ? 8 : 4;
+  for (long k = 0; k < len; k++)
+    if (memcmp((const char *)want + k * sz, (const char *)got + k * sz, sz))
+      fail_msg("%s %s, n %d, O %d, I %d: element %ld is %a, the contract gives %a", c->name,
+               what, n, O, I, k, get(c->f64, got, k), get(c->f64, want, k));
+}
+
+/* ---- the kernels, each with its naive loop ---- */
+
+typedef void XwFn(int, int, int, const void *, const void *, const void *, void *);
+typedef void DwFn(int, int, int, const void *, const void *, void *);
+typedef void DbFn(int, int, const void *, void *);
+
+/* y = x·wt + b: y[r][o] = b[o] + Σ_i x[r][i]·wt[i][o], i increasing. */
+static void check_xw(const Copy *c, int n, int O, int I) {
+  void *x = values(c->f64, (long)n * I, 0.5), *wt = values(c->f64, (long)I * O, 0.1);
+  void *b = values(c->f64, O, 0.1), *y = values(c->f64, (long)n * O, 0);
+  void *want = values(c->f64, (long)n * O, 0);
+  for (int r = 0; r < n; r++)
+    for (int o = 0; o < O; o++) {
+      double acc = get(c->f64, b, o);
+      for (int i = 0; i < I; i++)
+        if (get(c->f64, x, (long)r * I + i) != 0)
+          acc = mac(c, acc, get(c->f64, x, (long)r * I + i), get(c->f64, wt, (long)i * O + o));
+      put(c->f64, want, (long)r * O + o, acc);
+    }
+  ((XwFn *)find(c, "mm_xw"))(n, O, I, x, wt, b, y);
+  same_bits(c, "mm_xw", n, O, I, want, y, (long)n * O);
+  free(x), free(wt), free(b), free(y), free(want);
+}
+
+/* dwt = xᵀ·dy: dwt[i][o] = Σ_r x[r][i]·dy[r][o], r increasing. */
+static void check_dw(const Copy *c, int n, int O, int I) {
+  void *x = values(c->f64, (long)n * I, 0.5), *dy = values(c->f64, (long)n * O, 0.1);
+  void *dwt = values(c->f64, (long)I * O, 0), *want = values(c->f64, (long)I * O, 0);
+  for (int i = 0; i < I; i++)
+    for (int o = 0; o < O; o++) {
+      double acc = 0;
+      for (int r = 0; r < n; r++)
+        if (get(c->f64, x, (long)r * I + i) != 0)
+          acc = mac(c, acc, get(c->f64, x, (long)r * I + i), get(c->f64, dy, (long)r * O + o));
+      put(c->f64, want, (long)i * O + o, acc);
+    }
+  ((DwFn *)find(c, "mm_dw"))(n, O, I, dy, x, dwt);
+  same_bits(c, "mm_dw", n, O, I, want, dwt, (long)I * O);
+  free(x), free(dy), free(dwt), free(want);
+}
+
+/* dx = dy·wtᵀ: dx[r][i] = Σ_o dy[r][o]·wt[i][o], o increasing. */
+static void check_dx(const Copy *c, int n, int O, int I) {
+  void *dy = values(c->f64, (long)n * O, 0.5), *wt = values(c->f64, (long)I * O, 0.1);
+  void *dx = values(c->f64, (long)n * I, 0), *want = values(c->f64, (long)n * I, 0);
+  for (int r = 0; r < n; r++)
+    for (int i = 0; i < I; i++) {
+      double acc = 0;
+      for (int o = 0; o < O; o++)
+        if (get(c->f64, dy, (long)r * O + o) != 0)
+          acc = mac(c, acc, get(c->f64, dy, (long)r * O + o), get(c->f64, wt, (long)i * O + o));
+      put(c->f64, want, (long)r * I + i, acc);
+    }
+  ((DwFn *)find(c, "mm_dx"))(n, O, I, dy, wt, dx);
+  same_bits(c, "mm_dx", n, O, I, want, dx, (long)n * I);
+  free(dy), free(wt), free(dx), free(want);
+}
+
+/* db = Σ_r dy[r], r increasing, by plain additions. */
+static void check_db(const Copy *c, int n, int O) {
+  void *dy = values(c->f64, (long)n * O, 0.3), *db = values(c->f64, O, 0);
+  void *want = values(c->f64, O, 0);
+  for (int o = 0; o < O; o++) {
+    double acc = 0;
+    for (int r = 0; r < n; r++)
+      acc = c->f64 ? acc + get(1, dy, (long)r * O + o)
+                   : (float)((float)acc + (float)get(0, dy, (long)r * O + o));
+    put(c->f64, want, o, acc);
+  }
+  ((DbFn *)find(c, "mm_db"))(n, O, dy, db);
+  same_bits(c, "mm_db", n, O, 0, want, db, O);
+  free(dy), free(db), free(want);
+}
+
+/* Every size of every dense kernel, in every copy. */
+static void test_dense(void **state_) {
+  (void)state_;
+  for (int k = 0; k < NELEM(copies); k++)
+    for (int a = 0; a < NELEM(rows); a++)
+      for (int o = 0; o < NELEM(widths); o++) {
+        check_db(&copies[k], rows[a], widths[o]);
+        for (int i = 0; i < NELEM(widths); i++) {
+          if ((long)rows[a] * widths[o] * widths[i] > MAX_WORK)
+            continue;
+          check_xw(&copies[k], rows[a], widths[o], widths[i]);
+          check_dw(&copies[k], rows[a], widths[o], widths[i]);
+          check_dx(&copies[k], rows[a], widths[o], widths[i]);
+        }
+      }
+}
+
+/* An empty batch: dwt and db are 0, and no row of y or dx is touched. */
+static void test_empty(void **state_) {
+  (void)state_;
+  for (int k = 0; k < NELEM(copies); k++) {
+    const Copy *c = &copies[k];
+    void *x = values(c->f64, 3 * 5, 0), *dy = values(c->f64, 3 * 4, 0);
+    void *dwt = values(c->f64, 5 * 4, 0), *db = values(c->f64, 4, 0);
+    ((DwFn *)find(c, "mm_dw"))(0, 4, 5, dy, x, dwt);
+    ((DbFn *)find(c, "mm_db"))(0, 4, dy, db);
+    for (int e = 0; e < 5 * 4; e++)
+      assert_true(get(c->f64, dwt, e) == 0);
+    for (int e = 0; e < 4; e++)
+      assert_true(get(c->f64, db, e) == 0);
+    free(x), free(dy), free(dwt), free(db);
+  }
+}
+
+/* mm_load: every byte value becomes byte / 255, correctly rounded. */
+static void test_load(void **state_) {
+  (void)state_;
+  unsigned char bytes[256 + 7];
+  for (int k = 0; k < 256 + 7; k++)
+    bytes[k] = (unsigned char)(k * 7);
+  for (int k = 0; k < NELEM(copies); k++) {
+    const Copy *c = &copies[k];
+    void *out = values(c->f64, 256 + 7, 0);
+    ((void (*)(int, const unsigned char *, void *))find(c, "mm_load"))(256 + 7, bytes, out);
+    for (int e = 0; e < 256 + 7; e++)
+      assert_true(c->f64 ? get(1, out, e) == bytes[e] / 255.0
+                         : get(0, out, e) == (float)bytes[e] / 255.0f);
+    free(out);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_dense),
+    cmocka_unit_test(test_empty),
+    cmocka_unit_test(test_load),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -46,7 +46,7 @@ for h in model idx weights; do
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log" | tail -1)
   found=$(ls "$out/findings" | wc -l)
-  echo "fuzz_$h: ${runs:-?} executions in ${secs} s, corpus $(ls "$out/corpus" | wc -l) new" \
+  echo "fuzz_$h: ${runs:-?} executions in ${secs} s, $(ls "$out/corpus" | wc -l) inputs found so far" \
        "inputs, $found finding(s) (log: $out/log)"
 done
 exit $status

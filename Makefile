@@ -1,9 +1,11 @@
 # The two commands: `make run` (set-up, build, data, then the seed's model)
-# and `make test` (set-up, build, data, all tests). The rest is CMake.
+# and `make test` (set-up, build, data, all tests, then all tests again
+# under the sanitizers). `make fuzz` runs the fuzz harnesses. The rest is
+# CMake.
 BUILD ?= build
 MLPC = $(BUILD)/mlpc
 
-.PHONY: all setup build data run test bench golden clean
+.PHONY: all setup build data run test test-asan fuzz bench golden clean
 
 all: build
 
@@ -22,6 +24,23 @@ run: build data
 
 test: build data
 	cd $(BUILD) && ctest --output-on-failure
+	@$(MAKE) --no-print-directory test-asan
+
+# The whole suite again, built with AddressSanitizer, UndefinedBehavior-
+# Sanitizer and LeakSanitizer; the gcc backend builds the generated code
+# with them too. Any report fails the test that caused it.
+ASAN_BUILD ?= build-asan
+SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all
+test-asan: setup data
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_FLAGS="$(SANITIZE) -fno-omit-frame-pointer" >/dev/null
+	@cmake --build $(ASAN_BUILD) -j2
+	cd $(ASAN_BUILD) && MLPC_GCC_EXTRA_FLAGS="$(SANITIZE)" \
+	  UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
+
+# Each fuzz harness for FUZZ_SECONDS (default 60) with libFuzzer (clang).
+fuzz:
+	@scripts/fuzz.sh
 
 # mlpc against PyTorch and the sgemm roofline (docs/performance.md); not
 # part of `make test`. Installs PyTorch and OpenBLAS when missing.
@@ -42,4 +61,4 @@ golden: build
 	done; echo "golden: regenerated tests/golden/"
 
 clean:
-	rm -rf $(BUILD) out
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz out

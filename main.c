@@ -7,9 +7,11 @@
  *
  * Exit status: 0 success, 2 bad input (model file, flags, data), 1 the rest.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "mlpc.h"
@@ -104,6 +106,22 @@ static void die(const char *msg) {
   exit(1);
 }
 
+/* Prints the frontend's message and exits: 2 for the user's error, 1 when
+   memory ran out. */
+static void die_load(int rc, const char *msg) {
+  if (rc == FE_NO_MEMORY) {
+    fprintf(stderr, "mlpc: %s\n", msg);
+    exit(1);
+  }
+  die_input(msg);
+}
+
+/* Dies when generating code ran out of memory. */
+static void check_emitted(int rc) {
+  if (rc)
+    die("out of memory generating the code");
+}
+
 /* The run flags that override model keys: flag → key. */
 static const struct {
   const char *flag, *key;
@@ -133,8 +151,9 @@ static int value_flag(Args *A, Model *m, const char *a, const char *v, char *err
   }
   for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
     if (!strcmp(a, overrides[i].flag)) {
-      if (fe_override(m, a, overrides[i].key, v, err, errlen))
-        die_input(err);
+      int rc = fe_override(m, a, overrides[i].key, v, err, errlen);
+      if (rc)
+        die_load(rc, err);
       return 1;
     }
   return 0;
@@ -189,8 +208,9 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
   char err[1024];
   A->model = find_model(argc, argv);
   A->backend = -1;
-  if (fe_load(A->model, m, err, sizeof err))
-    die_input(err);
+  int rc = fe_load(A->model, m, err, sizeof err);
+  if (rc)
+    die_load(rc, err);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (a == A->model || bool_flag(A, a))
@@ -221,11 +241,29 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
               "newline (the source #includes its header by name)");
 }
 
-/* Writes text to path, or dies. */
+/* Writes text to path, or dies. A regular file is written under a
+   temporary name and renamed over path once whole, so that a failure
+   (a full disk) leaves what was there; a device or pipe in place. */
 static void write_text(const char *path, const Buf *b) {
-  FILE *f = fopen(path, "w");
-  if (!f || fwrite(b->buf, 1, b->len, f) != b->len || fclose(f)) {
-    fprintf(stderr, "mlpc: error: %s: cannot write\n", path);
+  char tmp[4200];
+  struct stat st;
+  int direct = stat(path, &st) == 0 && !S_ISREG(st.st_mode), e = 0;
+  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+  FILE *f = fopen(direct ? path : tmp, "w");
+  if (!f)
+    e = errno;
+  else {
+    if (fwrite(b->buf, 1, b->len, f) != b->len)
+      e = errno ? errno : EIO;
+    if (fclose(f) && !e)
+      e = errno;
+    if (!e && !direct && rename(tmp, path))
+      e = errno;
+    if (e && !direct)
+      remove(tmp);
+  }
+  if (e) {
+    fprintf(stderr, "mlpc: error: %s: cannot write: %s\n", path, strerror(e));
     exit(1);
   }
 }
@@ -241,7 +279,7 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   char err[2048];
   Buf src = {0};
   double t0 = now();
-  emit_unit(ir, backend, &src);
+  check_emitted(emit_unit(ir, backend, &src));
   Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, ir->m->dtype, err, sizeof err)
                                   : jit_gcc(src.buf, "out/cache", err, sizeof err);
   free(src.buf);
@@ -262,7 +300,7 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
 static void emit_inference_files(const Args *A, const Ir *ir) {
   char err[2048], hpath[4096];
   Buf src = {0}, c = {0}, h = {0};
-  emit_unit(ir, BACKEND_TCC, &src);
+  check_emitted(emit_unit(ir, BACKEND_TCC, &src));
   Jit *j = jit_tcc(src.buf, ir->m->dtype, err, sizeof err);
   free(src.buf);
   if (!j)
@@ -277,6 +315,7 @@ static void emit_inference_files(const Args *A, const Ir *ir) {
   const char *hname = strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath;
   char msg[2200];
   if (emit_inference(ir, net, hname, &c, &h, err, sizeof err)) {
+    check_emitted(c.oom || h.oom);
     snprintf(msg, sizeof msg, "%s: error: %s", A->load, err);
     die_input(msg);
   }
@@ -324,6 +363,7 @@ int main(int argc, char **argv) {
   static Model m;
   static Ir ir;
   Args A = {0};
+  char err[2048];
 #ifdef MLPC_MPI
   int status;
   if (st_mpi_start(&argc, &argv, &status))
@@ -337,15 +377,17 @@ int main(int argc, char **argv) {
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
   ir.fma = A.fma;
+  if (emit_check_size(&ir, err, sizeof err))
+    die_input(err);
   if (A.dump_ir)
     ir_dump(&ir, stdout);
   if (A.emit_model || A.emit) {
     Buf b = {0};
     if (A.emit_model)
-      emit_model(&ir, &b), write_text(A.emit_model, &b);
+      check_emitted(emit_model(&ir, &b)), write_text(A.emit_model, &b);
     b.len = 0;
     if (A.emit)
-      emit_trainer(&ir, &b), write_text(A.emit, &b);
+      check_emitted(emit_trainer(&ir, &b)), write_text(A.emit, &b);
     free(b.buf);
   }
   if (A.emit_inference)

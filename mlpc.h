@@ -47,20 +47,35 @@ void ir_dump(const Ir *ir, FILE *out);
 
 /* ---- codegen/emit.c: C source ---- */
 
-/* A growing text buffer; emitf appends printf-style. */
+/* A growing text buffer; emitf appends printf-style. Out of memory, a
+   buffer keeps the text it has, sets oom and ignores every later emitf,
+   so emitters need no checks of their own: the emit_* functions below
+   return -1 at the end instead. Its memory comes from fe_realloc. */
 typedef struct {
   char *buf;
   size_t len, cap;
+  int oom;
 } Buf;
 
 void emitf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The model's own code: sizes, tensors, per-layer kernels, the training
-   step and evaluation (byte-identical for the same model). */
-void emit_model(const Ir *ir, Buf *b);
+   step and evaluation (byte-identical for the same model). 0, or -1 when
+   memory ran out (b->oom). */
+int emit_model(const Ir *ir, Buf *b);
 /* A whole translation unit for a backend: headers, kernels, model. */
-void emit_unit(const Ir *ir, int backend, Buf *b);
+int emit_unit(const Ir *ir, int backend, Buf *b);
 /* A standalone trainer: the unit plus the runtime and main(). */
-void emit_trainer(const Ir *ir, Buf *b);
+int emit_trainer(const Ir *ir, Buf *b);
+/* A model name fit for a comment: [A-Za-z0-9_.-] kept, any other byte
+   '_' (a static buffer). */
+const char *emit_comment_name(const char *name);
+/* The bytes of static storage (tensors, activations) the code declares. */
+size_t emit_static_bytes(const Ir *ir);
+/* Static data must lie within 2 GiB of the code on x86-64 (the small
+   code model of gcc and tcc), so the arrays may take this much at most. */
+#define EMIT_MAX_STATIC (((size_t)1 << 31) - ((size_t)1 << 26))
+/* Refuses, with a message in err, a model over EMIT_MAX_STATIC; 0 or -1. */
+int emit_check_size(const Ir *ir, char *err, size_t errlen);
 /* An activation's forward expression in x, in terms of real, R(), EXP,
    TANH and ERF; *has_param: whether it reads the parameter P. */
 const char *emit_act_forward(int type, int *has_param);
@@ -70,7 +85,8 @@ const char *emit_act_forward(int type, int *has_param);
 /* Inference-only C for the weights in net (a compiled ir): eval mode,
    BatchNorm folded into the linear layer before it. Writes the source to
    c and its header to h; hname is the header's name, for the #include.
-   Returns -1 with err set when a weight is not finite. */
+   Returns -1 with err set when a weight is not finite, or when memory
+   ran out (c->oom or h->oom). */
 int emit_inference(const Ir *ir, const RtNet *net, const char *hname, Buf *c, Buf *h,
                    char *err, size_t errlen);
 

@@ -20,10 +20,10 @@
 
 /* ---- the writer ---- */
 
-/* Appends printf-style text to b. */
+/* Appends printf-style text to b, unless b ran out of memory before. */
 void emitf(Buf *b, const char *fmt, ...) {
   va_list ap;
-  for (;;) {
+  while (!b->oom) {
     va_start(ap, fmt);
     size_t room = b->cap - b->len;
     int n = vsnprintf(b->buf ? b->buf + b->len : NULL, room, fmt, ap);
@@ -34,12 +34,11 @@ void emitf(Buf *b, const char *fmt, ...) {
       b->len += n;
       return;
     }
-    b->cap = (b->cap + n + 1) * 2;
-    b->buf = realloc(b->buf, b->cap);
-    if (!b->buf) {
-      fprintf(stderr, "mlpc: error: out of memory\n");
-      exit(1);
-    }
+    size_t cap = (b->cap + n + 1) * 2;
+    char *p = fe_realloc(b->buf, cap);
+    if (p)
+      b->buf = p, b->cap = cap;
+    b->oom = !p;
   }
 }
 
@@ -53,6 +52,34 @@ static void paste(Buf *b, const char *text) {
       emitf(b, "%.*s", (int)len, text);
     text += len;
   }
+}
+
+/* A string as a C literal that reads back as exactly s, whatever it holds:
+   quotes and backslashes escaped, '?' too (so no trigraph such as ??/ can
+   form under -std=c11), every byte outside printable ASCII in octal. */
+static void emit_cstring(Buf *b, const char *s) {
+  emitf(b, "\"");
+  for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+    if (*c == '"' || *c == '\\' || *c == '?')
+      emitf(b, "\\%c", *c);
+    else if (*c < 32 || *c > 126)
+      emitf(b, "\\%03o", *c);
+    else
+      emitf(b, "%c", *c);
+  emitf(b, "\"");
+}
+
+/* A model name for a comment: the characters a checked name may hold
+   ([A-Za-z0-9_.-]) as they are, any other as '_', so that nothing such
+   as a closing comment can reach the code. */
+const char *emit_comment_name(const char *s) {
+  static char out[64];
+  size_t n = 0;
+  for (; *s && n < sizeof out - 1; s++)
+    out[n++] = strchr("_.-", *s) || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+               (*s >= '0' && *s <= '9') ? *s : '_';
+  out[n] = 0;
+  return out;
 }
 
 /* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7". */
@@ -97,6 +124,7 @@ typedef struct {
   const Ir *ir;
   const Model *m;
   Buf *b;
+  size_t bytes;     /* static storage declared so far                   */
   int ntensors;
   Tensor t[16 * (MAX_HIDDEN + 1)];
 } Gen;
@@ -216,6 +244,11 @@ static const char *shape_str(const Tensor *t) {
   return s;
 }
 
+/* Counts n elements of a real (is_real) or 8-byte type as declared. */
+static void count(Gen *g, size_t n, int is_real) {
+  g->bytes += n * (is_real && g->m->dtype == DT_F32 ? 4 : 8);
+}
+
 /* Every tensor as a static array. */
 static void emit_tensor_decls(Gen *g) {
   emitf(g->b, "/* ---- tensors ---- */\n\n");
@@ -224,6 +257,7 @@ static void emit_tensor_decls(Gen *g) {
     emitf(g->b, "static %s %s[%ld]; /* %s %s%s */\n", t->i64 ? "long long" : "real",
           t->cname, numel(t), shape_str(t), t->tname,
           t->transposed ? ", stored transposed" : "");
+    count(g, numel(t), !t->i64);
   }
   emitf(g->b, "\n");
 }
@@ -231,28 +265,36 @@ static void emit_tensor_decls(Gen *g) {
 /* The activations between layers: each layer's output and its gradient. */
 static void emit_activation_decls(Gen *g) {
   const Ir *ir = g->ir;
+  size_t B = ir->m->batch_size;
   emitf(g->b, "static real input[B * %d]; /* (B, %d) pixels / 255 */\n",
         ir->m->input, ir->m->input);
+  count(g, B * ir->m->input, 1);
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = prefix(g, l);
     if (l->kind == L_LOSS) {
       emitf(g->b, "static real loss_lse[B]; /* (B) logsumexp of each row */\n");
+      count(g, B, 1);
       continue;
     }
     emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
           p, l->out, p, l->out, l->out);
-    if (l->kind == L_BATCHNORM)
+    count(g, 2 * B * l->out, 1);
+    if (l->kind == L_BATCHNORM) {
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
             "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n"
             "static double %s_mean[%d], %s_var[%d]; /* (%d) of the batch, or running */\n"
             "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d]; /* (%d) sums of dy, dy*xhat */\n",
             p, l->out, l->out, p, l->out, l->out, p, l->out, p, l->out, l->out, p, l->out, p,
             l->out, p, l->out, l->out);
-    if (l->kind == L_LAYERNORM)
+      count(g, B * l->out, 1), count(g, 6 * (size_t)l->out, 0);
+    }
+    if (l->kind == L_LAYERNORM) {
       emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
             "static double %s_rstd[B]; /* (B) 1/sqrt(var + eps) */\n",
             p, l->out, l->out, p);
+      count(g, B * l->out, 1), count(g, B, 0);
+    }
   }
   emitf(g->b, "\n");
 }
@@ -642,10 +684,12 @@ static int emit_health_buffers(Gen *g) {
   Buf *b = g->b;
   int n = 0;
   for (int i = 0; i < g->ntensors; i++)
-    if (g->t[i].kind == RT_BUF_ZERO || g->t[i].kind == RT_BUF_ONE)
+    if (g->t[i].kind == RT_BUF_ZERO || g->t[i].kind == RT_BUF_ONE) {
       emitf(b, "%sstatic %s %s_kept[%ld];\n",
             n++ ? "" : "/* BatchNorm's buffers, kept while the probe runs */\n",
             g->t[i].i64 ? "long long" : "real", g->t[i].cname, numel(&g->t[i]));
+      count(g, numel(&g->t[i]), !g->t[i].i64);
+    }
   if (!n)
     return 0;
   for (int restore = 0; restore < 2; restore++) {
@@ -732,14 +776,15 @@ static void emit_table(Gen *g) {
           t->cname, t->transposed);
   }
   emitf(b, "};\n\n");
-  emitf(b, "static const RtNet net = {\n"
-        "  .name = \"%s\",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
+  emitf(b, "static const RtNet net = {\n  .name = ");
+  emit_cstring(b, m->name);
+  emitf(b, ",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
         "  .dtype = %s,\n  .init = %s,%s\n  .has_batchnorm = %d,\n"
         "  .ntensors = %d,\n  .tensors = tensors,\n"
         "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n"
         "  .health = health,\n  .nhidden = %d,\n  .health_na = %s,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
-        m->name, m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
+        m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
         m->norm.type == NORM_BATCH, g->ntensors, m->nhidden, health_na(m));
 }
@@ -747,7 +792,7 @@ static void emit_table(Gen *g) {
 /* A one-line description of the model, for the header comment. */
 static void emit_banner(Gen *g) {
   const Model *m = g->m;
-  emitf(g->b, "/* %s: %d", m->name, m->input);
+  emitf(g->b, "/* %s: %d", emit_comment_name(m->name), m->input);
   for (int k = 0; k < m->nhidden; k++)
     emitf(g->b, "-%d", m->hidden[k]);
   emitf(g->b, "-%d, norm %s, %s, init %s, %s, batch %d, %s; generated by mlpc */\n\n",
@@ -756,7 +801,7 @@ static void emit_banner(Gen *g) {
         dtype_names[m->dtype]);
 }
 
-void emit_model(const Ir *ir, Buf *b) {
+int emit_model(const Ir *ir, Buf *b) {
   static Gen g; /* large: kept off the stack */
   memset(&g, 0, sizeof g);
   g.ir = ir;
@@ -773,6 +818,38 @@ void emit_model(const Ir *ir, Buf *b) {
   emit_entries(&g);
   emit_health(&g);
   emit_table(&g);
+  return b->oom ? -1 : 0;
+}
+
+/* ---- size ---- */
+
+/* The static storage the model's code declares, in bytes. */
+size_t emit_static_bytes(const Ir *ir) {
+  static Gen g; /* large: kept off the stack */
+  Buf none = {.oom = 1}; /* takes no text: only the counting is wanted */
+  memset(&g, 0, sizeof g);
+  g.ir = ir;
+  g.m = ir->m;
+  g.b = &none;
+  plan(&g);
+  emit_tensor_decls(&g);
+  emit_activation_decls(&g);
+  emit_health_buffers(&g);
+  return g.bytes;
+}
+
+/* Refuses a model whose arrays would not fit the generated code. */
+int emit_check_size(const Ir *ir, char *err, size_t errlen) {
+  const double GiB = 1024.0 * 1024 * 1024;
+  size_t bytes = emit_static_bytes(ir);
+  if (bytes <= EMIT_MAX_STATIC)
+    return 0;
+  snprintf(err, errlen, "%s: error: the model's code would need %.2f GiB for its "
+           "tensors and activations (parameters, gradients, optimizer state, and "
+           "batch_size %d times the layer widths); at most %.2f GiB fits in "
+           "generated code: use narrower layers or a smaller batch_size",
+           ir->m->file, bytes / GiB, ir->m->batch_size, EMIT_MAX_STATIC / GiB);
+  return -1;
 }
 
 /* ---- whole translation units ---- */
@@ -799,26 +876,12 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   emitf(b, "\n");
 }
 
-void emit_unit(const Ir *ir, int backend, Buf *b) {
+int emit_unit(const Ir *ir, int backend, Buf *b) {
   emit_prelude(ir, backend, b);
-  emit_model(ir, b);
+  return emit_model(ir, b);
 }
 
-/* A string as a C literal; model names and data paths are checked by the
-   frontend, but escape anyway. */
-static void emit_cstring(Buf *b, const char *s) {
-  emitf(b, "\"");
-  for (const unsigned char *c = (const unsigned char *)s; *c; c++)
-    if (*c == '"' || *c == '\\')
-      emitf(b, "\\%c", *c);
-    else if (*c < 32 || *c > 126)
-      emitf(b, "\\%03o", *c);
-    else
-      emitf(b, "%c", *c);
-  emitf(b, "\"");
-}
-
-void emit_trainer(const Ir *ir, Buf *b) {
+int emit_trainer(const Ir *ir, Buf *b) {
   const Model *m = ir->m;
   emitf(b, "/* A standalone trainer generated by mlpc. Build: cc -O2 FILE.c -o trainer -lm -lz */\n");
   emitf(b, "#define _GNU_SOURCE\n");
@@ -837,4 +900,5 @@ void emit_trainer(const Ir *ir, Buf *b) {
         "  .epochs = %d, .seed = %lluULL, .max_batches = %ld, .shuffle = 1};\n\n",
         m->epochs, (unsigned long long)m->seed, m->max_batches);
   paste(b, trainer_main_c);
+  return b->oom ? -1 : 0;
 }

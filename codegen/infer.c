@@ -306,7 +306,7 @@ static void emit_prelude(Inf *I) {
 /* The model in one line: "bn_relu: 784-128-10, norm batchnorm, relu, float32". */
 static void describe(Inf *I) {
   const Model *m = I->m;
-  emitf(I->b, "%s: %d", m->name, m->input);
+  emitf(I->b, "%s: %d", emit_comment_name(m->name), m->input);
   for (int k = 0; k < m->nhidden; k++)
     emitf(I->b, "-%d", m->hidden[k]);
   emitf(I->b, "-%d, norm %s, %s, %s", m->output, norm_names[m->norm.type],
@@ -378,5 +378,7 @@ int emit_inference(const Ir *ir, const RtNet *net, const char *hname, Buf *c, Bu
     return -1;
   emit_layers(&I);
   emit_entries(&I);
+  if (c->oom || h->oom)
+    return snprintf(err, errlen, "out of memory"), -1;
   return 0;
 }

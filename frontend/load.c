@@ -14,6 +14,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -838,10 +839,52 @@ static int check_batchnorm(Ctx *c, const Model *m) {
   return -1;
 }
 
+/* Refuses a number the generated code cannot hold as the model's dtype:
+   converting a double beyond FLT_MAX to float is undefined in C, and an
+   infinite constant is no C at all. path is where the value came from. */
+static int check_fits(Ctx *c, const Model *m, const char *path, const char *what,
+                      double v) {
+  double max = m->dtype == DT_F32 ? FLT_MAX : DBL_MAX;
+  char shown[40], big[40];
+  if (isfinite(v) && fabs(v) <= max)
+    return 0;
+  snprintf(c->path, sizeof c->path, "%s", path);
+  format_real(shown, sizeof shown, v);
+  format_real(big, sizeof big, max);
+  fail(c, "%s is %s, beyond %s's range (largest %s)%s", what, shown,
+       dtype_names[m->dtype], big, m->dtype == DT_F32 ? "; use \"dtype\": \"float64\"" : "");
+  c->path[0] = '\0';
+  return -1;
+}
+
+/* Every number the generated code writes as a constant of the model's
+   type fits it: the user's reals, and AdamW's 1 - lr * weight_decay. */
+static int check_constants(Ctx *c, const Model *m) {
+  const Optim *o = &m->opt;
+  int elu = m->act.type == ACT_ELU;
+  const struct {
+    const char *path, *what;
+    double v;
+  } k[] = {
+    {"optimizer.lr", "lr", o->lr},
+    {"optimizer.momentum", "momentum", o->momentum},
+    {"optimizer.dampening", "dampening", o->dampening},
+    {"optimizer.weight_decay", "weight_decay", o->weight_decay},
+    {"optimizer.eps", "eps", o->eps},
+    {"optimizer.weight_decay", "AdamW's factor 1 - lr * weight_decay",
+     o->type == OPT_ADAMW ? 1 - o->lr * o->weight_decay : 0},
+    {elu ? "activation.alpha" : "activation.slope", elu ? "alpha" : "slope", m->act.param},
+  };
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+    if (check_fits(c, m, k[i].path, k[i].what, k[i].v))
+      return -1;
+  return 0;
+}
+
 /* Checks that involve more than one key. */
 static int check_model(Ctx *c, const Model *m) {
-  return check_params(c, m) || check_activations(c, m) || check_batchnorm(c, m)
-             ? -1 : 0;
+  return check_params(c, m) || check_activations(c, m) || check_batchnorm(c, m) ||
+         check_constants(c, m) ? -1 : 0;
 }
 
 #define NO_FILE "<string>"  /* fe_load_string without a file name */
@@ -888,13 +931,19 @@ static int syntax_error(Ctx *c, const json_error_t *je) {
   return -1;
 }
 
-/* Refuses text that is empty or holds a NUL byte, before Jansson sees it
-   (Jansson would take the NUL for the end of the input). */
+/* Refuses text that is empty, starts with a byte-order mark (as Python's
+   json does) or holds a NUL byte, before Jansson sees it (Jansson would
+   take the NUL for the end of the input). */
 static int check_text(Ctx *c, const char *text, size_t len) {
   const char *nul = memchr(text, '\0', len);
   int line = 1, col = 1;
   if (strspn(text, " \t\r\n") == len)
     return fail(c, "empty file, expected a JSON object");
+  if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) {
+    snprintf(c->err, c->errlen, "%s:1:1: error: the file starts with a byte-order mark "
+             "(EF BB BF); save it as UTF-8 without one", c->file);
+    return -1;
+  }
   if (!nul)
     return 0;
   for (const char *p = text; p < nul; p++)
@@ -913,6 +962,7 @@ static int load_text(const char *text, size_t len, const char *fname,
   snprintf(m->file, sizeof m->file, "%s", c.file);
   if (check_text(&c, text, len))
     return -1;
+  fe_alloc_json();
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!root)
     return syntax_error(&c, &je);
@@ -946,14 +996,16 @@ int fe_load_string(const char *text, const char *fname, Model *m,
   return load_text(text, strlen(text), fname, m, err, errlen);
 }
 
-/* Reads a whole (small) file; NULL with a message on error. */
-static char *read_text(Ctx *c, size_t *len) {
+/* Reads a whole (small) file into *text; 0, or -1 or FE_NO_MEMORY with a
+   message. */
+static int read_text(Ctx *c, char **text, size_t *len) {
   FILE *f = fopen(c->file, "rb");
-  char *buf = f ? malloc(MAX_FILE + 1) : NULL;
+  if (!f)
+    return fail(c, "cannot open: %s", strerror(errno));
+  char *buf = fe_malloc(MAX_FILE + 1);
   if (!buf) {
-    fail(c, "cannot open: %s", strerror(errno));
-    if (f) fclose(f);
-    return NULL;
+    fclose(f);
+    return fail(c, "out of memory reading the model"), FE_NO_MEMORY;
   }
   *len = fread(buf, 1, MAX_FILE + 1, f);
   int bad = ferror(f), e = errno;
@@ -962,23 +1014,25 @@ static char *read_text(Ctx *c, size_t *len) {
   if (bad || *len > MAX_FILE) {
     bad ? fail(c, "cannot read: %s", strerror(e))
         : fail(c, "too large for a model file (more than %ld bytes)", MAX_FILE);
-    free(buf);
-    return NULL;
+    fe_free(buf);
+    return -1;
   }
-  return buf;
+  *text = buf;
+  return 0;
 }
 
 /* Reads and checks a model file. */
 int fe_load(const char *path, Model *m, char *err, size_t errlen) {
   Ctx c = {.file = path, .err = err, .errlen = errlen};
-  size_t len;
-  char *text = read_text(&c, &len);
-  if (!text) {
+  size_t len = 0;
+  char *text = NULL;
+  int rc = read_text(&c, &text, &len);
+  if (rc) {
     fe_defaults(m);
-    return -1;
+    return rc;
   }
-  int rc = load_text(text, len, path, m, err, errlen);
-  free(text);
+  rc = load_text(text, len, path, m, err, errlen);
+  fe_free(text);
   return rc;
 }
 
@@ -1009,9 +1063,10 @@ int fe_override(Model *m, const char *flag, const char *key,
   const Field *f = override_field(&c, m, key);
   if (!f)
     return -1;
+  fe_alloc_json();
   json_t *v = json_string_nocheck(text ? text : "");
   if (!v)
-    return fail(&c, "out of memory");
+    return fail(&c, "out of memory"), FE_NO_MEMORY; /* unreachable: fe_alloc_json */
   saved = *m;
   int rc = f->check(&c, v, m) || check_model(&c, m) ? -1 : 0;
   if (rc)

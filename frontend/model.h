@@ -105,7 +105,9 @@ typedef struct {
 /* frontend/load.c */
 /* Reads and checks a model file. On error writes one message,
    "FILE:LINE:COL: error: ..." or "FILE: json.path: error: ...",
-   to err and returns -1. */
+   to err and returns -1, or FE_NO_MEMORY when memory ran out (not the
+   model's fault). */
+#define FE_NO_MEMORY (-2)
 int fe_load(const char *path, Model *m, char *err, size_t errlen);
 /* The same, from text in memory; fname is used in messages. */
 int fe_load_string(const char *text, const char *fname, Model *m,
@@ -117,5 +119,19 @@ void fe_defaults(Model *m);
    the flag's argument; messages name the flag ("--lr: error: ..."). */
 int fe_override(Model *m, const char *flag, const char *key,
                 const char *text, char *err, size_t errlen);
+
+/* frontend/alloc.c: every allocation of the frontend and the code
+   generator, Jansson's included, so that tests can fail each in turn. */
+void *fe_malloc(size_t n);
+void *fe_realloc(void *p, size_t n);
+void fe_free(void *p);
+/* Restarts the count of allocations; the k-th from now fails (0: none). */
+void fe_alloc_fail_at(long k);
+/* Allocations asked for since fe_alloc_fail_at; blocks held now. */
+long fe_alloc_calls(void);
+long fe_alloc_live(void);
+/* Routes Jansson's allocations through fe_malloc; one that fails ends
+   the process with "out of memory" (exit 1). */
+void fe_alloc_json(void);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 #include "rt.h"
 
@@ -63,11 +64,24 @@ static int idx_grow(unsigned char **buf, size_t *cap, size_t need) {
   return 0;
 }
 
-/* Reads an open stream to its end into a new buffer. */
+/* Reads an open stream to its end into a new buffer. A regular file's
+   size is known: one over the limit is refused before anything is
+   allocated, and the buffer is allocated once, at its size. */
 static unsigned char *idx_slurp(FILE *f, const char *path, size_t *len,
                                 char *err, size_t errlen) {
   unsigned char *buf = NULL;
   size_t cap = 0, n = 0;
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+    if ((uintmax_t)st.st_size >= IDX_MAX_BYTES) {
+      idx_fail(err, errlen, path, "file is %jd bytes, more than the %zu bytes mlpc "
+               "reads", (intmax_t)st.st_size, IDX_MAX_BYTES);
+      return NULL;
+    }
+    cap = (size_t)st.st_size + 1; /* + 1: the end is seen without growing */
+    if (!(buf = malloc(cap)))
+      cap = 0;
+  }
   for (;;) {
     if (idx_grow(&buf, &cap, n + 1)) {
       idx_fail(err, errlen, path, "file is larger than %zu bytes, or out of "
@@ -112,7 +126,37 @@ static int idx_zstep(z_stream *z, unsigned char *out, size_t cap, size_t *n) {
   return r;
 }
 
-/* Inflates every gzip member of in[0..inlen) into a new buffer. */
+/* *r = a * b; -1 on overflow. (No __builtin_mul_overflow: tcc lacks it.) */
+static int idx_mul(size_t a, size_t b, size_t *r) {
+  if (b && a > SIZE_MAX / b)
+    return -1;
+  *r = a * b;
+  return 0;
+}
+
+/* The size an IDX file says it has, from its first n bytes: 0 while
+   they are too few to tell, SIZE_MAX when they are not a valid header
+   (rt_parse_idx says what is wrong). */
+static size_t idx_declared(const unsigned char *buf, size_t n) {
+  if (n < 4)
+    return 0;
+  size_t ndims = buf[3], size = 1;
+  if (buf[0] || buf[1] || buf[2] != 8 || ndims < 1 || ndims > 3)
+    return SIZE_MAX;
+  if (n < 4 + 4 * ndims)
+    return 0;
+  for (size_t i = 0; i < ndims; i++) {
+    const unsigned char *p = buf + 4 + 4 * i;
+    size_t d = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    if (idx_mul(size, d, &size) || size > SIZE_MAX - 16)
+      return SIZE_MAX;
+  }
+  return size + 4 + 4 * ndims;
+}
+
+/* Inflates every gzip member of in[0..inlen) into a new buffer, stopping
+   as soon as it holds more than its IDX header says (a small file that
+   inflates to gigabytes is refused before they are allocated). */
 static unsigned char *idx_gunzip(const unsigned char *in, size_t inlen,
                                  const char *path, size_t *len, char *err,
                                  size_t errlen) {
@@ -123,8 +167,15 @@ static unsigned char *idx_gunzip(const unsigned char *in, size_t inlen,
     return NULL;
   }
   unsigned char *out = NULL;
-  size_t cap = 0, n = 0, pos = 0;
+  size_t cap = 0, n = 0, pos = 0, declared = 0;
   for (;;) {
+    if (!declared)
+      declared = idx_declared(out, n);
+    if (declared && declared < SIZE_MAX && n > declared) {
+      idx_fail(err, errlen, path, "gzip data inflate to more than the %zu bytes its IDX "
+               "header says", declared);
+      break;
+    }
     if (idx_grow(&out, &cap, n + 1)) {
       idx_fail(err, errlen, path, "inflates to more than %zu bytes, or out "
                "of memory", IDX_MAX_BYTES);
@@ -230,14 +281,6 @@ static int idx_read_dims(const unsigned char *buf, int ndims, long dims[3],
       return idx_fail(err, errlen, path, "header says 0 %s",
                       idx_dim_name(ndims, i));
   }
-  return 0;
-}
-
-/* *r = a * b; -1 on overflow. (No __builtin_mul_overflow: tcc lacks it.) */
-static int idx_mul(size_t a, size_t b, size_t *r) {
-  if (b && a > SIZE_MAX / b)
-    return -1;
-  *r = a * b;
   return 0;
 }
 

@@ -5,10 +5,11 @@
  * not compiled by tcc but bound to the copies gcc compiled into mlpc
  * (runtime/kernels.c), of the model's precision.
  *
- * gcc: the unit is written under the cache directory, compiled by gcc
- * (run without a shell) into a shared object named by a hash of the
- * source and the flags, and loaded with dlopen. A second run of the same
- * model finds the object and compiles nothing.
+ * gcc: the unit is written under the cache directory (private: ours, and
+ * writable by no one else), compiled by gcc (run without a shell, from an
+ * argument list) into a shared object named by a hash of the source and
+ * the flags, and loaded with dlopen. A second run of the same model finds
+ * the object and compiles nothing; a damaged cached object is rebuilt.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -94,18 +95,56 @@ Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen) {
 
 /* ---- gcc ---- */
 
-/* FNV-1a over the source and the flags: the name of the cached object. */
-static unsigned long long source_hash(const char *src) {
-  unsigned long long h = 0xcbf29ce484222325ULL;
-  for (const char *p = src; *p; p++)
-    h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+/* The flags of one gcc run: jit_gcc_flags, then those of
+   MLPC_GCC_EXTRA_FLAGS split at blanks (no shell, no quoting), such as
+   "-fsanitize=address,undefined" to build the generated code with the
+   sanitizers. */
+enum { MAX_EXTRA = 16 };
+typedef struct {
+  char text[1024];                  /* MLPC_GCC_EXTRA_FLAGS, cut up     */
+  const char *extra[MAX_EXTRA + 1]; /* NULL-terminated                  */
+} Flags;
+
+/* Reads MLPC_GCC_EXTRA_FLAGS into F; 0 or -1 with err set. */
+static int extra_flags(Flags *F, char *err, size_t errlen) {
+  const char *env = getenv("MLPC_GCC_EXTRA_FLAGS");
+  int n = 0;
+  if (env && strlen(env) >= sizeof F->text) {
+    snprintf(err, errlen, "MLPC_GCC_EXTRA_FLAGS: longer than %zu bytes", sizeof F->text - 1);
+    return -1;
+  }
+  snprintf(F->text, sizeof F->text, "%s", env ? env : "");
+  for (char *save = NULL, *t = strtok_r(F->text, " \t\n", &save); t;
+       t = strtok_r(NULL, " \t\n", &save)) {
+    if (n == MAX_EXTRA) {
+      snprintf(err, errlen, "MLPC_GCC_EXTRA_FLAGS: more than %d flags", MAX_EXTRA);
+      return -1;
+    }
+    F->extra[n++] = t;
+  }
+  F->extra[n] = NULL;
+  return 0;
+}
+
+/* FNV-1a of a string, continuing from h. */
+static unsigned long long fnv(unsigned long long h, const char *s) {
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+  return (h ^ 0xff) * 0x100000001b3ULL; /* an end mark: "a","b" != "ab" */
+}
+
+/* FNV-1a over the source and all the flags: the name of the cached object. */
+static unsigned long long source_hash(const char *src, const Flags *F) {
+  unsigned long long h = fnv(0xcbf29ce484222325ULL, src);
   for (const char *const *f = jit_gcc_flags; *f; f++)
-    for (const char *p = *f; *p; p++)
-      h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    h = fnv(h, *f);
+  for (const char *const *f = F->extra; *f; f++)
+    h = fnv(h, *f);
   return h;
 }
 
-/* Creates dir and its parents; 0 or -1 with err set. */
+/* Creates dir and its parents, private to us (mode 0700); 0 or -1 with
+   err set. */
 static int make_dirs(const char *dir, char *err, size_t errlen) {
   char path[4096];
   snprintf(path, sizeof path, "%s", dir);
@@ -114,13 +153,29 @@ static int make_dirs(const char *dir, char *err, size_t errlen) {
     if (c != '/' && c)
       continue;
     *p = 0;
-    if (mkdir(path, 0777) && errno != EEXIST) {
+    if (mkdir(path, 0700) && errno != EEXIST) {
       snprintf(err, errlen, "%s: cannot create directory: %s", path, strerror(errno));
       return -1;
     }
     if (!(*p = c))
       return 0;
   }
+}
+
+/* Refuses a cache directory that someone else could put code into: it
+   must be ours and writable by no one else. */
+static int check_private(const char *dir, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: not a directory", dir);
+    return -1;
+  }
+  if (st.st_uid == geteuid() && !(st.st_mode & 022))
+    return 0;
+  snprintf(err, errlen, "%s: the cache directory is not private (owner uid %ld, mode %03o): "
+           "mlpc loads compiled code only from a directory that is yours and that no one "
+           "else can write to", dir, (long)st.st_uid, (unsigned)(st.st_mode & 0777));
+  return -1;
 }
 
 /* Formats a path; -1 with err set when it does not fit. */
@@ -152,87 +207,147 @@ static int write_file(const char *path, const char *text, char *err, size_t errl
   return 0;
 }
 
-/* Runs gcc on src into out, with its messages in log; 0 or -1. */
-static int run_gcc(const char *src, const char *out, const char *log, char *err,
-                   size_t errlen) {
-  const char *argv[32];
-  int n = 0;
+/* In the child: stdin from /dev/null, stdout and stderr to log, then gcc.
+   If that fails, writes errno to fd (close-on-exec, so the parent reads
+   nothing once gcc runs) and exits. */
+static void exec_gcc(const char *const *argv, const char *log, int fd) {
+  int in = open("/dev/null", O_RDONLY), out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (in >= 0 && out >= 0 && dup2(in, 0) >= 0 && dup2(out, 1) >= 0 && dup2(out, 2) >= 0)
+    execvp(argv[0], (char *const *)argv);
+  int e = errno;
+  (void)!write(fd, &e, sizeof e);
+  _exit(127);
+}
+
+/* The first line of a file, for messages ("" if none). */
+static const char *first_line(const char *path, char *buf, size_t len) {
+  FILE *f = fopen(path, "r");
+  buf[0] = 0;
+  if (f && fgets(buf, (int)len, f))
+    buf[strcspn(buf, "\n")] = 0;
+  if (f)
+    fclose(f);
+  return buf;
+}
+
+/* Says why gcc did not give an object: it could not start, was killed, or
+   failed (with its first message); -1. */
+static int gcc_failed(int exec_errno, int status, const char *src, const char *log, char *err,
+                      size_t errlen) {
+  char line[512];
+  if (exec_errno == ENOENT)
+    snprintf(err, errlen, "cannot run gcc: not found on PATH (install gcc, or use "
+             "--backend tcc)");
+  else if (exec_errno)
+    snprintf(err, errlen, "cannot run gcc: %s", strerror(exec_errno));
+  else if (WIFSIGNALED(status))
+    snprintf(err, errlen, "gcc was killed by signal %d (%s) compiling %s", WTERMSIG(status),
+             strsignal(WTERMSIG(status)), src);
+  else
+    snprintf(err, errlen, "gcc failed (exit %d) on %s: %s; all its messages are in %s",
+             WEXITSTATUS(status), src, first_line(log, line, sizeof line), log);
+  return -1;
+}
+
+/* Runs gcc, without a shell, on src into out with the flags in F and its
+   messages in log; 0 or -1 with err set. */
+static int run_gcc(const char *src, const char *out, const char *log, const Flags *F,
+                   char *err, size_t errlen) {
+  const char *argv[64];
+  int n = 0, fds[2], e = 0, status = 0;
   argv[n++] = "gcc";
   for (const char *const *f = jit_gcc_flags; *f; f++)
+    argv[n++] = *f;
+  for (const char *const *f = F->extra; *f; f++)
     argv[n++] = *f;
   const char *tail[] = {src, "-o", out, "-lm", NULL};
   for (int i = 0; tail[i]; i++)
     argv[n++] = tail[i];
   argv[n] = NULL;
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execvp("gcc", (char *const *)argv);
-    _exit(127);
-  }
-  int status;
-  if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+  pid_t pid = pipe2(fds, O_CLOEXEC) ? -1 : fork();
+  if (pid == 0)
+    exec_gcc(argv, log, fds[1]);
+  if (pid < 0) {
     snprintf(err, errlen, "cannot run gcc: %s", strerror(errno));
     return -1;
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-    snprintf(err, errlen, "cannot run gcc: not found on PATH (try --backend tcc)");
+  close(fds[1]);
+  if (read(fds[0], &e, sizeof e) != sizeof e)
+    e = 0;
+  close(fds[0]);
+  if (waitpid(pid, &status, 0) < 0) {
+    snprintf(err, errlen, "cannot wait for gcc: %s", strerror(errno));
     return -1;
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-    snprintf(err, errlen, "gcc failed on %s; its messages are in %s", src, log);
-    return -1;
-  }
+  if (e || !WIFEXITED(status) || WEXITSTATUS(status))
+    return gcc_failed(e, status, src, log, err, errlen);
   return 0;
 }
 
 /* Compiles src into path (via a temporary name, so that parallel runs
    never load a half-written object). */
-static int build_object(const char *src, const char *base, const char *path,
+static int build_object(const char *src, const char *base, const char *path, const Flags *F,
                         char *err, size_t errlen) {
   char csrc[4096], tmp[4096], log[4096];
   if (path_fmt(csrc, sizeof csrc, err, errlen, "%s.c", base) ||
       path_fmt(tmp, sizeof tmp, err, errlen, "%s.%ld.so", base, (long)getpid()) ||
       path_fmt(log, sizeof log, err, errlen, "%s.log", base))
     return -1;
-  if (write_file(csrc, src, err, errlen) || run_gcc(csrc, tmp, log, err, errlen))
+  if (write_file(csrc, src, err, errlen) || run_gcc(csrc, tmp, log, F, err, errlen)) {
+    remove(tmp);
     return -1;
+  }
   if (rename(tmp, path)) {
-    snprintf(err, errlen, "%s: cannot rename: %s", path, strerror(errno));
+    if (errno == ENOENT)
+      snprintf(err, errlen, "gcc succeeded on %s but wrote no object; its messages are in %s",
+               csrc, log);
+    else
+      snprintf(err, errlen, "%s: cannot rename: %s", path, strerror(errno));
     remove(tmp);
     return -1;
   }
   return 0;
 }
 
-Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen) {
-  char base[4096], path[4096];
-  if (path_fmt(base, sizeof base, err, errlen, "%s/%016llx", cache_dir, source_hash(src)) ||
-      path_fmt(path, sizeof path, err, errlen, "%s.so", base))
-    return NULL;
-  Jit *j = calloc(1, sizeof *j);
-  if (!j || make_dirs(cache_dir, err, errlen)) {
-    free(j);
-    return NULL;
-  }
-  j->cached = access(path, R_OK) == 0;
-  if (!j->cached && build_object(src, base, path, err, errlen)) {
-    free(j);
-    return NULL;
-  }
+/* Loads the object at path into j; 0, or -1 with err set. */
+static int load_object(Jit *j, const char *path, char *err, size_t errlen) {
   j->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   const RtNet *(*get)(void) = j->dl ? (const RtNet *(*)(void))dlsym(j->dl, "mlpc_net") : NULL;
   if (!get) {
     snprintf(err, errlen, "%s: cannot load: %s", path, dlerror());
-    jit_free(j);
-    return NULL;
+    if (j->dl)
+      dlclose(j->dl);
+    j->dl = NULL;
+    return -1;
   }
   j->net = get();
+  return 0;
+}
+
+Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen) {
+  char base[4096], path[4096];
+  Flags F;
+  if (extra_flags(&F, err, errlen) ||
+      path_fmt(base, sizeof base, err, errlen, "%s/%016llx", cache_dir, source_hash(src, &F)) ||
+      path_fmt(path, sizeof path, err, errlen, "%s.so", base))
+    return NULL;
+  Jit *j = calloc(1, sizeof *j);
+  if (!j) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  if (make_dirs(cache_dir, err, errlen) || check_private(cache_dir, err, errlen))
+    goto fail;
+  j->cached = access(path, R_OK) == 0;
+  if (j->cached && load_object(j, path, err, errlen) == 0)
+    return j;
+  j->cached = 0; /* not there, or damaged: (re)build it */
+  if (build_object(src, base, path, &F, err, errlen) || load_object(j, path, err, errlen))
+    goto fail;
   return j;
+fail:
+  jit_free(j);
+  return NULL;
 }
 
 /* ---- both ---- */

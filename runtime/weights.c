@@ -10,10 +10,12 @@
  * model before it copies anything, and names everything that does not fit.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <jansson.h>
 #include "../mlpc.h"
@@ -72,17 +74,16 @@ static char *make_header(const RtNet *net, size_t *len) {
   return s;
 }
 
-int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen) {
-  size_t hlen;
-  char *hdr = make_header(net, &hlen);
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-  FILE *f = hdr ? fopen(tmp, "wb") : NULL;
-  if (!f) {
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-    free(hdr);
-    return -1;
-  }
+/* Whether path names something other than a regular file (a device
+   such as /dev/stdout, a pipe): that is written in place, never renamed
+   over. */
+static int special_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
+/* Writes the length, the header and net's data; 0 or errno. */
+static int write_body(FILE *f, const RtNet *net, const char *hdr, size_t hlen) {
   size_t padded = (hlen + 7) / 8 * 8; /* data 8-byte aligned, padded with spaces */
   unsigned char n8[8];
   for (int i = 0; i < 8; i++)
@@ -95,13 +96,33 @@ int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen
     if (saved(t))
       ok = write_data(t, f) == 0;
   }
-  free(hdr);
-  if (fclose(f) || !ok || rename(tmp, path)) {
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-    remove(tmp);
-    return -1;
+  return ok ? 0 : errno ? errno : EIO;
+}
+
+/* Writes to a temporary file beside path and renames it over path once it
+   is whole, so that a failure (a full disk) leaves path as it was. */
+int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen) {
+  size_t hlen;
+  char tmp[4200];
+  int direct = special_file(path), e = 0;
+  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+  char *hdr = make_header(net, &hlen);
+  FILE *f = hdr ? fopen(direct ? path : tmp, "wb") : NULL;
+  if (!f)
+    e = hdr ? errno : ENOMEM;
+  else {
+    e = write_body(f, net, hdr, hlen);
+    if (fclose(f) && !e)
+      e = errno;
+    if (!e && !direct && rename(tmp, path))
+      e = errno;
+    if (e && !direct)
+      remove(tmp);
   }
-  return 0;
+  free(hdr);
+  if (e)
+    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(e));
+  return e ? -1 : 0;
 }
 
 /* ---- loading ---- */
@@ -138,24 +159,48 @@ static void problem(File *F, const char *name, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Reads the whole file; 0 or -1. */
+/* The most bytes a weight file for F's model can have: the length, the
+   largest header we read, and the data of every saved tensor. */
+static size_t max_file(const File *F) {
+  size_t n = 8 + MAX_HEADER;
+  for (int i = 0; i < F->net->ntensors; i++)
+    if (saved(&F->net->tensors[i]))
+      n += (size_t)numel(&F->net->tensors[i]) * st_sizes[F->net->tensors[i].dtype];
+  return n;
+}
+
+/* Reads the whole file, refusing one larger than the model's weights
+   could make (before allocating for it, when it is a regular file); 0 or
+   -1 with err set. */
 static int slurp(File *F) {
   FILE *f = fopen(F->path, "rb");
+  struct stat st;
   if (!f) {
     snprintf(F->err, F->errlen, "%s: cannot open: %s", F->path, strerror(errno));
     return -1;
   }
-  size_t cap = 1 << 16;
-  F->buf = malloc(cap);
+  size_t cap = 1 << 16, max = max_file(F), n;
+  int too_large = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+                  (uintmax_t)st.st_size > max;
+  F->buf = too_large ? NULL : malloc(cap);
   F->len = 0;
-  size_t n;
-  while (F->buf && (n = fread(F->buf + F->len, 1, cap - F->len, f)) > 0)
-    if ((F->len += n) == cap)
-      F->buf = realloc(F->buf, cap *= 2);
-  int bad = !F->buf || ferror(f);
+  while (F->buf && (n = fread(F->buf + F->len, 1, cap - F->len, f)) > 0) {
+    if ((F->len += n) < cap)
+      continue;
+    too_large = cap > max; /* a pipe or device that goes on */
+    unsigned char *more = too_large ? NULL : realloc(F->buf, 2 * cap);
+    if (!more)
+      free(F->buf);
+    F->buf = more, cap *= 2;
+  }
+  int e = errno, bad = !F->buf || ferror(f);
   fclose(f);
-  if (bad)
-    snprintf(F->err, F->errlen, "%s: cannot read", F->path);
+  if (too_large)
+    snprintf(F->err, F->errlen, "%s: larger than a weight file of model %s can be (%zu bytes "
+             "at most)", F->path, F->net->name, max);
+  else if (bad)
+    snprintf(F->err, F->errlen, "%s: cannot read: %s", F->path,
+             F->buf ? strerror(e) : "out of memory");
   return bad ? -1 : 0;
 }
 
@@ -199,8 +244,8 @@ static int check_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *se
   if (check_shape(F, t, shape))
     return -1;
   size_t bytes = (size_t)numel(t) * st_sizes[t->dtype];
-  if (json_unpack(offs, "[I,I]", &b, &end) || b < 0 || end - b != (json_int_t)bytes ||
-      (size_t)end > F->len - F->data) {
+  if (json_unpack(offs, "[I,I!]", &b, &end) || b < 0 || end < b ||
+      end - b != (json_int_t)bytes || (size_t)end > F->len - F->data) {
     char *os = text_of(offs);
     problem(F, t->name, "data_offsets %s do not hold its %zu bytes inside the %zu bytes "
             "of data", os, bytes, F->len - F->data);

@@ -474,6 +474,11 @@ static int check_model(Ctx *c, json_t *o, Model *m, Remap *map, void *ctx) {
   const char *msg;
   int rc = fe_load_string(text, c->file, m, fe, sizeof fe);
   free(text);
+  if (!rc) { /* and its arrays must fit generated code (mlpc.h) */
+    static Ir ir;
+    ir_lower(m, &ir);
+    rc = emit_check_size(&ir, fe, sizeof fe);
+  }
   if (!rc)
     return 0;
   split_message(c, fe, path, sizeof path, &msg);

@@ -311,9 +311,11 @@ static const char *probe_changes(const Model *m, const char *from, const char *t
   save(net, &saved);
   double out[MAX_HIDDEN * RT_NLAYER_FIGURES];
   net->health(net->batch, mnist.images + 640 * 784, mnist.labels + 640, out);
-  const char *name = changed(net, &saved);
+  static char name[64]; /* the tensor names live in the compiled code */
+  const char *t = changed(net, &saved);
+  snprintf(name, sizeof name, "%s", t ? t : "");
   jit_free(j);
-  return name;
+  return t ? name : NULL;
 }
 
 /* Every norm × activation, and the models in models/ and tests/models/. */

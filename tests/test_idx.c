@@ -433,6 +433,58 @@ static void test_truncated_gzip(void **state) {
   }
 }
 
+/* A small gzip file that inflates to 8 GiB after a valid header is
+   refused once it passes what the header says, not at the 4 GiB limit. */
+static void test_gzip_bomb(void **state) {
+  (void)state;
+  enum { MEMBER = 16 << 20, COPIES = 512 };
+  Bytes im = images(0x803, N, ROWS, COLS);
+  unsigned char *zeros = calloc(MEMBER, 1), *z = malloc(1 << 20);
+  size_t head = gzip(im.b, im.len, z, 1 << 20);
+  size_t body = gzip(zeros, MEMBER, z + head, (1 << 20) - head);
+  char gz[160];
+  write_valid();
+  remove(ipath);
+  snprintf(gz, sizeof gz, "%s.gz", ipath);
+  FILE *f = fopen(gz, "wb");
+  assert_non_null(f);
+  fwrite(z, 1, head, f);
+  for (int i = 0; i < COPIES; i++)
+    fwrite(z + head, 1, body, f);
+  assert_int_equal(fclose(f), 0);
+  load_fails(gz, "gzip data inflate to more than the 76 bytes its IDX header says");
+  free(zeros);
+  free(z);
+}
+
+/* A file that opens but cannot be read (/proc/self/mem gives EIO at
+   offset 0), and one without read permission (unless we are root). */
+static void test_unreadable(void **state) {
+  (void)state;
+  write_valid();
+  remove(ipath);
+  assert_int_equal(symlink("/proc/self/mem", ipath), 0);
+  load_fails(ipath, "cannot read (Input/output error)");
+  remove(ipath);
+  write_valid();
+  assert_int_equal(chmod(lpath, 0), 0);
+  if (geteuid() != 0)
+    load_fails(lpath, "cannot open (Permission denied)");
+  chmod(lpath, 0644);
+}
+
+/* A file over the 4 GiB limit is refused before it is read (a sparse
+   file: no disk is used). */
+static void test_huge(void **state) {
+  (void)state;
+  write_valid();
+  FILE *f = fopen(ipath, "wb");
+  assert_non_null(f);
+  assert_int_equal(ftruncate(fileno(f), (off_t)5 << 30), 0);
+  fclose(f);
+  load_fails(ipath, "file is 5368709120 bytes, more than the 4294967296 bytes mlpc reads");
+}
+
 /* A directory where the image file should be. */
 static void test_directory(void **state) {
   (void)state;
@@ -549,6 +601,9 @@ int main(void) {
     cmocka_unit_test_setup(test_label_range, before),
     cmocka_unit_test_setup(test_corrupt_gzip, before),
     cmocka_unit_test_setup(test_truncated_gzip, before),
+    cmocka_unit_test_setup(test_gzip_bomb, before),
+    cmocka_unit_test_setup(test_unreadable, before),
+    cmocka_unit_test_setup(test_huge, before),
     cmocka_unit_test_setup(test_directory, before),
     cmocka_unit_test_setup(test_missing, before),
     cmocka_unit_test_setup(test_short_err, before),

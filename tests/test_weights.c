@@ -5,6 +5,12 @@
  * problem, leaving the model untouched. (Files between mlpc and PyTorch
  * are covered by test_reference, which loads PyTorch's files, and by
  * tests/reference/gen.py --check-mlpc, which loads mlpc's into PyTorch.)
+ *
+ * Then hostile files: offsets at the ends of the integers, every
+ * truncation of a valid file, every byte of one changed, directories,
+ * unreadable and oversized files. Each is refused with a message (or,
+ * for a harmless change, loaded), never a crash, and a refusal changes
+ * nothing; under the sanitizers no access goes astray.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
@@ -300,12 +307,139 @@ static void test_many_problems(void **state) {
   drop(b);
 }
 
+/* ---- hostile files ---- */
+
+/* Offsets whose arithmetic could overflow, or that are not integers. */
+static void test_offsets(void **state) {
+  (void)state;
+  static const char *const offs[] = {
+    "[1, -9223372036854775808]", "[9223372036854775800, 9223372036854775807]",
+    "[-1, 19]", "[20, 0]", "[0.0, 20.0]", "[\"0\", \"20\"]", "[0]", "[0, 20, 40]",
+    "{\"a\": 1}", "null",
+  };
+  char other[160], hdr[512];
+  Net *n = make(5, NORM_NONE, DT_F32);
+  snprintf(other, sizeof other, "%s/o.safetensors", tmp);
+  for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+    snprintf(hdr, sizeof hdr, "{\"fc1.bias\": {\"dtype\": \"F32\", \"shape\": [5], "
+             "\"data_offsets\": %s}}", offs[i]);
+    write_st(other, hdr, 64);
+    refused(n->net, other, "fc1.bias: ", NULL);
+  }
+  drop(n);
+}
+
+/* Reads a whole file. */
+static unsigned char *read_all(const char *p, size_t *len) {
+  FILE *f = fopen(p, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  *len = (size_t)ftell(f);
+  rewind(f);
+  unsigned char *b = malloc(*len);
+  assert_int_equal(fread(b, 1, *len, f), *len);
+  fclose(f);
+  return b;
+}
+
+/* Writes len bytes to p. */
+static void write_bytes(const char *p, const void *b, size_t len) {
+  FILE *f = fopen(p, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b, 1, len, f), len);
+  fclose(f);
+}
+
+/* Every truncation of a valid file is refused. */
+static void test_truncated(void **state) {
+  (void)state;
+  char other[160];
+  Net *a = make(5, NORM_BATCH, DT_F32), *b = make(5, NORM_BATCH, DT_F32);
+  snprintf(other, sizeof other, "%s/t.safetensors", tmp);
+  step(a->net);
+  save(a->net, path);
+  size_t len;
+  unsigned char *whole = read_all(path, &len);
+  size_t before_len;
+  char *before = snapshot(b->net, &before_len);
+  for (size_t n = 0; n < len; n++) {
+    write_bytes(other, whole, n);
+    assert_int_equal(rt_load_weights(b->net, other, err, sizeof err), -1);
+    assert_true(strncmp(err, other, strlen(other)) == 0);
+  }
+  char *after = snapshot(b->net, &before_len);
+  assert_memory_equal(before, after, before_len);
+  print_message("  %zu truncations refused\n", len);
+  free(whole), free(before), free(after);
+  drop(a), drop(b);
+}
+
+/* Every byte of a valid file's length and header, set to each of a few
+   values: loaded or refused, never more; a refusal changes nothing. */
+static void test_bytes_changed(void **state) {
+  (void)state;
+  static const unsigned char values[] = {0x00, 0x22, 0x5b, 0x7b, 0x7d, 0x39, 0xff, 0x80};
+  char other[160];
+  Net *a = make(4, NORM_LAYER, DT_F64), *b = make(4, NORM_LAYER, DT_F64);
+  snprintf(other, sizeof other, "%s/b.safetensors", tmp);
+  save(a->net, path);
+  size_t len, hlen, flen, snap;
+  json_decref(header(path, &hlen, &flen));
+  unsigned char *whole = read_all(path, &len);
+  int loaded = 0, refusals = 0;
+  for (size_t i = 0; i < 8 + hlen; i++)
+    for (size_t v = 0; v < sizeof values; v++) {
+      unsigned char keep = whole[i];
+      if (keep == values[v])
+        continue;
+      whole[i] = values[v];
+      write_bytes(other, whole, len);
+      whole[i] = keep;
+      char *before = snapshot(b->net, &snap);
+      if (rt_load_weights(b->net, other, err, sizeof err) == 0) {
+        loaded++;
+        free(before);
+        continue;
+      }
+      refusals++;
+      char *after = snapshot(b->net, &snap);
+      assert_memory_equal(before, after, snap);
+      free(before), free(after);
+    }
+  print_message("  %d changed files refused, %d loaded\n", refusals, loaded);
+  assert_true(refusals > 0);
+  free(whole);
+  drop(a), drop(b);
+}
+
+/* A directory, an unreadable file, a huge sparse file, an endless one. */
+static void test_special_files(void **state) {
+  (void)state;
+  char big[160];
+  Net *n = make(5, NORM_NONE, DT_F32);
+  refused(n->net, tmp, "cannot read: Is a directory", NULL);
+  refused(n->net, "/proc/self/mem", "cannot read: Input/output error", NULL);
+  snprintf(big, sizeof big, "%s/big.safetensors", tmp);
+  FILE *f = fopen(big, "wb");
+  assert_non_null(f);
+  assert_int_equal(ftruncate(fileno(f), (off_t)3 << 30), 0); /* sparse: no disk used */
+  fclose(f);
+  refused(n->net, big, "larger than a weight file of model model can be", NULL);
+  refused(n->net, "/dev/zero", "larger than a weight file of model model can be", NULL);
+  remove(big);
+  drop(n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_format),
     cmocka_unit_test(test_round_trip),
     cmocka_unit_test(test_refused),
     cmocka_unit_test(test_many_problems),
+    cmocka_unit_test(test_offsets),
+    cmocka_unit_test(test_truncated),
+    cmocka_unit_test(test_bytes_changed),
+    cmocka_unit_test(test_special_files),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,456 @@
+/*
+ * test_faults.c — what goes wrong around mlpc: memory, disk, files.
+ *
+ *   alloc      every allocation of the frontend and the code generator
+ *              (Jansson's included) made to fail in turn, for every model
+ *              file, each in a child process: each failure gives "out of
+ *              memory" and no block is left held; one of Jansson's ends
+ *              the process with that message and exit 1 (frontend/alloc.c
+ *              says why)
+ *   disk full  writing a trainer or weights past a file-size limit (the
+ *              way a full disk fails: EFBIG instead of ENOSPC): exit 1 with
+ *              the reason, the file that was there before untouched, no
+ *              temporary file left
+ *   unwritable an output in a directory that does not exist, under a
+ *              file, or not writable (when not root); a cache directory
+ *              that cannot be made; a device (/dev/null) is written in
+ *              place, not replaced
+ *   data gone  the data directory deleted while a run trains: the run
+ *              finishes and saves its weights (data are read whole at the
+ *              start); deleted before the run: exit 2, naming the file
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "../mlpc.h"
+#include "util.h"
+
+static char tmp[64];
+
+/* A path in the temporary directory. */
+static const char *tmp_path(const char *name) {
+  static char buf[8][200];
+  static int next;
+  char *p = buf[next++ % 8];
+  snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
+  return p;
+}
+
+/* ---- allocation failures ---- */
+
+/* The frontend on one model file: load and an override. 0, or the
+   failure's status with err set. */
+static int front(const char *path, Model *m, char *err, size_t errlen) {
+  int rc = fe_load(path, m, err, errlen);
+  return rc ? rc : fe_override(m, "--lr", "optimizer.lr", "0.5", err, errlen);
+}
+
+/* The code generator on a loaded model: the size check, both backends'
+   units, the model code, the trainer and the inference C for net. 0, or
+   -1 with err set. */
+static int back(const Model *m, const RtNet *net, char *err, size_t errlen) {
+  static Ir ir;
+  Buf b[6] = {{0}};
+  ir_lower(m, &ir);
+  if (emit_check_size(&ir, err, errlen))
+    return -1;
+  int rc = emit_unit(&ir, BACKEND_GCC, &b[0]) | emit_unit(&ir, BACKEND_TCC, &b[1]) |
+           emit_model(&ir, &b[2]) | emit_trainer(&ir, &b[3]) |
+           emit_inference(&ir, net, "p.h", &b[4], &b[5], err, errlen);
+  for (int i = 0; i < 6; i++)
+    fe_free(b[i].buf);
+  if (rc)
+    snprintf(err, errlen, "out of memory generating the code");
+  return rc;
+}
+
+/* A model file's net, compiled by tcc, for the inference C. */
+static Jit *compile(const Model *m) {
+  static Ir ir;
+  char err[1024];
+  Buf b = {0};
+  ir_lower(m, &ir);
+  emit_unit(&ir, BACKEND_TCC, &b);
+  Jit *j = jit_tcc(b.buf, m->dtype, err, sizeof err);
+  fe_free(b.buf);
+  assert_non_null(j);
+  rt_init(jit_net(j), 1);
+  return j;
+}
+
+/* Whether a run with the k-th allocation failing ended well: stopped with
+   "out of memory" (or, k not reached, did not stop), holding no block it
+   did not hold before; if not, says why in err. */
+static int clean(int rc, long k, long held, char *err, size_t errlen) {
+  int reached = fe_alloc_calls() >= k;
+  fe_alloc_fail_at(0);
+  if (fe_alloc_live() == held && (reached ? rc && strstr(err, "out of memory") : !rc))
+    return 1;
+  size_t n = strlen(err);
+  snprintf(err + n, errlen - n, " (allocation %ld: status %d, %ld block(s) leaked)", k, rc,
+           fe_alloc_live() - held);
+  return 0;
+}
+
+/* The frontend with its k-th allocation failing, in a child process:
+   exit 0 when it ended well, 3 (saying why) when not; Jansson's
+   allocator may end it first, with exit 1. */
+static int front_child(const char *path, long k, const char *log) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    static Model m;
+    char err[2048] = "";
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    long held = fe_alloc_live();
+    fe_alloc_fail_at(k);
+    int ok = clean(front(path, &m, err, sizeof err), k, held, err, sizeof err);
+    if (!ok)
+      fprintf(stderr, "%s\n", err);
+    fflush(stderr);
+    _exit(ok ? 0 : 3);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Fails each allocation on path in turn: the frontend's each in a child
+   process (Jansson's allocator ends the process), the code generator's
+   in this one. Counts the clean errors returned and the ends. */
+static void fail_each(const char *path, long *returned, long *ended) {
+  static Model m;
+  char err[2048];
+  const char *log = tmp_path("child-stderr");
+  long held = fe_alloc_live();
+  fe_alloc_fail_at(0);
+  assert_int_equal(front(path, &m, err, sizeof err), 0);
+  long nfront = fe_alloc_calls();
+  Jit *j = compile(&m);
+  fe_alloc_fail_at(0);
+  assert_int_equal(back(&m, jit_net(j), err, sizeof err), 0);
+  long nback = fe_alloc_calls();
+  assert_int_equal(fe_alloc_live(), held);
+  for (long k = 1; k <= nfront; k++) {
+    int code = front_child(path, k, log);
+    size_t len;
+    char *msg = util_slurp(log, &len);
+    if (code == 0 && !*msg)
+      ++*returned;
+    else if (code == 1 && !strcmp(msg, "mlpc: error: out of memory (reading JSON)\n"))
+      ++*ended;
+    else
+      fail_msg("%s: allocation %ld of the frontend's %ld: exit %d\n%s", path, k, nfront, code,
+               msg);
+    free(msg);
+  }
+  for (long k = 1; k <= nback; k++) {
+    err[0] = 0;
+    fe_alloc_fail_at(k);
+    if (!clean(back(&m, jit_net(j), err, sizeof err), k, held, err, sizeof err))
+      fail_msg("%s: %s", path, err);
+    ++*returned;
+  }
+  jit_free(j);
+}
+
+/* Every model file, every allocation. */
+static void test_alloc(void **state) {
+  (void)state;
+  char *files[UTIL_MAX_FILES];
+  int n = util_models(files);
+  long returned = 0, ended = 0;
+  for (int i = 0; i < n; i++) {
+    fail_each(files[i], &returned, &ended);
+    free(files[i]);
+  }
+  print_message("  %ld allocations failed in turn over %d model files: %ld returned "
+                "'out of memory', %ld ended in Jansson's allocator; no leak\n",
+                returned + ended, n, returned, ended);
+}
+
+/* The frontend reports running out of memory apart from bad input. */
+static void test_alloc_status(void **state) {
+  (void)state;
+  static Model m;
+  char err[512];
+  fe_alloc_fail_at(1);
+  int rc = fe_load("models/bn_relu.json", &m, err, sizeof err);
+  fe_alloc_fail_at(0);
+  assert_int_equal(rc, FE_NO_MEMORY);
+  assert_string_equal(err, "models/bn_relu.json: error: out of memory reading the model");
+  Buf b = {0};
+  fe_alloc_fail_at(1);
+  emitf(&b, "%d", 1);
+  fe_alloc_fail_at(0);
+  emitf(&b, "%d", 2); /* ignored: the buffer stays failed */
+  assert_true(b.oom && b.len == 0 && !b.buf);
+}
+
+/* ---- running mlpc ---- */
+
+typedef struct {
+  const char *cwd;      /* NULL: the source directory                  */
+  long fsize;           /* file-size limit in bytes, 0: none           */
+} Env;
+
+/* Runs argv with env, stdout and stderr to files in tmp; its exit status. */
+static int run(const char *const *argv, const Env *env) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int out = open(tmp_path("stdout"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(tmp_path("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(out, 1), dup2(err, 2);
+    if (env && env->cwd && chdir(env->cwd))
+      _exit(126);
+    if (env && env->fsize) {
+      signal(SIGXFSZ, SIG_IGN); /* writes fail with EFBIG instead */
+      struct rlimit r = {(rlim_t)env->fsize, (rlim_t)env->fsize};
+      setrlimit(RLIMIT_FSIZE, &r);
+    }
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  int status;
+  assert_true(pid > 0 && waitpid(pid, &status, 0) == pid);
+  if (!WIFEXITED(status))
+    fail_msg("%s was killed by signal %d", argv[0], WTERMSIG(status));
+  return WEXITSTATUS(status);
+}
+
+/* Fails unless stderr holds want. */
+static void says(const char *want) {
+  size_t len;
+  char *msg = util_slurp(tmp_path("stderr"), &len);
+  if (!msg || !strstr(msg, want))
+    fail_msg("stderr lacks '%s':\n%s", want, msg ? msg : "(none)");
+  free(msg);
+}
+
+/* Whether a file holds exactly text. */
+static int holds(const char *path, const char *text) {
+  size_t len;
+  char *got = util_slurp(path, &len);
+  int same = got && len == strlen(text) && !memcmp(got, text, len);
+  free(got);
+  return same;
+}
+
+/* Fails if dir holds a file whose name contains ".tmp". */
+static void no_temporaries(const char *dir) {
+  char *names[UTIL_MAX_FILES];
+  int n = util_list(dir, ".tmp", names, 0);
+  for (int i = 0; i < n; i++)
+    free(names[i]);
+  if (n)
+    fail_msg("%s: %d temporary file(s) left", dir, n);
+}
+
+/* Writes a data set of n 4x4 images (train and t10k alike) to tmp/NAME. */
+static void tiny_data(const char *name, int n) {
+  unsigned char *buf = malloc(16 + (size_t)n * 16);
+  const char *dir = tmp_path(name);
+  char path[256];
+  mkdir(dir, 0700);
+  for (int set = 0; set < 2; set++) {
+    const char *prefix = set ? "t10k" : "train";
+    unsigned char hdr[16] = {0, 0, 8, 3, n >> 24, n >> 16 & 255, n >> 8 & 255, n & 255,
+                             0, 0, 0, 4, 0, 0, 0, 4};
+    memcpy(buf, hdr, 16);
+    for (int i = 0; i < n * 16; i++)
+      buf[16 + i] = (unsigned char)(i * 37 % 251);
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
+    assert_int_equal(util_write(path, buf, 16 + (size_t)n * 16), 0);
+    memcpy(buf, hdr, 8);
+    buf[3] = 1;
+    for (int i = 0; i < n; i++)
+      buf[8 + i] = (unsigned char)(i % 10);
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    assert_int_equal(util_write(path, buf, 8 + (size_t)n), 0);
+  }
+  free(buf);
+}
+
+/* A 16-8-10 model on tmp/tiny; its path. */
+static const char *tiny_model(void) {
+  char text[512];
+  const char *path = tmp_path("tiny.json");
+  int n = snprintf(text, sizeof text, "{\"input\": 16, \"hidden\": [8], \"epochs\": 2, "
+                   "\"data\": \"%s\"}\n", tmp_path("tiny"));
+  assert_int_equal(util_write(path, text, n), 0);
+  return path;
+}
+
+/* ---- the disk ---- */
+
+/* A trainer or weights that do not fit: the old file stays whole. */
+static void test_disk_full(void **state) {
+  (void)state;
+  const char *old = "what was there before\n", *out = tmp_path("t.c"),
+             *w = tmp_path("w.safetensors");
+  Env full = {NULL, 4096};
+  assert_int_equal(util_write(out, old, strlen(old)), 0);
+  const char *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit", out, NULL};
+  assert_int_equal(run(emit, &full), 1);
+  says("mlpc: error: ");
+  says("t.c: cannot write: File too large");
+  assert_true(holds(out, old));
+  no_temporaries(tmp);
+
+  assert_int_equal(util_write(w, old, strlen(old)), 0);
+  const char *save[] = {MLPC_BIN, tiny_model(), "--run", "--backend", "tcc",
+                        "--save-weights", w, NULL};
+  full.fsize = 1024;
+  assert_int_equal(run(save, &full), 1);
+  says("w.safetensors: cannot write: File too large");
+  assert_true(holds(w, old));
+  no_temporaries(tmp);
+  assert_int_equal(run(save, NULL), 0); /* and with room, it is written */
+  assert_false(holds(w, old));
+}
+
+/* Outputs where no file can be made. */
+static void test_unwritable(void **state) {
+  (void)state;
+  const char *targets[][2] = {
+    {"/nonexistent/t.c", "/nonexistent/t.c: cannot write: No such file or directory"},
+    {"/dev/null/t.c", "/dev/null/t.c: cannot write: Not a directory"},
+  };
+  for (int i = 0; i < 2; i++) {
+    const char *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit", targets[i][0], NULL};
+    const char *save[] = {MLPC_BIN, tiny_model(), "--run", "--backend", "tcc",
+                          "--save-weights", targets[i][0], NULL};
+    assert_int_equal(run(emit, NULL), 1);
+    says(targets[i][1]);
+    assert_int_equal(run(save, NULL), 1);
+    says(targets[i][1]);
+  }
+  if (geteuid() != 0) { /* root writes anywhere */
+    const char *ro = tmp_path("ro"), *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit",
+                                                 tmp_path("ro/t.c"), NULL};
+    mkdir(ro, 0500);
+    assert_int_equal(run(emit, NULL), 1);
+    says("cannot write: Permission denied");
+  }
+  /* a device is written in place, never renamed over (through a link
+     in tmp, so that a failure replaces the link, not the device) */
+  const char *dev = tmp_path("null");
+  struct stat st;
+  assert_int_equal(symlink("/dev/null", dev), 0);
+  const char *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit", dev, NULL};
+  const char *save[] = {MLPC_BIN, tiny_model(), "--run", "--backend", "tcc", "--save-weights",
+                        dev, NULL};
+  assert_int_equal(run(emit, NULL), 0);
+  assert_int_equal(run(save, NULL), 0);
+  assert_true(lstat(dev, &st) == 0 && S_ISLNK(st.st_mode));
+  /* the gcc backend's cache, where out/ is a file */
+  const char *dir = tmp_path("cwd");
+  char model[4096];
+  mkdir(dir, 0700);
+  assert_int_equal(util_write(tmp_path("cwd/out"), "x", 1), 0);
+  snprintf(model, sizeof model, "%s/%s", MLPC_SOURCE_DIR, "models/bn_relu.json");
+  const char *gcc[] = {MLPC_BIN, model, "--run", "--backend", "gcc", NULL};
+  Env in_dir = {dir, 0};
+  assert_int_equal(run(gcc, &in_dir), 1);
+  says("mlpc: error: out/cache: cannot create directory: Not a directory");
+}
+
+/* ---- the data ---- */
+
+/* Reads one line from fd into buf; its length, 0 at the end. */
+static size_t read_line(int fd, char *buf, size_t len) {
+  size_t n = 0;
+  while (n + 1 < len && read(fd, buf + n, 1) == 1)
+    if (buf[n++] == '\n')
+      break;
+  buf[n] = 0;
+  return n;
+}
+
+/* The data directory deleted after the first epoch: the run goes on. */
+static void test_data_gone(void **state) {
+  (void)state;
+  char model[512], line[512];
+  const char *w = tmp_path("gone.safetensors");
+  tiny_data("moved", 1000); /* epochs long enough to stop the run in */
+  int n = snprintf(model, sizeof model, "{\"input\": 16, \"hidden\": [256, 256], \"epochs\": 3,"
+                   " \"batch_size\": 2, \"data\": \"%s\"}\n", tmp_path("moved"));
+  assert_int_equal(util_write(tmp_path("gone.json"), model, n), 0);
+  const char *argv[] = {MLPC_BIN, tmp_path("gone.json"), "--run", "--backend", "tcc", "--json",
+                        "--save-weights", w, NULL};
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  assert_true(read_line(fds[0], line, sizeof line) > 0); /* epoch 1 */
+  assert_non_null(strstr(line, "\"epoch\": 1"));
+  int status;
+  kill(pid, SIGSTOP);
+  assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+  assert_true(WIFSTOPPED(status)); /* still training: the rest is not vacuous */
+  util_rmtree(tmp_path("moved"));
+  assert_int_not_equal(access(tmp_path("moved"), F_OK), 0);
+  kill(pid, SIGCONT);
+  int later = 0;
+  while (read_line(fds[0], line, sizeof line))
+    later += strstr(line, "\"epoch\"") != NULL;
+  close(fds[0]);
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(later, 2);
+  assert_int_equal(access(w, R_OK), 0);
+
+  const char *again[] = {MLPC_BIN, tmp_path("gone.json"), "--run", "--backend", "tcc", NULL};
+  assert_int_equal(run(again, NULL), 2);
+  says("moved/train-images-idx3-ubyte: no such file");
+}
+
+static int setup(void **state) {
+  (void)state;
+  if (util_mkdtemp("faults", tmp, sizeof tmp))
+    return -1;
+  tiny_data("tiny", 33);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  chmod(tmp_path("ro"), 0700);
+  util_rmtree(tmp);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_alloc_status),
+    cmocka_unit_test(test_alloc),
+    cmocka_unit_test(test_disk_full),
+    cmocka_unit_test(test_unwritable),
+    cmocka_unit_test(test_data_gone),
+  };
+#ifdef MLPC_SOURCE_DIR
+  if (chdir(MLPC_SOURCE_DIR))
+    perror(MLPC_SOURCE_DIR);
+#endif
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

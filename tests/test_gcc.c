@@ -1,0 +1,281 @@
+/*
+ * test_gcc.c — the gcc backend when gcc is missing, fails, or misbehaves,
+ * and its cache directory.
+ *
+ * Stand-in compilers are small shell scripts named gcc, put first on
+ * PATH: one that fails with a message, one that kills itself, one that
+ * writes garbage for the object, one that is not executable, and one that
+ * records its arguments and runs the real gcc. Each failure must give its
+ * own clear message (and, through mlpc, exit 1), never a crash.
+ *
+ * The cache: MLPC_GCC_EXTRA_FLAGS reaches gcc as separate arguments,
+ * without a shell, and takes part in the object's name; a cache directory
+ * that is not private is refused; a damaged cached object is rebuilt.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "../mlpc.h"
+#include "util.h"
+
+#define MARK "/tmp/mlpc-pwned"
+
+static char tmp[64];
+static char *path0;        /* PATH as the test found it               */
+static char *extra0;       /* MLPC_GCC_EXTRA_FLAGS as found, or NULL  */
+static char *src;          /* a small model's gcc unit                */
+
+/* Puts MLPC_GCC_EXTRA_FLAGS back as the test found it. */
+static void restore_extra(void) {
+  if (extra0)
+    setenv("MLPC_GCC_EXTRA_FLAGS", extra0, 1);
+  else
+    unsetenv("MLPC_GCC_EXTRA_FLAGS");
+}
+
+/* A path in the temporary directory. */
+static const char *tmp_path(const char *name) {
+  static char buf[8][200];
+  static int next;
+  char *p = buf[next++ % 8];
+  snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
+  return p;
+}
+
+/* Writes a stand-in gcc into tmp/NAME/gcc with the given mode; returns
+   the directory. */
+static const char *fake_gcc(const char *name, const char *script, mode_t mode) {
+  const char *dir = tmp_path(name);
+  char file[256];
+  mkdir(dir, 0700);
+  snprintf(file, sizeof file, "%s/gcc", dir);
+  assert_int_equal(util_write(file, script, strlen(script)), 0);
+  assert_int_equal(chmod(file, mode), 0);
+  return dir;
+}
+
+/* Compiles src with PATH set to bindir alone; NULL with the message in
+   err on failure. */
+static Jit *compile_with(const char *bindir, const char *cache, char *err, size_t len) {
+  setenv("PATH", bindir, 1);
+  Jit *j = jit_gcc(src, cache, err, len);
+  setenv("PATH", path0, 1);
+  return j;
+}
+
+/* Compiling with bindir's gcc fails with a message holding want. */
+static void fails_with(const char *bindir, const char *want) {
+  char err[2048] = "";
+  Jit *j = compile_with(bindir, tmp_path("cache-fail"), err, sizeof err);
+  if (j)
+    fail_msg("compiled, expected: %s", want);
+  if (!strstr(err, want))
+    fail_msg("message lacks '%s': %s", want, err);
+  print_message("  %s\n", err);
+}
+
+/* ---- gcc missing or failing ---- */
+
+static void test_missing(void **state) {
+  (void)state;
+  fails_with(tmp_path("empty"), "cannot run gcc: not found on PATH (install gcc, or use "
+             "--backend tcc)");
+  fails_with("/nonexistent", "cannot run gcc: not found on PATH");
+}
+
+static void test_not_executable(void **state) {
+  (void)state;
+  fails_with(fake_gcc("noexec", "#!/bin/sh\nexit 0\n", 0644),
+             "cannot run gcc: Permission denied");
+}
+
+static void test_fails(void **state) {
+  (void)state;
+  const char *dir = fake_gcc("fails", "#!/bin/sh\necho 'x.c:1:2: error: no good' >&2\n"
+                             "echo 'more' >&2\nexit 3\n", 0755);
+  fails_with(dir, "gcc failed (exit 3) on ");
+  fails_with(dir, ".c: x.c:1:2: error: no good; all its messages are in ");
+}
+
+static void test_killed(void **state) {
+  (void)state;
+  fails_with(fake_gcc("killed", "#!/bin/sh\nkill -9 $$\n", 0755),
+             "gcc was killed by signal 9 (Killed) compiling ");
+}
+
+/* Exit 0 but no object, or garbage for one. */
+static void test_bad_object(void **state) {
+  (void)state;
+  fails_with(fake_gcc("silent", "#!/bin/sh\nexit 0\n", 0755), "but wrote no object");
+  fails_with(fake_gcc("garbage", "#!/bin/sh\nwhile [ \"$1\" != -o ]; do shift; done\n"
+                      "echo 'not an object' > \"$2\"\n", 0755), "cannot load: ");
+}
+
+/* Through mlpc: a clear message and exit 1 (run in tmp, so that no
+   cached object spares it the compiler). */
+static void test_command(void **state) {
+  (void)state;
+  const char *argv[] = {MLPC_BIN, MLPC_SOURCE_DIR "/models/bn_relu.json", "--run",
+                        "--backend", "gcc", NULL};
+  setenv("PATH", "/nonexistent", 1);
+  assert_int_equal(chdir(tmp), 0);
+  int status = util_run(argv, NULL, tmp_path("stderr"));
+  assert_int_equal(chdir(MLPC_SOURCE_DIR), 0);
+  setenv("PATH", path0, 1);
+  assert_int_equal(status, 1);
+  size_t len;
+  char *msg = util_slurp(tmp_path("stderr"), &len);
+  assert_non_null(strstr(msg, "mlpc: error: cannot run gcc: not found on PATH"));
+  free(msg);
+}
+
+/* ---- flags and the cache ---- */
+
+/* MLPC_GCC_EXTRA_FLAGS reaches gcc word by word, untouched by any shell. */
+static void test_extra_flags(void **state) {
+  (void)state;
+  char script[512], err[2048], want[1024];
+  snprintf(script, sizeof script, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\n"
+           "exec /usr/bin/env PATH=\"%s\" gcc \"$@\"\n", tmp_path("args"), path0);
+  const char *dir = fake_gcc("record", script, 0755);
+  setenv("MLPC_GCC_EXTRA_FLAGS", " -DX=1\t-DY=$(touch${IFS}" MARK ");`id`  -Wno-unused ", 1);
+  Jit *j = compile_with(dir, tmp_path("cache-extra"), err, sizeof err);
+  restore_extra();
+  if (!j)
+    fail_msg("%s", err);
+  jit_free(j);
+  size_t len, n = 0;
+  char *args = util_slurp(tmp_path("args"), &len);
+  for (const char *const *f = jit_gcc_flags; *f; f++)
+    n += snprintf(want + n, sizeof want - n, "%s\n", *f);
+  snprintf(want + n, sizeof want - n, "-DX=1\n-DY=$(touch${IFS}" MARK ");`id`\n-Wno-unused\n");
+  if (strncmp(args, want, strlen(want)))
+    fail_msg("gcc's arguments:\n%swant them to start:\n%s", args, want);
+  assert_int_not_equal(access(MARK, F_OK), 0);
+  free(args);
+}
+
+/* The extra flags name another object; the same flags find it again. */
+static void test_cache_key(void **state) {
+  (void)state;
+  char err[2048];
+  const char *cache = tmp_path("cache-key");
+  char more[1100];
+  snprintf(more, sizeof more, "%s -DMLPC_TEST_FLAG=1", extra0 ? extra0 : "");
+  Jit *a = jit_gcc(src, cache, err, sizeof err);
+  assert_non_null(a);
+  setenv("MLPC_GCC_EXTRA_FLAGS", more, 1);
+  Jit *b = jit_gcc(src, cache, err, sizeof err), *c = jit_gcc(src, cache, err, sizeof err);
+  restore_extra();
+  Jit *d = jit_gcc(src, cache, err, sizeof err);
+  assert_true(b && c && d);
+  assert_false(jit_cached(a));
+  assert_false(jit_cached(b));
+  assert_true(jit_cached(c));
+  assert_true(jit_cached(d));
+  jit_free(a), jit_free(b), jit_free(c), jit_free(d);
+  char many[256] = "";
+  for (int i = 0; i < 17; i++)
+    strcat(many, "-DA ");
+  setenv("MLPC_GCC_EXTRA_FLAGS", many, 1);
+  assert_null(jit_gcc(src, cache, err, sizeof err));
+  restore_extra();
+  assert_string_equal(err, "MLPC_GCC_EXTRA_FLAGS: more than 16 flags");
+}
+
+/* A cache directory others can write to, or another's, is refused; so
+   is a file in its place. A new one is created private. */
+static void test_private(void **state) {
+  (void)state;
+  char err[2048];
+  struct stat st;
+  const char *cache = tmp_path("cache-private");
+  Jit *j = jit_gcc(src, cache, err, sizeof err);
+  assert_non_null(j);
+  jit_free(j);
+  assert_int_equal(stat(cache, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0700);
+  assert_int_equal(chmod(cache, 0777), 0);
+  assert_null(jit_gcc(src, cache, err, sizeof err));
+  assert_non_null(strstr(err, "the cache directory is not private (owner uid"));
+  assert_non_null(strstr(err, "mode 777"));
+  assert_int_equal(chmod(cache, 0700), 0);
+  if (geteuid() == 0 && chown(cache, 65534, 65534) == 0) {
+    assert_null(jit_gcc(src, cache, err, sizeof err));
+    assert_non_null(strstr(err, "not private (owner uid 65534"));
+  }
+  assert_int_equal(util_write(tmp_path("file"), "x", 1), 0);
+  assert_null(jit_gcc(src, tmp_path("file"), err, sizeof err));
+  assert_non_null(strstr(err, "file: not a directory"));
+}
+
+/* A cached object that no longer loads is compiled again. */
+static void test_damaged(void **state) {
+  (void)state;
+  char err[2048], so[256];
+  const char *cache = tmp_path("cache-damaged");
+  Jit *j = jit_gcc(src, cache, err, sizeof err);
+  assert_non_null(j);
+  jit_free(j);
+  char *names[UTIL_MAX_FILES];
+  assert_int_equal(util_list(cache, ".so", names, 0), 1);
+  snprintf(so, sizeof so, "%s", names[0]);
+  free(names[0]);
+  assert_int_equal(util_write(so, "damaged", 7), 0);
+  j = jit_gcc(src, cache, err, sizeof err);
+  if (!j)
+    fail_msg("%s", err);
+  assert_false(jit_cached(j));
+  assert_non_null(jit_net(j)->train_step);
+  jit_free(j);
+}
+
+static int setup(void **state) {
+  (void)state;
+  static Model m;
+  static Ir ir;
+  Buf b = {0};
+  if (util_mkdtemp("gcc", tmp, sizeof tmp))
+    return -1;
+  mkdir(tmp_path("empty"), 0700);
+  path0 = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+  extra0 = getenv("MLPC_GCC_EXTRA_FLAGS") ? strdup(getenv("MLPC_GCC_EXTRA_FLAGS")) : NULL;
+  remove(MARK);
+  fe_defaults(&m);
+  m.input = 16;
+  m.hidden[0] = 8;
+  ir_lower(&m, &ir);
+  emit_unit(&ir, BACKEND_GCC, &b);
+  src = b.buf;
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  util_rmtree(tmp);
+  free(path0);
+  free(extra0);
+  free(src);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_missing),    cmocka_unit_test(test_not_executable),
+    cmocka_unit_test(test_fails),      cmocka_unit_test(test_killed),
+    cmocka_unit_test(test_bad_object), cmocka_unit_test(test_command),
+    cmocka_unit_test(test_extra_flags), cmocka_unit_test(test_cache_key),
+    cmocka_unit_test(test_private),    cmocka_unit_test(test_damaged),
+  };
+#ifdef MLPC_SOURCE_DIR
+  if (chdir(MLPC_SOURCE_DIR))
+    perror(MLPC_SOURCE_DIR);
+#endif
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

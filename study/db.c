@@ -139,6 +139,15 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   return 0;
 }
 
+/* How long to wait for another process's lock on the database, in ms:
+   $MLPC_DB_BUSY_MS, or a minute. */
+static int db_busy_ms(void) {
+  const char *s = getenv("MLPC_DB_BUSY_MS");
+  char *end;
+  long ms = s && *s ? strtol(s, &end, 10) : 60000;
+  return s && *s && (*end || ms < 0 || ms > 86400000) ? 60000 : (int)ms;
+}
+
 int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen) {
   char what[MAX_PATH_LEN + 16];
   snprintf(what, sizeof what, "%s", path);
@@ -148,7 +157,7 @@ int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t err
     sqlite3_close(*db);
     return -1;
   }
-  sqlite3_busy_timeout(*db, 60000);
+  sqlite3_busy_timeout(*db, db_busy_ms());
   if (exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                 "PRAGMA foreign_keys=ON", err, errlen) ||
       exec(*db, "BEGIN IMMEDIATE", err, errlen))

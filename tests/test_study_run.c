@@ -490,6 +490,61 @@ static void test_flags(void **state) {
   free(e);
 }
 
+/* A file that is not a database: a clear error naming it, the file
+   untouched. */
+static void test_corrupt_db(void **state) {
+  (void)state;
+  char db[256];
+  snprintf(db, sizeof db, "%s/corrupt.sqlite", tmp);
+  FILE *f = fopen(db, "wb");
+  assert_non_null(f);
+  for (int i = 0; i < 4096; i++)
+    fputc((i * 7919) % 251, f);
+  fclose(f);
+  int status = run_study(study("tiny1", one), db, fmt("%s/corrupt", tmp), "2");
+  char *e = read_all(fmt("%s/stderr", tmp));
+  assert_int_equal(status, 1);
+  assert_non_null(strstr(e, db));
+  assert_non_null(strstr(e, "not a database"));
+  free(e);
+  f = fopen(db, "rb");
+  assert_non_null(f);
+  for (int i = 0; i < 4096; i++)
+    assert_int_equal(fgetc(f), (i * 7919) % 251);
+  assert_int_equal(fgetc(f), EOF);
+  fclose(f);
+}
+
+/* A database another process holds locked: after the wait, a clear error
+   and nothing recorded is lost; once the lock goes, the study resumes. */
+static void test_locked_db(void **state) {
+  (void)state;
+  char db[256];
+  snprintf(db, sizeof db, "%s/locked.sqlite", tmp);
+  const char *file = study("tiny1", one);
+  expect_ok(run_study(file, db, fmt("%s/locked", tmp), "2"));
+  sqlite3 *d = NULL;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  long long runs = query_int(d, "SELECT count(*) FROM runs");
+  assert_true(runs > 0);
+  assert_int_equal(sqlite3_exec(d, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+  setenv("MLPC_DB_BUSY_MS", "200", 1);
+  int status = run_study(file, db, fmt("%s/locked", tmp), "2");
+  unsetenv("MLPC_DB_BUSY_MS");
+  char *e = read_all(fmt("%s/stderr", tmp));
+  assert_int_not_equal(status, 0);
+  assert_non_null(strstr(e, db));
+  assert_non_null(strstr(e, "locked"));
+  free(e);
+  assert_int_equal(sqlite3_exec(d, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs"), runs);
+  sqlite3_close(d);
+  expect_ok(run_study(file, db, fmt("%s/locked", tmp), "2"));
+  char *out = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(out, "all "));
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_jobs_agree),
@@ -502,6 +557,8 @@ int main(void) {
     cmocka_unit_test(test_old_schema),
     cmocka_unit_test(test_old_schema_mismatch),
     cmocka_unit_test(test_flags),
+    cmocka_unit_test(test_corrupt_db),
+    cmocka_unit_test(test_locked_db),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

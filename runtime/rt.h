@@ -97,7 +97,7 @@ typedef struct {
                            RT_NTENSOR_FIGURES per trained tensor, in the
                            tensor table's order                          */
   /* private */
-  char (*names)[16];    /* "hidden1" ...                                 */
+  char (*names)[24];    /* "hidden1" ...                                 */
   double *values;       /* (nlayers * RT_NLAYER_FIGURES) from the model  */
   double *before;       /* the trained tensors before the recorded step  */
   double *ratio;        /* that step's update ratio, per trained tensor  */

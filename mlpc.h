@@ -79,6 +79,8 @@ int emit_check_size(const Ir *ir, char *err, size_t errlen);
 /* An activation's forward expression in x, in terms of real, R(), EXP,
    TANH and ERF; *has_param: whether it reads the parameter P. */
 const char *emit_act_forward(int type, int *has_param);
+/* runtime/rmath.h's text: the math whose bits are mlpc's own. */
+const char *emit_rmath(void);
 
 /* ---- codegen/infer.c: standalone inference C ---- */
 
@@ -116,7 +118,7 @@ typedef struct Jit Jit;
    the names generated code calls (runtime/kernels.h): X(name) */
 #define RT_KERNELS(X) \
   X(mm_load) X(mm_xw) X(mm_dw) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
-  X(opt_sgd) X(opt_rmsprop) X(opt_adam)
+  X(act_tanh) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
 
 typedef void (*KernelFn)(void);
 typedef struct {

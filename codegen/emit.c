@@ -400,11 +400,12 @@ static void emit_layernorm(Ctx *c) {
 typedef struct {
   const char *fwd, *bwd;
   const char *sat, *flat;
+  const char *kernel; /* computes fwd over a whole tensor (runtime/kernels.h) */
 } ActCode;
 
 static const ActCode act_code[NACTS] = {
   [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)",
-                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat"},
+                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat", .kernel = "act_tanh"},
   [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0"},
   [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P", .flat = "x <= 0"},
   [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y",
@@ -432,6 +433,8 @@ const char *emit_act_forward(int type, int *has_param) {
   return act_code[type].fwd;
 }
 
+const char *emit_rmath(void) { return rmath_h; }
+
 /* An elementwise activation. */
 static void emit_act(Ctx *c) {
   Buf *b = c->g->b;
@@ -442,10 +445,14 @@ static void emit_act(Ctx *c) {
   emitf(b, "/* %s: %s, (B, %d) -> (B, %d) */\n", p, act_names[a->type], C, C);
   if (act_has_param[a->type])
     emitf(b, "#define P R(%s) /* %g */\n", num(a->param), a->param);
-  emitf(b, "static void %s_forward(int n) {\n"
-        "  for (int i = 0; i < n * %d; i++) {\n"
-        "    real x = %s[i];\n    %s_out[i] = %s;\n  }\n}\n\n",
-        p, C, c->in, p, code->fwd);
+  if (code->kernel)
+    emitf(b, "static void %s_forward(int n) {\n  %s(n * %d, %s, %s_out); /* %s */\n}\n\n",
+          p, code->kernel, C, c->in, p, code->fwd);
+  else
+    emitf(b, "static void %s_forward(int n) {\n"
+          "  for (int i = 0; i < n * %d; i++) {\n"
+          "    real x = %s[i];\n    %s_out[i] = %s;\n  }\n}\n\n",
+          p, C, c->in, p, code->fwd);
   if (!c->first)
     emitf(b, "static void %s_backward(int n) {\n"
           "  for (int i = 0; i < n * %d; i++) {\n"
@@ -872,6 +879,7 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
     emitf(b, "#define MLPC_FMA 1 /* --fma: fused multiply-adds in the kernels */\n");
   if (backend == BACKEND_TCC)
     emitf(b, "#define MLPC_KERNEL_PROTOTYPES\n");
+  paste(b, rmath_h);
   paste(b, kernels_h);
   emitf(b, "\n");
 }

@@ -264,9 +264,16 @@ static void emit_entries(Inf *I) {
    activation expression calls some of them. */
 static const struct {
   const char *macro, *fn;
+  const char *own; /* runtime/rmath.h's float version, which mlpc computes with */
 } maths[] = {
-  {"EXP(", "exp"}, {"LOG(", "log"}, {"TANH(", "tanh"}, {"ERF(", "erf"}, {"SQRT(", "sqrt"},
+  {"EXP(", "exp", 0}, {"LOG(", "log", 0}, {"TANH(", "tanh", "rm_tanhf"}, {"ERF(", "erf", 0},
+  {"SQRT(", "sqrt", 0},
 };
+
+/* Whether maths[i] is a call of the C library in I's code. */
+static int libm_calls(const Inf *I, const char *fwd, size_t i) {
+  return strstr(fwd, maths[i].macro) && !(I->f32 && maths[i].own);
+}
 
 /* Constants of math.h the expressions use, defined here exactly. */
 static const struct {
@@ -279,7 +286,7 @@ static void needs(Inf *I, char *s, size_t len) {
   const char *fwd = emit_act_forward(I->m->act.type, &(int){0});
   s[0] = 0;
   for (size_t i = 0; i < sizeof maths / sizeof maths[0]; i++)
-    if (strstr(fwd, maths[i].macro))
+    if (libm_calls(I, fwd, i))
       snprintf(s + strlen(s), len - strlen(s), "%s%s%s", *s ? ", " : "", maths[i].fn,
                I->f32 ? "f" : "");
   if (I->m->norm.type == NORM_LAYER)
@@ -291,10 +298,17 @@ static void emit_prelude(Inf *I) {
   const char *fwd = emit_act_forward(I->m->act.type, &(int){0}), *sfx = I->f32 ? "f" : "";
   const char *real = I->f32 ? "float" : "double";
   emitf(I->b, "typedef %s real;\n#define R(c) ((real)(c))\n", real);
+  int own = 0;
   for (size_t i = 0; i < sizeof maths / sizeof maths[0]; i++)
-    if (strstr(fwd, maths[i].macro))
+    if (libm_calls(I, fwd, i))
       emitf(I->b, "%s %s%s(%s);\n#define %.*s %s%s\n", real, maths[i].fn, sfx, real,
             (int)strlen(maths[i].macro) - 1, maths[i].macro, maths[i].fn, sfx);
+    else if (strstr(fwd, maths[i].macro)) {
+      if (!own++)
+        emitf(I->b, "\n%s\n", emit_rmath());
+      emitf(I->b, "#define %.*s %s\n", (int)strlen(maths[i].macro) - 1, maths[i].macro,
+            maths[i].own);
+    }
   if (I->m->norm.type == NORM_LAYER)
     emitf(I->b, "double sqrt(double);\n");
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)

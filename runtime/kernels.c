@@ -11,13 +11,16 @@
 typedef double real;
 #define FMA fma
 #define SQRT sqrt
+#define TANH tanh
 #else
 typedef float real;
 #define FMA fmaf
 #define SQRT sqrtf
+#define TANH tanhf
 #endif
 
 #define MLPC_KERNEL static
+#include "rmath.h"
 #include "kernels.h"
 
 #ifdef MLPC_FMA

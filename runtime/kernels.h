@@ -45,6 +45,7 @@
 #define opt_adam opt_adam_fma
 #define bn_forward bn_forward_fma
 #define bn_backward bn_backward_fma
+#define act_tanh act_tanh_fma
 #endif
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
@@ -57,6 +58,7 @@ void bn_forward(int n, int C, int train, double m, double eps, const real *x,
 void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gamma,
                  const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
                  real *dbeta, real *dx);
+void act_tanh(int len, const real *x, real *y);
 void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
              real damp1, int nesterov, real neg_lr);
 void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
@@ -585,6 +587,15 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
     for (int c = 0; c < C; c++)
       dx[(long)r * C + c] = (real)(k[c] * (n * (double)dy[(long)r * C + c] - sdy[c] -
                                            xhat[(long)r * C + c] * sdyx[c]));
+}
+
+/* ---- activations ---- */
+
+/* y = tanh(x) over len elements: runtime/rmath.h's for float (vectorised,
+   the same bits everywhere), the C library's for double. */
+MLPC_KERNEL void act_tanh(int len, const real *x, real *y) {
+  for (int i = 0; i < len; i++)
+    y[i] = sizeof(real) == 4 ? (real)rm_tanhf((float)x[i]) : (real)TANH(x[i]);
 }
 
 /* ---- optimizers: one tensor's update (docs: SEMANTICS.md) ---- */

@@ -168,7 +168,8 @@ static int by_name(const void *a, const void *b) {
 }
 
 /* The functions digit.o may call, sorted, each followed by a space: its
-   activation's math and LayerNorm's sqrt. */
+   activation's math and LayerNorm's sqrt. A float tanh is
+   runtime/rmath.h's, compiled in. */
 static const char *expected_calls(const Model *m) {
   static const char *const fn[NACTS] = {
     [ACT_TANH] = "tanh", [ACT_SIGMOID] = "exp", [ACT_SILU] = "exp",
@@ -177,7 +178,7 @@ static const char *expected_calls(const Model *m) {
   static char act[16], s[64];
   const char *names[2];
   int n = 0;
-  if (fn[m->act.type]) {
+  if (fn[m->act.type] && !(m->act.type == ACT_TANH && m->dtype == DT_F32)) {
     snprintf(act, sizeof act, "%s%s", fn[m->act.type], m->dtype == DT_F32 ? "f" : "");
     names[n++] = act;
   }

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "../mlpc.h"
+#include "../runtime/rmath.h"
 
 /* The sizes every kernel is run with: rows, inputs, outputs. */
 static const int rows[] = {1, 3, 17, 64, 65, 130};
@@ -244,11 +245,75 @@ static void test_load(void **state_) {
   }
 }
 
+/* The float whose bits are u. */
+static float from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* How many floats apart a and b are (both finite, same sign or zero). */
+static long ulps(float a, float b) {
+  int32_t ia, ib;
+  memcpy(&ia, &a, 4), memcpy(&ib, &b, 4);
+  return labs((long)ia - ib);
+}
+
+/* act_tanh: for float, runtime/rmath.h's rm_tanhf on every lane, equal
+   to tanh computed in double and rounded (as it is for all 2^32 floats
+   with glibc), odd, NaN kept; for double, the C library's tanh.
+   The inputs: every 4099th bit pattern, which covers every exponent, and
+   the edges. */
+static void test_tanh(void **state_) {
+  (void)state_;
+  enum { N = (int)((1ull << 32) / 4099) + 1 };
+  static const float edges[] = {0.0f, -0.0f, 0.125f, -0.125f, 0x1.fffffep-4f, 9.0f, 9.1f,
+                                350.0f, 351.0f, INFINITY, -INFINITY, 0x1p-149f, -0x1p-149f};
+  int n = N + NELEM(edges);
+  float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+  double *xd = malloc(sizeof(double) * n), *yd = malloc(sizeof(double) * n);
+  for (int k = 0; k < N; k++)
+    x[k] = from_bits((uint32_t)((uint64_t)k * 4099));
+  memcpy(x + N, edges, sizeof edges);
+  for (int k = 0; k < n; k++)
+    xd[k] = isnan(x[k]) ? x[k] : x[k] * 1.0000001;
+  for (int c = 0; c < NELEM(copies); c++) {
+    const Copy *cp = &copies[c];
+    void (*fn)(int, const void *, void *) = (void (*)(int, const void *, void *))find(cp, "act_tanh");
+    long differ = 0;
+    if (cp->f64) {
+      fn(n, xd, yd);
+      for (int k = 0; k < n; k++)
+        if (!(isnan(xd[k]) ? isnan(yd[k]) : yd[k] == tanh(xd[k])))
+          fail_msg("%s: tanh(%a) is %a, not %a", cp->name, xd[k], yd[k], tanh(xd[k]));
+      continue;
+    }
+    fn(n, x, y);
+    for (int k = 0; k < n; k++) {
+      float want = (float)tanh((double)x[k]);
+      if (isnan(x[k])) {
+        if (!isnan(y[k]))
+          fail_msg("%s: tanh(NaN) is %a", cp->name, y[k]);
+        continue;
+      }
+      if (memcmp(&y[k], &(float){rm_tanhf(x[k])}, 4))
+        fail_msg("%s: lane %d gives %a, rm_tanhf(%a) %a", cp->name, k, y[k], x[k],
+                 rm_tanhf(x[k]));
+      if (signbit(y[k]) != signbit(x[k]) || ulps(y[k], want) > 1)
+        fail_msg("%s: tanh(%a) is %a, not %a", cp->name, x[k], y[k], want);
+      differ += y[k] != want;
+    }
+    assert_int_equal(differ, 0);
+  }
+  free(x), free(y), free(xd), free(yd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_dense),
     cmocka_unit_test(test_empty),
     cmocka_unit_test(test_load),
+    cmocka_unit_test(test_tanh),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

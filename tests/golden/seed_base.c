@@ -32,10 +32,7 @@ static void fc1_backward(int n) {
 
 /* tanh1: tanh, (B, 128) -> (B, 128) */
 static void tanh1_forward(int n) {
-  for (int i = 0; i < n * 128; i++) {
-    real x = fc1_out[i];
-    tanh1_out[i] = TANH(x);
-  }
+  act_tanh(n * 128, fc1_out, tanh1_out); /* TANH(x) */
 }
 
 static void tanh1_backward(int n) {

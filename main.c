@@ -7,13 +7,10 @@
  *
  * Exit status: 0 success, 2 bad input (model file, flags, data), 1 the rest.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 #include "mlpc.h"
 #include "study/study.h"
 
@@ -241,31 +238,11 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
               "newline (the source #includes its header by name)");
 }
 
-/* Writes text to path, or dies. A regular file is written under a
-   temporary name and renamed over path once whole, so that a failure
-   (a full disk) leaves what was there; a device or pipe in place. */
+/* Writes text to path whole (rt_write_file), or dies. */
 static void write_text(const char *path, const Buf *b) {
-  char tmp[4200];
-  struct stat st;
-  int direct = stat(path, &st) == 0 && !S_ISREG(st.st_mode), e = 0;
-  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-  FILE *f = fopen(direct ? path : tmp, "w");
-  if (!f)
-    e = errno;
-  else {
-    if (fwrite(b->buf, 1, b->len, f) != b->len)
-      e = errno ? errno : EIO;
-    if (fclose(f) && !e)
-      e = errno;
-    if (!e && !direct && rename(tmp, path))
-      e = errno;
-    if (e && !direct)
-      remove(tmp);
-  }
-  if (e) {
-    fprintf(stderr, "mlpc: error: %s: cannot write: %s\n", path, strerror(e));
-    exit(1);
-  }
+  char err[4400];
+  if (rt_write_text(path, b->buf, b->len, err, sizeof err))
+    die(err);
 }
 
 static double now(void) {

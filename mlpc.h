@@ -101,6 +101,20 @@ int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen
    and shape must fit the model. */
 int rt_load_weights(const RtNet *net, const char *path, char *err, size_t errlen);
 
+/* ---- runtime/file.c: output files written whole ---- */
+
+/* Writes into f; 0 or an errno value. */
+typedef int (*RtWriteFn)(FILE *f, const void *ctx);
+/* Writes path with body(f, ctx). A regular file is written under a
+   temporary name beside it and renamed over path once whole, so that a
+   failure (a full disk) leaves what was there and no temporary file; a
+   device or a pipe is written in place. 0, or -1 with "PATH: cannot
+   write: REASON" in err. */
+int rt_write_file(const char *path, RtWriteFn body, const void *ctx, char *err,
+                  size_t errlen);
+/* rt_write_file with len bytes of data as the body. */
+int rt_write_text(const char *path, const void *data, size_t len, char *err, size_t errlen);
+
 /* ---- runtime/jit.c: the backends ---- */
 
 #define BACKENDS(X)      \

@@ -192,21 +192,6 @@ static int path_fmt(char *dst, size_t len, char *err, size_t errlen, const char 
   return -1;
 }
 
-/* Writes text to path through a temporary file and a rename. */
-static int write_file(const char *path, const char *text, char *err, size_t errlen) {
-  char tmp[4096];
-  if (path_fmt(tmp, sizeof tmp, err, errlen, "%s.%ld.tmp", path, (long)getpid()))
-    return -1;
-  FILE *f = fopen(tmp, "w");
-  if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path)) {
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-    if (f)
-      remove(tmp);
-    return -1;
-  }
-  return 0;
-}
-
 /* In the child: stdin from /dev/null, stdout and stderr to log, then gcc.
    If that fails, writes errno to fd (close-on-exec, so the parent reads
    nothing once gcc runs) and exits. */
@@ -293,7 +278,8 @@ static int build_object(const char *src, const char *base, const char *path, con
       path_fmt(tmp, sizeof tmp, err, errlen, "%s.%ld.so", base, (long)getpid()) ||
       path_fmt(log, sizeof log, err, errlen, "%s.log", base))
     return -1;
-  if (write_file(csrc, src, err, errlen) || run_gcc(csrc, tmp, log, F, err, errlen)) {
+  if (rt_write_text(csrc, src, strlen(src), err, errlen) ||
+      run_gcc(csrc, tmp, log, F, err, errlen)) {
     remove(tmp);
     return -1;
   }

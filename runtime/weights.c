@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <jansson.h>
 #include "../mlpc.h"
 
@@ -74,55 +73,42 @@ static char *make_header(const RtNet *net, size_t *len) {
   return s;
 }
 
-/* Whether path names something other than a regular file (a device
-   such as /dev/stdout, a pipe): that is written in place, never renamed
-   over. */
-static int special_file(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
-}
-
-/* Writes the length, the header and net's data; 0 or errno. */
-static int write_body(FILE *f, const RtNet *net, const char *hdr, size_t hlen) {
-  size_t padded = (hlen + 7) / 8 * 8; /* data 8-byte aligned, padded with spaces */
+/* Writes the header's length and the header, padded with spaces so that
+   the data start 8-byte aligned; whether all of it went. */
+static int write_header(FILE *f, const char *hdr, size_t hlen) {
+  size_t padded = (hlen + 7) / 8 * 8;
   unsigned char n8[8];
   for (int i = 0; i < 8; i++)
     n8[i] = (unsigned char)((unsigned long long)padded >> (8 * i));
   int ok = fwrite(n8, 8, 1, f) == 1 && fwrite(hdr, 1, hlen, f) == hlen;
   for (size_t i = hlen; ok && i < padded; i++)
     ok = putc(' ', f) != EOF;
+  return ok;
+}
+
+/* Writes the header and net's data (rt_write_file's body for
+   rt_save_weights); 0 or an errno value. */
+static int write_body(FILE *f, const void *ctx) {
+  const RtNet *net = ctx;
+  size_t hlen;
+  char *hdr = make_header(net, &hlen);
+  if (!hdr)
+    return ENOMEM;
+  int ok = write_header(f, hdr, hlen);
   for (int i = 0; ok && i < net->ntensors; i++) {
     const RtTensor *t = &net->tensors[i];
     if (saved(t))
       ok = write_data(t, f) == 0;
   }
-  return ok ? 0 : errno ? errno : EIO;
+  int e = ok ? 0 : errno ? errno : EIO;
+  free(hdr);
+  return e;
 }
 
-/* Writes to a temporary file beside path and renames it over path once it
-   is whole, so that a failure (a full disk) leaves path as it was. */
+/* Written whole (rt_write_file), so that a failure (a full disk) leaves
+   path as it was. */
 int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen) {
-  size_t hlen;
-  char tmp[4200];
-  int direct = special_file(path), e = 0;
-  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-  char *hdr = make_header(net, &hlen);
-  FILE *f = hdr ? fopen(direct ? path : tmp, "wb") : NULL;
-  if (!f)
-    e = hdr ? errno : ENOMEM;
-  else {
-    e = write_body(f, net, hdr, hlen);
-    if (fclose(f) && !e)
-      e = errno;
-    if (!e && !direct && rename(tmp, path))
-      e = errno;
-    if (e && !direct)
-      remove(tmp);
-  }
-  free(hdr);
-  if (e)
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(e));
-  return e ? -1 : 0;
+  return rt_write_file(path, write_body, net, err, errlen);
 }
 
 /* ---- loading ---- */

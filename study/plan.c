@@ -100,22 +100,28 @@ static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *o
 
 /* ---- code ---- */
 
-/* A model's generated unit for the plan's backend. */
-static Buf unit_of(const StPlan *p, const Model *m) {
+/* A model's generated unit for the plan's backend into b; -1 with
+   nothing held if memory ran out. */
+static int unit_of(const StPlan *p, const Model *m, Buf *b) {
   static Ir ir;
-  Buf b = {0};
+  *b = (Buf){0};
   ir_lower(m, &ir);
-  emit_unit(&ir, p->backend, &b);
-  return b;
+  if (!emit_unit(&ir, p->backend, b))
+    return 0;
+  fe_free(b->buf);
+  return -1;
 }
 
-/* The index of an experiment's code in p->codes, added if new. */
+/* The index of an experiment's code in p->codes, added if new; -1 if
+   memory ran out. */
 static int code_of(StPlan *p, int exp) {
-  Buf b = unit_of(p, &p->s->exp[exp].model);
+  Buf b;
+  if (unit_of(p, &p->s->exp[exp].model, &b))
+    return -1;
   StHash h = st_hash(b.buf, b.len);
   for (int i = 0; i < p->ncodes; i++)
     if (!strcmp(p->codes[i].hash.hex, h.hex) && !strcmp(p->codes[i].unit, b.buf)) {
-      free(b.buf);
+      fe_free(b.buf);
       return i;
     }
   p->codes[p->ncodes] = (StCode){h, b.buf, exp};
@@ -161,15 +167,23 @@ static int task_of(StPlan *p, Table *tb, const StTask *t) {
   }
 }
 
-/* Plans every run of one experiment. */
+/* Says memory ran out; st_plan's status for it. */
+static int no_memory(char *err, size_t errlen) {
+  snprintf(err, errlen, "out of memory");
+  return 1;
+}
+
+/* Plans every run of one experiment; st_plan's status. */
 static int plan_experiment(StPlan *p, Table *tb, Seen *seen, int e, char *err,
                            size_t errlen) {
   const StExperiment *x = &p->s->exp[e];
   StTask t = {.code = code_of(p, e), .exp = e};
   char dir[MAX_PATH_LEN];
+  if (t.code < 0)
+    return no_memory(err, errlen);
   snprintf(t.data_dir, sizeof t.data_dir, "%s", rt_data_dir(x->model.data, dir, sizeof dir));
   if (data_of(seen, x, t.data_dir, &t.data_hash, err, errlen))
-    return -1;
+    return 2;
   settings(p, &x->model, t.settings, sizeof t.settings);
   for (int k = 0; k < p->s->nseeds; k++) {
     t.seed = p->s->seeds[k];
@@ -178,12 +192,15 @@ static int plan_experiment(StPlan *p, Table *tb, Seen *seen, int e, char *err,
   return 0;
 }
 
-/* The first experiment whose runs are the base model's: the same code,
-   data directory and settings; -1 if none is. */
-static int find_base(const StPlan *p) {
+/* Sets p->base to the first experiment whose runs are the base model's:
+   the same code, data directory and settings; -1 if none is. st_plan's
+   status. */
+static int find_base(StPlan *p, char *err, size_t errlen) {
   const Study *s = p->s;
   char buf[MAX_PATH_LEN], set[sizeof p->tasks[0].settings];
-  Buf b = unit_of(p, &s->base);
+  Buf b;
+  if (unit_of(p, &s->base, &b))
+    return no_memory(err, errlen);
   const char *dir = rt_data_dir(s->base.data, buf, sizeof buf);
   settings(p, &s->base, set, sizeof set);
   int base = -1;
@@ -193,8 +210,9 @@ static int find_base(const StPlan *p) {
         !strcmp(t->settings, set))
       base = e;
   }
-  free(b.buf);
-  return base;
+  fe_free(b.buf);
+  p->base = base;
+  return 0;
 }
 
 int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
@@ -203,30 +221,31 @@ int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
   while (cap < 2 * nruns)
     cap *= 2;
   memset(p, 0, sizeof *p);
-  *p = (StPlan){.s = s, .backend = backend, .shuffle = shuffle};
+  *p = (StPlan){.s = s, .backend = backend, .shuffle = shuffle, .base = -1};
   p->codes = calloc((size_t)s->nexp, sizeof *p->codes);
   p->tasks = calloc(nruns, sizeof *p->tasks);
   p->task_of = calloc(nruns, sizeof *p->task_of);
   Table tb = {malloc(cap * sizeof(int)), cap - 1};
   Seen *seen = calloc(1, sizeof *seen);
-  if (!p->codes || !p->tasks || !p->task_of || !tb.slot || !seen) {
-    snprintf(err, errlen, "out of memory");
-    free(tb.slot), free(seen);
-    return 1;
-  }
-  memset(tb.slot, 0xff, cap * sizeof(int));
   int rc = 0;
+  if (!p->codes || !p->tasks || !p->task_of || !tb.slot || !seen)
+    rc = no_memory(err, errlen);
+  else
+    memset(tb.slot, 0xff, cap * sizeof(int));
   for (int e = 0; e < s->nexp && !rc; e++)
-    rc = plan_experiment(p, &tb, seen, e, err, errlen) ? 2 : 0;
-  p->base = rc ? -1 : find_base(p);
+    rc = plan_experiment(p, &tb, seen, e, err, errlen);
+  if (!rc)
+    rc = find_base(p, err, errlen);
   free(tb.slot);
   free(seen);
+  if (rc)
+    st_plan_free(p);
   return rc;
 }
 
 void st_plan_free(StPlan *p) {
   for (int i = 0; i < p->ncodes; i++)
-    free(p->codes[i].unit);
+    fe_free(p->codes[i].unit);
   free(p->codes), free(p->tasks), free(p->task_of);
   memset(p, 0, sizeof *p);
 }

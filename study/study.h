@@ -112,7 +112,8 @@ typedef struct {
 } StPlan;
 
 /* Generates every experiment's code, hashes the data sets and finds the
-   distinct runs. Data errors are the user's: returns 2; 1 for ours. */
+   distinct runs. Data errors are the user's: returns 2; 1 for ours (out
+   of memory); after an error p holds nothing. */
 int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
             size_t errlen);
 void st_plan_free(StPlan *p);

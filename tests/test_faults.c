@@ -6,7 +6,8 @@
  *              file, each in a child process: each failure gives "out of
  *              memory" and no block is left held; one of Jansson's ends
  *              the process with that message and exit 1 (frontend/alloc.c
- *              says why)
+ *              says why); planning a study (its code generation) likewise,
+ *              with status 1, ours
  *   disk full  writing a trainer or weights past a file-size limit (the
  *              way a full disk fails: EFBIG instead of ENOSPC): exit 1 with
  *              the reason, the file that was there before untouched, no
@@ -33,6 +34,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "../mlpc.h"
+#include "../study/study.h"
 #include "util.h"
 
 static char tmp[64];
@@ -178,6 +180,48 @@ static void test_alloc(void **state) {
   print_message("  %ld allocations failed in turn over %d model files: %ld returned "
                 "'out of memory', %ld ended in Jansson's allocator; no leak\n",
                 returned + ended, n, returned, ended);
+}
+
+/* A study on tmp/tiny varying the activation, one row the base's; its
+   path. */
+static const char *tiny_study(void) {
+  char text[512];
+  const char *path = tmp_path("study.json");
+  int n = snprintf(text, sizeof text, "{\"name\": \"tiny\", \"base\": {\"input\": 16, "
+                   "\"hidden\": [8], \"activation\": \"relu\", \"data\": \"%s\"}, "
+                   "\"vary\": {\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2]}\n",
+                   tmp_path("tiny"));
+  assert_int_equal(util_write(path, text, n), 0);
+  return path;
+}
+
+/* A study's plan with each allocation of its code generation failing in
+   turn: status 1 (ours, not the user's) and "out of memory", nothing
+   held. */
+static void test_alloc_plan(void **state) {
+  (void)state;
+  static Study s;
+  StPlan p;
+  char err[1024];
+  if (st_load(tiny_study(), &s, err, sizeof err))
+    fail_msg("%s", err);
+  long held = fe_alloc_live();
+  fe_alloc_fail_at(0);
+  assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 0);
+  long n = fe_alloc_calls();
+  assert_int_equal(p.ncodes, 2);
+  st_plan_free(&p);
+  assert_int_equal(fe_alloc_live(), held);
+  for (long k = 1; k <= n; k++) {
+    err[0] = 0;
+    fe_alloc_fail_at(k);
+    int rc = st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err);
+    if (!clean(rc, k, held, err, sizeof err) || rc != 1)
+      fail_msg("the plan of %s: %s", s.name, err);
+  }
+  print_message("  %ld allocations of a study's plan failed in turn: each returned "
+                "'out of memory'; no leak\n", n);
+  st_free(&s);
 }
 
 /* The frontend reports running out of memory apart from bad input. */
@@ -444,6 +488,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_alloc_status),
     cmocka_unit_test(test_alloc),
+    cmocka_unit_test(test_alloc_plan),
     cmocka_unit_test(test_disk_full),
     cmocka_unit_test(test_unwritable),
     cmocka_unit_test(test_data_gone),

@@ -11,7 +11,6 @@
  *
  * The rest checks fields of valid models and fe_override's messages.
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,37 +21,9 @@
 #include <cmocka.h>
 #include "../frontend/model.h"
 #include "../study/study.h"
-
-enum { MAX_CASES = 512 };
+#include "util.h"
 
 /* ---- helpers ---- */
-
-/* Orders file names for qsort. */
-static int by_name(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Lists dir's files ending in ".json", sorted; returns how many. */
-static int list_json(const char *dir, char **names) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  int n = 0;
-  assert_non_null(d);
-  while ((e = readdir(d)) && n < MAX_CASES) {
-    size_t len = strlen(e->d_name);
-    if (len > 5 && !strcmp(e->d_name + len - 5, ".json"))
-      names[n++] = strdup(e->d_name);
-  }
-  closedir(d);
-  qsort(names, n, sizeof *names, by_name);
-  return n;
-}
-
-/* Frees what list_json returned. */
-static void free_names(char **names, int n) {
-  for (int i = 0; i < n; i++)
-    free(names[i]);
-}
 
 /* Reads a small text file, without its final newline; NULL if absent. */
 static char *slurp(const char *path) {
@@ -95,12 +66,12 @@ static void write_expect(const char *path, const char *msg) {
 
 /* ---- tests/errors ---- */
 
-/* Runs one error case; returns 0 if its message is the expected one. */
-static int run_error_case(const char *file) {
-  char base[256], json[512], expect_path[512], err[2048] = "";
+/* Runs one error case, tests/errors/NAME.json; returns 0 if its message
+   is the expected one. */
+static int run_error_case(const char *json) {
+  char base[256], expect_path[512], err[2048] = "";
   Model m;
-  snprintf(base, sizeof base, "%.*s", (int)(strlen(file) - 5), file);
-  snprintf(json, sizeof json, "tests/errors/%s", file);
+  util_stem(json, base, sizeof base);
   snprintf(expect_path, sizeof expect_path, "tests/errors/%s.expect", base);
   if (fe_load(json, &m, err, sizeof err) == 0) {
     printf("%s: loaded, but should have been refused\n", json);
@@ -119,32 +90,28 @@ static int run_error_case(const char *file) {
 
 /* Every tests/errors case is refused with its exact message. */
 static void test_errors(void **state) {
-  char *names[MAX_CASES];
-  int n = list_json("tests/errors", names), bad = 0;
+  char *paths[UTIL_MAX_FILES];
+  int n = util_list("tests/errors", ".json", paths, 0), bad = 0;
   (void)state;
   assert_true(n >= 40);
   for (int i = 0; i < n; i++)
-    bad += run_error_case(names[i]);
-  free_names(names, n);
+    bad += run_error_case(paths[i]), free(paths[i]);
   printf("errors: %d cases, %d failed\n", n, bad);
   assert_int_equal(bad, 0);
 }
 
 /* Every .expect file has its .json (no stale expectations). */
 static void test_no_orphans(void **state) {
-  DIR *d = opendir("tests/errors");
-  struct dirent *e;
-  int bad = 0;
+  char *paths[UTIL_MAX_FILES];
+  int n = util_list("tests/errors", ".expect", paths, 0), bad = 0;
   (void)state;
-  assert_non_null(d);
-  while ((e = readdir(d))) {
-    size_t len = strlen(e->d_name);
-    if (len <= 7 || strcmp(e->d_name + len - 7, ".expect"))
-      continue;
-    if (access(pathf("tests/errors/%.*s.json", (int)(len - 7), e->d_name), R_OK))
-      printf("tests/errors/%s: no .json for it\n", e->d_name), bad++;
+  assert_true(n >= 40);
+  for (int i = 0; i < n; i++) {
+    int len = (int)strlen(paths[i]) - 7;
+    if (access(pathf("%.*s.json", len, paths[i]), R_OK))
+      printf("%s: no .json for it\n", paths[i]), bad++;
+    free(paths[i]);
   }
-  closedir(d);
   assert_int_equal(bad, 0);
 }
 
@@ -153,14 +120,15 @@ static void test_no_orphans(void **state) {
 /* Loads every .json in dir but the studies (test_study_load.c loads
    those); returns how many failed. */
 static int load_all(const char *dir) {
-  char *names[MAX_CASES], err[2048];
-  int n = list_json(dir, names), bad = 0;
+  char *paths[UTIL_MAX_FILES], err[2048];
+  int n = util_list(dir, ".json", paths, 0), bad = 0;
   Model m;
-  for (int i = 0; i < n; i++)
-    if (!st_is_study(pathf("%s/%s", dir, names[i])) &&
-        fe_load(pathf("%s/%s", dir, names[i]), &m, err, sizeof err))
+  assert_true(n > 0);
+  for (int i = 0; i < n; i++) {
+    if (!st_is_study(paths[i]) && fe_load(paths[i], &m, err, sizeof err))
       printf("%s\n", err), bad++;
-  free_names(names, n);
+    free(paths[i]);
+  }
   printf("%s: %d models, %d failed\n", dir, n, bad);
   return bad;
 }

@@ -15,7 +15,6 @@
  *
  *   MLPC_REGEN=NAME ./test_study_load     (MLPC_REGEN=all: every case)
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,34 +25,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "../study/study.h"
-
-enum { MAX_CASES = 256 };
+#include "util.h"
 
 static char err[4096];
 static Study s;
 
 /* ---- helpers ---- */
-
-/* Orders file names for qsort. */
-static int by_name(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Lists dir's files ending in ".json", sorted; returns how many. */
-static int list_json(const char *dir, char **names) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  int n = 0;
-  assert_non_null(d);
-  while ((e = readdir(d)) && n < MAX_CASES) {
-    size_t len = strlen(e->d_name);
-    if (len > 5 && !strcmp(e->d_name + len - 5, ".json"))
-      names[n++] = strdup(e->d_name);
-  }
-  closedir(d);
-  qsort(names, n, sizeof *names, by_name);
-  return n;
-}
 
 /* Reads a small text file without its final newlines; NULL if absent. */
 static char *slurp(const char *path) {
@@ -72,32 +49,32 @@ static char *slurp(const char *path) {
 /* Whether MLPC_REGEN asks to rewrite this case's expectation. */
 static int regen(const char *name) {
   const char *r = getenv("MLPC_REGEN");
-  size_t n = strlen(name) - 5;
-  return r && (!strcmp(r, "all") || (strlen(r) == n && !strncmp(r, name, n)));
+  return r && (!strcmp(r, "all") || !strcmp(r, name));
 }
 
 /* Checks every case of dir; returns the number of mismatches. */
 static int error_cases(const char *dir) {
-  char *names[MAX_CASES], path[1024], expect[1024];
-  int n = list_json(dir, names), bad = 0;
+  char *paths[UTIL_MAX_FILES], name[256], expect[1024];
+  int n = util_list(dir, ".json", paths, 0), bad = 0;
   assert_true(n > 0);
   for (int i = 0; i < n; i++) {
-    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-    snprintf(expect, sizeof expect, "%s/%.*s.expect", dir, (int)strlen(names[i]) - 5, names[i]);
+    util_stem(paths[i], name, sizeof name);
+    snprintf(expect, sizeof expect, "%s/%s.expect", dir, name);
     err[0] = 0;
-    int rc = st_load(path, &s, err, sizeof err);
+    int rc = st_load(paths[i], &s, err, sizeof err);
     if (!rc)
       st_free(&s), snprintf(err, sizeof err, "(accepted)");
-    if (regen(names[i])) {
+    if (regen(name)) {
       FILE *f = fopen(expect, "w");
       fprintf(f, "%s\n", err);
       fclose(f);
     }
     const char *want = slurp(expect);
     if (!want || strcmp(want, err))
-      bad++, printf("%s:\n- %s\n+ %s\n", path, want ? want : "(no .expect)", err);
-    free(names[i]);
+      bad++, printf("%s:\n- %s\n+ %s\n", paths[i], want ? want : "(no .expect)", err);
+    free(paths[i]);
   }
+  printf("%s: %d cases, %d failed\n", dir, n, bad);
   return bad;
 }
 

@@ -27,7 +27,11 @@ int util_list(const char *dir, const char *suffix, char **out, int n) {
   struct dirent *e;
   int first = n;
   while (d && (e = readdir(d)))
-    if (ends_with(e->d_name, suffix) && n < UTIL_MAX_FILES) {
+    if (ends_with(e->d_name, suffix)) {
+      if (n == UTIL_MAX_FILES) {
+        fprintf(stderr, "%s: more than %d files; raise UTIL_MAX_FILES\n", dir, n);
+        exit(1);
+      }
       out[n] = malloc(strlen(dir) + strlen(e->d_name) + 2);
       sprintf(out[n++], "%s/%s", dir, e->d_name);
     }

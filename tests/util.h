@@ -7,10 +7,11 @@
 
 #include <stddef.h>
 
-enum { UTIL_MAX_FILES = 128 };
+enum { UTIL_MAX_FILES = 512 };
 
 /* Appends dir's files whose names end in suffix, as "dir/name", sorted,
-   to out[n..]; returns the new count. A missing dir adds nothing. */
+   to out[n..]; returns the new count. A missing dir adds nothing; more
+   than UTIL_MAX_FILES in all ends the test program. */
 int util_list(const char *dir, const char *suffix, char **out, int n);
 /* Every model file: those in models/ (not the studies), then those in
    tests/models/. */

@@ -236,22 +236,49 @@ MLPC_KERNEL void mm_load(int len, const unsigned char *x, real *out) {
 /* One row of y (ob <= MM_OB columns) plus the rows of wt (ld a row)
    picked by the set bits of m, times the matching elements of xr. */
 #ifdef MM_SIMD
-/* mm_xw_block a vector at a time: nv vectors, the last tail reals long. */
+/* acc += xi · w, a vector at a time: nv vectors, the last tail reals long. */
+MM_INLINE void mm_xw_row_v(int nv, int tail, mm_v *acc, real xi, const real *w) {
+  mm_v v = mm_vset(xi);
+#pragma GCC unroll 8
+  for (int k = 0; k < nv; k++)
+    acc[k] = mm_vmac(acc[k], v, mm_vget(w, k, nv, tail));
+}
+
+/* mm_xw_block a vector at a time. */
 MM_INLINE void mm_xw_block_v(int nv, int tail, int ld, const real *xr, const real *wt,
                              mm_mask m, real *yr) {
   mm_v acc[8];
   for (int k = 0; k < nv; k++)
     acc[k] = mm_vget(yr, k, nv, tail);
-  for (; m; m &= m - 1) {
-    int i = mm_ctz(m);
-    mm_v v = mm_vset(xr[i]);
-    const real *w = wt + (long)i * ld;
-#pragma GCC unroll 8
-    for (int k = 0; k < nv; k++)
-      acc[k] = mm_vmac(acc[k], v, mm_vget(w, k, nv, tail));
-  }
+  for (; m; m &= m - 1)
+    mm_xw_row_v(nv, tail, acc, xr[mm_ctz(m)], wt + (long)mm_ctz(m) * ld);
   for (int k = 0; k < nv; k++)
     mm_vput(yr, k, nv, tail, acc[k]);
+}
+
+/* Two rows a and b of y at once, each summing its own nonzeros in order:
+   one of each per step while both have some, so that two independent
+   chains of sums fill the pipelines, then the rest of either. */
+MM_INLINE void mm_xw_block2_v(int nv, int tail, int ld, const real *xa, const real *xb,
+                              const real *wt, mm_mask ma, mm_mask mb, real *ya, real *yb) {
+  mm_v a[8], b[8];
+  for (int k = 0; k < nv; k++) {
+    a[k] = mm_vget(ya, k, nv, tail);
+    b[k] = mm_vget(yb, k, nv, tail);
+  }
+  for (; ma && mb; ma &= ma - 1, mb &= mb - 1) {
+    int i = mm_ctz(ma), j = mm_ctz(mb);
+    mm_xw_row_v(nv, tail, a, xa[i], wt + (long)i * ld);
+    mm_xw_row_v(nv, tail, b, xb[j], wt + (long)j * ld);
+  }
+  for (; ma; ma &= ma - 1)
+    mm_xw_row_v(nv, tail, a, xa[mm_ctz(ma)], wt + (long)mm_ctz(ma) * ld);
+  for (; mb; mb &= mb - 1)
+    mm_xw_row_v(nv, tail, b, xb[mm_ctz(mb)], wt + (long)mm_ctz(mb) * ld);
+  for (int k = 0; k < nv; k++) {
+    mm_vput(ya, k, nv, tail, a[k]);
+    mm_vput(yb, k, nv, tail, b[k]);
+  }
 }
 #endif
 
@@ -275,24 +302,45 @@ MM_INLINE void mm_xw_block(int ob, int ld, const real *xr, const real *wt, mm_ma
     yr[o] = acc[o];
 }
 
+/* Rows r and r + 1 of y (ld reals a row) in one block: mm_xw_block for
+   each, together where there are vectors. */
+MM_INLINE void mm_xw_block2(int ob, int ld, int I, const real *xr, const real *wt,
+                            mm_mask ma, mm_mask mb, real *yr) {
+#ifdef MM_SIMD
+  MM_VECTORS(ob, mm_xw_block2_v(NV, MM_TAIL(ob, NV), ld, xr, xr + I, wt, ma, mb, yr, yr + ld));
+  return;
+#endif
+  mm_xw_block(ob, ld, xr, wt, ma, yr);
+  mm_xw_block(ob, ld, xr + I, wt, mb, yr + ld);
+}
+
 /* y = x·wt + b: x (n, I), wt (I, O), b (O), y (n, O). For each block of
    64 columns of x (and so 64 rows of wt, which stay in cache), each
-   block of MM_OB columns of y, each row: the nonzeros of the row. */
+   block of MM_OB columns of y, each pair of rows: the nonzeros of the
+   rows. */
 MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b,
                        real *y) {
   for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
       y[(long)r * O + o] = b[o];
   for (int i0 = 0; i0 < I; i0 += 64)
-    for (int o0 = 0; o0 < O; o0 += MM_OB)
-      for (int r = 0; r < n; r++) {
-        const real *xr = x + (long)r * I + i0, *w = wt + (long)i0 * O + o0;
-        mm_mask m = mm_rowmask(xr, MM_MIN(64, I - i0));
-        if (O - o0 >= MM_OB)
-          mm_xw_block(MM_OB, O, xr, w, m, y + (long)r * O + o0);
+    for (int o0 = 0; o0 < O; o0 += MM_OB) {
+      int ni = MM_MIN(64, I - i0), ob = MM_MIN(MM_OB, O - o0);
+      const real *w = wt + (long)i0 * O + o0;
+      int r = 0;
+      for (; r + 1 < n; r += 2) {
+        const real *xr = x + (long)r * I + i0;
+        mm_mask ma = mm_rowmask(xr, ni), mb = mm_rowmask(xr + I, ni);
+        if (ob == MM_OB)
+          mm_xw_block2(MM_OB, O, I, xr, w, ma, mb, y + (long)r * O + o0);
         else
-          mm_xw_block(O - o0, O, xr, w, m, y + (long)r * O + o0);
+          mm_xw_block2(ob, O, I, xr, w, ma, mb, y + (long)r * O + o0);
       }
+      if (r < n) {
+        const real *xr = x + (long)r * I + i0;
+        mm_xw_block(ob, O, xr, w, mm_rowmask(xr, ni), y + (long)r * O + o0);
+      }
+    }
 }
 
 #ifdef MM_SIMD

@@ -131,7 +131,7 @@ typedef struct Jit Jit;
 /* runtime/kernels.c: the kernels compiled into mlpc, for tcc's code, by
    the names generated code calls (runtime/kernels.h): X(name) */
 #define RT_KERNELS(X) \
-  X(mm_load) X(mm_xw) X(mm_dw) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
+  X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
   X(act_tanh) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
 
 typedef void (*KernelFn)(void);

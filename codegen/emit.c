@@ -309,6 +309,15 @@ typedef struct {
   int first;         /* the input is the model's: no gradient for it     */
 } Ctx;
 
+/* Whether the optimizer is plain SGD (no momentum, no weight decay),
+   whose update of a linear weight fuses into the weight's gradient
+   (runtime/kernels.h's mm_dw_sgd): a training step then passes its
+   backward functions step = 1 and leaves those weights out of
+   optimizer_update. */
+static int fused_sgd(const Model *m) {
+  return m->opt.type == OPT_SGD && m->opt.momentum == 0 && m->opt.weight_decay == 0;
+}
+
 /* linear: y = x·Wᵀ + b, with W stored transposed (runtime/kernels.h). */
 static void emit_linear(Ctx *c) {
   Buf *b = c->g->b;
@@ -318,13 +327,27 @@ static void emit_linear(Ctx *c) {
   emitf(b, "static void %s_forward(int n) {\n"
         "  mm_xw(n, %d, %d, %s, %s_weight, %s_bias, %s_out);\n}\n\n",
         p, O, I, c->in, p, p, p);
-  emitf(b, "static void %s_backward(int n) {\n"
-        "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
-        "  mm_db(n, %d, d%s_out, d%s_bias);\n",
-        p, O, I, p, c->in, p, O, p, p);
+  if (!fused_sgd(c->g->m)) {
+    emitf(b, "static void %s_backward(int n) {\n"
+          "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
+          "  mm_db(n, %d, d%s_out, d%s_bias);\n",
+          p, O, I, p, c->in, p, O, p, p);
+    if (!c->first)
+      emitf(b, "  mm_dx(n, %d, %d, d%s_out, %s_weight, d%s);\n", O, I, p, p, c->in);
+    emitf(b, "}\n\n");
+    return;
+  }
+  emitf(b, "/* With step, also the weight's SGD update, fused (after dx, which\n"
+        "   reads the weight as it was). */\n"
+        "static void %s_backward(int n, int step) {\n", p);
   if (!c->first)
     emitf(b, "  mm_dx(n, %d, %d, d%s_out, %s_weight, d%s);\n", O, I, p, p, c->in);
-  emitf(b, "}\n\n");
+  emitf(b, "  if (step)\n"
+        "    mm_dw_sgd(n, %d, %d, d%s_out, %s, d%s_weight, %s_weight, R(%s)); /* -lr */\n"
+        "  else\n"
+        "    mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
+        "  mm_db(n, %d, d%s_out, d%s_bias);\n}\n\n",
+        O, I, p, c->in, p, p, num(-c->g->m->opt.lr), O, I, p, c->in, p, O, p, p);
 }
 
 /* BatchNorm1d: per feature over the batch; batch statistics in training
@@ -570,9 +593,11 @@ static void emit_optimizer(Gen *g) {
   const char *fields[3];
   int nf = opt_state_fields(o, fields);
   emitf(b, "static void optimizer_update(void) {\n  optimizer_step[0]++;\n");
+  if (fused_sgd(g->m))
+    emitf(b, "  /* the linear weights: in backward(n, y, 1) */\n");
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    if (!t->trained)
+    if (!t->trained || (t->transposed && fused_sgd(g->m)))
       continue;
     emitf(b, "  update(%s, d%s", t->cname, t->cname);
     for (int f = 0; f < 3; f++)
@@ -600,23 +625,28 @@ static void emit_passes(Gen *g) {
     int norm = l->kind == L_BATCHNORM || l->kind == L_LAYERNORM;
     emitf(b, "  %s_forward(n%s);\n", prefix(g, l), norm ? ", train" : "");
   }
-  emitf(b, "}\n\nstatic void backward(int n, const unsigned char *y) {\n"
-        "  loss_backward(n, y);\n");
+  int fused = fused_sgd(g->m);
+  emitf(b, "}\n\nstatic void backward(int n, const unsigned char *y, int step) {\n"
+        "  %sloss_backward(n, y);\n", fused ? "" : "(void)step;\n  ");
   for (int i = ir->nlayers - 2; i >= 0; i--)
-    emitf(b, "  %s_backward(n);\n", prefix(g, &ir->layers[i]));
+    emitf(b, "  %s_backward(n%s);\n", prefix(g, &ir->layers[i]),
+          fused && ir->layers[i].kind == L_LINEAR ? ", step" : "");
   emitf(b, "}\n\n");
 }
 
 /* The three entry points of RtNet. */
 static void emit_entries(Gen *g) {
   emitf(g->b,
-        "static double grad(int n, const unsigned char *x, const unsigned char *y) {\n"
+        "/* The loss and gradients of a batch; with step, the fused updates too. */\n"
+        "static double passes(int n, const unsigned char *x, const unsigned char *y, int step) {\n"
         "  long correct = 0;\n"
         "  load_input(n, x);\n  forward(n, 1);\n"
         "  double loss = loss_forward(n, y, &correct) / n;\n"
-        "  backward(n, y);\n  return loss;\n}\n\n"
+        "  backward(n, y, step);\n  return loss;\n}\n\n"
+        "static double grad(int n, const unsigned char *x, const unsigned char *y) {\n"
+        "  return passes(n, x, y, 0);\n}\n\n"
         "static double train_step(int n, const unsigned char *x, const unsigned char *y) {\n"
-        "  double loss = grad(n, x, y);\n  optimizer_update();\n  return loss;\n}\n\n"
+        "  double loss = passes(n, x, y, 1);\n  optimizer_update();\n  return loss;\n}\n\n"
         "static void eval(int n, const unsigned char *x, const unsigned char *y,\n"
         "                 double *loss_sum, long *correct) {\n"
         "  load_input(n, x);\n  forward(n, 0);\n"

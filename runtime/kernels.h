@@ -38,6 +38,7 @@
 #define mm_load mm_load_fma
 #define mm_xw mm_xw_fma
 #define mm_dw mm_dw_fma
+#define mm_dw_sgd mm_dw_sgd_fma
 #define mm_dx mm_dx_fma
 #define mm_db mm_db_fma
 #define opt_sgd opt_sgd_fma
@@ -50,6 +51,8 @@
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
 void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt);
+void mm_dw_sgd(int n, int O, int I, const real *dy, const real *x, real *dwt, real *wt,
+               real neg_lr);
 void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx);
 void mm_db(int n, int O, const real *dy, real *db);
 void bn_forward(int n, int C, int train, double m, double eps, const real *x,
@@ -67,8 +70,12 @@ void opt_adam(int len, real *p, const real *dp, real *m, real *v, real decay, re
               real beta1, real beta11, real beta2, real beta21, real step_size,
               real bc2_sqrt, real eps);
 #else
-#ifndef MLPC_KERNEL
+#ifndef MLPC_KERNEL /* inlined into each call, so that its sizes are constants */
+#ifdef __GNUC__
+#define MLPC_KERNEL static inline __attribute__((always_inline))
+#else
 #define MLPC_KERNEL static inline
+#endif
 #endif
 
 /* Block sizes: MM_OB outputs (8 vectors of 64 bytes) are summed in
@@ -439,43 +446,80 @@ MM_INLINE void mm_dw_one(int ob, int ld, int I, const real *x, const real *dy,
     d0[o] = a0[o];
 }
 
+/* p += neg_lr · d over nr rows of ob columns, ldd and ldp reals a row:
+   plain SGD's update, as opt_sgd computes it. */
+MM_INLINE void mm_sgd_rows(int nr, int ob, int ldd, const real *d, real neg_lr, int ldp,
+                           real *p) {
+  for (int r = 0; r < nr; r++)
+    for (int o = 0; o < ob; o++)
+      p[(long)r * ldp + o] += neg_lr * d[(long)r * ldd + o];
+}
+
 /* One block of ob columns of dwt from rows r0..r0+nr of dy and x: column
    pairs of x share one pass over the rows where either is nonzero (and
-   pixels next to each other are mostly zero together). */
+   pixels next to each other are mostly zero together). Unless wt is
+   null (it is given with the last block of rows), each 64 rows of the
+   sums, complete and still in cache, update wt's by plain SGD; if they
+   are also the first block, they go to a scratch block, not to dwt. */
 MM_INLINE void mm_dw_rows(int ob, int O, int I, int nr, const real *dy, const real *x,
-                              int first, real *dwt) {
+                          int first, real *dwt, real *wt, real neg_lr) {
+  real scratch[64 * MM_OB];
   for (int i0 = 0; i0 < I; i0 += 64) {
-    int ni = MM_MIN(64, I - i0);
+    int ni = MM_MIN(64, I - i0), ld = wt && first ? MM_OB : O;
+    real *d = wt && first ? scratch : dwt + (long)i0 * O;
     mm_mask m[64];
     mm_colmask(nr, ni, I, x + i0, m);
     int i = 0;
     for (; i + 1 < ni; i += 2) /* (a constant first: sums start in registers) */
       if (first)
-        mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], 1,
-                   dwt + (long)(i0 + i) * O, dwt + (long)(i0 + i + 1) * O);
+        mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], 1, d + (long)i * ld,
+                   d + (long)(i + 1) * ld);
       else
-        mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], 0,
-                   dwt + (long)(i0 + i) * O, dwt + (long)(i0 + i + 1) * O);
+        mm_dw_pair(ob, O, I, x + i0 + i, dy, m[i] | m[i + 1], 0, d + (long)i * ld,
+                   d + (long)(i + 1) * ld);
     if (i < ni)
-      mm_dw_one(ob, O, I, x + i0 + i, dy, m[i], first, dwt + (long)(i0 + i) * O);
+      mm_dw_one(ob, O, I, x + i0 + i, dy, m[i], first, d + (long)i * ld);
+    if (wt)
+      mm_sgd_rows(ni, ob, ld, d, neg_lr, O, wt + (long)i0 * O);
+  }
+}
+
+/* mm_dw, or with wt, mm_dw_sgd. */
+MM_INLINE void mm_dw_step(int n, int O, int I, const real *dy, const real *x, real *dwt,
+                          real *wt, real neg_lr) {
+  if (n <= 0) {
+    for (long k = 0; k < (long)I * O; k++)
+      dwt[k] = 0;
+    if (wt)
+      mm_sgd_rows(I, O, O, dwt, neg_lr, O, wt);
+  }
+  for (int r0 = 0; r0 < n; r0 += 64) {
+    int nr = MM_MIN(64, n - r0);
+    const real *dyr = dy + (long)r0 * O, *xr = x + (long)r0 * I;
+    real *w = r0 + 64 >= n ? wt : 0; /* the last block of rows completes dwt */
+    for (int o0 = 0; o0 < O; o0 += MM_OB)
+      if (O - o0 >= MM_OB)
+        mm_dw_rows(MM_OB, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0, w ? w + o0 : 0, neg_lr);
+      else
+        mm_dw_rows(O - o0, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0, w ? w + o0 : 0,
+                   neg_lr);
   }
 }
 
 /* dwt = xᵀ·dy: dy (n, O), x (n, I), dwt (I, O). Rows in blocks of 64,
    each block of MM_OB columns of dwt at a time. */
 MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt) {
-  if (n <= 0)
-    for (long k = 0; k < (long)I * O; k++)
-      dwt[k] = 0;
-  for (int r0 = 0; r0 < n; r0 += 64) {
-    int nr = MM_MIN(64, n - r0);
-    const real *dyr = dy + (long)r0 * O, *xr = x + (long)r0 * I;
-    for (int o0 = 0; o0 < O; o0 += MM_OB)
-      if (O - o0 >= MM_OB)
-        mm_dw_rows(MM_OB, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0);
-      else
-        mm_dw_rows(O - o0, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0);
-  }
+  mm_dw_step(n, O, I, dy, x, dwt, 0, 0);
+}
+
+/* Plain SGD on the weights whose gradient mm_dw computes: wt += neg_lr ·
+   xᵀ·dy, the same bits as mm_dw followed by opt_sgd without momentum or
+   weight decay, but fused: each 64 rows of the gradient update wt while
+   they are in cache. With n <= 64 the gradient never reaches dwt, which
+   is scratch here: its contents afterwards are not the gradient. */
+MLPC_KERNEL void mm_dw_sgd(int n, int O, int I, const real *dy, const real *x, real *dwt,
+                           real *wt, real neg_lr) {
+  mm_dw_step(n, O, I, dy, x, dwt, wt, neg_lr);
 }
 
 #ifdef MM_SIMD

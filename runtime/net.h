@@ -83,7 +83,10 @@ typedef struct {
   int ntensors;
   RtTensor *tensors;
   /* One training step on n <= batch samples (pixels as bytes, labels);
-     returns the mean cross-entropy of the batch before the update. */
+     returns the mean cross-entropy of the batch before the update. What
+     the gradient tensors hold afterwards is unspecified (plain SGD
+     updates linear weights without storing their gradient): grad gives
+     gradients. */
   double (*train_step)(int n, const unsigned char *x, const unsigned char *y);
   /* Evaluation mode on n <= batch samples: adds the summed loss and the
      number of correct predictions. */

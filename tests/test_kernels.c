@@ -144,7 +144,8 @@ static void check_xw(const Copy *c, int n, int O, int I) {
   free(x), free(wt), free(b), free(y), free(want);
 }
 
-/* dwt = xᵀ·dy: dwt[i][o] = Σ_r x[r][i]·dy[r][o], r increasing. */
+/* dwt = xᵀ·dy: dwt[i][o] = Σ_r x[r][i]·dy[r][o], r increasing; and
+   mm_dw_sgd's weights after their update by that gradient. */
 static void check_dw(const Copy *c, int n, int O, int I) {
   void *x = values(c->f64, (long)n * I, 0.5), *dy = values(c->f64, (long)n * O, 0.1);
   void *dwt = values(c->f64, (long)I * O, 0), *want = values(c->f64, (long)I * O, 0);
@@ -158,7 +159,21 @@ static void check_dw(const Copy *c, int n, int O, int I) {
     }
   ((DwFn *)find(c, "mm_dw"))(n, O, I, dy, x, dwt);
   same_bits(c, "mm_dw", n, O, I, want, dwt, (long)I * O);
-  free(x), free(dy), free(dwt), free(want);
+  /* mm_dw_sgd: wt + neg_lr·dwt, two roundings, as opt_sgd computes it */
+  void *wt = values(c->f64, (long)I * O, 0.1), *wt_want = values(c->f64, (long)I * O, 0);
+  double neg_lr = -0.0123;
+  for (long k = 0; k < (long)I * O; k++)
+    put(c->f64, wt_want, k,
+        c->f64 ? get(1, wt, k) + neg_lr * get(1, want, k)
+               : (float)((float)get(0, wt, k) + (float)neg_lr * (float)get(0, want, k)));
+  if (c->f64)
+    ((void (*)(int, int, int, const void *, const void *, void *, void *, double))find(
+      c, "mm_dw_sgd"))(n, O, I, dy, x, dwt, wt, neg_lr);
+  else
+    ((void (*)(int, int, int, const void *, const void *, void *, void *, float))find(
+      c, "mm_dw_sgd"))(n, O, I, dy, x, dwt, wt, (float)neg_lr);
+  same_bits(c, "mm_dw_sgd", n, O, I, wt_want, wt, (long)I * O);
+  free(x), free(dy), free(dwt), free(want), free(wt), free(wt_want);
 }
 
 /* dx = dy·wtᵀ: dx[r][i] = Σ_o dy[r][o]·wt[i][o], o increasing. */

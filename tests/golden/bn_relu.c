@@ -37,8 +37,13 @@ static void fc1_forward(int n) {
   mm_xw(n, 128, 784, input, fc1_weight, fc1_bias, fc1_out);
 }
 
-static void fc1_backward(int n) {
-  mm_dw(n, 128, 784, dfc1_out, input, dfc1_weight);
+/* With step, also the weight's SGD update, fused (after dx, which
+   reads the weight as it was). */
+static void fc1_backward(int n, int step) {
+  if (step)
+    mm_dw_sgd(n, 128, 784, dfc1_out, input, dfc1_weight, fc1_weight, R(-0x1.47ae147ae147bp-7)); /* -lr */
+  else
+    mm_dw(n, 128, 784, dfc1_out, input, dfc1_weight);
   mm_db(n, 128, dfc1_out, dfc1_bias);
 }
 
@@ -77,10 +82,15 @@ static void fc2_forward(int n) {
   mm_xw(n, 10, 128, relu1_out, fc2_weight, fc2_bias, fc2_out);
 }
 
-static void fc2_backward(int n) {
-  mm_dw(n, 10, 128, dfc2_out, relu1_out, dfc2_weight);
-  mm_db(n, 10, dfc2_out, dfc2_bias);
+/* With step, also the weight's SGD update, fused (after dx, which
+   reads the weight as it was). */
+static void fc2_backward(int n, int step) {
   mm_dx(n, 10, 128, dfc2_out, fc2_weight, drelu1_out);
+  if (step)
+    mm_dw_sgd(n, 10, 128, dfc2_out, relu1_out, dfc2_weight, fc2_weight, R(-0x1.47ae147ae147bp-7)); /* -lr */
+  else
+    mm_dw(n, 10, 128, dfc2_out, relu1_out, dfc2_weight);
+  mm_db(n, 10, dfc2_out, dfc2_bias);
 }
 
 /* loss: cross-entropy over (B, 10) logits */
@@ -117,11 +127,10 @@ static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int le
 
 static void optimizer_update(void) {
   optimizer_step[0]++;
-  update(fc1_weight, dfc1_weight, 0, 0, 0, 100352);
+  /* the linear weights: in backward(n, y, 1) */
   update(fc1_bias, dfc1_bias, 0, 0, 0, 128);
   update(norm1_weight, dnorm1_weight, 0, 0, 0, 128);
   update(norm1_bias, dnorm1_bias, 0, 0, 0, 128);
-  update(fc2_weight, dfc2_weight, 0, 0, 0, 1280);
   update(fc2_bias, dfc2_bias, 0, 0, 0, 10);
 }
 
@@ -137,25 +146,30 @@ static void forward(int n, int train) {
   fc2_forward(n);
 }
 
-static void backward(int n, const unsigned char *y) {
+static void backward(int n, const unsigned char *y, int step) {
   loss_backward(n, y);
-  fc2_backward(n);
+  fc2_backward(n, step);
   relu1_backward(n);
   norm1_backward(n);
-  fc1_backward(n);
+  fc1_backward(n, step);
 }
 
-static double grad(int n, const unsigned char *x, const unsigned char *y) {
+/* The loss and gradients of a batch; with step, the fused updates too. */
+static double passes(int n, const unsigned char *x, const unsigned char *y, int step) {
   long correct = 0;
   load_input(n, x);
   forward(n, 1);
   double loss = loss_forward(n, y, &correct) / n;
-  backward(n, y);
+  backward(n, y, step);
   return loss;
 }
 
+static double grad(int n, const unsigned char *x, const unsigned char *y) {
+  return passes(n, x, y, 0);
+}
+
 static double train_step(int n, const unsigned char *x, const unsigned char *y) {
-  double loss = grad(n, x, y);
+  double loss = passes(n, x, y, 1);
   optimizer_update();
   return loss;
 }

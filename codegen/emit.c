@@ -496,23 +496,10 @@ static void emit_loss(Ctx *c) {
   const char *z = c->in;
   emitf(b, "/* loss: cross-entropy over (B, %d) logits */\n", K);
   emitf(b, "static double loss_forward(int n, const unsigned char *y, long *correct) {\n"
-        "  double sum = 0;\n"
-        "  for (int r = 0; r < n; r++) {\n"
-        "    const real *z = %s + r * %d;\n"
-        "    real m = z[0], s = 0;\n    int arg = 0;\n"
-        "    for (int k = 1; k < %d; k++)\n"
-        "      if (z[k] > m)\n        m = z[k], arg = k;\n"
-        "    for (int k = 0; k < %d; k++)\n      s += EXP(z[k] - m);\n"
-        "    loss_lse[r] = m + LOG(s);\n"
-        "    sum += loss_lse[r] - z[y[r]];\n"
-        "    *correct += arg == y[r];\n  }\n  return sum;\n}\n\n",
-        z, K, K, K);
-  emitf(b, "static void loss_backward(int n, const unsigned char *y) {\n"
-        "  for (int r = 0; r < n; r++)\n"
-        "    for (int k = 0; k < %d; k++)\n"
-        "      d%s[r * %d + k] = (EXP(%s[r * %d + k] - loss_lse[r]) - (k == y[r])) / n;\n"
-        "}\n\n",
-        K, z, K, z, K);
+        "  return xent_forward(n, %d, %s, y, loss_lse, correct);\n}\n\n"
+        "static void loss_backward(int n, const unsigned char *y) {\n"
+        "  xent_backward(n, %d, %s, loss_lse, y, d%s);\n}\n",
+        K, z, K, z, z);
 }
 
 typedef void EmitLayer(Ctx *c);

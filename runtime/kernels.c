@@ -12,11 +12,15 @@ typedef double real;
 #define FMA fma
 #define SQRT sqrt
 #define TANH tanh
+#define EXP exp
+#define LOG log
 #else
 typedef float real;
 #define FMA fmaf
 #define SQRT sqrtf
 #define TANH tanhf
+#define EXP expf
+#define LOG logf
 #endif
 
 #define MLPC_KERNEL static

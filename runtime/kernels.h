@@ -47,6 +47,8 @@
 #define bn_forward bn_forward_fma
 #define bn_backward bn_backward_fma
 #define act_tanh act_tanh_fma
+#define xent_forward xent_forward_fma
+#define xent_backward xent_backward_fma
 #endif
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
@@ -62,6 +64,10 @@ void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gam
                  const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
                  real *dbeta, real *dx);
 void act_tanh(int len, const real *x, real *y);
+double xent_forward(int n, int K, const real *z, const unsigned char *y, real *lse,
+                    long *correct);
+void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
+                   real *dz);
 void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
              real damp1, int nesterov, real neg_lr);
 void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
@@ -688,6 +694,55 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
 MLPC_KERNEL void act_tanh(int len, const real *x, real *y) {
   for (int i = 0; i < len; i++)
     y[i] = sizeof(real) == 4 ? (real)rm_tanhf((float)x[i]) : (real)TANH(x[i]);
+}
+
+/* ---- the loss: cross-entropy through log-sum-exp ---- */
+
+/* e^x: runtime/rmath.h's for float, the C library's for double. */
+MM_INLINE real mm_exp(real x) {
+  return sizeof(real) == 4 ? (real)rm_expf((float)x) : (real)EXP(x);
+}
+
+/* Forward over n rows of K logits z: lse[r] = m + log Σ_k e^(z[r][k] − m)
+   with m the row's maximum (the sum in order k, in real); adds the
+   number of rows whose first maximum is the label y[r] to *correct;
+   returns Σ_r lse[r] − z[r][y[r]] in double. */
+MLPC_KERNEL double xent_forward(int n, int K, const real *z, const unsigned char *y,
+                                real *lse, long *correct) {
+  double sum = 0;
+  for (int r = 0; r < n; r++) {
+    const real *zr = z + (long)r * K;
+    real m = zr[0], s = 0, e[64];
+    int arg = 0;
+    for (int k = 1; k < K; k++)
+      if (zr[k] > m)
+        m = zr[k], arg = k;
+    for (int k0 = 0; k0 < K; k0 += 64) { /* the exponentials a vector at a time */
+      int kc = MM_MIN(64, K - k0);
+      for (int k = 0; k < kc; k++)
+        e[k] = mm_exp(zr[k0 + k] - m);
+      for (int k = 0; k < kc; k++)
+        s += e[k];
+    }
+    lse[r] = m + LOG(s);
+    sum += lse[r] - zr[y[r]];
+    *correct += arg == y[r];
+  }
+  return sum;
+}
+
+/* Backward: dz[r][k] = (e^(z[r][k] − lse[r]) − [k = y[r]]) / n. */
+MLPC_KERNEL void xent_backward(int n, int K, const real *z, const real *lse,
+                               const unsigned char *y, real *dz) {
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      dz[(long)r * K + k] = z[(long)r * K + k] - lse[r];
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] = mm_exp(dz[i]);
+  for (int r = 0; r < n; r++)
+    dz[(long)r * K + y[r]] -= 1;
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] /= n;
 }
 
 /* ---- optimizers: one tensor's update (docs: SEMANTICS.md) ---- */

@@ -11,18 +11,22 @@
  * C (C99, freestanding: no header needed) and compiled into mlpc with
  * runtime/kernels.h.
  *
- * rm_tanhf was checked against every one of the 2^32 floats: each equals
- * glibc's tanh computed in double and rounded to float, and NaN stays NaN
- * (tests/test_kernels.c checks a sample of a million).
+ * Both were checked against every one of the 2^32 floats, and NaN stays
+ * NaN. rm_tanhf equals glibc's tanh computed in double and rounded to
+ * float, every time. rm_expf does so for all but two inputs, where it is
+ * 1 ulp away (0x1.060e1ep+6 and −0x1.03d5bep+0: e^x lies so near the
+ * middle between two floats that the two double approximations round
+ * to different sides).
+ * tests/test_kernels.c checks a sample of a million of each.
  */
 #ifndef MLPC_RMATH_H
 #define MLPC_RMATH_H
 
-/* e^y for y in [−700, 0] (or NaN): y = k·ln 2 + r with |r| <= ln(2)/2,
+/* e^y for y in [−700, 700] (or NaN): y = k·ln 2 + r with |r| <= ln(2)/2,
    e^r by its Taylor series to r^11 (error below 2^−52), times 2^k built
    in the exponent bits. k is rounded by adding 1.5·2^52, whose low bits
    then hold it. */
-static inline double rm_exp_neg(double y) {
+static inline double rm_exp(double y) {
   double t = y * 0x1.71547652b82fep0 + 0x1.8p52;
   double k = t - 0x1.8p52;
   double r = (y - k * 0x1.62e42feep-1) - k * 0x1.a39ef35793c76p-33; /* ln 2, hi + lo */
@@ -47,8 +51,14 @@ static inline float rm_tanhf(float xf) {
     x * (1 + a2 * (-1.0 / 3 + a2 * (2.0 / 15 + a2 * (-17.0 / 315 + a2 * (
     62.0 / 2835 + a2 * (-1382.0 / 155925 + a2 * (21844.0 / 6081075)))))));
   double y = -2 * a;
-  double e = rm_exp_neg(y < -700 ? -700 : y); /* NaN passes */
+  double e = rm_exp(y < -700 ? -700 : y); /* NaN passes */
   double big = (1 - e) / (1 + e);
   return (float)(a < 0.125 ? small : x < 0 ? -big : big);
+}
+/* e^x, rounded once from double; beyond [−200, 100] the float result is
+   0 or infinity anyway. */
+static inline float rm_expf(float xf) {
+  double y = xf;
+  return (float)rm_exp(y < -200 ? -200 : y > 100 ? 100 : y); /* NaN passes */
 }
 #endif

@@ -323,12 +323,89 @@ static void test_tanh(void **state_) {
   free(x), free(y), free(xd), free(yd);
 }
 
+/* rm_expf: equal to exp computed in double and rounded, but for the two
+   inputs rmath.h names, and saturating to 0 and infinity; NaN kept. */
+static void test_expf(void **state_) {
+  (void)state_;
+  long differ = 0;
+  for (uint64_t u = 0; u < (1ull << 32); u += 4099) {
+    float x = from_bits((uint32_t)u), got = rm_expf(x), want = (float)exp((double)x);
+    if (isnan(x) ? !isnan(got) : memcmp(&got, &want, 4) && ulps(got, want) > 1)
+      fail_msg("rm_expf(%a) is %a, not %a", x, got, want);
+    differ += !isnan(x) && got != want;
+  }
+  assert_int_equal(differ, 0);
+  assert_true(rm_expf(-0x1.03d5bep+0f) != (float)exp(-0x1.03d5bep+0));
+  assert_true(rm_expf(1000) == INFINITY && rm_expf(-1000) == 0 && rm_expf(0) == 1);
+  assert_true(rm_expf(-INFINITY) == 0 && rm_expf(INFINITY) == INFINITY);
+}
+
+/* e^x in a copy's precision, as the loss kernels compute it. */
+static double copy_exp(const Copy *c, double x) {
+  return c->f64 ? exp(x) : rm_expf((float)x);
+}
+
+/* xent_forward and xent_backward against their definitions, for K from
+   1 to 70 (past the 64 exponentials computed at a time), labels spread
+   over the classes, a tie for the maximum in row 0. */
+static void test_xent(void **state_) {
+  (void)state_;
+  typedef double FwdFn(int, int, const void *, const unsigned char *, void *, long *);
+  typedef void BwdFn(int, int, const void *, const void *, const unsigned char *, void *);
+  static const int ks[] = {1, 2, 10, 64, 70};
+  for (int k = 0; k < NELEM(copies); k++)
+    for (int q = 0; q < NELEM(ks); q++) {
+      const Copy *c = &copies[k];
+      int n = 9, K = ks[q];
+      void *z = values(c->f64, (long)n * K, 0.1), *lse = values(c->f64, n, 0);
+      void *dz = values(c->f64, (long)n * K, 0), *want = values(c->f64, (long)n * K, 0);
+      unsigned char y[9];
+      for (int r = 0; r < n; r++)
+        y[r] = (unsigned char)((r * 7) % K);
+      if (K > 1)
+        put(c->f64, z, 1, get(c->f64, z, 0));
+      long correct = 0, correct_want = 0;
+      double sum = ((FwdFn *)find(c, "xent_forward"))(n, K, z, y, lse, &correct), sum_want = 0;
+      for (int r = 0; r < n; r++) {
+        double m = get(c->f64, z, (long)r * K), s = 0;
+        int arg = 0;
+        for (int j = 1; j < K; j++)
+          if (get(c->f64, z, (long)r * K + j) > m)
+            m = get(c->f64, z, (long)r * K + j), arg = j;
+        for (int j = 0; j < K; j++) {
+          double e = copy_exp(c, c->f64 ? get(1, z, (long)r * K + j) - m
+                                        : (float)((float)get(0, z, (long)r * K + j) - (float)m));
+          s = c->f64 ? s + e : (float)((float)s + (float)e);
+        }
+        double l = c->f64 ? m + log(s) : (float)((float)m + logf((float)s));
+        assert_true(get(c->f64, lse, r) == l);
+        sum_want += c->f64 ? l - get(1, z, (long)r * K + y[r])
+                           : (float)((float)l - (float)get(0, z, (long)r * K + y[r]));
+        correct_want += arg == y[r];
+        for (int j = 0; j < K; j++) {
+          double t = c->f64 ? get(1, z, (long)r * K + j) - l
+                            : (float)((float)get(0, z, (long)r * K + j) - (float)l);
+          double e = copy_exp(c, t);
+          put(c->f64, want, (long)r * K + j,
+              c->f64 ? (e - (j == y[r])) / n : (float)((float)((float)e - (j == y[r])) / n));
+        }
+      }
+      assert_true(sum == sum_want);
+      assert_int_equal(correct, correct_want);
+      ((BwdFn *)find(c, "xent_backward"))(n, K, z, lse, y, dz);
+      same_bits(c, "xent_backward", n, K, 0, want, dz, (long)n * K);
+      free(z), free(lse), free(dz), free(want);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_dense),
     cmocka_unit_test(test_empty),
     cmocka_unit_test(test_load),
     cmocka_unit_test(test_tanh),
+    cmocka_unit_test(test_expf),
+    cmocka_unit_test(test_xent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

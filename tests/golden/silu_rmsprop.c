@@ -63,29 +63,12 @@ static void fc2_backward(int n) {
 
 /* loss: cross-entropy over (B, 10) logits */
 static double loss_forward(int n, const unsigned char *y, long *correct) {
-  double sum = 0;
-  for (int r = 0; r < n; r++) {
-    const real *z = fc2_out + r * 10;
-    real m = z[0], s = 0;
-    int arg = 0;
-    for (int k = 1; k < 10; k++)
-      if (z[k] > m)
-        m = z[k], arg = k;
-    for (int k = 0; k < 10; k++)
-      s += EXP(z[k] - m);
-    loss_lse[r] = m + LOG(s);
-    sum += loss_lse[r] - z[y[r]];
-    *correct += arg == y[r];
-  }
-  return sum;
+  return xent_forward(n, 10, fc2_out, y, loss_lse, correct);
 }
 
 static void loss_backward(int n, const unsigned char *y) {
-  for (int r = 0; r < n; r++)
-    for (int k = 0; k < 10; k++)
-      dfc2_out[r * 10 + k] = (EXP(fc2_out[r * 10 + k] - loss_lse[r]) - (k == y[r])) / n;
+  xent_backward(n, 10, fc2_out, loss_lse, y, dfc2_out);
 }
-
 /* optimizer: rmsprop, lr 0.001 */
 static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int len) {
   (void)s0, (void)s1, (void)s2;

@@ -24,6 +24,9 @@ typedef float real;
 #endif
 
 #define MLPC_KERNEL static
+/* sizes are not constants here: keep a kernel's alternatives apart, each
+   compiled for itself */
+#define MLPC_KERNEL_PART static __attribute__((noinline))
 #include "rmath.h"
 #include "kernels.h"
 

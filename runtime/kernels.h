@@ -83,6 +83,9 @@ void opt_adam(int len, real *p, const real *dp, real *m, real *v, real decay, re
 #define MLPC_KERNEL static inline
 #endif
 #endif
+#ifndef MLPC_KERNEL_PART /* a kernel's alternative ways, chosen by its sizes */
+#define MLPC_KERNEL_PART MLPC_KERNEL
+#endif
 
 /* Block sizes: MM_OB outputs (8 vectors of 64 bytes) are summed in
    registers at once; masks cover 64 rows or columns. */
@@ -315,22 +318,37 @@ MM_INLINE void mm_xw_block(int ob, int ld, const real *xr, const real *wt, mm_ma
     yr[o] = acc[o];
 }
 
-/* Rows r and r + 1 of y (ld reals a row) in one block: mm_xw_block for
-   each, together where there are vectors. */
-MM_INLINE void mm_xw_block2(int ob, int ld, int I, const real *xr, const real *wt,
-                            mm_mask ma, mm_mask mb, real *yr) {
+/* Rows a and b of y in one block: mm_xw_block for each, together where
+   there are vectors. */
+MM_INLINE void mm_xw_block2(int ob, int ld, const real *xa, const real *xb, const real *wt,
+                            mm_mask ma, mm_mask mb, real *ya, real *yb) {
 #ifdef MM_SIMD
-  MM_VECTORS(ob, mm_xw_block2_v(NV, MM_TAIL(ob, NV), ld, xr, xr + I, wt, ma, mb, yr, yr + ld));
+  MM_VECTORS(ob, mm_xw_block2_v(NV, MM_TAIL(ob, NV), ld, xa, xb, wt, ma, mb, ya, yb));
   return;
 #endif
-  mm_xw_block(ob, ld, xr, wt, ma, yr);
-  mm_xw_block(ob, ld, xr + I, wt, mb, yr + ld);
+  mm_xw_block(ob, ld, xa, wt, ma, ya);
+  mm_xw_block(ob, ld, xb, wt, mb, yb);
+}
+
+/* n rows of y (ldy reals apart, ob <= MM_OB columns) plus the rows of w
+   (ldw apart) picked by the nonzeros of x's rows (ldx apart, ni <= 64
+   columns), times them; two rows at a time. */
+MM_INLINE void mm_xw_rows(int n, int ni, int ob, const real *x, int ldx, const real *w,
+                          int ldw, real *y, int ldy) {
+  int r = 0;
+  for (; r + 1 < n; r += 2) {
+    const real *xa = x + (long)r * ldx, *xb = xa + ldx;
+    mm_xw_block2(ob, ldw, xa, xb, w, mm_rowmask(xa, ni), mm_rowmask(xb, ni),
+                 y + (long)r * ldy, y + (long)(r + 1) * ldy);
+  }
+  if (r < n)
+    mm_xw_block(ob, ldw, x + (long)r * ldx, w, mm_rowmask(x + (long)r * ldx, ni),
+                y + (long)r * ldy);
 }
 
 /* y = x·wt + b: x (n, I), wt (I, O), b (O), y (n, O). For each block of
    64 columns of x (and so 64 rows of wt, which stay in cache), each
-   block of MM_OB columns of y, each pair of rows: the nonzeros of the
-   rows. */
+   block of MM_OB columns of y: the nonzeros of each row. */
 MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b,
                        real *y) {
   for (int r = 0; r < n; r++)
@@ -338,21 +356,12 @@ MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const
       y[(long)r * O + o] = b[o];
   for (int i0 = 0; i0 < I; i0 += 64)
     for (int o0 = 0; o0 < O; o0 += MM_OB) {
-      int ni = MM_MIN(64, I - i0), ob = MM_MIN(MM_OB, O - o0);
+      int ni = MM_MIN(64, I - i0);
       const real *w = wt + (long)i0 * O + o0;
-      int r = 0;
-      for (; r + 1 < n; r += 2) {
-        const real *xr = x + (long)r * I + i0;
-        mm_mask ma = mm_rowmask(xr, ni), mb = mm_rowmask(xr + I, ni);
-        if (ob == MM_OB)
-          mm_xw_block2(MM_OB, O, I, xr, w, ma, mb, y + (long)r * O + o0);
-        else
-          mm_xw_block2(ob, O, I, xr, w, ma, mb, y + (long)r * O + o0);
-      }
-      if (r < n) {
-        const real *xr = x + (long)r * I + i0;
-        mm_xw_block(ob, O, xr, w, mm_rowmask(xr, ni), y + (long)r * O + o0);
-      }
+      if (O - o0 >= MM_OB) /* (a constant width where it can be) */
+        mm_xw_rows(n, ni, MM_OB, x + i0, I, w, O, y + o0, O);
+      else
+        mm_xw_rows(n, ni, O - o0, x + i0, I, w, O, y + o0, O);
     }
 }
 
@@ -584,10 +593,10 @@ MM_INLINE void mm_dx_tile(int ni, int nr, int oc, int ld, int ldx, const real *d
       dx[(long)r * ldx + k] = acc[k][r];
 }
 
-/* dx = dy·wtᵀ: dy (n, O), wt (I, O), dx (n, I). The sums run along O,
-   contiguous in both, so MM_RB rows of dy are transposed (256 columns at
-   a time) and dx computed in tiles of 8 columns by MM_RB rows. */
-MLPC_KERNEL void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx) {
+/* mm_dx for wide layers: the sums run along O, contiguous in both dy and
+   wt, so MM_RB rows of dy are transposed (256 columns at a time) and dx
+   computed in tiles of 8 columns by MM_RB rows. */
+MLPC_KERNEL_PART void mm_dx_wide(int n, int O, int I, const real *dy, const real *wt, real *dx) {
   real dyt[256 * MM_RB];
   if (O <= 0)
     for (long k = 0; k < (long)n * I; k++)
@@ -608,6 +617,38 @@ MLPC_KERNEL void mm_dx(int n, int O, int I, const real *dy, const real *wt, real
                      dx + (long)r0 * I + i);
     }
   }
+}
+
+/* mm_dx for narrow layers (O <= 64), whose wt is cheap to transpose:
+   mm_xw's product with the roles of I and O swapped, run as mm_xw runs,
+   on wt's 64 columns at a time transposed into a block of MM_OB. */
+MLPC_KERNEL_PART void mm_dx_narrow(int n, int O, int I, const real *dy, const real *wt, real *dx) {
+  real w[64 * MM_OB];
+  for (int i0 = 0; i0 < I; i0 += MM_OB) {
+    int ib = MM_MIN(MM_OB, I - i0);
+    for (int r = 0; r < n; r++)
+      for (int k = 0; k < ib; k++)
+        dx[(long)r * I + i0 + k] = 0;
+    for (int o0 = 0; o0 < O; o0 += 64) {
+      int oc = MM_MIN(64, O - o0);
+      for (int k = 0; k < ib; k++)
+        for (int o = 0; o < oc; o++)
+          w[o * MM_OB + k] = wt[(long)(i0 + k) * O + o0 + o];
+      if (ib == MM_OB)
+        mm_xw_rows(n, oc, MM_OB, dy + o0, O, w, MM_OB, dx + i0, I);
+      else
+        mm_xw_rows(n, oc, ib, dy + o0, O, w, MM_OB, dx + i0, I);
+    }
+  }
+}
+
+/* dx = dy·wtᵀ: dy (n, O), wt (I, O), dx (n, I); dx[r][i] sums
+   dy[r][o]·wt[i][o] in increasing o. */
+MLPC_KERNEL void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx) {
+  if (O <= 64)
+    mm_dx_narrow(n, O, I, dy, wt, dx);
+  else
+    mm_dx_wide(n, O, I, dy, wt, dx);
 }
 
 /* db = the column sums of dy: dy (n, O), db (O). */

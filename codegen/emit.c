@@ -273,8 +273,10 @@ static void emit_activation_decls(Gen *g) {
     const Layer *l = &ir->layers[i];
     const char *p = prefix(g, l);
     if (l->kind == L_LOSS) {
-      emitf(g->b, "static real loss_lse[B]; /* (B) logsumexp of each row */\n");
-      count(g, B, 1);
+      emitf(g->b, "static real loss_lse[B]; /* (B) logsumexp of each row */\n"
+            "static real loss_exp[B * %d]; /* (B, %d) scratch: exponentials */\n",
+            l->out, l->out);
+      count(g, B + B * l->out, 1);
       continue;
     }
     emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
@@ -496,7 +498,7 @@ static void emit_loss(Ctx *c) {
   const char *z = c->in;
   emitf(b, "/* loss: cross-entropy over (B, %d) logits */\n", K);
   emitf(b, "static double loss_forward(int n, const unsigned char *y, long *correct) {\n"
-        "  return xent_forward(n, %d, %s, y, loss_lse, correct);\n}\n\n"
+        "  return xent_forward(n, %d, %s, y, loss_lse, loss_exp, correct);\n}\n\n"
         "static void loss_backward(int n, const unsigned char *y) {\n"
         "  xent_backward(n, %d, %s, loss_lse, y, d%s);\n}\n",
         K, z, K, z, z);

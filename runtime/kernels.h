@@ -65,7 +65,7 @@ void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gam
                  real *dbeta, real *dx);
 void act_tanh(int len, const real *x, real *y);
 double xent_forward(int n, int K, const real *z, const unsigned char *y, real *lse,
-                    long *correct);
+                    real *e, long *correct);
 void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
                    real *dz);
 void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
@@ -747,27 +747,32 @@ MM_INLINE real mm_exp(real x) {
 /* Forward over n rows of K logits z: lse[r] = m + log Σ_k e^(z[r][k] − m)
    with m the row's maximum (the sum in order k, in real); adds the
    number of rows whose first maximum is the label y[r] to *correct;
-   returns Σ_r lse[r] − z[r][y[r]] in double. */
+   returns Σ_r lse[r] − z[r][y[r]] in double. e (n, K) is scratch: the
+   exponentials, computed in one loop over all rows, so that it
+   vectorises. */
 MLPC_KERNEL double xent_forward(int n, int K, const real *z, const unsigned char *y,
-                                real *lse, long *correct) {
-  double sum = 0;
-  for (int r = 0; r < n; r++) {
+                                real *lse, real *e, long *correct) {
+  for (int r = 0; r < n; r++) { /* lse holds the maxima for a while */
     const real *zr = z + (long)r * K;
-    real m = zr[0], s = 0, e[64];
     int arg = 0;
     for (int k = 1; k < K; k++)
-      if (zr[k] > m)
-        m = zr[k], arg = k;
-    for (int k0 = 0; k0 < K; k0 += 64) { /* the exponentials a vector at a time */
-      int kc = MM_MIN(64, K - k0);
-      for (int k = 0; k < kc; k++)
-        e[k] = mm_exp(zr[k0 + k] - m);
-      for (int k = 0; k < kc; k++)
-        s += e[k];
-    }
-    lse[r] = m + LOG(s);
-    sum += lse[r] - zr[y[r]];
+      if (zr[k] > zr[arg])
+        arg = k;
+    lse[r] = zr[arg];
     *correct += arg == y[r];
+  }
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      e[(long)r * K + k] = z[(long)r * K + k] - lse[r];
+  for (long i = 0; i < (long)n * K; i++)
+    e[i] = mm_exp(e[i]);
+  double sum = 0;
+  for (int r = 0; r < n; r++) {
+    real s = 0;
+    for (int k = 0; k < K; k++)
+      s += e[(long)r * K + k];
+    lse[r] += LOG(s);
+    sum += lse[r] - z[(long)r * K + y[r]];
   }
   return sum;
 }

@@ -59,6 +59,8 @@ static inline float rm_tanhf(float xf) {
    0 or infinity anyway. */
 static inline float rm_expf(float xf) {
   double y = xf;
-  return (float)rm_exp(y < -200 ? -200 : y > 100 ? 100 : y); /* NaN passes */
+  y = y < -200 ? -200 : y; /* NaN passes both */
+  y = y > 100 ? 100 : y;
+  return (float)rm_exp(y);
 }
 #endif

@@ -69,6 +69,7 @@ static double norm2_sdy[24], norm2_sdyx[24], norm2_k[24]; /* (24) sums of dy, dy
 static real leaky_relu2_out[B * 24], dleaky_relu2_out[B * 24]; /* (B, 24) */
 static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 48), (B, 784) -> (B, 48) */
 static void fc1_forward(int n) {
@@ -168,7 +169,7 @@ static void fc3_backward(int n) {
 
 /* loss: cross-entropy over (B, 10) logits */
 static double loss_forward(int n, const unsigned char *y, long *correct) {
-  return xent_forward(n, 10, fc3_out, y, loss_lse, correct);
+  return xent_forward(n, 10, fc3_out, y, loss_lse, loss_exp, correct);
 }
 
 static void loss_backward(int n, const unsigned char *y) {

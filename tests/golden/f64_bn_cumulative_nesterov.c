@@ -59,6 +59,7 @@ static double norm2_sdy[16], norm2_sdyx[16], norm2_k[16]; /* (16) sums of dy, dy
 static real gelu2_out[B * 16], dgelu2_out[B * 16]; /* (B, 16) */
 static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 32), (B, 784) -> (B, 32) */
 static void fc1_forward(int n) {
@@ -154,7 +155,7 @@ static void fc3_backward(int n) {
 
 /* loss: cross-entropy over (B, 10) logits */
 static double loss_forward(int n, const unsigned char *y, long *correct) {
-  return xent_forward(n, 10, fc3_out, y, loss_lse, correct);
+  return xent_forward(n, 10, fc3_out, y, loss_lse, loss_exp, correct);
 }
 
 static void loss_backward(int n, const unsigned char *y) {

@@ -38,6 +38,7 @@ static double norm1_rstd[B]; /* (B) 1/sqrt(var + eps) */
 static real sigmoid1_out[B * 16], dsigmoid1_out[B * 16]; /* (B, 16) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 16), (B, 784) -> (B, 16) */
 static void fc1_forward(int n) {
@@ -117,7 +118,7 @@ static void fc2_backward(int n) {
 
 /* loss: cross-entropy over (B, 10) logits */
 static double loss_forward(int n, const unsigned char *y, long *correct) {
-  return xent_forward(n, 10, fc2_out, y, loss_lse, correct);
+  return xent_forward(n, 10, fc2_out, y, loss_lse, loss_exp, correct);
 }
 
 static void loss_backward(int n, const unsigned char *y) {

@@ -43,6 +43,7 @@ static double norm1_sdy[128], norm1_sdyx[128], norm1_k[128]; /* (128) sums of dy
 static real relu1_out[B * 128], drelu1_out[B * 128]; /* (B, 128) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 128), (B, 784) -> (B, 128) */
 static void fc1_forward(int n) {
@@ -97,7 +98,7 @@ static void fc2_backward(int n) {
 
 /* loss: cross-entropy over (B, 10) logits */
 static double loss_forward(int n, const unsigned char *y, long *correct) {
-  return xent_forward(n, 10, fc2_out, y, loss_lse, correct);
+  return xent_forward(n, 10, fc2_out, y, loss_lse, loss_exp, correct);
 }
 
 static void loss_backward(int n, const unsigned char *y) {

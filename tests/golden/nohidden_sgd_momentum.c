@@ -15,6 +15,7 @@ static long long optimizer_step[1]; /* (1) optimizer.step */
 static real input[B * 784]; /* (B, 784) pixels / 255 */
 static real fc1_out[B * 10], dfc1_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 10), (B, 784) -> (B, 10) */
 static void fc1_forward(int n) {
@@ -28,7 +29,7 @@ static void fc1_backward(int n) {
 
 /* loss: cross-entropy over (B, 10) logits */
 static double loss_forward(int n, const unsigned char *y, long *correct) {
-  return xent_forward(n, 10, fc1_out, y, loss_lse, correct);
+  return xent_forward(n, 10, fc1_out, y, loss_lse, loss_exp, correct);
 }
 
 static void loss_backward(int n, const unsigned char *y) {

@@ -132,7 +132,8 @@ typedef struct Jit Jit;
    the names generated code calls (runtime/kernels.h): X(name) */
 #define RT_KERNELS(X) \
   X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
-  X(act_tanh) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
+  X(act_tanh) X(act_tanh_back) X(act_relu) X(act_relu_back) \
+  X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
 
 typedef void (*KernelFn)(void);
 typedef struct {

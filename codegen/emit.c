@@ -425,13 +425,16 @@ static void emit_layernorm(Ctx *c) {
 typedef struct {
   const char *fwd, *bwd;
   const char *sat, *flat;
-  const char *kernel; /* computes fwd over a whole tensor (runtime/kernels.h) */
+  const char *kernel; /* computes fwd over a whole tensor (runtime/kernels.h), */
+  const char *kernel_bwd; /* and bwd                                      */
 } ActCode;
 
 static const ActCode act_code[NACTS] = {
   [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)",
-                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat", .kernel = "act_tanh"},
-  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0"},
+                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat", .kernel = "act_tanh",
+                .kernel_bwd = "act_tanh_back"},
+  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0", .kernel = "act_relu",
+                .kernel_bwd = "act_relu_back"},
   [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P", .flat = "x <= 0"},
   [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y",
                    .sat = "y < R(0.03) || y > R(0.97)", .flat = "sat"},
@@ -478,7 +481,11 @@ static void emit_act(Ctx *c) {
           "  for (int i = 0; i < n * %d; i++) {\n"
           "    real x = %s[i];\n    %s_out[i] = %s;\n  }\n}\n\n",
           p, C, c->in, p, code->fwd);
-  if (!c->first)
+  if (code->kernel_bwd)
+    emitf(b, "static void %s_backward(int n) {\n"
+          "  %s(n * %d, %s, %s_out, d%s_out, d%s); /* %s */\n}\n",
+          p, code->kernel_bwd, C, c->in, p, p, c->in, code->bwd);
+  else
     emitf(b, "static void %s_backward(int n) {\n"
           "  for (int i = 0; i < n * %d; i++) {\n"
           "    real x = %s[i], y = %s_out[i], g = d%s_out[i];\n"

@@ -47,6 +47,9 @@
 #define bn_forward bn_forward_fma
 #define bn_backward bn_backward_fma
 #define act_tanh act_tanh_fma
+#define act_tanh_back act_tanh_back_fma
+#define act_relu act_relu_fma
+#define act_relu_back act_relu_back_fma
 #define xent_forward xent_forward_fma
 #define xent_backward xent_backward_fma
 #endif
@@ -64,6 +67,9 @@ void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gam
                  const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
                  real *dbeta, real *dx);
 void act_tanh(int len, const real *x, real *y);
+void act_tanh_back(int len, const real *x, const real *y, const real *g, real *dx);
+void act_relu(int len, const real *x, real *y);
+void act_relu_back(int len, const real *x, const real *y, const real *g, real *dx);
 double xent_forward(int n, int K, const real *z, const unsigned char *y, real *lse,
                     real *e, long *correct);
 void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
@@ -730,11 +736,38 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
 
 /* ---- activations ---- */
 
-/* y = tanh(x) over len elements: runtime/rmath.h's for float (vectorised,
-   the same bits everywhere), the C library's for double. */
+/* The activations of the study, forward (y from x) and backward (dx
+   from x, y and the upstream gradient g) over len elements, each the
+   expression codegen/emit.c's act_code gives: kernels, so that tcc's
+   code does not run these loops itself. */
+
+/* y = tanh(x): runtime/rmath.h's for float (vectorised, the same bits
+   everywhere), the C library's for double. */
 MLPC_KERNEL void act_tanh(int len, const real *x, real *y) {
   for (int i = 0; i < len; i++)
     y[i] = sizeof(real) == 4 ? (real)rm_tanhf((float)x[i]) : (real)TANH(x[i]);
+}
+
+/* dx = g·(1 − y²). */
+MLPC_KERNEL void act_tanh_back(int len, const real *x, const real *y, const real *g,
+                               real *dx) {
+  (void)x;
+  for (int i = 0; i < len; i++)
+    dx[i] = g[i] * ((real)1 - y[i] * y[i]);
+}
+
+/* y = max(x, 0), as x > 0 ? x : 0. */
+MLPC_KERNEL void act_relu(int len, const real *x, real *y) {
+  for (int i = 0; i < len; i++)
+    y[i] = x[i] > 0 ? x[i] : (real)0;
+}
+
+/* dx = g where x > 0, else 0 (the x <= 0 side's gradient at 0). */
+MLPC_KERNEL void act_relu_back(int len, const real *x, const real *y, const real *g,
+                               real *dx) {
+  (void)y;
+  for (int i = 0; i < len; i++)
+    dx[i] = x[i] > 0 ? g[i] : (real)0;
 }
 
 /* ---- the loss: cross-entropy through log-sum-exp ---- */

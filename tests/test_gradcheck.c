@@ -232,7 +232,7 @@ static void test_catches_bugs(void **state) {
     int norm, act;
     const char *from, *to, *what;
   } bugs[] = {
-    {NORM_NONE, ACT_TANH, "g * (R(1) - y * y)", "g * (R(1) - y)", "tanh' = 1 - y"},
+    {NORM_NONE, ACT_SIGMOID, "g * (R(1) - y) * y;", "g * (R(1) - y);", "sigmoid' = 1 - y"},
     {NORM_BATCH, ACT_SILU, "norm2_rstd, norm2_sdy", "norm2_var, norm2_sdy",
      "BatchNorm dx with var for 1/sqrt(var + eps)"},
     {NORM_LAYER, ACT_GELU, " - sg - ", " - ", "LayerNorm dx without -Σg"},

@@ -323,6 +323,37 @@ static void test_tanh(void **state_) {
   free(x), free(y), free(xd), free(yd);
 }
 
+/* act_relu, act_relu_back and act_tanh_back: their expressions in
+   codegen/emit.c, element by element, on values around 0 (−0 and NaN
+   among them). */
+static void test_act(void **state_) {
+  (void)state_;
+  typedef void FwdFn(int, const void *, void *);
+  typedef void BwdFn(int, const void *, const void *, const void *, void *);
+  enum { N = 37 };
+  for (int k = 0; k < NELEM(copies); k++) {
+    const Copy *c = &copies[k];
+    void *x = values(c->f64, N, 0.2), *y = values(c->f64, N, 0), *g = values(c->f64, N, 0);
+    void *dx = values(c->f64, N, 0);
+    put(c->f64, x, 1, -0.0), put(c->f64, x, 2, NAN);
+    ((FwdFn *)find(c, "act_relu"))(N, x, y);
+    for (int i = 0; i < N; i++) {
+      double v = get(c->f64, x, i), r = get(c->f64, y, i);
+      assert_true(v > 0 ? r == v : r == 0 && !signbit(r));
+    }
+    ((BwdFn *)find(c, "act_relu_back"))(N, x, y, g, dx);
+    for (int i = 0; i < N; i++)
+      assert_true(get(c->f64, dx, i) == (get(c->f64, x, i) > 0 ? get(c->f64, g, i) : 0));
+    ((BwdFn *)find(c, "act_tanh_back"))(N, x, x, g, dx);
+    for (int i = 0; i < N; i++) {
+      double v = get(c->f64, x, i), w = get(c->f64, g, i);
+      double want = c->f64 ? w * (1 - v * v) : (float)((float)w * (float)(1 - (float)(v * v)));
+      assert_true(isnan(v) ? isnan(get(c->f64, dx, i)) : get(c->f64, dx, i) == want);
+    }
+    free(x), free(y), free(g), free(dx);
+  }
+}
+
 /* rm_expf: equal to exp computed in double and rounded, but for the two
    inputs rmath.h names, and saturating to 0 and infinity; NaN kept. */
 static void test_expf(void **state_) {
@@ -405,6 +436,7 @@ int main(void) {
     cmocka_unit_test(test_empty),
     cmocka_unit_test(test_load),
     cmocka_unit_test(test_tanh),
+    cmocka_unit_test(test_act),
     cmocka_unit_test(test_expf),
     cmocka_unit_test(test_xent),
   };

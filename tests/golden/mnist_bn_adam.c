@@ -71,18 +71,11 @@ static void norm1_backward(int n) {
 
 /* relu1: relu, (B, 128) -> (B, 128) */
 static void relu1_forward(int n) {
-  for (int i = 0; i < n * 128; i++) {
-    real x = norm1_out[i];
-    relu1_out[i] = x > 0 ? x : R(0);
-  }
+  act_relu(n * 128, norm1_out, relu1_out); /* x > 0 ? x : R(0) */
 }
 
 static void relu1_backward(int n) {
-  for (int i = 0; i < n * 128; i++) {
-    real x = norm1_out[i], y = relu1_out[i], g = drelu1_out[i];
-    (void)x, (void)y;
-    dnorm1_out[i] = x > 0 ? g : R(0);
-  }
+  act_relu_back(n * 128, norm1_out, relu1_out, drelu1_out, dnorm1_out); /* x > 0 ? g : R(0) */
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */

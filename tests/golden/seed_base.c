@@ -42,11 +42,7 @@ static void tanh1_forward(int n) {
 }
 
 static void tanh1_backward(int n) {
-  for (int i = 0; i < n * 128; i++) {
-    real x = fc1_out[i], y = tanh1_out[i], g = dtanh1_out[i];
-    (void)x, (void)y;
-    dfc1_out[i] = g * (R(1) - y * y);
-  }
+  act_tanh_back(n * 128, fc1_out, tanh1_out, dtanh1_out, dfc1_out); /* g * (R(1) - y * y) */
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */

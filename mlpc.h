@@ -133,7 +133,8 @@ typedef struct Jit Jit;
 #define RT_KERNELS(X) \
   X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
   X(act_tanh) X(act_tanh_back) X(act_relu) X(act_relu_back) \
-  X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
+  X(act_leaky_relu) X(act_leaky_relu_back) X(act_sigmoid) X(act_sigmoid_back) X(act_silu) \
+  X(act_silu_back) X(act_gelu) X(act_gelu_back) X(act_elu) X(act_elu_back) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
 
 typedef void (*KernelFn)(void);
 typedef struct {

@@ -417,7 +417,9 @@ static void emit_layernorm(Ctx *c) {
   emitf(b, "  }\n}\n\n");
 }
 
-/* Activations: y from x, and dx from x, y and the upstream gradient g.
+/* Activations: y from x, and dx from x, y and the upstream gradient g,
+   as runtime/kernels.h's act_NAME and act_NAME_back compute them (the
+   text is their comment in the generated code, and inference C's code).
    P is the activation's parameter (slope, alpha). For the health figures
    (docs/health.md): sat, whether a value is saturated, and flat, whether
    a unit is flat on one sample (dead when flat on every sample; it may
@@ -425,16 +427,12 @@ static void emit_layernorm(Ctx *c) {
 typedef struct {
   const char *fwd, *bwd;
   const char *sat, *flat;
-  const char *kernel; /* computes fwd over a whole tensor (runtime/kernels.h), */
-  const char *kernel_bwd; /* and bwd                                      */
 } ActCode;
 
 static const ActCode act_code[NACTS] = {
   [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)",
-                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat", .kernel = "act_tanh",
-                .kernel_bwd = "act_tanh_back"},
-  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0", .kernel = "act_relu",
-                .kernel_bwd = "act_relu_back"},
+                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat"},
+  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0"},
   [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P", .flat = "x <= 0"},
   [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y",
                    .sat = "y < R(0.03) || y > R(0.97)", .flat = "sat"},
@@ -463,38 +461,24 @@ const char *emit_act_forward(int type, int *has_param) {
 
 const char *emit_rmath(void) { return rmath_h; }
 
-/* An elementwise activation. */
+/* An elementwise activation: runtime/kernels.h's act_NAME and
+   act_NAME_back, which compute act_code's expressions. */
 static void emit_act(Ctx *c) {
   Buf *b = c->g->b;
-  const char *p = c->p;
+  const char *p = c->p, *name = act_names[c->g->m->act.type];
   const Act *a = &c->g->m->act;
-  int C = c->l->out;
   const ActCode *code = &act_code[a->type];
-  emitf(b, "/* %s: %s, (B, %d) -> (B, %d) */\n", p, act_names[a->type], C, C);
+  int C = c->l->out;
+  char param[64] = "R(0)";
   if (act_has_param[a->type])
-    emitf(b, "#define P R(%s) /* %g */\n", num(a->param), a->param);
-  if (code->kernel)
-    emitf(b, "static void %s_forward(int n) {\n  %s(n * %d, %s, %s_out); /* %s */\n}\n\n",
-          p, code->kernel, C, c->in, p, code->fwd);
-  else
-    emitf(b, "static void %s_forward(int n) {\n"
-          "  for (int i = 0; i < n * %d; i++) {\n"
-          "    real x = %s[i];\n    %s_out[i] = %s;\n  }\n}\n\n",
-          p, C, c->in, p, code->fwd);
-  if (code->kernel_bwd)
-    emitf(b, "static void %s_backward(int n) {\n"
-          "  %s(n * %d, %s, %s_out, d%s_out, d%s); /* %s */\n}\n",
-          p, code->kernel_bwd, C, c->in, p, p, c->in, code->bwd);
-  else
-    emitf(b, "static void %s_backward(int n) {\n"
-          "  for (int i = 0; i < n * %d; i++) {\n"
-          "    real x = %s[i], y = %s_out[i], g = d%s_out[i];\n"
-          "    (void)x, (void)y;\n"
-          "    d%s[i] = %s;\n  }\n}\n",
-          p, C, c->in, p, p, c->in, code->bwd);
-  if (act_has_param[a->type])
-    emitf(b, "#undef P\n");
-  emitf(b, "\n");
+    snprintf(param, sizeof param, "R(%s)", num(a->param));
+  emitf(b, "/* %s: %s, (B, %d) -> (B, %d) */\n", p, name, C, C);
+  emitf(b, "static void %s_forward(int n) {\n"
+        "  act_%s(n * %d, %s, %s_out, %s); /* %s */\n}\n\n",
+        p, name, C, c->in, p, param, code->fwd);
+  emitf(b, "static void %s_backward(int n) {\n"
+        "  act_%s_back(n * %d, %s, %s_out, d%s_out, d%s, %s); /* %s */\n}\n\n",
+        p, name, C, c->in, p, p, c->in, param, code->bwd);
 }
 
 /* Cross-entropy through log-sum-exp; forward returns the summed loss of

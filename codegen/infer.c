@@ -266,7 +266,7 @@ static const struct {
   const char *macro, *fn;
   const char *own; /* runtime/rmath.h's float version, which mlpc computes with */
 } maths[] = {
-  {"EXP(", "exp", 0}, {"LOG(", "log", 0}, {"TANH(", "tanh", "rm_tanhf"}, {"ERF(", "erf", 0},
+  {"EXP(", "exp", "rm_expf"}, {"LOG(", "log", 0}, {"TANH(", "tanh", "rm_tanhf"}, {"ERF(", "erf", 0},
   {"SQRT(", "sqrt", 0},
 };
 

@@ -14,6 +14,7 @@ typedef double real;
 #define TANH tanh
 #define EXP exp
 #define LOG log
+#define ERF erf
 #else
 typedef float real;
 #define FMA fmaf
@@ -21,6 +22,7 @@ typedef float real;
 #define TANH tanhf
 #define EXP expf
 #define LOG logf
+#define ERF erff
 #endif
 
 #define MLPC_KERNEL static

@@ -50,6 +50,16 @@
 #define act_tanh_back act_tanh_back_fma
 #define act_relu act_relu_fma
 #define act_relu_back act_relu_back_fma
+#define act_leaky_relu act_leaky_relu_fma
+#define act_leaky_relu_back act_leaky_relu_back_fma
+#define act_sigmoid act_sigmoid_fma
+#define act_sigmoid_back act_sigmoid_back_fma
+#define act_silu act_silu_fma
+#define act_silu_back act_silu_back_fma
+#define act_gelu act_gelu_fma
+#define act_gelu_back act_gelu_back_fma
+#define act_elu act_elu_fma
+#define act_elu_back act_elu_back_fma
 #define xent_forward xent_forward_fma
 #define xent_backward xent_backward_fma
 #endif
@@ -66,10 +76,20 @@ void bn_forward(int n, int C, int train, double m, double eps, const real *x,
 void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gamma,
                  const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
                  real *dbeta, real *dx);
-void act_tanh(int len, const real *x, real *y);
-void act_tanh_back(int len, const real *x, const real *y, const real *g, real *dx);
-void act_relu(int len, const real *x, real *y);
-void act_relu_back(int len, const real *x, const real *y, const real *g, real *dx);
+void act_tanh(int len, const real *x, real *y, real p);
+void act_tanh_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
+void act_relu(int len, const real *x, real *y, real p);
+void act_relu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
+void act_leaky_relu(int len, const real *x, real *y, real p);
+void act_leaky_relu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
+void act_sigmoid(int len, const real *x, real *y, real p);
+void act_sigmoid_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
+void act_silu(int len, const real *x, real *y, real p);
+void act_silu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
+void act_gelu(int len, const real *x, real *y, real p);
+void act_gelu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
+void act_elu(int len, const real *x, real *y, real p);
+void act_elu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
 double xent_forward(int n, int K, const real *z, const unsigned char *y, real *lse,
                     real *e, long *correct);
 void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
@@ -736,46 +756,115 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
 
 /* ---- activations ---- */
 
-/* The activations of the study, forward (y from x) and backward (dx
-   from x, y and the upstream gradient g) over len elements, each the
-   expression codegen/emit.c's act_code gives: kernels, so that tcc's
-   code does not run these loops itself. */
-
-/* y = tanh(x): runtime/rmath.h's for float (vectorised, the same bits
-   everywhere), the C library's for double. */
-MLPC_KERNEL void act_tanh(int len, const real *x, real *y) {
-  for (int i = 0; i < len; i++)
-    y[i] = sizeof(real) == 4 ? (real)rm_tanhf((float)x[i]) : (real)TANH(x[i]);
-}
-
-/* dx = g·(1 − y²). */
-MLPC_KERNEL void act_tanh_back(int len, const real *x, const real *y, const real *g,
-                               real *dx) {
-  (void)x;
-  for (int i = 0; i < len; i++)
-    dx[i] = g[i] * ((real)1 - y[i] * y[i]);
-}
-
-/* y = max(x, 0), as x > 0 ? x : 0. */
-MLPC_KERNEL void act_relu(int len, const real *x, real *y) {
-  for (int i = 0; i < len; i++)
-    y[i] = x[i] > 0 ? x[i] : (real)0;
-}
-
-/* dx = g where x > 0, else 0 (the x <= 0 side's gradient at 0). */
-MLPC_KERNEL void act_relu_back(int len, const real *x, const real *y, const real *g,
-                               real *dx) {
-  (void)y;
-  for (int i = 0; i < len; i++)
-    dx[i] = x[i] > 0 ? g[i] : (real)0;
-}
-
-/* ---- the loss: cross-entropy through log-sum-exp ---- */
-
 /* e^x: runtime/rmath.h's for float, the C library's for double. */
 MM_INLINE real mm_exp(real x) {
   return sizeof(real) == 4 ? (real)rm_expf((float)x) : (real)EXP(x);
 }
+
+/* Every activation, forward (y from x) and backward (dx from x, y and
+   the upstream gradient g) over len elements, each the expression that
+   codegen/emit.c's act_code gives (and inference C computes); p is the
+   activation's parameter (leaky_relu's slope, elu's alpha). Kernels, so
+   that tcc's code does not run these loops itself, with mm_exp (and for
+   float tanh rm_tanhf), so that gcc vectorises them. */
+
+/* y = tanh(x): runtime/rmath.h's for float, the C library's for double. */
+MLPC_KERNEL void act_tanh(int len, const real *x, real *y, real p) {
+  (void)p;
+  for (int i = 0; i < len; i++)
+    y[i] = sizeof(real) == 4 ? (real)rm_tanhf((float)x[i]) : (real)TANH(x[i]);
+}
+
+MLPC_KERNEL void act_tanh_back(int len, const real *x, const real *y, const real *g,
+                               real *dx, real p) {
+  (void)x, (void)p;
+  for (int i = 0; i < len; i++)
+    dx[i] = g[i] * ((real)1 - y[i] * y[i]);
+}
+
+/* relu and leaky_relu take the x <= 0 side's gradient at 0. */
+MLPC_KERNEL void act_relu(int len, const real *x, real *y, real p) {
+  (void)p;
+  for (int i = 0; i < len; i++)
+    y[i] = x[i] > 0 ? x[i] : (real)0;
+}
+
+MLPC_KERNEL void act_relu_back(int len, const real *x, const real *y, const real *g,
+                               real *dx, real p) {
+  (void)y, (void)p;
+  for (int i = 0; i < len; i++)
+    dx[i] = x[i] > 0 ? g[i] : (real)0;
+}
+
+MLPC_KERNEL void act_leaky_relu(int len, const real *x, real *y, real p) {
+  for (int i = 0; i < len; i++)
+    y[i] = x[i] > 0 ? x[i] : p * x[i];
+}
+
+MLPC_KERNEL void act_leaky_relu_back(int len, const real *x, const real *y, const real *g,
+                                     real *dx, real p) {
+  (void)y;
+  for (int i = 0; i < len; i++)
+    dx[i] = x[i] > 0 ? g[i] : g[i] * p;
+}
+
+MLPC_KERNEL void act_sigmoid(int len, const real *x, real *y, real p) {
+  (void)p;
+  for (int i = 0; i < len; i++)
+    y[i] = (real)1 / ((real)1 + mm_exp(-x[i]));
+}
+
+MLPC_KERNEL void act_sigmoid_back(int len, const real *x, const real *y, const real *g,
+                                  real *dx, real p) {
+  (void)x, (void)p;
+  for (int i = 0; i < len; i++)
+    dx[i] = g[i] * ((real)1 - y[i]) * y[i];
+}
+
+MLPC_KERNEL void act_silu(int len, const real *x, real *y, real p) {
+  (void)p;
+  for (int i = 0; i < len; i++)
+    y[i] = x[i] / ((real)1 + mm_exp(-x[i]));
+}
+
+MLPC_KERNEL void act_silu_back(int len, const real *x, const real *y, const real *g,
+                               real *dx, real p) {
+  (void)y, (void)p;
+  for (int i = 0; i < len; i++) {
+    real s = (real)1 / ((real)1 + mm_exp(-x[i]));
+    dx[i] = g[i] * s * ((real)1 + x[i] * ((real)1 - s));
+  }
+}
+
+/* gelu, the exact (erf) form. */
+MLPC_KERNEL void act_gelu(int len, const real *x, real *y, real p) {
+  (void)p;
+  for (int i = 0; i < len; i++)
+    y[i] = x[i] * (real)0.5 * ((real)1 + ERF(x[i] * (real)M_SQRT1_2));
+}
+
+MLPC_KERNEL void act_gelu_back(int len, const real *x, const real *y, const real *g,
+                               real *dx, real p) {
+  (void)y, (void)p;
+  for (int i = 0; i < len; i++)
+    dx[i] = g[i] * ((real)0.5 * ((real)1 + ERF(x[i] * (real)M_SQRT1_2)) +
+                    x[i] * mm_exp((real)-0.5 * x[i] * x[i]) *
+                      (real)(M_2_SQRTPI * M_SQRT1_2 * 0.5));
+}
+
+MLPC_KERNEL void act_elu(int len, const real *x, real *y, real p) {
+  for (int i = 0; i < len; i++)
+    y[i] = x[i] > 0 ? x[i] : p * (mm_exp(x[i]) - (real)1);
+}
+
+MLPC_KERNEL void act_elu_back(int len, const real *x, const real *y, const real *g,
+                              real *dx, real p) {
+  (void)y;
+  for (int i = 0; i < len; i++)
+    dx[i] = x[i] > 0 ? g[i] : g[i] * p * mm_exp(x[i]);
+}
+
+/* ---- the loss: cross-entropy through log-sum-exp ---- */
 
 /* Forward over n rows of K logits z: lse[r] = m + log Σ_k e^(z[r][k] − m)
    with m the row's maximum (the sum in order k, in real); adds the

@@ -232,11 +232,12 @@ static void test_catches_bugs(void **state) {
     int norm, act;
     const char *from, *to, *what;
   } bugs[] = {
-    {NORM_NONE, ACT_SIGMOID, "g * (R(1) - y) * y;", "g * (R(1) - y);", "sigmoid' = 1 - y"},
+    {NORM_NONE, ACT_SIGMOID, "act_sigmoid_back(n * ", "act_silu_back(n * ", "sigmoid' is silu's"},
     {NORM_BATCH, ACT_SILU, "norm2_rstd, norm2_sdy", "norm2_var, norm2_sdy",
      "BatchNorm dx with var for 1/sqrt(var + eps)"},
     {NORM_LAYER, ACT_GELU, " - sg - ", " - ", "LayerNorm dx without -Σg"},
-    {NORM_NONE, ACT_LEAKY, "g * P;", "g;", "leaky_relu' = 1 below 0"},
+    {NORM_NONE, ACT_LEAKY, "act_leaky_relu_back(n * ", "act_relu_back(n * ",
+     "leaky_relu' = 0 below 0"},
     {NORM_NONE, ACT_SIGMOID, "xent_backward(n, ", "xent_backward(n - 1, ",
      "loss' without its last row"},
   };

@@ -96,22 +96,13 @@ static void norm1_backward(int n) {
 }
 
 /* leaky_relu1: leaky_relu, (B, 48) -> (B, 48) */
-#define P R(0x1.47ae147ae147bp-7) /* 0.01 */
 static void leaky_relu1_forward(int n) {
-  for (int i = 0; i < n * 48; i++) {
-    real x = norm1_out[i];
-    leaky_relu1_out[i] = x > 0 ? x : P * x;
-  }
+  act_leaky_relu(n * 48, norm1_out, leaky_relu1_out, R(0x1.47ae147ae147bp-7)); /* x > 0 ? x : P * x */
 }
 
 static void leaky_relu1_backward(int n) {
-  for (int i = 0; i < n * 48; i++) {
-    real x = norm1_out[i], y = leaky_relu1_out[i], g = dleaky_relu1_out[i];
-    (void)x, (void)y;
-    dnorm1_out[i] = x > 0 ? g : g * P;
-  }
+  act_leaky_relu_back(n * 48, norm1_out, leaky_relu1_out, dleaky_relu1_out, dnorm1_out, R(0x1.47ae147ae147bp-7)); /* x > 0 ? g : g * P */
 }
-#undef P
 
 /* fc2: Linear(48, 24), (B, 48) -> (B, 24) */
 static void fc2_forward(int n) {
@@ -139,22 +130,13 @@ static void norm2_backward(int n) {
 }
 
 /* leaky_relu2: leaky_relu, (B, 24) -> (B, 24) */
-#define P R(0x1.47ae147ae147bp-7) /* 0.01 */
 static void leaky_relu2_forward(int n) {
-  for (int i = 0; i < n * 24; i++) {
-    real x = norm2_out[i];
-    leaky_relu2_out[i] = x > 0 ? x : P * x;
-  }
+  act_leaky_relu(n * 24, norm2_out, leaky_relu2_out, R(0x1.47ae147ae147bp-7)); /* x > 0 ? x : P * x */
 }
 
 static void leaky_relu2_backward(int n) {
-  for (int i = 0; i < n * 24; i++) {
-    real x = norm2_out[i], y = leaky_relu2_out[i], g = dleaky_relu2_out[i];
-    (void)x, (void)y;
-    dnorm2_out[i] = x > 0 ? g : g * P;
-  }
+  act_leaky_relu_back(n * 24, norm2_out, leaky_relu2_out, dleaky_relu2_out, dnorm2_out, R(0x1.47ae147ae147bp-7)); /* x > 0 ? g : g * P */
 }
-#undef P
 
 /* fc3: Linear(24, 10), (B, 24) -> (B, 10) */
 static void fc3_forward(int n) {

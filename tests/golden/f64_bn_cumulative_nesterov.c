@@ -87,18 +87,11 @@ static void norm1_backward(int n) {
 
 /* gelu1: gelu, (B, 32) -> (B, 32) */
 static void gelu1_forward(int n) {
-  for (int i = 0; i < n * 32; i++) {
-    real x = norm1_out[i];
-    gelu1_out[i] = x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)));
-  }
+  act_gelu(n * 32, norm1_out, gelu1_out, R(0)); /* x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) */
 }
 
 static void gelu1_backward(int n) {
-  for (int i = 0; i < n * 32; i++) {
-    real x = norm1_out[i], y = gelu1_out[i], g = dgelu1_out[i];
-    (void)x, (void)y;
-    dnorm1_out[i] = g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5));
-  }
+  act_gelu_back(n * 32, norm1_out, gelu1_out, dgelu1_out, dnorm1_out, R(0)); /* g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5)) */
 }
 
 /* fc2: Linear(32, 16), (B, 32) -> (B, 16) */
@@ -128,18 +121,11 @@ static void norm2_backward(int n) {
 
 /* gelu2: gelu, (B, 16) -> (B, 16) */
 static void gelu2_forward(int n) {
-  for (int i = 0; i < n * 16; i++) {
-    real x = norm2_out[i];
-    gelu2_out[i] = x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)));
-  }
+  act_gelu(n * 16, norm2_out, gelu2_out, R(0)); /* x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) */
 }
 
 static void gelu2_backward(int n) {
-  for (int i = 0; i < n * 16; i++) {
-    real x = norm2_out[i], y = gelu2_out[i], g = dgelu2_out[i];
-    (void)x, (void)y;
-    dnorm2_out[i] = g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5));
-  }
+  act_gelu_back(n * 16, norm2_out, gelu2_out, dgelu2_out, dnorm2_out, R(0)); /* g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5)) */
 }
 
 /* fc3: Linear(16, 10), (B, 16) -> (B, 10) */

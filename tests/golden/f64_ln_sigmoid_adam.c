@@ -91,18 +91,11 @@ static void norm1_backward(int n) {
 
 /* sigmoid1: sigmoid, (B, 16) -> (B, 16) */
 static void sigmoid1_forward(int n) {
-  for (int i = 0; i < n * 16; i++) {
-    real x = norm1_out[i];
-    sigmoid1_out[i] = R(1) / (R(1) + EXP(-x));
-  }
+  act_sigmoid(n * 16, norm1_out, sigmoid1_out, R(0)); /* R(1) / (R(1) + EXP(-x)) */
 }
 
 static void sigmoid1_backward(int n) {
-  for (int i = 0; i < n * 16; i++) {
-    real x = norm1_out[i], y = sigmoid1_out[i], g = dsigmoid1_out[i];
-    (void)x, (void)y;
-    dnorm1_out[i] = g * (R(1) - y) * y;
-  }
+  act_sigmoid_back(n * 16, norm1_out, sigmoid1_out, dsigmoid1_out, dnorm1_out, R(0)); /* g * (R(1) - y) * y */
 }
 
 /* fc2: Linear(16, 10), (B, 16) -> (B, 10) */

@@ -96,22 +96,13 @@ static void norm1_backward(int n) {
 }
 
 /* elu1: elu, (B, 32) -> (B, 32) */
-#define P R(0x1p+0) /* 1 */
 static void elu1_forward(int n) {
-  for (int i = 0; i < n * 32; i++) {
-    real x = norm1_out[i];
-    elu1_out[i] = x > 0 ? x : P * (EXP(x) - R(1));
-  }
+  act_elu(n * 32, norm1_out, elu1_out, R(0x1p+0)); /* x > 0 ? x : P * (EXP(x) - R(1)) */
 }
 
 static void elu1_backward(int n) {
-  for (int i = 0; i < n * 32; i++) {
-    real x = norm1_out[i], y = elu1_out[i], g = delu1_out[i];
-    (void)x, (void)y;
-    dnorm1_out[i] = x > 0 ? g : g * P * EXP(x);
-  }
+  act_elu_back(n * 32, norm1_out, elu1_out, delu1_out, dnorm1_out, R(0x1p+0)); /* x > 0 ? g : g * P * EXP(x) */
 }
-#undef P
 
 /* fc2: Linear(32, 10), (B, 32) -> (B, 10) */
 static void fc2_forward(int n) {

@@ -91,18 +91,11 @@ static void norm1_backward(int n) {
 
 /* silu1: silu, (B, 128) -> (B, 128) */
 static void silu1_forward(int n) {
-  for (int i = 0; i < n * 128; i++) {
-    real x = norm1_out[i];
-    silu1_out[i] = x / (R(1) + EXP(-x));
-  }
+  act_silu(n * 128, norm1_out, silu1_out, R(0)); /* x / (R(1) + EXP(-x)) */
 }
 
 static void silu1_backward(int n) {
-  for (int i = 0; i < n * 128; i++) {
-    real x = norm1_out[i], y = silu1_out[i], g = dsilu1_out[i];
-    (void)x, (void)y;
-    dnorm1_out[i] = g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x))));
-  }
+  act_silu_back(n * 128, norm1_out, silu1_out, dsilu1_out, dnorm1_out, R(0)); /* g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x)))) */
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */

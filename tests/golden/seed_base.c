@@ -38,11 +38,11 @@ static void fc1_backward(int n, int step) {
 
 /* tanh1: tanh, (B, 128) -> (B, 128) */
 static void tanh1_forward(int n) {
-  act_tanh(n * 128, fc1_out, tanh1_out); /* TANH(x) */
+  act_tanh(n * 128, fc1_out, tanh1_out, R(0)); /* TANH(x) */
 }
 
 static void tanh1_backward(int n) {
-  act_tanh_back(n * 128, fc1_out, tanh1_out, dtanh1_out, dfc1_out); /* g * (R(1) - y * y) */
+  act_tanh_back(n * 128, fc1_out, tanh1_out, dtanh1_out, dfc1_out, R(0)); /* g * (R(1) - y * y) */
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */

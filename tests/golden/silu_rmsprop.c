@@ -37,18 +37,11 @@ static void fc1_backward(int n) {
 
 /* silu1: silu, (B, 24) -> (B, 24) */
 static void silu1_forward(int n) {
-  for (int i = 0; i < n * 24; i++) {
-    real x = fc1_out[i];
-    silu1_out[i] = x / (R(1) + EXP(-x));
-  }
+  act_silu(n * 24, fc1_out, silu1_out, R(0)); /* x / (R(1) + EXP(-x)) */
 }
 
 static void silu1_backward(int n) {
-  for (int i = 0; i < n * 24; i++) {
-    real x = fc1_out[i], y = silu1_out[i], g = dsilu1_out[i];
-    (void)x, (void)y;
-    dfc1_out[i] = g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x))));
-  }
+  act_silu_back(n * 24, fc1_out, silu1_out, dsilu1_out, dfc1_out, R(0)); /* g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x)))) */
 }
 
 /* fc2: Linear(24, 10), (B, 24) -> (B, 10) */

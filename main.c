@@ -45,9 +45,13 @@ static const char usage[] =
   "  --data DIR            mnist, fashion-mnist (under $MLPC_DATA or data/),\n"
   "                        or a directory holding the four IDX files\n"
   "  --no-shuffle          batches in file order, the same every epoch\n"
-  "  --fma                 fused multiply-adds in the dense kernels: other\n"
-  "                        bits than the default strict arithmetic, the same\n"
-  "                        on both backends (docs/performance.md)\n"
+  "  --fma                 the default arithmetic of the dense kernels: each\n"
+  "                        term added with a fused multiply-add, fma(a, b, acc),\n"
+  "                        rounded once\n"
+  "  --strict              the other arithmetic: each term added as acc + a*b,\n"
+  "                        rounded twice. The two differ in the last bits; in\n"
+  "                        either, tcc, gcc and --emit's trainer agree bit for\n"
+  "                        bit (docs/performance.md)\n"
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
   "                        a summary object\n"
   "  --health              also print the health figures (docs/health.md) on\n"
@@ -81,7 +85,8 @@ static const char usage[] =
 
 typedef struct {
   const char *model;
-  int run, dump_ir, json, no_shuffle, health, fma;
+  int run, dump_ir, json, no_shuffle, health;
+  int fma, strict;              /* the arithmetic flags given            */
   int dump_study;               /* studies only: refused for a model     */
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *emit_inference, *save, *load;
@@ -164,6 +169,7 @@ static int bool_flag(Args *A, const char *a) {
            : !strcmp(a, "--health") ? &A->health
            : !strcmp(a, "--no-shuffle") ? &A->no_shuffle
            : !strcmp(a, "--fma") ? &A->fma
+           : !strcmp(a, "--strict") ? &A->strict
            : !strcmp(a, "--dump-study") ? &A->dump_study : NULL;
   if (dst)
     *dst = 1;
@@ -223,6 +229,9 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
   if (A->dump_study)
     die_input("--dump-study: error: for study files (docs/study-format.md); a model's "
               "code is shown by --dump-ir and --emit-model");
+  if (A->fma && A->strict)
+    die_input("error: --fma and --strict both given: a run has one arithmetic (fma, the "
+              "default, or strict)");
   if (!A->run && !A->emit && !A->emit_model && !A->emit_inference && !A->dump_ir)
     die_input("error: nothing to do: give --run, --emit FILE.c, --emit-model FILE.c, "
               "--emit-inference FILE.c or --dump-ir");
@@ -262,7 +271,7 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   free(src.buf);
   if (!j)
     die(err);
-  const char *arith = ir->fma ? "fma" : "strict";
+  const char *arith = arith_names[ir->fma];
   if (backend == BACKEND_GCC)
     fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off -fno-math-errno), %s: "
             "%s in %.3f s\n", arith, jit_cached(j) ? "cached object loaded" : "compiled",
@@ -320,6 +329,7 @@ static int run(const Args *A, const Ir *ir) {
   FILE *info = A->json ? stderr : stdout;
   int backend = A->backend >= 0 ? A->backend : jit_default_backend();
   describe(m, info);
+  jit_note_fma(ir->fma);
   Jit *j = compile(ir, backend, info);
   const RtNet *net = jit_net(j);
   char err[2048], dir[4096];
@@ -353,7 +363,7 @@ int main(int argc, char **argv) {
     die_input("error: under mpirun, mlpc runs studies only (docs/cluster.md)");
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
-  ir.fma = A.fma;
+  ir.fma = A.strict ? ARITH_STRICT : ARITH_FMA;
   if (emit_check_size(&ir, err, sizeof err))
     die_input(err);
   if (A.dump_ir)

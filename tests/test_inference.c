@@ -145,9 +145,9 @@ static void ref_train(const RtNet *net) {
 
 /* ---- the emitted side ---- */
 
-/* The flag that selects an arithmetic (1: fma); NULL: the default. */
+/* The flag that selects an arithmetic (1: fma). */
 static const char *arith_flag(int fma) {
-  return fma ? "--fma" : NULL;
+  return fma ? "--fma" : "--strict";
 }
 
 /* Writes model and weights, runs mlpc --emit-inference in the arithmetic

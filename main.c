@@ -26,8 +26,10 @@ static const char usage[] =
   "\n"
   "Actions (at least one):\n"
   "  --run                 compile and train the model\n"
-  "  --emit FILE.c         write a standalone trainer, one C file that builds\n"
-  "                        with: cc -O2 FILE.c -o trainer -lm -lz\n"
+  "  --emit FILE.c         write a standalone trainer, one C file whose first\n"
+  "                        line gives its build command (in fma: cc -O2\n"
+  "                        -march=native -ffp-contract=off FILE.c -o trainer\n"
+  "                        -lm -lz; in strict, without the two flags)\n"
   "  --emit-model FILE.c   write only the model's generated code\n"
   "  --emit-inference FILE.c\n"
   "                        write the weights of --load-weights as inference-only\n"
@@ -45,9 +47,13 @@ static const char usage[] =
   "  --data DIR            mnist, fashion-mnist (under $MLPC_DATA or data/),\n"
   "                        or a directory holding the four IDX files\n"
   "  --no-shuffle          batches in file order, the same every epoch\n"
-  "  --fma                 fused multiply-adds in the dense kernels: other\n"
-  "                        bits than the default strict arithmetic, the same\n"
-  "                        on both backends (docs/performance.md)\n"
+  "  --fma                 the default arithmetic of the dense kernels: each\n"
+  "                        term added with a fused multiply-add, fma(a, b, acc),\n"
+  "                        rounded once\n"
+  "  --strict              the other arithmetic: each term added as acc + a*b,\n"
+  "                        rounded twice. The two differ in the last bits; in\n"
+  "                        either, tcc, gcc and --emit's trainer agree bit for\n"
+  "                        bit (docs/performance.md)\n"
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
   "                        a summary object\n"
   "  --health              also print the health figures (docs/health.md) on\n"
@@ -68,7 +74,8 @@ static const char usage[] =
   "  --out DIR             the tables' directory (default out/NAME)\n"
   "  --db FILE             the results database (default out/mlpc.sqlite)\n"
   "  --dump-study          print each experiment: name, code hash, model\n"
-  "  --epochs, --max-batches, --data, --backend, --no-shuffle apply to every run\n"
+  "  --epochs, --max-batches, --data, --backend, --no-shuffle, --fma, --strict\n"
+  "                        apply to every run\n"
   "  mpirun -n N mlpc STUDY.json --run   spreads the runs over N ranks on any\n"
   "                        number of hosts, when mlpc is built with MPI\n"
   "                        (docs/cluster.md)\n"
@@ -81,7 +88,8 @@ static const char usage[] =
 
 typedef struct {
   const char *model;
-  int run, dump_ir, json, no_shuffle, health, fma;
+  int run, dump_ir, json, no_shuffle, health;
+  int fma, strict;              /* the arithmetic flags given            */
   int dump_study;               /* studies only: refused for a model     */
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *emit_inference, *save, *load;
@@ -164,6 +172,7 @@ static int bool_flag(Args *A, const char *a) {
            : !strcmp(a, "--health") ? &A->health
            : !strcmp(a, "--no-shuffle") ? &A->no_shuffle
            : !strcmp(a, "--fma") ? &A->fma
+           : !strcmp(a, "--strict") ? &A->strict
            : !strcmp(a, "--dump-study") ? &A->dump_study : NULL;
   if (dst)
     *dst = 1;
@@ -223,6 +232,9 @@ static void parse_args(int argc, char **argv, Args *A, Model *m) {
   if (A->dump_study)
     die_input("--dump-study: error: for study files (docs/study-format.md); a model's "
               "code is shown by --dump-ir and --emit-model");
+  if (A->fma && A->strict)
+    die_input("error: --fma and --strict both given: a run has one arithmetic (fma, the "
+              "default, or strict)");
   if (!A->run && !A->emit && !A->emit_model && !A->emit_inference && !A->dump_ir)
     die_input("error: nothing to do: give --run, --emit FILE.c, --emit-model FILE.c, "
               "--emit-inference FILE.c or --dump-ir");
@@ -262,12 +274,14 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   free(src.buf);
   if (!j)
     die(err);
-  const char *arith = ir->fma ? "fma" : "strict";
-  if (backend == BACKEND_GCC)
-    fprintf(info, "backend gcc (-O3 -march=native -ffp-contract=off -fno-math-errno), %s: "
-            "%s in %.3f s\n", arith, jit_cached(j) ? "cached object loaded" : "compiled",
-            now() - t0);
-  else
+  const char *arith = arith_names[ir->fma];
+  if (backend == BACKEND_GCC) {
+    fprintf(info, "backend gcc (");
+    for (const char *const *f = jit_gcc_flags + 1; *f && strcmp(*f, "-fPIC"); f++)
+      fprintf(info, "%s%s", f == jit_gcc_flags + 1 ? "" : " ", *f); /* the optimisation flags */
+    fprintf(info, "), %s: %s in %.3f s\n", arith,
+            jit_cached(j) ? "cached object loaded" : "compiled", now() - t0);
+  } else
     fprintf(info, "backend tcc, %s: compiled in memory in %.3f s\n", arith, now() - t0);
   return j;
 }
@@ -320,6 +334,7 @@ static int run(const Args *A, const Ir *ir) {
   FILE *info = A->json ? stderr : stdout;
   int backend = A->backend >= 0 ? A->backend : jit_default_backend();
   describe(m, info);
+  jit_note_fma(ir->fma);
   Jit *j = compile(ir, backend, info);
   const RtNet *net = jit_net(j);
   char err[2048], dir[4096];
@@ -353,7 +368,7 @@ int main(int argc, char **argv) {
     die_input("error: under mpirun, mlpc runs studies only (docs/cluster.md)");
   parse_args(argc, argv, &A, &m);
   ir_lower(&m, &ir);
-  ir.fma = A.fma;
+  ir.fma = A.strict ? ARITH_STRICT : ARITH_FMA;
   if (emit_check_size(&ir, err, sizeof err))
     die_input(err);
   if (A.dump_ir)

@@ -32,15 +32,28 @@ typedef struct {
   const char *path;  /* where it came from in the model file             */
 } Layer;
 
+/* The dense kernels' arithmetics (runtime/kernels.h), by Ir.fma: X(enum,
+   name). fma, the default, adds each term with fma(a, b, acc), rounded
+   once; strict (--strict) as acc + a·b, rounded twice. The two differ in
+   the last bits; within either, every backend gives the same bits. */
+#define ARITHMETICS(X)          \
+  X(ARITH_STRICT, "strict")     \
+  X(ARITH_FMA,    "fma")
+
+#define ENUM1_(e, ...) e,
+enum { ARITHMETICS(ENUM1_) NARITHMETICS };
+#undef ENUM1_
+extern const char *const arith_names[NARITHMETICS];
+
 typedef struct {
   const Model *m;
   int nlayers;
   Layer layers[4 * MAX_HIDDEN + 4];
-  int fma;           /* the dense kernels fuse products and sums (--fma);
-                        0: strict, the default (runtime/kernels.h)       */
+  int fma;           /* the arithmetic: ARITH_FMA (1, ir_lower's default)
+                        or ARITH_STRICT (0)                              */
 } Ir;
 
-/* Lowers a checked model to its layers. */
+/* Lowers a checked model to its layers, in the fma arithmetic. */
 void ir_lower(const Model *m, Ir *ir);
 /* Writes the layer list, one per line (--dump-ir). */
 void ir_dump(const Ir *ir, FILE *out);
@@ -161,6 +174,13 @@ int jit_cached(Jit *j);
 void jit_free(Jit *j);
 /* gcc when it is on PATH, else tcc. */
 int jit_default_backend(void);
+/* Whether this CPU has fused multiply-add instructions (always, but for
+   x86 without FMA; MLPC_TEST_NO_FMA_CPU=1 pretends it has none). */
+int jit_cpu_fma(void);
+/* Says once on stderr, when the arithmetic is fma (ARITH_FMA) and the CPU
+   has no FMA instructions, that fma runs in software and --strict is
+   faster. */
+void jit_note_fma(int fma);
 /* The gcc flags in use (docs/backends.md). */
 extern const char *const jit_gcc_flags[];
 

@@ -11,12 +11,14 @@
  * sample's own). It allocates nothing, does no I/O, keeps no state and
  * includes no system header: C99 that builds with -ffreestanding and
  * calls only the math functions its activation (and LayerNorm's sqrt)
- * need, declared here.
+ * need, and in the fma arithmetic fmaf or fma, declared here.
  *
- * Every layer computes in the order mlpc's own code does (the linear
- * layer as runtime/kernels.h's mm_xwt, the activations from the same
- * expressions as codegen/emit.c), so without BatchNorm the logits are
- * mlpc's bit for bit; folding rounds differently (docs/inference.md).
+ * Every layer computes in the order and the arithmetic mlpc's own code
+ * does (the linear layer as runtime/kernels.h's mm_xw, each term added
+ * as acc + x·w or fma(x, w, acc) as the Ir's arithmetic says; the
+ * activations from the same expressions as codegen/emit.c), so without
+ * BatchNorm the logits are mlpc's bit for bit; folding rounds
+ * differently (docs/inference.md).
  */
 #include <math.h>
 #include <stdarg.h>
@@ -164,10 +166,11 @@ static int emit_weights(Inf *I) {
 
 /* ---- the layers ---- */
 
-/* fc{k}: y = x·W'ᵀ + b', summed as mm_xwt sums (bias first, then the
-   inputs in order, zero inputs skipped). */
+/* fc{k}: y = x·W'ᵀ + b', summed as mm_xw sums (bias first, then the
+   inputs in order, zero inputs skipped), in the Ir's arithmetic. */
 static void emit_linear(Inf *I, const Layer *l, int folded) {
   int k = l->index, In = l->in, O = l->out;
+  const char *mac = I->ir->fma ? "y[o] = FMA(xi, w[o], y[o]);" : "y[o] += xi * w[o];";
   char note[64] = "";
   if (folded)
     snprintf(note, sizeof note, " with norm%d (BatchNorm1d, eval) folded in", k);
@@ -177,8 +180,8 @@ static void emit_linear(Inf *I, const Layer *l, int folded) {
         "  for (int i = 0; i < %d; i++) {\n"
         "    real xi = x[i];\n    if (xi == 0)\n      continue;\n"
         "    const real *w = fc%d_wt + i * %d;\n"
-        "    for (int o = 0; o < %d; o++)\n      y[o] += xi * w[o];\n  }\n}\n\n",
-        k, O, k, In, k, O, O);
+        "    for (int o = 0; o < %d; o++)\n      %s\n  }\n}\n\n",
+        k, O, k, In, k, O, O, mac);
 }
 
 /* norm{k}: LayerNorm over the sample's features, in place. */
@@ -284,7 +287,7 @@ static const struct {
 /* The library functions the code calls, as a list: "expf, sqrt". */
 static void needs(Inf *I, char *s, size_t len) {
   const char *fwd = emit_act_forward(I->m->act.type, &(int){0});
-  s[0] = 0;
+  snprintf(s, len, "%s", I->ir->fma ? (I->f32 ? "fmaf" : "fma") : "");
   for (size_t i = 0; i < sizeof maths / sizeof maths[0]; i++)
     if (libm_calls(I, fwd, i))
       snprintf(s + strlen(s), len - strlen(s), "%s%s%s", *s ? ", " : "", maths[i].fn,
@@ -311,20 +314,24 @@ static void emit_prelude(Inf *I) {
     }
   if (I->m->norm.type == NORM_LAYER)
     emitf(I->b, "double sqrt(double);\n");
+  if (I->ir->fma)
+    emitf(I->b, "%s fma%s(%s, %s, %s);\n#define FMA fma%s\n", real, sfx, real, real, real,
+          sfx);
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
     if (strstr(fwd, consts[i].name))
       emitf(I->b, "#define %s %a\n", consts[i].name, consts[i].value);
   emitf(I->b, "\n");
 }
 
-/* The model in one line: "bn_relu: 784-128-10, norm batchnorm, relu, float32". */
+/* The model in one line: "bn_relu: 784-128-10, norm batchnorm, relu, float32, fma
+   arithmetic". */
 static void describe(Inf *I) {
   const Model *m = I->m;
   emitf(I->b, "%s: %d", emit_comment_name(m->name), m->input);
   for (int k = 0; k < m->nhidden; k++)
     emitf(I->b, "-%d", m->hidden[k]);
-  emitf(I->b, "-%d, norm %s, %s, %s", m->output, norm_names[m->norm.type],
-        act_names[m->act.type], dtype_names[m->dtype]);
+  emitf(I->b, "-%d, norm %s, %s, %s, %s arithmetic", m->output, norm_names[m->norm.type],
+        act_names[m->act.type], dtype_names[m->dtype], I->ir->fma ? "fma" : "strict");
 }
 
 /* The header: sizes and the two entry points. */
@@ -344,6 +351,17 @@ static void emit_header(Inf *I) {
         "#endif\n", I->m->input, I->m->output, real, real, real);
 }
 
+/* What the banner says of the arithmetic: how a linear layer adds a term. */
+static const char *arith_note(const Inf *I) {
+  if (!I->ir->fma)
+    return " * The linear layers add each term as acc + x*w, rounded twice (mlpc's\n"
+           " * strict arithmetic).\n";
+  return I->f32 ? " * The linear layers add each term as fmaf(x, w, acc), rounded once (mlpc's\n"
+                  " * fma arithmetic); -march=native or -mfma makes it one instruction.\n"
+                : " * The linear layers add each term as fma(x, w, acc), rounded once (mlpc's\n"
+                  " * fma arithmetic); -march=native or -mfma makes it one instruction.\n";
+}
+
 /* The comment at the top of the source. */
 static void emit_banner(Inf *I, const char *hname) {
   char fns[64], calls[96] = "Calls no library function";
@@ -354,12 +372,12 @@ static void emit_banner(Inf *I, const char *hname) {
   describe(I);
   emitf(I->b, ".\n * Generated by mlpc from trained weights, in evaluation mode%s.\n"
         " *\n * C99: no allocation, no I/O, no global state, no header but %s.\n"
-        " * %s. Build it with contraction off to keep\n"
-        " * mlpc's rounding, e.g. cc -std=c99 -O2 (not -ffast-math).\n */\n"
+        "%s * %s.\n * Build it with contraction off to keep mlpc's rounding, e.g.\n"
+        " * cc -std=c99 -O2 (not -ffast-math).\n */\n"
         "#include \"%s\"\n\n",
         I->m->norm.type == NORM_BATCH
             ? ";\n * each BatchNorm is folded into the linear layer before it" : "",
-        hname, calls, hname);
+        hname, arith_note(I), calls, hname);
 }
 
 /* Every layer's forward function, in order. */

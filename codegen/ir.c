@@ -13,6 +13,12 @@ static const char *const layer_names[] = {
 #undef NAME_
 };
 
+const char *const arith_names[NARITHMETICS] = {
+#define NAME_(e, s) s,
+  ARITHMETICS(NAME_)
+#undef NAME_
+};
+
 /* Appends one layer. */
 static void add(Ir *ir, int kind, int index, int in, int out, const char *path) {
   if (ir->nlayers >= (int)(sizeof ir->layers / sizeof ir->layers[0]))
@@ -30,7 +36,7 @@ static const char *const hidden_paths[MAX_HIDDEN] = {
 void ir_lower(const Model *m, Ir *ir) {
   ir->m = m;
   ir->nlayers = 0;
-  ir->fma = 0;
+  ir->fma = ARITH_FMA;
   int in = m->input;
   for (int k = 0; k < m->nhidden; k++) {
     int h = m->hidden[k];

@@ -354,6 +354,26 @@ static int have_gcc(void) {
 
 int jit_default_backend(void) { return have_gcc() ? BACKEND_GCC : BACKEND_TCC; }
 
+int jit_cpu_fma(void) {
+  const char *no = getenv("MLPC_TEST_NO_FMA_CPU");
+  if (no && !strcmp(no, "1"))
+    return 0;
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("fma");
+#else
+  return 1; /* no check elsewhere: aarch64, for one, always has it */
+#endif
+}
+
+void jit_note_fma(int fma) {
+  static int said;
+  if (!fma || said++ || jit_cpu_fma())
+    return;
+  fprintf(stderr, "mlpc: note: this CPU has no FMA instructions, so the fma arithmetic "
+          "(the default) runs in software: correct, but slow; --strict is faster here "
+          "(docs/performance.md)\n");
+}
+
 const RtNet *jit_net(Jit *j) { return j->net; }
 
 int jit_cached(Jit *j) { return j->cached; }

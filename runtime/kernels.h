@@ -19,8 +19,8 @@
  *
  * The contract. Every output element sums its terms one at a time in
  * increasing index order, starting from the bias or from 0, each with
- * MAC(acc, a, b): acc + a·b, rounded twice (the default, "strict"), or
- * fma(a, b, acc), rounded once (MLPC_FMA, "fma"). Kernels vectorise and
+ * MAC(acc, a, b): fma(a, b, acc), rounded once ("fma", the default:
+ * MLPC_FMA), or acc + a·b, rounded twice ("strict"). Kernels vectorise and
  * block across output elements only, never along a sum, so the bits do
  * not depend on the compiler, its vector width, the alignment, the
  * blocking, the batch size or the backend. Terms whose input is exactly

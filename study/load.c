@@ -5,7 +5,8 @@
  * the keys to vary and their values, a mode and the seeds:
  *
  *   {"base": {...} | "base.json", "vary": {"init": [...], ...},
- *    "mode": "one_factor" | "grid", "seeds": [0, 1, 2], "name": "..."}
+ *    "mode": "one_factor" | "grid", "seeds": [0, 1, 2], "name": "...",
+ *    "arithmetic": "fma" | "strict"}
  *
  * Each experiment's model is the base with the varied keys' values
  * replaced (a dotted key such as "optimizer.lr" replaces one member of an
@@ -261,7 +262,8 @@ static char **name_values(json_t *vals, json_t *basev) {
 
 /* ---- the top-level keys ---- */
 
-static const char *const study_keys[] = {"name", "base", "mode", "vary", "seeds"};
+static const char *const study_keys[] = {"name", "base", "mode", "vary", "seeds",
+                                         "arithmetic"};
 enum { NSTUDY_KEYS = sizeof study_keys / sizeof study_keys[0] };
 
 /* Refuses unknown top-level keys. */
@@ -319,6 +321,22 @@ static int check_mode(Ctx *c, json_t *root, Study *s) {
     if (!strcmp(json_string_value(v), st_mode_names[i]))
       return s->mode = i, 0;
   return unknown(c, "mode", "mode", json_string_value(v), st_mode_names, ST_NMODES);
+}
+
+/* arithmetic: "fma" (the default) or "strict", of every run's dense
+   kernels (mlpc.h). */
+static int check_arith(Ctx *c, json_t *root, Study *s) {
+  json_t *v = json_object_get(root, "arithmetic");
+  s->arith = ARITH_FMA;
+  if (!v)
+    return 0;
+  if (!json_is_string(v))
+    return fail(c, "arithmetic", "expected a string, \"fma\" or \"strict\", got %s", kind(v));
+  for (int i = 0; i < NARITHMETICS; i++)
+    if (!strcmp(json_string_value(v), arith_names[i]))
+      return s->arith = i, 0;
+  return unknown(c, "arithmetic", "arithmetic", json_string_value(v), arith_names,
+                 NARITHMETICS);
 }
 
 /* seeds: distinct non-negative integers; by default the base's seed. */
@@ -772,7 +790,8 @@ int st_load(const char *path, Study *s, char *err, size_t errlen) {
   snprintf(s->file, sizeof s->file, "%s", path);
   json_t *root = parse(&c), *base = NULL;
   int rc = !root || check_keys(&c, root) || check_name(&c, root, s) ||
-           check_mode(&c, root, s) || !(base = check_base(&c, root, s, &base_model)) ||
+           check_mode(&c, root, s) || check_arith(&c, root, s) ||
+           !(base = check_base(&c, root, s, &base_model)) ||
            check_vary(&c, root, s) || check_seeds(&c, root, s, base_model.seed) ||
            expand_all(&c, s, base, &base_model, json_object_get(root, "vary"));
   if (!rc) {

@@ -100,12 +100,13 @@ static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *o
 
 /* ---- code ---- */
 
-/* A model's generated unit for the plan's backend into b; -1 with
-   nothing held if memory ran out. */
+/* A model's generated unit for the plan's backend, in the study's
+   arithmetic, into b; -1 with nothing held if memory ran out. */
 static int unit_of(const StPlan *p, const Model *m, Buf *b) {
   static Ir ir;
   *b = (Buf){0};
   ir_lower(m, &ir);
+  ir.fma = p->s->arith;
   if (!emit_unit(&ir, p->backend, b))
     return 0;
   fe_free(b->buf);

@@ -289,6 +289,8 @@ static void write_markdown(FILE *f, const StPlan *p, const StExpFigs *st) {
   if (p->ntasks)
     fprintf(f, "- settings: `%s`, data `%s` (hash %s)\n", p->tasks[0].settings,
             p->tasks[0].data_dir, p->tasks[0].data_hash.hex);
+  fprintf(f, "- arithmetic: %s (of the dense kernels, docs/performance.md; part of each "
+          "run's code, and so of its key)\n", arith_names[s->arith]);
   fprintf(f, "\n## Summary\n\nFinal figures after the last epoch: mean ± standard deviation "
           "over the seeds, leaving out runs that diverged.\n\n");
   fprintf(f, "| experiment | seeds | diverged | test loss | test accuracy (%%) | "

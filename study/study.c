@@ -18,6 +18,7 @@
 
 typedef struct {
   int run, dump, shuffle, backend, jobs;
+  int fma, strict;          /* the arithmetic flags given                 */
   const char *out, *db;
 } Flags;
 
@@ -112,6 +113,10 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
     }
     if (!strcmp(a, "--health"))  /* a study's runs always record them */
       continue;
+    if (!strcmp(a, "--fma") || !strcmp(a, "--strict")) {
+      *(a[2] == 'f' ? &F->fma : &F->strict) = 1;
+      continue;
+    }
     if (i + 1 < argc && value_flag(F, s, a, argv[i + 1])) {
       i++;
       continue;
@@ -120,6 +125,11 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
   }
   if (!F->run && !F->dump)
     die_input("error: nothing to do: give --run or --dump-study (docs/study-format.md)");
+  if (F->fma && F->strict)
+    die_input("error: --fma and --strict both given: a study has one arithmetic (its "
+              "\"arithmetic\" key, fma by default, or one of these flags)");
+  if (F->fma || F->strict)
+    s->arith = F->fma ? ARITH_FMA : ARITH_STRICT;
   if (F->backend < 0)
     F->backend = jit_default_backend();
 }
@@ -146,9 +156,10 @@ static const char *fmt_again(int k) {
 static void describe(const StPlan *p, const Flags *F, const char *db, int jobs) {
   const Study *s = p->s;
   int again, have = p->ntasks - missing(p, &again);
-  printf("mlpc %s: study %s (%s): %s, %d experiments × %d seeds = %d runs, %d distinct, "
-         "%d compiled model%s\n", MLPC_VERSION, s->name, s->file, st_mode_names[s->mode],
-         s->nexp, s->nseeds, s->nexp * s->nseeds, p->ntasks, p->ncodes,
+  printf("mlpc %s: study %s (%s): %s, %s arithmetic, %d experiments × %d seeds = %d runs, "
+         "%d distinct, %d compiled model%s\n", MLPC_VERSION, s->name, s->file,
+         st_mode_names[s->mode], arith_names[s->arith], s->nexp, s->nseeds,
+         s->nexp * s->nseeds, p->ntasks, p->ncodes,
          p->ncodes == 1 ? "" : "s");
   if (have == p->ntasks && !again)
     printf("all %d already in %s\n", have, db);
@@ -198,6 +209,8 @@ int st_main(const char *file, int argc, char **argv) {
   int jobs = st_mpi_ranks() ? st_mpi_ranks() : F.jobs;
   jobs = jobs < todo ? jobs : todo;
   describe(&p, &F, dbpath, jobs);
+  if (todo)
+    jit_note_fma(s.arith);
   StRunOptions o = {jobs, dbpath, isatty(2)};
 #ifdef MLPC_MPI
   rc = st_mpi_ranks() ? st_mpi_run(&p, db, &o) : st_run(&p, db, &o);

@@ -56,6 +56,9 @@ typedef struct {
   uint64_t *seeds;
   char *base_json;          /* the base model: compact JSON, sorted keys  */
   Model base;               /* the base model, checked, with the run flags */
+  int arith;                /* every run's arithmetic (mlpc.h): the
+                               "arithmetic" key, ARITH_FMA by default, or
+                               --fma / --strict                           */
 } Study;
 
 /* ---- load.c: the study file ---- */
@@ -81,7 +84,8 @@ StHash st_hash(const void *data, size_t len);
 
 /* One distinct piece of generated code. */
 typedef struct {
-  StHash hash;              /* of the unit below                          */
+  StHash hash;              /* of the unit below (which holds the study's
+                               arithmetic, so that it keys the runs)      */
   char *unit;               /* emit_unit's text for the backend           */
   int exp;                  /* the first experiment with this code        */
 } StCode;

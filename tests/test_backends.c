@@ -2,15 +2,18 @@
  * test_backends.c — the backends and the standalone trainer agree, and
  * the generated code is clean, for every model in models/ and
  * tests/models/ (which between them use every activation, norm,
- * optimizer and dtype):
+ * optimizer and dtype), in both arithmetics (runtime/kernels.h: strict
+ * and fma, the models taking turns, so that each arithmetic meets float32
+ * and float64, BatchNorm and LayerNorm):
  *
  *   warnings     the emitted unit and trainer compile with gcc -std=c11
  *                -O2 -Wall -Wextra -Werror, the unit with tcc -Wall, and
  *                neither says anything
  *   bitwise      tcc and gcc give bitwise the same losses, predictions
  *                and tensors after 20 training steps on data/mnist
- *   trainer      `mlpc --emit` built with cc -O2 prints exactly the epoch
- *                figures of `mlpc --run --backend gcc`
+ *   trainer      `mlpc --emit` built with the line its first comment gives
+ *                prints exactly the epoch figures of `mlpc --run --backend
+ *                gcc`
  *   seeds        the same seed gives the same bits, another seed others
  *   one_sample   a last training batch of one sample is skipped under
  *                BatchNorm with the documented note, never NaN
@@ -60,19 +63,25 @@ static void load(const char *path, Model *m) {
     fail_msg("%s", err);
 }
 
-/* The unit of a model for a backend. */
-static Buf unit(const Model *m, int backend) {
+/* The arithmetic model i of a list takes: strict and fma in turn. */
+static int arith_of(int i) {
+  return i % 2;
+}
+
+/* The unit of a model for a backend, in an arithmetic (1: fma). */
+static Buf unit(const Model *m, int backend, int fma) {
   static Ir ir;
   Buf b = {0};
   ir_lower(m, &ir);
+  ir.fma = fma;
   emit_unit(&ir, backend, &b);
   return b;
 }
 
-/* Compiles a model with a backend (gcc into tmp/cache). */
-static Jit *compile(const Model *m, int backend) {
+/* Compiles a model with a backend (gcc into tmp/cache), in an arithmetic. */
+static Jit *compile(const Model *m, int backend, int fma) {
   char err[2048];
-  Buf src = unit(m, backend);
+  Buf src = unit(m, backend, fma);
   Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
                                   : jit_gcc(src.buf, tmp_path("cache").s, err, sizeof err);
   free(src.buf);
@@ -288,7 +297,7 @@ static void test_bitwise(void **state) {
   static Model m;
   for (int i = 0; i < nmodels; i++) {
     load(models[i], &m);
-    Jit *jt = compile(&m, BACKEND_TCC), *jg = compile(&m, BACKEND_GCC);
+    Jit *jt = compile(&m, BACKEND_TCC, arith_of(i)), *jg = compile(&m, BACKEND_GCC, arith_of(i));
     const RtNet *t = jit_net(jt), *g = jit_net(jg);
     double lt[STEPS], lg[STEPS], et, eg;
     long ct, cg;
@@ -306,8 +315,8 @@ static void test_bitwise(void **state) {
     same_tensors(models[i], t, g);
     ((unsigned char *)g->tensors[0].data)[0] ^= 1; /* the check can fail */
     assert_true(params_differ(t, g));
-    print_message("  %-45s %d steps, loss %.6f -> %.6f: tcc == gcc\n", models[i], STEPS,
-                  lt[0], lt[STEPS - 1]);
+    print_message("  %-45s %-6s %d steps, loss %.6f -> %.6f: tcc == gcc\n", models[i],
+                  arith_names[arith_of(i)], STEPS, lt[0], lt[STEPS - 1]);
     jit_free(jt);
     jit_free(jg);
   }
@@ -315,7 +324,26 @@ static void test_bitwise(void **state) {
 
 /* ---- the standalone trainer ---- */
 
-/* A trainer prints exactly what mlpc --run --backend gcc prints. */
+/* The build command a trainer's first line gives (after "Build: ", up to
+   the comment's end), FILE.c and trainer replaced by c and exe, split at
+   blanks into argv. */
+static void build_line(const char *c, const char *exe, const char **argv, int max) {
+  static char line[512];
+  size_t len;
+  char *text = util_slurp(c, &len), *save;
+  assert_non_null(text);
+  const char *from = strstr(text, "Build: "), *nl = strchr(text, '\n');
+  assert_true(from && nl && from < nl && nl - from > 10 && !strncmp(nl - 3, " */", 3));
+  snprintf(line, sizeof line, "%.*s", (int)(nl - 3 - from - 7), from + 7);
+  free(text);
+  int n = 0;
+  for (char *w = strtok_r(line, " ", &save); w && n < max - 1; w = strtok_r(NULL, " ", &save))
+    argv[n++] = !strcmp(w, "FILE.c") ? c : !strcmp(w, "trainer") ? exe : w;
+  argv[n] = NULL;
+}
+
+/* A trainer, built as its first line says, prints exactly what mlpc --run
+   --backend gcc prints, in either arithmetic. */
 static void test_trainer(void **state) {
   (void)state;
   static const char *const chosen[] = {
@@ -324,17 +352,18 @@ static void test_trainer(void **state) {
   };
   Path c = tmp_path("trainer.c"), exe = tmp_path("trainer"), err = tmp_path("stderr");
   for (size_t i = 0; i < sizeof chosen / sizeof chosen[0]; i++) {
-    const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c.s, NULL};
-    const char *cc[] = {"cc", "-O2", c.s, "-o", exe.s, "-lm", "-lz", NULL};
+    const char *arith = arith_of((int)i) ? "--fma" : "--strict", *cc[16];
+    const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c.s, arith, NULL};
     const char *tr[] = {exe.s, "--max-batches", "20", "--epochs", "2", "--json", NULL};
     const char *run[] = {MLPC_BIN, chosen[i], "--run", "--backend", "gcc", "--max-batches",
-                         "20", "--epochs", "2", "--json", NULL};
+                         "20", "--epochs", "2", "--json", arith, NULL};
     run_ok(emit, NULL, err.s);
+    build_line(c.s, exe.s, cc, 16);
     run_ok(cc, NULL, err.s);
     char *a = json_lines(tr), *b = json_lines(run);
     assert_non_null(strstr(a, "\"epoch\": 2"));
     same_text(chosen[i], a, b);
-    print_message("  %s: trainer == mlpc --run\n%s", chosen[i], a);
+    print_message("  %s, %s: trainer == mlpc --run\n%s", chosen[i], arith + 2, a);
     free(a), free(b);
   }
 }
@@ -345,7 +374,7 @@ static void test_trainer(void **state) {
 static void seeds_in_process(const char *path) {
   static Model m;
   load(path, &m);
-  Jit *j = compile(&m, BACKEND_TCC);
+  Jit *j = compile(&m, BACKEND_TCC, ARITH_FMA);
   const RtNet *net = jit_net(j);
   double loss[STEPS], el;
   long c;

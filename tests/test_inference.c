@@ -2,13 +2,15 @@
  * test_inference.c — `mlpc --emit-inference` against mlpc's own evaluation.
  *
  * Each case (every norm and every activation across the cases, float32
- * and float64, one and two hidden layers): the model's unit is compiled
+ * and float64, one and two hidden layers), in each arithmetic (strict and
+ * fma, runtime/kernels.h): the model's unit is compiled
  * with libtcc, plus an accessor for its logits buffer; a few training
  * steps move the weights and BatchNorm's running statistics; the weights
  * are saved; `mlpc MODEL --emit-inference digit.c --load-weights W` writes
  * the inference C, which is built freestanding without any system header
  * (cc -std=c99 -ffreestanding -nostdinc -O2 -Werror), checked to call no
- * function but its math, and loaded. Then every test image is classified
+ * function but its math (and fmaf or fma in the fma arithmetic), and
+ * loaded. Then every test image is classified
  * both ways: predictions and accuracy must equal net->eval's; logits must
  * be bitwise equal without BatchNorm (same operations in the same order)
  * and within a relative tolerance with it (folding rounds differently).
@@ -143,14 +145,19 @@ static void ref_train(const RtNet *net) {
 
 /* ---- the emitted side ---- */
 
-/* Writes model and weights, runs mlpc --emit-inference, builds digit.c
-   freestanding and as a shared object. */
-static void emit_and_build(const Case *c, const RtNet *net) {
+/* The flag that selects an arithmetic (1: fma). */
+static const char *arith_flag(int fma) {
+  return fma ? "--fma" : "--strict";
+}
+
+/* Writes model and weights, runs mlpc --emit-inference in the arithmetic
+   of ir, builds digit.c freestanding and as a shared object. */
+static void emit_and_build(const Case *c, const Ir *ir, const RtNet *net) {
   char err[1024];
   put("model.json", model_json(c));
   assert_int_equal(rt_save_weights(net, in_dir("w.safetensors"), err, sizeof err), 0);
   const char *emit[] = {MLPC_BIN, in_dir("model.json"), "--emit-inference", in_dir("digit.c"),
-                        "--load-weights", in_dir("w.safetensors"), NULL};
+                        "--load-weights", in_dir("w.safetensors"), arith_flag(ir->fma), NULL};
   assert_int_equal(run(emit, NULL, NULL), 0);
   const char *cc[] = {"cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
                       "-ffreestanding", "-nostdinc", "-O2", "-fPIC", "-c", in_dir("digit.c"),
@@ -168,18 +175,20 @@ static int by_name(const void *a, const void *b) {
 }
 
 /* The functions digit.o may call, sorted, each followed by a space: its
-   activation's math and LayerNorm's sqrt. A float tanh or e^x is
-   runtime/rmath.h's, compiled in. */
-static const char *expected_calls(const Model *m) {
+   activation's math, LayerNorm's sqrt, and fmaf or fma in the fma
+   arithmetic. A float tanh or e^x is runtime/rmath.h's, compiled in. */
+static const char *expected_calls(const Model *m, int fma) {
   static const char *const fn[NACTS] = {
     [ACT_TANH] = "tanh", [ACT_SIGMOID] = "exp", [ACT_SILU] = "exp",
     [ACT_GELU] = "erf", [ACT_ELU] = "exp",
   };
   static char act[16], s[64];
-  const char *names[2];
+  const char *names[3];
   int n = 0;
   const char *f = fn[m->act.type];
   int own = m->dtype == DT_F32 && f && (!strcmp(f, "tanh") || !strcmp(f, "exp"));
+  if (fma)
+    names[n++] = m->dtype == DT_F32 ? "fmaf" : "fma";
   if (f && !own) {
     snprintf(act, sizeof act, "%s%s", fn[m->act.type], m->dtype == DT_F32 ? "f" : "");
     names[n++] = act;
@@ -195,7 +204,7 @@ static const char *expected_calls(const Model *m) {
 
 /* The undefined symbols of digit.o (nm -u: "  U expf" per line) must be
    exactly the expected calls. */
-static void check_calls(const Model *m) {
+static void check_calls(const Model *m, int fma) {
   char text[4096], got[256] = "", *names[16], *save;
   int n = 0;
   snprintf(text, sizeof text, "%s", slurp("undef.txt"));
@@ -205,7 +214,7 @@ static void check_calls(const Model *m) {
   qsort(names, n, sizeof names[0], by_name);
   for (int i = 0; i < n; i++)
     snprintf(got + strlen(got), sizeof got - strlen(got), "%s ", names[i]);
-  assert_string_equal(got, expected_calls(m));
+  assert_string_equal(got, expected_calls(m, fma));
 }
 
 typedef struct {
@@ -286,23 +295,24 @@ static Cmp compare_all(const Ref *r, int f32) {
 
 /* ---- the tests ---- */
 
-/* One case end to end. */
-static void check_case(const Case *c) {
+/* One case end to end, in one arithmetic (1: fma). */
+static void check_case(const Case *c, int fma) {
   static Model m;
   static Ir ir;
   char err[1024];
   Ref r;
   assert_int_equal(fe_load_string(model_json(c), c->name, &m, err, sizeof err), 0);
   ir_lower(&m, &ir);
+  ir.fma = fma;
   ref_compile(&ir, &r);
   rt_init(r.net, m.seed);
   ref_train(r.net);
-  emit_and_build(c, r.net);
-  check_calls(&m);
+  emit_and_build(c, &ir, r.net);
+  check_calls(&m, fma);
   int f32 = m.dtype == DT_F32;
   Cmp cmp = compare_all(&r, f32);
-  printf("  %-17s accuracy %.2f%% (mlpc %.2f%%), %ld predictions differ, %ld/%ld rows "
-         "bitwise, max relative logit difference %.3g\n", c->name,
+  printf("  %-17s %-6s accuracy %.2f%% (mlpc %.2f%%), %ld predictions differ, %ld/%ld rows "
+         "bitwise, max relative logit difference %.3g\n", c->name, fma ? "fma" : "strict",
          100.0 * cmp.correct / test_set.n, 100.0 * cmp.correct_ref / test_set.n,
          cmp.mismatches, cmp.bitwise_rows, test_set.n, cmp.max_rel);
   assert_int_equal(cmp.correct, cmp.correct_ref);
@@ -316,8 +326,9 @@ static void check_case(const Case *c) {
 
 static void test_cases(void **state) {
   (void)state;
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    check_case(&cases[i]);
+  for (int fma = 0; fma < 2; fma++)
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+      check_case(&cases[i], fma);
 }
 
 /* examples/classify.c, the README's, builds against the emitted files and
@@ -333,7 +344,7 @@ static void test_readme_example(void **state) {
   ref_compile(&ir, &r);
   rt_init(r.net, m.seed);
   ref_train(r.net);
-  emit_and_build(&cases[2], r.net);
+  emit_and_build(&cases[2], &ir, r.net);
   double loss = 0;
   long correct = 0;
   r.net->eval(1, test_set.images, test_set.labels, &loss, &correct);

@@ -231,6 +231,7 @@ static void test_base_path_and_defaults(void **state) {
   assert_int_equal(s.exp[0].model.hidden[0], 24);
   assert_int_equal(s.exp[0].model.act.type, ACT_GELU);
   assert_int_equal(s.exp[0].model.init, RT_INIT_XAVIER);
+  assert_int_equal(s.arith, ARITH_FMA);
   Model m;  /* named as the frontend names the base file */
   snprintf(cmd, sizeof cmd, "%s/base_model.json", dir);
   assert_int_equal(fe_load(cmd, &m, err, sizeof err), 0);
@@ -279,6 +280,34 @@ static void test_plan_shares_runs(void **state) {
   st_free(&s);
 }
 
+/* The arithmetic is in every unit, so it keys the runs: a strict plan
+   has the fma plan's runs, each with other code. */
+static void test_plan_arithmetic(void **state) {
+  (void)state;
+  StPlan p[2];
+  load_text(tmp, "{\"base\": {\"hidden\": [8]}, \"arithmetic\": \"strict\", "
+                 "\"vary\": {\"activation\": [\"relu\", \"tanh\"]}, \"seeds\": [1, 2]}");
+  assert_int_equal(s.arith, ARITH_STRICT);
+  for (int a = 0; a < 2; a++) {
+    s.arith = a ? ARITH_FMA : ARITH_STRICT;
+    if (st_plan(&s, BACKEND_TCC, 1, &p[a], err, sizeof err))
+      fail_msg("%s", err);
+  }
+  assert_int_equal(p[0].ncodes, 2);
+  assert_int_equal(p[0].ncodes, p[1].ncodes);
+  assert_int_equal(p[0].ntasks, p[1].ntasks);
+  for (int c = 0; c < p[0].ncodes; c++) {
+    assert_string_not_equal(p[0].codes[c].hash.hex, p[1].codes[c].hash.hex);
+    assert_null(strstr(p[0].codes[c].unit, "#define MLPC_FMA"));
+    assert_non_null(strstr(p[1].codes[c].unit, "#define MLPC_FMA"));
+  }
+  for (int t = 0; t < p[0].ntasks; t++)
+    assert_string_equal(p[0].tasks[t].settings, p[1].tasks[t].settings);
+  st_plan_free(&p[0]);
+  st_plan_free(&p[1]);
+  st_free(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_errors),
@@ -288,6 +317,7 @@ int main(void) {
     cmocka_unit_test(test_base_path_and_defaults),
     cmocka_unit_test(test_override),
     cmocka_unit_test(test_plan_shares_runs),
+    cmocka_unit_test(test_plan_arithmetic),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

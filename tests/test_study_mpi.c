@@ -9,6 +9,9 @@
  *     rank 0, and they leave nothing behind;
  *   - started again, the study runs nothing; with runs deleted from the
  *     database, only those, and the figures are the same again;
+ *   - the worker ranks compute in rank 0's arithmetic: a study file with
+ *     "arithmetic": "strict", which they never read, records the runs of
+ *     a local strict run, none of them the fma runs' figures;
  *   - a worker rank killed with SIGKILL (mpirun --enable-recovery,
  *     MLPC_MPI_TIMEOUT=2) costs only its run, which another rank does;
  *     one stopped (SIGSTOP) beyond the timeout is taken for dead, and
@@ -41,7 +44,7 @@ static const char tiny[] =
 /* More and longer runs (24 of about 0.25 s), to stop a rank in the middle. */
 static const char longer[] =
   "{\"name\": \"longer\", \"base\": {\"hidden\": [256, 256], \"init\": \"kaiming_normal\", "
-  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 3, \"max_batches\": 100}, "
+  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 10, \"max_batches\": 100}, "
   "\"mode\": \"grid\", \"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
   "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2, 3, 4]}\n";
 
@@ -229,6 +232,7 @@ static int setup(void **state) {
     return -1;
   write_tmp("tiny.json", tiny);
   write_tmp("longer.json", longer);
+  write_tmp("strict.json", fmt("{\"arithmetic\": \"strict\", %s", tiny + 1));
   if (symlink(MLPC_SOURCE_DIR "/data", fmt("%s/data", tmp)) ||
       mkdir(fmt("%s/empty", tmp), 0777) || mkdir(fmt("%s/scratch", tmp), 0777))
     return -1;
@@ -286,6 +290,24 @@ static void test_resume(void **state) {
   assert_int_equal(query_int(d, fmt("SELECT count(*) FROM runs WHERE id > %lld", last)), 3);
   sqlite3_close(d);
   expect_same("local", "mpi");
+}
+
+/* Worker ranks, without the study file, compute in rank 0's arithmetic. */
+static void test_rank0_arithmetic(void **state) {
+  (void)state;
+  expect_ok(run_local("strict", "local_strict"));
+  expect_ok(run_mpi("strict", "mpi_strict", 3));
+  char *out = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(out, "grid, strict arithmetic"));
+  free(out);
+  expect_same("local_strict", "mpi_strict");
+  sqlite3 *d = open_db(fmt("%s/mpi_strict.sqlite", tmp));
+  assert_int_equal(sqlite3_exec(d, fmt("ATTACH '%s/local.sqlite' AS fma", tmp), NULL, NULL,
+                                NULL), SQLITE_OK);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs s JOIN fma.runs f ON s.model = "
+                                "f.model AND s.seed = f.seed WHERE s.code_hash != f.code_hash "
+                                "AND s.train_loss != f.train_loss"), 12);
+  sqlite3_close(d);
 }
 
 /* The pid of rank r among mpirun's children; 0 if none. */
@@ -397,6 +419,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_same_as_local),
     cmocka_unit_test(test_resume),
+    cmocka_unit_test(test_rank0_arithmetic),
     cmocka_unit_test(test_dead_rank),
     cmocka_unit_test(test_slow_rank),
     cmocka_unit_test(test_refused),

@@ -11,6 +11,10 @@
  *   - the health figures stored with each run are bitwise those of a
  *     single run of its model and seed (`mlpc M.json --run --health
  *     --json`), every epoch, layer and figure;
+ *   - the arithmetic ("arithmetic", --fma, --strict) keys the runs: a
+ *     strict and an fma run of one model and seed are two runs, each
+ *     bitwise a single run in its arithmetic, and resuming in either
+ *     takes only its own; the report says which it ran;
  *   - a database of schema version 1 (without health figures) is
  *     upgraded, keeping every run as recorded, and the runs are run again
  *     to add their health figures, only if they repeat bit for bit; a
@@ -59,11 +63,18 @@ static const char *study(const char *name, const char *text) {
   return path;
 }
 
+/* Runs a study into db and tables dir, with one more flag (or NULL); the
+   exit status. */
+static int run_study_with(const char *file, const char *db, const char *out, const char *jobs,
+                          const char *flag) {
+  const char *args[] = {file, "--run", "--backend", "tcc", "--jobs", jobs, "--db", db,
+                        "--out", out, flag, NULL};
+  return run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
+}
+
 /* Runs a study into db and tables dir; the exit status. */
 static int run_study(const char *file, const char *db, const char *out, const char *jobs) {
-  const char *args[] = {file, "--run", "--backend", "tcc", "--jobs", jobs, "--db", db,
-                        "--out", out, NULL};
-  return run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
+  return run_study_with(file, db, out, jobs, NULL);
 }
 
 /* Fails with mlpc's messages if status is not 0. */
@@ -318,14 +329,15 @@ static int check_probe(sqlite3 *d, long long id, int epoch, json_t *health) {
   return n;
 }
 
-/* Runs the model of run id alone with --run --health --json and checks
-   every epoch and health figure against the database, bit for bit. */
-static void check_single_run(sqlite3 *d, long long id) {
+/* Runs the model of run id alone with --run --health --json and one more
+   flag (or NULL), and checks every epoch and health figure against the
+   database, bit for bit. */
+static void check_single_run(sqlite3 *d, long long id, const char *flag) {
   const char *model = fmt("%s/single.json", tmp);
   FILE *f = fopen(model, "w");
   fputs(query_text(d, fmt("SELECT model FROM runs WHERE id = %lld", id)), f);
   fclose(f);
-  const char *args[] = {model, "--run", "--health", "--json", "--backend", "tcc", NULL};
+  const char *args[] = {model, "--run", "--health", "--json", "--backend", "tcc", flag, NULL};
   expect_ok(run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args));
   char *out = read_all(fmt("%s/stdout", tmp));
   int probes = 0, figures = 0;
@@ -359,8 +371,59 @@ static void test_health_is_a_single_run(void **state) {
   assert_int_equal(query_int(d, "SELECT count(DISTINCT run_id) FROM health"), 6);
   assert_true(query_int(d, "SELECT count(*) FROM health WHERE na = 1 AND epoch = 2") > 0);
   for (long long id = 1; id <= 6; id++)
-    check_single_run(d, id);
+    check_single_run(d, id, NULL);
   sqlite3_close(d);
+}
+
+/* Runs tiny1 into arith.sqlite with a flag (or NULL), or the study file
+   given; checks stdout says "N already in" ("all N" when all) and the
+   report names the arithmetic. */
+static void arith_run(const char *file, const char *flag, const char *already,
+                      const char *arith) {
+  const char *db = fmt("%s/arith.sqlite", tmp), *dir = fmt("%s/arith", tmp);
+  char dbp[256], dirp[256];  /* fmt's buffers are reused */
+  snprintf(dbp, sizeof dbp, "%s", db), snprintf(dirp, sizeof dirp, "%s", dir);
+  expect_ok(run_study_with(file, dbp, dirp, "2", flag));
+  char *out = read_all(fmt("%s/stdout", tmp)), *md = read_all(fmt("%s/report.md", dirp));
+  if (!strstr(out, already) || !strstr(out, fmt("tiny1 (%s): one_factor, %s arithmetic", file,
+                                               arith)))
+    fail_msg("no '%s' or no %s arithmetic in:\n%s", already, arith, out);
+  assert_non_null(strstr(md, fmt("\n- arithmetic: %s (", arith)));
+  free(out), free(md);
+}
+
+/* A strict and an fma run of the same model and seed are two runs, each
+   a single run of its arithmetic; resuming takes only its own. */
+static void test_arithmetic(void **state) {
+  (void)state;
+  char file[256], strict[256];  /* tiny1, and tiny1 with "arithmetic": "strict" */
+  snprintf(file, sizeof file, "%s", study("tiny1", one));
+  snprintf(strict, sizeof strict, "%s",
+           study("strict", fmt("{\"arithmetic\": \"strict\", %s", one + 1)));
+  arith_run(file, NULL, "0 already in", "fma");
+  arith_run(file, "--strict", "0 already in", "strict");
+  sqlite3 *d = open_db(fmt("%s/arith.sqlite", tmp));
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs"), 12);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs a JOIN runs b ON a.model = b.model "
+                                "AND a.seed = b.seed AND a.id < b.id AND a.code_hash != "
+                                "b.code_hash AND a.train_loss != b.train_loss"), 6);
+  check_single_run(d, 1, "--fma");
+  check_single_run(d, 7, "--strict");
+  sqlite3_close(d);
+  arith_run(file, NULL, "all 6 already in", "fma");
+  arith_run(file, "--strict", "all 6 already in", "strict");
+  arith_run(strict, NULL, "all 6 already in", "strict");
+  arith_run(strict, "--fma", "all 6 already in", "fma");
+  d = open_db(fmt("%s/arith.sqlite", tmp));
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs"), 12);
+  sqlite3_close(d);
+  const char *both[] = {file, "--run", "--fma", "--strict", NULL};
+  assert_int_equal(run_mlpc(fmt("%s/o", tmp), fmt("%s/e", tmp), both), 2);
+  char *e = read_all(fmt("%s/e", tmp));
+  assert_string_equal(e, "mlpc: error: --fma and --strict both given: a study has one "
+                         "arithmetic (its \"arithmetic\" key, fma by default, or one of "
+                         "these flags)\n");
+  free(e);
 }
 
 /* Makes a database look as mlpc 0.1 with schema version 1 left it: no
@@ -554,6 +617,7 @@ int main(void) {
     cmocka_unit_test(test_tables_are_the_database),
     cmocka_unit_test(test_data_directory),
     cmocka_unit_test(test_health_is_a_single_run),
+    cmocka_unit_test(test_arithmetic),
     cmocka_unit_test(test_old_schema),
     cmocka_unit_test(test_old_schema_mismatch),
     cmocka_unit_test(test_flags),

@@ -262,6 +262,30 @@ MM_INLINE mm_mask mm_rowmask(const real *x, int ni) {
    elements a row: bit r of cm[i] is set when x[r][i] != 0; cm[ni..64)
    are 0. */
 MM_INLINE void mm_colmask(int nr, int ni, int ld, const real *x, mm_mask cm[64]) {
+#ifdef MM_SIMD
+  if (ni == 64) { /* 8 masks a vector: each row sets its bit where a compare says so */
+    __m512i acc[8];
+    for (int k = 0; k < 8; k++)
+      acc[k] = _mm512_setzero_si512();
+    for (int r = 0; r < nr; r++) {
+      __m512i bit = _mm512_set1_epi64((long long)(1ULL << r));
+      const real *xr = x + (long)r * ld;
+      for (int k = 0; k < 8; k++) {
+        __mmask8 nz =
+          sizeof(real) == 4
+            ? (__mmask8)_mm512_cmp_ps_mask(
+                _mm512_castps256_ps512(_mm256_loadu_ps((const float *)xr + 8 * k)),
+                _mm512_setzero_ps(), _CMP_NEQ_UQ)
+            : _mm512_cmp_pd_mask(_mm512_loadu_pd((const double *)xr + 8 * k),
+                                 _mm512_setzero_pd(), _CMP_NEQ_UQ);
+        acc[k] = _mm512_mask_or_epi64(acc[k], nz, acc[k], bit);
+      }
+    }
+    for (int k = 0; k < 8; k++)
+      _mm512_storeu_si512((void *)(cm + 8 * k), acc[k]);
+    return;
+  }
+#endif
   for (int i = 0; i < 64; i++)
     cm[i] = 0;
   for (int r = 0; r < nr; r++)

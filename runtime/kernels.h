@@ -205,6 +205,29 @@ MM_INLINE mm_v mm_vmac(mm_v acc, mm_v a, mm_v b) {
 #endif
 }
 
+/* MAC(acc, a, b) in the lanes of k, acc elsewhere: a term skipped where
+   its input is zero. */
+MM_INLINE mm_v mm_vmac_mask(mm_v acc, unsigned k, mm_v a, mm_v b) {
+  __m512d acc_d = _mm512_castps_pd(acc), a_d = _mm512_castps_pd(a), b_d = _mm512_castps_pd(b);
+#ifdef MLPC_FMA
+  return sizeof(real) == 4
+           ? _mm512_mask3_fmadd_ps(a, b, acc, (__mmask16)k)
+           : _mm512_castpd_ps(_mm512_mask3_fmadd_pd(a_d, b_d, acc_d, (__mmask8)k));
+#else
+  return sizeof(real) == 4
+           ? _mm512_mask_add_ps(acc, (__mmask16)k, acc, _mm512_mul_ps(a, b))
+           : _mm512_castpd_ps(
+               _mm512_mask_add_pd(acc_d, (__mmask8)k, acc_d, _mm512_mul_pd(a_d, b_d)));
+#endif
+}
+
+/* The lanes of v that are not zero (NaN is not zero). */
+MM_INLINE unsigned mm_vnonzero(mm_v v) {
+  return sizeof(real) == 4
+           ? _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ)
+           : _mm512_cmp_pd_mask(_mm512_castps_pd(v), _mm512_setzero_pd(), _CMP_NEQ_UQ);
+}
+
 /* Keeps v in its register: gcc would otherwise load it again for each
    of its uses, and the loads, not the arithmetic, would set the pace. */
 #define MM_KEEP(v) __asm__("" : "+v"(v))
@@ -549,9 +572,65 @@ MM_INLINE void mm_dw_rows(int ob, int O, int I, int nr, const real *dy, const re
   }
 }
 
+#ifdef MM_SIMD
+/* Columns o0..o0+oc (oc <= 4) of dW = dyᵀ·x for 4 vectors of x's
+   columns at i (the last tail reals long) into d (MM_OB reals a row):
+   along x's rows, as mm_xw runs, each term masked where x is zero. */
+MM_INLINE void mm_dw_narrow_v(int nv, int tail, int n, int O, int I, int oc, const real *dy,
+                              const real *x, real *d) {
+  mm_v acc[4][4];
+  for (int q = 0; q < 4; q++)
+    for (int k = 0; k < nv; k++)
+      acc[q][k] = mm_vset(0);
+  for (int r = 0; r < n; r++) {
+    mm_v xv[4];
+    unsigned nz[4];
+    for (int k = 0; k < nv; k++)
+      xv[k] = mm_vget(x + (long)r * I, k, nv, tail), nz[k] = mm_vnonzero(xv[k]);
+    for (int q = 0; q < oc; q++) {
+      mm_v dv = mm_vset(dy[(long)r * O + q]);
+      for (int k = 0; k < nv; k++)
+        acc[q][k] = mm_vmac_mask(acc[q][k], nz[k], xv[k], dv);
+    }
+  }
+  for (int q = 0; q < oc; q++)
+    for (int k = 0; k < nv; k++)
+      mm_vput(d + q * MM_OB, k, nv, tail, acc[q][k]);
+}
+
+/* mm_dw_step for narrow layers (O <= MM_V): each output column of dwt
+   has one vector at most, so mm_dw_rows would chain its sums through
+   too few registers. dW, O rows by I, is computed instead, 4 vectors
+   of columns by 4 rows at a time, and transposed into dwt. */
+MLPC_KERNEL_PART void mm_dw_narrow(int n, int O, int I, const real *dy, const real *x,
+                                   real *dwt, real *wt, real neg_lr) {
+  real d[MM_V * MM_OB]; /* dW's rows, for MM_OB columns */
+  for (int i0 = 0; i0 < I; i0 += MM_OB) {
+    int ib = MM_MIN(MM_OB, I - i0);
+    for (int k0 = 0; k0 < ib; k0 += 4 * MM_V) {
+      int kb = MM_MIN(4 * MM_V, ib - k0), nv = (kb + MM_V - 1) / MM_V;
+      for (int o0 = 0; o0 < O; o0 += 4)
+        mm_dw_narrow_v(nv, kb - (nv - 1) * MM_V, n, O, I, MM_MIN(4, O - o0), dy + o0,
+                       x + i0 + k0, d + o0 * MM_OB + k0);
+    }
+    for (int k = 0; k < ib; k++)
+      for (int o = 0; o < O; o++)
+        dwt[(long)(i0 + k) * O + o] = d[o * MM_OB + k];
+    if (wt)
+      mm_sgd_rows(ib, O, O, dwt + (long)i0 * O, neg_lr, O, wt + (long)i0 * O);
+  }
+}
+#endif
+
 /* mm_dw, or with wt, mm_dw_sgd. */
 MM_INLINE void mm_dw_step(int n, int O, int I, const real *dy, const real *x, real *dwt,
                           real *wt, real neg_lr) {
+#ifdef MM_SIMD
+  if (O <= MM_V && n > 0) {
+    mm_dw_narrow(n, O, I, dy, x, dwt, wt, neg_lr);
+    return;
+  }
+#endif
   if (n <= 0) {
     for (long k = 0; k < (long)I * O; k++)
       dwt[k] = 0;

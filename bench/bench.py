@@ -262,7 +262,7 @@ def table(res):
                      f"{max(res['rss'][key]):.0f} MB | {ctext} |")
     tcc = statistics.median(res["epochs"]["tcc strict"])
     lines += ["", f"tcc / gcc (both strict): {tcc / gcc_strict:.2f}×. Targets, gcc in the "
-              f"default arithmetic (fma): gcc ≤ 0.2× PyTorch ({gcc / torch:.2f}×), gcc ≤ 2× "
+              f"default arithmetic (fma): gcc ≤ 0.2× PyTorch ({gcc / torch:.3f}×), gcc ≤ 2× "
               f"roofline ({gcc / roof:.2f}×), tcc ≤ 3× gcc (both strict: "
               f"{tcc / gcc_strict:.2f}×), peak memory < 100 MB "
               f"({max(max(res['rss'][k]) for k in res['rss'] if k != 'pytorch'):.0f} MB), "

@@ -1,8 +1,11 @@
 /*
  * test_inference.c — `mlpc --emit-inference` against mlpc's own evaluation.
  *
- * Each case (every norm and every activation across the cases, float32
- * and float64, one and two hidden layers), in each arithmetic (strict and
+ * Each case (every norm and every activation across the cases, every
+ * float32 activation also without BatchNorm, so that inference's
+ * expression of it (codegen/emit.c's act_code) is checked bit for bit
+ * against its kernel; float32 and float64, one and two hidden layers),
+ * in each arithmetic (strict and
  * fma, runtime/kernels.h): the model's unit is compiled
  * with libtcc, plus an accessor for its logits buffer; a few training
  * steps move the weights and BatchNorm's running statistics; the weights
@@ -50,6 +53,9 @@ static const Case cases[] = {
    "{\"type\": \"leaky_relu\", \"slope\": 0.2}", "[48, 32]", "float32", "normal"},
   {"bn_sigmoid", "{\"type\": \"batchnorm\", \"momentum\": null}", "\"sigmoid\"", "[64]",
    "float32", "normal"},
+  {"none_leaky", "\"none\"", "{\"type\": \"leaky_relu\", \"slope\": 0.2}", "[64]", "float32",
+   "kaiming_normal"},
+  {"ln_sigmoid", "\"layernorm\"", "\"sigmoid\"", "[64]", "float32", "normal"},
   {"ln_silu", "\"layernorm\"", "\"silu\"", "[64]", "float32", "kaiming_normal"},
   {"ln_gelu", "\"layernorm\"", "\"gelu\"", "[48, 32]", "float32", "normal"},
   {"ln_elu", "{\"type\": \"layernorm\", \"eps\": 0.001}", "{\"type\": \"elu\", \"alpha\": 0.5}",

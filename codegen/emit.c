@@ -329,27 +329,20 @@ static void emit_linear(Ctx *c) {
   emitf(b, "static void %s_forward(int n) {\n"
         "  mm_xw(n, %d, %d, %s, %s_weight, %s_bias, %s_out);\n}\n\n",
         p, O, I, c->in, p, p, p);
-  if (!fused_sgd(c->g->m)) {
-    emitf(b, "static void %s_backward(int n) {\n"
-          "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
-          "  mm_db(n, %d, d%s_out, d%s_bias);\n",
-          p, O, I, p, c->in, p, O, p, p);
-    if (!c->first)
-      emitf(b, "  mm_dx(n, %d, %d, d%s_out, %s_weight, d%s);\n", O, I, p, p, c->in);
-    emitf(b, "}\n\n");
-    return;
-  }
-  emitf(b, "/* With step, also the weight's SGD update, fused (after dx, which\n"
-        "   reads the weight as it was). */\n"
-        "static void %s_backward(int n, int step) {\n", p);
+  int fused = fused_sgd(c->g->m);
+  if (fused)
+    emitf(b, "/* With step, also the weight's SGD update, fused (after dx, which\n"
+          "   reads the weight as it was). */\n");
+  emitf(b, "static void %s_backward(int n%s) {\n", p, fused ? ", int step" : "");
   if (!c->first)
     emitf(b, "  mm_dx(n, %d, %d, d%s_out, %s_weight, d%s);\n", O, I, p, p, c->in);
-  emitf(b, "  if (step)\n"
-        "    mm_dw_sgd(n, %d, %d, d%s_out, %s, d%s_weight, %s_weight, R(%s)); /* -lr */\n"
-        "  else\n"
-        "    mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
+  if (fused)
+    emitf(b, "  if (step)\n"
+          "    mm_dw_sgd(n, %d, %d, d%s_out, %s, d%s_weight, %s_weight, R(%s)); /* -lr */\n"
+          "  else\n  ", O, I, p, c->in, p, p, num(-c->g->m->opt.lr));
+  emitf(b, "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
         "  mm_db(n, %d, d%s_out, d%s_bias);\n}\n\n",
-        O, I, p, c->in, p, p, num(-c->g->m->opt.lr), O, I, p, c->in, p, O, p, p);
+        O, I, p, c->in, p, O, p, p);
 }
 
 /* BatchNorm1d: per feature over the batch; batch statistics in training
@@ -459,6 +452,7 @@ const char *emit_act_forward(int type, int *has_param) {
   return act_code[type].fwd;
 }
 
+/* runtime/rmath.h's text, for inference C (codegen/infer.c). */
 const char *emit_rmath(void) { return rmath_h; }
 
 /* An elementwise activation: runtime/kernels.h's act_NAME and

@@ -110,9 +110,9 @@ static void fc2_forward(int n) {
 }
 
 static void fc2_backward(int n) {
+  mm_dx(n, 24, 48, dfc2_out, fc2_weight, dleaky_relu1_out);
   mm_dw(n, 24, 48, dfc2_out, leaky_relu1_out, dfc2_weight);
   mm_db(n, 24, dfc2_out, dfc2_bias);
-  mm_dx(n, 24, 48, dfc2_out, fc2_weight, dleaky_relu1_out);
 }
 
 /* norm2: BatchNorm1d(24, eps=1e-05), (B, 24) -> (B, 24) */
@@ -144,9 +144,9 @@ static void fc3_forward(int n) {
 }
 
 static void fc3_backward(int n) {
+  mm_dx(n, 10, 24, dfc3_out, fc3_weight, dleaky_relu2_out);
   mm_dw(n, 10, 24, dfc3_out, leaky_relu2_out, dfc3_weight);
   mm_db(n, 10, dfc3_out, dfc3_bias);
-  mm_dx(n, 10, 24, dfc3_out, fc3_weight, dleaky_relu2_out);
 }
 
 /* loss: cross-entropy over (B, 10) logits */

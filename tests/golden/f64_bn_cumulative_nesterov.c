@@ -100,9 +100,9 @@ static void fc2_forward(int n) {
 }
 
 static void fc2_backward(int n) {
+  mm_dx(n, 16, 32, dfc2_out, fc2_weight, dgelu1_out);
   mm_dw(n, 16, 32, dfc2_out, gelu1_out, dfc2_weight);
   mm_db(n, 16, dfc2_out, dfc2_bias);
-  mm_dx(n, 16, 32, dfc2_out, fc2_weight, dgelu1_out);
 }
 
 /* norm2: BatchNorm1d(16, eps=1e-05), (B, 16) -> (B, 16) */
@@ -134,9 +134,9 @@ static void fc3_forward(int n) {
 }
 
 static void fc3_backward(int n) {
+  mm_dx(n, 10, 16, dfc3_out, fc3_weight, dgelu2_out);
   mm_dw(n, 10, 16, dfc3_out, gelu2_out, dfc3_weight);
   mm_db(n, 10, dfc3_out, dfc3_bias);
-  mm_dx(n, 10, 16, dfc3_out, fc3_weight, dgelu2_out);
 }
 
 /* loss: cross-entropy over (B, 10) logits */

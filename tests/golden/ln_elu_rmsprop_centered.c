@@ -110,9 +110,9 @@ static void fc2_forward(int n) {
 }
 
 static void fc2_backward(int n) {
+  mm_dx(n, 10, 32, dfc2_out, fc2_weight, delu1_out);
   mm_dw(n, 10, 32, dfc2_out, elu1_out, dfc2_weight);
   mm_db(n, 10, dfc2_out, dfc2_bias);
-  mm_dx(n, 10, 32, dfc2_out, fc2_weight, delu1_out);
 }
 
 /* loss: cross-entropy over (B, 10) logits */

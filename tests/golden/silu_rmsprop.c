@@ -50,9 +50,9 @@ static void fc2_forward(int n) {
 }
 
 static void fc2_backward(int n) {
+  mm_dx(n, 10, 24, dfc2_out, fc2_weight, dsilu1_out);
   mm_dw(n, 10, 24, dfc2_out, silu1_out, dfc2_weight);
   mm_db(n, 10, dfc2_out, dfc2_bias);
-  mm_dx(n, 10, 24, dfc2_out, fc2_weight, dsilu1_out);
 }
 
 /* loss: cross-entropy over (B, 10) logits */

@@ -573,9 +573,10 @@ MM_INLINE void mm_dw_rows(int ob, int O, int I, int nr, const real *dy, const re
 }
 
 #ifdef MM_SIMD
-/* Columns o0..o0+oc (oc <= 4) of dW = dyᵀ·x for 4 vectors of x's
-   columns at i (the last tail reals long) into d (MM_OB reals a row):
-   along x's rows, as mm_xw runs, each term masked where x is zero. */
+/* oc <= 4 rows of dW = dyᵀ·x (O rows by I; dy's columns from dy, x's
+   from x), nv <= 4 vectors of their columns (the last tail reals long),
+   into d (MM_OB reals a row): each sum runs along the batch rows, its
+   terms masked where x is zero. */
 MM_INLINE void mm_dw_narrow_v(int nv, int tail, int n, int O, int I, int oc, const real *dy,
                               const real *x, real *d) {
   mm_v acc[4][4];
@@ -659,8 +660,9 @@ MLPC_KERNEL void mm_dw(int n, int O, int I, const real *dy, const real *x, real 
 /* Plain SGD on the weights whose gradient mm_dw computes: wt += neg_lr ·
    xᵀ·dy, the same bits as mm_dw followed by opt_sgd without momentum or
    weight decay, but fused: each 64 rows of the gradient update wt while
-   they are in cache. With n <= 64 the gradient never reaches dwt, which
-   is scratch here: its contents afterwards are not the gradient. */
+   they are in cache. dwt is scratch here: what it holds afterwards is
+   unspecified (with n <= 64 the gradient of a wide layer never reaches
+   it). */
 MLPC_KERNEL void mm_dw_sgd(int n, int O, int I, const real *dy, const real *x, real *dwt,
                            real *wt, real neg_lr) {
   mm_dw_step(n, O, I, dy, x, dwt, wt, neg_lr);

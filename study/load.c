@@ -309,34 +309,33 @@ static int check_name(Ctx *c, json_t *root, Study *s) {
   return 0;
 }
 
-/* mode: "one_factor" (the default) or "grid". */
-static int check_mode(Ctx *c, json_t *root, Study *s) {
-  json_t *v = json_object_get(root, "mode");
-  s->mode = ST_ONE_FACTOR;
+/* A top-level key whose value is one of names[0..n), or absent: *out is
+   its index, or dflt; expect lists the names for the message. */
+static int check_choice(Ctx *c, json_t *root, const char *key, const char *expect,
+                        const char *const *names, int n, int dflt, int *out) {
+  json_t *v = json_object_get(root, key);
+  *out = dflt;
   if (!v)
     return 0;
   if (!json_is_string(v))
-    return fail(c, "mode", "expected a string, \"one_factor\" or \"grid\", got %s", kind(v));
-  for (int i = 0; i < ST_NMODES; i++)
-    if (!strcmp(json_string_value(v), st_mode_names[i]))
-      return s->mode = i, 0;
-  return unknown(c, "mode", "mode", json_string_value(v), st_mode_names, ST_NMODES);
+    return fail(c, key, "expected a string, %s, got %s", expect, kind(v));
+  for (int i = 0; i < n; i++)
+    if (!strcmp(json_string_value(v), names[i]))
+      return *out = i, 0;
+  return unknown(c, key, key, json_string_value(v), names, n);
+}
+
+/* mode: "one_factor" (the default) or "grid". */
+static int check_mode(Ctx *c, json_t *root, Study *s) {
+  return check_choice(c, root, "mode", "\"one_factor\" or \"grid\"", st_mode_names, ST_NMODES,
+                      ST_ONE_FACTOR, &s->mode);
 }
 
 /* arithmetic: "fma" (the default) or "strict", of every run's dense
    kernels (mlpc.h). */
 static int check_arith(Ctx *c, json_t *root, Study *s) {
-  json_t *v = json_object_get(root, "arithmetic");
-  s->arith = ARITH_FMA;
-  if (!v)
-    return 0;
-  if (!json_is_string(v))
-    return fail(c, "arithmetic", "expected a string, \"fma\" or \"strict\", got %s", kind(v));
-  for (int i = 0; i < NARITHMETICS; i++)
-    if (!strcmp(json_string_value(v), arith_names[i]))
-      return s->arith = i, 0;
-  return unknown(c, "arithmetic", "arithmetic", json_string_value(v), arith_names,
-                 NARITHMETICS);
+  return check_choice(c, root, "arithmetic", "\"fma\" or \"strict\"", arith_names,
+                      NARITHMETICS, ARITH_FMA, &s->arith);
 }
 
 /* seeds: distinct non-negative integers; by default the base's seed. */

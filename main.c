@@ -318,14 +318,13 @@ static void emit_inference_files(const Args *A, const Ir *ir) {
 }
 
 /* Prints what is about to be trained. */
-static void describe(const Model *m, FILE *info) {
-  fprintf(info, "mlpc %s: %s: %d", MLPC_VERSION, m->name, m->input);
-  for (int k = 0; k < m->nhidden; k++)
-    fprintf(info, "-%d", m->hidden[k]);
-  fprintf(info, "-%d, norm %s, %s, init %s, %s lr %g, batch %d, %s, seed %llu\n",
-          m->output, norm_names[m->norm.type], act_names[m->act.type], init_names[m->init],
-          opt_names[m->opt.type], m->opt.lr, m->batch_size, dtype_names[m->dtype],
-          (unsigned long long)m->seed);
+static void describe(const Ir *ir, FILE *info) {
+  const Model *m = ir->m;
+  char layers[1024];
+  ir_describe(ir, layers, sizeof layers);
+  fprintf(info, "mlpc %s: %s: %s, init %s, %s lr %g, batch %d, %s, seed %llu\n", MLPC_VERSION,
+          m->name, layers, init_names[m->init], opt_names[m->opt.type], m->opt.lr,
+          m->batch_size, dtype_names[m->dtype], (unsigned long long)m->seed);
 }
 
 /* Compiles, initialises (or loads), trains and saves; the exit status. */
@@ -333,7 +332,7 @@ static int run(const Args *A, const Ir *ir) {
   const Model *m = ir->m;
   FILE *info = A->json ? stderr : stdout;
   int backend = A->backend >= 0 ? A->backend : jit_default_backend();
-  describe(m, info);
+  describe(ir, info);
   jit_note_fma(ir->fma);
   Jit *j = compile(ir, backend, info);
   const RtNet *net = jit_net(j);

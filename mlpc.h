@@ -13,11 +13,13 @@
 
 /* ---- codegen/ir.c: the model lowered to a list of layers ---- */
 
-/* Layer kinds: X(enum, name) */
+/* Layer kinds: X(enum, name); each is a unit of the code generator
+   (codegen/layers.h), the activations one unit for all. */
 #define LAYERS(X)              \
   X(L_LINEAR,    "linear")     \
   X(L_BATCHNORM, "batchnorm")  \
   X(L_LAYERNORM, "layernorm")  \
+  X(L_DROPOUT,   "dropout")    \
   X(L_ACT,       "act")        \
   X(L_LOSS,      "cross_entropy")
 
@@ -25,11 +27,25 @@
 enum { LAYERS(ENUM1_) NLAYERS };
 #undef ENUM1_
 
+/* One layer: its kind, shapes and settings, its names, and where it came
+   from. Emitters read the layer, and the model only for what is global
+   (dtype, optimizer, batch size). */
 typedef struct {
   int kind;          /* L_*                                              */
-  int index;         /* block number k, from 1: fc{k}, norm{k}           */
+  int index;         /* the shorthand's block k, from 1 (fc{k}, norm{k});
+                        in a list, its position (0, 1, ...)               */
   int in, out;       /* features in and out                              */
-  const char *path;  /* where it came from in the model file             */
+  Spec spec;         /* its settings, as the model file gave them        */
+  int init;          /* RT_INIT_* of its parameters (the layer's or the
+                        model's)                                          */
+  int health;        /* an activation: its row of health figures, from 0;
+                        -1 for the other kinds                            */
+  char path[24];     /* where it came from: "layers[3]", "hidden[0]" ... */
+  char cname[24];    /* its C prefix: fc1, norm1, relu1; linear0, relu2  */
+  char tname[24];    /* its PyTorch prefix: fc1, norm1; 0, 2 (as
+                        nn.Sequential names the modules)                 */
+  char hname[24];    /* an activation: its health figures' name, "hidden1"
+                        or "layers[2]"                                    */
 } Layer;
 
 /* The dense kernels' arithmetics (runtime/kernels.h), by Ir.fma: X(enum,
@@ -48,13 +64,20 @@ extern const char *const arith_names[NARITHMETICS];
 typedef struct {
   const Model *m;
   int nlayers;
-  Layer layers[4 * MAX_HIDDEN + 4];
+  Layer layers[MAX_LAYERS + 1]; /* the model's, then the loss          */
+  int sequential;    /* the model gave "layers" (nn.Sequential's names)  */
+  int nhealth;       /* activation layers, which have health figures    */
   int fma;           /* the arithmetic: ARITH_FMA (1, ir_lower's default)
                         or ARITH_STRICT (0)                              */
 } Ir;
 
-/* Lowers a checked model to its layers, in the fma arithmetic. */
+/* Lowers a checked model to its layers (frontend/layers.c's list, shapes
+   and names), in the fma arithmetic. */
 void ir_lower(const Model *m, Ir *ir);
+/* The network in one line: "784-128-10, norm batchnorm, relu" for the
+   shorthand, "784-256-64-10: linear, batchnorm, relu, dropout(0.2), ..."
+   for a layer list. */
+void ir_describe(const Ir *ir, char *buf, size_t size);
 /* Writes the layer list, one per line (--dump-ir). */
 void ir_dump(const Ir *ir, FILE *out);
 
@@ -89,9 +112,6 @@ size_t emit_static_bytes(const Ir *ir);
 #define EMIT_MAX_STATIC (((size_t)1 << 31) - ((size_t)1 << 26))
 /* Refuses, with a message in err, a model over EMIT_MAX_STATIC; 0 or -1. */
 int emit_check_size(const Ir *ir, char *err, size_t errlen);
-/* An activation's forward expression in x, in terms of real, R(), EXP,
-   TANH and ERF; *has_param: whether it reads the parameter P. */
-const char *emit_act_forward(int type, int *has_param);
 /* runtime/rmath.h's text: the math whose bits are mlpc's own. */
 const char *emit_rmath(void);
 
@@ -145,9 +165,9 @@ typedef struct Jit Jit;
    the names generated code calls (runtime/kernels.h): X(name) */
 #define RT_KERNELS(X) \
   X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
-  X(act_tanh) X(act_tanh_back) X(act_relu) X(act_relu_back) \
-  X(act_leaky_relu) X(act_leaky_relu_back) X(act_sigmoid) X(act_sigmoid_back) X(act_silu) \
-  X(act_silu_back) X(act_gelu) X(act_gelu_back) X(act_elu) X(act_elu_back) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
+  X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) \
+  X(opt_adam)
+/* and act_NAME, act_NAME_back for each activation of runtime/acts.h */
 
 typedef void (*KernelFn)(void);
 typedef struct {

@@ -15,7 +15,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../mlpc.h"
+#include "gen.h"
 #include "embedded.h"
 
 /* ---- the writer ---- */
@@ -82,8 +82,7 @@ const char *emit_comment_name(const char *s) {
   return out;
 }
 
-/* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7". */
-static const char *num(double v) {
+const char *gen_num(double v) {
   static char ring[8][40];
   static int next;
   char *s = ring[next++ % 8];
@@ -93,8 +92,8 @@ static const char *num(double v) {
 
 /* ---- planning: the tensors ---- */
 
-/* Formats a generated name; names are short by construction (MAX_HIDDEN
-   bounds the block numbers), so truncation is a bug of ours. */
+/* Formats a generated name; names are short by construction (MAX_LAYERS
+   bounds the layer numbers), so truncation is a bug of ours. */
 static void fmt_name(char *dst, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fmt_name(char *dst, size_t len, const char *fmt, ...) {
@@ -109,74 +108,18 @@ static void fmt_name(char *dst, size_t len, const char *fmt, ...) {
   }
 }
 
-typedef struct {
-  char cname[40];   /* C identifier: fc1_weight                          */
-  char tname[56];   /* PyTorch's name: fc1.weight                        */
-  int kind;         /* RT_WEIGHT ...                                     */
-  int i64;          /* a counter                                         */
-  int shape[2];     /* shape[1] == 0 for a vector                        */
-  int fan_in, fan_out;
-  int trained;      /* has a gradient and optimizer state                */
-  int transposed;   /* stored as (shape[1], shape[0]): linear weights    */
-} Tensor;
-
-typedef struct {
-  const Ir *ir;
-  const Model *m;
-  Buf *b;
-  size_t bytes;     /* static storage declared so far                   */
-  int ntensors;
-  Tensor t[16 * (MAX_HIDDEN + 1)];
-} Gen;
-
-/* Adds one tensor: C name from the layer prefix, PyTorch name likewise. */
-static Tensor *tensor(Gen *g, const char *prefix, const char *field, int kind,
-                      int rows, int cols) {
+Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char *field,
+                   int kind, int rows, int cols) {
   Tensor *t = &g->t[g->ntensors++];
   memset(t, 0, sizeof *t);
-  fmt_name(t->cname, sizeof t->cname, "%s_%s", prefix, field);
-  fmt_name(t->tname, sizeof t->tname, "%s.%s", prefix, field);
+  fmt_name(t->cname, sizeof t->cname, "%s_%s", cprefix, field);
+  fmt_name(t->tname, sizeof t->tname, "%s.%s", tprefix, field);
   t->kind = kind;
   t->shape[0] = rows;
   t->shape[1] = cols;
   t->trained = kind <= RT_BETA;
+  t->init = g->m->init;
   return t;
-}
-
-/* The C prefix of a layer: fc1, norm1, relu1, loss. */
-static const char *prefix(const Gen *g, const Layer *l) {
-  static char ring[4][32];
-  static int next;
-  char *s = ring[next++ % 4];
-  switch (l->kind) {
-  case L_LINEAR: snprintf(s, 32, "fc%d", l->index); break;
-  case L_BATCHNORM:
-  case L_LAYERNORM: snprintf(s, 32, "norm%d", l->index); break;
-  case L_ACT: snprintf(s, 32, "%s%d", act_names[g->m->act.type], l->index); break;
-  default: snprintf(s, 32, "loss");
-  }
-  return s;
-}
-
-/* The parameters and buffers of each layer, in PyTorch's module order. */
-static void plan_layer_tensors(Gen *g, const Layer *l) {
-  const char *p = prefix(g, l);
-  if (l->kind == L_LINEAR) {
-    Tensor *w = tensor(g, p, "weight", RT_WEIGHT, l->out, l->in);
-    Tensor *b = tensor(g, p, "bias", RT_BIAS, l->out, 0);
-    w->transposed = 1; /* wt (in, out): runtime/kernels.h */
-    w->fan_in = b->fan_in = l->in;
-    w->fan_out = b->fan_out = l->out;
-  }
-  if (l->kind == L_BATCHNORM || l->kind == L_LAYERNORM) {
-    tensor(g, p, "weight", RT_GAMMA, l->out, 0);
-    tensor(g, p, "bias", RT_BETA, l->out, 0);
-  }
-  if (l->kind == L_BATCHNORM) {
-    tensor(g, p, "running_mean", RT_BUF_ZERO, l->out, 0);
-    tensor(g, p, "running_var", RT_BUF_ONE, l->out, 0);
-    tensor(g, p, "num_batches_tracked", RT_BUF_ZERO, 1, 0)->i64 = 1;
-  }
 }
 
 /* The optimizer state each trained tensor carries. */
@@ -207,24 +150,28 @@ static void plan_state(Gen *g) {
     if (!g->t[i].trained)
       continue;
     Tensor p = g->t[i];
-    Tensor *d = tensor(g, p.cname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
+    Tensor *d = gen_tensor(g, p.cname, p.tname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
     fmt_name(d->cname, sizeof d->cname, "d%s", p.cname);
-    fmt_name(d->tname, sizeof d->tname, "%s.grad", p.tname);
     d->transposed = p.transposed;
-    for (int f = 0; f < nf; f++) {
-      Tensor *s = tensor(g, p.cname, fields[f], RT_STATE, p.shape[0], p.shape[1]);
-      fmt_name(s->tname, sizeof s->tname, "%s.%s", p.tname, fields[f]);
-      s->transposed = p.transposed;
-    }
+    for (int f = 0; f < nf; f++)
+      gen_tensor(g, p.cname, p.tname, fields[f], RT_STATE, p.shape[0], p.shape[1])
+          ->transposed = p.transposed;
   }
-  Tensor *step = tensor(g, "optimizer", "step", RT_STATE, 1, 0);
-  step->i64 = 1;
+  gen_tensor(g, "optimizer", "optimizer", "step", RT_STATE, 1, 0)->i64 = 1;
+  for (int i = 0; i < g->ir->nlayers; i++)
+    if (layer_units[g->ir->layers[i].kind]->needs_seed) {
+      gen_tensor(g, "run", "run", "seed", RT_SEED, 1, 0)->i64 = 1;
+      break;
+    }
 }
 
-/* Plans every tensor of the model. */
+/* Plans every tensor of the model: each layer's, then the state. */
 static void plan(Gen *g) {
-  for (int i = 0; i < g->ir->nlayers; i++)
-    plan_layer_tensors(g, &g->ir->layers[i]);
+  for (int i = 0; i < g->ir->nlayers; i++) {
+    const Layer *l = &g->ir->layers[i];
+    if (layer_units[l->kind]->plan)
+      layer_units[l->kind]->plan(g, l);
+  }
   plan_state(g);
 }
 
@@ -244,8 +191,7 @@ static const char *shape_str(const Tensor *t) {
   return s;
 }
 
-/* Counts n elements of a real (is_real) or 8-byte type as declared. */
-static void count(Gen *g, size_t n, int is_real) {
+void gen_count(Gen *g, size_t n, int is_real) {
   g->bytes += n * (is_real && g->m->dtype == DT_F32 ? 4 : 8);
 }
 
@@ -257,255 +203,59 @@ static void emit_tensor_decls(Gen *g) {
     emitf(g->b, "static %s %s[%ld]; /* %s %s%s */\n", t->i64 ? "long long" : "real",
           t->cname, numel(t), shape_str(t), t->tname,
           t->transposed ? ", stored transposed" : "");
-    count(g, numel(t), !t->i64);
+    gen_count(g, numel(t), !t->i64);
   }
   emitf(g->b, "\n");
 }
 
-/* The activations between layers: each layer's output and its gradient. */
+/* The activations between layers: each layer's output and its gradient,
+   and the scratch buffers its unit declares. */
 static void emit_activation_decls(Gen *g) {
   const Ir *ir = g->ir;
   size_t B = ir->m->batch_size;
   emitf(g->b, "static real input[B * %d]; /* (B, %d) pixels / 255 */\n",
         ir->m->input, ir->m->input);
-  count(g, B * ir->m->input, 1);
+  gen_count(g, B * ir->m->input, 1);
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
-    const char *p = prefix(g, l);
-    if (l->kind == L_LOSS) {
-      emitf(g->b, "static real loss_lse[B]; /* (B) logsumexp of each row */\n"
-            "static real loss_exp[B * %d]; /* (B, %d) scratch: exponentials */\n",
-            l->out, l->out);
-      count(g, B + B * l->out, 1);
-      continue;
+    const char *p = l->cname;
+    if (l->kind != L_LOSS) {
+      emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
+            p, l->out, p, l->out, l->out);
+      gen_count(g, 2 * B * l->out, 1);
     }
-    emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
-          p, l->out, p, l->out, l->out);
-    count(g, 2 * B * l->out, 1);
-    if (l->kind == L_BATCHNORM) {
-      emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
-            "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n"
-            "static double %s_mean[%d], %s_var[%d]; /* (%d) of the batch, or running */\n"
-            "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d]; /* (%d) sums of dy, dy*xhat */\n",
-            p, l->out, l->out, p, l->out, l->out, p, l->out, p, l->out, l->out, p, l->out, p,
-            l->out, p, l->out, l->out);
-      count(g, B * l->out, 1), count(g, 6 * (size_t)l->out, 0);
-    }
-    if (l->kind == L_LAYERNORM) {
-      emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
-            "static double %s_rstd[B]; /* (B) 1/sqrt(var + eps) */\n",
-            p, l->out, l->out, p);
-      count(g, B * l->out, 1), count(g, B, 0);
-    }
+    if (layer_units[l->kind]->decls)
+      layer_units[l->kind]->decls(g, l);
   }
   emitf(g->b, "\n");
 }
 
 /* ---- layers: forward and backward side by side ---- */
 
-typedef struct {
-  Gen *g;
-  const Layer *l;
-  const char *p;     /* this layer's prefix                              */
-  const char *in;    /* the input buffer: "input" or "fc1_out"           */
-  int first;         /* the input is the model's: no gradient for it     */
-} Ctx;
-
-/* Whether the optimizer is plain SGD (no momentum, no weight decay),
-   whose update of a linear weight fuses into the weight's gradient
-   (runtime/kernels.h's mm_dw_sgd): a training step then passes its
-   backward functions step = 1 and leaves those weights out of
-   optimizer_update. */
-static int fused_sgd(const Model *m) {
-  return m->opt.type == OPT_SGD && m->opt.momentum == 0 && m->opt.weight_decay == 0;
-}
-
-/* linear: y = x·Wᵀ + b, with W stored transposed (runtime/kernels.h). */
-static void emit_linear(Ctx *c) {
-  Buf *b = c->g->b;
-  const char *p = c->p;
-  int I = c->l->in, O = c->l->out;
-  emitf(b, "/* %s: Linear(%d, %d), (B, %d) -> (B, %d) */\n", p, I, O, I, O);
-  emitf(b, "static void %s_forward(int n) {\n"
-        "  mm_xw(n, %d, %d, %s, %s_weight, %s_bias, %s_out);\n}\n\n",
-        p, O, I, c->in, p, p, p);
-  int fused = fused_sgd(c->g->m);
-  if (fused)
-    emitf(b, "/* With step, also the weight's SGD update, fused (after dx, which\n"
-          "   reads the weight as it was). */\n");
-  emitf(b, "static void %s_backward(int n%s) {\n", p, fused ? ", int step" : "");
-  if (!c->first)
-    emitf(b, "  mm_dx(n, %d, %d, d%s_out, %s_weight, d%s);\n", O, I, p, p, c->in);
-  if (fused)
-    emitf(b, "  if (step)\n"
-          "    mm_dw_sgd(n, %d, %d, d%s_out, %s, d%s_weight, %s_weight, R(%s)); /* -lr */\n"
-          "  else\n  ", O, I, p, c->in, p, p, num(-c->g->m->opt.lr));
-  emitf(b, "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n"
-        "  mm_db(n, %d, d%s_out, d%s_bias);\n}\n\n",
-        O, I, p, c->in, p, O, p, p);
-}
-
-/* BatchNorm1d: per feature over the batch; batch statistics in training
-   (biased variance), running statistics in evaluation. The arithmetic is
-   kernels.h's bn_forward and bn_backward, which tcc's code calls compiled
-   by gcc. */
-static void emit_batchnorm(Ctx *c) {
-  Buf *b = c->g->b;
-  const Norm *nm = &c->g->m->norm;
-  const char *p = c->p, *x = c->in;
-  int C = c->l->out;
-  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C, nm->eps, C, C);
-  emitf(b, "static void %s_forward(int n, int train) {\n"
-        "  if (train)\n    %s_num_batches_tracked[0]++;\n", p, p);
-  if (nm->cumulative)
-    emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
-  else
-    emitf(b, "  double m = %s; /* momentum %g */\n", num(nm->momentum), nm->momentum);
-  emitf(b, "  bn_forward(n, %d, train, m, %s, %s, %s_weight, %s_bias, %s_running_mean,\n"
-        "             %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out);\n}\n\n",
-        C, num(nm->eps), x, p, p, p, p, p, p, p, p, p);
-  emitf(b, "static void %s_backward(int n) {\n"
-        "  bn_backward(n, %d, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k,\n"
-        "              d%s_weight, d%s_bias, d%s);\n}\n\n",
-        p, C, p, p, p, p, p, p, p, p, p, x);
-}
-
-/* LayerNorm: per row over its features; the same in training and eval. */
-static void emit_layernorm(Ctx *c) {
-  Buf *b = c->g->b;
-  const char *p = c->p, *x = c->in;
-  int D = c->l->out;
-  emitf(b, "/* %s: LayerNorm(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, D,
-        c->g->m->norm.eps, D, D);
-  emitf(b, "static void %s_forward(int n, int train) {\n"
-        "  (void)train;\n"
-        "  for (int r = 0; r < n; r++) {\n"
-        "    const real *xr = %s + r * %d;\n"
-        "    double s = 0, v = 0;\n"
-        "    for (int c = 0; c < %d; c++)\n      s += xr[c];\n"
-        "    double mean = s / %d;\n"
-        "    for (int c = 0; c < %d; c++)\n      v += (xr[c] - mean) * (xr[c] - mean);\n"
-        "    double rstd = 1 / sqrt(v / %d + %s);\n    %s_rstd[r] = rstd;\n"
-        "    for (int c = 0; c < %d; c++) {\n"
-        "      real xh = (real)((xr[c] - mean) * rstd);\n"
-        "      %s_xhat[r * %d + c] = xh;\n"
-        "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
-        "    }\n  }\n}\n\n",
-        p, x, D, D, D, D, D, num(c->g->m->norm.eps), p, D, p, D, p, D, p, p);
-  emitf(b, "static void %s_backward(int n) {\n"
-        "  for (int c = 0; c < %d; c++)\n    d%s_weight[c] = d%s_bias[c] = 0;\n"
-        "  for (int r = 0; r < n; r++) {\n"
-        "    const real *dy = d%s_out + r * %d, *xh = %s_xhat + r * %d;\n"
-        "    double sg = 0, sgx = 0;\n"
-        "    for (int c = 0; c < %d; c++) {\n"
-        "      d%s_weight[c] += dy[c] * xh[c];\n      d%s_bias[c] += dy[c];\n"
-        "      double g = (double)%s_weight[c] * dy[c];\n"
-        "      sg += g;\n      sgx += g * xh[c];\n    }\n",
-        p, D, p, p, p, D, p, D, D, p, p, p);
-  if (!c->first)
-    emitf(b, "    for (int c = 0; c < %d; c++)\n"
-          "      d%s[r * %d + c] = (real)((%d * ((double)%s_weight[c] * dy[c]) - sg"
-          " - xh[c] * sgx) * %s_rstd[r] / %d);\n",
-          D, x, D, D, p, p, D);
-  emitf(b, "  }\n}\n\n");
-}
-
-/* Activations: y from x, and dx from x, y and the upstream gradient g,
-   as runtime/kernels.h's act_NAME and act_NAME_back compute them (the
-   text is their comment in the generated code, and inference C's code).
-   P is the activation's parameter (slope, alpha). For the health figures
-   (docs/health.md): sat, whether a value is saturated, and flat, whether
-   a unit is flat on one sample (dead when flat on every sample; it may
-   read sat); NULL where the activation does not define them. */
-typedef struct {
-  const char *fwd, *bwd;
-  const char *sat, *flat;
-} ActCode;
-
-static const ActCode act_code[NACTS] = {
-  [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)",
-                .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat"},
-  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0"},
-  [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P", .flat = "x <= 0"},
-  [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y",
-                   .sat = "y < R(0.03) || y > R(0.97)", .flat = "sat"},
-  [ACT_SILU] = {"x / (R(1) + EXP(-x))",
-                "g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x))))"},
-  [ACT_GELU] = {"x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)))",
-                "g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2)))"
-                " + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5))"},
-  [ACT_ELU] = {"x > 0 ? x : P * (EXP(x) - R(1))", "x > 0 ? g : g * P * EXP(x)",
-               .flat = "x <= 0"},
-};
-
-/* Whether an activation takes a parameter (its default is not 0). */
-static const int act_has_param[NACTS] = {
-#define HAS_(e, s, dflt) (dflt) != 0,
-  ACTS(HAS_)
-#undef HAS_
-};
-
-/* An activation's forward expression in x, and whether it reads P: the
-   same text for codegen/infer.c. */
-const char *emit_act_forward(int type, int *has_param) {
-  *has_param = act_has_param[type];
-  return act_code[type].fwd;
-}
-
 /* runtime/rmath.h's text, for inference C (codegen/infer.c). */
 const char *emit_rmath(void) { return rmath_h; }
 
-/* An elementwise activation: runtime/kernels.h's act_NAME and
-   act_NAME_back, which compute act_code's expressions. */
-static void emit_act(Ctx *c) {
-  Buf *b = c->g->b;
-  const char *p = c->p, *name = act_names[c->g->m->act.type];
-  const Act *a = &c->g->m->act;
-  const ActCode *code = &act_code[a->type];
-  int C = c->l->out;
-  char param[64] = "R(0)";
-  if (act_has_param[a->type])
-    snprintf(param, sizeof param, "R(%s)", num(a->param));
-  emitf(b, "/* %s: %s, (B, %d) -> (B, %d) */\n", p, name, C, C);
-  emitf(b, "static void %s_forward(int n) {\n"
-        "  act_%s(n * %d, %s, %s_out, %s); /* %s */\n}\n\n",
-        p, name, C, c->in, p, param, code->fwd);
-  emitf(b, "static void %s_backward(int n) {\n"
-        "  act_%s_back(n * %d, %s, %s_out, d%s_out, d%s, %s); /* %s */\n}\n\n",
-        p, name, C, c->in, p, p, c->in, param, code->bwd);
+int gen_fused_sgd(const Model *m) {
+  return m->opt.type == OPT_SGD && m->opt.momentum == 0 && m->opt.weight_decay == 0;
 }
 
-/* Cross-entropy through log-sum-exp; forward returns the summed loss of
-   the n rows and counts the rows whose arg max is the label. */
-static void emit_loss(Ctx *c) {
-  Buf *b = c->g->b;
-  int K = c->l->out;
-  const char *z = c->in;
-  emitf(b, "/* loss: cross-entropy over (B, %d) logits */\n", K);
-  emitf(b, "static double loss_forward(int n, const unsigned char *y, long *correct) {\n"
-        "  return xent_forward(n, %d, %s, y, loss_lse, loss_exp, correct);\n}\n\n"
-        "static void loss_backward(int n, const unsigned char *y) {\n"
-        "  xent_backward(n, %d, %s, loss_lse, y, d%s);\n}\n",
-        K, z, K, z, z);
-}
-
-typedef void EmitLayer(Ctx *c);
-static EmitLayer *const emit_layer[NLAYERS] = {
-  [L_LINEAR] = emit_linear,
-  [L_BATCHNORM] = emit_batchnorm,
-  [L_LAYERNORM] = emit_layernorm,
-  [L_ACT] = emit_act,
-  [L_LOSS] = emit_loss,
+const LayerUnit *const layer_units[NLAYERS] = {
+  [L_LINEAR] = &unit_linear,
+  [L_BATCHNORM] = &unit_batchnorm,
+  [L_LAYERNORM] = &unit_layernorm,
+  [L_DROPOUT] = &unit_dropout,
+  [L_ACT] = &unit_act,
+  [L_LOSS] = &unit_loss,
 };
 
-/* Every layer's pair of functions, in forward order. */
+/* Every layer's pair of functions, in forward order, each unit's own. */
 static void emit_layers(Gen *g) {
   char in[40] = "input";
   for (int i = 0; i < g->ir->nlayers; i++) {
     const Layer *l = &g->ir->layers[i];
-    Ctx c = {g, l, prefix(g, l), in, i == 0};
-    emit_layer[l->kind](&c);
-    snprintf(in, sizeof in, "%s_out", c.p);
+    Ctx c = {g, l, l->cname, in, i == 0};
+    layer_units[l->kind]->emit(&c);
+    snprintf(in, sizeof in, "%s_out", l->cname);
   }
 }
 
@@ -519,8 +269,8 @@ static void emit_sgd(Gen *g) {
   emitf(g->b, "  opt_sgd(len, p, dp, %s, optimizer_step[0] == 1,\n"
         "          R(%s), R(%s), R(%s), %d, R(%s)); /* wd, momentum, 1 - dampening,"
         " nesterov, -lr */\n",
-        o->momentum > 0 ? "s0" : "0", num(o->weight_decay), num(o->momentum),
-        num(1 - o->dampening), o->nesterov, num(-o->lr));
+        o->momentum > 0 ? "s0" : "0", gen_num(o->weight_decay), gen_num(o->momentum),
+        gen_num(1 - o->dampening), o->nesterov, gen_num(-o->lr));
 }
 
 static void emit_rmsprop(Gen *g) {
@@ -529,8 +279,8 @@ static void emit_rmsprop(Gen *g) {
   emitf(g->b, "  opt_rmsprop(len, p, dp, s0, %s, %s,\n"
         "              R(%s), R(%s), R(%s), R(%s), R(%s), R(%s));"
         " /* wd, alpha, 1 - alpha, eps, momentum, -lr */\n",
-        o->centered ? "s1" : "0", buf, num(o->weight_decay), num(o->alpha),
-        num(1 - o->alpha), num(o->eps), num(o->momentum), num(-o->lr));
+        o->centered ? "s1" : "0", buf, gen_num(o->weight_decay), gen_num(o->alpha),
+        gen_num(1 - o->alpha), gen_num(o->eps), gen_num(o->momentum), gen_num(-o->lr));
 }
 
 static void emit_adam(Gen *g) {
@@ -539,12 +289,12 @@ static void emit_adam(Gen *g) {
   emitf(g->b, "  double t = (double)optimizer_step[0];\n"
         "  real step_size = (real)(%s / (1 - pow(%s, t)));\n"
         "  real bc2_sqrt = (real)sqrt(1 - pow(%s, t));\n",
-        num(o->lr), num(o->beta1), num(o->beta2));
+        gen_num(o->lr), gen_num(o->beta1), gen_num(o->beta2));
   emitf(g->b, "  opt_adam(len, p, dp, s0, s1, R(%s), R(%s), R(%s), R(%s), R(%s), R(%s),\n"
         "           step_size, bc2_sqrt, R(%s));"
         " /* 1 - lr * wd (adamw), wd (adam), beta1, 1 - beta1, beta2, 1 - beta2 */\n",
-        num(adamw ? 1 - o->lr * o->weight_decay : 1), num(adamw ? 0 : o->weight_decay),
-        num(o->beta1), num(1 - o->beta1), num(o->beta2), num(1 - o->beta2), num(o->eps));
+        gen_num(adamw ? 1 - o->lr * o->weight_decay : 1), gen_num(adamw ? 0 : o->weight_decay),
+        gen_num(o->beta1), gen_num(1 - o->beta1), gen_num(o->beta2), gen_num(1 - o->beta2), gen_num(o->eps));
 }
 
 typedef void EmitOpt(Gen *g);
@@ -567,11 +317,11 @@ static void emit_optimizer(Gen *g) {
   const char *fields[3];
   int nf = opt_state_fields(o, fields);
   emitf(b, "static void optimizer_update(void) {\n  optimizer_step[0]++;\n");
-  if (fused_sgd(g->m))
+  if (gen_fused_sgd(g->m))
     emitf(b, "  /* the linear weights: in backward(n, y, 1) */\n");
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    if (!t->trained || (t->transposed && fused_sgd(g->m)))
+    if (!t->trained || (t->transposed && gen_fused_sgd(g->m)))
       continue;
     emitf(b, "  update(%s, d%s", t->cname, t->cname);
     for (int f = 0; f < 3; f++)
@@ -596,14 +346,14 @@ static void emit_passes(Gen *g) {
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
     const Layer *l = &ir->layers[i];
-    int norm = l->kind == L_BATCHNORM || l->kind == L_LAYERNORM;
-    emitf(b, "  %s_forward(n%s);\n", prefix(g, l), norm ? ", train" : "");
+    emitf(b, "  %s_forward(n%s);\n", l->cname,
+          layer_units[l->kind]->forward_train ? ", train" : "");
   }
-  int fused = fused_sgd(g->m);
+  int fused = gen_fused_sgd(g->m);
   emitf(b, "}\n\nstatic void backward(int n, const unsigned char *y, int step) {\n"
         "  %sloss_backward(n, y);\n", fused ? "" : "(void)step;\n  ");
   for (int i = ir->nlayers - 2; i >= 0; i--)
-    emitf(b, "  %s_backward(n%s);\n", prefix(g, &ir->layers[i]),
+    emitf(b, "  %s_backward(n%s);\n", ir->layers[i].cname,
           fused && ir->layers[i].kind == L_LINEAR ? ", step" : "");
   emitf(b, "}\n\n");
 }
@@ -640,53 +390,14 @@ static void emit_health_moments(Gen *g) {
         "  *std = sqrt(ss / len);\n}\n\n");
 }
 
-/* The saturated and dead counts of one layer, as the activation defines
-   them (act_code's sat and flat). */
-static void emit_health_counts(Gen *g, const ActCode *code) {
-  Buf *b = g->b;
-  if (!code->flat)
-    return;
-  emitf(b, "  long %sdead = 0;\n"
-        "  for (int c = 0; c < C; c++) {\n"
-        "    int flat = 1; /* on every sample so far */\n"
-        "    for (int r = 0; r < n; r++) {\n"
-        "      real x = pre[r * C + c], y = post[r * C + c];\n"
-        "      (void)x, (void)y;\n",
-        code->sat ? "saturated = 0, " : "");
-  if (code->sat)
-    emitf(b, "      int sat = %s;\n      saturated += sat;\n", code->sat);
-  emitf(b, "      flat &= %s;\n    }\n    dead += flat;\n  }\n", code->flat);
-}
-
-/* health_layer: the RT_LAYER_FIGURES of one hidden layer. */
-static void emit_health_layer(Gen *g) {
-  Buf *b = g->b;
-  int act = g->m->act.type;
-  const ActCode *code = &act_code[act];
-  emitf(b, "/* The figures of one hidden layer from its activation's input (pre)\n"
-        "   and output (post), both (n, C), in RT_LAYER_FIGURES order.\n   %s: ",
-        act_names[act]);
-  if (code->sat)
-    emitf(b, "saturated when %s;\n   a unit is dead when saturated on every sample. */\n",
-          code->sat);
-  else if (code->flat)
-    emitf(b, "saturation is not defined;\n   a unit is dead when %s on every sample. */\n",
-          code->flat);
-  else
-    emitf(b, "saturation is not defined;\n   dead units are not defined. */\n");
-  emitf(b, "static void health_layer(int n, int C, const real *pre, const real *post,\n"
-        "                         double *out) {\n"
-        "  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);\n"
-        "  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);\n");
-  emit_health_counts(g, code);
-  if (code->sat)
-    emitf(b, "  out[RT_SATURATED] = (double)saturated / ((double)n * C);\n");
-  else
-    emitf(b, "  out[RT_SATURATED] = NAN; /* not defined for %s */\n", act_names[act]);
-  if (code->flat)
-    emitf(b, "  out[RT_DEAD] = (double)dead / C;\n}\n\n");
-  else
-    emitf(b, "  out[RT_DEAD] = NAN; /* not defined for %s */\n}\n\n", act_names[act]);
+/* health_NAME for each activation the model uses, once. */
+static void emit_health_layers(Gen *g) {
+  int done[NACTS] = {0};
+  for (int i = 0; i < g->ir->nlayers; i++) {
+    const Layer *l = &g->ir->layers[i];
+    if (l->kind == L_ACT && !done[l->spec.act.type]++)
+      act_emit_health(g->b, l->spec.act.type);
+  }
 }
 
 /* Copies of BatchNorm's buffers, and the functions that keep them across
@@ -699,7 +410,7 @@ static int emit_health_buffers(Gen *g) {
       emitf(b, "%sstatic %s %s_kept[%ld];\n",
             n++ ? "" : "/* BatchNorm's buffers, kept while the probe runs */\n",
             g->t[i].i64 ? "long long" : "real", g->t[i].cname, numel(&g->t[i]));
-      count(g, numel(&g->t[i]), !g->t[i].i64);
+      gen_count(g, numel(&g->t[i]), !g->t[i].i64);
     }
   if (!n)
     return 0;
@@ -728,7 +439,7 @@ static void emit_health_entry(Gen *g, int buffers) {
   const Ir *ir = g->ir;
   emitf(b, "/* The health figures on a probe batch of n samples (RtNet.health): a\n"
         "   training-mode forward and backward, %sthen\n"
-        "   RT_NLAYER_FIGURES values per hidden layer into out. */\n"
+        "   RT_NLAYER_FIGURES values per activation layer into out. */\n"
         "static void health(int n, const unsigned char *x, const unsigned char *y,\n"
         "                   double *out) {\n",
         buffers ? "BatchNorm's buffers put back, " : "");
@@ -736,13 +447,14 @@ static void emit_health_entry(Gen *g, int buffers) {
     emitf(b, "  health_save_buffers();\n  grad(n, x, y);\n  health_restore_buffers();\n");
   else
     emitf(b, "  grad(n, x, y);\n");
-  if (!g->m->nhidden)
-    emitf(b, "  (void)out; /* no hidden layer */\n");
-  for (int i = 1, k = 0; i < ir->nlayers; i++) {
+  if (!ir->nhealth)
+    emitf(b, "  (void)out; /* no activation layer */\n");
+  for (int i = 1; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
-    if (l->kind == L_ACT)
-      emitf(b, "  health_layer(n, %d, %s_out, %s_out, out + %d); /* hidden%d */\n", l->out,
-            prefix(g, &ir->layers[i - 1]), prefix(g, l), k++ * RT_NLAYER_FIGURES, l->index);
+    if (layer_units[l->kind]->health)
+      emitf(b, "  health_%s(n, %d, %s_out, %s_out, out + %d); /* %s */\n",
+            act_names[l->spec.act.type], l->out, ir->layers[i - 1].cname, l->cname,
+            l->health * RT_NLAYER_FIGURES, l->hname);
   }
   emitf(b, "}\n\n");
 }
@@ -751,19 +463,40 @@ static void emit_health_entry(Gen *g, int buffers) {
    training, which never calls it. */
 static void emit_health(Gen *g) {
   emitf(g->b, "/* ---- health figures of a probe batch (docs/health.md) ---- */\n\n");
-  if (g->m->nhidden) {
+  if (g->ir->nhealth) {
     emit_health_moments(g);
-    emit_health_layer(g);
+    emit_health_layers(g);
   }
   emit_health_entry(g, emit_health_buffers(g));
 }
 
-/* The figures the model's activation does not define, as C source. */
-static const char *health_na(const Model *m) {
-  const ActCode *code = &act_code[m->act.type];
-  return code->sat    ? "0"
-       : code->flat ? "1 << RT_SATURATED"
-                    : "1 << RT_SATURATED | 1 << RT_DEAD";
+/* The names of the layers with health figures, and the figures each
+   does not define. */
+static void emit_health_tables(Gen *g) {
+  const Ir *ir = g->ir;
+  if (!ir->nhealth)
+    return;
+  emitf(g->b, "static const char *const health_names[%d] = {", ir->nhealth);
+  for (int i = 0; i < ir->nlayers; i++)
+    if (ir->layers[i].health >= 0)
+      emitf(g->b, "%s\"%s\"", ir->layers[i].health ? ", " : "", ir->layers[i].hname);
+  emitf(g->b, "};\nstatic const int health_na[%d] = {", ir->nhealth);
+  for (int i = 0; i < ir->nlayers; i++)
+    if (ir->layers[i].health >= 0) {
+      int na = act_health_na(ir->layers[i].spec.act.type);
+      emitf(g->b, "%s%s", ir->layers[i].health ? ",\n  " : "\n  ",
+            na == 0 ? "0" : na == 1 << RT_SATURATED ? "1 << RT_SATURATED"
+                                                    : "1 << RT_SATURATED | 1 << RT_DEAD");
+    }
+  emitf(g->b, ",\n}; /* the figures each does not define */\n\n");
+}
+
+/* Whether a layer is a BatchNorm (a one-sample batch is skipped). */
+static int has_batchnorm(const Ir *ir) {
+  for (int i = 0; i < ir->nlayers; i++)
+    if (ir->layers[i].kind == L_BATCHNORM)
+      return 1;
+  return 0;
 }
 
 /* The tensor table and mlpc_net(). The rng field appears only when it is
@@ -771,8 +504,9 @@ static const char *health_na(const Model *m) {
 static void emit_table(Gen *g) {
   Buf *b = g->b;
   const Model *m = g->m;
-  static const char *const kinds[] = {"RT_WEIGHT", "RT_BIAS", "RT_GAMMA", "RT_BETA",
-                                      "RT_BUF_ZERO", "RT_BUF_ONE", "RT_STATE", "RT_GRAD"};
+  static const char *const kinds[] = {"RT_WEIGHT",   "RT_BIAS",    "RT_GAMMA", "RT_BETA",
+                                      "RT_BUF_ZERO", "RT_BUF_ONE", "RT_STATE", "RT_GRAD",
+                                      "RT_SEED"};
   static const char *const inits[] = {
 #define NAME_(e, s) #e,
     RT_INIT_SCHEMES(NAME_)
@@ -781,35 +515,37 @@ static void emit_table(Gen *g) {
   emitf(b, "static RtTensor tensors[%d] = {\n", g->ntensors);
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s, %d},\n", t->tname,
+    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s, %d, %s},\n", t->tname,
           kinds[t->kind], t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
           t->shape[1] ? 2 : 1, t->shape[0], t->shape[1], t->fan_in, t->fan_out,
-          t->cname, t->transposed);
+          t->cname, t->transposed, inits[t->init]);
   }
   emitf(b, "};\n\n");
+  emit_health_tables(g);
   emitf(b, "static const RtNet net = {\n  .name = ");
   emit_cstring(b, m->name);
   emitf(b, ",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
         "  .dtype = %s,\n  .init = %s,%s\n  .has_batchnorm = %d,\n"
         "  .ntensors = %d,\n  .tensors = tensors,\n"
         "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n"
-        "  .health = health,\n  .nhidden = %d,\n  .health_na = %s,\n};\n\n"
+        "  .health = health,\n  .nhidden = %d,\n  .health_names = %s,\n"
+        "  .health_na = %s,\n  .sequential = %d,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
-        m->norm.type == NORM_BATCH, g->ntensors, m->nhidden, health_na(m));
+        has_batchnorm(g->ir), g->ntensors, g->ir->nhealth,
+        g->ir->nhealth ? "health_names" : "0", g->ir->nhealth ? "health_na" : "0",
+        g->ir->sequential);
 }
 
 /* A one-line description of the model, for the header comment. */
 static void emit_banner(Gen *g) {
   const Model *m = g->m;
-  emitf(g->b, "/* %s: %d", emit_comment_name(m->name), m->input);
-  for (int k = 0; k < m->nhidden; k++)
-    emitf(g->b, "-%d", m->hidden[k]);
-  emitf(g->b, "-%d, norm %s, %s, init %s, %s, batch %d, %s; generated by mlpc */\n\n",
-        m->output, norm_names[m->norm.type], act_names[m->act.type],
-        init_names[m->init], opt_names[m->opt.type], m->batch_size,
-        dtype_names[m->dtype]);
+  char layers[1024];
+  ir_describe(g->ir, layers, sizeof layers);
+  emitf(g->b, "/* %s: %s, init %s, %s, batch %d, %s; generated by mlpc */\n\n",
+        emit_comment_name(m->name), layers, init_names[m->init], opt_names[m->opt.type],
+        m->batch_size, dtype_names[m->dtype]);
 }
 
 int emit_model(const Ir *ir, Buf *b) {
@@ -884,6 +620,7 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   if (backend == BACKEND_TCC)
     emitf(b, "#define MLPC_KERNEL_PROTOTYPES\n");
   paste(b, rmath_h);
+  paste(b, acts_h);
   paste(b, kernels_h);
   emitf(b, "\n");
 }

@@ -6,62 +6,45 @@
  *   int mlpc_predict_u8(const unsigned char px[IN], real logits[OUT]);
  *
  * (real is float or double, as the model's dtype). Both return the arg
- * max. The code is evaluation mode: each BatchNorm is folded into the
- * linear layer before it, LayerNorm stays code (its statistics are the
- * sample's own). It allocates nothing, does no I/O, keeps no state and
+ * max. The code is evaluation mode: a BatchNorm right after a linear
+ * layer is folded into it (any other computes its evaluation transform),
+ * LayerNorm stays code (its statistics are the sample's own), dropout is
+ * the identity. It allocates nothing, does no I/O, keeps no state and
  * includes no system header: C99 that builds with -ffreestanding and
- * calls only the math functions its activation (and LayerNorm's sqrt)
+ * calls only the math functions its activations (and LayerNorm's sqrt)
  * need, and in the fma arithmetic fmaf or fma, declared here.
  *
- * Every layer computes in the order and the arithmetic mlpc's own code
- * does (the linear layer as runtime/kernels.h's mm_xw, each term added
- * as acc + x·w or fma(x, w, acc) as the Ir's arithmetic says; the
- * activations from the same expressions as codegen/emit.c), so without
- * BatchNorm the logits are mlpc's bit for bit; folding rounds
- * differently (docs/inference.md).
+ * This file is the driver; each layer kind's code comes from its unit
+ * (codegen/gen.h). Every layer computes in the order and the arithmetic
+ * mlpc's own code does (the linear layer as runtime/kernels.h's mm_xw,
+ * each term added as acc + x·w or fma(x, w, acc) as the Ir's arithmetic
+ * says; the activations from runtime/acts.h's formulas), so without
+ * folding the logits are mlpc's bit for bit; folding rounds differently
+ * (docs/inference.md).
  */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../mlpc.h"
+#include "gen.h"
 
-typedef struct {
-  const Ir *ir;
-  const Model *m;
-  const RtNet *net;
-  Buf *b;
-  int f32;           /* float32 model: real is float                     */
-  char *err;
-  size_t errlen;
-} Inf;
-
-/* The tensor of net with the formatted name; its absence is our bug. */
-static const RtTensor *find(const RtNet *net, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static const RtTensor *find(const RtNet *net, const char *fmt, ...) {
+const RtTensor *inf_find(const Inf *I, const Layer *l, const char *field) {
   char name[64];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  for (int i = 0; i < net->ntensors; i++)
-    if (!strcmp(net->tensors[i].name, name))
-      return &net->tensors[i];
+  snprintf(name, sizeof name, "%s.%s", l->tname, field);
+  for (int i = 0; i < I->net->ntensors; i++)
+    if (!strcmp(I->net->tensors[i].name, name))
+      return &I->net->tensors[i];
   fprintf(stderr, "mlpc: internal error: no tensor %s (%s:%d)\n", name, __FILE__, __LINE__);
   abort();
 }
 
-/* Element i (row-major order of the shape) of a float tensor, as a
-   double, wherever its storage keeps it. */
-static double at(const RtTensor *t, long i) {
+double inf_at(const RtTensor *t, long i) {
   i = rt_offset(t, i);
   return t->dtype == RT_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
 }
 
-/* Memory for n doubles, or exit. */
-static double *doubles(long n) {
-  double *p = malloc(sizeof(double) * (size_t)n);
+double *inf_doubles(long n) {
+  double *p = malloc(sizeof(double) * (size_t)(n + 1));
   if (!p) {
     fprintf(stderr, "mlpc: error: out of memory\n");
     exit(1);
@@ -71,20 +54,20 @@ static double *doubles(long n) {
 
 /* ---- the weights ---- */
 
-/* A static const array of n values, each rounded once to the model's
-   type and written as a hex float (exact); -1 with err set at a value
-   that is not finite. */
-static int emit_array(Inf *I, const char *name, const char *what, const double *v, long n) {
+int inf_array(Inf *I, const char *name, const char *what, const double *v, long n,
+              int is_double) {
   Buf *b = I->b;
-  emitf(b, "static const real %s[%ld] = { /* %s */\n", name, n, what);
+  int f32 = I->f32 && !is_double;
+  emitf(b, "static const %s %s[%ld] = { /* %s */\n", is_double ? "double" : "real", name, n,
+        what);
   for (long i = 0; i < n; i++) {
-    double x = I->f32 ? (double)(float)v[i] : v[i];
+    double x = f32 ? (double)(float)v[i] : v[i];
     if (!isfinite(x)) {
       snprintf(I->err, I->errlen, "%s[%ld] (%s) is %g: only finite weights can be emitted",
                name, i, what, x);
       return -1;
     }
-    emitf(b, "%s%a%s,", i % 6 ? " " : "  ", x, I->f32 ? "f" : "");
+    emitf(b, "%s%a%s,", i % 6 ? " " : "  ", x, f32 ? "f" : "");
     if (i % 6 == 5 || i == n - 1)
       emitf(b, "\n");
   }
@@ -92,130 +75,23 @@ static int emit_array(Inf *I, const char *name, const char *what, const double *
   return 0;
 }
 
-/* BatchNorm k's evaluation transform of feature c, y = (x - mean)·s + beta,
-   with s = γ/√(running_var + eps), in double. */
-static void bn_terms(Inf *I, int k, int c, double *mean, double *s, double *beta) {
-  const RtNet *net = I->net;
-  double var = at(find(net, "norm%d.running_var", k), c);
-  *mean = at(find(net, "norm%d.running_mean", k), c);
-  *s = at(find(net, "norm%d.weight", k), c) * (1 / sqrt(var + I->m->norm.eps));
-  *beta = at(find(net, "norm%d.bias", k), c);
-}
-
-/* fc{k}'s weight, transposed to (in, out), and bias, with the BatchNorm
-   after it (bn, or NULL) folded in: W' = W·s, b' = (b - mean)·s + beta. */
-static int emit_linear_weights(Inf *I, const Layer *l, const Layer *bn) {
-  int In = l->in, O = l->out, k = l->index;
-  const RtTensor *w = find(I->net, "fc%d.weight", k), *bias = find(I->net, "fc%d.bias", k);
-  double *wt = doubles((long)In * O), *b = doubles(O);
-  for (int o = 0; o < O; o++) {
-    double mean = 0, s = 1, beta = 0;
-    if (bn)
-      bn_terms(I, bn->index, o, &mean, &s, &beta);
-    b[o] = (at(bias, o) - mean) * s + beta;
-    for (int i = 0; i < In; i++)
-      wt[(long)i * O + o] = at(w, (long)o * In + i) * s;
-  }
-  char name[32], what[96];
-  snprintf(name, sizeof name, "fc%d_wt", k);
-  snprintf(what, sizeof what, "(%d, %d): fc%d.weight transposed%s", In, O, k,
-           bn ? ", norm folded in" : "");
-  int rc = emit_array(I, name, what, wt, (long)In * O);
-  snprintf(name, sizeof name, "fc%d_bias", k);
-  snprintf(what, sizeof what, "(%d): fc%d.bias%s", O, k, bn ? ", norm folded in" : "");
-  rc = rc ? rc : emit_array(I, name, what, b, O);
-  free(wt);
-  free(b);
-  return rc;
-}
-
-/* LayerNorm k's γ and β, unchanged. */
-static int emit_layernorm_weights(Inf *I, const Layer *l) {
-  double *v = doubles(l->out);
-  int rc = 0;
-  static const char *const fields[] = {"weight", "bias"};
-  for (int f = 0; f < 2 && !rc; f++) {
-    const RtTensor *t = find(I->net, "norm%d.%s", l->index, fields[f]);
-    char name[32], what[64];
-    for (int c = 0; c < l->out; c++)
-      v[c] = at(t, c);
-    snprintf(name, sizeof name, "norm%d_%s", l->index, fields[f]);
-    snprintf(what, sizeof what, "(%d): norm%d.%s", l->out, l->index, fields[f]);
-    rc = emit_array(I, name, what, v, l->out);
-  }
-  free(v);
-  return rc;
-}
-
 /* Every layer's weights, in forward order. */
 static int emit_weights(Inf *I) {
   const Ir *ir = I->ir;
   emitf(I->b, "/* ---- weights ---- */\n\n");
   for (int i = 0; i < ir->nlayers; i++) {
-    const Layer *l = &ir->layers[i], *next = i + 1 < ir->nlayers ? l + 1 : NULL;
-    int rc = 0;
-    if (l->kind == L_LINEAR)
-      rc = emit_linear_weights(I, l, next && next->kind == L_BATCHNORM ? next : NULL);
-    if (l->kind == L_LAYERNORM)
-      rc = emit_layernorm_weights(I, l);
-    if (rc)
+    const Layer *l = &ir->layers[i];
+    const LayerUnit *u = layer_units[l->kind];
+    if (u->infer_weights && u->infer_weights(I, l))
       return -1;
   }
   return 0;
 }
 
-/* ---- the layers ---- */
-
-/* fc{k}: y = x·W'ᵀ + b', summed as mm_xw sums (bias first, then the
-   inputs in order, zero inputs skipped), in the Ir's arithmetic. */
-static void emit_linear(Inf *I, const Layer *l, int folded) {
-  int k = l->index, In = l->in, O = l->out;
-  const char *mac = I->ir->fma ? "y[o] = FMA(xi, w[o], y[o]);" : "y[o] += xi * w[o];";
-  char note[64] = "";
-  if (folded)
-    snprintf(note, sizeof note, " with norm%d (BatchNorm1d, eval) folded in", k);
-  emitf(I->b, "/* fc%d: Linear(%d, %d)%s, x (%d) -> y (%d) */\n", k, In, O, note, In, O);
-  emitf(I->b, "static void fc%d_forward(const real *x, real *y) {\n"
-        "  for (int o = 0; o < %d; o++)\n    y[o] = fc%d_bias[o];\n"
-        "  for (int i = 0; i < %d; i++) {\n"
-        "    real xi = x[i];\n    if (xi == 0)\n      continue;\n"
-        "    const real *w = fc%d_wt + i * %d;\n"
-        "    for (int o = 0; o < %d; o++)\n      %s\n  }\n}\n\n",
-        k, O, k, In, k, O, O, mac);
-}
-
-/* norm{k}: LayerNorm over the sample's features, in place. */
-static void emit_layernorm(Inf *I, const Layer *l) {
-  int k = l->index, D = l->out;
-  emitf(I->b, "/* norm%d: LayerNorm(%d, eps=%g), in place on v (%d) */\n", k, D,
-        I->m->norm.eps, D);
-  emitf(I->b, "static void norm%d_forward(real *v) {\n"
-        "  double s = 0, var = 0;\n"
-        "  for (int c = 0; c < %d; c++)\n    s += v[c];\n"
-        "  double mean = s / %d;\n"
-        "  for (int c = 0; c < %d; c++)\n    var += (v[c] - mean) * (v[c] - mean);\n"
-        "  double rstd = 1 / sqrt(var / %d + %a);\n"
-        "  for (int c = 0; c < %d; c++) {\n"
-        "    real xh = (real)((v[c] - mean) * rstd);\n"
-        "    v[c] = norm%d_weight[c] * xh + norm%d_bias[c];\n  }\n}\n\n",
-        k, D, D, D, D, I->m->norm.eps, D, k, k);
-}
-
-/* The activation after block k, in place. */
-static void emit_act(Inf *I, const Layer *l) {
-  const Act *a = &I->m->act;
-  int has_param;
-  const char *fwd = emit_act_forward(a->type, &has_param);
-  const char *name = act_names[a->type];
-  emitf(I->b, "/* %s%d: %s, in place on v (%d) */\n", name, l->index, name, l->out);
-  if (has_param)
-    emitf(I->b, "#define P R(%a) /* %g */\n", a->param, a->param);
-  emitf(I->b, "static void %s%d_forward(real *v) {\n"
-        "  for (int i = 0; i < %d; i++) {\n    real x = v[i];\n    v[i] = %s;\n  }\n}\n",
-        name, l->index, l->out, fwd);
-  if (has_param)
-    emitf(I->b, "#undef P\n");
-  emitf(I->b, "\n");
+/* Whether layer i has a forward function in inference C. */
+static int has_code(const Ir *ir, int i) {
+  const Layer *l = &ir->layers[i];
+  return layer_units[l->kind]->infer_forward && !inf_folded(ir, i);
 }
 
 /* The widest layer: the size of each activation buffer. */
@@ -230,7 +106,6 @@ static int widest(const Ir *ir) {
 /* The entry points: the layers in order over two stack buffers. */
 static void emit_entries(Inf *I) {
   const Ir *ir = I->ir;
-  const Model *m = I->m;
   Buf *b = I->b;
   const char *in = "x", *bufs[2] = {"a", "b"};
   int cur = 1;
@@ -240,14 +115,13 @@ static void emit_entries(Inf *I) {
         widest(ir), widest(ir));
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
-    if (l->kind == L_LINEAR) {
+    if (!has_code(ir, i))
+      continue;
+    if (layer_units[l->kind]->out_of_place) {
       cur = !cur;
-      emitf(b, "  fc%d_forward(%s, %s);\n", l->index, in, bufs[cur]);
-    }
-    if (l->kind == L_LAYERNORM)
-      emitf(b, "  norm%d_forward(%s);\n", l->index, bufs[cur]);
-    if (l->kind == L_ACT)
-      emitf(b, "  %s%d_forward(%s);\n", act_names[m->act.type], l->index, bufs[cur]);
+      emitf(b, "  %s_forward(%s, %s);\n", l->cname, in, bufs[cur]);
+    } else
+      emitf(b, "  %s_forward(%s);\n", l->cname, bufs[cur]);
     in = bufs[cur];
   }
   emitf(b, "  int arg = 0;\n"
@@ -263,62 +137,79 @@ static void emit_entries(Inf *I) {
 
 /* ---- the files ---- */
 
-/* The math functions behind the macros of codegen/emit.c's prelude; an
-   activation expression calls some of them. */
+/* The math functions runtime/acts.h's formulas call. */
 static const struct {
-  const char *macro, *fn;
+  const char *call, *fn;
   const char *own; /* runtime/rmath.h's float version, which mlpc computes with */
 } maths[] = {
-  {"EXP(", "exp", "rm_expf"}, {"LOG(", "log", 0}, {"TANH(", "tanh", "rm_tanhf"}, {"ERF(", "erf", 0},
-  {"SQRT(", "sqrt", 0},
+  {"mm_exp(", "exp", "rm_expf"}, {"mm_tanh(", "tanh", "rm_tanhf"}, {"ERF(", "erf", 0},
 };
 
-/* Whether maths[i] is a call of the C library in I's code. */
-static int libm_calls(const Inf *I, const char *fwd, size_t i) {
-  return strstr(fwd, maths[i].macro) && !(I->f32 && maths[i].own);
-}
-
-/* Constants of math.h the expressions use, defined here exactly. */
+/* Constants of math.h the formulas use, defined here exactly. */
 static const struct {
   const char *name;
   double value;
 } consts[] = {{"M_SQRT1_2", M_SQRT1_2}, {"M_2_SQRTPI", M_2_SQRTPI}};
 
+/* Whether the model's activations use text (a call or a constant). */
+static int uses(const Inf *I, const char *text) {
+  for (int i = 0; i < I->ir->nlayers; i++) {
+    const Layer *l = &I->ir->layers[i];
+    if (l->kind == L_ACT && strstr(act_forward_text(l->spec.act.type), text))
+      return 1;
+  }
+  return 0;
+}
+
+/* Whether a layer unit's inference code calls fn ("sqrt"). */
+static int unit_needs(const Inf *I, const char *fn) {
+  for (int i = 0; i < I->ir->nlayers; i++) {
+    const Layer *l = &I->ir->layers[i];
+    const LayerUnit *u = layer_units[l->kind];
+    if (has_code(I->ir, i) && u->infer_needs && !strcmp(u->infer_needs(I, l), fn))
+      return 1;
+  }
+  return 0;
+}
+
+/* Whether maths[i] is a call of the C library in I's code. */
+static int libm_calls(const Inf *I, size_t i) {
+  return uses(I, maths[i].call) && !(I->f32 && maths[i].own);
+}
+
 /* The library functions the code calls, as a list: "expf, sqrt". */
 static void needs(Inf *I, char *s, size_t len) {
-  const char *fwd = emit_act_forward(I->m->act.type, &(int){0});
   snprintf(s, len, "%s", I->ir->fma ? (I->f32 ? "fmaf" : "fma") : "");
   for (size_t i = 0; i < sizeof maths / sizeof maths[0]; i++)
-    if (libm_calls(I, fwd, i))
+    if (libm_calls(I, i))
       snprintf(s + strlen(s), len - strlen(s), "%s%s%s", *s ? ", " : "", maths[i].fn,
                I->f32 ? "f" : "");
-  if (I->m->norm.type == NORM_LAYER)
+  if (unit_needs(I, "sqrt"))
     snprintf(s + strlen(s), len - strlen(s), "%ssqrt", *s ? ", " : "");
 }
 
 /* real, R(), and declarations of the math the code calls. */
 static void emit_prelude(Inf *I) {
-  const char *fwd = emit_act_forward(I->m->act.type, &(int){0}), *sfx = I->f32 ? "f" : "";
-  const char *real = I->f32 ? "float" : "double";
+  const char *sfx = I->f32 ? "f" : "", *real = I->f32 ? "float" : "double";
   emitf(I->b, "typedef %s real;\n#define R(c) ((real)(c))\n", real);
   int own = 0;
   for (size_t i = 0; i < sizeof maths / sizeof maths[0]; i++)
-    if (libm_calls(I, fwd, i))
+    if (libm_calls(I, i))
       emitf(I->b, "%s %s%s(%s);\n#define %.*s %s%s\n", real, maths[i].fn, sfx, real,
-            (int)strlen(maths[i].macro) - 1, maths[i].macro, maths[i].fn, sfx);
-    else if (strstr(fwd, maths[i].macro)) {
+            (int)strlen(maths[i].call) - 1, maths[i].call, maths[i].fn, sfx);
+    else if (uses(I, maths[i].call)) {
       if (!own++)
         emitf(I->b, "\n%s\n", emit_rmath());
-      emitf(I->b, "#define %.*s %s\n", (int)strlen(maths[i].macro) - 1, maths[i].macro,
+      emitf(I->b, "#define %.*s %s\n", (int)strlen(maths[i].call) - 1, maths[i].call,
             maths[i].own);
     }
-  if (I->m->norm.type == NORM_LAYER)
+  if (unit_needs(I, "sqrt"))
     emitf(I->b, "double sqrt(double);\n");
   if (I->ir->fma)
     emitf(I->b, "%s fma%s(%s, %s, %s);\n#define FMA fma%s\n", real, sfx, real, real, real,
           sfx);
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
-    if (strstr(fwd, consts[i].name))
+    if (uses(I, consts[i].name))
       emitf(I->b, "#define %s %a\n", consts[i].name, consts[i].value);
   emitf(I->b, "\n");
 }
@@ -326,12 +217,10 @@ static void emit_prelude(Inf *I) {
 /* The model in one line: "bn_relu: 784-128-10, norm batchnorm, relu, float32, fma
    arithmetic". */
 static void describe(Inf *I) {
-  const Model *m = I->m;
-  emitf(I->b, "%s: %d", emit_comment_name(m->name), m->input);
-  for (int k = 0; k < m->nhidden; k++)
-    emitf(I->b, "-%d", m->hidden[k]);
-  emitf(I->b, "-%d, norm %s, %s, %s, %s arithmetic", m->output, norm_names[m->norm.type],
-        act_names[m->act.type], dtype_names[m->dtype], I->ir->fma ? "fma" : "strict");
+  char layers[1024];
+  ir_describe(I->ir, layers, sizeof layers);
+  emitf(I->b, "%s: %s, %s, %s arithmetic", emit_comment_name(I->m->name), layers,
+        dtype_names[I->m->dtype], I->ir->fma ? "fma" : "strict");
 }
 
 /* The header: sizes and the two entry points. */
@@ -362,6 +251,14 @@ static const char *arith_note(const Inf *I) {
                   " * fma arithmetic); -march=native or -mfma makes it one instruction.\n";
 }
 
+/* Whether a BatchNorm is folded into a linear layer. */
+static int folds(const Ir *ir) {
+  for (int i = 0; i < ir->nlayers; i++)
+    if (inf_folded(ir, i))
+      return 1;
+  return 0;
+}
+
 /* The comment at the top of the source. */
 static void emit_banner(Inf *I, const char *hname) {
   char fns[64], calls[96] = "Calls no library function";
@@ -375,8 +272,7 @@ static void emit_banner(Inf *I, const char *hname) {
         "%s * %s.\n * Build it with contraction off to keep mlpc's rounding, e.g.\n"
         " * cc -std=c99 -O2 (not -ffast-math).\n */\n"
         "#include \"%s\"\n\n",
-        I->m->norm.type == NORM_BATCH
-            ? ";\n * each BatchNorm is folded into the linear layer before it" : "",
+        folds(I->ir) ? ";\n * each BatchNorm right after a linear layer is folded into it" : "",
         hname, arith_note(I), calls, hname);
 }
 
@@ -384,15 +280,9 @@ static void emit_banner(Inf *I, const char *hname) {
 static void emit_layers(Inf *I) {
   const Ir *ir = I->ir;
   emitf(I->b, "/* ---- layers ---- */\n\n");
-  for (int i = 0; i < ir->nlayers; i++) {
-    const Layer *l = &ir->layers[i];
-    if (l->kind == L_LINEAR)
-      emit_linear(I, l, i + 1 < ir->nlayers && l[1].kind == L_BATCHNORM);
-    if (l->kind == L_LAYERNORM)
-      emit_layernorm(I, l);
-    if (l->kind == L_ACT)
-      emit_act(I, l);
-  }
+  for (int i = 0; i < ir->nlayers; i++)
+    if (has_code(ir, i))
+      layer_units[ir->layers[i].kind]->infer_forward(I, &ir->layers[i]);
 }
 
 int emit_inference(const Ir *ir, const RtNet *net, const char *hname, Buf *c, Buf *h,

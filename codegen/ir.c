@@ -1,10 +1,13 @@
 /*
  * ir.c — lowering: a checked model becomes a flat list of layers, in
- * forward order. Each hidden width k gives linear → [norm] → activation;
- * a last linear gives the logits, and the loss closes the list. Every
- * layer keeps the JSON path it came from, for late errors and dumps.
+ * forward order: frontend/layers.c's list (the model's "layers", or its
+ * shorthand lowered), each layer with its shapes, its settings and its
+ * names, and the loss closing the list. Every layer keeps the JSON path
+ * it came from, for late errors and dumps.
  */
+#include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include "../mlpc.h"
 
 static const char *const layer_names[] = {
@@ -19,44 +22,107 @@ const char *const arith_names[NARITHMETICS] = {
 #undef NAME_
 };
 
-/* Appends one layer. */
-static void add(Ir *ir, int kind, int index, int in, int out, const char *path) {
-  if (ir->nlayers >= (int)(sizeof ir->layers / sizeof ir->layers[0]))
-    abort(); /* unreachable: MAX_HIDDEN bounds the list */
-  ir->layers[ir->nlayers++] = (Layer){kind, index, in, out, path};
+/* The IR kind of a model file's layer kind. */
+static int ir_kind(int lk) {
+  static const int kinds[] = {[LK_LINEAR] = L_LINEAR, [LK_BATCHNORM] = L_BATCHNORM,
+                              [LK_LAYERNORM] = L_LAYERNORM, [LK_DROPOUT] = L_DROPOUT};
+  return lk >= LK_ACT ? L_ACT : kinds[lk];
 }
 
-static const char *const hidden_paths[MAX_HIDDEN] = {
-  "hidden[0]", "hidden[1]", "hidden[2]", "hidden[3]", "hidden[4]", "hidden[5]",
-  "hidden[6]", "hidden[7]", "hidden[8]", "hidden[9]", "hidden[10]",
-  "hidden[11]", "hidden[12]", "hidden[13]", "hidden[14]", "hidden[15]",
-};
+/* The shorthand's names: fc{k}, norm{k}, {activation}{k}, as before
+   layer lists existed; the health figures' "hidden{k}". */
+static void shorthand_names(Layer *l, int block) {
+  const char *kind = l->kind == L_LINEAR ? "fc" : l->kind == L_ACT ? act_names[l->spec.act.type]
+                                                                  : "norm";
+  snprintf(l->cname, sizeof l->cname, "%s%d", kind, block);
+  memcpy(l->tname, l->cname, sizeof l->tname);
+  snprintf(l->hname, sizeof l->hname, "hidden%d", block);
+}
+
+/* A list's names: the kind and position in C (linear0, relu2), the
+   position alone as nn.Sequential names its modules (0, 2), the path for
+   the health figures (layers[2]). */
+static void list_names(Layer *l, int i) {
+  snprintf(l->cname, sizeof l->cname, "%s%d", layer_kind_names[l->spec.kind], i);
+  snprintf(l->tname, sizeof l->tname, "%d", i);
+  snprintf(l->hname, sizeof l->hname, "layers[%d]", i);
+}
+
+/* Appends layer i of the list, reading in features. */
+static void add(Ir *ir, const Spec *s, const FeWhere *w, int in) {
+  Layer *l = &ir->layers[ir->nlayers];
+  *l = (Layer){.kind = ir_kind(s->kind), .index = w->block ? w->block : w->index, .in = in,
+               .out = s->kind == LK_LINEAR ? s->out : in, .spec = *s, .health = -1};
+  l->init = s->kind == LK_LINEAR && s->init >= 0 ? s->init : ir->m->init;
+  if (l->kind == L_ACT)
+    l->health = ir->nhealth++;
+  fe_where_path(w, l->path, sizeof l->path);
+  if (w->block)
+    shorthand_names(l, w->block);
+  else
+    list_names(l, ir->nlayers);
+  ir->nlayers++;
+}
 
 /* Lowers m into ir. */
 void ir_lower(const Model *m, Ir *ir) {
-  ir->m = m;
-  ir->nlayers = 0;
-  ir->fma = ARITH_FMA;
+  Spec specs[MAX_LAYERS];
+  FeWhere where[MAX_LAYERS];
+  int n = fe_layer_list(m, specs, where);
+  *ir = (Ir){.m = m, .fma = ARITH_FMA, .sequential = m->nlayers > 0};
   int in = m->input;
-  for (int k = 0; k < m->nhidden; k++) {
-    int h = m->hidden[k];
-    add(ir, L_LINEAR, k + 1, in, h, hidden_paths[k]);
-    if (m->norm.type == NORM_BATCH)
-      add(ir, L_BATCHNORM, k + 1, h, h, "norm");
-    if (m->norm.type == NORM_LAYER)
-      add(ir, L_LAYERNORM, k + 1, h, h, "norm");
-    add(ir, L_ACT, k + 1, h, h, "activation");
-    in = h;
+  for (int i = 0; i < n; i++) {
+    add(ir, &specs[i], &where[i], in);
+    in = ir->layers[ir->nlayers - 1].out;
   }
-  add(ir, L_LINEAR, m->nhidden + 1, in, m->output, "output");
-  add(ir, L_LOSS, 0, m->output, m->output, "output");
+  Layer *loss = &ir->layers[ir->nlayers++];
+  *loss = (Layer){.kind = L_LOSS, .in = in, .out = in, .health = -1, .path = "output",
+                  .cname = "loss", .tname = "loss"};
 }
 
-/* Prints one line per layer: kind, block, shape, source path. */
+/* Appends printf-style text to buf, which holds len of size bytes. */
+static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t size, size_t *len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (*len < size)
+    *len += vsnprintf(buf + *len, size - *len, fmt, ap);
+  va_end(ap);
+}
+
+/* A list layer in a few words: "linear", "dropout(0.2)". */
+static void describe_layer(const Layer *l, char *buf, size_t size, size_t *len) {
+  append(buf, size, len, "%s%s", l->index ? ", " : "", layer_kind_names[l->spec.kind]);
+  if (l->kind == L_DROPOUT)
+    append(buf, size, len, "(%g)", l->spec.p);
+  if (l->kind == L_LINEAR && !l->spec.bias)
+    append(buf, size, len, "(no bias)");
+}
+
+void ir_describe(const Ir *ir, char *buf, size_t size) {
+  const Model *m = ir->m;
+  size_t len = 0;
+  buf[0] = '\0';
+  append(buf, size, &len, "%d", m->input);
+  for (int i = 0; i < ir->nlayers; i++)
+    if (ir->layers[i].kind == L_LINEAR)
+      append(buf, size, &len, "-%d", ir->layers[i].out);
+  if (!ir->sequential) {
+    append(buf, size, &len, ", norm %s, %s", norm_names[m->norm.type], act_names[m->act.type]);
+    return;
+  }
+  append(buf, size, &len, ": ");
+  for (int i = 0; i + 1 < ir->nlayers; i++)
+    describe_layer(&ir->layers[i], buf, size, &len);
+}
+
+/* Prints one line per layer: kind, block or position, shape, source path. */
 void ir_dump(const Ir *ir, FILE *out) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
-    fprintf(out, "%2d  %-13s k=%d  (B, %d) -> (B, %d)  from %s\n", i,
-            layer_names[l->kind], l->index, l->in, l->out, l->path);
+    const char *kind = l->kind == L_ACT ? act_names[l->spec.act.type] : layer_names[l->kind];
+    fprintf(out, "%2d  %-13s %s  (B, %d) -> (B, %d)  from %s\n", i, kind, l->cname, l->in,
+            l->out, l->path);
   }
 }

@@ -465,7 +465,7 @@ static int check_tagged(Ctx *c, json_t *v, const Object *o, Model *m) {
     if (get_enum(c, v, o->what, o->names, o->ntypes, &type))
       return -1;
     o->reset(m, type);
-    return 0;
+    return o->finish ? o->finish(c, m) : 0;
   }
   if (!json_is_object(v))
     return fail(c, "expected a string or an object, got %s", got(c, v));
@@ -515,7 +515,7 @@ static const Object norm_object = {
 
 /* -- activation -- */
 
-#define PARAM_(e, s, p) [e] = p,
+#define PARAM_(e, s, p, ...) [e] = p,
 static const double act_params[NACTS] = { ACTS(PARAM_) };
 #undef PARAM_
 
@@ -636,6 +636,86 @@ static const Object opt_object = {
 
 static const Object *const tagged[NTAGGED] = {&norm_object, &act_object, &opt_object};
 
+/* -- layers: each entry of "layers", a type-tagged object -- */
+
+/* The entry being checked: the last of the list so far. */
+static Spec *cur(Model *m) {
+  return &m->layers[m->nlayers - 1];
+}
+
+/* Selects a layer kind with PyTorch's defaults (dropout's p 0.5). */
+static void layer_reset(Model *m, int type) {
+  Spec *s = cur(m);
+  *s = (Spec){.kind = type, .bias = 1, .init = -1, .p = 0.5};
+  s->norm = (Norm){.type = type == LK_BATCHNORM ? NORM_BATCH : NORM_LAYER, .eps = 1e-5,
+                   .momentum = 0.1};
+  if (type >= LK_ACT)
+    s->act = (Act){.type = type - LK_ACT, .param = act_params[type - LK_ACT]};
+}
+
+/* layers[i].out (linear): features out. */
+static int check_layer_out(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, MAX_WIDTH, &cur(m)->out);
+}
+
+/* layers[i].bias (linear): a boolean. */
+static int check_layer_bias(Ctx *c, json_t *v, Model *m) {
+  return get_bool(c, v, &cur(m)->bias);
+}
+
+/* layers[i].init (linear): one of the runtime's schemes. */
+static int check_layer_init(Ctx *c, json_t *v, Model *m) {
+  return get_enum(c, v, "init", init_names, RT_INIT_NSCHEMES, &cur(m)->init);
+}
+
+/* layers[i].eps (norms): > 0. */
+static int check_layer_eps(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &POSITIVE, &cur(m)->norm.eps);
+}
+
+/* layers[i].momentum (batchnorm): in [0, 1], or null (cumulative). */
+static int check_layer_momentum(Ctx *c, json_t *v, Model *m) {
+  cur(m)->norm.cumulative = json_is_null(v);
+  return json_is_null(v) ? 0 : get_real(c, v, &UNIT, &cur(m)->norm.momentum);
+}
+
+/* layers[i].p (dropout): in [0, 1). */
+static int check_layer_p(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &UNIT_OPEN, &cur(m)->p);
+}
+
+/* layers[i].slope (leaky_relu), .alpha (elu): any finite number. */
+static int check_layer_param(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &FINITE, &cur(m)->act.param);
+}
+
+/* Checks across an entry's keys: a linear layer says its width. */
+static int layer_finish(Ctx *c, Model *m) {
+  if (cur(m)->kind != LK_LINEAR || cur(m)->out)
+    return 0;
+  return fail(c, "missing key 'out' (the linear layer's output features)");
+}
+
+#define LK(k) T(LK_##k)
+static const Field layer_fields[] = {
+  {"out",      LK(LINEAR),                  check_layer_out},
+  {"bias",     LK(LINEAR),                  check_layer_bias},
+  {"init",     LK(LINEAR),                  check_layer_init},
+  {"eps",      LK(BATCHNORM) | LK(LAYERNORM), check_layer_eps},
+  {"momentum", LK(BATCHNORM),               check_layer_momentum},
+  {"p",        LK(DROPOUT),                 check_layer_p},
+  {"slope",    T(LK_ACT + ACT_LEAKY),       check_layer_param},
+  {"alpha",    T(LK_ACT + ACT_ELU),         check_layer_param},
+  {NULL, 0, NULL},
+};
+#undef LK
+
+static const Object layer_object = {
+  "layer", layer_kind_names, NLAYER_KINDS, layer_fields, layer_reset, layer_finish,
+};
+
+
+
 /* ---- the top level ---- */
 
 /* Whether s is a valid model name: [A-Za-z0-9_.-]{1,63}. */
@@ -684,6 +764,24 @@ static int check_hidden(Ctx *c, json_t *v, Model *m) {
     leave(c, len);
   }
   m->nhidden = (int)n;
+  return 0;
+}
+
+/* layers: the network as a list of layers, each a kind's name or an
+   object {"type": kind, ...}. */
+static int check_layers(Ctx *c, json_t *v, Model *m) {
+  if (c->flag || !json_is_array(v))
+    return fail(c, "expected an array of layers, got %s", got(c, v));
+  size_t n = json_array_size(v);
+  if (n == 0 || n > MAX_LAYERS)
+    return fail(c, "expected 1 to %d layers, got %zu", MAX_LAYERS, n);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = enter_index(c, i);
+    m->nlayers = (int)i + 1;
+    if (check_tagged(c, json_array_get(v, i), &layer_object, m))
+      return -1;
+    leave(c, len);
+  }
   return 0;
 }
 
@@ -761,6 +859,7 @@ static int check_dtype(Ctx *c, json_t *v, Model *m) {
 static const Field top_fields[] = {
   {"name",        ALL, check_name},
   {"input",       ALL, check_input},
+  {"layers",      ALL, check_layers},
   {"hidden",      ALL, check_hidden},
   {"output",      ALL, check_output},
   {"norm",        ALL, check_norm},
@@ -783,13 +882,16 @@ static const Object top_object = {NULL, NULL, 0, top_fields, NULL, NULL};
 
 /* Trainable parameters: linear weights and biases, norm gamma and beta. */
 static uint64_t count_params(const Model *m) {
+  Spec l[MAX_LAYERS];
+  FeWhere w[MAX_LAYERS];
   uint64_t n = 0, in = (uint64_t)m->input;
-  for (int i = 0; i < m->nhidden; i++) {
-    uint64_t w = (uint64_t)m->hidden[i];
-    n += in * w + w + (m->norm.type != NORM_NONE ? 2 * w : 0);
-    in = w;
+  for (int i = 0, nl = fe_layer_list(m, l, w); i < nl; i++) {
+    if (l[i].kind == LK_LINEAR)
+      n += in * l[i].out + (l[i].bias ? l[i].out : 0), in = l[i].out;
+    if (l[i].kind == LK_BATCHNORM || l[i].kind == LK_LAYERNORM)
+      n += 2 * in;
   }
-  return n + in * (uint64_t)m->output + (uint64_t)m->output;
+  return n;
 }
 
 /* Copies of the parameters the optimizer keeps. */
@@ -816,9 +918,11 @@ static int check_params(Ctx *c, const Model *m) {
 
 /* Refuses a batch whose activations would not fit in sensible memory. */
 static int check_activations(Ctx *c, const Model *m) {
-  uint64_t w = (uint64_t)m->input + (uint64_t)m->output;
-  for (int i = 0; i < m->nhidden; i++)
-    w += (uint64_t)m->hidden[i];
+  Spec l[MAX_LAYERS];
+  FeWhere where[MAX_LAYERS];
+  uint64_t w = (uint64_t)m->input;
+  for (int i = 0, nl = fe_layer_list(m, l, where); i < nl; i++)
+    w += l[i].kind == LK_LINEAR ? (uint64_t)l[i].out : 0;
   if ((uint64_t)m->batch_size * w <= (uint64_t)MAX_ACTIVATIONS)
     return 0;
   size_t n = enter(c, "batch_size");
@@ -831,11 +935,37 @@ static int check_activations(Ctx *c, const Model *m) {
 
 /* BatchNorm cannot train on one sample (PyTorch refuses it). */
 static int check_batchnorm(Ctx *c, const Model *m) {
-  if (m->norm.type != NORM_BATCH || m->batch_size > 1 || m->nhidden == 0)
+  Spec l[MAX_LAYERS];
+  FeWhere w[MAX_LAYERS];
+  int bn = 0;
+  for (int i = 0, nl = fe_layer_list(m, l, w); i < nl; i++)
+    bn |= l[i].kind == LK_BATCHNORM;
+  if (!bn || m->batch_size > 1)
     return 0;
   size_t n = enter(c, "batch_size");
   fail(c, "batchnorm needs at least 2 samples per batch, got %d", m->batch_size);
   leave(c, n);
+  return -1;
+}
+
+/* The shape rule of a layer list: it begins with a linear layer, which
+   reads the input's features, and ends with one, whose outputs are the
+   logits that cross-entropy reads; every other layer keeps its input's
+   width. The last width is the number of classes. */
+static int check_layer_shapes(Ctx *c, Model *m) {
+  int last = m->nlayers - 1;
+  const char *where = m->layers[0].kind != LK_LINEAR ? "first" : "last";
+  int bad = m->layers[0].kind != LK_LINEAR ? 0 : m->layers[last].kind != LK_LINEAR ? last : -1;
+  if (bad < 0) {
+    m->output = m->layers[last].out;
+    return 0;
+  }
+  snprintf(c->path, sizeof c->path, "layers[%d]", bad);
+  fail(c, "the %s layer must be linear (%s), got %s", where,
+       bad ? "its outputs are the logits that cross-entropy reads"
+           : "it reads the input's features",
+       layer_kind_names[m->layers[bad].kind]);
+  c->path[0] = '\0';
   return -1;
 }
 
@@ -881,10 +1011,48 @@ static int check_constants(Ctx *c, const Model *m) {
   return 0;
 }
 
+/* The activations' parameters in a layer list fit the model's dtype. */
+static int check_layer_constants(Ctx *c, const Model *m) {
+  char path[64];
+  for (int i = 0; i < m->nlayers; i++) {
+    const Spec *l = &m->layers[i];
+    const char *key = l->kind == LK_ACT + ACT_ELU ? "alpha" : "slope";
+    if (l->kind != LK_ACT + ACT_ELU && l->kind != LK_ACT + ACT_LEAKY)
+      continue;
+    snprintf(path, sizeof path, "layers[%d].%s", i, key);
+    if (check_fits(c, m, path, key, l->act.param))
+      return -1;
+  }
+  return 0;
+}
+
 /* Checks that involve more than one key. */
 static int check_model(Ctx *c, const Model *m) {
   return check_params(c, m) || check_activations(c, m) || check_batchnorm(c, m) ||
-         check_constants(c, m) ? -1 : 0;
+         check_constants(c, m) || check_layer_constants(c, m) ? -1 : 0;
+}
+
+/* A model gives its network one way: "layers", or the shorthand; with
+   "layers", "output" (when given) agrees with the last layer's width. */
+static int check_form(Ctx *c, json_t *root, Model *m) {
+  static const char *const shorthand[] = {"hidden", "norm", "activation"};
+  json_t *out = json_object_get(root, "output");
+  if (!m->nlayers)
+    return 0;
+  for (int i = 0; i < 3; i++)
+    if (json_object_get(root, shorthand[i])) {
+      enter(c, shorthand[i]);
+      return fail(c, "'%s' is shorthand for a layer list, and the model has \"layers\": "
+                  "give one or the other", shorthand[i]);
+    }
+  if (check_layer_shapes(c, m))
+    return -1;
+  int classes = json_is_integer(out) ? (int)json_integer_value(out) : 0;
+  if (!out || classes == m->output)
+    return 0;
+  enter(c, "output");
+  return fail(c, "%d classes, but the last layer (layers[%d]) has %d outputs; leave "
+              "\"output\" out, or make them agree", classes, m->nlayers - 1, m->output);
 }
 
 #define NO_FILE "<string>"  /* fe_load_string without a file name */
@@ -915,7 +1083,7 @@ static int check_root(Ctx *c, json_t *root, Model *m) {
     return fail(c, "expected a JSON object at the top level, got %s", got(c, root));
   if (check_keys(c, root, &top_object, -1, m))
     return -1;
-  return default_name(c, root, m) || check_model(c, m) ? -1 : 0;
+  return default_name(c, root, m) || check_form(c, root, m) || check_model(c, m) ? -1 : 0;
 }
 
 /* ---- entry points ---- */

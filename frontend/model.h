@@ -10,9 +10,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "../runtime/acts.h"
 #include "../runtime/net.h"
 
 #define MAX_HIDDEN 16   /* hidden layers at most                      */
+#define MAX_LAYERS 64   /* entries of "layers" at most                */
 #define MAX_WIDTH  65536 /* features per layer at most                */
 #define MAX_PATH_LEN 4096
 
@@ -22,15 +24,17 @@
   X(NORM_BATCH, "batchnorm")     \
   X(NORM_LAYER, "layernorm")
 
-/* Activations: X(enum, name, default parameter or 0) */
-#define ACTS(X)                       \
-  X(ACT_TANH,    "tanh",       0)     \
-  X(ACT_RELU,    "relu",       0)     \
-  X(ACT_LEAKY,   "leaky_relu", 0.01)  \
-  X(ACT_SIGMOID, "sigmoid",    0)     \
-  X(ACT_SILU,    "silu",       0)     \
-  X(ACT_GELU,    "gelu",       0)     \
-  X(ACT_ELU,     "elu",        1.0)
+/* Activations: ACTS(X) in runtime/acts.h, X(enum, name, default
+   parameter or 0, formulas...) */
+
+/* The kinds of layer a "layers" list holds, besides the activations
+   (each activation is a layer kind of its own, by its name):
+   X(enum, name) */
+#define LAYER_KINDS(X)              \
+  X(LK_LINEAR,    "linear")         \
+  X(LK_BATCHNORM, "batchnorm")      \
+  X(LK_LAYERNORM, "layernorm")      \
+  X(LK_DROPOUT,   "dropout")
 
 /* Optimizers: X(enum, name) */
 #define OPTS(X)                \
@@ -47,12 +51,15 @@
 #define ENUM1_(e, ...) e,
 enum { NORMS(ENUM1_) NNORMS };
 enum { ACTS(ENUM1_) NACTS };
+/* Layer kinds: LAYER_KINDS, then LK_ACT + ACT_* for each activation. */
+enum { LAYER_KINDS(ENUM1_) LK_ACT, NLAYER_KINDS = LK_ACT + NACTS };
 enum { OPTS(ENUM1_) NOPTS };
 enum { DTYPES(ENUM1_) NDTYPES };
 #undef ENUM1_
 
 extern const char *const norm_names[NNORMS];
 extern const char *const act_names[NACTS];
+extern const char *const layer_kind_names[NLAYER_KINDS]; /* then act_names */
 extern const char *const opt_names[NOPTS];
 extern const char *const dtype_names[NDTYPES];
 extern const char *const init_names[RT_INIT_NSCHEMES];
@@ -83,10 +90,25 @@ typedef struct {
   double beta1, beta2; /* adam                                            */
 } Optim;
 
+/* One entry of "layers", as the model file gives it (docs/model-format.md,
+   "layers"); what does not apply to its kind is left at the defaults. */
+typedef struct {
+  int kind;          /* LK_*                                              */
+  int out;           /* linear: features out                              */
+  int bias;          /* linear: has a bias (true)                         */
+  int init;          /* linear: RT_INIT_*, or -1 for the model's "init"   */
+  Norm norm;         /* batchnorm, layernorm: eps, momentum               */
+  Act act;           /* an activation: its type and parameter             */
+  double p;          /* dropout: the probability of zeroing               */
+} Spec;
+
 typedef struct {
   char file[MAX_PATH_LEN];  /* the model file, for messages              */
   char name[64];            /* [A-Za-z0-9_.-]+                           */
   int input, output;
+  int nlayers;              /* "layers" given: its entries; 0: the
+                               shorthand hidden/norm/activation below    */
+  Spec layers[MAX_LAYERS];
   int nhidden;
   int hidden[MAX_HIDDEN];
   Norm norm;
@@ -119,6 +141,21 @@ void fe_defaults(Model *m);
    the flag's argument; messages name the flag ("--lr: error: ..."). */
 int fe_override(Model *m, const char *flag, const char *key,
                 const char *text, char *err, size_t errlen);
+
+/* frontend/layers.c: the model's layers as one list */
+/* Where a layer of the list came from in the model file. */
+typedef struct {
+  int block;         /* the shorthand's block k, from 1 (fc{k}, norm{k}); 0
+                        for an entry of "layers"                          */
+  const char *key;   /* "layers", "hidden", "norm", "activation", "output" */
+  int index;         /* its index under key, or -1                        */
+} FeWhere;
+/* Writes m's layers to out (MAX_LAYERS at most) and where each came from
+   to where: "layers" as given, or the shorthand lowered (each hidden
+   width: linear → [norm] → activation; then linear(output)). The count. */
+int fe_layer_list(const Model *m, Spec *out, FeWhere *where);
+/* A layer's JSON path: "layers[3]", "hidden[0]", "norm". */
+void fe_where_path(const FeWhere *w, char *buf, size_t size);
 
 /* frontend/alloc.c: every allocation of the frontend and the code
    generator, Jansson's included, so that tests can fail each in turn. */

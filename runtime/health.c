@@ -93,7 +93,7 @@ int rt_health_alloc(RtHealth *h, const RtNet *net) {
   }
   int i = 0;
   for (int l = 0; l < net->nhidden; l++) {
-    snprintf(h->names[l], sizeof h->names[l], "hidden%d", l + 1);
+    snprintf(h->names[l], sizeof h->names[l], "%s", net->health_names[l]);
     for (int f = 0; f < RT_NLAYER_FIGURES; f++)
       rth_row(h, i++, h->names[l], rth_layer_names[f]);
   }
@@ -149,8 +149,10 @@ void rt_health_probe(RtHealth *h, const RtNet *net, int n, const unsigned char *
                      const unsigned char *y) {
   int nl = net->nhidden * RT_NLAYER_FIGURES;
   net->health(n, x, y, h->values);
-  for (int i = 0; i < nl; i++)
-    rth_set(&h->rows[i], h->values[i], net->health_na >> (i % RT_NLAYER_FIGURES) & 1);
+  for (int i = 0; i < nl; i++) {
+    int na = net->health_na[i / RT_NLAYER_FIGURES];
+    rth_set(&h->rows[i], h->values[i], na >> (i % RT_NLAYER_FIGURES) & 1);
+  }
   RtFigure *row = h->rows + nl;
   int r = 0;
   for (int k = 0; k < net->ntensors; k++) {

@@ -39,7 +39,9 @@ typedef float real;
 #endif
 
 #define ENTRY_(name) {#name SUFFIX, (KernelFn)name},
+#define ACT_ENTRY_(e, name, ...) ENTRY_(act_##name) ENTRY_(act_##name##_back)
 const RtKernel KERNEL_TABLE[] = {
   RT_KERNELS(ENTRY_)
+  ACTS(ACT_ENTRY_)
   {0, 0},
 };

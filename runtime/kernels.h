@@ -33,6 +33,21 @@
 #define MAC(acc, a, b) ((acc) + (a) * (b))
 #endif
 
+/* SplitMix64's output function (Steele, Lea and Flood, 2014). */
+static inline unsigned long long mm_mix64(unsigned long long z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* The key of a dropout layer's masks (drop_forward) in one training step:
+   a hash of the run's seed, the number of steps taken before this one and
+   the layer's index in the model (docs/backends.md, "Dropout masks"). */
+static inline unsigned long long drop_key(unsigned long long seed, long long step, int layer) {
+  return mm_mix64(mm_mix64(mm_mix64(seed) ^ (unsigned long long)step) ^
+                  (unsigned long long)layer);
+}
+
 #ifdef MLPC_KERNEL_PROTOTYPES
 #ifdef MLPC_FMA /* the fma copies are bound under these names */
 #define mm_load mm_load_fma
@@ -46,6 +61,8 @@
 #define opt_adam opt_adam_fma
 #define bn_forward bn_forward_fma
 #define bn_backward bn_backward_fma
+#define drop_forward drop_forward_fma
+#define drop_backward drop_backward_fma
 #define act_tanh act_tanh_fma
 #define act_tanh_back act_tanh_back_fma
 #define act_relu act_relu_fma
@@ -76,20 +93,15 @@ void bn_forward(int n, int C, int train, double m, double eps, const real *x,
 void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gamma,
                  const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
                  real *dbeta, real *dx);
-void act_tanh(int len, const real *x, real *y, real p);
-void act_tanh_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
-void act_relu(int len, const real *x, real *y, real p);
-void act_relu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
-void act_leaky_relu(int len, const real *x, real *y, real p);
-void act_leaky_relu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
-void act_sigmoid(int len, const real *x, real *y, real p);
-void act_sigmoid_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
-void act_silu(int len, const real *x, real *y, real p);
-void act_silu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
-void act_gelu(int len, const real *x, real *y, real p);
-void act_gelu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
-void act_elu(int len, const real *x, real *y, real p);
-void act_elu_back(int len, const real *x, const real *y, const real *g, real *dx, real p);
+#define ACT_PROTOTYPES_(e, name, ...)                                        \
+  void act_##name(int len, const real *x, real *y, real p);                   \
+  void act_##name##_back(int len, const real *x, const real *y, const real *g, \
+                         real *dx, real p);
+ACTS(ACT_PROTOTYPES_)
+#undef ACT_PROTOTYPES_
+void drop_forward(int len, const real *x, real *y, real *mask, unsigned long long key,
+                  double p, real scale);
+void drop_backward(int len, const real *dy, const real *mask, real *dx);
 double xent_forward(int n, int K, const real *z, const unsigned char *y, real *lse,
                     real *e, long *correct);
 void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
@@ -419,14 +431,15 @@ MM_INLINE void mm_xw_rows(int n, int ni, int ob, const real *x, int ldx, const r
                 y + (long)r * ldy);
 }
 
-/* y = x·wt + b: x (n, I), wt (I, O), b (O), y (n, O). For each block of
+/* y = x·wt + b: x (n, I), wt (I, O), b (O) or null (no bias: 0), y (n, O).
+   For each block of
    64 columns of x (and so 64 rows of wt, which stay in cache), each
    block of MM_OB columns of y: the nonzeros of each row. */
 MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b,
                        real *y) {
   for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
-      y[(long)r * O + o] = b[o];
+      y[(long)r * O + o] = b ? b[o] : (real)0;
   for (int i0 = 0; i0 < I; i0 += 64)
     for (int o0 = 0; o0 < O; o0 += MM_OB) {
       int ni = MM_MIN(64, I - i0);
@@ -866,107 +879,58 @@ MM_INLINE real mm_exp(real x) {
   return sizeof(real) == 4 ? (real)rm_expf((float)x) : (real)EXP(x);
 }
 
-/* Every activation, forward (y from x) and backward (dx from x, y and
-   the upstream gradient g) over len elements, each the expression that
-   codegen/emit.c's act_code gives (and inference C computes); p is the
-   activation's parameter (leaky_relu's slope, elu's alpha). Kernels, so
-   that tcc's code does not run these loops itself, with mm_exp (and for
-   float tanh rm_tanhf), so that gcc vectorises them. */
-
-/* y = tanh(x): runtime/rmath.h's for float, the C library's for double. */
-MLPC_KERNEL void act_tanh(int len, const real *x, real *y, real p) {
-  (void)p;
-  for (int i = 0; i < len; i++)
-    y[i] = sizeof(real) == 4 ? (real)rm_tanhf((float)x[i]) : (real)TANH(x[i]);
+/* tanh: runtime/rmath.h's for float, the C library's for double. */
+MM_INLINE real mm_tanh(real x) {
+  return sizeof(real) == 4 ? (real)rm_tanhf((float)x) : (real)TANH(x);
 }
 
-MLPC_KERNEL void act_tanh_back(int len, const real *x, const real *y, const real *g,
-                               real *dx, real p) {
-  (void)x, (void)p;
-  for (int i = 0; i < len; i++)
-    dx[i] = g[i] * ((real)1 - y[i] * y[i]);
-}
+/* Every activation of runtime/acts.h, forward (y from x) and backward
+   (dx from x, y and the upstream gradient g) over len elements, each
+   computing its row's formula, the very text inference C computes; p is
+   the activation's parameter (leaky_relu's slope, elu's alpha). Kernels,
+   so that tcc's code does not run these loops itself, with mm_exp and
+   mm_tanh, so that gcc vectorises them. relu and leaky_relu take the
+   x <= 0 side's gradient at 0. */
+#define ACT_KERNELS_(e, name, dflt, fwd, bwd, ...)                                       \
+  MLPC_KERNEL void act_##name(int len, const real *xs, real *ys, real p) {               \
+    (void)p;                                                                             \
+    for (int i = 0; i < len; i++) {                                                      \
+      real x = xs[i];                                                                    \
+      ys[i] = fwd;                                                                       \
+    }                                                                                    \
+  }                                                                                      \
+  MLPC_KERNEL void act_##name##_back(int len, const real *xs, const real *ys,            \
+                                     const real *gs, real *dx, real p) {                 \
+    (void)xs, (void)ys, (void)p;                                                         \
+    for (int i = 0; i < len; i++) {                                                      \
+      real x = xs[i], y = ys[i], g = gs[i];                                              \
+      (void)x, (void)y;                                                                  \
+      dx[i] = bwd;                                                                       \
+    }                                                                                    \
+  }
+ACTS(ACT_KERNELS_)
+#undef ACT_KERNELS_
 
-/* relu and leaky_relu take the x <= 0 side's gradient at 0. */
-MLPC_KERNEL void act_relu(int len, const real *x, real *y, real p) {
-  (void)p;
-  for (int i = 0; i < len; i++)
-    y[i] = x[i] > 0 ? x[i] : (real)0;
-}
+/* ---- dropout ---- */
 
-MLPC_KERNEL void act_relu_back(int len, const real *x, const real *y, const real *g,
-                               real *dx, real p) {
-  (void)y, (void)p;
-  for (int i = 0; i < len; i++)
-    dx[i] = x[i] > 0 ? g[i] : (real)0;
-}
-
-MLPC_KERNEL void act_leaky_relu(int len, const real *x, real *y, real p) {
-  for (int i = 0; i < len; i++)
-    y[i] = x[i] > 0 ? x[i] : p * x[i];
-}
-
-MLPC_KERNEL void act_leaky_relu_back(int len, const real *x, const real *y, const real *g,
-                                     real *dx, real p) {
-  (void)y;
-  for (int i = 0; i < len; i++)
-    dx[i] = x[i] > 0 ? g[i] : g[i] * p;
-}
-
-MLPC_KERNEL void act_sigmoid(int len, const real *x, real *y, real p) {
-  (void)p;
-  for (int i = 0; i < len; i++)
-    y[i] = (real)1 / ((real)1 + mm_exp(-x[i]));
-}
-
-MLPC_KERNEL void act_sigmoid_back(int len, const real *x, const real *y, const real *g,
-                                  real *dx, real p) {
-  (void)x, (void)p;
-  for (int i = 0; i < len; i++)
-    dx[i] = g[i] * ((real)1 - y[i]) * y[i];
-}
-
-MLPC_KERNEL void act_silu(int len, const real *x, real *y, real p) {
-  (void)p;
-  for (int i = 0; i < len; i++)
-    y[i] = x[i] / ((real)1 + mm_exp(-x[i]));
-}
-
-MLPC_KERNEL void act_silu_back(int len, const real *x, const real *y, const real *g,
-                               real *dx, real p) {
-  (void)y, (void)p;
+/* Training mode over len elements: element i is kept when u, the i-th
+   draw of a SplitMix64 generator started at key (drop_key) as a double
+   of 53 random bits in [0, 1), is >= p, so with probability 1 - p, as
+   PyTorch's bernoulli_(1 - p); then mask[i] = scale, PyTorch's 1 / (1 - p)
+   in real, else 0; and y = x * mask, as PyTorch's input * noise. */
+MLPC_KERNEL void drop_forward(int len, const real *x, real *y, real *mask,
+                              unsigned long long key, double p, real scale) {
   for (int i = 0; i < len; i++) {
-    real s = (real)1 / ((real)1 + mm_exp(-x[i]));
-    dx[i] = g[i] * s * ((real)1 + x[i] * ((real)1 - s));
+    unsigned long long z = mm_mix64(key + (unsigned long long)(i + 1) * 0x9e3779b97f4a7c15ULL);
+    mask[i] = (double)(z >> 11) * 0x1p-53 >= p ? scale : (real)0;
+    y[i] = x[i] * mask[i];
   }
 }
 
-/* gelu, the exact (erf) form. */
-MLPC_KERNEL void act_gelu(int len, const real *x, real *y, real p) {
-  (void)p;
+/* dx = dy * mask, the mask of the forward pass. */
+MLPC_KERNEL void drop_backward(int len, const real *dy, const real *mask, real *dx) {
   for (int i = 0; i < len; i++)
-    y[i] = x[i] * (real)0.5 * ((real)1 + ERF(x[i] * (real)M_SQRT1_2));
-}
-
-MLPC_KERNEL void act_gelu_back(int len, const real *x, const real *y, const real *g,
-                               real *dx, real p) {
-  (void)y, (void)p;
-  for (int i = 0; i < len; i++)
-    dx[i] = g[i] * ((real)0.5 * ((real)1 + ERF(x[i] * (real)M_SQRT1_2)) +
-                    x[i] * mm_exp((real)-0.5 * x[i] * x[i]) *
-                      (real)(M_2_SQRTPI * M_SQRT1_2 * 0.5));
-}
-
-MLPC_KERNEL void act_elu(int len, const real *x, real *y, real p) {
-  for (int i = 0; i < len; i++)
-    y[i] = x[i] > 0 ? x[i] : p * (mm_exp(x[i]) - (real)1);
-}
-
-MLPC_KERNEL void act_elu_back(int len, const real *x, const real *y, const real *g,
-                              real *dx, real p) {
-  (void)y;
-  for (int i = 0; i < len; i++)
-    dx[i] = x[i] > 0 ? g[i] : g[i] * p * mm_exp(x[i]);
+    dx[i] = dy[i] * mask[i];
 }
 
 /* ---- the loss: cross-entropy through log-sum-exp ---- */

@@ -39,6 +39,8 @@ enum {
   RT_BUF_ONE,   /* buffer starting at 1 (running_var)                   */
   RT_STATE,     /* optimizer state: 0 at start, never saved             */
   RT_GRAD,      /* gradient of the tensor before it ("NAME.grad")       */
+  RT_SEED,      /* the run's seed, for dropout's masks: set by rt_init,
+                   never saved                                           */
 };
 
 /* Element types. */
@@ -70,6 +72,8 @@ typedef struct {
   void *data;
   int transposed;    /* 2-D, stored as its transpose: element (i, j) of
                         the (rows, cols) tensor at data[j * rows + i]     */
+  int init;          /* RT_INIT_*: how rt_init draws a parameter (the
+                        layer's "init", or the model's)                   */
 } RtTensor;
 
 typedef struct {
@@ -77,7 +81,7 @@ typedef struct {
   int input, output;     /* features in, classes out                      */
   int batch;             /* largest batch the step accepts                */
   int dtype;             /* RT_F32 or RT_F64                              */
-  int init;              /* RT_INIT_*                                     */
+  int init;              /* RT_INIT_*: the model's (each tensor has its own) */
   int rng;               /* RT_RNG_*: who draws the initial weights       */
   int has_batchnorm;     /* a one-sample training batch is skipped        */
   int ntensors;
@@ -96,14 +100,19 @@ typedef struct {
      the loss and leaves the gradients in the "d"-named tensors. */
   double (*grad)(int n, const unsigned char *x, const unsigned char *y);
   /* Health figures on a probe batch of n <= batch samples: forward and
-     backward in training mode, then RT_NLAYER_FIGURES values per hidden
-     layer into out (nhidden * RT_NLAYER_FIGURES), NAN for those in
-     health_na. The probe's gradients are left in the "d"-named tensors;
-     parameters, buffers and optimizer state are left exactly as they were. */
+     backward in training mode, then RT_NLAYER_FIGURES values per
+     activation layer into out (nhidden * RT_NLAYER_FIGURES), NAN for those
+     in its health_na. The probe's gradients are left in the "d"-named
+     tensors; parameters, buffers and optimizer state are left exactly as
+     they were. */
   void (*health)(int n, const unsigned char *x, const unsigned char *y, double *out);
-  int nhidden;           /* hidden layers                                 */
-  int health_na;         /* bit 1 << RT_SATURATED ...: figures the model's
-                            activation does not define                    */
+  int nhidden;           /* activation layers, which have health figures  */
+  const char *const *health_names; /* each one's name: "hidden1" ... (the
+                            shorthand's blocks), or "layers[2]" ...        */
+  const int *health_na;  /* each one's bits 1 << RT_SATURATED ...: figures
+                            its activation does not define                */
+  int sequential;        /* a "layers" list: "rng": "torch" draws every
+                            parameter in one pass, in nn.Sequential's order */
 } RtNet;
 
 #endif

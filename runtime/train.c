@@ -87,9 +87,9 @@ static double train_const_value(const RtTensor *t) {
   return t->kind == RT_GAMMA || t->kind == RT_BUF_ONE ? 1 : 0;
 }
 
-/* Draws the initial parameters, tensor by tensor in table order (or as
-   PyTorch would, under "rng": "torch"), and resets buffers, gradients and
-   optimizer state. */
+/* Draws the initial parameters, tensor by tensor in table order, each by
+   its own scheme (or as PyTorch would, under "rng": "torch"), resets
+   buffers, gradients and optimizer state, and keeps the seed (RT_SEED). */
 void rt_init(const RtNet *net, uint64_t seed) {
   RtRng rng;
   int torch = net->rng == RT_RNG_TORCH;
@@ -98,7 +98,9 @@ void rt_init(const RtNet *net, uint64_t seed) {
     const RtTensor *t = &net->tensors[k];
     long n = train_numel(t);
     for (long i = 0; i < n; i++)
-      train_store(t, i, torch ? train_const_value(t) : train_init_value(net->init, t, &rng));
+      train_store(t, i, torch ? train_const_value(t) : train_init_value(t->init, t, &rng));
+    if (t->kind == RT_SEED)
+      *(long long *)t->data = (long long)seed;
   }
   if (torch)
     rt_trng_init(net, seed);

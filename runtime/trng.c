@@ -296,21 +296,24 @@ static double trng_std(int scheme, const RtTensor *w) {
   return 1.0 * sqrt(2.0 / (double)(w->fan_in + w->fan_out));
 }
 
-/* The init function after construction. normal: every parameter N(0, 1)
-   in model.parameters() order, the Linear layers' then the norms'.
+/* The init functions after construction, each tensor by its scheme.
+   normal: every parameter N(0, 1) in model.parameters() order; in the
+   shorthand's module (net->sequential 0) the Linear layers' come first,
+   then the norms'; in nn.Sequential's, layer after layer.
    kaiming_normal, xavier_normal: each weight in turn (biases stay 0). */
 static void trng_scheme(RtTorchRng *r, const RtNet *net) {
-  for (int pass = 0; pass < 2; pass++)
+  for (int pass = 0; pass < (net->sequential ? 1 : 2); pass++)
     for (int k = 0; k < net->ntensors; k++) {
       const RtTensor *t = &net->tensors[k];
       int linear = t->kind == RT_WEIGHT || t->kind == RT_BIAS;
       int norm = t->kind == RT_GAMMA || t->kind == RT_BETA;
+      int now = net->sequential ? linear || norm : pass ? norm : linear;
       double std = -1;
-      if (net->init == RT_INIT_NORMAL && (pass ? norm : linear))
+      if (t->init == RT_INIT_NORMAL && now)
         std = 1.0;
-      if ((net->init == RT_INIT_KAIMING || net->init == RT_INIT_XAVIER) && !pass &&
+      if ((t->init == RT_INIT_KAIMING || t->init == RT_INIT_XAVIER) && now &&
           t->kind == RT_WEIGHT)
-        std = trng_std(net->init, t);
+        std = trng_std(t->init, t);
       if (std < 0)
         continue;
       void *rows = trng_rows(t);
@@ -320,18 +323,17 @@ static void trng_scheme(RtTorchRng *r, const RtNet *net) {
 }
 
 /* Draws the parameters as torch.manual_seed(seed), the module's
-   construction and the init function would; leaves everything else. */
+   construction and the init functions would; leaves everything else. */
 void rt_trng_init(const RtNet *net, uint64_t seed) {
   RtTorchRng r;
   rt_trng_seed(&r, seed);
   for (int k = 0; k < net->ntensors; k++)
     if (net->tensors[k].kind == RT_WEIGHT)
       trng_linear(&r, net, &net->tensors[k]);
-  if (net->init != RT_INIT_TORCH_DEFAULT)
-    for (int k = 0; k < net->ntensors; k++) {
-      const RtTensor *t = &net->tensors[k];
-      if (t->kind == RT_BIAS && net->init != RT_INIT_NORMAL)
-        memset(t->data, 0, (size_t)trng_numel(t) * (t->dtype == RT_F32 ? 4 : 8));
-    }
+  for (int k = 0; k < net->ntensors; k++) {
+    const RtTensor *t = &net->tensors[k];
+    if (t->kind == RT_BIAS && (t->init == RT_INIT_KAIMING || t->init == RT_INIT_XAVIER))
+      memset(t->data, 0, (size_t)trng_numel(t) * (t->dtype == RT_F32 ? 4 : 8));
+  }
   trng_scheme(&r, net);
 }

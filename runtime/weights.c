@@ -25,7 +25,9 @@ static const char *const st_dtypes[] = {[RT_F32] = "F32", [RT_F64] = "F64", [RT_
 static const int st_sizes[] = {[RT_F32] = 4, [RT_F64] = 8, [RT_I64] = 8};
 
 /* Whether a tensor belongs in a weight file: parameters and buffers. */
-static int saved(const RtTensor *t) { return t->kind != RT_GRAD && t->kind != RT_STATE; }
+static int saved(const RtTensor *t) {
+  return t->kind != RT_GRAD && t->kind != RT_STATE && t->kind != RT_SEED;
+}
 
 /* Elements of t; a counter (I64) is a scalar of shape []. */
 static long numel(const RtTensor *t) {

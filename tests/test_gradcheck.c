@@ -63,7 +63,7 @@ static unsigned char x[BATCH * IN], y[BATCH]; /* the fixed batch        */
 /* The activation's default parameter (leaky_relu's slope, elu's alpha). */
 static double act_default(int act) {
   static const double dflt[NACTS] = {
-#define DFLT_(e, s, d) d,
+#define DFLT_(e, s, d, ...) d,
     ACTS(DFLT_)
 #undef DFLT_
   };

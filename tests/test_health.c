@@ -173,7 +173,7 @@ static void check_hand_case(const HandCase *c) {
   for (int f = 0; f < 4; f++)
     close_to(fig[f], out[f], want[f]);
   int na_sat = isnan(c->saturated), na_dead = isnan(c->dead);
-  assert_int_equal(net->health_na, na_sat << RT_SATURATED | na_dead << RT_DEAD);
+  assert_int_equal(net->health_na[0], na_sat << RT_SATURATED | na_dead << RT_DEAD);
   assert_int_equal(net->nhidden, 1);
   if (na_sat)
     assert_true(isnan(out[RT_SATURATED]));

@@ -40,12 +40,12 @@ typedef struct {
 static Net *make_net(int dt, int init, int rng) {
   Net *n = calloc(1, sizeof *n);
   int sz = dt == RT_F32 ? 4 : 8;
-  n->t[0] = (RtTensor){"fc1.weight", RT_WEIGHT, dt, 2, {OUT, IN}, IN, OUT, calloc(N, sz), 0};
-  n->t[1] = (RtTensor){"fc1.bias", RT_BIAS, dt, 1, {OUT, 0}, IN, OUT, calloc(OUT, sz), 0};
-  n->t[2] = (RtTensor){"norm1.weight", RT_GAMMA, dt, 1, {OUT, 0}, 0, 0, calloc(OUT, sz), 0};
-  n->t[3] = (RtTensor){"norm1.bias", RT_BETA, dt, 1, {OUT, 0}, 0, 0, calloc(OUT, sz), 0};
-  n->t[4] = (RtTensor){"norm1.running_var", RT_BUF_ONE, dt, 1, {OUT, 0}, 0, 0, calloc(OUT, sz), 0};
-  n->t[5] = (RtTensor){"fc1.weight.grad", RT_GRAD, dt, 2, {OUT, IN}, 0, 0, malloc((size_t)N * sz), 0};
+  n->t[0] = (RtTensor){"fc1.weight", RT_WEIGHT, dt, 2, {OUT, IN}, IN, OUT, calloc(N, sz), 0, init};
+  n->t[1] = (RtTensor){"fc1.bias", RT_BIAS, dt, 1, {OUT, 0}, IN, OUT, calloc(OUT, sz), 0, init};
+  n->t[2] = (RtTensor){"norm1.weight", RT_GAMMA, dt, 1, {OUT, 0}, 0, 0, calloc(OUT, sz), 0, init};
+  n->t[3] = (RtTensor){"norm1.bias", RT_BETA, dt, 1, {OUT, 0}, 0, 0, calloc(OUT, sz), 0, init};
+  n->t[4] = (RtTensor){"norm1.running_var", RT_BUF_ONE, dt, 1, {OUT, 0}, 0, 0, calloc(OUT, sz), 0, init};
+  n->t[5] = (RtTensor){"fc1.weight.grad", RT_GRAD, dt, 2, {OUT, IN}, 0, 0, malloc((size_t)N * sz), 0, init};
   memset(n->t[5].data, 0x7f, (size_t)N * sz);
   n->net = (RtNet){.name = "stat", .input = IN, .output = OUT, .batch = 1, .dtype = dt,
                    .init = init, .rng = rng, .ntensors = 6, .tensors = n->t};
@@ -188,7 +188,7 @@ static RtNet *draw_net(RtTensor *t, char names[][32]) {
       RtTensor *x = &t[p * NDRAWS + i];
       snprintf(names[p * NDRAWS + i], 32, "%s.%s", p ? "f64" : "f32", draws[i].name);
       *x = (RtTensor){names[p * NDRAWS + i], RT_WEIGHT, p ? RT_F64 : RT_F32, 1,
-                      {draws[i].n, 0}, 0, 0, calloc(draws[i].n, 8), 0};
+                      {draws[i].n, 0}, 0, 0, calloc(draws[i].n, 8), 0, 0};
     }
   net = (RtNet){.name = "torch_rng", .ntensors = 2 * NDRAWS, .tensors = t};
   return &net;

@@ -19,7 +19,7 @@
 static float w1[5 * 6], b1[5], g1[5], be1[5], rm1[5], rv1[5], dw1[5 * 6], w2[3 * 5], b2[3];
 static long long nbt[1];
 
-#define T(name, kind, dtype, ndim, r, c, data) {name, kind, dtype, ndim, {r, c}, 6, 5, data, 0}
+#define T(name, kind, dtype, ndim, r, c, data) {name, kind, dtype, ndim, {r, c}, 6, 5, data, 0, 0}
 static RtTensor tensors[] = {
   T("fc1.weight", RT_WEIGHT, RT_F32, 2, 5, 6, w1),
   T("fc1.bias", RT_BIAS, RT_F32, 1, 5, 0, b1),

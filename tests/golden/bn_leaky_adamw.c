@@ -97,11 +97,11 @@ static void norm1_backward(int n) {
 
 /* leaky_relu1: leaky_relu, (B, 48) -> (B, 48) */
 static void leaky_relu1_forward(int n) {
-  act_leaky_relu(n * 48, norm1_out, leaky_relu1_out, R(0x1.47ae147ae147bp-7)); /* x > 0 ? x : P * x */
+  act_leaky_relu(n * 48, norm1_out, leaky_relu1_out, R(0x1.47ae147ae147bp-7)); /* y = x > 0 ? x : p * x */
 }
 
 static void leaky_relu1_backward(int n) {
-  act_leaky_relu_back(n * 48, norm1_out, leaky_relu1_out, dleaky_relu1_out, dnorm1_out, R(0x1.47ae147ae147bp-7)); /* x > 0 ? g : g * P */
+  act_leaky_relu_back(n * 48, norm1_out, leaky_relu1_out, dleaky_relu1_out, dnorm1_out, R(0x1.47ae147ae147bp-7)); /* dx = x > 0 ? g : g * p */
 }
 
 /* fc2: Linear(48, 24), (B, 48) -> (B, 24) */
@@ -131,11 +131,11 @@ static void norm2_backward(int n) {
 
 /* leaky_relu2: leaky_relu, (B, 24) -> (B, 24) */
 static void leaky_relu2_forward(int n) {
-  act_leaky_relu(n * 24, norm2_out, leaky_relu2_out, R(0x1.47ae147ae147bp-7)); /* x > 0 ? x : P * x */
+  act_leaky_relu(n * 24, norm2_out, leaky_relu2_out, R(0x1.47ae147ae147bp-7)); /* y = x > 0 ? x : p * x */
 }
 
 static void leaky_relu2_backward(int n) {
-  act_leaky_relu_back(n * 24, norm2_out, leaky_relu2_out, dleaky_relu2_out, dnorm2_out, R(0x1.47ae147ae147bp-7)); /* x > 0 ? g : g * P */
+  act_leaky_relu_back(n * 24, norm2_out, leaky_relu2_out, dleaky_relu2_out, dnorm2_out, R(0x1.47ae147ae147bp-7)); /* dx = x > 0 ? g : g * p */
 }
 
 /* fc3: Linear(24, 10), (B, 24) -> (B, 10) */
@@ -248,12 +248,11 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
   *std = sqrt(ss / len);
 }
 
-/* The figures of one hidden layer from its activation's input (pre)
-   and output (post), both (n, C), in RT_LAYER_FIGURES order.
-   leaky_relu: saturation is not defined;
+/* The figures of a leaky_relu layer from its input (pre) and output (post),
+   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
    a unit is dead when x <= 0 on every sample. */
-static void health_layer(int n, int C, const real *pre, const real *post,
-                         double *out) {
+static void health_leaky_relu(int n, int C, const real *pre, const real *post,
+                        double *out) {
   health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
   health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
@@ -306,65 +305,71 @@ static void health_restore_buffers(void) {
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, BatchNorm's buffers put back, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
-  health_layer(n, 48, norm1_out, leaky_relu1_out, out + 0); /* hidden1 */
-  health_layer(n, 24, norm2_out, leaky_relu2_out, out + 6); /* hidden2 */
+  health_leaky_relu(n, 48, norm1_out, leaky_relu1_out, out + 0); /* hidden1 */
+  health_leaky_relu(n, 24, norm2_out, leaky_relu2_out, out + 6); /* hidden2 */
 }
 
 static RtTensor tensors[47] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {48, 784}, 784, 48, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {48, 0}, 784, 48, fc1_bias, 0},
-  {"norm1.weight", RT_GAMMA, RT_F32, 1, {48, 0}, 0, 0, norm1_weight, 0},
-  {"norm1.bias", RT_BETA, RT_F32, 1, {48, 0}, 0, 0, norm1_bias, 0},
-  {"norm1.running_mean", RT_BUF_ZERO, RT_F32, 1, {48, 0}, 0, 0, norm1_running_mean, 0},
-  {"norm1.running_var", RT_BUF_ONE, RT_F32, 1, {48, 0}, 0, 0, norm1_running_var, 0},
-  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {24, 48}, 48, 24, fc2_weight, 1},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {24, 0}, 48, 24, fc2_bias, 0},
-  {"norm2.weight", RT_GAMMA, RT_F32, 1, {24, 0}, 0, 0, norm2_weight, 0},
-  {"norm2.bias", RT_BETA, RT_F32, 1, {24, 0}, 0, 0, norm2_bias, 0},
-  {"norm2.running_mean", RT_BUF_ZERO, RT_F32, 1, {24, 0}, 0, 0, norm2_running_mean, 0},
-  {"norm2.running_var", RT_BUF_ONE, RT_F32, 1, {24, 0}, 0, 0, norm2_running_var, 0},
-  {"norm2.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm2_num_batches_tracked, 0},
-  {"fc3.weight", RT_WEIGHT, RT_F32, 2, {10, 24}, 24, 10, fc3_weight, 1},
-  {"fc3.bias", RT_BIAS, RT_F32, 1, {10, 0}, 24, 10, fc3_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {48, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.weight.exp_avg", RT_STATE, RT_F32, 2, {48, 784}, 0, 0, fc1_weight_exp_avg, 1},
-  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {48, 784}, 0, 0, fc1_weight_exp_avg_sq, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dfc1_bias, 0},
-  {"fc1.bias.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, fc1_bias_exp_avg, 0},
-  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, fc1_bias_exp_avg_sq, 0},
-  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dnorm1_weight, 0},
-  {"norm1.weight.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_weight_exp_avg, 0},
-  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_weight_exp_avg_sq, 0},
-  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dnorm1_bias, 0},
-  {"norm1.bias.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_bias_exp_avg, 0},
-  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_bias_exp_avg_sq, 0},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {24, 48}, 0, 0, dfc2_weight, 1},
-  {"fc2.weight.exp_avg", RT_STATE, RT_F32, 2, {24, 48}, 0, 0, fc2_weight_exp_avg, 1},
-  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {24, 48}, 0, 0, fc2_weight_exp_avg_sq, 1},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dfc2_bias, 0},
-  {"fc2.bias.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc2_bias_exp_avg, 0},
-  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc2_bias_exp_avg_sq, 0},
-  {"norm2.weight.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dnorm2_weight, 0},
-  {"norm2.weight.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_weight_exp_avg, 0},
-  {"norm2.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_weight_exp_avg_sq, 0},
-  {"norm2.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dnorm2_bias, 0},
-  {"norm2.bias.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_bias_exp_avg, 0},
-  {"norm2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_bias_exp_avg_sq, 0},
-  {"fc3.weight.grad", RT_GRAD, RT_F32, 2, {10, 24}, 0, 0, dfc3_weight, 1},
-  {"fc3.weight.exp_avg", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc3_weight_exp_avg, 1},
-  {"fc3.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc3_weight_exp_avg_sq, 1},
-  {"fc3.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc3_bias, 0},
-  {"fc3.bias.exp_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc3_bias_exp_avg, 0},
-  {"fc3.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc3_bias_exp_avg_sq, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {48, 784}, 784, 48, fc1_weight, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {48, 0}, 784, 48, fc1_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.weight", RT_GAMMA, RT_F32, 1, {48, 0}, 0, 0, norm1_weight, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.bias", RT_BETA, RT_F32, 1, {48, 0}, 0, 0, norm1_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.running_mean", RT_BUF_ZERO, RT_F32, 1, {48, 0}, 0, 0, norm1_running_mean, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.running_var", RT_BUF_ONE, RT_F32, 1, {48, 0}, 0, 0, norm1_running_var, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {24, 48}, 48, 24, fc2_weight, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {24, 0}, 48, 24, fc2_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.weight", RT_GAMMA, RT_F32, 1, {24, 0}, 0, 0, norm2_weight, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.bias", RT_BETA, RT_F32, 1, {24, 0}, 0, 0, norm2_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.running_mean", RT_BUF_ZERO, RT_F32, 1, {24, 0}, 0, 0, norm2_running_mean, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.running_var", RT_BUF_ONE, RT_F32, 1, {24, 0}, 0, 0, norm2_running_var, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm2_num_batches_tracked, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc3.weight", RT_WEIGHT, RT_F32, 2, {10, 24}, 24, 10, fc3_weight, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc3.bias", RT_BIAS, RT_F32, 1, {10, 0}, 24, 10, fc3_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {48, 784}, 0, 0, dfc1_weight, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc1.weight.exp_avg", RT_STATE, RT_F32, 2, {48, 784}, 0, 0, fc1_weight_exp_avg, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {48, 784}, 0, 0, fc1_weight_exp_avg_sq, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dfc1_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc1.bias.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, fc1_bias_exp_avg, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, fc1_bias_exp_avg_sq, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dnorm1_weight, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.weight.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_weight_exp_avg, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_weight_exp_avg_sq, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {48, 0}, 0, 0, dnorm1_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.bias.exp_avg", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_bias_exp_avg, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {48, 0}, 0, 0, norm1_bias_exp_avg_sq, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {24, 48}, 0, 0, dfc2_weight, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc2.weight.exp_avg", RT_STATE, RT_F32, 2, {24, 48}, 0, 0, fc2_weight_exp_avg, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {24, 48}, 0, 0, fc2_weight_exp_avg_sq, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dfc2_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc2.bias.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc2_bias_exp_avg, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc2_bias_exp_avg_sq, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.weight.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dnorm2_weight, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.weight.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_weight_exp_avg, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_weight_exp_avg_sq, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dnorm2_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.bias.exp_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_bias_exp_avg, 0, RT_INIT_TORCH_DEFAULT},
+  {"norm2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, norm2_bias_exp_avg_sq, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc3.weight.grad", RT_GRAD, RT_F32, 2, {10, 24}, 0, 0, dfc3_weight, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc3.weight.exp_avg", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc3_weight_exp_avg, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc3.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc3_weight_exp_avg_sq, 1, RT_INIT_TORCH_DEFAULT},
+  {"fc3.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc3_bias, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc3.bias.exp_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc3_bias_exp_avg, 0, RT_INIT_TORCH_DEFAULT},
+  {"fc3.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc3_bias_exp_avg_sq, 0, RT_INIT_TORCH_DEFAULT},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_TORCH_DEFAULT},
 };
+
+static const char *const health_names[2] = {"hidden1", "hidden2"};
+static const int health_na[2] = {
+  1 << RT_SATURATED,
+  1 << RT_SATURATED,
+}; /* the figures each does not define */
 
 static const RtNet net = {
   .name = "bn_leaky_adamw",
@@ -381,7 +386,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 2,
-  .health_na = 1 << RT_SATURATED,
+  .health_names = health_names,
+  .health_na = health_na,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -64,11 +64,11 @@ static void norm1_backward(int n) {
 
 /* relu1: relu, (B, 128) -> (B, 128) */
 static void relu1_forward(int n) {
-  act_relu(n * 128, norm1_out, relu1_out, R(0)); /* x > 0 ? x : R(0) */
+  act_relu(n * 128, norm1_out, relu1_out, R(0)); /* y = x > 0 ? x : (real)0 */
 }
 
 static void relu1_backward(int n) {
-  act_relu_back(n * 128, norm1_out, relu1_out, drelu1_out, dnorm1_out, R(0)); /* x > 0 ? g : R(0) */
+  act_relu_back(n * 128, norm1_out, relu1_out, drelu1_out, dnorm1_out, R(0)); /* dx = x > 0 ? g : (real)0 */
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */
@@ -171,12 +171,11 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
   *std = sqrt(ss / len);
 }
 
-/* The figures of one hidden layer from its activation's input (pre)
-   and output (post), both (n, C), in RT_LAYER_FIGURES order.
-   relu: saturation is not defined;
+/* The figures of a relu layer from its input (pre) and output (post),
+   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
    a unit is dead when y == 0 on every sample. */
-static void health_layer(int n, int C, const real *pre, const real *post,
-                         double *out) {
+static void health_relu(int n, int C, const real *pre, const real *post,
+                        double *out) {
   health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
   health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
@@ -216,33 +215,38 @@ static void health_restore_buffers(void) {
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, BatchNorm's buffers put back, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
-  health_layer(n, 128, norm1_out, relu1_out, out + 0); /* hidden1 */
+  health_relu(n, 128, norm1_out, relu1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[16] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias, 0},
-  {"norm1.weight", RT_GAMMA, RT_F32, 1, {128, 0}, 0, 0, norm1_weight, 0},
-  {"norm1.bias", RT_BETA, RT_F32, 1, {128, 0}, 0, 0, norm1_bias, 0},
-  {"norm1.running_mean", RT_BUF_ZERO, RT_F32, 1, {128, 0}, 0, 0, norm1_running_mean, 0},
-  {"norm1.running_var", RT_BUF_ONE, RT_F32, 1, {128, 0}, 0, 0, norm1_running_var, 0},
-  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight, 1},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias, 0},
-  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_weight, 0},
-  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_bias, 0},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight, 1},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight, 1, RT_INIT_KAIMING},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias, 0, RT_INIT_KAIMING},
+  {"norm1.weight", RT_GAMMA, RT_F32, 1, {128, 0}, 0, 0, norm1_weight, 0, RT_INIT_KAIMING},
+  {"norm1.bias", RT_BETA, RT_F32, 1, {128, 0}, 0, 0, norm1_bias, 0, RT_INIT_KAIMING},
+  {"norm1.running_mean", RT_BUF_ZERO, RT_F32, 1, {128, 0}, 0, 0, norm1_running_mean, 0, RT_INIT_KAIMING},
+  {"norm1.running_var", RT_BUF_ONE, RT_F32, 1, {128, 0}, 0, 0, norm1_running_var, 0, RT_INIT_KAIMING},
+  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0, RT_INIT_KAIMING},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight, 1, RT_INIT_KAIMING},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias, 0, RT_INIT_KAIMING},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight, 1, RT_INIT_KAIMING},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias, 0, RT_INIT_KAIMING},
+  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_weight, 0, RT_INIT_KAIMING},
+  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_bias, 0, RT_INIT_KAIMING},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight, 1, RT_INIT_KAIMING},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0, RT_INIT_KAIMING},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_KAIMING},
 };
+
+static const char *const health_names[1] = {"hidden1"};
+static const int health_na[1] = {
+  1 << RT_SATURATED,
+}; /* the figures each does not define */
 
 static const RtNet net = {
   .name = "bn_relu",
@@ -259,7 +263,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 1,
-  .health_na = 1 << RT_SATURATED,
+  .health_names = health_names,
+  .health_na = health_na,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

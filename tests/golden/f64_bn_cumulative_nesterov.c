@@ -87,11 +87,11 @@ static void norm1_backward(int n) {
 
 /* gelu1: gelu, (B, 32) -> (B, 32) */
 static void gelu1_forward(int n) {
-  act_gelu(n * 32, norm1_out, gelu1_out, R(0)); /* x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) */
+  act_gelu(n * 32, norm1_out, gelu1_out, R(0)); /* y = x * (real)0.5 * ((real)1 + ERF(x * (real)M_SQRT1_2)) */
 }
 
 static void gelu1_backward(int n) {
-  act_gelu_back(n * 32, norm1_out, gelu1_out, dgelu1_out, dnorm1_out, R(0)); /* g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5)) */
+  act_gelu_back(n * 32, norm1_out, gelu1_out, dgelu1_out, dnorm1_out, R(0)); /* dx = g * ((real)0.5 * ((real)1 + ERF(x * (real)M_SQRT1_2)) + x * mm_exp((real)-0.5 * x * x) * (real)(M_2_SQRTPI * M_SQRT1_2 * 0.5)) */
 }
 
 /* fc2: Linear(32, 16), (B, 32) -> (B, 16) */
@@ -121,11 +121,11 @@ static void norm2_backward(int n) {
 
 /* gelu2: gelu, (B, 16) -> (B, 16) */
 static void gelu2_forward(int n) {
-  act_gelu(n * 16, norm2_out, gelu2_out, R(0)); /* x * R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) */
+  act_gelu(n * 16, norm2_out, gelu2_out, R(0)); /* y = x * (real)0.5 * ((real)1 + ERF(x * (real)M_SQRT1_2)) */
 }
 
 static void gelu2_backward(int n) {
-  act_gelu_back(n * 16, norm2_out, gelu2_out, dgelu2_out, dnorm2_out, R(0)); /* g * (R(0.5) * (R(1) + ERF(x * R(M_SQRT1_2))) + x * EXP(R(-0.5) * x * x) * R(M_2_SQRTPI * M_SQRT1_2 * 0.5)) */
+  act_gelu_back(n * 16, norm2_out, gelu2_out, dgelu2_out, dnorm2_out, R(0)); /* dx = g * ((real)0.5 * ((real)1 + ERF(x * (real)M_SQRT1_2)) + x * mm_exp((real)-0.5 * x * x) * (real)(M_2_SQRTPI * M_SQRT1_2 * 0.5)) */
 }
 
 /* fc3: Linear(16, 10), (B, 16) -> (B, 10) */
@@ -235,12 +235,11 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
   *std = sqrt(ss / len);
 }
 
-/* The figures of one hidden layer from its activation's input (pre)
-   and output (post), both (n, C), in RT_LAYER_FIGURES order.
-   gelu: saturation is not defined;
+/* The figures of a gelu layer from its input (pre) and output (post),
+   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
    dead units are not defined. */
-static void health_layer(int n, int C, const real *pre, const real *post,
-                         double *out) {
+static void health_gelu(int n, int C, const real *pre, const real *post,
+                        double *out) {
   health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
   health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   out[RT_SATURATED] = NAN; /* not defined for gelu */
@@ -283,55 +282,61 @@ static void health_restore_buffers(void) {
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, BatchNorm's buffers put back, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
-  health_layer(n, 32, norm1_out, gelu1_out, out + 0); /* hidden1 */
-  health_layer(n, 16, norm2_out, gelu2_out, out + 6); /* hidden2 */
+  health_gelu(n, 32, norm1_out, gelu1_out, out + 0); /* hidden1 */
+  health_gelu(n, 16, norm2_out, gelu2_out, out + 6); /* hidden2 */
 }
 
 static RtTensor tensors[37] = {
-  {"fc1.weight", RT_WEIGHT, RT_F64, 2, {32, 784}, 784, 32, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F64, 1, {32, 0}, 784, 32, fc1_bias, 0},
-  {"norm1.weight", RT_GAMMA, RT_F64, 1, {32, 0}, 0, 0, norm1_weight, 0},
-  {"norm1.bias", RT_BETA, RT_F64, 1, {32, 0}, 0, 0, norm1_bias, 0},
-  {"norm1.running_mean", RT_BUF_ZERO, RT_F64, 1, {32, 0}, 0, 0, norm1_running_mean, 0},
-  {"norm1.running_var", RT_BUF_ONE, RT_F64, 1, {32, 0}, 0, 0, norm1_running_var, 0},
-  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0},
-  {"fc2.weight", RT_WEIGHT, RT_F64, 2, {16, 32}, 32, 16, fc2_weight, 1},
-  {"fc2.bias", RT_BIAS, RT_F64, 1, {16, 0}, 32, 16, fc2_bias, 0},
-  {"norm2.weight", RT_GAMMA, RT_F64, 1, {16, 0}, 0, 0, norm2_weight, 0},
-  {"norm2.bias", RT_BETA, RT_F64, 1, {16, 0}, 0, 0, norm2_bias, 0},
-  {"norm2.running_mean", RT_BUF_ZERO, RT_F64, 1, {16, 0}, 0, 0, norm2_running_mean, 0},
-  {"norm2.running_var", RT_BUF_ONE, RT_F64, 1, {16, 0}, 0, 0, norm2_running_var, 0},
-  {"norm2.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm2_num_batches_tracked, 0},
-  {"fc3.weight", RT_WEIGHT, RT_F64, 2, {10, 16}, 16, 10, fc3_weight, 1},
-  {"fc3.bias", RT_BIAS, RT_F64, 1, {10, 0}, 16, 10, fc3_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F64, 2, {32, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.weight.momentum_buffer", RT_STATE, RT_F64, 2, {32, 784}, 0, 0, fc1_weight_momentum_buffer, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dfc1_bias, 0},
-  {"fc1.bias.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, fc1_bias_momentum_buffer, 0},
-  {"norm1.weight.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dnorm1_weight, 0},
-  {"norm1.weight.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, norm1_weight_momentum_buffer, 0},
-  {"norm1.bias.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dnorm1_bias, 0},
-  {"norm1.bias.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, norm1_bias_momentum_buffer, 0},
-  {"fc2.weight.grad", RT_GRAD, RT_F64, 2, {16, 32}, 0, 0, dfc2_weight, 1},
-  {"fc2.weight.momentum_buffer", RT_STATE, RT_F64, 2, {16, 32}, 0, 0, fc2_weight_momentum_buffer, 1},
-  {"fc2.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dfc2_bias, 0},
-  {"fc2.bias.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc2_bias_momentum_buffer, 0},
-  {"norm2.weight.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm2_weight, 0},
-  {"norm2.weight.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm2_weight_momentum_buffer, 0},
-  {"norm2.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm2_bias, 0},
-  {"norm2.bias.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm2_bias_momentum_buffer, 0},
-  {"fc3.weight.grad", RT_GRAD, RT_F64, 2, {10, 16}, 0, 0, dfc3_weight, 1},
-  {"fc3.weight.momentum_buffer", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc3_weight_momentum_buffer, 1},
-  {"fc3.bias.grad", RT_GRAD, RT_F64, 1, {10, 0}, 0, 0, dfc3_bias, 0},
-  {"fc3.bias.momentum_buffer", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc3_bias_momentum_buffer, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F64, 2, {32, 784}, 784, 32, fc1_weight, 1, RT_INIT_KAIMING},
+  {"fc1.bias", RT_BIAS, RT_F64, 1, {32, 0}, 784, 32, fc1_bias, 0, RT_INIT_KAIMING},
+  {"norm1.weight", RT_GAMMA, RT_F64, 1, {32, 0}, 0, 0, norm1_weight, 0, RT_INIT_KAIMING},
+  {"norm1.bias", RT_BETA, RT_F64, 1, {32, 0}, 0, 0, norm1_bias, 0, RT_INIT_KAIMING},
+  {"norm1.running_mean", RT_BUF_ZERO, RT_F64, 1, {32, 0}, 0, 0, norm1_running_mean, 0, RT_INIT_KAIMING},
+  {"norm1.running_var", RT_BUF_ONE, RT_F64, 1, {32, 0}, 0, 0, norm1_running_var, 0, RT_INIT_KAIMING},
+  {"norm1.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm1_num_batches_tracked, 0, RT_INIT_KAIMING},
+  {"fc2.weight", RT_WEIGHT, RT_F64, 2, {16, 32}, 32, 16, fc2_weight, 1, RT_INIT_KAIMING},
+  {"fc2.bias", RT_BIAS, RT_F64, 1, {16, 0}, 32, 16, fc2_bias, 0, RT_INIT_KAIMING},
+  {"norm2.weight", RT_GAMMA, RT_F64, 1, {16, 0}, 0, 0, norm2_weight, 0, RT_INIT_KAIMING},
+  {"norm2.bias", RT_BETA, RT_F64, 1, {16, 0}, 0, 0, norm2_bias, 0, RT_INIT_KAIMING},
+  {"norm2.running_mean", RT_BUF_ZERO, RT_F64, 1, {16, 0}, 0, 0, norm2_running_mean, 0, RT_INIT_KAIMING},
+  {"norm2.running_var", RT_BUF_ONE, RT_F64, 1, {16, 0}, 0, 0, norm2_running_var, 0, RT_INIT_KAIMING},
+  {"norm2.num_batches_tracked", RT_BUF_ZERO, RT_I64, 1, {1, 0}, 0, 0, norm2_num_batches_tracked, 0, RT_INIT_KAIMING},
+  {"fc3.weight", RT_WEIGHT, RT_F64, 2, {10, 16}, 16, 10, fc3_weight, 1, RT_INIT_KAIMING},
+  {"fc3.bias", RT_BIAS, RT_F64, 1, {10, 0}, 16, 10, fc3_bias, 0, RT_INIT_KAIMING},
+  {"fc1.weight.grad", RT_GRAD, RT_F64, 2, {32, 784}, 0, 0, dfc1_weight, 1, RT_INIT_KAIMING},
+  {"fc1.weight.momentum_buffer", RT_STATE, RT_F64, 2, {32, 784}, 0, 0, fc1_weight_momentum_buffer, 1, RT_INIT_KAIMING},
+  {"fc1.bias.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dfc1_bias, 0, RT_INIT_KAIMING},
+  {"fc1.bias.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, fc1_bias_momentum_buffer, 0, RT_INIT_KAIMING},
+  {"norm1.weight.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dnorm1_weight, 0, RT_INIT_KAIMING},
+  {"norm1.weight.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, norm1_weight_momentum_buffer, 0, RT_INIT_KAIMING},
+  {"norm1.bias.grad", RT_GRAD, RT_F64, 1, {32, 0}, 0, 0, dnorm1_bias, 0, RT_INIT_KAIMING},
+  {"norm1.bias.momentum_buffer", RT_STATE, RT_F64, 1, {32, 0}, 0, 0, norm1_bias_momentum_buffer, 0, RT_INIT_KAIMING},
+  {"fc2.weight.grad", RT_GRAD, RT_F64, 2, {16, 32}, 0, 0, dfc2_weight, 1, RT_INIT_KAIMING},
+  {"fc2.weight.momentum_buffer", RT_STATE, RT_F64, 2, {16, 32}, 0, 0, fc2_weight_momentum_buffer, 1, RT_INIT_KAIMING},
+  {"fc2.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dfc2_bias, 0, RT_INIT_KAIMING},
+  {"fc2.bias.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc2_bias_momentum_buffer, 0, RT_INIT_KAIMING},
+  {"norm2.weight.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm2_weight, 0, RT_INIT_KAIMING},
+  {"norm2.weight.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm2_weight_momentum_buffer, 0, RT_INIT_KAIMING},
+  {"norm2.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm2_bias, 0, RT_INIT_KAIMING},
+  {"norm2.bias.momentum_buffer", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm2_bias_momentum_buffer, 0, RT_INIT_KAIMING},
+  {"fc3.weight.grad", RT_GRAD, RT_F64, 2, {10, 16}, 0, 0, dfc3_weight, 1, RT_INIT_KAIMING},
+  {"fc3.weight.momentum_buffer", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc3_weight_momentum_buffer, 1, RT_INIT_KAIMING},
+  {"fc3.bias.grad", RT_GRAD, RT_F64, 1, {10, 0}, 0, 0, dfc3_bias, 0, RT_INIT_KAIMING},
+  {"fc3.bias.momentum_buffer", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc3_bias_momentum_buffer, 0, RT_INIT_KAIMING},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_KAIMING},
 };
+
+static const char *const health_names[2] = {"hidden1", "hidden2"};
+static const int health_na[2] = {
+  1 << RT_SATURATED | 1 << RT_DEAD,
+  1 << RT_SATURATED | 1 << RT_DEAD,
+}; /* the figures each does not define */
 
 static const RtNet net = {
   .name = "f64_bn_cumulative_nesterov",
@@ -348,7 +353,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 2,
-  .health_na = 1 << RT_SATURATED | 1 << RT_DEAD,
+  .health_names = health_names,
+  .health_na = health_na,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -91,11 +91,11 @@ static void norm1_backward(int n) {
 
 /* sigmoid1: sigmoid, (B, 16) -> (B, 16) */
 static void sigmoid1_forward(int n) {
-  act_sigmoid(n * 16, norm1_out, sigmoid1_out, R(0)); /* R(1) / (R(1) + EXP(-x)) */
+  act_sigmoid(n * 16, norm1_out, sigmoid1_out, R(0)); /* y = (real)1 / ((real)1 + mm_exp(-x)) */
 }
 
 static void sigmoid1_backward(int n) {
-  act_sigmoid_back(n * 16, norm1_out, sigmoid1_out, dsigmoid1_out, dnorm1_out, R(0)); /* g * (R(1) - y) * y */
+  act_sigmoid_back(n * 16, norm1_out, sigmoid1_out, dsigmoid1_out, dnorm1_out, R(0)); /* dx = g * ((real)1 - y) * y */
 }
 
 /* fc2: Linear(16, 10), (B, 16) -> (B, 10) */
@@ -198,12 +198,11 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
   *std = sqrt(ss / len);
 }
 
-/* The figures of one hidden layer from its activation's input (pre)
-   and output (post), both (n, C), in RT_LAYER_FIGURES order.
-   sigmoid: saturated when y < R(0.03) || y > R(0.97);
+/* The figures of a sigmoid layer from its input (pre) and output (post),
+   both (n, C), in RT_LAYER_FIGURES order: saturated when y < R(0.03) || y > R(0.97);
    a unit is dead when saturated on every sample. */
-static void health_layer(int n, int C, const real *pre, const real *post,
-                         double *out) {
+static void health_sigmoid(int n, int C, const real *pre, const real *post,
+                        double *out) {
   health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
   health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long saturated = 0, dead = 0;
@@ -224,40 +223,45 @@ static void health_layer(int n, int C, const real *pre, const real *post,
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  health_layer(n, 16, norm1_out, sigmoid1_out, out + 0); /* hidden1 */
+  health_sigmoid(n, 16, norm1_out, sigmoid1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[25] = {
-  {"fc1.weight", RT_WEIGHT, RT_F64, 2, {16, 784}, 784, 16, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F64, 1, {16, 0}, 784, 16, fc1_bias, 0},
-  {"norm1.weight", RT_GAMMA, RT_F64, 1, {16, 0}, 0, 0, norm1_weight, 0},
-  {"norm1.bias", RT_BETA, RT_F64, 1, {16, 0}, 0, 0, norm1_bias, 0},
-  {"fc2.weight", RT_WEIGHT, RT_F64, 2, {10, 16}, 16, 10, fc2_weight, 1},
-  {"fc2.bias", RT_BIAS, RT_F64, 1, {10, 0}, 16, 10, fc2_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F64, 2, {16, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.weight.exp_avg", RT_STATE, RT_F64, 2, {16, 784}, 0, 0, fc1_weight_exp_avg, 1},
-  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F64, 2, {16, 784}, 0, 0, fc1_weight_exp_avg_sq, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dfc1_bias, 0},
-  {"fc1.bias.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc1_bias_exp_avg, 0},
-  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc1_bias_exp_avg_sq, 0},
-  {"norm1.weight.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm1_weight, 0},
-  {"norm1.weight.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_weight_exp_avg, 0},
-  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_weight_exp_avg_sq, 0},
-  {"norm1.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm1_bias, 0},
-  {"norm1.bias.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_bias_exp_avg, 0},
-  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_bias_exp_avg_sq, 0},
-  {"fc2.weight.grad", RT_GRAD, RT_F64, 2, {10, 16}, 0, 0, dfc2_weight, 1},
-  {"fc2.weight.exp_avg", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc2_weight_exp_avg, 1},
-  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc2_weight_exp_avg_sq, 1},
-  {"fc2.bias.grad", RT_GRAD, RT_F64, 1, {10, 0}, 0, 0, dfc2_bias, 0},
-  {"fc2.bias.exp_avg", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc2_bias_exp_avg, 0},
-  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc2_bias_exp_avg_sq, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F64, 2, {16, 784}, 784, 16, fc1_weight, 1, RT_INIT_NORMAL},
+  {"fc1.bias", RT_BIAS, RT_F64, 1, {16, 0}, 784, 16, fc1_bias, 0, RT_INIT_NORMAL},
+  {"norm1.weight", RT_GAMMA, RT_F64, 1, {16, 0}, 0, 0, norm1_weight, 0, RT_INIT_NORMAL},
+  {"norm1.bias", RT_BETA, RT_F64, 1, {16, 0}, 0, 0, norm1_bias, 0, RT_INIT_NORMAL},
+  {"fc2.weight", RT_WEIGHT, RT_F64, 2, {10, 16}, 16, 10, fc2_weight, 1, RT_INIT_NORMAL},
+  {"fc2.bias", RT_BIAS, RT_F64, 1, {10, 0}, 16, 10, fc2_bias, 0, RT_INIT_NORMAL},
+  {"fc1.weight.grad", RT_GRAD, RT_F64, 2, {16, 784}, 0, 0, dfc1_weight, 1, RT_INIT_NORMAL},
+  {"fc1.weight.exp_avg", RT_STATE, RT_F64, 2, {16, 784}, 0, 0, fc1_weight_exp_avg, 1, RT_INIT_NORMAL},
+  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F64, 2, {16, 784}, 0, 0, fc1_weight_exp_avg_sq, 1, RT_INIT_NORMAL},
+  {"fc1.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dfc1_bias, 0, RT_INIT_NORMAL},
+  {"fc1.bias.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc1_bias_exp_avg, 0, RT_INIT_NORMAL},
+  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, fc1_bias_exp_avg_sq, 0, RT_INIT_NORMAL},
+  {"norm1.weight.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm1_weight, 0, RT_INIT_NORMAL},
+  {"norm1.weight.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_weight_exp_avg, 0, RT_INIT_NORMAL},
+  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_weight_exp_avg_sq, 0, RT_INIT_NORMAL},
+  {"norm1.bias.grad", RT_GRAD, RT_F64, 1, {16, 0}, 0, 0, dnorm1_bias, 0, RT_INIT_NORMAL},
+  {"norm1.bias.exp_avg", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_bias_exp_avg, 0, RT_INIT_NORMAL},
+  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {16, 0}, 0, 0, norm1_bias_exp_avg_sq, 0, RT_INIT_NORMAL},
+  {"fc2.weight.grad", RT_GRAD, RT_F64, 2, {10, 16}, 0, 0, dfc2_weight, 1, RT_INIT_NORMAL},
+  {"fc2.weight.exp_avg", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc2_weight_exp_avg, 1, RT_INIT_NORMAL},
+  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F64, 2, {10, 16}, 0, 0, fc2_weight_exp_avg_sq, 1, RT_INIT_NORMAL},
+  {"fc2.bias.grad", RT_GRAD, RT_F64, 1, {10, 0}, 0, 0, dfc2_bias, 0, RT_INIT_NORMAL},
+  {"fc2.bias.exp_avg", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc2_bias_exp_avg, 0, RT_INIT_NORMAL},
+  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F64, 1, {10, 0}, 0, 0, fc2_bias_exp_avg_sq, 0, RT_INIT_NORMAL},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_NORMAL},
 };
+
+static const char *const health_names[1] = {"hidden1"};
+static const int health_na[1] = {
+  0,
+}; /* the figures each does not define */
 
 static const RtNet net = {
   .name = "f64_ln_sigmoid_adam",
@@ -274,7 +278,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 1,
-  .health_na = 0,
+  .health_names = health_names,
+  .health_na = health_na,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -97,11 +97,11 @@ static void norm1_backward(int n) {
 
 /* elu1: elu, (B, 32) -> (B, 32) */
 static void elu1_forward(int n) {
-  act_elu(n * 32, norm1_out, elu1_out, R(0x1p+0)); /* x > 0 ? x : P * (EXP(x) - R(1)) */
+  act_elu(n * 32, norm1_out, elu1_out, R(0x1p+0)); /* y = x > 0 ? x : p * (mm_exp(x) - (real)1) */
 }
 
 static void elu1_backward(int n) {
-  act_elu_back(n * 32, norm1_out, elu1_out, delu1_out, dnorm1_out, R(0x1p+0)); /* x > 0 ? g : g * P * EXP(x) */
+  act_elu_back(n * 32, norm1_out, elu1_out, delu1_out, dnorm1_out, R(0x1p+0)); /* dx = x > 0 ? g : g * p * mm_exp(x) */
 }
 
 /* fc2: Linear(32, 10), (B, 32) -> (B, 10) */
@@ -201,12 +201,11 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
   *std = sqrt(ss / len);
 }
 
-/* The figures of one hidden layer from its activation's input (pre)
-   and output (post), both (n, C), in RT_LAYER_FIGURES order.
-   elu: saturation is not defined;
+/* The figures of a elu layer from its input (pre) and output (post),
+   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
    a unit is dead when x <= 0 on every sample. */
-static void health_layer(int n, int C, const real *pre, const real *post,
-                         double *out) {
+static void health_elu(int n, int C, const real *pre, const real *post,
+                        double *out) {
   health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
   health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
@@ -225,46 +224,51 @@ static void health_layer(int n, int C, const real *pre, const real *post,
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  health_layer(n, 32, norm1_out, elu1_out, out + 0); /* hidden1 */
+  health_elu(n, 32, norm1_out, elu1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[31] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {32, 784}, 784, 32, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {32, 0}, 784, 32, fc1_bias, 0},
-  {"norm1.weight", RT_GAMMA, RT_F32, 1, {32, 0}, 0, 0, norm1_weight, 0},
-  {"norm1.bias", RT_BETA, RT_F32, 1, {32, 0}, 0, 0, norm1_bias, 0},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 32}, 32, 10, fc2_weight, 1},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 32, 10, fc2_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {32, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.weight.square_avg", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_square_avg, 1},
-  {"fc1.weight.grad_avg", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_grad_avg, 1},
-  {"fc1.weight.momentum_buffer", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_momentum_buffer, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dfc1_bias, 0},
-  {"fc1.bias.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_square_avg, 0},
-  {"fc1.bias.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_grad_avg, 0},
-  {"fc1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_momentum_buffer, 0},
-  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dnorm1_weight, 0},
-  {"norm1.weight.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_square_avg, 0},
-  {"norm1.weight.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_grad_avg, 0},
-  {"norm1.weight.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_momentum_buffer, 0},
-  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dnorm1_bias, 0},
-  {"norm1.bias.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_square_avg, 0},
-  {"norm1.bias.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_grad_avg, 0},
-  {"norm1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_momentum_buffer, 0},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 32}, 0, 0, dfc2_weight, 1},
-  {"fc2.weight.square_avg", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_square_avg, 1},
-  {"fc2.weight.grad_avg", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_grad_avg, 1},
-  {"fc2.weight.momentum_buffer", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_momentum_buffer, 1},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
-  {"fc2.bias.square_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_square_avg, 0},
-  {"fc2.bias.grad_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_grad_avg, 0},
-  {"fc2.bias.momentum_buffer", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_momentum_buffer, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {32, 784}, 784, 32, fc1_weight, 1, RT_INIT_XAVIER},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {32, 0}, 784, 32, fc1_bias, 0, RT_INIT_XAVIER},
+  {"norm1.weight", RT_GAMMA, RT_F32, 1, {32, 0}, 0, 0, norm1_weight, 0, RT_INIT_XAVIER},
+  {"norm1.bias", RT_BETA, RT_F32, 1, {32, 0}, 0, 0, norm1_bias, 0, RT_INIT_XAVIER},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 32}, 32, 10, fc2_weight, 1, RT_INIT_XAVIER},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 32, 10, fc2_bias, 0, RT_INIT_XAVIER},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {32, 784}, 0, 0, dfc1_weight, 1, RT_INIT_XAVIER},
+  {"fc1.weight.square_avg", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_square_avg, 1, RT_INIT_XAVIER},
+  {"fc1.weight.grad_avg", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_grad_avg, 1, RT_INIT_XAVIER},
+  {"fc1.weight.momentum_buffer", RT_STATE, RT_F32, 2, {32, 784}, 0, 0, fc1_weight_momentum_buffer, 1, RT_INIT_XAVIER},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dfc1_bias, 0, RT_INIT_XAVIER},
+  {"fc1.bias.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_square_avg, 0, RT_INIT_XAVIER},
+  {"fc1.bias.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_grad_avg, 0, RT_INIT_XAVIER},
+  {"fc1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, fc1_bias_momentum_buffer, 0, RT_INIT_XAVIER},
+  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dnorm1_weight, 0, RT_INIT_XAVIER},
+  {"norm1.weight.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_square_avg, 0, RT_INIT_XAVIER},
+  {"norm1.weight.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_grad_avg, 0, RT_INIT_XAVIER},
+  {"norm1.weight.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_weight_momentum_buffer, 0, RT_INIT_XAVIER},
+  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {32, 0}, 0, 0, dnorm1_bias, 0, RT_INIT_XAVIER},
+  {"norm1.bias.square_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_square_avg, 0, RT_INIT_XAVIER},
+  {"norm1.bias.grad_avg", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_grad_avg, 0, RT_INIT_XAVIER},
+  {"norm1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {32, 0}, 0, 0, norm1_bias_momentum_buffer, 0, RT_INIT_XAVIER},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 32}, 0, 0, dfc2_weight, 1, RT_INIT_XAVIER},
+  {"fc2.weight.square_avg", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_square_avg, 1, RT_INIT_XAVIER},
+  {"fc2.weight.grad_avg", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_grad_avg, 1, RT_INIT_XAVIER},
+  {"fc2.weight.momentum_buffer", RT_STATE, RT_F32, 2, {10, 32}, 0, 0, fc2_weight_momentum_buffer, 1, RT_INIT_XAVIER},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0, RT_INIT_XAVIER},
+  {"fc2.bias.square_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_square_avg, 0, RT_INIT_XAVIER},
+  {"fc2.bias.grad_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_grad_avg, 0, RT_INIT_XAVIER},
+  {"fc2.bias.momentum_buffer", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_momentum_buffer, 0, RT_INIT_XAVIER},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_XAVIER},
 };
+
+static const char *const health_names[1] = {"hidden1"};
+static const int health_na[1] = {
+  1 << RT_SATURATED,
+}; /* the figures each does not define */
 
 static const RtNet net = {
   .name = "ln_elu_rmsprop_centered",
@@ -281,7 +285,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 1,
-  .health_na = 1 << RT_SATURATED,
+  .health_names = health_names,
+  .health_na = health_na,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -91,11 +91,11 @@ static void norm1_backward(int n) {
 
 /* silu1: silu, (B, 128) -> (B, 128) */
 static void silu1_forward(int n) {
-  act_silu(n * 128, norm1_out, silu1_out, R(0)); /* x / (R(1) + EXP(-x)) */
+  act_silu(n * 128, norm1_out, silu1_out, R(0)); /* y = x / ((real)1 + mm_exp(-x)) */
 }
 
 static void silu1_backward(int n) {
-  act_silu_back(n * 128, norm1_out, silu1_out, dsilu1_out, dnorm1_out, R(0)); /* g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x)))) */
+  act_silu_back(n * 128, norm1_out, silu1_out, dsilu1_out, dnorm1_out, R(0)); /* dx = g * ((real)1 / ((real)1 + mm_exp(-x))) * ((real)1 + x * ((real)1 - (real)1 / ((real)1 + mm_exp(-x)))) */
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */
@@ -198,12 +198,11 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
   *std = sqrt(ss / len);
 }
 
-/* The figures of one hidden layer from its activation's input (pre)
-   and output (post), both (n, C), in RT_LAYER_FIGURES order.
-   silu: saturation is not defined;
+/* The figures of a silu layer from its input (pre) and output (post),
+   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
    dead units are not defined. */
-static void health_layer(int n, int C, const real *pre, const real *post,
-                         double *out) {
+static void health_silu(int n, int C, const real *pre, const real *post,
+                        double *out) {
   health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
   health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   out[RT_SATURATED] = NAN; /* not defined for silu */
@@ -212,40 +211,45 @@ static void health_layer(int n, int C, const real *pre, const real *post,
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  health_layer(n, 128, norm1_out, silu1_out, out + 0); /* hidden1 */
+  health_silu(n, 128, norm1_out, silu1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[25] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias, 0},
-  {"norm1.weight", RT_GAMMA, RT_F32, 1, {128, 0}, 0, 0, norm1_weight, 0},
-  {"norm1.bias", RT_BETA, RT_F32, 1, {128, 0}, 0, 0, norm1_bias, 0},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight, 1},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.weight.exp_avg", RT_STATE, RT_F32, 2, {128, 784}, 0, 0, fc1_weight_exp_avg, 1},
-  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {128, 784}, 0, 0, fc1_weight_exp_avg_sq, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias, 0},
-  {"fc1.bias.exp_avg", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, fc1_bias_exp_avg, 0},
-  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, fc1_bias_exp_avg_sq, 0},
-  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_weight, 0},
-  {"norm1.weight.exp_avg", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, norm1_weight_exp_avg, 0},
-  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, norm1_weight_exp_avg_sq, 0},
-  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_bias, 0},
-  {"norm1.bias.exp_avg", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, norm1_bias_exp_avg, 0},
-  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, norm1_bias_exp_avg_sq, 0},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight, 1},
-  {"fc2.weight.exp_avg", RT_STATE, RT_F32, 2, {10, 128}, 0, 0, fc2_weight_exp_avg, 1},
-  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {10, 128}, 0, 0, fc2_weight_exp_avg_sq, 1},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
-  {"fc2.bias.exp_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_exp_avg, 0},
-  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_exp_avg_sq, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight, 1, RT_INIT_KAIMING},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias, 0, RT_INIT_KAIMING},
+  {"norm1.weight", RT_GAMMA, RT_F32, 1, {128, 0}, 0, 0, norm1_weight, 0, RT_INIT_KAIMING},
+  {"norm1.bias", RT_BETA, RT_F32, 1, {128, 0}, 0, 0, norm1_bias, 0, RT_INIT_KAIMING},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight, 1, RT_INIT_KAIMING},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias, 0, RT_INIT_KAIMING},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight, 1, RT_INIT_KAIMING},
+  {"fc1.weight.exp_avg", RT_STATE, RT_F32, 2, {128, 784}, 0, 0, fc1_weight_exp_avg, 1, RT_INIT_KAIMING},
+  {"fc1.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {128, 784}, 0, 0, fc1_weight_exp_avg_sq, 1, RT_INIT_KAIMING},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias, 0, RT_INIT_KAIMING},
+  {"fc1.bias.exp_avg", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, fc1_bias_exp_avg, 0, RT_INIT_KAIMING},
+  {"fc1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, fc1_bias_exp_avg_sq, 0, RT_INIT_KAIMING},
+  {"norm1.weight.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_weight, 0, RT_INIT_KAIMING},
+  {"norm1.weight.exp_avg", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, norm1_weight_exp_avg, 0, RT_INIT_KAIMING},
+  {"norm1.weight.exp_avg_sq", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, norm1_weight_exp_avg_sq, 0, RT_INIT_KAIMING},
+  {"norm1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dnorm1_bias, 0, RT_INIT_KAIMING},
+  {"norm1.bias.exp_avg", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, norm1_bias_exp_avg, 0, RT_INIT_KAIMING},
+  {"norm1.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {128, 0}, 0, 0, norm1_bias_exp_avg_sq, 0, RT_INIT_KAIMING},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight, 1, RT_INIT_KAIMING},
+  {"fc2.weight.exp_avg", RT_STATE, RT_F32, 2, {10, 128}, 0, 0, fc2_weight_exp_avg, 1, RT_INIT_KAIMING},
+  {"fc2.weight.exp_avg_sq", RT_STATE, RT_F32, 2, {10, 128}, 0, 0, fc2_weight_exp_avg_sq, 1, RT_INIT_KAIMING},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0, RT_INIT_KAIMING},
+  {"fc2.bias.exp_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_exp_avg, 0, RT_INIT_KAIMING},
+  {"fc2.bias.exp_avg_sq", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_exp_avg_sq, 0, RT_INIT_KAIMING},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_KAIMING},
 };
+
+static const char *const health_names[1] = {"hidden1"};
+static const int health_na[1] = {
+  1 << RT_SATURATED | 1 << RT_DEAD,
+}; /* the figures each does not define */
 
 static const RtNet net = {
   .name = "ln_silu_adam",
@@ -262,7 +266,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 1,
-  .health_na = 1 << RT_SATURATED | 1 << RT_DEAD,
+  .health_names = health_names,
+  .health_na = health_na,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -94,21 +94,21 @@ static void eval(int n, const unsigned char *x, const unsigned char *y,
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  (void)out; /* no hidden layer */
+  (void)out; /* no activation layer */
 }
 
 static RtTensor tensors[7] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {10, 784}, 784, 10, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {10, 0}, 784, 10, fc1_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {10, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.weight.momentum_buffer", RT_STATE, RT_F32, 2, {10, 784}, 0, 0, fc1_weight_momentum_buffer, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc1_bias, 0},
-  {"fc1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc1_bias_momentum_buffer, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {10, 784}, 784, 10, fc1_weight, 1, RT_INIT_XAVIER},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {10, 0}, 784, 10, fc1_bias, 0, RT_INIT_XAVIER},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {10, 784}, 0, 0, dfc1_weight, 1, RT_INIT_XAVIER},
+  {"fc1.weight.momentum_buffer", RT_STATE, RT_F32, 2, {10, 784}, 0, 0, fc1_weight_momentum_buffer, 1, RT_INIT_XAVIER},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc1_bias, 0, RT_INIT_XAVIER},
+  {"fc1.bias.momentum_buffer", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc1_bias_momentum_buffer, 0, RT_INIT_XAVIER},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_XAVIER},
 };
 
 static const RtNet net = {
@@ -126,7 +126,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 0,
-  .health_na = 1 << RT_SATURATED,
+  .health_names = 0,
+  .health_na = 0,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

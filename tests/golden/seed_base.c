@@ -38,11 +38,11 @@ static void fc1_backward(int n, int step) {
 
 /* tanh1: tanh, (B, 128) -> (B, 128) */
 static void tanh1_forward(int n) {
-  act_tanh(n * 128, fc1_out, tanh1_out, R(0)); /* TANH(x) */
+  act_tanh(n * 128, fc1_out, tanh1_out, R(0)); /* y = mm_tanh(x) */
 }
 
 static void tanh1_backward(int n) {
-  act_tanh_back(n * 128, fc1_out, tanh1_out, dtanh1_out, dfc1_out, R(0)); /* g * (R(1) - y * y) */
+  act_tanh_back(n * 128, fc1_out, tanh1_out, dtanh1_out, dfc1_out, R(0)); /* dx = g * ((real)1 - y * y) */
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */
@@ -141,12 +141,11 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
   *std = sqrt(ss / len);
 }
 
-/* The figures of one hidden layer from its activation's input (pre)
-   and output (post), both (n, C), in RT_LAYER_FIGURES order.
-   tanh: saturated when y > R(0.97) || y < R(-0.97);
+/* The figures of a tanh layer from its input (pre) and output (post),
+   both (n, C), in RT_LAYER_FIGURES order: saturated when y > R(0.97) || y < R(-0.97);
    a unit is dead when saturated on every sample. */
-static void health_layer(int n, int C, const real *pre, const real *post,
-                         double *out) {
+static void health_tanh(int n, int C, const real *pre, const real *post,
+                        double *out) {
   health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
   health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long saturated = 0, dead = 0;
@@ -167,24 +166,29 @@ static void health_layer(int n, int C, const real *pre, const real *post,
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  health_layer(n, 128, fc1_out, tanh1_out, out + 0); /* hidden1 */
+  health_tanh(n, 128, fc1_out, tanh1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[9] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias, 0},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight, 1},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias, 0},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight, 1},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {128, 784}, 784, 128, fc1_weight, 1, RT_INIT_NORMAL},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {128, 0}, 784, 128, fc1_bias, 0, RT_INIT_NORMAL},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 128}, 128, 10, fc2_weight, 1, RT_INIT_NORMAL},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 128, 10, fc2_bias, 0, RT_INIT_NORMAL},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {128, 784}, 0, 0, dfc1_weight, 1, RT_INIT_NORMAL},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {128, 0}, 0, 0, dfc1_bias, 0, RT_INIT_NORMAL},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 128}, 0, 0, dfc2_weight, 1, RT_INIT_NORMAL},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0, RT_INIT_NORMAL},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_NORMAL},
 };
+
+static const char *const health_names[1] = {"hidden1"};
+static const int health_na[1] = {
+  0,
+}; /* the figures each does not define */
 
 static const RtNet net = {
   .name = "seed_base",
@@ -201,7 +205,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 1,
-  .health_na = 0,
+  .health_names = health_names,
+  .health_na = health_na,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

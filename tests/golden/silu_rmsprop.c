@@ -37,11 +37,11 @@ static void fc1_backward(int n) {
 
 /* silu1: silu, (B, 24) -> (B, 24) */
 static void silu1_forward(int n) {
-  act_silu(n * 24, fc1_out, silu1_out, R(0)); /* x / (R(1) + EXP(-x)) */
+  act_silu(n * 24, fc1_out, silu1_out, R(0)); /* y = x / ((real)1 + mm_exp(-x)) */
 }
 
 static void silu1_backward(int n) {
-  act_silu_back(n * 24, fc1_out, silu1_out, dsilu1_out, dfc1_out, R(0)); /* g * (R(1) / (R(1) + EXP(-x))) * (R(1) + x * (R(1) - R(1) / (R(1) + EXP(-x)))) */
+  act_silu_back(n * 24, fc1_out, silu1_out, dsilu1_out, dfc1_out, R(0)); /* dx = g * ((real)1 / ((real)1 + mm_exp(-x))) * ((real)1 + x * ((real)1 - (real)1 / ((real)1 + mm_exp(-x)))) */
 }
 
 /* fc2: Linear(24, 10), (B, 24) -> (B, 10) */
@@ -137,12 +137,11 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
   *std = sqrt(ss / len);
 }
 
-/* The figures of one hidden layer from its activation's input (pre)
-   and output (post), both (n, C), in RT_LAYER_FIGURES order.
-   silu: saturation is not defined;
+/* The figures of a silu layer from its input (pre) and output (post),
+   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
    dead units are not defined. */
-static void health_layer(int n, int C, const real *pre, const real *post,
-                         double *out) {
+static void health_silu(int n, int C, const real *pre, const real *post,
+                        double *out) {
   health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
   health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   out[RT_SATURATED] = NAN; /* not defined for silu */
@@ -151,28 +150,33 @@ static void health_layer(int n, int C, const real *pre, const real *post,
 
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, then
-   RT_NLAYER_FIGURES values per hidden layer into out. */
+   RT_NLAYER_FIGURES values per activation layer into out. */
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  health_layer(n, 24, fc1_out, silu1_out, out + 0); /* hidden1 */
+  health_silu(n, 24, fc1_out, silu1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[13] = {
-  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {24, 784}, 784, 24, fc1_weight, 1},
-  {"fc1.bias", RT_BIAS, RT_F32, 1, {24, 0}, 784, 24, fc1_bias, 0},
-  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 24}, 24, 10, fc2_weight, 1},
-  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 24, 10, fc2_bias, 0},
-  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {24, 784}, 0, 0, dfc1_weight, 1},
-  {"fc1.weight.square_avg", RT_STATE, RT_F32, 2, {24, 784}, 0, 0, fc1_weight_square_avg, 1},
-  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dfc1_bias, 0},
-  {"fc1.bias.square_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc1_bias_square_avg, 0},
-  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 24}, 0, 0, dfc2_weight, 1},
-  {"fc2.weight.square_avg", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc2_weight_square_avg, 1},
-  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0},
-  {"fc2.bias.square_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_square_avg, 0},
-  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0},
+  {"fc1.weight", RT_WEIGHT, RT_F32, 2, {24, 784}, 784, 24, fc1_weight, 1, RT_INIT_KAIMING},
+  {"fc1.bias", RT_BIAS, RT_F32, 1, {24, 0}, 784, 24, fc1_bias, 0, RT_INIT_KAIMING},
+  {"fc2.weight", RT_WEIGHT, RT_F32, 2, {10, 24}, 24, 10, fc2_weight, 1, RT_INIT_KAIMING},
+  {"fc2.bias", RT_BIAS, RT_F32, 1, {10, 0}, 24, 10, fc2_bias, 0, RT_INIT_KAIMING},
+  {"fc1.weight.grad", RT_GRAD, RT_F32, 2, {24, 784}, 0, 0, dfc1_weight, 1, RT_INIT_KAIMING},
+  {"fc1.weight.square_avg", RT_STATE, RT_F32, 2, {24, 784}, 0, 0, fc1_weight_square_avg, 1, RT_INIT_KAIMING},
+  {"fc1.bias.grad", RT_GRAD, RT_F32, 1, {24, 0}, 0, 0, dfc1_bias, 0, RT_INIT_KAIMING},
+  {"fc1.bias.square_avg", RT_STATE, RT_F32, 1, {24, 0}, 0, 0, fc1_bias_square_avg, 0, RT_INIT_KAIMING},
+  {"fc2.weight.grad", RT_GRAD, RT_F32, 2, {10, 24}, 0, 0, dfc2_weight, 1, RT_INIT_KAIMING},
+  {"fc2.weight.square_avg", RT_STATE, RT_F32, 2, {10, 24}, 0, 0, fc2_weight_square_avg, 1, RT_INIT_KAIMING},
+  {"fc2.bias.grad", RT_GRAD, RT_F32, 1, {10, 0}, 0, 0, dfc2_bias, 0, RT_INIT_KAIMING},
+  {"fc2.bias.square_avg", RT_STATE, RT_F32, 1, {10, 0}, 0, 0, fc2_bias_square_avg, 0, RT_INIT_KAIMING},
+  {"optimizer.step", RT_STATE, RT_I64, 1, {1, 0}, 0, 0, optimizer_step, 0, RT_INIT_KAIMING},
 };
+
+static const char *const health_names[1] = {"hidden1"};
+static const int health_na[1] = {
+  1 << RT_SATURATED | 1 << RT_DEAD,
+}; /* the figures each does not define */
 
 static const RtNet net = {
   .name = "silu_rmsprop",
@@ -189,7 +193,9 @@ static const RtNet net = {
   .grad = grad,
   .health = health,
   .nhidden = 1,
-  .health_na = 1 << RT_SATURATED | 1 << RT_DEAD,
+  .health_names = health_names,
+  .health_na = health_na,
+  .sequential = 0,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -1,0 +1,125 @@
+/*
+ * act.c — every activation, one unit: runtime/acts.h's formulas, which
+ * runtime/kernels.h expands into act_NAME and act_NAME_back, as the text
+ * that the training code shows in comments, inference C computes and the
+ * health figures test.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "gen.h"
+
+typedef struct {
+  const char *fwd, *bwd;   /* y from x; dx from x, y, g                  */
+  const char *sat, *flat;  /* health tests, or NULL (docs/health.md)     */
+  int has_param;           /* reads p: its default is not 0             */
+} ActText;
+
+static const ActText act_text[NACTS] = {
+#define TEXT_(e, name, dflt, fwd, bwd, sat, flat) [e] = {#fwd, #bwd, sat, flat, (dflt) != 0},
+  ACTS(TEXT_)
+#undef TEXT_
+};
+
+const char *act_forward_text(int type) {
+  return act_text[type].fwd;
+}
+
+int act_has_param(int type) {
+  return act_text[type].has_param;
+}
+
+/* The activation's parameter as a real constant, or R(0). */
+static const char *param(const Layer *l) {
+  static char s[64];
+  snprintf(s, sizeof s, "R(%s)", act_has_param(l->spec.act.type) ? gen_num(l->spec.act.param)
+                                                                  : "0");
+  return s;
+}
+
+/* Forward and backward: the kernels act_NAME and act_NAME_back. */
+static void emit(Ctx *c) {
+  Buf *b = c->g->b;
+  int type = c->l->spec.act.type, C = c->l->out;
+  const char *p = c->p, *name = act_names[type];
+  emitf(b, "/* %s: %s, (B, %d) -> (B, %d) */\n", p, name, C, C);
+  emitf(b, "static void %s_forward(int n) {\n"
+        "  act_%s(n * %d, %s, %s_out, %s); /* y = %s */\n}\n\n",
+        p, name, C, c->in, p, param(c->l), act_text[type].fwd);
+  emitf(b, "static void %s_backward(int n) {\n", p);
+  if (c->first)
+    emitf(b, "  (void)n; /* the input has no gradient */\n}\n\n");
+  else
+    emitf(b, "  act_%s_back(n * %d, %s, %s_out, d%s_out, d%s, %s); /* dx = %s */\n}\n\n", name,
+          C, c->in, p, p, c->in, param(c->l), act_text[type].bwd);
+}
+
+/* ---- health figures (docs/health.md) ---- */
+
+int act_health_na(int type) {
+  const ActText *t = &act_text[type];
+  return t->sat ? 0 : t->flat ? 1 << RT_SATURATED : 1 << RT_SATURATED | 1 << RT_DEAD;
+}
+
+/* The saturated and dead counts, as the activation defines them. */
+static void emit_health_counts(Buf *b, const ActText *t) {
+  if (!t->flat)
+    return;
+  emitf(b, "  long %sdead = 0;\n"
+        "  for (int c = 0; c < C; c++) {\n"
+        "    int flat = 1; /* on every sample so far */\n"
+        "    for (int r = 0; r < n; r++) {\n"
+        "      real x = pre[r * C + c], y = post[r * C + c];\n"
+        "      (void)x, (void)y;\n",
+        t->sat ? "saturated = 0, " : "");
+  if (t->sat)
+    emitf(b, "      int sat = %s;\n      saturated += sat;\n", t->sat);
+  emitf(b, "      flat &= %s;\n    }\n    dead += flat;\n  }\n", t->flat);
+}
+
+void act_emit_health(Buf *b, int type) {
+  const ActText *t = &act_text[type];
+  const char *name = act_names[type];
+  emitf(b, "/* The figures of a %s layer from its input (pre) and output (post),\n"
+        "   both (n, C), in RT_LAYER_FIGURES order: ", name);
+  if (t->sat)
+    emitf(b, "saturated when %s;\n   a unit is dead when saturated on every sample. */\n",
+          t->sat);
+  else if (t->flat)
+    emitf(b, "saturation is not defined;\n   a unit is dead when %s on every sample. */\n",
+          t->flat);
+  else
+    emitf(b, "saturation is not defined;\n   dead units are not defined. */\n");
+  emitf(b, "static void health_%s(int n, int C, const real *pre, const real *post,\n"
+        "                        double *out) {\n"
+        "  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);\n"
+        "  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);\n", name);
+  emit_health_counts(b, t);
+  if (t->sat)
+    emitf(b, "  out[RT_SATURATED] = (double)saturated / ((double)n * C);\n");
+  else
+    emitf(b, "  out[RT_SATURATED] = NAN; /* not defined for %s */\n", name);
+  if (t->flat)
+    emitf(b, "  out[RT_DEAD] = (double)dead / C;\n}\n\n");
+  else
+    emitf(b, "  out[RT_DEAD] = NAN; /* not defined for %s */\n}\n\n", name);
+}
+
+/* ---- inference ---- */
+
+/* The forward formula over the sample, in place; P is the parameter. */
+static void infer_forward(Inf *I, const Layer *l) {
+  int type = l->spec.act.type;
+  const char *name = act_names[type];
+  emitf(I->b, "/* %s: %s, in place on v (%d) */\n", l->cname, name, l->out);
+  emitf(I->b, "static void %s_forward(real *v) {\n", l->cname);
+  if (act_has_param(type))
+    emitf(I->b, "  const real p = R(%a); /* %g */\n", l->spec.act.param, l->spec.act.param);
+  emitf(I->b, "  for (int i = 0; i < %d; i++) {\n    real x = v[i];\n    v[i] = %s;\n  }\n}\n\n",
+        l->out, act_text[type].fwd);
+}
+
+const LayerUnit unit_act = {
+  .emit = emit,
+  .health = 1,
+  .infer_forward = infer_forward,
+};

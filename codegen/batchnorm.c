@@ -1,0 +1,99 @@
+/*
+ * batchnorm.c — BatchNorm1d: per feature over the batch; batch
+ * statistics in training (biased variance), running statistics in
+ * evaluation. The arithmetic is runtime/kernels.h's bn_forward and
+ * bn_backward. Inference C folds it into a linear layer right before it,
+ * and otherwise computes bn_forward's evaluation mode.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "gen.h"
+
+/* weight (γ) and bias (β), trained; running_mean, running_var and
+   num_batches_tracked, buffers; as nn.BatchNorm1d names them. */
+static void plan(Gen *g, const Layer *l) {
+  gen_tensor(g, l->cname, l->tname, "weight", RT_GAMMA, l->out, 0)->init = l->init;
+  gen_tensor(g, l->cname, l->tname, "bias", RT_BETA, l->out, 0)->init = l->init;
+  gen_tensor(g, l->cname, l->tname, "running_mean", RT_BUF_ZERO, l->out, 0);
+  gen_tensor(g, l->cname, l->tname, "running_var", RT_BUF_ONE, l->out, 0);
+  gen_tensor(g, l->cname, l->tname, "num_batches_tracked", RT_BUF_ZERO, 1, 0)->i64 = 1;
+}
+
+/* x̂, the statistics and the backward sums. */
+static void decls(Gen *g, const Layer *l) {
+  const char *p = l->cname;
+  int C = l->out;
+  emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
+        "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n"
+        "static double %s_mean[%d], %s_var[%d]; /* (%d) of the batch, or running */\n"
+        "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d]; /* (%d) sums of dy, dy*xhat */\n",
+        p, C, C, p, C, C, p, C, p, C, C, p, C, p, C, p, C, C);
+  gen_count(g, (size_t)g->m->batch_size * C, 1), gen_count(g, 6 * (size_t)C, 0);
+}
+
+static void emit(Ctx *c) {
+  Buf *b = c->g->b;
+  const Norm *nm = &c->l->spec.norm;
+  const char *p = c->p, *x = c->in;
+  int C = c->l->out;
+  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C, nm->eps, C, C);
+  emitf(b, "static void %s_forward(int n, int train) {\n"
+        "  if (train)\n    %s_num_batches_tracked[0]++;\n", p, p);
+  if (nm->cumulative)
+    emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
+  else
+    emitf(b, "  double m = %s; /* momentum %g */\n", gen_num(nm->momentum), nm->momentum);
+  emitf(b, "  bn_forward(n, %d, train, m, %s, %s, %s_weight, %s_bias, %s_running_mean,\n"
+        "             %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out);\n}\n\n",
+        C, gen_num(nm->eps), x, p, p, p, p, p, p, p, p, p);
+  emitf(b, "static void %s_backward(int n) {\n"
+        "  bn_backward(n, %d, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k,\n"
+        "              d%s_weight, d%s_bias, d%s);\n}\n\n",
+        p, C, p, p, p, p, p, p, p, p, p, x);
+}
+
+/* ---- inference, where no linear layer comes right before ---- */
+
+/* The running mean and 1/√(running_var + eps) in double, γ and β. */
+static int infer_weights(Inf *I, const Layer *l) {
+  if (inf_folded(I->ir, (int)(l - I->ir->layers)))
+    return 0;
+  static const char *const fields[] = {"running_mean", "running_var", "weight", "bias"};
+  double *v = inf_doubles(l->out);
+  int rc = 0;
+  for (int f = 0; f < 4 && !rc; f++) {
+    const RtTensor *t = inf_find(I, l, fields[f]);
+    char name[48], what[96];
+    for (int c = 0; c < l->out; c++)
+      v[c] = f == 1 ? 1 / sqrt(inf_at(t, c) + l->spec.norm.eps) : inf_at(t, c);
+    snprintf(name, sizeof name, "%s_%s", l->cname, f == 1 ? "rstd" : fields[f]);
+    snprintf(what, sizeof what, "(%d): %s%s.%s", l->out, f == 1 ? "1/sqrt of " : "", l->tname,
+             fields[f]);
+    rc = inf_array(I, name, what, v, l->out, f < 2);
+  }
+  free(v);
+  return rc;
+}
+
+/* bn_forward's evaluation mode, in place. */
+static void infer_forward(Inf *I, const Layer *l) {
+  const char *k = l->cname;
+  if (inf_folded(I->ir, (int)(l - I->ir->layers)))
+    return;
+  emitf(I->b, "/* %s: BatchNorm1d(%d), eval, in place on v (%d) */\n", k, l->out, l->out);
+  emitf(I->b, "static void %s_forward(real *v) {\n"
+        "  for (int c = 0; c < %d; c++) {\n"
+        "    real xh = (real)((v[c] - %s_running_mean[c]) * %s_rstd[c]);\n"
+        "    v[c] = %s_weight[c] * xh + %s_bias[c];\n  }\n}\n\n",
+        k, l->out, k, k, k, k);
+}
+
+const LayerUnit unit_batchnorm = {
+  .plan = plan,
+  .decls = decls,
+  .emit = emit,
+  .forward_train = 1,
+  .infer_weights = infer_weights,
+  .infer_forward = infer_forward,
+};

@@ -1,0 +1,123 @@
+/*
+ * gen.h — inside the code generator: what codegen/emit.c (training code)
+ * and codegen/infer.c (inference C) share with the layer units.
+ *
+ * A layer kind is one unit, one file: codegen/linear.c, batchnorm.c,
+ * layernorm.c, dropout.c, act.c (every activation, from runtime/acts.h)
+ * and loss.c. A unit says its parameters and buffers with their PyTorch
+ * names (plan), its scratch buffers (decls), its forward and backward
+ * functions side by side (emit), its inference code (infer_weights,
+ * infer_forward) and whether it has health figures. layer_units, indexed
+ * by the IR's kind (mlpc.h's LAYERS), is the dispatch.
+ */
+#ifndef MLPC_GEN_H
+#define MLPC_GEN_H
+
+#include "../mlpc.h"
+
+/* ---- training code (codegen/emit.c) ---- */
+
+/* A tensor of the model: a parameter, buffer, gradient or state. */
+typedef struct {
+  char cname[48];   /* C identifier: fc1_weight                          */
+  char tname[56];   /* PyTorch's name: fc1.weight                        */
+  int kind;         /* RT_WEIGHT ...                                     */
+  int i64;          /* a counter                                         */
+  int shape[2];     /* shape[1] == 0 for a vector                        */
+  int fan_in, fan_out;
+  int init;         /* RT_INIT_*                                         */
+  int trained;      /* has a gradient and optimizer state                */
+  int transposed;   /* stored as (shape[1], shape[0]): linear weights    */
+} Tensor;
+
+typedef struct {
+  const Ir *ir;
+  const Model *m;
+  Buf *b;
+  size_t bytes;     /* static storage declared so far                   */
+  int ntensors;
+  Tensor t[16 * (MAX_LAYERS + 1)];
+} Gen;
+
+/* One layer's emission: where its input comes from. */
+typedef struct {
+  Gen *g;
+  const Layer *l;
+  const char *p;     /* this layer's C prefix (l->cname)                 */
+  const char *in;    /* the input buffer: "input" or "fc1_out"           */
+  int first;         /* the input is the model's: no gradient for it     */
+} Ctx;
+
+/* Adds a tensor named PREFIX_FIELD in C and PREFIX.FIELD in PyTorch. */
+Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char *field,
+                   int kind, int rows, int cols);
+/* Counts n elements of a real (is_real) or 8-byte type as declared. */
+void gen_count(Gen *g, size_t n, int is_real);
+/* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7"
+   (a ring of 8 buffers). */
+const char *gen_num(double v);
+/* Whether the optimizer is plain SGD (no momentum, no weight decay),
+   whose update of a linear weight fuses into its gradient. */
+int gen_fused_sgd(const Model *m);
+
+/* ---- inference C (codegen/infer.c) ---- */
+
+typedef struct {
+  const Ir *ir;
+  const Model *m;
+  const RtNet *net;
+  Buf *b;
+  int f32;           /* float32 model: real is float                     */
+  char *err;
+  size_t errlen;
+} Inf;
+
+/* The tensor of net called PREFIX.FIELD; its absence is our bug. */
+const RtTensor *inf_find(const Inf *I, const Layer *l, const char *field);
+/* Element i (row-major order of the shape) of a float tensor. */
+double inf_at(const RtTensor *t, long i);
+/* A static const array of n values in real (or double, is_double): each
+   rounded once to the type and written as a hex float; -1 with err set at
+   a value that is not finite. */
+int inf_array(Inf *I, const char *name, const char *what, const double *v, long n,
+              int is_double);
+/* Memory for n doubles, or exit. */
+double *inf_doubles(long n);
+
+/* ---- the units ---- */
+
+typedef struct {
+  /* Its parameters and buffers, in PyTorch's module order; may be NULL. */
+  void (*plan)(Gen *g, const Layer *l);
+  /* Its scratch buffers beside NAME_out and dNAME_out; may be NULL. */
+  void (*decls)(Gen *g, const Layer *l);
+  /* Its NAME_forward and NAME_backward. */
+  void (*emit)(Ctx *c);
+  int forward_train;  /* forward takes (n, train), else (n)             */
+  int health;         /* its output has health figures (activations)     */
+  int needs_seed;     /* reads the run's seed, run_seed[0] (RT_SEED)     */
+  /* Inference: its constant arrays, and its NAME_forward (in place on v,
+     or from x to y when out_of_place); NULL: none, the identity. */
+  int (*infer_weights)(Inf *I, const Layer *l);
+  void (*infer_forward)(Inf *I, const Layer *l);
+  int out_of_place;
+  /* The math library calls its inference code makes ("sqrt"), or NULL. */
+  const char *(*infer_needs)(const Inf *I, const Layer *l);
+} LayerUnit;
+
+extern const LayerUnit unit_linear, unit_batchnorm, unit_layernorm, unit_dropout, unit_act,
+    unit_loss;
+extern const LayerUnit *const layer_units[NLAYERS];
+
+/* codegen/linear.c: whether layer i is a batchnorm folded into the linear
+   layer before it in inference C. */
+int inf_folded(const Ir *ir, int i);
+/* codegen/act.c: the activation formulas as text, for inference C. */
+const char *act_forward_text(int type);
+int act_has_param(int type);
+/* The bits 1 << RT_SATURATED ... of the figures it does not define. */
+int act_health_na(int type);
+/* health_NAME(n, C, pre, post, out): the figures of one such layer. */
+void act_emit_health(Buf *b, int type);
+
+#endif

@@ -376,6 +376,8 @@ static int check_seeds(Ctx *c, json_t *root, Study *s, uint64_t base_seed) {
   return 0;
 }
 
+static int well_indexed(const char *key);
+
 /* Checks one varied key's name: dotted parts not empty, not "seed", not
    inside another varied key. */
 static int check_vary_key(Ctx *c, json_t *vary, const char *key) {
@@ -387,6 +389,9 @@ static int check_vary_key(Ctx *c, json_t *vary, const char *key) {
                 printable((char[128]){0}, 128, key));
   if (!strcmp(key, "seed"))
     return fail(c, path, "the seeds of a study are its \"seeds\" key, not a varied key");
+  if (!well_indexed(key))
+    return fail(c, path, "'%s' is not a model key (an index is [N], N >= 0, as in "
+                "\"layers[3].p\")", printable((char[128]){0}, 128, key));
   const char *k;
   json_t *v;
   json_object_foreach(vary, k, v)
@@ -549,48 +554,108 @@ static const char *base_type(const char *key, const Model *m) {
        : !strcmp(key, "activation") ? act_names[m->act.type] : NULL;
 }
 
-/* The object at a dotted key's parent in o, created if missing (with the
-   base model's type, for a tagged key); a "type"-only string such as
-   "sgd" becomes {"type": "sgd"}. NULL if a part is neither, with what it
-   is in *last. */
-static json_t *parent_of(json_t *o, const char *key, const Model *m, const char **last) {
-  char part[256];
-  const char *dot;
-  for (const char *k = key; (dot = strchr(k, '.')); k = dot + 1) {
-    snprintf(part, sizeof part, "%.*s", (int)(dot - key), key);
-    json_t *x = json_object_get(o, part + (k - key));
-    const char *type = k == key ? base_type(part, m) : NULL;
-    if (!x || json_is_string(x)) {
-      json_t *n = json_object();
-      if (x)
-        json_object_set(n, "type", x);
-      else if (type)
-        json_object_set_new(n, "type", json_string(type));
-      json_object_set_new(o, part + (k - key), n);
-      x = n;
-    }
-    if (!json_is_object(x)) {
-      *last = kind(x);
+/* One part of a varied key: "optimizer", "p", or "layers[3]" (a name and
+   an index into the array it names). */
+typedef struct {
+  char name[256];
+  long index;  /* -1: none */
+} Part;
+
+/* Reads the part of key from k into p; returns where the next part starts
+   (after the '.'), the end of key, or NULL for a malformed index. */
+static const char *next_part(const char *k, Part *p) {
+  size_t n = strcspn(k, ".[");
+  char *end;
+  snprintf(p->name, sizeof p->name, "%.*s", (int)n, k);
+  p->index = -1;
+  if (k[n] == '[') {
+    p->index = strtol(k + n + 1, &end, 10);
+    if (end == k + n + 1 || *end != ']' || p->index < 0 || (end[1] && end[1] != '.'))
       return NULL;
-    }
-    o = x;
+    n = (size_t)(end + 1 - k);
   }
-  *last = strrchr(key, '.') ? strrchr(key, '.') + 1 : key;
-  return o;
+  return k[n] == '.' ? k + n + 1 : k + n;
 }
 
-/* The value a dotted key has in o, or NULL. */
-static json_t *get_key(json_t *o, const char *key) {
-  char part[256];
-  const char *dot;
-  while (o && (dot = strchr(key, '.'))) {
-    snprintf(part, sizeof part, "%.*s", (int)(dot - key), key);
-    o = json_object_get(o, part);
-    if (json_is_string(o) && !strcmp(dot + 1, "type"))
-      return o;
-    key = dot + 1;
+/* Whether every part of key reads (no malformed [index]). */
+static int well_indexed(const char *key) {
+  Part p;
+  const char *k = key;
+  while (k && *k)
+    k = next_part(k, &p);
+  return k != NULL;
+}
+
+/* The entry i of array a as an object ("relu" becomes {"type": "relu"});
+   NULL when a has none, with what it is in *what. */
+static json_t *entry(json_t *a, long i, const char **what) {
+  json_t *x = json_is_array(a) ? json_array_get(a, (size_t)i) : NULL;
+  if (json_is_string(x)) {
+    json_t *n = json_object();
+    json_object_set(n, "type", x);
+    json_array_set_new(a, (size_t)i, n);
+    x = n;
   }
-  return json_is_object(o) ? json_object_get(o, key) : NULL;
+  *what = !a ? "missing" : !json_is_array(a) ? kind(a) : !x ? "past the array's end" : kind(x);
+  return json_is_object(x) ? x : NULL;
+}
+
+/* The object named by part p of o, created if missing (with the base
+   model's type for a tagged key at the top); a "type"-only string such as
+   "sgd" becomes {"type": "sgd"}. NULL if it is neither, with *what. */
+static json_t *child(json_t *o, const Part *p, int top, const Model *m, const char **what) {
+  json_t *x = json_object_get(o, p->name);
+  if (p->index >= 0)
+    return entry(x, p->index, what);
+  const char *type = top ? base_type(p->name, m) : NULL;
+  if (!x || json_is_string(x)) {
+    json_t *n = json_object();
+    if (x)
+      json_object_set(n, "type", x);
+    else if (type)
+      json_object_set_new(n, "type", json_string(type));
+    json_object_set_new(o, p->name, n);
+    x = n;
+  }
+  *what = kind(x);
+  return json_is_object(x) ? x : NULL;
+}
+
+/* Sets the value at key ("optimizer.lr", "layers[3].p", "layers[3]") in
+   o; -1 when a part on the way is not there or not an object, with what
+   it is in *what. */
+static int set_key(json_t *o, const char *key, const Model *m, json_t *value,
+                   const char **what) {
+  Part p;
+  const char *k = key, *next;
+  for (int top = 1; (next = next_part(k, &p)) && *next; k = next, top = 0)
+    if (!(o = child(o, &p, top, m, what)))
+      return -1;
+  if (!next)
+    return *what = "not a key (a malformed [index])", -1;
+  if (p.index < 0)
+    return json_object_set(o, p.name, value);
+  json_t *a = json_object_get(o, p.name);
+  if (!entry(a, p.index, what) && (!json_is_array(a) || (size_t)p.index >= json_array_size(a)))
+    return -1;
+  return json_array_set(a, (size_t)p.index, value);
+}
+
+/* The value key names in o, or NULL. */
+static json_t *get_key(json_t *o, const char *key) {
+  Part p;
+  for (const char *k = key; o && k && *k;) {
+    k = next_part(k, &p);
+    json_t *x = json_object_get(o, p.name);
+    if (p.index >= 0)
+      x = json_is_array(x) ? json_array_get(x, (size_t)p.index) : NULL;
+    if (json_is_string(x) && k && !strcmp(k, "type"))
+      return x;
+    if (!k || !*k)
+      return x;
+    o = json_is_object(x) ? x : NULL;
+  }
+  return NULL;
 }
 
 /* One experiment being built: which value of each key it takes (-1: the
@@ -635,15 +700,14 @@ static int build(Ctx *c, Expand *x, json_t **out, Model *m) {
   for (int k = 0; k < x->s->nkeys; k++) {
     if (x->pick[k] < 0)
       continue;
-    const char *key = x->s->keys[k], *last;
-    json_t *parent = parent_of(o, key, x->base_model, &last);
-    if (!parent) {
+    const char *key = x->s->keys[k], *what = "";
+    json_t *v = json_array_get(json_object_get(x->vary, key), x->pick[k]);
+    if (set_key(o, key, x->base_model, v, &what)) {
       json_decref(o);
       vary_path(path, sizeof path, key, x->pick[k]);
       return fail(c, path, "cannot set '%s': its parent in the base model is %s, "
-                  "not an object", key, last);
+                  "not an object", key, what);
     }
-    json_object_set(parent, last, json_array_get(json_object_get(x->vary, key), x->pick[k]));
   }
   if (check_model(c, o, m, map_variant, x)) {
     json_decref(o);

@@ -82,7 +82,9 @@ static long numel(const RtTensor *t) {
 }
 
 /* Whether a tensor is in a weight file: parameters and buffers. */
-static int saved(const RtTensor *t) { return t->kind != RT_GRAD && t->kind != RT_STATE; }
+static int saved(const RtTensor *t) {
+  return t->kind != RT_GRAD && t->kind != RT_STATE && t->kind != RT_SEED;
+}
 
 /* Counts the elements of a's parameters and buffers that are not
    bitwise equal to b's. */

@@ -201,6 +201,92 @@ class MLP(nn.Module):
         return [getattr(self, "fc%d" % k) for k in range(1, self.nhidden + 2)]
 
 
+# ---- layer lists: nn.Sequential, and mlpc's dropout masks ----
+
+M64 = (1 << 64) - 1
+STEP = [0]  # steps taken before the current one: the masks' step
+
+
+def mix64(z):
+    """SplitMix64's output function (runtime/kernels.h's mm_mix64)."""
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+    return z ^ (z >> 31)
+
+
+def keep(seed, step, layer, n, p):
+    """mlpc's dropout mask of layer at step (drop_key, drop_forward): element
+    i is kept when the i-th SplitMix64 draw from the key, as 53 bits in
+    [0, 1), is >= p."""
+    key = mix64(mix64(mix64(seed) ^ step) ^ layer)
+    return [(mix64((key + (i + 1) * 0x9e3779b97f4a7c15) & M64) >> 11) * 2.0 ** -53 >= p
+            for i in range(n)]
+
+
+class MaskDropout(nn.Module):
+    """nn.Dropout's arithmetic (noise = bernoulli_(1 - p); noise.div_(1 - p);
+    input * noise) with mlpc's masks in place of PyTorch's draws, so that
+    the comparison is exact."""
+
+    def __init__(self, p, index, seed):
+        super().__init__()
+        self.p, self.index, self.seed = p, index, seed
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        m = keep(self.seed, STEP[0], self.index, x.numel(), self.p)
+        noise = torch.tensor(m, dtype=x.dtype).reshape(x.shape)
+        noise.div_(1 - self.p)
+        return x * noise
+
+
+def layer_module(spec, width, index, seed):
+    """One entry of "layers" as a module, and the width after it."""
+    spec = {"type": spec} if isinstance(spec, str) else spec
+    kind = spec["type"]
+    if kind == "linear":
+        return nn.Linear(width, spec["out"], bias=spec.get("bias", True)), spec["out"]
+    if kind == "batchnorm":
+        return nn.BatchNorm1d(width, eps=spec.get("eps", 1e-5),
+                              momentum=spec.get("momentum", 0.1)), width
+    if kind == "layernorm":
+        return nn.LayerNorm(width, eps=spec.get("eps", 1e-5)), width
+    if kind == "dropout":
+        return MaskDropout(spec.get("p", 0.5), index, seed), width
+    f = activation(spec)
+    return type("Act", (nn.Module,), {"forward": lambda self, x: f(x)})(), width
+
+
+def sequential(m):
+    """nn.Sequential of the model's layers, built in order."""
+    mods, width = [], m.get("input", 784)
+    for i, spec in enumerate(m["layers"]):
+        mod, width = layer_module(spec, width, i, m.get("seed", 0))
+        mods.append(mod)
+    return nn.Sequential(*mods)
+
+
+def init_sequential(model, m):
+    """Each layer in order: a linear layer by its own init (or the
+    model's), a norm's γ and β N(0, 1) under the model's "normal"."""
+    scheme = m.get("init", "torch_default")
+    for spec, mod in zip(m["layers"], model):
+        if isinstance(mod, nn.Linear):
+            s = spec.get("init", scheme) if isinstance(spec, dict) else scheme
+            if s == "normal":
+                for p in mod.parameters():
+                    nn.init.normal_(p.data, mean=0, std=1)
+            elif s in ("kaiming_normal", "xavier_normal"):
+                (nn.init.kaiming_normal_ if s == "kaiming_normal" else nn.init.xavier_normal_)(
+                    mod.weight)
+                if mod.bias is not None:
+                    nn.init.zeros_(mod.bias)
+        elif isinstance(mod, (nn.BatchNorm1d, nn.LayerNorm)) and scheme == "normal":
+            for p in mod.parameters():
+                nn.init.normal_(p.data, mean=0, std=1)
+
+
 def init_model(model, scheme):
     """The init function applied after construction (docs/semantics.md)."""
     if scheme == "normal":  # the homework's init_std_normal
@@ -219,9 +305,21 @@ def build(m):
     """torch.manual_seed(seed), construction, init: what "rng": "torch" does."""
     torch.set_default_dtype(torch.float64 if m.get("dtype") == "float64" else torch.float32)
     torch.manual_seed(m.get("seed", 0))
+    if "layers" in m:
+        model = sequential(m)
+        init_sequential(model, m)
+        return model
     model = MLP(m)
     init_model(model, m.get("init", "torch_default"))
     return model
+
+
+def has_batchnorm(m):
+    """Whether the model has a BatchNorm (a one-sample batch is skipped)."""
+    if "layers" in m:
+        return any((l if isinstance(l, str) else l["type"]) == "batchnorm" for l in m["layers"])
+    norm = m.get("norm", "none")
+    return (norm if isinstance(norm, str) else norm["type"]) == "batchnorm"
 
 
 def optimizer(model, o):
@@ -276,13 +374,13 @@ def run_case(c):
     xtr, ytr = load_set(c["data"], "train")
     xte, yte = load_set(c["data"], "t10k")
     dt = torch.get_default_dtype()
-    norm = m.get("norm", "none")
-    has_bn = (norm if isinstance(norm, str) else norm["type"]) == "batchnorm"
-    c["steps"] = batches(len(ytr), m.get("batch_size", 32), c.pop("nsteps", STEPS), has_bn)
+    c["steps"] = batches(len(ytr), m.get("batch_size", 32), c.pop("nsteps", STEPS),
+                         has_batchnorm(m))
     c["test_loss_init"] = test_loss(model, xte, yte)
     opt = optimizer(model, m.get("optimizer", "sgd"))
     losses = []
-    for start, n in c["steps"]:
+    for s, (start, n) in enumerate(c["steps"]):
+        STEP[0] = s
         x = xtr[start:start + n].to(dt) / 255
         opt.zero_grad()
         loss = F.cross_entropy(model(x), ytr[start:start + n])
@@ -314,7 +412,8 @@ def rerun(c, dtype, nudge):
     xtr, ytr = load_set(c["data"], "train")
     opt = optimizer(model, m.get("optimizer", "sgd"))
     losses = []
-    for start, n in c["steps"]:
+    for s, (start, n) in enumerate(c["steps"]):
+        STEP[0] = s
         opt.zero_grad()
         loss = F.cross_entropy(model(xtr[start:start + n].to(dt) / 255), ytr[start:start + n])
         loss.backward()
@@ -443,6 +542,37 @@ def cases():
         case("mnist_default_adamw_64", "mnist", hidden=[5], activation="sigmoid",
              init="torch_default", optimizer="adamw", batch_size=3, dtype="float64", seed=11),
     ]
+    lists = [
+        ("mixed_acts", "wide", "adam", [{"type": "linear", "out": 9}, "tanh",
+                                         {"type": "linear", "out": 7, "bias": False,
+                                          "init": "xavier_normal"}, "gelu",
+                                         {"type": "linear", "out": 12}]),
+        ("dropout_p0", "wide", "sgd", [{"type": "linear", "out": 16}, "sigmoid",
+                                       {"type": "dropout", "p": 0}, {"type": "linear", "out": 12}]),
+        ("dropout", "wide", {"type": "adam", "lr": 0.003},
+         [{"type": "linear", "out": 16}, "tanh", {"type": "dropout", "p": 0.3},
+          {"type": "linear", "out": 8, "init": "kaiming_normal"}, "silu",
+          {"type": "dropout", "p": 0.5}, {"type": "linear", "out": 12}]),
+        ("bn_after_act", "wide", "sgd", [{"type": "linear", "out": 10}, "elu",
+                                         {"type": "batchnorm", "momentum": 0.2},
+                                         {"type": "linear", "out": 12, "init": "torch_default"}]),
+        ("ln_leaky_nobias", "small", {"type": "rmsprop", "lr": 0.001},
+         [{"type": "linear", "out": 11, "bias": False}, {"type": "layernorm", "eps": 1e-3},
+          {"type": "leaky_relu", "slope": 0.3}, {"type": "linear", "out": 3,
+                                                  "init": "kaiming_normal"}]),
+    ]
+    for k, (name, data, o, layers) in enumerate(lists):
+        for dtype in ("float32", "float64"):
+            if dtype == "float32" and name == "bn_after_act":
+                continue  # BatchNorm's statistics of 7 samples amplify float32 noise
+            out.append(case("list_%s_%s" % (name, dtype[5:]), data, layers=layers, optimizer=o,
+                            init=INITS[k % 4], batch_size=7, dtype=dtype, seed=400 + k))
+    out.append(case("mnist_list_dropout_64", "mnist", layers=[
+        {"type": "linear", "out": 32}, {"type": "batchnorm"}, "relu", {"type": "dropout", "p": 0.2},
+        {"type": "linear", "out": 16, "init": "xavier_normal"}, "tanh",
+        {"type": "linear", "out": 10, "bias": False}], init="kaiming_normal",
+        optimizer={"type": "sgd", "lr": 0.01, "momentum": 0.9}, batch_size=32,
+        dtype="float64", seed=0))
     return out
 
 
@@ -495,6 +625,7 @@ def check_mlpc(mlpc, suite):
             opt = optimizer(ref, m.get("optimizer", "sgd"))
             b = m.get("batch_size", 32)
             for s in range(min(4, (len(ytr) + b - 1) // b)):
+                STEP[0] = s
                 x = xtr[s * b:(s + 1) * b].to(torch.get_default_dtype()) / 255
                 opt.zero_grad()
                 F.cross_entropy(ref(x), ytr[s * b:(s + 1) * b]).backward()

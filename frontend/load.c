@@ -98,14 +98,11 @@ static void leave(Ctx *c, size_t n) {
   c->path[n] = '\0';
 }
 
-/* Formats d in the fewest digits that read back as d, keeping a ".0"
-   on whole numbers so that 784.0 does not look like the integer 784. */
+/* Formats d in the fewest digits that read back as d (fe_show_real),
+   keeping a ".0" on whole numbers so that 784.0 does not look like the
+   integer 784. */
 static void format_real(char *buf, size_t size, double d) {
-  for (int prec = 1; prec <= 17; prec++) {
-    snprintf(buf, size, "%.*g", prec, d);
-    if (strtod(buf, NULL) == d)
-      break;
-  }
+  fe_show_real(buf, size, d);
   if (!strpbrk(buf, ".en"))
     strncat(buf, ".0", size - strlen(buf) - 1);
 }
@@ -610,9 +607,12 @@ static int opt_finish(Ctx *c, Model *m) {
   const Optim *o = &m->opt;
   if (o->type != OPT_SGD || !o->nesterov || (o->momentum > 0 && o->dampening == 0))
     return 0;
+  char mom[32], damp[32];
+  fe_show_real(mom, sizeof mom, o->momentum);
+  fe_show_real(damp, sizeof damp, o->dampening);
   enter(c, "nesterov");
   return fail(c, "nesterov needs momentum > 0 and dampening 0, as in PyTorch "
-              "(momentum is %g, dampening %g)", o->momentum, o->dampening);
+              "(momentum is %s, dampening %s)", mom, damp);
 }
 
 #define ADAMS (T(OPT_ADAM) | T(OPT_ADAMW))

@@ -120,6 +120,10 @@ void fe_defaults(Model *m);
 int fe_override(Model *m, const char *flag, const char *key,
                 const char *text, char *err, size_t errlen);
 
+/* frontend/real.c: d in the fewest digits that read back as d, with the
+   exponent as a model file writes it: 1e6, 2.5e-7, -1e300 (not 1e+06). */
+void fe_show_real(char *buf, size_t size, double d);
+
 /* frontend/alloc.c: every allocation of the frontend and the code
    generator, Jansson's included, so that tests can fail each in turn. */
 void *fe_malloc(size_t n);

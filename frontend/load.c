@@ -678,9 +678,14 @@ static int check_input(Ctx *c, json_t *v, Model *m) {
   return get_small_int(c, v, 1, MAX_WIDTH, &m->input);
 }
 
-/* output: classes out. */
+/* output: classes out, as many as the data's labels can name. */
 static int check_output(Ctx *c, json_t *v, Model *m) {
-  return get_small_int(c, v, 1, MAX_WIDTH, &m->output);
+  if (get_small_int(c, v, 1, MAX_WIDTH, &m->output))
+    return -1;
+  if (m->output > MAX_CLASSES)
+    return fail(c, "at most %d classes (labels are bytes in the data's IDX files), got %d",
+                MAX_CLASSES, m->output);
+  return 0;
 }
 
 /* hidden: the width of each hidden block, at most MAX_HIDDEN of them. */

@@ -14,6 +14,7 @@
 
 #define MAX_HIDDEN 16   /* hidden layers at most                      */
 #define MAX_WIDTH  65536 /* features per layer at most                */
+#define MAX_CLASSES 256  /* output classes at most: labels are bytes  */
 #define MAX_PATH_LEN 4096
 
 /* Normalisations: X(enum, name) */

@@ -98,14 +98,11 @@ static void leave(Ctx *c, size_t n) {
   c->path[n] = '\0';
 }
 
-/* Formats d in the fewest digits that read back as d, keeping a ".0"
-   on whole numbers so that 784.0 does not look like the integer 784. */
+/* Formats d in the fewest digits that read back as d (fe_show_real),
+   keeping a ".0" on whole numbers so that 784.0 does not look like the
+   integer 784. */
 static void format_real(char *buf, size_t size, double d) {
-  for (int prec = 1; prec <= 17; prec++) {
-    snprintf(buf, size, "%.*g", prec, d);
-    if (strtod(buf, NULL) == d)
-      break;
-  }
+  fe_show_real(buf, size, d);
   if (!strpbrk(buf, ".en"))
     strncat(buf, ".0", size - strlen(buf) - 1);
 }
@@ -238,8 +235,19 @@ static int parse_int(const char *text, long long *out) {
   return *end == '\0' ? 0 : -1;
 }
 
+/* Whether the number at text (ended by a byte no number holds) is not 0
+   but reads as 0: too small even for a double ("1e-400"). */
+static int underflows(const char *text) {
+  size_t n = strspn(text, "+-.0123456789eE"), mant = strcspn(text, "eE");
+  return strtod(text, NULL) == 0 && strcspn(text, "123456789") < (mant < n ? mant : n);
+}
+
+/* What a number that underflows is told, after its text. */
+#define TINY "is too small for a double: it reads as 0 (the smallest is 5e-324)"
+
 /* Parses a flag's number: 1 if it is a finite one, 0 if it overflows,
-   -1 if it is not a number ("inf", "0x10", " 1" and "1 " are not). */
+   2 if it underflows to 0, -1 if it is not a number ("inf", "0x10", " 1"
+   and "1 " are not). */
 static int parse_real(const char *text, double *out) {
   char *end;
   if (!numeric_text(text))
@@ -247,7 +255,7 @@ static int parse_real(const char *text, double *out) {
   *out = strtod(text, &end);
   if (*end != '\0')
     return -1;
-  return isfinite(*out) ? 1 : 0;
+  return underflows(text) ? 2 : isfinite(*out) ? 1 : 0;
 }
 
 /* Reads an integer in lo..hi. */
@@ -308,6 +316,8 @@ static int get_real(Ctx *c, json_t *v, const Range *r, double *out) {
     return fail(c, "expected a number, got %s", got(c, v));
   if (kind == 0)
     return fail(c, "must be a finite number, got %s", got(c, v));
+  if (kind == 2)
+    return fail(c, "%s " TINY, got(c, v));
   if (!in_range(r, d))
     return fail(c, "must be %s, got %s", r->desc, got(c, v));
   *out = d;
@@ -610,9 +620,12 @@ static int opt_finish(Ctx *c, Model *m) {
   const Optim *o = &m->opt;
   if (o->type != OPT_SGD || !o->nesterov || (o->momentum > 0 && o->dampening == 0))
     return 0;
+  char mom[32], damp[32];
+  fe_show_real(mom, sizeof mom, o->momentum);
+  fe_show_real(damp, sizeof damp, o->dampening);
   enter(c, "nesterov");
   return fail(c, "nesterov needs momentum > 0 and dampening 0, as in PyTorch "
-              "(momentum is %g, dampening %g)", o->momentum, o->dampening);
+              "(momentum is %s, dampening %s)", mom, damp);
 }
 
 #define ADAMS (T(OPT_ADAM) | T(OPT_ADAMW))
@@ -745,9 +758,14 @@ static int check_input(Ctx *c, json_t *v, Model *m) {
   return get_small_int(c, v, 1, MAX_WIDTH, &m->input);
 }
 
-/* output: classes out. */
+/* output: classes out, as many as the data's labels can name. */
 static int check_output(Ctx *c, json_t *v, Model *m) {
-  return get_small_int(c, v, 1, MAX_WIDTH, &m->output);
+  if (get_small_int(c, v, 1, MAX_WIDTH, &m->output))
+    return -1;
+  if (m->output > MAX_CLASSES)
+    return fail(c, "at most %d classes (labels are bytes in the data's IDX files), got %d",
+                MAX_CLASSES, m->output);
+  return 0;
 }
 
 /* hidden: the width of each hidden block, at most MAX_HIDDEN of them. */
@@ -969,58 +987,99 @@ static int check_layer_shapes(Ctx *c, Model *m) {
   return -1;
 }
 
-/* Refuses a number the generated code cannot hold as the model's dtype:
-   converting a double beyond FLT_MAX to float is undefined in C, and an
-   infinite constant is no C at all. path is where the value came from. */
-static int check_fits(Ctx *c, const Model *m, const char *path, const char *what,
-                      double v) {
-  double max = m->dtype == DT_F32 ? FLT_MAX : DBL_MAX;
-  char shown[40], big[40];
-  if (isfinite(v) && fabs(v) <= max)
+/* What becomes of a number in dtype: 0 when it holds it as a normal
+   number (or it is exactly 0), else -1 with the message in why: beyond
+   the range, or not 0 yet 0 or subnormal there. */
+static int in_dtype(double v, int dtype, char *why, size_t size) {
+  double max = dtype == DT_F32 ? FLT_MAX : DBL_MAX, min = dtype == DT_F32 ? FLT_MIN : DBL_MIN;
+  char limit[40];
+  if (isfinite(v) && fabs(v) <= max) {
+    double r = dtype == DT_F32 ? (double)(float)v : v;  /* in range: defined */
+    if (v == 0 || fabs(r) >= min)
+      return 0;
+    format_real(limit, sizeof limit, min);
+    snprintf(why, size, "%s %s (its smallest normal number is %s)",
+             r == 0 ? "which is 0 in" : "which is subnormal in", dtype_names[dtype], limit);
+    return -1;
+  }
+  format_real(limit, sizeof limit, max);
+  snprintf(why, size, "beyond %s's range (largest %s)", dtype_names[dtype], limit);
+  return -1;
+}
+
+/* Refuses a number the generated code cannot hold as a constant of
+   dtype: converting a double beyond FLT_MAX to float is undefined in C,
+   and an infinite constant is no C at all; a value that is not 0 but
+   becomes 0 or subnormal there (1e-50 as a float) would silently do
+   something else than the file says. 0 itself passes. path is where the
+   value came from, what names it; on error the message names path (or
+   the flag). Any check of a real can use it, whatever its key. */
+static int check_in_dtype(Ctx *c, int dtype, const char *path, const char *what, double v) {
+  char why[160], shown[40];
+  if (!in_dtype(v, dtype, why, sizeof why))
     return 0;
   snprintf(c->path, sizeof c->path, "%s", path);
   format_real(shown, sizeof shown, v);
-  format_real(big, sizeof big, max);
-  fail(c, "%s is %s, beyond %s's range (largest %s)%s", what, shown,
-       dtype_names[m->dtype], big, m->dtype == DT_F32 ? "; use \"dtype\": \"float64\"" : "");
+  fail(c, "%s is %s, %s%s", what, shown, why,
+       dtype == DT_F32 ? "; use \"dtype\": \"float64\"" : "");
   c->path[0] = '\0';
   return -1;
 }
 
-/* Every number the generated code writes as a constant of the model's
-   type fits it: the user's reals, and AdamW's 1 - lr * weight_decay. */
+/* Every real the code uses, checked in the type it is used in
+   (check_in_dtype): the optimizer's and the activation's as constants of
+   the model's dtype, as PyTorch's float32 kernels take them; what is
+   computed from them in double first, as PyTorch computes it in Python,
+   as that result (1 - dampening; AdamW's 1 - lr * weight_decay; Adam's
+   first step lr / (1 - beta1)); the norm's eps and momentum in double,
+   where its kernels use them. 1 - alpha and 1 - beta are 0 or at least
+   2^-53 and need no check. */
 static int check_constants(Ctx *c, const Model *m) {
   const Optim *o = &m->opt;
-  int elu = m->act.type == ACT_ELU;
+  int elu = m->act.type == ACT_ELU, adamw = o->type == OPT_ADAMW, M = m->dtype;
+  int adam = adamw || o->type == OPT_ADAM;
   const struct {
     const char *path, *what;
+    int dtype;
     double v;
   } k[] = {
-    {"optimizer.lr", "lr", o->lr},
-    {"optimizer.momentum", "momentum", o->momentum},
-    {"optimizer.dampening", "dampening", o->dampening},
-    {"optimizer.weight_decay", "weight_decay", o->weight_decay},
-    {"optimizer.eps", "eps", o->eps},
-    {"optimizer.weight_decay", "AdamW's factor 1 - lr * weight_decay",
-     o->type == OPT_ADAMW ? 1 - o->lr * o->weight_decay : 0},
-    {elu ? "activation.alpha" : "activation.slope", elu ? "alpha" : "slope", m->act.param},
+    {"optimizer.lr", "lr", M, o->lr},
+    {"optimizer.momentum", "momentum", M, o->momentum},
+    {"optimizer.dampening", "1 - dampening", M, 1 - o->dampening},
+    {"optimizer.weight_decay", "weight_decay", M, adamw ? 0 : o->weight_decay},
+    {"optimizer.alpha", "alpha", M, o->alpha},
+    {"optimizer.eps", "eps", M, o->eps},
+    {"optimizer.betas[0]", "beta1", M, o->beta1},
+    {"optimizer.betas[1]", "beta2", M, o->beta2},
+    {"optimizer.weight_decay", "AdamW's factor 1 - lr * weight_decay", M,
+     adamw ? 1 - o->lr * o->weight_decay : 0},
+    {"optimizer.lr", "Adam's first step lr / (1 - beta1)", M, adam ? o->lr / (1 - o->beta1) : 0},
+    {elu ? "activation.alpha" : "activation.slope", elu ? "alpha" : "slope", M, m->act.param},
+    {"norm.eps", "eps", DT_F64, m->norm.eps},
+    {"norm.momentum", "momentum", DT_F64, m->norm.momentum},
   };
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-    if (check_fits(c, m, k[i].path, k[i].what, k[i].v))
+    if (check_in_dtype(c, k[i].dtype, k[i].path, k[i].what, k[i].v))
       return -1;
   return 0;
 }
 
-/* The activations' parameters in a layer list fit the model's dtype. */
+/* A layer list's reals, checked as check_constants checks the shorthand's:
+   an activation's parameter in the model's dtype, a norm's eps and
+   momentum in double. */
 static int check_layer_constants(Ctx *c, const Model *m) {
   char path[64];
   for (int i = 0; i < m->nlayers; i++) {
     const Spec *l = &m->layers[i];
-    const char *key = l->kind == LK_ACT + ACT_ELU ? "alpha" : "slope";
-    if (l->kind != LK_ACT + ACT_ELU && l->kind != LK_ACT + ACT_LEAKY)
-      continue;
+    int act = l->kind == LK_ACT + ACT_ELU || l->kind == LK_ACT + ACT_LEAKY;
+    int norm = l->kind == LK_BATCHNORM || l->kind == LK_LAYERNORM;
+    const char *key = l->kind == LK_ACT + ACT_ELU ? "alpha" : act ? "slope" : "eps";
     snprintf(path, sizeof path, "layers[%d].%s", i, key);
-    if (check_fits(c, m, path, key, l->act.param))
+    if ((act || norm) &&
+        check_in_dtype(c, act ? m->dtype : DT_F64, path, key, act ? l->act.param : l->norm.eps))
+      return -1;
+    snprintf(path, sizeof path, "layers[%d].momentum", i);
+    if (norm && check_in_dtype(c, DT_F64, path, "momentum", l->norm.momentum))
       return -1;
   }
   return 0;
@@ -1121,6 +1180,38 @@ static int check_text(Ctx *c, const char *text, size_t len) {
   return -1;
 }
 
+/* Reports the number at text, which underflows, at line:col. */
+static int tiny_at(Ctx *c, const char *text, int line, int col) {
+  size_t n = strspn(text, "+-.0123456789eE");
+  snprintf(c->err, c->errlen, "%s:%d:%d: error: %.*s%s " TINY "; write 0 if 0 is meant",
+           c->file, line, col, n < 40 ? (int)n : 36, text, n < 40 ? "" : "...");
+  return -1;
+}
+
+/* Refuses a number written as not 0 that reads as 0 ("1e-400"), which
+   Jansson gives as 0: FILE:LINE:COL names it (columns in characters, as
+   Jansson counts them). text is valid JSON. */
+static int check_underflow(Ctx *c, const char *text, size_t len) {
+  int line = 1, col = 0, quoted = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    col += ((unsigned char)ch & 0xC0) != 0x80;
+    if (quoted && ch == '\\')
+      i++, col++;  /* an escape: \" does not end the string */
+    else if (ch == '"')
+      quoted = !quoted;
+    else if (ch == '\n')
+      line++, col = 0;
+    else if (!quoted && (ch == '-' || isdigit((unsigned char)ch))) {
+      if (underflows(text + i))
+        return tiny_at(c, text + i, line, col);
+      size_t n = strspn(text + i, "+-.0123456789eE");
+      i += n - 1, col += (int)n - 1;
+    }
+  }
+  return 0;
+}
+
 /* Parses and checks len bytes of model text. */
 static int load_text(const char *text, size_t len, const char *fname,
                      Model *m, char *err, size_t errlen) {
@@ -1134,7 +1225,7 @@ static int load_text(const char *text, size_t len, const char *fname,
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!root)
     return syntax_error(&c, &je);
-  int rc = check_root(&c, root, m);
+  int rc = check_underflow(&c, text, len) || check_root(&c, root, m) ? -1 : 0;
   json_decref(root);
   return rc;
 }

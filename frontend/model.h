@@ -16,6 +16,7 @@
 #define MAX_HIDDEN 16   /* hidden layers at most                      */
 #define MAX_LAYERS 64   /* entries of "layers" at most                */
 #define MAX_WIDTH  65536 /* features per layer at most                */
+#define MAX_CLASSES 256  /* output classes at most: labels are bytes  */
 #define MAX_PATH_LEN 4096
 
 /* Normalisations: X(enum, name) */
@@ -156,6 +157,10 @@ typedef struct {
 int fe_layer_list(const Model *m, Spec *out, FeWhere *where);
 /* A layer's JSON path: "layers[3]", "hidden[0]", "norm". */
 void fe_where_path(const FeWhere *w, char *buf, size_t size);
+
+/* frontend/real.c: d in the fewest digits that read back as d, with the
+   exponent as a model file writes it: 1e6, 2.5e-7, -1e300 (not 1e+06). */
+void fe_show_real(char *buf, size_t size, double d);
 
 /* frontend/alloc.c: every allocation of the frontend and the code
    generator, Jansson's included, so that tests can fail each in turn. */

@@ -425,6 +425,33 @@ int rt_load_set(const char *dir, const char *prefix, int nclasses,
   return 0;
 }
 
+/* Checks that both sets have one image shape, of input pixels. */
+static int idx_check_shapes(const char *dir, const RtSet *tr, const RtSet *te, int input,
+                            char *err, size_t errlen) {
+  if (tr->rows != te->rows || tr->cols != te->cols)
+    return idx_fail(err, errlen, dir, "the train images are %d x %d pixels and the t10k "
+                    "images %d x %d: both sets must have one shape", tr->rows, tr->cols,
+                    te->rows, te->cols);
+  if (tr->rows * tr->cols != input)
+    return idx_fail(err, errlen, dir, "images have %d features (%d x %d), the model's "
+                    "input is %d", tr->rows * tr->cols, tr->rows, tr->cols, input);
+  return 0;
+}
+
+int rt_load_data(const char *dir, int input, int nclasses, RtSet *tr, RtSet *te,
+                 char *err, size_t errlen) {
+  memset(te, 0, sizeof *te);
+  if (rt_load_set(dir, "train", nclasses, tr, err, errlen))
+    return -1;
+  if (rt_load_set(dir, "t10k", nclasses, te, err, errlen) ||
+      idx_check_shapes(dir, tr, te, input, err, errlen)) {
+    rt_free_set(tr);
+    rt_free_set(te);
+    return -1;
+  }
+  return 0;
+}
+
 /* Frees what rt_load_set allocated and empties the set. */
 void rt_free_set(RtSet *set) {
   free(set->images);

@@ -26,6 +26,12 @@ typedef struct {
    writes "FILE: what is wrong" to err and returns -1. */
 int rt_load_set(const char *dir, const char *prefix, int nclasses,
                 RtSet *set, char *err, size_t errlen);
+/* Loads DIR's train and t10k sets (rt_load_set) for a model of input
+   features and nclasses classes: both sets must have one image shape, of
+   input pixels. On error writes "PATH: what is wrong" to err, holds
+   nothing and returns -1. */
+int rt_load_data(const char *dir, int input, int nclasses, RtSet *tr, RtSet *te,
+                 char *err, size_t errlen);
 /* Reads one whole file, inflating gzip; *len gets its size. */
 unsigned char *rt_read_file(const char *path, size_t *len,
                             char *err, size_t errlen);

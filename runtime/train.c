@@ -118,26 +118,6 @@ const char *rt_data_dir(const char *name, char *buf, size_t len) {
   return buf;
 }
 
-/* Loads both sets and checks they fit the model; 0 or -1 with err set. */
-static int train_load(const RtNet *net, const char *dir, RtSet *tr, RtSet *te,
-                      char *err, size_t errlen) {
-  if (rt_load_set(dir, "train", net->output, tr, err, errlen))
-    return -1;
-  if (rt_load_set(dir, "t10k", net->output, te, err, errlen)) {
-    rt_free_set(tr);
-    return -1;
-  }
-  int feats = tr->rows * tr->cols;
-  if (feats != net->input || te->rows * te->cols != net->input) {
-    snprintf(err, errlen, "%s: images have %d features, the model's input is %d",
-             dir, feats != net->input ? feats : te->rows * te->cols, net->input);
-    rt_free_set(tr);
-    rt_free_set(te);
-    return -1;
-  }
-  return 0;
-}
-
 /* ---- the loop ---- */
 
 static double train_now(void) {
@@ -367,7 +347,7 @@ static int train_run(Loop *L) {
 int rt_train(const RtNet *net, const RtOptions *o) {
   char err[1024];
   Loop L = {.net = net, .o = o};
-  if (train_load(net, o->data, &L.train, &L.test, err, sizeof err)) {
+  if (rt_load_data(o->data, net->input, net->output, &L.train, &L.test, err, sizeof err)) {
     fprintf(stderr, "mlpc: error: %s\n", err);
     return 2;
   }

@@ -153,14 +153,10 @@ static int under(const char *p, const char *key) {
 
 /* ---- naming values ---- */
 
-/* Appends the shortest text that reads back as d. */
+/* Appends the shortest text that reads back as d (fe_show_real). */
 static void show_real(Buf *b, double d) {
   char t[40];
-  for (int prec = 1; prec <= 17; prec++) {
-    snprintf(t, sizeof t, "%.*g", prec, d);
-    if (strtod(t, NULL) == d)
-      break;
-  }
+  fe_show_real(t, sizeof t, d);
   emitf(b, "%s", t);
 }
 

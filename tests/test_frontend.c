@@ -310,6 +310,13 @@ static const Override overrides[] = {
   {"--lr", "optimizer.lr", "nan", "--lr: error: expected a number, got 'nan'"},
   {"--lr", "optimizer.lr", "0x10", "--lr: error: expected a number, got '0x10'"},
   {"--lr", "optimizer.lr", "1e400", "--lr: error: must be a finite number, got 1e400"},
+  {"--lr", "optimizer.lr", "1e-400", "--lr: error: 1e-400 is too small for a double: it "
+   "reads as 0 (the smallest is 5e-324)"},
+  {"--lr", "optimizer.lr", "1e-46", "--lr: error: lr is 1e-46, which is 0 in float32 (its "
+   "smallest normal number is 1.1754943508222875e-38); use \"dtype\": \"float64\""},
+  {"--lr", "optimizer.lr", "1e-39", "--lr: error: lr is 1e-39, which is subnormal in float32 "
+   "(its smallest normal number is 1.1754943508222875e-38); use \"dtype\": \"float64\""},
+  {"--lr", "optimizer.lr", "-0e-999", "--lr: error: must be a positive number, got -0e-999"},
   {"--lr", "optimizer.lr", "1e-3", NULL},
   {"--epochs", "epochs", "0", "--epochs: error: must be an integer in 1..100000, got 0"},
   {"--epochs", "epochs", "2.5", "--epochs: error: must be an integer in 1..100000, got 2.5"},

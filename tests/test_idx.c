@@ -2,7 +2,8 @@
  * test_idx.c — rt_load_set on small IDX files written to a temporary
  * directory, raw and gzip: that valid files load with the right values,
  * and that every kind of damage is refused with a message naming the file
- * and what is wrong. Last, the prepared data sets under data/, if present.
+ * and what is wrong; rt_load_data's train and t10k sets of one shape. Last,
+ * the prepared data sets under data/, if present.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -380,6 +381,41 @@ static void test_count_mismatch(void **state) {
   load_fails(lpath, phrase);
 }
 
+/* Writes a t10k set of n images of rows x cols beside the train set. */
+static void write_t10k(uint32_t rows, uint32_t cols, char *im, char *lb, size_t len) {
+  Bytes i = images(0x803, N, rows, cols), l = labels(N);
+  snprintf(im, len, "%s/t10k-images-idx3-ubyte", tmp);
+  snprintf(lb, len, "%s/t10k-labels-idx1-ubyte", tmp);
+  write_raw(im, i.b, i.len);
+  write_raw(lb, l.b, l.len);
+}
+
+/* rt_load_data: train and t10k images of one shape, the model's input;
+   the same count of pixels in another shape is refused, naming both. */
+static void test_shapes(void **state) {
+  (void)state;
+  char im[160], lb[160], want[400];
+  RtSet tr, te;
+  write_valid(); /* 3 x 4 */
+  write_t10k(2, 6, im, lb, sizeof im);
+  assert_int_equal(rt_load_data(tmp, ROWS * COLS, NCLASSES, &tr, &te, err, sizeof err), -1);
+  snprintf(want, sizeof want, "%s: the train images are 3 x 4 pixels and the t10k images "
+           "2 x 6: both sets must have one shape", tmp);
+  assert_string_equal(err, want);
+  assert_true(!tr.images && !te.images && !tr.labels && !te.labels);
+  write_t10k(ROWS, COLS, im, lb, sizeof im);
+  assert_int_equal(rt_load_data(tmp, 13, NCLASSES, &tr, &te, err, sizeof err), -1);
+  snprintf(want, sizeof want, "%s: images have 12 features (3 x 4), the model's input is 13",
+           tmp);
+  assert_string_equal(err, want);
+  assert_int_equal(rt_load_data(tmp, ROWS * COLS, NCLASSES, &tr, &te, err, sizeof err), 0);
+  assert_true(tr.n == N && te.n == N && te.rows == ROWS && te.cols == COLS);
+  rt_free_set(&tr);
+  rt_free_set(&te);
+  remove(im);
+  remove(lb);
+}
+
 /* Labels must be below the number of classes. */
 static void test_label_range(void **state) {
   (void)state;
@@ -599,6 +635,7 @@ int main(void) {
     cmocka_unit_test_setup(test_overflow, before),
     cmocka_unit_test_setup(test_count_mismatch, before),
     cmocka_unit_test_setup(test_label_range, before),
+    cmocka_unit_test_setup(test_shapes, before),
     cmocka_unit_test_setup(test_corrupt_gzip, before),
     cmocka_unit_test_setup(test_truncated_gzip, before),
     cmocka_unit_test_setup(test_gzip_bomb, before),

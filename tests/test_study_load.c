@@ -5,7 +5,7 @@
  * experiments, models/seed_grid.json to the 36 of the full grid; dotted
  * keys, value names, a base given as a path and the defaults are checked
  * on small files written to a temporary directory; st_plan must find the
- * runs experiments share.
+ * runs experiments share, and name the experiment whose data do not fit.
  *
  * tests/study/errors/NAME.json must be refused with exactly the message
  * in NAME.expect: errors of the study file itself, and the frontend's
@@ -308,6 +308,30 @@ static void test_plan_arithmetic(void **state) {
   st_free(&s);
 }
 
+/* A data set that does not fit, or is missing: status 2, the message
+   naming the experiment that first needed it. */
+static void test_plan_data_error(void **state) {
+  (void)state;
+  StPlan p;
+  char text[512], want[1024];
+  snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"input\": 100}, \"vary\": "
+           "{\"activation\": [\"relu\", \"tanh\"]}, \"seeds\": [1]}");
+  load_text(tmp, text);
+  assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
+  assert_non_null(strstr(err, "experiment 'activation=relu': "));
+  assert_non_null(strstr(err, "mnist: images have 784 features (28 x 28), the model's input "
+                              "is 100"));
+  st_free(&s);
+  snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"data\": \"%s/none\"}, "
+           "\"vary\": {\"activation\": [\"relu\", \"tanh\"]}, \"seeds\": [1]}", tmp);
+  load_text(tmp, text);
+  assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
+  snprintf(want, sizeof want, "experiment 'activation=relu': %s/none/train-images-idx3-ubyte: "
+           "no such file (also tried %s/none/train-images-idx3-ubyte.gz)", tmp, tmp);
+  assert_string_equal(err, want);
+  st_free(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_errors),
@@ -318,6 +342,7 @@ int main(void) {
     cmocka_unit_test(test_override),
     cmocka_unit_test(test_plan_shares_runs),
     cmocka_unit_test(test_plan_arithmetic),
+    cmocka_unit_test(test_plan_data_error),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

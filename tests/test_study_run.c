@@ -170,8 +170,8 @@ static void test_diverged(void **state) {
   sqlite3_close(d);
   char *sum = read_all(fmt("%s/summary.csv", dir)), *md = read_all(fmt("%s/report.md", dir));
   char *term = read_all(fmt("%s/stdout", tmp)), *runs = read_all(fmt("%s/runs.csv", dir));
-  assert_non_null(strstr(sum, "\noptimizer.lr=1e+30,optimizer.lr,1e+30,1e+30,2,2,,,,,,,,\n"));
-  assert_non_null(strstr(md, "| optimizer.lr=1e+30 | 2 | 2 | diverged | diverged |"));
+  assert_non_null(strstr(sum, "\noptimizer.lr=1e30,optimizer.lr,1e30,1e30,2,2,,,,,,,,\n"));
+  assert_non_null(strstr(md, "| optimizer.lr=1e30 | 2 | 2 | diverged | diverged |"));
   assert_non_null(strstr(term, "diverged"));
   assert_non_null(strstr(runs, ",diverged,1,,,,,"));
   free(sum), free(md), free(term), free(runs);

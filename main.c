@@ -355,6 +355,7 @@ int main(int argc, char **argv) {
   static Ir ir;
   Args A = {0};
   char err[2048];
+  rt_check_stdout();
 #ifdef MLPC_MPI
   int status;
   if (st_mpi_start(&argc, &argv, &status))

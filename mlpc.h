@@ -147,6 +147,11 @@ int rt_write_file(const char *path, RtWriteFn body, const void *ctx, char *err,
                   size_t errlen);
 /* rt_write_file with len bytes of data as the body. */
 int rt_write_text(const char *path, const void *data, size_t len, char *err, size_t errlen);
+/* Checks standard output at exit, whichever way the process ends (exit or
+   a return from main; not _exit, as forked workers end): when a write or
+   the last flush failed, "cannot write the standard output" on stderr and
+   status 1, so that no output is lost without a word. */
+void rt_check_stdout(void);
 
 /* ---- runtime/jit.c: the backends ---- */
 

@@ -3,9 +3,11 @@
  * temporary name beside it (PATH.PID.tmp) and renamed over it once
  * complete, so that a failure (a full disk) leaves what was there and no
  * temporary file; a device or a pipe (/dev/stdout) is written in place.
+ * And standard output, checked at exit: a write that failed is an error.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,4 +79,27 @@ static int write_bytes(FILE *f, const void *ctx) {
 int rt_write_text(const char *path, const void *data, size_t len, char *err, size_t errlen) {
   Bytes b = {data, len};
   return rt_write_file(path, write_bytes, &b, err, errlen);
+}
+
+static pid_t stdout_owner;  /* the process that asked for the check */
+
+/* At exit, in the process that asked (not a forked copy): flushes
+   standard output; if that or an earlier write failed, says so and ends
+   with status 1 (or the status already given). */
+static void check_stdout(int status, void *arg) {
+  (void)arg;
+  if (getpid() != stdout_owner)
+    return;
+  errno = 0;
+  int flush_failed = fflush(stdout) != 0, e = errno;
+  if (!flush_failed && !ferror(stdout))
+    return;
+  fprintf(stderr, "mlpc: error: cannot write the standard output: %s\n",
+          flush_failed && e ? strerror(e) : "an earlier write failed");
+  _exit(status ? status : 1);
+}
+
+void rt_check_stdout(void) {
+  stdout_owner = getpid();
+  on_exit(check_stdout, NULL);
 }

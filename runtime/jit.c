@@ -10,14 +10,23 @@
  * argument list) into a shared object named by a hash of the source and
  * the flags, and loaded with dlopen. A second run of the same model finds
  * the object and compiles nothing; a damaged cached object is rebuilt.
+ * gcc and its own children (cc1, as, ld) run in a process group of their
+ * own under a keeper process that kills the group when mlpc dies, even by
+ * SIGKILL; temporaries left in the cache by a killed mlpc are removed by
+ * the next one to use it.
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -178,6 +187,36 @@ static int check_private(const char *dir, char *err, size_t errlen) {
   return -1;
 }
 
+/* The pid in the name of a temporary in the cache: HASH.PID.so (an
+   object gcc is writing) or HASH.c.PID.tmp (a source being written,
+   rt_write_file); 0 for any other name. */
+static long temp_owner(const char *name) {
+  if (strspn(name, "0123456789abcdef") != 16 || name[16] != '.')
+    return 0;
+  const char *p = name + 17, *suffix = ".so";
+  if (!strncmp(p, "c.", 2))
+    p += 2, suffix = ".tmp";
+  char *end;
+  long pid = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : 0;
+  return pid > 0 && !strcmp(end, suffix) ? pid : 0;
+}
+
+/* Removes the temporaries in the cache dir whose process is gone (a
+   killed mlpc's). Those of live processes are theirs: mlpc processes may
+   share a cache, on one host (as they must: the objects are built for its
+   CPU) and so seeing each other's pids. */
+static void remove_stale(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    long pid = temp_owner(e->d_name);
+    if (pid && kill((pid_t)pid, 0) && errno == ESRCH)
+      unlinkat(dirfd(d), e->d_name, 0);
+  }
+  if (d)
+    closedir(d);
+}
+
 /* Formats a path; -1 with err set when it does not fit. */
 static int path_fmt(char *dst, size_t len, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -202,6 +241,93 @@ static void exec_gcc(const char *const *argv, const char *log, int fd) {
   int e = errno;
   (void)!write(fd, &e, sizeof e);
   _exit(127);
+}
+
+/* The signals a keeper leaves to mlpc: it outlives mlpc to clean up. */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, 0};
+
+/* Wakes the keeper's ppoll when gcc ends. */
+static void on_child(int sig) { (void)sig; }
+
+/* In the keeper's child: gcc, leading a new process group that its own
+   children join, dying with the keeper. */
+static void start_gcc(const char *const *argv, const char *log, int fd, pid_t keeper,
+                      const sigset_t *mask) {
+  setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != keeper)
+    _exit(127);
+  for (const int *s = stop_signals; *s; s++)
+    signal(*s, SIG_DFL);
+  signal(SIGCHLD, SIG_DFL);
+  sigprocmask(SIG_SETMASK, mask, NULL);
+  exec_gcc(argv, log, fd);
+}
+
+/* Waits until gcc (pid) ends, or mlpc does (alive reads end of file: only
+   mlpc held its other end), and kills gcc's group either way: every
+   compiler process, gcc's leftovers too. gcc's pid, unreaped until then,
+   keeps the group's id from being reused. SIGCHLD is blocked but in
+   ppoll. Returns gcc's wait status. */
+static int watch_gcc(pid_t pid, int alive, const sigset_t *mask) {
+  siginfo_t si;
+  int status = 0;
+  for (;;) {
+    si.si_pid = 0;
+    if (waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+      break;
+    struct pollfd p = {alive, POLLIN, 0};
+    if (ppoll(&p, 1, NULL, mask) > 0)
+      break;  /* mlpc is gone */
+  }
+  kill(-pid, SIGKILL);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  return status;
+}
+
+/* Ends the keeper as gcc ended: the same exit status or signal. */
+static void end_as(int status) {
+  if (WIFSIGNALED(status)) {
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    signal(WTERMSIG(status), SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, WTERMSIG(status));
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    raise(WTERMSIG(status));
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+}
+
+/* In the child of mlpc: the keeper of one gcc run. It stays in mlpc's
+   process group, ignoring the signals that stop mlpc, starts gcc in a
+   group of its own, and kills that group when gcc or mlpc ends; it then
+   ends as gcc did. fd: the pipe for exec's errno; alive: see watch_gcc. */
+static void keep_gcc(const char *const *argv, const char *log, int fd, int alive) {
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &old);
+  struct sigaction sa = {0};
+  sa.sa_handler = on_child;
+  sigaction(SIGCHLD, &sa, NULL);
+  for (const int *s = stop_signals; *s; s++)
+    signal(*s, SIG_IGN);
+  pid_t keeper = getpid(), pid = fork();
+  if (pid == 0)
+    start_gcc(argv, log, fd, keeper, &old);
+  if (pid < 0) {
+    int e = errno;
+    (void)!write(fd, &e, sizeof e);
+    _exit(127);
+  }
+  setpgid(pid, pid); /* as gcc does itself: set before either goes on */
+  close(fd);
+  sigset_t wait_mask = old;
+  sigdelset(&wait_mask, SIGCHLD);
+  end_as(watch_gcc(pid, alive, &wait_mask));
 }
 
 /* The first line of a file, for messages ("" if none). */
@@ -249,18 +375,26 @@ static int run_gcc(const char *src, const char *out, const char *log, const Flag
   for (int i = 0; tail[i]; i++)
     argv[n++] = tail[i];
   argv[n] = NULL;
-  pid_t pid = pipe2(fds, O_CLOEXEC) ? -1 : fork();
-  if (pid == 0)
-    exec_gcc(argv, log, fds[1]);
+  int alive[2] = {-1, -1};
+  pid_t pid = pipe2(fds, O_CLOEXEC) || pipe2(alive, O_CLOEXEC) ? -1 : fork();
+  if (pid == 0) {
+    close(alive[1]);
+    keep_gcc(argv, log, fds[1], alive[0]);
+  }
   if (pid < 0) {
     snprintf(err, errlen, "cannot run gcc: %s", strerror(errno));
     return -1;
   }
   close(fds[1]);
+  close(alive[0]);
   if (read(fds[0], &e, sizeof e) != sizeof e)
     e = 0;
   close(fds[0]);
-  if (waitpid(pid, &status, 0) < 0) {
+  int waited;
+  while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+    ;
+  close(alive[1]);
+  if (waited < 0) {
     snprintf(err, errlen, "cannot wait for gcc: %s", strerror(errno));
     return -1;
   }
@@ -324,6 +458,7 @@ Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen) {
   }
   if (make_dirs(cache_dir, err, errlen) || check_private(cache_dir, err, errlen))
     goto fail;
+  remove_stale(cache_dir);
   j->cached = access(path, R_OK) == 0;
   if (j->cached && load_object(j, path, err, errlen) == 0)
     return j;

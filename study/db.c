@@ -21,6 +21,12 @@
  * recorded without health figures is run again by the next study that
  * needs it, and gets the new run's figures only if the new run repeats
  * the recorded one bit for bit. A newer schema than ours is refused.
+ *
+ * A database is mlpc's when its PRAGMA application_id says so
+ * (ST_DB_APP_ID), or when it is empty (a new file); one that mlpc wrote
+ * before it set the id (schema 1 or 2, no id) is taken when its tables
+ * are exactly those of its version, and stamped. Any other file is left
+ * byte for byte as it was: not one write before it is known to be ours.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,11 +120,75 @@ static long long query_int(sqlite3 *db, const char *sql, char *err, size_t errle
   return v;
 }
 
+/* The tables of the schemas written before the application id (1 and 2;
+   1 without health), as "name: columns", in order of name. */
+static const char *const legacy_tables[] = {
+  "epochs: run_id epoch train_loss test_loss test_acc seconds",
+  "health: run_id epoch layer figure value na",
+  "runs: id code_hash seed data_hash settings model name data data_dir mlpc_version "
+  "backend status epochs diverged_epoch diverged_step train_loss test_loss test_acc "
+  "seconds recorded",
+  "study_runs: study experiment position factor value seed run_id",
+  NULL,
+};
+
+/* A database's tables as legacy_tables lists them, one a line, then its
+   other objects (indexes but SQLite's own, views, triggers), if any. */
+static const char schema_of[] =
+  "SELECT coalesce(group_concat(t, char(10)), '') FROM ("
+  "  SELECT m.name || ':' || (SELECT group_concat(' ' || p.name, '') FROM "
+  "    pragma_table_info(m.name) p) AS t FROM sqlite_master m WHERE m.type = 'table' "
+  "  UNION ALL SELECT type || ' ' || name FROM sqlite_master WHERE type != 'table' AND "
+  "    name NOT LIKE 'sqlite_autoindex_%' ORDER BY 1)";
+
+/* Whether the database's tables are exactly those of schema version v
+   (1 or 2) as mlpc wrote it before it set an application id. */
+static int legacy_schema(sqlite3 *db, long long v) {
+  char want[1024] = "";
+  sqlite3_stmt *st = NULL;
+  for (const char *const *t = legacy_tables; *t; t++)
+    if (v > 1 || strncmp(*t, "health:", 7))
+      snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", *want ? "\n" : "",
+               *t);
+  int same = sqlite3_prepare_v2(db, schema_of, -1, &st, NULL) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_ROW &&
+             !strcmp((const char *)sqlite3_column_text(st, 0), want);
+  sqlite3_finalize(st);
+  return same;
+}
+
+/* Decides, reading only, whether the database is mlpc's: 0 if so, 2 if
+   not (err says what it is), -1 on an error. */
+static int claim(sqlite3 *db, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT a.application_id, u.user_version, (SELECT count(*) "
+                             "FROM sqlite_master), (SELECT coalesce(group_concat(name, ', '), "
+                             "'none') FROM sqlite_master WHERE type = 'table') FROM "
+                             "pragma_application_id a, pragma_user_version u", -1, &st,
+                         NULL) != SQLITE_OK ||
+      sqlite3_step(st) != SQLITE_ROW) {
+    int notadb = sqlite3_errcode(db) == SQLITE_NOTADB;
+    sqlite3_finalize(st);
+    db_fail(db, notadb ? "not an mlpc results database" : "reading the database", err, errlen);
+    return notadb ? 2 : -1;
+  }
+  long long id = sqlite3_column_int64(st, 0), v = sqlite3_column_int64(st, 1),
+            objects = sqlite3_column_int64(st, 2);
+  int ours = id == ST_DB_APP_ID || (!id && !v && !objects) ||
+             (!id && (v == 1 || v == 2) && legacy_schema(db, v));
+  if (!ours)
+    snprintf(err, errlen, "not an mlpc results database (application_id %lld, user_version "
+             "%lld, tables: %.200s): mlpc changes only its own; give another --db", id, v,
+             (const char *)sqlite3_column_text(st, 3));
+  sqlite3_finalize(st);
+  return ours ? 0 : 2;
+}
+
 /* Brings the schema to ST_DB_SCHEMA inside the open transaction: creates
    it, or upgrades version 1 (adds the health table), or refuses a newer
    one. Notes an upgrade. */
 static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
-  char set[64];
+  char set[128];
   long long v = query_int(db, "PRAGMA user_version", err, errlen);
   if (v < 0)
     return -1;
@@ -129,7 +199,8 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
     return -1;
   }
   long long runs = v ? query_int(db, "SELECT count(*) FROM runs", err, errlen) : 0;
-  snprintf(set, sizeof set, "PRAGMA user_version = %d", ST_DB_SCHEMA);
+  snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d",
+           ST_DB_SCHEMA, ST_DB_APP_ID);
   if (runs < 0 || exec(db, schema, err, errlen) || exec(db, set, err, errlen))
     return -1;
   if (v && v < ST_DB_SCHEMA && note)
@@ -158,6 +229,9 @@ int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t err
     return -1;
   }
   sqlite3_busy_timeout(*db, db_busy_ms());
+  int rc = claim(*db, err, errlen);
+  if (rc)
+    return sqlite3_close(*db), rc;
   if (exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                 "PRAGMA foreign_keys=ON", err, errlen) ||
       exec(*db, "BEGIN IMMEDIATE", err, errlen))

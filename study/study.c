@@ -202,9 +202,9 @@ int st_main(const char *file, int argc, char **argv) {
     dump(&p);
   if (!F.run)
     return st_plan_free(&p), st_free(&s), 0;
-  if (st_db_open(dbpath, &db, stderr, err, sizeof err) ||
+  if ((rc = st_db_open(dbpath, &db, stderr, err, sizeof err)) ||
       st_db_prepare(db, &p, err, sizeof err))
-    return fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), 1;
+    return fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), rc == 2 ? 2 : 1;
   int again, todo = missing(&p, &again) + again;
   int jobs = st_mpi_ranks() ? st_mpi_ranks() : F.jobs;
   jobs = jobs < todo ? jobs : todo;

@@ -155,10 +155,13 @@ typedef struct {
 
 /* The database's schema version (PRAGMA user_version). */
 #define ST_DB_SCHEMA 2
+/* PRAGMA application_id of mlpc's databases: "mlpc" in ASCII. */
+#define ST_DB_APP_ID 0x6d6c7063
 
 /* Opens (creating if needed) the database: WAL mode, the schema. An older
    schema is upgraded in place, keeping every run, with a line to note
-   (unless NULL); a newer one is refused. */
+   (unless NULL); a newer one is refused (-1). A file that is not mlpc's
+   (db.c says which are) is refused unchanged: 2, the user's error. */
 int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen);
 void st_db_close(sqlite3 *db);
 /* Fills in the run_id of every task the database already holds (and

@@ -16,6 +16,8 @@
  *              file, or not writable (when not root); a cache directory
  *              that cannot be made; a device (/dev/null) is written in
  *              place, not replaced
+ *   stdout full standard output on /dev/full, for every command path:
+ *              exit 1 and a message, where /dev/null gives exit 0
  *   data gone  the data directory deleted while a run trains: the run
  *              finishes and saves its weights (data are read whole at the
  *              start); deleted before the run: exit 2, naming the file
@@ -247,6 +249,7 @@ static void test_alloc_status(void **state) {
 typedef struct {
   const char *cwd;      /* NULL: the source directory                  */
   long fsize;           /* file-size limit in bytes, 0: none           */
+  const char *out;      /* stdout, NULL: tmp/stdout                    */
 } Env;
 
 /* Runs argv with env, stdout and stderr to files in tmp; its exit status. */
@@ -254,7 +257,8 @@ static int run(const char *const *argv, const Env *env) {
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
-    int out = open(tmp_path("stdout"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int out = open(env && env->out ? env->out : tmp_path("stdout"),
+                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(tmp_path("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1), dup2(err, 2);
     if (env && env->cwd && chdir(env->cwd))
@@ -344,7 +348,7 @@ static void test_disk_full(void **state) {
   (void)state;
   const char *old = "what was there before\n", *out = tmp_path("t.c"),
              *w = tmp_path("w.safetensors");
-  Env full = {NULL, 4096};
+  Env full = {NULL, 4096, NULL};
   assert_int_equal(util_write(out, old, strlen(old)), 0);
   const char *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit", out, NULL};
   assert_int_equal(run(emit, &full), 1);
@@ -406,9 +410,38 @@ static void test_unwritable(void **state) {
   assert_int_equal(util_write(tmp_path("cwd/out"), "x", 1), 0);
   snprintf(model, sizeof model, "%s/%s", MLPC_SOURCE_DIR, "models/bn_relu.json");
   const char *gcc[] = {MLPC_BIN, model, "--run", "--backend", "gcc", NULL};
-  Env in_dir = {dir, 0};
+  Env in_dir = {dir, 0, NULL};
   assert_int_equal(run(gcc, &in_dir), 1);
   says("mlpc: error: out/cache: cannot create directory: Not a directory");
+}
+
+/* Standard output on a full device: every command path (help, version,
+   the IR, a run in text and JSON, a study and its plan) exits 1 saying
+   so, where output to /dev/null exits 0. */
+static void test_stdout_full(void **state) {
+  (void)state;
+  char model[200], study[200], db[200], out[200];  /* tmp_path's ring is reused */
+  snprintf(model, sizeof model, "%s", tiny_model());
+  snprintf(study, sizeof study, "%s", tiny_study());
+  snprintf(db, sizeof db, "%s", tmp_path("full.sqlite"));
+  snprintf(out, sizeof out, "%s", tmp_path("full"));
+  const char *const cmds[][10] = {
+    {MLPC_BIN, "--help"},
+    {MLPC_BIN, "--version"},
+    {MLPC_BIN, model, "--dump-ir"},
+    {MLPC_BIN, model, "--run", "--backend", "tcc"},
+    {MLPC_BIN, model, "--run", "--backend", "tcc", "--json"},
+    {MLPC_BIN, study, "--dump-study"},
+    {MLPC_BIN, study, "--run", "--backend", "tcc", "--db", db, "--out", out},
+  };
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    Env null = {NULL, 0, "/dev/null"}, full = {NULL, 0, "/dev/full"};
+    int rc = run(cmds[i], &null);
+    if (rc)
+      fail_msg("%s %s: exit status %d to /dev/null", cmds[i][1], cmds[i][2], rc);
+    assert_int_equal(run(cmds[i], &full), 1);
+    says("mlpc: error: cannot write the standard output: ");
+  }
 }
 
 /* ---- the data ---- */
@@ -491,6 +524,7 @@ int main(void) {
     cmocka_unit_test(test_alloc_plan),
     cmocka_unit_test(test_disk_full),
     cmocka_unit_test(test_unwritable),
+    cmocka_unit_test(test_stdout_full),
     cmocka_unit_test(test_data_gone),
   };
 #ifdef MLPC_SOURCE_DIR

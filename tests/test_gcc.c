@@ -10,15 +10,26 @@
  *
  * The cache: MLPC_GCC_EXTRA_FLAGS reaches gcc as separate arguments,
  * without a shell, and takes part in the object's name; a cache directory
- * that is not private is refused; a damaged cached object is rebuilt.
+ * that is not private is refused; a damaged cached object is rebuilt;
+ * temporaries whose process is gone are removed, others' kept.
+ *
+ * mlpc killed (SIGKILL, SIGTERM; a run and a study) while gcc runs cc1,
+ * under a stand-in that also starts a child that would never end: every
+ * process mlpc started is gone soon after, gcc's children included.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "../mlpc.h"
@@ -236,6 +247,164 @@ static void test_damaged(void **state) {
   jit_free(j);
 }
 
+/* Temporaries left by processes that are gone are removed when the cache
+   is next used; those of a live process, and every other file, stay. */
+static void test_stale_temporaries(void **state) {
+  (void)state;
+  char err[2048], dead[32], live[32];
+  const char *cache = tmp_path("cache-stale");
+  pid_t gone = fork();
+  if (gone == 0)
+    _exit(0);
+  assert_int_equal(waitpid(gone, NULL, 0), gone);
+  snprintf(dead, sizeof dead, "%ld", (long)gone);
+  snprintf(live, sizeof live, "%ld", (long)getppid());
+  const char *const files[][2] = {  /* name, whether it stays */
+    {"0123456789abcdef.%s.so", "dead"}, {"0123456789abcdef.c.%s.tmp", "dead"},
+    {"0123456789abcdef.%s.so", "live"}, {"0123456789abcdef.c.%s.tmp", "live"},
+    {"0123456789abcdef.so", ""}, {"0123456789abcdef.c", ""}, {"0123456789abcdef.log", ""},
+    {"notes.%s.so", "dead"}, {"0123456789abcdef.%sx.so", "dead"},
+  };
+  enum { N = sizeof files / sizeof files[0] };
+  char paths[N][300];
+  mkdir(cache, 0700);
+  for (int i = 0; i < N; i++) {
+    char name[64];
+    snprintf(name, sizeof name, files[i][0], strcmp(files[i][1], "dead") ? live : dead);
+    snprintf(paths[i], sizeof paths[i], "%s/%s", cache, name);
+    assert_int_equal(util_write(paths[i], "x", 1), 0);
+  }
+  Jit *j = jit_gcc(src, cache, err, sizeof err);
+  if (!j)
+    fail_msg("%s", err);
+  jit_free(j);
+  for (int i = 0; i < N; i++)
+    if ((access(paths[i], F_OK) == 0) != (i >= 2))
+      fail_msg("%s: %s", paths[i], i < 2 ? "a dead process's temporary was left" : "removed");
+}
+
+/* ---- mlpc killed while gcc compiles ---- */
+
+/* The parent and the name of process pid (from /proc); 0 if gone. */
+static pid_t proc_parent(pid_t pid, char *comm, size_t len) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f)
+    fclose(f);
+  buf[n] = 0;
+  char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+  long ppid = 0;
+  if (!open || !close || sscanf(close + 1, " %*c %ld", &ppid) != 1)
+    return 0;
+  snprintf(comm, len, "%.*s", (int)(close - open - 1), open + 1);
+  return (pid_t)ppid;
+}
+
+/* Whether a descendant of root is named comm. */
+static int has_descendant(pid_t root, const char *comm) {
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  char name[64];
+  int found = 0;
+  while (d && !found && (e = readdir(d))) {
+    pid_t p = (pid_t)atol(e->d_name);
+    if (p <= 0 || !proc_parent(p, name, sizeof name) || strcmp(name, comm))
+      continue;
+    for (pid_t q = p; q > 1 && !found; q = proc_parent(q, name, sizeof name))
+      found = q == root;
+  }
+  if (d)
+    closedir(d);
+  return found;
+}
+
+/* Kills this process's children, reparented orphans included. */
+static void kill_children(void) {
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  char name[64];
+  while (d && (e = readdir(d))) {
+    pid_t p = (pid_t)atol(e->d_name);
+    if (p > 0 && proc_parent(p, name, sizeof name) == getpid())
+      kill(p, SIGKILL);
+  }
+  if (d)
+    closedir(d);
+}
+
+/* Reaps what is left of a killed mlpc (this process is the subreaper of
+   its orphans); fails if anything is still alive after a generous bound. */
+static void expect_no_descendants(const char *what) {
+  for (int waited = 0;; waited++) {
+    pid_t p = waitpid(-1, NULL, WNOHANG);
+    if (p < 0 && errno == ECHILD)
+      return;
+    if (p == 0 && waited > 6000) {
+      kill_children();
+      fail_msg("%s: a process started by mlpc outlived it by a minute", what);
+    }
+    if (p == 0)
+      usleep(10000);
+  }
+}
+
+/* Starts mlpc with args in dir, PATH holding the stand-in gcc first; its pid. */
+static pid_t start_in(const char *dir, const char *bindir, const char *const *args) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s:%s", bindir, path0);
+    setenv("PATH", path, 1);
+    setenv("MLPC_DATA", MLPC_SOURCE_DIR "/data", 1);
+    int null = open("/dev/null", O_WRONLY);
+    if (chdir(dir) || null < 0)
+      _exit(126);
+    dup2(null, 1), dup2(null, 2);
+    execv(MLPC_BIN, (char *const *)args);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* mlpc (a run, a study) killed with SIGKILL or SIGTERM while gcc runs its
+   cc1: every process it started dies with it, gcc's own children too,
+   even one (the stand-in's sleep) that would never end by itself. */
+static void test_killed_mlpc(void **state) {
+  (void)state;
+  char script[512], dir[256], study[300];
+  snprintf(script, sizeof script, "#!/bin/sh\nsleep 1000 &\nexec /usr/bin/env PATH=\"%s\" "
+           "gcc \"$@\"\n", path0);
+  const char *bindir = fake_gcc("lingers", script, 0755);
+  snprintf(study, sizeof study, "%s", tmp_path("s.json"));
+  const char *text = "{\"name\": \"s\", \"base\": {\"hidden\": [8], \"epochs\": 1}, "
+                     "\"vary\": {\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1]}\n";
+  assert_int_equal(util_write(study, text, strlen(text)), 0);
+  const char *run[] = {MLPC_BIN, MLPC_SOURCE_DIR "/models/bn_relu.json", "--run", "--backend",
+                       "gcc", NULL};
+  const char *st[] = {MLPC_BIN, study, "--run", "--backend", "gcc", "--jobs", "2", NULL};
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  for (int i = 0; i < 4; i++) {
+    int sig = i % 2 ? SIGTERM : SIGKILL;
+    snprintf(dir, sizeof dir, "%s", tmp_path(i < 2 ? "killed-run" : "killed-study"));
+    mkdir(dir, 0700);
+    pid_t pid = start_in(dir, bindir, i < 2 ? run : st);
+    for (int waited = 0; !has_descendant(pid, "cc1"); waited++) {
+      if (waited > 6000 || waitpid(pid, NULL, WNOHANG) == pid) {
+        kill_children();
+        fail_msg("%s: gcc's cc1 never ran", i < 2 ? "a run" : "a study");
+      }
+      usleep(10000);
+    }
+    kill(pid, sig);
+    expect_no_descendants(i < 2 ? "a run" : "a study");
+    print_message("  %s killed by signal %d while compiling: nothing it started is left\n",
+                  i < 2 ? "a run" : "a study", sig);
+  }
+}
+
 static int setup(void **state) {
   (void)state;
   static Model m;
@@ -272,6 +441,7 @@ int main(void) {
     cmocka_unit_test(test_bad_object), cmocka_unit_test(test_command),
     cmocka_unit_test(test_extra_flags), cmocka_unit_test(test_cache_key),
     cmocka_unit_test(test_private),    cmocka_unit_test(test_damaged),
+    cmocka_unit_test(test_stale_temporaries), cmocka_unit_test(test_killed_mlpc),
   };
 #ifdef MLPC_SOURCE_DIR
   if (chdir(MLPC_SOURCE_DIR))

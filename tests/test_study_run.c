@@ -19,6 +19,10 @@
  *     upgraded, keeping every run as recorded, and the runs are run again
  *     to add their health figures, only if they repeat bit for bit; a
  *     newer schema is refused and left alone;
+ *   - a database that is not mlpc's (another program's, a file that is
+ *     not a database) is refused with exit 2, byte for byte untouched;
+ *     an empty file becomes mlpc's, and one written by mlpc before it
+ *     set its application id is taken and stamped;
  *   - flags that do not apply to a study are refused.
  */
 #include <math.h>
@@ -553,8 +557,8 @@ static void test_flags(void **state) {
   free(e);
 }
 
-/* A file that is not a database: a clear error naming it, the file
-   untouched. */
+/* A file that is not a database: a clear error naming it, exit 2 (the
+   user's), the file untouched. */
 static void test_corrupt_db(void **state) {
   (void)state;
   char db[256];
@@ -566,7 +570,7 @@ static void test_corrupt_db(void **state) {
   fclose(f);
   int status = run_study(study("tiny1", one), db, fmt("%s/corrupt", tmp), "2");
   char *e = read_all(fmt("%s/stderr", tmp));
-  assert_int_equal(status, 1);
+  assert_int_equal(status, 2);
   assert_non_null(strstr(e, db));
   assert_non_null(strstr(e, "not a database"));
   free(e);
@@ -576,6 +580,76 @@ static void test_corrupt_db(void **state) {
     assert_int_equal(fgetc(f), (i * 7919) % 251);
   assert_int_equal(fgetc(f), EOF);
   fclose(f);
+}
+
+/* A whole file's bytes (len of them), or NULL. */
+static char *file_bytes(const char *path, long *len) {
+  FILE *f = fopen(path, "rb");
+  char *buf = f ? malloc(1 << 20) : NULL;
+  *len = buf ? (long)fread(buf, 1, 1 << 20, f) : -1;
+  if (f)
+    fclose(f);
+  return buf;
+}
+
+/* A study on db must refuse it with exit 2 and the message, leaving its
+   bytes as they were and no file beside it. */
+static void expect_refused(const char *db, const char *why) {
+  long before, after;
+  char *was = file_bytes(db, &before);
+  assert_non_null(was);
+  assert_int_equal(run_study(study("tiny1", one), db, fmt("%s/foreign", tmp), "2"), 2);
+  char *e = read_all(fmt("%s/stderr", tmp)), *now = file_bytes(db, &after);
+  if (!strstr(e, fmt("%s: not an mlpc results database", db)) || !strstr(e, why))
+    fail_msg("expected '%s: not an mlpc results database' and '%s'; mlpc said:\n%s", db, why,
+             e);
+  assert_int_equal(after, before);
+  assert_memory_equal(now, was, (size_t)before);
+  assert_int_equal(access(fmt("%s-wal", db), F_OK), -1);
+  assert_int_equal(access(fmt("%s-journal", db), F_OK), -1);
+  free(e), free(was), free(now);
+}
+
+/* A database is mlpc's only when it says so (application_id), or is
+   empty: another program's is refused untouched, whatever it holds; one
+   written by mlpc before the id (schema 1 or 2, no id) is taken when its
+   tables are exactly mlpc's, and stamped. */
+static void test_foreign_db(void **state) {
+  (void)state;
+  char db[256], mine[256];  /* fmt's buffers are reused */
+  snprintf(db, sizeof db, "%s/foreign.sqlite", tmp);
+  db_exec(db, "CREATE TABLE runs (id INTEGER PRIMARY KEY, who TEXT); "
+              "INSERT INTO runs (who) VALUES ('someone else')");
+  expect_refused(db, "tables: runs)");
+  db_exec(db, "PRAGMA user_version = 2");
+  expect_refused(db, "user_version 2, tables: runs)");
+  remove(db);
+  db_exec(db, "PRAGMA application_id = 42");  /* another program's, and empty */
+  expect_refused(db, "application_id 42");
+  snprintf(mine, sizeof mine, "%s/mine.sqlite", tmp);
+  FILE *f = fopen(mine, "wb");  /* an empty file becomes mlpc's */
+  assert_non_null(f);
+  fclose(f);
+  expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
+  sqlite3 *d = open_db(mine);
+  assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
+  sqlite3_close(d);
+  db_exec(mine, "PRAGMA application_id = 0");  /* as mlpc wrote it before the id */
+  expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
+  d = open_db(mine);
+  assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
+  sqlite3_close(d);
+  downgrade(mine);  /* schema 1, no id */
+  db_exec(mine, "PRAGMA application_id = 0");
+  expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
+  d = open_db(mine);
+  assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 2);
+  sqlite3_close(d);
+  db_exec(mine, "PRAGMA application_id = 0; CREATE TABLE notes (text)");  /* not only mlpc's */
+  expect_refused(mine, "tables: ");
+  db_exec(mine, "DROP TABLE notes; CREATE INDEX by_name ON runs (name)");
+  expect_refused(mine, "user_version 2");
 }
 
 /* A database another process holds locked: after the wait, a clear error
@@ -622,6 +696,7 @@ int main(void) {
     cmocka_unit_test(test_old_schema_mismatch),
     cmocka_unit_test(test_flags),
     cmocka_unit_test(test_corrupt_db),
+    cmocka_unit_test(test_foreign_db),
     cmocka_unit_test(test_locked_db),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);

@@ -425,7 +425,7 @@ typedef struct {
 static const ActCode act_code[NACTS] = {
   [ACT_TANH] = {"TANH(x)", "g * (R(1) - y * y)",
                 .sat = "y > R(0.97) || y < R(-0.97)", .flat = "sat"},
-  [ACT_RELU] = {"x > 0 ? x : R(0)", "x > 0 ? g : R(0)", .flat = "y == 0"},
+  [ACT_RELU] = {"x < 0 ? R(0) : x", "x <= 0 ? R(0) : g", .flat = "y == 0"},
   [ACT_LEAKY] = {"x > 0 ? x : P * x", "x > 0 ? g : g * P", .flat = "x <= 0"},
   [ACT_SIGMOID] = {"R(1) / (R(1) + EXP(-x))", "g * (R(1) - y) * y",
                    .sat = "y < R(0.03) || y > R(0.97)", .flat = "sat"},

@@ -887,18 +887,20 @@ MLPC_KERNEL void act_tanh_back(int len, const real *x, const real *y, const real
     dx[i] = g[i] * ((real)1 - y[i] * y[i]);
 }
 
-/* relu and leaky_relu take the x <= 0 side's gradient at 0. */
+/* relu and leaky_relu take the x <= 0 side's gradient at 0. As
+   PyTorch's (clamp_min and threshold_backward): relu(NaN) is NaN and
+   relu(−0) is −0; relu's gradient at NaN passes g. */
 MLPC_KERNEL void act_relu(int len, const real *x, real *y, real p) {
   (void)p;
   for (int i = 0; i < len; i++)
-    y[i] = x[i] > 0 ? x[i] : (real)0;
+    y[i] = x[i] < 0 ? (real)0 : x[i];
 }
 
 MLPC_KERNEL void act_relu_back(int len, const real *x, const real *y, const real *g,
                                real *dx, real p) {
   (void)y, (void)p;
   for (int i = 0; i < len; i++)
-    dx[i] = x[i] > 0 ? g[i] : (real)0;
+    dx[i] = x[i] <= 0 ? (real)0 : g[i];
 }
 
 MLPC_KERNEL void act_leaky_relu(int len, const real *x, real *y, real p) {

@@ -325,7 +325,8 @@ static void test_tanh(void **state_) {
 
 /* act_relu, act_relu_back and act_tanh_back: their expressions in
    codegen/emit.c, element by element, on values around 0 (−0 and NaN
-   among them). */
+   among them). relu as PyTorch's: relu(NaN) is NaN, relu(−0) is −0, and
+   the gradient at NaN is g (threshold_backward). */
 static void test_act(void **state_) {
   (void)state_;
   typedef void FwdFn(int, const void *, void *);
@@ -335,15 +336,18 @@ static void test_act(void **state_) {
     const Copy *c = &copies[k];
     void *x = values(c->f64, N, 0.2), *y = values(c->f64, N, 0), *g = values(c->f64, N, 0);
     void *dx = values(c->f64, N, 0);
-    put(c->f64, x, 1, -0.0), put(c->f64, x, 2, NAN);
+    put(c->f64, x, 1, -0.0), put(c->f64, x, 2, NAN), put(c->f64, x, N - 1, NAN);
     ((FwdFn *)find(c, "act_relu"))(N, x, y);
     for (int i = 0; i < N; i++) {
       double v = get(c->f64, x, i), r = get(c->f64, y, i);
-      assert_true(v > 0 ? r == v : r == 0 && !signbit(r));
+      if (isnan(v))
+        assert_true(isnan(r));
+      else
+        assert_true(v < 0 ? r == 0 && !signbit(r) : r == v && signbit(r) == signbit(v));
     }
     ((BwdFn *)find(c, "act_relu_back"))(N, x, y, g, dx);
     for (int i = 0; i < N; i++)
-      assert_true(get(c->f64, dx, i) == (get(c->f64, x, i) > 0 ? get(c->f64, g, i) : 0));
+      assert_true(get(c->f64, dx, i) == (get(c->f64, x, i) <= 0 ? 0 : get(c->f64, g, i)));
     ((BwdFn *)find(c, "act_tanh_back"))(N, x, x, g, dx);
     for (int i = 0; i < N; i++) {
       double v = get(c->f64, x, i), w = get(c->f64, g, i);
@@ -351,6 +355,34 @@ static void test_act(void **state_) {
       assert_true(isnan(v) ? isnan(get(c->f64, dx, i)) : get(c->f64, dx, i) == want);
     }
     free(x), free(y), free(g), free(dx);
+  }
+}
+
+/* Every activation keeps NaN, as PyTorch's do: NaN in, NaN out, in
+   every lane of the vector loops and in the scalar tail. */
+static void test_act_nan(void **state_) {
+  (void)state_;
+  typedef void F32Fn(int, const float *, float *, float);
+  typedef void F64Fn(int, const double *, double *, double);
+  static const char *const acts[] = {"act_tanh", "act_relu", "act_leaky_relu", "act_sigmoid",
+                                     "act_silu", "act_gelu", "act_elu"};
+  enum { N = 37 };
+  for (int k = 0; k < NELEM(copies); k++) {
+    const Copy *c = &copies[k];
+    void *x = values(c->f64, N, 0.2), *y = values(c->f64, N, 0);
+    for (int i = 0; i < N; i += 3)
+      put(c->f64, x, i, NAN);
+    for (int a = 0; a < NELEM(acts); a++) {
+      KernelFn fn = find(c, acts[a]);
+      if (c->f64)
+        ((F64Fn *)fn)(N, x, y, 0.5);
+      else
+        ((F32Fn *)fn)(N, x, y, 0.5f);
+      for (int i = 0; i < N; i++)
+        if (isnan(get(c->f64, x, i)) && !isnan(get(c->f64, y, i)))
+          fail_msg("%s: %s(NaN) is %g in lane %d", c->name, acts[a], get(c->f64, y, i), i);
+    }
+    free(x), free(y);
   }
 }
 
@@ -437,6 +469,7 @@ int main(void) {
     cmocka_unit_test(test_load),
     cmocka_unit_test(test_tanh),
     cmocka_unit_test(test_act),
+    cmocka_unit_test(test_act_nan),
     cmocka_unit_test(test_expf),
     cmocka_unit_test(test_xent),
   };

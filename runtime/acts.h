@@ -16,6 +16,9 @@
  *             where the activation does not define them: whether a value
  *             is saturated, and whether a unit is flat on one sample
  *             (dead when flat on every sample; flat may read sat).
+ * relu is PyTorch's clamp_min and threshold_backward: relu(NaN) is NaN,
+ * relu(-0) is -0, and its gradient at NaN passes g; relu and leaky_relu
+ * take the x <= 0 side's gradient at 0.
  * The formulas may call mm_exp and mm_tanh (rmath.h's for float, the C
  * library's for double) and ERF, and use M_SQRT1_2 and M_2_SQRTPI.
  *
@@ -29,9 +32,9 @@
     mm_tanh(x),                                                                  \
     g * ((real)1 - y * y),                                                       \
     "y > R(0.97) || y < R(-0.97)", "sat")                                        \
-  X(ACT_RELU, relu, 0,                                                         \
-    x > 0 ? x : (real)0,                                                         \
-    x > 0 ? g : (real)0,                                                         \
+  X(ACT_RELU, relu, 0,                                                           \
+    x < 0 ? (real)0 : x,                                                         \
+    x <= 0 ? (real)0 : g,                                                        \
     0, "y == 0")                                                                 \
   X(ACT_LEAKY, leaky_relu, 0.01,                                               \
     x > 0 ? x : p * x,                                                           \

@@ -80,11 +80,11 @@ static void batchnorm1_backward(int n) {
 
 /* relu2: relu, (B, 256) -> (B, 256) */
 static void relu2_forward(int n) {
-  act_relu(n * 256, batchnorm1_out, relu2_out, R(0)); /* y = x > 0 ? x : (real)0 */
+  act_relu(n * 256, batchnorm1_out, relu2_out, R(0)); /* y = x < 0 ? (real)0 : x */
 }
 
 static void relu2_backward(int n) {
-  act_relu_back(n * 256, batchnorm1_out, relu2_out, drelu2_out, dbatchnorm1_out, R(0)); /* dx = x > 0 ? g : (real)0 */
+  act_relu_back(n * 256, batchnorm1_out, relu2_out, drelu2_out, dbatchnorm1_out, R(0)); /* dx = x <= 0 ? (real)0 : g */
 }
 
 /* dropout3: Dropout(p=0.2), (B, 256) -> (B, 256) */

@@ -71,11 +71,11 @@ static void norm1_backward(int n) {
 
 /* relu1: relu, (B, 128) -> (B, 128) */
 static void relu1_forward(int n) {
-  act_relu(n * 128, norm1_out, relu1_out, R(0)); /* y = x > 0 ? x : (real)0 */
+  act_relu(n * 128, norm1_out, relu1_out, R(0)); /* y = x < 0 ? (real)0 : x */
 }
 
 static void relu1_backward(int n) {
-  act_relu_back(n * 128, norm1_out, relu1_out, drelu1_out, dnorm1_out, R(0)); /* dx = x > 0 ? g : (real)0 */
+  act_relu_back(n * 128, norm1_out, relu1_out, drelu1_out, dnorm1_out, R(0)); /* dx = x <= 0 ? (real)0 : g */
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */

@@ -1,7 +1,8 @@
 /*
  * test_gradcheck.c — the generated backward passes against finite
  * differences of the loss, in float64, for every norm × activation the
- * code generator emits.
+ * code generator emits, and a layer list with dropout, a bias-free layer
+ * and BatchNorm after an activation.
  *
  * Each case is a model 12-5-7-4 (the input is 12 random "pixels"),
  * compiled in memory with tcc, every parameter drawn from N(0, 1) so that
@@ -53,9 +54,10 @@ enum { IN = 12, H1 = 5, H2 = 7, OUT = 4, BATCH = 5, SMALL = 3 };
 typedef struct {
   int norm, act, nohidden;
   char name[40];
+  int list; /* the layer list of make_list instead */
 } Case;
 
-static Case cases[NNORMS * NACTS + 1];
+static Case cases[NNORMS * NACTS + 2];
 static unsigned char x[BATCH * IN], y[BATCH]; /* the fixed batch        */
 
 /* ---- the model ---- */
@@ -88,6 +90,24 @@ static void make_model(const Case *c, Model *m) {
   m->batch_size = BATCH;
   m->dtype = DT_F64;
   m->seed = 7;
+}
+
+/* The layer-list case: 12 → linear 5 → tanh → dropout(0.4) → linear 7
+   without bias → batchnorm → elu → linear 4, float64. The dropout mask
+   is the same in every evaluation: the step does not move. */
+static void make_list(Model *m) {
+  static const Spec l[] = {
+    {.kind = LK_LINEAR, .out = H1, .bias = 1, .init = -1},
+    {.kind = LK_ACT + ACT_TANH},
+    {.kind = LK_DROPOUT, .p = 0.4},
+    {.kind = LK_LINEAR, .out = H2, .bias = 0, .init = -1},
+    {.kind = LK_BATCHNORM, .norm = {NORM_BATCH, 1e-5, 0.1, 0}},
+    {.kind = LK_ACT + ACT_ELU, .act = {ACT_ELU, 1.0}},
+    {.kind = LK_LINEAR, .out = OUT, .bias = 1, .init = -1},
+  };
+  m->nlayers = (int)(sizeof l / sizeof l[0]);
+  memcpy(m->layers, l, sizeof l);
+  snprintf(m->name, sizeof m->name, "grad_list");
 }
 
 /* Replaces the first `from` in src by `to` (a deliberate bug). */
@@ -188,6 +208,8 @@ static double check_tensor(const RtNet *net, const RtTensor *p, int n) {
 static double model_error(const Case *c, int n, const char *from, const char *to) {
   Model m;
   make_model(c, &m);
+  if (c->list)
+    make_list(&m);
   Jit *j = compile(&m, from, to);
   const RtNet *net = jit_net(j);
   rt_init(net, m.seed);
@@ -205,7 +227,7 @@ static double model_error(const Case *c, int n, const char *from, const char *to
   }
   jit_free(j);
   /* fc1..fc3 weight and bias, and γ, β of two norm layers */
-  assert_int_equal(checked, c->nohidden ? 2 : c->norm == NORM_NONE ? 6 : 10);
+  assert_int_equal(checked, c->list ? 7 : c->nohidden ? 2 : c->norm == NORM_NONE ? 6 : 10);
   assert_int_equal(grads, checked); /* no gradient left unchecked */
   print_message("  %-20s n=%d whole model    max rel error %.3g\n", c->name, n, worst);
   return worst;
@@ -242,7 +264,7 @@ static void test_catches_bugs(void **state) {
      "loss' without its last row"},
   };
   for (size_t i = 0; i < sizeof bugs / sizeof bugs[0]; i++) {
-    Case c = {bugs[i].norm, bugs[i].act, 0, ""};
+    Case c = {bugs[i].norm, bugs[i].act, 0, "", 0};
     snprintf(c.name, sizeof c.name, "bug: %s", bugs[i].what);
     double e = model_error(&c, BATCH, bugs[i].from, bugs[i].to);
     if (!(e > 1e-3))
@@ -265,7 +287,7 @@ static void make_batch(void) {
 }
 
 int main(void) {
-  struct CMUnitTest tests[NNORMS * NACTS + 2];
+  struct CMUnitTest tests[NNORMS * NACTS + 3];
   int n = 0;
   make_batch();
   for (int nm = 0; nm < NNORMS; nm++)
@@ -277,8 +299,11 @@ int main(void) {
       tests[n++] = (struct CMUnitTest){c->name, test_case, 0, 0, c};
     }
   Case *lin = &cases[NNORMS * NACTS];
-  *lin = (Case){NORM_NONE, ACT_RELU, 1, "no hidden layer"};
+  *lin = (Case){NORM_NONE, ACT_RELU, 1, "no hidden layer", 0};
   tests[n++] = (struct CMUnitTest){lin->name, test_case, 0, 0, lin};
+  Case *list = &cases[NNORMS * NACTS + 1];
+  *list = (Case){NORM_NONE, ACT_TANH, 0, "layer list with dropout", 1};
+  tests[n++] = (struct CMUnitTest){list->name, test_case, 0, 0, list};
   tests[n++] = (struct CMUnitTest){"catches_bugs", test_catches_bugs, 0, 0, 0};
   return _cmocka_run_group_tests("gradcheck", tests, n, NULL, NULL);
 }

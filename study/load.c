@@ -461,10 +461,14 @@ static char *read_text(Ctx *c, const char *path, const char *what) {
 static json_t *base_file(Ctx *c, const char *rel, Model *m) {
   char path[MAX_PATH_LEN];
   const char *slash = strrchr(c->file, '/');
-  if (rel[0] == '/' || !slash)
-    snprintf(path, sizeof path, "%s", rel);
-  else
-    snprintf(path, sizeof path, "%.*s/%s", (int)(slash - c->file), c->file, rel);
+  int n = rel[0] == '/' || !slash
+              ? snprintf(path, sizeof path, "%s", rel)
+              : snprintf(path, sizeof path, "%.*s/%s", (int)(slash - c->file), c->file, rel);
+  if (n >= (int)sizeof path) {
+    fail(c, "base", "its path is %d bytes long (beside the study file), longer than any the "
+         "system takes (at most %zu)", n, sizeof path - 1);
+    return NULL;
+  }
   char *text = read_text(c, path, "base");
   if (!text || fe_load(path, m, c->err, c->errlen)) {
     free(text);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "../cli.h"
 #include "study.h"
@@ -76,6 +77,26 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
     F->backend = jit_default_backend();
 }
 
+/* Refuses a database path that can hold no database file: a directory,
+   a name ending in '/', or something other than a regular file
+   (/dev/null: SQLite's journal beside it cannot be made). */
+static void check_db_path(const char *path) {
+  struct stat st;
+  char err[MAX_PATH_LEN + 200];
+  size_t n = strlen(path);
+  int exists = stat(path, &st) == 0;
+  const char *what = !exists || S_ISREG(st.st_mode) ? NULL : S_ISDIR(st.st_mode) ? "a directory"
+                   : S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode)
+                   ? "a block device" : S_ISFIFO(st.st_mode) ? "a pipe" : "not a regular file";
+  if (!what && n && path[n - 1] == '/')
+    what = "a directory name";
+  if (!what)
+    return;
+  snprintf(err, sizeof err, "%s: error: %s, not a database file: give --db a file's name "
+           "(the default is out/mlpc.sqlite)", path, what);
+  die_input(err);
+}
+
 /* The number of runs not yet in the database, and of those in it without
    health figures (*again), which are run again to add them. */
 static int missing(const StPlan *p, int *again) {
@@ -137,6 +158,8 @@ int st_main(const char *file, int argc, char **argv) {
     die_input(err);
   parse_flags(argc, argv, file, &F, &s);
   const char *dbpath = F.db ? F.db : "out/mlpc.sqlite";
+  if (F.run)
+    check_db_path(dbpath);
   int rc = st_plan(&s, F.backend, F.shuffle, &p, err, sizeof err);
   if (rc)
     return fprintf(stderr, "mlpc: error: %s\n", err), rc;

@@ -14,7 +14,8 @@
  *               of it, through a linked directory, a hard link,
  *               --emit-inference's header; an output over the model file
  *               or the weights read; a device takes both
- *   paths       a path longer than the system takes
+ *   paths       a path longer than the system takes; a database that is
+ *               a device or a directory
  *
  * Each case is one command and its exact stderr; $T stands for the
  * temporary directory.
@@ -128,6 +129,14 @@ static const Case cases[] = {
   /* paths */
   {{M, "--emit", "$LONG"}, 2, "--emit: error: the path is 5000 bytes long, longer than any "
    "the system takes (at most 4095)"},
+  {{S, "--run", "--db", "/dev/null"}, 2, "/dev/null: error: a character device, not a "
+   "database file: give --db a file's name (the default is out/mlpc.sqlite)"},
+  {{S, "--run", "--db", "$T/d"}, 2, "$T/d: error: a directory, not a database file: give --db "
+   "a file's name (the default is out/mlpc.sqlite)"},
+  {{S, "--run", "--db", "$T/hard.c/x.sqlite"}, 1, "error: $T/hard.c/x.sqlite: cannot open: "
+   "unable to open database file"},
+  {{S, "--run", "--db", "$T/new/"}, 2, "$T/new/: error: a directory name, not a database "
+   "file: give --db a file's name (the default is out/mlpc.sqlite)"},
 };
 
 /* s with "$T" replaced by the temporary directory and "$LONG" by a path

@@ -339,12 +339,14 @@ static void emit_inference_files(const Args *A, const Ir *ir) {
 
 /* Prints what is about to be trained. */
 static void describe(const Model *m, FILE *info) {
+  char lr[32];
+  fe_show_real(lr, sizeof lr, m->opt.lr);  /* exactly, as a model file writes it */
   fprintf(info, "mlpc %s: %s: %d", MLPC_VERSION, m->name, m->input);
   for (int k = 0; k < m->nhidden; k++)
     fprintf(info, "-%d", m->hidden[k]);
-  fprintf(info, "-%d, norm %s, %s, init %s, %s lr %g, batch %d, %s, seed %llu\n",
+  fprintf(info, "-%d, norm %s, %s, init %s, %s lr %s, batch %d, %s, seed %llu\n",
           m->output, norm_names[m->norm.type], act_names[m->act.type], init_names[m->init],
-          opt_names[m->opt.type], m->opt.lr, m->batch_size, dtype_names[m->dtype],
+          opt_names[m->opt.type], lr, m->batch_size, dtype_names[m->dtype],
           (unsigned long long)m->seed);
 }
 

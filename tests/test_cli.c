@@ -18,7 +18,8 @@
  *               a device or a directory
  *
  * Each case is one command and its exact stderr; $T stands for the
- * temporary directory.
+ * temporary directory. Last, the learning rate in a run's first line is
+ * the model's, exactly.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -219,6 +220,22 @@ static void test_model_untouched(void **state) {
   free(a), free(b);
 }
 
+/* The run's first line gives the learning rate exactly, as a model file
+   writes it (not %g's 1.23457e-05). */
+static void test_header(void **state) {
+  (void)state;
+  char out[128];
+  size_t len;
+  snprintf(out, sizeof out, "%s/stdout", tmp);
+  const char *argv[] = {MLPC_BIN, M, "--run", "--backend", "tcc", "--epochs", "1",
+                        "--max-batches", "1", "--lr", "0.0000123456789", NULL};
+  assert_int_equal(util_run(argv, out, NULL), 0);
+  char *text = util_slurp(out, &len);
+  if (!strstr(text, ", sgd lr 1.23456789e-5, batch 32,"))
+    fail_msg("%s", text);
+  free(text);
+}
+
 /* The temporary directory: d/, link -> d, d/old.c and its hard link. */
 static int setup(void **state) {
   (void)state;
@@ -245,6 +262,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cases),
     cmocka_unit_test(test_model_untouched),
+    cmocka_unit_test(test_header),
   };
   if (chdir(MLPC_SOURCE_DIR))
     perror(MLPC_SOURCE_DIR);

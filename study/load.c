@@ -762,11 +762,15 @@ static json_t *parse(Ctx *c) {
     return NULL;
   }
   json_t *root = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+  int tiny = root && fe_check_underflow(text, strlen(text), c->file, c->err, c->errlen);
   free(text);
   if (!root)
     snprintf(c->err, c->errlen, "%s:%d:%d: error: %s", c->file, je.line > 0 ? je.line : 1,
              je.column > 0 ? je.column : 1, je.text);
-  else if (!json_is_object(root)) {
+  else if (tiny) {
+    json_decref(root);
+    return NULL;
+  } else if (!json_is_object(root)) {
     fail(c, NULL, "expected a JSON object at the top level, got %s", kind(root));
     json_decref(root);
     return NULL;

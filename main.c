@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <time.h>
+#include "cli.h"
 #include "mlpc.h"
 #include "study/study.h"
 
@@ -37,7 +40,8 @@ static const char usage[] =
   "                        mlpc_predict(x, logits) returns the class\n"
   "  --dump-ir             print the lowered layers\n"
   "\n"
-  "Run options (override the model file):\n"
+  "Run options (override the model file for --run, and for the code --emit\n"
+  "and, for --lr and --batch-size, --emit-model write):\n"
   "  --backend tcc|gcc     compiler for --run (default gcc when on PATH, else tcc)\n"
   "  --epochs N            epochs to train\n"
   "  --seed N              seed of the initial weights and the batch order\n"
@@ -63,9 +67,12 @@ static const char usage[] =
   "                        per parameter its norm, gradient norm and update-\n"
   "                        to-weight ratio. With --json, in each line's\n"
   "                        \"health\". The run itself is bitwise unchanged\n"
-  "  --load-weights FILE   start from these weights (safetensors) instead of\n"
-  "                        the initialisation; the weights --emit-inference writes\n"
-  "  --save-weights FILE   write the trained weights (safetensors)\n"
+  "  --load-weights FILE   start --run from these weights (safetensors) instead\n"
+  "                        of the initialisation; the weights --emit-inference\n"
+  "                        writes. Not with --emit or --emit-model, whose code\n"
+  "                        holds no weights\n"
+  "  --save-weights FILE   write the trained weights (safetensors); may be the\n"
+  "                        file of --load-weights\n"
   "\n"
   "Studies (docs/study-format.md): a file with \"base\" and \"vary\" keys runs\n"
   "every variant of its base model for every seed, records each run in a\n"
@@ -80,17 +87,24 @@ static const char usage[] =
   "                        number of hosts, when mlpc is built with MPI\n"
   "                        (docs/cluster.md)\n"
   "\n"
+  "Each flag is given at most once, and a flag that serves none of the\n"
+  "actions given is an error, as is one for the other kind of file (--jobs\n"
+  "for a model, --lr for a study). No two outputs may be one file (a device\n"
+  "such as /dev/null excepted), and none the model file or the weights read.\n"
+  "--json, --health and --no-shuffle apply to --run; the trainer --emit\n"
+  "writes takes them itself.\n"
+  "\n"
   "  --help                this text\n"
   "  --version             mlpc's version\n"
   "\n"
   "Exit status: 0 success, 2 bad input (model file, flags, data), 1 other\n"
   "errors (such as a diverging run).\n";
 
+/* What the flags (cli.h) ask of a model. */
 typedef struct {
   const char *model;
   int run, dump_ir, json, no_shuffle, health;
   int fma, strict;              /* the arithmetic flags given            */
-  int dump_study;               /* studies only: refused for a model     */
   int backend;                  /* -1: the default                       */
   const char *emit, *emit_model, *emit_inference, *save, *load;
 } Args;
@@ -127,58 +141,6 @@ static void check_emitted(int rc) {
     die("out of memory generating the code");
 }
 
-/* The run flags that override model keys: flag → key. */
-static const struct {
-  const char *flag, *key;
-} overrides[] = {
-  {"--epochs", "epochs"}, {"--seed", "seed"}, {"--batch-size", "batch_size"},
-  {"--lr", "optimizer.lr"}, {"--max-batches", "max_batches"}, {"--data", "data"},
-};
-
-/* Handles a flag that takes a value; returns 1 if a was one. */
-static int value_flag(Args *A, Model *m, const char *a, const char *v, char *err,
-                      size_t errlen) {
-  const char **dst = !strcmp(a, "--emit") ? &A->emit
-                   : !strcmp(a, "--emit-model") ? &A->emit_model
-                   : !strcmp(a, "--emit-inference") ? &A->emit_inference
-                   : !strcmp(a, "--save-weights") ? &A->save
-                   : !strcmp(a, "--load-weights") ? &A->load : NULL;
-  if (dst) {
-    *dst = v;
-    return 1;
-  }
-  if (!strcmp(a, "--backend")) {
-    for (int b = 0; b < NBACKENDS; b++)
-      if (!strcmp(v, backend_names[b]))
-        return A->backend = b, 1;
-    snprintf(err, errlen, "--backend: error: unknown backend '%s'; expected tcc or gcc", v);
-    die_input(err);
-  }
-  for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
-    if (!strcmp(a, overrides[i].flag)) {
-      int rc = fe_override(m, a, overrides[i].key, v, err, errlen);
-      if (rc)
-        die_load(rc, err);
-      return 1;
-    }
-  return 0;
-}
-
-/* Handles a flag without a value; returns 1 if a was one. */
-static int bool_flag(Args *A, const char *a) {
-  int *dst = !strcmp(a, "--run") ? &A->run
-           : !strcmp(a, "--dump-ir") ? &A->dump_ir
-           : !strcmp(a, "--json") ? &A->json
-           : !strcmp(a, "--health") ? &A->health
-           : !strcmp(a, "--no-shuffle") ? &A->no_shuffle
-           : !strcmp(a, "--fma") ? &A->fma
-           : !strcmp(a, "--strict") ? &A->strict
-           : !strcmp(a, "--dump-study") ? &A->dump_study : NULL;
-  if (dst)
-    *dst = 1;
-  return dst != NULL;
-}
-
 /* Finds the model file among the arguments (flags apply after it loads). */
 static const char *find_model(int argc, char **argv) {
   const char *model = NULL;
@@ -193,7 +155,7 @@ static const char *find_model(int argc, char **argv) {
       exit(0);
     }
     if (a[0] == '-' && a[1] == '-') {
-      i += !bool_flag(&(Args){0}, a); /* skip a value flag's value */
+      i += cli_takes_value(a) && i + 1 < argc; /* skip a value flag's value */
       continue;
     }
     if (model) {
@@ -209,45 +171,103 @@ static const char *find_model(int argc, char **argv) {
   return model;
 }
 
-/* Parses the command line into A, with the model's overrides applied to m. */
-static void parse_args(int argc, char **argv, Args *A, Model *m) {
+/* Applies the flags that override model keys (--epochs, --lr, ...). */
+static void apply_overrides(const CliArgs *c, Model *m) {
   char err[1024];
-  A->model = find_model(argc, argv);
-  A->backend = -1;
-  int rc = fe_load(A->model, m, err, sizeof err);
-  if (rc)
-    die_load(rc, err);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (a == A->model || bool_flag(A, a))
-      continue;
-    if (a[0] == '-' && a[1] == '-' && i + 1 < argc && value_flag(A, m, a, argv[i + 1], err,
-                                                                sizeof err)) {
-      i++;
-      continue;
-    }
-    snprintf(err, sizeof err, "error: unknown option or missing value: '%s' (see mlpc --help)", a);
-    die_input(err);
+  for (int f = 0; f < CLI_NFLAGS; f++) {
+    const char *key = cli_key(f);
+    int rc = c->v[f] && key ? fe_override(m, cli_name(f), key, c->v[f], err, sizeof err) : 0;
+    if (rc)
+      die_load(rc, err);
   }
-  if (A->dump_study)
-    die_input("--dump-study: error: for study files (docs/study-format.md); a model's "
-              "code is shown by --dump-ir and --emit-model");
-  if (A->fma && A->strict)
-    die_input("error: --fma and --strict both given: a run has one arithmetic (fma, the "
-              "default, or strict)");
-  if (!A->run && !A->emit && !A->emit_model && !A->emit_inference && !A->dump_ir)
-    die_input("error: nothing to do: give --run, --emit FILE.c, --emit-model FILE.c, "
-              "--emit-inference FILE.c or --dump-ir");
+}
+
+/* Refuses --load-weights with an action that cannot honour it. */
+static void check_load(const Args *A) {
   if (A->emit_inference && !A->load)
     die_input("--emit-inference: error: needs the trained weights: --load-weights "
               "W.safetensors");
-  size_t n = A->emit_inference ? strlen(A->emit_inference) : 0;
-  if (A->emit_inference && (n < 3 || strcmp(A->emit_inference + n - 2, ".c")))
+  if (A->load && A->emit)
+    die_input("--load-weights: error: does not apply to --emit: its trainer starts from "
+              "the model's initialisation, not from a weights file (write it in a "
+              "command of its own)");
+  if (A->load && A->emit_model)
+    die_input("--load-weights: error: does not apply to --emit-model: the model's code "
+              "holds no weights (--emit-inference writes code with weights)");
+}
+
+/* Refuses an --emit-inference name its header cannot go beside. */
+static void check_inference_name(const char *c) {
+  size_t n = c ? strlen(c) : 0;
+  if (c && (n < 3 || strcmp(c + n - 2, ".c")))
     die_input("--emit-inference: error: the file name must end in .c (its header goes "
               "next to it, as .h)");
-  if (A->emit_inference && strpbrk(A->emit_inference, "\"\\\n"))
+  if (c && strpbrk(c, "\"\\\n"))
     die_input("--emit-inference: error: the file name cannot hold '\"', '\\' or a "
               "newline (the source #includes its header by name)");
+}
+
+/* Whether path is an existing device or pipe, which takes each output
+   in turn (rt_write_file writes it in place). */
+static int stream(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
+/* Refuses two outputs to one file, or an output over the model file or
+   the weights read (--save-weights may replace them): --emit-inference's
+   header counts, and files are compared as files (cli_same_file), not
+   as names. */
+static void check_outputs(const Args *A) {
+  char hpath[PATH_MAX + 2], msg[3 * PATH_MAX];
+  const char *flag[] = {"--emit", "--emit-model", "--emit-inference", "--emit-inference",
+                        "--save-weights"};
+  const char *what[] = {"--emit's output", "--emit-model's output",
+                        "--emit-inference's output", "--emit-inference's header",
+                        "--save-weights' output", "the model file",
+                        "the weights file of --load-weights"};
+  const char *path[] = {A->emit, A->emit_model, A->emit_inference, NULL, A->save, A->model,
+                        A->load};
+  if (A->emit_inference) {
+    snprintf(hpath, sizeof hpath, "%.*s.h", (int)strlen(A->emit_inference) - 2,
+             A->emit_inference);
+    path[3] = hpath;
+  }
+  for (int i = 0; i < 5; i++)  /* each output, against all after it */
+    for (int j = i + 1; j < 7; j++)
+      if (path[i] && path[j] && !(i == 4 && j == 6) && cli_same_file(path[i], path[j]) &&
+          !stream(path[i])) {
+        snprintf(msg, sizeof msg, "%s: error: %s'%s' is the same file as %s ('%s'); %s",
+                 flag[i], i == 3 ? "its header " : "", path[i], what[j], path[j],
+                 j < 5 ? "give each output a file of its own" : "it would be overwritten");
+        die_input(msg);
+      }
+}
+
+/* Parses the command line into A, with the model's overrides applied to m. */
+static void parse_args(int argc, char **argv, Args *A, Model *m) {
+  char err[1024];
+  CliArgs c;
+  A->model = find_model(argc, argv);
+  if (cli_parse(argc, argv, A->model, CLI_MODEL, &c, err, sizeof err))
+    die_input(err);
+  int rc = fe_load(A->model, m, err, sizeof err);
+  if (rc)
+    die_load(rc, err);
+  apply_overrides(&c, m);
+  const char *const *v = c.v;
+  *A = (Args){.model = A->model, .run = !!v[FL_RUN], .dump_ir = !!v[FL_DUMP_IR],
+              .json = !!v[FL_JSON], .no_shuffle = !!v[FL_NO_SHUFFLE], .health = !!v[FL_HEALTH],
+              .fma = !!v[FL_FMA], .strict = !!v[FL_STRICT], .backend = cli_backend(&c),
+              .emit = v[FL_EMIT], .emit_model = v[FL_EMIT_MODEL],
+              .emit_inference = v[FL_EMIT_INFERENCE], .save = v[FL_SAVE_WEIGHTS],
+              .load = v[FL_LOAD_WEIGHTS]};
+  if (A->fma && A->strict)
+    die_input("error: --fma and --strict both given: a run has one arithmetic (fma, the "
+              "default, or strict)");
+  check_load(A);
+  check_inference_name(A->emit_inference);
+  check_outputs(A);
 }
 
 /* Writes text to path whole (rt_write_file), or dies. */
@@ -320,11 +340,12 @@ static void emit_inference_files(const Args *A, const Ir *ir) {
 /* Prints what is about to be trained. */
 static void describe(const Ir *ir, FILE *info) {
   const Model *m = ir->m;
-  char layers[1024];
+  char layers[1024], lr[32];
   ir_describe(ir, layers, sizeof layers);
-  fprintf(info, "mlpc %s: %s: %s, init %s, %s lr %g, batch %d, %s, seed %llu\n", MLPC_VERSION,
-          m->name, layers, init_names[m->init], opt_names[m->opt.type], m->opt.lr,
-          m->batch_size, dtype_names[m->dtype], (unsigned long long)m->seed);
+  fe_show_real(lr, sizeof lr, m->opt.lr);  /* exactly, as a model file writes it */
+  fprintf(info, "mlpc %s: %s: %s, init %s, %s lr %s, batch %d, %s, seed %llu\n", MLPC_VERSION,
+          m->name, layers, init_names[m->init], opt_names[m->opt.type], lr, m->batch_size,
+          dtype_names[m->dtype], (unsigned long long)m->seed);
 }
 
 /* Compiles, initialises (or loads), trains and saves; the exit status. */

@@ -235,16 +235,6 @@ static int parse_int(const char *text, long long *out) {
   return *end == '\0' ? 0 : -1;
 }
 
-/* Whether the number at text (ended by a byte no number holds) is not 0
-   but reads as 0: too small even for a double ("1e-400"). */
-static int underflows(const char *text) {
-  size_t n = strspn(text, "+-.0123456789eE"), mant = strcspn(text, "eE");
-  return strtod(text, NULL) == 0 && strcspn(text, "123456789") < (mant < n ? mant : n);
-}
-
-/* What a number that underflows is told, after its text. */
-#define TINY "is too small for a double: it reads as 0 (the smallest is 5e-324)"
-
 /* Parses a flag's number: 1 if it is a finite one, 0 if it overflows,
    2 if it underflows to 0, -1 if it is not a number ("inf", "0x10", " 1"
    and "1 " are not). */
@@ -255,7 +245,7 @@ static int parse_real(const char *text, double *out) {
   *out = strtod(text, &end);
   if (*end != '\0')
     return -1;
-  return underflows(text) ? 2 : isfinite(*out) ? 1 : 0;
+  return fe_underflows(text) ? 2 : isfinite(*out) ? 1 : 0;
 }
 
 /* Reads an integer in lo..hi. */
@@ -317,7 +307,7 @@ static int get_real(Ctx *c, json_t *v, const Range *r, double *out) {
   if (kind == 0)
     return fail(c, "must be a finite number, got %s", got(c, v));
   if (kind == 2)
-    return fail(c, "%s " TINY, got(c, v));
+    return fail(c, "%s " FE_TINY, got(c, v));
   if (!in_range(r, d))
     return fail(c, "must be %s, got %s", r->desc, got(c, v));
   *out = d;
@@ -1180,38 +1170,6 @@ static int check_text(Ctx *c, const char *text, size_t len) {
   return -1;
 }
 
-/* Reports the number at text, which underflows, at line:col. */
-static int tiny_at(Ctx *c, const char *text, int line, int col) {
-  size_t n = strspn(text, "+-.0123456789eE");
-  snprintf(c->err, c->errlen, "%s:%d:%d: error: %.*s%s " TINY "; write 0 if 0 is meant",
-           c->file, line, col, n < 40 ? (int)n : 36, text, n < 40 ? "" : "...");
-  return -1;
-}
-
-/* Refuses a number written as not 0 that reads as 0 ("1e-400"), which
-   Jansson gives as 0: FILE:LINE:COL names it (columns in characters, as
-   Jansson counts them). text is valid JSON. */
-static int check_underflow(Ctx *c, const char *text, size_t len) {
-  int line = 1, col = 0, quoted = 0;
-  for (size_t i = 0; i < len; i++) {
-    char ch = text[i];
-    col += ((unsigned char)ch & 0xC0) != 0x80;
-    if (quoted && ch == '\\')
-      i++, col++;  /* an escape: \" does not end the string */
-    else if (ch == '"')
-      quoted = !quoted;
-    else if (ch == '\n')
-      line++, col = 0;
-    else if (!quoted && (ch == '-' || isdigit((unsigned char)ch))) {
-      if (underflows(text + i))
-        return tiny_at(c, text + i, line, col);
-      size_t n = strspn(text + i, "+-.0123456789eE");
-      i += n - 1, col += (int)n - 1;
-    }
-  }
-  return 0;
-}
-
 /* Parses and checks len bytes of model text. */
 static int load_text(const char *text, size_t len, const char *fname,
                      Model *m, char *err, size_t errlen) {
@@ -1225,7 +1183,8 @@ static int load_text(const char *text, size_t len, const char *fname,
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!root)
     return syntax_error(&c, &je);
-  int rc = check_underflow(&c, text, len) || check_root(&c, root, m) ? -1 : 0;
+  int rc = fe_check_underflow(text, len, c.file, err, errlen) || check_root(&c, root, m)
+               ? -1 : 0;
   json_decref(root);
   return rc;
 }

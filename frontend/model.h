@@ -161,6 +161,16 @@ void fe_where_path(const FeWhere *w, char *buf, size_t size);
 /* frontend/real.c: d in the fewest digits that read back as d, with the
    exponent as a model file writes it: 1e6, 2.5e-7, -1e300 (not 1e+06). */
 void fe_show_real(char *buf, size_t size, double d);
+/* Whether the number at text (ended by a byte no number holds) is not 0
+   but a double holds it only as 0 ("1e-400"). */
+int fe_underflows(const char *text);
+/* What such a number is told, after its text. */
+#define FE_TINY "is too small for a double: it reads as 0 (the smallest is 5e-324)"
+/* Refuses a number in JSON text (valid, len bytes, NUL after) that
+   fe_underflows, which Jansson reads as 0: -1 with "FILE:LINE:COL:
+   error: ..." in err, or 0. */
+int fe_check_underflow(const char *text, size_t len, const char *file, char *err,
+                       size_t errlen);
 
 /* frontend/alloc.c: every allocation of the frontend and the code
    generator, Jansson's included, so that tests can fail each in turn. */

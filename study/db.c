@@ -220,11 +220,9 @@ static int db_busy_ms(void) {
 }
 
 int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen) {
-  char what[MAX_PATH_LEN + 16];
-  snprintf(what, sizeof what, "%s", path);
   make_parent(path);
   if (sqlite3_open(path, db) != SQLITE_OK) {
-    db_fail(*db, what, err, errlen);
+    db_fail(*db, "cannot open", err, errlen);  /* the caller names path */
     sqlite3_close(*db);
     return -1;
   }

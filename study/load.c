@@ -466,10 +466,14 @@ static char *read_text(Ctx *c, const char *path, const char *what) {
 static json_t *base_file(Ctx *c, const char *rel, Model *m) {
   char path[MAX_PATH_LEN];
   const char *slash = strrchr(c->file, '/');
-  if (rel[0] == '/' || !slash)
-    snprintf(path, sizeof path, "%s", rel);
-  else
-    snprintf(path, sizeof path, "%.*s/%s", (int)(slash - c->file), c->file, rel);
+  int n = rel[0] == '/' || !slash
+              ? snprintf(path, sizeof path, "%s", rel)
+              : snprintf(path, sizeof path, "%.*s/%s", (int)(slash - c->file), c->file, rel);
+  if (n >= (int)sizeof path) {
+    fail(c, "base", "its path is %d bytes long (beside the study file), longer than any the "
+         "system takes (at most %zu)", n, sizeof path - 1);
+    return NULL;
+  }
   char *text = read_text(c, path, "base");
   if (!text || fe_load(path, m, c->err, c->errlen)) {
     free(text);
@@ -822,11 +826,15 @@ static json_t *parse(Ctx *c) {
     return NULL;
   }
   json_t *root = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+  int tiny = root && fe_check_underflow(text, strlen(text), c->file, c->err, c->errlen);
   free(text);
   if (!root)
     snprintf(c->err, c->errlen, "%s:%d:%d: error: %s", c->file, je.line > 0 ? je.line : 1,
              je.column > 0 ? je.column : 1, je.text);
-  else if (!json_is_object(root)) {
+  else if (tiny) {
+    json_decref(root);
+    return NULL;
+  } else if (!json_is_object(root)) {
     fail(c, NULL, "expected a JSON object at the top level, got %s", kind(root));
     json_decref(root);
     return NULL;

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include "../cli.h"
 #include "study.h"
 
 typedef struct {
@@ -21,19 +23,6 @@ typedef struct {
   int fma, strict;          /* the arithmetic flags given                 */
   const char *out, *db;
 } Flags;
-
-/* The run flags a study passes to every run: flag → model key. */
-static const struct {
-  const char *flag, *key;
-} run_flags[] = {
-  {"--epochs", "epochs"}, {"--max-batches", "max_batches"}, {"--data", "data"},
-};
-
-/* Model flags that make no sense for a study. */
-static const char *const model_only[] = {
-  "--seed", "--batch-size", "--lr", "--emit", "--emit-model", "--emit-inference",
-  "--dump-ir", "--json", "--load-weights", "--save-weights", NULL,
-};
 
 /* Prints a user error and exits 2. */
 static void die_input(const char *msg) {
@@ -53,78 +42,32 @@ static int int_flag(const char *flag, const char *v, int lo, int hi) {
   return (int)n;
 }
 
-/* Refuses a model-only flag, saying what a study does instead. */
-static void refuse(const char *a, const char *file) {
-  char err[1024];
-  for (const char *const *m = model_only; *m; m++)
-    if (!strcmp(a, *m)) {
-      snprintf(err, sizeof err, "%s: error: does not apply to a study (%s)%s", a, file,
-               !strcmp(a, "--seed") ? "; its runs take the study file's \"seeds\"" : "");
-      die_input(err);
-    }
-  snprintf(err, sizeof err, "error: unknown option or missing value: '%s' (see mlpc --help "
-           "and docs/study-format.md)", a);
-  die_input(err);
-}
-
-/* Handles one flag with its value; 1 if it was one. */
-static int value_flag(Flags *F, Study *s, const char *a, const char *v) {
+/* Applies the run flags that override model keys to every experiment. */
+static void apply_overrides(const CliArgs *c, Study *s) {
   char err[2048];
-  if (!strcmp(a, "--jobs") && st_mpi_ranks())
-    die_input("--jobs: error: under mpirun, every rank runs one run at a time: start "
-              "as many ranks as cores (docs/cluster.md)");
-  if (!strcmp(a, "--jobs"))
-    return F->jobs = int_flag(a, v, 1, 256), 1;
-  if (!strcmp(a, "--out"))
-    return F->out = v, 1;
-  if (!strcmp(a, "--db"))
-    return F->db = v, 1;
-  if (!strcmp(a, "--backend")) {
-    for (int b = 0; b < NBACKENDS; b++)
-      if (!strcmp(v, backend_names[b]))
-        return F->backend = b, 1;
-    snprintf(err, sizeof err, "--backend: error: unknown backend '%s'; expected tcc or gcc", v);
-    die_input(err);
-  }
-  for (size_t i = 0; i < sizeof run_flags / sizeof run_flags[0]; i++)
-    if (!strcmp(a, run_flags[i].flag)) {
-      if (st_override(s, a, run_flags[i].key, v, err, sizeof err))
-        die_input(err);
-      return 1;
-    }
-  return 0;
+  for (int f = 0; f < CLI_NFLAGS; f++)
+    if (c->v[f] && cli_key(f) && st_override(s, cli_name(f), cli_key(f), c->v[f], err,
+                                              sizeof err))
+      die_input(err);
 }
 
-/* Reads the flags; run flags apply to every experiment of s. */
+/* Reads the flags (cli.h); run flags apply to every experiment of s. */
 static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study *s) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  *F = (Flags){.shuffle = 1, .backend = -1, .jobs = cores > 0 ? (int)cores : 1};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (a == file)
-      continue;
-    if (!strcmp(a, "--run") || !strcmp(a, "--dump-study")) {
-      *(a[2] == 'r' ? &F->run : &F->dump) = 1;
-      continue;
-    }
-    if (!strcmp(a, "--no-shuffle")) {
-      F->shuffle = 0;
-      continue;
-    }
-    if (!strcmp(a, "--health"))  /* a study's runs always record them */
-      continue;
-    if (!strcmp(a, "--fma") || !strcmp(a, "--strict")) {
-      *(a[2] == 'f' ? &F->fma : &F->strict) = 1;
-      continue;
-    }
-    if (i + 1 < argc && value_flag(F, s, a, argv[i + 1])) {
-      i++;
-      continue;
-    }
-    refuse(a, file);
-  }
-  if (!F->run && !F->dump)
-    die_input("error: nothing to do: give --run or --dump-study (docs/study-format.md)");
+  char err[2048];
+  CliArgs c;
+  if (cli_parse(argc, argv, file, CLI_STUDY, &c, err, sizeof err))
+    die_input(err);
+  if (c.v[FL_JOBS] && st_mpi_ranks())
+    die_input("--jobs: error: under mpirun, every rank runs one run at a time: start "
+              "as many ranks as cores (docs/cluster.md)");
+  *F = (Flags){.run = !!c.v[FL_RUN], .dump = !!c.v[FL_DUMP_STUDY],
+               .shuffle = !c.v[FL_NO_SHUFFLE], .backend = cli_backend(&c),
+               .jobs = cores > 0 ? (int)cores : 1, .fma = !!c.v[FL_FMA],
+               .strict = !!c.v[FL_STRICT], .out = c.v[FL_OUT], .db = c.v[FL_DB]};
+  if (c.v[FL_JOBS])
+    F->jobs = int_flag("--jobs", c.v[FL_JOBS], 1, 256);
+  apply_overrides(&c, s);  /* --health: a study's runs always record them */
   if (F->fma && F->strict)
     die_input("error: --fma and --strict both given: a study has one arithmetic (its "
               "\"arithmetic\" key, fma by default, or one of these flags)");
@@ -132,6 +75,26 @@ static void parse_flags(int argc, char **argv, const char *file, Flags *F, Study
     s->arith = F->fma ? ARITH_FMA : ARITH_STRICT;
   if (F->backend < 0)
     F->backend = jit_default_backend();
+}
+
+/* Refuses a database path that can hold no database file: a directory,
+   a name ending in '/', or something other than a regular file
+   (/dev/null: SQLite's journal beside it cannot be made). */
+static void check_db_path(const char *path) {
+  struct stat st;
+  char err[MAX_PATH_LEN + 200];
+  size_t n = strlen(path);
+  int exists = stat(path, &st) == 0;
+  const char *what = !exists || S_ISREG(st.st_mode) ? NULL : S_ISDIR(st.st_mode) ? "a directory"
+                   : S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode)
+                   ? "a block device" : S_ISFIFO(st.st_mode) ? "a pipe" : "not a regular file";
+  if (!what && n && path[n - 1] == '/')
+    what = "a directory name";
+  if (!what)
+    return;
+  snprintf(err, sizeof err, "%s: error: %s, not a database file: give --db a file's name "
+           "(the default is out/mlpc.sqlite)", path, what);
+  die_input(err);
 }
 
 /* The number of runs not yet in the database, and of those in it without
@@ -195,6 +158,8 @@ int st_main(const char *file, int argc, char **argv) {
     die_input(err);
   parse_flags(argc, argv, file, &F, &s);
   const char *dbpath = F.db ? F.db : "out/mlpc.sqlite";
+  if (F.run)
+    check_db_path(dbpath);
   int rc = st_plan(&s, F.backend, F.shuffle, &p, err, sizeof err);
   if (rc)
     return fprintf(stderr, "mlpc: error: %s\n", err), rc;

@@ -113,6 +113,23 @@ int util_run(const char *const *argv, const char *out, const char *err) {
   return WEXITSTATUS(status);
 }
 
+int util_cc_says(const char *src, const char *const *flags, const char *text) {
+  const char *argv[32] = {"cc"};
+  char log[4200];
+  int n = 1;
+  for (; *flags && n < 27; flags++)
+    argv[n++] = *flags;
+  const char *tail[] = {"-E", src, "-o", "/dev/null", NULL};
+  memcpy(argv + n, tail, sizeof tail);
+  snprintf(log, sizeof log, "%s.cc.log", src);
+  int status = util_run(argv, NULL, log);
+  size_t len;
+  char *said = util_slurp(log, &len);
+  int found = said && strstr(said, text) != NULL;
+  free(said);
+  return status ? -1 : found;
+}
+
 int util_mkdtemp(const char *name, char *buf, size_t len) {
   snprintf(buf, len, "/tmp/mlpc-%s-XXXXXX", name);
   return mkdtemp(buf) ? 0 : -1;

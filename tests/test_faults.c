@@ -20,7 +20,9 @@
  *              exit 1 and a message, where /dev/null gives exit 0
  *   data gone  the data directory deleted while a run trains: the run
  *              finishes and saves its weights (data are read whole at the
- *              start); deleted before the run: exit 2, naming the file
+ *              start); deleted before the run: exit 2, naming the file;
+ *              larger than the memory available (pretended with
+ *              MLPC_TEST_MEM_AVAILABLE): exit 2 with the figures
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -502,6 +504,19 @@ static void test_data_gone(void **state) {
   says("moved/train-images-idx3-ubyte: no such file");
 }
 
+/* Data larger than the memory available (pretended): exit 2 with the
+   figures, before the data are loaded. */
+static void test_data_memory(void **state) {
+  (void)state;
+  const char *argv[] = {MLPC_BIN, tiny_model(), "--run", "--backend", "tcc", NULL};
+  setenv("MLPC_TEST_MEM_AVAILABLE", "300", 1);
+  int status = run(argv, NULL);
+  unsetenv("MLPC_TEST_MEM_AVAILABLE");
+  assert_int_equal(status, 2);
+  says("tiny/train-images-idx3-ubyte: decoded, it takes 545 bytes (0.0 MiB) of memory, more "
+       "than the 300 bytes (0.0 MiB) available (MemAvailable); refused before loading");
+}
+
 static int setup(void **state) {
   (void)state;
   if (util_mkdtemp("faults", tmp, sizeof tmp))
@@ -526,6 +541,7 @@ int main(void) {
     cmocka_unit_test(test_unwritable),
     cmocka_unit_test(test_stdout_full),
     cmocka_unit_test(test_data_gone),
+    cmocka_unit_test(test_data_memory),
   };
 #ifdef MLPC_SOURCE_DIR
   if (chdir(MLPC_SOURCE_DIR))

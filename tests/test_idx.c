@@ -137,6 +137,7 @@ static int teardown(void **state) {
 static int before(void **state) {
   (void)state;
   clean();
+  unsetenv("MLPC_TEST_MEM_AVAILABLE");
   err[0] = 0;
   return 0;
 }
@@ -473,6 +474,39 @@ static void test_unreadable(void **state) {
   chmod(lpath, 0644);
 }
 
+/* Data that would not fit in the memory available (pretended small with
+   MLPC_TEST_MEM_AVAILABLE) are refused with the figures before they are
+   read or inflated, raw or gzip; a header that claims 78 MB in a few
+   bytes of gzip is refused for memory before its lie is found. */
+static void test_memory(void **state) {
+  (void)state;
+  RtSet s;
+  char gz[160];
+  setenv("MLPC_TEST_MEM_AVAILABLE", "60", 1);
+  write_valid();
+  load_fails(ipath, "decoded, it takes 77 bytes (0.0 MiB) of memory, more than the 60 bytes "
+                    "(0.0 MiB) available (MemAvailable); refused before loading");
+  setenv("MLPC_TEST_MEM_AVAILABLE", "77", 1);
+  load_ok(&s);  /* just enough: the file and one byte to see its end */
+  rt_free_set(&s);
+  clean();
+  enum { PIXELS = 1 << 20 };  /* a header of 100000 images of 28 x 28, 1 MiB of pixels */
+  Bytes head = {.len = 0};
+  put_u32(&head, 0x803);
+  put_u32(&head, 100000), put_u32(&head, 28), put_u32(&head, 28);
+  unsigned char *raw = calloc(16 + PIXELS, 1), *z = malloc(PIXELS);
+  memcpy(raw, head.b, 16);
+  snprintf(gz, sizeof gz, "%s.gz", ipath);
+  write_raw(gz, z, gzip(raw, 16 + PIXELS, z, PIXELS));
+  write_raw(lpath, labels(N).b, labels(N).len);
+  setenv("MLPC_TEST_MEM_AVAILABLE", "10000000", 1);
+  load_fails(gz, "decoded, it takes 78400017 bytes (74.8 MiB) of memory, more than the "
+                 "10000000 bytes (9.5 MiB) available");
+  unsetenv("MLPC_TEST_MEM_AVAILABLE");
+  load_fails(gz, "file is 1048592 bytes, header says 78400016");
+  free(raw), free(z);
+}
+
 /* A file over the 4 GiB limit is refused before it is read (a sparse
    file: no disk is used). */
 static void test_huge(void **state) {
@@ -604,6 +638,7 @@ int main(void) {
     cmocka_unit_test_setup(test_gzip_bomb, before),
     cmocka_unit_test_setup(test_unreadable, before),
     cmocka_unit_test_setup(test_huge, before),
+    cmocka_unit_test_setup(test_memory, before),
     cmocka_unit_test_setup(test_directory, before),
     cmocka_unit_test_setup(test_missing, before),
     cmocka_unit_test_setup(test_short_err, before),

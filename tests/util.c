@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "util.h"
@@ -128,6 +129,13 @@ int util_cc_says(const char *src, const char *const *flags, const char *text) {
   int found = said && strstr(said, text) != NULL;
   free(said);
   return status ? -1 : found;
+}
+
+int util_drop_root(void) {
+  if (geteuid() != 0)
+    return 0;
+  return setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+         setresuid(65534, 65534, 65534) || geteuid() == 0 ? -1 : 0;
 }
 
 int util_mkdtemp(const char *name, char *buf, size_t len) {

@@ -188,6 +188,15 @@ static void needs(Inf *I, char *s, size_t len) {
     snprintf(s + strlen(s), len - strlen(s), "%ssqrt", *s ? ", " : "");
 }
 
+/* In the fma arithmetic, a hosted build for x86 without FMA instructions
+   warns: each FMA is then a call to the C library, correct but much
+   slower. (Freestanding, every FMA is a call whatever the flags.) */
+static const char fma_warning[] =
+  "#if __STDC_HOSTED__ && !defined(__FMA__) && (defined(__x86_64__) || defined(__i386__))\n"
+  "#warning \"built without FMA instructions: each FMA of the fma arithmetic is a call to "
+  "the C library, correct but much slower; build with -march=native (or -mfma)\"\n"
+  "#endif\n";
+
 /* real, R(), and declarations of the math the code calls. */
 static void emit_prelude(Inf *I) {
   const char *sfx = I->f32 ? "f" : "", *real = I->f32 ? "float" : "double";
@@ -206,8 +215,8 @@ static void emit_prelude(Inf *I) {
   if (unit_needs(I, "sqrt"))
     emitf(I->b, "double sqrt(double);\n");
   if (I->ir->fma)
-    emitf(I->b, "%s fma%s(%s, %s, %s);\n#define FMA fma%s\n", real, sfx, real, real, real,
-          sfx);
+    emitf(I->b, "%s fma%s(%s, %s, %s);\n#define FMA fma%s\n%s", real, sfx, real, real, real,
+          sfx, fma_warning);
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
     if (uses(I, consts[i].name))
       emitf(I->b, "#define %s %a\n", consts[i].name, consts[i].value);

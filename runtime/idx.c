@@ -47,15 +47,46 @@ static int idx_fail(char *err, size_t errlen, const char *path,
   return -1;
 }
 
-/* Grows *buf to at least need bytes (doubling); 0 on success. */
-static int idx_grow(unsigned char **buf, size_t *cap, size_t need) {
+/* The memory available to a new allocation, in bytes: MemAvailable of
+   /proc/meminfo (or $MLPC_TEST_MEM_AVAILABLE, which tests set to pretend
+   a small machine); SIZE_MAX when unknown. */
+static size_t idx_mem_available(void) {
+  const char *env = getenv("MLPC_TEST_MEM_AVAILABLE");
+  char line[256];
+  unsigned long long kb = 0;
+  if (env && *env)
+    return (size_t)strtoull(env, NULL, 10);
+  FILE *f = fopen("/proc/meminfo", "r");
+  int found = 0;
+  while (f && !found && fgets(line, sizeof line, f))
+    found = sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+  if (f)
+    fclose(f);
+  return found && kb < SIZE_MAX / 1024 ? (size_t)(kb * 1024) : SIZE_MAX;
+}
+
+/* Refuses to hold need more bytes of path in memory when the machine has
+   less available, rather than be killed by the OOM killer later. */
+static int idx_check_memory(size_t need, const char *path, char *err,
+                            size_t errlen) {
+  size_t avail = idx_mem_available();
+  if (need <= avail)
+    return 0;
+  return idx_fail(err, errlen, path, "decoded, it takes %zu bytes (%.1f MiB) of memory, "
+                  "more than the %zu bytes (%.1f MiB) available (MemAvailable); refused "
+                  "before loading", need, need / 1048576.0, avail, avail / 1048576.0);
+}
+
+/* Grows *buf to at least need bytes, doubling, but to most bytes at the
+   most; 0 on success. */
+static int idx_grow(unsigned char **buf, size_t *cap, size_t need, size_t most) {
   if (need <= *cap)
     return 0;
-  if (need > IDX_MAX_BYTES)
+  if (need > most)
     return -1;
   size_t c = *cap ? *cap : 1 << 16;
   while (c < need)
-    c = c > IDX_MAX_BYTES / 2 ? IDX_MAX_BYTES : 2 * c;
+    c = c > most / 2 ? most : 2 * c;
   unsigned char *p = realloc(*buf, c);
   if (!p)
     return -1;
@@ -78,12 +109,14 @@ static unsigned char *idx_slurp(FILE *f, const char *path, size_t *len,
                "reads", (intmax_t)st.st_size, IDX_MAX_BYTES);
       return NULL;
     }
+    if (idx_check_memory((size_t)st.st_size + 1, path, err, errlen))
+      return NULL;
     cap = (size_t)st.st_size + 1; /* + 1: the end is seen without growing */
     if (!(buf = malloc(cap)))
       cap = 0;
   }
   for (;;) {
-    if (idx_grow(&buf, &cap, n + 1)) {
+    if (idx_grow(&buf, &cap, n + 1, IDX_MAX_BYTES)) {
       idx_fail(err, errlen, path, "file is larger than %zu bytes, or out of "
                "memory", IDX_MAX_BYTES);
       break;
@@ -154,6 +187,20 @@ static size_t idx_declared(const unsigned char *buf, size_t n) {
   return size + 4 + 4 * ndims;
 }
 
+/* Whether inflating into out[0..n) may go on: within the size its IDX
+   header declares (*declared: 0 until known, SIZE_MAX for a bad header),
+   which must fit in the memory available. If not, err says why. */
+static int idx_within(const unsigned char *out, size_t n, size_t *declared,
+                      const char *path, char *err, size_t errlen) {
+  if (!*declared && (*declared = idx_declared(out, n)) && *declared < SIZE_MAX &&
+      idx_check_memory(*declared + 1, path, err, errlen))
+    return 0;
+  if (*declared && *declared < SIZE_MAX && n > *declared)
+    return idx_fail(err, errlen, path, "gzip data inflate to more than the %zu bytes its "
+                    "IDX header says", *declared), 0;
+  return 1;
+}
+
 /* Inflates every gzip member of in[0..inlen) into a new buffer, stopping
    as soon as it holds more than its IDX header says (a small file that
    inflates to gigabytes is refused before they are allocated). */
@@ -169,14 +216,10 @@ static unsigned char *idx_gunzip(const unsigned char *in, size_t inlen,
   unsigned char *out = NULL;
   size_t cap = 0, n = 0, pos = 0, declared = 0;
   for (;;) {
-    if (!declared)
-      declared = idx_declared(out, n);
-    if (declared && declared < SIZE_MAX && n > declared) {
-      idx_fail(err, errlen, path, "gzip data inflate to more than the %zu bytes its IDX "
-               "header says", declared);
+    if (!idx_within(out, n, &declared, path, err, errlen))
       break;
-    }
-    if (idx_grow(&out, &cap, n + 1)) {
+    size_t most = declared && declared < IDX_MAX_BYTES ? declared + 1 : IDX_MAX_BYTES;
+    if (idx_grow(&out, &cap, n + 1, most)) {  /* + 1: to see that there is more */
       idx_fail(err, errlen, path, "inflates to more than %zu bytes, or out "
                "of memory", IDX_MAX_BYTES);
       break;

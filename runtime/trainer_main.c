@@ -9,6 +9,15 @@
 #include <string.h>
 #include "rt.h"
 
+/* The fma arithmetic (MLPC_FMA) built without FMA instructions on x86:
+   every fused multiply-add of the kernels is then a call to the C
+   library's fma, correct, but some 75 times slower. */
+#if defined(MLPC_FMA) && !defined(__FMA__) && (defined(__x86_64__) || defined(__i386__))
+#warning "built without FMA instructions: each fused multiply-add of the fma arithmetic \
+is a call to the C library, correct but about 75 times slower; build with -march=native \
+(or -mfma), or emit the trainer with --strict"
+#endif
+
 static const char trainer_usage[] =
   "usage: %s [--data DIR] [--epochs N] [--max-batches N] [--seed N]\n"
   "          [--no-shuffle] [--json] [--health]\n"

@@ -250,6 +250,7 @@ static char *gcc_says(const Buf *src) {
   Path c = tmp_path("warn.c"), o = tmp_path("warn.o"), log = tmp_path("warn.log");
   assert_int_equal(util_write(c.s, src->buf, src->len), 0);
   const char *argv[] = {"gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
+                        "-Wno-cpp", /* but the trainer's #warning of a build without FMA */
                         "-c", c.s, "-o", o.s, NULL};
   size_t len;
   int status = util_run(argv, NULL, log.s);
@@ -365,6 +366,34 @@ static void test_trainer(void **state) {
     same_text(chosen[i], a, b);
     print_message("  %s, %s: trainer == mlpc --run\n%s", chosen[i], arith + 2, a);
     free(a), free(b);
+  }
+}
+
+/* A trainer in the fma arithmetic warns when built without FMA
+   instructions (plain cc -O2 on x86-64), and not when built with them
+   (-march=native, on a CPU that has them); strict never warns. */
+static void test_fma_warning(void **state) {
+  (void)state;
+  static Model m;
+  static Ir ir;
+  const char *plain[] = {"-O2", NULL}, *native[] = {"-O2", "-march=native", NULL};
+  const char *warning = "built without FMA instructions";
+  Path c = tmp_path("warn_trainer.c");
+  load("models/bn_relu.json", &m);
+  for (int fma = 0; fma < 2; fma++) {
+    Buf b = {0};
+    ir_lower(&m, &ir);
+    ir.fma = fma;
+    emit_trainer(&ir, &b);
+    assert_int_equal(util_write(c.s, b.buf, b.len), 0);
+    free(b.buf);
+#if defined(__x86_64__) || defined(__i386__)
+    assert_int_equal(util_cc_says(c.s, plain, warning), fma);
+#endif
+    if (jit_cpu_fma())
+      assert_int_equal(util_cc_says(c.s, native, warning), 0);
+    else
+      print_message("  this CPU has no FMA instructions: -march=native is not checked\n");
   }
 }
 
@@ -532,7 +561,8 @@ static int teardown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_warnings), cmocka_unit_test(test_bitwise),
-    cmocka_unit_test(test_trainer),  cmocka_unit_test(test_seeds),
+    cmocka_unit_test(test_trainer),  cmocka_unit_test(test_fma_warning),
+    cmocka_unit_test(test_seeds),
     cmocka_unit_test(test_one_sample), cmocka_unit_test(test_accuracy),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

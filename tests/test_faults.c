@@ -13,14 +13,17 @@
  *              the reason, the file that was there before untouched, no
  *              temporary file left
  *   unwritable an output in a directory that does not exist, under a
- *              file, or not writable (when not root); a cache directory
- *              that cannot be made; a device (/dev/null) is written in
- *              place, not replaced
+ *              file, or not writable (run as nobody when the test runs as
+ *              root, who writes anywhere); a cache directory that cannot
+ *              be made; a device (/dev/null) is written in place, not
+ *              replaced
  *   stdout full standard output on /dev/full, for every command path:
  *              exit 1 and a message, where /dev/null gives exit 0
  *   data gone  the data directory deleted while a run trains: the run
  *              finishes and saves its weights (data are read whole at the
- *              start); deleted before the run: exit 2, naming the file
+ *              start); deleted before the run: exit 2, naming the file;
+ *              larger than the memory available (pretended with
+ *              MLPC_TEST_MEM_AVAILABLE): exit 2 with the figures
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -250,6 +253,7 @@ typedef struct {
   const char *cwd;      /* NULL: the source directory                  */
   long fsize;           /* file-size limit in bytes, 0: none           */
   const char *out;      /* stdout, NULL: tmp/stdout                    */
+  int nobody;           /* as nobody when root (util_drop_root)        */
 } Env;
 
 /* Runs argv with env, stdout and stderr to files in tmp; its exit status. */
@@ -261,7 +265,7 @@ static int run(const char *const *argv, const Env *env) {
                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(tmp_path("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1), dup2(err, 2);
-    if (env && env->cwd && chdir(env->cwd))
+    if ((env && env->cwd && chdir(env->cwd)) || (env && env->nobody && util_drop_root()))
       _exit(126);
     if (env && env->fsize) {
       signal(SIGXFSZ, SIG_IGN); /* writes fail with EFBIG instead */
@@ -348,7 +352,7 @@ static void test_disk_full(void **state) {
   (void)state;
   const char *old = "what was there before\n", *out = tmp_path("t.c"),
              *w = tmp_path("w.safetensors");
-  Env full = {NULL, 4096, NULL};
+  Env full = {NULL, 4096, NULL, 0};
   assert_int_equal(util_write(out, old, strlen(old)), 0);
   const char *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit", out, NULL};
   assert_int_equal(run(emit, &full), 1);
@@ -385,13 +389,6 @@ static void test_unwritable(void **state) {
     assert_int_equal(run(save, NULL), 1);
     says(targets[i][1]);
   }
-  if (geteuid() != 0) { /* root writes anywhere */
-    const char *ro = tmp_path("ro"), *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit",
-                                                 tmp_path("ro/t.c"), NULL};
-    mkdir(ro, 0500);
-    assert_int_equal(run(emit, NULL), 1);
-    says("cannot write: Permission denied");
-  }
   /* a device is written in place, never renamed over (through a link
      in tmp, so that a failure replaces the link, not the device) */
   const char *dev = tmp_path("null");
@@ -410,9 +407,26 @@ static void test_unwritable(void **state) {
   assert_int_equal(util_write(tmp_path("cwd/out"), "x", 1), 0);
   snprintf(model, sizeof model, "%s/%s", MLPC_SOURCE_DIR, "models/bn_relu.json");
   const char *gcc[] = {MLPC_BIN, model, "--run", "--backend", "gcc", NULL};
-  Env in_dir = {dir, 0, NULL};
+  Env in_dir = {dir, 0, NULL, 0};
   assert_int_equal(run(gcc, &in_dir), 1);
   says("mlpc: error: out/cache: cannot create directory: Not a directory");
+}
+
+/* An output in a directory that may be entered but not written: mlpc
+   runs as nobody when the test runs as root (who writes anywhere), with
+   the temporary directory opened to others for it. */
+static void test_read_only_dir(void **state) {
+  (void)state;
+  const char *ro = tmp_path("ro"), *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit",
+                                               tmp_path("ro/t.c"), NULL};
+  Env nobody = {NULL, 0, NULL, 1};
+  assert_int_equal(mkdir(ro, 0555), 0);
+  assert_int_equal(chmod(tmp, 0711), 0);
+  int status = run(emit, &nobody);
+  assert_int_equal(chmod(tmp, 0700), 0);
+  assert_int_equal(status, 1);
+  says("ro/t.c: cannot write: Permission denied");
+  assert_int_not_equal(access(tmp_path("ro/t.c"), F_OK), 0);
 }
 
 /* Standard output on a full device: every command path (help, version,
@@ -435,7 +449,7 @@ static void test_stdout_full(void **state) {
     {MLPC_BIN, study, "--run", "--backend", "tcc", "--db", db, "--out", out},
   };
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-    Env null = {NULL, 0, "/dev/null"}, full = {NULL, 0, "/dev/full"};
+    Env null = {NULL, 0, "/dev/null", 0}, full = {NULL, 0, "/dev/full", 0};
     int rc = run(cmds[i], &null);
     if (rc)
       fail_msg("%s %s: exit status %d to /dev/null", cmds[i][1], cmds[i][2], rc);
@@ -502,6 +516,19 @@ static void test_data_gone(void **state) {
   says("moved/train-images-idx3-ubyte: no such file");
 }
 
+/* Data larger than the memory available (pretended): exit 2 with the
+   figures, before the data are loaded. */
+static void test_data_memory(void **state) {
+  (void)state;
+  const char *argv[] = {MLPC_BIN, tiny_model(), "--run", "--backend", "tcc", NULL};
+  setenv("MLPC_TEST_MEM_AVAILABLE", "300", 1);
+  int status = run(argv, NULL);
+  unsetenv("MLPC_TEST_MEM_AVAILABLE");
+  assert_int_equal(status, 2);
+  says("tiny/train-images-idx3-ubyte: decoded, it takes 545 bytes (0.0 MiB) of memory, more "
+       "than the 300 bytes (0.0 MiB) available (MemAvailable); refused before loading");
+}
+
 static int setup(void **state) {
   (void)state;
   if (util_mkdtemp("faults", tmp, sizeof tmp))
@@ -524,8 +551,10 @@ int main(void) {
     cmocka_unit_test(test_alloc_plan),
     cmocka_unit_test(test_disk_full),
     cmocka_unit_test(test_unwritable),
+    cmocka_unit_test(test_read_only_dir),
     cmocka_unit_test(test_stdout_full),
     cmocka_unit_test(test_data_gone),
+    cmocka_unit_test(test_data_memory),
   };
 #ifdef MLPC_SOURCE_DIR
   if (chdir(MLPC_SOURCE_DIR))

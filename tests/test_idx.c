@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <cmocka.h>
 #include "../runtime/rt.h"
+#include "util.h"
 
 #ifndef MLPC_SOURCE_DIR
 #define MLPC_SOURCE_DIR "."
@@ -138,6 +140,7 @@ static int teardown(void **state) {
 static int before(void **state) {
   (void)state;
   clean();
+  unsetenv("MLPC_TEST_MEM_AVAILABLE");
   err[0] = 0;
   return 0;
 }
@@ -493,8 +496,32 @@ static void test_gzip_bomb(void **state) {
   free(z);
 }
 
+/* Loads the temp dir's train set in a child process, as nobody when we
+   are root (who reads anything: util_drop_root); its message into err. */
+static void load_as_nobody(void) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    RtSet s;
+    char msg[sizeof err] = "";
+    if (util_drop_root())
+      snprintf(msg, sizeof msg, "cannot become nobody");
+    else if (rt_load_set(tmp, "train", NCLASSES, &s, msg, sizeof msg) == 0)
+      snprintf(msg, sizeof msg, "loaded");
+    _exit(write(fds[1], msg, strlen(msg) + 1) > 0 ? 0 : 1);
+  }
+  close(fds[1]);
+  ssize_t n = read(fds[0], err, sizeof err - 1);
+  err[n > 0 ? n : 0] = 0;
+  close(fds[0]);
+  assert_int_equal(waitpid(pid, NULL, 0), pid);
+}
+
 /* A file that opens but cannot be read (/proc/self/mem gives EIO at
-   offset 0), and one without read permission (unless we are root). */
+   offset 0), and one without read permission (read as nobody when the
+   test runs as root, the directory opened to others for it). */
 static void test_unreadable(void **state) {
   (void)state;
   write_valid();
@@ -504,9 +531,46 @@ static void test_unreadable(void **state) {
   remove(ipath);
   write_valid();
   assert_int_equal(chmod(lpath, 0), 0);
-  if (geteuid() != 0)
-    load_fails(lpath, "cannot open (Permission denied)");
+  assert_int_equal(chmod(tmp, 0711), 0);
+  load_as_nobody();
+  chmod(tmp, 0700);
   chmod(lpath, 0644);
+  char want[300];
+  snprintf(want, sizeof want, "%s: cannot open (Permission denied)", lpath);
+  assert_string_equal(err, want);
+}
+
+/* Data that would not fit in the memory available (pretended small with
+   MLPC_TEST_MEM_AVAILABLE) are refused with the figures before they are
+   read or inflated, raw or gzip; a header that claims 78 MB in a few
+   bytes of gzip is refused for memory before its lie is found. */
+static void test_memory(void **state) {
+  (void)state;
+  RtSet s;
+  char gz[160];
+  setenv("MLPC_TEST_MEM_AVAILABLE", "60", 1);
+  write_valid();
+  load_fails(ipath, "decoded, it takes 77 bytes (0.0 MiB) of memory, more than the 60 bytes "
+                    "(0.0 MiB) available (MemAvailable); refused before loading");
+  setenv("MLPC_TEST_MEM_AVAILABLE", "77", 1);
+  load_ok(&s);  /* just enough: the file and one byte to see its end */
+  rt_free_set(&s);
+  clean();
+  enum { PIXELS = 1 << 20 };  /* a header of 100000 images of 28 x 28, 1 MiB of pixels */
+  Bytes head = {.len = 0};
+  put_u32(&head, 0x803);
+  put_u32(&head, 100000), put_u32(&head, 28), put_u32(&head, 28);
+  unsigned char *raw = calloc(16 + PIXELS, 1), *z = malloc(PIXELS);
+  memcpy(raw, head.b, 16);
+  snprintf(gz, sizeof gz, "%s.gz", ipath);
+  write_raw(gz, z, gzip(raw, 16 + PIXELS, z, PIXELS));
+  write_raw(lpath, labels(N).b, labels(N).len);
+  setenv("MLPC_TEST_MEM_AVAILABLE", "10000000", 1);
+  load_fails(gz, "decoded, it takes 78400017 bytes (74.8 MiB) of memory, more than the "
+                 "10000000 bytes (9.5 MiB) available");
+  unsetenv("MLPC_TEST_MEM_AVAILABLE");
+  load_fails(gz, "file is 1048592 bytes, header says 78400016");
+  free(raw), free(z);
 }
 
 /* A file over the 4 GiB limit is refused before it is read (a sparse
@@ -641,6 +705,7 @@ int main(void) {
     cmocka_unit_test_setup(test_gzip_bomb, before),
     cmocka_unit_test_setup(test_unreadable, before),
     cmocka_unit_test_setup(test_huge, before),
+    cmocka_unit_test_setup(test_memory, before),
     cmocka_unit_test_setup(test_directory, before),
     cmocka_unit_test_setup(test_missing, before),
     cmocka_unit_test_setup(test_short_err, before),

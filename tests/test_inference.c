@@ -20,7 +20,8 @@
  * Each case prints its largest difference.
  *
  * The README's example (examples/classify.c) is built against one case,
- * and the flag's errors are checked.
+ * the #warning of an fma build without FMA instructions is checked, and
+ * the flag's errors are checked.
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -408,6 +409,37 @@ static void test_readme_example(void **state) {
   tcc_delete(r.tcc);
 }
 
+/* The inference C in the fma arithmetic warns when a hosted build lacks
+   FMA instructions (plain cc -O2 on x86-64), not with them
+   (-march=native, on a CPU that has them) nor freestanding (where every
+   fmaf is a call anyway; emit_and_build's -Werror build checks it too);
+   strict never warns. */
+static void test_fma_warning(void **state) {
+  (void)state;
+  static Model m;
+  static Ir ir;
+  char err[1024];
+  Ref r;
+  const char *plain[] = {"-std=c99", "-O2", NULL}, *warning = "built without FMA instructions";
+  const char *native[] = {"-std=c99", "-O2", "-march=native", NULL};
+  const char *freestanding[] = {"-std=c99", "-O2", "-ffreestanding", NULL};
+  assert_int_equal(fe_load_string(model_json(&cases[2]), "bn_relu", &m, err, sizeof err), 0);
+  for (int fma = 0; fma < 2; fma++) {
+    ir_lower(&m, &ir);
+    ir.fma = fma;
+    ref_compile(&ir, &r);
+    rt_init(r.net, m.seed);
+    emit_and_build(&cases[2], &ir, r.net);
+#if defined(__x86_64__) || defined(__i386__)
+    assert_int_equal(util_cc_says(in_dir("digit.c"), plain, warning), fma);
+#endif
+    assert_int_equal(util_cc_says(in_dir("digit.c"), freestanding, warning), 0);
+    if (jit_cpu_fma())
+      assert_int_equal(util_cc_says(in_dir("digit.c"), native, warning), 0);
+    tcc_delete(r.tcc);
+  }
+}
+
 /* Runs mlpc on model.json with two or four more arguments; its exit
    status, stderr in err.txt. */
 static int mlpc(const char *a, const char *b, const char *c, const char *d) {
@@ -485,6 +517,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cases),
     cmocka_unit_test(test_readme_example),
+    cmocka_unit_test(test_fma_warning),
     cmocka_unit_test(test_errors),
     cmocka_unit_test(test_not_finite),
   };

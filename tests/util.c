@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "util.h"
@@ -111,6 +112,30 @@ int util_run(const char *const *argv, const char *out, const char *err) {
   if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
     return -1;
   return WEXITSTATUS(status);
+}
+
+int util_cc_says(const char *src, const char *const *flags, const char *text) {
+  const char *argv[32] = {"cc"};
+  char log[4200];
+  int n = 1;
+  for (; *flags && n < 27; flags++)
+    argv[n++] = *flags;
+  const char *tail[] = {"-E", src, "-o", "/dev/null", NULL};
+  memcpy(argv + n, tail, sizeof tail);
+  snprintf(log, sizeof log, "%s.cc.log", src);
+  int status = util_run(argv, NULL, log);
+  size_t len;
+  char *said = util_slurp(log, &len);
+  int found = said && strstr(said, text) != NULL;
+  free(said);
+  return status ? -1 : found;
+}
+
+int util_drop_root(void) {
+  if (geteuid() != 0)
+    return 0;
+  return setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+         setresuid(65534, 65534, 65534) || geteuid() == 0 ? -1 : 0;
 }
 
 int util_mkdtemp(const char *name, char *buf, size_t len) {

@@ -25,6 +25,13 @@ int util_write(const char *path, const void *buf, size_t len);
 /* Runs argv (no shell) with stdout and stderr to the files named (NULL:
    /dev/null); returns the exit status, or -1 if it did not exit. */
 int util_run(const char *const *argv, const char *out, const char *err);
+/* Preprocesses src with cc and flags (NULL-terminated) into nothing;
+   1 if cc's messages hold text, 0 if not, -1 if cc failed. */
+int util_cc_says(const char *src, const char *const *flags, const char *text);
+/* In a child process about to check a permission: when root (who reads
+   and writes anywhere), becomes nobody (uid and gid 65534, no other
+   groups) for good; 0, or -1 if that failed. */
+int util_drop_root(void);
 /* Makes a fresh directory /tmp/mlpc-NAME-XXXXXX into buf; 0 or -1. */
 int util_mkdtemp(const char *name, char *buf, size_t len);
 /* Removes a directory made by util_mkdtemp and everything in it. */

@@ -25,6 +25,9 @@ int util_write(const char *path, const void *buf, size_t len);
 /* Runs argv (no shell) with stdout and stderr to the files named (NULL:
    /dev/null); returns the exit status, or -1 if it did not exit. */
 int util_run(const char *const *argv, const char *out, const char *err);
+/* Sets element k (in row-major order) of tensor name in the safetensors
+   file path to v, in the tensor's dtype (F32 or F64); 0 or -1. */
+int util_poke_weight(const char *path, const char *name, long k, double v);
 /* Makes a fresh directory /tmp/mlpc-NAME-XXXXXX into buf; 0 or -1. */
 int util_mkdtemp(const char *name, char *buf, size_t len);
 /* Removes a directory made by util_mkdtemp and everything in it. */

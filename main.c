@@ -59,7 +59,8 @@ static const char usage[] =
   "                        either, tcc, gcc and --emit's trainer agree bit for\n"
   "                        bit (docs/performance.md)\n"
   "  --json                stdout as JSON Lines: one object per epoch, then\n"
-  "                        a summary object\n"
+  "                        a summary object; a run that diverges ends with a\n"
+  "                        summary saying where and why (\"diverged\": true)\n"
   "  --health              also print the health figures (docs/health.md) on\n"
   "                        a fixed probe batch, for the initial weights (as\n"
   "                        epoch 0) and after each epoch: per hidden layer\n"
@@ -97,8 +98,9 @@ static const char usage[] =
   "  --help                this text\n"
   "  --version             mlpc's version\n"
   "\n"
-  "Exit status: 0 success, 2 bad input (model file, flags, data), 1 other\n"
-  "errors (such as a diverging run).\n";
+  "Exit status: 0 success, 2 bad input (model file, flags, data, weights),\n"
+  "1 other errors (such as a diverging run: a loss, weight or statistic\n"
+  "that is not finite).\n";
 
 /* What the flags (cli.h) ask of a model. */
 typedef struct {

@@ -139,8 +139,10 @@ typedef struct {
   double test_loss;       /* mean over the test samples                   */
   double test_acc;        /* in [0, 1]                                    */
   double seconds;
-  long diverged_step;     /* > 0: the loss was not finite at this step of
-                             the epoch; the other figures are NaN         */
+  long diverged_step;     /* > 0: training diverged at this step of the
+                             epoch (its loss, or after the epoch's last
+                             step a tensor, was not finite); the figures
+                             are NaN. 0 with NaN figures: in the test pass */
 } RtEpoch;
 
 typedef struct {
@@ -171,10 +173,21 @@ long rt_offset(const RtTensor *t, long i);
 /* Copies the elements of t, in row-major order, from rows into t's
    storage, or out of it into rows (to_rows). */
 void rt_copy_rows(const RtTensor *t, void *rows, int to_rows);
+/* The values of tensor t at data (in t's own layout, or in row-major
+   order when rows) that are NaN or infinite: how many; for the first,
+   its index in row-major order of t's shape into *at and "nan", "inf" or
+   "-inf" into *what. 0 for an integer tensor. */
+long rt_nonfinite(const RtTensor *t, const void *data, int rows, long *at, const char **what);
+/* Scans every floating-point tensor of net (parameters, buffers,
+   gradients, optimizer state): 0 when all are finite, else -1 with
+   "NAME[INDEX] is nan (not finite: K of its N elements)" in msg. */
+int rt_check_finite(const RtNet *net, char *msg, size_t len);
 /* Draws the initial parameters for the seed and zeroes all state. */
 void rt_init(const RtNet *net, uint64_t seed);
 /* Loads the data, trains and evaluates, printing each epoch. Returns the
-   process exit status: 0, 2 for bad data, 1 for divergence. */
+   process exit status: 0, 2 for bad data, 1 for divergence: a loss that
+   is not finite, or after an epoch a tensor that holds a value that is
+   not finite (under --json the last line then says so). */
 int rt_train(const RtNet *net, const RtOptions *o);
 
 #endif

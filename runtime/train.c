@@ -10,6 +10,7 @@
  * each line, and come first for the initial weights (runtime/health.c).
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,64 @@ void rt_copy_rows(const RtTensor *t, void *rows, int to_rows) {
       char *row = (char *)rows + i * sz, *at = (char *)t->data + rt_offset(t, i) * sz;
       memcpy(to_rows ? row : at, to_rows ? at : row, sz);
     }
+}
+
+/* ---- values that are not finite ---- */
+
+/* Element i of the values at p (RT_F32 or RT_F64, in any alignment). */
+static double train_value_at(const unsigned char *p, int dtype, long i) {
+  if (dtype == RT_F32) {
+    float f;
+    memcpy(&f, p + 4 * i, 4);
+    return f;
+  }
+  double d;
+  memcpy(&d, p + 8 * i, 8);
+  return d;
+}
+
+/* How many of the n values at p are not finite: a loop per type without
+   exits, each value compared in its own type (NaN fails every
+   comparison), which the compiler vectorises. */
+static long train_count_nonfinite(const unsigned char *p, int dtype, long n) {
+  long bad = 0;
+  if (dtype == RT_F32)
+    for (long i = 0; i < n; i++) {
+      float f;
+      memcpy(&f, p + 4 * i, 4);
+      bad += !(fabsf(f) <= FLT_MAX);
+    }
+  else
+    for (long i = 0; i < n; i++)
+      bad += !(fabs(train_value_at(p, RT_F64, i)) <= DBL_MAX);
+  return bad;
+}
+
+long rt_nonfinite(const RtTensor *t, const void *data, int rows, long *at, const char **what) {
+  long n = train_numel(t), i = 0;
+  long bad = t->dtype == RT_I64 ? 0 : train_count_nonfinite(data, t->dtype, n);
+  if (!bad)
+    return 0;
+  while (isfinite(train_value_at(data, t->dtype, i)))
+    i++;
+  double v = train_value_at(data, t->dtype, i);
+  *what = isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+  *at = rows || !t->transposed ? i : i % t->shape[0] * t->shape[1] + i / t->shape[0];
+  return bad;
+}
+
+int rt_check_finite(const RtNet *net, char *msg, size_t len) {
+  for (int k = 0; k < net->ntensors; k++) {
+    const RtTensor *t = &net->tensors[k];
+    const char *what;
+    long at, bad = rt_nonfinite(t, t->data, 0, &at, &what);
+    if (bad) {
+      snprintf(msg, len, "%s[%ld] is %s (not finite: %ld of its %ld elements)", t->name,
+               at, what, bad, train_numel(t));
+      return -1;
+    }
+  }
+  return 0;
 }
 
 /* Stores v as element i of t (in row-major order of its shape), in t's
@@ -176,6 +235,8 @@ typedef struct {
   unsigned char *x, *y;
   RtRng rng;
   long skipped;          /* one-sample batches skipped (BatchNorm)       */
+  long step;             /* the epoch's last step trained (from 1; 0:
+                            none), or the one whose loss was not finite  */
   RtHealth health;       /* under o->health                              */
 } Loop;
 
@@ -188,15 +249,16 @@ static long train_last_step(const Loop *L, long nb) {
   return last;
 }
 
-/* One training epoch; returns the mean batch loss, or NaN at divergence
-   with the step in *bad_step. */
-static double train_epoch(Loop *L, long *bad_step) {
+/* One training epoch; returns the mean batch loss, or NaN at divergence,
+   with *diverged set and the step in L->step. */
+static double train_epoch(Loop *L, int *diverged) {
   const RtNet *net = L->net;
   int B = net->batch, feats = net->input;
   train_order(L->perm, L->train.n, L->o->shuffle, &L->rng);
   long nb = train_nbatches(L->train.n, B, L->o->max_batches), used = 0;
   long last = L->o->health ? train_last_step(L, nb) : -1;
   double sum = 0;
+  L->step = 0;
   for (long b = 0; b < nb; b++) {
     long start = b * B;
     int n = (int)(L->train.n - start < B ? L->train.n - start : B);
@@ -213,10 +275,9 @@ static double train_epoch(Loop *L, long *bad_step) {
     double loss = net->train_step(n, L->x, L->y);
     if (b == last)
       rt_health_after_step(&L->health, net);
-    if (!isfinite(loss)) {
-      *bad_step = b + 1;
-      return NAN;
-    }
+    L->step = b + 1;
+    if (!isfinite(loss))
+      return *diverged = 1, NAN;
     sum += loss;
     used++;
   }
@@ -304,28 +365,79 @@ static void train_report(const RtOptions *o, int epoch, double tl, double vl,
   o->on_epoch(o->ctx, &e);
 }
 
+/* Writes s as a JSON string. */
+static void train_json_string(const char *s) {
+  putchar('"');
+  for (; *s; s++)
+    if (*s == '"' || *s == '\\')
+      printf("\\%c", *s);
+    else if ((unsigned char)*s < 0x20)
+      printf("\\u%04x", *s);
+    else
+      putchar(*s);
+  putchar('"');
+}
+
+/* Ends a run that diverged at epoch e, step (0: in the test pass): hands
+   it to on_epoch, or says why on stderr and, under --json, in a last
+   summary line; returns the exit status, 1. */
+static int train_diverged(const Loop *L, int e, long step, const char *why, double secs) {
+  const RtOptions *o = L->o;
+  char msg[512];
+  if (step)
+    snprintf(msg, sizeof msg, "training diverged at epoch %d, step %ld: %s", e, step, why);
+  else
+    snprintf(msg, sizeof msg, "training diverged at epoch %d, in the test pass: %s", e, why);
+  if (o->on_epoch) {
+    train_report(o, e, NAN, NAN, NAN, secs, step);
+    return 1;
+  }
+  fprintf(stderr, "mlpc: error: %s\n", msg);
+  if (o->json) {
+    printf("{\"summary\": true, \"diverged\": true, \"epoch\": %d, \"step\": ", e);
+    if (step)
+      printf("%ld", step);
+    else
+      printf("null");
+    printf(", \"message\": "), train_json_string(msg);
+    printf(", \"epochs\": %d}\n", e - 1);
+  }
+  return 1;
+}
+
+/* After an epoch's training: why the run diverged, into why, or 0 if it
+   did not. The loss of every step was checked as it came; the tensors
+   are checked once here: a value that is not finite can hide from the
+   loss (products with zero inputs are skipped). */
+static int train_check(const Loop *L, int diverged, char *why, size_t len) {
+  char what[256];
+  if (diverged)
+    return snprintf(why, len, "the loss is not finite"), 1;
+  if (!rt_check_finite(L->net, what, sizeof what))
+    return 0;
+  snprintf(why, len, "after the epoch's last step, %s; the loss was finite at every step",
+           what);
+  return 1;
+}
+
 /* Runs all epochs; returns the exit status (0, or 1 at divergence). */
 static int train_run(Loop *L) {
   const RtOptions *o = L->o;
   double t0 = train_now(), tl = 0, vl = 0, acc = 0;
+  char why[400];
   if (!o->json && !o->on_epoch)
     printf("epoch  train_loss   test_loss  test_acc  seconds\n");
   train_print_initial(L);
   for (int e = 1; e <= o->epochs; e++) {
     double t = train_now();
-    long bad = 0;
-    tl = train_epoch(L, &bad);
+    int diverged = 0;
+    tl = train_epoch(L, &diverged);
     double train_secs = train_now() - t;
-    if (isnan(tl) && o->on_epoch) {
-      train_report(o, e, NAN, NAN, NAN, train_now() - t, bad);
-      return 1;
-    }
-    if (isnan(tl)) {
-      fprintf(stderr, "mlpc: error: training diverged (loss is not finite) "
-              "at epoch %d, step %ld\n", e, bad);
-      return 1;
-    }
+    if (train_check(L, diverged, why, sizeof why))
+      return train_diverged(L, e, L->step, why, train_now() - t);
     train_eval(L, &vl, &acc);
+    if (!isfinite(vl))
+      return train_diverged(L, e, 0, "the test loss is not finite", train_now() - t);
     double secs = train_now() - t;
     const RtHealth *h = train_probe(L, e);
     if (o->on_epoch)
@@ -337,9 +449,9 @@ static int train_run(Loop *L) {
     fprintf(stderr, "mlpc: note: skipped %ld one-sample training batch(es): "
             "BatchNorm needs at least 2 samples\n", L->skipped);
   if (o->json)
-    printf("{\"summary\": true, \"epochs\": %d, \"final_train_loss\": %.17g, "
-           "\"final_test_loss\": %.17g, \"final_test_acc\": %.17g, "
-           "\"seconds\": %.6f}\n", o->epochs, tl, vl, acc, train_now() - t0);
+    printf("{\"summary\": true, \"diverged\": false, \"epochs\": %d, \"final_train_loss\": "
+           "%.17g, \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f}\n",
+           o->epochs, tl, vl, acc, train_now() - t0);
   return 0;
 }
 

@@ -108,8 +108,13 @@ static int write_body(FILE *f, const void *ctx) {
 }
 
 /* Written whole (rt_write_file), so that a failure (a full disk) leaves
-   path as it was. */
+   path as it was; weights that are not all finite are not written. */
 int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen) {
+  char what[256];
+  if (rt_check_finite(net, what, sizeof what)) {
+    snprintf(err, errlen, "%s: not written: %s", path, what);
+    return -1;
+  }
   return rt_write_file(path, write_body, net, err, errlen);
 }
 
@@ -212,8 +217,20 @@ static int check_shape(File *F, const RtTensor *t, json_t *shape) {
   return same ? 0 : -1;
 }
 
-/* Checks one header entry against the model tensor t: dtype, shape and a
-   byte range inside the data that no other tensor uses. */
+/* Checks that t's data at p (row-major, as in the file) are all finite:
+   a weight that is NaN or infinite is not a weight. */
+static int check_finite(File *F, const RtTensor *t, const unsigned char *p) {
+  const char *what;
+  long at, bad = rt_nonfinite(t, p, 1, &at, &what);
+  if (bad)
+    problem(F, t->name, "element %ld is %s (not finite: %ld of its %ld elements): weights "
+            "must be finite numbers", at, what, bad, numel(t));
+  return bad ? -1 : 0;
+}
+
+/* Checks one header entry against the model tensor t: dtype, shape, a
+   byte range inside the data that no other tensor uses, and finite
+   values. */
 static int check_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *seen) {
   const char *dtype;
   json_t *shape, *offs;
@@ -245,7 +262,7 @@ static int check_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *se
       problem(F, t->name, "its data overlap another tensor's");
       return -1;
     }
-  return 0;
+  return check_finite(F, t, F->buf + F->data + b);
 }
 
 /* Reports every name in the header that is not one of the model's. */

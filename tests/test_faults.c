@@ -24,8 +24,12 @@
  *              start); deleted before the run: exit 2, naming the file;
  *              larger than the memory available (pretended with
  *              MLPC_TEST_MEM_AVAILABLE): exit 2 with the figures
+ *   numbers    values that are not finite: loaded (exit 2), or arising
+ *              where the loss does not show them (a diverged run, exit 1,
+ *              its --json stream ending with a line that says so)
  */
 #include <fcntl.h>
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -310,7 +314,8 @@ static void no_temporaries(const char *dir) {
     fail_msg("%s: %d temporary file(s) left", dir, n);
 }
 
-/* Writes a data set of n 4x4 images (train and t10k alike) to tmp/NAME. */
+/* Writes a data set of n 4x4 images (train and t10k alike) to tmp/NAME;
+   the first pixel of every image is 0. */
 static void tiny_data(const char *name, int n) {
   unsigned char *buf = malloc(16 + (size_t)n * 16);
   const char *dir = tmp_path(name);
@@ -322,7 +327,7 @@ static void tiny_data(const char *name, int n) {
                              0, 0, 0, 4, 0, 0, 0, 4};
     memcpy(buf, hdr, 16);
     for (int i = 0; i < n * 16; i++)
-      buf[16 + i] = (unsigned char)(i * 37 % 251);
+      buf[16 + i] = i % 16 ? (unsigned char)(i * 37 % 251) : 0;
     snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
     assert_int_equal(util_write(path, buf, 16 + (size_t)n * 16), 0);
     memcpy(buf, hdr, 8);
@@ -527,6 +532,83 @@ static void test_data_memory(void **state) {
   assert_int_equal(status, 2);
   says("tiny/train-images-idx3-ubyte: decoded, it takes 545 bytes (0.0 MiB) of memory, more "
        "than the 300 bytes (0.0 MiB) available (MemAvailable); refused before loading");
+/* ---- numbers ---- */
+
+/* Writes a 16-8-10 model on tmp/tiny with the given keys (JSON, after a
+   comma), and weights for it from one epoch, with element k of tensor
+   name set to v; the model's path (tmp_path's: use it at once). */
+static const char *poked_model(const char *file, const char *keys, const char *name, long k,
+                               double v) {
+  char text[512];
+  const char *path = tmp_path(file), *w = tmp_path("poked.safetensors");
+  int n = snprintf(text, sizeof text, "{\"input\": 16, \"hidden\": [8], \"epochs\": 2, "
+                   "\"data\": \"%s\", %s}\n", tmp_path("tiny"), keys);
+  assert_int_equal(util_write(path, text, n), 0);
+  const char *save[] = {MLPC_BIN, path, "--run", "--backend", "tcc", "--epochs", "1",
+                        "--save-weights", w, NULL};
+  assert_int_equal(run(save, NULL), 0);
+  assert_int_equal(util_poke_weight(w, name, k, v), 0);
+  return path;
+}
+
+/* The last line of stdout, which must hold each of the strings given. */
+static void last_line_says(const char *want, ...) {
+  size_t len;
+  char *out = util_slurp(tmp_path("stdout"), &len), *last = out;
+  for (char *p = out; p && *p; p++)
+    if (*p == '\n' && p[1])
+      last = p + 1;
+  va_list ap;
+  va_start(ap, want);
+  for (const char *w = want; w; w = va_arg(ap, const char *))
+    if (!last || !strstr(last, w))
+      fail_msg("the last line of stdout lacks '%s':\n%s", w, last ? last : "(none)");
+  va_end(ap);
+  free(out);
+}
+
+/* Values that are not finite: in a weights file, bad input (exit 2,
+   naming the tensor and element); arising in training where the loss
+   cannot see them (an optimizer's state beside a weight whose input is
+   always 0), or in the test pass only (BatchNorm's running mean), a
+   diverged run: exit 1, no weights saved, and under --json a last line
+   that says where and why. */
+static void test_nonfinite(void **state) {
+  (void)state;
+  char w[200], out[200];
+  snprintf(w, sizeof w, "%s", tmp_path("poked.safetensors"));
+  snprintf(out, sizeof out, "%s", tmp_path("never.safetensors"));
+  const char *m = poked_model("nan.json", "\"norm\": \"none\"", "fc1.weight", 3, NAN);
+  const char *load[] = {MLPC_BIN, m, "--run", "--backend", "tcc", "--load-weights", w, NULL};
+  assert_int_equal(run(load, NULL), 2);
+  says("poked.safetensors: fc1.weight: element 3 is nan (not finite: 1 of its 128 elements)");
+
+  /* fc1.weight (8, 16): element 0 multiplies pixel 0, always 0; Adam's
+     weight decay squares 0.01 * 3e38, so its exp_avg_sq becomes inf */
+  m = poked_model("hidden.json", "\"optimizer\": {\"type\": \"adam\", \"weight_decay\": 0.01}",
+                  "fc1.weight", 0, 3e38);
+  const char *json[] = {MLPC_BIN, m, "--run", "--backend", "tcc", "--load-weights", w,
+                        "--json", "--save-weights", out, NULL};
+  assert_int_equal(run(json, NULL), 1);
+  says("mlpc: error: training diverged at epoch 1, step 2: after the epoch's last step, "
+       "fc1.weight.exp_avg_sq[0] is inf (not finite: 1 of its 128 elements); the loss was "
+       "finite at every step");
+  last_line_says("{\"summary\": true, \"diverged\": true, \"epoch\": 1, \"step\": 2, "
+                 "\"message\": \"training diverged at epoch 1, step 2: after the epoch's last "
+                 "step, fc1.weight.exp_avg_sq[0] is inf", "\"epochs\": 0}", NULL);
+  assert_int_not_equal(access(out, F_OK), 0);
+
+  m = poked_model("test.json", "\"norm\": \"batchnorm\", \"activation\": \"leaky_relu\"",
+                  "norm1.running_mean", 0, -3e38);
+  for (int k = 1; k < 8; k++)
+    assert_int_equal(util_poke_weight(w, "norm1.running_mean", k, -3e38), 0);
+  json[1] = m;
+  assert_int_equal(run(json, NULL), 1);
+  says("mlpc: error: training diverged at epoch 1, in the test pass: the test loss is not "
+       "finite");
+  last_line_says("\"diverged\": true, \"epoch\": 1, \"step\": null, \"message\": "
+                 "\"training diverged at epoch 1, in the test pass", NULL);
+  assert_int_not_equal(access(out, F_OK), 0);
 }
 
 static int setup(void **state) {
@@ -555,6 +637,7 @@ int main(void) {
     cmocka_unit_test(test_stdout_full),
     cmocka_unit_test(test_data_gone),
     cmocka_unit_test(test_data_memory),
+    cmocka_unit_test(test_nonfinite),
   };
 #ifdef MLPC_SOURCE_DIR
   if (chdir(MLPC_SOURCE_DIR))

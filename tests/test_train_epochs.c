@@ -2,7 +2,8 @@
  * test_train_epochs.c — rt_train's per-epoch callback (RtOptions.on_epoch):
  * that it hands over exactly the figures the printed JSON lines show, one
  * call per epoch, nothing on stdout; and that a diverging run ends with
- * one call saying at which step.
+ * one call saying at which step, also when the value that is not finite
+ * hides from the loss.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -122,10 +123,39 @@ static void test_divergence(void **state) {
   jit_free(j);
 }
 
+/* A value that is not finite where the loss cannot show it (a weight of
+   pixel 0, which is 0 in every image, so that its products are skipped)
+   ends the run after the epoch: one call naming the epoch's last step,
+   figures NaN, status 1. */
+static void test_hidden_nan(void **state) {
+  (void)state;
+  static Model m;
+  static Ir ir;
+  Jit *j = small_model(0.01, ACT_RELU, &m, &ir);
+  const RtNet *net = jit_net(j);
+  char dir[4096], msg[256];
+  Seen s = {0};
+  RtOptions o = {.epochs = EPOCHS, .seed = 7, .max_batches = 20, .shuffle = 1,
+                 .data = rt_data_dir("mnist", dir, sizeof dir), .on_epoch = collect, .ctx = &s};
+  rt_init(net, 7);
+  const RtTensor *w = &net->tensors[0];
+  assert_true(!strcmp(w->name, "fc1.weight") && w->transposed);
+  ((float *)w->data)[3] = NAN; /* (3, 0), stored at (0, 3) */
+  assert_int_equal(rt_check_finite(net, msg, sizeof msg), -1);
+  assert_string_equal(msg, "fc1.weight[2352] is nan (not finite: 1 of its 12544 elements)");
+  assert_int_equal(rt_train(net, &o), 1);
+  assert_int_equal(s.n, 1);
+  assert_int_equal(s.e[0].epoch, 1);
+  assert_int_equal(s.e[0].diverged_step, 20);
+  assert_true(isnan(s.e[0].train_loss) && isnan(s.e[0].test_loss) && isnan(s.e[0].test_acc));
+  jit_free(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_same_as_printed),
     cmocka_unit_test(test_divergence),
+    cmocka_unit_test(test_hidden_nan),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

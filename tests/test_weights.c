@@ -2,7 +2,8 @@
  * test_weights.c — safetensors files: what rt_save_weights writes, that
  * rt_load_weights reads it back bit for bit, and that every kind of file
  * that does not fit the model is refused with a message naming each
- * problem, leaving the model untouched. (Files between mlpc and PyTorch
+ * problem, leaving the model untouched; weights that are not finite are
+ * refused both ways. (Files between mlpc and PyTorch
  * are covered by test_reference, which loads PyTorch's files, and by
  * tests/reference/gen.py --check-mlpc, which loads mlpc's into PyTorch.)
  *
@@ -12,6 +13,7 @@
  * for a harmless change, loaded), never a crash, and a refusal changes
  * nothing; under the sanitizers no access goes astray.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -23,6 +25,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include "../mlpc.h"
+#include "util.h"
 
 static char tmp[64], path[128], err[4096];
 
@@ -293,6 +296,39 @@ static void test_refused(void **state) {
   drop(plain);
 }
 
+/* Weights that are NaN or infinite: a file holding them is refused,
+   each tensor named with its first such element (its index in row-major
+   order) and their number; saving them is refused too, naming the
+   element by the same index though the weight is stored transposed. */
+static void test_nonfinite(void **state) {
+  (void)state;
+  for (int dt = DT_F32; dt <= DT_F64; dt++) {
+    Net *a = make(5, NORM_BATCH, dt), *b = make(5, NORM_BATCH, dt);
+    step(a->net);
+    save(a->net, path);
+    assert_int_equal(util_poke_weight(path, "fc1.weight", 7, NAN), 0);
+    assert_int_equal(util_poke_weight(path, "fc1.weight", 29, INFINITY), 0);
+    assert_int_equal(util_poke_weight(path, "norm1.running_var", 0, INFINITY), 0);
+    assert_int_equal(util_poke_weight(path, "fc2.bias", 2, -INFINITY), 0);
+    refused(b->net, path, "fc1.weight: element 7 is nan (not finite: 2 of its 30 elements)",
+            "norm1.running_var: element 0 is inf (not finite: 1 of its 5", "fc2.bias: element 2 is -inf",
+            NULL);
+    assert_null(strstr(err, "fc2.weight"));
+    const RtTensor *w = &a->net->tensors[0]; /* fc1.weight (5, 6), stored as (6, 5) */
+    assert_true(w->transposed && !strcmp(w->name, "fc1.weight"));
+    remove(path);
+    if (dt == DT_F32)
+      ((float *)w->data)[1 * 5 + 1] = NAN; /* element (1, 1): 7 in row-major order */
+    else
+      ((double *)w->data)[1 * 5 + 1] = NAN;
+    assert_int_equal(rt_save_weights(a->net, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "w.safetensors: not written: fc1.weight[7] is nan (not finite: 1 of its "
+                                "30 elements)"));
+    assert_int_not_equal(access(path, F_OK), 0);
+    drop(a), drop(b);
+  }
+}
+
 /* A file with more problems than the message lists says how many more. */
 static void test_many_problems(void **state) {
   (void)state;
@@ -436,6 +472,7 @@ int main(void) {
     cmocka_unit_test(test_round_trip),
     cmocka_unit_test(test_refused),
     cmocka_unit_test(test_many_problems),
+    cmocka_unit_test(test_nonfinite),
     cmocka_unit_test(test_offsets),
     cmocka_unit_test(test_truncated),
     cmocka_unit_test(test_bytes_changed),

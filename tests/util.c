@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "util.h"
 #include "../study/study.h"
 
@@ -148,4 +149,36 @@ void util_rmtree(const char *dir) {
     return; /* only what util_mkdtemp made */
   const char *argv[] = {"rm", "-rf", dir, NULL};
   util_run(argv, NULL, NULL);
+}
+
+/* The byte where element k of tensor name starts in a safetensors file
+   whose first bytes are at buf (len of them); *f64 says its dtype; -1 if
+   there is no such tensor. */
+static long weight_at(const unsigned char *buf, size_t len, const char *name, long k,
+                      int *f64) {
+  unsigned long long n = 0;
+  for (int i = 7; len >= 8 && i >= 0; i--)
+    n = n << 8 | buf[i];
+  json_t *h = len >= 8 && n <= len - 8 ? json_loadb((const char *)buf + 8, n, 0, NULL) : NULL;
+  json_t *e = json_object_get(h, name);
+  const char *dtype = json_string_value(json_object_get(e, "dtype"));
+  json_t *off = json_array_get(json_object_get(e, "data_offsets"), 0);
+  *f64 = dtype && !strcmp(dtype, "F64");
+  long at = off ? 8 + (long)n + (long)json_integer_value(off) + k * (*f64 ? 8 : 4) : -1;
+  json_decref(h);
+  return at;
+}
+
+int util_poke_weight(const char *path, const char *name, long k, double v) {
+  size_t len;
+  int f64;
+  unsigned char *buf = (unsigned char *)util_slurp(path, &len);
+  long at = buf ? weight_at(buf, len, name, k, &f64) : -1;
+  float f = (float)v;
+  int rc = at >= 0 && (size_t)at + (f64 ? 8 : 4) <= len ? 0 : -1;
+  if (!rc)
+    memcpy(buf + at, f64 ? (void *)&v : (void *)&f, f64 ? 8 : 4);
+  rc = rc ? rc : util_write(path, buf, len);
+  free(buf);
+  return rc;
 }

@@ -32,6 +32,9 @@ int util_cc_says(const char *src, const char *const *flags, const char *text);
    and writes anywhere), becomes nobody (uid and gid 65534, no other
    groups) for good; 0, or -1 if that failed. */
 int util_drop_root(void);
+/* Sets element k (in row-major order) of tensor name in the safetensors
+   file path to v, in the tensor's dtype (F32 or F64); 0 or -1. */
+int util_poke_weight(const char *path, const char *name, long k, double v);
 /* Makes a fresh directory /tmp/mlpc-NAME-XXXXXX into buf; 0 or -1. */
 int util_mkdtemp(const char *name, char *buf, size_t len);
 /* Removes a directory made by util_mkdtemp and everything in it. */

@@ -532,6 +532,8 @@ static void test_data_memory(void **state) {
   assert_int_equal(status, 2);
   says("tiny/train-images-idx3-ubyte: decoded, it takes 545 bytes (0.0 MiB) of memory, more "
        "than the 300 bytes (0.0 MiB) available (MemAvailable); refused before loading");
+}
+
 /* ---- numbers ---- */
 
 /* Writes a 16-8-10 model on tmp/tiny with the given keys (JSON, after a

@@ -39,26 +39,39 @@
                                 CS231n rule of thumb's value)                     */
 #define UPDATE_FACTOR  3.0   /* a model learns faster: this many times the base's */
 
-/* The key figures of hidden layer K: X(enum, name pattern, figure,
-   heading). The first three are the layer's, the others its weight's. */
-#define KEY_FIGURES(X)                                                       \
-  X(K_SATURATED, "hidden%d",    "saturated",    "saturated")                 \
-  X(K_DEAD,      "hidden%d",    "dead",         "dead")                      \
-  X(K_PRE_STD,   "hidden%d",    "pre_std",      "pre-activation std")        \
-  X(K_GRAD,      "fc%d.weight", "grad_norm",    "gradient norm of fcK.weight") \
-  X(K_UPDATE,    "fc%d.weight", "update_ratio", "update ratio of fcK.weight")
+/* The key figures of a health layer: X(enum, of its weight, figure,
+   heading). The first three are the layer's, the others those of the
+   weight that feeds it; the heading's "%s" names that weight. */
+#define KEY_FIGURES(X)                                                     \
+  X(K_SATURATED, 0, "saturated",    "saturated")                           \
+  X(K_DEAD,      0, "dead",         "dead")                                \
+  X(K_PRE_STD,   0, "pre_std",      "pre-activation std")                  \
+  X(K_GRAD,      1, "grad_norm",    "gradient norm of %s")                 \
+  X(K_UPDATE,    1, "update_ratio", "update ratio of %s")
 
 #define ENUM1_(e, ...) e,
 enum { KEY_FIGURES(ENUM1_) NKEYS };
 #undef ENUM1_
 
 static const struct {
-  const char *layer, *figure, *heading;
+  int weight;
+  const char *figure, *heading;
 } keys[NKEYS] = {
-#define ROW_(e, l, f, h) {l, f, h},
+#define ROW_(e, w, f, h) {w, f, h},
   KEY_FIGURES(ROW_)
 #undef ROW_
 };
+
+/* The naming schemes of the health layers (docs/health.md), as bits:
+   the shorthand's "hiddenK" fed by "fcK.weight", and a layer list's
+   "layers[i]" fed by "j.weight", the largest j < i with a weight. */
+enum { NAMED_HIDDEN = 1, NAMED_LIST = 2 };
+
+/* One health layer: its name and that of the weight that feeds it (""
+   if none). */
+typedef struct {
+  char name[56], weight[56];
+} HLayer;
 
 /* One distinct model's health figures. */
 typedef struct {
@@ -67,7 +80,9 @@ typedef struct {
   int nnames;
   StHealthName *names;      /* (nnames): the figures, as stored           */
   int nprobes;              /* epochs 0 .. nprobes - 1                    */
-  int nlayers;              /* hidden layers                              */
+  int nlayers;              /* health layers                              */
+  HLayer *layers;           /* (nlayers), in model order                  */
+  int named;                /* NAMED_HIDDEN or NAMED_LIST; 0 if none      */
   double *v;                /* (runs, nprobes, nnames): NaN if absent, NaN
                                or not applicable                          */
   unsigned char *na;        /* (runs, nprobes, nnames): not applicable    */
@@ -86,12 +101,20 @@ typedef struct {
   double value;
 } Row;
 
-/* The index of (layer, figure) in m's names, added if new; -1 if out of
-   memory. */
-static int name_index(HModel *m, const char *layer, const char *figure) {
+/* The index of (layer, figure) in m's names, or -1. */
+static int find_name(const HModel *m, const char *layer, const char *figure) {
   for (int i = 0; i < m->nnames; i++)
     if (!strcmp(m->names[i].layer, layer) && !strcmp(m->names[i].figure, figure))
       return i;
+  return -1;
+}
+
+/* The index of (layer, figure) in m's names, added if new; -1 if out of
+   memory. */
+static int name_index(HModel *m, const char *layer, const char *figure) {
+  int i = find_name(m, layer, figure);
+  if (i >= 0)
+    return i;
   StHealthName *n = realloc(m->names, (size_t)(m->nnames + 1) * sizeof *n);
   if (!n)
     return -1;
@@ -130,13 +153,65 @@ static int read_run(sqlite3 *db, long long id, int run, HModel *m, Row **rows, i
   return rc == SQLITE_DONE ? n : -1;
 }
 
-/* The number of hidden layers: the largest K with figures "hiddenK". */
-static int count_layers(const HModel *m) {
-  int n = 0, k;
-  for (int i = 0; i < m->nnames; i++)
-    if (sscanf(m->names[i].layer, "hidden%d", &k) == 1 && k > n)
-      n = k;
-  return n;
+/* The position of a health layer's name: K of "hiddenK" (scheme
+   NAMED_HIDDEN) or i of "layers[i]" (NAMED_LIST); -1 if neither. */
+static int layer_at(const char *name, int *scheme) {
+  int k, len = 0;
+  if (sscanf(name, "hidden%d%n", &k, &len) == 1 && !name[len] && k > 0)
+    return *scheme = NAMED_HIDDEN, k;
+  if (sscanf(name, "layers[%d]%n", &k, &len) == 1 && !name[len] && k >= 0)
+    return *scheme = NAMED_LIST, k;
+  return -1;
+}
+
+/* The weight that feeds layer i of a layer list: "j.weight" with the
+   largest j < i that has a gradient norm; "" if none. */
+static void list_weight(const HModel *m, int i, char *w, size_t len) {
+  int best = -1, j, end = 0;
+  for (int n = 0; n < m->nnames; n++)
+    if (!strcmp(m->names[n].figure, "grad_norm") &&
+        sscanf(m->names[n].layer, "%d.weight%n", &j, &end) == 1 && !m->names[n].layer[end] &&
+        j < i && j > best)
+      best = j;
+  if (best >= 0)
+    snprintf(w, len, "%d.weight", best);
+  else
+    *w = 0;
+}
+
+/* Sorts ints in increasing order (qsort's comparison). */
+static int by_value(const void *a, const void *b) {
+  return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* Finds m's health layers, of the first scheme its names use:
+   "hidden1" .. "hiddenK" (K the largest with figures), or each
+   "layers[i]" with figures, in i order; -1 out of memory. */
+static int find_layers(HModel *m) {
+  int s, at, n = 0, *pos = malloc((size_t)(m->nnames + 1) * sizeof *pos);
+  for (int i = 0; pos && i < m->nnames; i++)
+    if ((at = layer_at(m->names[i].layer, &s)) >= 0 && (!m->named || s == m->named)) {
+      int seen = 0;
+      for (int j = 0; j < n; j++)
+        seen |= pos[j] == at;
+      if (!seen)
+        pos[n++] = at, m->named = s;
+    }
+  if (pos)
+    qsort(pos, (size_t)n, sizeof *pos, by_value);
+  m->nlayers = m->named == NAMED_HIDDEN ? pos[n - 1] : n;
+  m->layers = pos ? calloc((size_t)m->nlayers + 1, sizeof *m->layers) : NULL;
+  for (int l = 0; m->layers && l < m->nlayers; l++) {
+    HLayer *h = &m->layers[l];
+    if (m->named == NAMED_HIDDEN)
+      snprintf(h->name, sizeof h->name, "hidden%d", l + 1),
+      snprintf(h->weight, sizeof h->weight, "fc%d.weight", l + 1);
+    else
+      snprintf(h->name, sizeof h->name, "layers[%d]", pos[l]),
+      list_weight(m, pos[l], h->weight, sizeof h->weight);
+  }
+  free(pos);
+  return m->layers ? 0 : -1;
 }
 
 /* Lays the rows out in m's arrays; -1 out of memory. */
@@ -154,8 +229,7 @@ static int lay_out(HModel *m, const Row *rows, int nrows) {
     size_t at = ((size_t)rows[i].run * m->nprobes + rows[i].epoch) * m->nnames + rows[i].name;
     m->v[at] = rows[i].value, m->na[at] = rows[i].na != 0;
   }
-  m->nlayers = count_layers(m);
-  return 0;
+  return find_layers(m);
 }
 
 /* Reads the figures of experiment x's finished runs into m. */
@@ -192,7 +266,7 @@ StHealthFigs *st_health_load(const StFigs *f) {
 
 void st_health_free(StHealthFigs *h, int nexp) {
   for (int i = 0; h && h->m && i < nexp; i++)
-    free(h->m[i].names), free(h->m[i].v), free(h->m[i].na);
+    free(h->m[i].names), free(h->m[i].v), free(h->m[i].na), free(h->m[i].layers);
   if (h)
     free(h->m);
   free(h);
@@ -219,15 +293,11 @@ static int figure_stat(const HModel *m, int name, int e, double *mean, double *s
   return n;
 }
 
-/* The index of key figure k of hidden layer l (from 1) in m's names, or
+/* The index of key figure k of health layer l (from 1) in m's names, or
    -1. */
 static int key_name(const HModel *m, int k, int l) {
-  char layer[64];
-  snprintf(layer, sizeof layer, keys[k].layer, l);
-  for (int i = 0; i < m->nnames; i++)
-    if (!strcmp(m->names[i].layer, layer) && !strcmp(m->names[i].figure, keys[k].figure))
-      return i;
-  return -1;
+  const HLayer *h = &m->layers[l - 1];
+  return find_name(m, keys[k].weight ? h->weight : h->name, keys[k].figure);
 }
 
 /* Key figure k at epoch e, mean over the runs and over the hidden layers
@@ -255,6 +325,37 @@ static void put_value(FILE *f, double v, int na) {
     fputs("-", f);
   else
     fprintf(f, "%.3g", v);
+}
+
+/* The naming schemes of the models with figures (NAMED_* bits). */
+static int schemes(const StFigs *f) {
+  int named = 0;
+  for (int i = 0; f->health && i < f->p->s->nexp; i++)
+    if (f->exp[i].same == i && f->health->m[i].runs)
+      named |= f->health->m[i].named;
+  return named;
+}
+
+/* The health layers in words: "hidden layers" (the shorthand's only),
+   else "activation layers". */
+static const char *layers_word(int named) {
+  return named & NAMED_LIST ? "activation layers" : "hidden layers";
+}
+
+/* The weight that feeds a layer, in a heading: "fcK.weight" (the
+   shorthand's only), else "the weight that feeds it". */
+static const char *weight_word(int named) {
+  return named & NAMED_LIST ? "the weight that feeds it" : "fcK.weight";
+}
+
+/* The weight that feeds each layer, in a sentence. */
+static const char *each_weight(int named) {
+  return named & NAMED_LIST ? "the weight that feeds each layer" : "fcK.weight";
+}
+
+/* Writes key figure k's heading for the naming schemes named. */
+static void put_heading(FILE *f, int k, int named) {
+  fprintf(f, keys[k].heading, weight_word(named));
 }
 
 /* The model's label: "base", or its first experiment's name. */
@@ -350,9 +451,10 @@ static void place(FILE *gp, int p, int h) {
 
 /* One panel: a curve per model that has its figure; none if no model
    has it. */
-static void panel(FILE *gp, int n, int p, double lo, double hi) {
-  fprintf(gp, "set title \"%s\"\nset ylabel \"%s\"\n", keys[panels[p]].heading,
-          keys[panels[p]].figure);
+static void panel(FILE *gp, int n, int p, double lo, double hi, int named) {
+  fputs("set title \"", gp);
+  put_heading(gp, panels[p], named);
+  fprintf(gp, "\"\nset ylabel \"%s\"\n", keys[panels[p]].figure);
   fprintf(gp, "unset logscale y\nset yrange [0:1]\nset ytics autofreq\n");
   st_plots_axis(gp, 'y', lo, hi);
   if (isinf(lo)) {
@@ -397,9 +499,9 @@ int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen) {
     return free(which), n ? -1 : 0;
   int ne = health_data(d, f, which, n, lo, hi);
   fclose(d);
-  snprintf(title, sizeof title, "%s: activation health per epoch (mean over the seeds%s; "
+  snprintf(title, sizeof title, "%s: activation health per epoch (mean over the seeds%s%s; "
            "epoch 0: the initial weights)", s->name,
-           deep(f, which, n) ? " and the hidden layers" : "");
+           deep(f, which, n) ? " and the " : "", deep(f, which, n) ? layers_word(schemes(f)) : "");
   int key = KEY_LINE * ((n + 3) / 4) + 20, h = TITLE_H + 2 * PANEL_H + key;
   st_plots_figure(pl, "health.png", 2 * PANEL_W, h, title);
   fprintf(pl->gp, "set multiplot title ");
@@ -407,7 +509,7 @@ int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen) {
   fprintf(pl->gp, "\nset xlabel \"epoch\"\nset xrange [0:%d]\nset xtics %d\n"
           "set format x \"%%.0f\"\nunset key\n", ne > 1 ? ne - 1 : 1, ne / 10 + 1);
   for (int p = 0; p < NPANELS; p++)
-    place(pl->gp, p, h), panel(pl->gp, n, p, lo[p], hi[p]);
+    place(pl->gp, p, h), panel(pl->gp, n, p, lo[p], hi[p], schemes(f));
   legend(pl, f, which, n, key, h);
   fprintf(pl->gp, "unset multiplot\nset output\n");
   free(which);
@@ -429,11 +531,11 @@ static void cell(FILE *md, const HModel *m, int k, int l) {
   fputs(" |", md);
 }
 
-/* The table's rows of one model: one per hidden layer. */
+/* The table's rows of one model: one per health layer. */
 static void model_rows(FILE *md, const StFigs *f, int i) {
   const HModel *m = &f->health->m[i];
   for (int l = 1; l <= m->nlayers; l++) {
-    fprintf(md, "| %s | %d | hidden%d |", label(f, i), m->runs, l);
+    fprintf(md, "| %s | %d | %s |", label(f, i), m->runs, m->layers[l - 1].name);
     for (int k = 0; k < NKEYS; k++)
       cell(md, m, k, l);
     fputc('\n', md);
@@ -463,21 +565,39 @@ static void gaps(FILE *md, const StFigs *f) {
     fputs(".\n", md);
 }
 
+/* The layers the section's table shows, and the weight that feeds
+   each, in words for the naming schemes named. */
+static void layer_words(FILE *md, int named, int which) {
+  static const char *const words[2][3] = {
+    {"Each hidden layer", "Each activation layer (named by its path in the model's layer "
+     "list)", "Each hidden layer (hiddenK) or activation layer of a layer list (named by its "
+     "path)"},
+    {"of fcK.weight, the weight that feeds hidden layer K", "of the weight that feeds the "
+     "layer: for layers[i], j.weight with the largest j < i that has a weight (the nearest "
+     "layer before it with one)", "of the weight that feeds the layer: fcK.weight for hidden "
+     "layer K; for layers[i], j.weight with the largest j < i that has a weight (the nearest "
+     "layer before it with one)"}};
+  fputs(words[which][named & NAMED_LIST ? (named & NAMED_HIDDEN ? 2 : 1) : 0], md);
+}
+
 void st_health_section(const StFigs *f, const StPlots *pl, FILE *md) {
   const Study *s = f->p->s;
-  fprintf(md, "\n## Activation health\n\n"
-              "Each hidden layer on the probe batch (the first batch of training samples, in "
+  int named = schemes(f);
+  fputs("\n## Activation health\n\n", md);
+  layer_words(md, named, 0);
+  fprintf(md, " on the probe batch (the first batch of training samples, in "
               "file order; docs/health.md), at the initial weights (epoch 0) → after the last "
               "epoch: mean over the seeds' runs that did not diverge. **saturated**: the share "
               "of the activation's values in its flat tails; **dead**: the share of units "
               "flat on every probe sample; **pre-activation std**: the spread of the "
               "activation's input (after the norm); the gradient norm and the update ratio "
-              "(‖Δθ‖/‖θ‖ of the epoch's last step, so none before training) of fcK.weight, the "
-              "weight that feeds hidden layer K. n/a: not defined for the activation. Every "
-              "figure of every epoch is in health.csv.\n\n");
+              "(‖Δθ‖/‖θ‖ of the epoch's last step, so none before training) ");
+  layer_words(md, named, 1);
+  fputs(". n/a: not defined for the activation. Every figure of every epoch is in "
+        "health.csv.\n\n", md);
   fprintf(md, "| model | runs | layer |");
   for (int k = 0; k < NKEYS; k++)
-    fprintf(md, " %s |", keys[k].heading);
+    fputc(' ', md), put_heading(md, k, named), fputs(" |", md);
   fprintf(md, "\n|---|---:|---|");
   for (int k = 0; k < NKEYS; k++)
     fprintf(md, "---|");
@@ -711,18 +831,20 @@ static void summary(FILE *md, const StFigs *f, const int *rank, int nrank, int a
             up - hu == 1 ? "" : "s", up - hu == 1 ? "is" : "are", hd, hd == 1 ? "is" : "are");
 }
 
-/* What the sentences take, and the thresholds they use. */
-static void thresholds(FILE *md) {
+/* What the sentences take, and the thresholds they use (named: the
+   naming schemes). */
+static void thresholds(FILE *md, int named) {
   fprintf(md, "From the health figures (means over the seeds' finished runs, and over the "
-              "hidden layers of deeper models) at the initial weights and after the last "
+              "%s of deeper models) at the initial weights and after the last "
               "epoch. Thresholds, parameters of this report: a layer **saturates** when more "
               "than %g %% of its values lie in the activation's flat tails, has **dead units** "
               "when more than %g %% of its units are flat on every probe sample, and its "
               "pre-activation std is **near 1** in [%g, %g]; a model's weights **move faster** "
-              "than the base's when the update ratio of fcK.weight at the last step is at "
+              "than the base's when the update ratio of %s at the last step is at "
               "least %g times the base's, and the base's is below %g (the rule of thumb's "
-              "value, docs/health.md).\n", 100 * SATURATED_HIGH, 100 * DEAD_HIGH, STD_LOW,
-              STD_HIGH, UPDATE_FACTOR, UPDATE_SLOW);
+              "value, docs/health.md).\n", layers_word(named), 100 * SATURATED_HIGH,
+              100 * DEAD_HIGH, STD_LOW, STD_HIGH, each_weight(named), UPDATE_FACTOR,
+              UPDATE_SLOW);
 }
 
 void st_health_why(const StFigs *f, const int *rank, int nrank, FILE *md) {
@@ -736,11 +858,12 @@ void st_health_why(const StFigs *f, const int *rank, int nrank, FILE *md) {
                 "better.\n");
     return;
   }
-  thresholds(md);
+  thresholds(md, schemes(f));
   standing(md, f, rank, nrank, 0);
   standing(md, f, rank, nrank, 1);
   Key b = at >= 0 ? key_of(f, base) : (Key){0};
-  fprintf(md, "\nIn the ranking's order (update ratio: of fcK.weight at the last step):\n\n");
+  fprintf(md, "\nIn the ranking's order (update ratio: of %s at the last step):\n\n",
+          each_weight(schemes(f)));
   for (int j = 0; j < nrank; j++)
     bullet(md, f, j + 1, rank[j], base, at >= 0 ? &b : NULL);
   if (at >= 0 && b.have)

@@ -731,6 +731,73 @@ static void test_without_gnuplot(void **state) {
   free(e1), free(e2), free(log), free(md), free(sum);
 }
 
+/* The value of one health figure of the layer-list study's run of
+   experiment exp at epoch e (-1: the last one). */
+static double list_figure(sqlite3 *d, const char *exp, const char *layer, const char *figure,
+                          int e) {
+  sqlite3_stmt *st;
+  double v = NAN;
+  sqlite3_prepare_v2(d, "SELECT h.value FROM study_runs s JOIN health h ON h.run_id = s.run_id "
+                        "WHERE s.study = 'lrep' AND s.experiment = ?1 AND h.layer = ?2 AND "
+                        "h.figure = ?3 AND h.epoch = (CASE WHEN ?4 < 0 THEN (SELECT max(epoch) "
+                        "FROM health WHERE run_id = s.run_id) ELSE ?4 END)", -1, &st, NULL);
+  sqlite3_bind_text(st, 1, exp, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, layer, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, figure, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 4, e);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  assert_false(isnan(v));
+  return v;
+}
+
+/* A study of a layer-list model: the health table has a row per
+   activation layer, named by its path, with the figures of the layer
+   and of the weight that feeds it (the nearest layer before it with a
+   weight), and the text names them so. */
+static void test_layer_list_health(void **state) {
+  (void)state;
+  static const char *const layer[] = {"layers[1]", "layers[4]"}, *const weight[] = {"0.weight",
+                                                                                 "3.weight"};
+  char db[256], dir[256], *c[16], rows[16][1024];
+  snprintf(db, sizeof db, "%s/lrep.sqlite", tmp);
+  snprintf(dir, sizeof dir, "%s/lrep", tmp);
+  FILE *f = fopen(fmt("%s/lrep.json", tmp), "w");
+  fputs("{\"name\": \"lrep\", \"base\": {\"input\": 784, \"layers\": [{\"type\": \"linear\", "
+        "\"out\": 16}, {\"type\": \"tanh\"}, {\"type\": \"dropout\", \"p\": 0.2}, {\"type\": "
+        "\"linear\", \"out\": 8}, {\"type\": \"relu\"}, {\"type\": \"linear\", \"out\": 10}], "
+        "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 1, \"max_batches\": 5}, "
+        "\"vary\": {\"layers[2].p\": [0.2, 0.5]}, \"seeds\": [1]}\n", f);
+  fclose(f);
+  const char *args[] = {fmt("%s/lrep.json", tmp), "--run", "--backend", "tcc", "--jobs", "1",
+                        "--db", db, "--out", dir, NULL};
+  expect_ok(run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args));
+  char *md = read_all(fmt("%s/report.md", dir));
+  sqlite3 *d = open_db(db);
+  int n = table(md, "## Activation health", rows, 16);
+  assert_int_equal(n, 4);
+  for (int k = 0; k < n; k++) {
+    assert_int_equal(cells(rows[k], c, 16), 8);
+    const char *exp = strcmp(c[0], "base") ? c[0] : "layers[2].p=0.2";
+    assert_string_equal(c[2], layer[k % 2]);
+    printed_sig(c[5], list_figure(d, exp, layer[k % 2], "pre_std", 0));
+    printed_sig(strstr(c[5], " → ") + strlen(" → "),
+                list_figure(d, exp, layer[k % 2], "pre_std", -1));
+    printed_sig(strstr(c[6], " → ") + strlen(" → "),
+                list_figure(d, exp, weight[k % 2], "grad_norm", -1));
+    printed_sig(c[7], list_figure(d, exp, weight[k % 2], "update_ratio", -1));
+  }
+  assert_null(strstr(md, "(no hidden layer)"));
+  assert_null(strstr(md, "fcK.weight"));
+  assert_null(strstr(md, "hidden layer"));
+  assert_non_null(strstr(md, "| update ratio of the weight that feeds it |"));
+  assert_non_null(strstr(md, "(update ratio: of the weight that feeds each layer at the last "
+                             "step)"));
+  sqlite3_close(d);
+  free(md);
+}
+
 /* Plans a study file's text, with --epochs 1 applied; the base found. */
 static int base_of(const char *text) {
   static Study s;
@@ -774,6 +841,7 @@ int main(void) {
     cmocka_unit_test(test_ranking_follows_data),
     cmocka_unit_test(test_diverged_runs),
     cmocka_unit_test(test_without_gnuplot),
+    cmocka_unit_test(test_layer_list_health),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

@@ -25,6 +25,11 @@ int util_write(const char *path, const void *buf, size_t len);
 /* Runs argv (no shell) with stdout and stderr to the files named (NULL:
    /dev/null); returns the exit status, or -1 if it did not exit. */
 int util_run(const char *const *argv, const char *out, const char *err);
+/* Writes a data set of side x side images into dir (which must exist):
+   ntrain training and ntest test images, pixel i of the file (i * 37) mod
+   251 but the first pixel of every image 0, labels 0..9 in turn; 0 or
+   -1. */
+int util_idx_set(const char *dir, int ntrain, int ntest, int side);
 /* Sets element k (in row-major order) of tensor name in the safetensors
    file path to v, in the tensor's dtype (F32 or F64); 0 or -1. */
 int util_poke_weight(const char *path, const char *name, long k, double v);

@@ -175,7 +175,7 @@ void st_csv_text(FILE *f, const char *s, int last) {
 }
 
 void st_csv_real(FILE *f, double v, int last) {
-  if (!isnan(v))
+  if (isfinite(v))
     fprintf(f, "%.17g", v);
   fputc(last ? '\n' : ',', f);
 }

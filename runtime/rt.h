@@ -135,7 +135,9 @@ void rt_health_json(const RtHealth *h, FILE *f);
 /* One epoch's figures, as handed to RtOptions.on_epoch. */
 typedef struct {
   int epoch;              /* from 1                                       */
-  double train_loss;      /* mean of the epoch's batch losses             */
+  double train_loss;      /* mean of the epoch's batch losses; NaN when
+                             the epoch took no step (a one-sample training
+                             set under BatchNorm): there is none          */
   double test_loss;       /* mean over the test samples                   */
   double test_acc;        /* in [0, 1]                                    */
   double seconds;

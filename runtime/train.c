@@ -249,8 +249,9 @@ static long train_last_step(const Loop *L, long nb) {
   return last;
 }
 
-/* One training epoch; returns the mean batch loss, or NaN at divergence,
-   with *diverged set and the step in L->step. */
+/* One training epoch; returns the mean batch loss, NaN when it took no
+   step (L->step 0), or NaN at divergence, with *diverged set and the
+   step in L->step. */
 static double train_epoch(Loop *L, int *diverged) {
   const RtNet *net = L->net;
   int B = net->batch, feats = net->input;
@@ -281,7 +282,7 @@ static double train_epoch(Loop *L, int *diverged) {
     sum += loss;
     used++;
   }
-  return used ? sum / used : 0;
+  return used ? sum / used : NAN;
 }
 
 /* Evaluates on the test set, in file order: mean loss over samples and
@@ -303,15 +304,27 @@ static void train_eval(Loop *L, double *loss, double *acc) {
   *acc = (double)correct / seen;
 }
 
+/* Writes a loss as JSON: null for none (an epoch without a step). */
+static void train_json_loss(const char *key, double v) {
+  if (isnan(v))
+    printf("\"%s\": null", key);
+  else
+    printf("\"%s\": %.17g", key, v);
+}
+
 /* Prints one epoch's figures, as a table row or a JSON line, with the
    health figures h unless NULL: secs for the whole epoch, train_secs for
-   its training part (in JSON only). */
+   its training part (in JSON only). A train loss of NaN (no step) reads
+   n/a, or null. */
 static void train_print(const RtOptions *o, int epoch, double tl, double vl,
                         double acc, double secs, double train_secs, const RtHealth *h) {
-  if (o->json)
-    printf("{\"epoch\": %d, \"train_loss\": %.17g, \"test_loss\": %.17g, "
-           "\"test_acc\": %.17g, \"seconds\": %.6f, \"train_seconds\": %.6f", epoch, tl,
-           vl, acc, secs, train_secs);
+  if (o->json) {
+    printf("{\"epoch\": %d, ", epoch);
+    train_json_loss("train_loss", tl);
+    printf(", \"test_loss\": %.17g, \"test_acc\": %.17g, \"seconds\": %.6f, "
+           "\"train_seconds\": %.6f", vl, acc, secs, train_secs);
+  } else if (isnan(tl))
+    printf("%5d  %10s  %10.6f  %8.2f%%  %7.3f\n", epoch, "n/a", vl, 100 * acc, secs);
   else
     printf("%5d  %10.6f  %10.6f  %8.2f%%  %7.3f\n", epoch, tl, vl, 100 * acc, secs);
   if (h && o->json)
@@ -447,11 +460,14 @@ static int train_run(Loop *L) {
   }
   if (L->skipped)
     fprintf(stderr, "mlpc: note: skipped %ld one-sample training batch(es): "
-            "BatchNorm needs at least 2 samples\n", L->skipped);
-  if (o->json)
-    printf("{\"summary\": true, \"diverged\": false, \"epochs\": %d, \"final_train_loss\": "
-           "%.17g, \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f}\n",
-           o->epochs, tl, vl, acc, train_now() - t0);
+            "BatchNorm needs at least 2 samples%s\n", L->skipped,
+            isnan(tl) ? "; no step was taken, so there is no train loss" : "");
+  if (o->json) {
+    printf("{\"summary\": true, \"diverged\": false, \"epochs\": %d, ", o->epochs);
+    train_json_loss("final_train_loss", tl);
+    printf(", \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f}\n",
+           vl, acc, train_now() - t0);
+  }
   return 0;
 }
 

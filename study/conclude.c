@@ -173,11 +173,11 @@ static const char *label(const Concl *c, int m) {
   return m == c->base ? "base" : c->f->p->s->exp[c->m[m].exp].name;
 }
 
-/* A p value: 4 decimals, or 2 significant digits below 0.0001; "-" for
-   none. */
+/* A p value: 4 decimals, or 2 significant digits below 0.0001; "n/a"
+   for none (no test). */
 static const char *fmt_p(char *buf, double p) {
   if (isnan(p))
-    return "-";
+    return "n/a";
   snprintf(buf, 32, p >= 0.0001 || p == 0 ? "%.4f" : "%.1e", p);
   return buf;
 }
@@ -193,10 +193,42 @@ static const char *fmt_pm(char *buf, double mean, double std, int n, int dec, do
   return buf;
 }
 
-/* "significant at 5 % ..." for a Welch p and its Holm adjustment. */
+/* A change relative to the base's mean, in percent ("+12.5"); "n/a"
+   when the base's mean is 0. */
+static const char *fmt_change(char *buf, double diff, double base) {
+  if (base == 0)
+    return "n/a";
+  snprintf(buf, 32, "%+.1f", 100 * diff / base);
+  return buf;
+}
+
+/* Why Welch's test of a model with na finished runs against one with nb
+   gives no p value (w), in words (in buf, 128 bytes); NULL when it gives
+   one. */
+static const char *no_welch(char *buf, const StWelch *w, int na, int nb) {
+  if (na < 2 || nb < 2)
+    snprintf(buf, 128, "it needs at least two finished runs of each model, and they have %d "
+             "and %d", na, nb);
+  else if (isnan(w->p))
+    snprintf(buf, 128, "every run of both gives the same final loss: there is no difference "
+             "to test");
+  else
+    return NULL;
+  return buf;
+}
+
+/* Welch's t, or in words when no spread makes it infinite. */
+static const char *fmt_t(char *buf, double t) {
+  if (isinf(t))
+    return t > 0 ? "+infinity (neither model's final losses vary)"
+                 : "-infinity (neither model's final losses vary)";
+  snprintf(buf, 32, "%.3f", t);
+  return buf;
+}
+
+/* "significant at 5 % ..." for a Welch p and its Holm adjustment (p is
+   a number: see no_welch). */
 static const char *verdict(double p, double holm) {
-  if (isnan(p))
-    return "no test: fewer than 2 finished runs on a side";
   if (holm < 0.05)
     return "significant at the 5 % level, also after Holm's correction";
   if (p < 0.05)
@@ -264,7 +296,8 @@ static void rank_row(const Concl *c, FILE *md, int k) {
     return;
   }
   const Entry *base = &c->m[c->base];
-  fprintf(md, " %+.4f | %+.1f | %s | %s | %s |\n", m->w.diff, 100 * m->w.diff / base->mean,
+  char ch[32];
+  fprintf(md, " %+.4f | %s | %s | %s | %s |\n", m->w.diff, fmt_change(ch, m->w.diff, base->mean),
           fmt_p(p1, m->w.p), fmt_p(p2, m->holm), fmt_p(p3, m->perm.p));
 }
 
@@ -280,7 +313,8 @@ static void write_ranking(const Concl *c, FILE *md) {
     rank_row(c, md, k);
   if (c->base >= 0)
     fprintf(md, "\n\"Against the base\": the model's mean final test loss minus the base's; "
-                "p values are two-sided.\n");
+                "p values are two-sided; n/a: no test (each remedy below says why), or no "
+                "change in percent of a base mean of 0.\n");
 }
 
 /* The models significantly better or worse than the base, in one list. */
@@ -305,6 +339,46 @@ static int count_sig(const Concl *c, int holm) {
   return k;
 }
 
+/* How many remedies have a Welch p value against the base. */
+static int count_tested(const Concl *c) {
+  int k = 0;
+  for (int i = 0; i < c->nr; i++)
+    k += !isnan(c->m[c->rem[i]].w.p);
+  return k;
+}
+
+/* Whether Welch's test can compare the best model with m: both have the
+   two finished runs it needs. */
+static int testable(const Entry *best, const Entry *m) {
+  return m->n && best->n >= 2 && m->n >= 2;
+}
+
+/* The models Welch's test does not tell apart from the best one, and
+   those it cannot test against it. */
+static void against_best(const Concl *c, FILE *md) {
+  const Entry *best = &c->m[c->rank[0]];
+  int k = 0, tested = 0, u = 0;
+  char p[32];
+  for (int i = 1; i < c->nm; i++)
+    tested += testable(best, &c->m[c->rank[i]]);
+  if (tested)
+    fprintf(md, " Not told apart from it by Welch's test at the 5 %% level: ");
+  for (int i = 1; i < c->nm; i++) {
+    const Entry *m = &c->m[c->rank[i]];
+    StWelch w = st_welch(best->loss, best->n, m->loss, m->n);
+    if (testable(best, m) && !(w.p < 0.05))
+      fprintf(md, "%s%s (%s%s)", k++ ? ", " : "", label(c, c->rank[i]),
+              isnan(w.p) ? "the same final losses" : "p = ", isnan(w.p) ? "" : fmt_p(p, w.p));
+  }
+  if (tested)
+    fprintf(md, "%s.", k ? "" : "none");
+  for (int i = 1; i < c->nm; i++)
+    if (c->m[c->rank[i]].n && !testable(best, &c->m[c->rank[i]]))
+      fprintf(md, "%s%s", u++ ? ", " : " Not tested against it, since Welch's test needs at "
+              "least two finished runs of each model: ", label(c, c->rank[i]));
+  fputs(u ? ".\n" : "\n", md);
+}
+
 /* The gist: the best model, which are not told apart from it, and which
    remedies beat or lose to the base. */
 static void write_gist(const Concl *c, FILE *md) {
@@ -313,19 +387,15 @@ static void write_gist(const Concl *c, FILE *md) {
     fprintf(md, "\nEvery run of every model diverged: nothing to rank.\n");
     return;
   }
-  fprintf(md, "\n**Best:** %s, mean final test loss %.4f", label(c, c->rank[0]), best->mean);
-  fprintf(md, ". Not told apart from it by Welch's test at the 5 %% level: ");
-  int k = 0;
-  for (int i = 1; i < c->nm; i++) {
-    const Entry *m = &c->m[c->rank[i]];
-    StWelch w = st_welch(best->loss, best->n, m->loss, m->n);
-    char p[32];
-    if (m->n && !(w.p < 0.05))
-      fprintf(md, "%s%s (p = %s)", k++ ? ", " : "", label(c, c->rank[i]), fmt_p(p, w.p));
-  }
-  fprintf(md, "%s.\n", k ? "" : "none");
+  fprintf(md, "\n**Best:** %s, mean final test loss %.4f.", label(c, c->rank[0]), best->mean);
+  against_best(c, md);
   if (c->base < 0)
     return;
+  if (!count_tested(c)) {
+    fprintf(md, "\nNo remedy has a Welch test against the base (each remedy below says why), "
+                "so none is significantly better or worse than it.\n");
+    return;
+  }
   for (int holm = 1; holm >= 0; holm--) {
     if (!holm && count_sig(c, 0) == count_sig(c, 1))
       break;
@@ -347,21 +417,25 @@ static int disagree(const Entry *m, const Entry *b) {
 /* One remedy against the base, in sentences. */
 static void remedy_words(const Concl *c, FILE *md, int i) {
   const Entry *m = &c->m[c->rem[i]], *b = &c->m[c->base];
-  char x[64], y[64], p1[32], p2[32];
+  char x[64], y[64], p1[32], p2[32], t[32], ch[32], no[128];
   fprintf(md, "- **%s**", label(c, c->rem[i]));
   if (!m->n || !b->n) {
     fprintf(md, ": %s diverged in every run; no final losses to compare.\n",
             m->n ? "the base" : "it");
     return;
   }
-  fprintf(md, "%s the final test loss to %s from the base's %s: %.4f %s (%+.1f %%)",
+  fprintf(md, "%s the final test loss to %s from the base's %s: %.4f %s (%s %%)",
           m->w.diff < 0 ? " lowers" : m->w.diff > 0 ? " raises" : " leaves",
           fmt_pm(x, m->mean, m->std, m->n, 4, 1), fmt_pm(y, b->mean, b->std, b->n, 4, 1),
-          fabs(m->w.diff), m->w.diff < 0 ? "lower" : "higher", 100 * m->w.diff / b->mean);
+          fabs(m->w.diff), m->w.diff < 0 ? "lower" : "higher", fmt_change(ch, m->w.diff, b->mean));
   diverged_words(md, m);
-  fprintf(md, ". Welch's t = %.3f, %.2f degrees of freedom, p = %s; Holm-adjusted over the "
-          "%d comparisons with the base: p = %s: %s. ", m->w.t, m->w.df, fmt_p(p1, m->w.p),
-          c->nr, fmt_p(p2, m->holm), verdict(m->w.p, m->holm));
+  const char *why = no_welch(no, &m->w, m->n, b->n);
+  if (why)
+    fprintf(md, ". Welch's t-test: none, since %s. ", why);
+  else
+    fprintf(md, ". Welch's t = %s, %.2f degrees of freedom, p = %s; Holm-adjusted over the "
+            "%d comparisons with the base: p = %s: %s. ", fmt_t(t, m->w.t), m->w.df,
+            fmt_p(p1, m->w.p), c->nr, fmt_p(p2, m->holm), verdict(m->w.p, m->holm));
   perm_words(md, &m->perm);
   fprintf(md, " Test accuracy %.2f %% against %.2f %%", 100 * m->acc, 100 * b->acc);
   if (disagree(m, b))
@@ -406,14 +480,19 @@ static void pair_matrix(const Concl *c, FILE *md) {
 static void neighbour_words(const Concl *c, FILE *md, int i) {
   const Entry *a = &c->m[c->rem[i]], *b = &c->m[c->rem[i + 1]];
   const StWelch *w = &c->pw[pair(c, i, i + 1)];
-  char p1[32], p2[32];
+  char p1[32], p2[32], no[128];
   if (!a->n || !b->n)
     return;
   int n = tested_pairs(c);
-  fprintf(md, "- %s (%.4f) against %s (%.4f): %.4f apart; Welch's p = %s, Holm over the %d "
-          "pair%s p = %s: %s. ", label(c, c->rem[i]), a->mean, label(c, c->rem[i + 1]),
-          b->mean, fabs(w->diff), fmt_p(p1, w->p), n, n == 1 ? "" : "s",
-          fmt_p(p2, c->ph[pair(c, i, i + 1)]), verdict(w->p, c->ph[pair(c, i, i + 1)]));
+  const char *why = no_welch(no, w, a->n, b->n);
+  fprintf(md, "- %s (%.4f) against %s (%.4f): %.4f apart; ", label(c, c->rem[i]), a->mean,
+          label(c, c->rem[i + 1]), b->mean, fabs(w->diff));
+  if (why)
+    fprintf(md, "no Welch's t-test, since %s. ", why);
+  else
+    fprintf(md, "Welch's p = %s, Holm over the %d pair%s p = %s: %s. ", fmt_p(p1, w->p), n,
+            n == 1 ? "" : "s", fmt_p(p2, c->ph[pair(c, i, i + 1)]),
+            verdict(w->p, c->ph[pair(c, i, i + 1)]));
   perm_words(md, &c->pp[pair(c, i, i + 1)]);
   fputc('\n', md);
 }
@@ -477,6 +556,9 @@ static void write_evidence(const Concl *c, FILE *md) {
   if (hi != lo)
     fprintf(md, " to %d", hi);
   fprintf(md, " finished run%s, one per seed. ", hi == 1 ? "" : "s");
+  if (lo < 2)
+    fprintf(md, "Welch's t-test needs at least two finished runs of each model it compares, "
+                "so a model with fewer is compared by the permutation test alone. ");
   fprintf(md, "Welch's t-test does not assume equal spreads, but assumes that a model's final "
               "losses over seeds are roughly normal, which so few values cannot check");
   if (df_range(c, &dlo, &dhi)) {
@@ -533,7 +615,7 @@ static void write_csv(const Concl *c, FILE *csv) {
 /* The ranking on the terminal. */
 static void print_ranking(const Concl *c, FILE *term) {
   int w = 8;
-  char p1[32], p2[32];
+  char p1[32], p2[32], p3[32];
   for (int i = 0; i < c->nm; i++)
     w = (int)strlen(label(c, i)) > w ? (int)strlen(label(c, i)) : w;
   fprintf(term, "\nranking by mean final test loss%s\n", c->base < 0 ? "" :
@@ -546,8 +628,8 @@ static void print_ranking(const Concl *c, FILE *term) {
     else if (c->rank[k] == c->base || c->base < 0 || !c->m[c->base].n)
       fprintf(term, "%.4f\n", m->mean);
     else
-      fprintf(term, "%.4f  %+9.4f  p = %s (%s)  perm. p = %.4f\n", m->mean, m->w.diff,
-              fmt_p(p1, m->w.p), fmt_p(p2, m->holm), m->perm.p);
+      fprintf(term, "%.4f  %+9.4f  p = %s (%s)  perm. p = %s\n", m->mean, m->w.diff,
+              fmt_p(p1, m->w.p), fmt_p(p2, m->holm), fmt_p(p3, m->perm.p));
   }
 }
 

@@ -20,7 +20,10 @@
  * no health table: opening it adds the table and keeps every run; a run
  * recorded without health figures is run again by the next study that
  * needs it, and gets the new run's figures only if the new run repeats
- * the recorded one bit for bit. A newer schema than ours is refused.
+ * the recorded one bit for bit. Versions 1 and 2 required an epoch's
+ * train loss, which an epoch without a training step does not have:
+ * opening them rebuilds the epochs table with the same rows. A newer
+ * schema than ours is refused.
  *
  * A database is mlpc's when its PRAGMA application_id says so
  * (ST_DB_APP_ID), or when it is empty (a new file); one that mlpc wrote
@@ -28,6 +31,7 @@
  * are exactly those of its version, and stamped. Any other file is left
  * byte for byte as it was: not one write before it is known to be ours.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +65,8 @@ static const char schema[] =
   "CREATE TABLE IF NOT EXISTS epochs (\n"
   "  run_id INTEGER NOT NULL REFERENCES runs(id),\n"
   "  epoch INTEGER NOT NULL,\n"
-  "  train_loss REAL NOT NULL, test_loss REAL NOT NULL, test_acc REAL NOT NULL,\n"
+  "  train_loss REAL,                -- NULL: the epoch took no training step\n"
+  "  test_loss REAL NOT NULL, test_acc REAL NOT NULL,\n"
   "  seconds REAL NOT NULL,\n"
   "  PRIMARY KEY (run_id, epoch)\n"
   ") WITHOUT ROWID;\n"
@@ -184,9 +189,24 @@ static int claim(sqlite3 *db, char *err, size_t errlen) {
   return ours ? 0 : 2;
 }
 
+/* Before version 3, epochs.train_loss was NOT NULL: the old table is
+   set aside for the schema to create the new one (moved_epochs copies
+   its rows over). */
+static const char epochs_aside[] = "ALTER TABLE epochs RENAME TO epochs_v2";
+static const char moved_epochs[] = "INSERT INTO epochs SELECT * FROM epochs_v2; "
+                                   "DROP TABLE epochs_v2";
+
+/* Says what an upgrade from version v changed. */
+static void upgrade_note(FILE *note, long long v, long long runs) {
+  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%san "
+          "epoch's train loss may be NULL, when it took no training step); its %lld runs are "
+          "kept%s\n", v, ST_DB_SCHEMA, v < 2 ? "a table of health figures; " : "", runs,
+          v < 2 ? ", and a study run again adds the health figures of its runs" : "");
+}
+
 /* Brings the schema to ST_DB_SCHEMA inside the open transaction: creates
-   it, or upgrades version 1 (adds the health table), or refuses a newer
-   one. Notes an upgrade. */
+   it, or upgrades version 1 (adds the health table) and 2 (rebuilds the
+   epochs table), or refuses a newer one. Notes an upgrade. */
 static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   char set[128];
   long long v = query_int(db, "PRAGMA user_version", err, errlen);
@@ -199,14 +219,14 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
     return -1;
   }
   long long runs = v ? query_int(db, "SELECT count(*) FROM runs", err, errlen) : 0;
+  int old = v && v < ST_DB_SCHEMA;
   snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d",
            ST_DB_SCHEMA, ST_DB_APP_ID);
-  if (runs < 0 || exec(db, schema, err, errlen) || exec(db, set, err, errlen))
+  if (runs < 0 || (old && exec(db, epochs_aside, err, errlen)) || exec(db, schema, err, errlen) ||
+      (old && exec(db, moved_epochs, err, errlen)) || exec(db, set, err, errlen))
     return -1;
-  if (v && v < ST_DB_SCHEMA && note)
-    fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (a table "
-            "of health figures); its %lld runs are kept, and a study run again adds the "
-            "health figures of its runs\n", v, ST_DB_SCHEMA, runs);
+  if (old && note)
+    upgrade_note(note, v, runs);
   return 0;
 }
 
@@ -373,7 +393,7 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   sqlite3_bind_int(st, 12, r->nepochs);
   bind_int(st, 13, div, r->diverged_epoch);
   bind_int(st, 14, div, r->diverged_step);
-  bind_real(st, 15, fin, fin ? last->train_loss : 0);
+  bind_real(st, 15, fin && !isnan(last->train_loss), fin ? last->train_loss : 0);
   bind_real(st, 16, fin, fin ? last->test_loss : 0);
   bind_real(st, 17, fin, fin ? last->test_acc : 0);
   sqlite3_bind_double(st, 18, r->seconds);
@@ -395,7 +415,7 @@ static int insert_epochs(sqlite3 *db, long long id, const StResult *r, char *err
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int(st, 2, e->epoch);
-    sqlite3_bind_double(st, 3, e->train_loss);
+    bind_real(st, 3, !isnan(e->train_loss), e->train_loss);  /* NULL: no step */
     sqlite3_bind_double(st, 4, e->test_loss);
     sqlite3_bind_double(st, 5, e->test_acc);
     sqlite3_bind_double(st, 6, e->seconds);
@@ -428,6 +448,12 @@ static int insert_health(sqlite3 *db, long long id, const StResult *r, char *err
   return rc;
 }
 
+/* Whether column i of the row holds v: NULL for NaN (no number). */
+static int same_real(sqlite3_stmt *st, int i, double v) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? isnan(v)
+                                                   : sqlite3_column_double(st, i) == v;
+}
+
 /* Whether run id, as recorded, has r's status and figures bit for bit:
    0 if so, 1 if not (err says where), -1 on error. */
 static int same_run(sqlite3 *db, long long id, const StResult *r, char *err, size_t errlen) {
@@ -450,7 +476,7 @@ static int same_run(sqlite3 *db, long long id, const StResult *r, char *err, siz
   for (int i = 0; !rc && i < r->nepochs; i++) {
     const RtEpoch *e = &r->epochs[i];
     if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0) != e->epoch ||
-        sqlite3_column_double(st, 1) != e->train_loss ||
+        !same_real(st, 1, e->train_loss) ||
         sqlite3_column_double(st, 2) != e->test_loss ||
         sqlite3_column_double(st, 3) != e->test_acc)
       rc = 1, snprintf(err, errlen, "epoch %d's figures differ", e->epoch);

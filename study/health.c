@@ -317,12 +317,15 @@ static double key_mean(const HModel *m, int k, int e, int *na) {
 /* The last epoch with figures. */
 static int last(const HModel *m) { return m->nprobes - 1; }
 
-/* Writes a value (3 significant digits), "n/a" or "-". */
+/* Writes a value (3 significant digits), "n/a" (not applicable), "-"
+   (none) or "infinite". */
 static void put_value(FILE *f, double v, int na) {
   if (na)
     fputs("n/a", f);
   else if (isnan(v))
     fputs("-", f);
+  else if (isinf(v))
+    fputs(v > 0 ? "infinite" : "-infinite", f);
   else
     fprintf(f, "%.3g", v);
 }
@@ -593,8 +596,8 @@ void st_health_section(const StFigs *f, const StPlots *pl, FILE *md) {
               "activation's input (after the norm); the gradient norm and the update ratio "
               "(‖Δθ‖/‖θ‖ of the epoch's last step, so none before training) ");
   layer_words(md, named, 1);
-  fputs(". n/a: not defined for the activation. Every figure of every epoch is in "
-        "health.csv.\n\n", md);
+  fputs(". n/a: not defined for the activation, or for the update ratio no "
+        "training step; -: no figure. Every figure of every epoch is in health.csv.\n\n", md);
   fprintf(md, "| model | runs | layer |");
   for (int k = 0; k < NKEYS; k++)
     fputc(' ', md), put_heading(md, k, named), fputs(" |", md);
@@ -617,7 +620,7 @@ void st_health_section(const StFigs *f, const StPlots *pl, FILE *md) {
 typedef struct {
   int have;                 /* it has figures                              */
   double sat[2], dead[2], std[2], update;   /* [0]: epoch 0, [1]: last   */
-  int sat_na, dead_na;
+  int sat_na, dead_na, update_na;           /* not applicable            */
 } Key;
 
 /* Reads experiment i's key figures. */
@@ -632,14 +635,18 @@ static Key key_of(const StFigs *f, int i) {
     k.std[t] = key_mean(m, K_PRE_STD, e, &na);
   }
   if (k.have)
-    k.update = key_mean(m, K_UPDATE, last(m), &na);
+    k.update = key_mean(m, K_UPDATE, last(m), &k.update_na);
   return k;
 }
 
-/* Whether a figure is past a threshold: saturating, dead, far from 1. */
+/* Whether a figure is past a threshold: saturating, dead, far from 1;
+   or within it: near 1. A figure that is not there (NaN) is neither. */
 static int saturates(const Key *k, int t) { return !k->sat_na && k->sat[t] > SATURATED_HIGH; }
 static int has_dead(const Key *k, int t) { return !k->dead_na && k->dead[t] > DEAD_HIGH; }
-static int std_far(const Key *k, int t) { return !(k->std[t] >= STD_LOW && k->std[t] <= STD_HIGH); }
+static int std_near(const Key *k, int t) {
+  return k->std[t] >= STD_LOW && k->std[t] <= STD_HIGH;
+}
+static int std_far(const Key *k, int t) { return !isnan(k->std[t]) && !std_near(k, t); }
 
 /* Lists the models (rank order) for which test holds at time t, with
    the figure; "none" if there are none. */
@@ -651,7 +658,9 @@ static void list(FILE *md, const StFigs *f, const int *rank, int nrank, int t,
     if (!k.have || !test(&k, t))
       continue;
     double v = fig == K_SATURATED ? k.sat[t] : fig == K_DEAD ? k.dead[t] : k.std[t];
-    fprintf(md, "%s%s (%.3g)", n++ ? "; " : "", label(f, rank[j]), v);
+    fprintf(md, "%s%s (", n++ ? "; " : "", label(f, rank[j]));
+    put_value(md, v, 0);
+    fputc(')', md);
   }
   if (!n)
     fputs("none", md);
@@ -703,19 +712,20 @@ static int healthier(const Key *m, const Key *b) {
     c |= 1 << C_SATURATED;
   if (!m->dead_na && !b->dead_na && !has_dead(m, 1) && has_dead(b, 1))
     c |= 1 << C_DEAD;
-  if (!std_far(m, 1) && std_far(b, 1))
+  if (std_near(m, 1) && std_far(b, 1))
     c |= 1 << C_STD;
   if (b->update < UPDATE_SLOW && m->update >= UPDATE_FACTOR * b->update)
     c |= 1 << C_UPDATE;
   return c;
 }
 
-/* "a → b" of a figure, or "n/a". */
+/* "a → b" of a figure, or "n/a"; put_value's words for a value that is
+   not there. */
 static void arrow(FILE *md, const double *v, int na) {
   if (na)
     fputs("n/a", md);
   else
-    fprintf(md, "%.3g → %.3g", v[0], v[1]);
+    put_value(md, v[0], 0), fputs(" → ", md), put_value(md, v[1], 0);
 }
 
 /* The criteria c in words (worse: the other way round). */
@@ -756,7 +766,9 @@ static void bullet(FILE *md, const StFigs *f, int place, int i, int base, const 
   arrow(md, k.dead, k.dead_na);
   fputs(", pre-activation std ", md);
   arrow(md, k.std, 0);
-  fprintf(md, ", update ratio %.3g.", k.update);
+  fputs(", update ratio ", md);
+  put_value(md, k.update, k.update_na);
+  fputc('.', md);
   if (b && b->have && i != base)
     against_base(md, &k, b);
   fputc('\n', md);
@@ -812,7 +824,7 @@ static void summary(FILE *md, const StFigs *f, const int *rank, int nrank, int a
     names_if(md, f, rank, from, to, b, 1, 1);
     fprintf(md, ".\n");
   }
-  if (!saturates(b, 1) && !has_dead(b, 1) && !std_far(b, 1) && !(b->update < UPDATE_SLOW))
+  if (!saturates(b, 1) && !has_dead(b, 1) && std_near(b, 1) && b->update >= UPDATE_SLOW)
     fprintf(md, "\nThe base itself passes every threshold after the last epoch (it does not "
                 "saturate, has no dead units, its pre-activation std is near 1 and its update "
                 "ratio is not below %g): by these figures no model can be healthier than it, "

@@ -53,6 +53,12 @@ static sqlite3_stmt *experiment_runs(sqlite3 *db, const Study *s, const StExperi
   return st;
 }
 
+/* Column i of the row as a number: NaN for NULL (no number, such as the
+   train loss of an epoch without a training step). */
+static double column_real(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
 /* Reads a run's test loss of every epoch; -1 on a database error. */
 static int load_epochs(sqlite3 *db, StRunFigs *r) {
   sqlite3_stmt *st = NULL;
@@ -79,19 +85,19 @@ static int load_run(sqlite3 *db, sqlite3_stmt *st, StRunFigs *r) {
                    .diverged_step = (long)sqlite3_column_int64(st, 8)};
   int finished = !strcmp((const char *)sqlite3_column_text(st, 0), "finished");
   for (int f = 0; f < ST_NFIGS; f++)
-    r->fig[f] = finished ? sqlite3_column_double(st, 1 + f) : NAN;
+    r->fig[f] = finished ? column_real(st, 1 + f) : NAN;
   r->diverged_epoch = finished ? 0 : r->diverged_epoch > 0 ? r->diverged_epoch : 1;
   return load_epochs(db, r);
 }
 
 /* The mean and standard deviation of each final figure over the
-   finished runs. */
+   finished runs that have it. */
 static void experiment_stats(StExpFigs *x) {
   double *v = malloc((size_t)(x->runs + 1) * sizeof *v);
   for (int f = 0; v && f < ST_NFIGS; f++) {
     int n = 0;
     for (int r = 0; r < x->runs; r++)
-      if (!x->run[r].diverged_epoch)
+      if (!x->run[r].diverged_epoch && !isnan(x->run[r].fig[f]))
         v[n++] = x->run[r].fig[f];
     st_mean_std(v, n, &x->mean[f], &x->std[f]);
   }
@@ -169,7 +175,7 @@ void st_csv_text(FILE *f, const char *s, int last) {
 }
 
 void st_csv_real(FILE *f, double v, int last) {
-  if (!isnan(v))
+  if (isfinite(v))
     fprintf(f, "%.17g", v);
   fputc(last ? '\n' : ',', f);
 }
@@ -211,7 +217,7 @@ static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_s
     st_csv_text(f, e->name, 0), st_csv_text(f, e->factor, 0), st_csv_text(f, e->value, 0);
     fprintf(f, "%s%d,", head, sqlite3_column_int(st, 0));
     for (int c = 1; c <= 4; c++)
-      st_csv_real(f, sqlite3_column_double(st, c), 0);
+      st_csv_real(f, column_real(st, c), 0);
     fputc('\n', f);
   }
   sqlite3_finalize(st);
@@ -243,14 +249,17 @@ static int write_runs(FILE *f, sqlite3 *db, const Study *s) {
 /* ---- readable tables ---- */
 
 /* "mean ± std" with the given decimals and scale; "diverged" if no run
-   finished, "-" if there is none; no ± with one run. */
+   finished, "-" if there is none, "n/a" if no finished run has the
+   figure; no ± with one run. */
 static void mean_pm(char *buf, size_t n, const StExpFigs *st, int fig, int decimals,
                     double scale) {
   if (!st->runs)
     snprintf(buf, n, "-");
   else if (!st->n)
     snprintf(buf, n, "diverged");
-  else if (st->n < 2)
+  else if (isnan(st->mean[fig]))
+    snprintf(buf, n, "n/a");
+  else if (isnan(st->std[fig]))
     snprintf(buf, n, "%.*f", decimals, scale * st->mean[fig]);
   else
     snprintf(buf, n, "%.*f ± %.*f", decimals, scale * st->mean[fig], decimals,
@@ -279,6 +288,7 @@ static void print_table(FILE *f, const Study *s, const StExpFigs *st) {
 static void write_markdown(FILE *f, const StPlan *p, const StExpFigs *st) {
   const Study *s = p->s;
   char loss[64], acc[64], train[64];
+  int no_train = 0;
   fprintf(f, "# Study %s\n\n", s->name);
   fprintf(f, "- file: `%s`, mode %s: %d experiments × %d seeds (", s->file,
           st_mode_names[s->mode], s->nexp, s->nseeds);
@@ -301,7 +311,11 @@ static void write_markdown(FILE *f, const StPlan *p, const StExpFigs *st) {
     mean_pm(train, sizeof train, &st[i], ST_TRAIN_LOSS, 4, 1);
     fprintf(f, "| %s | %d | %d | %s | %s | %s |\n", s->exp[i].name, st[i].runs,
             st[i].diverged, loss, acc, train);
+    no_train |= !strcmp(train, "n/a");
   }
+  if (no_train)
+    fprintf(f, "\nTrain loss n/a: the runs took no training step (a training set of one "
+            "sample under BatchNorm, which needs two), so they have no train loss.\n");
 }
 
 /* ---- files ---- */

@@ -154,7 +154,7 @@ typedef struct {
 } StResult;
 
 /* The database's schema version (PRAGMA user_version). */
-#define ST_DB_SCHEMA 2
+#define ST_DB_SCHEMA 3
 /* PRAGMA application_id of mlpc's databases: "mlpc" in ASCII. */
 #define ST_DB_APP_ID 0x6d6c7063
 
@@ -276,13 +276,16 @@ typedef struct {
   uint64_t seed;
   int diverged_epoch;       /* 0: finished                                */
   long diverged_step;
-  double fig[ST_NFIGS];     /* after the last epoch; NaN if diverged      */
+  double fig[ST_NFIGS];     /* after the last epoch; NaN if diverged, or
+                               if there is none (no train loss without a
+                               training step)                              */
   int nepochs;              /* epochs with figures                        */
   double *test_loss;        /* (nepochs): each epoch's test loss          */
 } StRunFigs;
 
 /* One experiment's runs, in seed order, and the mean and sample standard
-   deviation of their final figures over the runs that did not diverge. */
+   deviation of their final figures over the runs that did not diverge
+   (and have the figure). */
 typedef struct {
   int runs, diverged, n;    /* n: finished runs                           */
   StRunFigs *run;           /* (runs)                                     */

@@ -16,12 +16,17 @@
  *     health figures are left out of the means, and the report says so;
  *   - the plots are PNG files drawn by gnuplot; without gnuplot, or with
  *     a gnuplot that fails, the study still succeeds with a warning and
- *     the tables and report.md are written.
+ *     the tables and report.md are written;
+ *   - no text prints nan or inf: one seed per model (no Welch test),
+ *     final losses without spread, a base mean of 0 and health figures
+ *     that are not there are said in words, n/a or -.
  *
  * One small one_factor study on data/mnist (tcc): 5 experiments, 4
  * distinct models (the base twice), 3 seeds; the reruns only report.
  */
+#include <ctype.h>
 #include <math.h>
+#include <strings.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,6 +110,15 @@ static void printed(const char *text, double v, int dec) {
                                                          : 0.5000001 * pow(10, -dec);
   if (!(fabs(got - v) <= tol + 1e-12))
     fail_msg("report says %.*s, the database gives %.10g", (int)(end - text), text, v);
+}
+
+/* Checks a printed number as printed() does; "n/a" where v is not a
+   finite number (no test, or a change relative to a mean of 0). */
+static void printed_or_na(const char *text, double v, int dec) {
+  if (isfinite(v))
+    printed(text, v, dec);
+  else
+    assert_string_equal(text, "n/a");
 }
 
 /* Checks "mean ± std" (or "mean" alone, or "diverged") against f. */
@@ -212,10 +226,10 @@ static void check_ranking(const char *md, const Figures *f) {
     StWelch w = st_welch(f[m].loss, f[m].n, f[0].loss, f[0].n);
     StPerm r = st_permutation(f[m].loss, f[m].n, f[0].loss, f[0].n);
     printed(c[6], f[m].mean - f[0].mean, 4);
-    printed(c[7], 100 * (f[m].mean - f[0].mean) / f[0].mean, 1);
-    printed(c[8], w.p, 4);
-    printed(c[9], adj[m], 4);
-    printed(c[10], r.p, 4);
+    printed_or_na(c[7], 100 * (f[m].mean - f[0].mean) / f[0].mean, 1);
+    printed_or_na(c[8], w.p, 4);
+    printed_or_na(c[9], adj[m], 4);
+    printed_or_na(c[10], r.p, 4);
   }
 }
 
@@ -248,9 +262,13 @@ static void check_sentences(const char *md, const Figures *f) {
     if (!f[m].n || !f[0].n)
       continue;
     StWelch w = st_welch(f[m].loss, f[m].n, f[0].loss, f[0].n);
-    assert_non_null(strstr(s, w.diff < 0 ? " lowers " : " raises "));
+    assert_non_null(strstr(s, w.diff < 0 ? " lowers " : w.diff > 0 ? " raises " : " leaves "));
     printed(strstr(s, " to ") + 4, f[m].mean, 4);
     printed(strstr(s, "the base's ") + 11, f[0].mean, 4);
+    if (!isfinite(w.t)) {  /* the words say why there is no number */
+      assert_non_null(strstr(s, isnan(w.t) ? "Welch's t-test: none, since " : "infinity"));
+      continue;
+    }
     printed(strstr(s, "Welch's t = ") + 12, w.t, 3);
     printed(strstr(s, "Welch's t = ") + 12 + strcspn(strstr(s, "Welch's t = ") + 12, ",") + 2,
             w.df, 2);
@@ -337,14 +355,15 @@ static void printed_sig(const char *text, double v) {
     fail_msg("report says %.*s, the database gives %.10g", (int)(end - text), text, v);
 }
 
-/* Checks one figure's printed value: a number, or n/a. */
+/* Checks one figure's printed value: a number, n/a, or - for none. */
 static void printed_health(const char *text, sqlite3 *d, const char *exp, const char *layer,
                            const char *figure, int epoch) {
   double mean, sd;
-  int na;
-  health_mean(d, exp, layer, figure, epoch, &mean, &sd, &na);
+  int na, n = health_mean(d, exp, layer, figure, epoch, &mean, &sd, &na);
   if (na)
     assert_memory_equal(text, "n/a", 3);
+  else if (!n)
+    assert_true(text[0] == '-' && !isdigit((unsigned char)text[1]));
   else
     printed_sig(text, mean);
 }
@@ -454,19 +473,28 @@ static void check_report(const char *db, const char *dir, Figures *f) {
   sqlite3_close(d);
 }
 
-/* Sets the final test losses of a model's runs (in seed order). */
+/* Sets the final test losses of a model's runs (in seed order), as
+   finished runs: one marked diverged before gets figures back. */
 static void set_losses(const char *db, const char *exp, const double *v) {
   sqlite3 *d;
   assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
   for (int k = 0; k < NSEEDS; k++) {
     char *sql = sqlite3_mprintf("UPDATE runs SET status = 'finished', diverged_epoch = NULL, "
-                                "diverged_step = NULL, test_loss = %.17g WHERE id = (SELECT "
+                                "diverged_step = NULL, test_loss = %.17g, test_acc = "
+                                "coalesce(test_acc, 0.5), train_loss = coalesce(train_loss, 1) "
+                                "WHERE id = (SELECT "
                                 "run_id FROM study_runs WHERE study = 'rep' AND experiment = "
                                 "%Q ORDER BY seed LIMIT 1 OFFSET %d)", v[k], exp, k);
     assert_int_equal(sqlite3_exec(d, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_free(sql);
   }
   sqlite3_close(d);
+}
+
+/* Sets the final test losses of every model's runs, in models' order. */
+static void set_all_losses(const char *db, const double v[NMODELS][NSEEDS]) {
+  for (int m = 0; m < NMODELS; m++)
+    set_losses(db, models[m], v[m]);
 }
 
 /* Marks one run of a model (k-th seed) as diverged. */
@@ -654,10 +682,8 @@ static void test_ranking_follows_data(void **state) {
   char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
   paths(db, dir, "syn");
   Figures f[NMODELS];
-  set_losses(db, "norm=none", (double[]){5, 5.2, 4.9});
-  set_losses(db, "norm=batchnorm", (double[]){1, 1.1, 0.95});
-  set_losses(db, "norm=layernorm", (double[]){3, 3.3, 2.8});
-  set_losses(db, "init=kaiming_normal", (double[]){2, 2.2, 1.9});
+  set_all_losses(db, (const double[NMODELS][NSEEDS]){{5, 5.2, 4.9}, {1, 1.1, 0.95},
+                                                     {3, 3.3, 2.8}, {2, 2.2, 1.9}});
   expect_ok(run_study(db, dir));
   assert_string_equal(ranking(dir), "norm=batchnorm,init=kaiming_normal,norm=layernorm,base");
   check_report(db, dir, f);
@@ -694,6 +720,101 @@ static void test_diverged_runs(void **state) {
   assert_non_null(strstr(md, "(1 of its 3 runs diverged and are left out)"));
   assert_non_null(strstr(md, "- **norm=layernorm**: it diverged in every run"));
   assert_non_null(strstr(md, "| 4 | norm=layernorm | 3 | 3 | diverged | diverged |"));
+  free(md);
+}
+
+/* Fails if text holds a number C printed that is not one: "nan" or
+   "inf" as a word. */
+static void no_raw_nonfinite(const char *text, const char *what) {
+  for (const char *p = text; *p; p++) {
+    int start = p == text || !isalnum((unsigned char)p[-1]);
+    if (start && (!strncasecmp(p, "nan", 3) || !strncasecmp(p, "inf", 3)) &&
+        !isalnum((unsigned char)p[3]))
+      fail_msg("%s prints a raw '%.3s': ...%.80s", what, p, p > text + 60 ? p - 60 : text);
+  }
+}
+
+/* Every text of the report in dir, and the terminal, without nan or inf. */
+static void no_raw_nonfinite_in(const char *dir) {
+  static const char *const files[] = {"report.md", "summary.csv", "runs.csv",
+                                      "comparisons.csv", "health.csv"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char *t = read_all(fmt("%s/%s", dir, files[i]));
+    no_raw_nonfinite(t, files[i]);
+    free(t);
+  }
+  char *term = read_all(fmt("%s/stdout", tmp));
+  no_raw_nonfinite(term, "the terminal");
+  free(term);
+}
+
+/* One seed per model: no Welch test, and the report says why instead of
+   printing nan; the table and the terminal say n/a. */
+static void test_one_seed(void **state) {
+  (void)state;
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "one");
+  set_losses(db, "norm=none", (double[]){5, 5.2, 4.9});
+  char one[sizeof study_text];  /* rep, seed 1 alone: the same runs (the last test) */
+  snprintf(one, sizeof one, "%s", study_text);
+  strcpy(strstr(one, "[1, 2, 3]"), "[1]}\n");
+  FILE *f = fopen(fmt("%s/rep1.json", tmp), "w");
+  fputs(one, f);
+  fclose(f);
+  const char *args[] = {fmt("%s/rep1.json", tmp), "--run", "--backend", "tcc", "--db", db,
+                        "--out", dir, NULL};
+  expect_ok(run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args));
+  char *md = read_all(fmt("%s/report.md", dir)), *term = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(term, "4 already in"));  /* the same runs */
+  assert_non_null(strstr(md, "Welch's t-test: none, since it needs at least two finished "
+                             "runs of each model, and they have 1 and 1."));
+  assert_non_null(strstr(md, "Not tested against it, since Welch's test needs at least two "
+                             "finished runs of each model: "));
+  assert_non_null(strstr(md, "No remedy has a Welch test against the base"));
+  assert_non_null(strstr(md, " | n/a | n/a | 1.0000 |\n"));
+  assert_non_null(strstr(term, "p = n/a (n/a)"));
+  no_raw_nonfinite_in(dir);
+  free(md), free(term);
+}
+
+/* Final losses without spread, and a base whose mean is 0: the words say
+   what the numbers cannot (no difference to test, an infinite t, no
+   change in percent); health figures not there say n/a or -, never
+   nan. */
+static void test_no_spread(void **state) {
+  (void)state;
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "spread");
+  Figures f[NMODELS];
+  set_all_losses(db, (const double[NMODELS][NSEEDS]){{2, 2, 2}, {1, 1, 1}, {3, 3.1, 2.9},
+                                                     {2, 2, 2}});
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(d, "UPDATE health SET value = NULL, na = 1 WHERE figure = "
+                                   "'update_ratio'; UPDATE health SET value = NULL WHERE figure "
+                                   "= 'pre_std' AND run_id IN (SELECT run_id FROM study_runs "
+                                   "WHERE experiment = 'norm=layernorm')", NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(d);
+  expect_ok(run_study(db, dir));
+  check_report(db, dir, f);
+  char *md = read_all(fmt("%s/report.md", dir));
+  const char *k = strstr(md, "- **init=kaiming_normal** leaves");
+  assert_non_null(k);
+  assert_non_null(strstr(k, "Welch's t-test: none, since every run of both gives the same "
+                            "final loss: there is no difference to test."));
+  assert_non_null(strstr(md, "Welch's t = -infinity (neither model's final losses vary), "
+                             "4.00 degrees of freedom, p = 0.0000"));
+  assert_non_null(strstr(md, "update ratio n/a."));
+  assert_non_null(strstr(md, "pre-activation std - → -"));
+  no_raw_nonfinite_in(dir);
+  free(md);
+  set_losses(db, "norm=none", (double[]){0, 0, 0});
+  expect_ok(run_study(db, dir));
+  check_report(db, dir, f);
+  md = read_all(fmt("%s/report.md", dir));
+  assert_non_null(strstr(md, "higher (n/a %)"));
+  no_raw_nonfinite_in(dir);
   free(md);
 }
 
@@ -842,6 +963,8 @@ int main(void) {
     cmocka_unit_test(test_diverged_runs),
     cmocka_unit_test(test_without_gnuplot),
     cmocka_unit_test(test_layer_list_health),
+    cmocka_unit_test(test_no_spread),
+    cmocka_unit_test(test_one_seed),  /* last: it leaves study rep with one seed */
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

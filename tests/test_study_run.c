@@ -23,6 +23,9 @@
  *     not a database) is refused with exit 2, byte for byte untouched;
  *     an empty file becomes mlpc's, and one written by mlpc before it
  *     set its application id is taken and stamped;
+ *   - runs without a training step have no train loss: NULL, n/a, an
+ *     empty CSV field; a database of schema version 2 takes them after
+ *     its upgrade;
  *   - flags that do not apply to a study are refused.
  */
 #include <math.h>
@@ -32,7 +35,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <sys/stat.h>
 #include "study_proc.h"
+#include "util.h"
 
 static char tmp[] = "/tmp/mlpc_runXXXXXX";
 
@@ -194,8 +199,9 @@ static int split_csv(char *line, char **f, int max) {
     } else
       while (*r && *r != ',' && *r != '\n')
         *w++ = *r++;
+    char end = *r++;  /* before the field's end is written over it */
     *w++ = 0;
-    if (*r++ != ',')
+    if (end != ',')
       return n;
   }
   return n;
@@ -430,15 +436,27 @@ static void test_arithmetic(void **state) {
   free(e);
 }
 
-/* Makes a database look as mlpc 0.1 with schema version 1 left it: no
-   health table. */
-static void downgrade(const char *db) {
+/* The epochs table of schema versions 1 and 2, whose train loss could
+   not be NULL, with the rows it holds. */
+static const char epochs_v2[] =
+  "ALTER TABLE epochs RENAME TO e; CREATE TABLE epochs (run_id INTEGER NOT NULL REFERENCES "
+  "runs(id), epoch INTEGER NOT NULL, train_loss REAL NOT NULL, test_loss REAL NOT NULL, "
+  "test_acc REAL NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (run_id, epoch)) WITHOUT ROWID; "
+  "INSERT INTO epochs SELECT * FROM e; DROP TABLE e; ";
+
+/* Makes a database look as an older mlpc left it: schema version 2, or
+   version 1 (mlpc 0.1: no health table either). */
+static void downgrade_to(const char *db, int version) {
   sqlite3 *d;
   assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(d, "DROP TABLE health; PRAGMA user_version = 1", NULL, NULL,
-                                NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(d, fmt("%s%s PRAGMA user_version = %d", epochs_v2,
+                                       version < 2 ? "DROP TABLE health;" : "", version),
+                                NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(d);
 }
+
+/* Makes a database look as mlpc 0.1 with schema version 1 left it. */
+static void downgrade(const char *db) { downgrade_to(db, 1); }
 
 /* Runs sql on a database. */
 static void db_exec(const char *db, const char *sql) {
@@ -472,11 +490,12 @@ static void test_old_schema(void **state) {
   char *before = recorded(dbp);
   expect_ok(run_study(file, dbp, fmt("%s/old", tmp), "2"));
   char *out = read_all(fmt("%s/stdout", tmp)), *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 2"));
+  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 3 (a table of "
+                              "health figures; an epoch's train loss may be NULL"));
   assert_non_null(strstr(out, "6 already in"));
   assert_non_null(strstr(out, "6 of them recorded without health figures"));
   d = open_db(dbp);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 2);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 3);
   char *now = all_figures(d), *after = recorded(dbp);
   assert_string_equal(now, ref);        /* the health figures are there, the same */
   assert_string_equal(after, before);   /* and no run was recorded anew */
@@ -511,18 +530,64 @@ static void test_old_schema_mismatch(void **state) {
   assert_int_equal(query_int(d, "SELECT test_loss = 1.5 FROM epochs WHERE run_id = 3 AND "
                                 "epoch = 2"), 1);
   sqlite3_close(d);
-  db_exec(db, "PRAGMA user_version = 3");
+  db_exec(db, "PRAGMA user_version = 4");
   char *before = recorded(db);
   assert_int_equal(run_study(file, db, fmt("%s/mismatch", tmp), "2"), 1);
   err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "the database's schema is version 3, newer than this mlpc's "
-                              "(2)"));
+  assert_non_null(strstr(err, "the database's schema is version 4, newer than this mlpc's "
+                              "(3)"));
   char *after = recorded(db);
   assert_string_equal(after, before);
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 3);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
   sqlite3_close(d);
   free(err), free(before), free(after);
+}
+
+/* Runs that take no training step (one training sample under BatchNorm)
+   have no train loss: NULL in the database, n/a in the report, an empty
+   field in the CSV files. Recorded into a database of schema version 2,
+   whose epochs needed a train loss: it is upgraded, keeping every row. */
+static void test_no_step(void **state) {
+  (void)state;
+  char db[256], data[256], dir[256];
+  snprintf(db, sizeof db, "%s/nostep.sqlite", tmp);
+  snprintf(data, sizeof data, "%s/one_sample", tmp);
+  snprintf(dir, sizeof dir, "%s/nostep", tmp);
+  assert_int_equal(mkdir(data, 0700), 0);
+  assert_int_equal(util_idx_set(data, 1, 3, 4), 0);
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/one", dir), "2"));
+  downgrade_to(db, 2);
+  sqlite3 *d = open_db(db);
+  long long epochs = query_int(d, "SELECT count(*) FROM epochs");
+  sqlite3_close(d);
+  const char *nostep = fmt("{\"name\": \"nostep\", \"base\": {\"input\": 16, \"hidden\": "
+                           "[8], \"norm\": \"batchnorm\", \"epochs\": 2, \"data\": \"%s\"}, "
+                           "\"vary\": {\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2]}\n",
+                           data);
+  expect_ok(run_study(study("nostep", nostep), db, dir, "2"));
+  char *err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, "upgraded the database from schema version 2 to 3 (an epoch's "
+                              "train loss may be NULL, when it took no training step); its 6 "
+                              "runs are kept\n"));
+  d = open_db(db);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 3);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM epochs WHERE train_loss IS NOT NULL"),
+                   epochs);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE status = 'finished' AND "
+                                "train_loss IS NULL AND test_loss IS NOT NULL"), 4);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM epochs WHERE train_loss IS NULL"), 8);
+  sqlite3_close(d);
+  char *md = read_all(fmt("%s/report.md", dir)), *sum = read_all(fmt("%s/summary.csv", dir));
+  char *runs = read_all(fmt("%s/runs.csv", dir)), *f[16];
+  assert_non_null(strstr(md, "| activation=relu | 2 | 0 | "));
+  assert_non_null(strstr(md, " | n/a |\n"));
+  assert_non_null(strstr(md, "Train loss n/a: the runs took no training step"));
+  assert_non_null(strstr(runs, ",finished,2,,"));
+  assert_int_equal(split_csv(strchr(sum, '\n') + 1, f, 16), 14);
+  assert_string_equal(f[10], "");  /* train_loss_mean */
+  assert_true(strlen(f[6]) > 0);   /* test_loss_mean */
+  free(err), free(md), free(sum), free(runs);
 }
 
 /* Model-only flags are refused; a study needs --run. */
@@ -634,7 +699,7 @@ static void test_foreign_db(void **state) {
   sqlite3 *d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
   sqlite3_close(d);
-  db_exec(mine, "PRAGMA application_id = 0");  /* as mlpc wrote it before the id */
+  db_exec(mine, "PRAGMA application_id = 0; PRAGMA user_version = 2"); /* as mlpc 2 wrote it */
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
@@ -644,9 +709,10 @@ static void test_foreign_db(void **state) {
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 2);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 3); /* upgraded to this mlpc's schema */
   sqlite3_close(d);
-  db_exec(mine, "PRAGMA application_id = 0; CREATE TABLE notes (text)");  /* not only mlpc's */
+  db_exec(mine, "PRAGMA application_id = 0; PRAGMA user_version = 2; "
+              "CREATE TABLE notes (text)");  /* not only mlpc's */
   expect_refused(mine, "tables: ");
   db_exec(mine, "DROP TABLE notes; CREATE INDEX by_name ON runs (name)");
   expect_refused(mine, "user_version 2");
@@ -694,6 +760,7 @@ int main(void) {
     cmocka_unit_test(test_arithmetic),
     cmocka_unit_test(test_old_schema),
     cmocka_unit_test(test_old_schema_mismatch),
+    cmocka_unit_test(test_no_step),
     cmocka_unit_test(test_flags),
     cmocka_unit_test(test_corrupt_db),
     cmocka_unit_test(test_foreign_db),

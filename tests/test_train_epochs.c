@@ -3,7 +3,8 @@
  * that it hands over exactly the figures the printed JSON lines show, one
  * call per epoch, nothing on stdout; and that a diverging run ends with
  * one call saying at which step, also when the value that is not finite
- * hides from the loss.
+ * hides from the loss; and that a run without a training step has no
+ * train loss, in every form.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "../mlpc.h"
+#include "util.h"
 
 enum { EPOCHS = 3, MAXE = 8 };
 
@@ -31,11 +33,13 @@ static void collect(void *ctx, const RtEpoch *e) {
   s->e[s->n++] = *e;
 }
 
-/* A small model for data/mnist, compiled with tcc. */
-static Jit *small_model(double lr, int act, Model *m, Ir *ir) {
+/* A small model for data/mnist, compiled with tcc; with BatchNorm when
+   norm. */
+static Jit *small_model_norm(double lr, int act, int norm, Model *m, Ir *ir) {
   char err[1024];
   fe_defaults(m);
   m->hidden[0] = 16;
+  m->norm.type = norm;
   m->act.type = act;
   m->init = RT_INIT_NORMAL;
   m->opt.lr = lr;
@@ -47,6 +51,11 @@ static Jit *small_model(double lr, int act, Model *m, Ir *ir) {
   if (!j)
     fail_msg("%s", err);
   return j;
+}
+
+/* A small model for data/mnist, compiled with tcc. */
+static Jit *small_model(double lr, int act, Model *m, Ir *ir) {
+  return small_model_norm(lr, act, NORM_NONE, m, ir);
 }
 
 /* Runs rt_train with stdout sent to a file; returns the status. */
@@ -151,11 +160,48 @@ static void test_hidden_nan(void **state) {
   jit_free(j);
 }
 
+/* A run that takes no step (one training sample under BatchNorm) has no
+   train loss: NaN to the callback, n/a in the table, null in JSON; the
+   test figures are there, and the run ends well. */
+static void test_no_step(void **state) {
+  (void)state;
+  static Model m;
+  static Ir ir;
+  Jit *j = small_model_norm(0.01, ACT_RELU, NORM_BATCH, &m, &ir);
+  char tmp[] = "/tmp/mlpc_nostepXXXXXX", path[64];
+  assert_non_null(mkdtemp(tmp));
+  assert_int_equal(util_idx_set(tmp, 1, 1, 28), 0);
+  snprintf(path, sizeof path, "%s/out", tmp);
+  Seen s = {0};
+  RtOptions o = {.epochs = 2, .seed = 7, .shuffle = 1, .data = tmp, .on_epoch = collect,
+                 .ctx = &s};
+  assert_int_equal(train_to(jit_net(j), &o, path), 0);
+  assert_int_equal(s.n, 2);
+  for (int e = 0; e < 2; e++)
+    assert_true(isnan(s.e[e].train_loss) && isfinite(s.e[e].test_loss) &&
+                s.e[e].diverged_step == 0);
+  o.on_epoch = NULL;
+  assert_int_equal(train_to(jit_net(j), &o, path), 0);
+  char *out = util_slurp(path, &(size_t){0});
+  assert_non_null(strstr(out, "\n    1         n/a  "));
+  free(out);
+  o.json = 1;
+  assert_int_equal(train_to(jit_net(j), &o, path), 0);
+  out = util_slurp(path, &(size_t){0});
+  assert_non_null(strstr(out, "{\"epoch\": 2, \"train_loss\": null, \"test_loss\": "));
+  assert_non_null(strstr(out, "{\"summary\": true, \"diverged\": false, \"epochs\": 2, "
+                              "\"final_train_loss\": null, \"final_test_loss\": "));
+  free(out);
+  util_rmtree(tmp);
+  jit_free(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_same_as_printed),
     cmocka_unit_test(test_divergence),
     cmocka_unit_test(test_hidden_nan),
+    cmocka_unit_test(test_no_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,3 +182,28 @@ int util_poke_weight(const char *path, const char *name, long k, double v) {
   free(buf);
   return rc;
 }
+
+/* Writes DIR/PREFIX-images-idx3-ubyte and the labels for util_idx_set. */
+static int idx_files(const char *dir, const char *prefix, int n, int side) {
+  size_t px = (size_t)side * side, len = 16 + (size_t)n * px;
+  unsigned char *buf = malloc(len);
+  unsigned char hdr[16] = {0, 0, 8, 3, n >> 24, n >> 16 & 255, n >> 8 & 255, n & 255,
+                           0, 0, 0, (unsigned char)side, 0, 0, 0, (unsigned char)side};
+  char path[4096];
+  memcpy(buf, hdr, 16);
+  for (size_t i = 0; i < (size_t)n * px; i++)
+    buf[16 + i] = i % px ? (unsigned char)(i * 37 % 251) : 0;
+  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
+  int rc = util_write(path, buf, len);
+  buf[3] = 1;
+  for (int i = 0; i < n; i++)
+    buf[8 + i] = (unsigned char)(i % 10);
+  snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
+  rc |= util_write(path, buf, 8 + (size_t)n);
+  free(buf);
+  return rc;
+}
+
+int util_idx_set(const char *dir, int ntrain, int ntest, int side) {
+  return idx_files(dir, "train", ntrain, side) | idx_files(dir, "t10k", ntest, side);
+}

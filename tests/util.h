@@ -32,6 +32,11 @@ int util_cc_says(const char *src, const char *const *flags, const char *text);
    and writes anywhere), becomes nobody (uid and gid 65534, no other
    groups) for good; 0, or -1 if that failed. */
 int util_drop_root(void);
+/* Writes a data set of side x side images into dir (which must exist):
+   ntrain training and ntest test images, pixel i of the file (i * 37) mod
+   251 but the first pixel of every image 0, labels 0..9 in turn; 0 or
+   -1. */
+int util_idx_set(const char *dir, int ntrain, int ntest, int side);
 /* Sets element k (in row-major order) of tensor name in the safetensors
    file path to v, in the tensor's dtype (F32 or F64); 0 or -1. */
 int util_poke_weight(const char *path, const char *name, long k, double v);

@@ -8,7 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../mlpc.h"
+#include "gen.h"
 
 static const char *const layer_names[] = {
 #define NAME_(e, s) s,
@@ -91,13 +91,21 @@ static void append(char *buf, size_t size, size_t *len, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* A list layer in a few words: "linear", "dropout(0.2)". */
-static void describe_layer(const Layer *l, char *buf, size_t size, size_t *len) {
+/* A list layer in a few words: "linear", "dropout(0.2)", "elu(0.5)",
+   "linear(no bias, init xavier_normal)": its settings as the file wrote
+   them, where they are not the defaults. */
+static void describe_layer(const Ir *ir, const Layer *l, char *buf, size_t size, size_t *len) {
+  char v[40];
   append(buf, size, len, "%s%s", l->index ? ", " : "", layer_kind_names[l->spec.kind]);
-  if (l->kind == L_DROPOUT)
-    append(buf, size, len, "(%g)", l->spec.p);
-  if (l->kind == L_LINEAR && !l->spec.bias)
-    append(buf, size, len, "(no bias)");
+  if (l->kind == L_DROPOUT || (l->kind == L_ACT && act_has_param(l->spec.act.type))) {
+    fe_show_real(v, sizeof v, l->kind == L_DROPOUT ? l->spec.p : l->spec.act.param);
+    append(buf, size, len, "(%s)", v);
+  }
+  int own_init = l->kind == L_LINEAR && l->init != ir->m->init;
+  if (l->kind == L_LINEAR && (!l->spec.bias || own_init))
+    append(buf, size, len, "(%s%s%s%s)", l->spec.bias ? "" : "no bias",
+           !l->spec.bias && own_init ? ", " : "", own_init ? "init " : "",
+           own_init ? init_names[l->init] : "");
 }
 
 void ir_describe(const Ir *ir, char *buf, size_t size) {
@@ -114,7 +122,7 @@ void ir_describe(const Ir *ir, char *buf, size_t size) {
   }
   append(buf, size, &len, ": ");
   for (int i = 0; i + 1 < ir->nlayers; i++)
-    describe_layer(&ir->layers[i], buf, size, &len);
+    describe_layer(ir, &ir->layers[i], buf, size, &len);
 }
 
 /* Prints one line per layer: kind, block or position, shape, source path. */

@@ -682,9 +682,11 @@ static int check_layer_momentum(Ctx *c, json_t *v, Model *m) {
   return json_is_null(v) ? 0 : get_real(c, v, &UNIT, &cur(m)->norm.momentum);
 }
 
-/* layers[i].p (dropout): in [0, 1). */
+/* layers[i].p (dropout): in [0, 1); -0 is 0. */
 static int check_layer_p(Ctx *c, json_t *v, Model *m) {
-  return get_real(c, v, &UNIT_OPEN, &cur(m)->p);
+  int rc = get_real(c, v, &UNIT_OPEN, &cur(m)->p);
+  cur(m)->p += 0.0;
+  return rc;
 }
 
 /* layers[i].slope (leaky_relu), .alpha (elu): any finite number. */
@@ -964,6 +966,11 @@ static int check_layer_shapes(Ctx *c, Model *m) {
   int last = m->nlayers - 1;
   const char *where = m->layers[0].kind != LK_LINEAR ? "first" : "last";
   int bad = m->layers[0].kind != LK_LINEAR ? 0 : m->layers[last].kind != LK_LINEAR ? last : -1;
+  if (bad < 0 && m->layers[last].out > MAX_CLASSES) {
+    snprintf(c->path, sizeof c->path, "layers[%d].out", last);
+    return fail(c, "the last layer's outputs are the classes: at most %d (labels are bytes "
+                "in the data's IDX files), got %d", MAX_CLASSES, m->layers[last].out);
+  }
   if (bad < 0) {
     m->output = m->layers[last].out;
     return 0;
@@ -1056,7 +1063,7 @@ static int check_constants(Ctx *c, const Model *m) {
 
 /* A layer list's reals, checked as check_constants checks the shorthand's:
    an activation's parameter in the model's dtype, a norm's eps and
-   momentum in double. */
+   momentum and dropout's p in double (where drop_forward compares it). */
 static int check_layer_constants(Ctx *c, const Model *m) {
   char path[64];
   for (int i = 0; i < m->nlayers; i++) {
@@ -1070,6 +1077,9 @@ static int check_layer_constants(Ctx *c, const Model *m) {
       return -1;
     snprintf(path, sizeof path, "layers[%d].momentum", i);
     if (norm && check_in_dtype(c, DT_F64, path, "momentum", l->norm.momentum))
+      return -1;
+    snprintf(path, sizeof path, "layers[%d].p", i);
+    if (l->kind == LK_DROPOUT && check_in_dtype(c, DT_F64, path, "p", l->p))
       return -1;
   }
   return 0;

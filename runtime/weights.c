@@ -228,9 +228,40 @@ static int check_finite(File *F, const RtTensor *t, const unsigned char *p) {
   return bad ? -1 : 0;
 }
 
+/* Element i of t's data at p (as in the file) as a double. */
+static double file_value(const RtTensor *t, const unsigned char *p, long i) {
+  float f;
+  double d;
+  long long k;
+  if (t->dtype == RT_F32)
+    return memcpy(&f, p + 4 * i, 4), f;
+  if (t->dtype == RT_F64)
+    return memcpy(&d, p + 8 * i, 8), d;
+  return memcpy(&k, p + 8 * i, 8), (double)k;
+}
+
+/* Checks that a buffer's values can be what they stand for: a count of
+   batches (num_batches_tracked) in 0 .. 2^53, a running variance not
+   negative. */
+static int check_buffer(File *F, const RtTensor *t, const unsigned char *p) {
+  int count = t->dtype == RT_I64, var = t->kind == RT_BUF_ONE;
+  for (long i = 0; (count || var) && i < numel(t); i++) {
+    double v = file_value(t, p, i);
+    if (count && (v < 0 || v > 9007199254740992.0)) {
+      problem(F, t->name, "element %ld is %.0f: a count of batches is 0 to 2^53", i, v);
+      return -1;
+    }
+    if (var && v < 0) {
+      problem(F, t->name, "element %ld is %g: a variance is not negative", i, v);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* Checks one header entry against the model tensor t: dtype, shape, a
-   byte range inside the data that no other tensor uses, and finite
-   values. */
+   byte range inside the data that no other tensor uses, finite values,
+   and buffers that can be what they stand for. */
 static int check_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *seen) {
   const char *dtype;
   json_t *shape, *offs;
@@ -262,7 +293,8 @@ static int check_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *se
       problem(F, t->name, "its data overlap another tensor's");
       return -1;
     }
-  return check_finite(F, t, F->buf + F->data + b);
+  return check_finite(F, t, F->buf + F->data + b) || check_buffer(F, t, F->buf + F->data + b)
+             ? -1 : 0;
 }
 
 /* Reports every name in the header that is not one of the model's. */

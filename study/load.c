@@ -569,7 +569,10 @@ static const char *next_part(const char *k, Part *p) {
   snprintf(p->name, sizeof p->name, "%.*s", (int)n, k);
   p->index = -1;
   if (k[n] == '[') {
-    p->index = strtol(k + n + 1, &end, 10);
+    const char *d = k + n + 1; /* plain decimal: no sign, space or leading 0 */
+    if (*d < '0' || *d > '9' || (*d == '0' && d[1] != ']'))
+      return NULL;
+    p->index = strtol(d, &end, 10);
     if (end == k + n + 1 || *end != ']' || p->index < 0 || (end[1] && end[1] != '.'))
       return NULL;
     n = (size_t)(end + 1 - k);

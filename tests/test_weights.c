@@ -329,6 +329,35 @@ static void test_nonfinite(void **state) {
   }
 }
 
+/* Buffers that cannot be what they stand for: a count of batches below 0
+   or beyond 2^53 (BatchNorm's cumulative average divides by it, and the
+   count is incremented), a running variance below 0 (its square root is
+   taken). */
+static void test_buffer_range(void **state) {
+  (void)state;
+  static const struct {
+    const char *name;
+    long k;
+    double v;
+    const char *says;
+  } bad[] = {
+    {"norm1.num_batches_tracked", 0, -1, "norm1.num_batches_tracked: element 0 is -1: a count "
+                                         "of batches is 0 to 2^53"},
+    {"norm1.num_batches_tracked", 0, 9223372036854775807.0, "a count of batches is 0 to 2^53"},
+    {"norm1.running_var", 3, -0.5, "norm1.running_var: element 3 is -0.5: a variance is not "
+                                   "negative"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    Net *a = make(5, NORM_BATCH, DT_F32), *b = make(5, NORM_BATCH, DT_F32);
+    step(a->net);
+    save(a->net, path);
+    assert_int_equal(util_poke_weight(path, bad[i].name, bad[i].k, bad[i].v), 0);
+    refused(b->net, path, bad[i].says, NULL);
+    remove(path);
+    drop(a), drop(b);
+  }
+}
+
 /* A file with more problems than the message lists says how many more. */
 static void test_many_problems(void **state) {
   (void)state;
@@ -473,6 +502,7 @@ int main(void) {
     cmocka_unit_test(test_refused),
     cmocka_unit_test(test_many_problems),
     cmocka_unit_test(test_nonfinite),
+    cmocka_unit_test(test_buffer_range),
     cmocka_unit_test(test_offsets),
     cmocka_unit_test(test_truncated),
     cmocka_unit_test(test_bytes_changed),

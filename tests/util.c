@@ -152,8 +152,8 @@ void util_rmtree(const char *dir) {
 }
 
 /* The byte where element k of tensor name starts in a safetensors file
-   whose first bytes are at buf (len of them); *f64 says its dtype; -1 if
-   there is no such tensor. */
+   whose first bytes are at buf (len of them); *f64 says its dtype (2 for
+   I64); -1 if there is no such tensor. */
 static long weight_at(const unsigned char *buf, size_t len, const char *name, long k,
                       int *f64) {
   unsigned long long n = 0;
@@ -163,7 +163,7 @@ static long weight_at(const unsigned char *buf, size_t len, const char *name, lo
   json_t *e = json_object_get(h, name);
   const char *dtype = json_string_value(json_object_get(e, "dtype"));
   json_t *off = json_array_get(json_object_get(e, "data_offsets"), 0);
-  *f64 = dtype && !strcmp(dtype, "F64");
+  *f64 = !dtype ? 0 : !strcmp(dtype, "F64") ? 1 : !strcmp(dtype, "I64") ? 2 : 0;
   long at = off ? 8 + (long)n + (long)json_integer_value(off) + k * (*f64 ? 8 : 4) : -1;
   json_decref(h);
   return at;
@@ -175,9 +175,10 @@ int util_poke_weight(const char *path, const char *name, long k, double v) {
   unsigned char *buf = (unsigned char *)util_slurp(path, &len);
   long at = buf ? weight_at(buf, len, name, k, &f64) : -1;
   float f = (float)v;
+  long long i = (long long)v;
   int rc = at >= 0 && (size_t)at + (f64 ? 8 : 4) <= len ? 0 : -1;
   if (!rc)
-    memcpy(buf + at, f64 ? (void *)&v : (void *)&f, f64 ? 8 : 4);
+    memcpy(buf + at, f64 == 2 ? (void *)&i : f64 ? (void *)&v : (void *)&f, f64 ? 8 : 4);
   rc = rc ? rc : util_write(path, buf, len);
   free(buf);
   return rc;

@@ -38,7 +38,7 @@ int util_drop_root(void);
    -1. */
 int util_idx_set(const char *dir, int ntrain, int ntest, int side);
 /* Sets element k (in row-major order) of tensor name in the safetensors
-   file path to v, in the tensor's dtype (F32 or F64); 0 or -1. */
+   file path to v, in the tensor's dtype (F32, F64 or I64); 0 or -1. */
 int util_poke_weight(const char *path, const char *name, long k, double v);
 /* Makes a fresh directory /tmp/mlpc-NAME-XXXXXX into buf; 0 or -1. */
 int util_mkdtemp(const char *name, char *buf, size_t len);

@@ -1,37 +1,43 @@
-# The two commands: `make run` (set-up, build, data, then the seed's model)
-# and `make test` (set-up, build, data, all tests, then all tests again
-# under the sanitizers). `make fuzz` runs the fuzz harnesses. The rest is
-# CMake.
+# The two commands: `make run` (set-up, a build of mlpc alone, data, then
+# the seed's model) and `make test` (set-up, build of everything, data, all
+# tests). `make check` runs all tests again under the sanitizers; `make fuzz`
+# runs the fuzz harnesses. The rest is CMake.
 BUILD ?= build
 MLPC = $(BUILD)/mlpc
 
-.PHONY: all setup build data run test test-asan fuzz bench golden clean
+.PHONY: all setup configure build build-mlpc data run test check fuzz bench golden clean
 
 all: build
 
 setup:
 	@scripts/setup.sh
 
-build: setup
+configure: setup
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+
+# Everything: mlpc, the tests and the fuzz replay harnesses.
+build: configure
 	@cmake --build $(BUILD) -j2
+
+# mlpc alone, for `make run`.
+build-mlpc: configure
+	@cmake --build $(BUILD) -j2 --target mlpc
 
 data: setup
 	@scripts/data.sh
 
-run: build data
+run: build-mlpc data
 	$(MLPC) models/bn_relu.json --run
 
 test: build data
 	cd $(BUILD) && ctest --output-on-failure
-	@$(MAKE) --no-print-directory test-asan
 
 # The whole suite again, built with AddressSanitizer, UndefinedBehavior-
 # Sanitizer and LeakSanitizer; the gcc backend builds the generated code
 # with them too. Any report fails the test that caused it.
 ASAN_BUILD ?= build-asan
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all
-test-asan: setup data
+check: setup data
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_C_FLAGS="$(SANITIZE) -fno-omit-frame-pointer" >/dev/null
 	@cmake --build $(ASAN_BUILD) -j2

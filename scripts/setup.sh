@@ -4,7 +4,7 @@
 set -eu
 
 pkgs="gcc make cmake pkg-config tcc libtcc-dev libjansson-dev libcmocka-dev
-zlib1g-dev libsqlite3-dev dataset-fashion-mnist gnuplot-nox libopenmpi-dev
+zlib1g-dev libsqlite3-dev libgsl-dev dataset-fashion-mnist gnuplot-nox libopenmpi-dev
 openmpi-bin"
 
 missing=""

@@ -387,10 +387,12 @@ void st_health_why(const StFigs *f, const int *rank, int nrank, FILE *md);
 /* Mean and sample standard deviation (n − 1) of x[0..n); NaN when n is
    0 (mean) or below 2 (std). */
 void st_mean_std(const double *x, int n, double *mean, double *std);
-/* The regularized incomplete beta function I_x(a, b). */
+/* The regularized incomplete beta function I_x(a, b) (GSL's); NaN
+   unless a and b are positive. */
 double st_beta_inc(double a, double b, double x);
 /* The two-sided p of Student's t distribution: P(|T| >= |t|) with df
-   (not necessarily whole) degrees of freedom. */
+   (not necessarily whole) degrees of freedom (GSL's); NaN when t is NaN
+   or df is not positive. */
 double st_t_p(double t, double df);
 
 /* Welch's t-test of mean(a) − mean(b), variances not assumed equal. */

@@ -12,8 +12,8 @@
  * output must hold X. Other blocks (the layout, sample output) are prose.
  *
  * Skipped, each with its reason (and a skip that matches no block fails,
- * so the list cannot go stale): `make run` and `make test`, and the whole
- * seed study. The other docs' commands hold placeholders (MODEL.json,
+ * so the list cannot go stale): `make run`, `make test` and `make check`,
+ * and the whole seed study. The other docs' commands hold placeholders (MODEL.json,
  * F.c, N) or need a study or a cluster first, so they are not run here.
  */
 #include <setjmp.h>
@@ -34,6 +34,7 @@ static const struct {
 } skips[] = {
   {"make run", "set-up, build and data (which may install packages), then the run the "
                "next block makes, and every test, this one included"},
+  {"make check", "every test again in a second, sanitized build: minutes of both cores"},
   {"build/mlpc models/seed_study.json --run", "a whole study: 30 runs of 10 epochs on "
    "Fashion-MNIST, about 20 s of both cores; test_study_run runs studies end to end"},
 };

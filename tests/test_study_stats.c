@@ -5,6 +5,7 @@
  *   - I_x(a, b) where it has a closed form (b = 1, a = 1, a = b = 1/2);
  *   - Student's t two-sided p for df 1 (Cauchy), for even df (the finite
  *     series of sin θ and cos θ) and at textbook critical values;
+ *   - both at the edges: underflow, domain errors, t far out;
  *   - Welch's t and degrees of freedom on small samples worked by hand;
  *   - exact permutation p values, counted by hand over 20 splits;
  *   - Holm's adjustment.
@@ -60,6 +61,20 @@ static void test_t_distribution(void **state) {
   near(st_t_p(3.169272673, 10), 0.01, 1e-9);
   near(st_t_p(INFINITY, 3), 0, 0);
   assert_true(isnan(st_t_p(NAN, 3)) && isnan(st_t_p(1, 0)));
+}
+
+/* Inputs at the edges: an underflow is 0 and a domain error NaN, never
+   GSL's default error handler, which aborts the process. */
+static void test_extremes(void **state) {
+  (void)state;
+  near(st_beta_inc(1e5, 0.5, 1e-300), 0, 0);
+  assert_true(isnan(st_beta_inc(-1, 1, 0.5)) && isnan(st_beta_inc(1, 0, 0.5)));
+  assert_true(isnan(st_beta_inc(1, 1, NAN)));
+  /* I_x(15, 1/2) at x = 30 / (30 + t²), by mpmath to 40 digits */
+  near(st_t_p(1e10, 30) / 2.0729069305124134e-279, 1, 1e-12);
+  near(st_t_p(1e300, 2), 0, 0);
+  near(st_t_p(0, 7), 1, 1e-15);
+  assert_true(isnan(st_t_p(1, -1)) && isnan(st_t_p(1, NAN)));
 }
 
 /* Welch on samples worked by hand. */
@@ -133,6 +148,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_beta_closed_forms),
     cmocka_unit_test(test_t_distribution),
+    cmocka_unit_test(test_extremes),
     cmocka_unit_test(test_welch),
     cmocka_unit_test(test_permutation),
     cmocka_unit_test(test_holm),

@@ -147,6 +147,47 @@ int cli_backend(const CliArgs *a) {
   return -1;
 }
 
+/* The directory part of path into dir ("." when none); its last part. */
+static const char *split(const char *path, char *dir, size_t size);
+
+/* Refuses an output that cannot be written, before any work is done: a
+   file's name that is a directory or lies in no directory, a directory
+   (--out) that is something else. */
+static int check_place(int f, const char *path, char *err, size_t errlen) {
+  struct stat st;
+  char dir[PATH_MAX];
+  int is = stat(path, &st) == 0, want_dir = f == FL_OUT;
+  if (is && want_dir && !S_ISDIR(st.st_mode))
+    return fail(err, errlen, "%s: error: '%s' is not a directory (the study's tables go "
+                "into a directory)", cli_name(f), path);
+  if (want_dir)
+    return 0;
+  if ((is && S_ISDIR(st.st_mode)) || (*path && path[strlen(path) - 1] == '/'))
+    return fail(err, errlen, "%s: error: '%s' is a directory; give a file's name",
+                cli_name(f), path);
+  split(path, dir, sizeof dir);
+  if (!is && (stat(dir, &st) || !S_ISDIR(st.st_mode)))
+    return fail(err, errlen, "%s: error: '%s': no directory '%s' to write it in",
+                cli_name(f), path, dir);
+  return 0;
+}
+
+/* Refuses an empty name for a path, and checks every output's place
+   (check_place). */
+static int check_places(const CliArgs *a, char *err, size_t errlen) {
+  static const int outputs[] = {FL_EMIT, FL_EMIT_MODEL, FL_EMIT_INFERENCE, FL_SAVE_WEIGHTS,
+                                FL_OUT};
+  static const int paths[] = {FL_EMIT, FL_EMIT_MODEL, FL_EMIT_INFERENCE, FL_SAVE_WEIGHTS,
+                              FL_OUT, FL_DB, FL_LOAD_WEIGHTS, FL_DATA};
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    if (a->v[paths[i]] && !*a->v[paths[i]])
+      return fail(err, errlen, "%s: error: an empty name", cli_name(paths[i]));
+  for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+    if (a->v[outputs[i]] && check_place(outputs[i], a->v[outputs[i]], err, errlen))
+      return -1;
+  return 0;
+}
+
 int cli_parse(int argc, char **argv, const char *file, int kind, CliArgs *a, char *err,
               size_t errlen) {
   *a = (CliArgs){{0}};
@@ -161,7 +202,7 @@ int cli_parse(int argc, char **argv, const char *file, int kind, CliArgs *a, cha
   if (a->v[FL_BACKEND] && cli_backend(a) < 0)
     return fail(err, errlen, "--backend: error: unknown backend '%s'; expected tcc or gcc",
                 a->v[FL_BACKEND]);
-  return check_actions(a, kind, err, errlen);
+  return check_actions(a, kind, err, errlen) || check_places(a, err, errlen) ? -1 : 0;
 }
 
 /* The directory part of path into dir ("." when none); its last part. */

@@ -57,6 +57,16 @@ static const Case cases[] = {
    "error: unknown option '--frobnicate' (see mlpc --help)"},
   {{M, "--run", "--backend", "clang"}, 2,
    "--backend: error: unknown backend 'clang'; expected tcc or gcc"},
+  /* outputs that cannot be written, refused before any work */
+  {{M, "--run", "--save-weights", "$T"}, 2,
+   "--save-weights: error: '$T' is a directory; give a file's name"},
+  {{M, "--run", "--save-weights", "$T/none/w.st"}, 2,
+   "--save-weights: error: '$T/none/w.st': no directory '$T/none' to write it in"},
+  {{M, "--emit", "$T/"}, 2, "--emit: error: '$T/' is a directory; give a file's name"},
+  {{S, "--run", "--out", M}, 2,
+   "--out: error: '" M "' is not a directory (the study's tables go into a directory)"},
+  {{M, "--run", "--save-weights", ""}, 2, "--save-weights: error: an empty name"},
+  {{M, "--run", "--data", ""}, 2, "--data: error: an empty name"},
   /* flags for the other kind of file */
   {{M, "--run", "--jobs", "2"}, 2,
    "--jobs: error: applies to studies only (docs/study-format.md), and " M " is a model"},

@@ -40,6 +40,18 @@ static long long trainer_int(const char *flag, const char *s, long long lo,
   return v;
 }
 
+/* The exit status once standard output is flushed: a failed write of it
+   (a full disk, /dev/full) is an error, status 1 unless one is given. */
+static int trainer_flushed(int status) {
+  errno = 0;
+  int failed = fflush(stdout) != 0, e = errno;
+  if (!failed && !ferror(stdout))
+    return status;
+  fprintf(stderr, "trainer: error: cannot write the standard output: %s\n",
+          failed && e ? strerror(e) : "a write failed");
+  return status ? status : 1;
+}
+
 int main(int argc, char **argv) {
   RtOptions o = trainer_defaults;
   const char *data = trainer_data;
@@ -47,7 +59,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       printf(trainer_usage, argv[0]);
-      return 0;
+      return trainer_flushed(0);
     } else if (!strcmp(a, "--no-shuffle"))
       o.shuffle = 0;
     else if (!strcmp(a, "--json"))
@@ -72,5 +84,5 @@ int main(int argc, char **argv) {
   o.data = rt_data_dir(data, dir, sizeof dir);
   const RtNet *net = mlpc_net();
   rt_init(net, o.seed);
-  return rt_train(net, &o);
+  return trainer_flushed(rt_train(net, &o));
 }

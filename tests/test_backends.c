@@ -344,7 +344,8 @@ static void build_line(const char *c, const char *exe, const char **argv, int ma
 }
 
 /* A trainer, built as its first line says, prints exactly what mlpc --run
-   --backend gcc prints, in either arithmetic. */
+   --backend gcc prints, in either arithmetic; it exits 1 when its output
+   cannot be written. */
 static void test_trainer(void **state) {
   (void)state;
   static const char *const chosen[] = {
@@ -367,6 +368,16 @@ static void test_trainer(void **state) {
     same_text(chosen[i], a, b);
     print_message("  %s, %s: trainer == mlpc --run\n%s", chosen[i], arith + 2, a);
     free(a), free(b);
+  }
+  /* output that cannot be written is an error, as mlpc's own */
+  const char *help[] = {exe.s, "--help", NULL}, *full[] = {exe.s, "--max-batches", "2",
+                                                           "--epochs", "1", "--json", NULL};
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(util_run(k ? full : help, "/dev/full", err.s), 1);
+    size_t len;
+    char *said = util_slurp(err.s, &len);
+    assert_non_null(strstr(said, "trainer: error: cannot write the standard output"));
+    free(said);
   }
 }
 

@@ -143,6 +143,15 @@ int fe_valid_name(const char *s) {
                    "0123456789_.-") == n;
 }
 
+/* A file's base name without ".json" (check.h). */
+void fe_file_stem(char *buf, size_t size, const char *file) {
+  const char *slash = strrchr(file, '/');
+  snprintf(buf, size, "%s", slash ? slash + 1 : file);
+  size_t n = strlen(buf);
+  if (n > 5 && !strcmp(buf + n - 5, ".json"))
+    buf[n - 5] = '\0';
+}
+
 /* ---- files ---- */
 
 /* Writes why a file could not be read: "cannot open: ..." or, named,

@@ -46,6 +46,10 @@ int fe_unknown(char *buf, size_t size, const char *what, const char *word,
 /* Whether s is a valid name (FE_NAME_RULE). */
 int fe_valid_name(const char *s);
 
+/* Writes what a file is named after by default: its base name without
+   ".json" ("models/a.json" → "a"). */
+void fe_file_stem(char *buf, size_t size, const char *file);
+
 /* Reads the whole file at path, at most FE_MAX_FILE bytes, into *text
    (NUL-terminated, from fe_malloc; fe_free it) and its length into *len:
    0; or -1, or FE_NO_MEMORY, with why in why ("cannot open: ...", or

@@ -1026,13 +1026,9 @@ static int check_form(Ctx *c, json_t *root, Model *m) {
    "name" key. */
 static int default_name(Ctx *c, json_t *root, Model *m) {
   char base[MAX_PATH_LEN], p[80];
-  const char *slash = strrchr(c->file, '/');
   if (json_object_get(root, "name") || !strcmp(c->file, NO_FILE))
     return 0;
-  snprintf(base, sizeof base, "%s", slash ? slash + 1 : c->file);
-  size_t n = strlen(base);
-  if (n > 5 && !strcmp(base + n - 5, ".json"))
-    base[n - 5] = '\0';
+  fe_file_stem(base, sizeof base, c->file);
   if (!fe_valid_name(base)) {
     fe_printable(p, sizeof p, base);
     return fail(c, "the model is named after its file, but '%s' is not a "

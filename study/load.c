@@ -240,15 +240,13 @@ static int valid_name(const char *s) {
 /* name: the study's name, by default the file's name without ".json". */
 static int check_name(Ctx *c, json_t *root, Study *s) {
   json_t *v = json_object_get(root, "name");
-  const char *slash = strrchr(c->file, '/');
-  char base[MAX_PATH_LEN];
+  char base[MAX_PATH_LEN], p[128];
   if (v && !json_is_string(v))
     return fail(c, "name", "expected a string, got %s", kind(v));
-  snprintf(base, sizeof base, "%s", v ? json_string_value(v) : slash ? slash + 1 : c->file);
-  size_t n = strlen(base);
-  if (!v && n > 5 && !strcmp(base + n - 5, ".json"))
-    base[n - 5] = 0;
-  char p[128];
+  if (v)
+    snprintf(base, sizeof base, "%s", json_string_value(v));
+  else
+    fe_file_stem(base, sizeof base, c->file);
   fe_printable(p, sizeof p, base);
   if (!valid_name(base))
     return v ? fail(c, "name", "'%s' is not a valid name (" NAME_RULE ")", p)

@@ -7,12 +7,13 @@
  * ..."). Command-line overrides (fe_override) go through the very same
  * functions with the flag's text in place of a JSON value, so a value is
  * accepted or refused, and described, the same way wherever it comes from.
+ * Reading the file, the message format and the suggestions are the kit
+ * in check.c, which study files use too.
  *
  * Sections: messages, suggestions, scalar readers, the "type"-tagged
  * objects (norm, activation, optimizer), the top-level keys, checks
  * across keys, entry points.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
@@ -22,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include "check.h"
 #include "model.h"
 
 #define MAX_PARAMS (1L << 28)      /* trainable parameters at most        */
 #define MAX_ACTIVATIONS (1L << 28) /* batch_size × features at most       */
-#define MAX_FILE (1L << 20)        /* bytes in a model file at most       */
 
 /* Where messages go, and what they are about. */
 typedef struct {
@@ -44,36 +45,12 @@ typedef int Check(Ctx *c, json_t *v, Model *m);
 
 /* ---- messages ---- */
 
-/* Copies s into dst, escaping control bytes and cutting with "..." if long. */
-static void printable(char *dst, size_t size, const char *s) {
-  size_t n = 0;
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if ((ch & 0xC0) != 0x80 && n + 8 >= size) {
-      n += snprintf(dst + n, size - n, "...");
-      return;
-    }
-    if (ch < 0x20 || ch == 0x7F)
-      n += snprintf(dst + n, size - n, "\\x%02x", ch);
-    else
-      dst[n++] = (char)ch;
-  }
-  dst[n] = '\0';
-}
-
 /* Writes one message, prefixed with what it is about; returns -1. */
 static int fail(Ctx *c, const char *fmt, ...) {
-  char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  fe_vmessage(c->err, c->errlen, c->flag ? c->flag : c->file, c->flag ? NULL : c->path, fmt, ap);
   va_end(ap);
-  if (c->flag)
-    snprintf(c->err, c->errlen, "%s: error: %s", c->flag, msg);
-  else if (c->path[0])
-    snprintf(c->err, c->errlen, "%s: %s: error: %s", c->file, c->path, msg);
-  else
-    snprintf(c->err, c->errlen, "%s: error: %s", c->file, msg);
   return -1;
 }
 
@@ -81,7 +58,7 @@ static int fail(Ctx *c, const char *fmt, ...) {
 static size_t enter(Ctx *c, const char *key) {
   size_t n = strlen(c->path);
   char k[64];
-  printable(k, sizeof k, key);
+  fe_printable(k, sizeof k, key);
   snprintf(c->path + n, sizeof c->path - n, "%s%s", n ? "." : "", k);
   return n;
 }
@@ -115,7 +92,7 @@ static int numeric_text(const char *text) {
 /* A flag's text as messages show it: numbers bare, anything else quoted. */
 static void show_text(char *buf, size_t size, const char *text) {
   char p[80];
-  printable(p, sizeof p, text);
+  fe_printable(p, sizeof p, text);
   snprintf(buf, size, numeric_text(text) ? "%s" : "'%s'", p);
 }
 
@@ -131,7 +108,7 @@ static void show_json(char *buf, size_t size, json_t *v) {
   case JSON_FALSE:   snprintf(buf, size, "false"); break;
   case JSON_NULL:    snprintf(buf, size, "null"); break;
   case JSON_STRING:
-    printable(p, sizeof p, json_string_value(v));
+    fe_printable(p, sizeof p, json_string_value(v));
     snprintf(buf, size, "\"%s\"", p);
     break;
   }
@@ -148,73 +125,12 @@ static const char *got(Ctx *c, json_t *v) {
 
 /* ---- suggestions ---- */
 
-/* Edit distance between a and b ignoring case, a swap of neighbours
-   counting one (so "rleu" is one edit from "relu"). */
-static int distance(const char *a, const char *b) {
-  int la = (int)strlen(a), lb = (int)strlen(b), d[33][33];
-  if (la > 32 || lb > 32)
-    return 99;
-  for (int i = 0; i <= la; i++)
-    for (int j = 0; j <= lb; j++) {
-      if (i == 0 || j == 0) {
-        d[i][j] = i + j;
-        continue;
-      }
-      int same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
-      int v = d[i - 1][j - 1] + !same;
-      if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
-      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
-      if (i > 1 && j > 1 && tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
-          tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]) && d[i - 2][j - 2] + 1 < v)
-        v = d[i - 2][j - 2] + 1;
-      d[i][j] = v;
-    }
-  return d[la][lb];
-}
-
-/* Whether name starts with word, ignoring case. */
-static int has_prefix(const char *name, const char *word) {
-  for (; *word; name++, word++)
-    if (tolower((unsigned char)*name) != tolower((unsigned char)*word))
-      return 0;
-  return 1;
-}
-
-/* The name closest to word: one or two edits away (one for short names),
-   or else one that word begins; NULL when none is close. */
-static const char *closest(const char *word, const char *const *names, int n) {
-  const char *best = NULL;
-  int bestd = 3;
-  for (int i = 0; i < n; i++) {
-    int d = distance(word, names[i]), limit = strlen(names[i]) <= 4 ? 1 : 2;
-    if (d <= limit && d < bestd)
-      best = names[i], bestd = d;
-  }
-  for (int i = 0; !best && i < n; i++)
-    if (strlen(word) >= 3 && has_prefix(names[i], word))
-      best = names[i];
-  return best;
-}
-
-/* Writes names as "a, b, c". */
-static void join(char *buf, size_t size, const char *const *names, int n) {
-  size_t len = 0;
-  buf[0] = '\0';
-  for (int i = 0; i < n && len < size; i++)
-    len += snprintf(buf + len, size - len, "%s%s", i ? ", " : "", names[i]);
-}
-
 /* Reports a name that is not one of names, with a suggestion and the list. */
 static int unknown(Ctx *c, const char *what, const char *s,
                    const char *const *names, int n) {
-  char list[512], p[80];
-  const char *near = closest(s, names, n);
-  join(list, sizeof list, names, n);
-  printable(p, sizeof p, s);
-  if (near)
-    return fail(c, "unknown %s '%s' (did you mean '%s'?); expected one of %s",
-                what, p, near, list);
-  return fail(c, "unknown %s '%s'; expected one of %s", what, p, list);
+  char msg[1024];
+  fe_unknown(msg, sizeof msg, what, s, names, n);
+  return fail(c, "%s", msg);
 }
 
 /* ---- scalar readers: the value's type first, then its range ---- */
@@ -383,7 +299,7 @@ static void type_list(char *buf, size_t size, const Object *o, unsigned mask) {
   for (int t = 0; t < o->ntypes; t++)
     if (mask & T(t))
       names[n++] = o->names[t];
-  join(buf, size, names, n);
+  fe_join(buf, size, names, n);
 }
 
 /* Collects the keys an object of this type takes (type -1: top level). */
@@ -418,14 +334,14 @@ static int unknown_key(Ctx *c, const Object *o, int type, const char *key) {
   const char *names[64], *near;
   char list[512], p[80], hint[128], owner[64] = "";
   int n = key_names(o, type, names);
-  printable(p, sizeof p, key);
+  fe_printable(p, sizeof p, key);
   if (type >= 0)
     snprintf(owner, sizeof owner, " for %s", o->names[type]);
-  if ((near = closest(key, names, n)))
+  if ((near = fe_closest(key, names, n)))
     return fail(c, "unknown key '%s'%s (did you mean '%s'?)", p, owner, near);
   if (type < 0 && nested_hint(hint, sizeof hint, key))
     return fail(c, "unknown key '%s' (did you mean %s?)", p, hint);
-  join(list, sizeof list, names, n);
+  fe_join(list, sizeof list, names, n);
   return fail(c, "unknown key '%s'%s; expected one of %s", p, owner, list);
 }
 
@@ -470,7 +386,7 @@ static int check_tagged(Ctx *c, json_t *v, const Object *o, Model *m) {
   if (!json_is_object(v))
     return fail(c, "expected a string or an object, got %s", got(c, v));
   json_t *t = json_object_get(v, "type");
-  join(list, sizeof list, o->names, o->ntypes);
+  fe_join(list, sizeof list, o->names, o->ntypes);
   if (!t)
     return fail(c, "missing key 'type' (one of %s)", list);
   size_t n = enter(c, "type");
@@ -723,23 +639,13 @@ static const Object layer_object = {
 
 /* ---- the top level ---- */
 
-/* Whether s is a valid model name: [A-Za-z0-9_.-]{1,63}. */
-static int valid_name(const char *s) {
-  size_t n = strlen(s);
-  return n >= 1 && n <= 63 &&
-         strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                   "0123456789_.-") == n;
-}
-
-#define NAME_RULE "1 to 63 characters from A-Z a-z 0-9 _ . -"
-
 /* name: it becomes part of generated C and of file names. */
 static int check_name(Ctx *c, json_t *v, Model *m) {
   const char *s = NULL;
   if (get_text(c, v, &s))
     return -1;
-  if (!valid_name(s))
-    return fail(c, "must be " NAME_RULE " (it names generated code and "
+  if (!fe_valid_name(s))
+    return fail(c, "must be " FE_NAME_RULE " (it names generated code and "
                 "files), got %s", got(c, v));
   snprintf(m->name, sizeof m->name, "%s", s);
   return 0;
@@ -1120,17 +1026,13 @@ static int check_form(Ctx *c, json_t *root, Model *m) {
    "name" key. */
 static int default_name(Ctx *c, json_t *root, Model *m) {
   char base[MAX_PATH_LEN], p[80];
-  const char *slash = strrchr(c->file, '/');
   if (json_object_get(root, "name") || !strcmp(c->file, NO_FILE))
     return 0;
-  snprintf(base, sizeof base, "%s", slash ? slash + 1 : c->file);
-  size_t n = strlen(base);
-  if (n > 5 && !strcmp(base + n - 5, ".json"))
-    base[n - 5] = '\0';
-  if (!valid_name(base)) {
-    printable(p, sizeof p, base);
+  fe_file_stem(base, sizeof base, c->file);
+  if (!fe_valid_name(base)) {
+    fe_printable(p, sizeof p, base);
     return fail(c, "the model is named after its file, but '%s' is not a "
-                "valid name (" NAME_RULE "); add a \"name\" key", p);
+                "valid name (" FE_NAME_RULE "); add a \"name\" key", p);
   }
   memcpy(m->name, base, strlen(base) + 1);  /* valid_name: < 64 bytes */
   return 0;
@@ -1146,17 +1048,6 @@ static int check_root(Ctx *c, json_t *root, Model *m) {
 }
 
 /* ---- entry points ---- */
-
-/* Reports Jansson's parse error as FILE:LINE:COL. */
-static int syntax_error(Ctx *c, const json_error_t *je) {
-  char msg[4 * JSON_ERROR_TEXT_LENGTH];
-  printable(msg, sizeof msg, je->text);
-  if (je->line < 1)
-    return fail(c, "%s", msg);
-  snprintf(c->err, c->errlen, "%s:%d:%d: error: %s", c->file, je->line,
-           je->column > 0 ? je->column : 1, msg);
-  return -1;
-}
 
 /* Refuses text that is empty, starts with a byte-order mark (as Python's
    json does) or holds a NUL byte, before Jansson sees it (Jansson would
@@ -1192,7 +1083,7 @@ static int load_text(const char *text, size_t len, const char *fname,
   fe_alloc_json();
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!root)
-    return syntax_error(&c, &je);
+    return fe_syntax_error(err, errlen, c.file, &je);
   int rc = fe_check_underflow(text, len, c.file, err, errlen) || check_root(&c, root, m)
                ? -1 : 0;
   json_decref(root);
@@ -1224,39 +1115,14 @@ int fe_load_string(const char *text, const char *fname, Model *m,
   return load_text(text, strlen(text), fname, m, err, errlen);
 }
 
-/* Reads a whole (small) file into *text; 0, or -1 or FE_NO_MEMORY with a
-   message. */
-static int read_text(Ctx *c, char **text, size_t *len) {
-  FILE *f = fopen(c->file, "rb");
-  if (!f)
-    return fail(c, "cannot open: %s", strerror(errno));
-  char *buf = fe_malloc(MAX_FILE + 1);
-  if (!buf) {
-    fclose(f);
-    return fail(c, "out of memory reading the model"), FE_NO_MEMORY;
-  }
-  *len = fread(buf, 1, MAX_FILE + 1, f);
-  int bad = ferror(f), e = errno;
-  buf[*len <= MAX_FILE ? *len : MAX_FILE] = '\0';
-  fclose(f);
-  if (bad || *len > MAX_FILE) {
-    bad ? fail(c, "cannot read: %s", strerror(e))
-        : fail(c, "too large for a model file (more than %ld bytes)", MAX_FILE);
-    fe_free(buf);
-    return -1;
-  }
-  *text = buf;
-  return 0;
-}
-
 /* Reads and checks a model file. */
 int fe_load(const char *path, Model *m, char *err, size_t errlen) {
-  Ctx c = {.file = path, .err = err, .errlen = errlen};
   size_t len = 0;
-  char *text = NULL;
-  int rc = read_text(&c, &text, &len);
+  char *text = NULL, why[512];
+  int rc = fe_read_file(path, 0, "model", &text, &len, why, sizeof why);
   if (rc) {
     fe_defaults(m);
+    snprintf(err, errlen, "%s: error: %s", path, why);
     return rc;
   }
   rc = load_text(text, len, path, m, err, errlen);

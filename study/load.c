@@ -18,7 +18,6 @@
  * Sections: messages, naming values, the top-level keys, expansion,
  * entry points.
  */
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -26,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include "../frontend/check.h"
 #include "study.h"
 
-#define MAX_FILE (1L << 20)  /* bytes in a study file at most             */
 
 const char *const st_mode_names[ST_NMODES] = {
 #define NAME_(e, s) s,
@@ -45,30 +44,13 @@ typedef struct {
 
 /* ---- messages ---- */
 
-/* Copies s into dst, control bytes as \xNN, cut with "..." if long. */
-static const char *printable(char *dst, size_t size, const char *s) {
-  size_t n = 0;
-  for (; *s && n + 8 < size; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f)
-      n += (size_t)snprintf(dst + n, size - n, "\\x%02x", (unsigned char)*s);
-    else
-      dst[n++] = *s;
-  snprintf(dst + n, size - n, "%s", *s ? "..." : "");
-  return dst;
-}
-
 /* Writes "FILE: PATH: error: MSG" (or "FILE: error: MSG"); returns -1. */
 __attribute__((format(printf, 3, 4)))
 static int fail(Ctx *c, const char *path, const char *fmt, ...) {
-  char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  fe_vmessage(c->err, c->errlen, c->file, path, fmt, ap);
   va_end(ap);
-  if (path && *path)
-    snprintf(c->err, c->errlen, "%s: %s: error: %s", c->file, path, msg);
-  else
-    snprintf(c->err, c->errlen, "%s: error: %s", c->file, msg);
   return -1;
 }
 
@@ -85,49 +67,20 @@ static const char *kind(json_t *v) {
   }
 }
 
-/* Edit distance of two short words (for "did you mean"). */
-static int distance(const char *a, const char *b) {
-  int la = (int)strlen(a), lb = (int)strlen(b), d[64][64];
-  if (la > 62 || lb > 62)
-    return 99;
-  for (int i = 0; i <= la; i++)
-    for (int j = 0; j <= lb; j++) {
-      if (!i || !j) {
-        d[i][j] = i + j;
-        continue;
-      }
-      int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-      best = d[i - 1][j] + 1 < best ? d[i - 1][j] + 1 : best;
-      d[i][j] = d[i][j - 1] + 1 < best ? d[i][j - 1] + 1 : best;
-    }
-  return d[la][lb];
-}
-
 /* Refuses an unknown word, suggesting the closest of names; -1. */
 static int unknown(Ctx *c, const char *path, const char *what, const char *word,
                    const char *const *names, int n) {
-  char list[256] = "", w[128];
-  int best = 3, at = -1;
-  for (int i = 0; i < n; i++) {
-    int d = distance(word, names[i]);
-    if (d < best)
-      best = d, at = i;
-    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-             names[i]);
-  }
-  printable(w, sizeof w, word);
-  if (at >= 0)
-    return fail(c, path, "unknown %s '%s' (did you mean '%s'?); expected one of %s",
-                what, w, names[at], list);
-  return fail(c, path, "unknown %s '%s'; expected one of %s%s", what, w, list,
-              strcmp(what, "key") ? "" : " (model keys go in \"base\")");
+  char msg[1024];
+  int near = fe_unknown(msg, sizeof msg, what, word, names, n);
+  return fail(c, path, "%s%s", msg,
+              near || strcmp(what, "key") ? "" : " (model keys go in \"base\")");
 }
 
 /* The JSON path of vary.KEY, or vary.KEY[i] if i >= 0; a key with dots
    is quoted. */
 static void vary_path(char *buf, size_t size, const char *key, int i) {
   char k[128], idx[24] = "";
-  printable(k, sizeof k, key);
+  fe_printable(k, sizeof k, key);
   if (i >= 0)
     snprintf(idx, sizeof idx, "[%d]", i);
   snprintf(buf, size, strchr(key, '.') ? "vary[\"%s\"]%s" : "vary.%s%s", k, idx);
@@ -271,36 +224,34 @@ static int check_keys(Ctx *c, json_t *root) {
     for (int i = 0; i < NSTUDY_KEYS; i++)
       known |= !strcmp(k, study_keys[i]);
     if (!known)
-      return unknown(c, printable((char[128]){0}, 128, k), "key", k, study_keys, NSTUDY_KEYS);
+      return unknown(c, fe_printable((char[128]){0}, 128, k), "key", k, study_keys, NSTUDY_KEYS);
   }
   return 0;
 }
 
-/* Whether s is a valid study name: [A-Za-z0-9_.-]+, under 64 bytes. */
+/* Whether s is a valid study name: a valid name (FE_NAME_RULE) that can
+   name a directory. */
 static int valid_name(const char *s) {
-  size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
-  return n > 0 && !s[n] && n < 64 && strcmp(s, ".") && strcmp(s, "..");
+  return fe_valid_name(s) && strcmp(s, ".") && strcmp(s, "..");
 }
+
+#define NAME_RULE FE_NAME_RULE ", other than '.' and '..'"
 
 /* name: the study's name, by default the file's name without ".json". */
 static int check_name(Ctx *c, json_t *root, Study *s) {
   json_t *v = json_object_get(root, "name");
-  const char *slash = strrchr(c->file, '/');
-  char base[MAX_PATH_LEN];
+  char base[MAX_PATH_LEN], p[128];
   if (v && !json_is_string(v))
     return fail(c, "name", "expected a string, got %s", kind(v));
-  snprintf(base, sizeof base, "%s", v ? json_string_value(v) : slash ? slash + 1 : c->file);
-  size_t n = strlen(base);
-  if (!v && n > 5 && !strcmp(base + n - 5, ".json"))
-    base[n - 5] = 0;
-  char p[128];
-  printable(p, sizeof p, base);
+  if (v)
+    snprintf(base, sizeof base, "%s", json_string_value(v));
+  else
+    fe_file_stem(base, sizeof base, c->file);
+  fe_printable(p, sizeof p, base);
   if (!valid_name(base))
-    return v ? fail(c, "name", "'%s' is not a valid name (letters, digits, '_', '.', '-'; "
-                    "at most 63)", p)
+    return v ? fail(c, "name", "'%s' is not a valid name (" NAME_RULE ")", p)
              : fail(c, NULL, "the study is named after its file, but '%s' is not a valid "
-                    "name (letters, digits, '_', '.', '-'; at most 63); add a \"name\" key",
-                    p);
+                    "name (" NAME_RULE "); add a \"name\" key", p);
   memcpy(s->name, base, strlen(base) + 1);  /* valid_name: < 64 bytes */
   return 0;
 }
@@ -382,18 +333,18 @@ static int check_vary_key(Ctx *c, json_t *vary, const char *key) {
   size_t n = strlen(key);
   if (!n || key[0] == '.' || key[n - 1] == '.' || strstr(key, ".."))
     return fail(c, path, "'%s' is not a model key (dotted parts must not be empty)",
-                printable((char[128]){0}, 128, key));
+                fe_printable((char[128]){0}, 128, key));
   if (!strcmp(key, "seed"))
     return fail(c, path, "the seeds of a study are its \"seeds\" key, not a varied key");
   if (!well_indexed(key))
     return fail(c, path, "'%s' is not a model key (an index is [N], N >= 0, as in "
-                "\"layers[3].p\")", printable((char[128]){0}, 128, key));
+                "\"layers[3].p\")", fe_printable((char[128]){0}, 128, key));
   const char *k;
   json_t *v;
   json_object_foreach(vary, k, v)
     if (strcmp(k, key) && under(key, k))
       return fail(c, path, "'%s' lies inside '%s', which is varied too",
-                  printable((char[128]){0}, 128, key), printable((char[128]){0}, 128, k));
+                  fe_printable((char[128]){0}, 128, key), fe_printable((char[128]){0}, 128, k));
   return 0;
 }
 
@@ -434,32 +385,14 @@ static int check_vary(Ctx *c, json_t *root, Study *s) {
 
 /* ---- the base ---- */
 
-/* Reads a whole small file into memory; NULL with a message. */
+/* Reads a whole small file into memory (fe_read_file; fe_free it); NULL
+   with a message naming what (a path) or, without, the file alone. */
 static char *read_text(Ctx *c, const char *path, const char *what) {
-  FILE *f = fopen(path, "rb");
-  char *buf = f ? malloc(MAX_FILE + 1) : NULL;
-  if (!buf && what) {
-    fail(c, what, "cannot open '%s': %s", path, strerror(errno));
-    if (f)
-      fclose(f);
-    return NULL;
-  }
-  if (!buf) {
-    fail(c, NULL, "cannot open: %s", strerror(errno));
-    if (f)
-      fclose(f);
-    return NULL;
-  }
-  size_t n = fread(buf, 1, MAX_FILE + 1, f);
-  int bad = ferror(f) || n > MAX_FILE;
-  fclose(f);
-  buf[n <= MAX_FILE ? n : MAX_FILE] = 0;
-  if (bad) {
-    free(buf);
-    fail(c, what, "cannot read '%s', or larger than %ld bytes", path, MAX_FILE);
-    return NULL;
-  }
-  return buf;
+  char *text = NULL, why[512];
+  size_t len;
+  if (fe_read_file(path, what != NULL, what ? "model" : "study", &text, &len, why, sizeof why))
+    fail(c, what, "%s", why);
+  return text;
 }
 
 /* A base given as a path, relative to the study file's directory. */
@@ -476,11 +409,11 @@ static json_t *base_file(Ctx *c, const char *rel, Model *m) {
   }
   char *text = read_text(c, path, "base");
   if (!text || fe_load(path, m, c->err, c->errlen)) {
-    free(text);
+    fe_free(text);
     return NULL;
   }
   json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
-  free(text);
+  fe_free(text);
   if (!o)
     fail(c, "base", "cannot parse '%s'", path);
   return o;
@@ -824,16 +757,15 @@ static json_t *parse(Ctx *c) {
   if (!text)
     return NULL;
   if (strspn(text, " \t\r\n") == strlen(text)) {
-    free(text);
+    fe_free(text);
     fail(c, NULL, "empty file, expected a JSON object");
     return NULL;
   }
   json_t *root = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   int tiny = root && fe_check_underflow(text, strlen(text), c->file, c->err, c->errlen);
-  free(text);
+  fe_free(text);
   if (!root)
-    snprintf(c->err, c->errlen, "%s:%d:%d: error: %s", c->file, je.line > 0 ? je.line : 1,
-             je.column > 0 ? je.column : 1, je.text);
+    fe_syntax_error(c->err, c->errlen, c->file, &je);
   else if (tiny) {
     json_decref(root);
     return NULL;

@@ -148,10 +148,12 @@ static void rth_set(RtFigure *row, double v, int na) {
 void rt_health_probe(RtHealth *h, const RtNet *net, int n, const unsigned char *x,
                      const unsigned char *y) {
   int nl = net->nhidden * RT_NLAYER_FIGURES;
-  net->health(n, x, y, h->values);
+  int none = n < 2 && net->has_batchnorm; /* BatchNorm cannot train on one sample */
+  if (!none)
+    net->health(n, x, y, h->values);
   for (int i = 0; i < nl; i++) {
     int na = net->health_na[i / RT_NLAYER_FIGURES];
-    rth_set(&h->rows[i], h->values[i], na >> (i % RT_NLAYER_FIGURES) & 1);
+    rth_set(&h->rows[i], none ? NAN : h->values[i], none || (na >> (i % RT_NLAYER_FIGURES) & 1));
   }
   RtFigure *row = h->rows + nl;
   int r = 0;
@@ -160,7 +162,7 @@ void rt_health_probe(RtHealth *h, const RtNet *net, int n, const unsigned char *
     if (!rth_trained(t))
       continue;
     rth_set(row++, rth_norm(t), 0);
-    rth_set(row++, g ? rth_norm(g) : NAN, !g);
+    rth_set(row++, g && !none ? rth_norm(g) : NAN, !g || none);
     rth_set(row++, h->ratio[r], !h->updated || isnan(h->ratio[r]));
     r++;
   }

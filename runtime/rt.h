@@ -120,7 +120,9 @@ void rt_health_before_step(RtHealth *h, const RtNet *net);
 void rt_health_after_step(RtHealth *h, const RtNet *net);
 /* Computes every figure on the probe batch (n samples) through
    net->health and the tensor table. Changes no parameter, buffer or
-   optimizer state: training goes on bit for bit as without it. */
+   optimizer state: training goes on bit for bit as without it. A probe
+   of one sample under BatchNorm, which cannot run, has no layer figures
+   and no gradients: those are n/a. */
 void rt_health_probe(RtHealth *h, const RtNet *net, int n, const unsigned char *x,
                      const unsigned char *y);
 /* Writes the figures as two indented tables (layers, tensors), "n/a"

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 #include <jansson.h>
 #include "../mlpc.h"
@@ -570,6 +571,34 @@ static void test_output(void **state) {
   assert_int_equal(util_run(study, NULL, err.s), 0);
 }
 
+/* A probe of one sample under BatchNorm cannot run (BatchNorm cannot
+   train on one sample): its layer figures and gradient norms are n/a
+   (null), not numbers drawn from nothing; the weights' norms stay. */
+static void test_one_sample_probe(void **state) {
+  (void)state;
+  Path data = tmp_path("one"), model = tmp_path("one.json");
+  char text[512];
+  assert_int_equal(mkdir(data.s, 0700), 0);
+  assert_int_equal(util_idx_set(data.s, 1, 4, 4), 0);
+  snprintf(text, sizeof text, "{\"input\": 16, \"hidden\": [4], \"norm\": \"batchnorm\", "
+           "\"epochs\": 1, \"data\": \"%s\"}\n", data.s);
+  assert_int_equal(util_write(model.s, text, strlen(text)), 0);
+  const char *argv[] = {MLPC_BIN, model.s, "--run", "--json", "--health", "--backend", "tcc",
+                        NULL};
+  char *out = output(argv), *nl = strchr(out, '\n');
+  assert_non_null(nl);
+  *nl = 0; /* epoch 0's line */
+  json_t *j = json_loads(out, 0, NULL);
+  assert_non_null(j);
+  static const char *const figs[] = {"pre_mean", "pre_std", "post_mean", "post_std", "dead"};
+  for (size_t f = 0; f < sizeof figs / sizeof figs[0]; f++)
+    assert_true(json_is_null(figure(j, "hidden1", figs[f])));
+  assert_true(json_is_null(figure(j, "fc1.weight", "grad_norm")));
+  assert_true(json_is_number(figure(j, "fc1.weight", "norm")));
+  json_decref(j);
+  free(out);
+}
+
 /* ---- the training loop's callbacks ---- */
 
 typedef struct {
@@ -640,6 +669,7 @@ int main(void) {
     cmocka_unit_test(test_tcc_gcc),
     cmocka_unit_test(test_same_training),
     cmocka_unit_test(test_output),
+    cmocka_unit_test(test_one_sample_probe),
     cmocka_unit_test(test_callbacks),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

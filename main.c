@@ -12,7 +12,6 @@
 #include <string.h>
 #include <limits.h>
 #include <sys/stat.h>
-#include <time.h>
 #include "cli.h"
 #include "mlpc.h"
 #include "study/study.h"
@@ -279,17 +278,11 @@ static void write_text(const char *path, const Buf *b) {
     die(err);
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Compiles the model with the chosen backend, saying so. */
 static Jit *compile(const Ir *ir, int backend, FILE *info) {
   char err[2048];
   Buf src = {0};
-  double t0 = now();
+  double t0 = rt_now();
   check_emitted(emit_unit(ir, backend, &src));
   Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, ir->m->dtype, err, sizeof err)
                                   : jit_gcc(src.buf, "out/cache", err, sizeof err);
@@ -302,9 +295,9 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
     for (const char *const *f = jit_gcc_flags + 1; *f && strcmp(*f, "-fPIC"); f++)
       fprintf(info, "%s%s", f == jit_gcc_flags + 1 ? "" : " ", *f); /* the optimisation flags */
     fprintf(info, "), %s: %s in %.3f s\n", arith,
-            jit_cached(j) ? "cached object loaded" : "compiled", now() - t0);
+            jit_cached(j) ? "cached object loaded" : "compiled", rt_now() - t0);
   } else
-    fprintf(info, "backend tcc, %s: compiled in memory in %.3f s\n", arith, now() - t0);
+    fprintf(info, "backend tcc, %s: compiled in memory in %.3f s\n", arith, rt_now() - t0);
   return j;
 }
 

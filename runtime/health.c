@@ -30,11 +30,6 @@ static const char *const rth_tensor_names[RT_NTENSOR_FIGURES] = {
 #undef NAME_
 };
 
-/* The number of elements of t. */
-static long rth_numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
-}
-
 /* Element i (row-major order of the shape) of a float tensor, as a
    double, wherever its storage keeps it: sums over a tensor keep their
    order whatever the layout. */
@@ -46,7 +41,7 @@ static double rth_get(const RtTensor *t, long i) {
 /* The L2 norm of a float tensor, summed in double. */
 static double rth_norm(const RtTensor *t) {
   double s = 0;
-  for (long i = 0; i < rth_numel(t); i++)
+  for (long i = 0; i < rt_numel(t); i++)
     s += rth_get(t, i) * rth_get(t, i);
   return sqrt(s);
 }
@@ -79,7 +74,7 @@ int rt_health_alloc(RtHealth *h, const RtNet *net) {
   long elems = 0;
   for (int k = 0; k < net->ntensors; k++)
     if (rth_trained(&net->tensors[k]))
-      ntrained++, elems += rth_numel(&net->tensors[k]);
+      ntrained++, elems += rt_numel(&net->tensors[k]);
   h->nlayers = net->nhidden;
   h->nrows = net->nhidden * RT_NLAYER_FIGURES + ntrained * RT_NTENSOR_FIGURES;
   h->rows = calloc(h->nrows, sizeof *h->rows);
@@ -116,7 +111,7 @@ void rt_health_before_step(RtHealth *h, const RtNet *net) {
   long j = 0;
   for (int k = 0; k < net->ntensors; k++) {
     const RtTensor *t = &net->tensors[k];
-    for (long i = 0; rth_trained(t) && i < rth_numel(t); i++)
+    for (long i = 0; rth_trained(t) && i < rt_numel(t); i++)
       h->before[j++] = rth_get(t, i);
   }
 }
@@ -129,7 +124,7 @@ void rt_health_after_step(RtHealth *h, const RtNet *net) {
     if (!rth_trained(t))
       continue;
     double d2 = 0, w2 = 0;
-    for (long i = 0; i < rth_numel(t); i++, j++) {
+    for (long i = 0; i < rt_numel(t); i++, j++) {
       double d = rth_get(t, i) - h->before[j];
       d2 += d * d;
       w2 += h->before[j] * h->before[j];

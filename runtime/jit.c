@@ -135,20 +135,18 @@ static int extra_flags(Flags *F, char *err, size_t errlen) {
   return 0;
 }
 
-/* FNV-1a of a string, continuing from h. */
-static unsigned long long fnv(unsigned long long h, const char *s) {
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-  return (h ^ 0xff) * 0x100000001b3ULL; /* an end mark: "a","b" != "ab" */
+/* FNV-1a of a string and an end mark ("a","b" != "ab"), continuing from h. */
+static uint64_t hash_str(uint64_t h, const char *s) {
+  return rt_fnv(rt_fnv(h, s, strlen(s)), "\xff", 1);
 }
 
 /* FNV-1a over the source and all the flags: the name of the cached object. */
 static unsigned long long source_hash(const char *src, const Flags *F) {
-  unsigned long long h = fnv(0xcbf29ce484222325ULL, src);
+  uint64_t h = hash_str(RT_FNV_OFFSET, src);
   for (const char *const *f = jit_gcc_flags; *f; f++)
-    h = fnv(h, *f);
+    h = hash_str(h, *f);
   for (const char *const *f = F->extra; *f; f++)
-    h = fnv(h, *f);
+    h = hash_str(h, *f);
   return h;
 }
 

@@ -1,5 +1,6 @@
 /*
- * rng.c — the one random generator: xoshiro256** seeded by splitmix64.
+ * rng.c — the one random generator: xoshiro256** seeded by splitmix64;
+ * and the one hash, FNV-1a.
  *
  * A run draws from two streams of its seed: stream 0 for the initial
  * weights, stream 1 for the batch order, so a change of initialisation
@@ -58,4 +59,12 @@ uint64_t rt_rng_below(RtRng *r, uint64_t n) {
     x = rt_rng_next(r);
   while (x < limit);
   return x % n;
+}
+
+/* FNV-1a: each byte xored in, then multiplied by the 64-bit FNV prime. */
+uint64_t rt_fnv(uint64_t h, const void *data, size_t len) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
 }

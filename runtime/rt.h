@@ -51,6 +51,11 @@ double rt_rng_uniform(RtRng *r);            /* [0, 1)                    */
 double rt_rng_normal(RtRng *r);             /* N(0, 1)                   */
 uint64_t rt_rng_below(RtRng *r, uint64_t n); /* [0, n), unbiased         */
 
+#define RT_FNV_OFFSET 0xcbf29ce484222325ULL
+/* Folds len bytes of data into the 64-bit FNV-1a hash h (RT_FNV_OFFSET
+   to begin). */
+uint64_t rt_fnv(uint64_t h, const void *data, size_t len);
+
 /* ---- runtime/trng.c: PyTorch's CPU generator ("rng": "torch") ---- */
 
 typedef struct {
@@ -171,6 +176,10 @@ typedef struct {
 /* "mnist" and "fashion-mnist" → $MLPC_DATA/NAME or data/NAME; any other
    name is a directory and is returned as it is. */
 const char *rt_data_dir(const char *name, char *buf, size_t len);
+/* Seconds on a monotonic clock. */
+double rt_now(void);
+/* The number of elements of t. */
+long rt_numel(const RtTensor *t);
 /* Where element i of t, counted in row-major order of its shape, is
    stored in t->data: linear weights are stored transposed (net.h). */
 long rt_offset(const RtTensor *t, long i);

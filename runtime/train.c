@@ -50,8 +50,7 @@ static double train_init_value(int scheme, const RtTensor *t, RtRng *rng) {
   }
 }
 
-/* The number of elements of t. */
-static long train_numel(const RtTensor *t) {
+long rt_numel(const RtTensor *t) {
   return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
 }
 
@@ -61,7 +60,7 @@ long rt_offset(const RtTensor *t, long i) {
 
 void rt_copy_rows(const RtTensor *t, void *rows, int to_rows) {
   size_t sz = t->dtype == RT_F32 ? 4 : 8;
-  long n = train_numel(t);
+  long n = rt_numel(t);
   if (!t->transposed)
     memcpy(to_rows ? rows : t->data, to_rows ? t->data : rows, n * sz);
   else
@@ -103,7 +102,7 @@ static long train_count_nonfinite(const unsigned char *p, int dtype, long n) {
 }
 
 long rt_nonfinite(const RtTensor *t, const void *data, int rows, long *at, const char **what) {
-  long n = train_numel(t), i = 0;
+  long n = rt_numel(t), i = 0;
   long bad = t->dtype == RT_I64 ? 0 : train_count_nonfinite(data, t->dtype, n);
   if (!bad)
     return 0;
@@ -122,7 +121,7 @@ int rt_check_finite(const RtNet *net, char *msg, size_t len) {
     long at, bad = rt_nonfinite(t, t->data, 0, &at, &what);
     if (bad) {
       snprintf(msg, len, "%s[%ld] is %s (not finite: %ld of its %ld elements)", t->name,
-               at, what, bad, train_numel(t));
+               at, what, bad, rt_numel(t));
       return -1;
     }
   }
@@ -155,7 +154,7 @@ void rt_init(const RtNet *net, uint64_t seed) {
   rt_rng_seed(&rng, seed, 0);
   for (int k = 0; k < net->ntensors; k++) {
     const RtTensor *t = &net->tensors[k];
-    long n = train_numel(t);
+    long n = rt_numel(t);
     for (long i = 0; i < n; i++)
       train_store(t, i, torch ? train_const_value(t) : train_init_value(t->init, t, &rng));
     if (t->kind == RT_SEED)
@@ -179,7 +178,8 @@ const char *rt_data_dir(const char *name, char *buf, size_t len) {
 
 /* ---- the loop ---- */
 
-static double train_now(void) {
+/* Seconds on a monotonic clock. */
+double rt_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -436,22 +436,22 @@ static int train_check(const Loop *L, int diverged, char *why, size_t len) {
 /* Runs all epochs; returns the exit status (0, or 1 at divergence). */
 static int train_run(Loop *L) {
   const RtOptions *o = L->o;
-  double t0 = train_now(), tl = 0, vl = 0, acc = 0;
+  double t0 = rt_now(), tl = 0, vl = 0, acc = 0;
   char why[400];
   if (!o->json && !o->on_epoch)
     printf("epoch  train_loss   test_loss  test_acc  seconds\n");
   train_print_initial(L);
   for (int e = 1; e <= o->epochs; e++) {
-    double t = train_now();
+    double t = rt_now();
     int diverged = 0;
     tl = train_epoch(L, &diverged);
-    double train_secs = train_now() - t;
+    double train_secs = rt_now() - t;
     if (train_check(L, diverged, why, sizeof why))
-      return train_diverged(L, e, L->step, why, train_now() - t);
+      return train_diverged(L, e, L->step, why, rt_now() - t);
     train_eval(L, &vl, &acc);
     if (!isfinite(vl))
-      return train_diverged(L, e, 0, "the test loss is not finite", train_now() - t);
-    double secs = train_now() - t;
+      return train_diverged(L, e, 0, "the test loss is not finite", rt_now() - t);
+    double secs = rt_now() - t;
     const RtHealth *h = train_probe(L, e);
     if (o->on_epoch)
       train_report(o, e, tl, vl, acc, secs, 0);
@@ -466,7 +466,7 @@ static int train_run(Loop *L) {
     printf("{\"summary\": true, \"diverged\": false, \"epochs\": %d, ", o->epochs);
     train_json_loss("final_train_loss", tl);
     printf(", \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f}\n",
-           vl, acc, train_now() - t0);
+           vl, acc, rt_now() - t0);
   }
   return 0;
 }

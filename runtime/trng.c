@@ -236,11 +236,6 @@ void rt_trng_normal(RtTorchRng *r, void *data, int dtype, long n, double std) {
 
 /* ---- the model's initial weights ---- */
 
-/* Elements of t. */
-static long trng_numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
-}
-
 /* The tensor named like w with ".bias" for ".weight" (fc2.weight → fc2.bias). */
 static const RtTensor *trng_bias_of(const RtNet *net, const RtTensor *w) {
   size_t n = strlen(w->name) - strlen("weight");
@@ -257,7 +252,7 @@ static const RtTensor *trng_bias_of(const RtNet *net, const RtTensor *w) {
 static void *trng_rows(const RtTensor *t) {
   if (!t->transposed)
     return t->data;
-  void *rows = malloc((size_t)trng_numel(t) * (t->dtype == RT_F32 ? 4 : 8));
+  void *rows = malloc((size_t)rt_numel(t) * (t->dtype == RT_F32 ? 4 : 8));
   if (!rows) {
     fprintf(stderr, "mlpc: error: out of memory\n");
     exit(1);
@@ -280,12 +275,12 @@ static void trng_linear(RtTorchRng *r, const RtNet *net, const RtTensor *w) {
   double gain = sqrt(2.0 / (1 + pow(a, 2)));
   double bound = sqrt(3.0) * (gain / sqrt((double)w->fan_in));
   void *rows = trng_rows(w);
-  rt_trng_uniform(r, rows, w->dtype, trng_numel(w), -bound, bound);
+  rt_trng_uniform(r, rows, w->dtype, rt_numel(w), -bound, bound);
   trng_store(w, rows);
   const RtTensor *b = trng_bias_of(net, w);
   double bb = 1 / sqrt((double)w->fan_in);
   if (b)
-    rt_trng_uniform(r, b->data, b->dtype, trng_numel(b), -bb, bb);
+    rt_trng_uniform(r, b->data, b->dtype, rt_numel(b), -bb, bb);
 }
 
 /* The standard deviation of an init scheme's weights, as torch.nn.init
@@ -317,7 +312,7 @@ static void trng_scheme(RtTorchRng *r, const RtNet *net) {
       if (std < 0)
         continue;
       void *rows = trng_rows(t);
-      rt_trng_normal(r, rows, t->dtype, trng_numel(t), std);
+      rt_trng_normal(r, rows, t->dtype, rt_numel(t), std);
       trng_store(t, rows);
     }
 }
@@ -333,7 +328,7 @@ void rt_trng_init(const RtNet *net, uint64_t seed) {
   for (int k = 0; k < net->ntensors; k++) {
     const RtTensor *t = &net->tensors[k];
     if (t->kind == RT_BIAS && (t->init == RT_INIT_KAIMING || t->init == RT_INIT_XAVIER))
-      memset(t->data, 0, (size_t)trng_numel(t) * (t->dtype == RT_F32 ? 4 : 8));
+      memset(t->data, 0, (size_t)rt_numel(t) * (t->dtype == RT_F32 ? 4 : 8));
   }
   trng_scheme(&r, net);
 }

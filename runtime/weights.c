@@ -29,17 +29,12 @@ static int saved(const RtTensor *t) {
   return t->kind != RT_GRAD && t->kind != RT_STATE && t->kind != RT_SEED;
 }
 
-/* Elements of t; a counter (I64) is a scalar of shape []. */
-static long numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
-}
-
 /* Writes t's data in row-major order; 0 or -1. */
 static int write_data(const RtTensor *t, FILE *f) {
   size_t sz = st_sizes[t->dtype];
   if (!t->transposed)
-    return fwrite(t->data, sz, numel(t), f) == (size_t)numel(t) ? 0 : -1;
-  for (long i = 0; i < numel(t); i++)
+    return fwrite(t->data, sz, rt_numel(t), f) == (size_t)rt_numel(t) ? 0 : -1;
+  for (long i = 0; i < rt_numel(t); i++)
     if (fwrite((char *)t->data + rt_offset(t, i) * sz, sz, 1, f) != 1)
       return -1;
   return 0;
@@ -62,7 +57,7 @@ static char *make_header(const RtNet *net, size_t *len) {
     const RtTensor *t = &net->tensors[i];
     if (!saved(t))
       continue;
-    long end = off + numel(t) * st_sizes[t->dtype];
+    long end = off + rt_numel(t) * st_sizes[t->dtype];
     json_object_set_new(h, t->name, json_pack("{s:s, s:o, s:[I,I]}", "dtype",
                         st_dtypes[t->dtype], "shape", shape_of(t),
                         "data_offsets", (json_int_t)off, (json_int_t)end));
@@ -158,7 +153,7 @@ static size_t max_file(const File *F) {
   size_t n = 8 + MAX_HEADER;
   for (int i = 0; i < F->net->ntensors; i++)
     if (saved(&F->net->tensors[i]))
-      n += (size_t)numel(&F->net->tensors[i]) * st_sizes[F->net->tensors[i].dtype];
+      n += (size_t)rt_numel(&F->net->tensors[i]) * st_sizes[F->net->tensors[i].dtype];
   return n;
 }
 
@@ -224,7 +219,7 @@ static int check_finite(File *F, const RtTensor *t, const unsigned char *p) {
   long at, bad = rt_nonfinite(t, p, 1, &at, &what);
   if (bad)
     problem(F, t->name, "element %ld is %s (not finite: %ld of its %ld elements): weights "
-            "must be finite numbers", at, what, bad, numel(t));
+            "must be finite numbers", at, what, bad, rt_numel(t));
   return bad ? -1 : 0;
 }
 
@@ -245,7 +240,7 @@ static double file_value(const RtTensor *t, const unsigned char *p, long i) {
    negative. */
 static int check_buffer(File *F, const RtTensor *t, const unsigned char *p) {
   int count = t->dtype == RT_I64, var = t->kind == RT_BUF_ONE;
-  for (long i = 0; (count || var) && i < numel(t); i++) {
+  for (long i = 0; (count || var) && i < rt_numel(t); i++) {
     double v = file_value(t, p, i);
     if (count && (v < 0 || v > 9007199254740992.0)) {
       problem(F, t->name, "element %ld is %.0f: a count of batches is 0 to 2^53", i, v);
@@ -279,7 +274,7 @@ static int check_tensor(File *F, const RtTensor *t, json_t *e, unsigned char *se
   }
   if (check_shape(F, t, shape))
     return -1;
-  size_t bytes = (size_t)numel(t) * st_sizes[t->dtype];
+  size_t bytes = (size_t)rt_numel(t) * st_sizes[t->dtype];
   if (json_unpack(offs, "[I,I!]", &b, &end) || b < 0 || end < b ||
       end - b != (json_int_t)bytes || (size_t)end > F->len - F->data) {
     char *os = text_of(offs);

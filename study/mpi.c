@@ -60,13 +60,6 @@ static char cache[MAX_PATH_LEN];  /* gcc's object cache, one per host    */
 
 /* ---- small helpers ---- */
 
-/* Seconds on a monotonic clock. */
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Sleeps for s seconds. */
 static void nap(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
@@ -270,10 +263,10 @@ typedef struct {
 static void send_root(int tag, const void *buf, size_t n) {
   MPI_Request rq;
   int done = 0;
-  double t0 = now();
+  double t0 = rt_now();
   MPI_Isend(buf, (int)n, MPI_BYTE, 0, tag, MPI_COMM_WORLD, &rq);
   while (MPI_Test(&rq, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done &&
-         now() - t0 < timeout)
+         rt_now() - t0 < timeout)
     nap(0.0001);
   if (!done) {
     fprintf(stderr, "mlpc: rank %d: error: rank 0 takes nothing for %g s; stopping\n", me,
@@ -384,16 +377,16 @@ static int worker(void) {
     if (MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st) != MPI_SUCCESS)
       return fprintf(stderr, "mlpc: rank %d: error: lost rank 0\n", me), all_there = 0, 1;
     if (flag) {
-      heard = now();
+      heard = rt_now();
       if (worker_message(W, &st))
         break;
     } else if (compute_ended(&W->c)) {
       send_root(TAG_MSG, W->c.out.buf, W->c.out.len);
-      heard = beat = now();
-    } else if (heard && now() - beat >= beat_interval()) {
+      heard = beat = rt_now();
+    } else if (heard && rt_now() - beat >= beat_interval()) {
       send_root(TAG_BEAT, "", 0);
-      beat = now();
-    } else if (!W->c.busy && heard && now() - heard > 3 * timeout) {
+      beat = rt_now();
+    } else if (!W->c.busy && heard && rt_now() - heard > 3 * timeout) {
       fprintf(stderr, "mlpc: rank %d: error: no word from rank 0 for %g s; stopping\n", me,
               3 * timeout);
       status = 1, all_there = 0;
@@ -471,8 +464,8 @@ static int sending(void) {
 /* Waits at most s seconds for the sends in flight, then lets the rest go
    (a dead rank never takes its messages). */
 static void drain_sends(double s) {
-  double t0 = now();
-  while (progress_sends() && now() - t0 < s)
+  double t0 = rt_now();
+  while (progress_sends() && rt_now() - t0 < s)
     nap(0.0005);
   for (int i = 0; i < nsends; i++)
     MPI_Request_free(&sends[i].rq);
@@ -568,7 +561,7 @@ static int give(Sched *S, int i, int task) {
   if (send_unit)
     put(&b, j.unit, strlen(j.unit) + 1);
   failed |= post(i, TAG_JOB, b.buf, b.len, b.buf);
-  r->code = j.code, r->task = task, r->heard = now();
+  r->code = j.code, r->task = task, r->heard = rt_now();
   if (failed)
     lose(S, i, "cannot be sent to");
   return 0;
@@ -628,7 +621,7 @@ static int receive(Sched *S) {
     return 0;
   char *buf = receive_probed(&st, &n);
   Rank *r = &S->r[st.MPI_SOURCE];
-  r->heard = now();
+  r->heard = rt_now();
   if (r->gone)
     fprintf(stderr, "mlpc: %s is heard from again\n", who(st.MPI_SOURCE)), r->gone = 0;
   if (st.MPI_TAG == TAG_MSG && st_msg_parse(buf, (size_t)n, &m) == 0)
@@ -677,7 +670,7 @@ static void lose(Sched *S, int i, const char *why) {
 static void check_alive(Sched *S) {
   static double pinged;
   char why[64];
-  double t = now();
+  double t = rt_now();
   snprintf(why, sizeof why, "sent nothing for %g s", timeout);
   for (int i = 1; i < nranks; i++)
     if (!S->r[i].gone && t - S->r[i].heard > timeout)
@@ -737,7 +730,7 @@ static int setup(Sched *S) {
   S->pending = S->total;
   S->local.w = (StWorker){NULL, -1, cache};
   for (int i = 1; i < nranks; i++)  /* the first word, and the clock starts */
-    post(i, TAG_BEAT, "", 0, NULL), S->r[i].heard = now();
+    post(i, TAG_BEAT, "", 0, NULL), S->r[i].heard = rt_now();
   return S->total;
 }
 

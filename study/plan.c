@@ -13,17 +13,6 @@
 
 /* ---- hashing ---- */
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-/* Folds len bytes into a 64-bit FNV-1a hash. */
-static uint64_t fnv(uint64_t h, const void *data, size_t len) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < len; i++)
-    h = (h ^ p[i]) * FNV_PRIME;
-  return h;
-}
-
 /* A hash as 16 hex digits. */
 static StHash hex(uint64_t h) {
   StHash s;
@@ -31,14 +20,14 @@ static StHash hex(uint64_t h) {
   return s;
 }
 
-StHash st_hash(const void *data, size_t len) { return hex(fnv(FNV_OFFSET, data, len)); }
+StHash st_hash(const void *data, size_t len) { return hex(rt_fnv(RT_FNV_OFFSET, data, len)); }
 
 /* Folds one data set (sizes, pixels, labels) into h. */
 static uint64_t hash_set(uint64_t h, const RtSet *s) {
   long dims[3] = {s->n, s->rows, s->cols};
-  h = fnv(h, dims, sizeof dims);
-  h = fnv(h, s->images, (size_t)s->n * s->rows * s->cols);
-  return fnv(h, s->labels, (size_t)s->n);
+  h = rt_fnv(h, dims, sizeof dims);
+  h = rt_fnv(h, s->images, (size_t)s->n * s->rows * s->cols);
+  return rt_fnv(h, s->labels, (size_t)s->n);
 }
 
 /* ---- data sets ---- */
@@ -63,7 +52,7 @@ static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *
     snprintf(err, errlen, "experiment '%s': %s", e->name, why);
     return -1;
   }
-  *out = hex(hash_set(hash_set(FNV_OFFSET, &tr), &te));
+  *out = hex(hash_set(hash_set(RT_FNV_OFFSET, &tr), &te));
   rt_free_set(&tr);
   rt_free_set(&te);
   return 0;
@@ -146,10 +135,10 @@ typedef struct {
 
 /* The index of t among p->tasks, added if new. */
 static int task_of(StPlan *p, Table *tb, const StTask *t) {
-  uint64_t h = fnv(FNV_OFFSET, &t->code, sizeof t->code);
-  h = fnv(h, &t->seed, sizeof t->seed);
-  h = fnv(h, t->data_hash.hex, 16);
-  h = fnv(h, t->settings, strlen(t->settings));
+  uint64_t h = rt_fnv(RT_FNV_OFFSET, &t->code, sizeof t->code);
+  h = rt_fnv(h, &t->seed, sizeof t->seed);
+  h = rt_fnv(h, t->data_hash.hex, 16);
+  h = rt_fnv(h, t->settings, strlen(t->settings));
   for (size_t i = h & tb->mask;; i = (i + 1) & tb->mask) {
     if (tb->slot[i] < 0) {
       p->tasks[p->ntasks] = *t;

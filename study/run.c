@@ -36,7 +36,6 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include "study.h"
 
@@ -68,13 +67,6 @@ static volatile sig_atomic_t stop_signal;
 
 /* Notes a stop request. */
 static void on_signal(int sig) { stop_signal = sig; }
-
-/* Seconds on a monotonic clock. */
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Reads exactly n bytes; 1, 0 at end of file, -1 on error. */
 static int read_full(int fd, void *buf, size_t n) {
@@ -252,11 +244,11 @@ int st_train(StWorker *w, const StJob *j, Buf *out) {
   RtOptions o = {.epochs = j->epochs, .seed = j->seed, .max_batches = j->max_batches,
                  .shuffle = j->shuffle, .data = j->data_dir, .on_epoch = collect, .ctx = &c,
                  .health = 1, .on_health = collect_health};
-  double t0 = now();
+  double t0 = rt_now();
   const RtNet *net = jit_net(w->jit);
   rt_init(net, j->seed);
   int status = rt_train(net, &o);
-  c.r.seconds = now() - t0;
+  c.r.seconds = rt_now() - t0;
   if (c.r.nprobes > c.r.nepochs + 1)  /* the probe of the epoch it diverged at */
     c.r.nprobes = c.r.nepochs + 1;
   int failed = status && !c.r.diverged_epoch;
@@ -380,7 +372,7 @@ static int columns(void) {
 static void progress(Sched *S) {
   char line[1024], el[32], left[32] = "?", cur[512] = "";
   int busy = 0, latest = -1;
-  double t = now();
+  double t = rt_now();
   for (int i = 0; i < S->nw; i++)
     if (S->w[i].task >= 0)
       busy++, latest = latest > S->w[i].task ? latest : S->w[i].task;
@@ -572,7 +564,7 @@ static int setup(Sched *S) {
     S->code[c] = p->backend == BACKEND_TCC ? READY : NEW;
   S->nw = S->o->jobs < S->total ? S->o->jobs : S->total;
   S->w = calloc((size_t)S->nw + 1, sizeof *S->w);
-  S->t0 = now();
+  S->t0 = rt_now();
   return S->total;
 }
 
@@ -611,7 +603,7 @@ int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o) {
   while (!stop_signal && !S.fatal && S.done + S.failed < S.total) {
     if (!dispatch(&S))
       break;
-    if (o->progress && now() - S.shown >= 0.5)
+    if (o->progress && rt_now() - S.shown >= 0.5)
       progress(&S);
     wait_messages(&S);
   }

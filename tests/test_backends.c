@@ -129,10 +129,6 @@ static void same_text(const char *what, const char *a, const char *b) {
 
 /* ---- tensors ---- */
 
-static long numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
-}
-
 static size_t elsize(const RtTensor *t) {
   return t->dtype == RT_F32 ? 4 : 8;
 }
@@ -140,7 +136,7 @@ static size_t elsize(const RtTensor *t) {
 /* The index of the first element where two tensors' bits differ, or -1. */
 static long first_difference(const RtTensor *a, const RtTensor *b) {
   size_t z = elsize(a);
-  for (long i = 0; i < numel(a); i++)
+  for (long i = 0; i < rt_numel(a); i++)
     if (memcmp((char *)a->data + i * z, (char *)b->data + i * z, z))
       return i;
   return -1;
@@ -159,7 +155,7 @@ static void same_tensors(const char *what, const RtNet *a, const RtNet *b) {
   for (int k = 0; k < a->ntensors; k++) {
     const RtTensor *s = &a->tensors[k], *t = &b->tensors[k];
     assert_string_equal(s->name, t->name);
-    assert_int_equal(numel(s), numel(t));
+    assert_int_equal(rt_numel(s), rt_numel(t));
     long i = first_difference(s, t);
     if (i >= 0)
       fail_msg("%s: %s[%ld] differs: %a vs %a", what, s->name, i, element(s, i),
@@ -182,7 +178,7 @@ static RtNet snapshot(const RtNet *net) {
   RtTensor *t = malloc(sizeof *t * net->ntensors);
   for (int k = 0; k < net->ntensors; k++) {
     t[k] = net->tensors[k];
-    size_t n = numel(&t[k]) * elsize(&t[k]);
+    size_t n = rt_numel(&t[k]) * elsize(&t[k]);
     t[k].data = malloc(n);
     memcpy(t[k].data, net->tensors[k].data, n);
   }

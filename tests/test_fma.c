@@ -55,7 +55,7 @@ static unsigned char *train(int backend, int fma, size_t *len) {
   *len = 0;
   for (int k = 0; k < net->ntensors; k++) {
     const RtTensor *t = &net->tensors[k];
-    size_t n = (size_t)t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1) * (t->dtype == RT_F32 ? 4 : 8);
+    size_t n = (size_t)rt_numel(t) * (t->dtype == RT_F32 ? 4 : 8);
     out = realloc(out, *len + n);
     memcpy(out + *len, t->data, n);
     *len += n;

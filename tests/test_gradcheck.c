@@ -148,10 +148,6 @@ static const RtTensor *find(const RtNet *net, const char *name) {
   return NULL;
 }
 
-static long numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
-}
-
 /* ---- the check ---- */
 
 /* The error of g against fd, relative above FLOOR. */
@@ -186,8 +182,8 @@ static double check_tensor(const RtNet *net, const RtTensor *p, int n) {
   if (!d)
     fail_msg("%s: no tensor %s", p->name, gname);
   assert_int_equal(d->dtype, RT_F64);
-  assert_int_equal(numel(d), numel(p));
-  long len = numel(p);
+  assert_int_equal(rt_numel(d), rt_numel(p));
+  long len = rt_numel(p);
   double *w = p->data, *g = malloc(sizeof(double) * len), worst = 0;
   int shown = 0;
   net->grad(n, x, y);

@@ -103,10 +103,6 @@ static void set(const RtNet *net, const char *name, const double *v, int n) {
   memcpy(t->data, v, sizeof(double) * n);
 }
 
-static long numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
-}
-
 static size_t elsize(const RtTensor *t) {
   return t->dtype == RT_F32 ? 4 : 8;
 }
@@ -280,7 +276,7 @@ static void save(const RtNet *net, Saved *s) {
   s->n = net->ntensors;
   for (int k = 0; k < net->ntensors; k++) {
     const RtTensor *t = &net->tensors[k];
-    size_t len = numel(t) * elsize(t);
+    size_t len = rt_numel(t) * elsize(t);
     s->data[k] = malloc(len);
     memcpy(s->data[k], t->data, len);
   }
@@ -292,7 +288,7 @@ static const char *changed(const RtNet *net, Saved *s) {
   const char *name = NULL;
   for (int k = 0; k < net->ntensors; k++) {
     const RtTensor *t = &net->tensors[k];
-    if (!name && t->kind != RT_GRAD && memcmp(s->data[k], t->data, numel(t) * elsize(t)))
+    if (!name && t->kind != RT_GRAD && memcmp(s->data[k], t->data, rt_numel(t) * elsize(t)))
       name = t->name;
     free(s->data[k]);
   }

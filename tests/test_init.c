@@ -11,6 +11,10 @@
  * draws (written by tests/reference/gen.py) for a fixed sequence of
  * uniform_ and normal_ calls on one generator; rt_trng_uniform and
  * rt_trng_normal must give the same bits.
+ *
+ * The tensor kit the runtime shares: rt_numel counts the elements of 1-D
+ * and 2-D tensors, and rt_fnv gives the published FNV-1a values, the same
+ * whether the bytes come at once or in pieces.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -224,11 +228,32 @@ static void test_torch_bits(void **state) {
     free(t[i].data);
 }
 
+/* rt_numel of a vector, a matrix and a transposed matrix. */
+static void test_numel(void **state) {
+  (void)state;
+  RtTensor v = {.ndim = 1, .shape = {7, 0}}, m = {.ndim = 2, .shape = {3, 5}};
+  RtTensor w = {.ndim = 2, .shape = {OUT, IN}, .transposed = 1};
+  assert_int_equal(rt_numel(&v), 7);
+  assert_int_equal(rt_numel(&m), 15);
+  assert_int_equal(rt_numel(&w), N);
+}
+
+/* rt_fnv against the FNV-1a 64-bit test vectors, whole and in pieces. */
+static void test_fnv(void **state) {
+  (void)state;
+  assert_true(rt_fnv(RT_FNV_OFFSET, "", 0) == 0xcbf29ce484222325ULL);
+  assert_true(rt_fnv(RT_FNV_OFFSET, "a", 1) == 0xaf63dc4c8601ec8cULL);
+  assert_true(rt_fnv(RT_FNV_OFFSET, "foobar", 6) == 0x85944171f73967e8ULL);
+  assert_true(rt_fnv(rt_fnv(RT_FNV_OFFSET, "foo", 3), "bar", 3) == 0x85944171f73967e8ULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_statistics),
     cmocka_unit_test(test_seeded),
     cmocka_unit_test(test_torch_bits),
+    cmocka_unit_test(test_numel),
+    cmocka_unit_test(test_fnv),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,10 +77,6 @@ static double at(const RtTensor *t, long i) {
   }
 }
 
-static long numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
-}
-
 /* Whether a tensor is in a weight file: parameters and buffers. */
 static int saved(const RtTensor *t) {
   return t->kind != RT_GRAD && t->kind != RT_STATE && t->kind != RT_SEED;
@@ -93,7 +89,7 @@ static long bit_diffs(const RtNet *a, const RtNet *b) {
   for (int k = 0; k < a->ntensors; k++) {
     const RtTensor *x = &a->tensors[k], *y = &b->tensors[k];
     int size = x->dtype == RT_F32 ? 4 : 8;
-    for (long i = 0; saved(x) && i < numel(x); i++)
+    for (long i = 0; saved(x) && i < rt_numel(x); i++)
       bad += memcmp((char *)x->data + i * size, (char *)y->data + i * size, size) != 0;
   }
   return bad;
@@ -103,7 +99,7 @@ static long bit_diffs(const RtNet *a, const RtNet *b) {
 static void compare_params(Case *c, const RtNet *a, const RtNet *b) {
   for (int k = 0; k < a->ntensors; k++) {
     const RtTensor *x = &a->tensors[k], *y = &b->tensors[k];
-    for (long i = 0; saved(x) && i < numel(x); i++)
+    for (long i = 0; saved(x) && i < rt_numel(x); i++)
       note(c, &c->param, at(x, i), at(y, i), "%s[%ld]", x->name, i);
   }
 }

@@ -64,12 +64,8 @@ static void drop(Net *n) {
   free(n);
 }
 
-static long numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
-}
-
 static size_t bytes(const RtTensor *t) {
-  return (size_t)numel(t) * (t->dtype == RT_F32 ? 4 : 8);
+  return (size_t)rt_numel(t) * (t->dtype == RT_F32 ? 4 : 8);
 }
 
 /* One training step, so that every tensor holds something particular. */

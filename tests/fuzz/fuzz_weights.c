@@ -49,13 +49,10 @@ static void finding(const char *what, const char *detail) {
 
 /* A checksum of every tensor's bytes, to see that a refusal changed none. */
 static uint64_t state(void) {
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = RT_FNV_OFFSET;
   for (int k = 0; k < net.ntensors; k++) {
     const RtTensor *t = &tensors[k];
-    size_t n = (size_t)t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1) *
-               (t->dtype == RT_F32 ? 4 : 8);
-    for (size_t i = 0; i < n; i++)
-      h = (h ^ ((unsigned char *)t->data)[i]) * 1099511628211ULL;
+    h = rt_fnv(h, t->data, (size_t)rt_numel(t) * (t->dtype == RT_F32 ? 4 : 8));
   }
   return h;
 }

@@ -204,7 +204,8 @@ static void upgrade_note(FILE *note, long long v, long long runs) {
           v < 2 ? ", and a study run again adds the health figures of its runs" : "");
 }
 
-/* Brings the schema to ST_DB_SCHEMA inside the open transaction: creates
+/* Brings the schema to ST_DB_SCHEMA inside the open transaction (0; 2 for
+   a newer schema, the user's; -1 on an error): creates
    it, or upgrades version 1 (adds the health table) and 2 (rebuilds the
    epochs table), or refuses a newer one. Notes an upgrade. */
 static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
@@ -216,7 +217,7 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
     snprintf(err, errlen, "the database's schema is version %lld, newer than this mlpc's "
              "(%d): it was written by a newer mlpc; use that one, or another --db", v,
              ST_DB_SCHEMA);
-    return -1;
+    return 2; /* the user's: another --db */
   }
   long long runs = v ? query_int(db, "SELECT count(*) FROM runs", err, errlen) : 0;
   int old = v && v < ST_DB_SCHEMA;
@@ -239,7 +240,49 @@ static int db_busy_ms(void) {
   return s && *s && (*end || ms < 0 || ms > 86400000) ? 60000 : (int)ms;
 }
 
+/* A big-endian 32-bit field of a database file's header. */
+static unsigned long header_u32(const unsigned char *h, int at) {
+  return (unsigned long)h[at] << 24 | h[at + 1] << 16 | h[at + 2] << 8 | h[at + 3];
+}
+
+/* Whether path + suffix exists ("-journal", "-wal"). */
+static int beside(const char *path, const char *suffix) {
+  char p[4200];
+  struct stat st;
+  snprintf(p, sizeof p, "%s%s", path, suffix);
+  return stat(p, &st) == 0;
+}
+
+/* Reads the file's header before SQLite opens it: opening lets SQLite
+   roll back another program's hot journal or checkpoint its WAL, which
+   changes a file that is not ours. Refuses (2) a file that is not an
+   SQLite database, one that another program marks as its own, and one
+   not marked as mlpc's with a journal or WAL beside it. */
+static int peek(const char *path, char *err, size_t errlen) {
+  unsigned char h[100];
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return 0; /* a new file, or one SQLite reports on */
+  size_t n = fread(h, 1, sizeof h, f);
+  fclose(f);
+  if (n == 0)
+    return 0;
+  if (n < sizeof h || memcmp(h, "SQLite format 3", 16))
+    return snprintf(err, errlen, "not an mlpc results database: not a database file (no "
+                    "SQLite header); mlpc changes only its own; give another --db"), 2;
+  unsigned long id = header_u32(h, 68);
+  if (id == ST_DB_APP_ID || (!id && !beside(path, "-journal") && !beside(path, "-wal")))
+    return 0;
+  snprintf(err, errlen, "not an mlpc results database (application_id %lu%s): mlpc changes "
+           "only its own; give another --db", id, id ? "" : ", and an unfinished "
+           "transaction's journal beside it");
+  return 2;
+}
+
 int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen) {
+  int pk = peek(path, err, errlen);
+  if (pk)
+    return *db = NULL, pk;
   make_parent(path);
   if (sqlite3_open(path, db) != SQLITE_OK) {
     db_fail(*db, "cannot open", err, errlen);  /* the caller names path */
@@ -254,9 +297,10 @@ int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t err
                 "PRAGMA foreign_keys=ON", err, errlen) ||
       exec(*db, "BEGIN IMMEDIATE", err, errlen))
     return sqlite3_close(*db), -1;
-  if (upgrade(*db, note, err, errlen) || exec(*db, "COMMIT", err, errlen)) {
+  int up = upgrade(*db, note, err, errlen);
+  if (up || exec(*db, "COMMIT", err, errlen)) {
     sqlite3_exec(*db, "ROLLBACK", NULL, NULL, NULL);
-    return sqlite3_close(*db), -1;
+    return sqlite3_close(*db), up > 0 ? up : -1;
   }
   return 0;
 }

@@ -532,7 +532,8 @@ static void test_old_schema_mismatch(void **state) {
   sqlite3_close(d);
   db_exec(db, "PRAGMA user_version = 4");
   char *before = recorded(db);
-  assert_int_equal(run_study(file, db, fmt("%s/mismatch", tmp), "2"), 1);
+  /* the user's error: another --db */
+  assert_int_equal(run_study(file, db, fmt("%s/mismatch", tmp), "2"), 2);
   err = read_all(fmt("%s/stderr", tmp));
   assert_non_null(strstr(err, "the database's schema is version 4, newer than this mlpc's "
                               "(3)"));
@@ -658,8 +659,9 @@ static char *file_bytes(const char *path, long *len) {
 }
 
 /* A study on db must refuse it with exit 2 and the message, leaving its
-   bytes as they were and no file beside it. */
-static void expect_refused(const char *db, const char *why) {
+   bytes as they were and no file beside it but those there before
+   (beside: a journal left by another program). */
+static void refused_beside(const char *db, const char *why, const char *beside) {
   long before, after;
   char *was = file_bytes(db, &before);
   assert_non_null(was);
@@ -671,8 +673,13 @@ static void expect_refused(const char *db, const char *why) {
   assert_int_equal(after, before);
   assert_memory_equal(now, was, (size_t)before);
   assert_int_equal(access(fmt("%s-wal", db), F_OK), -1);
-  assert_int_equal(access(fmt("%s-journal", db), F_OK), -1);
+  assert_int_equal(access(fmt("%s-journal", db), F_OK), beside ? 0 : -1);
   free(e), free(was), free(now);
+}
+
+/* expect_refused with nothing beside db before. */
+static void expect_refused(const char *db, const char *why) {
+  refused_beside(db, why, NULL);
 }
 
 /* A database is mlpc's only when it says so (application_id), or is
@@ -688,6 +695,14 @@ static void test_foreign_db(void **state) {
   expect_refused(db, "tables: runs)");
   db_exec(db, "PRAGMA user_version = 2");
   expect_refused(db, "user_version 2, tables: runs)");
+  char journal[300];  /* another program's unfinished transaction beside it */
+  snprintf(journal, sizeof journal, "%s-journal", db);
+  FILE *j = fopen(journal, "wb");
+  assert_non_null(j);
+  fputs("a journal SQLite would roll back into the database", j);
+  fclose(j);
+  refused_beside(db, "an unfinished transaction's journal beside it", "-journal");
+  remove(journal);
   remove(db);
   db_exec(db, "PRAGMA application_id = 42");  /* another program's, and empty */
   expect_refused(db, "application_id 42");

@@ -253,11 +253,22 @@ static int beside(const char *path, const char *suffix) {
   return stat(p, &st) == 0;
 }
 
+/* Removes path + suffix unless it was there before (had): the empty WAL
+   and shared memory that reading a WAL database leaves. */
+static void unbeside(const char *path, const char *suffix, int had) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s%s", path, suffix);
+  if (!had)
+    remove(p);
+}
+
 /* Reads the file's header before SQLite opens it: opening lets SQLite
-   roll back another program's hot journal or checkpoint its WAL, which
-   changes a file that is not ours. Refuses (2) a file that is not an
-   SQLite database, one that another program marks as its own, and one
-   not marked as mlpc's with a journal or WAL beside it. */
+   roll back another program's hot journal, which changes a file that is
+   not ours. Refuses (2) a file that is not an SQLite database, one that
+   another program marks as its own, and one not marked as mlpc's with a
+   rollback journal beside it (mlpc's databases are in WAL mode; one
+   killed before its first commit may have a WAL beside it, which
+   st_db_open keeps from being checkpointed into a file found not ours). */
 static int peek(const char *path, char *err, size_t errlen) {
   unsigned char h[100];
   FILE *f = fopen(path, "rb");
@@ -271,8 +282,8 @@ static int peek(const char *path, char *err, size_t errlen) {
     return snprintf(err, errlen, "not an mlpc results database: not a database file (no "
                     "SQLite header); mlpc changes only its own; give another --db"), 2;
   unsigned long id = header_u32(h, 68);
-  if (id == ST_DB_APP_ID || (!id && !beside(path, "-journal") && !beside(path, "-wal")))
-    return 0;
+  if (id == ST_DB_APP_ID || (!id && !beside(path, "-journal")))
+    return 0; /* mlpc's use WAL: a rollback journal is another program's */
   snprintf(err, errlen, "not an mlpc results database (application_id %lu%s): mlpc changes "
            "only its own; give another --db", id, id ? "" : ", and an unfinished "
            "transaction's journal beside it");
@@ -290,9 +301,15 @@ int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t err
     return -1;
   }
   sqlite3_busy_timeout(*db, db_busy_ms());
+  sqlite3_db_config(*db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL); /* until it is ours */
+  int wal = beside(path, "-wal"), shm = beside(path, "-shm");
   int rc = claim(*db, err, errlen);
-  if (rc)
-    return sqlite3_close(*db), rc;
+  if (rc) {
+    sqlite3_close(*db);
+    unbeside(path, "-wal", wal), unbeside(path, "-shm", shm);
+    return rc;
+  }
+  sqlite3_db_config(*db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
   if (exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                 "PRAGMA foreign_keys=ON", err, errlen) ||
       exec(*db, "BEGIN IMMEDIATE", err, errlen))

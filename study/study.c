@@ -168,8 +168,14 @@ int st_main(const char *file, int argc, char **argv) {
   if (!F.run)
     return st_plan_free(&p), st_free(&s), 0;
   if ((rc = st_db_open(dbpath, &db, stderr, err, sizeof err)) ||
-      st_db_prepare(db, &p, err, sizeof err))
-    return fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), rc == 2 ? 2 : 1;
+      st_db_prepare(db, &p, err, sizeof err)) {
+    fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err);
+    if (!rc)
+      st_db_close(db); /* open, but not prepared */
+    st_plan_free(&p);
+    st_free(&s);
+    return rc == 2 ? 2 : 1;
+  }
   int again, todo = missing(&p, &again) + again;
   int jobs = st_mpi_ranks() ? st_mpi_ranks() : F.jobs;
   jobs = jobs < todo ? jobs : todo;

@@ -342,6 +342,14 @@ static pid_t rank_pid(pid_t mpirun, int r) {
   return found;
 }
 
+/* Whether the study's stderr holds text yet. */
+static int said(const char *text) {
+  char *err = read_all(fmt("%s/stderr", tmp));
+  int found = strstr(err, text) != NULL;
+  free(err);
+  return found;
+}
+
 /* Starts the longer study on 3 ranks with --enable-recovery and a short
    timeout, into database what; once its first run is done, sends rank 1
    sig. Returns mpirun's pid. */
@@ -359,8 +367,9 @@ static pid_t start_and_signal(const char *what, const char *timeout, int sig) {
   pid_t rank1 = rank_pid(pid, 1);
   assert_true(rank1 > 0);
   kill(rank1, sig);
-  if (sig == SIGSTOP) {  /* taken for dead after 0.5 s; back after 1.5 s */
-    sleep_s(1.5);
+  if (sig == SIGSTOP) {  /* back once rank 0 has taken it for dead: an event */
+    for (int i = 0; i < 30000 && !said("taken for dead"); i++)
+      sleep_s(0.01);
     kill(rank1, SIGCONT);
   }
   return pid;
@@ -379,7 +388,8 @@ static void test_dead_rank(void **state) {
 }
 
 /* A worker rank stopped (SIGSTOP) for longer than the timeout is taken
-   for dead; continued, it is taken back, and the study ends as usual. */
+   for dead; continued once it has been, it is taken back, and the study
+   ends as usual. */
 static void test_slow_rank(void **state) {
   (void)state;
   expect_ok(wait_status(start_and_signal("slow", "0.5", SIGSTOP)));

@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include "gen.h"
 
 /* weight (out, in), then bias (out), drawn by the layer's init. */
@@ -95,9 +94,8 @@ static int infer_weights(Inf *I, const Layer *l) {
            bn ? ", norm folded in" : "");
   int rc = inf_array(I, name, what, wt, (long)In * O, 0);
   snprintf(name, sizeof name, "%s_bias", l->cname);
-  snprintf(what, sizeof what, "(%d): %s%s", O, bias ? l->tname : "no bias",
-           bias ? ".bias" : "");
-  snprintf(what + strlen(what), sizeof what - strlen(what), "%s", bn ? ", norm folded in" : "");
+  snprintf(what, sizeof what, "(%d): %s%s%s", O, bias ? l->tname : "no bias",
+           bias ? ".bias" : "", bn ? ", norm folded in" : "");
   rc = rc ? rc : inf_array(I, name, what, b, O, 0);
   free(wt);
   free(b);

@@ -796,12 +796,18 @@ static const Object top_object = {NULL, NULL, 0, top_fields, NULL, NULL};
 
 /* ---- checks across keys ---- */
 
-/* Trainable parameters: linear weights and biases, norm gamma and beta. */
-static uint64_t count_params(const Model *m) {
+/* The model's layers (fe_layer_list), lowered once for the checks. */
+typedef struct {
+  int n;
   Spec l[MAX_LAYERS];
-  FeWhere w[MAX_LAYERS];
+  FeWhere where[MAX_LAYERS];
+} List;
+
+/* Trainable parameters: linear weights and biases, norm gamma and beta. */
+static uint64_t count_params(const Model *m, const List *L) {
+  const Spec *l = L->l;
   uint64_t n = 0, in = (uint64_t)m->input;
-  for (int i = 0, nl = fe_layer_list(m, l, w); i < nl; i++) {
+  for (int i = 0; i < L->n; i++) {
     if (l[i].kind == LK_LINEAR)
       n += in * l[i].out + (l[i].bias ? l[i].out : 0), in = l[i].out;
     if (l[i].kind == LK_BATCHNORM || l[i].kind == LK_LAYERNORM)
@@ -820,8 +826,8 @@ static int state_copies(const Optim *o) {
 }
 
 /* Refuses a model whose parameters would not fit in sensible memory. */
-static int check_params(Ctx *c, const Model *m) {
-  uint64_t n = count_params(m);
+static int check_params(Ctx *c, const Model *m, const List *L) {
+  uint64_t n = count_params(m, L);
   if (n <= (uint64_t)MAX_PARAMS)
     return 0;
   double bytes = (double)n * (2 + state_copies(&m->opt)) *
@@ -833,12 +839,10 @@ static int check_params(Ctx *c, const Model *m) {
 }
 
 /* Refuses a batch whose activations would not fit in sensible memory. */
-static int check_activations(Ctx *c, const Model *m) {
-  Spec l[MAX_LAYERS];
-  FeWhere where[MAX_LAYERS];
+static int check_activations(Ctx *c, const Model *m, const List *L) {
   uint64_t w = (uint64_t)m->input;
-  for (int i = 0, nl = fe_layer_list(m, l, where); i < nl; i++)
-    w += l[i].kind == LK_LINEAR ? (uint64_t)l[i].out : 0;
+  for (int i = 0; i < L->n; i++)
+    w += L->l[i].kind == LK_LINEAR ? (uint64_t)L->l[i].out : 0;
   if ((uint64_t)m->batch_size * w <= (uint64_t)MAX_ACTIVATIONS)
     return 0;
   size_t n = enter(c, "batch_size");
@@ -850,12 +854,10 @@ static int check_activations(Ctx *c, const Model *m) {
 }
 
 /* BatchNorm cannot train on one sample (PyTorch refuses it). */
-static int check_batchnorm(Ctx *c, const Model *m) {
-  Spec l[MAX_LAYERS];
-  FeWhere w[MAX_LAYERS];
+static int check_batchnorm(Ctx *c, const Model *m, const List *L) {
   int bn = 0;
-  for (int i = 0, nl = fe_layer_list(m, l, w); i < nl; i++)
-    bn |= l[i].kind == LK_BATCHNORM;
+  for (int i = 0; i < L->n; i++)
+    bn |= L->l[i].kind == LK_BATCHNORM;
   if (!bn || m->batch_size > 1)
     return 0;
   size_t n = enter(c, "batch_size");
@@ -993,7 +995,9 @@ static int check_layer_constants(Ctx *c, const Model *m) {
 
 /* Checks that involve more than one key. */
 static int check_model(Ctx *c, const Model *m) {
-  return check_params(c, m) || check_activations(c, m) || check_batchnorm(c, m) ||
+  List L;
+  L.n = fe_layer_list(m, L.l, L.where);
+  return check_params(c, m, &L) || check_activations(c, m, &L) || check_batchnorm(c, m, &L) ||
          check_constants(c, m) || check_layer_constants(c, m) ? -1 : 0;
 }
 

@@ -108,6 +108,12 @@ static void fmt_name(char *dst, size_t len, const char *fmt, ...) {
   }
 }
 
+void gen_shape(Tensor *t, int ndim, const int *dims) {
+  t->ndim = ndim;
+  for (int d = 0; d < 4; d++)
+    t->shape[d] = d < ndim ? dims[d] : 0;
+}
+
 Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char *field,
                    int kind, int rows, int cols) {
   Tensor *t = &g->t[g->ntensors++];
@@ -115,8 +121,8 @@ Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char 
   fmt_name(t->cname, sizeof t->cname, "%s_%s", cprefix, field);
   fmt_name(t->tname, sizeof t->tname, "%s.%s", tprefix, field);
   t->kind = kind;
-  t->shape[0] = rows;
-  t->shape[1] = cols;
+  int dims[2] = {rows, cols};
+  gen_shape(t, cols ? 2 : 1, dims);
   t->trained = kind <= RT_BETA;
   t->init = g->m->init;
   return t;
@@ -150,12 +156,15 @@ static void plan_state(Gen *g) {
     if (!g->t[i].trained)
       continue;
     Tensor p = g->t[i];
-    Tensor *d = gen_tensor(g, p.cname, p.tname, "grad", RT_GRAD, p.shape[0], p.shape[1]);
+    Tensor *d = gen_tensor(g, p.cname, p.tname, "grad", RT_GRAD, 1, 0);
+    gen_shape(d, p.ndim, p.shape);
     fmt_name(d->cname, sizeof d->cname, "d%s", p.cname);
     d->transposed = p.transposed;
-    for (int f = 0; f < nf; f++)
-      gen_tensor(g, p.cname, p.tname, fields[f], RT_STATE, p.shape[0], p.shape[1])
-          ->transposed = p.transposed;
+    for (int f = 0; f < nf; f++) {
+      Tensor *s = gen_tensor(g, p.cname, p.tname, fields[f], RT_STATE, 1, 0);
+      gen_shape(s, p.ndim, p.shape);
+      s->transposed = p.transposed;
+    }
   }
   gen_tensor(g, "optimizer", "optimizer", "step", RT_STATE, 1, 0)->i64 = 1;
   for (int i = 0; i < g->ir->nlayers; i++)
@@ -177,17 +186,30 @@ static void plan(Gen *g) {
 
 /* ---- declarations ---- */
 
-static long numel(const Tensor *t) {
-  return t->shape[1] ? (long)t->shape[0] * t->shape[1] : t->shape[0];
+long gen_numel(const Tensor *t) {
+  long n = 1;
+  for (int d = 0; d < t->ndim; d++)
+    n *= t->shape[d];
+  return n;
 }
 
-/* The shape as a comment: "(128, 784)" or "(128)". */
+/* The shape as a comment: "(128, 784)", "(128)" or "(16, 1, 3, 3)". */
 static const char *shape_str(const Tensor *t) {
-  static char s[32];
-  if (t->shape[1])
-    snprintf(s, sizeof s, "(%d, %d)", t->shape[0], t->shape[1]);
-  else
-    snprintf(s, sizeof s, "(%d)", t->shape[0]);
+  static char s[64];
+  int n = snprintf(s, sizeof s, "(%d", t->shape[0]);
+  for (int d = 1; d < t->ndim; d++)
+    n += snprintf(s + n, sizeof s - n, ", %d", t->shape[d]);
+  snprintf(s + n, sizeof s - n, ")");
+  return s;
+}
+
+/* The shape as a C initializer: "{128, 784}", "{16, 1, 3, 3}". */
+static const char *shape_init(const Tensor *t) {
+  static char s[64];
+  int n = snprintf(s, sizeof s, "{%d, %d", t->shape[0], t->shape[1]);
+  for (int d = 2; d < t->ndim; d++)
+    n += snprintf(s + n, sizeof s - n, ", %d", t->shape[d]);
+  snprintf(s + n, sizeof s - n, "}");
   return s;
 }
 
@@ -201,9 +223,9 @@ static void emit_tensor_decls(Gen *g) {
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
     emitf(g->b, "static %s %s[%ld]; /* %s %s%s */\n", t->i64 ? "long long" : "real",
-          t->cname, numel(t), shape_str(t), t->tname,
+          t->cname, gen_numel(t), shape_str(t), t->tname,
           t->transposed ? ", stored transposed" : "");
-    gen_count(g, numel(t), !t->i64);
+    gen_count(g, gen_numel(t), !t->i64);
   }
   emitf(g->b, "\n");
 }
@@ -329,7 +351,7 @@ static void emit_optimizer(Gen *g) {
         emitf(b, ", %s_%s", t->cname, fields[f]);
       else
         emitf(b, ", 0");
-    emitf(b, ", %ld);\n", numel(t));
+    emitf(b, ", %ld);\n", gen_numel(t));
   }
   emitf(b, "}\n\n");
 }
@@ -409,8 +431,8 @@ static int emit_health_buffers(Gen *g) {
     if (g->t[i].kind == RT_BUF_ZERO || g->t[i].kind == RT_BUF_ONE) {
       emitf(b, "%sstatic %s %s_kept[%ld];\n",
             n++ ? "" : "/* BatchNorm's buffers, kept while the probe runs */\n",
-            g->t[i].i64 ? "long long" : "real", g->t[i].cname, numel(&g->t[i]));
-      gen_count(g, numel(&g->t[i]), !g->t[i].i64);
+            g->t[i].i64 ? "long long" : "real", g->t[i].cname, gen_numel(&g->t[i]));
+      gen_count(g, gen_numel(&g->t[i]), !g->t[i].i64);
     }
   if (!n)
     return 0;
@@ -421,10 +443,10 @@ static int emit_health_buffers(Gen *g) {
       const char *to = restore ? "" : "_kept", *from = restore ? "_kept" : "";
       if (t->kind != RT_BUF_ZERO && t->kind != RT_BUF_ONE)
         continue;
-      if (numel(t) == 1)
+      if (gen_numel(t) == 1)
         emitf(b, "  %s%s[0] = %s%s[0];\n", t->cname, to, t->cname, from);
       else
-        emitf(b, "  for (int i = 0; i < %ld; i++)\n    %s%s[i] = %s%s[i];\n", numel(t),
+        emitf(b, "  for (int i = 0; i < %ld; i++)\n    %s%s[i] = %s%s[i];\n", gen_numel(t),
               t->cname, to, t->cname, from);
     }
     emitf(b, "}\n");
@@ -515,9 +537,9 @@ static void emit_table(Gen *g) {
   emitf(b, "static RtTensor tensors[%d] = {\n", g->ntensors);
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(b, "  {\"%s\", %s, %s, %d, {%d, %d}, %d, %d, %s, %d, %s},\n", t->tname,
+    emitf(b, "  {\"%s\", %s, %s, %d, %s, %d, %d, %s, %d, %s},\n", t->tname,
           kinds[t->kind], t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
-          t->shape[1] ? 2 : 1, t->shape[0], t->shape[1], t->fan_in, t->fan_out,
+          t->ndim, shape_init(t), t->fan_in, t->fan_out,
           t->cname, t->transposed, inits[t->init]);
   }
   emitf(b, "};\n\n");

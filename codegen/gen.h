@@ -23,7 +23,8 @@ typedef struct {
   char tname[56];   /* PyTorch's name: fc1.weight                        */
   int kind;         /* RT_WEIGHT ...                                     */
   int i64;          /* a counter                                         */
-  int shape[2];     /* shape[1] == 0 for a vector                        */
+  int ndim;         /* 1 to 4                                            */
+  int shape[4];     /* PyTorch's                                         */
   int fan_in, fan_out;
   int init;         /* RT_INIT_*                                         */
   int trained;      /* has a gradient and optimizer state                */
@@ -48,9 +49,14 @@ typedef struct {
   int first;         /* the input is the model's: no gradient for it     */
 } Ctx;
 
-/* Adds a tensor named PREFIX_FIELD in C and PREFIX.FIELD in PyTorch. */
+/* Adds a tensor named PREFIX_FIELD in C and PREFIX.FIELD in PyTorch, of
+   shape (rows, cols), or (rows) when cols is 0. */
 Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char *field,
                    int kind, int rows, int cols);
+/* Gives t the shape dims[0..ndim). */
+void gen_shape(Tensor *t, int ndim, const int *dims);
+/* Its number of elements. */
+long gen_numel(const Tensor *t);
 /* Counts n elements of a real (is_real) or 8-byte type as declared. */
 void gen_count(Gen *g, size_t n, int is_real);
 /* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7"

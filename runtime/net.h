@@ -65,8 +65,9 @@ typedef struct {
   const char *name;  /* PyTorch's name, e.g. "fc1.weight"                 */
   int kind;          /* RT_WEIGHT ... RT_STATE                            */
   int dtype;         /* RT_F32, RT_F64 or RT_I64                          */
-  int ndim;          /* 1 or 2                                            */
-  int shape[2];      /* (out, in) for a weight, (n) otherwise             */
+  int ndim;          /* 1 to 4                                            */
+  int shape[4];      /* PyTorch's: (out, in) for a linear weight, (out,
+                        in, kh, kw) for a convolution's, (n) otherwise    */
   int fan_in;        /* for the init schemes                              */
   int fan_out;
   void *data;
@@ -79,6 +80,8 @@ typedef struct {
 typedef struct {
   const char *name;      /* the model's name                             */
   int input, output;     /* features in, classes out                      */
+  int shape[3];          /* the input as images (channels, height, width),
+                            or 0s: a flat input of `input` features       */
   int batch;             /* largest batch the step accepts                */
   int dtype;             /* RT_F32 or RT_F64                              */
   int init;              /* RT_INIT_*: the model's (each tensor has its own) */

@@ -51,7 +51,10 @@ static double train_init_value(int scheme, const RtTensor *t, RtRng *rng) {
 }
 
 long rt_numel(const RtTensor *t) {
-  return t->ndim == 1 ? t->shape[0] : (long)t->shape[0] * t->shape[1];
+  long n = 1;
+  for (int d = 0; d < t->ndim; d++)
+    n *= t->shape[d];
+  return n;
 }
 
 long rt_offset(const RtTensor *t, long i) {

@@ -106,7 +106,8 @@ typedef struct {
 typedef struct {
   char file[MAX_PATH_LEN];  /* the model file, for messages              */
   char name[64];            /* [A-Za-z0-9_.-]+                           */
-  int input, output;
+  int input, output;        /* features in (C·H·W), classes out         */
+  int shape[3];             /* "input" given as [C, H, W], or 0s: flat   */
   int nlayers;              /* "layers" given: its entries; 0: the
                                shorthand hidden/norm/activation below    */
   Spec layers[MAX_LAYERS];

@@ -15,13 +15,18 @@
 
 /* Layer kinds: X(enum, name); each is a unit of the code generator
    (codegen/layers.h), the activations one unit for all. */
-#define LAYERS(X)              \
-  X(L_LINEAR,    "linear")     \
-  X(L_BATCHNORM, "batchnorm")  \
-  X(L_LAYERNORM, "layernorm")  \
-  X(L_DROPOUT,   "dropout")    \
-  X(L_ACT,       "act")        \
-  X(L_LOSS,      "cross_entropy")
+#define LAYERS(X)                  \
+  X(L_LINEAR,      "linear")       \
+  X(L_BATCHNORM,   "batchnorm")    \
+  X(L_LAYERNORM,   "layernorm")    \
+  X(L_DROPOUT,     "dropout")      \
+  X(L_CONV2D,      "conv2d")       \
+  X(L_MAXPOOL2D,   "maxpool2d")    \
+  X(L_AVGPOOL2D,   "avgpool2d")    \
+  X(L_BATCHNORM2D, "batchnorm2d")  \
+  X(L_FLATTEN,     "flatten")      \
+  X(L_ACT,         "act")          \
+  X(L_LOSS,        "cross_entropy")
 
 #define ENUM1_(e, ...) e,
 enum { LAYERS(ENUM1_) NLAYERS };
@@ -34,7 +39,8 @@ typedef struct {
   int kind;          /* L_*                                              */
   int index;         /* the shorthand's block k, from 1 (fc{k}, norm{k});
                         in a list, its position (0, 1, ...)               */
-  int in, out;       /* features in and out                              */
+  int in, out;       /* features in and out (of one sample: C·H·W)       */
+  FeShape x, y;      /* the shapes of its input and output               */
   Spec spec;         /* its settings, as the model file gave them        */
   int init;          /* RT_INIT_* of its parameters (the layer's or the
                         model's)                                          */

@@ -1,9 +1,11 @@
 /*
- * batchnorm.c — BatchNorm1d: per feature over the batch; batch
- * statistics in training (biased variance), running statistics in
- * evaluation. The arithmetic is runtime/kernels.h's bn_forward and
- * bn_backward. Inference C folds it into a linear layer right before it,
- * and otherwise computes bn_forward's evaluation mode.
+ * batchnorm.c — BatchNorm1d, per feature over the batch, and BatchNorm2d,
+ * per channel over the batch and the (H, W) positions; batch statistics
+ * in training (biased variance), running statistics in evaluation. The
+ * arithmetic is runtime/kernels.h's bn_forward and bn_backward (1d) and
+ * bn2d_forward and bn2d_backward. Inference C folds a BatchNorm1d into a
+ * linear layer right before it, and otherwise computes the evaluation
+ * mode.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,44 +15,61 @@
 /* weight (γ) and bias (β), trained; running_mean, running_var and
    num_batches_tracked, buffers; as nn.BatchNorm1d names them. */
 static void plan(Gen *g, const Layer *l) {
-  gen_tensor(g, l->cname, l->tname, "weight", RT_GAMMA, l->out, 0)->init = l->init;
-  gen_tensor(g, l->cname, l->tname, "bias", RT_BETA, l->out, 0)->init = l->init;
-  gen_tensor(g, l->cname, l->tname, "running_mean", RT_BUF_ZERO, l->out, 0);
-  gen_tensor(g, l->cname, l->tname, "running_var", RT_BUF_ONE, l->out, 0);
+  int C = l->x.c;
+  gen_tensor(g, l->cname, l->tname, "weight", RT_GAMMA, C, 0)->init = l->init;
+  gen_tensor(g, l->cname, l->tname, "bias", RT_BETA, C, 0)->init = l->init;
+  gen_tensor(g, l->cname, l->tname, "running_mean", RT_BUF_ZERO, C, 0);
+  gen_tensor(g, l->cname, l->tname, "running_var", RT_BUF_ONE, C, 0);
   gen_tensor(g, l->cname, l->tname, "num_batches_tracked", RT_BUF_ZERO, 1, 0)->i64 = 1;
 }
 
 /* x̂, the statistics and the backward sums. */
 static void decls(Gen *g, const Layer *l) {
   const char *p = l->cname;
-  int C = l->out;
+  int C = l->x.c;
   emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
         "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n"
         "static double %s_mean[%d], %s_var[%d]; /* (%d) of the batch, or running */\n"
         "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d]; /* (%d) sums of dy, dy*xhat */\n",
-        p, C, C, p, C, C, p, C, p, C, C, p, C, p, C, p, C, C);
-  gen_count(g, (size_t)g->m->batch_size * C, 1), gen_count(g, 6 * (size_t)C, 0);
+        p, l->out, l->out, p, C, C, p, C, p, C, C, p, C, p, C, p, C, C);
+  gen_count(g, (size_t)g->m->batch_size * l->out, 1), gen_count(g, 6 * (size_t)C, 0);
+}
+
+/* The kernels' first arguments: "bn_forward(n, C" or "bn2d_forward(n, C, S". */
+static void call(Buf *b, const Layer *l, const char *pass) {
+  if (l->kind == L_BATCHNORM2D)
+    emitf(b, "bn2d_%s(n, %d, %d", pass, l->x.c, l->x.h * l->x.w);
+  else
+    emitf(b, "bn_%s(n, %d", pass, l->x.c);
 }
 
 static void emit(Ctx *c) {
   Buf *b = c->g->b;
-  const Norm *nm = &c->l->spec.norm;
+  const Layer *l = c->l;
+  const Norm *nm = &l->spec.norm;
   const char *p = c->p, *x = c->in;
-  int C = c->l->out;
-  emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C, nm->eps, C, C);
+  int C = l->x.c;
+  if (l->kind == L_BATCHNORM2D)
+    emitf(b, "/* %s: BatchNorm2d(%d, eps=%g), (B, %d, %d, %d) -> (B, %d, %d, %d) */\n", p, C,
+          nm->eps, C, l->x.h, l->x.w, C, l->x.h, l->x.w);
+  else
+    emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C, nm->eps, C, C);
   emitf(b, "static void %s_forward(int n, int train) {\n"
         "  if (train)\n    %s_num_batches_tracked[0]++;\n", p, p);
   if (nm->cumulative)
     emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
   else
     emitf(b, "  double m = %s; /* momentum %g */\n", gen_num(nm->momentum), nm->momentum);
-  emitf(b, "  bn_forward(n, %d, train, m, %s, %s, %s_weight, %s_bias, %s_running_mean,\n"
+  emitf(b, "  ");
+  call(b, l, "forward");
+  emitf(b, ", train, m, %s, %s, %s_weight, %s_bias, %s_running_mean,\n"
         "             %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out);\n}\n\n",
-        C, gen_num(nm->eps), x, p, p, p, p, p, p, p, p, p);
-  emitf(b, "static void %s_backward(int n) {\n"
-        "  bn_backward(n, %d, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k,\n"
+        gen_num(nm->eps), x, p, p, p, p, p, p, p, p, p);
+  emitf(b, "static void %s_backward(int n) {\n  ", p);
+  call(b, l, "backward");
+  emitf(b, ", d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k,\n"
         "              d%s_weight, d%s_bias, d%s);\n}\n\n",
-        p, C, p, p, p, p, p, p, p, p, p, x);
+        p, p, p, p, p, p, p, p, p, x);
 }
 
 /* ---- inference, where no linear layer comes right before ---- */
@@ -60,20 +79,35 @@ static int infer_weights(Inf *I, const Layer *l) {
   if (inf_folded(I->ir, (int)(l - I->ir->layers)))
     return 0;
   static const char *const fields[] = {"running_mean", "running_var", "weight", "bias"};
-  double *v = inf_doubles(l->out);
+  int C = l->x.c;
+  double *v = inf_doubles(C);
   int rc = 0;
   for (int f = 0; f < 4 && !rc; f++) {
     const RtTensor *t = inf_find(I, l, fields[f]);
     char name[48], what[96];
-    for (int c = 0; c < l->out; c++)
+    for (int c = 0; c < C; c++)
       v[c] = f == 1 ? 1 / sqrt(inf_at(t, c) + l->spec.norm.eps) : inf_at(t, c);
     snprintf(name, sizeof name, "%s_%s", l->cname, f == 1 ? "rstd" : fields[f]);
-    snprintf(what, sizeof what, "(%d): %s%s.%s", l->out, f == 1 ? "1/sqrt of " : "", l->tname,
+    snprintf(what, sizeof what, "(%d): %s%s.%s", C, f == 1 ? "1/sqrt of " : "", l->tname,
              fields[f]);
-    rc = inf_array(I, name, what, v, l->out, f < 2);
+    rc = inf_array(I, name, what, v, C, f < 2);
   }
   free(v);
   return rc;
+}
+
+/* bn2d_forward's evaluation mode, in place: each channel's S positions. */
+static void infer_forward_2d(Inf *I, const Layer *l) {
+  const char *k = l->cname;
+  int C = l->x.c, S = l->x.h * l->x.w;
+  emitf(I->b, "/* %s: BatchNorm2d(%d), eval, in place on v (%d, %d, %d) */\n", k, C, C,
+        l->x.h, l->x.w);
+  emitf(I->b, "static void %s_forward(real *v) {\n"
+        "  for (int c = 0; c < %d; c++)\n"
+        "    for (int s = 0; s < %d; s++) {\n"
+        "      real xh = (real)((v[c * %d + s] - %s_running_mean[c]) * %s_rstd[c]);\n"
+        "      v[c * %d + s] = %s_weight[c] * xh + %s_bias[c];\n    }\n}\n\n",
+        k, C, S, S, k, k, S, k, k);
 }
 
 /* bn_forward's evaluation mode, in place. */
@@ -81,6 +115,10 @@ static void infer_forward(Inf *I, const Layer *l) {
   const char *k = l->cname;
   if (inf_folded(I->ir, (int)(l - I->ir->layers)))
     return;
+  if (l->kind == L_BATCHNORM2D) {
+    infer_forward_2d(I, l);
+    return;
+  }
   emitf(I->b, "/* %s: BatchNorm1d(%d), eval, in place on v (%d) */\n", k, l->out, l->out);
   emitf(I->b, "static void %s_forward(real *v) {\n"
         "  for (int c = 0; c < %d; c++) {\n"

@@ -241,7 +241,7 @@ static void emit_activation_decls(Gen *g) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;
-    if (l->kind != L_LOSS) {
+    if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
       emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
             p, l->out, p, l->out, l->out);
       gen_count(g, 2 * B * l->out, 1);
@@ -266,18 +266,35 @@ const LayerUnit *const layer_units[NLAYERS] = {
   [L_BATCHNORM] = &unit_batchnorm,
   [L_LAYERNORM] = &unit_layernorm,
   [L_DROPOUT] = &unit_dropout,
+  [L_CONV2D] = &unit_conv2d,
+  [L_MAXPOOL2D] = &unit_pool,
+  [L_AVGPOOL2D] = &unit_pool,
+  [L_BATCHNORM2D] = &unit_batchnorm,
+  [L_FLATTEN] = &unit_flatten,
   [L_ACT] = &unit_act,
   [L_LOSS] = &unit_loss,
 };
 
+const char *gen_out_name(const Ir *ir, int i) {
+  static char ring[4][40];
+  static int next;
+  while (i >= 0 && layer_units[ir->layers[i].kind]->alias)
+    i--;
+  if (i < 0)
+    return "input";
+  char *s = ring[next++ % 4];
+  snprintf(s, sizeof ring[0], "%s_out", ir->layers[i].cname);
+  return s;
+}
+
 /* Every layer's pair of functions, in forward order, each unit's own. */
 static void emit_layers(Gen *g) {
-  char in[40] = "input";
   for (int i = 0; i < g->ir->nlayers; i++) {
     const Layer *l = &g->ir->layers[i];
-    Ctx c = {g, l, l->cname, in, i == 0};
-    layer_units[l->kind]->emit(&c);
-    snprintf(in, sizeof in, "%s_out", l->cname);
+    const char *in = gen_out_name(g->ir, i - 1);
+    Ctx c = {g, l, l->cname, in, !strcmp(in, "input")};
+    if (!layer_units[l->kind]->alias)
+      layer_units[l->kind]->emit(&c);
   }
 }
 
@@ -368,15 +385,17 @@ static void emit_passes(Gen *g) {
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
     const Layer *l = &ir->layers[i];
-    emitf(b, "  %s_forward(n%s);\n", l->cname,
-          layer_units[l->kind]->forward_train ? ", train" : "");
+    if (!layer_units[l->kind]->alias)
+      emitf(b, "  %s_forward(n%s);\n", l->cname,
+            layer_units[l->kind]->forward_train ? ", train" : "");
   }
   int fused = gen_fused_sgd(g->m);
   emitf(b, "}\n\nstatic void backward(int n, const unsigned char *y, int step) {\n"
         "  %sloss_backward(n, y);\n", fused ? "" : "(void)step;\n  ");
   for (int i = ir->nlayers - 2; i >= 0; i--)
-    emitf(b, "  %s_backward(n%s);\n", ir->layers[i].cname,
-          fused && ir->layers[i].kind == L_LINEAR ? ", step" : "");
+    if (!layer_units[ir->layers[i].kind]->alias)
+      emitf(b, "  %s_backward(n%s);\n", ir->layers[i].cname,
+            fused && ir->layers[i].kind == L_LINEAR ? ", step" : "");
   emitf(b, "}\n\n");
 }
 
@@ -474,8 +493,8 @@ static void emit_health_entry(Gen *g, int buffers) {
   for (int i = 1; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     if (layer_units[l->kind]->health)
-      emitf(b, "  health_%s(n, %d, %s_out, %s_out, out + %d); /* %s */\n",
-            act_names[l->spec.act.type], l->out, ir->layers[i - 1].cname, l->cname,
+      emitf(b, "  health_%s(n, %d, %s, %s_out, out + %d); /* %s */\n",
+            act_names[l->spec.act.type], l->out, gen_out_name(ir, i - 1), l->cname,
             l->health * RT_NLAYER_FIGURES, l->hname);
   }
   emitf(b, "}\n\n");
@@ -513,11 +532,14 @@ static void emit_health_tables(Gen *g) {
   emitf(g->b, ",\n}; /* the figures each does not define */\n\n");
 }
 
-/* Whether a layer is a BatchNorm (a one-sample batch is skipped). */
+/* Whether a layer is a BatchNorm that a one-sample batch gives one value
+   a channel (such a batch is skipped): BatchNorm1d, BatchNorm2d on 1 x 1. */
 static int has_batchnorm(const Ir *ir) {
-  for (int i = 0; i < ir->nlayers; i++)
-    if (ir->layers[i].kind == L_BATCHNORM)
+  for (int i = 0; i < ir->nlayers; i++) {
+    const Layer *l = &ir->layers[i];
+    if (l->kind == L_BATCHNORM || (l->kind == L_BATCHNORM2D && l->x.h * l->x.w == 1))
       return 1;
+  }
   return 0;
 }
 
@@ -546,6 +568,8 @@ static void emit_table(Gen *g) {
   emit_health_tables(g);
   emitf(b, "static const RtNet net = {\n  .name = ");
   emit_cstring(b, m->name);
+  if (m->shape[0])
+    emitf(b, ",\n  .shape = {%d, %d, %d}", m->shape[0], m->shape[1], m->shape[2]);
   emitf(b, ",\n  .input = %d,\n  .output = %d,\n  .batch = B,\n"
         "  .dtype = %s,\n  .init = %s,%s\n  .has_batchnorm = %d,\n"
         "  .ntensors = %d,\n  .tensors = tensors,\n"

@@ -2,9 +2,10 @@
  * gen.h — inside the code generator: what codegen/emit.c (training code)
  * and codegen/infer.c (inference C) share with the layer units.
  *
- * A layer kind is one unit, one file: codegen/linear.c, batchnorm.c,
- * layernorm.c, dropout.c, act.c (every activation, from runtime/acts.h)
- * and loss.c. A unit says its parameters and buffers with their PyTorch
+ * A layer kind is one unit, one file: codegen/linear.c, batchnorm.c
+ * (BatchNorm1d and 2d), layernorm.c, dropout.c, conv2d.c, pool.c (max and
+ * average), flatten.c, act.c (every activation, from runtime/acts.h) and
+ * loss.c. A unit says its parameters and buffers with their PyTorch
  * names (plan), its scratch buffers (decls), its forward and backward
  * functions side by side (emit), its inference code (infer_weights,
  * infer_forward) and whether it has health figures. layer_units, indexed
@@ -57,6 +58,9 @@ Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char 
 void gen_shape(Tensor *t, int ndim, const int *dims);
 /* Its number of elements. */
 long gen_numel(const Tensor *t);
+/* The C name of layer i's output buffer: "linear0_out", or "input" before
+   the first layer; an alias layer's is its input's (a ring of 4). */
+const char *gen_out_name(const Ir *ir, int i);
 /* Counts n elements of a real (is_real) or 8-byte type as declared. */
 void gen_count(Gen *g, size_t n, int is_real);
 /* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7"
@@ -102,6 +106,8 @@ typedef struct {
   int forward_train;  /* forward takes (n, train), else (n)             */
   int health;         /* its output has health figures (activations)     */
   int needs_seed;     /* reads the run's seed, run_seed[0] (RT_SEED)     */
+  int alias;          /* moves nothing: its output is its input's buffer,
+                         and it has no code (flatten)                    */
   /* Inference: its constant arrays, and its NAME_forward (in place on v,
      or from x to y when out_of_place); NULL: none, the identity. */
   int (*infer_weights)(Inf *I, const Layer *l);
@@ -112,7 +118,7 @@ typedef struct {
 } LayerUnit;
 
 extern const LayerUnit unit_linear, unit_batchnorm, unit_layernorm, unit_dropout, unit_act,
-    unit_loss;
+    unit_loss, unit_conv2d, unit_pool, unit_flatten;
 extern const LayerUnit *const layer_units[NLAYERS];
 
 /* codegen/linear.c: whether layer i is a batchnorm folded into the linear

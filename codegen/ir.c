@@ -24,8 +24,13 @@ const char *const arith_names[NARITHMETICS] = {
 
 /* The IR kind of a model file's layer kind. */
 static int ir_kind(int lk) {
-  static const int kinds[] = {[LK_LINEAR] = L_LINEAR, [LK_BATCHNORM] = L_BATCHNORM,
-                              [LK_LAYERNORM] = L_LAYERNORM, [LK_DROPOUT] = L_DROPOUT};
+  static const int kinds[] = {
+    [LK_LINEAR] = L_LINEAR,       [LK_BATCHNORM] = L_BATCHNORM,
+    [LK_LAYERNORM] = L_LAYERNORM, [LK_DROPOUT] = L_DROPOUT,
+    [LK_CONV2D] = L_CONV2D,       [LK_MAXPOOL2D] = L_MAXPOOL2D,
+    [LK_AVGPOOL2D] = L_AVGPOOL2D, [LK_BATCHNORM2D] = L_BATCHNORM2D,
+    [LK_FLATTEN] = L_FLATTEN,
+  };
   return lk >= LK_ACT ? L_ACT : kinds[lk];
 }
 
@@ -48,12 +53,20 @@ static void list_names(Layer *l, int i) {
   snprintf(l->hname, sizeof l->hname, "layers[%d]", i);
 }
 
-/* Appends layer i of the list, reading in features. */
-static void add(Ir *ir, const Spec *s, const FeWhere *w, int in) {
+/* Appends layer i of the list, reading samples of shape x (checked by
+   the frontend to fit). */
+static void add(Ir *ir, const Spec *s, const FeWhere *w, const FeShape *x) {
   Layer *l = &ir->layers[ir->nlayers];
-  *l = (Layer){.kind = ir_kind(s->kind), .index = w->block ? w->block : w->index, .in = in,
-               .out = s->kind == LK_LINEAR ? s->out : in, .spec = *s, .health = -1};
-  l->init = s->kind == LK_LINEAR && s->init >= 0 ? s->init : ir->m->init;
+  char why[256];
+  *l = (Layer){.kind = ir_kind(s->kind), .index = w->block ? w->block : w->index,
+               .x = *x, .spec = *s, .health = -1};
+  if (fe_layer_shape(s, x, &l->y, why, sizeof why)) {
+    fprintf(stderr, "mlpc: internal error: %s passed the checks: %s\n", l->path, why);
+    abort();
+  }
+  l->in = (int)fe_numel(&l->x), l->out = (int)fe_numel(&l->y);
+  int weighted = s->kind == LK_LINEAR || s->kind == LK_CONV2D;
+  l->init = weighted && s->init >= 0 ? s->init : ir->m->init;
   if (l->kind == L_ACT)
     l->health = ir->nhealth++;
   fe_where_path(w, l->path, sizeof l->path);
@@ -70,14 +83,14 @@ void ir_lower(const Model *m, Ir *ir) {
   FeWhere where[MAX_LAYERS];
   int n = fe_layer_list(m, specs, where);
   *ir = (Ir){.m = m, .fma = ARITH_FMA, .sequential = m->nlayers > 0};
-  int in = m->input;
+  FeShape x = fe_input_shape(m);
   for (int i = 0; i < n; i++) {
-    add(ir, &specs[i], &where[i], in);
-    in = ir->layers[ir->nlayers - 1].out;
+    add(ir, &specs[i], &where[i], &x);
+    x = ir->layers[ir->nlayers - 1].y;
   }
   Layer *loss = &ir->layers[ir->nlayers++];
-  *loss = (Layer){.kind = L_LOSS, .in = in, .out = in, .health = -1, .path = "output",
-                  .cname = "loss", .tname = "loss"};
+  *loss = (Layer){.kind = L_LOSS, .in = x.c, .out = x.c, .x = x, .y = x, .health = -1,
+                  .path = "output", .cname = "loss", .tname = "loss"};
 }
 
 /* Appends printf-style text to buf, which holds len of size bytes. */
@@ -91,6 +104,37 @@ static void append(char *buf, size_t size, size_t *len, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* One size, or "HxW" when they differ. */
+static const char *pair(const int v[2]) {
+  static char s[2][24];
+  static int k;
+  char *p = s[k++ % 2];
+  if (v[0] == v[1])
+    snprintf(p, sizeof s[0], "%d", v[0]);
+  else
+    snprintf(p, sizeof s[0], "%dx%d", v[0], v[1]);
+  return p;
+}
+
+/* A window layer's settings: "(16, 3, padding 1)", "(2)", "(3, stride 1)". */
+static void describe_window(const Layer *l, char *buf, size_t size, size_t *len) {
+  const Spec *s = &l->spec;
+  int conv = l->kind == L_CONV2D;
+  int own_stride = conv ? s->stride[0] != 1 || s->stride[1] != 1
+                        : s->stride[0] != s->kernel[0] || s->stride[1] != s->kernel[1];
+  append(buf, size, len, "(");
+  if (conv)
+    append(buf, size, len, "%d, ", s->out);
+  append(buf, size, len, "%s", pair(s->kernel));
+  if (own_stride)
+    append(buf, size, len, ", stride %s", pair(s->stride));
+  if (s->padding[0] || s->padding[1])
+    append(buf, size, len, ", padding %s", pair(s->padding));
+  if (conv && !s->bias)
+    append(buf, size, len, ", no bias");
+  append(buf, size, len, ")");
+}
+
 /* A list layer in a few words: "linear", "dropout(0.2)", "elu(0.5)",
    "linear(no bias, init xavier_normal)": its settings as the file wrote
    them, where they are not the defaults. */
@@ -101,6 +145,8 @@ static void describe_layer(const Ir *ir, const Layer *l, char *buf, size_t size,
     fe_show_real(v, sizeof v, l->kind == L_DROPOUT ? l->spec.p : l->spec.act.param);
     append(buf, size, len, "(%s)", v);
   }
+  if (l->kind == L_CONV2D || l->kind == L_MAXPOOL2D || l->kind == L_AVGPOOL2D)
+    describe_window(l, buf, size, len);
   int own_init = l->kind == L_LINEAR && l->init != ir->m->init;
   if (l->kind == L_LINEAR && (!l->spec.bias || own_init))
     append(buf, size, len, "(%s%s%s%s)", l->spec.bias ? "" : "no bias",
@@ -112,7 +158,10 @@ void ir_describe(const Ir *ir, char *buf, size_t size) {
   const Model *m = ir->m;
   size_t len = 0;
   buf[0] = '\0';
-  append(buf, size, &len, "%d", m->input);
+  if (m->shape[0])
+    append(buf, size, &len, "%dx%dx%d", m->shape[0], m->shape[1], m->shape[2]);
+  else
+    append(buf, size, &len, "%d", m->input);
   for (int i = 0; i < ir->nlayers; i++)
     if (ir->layers[i].kind == L_LINEAR)
       append(buf, size, &len, "-%d", ir->layers[i].out);
@@ -125,12 +174,24 @@ void ir_describe(const Ir *ir, char *buf, size_t size) {
     describe_layer(ir, &ir->layers[i], buf, size, &len);
 }
 
+/* A sample's shape as the dumps write it: "(B, 784)", "(B, 16, 28, 28)". */
+static const char *shape_text(const FeShape *s) {
+  static char t[2][48];
+  static int k;
+  char *p = t[k++ % 2];
+  if (s->flat)
+    snprintf(p, sizeof t[0], "(B, %d)", s->c);
+  else
+    snprintf(p, sizeof t[0], "(B, %d, %d, %d)", s->c, s->h, s->w);
+  return p;
+}
+
 /* Prints one line per layer: kind, block or position, shape, source path. */
 void ir_dump(const Ir *ir, FILE *out) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *kind = l->kind == L_ACT ? act_names[l->spec.act.type] : layer_names[l->kind];
-    fprintf(out, "%2d  %-13s %s  (B, %d) -> (B, %d)  from %s\n", i, kind, l->cname, l->in,
-            l->out, l->path);
+    fprintf(out, "%2d  %-13s %s  %s -> %s  from %s\n", i, kind, l->cname, shape_text(&l->x),
+            shape_text(&l->y), l->path);
   }
 }

@@ -48,3 +48,63 @@ void fe_where_path(const FeWhere *w, char *buf, size_t size) {
   else
     snprintf(buf, size, "%s", w->key);
 }
+
+/* ---- shapes ---- */
+
+FeShape fe_input_shape(const Model *m) {
+  if (!m->shape[0])
+    return (FeShape){m->input, 1, 1, 1};
+  return (FeShape){m->shape[0], m->shape[1], m->shape[2], 0};
+}
+
+long fe_numel(const FeShape *s) {
+  return (long)s->c * s->h * s->w;
+}
+
+/* A window's outputs along one side of n (padded by pad on each side),
+   PyTorch's floor mode; 0 when the window does not fit. */
+static int fe_window(int n, int k, int stride, int pad) {
+  long span = (long)n + 2L * pad - k;
+  return span < 0 ? 0 : (int)(span / stride + 1);
+}
+
+/* The output of a window layer (conv2d, the pools) with c channels. */
+static int window_shape(const Spec *s, const FeShape *in, int c, FeShape *out, char *why,
+                        size_t size) {
+  int h = fe_window(in->h, s->kernel[0], s->stride[0], s->padding[0]);
+  int w = fe_window(in->w, s->kernel[1], s->stride[1], s->padding[1]);
+  if (h && w) {
+    *out = (FeShape){c, h, w, 0};
+    return 0;
+  }
+  snprintf(why, size, "the kernel %d x %d%s does not fit the %d x %d image it gets%s",
+           s->kernel[0], s->kernel[1], s->padding[0] || s->padding[1] ? " (padded)" : "",
+           in->h, in->w, s->padding[0] || s->padding[1] ? "" : " (padding 0)");
+  return -1;
+}
+
+int fe_layer_shape(const Spec *s, const FeShape *in, FeShape *out, char *why, size_t size) {
+  int k = s->kind;
+  int images = k == LK_CONV2D || k == LK_MAXPOOL2D || k == LK_AVGPOOL2D || k == LK_BATCHNORM2D;
+  int features = k == LK_LINEAR || k == LK_BATCHNORM || k == LK_LAYERNORM;
+  *out = *in;
+  if (images && in->flat) {
+    snprintf(why, size, "%s takes images (channels, height, width), and its input is flat "
+             "(%d features): give \"input\" as [C, H, W] and put it before any flatten or "
+             "linear layer", layer_kind_names[k], in->c);
+    return -1;
+  }
+  if (features && !in->flat) {
+    snprintf(why, size, "%s takes flat features, and its input is images %d x %d x %d "
+             "(channels x height x width): put a \"flatten\" layer before it",
+             layer_kind_names[k], in->c, in->h, in->w);
+    return -1;
+  }
+  if (k == LK_LINEAR)
+    *out = (FeShape){s->out, 1, 1, 1};
+  else if (k == LK_FLATTEN)
+    *out = (FeShape){(int)fe_numel(in), 1, 1, 1};
+  else if (k == LK_CONV2D || k == LK_MAXPOOL2D || k == LK_AVGPOOL2D)
+    return window_shape(s, in, k == LK_CONV2D ? s->out : in->c, out, why, size);
+  return 0;
+}

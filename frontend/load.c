@@ -28,6 +28,8 @@
 
 #define MAX_PARAMS (1L << 28)      /* trainable parameters at most        */
 #define MAX_ACTIVATIONS (1L << 28) /* batch_size × features at most       */
+#define MAX_SAMPLE (1L << 22)      /* features of one sample between layers */
+#define MAX_WINDOW 1024            /* kernel sizes, strides, paddings       */
 
 /* Where messages go, and what they are about. */
 typedef struct {
@@ -562,11 +564,13 @@ static Spec *cur(Model *m) {
   return &m->layers[m->nlayers - 1];
 }
 
-/* Selects a layer kind with PyTorch's defaults (dropout's p 0.5). */
+/* Selects a layer kind with PyTorch's defaults (dropout's p 0.5; a
+   convolution's stride 1, a pool's its kernel size, 0 until known). */
 static void layer_reset(Model *m, int type) {
   Spec *s = cur(m);
-  *s = (Spec){.kind = type, .bias = 1, .init = -1, .p = 0.5};
-  s->norm = (Norm){.type = type == LK_BATCHNORM ? NORM_BATCH : NORM_LAYER, .eps = 1e-5,
+  int conv = type == LK_CONV2D;
+  *s = (Spec){.kind = type, .bias = 1, .init = -1, .p = 0.5, .stride = {conv, conv}};
+  s->norm = (Norm){.type = type == LK_LAYERNORM ? NORM_LAYER : NORM_BATCH, .eps = 1e-5,
                    .momentum = 0.1};
   if (type >= LK_ACT)
     s->act = (Act){.type = type - LK_ACT, .param = act_params[type - LK_ACT]};
@@ -605,25 +609,74 @@ static int check_layer_p(Ctx *c, json_t *v, Model *m) {
   return rc;
 }
 
+/* One size or a pair (height, width), each in lo..hi: 3 or [3, 5]. */
+static int get_pair(Ctx *c, json_t *v, int lo, int hi, int out[2]) {
+  if (!json_is_array(v)) {
+    if (get_small_int(c, v, lo, hi, &out[0]))
+      return -1;
+    out[1] = out[0];
+    return 0;
+  }
+  if (json_array_size(v) != 2)
+    return fail(c, "expected an integer or a pair [height, width], got %s", got(c, v));
+  for (size_t i = 0; i < 2; i++) {
+    size_t len = enter_index(c, i);
+    if (get_small_int(c, json_array_get(v, i), lo, hi, &out[i]))
+      return -1;
+    leave(c, len);
+  }
+  return 0;
+}
+
+/* layers[i].kernel_size (conv2d, pools): 1 or more. */
+static int check_layer_kernel(Ctx *c, json_t *v, Model *m) {
+  return get_pair(c, v, 1, MAX_WINDOW, cur(m)->kernel);
+}
+
+/* layers[i].stride (conv2d, pools): 1 or more. */
+static int check_layer_stride(Ctx *c, json_t *v, Model *m) {
+  return get_pair(c, v, 1, MAX_WINDOW, cur(m)->stride);
+}
+
+/* layers[i].padding (conv2d): 0 or more zeros on each side. */
+static int check_layer_padding(Ctx *c, json_t *v, Model *m) {
+  return get_pair(c, v, 0, MAX_WINDOW, cur(m)->padding);
+}
+
 /* layers[i].slope (leaky_relu), .alpha (elu): any finite number. */
 static int check_layer_param(Ctx *c, json_t *v, Model *m) {
   return get_real(c, v, &FINITE, &cur(m)->act.param);
 }
 
-/* Checks across an entry's keys: a linear layer says its width. */
+/* Checks across an entry's keys: a linear layer says its width, a
+   convolution its channels and kernel, a pool its kernel (and strides by
+   it unless told). */
 static int layer_finish(Ctx *c, Model *m) {
-  if (cur(m)->kind != LK_LINEAR || cur(m)->out)
-    return 0;
-  return fail(c, "missing key 'out' (the linear layer's output features)");
+  Spec *s = cur(m);
+  int conv = s->kind == LK_CONV2D, pool = s->kind == LK_MAXPOOL2D || s->kind == LK_AVGPOOL2D;
+  if (s->kind == LK_LINEAR && !s->out)
+    return fail(c, "missing key 'out' (the linear layer's output features)");
+  if (conv && !s->out)
+    return fail(c, "missing key 'out_channels' (the convolution's output channels)");
+  if ((conv || pool) && !s->kernel[0])
+    return fail(c, "missing key 'kernel_size' (the %s window: a size or [height, width])",
+                conv ? "convolution's" : "pooling");
+  if (pool && !s->stride[0])
+    memcpy(s->stride, s->kernel, sizeof s->stride);
+  return 0;
 }
 
 #define LK(k) T(LK_##k)
 static const Field layer_fields[] = {
   {"out",      LK(LINEAR),                  check_layer_out},
-  {"bias",     LK(LINEAR),                  check_layer_bias},
-  {"init",     LK(LINEAR),                  check_layer_init},
-  {"eps",      LK(BATCHNORM) | LK(LAYERNORM), check_layer_eps},
-  {"momentum", LK(BATCHNORM),               check_layer_momentum},
+  {"out_channels", LK(CONV2D),              check_layer_out},
+  {"kernel_size", LK(CONV2D) | LK(MAXPOOL2D) | LK(AVGPOOL2D), check_layer_kernel},
+  {"stride",   LK(CONV2D) | LK(MAXPOOL2D) | LK(AVGPOOL2D), check_layer_stride},
+  {"padding",  LK(CONV2D),                  check_layer_padding},
+  {"bias",     LK(LINEAR) | LK(CONV2D),     check_layer_bias},
+  {"init",     LK(LINEAR) | LK(CONV2D),     check_layer_init},
+  {"eps",      LK(BATCHNORM) | LK(LAYERNORM) | LK(BATCHNORM2D), check_layer_eps},
+  {"momentum", LK(BATCHNORM) | LK(BATCHNORM2D), check_layer_momentum},
   {"p",        LK(DROPOUT),                 check_layer_p},
   {"slope",    T(LK_ACT + ACT_LEAKY),       check_layer_param},
   {"alpha",    T(LK_ACT + ACT_ELU),         check_layer_param},
@@ -651,9 +704,26 @@ static int check_name(Ctx *c, json_t *v, Model *m) {
   return 0;
 }
 
-/* input: features in. */
+/* input: features in, or images [channels, height, width]. */
 static int check_input(Ctx *c, json_t *v, Model *m) {
-  return get_small_int(c, v, 1, MAX_WIDTH, &m->input);
+  memset(m->shape, 0, sizeof m->shape);
+  if (c->flag || !json_is_array(v))
+    return get_small_int(c, v, 1, MAX_WIDTH, &m->input);
+  if (json_array_size(v) != 3)
+    return fail(c, "expected features (784) or images [channels, height, width] "
+                "([1, 28, 28]), got %s", got(c, v));
+  long n = 1;
+  for (size_t i = 0; i < 3; i++) {
+    size_t len = enter_index(c, i);
+    if (get_small_int(c, json_array_get(v, i), 1, MAX_WIDTH, &m->shape[i]))
+      return -1;
+    leave(c, len);
+    n *= m->shape[i];
+  }
+  if (n > MAX_SAMPLE)
+    return fail(c, "images of %ld values, more than %ld (2^22)", n, MAX_SAMPLE);
+  m->input = (int)n;
+  return 0;
 }
 
 /* output: classes out, as many as the data's labels can name. */
@@ -801,16 +871,42 @@ typedef struct {
   int n;
   Spec l[MAX_LAYERS];
   FeWhere where[MAX_LAYERS];
+  FeShape in[MAX_LAYERS], out[MAX_LAYERS]; /* one sample's, around each  */
 } List;
 
-/* Trainable parameters: linear weights and biases, norm gamma and beta. */
-static uint64_t count_params(const Model *m, const List *L) {
-  const Spec *l = L->l;
-  uint64_t n = 0, in = (uint64_t)m->input;
+/* Lowers the model's layers into L, following the shape of a sample
+   through them; refuses a layer that does not take the shape it gets,
+   or that makes a sample too large. */
+static int list_shapes(Ctx *c, const Model *m, List *L) {
+  char why[256];
+  L->n = fe_layer_list(m, L->l, L->where);
+  FeShape s = fe_input_shape(m);
   for (int i = 0; i < L->n; i++) {
-    if (l[i].kind == LK_LINEAR)
-      n += in * l[i].out + (l[i].bias ? l[i].out : 0), in = l[i].out;
-    if (l[i].kind == LK_BATCHNORM || l[i].kind == LK_LAYERNORM)
+    L->in[i] = s;
+    int rc = fe_layer_shape(&L->l[i], &s, &L->out[i], why, sizeof why);
+    if (!rc && fe_numel(&L->out[i]) > MAX_SAMPLE)
+      snprintf(why, sizeof why, "its output holds %ld values a sample, more than %ld (2^22)",
+               fe_numel(&L->out[i]), MAX_SAMPLE), rc = -1;
+    if (rc) {
+      fe_where_path(&L->where[i], c->path, sizeof c->path);
+      return fail(c, "%s", why);
+    }
+    s = L->out[i];
+  }
+  return 0;
+}
+
+/* Trainable parameters: linear and convolution weights and biases, norm
+   gamma and beta. */
+static uint64_t count_params(const List *L) {
+  uint64_t n = 0;
+  for (int i = 0; i < L->n; i++) {
+    const Spec *l = &L->l[i];
+    uint64_t in = (uint64_t)L->in[i].c, out = (uint64_t)L->out[i].c;
+    uint64_t k = l->kind == LK_CONV2D ? (uint64_t)l->kernel[0] * l->kernel[1] : 1;
+    if (l->kind == LK_LINEAR || l->kind == LK_CONV2D)
+      n += in * out * k + (l->bias ? out : 0);
+    if (l->kind == LK_BATCHNORM || l->kind == LK_LAYERNORM || l->kind == LK_BATCHNORM2D)
       n += 2 * in;
   }
   return n;
@@ -827,7 +923,7 @@ static int state_copies(const Optim *o) {
 
 /* Refuses a model whose parameters would not fit in sensible memory. */
 static int check_params(Ctx *c, const Model *m, const List *L) {
-  uint64_t n = count_params(m, L);
+  uint64_t n = count_params(L);
   if (n <= (uint64_t)MAX_PARAMS)
     return 0;
   double bytes = (double)n * (2 + state_copies(&m->opt)) *
@@ -842,7 +938,7 @@ static int check_params(Ctx *c, const Model *m, const List *L) {
 static int check_activations(Ctx *c, const Model *m, const List *L) {
   uint64_t w = (uint64_t)m->input;
   for (int i = 0; i < L->n; i++)
-    w += L->l[i].kind == LK_LINEAR ? (uint64_t)L->l[i].out : 0;
+    w += (uint64_t)fe_numel(&L->out[i]);
   if ((uint64_t)m->batch_size * w <= (uint64_t)MAX_ACTIVATIONS)
     return 0;
   size_t n = enter(c, "batch_size");
@@ -853,11 +949,13 @@ static int check_activations(Ctx *c, const Model *m, const List *L) {
   return -1;
 }
 
-/* BatchNorm cannot train on one sample (PyTorch refuses it). */
+/* BatchNorm cannot train on one value per channel (PyTorch refuses it):
+   BatchNorm1d needs two samples, BatchNorm2d two on a 1 x 1 image. */
 static int check_batchnorm(Ctx *c, const Model *m, const List *L) {
   int bn = 0;
   for (int i = 0; i < L->n; i++)
-    bn |= L->l[i].kind == LK_BATCHNORM;
+    bn |= L->l[i].kind == LK_BATCHNORM ||
+          (L->l[i].kind == LK_BATCHNORM2D && L->in[i].h * L->in[i].w == 1);
   if (!bn || m->batch_size > 1)
     return 0;
   size_t n = enter(c, "batch_size");
@@ -866,14 +964,15 @@ static int check_batchnorm(Ctx *c, const Model *m, const List *L) {
   return -1;
 }
 
-/* The shape rule of a layer list: it begins with a linear layer, which
-   reads the input's features, and ends with one, whose outputs are the
-   logits that cross-entropy reads; every other layer keeps its input's
-   width. The last width is the number of classes. */
+/* The ends of a layer list: on flat input it begins with a linear layer,
+   which reads the input's features; it ends with one, whose outputs are
+   the logits that cross-entropy reads. The last width is the number of
+   classes. (What each layer between takes: list_shapes.) */
 static int check_layer_shapes(Ctx *c, Model *m) {
-  int last = m->nlayers - 1;
-  const char *where = m->layers[0].kind != LK_LINEAR ? "first" : "last";
-  int bad = m->layers[0].kind != LK_LINEAR ? 0 : m->layers[last].kind != LK_LINEAR ? last : -1;
+  int last = m->nlayers - 1, flat = !m->shape[0];
+  int first_bad = flat && m->layers[0].kind != LK_LINEAR;
+  const char *where = first_bad ? "first" : "last";
+  int bad = first_bad ? 0 : m->layers[last].kind != LK_LINEAR ? last : -1;
   if (bad < 0 && m->layers[last].out > MAX_CLASSES) {
     snprintf(c->path, sizeof c->path, "layers[%d].out", last);
     return fail(c, "the last layer's outputs are the classes: at most %d (labels are bytes "
@@ -977,7 +1076,7 @@ static int check_layer_constants(Ctx *c, const Model *m) {
   for (int i = 0; i < m->nlayers; i++) {
     const Spec *l = &m->layers[i];
     int act = l->kind == LK_ACT + ACT_ELU || l->kind == LK_ACT + ACT_LEAKY;
-    int norm = l->kind == LK_BATCHNORM || l->kind == LK_LAYERNORM;
+    int norm = l->kind == LK_BATCHNORM || l->kind == LK_LAYERNORM || l->kind == LK_BATCHNORM2D;
     const char *key = l->kind == LK_ACT + ACT_ELU ? "alpha" : act ? "slope" : "eps";
     snprintf(path, sizeof path, "layers[%d].%s", i, key);
     if ((act || norm) &&
@@ -995,8 +1094,9 @@ static int check_layer_constants(Ctx *c, const Model *m) {
 
 /* Checks that involve more than one key. */
 static int check_model(Ctx *c, const Model *m) {
-  List L;
-  L.n = fe_layer_list(m, L.l, L.where);
+  static List L; /* large: kept off the stack */
+  if (list_shapes(c, m, &L))
+    return -1;
   return check_params(c, m, &L) || check_activations(c, m, &L) || check_batchnorm(c, m, &L) ||
          check_constants(c, m) || check_layer_constants(c, m) ? -1 : 0;
 }
@@ -1006,6 +1106,12 @@ static int check_model(Ctx *c, const Model *m) {
 static int check_form(Ctx *c, json_t *root, Model *m) {
   static const char *const shorthand[] = {"hidden", "norm", "activation"};
   json_t *out = json_object_get(root, "output");
+  if (!m->nlayers && m->shape[0]) {
+    enter(c, "input");
+    return fail(c, "the shorthand (hidden, norm, activation) takes flat features: give "
+                "\"input\" as %d, or a \"layers\" list that begins with \"flatten\"",
+                m->input);
+  }
   if (!m->nlayers)
     return 0;
   for (int i = 0; i < 3; i++)

@@ -31,11 +31,16 @@
 /* The kinds of layer a "layers" list holds, besides the activations
    (each activation is a layer kind of its own, by its name):
    X(enum, name) */
-#define LAYER_KINDS(X)              \
-  X(LK_LINEAR,    "linear")         \
-  X(LK_BATCHNORM, "batchnorm")      \
-  X(LK_LAYERNORM, "layernorm")      \
-  X(LK_DROPOUT,   "dropout")
+#define LAYER_KINDS(X)                \
+  X(LK_LINEAR,      "linear")         \
+  X(LK_BATCHNORM,   "batchnorm")      \
+  X(LK_LAYERNORM,   "layernorm")      \
+  X(LK_DROPOUT,     "dropout")        \
+  X(LK_CONV2D,      "conv2d")         \
+  X(LK_MAXPOOL2D,   "maxpool2d")      \
+  X(LK_AVGPOOL2D,   "avgpool2d")      \
+  X(LK_BATCHNORM2D, "batchnorm2d")    \
+  X(LK_FLATTEN,     "flatten")
 
 /* Optimizers: X(enum, name) */
 #define OPTS(X)                \
@@ -95,9 +100,12 @@ typedef struct {
    "layers"); what does not apply to its kind is left at the defaults. */
 typedef struct {
   int kind;          /* LK_*                                              */
-  int out;           /* linear: features out                              */
-  int bias;          /* linear: has a bias (true)                         */
-  int init;          /* linear: RT_INIT_*, or -1 for the model's "init"   */
+  int out;           /* linear: features out; conv2d: out_channels        */
+  int bias;          /* linear, conv2d: has a bias (true)                 */
+  int init;          /* linear, conv2d: RT_INIT_*, or -1 for the model's  */
+  int kernel[2];     /* conv2d, pools: kernel_size (height, width)        */
+  int stride[2];     /* conv2d: 1; pools: kernel_size                     */
+  int padding[2];    /* conv2d: 0 (zeros on each side)                    */
   Norm norm;         /* batchnorm, layernorm: eps, momentum               */
   Act act;           /* an activation: its type and parameter             */
   double p;          /* dropout: the probability of zeroing               */
@@ -145,6 +153,20 @@ int fe_override(Model *m, const char *flag, const char *key,
                 const char *text, char *err, size_t errlen);
 
 /* frontend/layers.c: the model's layers as one list */
+/* The shape of one sample between layers: images (c, h, w), or flat
+   features (c, with h = w = 1). */
+typedef struct {
+  int c, h, w;
+  int flat;
+} FeShape;
+/* The model's input shape. */
+FeShape fe_input_shape(const Model *m);
+/* The shape after layer s, whose input is in: 0, or -1 with the reason
+   in why (the kind does not take such an input, or its window does not
+   fit). */
+int fe_layer_shape(const Spec *s, const FeShape *in, FeShape *out, char *why, size_t size);
+/* Its elements: c·h·w. */
+long fe_numel(const FeShape *s);
 /* Where a layer of the list came from in the model file. */
 typedef struct {
   int block;         /* the shorthand's block k, from 1 (fc{k}, norm{k}); 0

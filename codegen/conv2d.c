@@ -6,6 +6,7 @@
  * conv2d_backward; every size is a constant of the call.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include "gen.h"
 
 /* weight (O, C, KH, KW), then bias (O), drawn by the layer's init with
@@ -68,8 +69,80 @@ static void emit(Ctx *c) {
     emitf(b, "d%s);\n}\n\n", c->in);
 }
 
+/* ---- inference ---- */
+
+/* The weight (O, C·KH·KW) and the bias (0 without one), with the
+   BatchNorm2d after it (or none) folded in: W' = W·s, b' = (b - mean)·s +
+   beta, channel by channel. */
+static int infer_weights(Inf *I, const Layer *l) {
+  int O = l->y.c, i = (int)(l - I->ir->layers);
+  long K = (long)l->x.c * l->spec.kernel[0] * l->spec.kernel[1];
+  const Layer *bn = i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1) ? l + 1 : NULL;
+  const RtTensor *w = inf_find(I, l, "weight");
+  const RtTensor *bias = l->spec.bias ? inf_find(I, l, "bias") : NULL;
+  double *wf = inf_doubles(O * K), *b = inf_doubles(O);
+  for (int o = 0; o < O; o++) {
+    double mean = 0, s = 1, beta = 0;
+    if (bn)
+      inf_bn_terms(I, bn, o, &mean, &s, &beta);
+    b[o] = ((bias ? inf_at(bias, o) : 0) - mean) * s + beta;
+    for (long k = 0; k < K; k++)
+      wf[o * K + k] = inf_at(w, o * K + k) * s;
+  }
+  char name[48], what[128];
+  snprintf(name, sizeof name, "%s_weight", l->cname);
+  snprintf(what, sizeof what, "(%d, %d, %d, %d): %s.weight%s", O, l->x.c, l->spec.kernel[0],
+           l->spec.kernel[1], l->tname, bn ? ", norm folded in" : "");
+  int rc = inf_array(I, name, what, wf, O * K, 0);
+  snprintf(name, sizeof name, "%s_bias", l->cname);
+  snprintf(what, sizeof what, "(%d): %s%s%s", O, bias ? l->tname : "no bias",
+           bias ? ".bias" : "", bn ? ", norm folded in" : "");
+  rc = rc ? rc : inf_array(I, name, what, b, O, 0);
+  free(wf);
+  free(b);
+  return rc;
+}
+
+/* Each output: the bias, then the input under the window times the
+   weight, channel by channel, row by row (conv2d_forward's order), the
+   padding skipped. */
+static void infer_forward(Inf *I, const Layer *l) {
+  const Spec *s = &l->spec;
+  const char *k = l->cname;
+  const char *mac = I->ir->fma ? "acc = FMA(x[(c * %d + ih) * %d + iw], w[(c * %d + kh) * %d + kw], acc);"
+                               : "acc += x[(c * %d + ih) * %d + iw] * w[(c * %d + kh) * %d + kw];";
+  int i = (int)(l - I->ir->layers);
+  char note[96] = "";
+  if (i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1))
+    snprintf(note, sizeof note, " with %s (BatchNorm2d, eval) folded in", l[1].cname);
+  emitf(I->b, "/* %s: Conv2d%s, x (%d, %d, %d) -> y (%d, %d, %d) */\n", k, note, l->x.c, l->x.h,
+        l->x.w, l->y.c, l->y.h, l->y.w);
+  emitf(I->b, "static void %s_forward(const real *x, real *y) {\n"
+        "  for (int o = 0; o < %d; o++)\n"
+        "    for (int oh = 0; oh < %d; oh++)\n"
+        "      for (int ow = 0; ow < %d; ow++) {\n"
+        "        const real *w = %s_weight + o * %d;\n"
+        "        real acc = %s_bias[o];\n"
+        "        for (int c = 0; c < %d; c++)\n"
+        "          for (int kh = 0; kh < %d; kh++) {\n"
+        "            int ih = oh * %d - %d + kh;\n"
+        "            if (ih < 0 || ih >= %d)\n              continue;\n"
+        "            for (int kw = 0; kw < %d; kw++) {\n"
+        "              int iw = ow * %d - %d + kw;\n"
+        "              if (iw >= 0 && iw < %d)\n                ",
+        k, l->y.c, l->y.h, l->y.w, k, l->x.c * s->kernel[0] * s->kernel[1], k, l->x.c,
+        s->kernel[0], s->stride[0], s->padding[0], l->x.h, s->kernel[1], s->stride[1],
+        s->padding[1], l->x.w);
+  emitf(I->b, mac, l->x.h, l->x.w, s->kernel[0], s->kernel[1]);
+  emitf(I->b, "\n            }\n          }\n"
+        "        y[(o * %d + oh) * %d + ow] = acc;\n      }\n}\n\n", l->y.h, l->y.w);
+}
+
 const LayerUnit unit_conv2d = {
   .plan = plan,
   .decls = decls,
   .emit = emit,
+  .infer_weights = infer_weights,
+  .infer_forward = infer_forward,
+  .out_of_place = 1,
 };

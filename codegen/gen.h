@@ -121,9 +121,13 @@ extern const LayerUnit unit_linear, unit_batchnorm, unit_layernorm, unit_dropout
     unit_loss, unit_conv2d, unit_pool, unit_flatten;
 extern const LayerUnit *const layer_units[NLAYERS];
 
-/* codegen/linear.c: whether layer i is a batchnorm folded into the linear
-   layer before it in inference C. */
+/* codegen/linear.c: whether layer i is a batchnorm folded into the layer
+   before it in inference C (BatchNorm1d after linear, BatchNorm2d after
+   conv2d). */
 int inf_folded(const Ir *ir, int i);
+/* BatchNorm bn's evaluation transform of feature or channel c,
+   y = (x - mean)·s + beta, with s = γ/√(running_var + eps), in double. */
+void inf_bn_terms(Inf *I, const Layer *bn, int c, double *mean, double *s, double *beta);
 /* codegen/act.c: the activation formulas as text, for inference C. */
 const char *act_forward_text(int type);
 int act_has_param(int type);

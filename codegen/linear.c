@@ -59,12 +59,13 @@ static void emit(Ctx *c) {
 /* ---- inference ---- */
 
 int inf_folded(const Ir *ir, int i) {
-  return i > 0 && ir->layers[i].kind == L_BATCHNORM && ir->layers[i - 1].kind == L_LINEAR;
+  if (i == 0)
+    return 0;
+  int k = ir->layers[i].kind, before = ir->layers[i - 1].kind;
+  return (k == L_BATCHNORM && before == L_LINEAR) || (k == L_BATCHNORM2D && before == L_CONV2D);
 }
 
-/* BatchNorm bn's evaluation transform of feature c, y = (x - mean)·s + beta,
-   with s = γ/√(running_var + eps), in double. */
-static void bn_terms(Inf *I, const Layer *bn, int c, double *mean, double *s, double *beta) {
+void inf_bn_terms(Inf *I, const Layer *bn, int c, double *mean, double *s, double *beta) {
   double var = inf_at(inf_find(I, bn, "running_var"), c);
   *mean = inf_at(inf_find(I, bn, "running_mean"), c);
   *s = inf_at(inf_find(I, bn, "weight"), c) * (1 / sqrt(var + bn->spec.norm.eps));
@@ -83,7 +84,7 @@ static int infer_weights(Inf *I, const Layer *l) {
   for (int o = 0; o < O; o++) {
     double mean = 0, s = 1, beta = 0;
     if (bn)
-      bn_terms(I, bn, o, &mean, &s, &beta);
+      inf_bn_terms(I, bn, o, &mean, &s, &beta);
     b[o] = ((bias ? inf_at(bias, o) : 0) - mean) * s + beta;
     for (int k = 0; k < In; k++)
       wt[(long)k * O + o] = inf_at(w, (long)o * In + k) * s;

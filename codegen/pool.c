@@ -40,7 +40,39 @@ static void emit(Ctx *c) {
     emitf(b, "  %spool2d_backward(n, %s, d%s_out%s, d%s);\n}\n\n", kind, geo, p, arg, c->in);
 }
 
+/* ---- inference ---- */
+
+/* Each window of each channel: its maximum by PyTorch's rule (a larger
+   value or NaN takes over), or its sum row by row over its size. */
+static void infer_forward(Inf *I, const Layer *l) {
+  const Spec *s = &l->spec;
+  int max = l->kind == L_MAXPOOL2D;
+  emitf(I->b, "/* %s: %s, x (%d, %d, %d) -> y (%d, %d, %d) */\n", l->cname,
+        max ? "MaxPool2d" : "AvgPool2d", l->x.c, l->x.h, l->x.w, l->y.c, l->y.h, l->y.w);
+  emitf(I->b, "static void %s_forward(const real *x, real *y) {\n"
+        "  for (int c = 0; c < %d; c++)\n"
+        "    for (int oh = 0; oh < %d; oh++)\n"
+        "      for (int ow = 0; ow < %d; ow++) {\n"
+        "        const real *p = x + (c * %d + oh * %d) * %d + ow * %d;\n"
+        "        real acc = %s;\n"
+        "        for (int kh = 0; kh < %d; kh++)\n"
+        "          for (int kw = 0; kw < %d; kw++) {\n"
+        "            real v = p[kh * %d + kw];\n",
+        l->cname, l->x.c, l->y.h, l->y.w, l->x.h, s->stride[0], l->x.w, s->stride[1],
+        max ? "p[0]" : "0", s->kernel[0], s->kernel[1], l->x.w);
+  if (max)
+    emitf(I->b, "            if (v > acc || v != v)\n              acc = v;\n");
+  else
+    emitf(I->b, "            acc += v;\n");
+  emitf(I->b, "          }\n        y[(c * %d + oh) * %d + ow] = acc", l->y.h, l->y.w);
+  if (!max)
+    emitf(I->b, " / R(%d)", s->kernel[0] * s->kernel[1]);
+  emitf(I->b, ";\n      }\n}\n\n");
+}
+
 const LayerUnit unit_pool = {
   .decls = decls,
   .emit = emit,
+  .infer_forward = infer_forward,
+  .out_of_place = 1,
 };

@@ -348,6 +348,7 @@ static void test_trainer(void **state) {
     "models/ln_silu_adam.json", "tests/models/f64_bn_cumulative_nesterov.json",
     "tests/models/ln_elu_rmsprop_centered.json", "tests/models/bn_leaky_adamw.json",
     "models/mlp_dropout.json", "tests/models/list_mixed.json", /* dropout's masks */
+    "models/cnn.json", "tests/models/cnn_mixed.json", /* convolutions */
   };
   Path c = tmp_path("trainer.c"), exe = tmp_path("trainer"), err = tmp_path("stderr");
   for (size_t i = 0; i < sizeof chosen / sizeof chosen[0]; i++) {

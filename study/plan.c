@@ -22,11 +22,15 @@ static StHash hex(uint64_t h) {
 
 StHash st_hash(const void *data, size_t len) { return hex(rt_fnv(RT_FNV_OFFSET, data, len)); }
 
-/* Folds one data set (sizes, pixels, labels) into h. */
+/* Folds one data set (sizes, pixels, labels) into h. Channels other
+   than one are folded in after the sizes, so that one channel, in a file
+   of 3 or of 4 dimensions, hashes as before there were channels. */
 static uint64_t hash_set(uint64_t h, const RtSet *s) {
-  long dims[3] = {s->n, s->rows, s->cols};
+  long dims[3] = {s->n, s->rows, s->cols}, channels = s->channels;
   h = rt_fnv(h, dims, sizeof dims);
-  h = rt_fnv(h, s->images, (size_t)s->n * s->rows * s->cols);
+  if (channels != 1)
+    h = rt_fnv(h, &channels, sizeof channels);
+  h = rt_fnv(h, s->images, (size_t)s->n * s->channels * s->rows * s->cols);
   return rt_fnv(h, s->labels, (size_t)s->n);
 }
 

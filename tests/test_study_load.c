@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "../study/study.h"
@@ -327,9 +328,43 @@ static void test_plan_data_error(void **state) {
   load_text(tmp, text);
   assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
   snprintf(want, sizeof want, "experiment 'activation=relu': %s/none/train-images-idx3-ubyte: "
-           "no such file (also tried %s/none/train-images-idx3-ubyte.gz)", tmp, tmp);
+           "no such file (also tried %s/none/train-images-idx3-ubyte.gz, "
+           "%s/none/train-images-idx4-ubyte and %s/none/train-images-idx4-ubyte.gz)", tmp, tmp,
+           tmp, tmp);
   assert_string_equal(err, want);
   st_free(&s);
+}
+
+/* The hash of data made by util_idx_set(dir, 3, 2, 4) or, of one
+   channel, util_idx4_set: FNV-1a over each set's (n, rows, cols) as
+   longs, pixels and labels, as plan.c hashed data before channels. */
+#define ONE_CHANNEL_HASH "6cbf1fd45a336ed5"
+
+/* A set of one channel hashes as before there were channels, in a file
+   of 3 dimensions or of 4; three channels hash apart. */
+static void test_plan_data_hash(void **state) {
+  (void)state;
+  static const int channels[] = {0, 1, 3};  /* 0: util_idx_set */
+  char dir[600], text[1024], hash[3][17];
+  StPlan p;
+  for (int i = 0; i < 3; i++) {
+    snprintf(dir, sizeof dir, "%s/hash%d", tmp, i);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(channels[i] ? util_idx4_set(dir, 3, 2, channels[i], 4)
+                                 : util_idx_set(dir, 3, 2, 4), 0);
+    snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"input\": %d, \"data\": "
+             "\"%s\"}, \"vary\": {\"activation\": [\"relu\"]}, \"seeds\": [1]}",
+             16 * (channels[i] ? channels[i] : 1), dir);
+    load_text(tmp, text);
+    if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+      fail_msg("%s", err);
+    snprintf(hash[i], sizeof hash[i], "%s", p.tasks[0].data_hash.hex);
+    st_plan_free(&p);
+    st_free(&s);
+  }
+  assert_string_equal(hash[0], ONE_CHANNEL_HASH);
+  assert_string_equal(hash[1], ONE_CHANNEL_HASH);
+  assert_string_not_equal(hash[2], ONE_CHANNEL_HASH);
 }
 
 int main(void) {
@@ -343,6 +378,7 @@ int main(void) {
     cmocka_unit_test(test_plan_shares_runs),
     cmocka_unit_test(test_plan_arithmetic),
     cmocka_unit_test(test_plan_data_error),
+    cmocka_unit_test(test_plan_data_hash),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

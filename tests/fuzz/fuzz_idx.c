@@ -43,7 +43,7 @@ static void named(int rc, const char *err) {
 /* One file of ndims dimensions: read (inflating gzip) and parsed. */
 static void one_file(const uint8_t *data, size_t size, int ndims) {
   char err[1024] = "";
-  long dims[3];
+  long dims[4];
   size_t len = 0, off = 0;
   put(ipath, data, size);
   unsigned char *buf = rt_read_file(ipath, &len, err, sizeof err);

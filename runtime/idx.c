@@ -557,9 +557,8 @@ static int idx_check_model(const char *dir, const RtSet *s, int input, const int
   return 0;
 }
 
-int rt_load_data(const char *dir, int input, int nclasses, RtSet *tr, RtSet *te,
-                 char *err, size_t errlen) {
-  const int *shape = NULL;
+int rt_load_data(const char *dir, int input, const int *shape, int nclasses, RtSet *tr,
+                 RtSet *te, char *err, size_t errlen) {
   memset(te, 0, sizeof *te);
   if (rt_load_set(dir, "train", nclasses, tr, err, errlen))
     return -1;

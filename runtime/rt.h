@@ -30,11 +30,12 @@ typedef struct {
 int rt_load_set(const char *dir, const char *prefix, int nclasses,
                 RtSet *set, char *err, size_t errlen);
 /* Loads DIR's train and t10k sets (rt_load_set) for a model of input
-   features and nclasses classes: both sets must have one image shape, of
-   input pixels. On error writes "PATH: what is wrong" to err, holds
-   nothing and returns -1. */
-int rt_load_data(const char *dir, int input, int nclasses, RtSet *tr, RtSet *te,
-                 char *err, size_t errlen);
+   features, shape (C, H, W) and nclasses classes: both sets must have one
+   image shape (channels, rows, cols), exactly shape when it is given and
+   not 0s, and of input features (C·H·W) in any case. On error writes
+   "PATH: what is wrong" to err, holds nothing and returns -1. */
+int rt_load_data(const char *dir, int input, const int *shape, int nclasses, RtSet *tr,
+                 RtSet *te, char *err, size_t errlen);
 /* The file rt_load_set reads for PREFIX's images (labels 0) or labels
    (labels 1), into path: DIR/PREFIX-images-idx3-ubyte or -idx4-ubyte
    (never both), or DIR/PREFIX-labels-idx1-ubyte, each raw or with .gz

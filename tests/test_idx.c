@@ -4,8 +4,11 @@
  * images of 3 dimensions (n, rows, cols) and of 4 (n, channels, rows,
  * cols: NCHW), and that every kind of damage is refused with a message
  * naming the file and what is wrong; rt_load_data's train and t10k sets
- * of one shape. Last, the prepared data sets under data/, if present.
+ * of one shape, which fits the model: its input's count of features, or
+ * its [C, H, W] exactly (as rt_train passes it). Last, the prepared data
+ * sets under data/, if present.
  */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -425,6 +428,12 @@ static void write_t10k(uint32_t rows, uint32_t cols, char *im, char *lb, size_t 
   write_t10k_as(images(0x803, N, rows, cols), "t10k-images-idx3-ubyte", im, lb, len);
 }
 
+/* rt_load_data on the temp dir for a model of input features and shape
+   (NULL: a flat input). */
+static int load_data(int input, const int *shape, RtSet *tr, RtSet *te) {
+  return rt_load_data(tmp, input, shape, NCLASSES, tr, te, err, sizeof err);
+}
+
 /* rt_load_data: train and t10k images of one shape, the model's input;
    the same count of pixels in another shape is refused, naming both. */
 static void test_shapes(void **state) {
@@ -433,17 +442,17 @@ static void test_shapes(void **state) {
   RtSet tr, te;
   write_valid(); /* 3 x 4 */
   write_t10k(2, 6, im, lb, sizeof im);
-  assert_int_equal(rt_load_data(tmp, ROWS * COLS, NCLASSES, &tr, &te, err, sizeof err), -1);
+  assert_int_equal(load_data(ROWS * COLS, NULL, &tr, &te), -1);
   snprintf(want, sizeof want, "%s: the train images are 3 x 4 pixels and the t10k images "
            "2 x 6: both sets must have one shape", tmp);
   assert_string_equal(err, want);
   assert_true(!tr.images && !te.images && !tr.labels && !te.labels);
   write_t10k(ROWS, COLS, im, lb, sizeof im);
-  assert_int_equal(rt_load_data(tmp, 13, NCLASSES, &tr, &te, err, sizeof err), -1);
+  assert_int_equal(load_data(13, NULL, &tr, &te), -1);
   snprintf(want, sizeof want, "%s: images have 12 features (3 x 4), the model's input is 13",
            tmp);
   assert_string_equal(err, want);
-  assert_int_equal(rt_load_data(tmp, ROWS * COLS, NCLASSES, &tr, &te, err, sizeof err), 0);
+  assert_int_equal(load_data(ROWS * COLS, NULL, &tr, &te), 0);
   assert_true(tr.n == N && te.n == N && te.rows == ROWS && te.cols == COLS);
   rt_free_set(&tr);
   rt_free_set(&te);
@@ -461,26 +470,90 @@ static void test_shapes4(void **state) {
   RtSet tr, te;
   write_valid4();
   write_t10k(H4, W4, im, lb, sizeof im);
-  assert_int_equal(rt_load_data(tmp, C4 * H4 * W4, NCLASSES, &tr, &te, err, sizeof err), -1);
+  assert_int_equal(load_data(C4 * H4 * W4, NULL, &tr, &te), -1);
   snprintf(want, sizeof want, "%s: the train images are 3 x 5 x 4 and the t10k images "
            "1 x 5 x 4 (channels x height x width): both sets must have one shape", tmp);
   assert_string_equal(err, want);
   remove(im);
   write_t10k_as(images4(0x804, N, C4, H4, W4), "t10k-images-idx4-ubyte", im, lb, sizeof im);
-  assert_int_equal(rt_load_data(tmp, 13, NCLASSES, &tr, &te, err, sizeof err), -1);
+  assert_int_equal(load_data(13, NULL, &tr, &te), -1);
   snprintf(want, sizeof want, "%s: images have 60 features (3 x 5 x 4), the model's input "
            "is 13", tmp);
   assert_string_equal(err, want);
-  assert_int_equal(rt_load_data(tmp, C4 * H4 * W4, NCLASSES, &tr, &te, err, sizeof err), 0);
+  assert_int_equal(load_data(C4 * H4 * W4, NULL, &tr, &te), 0);
   assert_true(tr.channels == C4 && te.channels == C4 && te.rows == H4 && te.cols == W4);
   rt_free_set(&tr);
   rt_free_set(&te);
   clean();
   write_valid();
   write_t10k_as(images4(0x804, N, 1, ROWS, COLS), "t10k-images-idx4-ubyte", im, lb, sizeof im);
-  assert_int_equal(rt_load_data(tmp, ROWS * COLS, NCLASSES, &tr, &te, err, sizeof err), 0);
+  assert_int_equal(load_data(ROWS * COLS, NULL, &tr, &te), 0);
   rt_free_set(&tr);
   rt_free_set(&te);
+}
+
+/* A model's input as [C, H, W]: the images must have exactly that shape,
+   channels, height and width each (a permutation has the same count of
+   features); {0, 0, 0} is a flat input. 3-d files have one channel. */
+static void test_model_shape(void **state) {
+  (void)state;
+  static const int bad[][3] = {{1, H4, W4}, {C4, 4, W4}, {C4, H4, 5}, {W4, H4, C4}};
+  char im[160], lb[160], want[400];
+  RtSet tr, te;
+  write_valid4();
+  write_t10k_as(images4(0x804, N, C4, H4, W4), "t10k-images-idx4-ubyte", im, lb, sizeof im);
+  for (int flat = 0; flat < 2; flat++) {
+    assert_int_equal(load_data(C4 * H4 * W4, flat ? (int[]){0, 0, 0} : (int[]){C4, H4, W4},
+                               &tr, &te), 0);
+    rt_free_set(&tr), rt_free_set(&te);
+  }
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(load_data(bad[i][0] * bad[i][1] * bad[i][2], bad[i], &tr, &te), -1);
+    snprintf(want, sizeof want, "%s: images are 3 x 5 x 4 (channels x height x width); the "
+             "model's input is [%d, %d, %d]", tmp, bad[i][0], bad[i][1], bad[i][2]);
+    assert_string_equal(err, want);
+    assert_true(!tr.images && !te.images && !tr.labels && !te.labels);
+  }
+  clean();
+  write_valid();
+  write_t10k(ROWS, COLS, im, lb, sizeof im);
+  assert_int_equal(load_data(ROWS * COLS, (int[]){1, ROWS, COLS}, &tr, &te), 0);
+  rt_free_set(&tr), rt_free_set(&te);
+  assert_int_equal(load_data(ROWS * COLS, (int[]){1, COLS, ROWS}, &tr, &te), -1);
+  snprintf(want, sizeof want, "%s: images are 1 x 3 x 4 (channels x height x width); the "
+           "model's input is [1, 4, 3]", tmp);
+  assert_string_equal(err, want);
+  assert_int_equal(load_data(13, (int[]){1, ROWS, COLS}, &tr, &te), -1);
+  snprintf(want, sizeof want, "%s: images have 12 features (3 x 4), the model's input is 13",
+           tmp);
+  assert_string_equal(err, want);
+}
+
+/* rt_train checks the data against the network's shape: 3 x 5 x 4
+   images, 60 features, for a network of input [1, 6, 10] are bad data
+   (status 2), refused before anything else of the network is used. */
+static void test_train_shape(void **state) {
+  (void)state;
+  char im[160], lb[160], log[160];
+  RtNet net = {.name = "shaped", .input = 60, .output = NCLASSES, .shape = {1, 6, 10}};
+  RtOptions o = {.epochs = 1, .data = tmp};
+  write_valid4();
+  write_t10k_as(images4(0x804, N, C4, H4, W4), "t10k-images-idx4-ubyte", im, lb, sizeof im);
+  snprintf(log, sizeof log, "%s/stderr", tmp);
+  fflush(stderr);
+  int saved = dup(2), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  dup2(fd, 2), close(fd);
+  int rc = rt_train(&net, &o);
+  fflush(stderr);
+  dup2(saved, 2), close(saved);
+  assert_int_equal(rc, 2);
+  size_t len;
+  char *msg = util_slurp(log, &len);
+  remove(log);
+  if (!strstr(msg, "images are 3 x 5 x 4 (channels x height x width); the model's input is "
+                   "[1, 6, 10]"))
+    fail_msg("%s", msg);
+  free(msg);
 }
 
 /* Labels must be below the number of classes. */
@@ -959,6 +1032,8 @@ int main(void) {
     cmocka_unit_test_setup(test_label_range, before),
     cmocka_unit_test_setup(test_shapes, before),
     cmocka_unit_test_setup(test_shapes4, before),
+    cmocka_unit_test_setup(test_model_shape, before),
+    cmocka_unit_test_setup(test_train_shape, before),
     cmocka_unit_test_setup(test_corrupt_gzip, before),
     cmocka_unit_test_setup(test_truncated_gzip, before),
     cmocka_unit_test_setup(test_gzip_bomb, before),

@@ -367,6 +367,32 @@ static void test_plan_data_hash(void **state) {
   assert_string_not_equal(hash[2], ONE_CHANNEL_HASH);
 }
 
+/* Models of one input count but other image shapes on one data set: each
+   shape is checked (the data are not taken as checked for the first),
+   and the message names the experiment it does not fit. */
+static void test_plan_data_shape(void **state) {
+  (void)state;
+  char dir[600], text[1024], want[1024];
+  StPlan p;
+  snprintf(dir, sizeof dir, "%s/rgb", tmp);
+  assert_int_equal(mkdir(dir, 0700), 0);
+  assert_int_equal(util_idx4_set(dir, 3, 2, 3, 4), 0);
+  snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"input\": 48, \"data\": \"%s\"}, "
+           "\"vary\": {\"activation\": [\"relu\", \"tanh\"]}, \"seeds\": [1]}", dir);
+  load_text(tmp, text);
+  memcpy(s.exp[0].model.shape, (int[]){3, 4, 4}, sizeof s.exp[0].model.shape);
+  memcpy(s.exp[1].model.shape, (int[]){1, 8, 6}, sizeof s.exp[1].model.shape);
+  assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
+  snprintf(want, sizeof want, "experiment 'activation=tanh': %s: images are 3 x 4 x 4 (channels "
+           "x height x width); the model's input is [1, 8, 6]", dir);
+  assert_string_equal(err, want);
+  memcpy(s.exp[1].model.shape, (int[]){3, 4, 4}, sizeof s.exp[1].model.shape);
+  if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+    fail_msg("%s", err);
+  st_plan_free(&p);
+  st_free(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_errors),
@@ -379,6 +405,7 @@ int main(void) {
     cmocka_unit_test(test_plan_arithmetic),
     cmocka_unit_test(test_plan_data_error),
     cmocka_unit_test(test_plan_data_hash),
+    cmocka_unit_test(test_plan_data_shape),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

@@ -478,7 +478,8 @@ static int train_run(Loop *L) {
 int rt_train(const RtNet *net, const RtOptions *o) {
   char err[1024];
   Loop L = {.net = net, .o = o};
-  if (rt_load_data(o->data, net->input, net->output, &L.train, &L.test, err, sizeof err)) {
+  if (rt_load_data(o->data, net->input, net->shape, net->output, &L.train, &L.test, err,
+                   sizeof err)) {
     fprintf(stderr, "mlpc: error: %s\n", err);
     return 2;
   }

@@ -30,6 +30,7 @@
  * stop, at the end; one that hears nothing from rank 0 for three
  * timeouts stops by itself.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -167,29 +168,16 @@ typedef struct {
   uint64_t size;
 } FileHead;
 
-/* The four files a data directory holds, as rt_load_set looks for them. */
-static const char *const data_files[] = {
-  "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
-};
-
-/* Opens dir/NAME, else dir/NAME.gz, as idx.c picks; h gets the name. */
-static FILE *open_data(const char *dir, const char *name, FileHead *h, char *path, size_t n) {
-  snprintf(path, n, "%s/%s", dir, name);
-  snprintf(h->name, sizeof h->name, "%s", name);
-  FILE *f = fopen(path, "rb");
-  if (f || errno != ENOENT)
-    return f;
-  snprintf(path, n, "%s/%s.gz", dir, name);
-  snprintf(h->name, sizeof h->name, "%s.gz", name);
-  return fopen(path, "rb");
-}
-
-/* Appends one file of a data directory, as it is on disk, to b. */
-static int pack_file(Buf *b, const char *dir, const char *name, char *err, size_t errlen) {
+/* Appends PREFIX's image file (labels 0) or label file (1) of a data
+   directory, the one rt_load_set reads, as it is on disk, to b. */
+static int pack_file(Buf *b, const char *dir, const char *prefix, int labels, char *err,
+                     size_t errlen) {
   char path[MAX_PATH_LEN + 80];
   FileHead h = {{0}, 0};
-  FILE *f = open_data(dir, name, &h, path, sizeof path);
+  if (rt_data_file(dir, prefix, labels, path, sizeof path, err, errlen) < 0)
+    return -1;
+  snprintf(h.name, sizeof h.name, "%s", strrchr(path, '/') + 1);
+  FILE *f = fopen(path, "rb");
   long size = f && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
   int ok = size >= 0 && fseek(f, 0, SEEK_SET) == 0;
   if (ok) {
@@ -210,7 +198,7 @@ static int pack_data(Buf *b, int id, const char *dir, char *err, size_t errlen) 
   b->len = 0;
   put(b, &h, sizeof h);
   for (int i = 0; i < 4; i++)
-    if (pack_file(b, dir, data_files[i], err, errlen))
+    if (pack_file(b, dir, i < 2 ? "train" : "t10k", i % 2, err, errlen))
       return -1;
   return 0;
 }
@@ -326,6 +314,19 @@ static void take_job(Worker *W, const char *buf, int n) {
 
 static Worker the_worker;
 
+/* Removes the files unpack_data wrote into dir (no subdirectories), then
+   dir. */
+static void remove_data_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      unlinkat(dirfd(d), e->d_name, 0);
+  if (d)
+    closedir(d);
+  rmdir(dir);
+}
+
 /* Removes the worker's data sets; at exit, whatever the way out. */
 static void clean(void) {
   Worker *W = &the_worker;
@@ -333,14 +334,8 @@ static void clean(void) {
   if (!W->root[0])
     return;
   for (int id = 0; id < MAX_DATA; id++) {
-    for (int f = 0; W->have[id] && f < 4; f++) {
-      snprintf(path, sizeof path, "%.4095s/%d/%s", W->root, id, data_files[f]);
-      remove(path);
-      strcat(path, ".gz");
-      remove(path);
-    }
     snprintf(path, sizeof path, "%.4095s/%d", W->root, id);
-    rmdir(path);
+    remove_data_dir(path);
   }
   rmdir(W->root);
   W->root[0] = 0;

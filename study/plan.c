@@ -22,11 +22,15 @@ static StHash hex(uint64_t h) {
 
 StHash st_hash(const void *data, size_t len) { return hex(rt_fnv(RT_FNV_OFFSET, data, len)); }
 
-/* Folds one data set (sizes, pixels, labels) into h. */
+/* Folds one data set (sizes, pixels, labels) into h. Channels other
+   than one are folded in after the sizes, so that one channel, in a file
+   of 3 or of 4 dimensions, hashes as before there were channels. */
 static uint64_t hash_set(uint64_t h, const RtSet *s) {
-  long dims[3] = {s->n, s->rows, s->cols};
+  long dims[3] = {s->n, s->rows, s->cols}, channels = s->channels;
   h = rt_fnv(h, dims, sizeof dims);
-  h = rt_fnv(h, s->images, (size_t)s->n * s->rows * s->cols);
+  if (channels != 1)
+    h = rt_fnv(h, &channels, sizeof channels);
+  h = rt_fnv(h, s->images, (size_t)s->n * s->channels * s->rows * s->cols);
   return rt_fnv(h, s->labels, (size_t)s->n);
 }
 
@@ -37,7 +41,7 @@ typedef struct {
   int n;
   struct {
     char dir[MAX_PATH_LEN];
-    int input, output;
+    int input, output, shape[3];
     StHash hash;
   } d[64];
 } Seen;
@@ -48,7 +52,8 @@ static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *
                      size_t errlen) {
   RtSet tr, te;
   char why[MAX_PATH_LEN + 256];
-  if (rt_load_data(dir, e->model.input, e->model.output, &tr, &te, why, sizeof why)) {
+  if (rt_load_data(dir, e->model.input, e->model.shape, e->model.output, &tr, &te, why,
+                   sizeof why)) {
     snprintf(err, errlen, "experiment '%s': %s", e->name, why);
     return -1;
   }
@@ -59,13 +64,14 @@ static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *
 }
 
 /* The data hash of an experiment, computed once per directory and model
-   shape. */
+   shape (input, output and input as images). */
 static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *out,
                    char *err, size_t errlen) {
   const Model *m = &e->model;
   for (int i = 0; i < seen->n; i++)
     if (!strcmp(seen->d[i].dir, dir) && seen->d[i].input == m->input &&
-        seen->d[i].output == m->output)
+        seen->d[i].output == m->output &&
+        !memcmp(seen->d[i].shape, m->shape, sizeof m->shape))
       return *out = seen->d[i].hash, 0;
   if (seen->n == (int)(sizeof seen->d / sizeof seen->d[0])) {
     snprintf(err, errlen, "more than %d data sets in one study", seen->n);
@@ -75,6 +81,7 @@ static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *o
     return -1;
   snprintf(seen->d[seen->n].dir, MAX_PATH_LEN, "%s", dir);
   seen->d[seen->n].input = m->input, seen->d[seen->n].output = m->output;
+  memcpy(seen->d[seen->n].shape, m->shape, sizeof m->shape);
   seen->d[seen->n++].hash = *out;
   return 0;
 }

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "../study/study.h"
@@ -327,8 +328,68 @@ static void test_plan_data_error(void **state) {
   load_text(tmp, text);
   assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
   snprintf(want, sizeof want, "experiment 'activation=relu': %s/none/train-images-idx3-ubyte: "
-           "no such file (also tried %s/none/train-images-idx3-ubyte.gz)", tmp, tmp);
+           "no such file (also tried %s/none/train-images-idx3-ubyte.gz, "
+           "%s/none/train-images-idx4-ubyte and %s/none/train-images-idx4-ubyte.gz)", tmp, tmp,
+           tmp, tmp);
   assert_string_equal(err, want);
+  st_free(&s);
+}
+
+/* The hash of data made by util_idx_set(dir, 3, 2, 4) or, of one
+   channel, util_idx4_set: FNV-1a over each set's (n, rows, cols) as
+   longs, pixels and labels, as plan.c hashed data before channels. */
+#define ONE_CHANNEL_HASH "6cbf1fd45a336ed5"
+
+/* A set of one channel hashes as before there were channels, in a file
+   of 3 dimensions or of 4; three channels hash apart. */
+static void test_plan_data_hash(void **state) {
+  (void)state;
+  static const int channels[] = {0, 1, 3};  /* 0: util_idx_set */
+  char dir[600], text[1024], hash[3][17];
+  StPlan p;
+  for (int i = 0; i < 3; i++) {
+    snprintf(dir, sizeof dir, "%s/hash%d", tmp, i);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(channels[i] ? util_idx4_set(dir, 3, 2, channels[i], 4)
+                                 : util_idx_set(dir, 3, 2, 4), 0);
+    snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"input\": %d, \"data\": "
+             "\"%s\"}, \"vary\": {\"activation\": [\"relu\"]}, \"seeds\": [1]}",
+             16 * (channels[i] ? channels[i] : 1), dir);
+    load_text(tmp, text);
+    if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+      fail_msg("%s", err);
+    snprintf(hash[i], sizeof hash[i], "%s", p.tasks[0].data_hash.hex);
+    st_plan_free(&p);
+    st_free(&s);
+  }
+  assert_string_equal(hash[0], ONE_CHANNEL_HASH);
+  assert_string_equal(hash[1], ONE_CHANNEL_HASH);
+  assert_string_not_equal(hash[2], ONE_CHANNEL_HASH);
+}
+
+/* Models of one input count but other image shapes on one data set: each
+   shape is checked (the data are not taken as checked for the first),
+   and the message names the experiment it does not fit. */
+static void test_plan_data_shape(void **state) {
+  (void)state;
+  char dir[600], text[1024], want[1024];
+  StPlan p;
+  snprintf(dir, sizeof dir, "%s/rgb", tmp);
+  assert_int_equal(mkdir(dir, 0700), 0);
+  assert_int_equal(util_idx4_set(dir, 3, 2, 3, 4), 0);
+  snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"input\": 48, \"data\": \"%s\"}, "
+           "\"vary\": {\"activation\": [\"relu\", \"tanh\"]}, \"seeds\": [1]}", dir);
+  load_text(tmp, text);
+  memcpy(s.exp[0].model.shape, (int[]){3, 4, 4}, sizeof s.exp[0].model.shape);
+  memcpy(s.exp[1].model.shape, (int[]){1, 8, 6}, sizeof s.exp[1].model.shape);
+  assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
+  snprintf(want, sizeof want, "experiment 'activation=tanh': %s: images are 3 x 4 x 4 (channels "
+           "x height x width); the model's input is [1, 8, 6]", dir);
+  assert_string_equal(err, want);
+  memcpy(s.exp[1].model.shape, (int[]){3, 4, 4}, sizeof s.exp[1].model.shape);
+  if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+    fail_msg("%s", err);
+  st_plan_free(&p);
   st_free(&s);
 }
 
@@ -343,6 +404,8 @@ int main(void) {
     cmocka_unit_test(test_plan_shares_runs),
     cmocka_unit_test(test_plan_arithmetic),
     cmocka_unit_test(test_plan_data_error),
+    cmocka_unit_test(test_plan_data_hash),
+    cmocka_unit_test(test_plan_data_shape),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

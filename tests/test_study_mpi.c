@@ -16,6 +16,8 @@
  *     MLPC_MPI_TIMEOUT=2) costs only its run, which another rank does;
  *     one stopped (SIGSTOP) beyond the timeout is taken for dead, and
  *     taken back once it goes on;
+ *   - a data set whose images are in IDX files of 4 dimensions reaches the
+ *     worker ranks, which record the runs of a local run and remove it;
  *   - under mpirun, a model file and --jobs are refused.
  */
 #include <dirent.h>
@@ -27,6 +29,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 #include "study_proc.h"
+#include "util.h"
 
 #ifndef MPIEXEC
 #error "MPIEXEC: the path of mpirun (tests/CMakeLists.txt)"
@@ -403,6 +406,27 @@ static void test_slow_rank(void **state) {
   expect_same("ref", "slow");
 }
 
+/* A data set of 3-channel images in IDX files of 4 dimensions: the two
+   worker ranks, sent its files, record the runs of a local run, and
+   leave nothing behind. */
+static void test_idx4_data(void **state) {
+  (void)state;
+  const char *dir = fmt("%s/rgb", tmp);
+  assert_int_equal(mkdir(dir, 0777), 0);
+  assert_int_equal(util_idx4_set(dir, 64, 32, 3, 4), 0);
+  write_tmp("rgb.json", fmt("{\"base\": {\"input\": 48, \"hidden\": [8], \"epochs\": 2, "
+                            "\"batch_size\": 8, \"data\": \"%s\"}, \"vary\": "
+                            "{\"activation\": [\"relu\", \"tanh\"]}, \"seeds\": [1, 2]}\n",
+                            dir));
+  expect_ok(run_local("rgb", "rgb_local"));
+  expect_ok(run_mpi("rgb", "rgb_mpi", 3));
+  char *x = everything("rgb_local.sqlite"), *y = everything("rgb_mpi.sqlite");
+  assert_true(strlen(x) > 100);
+  assert_string_equal(x, y);
+  free(x), free(y);
+  assert_int_equal(entries(fmt("%s/scratch", tmp), "mlpc-"), 0);
+}
+
 /* Under mpirun: a model, or --jobs, is refused by rank 0. */
 static void test_refused(void **state) {
   (void)state;
@@ -432,6 +456,7 @@ int main(void) {
     cmocka_unit_test(test_rank0_arithmetic),
     cmocka_unit_test(test_dead_rank),
     cmocka_unit_test(test_slow_rank),
+    cmocka_unit_test(test_idx4_data),
     cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -22,10 +22,11 @@ It writes, under tests/reference/:
     torch_rng.safetensors  raw uniform_ and normal_ draws (tests/test_init.c)
 
 tests/test_reference.c replays each case through mlpc and compares.
---check-mlpc runs the mlpc binary on the first cases: it loads PyTorch's
-initial weights (--load-weights), trains one epoch in file order, saves
-(--save-weights), and the saved file is loaded into the PyTorch module with
-load_state_dict(strict=True) and compared with PyTorch's own training.
+--check-mlpc runs the mlpc binary on every fifth MLP case on generated
+data and on every convolutional case: it loads PyTorch's initial weights
+(--load-weights), trains 4 batches in file order, saves (--save-weights),
+and the saved file is loaded into the PyTorch module with
+load_state_dict(strict=True) and compared with PyTorch's own 4 steps.
 """
 import gzip
 import json
@@ -847,49 +848,69 @@ def torch_rng():
 # ---- checking the mlpc binary both ways ----
 
 
+def mlpc_steps(mlpc, c, tmp):
+    """mlpc on the case from PyTorch's initial weights, 4 batches in file
+    order: the path of the weights it saved."""
+    m = dict(c["model"], data=os.path.join(HERE, "data", c["data"]))
+    mf, out = os.path.join(tmp, "m.json"), os.path.join(tmp, "out.safetensors")
+    json.dump(m, open(mf, "w"))
+    init = os.path.join(HERE, "cases", c["name"] + ".init.safetensors")
+    r = subprocess.run([mlpc, mf, "--run", "--no-shuffle", "--epochs", "1",
+                        "--max-batches", "4", "--backend", "tcc",
+                        "--load-weights", init, "--save-weights", out],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError("mlpc failed: " + r.stderr.strip())
+    return out
+
+
+def torch_steps(c):
+    """PyTorch on the same 4 batches from the same weights."""
+    m = c["model"]
+    ref = build(m)
+    ref.load_state_dict(load_safetensors(
+        os.path.join(HERE, "cases", c["name"] + ".init.safetensors")), strict=True)
+    xtr, ytr = load_set(c["data"], "train", m["input"])
+    opt = optimizer(ref, m.get("optimizer", "sgd"))
+    b = m.get("batch_size", 32)
+    for s in range(min(4, (len(ytr) + b - 1) // b)):
+        STEP[0] = s
+        x = xtr[s * b:(s + 1) * b].to(torch.get_default_dtype()) / 255
+        opt.zero_grad()
+        F.cross_entropy(ref(x), ytr[s * b:(s + 1) * b]).backward()
+        opt.step()
+    return ref
+
+
 def check_mlpc(mlpc, suite):
-    """PyTorch's weights into mlpc, mlpc's weights back into PyTorch."""
-    worst = 0.0
+    """PyTorch's weights into mlpc, mlpc's weights back into PyTorch
+    (load_state_dict, strict); exits 1 if any case failed."""
+    worst, failed = 0.0, []
     for c in suite:
-        m = dict(c["model"])
-        with tempfile.TemporaryDirectory() as tmp:
-            mf = os.path.join(tmp, "m.json")
-            out = os.path.join(tmp, "out.safetensors")
-            m["data"] = os.path.join(HERE, "data", c["data"])
-            json.dump(m, open(mf, "w"))
-            init = os.path.join(HERE, "cases", c["name"] + ".init.safetensors")
-            r = subprocess.run([mlpc, mf, "--run", "--no-shuffle", "--epochs", "1",
-                                "--max-batches", "4", "--backend", "tcc",
-                                "--load-weights", init, "--save-weights", out],
-                               capture_output=True, text=True)
-            if r.returncode:
-                print(c["name"], "mlpc failed:", r.stderr.strip())
-                continue
-            model = build(c["model"])
-            model.load_state_dict(load_safetensors(out), strict=True)
-            ref = build(c["model"])
-            ref.load_state_dict(load_safetensors(init), strict=True)
-            xtr, ytr = load_set(c["data"], "train", m["input"])
-            opt = optimizer(ref, m.get("optimizer", "sgd"))
-            b = m.get("batch_size", 32)
-            for s in range(min(4, (len(ytr) + b - 1) // b)):
-                STEP[0] = s
-                x = xtr[s * b:(s + 1) * b].to(torch.get_default_dtype()) / 255
-                opt.zero_grad()
-                F.cross_entropy(ref(x), ytr[s * b:(s + 1) * b]).backward()
-                opt.step()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                model = build(c["model"])
+                model.load_state_dict(load_safetensors(mlpc_steps(mlpc, c, tmp)), strict=True)
             diff = max(((model.state_dict()[k].double() - v.double()).abs().max().item()
-                        for k, v in ref.state_dict().items()), default=0)
-            worst = max(worst, diff)
-            print("%-34s loaded into PyTorch, max |diff| after 4 steps %.3g" % (c["name"], diff))
-    print("worst %.3g" % worst)
+                        for k, v in torch_steps(c).state_dict().items()), default=0)
+        except RuntimeError as e:  # mlpc's exit, or load_state_dict's refusal
+            print("%-34s FAILED: %s" % (c["name"], str(e).strip()))
+            failed.append(c["name"])
+            continue
+        worst = max(worst, diff)
+        print("%-34s loaded into PyTorch, max |diff| after 4 steps %.3g" % (c["name"], diff))
+    print("worst %.3g; %d of %d cases failed" % (worst, len(failed), len(suite)))
+    if failed:
+        sys.exit(1)
 
 
 def main():
     os.makedirs(os.path.join(HERE, "cases"), exist_ok=True)
     if len(sys.argv) == 3 and sys.argv[1] == "--check-mlpc":
         suite = json.load(open(os.path.join(HERE, "cases.json")))["cases"]
-        check_mlpc(sys.argv[2], [c for c in suite if c["data"] != "mnist"][::5])
+        cnn = [c for c in suite if c["name"].startswith("cnn_")]
+        check_mlpc(sys.argv[2], [c for c in suite if c["data"] != "mnist" and c not in cnn][::5]
+                   + cnn)
         return
     mnist_cut()
     for name, (image, classes, ntrain, ntest, seed) in SETS.items():

@@ -159,12 +159,58 @@ static int same_everywhere(json_t *vals, const char *k, json_t *v) {
   return 1;
 }
 
+/* The kind of a layer list's entry ("relu", {"type": "relu"}), or NULL. */
+static const char *entry_kind(json_t *e) {
+  json_t *t = json_is_object(e) ? json_object_get(e, "type") : e;
+  return json_string_value(t);
+}
+
+/* Whether array a has an entry of kind k. */
+static int has_kind(json_t *a, const char *k) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(a, i, e) {
+    if (entry_kind(e) && !strcmp(entry_kind(e), k))
+      return 1;
+  }
+  return 0;
+}
+
+/* A layer list's name: the kinds it has that some other value lacks,
+   each once, joined by "+" ("batchnorm2d", "dropout+gelu"), or "plain"
+   when it has no such kind; NULL if v is not a list of layer entries. */
+static char *list_name(json_t *v, json_t *vals) {
+  size_t i, j;
+  json_t *e, *o;
+  Buf b = {0};
+  if (!json_is_array(v) || !json_array_size(v))
+    return NULL;
+  json_array_foreach(v, i, e) {
+    if (!entry_kind(e))
+      return free(b.buf), NULL;
+    int everywhere = 1, before = 0;
+    json_array_foreach(vals, j, o)
+      everywhere &= json_is_array(o) && has_kind(o, entry_kind(e));
+    for (j = 0; j < i; j++)
+      before |= !strcmp(entry_kind(json_array_get(v, j)), entry_kind(e));
+    if (!everywhere && !before)
+      emitf(&b, "%s%s", b.len ? "+" : "", entry_kind(e));
+  }
+  if (!b.len)
+    emitf(&b, "plain");
+  return b.buf;
+}
+
 /* A value's name: a string as it is; an object with a "type" by its type
    and the members that tell it apart from the other values ("sgd",
-   "sgd(lr=0.1)"); anything else as compact JSON. */
+   "sgd(lr=0.1)"); a layer list by the kinds that tell it apart
+   (list_name); anything else as compact JSON. */
 static char *value_name(json_t *v, json_t *vals) {
   Buf b = {0};
   json_t *type = json_is_object(v) ? json_object_get(v, "type") : NULL;
+  char *list = list_name(v, vals);
+  if (list)
+    return list;
   if (!json_is_string(type)) {
     show(&b, v, 1);
     return b.buf;

@@ -492,10 +492,10 @@ static void emit_health_entry(Gen *g, int buffers) {
     emitf(b, "  (void)out; /* no activation layer */\n");
   for (int i = 1; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
-    if (layer_units[l->kind]->health)
-      emitf(b, "  health_%s(n, %d, %s, %s_out, out + %d); /* %s */\n",
-            act_names[l->spec.act.type], l->out, gen_out_name(ir, i - 1), l->cname,
-            l->health * RT_NLAYER_FIGURES, l->hname);
+    if (layer_units[l->kind]->health) /* units: features, or channels of h·w */
+      emitf(b, "  health_%s(n, %d, %d, %s, %s_out, out + %d); /* %s */\n",
+            act_names[l->spec.act.type], l->y.c, l->y.h * l->y.w, gen_out_name(ir, i - 1),
+            l->cname, l->health * RT_NLAYER_FIGURES, l->hname);
   }
   emitf(b, "}\n\n");
 }

@@ -133,7 +133,8 @@ const char *act_forward_text(int type);
 int act_has_param(int type);
 /* The bits 1 << RT_SATURATED ... of the figures it does not define. */
 int act_health_na(int type);
-/* health_NAME(n, C, pre, post, out): the figures of one such layer. */
+/* health_NAME(n, C, S, pre, post, out): the figures of one such layer,
+   (n, C, S): C units (features, or channels of S positions). */
 void act_emit_health(Buf *b, int type);
 
 #endif

@@ -41,7 +41,7 @@ static void emit(Ctx *c) {
   Buf *b = c->g->b;
   int type = c->l->spec.act.type, C = c->l->out;
   const char *p = c->p, *name = act_names[type];
-  emitf(b, "/* %s: %s, (B, %d) -> (B, %d) */\n", p, name, C, C);
+  emitf(b, "/* %s: %s, %s -> %s */\n", p, name, ir_shape(&c->l->x), ir_shape(&c->l->y));
   emitf(b, "static void %s_forward(int n) {\n"
         "  act_%s(n * %d, %s, %s_out, %s); /* y = %s */\n}\n\n",
         p, name, C, c->in, p, param(c->l), act_text[type].fwd);

@@ -90,6 +90,28 @@ const char *gen_num(double v) {
   return s;
 }
 
+void gen_call(Buf *b, const char *head, const char *fmt, ...) {
+  char args[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  int indent = (int)strlen(head), col = indent;
+  emitf(b, "%s", head);
+  for (char *a = args, *next; a; a = next) {
+    next = strstr(a, ", ");
+    int len = next ? (int)(next - a) : (int)strlen(a);
+    if (a != args && col + 2 + len + 2 > 100)
+      emitf(b, ",\n%*s", indent, ""), col = indent;
+    else if (a != args)
+      emitf(b, ", "), col += 2;
+    emitf(b, "%.*s", len, a);
+    col += len;
+    next = next ? next + 2 : NULL;
+  }
+  emitf(b, ");\n");
+}
+
 /* ---- planning: the tensors ---- */
 
 /* Formats a generated name; names are short by construction (MAX_LAYERS
@@ -242,8 +264,8 @@ static void emit_activation_decls(Gen *g) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;
     if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
-      emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
-            p, l->out, p, l->out, l->out);
+      emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* %s */\n",
+            p, l->out, p, l->out, ir_shape(&l->y));
       gen_count(g, 2 * B * l->out, 1);
     }
     if (layer_units[l->kind]->decls)

@@ -937,8 +937,11 @@ static int check_params(Ctx *c, const Model *m, const List *L) {
 /* Refuses a batch whose activations would not fit in sensible memory. */
 static int check_activations(Ctx *c, const Model *m, const List *L) {
   uint64_t w = (uint64_t)m->input;
-  for (int i = 0; i < L->n; i++)
-    w += (uint64_t)fe_numel(&L->out[i]);
+  for (int i = 0; i < L->n; i++) {
+    int k = L->l[i].kind; /* the layers that make new features */
+    if (k == LK_LINEAR || k == LK_CONV2D || k == LK_MAXPOOL2D || k == LK_AVGPOOL2D)
+      w += (uint64_t)fe_numel(&L->out[i]);
+  }
   if ((uint64_t)m->batch_size * w <= (uint64_t)MAX_ACTIVATIONS)
     return 0;
   size_t n = enter(c, "batch_size");

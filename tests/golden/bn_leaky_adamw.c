@@ -86,13 +86,14 @@ static void norm1_forward(int n, int train) {
   if (train)
     norm1_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-3; /* momentum 0.2 */
-  bn_forward(n, 48, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
-             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
+  bn_forward(n, 48, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias,
+             norm1_running_mean, norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat,
+             norm1_out);
 }
 
 static void norm1_backward(int n) {
-  bn_backward(n, 48, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
-              dnorm1_weight, dnorm1_bias, dfc1_out);
+  bn_backward(n, 48, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
+              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* leaky_relu1: leaky_relu, (B, 48) -> (B, 48) */
@@ -120,13 +121,14 @@ static void norm2_forward(int n, int train) {
   if (train)
     norm2_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-3; /* momentum 0.2 */
-  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias, norm2_running_mean,
-             norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat, norm2_out);
+  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias,
+             norm2_running_mean, norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat,
+             norm2_out);
 }
 
 static void norm2_backward(int n) {
-  bn_backward(n, 24, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx, norm2_k,
-              dnorm2_weight, dnorm2_bias, dfc2_out);
+  bn_backward(n, 24, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx,
+              norm2_k, dnorm2_weight, dnorm2_bias, dfc2_out);
 }
 
 /* leaky_relu2: leaky_relu, (B, 24) -> (B, 24) */

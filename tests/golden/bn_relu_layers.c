@@ -53,13 +53,15 @@ static void batchnorm1_forward(int n, int train) {
   if (train)
     batchnorm1_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-  bn_forward(n, 128, train, m, 0x1.4f8b588e368f1p-17, linear0_out, batchnorm1_weight, batchnorm1_bias, batchnorm1_running_mean,
-             batchnorm1_running_var, batchnorm1_mean, batchnorm1_var, batchnorm1_rstd, batchnorm1_xhat, batchnorm1_out);
+  bn_forward(n, 128, train, m, 0x1.4f8b588e368f1p-17, linear0_out, batchnorm1_weight,
+             batchnorm1_bias, batchnorm1_running_mean, batchnorm1_running_var, batchnorm1_mean,
+             batchnorm1_var, batchnorm1_rstd, batchnorm1_xhat, batchnorm1_out);
 }
 
 static void batchnorm1_backward(int n) {
-  bn_backward(n, 128, dbatchnorm1_out, batchnorm1_xhat, batchnorm1_weight, batchnorm1_rstd, batchnorm1_sdy, batchnorm1_sdyx, batchnorm1_k,
-              dbatchnorm1_weight, dbatchnorm1_bias, dlinear0_out);
+  bn_backward(n, 128, dbatchnorm1_out, batchnorm1_xhat, batchnorm1_weight, batchnorm1_rstd,
+              batchnorm1_sdy, batchnorm1_sdyx, batchnorm1_k, dbatchnorm1_weight, dbatchnorm1_bias,
+              dlinear0_out);
 }
 
 /* relu2: relu, (B, 128) -> (B, 128) */

@@ -43,25 +43,25 @@ static real linear9_bias_momentum_buffer[10]; /* (10) 9.bias.momentum_buffer */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
-static real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 12544) */
+static real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 16, 28, 28) */
 static real conv2d0_col[B * 7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
-static real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 12544) */
+static real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28) */
 static real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
 static double batchnorm2d1_rstd[16]; /* (16) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[16], batchnorm2d1_var[16]; /* (16) of the batch, or running */
 static double batchnorm2d1_sdy[16], batchnorm2d1_sdyx[16], batchnorm2d1_k[16]; /* (16) sums of dy, dy*xhat */
-static real relu2_out[B * 12544], drelu2_out[B * 12544]; /* (B, 12544) */
-static real maxpool2d3_out[B * 3136], dmaxpool2d3_out[B * 3136]; /* (B, 3136) */
+static real relu2_out[B * 12544], drelu2_out[B * 12544]; /* (B, 16, 28, 28) */
+static real maxpool2d3_out[B * 3136], dmaxpool2d3_out[B * 3136]; /* (B, 16, 14, 14) */
 static int maxpool2d3_arg[B * 3136]; /* (B, 16, 14, 14) h * W + w of each maximum */
-static real conv2d4_out[B * 6272], dconv2d4_out[B * 6272]; /* (B, 6272) */
+static real conv2d4_out[B * 6272], dconv2d4_out[B * 6272]; /* (B, 32, 14, 14) */
 static real conv2d4_col[B * 28224], conv2d4_dcol[28224]; /* (C*KH*KW, OH*OW) a sample */
-static real batchnorm2d5_out[B * 6272], dbatchnorm2d5_out[B * 6272]; /* (B, 6272) */
+static real batchnorm2d5_out[B * 6272], dbatchnorm2d5_out[B * 6272]; /* (B, 32, 14, 14) */
 static real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
 static double batchnorm2d5_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double batchnorm2d5_mean[32], batchnorm2d5_var[32]; /* (32) of the batch, or running */
 static double batchnorm2d5_sdy[32], batchnorm2d5_sdyx[32], batchnorm2d5_k[32]; /* (32) sums of dy, dy*xhat */
-static real relu6_out[B * 6272], drelu6_out[B * 6272]; /* (B, 6272) */
-static real maxpool2d7_out[B * 1568], dmaxpool2d7_out[B * 1568]; /* (B, 1568) */
+static real relu6_out[B * 6272], drelu6_out[B * 6272]; /* (B, 32, 14, 14) */
+static real maxpool2d7_out[B * 1568], dmaxpool2d7_out[B * 1568]; /* (B, 32, 7, 7) */
 static int maxpool2d7_arg[B * 1568]; /* (B, 32, 7, 7) h * W + w of each maximum */
 static real linear9_out[B * 10], dlinear9_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) logsumexp of each row */
@@ -70,13 +70,13 @@ static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 /* conv2d0: Conv2d(1, 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)),
    (B, 1, 28, 28) -> (B, 16, 28, 28) */
 static void conv2d0_forward(int n) {
-  conv2d_forward(n, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1,
-                 input, conv2d0_weight, conv2d0_bias, conv2d0_col, conv2d0_out);
+  conv2d_forward(n, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, input, conv2d0_weight, conv2d0_bias,
+                 conv2d0_col, conv2d0_out);
 }
 
-static void conv2d0_backward(int n) {
-  conv2d_backward(n, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1,
-                  dconv2d0_out, input, conv2d0_weight, conv2d0_col, conv2d0_dcol, dconv2d0_weight, dconv2d0_bias, 0); /* the input has no gradient */
+static void conv2d0_backward(int n) { /* the input has no gradient: dx 0 */
+  conv2d_backward(n, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, dconv2d0_out, input, conv2d0_weight,
+                  conv2d0_col, conv2d0_dcol, dconv2d0_weight, dconv2d0_bias, 0);
 }
 
 /* batchnorm2d1: BatchNorm2d(16, eps=1e-05), (B, 16, 28, 28) -> (B, 16, 28, 28) */
@@ -84,16 +84,19 @@ static void batchnorm2d1_forward(int n, int train) {
   if (train)
     batchnorm2d1_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-  bn2d_forward(n, 16, 784, train, m, 0x1.4f8b588e368f1p-17, conv2d0_out, batchnorm2d1_weight, batchnorm2d1_bias, batchnorm2d1_running_mean,
-             batchnorm2d1_running_var, batchnorm2d1_mean, batchnorm2d1_var, batchnorm2d1_rstd, batchnorm2d1_xhat, batchnorm2d1_out);
+  bn2d_forward(n, 16, 784, train, m, 0x1.4f8b588e368f1p-17, conv2d0_out, batchnorm2d1_weight,
+               batchnorm2d1_bias, batchnorm2d1_running_mean, batchnorm2d1_running_var,
+               batchnorm2d1_mean, batchnorm2d1_var, batchnorm2d1_rstd, batchnorm2d1_xhat,
+               batchnorm2d1_out);
 }
 
 static void batchnorm2d1_backward(int n) {
-  bn2d_backward(n, 16, 784, dbatchnorm2d1_out, batchnorm2d1_xhat, batchnorm2d1_weight, batchnorm2d1_rstd, batchnorm2d1_sdy, batchnorm2d1_sdyx, batchnorm2d1_k,
-              dbatchnorm2d1_weight, dbatchnorm2d1_bias, dconv2d0_out);
+  bn2d_backward(n, 16, 784, dbatchnorm2d1_out, batchnorm2d1_xhat, batchnorm2d1_weight,
+                batchnorm2d1_rstd, batchnorm2d1_sdy, batchnorm2d1_sdyx, batchnorm2d1_k,
+                dbatchnorm2d1_weight, dbatchnorm2d1_bias, dconv2d0_out);
 }
 
-/* relu2: relu, (B, 12544) -> (B, 12544) */
+/* relu2: relu, (B, 16, 28, 28) -> (B, 16, 28, 28) */
 static void relu2_forward(int n) {
   act_relu(n * 12544, batchnorm2d1_out, relu2_out, R(0)); /* y = x < 0 ? (real)0 : x */
 }
@@ -115,13 +118,14 @@ static void maxpool2d3_backward(int n) {
 /* conv2d4: Conv2d(16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)),
    (B, 16, 14, 14) -> (B, 32, 14, 14) */
 static void conv2d4_forward(int n) {
-  conv2d_forward(n, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1,
-                 maxpool2d3_out, conv2d4_weight, conv2d4_bias, conv2d4_col, conv2d4_out);
+  conv2d_forward(n, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, maxpool2d3_out, conv2d4_weight, conv2d4_bias,
+                 conv2d4_col, conv2d4_out);
 }
 
 static void conv2d4_backward(int n) {
-  conv2d_backward(n, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1,
-                  dconv2d4_out, maxpool2d3_out, conv2d4_weight, conv2d4_col, conv2d4_dcol, dconv2d4_weight, dconv2d4_bias, dmaxpool2d3_out);
+  conv2d_backward(n, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, dconv2d4_out, maxpool2d3_out,
+                  conv2d4_weight, conv2d4_col, conv2d4_dcol, dconv2d4_weight, dconv2d4_bias,
+                  dmaxpool2d3_out);
 }
 
 /* batchnorm2d5: BatchNorm2d(32, eps=1e-05), (B, 32, 14, 14) -> (B, 32, 14, 14) */
@@ -129,16 +133,19 @@ static void batchnorm2d5_forward(int n, int train) {
   if (train)
     batchnorm2d5_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-  bn2d_forward(n, 32, 196, train, m, 0x1.4f8b588e368f1p-17, conv2d4_out, batchnorm2d5_weight, batchnorm2d5_bias, batchnorm2d5_running_mean,
-             batchnorm2d5_running_var, batchnorm2d5_mean, batchnorm2d5_var, batchnorm2d5_rstd, batchnorm2d5_xhat, batchnorm2d5_out);
+  bn2d_forward(n, 32, 196, train, m, 0x1.4f8b588e368f1p-17, conv2d4_out, batchnorm2d5_weight,
+               batchnorm2d5_bias, batchnorm2d5_running_mean, batchnorm2d5_running_var,
+               batchnorm2d5_mean, batchnorm2d5_var, batchnorm2d5_rstd, batchnorm2d5_xhat,
+               batchnorm2d5_out);
 }
 
 static void batchnorm2d5_backward(int n) {
-  bn2d_backward(n, 32, 196, dbatchnorm2d5_out, batchnorm2d5_xhat, batchnorm2d5_weight, batchnorm2d5_rstd, batchnorm2d5_sdy, batchnorm2d5_sdyx, batchnorm2d5_k,
-              dbatchnorm2d5_weight, dbatchnorm2d5_bias, dconv2d4_out);
+  bn2d_backward(n, 32, 196, dbatchnorm2d5_out, batchnorm2d5_xhat, batchnorm2d5_weight,
+                batchnorm2d5_rstd, batchnorm2d5_sdy, batchnorm2d5_sdyx, batchnorm2d5_k,
+                dbatchnorm2d5_weight, dbatchnorm2d5_bias, dconv2d4_out);
 }
 
-/* relu6: relu, (B, 6272) -> (B, 6272) */
+/* relu6: relu, (B, 32, 14, 14) -> (B, 32, 14, 14) */
 static void relu6_forward(int n) {
   act_relu(n * 6272, batchnorm2d5_out, relu6_out, R(0)); /* y = x < 0 ? (real)0 : x */
 }

@@ -58,21 +58,21 @@ static long long optimizer_step[1]; /* (1) optimizer.step */
 static long long run_seed[1]; /* (1) run.seed */
 
 static real input[B * 784]; /* (B, 784) pixels / 255 */
-static real conv2d0_out[B * 1960], dconv2d0_out[B * 1960]; /* (B, 1960) */
+static real conv2d0_out[B * 1960], dconv2d0_out[B * 1960]; /* (B, 5, 14, 28) */
 static real conv2d0_col[B * 5880], conv2d0_dcol[5880]; /* (C*KH*KW, OH*OW) a sample */
-static real elu1_out[B * 1960], delu1_out[B * 1960]; /* (B, 1960) */
-static real avgpool2d2_out[B * 390], davgpool2d2_out[B * 390]; /* (B, 390) */
-static real conv2d3_out[B * 420], dconv2d3_out[B * 420]; /* (B, 420) */
+static real elu1_out[B * 1960], delu1_out[B * 1960]; /* (B, 5, 14, 28) */
+static real avgpool2d2_out[B * 390], davgpool2d2_out[B * 390]; /* (B, 5, 6, 13) */
+static real conv2d3_out[B * 420], dconv2d3_out[B * 420]; /* (B, 7, 5, 12) */
 static real conv2d3_col[B * 1200], conv2d3_dcol[1200]; /* (C*KH*KW, OH*OW) a sample */
-static real batchnorm2d4_out[B * 420], dbatchnorm2d4_out[B * 420]; /* (B, 420) */
+static real batchnorm2d4_out[B * 420], dbatchnorm2d4_out[B * 420]; /* (B, 7, 5, 12) */
 static real batchnorm2d4_xhat[B * 420]; /* (B, 420) */
 static double batchnorm2d4_rstd[7]; /* (7) 1/sqrt(var + eps) */
 static double batchnorm2d4_mean[7], batchnorm2d4_var[7]; /* (7) of the batch, or running */
 static double batchnorm2d4_sdy[7], batchnorm2d4_sdyx[7], batchnorm2d4_k[7]; /* (7) sums of dy, dy*xhat */
-static real leaky_relu5_out[B * 420], dleaky_relu5_out[B * 420]; /* (B, 420) */
-static real maxpool2d6_out[B * 280], dmaxpool2d6_out[B * 280]; /* (B, 280) */
+static real leaky_relu5_out[B * 420], dleaky_relu5_out[B * 420]; /* (B, 7, 5, 12) */
+static real maxpool2d6_out[B * 280], dmaxpool2d6_out[B * 280]; /* (B, 7, 4, 10) */
 static int maxpool2d6_arg[B * 280]; /* (B, 7, 4, 10) h * W + w of each maximum */
-static real dropout7_out[B * 280], ddropout7_out[B * 280]; /* (B, 280) */
+static real dropout7_out[B * 280], ddropout7_out[B * 280]; /* (B, 7, 4, 10) */
 static real dropout7_mask[B * 280]; /* (B, 280) 0 or 1/(1 - p) */
 static real linear9_out[B * 24], dlinear9_out[B * 24]; /* (B, 24) */
 static real batchnorm10_out[B * 24], dbatchnorm10_out[B * 24]; /* (B, 24) */
@@ -88,16 +88,16 @@ static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 /* conv2d0: Conv2d(1, 5, kernel_size=(3, 5), stride=(2, 1), padding=(1, 2)),
    (B, 1, 28, 28) -> (B, 5, 14, 28) */
 static void conv2d0_forward(int n) {
-  conv2d_forward(n, 1, 28, 28, 5, 3, 5, 2, 1, 1, 2,
-                 input, conv2d0_weight, conv2d0_bias, conv2d0_col, conv2d0_out);
+  conv2d_forward(n, 1, 28, 28, 5, 3, 5, 2, 1, 1, 2, input, conv2d0_weight, conv2d0_bias,
+                 conv2d0_col, conv2d0_out);
 }
 
-static void conv2d0_backward(int n) {
-  conv2d_backward(n, 1, 28, 28, 5, 3, 5, 2, 1, 1, 2,
-                  dconv2d0_out, input, conv2d0_weight, conv2d0_col, conv2d0_dcol, dconv2d0_weight, dconv2d0_bias, 0); /* the input has no gradient */
+static void conv2d0_backward(int n) { /* the input has no gradient: dx 0 */
+  conv2d_backward(n, 1, 28, 28, 5, 3, 5, 2, 1, 1, 2, dconv2d0_out, input, conv2d0_weight,
+                  conv2d0_col, conv2d0_dcol, dconv2d0_weight, dconv2d0_bias, 0);
 }
 
-/* elu1: elu, (B, 1960) -> (B, 1960) */
+/* elu1: elu, (B, 5, 14, 28) -> (B, 5, 14, 28) */
 static void elu1_forward(int n) {
   act_elu(n * 1960, conv2d0_out, elu1_out, R(0x1p-1)); /* y = x > 0 ? x : p * (mm_exp(x) - (real)1) */
 }
@@ -119,13 +119,13 @@ static void avgpool2d2_backward(int n) {
 /* conv2d3: Conv2d(5, 7, kernel_size=(2, 2), stride=(1, 1), padding=(0, 0), bias=False),
    (B, 5, 6, 13) -> (B, 7, 5, 12) */
 static void conv2d3_forward(int n) {
-  conv2d_forward(n, 5, 6, 13, 7, 2, 2, 1, 1, 0, 0,
-                 avgpool2d2_out, conv2d3_weight, 0, conv2d3_col, conv2d3_out);
+  conv2d_forward(n, 5, 6, 13, 7, 2, 2, 1, 1, 0, 0, avgpool2d2_out, conv2d3_weight, 0, conv2d3_col,
+                 conv2d3_out);
 }
 
 static void conv2d3_backward(int n) {
-  conv2d_backward(n, 5, 6, 13, 7, 2, 2, 1, 1, 0, 0,
-                  dconv2d3_out, avgpool2d2_out, conv2d3_weight, conv2d3_col, conv2d3_dcol, dconv2d3_weight, 0, davgpool2d2_out);
+  conv2d_backward(n, 5, 6, 13, 7, 2, 2, 1, 1, 0, 0, dconv2d3_out, avgpool2d2_out, conv2d3_weight,
+                  conv2d3_col, conv2d3_dcol, dconv2d3_weight, 0, davgpool2d2_out);
 }
 
 /* batchnorm2d4: BatchNorm2d(7, eps=1e-05), (B, 7, 5, 12) -> (B, 7, 5, 12) */
@@ -133,16 +133,19 @@ static void batchnorm2d4_forward(int n, int train) {
   if (train)
     batchnorm2d4_num_batches_tracked[0]++;
   double m = 1.0 / batchnorm2d4_num_batches_tracked[0]; /* cumulative average */
-  bn2d_forward(n, 7, 60, train, m, 0x1.4f8b588e368f1p-17, conv2d3_out, batchnorm2d4_weight, batchnorm2d4_bias, batchnorm2d4_running_mean,
-             batchnorm2d4_running_var, batchnorm2d4_mean, batchnorm2d4_var, batchnorm2d4_rstd, batchnorm2d4_xhat, batchnorm2d4_out);
+  bn2d_forward(n, 7, 60, train, m, 0x1.4f8b588e368f1p-17, conv2d3_out, batchnorm2d4_weight,
+               batchnorm2d4_bias, batchnorm2d4_running_mean, batchnorm2d4_running_var,
+               batchnorm2d4_mean, batchnorm2d4_var, batchnorm2d4_rstd, batchnorm2d4_xhat,
+               batchnorm2d4_out);
 }
 
 static void batchnorm2d4_backward(int n) {
-  bn2d_backward(n, 7, 60, dbatchnorm2d4_out, batchnorm2d4_xhat, batchnorm2d4_weight, batchnorm2d4_rstd, batchnorm2d4_sdy, batchnorm2d4_sdyx, batchnorm2d4_k,
-              dbatchnorm2d4_weight, dbatchnorm2d4_bias, dconv2d3_out);
+  bn2d_backward(n, 7, 60, dbatchnorm2d4_out, batchnorm2d4_xhat, batchnorm2d4_weight,
+                batchnorm2d4_rstd, batchnorm2d4_sdy, batchnorm2d4_sdyx, batchnorm2d4_k,
+                dbatchnorm2d4_weight, dbatchnorm2d4_bias, dconv2d3_out);
 }
 
-/* leaky_relu5: leaky_relu, (B, 420) -> (B, 420) */
+/* leaky_relu5: leaky_relu, (B, 7, 5, 12) -> (B, 7, 5, 12) */
 static void leaky_relu5_forward(int n) {
   act_leaky_relu(n * 420, batchnorm2d4_out, leaky_relu5_out, R(0x1.47ae147ae147bp-7)); /* y = x > 0 ? x : p * x */
 }
@@ -161,7 +164,7 @@ static void maxpool2d6_backward(int n) {
   maxpool2d_backward(n, 7, 5, 12, 2, 3, 1, 1, dmaxpool2d6_out, maxpool2d6_arg, dleaky_relu5_out);
 }
 
-/* dropout7: Dropout(p=0.25), (B, 280) -> (B, 280) */
+/* dropout7: Dropout(p=0.25), (B, 7, 4, 10) -> (B, 7, 4, 10) */
 static void dropout7_forward(int n, int train) {
   if (!train) {
     for (int i = 0; i < n * 280; i++)
@@ -192,13 +195,15 @@ static void batchnorm10_forward(int n, int train) {
   if (train)
     batchnorm10_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, linear9_out, batchnorm10_weight, batchnorm10_bias, batchnorm10_running_mean,
-             batchnorm10_running_var, batchnorm10_mean, batchnorm10_var, batchnorm10_rstd, batchnorm10_xhat, batchnorm10_out);
+  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, linear9_out, batchnorm10_weight,
+             batchnorm10_bias, batchnorm10_running_mean, batchnorm10_running_var, batchnorm10_mean,
+             batchnorm10_var, batchnorm10_rstd, batchnorm10_xhat, batchnorm10_out);
 }
 
 static void batchnorm10_backward(int n) {
-  bn_backward(n, 24, dbatchnorm10_out, batchnorm10_xhat, batchnorm10_weight, batchnorm10_rstd, batchnorm10_sdy, batchnorm10_sdyx, batchnorm10_k,
-              dbatchnorm10_weight, dbatchnorm10_bias, dlinear9_out);
+  bn_backward(n, 24, dbatchnorm10_out, batchnorm10_xhat, batchnorm10_weight, batchnorm10_rstd,
+              batchnorm10_sdy, batchnorm10_sdyx, batchnorm10_k, dbatchnorm10_weight,
+              dbatchnorm10_bias, dlinear9_out);
 }
 
 /* gelu11: gelu, (B, 24) -> (B, 24) */

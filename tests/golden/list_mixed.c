@@ -163,13 +163,15 @@ static void batchnorm6_forward(int n, int train) {
   if (train)
     batchnorm6_num_batches_tracked[0]++;
   double m = 1.0 / batchnorm6_num_batches_tracked[0]; /* cumulative average */
-  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, elu5_out, batchnorm6_weight, batchnorm6_bias, batchnorm6_running_mean,
-             batchnorm6_running_var, batchnorm6_mean, batchnorm6_var, batchnorm6_rstd, batchnorm6_xhat, batchnorm6_out);
+  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, elu5_out, batchnorm6_weight, batchnorm6_bias,
+             batchnorm6_running_mean, batchnorm6_running_var, batchnorm6_mean, batchnorm6_var,
+             batchnorm6_rstd, batchnorm6_xhat, batchnorm6_out);
 }
 
 static void batchnorm6_backward(int n) {
-  bn_backward(n, 24, dbatchnorm6_out, batchnorm6_xhat, batchnorm6_weight, batchnorm6_rstd, batchnorm6_sdy, batchnorm6_sdyx, batchnorm6_k,
-              dbatchnorm6_weight, dbatchnorm6_bias, delu5_out);
+  bn_backward(n, 24, dbatchnorm6_out, batchnorm6_xhat, batchnorm6_weight, batchnorm6_rstd,
+              batchnorm6_sdy, batchnorm6_sdyx, batchnorm6_k, dbatchnorm6_weight, dbatchnorm6_bias,
+              delu5_out);
 }
 
 /* linear7: Linear(24, 32), (B, 24) -> (B, 32) */

@@ -60,13 +60,14 @@ static void norm1_forward(int n, int train) {
   if (train)
     norm1_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-  bn_forward(n, 128, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
-             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
+  bn_forward(n, 128, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias,
+             norm1_running_mean, norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat,
+             norm1_out);
 }
 
 static void norm1_backward(int n) {
-  bn_backward(n, 128, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
-              dnorm1_weight, dnorm1_bias, dfc1_out);
+  bn_backward(n, 128, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
+              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* relu1: relu, (B, 128) -> (B, 128) */

@@ -100,6 +100,11 @@ static int by_rank(const void *pa, const void *pb) {
   return sorting->exp[a] - sorting->exp[b];
 }
 
+/* A model's name in the text: "base" or its experiment's. */
+static const char *name_of(const Models *m, int i) {
+  return i == m->base ? "base" : m->s->exp[m->exp[i]].name;
+}
+
 /* ---- verdicts ---- */
 
 /* Adds the comparison of models a and b unless it is there already. */
@@ -214,7 +219,7 @@ static void say_round(const StPlan *p, const Models *m, const Verdicts *v, const
           v->nc);
   for (int i = 0; i < m->nm; i++)
     if (grow[i])
-      fprintf(term, "%s %s (seed %llu)", k++ ? "," : "", p->s->exp[m->exp[i]].name,
+      fprintf(term, "%s %s (seed %llu)", k++ ? "," : "", name_of(m, i),
               (unsigned long long)p->s->seeds[m->n[i]]);
   fputc('\n', term);
   fflush(term);
@@ -289,11 +294,6 @@ static void figs_models(const StFigs *f, Models *m) {
       losses(m, m->nm)[r] = x->run[r].diverged_epoch ? INFINITY : x->run[r].fig[ST_TEST_LOSS];
     m->nm++;
   }
-}
-
-/* A model's name in the text: "base" or its experiment's. */
-static const char *name_of(const Models *m, int i) {
-  return i == m->base ? "base" : m->s->exp[m->exp[i]].name;
 }
 
 /* A comparison's verdict in words, into buf. */

@@ -101,7 +101,7 @@ static void test_end_to_end(void **state) {
   expect_ok(run(db, out, "2"));
   char *err = read_all(fmt("%s/stderr", tmp)), *so = read_all(fmt("%s/stdout", tmp));
   assert_non_null(strstr(err, "mlpc: adaptive: 3 of 3 comparisons undecided; another seed for "
-                              "activation=tanh (seed 3), activation=relu (seed 3), init=normal "
+                              "base (seed 3), activation=relu (seed 3), init=normal "
                               "(seed 3)\n"));
   assert_non_null(strstr(so, "adaptive: 3 starting seeds, up to 8 a model (level 0.05)"));
   assert_non_null(strstr(so, "\nadaptive seeds (e-value at least 60 decides):\n"));

@@ -318,16 +318,24 @@ static const Cmp *find_cmp(const Verdicts *v, int a, int b) {
 static void md_intro(const Models *m, const Verdicts *v, FILE *md) {
   const Study *s = m->s;
   fprintf(md, "\n## Adaptive seeds\n\nThe study ran its %d starting seed%s, then added seeds, "
-          "one at a time and in increasing order (%llu, %llu, ...), to the models whose "
-          "comparisons were undecided, up to %d seeds a model. Each comparison is a "
-          "sequential test that stays valid however the seeds were added and whenever they "
-          "stopped: a conformal test martingale on the sequential ranks of the two models' "
-          "final test losses (docs/study-format.md). It is decided when its e-value reaches "
-          "%d / %g = %.4g: the level %g, with Bonferroni's correction over the %d pairs of "
-          "the %d models.\n\n", s->nstart, s->nstart == 1 ? "" : "s",
-          (unsigned long long)s->seeds[s->nstart < s->nseeds ? s->nstart : 0],
-          (unsigned long long)s->seeds[s->nstart + 1 < s->nseeds ? s->nstart + 1 : 0],
-          s->nseeds, v->pairs, s->alpha, v->threshold, s->alpha, v->pairs, m->nm);
+          "one at a time and in increasing order (", s->nstart, s->nstart == 1 ? "" : "s");
+  if (s->nseeds > s->nstart)
+    fprintf(md, "%llu to %llu", (unsigned long long)s->seeds[s->nstart],
+            (unsigned long long)s->seeds[s->nseeds - 1]);
+  else
+    fprintf(md, "none: max_seeds is the number of starting seeds");
+  fprintf(md, "), to the models whose comparisons were undecided, up to %d seeds a model. ",
+          s->nseeds);
+  if (m->nm < 2) {
+    fprintf(md, "With one model there is nothing to compare.\n");
+    return;
+  }
+  fprintf(md, "Each comparison is a sequential test that stays valid however the seeds were "
+          "added and whenever they stopped: a conformal test martingale on the sequential "
+          "ranks of the two models' final test losses (docs/study-format.md). It is decided "
+          "when its e-value reaches %d / %g = %.4g: the level %g, with Bonferroni's correction "
+          "over the %d pair%s of the %d models.\n\n", v->pairs, s->alpha, v->threshold,
+          s->alpha, v->pairs, v->pairs == 1 ? "" : "s", m->nm);
 }
 
 /* The table of comparisons. */
@@ -347,11 +355,23 @@ static int established(const Verdicts *v, int k) {
   return c && c->t.decided && (c->t.lower < 0 ? c->a : c->b) == v->rank[k];
 }
 
+/* How model k of the ranking stands against the one above it. */
+static void md_order(const Models *m, const Verdicts *v, int k, FILE *md) {
+  const Cmp *c = find_cmp(v, v->rank[k - 1], v->rank[k]);
+  fprintf(md, "; below %s: ", name_of(m, v->rank[k - 1]));
+  if (established(v, k - 1))
+    fprintf(md, "**established** after %d seeds\n", c->t.decided);
+  else if (c && c->t.decided)
+    fprintf(md, "not established: the test finds it lower, after %d seeds\n", c->t.decided);
+  else
+    fprintf(md, "not established\n");
+}
+
 /* The ranking, each order marked established or not. */
 static void md_ranking(const Models *m, const Verdicts *v, FILE *md) {
   int d;
-  fprintf(md, "\nThe ranking, with the orders the tests establish (`<`: established, "
-          "`?`: not):\n\n");
+  fprintf(md, "\nThe ranking, and whether the tests establish each model's place below the "
+          "one above it:\n\n");
   for (int k = 0; k < m->nm; k++) {
     double mean = model_mean(m, v->rank[k], &d);
     fprintf(md, "%d. %s: %d seeds, ", k + 1, name_of(m, v->rank[k]), m->n[v->rank[k]]);
@@ -359,9 +379,10 @@ static void md_ranking(const Models *m, const Verdicts *v, FILE *md) {
       fprintf(md, "every run diverged");
     else
       fprintf(md, "mean final test loss %.4f", mean);
-    if (k + 1 < m->nm)
-      fprintf(md, " %s", established(v, k) ? "`<`" : "`?`");
-    fputc('\n', md);
+    if (k)
+      md_order(m, v, k, md);
+    else
+      fputc('\n', md);
   }
   fprintf(md, "\nWelch's t-test and the permutation test above take the numbers of seeds as "
           "fixed in advance; with seeds added where the results were undecided their p values "
@@ -387,9 +408,11 @@ void st_adaptive_report(const StFigs *f, FILE *md, FILE *term) {
   figs_models(f, &m);
   decide(&m, &v);
   md_intro(&m, &v, md);
-  md_table(&m, &v, md);
-  md_ranking(&m, &v, md);
-  if (term)
+  if (m.nm >= 2) {
+    md_table(&m, &v, md);
+    md_ranking(&m, &v, md);
+  }
+  if (term && m.nm >= 2)
     print_verdicts(&m, &v, term);
   verdicts_free(&v);
   models_free(&m);

@@ -120,8 +120,9 @@ static void test_end_to_end(void **state) {
   assert_non_null(strstr(md, "| activation=relu against base | 8 and 8 | undecided at "
                              "max_seeds"));
   assert_non_null(strstr(md, "1. base: 8 seeds, mean final test loss "));
-  assert_non_null(strstr(md, "`?`\n2. activation=relu: 8 seeds"));
-  assert_non_null(strstr(md, "`<`\n3. init=normal"));
+  assert_non_null(strstr(md, "; below base: not established\n3. init=normal: "));
+  assert_non_null(strstr(md, fmt("; below activation=relu: **established** after %d seeds\n",
+                                 normal)));
   expect_ok(run(db, out, "2"));
   free(so);
   so = read_all(fmt("%s/stdout", tmp));

@@ -161,8 +161,8 @@ static int to_grow(const Models *m, const Verdicts *v, char *grow) {
 
 /* ---- rounds, from the plan and the database ---- */
 
-/* The distinct models of the plan (experiments with the same runs), with
-   the seeds each wants now. */
+/* The distinct models of the plan (experiments with the same runs), each
+   with its starting seeds. */
 static void plan_models(const StPlan *p, Models *m) {
   const Study *s = p->s;
   models_init(m, s);
@@ -172,7 +172,7 @@ static void plan_models(const StPlan *p, Models *m) {
       if (p->task_of[m->exp[i] * s->nseeds] == p->task_of[e * s->nseeds])
         same = i;
     if (same < 0)
-      same = m->nm, m->exp[m->nm] = e, m->n[m->nm++] = p->nwant[e];
+      same = m->nm, m->exp[m->nm] = e, m->n[m->nm++] = s->nstart;
     if (e == p->base)
       m->base = same;
   }
@@ -260,8 +260,6 @@ int st_adaptive_next(StPlan *p, sqlite3 *db, int *said, FILE *term, char *err,
                      size_t errlen) {
   Models m;
   plan_models(p, &m);
-  for (int i = 0; i < m.nm; i++)
-    m.n[i] = p->s->nstart;
   char *grow = malloc((size_t)m.nm + 1);
   int rc = 0;
   for (int r = 0; !rc && !(rc = lacking(p, &m)); r++)

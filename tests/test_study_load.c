@@ -159,6 +159,27 @@ static void test_seed_study(void **state) {
   st_free(&s);
 }
 
+/* The homework with adaptive seeds: the same experiments, 3 starting
+   seeds, then 3 .. 9; the level. A study without "adaptive" is not. */
+static void test_seed_study_adaptive(void **state) {
+  (void)state;
+  Study fixed;
+  if (st_load("models/seed_study_adaptive.json", &s, err, sizeof err) ||
+      st_load("models/seed_study.json", &fixed, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(s.nexp, fixed.nexp);
+  for (int i = 0; i < s.nexp; i++)
+    assert_string_equal(s.exp[i].json, fixed.exp[i].json);
+  assert_int_equal(s.nstart, 3);
+  assert_int_equal(s.nseeds, 10);
+  for (int k = 0; k < 10; k++)
+    assert_int_equal(s.seeds[k], k);
+  assert_true(s.alpha == 0.05);
+  assert_true(fixed.alpha == 0);
+  assert_int_equal(fixed.nstart, fixed.nseeds);
+  st_free(&s), st_free(&fixed);
+}
+
 /* The full grid: 2 × 2 × 3 × 3, the first key varying slowest. */
 static void test_seed_grid(void **state) {
   (void)state;
@@ -420,6 +441,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_errors),
     cmocka_unit_test(test_seed_study),
+    cmocka_unit_test(test_seed_study_adaptive),
     cmocka_unit_test(test_seed_grid),
     cmocka_unit_test(test_dotted_and_names),
     cmocka_unit_test(test_base_path_and_defaults),

@@ -45,7 +45,7 @@ typedef float real;
 #include "../mlpc.h"
 #endif
 
-enum { BATCH = 32, STEPS = 1875 /* 60,000 / 32 */, REPEATS = 15 };
+enum { BATCH = 32, STEPS = 1875 /* 60,000 / 32 */, REPEATS = 100 };
 
 static double now(void) {
   struct timespec ts;
@@ -82,7 +82,7 @@ static void __attribute__((noinline)) gemm_6x64(int K, const float *A, const flo
 
 /* The best GFLOP/s of gemm_6x64 over REPEATS runs. */
 static double gemm_rate(void) {
-  enum { K = 96, RUNS = 20000 };
+  enum { K = 96, RUNS = 500 };
   static float A[6 * K], B[K * 64], C[6 * 64];
   for (int i = 0; i < 6 * K; i++)
     A[i] = (float)(i % 7) * 0.001f;
@@ -182,43 +182,53 @@ static void conv_copy(ConvLayer *L, int part) {
   }
 }
 
-/* The least seconds of one call of fn(L, part) over REPEATS runs of N
-   calls: the machine is shared, and the least is the figure least
-   disturbed by others. */
+/* The least CPU seconds of a call of fn(L, part) over REPEATS calls: the
+   machine is shared, and the least is the figure least disturbed by the
+   others (each call is short, and CPU time leaves out the time the
+   process waits for a core). */
 static double timed(void (*fn)(ConvLayer *, int), ConvLayer *L, int part) {
-  enum { N = 10 };
   double best = 1e30;
   fn(L, part);
   for (int r = 0; r < REPEATS; r++) {
     double t = now();
-    for (int k = 0; k < N; k++)
-      fn(L, part);
-    t = (now() - t) / N;
+    fn(L, part);
+    t = now() - t;
     best = t < best ? t : best;
   }
   return best;
 }
 
 /* The other kernels of a step, inlined with constant sizes: BatchNorm2d,
-   relu and max pooling on both layers' outputs, forward and backward. */
+   relu and max pooling on both layers' outputs; part 0 all forward, 1
+   all backward, then each alone: 2 BatchNorm2d forward, 3 backward, 4
+   relu forward, 5 backward, 6 max pooling forward, 7 backward. */
 static void others(ConvLayer *L, int part) {
   static double st[6 * 32];
   static float g[32], bt[32], rm[32], rv[32];
   static int arg[BATCH * 16 * 196];
   static float xh[BATCH * 16 * 784], z[BATCH * 16 * 784], p[BATCH * 16 * 196];
-  if (part == 0) {
+  if (part == 0 || part == 2) {
     bn2d_forward(BATCH, 16, 784, 1, 0.1, 1e-5, L[0].y, g, bt, rm, rv, st, st + 32, st + 64, xh, z);
-    act_relu(BATCH * 16 * 784, z, z, 0);
-    maxpool2d_forward(BATCH, 16, 28, 28, 2, 2, 2, 2, z, p, arg);
     bn2d_forward(BATCH, 32, 196, 1, 0.1, 1e-5, L[1].y, g, bt, rm, rv, st, st + 32, st + 64, xh, z);
+  }
+  if (part == 0 || part == 4) {
+    act_relu(BATCH * 16 * 784, z, z, 0);
     act_relu(BATCH * 32 * 196, z, z, 0);
+  }
+  if (part == 0 || part == 6) {
+    maxpool2d_forward(BATCH, 16, 28, 28, 2, 2, 2, 2, z, p, arg);
     maxpool2d_forward(BATCH, 32, 14, 14, 2, 2, 2, 2, z, p, arg);
-  } else {
+  }
+  if (part == 1 || part == 7) {
     maxpool2d_backward(BATCH, 32, 14, 14, 2, 2, 2, 2, p, arg, z);
-    act_relu_back(BATCH * 32 * 196, z, z, z, z, 0);
-    bn2d_backward(BATCH, 32, 196, z, xh, g, st + 64, st + 96, st + 128, st + 160, g, bt, L[1].dy);
     maxpool2d_backward(BATCH, 16, 28, 28, 2, 2, 2, 2, p, arg, z);
+  }
+  if (part == 1 || part == 5) {
+    act_relu_back(BATCH * 32 * 196, z, z, z, z, 0);
     act_relu_back(BATCH * 16 * 784, z, z, z, z, 0);
+  }
+  if (part == 1 || part == 3) {
+    bn2d_backward(BATCH, 32, 196, z, xh, g, st + 64, st + 96, st + 128, st + 160, g, bt, L[1].dy);
     bn2d_backward(BATCH, 16, 784, z, xh, g, st + 64, st + 96, st + 128, st + 160, g, bt, L[0].dy);
   }
 }
@@ -262,5 +272,12 @@ int main(void) {
 #endif
   line("bn2d, relu, maxpool forward", timed(others, L, 0), 0, rate);
   line("bn2d, relu, maxpool backward", timed(others, L, 1), 0, rate);
+  static const char *const names[] = {"bn2d forward", "bn2d backward", "relu forward",
+                                      "relu backward", "maxpool forward", "maxpool backward"};
+  for (int k = 0; k < 6; k++) {
+    char what[64];
+    snprintf(what, sizeof what, "  %s", names[k]);
+    line(what, timed(others, L, 2 + k), 0, rate);
+  }
   return 0;
 }

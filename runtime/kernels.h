@@ -321,6 +321,50 @@ MM_INLINE mm_v mm_vadd_mask(mm_v acc, unsigned m, mm_v v) {
            : _mm512_castpd_ps(_mm512_mask_add_pd(acc_d, (__mmask8)m, acc_d, _mm512_castps_pd(v)));
 }
 
+/* The lanes of a and b in 128-bit quarters chosen by imm (qa0 qa1 qb0 qb1). */
+#define MM_QUARTERS(a, b, imm)                                                        \
+  (sizeof(real) == 4 ? _mm512_shuffle_f32x4(a, b, imm)                                \
+                     : _mm512_castpd_ps(_mm512_shuffle_f64x2(_mm512_castps_pd(a),     \
+                                                             _mm512_castps_pd(b), imm)))
+
+/* dst (MM_V rows, ldd apart) = the MM_V × MM_V block at src (rows lds
+   apart) transposed: pairs of rows interleaved, then pairs of pairs (for
+   float), each 128-bit quarter then holding a column's part; the
+   quarters are gathered in two rounds. */
+MM_INLINE void mm_transpose_v(const real *src, long lds, real *dst, long ldd) {
+  mm_v r[16], t[16];
+  enum { Q = MM_V / 4 }; /* a column's reals in a quarter: 4 float, 2 double */
+  for (int i = 0; i < MM_V; i++)
+    r[i] = mm_vload(src + i * lds);
+  for (int i = 0; i < MM_V; i += 2) {
+    __m512d a = _mm512_castps_pd(r[i]), b = _mm512_castps_pd(r[i + 1]);
+    t[i] = sizeof(real) == 4 ? _mm512_unpacklo_ps(r[i], r[i + 1])
+                             : _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    t[i + 1] = sizeof(real) == 4 ? _mm512_unpackhi_ps(r[i], r[i + 1])
+                                 : _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+  }
+  if (sizeof(real) == 4) /* t[2i + h]: rows 2i, 2i+1 of columns 2h, 2h+1 of each quarter */
+    for (int i = 0; i < MM_V; i += 4)
+      for (int h = 0; h < 2; h++) {
+        __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + 2 + h]);
+        r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+      }
+  else
+    for (int i = 0; i < MM_V; i++)
+      r[i] = t[i];
+  /* r[Q·g + e]: rows Q·g.. of column e of each quarter */
+  for (int e = 0; e < Q; e++) {
+    mm_v a0 = MM_QUARTERS(r[e], r[Q + e], 0x88), a1 = MM_QUARTERS(r[e], r[Q + e], 0xdd);
+    mm_v b0 = MM_QUARTERS(r[2 * Q + e], r[3 * Q + e], 0x88);
+    mm_v b1 = MM_QUARTERS(r[2 * Q + e], r[3 * Q + e], 0xdd);
+    mm_vstore(dst + e * ldd, MM_QUARTERS(a0, b0, 0x88));
+    mm_vstore(dst + (Q + e) * ldd, MM_QUARTERS(a1, b1, 0x88));
+    mm_vstore(dst + (2 * Q + e) * ldd, MM_QUARTERS(a0, b0, 0xdd));
+    mm_vstore(dst + (3 * Q + e) * ldd, MM_QUARTERS(a1, b1, 0xdd));
+  }
+}
+
 /* Runs stmt with NV = count (1..8) as a constant, so that sums held in
    NV registers stay there (MM_CONSTN: with the constant called name);
    MM_VECTORS with the number of vectors a block of ob <= MM_OB reals
@@ -1039,7 +1083,7 @@ MM_INLINE void conv_col2im(int C, int H, int W, int KH, int KW, int SH, int SW, 
 }
 
 #ifdef MM_SIMD
-/* A tile of C = init + A·B: mb <= 8 rows (ldc apart) by nv <= 3 vectors
+/* A tile of C = init + A·B: mb <= 16 rows (ldc apart) by nv <= 3 vectors
    (the last tail reals long), C[i] = init + Σ_l A(i, l)·B[l], l
    increasing, A(i, l) = A[i·ars + l·acs], B's rows ldb apart. The mb·nv
    sums stay in registers; each step loads the nv vectors of B's row l
@@ -1048,7 +1092,7 @@ MM_INLINE void conv_col2im(int C, int H, int W, int KH, int KW, int SH, int SW, 
 MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
                            long ldc) {
-  mm_v acc[8][3];
+  mm_v acc[16][3];
   for (int i = 0; i < mb; i++)
     for (int v = 0; v < nv; v++)
       acc[i][v] = init == 0   ? mm_vset(0)
@@ -1060,7 +1104,7 @@ MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long 
       b[v] = mm_vget(B + l * ldb, v, nv, tail);
       MM_KEEP(b[v]);
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < mb; i++) {
       mm_v a = mm_vset(A[i * ars + l * acs]);
       for (int v = 0; v < nv; v++)
@@ -1073,17 +1117,23 @@ MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long 
 }
 
 /* The M rows of a column block of C (nv vectors, the last tail reals
-   long): tiles of 8 rows, then one of the rest. */
+   long): tiles of 24 sums, 16, 12 or 8 rows by nv vectors, then one of
+   the rest. */
 MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
                            long ldc) {
-  int i = 0;
-  for (; i + 8 <= M; i += 8)
-    conv_tile_v(8, nv, tail, L, A + i * ars, ars, acs, B, ldb, init, bias + (bias ? i : 0),
+  int mb = nv == 1 ? 16 : nv == 2 ? 12 : 8, i = 0, rest;
+  for (; i + mb <= M; i += mb)
+    conv_tile_v(mb, nv, tail, L, A + i * ars, ars, acs, B, ldb, init, bias + (bias ? i : 0),
                 C + i * ldc, ldc);
-  if (i < M)
-    MM_CONSTN(MB, M - i, conv_tile_v(MB, nv, tail, L, A + i * ars, ars, acs, B, ldb, init,
-                                  bias + (bias ? i : 0), C + i * ldc, ldc));
+  const real *a = A + i * ars, *bi = bias + (bias ? i : 0);
+  if ((rest = M - i) > 8) { /* (the tiles' sizes, constants) */
+    MM_CONSTN(MB, rest - 8, conv_tile_v(8 + MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
+                                        C + i * ldc, ldc));
+  } else if (rest > 0) {
+    MM_CONSTN(MB, rest, conv_tile_v(MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
+                                    C + i * ldc, ldc));
+  }
 }
 #endif
 
@@ -1134,6 +1184,22 @@ MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int K
   }
 }
 
+/* dst (cols, rows; ldd a row) = src (rows, cols; lds a row) transposed:
+   blocks of MM_V × MM_V where there are vectors, the rest one by one. */
+MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, real *dst,
+                              long ldd) {
+  int i0 = 0, j0 = 0;
+#ifdef MM_SIMD
+  for (; i0 + MM_V <= rows; i0 += MM_V)
+    for (int j = 0; j + MM_V <= cols; j += MM_V)
+      mm_transpose_v(src + i0 * lds + j, lds, dst + j * ldd + i0, ldd);
+  j0 = cols / MM_V * MM_V;
+#endif
+  for (int j = 0; j < cols; j++)
+    for (int i = j < j0 ? i0 : 0; i < rows; i++)
+      dst[j * ldd + i] = src[i * lds + j];
+}
+
 /* Reals of dy a block of conv_dw transposes at a time. */
 #define CONV_DYT 8192
 
@@ -1155,9 +1221,7 @@ MM_INLINE void conv_dw_t(int n, int K, int O, int P, const real *dy, const real 
     for (int p0 = 0; p0 < P; p0 += pb) {
       int m = MM_MIN(pb, P - p0);
       const real *g = dy + (long)r * O * P + p0;
-      for (int p = 0; p < m; p++)
-        for (int o = 0; o < O; o++)
-          dyt[p * O + o] = g[(long)o * P + p];
+      conv_transpose(O, m, g, P, dyt, O);
       for (int p = 0; p < m && db; p++)
         for (int o = 0; o < O; o++)
           db[o] += dyt[p * O + o];
@@ -1274,41 +1338,53 @@ MLPC_KERNEL void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
       }
 }
 
+/* BatchNorm2d's sums run in BN2D_PARTS partial sums, so that they
+   vectorise along the positions: see bn2d_sum. */
+#define BN2D_PARTS 32
+
+/* A sum over channel c's elements of x (n, C, S) in double, of terms x
+   (kind 0), (x − mean)² (1) or x·x2, the product in real (2): element s
+   of each sample goes to partial sum s mod BN2D_PARTS, each partial
+   summed in increasing (sample, position); the partials are then added
+   in halves (partial l and l + 16, then l and l + 8, ...). With S = 1,
+   one partial: bn_forward's sums in bn_forward's order. */
+MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
+                          const real *x2, double mean) {
+  double p[BN2D_PARTS] = {0};
+  for (int r = 0; r < n; r++) {
+    const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
+    for (int s0 = 0; s0 < S; s0 += BN2D_PARTS) {
+      int m = MM_MIN(BN2D_PARTS, S - s0);
+      for (int l = 0; l < m; l++) {
+        double d = kind == 2 ? a[s0 + l] * b[s0 + l] : a[s0 + l] - (kind ? mean : 0);
+        p[l] += kind == 1 ? d * d : d;
+      }
+    }
+  }
+  for (int w = BN2D_PARTS / 2; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      p[l] += p[l + w];
+  return p[0];
+}
+
 /* BatchNorm2d: bn_forward with the statistics of channel c over the
-   batch and the S positions of its plane, summed sample by sample,
-   position by position: x, xhat, y (n, C, S). (n, C, S) is bn_forward's
-   (n·S, C) in another order, and its sums run over the same terms in the
-   same order: bn2d_forward gives bn_forward's bits. */
+   batch and the S positions of its plane (bn2d_sum): x, xhat, y
+   (n, C, S); the running variance's unbiased factor N/(N − 1), N = n·S. */
 MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double eps,
                               const real *x, const real *gamma, const real *beta,
                               real *run_mean, real *run_var, double *mean, double *var,
                               double *rstd, real *xhat, real *y) {
   long N = (long)n * S;
-  if (train) {
-    for (int c = 0; c < C; c++)
-      mean[c] = var[c] = 0;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < C; c++)
-        for (int s = 0; s < S; s++)
-          mean[c] += x[((long)r * C + c) * S + s];
-    for (int c = 0; c < C; c++)
-      mean[c] /= N;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < C; c++)
-        for (int s = 0; s < S; s++) {
-          double d = x[((long)r * C + c) * S + s] - mean[c];
-          var[c] += d * d;
-        }
-    for (int c = 0; c < C; c++) {
-      var[c] /= N;
+  for (int c = 0; c < C; c++) {
+    if (train) {
+      mean[c] = bn2d_sum(n, C, S, c, 0, x, 0, 0) / N;
+      var[c] = bn2d_sum(n, C, S, c, 1, x, 0, mean[c]) / N;
       run_mean[c] = (real)((1 - m) * run_mean[c] + m * mean[c]);
       run_var[c] = (real)((1 - m) * run_var[c] + m * var[c] * N / (N - 1));
-    }
-  } else
-    for (int c = 0; c < C; c++)
+    } else
       mean[c] = run_mean[c], var[c] = run_var[c];
-  for (int c = 0; c < C; c++)
     rstd[c] = 1 / sqrt(var[c] + eps);
+  }
   for (int r = 0; r < n; r++)
     for (int c = 0; c < C; c++)
       for (int s = 0; s < S; s++) {
@@ -1320,21 +1396,14 @@ MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double e
 }
 
 /* Backward: bn_backward with the sums of channel c over the batch and
-   its S positions, in bn2d_forward's order. */
+   its S positions (bn2d_sum). */
 MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *xhat,
                                const real *gamma, const double *rstd, double *sdy,
                                double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
   long N = (long)n * S;
-  for (int c = 0; c < C; c++)
-    sdy[c] = sdyx[c] = 0;
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
-      for (int s = 0; s < S; s++) {
-        long e = ((long)r * C + c) * S + s;
-        sdy[c] += dy[e];
-        sdyx[c] += dy[e] * xhat[e];
-      }
   for (int c = 0; c < C; c++) {
+    sdy[c] = bn2d_sum(n, C, S, c, 0, dy, 0, 0);
+    sdyx[c] = bn2d_sum(n, C, S, c, 2, dy, xhat, 0);
     dgamma[c] = (real)sdyx[c];
     dbeta[c] = (real)sdy[c];
     k[c] = gamma[c] * rstd[c] / N;

@@ -257,9 +257,17 @@ static void emit_tensor_decls(Gen *g) {
 static void emit_activation_decls(Gen *g) {
   const Ir *ir = g->ir;
   size_t B = ir->m->batch_size;
-  emitf(g->b, "static real input[B * %d]; /* (B, %d) pixels / 255 */\n",
-        ir->m->input, ir->m->input);
+  emitf(g->b, "static real input[B * %d]; /* %s pixels / 255 */\n", ir->m->input,
+        ir_shape(&ir->layers[0].x));
   gen_count(g, B * ir->m->input, 1);
+  const Layer *first = &ir->layers[0];
+  while (layer_units[first->kind]->alias)
+    first++;
+  if (first->kind == L_BATCHNORM || first->kind == L_BATCHNORM2D) {
+    emitf(g->b, "static real dinput[B * %d]; /* the input's gradient, which %s's kernel "
+          "writes */\n", ir->m->input, first->cname);
+    gen_count(g, B * ir->m->input, 1);
+  }
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;

@@ -967,29 +967,23 @@ static int check_batchnorm(Ctx *c, const Model *m, const List *L) {
   return -1;
 }
 
-/* The ends of a layer list: on flat input it begins with a linear layer,
-   which reads the input's features; it ends with one, whose outputs are
-   the logits that cross-entropy reads. The last width is the number of
-   classes. (What each layer between takes: list_shapes.) */
+/* The end of a layer list: a linear layer, whose outputs are the logits
+   that cross-entropy reads; its width is the number of classes. (What
+   each layer takes: list_shapes.) */
 static int check_layer_shapes(Ctx *c, Model *m) {
-  int last = m->nlayers - 1, flat = !m->shape[0];
-  int first_bad = flat && m->layers[0].kind != LK_LINEAR;
-  const char *where = first_bad ? "first" : "last";
-  int bad = first_bad ? 0 : m->layers[last].kind != LK_LINEAR ? last : -1;
-  if (bad < 0 && m->layers[last].out > MAX_CLASSES) {
+  int last = m->nlayers - 1;
+  if (m->layers[last].kind == LK_LINEAR && m->layers[last].out > MAX_CLASSES) {
     snprintf(c->path, sizeof c->path, "layers[%d].out", last);
     return fail(c, "the last layer's outputs are the classes: at most %d (labels are bytes "
                 "in the data's IDX files), got %d", MAX_CLASSES, m->layers[last].out);
   }
-  if (bad < 0) {
+  if (m->layers[last].kind == LK_LINEAR) {
     m->output = m->layers[last].out;
     return 0;
   }
-  snprintf(c->path, sizeof c->path, "layers[%d]", bad);
-  fail(c, "the %s layer must be linear (%s), got %s", where,
-       bad ? "its outputs are the logits that cross-entropy reads"
-           : "it reads the input's features",
-       layer_kind_names[m->layers[bad].kind]);
+  snprintf(c->path, sizeof c->path, "layers[%d]", last);
+  fail(c, "the last layer must be linear (its outputs are the logits that cross-entropy "
+       "reads), got %s", layer_kind_names[m->layers[last].kind]);
   c->path[0] = '\0';
   return -1;
 }

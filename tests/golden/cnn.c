@@ -42,7 +42,7 @@ static real dlinear9_bias[10]; /* (10) 9.bias.grad */
 static real linear9_bias_momentum_buffer[10]; /* (10) 9.bias.momentum_buffer */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
-static real input[B * 784]; /* (B, 784) pixels / 255 */
+static real input[B * 784]; /* (B, 1, 28, 28) pixels / 255 */
 static real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 16, 28, 28) */
 static real conv2d0_col[B * 7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
 static real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28) */

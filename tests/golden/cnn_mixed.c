@@ -57,7 +57,7 @@ static real linear12_bias_exp_avg_sq[10]; /* (10) 12.bias.exp_avg_sq */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 static long long run_seed[1]; /* (1) run.seed */
 
-static real input[B * 784]; /* (B, 784) pixels / 255 */
+static real input[B * 784]; /* (B, 1, 28, 28) pixels / 255 */
 static real conv2d0_out[B * 1960], dconv2d0_out[B * 1960]; /* (B, 5, 14, 28) */
 static real conv2d0_col[B * 5880], conv2d0_dcol[5880]; /* (C*KH*KW, OH*OW) a sample */
 static real elu1_out[B * 1960], delu1_out[B * 1960]; /* (B, 5, 14, 28) */

@@ -955,14 +955,20 @@ static int check_activations(Ctx *c, const Model *m, const List *L) {
 /* BatchNorm cannot train on one value per channel (PyTorch refuses it):
    BatchNorm1d needs two samples, BatchNorm2d two on a 1 x 1 image. */
 static int check_batchnorm(Ctx *c, const Model *m, const List *L) {
-  int bn = 0;
-  for (int i = 0; i < L->n; i++)
-    bn |= L->l[i].kind == LK_BATCHNORM ||
-          (L->l[i].kind == LK_BATCHNORM2D && L->in[i].h * L->in[i].w == 1);
-  if (!bn || m->batch_size > 1)
+  int bn = -1;
+  for (int i = L->n - 1; i >= 0; i--)
+    if (L->l[i].kind == LK_BATCHNORM ||
+        (L->l[i].kind == LK_BATCHNORM2D && L->in[i].h * L->in[i].w == 1))
+      bn = i;
+  if (bn < 0 || m->batch_size > 1)
     return 0;
+  char where[40] = "";
+  if (m->nlayers)
+    fe_where_path(&L->where[bn], where, sizeof where);
   size_t n = enter(c, "batch_size");
-  fail(c, "batchnorm needs at least 2 samples per batch, got %d", m->batch_size);
+  fail(c, "%s%s%s needs at least 2 samples per batch%s, got %d", L->l[bn].kind == LK_BATCHNORM
+       ? "batchnorm" : "batchnorm2d", where[0] ? " at " : "", where,
+       L->l[bn].kind == LK_BATCHNORM ? "" : " on 1 x 1 images", m->batch_size);
   leave(c, n);
   return -1;
 }

@@ -602,6 +602,8 @@ static void handle(Sched *S, int i, const StMsg *m) {
   }
   if (S->state[m->task] == FAILED)
     S->failed--;  /* given up after two losses, yet here it is */
+  else if (S->state[m->task] == PENDING)
+    S->pending--;  /* taken back from a rank taken for dead, which finished it after all */
   S->state[m->task] = DONE, S->done++;
   st_log_run(S->p, m->task, S->done + S->failed, S->total, &m->r);
 }

@@ -1271,16 +1271,70 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   }
 }
 
+#ifdef MM_SIMD
+/* xr[ow·SW] for the cnt <= MM_V lanes ow of a vector, SW 1 or 2 (the
+   even elements of two vectors); the lanes from cnt on are 0. */
+MM_INLINE mm_v pool_get_v(const real *xr, int SW, int cnt) {
+  if (SW == 1)
+    return mm_vloadm(xr, conv_lanes(0, 0, cnt));
+  mm_v a = mm_vloadm(xr, conv_lanes(0, 0, 2 * cnt - 1));
+  mm_v b = mm_vloadm(xr + MM_V, conv_lanes(MM_V, 0, 2 * cnt - 1));
+  if (sizeof(real) == 4)
+    return _mm512_permutex2var_ps(a, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
+                                                       10, 8, 6, 4, 2, 0), b);
+  return _mm512_castpd_ps(_mm512_permutex2var_pd(
+    _mm512_castps_pd(a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), _mm512_castps_pd(b)));
+}
+
+/* The lanes where v is taken over the maximum m: greater, or NaN. */
+MM_INLINE unsigned pool_takes_v(mm_v v, mm_v m) {
+  if (sizeof(real) == 4)
+    return _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  __m512d vd = _mm512_castps_pd(v);
+  return _mm512_cmp_pd_mask(vd, _mm512_castps_pd(m), _CMP_GT_OQ) |
+         _mm512_cmp_pd_mask(vd, vd, _CMP_UNORD_Q);
+}
+
+/* maxpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
+   lane each, for strides SW of 1 or 2. */
+MM_INLINE void maxpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int oh, int ow0,
+                             int cnt, const real *x, real *y, int *arg) {
+  __m512i step = _mm512_mullo_epi32(
+    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(SW));
+  mm_v m = mm_vset(0);
+  __m512i at = _mm512_setzero_si512();
+  for (int i = 0; i < KH; i++)
+    for (int j = 0; j < KW; j++) {
+      int e = (oh * SH + i) * W + ow0 * SW + j;
+      mm_v v = pool_get_v(x + e, SW, cnt);
+      __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(e), step);
+      unsigned take = i + j == 0 ? 0xffff : pool_takes_v(v, m);
+      m = sizeof(real) == 4 ? _mm512_mask_blend_ps((__mmask16)take, m, v)
+                            : _mm512_castpd_ps(_mm512_mask_blend_pd(
+                                (__mmask8)take, _mm512_castps_pd(m), _mm512_castps_pd(v)));
+      at = _mm512_mask_blend_epi32((__mmask16)take, at, idx);
+    }
+  mm_vstorem(y + oh * OW + ow0, conv_lanes(0, 0, cnt), m);
+  _mm512_mask_storeu_epi32(arg + oh * OW + ow0, (__mmask16)conv_lanes(0, 0, cnt), at);
+}
+#endif
+
 /* Max pooling: y (n, C, OH, OW), each window's maximum, and arg, its
    index h·W + w in the plane. The window is scanned row by row, and a
    value taken when it is greater than the maximum so far or NaN, as
-   PyTorch does: the first of equal maxima wins, and NaN propagates. */
+   PyTorch does: the first of equal maxima wins, and NaN propagates.
+   With vectors, MM_V windows of a row at a time (strides 1 and 2). */
 MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                                    const real *x, real *y, int *arg) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW, arg += OH * OW)
-    for (int oh = 0; oh < OH; oh++)
-      for (int ow = 0; ow < OW; ow++) {
+    for (int oh = 0; oh < OH; oh++) {
+      int ow = 0;
+#ifdef MM_SIMD
+      for (; ow < OW && SW <= 2; ow += MM_V)
+        maxpool_row_v(W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y, arg);
+#endif
+      for (; ow < OW; ow++) {
         int at = oh * SH * W + ow * SW;
         real m = x[at];
         for (int i = 0; i < KH; i++)
@@ -1292,6 +1346,7 @@ MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, i
         y[oh * OW + ow] = m;
         arg[oh * OW + ow] = at;
       }
+    }
 }
 
 /* Backward: dx (n, C, H, W) = 0, plus each dy at its arg, in order. */
@@ -1300,9 +1355,23 @@ MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long e = 0; e < (long)n * C * H * W; e++)
     dx[e] = 0;
-  for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW)
-    for (int p = 0; p < OH * OW; p++)
+  for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW) {
+    int p = 0;
+#ifdef MM_SIMD
+    /* windows apart: each pixel takes one dy at most, 0 + dy, scattered
+       a vector at a time */
+    for (; p + MM_V <= OH * OW && KH <= SH && KW <= SW; p += MM_V) {
+      mm_v g = mm_vadd(mm_vset(0), mm_vload(dy + p));
+      if (sizeof(real) == 4)
+        _mm512_i32scatter_ps((void *)dx, _mm512_loadu_si512((const void *)(arg + p)), g, 4);
+      else
+        _mm512_i32scatter_pd((void *)dx, _mm256_loadu_si256((const __m256i *)(arg + p)),
+                             _mm512_castps_pd(g), 8);
+    }
+#endif
+    for (; p < OH * OW; p++)
       dx[arg[p]] += dy[p];
+  }
 }
 
 /* Average pooling: y (n, C, OH, OW), each window's sum, row by row from

@@ -1411,6 +1411,60 @@ MLPC_KERNEL void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
    vectorise along the positions: see bn2d_sum. */
 #define BN2D_PARTS 32
 
+#ifdef MM_SIMD
+/* The terms of bn2d_sum for 16 positions from a (and b), the lanes of m
+   (the others 0), as two vectors of doubles. */
+MM_INLINE void bn2d_terms_v(int kind, const real *a, const real *b, unsigned m, __m512d mean,
+                            __m512d *lo, __m512d *hi) {
+  if (sizeof(real) == 4) {
+    __m512 v = _mm512_maskz_loadu_ps((__mmask16)m, (const float *)a);
+    if (kind == 2)
+      v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps((__mmask16)m, (const float *)b));
+    *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  } else {
+    *lo = _mm512_maskz_loadu_pd((__mmask8)m, (const double *)a);
+    *hi = _mm512_maskz_loadu_pd((__mmask8)(m >> 8), (const double *)a + 8);
+    if (kind == 2) {
+      *lo = _mm512_mul_pd(*lo, _mm512_maskz_loadu_pd((__mmask8)m, (const double *)b));
+      *hi = _mm512_mul_pd(*hi, _mm512_maskz_loadu_pd((__mmask8)(m >> 8), (const double *)b + 8));
+    }
+  }
+  if (kind == 1) {
+    *lo = _mm512_sub_pd(*lo, mean), *hi = _mm512_sub_pd(*hi, mean);
+    *lo = _mm512_mul_pd(*lo, *lo), *hi = _mm512_mul_pd(*hi, *hi);
+  }
+}
+
+/* bn2d_sum with its 32 partial sums in four vectors of doubles, each
+   term added in the lanes of its position only. */
+MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
+                            const real *x2, double mean) {
+  __m512d p[4], t[4], mv = _mm512_set1_pd(mean);
+  for (int q = 0; q < 4; q++)
+    p[q] = _mm512_setzero_pd();
+  for (int r = 0; r < n; r++) {
+    const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
+    for (int s0 = 0; s0 < S; s0 += 32) {
+      unsigned m0 = S - s0 >= 16 ? 0xffff : (1u << (S - s0)) - 1;
+      unsigned m1 = S - s0 >= 32 ? 0xffff : S - s0 <= 16 ? 0 : (1u << (S - s0 - 16)) - 1;
+      bn2d_terms_v(kind, a + s0, b ? b + s0 : 0, m0, mv, &t[0], &t[1]);
+      bn2d_terms_v(kind, a + s0 + 16, b ? b + s0 + 16 : 0, m1, mv, &t[2], &t[3]);
+      for (int q = 0; q < 4; q++) {
+        unsigned m = (q < 2 ? m0 : m1) >> (q % 2 * 8);
+        p[q] = _mm512_mask_add_pd(p[q], (__mmask8)m, p[q], t[q]);
+      }
+    }
+  }
+  double h[8]; /* the halves: l and l + 16, l and l + 8, then in h */
+  _mm512_storeu_pd(h, _mm512_add_pd(_mm512_add_pd(p[0], p[2]), _mm512_add_pd(p[1], p[3])));
+  for (int w = 4; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      h[l] += h[l + w];
+  return h[0];
+}
+#endif
+
 /* A sum over channel c's elements of x (n, C, S) in double, of terms x
    (kind 0), (x − mean)² (1) or x·x2, the product in real (2): element s
    of each sample goes to partial sum s mod BN2D_PARTS, each partial
@@ -1419,6 +1473,10 @@ MLPC_KERNEL void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
    one partial: bn_forward's sums in bn_forward's order. */
 MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
                           const real *x2, double mean) {
+#ifdef MM_SIMD
+  if (BN2D_PARTS == 32)
+    return bn2d_sum_v(n, C, S, c, kind, x, x2, mean);
+#endif
   double p[BN2D_PARTS] = {0};
   for (int r = 0; r < n; r++) {
     const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
@@ -1453,15 +1511,14 @@ MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double e
     } else
       mean[c] = run_mean[c], var[c] = run_var[c];
     rstd[c] = 1 / sqrt(var[c] + eps);
-  }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
+    for (int r = 0; r < n; r++) /* while the channel is in cache */
       for (int s = 0; s < S; s++) {
         long e = ((long)r * C + c) * S + s;
         real xh = (real)((x[e] - mean[c]) * rstd[c]);
         xhat[e] = xh;
         y[e] = gamma[c] * xh + beta[c];
       }
+  }
 }
 
 /* Backward: bn_backward with the sums of channel c over the batch and
@@ -1476,13 +1533,12 @@ MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *
     dgamma[c] = (real)sdyx[c];
     dbeta[c] = (real)sdy[c];
     k[c] = gamma[c] * rstd[c] / N;
-  }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
+    for (int r = 0; r < n; r++) /* while the channel is in cache */
       for (int s = 0; s < S; s++) {
         long e = ((long)r * C + c) * S + s;
         dx[e] = (real)(k[c] * (N * (double)dy[e] - sdy[c] - xhat[e] * sdyx[c]));
       }
+  }
 }
 
 /* ---- activations ---- */

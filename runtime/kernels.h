@@ -1271,16 +1271,70 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   }
 }
 
+#ifdef MM_SIMD
+/* xr[ow·SW] for the cnt <= MM_V lanes ow of a vector, SW 1 or 2 (the
+   even elements of two vectors); the lanes from cnt on are 0. */
+MM_INLINE mm_v pool_get_v(const real *xr, int SW, int cnt) {
+  if (SW == 1)
+    return mm_vloadm(xr, conv_lanes(0, 0, cnt));
+  mm_v a = mm_vloadm(xr, conv_lanes(0, 0, 2 * cnt - 1));
+  mm_v b = mm_vloadm(xr + MM_V, conv_lanes(MM_V, 0, 2 * cnt - 1));
+  if (sizeof(real) == 4)
+    return _mm512_permutex2var_ps(a, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
+                                                       10, 8, 6, 4, 2, 0), b);
+  return _mm512_castpd_ps(_mm512_permutex2var_pd(
+    _mm512_castps_pd(a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), _mm512_castps_pd(b)));
+}
+
+/* The lanes where v is taken over the maximum m: greater, or NaN. */
+MM_INLINE unsigned pool_takes_v(mm_v v, mm_v m) {
+  if (sizeof(real) == 4)
+    return _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  __m512d vd = _mm512_castps_pd(v);
+  return _mm512_cmp_pd_mask(vd, _mm512_castps_pd(m), _CMP_GT_OQ) |
+         _mm512_cmp_pd_mask(vd, vd, _CMP_UNORD_Q);
+}
+
+/* maxpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
+   lane each, for strides SW of 1 or 2. */
+MM_INLINE void maxpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int oh, int ow0,
+                             int cnt, const real *x, real *y, int *arg) {
+  __m512i step = _mm512_mullo_epi32(
+    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(SW));
+  mm_v m = mm_vset(0);
+  __m512i at = _mm512_setzero_si512();
+  for (int i = 0; i < KH; i++)
+    for (int j = 0; j < KW; j++) {
+      int e = (oh * SH + i) * W + ow0 * SW + j;
+      mm_v v = pool_get_v(x + e, SW, cnt);
+      __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(e), step);
+      unsigned take = i + j == 0 ? 0xffff : pool_takes_v(v, m);
+      m = sizeof(real) == 4 ? _mm512_mask_blend_ps((__mmask16)take, m, v)
+                            : _mm512_castpd_ps(_mm512_mask_blend_pd(
+                                (__mmask8)take, _mm512_castps_pd(m), _mm512_castps_pd(v)));
+      at = _mm512_mask_blend_epi32((__mmask16)take, at, idx);
+    }
+  mm_vstorem(y + oh * OW + ow0, conv_lanes(0, 0, cnt), m);
+  _mm512_mask_storeu_epi32(arg + oh * OW + ow0, (__mmask16)conv_lanes(0, 0, cnt), at);
+}
+#endif
+
 /* Max pooling: y (n, C, OH, OW), each window's maximum, and arg, its
    index h·W + w in the plane. The window is scanned row by row, and a
    value taken when it is greater than the maximum so far or NaN, as
-   PyTorch does: the first of equal maxima wins, and NaN propagates. */
+   PyTorch does: the first of equal maxima wins, and NaN propagates.
+   With vectors, MM_V windows of a row at a time (strides 1 and 2). */
 MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                                    const real *x, real *y, int *arg) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW, arg += OH * OW)
-    for (int oh = 0; oh < OH; oh++)
-      for (int ow = 0; ow < OW; ow++) {
+    for (int oh = 0; oh < OH; oh++) {
+      int ow = 0;
+#ifdef MM_SIMD
+      for (; ow < OW && SW <= 2; ow += MM_V)
+        maxpool_row_v(W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y, arg);
+#endif
+      for (; ow < OW; ow++) {
         int at = oh * SH * W + ow * SW;
         real m = x[at];
         for (int i = 0; i < KH; i++)
@@ -1292,6 +1346,7 @@ MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, i
         y[oh * OW + ow] = m;
         arg[oh * OW + ow] = at;
       }
+    }
 }
 
 /* Backward: dx (n, C, H, W) = 0, plus each dy at its arg, in order. */
@@ -1300,9 +1355,23 @@ MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long e = 0; e < (long)n * C * H * W; e++)
     dx[e] = 0;
-  for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW)
-    for (int p = 0; p < OH * OW; p++)
+  for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW) {
+    int p = 0;
+#ifdef MM_SIMD
+    /* windows apart: each pixel takes one dy at most, 0 + dy, scattered
+       a vector at a time */
+    for (; p + MM_V <= OH * OW && KH <= SH && KW <= SW; p += MM_V) {
+      mm_v g = mm_vadd(mm_vset(0), mm_vload(dy + p));
+      if (sizeof(real) == 4)
+        _mm512_i32scatter_ps((void *)dx, _mm512_loadu_si512((const void *)(arg + p)), g, 4);
+      else
+        _mm512_i32scatter_pd((void *)dx, _mm256_loadu_si256((const __m256i *)(arg + p)),
+                             _mm512_castps_pd(g), 8);
+    }
+#endif
+    for (; p < OH * OW; p++)
       dx[arg[p]] += dy[p];
+  }
 }
 
 /* Average pooling: y (n, C, OH, OW), each window's sum, row by row from
@@ -1342,6 +1411,60 @@ MLPC_KERNEL void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
    vectorise along the positions: see bn2d_sum. */
 #define BN2D_PARTS 32
 
+#ifdef MM_SIMD
+/* The terms of bn2d_sum for 16 positions from a (and b), the lanes of m
+   (the others 0), as two vectors of doubles. */
+MM_INLINE void bn2d_terms_v(int kind, const real *a, const real *b, unsigned m, __m512d mean,
+                            __m512d *lo, __m512d *hi) {
+  if (sizeof(real) == 4) {
+    __m512 v = _mm512_maskz_loadu_ps((__mmask16)m, (const float *)a);
+    if (kind == 2)
+      v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps((__mmask16)m, (const float *)b));
+    *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  } else {
+    *lo = _mm512_maskz_loadu_pd((__mmask8)m, (const double *)a);
+    *hi = _mm512_maskz_loadu_pd((__mmask8)(m >> 8), (const double *)a + 8);
+    if (kind == 2) {
+      *lo = _mm512_mul_pd(*lo, _mm512_maskz_loadu_pd((__mmask8)m, (const double *)b));
+      *hi = _mm512_mul_pd(*hi, _mm512_maskz_loadu_pd((__mmask8)(m >> 8), (const double *)b + 8));
+    }
+  }
+  if (kind == 1) {
+    *lo = _mm512_sub_pd(*lo, mean), *hi = _mm512_sub_pd(*hi, mean);
+    *lo = _mm512_mul_pd(*lo, *lo), *hi = _mm512_mul_pd(*hi, *hi);
+  }
+}
+
+/* bn2d_sum with its 32 partial sums in four vectors of doubles, each
+   term added in the lanes of its position only. */
+MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
+                            const real *x2, double mean) {
+  __m512d p[4], t[4], mv = _mm512_set1_pd(mean);
+  for (int q = 0; q < 4; q++)
+    p[q] = _mm512_setzero_pd();
+  for (int r = 0; r < n; r++) {
+    const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
+    for (int s0 = 0; s0 < S; s0 += 32) {
+      unsigned m0 = S - s0 >= 16 ? 0xffff : (1u << (S - s0)) - 1;
+      unsigned m1 = S - s0 >= 32 ? 0xffff : S - s0 <= 16 ? 0 : (1u << (S - s0 - 16)) - 1;
+      bn2d_terms_v(kind, a + s0, b ? b + s0 : 0, m0, mv, &t[0], &t[1]);
+      bn2d_terms_v(kind, a + s0 + 16, b ? b + s0 + 16 : 0, m1, mv, &t[2], &t[3]);
+      for (int q = 0; q < 4; q++) {
+        unsigned m = (q < 2 ? m0 : m1) >> (q % 2 * 8);
+        p[q] = _mm512_mask_add_pd(p[q], (__mmask8)m, p[q], t[q]);
+      }
+    }
+  }
+  double h[8]; /* the halves: l and l + 16, l and l + 8, then in h */
+  _mm512_storeu_pd(h, _mm512_add_pd(_mm512_add_pd(p[0], p[2]), _mm512_add_pd(p[1], p[3])));
+  for (int w = 4; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      h[l] += h[l + w];
+  return h[0];
+}
+#endif
+
 /* A sum over channel c's elements of x (n, C, S) in double, of terms x
    (kind 0), (x − mean)² (1) or x·x2, the product in real (2): element s
    of each sample goes to partial sum s mod BN2D_PARTS, each partial
@@ -1350,6 +1473,10 @@ MLPC_KERNEL void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
    one partial: bn_forward's sums in bn_forward's order. */
 MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
                           const real *x2, double mean) {
+#ifdef MM_SIMD
+  if (BN2D_PARTS == 32)
+    return bn2d_sum_v(n, C, S, c, kind, x, x2, mean);
+#endif
   double p[BN2D_PARTS] = {0};
   for (int r = 0; r < n; r++) {
     const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
@@ -1384,15 +1511,14 @@ MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double e
     } else
       mean[c] = run_mean[c], var[c] = run_var[c];
     rstd[c] = 1 / sqrt(var[c] + eps);
-  }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
+    for (int r = 0; r < n; r++) /* while the channel is in cache */
       for (int s = 0; s < S; s++) {
         long e = ((long)r * C + c) * S + s;
         real xh = (real)((x[e] - mean[c]) * rstd[c]);
         xhat[e] = xh;
         y[e] = gamma[c] * xh + beta[c];
       }
+  }
 }
 
 /* Backward: bn_backward with the sums of channel c over the batch and
@@ -1407,13 +1533,12 @@ MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *
     dgamma[c] = (real)sdyx[c];
     dbeta[c] = (real)sdy[c];
     k[c] = gamma[c] * rstd[c] / N;
-  }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
+    for (int r = 0; r < n; r++) /* while the channel is in cache */
       for (int s = 0; s < S; s++) {
         long e = ((long)r * C + c) * S + s;
         dx[e] = (real)(k[c] * (N * (double)dy[e] - sdy[c] - xhat[e] * sdyx[c]));
       }
+  }
 }
 
 /* ---- activations ---- */

@@ -257,8 +257,8 @@ static void emit_tensor_decls(Gen *g) {
 static void emit_activation_decls(Gen *g) {
   const Ir *ir = g->ir;
   size_t B = ir->m->batch_size;
-  emitf(g->b, "static real input[B * %d]; /* %s pixels / 255 */\n", ir->m->input,
-        ir_shape(&ir->layers[0].x));
+  emitf(g->b, "static real input[B * %d]; /* %s: pixels / 255, or the reals given */\n",
+        ir->m->input, ir_shape(&ir->layers[0].x));
   gen_count(g, B * ir->m->input, 1);
   const Layer *first = &ir->layers[0];
   while (layer_units[first->kind]->alias)
@@ -409,9 +409,13 @@ static void emit_optimizer(Gen *g) {
 static void emit_passes(Gen *g) {
   Buf *b = g->b;
   const Ir *ir = g->ir;
-  emitf(b, "static void load_input(int n, const unsigned char *x) {\n"
-        "  mm_load(n * %d, x, input); /* pixels / 255 */\n}\n\n",
-        ir->m->input);
+  emitf(b, "/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */\n"
+        "static int x_real;\n\n"
+        "static void load_input(int n, const void *x) {\n"
+        "  if (!x_real) {\n    mm_load(n * %d, x, input); /* pixels / 255 */\n    return;\n  }\n"
+        "  for (long i = 0; i < (long)n * %d; i++)\n"
+        "    input[i] = ((const real *)x)[i];\n}\n\n",
+        ir->m->input, ir->m->input);
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
     const Layer *l = &ir->layers[i];
@@ -433,16 +437,16 @@ static void emit_passes(Gen *g) {
 static void emit_entries(Gen *g) {
   emitf(g->b,
         "/* The loss and gradients of a batch; with step, the fused updates too. */\n"
-        "static double passes(int n, const unsigned char *x, const unsigned char *y, int step) {\n"
+        "static double passes(int n, const void *x, const unsigned char *y, int step) {\n"
         "  long correct = 0;\n"
         "  load_input(n, x);\n  forward(n, 1);\n"
         "  double loss = loss_forward(n, y, &correct) / n;\n"
         "  backward(n, y, step);\n  return loss;\n}\n\n"
-        "static double grad(int n, const unsigned char *x, const unsigned char *y) {\n"
+        "static double grad(int n, const void *x, const unsigned char *y) {\n"
         "  return passes(n, x, y, 0);\n}\n\n"
-        "static double train_step(int n, const unsigned char *x, const unsigned char *y) {\n"
+        "static double train_step(int n, const void *x, const unsigned char *y) {\n"
         "  double loss = passes(n, x, y, 1);\n  optimizer_update();\n  return loss;\n}\n\n"
-        "static void eval(int n, const unsigned char *x, const unsigned char *y,\n"
+        "static void eval(int n, const void *x, const unsigned char *y,\n"
         "                 double *loss_sum, long *correct) {\n"
         "  load_input(n, x);\n  forward(n, 0);\n"
         "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
@@ -511,7 +515,7 @@ static void emit_health_entry(Gen *g, int buffers) {
   emitf(b, "/* The health figures on a probe batch of n samples (RtNet.health): a\n"
         "   training-mode forward and backward, %sthen\n"
         "   RT_NLAYER_FIGURES values per activation layer into out. */\n"
-        "static void health(int n, const unsigned char *x, const unsigned char *y,\n"
+        "static void health(int n, const void *x, const unsigned char *y,\n"
         "                   double *out) {\n",
         buffers ? "BatchNorm's buffers put back, " : "");
   if (buffers)
@@ -605,7 +609,7 @@ static void emit_table(Gen *g) {
         "  .ntensors = %d,\n  .tensors = tensors,\n"
         "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n"
         "  .health = health,\n  .nhidden = %d,\n  .health_names = %s,\n"
-        "  .health_na = %s,\n  .sequential = %d,\n};\n\n"
+        "  .health_na = %s,\n  .sequential = %d,\n  .x_real = &x_real,\n};\n\n"
         "const RtNet *mlpc_net(void) { return &net; }\n",
         m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
@@ -730,7 +734,11 @@ int emit_trainer(const Ir *ir, Buf *b) {
   emit_unit(ir, BACKEND_GCC, b);
   emitf(b, "\n/* ---- the runtime ---- */\n");
   paste(b, rt_h);
+  paste(b, read_c);
+  paste(b, data_c);
   paste(b, idx_c);
+  paste(b, npy_c);
+  paste(b, csv_c);
   paste(b, rng_c);
   paste(b, trng_c);
   paste(b, train_c);

@@ -140,7 +140,7 @@ static void rth_set(RtFigure *row, double v, int na) {
   row->na = na;
 }
 
-void rt_health_probe(RtHealth *h, const RtNet *net, int n, const unsigned char *x,
+void rt_health_probe(RtHealth *h, const RtNet *net, int n, const void *x,
                      const unsigned char *y) {
   int nl = net->nhidden * RT_NLAYER_FIGURES;
   int none = n < 2 && net->has_batchnorm; /* BatchNorm cannot train on one sample */

@@ -43,8 +43,9 @@ enum {
                    never saved                                           */
 };
 
-/* Element types. */
-enum { RT_F32, RT_F64, RT_I64 };
+/* Element types: of tensors (RT_F32, RT_F64, RT_I64), and of the data
+   a model is given (RT_U8 pixel bytes, or its own real type). */
+enum { RT_F32, RT_F64, RT_I64, RT_U8 };
 
 /* The health figures of each hidden layer, in the order the health entry
    writes them (docs/health.md): X(enum, name). Pre is the activation's
@@ -89,26 +90,26 @@ typedef struct {
   int has_batchnorm;     /* a one-sample training batch is skipped        */
   int ntensors;
   RtTensor *tensors;
-  /* One training step on n <= batch samples (pixels as bytes, labels);
+  /* One training step on n <= batch samples (x as *x_real says, labels);
      returns the mean cross-entropy of the batch before the update. What
      the gradient tensors hold afterwards is unspecified (plain SGD
      updates linear weights without storing their gradient): grad gives
      gradients. */
-  double (*train_step)(int n, const unsigned char *x, const unsigned char *y);
+  double (*train_step)(int n, const void *x, const unsigned char *y);
   /* Evaluation mode on n <= batch samples: adds the summed loss and the
      number of correct predictions. */
-  void (*eval)(int n, const unsigned char *x, const unsigned char *y,
+  void (*eval)(int n, const void *x, const unsigned char *y,
                double *loss_sum, long *correct);
   /* Forward and backward without an update (gradient checks): returns
      the loss and leaves the gradients in the "d"-named tensors. */
-  double (*grad)(int n, const unsigned char *x, const unsigned char *y);
+  double (*grad)(int n, const void *x, const unsigned char *y);
   /* Health figures on a probe batch of n <= batch samples: forward and
      backward in training mode, then RT_NLAYER_FIGURES values per
      activation layer into out (nhidden * RT_NLAYER_FIGURES), NAN for those
      in its health_na. The probe's gradients are left in the "d"-named
      tensors; parameters, buffers and optimizer state are left exactly as
      they were. */
-  void (*health)(int n, const unsigned char *x, const unsigned char *y, double *out);
+  void (*health)(int n, const void *x, const unsigned char *y, double *out);
   int nhidden;           /* activation layers, which have health figures  */
   const char *const *health_names; /* each one's name: "hidden1" ... (the
                             shorthand's blocks), or "layers[2]" ...        */
@@ -116,6 +117,10 @@ typedef struct {
                             its activation does not define                */
   int sequential;        /* a "layers" list: "rng": "torch" draws every
                             parameter in one pass, in nn.Sequential's order */
+  int *x_real;           /* how the entries above read x, set before they
+                            run: 0 (the start) pixel bytes, each scaled by
+                            1/255 as it loads; 1 reals of the model's dtype,
+                            used as they are (docs/data.md)               */
 } RtNet;
 
 #endif

@@ -11,15 +11,84 @@
 #include <stdio.h>
 #include "net.h"
 
-/* ---- runtime/idx.c: IDX data files ---- */
+/* ---- runtime/read.c: reading data files ---- */
+
+/* What a format's header says of its file's size, for rt_read_file. */
+typedef struct {
+  const char *format;   /* "IDX", "NumPy": for messages                 */
+  /* The file's size from its first n bytes: 0 while they are too few to
+     tell, SIZE_MAX when they are not a valid header. */
+  size_t (*size)(const unsigned char *buf, size_t n);
+} RtSizer;
+
+/* Reads one whole file, inflating gzip (recognised by its first two
+   bytes, not its name) no further than the size sizer reads in its
+   header (NULL: none); *len gets its size. A file over 4 GiB, or one that
+   needs more memory than is available, is refused before it is read. */
+unsigned char *rt_read_file(const char *path, const RtSizer *sizer, size_t *len,
+                            char *err, size_t errlen);
+/* Writes "PATH: message" into err (if any) and returns -1. */
+__attribute__((format(printf, 4, 5)))
+int rt_fail(char *err, size_t errlen, const char *path, const char *fmt, ...);
+/* 0 if need bytes fit in the memory available (MemAvailable, or
+   $MLPC_TEST_MEM_AVAILABLE), else -1 with the figures in err. */
+int rt_check_memory(size_t need, const char *path, char *err, size_t errlen);
+/* *r = a * b; -1 on overflow. */
+int rt_mul(size_t a, size_t b, size_t *r);
+
+/* ---- runtime/data.c: data directories, in any format ---- */
+
+/* The formats a data directory may hold (docs/data.md). */
+enum { RT_DATA_IDX, RT_DATA_NPY, RT_DATA_CSV };
 
 typedef struct {
   long n;                 /* samples                                      */
-  int channels;           /* 1 for MNIST and any 3-d image file           */
-  int rows, cols;         /* 28 x 28 for MNIST                            */
-  unsigned char *images;  /* (n, channels, rows, cols) bytes: NCHW        */
-  unsigned char *labels;  /* (n)                                          */
+  int channels;           /* 1 for MNIST, any 3-d image file, flat data   */
+  int rows, cols;         /* 28 x 28 for MNIST; 1 x features when flat    */
+  int flat;               /* features without an image shape: a NumPy
+                             array (n, features), a CSV file              */
+  int dtype;              /* of images: RT_U8 pixel bytes, or the model's
+                             RT_F32 or RT_F64, used as they are           */
+  unsigned char *images;  /* (n, channels, rows, cols) elements: NCHW     */
+  unsigned char *labels;  /* (n), each below the number of classes        */
 } RtSet;
+
+/* Loads DIR's train and test sets, in the format it holds
+   (rt_data_format), for a model of input features, shape (C, H, W),
+   nclasses classes and dtype (RT_F32 or RT_F64, what data other than
+   bytes are converted to): both sets must have one shape (channels,
+   rows, cols), exactly shape when it is given and not 0s (flat data:
+   any), and of input features (C·H·W) in any case. On error writes
+   "PATH: what is wrong" to err, holds nothing and returns -1. */
+int rt_load_data(const char *dir, int input, const int *shape, int nclasses, int dtype,
+                 RtSet *tr, RtSet *te, char *err, size_t errlen);
+/* Which format dir holds, by the files there: RT_DATA_NPY or RT_DATA_CSV
+   when it holds that format's files, else RT_DATA_IDX; -1, with err,
+   when it holds files of two formats. */
+int rt_data_format(const char *dir, char *err, size_t errlen);
+/* The files rt_load_data reads from dir, into paths: their count (2 or
+   4), or -1 with "PATH: what is wrong" in err. */
+int rt_data_files(const char *dir, char paths[][FILENAME_MAX], char *err, size_t errlen);
+/* Joins DIR/NAME into path; -1 when it does not fit. */
+int rt_join(char *path, size_t size, const char *dir, const char *name);
+/* Bytes per element of dtype: RT_U8 1, RT_F32 4, RT_F64 8. */
+size_t rt_dtype_size(int dtype);
+/* "uint8", "float32" or "float64", for messages. */
+const char *rt_dtype_name(int dtype);
+/* The first ndims of dims as "A x B x C" into buf, for messages. */
+const char *rt_dims_str(const long *dims, int ndims, char *buf, size_t len);
+/* Allocates s's images, n samples of features elements of dtype, and n
+   labels, and sets its count and dtype; -1 with err on overflow or when
+   the memory is not there. */
+int rt_set_alloc(RtSet *s, long n, long features, int dtype, const char *path, char *err,
+                 size_t errlen);
+/* Stores v as element i of s's images, in s's dtype (RT_F32 or RT_F64);
+   0, or -1 when the value stored is not finite (v itself, or beyond
+   float32's range). */
+int rt_set_real(RtSet *s, size_t i, double v);
+void rt_free_set(RtSet *set);
+
+/* ---- runtime/idx.c: IDX data files ---- */
 
 /* Loads DIR/PREFIX-images-idx3-ubyte (n, rows, cols), or instead
    DIR/PREFIX-images-idx4-ubyte (n, channels, rows, cols), and
@@ -29,13 +98,6 @@ typedef struct {
    returns -1. */
 int rt_load_set(const char *dir, const char *prefix, int nclasses,
                 RtSet *set, char *err, size_t errlen);
-/* Loads DIR's train and t10k sets (rt_load_set) for a model of input
-   features, shape (C, H, W) and nclasses classes: both sets must have one
-   image shape (channels, rows, cols), exactly shape when it is given and
-   not 0s, and of input features (C·H·W) in any case. On error writes
-   "PATH: what is wrong" to err, holds nothing and returns -1. */
-int rt_load_data(const char *dir, int input, const int *shape, int nclasses, RtSet *tr,
-                 RtSet *te, char *err, size_t errlen);
 /* The file rt_load_set reads for PREFIX's images (labels 0) or labels
    (labels 1), into path: DIR/PREFIX-images-idx3-ubyte or -idx4-ubyte
    (never both), or DIR/PREFIX-labels-idx1-ubyte, each raw or with .gz
@@ -43,15 +105,50 @@ int rt_load_data(const char *dir, int input, const int *shape, int nclasses, RtS
    "PATH: what is wrong" in err. */
 int rt_data_file(const char *dir, const char *prefix, int labels, char *path, size_t size,
                  char *err, size_t errlen);
-/* Reads one whole file, inflating gzip; *len gets its size. */
-unsigned char *rt_read_file(const char *path, size_t *len,
-                            char *err, size_t errlen);
 /* Parses an IDX file of want_dims (1 to 4) dimensions already in memory:
    dims gets them (1 past want_dims), *offset where the elements start. */
 int rt_parse_idx(const unsigned char *buf, size_t len, int want_dims,
                  const char *path, long dims[4], size_t *offset,
                  char *err, size_t errlen);
-void rt_free_set(RtSet *set);
+/* An IDX file's size, from its header. */
+extern const RtSizer rt_idx_sizer;
+
+/* ---- runtime/npy.c: NumPy arrays (.npy) ---- */
+
+/* A .npy file's header. */
+typedef struct {
+  char kind;              /* 'u' unsigned, 'i' signed integer, 'f' float  */
+  int size;               /* bytes per element: 1, 2, 4 or 8              */
+  int big;                /* big-endian                                   */
+  int ndim;               /* 0 to RT_NPY_MAXDIM                           */
+  long shape[8];
+  size_t offset;          /* where the elements start                     */
+  size_t count;           /* elements: the product of the shape           */
+} RtNpy;
+#define RT_NPY_MAXDIM 8
+
+/* Parses the header of a .npy file of len bytes (versions 1.0 and 2.0,
+   C order, a dtype of kind u, i or f) and checks that its elements fill
+   the rest of the file exactly; -1 with "PATH: what is wrong" in err. */
+int rt_parse_npy(const unsigned char *buf, size_t len, const char *path, RtNpy *h,
+                 char *err, size_t errlen);
+/* Element i of an array of h's dtype at p, as a double (exact for every
+   integer below 2^53 and every float). */
+double rt_npy_value(const RtNpy *h, const unsigned char *p, size_t i);
+/* A .npy file's size, from its header. */
+extern const RtSizer rt_npy_sizer;
+/* Loads DIR/PREFIX_x.npy and DIR/PREFIX_y.npy (PREFIX "train" or "test")
+   for a model of nclasses classes and dtype. */
+int rt_load_npy_set(const char *dir, const char *prefix, int nclasses, int dtype, RtSet *set,
+                    char *err, size_t errlen);
+
+/* ---- runtime/csv.c: CSV files ---- */
+
+/* Loads DIR/PREFIX.csv (PREFIX "train" or "test"): each line a label,
+   then the features; a first line that is not numbers is a header. Its
+   errors name PATH:LINE:COL. */
+int rt_load_csv_set(const char *dir, const char *prefix, int nclasses, int dtype, RtSet *set,
+                    char *err, size_t errlen);
 
 /* ---- runtime/rng.c: the random generator ---- */
 
@@ -140,7 +237,7 @@ void rt_health_after_step(RtHealth *h, const RtNet *net);
    optimizer state: training goes on bit for bit as without it. A probe
    of one sample under BatchNorm, which cannot run, has no layer figures
    and no gradients: those are n/a. */
-void rt_health_probe(RtHealth *h, const RtNet *net, int n, const unsigned char *x,
+void rt_health_probe(RtHealth *h, const RtNet *net, int n, const void *x,
                      const unsigned char *y);
 /* Writes the figures as two indented tables (layers, tensors), "n/a"
    where not applicable. */

@@ -188,11 +188,12 @@ double rt_now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Copies samples idx[0..n) into contiguous batch buffers. */
-static void train_gather(const RtSet *s, const long *idx, int n, int feats,
+/* Copies samples idx[0..n), of bytes bytes each, into contiguous batch
+   buffers. */
+static void train_gather(const RtSet *s, const long *idx, int n, size_t bytes,
                          unsigned char *x, unsigned char *y) {
   for (int r = 0; r < n; r++) {
-    memcpy(x + (size_t)r * feats, s->images + (size_t)idx[r] * feats, feats);
+    memcpy(x + r * bytes, s->images + (size_t)idx[r] * bytes, bytes);
     y[r] = s->labels[idx[r]];
   }
 }
@@ -200,13 +201,13 @@ static void train_gather(const RtSet *s, const long *idx, int n, int feats,
 /* Asks for the images idx[0..n) to be brought into cache while the
    current batch trains: they lie anywhere in the training set, so a
    gather that waits for memory is slow. */
-static void train_prefetch(const RtSet *s, const long *idx, int n, int feats) {
+static void train_prefetch(const RtSet *s, const long *idx, int n, size_t bytes) {
 #ifdef __GNUC__
   for (int r = 0; r < n; r++)
-    for (int k = 0; k < feats; k += 64)
-      __builtin_prefetch(s->images + (size_t)idx[r] * feats + k);
+    for (size_t k = 0; k < bytes; k += 64)
+      __builtin_prefetch(s->images + (size_t)idx[r] * bytes + k);
 #else
-  (void)s, (void)idx, (void)n, (void)feats;
+  (void)s, (void)idx, (void)n, (void)bytes;
 #endif
 }
 
@@ -257,7 +258,8 @@ static long train_last_step(const Loop *L, long nb) {
    step in L->step. */
 static double train_epoch(Loop *L, int *diverged) {
   const RtNet *net = L->net;
-  int B = net->batch, feats = net->input;
+  int B = net->batch;
+  size_t bytes = net->input * rt_dtype_size(L->train.dtype);
   train_order(L->perm, L->train.n, L->o->shuffle, &L->rng);
   long nb = train_nbatches(L->train.n, B, L->o->max_batches), used = 0;
   long last = L->o->health ? train_last_step(L, nb) : -1;
@@ -270,10 +272,10 @@ static double train_epoch(Loop *L, int *diverged) {
       L->skipped++;
       continue;
     }
-    train_gather(&L->train, L->perm + start, n, feats, L->x, L->y);
+    train_gather(&L->train, L->perm + start, n, bytes, L->x, L->y);
     if (b + 1 < nb)
       train_prefetch(&L->train, L->perm + start + B,
-                     (int)(L->train.n - start - B < B ? L->train.n - start - B : B), feats);
+                     (int)(L->train.n - start - B < B ? L->train.n - start - B : B), bytes);
     if (b == last)
       rt_health_before_step(&L->health, net);
     double loss = net->train_step(n, L->x, L->y);
@@ -299,8 +301,8 @@ static void train_eval(Loop *L, double *loss, double *acc) {
   for (long b = 0; b < nb; b++) {
     long start = b * B;
     int n = (int)(s->n - start < B ? s->n - start : B);
-    net->eval(n, s->images + (size_t)start * net->input, s->labels + start,
-              &sum, &correct);
+    net->eval(n, s->images + (size_t)start * net->input * rt_dtype_size(s->dtype),
+              s->labels + start, &sum, &correct);
     seen += n;
   }
   *loss = sum / seen;
@@ -367,7 +369,7 @@ static void train_print_initial(Loop *L) {
 static int train_alloc(Loop *L) {
   long n = L->train.n > L->net->batch ? L->train.n : L->net->batch;
   L->perm = malloc(sizeof(long) * (size_t)n);
-  L->x = malloc((size_t)L->net->batch * L->net->input);
+  L->x = malloc((size_t)L->net->batch * L->net->input * rt_dtype_size(L->train.dtype));
   L->y = malloc((size_t)L->net->batch);
   if (L->o->health && rt_health_alloc(&L->health, L->net))
     return -1;
@@ -478,11 +480,13 @@ static int train_run(Loop *L) {
 int rt_train(const RtNet *net, const RtOptions *o) {
   char err[1024];
   Loop L = {.net = net, .o = o};
-  if (rt_load_data(o->data, net->input, net->shape, net->output, &L.train, &L.test, err,
-                   sizeof err)) {
+  if (rt_load_data(o->data, net->input, net->shape, net->output, net->dtype, &L.train,
+                   &L.test, err, sizeof err)) {
     fprintf(stderr, "mlpc: error: %s\n", err);
     return 2;
   }
+  if (net->x_real)
+    *net->x_real = L.train.dtype != RT_U8;
   rt_rng_seed(&L.rng, o->seed, 1);
   int status = 1;
   if (train_alloc(&L))
@@ -496,6 +500,8 @@ int rt_train(const RtNet *net, const RtOptions *o) {
   free(L.x);
   free(L.y);
   rt_health_free(&L.health);
+  if (net->x_real)
+    *net->x_real = 0;  /* the start: a module loaded again in this process shares it */
   rt_free_set(&L.train);
   rt_free_set(&L.test);
   return status;

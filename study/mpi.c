@@ -168,14 +168,10 @@ typedef struct {
   uint64_t size;
 } FileHead;
 
-/* Appends PREFIX's image file (labels 0) or label file (1) of a data
-   directory, the one rt_load_set reads, as it is on disk, to b. */
-static int pack_file(Buf *b, const char *dir, const char *prefix, int labels, char *err,
-                     size_t errlen) {
-  char path[MAX_PATH_LEN + 80];
+/* Appends a file of a data directory, one rt_load_data reads, as it is
+   on disk, to b. */
+static int pack_file(Buf *b, const char *path, char *err, size_t errlen) {
   FileHead h = {{0}, 0};
-  if (rt_data_file(dir, prefix, labels, path, sizeof path, err, errlen) < 0)
-    return -1;
   snprintf(h.name, sizeof h.name, "%s", strrchr(path, '/') + 1);
   FILE *f = fopen(path, "rb");
   long size = f && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
@@ -186,7 +182,7 @@ static int pack_file(Buf *b, const char *dir, const char *prefix, int labels, ch
     ok = fread(grow(b, h.size), 1, h.size, f) == h.size;
   }
   if (!ok)
-    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    rt_fail(err, errlen, path, "cannot read: %s", strerror(errno));
   if (f)
     fclose(f);
   return ok ? 0 : -1;
@@ -194,11 +190,14 @@ static int pack_file(Buf *b, const char *dir, const char *prefix, int labels, ch
 
 /* Writes a data set message for data set id, read from dir. */
 static int pack_data(Buf *b, int id, const char *dir, char *err, size_t errlen) {
-  DataHead h = {id, 4};
+  static char paths[4][FILENAME_MAX];
+  DataHead h = {id, rt_data_files(dir, paths, err, errlen)};
+  if (h.nfiles < 0)
+    return -1;
   b->len = 0;
   put(b, &h, sizeof h);
-  for (int i = 0; i < 4; i++)
-    if (pack_file(b, dir, i < 2 ? "train" : "t10k", i % 2, err, errlen))
+  for (int i = 0; i < h.nfiles; i++)
+    if (pack_file(b, paths[i], err, errlen))
       return -1;
   return 0;
 }

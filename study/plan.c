@@ -24,14 +24,19 @@ static StHash hex(uint64_t h) {
 StHash st_hash(const void *data, size_t len) { return hex(rt_fnv(RT_FNV_OFFSET, data, len)); }
 
 /* Folds one data set (sizes, pixels, labels) into h. Channels other
-   than one are folded in after the sizes, so that one channel, in a file
-   of 3 or of 4 dimensions, hashes as before there were channels. */
+   than one, and the type and flatness of data other than pixel bytes,
+   are folded in after the sizes, so that images of one channel, in a
+   file of 3 or of 4 dimensions, hash as before there were channels. */
 static uint64_t hash_set(uint64_t h, const RtSet *s) {
   long dims[3] = {s->n, s->rows, s->cols}, channels = s->channels;
+  long kind[2] = {s->dtype, s->flat};
   h = rt_fnv(h, dims, sizeof dims);
   if (channels != 1)
     h = rt_fnv(h, &channels, sizeof channels);
-  h = rt_fnv(h, s->images, (size_t)s->n * s->channels * s->rows * s->cols);
+  if (s->dtype != RT_U8)
+    h = rt_fnv(h, kind, sizeof kind);
+  h = rt_fnv(h, s->images,
+             (size_t)s->n * s->channels * s->rows * s->cols * rt_dtype_size(s->dtype));
   return rt_fnv(h, s->labels, (size_t)s->n);
 }
 
@@ -42,7 +47,7 @@ typedef struct {
   int n;
   struct {
     char dir[MAX_PATH_LEN];
-    int input, output, shape[3];
+    int input, output, shape[3], dtype;
     StHash hash;
   } d[64];
 } Seen;
@@ -53,8 +58,8 @@ static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *
                      size_t errlen) {
   RtSet tr, te;
   char why[MAX_PATH_LEN + 256];
-  if (rt_load_data(dir, e->model.input, e->model.shape, e->model.output, &tr, &te, why,
-                   sizeof why)) {
+  if (rt_load_data(dir, e->model.input, e->model.shape, e->model.output,
+                   e->model.dtype == DT_F64 ? RT_F64 : RT_F32, &tr, &te, why, sizeof why)) {
     snprintf(err, errlen, "experiment '%s': %s", e->name, why);
     return -1;
   }
@@ -71,7 +76,7 @@ static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *o
   const Model *m = &e->model;
   for (int i = 0; i < seen->n; i++)
     if (!strcmp(seen->d[i].dir, dir) && seen->d[i].input == m->input &&
-        seen->d[i].output == m->output &&
+        seen->d[i].output == m->output && seen->d[i].dtype == m->dtype &&
         !memcmp(seen->d[i].shape, m->shape, sizeof m->shape))
       return *out = seen->d[i].hash, 0;
   if (seen->n == (int)(sizeof seen->d / sizeof seen->d[0])) {
@@ -82,6 +87,7 @@ static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *o
     return -1;
   snprintf(seen->d[seen->n].dir, MAX_PATH_LEN, "%s", dir);
   seen->d[seen->n].input = m->input, seen->d[seen->n].output = m->output;
+  seen->d[seen->n].dtype = m->dtype;
   memcpy(seen->d[seen->n].shape, m->shape, sizeof m->shape);
   seen->d[seen->n++].hash = *out;
   return 0;

@@ -431,7 +431,7 @@ static void write_t10k(uint32_t rows, uint32_t cols, char *im, char *lb, size_t 
 /* rt_load_data on the temp dir for a model of input features and shape
    (NULL: a flat input). */
 static int load_data(int input, const int *shape, RtSet *tr, RtSet *te) {
-  return rt_load_data(tmp, input, shape, NCLASSES, tr, te, err, sizeof err);
+  return rt_load_data(tmp, input, shape, NCLASSES, RT_F32, tr, te, err, sizeof err);
 }
 
 /* rt_load_data: train and t10k images of one shape, the model's input;

@@ -47,7 +47,7 @@ static void one_file(const uint8_t *data, size_t size, int ndims) {
   long dims[4];
   size_t len = 0, off = 0;
   put(ipath, data, size);
-  unsigned char *buf = rt_read_file(ipath, &len, err, sizeof err);
+  unsigned char *buf = rt_read_file(ipath, &rt_idx_sizer, &len, err, sizeof err);
   if (!buf)
     return named(-1, err);
   named(rt_parse_idx(buf, len, ndims, ipath, dims, &off, err, sizeof err), err);

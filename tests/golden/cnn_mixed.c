@@ -57,7 +57,7 @@ static real linear12_bias_exp_avg_sq[10]; /* (10) 12.bias.exp_avg_sq */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 static long long run_seed[1]; /* (1) run.seed */
 
-static real input[B * 784]; /* (B, 1, 28, 28) pixels / 255 */
+static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static real conv2d0_out[B * 1960], dconv2d0_out[B * 1960]; /* (B, 5, 14, 28) */
 static real conv2d0_col[B * 5880], conv2d0_dcol[5880]; /* (C*KH*KW, OH*OW) a sample */
 static real elu1_out[B * 1960], delu1_out[B * 1960]; /* (B, 5, 14, 28) */
@@ -259,8 +259,16 @@ static void optimizer_update(void) {
   update(linear12_bias, dlinear12_bias, linear12_bias_exp_avg, linear12_bias_exp_avg_sq, 0, 10);
 }
 
-static void load_input(int n, const unsigned char *x) {
-  mm_load(n * 784, x, input); /* pixels / 255 */
+/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
+static int x_real;
+
+static void load_input(int n, const void *x) {
+  if (!x_real) {
+    mm_load(n * 784, x, input); /* pixels / 255 */
+    return;
+  }
+  for (long i = 0; i < (long)n * 784; i++)
+    input[i] = ((const real *)x)[i];
 }
 
 static void forward(int n, int train) {
@@ -297,7 +305,7 @@ static void backward(int n, const unsigned char *y, int step) {
 }
 
 /* The loss and gradients of a batch; with step, the fused updates too. */
-static double passes(int n, const unsigned char *x, const unsigned char *y, int step) {
+static double passes(int n, const void *x, const unsigned char *y, int step) {
   long correct = 0;
   load_input(n, x);
   forward(n, 1);
@@ -306,17 +314,17 @@ static double passes(int n, const unsigned char *x, const unsigned char *y, int 
   return loss;
 }
 
-static double grad(int n, const unsigned char *x, const unsigned char *y) {
+static double grad(int n, const void *x, const unsigned char *y) {
   return passes(n, x, y, 0);
 }
 
-static double train_step(int n, const unsigned char *x, const unsigned char *y) {
+static double train_step(int n, const void *x, const unsigned char *y) {
   double loss = passes(n, x, y, 1);
   optimizer_update();
   return loss;
 }
 
-static void eval(int n, const unsigned char *x, const unsigned char *y,
+static void eval(int n, const void *x, const unsigned char *y,
                  double *loss_sum, long *correct) {
   load_input(n, x);
   forward(n, 0);
@@ -431,7 +439,7 @@ static void health_restore_buffers(void) {
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, BatchNorm's buffers put back, then
    RT_NLAYER_FIGURES values per activation layer into out. */
-static void health(int n, const unsigned char *x, const unsigned char *y,
+static void health(int n, const void *x, const unsigned char *y,
                    double *out) {
   health_save_buffers();
   grad(n, x, y);
@@ -522,6 +530,7 @@ static const RtNet net = {
   .health_names = health_names,
   .health_na = health_na,
   .sequential = 1,
+  .x_real = &x_real,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -27,7 +27,7 @@ static real dlinear5_bias[10]; /* (10) 5.bias.grad */
 static real linear5_bias_square_avg[10]; /* (10) 5.bias.square_avg */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
-static real input[B * 784]; /* (B, 1, 28, 28) pixels / 255 */
+static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static real dinput[B * 784]; /* the input's gradient, which batchnorm2d0's kernel writes */
 static real batchnorm2d0_out[B * 784], dbatchnorm2d0_out[B * 784]; /* (B, 1, 28, 28) */
 static real batchnorm2d0_xhat[B * 784]; /* (B, 784) */
@@ -127,8 +127,16 @@ static void optimizer_update(void) {
   update(linear5_bias, dlinear5_bias, linear5_bias_square_avg, 0, 0, 10);
 }
 
-static void load_input(int n, const unsigned char *x) {
-  mm_load(n * 784, x, input); /* pixels / 255 */
+/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
+static int x_real;
+
+static void load_input(int n, const void *x) {
+  if (!x_real) {
+    mm_load(n * 784, x, input); /* pixels / 255 */
+    return;
+  }
+  for (long i = 0; i < (long)n * 784; i++)
+    input[i] = ((const real *)x)[i];
 }
 
 static void forward(int n, int train) {
@@ -151,7 +159,7 @@ static void backward(int n, const unsigned char *y, int step) {
 }
 
 /* The loss and gradients of a batch; with step, the fused updates too. */
-static double passes(int n, const unsigned char *x, const unsigned char *y, int step) {
+static double passes(int n, const void *x, const unsigned char *y, int step) {
   long correct = 0;
   load_input(n, x);
   forward(n, 1);
@@ -160,17 +168,17 @@ static double passes(int n, const unsigned char *x, const unsigned char *y, int 
   return loss;
 }
 
-static double grad(int n, const unsigned char *x, const unsigned char *y) {
+static double grad(int n, const void *x, const unsigned char *y) {
   return passes(n, x, y, 0);
 }
 
-static double train_step(int n, const unsigned char *x, const unsigned char *y) {
+static double train_step(int n, const void *x, const unsigned char *y) {
   double loss = passes(n, x, y, 1);
   optimizer_update();
   return loss;
 }
 
-static void eval(int n, const unsigned char *x, const unsigned char *y,
+static void eval(int n, const void *x, const unsigned char *y,
                  double *loss_sum, long *correct) {
   load_input(n, x);
   forward(n, 0);
@@ -235,7 +243,7 @@ static void health_restore_buffers(void) {
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, BatchNorm's buffers put back, then
    RT_NLAYER_FIGURES values per activation layer into out. */
-static void health(int n, const unsigned char *x, const unsigned char *y,
+static void health(int n, const void *x, const unsigned char *y,
                    double *out) {
   health_save_buffers();
   grad(n, x, y);
@@ -292,6 +300,7 @@ static const RtNet net = {
   .health_names = health_names,
   .health_na = health_na,
   .sequential = 1,
+  .x_real = &x_real,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

@@ -30,7 +30,7 @@ static real fc2_bias_exp_avg[10]; /* (10) fc2.bias.exp_avg */
 static real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
-static real input[B * 784]; /* (B, 784) pixels / 255 */
+static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
 static real norm1_out[B * 128], dnorm1_out[B * 128]; /* (B, 128) */
 static real norm1_xhat[B * 128]; /* (B, 128) */
@@ -137,8 +137,16 @@ static void optimizer_update(void) {
   update(fc2_bias, dfc2_bias, fc2_bias_exp_avg, fc2_bias_exp_avg_sq, 0, 10);
 }
 
-static void load_input(int n, const unsigned char *x) {
-  mm_load(n * 784, x, input); /* pixels / 255 */
+/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
+static int x_real;
+
+static void load_input(int n, const void *x) {
+  if (!x_real) {
+    mm_load(n * 784, x, input); /* pixels / 255 */
+    return;
+  }
+  for (long i = 0; i < (long)n * 784; i++)
+    input[i] = ((const real *)x)[i];
 }
 
 static void forward(int n, int train) {
@@ -159,7 +167,7 @@ static void backward(int n, const unsigned char *y, int step) {
 }
 
 /* The loss and gradients of a batch; with step, the fused updates too. */
-static double passes(int n, const unsigned char *x, const unsigned char *y, int step) {
+static double passes(int n, const void *x, const unsigned char *y, int step) {
   long correct = 0;
   load_input(n, x);
   forward(n, 1);
@@ -168,17 +176,17 @@ static double passes(int n, const unsigned char *x, const unsigned char *y, int 
   return loss;
 }
 
-static double grad(int n, const unsigned char *x, const unsigned char *y) {
+static double grad(int n, const void *x, const unsigned char *y) {
   return passes(n, x, y, 0);
 }
 
-static double train_step(int n, const unsigned char *x, const unsigned char *y) {
+static double train_step(int n, const void *x, const unsigned char *y) {
   double loss = passes(n, x, y, 1);
   optimizer_update();
   return loss;
 }
 
-static void eval(int n, const unsigned char *x, const unsigned char *y,
+static void eval(int n, const void *x, const unsigned char *y,
                  double *loss_sum, long *correct) {
   load_input(n, x);
   forward(n, 0);
@@ -213,7 +221,7 @@ static void health_silu(int n, int C, int S, const real *pre, const real *post,
 /* The health figures on a probe batch of n samples (RtNet.health): a
    training-mode forward and backward, then
    RT_NLAYER_FIGURES values per activation layer into out. */
-static void health(int n, const unsigned char *x, const unsigned char *y,
+static void health(int n, const void *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
   health_silu(n, 128, 1, norm1_out, silu1_out, out + 0); /* hidden1 */
@@ -270,6 +278,7 @@ static const RtNet net = {
   .health_names = health_names,
   .health_na = health_na,
   .sequential = 0,
+  .x_real = &x_real,
 };
 
 const RtNet *mlpc_net(void) { return &net; }

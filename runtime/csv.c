@@ -96,6 +96,8 @@ static int csv_quoted(CsvText *t, char *out, size_t *n) {
     if (t->s[t->at] == '"' && (t->at + 1 == t->len || t->s[t->at + 1] != '"'))
       break;
     t->at += t->s[t->at] == '"';
+    if (!t->s[t->at])
+      return csv_fail(t, t->at, "a NUL byte");
     if (*n + 1 >= CSV_FIELD)
       return csv_fail(t, open, "a field longer than %d bytes", CSV_FIELD - 1);
     out[(*n)++] = t->s[t->at];
@@ -119,6 +121,8 @@ static int csv_field(CsvText *t, char *out, size_t *start) {
     return csv_ends(t, t->at) ? 0 : csv_fail(t, t->at, "text after a closing quote");
   }
   for (; !csv_ends(t, t->at); t->at++) {
+    if (!t->s[t->at])
+      return csv_fail(t, t->at, "a NUL byte");
     if (n + 1 >= CSV_FIELD)
       return csv_fail(t, *start, "a field longer than %d bytes", CSV_FIELD - 1);
     out[n++] = t->s[t->at];

@@ -137,6 +137,7 @@ static int npy_descr(NpyText *t, RtNpy *h) {
   if (t->at < t->end && t->buf[t->at] == '[')
     return npy_bad(t, "descr: a structured dtype (a list of fields): expected an array of "
                    "numbers");
+  size_t at = t->at;
   if (npy_string(t, d, sizeof d))
     return -1;
   char order = d[0], kind = d[0] ? d[1] : 0;
@@ -146,6 +147,7 @@ static int npy_descr(NpyText *t, RtNpy *h) {
   if (!order || !strchr("<>|", order) || !number || (order == '|' && size != 1)) {
     snprintf(msg, sizeof msg, "dtype '%s': expected integers (u1 ... i8), float32 or "
              "float64, in either byte order", d);
+    t->at = at;
     return npy_bad(t, msg);
   }
   h->kind = kind;
@@ -190,8 +192,8 @@ static int npy_dict(NpyText *t, RtNpy *h, int *fortran) {
   if (t->at != t->end)
     return npy_bad(t, "text after the dict");
   if (seen != 7)
-    return npy_bad(t, !(seen & 1) ? "no 'descr'" : !(seen & 2) ? "no 'fortran_order'"
-                                                                : "no 'shape'");
+    return rt_fail(t->err, t->errlen, t->path, ".npy header: no '%s'",
+                   !(seen & 1) ? "descr" : !(seen & 2) ? "fortran_order" : "shape");
   return 0;
 }
 

@@ -21,6 +21,7 @@
  * This file is pasted with the rest of the runtime into standalone
  * trainers; its static helpers carry the npy_ prefix.
  */
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -291,22 +292,6 @@ static uint64_t npy_bits(const RtNpy *h, const unsigned char *p, size_t i) {
   return u;
 }
 
-double rt_npy_value(const RtNpy *h, const unsigned char *p, size_t i) {
-  uint64_t u = npy_bits(h, p, i);
-  if (h->kind == 'f' && h->size == 4) {
-    uint32_t w = (uint32_t)u;
-    float f;
-    memcpy(&f, &w, 4);
-    return f;
-  }
-  if (h->kind == 'f') {
-    double d;
-    memcpy(&d, &u, 8);
-    return d;
-  }
-  return h->kind == 'i' ? (double)(int64_t)u : (double)u;
-}
-
 /* Reads and parses the .npy file at path: its bytes, or NULL. */
 static unsigned char *npy_read(const char *path, RtNpy *h, char *err, size_t errlen) {
   size_t len = 0;
@@ -353,11 +338,57 @@ static int npy_set_shape(RtSet *s, const RtNpy *h, const char *path, char *err,
   return 0;
 }
 
-/* Refuses element i of x, v, which is not finite as dtype. */
-static int npy_not_finite(const RtSet *s, size_t i, double v, const char *path, char *err,
-                          size_t errlen) {
-  size_t per = (size_t)s->channels * s->rows * s->cols;
-  char what[64];
+/* Reverses the bytes of each of the count elements of size bytes at p
+   when the file's order (big) is not the host's. */
+static void npy_host_order(unsigned char *p, size_t count, int size, int big) {
+  const uint16_t one = 1;
+  if (big == !*(const unsigned char *)&one)
+    return;
+  for (size_t i = 0; i < count; i++, p += size)
+    for (int k = 0; k < size / 2; k++) {
+      unsigned char c = p[k];
+      p[k] = p[size - 1 - k];
+      p[size - 1 - k] = c;
+    }
+}
+
+/* Float i of those of size bytes (4 or 8) at p, in host order. */
+static double npy_float(const unsigned char *p, int size, size_t i) {
+  float f;
+  double d;
+  if (size == 4)
+    return memcpy(&f, p + 4 * i, 4), f;
+  return memcpy(&d, p + 8 * i, 8), d;
+}
+
+/* How many of the count floats of size bytes at p are not finite once
+   in dtype: a loop per case without exits, which the compiler
+   vectorises (NaN fails every comparison). */
+static size_t npy_count_bad(const unsigned char *p, int size, size_t count, int dtype) {
+  size_t bad = 0;
+  if (size == 4)
+    for (size_t i = 0; i < count; i++)
+      bad += !(fabsf((float)npy_float(p, 4, i)) <= FLT_MAX);
+  else if (dtype == RT_F64)
+    for (size_t i = 0; i < count; i++)
+      bad += !(fabs(npy_float(p, 8, i)) <= DBL_MAX);
+  else
+    for (size_t i = 0; i < count; i++)
+      bad += !(fabsf((float)npy_float(p, 8, i)) <= FLT_MAX);
+  return bad;
+}
+
+/* Refuses the first of the floats at p that is not finite in s's dtype,
+   naming its index and value; 0 when all are. */
+static int npy_check_finite(const RtSet *s, const unsigned char *p, int size, size_t count,
+                            const char *path, char *err, size_t errlen) {
+  size_t per = (size_t)s->channels * s->rows * s->cols, i = 0;
+  char what[80];
+  if (!npy_count_bad(p, size, count, s->dtype))
+    return 0;
+  while (!npy_count_bad(p + i * size, size, 1, s->dtype))
+    i++;
+  double v = npy_float(p, size, i);
   if (isnan(v) || isinf(v))
     snprintf(what, sizeof what, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
   else
@@ -366,15 +397,33 @@ static int npy_not_finite(const RtSet *s, size_t i, double v, const char *path, 
                  "must be finite", i, i / per, i % per, what);
 }
 
-/* Converts x's floats, at buf + h->offset, to s's dtype into s->images,
-   which may be buf itself when its elements are no larger. */
-static int npy_to_reals(RtSet *s, const RtNpy *h, const unsigned char *buf,
-                        const char *path, char *err, size_t errlen) {
-  for (size_t i = 0; i < h->count; i++) {
-    double v = rt_npy_value(h, buf + h->offset, i);
-    if (rt_set_real(s, i, v))
-      return npy_not_finite(s, i, v, path, err, errlen);
-  }
+/* Converts the count floats of size bytes at src to dtype at dst, which
+   may be below src in the same buffer when dtype's elements are no
+   larger (each is read before anything is written over it). */
+static void npy_convert(unsigned char *dst, const unsigned char *src, int size, size_t count,
+                        int dtype) {
+  if (rt_dtype_size(dtype) == (size_t)size)
+    memmove(dst, src, count * size);
+  else if (dtype == RT_F32)
+    for (size_t i = 0; i < count; i++) {
+      float f = (float)npy_float(src, 8, i);
+      memcpy(dst + 4 * i, &f, 4);
+    }
+  else
+    for (size_t i = 0; i < count; i++) {
+      double d = npy_float(src, 4, i);
+      memcpy(dst + 8 * i, &d, 8);
+    }
+}
+
+/* Converts x's floats, at buf + h->offset, to s's dtype into s->images
+   (buf itself, or a larger buffer), once all are known to be finite. */
+static int npy_to_reals(RtSet *s, const RtNpy *h, unsigned char *buf, const char *path,
+                        char *err, size_t errlen) {
+  npy_host_order(buf + h->offset, h->count, h->size, h->big);
+  if (npy_check_finite(s, buf + h->offset, h->size, h->count, path, err, errlen))
+    return -1;
+  npy_convert(s->images, buf + h->offset, h->size, h->count, s->dtype);
   return 0;
 }
 

@@ -132,9 +132,6 @@ typedef struct {
    the rest of the file exactly; -1 with "PATH: what is wrong" in err. */
 int rt_parse_npy(const unsigned char *buf, size_t len, const char *path, RtNpy *h,
                  char *err, size_t errlen);
-/* Element i of an array of h's dtype at p, as a double (exact for every
-   integer below 2^53 and every float). */
-double rt_npy_value(const RtNpy *h, const unsigned char *p, size_t i);
 /* A .npy file's size, from its header. */
 extern const RtSizer rt_npy_sizer;
 /* Loads DIR/PREFIX_x.npy and DIR/PREFIX_y.npy (PREFIX "train" or "test")

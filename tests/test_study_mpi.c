@@ -475,6 +475,22 @@ static void test_idx4_data(void **state) {
   assert_int_equal(entries(fmt("%s/scratch", tmp), "mlpc-"), before);
 }
 
+/* A data set of two CSV files (tests/arrays/blobs_csv), not images: the
+   worker ranks, sent its files, record the runs of a local run. */
+static void test_csv_data(void **state) {
+  (void)state;
+  write_tmp("blobs.json", "{\"base\": {\"input\": 4, \"output\": 3, \"hidden\": [8], "
+                          "\"epochs\": 2, \"batch_size\": 8, \"data\": \"" MLPC_SOURCE_DIR
+                          "/tests/arrays/blobs_csv\"}, \"vary\": {\"activation\": "
+                          "[\"relu\", \"tanh\"]}, \"seeds\": [1, 2]}\n");
+  expect_ok(run_local("blobs", "blobs_local"));
+  expect_ok(run_mpi("blobs", "blobs_mpi", 3));
+  char *x = everything("blobs_local.sqlite"), *y = everything("blobs_mpi.sqlite");
+  assert_true(strlen(x) > 100);
+  assert_string_equal(x, y);
+  free(x), free(y);
+}
+
 /* Under mpirun: a model, or --jobs, is refused by rank 0. */
 static void test_refused(void **state) {
   (void)state;
@@ -506,6 +522,7 @@ int main(void) {
     cmocka_unit_test(test_dead_rank),
     cmocka_unit_test(test_slow_rank),
     cmocka_unit_test(test_idx4_data),
+    cmocka_unit_test(test_csv_data),
     cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -203,8 +203,8 @@ static int npy_dict(NpyText *t, RtNpy *h, int *fortran) {
    tell; -1 when not a .npy file of version 1.0 or 2.0. */
 static int npy_frame(NpyText *t, size_t len, size_t *start, size_t *end) {
   const unsigned char *b = t->buf;
-  if (len < 8 && !memcmp(b, "\x93NUMPY", len < 6 ? len : 6))
-    return 0;
+  if (len < 8 && (!len || !memcmp(b, "\x93NUMPY", len < 6 ? len : 6)))
+    return 0;  /* (no bytes yet: b may be NULL) */
   if (len < 8 || memcmp(b, "\x93NUMPY", 6))
     return rt_fail(t->err, t->errlen, t->path, "not a .npy file (it does not start with "
                    "\\x93NUMPY)");

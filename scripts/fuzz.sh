@@ -28,17 +28,17 @@ fi
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMLPC_FUZZ=ON -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined \
 -fno-sanitize-recover=all -fno-omit-frame-pointer" >/dev/null
-cmake --build "$build" -j2 --target fuzz_model fuzz_idx fuzz_weights
+cmake --build "$build" -j2 --target fuzz_model fuzz_idx fuzz_weights fuzz_data
 
 status=0
-for h in model idx weights; do
+for h in model idx weights data; do
   case $h in
     model) seeds="tests/fuzz/model tests/errors tests/valid models tests/models" ;;
     *) seeds="tests/fuzz/$h" ;;
   esac
   out=out/fuzz/$h
   mkdir -p "$out/corpus" "$out/findings"
-  # -rss_limit_mb: the IDX reader may legitimately hold a 4 GiB file.
+  # -rss_limit_mb: the IDX and NumPy readers may legitimately hold a 4 GiB file.
   if ! "$build/tests/fuzz_$h" -max_total_time="$secs" -print_final_stats=1 \
       -rss_limit_mb=6144 -artifact_prefix="$out/findings/" "$out/corpus" $seeds \
       >"$out/log" 2>&1; then

@@ -19,8 +19,9 @@
  * Directories: one format each (two are refused), the sets' shapes against
  * each other and the model; a uint8 array set equal to the IDX set it was
  * made from; and a tabular set (not images) made by NumPy trains to high
- * accuracy with mlpc, as .npy and as CSV with the same numbers, and
- * through a standalone trainer.
+ * accuracy with mlpc, as .npy and as CSV with the same numbers, with
+ * PyTorch's figures (tests/arrays/torch_ref.py), and through a standalone
+ * trainer.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -34,6 +35,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include <cmocka.h>
+#include <jansson.h>
 #include "../runtime/rt.h"
 #include "util.h"
 
@@ -752,6 +754,52 @@ static void test_blobs_train(void **state) {
   free(msg);
 }
 
+/* The first line of a run's JSON output at path, parsed. */
+static json_t *first_line(const char *path) {
+  size_t len;
+  char *s = util_slurp(path, &len);
+  assert_non_null(s);
+  *strchr(s, '\n') = 0;
+  json_t *j = json_loads(s, 0, NULL);
+  assert_non_null(j);
+  free(s);
+  return j;
+}
+
+/* Float data as PyTorch computes on them (tests/arrays/torch_ref.py):
+   from its initial weights, 4 SGD steps in file order and 4 test
+   batches give its train loss, test loss and accuracy, within float32's
+   rounding in float32 and 1e-12 in float64. */
+static void test_torch(void **state) {
+  (void)state;
+  static const char *const tags[] = {"f32", "f64"};
+  json_t *ref = json_load_file("tests/arrays/blobs_torch/ref.json", 0, NULL);
+  char model[256], init[256], out[256], text[1024];
+  assert_non_null(ref);
+  for (int t = 0; t < 2; t++) {
+    snprintf(text, sizeof text, "{\"input\": 4, \"hidden\": [16], \"output\": 3, \"norm\": "
+             "\"none\", \"activation\": \"relu\", \"optimizer\": {\"type\": \"sgd\", \"lr\": "
+             "0.05}, \"batch_size\": 16, \"dtype\": \"%s\", \"data\": \"tests/arrays/blobs_npy\"}",
+             t ? "float64" : "float32");
+    put_text("blobs.json", text);
+    snprintf(init, sizeof init, "tests/arrays/blobs_torch/init.%s.safetensors", tags[t]);
+    const char *argv[] = {MLPC_BIN, in_tmp("blobs.json", model, sizeof model), "--run",
+                          "--backend", "tcc", "--load-weights", init, "--no-shuffle",
+                          "--max-batches", "4", "--epochs", "1", "--json", NULL};
+    assert_int_equal(util_run(argv, in_tmp("out.json", out, sizeof out), NULL), 0);
+    json_t *got = first_line(out), *want = json_object_get(ref, tags[t]);
+    for (int k = 0; k < 3; k++) {
+      const char *key = (const char *[]){"train_loss", "test_loss", "test_acc"}[k];
+      double a = json_real_value(json_object_get(got, key));
+      double b = json_real_value(json_object_get(want, key));
+      if (!(fabs(a - b) <= (t ? 1e-12 : 1e-7) * fabs(b)))
+        fail_msg("%s %s: mlpc %.17g, PyTorch %.17g", tags[t], key, a, b);
+    }
+    json_decref(got);
+  }
+  json_decref(ref);
+}
+
 /* A standalone trainer reads .npy and CSV data too, with mlpc's figures. */
 static void test_trainer(void **state) {
   (void)state;
@@ -812,6 +860,7 @@ int main(void) {
     cmocka_unit_test_setup(test_same_as_idx, before),
     cmocka_unit_test_setup(test_blobs_agree, before),
     cmocka_unit_test_setup(test_blobs_train, before),
+    cmocka_unit_test_setup(test_torch, before),
     cmocka_unit_test_setup(test_trainer, before),
   };
   return cmocka_run_group_tests(tests, NULL, after_all);

@@ -184,6 +184,8 @@ static int npy_dict(NpyText *t, RtNpy *h, int *fortran) {
   if (npy_take(t, '{'))
     return npy_bad(t, "expected '{', a dict");
   while (npy_take(t, '}')) {
+    if (t->at == t->end)
+      return npy_bad(t, "the dict is not closed: expected '}'");
     if (npy_item(t, h, fortran, &seen))
       return -1;
     if (npy_take(t, ',') && (npy_space(t), t->at < t->end && t->buf[t->at] != '}'))

@@ -115,17 +115,18 @@ extern const RtSizer rt_idx_sizer;
 
 /* ---- runtime/npy.c: NumPy arrays (.npy) ---- */
 
+#define RT_NPY_MAXDIM 8    /* dimensions a header may give */
+
 /* A .npy file's header. */
 typedef struct {
   char kind;              /* 'u' unsigned, 'i' signed integer, 'f' float  */
   int size;               /* bytes per element: 1, 2, 4 or 8              */
   int big;                /* big-endian                                   */
   int ndim;               /* 0 to RT_NPY_MAXDIM                           */
-  long shape[8];
+  long shape[RT_NPY_MAXDIM];
   size_t offset;          /* where the elements start                     */
   size_t count;           /* elements: the product of the shape           */
 } RtNpy;
-#define RT_NPY_MAXDIM 8
 
 /* Parses the header of a .npy file of len bytes (versions 1.0 and 2.0,
    C order, a dtype of kind u, i or f) and checks that its elements fill

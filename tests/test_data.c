@@ -321,7 +321,8 @@ static void test_npy_header_syntax(void **state) {
      "or with an escape or a control character"},
     {"{'descr': '|u1, 'fortran_order': False, 'shape': (5, 3)}", "byte 20: dtype '|u1, '"},
     {"{'descr': '|u1', 'fortran_order': False, 'shape': (5, 3)} x", "text after the dict"},
-    {"{'descr': '|u1', 'fortran_order': False, 'shape': (5, 3)", "expected a quoted string"},
+    {"{'descr': '|u1', 'fortran_order': False, 'shape': (5, 3)", "byte 128: the dict is not "
+     "closed: expected '}'"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     x_refused(npy(1, bad[i].dict, NULL, 15), bad[i].phrase);

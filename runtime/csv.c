@@ -38,16 +38,17 @@ typedef struct {
   size_t errlen;
 } CsvText;
 
-/* Refuses what is at byte at of the current line: "PATH:LINE:COL: ...". */
+/* Refuses what is at byte at of the current line: "PATH:LINE:COL: ...",
+   the file's bytes in it shown printable. */
 __attribute__((format(printf, 3, 4)))
 static int csv_fail(const CsvText *t, size_t at, const char *fmt, ...) {
-  char where[FILENAME_MAX + 48], msg[512];
+  char where[FILENAME_MAX + 48], msg[512], shown[2048];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   snprintf(where, sizeof where, "%s:%ld:%zu", t->path, t->line, at - t->line_at + 1);
-  return rt_fail(t->err, t->errlen, where, "%s", msg);
+  return rt_fail(t->err, t->errlen, where, "%s", rt_printable(msg, shown, sizeof shown));
 }
 
 /* Whether the line at t->at holds nothing but spaces. */

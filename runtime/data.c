@@ -219,6 +219,19 @@ const char *rt_dtype_name(int dtype) {
   return dtype == RT_F64 ? "float64" : dtype == RT_F32 ? "float32" : "uint8";
 }
 
+const char *rt_printable(const char *s, char *buf, size_t len) {
+  size_t n = 0;
+  if (!len)
+    return buf;
+  for (; *s && n + 5 < len; s++)
+    if ((unsigned char)*s < ' ' || (unsigned char)*s > '~')
+      n += (size_t)snprintf(buf + n, len - n, "\\x%02x", (unsigned char)*s);
+    else
+      buf[n++] = *s;
+  buf[n] = 0;
+  return buf;
+}
+
 /* Frees what a loader allocated and empties the set. */
 void rt_free_set(RtSet *set) {
   free(set->images);

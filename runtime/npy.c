@@ -39,9 +39,12 @@ typedef struct {
   size_t errlen;
 } NpyText;
 
-/* Refuses the header at the current byte: "PATH: .npy header, byte K: ...". */
+/* Refuses the header at the current byte: "PATH: .npy header, byte K: ...",
+   the file's bytes in it shown printable. */
 static int npy_bad(NpyText *t, const char *what) {
-  return rt_fail(t->err, t->errlen, t->path, ".npy header, byte %zu: %s", t->at, what);
+  char shown[512];
+  return rt_fail(t->err, t->errlen, t->path, ".npy header, byte %zu: %s", t->at,
+                 rt_printable(what, shown, sizeof shown));
 }
 
 /* Skips spaces (and the newline that ends the header). */

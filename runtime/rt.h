@@ -86,6 +86,9 @@ int rt_set_alloc(RtSet *s, long n, long features, int dtype, const char *path, c
    0, or -1 when the value stored is not finite (v itself, or beyond
    float32's range). */
 int rt_set_real(RtSet *s, size_t i, double v);
+/* s with every byte outside printable ASCII written \xNN, into buf (cut
+   to fit): a data file's text as a message may show it. */
+const char *rt_printable(const char *s, char *buf, size_t len);
 void rt_free_set(RtSet *set);
 
 /* ---- runtime/idx.c: IDX data files ---- */

@@ -332,11 +332,12 @@ static void test_npy_header_syntax(void **state) {
 static void test_npy_descr(void **state) {
   (void)state;
   static const char *const bad[] = {"<f16", "|f4", "<u3", "f4", "<x4", "", "<U4", "<f4 ",
-                                    "=f4", "<f0"};
+                                    "=f4", "<f0", "<f\xe9"};
   char phrase[128];
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char shown[64];
     snprintf(phrase, sizeof phrase, "dtype '%s': expected integers (u1 ... i8), float32 or "
-             "float64, in either byte order", bad[i]);
+             "float64, in either byte order", rt_printable(bad[i], shown, sizeof shown));
     x_refused(npy_of(bad[i], "(5, 3)", 60), phrase);
   }
 }
@@ -559,7 +560,8 @@ static void test_csv_refused(void **state) {
     {"1\n2\n", "1:1", "one field: expected a label, then the features"},
     {"1,\"2\n", "1:3", "a quote that is not closed on its line"},
     {"1,\"2\"x\n", "1:6", "text after a closing quote"},
-    {"1,2\r3\n", "1:3", "'2\r3' is not a number"},
+    {"1,2\r3\n", "1:3", "'2\\x0d3' is not a number"},
+    {"1,2\n1,\x1b[2J\n", "2:3", "'\\x1b[2J' is not a number"},
     {"1,2\n\"\n", "2:1", "a quote that is not closed on its line"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

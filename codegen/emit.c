@@ -257,9 +257,11 @@ static void emit_tensor_decls(Gen *g) {
 static void emit_activation_decls(Gen *g) {
   const Ir *ir = g->ir;
   size_t B = ir->m->batch_size;
-  emitf(g->b, "static real input[B * %d]; /* %s: pixels / 255, or the reals given */\n",
+  emitf(g->b, "static real input[B * %d]; /* %s: pixels / 255, or the reals given */\n"
+        "static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */\n",
         ir->m->input, ir_shape(&ir->layers[0].x));
   gen_count(g, B * ir->m->input, 1);
+  g->bytes += sizeof(int);
   const Layer *first = &ir->layers[0];
   while (layer_units[first->kind]->alias)
     first++;
@@ -409,9 +411,7 @@ static void emit_optimizer(Gen *g) {
 static void emit_passes(Gen *g) {
   Buf *b = g->b;
   const Ir *ir = g->ir;
-  emitf(b, "/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */\n"
-        "static int x_real;\n\n"
-        "static void load_input(int n, const void *x) {\n"
+  emitf(b, "static void load_input(int n, const void *x) {\n"
         "  if (!x_real) {\n    mm_load(n * %d, x, input); /* pixels / 255 */\n    return;\n  }\n"
         "  for (long i = 0; i < (long)n * %d; i++)\n"
         "    input[i] = ((const real *)x)[i];\n}\n\n",

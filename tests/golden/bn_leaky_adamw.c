@@ -53,6 +53,7 @@ static real fc3_bias_exp_avg_sq[10]; /* (10) fc3.bias.exp_avg_sq */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 48], dfc1_out[B * 48]; /* (B, 48) */
 static real norm1_out[B * 48], dnorm1_out[B * 48]; /* (B, 48) */
 static real norm1_xhat[B * 48]; /* (B, 48) */
@@ -182,9 +183,6 @@ static void optimizer_update(void) {
   update(fc3_weight, dfc3_weight, fc3_weight_exp_avg, fc3_weight_exp_avg_sq, 0, 240);
   update(fc3_bias, dfc3_bias, fc3_bias_exp_avg, fc3_bias_exp_avg_sq, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

@@ -22,6 +22,7 @@ static real dlinear3_bias[10]; /* (10) 3.bias.grad */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real linear0_out[B * 128], dlinear0_out[B * 128]; /* (B, 128) */
 static real batchnorm1_out[B * 128], dbatchnorm1_out[B * 128]; /* (B, 128) */
 static real batchnorm1_xhat[B * 128]; /* (B, 128) */
@@ -112,9 +113,6 @@ static void optimizer_update(void) {
   update(batchnorm1_bias, dbatchnorm1_bias, 0, 0, 0, 128);
   update(linear3_bias, dlinear3_bias, 0, 0, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

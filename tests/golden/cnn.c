@@ -43,6 +43,7 @@ static real linear9_bias_momentum_buffer[10]; /* (10) 9.bias.momentum_buffer */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 16, 28, 28) */
 static real conv2d0_col[B * 7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
 static real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28) */
@@ -203,9 +204,6 @@ static void optimizer_update(void) {
   update(linear9_weight, dlinear9_weight, linear9_weight_momentum_buffer, 0, 0, 15680);
   update(linear9_bias, dlinear9_bias, linear9_bias_momentum_buffer, 0, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

@@ -58,6 +58,7 @@ static long long optimizer_step[1]; /* (1) optimizer.step */
 static long long run_seed[1]; /* (1) run.seed */
 
 static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real conv2d0_out[B * 1960], dconv2d0_out[B * 1960]; /* (B, 5, 14, 28) */
 static real conv2d0_col[B * 5880], conv2d0_dcol[5880]; /* (C*KH*KW, OH*OW) a sample */
 static real elu1_out[B * 1960], delu1_out[B * 1960]; /* (B, 5, 14, 28) */
@@ -258,9 +259,6 @@ static void optimizer_update(void) {
   update(linear12_weight, dlinear12_weight, linear12_weight_exp_avg, linear12_weight_exp_avg_sq, 0, 240);
   update(linear12_bias, dlinear12_bias, linear12_bias_exp_avg, linear12_bias_exp_avg_sq, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

@@ -28,6 +28,7 @@ static real linear5_bias_square_avg[10]; /* (10) 5.bias.square_avg */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real dinput[B * 784]; /* the input's gradient, which batchnorm2d0's kernel writes */
 static real batchnorm2d0_out[B * 784], dbatchnorm2d0_out[B * 784]; /* (B, 1, 28, 28) */
 static real batchnorm2d0_xhat[B * 784]; /* (B, 784) */
@@ -126,9 +127,6 @@ static void optimizer_update(void) {
   update(linear5_weight, dlinear5_weight, linear5_weight_square_avg, 0, 0, 480);
   update(linear5_bias, dlinear5_bias, linear5_bias_square_avg, 0, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

@@ -43,6 +43,7 @@ static real fc3_bias_momentum_buffer[10]; /* (10) fc3.bias.momentum_buffer */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
 static real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
 static real norm1_xhat[B * 32]; /* (B, 32) */
@@ -169,9 +170,6 @@ static void optimizer_update(void) {
   update(fc3_weight, dfc3_weight, fc3_weight_momentum_buffer, 0, 0, 160);
   update(fc3_bias, dfc3_bias, fc3_bias_momentum_buffer, 0, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

@@ -44,6 +44,7 @@ static long long optimizer_step[1]; /* (1) optimizer.step */
 static long long run_seed[1]; /* (1) run.seed */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real linear0_out[B * 48], dlinear0_out[B * 48]; /* (B, 48) */
 static real layernorm1_out[B * 48], dlayernorm1_out[B * 48]; /* (B, 48) */
 static real layernorm1_xhat[B * 48]; /* (B, 48) */
@@ -249,9 +250,6 @@ static void optimizer_update(void) {
   update(linear10_weight, dlinear10_weight, linear10_weight_momentum_buffer, 0, 0, 320);
   update(linear10_bias, dlinear10_bias, linear10_bias_momentum_buffer, 0, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

@@ -37,6 +37,7 @@ static real fc2_bias_momentum_buffer[10]; /* (10) fc2.bias.momentum_buffer */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
 static real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
 static real norm1_xhat[B * 32]; /* (B, 32) */
@@ -139,9 +140,6 @@ static void optimizer_update(void) {
   update(fc2_weight, dfc2_weight, fc2_weight_square_avg, fc2_weight_grad_avg, fc2_weight_momentum_buffer, 320);
   update(fc2_bias, dfc2_bias, fc2_bias_square_avg, fc2_bias_grad_avg, fc2_bias_momentum_buffer, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

@@ -31,6 +31,7 @@ static real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
 static real norm1_out[B * 128], dnorm1_out[B * 128]; /* (B, 128) */
 static real norm1_xhat[B * 128]; /* (B, 128) */
@@ -136,9 +137,6 @@ static void optimizer_update(void) {
   update(fc2_weight, dfc2_weight, fc2_weight_exp_avg, fc2_weight_exp_avg_sq, 0, 1280);
   update(fc2_bias, dfc2_bias, fc2_bias_exp_avg, fc2_bias_exp_avg_sq, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

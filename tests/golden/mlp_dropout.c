@@ -39,6 +39,7 @@ static long long optimizer_step[1]; /* (1) optimizer.step */
 static long long run_seed[1]; /* (1) run.seed */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real linear0_out[B * 256], dlinear0_out[B * 256]; /* (B, 256) */
 static real batchnorm1_out[B * 256], dbatchnorm1_out[B * 256]; /* (B, 256) */
 static real batchnorm1_xhat[B * 256]; /* (B, 256) */
@@ -162,9 +163,6 @@ static void optimizer_update(void) {
   update(linear4_bias, dlinear4_bias, linear4_bias_exp_avg, linear4_bias_exp_avg_sq, 0, 64);
   update(linear6_weight, dlinear6_weight, linear6_weight_exp_avg, linear6_weight_exp_avg_sq, 0, 640);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

@@ -13,6 +13,7 @@ static real fc1_bias_momentum_buffer[10]; /* (10) fc1.bias.momentum_buffer */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 10], dfc1_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) logsumexp of each row */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
@@ -47,9 +48,6 @@ static void optimizer_update(void) {
   update(fc1_weight, dfc1_weight, fc1_weight_momentum_buffer, 0, 0, 7840);
   update(fc1_bias, dfc1_bias, fc1_bias_momentum_buffer, 0, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

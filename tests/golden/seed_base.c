@@ -15,6 +15,7 @@ static real dfc2_bias[10]; /* (10) fc2.bias.grad */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
 static real tanh1_out[B * 128], dtanh1_out[B * 128]; /* (B, 128) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
@@ -82,9 +83,6 @@ static void optimizer_update(void) {
   update(fc1_bias, dfc1_bias, 0, 0, 0, 128);
   update(fc2_bias, dfc2_bias, 0, 0, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

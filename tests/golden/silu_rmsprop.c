@@ -19,6 +19,7 @@ static real fc2_bias_square_avg[10]; /* (10) fc2.bias.square_avg */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 24], dfc1_out[B * 24]; /* (B, 24) */
 static real silu1_out[B * 24], dsilu1_out[B * 24]; /* (B, 24) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
@@ -77,9 +78,6 @@ static void optimizer_update(void) {
   update(fc2_weight, dfc2_weight, fc2_weight_square_avg, 0, 0, 240);
   update(fc2_bias, dfc2_bias, fc2_bias_square_avg, 0, 0, 10);
 }
-
-/* How x arrives (RtNet.x_real): 0 pixel bytes, 1 reals used as they are. */
-static int x_real;
 
 static void load_input(int n, const void *x) {
   if (!x_real) {

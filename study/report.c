@@ -284,56 +284,92 @@ static void print_table(FILE *f, const Study *s, const StExpFigs *st) {
   }
 }
 
-/* report.md's first line for an adaptive study: its seeds. */
-static void write_adaptive_line(FILE *f, const StPlan *p) {
+/* The report's first line for an adaptive study: its seeds. */
+static void write_adaptive_line(StDoc *d, const StPlan *p) {
   const Study *s = p->s;
   int runs = 0;
   for (int i = 0; i < p->ntasks; i++)
     runs += p->tasks[i].wanted;
-  fprintf(f, "- file: `%s`, mode %s: %d experiments, adaptive seeds: starting with ", s->file,
-          st_mode_names[s->mode], s->nexp);
+  st_doc_item(d);
+  st_doc_text(d, "file: ");
+  st_doc_code(d, "%s", s->file);
+  st_doc_text(d, ", mode %s: %d experiments, adaptive seeds: starting with ",
+              st_mode_names[s->mode], s->nexp);
   for (int k = 0; k < s->nstart; k++)
-    fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
-  fprintf(f, ", then up to %d a model (through seed %llu), level %g; %d distinct runs\n",
-          s->nseeds, (unsigned long long)s->seeds[s->nseeds - 1], s->alpha, runs);
+    st_doc_text(d, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
+  st_doc_text(d, ", then up to %d a model (through seed %llu), level %g; %d distinct runs",
+              s->nseeds, (unsigned long long)s->seeds[s->nseeds - 1], s->alpha, runs);
 }
 
-/* report.md: what was run, and the summary table. */
-static void write_markdown(FILE *f, const StPlan *p, const StExpFigs *st) {
+/* The report's first lines: what was run. */
+static void write_settings(StDoc *d, const StPlan *p) {
   const Study *s = p->s;
-  char loss[64], acc[64], train[64];
-  int no_train = 0;
-  fprintf(f, "# Study %s\n\n", s->name);
+  st_doc_heading(d, 1, "Study %s", s->name);
   if (s->alpha > 0)
-    write_adaptive_line(f, p);
+    write_adaptive_line(d, p);
   else {
-    fprintf(f, "- file: `%s`, mode %s: %d experiments × %d seeds (", s->file,
-            st_mode_names[s->mode], s->nexp, s->nseeds);
+    st_doc_item(d);
+    st_doc_text(d, "file: ");
+    st_doc_code(d, "%s", s->file);
+    st_doc_text(d, ", mode %s: %d experiments × %d seeds (", st_mode_names[s->mode], s->nexp,
+                s->nseeds);
     for (int k = 0; k < s->nseeds; k++)
-      fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
-    fprintf(f, "), %d distinct runs\n", p->ntasks);
+      st_doc_text(d, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
+    st_doc_text(d, "), %d distinct runs", p->ntasks);
   }
-  fprintf(f, "- base model: `%s`\n", s->base_json);
-  if (p->ntasks)
-    fprintf(f, "- settings: `%s`, data `%s` (hash %s)\n", p->tasks[0].settings,
-            p->tasks[0].data_dir, p->tasks[0].data_hash.hex);
-  fprintf(f, "- arithmetic: %s (of the dense kernels, docs/performance.md; part of each "
-          "run's code, and so of its key)\n", arith_names[s->arith]);
-  fprintf(f, "\n## Summary\n\nFinal figures after the last epoch: mean ± standard deviation "
-          "over the seeds, leaving out runs that diverged.\n\n");
-  fprintf(f, "| experiment | seeds | diverged | test loss | test accuracy (%%) | "
-          "train loss |\n|---|---:|---:|---|---|---|\n");
+  st_doc_item(d);
+  st_doc_text(d, "base model: ");
+  st_doc_code(d, "%s", s->base_json);
+  if (p->ntasks) {
+    st_doc_item(d);
+    st_doc_text(d, "settings: ");
+    st_doc_code(d, "%s", p->tasks[0].settings);
+    st_doc_text(d, ", data ");
+    st_doc_code(d, "%s", p->tasks[0].data_dir);
+    st_doc_text(d, " (hash %s)", p->tasks[0].data_hash.hex);
+  }
+  st_doc_item(d);
+  st_doc_text(d, "arithmetic: %s (of the dense kernels, docs/performance.md; part of each "
+              "run's code, and so of its key)", arith_names[s->arith]);
+}
+
+/* A cell of "mean ± std" (mean_pm's text), with the figure's values. */
+static void pm_cell(StDoc *d, const StExpFigs *st, int fig, int decimals, double scale) {
+  char buf[64];
+  mean_pm(buf, sizeof buf, st, fig, decimals, scale);
+  st_doc_num(d, st->mean[fig], st->std[fig], "%s", buf);
+}
+
+/* The summary table, after the settings. */
+static void write_summary_table(StDoc *d, const StPlan *p, const StExpFigs *st) {
+  const Study *s = p->s;
+  char train[64];
+  int no_train = 0;
+  st_doc_heading(d, 2, "Summary");
+  st_doc_para(d);
+  st_doc_text(d, "Final figures after the last epoch: mean ± standard deviation over the "
+              "seeds, leaving out runs that diverged.");
+  st_doc_table(d, "lrrlll");
+  st_doc_row(d);
+  st_doc_cell(d, "experiment"), st_doc_cell(d, "seeds"), st_doc_cell(d, "diverged");
+  st_doc_cell(d, "test loss"), st_doc_cell(d, "test accuracy (%%)");
+  st_doc_cell(d, "train loss");
   for (int i = 0; i < s->nexp; i++) {
-    mean_pm(loss, sizeof loss, &st[i], ST_TEST_LOSS, 4, 1);
-    mean_pm(acc, sizeof acc, &st[i], ST_TEST_ACC, 2, 100);
+    st_doc_row(d);
+    st_doc_cell(d, "%s", s->exp[i].name);
+    st_doc_num(d, st[i].runs, NAN, "%d", st[i].runs);
+    st_doc_num(d, st[i].diverged, NAN, "%d", st[i].diverged);
+    pm_cell(d, &st[i], ST_TEST_LOSS, 4, 1);
+    pm_cell(d, &st[i], ST_TEST_ACC, 2, 100);
+    pm_cell(d, &st[i], ST_TRAIN_LOSS, 4, 1);
     mean_pm(train, sizeof train, &st[i], ST_TRAIN_LOSS, 4, 1);
-    fprintf(f, "| %s | %d | %d | %s | %s | %s |\n", s->exp[i].name, st[i].runs,
-            st[i].diverged, loss, acc, train);
     no_train |= !strcmp(train, "n/a");
   }
-  if (no_train)
-    fprintf(f, "\nTrain loss n/a: the runs took no training step (a training set of one "
-            "sample under BatchNorm, which needs two), so they have no train loss.\n");
+  if (no_train) {
+    st_doc_para(d);
+    st_doc_text(d, "Train loss n/a: the runs took no training step (a training set of one "
+                "sample under BatchNorm, which needs two), so they have no train loss.");
+  }
 }
 
 /* ---- files ---- */
@@ -364,17 +400,24 @@ static int make_dir(const char *dir, char *err, size_t errlen) {
   return 0;
 }
 
-/* report.md's figures: each plot, or why there are none. */
-static void write_figures(FILE *f, const StPlots *pl) {
-  fprintf(f, "\n## Figures\n\n");
+/* The report's figures: each plot, or why there are none. */
+static void write_figures(StDoc *d, const StPlots *pl) {
+  st_doc_heading(d, 2, "Figures");
   if (!pl->drawn) {
-    fprintf(f, "No plots: %s. Their data and gnuplot script are in `plots/`; with gnuplot "
-            "installed, `gnuplot plots/plots.gp` in this directory draws them.\n", pl->why);
+    st_doc_para(d);
+    st_doc_text(d, "No plots: %s. Their data and gnuplot script are in ", pl->why);
+    st_doc_code(d, "plots/");
+    st_doc_text(d, "; with gnuplot installed, ");
+    st_doc_code(d, "gnuplot plots/plots.gp");
+    st_doc_text(d, " in this directory draws them.");
     return;
   }
   for (int i = 0; i < pl->n; i++)
-    fprintf(f, "![%s](%s)\n\n", pl->title[i], pl->png[i]);
-  fprintf(f, "Drawn by gnuplot from `plots/plots.gp` and its data files.\n");
+    st_doc_figure(d, pl->png[i], pl->title[i]);
+  st_doc_para(d);
+  st_doc_text(d, "Drawn by gnuplot from ");
+  st_doc_code(d, "plots/plots.gp");
+  st_doc_text(d, " and its data files.");
 }
 
 /* Writes the plots' data and script, and runs gnuplot on them. Failing to
@@ -402,11 +445,25 @@ static int db_error(sqlite3 *db, char *err, size_t errlen) {
   return -1;
 }
 
+/* Builds the report: settings, summary, figures, health, conclusions;
+   writes comparisons.csv and the terminal's ranking on the way. */
+static void build_report(StDoc *d, const StFigs *figs, const StPlots *pl, FILE *csv,
+                         FILE *term) {
+  write_settings(d, figs->p);
+  write_summary_table(d, figs->p, figs->exp);
+  write_figures(d, pl);
+  st_health_section(figs, pl, d);
+  st_conclude(figs, d, csv, term);
+  if (figs->p->s->alpha > 0)
+    st_adaptive_report(figs, d, term);
+}
+
 /* Writes every file from the figures, the terminal's table and ranking. */
 static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, char *err,
                      size_t errlen) {
   const Study *s = figs->p->s;
   StPlots pl;
+  StDoc d;
   write_summary(f[SUMMARY], s, figs->exp);
   if (write_runs(f[RUNS], figs->db, s))
     return db_error(figs->db, err, errlen);
@@ -415,13 +472,15 @@ static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, 
     return -1;
   if (term)
     print_table(term, s, figs->exp);
-  write_markdown(f[REPORT], figs->p, figs->exp);
-  write_figures(f[REPORT], &pl);
-  st_health_section(figs, &pl, f[REPORT]);
-  st_conclude(figs, f[REPORT], f[COMPARISONS], term);
-  if (s->alpha > 0)
-    st_adaptive_report(figs, f[REPORT], term);
-  return 0;
+  st_doc_init(&d);
+  build_report(&d, figs, &pl, f[COMPARISONS], term);
+  int rc = d.oom ? -1 : 0;
+  if (rc)
+    snprintf(err, errlen, "out of memory writing the report");
+  else
+    st_doc_markdown(&d, f[REPORT]);
+  st_doc_free(&d);
+  return rc;
 }
 
 int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term, char *err,

@@ -508,7 +508,8 @@ int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen) {
            "epoch 0: the initial weights)", s->name,
            deep(f, which, n) ? " and the " : "", deep(f, which, n) ? layers_word(schemes(f)) : "");
   int key = KEY_LINE * ((n + 3) / 4) + 20, h = TITLE_H + 2 * PANEL_H + key;
-  st_plots_figure(pl, "health.png", 2 * PANEL_W, h, title);
+  if (st_plots_figure(pl, "health", 2 * PANEL_W, h, title, err, errlen))
+    return free(which), -1;
   fprintf(pl->gp, "set multiplot title ");
   st_plots_string(pl->gp, title);
   fprintf(pl->gp, "\nset xlabel \"epoch\"\nset xrange [0:%d]\nset xtics %d\n"

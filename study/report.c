@@ -426,8 +426,7 @@ static int draw_plots(const StFigs *f, const char *dir, StPlots *pl, char *err,
                       size_t errlen) {
   if (st_plots_open(pl, dir, err, errlen) || st_plots_study(pl, f, err, errlen) ||
       st_health_plots(f, pl, err, errlen) < 0) {
-    if (pl->gp)
-      fclose(pl->gp);
+    st_plots_close(pl);
     return -1;
   }
   st_plots_draw(pl, stderr);

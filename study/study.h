@@ -456,13 +456,15 @@ int st_doc_html(const StDoc *d, const char *dir, FILE *f, char *err, size_t errl
 
 #define ST_MAX_PLOTS 16
 
-/* The plots of a report: data files and one gnuplot script under
-   DIR/plots/, drawn into DIR/NAME.png by a gnuplot child process. */
+/* The plots of a report: data files and gnuplot scripts under
+   DIR/plots/, drawn into DIR/NAME.png and DIR/NAME.svg by a gnuplot child
+   process. */
 typedef struct {
   char dir[MAX_PATH_LEN];
-  FILE *gp;                 /* DIR/plots/plots.gp                         */
+  FILE *script;             /* DIR/plots/plots.gp: draws every figure     */
+  FILE *gp;                 /* DIR/plots/NAME.gp: the figure being written */
   int n;
-  char png[ST_MAX_PLOTS][64];     /* each figure's file, in DIR           */
+  char png[ST_MAX_PLOTS][64];     /* each figure's PNG, in DIR (the SVG beside) */
   char title[ST_MAX_PLOTS][128];  /* and what it shows                    */
   int drawn;                /* 1 once gnuplot drew them all               */
   char why[MAX_PATH_LEN + 256]; /* why not, when not                       */
@@ -470,13 +472,16 @@ typedef struct {
 
 /* Creates DIR/plots/ and starts the script. */
 int st_plots_open(StPlots *pl, const char *dir, char *err, size_t errlen);
+/* Closes the scripts, unfinished (st_plots_draw closes them itself). */
+void st_plots_close(StPlots *pl);
 /* Opens DIR/plots/NAME for a figure's data; NULL with err set. */
 FILE *st_plots_data(StPlots *pl, const char *name, char *err, size_t errlen);
-/* Starts a figure: its PNG file name (in DIR), its size in pixels and
-   what it shows; the caller then writes gnuplot commands to pl->gp, with
-   data files named "plots/NAME". */
-void st_plots_figure(StPlots *pl, const char *png, int width, int height,
-                     const char *title);
+/* Starts a figure: its name (NAME.png and NAME.svg in DIR), its size in
+   pixels and what it shows; the caller then writes gnuplot commands to
+   pl->gp, with data files named "plots/NAME". -1 with err set when its
+   script cannot be written. */
+int st_plots_figure(StPlots *pl, const char *name, int width, int height,
+                    const char *title, char *err, size_t errlen);
 /* Writes s as a gnuplot string literal: "..." with escapes. */
 void st_plots_string(FILE *gp, const char *s);
 /* Sets an axis (x or y) for values in [lo, hi]: a log scale when they

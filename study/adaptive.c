@@ -342,6 +342,7 @@ static void section_intro(const Models *m, const Verdicts *v, StDoc *d) {
 static void verdict_table(const Models *m, const Verdicts *v, StDoc *d) {
   char buf[512];
   st_doc_table(d, "lrl");
+  st_doc_anchor(d, "verdicts");
   st_doc_row(d);
   st_doc_cell(d, "comparison"), st_doc_cell(d, "seeds"), st_doc_cell(d, "verdict");
   for (int i = 0; i < v->nc; i++) {

@@ -322,6 +322,7 @@ static void write_ranking(const Concl *c, StDoc *d) {
                                         "p (Holm)", "p (permutation)"};
   st_doc_heading(d, 3, "Ranking");
   st_doc_table(d, c->base >= 0 ? "rlrrllrrrrr" : "rlrrll");
+  st_doc_anchor(d, "ranking");
   st_doc_row(d);
   st_doc_cell(d, "rank"), st_doc_cell(d, "model"), st_doc_cell(d, "runs");
   st_doc_cell(d, "diverged"), st_doc_cell(d, "final test loss");
@@ -491,6 +492,7 @@ static void pair_matrix(const Concl *c, StDoc *d) {
   st_doc_text(d, "Welch's p (two-sided, not adjusted) for each pair, in the ranking's order:");
   snprintf(align, sizeof align, "l%.*s", c->nr, "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr");
   st_doc_table(d, align);
+  st_doc_anchor(d, "pairs");
   st_doc_row(d);
   st_doc_none(d);
   for (int j = 0; j < c->nr; j++)

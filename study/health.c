@@ -602,6 +602,7 @@ static const char *layer_words(int named, int which) {
 static void health_table(StDoc *d, const StFigs *f, int named) {
   char h[96];
   st_doc_table(d, "lrllllll");
+  st_doc_anchor(d, "health");
   st_doc_row(d);
   st_doc_cell(d, "model"), st_doc_cell(d, "runs"), st_doc_cell(d, "layer");
   for (int k = 0; k < NKEYS; k++)

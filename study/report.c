@@ -200,18 +200,27 @@ static void write_summary(FILE *f, const Study *s, const StExpFigs *st) {
   }
 }
 
+/* The epochs of run id, in order: epoch, train_loss, test_loss,
+   test_acc, seconds; NULL on a database error. */
+static sqlite3_stmt *run_epochs(sqlite3 *db, long long id) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT epoch, train_loss, test_loss, test_acc, seconds FROM "
+                             "epochs WHERE run_id = ?1 ORDER BY epoch", -1, &st, NULL))
+    return NULL;
+  sqlite3_bind_int64(st, 1, id);
+  return st;
+}
+
 /* runs.csv rows of one run: its epochs, then where it diverged. */
 static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_stmt *run) {
-  sqlite3_stmt *st = NULL;
   long long id = sqlite3_column_int64(run, 5);
   const char *status = (const char *)sqlite3_column_text(run, 0);
   char head[64];
   snprintf(head, sizeof head, "%lld,%lld,%s,", (long long)sqlite3_column_int64(run, 6), id,
            status);
-  if (sqlite3_prepare_v2(db, "SELECT epoch, train_loss, test_loss, test_acc, seconds FROM "
-                             "epochs WHERE run_id = ?1 ORDER BY epoch", -1, &st, NULL))
+  sqlite3_stmt *st = run_epochs(db, id);
+  if (!st)
     return -1;
-  sqlite3_bind_int64(st, 1, id);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     st_csv_text(f, e->name, 0), st_csv_text(f, e->factor, 0), st_csv_text(f, e->value, 0);
@@ -350,6 +359,7 @@ static void write_summary_table(StDoc *d, const StPlan *p, const StExpFigs *st) 
   st_doc_text(d, "Final figures after the last epoch: mean ± standard deviation over the "
               "seeds, leaving out runs that diverged.");
   st_doc_table(d, "lrrlll");
+  st_doc_anchor(d, "summary");
   st_doc_row(d);
   st_doc_cell(d, "experiment"), st_doc_cell(d, "seeds"), st_doc_cell(d, "diverged");
   st_doc_cell(d, "test loss"), st_doc_cell(d, "test accuracy (%%)");
@@ -370,6 +380,91 @@ static void write_summary_table(StDoc *d, const StPlan *p, const StExpFigs *st) 
     st_doc_text(d, "Train loss n/a: the runs took no training step (a training set of one "
                 "sample under BatchNorm, which needs two), so they have no train loss.");
   }
+}
+
+/* ---- the page's runs ---- */
+
+/* A cell of a number with the decimals given (scaled), "-" if there is
+   none. */
+static void num_cell(StDoc *d, double v, int decimals, double scale) {
+  if (isnan(v))
+    st_doc_num(d, v, NAN, "-");
+  else
+    st_doc_num(d, v, NAN, "%.*f", decimals, scale * v);
+}
+
+/* The table's row of one run, its number linked to its epochs. */
+static void run_row(StDoc *d, const StExperiment *e, const StRunFigs *r) {
+  st_doc_row(d);
+  st_doc_num(d, (double)r->id, NAN, "%lld", r->id);
+  st_doc_cell_link(d, "#run-%lld", r->id);
+  st_doc_cell(d, "%s", e->name);
+  st_doc_num(d, (double)r->seed, NAN, "%llu", (unsigned long long)r->seed);
+  if (r->diverged_epoch)
+    st_doc_cell(d, "diverged in epoch %d, step %ld", r->diverged_epoch, r->diverged_step);
+  else
+    st_doc_cell(d, "finished");
+  st_doc_num(d, r->nepochs, NAN, "%d", r->nepochs);
+  num_cell(d, r->fig[ST_TEST_LOSS], 4, 1);
+  num_cell(d, r->fig[ST_TEST_ACC], 2, 100);
+  num_cell(d, r->fig[ST_TRAIN_LOSS], 4, 1);
+  num_cell(d, r->fig[ST_SECONDS], 3, 1);
+}
+
+/* A run's figures after each epoch, under a heading its row links to;
+   -1 on a database error. */
+static int run_epochs_table(StDoc *d, sqlite3 *db, const StExperiment *e,
+                            const StRunFigs *r) {
+  static const char *const heads[] = {"epoch", "train loss", "test loss", "test accuracy (%)",
+                                      "seconds"};
+  static const int decimals[] = {0, 4, 4, 2, 3};
+  sqlite3_stmt *st = run_epochs(db, r->id);
+  int rc = st ? SQLITE_ROW : SQLITE_ERROR;
+  st_doc_heading(d, 3, "Run %lld: %s, seed %llu", r->id, e->name, (unsigned long long)r->seed);
+  st_doc_anchor(d, "run-%lld", r->id);
+  st_doc_table(d, "rrrrr");
+  st_doc_row(d);
+  for (int c = 0; c < 5; c++)
+    st_doc_cell(d, "%s", heads[c]);
+  while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    st_doc_row(d);
+    for (int c = 0; c < 5; c++)
+      num_cell(d, column_real(st, c), decimals[c], c == 3 ? 100 : 1);
+  }
+  sqlite3_finalize(st);
+  if (r->diverged_epoch)
+    st_doc_para(d), st_doc_text(d, "Diverged in epoch %d, at step %ld%s.", r->diverged_epoch,
+                                r->diverged_step, r->diverged_step ? "" : " (the test loss of "
+                                "that epoch was not finite)");
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The page's last section: every distinct run, each with its figures
+   after each epoch (report.md leaves them to runs.csv); -1 on a database
+   error. */
+static int write_runs_section(StDoc *d, const StFigs *f) {
+  const Study *s = f->p->s;
+  int rc = 0;
+  st_doc_html_only(d, 1);
+  st_doc_heading(d, 2, "Runs");
+  st_doc_para(d);
+  st_doc_text(d, "Every run once (the runs of experiments that are the same model are under "
+              "the first); a run's number links to its figures after each epoch, as in "
+              "runs.csv.");
+  st_doc_table(d, "rlrlrrrrr");
+  st_doc_anchor(d, "runs");
+  st_doc_row(d);
+  st_doc_cell(d, "run"), st_doc_cell(d, "experiment"), st_doc_cell(d, "seed");
+  st_doc_cell(d, "status"), st_doc_cell(d, "epochs"), st_doc_cell(d, "final test loss");
+  st_doc_cell(d, "test accuracy (%%)"), st_doc_cell(d, "train loss"), st_doc_cell(d, "seconds");
+  for (int i = 0; i < s->nexp; i++)
+    for (int r = 0; f->exp[i].same == i && r < f->exp[i].runs; r++)
+      run_row(d, &s->exp[i], &f->exp[i].run[r]);
+  for (int i = 0; i < s->nexp; i++)
+    for (int r = 0; !rc && f->exp[i].same == i && r < f->exp[i].runs; r++)
+      rc = run_epochs_table(d, f->db, &s->exp[i], &f->exp[i].run[r]);
+  st_doc_html_only(d, 0);
+  return rc;
 }
 
 /* ---- files ---- */
@@ -434,9 +529,9 @@ static int draw_plots(const StFigs *f, const char *dir, StPlots *pl, char *err,
 }
 
 /* The files of a report, in the order they are written. */
-enum { SUMMARY, RUNS, HEALTH, COMPARISONS, REPORT, NFILES };
+enum { SUMMARY, RUNS, HEALTH, COMPARISONS, REPORT, PAGE, NFILES };
 static const char *const file_names[NFILES] = {"summary.csv", "runs.csv", "health.csv",
-                                               "comparisons.csv", "report.md"};
+                                               "comparisons.csv", "report.md", "report.html"};
 
 /* Says that reading the database failed; returns -1. */
 static int db_error(sqlite3 *db, char *err, size_t errlen) {
@@ -444,10 +539,11 @@ static int db_error(sqlite3 *db, char *err, size_t errlen) {
   return -1;
 }
 
-/* Builds the report: settings, summary, figures, health, conclusions;
-   writes comparisons.csv and the terminal's ranking on the way. */
-static void build_report(StDoc *d, const StFigs *figs, const StPlots *pl, FILE *csv,
-                         FILE *term) {
+/* Builds the report: settings, summary, figures, health, conclusions,
+   and in the page the runs; writes comparisons.csv and the terminal's
+   ranking on the way. -1 on a database error. */
+static int build_report(StDoc *d, const StFigs *figs, const StPlots *pl, FILE *csv,
+                        FILE *term) {
   write_settings(d, figs->p);
   write_summary_table(d, figs->p, figs->exp);
   write_figures(d, pl);
@@ -455,6 +551,7 @@ static void build_report(StDoc *d, const StFigs *figs, const StPlots *pl, FILE *
   st_conclude(figs, d, csv, term);
   if (figs->p->s->alpha > 0)
     st_adaptive_report(figs, d, term);
+  return write_runs_section(d, figs);
 }
 
 /* Writes every file from the figures, the terminal's table and ranking. */
@@ -472,12 +569,14 @@ static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, 
   if (term)
     print_table(term, s, figs->exp);
   st_doc_init(&d);
-  build_report(&d, figs, &pl, f[COMPARISONS], term);
-  int rc = d.oom ? -1 : 0;
-  if (rc)
+  int rc = build_report(&d, figs, &pl, f[COMPARISONS], term) ? db_error(figs->db, err, errlen)
+           : d.oom ? -1 : 0;
+  if (d.oom)
     snprintf(err, errlen, "out of memory writing the report");
-  else
+  if (!rc)
     st_doc_markdown(&d, f[REPORT]);
+  if (!rc)
+    rc = st_doc_html(&d, dir, f[PAGE], err, errlen);
   st_doc_free(&d);
   return rc;
 }

@@ -5,7 +5,8 @@
 BUILD ?= build
 MLPC = $(BUILD)/mlpc
 
-.PHONY: all setup configure build build-mlpc data run test check fuzz bench golden clean
+.PHONY: all setup configure build build-mlpc data run test check fuzz bench golden screenshot \
+	clean
 
 all: build
 
@@ -66,6 +67,11 @@ golden: build
 	  n=$$(basename $$m .json); \
 	  $(MLPC) $$m --emit-model tests/golden/$$n.c || exit 1; \
 	done; echo "golden: regenerated tests/golden/"
+
+# Takes docs/report.png, the README's screenshot of the homework's
+# report.html, again (chromium, headless).
+screenshot: build-mlpc data
+	@scripts/screenshot.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz out

@@ -16,7 +16,6 @@
  * any error of the page (data-error), so that a test in a browser can
  * tell that the page ran cleanly.
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,18 +199,16 @@ static void inline_svg(FILE *f, const char *svg, int k) {
 }
 
 /* Reads a whole file into a string; NULL with err set. */
-static char *read_file(const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  char *s = NULL;
-  long n = -1;
-  if (f && !fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
-      (s = malloc((size_t)n + 1)) && fread(s, 1, (size_t)n, f) == (size_t)n)
-    s[n] = 0;
-  else
-    snprintf(err, errlen, "%s: cannot read: %s", path, f && s ? "short read" : strerror(errno)),
-    free(s), s = NULL;
-  if (f)
-    fclose(f);
+static char *read_text(const char *path, char *err, size_t errlen) {
+  size_t len;
+  unsigned char *raw = rt_read_file(path, &len, err, errlen);
+  char *s = raw ? realloc(raw, len + 1) : NULL;
+  if (!s) {
+    if (raw)
+      free(raw), snprintf(err, errlen, "%s: out of memory", path);
+    return NULL;
+  }
+  s[len] = 0;
   return s;
 }
 
@@ -221,7 +218,7 @@ static int figure(FILE *f, const StDoc *d, const StBlock *b, const char *dir, in
   char path[MAX_PATH_LEN + 96];
   const char *png = st_doc_str(d, b->file);
   snprintf(path, sizeof path, "%s/%.*s.svg", dir, (int)strlen(png) - 4, png);
-  char *svg = read_file(path, err, errlen);
+  char *svg = read_text(path, err, errlen);
   if (!svg)
     return -1;
   fprintf(f, "<figure id=\"fig%d\">\n", k);

@@ -11,13 +11,18 @@
  *   runs.csv         one row per run per epoch (and one for the epoch
  *                    where a run diverged, without figures)
  *   health.csv       each experiment's health figures per epoch (health.c)
- *   plots (plot.c)   test_loss.png, final_loss.png, health.png (health.c)
+ *   plots (plot.c)   test_loss, final_loss, health (health.c), each a
+ *                    .png and an .svg
  *   report.md        what was run, the summary table, the figures, the
  *                    activation-health section (health.c) and the
  *                    conclusions (conclude.c, which also writes
  *                    comparisons.csv)
+ *   report.html      the same as one web page (html.c), and the runs,
+ *                    each with its figures after each epoch
  *
- * and the summary table and the ranking on the terminal. Means and
+ * and the summary table and the ranking on the terminal. The report is
+ * built once as a document (doc.c) that both report.md and report.html
+ * are written from. Means and
  * standard deviations (n − 1 in the denominator) are over the runs that
  * did not diverge. CSV numbers are written with 17 significant digits:
  * they read back as the very doubles in the database.

@@ -7,7 +7,8 @@
  *   → runs on worker processes (run.c), or on MPI ranks (mpi.c)
  *   → one transaction per run (db.c)
  *   → tables, plots and conclusions (report.c, plot.c, conclude.c,
- *   health.c; statistics in stats.c)
+ *   health.c; statistics in stats.c), one document (doc.c) written as
+ *   report.md and report.html (html.c)
  *
  * study.c holds the driver, `mlpc STUDY.json --run`.
  */

@@ -46,7 +46,10 @@ static const char style[] =
   "figure{margin:1em 0 1.6em}\n"
   "figure svg{display:block;max-width:100%;height:auto}\n"
   "figcaption{color:#555;font-size:.9em;margin-top:.3em}\n"
-  "li{margin:.25em 0}\n";
+  "li{margin:.25em 0}\n"
+  ".toc{display:flex;flex-wrap:wrap;gap:.2em 1.4em;list-style:none;padding:.5em 0;margin:1em 0;"
+  "border-top:1px solid #d8d8de;border-bottom:1px solid #d8d8de}\n"
+  "a{color:#0b57b0}\n";
 
 /* Records any error of the page, before anything else can fail. */
 static const char error_script[] =
@@ -111,10 +114,28 @@ static void spans(FILE *f, const StDoc *d, const StBlock *b) {
   }
 }
 
-/* Writes a block's id attribute, if it has one. */
+/* Writes a block's id attribute: its anchor, or for a section's heading
+   "sN" (N its place), which the contents link to. */
 static void id_attr(FILE *f, const StDoc *d, const StBlock *b) {
   if (b->id)
     fputs(" id=\"", f), esc_str(f, d, b->id), fputc('"', f);
+  else if (b->kind == ST_DOC_HEADING && b->level == 2)
+    fprintf(f, " id=\"s%d\"", (int)(b - d->blocks));
+}
+
+/* Writes the contents: a link to each section's heading. */
+static void contents(FILE *f, const StDoc *d) {
+  fputs("<nav><ul class=\"toc\">", f);
+  for (int i = 0; i < d->nblocks; i++)
+    if (d->blocks[i].kind == ST_DOC_HEADING && d->blocks[i].level == 2) {
+      fputs("<li><a href=\"#", f);
+      if (d->blocks[i].id)
+        esc_str(f, d, d->blocks[i].id);
+      else
+        fprintf(f, "s%d", i);
+      fputs("\">", f), spans(f, d, &d->blocks[i]), fputs("</a></li>", f);
+    }
+  fputs("</ul></nav>\n", f);
 }
 
 /* ---- tables ---- */
@@ -278,8 +299,10 @@ static void head(FILE *f, const StDoc *d) {
 int st_doc_html(const StDoc *d, const char *dir, FILE *f, char *err, size_t errlen) {
   int figs = 0;
   head(f, d);
-  for (int i = 0; i < d->nblocks; i++) {
+  for (int i = 0, toc = 0; i < d->nblocks; i++) {
     const StBlock *b = &d->blocks[i], *prev = i ? &d->blocks[i - 1] : NULL;
+    if (b->kind == ST_DOC_HEADING && b->level == 2 && !toc++)
+      contents(f, d);
     if (list_of(b) && list_of(prev) != list_of(b))
       fprintf(f, "<%s>\n", list_of(b));
     if (block(f, d, b, dir, &figs, err, errlen))

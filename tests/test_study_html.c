@@ -12,6 +12,7 @@
  *   - in a real browser, Debian's chromium, headless: the page of a
  *     shipped small study (tests/study/page.json) loads without a single
  *     console message, its script runs and no error reaches its handler;
+ *     it refers to nothing outside itself;
  *     its summary table holds summary.csv's numbers at full precision;
  *     every line of report.md (each table row, each sentence, each
  *     heading) is on the page; every figure is an inline SVG with drawn
@@ -421,6 +422,24 @@ static void check_clean(const char *dom, const char *log_path) {
   free(log);
 }
 
+/* The page refers to nothing outside itself: no source, link, import or
+   frame, no address but the namespaces of SVG; and its policy forbids
+   the browser to fetch anything. */
+static void check_self_contained(const char *path) {
+  static const char *const outside[] = {" src=", "<link", "@import", "<iframe", "<object",
+                                        "<embed", "url(http", "url(//"};
+  char *html = read_all(path);
+  for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++)
+    if (strstr(html, outside[i]))
+      fail_msg("the page refers outside itself: %.200s", strstr(html, outside[i]));
+  for (const char *p = html; (p = strstr(p, "://")); p++)
+    if (p - html < 4 || strncmp(p - 4, "http://www.w3.org/", 18))
+      fail_msg("the page names an address: %.200s", p > html + 20 ? p - 20 : p);
+  assert_non_null(strstr(html, "<meta http-equiv=\"Content-Security-Policy\" "
+                               "content=\"default-src 'none';"));
+  free(html);
+}
+
 /* ---- the screenshot ---- */
 
 /* A PNG's pixels as 8-bit RGB or RGBA rows. */
@@ -634,6 +653,7 @@ static void test_page_in_browser(void **state) {
     fail_msg("chromium exited %d:\n%.2000s", status, read_all(fmt("%s/page.log", tmp)));
   char *dom = read_all(fmt("%s/page.dom", tmp));
   check_clean(dom, fmt("%s/page.log", tmp));
+  check_self_contained(fmt("%s/report.html", dir));
   check_summary(dom, fmt("%s/summary.csv", dir));
   int figures = check_lines(dom, fmt("%s/report.md", dir));
   assert_int_equal(figures, 4);  /* health.png twice: in Figures and in its section */

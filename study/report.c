@@ -416,25 +416,34 @@ static void run_row(StDoc *d, const StExperiment *e, const StRunFigs *r) {
   num_cell(d, r->fig[ST_SECONDS], 3, 1);
 }
 
+/* The columns of a run's table of epochs, those of run_epochs: heading,
+   decimals, scale. */
+static const struct {
+  const char *head;
+  int decimals;
+  double scale;
+} epoch_cols[] = {{"epoch", 0, 1}, {"train loss", 4, 1}, {"test loss", 4, 1},
+                  {"test accuracy (%)", 2, 100}, {"seconds", 3, 1}};
+enum { EPOCH_COLS = sizeof epoch_cols / sizeof epoch_cols[0] };
+
 /* A run's figures after each epoch, under a heading its row links to;
    -1 on a database error. */
 static int run_epochs_table(StDoc *d, sqlite3 *db, const StExperiment *e,
                             const StRunFigs *r) {
-  static const char *const heads[] = {"epoch", "train loss", "test loss", "test accuracy (%)",
-                                      "seconds"};
-  static const int decimals[] = {0, 4, 4, 2, 3};
   sqlite3_stmt *st = run_epochs(db, r->id);
   int rc = st ? SQLITE_ROW : SQLITE_ERROR;
+  char align[EPOCH_COLS + 1] = {0};
+  memset(align, 'r', EPOCH_COLS);
   st_doc_heading(d, 3, "Run %lld: %s, seed %llu", r->id, e->name, (unsigned long long)r->seed);
   st_doc_anchor(d, "run-%lld", r->id);
-  st_doc_table(d, "rrrrr");
+  st_doc_table(d, align);
   st_doc_row(d);
-  for (int c = 0; c < 5; c++)
-    st_doc_cell(d, "%s", heads[c]);
+  for (int c = 0; c < EPOCH_COLS; c++)
+    st_doc_cell(d, "%s", epoch_cols[c].head);
   while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     st_doc_row(d);
-    for (int c = 0; c < 5; c++)
-      num_cell(d, column_real(st, c), decimals[c], c == 3 ? 100 : 1);
+    for (int c = 0; c < EPOCH_COLS; c++)
+      num_cell(d, column_real(st, c), epoch_cols[c].decimals, epoch_cols[c].scale);
   }
   sqlite3_finalize(st);
   if (r->diverged_epoch)

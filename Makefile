@@ -1,7 +1,8 @@
 # The two commands: `make run` (set-up, a build of mlpc alone, data, then
 # the seed's model) and `make test` (set-up, build of everything, data, all
 # tests). `make check` runs all tests again under the sanitizers; `make fuzz`
-# runs the fuzz harnesses. The rest is CMake.
+# runs the fuzz harnesses; `make screenshot` takes the README's picture of a
+# study's report.html again. The rest is CMake.
 BUILD ?= build
 MLPC = $(BUILD)/mlpc
 

@@ -1083,7 +1083,7 @@ MM_INLINE void conv_col2im(int C, int H, int W, int KH, int KW, int SH, int SW, 
 }
 
 #ifdef MM_SIMD
-/* A tile of C = init + A·B: mb <= 16 rows (ldc apart) by nv <= 3 vectors
+/* A tile of C = init + A·B: mb <= 16 rows (ldc apart) by nv <= 4 vectors
    (the last tail reals long), C[i] = init + Σ_l A(i, l)·B[l], l
    increasing, A(i, l) = A[i·ars + l·acs], B's rows ldb apart. The mb·nv
    sums stay in registers; each step loads the nv vectors of B's row l
@@ -1092,14 +1092,14 @@ MM_INLINE void conv_col2im(int C, int H, int W, int KH, int KW, int SH, int SW, 
 MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
                            long ldc) {
-  mm_v acc[16][3];
+  mm_v acc[16][4];
   for (int i = 0; i < mb; i++)
     for (int v = 0; v < nv; v++)
       acc[i][v] = init == 0   ? mm_vset(0)
                   : init == 2 ? mm_vset(bias[i])
                               : mm_vget(C + i * ldc, v, nv, tail);
   for (int l = 0; l < L; l++) {
-    mm_v b[3];
+    mm_v b[4];
     for (int v = 0; v < nv; v++) {
       b[v] = mm_vget(B + l * ldb, v, nv, tail);
       MM_KEEP(b[v]);
@@ -1117,12 +1117,12 @@ MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long 
 }
 
 /* The M rows of a column block of C (nv vectors, the last tail reals
-   long): tiles of 24 sums, 16, 12 or 8 rows by nv vectors, then one of
-   the rest. */
+   long): tiles of 24 sums, 16, 12, 8 or 6 rows by nv vectors, then one
+   of the rest. */
 MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
                            long ldc) {
-  int mb = nv == 1 ? 16 : nv == 2 ? 12 : 8, i = 0, rest;
+  int mb = nv == 1 ? 16 : nv == 2 ? 12 : nv == 3 ? 8 : 6, i = 0, rest;
   for (; i + mb <= M; i += mb)
     conv_tile_v(mb, nv, tail, L, A + i * ars, ars, acs, B, ldb, init, bias + (bias ? i : 0),
                 C + i * ldc, ldc);
@@ -1140,13 +1140,14 @@ MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long a
 /* C (M, N; ldc a row) = init + A·B, A(i, l) = A[i·ars + l·acs] (M, L),
    B (L, N; ldb a row): each element summed from init (0: zero, 1: C's
    own, 2: bias[i]) one term at a time, l increasing. Where there are
-   vectors, in blocks of 3 vectors of columns by 8 rows. */
+   vectors, in tiles of 3 vectors of columns by 8 rows, the last of 1 to
+   4 vectors (4 by 6 rows). */
 MLPC_KERNEL_PART void conv_gemm(int M, int N, int L, const real *A, long ars, long acs,
                                 const real *B, long ldb, int init, const real *bias, real *C,
                                 long ldc) {
 #ifdef MM_SIMD
   int n0 = 0;
-  for (; n0 + 3 * MM_V < N; n0 += 3 * MM_V)
+  for (; N - n0 > 4 * MM_V; n0 += 3 * MM_V) /* tiles of 3 while more than 4 are left */
     conv_rows_v(M, 3, MM_V, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
   int nv = (N - n0 + MM_V - 1) / MM_V, tail = N - n0 - (nv - 1) * MM_V;
   if (nv == 1)
@@ -1155,6 +1156,8 @@ MLPC_KERNEL_PART void conv_gemm(int M, int N, int L, const real *A, long ars, lo
     conv_rows_v(M, 2, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
   else if (nv == 3)
     conv_rows_v(M, 3, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
+  else if (nv == 4)
+    conv_rows_v(M, 4, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
 #else
   for (int i = 0; i < M; i++) {
     real *c = C + (long)i * ldc;

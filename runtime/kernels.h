@@ -1088,11 +1088,14 @@ MM_INLINE void conv_col2im(int C, int H, int W, int KH, int KW, int SH, int SW, 
    increasing, A(i, l) = A[i·ars + l·acs], B's rows ldb apart. The mb·nv
    sums stay in registers; each step loads the nv vectors of B's row l
    once for all mb rows and broadcasts A's elements. init: 0 from zero,
-   1 from C, 2 from bias[i]. */
+   1 from C, 2 from bias[i]. Unless sum is null, sum[j] += B[l][j] too,
+   by plain additions, l increasing. */
 MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
-                           long ldc) {
-  mm_v acc[16][4];
+                           long ldc, real *sum) {
+  mm_v acc[16][4], cs[4];
+  for (int v = 0; v < nv; v++)
+    cs[v] = sum ? mm_vget(sum, v, nv, tail) : mm_vset(0);
   for (int i = 0; i < mb; i++)
     for (int v = 0; v < nv; v++)
       acc[i][v] = init == 0   ? mm_vset(0)
@@ -1103,6 +1106,8 @@ MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long 
     for (int v = 0; v < nv; v++) {
       b[v] = mm_vget(B + l * ldb, v, nv, tail);
       MM_KEEP(b[v]);
+      if (sum)
+        cs[v] = mm_vadd(cs[v], b[v]);
     }
 #pragma GCC unroll 16
     for (int i = 0; i < mb; i++) {
@@ -1114,6 +1119,8 @@ MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long 
   for (int i = 0; i < mb; i++)
     for (int v = 0; v < nv; v++)
       mm_vput(C + i * ldc, v, nv, tail, acc[i][v]);
+  for (int v = 0; v < nv && sum; v++)
+    mm_vput(sum, v, nv, tail, cs[v]);
 }
 
 /* The M rows of a column block of C (nv vectors, the last tail reals
@@ -1121,44 +1128,70 @@ MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long 
    of the rest. */
 MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
-                           long ldc) {
+                           long ldc, real *sum) {
   int mb = nv == 1 ? 16 : nv == 2 ? 12 : nv == 3 ? 8 : 6, i = 0, rest;
   for (; i + mb <= M; i += mb)
     conv_tile_v(mb, nv, tail, L, A + i * ars, ars, acs, B, ldb, init, bias + (bias ? i : 0),
-                C + i * ldc, ldc);
+                C + i * ldc, ldc, i ? 0 : sum);
   const real *a = A + i * ars, *bi = bias + (bias ? i : 0);
+  real *su = i ? 0 : sum; /* (the first tile adds B's columns) */
   if ((rest = M - i) > 8) { /* (the tiles' sizes, constants) */
     MM_CONSTN(MB, rest - 8, conv_tile_v(8 + MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
-                                        C + i * ldc, ldc));
+                                        C + i * ldc, ldc, su));
   } else if (rest > 0) {
     MM_CONSTN(MB, rest, conv_tile_v(MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
-                                    C + i * ldc, ldc));
+                                    C + i * ldc, ldc, su));
   }
 }
 #endif
 
-/* C (M, N; ldc a row) = init + A·B, A(i, l) = A[i·ars + l·acs] (M, L),
-   B (L, N; ldb a row): each element summed from init (0: zero, 1: C's
-   own, 2: bias[i]) one term at a time, l increasing. Where there are
-   vectors, in tiles of 3 vectors of columns by 8 rows, the last of 1 to
-   4 vectors (4 by 6 rows). */
-MLPC_KERNEL_PART void conv_gemm(int M, int N, int L, const real *A, long ars, long acs,
-                                const real *B, long ldb, int init, const real *bias, real *C,
-                                long ldc) {
 #ifdef MM_SIMD
+/* conv_gemm's columns with vectors: tiles of 3 vectors of columns by 8
+   rows, the last of 1 to 4 vectors (4 by 6 rows). */
+MM_INLINE void conv_cols_v(int M, int N, int L, const real *A, long ars, long acs,
+                           const real *B, long ldb, int init, const real *bias, real *C,
+                           long ldc, real *sum) {
   int n0 = 0;
   for (; N - n0 > 4 * MM_V; n0 += 3 * MM_V) /* tiles of 3 while more than 4 are left */
-    conv_rows_v(M, 3, MM_V, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
+    conv_rows_v(M, 3, MM_V, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
   int nv = (N - n0 + MM_V - 1) / MM_V, tail = N - n0 - (nv - 1) * MM_V;
   if (nv == 1)
-    conv_rows_v(M, 1, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
+    conv_rows_v(M, 1, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
   else if (nv == 2)
-    conv_rows_v(M, 2, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
+    conv_rows_v(M, 2, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
   else if (nv == 3)
-    conv_rows_v(M, 3, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
+    conv_rows_v(M, 3, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
   else if (nv == 4)
-    conv_rows_v(M, 4, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
+    conv_rows_v(M, 4, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+}
+#endif
+
+/* The terms of a sum conv_gemm takes in one pass over C, at most: the
+   blocks of A and B a pass reads then stay in the first-level cache. */
+#define CONV_LB 64
+
+/* C (M, N; ldc a row) = init + A·B, A(i, l) = A[i·ars + l·acs] (M, L),
+   B (L, N; ldb a row): each element summed from init (0: zero, 1: C's
+   own, 2: bias[i]) one term at a time, l increasing; and sum (N) += the
+   sums of B's columns, unless null. Where there are vectors, in passes
+   over C of up to CONV_LB terms (conv_cols_v). */
+MLPC_KERNEL_PART void conv_gemm(int M, int N, int L, const real *A, long ars, long acs,
+                                const real *B, long ldb, int init, const real *bias, real *C,
+                                long ldc, real *sum) {
+#ifdef MM_SIMD
+  int passes = L > CONV_LB ? (L + CONV_LB - 1) / CONV_LB : 1, lb = (L + passes - 1) / passes;
+  for (int l0 = 0, k = 0; k < passes; k++, l0 += lb)
+    conv_cols_v(M, N, MM_MIN(lb, L - l0), A + l0 * acs, ars, acs, B + l0 * ldb, ldb,
+                l0 ? 1 : init, bias, C, ldc, sum);
 #else
+  for (int l = 0; l < L && sum; l++)
+    for (int j = 0; j < N; j++)
+      sum[j] += B[l * ldb + j];
   for (int i = 0; i < M; i++) {
     real *c = C + (long)i * ldc;
     for (int j = 0; j < N; j++)
@@ -1183,7 +1216,7 @@ MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int K
   for (int r = 0; r < n; r++) {
     real *cr = col + (long)r * K * P;
     conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, cr);
-    conv_gemm(O, P, K, w, K, 1, cr, P, b ? 2 : 0, b, y + (long)r * O * P, P);
+    conv_gemm(O, P, K, w, K, 1, cr, P, b ? 2 : 0, b, y + (long)r * O * P, P, 0);
   }
 }
 
@@ -1225,11 +1258,8 @@ MM_INLINE void conv_dw_t(int n, int K, int O, int P, const real *dy, const real 
       int m = MM_MIN(pb, P - p0);
       const real *g = dy + (long)r * O * P + p0;
       conv_transpose(O, m, g, P, dyt, O);
-      for (int p = 0; p < m && db; p++)
-        for (int o = 0; o < O; o++)
-          db[o] += dyt[p * O + o];
       conv_gemm(K, O, m, col + (long)r * K * P + p0, P, 1, dyt, O, r == 0 && p0 == 0 ? 0 : 1,
-                0, dwt, O);
+                0, dwt, O, db);
     }
   for (int o = 0; o < O; o++)
     for (int k = 0; k < K; k++)
@@ -1269,7 +1299,7 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   else
     conv_dw_plain(n, K, O, P, dy, col, dw, db);
   for (int r = 0; r < n && dx; r++) {
-    conv_gemm(K, P, O, w, 1, K, dy + (long)r * O * P, P, 0, 0, dcol, P);
+    conv_gemm(K, P, O, w, 1, K, dy + (long)r * O * P, P, 0, 0, dcol, P, 0);
     conv_col2im(C, H, W, KH, KW, SH, SW, PH, PW, dcol, dx + (long)r * C * H * W);
   }
 }

@@ -1407,20 +1407,43 @@ MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
   }
 }
 
+#ifdef MM_SIMD
+/* avgpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
+   lane each, for strides SW of 1 or 2. */
+MM_INLINE void avgpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int oh, int ow0,
+                             int cnt, const real *x, real *y) {
+  mm_v s = mm_vset(0);
+  for (int i = 0; i < KH; i++)
+    for (int j = 0; j < KW; j++)
+      s = mm_vadd(s, pool_get_v(x + (oh * SH + i) * W + ow0 * SW + j, SW, cnt));
+  mm_v k = mm_vset((real)(KH * KW));
+  s = sizeof(real) == 4 ? _mm512_div_ps(s, k)
+                        : _mm512_castpd_ps(_mm512_div_pd(_mm512_castps_pd(s), _mm512_castps_pd(k)));
+  mm_vstorem(y + oh * OW + ow0, conv_lanes(0, 0, cnt), s);
+}
+#endif
+
 /* Average pooling: y (n, C, OH, OW), each window's sum, row by row from
-   0, divided by KH·KW. */
+   0, divided by KH·KW; with vectors, MM_V windows of a row at a time
+   (strides 1 and 2). */
 MLPC_KERNEL void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                                    const real *x, real *y) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW)
-    for (int oh = 0; oh < OH; oh++)
-      for (int ow = 0; ow < OW; ow++) {
+    for (int oh = 0; oh < OH; oh++) {
+      int ow = 0;
+#ifdef MM_SIMD
+      for (; ow < OW && SW <= 2; ow += MM_V)
+        avgpool_row_v(W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y);
+#endif
+      for (; ow < OW; ow++) {
         real s = 0;
         for (int i = 0; i < KH; i++)
           for (int j = 0; j < KW; j++)
             s += x[(oh * SH + i) * W + ow * SW + j];
         y[oh * OW + ow] = s / (real)(KH * KW);
       }
+    }
 }
 
 /* Backward: dx (n, C, H, W) = 0, plus each dy / (KH·KW) added to every

@@ -17,6 +17,7 @@
  *   cc -O3 -march=native -ffp-contract=off -fno-math-errno -fno-trapping-math
  *      -DCONV_BENCH_ALONE bench/conv_bench.c -o conv_bench -lm)
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

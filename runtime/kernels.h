@@ -382,6 +382,19 @@ MM_INLINE void mm_transpose_v(const real *src, long lds, real *dst, long ldd) {
   case 7: { enum { name = 7 }; stmt; } break;                                 \
   default: { enum { name = 8 }; stmt; } break;                                \
   }
+/* MM_CONSTN where the sizes vary (the copies compiled into mlpc,
+   MLPC_KERNEL_VARIABLE_SIZES); elsewhere the sizes are constants, and so
+   is count once the kernel is inlined: stmt once, count as it is, which
+   gives the same code and compiles faster than every case. */
+#ifdef MLPC_KERNEL_VARIABLE_SIZES
+#define MM_FIXED(name, count, stmt) MM_CONSTN(name, count, stmt)
+#else
+#define MM_FIXED(name, count, stmt)                                           \
+  do {                                                                        \
+    const int name = (count);                                                 \
+    stmt;                                                                     \
+  } while (0)
+#endif
 #define MM_TAIL(ob, nv) ((ob) - ((nv) - 1) * MM_V)
 #endif
 
@@ -1136,10 +1149,10 @@ MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long a
   const real *a = A + i * ars, *bi = bias + (bias ? i : 0);
   real *su = i ? 0 : sum; /* (the first tile adds B's columns) */
   if ((rest = M - i) > 8) { /* (the tiles' sizes, constants) */
-    MM_CONSTN(MB, rest - 8, conv_tile_v(8 + MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
+    MM_FIXED(MB, rest - 8, conv_tile_v(8 + MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
                                         C + i * ldc, ldc, su));
   } else if (rest > 0) {
-    MM_CONSTN(MB, rest, conv_tile_v(MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
+    MM_FIXED(MB, rest, conv_tile_v(MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
                                     C + i * ldc, ldc, su));
   }
 }

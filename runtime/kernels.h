@@ -25,7 +25,8 @@
  * not depend on the compiler, its vector width, the alignment, the
  * blocking, the batch size or the backend. Terms whose input is exactly
  * zero are skipped: that adds nothing, and changes nothing but the sign
- * of an exact zero.
+ * of an exact zero. BatchNorm2d's statistics alone split their sums, into
+ * a fixed set of partial sums (bn2d_sum), the same in every copy.
  */
 #ifdef MLPC_FMA
 #define MAC(acc, a, b) FMA(a, b, acc)
@@ -1156,9 +1157,7 @@ MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long a
                                     C + i * ldc, ldc, su));
   }
 }
-#endif
 
-#ifdef MM_SIMD
 /* conv_gemm's columns with vectors: tiles of 3 vectors of columns by 8
    rows, the last of 1 to 4 vectors (4 by 6 rows). */
 MM_INLINE void conv_cols_v(int M, int N, int L, const real *A, long ars, long acs,
@@ -1249,7 +1248,7 @@ MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, rea
       dst[j * ldd + i] = src[i * lds + j];
 }
 
-/* Reals of dy a block of conv_dw transposes at a time. */
+/* Reals of dy that conv_dw_t transposes at a time. */
 #define CONV_DYT 8192
 
 /* dw (O, K) = Σ_r dy[r]·col[r]ᵀ and db (O) = Σ_r Σ_p dy[r][o][p], or

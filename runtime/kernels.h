@@ -25,7 +25,8 @@
  * not depend on the compiler, its vector width, the alignment, the
  * blocking, the batch size or the backend. Terms whose input is exactly
  * zero are skipped: that adds nothing, and changes nothing but the sign
- * of an exact zero.
+ * of an exact zero. BatchNorm2d's statistics alone split their sums, into
+ * a fixed set of partial sums (bn2d_sum), the same in every copy.
  */
 #ifdef MLPC_FMA
 #define MAC(acc, a, b) FMA(a, b, acc)
@@ -382,6 +383,19 @@ MM_INLINE void mm_transpose_v(const real *src, long lds, real *dst, long ldd) {
   case 7: { enum { name = 7 }; stmt; } break;                                 \
   default: { enum { name = 8 }; stmt; } break;                                \
   }
+/* MM_CONSTN where the sizes vary (the copies compiled into mlpc,
+   MLPC_KERNEL_VARIABLE_SIZES); elsewhere the sizes are constants, and so
+   is count once the kernel is inlined: stmt once, count as it is, which
+   gives the same code and compiles faster than every case. */
+#ifdef MLPC_KERNEL_VARIABLE_SIZES
+#define MM_FIXED(name, count, stmt) MM_CONSTN(name, count, stmt)
+#else
+#define MM_FIXED(name, count, stmt)                                           \
+  do {                                                                        \
+    const int name = (count);                                                 \
+    stmt;                                                                     \
+  } while (0)
+#endif
 #define MM_TAIL(ob, nv) ((ob) - ((nv) - 1) * MM_V)
 #endif
 
@@ -1083,26 +1097,31 @@ MM_INLINE void conv_col2im(int C, int H, int W, int KH, int KW, int SH, int SW, 
 }
 
 #ifdef MM_SIMD
-/* A tile of C = init + A·B: mb <= 16 rows (ldc apart) by nv <= 3 vectors
+/* A tile of C = init + A·B: mb <= 16 rows (ldc apart) by nv <= 4 vectors
    (the last tail reals long), C[i] = init + Σ_l A(i, l)·B[l], l
    increasing, A(i, l) = A[i·ars + l·acs], B's rows ldb apart. The mb·nv
    sums stay in registers; each step loads the nv vectors of B's row l
    once for all mb rows and broadcasts A's elements. init: 0 from zero,
-   1 from C, 2 from bias[i]. */
+   1 from C, 2 from bias[i]. Unless sum is null, sum[j] += B[l][j] too,
+   by plain additions, l increasing. */
 MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
-                           long ldc) {
-  mm_v acc[16][3];
+                           long ldc, real *sum) {
+  mm_v acc[16][4], cs[4];
+  for (int v = 0; v < nv; v++)
+    cs[v] = sum ? mm_vget(sum, v, nv, tail) : mm_vset(0);
   for (int i = 0; i < mb; i++)
     for (int v = 0; v < nv; v++)
       acc[i][v] = init == 0   ? mm_vset(0)
                   : init == 2 ? mm_vset(bias[i])
                               : mm_vget(C + i * ldc, v, nv, tail);
   for (int l = 0; l < L; l++) {
-    mm_v b[3];
+    mm_v b[4];
     for (int v = 0; v < nv; v++) {
       b[v] = mm_vget(B + l * ldb, v, nv, tail);
       MM_KEEP(b[v]);
+      if (sum)
+        cs[v] = mm_vadd(cs[v], b[v]);
     }
 #pragma GCC unroll 16
     for (int i = 0; i < mb; i++) {
@@ -1114,48 +1133,77 @@ MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long 
   for (int i = 0; i < mb; i++)
     for (int v = 0; v < nv; v++)
       mm_vput(C + i * ldc, v, nv, tail, acc[i][v]);
+  for (int v = 0; v < nv && sum; v++)
+    mm_vput(sum, v, nv, tail, cs[v]);
 }
 
 /* The M rows of a column block of C (nv vectors, the last tail reals
-   long): tiles of 24 sums, 16, 12 or 8 rows by nv vectors, then one of
-   the rest. */
+   long): tiles of 24 sums, 16, 12, 8 or 6 rows by nv vectors, then one
+   of the rest. */
 MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
-                           long ldc) {
-  int mb = nv == 1 ? 16 : nv == 2 ? 12 : 8, i = 0, rest;
+                           long ldc, real *sum) {
+  int mb = nv == 1 ? 16 : nv == 2 ? 12 : nv == 3 ? 8 : 6, i = 0, rest;
   for (; i + mb <= M; i += mb)
     conv_tile_v(mb, nv, tail, L, A + i * ars, ars, acs, B, ldb, init, bias + (bias ? i : 0),
-                C + i * ldc, ldc);
+                C + i * ldc, ldc, i ? 0 : sum);
   const real *a = A + i * ars, *bi = bias + (bias ? i : 0);
+  real *su = i ? 0 : sum; /* (the first tile adds B's columns) */
   if ((rest = M - i) > 8) { /* (the tiles' sizes, constants) */
-    MM_CONSTN(MB, rest - 8, conv_tile_v(8 + MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
-                                        C + i * ldc, ldc));
+    MM_FIXED(MB, rest - 8, conv_tile_v(8 + MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
+                                        C + i * ldc, ldc, su));
   } else if (rest > 0) {
-    MM_CONSTN(MB, rest, conv_tile_v(MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
-                                    C + i * ldc, ldc));
+    MM_FIXED(MB, rest, conv_tile_v(MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
+                                    C + i * ldc, ldc, su));
   }
+}
+
+/* conv_gemm's columns with vectors: tiles of 3 vectors of columns by 8
+   rows, the last of 1 to 4 vectors (4 by 6 rows). */
+MM_INLINE void conv_cols_v(int M, int N, int L, const real *A, long ars, long acs,
+                           const real *B, long ldb, int init, const real *bias, real *C,
+                           long ldc, real *sum) {
+  int n0 = 0;
+  for (; N - n0 > 4 * MM_V; n0 += 3 * MM_V) /* tiles of 3 while more than 4 are left */
+    conv_rows_v(M, 3, MM_V, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+  int nv = (N - n0 + MM_V - 1) / MM_V, tail = N - n0 - (nv - 1) * MM_V;
+  if (nv == 1)
+    conv_rows_v(M, 1, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+  else if (nv == 2)
+    conv_rows_v(M, 2, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+  else if (nv == 3)
+    conv_rows_v(M, 3, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+  else if (nv == 4)
+    conv_rows_v(M, 4, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
 }
 #endif
 
+/* The terms of a sum conv_gemm takes in one pass over C, at most: the
+   blocks of A and B a pass reads then stay in the first-level cache. */
+#define CONV_LB 64
+
 /* C (M, N; ldc a row) = init + A·B, A(i, l) = A[i·ars + l·acs] (M, L),
    B (L, N; ldb a row): each element summed from init (0: zero, 1: C's
-   own, 2: bias[i]) one term at a time, l increasing. Where there are
-   vectors, in blocks of 3 vectors of columns by 8 rows. */
+   own, 2: bias[i]) one term at a time, l increasing; and sum (N) += the
+   sums of B's columns, unless null. Where there are vectors, in passes
+   over C of up to CONV_LB terms (conv_cols_v). */
 MLPC_KERNEL_PART void conv_gemm(int M, int N, int L, const real *A, long ars, long acs,
                                 const real *B, long ldb, int init, const real *bias, real *C,
-                                long ldc) {
+                                long ldc, real *sum) {
 #ifdef MM_SIMD
-  int n0 = 0;
-  for (; n0 + 3 * MM_V < N; n0 += 3 * MM_V)
-    conv_rows_v(M, 3, MM_V, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
-  int nv = (N - n0 + MM_V - 1) / MM_V, tail = N - n0 - (nv - 1) * MM_V;
-  if (nv == 1)
-    conv_rows_v(M, 1, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
-  else if (nv == 2)
-    conv_rows_v(M, 2, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
-  else if (nv == 3)
-    conv_rows_v(M, 3, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc);
+  int passes = L > CONV_LB ? (L + CONV_LB - 1) / CONV_LB : 1, lb = (L + passes - 1) / passes;
+  for (int l0 = 0, k = 0; k < passes; k++, l0 += lb)
+    conv_cols_v(M, N, MM_MIN(lb, L - l0), A + l0 * acs, ars, acs, B + l0 * ldb, ldb,
+                l0 ? 1 : init, bias, C, ldc, sum);
 #else
+  for (int l = 0; l < L && sum; l++)
+    for (int j = 0; j < N; j++)
+      sum[j] += B[l * ldb + j];
   for (int i = 0; i < M; i++) {
     real *c = C + (long)i * ldc;
     for (int j = 0; j < N; j++)
@@ -1180,7 +1228,7 @@ MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int K
   for (int r = 0; r < n; r++) {
     real *cr = col + (long)r * K * P;
     conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, cr);
-    conv_gemm(O, P, K, w, K, 1, cr, P, b ? 2 : 0, b, y + (long)r * O * P, P);
+    conv_gemm(O, P, K, w, K, 1, cr, P, b ? 2 : 0, b, y + (long)r * O * P, P, 0);
   }
 }
 
@@ -1200,7 +1248,7 @@ MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, rea
       dst[j * ldd + i] = src[i * lds + j];
 }
 
-/* Reals of dy a block of conv_dw transposes at a time. */
+/* Reals of dy that conv_dw_t transposes at a time. */
 #define CONV_DYT 8192
 
 /* dw (O, K) = Σ_r dy[r]·col[r]ᵀ and db (O) = Σ_r Σ_p dy[r][o][p], or
@@ -1222,11 +1270,8 @@ MM_INLINE void conv_dw_t(int n, int K, int O, int P, const real *dy, const real 
       int m = MM_MIN(pb, P - p0);
       const real *g = dy + (long)r * O * P + p0;
       conv_transpose(O, m, g, P, dyt, O);
-      for (int p = 0; p < m && db; p++)
-        for (int o = 0; o < O; o++)
-          db[o] += dyt[p * O + o];
       conv_gemm(K, O, m, col + (long)r * K * P + p0, P, 1, dyt, O, r == 0 && p0 == 0 ? 0 : 1,
-                0, dwt, O);
+                0, dwt, O, db);
     }
   for (int o = 0; o < O; o++)
     for (int k = 0; k < K; k++)
@@ -1266,7 +1311,7 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   else
     conv_dw_plain(n, K, O, P, dy, col, dw, db);
   for (int r = 0; r < n && dx; r++) {
-    conv_gemm(K, P, O, w, 1, K, dy + (long)r * O * P, P, 0, 0, dcol, P);
+    conv_gemm(K, P, O, w, 1, K, dy + (long)r * O * P, P, 0, 0, dcol, P, 0);
     conv_col2im(C, H, W, KH, KW, SH, SW, PH, PW, dcol, dx + (long)r * C * H * W);
   }
 }
@@ -1374,20 +1419,43 @@ MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
   }
 }
 
+#ifdef MM_SIMD
+/* avgpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
+   lane each, for strides SW of 1 or 2. */
+MM_INLINE void avgpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int oh, int ow0,
+                             int cnt, const real *x, real *y) {
+  mm_v s = mm_vset(0);
+  for (int i = 0; i < KH; i++)
+    for (int j = 0; j < KW; j++)
+      s = mm_vadd(s, pool_get_v(x + (oh * SH + i) * W + ow0 * SW + j, SW, cnt));
+  mm_v k = mm_vset((real)(KH * KW));
+  s = sizeof(real) == 4 ? _mm512_div_ps(s, k)
+                        : _mm512_castpd_ps(_mm512_div_pd(_mm512_castps_pd(s), _mm512_castps_pd(k)));
+  mm_vstorem(y + oh * OW + ow0, conv_lanes(0, 0, cnt), s);
+}
+#endif
+
 /* Average pooling: y (n, C, OH, OW), each window's sum, row by row from
-   0, divided by KH·KW. */
+   0, divided by KH·KW; with vectors, MM_V windows of a row at a time
+   (strides 1 and 2). */
 MLPC_KERNEL void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                                    const real *x, real *y) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW)
-    for (int oh = 0; oh < OH; oh++)
-      for (int ow = 0; ow < OW; ow++) {
+    for (int oh = 0; oh < OH; oh++) {
+      int ow = 0;
+#ifdef MM_SIMD
+      for (; ow < OW && SW <= 2; ow += MM_V)
+        avgpool_row_v(W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y);
+#endif
+      for (; ow < OW; ow++) {
         real s = 0;
         for (int i = 0; i < KH; i++)
           for (int j = 0; j < KW; j++)
             s += x[(oh * SH + i) * W + ow * SW + j];
         y[oh * OW + ow] = s / (real)(KH * KW);
       }
+    }
 }
 
 /* Backward: dx (n, C, H, W) = 0, plus each dy / (KH·KW) added to every

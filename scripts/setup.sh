@@ -5,7 +5,7 @@ set -eu
 
 pkgs="gcc make cmake pkg-config tcc libtcc-dev libjansson-dev libcmocka-dev
 zlib1g-dev libsqlite3-dev libgsl-dev dataset-fashion-mnist gnuplot-nox libopenmpi-dev
-openmpi-bin"
+openmpi-bin python3"
 
 missing=""
 for p in $pkgs; do

@@ -6,6 +6,7 @@
 #ifndef MLPC_H
 #define MLPC_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stddef.h>
 #include "frontend/model.h"
@@ -92,10 +93,11 @@ const char *ir_shape(const FeShape *s);
 
 /* ---- codegen/emit.c: C source ---- */
 
-/* A growing text buffer; emitf appends printf-style. Out of memory, a
-   buffer keeps the text it has, sets oom and ignores every later emitf,
-   so emitters need no checks of their own: the emit_* functions below
-   return -1 at the end instead. Its memory comes from fe_realloc. */
+/* A growing text buffer; emitf (vemitf, with a va_list) appends
+   printf-style. Out of memory, a buffer keeps the text it has, sets oom
+   and ignores every later emitf, so emitters need no checks of their
+   own: the emit_* functions below return -1 at the end instead. Its
+   memory comes from fe_realloc. */
 typedef struct {
   char *buf;
   size_t len, cap;
@@ -103,6 +105,7 @@ typedef struct {
 } Buf;
 
 void emitf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vemitf(Buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* The model's own code: sizes, tensors, per-layer kernels, the training
    step and evaluation (byte-identical for the same model). 0, or -1 when
    memory ran out (b->oom). */

@@ -21,13 +21,13 @@
 /* ---- the writer ---- */
 
 /* Appends printf-style text to b, unless b ran out of memory before. */
-void emitf(Buf *b, const char *fmt, ...) {
-  va_list ap;
+void vemitf(Buf *b, const char *fmt, va_list ap) {
   while (!b->oom) {
-    va_start(ap, fmt);
+    va_list aq;
+    va_copy(aq, ap);
     size_t room = b->cap - b->len;
-    int n = vsnprintf(b->buf ? b->buf + b->len : NULL, room, fmt, ap);
-    va_end(ap);
+    int n = vsnprintf(b->buf ? b->buf + b->len : NULL, room, fmt, aq);
+    va_end(aq);
     if (n < 0)
       abort(); /* unreachable: formats are ours */
     if ((size_t)n < room) {
@@ -40,6 +40,13 @@ void emitf(Buf *b, const char *fmt, ...) {
       b->buf = p, b->cap = cap;
     b->oom = !p;
   }
+}
+
+void emitf(Buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vemitf(b, fmt, ap);
+  va_end(ap);
 }
 
 /* Appends source text, dropping its local #include "..." lines (the

@@ -11,13 +11,18 @@
  *   runs.csv         one row per run per epoch (and one for the epoch
  *                    where a run diverged, without figures)
  *   health.csv       each experiment's health figures per epoch (health.c)
- *   plots (plot.c)   test_loss.png, final_loss.png, health.png (health.c)
+ *   plots (plot.c)   test_loss, final_loss, health (health.c), each a
+ *                    .png and an .svg
  *   report.md        what was run, the summary table, the figures, the
  *                    activation-health section (health.c) and the
  *                    conclusions (conclude.c, which also writes
  *                    comparisons.csv)
+ *   report.html      the same as one web page (html.c), and the runs,
+ *                    each with its figures after each epoch
  *
- * and the summary table and the ranking on the terminal. Means and
+ * and the summary table and the ranking on the terminal. The report is
+ * built once as a document (doc.c) that both report.md and report.html
+ * are written from. Means and
  * standard deviations (n − 1 in the denominator) are over the runs that
  * did not diverge. CSV numbers are written with 17 significant digits:
  * they read back as the very doubles in the database.
@@ -200,18 +205,27 @@ static void write_summary(FILE *f, const Study *s, const StExpFigs *st) {
   }
 }
 
+/* The epochs of run id, in order: epoch, train_loss, test_loss,
+   test_acc, seconds; NULL on a database error. */
+static sqlite3_stmt *run_epochs(sqlite3 *db, long long id) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT epoch, train_loss, test_loss, test_acc, seconds FROM "
+                             "epochs WHERE run_id = ?1 ORDER BY epoch", -1, &st, NULL))
+    return NULL;
+  sqlite3_bind_int64(st, 1, id);
+  return st;
+}
+
 /* runs.csv rows of one run: its epochs, then where it diverged. */
 static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_stmt *run) {
-  sqlite3_stmt *st = NULL;
   long long id = sqlite3_column_int64(run, 5);
   const char *status = (const char *)sqlite3_column_text(run, 0);
   char head[64];
   snprintf(head, sizeof head, "%lld,%lld,%s,", (long long)sqlite3_column_int64(run, 6), id,
            status);
-  if (sqlite3_prepare_v2(db, "SELECT epoch, train_loss, test_loss, test_acc, seconds FROM "
-                             "epochs WHERE run_id = ?1 ORDER BY epoch", -1, &st, NULL))
+  sqlite3_stmt *st = run_epochs(db, id);
+  if (!st)
     return -1;
-  sqlite3_bind_int64(st, 1, id);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     st_csv_text(f, e->name, 0), st_csv_text(f, e->factor, 0), st_csv_text(f, e->value, 0);
@@ -284,56 +298,187 @@ static void print_table(FILE *f, const Study *s, const StExpFigs *st) {
   }
 }
 
-/* report.md's first line for an adaptive study: its seeds. */
-static void write_adaptive_line(FILE *f, const StPlan *p) {
+/* The report's first line for an adaptive study: its seeds. */
+static void write_adaptive_line(StDoc *d, const StPlan *p) {
   const Study *s = p->s;
   int runs = 0;
   for (int i = 0; i < p->ntasks; i++)
     runs += p->tasks[i].wanted;
-  fprintf(f, "- file: `%s`, mode %s: %d experiments, adaptive seeds: starting with ", s->file,
-          st_mode_names[s->mode], s->nexp);
+  st_doc_item(d);
+  st_doc_text(d, "file: ");
+  st_doc_code(d, "%s", s->file);
+  st_doc_text(d, ", mode %s: %d experiments, adaptive seeds: starting with ",
+              st_mode_names[s->mode], s->nexp);
   for (int k = 0; k < s->nstart; k++)
-    fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
-  fprintf(f, ", then up to %d a model (through seed %llu), level %g; %d distinct runs\n",
-          s->nseeds, (unsigned long long)s->seeds[s->nseeds - 1], s->alpha, runs);
+    st_doc_text(d, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
+  st_doc_text(d, ", then up to %d a model (through seed %llu), level %g; %d distinct runs",
+              s->nseeds, (unsigned long long)s->seeds[s->nseeds - 1], s->alpha, runs);
 }
 
-/* report.md: what was run, and the summary table. */
-static void write_markdown(FILE *f, const StPlan *p, const StExpFigs *st) {
+/* The report's first lines: what was run. */
+static void write_settings(StDoc *d, const StPlan *p) {
   const Study *s = p->s;
-  char loss[64], acc[64], train[64];
-  int no_train = 0;
-  fprintf(f, "# Study %s\n\n", s->name);
+  st_doc_heading(d, 1, "Study %s", s->name);
   if (s->alpha > 0)
-    write_adaptive_line(f, p);
+    write_adaptive_line(d, p);
   else {
-    fprintf(f, "- file: `%s`, mode %s: %d experiments × %d seeds (", s->file,
-            st_mode_names[s->mode], s->nexp, s->nseeds);
+    st_doc_item(d);
+    st_doc_text(d, "file: ");
+    st_doc_code(d, "%s", s->file);
+    st_doc_text(d, ", mode %s: %d experiments × %d seeds (", st_mode_names[s->mode], s->nexp,
+                s->nseeds);
     for (int k = 0; k < s->nseeds; k++)
-      fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
-    fprintf(f, "), %d distinct runs\n", p->ntasks);
+      st_doc_text(d, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
+    st_doc_text(d, "), %d distinct runs", p->ntasks);
   }
-  fprintf(f, "- base model: `%s`\n", s->base_json);
-  if (p->ntasks)
-    fprintf(f, "- settings: `%s`, data `%s` (hash %s)\n", p->tasks[0].settings,
-            p->tasks[0].data_dir, p->tasks[0].data_hash.hex);
-  fprintf(f, "- arithmetic: %s (of the dense kernels, docs/performance.md; part of each "
-          "run's code, and so of its key)\n", arith_names[s->arith]);
-  fprintf(f, "\n## Summary\n\nFinal figures after the last epoch: mean ± standard deviation "
-          "over the seeds, leaving out runs that diverged.\n\n");
-  fprintf(f, "| experiment | seeds | diverged | test loss | test accuracy (%%) | "
-          "train loss |\n|---|---:|---:|---|---|---|\n");
+  st_doc_item(d);
+  st_doc_text(d, "base model: ");
+  st_doc_code(d, "%s", s->base_json);
+  if (p->ntasks) {
+    st_doc_item(d);
+    st_doc_text(d, "settings: ");
+    st_doc_code(d, "%s", p->tasks[0].settings);
+    st_doc_text(d, ", data ");
+    st_doc_code(d, "%s", p->tasks[0].data_dir);
+    st_doc_text(d, " (hash %s)", p->tasks[0].data_hash.hex);
+  }
+  st_doc_item(d);
+  st_doc_text(d, "arithmetic: %s (of the dense kernels, docs/performance.md; part of each "
+              "run's code, and so of its key)", arith_names[s->arith]);
+}
+
+/* A cell of "mean ± std" (mean_pm's text), with the figure's values. */
+static void pm_cell(StDoc *d, const StExpFigs *st, int fig, int decimals, double scale) {
+  char buf[64];
+  mean_pm(buf, sizeof buf, st, fig, decimals, scale);
+  st_doc_num(d, st->mean[fig], st->std[fig], "%s", buf);
+}
+
+/* The summary table, after the settings. */
+static void write_summary_table(StDoc *d, const StPlan *p, const StExpFigs *st) {
+  const Study *s = p->s;
+  char train[64];
+  int no_train = 0;
+  st_doc_heading(d, 2, "Summary");
+  st_doc_para(d);
+  st_doc_text(d, "Final figures after the last epoch: mean ± standard deviation over the "
+              "seeds, leaving out runs that diverged.");
+  st_doc_table(d, "lrrlll");
+  st_doc_anchor(d, "summary");
+  st_doc_row(d);
+  st_doc_cell(d, "experiment"), st_doc_cell(d, "seeds"), st_doc_cell(d, "diverged");
+  st_doc_cell(d, "test loss"), st_doc_cell(d, "test accuracy (%%)");
+  st_doc_cell(d, "train loss");
   for (int i = 0; i < s->nexp; i++) {
-    mean_pm(loss, sizeof loss, &st[i], ST_TEST_LOSS, 4, 1);
-    mean_pm(acc, sizeof acc, &st[i], ST_TEST_ACC, 2, 100);
+    st_doc_row(d);
+    st_doc_cell(d, "%s", s->exp[i].name);
+    st_doc_num(d, st[i].runs, NAN, "%d", st[i].runs);
+    st_doc_num(d, st[i].diverged, NAN, "%d", st[i].diverged);
+    pm_cell(d, &st[i], ST_TEST_LOSS, 4, 1);
+    pm_cell(d, &st[i], ST_TEST_ACC, 2, 100);
+    pm_cell(d, &st[i], ST_TRAIN_LOSS, 4, 1);
     mean_pm(train, sizeof train, &st[i], ST_TRAIN_LOSS, 4, 1);
-    fprintf(f, "| %s | %d | %d | %s | %s | %s |\n", s->exp[i].name, st[i].runs,
-            st[i].diverged, loss, acc, train);
     no_train |= !strcmp(train, "n/a");
   }
-  if (no_train)
-    fprintf(f, "\nTrain loss n/a: the runs took no training step (a training set of one "
-            "sample under BatchNorm, which needs two), so they have no train loss.\n");
+  if (no_train) {
+    st_doc_para(d);
+    st_doc_text(d, "Train loss n/a: the runs took no training step (a training set of one "
+                "sample under BatchNorm, which needs two), so they have no train loss.");
+  }
+}
+
+/* ---- the page's runs ---- */
+
+/* A cell of a number with the decimals given (scaled), "-" if there is
+   none. */
+static void num_cell(StDoc *d, double v, int decimals, double scale) {
+  if (isnan(v))
+    st_doc_num(d, v, NAN, "-");
+  else
+    st_doc_num(d, v, NAN, "%.*f", decimals, scale * v);
+}
+
+/* The table's row of one run, its number linked to its epochs. */
+static void run_row(StDoc *d, const StExperiment *e, const StRunFigs *r) {
+  st_doc_row(d);
+  st_doc_num(d, (double)r->id, NAN, "%lld", r->id);
+  st_doc_cell_link(d, "#run-%lld", r->id);
+  st_doc_cell(d, "%s", e->name);
+  st_doc_num(d, (double)r->seed, NAN, "%llu", (unsigned long long)r->seed);
+  if (r->diverged_epoch)
+    st_doc_cell(d, "diverged in epoch %d, step %ld", r->diverged_epoch, r->diverged_step);
+  else
+    st_doc_cell(d, "finished");
+  st_doc_num(d, r->nepochs, NAN, "%d", r->nepochs);
+  num_cell(d, r->fig[ST_TEST_LOSS], 4, 1);
+  num_cell(d, r->fig[ST_TEST_ACC], 2, 100);
+  num_cell(d, r->fig[ST_TRAIN_LOSS], 4, 1);
+  num_cell(d, r->fig[ST_SECONDS], 3, 1);
+}
+
+/* The columns of a run's table of epochs, those of run_epochs: heading,
+   decimals, scale. */
+static const struct {
+  const char *head;
+  int decimals;
+  double scale;
+} epoch_cols[] = {{"epoch", 0, 1}, {"train loss", 4, 1}, {"test loss", 4, 1},
+                  {"test accuracy (%)", 2, 100}, {"seconds", 3, 1}};
+enum { EPOCH_COLS = sizeof epoch_cols / sizeof epoch_cols[0] };
+
+/* A run's figures after each epoch, under a heading its row links to;
+   -1 on a database error. */
+static int run_epochs_table(StDoc *d, sqlite3 *db, const StExperiment *e,
+                            const StRunFigs *r) {
+  sqlite3_stmt *st = run_epochs(db, r->id);
+  int rc = st ? SQLITE_ROW : SQLITE_ERROR;
+  char align[EPOCH_COLS + 1] = {0};
+  memset(align, 'r', EPOCH_COLS);
+  st_doc_heading(d, 3, "Run %lld: %s, seed %llu", r->id, e->name, (unsigned long long)r->seed);
+  st_doc_anchor(d, "run-%lld", r->id);
+  st_doc_table(d, align);
+  st_doc_row(d);
+  for (int c = 0; c < EPOCH_COLS; c++)
+    st_doc_cell(d, "%s", epoch_cols[c].head);
+  while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    st_doc_row(d);
+    for (int c = 0; c < EPOCH_COLS; c++)
+      num_cell(d, column_real(st, c), epoch_cols[c].decimals, epoch_cols[c].scale);
+  }
+  sqlite3_finalize(st);
+  if (r->diverged_epoch)
+    st_doc_para(d), st_doc_text(d, "Diverged in epoch %d, at step %ld%s.", r->diverged_epoch,
+                                r->diverged_step, r->diverged_step ? "" : " (the test loss of "
+                                "that epoch was not finite)");
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The page's last section: every distinct run, each with its figures
+   after each epoch (report.md leaves them to runs.csv); -1 on a database
+   error. */
+static int write_runs_section(StDoc *d, const StFigs *f) {
+  const Study *s = f->p->s;
+  int rc = 0;
+  st_doc_html_only(d, 1);
+  st_doc_heading(d, 2, "Runs");
+  st_doc_para(d);
+  st_doc_text(d, "Every run once (the runs of experiments that are the same model are under "
+              "the first); a run's number links to its figures after each epoch, as in "
+              "runs.csv.");
+  st_doc_table(d, "rlrlrrrrr");
+  st_doc_anchor(d, "runs");
+  st_doc_row(d);
+  st_doc_cell(d, "run"), st_doc_cell(d, "experiment"), st_doc_cell(d, "seed");
+  st_doc_cell(d, "status"), st_doc_cell(d, "epochs"), st_doc_cell(d, "final test loss");
+  st_doc_cell(d, "test accuracy (%%)"), st_doc_cell(d, "train loss"), st_doc_cell(d, "seconds");
+  for (int i = 0; i < s->nexp; i++)
+    for (int r = 0; f->exp[i].same == i && r < f->exp[i].runs; r++)
+      run_row(d, &s->exp[i], &f->exp[i].run[r]);
+  for (int i = 0; i < s->nexp; i++)
+    for (int r = 0; !rc && f->exp[i].same == i && r < f->exp[i].runs; r++)
+      rc = run_epochs_table(d, f->db, &s->exp[i], &f->exp[i].run[r]);
+  st_doc_html_only(d, 0);
+  return rc;
 }
 
 /* ---- files ---- */
@@ -364,17 +509,24 @@ static int make_dir(const char *dir, char *err, size_t errlen) {
   return 0;
 }
 
-/* report.md's figures: each plot, or why there are none. */
-static void write_figures(FILE *f, const StPlots *pl) {
-  fprintf(f, "\n## Figures\n\n");
+/* The report's figures: each plot, or why there are none. */
+static void write_figures(StDoc *d, const StPlots *pl) {
+  st_doc_heading(d, 2, "Figures");
   if (!pl->drawn) {
-    fprintf(f, "No plots: %s. Their data and gnuplot script are in `plots/`; with gnuplot "
-            "installed, `gnuplot plots/plots.gp` in this directory draws them.\n", pl->why);
+    st_doc_para(d);
+    st_doc_text(d, "No plots: %s. Their data and gnuplot script are in ", pl->why);
+    st_doc_code(d, "plots/");
+    st_doc_text(d, "; with gnuplot installed, ");
+    st_doc_code(d, "gnuplot plots/plots.gp");
+    st_doc_text(d, " in this directory draws them.");
     return;
   }
   for (int i = 0; i < pl->n; i++)
-    fprintf(f, "![%s](%s)\n\n", pl->title[i], pl->png[i]);
-  fprintf(f, "Drawn by gnuplot from `plots/plots.gp` and its data files.\n");
+    st_doc_figure(d, pl->png[i], pl->title[i]);
+  st_doc_para(d);
+  st_doc_text(d, "Drawn by gnuplot from ");
+  st_doc_code(d, "plots/plots.gp");
+  st_doc_text(d, " and its data files.");
 }
 
 /* Writes the plots' data and script, and runs gnuplot on them. Failing to
@@ -383,8 +535,7 @@ static int draw_plots(const StFigs *f, const char *dir, StPlots *pl, char *err,
                       size_t errlen) {
   if (st_plots_open(pl, dir, err, errlen) || st_plots_study(pl, f, err, errlen) ||
       st_health_plots(f, pl, err, errlen) < 0) {
-    if (pl->gp)
-      fclose(pl->gp);
+    st_plots_close(pl);
     return -1;
   }
   st_plots_draw(pl, stderr);
@@ -392,9 +543,9 @@ static int draw_plots(const StFigs *f, const char *dir, StPlots *pl, char *err,
 }
 
 /* The files of a report, in the order they are written. */
-enum { SUMMARY, RUNS, HEALTH, COMPARISONS, REPORT, NFILES };
+enum { SUMMARY, RUNS, HEALTH, COMPARISONS, REPORT, PAGE, NFILES };
 static const char *const file_names[NFILES] = {"summary.csv", "runs.csv", "health.csv",
-                                               "comparisons.csv", "report.md"};
+                                               "comparisons.csv", "report.md", "report.html"};
 
 /* Says that reading the database failed; returns -1. */
 static int db_error(sqlite3 *db, char *err, size_t errlen) {
@@ -402,11 +553,27 @@ static int db_error(sqlite3 *db, char *err, size_t errlen) {
   return -1;
 }
 
+/* Builds the report: settings, summary, figures, health, conclusions,
+   and in the page the runs; writes comparisons.csv and the terminal's
+   ranking on the way. -1 on a database error. */
+static int build_report(StDoc *d, const StFigs *figs, const StPlots *pl, FILE *csv,
+                        FILE *term) {
+  write_settings(d, figs->p);
+  write_summary_table(d, figs->p, figs->exp);
+  write_figures(d, pl);
+  st_health_section(figs, pl, d);
+  st_conclude(figs, d, csv, term);
+  if (figs->p->s->alpha > 0)
+    st_adaptive_report(figs, d, term);
+  return write_runs_section(d, figs);
+}
+
 /* Writes every file from the figures, the terminal's table and ranking. */
 static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, char *err,
                      size_t errlen) {
   const Study *s = figs->p->s;
   StPlots pl;
+  StDoc d;
   write_summary(f[SUMMARY], s, figs->exp);
   if (write_runs(f[RUNS], figs->db, s))
     return db_error(figs->db, err, errlen);
@@ -415,13 +582,17 @@ static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, 
     return -1;
   if (term)
     print_table(term, s, figs->exp);
-  write_markdown(f[REPORT], figs->p, figs->exp);
-  write_figures(f[REPORT], &pl);
-  st_health_section(figs, &pl, f[REPORT]);
-  st_conclude(figs, f[REPORT], f[COMPARISONS], term);
-  if (s->alpha > 0)
-    st_adaptive_report(figs, f[REPORT], term);
-  return 0;
+  st_doc_init(&d);
+  int rc = build_report(&d, figs, &pl, f[COMPARISONS], term) ? db_error(figs->db, err, errlen)
+           : d.oom ? -1 : 0;
+  if (d.oom)
+    snprintf(err, errlen, "out of memory writing the report");
+  if (!rc)
+    st_doc_markdown(&d, f[REPORT]);
+  if (!rc)
+    rc = st_doc_html(&d, dir, f[PAGE], err, errlen);
+  st_doc_free(&d);
+  return rc;
 }
 
 int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term, char *err,

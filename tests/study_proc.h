@@ -90,7 +90,7 @@ static const char *fmt(const char *f, ...) {
 }
 
 /* Opens a database read-only. */
-static sqlite3 *open_db(const char *path) {
+__attribute__((unused)) static sqlite3 *open_db(const char *path) {
   sqlite3 *db = NULL;
   if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
     return NULL;

@@ -545,7 +545,9 @@ static void write_png(const char *path, unsigned w, unsigned h, unsigned k) {
     for (int i = 0; i < 4; i++)
       crc[i] = sum >> (24 - 8 * i) & 255;
     fwrite(len, 1, 4, f), fwrite(chunk[c].type, 1, 4, f);
-    fwrite(chunk[c].data, 1, chunk[c].len, f), fwrite(crc, 1, 4, f);
+    if (chunk[c].len) /* IEND has no data, and fwrite no null pointer */
+      fwrite(chunk[c].data, 1, chunk[c].len, f);
+    fwrite(crc, 1, 4, f);
   }
   fclose(f);
   free(raw), free(z);

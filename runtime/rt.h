@@ -137,6 +137,32 @@ void rt_health_print(const RtHealth *h, FILE *f);
    where not applicable, "nan" or "inf" (strings) where not finite. */
 void rt_health_json(const RtHealth *h, FILE *f);
 
+/* ---- runtime/sched.c: the learning-rate schedule (RtRecipe) ---- */
+
+/* A schedule as it runs: the state of PyTorch's schedulers. */
+typedef struct {
+  const RtRecipe *r;      /* NULL: the lr is a constant of the code        */
+  double *hyper;          /* RtNet.hyper, where the code reads them        */
+  double lr, momentum;    /* the param group's lr and momentum (beta1)     */
+  long warm_epoch;        /* LinearLR's last_epoch                         */
+  long seq_epoch;         /* SequentialLR's: warmup in front of onecycle   */
+  long cyc_epoch;         /* OneCycleLR's                                  */
+  int epoch;              /* StepLR's or CosineAnnealingLR's               */
+  long total;             /* OneCycleLR's total_steps                      */
+  double end1;            /* the last step of its rising phase             */
+  double initial_lr, min_lr;
+} RtSched;
+
+/* Starts net's schedule (none unless net->hyper) for a run of `steps`
+   training steps: sets the lr of the first step. 0, or -1 with "KEY:
+   reason" in err when the run does not fit it (onecycle's total_steps). */
+int rt_sched_start(RtSched *s, const RtNet *net, long steps, char *err, size_t errlen);
+/* After each training step: the warmup and onecycle step. */
+void rt_sched_step(RtSched *s);
+/* After each epoch (after its last step's rt_sched_step): step and
+   cosine step. */
+void rt_sched_epoch(RtSched *s);
+
 /* ---- runtime/train.c: initialisation and the training loop ---- */
 
 /* One epoch's figures, as handed to RtOptions.on_epoch. */

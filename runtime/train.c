@@ -241,6 +241,7 @@ typedef struct {
   long step;             /* the epoch's last step trained (from 1; 0:
                             none), or the one whose loss was not finite  */
   RtHealth health;       /* under o->health                              */
+  RtSched sched;         /* the lr schedule (runtime/sched.c)            */
 } Loop;
 
 /* The index of an epoch's last trained batch (the one whose update the
@@ -250,6 +251,14 @@ static long train_last_step(const Loop *L, long nb) {
   if (L->net->has_batchnorm && L->train.n - last * L->net->batch == 1)
     last--;
   return last;
+}
+
+/* The training steps of an epoch: its batches, less a one-sample batch
+   under BatchNorm (skipped). */
+static long train_steps(const Loop *L) {
+  int B = L->net->batch;
+  long nb = train_nbatches(L->train.n, B, L->o->max_batches);
+  return nb - (L->net->has_batchnorm && nb > 0 && L->train.n - (nb - 1) * B == 1);
 }
 
 /* One training epoch; returns the mean batch loss, NaN when it took no
@@ -280,6 +289,7 @@ static double train_epoch(Loop *L, int *diverged) {
     if (b == last)
       rt_health_after_step(&L->health, net);
     L->step = b + 1;
+    rt_sched_step(&L->sched);
     if (!isfinite(loss))
       return *diverged = 1, NAN;
     sum += loss;
@@ -448,6 +458,7 @@ static int train_run(Loop *L) {
     double t = rt_now();
     int diverged = 0;
     tl = train_epoch(L, &diverged);
+    rt_sched_epoch(&L->sched);
     double train_secs = rt_now() - t;
     if (train_check(L, diverged, why, sizeof why))
       return train_diverged(L, e, L->step, why, rt_now() - t);
@@ -486,6 +497,8 @@ int rt_train(const RtNet *net, const RtOptions *o) {
   int status = 1;
   if (train_alloc(&L))
     fprintf(stderr, "mlpc: error: out of memory\n");
+  else if (rt_sched_start(&L.sched, net, o->epochs * train_steps(&L), err, sizeof err))
+    fprintf(stderr, "mlpc: error: %s\n", err), status = 2;
   else {
     if (!o->json && !o->on_epoch)
       printf("data %s: %ld train, %ld test\n", o->data, L.train.n, L.test.n);

@@ -14,7 +14,11 @@
  *   1. rt_init(A) with "rng": "torch" must give PyTorch's initial weights
  *      bit for bit (B holds them, from NAME.init.safetensors);
  *   2. A trains on the case's batches with net->train_step; each step's
- *      loss is compared with PyTorch's, then net->eval's test loss;
+ *      loss is compared with PyTorch's, then net->eval's test loss. A
+ *      case with a schedule runs the runtime's (runtime/sched.c), stepped
+ *      after each step and each epoch as the training loop steps it, and
+ *      the lr (and a cycled momentum) of every step must be PyTorch's bit
+ *      for bit;
  *   3. every parameter and buffer of A is compared with B, which now holds
  *      NAME.final.safetensors (A's own are left in
  *      out/reference/NAME.mlpc.safetensors, for a closer look).
@@ -52,6 +56,8 @@ typedef struct {
   Worst loss, param;
   double spread;      /* PyTorch's own, under rounding-sized changes      */
   long init_bad;      /* initial-weight elements that differ from PyTorch */
+  int scheduled;      /* PyTorch's lr of every step is in the case        */
+  long lr_bad;        /* steps whose lr or momentum differs in any bit    */
   int failed;
 } Case;
 
@@ -136,19 +142,51 @@ static Jit *compile(const Ir *ir, int backend) {
   return j;
 }
 
-/* Trains A on the case's steps and compares the losses. */
+/* Whether two doubles are the same, bit for bit. */
+static int same_bits(double a, double b) {
+  return !memcmp(&a, &b, sizeof a);
+}
+
+/* Counts a step whose lr, or cycled momentum, is not PyTorch's bit for bit. */
+static void check_hyper(Case *c, const RtNet *a, json_t *jc, size_t s) {
+  const RtRecipe *r = a->recipe;
+  double lr = json_number_value(json_array_get(json_object_get(jc, "lr"), s));
+  double mom = json_number_value(json_array_get(json_object_get(jc, "momentum"), s));
+  int cycled = r->schedule == RT_SCHED_ONECYCLE && r->cycle_momentum;
+  c->lr_bad += !same_bits(a->hyper[0], lr) || (cycled && !same_bits(a->hyper[1], mom));
+}
+
+/* Whether step s ends an epoch: the next one starts the data again. */
+static int epoch_end(json_t *steps, size_t s) {
+  json_t *next = json_array_get(steps, s + 1);
+  return !next || json_integer_value(json_array_get(next, 0)) == 0;
+}
+
+/* Trains A on the case's steps, under its schedule, and compares the
+   losses (and the lr of every step). */
 static void replay(Case *c, const RtNet *a, json_t *jc, const RtSet *tr, const RtSet *te) {
   json_t *steps = json_object_get(jc, "steps"), *losses = json_object_get(jc, "loss");
+  RtSched sched;
+  char err[512];
   note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss_init")),
        "initial test loss");
+  if (rt_sched_start(&sched, a, (long)json_array_size(steps), err, sizeof err))
+    fail_msg("%s: %s", c->name, err);
+  c->scheduled = json_object_get(jc, "lr") != NULL;
+  assert_int_equal(c->scheduled, a->hyper != NULL);
   for (size_t s = 0; s < json_array_size(steps); s++) {
     json_t *st = json_array_get(steps, s);
     long start = (long)json_integer_value(json_array_get(st, 0));
     int n = (int)json_integer_value(json_array_get(st, 1));
     assert_true(start >= 0 && n >= 1 && start + n <= tr->n);
+    if (c->scheduled)
+      check_hyper(c, a, jc, s);
     double loss = a->train_step(n, tr->images + start * a->input, tr->labels + start);
     note(c, &c->loss, loss, json_real_value(json_array_get(losses, s)), "loss of step %zu",
          s + 1);
+    rt_sched_step(&sched);
+    if (epoch_end(steps, s))
+      rt_sched_epoch(&sched);
   }
   note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss")),
        "final test loss");
@@ -200,13 +238,17 @@ static void run_case(Case *c, json_t *jc, int backend) {
 
 /* Prints one case's line; returns whether it passed. */
 static int report(Case *c, int backend) {
-  int ok = c->init_bad == 0 && c->loss.err <= c->rel && c->param.err <= c->rel;
-  printf("%-30s %s %s  init %s  loss err %.1e (%s)  param err %.1e (%s)  "
+  int ok = c->init_bad == 0 && c->lr_bad == 0 && c->loss.err <= c->rel &&
+           c->param.err <= c->rel;
+  printf("%-30s %s %s  init %s%s  loss err %.1e (%s)  param err %.1e (%s)  "
          "[PyTorch's own spread %.1e]%s\n", c->name, c->f64 ? "f64" : "f32",
-         backend_names[backend], c->init_bad ? "DIFFERS" : "bitwise", c->loss.err,
+         backend_names[backend], c->init_bad ? "DIFFERS" : "bitwise",
+         !c->scheduled ? "" : c->lr_bad ? "  lr DIFFERS" : "  lr bitwise", c->loss.err,
          c->loss.where, c->param.err, c->param.where, c->spread, ok ? "" : "  FAIL");
   if (c->init_bad)
     printf("  %ld initial-weight elements differ from PyTorch's\n", c->init_bad);
+  if (c->lr_bad)
+    printf("  the lr or momentum of %ld steps differs from PyTorch's\n", c->lr_bad);
   return ok;
 }
 

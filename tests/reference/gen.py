@@ -341,6 +341,67 @@ def state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+# ---- training recipes: the lr schedule, clipping, label smoothing ----
+
+LRS = torch.optim.lr_scheduler
+
+
+def schedulers(opt, m, steps):
+    """The model's "schedule" as PyTorch's schedulers, built as
+    runtime/sched.c says: those stepped after each training step, and those
+    stepped after each epoch. steps: the run's training steps."""
+    s = m.get("schedule", "none")
+    s = {"type": s} if isinstance(s, str) else dict(s)
+    kind, warm = s.pop("type"), s.pop("warmup", 0)
+    first = [LRS.LinearLR(opt, start_factor=1 / warm, total_iters=warm)] if warm else []
+    if kind == "onecycle":
+        s.setdefault("total_steps", steps - warm)
+        cycle = LRS.OneCycleLR(opt, **s)
+        return [LRS.SequentialLR(opt, first + [cycle], milestones=[warm])] if warm else [cycle], []
+    if kind == "step":
+        return first, [LRS.StepLR(opt, s["step_size"], s.get("gamma", 0.1))]
+    if kind == "cosine":
+        return first, [LRS.CosineAnnealingLR(opt, s["T_max"], s.get("eta_min", 0))]
+    return first, []
+
+
+def epoch_ends(steps):
+    """Whether each step is the last of its epoch: the next one starts at 0."""
+    return [i + 1 == len(steps) or steps[i + 1][0] == 0 for i in range(len(steps))]
+
+
+def momentum_of(opt):
+    """The momentum the optimizer uses now: SGD's and RMSprop's, Adam's beta1."""
+    g = opt.param_groups[0]
+    return g["betas"][0] if "betas" in g else g["momentum"]
+
+
+def train(model, m, xtr, ytr, steps):
+    """The case's steps in order, with the model's optimizer, schedule,
+    clip_grad_norm_ and label smoothing: each step's loss, and the lr and
+    momentum it used."""
+    dt = torch.get_default_dtype()
+    opt = optimizer(model, m.get("optimizer", "sgd"))
+    per_step, per_epoch = schedulers(opt, m, len(steps))
+    smooth, clip = m.get("label_smoothing", 0.0), m.get("clip_grad_norm")
+    losses, lrs, moms = [], [], []
+    for s, ((start, n), last) in enumerate(zip(steps, epoch_ends(steps))):
+        STEP[0] = s
+        x = xtr[start:start + n].to(dt) / 255
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(momentum_of(opt))
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), ytr[start:start + n], label_smoothing=smooth)
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        losses.append(loss.item())
+        for sch in per_step + (per_epoch if last else []):
+            sch.step()
+    return losses, lrs, moms
+
+
 # ---- the cases ----
 
 
@@ -373,21 +434,13 @@ def run_case(c):
     init = state(model)
     xtr, ytr = load_set(c["data"], "train")
     xte, yte = load_set(c["data"], "t10k")
-    dt = torch.get_default_dtype()
     c["steps"] = batches(len(ytr), m.get("batch_size", 32), c.pop("nsteps", STEPS),
                          has_batchnorm(m))
     c["test_loss_init"] = test_loss(model, xte, yte)
-    opt = optimizer(model, m.get("optimizer", "sgd"))
-    losses = []
-    for s, (start, n) in enumerate(c["steps"]):
-        STEP[0] = s
-        x = xtr[start:start + n].to(dt) / 255
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), ytr[start:start + n])
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, lrs, moms = train(model, m, xtr, ytr, c["steps"])
     c["loss"] = losses
+    if "schedule" in m:  # the lr and momentum of each step, compared bit for bit
+        c["lr"], c["momentum"] = lrs, moms
     c["test_loss"] = test_loss(model, xte, yte)
     save_safetensors(os.path.join(HERE, "cases", c["name"] + ".init.safetensors"), init)
     save_safetensors(os.path.join(HERE, "cases", c["name"] + ".final.safetensors"), state(model))
@@ -410,15 +463,7 @@ def rerun(c, dtype, nudge):
     model.load_state_dict({k: (v.to(dt) * (1 + nudge)) if v.is_floating_point() else v
                            for k, v in init.items()})
     xtr, ytr = load_set(c["data"], "train")
-    opt = optimizer(model, m.get("optimizer", "sgd"))
-    losses = []
-    for s, (start, n) in enumerate(c["steps"]):
-        STEP[0] = s
-        opt.zero_grad()
-        loss = F.cross_entropy(model(xtr[start:start + n].to(dt) / 255), ytr[start:start + n])
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train(model, m, xtr, ytr, c["steps"])[0]
     return state(model), losses
 
 
@@ -440,12 +485,19 @@ def spread(c):
     return max(errs)
 
 
-def case(name, data, steps=STEPS, **model):
-    """One case: a model file (in mlpc's format) and a data set."""
+NTRAIN = {"mnist": 256, "small": 96, "wide": 128}
+
+
+def case(name, data, steps=STEPS, epochs=None, **model):
+    """One case: a model file (in mlpc's format) and a data set; with
+    epochs, that many whole epochs (a schedule's epochs are the run's)."""
     shape = {"mnist": (784, 10), "small": (6, 3), "wide": (20, 12)}[data]
     m = {"name": name, "input": shape[0], "output": shape[1], "rng": "torch",
-         "data": REL + "/data/" + data, "epochs": 1}
+         "data": REL + "/data/" + data, "epochs": epochs or 1}
     m.update(model)
+    if epochs:
+        b = m.get("batch_size", 32)
+        steps = epochs * (-(-NTRAIN[data] // b) - (has_batchnorm(m) and NTRAIN[data] % b == 1))
     return {"name": name, "data": data, "model": m, "nsteps": steps}
 
 
@@ -573,6 +625,45 @@ def cases():
         {"type": "linear", "out": 10, "bias": False}], init="kaiming_normal",
         optimizer={"type": "sgd", "lr": 0.01, "momentum": 0.9}, batch_size=32,
         dtype="float64", seed=0))
+    return out + recipe_cases()
+
+
+SCHEDULES = [
+    # plain SGD, whose weight updates fuse into the gradient: the lr at run time
+    ("step", "none", "sgd", 4, {"type": "step", "step_size": 2, "gamma": 0.5}),
+    # past T_max, where PyTorch's recursive form takes its other branch
+    ("cosine", "layernorm", {"type": "adam", "lr": 0.003}, 5,
+     {"type": "cosine", "T_max": 3, "eta_min": 0.0001}),
+    ("cosine_warmup", "none", {"type": "sgd", "lr": 0.05, "momentum": 0.9}, 3,
+     {"type": "cosine", "T_max": 3, "warmup": 11}),
+    ("step_warmup_adamw", "none", {"type": "adamw", "lr": 0.003}, 3,
+     {"type": "step", "step_size": 1, "gamma": 0.7, "warmup": 20}),
+    ("warmup_only", "layernorm", {"type": "rmsprop", "lr": 0.001}, 2,
+     {"type": "none", "warmup": 9}),
+    # SGD without momentum: OneCycleLR's cycle_momentum gives it one
+    ("onecycle_sgd", "none", "sgd", 3, {"type": "onecycle", "max_lr": 0.1}),
+    ("onecycle_adam_linear", "layernorm", "adam", 3,
+     {"type": "onecycle", "max_lr": 0.005, "anneal_strategy": "linear", "pct_start": 0.25,
+      "total_steps": 70, "base_momentum": 0.8, "max_momentum": 0.9}),
+    ("onecycle_warmup_rmsprop", "none", {"type": "rmsprop", "lr": 0.001}, 3,
+     {"type": "onecycle", "max_lr": 0.002, "warmup": 7, "div_factor": 10,
+      "final_div_factor": 100}),
+    ("onecycle_nocycle", "none", {"type": "sgd", "momentum": 0.5}, 2,
+     {"type": "onecycle", "max_lr": 0.05, "cycle_momentum": False, "pct_start": 0.4}),
+]
+
+
+def recipe_cases():
+    """The training recipes: each schedule over whole epochs (its lr and
+    momentum compared bit for bit), gradient clipping and label smoothing,
+    in both precisions."""
+    out = []
+    for k, (name, norm, o, epochs, sched) in enumerate(SCHEDULES):
+        for dtype in ("float32", "float64"):
+            out.append(case("sched_%s_%s" % (name, dtype[5:]), "wide", epochs=epochs,
+                            hidden=[37], norm=norm, activation=ACTS[k % 7], optimizer=o,
+                            schedule=sched, init=INITS[k % 4], batch_size=16, dtype=dtype,
+                            seed=500 + k))
     return out
 
 

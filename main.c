@@ -31,6 +31,7 @@ static const char usage[] =
   "  \"schedule\"            the lr schedule: none, step (StepLR), cosine\n"
   "                        (CosineAnnealingLR), onecycle (OneCycleLR), each\n"
   "                        with an optional linear \"warmup\" of N steps\n"
+  "  \"clip_grad_norm\"      clip_grad_norm_'s max_norm, before every step\n"
   "\n"
   "Actions (at least one):\n"
   "  --run                 compile and train the model\n"

@@ -259,7 +259,8 @@ static void emit_activation_decls(Gen *g) {
 const char *emit_rmath(void) { return rmath_h; }
 
 int gen_fused_sgd(const Model *m) {
-  return m->opt.type == OPT_SGD && !fe_momentum_buffer(m) && m->opt.weight_decay == 0;
+  return m->opt.type == OPT_SGD && !fe_momentum_buffer(m) && m->opt.weight_decay == 0 &&
+         m->clip_grad_norm == 0;
 }
 
 const LayerUnit *const layer_units[NLAYERS] = {
@@ -417,6 +418,33 @@ static void emit_optimizer(Gen *g) {
   emitf(b, "}\n\n");
 }
 
+/* clip_grads(), under "clip_grad_norm": torch.nn.utils.clip_grad_norm_
+   on every gradient, in the grad dtype as PyTorch 1.13 computes it: each
+   tensor's 2-norm, the 2-norm of those, clip_coef = 1 / (total + 1e-6)
+   * max_norm (Tensor.__rtruediv__ is a reciprocal and a product), and
+   each gradient times clip_coef where it is below 1 (PyTorch multiplies
+   by it clamped to 1, which changes nothing else). */
+static void emit_clip(Gen *g) {
+  Buf *b = g->b;
+  int n = 0;
+  if (g->m->clip_grad_norm == 0)
+    return;
+  for (int i = 0; i < g->ntensors; i++)
+    n += g->t[i].kind == RT_GRAD;
+  emitf(b, "/* clip_grad_norm_(parameters, max_norm %g): every gradient together */\n"
+        "static void clip_grads(void) {\n  real norms[%d] = {\n", g->m->clip_grad_norm, n);
+  for (int i = 0; i < g->ntensors; i++)
+    if (g->t[i].kind == RT_GRAD)
+      emitf(b, "    clip_norm(%ld, %s),\n", gen_numel(&g->t[i]), g->t[i].cname);
+  emitf(b, "  };\n  real coef = R(1) / (clip_norm(%d, norms) + R(%s)) * R(%s);\n"
+        "  if (!(coef >= 1)) { /* NaN too, as PyTorch's clamp */\n", n, gen_num(1e-6),
+        gen_num(g->m->clip_grad_norm));
+  for (int i = 0; i < g->ntensors; i++)
+    if (g->t[i].kind == RT_GRAD)
+      emitf(b, "    clip_scale(%ld, %s, coef);\n", gen_numel(&g->t[i]), g->t[i].cname);
+  emitf(b, "  }\n}\n\n");
+}
+
 /* ---- the step, evaluation and the table ---- */
 
 /* forward(n, train) and backward(n, y) over all layers. */
@@ -455,11 +483,12 @@ static void emit_entries(Gen *g) {
         "static double grad(int n, const unsigned char *x, const unsigned char *y) {\n"
         "  return passes(n, x, y, 0);\n}\n\n"
         "static double train_step(int n, const unsigned char *x, const unsigned char *y) {\n"
-        "  double loss = passes(n, x, y, 1);\n  optimizer_update();\n  return loss;\n}\n\n"
+        "  double loss = passes(n, x, y, 1);\n%s  optimizer_update();\n  return loss;\n}\n\n"
         "static void eval(int n, const unsigned char *x, const unsigned char *y,\n"
         "                 double *loss_sum, long *correct) {\n"
         "  load_input(n, x);\n  forward(n, 0);\n"
-        "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
+        "  *loss_sum += loss_forward(n, y, correct);\n}\n\n",
+        g->m->clip_grad_norm > 0 ? "  clip_grads();\n" : "");
 }
 
 /* ---- health figures (docs/health.md) ---- */
@@ -685,6 +714,7 @@ int emit_model(const Ir *ir, Buf *b) {
   emit_activation_decls(&g);
   emit_layers(&g);
   emit_optimizer(&g);
+  emit_clip(&g);
   emit_passes(&g);
   emit_entries(&g);
   emit_health(&g);

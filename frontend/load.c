@@ -692,7 +692,8 @@ static const Object layer_object = {
   "layer", layer_kind_names, NLAYER_KINDS, layer_fields, layer_reset, layer_finish,
 };
 
-/* ---- the training recipe: the lr schedule (PyTorch's names) ---- */
+/* ---- the training recipe: the lr schedule, gradient clipping
+   (PyTorch's names) ---- */
 
 /* -- schedule -- */
 
@@ -836,6 +837,14 @@ static const Object sched_object = {
 /* schedule: a name or an object. */
 static int check_schedule(Ctx *c, json_t *v, Model *m) {
   return check_tagged(c, v, &sched_object, m);
+}
+
+/* -- the other keys of the recipe -- */
+
+/* clip_grad_norm: clip_grad_norm_'s max_norm, > 0; null: none. */
+static int check_clip(Ctx *c, json_t *v, Model *m) {
+  m->clip_grad_norm = 0;
+  return !c->flag && json_is_null(v) ? 0 : get_real(c, v, &POSITIVE, &m->clip_grad_norm);
 }
 
 /* ---- the top level ---- */
@@ -1008,6 +1017,7 @@ static const Field top_fields[] = {
   {"max_batches", ALL, check_max_batches},
   {"dtype",       ALL, check_dtype},
   {"schedule",    ALL, check_schedule},
+  {"clip_grad_norm", ALL, check_clip},
   {NULL, 0, NULL},
 };
 
@@ -1257,6 +1267,7 @@ static int check_recipe(Ctx *c, const Model *m) {
     {"schedule.div_factor", "OneCycleLR's initial lr max_lr / div_factor", cyc ? init : 0},
     {"schedule.final_div_factor", "OneCycleLR's least lr max_lr / div_factor / "
      "final_div_factor", cyc ? init / r->final_div_factor : 0},
+    {"clip_grad_norm", "clip_grad_norm", m->clip_grad_norm},
   };
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
     if (check_in_dtype(c, M, k[i].path, k[i].what, k[i].v))

@@ -136,6 +136,7 @@ typedef struct {
   int dtype;                /* DT_*                                      */
   RtRecipe recipe;          /* "schedule" (its lr is filled in when code
                                is emitted)                                */
+  double clip_grad_norm;    /* max_norm of clip_grad_norm_; 0: none      */
 } Model;
 
 /* frontend/load.c */
@@ -198,8 +199,8 @@ int fe_momentum_buffer(const Model *m);
 /* Whether the runtime needs the model's RtRecipe (a schedule). */
 int fe_has_recipe(const Model *m);
 /* The recipe in words, for the line that describes a run: ", schedule
-   cosine (T_max 10, eta_min 0), warmup 100 steps", or "" when the model
-   has none of it. */
+   cosine (T_max 10, eta_min 0), warmup 100 steps, clip_grad_norm 1", or
+   "" when the model has none of it. */
 void fe_describe_recipe(const Model *m, char *buf, size_t size);
 
 /* frontend/real.c: d in the fewest digits that read back as d, with the

@@ -71,4 +71,6 @@ void fe_describe_recipe(const Model *m, char *buf, size_t size) {
   size_t len = 0;
   buf[0] = '\0';
   describe_schedule(r, buf, size, &len);
+  if (m->clip_grad_norm > 0)
+    add(buf, size, &len, ", clip_grad_norm %s", real(m->clip_grad_norm));
 }

@@ -655,8 +655,8 @@ SCHEDULES = [
 
 def recipe_cases():
     """The training recipes: each schedule over whole epochs (its lr and
-    momentum compared bit for bit), gradient clipping and label smoothing,
-    in both precisions."""
+    momentum compared bit for bit), gradient clipping, in both
+    precisions."""
     out = []
     for k, (name, norm, o, epochs, sched) in enumerate(SCHEDULES):
         for dtype in ("float32", "float64"):
@@ -664,7 +664,23 @@ def recipe_cases():
                             hidden=[37], norm=norm, activation=ACTS[k % 7], optimizer=o,
                             schedule=sched, init=INITS[k % 4], batch_size=16, dtype=dtype,
                             seed=500 + k))
+    for k, (name, norm, o, clip, extra) in enumerate(CLIPS):
+        for dtype in ("float64",) if norm == "batchnorm" else ("float32", "float64"):
+            out.append(case("clip_%s_%s" % (name, dtype[5:]), "wide", epochs=2, hidden=[37, 9],
+                            norm=norm, activation=ACTS[(k + 3) % 7], optimizer=o,
+                            clip_grad_norm=clip, init=INITS[(k + 1) % 4], batch_size=11,
+                            dtype=dtype, seed=600 + k, **extra))
     return out
+
+
+CLIPS = [
+    # max_norm below every step's norm: each step clipped
+    ("sgd_always", "none", {"type": "sgd", "lr": 0.1}, 0.05, {}),
+    # above most: clipped now and then
+    ("momentum_sometimes", "layernorm", {"type": "sgd", "lr": 0.05, "momentum": 0.9}, 1.5, {}),
+    ("adam_bn", "batchnorm", {"type": "adam", "lr": 0.003, "weight_decay": 0.01}, 0.3, {}),
+    ("onecycle_sgd", "none", "sgd", 0.5, {"schedule": {"type": "onecycle", "max_lr": 0.05}}),
+]
 
 
 # ---- raw draws (tests/test_init.c) ----

@@ -32,6 +32,8 @@ static const char usage[] =
   "                        (CosineAnnealingLR), onecycle (OneCycleLR), each\n"
   "                        with an optional linear \"warmup\" of N steps\n"
   "  \"clip_grad_norm\"      clip_grad_norm_'s max_norm, before every step\n"
+  "  \"label_smoothing\"     CrossEntropyLoss's, in training (tests use plain\n"
+  "                        cross-entropy)\n"
   "\n"
   "Actions (at least one):\n"
   "  --run                 compile and train the model\n"

@@ -478,7 +478,7 @@ static void emit_entries(Gen *g) {
         "static double passes(int n, const unsigned char *x, const unsigned char *y, int step) {\n"
         "  long correct = 0;\n"
         "  load_input(n, x);\n  forward(n, 1);\n"
-        "  double loss = loss_forward(n, y, &correct) / n;\n"
+        "  double loss = loss_%sforward(n, y, &correct) / n;\n"
         "  backward(n, y, step);\n  return loss;\n}\n\n"
         "static double grad(int n, const unsigned char *x, const unsigned char *y) {\n"
         "  return passes(n, x, y, 0);\n}\n\n"
@@ -488,6 +488,7 @@ static void emit_entries(Gen *g) {
         "                 double *loss_sum, long *correct) {\n"
         "  load_input(n, x);\n  forward(n, 0);\n"
         "  *loss_sum += loss_forward(n, y, correct);\n}\n\n",
+        g->m->label_smoothing > 0 ? "train_" : "",
         g->m->clip_grad_norm > 0 ? "  clip_grads();\n" : "");
 }
 

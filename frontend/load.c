@@ -692,8 +692,8 @@ static const Object layer_object = {
   "layer", layer_kind_names, NLAYER_KINDS, layer_fields, layer_reset, layer_finish,
 };
 
-/* ---- the training recipe: the lr schedule, gradient clipping
-   (PyTorch's names) ---- */
+/* ---- the training recipe: the lr schedule, gradient clipping, label
+   smoothing (PyTorch's names) ---- */
 
 /* -- schedule -- */
 
@@ -845,6 +845,13 @@ static int check_schedule(Ctx *c, json_t *v, Model *m) {
 static int check_clip(Ctx *c, json_t *v, Model *m) {
   m->clip_grad_norm = 0;
   return !c->flag && json_is_null(v) ? 0 : get_real(c, v, &POSITIVE, &m->clip_grad_norm);
+}
+
+/* label_smoothing: CrossEntropyLoss's, in [0, 1]; -0 is 0. */
+static int check_smoothing(Ctx *c, json_t *v, Model *m) {
+  int rc = get_real(c, v, &UNIT, &m->label_smoothing);
+  m->label_smoothing += 0.0;
+  return rc;
 }
 
 /* ---- the top level ---- */
@@ -1018,6 +1025,7 @@ static const Field top_fields[] = {
   {"dtype",       ALL, check_dtype},
   {"schedule",    ALL, check_schedule},
   {"clip_grad_norm", ALL, check_clip},
+  {"label_smoothing", ALL, check_smoothing},
   {NULL, 0, NULL},
 };
 
@@ -1268,6 +1276,7 @@ static int check_recipe(Ctx *c, const Model *m) {
     {"schedule.final_div_factor", "OneCycleLR's least lr max_lr / div_factor / "
      "final_div_factor", cyc ? init / r->final_div_factor : 0},
     {"clip_grad_norm", "clip_grad_norm", m->clip_grad_norm},
+    {"label_smoothing", "label_smoothing / classes", m->label_smoothing / m->output},
   };
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
     if (check_in_dtype(c, M, k[i].path, k[i].what, k[i].v))

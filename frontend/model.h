@@ -137,6 +137,7 @@ typedef struct {
   RtRecipe recipe;          /* "schedule" (its lr is filled in when code
                                is emitted)                                */
   double clip_grad_norm;    /* max_norm of clip_grad_norm_; 0: none      */
+  double label_smoothing;   /* CrossEntropyLoss's, in training; 0: none  */
 } Model;
 
 /* frontend/load.c */
@@ -199,8 +200,8 @@ int fe_momentum_buffer(const Model *m);
 /* Whether the runtime needs the model's RtRecipe (a schedule). */
 int fe_has_recipe(const Model *m);
 /* The recipe in words, for the line that describes a run: ", schedule
-   cosine (T_max 10, eta_min 0), warmup 100 steps, clip_grad_norm 1", or
-   "" when the model has none of it. */
+   cosine (T_max 10, eta_min 0), warmup 100 steps, clip_grad_norm 1,
+   label_smoothing 0.1", or "" when the model has none of it. */
 void fe_describe_recipe(const Model *m, char *buf, size_t size);
 
 /* frontend/real.c: d in the fewest digits that read back as d, with the

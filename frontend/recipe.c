@@ -73,4 +73,6 @@ void fe_describe_recipe(const Model *m, char *buf, size_t size) {
   describe_schedule(r, buf, size, &len);
   if (m->clip_grad_norm > 0)
     add(buf, size, &len, ", clip_grad_norm %s", real(m->clip_grad_norm));
+  if (m->label_smoothing > 0)
+    add(buf, size, &len, ", label_smoothing %s", real(m->label_smoothing));
 }

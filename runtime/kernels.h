@@ -81,6 +81,8 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 #define xent_backward xent_backward_fma
 #define clip_norm clip_norm_fma
 #define clip_scale clip_scale_fma
+#define xent_smooth xent_smooth_fma
+#define xent_smooth_backward xent_smooth_backward_fma
 #endif
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
@@ -108,6 +110,9 @@ double xent_forward(int n, int K, const real *z, const unsigned char *y, real *l
                     real *e, long *correct);
 void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
                    real *dz);
+double xent_smooth(int n, int K, const real *z, const real *lse, double nll, double eps);
+void xent_smooth_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
+                          real *dz, real on, real off);
 real clip_norm(int len, const real *g);
 void clip_scale(int len, real *g, real coef);
 void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
@@ -982,6 +987,33 @@ MLPC_KERNEL void xent_backward(int n, int K, const real *z, const real *lse,
     dz[i] = mm_exp(dz[i]);
   for (int r = 0; r < n; r++)
     dz[(long)r * K + y[r]] -= 1;
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] /= n;
+}
+
+/* Label smoothing eps (CrossEntropyLoss(label_smoothing=eps)): the loss
+   summed over n rows, (1 − eps)·nll + (eps / K)·Σ_r Σ_k (lse[r] − z[r][k]),
+   nll being xent_forward's sum (whose lse this reuses); in double. */
+MLPC_KERNEL double xent_smooth(int n, int K, const real *z, const real *lse, double nll,
+                               double eps) {
+  double smooth = 0;
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      smooth += (double)lse[r] - z[(long)r * K + k];
+  return (1 - eps) * nll + smooth * (eps / K);
+}
+
+/* Its gradient: dz[r][k] = (e^(z[r][k] − lse[r]) − q[k]) / n, the target
+   q[k] = off + on·[k = y[r]], with on = 1 − eps and off = eps / K. */
+MLPC_KERNEL void xent_smooth_backward(int n, int K, const real *z, const real *lse,
+                                      const unsigned char *y, real *dz, real on, real off) {
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      dz[(long)r * K + k] = z[(long)r * K + k] - lse[r];
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] = mm_exp(dz[i]) - off;
+  for (int r = 0; r < n; r++)
+    dz[(long)r * K + y[r]] -= on;
   for (long i = 0; i < (long)n * K; i++)
     dz[i] /= n;
 }

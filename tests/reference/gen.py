@@ -655,8 +655,8 @@ SCHEDULES = [
 
 def recipe_cases():
     """The training recipes: each schedule over whole epochs (its lr and
-    momentum compared bit for bit), gradient clipping, in both
-    precisions."""
+    momentum compared bit for bit), gradient clipping and label smoothing,
+    in both precisions."""
     out = []
     for k, (name, norm, o, epochs, sched) in enumerate(SCHEDULES):
         for dtype in ("float32", "float64"):
@@ -670,7 +670,23 @@ def recipe_cases():
                             norm=norm, activation=ACTS[(k + 3) % 7], optimizer=o,
                             clip_grad_norm=clip, init=INITS[(k + 1) % 4], batch_size=11,
                             dtype=dtype, seed=600 + k, **extra))
+    for k, (name, norm, o, smooth, extra) in enumerate(SMOOTHING):
+        for dtype in ("float32", "float64"):
+            out.append(case("smooth_%s_%s" % (name, dtype[5:]), "small", epochs=2, hidden=[11],
+                            norm=norm, activation=ACTS[(k + 5) % 7], optimizer=o,
+                            label_smoothing=smooth, init=INITS[(k + 2) % 4], batch_size=8,
+                            dtype=dtype, seed=700 + k, **extra))
     return out
+
+
+SMOOTHING = [
+    ("sgd", "none", {"type": "sgd", "lr": 0.1}, 0.1, {}),
+    ("adam_ln", "layernorm", {"type": "adam", "lr": 0.003}, 0.3, {}),
+    # the whole target uniform
+    ("one", "none", {"type": "sgd", "lr": 0.05, "momentum": 0.9}, 1.0, {}),
+    ("clip_cosine", "layernorm", {"type": "adamw", "lr": 0.002}, 0.05,
+     {"clip_grad_norm": 0.25, "schedule": {"type": "cosine", "T_max": 2, "warmup": 5}}),
+]
 
 
 CLIPS = [

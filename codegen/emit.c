@@ -618,7 +618,7 @@ static int has_batchnorm(const Ir *ir) {
 }
 
 /* The training recipe the runtime follows (RtRecipe), when the model
-   has one: its lr schedule. */
+   has one: its lr schedule, validation split and early stopping. */
 static void emit_recipe(Gen *g) {
   const Model *m = g->m;
   const RtRecipe *r = &m->recipe;
@@ -641,7 +641,8 @@ static void emit_recipe(Gen *g) {
         r->anneal == RT_ANNEAL_COS ? "RT_ANNEAL_COS" : "RT_ANNEAL_LINEAR",
         gen_num(r->div_factor), gen_num(r->final_div_factor), r->cycle_momentum,
         gen_num(r->base_momentum), gen_num(r->max_momentum));
-  emitf(g->b, "  .warmup = %ld,\n};\n\n", r->warmup);
+  emitf(g->b, "  .warmup = %ld, .val_count = %ld, .val_fraction = %s, .patience = %d,\n};\n\n",
+        r->warmup, r->val_count, gen_num(r->val_fraction), r->patience);
 }
 
 /* The tensor table and mlpc_net(). The rng, recipe and hyper fields
@@ -813,6 +814,7 @@ int emit_trainer(const Ir *ir, Buf *b) {
   paste(b, rng_c);
   paste(b, trng_c);
   paste(b, sched_c);
+  paste(b, split_c);
   paste(b, train_c);
   paste(b, health_c);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");

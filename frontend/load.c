@@ -693,7 +693,7 @@ static const Object layer_object = {
 };
 
 /* ---- the training recipe: the lr schedule, gradient clipping, label
-   smoothing (PyTorch's names) ---- */
+   smoothing, validation and early stopping (PyTorch's names) ---- */
 
 /* -- schedule -- */
 
@@ -853,6 +853,54 @@ static int check_smoothing(Ctx *c, json_t *v, Model *m) {
   m->label_smoothing += 0.0;
   return rc;
 }
+
+static const Range FRACTION = {"a fraction in (0, 1) (a number of samples is an integer)",
+                               0, 1, 1, 1};
+
+/* validation: samples held out of the training set, an integer (0:
+   none), or a fraction of it, a number in (0, 1). */
+static int check_validation(Ctx *c, json_t *v, Model *m) {
+  RtRecipe *r = &m->recipe;
+  long long x = 0;
+  r->val_count = 0, r->val_fraction = 0;
+  if (!c->flag && json_is_real(v))
+    return get_real(c, v, &FRACTION, &r->val_fraction);
+  if (!c->flag && !json_is_integer(v))
+    return fail(c, "expected a number of samples (5000) or a fraction of the training set "
+                "(0.1), got %s", got(c, v));
+  if (get_int(c, v, 0, INT_MAX, &x))
+    return -1;
+  r->val_count = (long)x;
+  return 0;
+}
+
+/* early_stopping.patience: epochs without a better validation loss. */
+static int check_patience(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, 100000, &m->recipe.patience);
+}
+
+static const Field stop_fields[] = {
+  {"patience", ALL, check_patience},
+  {NULL, 0, NULL},
+};
+
+static const Object stop_object = {"early_stopping", NULL, 0, stop_fields, NULL, NULL};
+
+/* early_stopping: {"patience": N}; null: none. */
+static int check_early_stopping(Ctx *c, json_t *v, Model *m) {
+  m->recipe.patience = 0;
+  if (!c->flag && json_is_null(v))
+    return 0;
+  if (c->flag || !json_is_object(v))
+    return fail(c, "expected an object such as {\"patience\": 3}, or null, got %s", got(c, v));
+  if (check_keys(c, v, &stop_object, -1, m))
+    return -1;
+  if (!m->recipe.patience)
+    return fail(c, "missing key 'patience' (epochs without a better validation loss before "
+                "training stops)");
+  return 0;
+}
+
 
 /* ---- the top level ---- */
 
@@ -1026,6 +1074,8 @@ static const Field top_fields[] = {
   {"schedule",    ALL, check_schedule},
   {"clip_grad_norm", ALL, check_clip},
   {"label_smoothing", ALL, check_smoothing},
+  {"validation",  ALL, check_validation},
+  {"early_stopping", ALL, check_early_stopping},
   {NULL, 0, NULL},
 };
 
@@ -1261,7 +1311,8 @@ static int check_layer_constants(Ctx *c, const Model *m) {
 
 /* The recipe's reals, checked as check_constants checks the optimizer's
    (check_in_dtype): what the code uses in the model's dtype, and
-   OneCycleLR's lrs as it computes them in double from its keys. */
+   OneCycleLR's lrs as it computes them in double from its keys. Early
+   stopping watches a validation split, which the model must have. */
 static int check_recipe(Ctx *c, const Model *m) {
   const RtRecipe *r = &m->recipe;
   int cyc = r->schedule == RT_SCHED_ONECYCLE, M = m->dtype;
@@ -1281,7 +1332,13 @@ static int check_recipe(Ctx *c, const Model *m) {
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
     if (check_in_dtype(c, M, k[i].path, k[i].what, k[i].v))
       return -1;
-  return 0;
+  if (!r->patience || r->val_count || r->val_fraction > 0)
+    return 0;
+  snprintf(c->path, sizeof c->path, "early_stopping");
+  fail(c, "early stopping watches the validation loss, and the model has no validation "
+       "split: add \"validation\" (a number of samples, or a fraction of the training set)");
+  c->path[0] = '\0';
+  return -1;
 }
 
 /* Checks that involve more than one key. */

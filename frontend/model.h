@@ -134,8 +134,8 @@ typedef struct {
   char data[MAX_PATH_LEN];  /* "mnist", "fashion-mnist" or a directory   */
   long max_batches;         /* 0: all                                    */
   int dtype;                /* DT_*                                      */
-  RtRecipe recipe;          /* "schedule" (its lr is filled in when code
-                               is emitted)                                */
+  RtRecipe recipe;          /* "schedule", "validation", "early_stopping"
+                               (its lr is filled in when code is emitted) */
   double clip_grad_norm;    /* max_norm of clip_grad_norm_; 0: none      */
   double label_smoothing;   /* CrossEntropyLoss's, in training; 0: none  */
 } Model;
@@ -197,11 +197,13 @@ int fe_cycles_momentum(const Model *m);
 /* Whether the optimizer keeps a momentum buffer: SGD and RMSprop with
    momentum > 0, or with a cycled momentum. */
 int fe_momentum_buffer(const Model *m);
-/* Whether the runtime needs the model's RtRecipe (a schedule). */
+/* Whether the runtime needs the model's RtRecipe (a schedule, a
+   validation split or early stopping). */
 int fe_has_recipe(const Model *m);
 /* The recipe in words, for the line that describes a run: ", schedule
    cosine (T_max 10, eta_min 0), warmup 100 steps, clip_grad_norm 1,
-   label_smoothing 0.1", or "" when the model has none of it. */
+   label_smoothing 0.1, validation 5000", or "" when the model has none
+   of it. */
 void fe_describe_recipe(const Model *m, char *buf, size_t size);
 
 /* frontend/real.c: d in the fewest digits that read back as d, with the

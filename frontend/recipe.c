@@ -23,7 +23,8 @@ int fe_momentum_buffer(const Model *m) {
 }
 
 int fe_has_recipe(const Model *m) {
-  return fe_scheduled(m);
+  const RtRecipe *r = &m->recipe;
+  return fe_scheduled(m) || r->val_count || r->val_fraction > 0 || r->patience;
 }
 
 /* Appends printf-style text to buf (of size), which holds *len bytes. */
@@ -75,4 +76,10 @@ void fe_describe_recipe(const Model *m, char *buf, size_t size) {
     add(buf, size, &len, ", clip_grad_norm %s", real(m->clip_grad_norm));
   if (m->label_smoothing > 0)
     add(buf, size, &len, ", label_smoothing %s", real(m->label_smoothing));
+  if (r->val_count)
+    add(buf, size, &len, ", validation %ld", r->val_count);
+  if (r->val_fraction > 0)
+    add(buf, size, &len, ", validation %s", real(r->val_fraction));
+  if (r->patience)
+    add(buf, size, &len, ", early_stopping (patience %d)", r->patience);
 }

@@ -45,8 +45,8 @@ enum { RT_ANNEALS(RT_ENUM_) RT_NANNEALS };
 #undef RT_ENUM_
 
 /* What the training loop does around the model's steps, as the model
-   file says (docs/model-format.md): the learning-rate schedule. The
-   names are PyTorch's. */
+   file says (docs/model-format.md): the learning-rate schedule, the
+   validation split and early stopping. The names are PyTorch's. */
 typedef struct {
   int schedule;          /* RT_SCHED_*                                    */
   double lr;             /* the optimizer's lr, where step and cosine start */
@@ -64,6 +64,10 @@ typedef struct {
                             too, between the next two (true)              */
   double base_momentum, max_momentum; /* onecycle: 0.85, 0.95             */
   long warmup;           /* steps of LinearLR from 1/warmup in front; 0: none */
+  long val_count;        /* samples held out for validation; 0: none ...  */
+  double val_fraction;   /* ... or this share of the training set (0: none) */
+  int patience;          /* early stopping: epochs without a better
+                            validation loss before training stops; 0: none */
 } RtRecipe;
 
 /* What a tensor is, and so how it is initialised and whether it is saved. */
@@ -153,7 +157,7 @@ typedef struct {
                             its activation does not define                */
   int sequential;        /* a "layers" list: "rng": "torch" draws every
                             parameter in one pass, in nn.Sequential's order */
-  const RtRecipe *recipe; /* NULL: none (a constant lr)                    */
+  const RtRecipe *recipe; /* NULL: none (a constant lr, no validation)    */
   double *hyper;         /* under a schedule, what the optimizer reads at
                             each step, set by the runtime: [0] the lr, [1]
                             the momentum (Adam's beta1) when cycled; NULL

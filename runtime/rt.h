@@ -163,6 +163,20 @@ void rt_sched_step(RtSched *s);
    cosine step. */
 void rt_sched_epoch(RtSched *s);
 
+/* ---- runtime/split.c: the validation split ---- */
+
+#define RT_MAX_CLASSES 256  /* labels are bytes */
+
+/* The samples a recipe holds out of a training set of n: its count, or
+   ⌈fraction·n⌉; 0 without a recipe or validation. */
+long rt_val_size(const RtRecipe *r, long n);
+/* Splits all (samples of feats bytes, labels < nclasses) into train and
+   val, nval of them held out for validation, stratified by class and
+   fixed by seed (split.c says how). 0, or -1 with the reason in err
+   (nothing left to train on; out of memory), train and val empty. */
+int rt_split(const RtSet *all, int feats, int nclasses, long nval, uint64_t seed,
+             RtSet *train, RtSet *val, char *err, size_t errlen);
+
 /* ---- runtime/train.c: initialisation and the training loop ---- */
 
 /* One epoch's figures, as handed to RtOptions.on_epoch. */
@@ -178,6 +192,11 @@ typedef struct {
                              epoch (its loss, or after the epoch's last
                              step a tensor, was not finite); the figures
                              are NaN. 0 with NaN figures: in the test pass */
+  double val_loss;        /* on the validation split; NaN without one     */
+  double val_acc;
+  int best_epoch;         /* under early stopping, the epoch of the least
+                             validation loss so far, whose weights the
+                             run keeps (this one or before); 0 without    */
 } RtEpoch;
 
 typedef struct {

@@ -349,6 +349,7 @@ static void test_trainer(void **state) {
     "tests/models/ln_elu_rmsprop_centered.json", "tests/models/bn_leaky_adamw.json",
     "models/mlp_dropout.json", /* dropout's masks */
     "tests/models/sched_onecycle_warmup.json", /* the runtime's lr schedule */
+    "tests/models/recipe_all.json", /* validation, early stopping, clipping, smoothing */
     "tests/models/list_mixed.json", /* dropout's masks; the last, which runs below */
   };
   Path c = tmp_path("trainer.c"), exe = tmp_path("trainer"), err = tmp_path("stderr");

@@ -23,6 +23,13 @@
  *      NAME.final.safetensors (A's own are left in
  *      out/reference/NAME.mlpc.safetensors, for a closer look).
  *
+ * A case with a validation split runs the training loop itself instead
+ * of step 2: rt_train in file order, whose every epoch's figures
+ * (train, validation and test loss and accuracy) are compared with those
+ * of PyTorch's loop over the same split (gen.py computes mlpc's split
+ * with mlpc's generator), and under early stopping the epoch it keeps
+ * must be PyTorch's; the final weights, step 3, are that epoch's.
+ *
  * Bounds: float32 relative error 1e-4 with an absolute floor of 1e-6;
  * float64 1e-10 with a floor of 1e-12. The largest error of each case is
  * printed, and where it is, next to PyTorch's own spread: how far PyTorch
@@ -58,6 +65,8 @@ typedef struct {
   long init_bad;      /* initial-weight elements that differ from PyTorch */
   int scheduled;      /* PyTorch's lr of every step is in the case        */
   long lr_bad;        /* steps whose lr or momentum differs in any bit    */
+  int epochs, best;   /* a loop case: epochs run, the epoch kept (0: none) */
+  int loop_bad;       /* ... not PyTorch's                                */
   int failed;
 } Case;
 
@@ -192,6 +201,51 @@ static void replay(Case *c, const RtNet *a, json_t *jc, const RtSet *tr, const R
        "final test loss");
 }
 
+/* The figures rt_train hands over, epoch by epoch. */
+typedef struct {
+  int n;
+  RtEpoch e[64];
+} Seen;
+
+/* on_epoch: keeps the epoch's figures. */
+static void collect(void *ctx, const RtEpoch *e) {
+  Seen *s = ctx;
+  if (s->n < 64)
+    s->e[s->n++] = *e;
+}
+
+/* Compares one epoch's figures with PyTorch's (f). */
+static void note_epoch(Case *c, const RtEpoch *e, json_t *f) {
+  static const char *const keys[] = {"train_loss", "val_loss", "val_acc", "test_loss",
+                                     "test_acc"};
+  const double got[] = {e->train_loss, e->val_loss, e->val_acc, e->test_loss, e->test_acc};
+  for (int k = 0; k < 5; k++)
+    note(c, &c->loss, got[k], json_number_value(json_object_get(f, keys[k])),
+         "epoch %d's %s", e->epoch, keys[k]);
+}
+
+/* Runs the training loop on A, in file order, and compares every epoch's
+   figures and the epoch early stopping keeps with PyTorch's. */
+static void run_loop(Case *c, const RtNet *a, const Model *m, json_t *jc, const RtSet *te) {
+  json_t *figs = json_object_get(jc, "epochs_figures");
+  char dir[256];
+  Seen s = {0};
+  snprintf(dir, sizeof dir, DIR "/data/%s", json_string_value(json_object_get(jc, "data")));
+  RtOptions o = {.epochs = m->epochs, .seed = m->seed, .data = dir, .on_epoch = collect,
+                 .ctx = &s};
+  note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss_init")),
+       "initial test loss");
+  assert_int_equal(rt_train(a, &o), 0);
+  c->epochs = s.n;
+  c->best = s.n ? s.e[s.n - 1].best_epoch : 0;
+  c->loop_bad = s.n != (int)json_array_size(figs) ||
+                c->best != (int)json_integer_value(json_object_get(jc, "best_epoch"));
+  for (int e = 0; e < s.n && e < (int)json_array_size(figs); e++)
+    note_epoch(c, &s.e[e], json_array_get(figs, e));
+  note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss")),
+       "final test loss");
+}
+
 /* Loads the case's data set; both halves. */
 static void load_data(json_t *jc, int classes, RtSet *tr, RtSet *te) {
   char dir[256], err[1024];
@@ -223,7 +277,10 @@ static void run_case(Case *c, json_t *jc, int backend) {
   load(a, c->name, "init"); /* train from PyTorch's weights regardless */
   RtSet tr, te;
   load_data(jc, m.output, &tr, &te);
-  replay(c, a, jc, &tr, &te);
+  if (json_object_get(jc, "epochs_figures"))
+    run_loop(c, a, &m, jc, &te);
+  else
+    replay(c, a, jc, &tr, &te);
   char path[512];
   snprintf(path, sizeof path, "out/reference/%s.mlpc.safetensors", c->name);
   if (mkdir("out", 0777), mkdir("out/reference", 0777), rt_save_weights(a, path, err, sizeof err))
@@ -238,7 +295,7 @@ static void run_case(Case *c, json_t *jc, int backend) {
 
 /* Prints one case's line; returns whether it passed. */
 static int report(Case *c, int backend) {
-  int ok = c->init_bad == 0 && c->lr_bad == 0 && c->loss.err <= c->rel &&
+  int ok = c->init_bad == 0 && c->lr_bad == 0 && !c->loop_bad && c->loss.err <= c->rel &&
            c->param.err <= c->rel;
   printf("%-30s %s %s  init %s%s  loss err %.1e (%s)  param err %.1e (%s)  "
          "[PyTorch's own spread %.1e]%s\n", c->name, c->f64 ? "f64" : "f32",
@@ -249,6 +306,9 @@ static int report(Case *c, int backend) {
     printf("  %ld initial-weight elements differ from PyTorch's\n", c->init_bad);
   if (c->lr_bad)
     printf("  the lr or momentum of %ld steps differs from PyTorch's\n", c->lr_bad);
+  if (c->epochs)
+    printf("  the loop: %d epochs; early stopping keeps epoch %d (0: none), %s\n", c->epochs,
+           c->best, c->loop_bad ? "NOT as PyTorch" : "as PyTorch");
   return ok;
 }
 

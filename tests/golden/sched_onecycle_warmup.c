@@ -246,7 +246,7 @@ static const RtRecipe recipe = {
   .max_lr = 0x1.999999999999ap-5, .total_steps = 0, .pct_start = 0x1p-2, .anneal = RT_ANNEAL_COS,
   .div_factor = 0x1.9p+4, .final_div_factor = 0x1.388p+13, .cycle_momentum = 1,
   .base_momentum = 0x1.b333333333333p-1, .max_momentum = 0x1.e666666666666p-1,
-  .warmup = 30,
+  .warmup = 30, .val_count = 0, .val_fraction = 0x0p+0, .patience = 0,
 };
 
 static const RtNet net = {

@@ -376,10 +376,11 @@ def momentum_of(opt):
     return g["betas"][0] if "betas" in g else g["momentum"]
 
 
-def train(model, m, xtr, ytr, steps):
+def train(model, m, xtr, ytr, steps, on_epoch=None):
     """The case's steps in order, with the model's optimizer, schedule,
     clip_grad_norm_ and label smoothing: each step's loss, and the lr and
-    momentum it used."""
+    momentum it used. on_epoch(losses of the epoch) after each epoch may
+    end the training by returning True."""
     dt = torch.get_default_dtype()
     opt = optimizer(model, m.get("optimizer", "sgd"))
     per_step, per_epoch = schedulers(opt, m, len(steps))
@@ -399,7 +400,123 @@ def train(model, m, xtr, ytr, steps):
         losses.append(loss.item())
         for sch in per_step + (per_epoch if last else []):
             sch.step()
+        if last and on_epoch and on_epoch(losses[epoch_start(steps, s):]):
+            break
     return losses, lrs, moms
+
+
+def epoch_start(steps, s):
+    """The index of the first step of step s's epoch."""
+    while s > 0 and steps[s][0] != 0:
+        s -= 1
+    return s
+
+
+# ---- the validation split (runtime/split.c) and early stopping ----
+
+
+def rng_seed(seed, stream):
+    """mlpc's generator (runtime/rng.c): xoshiro256** seeded by splitmix64."""
+    x, s = (seed ^ (stream * 0xd1342543de82ef95)) & M64, []
+    for _ in range(4):
+        x = (x + 0x9e3779b97f4a7c15) & M64
+        z = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
+        z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+        s.append(z ^ (z >> 31))
+    return s
+
+
+def rotl(x, k):
+    return ((x << k) | (x >> (64 - k))) & M64
+
+
+def rng_next(s):
+    """The next 64 bits, advancing the state s in place."""
+    out = (rotl((s[1] * 5) & M64, 7) * 9) & M64
+    t = (s[1] << 17) & M64
+    s[2] ^= s[0]
+    s[3] ^= s[1]
+    s[1] ^= s[2]
+    s[0] ^= s[3]
+    s[2] ^= t
+    s[3] = rotl(s[3], 45)
+    return out
+
+
+def rng_below(s, n):
+    """An integer in [0, n), rejecting the short tail (rt_rng_below)."""
+    limit = (1 << 64) % n
+    while True:
+        x = rng_next(s)
+        if x >= limit:
+            return x % n
+
+
+def split(y, val, seed, classes):
+    """The indices held out for validation, as runtime/split.c's header
+    says: the class quotas by largest remainder, each class's samples
+    shuffled by Fisher-Yates on stream 2 of the seed, its first ones held."""
+    n = len(y)
+    v = val if isinstance(val, int) else math.ceil(val * n)
+    count = [y.count(c) for c in range(classes)]
+    quota = [v * count[c] // n for c in range(classes)]
+    extra = sorted(range(classes), key=lambda c: (-(v * count[c] % n), c))
+    for c in extra[:v - sum(quota)]:
+        quota[c] += 1
+    s, held = rng_seed(seed, 2), []
+    for c in range(classes):
+        idx = [i for i in range(n) if y[i] == c]
+        for i in range(len(idx) - 1, 0, -1):
+            j = rng_below(s, i + 1)
+            idx[i], idx[j] = idx[j], idx[i]
+        held += idx[:quota[c]]
+    return sorted(held)
+
+
+def evaluate(model, x, y):
+    """Eval mode: mean cross-entropy and accuracy (first maximum) over x."""
+    model.eval()
+    with torch.no_grad():
+        z = model(x.to(torch.get_default_dtype()) / 255)
+        loss = F.cross_entropy(z, y, reduction="sum").item() / len(y)
+        acc = (z.argmax(1) == y).sum().item() / len(y)
+    model.train()
+    return loss, acc
+
+
+def run_loop(model, m, xtr, ytr, xte, yte):
+    """mlpc's training loop with a validation split, in file order: each
+    epoch's figures, the epoch early stopping keeps (0 without), and how
+    close its decisions were (the least |val - best| / best; None
+    without)."""
+    held = split(ytr.tolist(), m["validation"], m.get("seed", 0), m["output"])
+    rest = sorted(set(range(len(ytr))) - set(held))
+    xv, yv, xt, yt = xtr[held], ytr[held], xtr[rest], ytr[rest]
+    b, bn = m.get("batch_size", 32), has_batchnorm(m)
+    epoch = [[k, min(b, len(yt) - k)] for k in range(0, len(yt), b) if not (bn and len(yt) - k == 1)]
+    patience = (m.get("early_stopping") or {}).get("patience", 0)
+    out = {"figures": [], "best": None, "state": None, "waited": 0, "margin": math.inf}
+
+    def on_epoch(losses):
+        vl, va = evaluate(model, xv, yv)
+        tl, ta = evaluate(model, xte, yte)
+        out["figures"].append({"train_loss": sum(losses) / len(losses), "val_loss": vl,
+                               "val_acc": va, "test_loss": tl, "test_acc": ta})
+        if not patience:
+            return False
+        best = out["best"]
+        if best is not None:
+            out["margin"] = min(out["margin"], abs(vl - best[1]) / best[1])
+        if best is None or vl < best[1]:
+            out["best"], out["state"], out["waited"] = (len(out["figures"]), vl), state(model), 0
+        else:
+            out["waited"] += 1
+        return out["waited"] >= patience
+
+    train(model, m, xt, yt, epoch * m["epochs"], on_epoch)
+    if patience:
+        model.load_state_dict(out["state"])
+    return out["figures"], out["best"][0] if patience else 0, out["margin"] if patience else None
 
 
 # ---- the cases ----
@@ -434,13 +551,18 @@ def run_case(c):
     init = state(model)
     xtr, ytr = load_set(c["data"], "train")
     xte, yte = load_set(c["data"], "t10k")
-    c["steps"] = batches(len(ytr), m.get("batch_size", 32), c.pop("nsteps", STEPS),
-                         has_batchnorm(m))
     c["test_loss_init"] = test_loss(model, xte, yte)
-    losses, lrs, moms = train(model, m, xtr, ytr, c["steps"])
-    c["loss"] = losses
-    if "schedule" in m:  # the lr and momentum of each step, compared bit for bit
-        c["lr"], c["momentum"] = lrs, moms
+    if "validation" in m:  # the training loop itself, epoch by epoch
+        c.pop("nsteps")
+        c["epochs_figures"], c["best_epoch"], c["stop_margin"] = run_loop(model, m, xtr, ytr,
+                                                                          xte, yte)
+    else:
+        c["steps"] = batches(len(ytr), m.get("batch_size", 32), c.pop("nsteps", STEPS),
+                             has_batchnorm(m))
+        losses, lrs, moms = train(model, m, xtr, ytr, c["steps"])
+        c["loss"] = losses
+        if "schedule" in m:  # the lr and momentum of each step, compared bit for bit
+            c["lr"], c["momentum"] = lrs, moms
     c["test_loss"] = test_loss(model, xte, yte)
     save_safetensors(os.path.join(HERE, "cases", c["name"] + ".init.safetensors"), init)
     save_safetensors(os.path.join(HERE, "cases", c["name"] + ".final.safetensors"), state(model))
@@ -463,8 +585,17 @@ def rerun(c, dtype, nudge):
     model.load_state_dict({k: (v.to(dt) * (1 + nudge)) if v.is_floating_point() else v
                            for k, v in init.items()})
     xtr, ytr = load_set(c["data"], "train")
-    losses = train(model, m, xtr, ytr, c["steps"])[0]
+    if "validation" in m:
+        xte, yte = load_set(c["data"], "t10k")
+        losses = series(run_loop(model, m, xtr, ytr, xte, yte)[0])
+    else:
+        losses = train(model, m, xtr, ytr, c["steps"])[0]
     return state(model), losses
+
+
+def series(figures):
+    """Every figure of every epoch, in one list (the loop cases' losses)."""
+    return [f[k] for f in figures for k in sorted(f)]
 
 
 def spread(c):
@@ -480,7 +611,7 @@ def spread(c):
         runs.append(rerun(c, "float64", 0))
     errs = []
     for st, losses in runs:
-        errs.append(scaled_err(losses, c["loss"]))
+        errs.append(scaled_err(losses, c["loss"] if "loss" in c else series(c["epochs_figures"])))
         errs += [scaled_err(v, final[k]) for k, v in st.items()]
     return max(errs)
 
@@ -676,7 +807,29 @@ def recipe_cases():
                             norm=norm, activation=ACTS[(k + 5) % 7], optimizer=o,
                             label_smoothing=smooth, init=INITS[(k + 2) % 4], batch_size=8,
                             dtype=dtype, seed=700 + k, **extra))
+    for name, data, epochs, kw in VALIDATION:
+        for dtype in ("float32", "float64"):
+            out.append(case("val_%s_%s" % (name, dtype[5:]), data, epochs=epochs, dtype=dtype,
+                            **kw))
     return out
+
+
+VALIDATION = [
+    # a count, no early stopping: every epoch's validation figures
+    ("count", "wide", 3, dict(hidden=[16], validation=32, batch_size=10, activation="relu",
+                              init="normal", seed=800,
+                              optimizer={"type": "sgd", "lr": 0.1, "momentum": 0.5})),
+    # a fraction, early stopping that stops and keeps an earlier epoch
+    ("stop", "small", 30, dict(hidden=[32], validation=0.25, batch_size=8, activation="relu",
+                               init="normal", seed=821, early_stopping={"patience": 1},
+                               optimizer={"type": "sgd", "lr": 0.5})),
+    # early stopping that never stops, and a schedule over the shorter set
+    ("patient", "small", 6, dict(hidden=[9], validation=20, batch_size=7, activation="silu",
+                                 init="torch_default", seed=801,
+                                 early_stopping={"patience": 10},
+                                 schedule={"type": "cosine", "T_max": 6},
+                                 optimizer={"type": "sgd", "lr": 0.3, "momentum": 0.5})),
+]
 
 
 SMOOTHING = [
@@ -776,8 +929,12 @@ def main():
         run_case(c)
         c["torch_spread"] = spread(c)
         bound = 1e-10 if c["model"].get("dtype") == "float64" else 1e-4
-        print("%-34s %3d steps, loss %.4f → %.4f, test %.4f → %.4f, spread %.1e%s" % (
-            c["name"], len(c["steps"]), c["loss"][0], c["loss"][-1], c["test_loss_init"],
+        if (c.get("stop_margin") or math.inf) < bound * 10:  # early stopping could choose else
+            c["torch_spread"] = math.inf
+        loss = c["loss"] if "loss" in c else [f["val_loss"] for f in c["epochs_figures"]]
+        print("%-34s %3d %s, %s %.4f → %.4f, test %.4f → %.4f, spread %.1e%s" % (
+            c["name"], len(loss), "steps" if "loss" in c else "epochs",
+            "loss" if "loss" in c else "val", loss[0], loss[-1], c["test_loss_init"],
             c["test_loss"], c["torch_spread"], "  ILL-CONDITIONED" if
             c["torch_spread"] > bound / 10 else ""))
         if c["torch_spread"] > bound / 10:

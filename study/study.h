@@ -154,7 +154,7 @@ typedef struct {
 } StResult;
 
 /* The database's schema version (PRAGMA user_version). */
-#define ST_DB_SCHEMA 3
+#define ST_DB_SCHEMA 4
 /* PRAGMA application_id of mlpc's databases: "mlpc" in ASCII. */
 #define ST_DB_APP_ID 0x6d6c7063
 
@@ -164,6 +164,9 @@ typedef struct {
    (db.c says which are) is refused unchanged: 2, the user's error. */
 int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen);
 void st_db_close(sqlite3 *db);
+/* The epoch whose figures are a run's final ones: under early stopping
+   the one it kept (RtEpoch.best_epoch), else the last; NULL for none. */
+const RtEpoch *st_final_epoch(const StResult *r);
 /* Fills in the run_id of every task the database already holds (and
    no_health for those recorded without health figures), and makes the
    study's membership table list exactly those runs. */
@@ -263,7 +266,9 @@ int st_mpi_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
   X(ST_TEST_LOSS,  "test_loss")       \
   X(ST_TEST_ACC,   "test_acc")        \
   X(ST_TRAIN_LOSS, "train_loss")      \
-  X(ST_SECONDS,    "seconds")
+  X(ST_SECONDS,    "seconds")         \
+  X(ST_VAL_LOSS,   "val_loss")        \
+  X(ST_VAL_ACC,    "val_acc")
 
 #define ENUM1_(e, ...) e,
 enum { ST_FIGURES(ENUM1_) ST_NFIGS };
@@ -304,6 +309,11 @@ typedef struct {
   sqlite3 *db;
   StExpFigs *exp;           /* (nexp)                                     */
   StHealthFigs *health;
+  int nval;                 /* experiments that hold out a validation
+                               split: with any, the tables show its
+                               figures (ST_VAL_*); with all, the
+                               conclusions rank and test on its loss      */
+  int nstop;                /* experiments with early stopping            */
 } StFigs;
 
 /* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
@@ -356,9 +366,11 @@ void st_plots_draw(StPlots *pl, FILE *term);
 
 /* ---- conclude.c: the conclusions, derived from the figures ---- */
 
-/* Ranks the distinct models by final test loss, tests each against the
-   base and against each other, and writes report.md's conclusions to md,
-   every comparison to csv (comparisons.csv) and the ranking to term. */
+/* Ranks the distinct models by final test loss (by validation loss when
+   every experiment holds out a split, the test loss beside it), tests
+   each against the base and against each other, and writes report.md's
+   conclusions to md, every comparison to csv (comparisons.csv) and the
+   ranking to term. */
 void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term);
 
 /* ---- health.c: the activation-health figures ---- */

@@ -158,6 +158,32 @@ static void test_seed_study(void **state) {
   st_free(&s);
 }
 
+/* The training recipes' study: each recipe a varied key, and the base's
+   validation split and early stopping in every experiment. */
+static void test_recipe_study(void **state) {
+  (void)state;
+  static const char *const names[] = {
+    "schedule=none", "schedule=step(step_size=3, gamma=0.3)", "schedule=cosine(T_max=10)",
+    "schedule=onecycle(max_lr=0.1, warmup=200)", "clip_grad_norm=null", "clip_grad_norm=1",
+    "label_smoothing=0", "label_smoothing=0.1",
+  };
+  static const int sched[] = {RT_SCHED_NONE, RT_SCHED_STEP, RT_SCHED_COSINE, RT_SCHED_ONECYCLE};
+  if (st_load("models/recipe_study.json", &s, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(s.nexp, 8);
+  for (int i = 0; i < 8; i++) {
+    const Model *m = &s.exp[i].model;
+    assert_string_equal(s.exp[i].name, names[i]);
+    assert_int_equal(m->recipe.schedule, i < 4 ? sched[i] : RT_SCHED_NONE);
+    assert_true(m->clip_grad_norm == (i == 5 ? 1.0 : 0));
+    assert_true(m->label_smoothing == (i == 7 ? 0.1 : 0));
+    assert_int_equal(m->recipe.val_count, 5000);
+    assert_int_equal(m->recipe.patience, 3);
+  }
+  assert_int_equal(s.exp[3].model.recipe.warmup, 200);
+  st_free(&s);
+}
+
 /* The full grid: 2 × 2 × 3 × 3, the first key varying slowest. */
 static void test_seed_grid(void **state) {
   (void)state;
@@ -337,6 +363,7 @@ int main(void) {
     cmocka_unit_test(test_errors),
     cmocka_unit_test(test_seed_study),
     cmocka_unit_test(test_seed_grid),
+    cmocka_unit_test(test_recipe_study),
     cmocka_unit_test(test_dotted_and_names),
     cmocka_unit_test(test_base_path_and_defaults),
     cmocka_unit_test(test_override),

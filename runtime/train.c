@@ -392,12 +392,17 @@ static void train_print_initial(Loop *L) {
     printf("%5d  (the initial weights)\n", 0), rt_health_print(h, stdout);
 }
 
+/* The bytes of t's data when early stopping keeps it (a parameter or
+   buffer), else 0. */
+static size_t train_kept_size(const RtTensor *t) {
+  return t->kind <= RT_BUF_ONE ? (size_t)rt_numel(t) * (t->dtype == RT_F32 ? 4 : 8) : 0;
+}
+
 /* The bytes of the parameters and buffers, which early stopping keeps. */
 static size_t train_kept_bytes(const RtNet *net) {
   size_t n = 0;
   for (int k = 0; k < net->ntensors; k++)
-    if (net->tensors[k].kind <= RT_BUF_ONE)
-      n += (size_t)rt_numel(&net->tensors[k]) * (net->tensors[k].dtype == RT_F32 ? 4 : 8);
+    n += train_kept_size(&net->tensors[k]);
   return n;
 }
 
@@ -419,9 +424,7 @@ static void train_keep(Loop *L, int back) {
   unsigned char *at = L->kept;
   for (int k = 0; k < L->net->ntensors; k++) {
     const RtTensor *t = &L->net->tensors[k];
-    size_t n = (size_t)rt_numel(t) * (t->dtype == RT_F32 ? 4 : 8);
-    if (t->kind > RT_BUF_ONE)
-      continue;
+    size_t n = train_kept_size(t);
     memcpy(back ? t->data : at, back ? at : t->data, n);
     at += n;
   }

@@ -86,6 +86,9 @@ void ir_lower(const Model *m, Ir *ir);
 void ir_describe(const Ir *ir, char *buf, size_t size);
 /* Writes the layer list, one per line (--dump-ir). */
 void ir_dump(const Ir *ir, FILE *out);
+/* A batch of samples of shape s, as comments and dumps write it:
+   "(B, 784)", "(B, 16, 28, 28)" (a ring of 4 buffers). */
+const char *ir_shape(const FeShape *s);
 
 /* ---- codegen/emit.c: C source ---- */
 
@@ -177,7 +180,9 @@ typedef struct Jit Jit;
 #define RT_KERNELS(X) \
   X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
   X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) \
-  X(opt_adam) X(clip_norm) X(clip_scale) X(xent_smooth) X(xent_smooth_backward)
+  X(opt_adam) X(conv2d_forward) X(conv2d_backward) X(maxpool2d_forward) X(maxpool2d_backward) \
+  X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) X(bn2d_backward) X(clip_norm) \
+  X(clip_scale) X(xent_smooth) X(xent_smooth_backward)
 /* and act_NAME, act_NAME_back for each activation of runtime/acts.h */
 
 typedef void (*KernelFn)(void);

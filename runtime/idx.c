@@ -4,9 +4,13 @@
  * An IDX file is a big-endian header followed by the elements:
  *
  *   00 00 08 NDIM   magic: unsigned bytes, NDIM dimensions
- *   NDIM x u32      the dimensions, (n, rows, cols) for images, (n) for labels
- *   bytes           n*rows*cols pixels, or n labels
+ *   NDIM x u32      the dimensions: (n, rows, cols) or (n, channels, rows,
+ *                   cols) for images, (n) for labels
+ *   bytes           n*rows*cols or n*channels*rows*cols pixels (channels,
+ *                   then rows, then columns: PyTorch's NCHW), or n labels
  *
+ * A set's images are PREFIX-images-idx3-ubyte (one channel) or
+ * PREFIX-images-idx4-ubyte, never both; its labels PREFIX-labels-idx1-ubyte.
  * Each file may be raw or gzip-compressed; gzip is recognised by its magic
  * bytes 1f 8b, not by its name, and inflated in memory with zlib. For each
  * file rt_load_set takes DIR/NAME when it exists, else DIR/NAME.gz.
@@ -174,7 +178,7 @@ static size_t idx_declared(const unsigned char *buf, size_t n) {
   if (n < 4)
     return 0;
   size_t ndims = buf[3], size = 1;
-  if (buf[0] || buf[1] || buf[2] != 8 || ndims < 1 || ndims > 3)
+  if (buf[0] || buf[1] || buf[2] != 8 || ndims < 1 || ndims > 4)
     return SIZE_MAX;
   if (n < 4 + 4 * ndims)
     return 0;
@@ -282,8 +286,16 @@ static uint32_t idx_u32(const unsigned char *p) {
 
 /* What a file with ndims dimensions holds, for messages. */
 static const char *idx_kind(int ndims) {
-  return ndims == 3 ? "an IDX image file" : ndims == 1 ? "an IDX label file"
+  return ndims >= 3 ? "an IDX image file" : ndims == 1 ? "an IDX label file"
                                                        : "an IDX file";
+}
+
+/* The first ndims of dims as "A x B x C" into buf, for messages. */
+static const char *idx_dims_str(const long *dims, int ndims, char *buf, size_t len) {
+  int n = snprintf(buf, len, "%ld", dims[0]);
+  for (int i = 1; i < ndims && n >= 0 && (size_t)n < len; i++)
+    n += snprintf(buf + n, len - n, " x %ld", dims[i]);
+  return buf;
 }
 
 /* Checks the magic number: unsigned bytes, want_dims dimensions. */
@@ -292,31 +304,33 @@ static int idx_check_magic(uint32_t magic, int want_dims, const char *path,
   uint32_t want = 0x800u | (uint32_t)want_dims;
   if (magic == want)
     return 0;
-  const char *hint = "";
-  char buf[64];
-  if ((magic & 0xffffff00u) == 0x800u) {
-    snprintf(buf, sizeof buf, ": it has %u dimension%s, not %d",
-             magic & 0xffu, (magic & 0xffu) == 1 ? "" : "s", want_dims);
-    hint = buf;
-  } else if ((magic & 0xffff0000u) == 0) {
-    snprintf(buf, sizeof buf, ": its elements are type 0x%02x, not "
+  char hint[160] = "";
+  unsigned has = magic & 0xffu;
+  if ((magic & 0xffffff00u) == 0x800u)
+    snprintf(hint, sizeof hint, ": it has %u dimension%s, not %d", has, has == 1 ? "" : "s",
+             want_dims);
+  else if ((magic & 0xffff0000u) == 0)
+    snprintf(hint, sizeof hint, ": its elements are type 0x%02x, not "
              "unsigned bytes (0x08)", (magic >> 8) & 0xffu);
-    hint = buf;
-  }
+  if ((magic & 0xffffff00u) == 0x800u && want_dims >= 3 && (has == 3 || has == 4))
+    snprintf(hint + strlen(hint), sizeof hint - strlen(hint), " (images in %u "
+             "dimensions are read from a file named *-images-idx%u-ubyte)", has, has);
   return idx_fail(err, errlen, path, "bad magic number 0x%08x, expected "
                   "0x%08x (%s)%s", magic, want, idx_kind(want_dims), hint);
 }
 
 /* Names dimension i of a file with ndims dimensions, for messages. */
 static const char *idx_dim_name(int ndims, int i) {
-  static const char *const image[] = {"images", "rows", "columns"};
-  return ndims == 3 ? image[i] : ndims == 1 ? "labels" : "elements";
+  static const char *const image[] = {"images", "channels", "rows", "columns"};
+  if (ndims >= 3)
+    return image[i && ndims == 3 ? i + 1 : i];  /* 3 dimensions: no channels */
+  return ndims == 1 ? "labels" : "elements";
 }
 
 /* Reads the dimensions after the magic; all must be nonzero. */
-static int idx_read_dims(const unsigned char *buf, int ndims, long dims[3],
+static int idx_read_dims(const unsigned char *buf, int ndims, long dims[4],
                          const char *path, char *err, size_t errlen) {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     dims[i] = 1;
   for (int i = 0; i < ndims; i++) {
     dims[i] = (long)idx_u32(buf + 4 + 4 * i);
@@ -327,15 +341,16 @@ static int idx_read_dims(const unsigned char *buf, int ndims, long dims[3],
   return 0;
 }
 
-/* Checks that the header's dimensions account for every byte of the file. */
-static int idx_check_size(size_t len, size_t header, const long dims[3],
+/* Checks that the ndims dimensions account for every byte of the file. */
+static int idx_check_size(size_t len, size_t header, const long dims[4], int ndims,
                           const char *path, char *err, size_t errlen) {
   size_t total = header;
   size_t count = 1;
-  for (int i = 0; i < 3; i++)
+  char what[64];
+  for (int i = 0; i < ndims; i++)
     if (idx_mul(count, (size_t)dims[i], &count))
-      return idx_fail(err, errlen, path, "header says %ld x %ld x %ld "
-                      "elements, which overflows", dims[0], dims[1], dims[2]);
+      return idx_fail(err, errlen, path, "header says %s elements, which overflows",
+                      idx_dims_str(dims, ndims, what, sizeof what));
   if (count > SIZE_MAX - header)
     return idx_fail(err, errlen, path, "header says %zu elements, which "
                     "overflows", count);
@@ -348,9 +363,9 @@ static int idx_check_size(size_t len, size_t header, const long dims[3],
 
 /* Parses an IDX image or label file already in memory. */
 int rt_parse_idx(const unsigned char *buf, size_t len, int want_dims,
-                 const char *path, long dims[3], size_t *offset,
+                 const char *path, long dims[4], size_t *offset,
                  char *err, size_t errlen) {
-  if (want_dims < 1 || want_dims > 3)
+  if (want_dims < 1 || want_dims > 4)
     return idx_fail(err, errlen, path, "cannot read IDX files with %d "
                     "dimensions", want_dims);
   size_t header = 4 + 4 * (size_t)want_dims;
@@ -363,7 +378,7 @@ int rt_parse_idx(const unsigned char *buf, size_t len, int want_dims,
     return idx_fail(err, errlen, path, "file is %zu bytes, too short for an "
                     "IDX header (%zu bytes)", len, header);
   if (idx_read_dims(buf, want_dims, dims, path, err, errlen) ||
-      idx_check_size(len, header, dims, path, err, errlen))
+      idx_check_size(len, header, dims, want_dims, path, err, errlen))
     return -1;
   *offset = header;
   return 0;
@@ -378,40 +393,71 @@ static int idx_join(char *path, size_t size, const char *dir,
   return n < 0 || (size_t)n + 3 >= size ? -1 : 0;
 }
 
-/* Picks path, or path.gz when path does not exist; a missing pair is an
-   error. Any other problem with path is left for rt_read_file to report. */
-static int idx_pick(char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (f || errno != ENOENT) {
-    if (f)
-      fclose(f);
-    return 0;
-  }
+/* Whether there is a file to read at path, else at path.gz (path then
+   gets the .gz). Anything there that cannot be opened counts: it is
+   left for rt_read_file to report. */
+static int idx_there(char *path) {
   size_t n = strlen(path);
-  strcpy(path + n, ".gz");
-  if ((f = fopen(path, "rb")) || errno != ENOENT) {
-    if (f)
-      fclose(f);
-    return 0;
+  for (int gz = 0; gz < 2; gz++) {
+    if (gz)
+      strcpy(path + n, ".gz");
+    FILE *f = fopen(path, "rb");
+    if (f || errno != ENOENT) {
+      if (f)
+        fclose(f);
+      return 1;
+    }
   }
   path[n] = 0;
+  return 0;
+}
+
+/* Picks DIR/PREFIX-NAME, or with .gz, into path; a missing file is an
+   error. */
+static int idx_pick(char *path, size_t size, const char *dir, const char *prefix,
+                    const char *name, char *err, size_t errlen) {
+  if (idx_join(path, size, dir, prefix, name))
+    return idx_fail(err, errlen, dir, "path too long");
+  if (idx_there(path))
+    return 0;
   return idx_fail(err, errlen, path, "no such file (also tried %s.gz)", path);
 }
 
-/* Loads one IDX file of want_dims dimensions: its elements, moved to the
-   front of their buffer, and its dimensions. path gets the file's name. */
-static unsigned char *idx_load(const char *dir, const char *prefix,
-                               const char *name, int want_dims, long dims[3],
-                               char *path, size_t pathlen, char *err,
+/* Picks the image file of a set into path: PREFIX-images-idx3-ubyte, or
+   PREFIX-images-idx4-ubyte, each raw or .gz; 3 or 4, its dimensions.
+   Neither, or both, is an error. */
+static int idx_pick_images(char *path, size_t size, const char *dir, const char *prefix,
+                           char *err, size_t errlen) {
+  char p4[FILENAME_MAX];
+  if (idx_join(path, size, dir, prefix, "images-idx3-ubyte") ||
+      idx_join(p4, sizeof p4, dir, prefix, "images-idx4-ubyte"))
+    return idx_fail(err, errlen, dir, "path too long");
+  int has3 = idx_there(path), has4 = idx_there(p4);
+  if (has3 && has4)
+    return idx_fail(err, errlen, path, "%s is there too: a set has one image file, "
+                    "remove one of them", p4);
+  if (!has3 && !has4)
+    return idx_fail(err, errlen, path, "no such file (also tried %s.gz, %s and %s.gz)",
+                    path, p4, p4);
+  if (has4)
+    snprintf(path, size, "%s", p4);
+  return has4 ? 4 : 3;
+}
+
+int rt_data_file(const char *dir, const char *prefix, int labels, char *path, size_t size,
+                 char *err, size_t errlen) {
+  if (!labels)
+    return idx_pick_images(path, size, dir, prefix, err, errlen);
+  return idx_pick(path, size, dir, prefix, "labels-idx1-ubyte", err, errlen) ? -1 : 1;
+}
+
+/* Loads the IDX file at path, of want_dims dimensions: its elements,
+   moved to the front of their buffer, and its dimensions. */
+static unsigned char *idx_load(const char *path, int want_dims, long dims[4], char *err,
                                size_t errlen) {
-  if (idx_join(path, pathlen, dir, prefix, name)) {
-    idx_fail(err, errlen, dir, "path too long");
-    return NULL;
-  }
   size_t len = 0, off = 0;
-  unsigned char *buf = NULL;
-  if (idx_pick(path, err, errlen) ||
-      !(buf = rt_read_file(path, &len, err, errlen)))
+  unsigned char *buf = rt_read_file(path, &len, err, errlen);
+  if (!buf)
     return NULL;
   if (rt_parse_idx(buf, len, want_dims, path, dims, &off, err, errlen)) {
     free(buf);
@@ -436,58 +482,89 @@ static int idx_check_labels(const RtSet *s, long nlabels, int nclasses,
   return 0;
 }
 
-/* Loads DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte. */
+/* Sets the count and image shape of s from its image file's dimensions,
+   (n, rows, cols) or (n, channels, rows, cols). */
+static int idx_set_shape(RtSet *s, const long *dims, int ndims, const char *path,
+                         char *err, size_t errlen) {
+  char what[64];
+  s->n = dims[0];
+  s->channels = ndims == 4 ? (int)dims[1] : 1;
+  if (dims[1] * dims[2] * dims[3] > INT_MAX)  /* no overflow: the file holds them all */
+    return idx_fail(err, errlen, path, "images of %s pixels are too large",
+                    idx_dims_str(dims + 1, ndims - 1, what, sizeof what));
+  s->rows = (int)dims[ndims - 2];
+  s->cols = (int)dims[ndims - 1];
+  return 0;
+}
+
+/* Loads DIR/PREFIX-images-idx3-ubyte (or -idx4-ubyte) and
+   DIR/PREFIX-labels-idx1-ubyte. */
 int rt_load_set(const char *dir, const char *prefix, int nclasses,
                 RtSet *set, char *err, size_t errlen) {
   char ipath[FILENAME_MAX], lpath[FILENAME_MAX];
-  long idims[3], ldims[3];
+  long idims[4], ldims[4];
   memset(set, 0, sizeof *set);
   if (nclasses < 1 || nclasses > 256)
     return idx_fail(err, errlen, dir, "%d classes: expected 1..256",
                     nclasses);
-  set->images = idx_load(dir, prefix, "images-idx3-ubyte", 3, idims, ipath,
-                         sizeof ipath, err, errlen);
-  if (!set->images)
+  int ndims = rt_data_file(dir, prefix, 0, ipath, sizeof ipath, err, errlen);
+  if (ndims < 0 || !(set->images = idx_load(ipath, ndims, idims, err, errlen)))
     return -1;
-  set->n = idims[0];
-  if (idims[1] * idims[2] > INT_MAX) {
-    idx_fail(err, errlen, ipath, "images of %ld x %ld pixels are too large",
-             idims[1], idims[2]);
-    rt_free_set(set);
-    return -1;
-  }
-  set->rows = (int)idims[1];
-  set->cols = (int)idims[2];
-  set->labels = idx_load(dir, prefix, "labels-idx1-ubyte", 1, ldims, lpath,
-                         sizeof lpath, err, errlen);
-  if (!set->labels || idx_check_labels(set, ldims[0], nclasses, ipath, lpath,
-                                       err, errlen)) {
+  if (idx_set_shape(set, idims, ndims, ipath, err, errlen) ||
+      rt_data_file(dir, prefix, 1, lpath, sizeof lpath, err, errlen) < 0 ||
+      !(set->labels = idx_load(lpath, 1, ldims, err, errlen)) ||
+      idx_check_labels(set, ldims[0], nclasses, ipath, lpath, err, errlen)) {
     rt_free_set(set);
     return -1;
   }
   return 0;
 }
 
-/* Checks that both sets have one image shape, of input pixels. */
-static int idx_check_shapes(const char *dir, const RtSet *tr, const RtSet *te, int input,
-                            char *err, size_t errlen) {
-  if (tr->rows != te->rows || tr->cols != te->cols)
-    return idx_fail(err, errlen, dir, "the train images are %d x %d pixels and the t10k "
-                    "images %d x %d: both sets must have one shape", tr->rows, tr->cols,
-                    te->rows, te->cols);
-  if (tr->rows * tr->cols != input)
-    return idx_fail(err, errlen, dir, "images have %d features (%d x %d), the model's "
-                    "input is %d", tr->rows * tr->cols, tr->rows, tr->cols, input);
+/* A set's image shape for messages: "28 x 28", or when full (channels
+   matter) "1 x 28 x 28". */
+static const char *idx_shape(const RtSet *s, int full, char *buf, size_t len) {
+  long d[3] = {s->channels, s->rows, s->cols};
+  return idx_dims_str(d + !full, 3 - !full, buf, len);
+}
+
+/* Checks that the train and t10k images have one shape. */
+static int idx_check_pair(const char *dir, const RtSet *tr, const RtSet *te, char *err,
+                          size_t errlen) {
+  char a[64], b[64];
+  int full = tr->channels != 1 || te->channels != 1;
+  if (tr->channels == te->channels && tr->rows == te->rows && tr->cols == te->cols)
+    return 0;
+  return idx_fail(err, errlen, dir, "the train images are %s%s and the t10k images %s%s: "
+                  "both sets must have one shape", idx_shape(tr, full, a, sizeof a),
+                  full ? "" : " pixels", idx_shape(te, full, b, sizeof b),
+                  full ? " (channels x height x width)" : "");
+}
+
+/* Checks that images of s fit the model: shape (C, H, W) when given and
+   not 0s, and input features in any case. */
+static int idx_check_model(const char *dir, const RtSet *s, int input, const int *shape,
+                           char *err, size_t errlen) {
+  char a[64];
+  int features = s->channels * s->rows * s->cols;
+  if (shape && (shape[0] || shape[1] || shape[2]) &&
+      (s->channels != shape[0] || s->rows != shape[1] || s->cols != shape[2]))
+    return idx_fail(err, errlen, dir, "images are %d x %d x %d (channels x height x width); "
+                    "the model's input is [%d, %d, %d]", s->channels, s->rows, s->cols,
+                    shape[0], shape[1], shape[2]);
+  if (features != input)
+    return idx_fail(err, errlen, dir, "images have %d features (%s), the model's input is %d",
+                    features, idx_shape(s, s->channels != 1, a, sizeof a), input);
   return 0;
 }
 
-int rt_load_data(const char *dir, int input, int nclasses, RtSet *tr, RtSet *te,
-                 char *err, size_t errlen) {
+int rt_load_data(const char *dir, int input, const int *shape, int nclasses, RtSet *tr,
+                 RtSet *te, char *err, size_t errlen) {
   memset(te, 0, sizeof *te);
   if (rt_load_set(dir, "train", nclasses, tr, err, errlen))
     return -1;
   if (rt_load_set(dir, "t10k", nclasses, te, err, errlen) ||
-      idx_check_shapes(dir, tr, te, input, err, errlen)) {
+      idx_check_pair(dir, tr, te, err, errlen) ||
+      idx_check_model(dir, tr, input, shape, err, errlen)) {
     rt_free_set(tr);
     rt_free_set(te);
     return -1;

@@ -61,6 +61,14 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 #define opt_adam opt_adam_fma
 #define bn_forward bn_forward_fma
 #define bn_backward bn_backward_fma
+#define conv2d_forward conv2d_forward_fma
+#define conv2d_backward conv2d_backward_fma
+#define maxpool2d_forward maxpool2d_forward_fma
+#define maxpool2d_backward maxpool2d_backward_fma
+#define avgpool2d_forward avgpool2d_forward_fma
+#define avgpool2d_backward avgpool2d_backward_fma
+#define bn2d_forward bn2d_forward_fma
+#define bn2d_backward bn2d_backward_fma
 #define drop_forward drop_forward_fma
 #define drop_backward drop_backward_fma
 #define act_tanh act_tanh_fma
@@ -97,6 +105,25 @@ void bn_forward(int n, int C, int train, double m, double eps, const real *x,
 void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gamma,
                  const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
                  real *dbeta, real *dx);
+void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH, int SW, int PH,
+                    int PW, const real *x, const real *w, const real *b, real *col, real *y);
+void conv2d_backward(int n, int C, int H, int W, int O, int KH, int KW, int SH, int SW,
+                     int PH, int PW, const real *dy, const real *x, const real *w,
+                     const real *col, real *dcol, real *dw, real *db, real *dx);
+void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                       const real *x, real *y, int *arg);
+void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                        const real *dy, const int *arg, real *dx);
+void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                       const real *x, real *y);
+void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                        const real *dy, real *dx);
+void bn2d_forward(int n, int C, int S, int train, double m, double eps, const real *x,
+                  const real *gamma, const real *beta, real *run_mean, real *run_var,
+                  double *mean, double *var, double *rstd, real *xhat, real *y);
+void bn2d_backward(int n, int C, int S, const real *dy, const real *xhat, const real *gamma,
+                   const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
+                   real *dbeta, real *dx);
 #define ACT_PROTOTYPES_(e, name, ...)                                        \
   void act_##name(int len, const real *x, real *y, real p);                   \
   void act_##name##_back(int len, const real *x, const real *y, const real *g, \
@@ -879,6 +906,250 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
     for (int c = 0; c < C; c++)
       dx[(long)r * C + c] = (real)(k[c] * (n * (double)dy[(long)r * C + c] - sdy[c] -
                                            xhat[(long)r * C + c] * sdyx[c]));
+}
+
+/* ---- convolutions, pooling and BatchNorm2d: NCHW, batch-major ----
+
+   A sample's image (C, H, W) holds x[c][h][w] at (c·H + h)·W + w; the
+   batch is n of them in a row. Output sizes are PyTorch's floor mode,
+   OH = (H + 2·PH − KH)/SH + 1 (OW likewise; the pools have no padding).
+   A convolution is a product with the im2col matrix of its input: col
+   (K, P) for one sample, K = C·KH·KW rows k = (c, i, j) and P = OH·OW
+   columns p = (oh, ow), col[k][p] = x[c][oh·SH − PH + i][ow·SW − PW + j],
+   0 in the padding. Its sums, each from the bias or 0, one term at a
+   time with MAC: y[o][p] along k; dw[o][k] along the batch's samples,
+   then p; dcol[k][p] = Σ_o w[o][k]·dy[o][p] along o, each rounded to a
+   real, and dx[c][h][w] the sum, by plain additions in increasing k, of
+   the dcol terms that col drew from x[c][h][w]. */
+
+/* A convolution's or a pool's output size along one axis. */
+MM_INLINE int conv_out(int len, int k, int s, int pad) { return (len + 2 * pad - k) / s + 1; }
+
+/* col (C·KH·KW, OH·OW) of one sample x (C, H, W). */
+MM_INLINE void conv_im2col(int C, int H, int W, int KH, int KW, int SH, int SW, int PH,
+                           int PW, const real *x, real *col) {
+  int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW);
+  for (int c = 0; c < C; c++)
+    for (int i = 0; i < KH; i++)
+      for (int j = 0; j < KW; j++, col += OH * OW)
+        for (int oh = 0; oh < OH; oh++)
+          for (int ow = 0; ow < OW; ow++) {
+            int h = oh * SH - PH + i, w = ow * SW - PW + j;
+            col[oh * OW + ow] = h >= 0 && h < H && w >= 0 && w < W
+                                  ? x[((long)c * H + h) * W + w] : (real)0;
+          }
+}
+
+/* dx (C, H, W) of one sample = 0 plus each element of dcol (C·KH·KW,
+   OH·OW) added where conv_im2col took it from, k then p increasing. */
+MM_INLINE void conv_col2im(int C, int H, int W, int KH, int KW, int SH, int SW, int PH,
+                           int PW, const real *dcol, real *dx) {
+  int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW);
+  for (long e = 0; e < (long)C * H * W; e++)
+    dx[e] = 0;
+  for (int c = 0; c < C; c++)
+    for (int i = 0; i < KH; i++)
+      for (int j = 0; j < KW; j++, dcol += OH * OW)
+        for (int oh = 0; oh < OH; oh++)
+          for (int ow = 0; ow < OW; ow++) {
+            int h = oh * SH - PH + i, w = ow * SW - PW + j;
+            if (h >= 0 && h < H && w >= 0 && w < W)
+              dx[((long)c * H + h) * W + w] += dcol[oh * OW + ow];
+          }
+}
+
+/* y = conv2d(x, w) + b: x (n, C, H, W), w (O, C, KH, KW), b (O) or null
+   (0), y (n, O, OH, OW); col (n, C·KH·KW, OH·OW): each sample's im2col
+   matrix, kept for the backward pass. */
+MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
+                                int SW, int PH, int PW, const real *x, const real *w,
+                                const real *b, real *col, real *y) {
+  int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
+  for (int r = 0; r < n; r++) {
+    real *cr = col + (long)r * K * P, *yr = y + (long)r * O * P;
+    conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, cr);
+    for (int o = 0; o < O; o++) {
+      for (int p = 0; p < P; p++)
+        yr[(long)o * P + p] = b ? b[o] : (real)0;
+      for (int k = 0; k < K; k++)
+        for (int p = 0; p < P; p++)
+          yr[(long)o * P + p] = MAC(yr[(long)o * P + p], w[(long)o * K + k], cr[(long)k * P + p]);
+    }
+  }
+}
+
+/* Backward: dw (O, C, KH, KW) and db (O) or null, the sums over the
+   batch; dx (n, C, H, W) or null. col as conv2d_forward left it; dcol
+   (C·KH·KW, OH·OW) is scratch. */
+MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
+                                 int SW, int PH, int PW, const real *dy, const real *x,
+                                 const real *w, const real *col, real *dcol, real *dw,
+                                 real *db, real *dx) {
+  int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
+  (void)x;
+  for (long e = 0; e < (long)O * K; e++)
+    dw[e] = 0;
+  for (int o = 0; o < O && db; o++)
+    db[o] = 0;
+  for (int r = 0; r < n; r++) {
+    const real *cr = col + (long)r * K * P, *dyr = dy + (long)r * O * P;
+    for (int o = 0; o < O; o++) {
+      for (int p = 0; p < P && db; p++)
+        db[o] += dyr[(long)o * P + p];
+      for (int k = 0; k < K; k++)
+        for (int p = 0; p < P; p++)
+          dw[(long)o * K + k] = MAC(dw[(long)o * K + k], dyr[(long)o * P + p], cr[(long)k * P + p]);
+    }
+    if (!dx)
+      continue;
+    for (long e = 0; e < (long)K * P; e++)
+      dcol[e] = 0;
+    for (int o = 0; o < O; o++)
+      for (int k = 0; k < K; k++)
+        for (int p = 0; p < P; p++)
+          dcol[(long)k * P + p] = MAC(dcol[(long)k * P + p], w[(long)o * K + k], dyr[(long)o * P + p]);
+    conv_col2im(C, H, W, KH, KW, SH, SW, PH, PW, dcol, dx + (long)r * C * H * W);
+  }
+}
+
+/* Max pooling: y (n, C, OH, OW), each window's maximum, and arg, its
+   index h·W + w in the plane. The window is scanned row by row, and a
+   value taken when it is greater than the maximum so far or NaN, as
+   PyTorch does: the first of equal maxima wins, and NaN propagates. */
+MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                   const real *x, real *y, int *arg) {
+  int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+  for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW, arg += OH * OW)
+    for (int oh = 0; oh < OH; oh++)
+      for (int ow = 0; ow < OW; ow++) {
+        int at = oh * SH * W + ow * SW;
+        real m = x[at];
+        for (int i = 0; i < KH; i++)
+          for (int j = 0; j < KW; j++) {
+            int e = (oh * SH + i) * W + ow * SW + j;
+            if (x[e] > m || x[e] != x[e])
+              m = x[e], at = e;
+          }
+        y[oh * OW + ow] = m;
+        arg[oh * OW + ow] = at;
+      }
+}
+
+/* Backward: dx (n, C, H, W) = 0, plus each dy at its arg, in order. */
+MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                    int SW, const real *dy, const int *arg, real *dx) {
+  int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+  for (long e = 0; e < (long)n * C * H * W; e++)
+    dx[e] = 0;
+  for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW)
+    for (int p = 0; p < OH * OW; p++)
+      dx[arg[p]] += dy[p];
+}
+
+/* Average pooling: y (n, C, OH, OW), each window's sum, row by row from
+   0, divided by KH·KW. */
+MLPC_KERNEL void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                   const real *x, real *y) {
+  int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+  for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW)
+    for (int oh = 0; oh < OH; oh++)
+      for (int ow = 0; ow < OW; ow++) {
+        real s = 0;
+        for (int i = 0; i < KH; i++)
+          for (int j = 0; j < KW; j++)
+            s += x[(oh * SH + i) * W + ow * SW + j];
+        y[oh * OW + ow] = s / (real)(KH * KW);
+      }
+}
+
+/* Backward: dx (n, C, H, W) = 0, plus each dy / (KH·KW) added to every
+   element of its window, windows in order. */
+MLPC_KERNEL void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                    int SW, const real *dy, real *dx) {
+  int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+  for (long e = 0; e < (long)n * C * H * W; e++)
+    dx[e] = 0;
+  for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW)
+    for (int oh = 0; oh < OH; oh++)
+      for (int ow = 0; ow < OW; ow++) {
+        real g = dy[oh * OW + ow] / (real)(KH * KW);
+        for (int i = 0; i < KH; i++)
+          for (int j = 0; j < KW; j++)
+            dx[(oh * SH + i) * W + ow * SW + j] += g;
+      }
+}
+
+/* BatchNorm2d: bn_forward with the statistics of channel c over the
+   batch and the S positions of its plane, summed sample by sample,
+   position by position: x, xhat, y (n, C, S). (n, C, S) is bn_forward's
+   (n·S, C) in another order, and its sums run over the same terms in the
+   same order: bn2d_forward gives bn_forward's bits. */
+MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double eps,
+                              const real *x, const real *gamma, const real *beta,
+                              real *run_mean, real *run_var, double *mean, double *var,
+                              double *rstd, real *xhat, real *y) {
+  long N = (long)n * S;
+  if (train) {
+    for (int c = 0; c < C; c++)
+      mean[c] = var[c] = 0;
+    for (int r = 0; r < n; r++)
+      for (int c = 0; c < C; c++)
+        for (int s = 0; s < S; s++)
+          mean[c] += x[((long)r * C + c) * S + s];
+    for (int c = 0; c < C; c++)
+      mean[c] /= N;
+    for (int r = 0; r < n; r++)
+      for (int c = 0; c < C; c++)
+        for (int s = 0; s < S; s++) {
+          double d = x[((long)r * C + c) * S + s] - mean[c];
+          var[c] += d * d;
+        }
+    for (int c = 0; c < C; c++) {
+      var[c] /= N;
+      run_mean[c] = (real)((1 - m) * run_mean[c] + m * mean[c]);
+      run_var[c] = (real)((1 - m) * run_var[c] + m * var[c] * N / (N - 1));
+    }
+  } else
+    for (int c = 0; c < C; c++)
+      mean[c] = run_mean[c], var[c] = run_var[c];
+  for (int c = 0; c < C; c++)
+    rstd[c] = 1 / sqrt(var[c] + eps);
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++)
+      for (int s = 0; s < S; s++) {
+        long e = ((long)r * C + c) * S + s;
+        real xh = (real)((x[e] - mean[c]) * rstd[c]);
+        xhat[e] = xh;
+        y[e] = gamma[c] * xh + beta[c];
+      }
+}
+
+/* Backward: bn_backward with the sums of channel c over the batch and
+   its S positions, in bn2d_forward's order. */
+MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *xhat,
+                               const real *gamma, const double *rstd, double *sdy,
+                               double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
+  long N = (long)n * S;
+  for (int c = 0; c < C; c++)
+    sdy[c] = sdyx[c] = 0;
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++)
+      for (int s = 0; s < S; s++) {
+        long e = ((long)r * C + c) * S + s;
+        sdy[c] += dy[e];
+        sdyx[c] += dy[e] * xhat[e];
+      }
+  for (int c = 0; c < C; c++) {
+    dgamma[c] = (real)sdyx[c];
+    dbeta[c] = (real)sdy[c];
+    k[c] = gamma[c] * rstd[c] / N;
+  }
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < C; c++)
+      for (int s = 0; s < S; s++) {
+        long e = ((long)r * C + c) * S + s;
+        dx[e] = (real)(k[c] * (N * (double)dy[e] - sdy[c] - xhat[e] * sdyx[c]));
+      }
 }
 
 /* ---- activations ---- */

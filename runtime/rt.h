@@ -15,29 +15,41 @@
 
 typedef struct {
   long n;                 /* samples                                      */
+  int channels;           /* 1 for MNIST and any 3-d image file           */
   int rows, cols;         /* 28 x 28 for MNIST                            */
-  unsigned char *images;  /* (n, rows*cols) bytes                         */
+  unsigned char *images;  /* (n, channels, rows, cols) bytes: NCHW        */
   unsigned char *labels;  /* (n)                                          */
 } RtSet;
 
-/* Loads DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte,
-   each raw or with .gz appended (PREFIX is "train" or "t10k"). Checks
-   magic numbers, dimensions, sizes and labels (< nclasses). On error
-   writes "FILE: what is wrong" to err and returns -1. */
+/* Loads DIR/PREFIX-images-idx3-ubyte (n, rows, cols), or instead
+   DIR/PREFIX-images-idx4-ubyte (n, channels, rows, cols), and
+   DIR/PREFIX-labels-idx1-ubyte, each raw or with .gz appended (PREFIX is
+   "train" or "t10k"). Checks magic numbers, dimensions, sizes and labels
+   (< nclasses). On error writes "FILE: what is wrong" to err and
+   returns -1. */
 int rt_load_set(const char *dir, const char *prefix, int nclasses,
                 RtSet *set, char *err, size_t errlen);
 /* Loads DIR's train and t10k sets (rt_load_set) for a model of input
-   features and nclasses classes: both sets must have one image shape, of
-   input pixels. On error writes "PATH: what is wrong" to err, holds
-   nothing and returns -1. */
-int rt_load_data(const char *dir, int input, int nclasses, RtSet *tr, RtSet *te,
+   features, shape (C, H, W) and nclasses classes: both sets must have one
+   image shape (channels, rows, cols), exactly shape when it is given and
+   not 0s, and of input features (C·H·W) in any case. On error writes
+   "PATH: what is wrong" to err, holds nothing and returns -1. */
+int rt_load_data(const char *dir, int input, const int *shape, int nclasses, RtSet *tr,
+                 RtSet *te, char *err, size_t errlen);
+/* The file rt_load_set reads for PREFIX's images (labels 0) or labels
+   (labels 1), into path: DIR/PREFIX-images-idx3-ubyte or -idx4-ubyte
+   (never both), or DIR/PREFIX-labels-idx1-ubyte, each raw or with .gz
+   appended. Returns the dimensions its name says (3, 4 or 1), or -1 with
+   "PATH: what is wrong" in err. */
+int rt_data_file(const char *dir, const char *prefix, int labels, char *path, size_t size,
                  char *err, size_t errlen);
 /* Reads one whole file, inflating gzip; *len gets its size. */
 unsigned char *rt_read_file(const char *path, size_t *len,
                             char *err, size_t errlen);
-/* Parses an IDX image or label file already in memory. */
+/* Parses an IDX file of want_dims (1 to 4) dimensions already in memory:
+   dims gets them (1 past want_dims), *offset where the elements start. */
 int rt_parse_idx(const unsigned char *buf, size_t len, int want_dims,
-                 const char *path, long dims[3], size_t *offset,
+                 const char *path, long dims[4], size_t *offset,
                  char *err, size_t errlen);
 void rt_free_set(RtSet *set);
 

@@ -64,7 +64,7 @@ static void split_mark(const RtSet *all, int k, const long *quota, uint64_t seed
 
 /* Allocates a set of n samples of feats bytes, shaped as like; 0 or -1. */
 static int split_alloc(RtSet *s, const RtSet *like, long n, int feats) {
-  *s = (RtSet){.n = n, .rows = like->rows, .cols = like->cols};
+  *s = (RtSet){.n = n, .channels = like->channels, .rows = like->rows, .cols = like->cols};
   s->images = malloc((size_t)n * feats + 1);
   s->labels = malloc((size_t)n + 1);
   if (s->images && s->labels)

@@ -625,7 +625,8 @@ static void train_say_data(const Loop *L) {
 int rt_train(const RtNet *net, const RtOptions *o) {
   char err[1024];
   Loop L = {.net = net, .o = o, .patience = net->recipe ? net->recipe->patience : 0};
-  if (rt_load_data(o->data, net->input, net->output, &L.train, &L.test, err, sizeof err) ||
+  if (rt_load_data(o->data, net->input, net->shape, net->output, &L.train, &L.test, err,
+                   sizeof err) ||
       train_split(&L, err, sizeof err)) {
     fprintf(stderr, "mlpc: error: %s\n", err);
     rt_free_set(&L.train), rt_free_set(&L.test);

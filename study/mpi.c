@@ -30,6 +30,7 @@
  * stop, at the end; one that hears nothing from rank 0 for three
  * timeouts stops by itself.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -167,29 +168,16 @@ typedef struct {
   uint64_t size;
 } FileHead;
 
-/* The four files a data directory holds, as rt_load_set looks for them. */
-static const char *const data_files[] = {
-  "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
-};
-
-/* Opens dir/NAME, else dir/NAME.gz, as idx.c picks; h gets the name. */
-static FILE *open_data(const char *dir, const char *name, FileHead *h, char *path, size_t n) {
-  snprintf(path, n, "%s/%s", dir, name);
-  snprintf(h->name, sizeof h->name, "%s", name);
-  FILE *f = fopen(path, "rb");
-  if (f || errno != ENOENT)
-    return f;
-  snprintf(path, n, "%s/%s.gz", dir, name);
-  snprintf(h->name, sizeof h->name, "%s.gz", name);
-  return fopen(path, "rb");
-}
-
-/* Appends one file of a data directory, as it is on disk, to b. */
-static int pack_file(Buf *b, const char *dir, const char *name, char *err, size_t errlen) {
+/* Appends PREFIX's image file (labels 0) or label file (1) of a data
+   directory, the one rt_load_set reads, as it is on disk, to b. */
+static int pack_file(Buf *b, const char *dir, const char *prefix, int labels, char *err,
+                     size_t errlen) {
   char path[MAX_PATH_LEN + 80];
   FileHead h = {{0}, 0};
-  FILE *f = open_data(dir, name, &h, path, sizeof path);
+  if (rt_data_file(dir, prefix, labels, path, sizeof path, err, errlen) < 0)
+    return -1;
+  snprintf(h.name, sizeof h.name, "%s", strrchr(path, '/') + 1);
+  FILE *f = fopen(path, "rb");
   long size = f && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
   int ok = size >= 0 && fseek(f, 0, SEEK_SET) == 0;
   if (ok) {
@@ -210,7 +198,7 @@ static int pack_data(Buf *b, int id, const char *dir, char *err, size_t errlen) 
   b->len = 0;
   put(b, &h, sizeof h);
   for (int i = 0; i < 4; i++)
-    if (pack_file(b, dir, data_files[i], err, errlen))
+    if (pack_file(b, dir, i < 2 ? "train" : "t10k", i % 2, err, errlen))
       return -1;
   return 0;
 }
@@ -326,6 +314,19 @@ static void take_job(Worker *W, const char *buf, int n) {
 
 static Worker the_worker;
 
+/* Removes the files unpack_data wrote into dir (no subdirectories), then
+   dir. */
+static void remove_data_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      unlinkat(dirfd(d), e->d_name, 0);
+  if (d)
+    closedir(d);
+  rmdir(dir);
+}
+
 /* Removes the worker's data sets; at exit, whatever the way out. */
 static void clean(void) {
   Worker *W = &the_worker;
@@ -333,14 +334,8 @@ static void clean(void) {
   if (!W->root[0])
     return;
   for (int id = 0; id < MAX_DATA; id++) {
-    for (int f = 0; W->have[id] && f < 4; f++) {
-      snprintf(path, sizeof path, "%.4095s/%d/%s", W->root, id, data_files[f]);
-      remove(path);
-      strcat(path, ".gz");
-      remove(path);
-    }
     snprintf(path, sizeof path, "%.4095s/%d", W->root, id);
-    rmdir(path);
+    remove_data_dir(path);
   }
   rmdir(W->root);
   W->root[0] = 0;
@@ -607,6 +602,8 @@ static void handle(Sched *S, int i, const StMsg *m) {
   }
   if (S->state[m->task] == FAILED)
     S->failed--;  /* given up after two losses, yet here it is */
+  else if (S->state[m->task] == PENDING)
+    S->pending--;  /* taken back from a rank taken for dead, which finished it after all */
   S->state[m->task] = DONE, S->done++;
   st_log_run(S->p, m->task, S->done + S->failed, S->total, &m->r);
 }
@@ -717,44 +714,60 @@ static void describe_ranks(void) {
   fflush(stdout);
 }
 
-/* Sets up the scheduler; the number of runs to do. */
-static int setup(Sched *S) {
-  S->r = ranks;
+/* Sets up the scheduler for a round; the number of runs to do. Rank 0's
+   compute thread, with the code it holds, and the data sets made for
+   the ranks are kept from an earlier round. */
+static int setup(Sched *S, StPlan *p, sqlite3 *db, const StRunOptions *o) {
+  S->p = p, S->db = db, S->o = o, S->r = ranks;
+  S->total = S->done = S->failed = S->fatal = 0;
   S->state = calloc((size_t)S->p->ntasks + 1, 1);
   S->lost = calloc((size_t)S->p->ntasks + 1, 1);
   if (!S->state || !S->lost)
     exit(1);
   for (int i = 0; i < S->p->ntasks; i++)
-    S->state[i] = S->p->tasks[i].run_id > 0 && !S->p->tasks[i].no_health ? DONE : PENDING,
+    S->state[i] = st_task_done(&S->p->tasks[i]) ? DONE : PENDING,
     S->total += S->state[i] == PENDING;
   S->pending = S->total;
-  S->local.w = (StWorker){NULL, -1, cache};
+  if (!S->local.w.cache)
+    S->local.w = (StWorker){NULL, -1, cache};
   for (int i = 1; i < nranks; i++)  /* the first word, and the clock starts */
     post(i, TAG_BEAT, "", 0, NULL), S->r[i].heard = rt_now();
   return S->total;
 }
 
+static Sched sched;      /* rank 0's scheduler, kept between rounds       */
+
+/* Tells the ranks to stop, waits for the sends, frees the data sets. */
+static void end_ranks(Sched *S) {
+  stop_all();
+  drain_sends(stop_signal ? 1 : 5);
+  for (int i = 0; i < S->ndata; i++)
+    free(S->data[i].buf);
+  S->ndata = 0;
+}
+
+void st_mpi_end(void) { end_ranks(&sched); }
+
 int st_mpi_run(StPlan *p, sqlite3 *db, const StRunOptions *o) {
-  static Sched S;
-  S = (Sched){.p = p, .db = db, .o = o};
-  describe_ranks();
-  setup(&S);
+  static int described;
+  Sched *S = &sched;
+  if (!described++)
+    describe_ranks();
+  setup(S, p, db, o);
   stop_signal = 0;
   catch_signals();
-  while (!stop_signal && !S.fatal && S.done + S.failed < S.total) {
+  while (!stop_signal && !S->fatal && S->done + S->failed < S->total) {
     for (int i = 0; i < nranks; i++)
-      dispatch_one(&S, i);
-    int got = receive(&S) + local_ended(&S);
-    check_alive(&S);
+      dispatch_one(S, i);
+    int got = receive(S) + local_ended(S);
+    check_alive(S);
     if (!got)
       nap(sending() ? 0.0002 : 0.002);
   }
-  stop_all();
-  drain_sends(stop_signal ? 1 : 5);
-  for (int i = 0; i < S.ndata; i++)
-    free(S.data[i].buf);
-  free(S.state), free(S.lost);
-  return st_run_end(stop_signal, S.total, S.done, S.failed || S.fatal, o->db_path);
+  if (!o->rounds || stop_signal || S->fatal)
+    end_ranks(S);
+  free(S->state), free(S->lost);
+  return st_run_end(stop_signal, S->total, S->done, S->failed || S->fatal, o->db_path);
 }
 
 /* ---- starting and ending ---- */

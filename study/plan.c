@@ -4,7 +4,8 @@
  * the database keys them: (code, seed, data, settings). Experiments that
  * share a model (in one_factor mode the base appears once per varied key)
  * share their runs, and experiments that share code share one compiled
- * object.
+ * object. Every seed of an adaptive study is planned; the tasks it
+ * wants so far are marked (st_plan_want).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +23,15 @@ static StHash hex(uint64_t h) {
 
 StHash st_hash(const void *data, size_t len) { return hex(rt_fnv(RT_FNV_OFFSET, data, len)); }
 
-/* Folds one data set (sizes, pixels, labels) into h. */
+/* Folds one data set (sizes, pixels, labels) into h. Channels other
+   than one are folded in after the sizes, so that one channel, in a file
+   of 3 or of 4 dimensions, hashes as before there were channels. */
 static uint64_t hash_set(uint64_t h, const RtSet *s) {
-  long dims[3] = {s->n, s->rows, s->cols};
+  long dims[3] = {s->n, s->rows, s->cols}, channels = s->channels;
   h = rt_fnv(h, dims, sizeof dims);
-  h = rt_fnv(h, s->images, (size_t)s->n * s->rows * s->cols);
+  if (channels != 1)
+    h = rt_fnv(h, &channels, sizeof channels);
+  h = rt_fnv(h, s->images, (size_t)s->n * s->channels * s->rows * s->cols);
   return rt_fnv(h, s->labels, (size_t)s->n);
 }
 
@@ -37,7 +42,7 @@ typedef struct {
   int n;
   struct {
     char dir[MAX_PATH_LEN];
-    int input, output;
+    int input, output, shape[3];
     StHash hash;
   } d[64];
 } Seen;
@@ -48,7 +53,8 @@ static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *
                      size_t errlen) {
   RtSet tr, te;
   char why[MAX_PATH_LEN + 256];
-  if (rt_load_data(dir, e->model.input, e->model.output, &tr, &te, why, sizeof why)) {
+  if (rt_load_data(dir, e->model.input, e->model.shape, e->model.output, &tr, &te, why,
+                   sizeof why)) {
     snprintf(err, errlen, "experiment '%s': %s", e->name, why);
     return -1;
   }
@@ -59,13 +65,14 @@ static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *
 }
 
 /* The data hash of an experiment, computed once per directory and model
-   shape. */
+   shape (input, output and input as images). */
 static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *out,
                    char *err, size_t errlen) {
   const Model *m = &e->model;
   for (int i = 0; i < seen->n; i++)
     if (!strcmp(seen->d[i].dir, dir) && seen->d[i].input == m->input &&
-        seen->d[i].output == m->output)
+        seen->d[i].output == m->output &&
+        !memcmp(seen->d[i].shape, m->shape, sizeof m->shape))
       return *out = seen->d[i].hash, 0;
   if (seen->n == (int)(sizeof seen->d / sizeof seen->d[0])) {
     snprintf(err, errlen, "more than %d data sets in one study", seen->n);
@@ -75,6 +82,7 @@ static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *o
     return -1;
   snprintf(seen->d[seen->n].dir, MAX_PATH_LEN, "%s", dir);
   seen->d[seen->n].input = m->input, seen->d[seen->n].output = m->output;
+  memcpy(seen->d[seen->n].shape, m->shape, sizeof m->shape);
   seen->d[seen->n++].hash = *out;
   return 0;
 }
@@ -207,10 +215,11 @@ int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
   p->codes = calloc((size_t)s->nexp, sizeof *p->codes);
   p->tasks = calloc(nruns, sizeof *p->tasks);
   p->task_of = calloc(nruns, sizeof *p->task_of);
+  p->nwant = calloc((size_t)s->nexp + 1, sizeof *p->nwant);
   Table tb = {malloc(cap * sizeof(int)), cap - 1};
   Seen *seen = calloc(1, sizeof *seen);
   int rc = 0;
-  if (!p->codes || !p->tasks || !p->task_of || !tb.slot || !seen)
+  if (!p->codes || !p->tasks || !p->task_of || !p->nwant || !tb.slot || !seen)
     rc = no_memory(err, errlen);
   else
     memset(tb.slot, 0xff, cap * sizeof(int));
@@ -218,6 +227,10 @@ int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
     rc = plan_experiment(p, &tb, seen, e, err, errlen);
   if (!rc)
     rc = find_base(p, err, errlen);
+  for (int e = 0; e < s->nexp && !rc; e++)
+    p->nwant[e] = s->nstart;
+  if (!rc)
+    st_plan_want(p);
   free(tb.slot);
   free(seen);
   if (rc)
@@ -228,6 +241,15 @@ int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
 void st_plan_free(StPlan *p) {
   for (int i = 0; i < p->ncodes; i++)
     fe_free(p->codes[i].unit);
-  free(p->codes), free(p->tasks), free(p->task_of);
+  free(p->codes), free(p->tasks), free(p->task_of), free(p->nwant);
   memset(p, 0, sizeof *p);
+}
+
+void st_plan_want(StPlan *p) {
+  const Study *s = p->s;
+  for (int i = 0; i < p->ntasks; i++)
+    p->tasks[i].wanted = 0;
+  for (int e = 0; e < s->nexp; e++)
+    for (int k = 0; k < p->nwant[e]; k++)
+      p->tasks[p->task_of[e * s->nseeds + k]].wanted = 1;
 }

@@ -1,8 +1,10 @@
 /*
  * test_gradcheck.c — the generated backward passes against finite
  * differences of the loss, in float64, for every norm × activation the
- * code generator emits, and a layer list with dropout, a bias-free layer
- * and BatchNorm after an activation.
+ * code generator emits, a layer list with dropout, a bias-free layer
+ * and BatchNorm after an activation, and two convolutional networks on
+ * 2 x 6 x 5 images: every image layer kind, non-square kernels, strides
+ * and paddings, a convolution without bias and one after another.
  *
  * Each case is a model 12-5-7-4 (the input is 12 random "pixels"),
  * compiled in memory with tcc, every parameter drawn from N(0, 1) so that
@@ -46,6 +48,7 @@
 #include "../mlpc.h"
 
 enum { IN = 12, H1 = 5, H2 = 7, OUT = 4, BATCH = 5, SMALL = 3 };
+enum { IC = 2, IH = 6, IW = 5, IMAGE = IC * IH * IW }; /* the image cases' input */
 #define STEP 1e-4  /* h of the central difference                    */
 #define TOL 1e-6    /* relative error allowed                         */
 #define FLOOR 1e-3  /* below this, errors count absolutely (× TOL)    */
@@ -54,11 +57,12 @@ enum { IN = 12, H1 = 5, H2 = 7, OUT = 4, BATCH = 5, SMALL = 3 };
 typedef struct {
   int norm, act, nohidden;
   char name[40];
-  int list; /* the layer list of make_list instead */
+  int list; /* a layer list instead: LIST_MLP, LIST_CNN, LIST_CNN2 */
 } Case;
+enum { LIST_NONE, LIST_MLP, LIST_CNN, LIST_CNN2 };
 
-static Case cases[NNORMS * NACTS + 2];
-static unsigned char x[BATCH * IN], y[BATCH]; /* the fixed batch        */
+static Case cases[NNORMS * NACTS + 4];
+static unsigned char x[BATCH * IMAGE], y[BATCH]; /* the fixed batch     */
 
 /* ---- the model ---- */
 
@@ -108,6 +112,43 @@ static void make_list(Model *m) {
   m->nlayers = (int)(sizeof l / sizeof l[0]);
   memcpy(m->layers, l, sizeof l);
   snprintf(m->name, sizeof m->name, "grad_list");
+}
+
+/* The first image case: conv2d(3, [3, 2], stride [1, 2], padding 1) →
+   batchnorm2d → tanh → maxpool2d(2) → flatten → linear 4. */
+static void make_cnn(Model *m) {
+  static const Spec l[] = {
+    {.kind = LK_CONV2D, .out = 3, .bias = 1, .init = -1, .kernel = {3, 2}, .stride = {1, 2},
+     .padding = {1, 1}},
+    {.kind = LK_BATCHNORM2D, .norm = {NORM_BATCH, 1e-5, 0.1, 0}},
+    {.kind = LK_ACT + ACT_TANH},
+    {.kind = LK_MAXPOOL2D, .kernel = {2, 2}, .stride = {2, 2}},
+    {.kind = LK_FLATTEN},
+    {.kind = LK_LINEAR, .out = OUT, .bias = 1, .init = -1},
+  };
+  m->nlayers = (int)(sizeof l / sizeof l[0]);
+  memcpy(m->layers, l, sizeof l);
+  snprintf(m->name, sizeof m->name, "grad_cnn");
+}
+
+/* The second: conv2d(3, 3, stride 2, padding 2, no bias) → elu →
+   avgpool2d([2, 1], stride 1) → dropout(0.3) → conv2d(2, 1) → sigmoid →
+   flatten → linear 4. */
+static void make_cnn2(Model *m) {
+  static const Spec l[] = {
+    {.kind = LK_CONV2D, .out = 3, .bias = 0, .init = -1, .kernel = {3, 3}, .stride = {2, 2},
+     .padding = {2, 2}},
+    {.kind = LK_ACT + ACT_ELU, .act = {ACT_ELU, 1.0}},
+    {.kind = LK_AVGPOOL2D, .kernel = {2, 1}, .stride = {1, 1}},
+    {.kind = LK_DROPOUT, .p = 0.3},
+    {.kind = LK_CONV2D, .out = 2, .bias = 1, .init = -1, .kernel = {1, 1}, .stride = {1, 1}},
+    {.kind = LK_ACT + ACT_SIGMOID},
+    {.kind = LK_FLATTEN},
+    {.kind = LK_LINEAR, .out = OUT, .bias = 1, .init = -1},
+  };
+  m->nlayers = (int)(sizeof l / sizeof l[0]);
+  memcpy(m->layers, l, sizeof l);
+  snprintf(m->name, sizeof m->name, "grad_cnn2");
 }
 
 /* Replaces the first `from` in src by `to` (a deliberate bug). */
@@ -204,8 +245,13 @@ static double check_tensor(const RtNet *net, const RtTensor *p, int n) {
 static double model_error(const Case *c, int n, const char *from, const char *to) {
   Model m;
   make_model(c, &m);
-  if (c->list)
+  if (c->list == LIST_MLP)
     make_list(&m);
+  if (c->list == LIST_CNN || c->list == LIST_CNN2) {
+    (c->list == LIST_CNN ? make_cnn : make_cnn2)(&m);
+    m.input = IMAGE;
+    m.shape[0] = IC, m.shape[1] = IH, m.shape[2] = IW;
+  }
   Jit *j = compile(&m, from, to);
   const RtNet *net = jit_net(j);
   rt_init(net, m.seed);
@@ -222,8 +268,11 @@ static double model_error(const Case *c, int n, const char *from, const char *to
     checked++;
   }
   jit_free(j);
-  /* fc1..fc3 weight and bias, and γ, β of two norm layers */
-  assert_int_equal(checked, c->list ? 7 : c->nohidden ? 2 : c->norm == NORM_NONE ? 6 : 10);
+  /* fc1..fc3 weight and bias, and γ, β of two norm layers; the lists':
+     weights, biases, γ and β */
+  static const int in_list[] = {0, 7, 6, 5};
+  assert_int_equal(checked, c->list ? in_list[c->list]
+                            : c->nohidden ? 2 : c->norm == NORM_NONE ? 6 : 10);
   assert_int_equal(grads, checked); /* no gradient left unchecked */
   print_message("  %-20s n=%d whole model    max rel error %.3g\n", c->name, n, worst);
   return worst;
@@ -271,10 +320,11 @@ static void test_catches_bugs(void **state) {
   assert_true(rel_err(0.25, 0.25 * (1 + 1e-8)) <= TOL);
 }
 
-/* The fixed batch: bytes from a small LCG, labels covering all classes. */
+/* The fixed batch: bytes from a small LCG (the flat cases read the first
+   BATCH·IN of them), labels covering all classes. */
 static void make_batch(void) {
   unsigned s = 12345;
-  for (int i = 0; i < BATCH * IN; i++) {
+  for (int i = 0; i < BATCH * IMAGE; i++) {
     s = s * 1103515245u + 12345u;
     x[i] = (unsigned char)(s >> 16);
   }
@@ -283,7 +333,7 @@ static void make_batch(void) {
 }
 
 int main(void) {
-  struct CMUnitTest tests[NNORMS * NACTS + 3];
+  struct CMUnitTest tests[NNORMS * NACTS + 5];
   int n = 0;
   make_batch();
   for (int nm = 0; nm < NNORMS; nm++)
@@ -298,8 +348,14 @@ int main(void) {
   *lin = (Case){NORM_NONE, ACT_RELU, 1, "no hidden layer", 0};
   tests[n++] = (struct CMUnitTest){lin->name, test_case, 0, 0, lin};
   Case *list = &cases[NNORMS * NACTS + 1];
-  *list = (Case){NORM_NONE, ACT_TANH, 0, "layer list with dropout", 1};
+  *list = (Case){NORM_NONE, ACT_TANH, 0, "layer list with dropout", LIST_MLP};
   tests[n++] = (struct CMUnitTest){list->name, test_case, 0, 0, list};
+  Case *cnn = &cases[NNORMS * NACTS + 2];
+  *cnn = (Case){NORM_NONE, ACT_TANH, 0, "conv, batchnorm2d, maxpool", LIST_CNN};
+  tests[n++] = (struct CMUnitTest){cnn->name, test_case, 0, 0, cnn};
+  Case *cnn2 = &cases[NNORMS * NACTS + 3];
+  *cnn2 = (Case){NORM_NONE, ACT_TANH, 0, "conv, avgpool, dropout, conv", LIST_CNN2};
+  tests[n++] = (struct CMUnitTest){cnn2->name, test_case, 0, 0, cnn2};
   tests[n++] = (struct CMUnitTest){"catches_bugs", test_catches_bugs, 0, 0, 0};
   return _cmocka_run_group_tests("gradcheck", tests, n, NULL, NULL);
 }

@@ -1,10 +1,14 @@
 /*
  * test_idx.c — rt_load_set on small IDX files written to a temporary
  * directory, raw and gzip: that valid files load with the right values,
- * and that every kind of damage is refused with a message naming the file
- * and what is wrong; rt_load_data's train and t10k sets of one shape. Last,
- * the prepared data sets under data/, if present.
+ * images of 3 dimensions (n, rows, cols) and of 4 (n, channels, rows,
+ * cols: NCHW), and that every kind of damage is refused with a message
+ * naming the file and what is wrong; rt_load_data's train and t10k sets
+ * of one shape, which fits the model: its input's count of features, or
+ * its [C, H, W] exactly (as rt_train passes it). Last, the prepared data
+ * sets under data/, if present.
  */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -25,9 +29,11 @@
 #endif
 
 enum { N = 5, ROWS = 3, COLS = 4, NCLASSES = 10 };
+enum { C4 = 3, H4 = 5, W4 = 4 };     /* the images of the 4-d files        */
 
 static char tmp[64];                 /* the temporary directory            */
 static char ipath[128], lpath[128];  /* its train image and label files    */
+static char i4path[128];             /* its train image file of 4 dims     */
 static char err[512];
 
 /* ---- building files ---- */
@@ -49,15 +55,28 @@ static unsigned char pixel(int i, int j) {
   return (unsigned char)(i * 37 + j * 5 + 1);
 }
 
-/* An image file of n images of rows x cols with the given magic. */
-static Bytes images(uint32_t magic, uint32_t n, uint32_t rows, uint32_t cols) {
+/* An image file with the given magic and ndims dimensions, dims[0]
+   images of the rest: image i's byte j is pixel(i, j). */
+static Bytes image_file(uint32_t magic, int ndims, const uint32_t *dims) {
   Bytes o = {.len = 0};
+  uint32_t size = 1;
   put_u32(&o, magic);
-  put_u32(&o, n), put_u32(&o, rows), put_u32(&o, cols);
-  for (uint32_t i = 0; i < n; i++)
-    for (uint32_t j = 0; j < rows * cols; j++)
+  for (int d = 0; d < ndims; d++)
+    put_u32(&o, dims[d]), size *= d ? dims[d] : 1;
+  for (uint32_t i = 0; i < dims[0]; i++)
+    for (uint32_t j = 0; j < size; j++)
       o.b[o.len++] = pixel(i, j);
   return o;
+}
+
+/* An image file of n images of rows x cols with the given magic. */
+static Bytes images(uint32_t magic, uint32_t n, uint32_t rows, uint32_t cols) {
+  return image_file(magic, 3, (uint32_t[]){n, rows, cols});
+}
+
+/* An image file of n images of c x rows x cols with the given magic. */
+static Bytes images4(uint32_t magic, uint32_t n, uint32_t c, uint32_t rows, uint32_t cols) {
+  return image_file(magic, 4, (uint32_t[]){n, c, rows, cols});
 }
 
 /* A label file of n labels, label i being i % 10. */
@@ -107,15 +126,24 @@ static void write_valid(void) {
   write_raw(lpath, lb.b, lb.len);
 }
 
+/* Writes a valid pair, the images of C4 x H4 x W4 in 4 dimensions, raw. */
+static void write_valid4(void) {
+  Bytes im = images4(0x804, N, C4, H4, W4), lb = labels(N);
+  write_raw(i4path, im.b, im.len);
+  write_raw(lpath, lb.b, lb.len);
+}
+
 /* Removes the data files (raw, gz, or directories) from the temp dir. */
 static void clean(void) {
-  const char *names[] = {ipath, lpath};
-  char gz[160];
-  for (int i = 0; i < 2; i++) {
-    snprintf(gz, sizeof gz, "%s.gz", names[i]);
-    remove(names[i]);
-    remove(gz);
-  }
+  static const char *const names[] = {
+    "train-images-idx3-ubyte", "train-images-idx4-ubyte", "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte", "t10k-images-idx4-ubyte", "t10k-labels-idx1-ubyte"};
+  char path[160];
+  for (int i = 0; i < 6; i++)
+    for (int gz = 0; gz < 2; gz++) {
+      snprintf(path, sizeof path, "%s/%s%s", tmp, names[i], gz ? ".gz" : "");
+      remove(path);
+    }
 }
 
 /* Makes the temporary directory for the whole group. */
@@ -126,6 +154,7 @@ static int setup(void **state) {
     return -1;
   snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte", tmp);
   snprintf(lpath, sizeof lpath, "%s/train-labels-idx1-ubyte", tmp);
+  snprintf(i4path, sizeof i4path, "%s/train-images-idx4-ubyte", tmp);
   return 0;
 }
 
@@ -384,13 +413,25 @@ static void test_count_mismatch(void **state) {
   load_fails(lpath, phrase);
 }
 
-/* Writes a t10k set of n images of rows x cols beside the train set. */
-static void write_t10k(uint32_t rows, uint32_t cols, char *im, char *lb, size_t len) {
-  Bytes i = images(0x803, N, rows, cols), l = labels(N);
-  snprintf(im, len, "%s/t10k-images-idx3-ubyte", tmp);
+/* Writes a t10k set beside the train set: the image file i as NAME, and
+   N labels. */
+static void write_t10k_as(Bytes i, const char *name, char *im, char *lb, size_t len) {
+  Bytes l = labels(N);
+  snprintf(im, len, "%s/%s", tmp, name);
   snprintf(lb, len, "%s/t10k-labels-idx1-ubyte", tmp);
   write_raw(im, i.b, i.len);
   write_raw(lb, l.b, l.len);
+}
+
+/* Writes a t10k set of N images of rows x cols beside the train set. */
+static void write_t10k(uint32_t rows, uint32_t cols, char *im, char *lb, size_t len) {
+  write_t10k_as(images(0x803, N, rows, cols), "t10k-images-idx3-ubyte", im, lb, len);
+}
+
+/* rt_load_data on the temp dir for a model of input features and shape
+   (NULL: a flat input). */
+static int load_data(int input, const int *shape, RtSet *tr, RtSet *te) {
+  return rt_load_data(tmp, input, shape, NCLASSES, tr, te, err, sizeof err);
 }
 
 /* rt_load_data: train and t10k images of one shape, the model's input;
@@ -401,22 +442,118 @@ static void test_shapes(void **state) {
   RtSet tr, te;
   write_valid(); /* 3 x 4 */
   write_t10k(2, 6, im, lb, sizeof im);
-  assert_int_equal(rt_load_data(tmp, ROWS * COLS, NCLASSES, &tr, &te, err, sizeof err), -1);
+  assert_int_equal(load_data(ROWS * COLS, NULL, &tr, &te), -1);
   snprintf(want, sizeof want, "%s: the train images are 3 x 4 pixels and the t10k images "
            "2 x 6: both sets must have one shape", tmp);
   assert_string_equal(err, want);
   assert_true(!tr.images && !te.images && !tr.labels && !te.labels);
   write_t10k(ROWS, COLS, im, lb, sizeof im);
-  assert_int_equal(rt_load_data(tmp, 13, NCLASSES, &tr, &te, err, sizeof err), -1);
+  assert_int_equal(load_data(13, NULL, &tr, &te), -1);
   snprintf(want, sizeof want, "%s: images have 12 features (3 x 4), the model's input is 13",
            tmp);
   assert_string_equal(err, want);
-  assert_int_equal(rt_load_data(tmp, ROWS * COLS, NCLASSES, &tr, &te, err, sizeof err), 0);
+  assert_int_equal(load_data(ROWS * COLS, NULL, &tr, &te), 0);
   assert_true(tr.n == N && te.n == N && te.rows == ROWS && te.cols == COLS);
   rt_free_set(&tr);
   rt_free_set(&te);
   remove(im);
   remove(lb);
+}
+
+/* rt_load_data with channels: a 3 x 5 x 4 train set against a t10k set of
+   one channel is refused, naming both shapes in full; against 3 x 5 x 4
+   it is 60 features. One channel in 4 dimensions and the 3-d file are
+   one shape. */
+static void test_shapes4(void **state) {
+  (void)state;
+  char im[160], lb[160], want[400];
+  RtSet tr, te;
+  write_valid4();
+  write_t10k(H4, W4, im, lb, sizeof im);
+  assert_int_equal(load_data(C4 * H4 * W4, NULL, &tr, &te), -1);
+  snprintf(want, sizeof want, "%s: the train images are 3 x 5 x 4 and the t10k images "
+           "1 x 5 x 4 (channels x height x width): both sets must have one shape", tmp);
+  assert_string_equal(err, want);
+  remove(im);
+  write_t10k_as(images4(0x804, N, C4, H4, W4), "t10k-images-idx4-ubyte", im, lb, sizeof im);
+  assert_int_equal(load_data(13, NULL, &tr, &te), -1);
+  snprintf(want, sizeof want, "%s: images have 60 features (3 x 5 x 4), the model's input "
+           "is 13", tmp);
+  assert_string_equal(err, want);
+  assert_int_equal(load_data(C4 * H4 * W4, NULL, &tr, &te), 0);
+  assert_true(tr.channels == C4 && te.channels == C4 && te.rows == H4 && te.cols == W4);
+  rt_free_set(&tr);
+  rt_free_set(&te);
+  clean();
+  write_valid();
+  write_t10k_as(images4(0x804, N, 1, ROWS, COLS), "t10k-images-idx4-ubyte", im, lb, sizeof im);
+  assert_int_equal(load_data(ROWS * COLS, NULL, &tr, &te), 0);
+  rt_free_set(&tr);
+  rt_free_set(&te);
+}
+
+/* A model's input as [C, H, W]: the images must have exactly that shape,
+   channels, height and width each (a permutation has the same count of
+   features); {0, 0, 0} is a flat input. 3-d files have one channel. */
+static void test_model_shape(void **state) {
+  (void)state;
+  static const int bad[][3] = {{1, H4, W4}, {C4, 4, W4}, {C4, H4, 5}, {W4, H4, C4}};
+  char im[160], lb[160], want[400];
+  RtSet tr, te;
+  write_valid4();
+  write_t10k_as(images4(0x804, N, C4, H4, W4), "t10k-images-idx4-ubyte", im, lb, sizeof im);
+  for (int flat = 0; flat < 2; flat++) {
+    assert_int_equal(load_data(C4 * H4 * W4, flat ? (int[]){0, 0, 0} : (int[]){C4, H4, W4},
+                               &tr, &te), 0);
+    rt_free_set(&tr), rt_free_set(&te);
+  }
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(load_data(bad[i][0] * bad[i][1] * bad[i][2], bad[i], &tr, &te), -1);
+    snprintf(want, sizeof want, "%s: images are 3 x 5 x 4 (channels x height x width); the "
+             "model's input is [%d, %d, %d]", tmp, bad[i][0], bad[i][1], bad[i][2]);
+    assert_string_equal(err, want);
+    assert_true(!tr.images && !te.images && !tr.labels && !te.labels);
+  }
+  clean();
+  write_valid();
+  write_t10k(ROWS, COLS, im, lb, sizeof im);
+  assert_int_equal(load_data(ROWS * COLS, (int[]){1, ROWS, COLS}, &tr, &te), 0);
+  rt_free_set(&tr), rt_free_set(&te);
+  assert_int_equal(load_data(ROWS * COLS, (int[]){1, COLS, ROWS}, &tr, &te), -1);
+  snprintf(want, sizeof want, "%s: images are 1 x 3 x 4 (channels x height x width); the "
+           "model's input is [1, 4, 3]", tmp);
+  assert_string_equal(err, want);
+  assert_int_equal(load_data(13, (int[]){1, ROWS, COLS}, &tr, &te), -1);
+  snprintf(want, sizeof want, "%s: images have 12 features (3 x 4), the model's input is 13",
+           tmp);
+  assert_string_equal(err, want);
+}
+
+/* rt_train checks the data against the network's shape: 3 x 5 x 4
+   images, 60 features, for a network of input [1, 6, 10] are bad data
+   (status 2), refused before anything else of the network is used. */
+static void test_train_shape(void **state) {
+  (void)state;
+  char im[160], lb[160], log[160];
+  RtNet net = {.name = "shaped", .input = 60, .output = NCLASSES, .shape = {1, 6, 10}};
+  RtOptions o = {.epochs = 1, .data = tmp};
+  write_valid4();
+  write_t10k_as(images4(0x804, N, C4, H4, W4), "t10k-images-idx4-ubyte", im, lb, sizeof im);
+  snprintf(log, sizeof log, "%s/stderr", tmp);
+  fflush(stderr);
+  int saved = dup(2), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  dup2(fd, 2), close(fd);
+  int rc = rt_train(&net, &o);
+  fflush(stderr);
+  dup2(saved, 2), close(saved);
+  assert_int_equal(rc, 2);
+  size_t len;
+  char *msg = util_slurp(log, &len);
+  remove(log);
+  if (!strstr(msg, "images are 3 x 5 x 4 (channels x height x width); the model's input is "
+                   "[1, 6, 10]"))
+    fail_msg("%s", msg);
+  free(msg);
 }
 
 /* Labels must be below the number of classes. */
@@ -472,28 +609,33 @@ static void test_truncated_gzip(void **state) {
   }
 }
 
-/* A small gzip file that inflates to 8 GiB after a valid header is
-   refused once it passes what the header says, not at the 4 GiB limit. */
-static void test_gzip_bomb(void **state) {
-  (void)state;
+/* Writes path.gz: the valid file im, then zeros that inflate to 8 GiB;
+   beside it the labels. Expects the load to fail with phrase. */
+static void gzip_bomb(const char *path, Bytes im, const char *phrase) {
   enum { MEMBER = 16 << 20, COPIES = 512 };
-  Bytes im = images(0x803, N, ROWS, COLS);
   unsigned char *zeros = calloc(MEMBER, 1), *z = malloc(1 << 20);
   size_t head = gzip(im.b, im.len, z, 1 << 20);
   size_t body = gzip(zeros, MEMBER, z + head, (1 << 20) - head);
   char gz[160];
-  write_valid();
-  remove(ipath);
-  snprintf(gz, sizeof gz, "%s.gz", ipath);
+  write_raw(lpath, labels(N).b, labels(N).len);
+  snprintf(gz, sizeof gz, "%s.gz", path);
   FILE *f = fopen(gz, "wb");
   assert_non_null(f);
   fwrite(z, 1, head, f);
   for (int i = 0; i < COPIES; i++)
     fwrite(z + head, 1, body, f);
   assert_int_equal(fclose(f), 0);
-  load_fails(gz, "gzip data inflate to more than the 76 bytes its IDX header says");
+  load_fails(gz, phrase);
   free(zeros);
   free(z);
+}
+
+/* A small gzip file that inflates to 8 GiB after a valid header is
+   refused once it passes what the header says, not at the 4 GiB limit. */
+static void test_gzip_bomb(void **state) {
+  (void)state;
+  gzip_bomb(ipath, images(0x803, N, ROWS, COLS),
+            "gzip data inflate to more than the 76 bytes its IDX header says");
 }
 
 /* Loads the temp dir's train set in a child process, as nobody when we
@@ -594,11 +736,12 @@ static void test_directory(void **state) {
   load_fails(ipath, "is a directory");
 }
 
-/* Neither NAME nor NAME.gz, for images then labels. */
+/* Neither NAME nor NAME.gz, for images (of 3 or 4 dimensions) then labels. */
 static void test_missing(void **state) {
   (void)state;
-  char phrase[300];
-  snprintf(phrase, sizeof phrase, "no such file (also tried %s.gz)", ipath);
+  char phrase[500];
+  snprintf(phrase, sizeof phrase, "no such file (also tried %s.gz, %s and %s.gz)", ipath,
+           i4path, i4path);
   load_fails(ipath, phrase);
   write_valid();
   remove(lpath);
@@ -616,6 +759,194 @@ static void test_short_err(void **state) {
   assert_int_equal(small[6], 'x');
   assert_int_equal(rt_load_set(tmp, "train", NCLASSES, &s, NULL, 0), -1);
   assert_int_equal(rt_load_set(tmp, "train", 0, &s, err, sizeof err), -1);
+}
+
+/* ---- images of 4 dimensions ---- */
+
+/* Checks every value of a set made by write_valid4, in NCHW order: image
+   i, channel c, row h, column w is byte ((i * C + c) * H + h) * W + w. */
+static void check_valid4(const RtSet *s) {
+  assert_int_equal(s->n, N);
+  assert_int_equal(s->channels, C4);
+  assert_int_equal(s->rows, H4);
+  assert_int_equal(s->cols, W4);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(s->labels[i], i % 10);
+    for (int c = 0; c < C4; c++)
+      for (int h = 0; h < H4; h++)
+        for (int w = 0; w < W4; w++)
+          assert_int_equal(s->images[((i * C4 + c) * H4 + h) * W4 + w],
+                           pixel(i, (c * H4 + h) * W4 + w));
+  }
+}
+
+/* A 3 x 5 x 4 image set, raw and gzip. */
+static void test_idx4(void **state) {
+  (void)state;
+  RtSet s;
+  write_valid4();
+  load_ok(&s);
+  check_valid4(&s);
+  rt_free_set(&s);
+  clean();
+  Bytes im = images4(0x804, N, C4, H4, W4), lb = labels(N);
+  write_gz(i4path, im.b, im.len);
+  write_raw(lpath, lb.b, lb.len);
+  load_ok(&s);
+  check_valid4(&s);
+  rt_free_set(&s);
+}
+
+/* Images of one channel in 4 dimensions load as the 3-d file does. */
+static void test_idx4_one_channel(void **state) {
+  (void)state;
+  RtSet a, b;
+  write_valid();
+  load_ok(&a);
+  remove(ipath);
+  Bytes im = images4(0x804, N, 1, ROWS, COLS);
+  write_raw(i4path, im.b, im.len);
+  load_ok(&b);
+  assert_true(a.n == b.n && a.channels == 1 && b.channels == 1);
+  assert_true(a.rows == b.rows && a.cols == b.cols);
+  assert_memory_equal(a.images, b.images, N * ROWS * COLS);
+  assert_memory_equal(a.labels, b.labels, N);
+  rt_free_set(&a);
+  rt_free_set(&b);
+}
+
+/* Image files of 3 and 4 dimensions side by side: which to read is not
+   guessed. */
+static void test_idx4_both(void **state) {
+  (void)state;
+  char phrase[300], gz[160];
+  write_valid();
+  write_valid4();
+  snprintf(phrase, sizeof phrase, "%s is there too: a set has one image file", i4path);
+  load_fails(ipath, phrase);
+  remove(i4path);
+  Bytes im = images4(0x804, N, C4, H4, W4);
+  write_gz(i4path, im.b, im.len);
+  snprintf(gz, sizeof gz, "%s.gz", i4path);
+  snprintf(phrase, sizeof phrase, "%s is there too", gz);
+  load_fails(ipath, phrase);
+}
+
+/* Every truncation of the 4-d file, and a byte too many. */
+static void test_idx4_size(void **state) {
+  (void)state;
+  Bytes im = images4(0x804, N, C4, H4, W4);
+  char phrase[64];
+  write_valid4();
+  for (size_t len = 0; len < im.len; len++) {
+    write_raw(i4path, im.b, len);
+    snprintf(phrase, sizeof phrase, "file is %zu bytes", len);
+    load_fails(i4path, phrase);
+  }
+  im.b[im.len++] = 0;
+  write_raw(i4path, im.b, im.len);
+  load_fails(i4path, "file is 321 bytes, header says 320");
+}
+
+/* Magic numbers of the wrong dimensions or type, each way round; the
+   hint names the other image file only for images. */
+static void test_idx4_magic(void **state) {
+  (void)state;
+  write_valid4();
+  Bytes im3 = images(0x803, N, ROWS, COLS), im4 = images4(0x804, N, C4, H4, W4);
+  write_raw(i4path, im3.b, im3.len);
+  load_fails(i4path, "bad magic number 0x00000803, expected 0x00000804 (an IDX image file): it "
+             "has 3 dimensions, not 4 (images in 3 dimensions are read from a file named "
+             "*-images-idx3-ubyte)");
+  remove(i4path);
+  write_raw(ipath, im4.b, im4.len);
+  load_fails(ipath, "bad magic number 0x00000804, expected 0x00000803 (an IDX image file): it "
+             "has 4 dimensions, not 3 (images in 4 dimensions are read from a file named "
+             "*-images-idx4-ubyte)");
+  remove(ipath);
+  im4.b[3] = 5;
+  write_raw(i4path, im4.b, im4.len);
+  load_fails(i4path, "it has 5 dimensions, not 4");
+  assert_null(strstr(err, "images in"));
+  im4.b[2] = 0x0d, im4.b[3] = 4;
+  write_raw(i4path, im4.b, im4.len);
+  load_fails(i4path, "its elements are type 0x0d, not unsigned bytes");
+  write_raw(i4path, labels(N).b, labels(N).len);
+  load_fails(i4path, "it has 1 dimension, not 4");
+  write_valid4();
+  im4.b[2] = 8;
+  write_raw(lpath, im4.b, im4.len);
+  load_fails(lpath, "bad magic number 0x00000804, expected 0x00000801 (an IDX label file): "
+             "it has 4 dimensions, not 1");
+  assert_null(strstr(err, "images in"));
+}
+
+/* Each of the four dimensions in turn zero. */
+static void test_idx4_zero_dims(void **state) {
+  (void)state;
+  static const char *const what[] = {"header says 0 images", "header says 0 channels",
+                                     "header says 0 rows", "header says 0 columns"};
+  write_valid4();
+  for (int d = 0; d < 4; d++) {
+    Bytes im = images4(0x804, N, C4, H4, W4);
+    memset(im.b + 4 + 4 * d, 0, 4);
+    write_raw(i4path, im.b, im.len);
+    load_fails(i4path, what[d]);
+  }
+}
+
+/* Four dimensions whose product overflows 64 bits, or is absurdly large. */
+static void test_idx4_overflow(void **state) {
+  (void)state;
+  write_valid4();
+  Bytes im = {.len = 0};
+  put_u32(&im, 0x804);
+  for (int d = 0; d < 4; d++)
+    put_u32(&im, 0xffffffffu);
+  write_raw(i4path, im.b, im.len);
+  load_fails(i4path, "header says 4294967295 x 4294967295 x 4294967295 x 4294967295 "
+                     "elements, which overflows");
+  im.len = 4;
+  for (int d = 0; d < 4; d++)
+    put_u32(&im, 65536);
+  write_raw(i4path, im.b, im.len);
+  load_fails(i4path, "header says 65536 x 65536 x 65536 x 65536 elements, which overflows");
+  im.len = 16;
+  put_u32(&im, 1);
+  write_raw(i4path, im.b, im.len);
+  load_fails(i4path, "file is 20 bytes, header says 281474976710676");
+}
+
+/* One label fewer than images of 4 dimensions. */
+static void test_idx4_count_mismatch(void **state) {
+  (void)state;
+  char phrase[300];
+  write_valid4();
+  write_raw(lpath, labels(N - 1).b, labels(N - 1).len);
+  snprintf(phrase, sizeof phrase, "has 4 labels but %s has 5 images", i4path);
+  load_fails(lpath, phrase);
+}
+
+/* gzip of a 4-d file: inflating stops past the size its header says, and
+   a header that claims more memory than there is is refused first. */
+static void test_idx4_gzip_limits(void **state) {
+  (void)state;
+  char gz[160];
+  gzip_bomb(i4path, images4(0x804, N, C4, H4, W4),
+            "gzip data inflate to more than the 320 bytes its IDX header says");
+  enum { PIXELS = 1 << 20 };  /* a header of 100000 images of 1 x 28 x 28 */
+  Bytes head = {.len = 0};
+  put_u32(&head, 0x804);
+  put_u32(&head, 100000), put_u32(&head, 1), put_u32(&head, 28), put_u32(&head, 28);
+  unsigned char *raw = calloc(20 + PIXELS, 1), *z = malloc(PIXELS);
+  memcpy(raw, head.b, 20);
+  snprintf(gz, sizeof gz, "%s.gz", i4path);
+  write_raw(gz, z, gzip(raw, 20 + PIXELS, z, PIXELS));
+  setenv("MLPC_TEST_MEM_AVAILABLE", "10000000", 1);
+  load_fails(gz, "decoded, it takes 78400021 bytes (74.8 MiB) of memory, more than the "
+                 "10000000 bytes (9.5 MiB) available");
+  unsetenv("MLPC_TEST_MEM_AVAILABLE");
+  free(raw), free(z);
 }
 
 /* ---- the prepared data sets ---- */
@@ -700,6 +1031,9 @@ int main(void) {
     cmocka_unit_test_setup(test_count_mismatch, before),
     cmocka_unit_test_setup(test_label_range, before),
     cmocka_unit_test_setup(test_shapes, before),
+    cmocka_unit_test_setup(test_shapes4, before),
+    cmocka_unit_test_setup(test_model_shape, before),
+    cmocka_unit_test_setup(test_train_shape, before),
     cmocka_unit_test_setup(test_corrupt_gzip, before),
     cmocka_unit_test_setup(test_truncated_gzip, before),
     cmocka_unit_test_setup(test_gzip_bomb, before),
@@ -709,6 +1043,15 @@ int main(void) {
     cmocka_unit_test_setup(test_directory, before),
     cmocka_unit_test_setup(test_missing, before),
     cmocka_unit_test_setup(test_short_err, before),
+    cmocka_unit_test_setup(test_idx4, before),
+    cmocka_unit_test_setup(test_idx4_one_channel, before),
+    cmocka_unit_test_setup(test_idx4_both, before),
+    cmocka_unit_test_setup(test_idx4_size, before),
+    cmocka_unit_test_setup(test_idx4_magic, before),
+    cmocka_unit_test_setup(test_idx4_zero_dims, before),
+    cmocka_unit_test_setup(test_idx4_overflow, before),
+    cmocka_unit_test_setup(test_idx4_count_mismatch, before),
+    cmocka_unit_test_setup(test_idx4_gzip_limits, before),
     cmocka_unit_test(test_mnist),
     cmocka_unit_test(test_fashion),
   };

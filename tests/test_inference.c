@@ -45,37 +45,61 @@
 typedef struct {
   const char *name, *norm, *act, *hidden, *dtype, *init;
   const char *layers; /* a layer list instead of norm, act and hidden */
+  const char *input;  /* images "[C, H, W]" for a list, or 0: 784 */
 } Case;
 
 static const Case cases[] = {
-  {"none_tanh", "\"none\"", "\"tanh\"", "[64]", "float32", "normal", 0},
-  {"none_relu", "\"none\"", "\"relu\"", "[48, 32]", "float32", "kaiming_normal", 0},
-  {"bn_relu", "\"batchnorm\"", "\"relu\"", "[64]", "float32", "kaiming_normal", 0},
+  {"none_tanh", "\"none\"", "\"tanh\"", "[64]", "float32", "normal", 0, 0},
+  {"none_relu", "\"none\"", "\"relu\"", "[48, 32]", "float32", "kaiming_normal", 0, 0},
+  {"bn_relu", "\"batchnorm\"", "\"relu\"", "[64]", "float32", "kaiming_normal", 0, 0},
   {"bn_leaky", "{\"type\": \"batchnorm\", \"momentum\": 0.3}",
-   "{\"type\": \"leaky_relu\", \"slope\": 0.2}", "[48, 32]", "float32", "normal", 0},
+   "{\"type\": \"leaky_relu\", \"slope\": 0.2}", "[48, 32]", "float32", "normal", 0, 0},
   {"bn_sigmoid", "{\"type\": \"batchnorm\", \"momentum\": null}", "\"sigmoid\"", "[64]",
-   "float32", "normal", 0},
+   "float32", "normal", 0, 0},
   {"none_leaky", "\"none\"", "{\"type\": \"leaky_relu\", \"slope\": 0.2}", "[64]", "float32",
-   "kaiming_normal", 0},
-  {"ln_sigmoid", "\"layernorm\"", "\"sigmoid\"", "[64]", "float32", "normal", 0},
-  {"ln_silu", "\"layernorm\"", "\"silu\"", "[64]", "float32", "kaiming_normal", 0},
-  {"ln_gelu", "\"layernorm\"", "\"gelu\"", "[48, 32]", "float32", "normal", 0},
+   "kaiming_normal", 0, 0},
+  {"ln_sigmoid", "\"layernorm\"", "\"sigmoid\"", "[64]", "float32", "normal", 0, 0},
+  {"ln_silu", "\"layernorm\"", "\"silu\"", "[64]", "float32", "kaiming_normal", 0, 0},
+  {"ln_gelu", "\"layernorm\"", "\"gelu\"", "[48, 32]", "float32", "normal", 0, 0},
   {"ln_elu", "{\"type\": \"layernorm\", \"eps\": 0.001}", "{\"type\": \"elu\", \"alpha\": 0.5}",
-   "[64]", "float32", "torch_default", 0},
-  {"none_sigmoid_f64", "\"none\"", "\"sigmoid\"", "[64]", "float64", "xavier_normal", 0},
-  {"bn_gelu_f64", "\"batchnorm\"", "\"gelu\"", "[48, 32]", "float64", "normal", 0},
-  {"ln_tanh_f64", "\"layernorm\"", "\"tanh\"", "[64]", "float64", "normal", 0},
+   "[64]", "float32", "torch_default", 0, 0},
+  {"none_sigmoid_f64", "\"none\"", "\"sigmoid\"", "[64]", "float64", "xavier_normal", 0, 0},
+  {"bn_gelu_f64", "\"batchnorm\"", "\"gelu\"", "[48, 32]", "float64", "normal", 0, 0},
+  {"ln_tanh_f64", "\"layernorm\"", "\"tanh\"", "[64]", "float64", "normal", 0, 0},
   /* layer lists: mixed activations, a bias-free layer, dropout (the
      identity here), BatchNorm after an activation (not folded: bitwise) */
   {"list_mixed", 0, 0, 0, "float32", "kaiming_normal",
    "[{\"type\": \"linear\", \"out\": 48, \"init\": \"xavier_normal\"}, \"tanh\", "
    "{\"type\": \"dropout\", \"p\": 0.3}, {\"type\": \"linear\", \"out\": 32, \"bias\": false}, "
    "\"gelu\", \"batchnorm\", {\"type\": \"linear\", \"out\": 24}, "
-   "{\"type\": \"leaky_relu\", \"slope\": 0.1}, {\"type\": \"linear\", \"out\": 10}]"},
+   "{\"type\": \"leaky_relu\", \"slope\": 0.1}, {\"type\": \"linear\", \"out\": 10}]", 0},
   {"list_ln_elu_f64", 0, 0, 0, "float64", "normal",
    "[{\"type\": \"linear\", \"out\": 40}, {\"type\": \"layernorm\", \"eps\": 0.01}, \"elu\", "
    "{\"type\": \"linear\", \"out\": 16}, \"batchnorm\", \"silu\", "
-   "{\"type\": \"linear\", \"out\": 10, \"bias\": false}]"},
+   "{\"type\": \"linear\", \"out\": 10, \"bias\": false}]", 0},
+  /* convolutional networks: BatchNorm2d folded into the convolution
+     before it; without BatchNorm, bitwise */
+  {"cnn_bn", 0, 0, 0, "float32", "kaiming_normal",
+   "[{\"type\": \"conv2d\", \"out_channels\": 6, \"kernel_size\": 3, \"padding\": 1}, "
+   "\"batchnorm2d\", \"relu\", {\"type\": \"maxpool2d\", \"kernel_size\": 2}, "
+   "{\"type\": \"conv2d\", \"out_channels\": 8, \"kernel_size\": [3, 5], \"stride\": 2}, "
+   "\"batchnorm2d\", \"tanh\", \"flatten\", {\"type\": \"linear\", \"out\": 10}]",
+   "[1, 28, 28]"},
+  {"cnn_avg_f64", 0, 0, 0, "float64", "xavier_normal",
+   "[{\"type\": \"conv2d\", \"out_channels\": 5, \"kernel_size\": 5, \"stride\": 2, "
+   "\"padding\": 2, \"bias\": false}, \"elu\", {\"type\": \"avgpool2d\", \"kernel_size\": 3, "
+   "\"stride\": 2}, {\"type\": \"dropout\", \"p\": 0.2}, {\"type\": \"maxpool2d\", "
+   "\"kernel_size\": [2, 1], \"stride\": 1}, \"flatten\", {\"type\": \"linear\", \"out\": 10}]",
+   "[1, 28, 28]"},
+  /* a first layer that works in place on a copy of x: BatchNorm2d, an
+     activation */
+  {"cnn_norm_first_f64", 0, 0, 0, "float64", "kaiming_normal",
+   "[\"batchnorm2d\", \"tanh\", {\"type\": \"conv2d\", \"out_channels\": 3, "
+   "\"kernel_size\": 5, \"stride\": 3}, \"flatten\", {\"type\": \"linear\", \"out\": 10}]",
+   "[1, 28, 28]"},
+  {"act_first", 0, 0, 0, "float32", "kaiming_normal",
+   "[\"sigmoid\", {\"type\": \"linear\", \"out\": 32}, \"relu\", "
+   "{\"type\": \"linear\", \"out\": 10}]", 0},
 };
 
 static RtSet train_set, test_set;
@@ -115,13 +139,13 @@ static void put(const char *name, const char *text) {
 
 /* The model of a case, as the text of a model file. */
 static const char *model_json(const Case *c) {
-  static char s[1024];
+  static char s[2048];
   if (c->layers) {
     snprintf(s, sizeof s,
-             "{\"name\": \"%s\", \"input\": 784, \"layers\": %s, \"init\": \"%s\", "
+             "{\"name\": \"%s\", \"input\": %s, \"layers\": %s, \"init\": \"%s\", "
              "\"dtype\": \"%s\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.01}, "
              "\"batch_size\": 32, \"seed\": 7, \"data\": \"mnist\"}\n",
-             c->name, c->layers, c->init, c->dtype);
+             c->name, c->input ? c->input : "784", c->layers, c->init, c->dtype);
     return s;
   }
   snprintf(s, sizeof s,
@@ -241,11 +265,13 @@ static const char *expected_calls(const Ir *ir, int fma) {
   return s;
 }
 
-/* Whether a BatchNorm right after a linear layer is folded into it. */
+/* Whether a BatchNorm is folded into the layer before it. */
 static int folds(const Ir *ir) {
-  for (int i = 1; i < ir->nlayers; i++)
-    if (ir->layers[i].kind == L_BATCHNORM && ir->layers[i - 1].kind == L_LINEAR)
+  for (int i = 1; i < ir->nlayers; i++) {
+    int k = ir->layers[i].kind, before = ir->layers[i - 1].kind;
+    if ((k == L_BATCHNORM && before == L_LINEAR) || (k == L_BATCHNORM2D && before == L_CONV2D))
       return 1;
+  }
   return 0;
 }
 

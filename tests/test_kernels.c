@@ -462,6 +462,614 @@ static void test_xent(void **state_) {
     }
 }
 
+/* ---- convolutions, pooling and BatchNorm2d ----
+
+   Each kernel against its textbook definition, summed in long double
+   in the test: the result must lie within a bound of rounding errors,
+   some units in the last place times the number of terms, of the exact
+   sum. The convolutions also against their summation order (kernels.h)
+   in the copy's own arithmetic, bit for bit but for the sign of zero;
+   and the backward kernels against finite differences of the forward
+   ones, in double. */
+
+/* One convolution or pool: batch, channels in, image, channels out (a
+   pool: C), kernel, stride, padding. */
+typedef struct {
+  int n, C, H, W, O, KH, KW, SH, SW, PH, PW;
+} Shape;
+
+typedef void ConvFwdFn(int, int, int, int, int, int, int, int, int, int, int, const void *,
+                       const void *, const void *, void *, void *);
+typedef void ConvBwdFn(int, int, int, int, int, int, int, int, int, int, int, const void *,
+                       const void *, const void *, const void *, void *, void *, void *,
+                       void *);
+typedef void MaxFwdFn(int, int, int, int, int, int, int, int, const void *, void *, int *);
+typedef void MaxBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
+                      void *);
+typedef void AvgFwdFn(int, int, int, int, int, int, int, int, const void *, void *);
+typedef void AvgBwdFn(int, int, int, int, int, int, int, int, const void *, void *);
+typedef void Bn2dFwdFn(int, int, int, int, double, double, const void *, const void *,
+                       const void *, void *, void *, double *, double *, double *, void *,
+                       void *);
+typedef void Bn2dBwdFn(int, int, int, const void *, const void *, const void *,
+                       const double *, double *, double *, double *, void *, void *, void *);
+
+static int out_h(const Shape *s) { return (s->H + 2 * s->PH - s->KH) / s->SH + 1; }
+static int out_w(const Shape *s) { return (s->W + 2 * s->PW - s->KW) / s->SW + 1; }
+static long in_len(const Shape *s) { return (long)s->n * s->C * s->H * s->W; }
+static long out_len(const Shape *s) { return (long)s->n * s->O * out_h(s) * out_w(s); }
+static long w_len(const Shape *s) { return (long)s->O * s->C * s->KH * s->KW; }
+static long col_len(const Shape *s) {
+  return (long)s->C * s->KH * s->KW * out_h(s) * out_w(s);
+}
+
+/* x[r][c][h][w] of the input (0 in the padding: h or w outside). */
+static double pixel(const Copy *c, const Shape *s, const void *x, int r, int ch, int h, int w) {
+  if (h < 0 || h >= s->H || w < 0 || w >= s->W)
+    return 0;
+  return get(c->f64, x, (((long)r * s->C + ch) * s->H + h) * s->W + w);
+}
+
+/* The unit roundoff of the copy's precision. */
+static double unit(const Copy *c) { return c->f64 ? 0x1p-53 : 0x1p-24; }
+
+/* Asserts that got is within terms units in the last place of the sum
+   want whose terms' magnitudes add up to mag. */
+static void near(const Copy *c, const char *what, const Shape *s, long e, double got,
+                 long double want, long double mag, int terms) {
+  long double bound = 2 * (terms + 2) * unit(c) * mag + 1e-300L;
+  if (!(fabsl((long double)got - want) <= bound))
+    fail_msg("%s %s, n %d C %d %dx%d O %d k %dx%d s %dx%d p %dx%d: element %ld is %a, "
+             "the exact value %La (bound %Lg)", c->name, what, s->n, s->C, s->H, s->W, s->O,
+             s->KH, s->KW, s->SH, s->SW, s->PH, s->PW, e, got, want, bound);
+}
+
+/* Asserts that got equals want (the sign of zero aside; NaN equals NaN). */
+static void same(const Copy *c, const char *what, const Shape *s, long e, double got,
+                 double want) {
+  if (!(got == want || (isnan(got) && isnan(want))))
+    fail_msg("%s %s, n %d C %d %dx%d O %d k %dx%d s %dx%d p %dx%d: element %ld is %a, "
+             "the summation order gives %a", c->name, what, s->n, s->C, s->H, s->W, s->O,
+             s->KH, s->KW, s->SH, s->SW, s->PH, s->PW, e, got, want);
+}
+
+/* A real rounded to the copy's precision. */
+static double rnd(const Copy *c, double v) { return c->f64 ? v : (float)v; }
+
+/* y against Σ w·x + b, exactly and in kernels.h's order (b first, then
+   k = (c, i, j) increasing, each term with MAC). */
+static void check_conv_y(const Copy *c, const Shape *s, const void *x, const void *w,
+                         const void *b, const void *y) {
+  int OH = out_h(s), OW = out_w(s), K = s->C * s->KH * s->KW;
+  for (int r = 0; r < s->n; r++)
+    for (int o = 0; o < s->O; o++)
+      for (int p = 0; p < OH * OW; p++) {
+        int oh = p / OW, ow = p % OW;
+        double acc = b ? get(c->f64, b, o) : 0;
+        long double exact = acc, mag = fabsl(exact);
+        for (int k = 0; k < K; k++) {
+          int ch = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
+          double xv = pixel(c, s, x, r, ch, oh * s->SH - s->PH + i, ow * s->SW - s->PW + j);
+          double wv = get(c->f64, w, (long)o * K + k);
+          acc = mac(c, acc, wv, xv);
+          exact += (long double)wv * xv, mag += fabsl((long double)wv * xv);
+        }
+        long e = ((long)r * s->O + o) * OH * OW + p;
+        same(c, "conv2d_forward", s, e, get(c->f64, y, e), acc);
+        near(c, "conv2d_forward", s, e, get(c->f64, y, e), exact, mag, K + 1);
+      }
+}
+
+/* dw against Σ_batch Σ_p dy·x, db against Σ dy: exactly, and dw in
+   kernels.h's order. */
+static void check_conv_dw(const Copy *c, const Shape *s, const void *x, const void *dy,
+                          const void *dw, const void *db) {
+  int OH = out_h(s), OW = out_w(s), K = s->C * s->KH * s->KW, P = OH * OW;
+  for (int o = 0; o < s->O; o++) {
+    long double sum = 0, smag = 0;
+    for (int k = 0; k < K; k++) {
+      int ch = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
+      double acc = 0;
+      long double exact = 0, mag = 0;
+      for (int r = 0; r < s->n; r++)
+        for (int p = 0; p < P; p++) {
+          double g = get(c->f64, dy, ((long)r * s->O + o) * P + p);
+          double xv = pixel(c, s, x, r, ch, p / OW * s->SH - s->PH + i,
+                            p % OW * s->SW - s->PW + j);
+          acc = mac(c, acc, g, xv);
+          exact += (long double)g * xv, mag += fabsl((long double)g * xv);
+          if (k == 0)
+            sum += g, smag += fabsl((long double)g);
+        }
+      same(c, "conv2d_backward dw", s, (long)o * K + k, get(c->f64, dw, (long)o * K + k), acc);
+      near(c, "conv2d_backward dw", s, (long)o * K + k, get(c->f64, dw, (long)o * K + k), exact,
+           mag, s->n * P);
+    }
+    if (db)
+      near(c, "conv2d_backward db", s, o, get(c->f64, db, o), sum, smag, s->n * P);
+  }
+}
+
+/* dx against Σ_o Σ_(i,j) w·dy exactly, and in kernels.h's order: for
+   each (i, j) increasing, the sum over o rounded, then added. */
+static void check_conv_dx(const Copy *c, const Shape *s, const void *w, const void *dy,
+                          const void *dx) {
+  int OH = out_h(s), OW = out_w(s), KK = s->KH * s->KW, K = s->C * KK;
+  for (int r = 0; r < s->n; r++)
+    for (int ch = 0; ch < s->C; ch++)
+      for (int h = 0; h < s->H; h++)
+        for (int x = 0; x < s->W; x++) {
+          double acc = 0;
+          long double exact = 0, mag = 0;
+          for (int i = 0; i < s->KH; i++)
+            for (int j = 0; j < s->KW; j++) {
+              int th = h + s->PH - i, tw = x + s->PW - j;
+              if (th < 0 || tw < 0 || th % s->SH || tw % s->SW || th / s->SH >= OH ||
+                  tw / s->SW >= OW)
+                continue;
+              long p = th / s->SH * OW + tw / s->SW;
+              double d = 0;
+              for (int o = 0; o < s->O; o++) {
+                double wv = get(c->f64, w, (long)o * K + ch * KK + i * s->KW + j);
+                double g = get(c->f64, dy, ((long)r * s->O + o) * OH * OW + p);
+                d = mac(c, d, wv, g);
+                exact += (long double)wv * g, mag += fabsl((long double)wv * g);
+              }
+              acc = rnd(c, acc + d);
+            }
+          long e = (((long)r * s->C + ch) * s->H + h) * s->W + x;
+          same(c, "conv2d_backward dx", s, e, get(c->f64, dx, e), acc);
+          near(c, "conv2d_backward dx", s, e, get(c->f64, dx, e), exact, mag, s->O + KK);
+        }
+}
+
+/* Runs one convolution forward and backward in copy c and checks all. */
+static void check_conv(const Copy *c, const Shape *s) {
+  void *x = values(c->f64, in_len(s), 0.4), *w = values(c->f64, w_len(s), 0.05);
+  void *b = values(c->f64, s->O, 0), *y = values(c->f64, out_len(s), 0);
+  void *col = values(c->f64, s->n * col_len(s), 0), *dcol = values(c->f64, col_len(s), 0);
+  void *dy = values(c->f64, out_len(s), 0.3), *dw = values(c->f64, w_len(s), 0);
+  void *db = values(c->f64, s->O, 0), *dx = values(c->f64, in_len(s), 0);
+  int bias = (s->n + s->C) % 2; /* with and without a bias */
+  ((ConvFwdFn *)find(c, "conv2d_forward"))(s->n, s->C, s->H, s->W, s->O, s->KH, s->KW, s->SH,
+                                           s->SW, s->PH, s->PW, x, w, bias ? b : NULL, col, y);
+  check_conv_y(c, s, x, w, bias ? b : NULL, y);
+  ((ConvBwdFn *)find(c, "conv2d_backward"))(s->n, s->C, s->H, s->W, s->O, s->KH, s->KW, s->SH,
+                                            s->SW, s->PH, s->PW, dy, x, w, col, dcol, dw,
+                                            bias ? db : NULL, bias ? dx : NULL);
+  check_conv_dw(c, s, x, dy, dw, bias ? db : NULL);
+  if (bias)
+    check_conv_dx(c, s, w, dy, dx);
+  free(x), free(w), free(b), free(y), free(col), free(dcol), free(dy), free(dw), free(db);
+  free(dx);
+}
+
+/* The shapes of the tests: every combination of odd channel counts,
+   kernels (square and not), strides, paddings and batch sizes on two
+   images whose sizes no window divides; then the reference network's
+   two convolutions and a few wider ones, which cross every block of
+   the kernels. Calls fn on each with a valid output. */
+static void each_shape(void (*fn)(const Copy *, const Shape *), const Copy *c, int pool) {
+  static const int cs[] = {1, 3, 5}, ks[][2] = {{1, 1}, {2, 2}, {3, 3}, {5, 5}, {3, 5}};
+  static const int ns[] = {1, 2, 7}, os[] = {1, 4, 17}, imgs[][2] = {{7, 9}, {12, 11}};
+  static const Shape wide[] = {
+    {3, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1}, {2, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1},
+    {2, 3, 13, 30, 33, 3, 3, 1, 1, 1, 1}, {2, 7, 17, 19, 50, 5, 3, 2, 1, 2, 0},
+    {1, 2, 40, 9, 9, 2, 2, 2, 2, 0, 0},
+  };
+  int q = 0;
+  for (int a = 0; a < NELEM(cs); a++)
+    for (int k = 0; k < NELEM(ks); k++)
+      for (int st = 1; st <= 2; st++)
+        for (int pd = 0; pd <= (pool ? 0 : 2); pd++)
+          for (int r = 0; r < NELEM(ns); r++)
+            for (int im = 0; im < NELEM(imgs); im++, q++) {
+              Shape s = {ns[r], cs[a], imgs[im][0], imgs[im][1], pool ? cs[a] : os[q % 3],
+                         ks[k][0], ks[k][1], st, st + (q % 4 == 3), pd, pd};
+              if (out_h(&s) >= 1 && out_w(&s) >= 1)
+                fn(c, &s);
+            }
+  for (int w = 0; w < NELEM(wide); w++) {
+    Shape s = wide[w];
+    if (pool)
+      s.O = s.C, s.PH = s.PW = 0;
+    fn(c, &s);
+  }
+}
+
+/* conv2d_forward and conv2d_backward, every shape, every copy. */
+static void test_conv(void **state_) {
+  (void)state_;
+  for (int k = 0; k < NELEM(copies); k++)
+    each_shape(check_conv, &copies[k], 0);
+}
+
+/* Max pooling against the textbook: each window's maximum and the index
+   of its first occurrence; dx the sum of the dy that chose each pixel. */
+static void check_maxpool(const Copy *c, const Shape *s) {
+  int OH = out_h(s), OW = out_w(s);
+  long len = (long)s->n * s->C * OH * OW;
+  void *x = values(c->f64, in_len(s), 0.3), *y = values(c->f64, len, 0);
+  void *dy = values(c->f64, len, 0), *dx = values(c->f64, in_len(s), 0);
+  int *arg = malloc(sizeof(int) * len);
+  long double *want = calloc(in_len(s), sizeof *want), *mag = calloc(in_len(s), sizeof *mag);
+  ((MaxFwdFn *)find(c, "maxpool2d_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH, s->SW,
+                                             x, y, arg);
+  for (long q = 0; q < len; q++) {
+    long plane = q / (OH * OW);
+    int oh = q % (OH * OW) / OW, ow = q % OW, best = -1;
+    for (int i = 0; i < s->KH; i++)
+      for (int j = 0; j < s->KW; j++) {
+        int e = (oh * s->SH + i) * s->W + ow * s->SW + j;
+        if (best < 0 || get(c->f64, x, plane * s->H * s->W + e) >
+                          get(c->f64, x, plane * s->H * s->W + best))
+          best = e;
+      }
+    assert_int_equal(arg[q], best);
+    assert_true(get(c->f64, y, q) == get(c->f64, x, plane * s->H * s->W + best));
+    want[plane * s->H * s->W + best] += get(c->f64, dy, q);
+    mag[plane * s->H * s->W + best] += fabsl((long double)get(c->f64, dy, q));
+  }
+  ((MaxBwdFn *)find(c, "maxpool2d_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                              s->SW, dy, arg, dx);
+  for (long e = 0; e < in_len(s); e++)
+    near(c, "maxpool2d_backward", s, e, get(c->f64, dx, e), want[e], mag[e], s->KH * s->KW);
+  free(x), free(y), free(dy), free(dx), free(arg), free(want), free(mag);
+}
+
+/* Average pooling against the textbook: each window's mean; dx the sum
+   of dy / (KH·KW) over the windows that hold each pixel. The forward
+   also bit for bit as PyTorch computes it: the sum row by row in the
+   copy's precision, divided. */
+static void check_avgpool(const Copy *c, const Shape *s) {
+  int OH = out_h(s), OW = out_w(s), KK = s->KH * s->KW;
+  long len = (long)s->n * s->C * OH * OW;
+  void *x = values(c->f64, in_len(s), 0.3), *y = values(c->f64, len, 0);
+  void *dy = values(c->f64, len, 0), *dx = values(c->f64, in_len(s), 0);
+  long double *want = calloc(in_len(s), sizeof *want), *mag = calloc(in_len(s), sizeof *mag);
+  ((AvgFwdFn *)find(c, "avgpool2d_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                             s->SW, x, y);
+  for (long q = 0; q < len; q++) {
+    long plane = q / (OH * OW) * s->H * s->W;
+    int oh = q % (OH * OW) / OW, ow = q % OW;
+    double sum = 0;
+    long double exact = 0, m = 0;
+    for (int i = 0; i < s->KH; i++)
+      for (int j = 0; j < s->KW; j++) {
+        long e = plane + (oh * s->SH + i) * s->W + ow * s->SW + j;
+        sum = rnd(c, sum + get(c->f64, x, e));
+        exact += get(c->f64, x, e), m += fabsl((long double)get(c->f64, x, e));
+        want[e] += (long double)get(c->f64, dy, q) / KK;
+        mag[e] += fabsl((long double)get(c->f64, dy, q)) / KK;
+      }
+    same(c, "avgpool2d_forward", s, q, get(c->f64, y, q), rnd(c, sum / KK));
+    near(c, "avgpool2d_forward", s, q, get(c->f64, y, q), exact / KK, m / KK, KK + 1);
+  }
+  ((AvgBwdFn *)find(c, "avgpool2d_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                              s->SW, dy, dx);
+  for (long e = 0; e < in_len(s); e++)
+    near(c, "avgpool2d_backward", s, e, get(c->f64, dx, e), want[e], mag[e], KK + 1);
+  free(x), free(y), free(dy), free(dx), free(want), free(mag);
+}
+
+/* Both pools, every shape without padding, every copy. */
+static void test_pool(void **state_) {
+  (void)state_;
+  for (int k = 0; k < NELEM(copies); k++) {
+    each_shape(check_maxpool, &copies[k], 1);
+    each_shape(check_avgpool, &copies[k], 1);
+  }
+}
+
+/* PyTorch's rules for the maximum: the first of equal maxima wins (ties
+   of ReLU's zeros are common, −0 among them), a NaN wins over any number
+   and a later NaN over an earlier one; then overlapping windows add
+   their gradients at a shared maximum. */
+static void test_maxpool_rules(void **state_) {
+  (void)state_;
+  enum { PLANES = 7 };
+  /* 2x2 planes, one 2x2 window each */
+  static const double planes[PLANES][4] = {
+    {0, -0.0, 0, 0}, {1, 5, 5, 2}, {0, NAN, 7, NAN}, {9, 3, NAN, 1}, {NAN, 1, 2, 3},
+    {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, {-0.0, 0, 0, 0}};
+  static const int args[PLANES] = {0, 1, 3, 2, 0, 0, 0};
+  for (int k = 0; k < NELEM(copies); k++) {
+    const Copy *c = &copies[k];
+    void *x = values(c->f64, 4 * PLANES, 0), *y = values(c->f64, PLANES, 0);
+    int arg[PLANES];
+    for (int e = 0; e < 4 * PLANES; e++)
+      put(c->f64, x, e, planes[e / 4][e % 4]);
+    ((MaxFwdFn *)find(c, "maxpool2d_forward"))(1, PLANES, 2, 2, 2, 2, 2, 2, x, y, arg);
+    for (int q = 0; q < PLANES; q++) {
+      assert_int_equal(arg[q], args[q]);
+      double v = get(c->f64, y, q), want = planes[q][args[q]];
+      assert_true(isnan(want) ? isnan(v) : v == want && signbit(v) == signbit(want));
+    }
+    /* a 1x3 plane, windows 1x2 at stride 1: both pick the 5 */
+    void *dy = values(c->f64, 2, 0), *dx = values(c->f64, 3, 0);
+    put(c->f64, x, 0, 1), put(c->f64, x, 1, 5), put(c->f64, x, 2, 2);
+    put(c->f64, dy, 0, 0.25), put(c->f64, dy, 1, 0.5);
+    ((MaxFwdFn *)find(c, "maxpool2d_forward"))(1, 1, 1, 3, 1, 2, 1, 1, x, y, arg);
+    assert_int_equal(arg[0], 1), assert_int_equal(arg[1], 1);
+    ((MaxBwdFn *)find(c, "maxpool2d_backward"))(1, 1, 1, 3, 1, 2, 1, 1, dy, arg, dx);
+    assert_true(get(c->f64, dx, 0) == 0 && get(c->f64, dx, 1) == 0.75 &&
+                get(c->f64, dx, 2) == 0);
+    free(x), free(y), free(dx), free(dy);
+  }
+}
+
+/* Runs bn2d_forward (train or not) on x (n, C, S) in copy c. */
+static void run_bn2d(const Copy *c, int n, int C, int S, int train, const void *x,
+                     const void *gamma, const void *beta, void *rm, void *rv, double *st,
+                     void *xhat, void *y) {
+  ((Bn2dFwdFn *)find(c, "bn2d_forward"))(n, C, S, train, 0.1, 1e-5, x, gamma, beta, rm, rv,
+                                         st, st + C, st + 2 * C, xhat, y);
+}
+
+/* BatchNorm2d against its textbook definition in long double, in
+   training and evaluation: the statistics of each channel over the batch
+   and the plane; the running variance's unbiased factor N/(N − 1), N =
+   n·S. The statistics are double: their error grows with N in units of
+   double's roundoff, and the results' with a few of the copy's. */
+static void check_bn2d(const Copy *c, int n, int C, int S) {
+  long len = (long)n * C * S, N = (long)n * S;
+  void *x = values(c->f64, len, 0.2), *gamma = values(c->f64, C, 0), *beta = values(c->f64, C, 0);
+  void *rm = values(c->f64, C, 0), *rv = values(c->f64, C, 0), *xhat = values(c->f64, len, 0);
+  void *y = values(c->f64, len, 0), *dy = values(c->f64, len, 0.1), *dx = values(c->f64, len, 0);
+  void *dg = values(c->f64, C, 0), *dbt = values(c->f64, C, 0);
+  double st[3 * 64], sc[3 * 64];
+  Shape s = {n, C, S, 1, C, 1, 1, 1, 1, 0, 0};
+  for (int ch = 0; ch < C; ch++)
+    put(c->f64, rv, ch, 1 + get(c->f64, rv, ch) * get(c->f64, rv, ch));
+  for (int train = 1; train >= 0; train--) {
+    double rm0[64], rv0[64];
+    for (int ch = 0; ch < C; ch++)
+      rm0[ch] = get(c->f64, rm, ch), rv0[ch] = get(c->f64, rv, ch);
+    run_bn2d(c, n, C, S, train, x, gamma, beta, rm, rv, st, xhat, y);
+    for (int ch = 0; ch < C; ch++) {
+      long double mean = 0, var = 0, tol = 4 * (N + 8) * 0x1p-53L;
+      for (long e = 0; e < N; e++)
+        mean += get(c->f64, x, (e / S * C + ch) * S + e % S);
+      mean /= N;
+      for (long e = 0; e < N; e++) {
+        long double d = get(c->f64, x, (e / S * C + ch) * S + e % S) - mean;
+        var += d * d;
+      }
+      var /= N;
+      if (train) {
+        near(c, "bn2d_forward running mean", &s, ch, get(c->f64, rm, ch),
+             0.9L * rm0[ch] + 0.1L * mean, fabsl(rm0[ch]) + fabsl(mean) + tol, 2);
+        near(c, "bn2d_forward running var", &s, ch, get(c->f64, rv, ch),
+             0.9L * rv0[ch] + 0.1L * var * N / (N - 1), rv0[ch] + var * (1 + tol), 3);
+      } else
+        mean = rm0[ch], var = rv0[ch];
+      long double rstd = 1 / sqrtl(var + 1e-5L), g = get(c->f64, gamma, ch);
+      for (long e = 0; e < N; e++) {
+        long q = (e / S * C + ch) * S + e % S;
+        long double xh = (get(c->f64, x, q) - mean) * rstd;
+        long double mag = fabsl(g * xh) + fabsl((long double)get(c->f64, beta, ch)) + 1;
+        near(c, "bn2d_forward xhat", &s, q, get(c->f64, xhat, q), xh, (fabsl(xh) + 1) * (1 + tol / unit(c)), 2);
+        near(c, "bn2d_forward y", &s, q, get(c->f64, y, q), g * xh + get(c->f64, beta, ch),
+             mag * (1 + tol / unit(c)), 4);
+      }
+    }
+  }
+  /* the backward, after a training forward, against its formula */
+  run_bn2d(c, n, C, S, 1, x, gamma, beta, rm, rv, st, xhat, y);
+  ((Bn2dBwdFn *)find(c, "bn2d_backward"))(n, C, S, dy, xhat, gamma, st + 2 * C, sc, sc + C,
+                                          sc + 2 * C, dg, dbt, dx);
+  for (int ch = 0; ch < C; ch++) {
+    long double sdy = 0, sdyx = 0, mdy = 0, mdyx = 0, tol = 4 * (N + 8) * 0x1p-53L;
+    for (long e = 0; e < N; e++) {
+      long q = (e / S * C + ch) * S + e % S;
+      long double d = get(c->f64, dy, q), xh = get(c->f64, xhat, q);
+      sdy += d, sdyx += d * xh, mdy += fabsl(d), mdyx += fabsl(d * xh);
+    }
+    near(c, "bn2d_backward dbeta", &s, ch, get(c->f64, dbt, ch), sdy, mdy * (1 + tol / unit(c)), 1);
+    near(c, "bn2d_backward dgamma", &s, ch, get(c->f64, dg, ch), sdyx, mdyx * (1 + tol / unit(c)), 1);
+    long double k = get(c->f64, gamma, ch) * st[2 * C + ch] / N;
+    for (long e = 0; e < N; e++) {
+      long q = (e / S * C + ch) * S + e % S;
+      long double d = get(c->f64, dy, q), xh = get(c->f64, xhat, q);
+      long double mag = fabsl(k) * (N * fabsl(d) + mdy + fabsl(xh) * mdyx);
+      near(c, "bn2d_backward dx", &s, q, get(c->f64, dx, q), k * (N * d - sdy - xh * sdyx),
+           mag * (1 + tol / unit(c)), 4);
+    }
+  }
+  free(x), free(gamma), free(beta), free(rm), free(rv), free(xhat), free(y), free(dy);
+  free(dx), free(dg), free(dbt);
+}
+
+typedef void BnFwdFn(int, int, int, double, double, const void *, const void *, const void *,
+                     void *, void *, double *, double *, double *, void *, void *);
+typedef void BnBwdFn(int, int, const void *, const void *, const void *, const double *,
+                     double *, double *, double *, void *, void *, void *);
+
+/* Whether element ea of a and eb of b hold the same bits. */
+static int same_at(const Copy *c, const void *a, long ea, const void *b, long eb) {
+  size_t sz = c->f64 ? 8 : 4;
+  return !memcmp((const char *)a + ea * sz, (const char *)b + eb * sz, sz);
+}
+
+/* (n, C, S) is BatchNorm1d's (n·S, C) with its rows in another order,
+   and bn2d sums each channel over the same terms in the same order as
+   bn_forward over the rows: the same bits, forward and backward. */
+static void check_bn2d_as_1d(const Copy *c, int n, int C, int S) {
+  enum { X, DY, XHAT, Y, DX, RM, RV, DG, DB, NT };
+  long len = (long)n * C * S;
+  void *t[2][NT]; /* bn2d's, then bn_forward's */
+  double st[2][6 * 64];
+  for (int v = 0; v < 2; v++)
+    for (int a = 0; a < NT; a++)
+      t[v][a] = values(c->f64, a < RM ? len : C, 0);
+  void *gamma = values(c->f64, C, 0), *beta = values(c->f64, C, 0);
+  for (long e = 0; e < len; e++) { /* (r, c, s) to (r·S + s, c) */
+    long r = e / (C * S), ch = e / S % C, p = e % S, f = (r * S + p) * C + ch;
+    double xv = uniform() < 0.2 ? 0 : 2 * uniform() - 1, g = 2 * uniform() - 1;
+    put(c->f64, t[0][X], e, xv), put(c->f64, t[1][X], f, xv);
+    put(c->f64, t[0][DY], e, g), put(c->f64, t[1][DY], f, g);
+  }
+  for (int v = 0; v < 2; v++)
+    for (int ch = 0; ch < C; ch++)
+      put(c->f64, t[v][RM], ch, 0.5), put(c->f64, t[v][RV], ch, 2);
+  ((Bn2dFwdFn *)find(c, "bn2d_forward"))(n, C, S, 1, 0.1, 1e-5, t[0][X], gamma, beta,
+                                         t[0][RM], t[0][RV], st[0], st[0] + C, st[0] + 2 * C,
+                                         t[0][XHAT], t[0][Y]);
+  ((BnFwdFn *)find(c, "bn_forward"))(n * S, C, 1, 0.1, 1e-5, t[1][X], gamma, beta, t[1][RM],
+                                     t[1][RV], st[1], st[1] + C, st[1] + 2 * C, t[1][XHAT],
+                                     t[1][Y]);
+  ((Bn2dBwdFn *)find(c, "bn2d_backward"))(n, C, S, t[0][DY], t[0][XHAT], gamma, st[0] + 2 * C,
+                                          st[0] + 3 * C, st[0] + 4 * C, st[0] + 5 * C,
+                                          t[0][DG], t[0][DB], t[0][DX]);
+  ((BnBwdFn *)find(c, "bn_backward"))(n * S, C, t[1][DY], t[1][XHAT], gamma, st[1] + 2 * C,
+                                      st[1] + 3 * C, st[1] + 4 * C, st[1] + 5 * C, t[1][DG],
+                                      t[1][DB], t[1][DX]);
+  for (long e = 0; e < len; e++) {
+    long r = e / (C * S), ch = e / S % C, p = e % S, f = (r * S + p) * C + ch;
+    for (int a = XHAT; a <= DX; a++)
+      if (!same_at(c, t[0][a], e, t[1][a], f))
+        fail_msg("%s bn2d, n %d C %d S %d: tensor %d element %ld differs from bn_forward's",
+                 c->name, n, C, S, a, e);
+  }
+  for (int ch = 0; ch < C; ch++)
+    for (int a = RM; a < NT; a++)
+      if (!same_at(c, t[0][a], ch, t[1][a], ch))
+        fail_msg("%s bn2d, n %d C %d S %d: tensor %d channel %d differs from bn_forward's",
+                 c->name, n, C, S, a, ch);
+  for (int v = 0; v < 2; v++)
+    for (int a = 0; a < NT; a++)
+      free(t[v][a]);
+  free(gamma), free(beta);
+}
+
+/* BatchNorm2d, both checks, on odd shapes: one position (BatchNorm1d's
+   own case), a 28x28 plane, one sample. */
+static void test_bn2d(void **state_) {
+  (void)state_;
+  static const int shapes[][3] = {{7, 3, 1}, {2, 5, 9}, {1, 1, 17}, {3, 16, 49}, {2, 3, 784}};
+  for (int k = 0; k < NELEM(copies); k++)
+    for (int q = 0; q < NELEM(shapes); q++) {
+      check_bn2d(&copies[k], shapes[q][0], shapes[q][1], shapes[q][2]);
+      check_bn2d_as_1d(&copies[k], shapes[q][0], shapes[q][1], shapes[q][2]);
+    }
+}
+
+/* ---- finite differences ---- */
+
+/* A layer whose gradients are checked: kind (conv, maxpool, avgpool,
+   bn2d), shape, inputs and parameters, and g, the upstream gradient:
+   the loss is L = Σ g·y. */
+enum { FD_CONV, FD_MAXPOOL, FD_AVGPOOL, FD_BN2D };
+typedef struct {
+  const Copy *c;
+  int kind;
+  Shape s;
+  double *x, *w, *b, *g; /* b: conv's bias, bn2d's beta; w: bn2d's gamma */
+} Fd;
+
+/* Runs f's layer forward (training) on its current values; returns L. */
+static long double fd_loss(const Fd *f) {
+  const Shape *s = &f->s;
+  long len = f->kind == FD_BN2D ? in_len(s) : out_len(s);
+  double *y = calloc(len, 8), *col = calloc(s->n * col_len(s) + 1, 8), st[3 * 64];
+  double rm[64] = {0}, rv[64] = {0};
+  int *arg = calloc(len, sizeof(int));
+  if (f->kind == FD_CONV)
+    ((ConvFwdFn *)find(f->c, "conv2d_forward"))(s->n, s->C, s->H, s->W, s->O, s->KH, s->KW,
+                                                s->SH, s->SW, s->PH, s->PW, f->x, f->w, f->b,
+                                                col, y);
+  else if (f->kind == FD_MAXPOOL)
+    ((MaxFwdFn *)find(f->c, "maxpool2d_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                                  s->SW, f->x, y, arg);
+  else if (f->kind == FD_AVGPOOL)
+    ((AvgFwdFn *)find(f->c, "avgpool2d_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                                  s->SW, f->x, y);
+  else
+    run_bn2d(f->c, s->n, s->C, s->H * s->W, 1, f->x, f->w, f->b, rm, rv, st, col, y);
+  long double sum = 0;
+  for (long e = 0; e < len; e++)
+    sum += (long double)f->g[e] * y[e];
+  free(y), free(col), free(arg);
+  return sum;
+}
+
+/* Central differences of L at 7 elements of p (len) against grad. */
+static void fd_check(const Fd *f, const char *what, double *p, long len, const double *grad) {
+  const double h = 1e-6;
+  for (int q = 0; q < 7; q++) {
+    long e = (len - 1) * q / 6;
+    double v = p[e];
+    p[e] = v + h;
+    long double up = fd_loss(f);
+    p[e] = v - h;
+    long double down = fd_loss(f);
+    p[e] = v;
+    double fd = (double)((up - down) / (2 * h));
+    if (!(fabs(fd - grad[e]) <= 1e-6 * (1 + fabs(fd))))
+      fail_msg("%s %s: element %ld of the gradient is %.12g, finite differences %.12g",
+               f->c->name, what, e, grad[e], fd);
+  }
+}
+
+/* The gradients of one layer by its backward kernel, against finite
+   differences of its forward one; its inputs have no zeros, so no ties
+   for a maximum (where max pooling has no derivative). */
+static void check_fd(const Copy *c, int kind, const Shape *s) {
+  long nw = kind == FD_BN2D ? s->C : w_len(s), ny = kind == FD_BN2D ? in_len(s) : out_len(s);
+  Fd f = {c, kind, *s, values(1, in_len(s), 0), values(1, nw, 0), values(1, s->O, 0),
+          values(1, ny, 0)};
+  double *dx = calloc(in_len(s), 8), *dw = calloc(nw, 8), *db = calloc(s->O, 8);
+  double *y = calloc(ny, 8), *col = calloc(s->n * col_len(s) + 1, 8), st[6 * 64];
+  double rm[64] = {0}, rv[64] = {0}, *dcol = calloc(col_len(s), 8);
+  int *arg = calloc(ny, sizeof(int));
+  if (kind == FD_CONV) {
+    ((ConvFwdFn *)find(c, "conv2d_forward"))(s->n, s->C, s->H, s->W, s->O, s->KH, s->KW, s->SH,
+                                             s->SW, s->PH, s->PW, f.x, f.w, f.b, col, y);
+    ((ConvBwdFn *)find(c, "conv2d_backward"))(s->n, s->C, s->H, s->W, s->O, s->KH, s->KW,
+                                              s->SH, s->SW, s->PH, s->PW, f.g, f.x, f.w, col,
+                                              dcol, dw, db, dx);
+  } else if (kind == FD_MAXPOOL) {
+    ((MaxFwdFn *)find(c, "maxpool2d_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                               s->SW, f.x, y, arg);
+    ((MaxBwdFn *)find(c, "maxpool2d_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                                s->SW, f.g, arg, dx);
+  } else if (kind == FD_AVGPOOL)
+    ((AvgBwdFn *)find(c, "avgpool2d_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                                s->SW, f.g, dx);
+  else {
+    run_bn2d(c, s->n, s->C, s->H * s->W, 1, f.x, f.w, f.b, rm, rv, st, col, y);
+    ((Bn2dBwdFn *)find(c, "bn2d_backward"))(s->n, s->C, s->H * s->W, f.g, col, f.w,
+                                            st + 2 * s->C, st + 3 * s->C, st + 4 * s->C,
+                                            st + 5 * s->C, dw, db, dx);
+  }
+  fd_check(&f, "dx", f.x, in_len(s), dx);
+  if (kind == FD_CONV || kind == FD_BN2D) {
+    fd_check(&f, "dw", f.w, nw, dw);
+    fd_check(&f, "db", f.b, s->O, db);
+  }
+  free(f.x), free(f.w), free(f.b), free(f.g), free(dx), free(dw), free(db), free(y);
+  free(col), free(arg), free(dcol);
+}
+
+/* Every backward kernel against finite differences, in the double copies. */
+static void test_conv_fd(void **state_) {
+  (void)state_;
+  static const Shape convs[] = {{2, 3, 7, 9, 4, 3, 5, 2, 1, 1, 2}, {3, 2, 8, 8, 5, 2, 2, 2, 2, 2, 0},
+                                {1, 1, 6, 5, 3, 1, 1, 1, 1, 0, 1}};
+  static const Shape pools[] = {{2, 3, 7, 9, 3, 3, 2, 2, 2, 0, 0}, {1, 2, 6, 6, 2, 2, 2, 1, 1, 0, 0},
+                                {3, 4, 5, 7, 4, 1, 1, 1, 1, 0, 0}};
+  for (int k = 0; k < NELEM(copies); k++) {
+    if (!copies[k].f64)
+      continue;
+    for (int q = 0; q < 3; q++) {
+      check_fd(&copies[k], FD_CONV, &convs[q]);
+      check_fd(&copies[k], FD_MAXPOOL, &pools[q]);
+      check_fd(&copies[k], FD_AVGPOOL, &pools[q]);
+      check_fd(&copies[k], FD_BN2D, &pools[q]);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_dense),
@@ -472,6 +1080,11 @@ int main(void) {
     cmocka_unit_test(test_act_nan),
     cmocka_unit_test(test_expf),
     cmocka_unit_test(test_xent),
+    cmocka_unit_test(test_conv),
+    cmocka_unit_test(test_pool),
+    cmocka_unit_test(test_maxpool_rules),
+    cmocka_unit_test(test_bn2d),
+    cmocka_unit_test(test_conv_fd),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

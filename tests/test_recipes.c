@@ -213,7 +213,8 @@ static double test_loss_now(const RtNet *net, const char *data) {
   char err[512];
   double sum = 0;
   long correct = 0;
-  assert_int_equal(rt_load_data(data, net->input, net->output, &tr, &te, err, sizeof err), 0);
+  assert_int_equal(
+    rt_load_data(data, net->input, net->shape, net->output, &tr, &te, err, sizeof err), 0);
   for (long start = 0; start < te.n; start += net->batch) {
     int n = (int)(te.n - start < net->batch ? te.n - start : net->batch);
     net->eval(n, te.images + start * net->input, te.labels + start, &sum, &correct);

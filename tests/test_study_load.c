@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "../study/study.h"
@@ -184,6 +185,27 @@ static void test_recipe_study(void **state) {
   st_free(&s);
 }
 
+/* The homework with adaptive seeds: the same experiments, 3 starting
+   seeds, then 3 .. 9; the level. A study without "adaptive" is not. */
+static void test_seed_study_adaptive(void **state) {
+  (void)state;
+  Study fixed;
+  if (st_load("models/seed_study_adaptive.json", &s, err, sizeof err) ||
+      st_load("models/seed_study.json", &fixed, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(s.nexp, fixed.nexp);
+  for (int i = 0; i < s.nexp; i++)
+    assert_string_equal(s.exp[i].json, fixed.exp[i].json);
+  assert_int_equal(s.nstart, 3);
+  assert_int_equal(s.nseeds, 10);
+  for (int k = 0; k < 10; k++)
+    assert_int_equal(s.seeds[k], k);
+  assert_true(s.alpha == 0.05);
+  assert_true(fixed.alpha == 0);
+  assert_int_equal(fixed.nstart, fixed.nseeds);
+  st_free(&s), st_free(&fixed);
+}
+
 /* The full grid: 2 × 2 × 3 × 3, the first key varying slowest. */
 static void test_seed_grid(void **state) {
   (void)state;
@@ -234,6 +256,25 @@ static void test_dotted_and_names(void **state) {
   load_text(tmp, "{\"base\": {}, \"vary\": {\"optimizer\": [\"sgd\", {\"type\": \"sgd\"}]}}");
   assert_string_equal(s.exp[0].name, "optimizer=sgd");
   assert_string_equal(s.exp[1].name, "optimizer={\"type\":\"sgd\"}");
+  st_free(&s);
+  /* layer lists by the kinds that tell them apart; the same kinds clash */
+  load_text(tmp, "{\"base\": {\"input\": [1, 28, 28], \"layers\": [\"flatten\", {\"type\": "
+                 "\"linear\", \"out\": 10}]}, \"vary\": {\"layers\": ["
+                 "[{\"type\": \"conv2d\", \"out_channels\": 4, \"kernel_size\": 3}, \"relu\", "
+                 "\"flatten\", {\"type\": \"linear\", \"out\": 10}],"
+                 "[{\"type\": \"conv2d\", \"out_channels\": 4, \"kernel_size\": 3}, \"batchnorm2d\","
+                 " \"relu\", \"flatten\", {\"type\": \"linear\", \"out\": 10}],"
+                 "[{\"type\": \"conv2d\", \"out_channels\": 4, \"kernel_size\": 3}, \"gelu\", "
+                 "{\"type\": \"dropout\", \"p\": 0.1}, \"flatten\", {\"type\": \"linear\", \"out\": 10}]]}}");
+  assert_int_equal(s.nexp, 3);
+  assert_string_equal(s.exp[0].name, "layers=relu");
+  assert_string_equal(s.exp[1].name, "layers=batchnorm2d+relu");
+  assert_string_equal(s.exp[2].name, "layers=gelu+dropout");
+  assert_int_equal(s.exp[1].model.layers[1].kind, LK_BATCHNORM2D);
+  st_free(&s);
+  load_text(tmp, "{\"base\": {}, \"vary\": {\"layers\": ["
+                 "[{\"type\": \"linear\", \"out\": 10}], [{\"type\": \"linear\", \"out\": 12}]]}}");
+  assert_string_equal(s.exp[0].name, "layers=[{\"type\":\"linear\",\"out\":10}]");
   st_free(&s);
 }
 
@@ -353,8 +394,72 @@ static void test_plan_data_error(void **state) {
   load_text(tmp, text);
   assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
   snprintf(want, sizeof want, "experiment 'activation=relu': %s/none/train-images-idx3-ubyte: "
-           "no such file (also tried %s/none/train-images-idx3-ubyte.gz)", tmp, tmp);
+           "no such file (also tried %s/none/train-images-idx3-ubyte.gz, "
+           "%s/none/train-images-idx4-ubyte and %s/none/train-images-idx4-ubyte.gz)", tmp, tmp,
+           tmp, tmp);
   assert_string_equal(err, want);
+  st_free(&s);
+}
+
+/* The hash of data made by util_idx_set(dir, 3, 2, 4) or, of one
+   channel, util_idx4_set: FNV-1a over each set's (n, rows, cols) as
+   longs, pixels and labels, as plan.c hashed data before channels. */
+#define ONE_CHANNEL_HASH "6cbf1fd45a336ed5"
+
+/* A set of one channel hashes as before there were channels, in a file
+   of 3 dimensions or of 4; three channels hash apart. */
+static void test_plan_data_hash(void **state) {
+  (void)state;
+  static const int channels[] = {0, 1, 3};  /* 0: util_idx_set */
+  char dir[600], text[1024], hash[3][17];
+  StPlan p;
+  for (int i = 0; i < 3; i++) {
+    snprintf(dir, sizeof dir, "%s/hash%d", tmp, i);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(channels[i] ? util_idx4_set(dir, 3, 2, channels[i], 4)
+                                 : util_idx_set(dir, 3, 2, 4), 0);
+    snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"input\": %d, \"data\": "
+             "\"%s\"}, \"vary\": {\"activation\": [\"relu\"]}, \"seeds\": [1]}",
+             16 * (channels[i] ? channels[i] : 1), dir);
+    load_text(tmp, text);
+    if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+      fail_msg("%s", err);
+    snprintf(hash[i], sizeof hash[i], "%s", p.tasks[0].data_hash.hex);
+    st_plan_free(&p);
+    st_free(&s);
+  }
+  assert_string_equal(hash[0], ONE_CHANNEL_HASH);
+  assert_string_equal(hash[1], ONE_CHANNEL_HASH);
+  assert_string_not_equal(hash[2], ONE_CHANNEL_HASH);
+}
+
+/* Models of one input count but other image shapes on one data set: each
+   shape is checked (the data are not taken as checked for the first),
+   and the message names the experiment it does not fit. */
+static void test_plan_data_shape(void **state) {
+  (void)state;
+  char dir[600], text[1024], want[1024];
+  StPlan p;
+  snprintf(dir, sizeof dir, "%s/rgb", tmp);
+  assert_int_equal(mkdir(dir, 0700), 0);
+  assert_int_equal(util_idx4_set(dir, 3, 2, 3, 4), 0);
+  const char *base = "\"base\": {\"input\": [3, 4, 4], \"layers\": [\"flatten\", "
+                     "{\"type\": \"linear\", \"out\": 10}], \"data\": \"%s\"}";
+  char b[800];
+  snprintf(b, sizeof b, base, dir);
+  snprintf(text, sizeof text, "{%s, \"vary\": {\"input\": [[3, 4, 4], [1, 8, 6]]}, "
+           "\"seeds\": [1]}", b);
+  load_text(tmp, text);
+  assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
+  snprintf(want, sizeof want, "experiment 'input=[1,8,6]': %s: images are 3 x 4 x 4 (channels "
+           "x height x width); the model's input is [1, 8, 6]", dir);
+  assert_string_equal(err, want);
+  st_free(&s);
+  snprintf(text, sizeof text, "{%s, \"vary\": {\"batch_size\": [2, 3]}, \"seeds\": [1]}", b);
+  load_text(tmp, text);
+  if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+    fail_msg("%s", err);
+  st_plan_free(&p);
   st_free(&s);
 }
 
@@ -362,6 +467,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_errors),
     cmocka_unit_test(test_seed_study),
+    cmocka_unit_test(test_seed_study_adaptive),
     cmocka_unit_test(test_seed_grid),
     cmocka_unit_test(test_recipe_study),
     cmocka_unit_test(test_dotted_and_names),
@@ -370,6 +476,8 @@ int main(void) {
     cmocka_unit_test(test_plan_shares_runs),
     cmocka_unit_test(test_plan_arithmetic),
     cmocka_unit_test(test_plan_data_error),
+    cmocka_unit_test(test_plan_data_hash),
+    cmocka_unit_test(test_plan_data_shape),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

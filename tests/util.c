@@ -184,17 +184,21 @@ int util_poke_weight(const char *path, const char *name, long k, double v) {
   return rc;
 }
 
-/* Writes DIR/PREFIX-images-idx3-ubyte and the labels for util_idx_set. */
-static int idx_files(const char *dir, const char *prefix, int n, int side) {
-  size_t px = (size_t)side * side, len = 16 + (size_t)n * px;
-  unsigned char *buf = malloc(len);
-  unsigned char hdr[16] = {0, 0, 8, 3, n >> 24, n >> 16 & 255, n >> 8 & 255, n & 255,
-                           0, 0, 0, (unsigned char)side, 0, 0, 0, (unsigned char)side};
+/* Writes DIR/PREFIX-images-idx3-ubyte (channels 0) or -idx4-ubyte and
+   the labels for util_idx_set and util_idx4_set. */
+static int idx_files(const char *dir, const char *prefix, int n, int channels, int side) {
+  size_t px = (size_t)(channels ? channels : 1) * side * side;
+  size_t head = channels ? 20 : 16, len = head + (size_t)n * px;
+  unsigned char *buf = calloc(len, 1);
+  unsigned char hdr[20] = {0, 0, 8, channels ? 4 : 3, n >> 24, n >> 16 & 255, n >> 8 & 255,
+                           n & 255};
   char path[4096];
-  memcpy(buf, hdr, 16);
+  for (int d = 0; d < 3; d++)  /* (channels,) side, side */
+    hdr[11 + 4 * d] = (unsigned char)(d == 0 && channels ? channels : side);
+  memcpy(buf, hdr, head);
   for (size_t i = 0; i < (size_t)n * px; i++)
-    buf[16 + i] = i % px ? (unsigned char)(i * 37 % 251) : 0;
-  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
+    buf[head + i] = i % px ? (unsigned char)(i * 37 % 251) : 0;
+  snprintf(path, sizeof path, "%s/%s-images-idx%d-ubyte", dir, prefix, channels ? 4 : 3);
   int rc = util_write(path, buf, len);
   buf[3] = 1;
   for (int i = 0; i < n; i++)
@@ -206,5 +210,10 @@ static int idx_files(const char *dir, const char *prefix, int n, int side) {
 }
 
 int util_idx_set(const char *dir, int ntrain, int ntest, int side) {
-  return idx_files(dir, "train", ntrain, side) | idx_files(dir, "t10k", ntest, side);
+  return idx_files(dir, "train", ntrain, 0, side) | idx_files(dir, "t10k", ntest, 0, side);
+}
+
+int util_idx4_set(const char *dir, int ntrain, int ntest, int channels, int side) {
+  return idx_files(dir, "train", ntrain, channels, side) |
+         idx_files(dir, "t10k", ntest, channels, side);
 }

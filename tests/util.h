@@ -37,6 +37,9 @@ int util_drop_root(void);
    251 but the first pixel of every image 0, labels 0..9 in turn; 0 or
    -1. */
 int util_idx_set(const char *dir, int ntrain, int ntest, int side);
+/* The same with images of channels x side x side, in IDX files of 4
+   dimensions (PREFIX-images-idx4-ubyte). */
+int util_idx4_set(const char *dir, int ntrain, int ntest, int channels, int side);
 /* Sets element k (in row-major order) of tensor name in the safetensors
    file path to v, in the tensor's dtype (F32, F64 or I64); 0 or -1. */
 int util_poke_weight(const char *path, const char *name, long k, double v);

@@ -1,10 +1,11 @@
 /*
  * fuzz_idx.c — the IDX reader (runtime/idx.c) on arbitrary files. The
- * first byte picks what the rest is: 0 an image file, 1 a label file
- * (each raw or gzip), anything else a pair: the next two bytes say where
- * the image file ends and the label file begins, and the pair is loaded
- * as a data set. Every input must load or be refused with a message
- * naming the file.
+ * first byte picks what the rest is: 0 an image file of 3 dimensions,
+ * 3 one of 4, 1 a label file (each raw or gzip); anything else a pair:
+ * the next two bytes say where the image file ends and the label file
+ * begins, and the pair is loaded as a data set, its images read from
+ * PREFIX-images-idx4-ubyte after a 4, else from PREFIX-images-idx3-ubyte.
+ * Every input must load or be refused with a message naming the file.
  *
  * Seeds: tests/fuzz/idx, small valid files and pairs, raw and gzip, and a
  * few damaged ones, written by
@@ -19,7 +20,7 @@
 #include <zlib.h>
 #include "../../runtime/rt.h"
 
-static char dir[64], ipath[128], lpath[128];
+static char dir[64], ipath[128], i4path[128], lpath[128];
 
 /* Says what went wrong and stops: a finding. */
 static void finding(const char *what, const char *detail) {
@@ -43,7 +44,7 @@ static void named(int rc, const char *err) {
 /* One file of ndims dimensions: read (inflating gzip) and parsed. */
 static void one_file(const uint8_t *data, size_t size, int ndims) {
   char err[1024] = "";
-  long dims[3];
+  long dims[4];
   size_t len = 0, off = 0;
   put(ipath, data, size);
   unsigned char *buf = rt_read_file(ipath, &len, err, sizeof err);
@@ -53,14 +54,16 @@ static void one_file(const uint8_t *data, size_t size, int ndims) {
   free(buf);
 }
 
-/* A pair loaded as a data set of 10 classes. */
-static void pair(const uint8_t *data, size_t size) {
+/* A pair loaded as a data set of 10 classes, the images from the file of
+   4 dimensions (idx4) or of 3. */
+static void pair(const uint8_t *data, size_t size, int idx4) {
   char err[1024] = "";
   RtSet s;
   size_t cut = size < 2 ? 0 : ((size_t)data[0] << 8 | data[1]);
   data += size < 2 ? size : 2, size -= size < 2 ? size : 2;
   cut = cut < size ? cut : size;
-  put(ipath, data, cut);
+  remove(idx4 ? ipath : i4path);
+  put(idx4 ? i4path : ipath, data, cut);
   put(lpath, data + cut, size - cut);
   int rc = rt_load_set(dir, "train", 10, &s, err, sizeof err);
   named(rc, err);
@@ -85,14 +88,18 @@ static void u32(Bytes *o, uint32_t v) {
     o->b[o->len++] = (uint8_t)(v >> 8 * i);
 }
 
-/* n images of 2 x 3 pixels, or n labels (below 10 unless bad). */
+/* n images of 2 x 3 pixels (images 3), of 2 x 2 x 3 (images 4), or n
+   labels (images 0; below 10 unless bad). */
 static Bytes idx(int images, uint32_t n, int bad) {
   Bytes o = {.len = 0};
-  u32(&o, images ? 0x803 : 0x801);
+  uint32_t each = images == 4 ? 12 : images ? 6 : 1;
+  u32(&o, images ? 0x800u | (uint32_t)images : 0x801);
   u32(&o, n);
+  if (images == 4)
+    u32(&o, 2);
   if (images)
     u32(&o, 2), u32(&o, 3);
-  for (uint32_t i = 0; i < n * (images ? 6 : 1); i++)
+  for (uint32_t i = 0; i < n * each; i++)
     o.b[o.len++] = (uint8_t)(images ? i * 41 : i % 10 + (bad ? 10 : 0));
   return o;
 }
@@ -125,9 +132,25 @@ static void seed(const char *dir, const char *name, int mode, Bytes a, const Byt
   fclose(f);
 }
 
+/* The seeds of 4 dimensions: files, pairs, and a 3-d file in its place. */
+static void write_seeds4(const char *dir) {
+  Bytes im = idx(4, 4, 0), im3 = idx(3, 4, 0), lb = idx(0, 4, 0), bad = idx(0, 4, 1);
+  Bytes cut = im, glb = gz(lb);
+  cut.len -= 5;
+  seed(dir, "images4", 3, im, NULL);
+  seed(dir, "images4_gz", 3, gz(im), NULL);
+  seed(dir, "images4_truncated", 3, cut, NULL);
+  seed(dir, "images4_of_3", 3, im3, NULL);
+  seed(dir, "pair4", 4, im, &lb);
+  seed(dir, "pair4_gz", 4, gz(im), &glb);
+  seed(dir, "pair4_label_range", 4, im, &bad);
+  seed(dir, "pair4_of_3", 4, im3, &lb);
+  seed(dir, "pair3_of_4", 2, im, &lb);
+}
+
 /* The seed corpus. */
 static void write_seeds(const char *dir) {
-  Bytes im = idx(1, 4, 0), lb = idx(0, 4, 0), bad = idx(0, 4, 1), cut = im;
+  Bytes im = idx(3, 4, 0), lb = idx(0, 4, 0), bad = idx(0, 4, 1), cut = im;
   cut.len -= 5;
   seed(dir, "images", 0, im, NULL);
   seed(dir, "images_gz", 0, gz(im), NULL);
@@ -139,11 +162,13 @@ static void write_seeds(const char *dir) {
   seed(dir, "pair_gz", 2, gz(im), &glb);
   seed(dir, "pair_label_range", 2, im, &bad);
   seed(dir, "pair_swapped", 2, lb, &im);
+  write_seeds4(dir);
 }
 
 /* Removes the harness's files when the process ends. */
 static void cleanup(void) {
   remove(ipath);
+  remove(i4path);
   remove(lpath);
   rmdir(dir);
 }
@@ -156,6 +181,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   snprintf(dir, sizeof dir, "/tmp/mlpc-fuzz-idx-%ld", (long)getpid());
   mkdir(dir, 0700);
   snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte", dir);
+  snprintf(i4path, sizeof i4path, "%s/train-images-idx4-ubyte", dir);
   snprintf(lpath, sizeof lpath, "%s/train-labels-idx1-ubyte", dir);
   return 0;
 }
@@ -163,9 +189,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0)
     return 0;
-  if (data[0] < 2)
-    one_file(data + 1, size - 1, data[0] ? 1 : 3);
+  if (data[0] < 2 || data[0] == 3)
+    one_file(data + 1, size - 1, data[0] == 3 ? 4 : data[0] ? 1 : 3);
   else
-    pair(data + 1, size - 1);
+    pair(data + 1, size - 1, data[0] == 4);
   return 0;
 }

@@ -4,7 +4,7 @@
 Run by hand, never in CI, with Debian's python3-torch (1.13) on an x86-64
 machine with AVX2 (see docs/semantics.md):
 
-    /usr/bin/python3 tests/reference/gen.py            # rewrite the goldens
+    OPENBLAS_NUM_THREADS=2 /usr/bin/python3 tests/reference/gen.py   # rewrite the goldens
     /usr/bin/python3 tests/reference/gen.py --check-mlpc build/mlpc
 
 It writes, under tests/reference/:
@@ -1105,6 +1105,46 @@ def cnn_cases():
     return out
 
 
+# The training recipes on convolutional networks: name, data set, layers,
+# epochs, the model's other fields. Each in both precisions.
+CNN_RECIPES = [
+    # onecycle behind a warmup, clipping now and then, and label
+    # smoothing, through BatchNorm2d (its convolution without the bias it
+    # cannot train)
+    ("onecycle_clip_smooth", "c3_8x8", [conv(6, 3, padding=1, bias=False),
+                                        {"type": "batchnorm2d"}, "relu", pool("max", 2),
+                                        "flatten", {"type": "linear", "out": 4}], 3,
+     dict(init="kaiming_normal", optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9},
+          schedule={"type": "onecycle", "max_lr": 0.05, "warmup": 4}, clip_grad_norm=2.0,
+          label_smoothing=0.1, batch_size=16, seed=901)),
+    # cosine behind a warmup, with Adam, every step clipped
+    ("cosine_clip_adam", "c5_7x9", [conv(4, 3), "tanh", pool("avg", 2), "flatten",
+                                    {"type": "linear", "out": 6}], 3,
+     dict(init="xavier_normal", optimizer={"type": "adam", "lr": 0.003},
+          schedule={"type": "cosine", "T_max": 2, "warmup": 6}, clip_grad_norm=0.3,
+          batch_size=8)),
+    # a validation split of images, early stopping that stops (after
+    # epoch 2 in float32, 4 in float64) and keeps the epoch before, under
+    # StepLR
+    ("val_stop_step", "c1_12x10", [conv(3, 3), "relu", pool("max", 2), "flatten",
+                                   {"type": "linear", "out": 5}], 12,
+     dict(init="kaiming_normal", optimizer={"type": "sgd", "lr": 0.7},
+          schedule={"type": "step", "step_size": 1, "gamma": 0.9}, label_smoothing=0.05,
+          validation=0.25, early_stopping={"patience": 1}, batch_size=16, seed=907)),
+]
+
+
+def cnn_recipe_cases():
+    """The training recipes on convolutional networks, after the other
+    convolutional cases: "cnn_recipe_NAME_32/64"."""
+    out = []
+    for k, (name, data, layers, epochs, kw) in enumerate(CNN_RECIPES):
+        for dtype in ("float32", "float64"):
+            out.append(case("cnn_recipe_%s_%s" % (name, dtype[5:]), data, epochs=epochs,
+                            layers=layers, dtype=dtype, **dict(dict(seed=900 + k), **kw)))
+    return out
+
+
 # ---- raw draws (tests/test_init.c) ----
 
 DRAWS = [("uniform.1", 0, 1.0, 1), ("uniform.37", 0, 0.125, 37), ("normal.1", 1, 1.0, 1),
@@ -1198,7 +1238,7 @@ def main():
     for name, (image, classes, ntrain, ntest, seed) in SETS.items():
         blobs(name, image, classes, ntrain, ntest, seed)
     torch_rng()
-    suite = cases() + cnn_cases()
+    suite = cases() + cnn_cases() + cnn_recipe_cases()
     bad = []
     for c in suite:
         run_case(c)

@@ -659,7 +659,7 @@ static void print_ranking(const Concl *c, FILE *term) {
 }
 
 void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term) {
-  int val = f->nval == f->p->s->nexp;
+  int val = st_on_val(f->p->s);
   Concl c = {.f = f, .fig = val ? ST_VAL_LOSS : ST_TEST_LOSS,
              .what = val ? "validation loss" : "test loss"};
   collect(&c);

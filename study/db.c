@@ -433,9 +433,11 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen) {
   return 0;
 }
 
-int st_db_final_loss(sqlite3 *db, long long id, double *loss, char *err, size_t errlen) {
-  sqlite3_stmt *st = prepare(db, "SELECT status = 'finished', test_loss FROM runs WHERE id = ?1",
-                             err, errlen);
+int st_db_final_loss(sqlite3 *db, long long id, int val, double *loss, char *err,
+                     size_t errlen) {
+  sqlite3_stmt *st = prepare(db, val ? "SELECT status = 'finished', val_loss FROM runs WHERE "
+                                       "id = ?1" : "SELECT status = 'finished', test_loss FROM "
+                                       "runs WHERE id = ?1", err, errlen);
   if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, id);

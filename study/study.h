@@ -79,6 +79,10 @@ int st_load(const char *path, Study *s, char *err, size_t errlen);
 int st_override(Study *s, const char *flag, const char *key, const char *text,
                 char *err, size_t errlen);
 void st_free(Study *s);
+/* Whether every experiment holds out a validation split: the study then
+   ranks and compares its models on the final validation loss, not the
+   test loss (conclude.c, adaptive.c). */
+int st_on_val(const Study *s);
 
 /* ---- plan.c: what to run ---- */
 
@@ -191,8 +195,10 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
               char *err, size_t errlen);
 
-/* The final test loss of run id: +infinity if it diverged. */
-int st_db_final_loss(sqlite3 *db, long long id, double *loss, char *err, size_t errlen);
+/* The final test loss of run id, or its validation loss (val): +infinity
+   if it diverged. */
+int st_db_final_loss(sqlite3 *db, long long id, int val, double *loss, char *err,
+                     size_t errlen);
 
 /* ---- run.c: one run, whatever carries it to a worker ---- */
 

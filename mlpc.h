@@ -123,6 +123,10 @@ size_t emit_static_bytes(const Ir *ir);
 int emit_check_size(const Ir *ir, char *err, size_t errlen);
 /* runtime/rmath.h's text: the math whose bits are mlpc's own. */
 const char *emit_rmath(void);
+/* Whether a layer is a BatchNorm that a one-sample batch gives one value
+   a channel, so that such a training batch is skipped: BatchNorm1d,
+   BatchNorm2d on 1 x 1 (RtNet.has_batchnorm). */
+int emit_has_batchnorm(const Ir *ir);
 
 /* ---- codegen/infer.c: standalone inference C ---- */
 

@@ -636,9 +636,7 @@ static void emit_health_tables(Gen *g) {
   emitf(g->b, ",\n}; /* the figures each does not define */\n\n");
 }
 
-/* Whether a layer is a BatchNorm that a one-sample batch gives one value
-   a channel (such a batch is skipped): BatchNorm1d, BatchNorm2d on 1 x 1. */
-static int has_batchnorm(const Ir *ir) {
+int emit_has_batchnorm(const Ir *ir) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     if (l->kind == L_BATCHNORM || (l->kind == L_BATCHNORM2D && l->x.h * l->x.w == 1))
@@ -712,7 +710,7 @@ static void emit_table(Gen *g) {
         "  .health_na = %s,\n  .sequential = %d,\n",
         m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
-        has_batchnorm(g->ir), g->ntensors, g->ir->nhealth,
+        emit_has_batchnorm(g->ir), g->ntensors, g->ir->nhealth,
         g->ir->nhealth ? "health_names" : "0", g->ir->nhealth ? "health_na" : "0",
         g->ir->sequential);
   if (fe_has_recipe(m))

@@ -169,6 +169,9 @@ typedef struct {
    training steps: sets the lr of the first step. 0, or -1 with "KEY:
    reason" in err when the run does not fit it (onecycle's total_steps). */
 int rt_sched_start(RtSched *s, const RtNet *net, long steps, char *err, size_t errlen);
+/* The check rt_sched_start makes of a run of `steps` training steps, on
+   the recipe alone: 0, or -1 with "KEY: reason" in err. */
+int rt_sched_check(const RtRecipe *r, long steps, char *err, size_t errlen);
 /* After each training step: the warmup and onecycle step. */
 void rt_sched_step(RtSched *s);
 /* After each epoch (after its last step's rt_sched_step): step and
@@ -188,6 +191,9 @@ long rt_val_size(const RtRecipe *r, long n);
    (nothing left to train on; out of memory), train and val empty. */
 int rt_split(const RtSet *all, int feats, int nclasses, long nval, uint64_t seed,
              RtSet *train, RtSet *val, char *err, size_t errlen);
+/* Whether nval held out of n training samples leave some to train on:
+   0, or -1 with the reason in err. */
+int rt_val_check(long nval, long n, char *err, size_t errlen);
 
 /* ---- runtime/train.c: initialisation and the training loop ---- */
 
@@ -259,5 +265,15 @@ void rt_init(const RtNet *net, uint64_t seed);
    is not finite, or after an epoch a tensor that holds a value that is
    not finite (under --json the last line then says so). */
 int rt_train(const RtNet *net, const RtOptions *o);
+/* The training steps of an epoch over n samples in batches of batch, at
+   most max_batches (0: all): its batches, less a one-sample batch under
+   BatchNorm (skipped). */
+long rt_train_steps(long n, int batch, long max_batches, int has_batchnorm);
+/* Whether recipe r fits a training set of n samples as rt_train checks
+   it before training (the validation split leaves some to train on;
+   onecycle fits the run's steps), for a plan that has not loaded the
+   model's code: 0, or -1 with "KEY: reason" in err. */
+int rt_recipe_check(const RtRecipe *r, long n, int batch, int has_batchnorm, int epochs,
+                    long max_batches, char *err, size_t errlen);
 
 #endif

@@ -83,6 +83,9 @@ static int sched_cycle_setup(RtSched *s, long steps, char *err, size_t errlen) {
   long cycle = steps - r->warmup;
   s->total = r->total_steps ? r->total_steps : cycle;
   s->end1 = r->pct_start * s->total - 1;
+  if (s->total < 1 && !r->warmup)
+    return snprintf(err, errlen, "schedule: onecycle cycles over the run's training steps, "
+                    "and it takes none (its one training sample is skipped under BatchNorm)"), -1;
   if (s->total < 1)
     return snprintf(err, errlen, "schedule.warmup: the warmup of %ld steps leaves none of the "
                     "run's %ld steps to onecycle", r->warmup, steps), -1;
@@ -95,6 +98,11 @@ static int sched_cycle_setup(RtSched *s, long steps, char *err, size_t errlen) {
                     "of OneCycleLR would take no step, and it divides by zero (PyTorch fails "
                     "too); change pct_start or total_steps", s->end1 ? "total_steps" : "1"), -1;
   return 0;
+}
+
+int rt_sched_check(const RtRecipe *r, long steps, char *err, size_t errlen) {
+  RtSched s = {.r = r};
+  return r->schedule == RT_SCHED_ONECYCLE ? sched_cycle_setup(&s, steps, err, errlen) : 0;
 }
 
 int rt_sched_start(RtSched *s, const RtNet *net, long steps, char *err, size_t errlen) {

@@ -85,13 +85,20 @@ static void split_copy(const RtSet *all, int feats, const char *held, RtSet *tra
   }
 }
 
+int rt_val_check(long nval, long n, char *err, size_t errlen) {
+  if (nval < n)
+    return 0;
+  snprintf(err, errlen, "validation: holding out %ld of the %ld training samples leaves none "
+           "to train on; hold out fewer", nval, n);
+  return -1;
+}
+
 int rt_split(const RtSet *all, int feats, int nclasses, long nval, uint64_t seed,
              RtSet *train, RtSet *val, char *err, size_t errlen) {
   long count[RT_MAX_CLASSES] = {0}, quota[RT_MAX_CLASSES];
   memset(train, 0, sizeof *train), memset(val, 0, sizeof *val);
-  if (nval >= all->n)
-    return snprintf(err, errlen, "validation: holding out %ld of the %ld training samples "
-                    "leaves none to train on; hold out fewer", nval, all->n), -1;
+  if (rt_val_check(nval, all->n, err, errlen))
+    return -1;
   for (long i = 0; i < all->n; i++)
     count[all->labels[i]]++;
   split_quota(count, nclasses, all->n, nval, quota);

@@ -263,12 +263,23 @@ static long train_last_step(const Loop *L, long nb) {
   return last;
 }
 
-/* The training steps of an epoch: its batches, less a one-sample batch
-   under BatchNorm (skipped). */
+long rt_train_steps(long n, int batch, long max_batches, int has_batchnorm) {
+  long nb = train_nbatches(n, batch, max_batches);
+  return nb - (has_batchnorm && nb > 0 && n - (nb - 1) * batch == 1);
+}
+
+/* The training steps of an epoch of the loop. */
 static long train_steps(const Loop *L) {
-  int B = L->net->batch;
-  long nb = train_nbatches(L->train.n, B, L->o->max_batches);
-  return nb - (L->net->has_batchnorm && nb > 0 && L->train.n - (nb - 1) * B == 1);
+  return rt_train_steps(L->train.n, L->net->batch, L->o->max_batches, L->net->has_batchnorm);
+}
+
+int rt_recipe_check(const RtRecipe *r, long n, int batch, int has_batchnorm, int epochs,
+                    long max_batches, char *err, size_t errlen) {
+  long nval = rt_val_size(r, n);
+  if (rt_val_check(nval, n, err, errlen))
+    return -1;
+  long steps = epochs * rt_train_steps(n - nval, batch, max_batches, has_batchnorm);
+  return r ? rt_sched_check(r, steps, err, errlen) : 0;
 }
 
 /* One training epoch; returns the mean batch loss, NaN when it took no

@@ -8,8 +8,8 @@
  *                      lr the code reads after epoch e is StepLR's
  *   schedule_errors    a run that does not fit onecycle (its total_steps,
  *                      a phase of no step, a warmup that leaves it no
- *                      step) is refused before training, exit 2, with the
- *                      key and the reason
+ *                      step, a run of no step) is refused before
+ *                      training, exit 2, with the key and the reason
  *   split              the validation split: each class's quota (largest
  *                      remainders), disjoint sets that keep file order,
  *                      fixed by the seed, another for another seed; a
@@ -137,6 +137,14 @@ static void test_schedule_errors(void **state) {
   snprintf(text, sizeof text, "{\"hidden\": [8], \"epochs\": 3, \"max_batches\": 4, "
            "\"schedule\": {\"type\": \"onecycle\", \"max_lr\": 0.1, \"total_steps\": 12}}");
   assert_int_equal(run_model(tmp, text, &err), 0); /* the run's 12 steps fit 12 */
+  free(err);
+  /* one training sample, skipped under BatchNorm: no step to cycle over */
+  assert_int_equal(run_model(tmp, "{\"hidden\": [8], \"norm\": \"batchnorm\", \"validation\": "
+                                  "7999, \"schedule\": {\"type\": \"onecycle\", \"max_lr\": 0.1}}",
+                             &err), 2);
+  assert_non_null(strstr(err, "mlpc: error: schedule: onecycle cycles over the run's training "
+                              "steps, and it takes none (its one training sample is skipped "
+                              "under BatchNorm)\n"));
   free(err);
   util_rmtree(tmp);
 }

@@ -558,7 +558,8 @@ static RtEpoch train_final(Loop *L, const RtEpoch *last, int stopped) {
     train_keep(L, 1);
   char why[80] = "";
   if (stopped)
-    snprintf(why, sizeof why, "stopped after %d epochs without a better one; ", L->patience);
+    snprintf(why, sizeof why, "stopped after %d epoch%s without a better one; ", L->patience,
+             L->patience == 1 ? "" : "s");
   if (!L->o->json && !L->o->on_epoch)
     printf("early stopping: %sthe least validation loss, %.6f, was epoch %d's: its weights "
            "are kept, test loss %.6f, accuracy %.2f%%\n", why, b->val_loss, b->epoch,

@@ -298,6 +298,13 @@ static void test_early_stopping_output(void **state) {
   assert_non_null(strstr(text, "\"stopped_early\": true, \"final_train_loss\""));
   assert_non_null(strstr(text, "\"best_epoch\": "));
   free(text);
+  assert_int_equal(run_model(tmp, "{\"hidden\": [8], \"optimizer\": {\"type\": \"sgd\", \"lr\": "
+                                  "0.5}, \"validation\": 0.2, \"early_stopping\": {\"patience\": "
+                                  "1}, \"seed\": 3, \"epochs\": 30, \"max_batches\": 20}", &err), 0);
+  free(err);
+  text = printed(tmp);
+  assert_non_null(strstr(text, "\nearly stopping: stopped after 1 epoch without a better one; "));
+  free(text);
   assert_int_equal(run_model(tmp, "{\"hidden\": [8], \"validation\": 8000}", &err), 2);
   assert_non_null(strstr(err, "mlpc: error: validation: holding out 8000 of the 8000 training "
                               "samples leaves none to train on; hold out fewer\n"));

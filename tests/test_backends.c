@@ -350,7 +350,8 @@ static void test_trainer(void **state) {
     "models/mlp_dropout.json", "tests/models/list_mixed.json", /* dropout's masks */
     "tests/models/sched_onecycle_warmup.json", /* the runtime's lr schedule */
     "tests/models/recipe_all.json", /* validation, early stopping, clipping, smoothing */
-    "models/cnn.json", "tests/models/cnn_mixed.json", /* convolutions */
+    "tests/models/cnn_recipe.json", /* the recipes on a CNN: a split of images */
+    "models/cnn.json", "tests/models/cnn_mixed.json", /* convolutions; the last runs below */
   };
   Path c = tmp_path("trainer.c"), exe = tmp_path("trainer"), err = tmp_path("stderr");
   for (size_t i = 0; i < sizeof chosen / sizeof chosen[0]; i++) {

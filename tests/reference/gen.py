@@ -1145,6 +1145,35 @@ def cnn_recipe_cases():
     return out
 
 
+# Schedules at their edges, after every other case: name, norm,
+# optimizer, epochs, schedule (on "wide", 8 steps an epoch).
+SCHEDULE_EDGES = [
+    # a warmup longer than the run: LinearLR never reaches the lr
+    ("warmup_past_run", "none", {"type": "sgd", "lr": 0.1, "momentum": 0.5}, 2,
+     {"type": "step", "step_size": 1, "gamma": 0.5, "warmup": 100}),
+    # pct_start x total_steps below 1: no rising phase, OneCycleLR anneals from its start
+    ("onecycle_no_rise", "layernorm", "adam", 2,
+     {"type": "onecycle", "max_lr": 0.01, "pct_start": 0.05}),
+    # a warmup that leaves the cycle one step of the run (total_steps 1)
+    ("onecycle_one_step", "none", {"type": "sgd", "lr": 0.05}, 2,
+     {"type": "onecycle", "max_lr": 0.1, "warmup": 15}),
+    # eta_min above the lr: the cosine rises, over four periods of T_max 1
+    ("cosine_rising", "none", "rmsprop", 4, {"type": "cosine", "T_max": 1, "eta_min": 0.003}),
+]
+
+
+def edge_cases():
+    """The schedules at their edges, in both precisions: "sched_edge_NAME_32/64"."""
+    out = []
+    for k, (name, norm, o, epochs, sched) in enumerate(SCHEDULE_EDGES):
+        for dtype in ("float32", "float64"):
+            out.append(case("sched_edge_%s_%s" % (name, dtype[5:]), "wide", epochs=epochs,
+                            hidden=[13], norm=norm, activation=ACTS[(k + 1) % 7], optimizer=o,
+                            schedule=sched, init=INITS[(k + 3) % 4], batch_size=16, dtype=dtype,
+                            seed=950 + k))
+    return out
+
+
 # ---- raw draws (tests/test_init.c) ----
 
 DRAWS = [("uniform.1", 0, 1.0, 1), ("uniform.37", 0, 0.125, 37), ("normal.1", 1, 1.0, 1),
@@ -1238,7 +1267,7 @@ def main():
     for name, (image, classes, ntrain, ntest, seed) in SETS.items():
         blobs(name, image, classes, ntrain, ntest, seed)
     torch_rng()
-    suite = cases() + cnn_cases() + cnn_recipe_cases()
+    suite = cases() + cnn_cases() + cnn_recipe_cases() + edge_cases()
     bad = []
     for c in suite:
         run_case(c)

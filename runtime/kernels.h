@@ -88,6 +88,10 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 #define act_elu_back act_elu_back_fma
 #define xent_forward xent_forward_fma
 #define xent_backward xent_backward_fma
+#define clip_norm clip_norm_fma
+#define clip_scale clip_scale_fma
+#define xent_smooth xent_smooth_fma
+#define xent_smooth_backward xent_smooth_backward_fma
 #endif
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
@@ -134,6 +138,11 @@ double xent_forward(int n, int K, const real *z, const unsigned char *y, real *l
                     real *e, long *correct);
 void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
                    real *dz);
+double xent_smooth(int n, int K, const real *z, const real *lse, double nll, double eps);
+void xent_smooth_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
+                          real *dz, real on, real off);
+real clip_norm(int len, const real *g);
+void clip_scale(int len, real *g, real coef);
 void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
              real damp1, int nesterov, real neg_lr);
 void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
@@ -1717,6 +1726,50 @@ MLPC_KERNEL void xent_backward(int n, int K, const real *z, const real *lse,
     dz[(long)r * K + y[r]] -= 1;
   for (long i = 0; i < (long)n * K; i++)
     dz[i] /= n;
+}
+
+/* Label smoothing eps (CrossEntropyLoss(label_smoothing=eps)): the loss
+   summed over n rows, (1 − eps)·nll + (eps / K)·Σ_r Σ_k (lse[r] − z[r][k]),
+   nll being xent_forward's sum (whose lse this reuses); in double. */
+MLPC_KERNEL double xent_smooth(int n, int K, const real *z, const real *lse, double nll,
+                               double eps) {
+  double smooth = 0;
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      smooth += (double)lse[r] - z[(long)r * K + k];
+  return (1 - eps) * nll + smooth * (eps / K);
+}
+
+/* Its gradient: dz[r][k] = (e^(z[r][k] − lse[r]) − q[k]) / n, the target
+   q[k] = off + on·[k = y[r]], with on = 1 − eps and off = eps / K. */
+MLPC_KERNEL void xent_smooth_backward(int n, int K, const real *z, const real *lse,
+                                      const unsigned char *y, real *dz, real on, real off) {
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      dz[(long)r * K + k] = z[(long)r * K + k] - lse[r];
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] = mm_exp(dz[i]) - off;
+  for (int r = 0; r < n; r++)
+    dz[(long)r * K + y[r]] -= on;
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] /= n;
+}
+
+/* ---- gradient clipping (clip_grad_norm_) ---- */
+
+/* The 2-norm of len gradients, as a real: the squares (each exact in
+   double for float) summed in double, the root rounded once to real. */
+MLPC_KERNEL real clip_norm(int len, const real *g) {
+  double s = 0;
+  for (int i = 0; i < len; i++)
+    s += (double)g[i] * g[i];
+  return (real)sqrt(s);
+}
+
+/* g *= coef. */
+MLPC_KERNEL void clip_scale(int len, real *g, real coef) {
+  for (int i = 0; i < len; i++)
+    g[i] *= coef;
 }
 
 /* ---- optimizers: one tensor's update (docs: SEMANTICS.md) ---- */

@@ -66,6 +66,8 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 #define conv2d_backward conv2d_backward_fma
 #define maxpool2d_forward maxpool2d_forward_fma
 #define maxpool2d_backward maxpool2d_backward_fma
+#define maxpool2d_relu_forward maxpool2d_relu_forward_fma
+#define maxpool2d_relu_backward maxpool2d_relu_backward_fma
 #define avgpool2d_forward avgpool2d_forward_fma
 #define avgpool2d_backward avgpool2d_backward_fma
 #define bn2d_forward bn2d_forward_fma
@@ -111,6 +113,10 @@ void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int S
                        const real *x, real *y, int *arg);
 void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                         const real *dy, const int *arg, real *dx);
+void maxpool2d_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                            const real *x, real *y, int *arg);
+void maxpool2d_relu_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                             const real *dy, const int *arg, const real *y, real *dx);
 void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                        const real *x, real *y);
 void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
@@ -1331,6 +1337,15 @@ MM_INLINE mm_v pool_get_v(const real *xr, int SW, int cnt) {
     _mm512_castps_pd(a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), _mm512_castps_pd(b)));
 }
 
+/* g where y is not ±0 (NaN included), else +0. */
+MM_INLINE mm_v pool_keep_v(mm_v g, mm_v y) {
+  if (sizeof(real) == 4)
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NEQ_UQ), g);
+  return _mm512_castpd_ps(_mm512_maskz_mov_pd(
+    _mm512_cmp_pd_mask(_mm512_castps_pd(y), _mm512_setzero_pd(), _CMP_NEQ_UQ),
+    _mm512_castps_pd(g)));
+}
+
 /* The lanes where v is taken over the maximum m: greater, or NaN. */
 MM_INLINE unsigned pool_takes_v(mm_v v, mm_v m) {
   if (sizeof(real) == 4)
@@ -1340,10 +1355,20 @@ MM_INLINE unsigned pool_takes_v(mm_v v, mm_v m) {
          _mm512_cmp_pd_mask(vd, vd, _CMP_UNORD_Q);
 }
 
+/* relu's x < 0 ? 0 : x in each lane (NaN and −0 kept). */
+MM_INLINE mm_v pool_relu_v(mm_v v) {
+  if (sizeof(real) == 4)
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
+                                _mm512_setzero_ps());
+  __m512d vd = _mm512_castps_pd(v);
+  return _mm512_castpd_ps(_mm512_mask_blend_pd(
+    _mm512_cmp_pd_mask(vd, _mm512_setzero_pd(), _CMP_LT_OQ), vd, _mm512_setzero_pd()));
+}
+
 /* maxpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
-   lane each, for strides SW of 1 or 2. */
-MM_INLINE void maxpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int oh, int ow0,
-                             int cnt, const real *x, real *y, int *arg) {
+   lane each, for strides SW of 1 or 2; of relu(x) where relu is set. */
+MM_INLINE void maxpool_row_v(int relu, int W, int OW, int KH, int KW, int SH, int SW, int oh,
+                             int ow0, int cnt, const real *x, real *y, int *arg) {
   __m512i step = _mm512_mullo_epi32(
     _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(SW));
   mm_v m = mm_vset(0);
@@ -1352,6 +1377,8 @@ MM_INLINE void maxpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int 
     for (int j = 0; j < KW; j++) {
       int e = (oh * SH + i) * W + ow0 * SW + j;
       mm_v v = pool_get_v(x + e, SW, cnt);
+      if (relu)
+        v = pool_relu_v(v);
       __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(e), step);
       unsigned take = i + j == 0 ? 0xffff : pool_takes_v(v, m);
       m = sizeof(real) == 4 ? _mm512_mask_blend_ps((__mmask16)take, m, v)
@@ -1364,29 +1391,27 @@ MM_INLINE void maxpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int 
 }
 #endif
 
-/* Max pooling: y (n, C, OH, OW), each window's maximum, and arg, its
-   index h·W + w in the plane. The window is scanned row by row, and a
-   value taken when it is greater than the maximum so far or NaN, as
-   PyTorch does: the first of equal maxima wins, and NaN propagates.
-   With vectors, MM_V windows of a row at a time (strides 1 and 2). */
-MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
-                                   const real *x, real *y, int *arg) {
+/* maxpool2d_forward of x, or of relu(x) where relu is set. */
+MM_INLINE void maxpool2d_run(int relu, int n, int C, int H, int W, int KH, int KW, int SH,
+                             int SW, const real *x, real *y, int *arg) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW, arg += OH * OW)
     for (int oh = 0; oh < OH; oh++) {
       int ow = 0;
 #ifdef MM_SIMD
       for (; ow < OW && SW <= 2; ow += MM_V)
-        maxpool_row_v(W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y, arg);
+        maxpool_row_v(relu, W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y,
+                      arg);
 #endif
       for (; ow < OW; ow++) {
         int at = oh * SH * W + ow * SW;
-        real m = x[at];
+        real m = relu && x[at] < 0 ? (real)0 : x[at];
         for (int i = 0; i < KH; i++)
           for (int j = 0; j < KW; j++) {
             int e = (oh * SH + i) * W + ow * SW + j;
-            if (x[e] > m || x[e] != x[e])
-              m = x[e], at = e;
+            real v = relu && x[e] < 0 ? (real)0 : x[e];
+            if (v > m || v != v)
+              m = v, at = e;
           }
         y[oh * OW + ow] = m;
         arg[oh * OW + ow] = at;
@@ -1394,9 +1419,28 @@ MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, i
     }
 }
 
-/* Backward: dx (n, C, H, W) = 0, plus each dy at its arg, in order. */
-MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH,
-                                    int SW, const real *dy, const int *arg, real *dx) {
+/* Max pooling: y (n, C, OH, OW), each window's maximum, and arg, its
+   index h·W + w in the plane. The window is scanned row by row, and a
+   value taken when it is greater than the maximum so far or NaN, as
+   PyTorch does: the first of equal maxima wins, and NaN propagates.
+   With vectors, MM_V windows of a row at a time (strides 1 and 2). */
+MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                   const real *x, real *y, int *arg) {
+  maxpool2d_run(0, n, C, H, W, KH, KW, SH, SW, x, y, arg);
+}
+
+/* relu then max pooling in one pass: maxpool2d_forward of act_relu(x),
+   the same y and arg, relu's output not stored. */
+MLPC_KERNEL void maxpool2d_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                        int SW, const real *x, real *y, int *arg) {
+  maxpool2d_run(1, n, C, H, W, KH, KW, SH, SW, x, y, arg);
+}
+
+/* maxpool2d_backward; with y, that of maxpool2d_relu_forward: a dy whose
+   maximum y is ±0 (relu's x <= 0) is left out, which is relu's
+   backward, x <= 0 ? 0 : g, at every pixel its windows chose. */
+MM_INLINE void maxpool2d_back_run(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                  const real *dy, const int *arg, const real *y, real *dx) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long e = 0; e < (long)n * C * H * W; e++)
     dx[e] = 0;
@@ -1404,9 +1448,11 @@ MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
     int p = 0;
 #ifdef MM_SIMD
     /* windows apart: each pixel takes one dy at most, 0 + dy, scattered
-       a vector at a time */
+       a vector at a time (0 where y is ±0) */
     for (; p + MM_V <= OH * OW && KH <= SH && KW <= SW; p += MM_V) {
       mm_v g = mm_vadd(mm_vset(0), mm_vload(dy + p));
+      if (y)
+        g = pool_keep_v(g, mm_vload(y + p));
       if (sizeof(real) == 4)
         _mm512_i32scatter_ps((void *)dx, _mm512_loadu_si512((const void *)(arg + p)), g, 4);
       else
@@ -1415,8 +1461,24 @@ MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
     }
 #endif
     for (; p < OH * OW; p++)
-      dx[arg[p]] += dy[p];
+      if (!y || y[p] != 0)
+        dx[arg[p]] += dy[p];
+    y = y ? y + OH * OW : 0;
   }
+}
+
+/* Backward: dx (n, C, H, W) = 0, plus each dy at its arg, in order. */
+MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                    int SW, const real *dy, const int *arg, real *dx) {
+  maxpool2d_back_run(n, C, H, W, KH, KW, SH, SW, dy, arg, 0, dx);
+}
+
+/* Backward of maxpool2d_relu_forward (y its output): dx, relu's input's
+   gradient, as act_relu_back after maxpool2d_backward gives it. */
+MLPC_KERNEL void maxpool2d_relu_backward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                         int SW, const real *dy, const int *arg, const real *y,
+                                         real *dx) {
+  maxpool2d_back_run(n, C, H, W, KH, KW, SH, SW, dy, arg, y, dx);
 }
 
 #ifdef MM_SIMD

@@ -1566,13 +1566,24 @@ MM_INLINE void bn2d_terms_v(int kind, const real *a, const real *b, unsigned m, 
   }
 }
 
+/* The 32 partial sums of p (four vectors of doubles) added in halves. */
+MM_INLINE double bn2d_halves_v(const __m512d *p) {
+  double h[8]; /* the halves: l and l + 16, l and l + 8, then in h */
+  _mm512_storeu_pd(h, _mm512_add_pd(_mm512_add_pd(p[0], p[2]), _mm512_add_pd(p[1], p[3])));
+  for (int w = 4; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      h[l] += h[l + w];
+  return h[0];
+}
+
 /* bn2d_sum with its 32 partial sums in four vectors of doubles, each
-   term added in the lanes of its position only. */
+   term added in the lanes of its position only; with kind 0 and x2,
+   also the sum of kind 2 into *sum2, in the same pass over x. */
 MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
-                            const real *x2, double mean) {
-  __m512d p[4], t[4], mv = _mm512_set1_pd(mean);
+                            const real *x2, double mean, double *sum2) {
+  __m512d p[4], p2[4], t[4], mv = _mm512_set1_pd(mean);
   for (int q = 0; q < 4; q++)
-    p[q] = _mm512_setzero_pd();
+    p[q] = p2[q] = _mm512_setzero_pd();
   for (int r = 0; r < n; r++) {
     const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
     for (int s0 = 0; s0 < S; s0 += 32) {
@@ -1584,14 +1595,19 @@ MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
         unsigned m = (q < 2 ? m0 : m1) >> (q % 2 * 8);
         p[q] = _mm512_mask_add_pd(p[q], (__mmask8)m, p[q], t[q]);
       }
+      if (!sum2)
+        continue;
+      bn2d_terms_v(2, a + s0, b + s0, m0, mv, &t[0], &t[1]);
+      bn2d_terms_v(2, a + s0 + 16, b + s0 + 16, m1, mv, &t[2], &t[3]);
+      for (int q = 0; q < 4; q++) {
+        unsigned m = (q < 2 ? m0 : m1) >> (q % 2 * 8);
+        p2[q] = _mm512_mask_add_pd(p2[q], (__mmask8)m, p2[q], t[q]);
+      }
     }
   }
-  double h[8]; /* the halves: l and l + 16, l and l + 8, then in h */
-  _mm512_storeu_pd(h, _mm512_add_pd(_mm512_add_pd(p[0], p[2]), _mm512_add_pd(p[1], p[3])));
-  for (int w = 4; w; w /= 2)
-    for (int l = 0; l < w; l++)
-      h[l] += h[l + w];
-  return h[0];
+  if (sum2)
+    *sum2 = bn2d_halves_v(p2);
+  return bn2d_halves_v(p);
 }
 #endif
 
@@ -1600,14 +1616,16 @@ MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
    of each sample goes to partial sum s mod BN2D_PARTS, each partial
    summed in increasing (sample, position); the partials are then added
    in halves (partial l and l + 16, then l and l + 8, ...). With S = 1,
-   one partial: bn_forward's sums in bn_forward's order. */
+   one partial: bn_forward's sums in bn_forward's order. With kind 0 and
+   sum2 not null, also the sum of kind 2 (x·x2) into *sum2, in the same
+   pass over x, each sum in its own order. */
 MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
-                          const real *x2, double mean) {
+                          const real *x2, double mean, double *sum2) {
 #ifdef MM_SIMD
   if (BN2D_PARTS == 32)
-    return bn2d_sum_v(n, C, S, c, kind, x, x2, mean);
+    return bn2d_sum_v(n, C, S, c, kind, x, x2, mean, sum2);
 #endif
-  double p[BN2D_PARTS] = {0};
+  double p[BN2D_PARTS] = {0}, p2[BN2D_PARTS] = {0};
   for (int r = 0; r < n; r++) {
     const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
     for (int s0 = 0; s0 < S; s0 += BN2D_PARTS) {
@@ -1615,12 +1633,16 @@ MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
       for (int l = 0; l < m; l++) {
         double d = kind == 2 ? a[s0 + l] * b[s0 + l] : a[s0 + l] - (kind ? mean : 0);
         p[l] += kind == 1 ? d * d : d;
+        if (sum2)
+          p2[l] += a[s0 + l] * b[s0 + l];
       }
     }
   }
   for (int w = BN2D_PARTS / 2; w; w /= 2)
     for (int l = 0; l < w; l++)
-      p[l] += p[l + w];
+      p[l] += p[l + w], p2[l] += p2[l + w];
+  if (sum2)
+    *sum2 = p2[0];
   return p[0];
 }
 
@@ -1634,8 +1656,8 @@ MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double e
   long N = (long)n * S;
   for (int c = 0; c < C; c++) {
     if (train) {
-      mean[c] = bn2d_sum(n, C, S, c, 0, x, 0, 0) / N;
-      var[c] = bn2d_sum(n, C, S, c, 1, x, 0, mean[c]) / N;
+      mean[c] = bn2d_sum(n, C, S, c, 0, x, 0, 0, 0) / N;
+      var[c] = bn2d_sum(n, C, S, c, 1, x, 0, mean[c], 0) / N;
       run_mean[c] = (real)((1 - m) * run_mean[c] + m * mean[c]);
       run_var[c] = (real)((1 - m) * run_var[c] + m * var[c] * N / (N - 1));
     } else
@@ -1658,8 +1680,7 @@ MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *
                                double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
   long N = (long)n * S;
   for (int c = 0; c < C; c++) {
-    sdy[c] = bn2d_sum(n, C, S, c, 0, dy, 0, 0);
-    sdyx[c] = bn2d_sum(n, C, S, c, 2, dy, xhat, 0);
+    sdy[c] = bn2d_sum(n, C, S, c, 0, dy, xhat, 0, &sdyx[c]); /* one pass, both sums */
     dgamma[c] = (real)sdyx[c];
     dbeta[c] = (real)sdy[c];
     k[c] = gamma[c] * rstd[c] / N;

@@ -1436,31 +1436,62 @@ MLPC_KERNEL void maxpool2d_relu_forward(int n, int C, int H, int W, int KH, int 
   maxpool2d_run(1, n, C, H, W, KH, KW, SH, SW, x, y, arg);
 }
 
+#ifdef MM_SIMD
+/* Row h of a plane's dx where windows do not overlap (KH <= SH, KW <=
+   SW) and SW is 1 or 2: each pixel 0 + the dy of the window whose arg it
+   is (+0 where y is ±0), else +0; a vector of pixels at a time, each
+   window's dy, arg and y spread over its SW lanes. */
+MM_INLINE void maxpool_back_row_v(int W, int OH, int OW, int SH, int SW, int h,
+                                  const real *dy, const int *arg, const real *y, real *dx) {
+  int oh = h / SH;
+  __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  for (int w0 = 0; w0 < W; w0 += MM_V) {
+    mm_v g = mm_vset(0);
+    unsigned hit = 0;
+    if (oh < OH) {
+      int at = oh * OW + w0 / SW;
+      unsigned wm = conv_lanes(w0 / SW, 0, OW);
+      __m512i a = _mm512_maskz_loadu_epi32((__mmask16)wm, arg + at);
+      g = mm_vadd(mm_vset(0), mm_vloadm(dy + at, wm));
+      if (y)
+        g = pool_keep_v(g, mm_vloadm(y + at, wm));
+      if (SW == 2) {
+        a = _mm512_permutexvar_epi32(dup, a);
+        g = sizeof(real) == 4 ? _mm512_permutexvar_ps(dup, g)
+                              : _mm512_castpd_ps(_mm512_permutexvar_pd(
+                                  _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0), _mm512_castps_pd(g)));
+      }
+      hit = _mm512_cmpeq_epi32_mask(a, _mm512_add_epi32(_mm512_set1_epi32(h * W + w0), lane)) &
+            conv_lanes(w0, 0, OW * SW);
+    }
+    g = sizeof(real) == 4 ? _mm512_maskz_mov_ps((__mmask16)hit, g)
+                          : _mm512_castpd_ps(_mm512_maskz_mov_pd((__mmask8)hit, _mm512_castps_pd(g)));
+    mm_vstorem(dx + (long)h * W + w0, conv_lanes(w0, 0, W), g);
+  }
+}
+#endif
+
 /* maxpool2d_backward; with y, that of maxpool2d_relu_forward: a dy whose
    maximum y is ±0 (relu's x <= 0) is left out, which is relu's
    backward, x <= 0 ? 0 : g, at every pixel its windows chose. */
 MM_INLINE void maxpool2d_back_run(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                                   const real *dy, const int *arg, const real *y, real *dx) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+#ifdef MM_SIMD
+  if (KH <= SH && KW <= SW && SW <= 2) { /* windows apart: a pixel takes one dy at most */
+    for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW) {
+      for (int h = 0; h < H; h++)
+        maxpool_back_row_v(W, OH, OW, SH, SW, h, dy, arg, y, dx);
+      y = y ? y + OH * OW : 0;
+    }
+    return;
+  }
+#endif
   for (long e = 0; e < (long)n * C * H * W; e++)
     dx[e] = 0;
   for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW) {
-    int p = 0;
-#ifdef MM_SIMD
-    /* windows apart: each pixel takes one dy at most, 0 + dy, scattered
-       a vector at a time (0 where y is ±0) */
-    for (; p + MM_V <= OH * OW && KH <= SH && KW <= SW; p += MM_V) {
-      mm_v g = mm_vadd(mm_vset(0), mm_vload(dy + p));
-      if (y)
-        g = pool_keep_v(g, mm_vload(y + p));
-      if (sizeof(real) == 4)
-        _mm512_i32scatter_ps((void *)dx, _mm512_loadu_si512((const void *)(arg + p)), g, 4);
-      else
-        _mm512_i32scatter_pd((void *)dx, _mm256_loadu_si256((const __m256i *)(arg + p)),
-                             _mm512_castps_pd(g), 8);
-    }
-#endif
-    for (; p < OH * OW; p++)
+    for (int p = 0; p < OH * OW; p++)
       if (!y || y[p] != 0)
         dx[arg[p]] += dy[p];
     y = y ? y + OH * OW : 0;

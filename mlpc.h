@@ -188,6 +188,7 @@ typedef struct Jit Jit;
   X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
   X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) \
   X(opt_adam) X(conv2d_forward) X(conv2d_backward) X(maxpool2d_forward) X(maxpool2d_backward) \
+  X(maxpool2d_relu_forward) X(maxpool2d_relu_backward) \
   X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) X(bn2d_backward) X(clip_norm) \
   X(clip_scale) X(xent_smooth) X(xent_smooth_backward)
 /* and act_NAME, act_NAME_back for each activation of runtime/acts.h */

@@ -279,7 +279,11 @@ static void emit_activation_decls(Gen *g) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;
-    if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
+    if (gen_relu_pooled(ir, i)) { /* no gradient of its own */
+      emitf(g->b, "static real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
+            l->out, ir_shape(&l->y));
+      gen_count(g, B * l->out, 1);
+    } else if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
       emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* %s */\n",
             p, l->out, p, l->out, ir_shape(&l->y));
       gen_count(g, 2 * B * l->out, 1);
@@ -324,6 +328,12 @@ const char *gen_out_name(const Ir *ir, int i) {
   char *s = ring[next++ % 4];
   snprintf(s, sizeof ring[0], "%s_out", ir->layers[i].cname);
   return s;
+}
+
+int gen_relu_pooled(const Ir *ir, int i) {
+  const Layer *l = &ir->layers[i];
+  return l->kind == L_ACT && l->spec.act.type == ACT_RELU && i + 1 < ir->nlayers &&
+         l[1].kind == L_MAXPOOL2D && strcmp(gen_out_name(ir, i - 1), "input");
 }
 
 /* Every layer's pair of functions, in forward order, each unit's own. */
@@ -494,7 +504,7 @@ static void emit_passes(Gen *g) {
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
     const Layer *l = &ir->layers[i];
-    if (!layer_units[l->kind]->alias)
+    if (!layer_units[l->kind]->alias && !gen_relu_pooled(ir, i))
       emitf(b, "  %s_forward(n%s);\n", l->cname,
             layer_units[l->kind]->forward_train ? ", train" : "");
   }
@@ -502,7 +512,7 @@ static void emit_passes(Gen *g) {
   emitf(b, "}\n\nstatic void backward(int n, const unsigned char *y, int step) {\n"
         "  %sloss_backward(n, y);\n", fused ? "" : "(void)step;\n  ");
   for (int i = ir->nlayers - 2; i >= 0; i--)
-    if (!layer_units[ir->layers[i].kind]->alias)
+    if (!layer_units[ir->layers[i].kind]->alias && !gen_relu_pooled(ir, i))
       emitf(b, "  %s_backward(n%s);\n", ir->layers[i].cname,
             fused && ir->layers[i].kind == L_LINEAR ? ", step" : "");
   emitf(b, "}\n\n");
@@ -603,6 +613,9 @@ static void emit_health_entry(Gen *g, int buffers) {
     emitf(b, "  (void)out; /* no activation layer */\n");
   for (int i = 1; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
+    if (gen_relu_pooled(ir, i))
+      emitf(b, "  act_relu(n * %d, %s, %s_out, R(0)); /* in training, in %s */\n",
+            l->out, gen_out_name(ir, i - 1), l->cname, l[1].cname);
     if (layer_units[l->kind]->health) /* units: features, or channels of h·w */
       emitf(b, "  health_%s(n, %d, %d, %s, %s_out, out + %d); /* %s */\n",
             act_names[l->spec.act.type], l->y.c, l->y.h * l->y.w, gen_out_name(ir, i - 1),

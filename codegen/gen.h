@@ -70,6 +70,10 @@ void gen_count(Gen *g, size_t n, int is_real);
 /* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7"
    (a ring of 8 buffers). */
 const char *gen_num(double v);
+/* Whether layer i is a relu that the max pooling right after it
+   computes in training (maxpool2d_relu_*): its input has a gradient. The
+   relu's output buffer is then filled only for the health figures. */
+int gen_relu_pooled(const Ir *ir, int i);
 /* Whether the optimizer is plain SGD (no momentum, no weight decay, no
    gradient clipping), whose update of a linear weight fuses into its
    gradient. */

@@ -40,7 +40,7 @@ static real batchnorm2d1_xhat[B * 3136]; /* (B, 3136) */
 static double batchnorm2d1_rstd[4]; /* (4) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[4], batchnorm2d1_var[4]; /* (4) of the batch, or running */
 static double batchnorm2d1_sdy[4], batchnorm2d1_sdyx[4], batchnorm2d1_k[4]; /* (4) sums of dy, dy*xhat */
-static real relu2_out[B * 3136], drelu2_out[B * 3136]; /* (B, 4, 28, 28) */
+static real relu2_out[B * 3136]; /* (B, 4, 28, 28), for the health figures only */
 static real maxpool2d3_out[B * 784], dmaxpool2d3_out[B * 784]; /* (B, 4, 14, 14) */
 static int maxpool2d3_arg[B * 784]; /* (B, 4, 14, 14) h * W + w of each maximum */
 static real linear5_out[B * 10], dlinear5_out[B * 10]; /* (B, 10) */
@@ -76,23 +76,19 @@ static void batchnorm2d1_backward(int n) {
                 dbatchnorm2d1_weight, dbatchnorm2d1_bias, dconv2d0_out);
 }
 
-/* relu2: relu, (B, 4, 28, 28) -> (B, 4, 28, 28) */
-static void relu2_forward(int n) {
-  act_relu(n * 3136, batchnorm2d1_out, relu2_out, R(0)); /* y = x < 0 ? (real)0 : x */
-}
-
-static void relu2_backward(int n) {
-  act_relu_back(n * 3136, batchnorm2d1_out, relu2_out, drelu2_out, dbatchnorm2d1_out, R(0)); /* dx = x <= 0 ? (real)0 : g */
-}
+/* relu2: relu, (B, 4, 28, 28) -> (B, 4, 28, 28),
+   in maxpool2d3's kernels (maxpool2d_relu_*) */
 
 /* maxpool2d3: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 4, 28, 28) -> (B, 4, 14, 14) */
-static void maxpool2d3_forward(int n) {
-  maxpool2d_forward(n, 4, 28, 28, 2, 2, 2, 2, relu2_out, maxpool2d3_out, maxpool2d3_arg);
+static void maxpool2d3_forward(int n) { /* maxpool2d3(relu(batchnorm2d1_out)) */
+  maxpool2d_relu_forward(n, 4, 28, 28, 2, 2, 2, 2, batchnorm2d1_out, maxpool2d3_out,
+                         maxpool2d3_arg);
 }
 
 static void maxpool2d3_backward(int n) {
-  maxpool2d_backward(n, 4, 28, 28, 2, 2, 2, 2, dmaxpool2d3_out, maxpool2d3_arg, drelu2_out);
+  maxpool2d_relu_backward(n, 4, 28, 28, 2, 2, 2, 2, dmaxpool2d3_out, maxpool2d3_arg,
+                          maxpool2d3_out, dbatchnorm2d1_out);
 }
 
 /* linear5: Linear(784, 10), (B, 784) -> (B, 10) */
@@ -165,7 +161,6 @@ static void forward(int n, int train) {
   (void)train;
   conv2d0_forward(n);
   batchnorm2d1_forward(n, train);
-  relu2_forward(n);
   maxpool2d3_forward(n);
   linear5_forward(n);
 }
@@ -175,7 +170,6 @@ static void backward(int n, const unsigned char *y, int step) {
   loss_backward(n, y);
   linear5_backward(n);
   maxpool2d3_backward(n);
-  relu2_backward(n);
   batchnorm2d1_backward(n);
   conv2d0_backward(n);
 }
@@ -273,6 +267,7 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
+  act_relu(n * 3136, batchnorm2d1_out, relu2_out, R(0)); /* in training, in maxpool2d3 */
   health_relu(n, 4, 784, batchnorm2d1_out, relu2_out, out + 0); /* layers[2] */
 }
 

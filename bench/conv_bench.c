@@ -200,9 +200,12 @@ static double timed(void (*fn)(ConvLayer *, int), ConvLayer *L, int part) {
 }
 
 /* The other kernels of a step, inlined with constant sizes: BatchNorm2d,
-   relu and max pooling on both layers' outputs; part 0 all forward, 1
-   all backward, then each alone: 2 BatchNorm2d forward, 3 backward, 4
-   relu forward, 5 backward, 6 max pooling forward, 7 backward. */
+   then relu and max pooling in one kernel (maxpool2d_relu_*), on both
+   layers' outputs, as the generated code calls them; part 0 all forward,
+   1 all backward, then each alone: 2 BatchNorm2d forward, 3 backward, 4
+   relu and max pooling forward, 5 backward; and, for comparison, the
+   separate kernels: 6 relu forward, 7 backward, 8 max pooling forward,
+   9 backward. */
 static void others(ConvLayer *L, int part) {
   static double st[6 * 32];
   static float g[32], bt[32], rm[32], rv[32];
@@ -213,24 +216,32 @@ static void others(ConvLayer *L, int part) {
     bn2d_forward(BATCH, 32, 196, 1, 0.1, 1e-5, L[1].y, g, bt, rm, rv, st, st + 32, st + 64, xh, z);
   }
   if (part == 0 || part == 4) {
-    act_relu(BATCH * 16 * 784, z, z, 0);
-    act_relu(BATCH * 32 * 196, z, z, 0);
-  }
-  if (part == 0 || part == 6) {
-    maxpool2d_forward(BATCH, 16, 28, 28, 2, 2, 2, 2, z, p, arg);
-    maxpool2d_forward(BATCH, 32, 14, 14, 2, 2, 2, 2, z, p, arg);
-  }
-  if (part == 1 || part == 7) {
-    maxpool2d_backward(BATCH, 32, 14, 14, 2, 2, 2, 2, p, arg, z);
-    maxpool2d_backward(BATCH, 16, 28, 28, 2, 2, 2, 2, p, arg, z);
+    maxpool2d_relu_forward(BATCH, 16, 28, 28, 2, 2, 2, 2, z, p, arg);
+    maxpool2d_relu_forward(BATCH, 32, 14, 14, 2, 2, 2, 2, z, p, arg);
   }
   if (part == 1 || part == 5) {
-    act_relu_back(BATCH * 32 * 196, z, z, z, z, 0);
-    act_relu_back(BATCH * 16 * 784, z, z, z, z, 0);
+    maxpool2d_relu_backward(BATCH, 32, 14, 14, 2, 2, 2, 2, p, arg, p, z);
+    maxpool2d_relu_backward(BATCH, 16, 28, 28, 2, 2, 2, 2, p, arg, p, z);
   }
   if (part == 1 || part == 3) {
     bn2d_backward(BATCH, 32, 196, z, xh, g, st + 64, st + 96, st + 128, st + 160, g, bt, L[1].dy);
     bn2d_backward(BATCH, 16, 784, z, xh, g, st + 64, st + 96, st + 128, st + 160, g, bt, L[0].dy);
+  }
+  if (part == 6) {
+    act_relu(BATCH * 16 * 784, z, z, 0);
+    act_relu(BATCH * 32 * 196, z, z, 0);
+  }
+  if (part == 7) {
+    act_relu_back(BATCH * 32 * 196, z, z, z, z, 0);
+    act_relu_back(BATCH * 16 * 784, z, z, z, z, 0);
+  }
+  if (part == 8) {
+    maxpool2d_forward(BATCH, 16, 28, 28, 2, 2, 2, 2, z, p, arg);
+    maxpool2d_forward(BATCH, 32, 14, 14, 2, 2, 2, 2, z, p, arg);
+  }
+  if (part == 9) {
+    maxpool2d_backward(BATCH, 32, 14, 14, 2, 2, 2, 2, p, arg, z);
+    maxpool2d_backward(BATCH, 16, 28, 28, 2, 2, 2, 2, p, arg, z);
   }
 }
 
@@ -274,9 +285,11 @@ int main(void) {
   double of = timed(others, L, 0), ob = timed(others, L, 1);
   line("bn2d, relu, maxpool forward", of, 0, rate);
   line("bn2d, relu, maxpool backward", ob, 0, rate);
-  static const char *const names[] = {"bn2d forward", "bn2d backward", "relu forward",
-                                      "relu backward", "maxpool forward", "maxpool backward"};
-  for (int k = 0; k < 6; k++) {
+  static const char *const names[] = {
+    "bn2d forward", "bn2d backward", "relu+maxpool forward", "relu+maxpool backward",
+    "(relu forward alone)", "(relu backward alone)", "(maxpool forward alone)",
+    "(maxpool backward alone)"};
+  for (int k = 0; k < 8; k++) {
     char what[64];
     snprintf(what, sizeof what, "  %s", names[k]);
     line(what, timed(others, L, 2 + k), 0, rate);

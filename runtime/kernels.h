@@ -66,6 +66,8 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 #define conv2d_backward conv2d_backward_fma
 #define maxpool2d_forward maxpool2d_forward_fma
 #define maxpool2d_backward maxpool2d_backward_fma
+#define maxpool2d_relu_forward maxpool2d_relu_forward_fma
+#define maxpool2d_relu_backward maxpool2d_relu_backward_fma
 #define avgpool2d_forward avgpool2d_forward_fma
 #define avgpool2d_backward avgpool2d_backward_fma
 #define bn2d_forward bn2d_forward_fma
@@ -88,6 +90,10 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 #define act_elu_back act_elu_back_fma
 #define xent_forward xent_forward_fma
 #define xent_backward xent_backward_fma
+#define clip_norm clip_norm_fma
+#define clip_scale clip_scale_fma
+#define xent_smooth xent_smooth_fma
+#define xent_smooth_backward xent_smooth_backward_fma
 #endif
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
@@ -111,6 +117,10 @@ void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int S
                        const real *x, real *y, int *arg);
 void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                         const real *dy, const int *arg, real *dx);
+void maxpool2d_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                            const real *x, real *y, int *arg);
+void maxpool2d_relu_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                             const real *dy, const int *arg, const real *y, real *dx);
 void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                        const real *x, real *y);
 void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
@@ -134,6 +144,11 @@ double xent_forward(int n, int K, const real *z, const unsigned char *y, real *l
                     real *e, long *correct);
 void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
                    real *dz);
+double xent_smooth(int n, int K, const real *z, const real *lse, double nll, double eps);
+void xent_smooth_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
+                          real *dz, real on, real off);
+real clip_norm(int len, const real *g);
+void clip_scale(int len, real *g, real coef);
 void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
              real damp1, int nesterov, real neg_lr);
 void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
@@ -1331,6 +1346,15 @@ MM_INLINE mm_v pool_get_v(const real *xr, int SW, int cnt) {
     _mm512_castps_pd(a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), _mm512_castps_pd(b)));
 }
 
+/* g where y is not ±0 (NaN included), else +0. */
+MM_INLINE mm_v pool_keep_v(mm_v g, mm_v y) {
+  if (sizeof(real) == 4)
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NEQ_UQ), g);
+  return _mm512_castpd_ps(_mm512_maskz_mov_pd(
+    _mm512_cmp_pd_mask(_mm512_castps_pd(y), _mm512_setzero_pd(), _CMP_NEQ_UQ),
+    _mm512_castps_pd(g)));
+}
+
 /* The lanes where v is taken over the maximum m: greater, or NaN. */
 MM_INLINE unsigned pool_takes_v(mm_v v, mm_v m) {
   if (sizeof(real) == 4)
@@ -1340,10 +1364,20 @@ MM_INLINE unsigned pool_takes_v(mm_v v, mm_v m) {
          _mm512_cmp_pd_mask(vd, vd, _CMP_UNORD_Q);
 }
 
+/* relu's x < 0 ? 0 : x in each lane (NaN and −0 kept). */
+MM_INLINE mm_v pool_relu_v(mm_v v) {
+  if (sizeof(real) == 4)
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
+                                _mm512_setzero_ps());
+  __m512d vd = _mm512_castps_pd(v);
+  return _mm512_castpd_ps(_mm512_mask_blend_pd(
+    _mm512_cmp_pd_mask(vd, _mm512_setzero_pd(), _CMP_LT_OQ), vd, _mm512_setzero_pd()));
+}
+
 /* maxpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
-   lane each, for strides SW of 1 or 2. */
-MM_INLINE void maxpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int oh, int ow0,
-                             int cnt, const real *x, real *y, int *arg) {
+   lane each, for strides SW of 1 or 2; of relu(x) where relu is set. */
+MM_INLINE void maxpool_row_v(int relu, int W, int OW, int KH, int KW, int SH, int SW, int oh,
+                             int ow0, int cnt, const real *x, real *y, int *arg) {
   __m512i step = _mm512_mullo_epi32(
     _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(SW));
   mm_v m = mm_vset(0);
@@ -1352,6 +1386,8 @@ MM_INLINE void maxpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int 
     for (int j = 0; j < KW; j++) {
       int e = (oh * SH + i) * W + ow0 * SW + j;
       mm_v v = pool_get_v(x + e, SW, cnt);
+      if (relu)
+        v = pool_relu_v(v);
       __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(e), step);
       unsigned take = i + j == 0 ? 0xffff : pool_takes_v(v, m);
       m = sizeof(real) == 4 ? _mm512_mask_blend_ps((__mmask16)take, m, v)
@@ -1364,29 +1400,27 @@ MM_INLINE void maxpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int 
 }
 #endif
 
-/* Max pooling: y (n, C, OH, OW), each window's maximum, and arg, its
-   index h·W + w in the plane. The window is scanned row by row, and a
-   value taken when it is greater than the maximum so far or NaN, as
-   PyTorch does: the first of equal maxima wins, and NaN propagates.
-   With vectors, MM_V windows of a row at a time (strides 1 and 2). */
-MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
-                                   const real *x, real *y, int *arg) {
+/* maxpool2d_forward of x, or of relu(x) where relu is set. */
+MM_INLINE void maxpool2d_run(int relu, int n, int C, int H, int W, int KH, int KW, int SH,
+                             int SW, const real *x, real *y, int *arg) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW, arg += OH * OW)
     for (int oh = 0; oh < OH; oh++) {
       int ow = 0;
 #ifdef MM_SIMD
       for (; ow < OW && SW <= 2; ow += MM_V)
-        maxpool_row_v(W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y, arg);
+        maxpool_row_v(relu, W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y,
+                      arg);
 #endif
       for (; ow < OW; ow++) {
         int at = oh * SH * W + ow * SW;
-        real m = x[at];
+        real m = relu && x[at] < 0 ? (real)0 : x[at];
         for (int i = 0; i < KH; i++)
           for (int j = 0; j < KW; j++) {
             int e = (oh * SH + i) * W + ow * SW + j;
-            if (x[e] > m || x[e] != x[e])
-              m = x[e], at = e;
+            real v = relu && x[e] < 0 ? (real)0 : x[e];
+            if (v > m || v != v)
+              m = v, at = e;
           }
         y[oh * OW + ow] = m;
         arg[oh * OW + ow] = at;
@@ -1394,29 +1428,97 @@ MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, i
     }
 }
 
-/* Backward: dx (n, C, H, W) = 0, plus each dy at its arg, in order. */
-MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH,
-                                    int SW, const real *dy, const int *arg, real *dx) {
+/* Max pooling: y (n, C, OH, OW), each window's maximum, and arg, its
+   index h·W + w in the plane. The window is scanned row by row, and a
+   value taken when it is greater than the maximum so far or NaN, as
+   PyTorch does: the first of equal maxima wins, and NaN propagates.
+   With vectors, MM_V windows of a row at a time (strides 1 and 2). */
+MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                   const real *x, real *y, int *arg) {
+  maxpool2d_run(0, n, C, H, W, KH, KW, SH, SW, x, y, arg);
+}
+
+/* relu then max pooling in one pass: maxpool2d_forward of act_relu(x),
+   the same y and arg, relu's output not stored. */
+MLPC_KERNEL void maxpool2d_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                        int SW, const real *x, real *y, int *arg) {
+  maxpool2d_run(1, n, C, H, W, KH, KW, SH, SW, x, y, arg);
+}
+
+#ifdef MM_SIMD
+/* Row h of a plane's dx where windows do not overlap (KH <= SH, KW <=
+   SW) and SW is 1 or 2: each pixel 0 + the dy of the window whose arg it
+   is (+0 where y is ±0), else +0; a vector of pixels at a time, each
+   window's dy, arg and y spread over its SW lanes. */
+MM_INLINE void maxpool_back_row_v(int W, int OH, int OW, int SH, int SW, int h,
+                                  const real *dy, const int *arg, const real *y, real *dx) {
+  int oh = h / SH;
+  __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  for (int w0 = 0; w0 < W; w0 += MM_V) {
+    mm_v g = mm_vset(0);
+    unsigned hit = 0;
+    if (oh < OH) {
+      int at = oh * OW + w0 / SW;
+      unsigned wm = conv_lanes(w0 / SW, 0, OW);
+      __m512i a = _mm512_maskz_loadu_epi32((__mmask16)wm, arg + at);
+      g = mm_vadd(mm_vset(0), mm_vloadm(dy + at, wm));
+      if (y)
+        g = pool_keep_v(g, mm_vloadm(y + at, wm));
+      if (SW == 2) {
+        a = _mm512_permutexvar_epi32(dup, a);
+        g = sizeof(real) == 4 ? _mm512_permutexvar_ps(dup, g)
+                              : _mm512_castpd_ps(_mm512_permutexvar_pd(
+                                  _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0), _mm512_castps_pd(g)));
+      }
+      hit = _mm512_cmpeq_epi32_mask(a, _mm512_add_epi32(_mm512_set1_epi32(h * W + w0), lane)) &
+            conv_lanes(w0, 0, OW * SW);
+    }
+    g = sizeof(real) == 4 ? _mm512_maskz_mov_ps((__mmask16)hit, g)
+                          : _mm512_castpd_ps(_mm512_maskz_mov_pd((__mmask8)hit, _mm512_castps_pd(g)));
+    mm_vstorem(dx + (long)h * W + w0, conv_lanes(w0, 0, W), g);
+  }
+}
+#endif
+
+/* maxpool2d_backward; with y, that of maxpool2d_relu_forward: a dy whose
+   maximum y is ±0 (relu's x <= 0) is left out, which is relu's
+   backward, x <= 0 ? 0 : g, at every pixel its windows chose. */
+MM_INLINE void maxpool2d_back_run(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                  const real *dy, const int *arg, const real *y, real *dx) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+#ifdef MM_SIMD
+  if (KH <= SH && KW <= SW && SW <= 2) { /* windows apart: a pixel takes one dy at most */
+    for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW) {
+      for (int h = 0; h < H; h++)
+        maxpool_back_row_v(W, OH, OW, SH, SW, h, dy, arg, y, dx);
+      y = y ? y + OH * OW : 0;
+    }
+    return;
+  }
+#endif
   for (long e = 0; e < (long)n * C * H * W; e++)
     dx[e] = 0;
   for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW) {
-    int p = 0;
-#ifdef MM_SIMD
-    /* windows apart: each pixel takes one dy at most, 0 + dy, scattered
-       a vector at a time */
-    for (; p + MM_V <= OH * OW && KH <= SH && KW <= SW; p += MM_V) {
-      mm_v g = mm_vadd(mm_vset(0), mm_vload(dy + p));
-      if (sizeof(real) == 4)
-        _mm512_i32scatter_ps((void *)dx, _mm512_loadu_si512((const void *)(arg + p)), g, 4);
-      else
-        _mm512_i32scatter_pd((void *)dx, _mm256_loadu_si256((const __m256i *)(arg + p)),
-                             _mm512_castps_pd(g), 8);
-    }
-#endif
-    for (; p < OH * OW; p++)
-      dx[arg[p]] += dy[p];
+    for (int p = 0; p < OH * OW; p++)
+      if (!y || y[p] != 0)
+        dx[arg[p]] += dy[p];
+    y = y ? y + OH * OW : 0;
   }
+}
+
+/* Backward: dx (n, C, H, W) = 0, plus each dy at its arg, in order. */
+MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                    int SW, const real *dy, const int *arg, real *dx) {
+  maxpool2d_back_run(n, C, H, W, KH, KW, SH, SW, dy, arg, 0, dx);
+}
+
+/* Backward of maxpool2d_relu_forward (y its output): dx, relu's input's
+   gradient, as act_relu_back after maxpool2d_backward gives it. */
+MLPC_KERNEL void maxpool2d_relu_backward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                         int SW, const real *dy, const int *arg, const real *y,
+                                         real *dx) {
+  maxpool2d_back_run(n, C, H, W, KH, KW, SH, SW, dy, arg, y, dx);
 }
 
 #ifdef MM_SIMD
@@ -1504,13 +1606,24 @@ MM_INLINE void bn2d_terms_v(int kind, const real *a, const real *b, unsigned m, 
   }
 }
 
+/* The 32 partial sums of p (four vectors of doubles) added in halves. */
+MM_INLINE double bn2d_halves_v(const __m512d *p) {
+  double h[8]; /* the halves: l and l + 16, l and l + 8, then in h */
+  _mm512_storeu_pd(h, _mm512_add_pd(_mm512_add_pd(p[0], p[2]), _mm512_add_pd(p[1], p[3])));
+  for (int w = 4; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      h[l] += h[l + w];
+  return h[0];
+}
+
 /* bn2d_sum with its 32 partial sums in four vectors of doubles, each
-   term added in the lanes of its position only. */
+   term added in the lanes of its position only; with kind 0 and x2,
+   also the sum of kind 2 into *sum2, in the same pass over x. */
 MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
-                            const real *x2, double mean) {
-  __m512d p[4], t[4], mv = _mm512_set1_pd(mean);
+                            const real *x2, double mean, double *sum2) {
+  __m512d p[4], p2[4], t[4], mv = _mm512_set1_pd(mean);
   for (int q = 0; q < 4; q++)
-    p[q] = _mm512_setzero_pd();
+    p[q] = p2[q] = _mm512_setzero_pd();
   for (int r = 0; r < n; r++) {
     const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
     for (int s0 = 0; s0 < S; s0 += 32) {
@@ -1522,14 +1635,19 @@ MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
         unsigned m = (q < 2 ? m0 : m1) >> (q % 2 * 8);
         p[q] = _mm512_mask_add_pd(p[q], (__mmask8)m, p[q], t[q]);
       }
+      if (!sum2)
+        continue;
+      bn2d_terms_v(2, a + s0, b + s0, m0, mv, &t[0], &t[1]);
+      bn2d_terms_v(2, a + s0 + 16, b + s0 + 16, m1, mv, &t[2], &t[3]);
+      for (int q = 0; q < 4; q++) {
+        unsigned m = (q < 2 ? m0 : m1) >> (q % 2 * 8);
+        p2[q] = _mm512_mask_add_pd(p2[q], (__mmask8)m, p2[q], t[q]);
+      }
     }
   }
-  double h[8]; /* the halves: l and l + 16, l and l + 8, then in h */
-  _mm512_storeu_pd(h, _mm512_add_pd(_mm512_add_pd(p[0], p[2]), _mm512_add_pd(p[1], p[3])));
-  for (int w = 4; w; w /= 2)
-    for (int l = 0; l < w; l++)
-      h[l] += h[l + w];
-  return h[0];
+  if (sum2)
+    *sum2 = bn2d_halves_v(p2);
+  return bn2d_halves_v(p);
 }
 #endif
 
@@ -1538,14 +1656,16 @@ MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
    of each sample goes to partial sum s mod BN2D_PARTS, each partial
    summed in increasing (sample, position); the partials are then added
    in halves (partial l and l + 16, then l and l + 8, ...). With S = 1,
-   one partial: bn_forward's sums in bn_forward's order. */
+   one partial: bn_forward's sums in bn_forward's order. With kind 0 and
+   sum2 not null, also the sum of kind 2 (x·x2) into *sum2, in the same
+   pass over x, each sum in its own order. */
 MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
-                          const real *x2, double mean) {
+                          const real *x2, double mean, double *sum2) {
 #ifdef MM_SIMD
   if (BN2D_PARTS == 32)
-    return bn2d_sum_v(n, C, S, c, kind, x, x2, mean);
+    return bn2d_sum_v(n, C, S, c, kind, x, x2, mean, sum2);
 #endif
-  double p[BN2D_PARTS] = {0};
+  double p[BN2D_PARTS] = {0}, p2[BN2D_PARTS] = {0};
   for (int r = 0; r < n; r++) {
     const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
     for (int s0 = 0; s0 < S; s0 += BN2D_PARTS) {
@@ -1553,12 +1673,16 @@ MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
       for (int l = 0; l < m; l++) {
         double d = kind == 2 ? a[s0 + l] * b[s0 + l] : a[s0 + l] - (kind ? mean : 0);
         p[l] += kind == 1 ? d * d : d;
+        if (sum2)
+          p2[l] += a[s0 + l] * b[s0 + l];
       }
     }
   }
   for (int w = BN2D_PARTS / 2; w; w /= 2)
     for (int l = 0; l < w; l++)
-      p[l] += p[l + w];
+      p[l] += p[l + w], p2[l] += p2[l + w];
+  if (sum2)
+    *sum2 = p2[0];
   return p[0];
 }
 
@@ -1572,8 +1696,8 @@ MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double e
   long N = (long)n * S;
   for (int c = 0; c < C; c++) {
     if (train) {
-      mean[c] = bn2d_sum(n, C, S, c, 0, x, 0, 0) / N;
-      var[c] = bn2d_sum(n, C, S, c, 1, x, 0, mean[c]) / N;
+      mean[c] = bn2d_sum(n, C, S, c, 0, x, 0, 0, 0) / N;
+      var[c] = bn2d_sum(n, C, S, c, 1, x, 0, mean[c], 0) / N;
       run_mean[c] = (real)((1 - m) * run_mean[c] + m * mean[c]);
       run_var[c] = (real)((1 - m) * run_var[c] + m * var[c] * N / (N - 1));
     } else
@@ -1596,8 +1720,7 @@ MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *
                                double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
   long N = (long)n * S;
   for (int c = 0; c < C; c++) {
-    sdy[c] = bn2d_sum(n, C, S, c, 0, dy, 0, 0);
-    sdyx[c] = bn2d_sum(n, C, S, c, 2, dy, xhat, 0);
+    sdy[c] = bn2d_sum(n, C, S, c, 0, dy, xhat, 0, &sdyx[c]); /* one pass, both sums */
     dgamma[c] = (real)sdyx[c];
     dbeta[c] = (real)sdy[c];
     k[c] = gamma[c] * rstd[c] / N;
@@ -1717,6 +1840,50 @@ MLPC_KERNEL void xent_backward(int n, int K, const real *z, const real *lse,
     dz[(long)r * K + y[r]] -= 1;
   for (long i = 0; i < (long)n * K; i++)
     dz[i] /= n;
+}
+
+/* Label smoothing eps (CrossEntropyLoss(label_smoothing=eps)): the loss
+   summed over n rows, (1 − eps)·nll + (eps / K)·Σ_r Σ_k (lse[r] − z[r][k]),
+   nll being xent_forward's sum (whose lse this reuses); in double. */
+MLPC_KERNEL double xent_smooth(int n, int K, const real *z, const real *lse, double nll,
+                               double eps) {
+  double smooth = 0;
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      smooth += (double)lse[r] - z[(long)r * K + k];
+  return (1 - eps) * nll + smooth * (eps / K);
+}
+
+/* Its gradient: dz[r][k] = (e^(z[r][k] − lse[r]) − q[k]) / n, the target
+   q[k] = off + on·[k = y[r]], with on = 1 − eps and off = eps / K. */
+MLPC_KERNEL void xent_smooth_backward(int n, int K, const real *z, const real *lse,
+                                      const unsigned char *y, real *dz, real on, real off) {
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      dz[(long)r * K + k] = z[(long)r * K + k] - lse[r];
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] = mm_exp(dz[i]) - off;
+  for (int r = 0; r < n; r++)
+    dz[(long)r * K + y[r]] -= on;
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] /= n;
+}
+
+/* ---- gradient clipping (clip_grad_norm_) ---- */
+
+/* The 2-norm of len gradients, as a real: the squares (each exact in
+   double for float) summed in double, the root rounded once to real. */
+MLPC_KERNEL real clip_norm(int len, const real *g) {
+  double s = 0;
+  for (int i = 0; i < len; i++)
+    s += (double)g[i] * g[i];
+  return (real)sqrt(s);
+}
+
+/* g *= coef. */
+MLPC_KERNEL void clip_scale(int len, real *g, real coef) {
+  for (int i = 0; i < len; i++)
+    g[i] *= coef;
 }
 
 /* ---- optimizers: one tensor's update (docs: SEMANTICS.md) ---- */

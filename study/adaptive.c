@@ -7,7 +7,8 @@
  *
  *   comparisons   each model against the base, and each model against
  *                 the next in the ranking (by mean final test loss, as
- *                 conclude.c ranks)
+ *                 conclude.c ranks; the validation loss instead when
+ *                 every experiment holds out a split, st_on_val)
  *   test          st_seq_test (seq.c) on the seeds both models have, at
  *                 level alpha with Bonferroni's correction over every
  *                 pair of distinct models (the neighbours in the ranking
@@ -28,9 +29,10 @@
 #include "study.h"
 
 /* The distinct models and their runs' final losses, in seed order (a
-   diverged run +infinity). */
+   diverged run +infinity): test losses, or validation losses (val). */
 typedef struct {
   const Study *s;
+  int val;
   int nm;
   int *exp;                 /* (nm): each model's first experiment        */
   int *n;                   /* (nm): its runs                             */
@@ -57,7 +59,7 @@ typedef struct {
 
 /* Allocates room for up to nexp models. */
 static void models_init(Models *m, const Study *s) {
-  *m = (Models){.s = s, .base = -1};
+  *m = (Models){.s = s, .val = st_on_val(s), .base = -1};
   m->exp = calloc((size_t)s->nexp + 1, sizeof *m->exp);
   m->n = calloc((size_t)s->nexp + 1, sizeof *m->n);
   m->loss = calloc((size_t)s->nexp * s->nseeds + 1, sizeof *m->loss);
@@ -88,7 +90,7 @@ static double model_mean(const Models *m, int i, int *diverged) {
 static const Models *sorting;
 
 /* Orders models as conclude.c does: no run diverged, some did, all did;
-   then by mean final test loss; then in study order. */
+   then by mean final loss; then in study order. */
 static int by_rank(const void *pa, const void *pb) {
   int a = *(const int *)pa, b = *(const int *)pb, da, db;
   double ma = model_mean(sorting, a, &da), mb = model_mean(sorting, b, &db);
@@ -206,7 +208,8 @@ static int lacking(const StPlan *p, const Models *m) {
 static int read_losses(const StPlan *p, sqlite3 *db, Models *m, char *err, size_t errlen) {
   for (int i = 0; i < m->nm; i++)
     for (int r = 0; r < m->n[i]; r++)
-      if (st_db_final_loss(db, task(p, m, i, r)->run_id, &losses(m, i)[r], err, errlen))
+      if (st_db_final_loss(db, task(p, m, i, r)->run_id, m->val, &losses(m, i)[r], err,
+                           errlen))
         return -1;
   return 0;
 }
@@ -281,6 +284,7 @@ int st_adaptive_next(StPlan *p, sqlite3 *db, int *said, FILE *term, char *err,
 static void figs_models(const StFigs *f, Models *m) {
   const Study *s = f->p->s;
   models_init(m, s);
+  int fig = m->val ? ST_VAL_LOSS : ST_TEST_LOSS;
   for (int e = 0; e < s->nexp; e++) {
     const StExpFigs *x = &f->exp[e];
     if (x->same != e)
@@ -289,7 +293,7 @@ static void figs_models(const StFigs *f, Models *m) {
       m->base = m->nm;
     m->exp[m->nm] = e, m->n[m->nm] = x->runs;
     for (int r = 0; r < x->runs; r++)
-      losses(m, m->nm)[r] = x->run[r].diverged_epoch ? INFINITY : x->run[r].fig[ST_TEST_LOSS];
+      losses(m, m->nm)[r] = x->run[r].diverged_epoch ? INFINITY : x->run[r].fig[fig];
     m->nm++;
   }
 }
@@ -332,10 +336,11 @@ static void section_intro(const Models *m, const Verdicts *v, StDoc *d) {
   }
   st_doc_text(d, "Each comparison is a sequential test that stays valid however the seeds were "
               "added and whenever they stopped: a conformal test martingale on the sequential "
-              "ranks of the two models' final test losses (docs/study-format.md). It is "
+              "ranks of the two models' final %s losses (docs/study-format.md). It is "
               "decided when its e-value reaches %d / %g = %.4g: the level %g, with "
-              "Bonferroni's correction over the %d pair%s of the %d models.", v->pairs,
-              s->alpha, v->threshold, s->alpha, v->pairs, v->pairs == 1 ? "" : "s", m->nm);
+              "Bonferroni's correction over the %d pair%s of the %d models.",
+              m->val ? "validation" : "test", v->pairs, s->alpha, v->threshold, s->alpha,
+              v->pairs, v->pairs == 1 ? "" : "s", m->nm);
 }
 
 /* The table of comparisons. */
@@ -385,7 +390,7 @@ static void ranking_words(const Models *m, const Verdicts *v, StDoc *d) {
     if (dv == m->n[v->rank[k]])
       st_doc_text(d, "every run diverged");
     else
-      st_doc_text(d, "mean final test loss %.4f", mean);
+      st_doc_text(d, "mean final %s loss %.4f", m->val ? "validation" : "test", mean);
     if (k)
       order_words(m, v, k, d);
   }

@@ -7,7 +7,11 @@
  *              appears once per varied key); the base is plan.c's
  *   ranking    by mean final test loss over the runs that finished, lower
  *              first; a model with a diverged run ranks below every model
- *              without one, a model whose runs all diverged ranks last
+ *              without one, a model whose runs all diverged ranks last.
+ *              When every experiment holds out a validation split, by
+ *              the validation loss instead (and the tests are on it), the
+ *              test loss reported beside it: the loss that chooses is not
+ *              the one that judges
  *   tests      each model against the base, and each pair of the other
  *              models: Welch's t-test (two-sided) with Holm's correction
  *              within each family, and the exact permutation test
@@ -23,12 +27,13 @@
 #include <string.h>
 #include "study.h"
 
-/* One distinct model: its finished runs' final test losses. */
+/* One distinct model: its finished runs' final losses (test, or
+   validation: Concl.fig). */
 typedef struct {
   int exp;                  /* its first experiment                      */
   int runs, diverged, n;
   double *loss;             /* (n)                                       */
-  double mean, std, acc;    /* of the final test loss; mean accuracy      */
+  double mean, std, acc;    /* of the final loss; mean test accuracy      */
   StWelch w;                /* against the base                           */
   StPerm perm;
   double holm;
@@ -36,6 +41,10 @@ typedef struct {
 
 typedef struct {
   const StFigs *f;
+  int fig;                  /* the loss that ranks and is tested:
+                               ST_TEST_LOSS, or ST_VAL_LOSS when every
+                               experiment holds out a validation split    */
+  const char *what;         /* its name: "test loss", "validation loss"   */
   int nm;
   Entry *m;                /* (nm), in study order                       */
   int base;                 /* index in m, -1 if the base is not run      */
@@ -63,7 +72,7 @@ static size_t pair(const Concl *c, int i, int j) {
 
 /* ---- models and ranking ---- */
 
-/* Collects the distinct models and their final test losses. */
+/* Collects the distinct models and their final losses. */
 static void collect(Concl *c) {
   const StFigs *f = c->f;
   const Study *s = f->p->s;
@@ -75,13 +84,13 @@ static void collect(Concl *c) {
       continue;
     Entry *m = &c->m[c->nm];
     *m = (Entry){.exp = i, .runs = x->runs, .diverged = x->diverged,
-                  .mean = x->mean[ST_TEST_LOSS], .std = x->std[ST_TEST_LOSS],
+                  .mean = x->mean[c->fig], .std = x->std[c->fig],
                   .acc = x->mean[ST_TEST_ACC], .w = {NAN, NAN, NAN, NAN},
                   .perm = {NAN, NAN, 0, 0}, .holm = NAN};
     m->loss = malloc((size_t)(x->runs + 1) * sizeof *m->loss);
     for (int r = 0; r < x->runs; r++)
       if (!x->run[r].diverged_epoch)
-        m->loss[m->n++] = x->run[r].fig[ST_TEST_LOSS];
+        m->loss[m->n++] = x->run[r].fig[c->fig];
     if (f->p->base >= 0 && f->exp[f->p->base].same == i)
       c->base = c->nm;
     c->nm++;
@@ -94,7 +103,7 @@ static int tier(const Entry *m) { return !m->n ? 2 : m->diverged ? 1 : 0; }
 
 static const Concl *sorting;
 
-/* Orders models by tier, then mean final test loss, then study order. */
+/* Orders models by tier, then mean final loss, then study order. */
 static int by_rank(const void *a, const void *b) {
   const Entry *x = &sorting->m[*(const int *)a], *y = &sorting->m[*(const int *)b];
   if (tier(x) != tier(y))
@@ -281,16 +290,23 @@ static void write_intro(const Concl *c, StDoc *d) {
     st_doc_text(d, ". The other %d distinct models are its remedies.", c->nr);
   }
   st_doc_para(d);
-  st_doc_text(d, "Models are ranked by their mean final test loss (lower is better) over the "
-              "runs that finished; a model with a diverged run ranks below every model "
-              "without one, and one whose runs all diverged ranks last.");
+  st_doc_text(d, "Models are ranked by their mean final %s (lower is better) over the runs "
+              "that finished; a model with a diverged run ranks below every model without "
+              "one, and one whose runs all diverged ranks last.", c->what);
+  if (c->fig == ST_VAL_LOSS) {
+    st_doc_text(d, " Every model holds out a validation split, so the ranking and every test "
+                "below are on the ");
+    st_doc_strong(d, "validation loss");
+    st_doc_text(d, ", on samples held out of the training set; the test loss is reported "
+                "beside it, and chooses nothing.");
+  }
 }
 
 /* One row of the ranking table. */
 static void rank_row(const Concl *c, StDoc *d, int k) {
   const Entry *m = &c->m[c->rank[k]];
   char a[64], b[64], p[32], ch[32];
-  double acc_sd = c->f->exp[m->exp].std[ST_TEST_ACC];
+  const StExpFigs *x = &c->f->exp[m->exp];
   st_doc_row(d);
   st_doc_num(d, k + 1, NAN, "%d", k + 1);
   st_doc_cell(d, "%s", label(c, c->rank[k]));
@@ -298,8 +314,11 @@ static void rank_row(const Concl *c, StDoc *d, int k) {
   st_doc_num(d, m->diverged, NAN, "%d", m->diverged);
   st_doc_num(d, m->n ? m->mean : NAN, m->n ? m->std : NAN, "%s",
              fmt_pm(a, m->mean, m->std, m->n, 4, 1));
-  st_doc_num(d, m->n ? m->acc : NAN, m->n ? acc_sd : NAN, "%s",
-             fmt_pm(b, m->acc, acc_sd, m->n, 2, 100));
+  if (c->fig != ST_TEST_LOSS)
+    st_doc_num(d, m->n ? x->mean[ST_TEST_LOSS] : NAN, m->n ? x->std[ST_TEST_LOSS] : NAN, "%s",
+               fmt_pm(b, x->mean[ST_TEST_LOSS], x->std[ST_TEST_LOSS], m->n, 4, 1));
+  st_doc_num(d, m->n ? m->acc : NAN, m->n ? x->std[ST_TEST_ACC] : NAN, "%s",
+             fmt_pm(b, m->acc, x->std[ST_TEST_ACC], m->n, 2, 100));
   if (c->base < 0)
     return;
   if (c->rank[k] == c->base || !m->n || !c->m[c->base].n) {
@@ -320,22 +339,27 @@ static void rank_row(const Concl *c, StDoc *d, int k) {
 static void write_ranking(const Concl *c, StDoc *d) {
   static const char *const against[] = {"against the base", "change (%)", "p (Welch)",
                                         "p (Holm)", "p (permutation)"};
+  int beside = c->fig != ST_TEST_LOSS;
+  char align[16];
+  snprintf(align, sizeof align, "rlrrll%s%s", beside ? "l" : "", c->base >= 0 ? "rrrrr" : "");
   st_doc_heading(d, 3, "Ranking");
-  st_doc_table(d, c->base >= 0 ? "rlrrllrrrrr" : "rlrrll");
+  st_doc_table(d, align);
   st_doc_anchor(d, "ranking");
   st_doc_row(d);
   st_doc_cell(d, "rank"), st_doc_cell(d, "model"), st_doc_cell(d, "runs");
-  st_doc_cell(d, "diverged"), st_doc_cell(d, "final test loss");
+  st_doc_cell(d, "diverged"), st_doc_cell(d, "final %s", c->what);
+  if (beside)
+    st_doc_cell(d, "final test loss");
   st_doc_cell(d, "test accuracy (%%)");
   for (int i = 0; c->base >= 0 && i < 5; i++)
     st_doc_cell(d, "%s", against[i]);
   for (int k = 0; k < c->nm; k++)
     rank_row(c, d, k);
   if (c->base >= 0)
-    st_doc_para(d), st_doc_text(d, "\"Against the base\": the model's mean final test loss "
-                                   "minus the base's; p values are two-sided; n/a: no test "
-                                   "(each remedy below says why), or no change in percent of "
-                                   "a base mean of 0.");
+    st_doc_para(d), st_doc_text(d, "\"Against the base\": the model's mean final %s minus "
+                                   "the base's; p values are two-sided; n/a: no test (each "
+                                   "remedy below says why), or no change in percent of a base "
+                                   "mean of 0.", c->what);
 }
 
 /* The models significantly better or worse than the base, in one list. */
@@ -411,7 +435,10 @@ static void write_gist(const Concl *c, StDoc *d) {
     return;
   }
   st_doc_strong(d, "Best:");
-  st_doc_text(d, " %s, mean final test loss %.4f.", label(c, c->rank[0]), best->mean);
+  st_doc_text(d, " %s, mean final %s %.4f", label(c, c->rank[0]), c->what, best->mean);
+  if (c->fig != ST_TEST_LOSS)
+    st_doc_text(d, " (test loss %.4f)", c->f->exp[best->exp].mean[ST_TEST_LOSS]);
+  st_doc_text(d, ".");
   against_best(c, d);
   if (c->base < 0)
     return;
@@ -425,8 +452,8 @@ static void write_gist(const Concl *c, StDoc *d) {
     if (!holm && count_sig(c, 0) == count_sig(c, 1))
       break;
     st_doc_para(d);
-    st_doc_text(d, "%s than the base, significant at the 5 %% level%s: ", holm ?
-                "Lower final test loss" : "Without the correction, lower",
+    st_doc_text(d, "%s%s than the base, significant at the 5 %% level%s: ", holm ?
+                "Lower final " : "Without the correction, lower", holm ? c->what : "",
                 holm ? " after Holm's correction" : " alone");
     list_by_side(c, d, 1, holm);
     st_doc_text(d, ". Higher: ");
@@ -451,8 +478,8 @@ static void remedy_words(const Concl *c, StDoc *d, int i) {
                 m->n ? "the base" : "it");
     return;
   }
-  st_doc_text(d, "%s the final test loss to %s from the base's %s: %.4f %s (%s %%)",
-              m->w.diff < 0 ? " lowers" : m->w.diff > 0 ? " raises" : " leaves",
+  st_doc_text(d, "%s the final %s to %s from the base's %s: %.4f %s (%s %%)",
+              m->w.diff < 0 ? " lowers" : m->w.diff > 0 ? " raises" : " leaves", c->what,
               fmt_pm(x, m->mean, m->std, m->n, 4, 1), fmt_pm(y, b->mean, b->std, b->n, 4, 1),
               fabs(m->w.diff), m->w.diff < 0 ? "lower" : "higher",
               fmt_change(ch, m->w.diff, b->mean));
@@ -657,23 +684,31 @@ static void print_ranking(const Concl *c, FILE *term) {
   char p1[32], p2[32], p3[32];
   for (int i = 0; i < c->nm; i++)
     w = (int)strlen(label(c, i)) > w ? (int)strlen(label(c, i)) : w;
-  fprintf(term, "\nranking by mean final test loss%s\n", c->base < 0 ? "" :
+  fprintf(term, "\nranking by mean final %s%s%s\n", c->what,
+          c->fig != ST_TEST_LOSS ? " (the test loss beside it)" : "", c->base < 0 ? "" :
           "; against the base: difference, Welch's t-test p (Holm-adjusted), permutation p");
   for (int k = 0; k < c->nm; k++) {
     const Entry *m = &c->m[c->rank[k]];
     fprintf(term, "%3d. %-*s  ", k + 1, w, label(c, c->rank[k]));
-    if (!m->n)
+    if (!m->n) {
       fprintf(term, "diverged\n");
-    else if (c->rank[k] == c->base || c->base < 0 || !c->m[c->base].n)
-      fprintf(term, "%.4f\n", m->mean);
+      continue;
+    }
+    fprintf(term, "%.4f", m->mean);
+    if (c->fig != ST_TEST_LOSS)
+      fprintf(term, " (test %.4f)", c->f->exp[m->exp].mean[ST_TEST_LOSS]);
+    if (c->rank[k] == c->base || c->base < 0 || !c->m[c->base].n)
+      fputc('\n', term);
     else
-      fprintf(term, "%.4f  %+9.4f  p = %s (%s)  perm. p = %s\n", m->mean, m->w.diff,
-              fmt_p(p1, m->w.p), fmt_p(p2, m->holm), fmt_p(p3, m->perm.p));
+      fprintf(term, "  %+9.4f  p = %s (%s)  perm. p = %s\n", m->w.diff, fmt_p(p1, m->w.p),
+              fmt_p(p2, m->holm), fmt_p(p3, m->perm.p));
   }
 }
 
 void st_conclude(const StFigs *f, StDoc *d, FILE *csv, FILE *term) {
-  Concl c = {.f = f};
+  int val = st_on_val(f->p->s);
+  Concl c = {.f = f, .fig = val ? ST_VAL_LOSS : ST_TEST_LOSS,
+             .what = val ? "validation loss" : "test loss"};
   collect(&c);
   rank_models(&c);
   test_base(&c);

@@ -11,7 +11,8 @@
  *
  * Tables (docs/study-format.md, "The database"):
  *   runs        one row per run: key, model, data, version, backend,
- *               status, where it diverged, final figures, time
+ *               status, where it diverged, final figures (under early
+ *               stopping, those of the epoch it kept), time
  *   epochs      one row per finished epoch of a run
  *   health      one row per health figure per probe of a run (epoch 0:
  *               the initial weights), in the run's transaction
@@ -22,8 +23,10 @@
  * needs it, and gets the new run's figures only if the new run repeats
  * the recorded one bit for bit. Versions 1 and 2 required an epoch's
  * train loss, which an epoch without a training step does not have:
- * opening them rebuilds the epochs table with the same rows. A newer
- * schema than ours is refused.
+ * opening them rebuilds the epochs table with the same rows. Versions 1
+ * to 3 had no validation figures: opening them adds the columns (NULL for
+ * the runs they hold, which had no validation split). A newer schema
+ * than ours is refused.
  *
  * A database is mlpc's when its PRAGMA application_id says so
  * (ST_DB_APP_ID), or when it is empty (a new file); one that mlpc wrote
@@ -60,6 +63,8 @@ static const char schema[] =
   "  train_loss REAL, test_loss REAL, test_acc REAL, -- after the last epoch\n"
   "  seconds REAL NOT NULL,\n"
   "  recorded TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+  "  val_loss REAL, val_acc REAL,   -- on the validation split; NULL without one\n"
+  "  best_epoch INTEGER,            -- the epoch early stopping kept; NULL without\n"
   "  UNIQUE (code_hash, seed, data_hash, settings)\n"
   ");\n"
   "CREATE TABLE IF NOT EXISTS epochs (\n"
@@ -68,6 +73,7 @@ static const char schema[] =
   "  train_loss REAL,                -- NULL: the epoch took no training step\n"
   "  test_loss REAL NOT NULL, test_acc REAL NOT NULL,\n"
   "  seconds REAL NOT NULL,\n"
+  "  val_loss REAL, val_acc REAL,   -- NULL without a validation split\n"
   "  PRIMARY KEY (run_id, epoch)\n"
   ") WITHOUT ROWID;\n"
   "CREATE TABLE IF NOT EXISTS health (\n"
@@ -193,21 +199,43 @@ static int claim(sqlite3 *db, char *err, size_t errlen) {
    set aside for the schema to create the new one (moved_epochs copies
    its rows over). */
 static const char epochs_aside[] = "ALTER TABLE epochs RENAME TO epochs_v2";
-static const char moved_epochs[] = "INSERT INTO epochs SELECT * FROM epochs_v2; "
+static const char moved_epochs[] = "INSERT INTO epochs (run_id, epoch, train_loss, test_loss, "
+                                   "test_acc, seconds) SELECT * FROM epochs_v2; "
                                    "DROP TABLE epochs_v2";
+/* Version 4 added the validation figures: to runs (any older version),
+   and to epochs (version 3; older ones rebuild it). */
+static const char val_runs[] = "ALTER TABLE runs ADD COLUMN val_loss REAL; "
+                               "ALTER TABLE runs ADD COLUMN val_acc REAL; "
+                               "ALTER TABLE runs ADD COLUMN best_epoch INTEGER";
+static const char val_epochs[] = "ALTER TABLE epochs ADD COLUMN val_loss REAL; "
+                                 "ALTER TABLE epochs ADD COLUMN val_acc REAL";
 
 /* Says what an upgrade from version v changed. */
 static void upgrade_note(FILE *note, long long v, long long runs) {
-  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%san "
-          "epoch's train loss may be NULL, when it took no training step); its %lld runs are "
-          "kept%s\n", v, ST_DB_SCHEMA, v < 2 ? "a table of health figures; " : "", runs,
-          v < 2 ? ", and a study run again adds the health figures of its runs" : "");
+  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%s%sthe "
+          "validation figures of runs and epochs, and the epoch early stopping keeps); its "
+          "%lld runs are kept%s\n", v, ST_DB_SCHEMA, v < 2 ? "a table of health figures; " : "",
+          v < 3 ? "an epoch's train loss may be NULL, when it took no training step; " : "",
+          runs, v < 2 ? ", and a study run again adds the health figures of its runs" : "");
+}
+
+/* Creates the schema's tables, or brings an older version v's to them
+   (inside the open transaction): 0 or -1. */
+static int upgrade_tables(sqlite3 *db, long long v, char *err, size_t errlen) {
+  int rebuild = v && v < 3;
+  if ((rebuild && exec(db, epochs_aside, err, errlen)) || exec(db, schema, err, errlen) ||
+      (rebuild && exec(db, moved_epochs, err, errlen)))
+    return -1;
+  if (v && v < 4 && exec(db, val_runs, err, errlen))
+    return -1;
+  return v == 3 ? exec(db, val_epochs, err, errlen) : 0;
 }
 
 /* Brings the schema to ST_DB_SCHEMA inside the open transaction (0; 2 for
    a newer schema, the user's; -1 on an error): creates
-   it, or upgrades version 1 (adds the health table) and 2 (rebuilds the
-   epochs table), or refuses a newer one. Notes an upgrade. */
+   it, or upgrades version 1 (adds the health table), 2 (rebuilds the
+   epochs table) and 3 (adds the validation columns), or refuses a newer
+   one. Notes an upgrade. */
 static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   char set[128];
   long long v = query_int(db, "PRAGMA user_version", err, errlen);
@@ -223,8 +251,7 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   int old = v && v < ST_DB_SCHEMA;
   snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d",
            ST_DB_SCHEMA, ST_DB_APP_ID);
-  if (runs < 0 || (old && exec(db, epochs_aside, err, errlen)) || exec(db, schema, err, errlen) ||
-      (old && exec(db, moved_epochs, err, errlen)) || exec(db, set, err, errlen))
+  if (runs < 0 || upgrade_tables(db, v, err, errlen) || exec(db, set, err, errlen))
     return -1;
   if (old && note)
     upgrade_note(note, v, runs);
@@ -406,9 +433,11 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen) {
   return 0;
 }
 
-int st_db_final_loss(sqlite3 *db, long long id, double *loss, char *err, size_t errlen) {
-  sqlite3_stmt *st = prepare(db, "SELECT status = 'finished', test_loss FROM runs WHERE id = ?1",
-                             err, errlen);
+int st_db_final_loss(sqlite3 *db, long long id, int val, double *loss, char *err,
+                     size_t errlen) {
+  sqlite3_stmt *st = prepare(db, val ? "SELECT status = 'finished', val_loss FROM runs WHERE "
+                                       "id = ?1" : "SELECT status = 'finished', test_loss FROM "
+                                       "runs WHERE id = ?1", err, errlen);
   if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, id);
@@ -444,6 +473,12 @@ static void bind_int(sqlite3_stmt *st, int i, int have, long long v) {
     sqlite3_bind_null(st, i);
 }
 
+const RtEpoch *st_final_epoch(const StResult *r) {
+  const RtEpoch *last = r->nepochs ? &r->epochs[r->nepochs - 1] : NULL;
+  int best = last ? last->best_epoch : 0;
+  return best >= 1 && best <= r->nepochs ? &r->epochs[best - 1] : last;
+}
+
 /* Inserts the runs row; sets *id (0 if another process has it). */
 static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StResult *r,
                       long long *id, char *err, size_t errlen) {
@@ -451,13 +486,14 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   sqlite3_stmt *st = prepare(db,
     "INSERT INTO runs (code_hash, seed, data_hash, settings, model, name, data, data_dir, "
     "mlpc_version, backend, status, epochs, diverged_epoch, diverged_step, train_loss, "
-    "test_loss, test_acc, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-    "?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT DO NOTHING", err, errlen);
+    "test_loss, test_acc, seconds, val_loss, val_acc, best_epoch) VALUES (?1, ?2, ?3, ?4, ?5, "
+    "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) "
+    "ON CONFLICT DO NOTHING", err, errlen);
   if (!st)
     return -1;
   char *model = model_json(e, t->seed);
   int div = r->diverged_epoch > 0, fin = !div && r->nepochs > 0;
-  const RtEpoch *last = r->nepochs ? &r->epochs[r->nepochs - 1] : NULL;
+  const RtEpoch *last = st_final_epoch(r);
   sqlite3_bind_text(st, 1, p->codes[t->code].hash.hex, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)t->seed);
   bind_texts(st, 3, (const char *[]){t->data_hash.hex, t->settings, model, e->model.name,
@@ -471,6 +507,9 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   bind_real(st, 16, fin, fin ? last->test_loss : 0);
   bind_real(st, 17, fin, fin ? last->test_acc : 0);
   sqlite3_bind_double(st, 18, r->seconds);
+  bind_real(st, 19, fin && !isnan(last->val_loss), fin ? last->val_loss : 0);
+  bind_real(st, 20, fin && !isnan(last->val_acc), fin ? last->val_acc : 0);
+  bind_int(st, 21, fin && last->best_epoch, fin ? last->best_epoch : 0);
   int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "recording a run", err, errlen);
   *id = !rc && sqlite3_changes(db) ? sqlite3_last_insert_rowid(db) : 0;
   sqlite3_finalize(st);
@@ -481,8 +520,8 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
 /* Inserts the epochs rows of run id. */
 static int insert_epochs(sqlite3 *db, long long id, const StResult *r, char *err,
                          size_t errlen) {
-  sqlite3_stmt *st = prepare(db, "INSERT INTO epochs VALUES (?1, ?2, ?3, ?4, ?5, ?6)", err,
-                             errlen);
+  sqlite3_stmt *st = prepare(db, "INSERT INTO epochs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                             err, errlen);
   int rc = st ? 0 : -1;
   for (int i = 0; !rc && i < r->nepochs; i++) {
     const RtEpoch *e = &r->epochs[i];
@@ -493,6 +532,8 @@ static int insert_epochs(sqlite3 *db, long long id, const StResult *r, char *err
     sqlite3_bind_double(st, 4, e->test_loss);
     sqlite3_bind_double(st, 5, e->test_acc);
     sqlite3_bind_double(st, 6, e->seconds);
+    bind_real(st, 7, !isnan(e->val_loss), e->val_loss);  /* NULL: no validation split */
+    bind_real(st, 8, !isnan(e->val_acc), e->val_acc);
     if (sqlite3_step(st) != SQLITE_DONE)
       rc = db_fail(db, "recording an epoch", err, errlen);
   }

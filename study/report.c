@@ -7,7 +7,8 @@
  *   summary.csv      one row per experiment: factor, value, each varied
  *                    key's value, seeds, diverged, mean and standard
  *                    deviation of the final test loss, test accuracy,
- *                    train loss and seconds
+ *                    train loss and seconds (and validation loss and
+ *                    accuracy, when experiments hold out a split)
  *   runs.csv         one row per run per epoch (and one for the epoch
  *                    where a run diverged, without figures)
  *   health.csv       each experiment's health figures per epoch (health.c)
@@ -44,13 +45,17 @@ const char *const st_figure_names[ST_NFIGS] = {
 
 /* ---- reading the database ---- */
 
+/* The columns of experiment_runs after the status and the ST_FIGURES. */
+enum { RUN_ID = 1 + ST_NFIGS, RUN_SEED, RUN_DIVERGED_EPOCH, RUN_DIVERGED_STEP };
+
 /* The study's runs of one experiment, in seed order. */
 static sqlite3_stmt *experiment_runs(sqlite3 *db, const Study *s, const StExperiment *e) {
   sqlite3_stmt *st = NULL;
   sqlite3_prepare_v2(db,
-    "SELECT r.status, r.test_loss, r.test_acc, r.train_loss, r.seconds, r.id, s.seed, "
-    "r.diverged_epoch, r.diverged_step FROM study_runs s JOIN runs r ON r.id = s.run_id "
-    "WHERE s.study = ?1 AND s.experiment = ?2 ORDER BY s.seed", -1, &st, NULL);
+    "SELECT r.status, r.test_loss, r.test_acc, r.train_loss, r.seconds, r.val_loss, "
+    "r.val_acc, r.id, s.seed, r.diverged_epoch, r.diverged_step FROM study_runs s JOIN runs r "
+    "ON r.id = s.run_id WHERE s.study = ?1 AND s.experiment = ?2 ORDER BY s.seed", -1, &st,
+    NULL);
   if (st) {
     sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, e->name, -1, SQLITE_STATIC);
@@ -84,10 +89,10 @@ static int load_epochs(sqlite3 *db, StRunFigs *r) {
 
 /* Reads the current row of experiment_runs into r. */
 static int load_run(sqlite3 *db, sqlite3_stmt *st, StRunFigs *r) {
-  *r = (StRunFigs){.id = sqlite3_column_int64(st, 5),
-                   .seed = (uint64_t)sqlite3_column_int64(st, 6),
-                   .diverged_epoch = sqlite3_column_int(st, 7),
-                   .diverged_step = (long)sqlite3_column_int64(st, 8)};
+  *r = (StRunFigs){.id = sqlite3_column_int64(st, RUN_ID),
+                   .seed = (uint64_t)sqlite3_column_int64(st, RUN_SEED),
+                   .diverged_epoch = sqlite3_column_int(st, RUN_DIVERGED_EPOCH),
+                   .diverged_step = (long)sqlite3_column_int64(st, RUN_DIVERGED_STEP)};
   int finished = !strcmp((const char *)sqlite3_column_text(st, 0), "finished");
   for (int f = 0; f < ST_NFIGS; f++)
     r->fig[f] = finished ? column_real(st, 1 + f) : NAN;
@@ -138,12 +143,25 @@ static int same_runs(const StExpFigs *a, const StExpFigs *b) {
   return 1;
 }
 
+/* Whether an experiment's runs hold out a validation split. */
+static int holds_val(const StExperiment *e) { return rt_val_size(&e->model.recipe, 1) > 0; }
+
+/* Counts the experiments with a validation split, and with early
+   stopping. */
+static void count_recipes(const Study *s, StFigs *f) {
+  for (int i = 0; i < s->nexp; i++) {
+    f->nval += holds_val(&s->exp[i]);
+    f->nstop += s->exp[i].model.recipe.patience > 0;
+  }
+}
+
 /* Reads every experiment of the plan; -1 on a database error. */
 static int load_figs(sqlite3 *db, const StPlan *p, StFigs *f) {
   const Study *s = p->s;
-  *f = (StFigs){p, db, calloc((size_t)s->nexp, sizeof *f->exp), NULL};
+  *f = (StFigs){p, db, calloc((size_t)s->nexp, sizeof *f->exp), NULL, 0, 0};
   if (!f->exp)
     return -1;
+  count_recipes(s, f);
   for (int i = 0; i < s->nexp; i++) {
     if (load_experiment(db, s, i, &f->exp[i]))
       return -1;
@@ -185,13 +203,22 @@ void st_csv_real(FILE *f, double v, int last) {
   fputc(last ? '\n' : ',', f);
 }
 
+/* The figures the tables show: the validation ones (last) only when an
+   experiment holds out a split. */
+static int shown_figs(const StFigs *f) {
+  return f->nval ? ST_NFIGS : ST_VAL_LOSS;
+}
+
 /* summary.csv: the header and one row per experiment. */
-static void write_summary(FILE *f, const Study *s, const StExpFigs *st) {
+static void write_summary(FILE *f, const StFigs *figs) {
+  const Study *s = figs->p->s;
+  const StExpFigs *st = figs->exp;
+  int nf = shown_figs(figs);
   fputs("experiment,factor,value,", f);
   for (int k = 0; k < s->nkeys; k++)
     st_csv_text(f, s->keys[k], 0);
   fputs("seeds,diverged", f);
-  for (int g = 0; g < ST_NFIGS; g++)
+  for (int g = 0; g < nf; g++)
     fprintf(f, ",%s_mean,%s_std", st_figure_names[g], st_figure_names[g]);
   fputc('\n', f);
   for (int i = 0; i < s->nexp; i++) {
@@ -200,29 +227,32 @@ static void write_summary(FILE *f, const Study *s, const StExpFigs *st) {
     for (int k = 0; k < s->nkeys; k++)
       st_csv_text(f, e->values[k], 0);
     fprintf(f, "%d,%d,", st[i].runs, st[i].diverged);
-    for (int g = 0; g < ST_NFIGS; g++)
-      st_csv_real(f, st[i].mean[g], 0), st_csv_real(f, st[i].std[g], g == ST_NFIGS - 1);
+    for (int g = 0; g < nf; g++)
+      st_csv_real(f, st[i].mean[g], 0), st_csv_real(f, st[i].std[g], g == nf - 1);
   }
 }
 
 /* The epochs of run id, in order: epoch, train_loss, test_loss,
-   test_acc, seconds; NULL on a database error. */
+   test_acc, seconds, val_loss, val_acc; NULL on a database error. */
 static sqlite3_stmt *run_epochs(sqlite3 *db, long long id) {
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT epoch, train_loss, test_loss, test_acc, seconds FROM "
-                             "epochs WHERE run_id = ?1 ORDER BY epoch", -1, &st, NULL))
+  if (sqlite3_prepare_v2(db, "SELECT epoch, train_loss, test_loss, test_acc, seconds, "
+                             "val_loss, val_acc FROM epochs WHERE run_id = ?1 ORDER BY epoch",
+                         -1, &st, NULL))
     return NULL;
   sqlite3_bind_int64(st, 1, id);
   return st;
 }
 
-/* runs.csv rows of one run: its epochs, then where it diverged. */
-static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_stmt *run) {
-  long long id = sqlite3_column_int64(run, 5);
+/* runs.csv rows of one run: its epochs, then where it diverged; with val,
+   each ends with the validation loss and accuracy. */
+static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_stmt *run,
+                          int val) {
+  long long id = sqlite3_column_int64(run, RUN_ID);
   const char *status = (const char *)sqlite3_column_text(run, 0);
   char head[64];
-  snprintf(head, sizeof head, "%lld,%lld,%s,", (long long)sqlite3_column_int64(run, 6), id,
-           status);
+  snprintf(head, sizeof head, "%lld,%lld,%s,", (long long)sqlite3_column_int64(run, RUN_SEED),
+           id, status);
   sqlite3_stmt *st = run_epochs(db, id);
   if (!st)
     return -1;
@@ -232,26 +262,29 @@ static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_s
     fprintf(f, "%s%d,", head, sqlite3_column_int(st, 0));
     for (int c = 1; c <= 4; c++)
       st_csv_real(f, column_real(st, c), 0);
-    fputc('\n', f);
+    if (val)  /* after the empty diverged_step */
+      fputc(',', f), st_csv_real(f, column_real(st, 5), 0), st_csv_real(f, column_real(st, 6), 1);
+    else
+      fputc('\n', f);
   }
   sqlite3_finalize(st);
-  if (sqlite3_column_type(run, 7) != SQLITE_NULL) {
+  if (sqlite3_column_type(run, RUN_DIVERGED_EPOCH) != SQLITE_NULL) {
     st_csv_text(f, e->name, 0), st_csv_text(f, e->factor, 0), st_csv_text(f, e->value, 0);
-    fprintf(f, "%s%d,,,,,%lld\n", head, sqlite3_column_int(run, 7),
-            (long long)sqlite3_column_int64(run, 8));
+    fprintf(f, "%s%d,,,,,%lld%s\n", head, sqlite3_column_int(run, RUN_DIVERGED_EPOCH),
+            (long long)sqlite3_column_int64(run, RUN_DIVERGED_STEP), val ? ",," : "");
   }
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* runs.csv: every run of every experiment, epoch by epoch. */
-static int write_runs(FILE *f, sqlite3 *db, const Study *s) {
-  fputs("experiment,factor,value,seed,run_id,status,epoch,train_loss,test_loss,test_acc,"
-        "seconds,diverged_step\n", f);
+static int write_runs(FILE *f, sqlite3 *db, const Study *s, int val) {
+  fprintf(f, "experiment,factor,value,seed,run_id,status,epoch,train_loss,test_loss,test_acc,"
+          "seconds,diverged_step%s\n", val ? ",val_loss,val_acc" : "");
   for (int i = 0; i < s->nexp; i++) {
     sqlite3_stmt *run = experiment_runs(db, s, &s->exp[i]);
     int rc = run ? SQLITE_ROW : SQLITE_ERROR;
     while (rc == SQLITE_ROW && (rc = sqlite3_step(run)) == SQLITE_ROW)
-      if (write_run_rows(f, db, &s->exp[i], run))
+      if (write_run_rows(f, db, &s->exp[i], run, val))
         rc = SQLITE_ERROR;
     sqlite3_finalize(run);
     if (rc != SQLITE_DONE)
@@ -280,22 +313,38 @@ static void mean_pm(char *buf, size_t n, const StExpFigs *st, int fig, int decim
              scale * st->std[fig]);
 }
 
-/* The table on the terminal: factors apart by a blank line. */
-static void print_table(FILE *f, const Study *s, const StExpFigs *st) {
+/* The table on the terminal: factors apart by a blank line; the
+   validation loss first when experiments hold out a split. */
+static void print_table(FILE *f, const StFigs *figs) {
+  const Study *s = figs->p->s;
+  const StExpFigs *st = figs->exp;
   int w = 10;
-  char loss[64], acc[64];
+  char loss[64], acc[64], val[64];
   for (int i = 0; i < s->nexp; i++)
     w = (int)strlen(s->exp[i].name) > w ? (int)strlen(s->exp[i].name) : w;
-  fprintf(f, "\n%-*s  seeds  diverged  %-19s  %s\n", w, "experiment", "test loss",
-          "test accuracy (%)");
+  fprintf(f, "\n%-*s  seeds  diverged  %s%-19s  %s\n", w, "experiment",
+          figs->nval ? "validation loss      " : "", "test loss", "test accuracy (%)");
   for (int i = 0; i < s->nexp; i++) {
     if (i && s->mode == ST_ONE_FACTOR && strcmp(s->exp[i].factor, s->exp[i - 1].factor))
       fputc('\n', f);
     mean_pm(loss, sizeof loss, &st[i], ST_TEST_LOSS, 4, 1);
     mean_pm(acc, sizeof acc, &st[i], ST_TEST_ACC, 2, 100);
-    fprintf(f, "%-*s  %5d  %8d  %-*s  %s\n", w, s->exp[i].name, st[i].runs, st[i].diverged,
-            19 + (strstr(loss, "±") ? 1 : 0), loss, acc);  /* ± takes 2 bytes */
+    mean_pm(val, sizeof val, &st[i], ST_VAL_LOSS, 4, 1);
+    fprintf(f, "%-*s  %5d  %8d  ", w, s->exp[i].name, st[i].runs, st[i].diverged);
+    if (figs->nval)  /* ± takes 2 bytes */
+      fprintf(f, "%-*s  ", 19 + (strstr(val, "±") ? 1 : 0), val);
+    fprintf(f, "%-*s  %s\n", 19 + (strstr(loss, "±") ? 1 : 0), loss, acc);
   }
+}
+
+/* The summary's first words: which epoch's figures are final. */
+static void write_final_words(StDoc *d, const StFigs *figs) {
+  st_doc_para(d);
+  st_doc_text(d, "Final figures after the last epoch%s: mean ± standard deviation over the "
+              "seeds, leaving out runs that diverged.%s", figs->nstop ? " (under early "
+              "stopping, of the epoch with the least validation loss, whose weights the run "
+              "keeps)" : "", figs->nval ? " The validation loss is on the samples each run "
+              "holds out of its training set (its seed chooses them)." : "");
 }
 
 /* The report's first line for an adaptive study: its seeds. */
@@ -354,19 +403,21 @@ static void pm_cell(StDoc *d, const StExpFigs *st, int fig, int decimals, double
   st_doc_num(d, st->mean[fig], st->std[fig], "%s", buf);
 }
 
-/* The summary table, after the settings. */
-static void write_summary_table(StDoc *d, const StPlan *p, const StExpFigs *st) {
-  const Study *s = p->s;
+/* The summary table, after the settings; the validation loss first
+   when experiments hold out a split. */
+static void write_summary_table(StDoc *d, const StFigs *figs) {
+  const Study *s = figs->p->s;
+  const StExpFigs *st = figs->exp;
   char train[64];
   int no_train = 0;
   st_doc_heading(d, 2, "Summary");
-  st_doc_para(d);
-  st_doc_text(d, "Final figures after the last epoch: mean ± standard deviation over the "
-              "seeds, leaving out runs that diverged.");
-  st_doc_table(d, "lrrlll");
+  write_final_words(d, figs);
+  st_doc_table(d, figs->nval ? "lrrllll" : "lrrlll");
   st_doc_anchor(d, "summary");
   st_doc_row(d);
   st_doc_cell(d, "experiment"), st_doc_cell(d, "seeds"), st_doc_cell(d, "diverged");
+  if (figs->nval)
+    st_doc_cell(d, "validation loss");
   st_doc_cell(d, "test loss"), st_doc_cell(d, "test accuracy (%%)");
   st_doc_cell(d, "train loss");
   for (int i = 0; i < s->nexp; i++) {
@@ -374,6 +425,8 @@ static void write_summary_table(StDoc *d, const StPlan *p, const StExpFigs *st) 
     st_doc_cell(d, "%s", s->exp[i].name);
     st_doc_num(d, st[i].runs, NAN, "%d", st[i].runs);
     st_doc_num(d, st[i].diverged, NAN, "%d", st[i].diverged);
+    if (figs->nval)
+      pm_cell(d, &st[i], ST_VAL_LOSS, 4, 1);
     pm_cell(d, &st[i], ST_TEST_LOSS, 4, 1);
     pm_cell(d, &st[i], ST_TEST_ACC, 2, 100);
     pm_cell(d, &st[i], ST_TRAIN_LOSS, 4, 1);
@@ -398,8 +451,9 @@ static void num_cell(StDoc *d, double v, int decimals, double scale) {
     st_doc_num(d, v, NAN, "%.*f", decimals, scale * v);
 }
 
-/* The table's row of one run, its number linked to its epochs. */
-static void run_row(StDoc *d, const StExperiment *e, const StRunFigs *r) {
+/* The table's row of one run, its number linked to its epochs; with val,
+   its final validation loss too. */
+static void run_row(StDoc *d, const StExperiment *e, const StRunFigs *r, int val) {
   st_doc_row(d);
   st_doc_num(d, (double)r->id, NAN, "%lld", r->id);
   st_doc_cell_link(d, "#run-%lld", r->id);
@@ -410,6 +464,8 @@ static void run_row(StDoc *d, const StExperiment *e, const StRunFigs *r) {
   else
     st_doc_cell(d, "finished");
   st_doc_num(d, r->nepochs, NAN, "%d", r->nepochs);
+  if (val)
+    num_cell(d, r->fig[ST_VAL_LOSS], 4, 1);
   num_cell(d, r->fig[ST_TEST_LOSS], 4, 1);
   num_cell(d, r->fig[ST_TEST_ACC], 2, 100);
   num_cell(d, r->fig[ST_TRAIN_LOSS], 4, 1);
@@ -423,8 +479,10 @@ static const struct {
   int decimals;
   double scale;
 } epoch_cols[] = {{"epoch", 0, 1}, {"train loss", 4, 1}, {"test loss", 4, 1},
-                  {"test accuracy (%)", 2, 100}, {"seconds", 3, 1}};
-enum { EPOCH_COLS = sizeof epoch_cols / sizeof epoch_cols[0] };
+                  {"test accuracy (%)", 2, 100}, {"seconds", 3, 1},
+                  {"validation loss", 4, 1}, {"validation accuracy (%)", 2, 100}};
+/* All of them; without a validation split, the last two left out. */
+enum { EPOCH_COLS = sizeof epoch_cols / sizeof epoch_cols[0], EPOCH_VAL_COLS = 2 };
 
 /* A run's figures after each epoch, under a heading its row links to;
    -1 on a database error. */
@@ -432,17 +490,18 @@ static int run_epochs_table(StDoc *d, sqlite3 *db, const StExperiment *e,
                             const StRunFigs *r) {
   sqlite3_stmt *st = run_epochs(db, r->id);
   int rc = st ? SQLITE_ROW : SQLITE_ERROR;
+  int ncols = holds_val(e) ? EPOCH_COLS : EPOCH_COLS - EPOCH_VAL_COLS;
   char align[EPOCH_COLS + 1] = {0};
-  memset(align, 'r', EPOCH_COLS);
+  memset(align, 'r', (size_t)ncols);
   st_doc_heading(d, 3, "Run %lld: %s, seed %llu", r->id, e->name, (unsigned long long)r->seed);
   st_doc_anchor(d, "run-%lld", r->id);
   st_doc_table(d, align);
   st_doc_row(d);
-  for (int c = 0; c < EPOCH_COLS; c++)
+  for (int c = 0; c < ncols; c++)
     st_doc_cell(d, "%s", epoch_cols[c].head);
   while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     st_doc_row(d);
-    for (int c = 0; c < EPOCH_COLS; c++)
+    for (int c = 0; c < ncols; c++)
       num_cell(d, column_real(st, c), epoch_cols[c].decimals, epoch_cols[c].scale);
   }
   sqlite3_finalize(st);
@@ -465,15 +524,18 @@ static int write_runs_section(StDoc *d, const StFigs *f) {
   st_doc_text(d, "Every run once (the runs of experiments that are the same model are under "
               "the first); a run's number links to its figures after each epoch, as in "
               "runs.csv.");
-  st_doc_table(d, "rlrlrrrrr");
+  st_doc_table(d, f->nval ? "rlrlrrrrrr" : "rlrlrrrrr");
   st_doc_anchor(d, "runs");
   st_doc_row(d);
   st_doc_cell(d, "run"), st_doc_cell(d, "experiment"), st_doc_cell(d, "seed");
-  st_doc_cell(d, "status"), st_doc_cell(d, "epochs"), st_doc_cell(d, "final test loss");
+  st_doc_cell(d, "status"), st_doc_cell(d, "epochs");
+  if (f->nval)
+    st_doc_cell(d, "final validation loss");
+  st_doc_cell(d, "final test loss");
   st_doc_cell(d, "test accuracy (%%)"), st_doc_cell(d, "train loss"), st_doc_cell(d, "seconds");
   for (int i = 0; i < s->nexp; i++)
     for (int r = 0; f->exp[i].same == i && r < f->exp[i].runs; r++)
-      run_row(d, &s->exp[i], &f->exp[i].run[r]);
+      run_row(d, &s->exp[i], &f->exp[i].run[r], f->nval > 0);
   for (int i = 0; i < s->nexp; i++)
     for (int r = 0; !rc && f->exp[i].same == i && r < f->exp[i].runs; r++)
       rc = run_epochs_table(d, f->db, &s->exp[i], &f->exp[i].run[r]);
@@ -559,7 +621,7 @@ static int db_error(sqlite3 *db, char *err, size_t errlen) {
 static int build_report(StDoc *d, const StFigs *figs, const StPlots *pl, FILE *csv,
                         FILE *term) {
   write_settings(d, figs->p);
-  write_summary_table(d, figs->p, figs->exp);
+  write_summary_table(d, figs);
   write_figures(d, pl);
   st_health_section(figs, pl, d);
   st_conclude(figs, d, csv, term);
@@ -574,14 +636,14 @@ static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, 
   const Study *s = figs->p->s;
   StPlots pl;
   StDoc d;
-  write_summary(f[SUMMARY], s, figs->exp);
-  if (write_runs(f[RUNS], figs->db, s))
+  write_summary(f[SUMMARY], figs);
+  if (write_runs(f[RUNS], figs->db, s, figs->nval > 0))
     return db_error(figs->db, err, errlen);
   st_health_csv(figs, f[HEALTH]);
   if (draw_plots(figs, dir, &pl, err, errlen))
     return -1;
   if (term)
-    print_table(term, s, figs->exp);
+    print_table(term, figs);
   st_doc_init(&d);
   int rc = build_report(&d, figs, &pl, f[COMPARISONS], term) ? db_error(figs->db, err, errlen)
            : d.oom ? -1 : 0;

@@ -80,6 +80,10 @@ int st_load(const char *path, Study *s, char *err, size_t errlen);
 int st_override(Study *s, const char *flag, const char *key, const char *text,
                 char *err, size_t errlen);
 void st_free(Study *s);
+/* Whether every experiment holds out a validation split: the study then
+   ranks and compares its models on the final validation loss, not the
+   test loss (conclude.c, adaptive.c). */
+int st_on_val(const Study *s);
 
 /* ---- plan.c: what to run ---- */
 
@@ -167,7 +171,7 @@ typedef struct {
 } StResult;
 
 /* The database's schema version (PRAGMA user_version). */
-#define ST_DB_SCHEMA 3
+#define ST_DB_SCHEMA 4
 /* PRAGMA application_id of mlpc's databases: "mlpc" in ASCII. */
 #define ST_DB_APP_ID 0x6d6c7063
 
@@ -177,6 +181,9 @@ typedef struct {
    (db.c says which are) is refused unchanged: 2, the user's error. */
 int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen);
 void st_db_close(sqlite3 *db);
+/* The epoch whose figures are a run's final ones: under early stopping
+   the one it kept (RtEpoch.best_epoch), else the last; NULL for none. */
+const RtEpoch *st_final_epoch(const StResult *r);
 /* Fills in the run_id of every task the database already holds (and
    no_health for those recorded without health figures), and makes the
    study's membership table list exactly those runs. */
@@ -189,8 +196,10 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
               char *err, size_t errlen);
 
-/* The final test loss of run id: +infinity if it diverged. */
-int st_db_final_loss(sqlite3 *db, long long id, double *loss, char *err, size_t errlen);
+/* The final test loss of run id, or its validation loss (val): +infinity
+   if it diverged. */
+int st_db_final_loss(sqlite3 *db, long long id, int val, double *loss, char *err,
+                     size_t errlen);
 
 /* ---- run.c: one run, whatever carries it to a worker ---- */
 
@@ -287,7 +296,9 @@ void st_mpi_end(void);
   X(ST_TEST_LOSS,  "test_loss")       \
   X(ST_TEST_ACC,   "test_acc")        \
   X(ST_TRAIN_LOSS, "train_loss")      \
-  X(ST_SECONDS,    "seconds")
+  X(ST_SECONDS,    "seconds")         \
+  X(ST_VAL_LOSS,   "val_loss")        \
+  X(ST_VAL_ACC,    "val_acc")
 
 #define ENUM1_(e, ...) e,
 enum { ST_FIGURES(ENUM1_) ST_NFIGS };
@@ -328,6 +339,11 @@ typedef struct {
   sqlite3 *db;
   StExpFigs *exp;           /* (nexp)                                     */
   StHealthFigs *health;
+  int nval;                 /* experiments that hold out a validation
+                               split: with any, the tables show its
+                               figures (ST_VAL_*); with all, the
+                               conclusions rank and test on its loss      */
+  int nstop;                /* experiments with early stopping            */
 } StFigs;
 
 /* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
@@ -497,10 +513,11 @@ void st_plots_draw(StPlots *pl, FILE *term);
 
 /* ---- conclude.c: the conclusions, derived from the figures ---- */
 
-/* Ranks the distinct models by final test loss, tests each against the
-   base and against each other, and adds the report's conclusions to d,
-   writes every comparison to csv (comparisons.csv) and the ranking to
-   term. */
+/* Ranks the distinct models by final test loss (by validation loss when
+   every experiment holds out a split, the test loss beside it), tests
+   each against the base and against each other, and adds the report's
+   conclusions to d, writes every comparison to csv (comparisons.csv) and
+   the ranking to term. */
 void st_conclude(const StFigs *f, StDoc *d, FILE *csv, FILE *term);
 
 /* ---- health.c: the activation-health figures ---- */

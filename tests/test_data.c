@@ -822,6 +822,61 @@ static void test_trainer(void **state) {
   }
 }
 
+/* A validation split of float samples moves whole samples: each keeps
+   its 3 float32 features (i, i + 0.25, i + 0.5) and its label, in both
+   sets, which keep the set's dtype. */
+static void test_split_floats(void **state) {
+  (void)state;
+  RtSet all, t, v;
+  assert_int_equal(rt_set_alloc(&all, 20, 3, RT_F32, "all", err, sizeof err), 0);
+  all.channels = 1, all.rows = 1, all.cols = 3, all.flat = 1;
+  for (long i = 0; i < 20; i++) {
+    for (int k = 0; k < 3; k++)
+      rt_set_real(&all, (size_t)i * 3 + k, (double)i + k / 4.0);
+    all.labels[i] = (unsigned char)(i % 2);
+  }
+  assert_int_equal(rt_split(&all, 3, 2, 6, 1, &t, &v, err, sizeof err), 0);
+  assert_true(t.n == 14 && v.n == 6 && t.dtype == RT_F32 && v.dtype == RT_F32 && v.flat);
+  for (int w = 0; w < 2; w++) {
+    const RtSet *s = w ? &v : &t;
+    for (long i = 0; i < s->n; i++) {
+      float f[3];
+      memcpy(f, s->images + (size_t)i * 12, 12);
+      assert_true(f[1] == f[0] + 0.25f && f[2] == f[0] + 0.5f);
+      assert_int_equal(s->labels[i], (int)f[0] % 2);
+    }
+  }
+  rt_free_set(&all), rt_free_set(&t), rt_free_set(&v);
+}
+
+/* The blobs from .npy and CSV with a validation split and early stopping
+   give the same figures, the validation ones among them, and learn. */
+static void test_blobs_validation(void **state) {
+  (void)state;
+  char m[256], a[256], b[256];
+  put_text("blobs_val.json",
+           "{\"name\": \"blobs_val\", \"input\": 4, \"hidden\": [16], \"output\": 3,"
+           " \"activation\": \"relu\", \"init\": \"kaiming_normal\", \"optimizer\":"
+           " {\"type\": \"sgd\", \"lr\": 0.05}, \"batch_size\": 16, \"epochs\": 10,"
+           " \"seed\": 1, \"validation\": 0.2, \"early_stopping\": {\"patience\": 2}}");
+  in_tmp("blobs_val.json", m, sizeof m);
+  for (int csv = 0; csv < 2; csv++) {
+    const char *argv[] = {MLPC_BIN, m, "--run", "--json", "--backend", "tcc", "--data",
+                          csv ? "tests/arrays/blobs_csv" : "tests/arrays/blobs_npy", NULL};
+    assert_int_equal(util_run(argv, csv ? in_tmp("csv.json", b, sizeof b)
+                                        : in_tmp("npy.json", a, sizeof a), NULL), 0);
+  }
+  size_t la, lb;
+  char *ta = util_slurp(a, &la), *tb = util_slurp(b, &lb);
+  const char *val = strstr(ta, "\"val_loss\": ");
+  assert_non_null(val);
+  assert_true(atof(val + 12) > 0 && atof(val + 12) < 0.5);
+  *strstr(ta, "\"seconds\"") = 0, *strstr(tb, "\"seconds\"") = 0;  /* the first epoch's */
+  assert_string_equal(ta, tb);
+  free(ta), free(tb);
+  assert_true(final_acc(a) >= 0.9);
+}
+
 /* ---- the group ---- */
 
 /* Empties tmp (a fresh directory) before each test. */
@@ -865,6 +920,8 @@ int main(void) {
     cmocka_unit_test_setup(test_blobs_train, before),
     cmocka_unit_test_setup(test_torch, before),
     cmocka_unit_test_setup(test_trainer, before),
+    cmocka_unit_test_setup(test_split_floats, before),
+    cmocka_unit_test_setup(test_blobs_validation, before),
   };
   return cmocka_run_group_tests(tests, NULL, after_all);
 }

@@ -752,12 +752,53 @@ static void check_avgpool(const Copy *c, const Shape *s) {
   free(x), free(y), free(dy), free(dx), free(want), free(mag);
 }
 
-/* Both pools, every shape without padding, every copy. */
+typedef void MaxReluBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
+                          const void *, void *);
+
+/* maxpool2d_relu_forward and _backward against act_relu, maxpool2d_forward,
+   maxpool2d_backward and act_relu_back run one after the other, bit for
+   bit (the sign of zero too), on values with zeros of both signs, NaN and
+   windows all negative or all zero. */
+static void check_maxpool_relu(const Copy *c, const Shape *s) {
+  typedef void FwdFn(int, const void *, void *);
+  typedef void BwdFn(int, const void *, const void *, const void *, void *);
+  long len = (long)s->n * s->C * out_h(s) * out_w(s), in = in_len(s);
+  void *x = values(c->f64, in, 0.3), *r = values(c->f64, in, 0), *dy = values(c->f64, len, 0.1);
+  void *y[2] = {values(c->f64, len, 0), values(c->f64, len, 0)};
+  void *dx[2] = {values(c->f64, in, 0), values(c->f64, in, 0)}, *t = values(c->f64, in, 0);
+  int *arg[2] = {malloc(sizeof(int) * len), malloc(sizeof(int) * len)};
+  for (long e = 0; e < in; e++) /* −0, NaN, and runs of negatives and zeros */
+    if (e % 7 == 3 || e % 13 == 5)
+      put(c->f64, x, e, e % 7 == 3 ? -0.0 : e % 3 ? -1.0 : NAN);
+    else if (e / 8 % 5 == 1)
+      put(c->f64, x, e, -fabs(get(c->f64, x, e)));
+  for (long q = 0; q < len; q += 9)
+    put(c->f64, dy, q, -0.0);
+  ((FwdFn *)find(c, "act_relu"))((int)in, x, r);
+  ((MaxFwdFn *)find(c, "maxpool2d_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH, s->SW,
+                                             r, y[0], arg[0]);
+  ((MaxFwdFn *)find(c, "maxpool2d_relu_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                                  s->SW, x, y[1], arg[1]);
+  same_bits(c, "maxpool2d_relu_forward", s->n, s->C, s->H, y[0], y[1], len);
+  assert_memory_equal(arg[0], arg[1], sizeof(int) * len);
+  ((MaxBwdFn *)find(c, "maxpool2d_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                              s->SW, dy, arg[0], t);
+  ((BwdFn *)find(c, "act_relu_back"))((int)in, x, r, t, dx[0]);
+  ((MaxReluBwdFn *)find(c, "maxpool2d_relu_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW,
+                                                       s->SH, s->SW, dy, arg[1], y[1], dx[1]);
+  same_bits(c, "maxpool2d_relu_backward", s->n, s->C, s->H, dx[0], dx[1], in);
+  free(x), free(r), free(dy), free(y[0]), free(y[1]), free(dx[0]), free(dx[1]), free(t);
+  free(arg[0]), free(arg[1]);
+}
+
+/* Both pools, and max pooling fused with relu, every shape without
+   padding, every copy. */
 static void test_pool(void **state_) {
   (void)state_;
   for (int k = 0; k < NELEM(copies); k++) {
     each_shape(check_maxpool, &copies[k], 1);
     each_shape(check_avgpool, &copies[k], 1);
+    each_shape(check_maxpool_relu, &copies[k], 1);
   }
 }
 

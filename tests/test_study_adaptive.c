@@ -11,7 +11,11 @@
  *   - resuming: the database cut back to its first k runs, as a study
  *     killed after k runs leaves it, for several k, and started again
  *     (--jobs 1 or 2) ends with the very runs, study membership and
- *     verdicts of the uninterrupted study.
+ *     verdicts of the uninterrupted study;
+ *   - a study whose experiments all hold out a validation split decides
+ *     on the validation losses, as its conclusions rank: the section
+ *     says so, its means are those of the recorded validation losses,
+ *     and a model short of max_seeds has every comparison decided.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,11 +34,25 @@ static const char study_text[] =
   "\"vary\": {\"activation\": [\"tanh\", \"relu\"], \"init\": [\"normal\"]}, "
   "\"seeds\": [2, 0, 1], \"adaptive\": {\"max_seeds\": 8, \"alpha\": 0.05}}\n";
 
-/* Runs the study on database db, report into out; the exit status. */
-static int run(const char *db, const char *out, const char *jobs) {
-  const char *args[] = {fmt("%s/ad.json", tmp), "--run", "--backend", "tcc", "--jobs", jobs,
+/* The same with a validation split in every experiment: three models
+   compared on their validation losses. */
+static const char val_study_text[] =
+  "{\"name\": \"ad\", \"base\": {\"hidden\": [16], \"init\": \"kaiming_normal\", "
+  "\"activation\": \"tanh\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, "
+  "\"validation\": 0.1, \"epochs\": 1, \"max_batches\": 5}, "
+  "\"vary\": {\"activation\": [\"tanh\", \"relu\"], \"init\": [\"normal\"]}, "
+  "\"seeds\": [0, 1, 2], \"adaptive\": {\"max_seeds\": 6, \"alpha\": 0.05}}\n";
+
+/* Runs the study file on database db, report into out; the exit status. */
+static int run_file(const char *file, const char *db, const char *out, const char *jobs) {
+  const char *args[] = {fmt("%s/%s", tmp, file), "--run", "--backend", "tcc", "--jobs", jobs,
                         "--db", db, "--out", out, NULL};
   return run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
+}
+
+/* Runs the study on database db, report into out; the exit status. */
+static int run(const char *db, const char *out, const char *jobs) {
+  return run_file("ad.json", db, out, jobs);
 }
 
 /* Fails with mlpc's messages if status is not 0. */
@@ -83,6 +101,9 @@ static int setup(void **state) {
     return -1;
   FILE *f = fopen(fmt("%s/ad.json", tmp), "w");
   fputs(study_text, f);
+  fclose(f);
+  f = fopen(fmt("%s/adv.json", tmp), "w");
+  fputs(val_study_text, f);
   fclose(f);
   return 0;
 }
@@ -163,10 +184,55 @@ static void test_resume(void **state) {
   free(figs), free(memb), free(md);
 }
 
+/* Whether a row of the table of comparisons has model name in an
+   undecided comparison. */
+static int undecided_row(const char *md, const char *name) {
+  char line[1024];
+  for (const char *l = md; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0)) {
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(l, "\n"), l);
+    if (line[0] == '|' && strstr(line, fmt(" %s ", name)) && strstr(line, "undecided"))
+      return 1;
+  }
+  return 0;
+}
+
+/* The mean recorded validation loss of an experiment's runs, as the
+   report prints it. */
+static const char *val_mean(sqlite3 *d, const char *exp) {
+  return query_text(d, fmt("SELECT printf('%%.4f', avg(r.val_loss)) FROM runs r JOIN "
+                           "study_runs m ON m.run_id = r.id WHERE m.study = 'ad' AND "
+                           "m.experiment = '%s'", exp));
+}
+
+/* Every experiment holding out a split: the comparisons are on the
+   validation losses, in the rounds as in the report (a model the rounds
+   left short of max_seeds is decided everywhere). */
+static void test_validation(void **state) {
+  (void)state;
+  const char *db = fmt("%s/val.sqlite", tmp), *out = fmt("%s/val", tmp);
+  static const char *const exps[] = {"activation=tanh", "activation=relu", "init=normal"};
+  expect_ok(run_file("adv.json", db, out, "2"));
+  char *md = adaptive_section(out);
+  assert_non_null(strstr(md, "ranks of the two models' final validation losses"));
+  sqlite3 *d = open_db(db);
+  for (int i = 0; i < 3; i++) {
+    int n = (int)query_int(d, fmt("SELECT count(*) FROM study_runs WHERE study = 'ad' AND "
+                                  "experiment = '%s'", exps[i]));
+    const char *name = i ? exps[i] : "base";
+    assert_non_null(strstr(md, fmt("%s: %d seeds, mean final validation loss %s", name, n,
+                                   val_mean(d, exps[i]))));
+    if (n < 6)
+      assert_false(undecided_row(md, name));
+  }
+  sqlite3_close(d);
+  free(md);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_end_to_end),
     cmocka_unit_test(test_resume),
+    cmocka_unit_test(test_validation),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -19,7 +19,12 @@
  *     paths and a size above zero; a click on a column header sorts the
  *     rows up, a second down; and its screenshot (--screenshot, decoded
  *     here with zlib) is not blank. It skips, saying so, only where
- *     chromium is not installed (scripts/setup.sh installs it).
+ *     chromium is not installed (scripts/setup.sh installs it);
+ *   - the page of a study with validation splits, early stopping and an
+ *     experiment without a split (tests/study/page_val.json), as mlpc
+ *     wrote it: every line of report.md on it, the summary's validation
+ *     loss, and each run's table of epochs with runs.csv's figures, the
+ *     validation columns exactly where the run holds out a split.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -281,6 +286,18 @@ static int split(char *line, char **f, int max, char sep) {
   return n;
 }
 
+/* A CSV field read as text, in place: a quoted one unquoted (no comma
+   in it, as split reads the line). */
+static char *unquote(char *f) {
+  if (*f != '"')
+    return f;
+  char *w = f;
+  for (char *r = f + 1; *r && !(r[0] == '"' && r[1] != '"'); r++)
+    *w++ = *r, r += *r == '"';
+  *w = 0;
+  return f;
+}
+
 /* The page's summary table holds summary.csv's rows: each experiment,
    and each figure's mean and standard deviation as the CSV writes them. */
 static void check_summary(const char *dom, const char *csv_path) {
@@ -299,7 +316,7 @@ static void check_summary(const char *dom, const char *csv_path) {
     char *f[32];
     split(lines[l], f, 32, ',');
     t = read_row(strstr(t, "<tr>"), &r);
-    assert_string_equal(r.text[0], f[0]);
+    assert_string_equal(r.text[0], unquote(f[0]));
     for (int c = 1; c < hr.n; c++)
       for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++)
         for (int h = 0; h < nh && !strcmp(hr.text[c], cols[k][0]); h++) {
@@ -545,7 +562,9 @@ static void write_png(const char *path, unsigned w, unsigned h, unsigned k) {
     for (int i = 0; i < 4; i++)
       crc[i] = sum >> (24 - 8 * i) & 255;
     fwrite(len, 1, 4, f), fwrite(chunk[c].type, 1, 4, f);
-    fwrite(chunk[c].data, 1, chunk[c].len, f), fwrite(crc, 1, 4, f);
+    if (chunk[c].len) /* IEND has no data, and fwrite no null pointer */
+      fwrite(chunk[c].data, 1, chunk[c].len, f);
+    fwrite(crc, 1, 4, f);
   }
   fclose(f);
   free(raw), free(z);
@@ -666,6 +685,83 @@ static void test_page_in_browser(void **state) {
   check_sorting(chromium, dir, 4, figures);
 }
 
+/* ---- a study with a validation split, its page as written ---- */
+
+/* The rows of the table whose id is id, or the first after the element
+   whose id it is, its header row first; how many. */
+static int table_rows(const char *html, const char *id, Row *rows, int max) {
+  const char *at = strstr(html, fmt("id=\"%s\"", id));
+  if (!at)
+    fail_msg("the page has no element %s", id);
+  const char *end = strstr(at, "</table>");
+  int n = 0;
+  for (const char *p = at; n < max && (p = strstr(p, "<tr>")) && p < end;)
+    p = read_row(p, &rows[n++]);
+  return n;
+}
+
+/* Each run's table of epochs holds runs.csv's figures of its epochs at
+   full precision: with the validation loss and accuracy when the run
+   holds out a split, without them when it does not. Returns the runs
+   checked with a split (*val) and without (*plain). */
+static void check_epochs(const char *html, const char *csv_path, int *val, int *plain) {
+  static const char *const heads[] = {"epoch", "train loss", "test loss", "test accuracy (%)",
+                                      "seconds", "validation loss", "validation accuracy (%)"};
+  /* Each column's field in runs.csv, counted from the run_id: epoch,
+     train_loss, test_loss, test_acc, seconds, (diverged_step,) val_loss,
+     val_acc. */
+  static const int field[] = {2, 3, 4, 5, 6, 8, 9};
+  static Row rows[64];
+  char *csv = read_all(csv_path), *lines[512];
+  int nl = split(csv, lines, 512, '\n');
+  *val = *plain = 0;
+  for (int l = 1; l < nl && *lines[l]; l++) {
+    char *f[64];
+    int n = split(lines[l], f, 64, ',');
+    char **e = f + n - 10;  /* from the end: a name may hold commas */
+    int with_val = *e[8] != 0, nrows = table_rows(html, fmt("run-%s", e[0]), rows, 64);
+    int epoch = atoi(e[2]), ncols = with_val ? 7 : 5;
+    assert_int_equal(rows[0].n, ncols);
+    for (int c = 0; c < ncols; c++)
+      assert_string_equal(rows[0].text[c], heads[c]);
+    assert_true(epoch >= 1 && epoch < nrows);
+    for (int c = 0; c < ncols; c++)
+      assert_string_equal(rows[epoch].v[c], e[field[c]]);
+    if (epoch == 1)
+      *val += with_val, *plain += !with_val;
+  }
+  free(csv);
+}
+
+/* A study whose runs hold out a validation split, some under early
+   stopping (one stops before its last epoch), and an experiment without
+   one: every line of report.md is on the page, the summary table holds
+   summary.csv's validation loss, the table of runs its final one, and
+   each run's table of epochs its figures. No browser: the page as
+   mlpc wrote it. */
+static void test_page_validation(void **state) {
+  (void)state;
+  char dir[300];
+  static Row rows[64];
+  snprintf(dir, sizeof dir, "%s/page_val", tmp);
+  const char *args[] = {"tests/study/page_val.json", "--run", "--backend", "tcc", "--jobs", "2",
+                        "--db", fmt("%s/page_val.sqlite", tmp), "--out", dir, NULL};
+  if (run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args))
+    fail_msg("mlpc failed:\n%s", read_all(fmt("%s/stderr", tmp)));
+  assert_non_null(strstr(read_all(fmt("%s/stderr", tmp)), "epoch 4 of 5 kept"));
+  char *html = read_all(fmt("%s/report.html", dir));
+  check_summary(html, fmt("%s/summary.csv", dir));
+  check_lines(html, fmt("%s/report.md", dir));
+  table_rows(html, "runs", rows, 64);
+  assert_string_equal(rows[0].text[5], "final validation loss");
+  assert_string_equal(rows[0].text[6], "final test loss");
+  int val, plain;
+  check_epochs(html, fmt("%s/runs.csv", dir), &val, &plain);
+  assert_int_equal(val, 6);    /* the base's 2 runs under 3 names, early stopping's 2 */
+  assert_int_equal(plain, 2);  /* validation=0 */
+  free(html);
+}
+
 static int make_tmp(void **state) {
   (void)state;
   return util_mkdtemp("html", tmp, sizeof tmp);
@@ -684,6 +780,7 @@ int main(void) {
     cmocka_unit_test(test_svg_inline),
     cmocka_unit_test(test_blank_screenshot),
     cmocka_unit_test(test_page_in_browser),
+    cmocka_unit_test(test_page_validation),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

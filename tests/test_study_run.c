@@ -26,6 +26,10 @@
  *   - runs without a training step have no train loss: NULL, n/a, an
  *     empty CSV field; a database of schema version 2 takes them after
  *     its upgrade;
+ *   - a database of schema version 3 (without validation figures) is
+ *     upgraded, keeping its runs, and takes runs with a validation split
+ *     and early stopping: their figures in the runs and epochs tables,
+ *     the final ones those of the epoch kept;
  *   - flags that do not apply to a study are refused.
  */
 #include <math.h>
@@ -436,6 +440,12 @@ static void test_arithmetic(void **state) {
   free(e);
 }
 
+/* The tables of schema version 3: without the validation columns. */
+static const char tables_v3[] =
+  "ALTER TABLE runs DROP COLUMN val_loss; ALTER TABLE runs DROP COLUMN val_acc; "
+  "ALTER TABLE runs DROP COLUMN best_epoch; ALTER TABLE epochs DROP COLUMN val_loss; "
+  "ALTER TABLE epochs DROP COLUMN val_acc; ";
+
 /* The epochs table of schema versions 1 and 2, whose train loss could
    not be NULL, with the rows it holds. */
 static const char epochs_v2[] =
@@ -444,12 +454,13 @@ static const char epochs_v2[] =
   "test_acc REAL NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (run_id, epoch)) WITHOUT ROWID; "
   "INSERT INTO epochs SELECT * FROM e; DROP TABLE e; ";
 
-/* Makes a database look as an older mlpc left it: schema version 2, or
-   version 1 (mlpc 0.1: no health table either). */
+/* Makes a database look as an older mlpc left it: schema version 3, 2,
+   or 1 (mlpc 0.1: no health table either). */
 static void downgrade_to(const char *db, int version) {
   sqlite3 *d;
   assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(d, fmt("%s%s PRAGMA user_version = %d", epochs_v2,
+  assert_int_equal(sqlite3_exec(d, fmt("%s%s%s PRAGMA user_version = %d", tables_v3,
+                                       version < 3 ? epochs_v2 : "",
                                        version < 2 ? "DROP TABLE health;" : "", version),
                                 NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(d);
@@ -490,12 +501,12 @@ static void test_old_schema(void **state) {
   char *before = recorded(dbp);
   expect_ok(run_study(file, dbp, fmt("%s/old", tmp), "2"));
   char *out = read_all(fmt("%s/stdout", tmp)), *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 3 (a table of "
+  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 4 (a table of "
                               "health figures; an epoch's train loss may be NULL"));
   assert_non_null(strstr(out, "6 already in"));
   assert_non_null(strstr(out, "6 of them recorded without health figures"));
   d = open_db(dbp);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 3);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
   char *now = all_figures(d), *after = recorded(dbp);
   assert_string_equal(now, ref);        /* the health figures are there, the same */
   assert_string_equal(after, before);   /* and no run was recorded anew */
@@ -530,17 +541,17 @@ static void test_old_schema_mismatch(void **state) {
   assert_int_equal(query_int(d, "SELECT test_loss = 1.5 FROM epochs WHERE run_id = 3 AND "
                                 "epoch = 2"), 1);
   sqlite3_close(d);
-  db_exec(db, "PRAGMA user_version = 4");
+  db_exec(db, "PRAGMA user_version = 5");
   char *before = recorded(db);
   /* the user's error: another --db */
   assert_int_equal(run_study(file, db, fmt("%s/mismatch", tmp), "2"), 2);
   err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "the database's schema is version 4, newer than this mlpc's "
-                              "(3)"));
+  assert_non_null(strstr(err, "the database's schema is version 5, newer than this mlpc's "
+                              "(4)"));
   char *after = recorded(db);
   assert_string_equal(after, before);
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 5);
   sqlite3_close(d);
   free(err), free(before), free(after);
 }
@@ -568,11 +579,12 @@ static void test_no_step(void **state) {
                            data);
   expect_ok(run_study(study("nostep", nostep), db, dir, "2"));
   char *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 2 to 3 (an epoch's "
-                              "train loss may be NULL, when it took no training step); its 6 "
-                              "runs are kept\n"));
+  assert_non_null(strstr(err, "upgraded the database from schema version 2 to 4 (an epoch's "
+                              "train loss may be NULL, when it took no training step; the "
+                              "validation figures of runs and epochs, and the epoch early "
+                              "stopping keeps); its 6 runs are kept\n"));
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 3);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
   assert_int_equal(query_int(d, "SELECT count(*) FROM epochs WHERE train_loss IS NOT NULL"),
                    epochs);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE status = 'finished' AND "
@@ -589,6 +601,52 @@ static void test_no_step(void **state) {
   assert_string_equal(f[10], "");  /* train_loss_mean */
   assert_true(strlen(f[6]) > 0);   /* test_loss_mean */
   free(err), free(md), free(sum), free(runs);
+}
+
+/* A study whose experiments hold out a validation split, under early
+   stopping, into a database of schema version 3: upgraded, its runs
+   kept; the new runs' validation figures per run and per epoch, their
+   final figures those of the epoch kept; the tables show them, and the
+   ranking is on the validation loss, the test loss beside it. */
+static void test_validation_study(void **state) {
+  (void)state;
+  char db[256], dir[256];
+  snprintf(db, sizeof db, "%s/val.sqlite", tmp);
+  snprintf(dir, sizeof dir, "%s/val", tmp);
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/one", dir), "2"));
+  downgrade_to(db, 3);
+  const char *val = "{\"name\": \"val\", \"base\": {\"hidden\": [16], \"epochs\": 8, "
+                    "\"max_batches\": 10, \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.5}, "
+                    "\"validation\": 0.1, \"early_stopping\": {\"patience\": 1}}, \"vary\": "
+                    "{\"label_smoothing\": [0, 0.2]}, \"seeds\": [1, 2]}\n";
+  expect_ok(run_study(study("val", val), db, dir, "2"));
+  char *err = read_all(fmt("%s/stderr", tmp)), *out = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(err, "upgraded the database from schema version 3 to 4 (the "
+                              "validation figures of runs and epochs, and the epoch early "
+                              "stopping keeps); its 6 runs are kept\n"));
+  assert_non_null(strstr(out, "ranking by mean final validation loss (the test loss beside "
+                              "it)"));
+  sqlite3 *d = open_db(db);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE val_loss IS NULL AND "
+                                "best_epoch IS NULL"), 6);  /* the old ones */
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs r JOIN epochs e ON e.run_id = r.id "
+                                "AND e.epoch = r.best_epoch WHERE r.val_loss = e.val_loss AND "
+                                "r.test_loss = e.test_loss AND r.test_acc = e.test_acc"), 4);
+  assert_true(query_int(d, "SELECT count(*) FROM runs WHERE best_epoch < epochs") >= 1);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM epochs e JOIN runs r ON r.id = e.run_id "
+                                "WHERE r.val_loss IS NOT NULL AND e.val_loss IS NULL"), 0);
+  sqlite3_close(d);
+  char *md = read_all(fmt("%s/report.md", dir)), *sum = read_all(fmt("%s/summary.csv", dir));
+  char *runs = read_all(fmt("%s/runs.csv", dir));
+  assert_non_null(strstr(md, "| final validation loss | final test loss | test accuracy"));
+  assert_non_null(strstr(md, "the ranking and every test below are on the **validation "
+                             "loss**"));
+  assert_non_null(strstr(md, "(under early stopping, of the epoch with the least validation "
+                             "loss, whose weights the run keeps)"));
+  assert_non_null(strstr(sum, ",val_loss_mean,val_loss_std,val_acc_mean,val_acc_std\n"));
+  assert_non_null(strstr(runs, "seconds,diverged_step,val_loss,val_acc\n"));
+  free(err), free(out), free(md), free(sum), free(runs);
 }
 
 /* Model-only flags are refused; a study needs --run. */
@@ -714,7 +772,8 @@ static void test_foreign_db(void **state) {
   sqlite3 *d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
   sqlite3_close(d);
-  db_exec(mine, "PRAGMA application_id = 0; PRAGMA user_version = 2"); /* as mlpc 2 wrote it */
+  downgrade_to(mine, 2);
+  db_exec(mine, "PRAGMA application_id = 0"); /* as mlpc 2 wrote it */
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
@@ -724,10 +783,10 @@ static void test_foreign_db(void **state) {
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 3); /* upgraded to this mlpc's schema */
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4); /* upgraded to this mlpc's schema */
   sqlite3_close(d);
-  db_exec(mine, "PRAGMA application_id = 0; PRAGMA user_version = 2; "
-              "CREATE TABLE notes (text)");  /* not only mlpc's */
+  downgrade_to(mine, 2);
+  db_exec(mine, "PRAGMA application_id = 0; CREATE TABLE notes (text)");  /* not only mlpc's */
   expect_refused(mine, "tables: ");
   db_exec(mine, "DROP TABLE notes; CREATE INDEX by_name ON runs (name)");
   expect_refused(mine, "user_version 2");
@@ -776,6 +835,7 @@ int main(void) {
     cmocka_unit_test(test_old_schema),
     cmocka_unit_test(test_old_schema_mismatch),
     cmocka_unit_test(test_no_step),
+    cmocka_unit_test(test_validation_study),
     cmocka_unit_test(test_flags),
     cmocka_unit_test(test_corrupt_db),
     cmocka_unit_test(test_foreign_db),

@@ -41,12 +41,9 @@
 
 /* Opens DIR/plots/NAME for writing; NULL with err set. */
 static FILE *open_plots_file(const char *dir, const char *name, char *err, size_t errlen) {
-  char path[MAX_PATH_LEN + 96];
-  snprintf(path, sizeof path, "%s/plots/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-  return f;
+  char path[96];
+  snprintf(path, sizeof path, "plots/%s", name);
+  return st_open_out(dir, path, err, errlen);
 }
 
 int st_plots_open(StPlots *pl, const char *dir, char *err, size_t errlen) {
@@ -54,10 +51,8 @@ int st_plots_open(StPlots *pl, const char *dir, char *err, size_t errlen) {
   memset(pl, 0, sizeof *pl);
   snprintf(pl->dir, sizeof pl->dir, "%s", dir);
   snprintf(path, sizeof path, "%s/plots", dir);
-  if (mkdir(path, 0777) && errno != EEXIST) {
-    snprintf(err, errlen, "%s: cannot create directory: %s", path, strerror(errno));
+  if (st_make_dir(path, err, errlen))
     return -1;
-  }
   if (!(pl->script = open_plots_file(dir, "plots.gp", err, errlen)))
     return -1;
   fprintf(pl->script, "# plots.gp: a study's figures, written by mlpc from its database.\n"

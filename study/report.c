@@ -33,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sqlite3.h>
 #include "study.h"
 
@@ -182,25 +181,6 @@ static void free_figs(StFigs *f) {
     free(f->exp[i].run);
   }
   free(f->exp);
-}
-
-/* ---- CSV ---- */
-
-void st_csv_text(FILE *f, const char *s, int last) {
-  if (strpbrk(s, ",\"\n\r")) {
-    fputc('"', f);
-    for (; *s; s++)
-      *s == '"' ? fputs("\"\"", f) : fputc(*s, f);
-    fputc('"', f);
-  } else
-    fputs(s, f);
-  fputc(last ? '\n' : ',', f);
-}
-
-void st_csv_real(FILE *f, double v, int last) {
-  if (isfinite(v))
-    fprintf(f, "%.17g", v);
-  fputc(last ? '\n' : ',', f);
 }
 
 /* The figures the tables show: the validation ones (last) only when an
@@ -545,32 +525,6 @@ static int write_runs_section(StDoc *d, const StFigs *f) {
 
 /* ---- files ---- */
 
-/* Opens dir/name for writing, or says why not. */
-static FILE *open_out(const char *dir, const char *name, char *err, size_t errlen) {
-  char path[MAX_PATH_LEN + 64];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-  return f;
-}
-
-/* Creates dir and its parents. */
-static int make_dir(const char *dir, char *err, size_t errlen) {
-  char path[MAX_PATH_LEN];
-  snprintf(path, sizeof path, "%s/", dir);
-  for (char *q = path + 1; *q; q++)
-    if (*q == '/') {
-      *q = 0;
-      if (mkdir(path, 0777) && errno != EEXIST) {
-        snprintf(err, errlen, "%s: cannot create directory: %s", path, strerror(errno));
-        return -1;
-      }
-      *q = '/';
-    }
-  return 0;
-}
-
 /* The report's figures: each plot, or why there are none. */
 static void write_figures(StDoc *d, const StPlots *pl) {
   st_doc_heading(d, 2, "Figures");
@@ -663,9 +617,9 @@ int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term, char *e
   FILE *f[NFILES] = {NULL};
   int rc = load_figs(db, p, &figs) ? db_error(db, err, errlen) : 0;
   if (!rc)
-    rc = make_dir(dir, err, errlen);
+    rc = st_make_dir(dir, err, errlen);
   for (int i = 0; !rc && i < NFILES; i++)
-    rc = (f[i] = open_out(dir, file_names[i], err, errlen)) ? 0 : -1;
+    rc = (f[i] = st_open_out(dir, file_names[i], err, errlen)) ? 0 : -1;
   if (!rc)
     rc = write_all(f, &figs, dir, term, err, errlen);
   for (int i = 0; i < NFILES; i++)

@@ -346,11 +346,6 @@ typedef struct {
   int nstop;                /* experiments with early stopping            */
 } StFigs;
 
-/* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
-void st_csv_text(FILE *f, const char *s, int last);
-/* Writes a number field: 17 significant digits, empty for NaN. */
-void st_csv_real(FILE *f, double v, int last);
-
 /* Writes into dir, from the database: summary.csv, runs.csv,
    comparisons.csv, the plots (when gnuplot is there) and report.md; and
    prints the summary table and the ranking to term. */
@@ -468,6 +463,18 @@ void st_doc_markdown(const StDoc *d, FILE *f);
    the page reads the same without). -1 with err set when a figure cannot
    be read. */
 int st_doc_html(const StDoc *d, const char *dir, FILE *f, char *err, size_t errlen);
+
+/* ---- out.c: the files of the output directory ---- */
+
+/* Creates dir and its parents; 0, or -1 with err set. */
+int st_make_dir(const char *dir, char *err, size_t errlen);
+/* Opens dir/name for writing (name may be in a folder of dir: plots/x);
+   NULL with err set. */
+FILE *st_open_out(const char *dir, const char *name, char *err, size_t errlen);
+/* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
+void st_csv_text(FILE *f, const char *s, int last);
+/* Writes a number field: 17 significant digits, empty for NaN. */
+void st_csv_real(FILE *f, double v, int last);
 
 /* ---- plot.c: figures drawn by gnuplot ---- */
 

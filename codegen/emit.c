@@ -862,17 +862,8 @@ int emit_trainer(const Ir *ir, Buf *b) {
   emit_unit(ir, BACKEND_GCC, b);
   emitf(b, "\n/* ---- the runtime ---- */\n");
   paste(b, rt_h);
-  paste(b, read_c);
-  paste(b, data_c);
-  paste(b, idx_c);
-  paste(b, npy_c);
-  paste(b, csv_c);
-  paste(b, rng_c);
-  paste(b, trng_c);
-  paste(b, sched_c);
-  paste(b, split_c);
-  paste(b, train_c);
-  paste(b, health_c);
+  for (const char *const *src = embedded_runtime; *src; src++)
+    paste(b, *src);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");
   emitf(b, "static const char trainer_data[] = ");
   emit_cstring(b, m->data);

@@ -54,29 +54,6 @@ static double train_init_value(int scheme, const RtTensor *t, RtRng *rng) {
   }
 }
 
-long rt_numel(const RtTensor *t) {
-  long n = 1;
-  for (int d = 0; d < t->ndim; d++)
-    n *= t->shape[d];
-  return n;
-}
-
-long rt_offset(const RtTensor *t, long i) {
-  return t->transposed ? i % t->shape[1] * t->shape[0] + i / t->shape[1] : i;
-}
-
-void rt_copy_rows(const RtTensor *t, void *rows, int to_rows) {
-  size_t sz = t->dtype == RT_F32 ? 4 : 8;
-  long n = rt_numel(t);
-  if (!t->transposed)
-    memcpy(to_rows ? rows : t->data, to_rows ? t->data : rows, n * sz);
-  else
-    for (long i = 0; i < n; i++) {
-      char *row = (char *)rows + i * sz, *at = (char *)t->data + rt_offset(t, i) * sz;
-      memcpy(to_rows ? row : at, to_rows ? at : row, sz);
-    }
-}
-
 /* ---- values that are not finite ---- */
 
 /* Element i of the values at p (RT_F32 or RT_F64, in any alignment). */

@@ -3,6 +3,12 @@
  * that mlpc can paste its own runtime into generated code.
  *
  *   embed OUT.h NAME=FILE ...   →   static const char NAME[] = "...";
+ *
+ * A NAME written +NAME is also listed, in the order given, in
+ *
+ *   static const char *const embedded_runtime[] = {NAME, ..., 0};
+ *
+ * the runtime's sources that a standalone trainer pastes in.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +32,7 @@ static int embed(FILE *out, const char *name, const char *path) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: embed OUT.h NAME=FILE ...\n");
+    fprintf(stderr, "usage: embed OUT.h [+]NAME=FILE ...\n");
     return 2;
   }
   FILE *out = fopen(argv[1], "w");
@@ -42,8 +48,13 @@ int main(int argc, char **argv) {
       return 2;
     }
     *eq = 0;
-    if (embed(out, argv[i], eq + 1))
+    if (embed(out, argv[i] + (argv[i][0] == '+'), eq + 1))
       return 1;
   }
+  fprintf(out, "static const char *const embedded_runtime[] = {");
+  for (int i = 2; i < argc; i++)
+    if (argv[i][0] == '+')
+      fprintf(out, "%s, ", argv[i] + 1);
+  fprintf(out, "0};\n");
   return fclose(out) ? 1 : 0;
 }

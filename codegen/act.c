@@ -11,11 +11,10 @@
 typedef struct {
   const char *fwd, *bwd;   /* y from x; dx from x, y, g                  */
   const char *sat, *flat;  /* health tests, or NULL (docs/health.md)     */
-  int has_param;           /* reads p: its default is not 0             */
 } ActText;
 
 static const ActText act_text[NACTS] = {
-#define TEXT_(e, name, dflt, fwd, bwd, sat, flat) [e] = {#fwd, #bwd, sat, flat, (dflt) != 0},
+#define TEXT_(e, name, dflt, fwd, bwd, sat, flat) [e] = {#fwd, #bwd, sat, flat},
   ACTS(TEXT_)
 #undef TEXT_
 };
@@ -24,15 +23,12 @@ const char *act_forward_text(int type) {
   return act_text[type].fwd;
 }
 
-int act_has_param(int type) {
-  return act_text[type].has_param;
-}
-
 /* The activation's parameter as a real constant, or R(0). */
 static const char *param(const Layer *l) {
   static char s[64];
-  snprintf(s, sizeof s, "R(%s)", act_has_param(l->spec.act.type) ? gen_num(l->spec.act.param)
-                                                                  : "0");
+  int type = l->spec.act.type;
+  snprintf(s, sizeof s, "R(%s)", act_default_params[type] != 0 ? gen_num(l->spec.act.param)
+                                                               : "0");
   return s;
 }
 
@@ -42,7 +38,7 @@ static void emit(Ctx *c) {
   int type = c->l->spec.act.type, C = c->l->out;
   const char *p = c->p, *name = act_names[type];
   emitf(b, "/* %s: %s, %s -> %s", p, name, ir_shape(&c->l->x), ir_shape(&c->l->y));
-  if (gen_relu_pooled(c->g->ir, (int)(c->l - c->g->ir->layers))) {
+  if (c->pooled) {
     emitf(b, ",\n   in %s's kernels (maxpool2d_relu_*) */\n\n", c->l[1].cname);
     return;
   }
@@ -120,7 +116,7 @@ static void infer_forward(Inf *I, const Layer *l) {
   const char *name = act_names[type];
   emitf(I->b, "/* %s: %s, in place on v (%d) */\n", l->cname, name, l->out);
   emitf(I->b, "static void %s_forward(real *v) {\n", l->cname);
-  if (act_has_param(type))
+  if (act_default_params[type] != 0)
     emitf(I->b, "  const real p = R(%a); /* %g */\n", l->spec.act.param, l->spec.act.param);
   emitf(I->b, "  for (int i = 0; i < %d; i++) {\n    real x = v[i];\n    v[i] = %s;\n  }\n}\n\n",
         l->out, act_text[type].fwd);

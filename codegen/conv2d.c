@@ -109,8 +109,9 @@ static int infer_weights(Inf *I, const Layer *l) {
 static void infer_forward(Inf *I, const Layer *l) {
   const Spec *s = &l->spec;
   const char *k = l->cname;
-  const char *mac = I->ir->fma ? "acc = FMA(x[(c * %d + ih) * %d + iw], w[(c * %d + kh) * %d + kw], acc);"
-                               : "acc += x[(c * %d + ih) * %d + iw] * w[(c * %d + kh) * %d + kw];";
+  const char *mac = I->ir->fma
+                        ? "acc = FMA(x[(c * %d + ih) * %d + iw], w[(c * %d + kh) * %d + kw], acc);"
+                        : "acc += x[(c * %d + ih) * %d + iw] * w[(c * %d + kh) * %d + kw];";
   int i = (int)(l - I->ir->layers);
   char note[96] = "";
   if (i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1))

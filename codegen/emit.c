@@ -20,35 +20,6 @@
 
 /* ---- the writer ---- */
 
-/* Appends printf-style text to b, unless b ran out of memory before. */
-void vemitf(Buf *b, const char *fmt, va_list ap) {
-  while (!b->oom) {
-    va_list aq;
-    va_copy(aq, ap);
-    size_t room = b->cap - b->len;
-    int n = vsnprintf(b->buf ? b->buf + b->len : NULL, room, fmt, aq);
-    va_end(aq);
-    if (n < 0)
-      abort(); /* unreachable: formats are ours */
-    if ((size_t)n < room) {
-      b->len += n;
-      return;
-    }
-    size_t cap = (b->cap + n + 1) * 2;
-    char *p = fe_realloc(b->buf, cap);
-    if (p)
-      b->buf = p, b->cap = cap;
-    b->oom = !p;
-  }
-}
-
-void emitf(Buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vemitf(b, fmt, ap);
-  va_end(ap);
-}
-
 /* Appends source text, dropping its local #include "..." lines (the
    headers they name are pasted already). */
 static void paste(Buf *b, const char *text) {
@@ -89,73 +60,46 @@ const char *emit_comment_name(const char *s) {
   return out;
 }
 
-const char *gen_num(double v) {
-  static char ring[8][40];
+/* ---- the layers' units, and the buffers between them ---- */
+
+const LayerUnit *const layer_units[NLAYERS] = {
+  [L_LINEAR] = &unit_linear,
+  [L_BATCHNORM] = &unit_batchnorm,
+  [L_LAYERNORM] = &unit_layernorm,
+  [L_DROPOUT] = &unit_dropout,
+  [L_CONV2D] = &unit_conv2d,
+  [L_MAXPOOL2D] = &unit_pool,
+  [L_AVGPOOL2D] = &unit_pool,
+  [L_BATCHNORM2D] = &unit_batchnorm,
+  [L_FLATTEN] = &unit_flatten,
+  [L_ACT] = &unit_act,
+  [L_LOSS] = &unit_loss,
+};
+
+/* The C name of layer i's output buffer: "linear0_out", or "input" before
+   the first layer; an alias layer's is its input's (a ring of 4). */
+static const char *out_name(const Ir *ir, int i) {
+  static char ring[4][40];
   static int next;
-  char *s = ring[next++ % 8];
-  snprintf(s, sizeof ring[0], "%a", v);
+  while (i >= 0 && layer_units[ir->layers[i].kind]->alias)
+    i--;
+  if (i < 0)
+    return "input";
+  char *s = ring[next++ % 4];
+  snprintf(s, sizeof ring[0], "%s_out", ir->layers[i].cname);
   return s;
 }
 
-void gen_call(Buf *b, const char *head, const char *fmt, ...) {
-  char args[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  int indent = (int)strlen(head), col = indent;
-  emitf(b, "%s", head);
-  for (char *a = args, *next; a; a = next) {
-    next = strstr(a, ", ");
-    int len = next ? (int)(next - a) : (int)strlen(a);
-    if (a != args && col + 2 + len + 2 > 100)
-      emitf(b, ",\n%*s", indent, ""), col = indent;
-    else if (a != args)
-      emitf(b, ", "), col += 2;
-    emitf(b, "%.*s", len, a);
-    col += len;
-    next = next ? next + 2 : NULL;
-  }
-  emitf(b, ");\n");
+/* Whether layer i is a relu that the max pooling right after it
+   computes in training (maxpool2d_relu_*): its input has a gradient. The
+   relu's output buffer is then filled only for the health figures. */
+static int relu_pooled(const Ir *ir, int i) {
+  const Layer *l = &ir->layers[i];
+  return l->kind == L_ACT && l->spec.act.type == ACT_RELU && i + 1 < ir->nlayers &&
+         l[1].kind == L_MAXPOOL2D && strcmp(out_name(ir, i - 1), "input");
 }
 
 /* ---- planning: the tensors ---- */
-
-/* Formats a generated name; names are short by construction (MAX_LAYERS
-   bounds the layer numbers), so truncation is a bug of ours. */
-static void fmt_name(char *dst, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fmt_name(char *dst, size_t len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(dst, len, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= len) {
-    fprintf(stderr, "mlpc: internal error: name '%s' too long (%s:%d)\n", dst, __FILE__,
-            __LINE__);
-    abort();
-  }
-}
-
-void gen_shape(Tensor *t, int ndim, const int *dims) {
-  t->ndim = ndim;
-  for (int d = 0; d < 4; d++)
-    t->shape[d] = d < ndim ? dims[d] : 0;
-}
-
-Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char *field,
-                   int kind, int rows, int cols) {
-  Tensor *t = &g->t[g->ntensors++];
-  memset(t, 0, sizeof *t);
-  fmt_name(t->cname, sizeof t->cname, "%s_%s", cprefix, field);
-  fmt_name(t->tname, sizeof t->tname, "%s.%s", tprefix, field);
-  t->kind = kind;
-  int dims[2] = {rows, cols};
-  gen_shape(t, cols ? 2 : 1, dims);
-  t->trained = kind <= RT_BETA;
-  t->init = g->m->init;
-  return t;
-}
 
 /* The optimizer state each trained tensor carries. */
 static int opt_state_fields(const Model *m, const char *fields[3]) {
@@ -188,7 +132,7 @@ static void plan_state(Gen *g) {
     Tensor p = g->t[i];
     Tensor *d = gen_tensor(g, p.cname, p.tname, "grad", RT_GRAD, 1, 0);
     gen_shape(d, p.ndim, p.shape);
-    fmt_name(d->cname, sizeof d->cname, "d%s", p.cname);
+    gen_name(d->cname, sizeof d->cname, "d%s", p.cname);
     d->transposed = p.transposed;
     for (int f = 0; f < nf; f++) {
       Tensor *s = gen_tensor(g, p.cname, p.tname, fields[f], RT_STATE, 1, 0);
@@ -216,13 +160,6 @@ static void plan(Gen *g) {
 
 /* ---- declarations ---- */
 
-long gen_numel(const Tensor *t) {
-  long n = 1;
-  for (int d = 0; d < t->ndim; d++)
-    n *= t->shape[d];
-  return n;
-}
-
 /* The shape as a comment: "(128, 784)", "(128)" or "(16, 1, 3, 3)". */
 static const char *shape_str(const Tensor *t) {
   static char s[64];
@@ -241,10 +178,6 @@ static const char *shape_init(const Tensor *t) {
     n += snprintf(s + n, sizeof s - n, ", %d", t->shape[d]);
   snprintf(s + n, sizeof s - n, "}");
   return s;
-}
-
-void gen_count(Gen *g, size_t n, int is_real) {
-  g->bytes += n * (is_real && g->m->dtype == DT_F32 ? 4 : 8);
 }
 
 /* Every tensor as a static array. */
@@ -281,7 +214,7 @@ static void emit_activation_decls(Gen *g) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;
-    if (gen_relu_pooled(ir, i)) { /* no gradient of its own */
+    if (relu_pooled(ir, i)) { /* no gradient of its own */
       emitf(g->b, "static real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
             l->out, ir_shape(&l->y));
       gen_count(g, B * l->out, 1);
@@ -301,49 +234,13 @@ static void emit_activation_decls(Gen *g) {
 /* runtime/rmath.h's text, for inference C (codegen/infer.c). */
 const char *emit_rmath(void) { return rmath_h; }
 
-int gen_fused_sgd(const Model *m) {
-  return m->opt.type == OPT_SGD && !fe_momentum_buffer(m) && m->opt.weight_decay == 0 &&
-         m->clip_grad_norm == 0;
-}
-
-const LayerUnit *const layer_units[NLAYERS] = {
-  [L_LINEAR] = &unit_linear,
-  [L_BATCHNORM] = &unit_batchnorm,
-  [L_LAYERNORM] = &unit_layernorm,
-  [L_DROPOUT] = &unit_dropout,
-  [L_CONV2D] = &unit_conv2d,
-  [L_MAXPOOL2D] = &unit_pool,
-  [L_AVGPOOL2D] = &unit_pool,
-  [L_BATCHNORM2D] = &unit_batchnorm,
-  [L_FLATTEN] = &unit_flatten,
-  [L_ACT] = &unit_act,
-  [L_LOSS] = &unit_loss,
-};
-
-const char *gen_out_name(const Ir *ir, int i) {
-  static char ring[4][40];
-  static int next;
-  while (i >= 0 && layer_units[ir->layers[i].kind]->alias)
-    i--;
-  if (i < 0)
-    return "input";
-  char *s = ring[next++ % 4];
-  snprintf(s, sizeof ring[0], "%s_out", ir->layers[i].cname);
-  return s;
-}
-
-int gen_relu_pooled(const Ir *ir, int i) {
-  const Layer *l = &ir->layers[i];
-  return l->kind == L_ACT && l->spec.act.type == ACT_RELU && i + 1 < ir->nlayers &&
-         l[1].kind == L_MAXPOOL2D && strcmp(gen_out_name(ir, i - 1), "input");
-}
-
 /* Every layer's pair of functions, in forward order, each unit's own. */
 static void emit_layers(Gen *g) {
   for (int i = 0; i < g->ir->nlayers; i++) {
     const Layer *l = &g->ir->layers[i];
-    const char *in = gen_out_name(g->ir, i - 1);
-    Ctx c = {g, l, l->cname, in, !strcmp(in, "input")};
+    const char *in = out_name(g->ir, i - 1);
+    Ctx c = {g, l, l->cname, in, !strcmp(in, "input"), relu_pooled(g->ir, i),
+             i > 0 && relu_pooled(g->ir, i - 1) ? out_name(g->ir, i - 2) : NULL};
     if (!layer_units[l->kind]->alias)
       layer_units[l->kind]->emit(&c);
   }
@@ -359,10 +256,6 @@ static void emit_layers(Gen *g) {
 /* The lr. */
 static const char *lr_text(const Model *m) {
   return fe_scheduled(m) ? "opt_hyper[0]" : gen_num(m->opt.lr);
-}
-
-const char *gen_neg_lr(const Model *m) {
-  return fe_scheduled(m) ? "-opt_hyper[0]" : gen_num(-m->opt.lr);
 }
 
 /* The momentum (SGD, RMSprop) or beta1 (Adam, AdamW), and one minus it. */
@@ -508,7 +401,7 @@ static void emit_passes(Gen *g) {
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
     const Layer *l = &ir->layers[i];
-    if (!layer_units[l->kind]->alias && !gen_relu_pooled(ir, i))
+    if (!layer_units[l->kind]->alias && !relu_pooled(ir, i))
       emitf(b, "  %s_forward(n%s);\n", l->cname,
             layer_units[l->kind]->forward_train ? ", train" : "");
   }
@@ -516,7 +409,7 @@ static void emit_passes(Gen *g) {
   emitf(b, "}\n\nstatic void backward(int n, const unsigned char *y, int step) {\n"
         "  %sloss_backward(n, y);\n", fused ? "" : "(void)step;\n  ");
   for (int i = ir->nlayers - 2; i >= 0; i--)
-    if (!layer_units[ir->layers[i].kind]->alias && !gen_relu_pooled(ir, i))
+    if (!layer_units[ir->layers[i].kind]->alias && !relu_pooled(ir, i))
       emitf(b, "  %s_backward(n%s);\n", ir->layers[i].cname,
             fused && ir->layers[i].kind == L_LINEAR ? ", step" : "");
   emitf(b, "}\n\n");
@@ -617,12 +510,12 @@ static void emit_health_entry(Gen *g, int buffers) {
     emitf(b, "  (void)out; /* no activation layer */\n");
   for (int i = 1; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
-    if (gen_relu_pooled(ir, i))
+    if (relu_pooled(ir, i))
       emitf(b, "  act_relu(n * %d, %s, %s_out, R(0)); /* in training, in %s */\n",
-            l->out, gen_out_name(ir, i - 1), l->cname, l[1].cname);
+            l->out, out_name(ir, i - 1), l->cname, l[1].cname);
     if (layer_units[l->kind]->health) /* units: features, or channels of h·w */
       emitf(b, "  health_%s(n, %d, %d, %s, %s_out, out + %d); /* %s */\n",
-            act_names[l->spec.act.type], l->y.c, l->y.h * l->y.w, gen_out_name(ir, i - 1),
+            act_names[l->spec.act.type], l->y.c, l->y.h * l->y.w, out_name(ir, i - 1),
             l->cname, l->health * RT_NLAYER_FIGURES, l->hname);
   }
   emitf(b, "}\n\n");

@@ -16,7 +16,7 @@
 
 #include "../mlpc.h"
 
-/* ---- training code (codegen/emit.c) ---- */
+/* ---- training code (codegen/emit.c; the kit in codegen/gen.c) ---- */
 
 /* A tensor of the model: a parameter, buffer, gradient or state. */
 typedef struct {
@@ -48,19 +48,25 @@ typedef struct {
   const char *p;     /* this layer's C prefix (l->cname)                 */
   const char *in;    /* the input buffer: "input" or "fc1_out"           */
   int first;         /* the input is the model's: no gradient for it     */
+  int pooled;        /* a relu that the max pooling after it computes in
+                        training (maxpool2d_relu_*): its output buffer is
+                        filled only for the health figures              */
+  const char *relu_in; /* a max pooling that computes the relu before it:
+                        the relu's input buffer; else NULL               */
 } Ctx;
 
 /* Adds a tensor named PREFIX_FIELD in C and PREFIX.FIELD in PyTorch, of
    shape (rows, cols), or (rows) when cols is 0. */
 Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char *field,
                    int kind, int rows, int cols);
+/* Formats a generated name into dst; names are short by construction
+   (MAX_LAYERS bounds the layer numbers), so truncation is a bug of ours
+   (abort). */
+void gen_name(char *dst, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Gives t the shape dims[0..ndim). */
 void gen_shape(Tensor *t, int ndim, const int *dims);
 /* Its number of elements. */
 long gen_numel(const Tensor *t);
-/* The C name of layer i's output buffer: "linear0_out", or "input" before
-   the first layer; an alias layer's is its input's (a ring of 4). */
-const char *gen_out_name(const Ir *ir, int i);
 /* Writes a call: head ("  bn_forward("), then the arguments (printf-style,
    ", "-separated), wrapped at 100 columns under the first, then ");". */
 void gen_call(Buf *b, const char *head, const char *fmt, ...)
@@ -70,10 +76,6 @@ void gen_count(Gen *g, size_t n, int is_real);
 /* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7"
    (a ring of 8 buffers). */
 const char *gen_num(double v);
-/* Whether layer i is a relu that the max pooling right after it
-   computes in training (maxpool2d_relu_*): its input has a gradient. The
-   relu's output buffer is then filled only for the health figures. */
-int gen_relu_pooled(const Ir *ir, int i);
 /* Whether the optimizer is plain SGD (no momentum, no weight decay, no
    gradient clipping), whose update of a linear weight fuses into its
    gradient. */
@@ -82,7 +84,7 @@ int gen_fused_sgd(const Model *m);
    runtime's value ("-opt_hyper[0]"). */
 const char *gen_neg_lr(const Model *m);
 
-/* ---- inference C (codegen/infer.c) ---- */
+/* ---- inference C (codegen/infer.c; the kit in codegen/gen.c) ---- */
 
 typedef struct {
   const Ir *ir;
@@ -142,7 +144,6 @@ int inf_folded(const Ir *ir, int i);
 void inf_bn_terms(Inf *I, const Layer *bn, int c, double *mean, double *s, double *beta);
 /* codegen/act.c: the activation formulas as text, for inference C. */
 const char *act_forward_text(int type);
-int act_has_param(int type);
 /* The bits 1 << RT_SATURATED ... of the figures it does not define. */
 int act_health_na(int type);
 /* health_NAME(n, C, S, pre, post, out): the figures of one such layer,

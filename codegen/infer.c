@@ -28,52 +28,7 @@
 #include <string.h>
 #include "gen.h"
 
-const RtTensor *inf_find(const Inf *I, const Layer *l, const char *field) {
-  char name[64];
-  snprintf(name, sizeof name, "%s.%s", l->tname, field);
-  for (int i = 0; i < I->net->ntensors; i++)
-    if (!strcmp(I->net->tensors[i].name, name))
-      return &I->net->tensors[i];
-  fprintf(stderr, "mlpc: internal error: no tensor %s (%s:%d)\n", name, __FILE__, __LINE__);
-  abort();
-}
-
-double inf_at(const RtTensor *t, long i) {
-  i = rt_offset(t, i);
-  return t->dtype == RT_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
-}
-
-double *inf_doubles(long n) {
-  double *p = malloc(sizeof(double) * (size_t)(n + 1));
-  if (!p) {
-    fprintf(stderr, "mlpc: error: out of memory\n");
-    exit(1);
-  }
-  return p;
-}
-
 /* ---- the weights ---- */
-
-int inf_array(Inf *I, const char *name, const char *what, const double *v, long n,
-              int is_double) {
-  Buf *b = I->b;
-  int f32 = I->f32 && !is_double;
-  emitf(b, "static const %s %s[%ld] = { /* %s */\n", is_double ? "double" : "real", name, n,
-        what);
-  for (long i = 0; i < n; i++) {
-    double x = f32 ? (double)(float)v[i] : v[i];
-    if (!isfinite(x)) {
-      snprintf(I->err, I->errlen, "%s[%ld] (%s) is %g: only finite weights can be emitted",
-               name, i, what, x);
-      return -1;
-    }
-    emitf(b, "%s%a%s,", i % 6 ? " " : "  ", x, f32 ? "f" : "");
-    if (i % 6 == 5 || i == n - 1)
-      emitf(b, "\n");
-  }
-  emitf(b, "};\n\n");
-  return 0;
-}
 
 /* Every layer's weights, in forward order. */
 static int emit_weights(Inf *I) {

@@ -141,7 +141,8 @@ static void describe_window(const Layer *l, char *buf, size_t size, size_t *len)
 static void describe_layer(const Ir *ir, const Layer *l, char *buf, size_t size, size_t *len) {
   char v[40];
   append(buf, size, len, "%s%s", l->index ? ", " : "", layer_kind_names[l->spec.kind]);
-  if (l->kind == L_DROPOUT || (l->kind == L_ACT && act_has_param(l->spec.act.type))) {
+  int has_param = l->kind == L_ACT && act_default_params[l->spec.act.type] != 0;
+  if (l->kind == L_DROPOUT || has_param) {
     fe_show_real(v, sizeof v, l->kind == L_DROPOUT ? l->spec.p : l->spec.act.param);
     append(buf, size, len, "(%s)", v);
   }

@@ -44,9 +44,8 @@ static void emit(Ctx *c) {
         "   (B, %d, %d, %d) -> (B, %d, %d, %d) */\n",
         p, l->kind == L_MAXPOOL2D ? "MaxPool2d" : "AvgPool2d", s->kernel[0], s->kernel[1],
         s->stride[0], s->stride[1], l->x.c, l->x.h, l->x.w, l->y.c, l->y.h, l->y.w);
-  int i = (int)(l - c->g->ir->layers);
-  if (i > 0 && gen_relu_pooled(c->g->ir, i - 1)) {
-    emit_relu_pooled(c, geo, gen_out_name(c->g->ir, i - 2));
+  if (c->relu_in) {
+    emit_relu_pooled(c, geo, c->relu_in);
     return;
   }
   emitf(b, "static void %s_forward(int n) {\n  %spool2d_forward(n, %s, %s, %s_out%s);\n}\n\n",

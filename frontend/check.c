@@ -185,7 +185,8 @@ int fe_read_file(const char *path, int named, const char *what, char **text, siz
     fe_free(buf);
     if (bad)
       return why_not(why, size, path, named, "read", strerror(e));
-    return snprintf(why, size, "too large for a %s file (more than %ld bytes)", what, FE_MAX_FILE), -1;
+    return snprintf(why, size, "too large for a %s file (more than %ld bytes)", what,
+                    FE_MAX_FILE), -1;
   }
   *text = buf;
   return 0;

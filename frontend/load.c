@@ -435,13 +435,9 @@ static const Object norm_object = {
 
 /* -- activation -- */
 
-#define PARAM_(e, s, p, ...) [e] = p,
-static const double act_params[NACTS] = { ACTS(PARAM_) };
-#undef PARAM_
-
 /* Selects an activation with its default parameter. */
 static void act_reset(Model *m, int type) {
-  m->act = (Act){.type = type, .param = act_params[type]};
+  m->act = (Act){.type = type, .param = act_default_params[type]};
 }
 
 /* activation.slope (leaky_relu), activation.alpha (elu): any finite number. */
@@ -577,7 +573,7 @@ static void layer_reset(Model *m, int type) {
   s->norm = (Norm){.type = type == LK_LAYERNORM ? NORM_LAYER : NORM_BATCH, .eps = 1e-5,
                    .momentum = 0.1};
   if (type >= LK_ACT)
-    s->act = (Act){.type = type - LK_ACT, .param = act_params[type - LK_ACT]};
+    s->act = (Act){.type = type - LK_ACT, .param = act_default_params[type - LK_ACT]};
 }
 
 /* layers[i].out (linear): features out. */

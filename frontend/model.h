@@ -65,6 +65,9 @@ enum { DTYPES(ENUM1_) NDTYPES };
 
 extern const char *const norm_names[NNORMS];
 extern const char *const act_names[NACTS];
+/* Each activation's default parameter (leaky_relu's slope, elu's alpha);
+   0 for one that has none. */
+extern const double act_default_params[NACTS];
 extern const char *const layer_kind_names[NLAYER_KINDS]; /* then act_names */
 extern const char *const opt_names[NOPTS];
 extern const char *const dtype_names[NDTYPES];

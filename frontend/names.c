@@ -1,6 +1,7 @@
 /*
- * names.c — the names the model format accepts for each kind, derived
- * from the X-macro lists in model.h and net.h (nothing is listed twice).
+ * names.c — the names the model format accepts for each kind, and the
+ * activations' default parameters, derived from the X-macro lists in
+ * model.h, net.h and runtime/acts.h (nothing is listed twice).
  */
 #include "model.h"
 
@@ -10,6 +11,9 @@ const char *const norm_names[NNORMS] = { NORMS(NAME_) };
 #define ACT_NAME_(e, id, ...) [e] = #id,
 const char *const act_names[NACTS] = { ACTS(ACT_NAME_) };
 #undef ACT_NAME_
+#define PARAM_(e, s, p, ...) [e] = p,
+const double act_default_params[NACTS] = { ACTS(PARAM_) };
+#undef PARAM_
 const char *const opt_names[NOPTS] = { OPTS(NAME_) };
 const char *const dtype_names[NDTYPES] = { DTYPES(NAME_) };
 const char *const init_names[RT_INIT_NSCHEMES] = { RT_INIT_SCHEMES(NAME_) };

@@ -194,11 +194,42 @@ extern const RtKernel rt_kernels_f32_fma[], rt_kernels_f64_fma[];
    precision dtype (what jit_tcc does, for callers with their own state). */
 struct TCCState;
 void jit_tcc_kernels(struct TCCState *s, int dtype);
-/* Compiles a unit from emit_unit in memory with libtcc. */
+/* Compiles a unit from emit_unit in memory with libtcc: a unit for tcc,
+   or one for gcc (tcc's code always calls mlpc's own kernels). */
 Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen);
 /* Compiles a unit with gcc into a shared object cached under cache_dir
    (by a hash of source and flags) and loads it. */
 Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen);
+/* A gcc build running beside mlpc, for tiered execution: jit_gcc in
+   steps. Its states: */
+typedef struct JitBuild JitBuild;
+enum { JIT_BUILDING, JIT_BUILT, JIT_FAILED };
+/* How jit_build_start treats an object already in the cache: uses it,
+   compiles again anyway (a damaged one), or only uses it (JIT_FAILED
+   when there is none, and nothing is compiled). */
+enum { JIT_USE_CACHE, JIT_FRESH, JIT_CACHED_ONLY };
+/* Starts gcc on src, as jit_gcc does, without waiting for it; the build
+   is JIT_BUILT at once when the object is cached. NULL with err set when
+   it cannot start (the cache directory, a fork). */
+JitBuild *jit_build_start(const char *src, const char *cache_dir, int mode, char *err,
+                          size_t errlen);
+/* Where the build is: JIT_BUILDING; JIT_BUILT, the object in the cache;
+   JIT_FAILED, jit_build_error says why. With wait, once gcc has ended. */
+int jit_build_poll(JitBuild *b, int wait);
+/* A descriptor readable once gcc has ended, for poll(); -1 after. */
+int jit_build_fd(const JitBuild *b);
+const char *jit_build_error(const JitBuild *b);
+/* Whether the object was in the cache before the build started. */
+int jit_build_cached(const JitBuild *b);
+/* Seconds from the start to gcc's end (0 when cached). */
+double jit_build_seconds(const JitBuild *b);
+/* The built object, loaded; NULL with err set. */
+Jit *jit_build_load(JitBuild *b, char *err, size_t errlen);
+/* Stops gcc if it still runs (its temporary removed) and frees b. */
+void jit_build_free(JitBuild *b);
+/* In a forked child of the process that started b: lets go of b's
+   descriptors, which the parent alone may use (b is then only freed). */
+void jit_build_forget(JitBuild *b);
 /* The compiled model's table. */
 const RtNet *jit_net(Jit *j);
 /* Whether the last jit_gcc call found its object in the cache. */
@@ -215,5 +246,4 @@ int jit_cpu_fma(void);
 void jit_note_fma(int fma);
 /* The gcc flags in use (docs/backends.md). */
 extern const char *const jit_gcc_flags[];
-
 #endif

@@ -161,9 +161,12 @@ void rt_check_stdout(void);
 
 /* ---- runtime/jit.c: the backends ---- */
 
-#define BACKENDS(X)      \
-  X(BACKEND_TCC, "tcc")  \
-  X(BACKEND_GCC, "gcc")
+/* tiered: tcc's code at once, gcc's when it is ready (runtime/tier.c),
+   the default when gcc is on PATH. */
+#define BACKENDS(X)            \
+  X(BACKEND_TCC,    "tcc")     \
+  X(BACKEND_GCC,    "gcc")     \
+  X(BACKEND_TIERED, "tiered")
 
 #define ENUM1_(e, ...) e,
 enum { BACKENDS(ENUM1_) NBACKENDS };
@@ -235,7 +238,7 @@ const RtNet *jit_net(Jit *j);
 /* Whether the last jit_gcc call found its object in the cache. */
 int jit_cached(Jit *j);
 void jit_free(Jit *j);
-/* gcc when it is on PATH, else tcc. */
+/* tiered when gcc is on PATH, else tcc. */
 int jit_default_backend(void);
 /* Whether this CPU has fused multiply-add instructions (always, but for
    x86 without FMA; MLPC_TEST_NO_FMA_CPU=1 pretends it has none). */
@@ -246,4 +249,45 @@ int jit_cpu_fma(void);
 void jit_note_fma(int fma);
 /* The gcc flags in use (docs/backends.md). */
 extern const char *const jit_gcc_flags[];
+
+/* ---- runtime/tier.c: tiered execution ---- */
+
+/* A run's code: tcc's now, gcc's once its object is ready. */
+typedef struct Tier Tier;
+/* Where gcc's object is: */
+enum { TIER_WAITING, TIER_READY, TIER_FAILED };
+/* Asks whoever builds the object where it is (a TIER_* state); with
+   wait, waits until it is ready or has failed. */
+typedef int (*TierAsk)(void *ctx, int wait);
+/* Starts a tiered run of the unit src (emit_unit's, for gcc): on gcc's
+   object when it is cached, else on tcc's code while gcc builds it in
+   cache_dir. A build that cannot start leaves the run on tcc with a
+   warning. NULL with err set when tcc fails too. */
+Tier *tier_start(const char *src, int dtype, const char *cache_dir, char *err, size_t errlen);
+/* The same for an object someone else builds into cache_dir: state says
+   where it is now, ask where it is later. */
+Tier *tier_follow(const char *src, int dtype, const char *cache_dir, int state, TierAsk ask,
+                  void *ctx, char *err, size_t errlen);
+/* Before each run (tier_start and tier_follow do it): counts anew. */
+void tier_run_start(Tier *t);
+/* The code in use. */
+const RtNet *tier_net(const Tier *t);
+/* RtOptions.next_net: at a step boundary, moves the run to gcc's object
+   once it is ready, the whole state copied; returns the code in use. */
+const RtNet *tier_next(void *tier, const RtWhere *at);
+/* Which code ran the run so far, and where gcc took over (*from, epoch 0
+   if it did not). */
+enum { TIER_RAN_TCC, TIER_RAN_GCC, TIER_RAN_BOTH };
+int tier_ran(const Tier *t, RtWhere *from);
+/* "tcc's code, then gcc's from epoch 3, step 412", and the like. */
+void tier_describe(const Tier *t, char *buf, size_t len);
+/* RtOptions.describe: "code: ..." as a line, or the summary's JSON
+   members "code" and "gcc_from". */
+void tier_print(void *tier, int json, FILE *f);
+/* Copies every tensor of src into dst, another compilation of the same
+   model; 0, or -1 with err set when their tables differ. */
+int tier_copy_state(const RtNet *dst, const RtNet *src, char *err, size_t errlen);
+/* Stops a build of its own that still runs, and frees t. */
+void tier_free(Tier *t);
+
 #endif

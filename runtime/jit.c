@@ -593,7 +593,7 @@ static int have_gcc(void) {
   return 0;
 }
 
-int jit_default_backend(void) { return have_gcc() ? BACKEND_GCC : BACKEND_TCC; }
+int jit_default_backend(void) { return have_gcc() ? BACKEND_TIERED : BACKEND_TCC; }
 
 int jit_cpu_fma(void) {
   const char *no = getenv("MLPC_TEST_NO_FMA_CPU");

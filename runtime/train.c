@@ -237,6 +237,7 @@ typedef struct {
   long *perm;
   unsigned char *x, *y;
   RtRng rng;
+  int epoch;             /* the epoch under way, from 1                  */
   long skipped;          /* one-sample batches skipped (BatchNorm)       */
   long step;             /* the epoch's last step trained (from 1; 0:
                             none), or the one whose loss was not finite  */
@@ -250,6 +251,16 @@ static long train_last_step(const Loop *L, long nb) {
   if (L->net->has_batchnorm && L->train.n - last * L->net->batch == 1)
     last--;
   return last;
+}
+
+/* At a step boundary (step, or test batch, from 1): the net to go on
+   with, which RtOptions.next_net may change. */
+static const RtNet *train_boundary(Loop *L, long step, long batch) {
+  if (L->o->next_net) {
+    RtWhere at = {L->epoch, step, batch};
+    L->net = L->o->next_net(L->o->tier, &at);
+  }
+  return L->net;
 }
 
 /* One training epoch; returns the mean batch loss, NaN when it took no
@@ -270,6 +281,7 @@ static double train_epoch(Loop *L, int *diverged) {
       L->skipped++;
       continue;
     }
+    net = train_boundary(L, b + 1, 0);
     train_gather(&L->train, L->perm + start, n, feats, L->x, L->y);
     if (b + 1 < nb)
       train_prefetch(&L->train, L->perm + start + B,
@@ -291,16 +303,15 @@ static double train_epoch(Loop *L, int *diverged) {
 /* Evaluates on the test set, in file order: mean loss over samples and
    accuracy. Test batches are contiguous, so nothing is copied. */
 static void train_eval(Loop *L, double *loss, double *acc) {
-  const RtNet *net = L->net;
   const RtSet *s = &L->test;
-  int B = net->batch;
+  int B = L->net->batch, feats = L->net->input;
   long nb = train_nbatches(s->n, B, L->o->max_batches), seen = 0, correct = 0;
   double sum = 0;
   for (long b = 0; b < nb; b++) {
     long start = b * B;
     int n = (int)(s->n - start < B ? s->n - start : B);
-    net->eval(n, s->images + (size_t)start * net->input, s->labels + start,
-              &sum, &correct);
+    train_boundary(L, 0, b + 1)->eval(n, s->images + (size_t)start * feats, s->labels + start,
+                                      &sum, &correct);
     seen += n;
   }
   *loss = sum / seen;
@@ -394,6 +405,15 @@ static void train_json_string(const char *s) {
   putchar('"');
 }
 
+/* Says which code ran which part (RtOptions.describe): a line after the
+   table, or the summary line's last members and its end. */
+static void train_describe(const RtOptions *o) {
+  if (o->describe)
+    o->describe(o->tier, o->json, stdout);
+  if (o->json)
+    printf("}\n");
+}
+
 /* Ends a run that diverged at epoch e, step (0: in the test pass): hands
    it to on_epoch, or says why on stderr and, under --json, in a last
    summary line; returns the exit status, 1. */
@@ -416,8 +436,9 @@ static int train_diverged(const Loop *L, int e, long step, const char *why, doub
     else
       printf("null");
     printf(", \"message\": "), train_json_string(msg);
-    printf(", \"epochs\": %d}\n", e - 1);
+    printf(", \"epochs\": %d", e - 1);
   }
+  train_describe(o);
   return 1;
 }
 
@@ -447,6 +468,7 @@ static int train_run(Loop *L) {
   for (int e = 1; e <= o->epochs; e++) {
     double t = rt_now();
     int diverged = 0;
+    L->epoch = e;
     tl = train_epoch(L, &diverged);
     double train_secs = rt_now() - t;
     if (train_check(L, diverged, why, sizeof why))
@@ -468,9 +490,11 @@ static int train_run(Loop *L) {
   if (o->json) {
     printf("{\"summary\": true, \"diverged\": false, \"epochs\": %d, ", o->epochs);
     train_json_loss("final_train_loss", tl);
-    printf(", \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f}\n",
+    printf(", \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f",
            vl, acc, rt_now() - t0);
   }
+  if (!o->on_epoch)
+    train_describe(o);
   return 0;
 }
 

@@ -13,9 +13,10 @@
  * that is not private is refused; a damaged cached object is rebuilt;
  * temporaries whose process is gone are removed, others' kept.
  *
- * mlpc killed (SIGKILL, SIGTERM; a run and a study) while gcc runs cc1,
- * under a stand-in that also starts a child that would never end: every
- * process mlpc started is gone soon after, gcc's children included.
+ * mlpc killed (SIGKILL, SIGTERM; a run and a study, with gcc and tiered)
+ * while gcc runs cc1, under a stand-in that also starts a child that would
+ * never end: every process mlpc started is gone soon after, gcc's
+ * children included.
  *
  * A build in steps (jit_build_start, for tiered runs): it says it is
  * still building while gcc runs, and stopped then, it leaves no process
@@ -393,22 +394,26 @@ static void test_killed_mlpc(void **state) {
                        "gcc", NULL};
   const char *st[] = {MLPC_BIN, study, "--run", "--backend", "gcc", "--jobs", "2", NULL};
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 8; i++) {
     int sig = i % 2 ? SIGTERM : SIGKILL;
-    snprintf(dir, sizeof dir, "%s", tmp_path(i < 2 ? "killed-run" : "killed-study"));
+    snprintf(dir, sizeof dir, "%s-%d", tmp_path(i % 4 < 2 ? "killed-run" : "killed-study"), i);
     mkdir(dir, 0700);
-    pid_t pid = start_in(dir, bindir, i < 2 ? run : st);
+    run[4] = st[4] = i < 4 ? "gcc" : "tiered";
+    if (i >= 4) /* a tiered run waits for gcc before its first step */
+      setenv("MLPC_TEST_SWITCH_AFTER", "0", 1);
+    pid_t pid = start_in(dir, bindir, i % 4 < 2 ? run : st);
+    unsetenv("MLPC_TEST_SWITCH_AFTER");
     for (int waited = 0; !has_descendant(pid, "cc1"); waited++) {
       if (waited > 6000 || waitpid(pid, NULL, WNOHANG) == pid) {
         kill_children();
-        fail_msg("%s: gcc's cc1 never ran", i < 2 ? "a run" : "a study");
+        fail_msg("%s: gcc's cc1 never ran", i % 4 < 2 ? "a run" : "a study");
       }
       usleep(10000);
     }
     kill(pid, sig);
-    expect_no_descendants(i < 2 ? "a run" : "a study");
-    print_message("  %s killed by signal %d while compiling: nothing it started is left\n",
-                  i < 2 ? "a run" : "a study", sig);
+    expect_no_descendants(i % 4 < 2 ? "a run" : "a study");
+    print_message("  %s (%s) killed by signal %d while compiling: nothing it started is "
+                  "left\n", i % 4 < 2 ? "a run" : "a study", run[4], sig);
   }
 }
 

@@ -1,0 +1,390 @@
+/*
+ * test_tier.c — tiered execution (runtime/tier.c): a run that starts on
+ * tcc's code and moves to gcc's gives bitwise the results of either
+ * backend alone, wherever it moves, for every model in models/ and
+ * tests/models/.
+ *
+ *   state        in process: the tensor table is the whole state. A run
+ *                on tcc moved, after some steps, a test pass and a health
+ *                probe, into a gcc compilation of the model that another
+ *                seed's training left full of other values, goes on bit
+ *                for bit as the run on tcc alone
+ *   points       `mlpc --run --json --health --save-weights`, tiered with
+ *                the switch forced (MLPC_TEST_SWITCH_AFTER) before the
+ *                first step, mid-epoch, in a test pass, at the last step
+ *                and never, prints the epoch lines, health figures and
+ *                weights of --backend tcc and of --backend gcc, byte for
+ *                byte, and says where gcc took over
+ *   background   with an empty cache, gcc really builds the object while
+ *                the run goes on; the switch waits for it (an event, not a
+ *                clock), and the results do not change
+ *   cached       with the object cached and no knob, the run is on gcc's
+ *                code throughout, and says so
+ *   gcc_fails    a gcc that fails, or is killed, while the run goes on:
+ *                a warning, the run ends on tcc with the same results,
+ *                exit 0
+ *
+ * Command-line checks run build/mlpc (MLPC_BIN, from CMake) in the source
+ * directory, whose out/cache holds the gcc objects; the background and
+ * failure cases run in a temporary directory with a cache of its own.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "../mlpc.h"
+#include "util.h"
+
+static char tmp[64];                    /* the temporary directory        */
+static char *models[UTIL_MAX_FILES];    /* every model file               */
+static int nmodels;
+static RtSet mnist;                     /* data/mnist's training set      */
+
+/* A path in the temporary directory. */
+static const char *tmp_path(const char *name) {
+  static char buf[8][200];
+  static int next;
+  char *p = buf[next++ % 8];
+  snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
+  return p;
+}
+
+/* Loads a model file, or fails. */
+static void load(const char *path, Model *m) {
+  char err[2048];
+  if (fe_load(path, m, err, sizeof err))
+    fail_msg("%s", err);
+}
+
+/* ---- state ---- */
+
+/* A model's code, compiled with a backend (gcc into out/cache). */
+static Jit *compile(const Model *m, int backend) {
+  static Ir ir;
+  char err[2048];
+  Buf src = {0};
+  ir_lower(m, &ir);
+  emit_unit(&ir, BACKEND_GCC, &src);
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
+                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
+  free(src.buf);
+  if (!j)
+    fail_msg("%s: %s", m->name, err);
+  return j;
+}
+
+/* steps training steps from sample at, the losses into loss[]. */
+static void steps(const RtNet *net, long *at, int n, double *loss) {
+  for (int s = 0; s < n; s++, *at += net->batch)
+    loss[s] = net->train_step(net->batch, mnist.images + *at * net->input, mnist.labels + *at);
+}
+
+/* A test pass of 2 batches and a health probe, as rt_train runs them. */
+static void between(const RtNet *net, long at, double *sum, long *correct) {
+  double figures[64 * RT_NLAYER_FIGURES];
+  for (int b = 0; b < 2; b++)
+    net->eval(net->batch, mnist.images + (at + b * net->batch) * net->input,
+              mnist.labels + at + b * net->batch, sum, correct);
+  if (net->nhidden <= 64)
+    net->health(net->batch, mnist.images, mnist.labels, figures);
+}
+
+/* Fails unless two nets hold bitwise the same tensors. */
+static void same_tensors(const char *what, const RtNet *a, const RtNet *b) {
+  for (int k = 0; k < a->ntensors; k++) {
+    size_t n = (size_t)rt_numel(&a->tensors[k]) * (a->tensors[k].dtype == RT_F32 ? 4 : 8);
+    if (memcmp(a->tensors[k].data, b->tensors[k].data, n))
+      fail_msg("%s: %s differs", what, a->tensors[k].name);
+  }
+}
+
+/* One model: 6 steps on tcc, the test pass and the probe, the state moved
+   to a gcc compilation that another seed trained, 6 more steps there;
+   the same as 12 steps on tcc alone. */
+static void state_moves(const char *path) {
+  static Model m;
+  char err[1024];
+  double a[12], b[12], sa = 0, sb = 0;
+  long ca = 0, cb = 0, at = 0, other = 40 * 32;
+  load(path, &m);
+  Jit *alone = compile(&m, BACKEND_TCC), *t = compile(&m, BACKEND_TCC),
+      *g = compile(&m, BACKEND_GCC);
+  const RtNet *na = jit_net(alone), *nt = jit_net(t), *ng = jit_net(g);
+  rt_init(ng, m.seed + 1);
+  steps(ng, &other, 3, b), between(ng, other, &sb, &cb); /* other values everywhere */
+  rt_init(na, m.seed), rt_init(nt, m.seed);
+  steps(na, &at, 6, a), between(na, at, &sa, &ca), steps(na, &at, 6, a + 6);
+  at = 0, sb = 0, cb = 0;
+  steps(nt, &at, 6, b), between(nt, at, &sb, &cb);
+  assert_int_equal(tier_copy_state(ng, nt, err, sizeof err), 0);
+  steps(ng, &at, 6, b + 6);
+  if (memcmp(a, b, sizeof a) || sa != sb || ca != cb)
+    fail_msg("%s: the losses after the move differ", path);
+  same_tensors(path, na, ng);
+  print_message("  %-45s 12 steps, moved after 6: the same bits\n", path);
+  jit_free(alone), jit_free(t), jit_free(g);
+}
+
+static void test_state(void **state) {
+  (void)state;
+  for (int i = 0; i < nmodels; i++)
+    state_moves(models[i]);
+}
+
+/* tier_copy_state refuses the table of another model. */
+static void test_state_mismatch(void **state) {
+  (void)state;
+  static Model a, b;
+  char err[1024];
+  load("models/bn_relu.json", &a);
+  load("tests/models/silu_rmsprop.json", &b);
+  Jit *ja = compile(&a, BACKEND_TCC), *jb = compile(&b, BACKEND_TCC);
+  assert_int_equal(tier_copy_state(jit_net(ja), jit_net(jb), err, sizeof err), -1);
+  print_message("  %s\n", err);
+  jit_free(ja), jit_free(jb);
+}
+
+/* ---- the command line ---- */
+
+/* Removes every `, "KEY": NUMBER` from text, in place. */
+static void drop_number(char *text, const char *key) {
+  char pat[64], *s;
+  snprintf(pat, sizeof pat, ", \"%s\": ", key);
+  while ((s = strstr(text, pat))) {
+    char *end = s + strlen(pat);
+    end += strspn(end, "0123456789.e-+");
+    memmove(s, end, strlen(end) + 1);
+  }
+}
+
+/* Cuts the summary's `, "code": ...` members (the last ones) out of text
+   into code; "" if there are none. */
+static void cut_code(char *text, char *code, size_t len) {
+  char *s = strstr(text, ", \"code\": ");
+  code[0] = 0;
+  if (!s)
+    return;
+  char *end = strchr(s, '\n');
+  assert_non_null(end);
+  end--; /* the summary's closing brace */
+  snprintf(code, len, "%.*s", (int)(end - s), s);
+  memmove(s, end, strlen(end) + 1);
+}
+
+/* What one run printed and saved. */
+typedef struct {
+  char *out;          /* stdout, the times and the code cut out        */
+  char *weights;
+  size_t nweights;
+  char code[256];     /* the summary's code members                    */
+  char *err;          /* stderr                                        */
+} Result;
+
+/* Runs mlpc on model with args (NULL-terminated) and the knob (NULL for
+   none) in the current directory; fails unless it exits 0. */
+static Result run(const char *model, const char *knob, const char *const *args) {
+  const char *argv[32] = {MLPC_BIN, model, "--run", "--json", "--health", "--data", "mnist",
+                          "--max-batches", "4", "--epochs", "2", "--save-weights",
+                          tmp_path("w.safetensors")};
+  int n = 13;
+  for (int i = 0; args[i]; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  if (knob)
+    setenv("MLPC_TEST_SWITCH_AFTER", knob, 1);
+  int status = util_run(argv, tmp_path("out"), tmp_path("err"));
+  unsetenv("MLPC_TEST_SWITCH_AFTER");
+  Result r;
+  size_t len;
+  r.err = util_slurp(tmp_path("err"), &len);
+  if (status)
+    fail_msg("%s %s: exit %d\n%s", model, knob ? knob : "", status, r.err);
+  r.out = util_slurp(tmp_path("out"), &len);
+  r.weights = util_slurp(tmp_path("w.safetensors"), &r.nweights);
+  assert_true(r.out && r.weights && r.err);
+  drop_number(r.out, "seconds");
+  drop_number(r.out, "train_seconds");
+  cut_code(r.out, r.code, sizeof r.code);
+  return r;
+}
+
+static void free_result(Result *r) { free(r->out), free(r->weights), free(r->err); }
+
+/* Fails unless b printed and saved what a did. */
+static void same_result(const char *what, const Result *a, const Result *b) {
+  if (strcmp(a->out, b->out))
+    fail_msg("%s: the output differs:\n--- expected\n%s--- got\n%s", what, a->out, b->out);
+  if (a->nweights != b->nweights || memcmp(a->weights, b->weights, a->nweights))
+    fail_msg("%s: the saved weights differ", what);
+}
+
+/* The switch points: after N calls (4 training steps, then 4 test
+   batches, per epoch), and the summary's code members each gives. */
+static const struct {
+  const char *knob, *code;
+} points[] = {
+  {"0", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, \"step\": 1}"},
+  {"2", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, \"step\": 3}"},
+  {"4", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, \"test_batch\": 1}"},
+  {"6", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, \"test_batch\": 3}"},
+  {"8", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 2, \"step\": 1}"},
+  {"11", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 2, \"step\": 4}"},
+  {"15", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 2, \"test_batch\": 4}"},
+  {"16", ", \"code\": \"tcc\", \"gcc_from\": null"},
+};
+enum { NPOINTS = sizeof points / sizeof points[0] };
+
+/* One model: tcc, gcc and every switch point give the same bits. */
+static void points_of(const char *model) {
+  const char *tcc[] = {"--backend", "tcc", NULL}, *gcc[] = {"--backend", "gcc", NULL},
+             *tiered[] = {"--backend", "tiered", NULL}, *none[] = {NULL};
+  Result a = run(model, NULL, tcc), b = run(model, NULL, gcc);
+  same_result("gcc against tcc", &a, &b);
+  assert_string_equal(a.code, "");
+  for (int i = 0; i < NPOINTS; i++) {
+    Result c = run(model, points[i].knob, i % 2 ? tiered : none);
+    char what[128];
+    snprintf(what, sizeof what, "%s, switched after %s calls", model, points[i].knob);
+    same_result(what, &a, &c);
+    if (strcmp(c.code, points[i].code))
+      fail_msg("%s: the summary says\n%s\nnot\n%s", what, c.code, points[i].code);
+    free_result(&c);
+  }
+  print_message("  %-45s tcc == gcc == tiered, switched at %d points\n", model, NPOINTS);
+  free_result(&a), free_result(&b);
+}
+
+static void test_points(void **state) {
+  (void)state;
+  for (int i = 0; i < nmodels; i++)
+    points_of(models[i]);
+}
+
+/* The text output says the same, after the table. */
+static void test_text(void **state) {
+  (void)state;
+  const char *argv[] = {MLPC_BIN, "models/bn_relu.json", "--run", "--max-batches", "4",
+                        "--epochs", "2", NULL};
+  setenv("MLPC_TEST_SWITCH_AFTER", "6", 1);
+  int status = util_run(argv, tmp_path("out"), tmp_path("err"));
+  unsetenv("MLPC_TEST_SWITCH_AFTER");
+  assert_int_equal(status, 0);
+  size_t len;
+  char *out = util_slurp(tmp_path("out"), &len);
+  assert_non_null(strstr(out, "\nbackend tiered, fma: tcc's code, compiled in memory in "));
+  assert_non_null(strstr(out, "\ncode: tcc's code, then gcc's from epoch 1, test batch 3"));
+  free(out);
+}
+
+/* ---- gcc beside the run ---- */
+
+/* The run in the temporary directory, whose out/cache starts empty. */
+static Result run_in_tmp(const char *model, const char *knob) {
+  char abs[4096], dir[300];
+  const char *none[] = {NULL};
+  snprintf(abs, sizeof abs, "%s/%s", MLPC_SOURCE_DIR, model);
+  snprintf(dir, sizeof dir, "%s", tmp_path("run"));
+  mkdir(dir, 0700);
+  setenv("MLPC_DATA", MLPC_SOURCE_DIR "/data", 1);
+  assert_int_equal(chdir(dir), 0);
+  Result r = run(abs, knob, none);
+  assert_int_equal(chdir(MLPC_SOURCE_DIR), 0);
+  unsetenv("MLPC_DATA");
+  return r;
+}
+
+/* gcc builds the object beside the run, which moves to it. */
+static void test_background(void **state) {
+  (void)state;
+  const char *tcc[] = {"--backend", "tcc", NULL};
+  Result a = run("models/mlp_dropout.json", NULL, tcc);
+  Result b = run_in_tmp("models/mlp_dropout.json", "3");
+  same_result("a run beside gcc", &a, &b);
+  assert_string_equal(b.code, ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, "
+                      "\"step\": 4}");
+  char *names[UTIL_MAX_FILES];
+  int n = util_list(tmp_path("run/out/cache"), ".so", names, 0);
+  assert_int_equal(n, 1); /* gcc's object, and no temporary */
+  free(names[0]);
+  free_result(&a), free_result(&b);
+}
+
+/* With the object cached and no knob, gcc's code runs throughout. */
+static void test_cached(void **state) {
+  (void)state;
+  const char *tcc[] = {"--backend", "tcc", NULL}, *none[] = {NULL};
+  Result a = run("models/bn_relu.json", NULL, tcc), b = run("models/bn_relu.json", "0", none);
+  Result c = run("models/bn_relu.json", NULL, none);
+  same_result("a cached object", &a, &c);
+  assert_string_equal(c.code, ", \"code\": \"gcc\", \"gcc_from\": null");
+  assert_non_null(strstr(c.err, "backend tiered, fma: gcc's cached object (-O"));
+  free_result(&a), free_result(&b), free_result(&c);
+}
+
+/* A stand-in gcc, first on PATH, fails or is killed: the run warns and
+   ends on tcc's code, with tcc's results. */
+static void test_gcc_fails(void **state) {
+  (void)state;
+  static const char *const scripts[][2] = {
+    {"#!/bin/sh\necho 'x.c:1:2: error: no good' >&2\nexit 3\n", "gcc failed (exit 3) on "},
+    {"#!/bin/sh\nkill -9 $$\n", "gcc was killed by signal 9 (Killed) compiling "},
+  };
+  const char *tcc[] = {"--backend", "tcc", NULL};
+  char path[8192], *path0 = strdup(getenv("PATH"));
+  Result a = run("models/bn_relu.json", NULL, tcc);
+  for (int i = 0; i < 2; i++) {
+    mkdir(tmp_path("bin"), 0700);
+    assert_int_equal(util_write(tmp_path("bin/gcc"), scripts[i][0], strlen(scripts[i][0])), 0);
+    assert_int_equal(chmod(tmp_path("bin/gcc"), 0755), 0);
+    snprintf(path, sizeof path, "%s:%s", tmp_path("bin"), path0);
+    setenv("PATH", path, 1);
+    util_rmtree(tmp_path("run"));
+    Result b = run_in_tmp("models/bn_relu.json", "3");
+    setenv("PATH", path0, 1);
+    same_result("a run whose gcc failed", &a, &b);
+    assert_string_equal(b.code, ", \"code\": \"tcc\", \"gcc_from\": null");
+    if (!strstr(b.err, scripts[i][1]) ||
+        !strstr(b.err, "; the run goes on with tcc's code, which gives the same results\n"))
+      fail_msg("no warning:\n%s", b.err);
+    print_message("  %s", strstr(b.err, "mlpc: warning: "));
+    free_result(&b);
+  }
+  free_result(&a);
+  free(path0);
+}
+
+static int setup(void **state) {
+  (void)state;
+  char err[1024];
+  if (util_mkdtemp("tier", tmp, sizeof tmp))
+    return -1;
+  nmodels = util_models(models);
+  return rt_load_set("data/mnist", "train", 10, &mnist, err, sizeof err);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  util_rmtree(tmp);
+  for (int i = 0; i < nmodels; i++)
+    free(models[i]);
+  rt_free_set(&mnist);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_state),
+    cmocka_unit_test(test_state_mismatch),
+    cmocka_unit_test(test_points),
+    cmocka_unit_test(test_text),
+    cmocka_unit_test(test_background),
+    cmocka_unit_test(test_cached),
+    cmocka_unit_test(test_gcc_fails),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

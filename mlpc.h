@@ -279,11 +279,16 @@ const RtNet *tier_next(void *tier, const RtWhere *at);
    if it did not). */
 enum { TIER_RAN_TCC, TIER_RAN_GCC, TIER_RAN_BOTH };
 int tier_ran(const Tier *t, RtWhere *from);
+/* Their names: "tcc", "gcc", "tcc, then gcc". */
+extern const char *const tier_ran_names[];
 /* "tcc's code, then gcc's from epoch 3, step 412", and the like. */
 void tier_describe(const Tier *t, char *buf, size_t len);
 /* RtOptions.describe: "code: ..." as a line, or the summary's JSON
    members "code" and "gcc_from". */
 void tier_print(void *tier, int json, FILE *f);
+/* Whether MLPC_TEST_SWITCH_AFTER forces where runs move to gcc's code
+   (and waits for its object there). */
+int tier_forced(void);
 /* Copies every tensor of src into dst, another compilation of the same
    model; 0, or -1 with err set when their tables differ. */
 int tier_copy_state(const RtNet *dst, const RtNet *src, char *err, size_t errlen);

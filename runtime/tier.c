@@ -47,6 +47,8 @@ struct Tier {
   double ready;          /* seconds from the build's start to its end    */
 };
 
+const char *const tier_ran_names[] = {"tcc", "gcc", "tcc, then gcc"};
+
 /* MLPC_TEST_SWITCH_AFTER as a number of calls, or -1 when unset. */
 static long forced_switch(void) {
   const char *s = getenv("MLPC_TEST_SWITCH_AFTER");
@@ -54,6 +56,8 @@ static long forced_switch(void) {
   long n = s && *s ? strtol(s, &end, 10) : -1;
   return s && *s && !*end && n >= 0 ? n : -1;
 }
+
+int tier_forced(void) { return forced_switch() >= 0; }
 
 /* A tier without code yet; NULL out of memory. */
 static Tier *tier_alloc(const char *src, int dtype, const char *cache, char *err,
@@ -249,8 +253,7 @@ void tier_print(void *tier, int json, FILE *f) {
     fprintf(f, "\n");
     return;
   }
-  static const char *const ran_names[] = {"tcc", "gcc", "tcc, then gcc"};
-  fprintf(f, ", \"code\": \"%s\", \"gcc_from\": ", ran_names[tier_ran(t, NULL)]);
+  fprintf(f, ", \"code\": \"%s\", \"gcc_from\": ", tier_ran_names[tier_ran(t, NULL)]);
   if (!t->from.epoch)
     fprintf(f, "null");
   else if (t->from.step)

@@ -22,8 +22,10 @@
  * needs it, and gets the new run's figures only if the new run repeats
  * the recorded one bit for bit. Versions 1 and 2 required an epoch's
  * train loss, which an epoch without a training step does not have:
- * opening them rebuilds the epochs table with the same rows. A newer
- * schema than ours is refused.
+ * opening them rebuilds the epochs table with the same rows. Versions 1
+ * to 3 did not say which code trained a run (tiered runs move from tcc's
+ * to gcc's): opening them adds the columns, NULL for the runs they hold.
+ * A newer schema than ours is refused.
  *
  * A database is mlpc's when its PRAGMA application_id says so
  * (ST_DB_APP_ID), or when it is empty (a new file); one that mlpc wrote
@@ -60,6 +62,11 @@ static const char schema[] =
   "  train_loss REAL, test_loss REAL, test_acc REAL, -- after the last epoch\n"
   "  seconds REAL NOT NULL,\n"
   "  recorded TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+  "  code TEXT,                     -- the code that trained it: tcc, gcc, or\n"
+  "                                 -- 'tcc, then gcc' (tiered); NULL before schema 4\n"
+  "  gcc_epoch INTEGER,             -- tiered: where gcc's code took over: the epoch,\n"
+  "  gcc_step INTEGER,              -- and the training step,\n"
+  "  gcc_test_batch INTEGER,        -- or the batch of the test pass\n"
   "  UNIQUE (code_hash, seed, data_hash, settings)\n"
   ");\n"
   "CREATE TABLE IF NOT EXISTS epochs (\n"
@@ -196,18 +203,41 @@ static const char epochs_aside[] = "ALTER TABLE epochs RENAME TO epochs_v2";
 static const char moved_epochs[] = "INSERT INTO epochs SELECT * FROM epochs_v2; "
                                    "DROP TABLE epochs_v2";
 
+/* The columns version 4 added to the runs table. */
+static const char *const v4_columns[][2] = {
+  {"code", "TEXT"}, {"gcc_epoch", "INTEGER"}, {"gcc_step", "INTEGER"},
+  {"gcc_test_batch", "INTEGER"},
+};
+
+/* Adds to the runs table the columns of version 4 it lacks; 0 or -1. */
+static int add_columns(sqlite3 *db, char *err, size_t errlen) {
+  char sql[256];
+  for (size_t i = 0; i < sizeof v4_columns / sizeof v4_columns[0]; i++) {
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = "
+             "'%s'", v4_columns[i][0]);
+    long long have = query_int(db, sql, err, errlen);
+    snprintf(sql, sizeof sql, "ALTER TABLE runs ADD COLUMN %s %s", v4_columns[i][0],
+             v4_columns[i][1]);
+    if (have < 0 || (!have && exec(db, sql, err, errlen)))
+      return -1;
+  }
+  return 0;
+}
+
 /* Says what an upgrade from version v changed. */
 static void upgrade_note(FILE *note, long long v, long long runs) {
-  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%san "
-          "epoch's train loss may be NULL, when it took no training step); its %lld runs are "
-          "kept%s\n", v, ST_DB_SCHEMA, v < 2 ? "a table of health figures; " : "", runs,
+  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%s%s"
+          "each run says which code trained it, from now on); its %lld runs are kept%s\n", v,
+          ST_DB_SCHEMA, v < 2 ? "a table of health figures; " : "", v < 3 ? "an epoch's "
+          "train loss may be NULL, when it took no training step; " : "", runs,
           v < 2 ? ", and a study run again adds the health figures of its runs" : "");
 }
 
 /* Brings the schema to ST_DB_SCHEMA inside the open transaction (0; 2 for
-   a newer schema, the user's; -1 on an error): creates
-   it, or upgrades version 1 (adds the health table) and 2 (rebuilds the
-   epochs table), or refuses a newer one. Notes an upgrade. */
+   a newer schema, the user's; -1 on an error): creates it, or upgrades
+   version 1 (adds the health table), 2 (rebuilds the epochs table) and 3
+   (adds the runs' code columns), or refuses a newer one. Notes an
+   upgrade. */
 static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   char set[128];
   long long v = query_int(db, "PRAGMA user_version", err, errlen);
@@ -220,11 +250,12 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
     return 2; /* the user's: another --db */
   }
   long long runs = v ? query_int(db, "SELECT count(*) FROM runs", err, errlen) : 0;
-  int old = v && v < ST_DB_SCHEMA;
+  int old = v && v < ST_DB_SCHEMA, old_epochs = v && v < 3;
   snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d",
            ST_DB_SCHEMA, ST_DB_APP_ID);
-  if (runs < 0 || (old && exec(db, epochs_aside, err, errlen)) || exec(db, schema, err, errlen) ||
-      (old && exec(db, moved_epochs, err, errlen)) || exec(db, set, err, errlen))
+  if (runs < 0 || (old_epochs && exec(db, epochs_aside, err, errlen)) ||
+      exec(db, schema, err, errlen) || (old_epochs && exec(db, moved_epochs, err, errlen)) ||
+      (old && add_columns(db, err, errlen)) || exec(db, set, err, errlen))
     return -1;
   if (old && note)
     upgrade_note(note, v, runs);
@@ -431,6 +462,16 @@ static void bind_int(sqlite3_stmt *st, int i, int have, long long v) {
     sqlite3_bind_null(st, i);
 }
 
+/* Binds which code trained r, and where gcc's took over, from column i. */
+static void bind_code(sqlite3_stmt *st, int i, const StResult *r) {
+  const RtWhere *w = &r->gcc_from;
+  int both = r->ran == TIER_RAN_BOTH;
+  sqlite3_bind_text(st, i, tier_ran_names[r->ran], -1, SQLITE_STATIC);
+  bind_int(st, i + 1, both, w->epoch);
+  bind_int(st, i + 2, both && w->step, w->step);
+  bind_int(st, i + 3, both && !w->step, w->batch);
+}
+
 /* Inserts the runs row; sets *id (0 if another process has it). */
 static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StResult *r,
                       long long *id, char *err, size_t errlen) {
@@ -438,8 +479,9 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   sqlite3_stmt *st = prepare(db,
     "INSERT INTO runs (code_hash, seed, data_hash, settings, model, name, data, data_dir, "
     "mlpc_version, backend, status, epochs, diverged_epoch, diverged_step, train_loss, "
-    "test_loss, test_acc, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-    "?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT DO NOTHING", err, errlen);
+    "test_loss, test_acc, seconds, code, gcc_epoch, gcc_step, gcc_test_batch) VALUES (?1, "
+    "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "
+    "?21, ?22) ON CONFLICT DO NOTHING", err, errlen);
   if (!st)
     return -1;
   char *model = model_json(e, t->seed);
@@ -458,6 +500,7 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   bind_real(st, 16, fin, fin ? last->test_loss : 0);
   bind_real(st, 17, fin, fin ? last->test_acc : 0);
   sqlite3_bind_double(st, 18, r->seconds);
+  bind_code(st, 19, r);
   int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "recording a run", err, errlen);
   *id = !rc && sqlite3_changes(db) ? sqlite3_last_insert_rowid(db) : 0;
   sqlite3_finalize(st);

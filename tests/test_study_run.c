@@ -26,7 +26,13 @@
  *   - runs without a training step have no train loss: NULL, n/a, an
  *     empty CSV field; a database of schema version 2 takes them after
  *     its upgrade;
- *   - flags that do not apply to a study are refused.
+ *   - flags that do not apply to a study are refused;
+ *   - tiered (--backend tiered, the runs moved to gcc's code where
+ *     MLPC_TEST_SWITCH_AFTER says): the figures of a study on tcc, bit for
+ *     bit; the runs are a gcc study's (keyed as gcc's), each saying which
+ *     code trained it and where gcc's took over; with a gcc that fails,
+ *     a warning and the runs on tcc; a database of schema version 3
+ *     gets the columns that say it.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -444,12 +450,19 @@ static const char epochs_v2[] =
   "test_acc REAL NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (run_id, epoch)) WITHOUT ROWID; "
   "INSERT INTO epochs SELECT * FROM e; DROP TABLE e; ";
 
-/* Makes a database look as an older mlpc left it: schema version 2, or
-   version 1 (mlpc 0.1: no health table either). */
+/* The runs' columns of schema version 4 (the code that trained them),
+   which older mlpcs did not write. */
+static const char runs_v3[] =
+  "ALTER TABLE runs DROP COLUMN code; ALTER TABLE runs DROP COLUMN gcc_epoch; "
+  "ALTER TABLE runs DROP COLUMN gcc_step; ALTER TABLE runs DROP COLUMN gcc_test_batch; ";
+
+/* Makes a database look as an older mlpc left it: schema version 3, 2,
+   or 1 (mlpc 0.1: no health table either). */
 static void downgrade_to(const char *db, int version) {
   sqlite3 *d;
   assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(d, fmt("%s%s PRAGMA user_version = %d", epochs_v2,
+  assert_int_equal(sqlite3_exec(d, fmt("%s%s%s PRAGMA user_version = %d", runs_v3,
+                                       version < 3 ? epochs_v2 : "",
                                        version < 2 ? "DROP TABLE health;" : "", version),
                                 NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(d);
@@ -490,12 +503,15 @@ static void test_old_schema(void **state) {
   char *before = recorded(dbp);
   expect_ok(run_study(file, dbp, fmt("%s/old", tmp), "2"));
   char *out = read_all(fmt("%s/stdout", tmp)), *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 3 (a table of "
-                              "health figures; an epoch's train loss may be NULL"));
+  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 4 (a table of "
+                              "health figures; an epoch's train loss may be NULL, when it "
+                              "took no training step; each run says which code trained it, "
+                              "from now on)"));
   assert_non_null(strstr(out, "6 already in"));
   assert_non_null(strstr(out, "6 of them recorded without health figures"));
   d = open_db(dbp);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 3);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code IS NULL"), 6);
   char *now = all_figures(d), *after = recorded(dbp);
   assert_string_equal(now, ref);        /* the health figures are there, the same */
   assert_string_equal(after, before);   /* and no run was recorded anew */
@@ -530,17 +546,17 @@ static void test_old_schema_mismatch(void **state) {
   assert_int_equal(query_int(d, "SELECT test_loss = 1.5 FROM epochs WHERE run_id = 3 AND "
                                 "epoch = 2"), 1);
   sqlite3_close(d);
-  db_exec(db, "PRAGMA user_version = 4");
+  db_exec(db, "PRAGMA user_version = 5");
   char *before = recorded(db);
   /* the user's error: another --db */
   assert_int_equal(run_study(file, db, fmt("%s/mismatch", tmp), "2"), 2);
   err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "the database's schema is version 4, newer than this mlpc's "
-                              "(3)"));
+  assert_non_null(strstr(err, "the database's schema is version 5, newer than this mlpc's "
+                              "(4)"));
   char *after = recorded(db);
   assert_string_equal(after, before);
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 5);
   sqlite3_close(d);
   free(err), free(before), free(after);
 }
@@ -568,11 +584,12 @@ static void test_no_step(void **state) {
                            data);
   expect_ok(run_study(study("nostep", nostep), db, dir, "2"));
   char *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 2 to 3 (an epoch's "
-                              "train loss may be NULL, when it took no training step); its 6 "
-                              "runs are kept\n"));
+  assert_non_null(strstr(err, "upgraded the database from schema version 2 to 4 (an epoch's "
+                              "train loss may be NULL, when it took no training step; each run "
+                              "says which code trained it, from now on); its 6 runs are "
+                              "kept\n"));
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 3);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
   assert_int_equal(query_int(d, "SELECT count(*) FROM epochs WHERE train_loss IS NOT NULL"),
                    epochs);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE status = 'finished' AND "
@@ -589,6 +606,113 @@ static void test_no_step(void **state) {
   assert_string_equal(f[10], "");  /* train_loss_mean */
   assert_true(strlen(f[6]) > 0);   /* test_loss_mean */
   free(err), free(md), free(sum), free(runs);
+}
+
+/* Runs a study with a backend into db and tables dir, in the current
+   directory, with MLPC_TEST_SWITCH_AFTER set to knob (NULL: unset). */
+static void run_backend(const char *file, const char *db, const char *backend,
+                        const char *knob) {
+  const char *args[] = {file, "--run", "--backend", backend, "--jobs", "2", "--db", db,
+                        "--out", fmt("%s/out-%s", tmp, backend), NULL};
+  if (knob)
+    setenv("MLPC_TEST_SWITCH_AFTER", knob, 1);
+  int status = run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
+  unsetenv("MLPC_TEST_SWITCH_AFTER");
+  expect_ok(status);
+}
+
+/* The figures of every run, by model and seed (not by key, which names
+   the backend's code). */
+static char *by_model(const char *db) {
+  sqlite3 *d = open_db(db);
+  char *f = keyed_figures(d, "r.model");
+  sqlite3_close(d);
+  return f;
+}
+
+/* A tiered study, the switch forced after 5 calls (step 6 of epoch 1):
+   a tcc study's figures, bit for bit; its runs are a gcc study's. */
+static void test_tiered(void **state) {
+  (void)state;
+  const char *file = study("tiny1", one);
+  char a[256], b[256], c[256];
+  snprintf(a, sizeof a, "%s/tcc.sqlite", tmp);
+  snprintf(b, sizeof b, "%s/tiered.sqlite", tmp);
+  snprintf(c, sizeof c, "%s/gcc.sqlite", tmp);
+  run_backend(file, a, "tcc", NULL);
+  run_backend(file, b, "tiered", "5");
+  char *fa = by_model(a), *fb = by_model(b);
+  assert_true(strlen(fa) > 0);
+  assert_string_equal(fa, fb);
+  sqlite3 *d = open_db(b);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE backend = 'tiered' AND code = "
+                                "'tcc, then gcc' AND gcc_epoch = 1 AND gcc_step = 6 AND "
+                                "gcc_test_batch IS NULL"), 6);
+  sqlite3_close(d);
+  run_backend(file, b, "gcc", NULL);  /* the same runs */
+  assert_non_null(strstr(read_all(fmt("%s/stdout", tmp)), "all 6 already in"));
+  run_backend(file, c, "gcc", NULL);
+  run_backend(file, c, "tiered", NULL);
+  assert_non_null(strstr(read_all(fmt("%s/stdout", tmp)), "all 6 already in"));
+  d = open_db(c);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'gcc' AND gcc_epoch "
+                                "IS NULL"), 6);
+  sqlite3_close(d);
+  free(fa), free(fb);
+}
+
+/* A tiered study whose gcc fails (a stand-in, first on PATH, in a
+   directory with an empty cache): a warning per model, and every run on
+   tcc, with tcc's figures. */
+static void test_tiered_gcc_fails(void **state) {
+  (void)state;
+  const char *file = study("tiny1", one);
+  char a[256], b[256], bin[256], path[8192], *path0 = strdup(getenv("PATH"));
+  snprintf(a, sizeof a, "%s/tcc.sqlite", tmp);
+  snprintf(b, sizeof b, "%s/failed.sqlite", tmp);
+  snprintf(bin, sizeof bin, "%s/bin", tmp);
+  mkdir(bin, 0700);
+  const char *script = "#!/bin/sh\necho 'x.c:1:2: error: no good' >&2\nexit 3\n";
+  assert_int_equal(util_write(fmt("%s/gcc", bin), script, strlen(script)), 0);
+  assert_int_equal(chmod(fmt("%s/gcc", bin), 0755), 0);
+  snprintf(path, sizeof path, "%s:%s", bin, path0);
+  setenv("PATH", path, 1);
+  setenv("MLPC_DATA", MLPC_SOURCE_DIR "/data", 1);
+  assert_int_equal(chdir(tmp), 0);
+  run_backend(file, b, "tiered", "5");
+  assert_int_equal(chdir(MLPC_SOURCE_DIR), 0);
+  setenv("PATH", path0, 1);
+  unsetenv("MLPC_DATA");
+  char *err = read_all(fmt("%s/stderr", tmp));
+  if (!strstr(err, "mlpc: warning: norm=batchnorm: gcc failed (exit 3) on ") ||
+      !strstr(err, "; its runs go on with tcc's code, which gives the same results\n"))
+    fail_msg("no warning:\n%s", err);
+  char *fa = by_model(a), *fb = by_model(b);
+  assert_string_equal(fa, fb);
+  sqlite3 *d = open_db(b);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc'"), 6);
+  sqlite3_close(d);
+  free(err), free(fa), free(fb), free(path0);
+}
+
+/* A database of schema version 3 is upgraded: its runs say nothing of
+   their code (NULL), the runs recorded after it do. */
+static void test_schema_3(void **state) {
+  (void)state;
+  char db[256];
+  snprintf(db, sizeof db, "%s/v3.sqlite", tmp);
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/v3", tmp), "2"));
+  downgrade_to(db, 3);
+  expect_ok(run_study(study("tiny", grid), db, fmt("%s/v3", tmp), "2"));
+  char *err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, "upgraded the database from schema version 3 to 4 (each run says "
+                              "which code trained it, from now on); its 6 runs are kept\n"));
+  sqlite3 *d = open_db(db);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code IS NULL"), 6);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc'"), 6);
+  sqlite3_close(d);
+  free(err);
 }
 
 /* Model-only flags are refused; a study needs --run. */
@@ -714,7 +838,8 @@ static void test_foreign_db(void **state) {
   sqlite3 *d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
   sqlite3_close(d);
-  db_exec(mine, "PRAGMA application_id = 0; PRAGMA user_version = 2"); /* as mlpc 2 wrote it */
+  downgrade_to(mine, 2);
+  db_exec(mine, "PRAGMA application_id = 0"); /* as mlpc wrote schema 2 */
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
@@ -724,10 +849,10 @@ static void test_foreign_db(void **state) {
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 3); /* upgraded to this mlpc's schema */
+  assert_int_equal(query_int(d, "PRAGMA user_version"), 4); /* upgraded to this mlpc's schema */
   sqlite3_close(d);
-  db_exec(mine, "PRAGMA application_id = 0; PRAGMA user_version = 2; "
-              "CREATE TABLE notes (text)");  /* not only mlpc's */
+  downgrade_to(mine, 2);
+  db_exec(mine, "PRAGMA application_id = 0; CREATE TABLE notes (text)"); /* not only mlpc's */
   expect_refused(mine, "tables: ");
   db_exec(mine, "DROP TABLE notes; CREATE INDEX by_name ON runs (name)");
   expect_refused(mine, "user_version 2");
@@ -780,6 +905,9 @@ int main(void) {
     cmocka_unit_test(test_corrupt_db),
     cmocka_unit_test(test_foreign_db),
     cmocka_unit_test(test_locked_db),
+    cmocka_unit_test(test_tiered),
+    cmocka_unit_test(test_tiered_gcc_fails),
+    cmocka_unit_test(test_schema_3),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

@@ -207,6 +207,8 @@ Tier *tier_follow(const char *src, int dtype, const char *cache, int state, Tier
 }
 
 void tier_run_start(Tier *t) {
+  if (!t->gcc && t->force < 0 && t->state == TIER_WAITING && ask(t, 0) == TIER_READY)
+    go_gcc(t, NULL); /* ready since the last run */
   t->calls = 0;
   t->next_poll = 0;
   t->on_gcc_from_start = t->gcc != NULL;

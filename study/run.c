@@ -540,15 +540,18 @@ static int dispatch(Sched *S) {
   return busy;
 }
 
-/* Whether building a code's object pays, once runs have been timed: what
-   gcc's code saves of its runs to do (ST_GCC_SAVES of their time) is
-   more than the build costs. Under MLPC_TEST_SWITCH_AFTER, whose runs
-   wait for their objects, every build does. */
+/* Whether building a code's object pays: what gcc's code saves of its
+   runs to do (ST_GCC_SAVES of their time, as the runs so far took) is
+   more than a build costs (as the builds so far took, and at least
+   ST_BUILD_GUESS). Nothing is built before a run has been timed; under
+   MLPC_TEST_SWITCH_AFTER, whose runs wait for their objects, everything
+   is. */
 static int pays(const Sched *S, int runs) {
   double build = st_builds_seconds(S->builds);
-  if (!S->timed || tier_forced())
+  if (tier_forced())
     return 1;
-  return runs * (S->run_seconds / S->timed) * ST_GCC_SAVES > (build > 0 ? build : 1.0);
+  return S->timed && runs * (S->run_seconds / S->timed) * ST_GCC_SAVES >
+                     (build > ST_BUILD_GUESS ? build : ST_BUILD_GUESS);
 }
 
 /* The workers on a run of a code whose object is now ready, or failed,

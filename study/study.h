@@ -245,6 +245,10 @@ typedef struct StBuilds StBuilds;
 /* The share of a run's time that gcc's code saves over tcc's: tcc's
    epoch is about 1.4 times gcc's (docs/performance.md). */
 #define ST_GCC_SAVES 0.3
+/* What a gcc build is taken to cost until builds have been timed, in
+   seconds: gcc takes 2 s of a core for the homework's models
+   (docs/performance.md). */
+#define ST_BUILD_GUESS 2.0
 /* The builds of p's codes into cache, at most max at once; codes whose
    objects are cached are ready at once. Warnings clear the progress line
    first when there is one. NULL out of memory. */

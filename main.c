@@ -324,7 +324,7 @@ static Tier *start_tiered(const Ir *ir, FILE *info) {
     die(err);
   fprintf(info, "backend tiered, %s: ", arith_names[ir->fma]);
   if (tier_ran(t, NULL) == TIER_RAN_GCC)
-    fprintf(info, "gcc's cached object "), gcc_flags(info);
+    fprintf(info, "gcc's cached object "), gcc_flags(info), fprintf(info, ", loaded");
   else
     fprintf(info, "tcc's code, compiled in memory");
   fprintf(info, " in %.3f s", rt_now() - t0);

@@ -323,6 +323,7 @@ static void test_cached(void **state) {
   same_result("a cached object", &a, &c);
   assert_string_equal(c.code, ", \"code\": \"gcc\", \"gcc_from\": null");
   assert_non_null(strstr(c.err, "backend tiered, fma: gcc's cached object (-O"));
+  assert_non_null(strstr(c.err, "), loaded in "));
   free_result(&a), free_result(&b), free_result(&c);
 }
 

@@ -209,8 +209,11 @@ typedef struct JitBuild JitBuild;
 enum { JIT_BUILDING, JIT_BUILT, JIT_FAILED };
 /* How jit_build_start treats an object already in the cache: uses it,
    compiles again anyway (a damaged one), or only uses it (JIT_FAILED
-   when there is none, and nothing is compiled). */
-enum { JIT_USE_CACHE, JIT_FRESH, JIT_CACHED_ONLY };
+   when there is none, and nothing is compiled). With JIT_BESIDE added,
+   gcc runs JIT_BESIDE_NICE lower in priority, taking what the run it
+   serves leaves of the cores. */
+enum { JIT_USE_CACHE, JIT_FRESH, JIT_CACHED_ONLY, JIT_BESIDE = 4 };
+#define JIT_BESIDE_NICE 10
 /* Starts gcc on src, as jit_gcc does, without waiting for it; the build
    is JIT_BUILT at once when the object is cached. NULL with err set when
    it cannot start (the cache directory, a fork). */

@@ -401,7 +401,7 @@ static void close_others(int a, int b) {
 
 /* Starts gcc under its keeper, without a shell, with b's paths and the
    flags in F; 0, or -1 with b->err set. */
-static int spawn_gcc(JitBuild *b, const Flags *F) {
+static int spawn_gcc(JitBuild *b, const Flags *F, int beside) {
   const char *argv[64];
   int fds[2] = {-1, -1}, alive[2] = {-1, -1};
   gcc_argv(argv, b->csrc, b->tmp, F);
@@ -409,6 +409,8 @@ static int spawn_gcc(JitBuild *b, const Flags *F) {
   if (pid == 0) {
     close(alive[1]);
     close_others(fds[1], alive[0]);
+    if (beside)
+      (void)!nice(JIT_BESIDE_NICE);
     keep_gcc(argv, b->log, fds[1], alive[0]);
   }
   if (pid < 0) {
@@ -475,6 +477,8 @@ JitBuild *jit_build_start(const char *src, const char *cache_dir, int mode, char
       check_private(cache_dir, err, errlen))
     return jit_build_free(b), NULL;
   remove_stale(cache_dir);
+  int beside = mode & JIT_BESIDE;
+  mode &= ~JIT_BESIDE;
   if (mode != JIT_FRESH && access(b->path, R_OK) == 0) {
     b->state = JIT_BUILT, b->cached = 1;
     return b;
@@ -486,7 +490,7 @@ JitBuild *jit_build_start(const char *src, const char *cache_dir, int mode, char
   }
   if (rt_write_text(b->csrc, src, strlen(src), err, errlen))
     return jit_build_free(b), NULL;
-  if (spawn_gcc(b, &F)) {
+  if (spawn_gcc(b, &F, beside)) {
     snprintf(err, errlen, "%s", b->err);
     return jit_build_free(b), NULL;
   }

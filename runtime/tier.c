@@ -179,7 +179,7 @@ Tier *tier_start(const char *src, int dtype, const char *cache, char *err, size_
   Tier *t = tier_alloc(src, dtype, cache, err, errlen);
   if (!t)
     return NULL;
-  t->build = jit_build_start(src, cache, JIT_USE_CACHE, e, sizeof e);
+  t->build = jit_build_start(src, cache, JIT_USE_CACHE | JIT_BESIDE, e, sizeof e);
   if (!t->build) {
     snprintf(why, sizeof why, "gcc's object cannot be built: %s", e);
     give_up(t, why);

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -483,6 +484,32 @@ static void test_build_cached_only(void **state) {
   jit_build_free(b);
 }
 
+/* A build beside a run (JIT_BESIDE) runs gcc JIT_BESIDE_NICE lower in
+   priority; another, at this process's own. */
+static void test_build_beside(void **state) {
+  (void)state;
+  char err[2048], script[512], path[4096];
+  snprintf(script, sizeof script, "#!/bin/sh\nnice > %s\nexit 1\n", tmp_path("nice.txt"));
+  const char *bindir = fake_gcc("niceness", script, 0755);
+  int base = getpriority(PRIO_PROCESS, 0);
+  snprintf(path, sizeof path, "%s:%s", bindir, path0);
+  for (int beside = 0; beside < 2; beside++) {
+    setenv("PATH", path, 1);
+    JitBuild *b = jit_build_start(src, tmp_path("cache-nice"), JIT_FRESH | (beside ? JIT_BESIDE
+                                  : 0), err, sizeof err);
+    setenv("PATH", path0, 1);
+    assert_non_null(b);
+    assert_int_equal(jit_build_poll(b, 1), JIT_FAILED);
+    jit_build_free(b);
+    size_t len;
+    char *said = util_slurp(tmp_path("nice.txt"), &len);
+    assert_non_null(said);
+    int want = beside ? base + JIT_BESIDE_NICE : base;
+    assert_int_equal(atoi(said), want > 19 ? 19 : want);
+    free(said);
+  }
+}
+
 static int setup(void **state) {
   (void)state;
   static Model m;
@@ -521,6 +548,7 @@ int main(void) {
     cmocka_unit_test(test_private),    cmocka_unit_test(test_damaged),
     cmocka_unit_test(test_stale_temporaries), cmocka_unit_test(test_killed_mlpc),
     cmocka_unit_test(test_build_stopped), cmocka_unit_test(test_build_cached_only),
+    cmocka_unit_test(test_build_beside),
   };
 #ifdef MLPC_SOURCE_DIR
   if (chdir(MLPC_SOURCE_DIR))

@@ -19,8 +19,8 @@
  * object is cached, and moves to gcc after exactly N calls of the model
  * (training steps and test batches, counted together from the run's
  * start), waiting for the object there if it is not ready yet; without
- * it, the tier looks every POLL_SECONDS, and when it moves depends on
- * when gcc ends, which changes no result.
+ * it, the tier looks every POLL_MS milliseconds, and when it moves
+ * depends on when gcc ends, which changes no result.
  */
 #include <stdio.h>
 #include <stdlib.h>

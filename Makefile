@@ -53,6 +53,7 @@ fuzz:
 bench: build data
 	@bench/setup.sh
 	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
+	/usr/bin/python3 bench/bench_cnn.py $(BENCH_CNN_ARGS)
 
 # Regenerates tests/golden/ on purpose, after a deliberate codegen change:
 # one NAME.c per models/NAME.json and tests/models/NAME.json (studies,

@@ -86,6 +86,9 @@ void ir_lower(const Model *m, Ir *ir);
 void ir_describe(const Ir *ir, char *buf, size_t size);
 /* Writes the layer list, one per line (--dump-ir). */
 void ir_dump(const Ir *ir, FILE *out);
+/* A batch of samples of shape s, as comments and dumps write it:
+   "(B, 784)", "(B, 16, 28, 28)" (a ring of 4 buffers). */
+const char *ir_shape(const FeShape *s);
 
 /* ---- codegen/emit.c: C source ---- */
 

@@ -41,7 +41,7 @@ static void emit(Ctx *c) {
   Buf *b = c->g->b;
   int type = c->l->spec.act.type, C = c->l->out;
   const char *p = c->p, *name = act_names[type];
-  emitf(b, "/* %s: %s, (B, %d) -> (B, %d) */\n", p, name, C, C);
+  emitf(b, "/* %s: %s, %s -> %s */\n", p, name, ir_shape(&c->l->x), ir_shape(&c->l->y));
   emitf(b, "static void %s_forward(int n) {\n"
         "  act_%s(n * %d, %s, %s_out, %s); /* y = %s */\n}\n\n",
         p, name, C, c->in, p, param(c->l), act_text[type].fwd);
@@ -66,36 +66,39 @@ static void emit_health_counts(Buf *b, const ActText *t) {
     return;
   emitf(b, "  long %sdead = 0;\n"
         "  for (int c = 0; c < C; c++) {\n"
-        "    int flat = 1; /* on every sample so far */\n"
-        "    for (int r = 0; r < n; r++) {\n"
-        "      real x = pre[r * C + c], y = post[r * C + c];\n"
-        "      (void)x, (void)y;\n",
+        "    int flat = 1; /* on every sample and position so far */\n"
+        "    for (int r = 0; r < n; r++)\n"
+        "      for (int s = 0; s < S; s++) {\n"
+        "        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];\n"
+        "        (void)x, (void)y;\n",
         t->sat ? "saturated = 0, " : "");
   if (t->sat)
-    emitf(b, "      int sat = %s;\n      saturated += sat;\n", t->sat);
-  emitf(b, "      flat &= %s;\n    }\n    dead += flat;\n  }\n", t->flat);
+    emitf(b, "        int sat = %s;\n        saturated += sat;\n", t->sat);
+  emitf(b, "        flat &= %s;\n      }\n    dead += flat;\n  }\n", t->flat);
 }
 
 void act_emit_health(Buf *b, int type) {
   const ActText *t = &act_text[type];
   const char *name = act_names[type];
   emitf(b, "/* The figures of a %s layer from its input (pre) and output (post),\n"
-        "   both (n, C), in RT_LAYER_FIGURES order: ", name);
+        "   both (n, C, S): C units (features, or channels of S positions), in\n"
+        "   RT_LAYER_FIGURES order: ", name);
   if (t->sat)
-    emitf(b, "saturated when %s;\n   a unit is dead when saturated on every sample. */\n",
-          t->sat);
+    emitf(b, "saturated when %s;\n   a unit is dead when saturated on every sample and "
+          "position. */\n", t->sat);
   else if (t->flat)
-    emitf(b, "saturation is not defined;\n   a unit is dead when %s on every sample. */\n",
-          t->flat);
+    emitf(b, "saturation is not defined;\n   a unit is dead when %s on every sample and "
+          "position. */\n", t->flat);
   else
     emitf(b, "saturation is not defined;\n   dead units are not defined. */\n");
-  emitf(b, "static void health_%s(int n, int C, const real *pre, const real *post,\n"
+  emitf(b, "static void health_%s(int n, int C, int S, const real *pre, const real *post,\n"
         "                        double *out) {\n"
-        "  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);\n"
-        "  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);\n", name);
+        "  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);\n"
+        "  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);\n",
+        name);
   emit_health_counts(b, t);
   if (t->sat)
-    emitf(b, "  out[RT_SATURATED] = (double)saturated / ((double)n * C);\n");
+    emitf(b, "  out[RT_SATURATED] = (double)saturated / ((double)n * C * S);\n");
   else
     emitf(b, "  out[RT_SATURATED] = NAN; /* not defined for %s */\n", name);
   if (t->flat)

@@ -35,12 +35,17 @@ static void decls(Gen *g, const Layer *l) {
   gen_count(g, (size_t)g->m->batch_size * l->out, 1), gen_count(g, 6 * (size_t)C, 0);
 }
 
-/* The kernels' first arguments: "bn_forward(n, C" or "bn2d_forward(n, C, S". */
-static void call(Buf *b, const Layer *l, const char *pass) {
-  if (l->kind == L_BATCHNORM2D)
-    emitf(b, "bn2d_%s(n, %d, %d", pass, l->x.c, l->x.h * l->x.w);
+/* The kernel's name and its size arguments: "bn_forward(", "n, C" or
+   "bn2d_forward(", "n, C, S". */
+static const char *call(const Layer *l, const char *pass, char *sizes, size_t len) {
+  static char head[40];
+  int two = l->kind == L_BATCHNORM2D;
+  snprintf(head, sizeof head, "  bn%s_%s(", two ? "2d" : "", pass);
+  if (two)
+    snprintf(sizes, len, "n, %d, %d", l->x.c, l->x.h * l->x.w);
   else
-    emitf(b, "bn_%s(n, %d", pass, l->x.c);
+    snprintf(sizes, len, "n, %d", l->x.c);
+  return head;
 }
 
 static void emit(Ctx *c) {
@@ -60,16 +65,16 @@ static void emit(Ctx *c) {
     emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
   else
     emitf(b, "  double m = %s; /* momentum %g */\n", gen_num(nm->momentum), nm->momentum);
-  emitf(b, "  ");
-  call(b, l, "forward");
-  emitf(b, ", train, m, %s, %s, %s_weight, %s_bias, %s_running_mean,\n"
-        "             %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out);\n}\n\n",
-        gen_num(nm->eps), x, p, p, p, p, p, p, p, p, p);
-  emitf(b, "static void %s_backward(int n) {\n  ", p);
-  call(b, l, "backward");
-  emitf(b, ", d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k,\n"
-        "              d%s_weight, d%s_bias, d%s);\n}\n\n",
-        p, p, p, p, p, p, p, p, p, x);
+  char sizes[40];
+  const char *head = call(l, "forward", sizes, sizeof sizes);
+  gen_call(b, head, "%s, train, m, %s, %s, %s_weight, %s_bias, %s_running_mean, "
+           "%s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out", sizes,
+           gen_num(nm->eps), x, p, p, p, p, p, p, p, p, p);
+  emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
+  head = call(l, "backward", sizes, sizeof sizes);
+  gen_call(b, head, "%s, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k, "
+           "d%s_weight, d%s_bias, d%s", sizes, p, p, p, p, p, p, p, p, p, x);
+  emitf(b, "}\n\n");
 }
 
 /* ---- inference, where no linear layer comes right before ---- */

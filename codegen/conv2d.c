@@ -35,10 +35,13 @@ static void decls(Gen *g, const Layer *l) {
 }
 
 /* The geometry arguments of both kernels: C, H, W, O, KH, KW, SH, SW, PH, PW. */
-static void geometry(Buf *b, const Layer *l) {
+static const char *geometry(const Layer *l) {
+  static char g[96];
   const Spec *s = &l->spec;
-  emitf(b, "%d, %d, %d, %d, %d, %d, %d, %d, %d, %d", l->x.c, l->x.h, l->x.w, l->y.c,
-        s->kernel[0], s->kernel[1], s->stride[0], s->stride[1], s->padding[0], s->padding[1]);
+  snprintf(g, sizeof g, "%d, %d, %d, %d, %d, %d, %d, %d, %d, %d", l->x.c, l->x.h, l->x.w,
+           l->y.c, s->kernel[0], s->kernel[1], s->stride[0], s->stride[1], s->padding[0],
+           s->padding[1]);
+  return g;
 }
 
 static void emit(Ctx *c) {
@@ -51,22 +54,19 @@ static void emit(Ctx *c) {
         p, l->x.c, l->y.c, s->kernel[0], s->kernel[1], s->stride[0], s->stride[1],
         s->padding[0], s->padding[1], s->bias ? "" : ", bias=False", l->x.c, l->x.h, l->x.w,
         l->y.c, l->y.h, l->y.w);
-  emitf(b, "static void %s_forward(int n) {\n  conv2d_forward(n, ", p);
-  geometry(b, l);
-  emitf(b, ",\n                 %s, %s_weight, %s%s, %s_col, %s_out);\n}\n\n", c->in, p,
-        s->bias ? p : "0", s->bias ? "_bias" : "", p, p);
-  emitf(b, "static void %s_backward(int n) {\n  conv2d_backward(n, ", p);
-  geometry(b, l);
-  emitf(b, ",\n                  d%s_out, %s, %s_weight, %s_col, %s_dcol, d%s_weight, ", p,
-        c->in, p, p, p, p);
+  char bias[40] = "0", dbias[40] = "0", dx[48] = "0";
   if (s->bias)
-    emitf(b, "d%s_bias, ", p);
-  else
-    emitf(b, "0, ");
-  if (c->first)
-    emitf(b, "0); /* the input has no gradient */\n}\n\n");
-  else
-    emitf(b, "d%s);\n}\n\n", c->in);
+    snprintf(bias, sizeof bias, "%s_bias", p), snprintf(dbias, sizeof dbias, "d%s_bias", p);
+  if (!c->first)
+    snprintf(dx, sizeof dx, "d%s", c->in);
+  emitf(b, "static void %s_forward(int n) {\n", p);
+  gen_call(b, "  conv2d_forward(", "n, %s, %s, %s_weight, %s, %s_col, %s_out", geometry(l),
+           c->in, p, bias, p, p);
+  emitf(b, "}\n\nstatic void %s_backward(int n) {%s\n", p,
+        c->first ? " /* the input has no gradient: dx 0 */" : "");
+  gen_call(b, "  conv2d_backward(", "n, %s, d%s_out, %s, %s_weight, %s_col, %s_dcol, "
+           "d%s_weight, %s, %s", geometry(l), p, c->in, p, p, p, p, dbias, dx);
+  emitf(b, "}\n\n");
 }
 
 /* ---- inference ---- */

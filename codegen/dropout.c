@@ -21,7 +21,8 @@ static void emit(Ctx *c) {
   const char *p = c->p;
   int C = c->l->out;
   double prob = c->l->spec.p;
-  emitf(b, "/* %s: Dropout(p=%g), (B, %d) -> (B, %d) */\n", p, prob, C, C);
+  emitf(b, "/* %s: Dropout(p=%g), %s -> %s */\n", p, prob, ir_shape(&c->l->x),
+        ir_shape(&c->l->y));
   emitf(b, "static void %s_forward(int n, int train) {\n"
         "  if (!train) {\n"
         "    for (int i = 0; i < n * %d; i++)\n      %s_out[i] = %s[i];\n    return;\n  }\n"

@@ -90,6 +90,28 @@ const char *gen_num(double v) {
   return s;
 }
 
+void gen_call(Buf *b, const char *head, const char *fmt, ...) {
+  char args[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  int indent = (int)strlen(head), col = indent;
+  emitf(b, "%s", head);
+  for (char *a = args, *next; a; a = next) {
+    next = strstr(a, ", ");
+    int len = next ? (int)(next - a) : (int)strlen(a);
+    if (a != args && col + 2 + len + 2 > 100)
+      emitf(b, ",\n%*s", indent, ""), col = indent;
+    else if (a != args)
+      emitf(b, ", "), col += 2;
+    emitf(b, "%.*s", len, a);
+    col += len;
+    next = next ? next + 2 : NULL;
+  }
+  emitf(b, ");\n");
+}
+
 /* ---- planning: the tensors ---- */
 
 /* Formats a generated name; names are short by construction (MAX_LAYERS
@@ -235,15 +257,23 @@ static void emit_tensor_decls(Gen *g) {
 static void emit_activation_decls(Gen *g) {
   const Ir *ir = g->ir;
   size_t B = ir->m->batch_size;
-  emitf(g->b, "static real input[B * %d]; /* (B, %d) pixels / 255 */\n",
-        ir->m->input, ir->m->input);
+  emitf(g->b, "static real input[B * %d]; /* %s pixels / 255 */\n", ir->m->input,
+        ir_shape(&ir->layers[0].x));
   gen_count(g, B * ir->m->input, 1);
+  const Layer *first = &ir->layers[0];
+  while (layer_units[first->kind]->alias)
+    first++;
+  if (first->kind == L_BATCHNORM || first->kind == L_BATCHNORM2D) {
+    emitf(g->b, "static real dinput[B * %d]; /* the input's gradient, which %s's kernel "
+          "writes */\n", ir->m->input, first->cname);
+    gen_count(g, B * ir->m->input, 1);
+  }
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;
     if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
-      emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* (B, %d) */\n",
-            p, l->out, p, l->out, l->out);
+      emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* %s */\n",
+            p, l->out, p, l->out, ir_shape(&l->y));
       gen_count(g, 2 * B * l->out, 1);
     }
     if (layer_units[l->kind]->decls)
@@ -492,10 +522,10 @@ static void emit_health_entry(Gen *g, int buffers) {
     emitf(b, "  (void)out; /* no activation layer */\n");
   for (int i = 1; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
-    if (layer_units[l->kind]->health)
-      emitf(b, "  health_%s(n, %d, %s, %s_out, out + %d); /* %s */\n",
-            act_names[l->spec.act.type], l->out, gen_out_name(ir, i - 1), l->cname,
-            l->health * RT_NLAYER_FIGURES, l->hname);
+    if (layer_units[l->kind]->health) /* units: features, or channels of h·w */
+      emitf(b, "  health_%s(n, %d, %d, %s, %s_out, out + %d); /* %s */\n",
+            act_names[l->spec.act.type], l->y.c, l->y.h * l->y.w, gen_out_name(ir, i - 1),
+            l->cname, l->health * RT_NLAYER_FIGURES, l->hname);
   }
   emitf(b, "}\n\n");
 }

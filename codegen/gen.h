@@ -61,6 +61,10 @@ long gen_numel(const Tensor *t);
 /* The C name of layer i's output buffer: "linear0_out", or "input" before
    the first layer; an alias layer's is its input's (a ring of 4). */
 const char *gen_out_name(const Ir *ir, int i);
+/* Writes a call: head ("  bn_forward("), then the arguments (printf-style,
+   ", "-separated), wrapped at 100 columns under the first, then ");". */
+void gen_call(Buf *b, const char *head, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Counts n elements of a real (is_real) or 8-byte type as declared. */
 void gen_count(Gen *g, size_t n, int is_real);
 /* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7"
@@ -133,7 +137,8 @@ const char *act_forward_text(int type);
 int act_has_param(int type);
 /* The bits 1 << RT_SATURATED ... of the figures it does not define. */
 int act_health_na(int type);
-/* health_NAME(n, C, pre, post, out): the figures of one such layer. */
+/* health_NAME(n, C, S, pre, post, out): the figures of one such layer,
+   (n, C, S): C units (features, or channels of S positions). */
 void act_emit_health(Buf *b, int type);
 
 #endif

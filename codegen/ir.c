@@ -174,11 +174,10 @@ void ir_describe(const Ir *ir, char *buf, size_t size) {
     describe_layer(ir, &ir->layers[i], buf, size, &len);
 }
 
-/* A sample's shape as the dumps write it: "(B, 784)", "(B, 16, 28, 28)". */
-static const char *shape_text(const FeShape *s) {
-  static char t[2][48];
+const char *ir_shape(const FeShape *s) {
+  static char t[4][48];
   static int k;
-  char *p = t[k++ % 2];
+  char *p = t[k++ % 4];
   if (s->flat)
     snprintf(p, sizeof t[0], "(B, %d)", s->c);
   else
@@ -191,7 +190,7 @@ void ir_dump(const Ir *ir, FILE *out) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *kind = l->kind == L_ACT ? act_names[l->spec.act.type] : layer_names[l->kind];
-    fprintf(out, "%2d  %-13s %s  %s -> %s  from %s\n", i, kind, l->cname, shape_text(&l->x),
-            shape_text(&l->y), l->path);
+    fprintf(out, "%2d  %-13s %s  %s -> %s  from %s\n", i, kind, l->cname, ir_shape(&l->x),
+            ir_shape(&l->y), l->path);
   }
 }

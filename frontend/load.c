@@ -937,8 +937,11 @@ static int check_params(Ctx *c, const Model *m, const List *L) {
 /* Refuses a batch whose activations would not fit in sensible memory. */
 static int check_activations(Ctx *c, const Model *m, const List *L) {
   uint64_t w = (uint64_t)m->input;
-  for (int i = 0; i < L->n; i++)
-    w += (uint64_t)fe_numel(&L->out[i]);
+  for (int i = 0; i < L->n; i++) {
+    int k = L->l[i].kind; /* the layers that make new features */
+    if (k == LK_LINEAR || k == LK_CONV2D || k == LK_MAXPOOL2D || k == LK_AVGPOOL2D)
+      w += (uint64_t)fe_numel(&L->out[i]);
+  }
   if ((uint64_t)m->batch_size * w <= (uint64_t)MAX_ACTIVATIONS)
     return 0;
   size_t n = enter(c, "batch_size");
@@ -952,41 +955,41 @@ static int check_activations(Ctx *c, const Model *m, const List *L) {
 /* BatchNorm cannot train on one value per channel (PyTorch refuses it):
    BatchNorm1d needs two samples, BatchNorm2d two on a 1 x 1 image. */
 static int check_batchnorm(Ctx *c, const Model *m, const List *L) {
-  int bn = 0;
-  for (int i = 0; i < L->n; i++)
-    bn |= L->l[i].kind == LK_BATCHNORM ||
-          (L->l[i].kind == LK_BATCHNORM2D && L->in[i].h * L->in[i].w == 1);
-  if (!bn || m->batch_size > 1)
+  int bn = -1;
+  for (int i = L->n - 1; i >= 0; i--)
+    if (L->l[i].kind == LK_BATCHNORM ||
+        (L->l[i].kind == LK_BATCHNORM2D && L->in[i].h * L->in[i].w == 1))
+      bn = i;
+  if (bn < 0 || m->batch_size > 1)
     return 0;
+  char where[40] = "";
+  if (m->nlayers)
+    fe_where_path(&L->where[bn], where, sizeof where);
   size_t n = enter(c, "batch_size");
-  fail(c, "batchnorm needs at least 2 samples per batch, got %d", m->batch_size);
+  fail(c, "%s%s%s needs at least 2 samples per batch%s, got %d", L->l[bn].kind == LK_BATCHNORM
+       ? "batchnorm" : "batchnorm2d", where[0] ? " at " : "", where,
+       L->l[bn].kind == LK_BATCHNORM ? "" : " on 1 x 1 images", m->batch_size);
   leave(c, n);
   return -1;
 }
 
-/* The ends of a layer list: on flat input it begins with a linear layer,
-   which reads the input's features; it ends with one, whose outputs are
-   the logits that cross-entropy reads. The last width is the number of
-   classes. (What each layer between takes: list_shapes.) */
+/* The end of a layer list: a linear layer, whose outputs are the logits
+   that cross-entropy reads; its width is the number of classes. (What
+   each layer takes: list_shapes.) */
 static int check_layer_shapes(Ctx *c, Model *m) {
-  int last = m->nlayers - 1, flat = !m->shape[0];
-  int first_bad = flat && m->layers[0].kind != LK_LINEAR;
-  const char *where = first_bad ? "first" : "last";
-  int bad = first_bad ? 0 : m->layers[last].kind != LK_LINEAR ? last : -1;
-  if (bad < 0 && m->layers[last].out > MAX_CLASSES) {
+  int last = m->nlayers - 1;
+  if (m->layers[last].kind == LK_LINEAR && m->layers[last].out > MAX_CLASSES) {
     snprintf(c->path, sizeof c->path, "layers[%d].out", last);
     return fail(c, "the last layer's outputs are the classes: at most %d (labels are bytes "
                 "in the data's IDX files), got %d", MAX_CLASSES, m->layers[last].out);
   }
-  if (bad < 0) {
+  if (m->layers[last].kind == LK_LINEAR) {
     m->output = m->layers[last].out;
     return 0;
   }
-  snprintf(c->path, sizeof c->path, "layers[%d]", bad);
-  fail(c, "the %s layer must be linear (%s), got %s", where,
-       bad ? "its outputs are the logits that cross-entropy reads"
-           : "it reads the input's features",
-       layer_kind_names[m->layers[bad].kind]);
+  snprintf(c->path, sizeof c->path, "layers[%d]", last);
+  fail(c, "the last layer must be linear (its outputs are the logits that cross-entropy "
+       "reads), got %s", layer_kind_names[m->layers[last].kind]);
   c->path[0] = '\0';
   return -1;
 }

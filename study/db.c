@@ -398,7 +398,7 @@ static int add_members(sqlite3 *db, const StPlan *p, int task, char *err, size_t
   int rc = st ? 0 : -1;
   for (int i = 0; st && !rc && i < s->nexp * s->nseeds; i++) {
     const StExperiment *e = &s->exp[i / s->nseeds];
-    if (p->task_of[i] != task)
+    if (p->task_of[i] != task || i % s->nseeds >= p->nwant[i / s->nseeds])
       continue;
     sqlite3_reset(st);
     bind_texts(st, 1, (const char *[]){s->name, e->name, NULL});
@@ -428,13 +428,26 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen) {
     sqlite3_finalize(st);
   }
   for (int i = 0; !rc && i < p->ntasks; i++)
-    if (p->tasks[i].run_id > 0)
+    if (p->tasks[i].run_id > 0 && p->tasks[i].wanted)
       rc = add_members(db, p, i, err, errlen);
   if (rc || exec(db, "COMMIT", err, errlen)) {
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return -1;
   }
   return 0;
+}
+
+int st_db_final_loss(sqlite3 *db, long long id, double *loss, char *err, size_t errlen) {
+  sqlite3_stmt *st = prepare(db, "SELECT status = 'finished', test_loss FROM runs WHERE id = ?1",
+                             err, errlen);
+  if (!st)
+    return -1;
+  sqlite3_bind_int64(st, 1, id);
+  int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : db_fail(db, "reading a run's loss", err, errlen);
+  if (!rc)
+    *loss = sqlite3_column_int(st, 0) ? sqlite3_column_double(st, 1) : INFINITY;
+  sqlite3_finalize(st);
+  return rc;
 }
 
 /* The experiment's model as recorded: its JSON with the run's seed. */

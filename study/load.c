@@ -6,7 +6,8 @@
  *
  *   {"base": {...} | "base.json", "vary": {"init": [...], ...},
  *    "mode": "one_factor" | "grid", "seeds": [0, 1, 2], "name": "...",
- *    "arithmetic": "fma" | "strict"}
+ *    "arithmetic": "fma" | "strict",
+ *    "adaptive": {"max_seeds": 10, "alpha": 0.05}}
  *
  * Each experiment's model is the base with the varied keys' values
  * replaced (a dotted key such as "optimizer.lr" replaces one member of an
@@ -159,12 +160,58 @@ static int same_everywhere(json_t *vals, const char *k, json_t *v) {
   return 1;
 }
 
+/* The kind of a layer list's entry ("relu", {"type": "relu"}), or NULL. */
+static const char *entry_kind(json_t *e) {
+  json_t *t = json_is_object(e) ? json_object_get(e, "type") : e;
+  return json_string_value(t);
+}
+
+/* Whether array a has an entry of kind k. */
+static int has_kind(json_t *a, const char *k) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(a, i, e) {
+    if (entry_kind(e) && !strcmp(entry_kind(e), k))
+      return 1;
+  }
+  return 0;
+}
+
+/* A layer list's name: the kinds it has that some other value lacks,
+   each once, joined by "+" ("batchnorm2d", "dropout+gelu"), or "plain"
+   when it has no such kind; NULL if v is not a list of layer entries. */
+static char *list_name(json_t *v, json_t *vals) {
+  size_t i, j;
+  json_t *e, *o;
+  Buf b = {0};
+  if (!json_is_array(v) || !json_array_size(v))
+    return NULL;
+  json_array_foreach(v, i, e) {
+    if (!entry_kind(e))
+      return free(b.buf), NULL;
+    int everywhere = 1, before = 0;
+    json_array_foreach(vals, j, o)
+      everywhere &= json_is_array(o) && has_kind(o, entry_kind(e));
+    for (j = 0; j < i; j++)
+      before |= !strcmp(entry_kind(json_array_get(v, j)), entry_kind(e));
+    if (!everywhere && !before)
+      emitf(&b, "%s%s", b.len ? "+" : "", entry_kind(e));
+  }
+  if (!b.len)
+    emitf(&b, "plain");
+  return b.buf;
+}
+
 /* A value's name: a string as it is; an object with a "type" by its type
    and the members that tell it apart from the other values ("sgd",
-   "sgd(lr=0.1)"); anything else as compact JSON. */
+   "sgd(lr=0.1)"); a layer list by the kinds that tell it apart
+   (list_name); anything else as compact JSON. */
 static char *value_name(json_t *v, json_t *vals) {
   Buf b = {0};
   json_t *type = json_is_object(v) ? json_object_get(v, "type") : NULL;
+  char *list = list_name(v, vals);
+  if (list)
+    return list;
   if (!json_is_string(type)) {
     show(&b, v, 1);
     return b.buf;
@@ -212,7 +259,7 @@ static char **name_values(json_t *vals, json_t *basev) {
 /* ---- the top-level keys ---- */
 
 static const char *const study_keys[] = {"name", "base", "mode", "vary", "seeds",
-                                         "arithmetic"};
+                                         "arithmetic", "adaptive"};
 enum { NSTUDY_KEYS = sizeof study_keys / sizeof study_keys[0] };
 
 /* Refuses unknown top-level keys. */
@@ -321,6 +368,98 @@ static int check_seeds(Ctx *c, json_t *root, Study *s, uint64_t base_seed) {
     s->nseeds = (int)i + 1;
   }
   return 0;
+}
+
+/* ---- adaptive seeds ---- */
+
+static const char *const adaptive_keys[] = {"max_seeds", "alpha"};
+enum { NADAPTIVE_KEYS = sizeof adaptive_keys / sizeof adaptive_keys[0] };
+
+/* Refuses members of "adaptive" other than its keys. */
+static int check_adaptive_keys(Ctx *c, json_t *v) {
+  const char *k;
+  json_t *x;
+  char msg[1024], path[160];
+  json_object_foreach(v, k, x) {
+    int known = 0;
+    for (int i = 0; i < NADAPTIVE_KEYS; i++)
+      known |= !strcmp(k, adaptive_keys[i]);
+    if (known)
+      continue;
+    fe_unknown(msg, sizeof msg, "key", k, adaptive_keys, NADAPTIVE_KEYS);
+    snprintf(path, sizeof path, "adaptive.%s", fe_printable((char[128]){0}, 128, k));
+    return fail(c, path, "%s", msg);
+  }
+  return 0;
+}
+
+/* adaptive.max_seeds: an integer from the number of starting seeds to
+   ST_MAX_SEEDS. */
+static int check_max_seeds(Ctx *c, json_t *v, const Study *s, int *out) {
+  Buf b = {0};
+  if (!v)
+    return fail(c, "adaptive", "missing key \"max_seeds\": the most seeds a model may get");
+  if (json_is_integer(v) && json_integer_value(v) >= s->nstart &&
+      json_integer_value(v) <= ST_MAX_SEEDS)
+    return *out = (int)json_integer_value(v), 0;
+  if (json_is_number(v))
+    show(&b, v, 1);
+  fail(c, "adaptive.max_seeds", "expected an integer from the %d starting seed%s to %d, got %s",
+       s->nstart, s->nstart == 1 ? "" : "s", ST_MAX_SEEDS, b.buf ? b.buf : kind(v));
+  return free(b.buf), -1;
+}
+
+/* adaptive.alpha: the level, a number in (0, 1); 0.05 by default. */
+static int check_alpha(Ctx *c, json_t *v, Study *s) {
+  Buf b = {0};
+  s->alpha = 0.05;
+  if (!v)
+    return 0;
+  if (json_is_number(v) && json_number_value(v) > 0 && json_number_value(v) < 1)
+    return s->alpha = json_number_value(v), 0;
+  if (json_is_number(v))
+    show(&b, v, 1);
+  fail(c, "adaptive.alpha", "expected a number between 0 and 1 (the level, such as 0.05), "
+       "got %s", b.buf ? b.buf : kind(v));
+  return free(b.buf), -1;
+}
+
+/* Orders seeds. */
+static int by_seed(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The seeds an adaptive study may add: the integers after its largest
+   starting seed; every seed in increasing order. */
+static int add_seeds(Ctx *c, Study *s, int max) {
+  qsort(s->seeds, (size_t)s->nstart, sizeof *s->seeds, by_seed);
+  uint64_t last = s->seeds[s->nstart - 1];
+  if (last > (uint64_t)INT64_MAX - (uint64_t)(max - s->nstart))
+    return fail(c, "adaptive.max_seeds", "the seeds added after the largest starting seed, "
+                "%llu, would pass 2^63 - 1", (unsigned long long)last);
+  s->seeds = realloc(s->seeds, (size_t)max * sizeof *s->seeds);
+  for (int k = s->nstart; k < max; k++)
+    s->seeds[k] = last + (uint64_t)(k - s->nstart + 1);
+  s->nseeds = max;
+  return 0;
+}
+
+/* adaptive: {"max_seeds": N, "alpha": A}: seeds are added to the models
+   whose comparisons are undecided, up to N each. */
+static int check_adaptive(Ctx *c, json_t *root, Study *s) {
+  json_t *v = json_object_get(root, "adaptive");
+  int max = 0;
+  s->nstart = s->nseeds;
+  if (!v)
+    return 0;
+  if (!json_is_object(v))
+    return fail(c, "adaptive", "expected an object {\"max_seeds\": N, \"alpha\": A}, got %s",
+                kind(v));
+  if (check_adaptive_keys(c, v) || check_max_seeds(c, json_object_get(v, "max_seeds"), s, &max) ||
+      check_alpha(c, json_object_get(v, "alpha"), s))
+    return -1;
+  return add_seeds(c, s, max);
 }
 
 static int well_indexed(const char *key);
@@ -795,6 +934,7 @@ int st_load(const char *path, Study *s, char *err, size_t errlen) {
            check_mode(&c, root, s) || check_arith(&c, root, s) ||
            !(base = check_base(&c, root, s, &base_model)) ||
            check_vary(&c, root, s) || check_seeds(&c, root, s, base_model.seed) ||
+           check_adaptive(&c, root, s) ||
            expand_all(&c, s, base, &base_model, json_object_get(root, "vary"));
   if (!rc) {
     s->base_json = json_dumps(base, JSON_COMPACT | JSON_SORT_KEYS);

@@ -602,6 +602,8 @@ static void handle(Sched *S, int i, const StMsg *m) {
   }
   if (S->state[m->task] == FAILED)
     S->failed--;  /* given up after two losses, yet here it is */
+  else if (S->state[m->task] == PENDING)
+    S->pending--;  /* taken back from a rank taken for dead, which finished it after all */
   S->state[m->task] = DONE, S->done++;
   st_log_run(S->p, m->task, S->done + S->failed, S->total, &m->r);
 }
@@ -712,44 +714,60 @@ static void describe_ranks(void) {
   fflush(stdout);
 }
 
-/* Sets up the scheduler; the number of runs to do. */
-static int setup(Sched *S) {
-  S->r = ranks;
+/* Sets up the scheduler for a round; the number of runs to do. Rank 0's
+   compute thread, with the code it holds, and the data sets made for
+   the ranks are kept from an earlier round. */
+static int setup(Sched *S, StPlan *p, sqlite3 *db, const StRunOptions *o) {
+  S->p = p, S->db = db, S->o = o, S->r = ranks;
+  S->total = S->done = S->failed = S->fatal = 0;
   S->state = calloc((size_t)S->p->ntasks + 1, 1);
   S->lost = calloc((size_t)S->p->ntasks + 1, 1);
   if (!S->state || !S->lost)
     exit(1);
   for (int i = 0; i < S->p->ntasks; i++)
-    S->state[i] = S->p->tasks[i].run_id > 0 && !S->p->tasks[i].no_health ? DONE : PENDING,
+    S->state[i] = st_task_done(&S->p->tasks[i]) ? DONE : PENDING,
     S->total += S->state[i] == PENDING;
   S->pending = S->total;
-  S->local.w = (StWorker){.code = -1, .cache = cache};
+  if (!S->local.w.cache)
+    S->local.w = (StWorker){.code = -1, .cache = cache};
   for (int i = 1; i < nranks; i++)  /* the first word, and the clock starts */
     post(i, TAG_BEAT, "", 0, NULL), S->r[i].heard = rt_now();
   return S->total;
 }
 
+static Sched sched;      /* rank 0's scheduler, kept between rounds       */
+
+/* Tells the ranks to stop, waits for the sends, frees the data sets. */
+static void end_ranks(Sched *S) {
+  stop_all();
+  drain_sends(stop_signal ? 1 : 5);
+  for (int i = 0; i < S->ndata; i++)
+    free(S->data[i].buf);
+  S->ndata = 0;
+}
+
+void st_mpi_end(void) { end_ranks(&sched); }
+
 int st_mpi_run(StPlan *p, sqlite3 *db, const StRunOptions *o) {
-  static Sched S;
-  S = (Sched){.p = p, .db = db, .o = o};
-  describe_ranks();
-  setup(&S);
+  static int described;
+  Sched *S = &sched;
+  if (!described++)
+    describe_ranks();
+  setup(S, p, db, o);
   stop_signal = 0;
   catch_signals();
-  while (!stop_signal && !S.fatal && S.done + S.failed < S.total) {
+  while (!stop_signal && !S->fatal && S->done + S->failed < S->total) {
     for (int i = 0; i < nranks; i++)
-      dispatch_one(&S, i);
-    int got = receive(&S) + local_ended(&S);
-    check_alive(&S);
+      dispatch_one(S, i);
+    int got = receive(S) + local_ended(S);
+    check_alive(S);
     if (!got)
       nap(sending() ? 0.0002 : 0.002);
   }
-  stop_all();
-  drain_sends(stop_signal ? 1 : 5);
-  for (int i = 0; i < S.ndata; i++)
-    free(S.data[i].buf);
-  free(S.state), free(S.lost);
-  return st_run_end(stop_signal, S.total, S.done, S.failed || S.fatal, o->db_path);
+  if (!o->rounds || stop_signal || S->fatal)
+    end_ranks(S);
+  free(S->state), free(S->lost);
+  return st_run_end(stop_signal, S->total, S->done, S->failed || S->fatal, o->db_path);
 }
 
 /* ---- starting and ending ---- */

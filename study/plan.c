@@ -4,7 +4,8 @@
  * the database keys them: (code, seed, data, settings). Experiments that
  * share a model (in one_factor mode the base appears once per varied key)
  * share their runs, and experiments that share code share one compiled
- * object.
+ * object. Every seed of an adaptive study is planned; the tasks it
+ * wants so far are marked (st_plan_want).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,10 +218,11 @@ int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
   p->codes = calloc((size_t)s->nexp, sizeof *p->codes);
   p->tasks = calloc(nruns, sizeof *p->tasks);
   p->task_of = calloc(nruns, sizeof *p->task_of);
+  p->nwant = calloc((size_t)s->nexp + 1, sizeof *p->nwant);
   Table tb = {malloc(cap * sizeof(int)), cap - 1};
   Seen *seen = calloc(1, sizeof *seen);
   int rc = 0;
-  if (!p->codes || !p->tasks || !p->task_of || !tb.slot || !seen)
+  if (!p->codes || !p->tasks || !p->task_of || !p->nwant || !tb.slot || !seen)
     rc = no_memory(err, errlen);
   else
     memset(tb.slot, 0xff, cap * sizeof(int));
@@ -228,6 +230,10 @@ int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
     rc = plan_experiment(p, &tb, seen, e, err, errlen);
   if (!rc)
     rc = find_base(p, err, errlen);
+  for (int e = 0; e < s->nexp && !rc; e++)
+    p->nwant[e] = s->nstart;
+  if (!rc)
+    st_plan_want(p);
   free(tb.slot);
   free(seen);
   if (rc)
@@ -238,6 +244,15 @@ int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
 void st_plan_free(StPlan *p) {
   for (int i = 0; i < p->ncodes; i++)
     fe_free(p->codes[i].unit);
-  free(p->codes), free(p->tasks), free(p->task_of);
+  free(p->codes), free(p->tasks), free(p->task_of), free(p->nwant);
   memset(p, 0, sizeof *p);
+}
+
+void st_plan_want(StPlan *p) {
+  const Study *s = p->s;
+  for (int i = 0; i < p->ntasks; i++)
+    p->tasks[i].wanted = 0;
+  for (int e = 0; e < s->nexp; e++)
+    for (int k = 0; k < p->nwant[e]; k++)
+      p->tasks[p->task_of[e * s->nseeds + k]].wanted = 1;
 }

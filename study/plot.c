@@ -215,6 +215,23 @@ static int longest_name(const Study *s) {
   return n;
 }
 
+/* "3 seeds"; in an adaptive study, the fewest to the most runs of an
+   experiment: "7 to 10 seeds". */
+static const char *seeds_text(const StFigs *fg) {
+  static char buf[64];
+  const Study *s = fg->p->s;
+  int lo = s->nseeds, hi = 0;
+  for (int i = 0; i < s->nexp; i++) {
+    lo = fg->exp[i].runs < lo ? fg->exp[i].runs : lo;
+    hi = fg->exp[i].runs > hi ? fg->exp[i].runs : hi;
+  }
+  if (s->alpha <= 0 || lo == hi)
+    snprintf(buf, sizeof buf, "%d seeds", s->alpha > 0 ? hi : s->nseeds);
+  else
+    snprintf(buf, sizeof buf, "%d to %d seeds", lo, hi);
+  return buf;
+}
+
 /* test_loss.png: a panel per varied key (one_factor), or one panel. */
 static void curves_script(StPlots *pl, const StFigs *fg, const int *block, double lo,
                           double hi) {
@@ -223,8 +240,8 @@ static void curves_script(StPlots *pl, const StFigs *fg, const int *block, doubl
   int panels = s->mode == ST_ONE_FACTOR ? s->nkeys : 1;
   int cols = panels > 1 ? 2 : 1, rows = (panels + cols - 1) / cols, many = s->nexp > 8;
   char title[256];
-  snprintf(title, sizeof title, "%s: test loss per epoch (mean over %d seeds%s)", s->name,
-           s->nseeds, panels > 1 || !many ? "; band: lowest to highest seed" : "");
+  snprintf(title, sizeof title, "%s: test loss per epoch (mean over %s%s)", s->name,
+           seeds_text(fg), panels > 1 || !many ? "; band: lowest to highest seed" : "");
   if (panels > 1 || !many)
     st_plots_figure(pl, "test_loss.png", cols * 640, rows * 420 + 40, title);
   else  /* one panel of many curves: the legend on the right, a line each */
@@ -307,8 +324,8 @@ static void final_script(StPlots *pl, const StFigs *fg, int m, double lo, double
   FILE *gp = pl->gp;
   char title[256];
   int w = 760 + 8 * longest_name(s);
-  snprintf(title, sizeof title, "%s: final test loss (mean ± 1 s.d. over %d seeds; dots: "
-           "seeds)", s->name, s->nseeds);
+  snprintf(title, sizeof title, "%s: final test loss (mean ± 1 s.d. over %s; dots: "
+           "seeds)", s->name, seeds_text(fg));
   st_plots_figure(pl, "final_loss.png", w > 1000 ? w : 1000, 150 + 36 * (m > 6 ? m : 6),
                   title);
   fprintf(gp, "set title ");

@@ -284,17 +284,35 @@ static void print_table(FILE *f, const Study *s, const StExpFigs *st) {
   }
 }
 
+/* report.md's first line for an adaptive study: its seeds. */
+static void write_adaptive_line(FILE *f, const StPlan *p) {
+  const Study *s = p->s;
+  int runs = 0;
+  for (int i = 0; i < p->ntasks; i++)
+    runs += p->tasks[i].wanted;
+  fprintf(f, "- file: `%s`, mode %s: %d experiments, adaptive seeds: starting with ", s->file,
+          st_mode_names[s->mode], s->nexp);
+  for (int k = 0; k < s->nstart; k++)
+    fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
+  fprintf(f, ", then up to %d a model (through seed %llu), level %g; %d distinct runs\n",
+          s->nseeds, (unsigned long long)s->seeds[s->nseeds - 1], s->alpha, runs);
+}
+
 /* report.md: what was run, and the summary table. */
 static void write_markdown(FILE *f, const StPlan *p, const StExpFigs *st) {
   const Study *s = p->s;
   char loss[64], acc[64], train[64];
   int no_train = 0;
   fprintf(f, "# Study %s\n\n", s->name);
-  fprintf(f, "- file: `%s`, mode %s: %d experiments × %d seeds (", s->file,
-          st_mode_names[s->mode], s->nexp, s->nseeds);
-  for (int k = 0; k < s->nseeds; k++)
-    fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
-  fprintf(f, "), %d distinct runs\n", p->ntasks);
+  if (s->alpha > 0)
+    write_adaptive_line(f, p);
+  else {
+    fprintf(f, "- file: `%s`, mode %s: %d experiments × %d seeds (", s->file,
+            st_mode_names[s->mode], s->nexp, s->nseeds);
+    for (int k = 0; k < s->nseeds; k++)
+      fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
+    fprintf(f, "), %d distinct runs\n", p->ntasks);
+  }
   fprintf(f, "- base model: `%s`\n", s->base_json);
   if (p->ntasks)
     fprintf(f, "- settings: `%s`, data `%s` (hash %s)\n", p->tasks[0].settings,
@@ -401,6 +419,8 @@ static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, 
   write_figures(f[REPORT], &pl);
   st_health_section(figs, &pl, f[REPORT]);
   st_conclude(figs, f[REPORT], f[COMPARISONS], term);
+  if (s->alpha > 0)
+    st_adaptive_report(figs, f[REPORT], term);
   return 0;
 }
 

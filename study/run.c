@@ -702,7 +702,7 @@ static int setup(Sched *S) {
   S->state = calloc((size_t)p->ntasks + 1, 1);
   S->code = calloc((size_t)p->ncodes + 1, 1);
   for (int i = 0; i < p->ntasks; i++)
-    S->state[i] = p->tasks[i].run_id > 0 && !p->tasks[i].no_health ? DONE : PENDING,
+    S->state[i] = st_task_done(&p->tasks[i]) ? DONE : PENDING,
     S->total += S->state[i] == PENDING;
   for (int c = 0; c < p->ncodes; c++)
     S->code[c] = p->backend == BACKEND_GCC ? NEW : READY;
@@ -738,6 +738,10 @@ int st_run_end(int sig, int total, int done, int failed, const char *db_path) {
     fprintf(stderr, "mlpc: %d of %d runs failed or were not done; the %d finished are in "
             "%s; run the same command again to retry\n", total - done, total, done, db_path);
   return sig ? 128 + sig : failed ? 1 : 0;
+}
+
+int st_task_done(const StTask *t) {
+  return !t->wanted || (t->run_id > 0 && !t->no_health);
 }
 
 int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o) {

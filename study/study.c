@@ -97,13 +97,17 @@ static void check_db_path(const char *path) {
   die_input(err);
 }
 
-/* The number of runs not yet in the database, and of those in it without
-   health figures (*again), which are run again to add them. */
-static int missing(const StPlan *p, int *again) {
+/* The number of wanted runs, of those not yet in the database (*lack),
+   and of those in it without health figures (*again), which are run
+   again to add them. */
+static int wanted(const StPlan *p, int *lack, int *again) {
   int n = 0;
-  *again = 0;
-  for (int i = 0; i < p->ntasks; i++)
-    n += p->tasks[i].run_id <= 0, *again += p->tasks[i].run_id > 0 && p->tasks[i].no_health;
+  *lack = *again = 0;
+  for (int i = 0; i < p->ntasks; i++) {
+    const StTask *t = &p->tasks[i];
+    n += t->wanted, *lack += t->wanted && t->run_id <= 0;
+    *again += t->wanted && t->run_id > 0 && t->no_health;
+  }
   return n;
 }
 
@@ -115,23 +119,73 @@ static const char *fmt_again(int k) {
   return buf;
 }
 
-/* Says what is about to run. */
-static void describe(const StPlan *p, const Flags *F, const char *db, int jobs) {
+/* Says what the study is: its experiments, seeds and runs. */
+static void describe_study(const StPlan *p) {
   const Study *s = p->s;
-  int again, have = p->ntasks - missing(p, &again);
-  printf("mlpc %s: study %s (%s): %s, %s arithmetic, %d experiments × %d seeds = %d runs, "
-         "%d distinct, %d compiled model%s\n", MLPC_VERSION, s->name, s->file,
-         st_mode_names[s->mode], arith_names[s->arith], s->nexp, s->nseeds,
-         s->nexp * s->nseeds, p->ntasks, p->ncodes,
-         p->ncodes == 1 ? "" : "s");
-  if (have == p->ntasks && !again)
+  printf("mlpc %s: study %s (%s): %s, %s arithmetic, ", MLPC_VERSION, s->name, s->file,
+         st_mode_names[s->mode], arith_names[s->arith]);
+  if (s->alpha > 0)
+    printf("%d experiments, adaptive: %d starting seed%s, up to %d a model (level %g), "
+           "at most %d distinct runs, ", s->nexp, s->nstart, s->nstart == 1 ? "" : "s",
+           s->nseeds, s->alpha, p->ntasks);
+  else
+    printf("%d experiments × %d seeds = %d runs, %d distinct, ", s->nexp, s->nseeds,
+           s->nexp * s->nseeds, p->ntasks);
+  printf("%d compiled model%s\n", p->ncodes, p->ncodes == 1 ? "" : "s");
+  fflush(stdout);
+}
+
+/* Says what is about to run: the wanted runs the database has, and the
+   rest. */
+static void describe(const StPlan *p, const Flags *F, const char *db, int jobs) {
+  int lack, again, n = wanted(p, &lack, &again), have = n - lack;
+  if (have == n && !again)
     printf("all %d already in %s\n", have, db);
   else
     printf("%d already in %s%s; %d to run on %d %s%s, backend %s\n", have, db,
-           again ? fmt_again(again) : "", p->ntasks - have + again, jobs,
+           again ? fmt_again(again) : "", lack + again, jobs,
            st_mpi_ranks() ? "MPI rank" : "worker", jobs == 1 ? "" : "s",
            backend_names[F->backend]);
   fflush(stdout);
+}
+
+/* Runs the wanted runs the database lacks, saying first what they are;
+   the status of st_run. */
+static int run_round(StPlan *p, sqlite3 *db, const Flags *F, const char *dbpath) {
+  int lack, again;
+  wanted(p, &lack, &again);
+  int todo = lack + again, jobs = st_mpi_ranks() ? st_mpi_ranks() : F->jobs;
+  jobs = jobs < todo ? jobs : todo;
+  describe(p, F, dbpath, jobs);
+  if (todo)
+    jit_note_fma(p->s->arith);
+  StRunOptions o = {jobs, dbpath, isatty(2), p->s->alpha > 0};
+#ifdef MLPC_MPI
+  return st_mpi_ranks() ? st_mpi_run(p, db, &o) : st_run(p, db, &o);
+#else
+  return st_run(p, db, &o);
+#endif
+}
+
+/* Runs an adaptive study's rounds: after each, the models whose
+   comparisons are undecided get another seed (adaptive.c). The status of
+   st_run. */
+static int run_adaptive(StPlan *p, sqlite3 *db, const Flags *F, const char *dbpath) {
+  char err[4096];
+  int said = 0, rc = 0, n = 0, rounds = 0;
+  while (!rc && (n = st_adaptive_next(p, db, &said, stderr, err, sizeof err)) > 0)
+    rc = st_db_prepare(db, p, err, sizeof err) ? -1 : (rounds++, run_round(p, db, F, dbpath));
+  if (n < 0 || (!rc && st_db_prepare(db, p, err, sizeof err)))
+    rc = -1;
+  if (!rc && !rounds)
+    describe(p, F, dbpath, 0);
+  if (rc < 0)
+    fprintf(stderr, "mlpc: error: %s: %s\n", dbpath, err), rc = 1;
+#ifdef MLPC_MPI
+  if (st_mpi_ranks())
+    st_mpi_end();
+#endif
+  return rc;
 }
 
 /* Prints each experiment: its name, the hash of its code, its model. */
@@ -176,18 +230,8 @@ int st_main(const char *file, int argc, char **argv) {
     st_free(&s);
     return rc == 2 ? 2 : 1;
   }
-  int again, todo = missing(&p, &again) + again;
-  int jobs = st_mpi_ranks() ? st_mpi_ranks() : F.jobs;
-  jobs = jobs < todo ? jobs : todo;
-  describe(&p, &F, dbpath, jobs);
-  if (todo)
-    jit_note_fma(s.arith);
-  StRunOptions o = {jobs, dbpath, isatty(2)};
-#ifdef MLPC_MPI
-  rc = st_mpi_ranks() ? st_mpi_run(&p, db, &o) : st_run(&p, db, &o);
-#else
-  rc = st_run(&p, db, &o);
-#endif
+  describe_study(&p);
+  rc = s.alpha > 0 ? run_adaptive(&p, db, &F, dbpath) : run_round(&p, db, &F, dbpath);
   snprintf(outdir, sizeof outdir, "%s", F.out ? F.out : "out/");
   if (!F.out)
     snprintf(outdir + strlen(outdir), sizeof outdir - strlen(outdir), "%s", s.name);

@@ -53,8 +53,12 @@ typedef struct {
   char *keys[ST_MAX_KEYS];  /* the varied keys, in file order             */
   int nexp;
   StExperiment *exp;
-  int nseeds;
-  uint64_t *seeds;
+  int nseeds;               /* seeds planned: the starting seeds, then in
+                               an adaptive study those it may add         */
+  uint64_t *seeds;          /* adaptive: in increasing order              */
+  int nstart;               /* the starting seeds: "seeds"                */
+  double alpha;             /* adaptive: the level of its tests; 0: the
+                               study is not adaptive                      */
   char *base_json;          /* the base model: compact JSON, sorted keys  */
   Model base;               /* the base model, checked, with the run flags */
   int arith;                /* every run's arithmetic (mlpc.h): the
@@ -101,6 +105,8 @@ typedef struct {
   long long run_id;         /* its row in the database; 0: not yet run    */
   int no_health;            /* recorded without health figures (by an
                                older mlpc): run again to add them         */
+  int wanted;               /* the study wants it now (an adaptive study
+                               only some of its seeds)                    */
 } StTask;
 
 typedef struct {
@@ -112,6 +118,9 @@ typedef struct {
   int ntasks;
   StTask *tasks;
   int *task_of;             /* (nexp, nseeds): the task of each run       */
+  int *nwant;               /* (nexp): the seeds each experiment wants now,
+                               the first of s->seeds: its starting seeds,
+                               and those an adaptive study added          */
   int base;                 /* the first experiment that is the base model
                                (same code, data and settings), or -1      */
 } StPlan;
@@ -122,6 +131,9 @@ typedef struct {
 int st_plan(const Study *s, int backend, int shuffle, StPlan *p, char *err,
             size_t errlen);
 void st_plan_free(StPlan *p);
+/* Marks the tasks wanted: those of the first nwant[e] seeds of each
+   experiment e. */
+void st_plan_want(StPlan *p);
 
 /* ---- db.c: the results database (SQLite) ---- */
 
@@ -179,6 +191,9 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
    when the run is recorded but err holds a warning; -1 on errors. */
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
               char *err, size_t errlen);
+
+/* The final test loss of run id: +infinity if it diverged. */
+int st_db_final_loss(sqlite3 *db, long long id, double *loss, char *err, size_t errlen);
 
 /* ---- run.c: one run, whatever carries it to a worker ---- */
 
@@ -281,10 +296,16 @@ typedef struct {
   int jobs;                 /* worker processes                           */
   const char *db_path;      /* for messages                               */
   int progress;             /* a progress line (a terminal) or log lines  */
+  int rounds;               /* more rounds of runs may follow: MPI ranks
+                               wait for them (st_mpi_end ends them)       */
 } StRunOptions;
 
-/* Runs every task without a run_id on o->jobs workers, recording each
-   in db as it finishes. Returns 0, 130 when interrupted, 1 on errors. */
+/* Whether a task needs no run: not wanted, or recorded (with health
+   figures). */
+int st_task_done(const StTask *t);
+/* Runs every wanted task without a run_id on o->jobs workers, recording
+   each in db as it finishes. Returns 0, 130 when interrupted, 1 on
+   errors. */
 int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
 /* Writes a run's log line, "mlpc: [n/total] NAME seed S: ...", to stderr. */
 void st_log_run(const StPlan *p, int task, int n, int total, const StResult *r);
@@ -304,6 +325,8 @@ int st_mpi_ranks(void);
 /* st_run over the ranks: rank 0 runs every task without a run_id on its
    own thread and on every other rank, recording each in db. */
 int st_mpi_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
+/* After the last round: tells every other rank to stop. */
+void st_mpi_end(void);
 #else
 #define st_mpi_ranks() 0
 #endif
@@ -468,6 +491,39 @@ StPerm st_permutation(const double *a, int na, const double *b, int nb);
 /* Holm's step-down adjustment of n p values for testing them together;
    NaN values are left out and stay NaN. */
 void st_holm(const double *p, int n, double *adj);
+
+/* ---- seq.c: the sequential test of adaptive studies ---- */
+
+/* The anytime-valid two-sample test of two models' final losses, seed by
+   seed (a conformal test martingale on their sequential ranks). */
+typedef struct {
+  int n;                    /* seeds compared                             */
+  int decided;              /* the seeds after which its e-value first
+                               reached the threshold; 0: not decided      */
+  int lower;                /* -1: a's losses lower, +1: b's (the side the
+                               bets won on)                               */
+  double e;                 /* the e-value then, or after n seeds         */
+} StSeq;
+
+/* Tests a[0..n) against b[0..n) (their runs of the same n seeds, in
+   increasing order; a diverged run is +infinity), deciding when the
+   e-value reaches threshold (the number of comparisons over alpha);
+   under the null, the chance that it ever does is at most 1/threshold. */
+StSeq st_seq_test(const double *a, const double *b, int n, double threshold);
+
+/* ---- adaptive.c: adaptive seeds ---- */
+
+/* Replays an adaptive study's rounds on the runs db holds (st_db_prepare
+   first) and sets the plan's wanted seeds to those of the round that
+   lacks runs, or of the last round. Says on term each round past the
+   first *said (which it counts up) and how the rounds ended. Returns the
+   number of runs to do (0: done), -1 on a database error. */
+int st_adaptive_next(StPlan *p, sqlite3 *db, int *said, FILE *term, char *err,
+                     size_t errlen);
+/* report.md's section "Adaptive seeds" and its lines on the terminal:
+   each comparison's verdict, and the ranking with the orders
+   established. */
+void st_adaptive_report(const StFigs *f, FILE *md, FILE *term);
 
 /* ---- study.c: the driver ---- */
 

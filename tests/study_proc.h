@@ -22,7 +22,7 @@
 #endif
 
 /* Starts mlpc with args (NULL-terminated) in its own process group,
-   stdout and stderr into files; returns its pid. */
+   stdout and stderr into files, emptied first; returns its pid. */
 static pid_t start_mlpc(const char *out, const char *err, const char *const *args) {
   const char *argv[64] = {MLPC_BIN};
   int n = 1;
@@ -30,15 +30,18 @@ static pid_t start_mlpc(const char *out, const char *err, const char *const *arg
     argv[n] = args[n - 1];
   argv[n] = NULL;
   fflush(stdout), fflush(stderr);
+  /* Emptied here, before the fork: a caller that reads them at once must
+     not see the previous run's output. */
+  int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
   pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
-    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     dup2(o, 1), dup2(e, 2);
     execv(MLPC_BIN, (char *const *)argv);
     _exit(127);
   }
+  close(o), close(e);
   return pid;
 }
 

@@ -91,6 +91,15 @@ static const Case cases[] = {
    "\"stride\": 2}, {\"type\": \"dropout\", \"p\": 0.2}, {\"type\": \"maxpool2d\", "
    "\"kernel_size\": [2, 1], \"stride\": 1}, \"flatten\", {\"type\": \"linear\", \"out\": 10}]",
    "[1, 28, 28]"},
+  /* a first layer that works in place on a copy of x: BatchNorm2d, an
+     activation */
+  {"cnn_norm_first_f64", 0, 0, 0, "float64", "kaiming_normal",
+   "[\"batchnorm2d\", \"tanh\", {\"type\": \"conv2d\", \"out_channels\": 3, "
+   "\"kernel_size\": 5, \"stride\": 3}, \"flatten\", {\"type\": \"linear\", \"out\": 10}]",
+   "[1, 28, 28]"},
+  {"act_first", 0, 0, 0, "float32", "kaiming_normal",
+   "[\"sigmoid\", {\"type\": \"linear\", \"out\": 32}, \"relu\", "
+   "{\"type\": \"linear\", \"out\": 10}]", 0},
 };
 
 static RtSet train_set, test_set;

@@ -159,6 +159,27 @@ static void test_seed_study(void **state) {
   st_free(&s);
 }
 
+/* The homework with adaptive seeds: the same experiments, 3 starting
+   seeds, then 3 .. 9; the level. A study without "adaptive" is not. */
+static void test_seed_study_adaptive(void **state) {
+  (void)state;
+  Study fixed;
+  if (st_load("models/seed_study_adaptive.json", &s, err, sizeof err) ||
+      st_load("models/seed_study.json", &fixed, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(s.nexp, fixed.nexp);
+  for (int i = 0; i < s.nexp; i++)
+    assert_string_equal(s.exp[i].json, fixed.exp[i].json);
+  assert_int_equal(s.nstart, 3);
+  assert_int_equal(s.nseeds, 10);
+  for (int k = 0; k < 10; k++)
+    assert_int_equal(s.seeds[k], k);
+  assert_true(s.alpha == 0.05);
+  assert_true(fixed.alpha == 0);
+  assert_int_equal(fixed.nstart, fixed.nseeds);
+  st_free(&s), st_free(&fixed);
+}
+
 /* The full grid: 2 × 2 × 3 × 3, the first key varying slowest. */
 static void test_seed_grid(void **state) {
   (void)state;
@@ -209,6 +230,25 @@ static void test_dotted_and_names(void **state) {
   load_text(tmp, "{\"base\": {}, \"vary\": {\"optimizer\": [\"sgd\", {\"type\": \"sgd\"}]}}");
   assert_string_equal(s.exp[0].name, "optimizer=sgd");
   assert_string_equal(s.exp[1].name, "optimizer={\"type\":\"sgd\"}");
+  st_free(&s);
+  /* layer lists by the kinds that tell them apart; the same kinds clash */
+  load_text(tmp, "{\"base\": {\"input\": [1, 28, 28], \"layers\": [\"flatten\", {\"type\": "
+                 "\"linear\", \"out\": 10}]}, \"vary\": {\"layers\": ["
+                 "[{\"type\": \"conv2d\", \"out_channels\": 4, \"kernel_size\": 3}, \"relu\", "
+                 "\"flatten\", {\"type\": \"linear\", \"out\": 10}],"
+                 "[{\"type\": \"conv2d\", \"out_channels\": 4, \"kernel_size\": 3}, \"batchnorm2d\","
+                 " \"relu\", \"flatten\", {\"type\": \"linear\", \"out\": 10}],"
+                 "[{\"type\": \"conv2d\", \"out_channels\": 4, \"kernel_size\": 3}, \"gelu\", "
+                 "{\"type\": \"dropout\", \"p\": 0.1}, \"flatten\", {\"type\": \"linear\", \"out\": 10}]]}}");
+  assert_int_equal(s.nexp, 3);
+  assert_string_equal(s.exp[0].name, "layers=relu");
+  assert_string_equal(s.exp[1].name, "layers=batchnorm2d+relu");
+  assert_string_equal(s.exp[2].name, "layers=gelu+dropout");
+  assert_int_equal(s.exp[1].model.layers[1].kind, LK_BATCHNORM2D);
+  st_free(&s);
+  load_text(tmp, "{\"base\": {}, \"vary\": {\"layers\": ["
+                 "[{\"type\": \"linear\", \"out\": 10}], [{\"type\": \"linear\", \"out\": 12}]]}}");
+  assert_string_equal(s.exp[0].name, "layers=[{\"type\":\"linear\",\"out\":10}]");
   st_free(&s);
 }
 
@@ -377,16 +417,20 @@ static void test_plan_data_shape(void **state) {
   snprintf(dir, sizeof dir, "%s/rgb", tmp);
   assert_int_equal(mkdir(dir, 0700), 0);
   assert_int_equal(util_idx4_set(dir, 3, 2, 3, 4), 0);
-  snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"input\": 48, \"data\": \"%s\"}, "
-           "\"vary\": {\"activation\": [\"relu\", \"tanh\"]}, \"seeds\": [1]}", dir);
+  const char *base = "\"base\": {\"input\": [3, 4, 4], \"layers\": [\"flatten\", "
+                     "{\"type\": \"linear\", \"out\": 10}], \"data\": \"%s\"}";
+  char b[800];
+  snprintf(b, sizeof b, base, dir);
+  snprintf(text, sizeof text, "{%s, \"vary\": {\"input\": [[3, 4, 4], [1, 8, 6]]}, "
+           "\"seeds\": [1]}", b);
   load_text(tmp, text);
-  memcpy(s.exp[0].model.shape, (int[]){3, 4, 4}, sizeof s.exp[0].model.shape);
-  memcpy(s.exp[1].model.shape, (int[]){1, 8, 6}, sizeof s.exp[1].model.shape);
   assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
-  snprintf(want, sizeof want, "experiment 'activation=tanh': %s: images are 3 x 4 x 4 (channels "
+  snprintf(want, sizeof want, "experiment 'input=[1,8,6]': %s: images are 3 x 4 x 4 (channels "
            "x height x width); the model's input is [1, 8, 6]", dir);
   assert_string_equal(err, want);
-  memcpy(s.exp[1].model.shape, (int[]){3, 4, 4}, sizeof s.exp[1].model.shape);
+  st_free(&s);
+  snprintf(text, sizeof text, "{%s, \"vary\": {\"batch_size\": [2, 3]}, \"seeds\": [1]}", b);
+  load_text(tmp, text);
   if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
     fail_msg("%s", err);
   st_plan_free(&p);
@@ -397,6 +441,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_errors),
     cmocka_unit_test(test_seed_study),
+    cmocka_unit_test(test_seed_study_adaptive),
     cmocka_unit_test(test_seed_grid),
     cmocka_unit_test(test_dotted_and_names),
     cmocka_unit_test(test_base_path_and_defaults),

@@ -18,6 +18,9 @@
  *     taken back once it goes on;
  *   - a data set whose images are in IDX files of 4 dimensions reaches the
  *     worker ranks, which record the runs of a local run and remove it;
+ *   - an adaptive study, over rounds of runs with the ranks kept between
+ *     them, records the runs and verdicts of a local run; cut back to its
+ *     first runs, it goes on to the same end;
  *   - under mpirun, a model file and --jobs are refused.
  */
 #include <dirent.h>
@@ -50,6 +53,13 @@ static const char longer[] =
   "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 10, \"max_batches\": 100}, "
   "\"mode\": \"grid\", \"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
   "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2, 3, 4]}\n";
+
+/* Three models, 3 starting seeds and up to 6: several rounds. */
+static const char adaptive[] =
+  "{\"name\": \"ad\", \"base\": {\"hidden\": [16], \"init\": \"kaiming_normal\", "
+  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 1, \"max_batches\": 5}, "
+  "\"vary\": {\"activation\": [\"tanh\", \"relu\"], \"init\": [\"normal\"]}, "
+  "\"seeds\": [0, 1, 2], \"adaptive\": {\"max_seeds\": 6}}\n";
 
 /* Open MPI on loopback alone, any number of ranks on two cores. */
 static const char *const mpi_flags[] = {
@@ -235,6 +245,7 @@ static int setup(void **state) {
     return -1;
   write_tmp("tiny.json", tiny);
   write_tmp("longer.json", longer);
+  write_tmp("adaptive.json", adaptive);
   write_tmp("strict.json", fmt("{\"arithmetic\": \"strict\", %s", tiny + 1));
   if (symlink(MLPC_SOURCE_DIR "/data", fmt("%s/data", tmp)) ||
       mkdir(fmt("%s/empty", tmp), 0777) || mkdir(fmt("%s/scratch", tmp), 0777))
@@ -293,6 +304,41 @@ static void test_resume(void **state) {
   assert_int_equal(query_int(d, fmt("SELECT count(*) FROM runs WHERE id > %lld", last)), 3);
   sqlite3_close(d);
   expect_same("local", "mpi");
+}
+
+/* report.md's section "Adaptive seeds" of the tables in dir. */
+static char *adaptive_section(const char *dir) {
+  char *md = read_all(fmt("%s/%s/report.md", tmp, dir)), *s = strstr(md, "## Adaptive seeds");
+  assert_non_null(s);
+  memmove(md, s, strlen(s) + 1);
+  return md;
+}
+
+/* An adaptive study's rounds over the ranks: as local, and resumed. */
+static void test_adaptive(void **state) {
+  (void)state;
+  expect_ok(run_local("adaptive", "local_ad"));
+  expect_ok(run_mpi("adaptive", "mpi_ad", 3));
+  char *err = read_all(fmt("%s/stderr", tmp)), *a = adaptive_section("local_ad");
+  assert_non_null(strstr(err, "comparisons undecided; another seed for activation=tanh "
+                              "(seed 3), base (seed 3)"));
+  expect_same("local_ad", "mpi_ad");
+  char *b = adaptive_section("mpi_ad");
+  assert_string_equal(a, b);
+  free(b), free(err);
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(fmt("%s/mpi_ad.sqlite", tmp), &d), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(d, "DELETE FROM health WHERE run_id > 10; DELETE FROM epochs "
+                                   "WHERE run_id > 10; DELETE FROM study_runs WHERE run_id > "
+                                   "10; DELETE FROM runs WHERE id > 10", NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(d);
+  expect_ok(run_mpi("adaptive", "mpi_ad", 2));
+  expect_same("local_ad", "mpi_ad");
+  b = adaptive_section("mpi_ad");
+  assert_string_equal(a, b);
+  free(a), free(b);
+  assert_int_equal(entries(fmt("%s/empty", tmp), ""), 0);
 }
 
 /* Worker ranks, without the study file, compute in rank 0's arithmetic. */
@@ -408,10 +454,12 @@ static void test_slow_rank(void **state) {
 
 /* A data set of 3-channel images in IDX files of 4 dimensions: the two
    worker ranks, sent its files, record the runs of a local run, and
-   leave nothing behind. */
+   leave nothing behind (a rank stopped by an earlier test may have left
+   its directory: only new ones count). */
 static void test_idx4_data(void **state) {
   (void)state;
   const char *dir = fmt("%s/rgb", tmp);
+  int before = entries(fmt("%s/scratch", tmp), "mlpc-");
   assert_int_equal(mkdir(dir, 0777), 0);
   assert_int_equal(util_idx4_set(dir, 64, 32, 3, 4), 0);
   write_tmp("rgb.json", fmt("{\"base\": {\"input\": 48, \"hidden\": [8], \"epochs\": 2, "
@@ -424,7 +472,7 @@ static void test_idx4_data(void **state) {
   assert_true(strlen(x) > 100);
   assert_string_equal(x, y);
   free(x), free(y);
-  assert_int_equal(entries(fmt("%s/scratch", tmp), "mlpc-"), 0);
+  assert_int_equal(entries(fmt("%s/scratch", tmp), "mlpc-"), before);
 }
 
 /* Under mpirun: a model, or --jobs, is refused by rank 0. */
@@ -454,6 +502,7 @@ int main(void) {
     cmocka_unit_test(test_same_as_local),
     cmocka_unit_test(test_resume),
     cmocka_unit_test(test_rank0_arithmetic),
+    cmocka_unit_test(test_adaptive),
     cmocka_unit_test(test_dead_rank),
     cmocka_unit_test(test_slow_rank),
     cmocka_unit_test(test_idx4_data),

@@ -86,13 +86,14 @@ static void norm1_forward(int n, int train) {
   if (train)
     norm1_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-3; /* momentum 0.2 */
-  bn_forward(n, 48, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
-             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
+  bn_forward(n, 48, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias,
+             norm1_running_mean, norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat,
+             norm1_out);
 }
 
 static void norm1_backward(int n) {
-  bn_backward(n, 48, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
-              dnorm1_weight, dnorm1_bias, dfc1_out);
+  bn_backward(n, 48, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
+              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* leaky_relu1: leaky_relu, (B, 48) -> (B, 48) */
@@ -120,13 +121,14 @@ static void norm2_forward(int n, int train) {
   if (train)
     norm2_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-3; /* momentum 0.2 */
-  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias, norm2_running_mean,
-             norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat, norm2_out);
+  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias,
+             norm2_running_mean, norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat,
+             norm2_out);
 }
 
 static void norm2_backward(int n) {
-  bn_backward(n, 24, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx, norm2_k,
-              dnorm2_weight, dnorm2_bias, dfc2_out);
+  bn_backward(n, 24, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx,
+              norm2_k, dnorm2_weight, dnorm2_bias, dfc2_out);
 }
 
 /* leaky_relu2: leaky_relu, (B, 24) -> (B, 24) */
@@ -249,20 +251,22 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
 }
 
 /* The figures of a leaky_relu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
-   a unit is dead when x <= 0 on every sample. */
-static void health_leaky_relu(int n, int C, const real *pre, const real *post,
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
+   a unit is dead when x <= 0 on every sample and position. */
+static void health_leaky_relu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
   for (int c = 0; c < C; c++) {
-    int flat = 1; /* on every sample so far */
-    for (int r = 0; r < n; r++) {
-      real x = pre[r * C + c], y = post[r * C + c];
-      (void)x, (void)y;
-      flat &= x <= 0;
-    }
+    int flat = 1; /* on every sample and position so far */
+    for (int r = 0; r < n; r++)
+      for (int s = 0; s < S; s++) {
+        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
+        (void)x, (void)y;
+        flat &= x <= 0;
+      }
     dead += flat;
   }
   out[RT_SATURATED] = NAN; /* not defined for leaky_relu */
@@ -311,8 +315,8 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
-  health_leaky_relu(n, 48, norm1_out, leaky_relu1_out, out + 0); /* hidden1 */
-  health_leaky_relu(n, 24, norm2_out, leaky_relu2_out, out + 6); /* hidden2 */
+  health_leaky_relu(n, 48, 1, norm1_out, leaky_relu1_out, out + 0); /* hidden1 */
+  health_leaky_relu(n, 24, 1, norm2_out, leaky_relu2_out, out + 6); /* hidden2 */
 }
 
 static RtTensor tensors[47] = {

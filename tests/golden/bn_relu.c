@@ -53,13 +53,14 @@ static void norm1_forward(int n, int train) {
   if (train)
     norm1_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-  bn_forward(n, 128, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
-             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
+  bn_forward(n, 128, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias,
+             norm1_running_mean, norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat,
+             norm1_out);
 }
 
 static void norm1_backward(int n) {
-  bn_backward(n, 128, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
-              dnorm1_weight, dnorm1_bias, dfc1_out);
+  bn_backward(n, 128, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
+              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* relu1: relu, (B, 128) -> (B, 128) */
@@ -172,20 +173,22 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
 }
 
 /* The figures of a relu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
-   a unit is dead when y == 0 on every sample. */
-static void health_relu(int n, int C, const real *pre, const real *post,
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
+   a unit is dead when y == 0 on every sample and position. */
+static void health_relu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
   for (int c = 0; c < C; c++) {
-    int flat = 1; /* on every sample so far */
-    for (int r = 0; r < n; r++) {
-      real x = pre[r * C + c], y = post[r * C + c];
-      (void)x, (void)y;
-      flat &= y == 0;
-    }
+    int flat = 1; /* on every sample and position so far */
+    for (int r = 0; r < n; r++)
+      for (int s = 0; s < S; s++) {
+        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
+        (void)x, (void)y;
+        flat &= y == 0;
+      }
     dead += flat;
   }
   out[RT_SATURATED] = NAN; /* not defined for relu */
@@ -221,7 +224,7 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
-  health_relu(n, 128, norm1_out, relu1_out, out + 0); /* hidden1 */
+  health_relu(n, 128, 1, norm1_out, relu1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[16] = {

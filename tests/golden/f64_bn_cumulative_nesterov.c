@@ -76,13 +76,14 @@ static void norm1_forward(int n, int train) {
   if (train)
     norm1_num_batches_tracked[0]++;
   double m = 1.0 / norm1_num_batches_tracked[0]; /* cumulative average */
-  bn_forward(n, 32, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias, norm1_running_mean,
-             norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat, norm1_out);
+  bn_forward(n, 32, train, m, 0x1.4f8b588e368f1p-17, fc1_out, norm1_weight, norm1_bias,
+             norm1_running_mean, norm1_running_var, norm1_mean, norm1_var, norm1_rstd, norm1_xhat,
+             norm1_out);
 }
 
 static void norm1_backward(int n) {
-  bn_backward(n, 32, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx, norm1_k,
-              dnorm1_weight, dnorm1_bias, dfc1_out);
+  bn_backward(n, 32, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
+              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* gelu1: gelu, (B, 32) -> (B, 32) */
@@ -110,13 +111,14 @@ static void norm2_forward(int n, int train) {
   if (train)
     norm2_num_batches_tracked[0]++;
   double m = 1.0 / norm2_num_batches_tracked[0]; /* cumulative average */
-  bn_forward(n, 16, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias, norm2_running_mean,
-             norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat, norm2_out);
+  bn_forward(n, 16, train, m, 0x1.4f8b588e368f1p-17, fc2_out, norm2_weight, norm2_bias,
+             norm2_running_mean, norm2_running_var, norm2_mean, norm2_var, norm2_rstd, norm2_xhat,
+             norm2_out);
 }
 
 static void norm2_backward(int n) {
-  bn_backward(n, 16, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx, norm2_k,
-              dnorm2_weight, dnorm2_bias, dfc2_out);
+  bn_backward(n, 16, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx,
+              norm2_k, dnorm2_weight, dnorm2_bias, dfc2_out);
 }
 
 /* gelu2: gelu, (B, 16) -> (B, 16) */
@@ -236,12 +238,13 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
 }
 
 /* The figures of a gelu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
    dead units are not defined. */
-static void health_gelu(int n, int C, const real *pre, const real *post,
+static void health_gelu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   out[RT_SATURATED] = NAN; /* not defined for gelu */
   out[RT_DEAD] = NAN; /* not defined for gelu */
 }
@@ -288,8 +291,8 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
-  health_gelu(n, 32, norm1_out, gelu1_out, out + 0); /* hidden1 */
-  health_gelu(n, 16, norm2_out, gelu2_out, out + 6); /* hidden2 */
+  health_gelu(n, 32, 1, norm1_out, gelu1_out, out + 0); /* hidden1 */
+  health_gelu(n, 16, 1, norm2_out, gelu2_out, out + 6); /* hidden2 */
 }
 
 static RtTensor tensors[37] = {

@@ -163,13 +163,15 @@ static void batchnorm6_forward(int n, int train) {
   if (train)
     batchnorm6_num_batches_tracked[0]++;
   double m = 1.0 / batchnorm6_num_batches_tracked[0]; /* cumulative average */
-  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, elu5_out, batchnorm6_weight, batchnorm6_bias, batchnorm6_running_mean,
-             batchnorm6_running_var, batchnorm6_mean, batchnorm6_var, batchnorm6_rstd, batchnorm6_xhat, batchnorm6_out);
+  bn_forward(n, 24, train, m, 0x1.4f8b588e368f1p-17, elu5_out, batchnorm6_weight, batchnorm6_bias,
+             batchnorm6_running_mean, batchnorm6_running_var, batchnorm6_mean, batchnorm6_var,
+             batchnorm6_rstd, batchnorm6_xhat, batchnorm6_out);
 }
 
 static void batchnorm6_backward(int n) {
-  bn_backward(n, 24, dbatchnorm6_out, batchnorm6_xhat, batchnorm6_weight, batchnorm6_rstd, batchnorm6_sdy, batchnorm6_sdyx, batchnorm6_k,
-              dbatchnorm6_weight, dbatchnorm6_bias, delu5_out);
+  bn_backward(n, 24, dbatchnorm6_out, batchnorm6_xhat, batchnorm6_weight, batchnorm6_rstd,
+              batchnorm6_sdy, batchnorm6_sdyx, batchnorm6_k, dbatchnorm6_weight, dbatchnorm6_bias,
+              delu5_out);
 }
 
 /* linear7: Linear(24, 32), (B, 24) -> (B, 32) */
@@ -324,20 +326,22 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
 }
 
 /* The figures of a leaky_relu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
-   a unit is dead when x <= 0 on every sample. */
-static void health_leaky_relu(int n, int C, const real *pre, const real *post,
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
+   a unit is dead when x <= 0 on every sample and position. */
+static void health_leaky_relu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
   for (int c = 0; c < C; c++) {
-    int flat = 1; /* on every sample so far */
-    for (int r = 0; r < n; r++) {
-      real x = pre[r * C + c], y = post[r * C + c];
-      (void)x, (void)y;
-      flat &= x <= 0;
-    }
+    int flat = 1; /* on every sample and position so far */
+    for (int r = 0; r < n; r++)
+      for (int s = 0; s < S; s++) {
+        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
+        (void)x, (void)y;
+        flat &= x <= 0;
+      }
     dead += flat;
   }
   out[RT_SATURATED] = NAN; /* not defined for leaky_relu */
@@ -345,20 +349,22 @@ static void health_leaky_relu(int n, int C, const real *pre, const real *post,
 }
 
 /* The figures of a elu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
-   a unit is dead when x <= 0 on every sample. */
-static void health_elu(int n, int C, const real *pre, const real *post,
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
+   a unit is dead when x <= 0 on every sample and position. */
+static void health_elu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
   for (int c = 0; c < C; c++) {
-    int flat = 1; /* on every sample so far */
-    for (int r = 0; r < n; r++) {
-      real x = pre[r * C + c], y = post[r * C + c];
-      (void)x, (void)y;
-      flat &= x <= 0;
-    }
+    int flat = 1; /* on every sample and position so far */
+    for (int r = 0; r < n; r++)
+      for (int s = 0; s < S; s++) {
+        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
+        (void)x, (void)y;
+        flat &= x <= 0;
+      }
     dead += flat;
   }
   out[RT_SATURATED] = NAN; /* not defined for elu */
@@ -366,12 +372,13 @@ static void health_elu(int n, int C, const real *pre, const real *post,
 }
 
 /* The figures of a silu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
    dead units are not defined. */
-static void health_silu(int n, int C, const real *pre, const real *post,
+static void health_silu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   out[RT_SATURATED] = NAN; /* not defined for silu */
   out[RT_DEAD] = NAN; /* not defined for silu */
 }
@@ -405,9 +412,9 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
-  health_leaky_relu(n, 48, layernorm1_out, leaky_relu2_out, out + 0); /* layers[2] */
-  health_elu(n, 24, linear4_out, elu5_out, out + 6); /* layers[5] */
-  health_silu(n, 32, linear7_out, silu8_out, out + 12); /* layers[8] */
+  health_leaky_relu(n, 48, 1, layernorm1_out, leaky_relu2_out, out + 0); /* layers[2] */
+  health_elu(n, 24, 1, linear4_out, elu5_out, out + 6); /* layers[5] */
+  health_silu(n, 32, 1, linear7_out, silu8_out, out + 12); /* layers[8] */
 }
 
 static RtTensor tensors[38] = {

@@ -202,20 +202,22 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
 }
 
 /* The figures of a elu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
-   a unit is dead when x <= 0 on every sample. */
-static void health_elu(int n, int C, const real *pre, const real *post,
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
+   a unit is dead when x <= 0 on every sample and position. */
+static void health_elu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
   for (int c = 0; c < C; c++) {
-    int flat = 1; /* on every sample so far */
-    for (int r = 0; r < n; r++) {
-      real x = pre[r * C + c], y = post[r * C + c];
-      (void)x, (void)y;
-      flat &= x <= 0;
-    }
+    int flat = 1; /* on every sample and position so far */
+    for (int r = 0; r < n; r++)
+      for (int s = 0; s < S; s++) {
+        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
+        (void)x, (void)y;
+        flat &= x <= 0;
+      }
     dead += flat;
   }
   out[RT_SATURATED] = NAN; /* not defined for elu */
@@ -228,7 +230,7 @@ static void health_elu(int n, int C, const real *pre, const real *post,
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  health_elu(n, 32, norm1_out, elu1_out, out + 0); /* hidden1 */
+  health_elu(n, 32, 1, norm1_out, elu1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[31] = {

@@ -199,12 +199,13 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
 }
 
 /* The figures of a silu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
    dead units are not defined. */
-static void health_silu(int n, int C, const real *pre, const real *post,
+static void health_silu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   out[RT_SATURATED] = NAN; /* not defined for silu */
   out[RT_DEAD] = NAN; /* not defined for silu */
 }
@@ -215,7 +216,7 @@ static void health_silu(int n, int C, const real *pre, const real *post,
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  health_silu(n, 128, norm1_out, silu1_out, out + 0); /* hidden1 */
+  health_silu(n, 128, 1, norm1_out, silu1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[25] = {

@@ -69,13 +69,15 @@ static void batchnorm1_forward(int n, int train) {
   if (train)
     batchnorm1_num_batches_tracked[0]++;
   double m = 0x1.999999999999ap-4; /* momentum 0.1 */
-  bn_forward(n, 256, train, m, 0x1.4f8b588e368f1p-17, linear0_out, batchnorm1_weight, batchnorm1_bias, batchnorm1_running_mean,
-             batchnorm1_running_var, batchnorm1_mean, batchnorm1_var, batchnorm1_rstd, batchnorm1_xhat, batchnorm1_out);
+  bn_forward(n, 256, train, m, 0x1.4f8b588e368f1p-17, linear0_out, batchnorm1_weight,
+             batchnorm1_bias, batchnorm1_running_mean, batchnorm1_running_var, batchnorm1_mean,
+             batchnorm1_var, batchnorm1_rstd, batchnorm1_xhat, batchnorm1_out);
 }
 
 static void batchnorm1_backward(int n) {
-  bn_backward(n, 256, dbatchnorm1_out, batchnorm1_xhat, batchnorm1_weight, batchnorm1_rstd, batchnorm1_sdy, batchnorm1_sdyx, batchnorm1_k,
-              dbatchnorm1_weight, dbatchnorm1_bias, dlinear0_out);
+  bn_backward(n, 256, dbatchnorm1_out, batchnorm1_xhat, batchnorm1_weight, batchnorm1_rstd,
+              batchnorm1_sdy, batchnorm1_sdyx, batchnorm1_k, dbatchnorm1_weight, dbatchnorm1_bias,
+              dlinear0_out);
 }
 
 /* relu2: relu, (B, 256) -> (B, 256) */
@@ -229,20 +231,22 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
 }
 
 /* The figures of a relu layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturation is not defined;
-   a unit is dead when y == 0 on every sample. */
-static void health_relu(int n, int C, const real *pre, const real *post,
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturation is not defined;
+   a unit is dead when y == 0 on every sample and position. */
+static void health_relu(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long dead = 0;
   for (int c = 0; c < C; c++) {
-    int flat = 1; /* on every sample so far */
-    for (int r = 0; r < n; r++) {
-      real x = pre[r * C + c], y = post[r * C + c];
-      (void)x, (void)y;
-      flat &= y == 0;
-    }
+    int flat = 1; /* on every sample and position so far */
+    for (int r = 0; r < n; r++)
+      for (int s = 0; s < S; s++) {
+        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
+        (void)x, (void)y;
+        flat &= y == 0;
+      }
     dead += flat;
   }
   out[RT_SATURATED] = NAN; /* not defined for relu */
@@ -250,25 +254,27 @@ static void health_relu(int n, int C, const real *pre, const real *post,
 }
 
 /* The figures of a tanh layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturated when y > R(0.97) || y < R(-0.97);
-   a unit is dead when saturated on every sample. */
-static void health_tanh(int n, int C, const real *pre, const real *post,
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturated when y > R(0.97) || y < R(-0.97);
+   a unit is dead when saturated on every sample and position. */
+static void health_tanh(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long saturated = 0, dead = 0;
   for (int c = 0; c < C; c++) {
-    int flat = 1; /* on every sample so far */
-    for (int r = 0; r < n; r++) {
-      real x = pre[r * C + c], y = post[r * C + c];
-      (void)x, (void)y;
-      int sat = y > R(0.97) || y < R(-0.97);
-      saturated += sat;
-      flat &= sat;
-    }
+    int flat = 1; /* on every sample and position so far */
+    for (int r = 0; r < n; r++)
+      for (int s = 0; s < S; s++) {
+        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
+        (void)x, (void)y;
+        int sat = y > R(0.97) || y < R(-0.97);
+        saturated += sat;
+        flat &= sat;
+      }
     dead += flat;
   }
-  out[RT_SATURATED] = (double)saturated / ((double)n * C);
+  out[RT_SATURATED] = (double)saturated / ((double)n * C * S);
   out[RT_DEAD] = (double)dead / C;
 }
 
@@ -301,8 +307,8 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
-  health_relu(n, 256, batchnorm1_out, relu2_out, out + 0); /* layers[2] */
-  health_tanh(n, 64, linear4_out, tanh5_out, out + 6); /* layers[5] */
+  health_relu(n, 256, 1, batchnorm1_out, relu2_out, out + 0); /* layers[2] */
+  health_tanh(n, 64, 1, linear4_out, tanh5_out, out + 6); /* layers[5] */
 }
 
 static RtTensor tensors[33] = {

@@ -142,25 +142,27 @@ static void health_moments(long len, const real *v, double *mean, double *std) {
 }
 
 /* The figures of a tanh layer from its input (pre) and output (post),
-   both (n, C), in RT_LAYER_FIGURES order: saturated when y > R(0.97) || y < R(-0.97);
-   a unit is dead when saturated on every sample. */
-static void health_tanh(int n, int C, const real *pre, const real *post,
+   both (n, C, S): C units (features, or channels of S positions), in
+   RT_LAYER_FIGURES order: saturated when y > R(0.97) || y < R(-0.97);
+   a unit is dead when saturated on every sample and position. */
+static void health_tanh(int n, int C, int S, const real *pre, const real *post,
                         double *out) {
-  health_moments((long)n * C, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
-  health_moments((long)n * C, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
+  health_moments((long)n * C * S, pre, &out[RT_PRE_MEAN], &out[RT_PRE_STD]);
+  health_moments((long)n * C * S, post, &out[RT_POST_MEAN], &out[RT_POST_STD]);
   long saturated = 0, dead = 0;
   for (int c = 0; c < C; c++) {
-    int flat = 1; /* on every sample so far */
-    for (int r = 0; r < n; r++) {
-      real x = pre[r * C + c], y = post[r * C + c];
-      (void)x, (void)y;
-      int sat = y > R(0.97) || y < R(-0.97);
-      saturated += sat;
-      flat &= sat;
-    }
+    int flat = 1; /* on every sample and position so far */
+    for (int r = 0; r < n; r++)
+      for (int s = 0; s < S; s++) {
+        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
+        (void)x, (void)y;
+        int sat = y > R(0.97) || y < R(-0.97);
+        saturated += sat;
+        flat &= sat;
+      }
     dead += flat;
   }
-  out[RT_SATURATED] = (double)saturated / ((double)n * C);
+  out[RT_SATURATED] = (double)saturated / ((double)n * C * S);
   out[RT_DEAD] = (double)dead / C;
 }
 
@@ -170,7 +172,7 @@ static void health_tanh(int n, int C, const real *pre, const real *post,
 static void health(int n, const unsigned char *x, const unsigned char *y,
                    double *out) {
   grad(n, x, y);
-  health_tanh(n, 128, fc1_out, tanh1_out, out + 0); /* hidden1 */
+  health_tanh(n, 128, 1, fc1_out, tanh1_out, out + 0); /* hidden1 */
 }
 
 static RtTensor tensors[9] = {

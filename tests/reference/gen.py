@@ -70,7 +70,10 @@ def write_idx(path, payload, dims):
         f.write(bytes(payload))
 
 
-IMAGES = "images-idx3-ubyte"  # the name also of 4-d files (n, C, H, W)
+def images(ndim):
+    """The image file's name after its dimensions: images-idx3-ubyte (n,
+    rows, cols) or images-idx4-ubyte (n, C, H, W)."""
+    return "images-idx%d-ubyte" % ndim
 
 
 def write_set(name, xtr, ytr, xte, yte, image):
@@ -78,9 +81,9 @@ def write_set(name, xtr, ytr, xte, yte, image):
     (rows, cols), a 3-d IDX file, or (C, H, W), a 4-d one."""
     d = os.path.join(HERE, "data", name)
     os.makedirs(d, exist_ok=True)
-    write_idx(os.path.join(d, "train-" + IMAGES), xtr, (len(ytr),) + tuple(image))
+    write_idx(os.path.join(d, "train-" + images(1 + len(image))), xtr, (len(ytr),) + tuple(image))
     write_idx(os.path.join(d, "train-labels-idx1-ubyte"), ytr, (len(ytr),))
-    write_idx(os.path.join(d, "t10k-" + IMAGES), xte, (len(yte),) + tuple(image))
+    write_idx(os.path.join(d, "t10k-" + images(1 + len(image))), xte, (len(yte),) + tuple(image))
     write_idx(os.path.join(d, "t10k-labels-idx1-ubyte"), yte, (len(yte),))
 
 
@@ -116,7 +119,8 @@ def load_set(name, prefix, shape):
     of shape features, (n, C, H, W) for an input [C, H, W] (a 3-d file
     has C = 1); labels (n)."""
     d = os.path.join(HERE, "data", name)
-    x, dims = read_idx(os.path.join(d, prefix + "-" + IMAGES))
+    four = os.path.exists(os.path.join(d, prefix + "-" + images(4)))
+    x, dims = read_idx(os.path.join(d, prefix + "-" + images(4 if four else 3)))
     y, _ = read_idx(os.path.join(d, prefix + "-labels-idx1-ubyte"))
     image = tuple(dims[1:]) if len(dims) == 4 else (1,) + tuple(dims[1:])
     flat = not isinstance(shape, list)

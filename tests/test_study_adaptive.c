@@ -1,0 +1,172 @@
+/*
+ * test_study_adaptive.c — adaptive seeds end to end (`mlpc STUDY.json
+ * --run` on data/mnist, tcc, one epoch of 5 batches):
+ *
+ *   - a study of three models, starting with 3 seeds, up to 8: the
+ *     terminal shows the seeds added, round by round; each model gets a
+ *     prefix of the seeds 0..7, the decided comparisons no more seeds than
+ *     they needed and the undecided ones all 8; report.md says per
+ *     comparison "decided after N seeds" or "undecided at max_seeds" and
+ *     marks the ranking's orders; a second start runs nothing;
+ *   - resuming: the database cut back to its first k runs, as a study
+ *     killed after k runs leaves it, for several k, and started again
+ *     (--jobs 1 or 2) ends with the very runs, study membership and
+ *     verdicts of the uninterrupted study.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "study_proc.h"
+
+static char tmp[] = "/tmp/mlpc_adaptXXXXXX";
+
+/* init=normal is far worse than the base; relu and tanh are close. */
+static const char study_text[] =
+  "{\"name\": \"ad\", \"base\": {\"hidden\": [16], \"init\": \"kaiming_normal\", "
+  "\"activation\": \"tanh\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, "
+  "\"epochs\": 1, \"max_batches\": 5}, "
+  "\"vary\": {\"activation\": [\"tanh\", \"relu\"], \"init\": [\"normal\"]}, "
+  "\"seeds\": [2, 0, 1], \"adaptive\": {\"max_seeds\": 8, \"alpha\": 0.05}}\n";
+
+/* Runs the study on database db, report into out; the exit status. */
+static int run(const char *db, const char *out, const char *jobs) {
+  const char *args[] = {fmt("%s/ad.json", tmp), "--run", "--backend", "tcc", "--jobs", jobs,
+                        "--db", db, "--out", out, NULL};
+  return run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
+}
+
+/* Fails with mlpc's messages if status is not 0. */
+static void expect_ok(int status) {
+  if (status) {
+    char *e = read_all(fmt("%s/stderr", tmp));
+    fail_msg("mlpc exited %d:\n%s", status, e);
+  }
+}
+
+/* report.md's section "Adaptive seeds", to its end. */
+static char *adaptive_section(const char *out) {
+  char *md = read_all(fmt("%s/report.md", out)), *s = strstr(md, "## Adaptive seeds");
+  assert_non_null(s);
+  memmove(md, s, strlen(s) + 1);
+  return md;
+}
+
+/* The study's membership: experiment and seed of every row. */
+static char *members(sqlite3 *d) {
+  sqlite3_stmt *st = NULL;
+  size_t cap = 1 << 14, len = 0;
+  char *out = calloc(1, cap);
+  sqlite3_prepare_v2(d, "SELECT experiment, seed FROM study_runs WHERE study = 'ad' ORDER BY "
+                        "experiment, seed", -1, &st, NULL);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    append(&out, &len, &cap, "%s %lld\n", sqlite3_column_text(st, 0),
+           sqlite3_column_int64(st, 1));
+  sqlite3_finalize(st);
+  return out;
+}
+
+/* The seeds of one experiment: they must be 0 .. n - 1; n. */
+static int seeds_of(sqlite3 *d, const char *exp) {
+  int n = (int)query_int(d, fmt("SELECT count(*) FROM study_runs WHERE study = 'ad' AND "
+                                "experiment = '%s'", exp));
+  assert_int_equal(query_int(d, fmt("SELECT max(seed) FROM study_runs WHERE study = 'ad' AND "
+                                    "experiment = '%s'", exp)), n - 1);
+  assert_in_range(n, 3, 8);
+  return n;
+}
+
+static int setup(void **state) {
+  (void)state;
+  if (!mkdtemp(tmp))
+    return -1;
+  FILE *f = fopen(fmt("%s/ad.json", tmp), "w");
+  fputs(study_text, f);
+  fclose(f);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return system(fmt("rm -rf %s", tmp));
+}
+
+/* ---- tests ---- */
+
+/* The whole study: rounds on the terminal, seeds, verdicts, a rerun. */
+static void test_end_to_end(void **state) {
+  (void)state;
+  const char *db = fmt("%s/full.sqlite", tmp), *out = fmt("%s/full", tmp);
+  expect_ok(run(db, out, "2"));
+  char *err = read_all(fmt("%s/stderr", tmp)), *so = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(err, "mlpc: adaptive: 3 of 3 comparisons undecided; another seed for "
+                              "base (seed 3), activation=relu (seed 3), init=normal "
+                              "(seed 3)\n"));
+  assert_non_null(strstr(so, "adaptive: 3 starting seeds, up to 8 a model (level 0.05)"));
+  assert_non_null(strstr(so, "\nadaptive seeds (e-value at least 60 decides):\n"));
+  sqlite3 *d = open_db(db);
+  int tanh = seeds_of(d, "activation=tanh"), relu = seeds_of(d, "activation=relu"),
+      normal = seeds_of(d, "init=normal");
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs"), tanh + relu + normal);
+  sqlite3_close(d);
+  char *md = adaptive_section(out);
+  /* a clear difference is decided early; a close one stays undecided */
+  assert_true(normal < 8);
+  assert_non_null(strstr(md, "| init=normal against base |"));
+  assert_non_null(strstr(md, fmt("decided after %d seeds: base lower", normal)));
+  assert_int_equal(tanh, 8);
+  assert_int_equal(relu, 8);
+  assert_non_null(strstr(md, "| activation=relu against base | 8 and 8 | undecided at "
+                             "max_seeds"));
+  assert_non_null(strstr(md, "1. base: 8 seeds, mean final test loss "));
+  assert_non_null(strstr(md, "; below base: not established\n3. init=normal: "));
+  assert_non_null(strstr(md, fmt("; below activation=relu: **established** after %d seeds\n",
+                                 normal)));
+  expect_ok(run(db, out, "2"));
+  free(so);
+  so = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(so, fmt("all %d already in", tanh + relu + normal)));
+  assert_null(strstr(so, "to run on"));
+  free(err), free(so), free(md);
+}
+
+/* Cut back to its first k runs and started again, the study ends as if
+   never interrupted. */
+static void test_resume(void **state) {
+  (void)state;
+  const char *full = fmt("%s/full.sqlite", tmp);
+  expect_ok(run(full, fmt("%s/full", tmp), "2"));
+  sqlite3 *d = open_db(full);
+  long long total = query_int(d, "SELECT count(*) FROM runs");
+  char *figs = all_figures(d), *memb = members(d), *md = adaptive_section(fmt("%s/full", tmp));
+  sqlite3_close(d);
+  long long cuts[] = {1, 9, 10, 13, total - 1};
+  for (int i = 0; i < 5; i++) {
+    const char *db = fmt("%s/cut%d.sqlite", tmp, i), *out = fmt("%s/cut%d", tmp, i);
+    assert_int_equal(system(fmt("cp %s %s", full, db)), 0);
+    assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+    const char *cut = fmt("DELETE FROM health WHERE run_id > %lld; DELETE FROM epochs WHERE "
+                          "run_id > %lld; DELETE FROM study_runs WHERE run_id > %lld; DELETE "
+                          "FROM runs WHERE id > %lld", cuts[i], cuts[i], cuts[i], cuts[i]);
+    assert_int_equal(sqlite3_exec(d, cut, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(d);
+    expect_ok(run(db, out, i % 2 ? "1" : "2"));
+    d = open_db(db);
+    char *f2 = all_figures(d), *m2 = members(d), *md2 = adaptive_section(out);
+    assert_string_equal(f2, figs);
+    assert_string_equal(m2, memb);
+    assert_string_equal(md2, md);
+    sqlite3_close(d);
+    free(f2), free(m2), free(md2);
+  }
+  free(figs), free(memb), free(md);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_end_to_end),
+    cmocka_unit_test(test_resume),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -22,9 +22,10 @@
  * needs it, and gets the new run's figures only if the new run repeats
  * the recorded one bit for bit. Versions 1 and 2 required an epoch's
  * train loss, which an epoch without a training step does not have:
- * opening them rebuilds the epochs table with the same rows. Versions 1
- * to 3 did not say which code trained a run (tiered runs move from tcc's
- * to gcc's): opening them adds the columns, NULL for the runs they hold.
+ * opening them rebuilds the epochs table with the same rows. Versions
+ * before ST_DB_SCHEMA_CODE did not say which code trained a run (tiered
+ * runs move from tcc's to gcc's): opening them adds the columns, NULL for
+ * the runs they hold.
  * A newer schema than ours is refused.
  *
  * A database is mlpc's when its PRAGMA application_id says so
@@ -203,21 +204,21 @@ static const char epochs_aside[] = "ALTER TABLE epochs RENAME TO epochs_v2";
 static const char moved_epochs[] = "INSERT INTO epochs SELECT * FROM epochs_v2; "
                                    "DROP TABLE epochs_v2";
 
-/* The columns version 4 added to the runs table. */
-static const char *const v4_columns[][2] = {
+/* The columns version ST_DB_SCHEMA_CODE added to the runs table. */
+static const char *const code_columns[][2] = {
   {"code", "TEXT"}, {"gcc_epoch", "INTEGER"}, {"gcc_step", "INTEGER"},
   {"gcc_test_batch", "INTEGER"},
 };
 
-/* Adds to the runs table the columns of version 4 it lacks; 0 or -1. */
-static int add_columns(sqlite3 *db, char *err, size_t errlen) {
+/* Adds to the runs table the code columns it lacks; 0 or -1. */
+static int add_code_columns(sqlite3 *db, char *err, size_t errlen) {
   char sql[256];
-  for (size_t i = 0; i < sizeof v4_columns / sizeof v4_columns[0]; i++) {
+  for (size_t i = 0; i < sizeof code_columns / sizeof code_columns[0]; i++) {
     snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = "
-             "'%s'", v4_columns[i][0]);
+             "'%s'", code_columns[i][0]);
     long long have = query_int(db, sql, err, errlen);
-    snprintf(sql, sizeof sql, "ALTER TABLE runs ADD COLUMN %s %s", v4_columns[i][0],
-             v4_columns[i][1]);
+    snprintf(sql, sizeof sql, "ALTER TABLE runs ADD COLUMN %s %s", code_columns[i][0],
+             code_columns[i][1]);
     if (have < 0 || (!have && exec(db, sql, err, errlen)))
       return -1;
   }
@@ -226,18 +227,18 @@ static int add_columns(sqlite3 *db, char *err, size_t errlen) {
 
 /* Says what an upgrade from version v changed. */
 static void upgrade_note(FILE *note, long long v, long long runs) {
-  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%s%s"
-          "each run says which code trained it, from now on); its %lld runs are kept%s\n", v,
-          ST_DB_SCHEMA, v < 2 ? "a table of health figures; " : "", v < 3 ? "an epoch's "
-          "train loss may be NULL, when it took no training step; " : "", runs,
+  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%s%s%s); "
+          "its %lld runs are kept%s\n", v, ST_DB_SCHEMA, v < 2 ? "a table of health figures; "
+          : "", v < 3 ? "an epoch's train loss may be NULL, when it took no training step; " : "",
+          v < ST_DB_SCHEMA_CODE ? "each run says which code trained it, from now on" : "", runs,
           v < 2 ? ", and a study run again adds the health figures of its runs" : "");
 }
 
 /* Brings the schema to ST_DB_SCHEMA inside the open transaction (0; 2 for
    a newer schema, the user's; -1 on an error): creates it, or upgrades
-   version 1 (adds the health table), 2 (rebuilds the epochs table) and 3
-   (adds the runs' code columns), or refuses a newer one. Notes an
-   upgrade. */
+   version 1 (adds the health table), 2 (rebuilds the epochs table) and
+   those before ST_DB_SCHEMA_CODE (adds the runs' code columns), or
+   refuses a newer one. Notes an upgrade. */
 static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   char set[128];
   long long v = query_int(db, "PRAGMA user_version", err, errlen);
@@ -250,12 +251,12 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
     return 2; /* the user's: another --db */
   }
   long long runs = v ? query_int(db, "SELECT count(*) FROM runs", err, errlen) : 0;
-  int old = v && v < ST_DB_SCHEMA, old_epochs = v && v < 3;
+  int old = v && v < ST_DB_SCHEMA, old_epochs = v && v < 3, no_code = v && v < ST_DB_SCHEMA_CODE;
   snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d",
            ST_DB_SCHEMA, ST_DB_APP_ID);
   if (runs < 0 || (old_epochs && exec(db, epochs_aside, err, errlen)) ||
       exec(db, schema, err, errlen) || (old_epochs && exec(db, moved_epochs, err, errlen)) ||
-      (old && add_columns(db, err, errlen)) || exec(db, set, err, errlen))
+      (no_code && add_code_columns(db, err, errlen)) || exec(db, set, err, errlen))
     return -1;
   if (old && note)
     upgrade_note(note, v, runs);

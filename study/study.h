@@ -169,8 +169,11 @@ typedef struct {
   RtWhere gcc_from;         /* TIER_RAN_BOTH: where gcc's code took over  */
 } StResult;
 
-/* The database's schema version (PRAGMA user_version). */
-#define ST_DB_SCHEMA 4
+/* The schema version that added the runs' code columns (db.c), which
+   upgrading an older database adds. */
+#define ST_DB_SCHEMA_CODE 4
+/* The database's schema version (PRAGMA user_version): the newest. */
+#define ST_DB_SCHEMA ST_DB_SCHEMA_CODE
 /* PRAGMA application_id of mlpc's databases: "mlpc" in ASCII. */
 #define ST_DB_APP_ID 0x6d6c7063
 

@@ -42,6 +42,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <sys/stat.h>
+#include "../study/study.h"
 #include "study_proc.h"
 #include "util.h"
 
@@ -450,14 +451,15 @@ static const char epochs_v2[] =
   "test_acc REAL NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (run_id, epoch)) WITHOUT ROWID; "
   "INSERT INTO epochs SELECT * FROM e; DROP TABLE e; ";
 
-/* The runs' columns of schema version 4 (the code that trained them),
-   which older mlpcs did not write. */
+/* The runs' columns of schema version ST_DB_SCHEMA_CODE (the code that
+   trained them), which older mlpcs did not write. */
 static const char runs_v3[] =
   "ALTER TABLE runs DROP COLUMN code; ALTER TABLE runs DROP COLUMN gcc_epoch; "
   "ALTER TABLE runs DROP COLUMN gcc_step; ALTER TABLE runs DROP COLUMN gcc_test_batch; ";
 
-/* Makes a database look as an older mlpc left it: schema version 3, 2,
-   or 1 (mlpc 0.1: no health table either). */
+/* Makes a database look as an older mlpc left it: schema version
+   ST_DB_SCHEMA_CODE - 1 (no code columns), 2 (nor a NULL train loss), or
+   1 (mlpc 0.1: no health table either). */
 static void downgrade_to(const char *db, int version) {
   sqlite3 *d;
   assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
@@ -503,14 +505,14 @@ static void test_old_schema(void **state) {
   char *before = recorded(dbp);
   expect_ok(run_study(file, dbp, fmt("%s/old", tmp), "2"));
   char *out = read_all(fmt("%s/stdout", tmp)), *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 4 (a table of "
-                              "health figures; an epoch's train loss may be NULL, when it "
-                              "took no training step; each run says which code trained it, "
-                              "from now on)"));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version 1 to %d (a "
+                                  "table of health figures; an epoch's train loss may be NULL, "
+                                  "when it took no training step; each run says which code "
+                                  "trained it, from now on)", ST_DB_SCHEMA)));
   assert_non_null(strstr(out, "6 already in"));
   assert_non_null(strstr(out, "6 of them recorded without health figures"));
   d = open_db(dbp);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code IS NULL"), 6);
   char *now = all_figures(d), *after = recorded(dbp);
   assert_string_equal(now, ref);        /* the health figures are there, the same */
@@ -546,17 +548,17 @@ static void test_old_schema_mismatch(void **state) {
   assert_int_equal(query_int(d, "SELECT test_loss = 1.5 FROM epochs WHERE run_id = 3 AND "
                                 "epoch = 2"), 1);
   sqlite3_close(d);
-  db_exec(db, "PRAGMA user_version = 5");
+  db_exec(db, fmt("PRAGMA user_version = %d", ST_DB_SCHEMA + 1));
   char *before = recorded(db);
   /* the user's error: another --db */
   assert_int_equal(run_study(file, db, fmt("%s/mismatch", tmp), "2"), 2);
   err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "the database's schema is version 5, newer than this mlpc's "
-                              "(4)"));
+  assert_non_null(strstr(err, fmt("the database's schema is version %d, newer than this "
+                                  "mlpc's (%d)", ST_DB_SCHEMA + 1, ST_DB_SCHEMA)));
   char *after = recorded(db);
   assert_string_equal(after, before);
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 5);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA + 1);
   sqlite3_close(d);
   free(err), free(before), free(after);
 }
@@ -584,12 +586,12 @@ static void test_no_step(void **state) {
                            data);
   expect_ok(run_study(study("nostep", nostep), db, dir, "2"));
   char *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 2 to 4 (an epoch's "
-                              "train loss may be NULL, when it took no training step; each run "
-                              "says which code trained it, from now on); its 6 runs are "
-                              "kept\n"));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version 2 to %d (an "
+                                  "epoch's train loss may be NULL, when it took no training "
+                                  "step; each run says which code trained it, from now on); "
+                                  "its 6 runs are kept\n", ST_DB_SCHEMA)));
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
   assert_int_equal(query_int(d, "SELECT count(*) FROM epochs WHERE train_loss IS NOT NULL"),
                    epochs);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE status = 'finished' AND "
@@ -695,20 +697,21 @@ static void test_tiered_gcc_fails(void **state) {
   free(err), free(fa), free(fb), free(path0);
 }
 
-/* A database of schema version 3 is upgraded: its runs say nothing of
-   their code (NULL), the runs recorded after it do. */
-static void test_schema_3(void **state) {
+/* A database of the schema before ST_DB_SCHEMA_CODE is upgraded: its
+   runs say nothing of their code (NULL), the runs recorded after it do. */
+static void test_schema_code(void **state) {
   (void)state;
   char db[256];
   snprintf(db, sizeof db, "%s/v3.sqlite", tmp);
   expect_ok(run_study(study("tiny1", one), db, fmt("%s/v3", tmp), "2"));
-  downgrade_to(db, 3);
+  downgrade_to(db, ST_DB_SCHEMA_CODE - 1);
   expect_ok(run_study(study("tiny", grid), db, fmt("%s/v3", tmp), "2"));
   char *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 3 to 4 (each run says "
-                              "which code trained it, from now on); its 6 runs are kept\n"));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version %d to %d (each "
+                                  "run says which code trained it, from now on); its 6 runs "
+                                  "are kept\n", ST_DB_SCHEMA_CODE - 1, ST_DB_SCHEMA)));
   sqlite3 *d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code IS NULL"), 6);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc'"), 6);
   sqlite3_close(d);
@@ -849,7 +852,7 @@ static void test_foreign_db(void **state) {
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4); /* upgraded to this mlpc's schema */
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA); /* upgraded to ours */
   sqlite3_close(d);
   downgrade_to(mine, 2);
   db_exec(mine, "PRAGMA application_id = 0; CREATE TABLE notes (text)"); /* not only mlpc's */
@@ -907,7 +910,7 @@ int main(void) {
     cmocka_unit_test(test_locked_db),
     cmocka_unit_test(test_tiered),
     cmocka_unit_test(test_tiered_gcc_fails),
-    cmocka_unit_test(test_schema_3),
+    cmocka_unit_test(test_schema_code),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

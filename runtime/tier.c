@@ -21,13 +21,31 @@
  * start), waiting for the object there if it is not ready yet; without
  * it, the tier looks every POLL_MS milliseconds, and when it moves
  * depends on when gcc ends, which changes no result.
+ *
+ * A tier's own build runs 10 lower in priority than the run (JIT_BESIDE):
+ * on an idle core at full speed, and on a busy machine taking what the
+ * run leaves, so that a short run is not slowed by a build it will never
+ * use. But on a machine with no idle core, where other processes keep
+ * every core busy, such a gcc gets next to nothing and a long run never
+ * moves. So once the run has lasted STARVED_SECONDS, if the load average
+ * over the last minute is at least the number of cores, the build is
+ * started again at the run's own priority, to take its share like any
+ * other process (a process cannot raise its priority back; what the
+ * niced build did is lost, little on such a machine). Checked every
+ * second after that; MLPC_TEST_RENICE_AFTER=N, for tests, does it after
+ * exactly N calls of the model, whatever the clock and the load.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "../mlpc.h"
 
 enum { POLL_MS = 10 };  /* how often a run looks for gcc's object        */
+/* How long a run leaves its gcc 10 lower before it looks at the load:
+   more than a build of make run's model takes on a free core (2.3 s of
+   CPU, docs/performance.md). */
+#define STARVED_SECONDS 3.0
 
 struct Tier {
   char *src;             /* the unit, for both compilers                 */
@@ -41,23 +59,27 @@ struct Tier {
   int state;             /* TIER_WAITING, TIER_READY, TIER_FAILED        */
   long calls;            /* calls of the model in this run               */
   long force;            /* MLPC_TEST_SWITCH_AFTER, or -1                */
+  long renice;           /* MLPC_TEST_RENICE_AFTER, or -1                */
+  int beside;            /* the build runs 10 lower than the run         */
   double next_poll;
+  double t0;             /* when the tier started                        */
+  double next_load;      /* when to look at the load next                */
   int on_gcc_from_start; /* this run started on gcc                      */
   RtWhere from;          /* where gcc took over in this run; epoch 0: not */
-  double ready;          /* seconds from the build's start to its end    */
+  double ready;          /* seconds from the tier's start to the object  */
 };
 
 const char *const tier_ran_names[] = {"tcc", "gcc", "tcc, then gcc"};
 
-/* MLPC_TEST_SWITCH_AFTER as a number of calls, or -1 when unset. */
-static long forced_switch(void) {
-  const char *s = getenv("MLPC_TEST_SWITCH_AFTER");
+/* A test knob (MLPC_TEST_...) as a number of calls, or -1 when unset. */
+static long knob(const char *name) {
+  const char *s = getenv(name);
   char *end;
   long n = s && *s ? strtol(s, &end, 10) : -1;
   return s && *s && !*end && n >= 0 ? n : -1;
 }
 
-int tier_forced(void) { return forced_switch() >= 0; }
+int tier_forced(void) { return knob("MLPC_TEST_SWITCH_AFTER") >= 0; }
 
 /* A tier without code yet; NULL out of memory. */
 static Tier *tier_alloc(const char *src, int dtype, const char *cache, char *err,
@@ -69,7 +91,10 @@ static Tier *tier_alloc(const char *src, int dtype, const char *cache, char *err
     return snprintf(err, errlen, "out of memory"), NULL;
   t->dtype = dtype;
   snprintf(t->cache, sizeof t->cache, "%s", cache);
-  t->force = forced_switch();
+  t->force = knob("MLPC_TEST_SWITCH_AFTER");
+  t->renice = knob("MLPC_TEST_RENICE_AFTER");
+  t->t0 = rt_now();
+  t->next_load = t->t0 + STARVED_SECONDS;
   t->state = TIER_WAITING;
   return t;
 }
@@ -136,7 +161,7 @@ static int ask(Tier *t, int wait) {
   int st = jit_build_poll(t->build, wait);
   if (st == JIT_BUILDING)
     return TIER_WAITING;
-  t->ready = jit_build_seconds(t->build);
+  t->ready = rt_now() - t->t0;
   if (st == JIT_BUILT)
     return TIER_READY;
   char why[2400];
@@ -145,20 +170,53 @@ static int ask(Tier *t, int wait) {
   return TIER_FAILED;
 }
 
+/* Whether the machine has no idle core: a load average over the last
+   minute of at least its number of cores. */
+static int busy(void) {
+  double load;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return getloadavg(&load, 1) == 1 && load >= (double)(cores > 0 ? cores : 1);
+}
+
+/* Stops the tier's build, 10 lower, and starts it again at the run's
+   priority (a warning if it cannot start). */
+static void renice(Tier *t) {
+  char e[2300], why[2400];
+  jit_build_free(t->build);
+  t->beside = 0;
+  t->build = jit_build_start(t->src, t->cache, JIT_USE_CACHE, e, sizeof e);
+  if (!t->build) {
+    snprintf(why, sizeof why, "gcc's object cannot be built: %s", e);
+    give_up(t, why);
+  }
+}
+
+/* Without MLPC_TEST_SWITCH_AFTER: whether to look for the object now
+   (every POLL_MS); first, from STARVED_SECONDS on, once a second, starts
+   a starved build again at the run's priority. */
+static int poll_due(Tier *t) {
+  double now = rt_now();
+  if (now < t->next_poll)
+    return 0;
+  t->next_poll = now + POLL_MS * 1e-3;
+  if (t->build && t->beside && t->renice < 0 && now >= t->next_load) {
+    t->next_load = now + 1;
+    if (busy())
+      renice(t);
+  }
+  return t->state != TIER_FAILED;
+}
+
 const RtNet *tier_next(void *tier, const RtWhere *at) {
   Tier *t = tier;
   long n = t->calls++;
   if (t->gcc || t->state == TIER_FAILED)
     return t->net;
+  if (n == t->renice && t->build && t->beside)
+    renice(t);
   int wait = t->force >= 0;
-  if (wait && n != t->force)
+  if (t->state == TIER_FAILED || (wait ? n != t->force : !poll_due(t)))
     return t->net;
-  if (!wait) {
-    double now = rt_now();
-    if (now < t->next_poll)
-      return t->net;
-    t->next_poll = now + POLL_MS * 1e-3;
-  }
   int st = ask(t, wait);
   if (st == TIER_READY)
     go_gcc(t, at);
@@ -180,6 +238,7 @@ Tier *tier_start(const char *src, int dtype, const char *cache, char *err, size_
   if (!t)
     return NULL;
   t->build = jit_build_start(src, cache, JIT_USE_CACHE | JIT_BESIDE, e, sizeof e);
+  t->beside = t->build != NULL;
   if (!t->build) {
     snprintf(why, sizeof why, "gcc's object cannot be built: %s", e);
     give_up(t, why);

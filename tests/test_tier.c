@@ -23,6 +23,9 @@
  *   gcc_fails    a gcc that fails, or is killed, while the run goes on:
  *                a warning, the run ends on tcc with the same results,
  *                exit 0
+ *   renice       a gcc 10 lower that gets nothing is started again at the
+ *                run's priority (MLPC_TEST_RENICE_AFTER, in place of the
+ *                clock and the load), and the run moves to its object
  *
  * Command-line checks run build/mlpc (MLPC_BIN, from CMake) in the source
  * directory, whose out/cache holds the gcc objects; the background and
@@ -34,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -359,6 +363,46 @@ static void test_gcc_fails(void **state) {
   free(path0);
 }
 
+/* A stand-in gcc first on PATH notes its priority; below the test's it
+   waits (as if it got no CPU), at the test's it runs gcc. Started again
+   after the first call at the run's priority, the build ends, and the
+   run moves at its fourth step. (The first may be stopped before it
+   notes anything.) */
+static void test_renice(void **state) {
+  (void)state;
+  const char *tcc[] = {"--backend", "tcc", NULL};
+  char script[1024], path[8192], *path0 = strdup(getenv("PATH")), niced[16], want[16];
+  char log[300];  /* tmp_path's buffers are reused */
+  snprintf(log, sizeof log, "%s", tmp_path("bin/nice.log"));
+  int me = getpriority(PRIO_PROCESS, 0);
+  snprintf(script, sizeof script, "#!/bin/sh\nn=$(nice)\necho $n >> %s\n[ $n -le %d ] || "
+           "exec sleep 300\nPATH=${PATH#*:} exec gcc \"$@\"\n", log, me);
+  Result a = run("models/bn_relu.json", NULL, tcc);
+  mkdir(tmp_path("bin"), 0700);
+  unlink(log);
+  assert_int_equal(util_write(tmp_path("bin/gcc"), script, strlen(script)), 0);
+  assert_int_equal(chmod(tmp_path("bin/gcc"), 0755), 0);
+  snprintf(path, sizeof path, "%s:%s", tmp_path("bin"), path0);
+  setenv("PATH", path, 1);
+  setenv("MLPC_TEST_RENICE_AFTER", "1", 1);
+  util_rmtree(tmp_path("run"));
+  Result b = run_in_tmp("models/bn_relu.json", "3");
+  unsetenv("MLPC_TEST_RENICE_AFTER");
+  setenv("PATH", path0, 1);
+  same_result("a run whose gcc was started again", &a, &b);
+  assert_string_equal(b.code, ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, "
+                      "\"step\": 4}");
+  size_t len;
+  char *got = util_slurp(log, &len);
+  snprintf(niced, sizeof niced, "%d\n", me + 10 < 19 ? me + 10 : 19);
+  snprintf(want, sizeof want, "%d\n", me);
+  if (strcmp(got, want) && (strncmp(got, niced, strlen(niced)) ||
+                            strcmp(got + strlen(niced), want)))
+    fail_msg("gcc's priorities, %s and %s expected:\n%s", niced, want, got);
+  free(got), free(path0);
+  free_result(&a), free_result(&b);
+}
+
 static int setup(void **state) {
   (void)state;
   char err[1024];
@@ -386,6 +430,7 @@ int main(void) {
     cmocka_unit_test(test_background),
     cmocka_unit_test(test_cached),
     cmocka_unit_test(test_gcc_fails),
+    cmocka_unit_test(test_renice),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

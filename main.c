@@ -26,6 +26,20 @@ static const char usage[] =
   "with --run, trains it on MNIST-shaped data, printing train loss, test\n"
   "loss and test accuracy after each epoch.\n"
   "\n"
+  "Training recipes are model keys (docs/model-format.md, \"The training\n"
+  "recipe\"), with PyTorch's semantics and names, which studies vary as any:\n"
+  "  \"schedule\"            the lr schedule: none, step (StepLR), cosine\n"
+  "                        (CosineAnnealingLR), onecycle (OneCycleLR), each\n"
+  "                        with an optional linear \"warmup\" of N steps\n"
+  "  \"clip_grad_norm\"      clip_grad_norm_'s max_norm, before every step\n"
+  "  \"label_smoothing\"     CrossEntropyLoss's, in training (tests use plain\n"
+  "                        cross-entropy)\n"
+  "  \"validation\"          samples held out of the training set (5000, or\n"
+  "                        a fraction: 0.1), by class, fixed by the seed;\n"
+  "                        their loss and accuracy are reported every epoch\n"
+  "  \"early_stopping\"      {\"patience\": N}: stop after N epochs without a\n"
+  "                        better validation loss, keeping the best epoch\n"
+  "\n"
   "Actions (at least one):\n"
   "  --run                 compile and train the model\n"
   "  --emit FILE.c         write a standalone trainer, one C file whose first\n"
@@ -368,12 +382,13 @@ static void emit_inference_files(const Args *A, const Ir *ir) {
 /* Prints what is about to be trained. */
 static void describe(const Ir *ir, FILE *info) {
   const Model *m = ir->m;
-  char layers[1024], lr[32];
+  char layers[1024], lr[32], recipe[512];
   ir_describe(ir, layers, sizeof layers);
   fe_show_real(lr, sizeof lr, m->opt.lr);  /* exactly, as a model file writes it */
-  fprintf(info, "mlpc %s: %s: %s, init %s, %s lr %s, batch %d, %s, seed %llu\n", MLPC_VERSION,
-          m->name, layers, init_names[m->init], opt_names[m->opt.type], lr, m->batch_size,
-          dtype_names[m->dtype], (unsigned long long)m->seed);
+  fe_describe_recipe(m, recipe, sizeof recipe);
+  fprintf(info, "mlpc %s: %s: %s, init %s, %s lr %s%s, batch %d, %s, seed %llu\n", MLPC_VERSION,
+          m->name, layers, init_names[m->init], opt_names[m->opt.type], lr, recipe,
+          m->batch_size, dtype_names[m->dtype], (unsigned long long)m->seed);
 }
 
 /* Compiles, initialises (or loads), trains and saves; the exit status. */

@@ -6,6 +6,7 @@
 #ifndef MLPC_H
 #define MLPC_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stddef.h>
 #include "frontend/model.h"
@@ -92,10 +93,11 @@ const char *ir_shape(const FeShape *s);
 
 /* ---- codegen/emit.c: C source ---- */
 
-/* A growing text buffer; emitf appends printf-style. Out of memory, a
-   buffer keeps the text it has, sets oom and ignores every later emitf,
-   so emitters need no checks of their own: the emit_* functions below
-   return -1 at the end instead. Its memory comes from fe_realloc. */
+/* A growing text buffer; emitf (vemitf, with a va_list) appends
+   printf-style. Out of memory, a buffer keeps the text it has, sets oom
+   and ignores every later emitf, so emitters need no checks of their
+   own: the emit_* functions below return -1 at the end instead. Its
+   memory comes from fe_realloc. */
 typedef struct {
   char *buf;
   size_t len, cap;
@@ -103,6 +105,7 @@ typedef struct {
 } Buf;
 
 void emitf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vemitf(Buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* The model's own code: sizes, tensors, per-layer kernels, the training
    step and evaluation (byte-identical for the same model). 0, or -1 when
    memory ran out (b->oom). */
@@ -123,6 +126,10 @@ size_t emit_static_bytes(const Ir *ir);
 int emit_check_size(const Ir *ir, char *err, size_t errlen);
 /* runtime/rmath.h's text: the math whose bits are mlpc's own. */
 const char *emit_rmath(void);
+/* Whether a layer is a BatchNorm that a one-sample batch gives one value
+   a channel, so that such a training batch is skipped: BatchNorm1d,
+   BatchNorm2d on 1 x 1 (RtNet.has_batchnorm). */
+int emit_has_batchnorm(const Ir *ir);
 
 /* ---- codegen/infer.c: standalone inference C ---- */
 
@@ -184,7 +191,9 @@ typedef struct Jit Jit;
   X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
   X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) \
   X(opt_adam) X(conv2d_forward) X(conv2d_backward) X(maxpool2d_forward) X(maxpool2d_backward) \
-  X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) X(bn2d_backward)
+  X(maxpool2d_relu_forward) X(maxpool2d_relu_backward) \
+  X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) X(bn2d_backward) X(clip_norm) \
+  X(clip_scale) X(xent_smooth) X(xent_smooth_backward)
 /* and act_NAME, act_NAME_back for each activation of runtime/acts.h */
 
 typedef void (*KernelFn)(void);

@@ -41,7 +41,12 @@ static void emit(Ctx *c) {
   Buf *b = c->g->b;
   int type = c->l->spec.act.type, C = c->l->out;
   const char *p = c->p, *name = act_names[type];
-  emitf(b, "/* %s: %s, %s -> %s */\n", p, name, ir_shape(&c->l->x), ir_shape(&c->l->y));
+  emitf(b, "/* %s: %s, %s -> %s", p, name, ir_shape(&c->l->x), ir_shape(&c->l->y));
+  if (gen_relu_pooled(c->g->ir, (int)(c->l - c->g->ir->layers))) {
+    emitf(b, ",\n   in %s's kernels (maxpool2d_relu_*) */\n\n", c->l[1].cname);
+    return;
+  }
+  emitf(b, " */\n");
   emitf(b, "static void %s_forward(int n) {\n"
         "  act_%s(n * %d, %s, %s_out, %s); /* y = %s */\n}\n\n",
         p, name, C, c->in, p, param(c->l), act_text[type].fwd);

@@ -21,13 +21,13 @@
 /* ---- the writer ---- */
 
 /* Appends printf-style text to b, unless b ran out of memory before. */
-void emitf(Buf *b, const char *fmt, ...) {
-  va_list ap;
+void vemitf(Buf *b, const char *fmt, va_list ap) {
   while (!b->oom) {
-    va_start(ap, fmt);
+    va_list aq;
+    va_copy(aq, ap);
     size_t room = b->cap - b->len;
-    int n = vsnprintf(b->buf ? b->buf + b->len : NULL, room, fmt, ap);
-    va_end(ap);
+    int n = vsnprintf(b->buf ? b->buf + b->len : NULL, room, fmt, aq);
+    va_end(aq);
     if (n < 0)
       abort(); /* unreachable: formats are ours */
     if ((size_t)n < room) {
@@ -40,6 +40,13 @@ void emitf(Buf *b, const char *fmt, ...) {
       b->buf = p, b->cap = cap;
     b->oom = !p;
   }
+}
+
+void emitf(Buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vemitf(b, fmt, ap);
+  va_end(ap);
 }
 
 /* Appends source text, dropping its local #include "..." lines (the
@@ -151,15 +158,16 @@ Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char 
 }
 
 /* The optimizer state each trained tensor carries. */
-static int opt_state_fields(const Optim *o, const char *fields[3]) {
+static int opt_state_fields(const Model *m, const char *fields[3]) {
+  const Optim *o = &m->opt;
   int n = 0;
-  if (o->type == OPT_SGD && o->momentum > 0)
+  if (o->type == OPT_SGD && fe_momentum_buffer(m))
     fields[n++] = "momentum_buffer";
   if (o->type == OPT_RMSPROP) {
     fields[n++] = "square_avg";
     if (o->centered)
       fields[n++] = "grad_avg";
-    if (o->momentum > 0)
+    if (fe_momentum_buffer(m))
       fields[n++] = "momentum_buffer";
   }
   if (o->type == OPT_ADAM || o->type == OPT_ADAMW) {
@@ -173,7 +181,7 @@ static int opt_state_fields(const Optim *o, const char *fields[3]) {
 static void plan_state(Gen *g) {
   int nparams = g->ntensors;
   const char *fields[3];
-  int nf = opt_state_fields(&g->m->opt, fields);
+  int nf = opt_state_fields(g->m, fields);
   for (int i = 0; i < nparams; i++) {
     if (!g->t[i].trained)
       continue;
@@ -271,7 +279,11 @@ static void emit_activation_decls(Gen *g) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;
-    if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
+    if (gen_relu_pooled(ir, i)) { /* no gradient of its own */
+      emitf(g->b, "static real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
+            l->out, ir_shape(&l->y));
+      gen_count(g, B * l->out, 1);
+    } else if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
       emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* %s */\n",
             p, l->out, p, l->out, ir_shape(&l->y));
       gen_count(g, 2 * B * l->out, 1);
@@ -288,7 +300,8 @@ static void emit_activation_decls(Gen *g) {
 const char *emit_rmath(void) { return rmath_h; }
 
 int gen_fused_sgd(const Model *m) {
-  return m->opt.type == OPT_SGD && m->opt.momentum == 0 && m->opt.weight_decay == 0;
+  return m->opt.type == OPT_SGD && !fe_momentum_buffer(m) && m->opt.weight_decay == 0 &&
+         m->clip_grad_norm == 0;
 }
 
 const LayerUnit *const layer_units[NLAYERS] = {
@@ -317,6 +330,12 @@ const char *gen_out_name(const Ir *ir, int i) {
   return s;
 }
 
+int gen_relu_pooled(const Ir *ir, int i) {
+  const Layer *l = &ir->layers[i];
+  return l->kind == L_ACT && l->spec.act.type == ACT_RELU && i + 1 < ir->nlayers &&
+         l[1].kind == L_MAXPOOL2D && strcmp(gen_out_name(ir, i - 1), "input");
+}
+
 /* Every layer's pair of functions, in forward order, each unit's own. */
 static void emit_layers(Gen *g) {
   for (int i = 0; i < g->ir->nlayers; i++) {
@@ -330,6 +349,38 @@ static void emit_layers(Gen *g) {
 
 /* ---- the optimizer ---- */
 
+/* Under a schedule (fe_scheduled) the lr is opt_hyper[0], which the
+   runtime sets before each step, and a cycled momentum (Adam's beta1)
+   opt_hyper[1]; otherwise both are constants of the code. Each text is
+   an expression of type double, as PyTorch's Python computes with it. */
+
+/* The lr. */
+static const char *lr_text(const Model *m) {
+  return fe_scheduled(m) ? "opt_hyper[0]" : gen_num(m->opt.lr);
+}
+
+const char *gen_neg_lr(const Model *m) {
+  return fe_scheduled(m) ? "-opt_hyper[0]" : gen_num(-m->opt.lr);
+}
+
+/* The momentum (SGD, RMSprop) or beta1 (Adam, AdamW), and one minus it. */
+static const char *momentum_text(const Model *m, int one_minus) {
+  const Optim *o = &m->opt;
+  double v = o->type == OPT_ADAM || o->type == OPT_ADAMW ? o->beta1 : o->momentum;
+  if (fe_cycles_momentum(m))
+    return one_minus ? "1 - opt_hyper[1]" : "opt_hyper[1]";
+  return gen_num(one_minus ? 1 - v : v);
+}
+
+/* AdamW's factor 1 - lr * weight_decay, as a text. */
+static const char *decay_text(const Model *m) {
+  static char s[64];
+  if (!fe_scheduled(m))
+    return gen_num(1 - m->opt.lr * m->opt.weight_decay);
+  snprintf(s, sizeof s, "1 - opt_hyper[0] * %s", gen_num(m->opt.weight_decay));
+  return s;
+}
+
 /* The update of one tensor, for the model's optimizer: a call of its
    kernel (runtime/kernels.h) on tensor p, its gradient dp, and up to three
    state tensors s0..s2 (opt_state_fields); absent state is passed as 0. */
@@ -338,18 +389,18 @@ static void emit_sgd(Gen *g) {
   emitf(g->b, "  opt_sgd(len, p, dp, %s, optimizer_step[0] == 1,\n"
         "          R(%s), R(%s), R(%s), %d, R(%s)); /* wd, momentum, 1 - dampening,"
         " nesterov, -lr */\n",
-        o->momentum > 0 ? "s0" : "0", gen_num(o->weight_decay), gen_num(o->momentum),
-        gen_num(1 - o->dampening), o->nesterov, gen_num(-o->lr));
+        fe_momentum_buffer(g->m) ? "s0" : "0", gen_num(o->weight_decay),
+        momentum_text(g->m, 0), gen_num(1 - o->dampening), o->nesterov, gen_neg_lr(g->m));
 }
 
 static void emit_rmsprop(Gen *g) {
   const Optim *o = &g->m->opt;
-  const char *buf = o->momentum > 0 ? o->centered ? "s2" : "s1" : "0";
+  const char *buf = fe_momentum_buffer(g->m) ? o->centered ? "s2" : "s1" : "0";
   emitf(g->b, "  opt_rmsprop(len, p, dp, s0, %s, %s,\n"
         "              R(%s), R(%s), R(%s), R(%s), R(%s), R(%s));"
         " /* wd, alpha, 1 - alpha, eps, momentum, -lr */\n",
         o->centered ? "s1" : "0", buf, gen_num(o->weight_decay), gen_num(o->alpha),
-        gen_num(1 - o->alpha), gen_num(o->eps), gen_num(o->momentum), gen_num(-o->lr));
+        gen_num(1 - o->alpha), gen_num(o->eps), momentum_text(g->m, 0), gen_neg_lr(g->m));
 }
 
 static void emit_adam(Gen *g) {
@@ -358,12 +409,13 @@ static void emit_adam(Gen *g) {
   emitf(g->b, "  double t = (double)optimizer_step[0];\n"
         "  real step_size = (real)(%s / (1 - pow(%s, t)));\n"
         "  real bc2_sqrt = (real)sqrt(1 - pow(%s, t));\n",
-        gen_num(o->lr), gen_num(o->beta1), gen_num(o->beta2));
+        lr_text(g->m), momentum_text(g->m, 0), gen_num(o->beta2));
   emitf(g->b, "  opt_adam(len, p, dp, s0, s1, R(%s), R(%s), R(%s), R(%s), R(%s), R(%s),\n"
         "           step_size, bc2_sqrt, R(%s));"
         " /* 1 - lr * wd (adamw), wd (adam), beta1, 1 - beta1, beta2, 1 - beta2 */\n",
-        gen_num(adamw ? 1 - o->lr * o->weight_decay : 1), gen_num(adamw ? 0 : o->weight_decay),
-        gen_num(o->beta1), gen_num(1 - o->beta1), gen_num(o->beta2), gen_num(1 - o->beta2), gen_num(o->eps));
+        adamw ? decay_text(g->m) : gen_num(1), gen_num(adamw ? 0 : o->weight_decay),
+        momentum_text(g->m, 0), momentum_text(g->m, 1), gen_num(o->beta2),
+        gen_num(1 - o->beta2), gen_num(o->eps));
 }
 
 typedef void EmitOpt(Gen *g);
@@ -373,6 +425,16 @@ static EmitOpt *const emit_opt[NOPTS] = {
   [OPT_ADAM] = emit_adam,
   [OPT_ADAMW] = emit_adam,
 };
+
+/* The lr and momentum the runtime sets under a schedule (RtNet.hyper). */
+static void emit_hyper(Gen *g) {
+  const Model *m = g->m;
+  int adam = m->opt.type == OPT_ADAM || m->opt.type == OPT_ADAMW;
+  if (fe_scheduled(m))
+    emitf(g->b, "/* the lr and the %s, which the runtime's schedule sets before each step */\n"
+          "static double opt_hyper[2] = {%s, %s};\n\n", adam ? "beta1" : "momentum",
+          gen_num(m->opt.lr), gen_num(adam ? m->opt.beta1 : m->opt.momentum));
+}
 
 /* The update function, then one call per trained tensor. */
 static void emit_optimizer(Gen *g) {
@@ -384,7 +446,7 @@ static void emit_optimizer(Gen *g) {
   emit_opt[o->type](g);
   emitf(b, "}\n\n");
   const char *fields[3];
-  int nf = opt_state_fields(o, fields);
+  int nf = opt_state_fields(g->m, fields);
   emitf(b, "static void optimizer_update(void) {\n  optimizer_step[0]++;\n");
   if (gen_fused_sgd(g->m))
     emitf(b, "  /* the linear weights: in backward(n, y, 1) */\n");
@@ -403,6 +465,33 @@ static void emit_optimizer(Gen *g) {
   emitf(b, "}\n\n");
 }
 
+/* clip_grads(), under "clip_grad_norm": torch.nn.utils.clip_grad_norm_
+   on every gradient, in the grad dtype as PyTorch 1.13 computes it: each
+   tensor's 2-norm, the 2-norm of those, clip_coef = 1 / (total + 1e-6)
+   * max_norm (Tensor.__rtruediv__ is a reciprocal and a product), and
+   each gradient times clip_coef where it is below 1 (PyTorch multiplies
+   by it clamped to 1, which changes nothing else). */
+static void emit_clip(Gen *g) {
+  Buf *b = g->b;
+  int n = 0;
+  if (g->m->clip_grad_norm == 0)
+    return;
+  for (int i = 0; i < g->ntensors; i++)
+    n += g->t[i].kind == RT_GRAD;
+  emitf(b, "/* clip_grad_norm_(parameters, max_norm %g): every gradient together */\n"
+        "static void clip_grads(void) {\n  real norms[%d] = {\n", g->m->clip_grad_norm, n);
+  for (int i = 0; i < g->ntensors; i++)
+    if (g->t[i].kind == RT_GRAD)
+      emitf(b, "    clip_norm(%ld, %s),\n", gen_numel(&g->t[i]), g->t[i].cname);
+  emitf(b, "  };\n  real coef = R(1) / (clip_norm(%d, norms) + R(%s)) * R(%s);\n"
+        "  if (!(coef >= 1)) { /* NaN too, as PyTorch's clamp */\n", n, gen_num(1e-6),
+        gen_num(g->m->clip_grad_norm));
+  for (int i = 0; i < g->ntensors; i++)
+    if (g->t[i].kind == RT_GRAD)
+      emitf(b, "    clip_scale(%ld, %s, coef);\n", gen_numel(&g->t[i]), g->t[i].cname);
+  emitf(b, "  }\n}\n\n");
+}
+
 /* ---- the step, evaluation and the table ---- */
 
 /* forward(n, train) and backward(n, y) over all layers. */
@@ -415,7 +504,7 @@ static void emit_passes(Gen *g) {
   emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
     const Layer *l = &ir->layers[i];
-    if (!layer_units[l->kind]->alias)
+    if (!layer_units[l->kind]->alias && !gen_relu_pooled(ir, i))
       emitf(b, "  %s_forward(n%s);\n", l->cname,
             layer_units[l->kind]->forward_train ? ", train" : "");
   }
@@ -423,7 +512,7 @@ static void emit_passes(Gen *g) {
   emitf(b, "}\n\nstatic void backward(int n, const unsigned char *y, int step) {\n"
         "  %sloss_backward(n, y);\n", fused ? "" : "(void)step;\n  ");
   for (int i = ir->nlayers - 2; i >= 0; i--)
-    if (!layer_units[ir->layers[i].kind]->alias)
+    if (!layer_units[ir->layers[i].kind]->alias && !gen_relu_pooled(ir, i))
       emitf(b, "  %s_backward(n%s);\n", ir->layers[i].cname,
             fused && ir->layers[i].kind == L_LINEAR ? ", step" : "");
   emitf(b, "}\n\n");
@@ -436,16 +525,18 @@ static void emit_entries(Gen *g) {
         "static double passes(int n, const unsigned char *x, const unsigned char *y, int step) {\n"
         "  long correct = 0;\n"
         "  load_input(n, x);\n  forward(n, 1);\n"
-        "  double loss = loss_forward(n, y, &correct) / n;\n"
+        "  double loss = loss_%sforward(n, y, &correct) / n;\n"
         "  backward(n, y, step);\n  return loss;\n}\n\n"
         "static double grad(int n, const unsigned char *x, const unsigned char *y) {\n"
         "  return passes(n, x, y, 0);\n}\n\n"
         "static double train_step(int n, const unsigned char *x, const unsigned char *y) {\n"
-        "  double loss = passes(n, x, y, 1);\n  optimizer_update();\n  return loss;\n}\n\n"
+        "  double loss = passes(n, x, y, 1);\n%s  optimizer_update();\n  return loss;\n}\n\n"
         "static void eval(int n, const unsigned char *x, const unsigned char *y,\n"
         "                 double *loss_sum, long *correct) {\n"
         "  load_input(n, x);\n  forward(n, 0);\n"
-        "  *loss_sum += loss_forward(n, y, correct);\n}\n\n");
+        "  *loss_sum += loss_forward(n, y, correct);\n}\n\n",
+        g->m->label_smoothing > 0 ? "train_" : "",
+        g->m->clip_grad_norm > 0 ? "  clip_grads();\n" : "");
 }
 
 /* ---- health figures (docs/health.md) ---- */
@@ -522,6 +613,9 @@ static void emit_health_entry(Gen *g, int buffers) {
     emitf(b, "  (void)out; /* no activation layer */\n");
   for (int i = 1; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
+    if (gen_relu_pooled(ir, i))
+      emitf(b, "  act_relu(n * %d, %s, %s_out, R(0)); /* in training, in %s */\n",
+            l->out, gen_out_name(ir, i - 1), l->cname, l[1].cname);
     if (layer_units[l->kind]->health) /* units: features, or channels of h·w */
       emitf(b, "  health_%s(n, %d, %d, %s, %s_out, out + %d); /* %s */\n",
             act_names[l->spec.act.type], l->y.c, l->y.h * l->y.w, gen_out_name(ir, i - 1),
@@ -562,9 +656,7 @@ static void emit_health_tables(Gen *g) {
   emitf(g->b, ",\n}; /* the figures each does not define */\n\n");
 }
 
-/* Whether a layer is a BatchNorm that a one-sample batch gives one value
-   a channel (such a batch is skipped): BatchNorm1d, BatchNorm2d on 1 x 1. */
-static int has_batchnorm(const Ir *ir) {
+int emit_has_batchnorm(const Ir *ir) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     if (l->kind == L_BATCHNORM || (l->kind == L_BATCHNORM2D && l->x.h * l->x.w == 1))
@@ -573,8 +665,37 @@ static int has_batchnorm(const Ir *ir) {
   return 0;
 }
 
-/* The tensor table and mlpc_net(). The rng field appears only when it is
-   not the default, so that models without it keep their bytes. */
+/* The training recipe the runtime follows (RtRecipe), when the model
+   has one: its lr schedule, validation split and early stopping. */
+static void emit_recipe(Gen *g) {
+  const Model *m = g->m;
+  const RtRecipe *r = &m->recipe;
+  static const char *const scheds[] = {
+#define NAME_(e, s) #e,
+    RT_SCHEDULES(NAME_)
+#undef NAME_
+  };
+  if (!fe_has_recipe(m))
+    return;
+  emitf(g->b, "/* the training recipe (docs/model-format.md): the runtime follows it */\n"
+        "static const RtRecipe recipe = {\n  .schedule = %s, .lr = %s,\n"
+        "  .step_size = %d, .gamma = %s, .T_max = %d, .eta_min = %s,\n",
+        scheds[r->schedule], gen_num(m->opt.lr), r->step_size, gen_num(r->gamma), r->T_max,
+        gen_num(r->eta_min));
+  emitf(g->b, "  .max_lr = %s, .total_steps = %ld, .pct_start = %s, .anneal = %s,\n"
+        "  .div_factor = %s, .final_div_factor = %s, .cycle_momentum = %d,\n"
+        "  .base_momentum = %s, .max_momentum = %s,\n",
+        gen_num(r->max_lr), r->total_steps, gen_num(r->pct_start),
+        r->anneal == RT_ANNEAL_COS ? "RT_ANNEAL_COS" : "RT_ANNEAL_LINEAR",
+        gen_num(r->div_factor), gen_num(r->final_div_factor), r->cycle_momentum,
+        gen_num(r->base_momentum), gen_num(r->max_momentum));
+  emitf(g->b, "  .warmup = %ld, .val_count = %ld, .val_fraction = %s, .patience = %d,\n};\n\n",
+        r->warmup, r->val_count, gen_num(r->val_fraction), r->patience);
+}
+
+/* The tensor table and mlpc_net(). The rng, recipe and hyper fields
+   appear only when they are not the default, so that models without them
+   keep their bytes. */
 static void emit_table(Gen *g) {
   Buf *b = g->b;
   const Model *m = g->m;
@@ -596,6 +717,7 @@ static void emit_table(Gen *g) {
   }
   emitf(b, "};\n\n");
   emit_health_tables(g);
+  emit_recipe(g);
   emitf(b, "static const RtNet net = {\n  .name = ");
   emit_cstring(b, m->name);
   if (m->shape[0])
@@ -605,13 +727,17 @@ static void emit_table(Gen *g) {
         "  .ntensors = %d,\n  .tensors = tensors,\n"
         "  .train_step = train_step,\n  .eval = eval,\n  .grad = grad,\n"
         "  .health = health,\n  .nhidden = %d,\n  .health_names = %s,\n"
-        "  .health_na = %s,\n  .sequential = %d,\n};\n\n"
-        "const RtNet *mlpc_net(void) { return &net; }\n",
+        "  .health_na = %s,\n  .sequential = %d,\n",
         m->input, m->output, m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
         inits[m->init], m->rng == RT_RNG_TORCH ? "\n  .rng = RT_RNG_TORCH," : "",
-        has_batchnorm(g->ir), g->ntensors, g->ir->nhealth,
+        emit_has_batchnorm(g->ir), g->ntensors, g->ir->nhealth,
         g->ir->nhealth ? "health_names" : "0", g->ir->nhealth ? "health_na" : "0",
         g->ir->sequential);
+  if (fe_has_recipe(m))
+    emitf(b, "  .recipe = &recipe,\n");
+  if (fe_scheduled(m))
+    emitf(b, "  .hyper = opt_hyper,\n");
+  emitf(b, "};\n\nconst RtNet *mlpc_net(void) { return &net; }\n");
 }
 
 /* A one-line description of the model, for the header comment. */
@@ -634,9 +760,11 @@ int emit_model(const Ir *ir, Buf *b) {
   emit_banner(&g);
   emitf(b, "enum { B = %d }; /* the largest batch */\n\n", g.m->batch_size);
   emit_tensor_decls(&g);
+  emit_hyper(&g);
   emit_activation_decls(&g);
   emit_layers(&g);
   emit_optimizer(&g);
+  emit_clip(&g);
   emit_passes(&g);
   emit_entries(&g);
   emit_health(&g);
@@ -733,6 +861,8 @@ int emit_trainer(const Ir *ir, Buf *b) {
   paste(b, idx_c);
   paste(b, rng_c);
   paste(b, trng_c);
+  paste(b, sched_c);
+  paste(b, split_c);
   paste(b, train_c);
   paste(b, health_c);
   emitf(b, "\n/* ---- the model's defaults ---- */\n");

@@ -70,9 +70,17 @@ void gen_count(Gen *g, size_t n, int is_real);
 /* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7"
    (a ring of 8 buffers). */
 const char *gen_num(double v);
-/* Whether the optimizer is plain SGD (no momentum, no weight decay),
-   whose update of a linear weight fuses into its gradient. */
+/* Whether layer i is a relu that the max pooling right after it
+   computes in training (maxpool2d_relu_*): its input has a gradient. The
+   relu's output buffer is then filled only for the health figures. */
+int gen_relu_pooled(const Ir *ir, int i);
+/* Whether the optimizer is plain SGD (no momentum, no weight decay, no
+   gradient clipping), whose update of a linear weight fuses into its
+   gradient. */
 int gen_fused_sgd(const Model *m);
+/* The optimizer's -lr as C source: a constant, or under a schedule the
+   runtime's value ("-opt_hyper[0]"). */
+const char *gen_neg_lr(const Model *m);
 
 /* ---- inference C (codegen/infer.c) ---- */
 

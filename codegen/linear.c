@@ -49,7 +49,7 @@ static void emit(Ctx *c) {
   if (fused)
     emitf(b, "  if (step)\n"
           "    mm_dw_sgd(n, %d, %d, d%s_out, %s, d%s_weight, %s_weight, R(%s)); /* -lr */\n"
-          "  else\n  ", O, I, p, c->in, p, p, gen_num(-c->g->m->opt.lr));
+          "  else\n  ", O, I, p, c->in, p, p, gen_neg_lr(c->g->m));
   emitf(b, "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n", O, I, p, c->in, p);
   if (c->l->spec.bias)
     emitf(b, "  mm_db(n, %d, d%s_out, d%s_bias);\n", O, p, p);

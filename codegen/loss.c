@@ -2,7 +2,10 @@
  * loss.c — cross-entropy over the logits, through log-sum-exp
  * (runtime/kernels.h's xent_forward and xent_backward): forward returns
  * the summed loss of the n rows and counts the rows whose arg max is the
- * label. It closes every model; inference C has no loss.
+ * label. It closes every model; inference C has no loss. Under label
+ * smoothing, training (loss_train_forward, and loss_backward) takes
+ * CrossEntropyLoss(label_smoothing=eps), and evaluation plain
+ * cross-entropy (loss_forward).
  */
 #include "gen.h"
 
@@ -14,9 +17,35 @@ static void decls(Gen *g, const Layer *l) {
   gen_count(g, (size_t)g->m->batch_size * (1 + l->out), 1);
 }
 
+/* Label smoothing's training loss and its gradient (kernels.h's
+   xent_smooth): the smoothed target on the label, off it elsewhere. */
+static void emit_smoothing(Ctx *c) {
+  int K = c->l->out;
+  double eps = c->g->m->label_smoothing;
+  const char *z = c->in;
+  emitf(c->g->b, "/* loss: CrossEntropyLoss(label_smoothing=%g) over (B, %d) logits in "
+        "training, plain cross-entropy in evaluation */\n", eps, K);
+  emitf(c->g->b,
+        "static double loss_forward(int n, const unsigned char *y, long *correct) {\n"
+        "  return xent_forward(n, %d, %s, y, loss_lse, loss_exp, correct);\n}\n\n"
+        "static double loss_train_forward(int n, const unsigned char *y, long *correct) {\n"
+        "  double nll = xent_forward(n, %d, %s, y, loss_lse, loss_exp, correct);\n"
+        "  return xent_smooth(n, %d, %s, loss_lse, nll, %s);\n}\n\n",
+        K, z, K, z, K, z, gen_num(eps));
+  emitf(c->g->b,
+        "static void loss_backward(int n, const unsigned char *y) {\n"
+        "  xent_smooth_backward(n, %d, %s, loss_lse, y, d%s, R(%s), R(%s));"
+        " /* 1 - eps, eps / classes */\n}\n",
+        K, z, z, gen_num(1 - eps), gen_num(eps / K));
+}
+
 static void emit(Ctx *c) {
   int K = c->l->out;
   const char *z = c->in;
+  if (c->g->m->label_smoothing > 0) {
+    emit_smoothing(c);
+    return;
+  }
   emitf(c->g->b, "/* loss: cross-entropy over (B, %d) logits */\n", K);
   emitf(c->g->b,
         "static double loss_forward(int n, const unsigned char *y, long *correct) {\n"

@@ -17,6 +17,19 @@ static void decls(Gen *g, const Layer *l) {
   g->bytes += (size_t)g->m->batch_size * l->out * sizeof(int);
 }
 
+/* Max pooling of the relu before it, whose input is x: one kernel pair,
+   the backward's dx that of relu's input. */
+static void emit_relu_pooled(Ctx *c, const char *geo, const char *x) {
+  Buf *b = c->g->b;
+  const char *p = c->p;
+  emitf(b, "static void %s_forward(int n) { /* %s(relu(%s)) */\n", p, p, x);
+  gen_call(b, "  maxpool2d_relu_forward(", "n, %s, %s, %s_out, %s_arg", geo, x, p, p);
+  emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
+  gen_call(b, "  maxpool2d_relu_backward(", "n, %s, d%s_out, %s_arg, %s_out, d%s", geo, p, p, p,
+           x);
+  emitf(b, "}\n\n");
+}
+
 static void emit(Ctx *c) {
   Buf *b = c->g->b;
   const Layer *l = c->l;
@@ -31,6 +44,11 @@ static void emit(Ctx *c) {
         "   (B, %d, %d, %d) -> (B, %d, %d, %d) */\n",
         p, l->kind == L_MAXPOOL2D ? "MaxPool2d" : "AvgPool2d", s->kernel[0], s->kernel[1],
         s->stride[0], s->stride[1], l->x.c, l->x.h, l->x.w, l->y.c, l->y.h, l->y.w);
+  int i = (int)(l - c->g->ir->layers);
+  if (i > 0 && gen_relu_pooled(c->g->ir, i - 1)) {
+    emit_relu_pooled(c, geo, gen_out_name(c->g->ir, i - 2));
+    return;
+  }
   emitf(b, "static void %s_forward(int n) {\n  %spool2d_forward(n, %s, %s, %s_out%s);\n}\n\n",
         p, kind, geo, c->in, p, arg);
   emitf(b, "static void %s_backward(int n) {\n", p);

@@ -205,6 +205,7 @@ static const Range POSITIVE = {"a positive number", 0, HUGE_VAL, 1, 0};
 static const Range NONNEG = {"a non-negative number", 0, HUGE_VAL, 0, 0};
 static const Range UNIT = {"in [0, 1]", 0, 1, 0, 0};
 static const Range UNIT_OPEN = {"in [0, 1)", 0, 1, 0, 1};
+static const Range OPEN_UNIT = {"in (0, 1)", 0, 1, 1, 1};
 
 /* Whether d lies in r. */
 static int in_range(const Range *r, double d) {
@@ -315,8 +316,9 @@ static int key_names(const Object *o, int type, const char **names) {
   return n;
 }
 
-enum { NTAGGED = 3 };
-static const Object *const tagged[NTAGGED];  /* norm, activation, optimizer */
+enum { NTAGGED = 4 };
+static const Object *const tagged[NTAGGED];  /* norm, activation, optimizer,
+                                                schedule */
 
 /* Writes "'norm.eps' or 'optimizer.eps'" for a key that belongs inside
    the tagged objects; returns how many there were. */
@@ -341,7 +343,7 @@ static int unknown_key(Ctx *c, const Object *o, int type, const char *key) {
     snprintf(owner, sizeof owner, " for %s", o->names[type]);
   if ((near = fe_closest(key, names, n)))
     return fail(c, "unknown key '%s'%s (did you mean '%s'?)", p, owner, near);
-  if (type < 0 && nested_hint(hint, sizeof hint, key))
+  if (type < 0 && !o->what && nested_hint(hint, sizeof hint, key))
     return fail(c, "unknown key '%s' (did you mean %s?)", p, hint);
   fe_join(list, sizeof list, names, n);
   return fail(c, "unknown key '%s'%s; expected one of %s", p, owner, list);
@@ -555,7 +557,9 @@ static const Object opt_object = {
   "optimizer", opt_names, NOPTS, opt_fields, opt_reset, opt_finish,
 };
 
-static const Object *const tagged[NTAGGED] = {&norm_object, &act_object, &opt_object};
+static const Object sched_object;
+static const Object *const tagged[NTAGGED] = {&norm_object, &act_object, &opt_object,
+                                              &sched_object};
 
 /* -- layers: each entry of "layers", a type-tagged object -- */
 
@@ -688,6 +692,214 @@ static const Object layer_object = {
   "layer", layer_kind_names, NLAYER_KINDS, layer_fields, layer_reset, layer_finish,
 };
 
+/* ---- the training recipe: the lr schedule, gradient clipping, label
+   smoothing, validation and early stopping (PyTorch's names) ---- */
+
+/* -- schedule -- */
+
+/* Selects a schedule with PyTorch's defaults; the required keys (step_size,
+   T_max, max_lr) at 0 until given, the momenta at NaN (not given). */
+static void sched_reset(Model *m, int type) {
+  RtRecipe *r = &m->recipe;
+  r->schedule = type;
+  r->step_size = r->T_max = 0;
+  r->gamma = 0.1, r->eta_min = 0, r->max_lr = 0, r->total_steps = 0;
+  r->pct_start = 0.3, r->anneal = RT_ANNEAL_COS, r->div_factor = 25;
+  r->final_div_factor = 1e4, r->cycle_momentum = 1, r->warmup = 0;
+  r->base_momentum = r->max_momentum = NAN;
+}
+
+/* schedule.step_size (step): StepLR's period, in epochs. */
+static int check_step_size(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, 1000000, &m->recipe.step_size);
+}
+
+/* schedule.gamma (step): > 0. */
+static int check_gamma(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &POSITIVE, &m->recipe.gamma);
+}
+
+/* schedule.T_max (cosine): CosineAnnealingLR's half period, in epochs. */
+static int check_t_max(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, 1000000, &m->recipe.T_max);
+}
+
+/* schedule.eta_min (cosine): >= 0. */
+static int check_eta_min(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &NONNEG, &m->recipe.eta_min);
+}
+
+/* schedule.max_lr (onecycle): > 0. */
+static int check_max_lr(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &POSITIVE, &m->recipe.max_lr);
+}
+
+/* schedule.total_steps (onecycle): the cycle's steps. */
+static int check_total_steps(Ctx *c, json_t *v, Model *m) {
+  long long x = 0;
+  if (get_int(c, v, 1, 1LL << 40, &x))
+    return -1;
+  m->recipe.total_steps = (long)x;
+  return 0;
+}
+
+/* schedule.pct_start (onecycle): in (0, 1). */
+static int check_pct_start(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &OPEN_UNIT, &m->recipe.pct_start);
+}
+
+/* schedule.anneal_strategy (onecycle): "cos" or "linear". */
+static int check_anneal(Ctx *c, json_t *v, Model *m) {
+  return get_enum(c, v, "anneal_strategy", anneal_names, RT_NANNEALS, &m->recipe.anneal);
+}
+
+/* schedule.div_factor (onecycle): > 0. */
+static int check_div_factor(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &POSITIVE, &m->recipe.div_factor);
+}
+
+/* schedule.final_div_factor (onecycle): > 0. */
+static int check_final_div(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &POSITIVE, &m->recipe.final_div_factor);
+}
+
+/* schedule.cycle_momentum (onecycle): a boolean. */
+static int check_cycle_momentum(Ctx *c, json_t *v, Model *m) {
+  return get_bool(c, v, &m->recipe.cycle_momentum);
+}
+
+/* schedule.base_momentum (onecycle): in (0, 1). */
+static int check_base_momentum(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &OPEN_UNIT, &m->recipe.base_momentum);
+}
+
+/* schedule.max_momentum (onecycle): in (0, 1). */
+static int check_max_momentum(Ctx *c, json_t *v, Model *m) {
+  return get_real(c, v, &OPEN_UNIT, &m->recipe.max_momentum);
+}
+
+/* schedule.warmup (any): steps of linear warm-up; 0: none. */
+static int check_warmup(Ctx *c, json_t *v, Model *m) {
+  long long x = 0;
+  if (get_int(c, v, 0, INT_MAX, &x))
+    return -1;
+  m->recipe.warmup = (long)x;
+  return 0;
+}
+
+/* Checks across the schedule's keys: the one each type requires (as
+   PyTorch's constructors do), and the momenta only for a cycled one. */
+static int sched_finish(Ctx *c, Model *m) {
+  RtRecipe *r = &m->recipe;
+  static const char *const need[RT_NSCHEDULES] = {
+    [RT_SCHED_STEP] = "step_size' (StepLR's period, in epochs",
+    [RT_SCHED_COSINE] = "T_max' (CosineAnnealingLR's half period, in epochs",
+    [RT_SCHED_ONECYCLE] = "max_lr' (OneCycleLR's peak learning rate"};
+  int have[RT_NSCHEDULES] = {1, r->step_size > 0, r->T_max > 0, r->max_lr > 0};
+  if (!have[r->schedule])
+    return fail(c, "missing key '%s)", need[r->schedule]);
+  const char *given = !isnan(r->base_momentum) ? "base_momentum"
+                      : !isnan(r->max_momentum) ? "max_momentum" : NULL;
+  if (given && !r->cycle_momentum) {
+    enter(c, given);
+    return fail(c, "'%s' applies to a cycled momentum only, and cycle_momentum is false",
+                given);
+  }
+  r->base_momentum = isnan(r->base_momentum) ? 0.85 : r->base_momentum;
+  r->max_momentum = isnan(r->max_momentum) ? 0.95 : r->max_momentum;
+  return 0;
+}
+
+#define S(k) T(RT_SCHED_##k)
+static const Field sched_fields[] = {
+  {"step_size",        S(STEP),     check_step_size},
+  {"gamma",            S(STEP),     check_gamma},
+  {"T_max",            S(COSINE),   check_t_max},
+  {"eta_min",          S(COSINE),   check_eta_min},
+  {"max_lr",           S(ONECYCLE), check_max_lr},
+  {"total_steps",      S(ONECYCLE), check_total_steps},
+  {"pct_start",        S(ONECYCLE), check_pct_start},
+  {"anneal_strategy",  S(ONECYCLE), check_anneal},
+  {"div_factor",       S(ONECYCLE), check_div_factor},
+  {"final_div_factor", S(ONECYCLE), check_final_div},
+  {"cycle_momentum",   S(ONECYCLE), check_cycle_momentum},
+  {"base_momentum",    S(ONECYCLE), check_base_momentum},
+  {"max_momentum",     S(ONECYCLE), check_max_momentum},
+  {"warmup",           ALL,         check_warmup},
+  {NULL, 0, NULL},
+};
+#undef S
+
+static const Object sched_object = {
+  "schedule", sched_names, RT_NSCHEDULES, sched_fields, sched_reset, sched_finish,
+};
+
+/* schedule: a name or an object. */
+static int check_schedule(Ctx *c, json_t *v, Model *m) {
+  return check_tagged(c, v, &sched_object, m);
+}
+
+/* -- the other keys of the recipe -- */
+
+/* clip_grad_norm: clip_grad_norm_'s max_norm, > 0; null: none. */
+static int check_clip(Ctx *c, json_t *v, Model *m) {
+  m->clip_grad_norm = 0;
+  return !c->flag && json_is_null(v) ? 0 : get_real(c, v, &POSITIVE, &m->clip_grad_norm);
+}
+
+/* label_smoothing: CrossEntropyLoss's, in [0, 1]; -0 is 0. */
+static int check_smoothing(Ctx *c, json_t *v, Model *m) {
+  int rc = get_real(c, v, &UNIT, &m->label_smoothing);
+  m->label_smoothing += 0.0;
+  return rc;
+}
+
+static const Range FRACTION = {"a fraction in (0, 1) (a number of samples is an integer)",
+                               0, 1, 1, 1};
+
+/* validation: samples held out of the training set, an integer (0:
+   none), or a fraction of it, a number in (0, 1). */
+static int check_validation(Ctx *c, json_t *v, Model *m) {
+  RtRecipe *r = &m->recipe;
+  long long x = 0;
+  r->val_count = 0, r->val_fraction = 0;
+  if (!c->flag && json_is_real(v))
+    return get_real(c, v, &FRACTION, &r->val_fraction);
+  if (!c->flag && !json_is_integer(v))
+    return fail(c, "expected a number of samples (5000) or a fraction of the training set "
+                "(0.1), got %s", got(c, v));
+  if (get_int(c, v, 0, INT_MAX, &x))
+    return -1;
+  r->val_count = (long)x;
+  return 0;
+}
+
+/* early_stopping.patience: epochs without a better validation loss. */
+static int check_patience(Ctx *c, json_t *v, Model *m) {
+  return get_small_int(c, v, 1, 100000, &m->recipe.patience);
+}
+
+static const Field stop_fields[] = {
+  {"patience", ALL, check_patience},
+  {NULL, 0, NULL},
+};
+
+static const Object stop_object = {"early_stopping", NULL, 0, stop_fields, NULL, NULL};
+
+/* early_stopping: {"patience": N}; null: none. */
+static int check_early_stopping(Ctx *c, json_t *v, Model *m) {
+  m->recipe.patience = 0;
+  if (!c->flag && json_is_null(v))
+    return 0;
+  if (c->flag || !json_is_object(v))
+    return fail(c, "expected an object such as {\"patience\": 3}, or null, got %s", got(c, v));
+  if (check_keys(c, v, &stop_object, -1, m))
+    return -1;
+  if (!m->recipe.patience)
+    return fail(c, "missing key 'patience' (epochs without a better validation loss before "
+                "training stops)");
+  return 0;
+}
 
 
 /* ---- the top level ---- */
@@ -859,6 +1071,11 @@ static const Field top_fields[] = {
   {"data",        ALL, check_data},
   {"max_batches", ALL, check_max_batches},
   {"dtype",       ALL, check_dtype},
+  {"schedule",    ALL, check_schedule},
+  {"clip_grad_norm", ALL, check_clip},
+  {"label_smoothing", ALL, check_smoothing},
+  {"validation",  ALL, check_validation},
+  {"early_stopping", ALL, check_early_stopping},
   {NULL, 0, NULL},
 };
 
@@ -1095,13 +1312,45 @@ static int check_layer_constants(Ctx *c, const Model *m) {
   return 0;
 }
 
+/* The recipe's reals, checked as check_constants checks the optimizer's
+   (check_in_dtype): what the code uses in the model's dtype, and
+   OneCycleLR's lrs as it computes them in double from its keys. Early
+   stopping watches a validation split, which the model must have. */
+static int check_recipe(Ctx *c, const Model *m) {
+  const RtRecipe *r = &m->recipe;
+  int cyc = r->schedule == RT_SCHED_ONECYCLE, M = m->dtype;
+  double init = r->max_lr / r->div_factor;
+  const struct {
+    const char *path, *what;
+    double v;
+  } k[] = {
+    {"schedule.eta_min", "eta_min", r->schedule == RT_SCHED_COSINE ? r->eta_min : 0},
+    {"schedule.max_lr", "max_lr", cyc ? r->max_lr : 0},
+    {"schedule.div_factor", "OneCycleLR's initial lr max_lr / div_factor", cyc ? init : 0},
+    {"schedule.final_div_factor", "OneCycleLR's least lr max_lr / div_factor / "
+     "final_div_factor", cyc ? init / r->final_div_factor : 0},
+    {"clip_grad_norm", "clip_grad_norm", m->clip_grad_norm},
+    {"label_smoothing", "label_smoothing / classes", m->label_smoothing / m->output},
+  };
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+    if (check_in_dtype(c, M, k[i].path, k[i].what, k[i].v))
+      return -1;
+  if (!r->patience || r->val_count || r->val_fraction > 0)
+    return 0;
+  snprintf(c->path, sizeof c->path, "early_stopping");
+  fail(c, "early stopping watches the validation loss, and the model has no validation "
+       "split: add \"validation\" (a number of samples, or a fraction of the training set)");
+  c->path[0] = '\0';
+  return -1;
+}
+
 /* Checks that involve more than one key. */
 static int check_model(Ctx *c, const Model *m) {
   static List L; /* large: kept off the stack */
   if (list_shapes(c, m, &L))
     return -1;
   return check_params(c, m, &L) || check_activations(c, m, &L) || check_batchnorm(c, m, &L) ||
-         check_constants(c, m) || check_layer_constants(c, m) ? -1 : 0;
+         check_constants(c, m) || check_layer_constants(c, m) || check_recipe(c, m) ? -1 : 0;
 }
 
 /* A model gives its network one way: "layers", or the shorthand; with
@@ -1220,6 +1469,8 @@ void fe_defaults(Model *m) {
   m->epochs = 10;
   snprintf(m->data, sizeof m->data, "mnist");
   m->dtype = DT_F32;
+  sched_reset(m, RT_SCHED_NONE);
+  m->recipe.base_momentum = 0.85, m->recipe.max_momentum = 0.95;
 }
 
 /* Reads and checks a model from text in memory. */

@@ -70,6 +70,8 @@ extern const char *const opt_names[NOPTS];
 extern const char *const dtype_names[NDTYPES];
 extern const char *const init_names[RT_INIT_NSCHEMES];
 extern const char *const rng_names[RT_NRNGS];
+extern const char *const sched_names[RT_NSCHEDULES];
+extern const char *const anneal_names[RT_NANNEALS];
 
 typedef struct {
   int type;          /* NORM_*                                            */
@@ -132,6 +134,10 @@ typedef struct {
   char data[MAX_PATH_LEN];  /* "mnist", "fashion-mnist" or a directory   */
   long max_batches;         /* 0: all                                    */
   int dtype;                /* DT_*                                      */
+  RtRecipe recipe;          /* "schedule", "validation", "early_stopping"
+                               (its lr is filled in when code is emitted) */
+  double clip_grad_norm;    /* max_norm of clip_grad_norm_; 0: none      */
+  double label_smoothing;   /* CrossEntropyLoss's, in training; 0: none  */
 } Model;
 
 /* frontend/load.c */
@@ -180,6 +186,25 @@ typedef struct {
 int fe_layer_list(const Model *m, Spec *out, FeWhere *where);
 /* A layer's JSON path: "layers[3]", "hidden[0]", "norm". */
 void fe_where_path(const FeWhere *w, char *buf, size_t size);
+
+/* frontend/recipe.c: the training recipe, as the rest of the pipeline
+   asks about it */
+/* Whether the lr changes during training (a schedule, or a warmup): then
+   it is a value the runtime sets, not a constant of the code. */
+int fe_scheduled(const Model *m);
+/* Whether onecycle cycles the optimizer's momentum (Adam's beta1). */
+int fe_cycles_momentum(const Model *m);
+/* Whether the optimizer keeps a momentum buffer: SGD and RMSprop with
+   momentum > 0, or with a cycled momentum. */
+int fe_momentum_buffer(const Model *m);
+/* Whether the runtime needs the model's RtRecipe (a schedule, a
+   validation split or early stopping). */
+int fe_has_recipe(const Model *m);
+/* The recipe in words, for the line that describes a run: ", schedule
+   cosine (T_max 10, eta_min 0), warmup 100 steps, clip_grad_norm 1,
+   label_smoothing 0.1, validation 5000", or "" when the model has none
+   of it. */
+void fe_describe_recipe(const Model *m, char *buf, size_t size);
 
 /* frontend/real.c: d in the fewest digits that read back as d, with the
    exponent as a model file writes it: 1e6, 2.5e-7, -1e300 (not 1e+06). */

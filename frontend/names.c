@@ -14,6 +14,8 @@ const char *const opt_names[NOPTS] = { OPTS(NAME_) };
 const char *const dtype_names[NDTYPES] = { DTYPES(NAME_) };
 const char *const init_names[RT_INIT_NSCHEMES] = { RT_INIT_SCHEMES(NAME_) };
 const char *const rng_names[RT_NRNGS] = { RT_RNGS(NAME_) };
+const char *const sched_names[RT_NSCHEDULES] = { RT_SCHEDULES(NAME_) };
+const char *const anneal_names[RT_NANNEALS] = { RT_ANNEALS(NAME_) };
 
 #define ACT_KIND_(e, id, ...) [LK_ACT + e] = #id,
 const char *const layer_kind_names[NLAYER_KINDS] = { LAYER_KINDS(NAME_) ACTS(ACT_KIND_) };

@@ -29,6 +29,7 @@ typedef float real;
 /* sizes are not constants here: keep a kernel's alternatives apart, each
    compiled for itself */
 #define MLPC_KERNEL_PART static __attribute__((noinline))
+#define MLPC_KERNEL_VARIABLE_SIZES 1
 #include "rmath.h"
 #include "kernels.h"
 

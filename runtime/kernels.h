@@ -25,7 +25,8 @@
  * not depend on the compiler, its vector width, the alignment, the
  * blocking, the batch size or the backend. Terms whose input is exactly
  * zero are skipped: that adds nothing, and changes nothing but the sign
- * of an exact zero.
+ * of an exact zero. BatchNorm2d's statistics alone split their sums, into
+ * a fixed set of partial sums (bn2d_sum), the same in every copy.
  */
 #ifdef MLPC_FMA
 #define MAC(acc, a, b) FMA(a, b, acc)
@@ -65,6 +66,8 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 #define conv2d_backward conv2d_backward_fma
 #define maxpool2d_forward maxpool2d_forward_fma
 #define maxpool2d_backward maxpool2d_backward_fma
+#define maxpool2d_relu_forward maxpool2d_relu_forward_fma
+#define maxpool2d_relu_backward maxpool2d_relu_backward_fma
 #define avgpool2d_forward avgpool2d_forward_fma
 #define avgpool2d_backward avgpool2d_backward_fma
 #define bn2d_forward bn2d_forward_fma
@@ -87,6 +90,10 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 #define act_elu_back act_elu_back_fma
 #define xent_forward xent_forward_fma
 #define xent_backward xent_backward_fma
+#define clip_norm clip_norm_fma
+#define clip_scale clip_scale_fma
+#define xent_smooth xent_smooth_fma
+#define xent_smooth_backward xent_smooth_backward_fma
 #endif
 void mm_load(int len, const unsigned char *x, real *out);
 void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
@@ -110,6 +117,10 @@ void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int S
                        const real *x, real *y, int *arg);
 void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                         const real *dy, const int *arg, real *dx);
+void maxpool2d_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                            const real *x, real *y, int *arg);
+void maxpool2d_relu_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                             const real *dy, const int *arg, const real *y, real *dx);
 void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                        const real *x, real *y);
 void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
@@ -133,6 +144,11 @@ double xent_forward(int n, int K, const real *z, const unsigned char *y, real *l
                     real *e, long *correct);
 void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
                    real *dz);
+double xent_smooth(int n, int K, const real *z, const real *lse, double nll, double eps);
+void xent_smooth_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
+                          real *dz, real on, real off);
+real clip_norm(int len, const real *g);
+void clip_scale(int len, real *g, real coef);
 void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
              real damp1, int nesterov, real neg_lr);
 void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
@@ -292,21 +308,109 @@ MM_INLINE void mm_vput(real *p, int k, int nv, int tail, mm_v v) {
     _mm512_mask_storeu_pd((double *)p + k * MM_V, (__mmask8)lanes, _mm512_castps_pd(v));
 }
 
-/* Runs stmt with NV = count (1..8) as a constant, so that sums held in
-   NV registers stay there; MM_VECTORS with the number of vectors a block
-   of ob <= MM_OB reals takes. */
-#define MM_VECTORS(ob, stmt) MM_CONST8(((ob) + MM_V - 1) / MM_V, stmt)
-#define MM_CONST8(count, stmt)                                                \
-  switch (count) {                                                            \
-  case 1: { enum { NV = 1 }; stmt; } break;                                   \
-  case 2: { enum { NV = 2 }; stmt; } break;                                   \
-  case 3: { enum { NV = 3 }; stmt; } break;                                   \
-  case 4: { enum { NV = 4 }; stmt; } break;                                   \
-  case 5: { enum { NV = 5 }; stmt; } break;                                   \
-  case 6: { enum { NV = 6 }; stmt; } break;                                   \
-  case 7: { enum { NV = 7 }; stmt; } break;                                   \
-  default: { enum { NV = 8 }; stmt; } break;                                  \
+/* The lanes of m loaded, the others 0 (and not read); m's lanes stored. */
+MM_INLINE mm_v mm_vloadm(const real *p, unsigned m) {
+  return sizeof(real) == 4
+           ? _mm512_maskz_loadu_ps((__mmask16)m, (const float *)p)
+           : _mm512_castpd_ps(_mm512_maskz_loadu_pd((__mmask8)m, (const double *)p));
+}
+
+MM_INLINE void mm_vstorem(real *p, unsigned m, mm_v v) {
+  if (sizeof(real) == 4)
+    _mm512_mask_storeu_ps((float *)p, (__mmask16)m, v);
+  else
+    _mm512_mask_storeu_pd((double *)p, (__mmask8)m, _mm512_castps_pd(v));
+}
+
+/* a + b in each lane. */
+MM_INLINE mm_v mm_vadd(mm_v a, mm_v b) {
+  return sizeof(real) == 4
+           ? _mm512_add_ps(a, b)
+           : _mm512_castpd_ps(_mm512_add_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+
+/* acc + v in the lanes of m, acc elsewhere. */
+MM_INLINE mm_v mm_vadd_mask(mm_v acc, unsigned m, mm_v v) {
+  __m512d acc_d = _mm512_castps_pd(acc);
+  return sizeof(real) == 4
+           ? _mm512_mask_add_ps(acc, (__mmask16)m, acc, v)
+           : _mm512_castpd_ps(_mm512_mask_add_pd(acc_d, (__mmask8)m, acc_d, _mm512_castps_pd(v)));
+}
+
+/* The lanes of a and b in 128-bit quarters chosen by imm (qa0 qa1 qb0 qb1). */
+#define MM_QUARTERS(a, b, imm)                                                        \
+  (sizeof(real) == 4 ? _mm512_shuffle_f32x4(a, b, imm)                                \
+                     : _mm512_castpd_ps(_mm512_shuffle_f64x2(_mm512_castps_pd(a),     \
+                                                             _mm512_castps_pd(b), imm)))
+
+/* dst (MM_V rows, ldd apart) = the MM_V × MM_V block at src (rows lds
+   apart) transposed: pairs of rows interleaved, then pairs of pairs (for
+   float), each 128-bit quarter then holding a column's part; the
+   quarters are gathered in two rounds. */
+MM_INLINE void mm_transpose_v(const real *src, long lds, real *dst, long ldd) {
+  mm_v r[16], t[16];
+  enum { Q = MM_V / 4 }; /* a column's reals in a quarter: 4 float, 2 double */
+  for (int i = 0; i < MM_V; i++)
+    r[i] = mm_vload(src + i * lds);
+  for (int i = 0; i < MM_V; i += 2) {
+    __m512d a = _mm512_castps_pd(r[i]), b = _mm512_castps_pd(r[i + 1]);
+    t[i] = sizeof(real) == 4 ? _mm512_unpacklo_ps(r[i], r[i + 1])
+                             : _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    t[i + 1] = sizeof(real) == 4 ? _mm512_unpackhi_ps(r[i], r[i + 1])
+                                 : _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
   }
+  if (sizeof(real) == 4) /* t[2i + h]: rows 2i, 2i+1 of columns 2h, 2h+1 of each quarter */
+    for (int i = 0; i < MM_V; i += 4)
+      for (int h = 0; h < 2; h++) {
+        __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + 2 + h]);
+        r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+      }
+  else
+    for (int i = 0; i < MM_V; i++)
+      r[i] = t[i];
+  /* r[Q·g + e]: rows Q·g.. of column e of each quarter */
+  for (int e = 0; e < Q; e++) {
+    mm_v a0 = MM_QUARTERS(r[e], r[Q + e], 0x88), a1 = MM_QUARTERS(r[e], r[Q + e], 0xdd);
+    mm_v b0 = MM_QUARTERS(r[2 * Q + e], r[3 * Q + e], 0x88);
+    mm_v b1 = MM_QUARTERS(r[2 * Q + e], r[3 * Q + e], 0xdd);
+    mm_vstore(dst + e * ldd, MM_QUARTERS(a0, b0, 0x88));
+    mm_vstore(dst + (Q + e) * ldd, MM_QUARTERS(a1, b1, 0x88));
+    mm_vstore(dst + (2 * Q + e) * ldd, MM_QUARTERS(a0, b0, 0xdd));
+    mm_vstore(dst + (3 * Q + e) * ldd, MM_QUARTERS(a1, b1, 0xdd));
+  }
+}
+
+/* Runs stmt with NV = count (1..8) as a constant, so that sums held in
+   NV registers stay there (MM_CONSTN: with the constant called name);
+   MM_VECTORS with the number of vectors a block of ob <= MM_OB reals
+   takes. */
+#define MM_VECTORS(ob, stmt) MM_CONST8(((ob) + MM_V - 1) / MM_V, stmt)
+#define MM_CONST8(count, stmt) MM_CONSTN(NV, count, stmt)
+#define MM_CONSTN(name, count, stmt)                                          \
+  switch (count) {                                                            \
+  case 1: { enum { name = 1 }; stmt; } break;                                 \
+  case 2: { enum { name = 2 }; stmt; } break;                                 \
+  case 3: { enum { name = 3 }; stmt; } break;                                 \
+  case 4: { enum { name = 4 }; stmt; } break;                                 \
+  case 5: { enum { name = 5 }; stmt; } break;                                 \
+  case 6: { enum { name = 6 }; stmt; } break;                                 \
+  case 7: { enum { name = 7 }; stmt; } break;                                 \
+  default: { enum { name = 8 }; stmt; } break;                                \
+  }
+/* MM_CONSTN where the sizes vary (the copies compiled into mlpc,
+   MLPC_KERNEL_VARIABLE_SIZES); elsewhere the sizes are constants, and so
+   is count once the kernel is inlined: stmt once, count as it is, which
+   gives the same code and compiles faster than every case. */
+#ifdef MLPC_KERNEL_VARIABLE_SIZES
+#define MM_FIXED(name, count, stmt) MM_CONSTN(name, count, stmt)
+#else
+#define MM_FIXED(name, count, stmt)                                           \
+  do {                                                                        \
+    const int name = (count);                                                 \
+    stmt;                                                                     \
+  } while (0)
+#endif
 #define MM_TAIL(ob, nv) ((ob) - ((nv) - 1) * MM_V)
 #endif
 
@@ -916,141 +1020,544 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
 /* A convolution's or a pool's output size along one axis. */
 MM_INLINE int conv_out(int len, int k, int s, int pad) { return (len + 2 * pad - k) / s + 1; }
 
-/* col (C·KH·KW, OH·OW) of one sample x (C, H, W). */
+#ifdef MM_SIMD
+/* The lanes of the vector of a row from element at that lie in [lo, hi). */
+MM_INLINE unsigned conv_lanes(int at, int lo, int hi) {
+  int a = lo > at ? lo - at : 0, b = hi - at < MM_V ? hi - at : MM_V;
+  return b <= a ? 0 : ((1u << b) - 1) & ~((1u << a) - 1);
+}
+#endif
+
+/* One row of col: dst[ow] = xr[ow·SW + off] for each ow < OW where that
+   lies in xr's W elements, 0 elsewhere (everywhere when xr is null). */
+MM_INLINE void conv_row_in(int W, int OW, int SW, int off, const real *xr, real *dst) {
+#ifdef MM_SIMD
+  if (SW == 1) { /* each vector a masked load: the lanes outside are not read */
+    for (int o0 = 0; o0 < OW; o0 += MM_V) {
+      mm_v v = xr ? mm_vloadm(xr + off + o0, conv_lanes(o0, -off, W - off)) : mm_vset(0);
+      mm_vstorem(dst + o0, conv_lanes(o0, 0, OW), v);
+    }
+    return;
+  }
+#endif
+  for (int ow = 0; ow < OW; ow++) {
+    int w = ow * SW + off;
+    dst[ow] = xr && w >= 0 && w < W ? xr[w] : (real)0;
+  }
+}
+
+/* col (C·KH·KW, OH·OW) of one sample x (C, H, W), a row segment at a time. */
 MM_INLINE void conv_im2col(int C, int H, int W, int KH, int KW, int SH, int SW, int PH,
                            int PW, const real *x, real *col) {
   int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW);
   for (int c = 0; c < C; c++)
     for (int i = 0; i < KH; i++)
       for (int j = 0; j < KW; j++, col += OH * OW)
-        for (int oh = 0; oh < OH; oh++)
-          for (int ow = 0; ow < OW; ow++) {
-            int h = oh * SH - PH + i, w = ow * SW - PW + j;
-            col[oh * OW + ow] = h >= 0 && h < H && w >= 0 && w < W
-                                  ? x[((long)c * H + h) * W + w] : (real)0;
-          }
+        for (int oh = 0; oh < OH; oh++) {
+          int h = oh * SH - PH + i;
+          conv_row_in(W, OW, SW, j - PW, h >= 0 && h < H ? x + ((long)c * H + h) * W : 0,
+                      col + oh * OW);
+        }
 }
 
+#ifdef MM_SIMD
+/* conv_col2im for stride 1, a vector of a row of dx at a time: its sums
+   in a register, so that no store waits for the one before. */
+MM_INLINE void conv_col2im_v(int C, int H, int W, int KH, int KW, int PH, int PW,
+                             const real *dcol, real *dx) {
+  int OH = H + 2 * PH - KH + 1, OW = W + 2 * PW - KW + 1;
+  for (int c = 0; c < C; c++)
+    for (int h = 0; h < H; h++)
+      for (int w0 = 0; w0 < W; w0 += MM_V) {
+        mm_v acc = mm_vset(0);
+        for (int i = 0; i < KH; i++) {
+          int oh = h + PH - i;
+          if (oh < 0 || oh >= OH)
+            continue;
+          for (int j = 0; j < KW; j++) { /* dx[c][h][w] from dcol[k][oh][w + PW − j] */
+            const real *src = dcol + ((long)(c * KH + i) * KW + j) * OH * OW + oh * OW + PW - j;
+            unsigned m = conv_lanes(w0, j - PW, OW + j - PW < W ? OW + j - PW : W);
+            acc = mm_vadd_mask(acc, m, mm_vloadm(src + w0, m));
+          }
+        }
+        mm_vstorem(dx + ((long)c * H + h) * W + w0, conv_lanes(w0, 0, W), acc);
+      }
+}
+#endif
+
 /* dx (C, H, W) of one sample = 0 plus each element of dcol (C·KH·KW,
-   OH·OW) added where conv_im2col took it from, k then p increasing. */
+   OH·OW) added where conv_im2col took it from, k increasing. */
 MM_INLINE void conv_col2im(int C, int H, int W, int KH, int KW, int SH, int SW, int PH,
                            int PW, const real *dcol, real *dx) {
   int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW);
+#ifdef MM_SIMD
+  if (SH == 1 && SW == 1) {
+    conv_col2im_v(C, H, W, KH, KW, PH, PW, dcol, dx);
+    return;
+  }
+#endif
   for (long e = 0; e < (long)C * H * W; e++)
     dx[e] = 0;
   for (int c = 0; c < C; c++)
     for (int i = 0; i < KH; i++)
       for (int j = 0; j < KW; j++, dcol += OH * OW)
-        for (int oh = 0; oh < OH; oh++)
-          for (int ow = 0; ow < OW; ow++) {
-            int h = oh * SH - PH + i, w = ow * SW - PW + j;
-            if (h >= 0 && h < H && w >= 0 && w < W)
+        for (int oh = 0; oh < OH; oh++) {
+          int h = oh * SH - PH + i;
+          for (int ow = 0; ow < OW && h >= 0 && h < H; ow++) {
+            int w = ow * SW - PW + j;
+            if (w >= 0 && w < W)
               dx[((long)c * H + h) * W + w] += dcol[oh * OW + ow];
           }
+        }
+}
+
+#ifdef MM_SIMD
+/* A tile of C = init + A·B: mb <= 16 rows (ldc apart) by nv <= 4 vectors
+   (the last tail reals long), C[i] = init + Σ_l A(i, l)·B[l], l
+   increasing, A(i, l) = A[i·ars + l·acs], B's rows ldb apart. The mb·nv
+   sums stay in registers; each step loads the nv vectors of B's row l
+   once for all mb rows and broadcasts A's elements. init: 0 from zero,
+   1 from C, 2 from bias[i]. Unless sum is null, sum[j] += B[l][j] too,
+   by plain additions, l increasing. */
+MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long ars, long acs,
+                           const real *B, long ldb, int init, const real *bias, real *C,
+                           long ldc, real *sum) {
+  mm_v acc[16][4], cs[4];
+  for (int v = 0; v < nv; v++)
+    cs[v] = sum ? mm_vget(sum, v, nv, tail) : mm_vset(0);
+  for (int i = 0; i < mb; i++)
+    for (int v = 0; v < nv; v++)
+      acc[i][v] = init == 0   ? mm_vset(0)
+                  : init == 2 ? mm_vset(bias[i])
+                              : mm_vget(C + i * ldc, v, nv, tail);
+  for (int l = 0; l < L; l++) {
+    mm_v b[4];
+    for (int v = 0; v < nv; v++) {
+      b[v] = mm_vget(B + l * ldb, v, nv, tail);
+      MM_KEEP(b[v]);
+      if (sum)
+        cs[v] = mm_vadd(cs[v], b[v]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < mb; i++) {
+      mm_v a = mm_vset(A[i * ars + l * acs]);
+      for (int v = 0; v < nv; v++)
+        acc[i][v] = mm_vmac(acc[i][v], a, b[v]);
+    }
+  }
+  for (int i = 0; i < mb; i++)
+    for (int v = 0; v < nv; v++)
+      mm_vput(C + i * ldc, v, nv, tail, acc[i][v]);
+  for (int v = 0; v < nv && sum; v++)
+    mm_vput(sum, v, nv, tail, cs[v]);
+}
+
+/* The M rows of a column block of C (nv vectors, the last tail reals
+   long): tiles of 24 sums, 16, 12, 8 or 6 rows by nv vectors, then one
+   of the rest. */
+MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long ars, long acs,
+                           const real *B, long ldb, int init, const real *bias, real *C,
+                           long ldc, real *sum) {
+  int mb = nv == 1 ? 16 : nv == 2 ? 12 : nv == 3 ? 8 : 6, i = 0, rest;
+  for (; i + mb <= M; i += mb)
+    conv_tile_v(mb, nv, tail, L, A + i * ars, ars, acs, B, ldb, init, bias + (bias ? i : 0),
+                C + i * ldc, ldc, i ? 0 : sum);
+  const real *a = A + i * ars, *bi = bias + (bias ? i : 0);
+  real *su = i ? 0 : sum; /* (the first tile adds B's columns) */
+  if ((rest = M - i) > 8) { /* (the tiles' sizes, constants) */
+    MM_FIXED(MB, rest - 8, conv_tile_v(8 + MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
+                                        C + i * ldc, ldc, su));
+  } else if (rest > 0) {
+    MM_FIXED(MB, rest, conv_tile_v(MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
+                                    C + i * ldc, ldc, su));
+  }
+}
+
+/* conv_gemm's columns with vectors: tiles of 3 vectors of columns by 8
+   rows, the last of 1 to 4 vectors (4 by 6 rows). */
+MM_INLINE void conv_cols_v(int M, int N, int L, const real *A, long ars, long acs,
+                           const real *B, long ldb, int init, const real *bias, real *C,
+                           long ldc, real *sum) {
+  int n0 = 0;
+  for (; N - n0 > 4 * MM_V; n0 += 3 * MM_V) /* tiles of 3 while more than 4 are left */
+    conv_rows_v(M, 3, MM_V, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+  int nv = (N - n0 + MM_V - 1) / MM_V, tail = N - n0 - (nv - 1) * MM_V;
+  if (nv == 1)
+    conv_rows_v(M, 1, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+  else if (nv == 2)
+    conv_rows_v(M, 2, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+  else if (nv == 3)
+    conv_rows_v(M, 3, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+  else if (nv == 4)
+    conv_rows_v(M, 4, tail, L, A, ars, acs, B + n0, ldb, init, bias, C + n0, ldc,
+                sum ? sum + n0 : 0);
+}
+#endif
+
+/* The terms of a sum conv_gemm takes in one pass over C, at most: the
+   blocks of A and B a pass reads then stay in the first-level cache. */
+#define CONV_LB 64
+
+/* C (M, N; ldc a row) = init + A·B, A(i, l) = A[i·ars + l·acs] (M, L),
+   B (L, N; ldb a row): each element summed from init (0: zero, 1: C's
+   own, 2: bias[i]) one term at a time, l increasing; and sum (N) += the
+   sums of B's columns, unless null. Where there are vectors, in passes
+   over C of up to CONV_LB terms (conv_cols_v). */
+MLPC_KERNEL_PART void conv_gemm(int M, int N, int L, const real *A, long ars, long acs,
+                                const real *B, long ldb, int init, const real *bias, real *C,
+                                long ldc, real *sum) {
+#ifdef MM_SIMD
+  int passes = L > CONV_LB ? (L + CONV_LB - 1) / CONV_LB : 1, lb = (L + passes - 1) / passes;
+  for (int l0 = 0, k = 0; k < passes; k++, l0 += lb)
+    conv_cols_v(M, N, MM_MIN(lb, L - l0), A + l0 * acs, ars, acs, B + l0 * ldb, ldb,
+                l0 ? 1 : init, bias, C, ldc, sum);
+#else
+  for (int l = 0; l < L && sum; l++)
+    for (int j = 0; j < N; j++)
+      sum[j] += B[l * ldb + j];
+  for (int i = 0; i < M; i++) {
+    real *c = C + (long)i * ldc;
+    for (int j = 0; j < N; j++)
+      c[j] = init == 0 ? (real)0 : init == 2 ? bias[i] : c[j];
+    for (int l = 0; l < L; l++) {
+      real a = A[i * ars + l * acs];
+      const real *b = B + l * ldb;
+      for (int j = 0; j < N; j++)
+        c[j] = MAC(c[j], a, b[j]);
+    }
+  }
+#endif
 }
 
 /* y = conv2d(x, w) + b: x (n, C, H, W), w (O, C, KH, KW), b (O) or null
    (0), y (n, O, OH, OW); col (n, C·KH·KW, OH·OW): each sample's im2col
-   matrix, kept for the backward pass. */
+   matrix, kept for the backward pass. Each sample's y = w·col + b. */
 MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
                                 int SW, int PH, int PW, const real *x, const real *w,
                                 const real *b, real *col, real *y) {
   int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
   for (int r = 0; r < n; r++) {
-    real *cr = col + (long)r * K * P, *yr = y + (long)r * O * P;
+    real *cr = col + (long)r * K * P;
     conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, cr);
-    for (int o = 0; o < O; o++) {
-      for (int p = 0; p < P; p++)
-        yr[(long)o * P + p] = b ? b[o] : (real)0;
-      for (int k = 0; k < K; k++)
-        for (int p = 0; p < P; p++)
-          yr[(long)o * P + p] = MAC(yr[(long)o * P + p], w[(long)o * K + k], cr[(long)k * P + p]);
-    }
+    conv_gemm(O, P, K, w, K, 1, cr, P, b ? 2 : 0, b, y + (long)r * O * P, P, 0);
   }
 }
 
+/* dst (cols, rows; ldd a row) = src (rows, cols; lds a row) transposed:
+   blocks of MM_V × MM_V where there are vectors, the rest one by one. */
+MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, real *dst,
+                              long ldd) {
+  int i0 = 0, j0 = 0;
+#ifdef MM_SIMD
+  for (; i0 + MM_V <= rows; i0 += MM_V)
+    for (int j = 0; j + MM_V <= cols; j += MM_V)
+      mm_transpose_v(src + i0 * lds + j, lds, dst + j * ldd + i0, ldd);
+  j0 = cols / MM_V * MM_V;
+#endif
+  for (int j = 0; j < cols; j++)
+    for (int i = j < j0 ? i0 : 0; i < rows; i++)
+      dst[j * ldd + i] = src[i * lds + j];
+}
+
+/* Reals of dy that conv_dw_t transposes at a time. */
+#define CONV_DYT 8192
+
+/* dw (O, K) = Σ_r dy[r]·col[r]ᵀ and db (O) = Σ_r Σ_p dy[r][o][p], or
+   null: the sums run along the batch and the positions, p being the
+   contiguous axis of both dy (O, P) and col (K, P); so that they
+   vectorise across outputs, up to CONV_DYT / O positions of dy at a
+   time are transposed into dyt, and dwt (K, O; the caller's scratch)
+   accumulates colᵀ·dyt, transposed into dw at the end. */
+MM_INLINE void conv_dw_t(int n, int K, int O, int P, const real *dy, const real *col,
+                         real *dwt, real *dw, real *db) {
+  real dyt[CONV_DYT];
+  int pb = MM_MIN(P, CONV_DYT / O);
+  for (int o = 0; o < O && db; o++)
+    db[o] = 0;
+  for (long e = 0; e < (long)K * O && n <= 0; e++)
+    dwt[e] = 0;
+  for (int r = 0; r < n; r++)
+    for (int p0 = 0; p0 < P; p0 += pb) {
+      int m = MM_MIN(pb, P - p0);
+      const real *g = dy + (long)r * O * P + p0;
+      conv_transpose(O, m, g, P, dyt, O);
+      conv_gemm(K, O, m, col + (long)r * K * P + p0, P, 1, dyt, O, r == 0 && p0 == 0 ? 0 : 1,
+                0, dwt, O, db);
+    }
+  for (int o = 0; o < O; o++)
+    for (int k = 0; k < K; k++)
+      dw[(long)o * K + k] = dwt[(long)k * O + o];
+}
+
+/* conv_dw_t's sums where dwt does not fit the scratch (O > P), one by one. */
+MM_INLINE void conv_dw_plain(int n, int K, int O, int P, const real *dy, const real *col,
+                             real *dw, real *db) {
+  for (long e = 0; e < (long)O * K; e++)
+    dw[e] = 0;
+  for (int o = 0; o < O && db; o++)
+    db[o] = 0;
+  for (int r = 0; r < n; r++)
+    for (int o = 0; o < O; o++) {
+      const real *g = dy + ((long)r * O + o) * P, *cr = col + (long)r * K * P;
+      for (int p = 0; p < P && db; p++)
+        db[o] += g[p];
+      for (int k = 0; k < K; k++)
+        for (int p = 0; p < P; p++)
+          dw[(long)o * K + k] = MAC(dw[(long)o * K + k], g[p], cr[(long)k * P + p]);
+    }
+}
+
 /* Backward: dw (O, C, KH, KW) and db (O) or null, the sums over the
-   batch; dx (n, C, H, W) or null. col as conv2d_forward left it; dcol
-   (C·KH·KW, OH·OW) is scratch. */
+   batch; dx (n, C, H, W) or null: each sample's dcol = wᵀ·dy, then
+   col2im. col as conv2d_forward left it; dcol (C·KH·KW, OH·OW) is
+   scratch. */
 MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
                                  int SW, int PH, int PW, const real *dy, const real *x,
                                  const real *w, const real *col, real *dcol, real *dw,
                                  real *db, real *dx) {
   int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
   (void)x;
-  for (long e = 0; e < (long)O * K; e++)
-    dw[e] = 0;
-  for (int o = 0; o < O && db; o++)
-    db[o] = 0;
-  for (int r = 0; r < n; r++) {
-    const real *cr = col + (long)r * K * P, *dyr = dy + (long)r * O * P;
-    for (int o = 0; o < O; o++) {
-      for (int p = 0; p < P && db; p++)
-        db[o] += dyr[(long)o * P + p];
-      for (int k = 0; k < K; k++)
-        for (int p = 0; p < P; p++)
-          dw[(long)o * K + k] = MAC(dw[(long)o * K + k], dyr[(long)o * P + p], cr[(long)k * P + p]);
-    }
-    if (!dx)
-      continue;
-    for (long e = 0; e < (long)K * P; e++)
-      dcol[e] = 0;
-    for (int o = 0; o < O; o++)
-      for (int k = 0; k < K; k++)
-        for (int p = 0; p < P; p++)
-          dcol[(long)k * P + p] = MAC(dcol[(long)k * P + p], w[(long)o * K + k], dyr[(long)o * P + p]);
+  if (O <= P && O <= CONV_DYT)
+    conv_dw_t(n, K, O, P, dy, col, dcol, dw, db);
+  else
+    conv_dw_plain(n, K, O, P, dy, col, dw, db);
+  for (int r = 0; r < n && dx; r++) {
+    conv_gemm(K, P, O, w, 1, K, dy + (long)r * O * P, P, 0, 0, dcol, P, 0);
     conv_col2im(C, H, W, KH, KW, SH, SW, PH, PW, dcol, dx + (long)r * C * H * W);
   }
+}
+
+#ifdef MM_SIMD
+/* xr[ow·SW] for the cnt <= MM_V lanes ow of a vector, SW 1 or 2 (the
+   even elements of two vectors); the lanes from cnt on are 0. */
+MM_INLINE mm_v pool_get_v(const real *xr, int SW, int cnt) {
+  if (SW == 1)
+    return mm_vloadm(xr, conv_lanes(0, 0, cnt));
+  mm_v a = mm_vloadm(xr, conv_lanes(0, 0, 2 * cnt - 1));
+  mm_v b = mm_vloadm(xr + MM_V, conv_lanes(MM_V, 0, 2 * cnt - 1));
+  if (sizeof(real) == 4)
+    return _mm512_permutex2var_ps(a, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
+                                                       10, 8, 6, 4, 2, 0), b);
+  return _mm512_castpd_ps(_mm512_permutex2var_pd(
+    _mm512_castps_pd(a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), _mm512_castps_pd(b)));
+}
+
+/* g where y is not ±0 (NaN included), else +0. */
+MM_INLINE mm_v pool_keep_v(mm_v g, mm_v y) {
+  if (sizeof(real) == 4)
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NEQ_UQ), g);
+  return _mm512_castpd_ps(_mm512_maskz_mov_pd(
+    _mm512_cmp_pd_mask(_mm512_castps_pd(y), _mm512_setzero_pd(), _CMP_NEQ_UQ),
+    _mm512_castps_pd(g)));
+}
+
+/* The lanes where v is taken over the maximum m: greater, or NaN. */
+MM_INLINE unsigned pool_takes_v(mm_v v, mm_v m) {
+  if (sizeof(real) == 4)
+    return _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  __m512d vd = _mm512_castps_pd(v);
+  return _mm512_cmp_pd_mask(vd, _mm512_castps_pd(m), _CMP_GT_OQ) |
+         _mm512_cmp_pd_mask(vd, vd, _CMP_UNORD_Q);
+}
+
+/* relu's x < 0 ? 0 : x in each lane (NaN and −0 kept). */
+MM_INLINE mm_v pool_relu_v(mm_v v) {
+  if (sizeof(real) == 4)
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
+                                _mm512_setzero_ps());
+  __m512d vd = _mm512_castps_pd(v);
+  return _mm512_castpd_ps(_mm512_mask_blend_pd(
+    _mm512_cmp_pd_mask(vd, _mm512_setzero_pd(), _CMP_LT_OQ), vd, _mm512_setzero_pd()));
+}
+
+/* maxpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
+   lane each, for strides SW of 1 or 2; of relu(x) where relu is set. */
+MM_INLINE void maxpool_row_v(int relu, int W, int OW, int KH, int KW, int SH, int SW, int oh,
+                             int ow0, int cnt, const real *x, real *y, int *arg) {
+  __m512i step = _mm512_mullo_epi32(
+    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(SW));
+  mm_v m = mm_vset(0);
+  __m512i at = _mm512_setzero_si512();
+  for (int i = 0; i < KH; i++)
+    for (int j = 0; j < KW; j++) {
+      int e = (oh * SH + i) * W + ow0 * SW + j;
+      mm_v v = pool_get_v(x + e, SW, cnt);
+      if (relu)
+        v = pool_relu_v(v);
+      __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(e), step);
+      unsigned take = i + j == 0 ? 0xffff : pool_takes_v(v, m);
+      m = sizeof(real) == 4 ? _mm512_mask_blend_ps((__mmask16)take, m, v)
+                            : _mm512_castpd_ps(_mm512_mask_blend_pd(
+                                (__mmask8)take, _mm512_castps_pd(m), _mm512_castps_pd(v)));
+      at = _mm512_mask_blend_epi32((__mmask16)take, at, idx);
+    }
+  mm_vstorem(y + oh * OW + ow0, conv_lanes(0, 0, cnt), m);
+  _mm512_mask_storeu_epi32(arg + oh * OW + ow0, (__mmask16)conv_lanes(0, 0, cnt), at);
+}
+#endif
+
+/* maxpool2d_forward of x, or of relu(x) where relu is set. */
+MM_INLINE void maxpool2d_run(int relu, int n, int C, int H, int W, int KH, int KW, int SH,
+                             int SW, const real *x, real *y, int *arg) {
+  int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+  for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW, arg += OH * OW)
+    for (int oh = 0; oh < OH; oh++) {
+      int ow = 0;
+#ifdef MM_SIMD
+      for (; ow < OW && SW <= 2; ow += MM_V)
+        maxpool_row_v(relu, W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y,
+                      arg);
+#endif
+      for (; ow < OW; ow++) {
+        int at = oh * SH * W + ow * SW;
+        real m = relu && x[at] < 0 ? (real)0 : x[at];
+        for (int i = 0; i < KH; i++)
+          for (int j = 0; j < KW; j++) {
+            int e = (oh * SH + i) * W + ow * SW + j;
+            real v = relu && x[e] < 0 ? (real)0 : x[e];
+            if (v > m || v != v)
+              m = v, at = e;
+          }
+        y[oh * OW + ow] = m;
+        arg[oh * OW + ow] = at;
+      }
+    }
 }
 
 /* Max pooling: y (n, C, OH, OW), each window's maximum, and arg, its
    index h·W + w in the plane. The window is scanned row by row, and a
    value taken when it is greater than the maximum so far or NaN, as
-   PyTorch does: the first of equal maxima wins, and NaN propagates. */
+   PyTorch does: the first of equal maxima wins, and NaN propagates.
+   With vectors, MM_V windows of a row at a time (strides 1 and 2). */
 MLPC_KERNEL void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                                    const real *x, real *y, int *arg) {
-  int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
-  for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW, arg += OH * OW)
-    for (int oh = 0; oh < OH; oh++)
-      for (int ow = 0; ow < OW; ow++) {
-        int at = oh * SH * W + ow * SW;
-        real m = x[at];
-        for (int i = 0; i < KH; i++)
-          for (int j = 0; j < KW; j++) {
-            int e = (oh * SH + i) * W + ow * SW + j;
-            if (x[e] > m || x[e] != x[e])
-              m = x[e], at = e;
-          }
-        y[oh * OW + ow] = m;
-        arg[oh * OW + ow] = at;
+  maxpool2d_run(0, n, C, H, W, KH, KW, SH, SW, x, y, arg);
+}
+
+/* relu then max pooling in one pass: maxpool2d_forward of act_relu(x),
+   the same y and arg, relu's output not stored. */
+MLPC_KERNEL void maxpool2d_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                        int SW, const real *x, real *y, int *arg) {
+  maxpool2d_run(1, n, C, H, W, KH, KW, SH, SW, x, y, arg);
+}
+
+#ifdef MM_SIMD
+/* Row h of a plane's dx where windows do not overlap (KH <= SH, KW <=
+   SW) and SW is 1 or 2: each pixel 0 + the dy of the window whose arg it
+   is (+0 where y is ±0), else +0; a vector of pixels at a time, each
+   window's dy, arg and y spread over its SW lanes. */
+MM_INLINE void maxpool_back_row_v(int W, int OH, int OW, int SH, int SW, int h,
+                                  const real *dy, const int *arg, const real *y, real *dx) {
+  int oh = h / SH;
+  __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  for (int w0 = 0; w0 < W; w0 += MM_V) {
+    mm_v g = mm_vset(0);
+    unsigned hit = 0;
+    if (oh < OH) {
+      int at = oh * OW + w0 / SW;
+      unsigned wm = conv_lanes(w0 / SW, 0, OW);
+      __m512i a = _mm512_maskz_loadu_epi32((__mmask16)wm, arg + at);
+      g = mm_vadd(mm_vset(0), mm_vloadm(dy + at, wm));
+      if (y)
+        g = pool_keep_v(g, mm_vloadm(y + at, wm));
+      if (SW == 2) {
+        a = _mm512_permutexvar_epi32(dup, a);
+        g = sizeof(real) == 4 ? _mm512_permutexvar_ps(dup, g)
+                              : _mm512_castpd_ps(_mm512_permutexvar_pd(
+                                  _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0), _mm512_castps_pd(g)));
       }
+      hit = _mm512_cmpeq_epi32_mask(a, _mm512_add_epi32(_mm512_set1_epi32(h * W + w0), lane)) &
+            conv_lanes(w0, 0, OW * SW);
+    }
+    g = sizeof(real) == 4 ? _mm512_maskz_mov_ps((__mmask16)hit, g)
+                          : _mm512_castpd_ps(_mm512_maskz_mov_pd((__mmask8)hit, _mm512_castps_pd(g)));
+    mm_vstorem(dx + (long)h * W + w0, conv_lanes(w0, 0, W), g);
+  }
+}
+#endif
+
+/* maxpool2d_backward; with y, that of maxpool2d_relu_forward: a dy whose
+   maximum y is ±0 (relu's x <= 0) is left out, which is relu's
+   backward, x <= 0 ? 0 : g, at every pixel its windows chose. */
+MM_INLINE void maxpool2d_back_run(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                  const real *dy, const int *arg, const real *y, real *dx) {
+  int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+#ifdef MM_SIMD
+  if (KH <= SH && KW <= SW && SW <= 2) { /* windows apart: a pixel takes one dy at most */
+    for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW) {
+      for (int h = 0; h < H; h++)
+        maxpool_back_row_v(W, OH, OW, SH, SW, h, dy, arg, y, dx);
+      y = y ? y + OH * OW : 0;
+    }
+    return;
+  }
+#endif
+  for (long e = 0; e < (long)n * C * H * W; e++)
+    dx[e] = 0;
+  for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW) {
+    for (int p = 0; p < OH * OW; p++)
+      if (!y || y[p] != 0)
+        dx[arg[p]] += dy[p];
+    y = y ? y + OH * OW : 0;
+  }
 }
 
 /* Backward: dx (n, C, H, W) = 0, plus each dy at its arg, in order. */
 MLPC_KERNEL void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH,
                                     int SW, const real *dy, const int *arg, real *dx) {
-  int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
-  for (long e = 0; e < (long)n * C * H * W; e++)
-    dx[e] = 0;
-  for (long q = 0; q < (long)n * C; q++, dx += (long)H * W, dy += OH * OW, arg += OH * OW)
-    for (int p = 0; p < OH * OW; p++)
-      dx[arg[p]] += dy[p];
+  maxpool2d_back_run(n, C, H, W, KH, KW, SH, SW, dy, arg, 0, dx);
 }
 
+/* Backward of maxpool2d_relu_forward (y its output): dx, relu's input's
+   gradient, as act_relu_back after maxpool2d_backward gives it. */
+MLPC_KERNEL void maxpool2d_relu_backward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                         int SW, const real *dy, const int *arg, const real *y,
+                                         real *dx) {
+  maxpool2d_back_run(n, C, H, W, KH, KW, SH, SW, dy, arg, y, dx);
+}
+
+#ifdef MM_SIMD
+/* avgpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
+   lane each, for strides SW of 1 or 2. */
+MM_INLINE void avgpool_row_v(int W, int OW, int KH, int KW, int SH, int SW, int oh, int ow0,
+                             int cnt, const real *x, real *y) {
+  mm_v s = mm_vset(0);
+  for (int i = 0; i < KH; i++)
+    for (int j = 0; j < KW; j++)
+      s = mm_vadd(s, pool_get_v(x + (oh * SH + i) * W + ow0 * SW + j, SW, cnt));
+  mm_v k = mm_vset((real)(KH * KW));
+  s = sizeof(real) == 4 ? _mm512_div_ps(s, k)
+                        : _mm512_castpd_ps(_mm512_div_pd(_mm512_castps_pd(s), _mm512_castps_pd(k)));
+  mm_vstorem(y + oh * OW + ow0, conv_lanes(0, 0, cnt), s);
+}
+#endif
+
 /* Average pooling: y (n, C, OH, OW), each window's sum, row by row from
-   0, divided by KH·KW. */
+   0, divided by KH·KW; with vectors, MM_V windows of a row at a time
+   (strides 1 and 2). */
 MLPC_KERNEL void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                                    const real *x, real *y) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
   for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW)
-    for (int oh = 0; oh < OH; oh++)
-      for (int ow = 0; ow < OW; ow++) {
+    for (int oh = 0; oh < OH; oh++) {
+      int ow = 0;
+#ifdef MM_SIMD
+      for (; ow < OW && SW <= 2; ow += MM_V)
+        avgpool_row_v(W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y);
+#endif
+      for (; ow < OW; ow++) {
         real s = 0;
         for (int i = 0; i < KH; i++)
           for (int j = 0; j < KW; j++)
             s += x[(oh * SH + i) * W + ow * SW + j];
         y[oh * OW + ow] = s / (real)(KH * KW);
       }
+    }
 }
 
 /* Backward: dx (n, C, H, W) = 0, plus each dy / (KH·KW) added to every
@@ -1070,77 +1577,159 @@ MLPC_KERNEL void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, 
       }
 }
 
+/* BatchNorm2d's sums run in BN2D_PARTS partial sums, so that they
+   vectorise along the positions: see bn2d_sum. */
+#define BN2D_PARTS 32
+
+#ifdef MM_SIMD
+/* The terms of bn2d_sum for 16 positions from a (and b), the lanes of m
+   (the others 0), as two vectors of doubles. */
+MM_INLINE void bn2d_terms_v(int kind, const real *a, const real *b, unsigned m, __m512d mean,
+                            __m512d *lo, __m512d *hi) {
+  if (sizeof(real) == 4) {
+    __m512 v = _mm512_maskz_loadu_ps((__mmask16)m, (const float *)a);
+    if (kind == 2)
+      v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps((__mmask16)m, (const float *)b));
+    *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  } else {
+    *lo = _mm512_maskz_loadu_pd((__mmask8)m, (const double *)a);
+    *hi = _mm512_maskz_loadu_pd((__mmask8)(m >> 8), (const double *)a + 8);
+    if (kind == 2) {
+      *lo = _mm512_mul_pd(*lo, _mm512_maskz_loadu_pd((__mmask8)m, (const double *)b));
+      *hi = _mm512_mul_pd(*hi, _mm512_maskz_loadu_pd((__mmask8)(m >> 8), (const double *)b + 8));
+    }
+  }
+  if (kind == 1) {
+    *lo = _mm512_sub_pd(*lo, mean), *hi = _mm512_sub_pd(*hi, mean);
+    *lo = _mm512_mul_pd(*lo, *lo), *hi = _mm512_mul_pd(*hi, *hi);
+  }
+}
+
+/* The 32 partial sums of p (four vectors of doubles) added in halves. */
+MM_INLINE double bn2d_halves_v(const __m512d *p) {
+  double h[8]; /* the halves: l and l + 16, l and l + 8, then in h */
+  _mm512_storeu_pd(h, _mm512_add_pd(_mm512_add_pd(p[0], p[2]), _mm512_add_pd(p[1], p[3])));
+  for (int w = 4; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      h[l] += h[l + w];
+  return h[0];
+}
+
+/* bn2d_sum with its 32 partial sums in four vectors of doubles, each
+   term added in the lanes of its position only; with kind 0 and x2,
+   also the sum of kind 2 into *sum2, in the same pass over x. */
+MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
+                            const real *x2, double mean, double *sum2) {
+  __m512d p[4], p2[4], t[4], mv = _mm512_set1_pd(mean);
+  for (int q = 0; q < 4; q++)
+    p[q] = p2[q] = _mm512_setzero_pd();
+  for (int r = 0; r < n; r++) {
+    const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
+    for (int s0 = 0; s0 < S; s0 += 32) {
+      unsigned m0 = S - s0 >= 16 ? 0xffff : (1u << (S - s0)) - 1;
+      unsigned m1 = S - s0 >= 32 ? 0xffff : S - s0 <= 16 ? 0 : (1u << (S - s0 - 16)) - 1;
+      bn2d_terms_v(kind, a + s0, b ? b + s0 : 0, m0, mv, &t[0], &t[1]);
+      bn2d_terms_v(kind, a + s0 + 16, b ? b + s0 + 16 : 0, m1, mv, &t[2], &t[3]);
+      for (int q = 0; q < 4; q++) {
+        unsigned m = (q < 2 ? m0 : m1) >> (q % 2 * 8);
+        p[q] = _mm512_mask_add_pd(p[q], (__mmask8)m, p[q], t[q]);
+      }
+      if (!sum2)
+        continue;
+      bn2d_terms_v(2, a + s0, b + s0, m0, mv, &t[0], &t[1]);
+      bn2d_terms_v(2, a + s0 + 16, b + s0 + 16, m1, mv, &t[2], &t[3]);
+      for (int q = 0; q < 4; q++) {
+        unsigned m = (q < 2 ? m0 : m1) >> (q % 2 * 8);
+        p2[q] = _mm512_mask_add_pd(p2[q], (__mmask8)m, p2[q], t[q]);
+      }
+    }
+  }
+  if (sum2)
+    *sum2 = bn2d_halves_v(p2);
+  return bn2d_halves_v(p);
+}
+#endif
+
+/* A sum over channel c's elements of x (n, C, S) in double, of terms x
+   (kind 0), (x − mean)² (1) or x·x2, the product in real (2): element s
+   of each sample goes to partial sum s mod BN2D_PARTS, each partial
+   summed in increasing (sample, position); the partials are then added
+   in halves (partial l and l + 16, then l and l + 8, ...). With S = 1,
+   one partial: bn_forward's sums in bn_forward's order. With kind 0 and
+   sum2 not null, also the sum of kind 2 (x·x2) into *sum2, in the same
+   pass over x, each sum in its own order. */
+MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
+                          const real *x2, double mean, double *sum2) {
+#ifdef MM_SIMD
+  if (BN2D_PARTS == 32)
+    return bn2d_sum_v(n, C, S, c, kind, x, x2, mean, sum2);
+#endif
+  double p[BN2D_PARTS] = {0}, p2[BN2D_PARTS] = {0};
+  for (int r = 0; r < n; r++) {
+    const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
+    for (int s0 = 0; s0 < S; s0 += BN2D_PARTS) {
+      int m = MM_MIN(BN2D_PARTS, S - s0);
+      for (int l = 0; l < m; l++) {
+        double d = kind == 2 ? a[s0 + l] * b[s0 + l] : a[s0 + l] - (kind ? mean : 0);
+        p[l] += kind == 1 ? d * d : d;
+        if (sum2)
+          p2[l] += a[s0 + l] * b[s0 + l];
+      }
+    }
+  }
+  for (int w = BN2D_PARTS / 2; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      p[l] += p[l + w], p2[l] += p2[l + w];
+  if (sum2)
+    *sum2 = p2[0];
+  return p[0];
+}
+
 /* BatchNorm2d: bn_forward with the statistics of channel c over the
-   batch and the S positions of its plane, summed sample by sample,
-   position by position: x, xhat, y (n, C, S). (n, C, S) is bn_forward's
-   (n·S, C) in another order, and its sums run over the same terms in the
-   same order: bn2d_forward gives bn_forward's bits. */
+   batch and the S positions of its plane (bn2d_sum): x, xhat, y
+   (n, C, S); the running variance's unbiased factor N/(N − 1), N = n·S. */
 MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double eps,
                               const real *x, const real *gamma, const real *beta,
                               real *run_mean, real *run_var, double *mean, double *var,
                               double *rstd, real *xhat, real *y) {
   long N = (long)n * S;
-  if (train) {
-    for (int c = 0; c < C; c++)
-      mean[c] = var[c] = 0;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < C; c++)
-        for (int s = 0; s < S; s++)
-          mean[c] += x[((long)r * C + c) * S + s];
-    for (int c = 0; c < C; c++)
-      mean[c] /= N;
-    for (int r = 0; r < n; r++)
-      for (int c = 0; c < C; c++)
-        for (int s = 0; s < S; s++) {
-          double d = x[((long)r * C + c) * S + s] - mean[c];
-          var[c] += d * d;
-        }
-    for (int c = 0; c < C; c++) {
-      var[c] /= N;
+  for (int c = 0; c < C; c++) {
+    if (train) {
+      mean[c] = bn2d_sum(n, C, S, c, 0, x, 0, 0, 0) / N;
+      var[c] = bn2d_sum(n, C, S, c, 1, x, 0, mean[c], 0) / N;
       run_mean[c] = (real)((1 - m) * run_mean[c] + m * mean[c]);
       run_var[c] = (real)((1 - m) * run_var[c] + m * var[c] * N / (N - 1));
-    }
-  } else
-    for (int c = 0; c < C; c++)
+    } else
       mean[c] = run_mean[c], var[c] = run_var[c];
-  for (int c = 0; c < C; c++)
     rstd[c] = 1 / sqrt(var[c] + eps);
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
+    for (int r = 0; r < n; r++) /* while the channel is in cache */
       for (int s = 0; s < S; s++) {
         long e = ((long)r * C + c) * S + s;
         real xh = (real)((x[e] - mean[c]) * rstd[c]);
         xhat[e] = xh;
         y[e] = gamma[c] * xh + beta[c];
       }
+  }
 }
 
 /* Backward: bn_backward with the sums of channel c over the batch and
-   its S positions, in bn2d_forward's order. */
+   its S positions (bn2d_sum). */
 MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *xhat,
                                const real *gamma, const double *rstd, double *sdy,
                                double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
   long N = (long)n * S;
-  for (int c = 0; c < C; c++)
-    sdy[c] = sdyx[c] = 0;
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
-      for (int s = 0; s < S; s++) {
-        long e = ((long)r * C + c) * S + s;
-        sdy[c] += dy[e];
-        sdyx[c] += dy[e] * xhat[e];
-      }
   for (int c = 0; c < C; c++) {
+    sdy[c] = bn2d_sum(n, C, S, c, 0, dy, xhat, 0, &sdyx[c]); /* one pass, both sums */
     dgamma[c] = (real)sdyx[c];
     dbeta[c] = (real)sdy[c];
     k[c] = gamma[c] * rstd[c] / N;
-  }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
+    for (int r = 0; r < n; r++) /* while the channel is in cache */
       for (int s = 0; s < S; s++) {
         long e = ((long)r * C + c) * S + s;
         dx[e] = (real)(k[c] * (N * (double)dy[e] - sdy[c] - xhat[e] * sdyx[c]));
       }
+  }
 }
 
 /* ---- activations ---- */
@@ -1251,6 +1840,50 @@ MLPC_KERNEL void xent_backward(int n, int K, const real *z, const real *lse,
     dz[(long)r * K + y[r]] -= 1;
   for (long i = 0; i < (long)n * K; i++)
     dz[i] /= n;
+}
+
+/* Label smoothing eps (CrossEntropyLoss(label_smoothing=eps)): the loss
+   summed over n rows, (1 − eps)·nll + (eps / K)·Σ_r Σ_k (lse[r] − z[r][k]),
+   nll being xent_forward's sum (whose lse this reuses); in double. */
+MLPC_KERNEL double xent_smooth(int n, int K, const real *z, const real *lse, double nll,
+                               double eps) {
+  double smooth = 0;
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      smooth += (double)lse[r] - z[(long)r * K + k];
+  return (1 - eps) * nll + smooth * (eps / K);
+}
+
+/* Its gradient: dz[r][k] = (e^(z[r][k] − lse[r]) − q[k]) / n, the target
+   q[k] = off + on·[k = y[r]], with on = 1 − eps and off = eps / K. */
+MLPC_KERNEL void xent_smooth_backward(int n, int K, const real *z, const real *lse,
+                                      const unsigned char *y, real *dz, real on, real off) {
+  for (int r = 0; r < n; r++)
+    for (int k = 0; k < K; k++)
+      dz[(long)r * K + k] = z[(long)r * K + k] - lse[r];
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] = mm_exp(dz[i]) - off;
+  for (int r = 0; r < n; r++)
+    dz[(long)r * K + y[r]] -= on;
+  for (long i = 0; i < (long)n * K; i++)
+    dz[i] /= n;
+}
+
+/* ---- gradient clipping (clip_grad_norm_) ---- */
+
+/* The 2-norm of len gradients, as a real: the squares (each exact in
+   double for float) summed in double, the root rounded once to real. */
+MLPC_KERNEL real clip_norm(int len, const real *g) {
+  double s = 0;
+  for (int i = 0; i < len; i++)
+    s += (double)g[i] * g[i];
+  return (real)sqrt(s);
+}
+
+/* g *= coef. */
+MLPC_KERNEL void clip_scale(int len, real *g, real coef) {
+  for (int i = 0; i < len; i++)
+    g[i] *= coef;
 }
 
 /* ---- optimizers: one tensor's update (docs: SEMANTICS.md) ---- */

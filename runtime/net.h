@@ -24,10 +24,51 @@
   X(RT_RNG_MLPC,  "mlpc")   \
   X(RT_RNG_TORCH, "torch")
 
+/* Learning-rate schedules (docs/model-format.md, "schedule"), as
+   PyTorch's torch.optim.lr_scheduler names them. */
+#define RT_SCHEDULES(X)              \
+  X(RT_SCHED_NONE,     "none")       \
+  X(RT_SCHED_STEP,     "step")       \
+  X(RT_SCHED_COSINE,   "cosine")     \
+  X(RT_SCHED_ONECYCLE, "onecycle")
+
+/* OneCycleLR's anneal_strategy. */
+#define RT_ANNEALS(X)               \
+  X(RT_ANNEAL_COS,    "cos")        \
+  X(RT_ANNEAL_LINEAR, "linear")
+
 #define RT_ENUM_(e, s) e,
 enum { RT_INIT_SCHEMES(RT_ENUM_) RT_INIT_NSCHEMES };
 enum { RT_RNGS(RT_ENUM_) RT_NRNGS };
+enum { RT_SCHEDULES(RT_ENUM_) RT_NSCHEDULES };
+enum { RT_ANNEALS(RT_ENUM_) RT_NANNEALS };
 #undef RT_ENUM_
+
+/* What the training loop does around the model's steps, as the model
+   file says (docs/model-format.md): the learning-rate schedule, the
+   validation split and early stopping. The names are PyTorch's. */
+typedef struct {
+  int schedule;          /* RT_SCHED_*                                    */
+  double lr;             /* the optimizer's lr, where step and cosine start */
+  int step_size;         /* step: StepLR's period in epochs               */
+  double gamma;          /* step: its factor (0.1)                        */
+  int T_max;             /* cosine: CosineAnnealingLR's half period        */
+  double eta_min;        /* cosine: its least lr (0)                      */
+  double max_lr;         /* onecycle: OneCycleLR's peak lr                */
+  long total_steps;      /* onecycle: its steps; 0: the run's, less warmup */
+  double pct_start;      /* onecycle: its rising part (0.3)               */
+  int anneal;            /* onecycle: RT_ANNEAL_* (cos)                   */
+  double div_factor;     /* onecycle: initial lr = max_lr / div_factor (25) */
+  double final_div_factor; /* onecycle: least lr = initial / this (1e4)   */
+  int cycle_momentum;    /* onecycle: the momentum (Adam's beta1) cycles
+                            too, between the next two (true)              */
+  double base_momentum, max_momentum; /* onecycle: 0.85, 0.95             */
+  long warmup;           /* steps of LinearLR from 1/warmup in front; 0: none */
+  long val_count;        /* samples held out for validation; 0: none ...  */
+  double val_fraction;   /* ... or this share of the training set (0: none) */
+  int patience;          /* early stopping: epochs without a better
+                            validation loss before training stops; 0: none */
+} RtRecipe;
 
 /* What a tensor is, and so how it is initialised and whether it is saved. */
 enum {
@@ -116,6 +157,11 @@ typedef struct {
                             its activation does not define                */
   int sequential;        /* a "layers" list: "rng": "torch" draws every
                             parameter in one pass, in nn.Sequential's order */
+  const RtRecipe *recipe; /* NULL: none (a constant lr, no validation)    */
+  double *hyper;         /* under a schedule, what the optimizer reads at
+                            each step, set by the runtime: [0] the lr, [1]
+                            the momentum (Adam's beta1) when cycled; NULL
+                            when the lr is a constant of the code          */
 } RtNet;
 
 #endif

@@ -4,8 +4,9 @@
  *
  * A run draws from two streams of its seed: stream 0 for the initial
  * weights, stream 1 for the batch order, so a change of initialisation
- * does not change the order of the batches. docs/determinism.md says how
- * each draw is made.
+ * does not change the order of the batches; stream 2 holds out a
+ * validation split (split.c). docs/determinism.md says how each draw is
+ * made.
  */
 #include <math.h>
 #include "rt.h"

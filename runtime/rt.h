@@ -149,6 +149,52 @@ void rt_health_print(const RtHealth *h, FILE *f);
    where not applicable, "nan" or "inf" (strings) where not finite. */
 void rt_health_json(const RtHealth *h, FILE *f);
 
+/* ---- runtime/sched.c: the learning-rate schedule (RtRecipe) ---- */
+
+/* A schedule as it runs: the state of PyTorch's schedulers. */
+typedef struct {
+  const RtRecipe *r;      /* NULL: the lr is a constant of the code        */
+  double *hyper;          /* RtNet.hyper, where the code reads them        */
+  double lr, momentum;    /* the param group's lr and momentum (beta1)     */
+  long warm_epoch;        /* LinearLR's last_epoch                         */
+  long seq_epoch;         /* SequentialLR's: warmup in front of onecycle   */
+  long cyc_epoch;         /* OneCycleLR's                                  */
+  int epoch;              /* StepLR's or CosineAnnealingLR's               */
+  long total;             /* OneCycleLR's total_steps                      */
+  double end1;            /* the last step of its rising phase             */
+  double initial_lr, min_lr;
+} RtSched;
+
+/* Starts net's schedule (none unless net->hyper) for a run of `steps`
+   training steps: sets the lr of the first step. 0, or -1 with "KEY:
+   reason" in err when the run does not fit it (onecycle's total_steps). */
+int rt_sched_start(RtSched *s, const RtNet *net, long steps, char *err, size_t errlen);
+/* The check rt_sched_start makes of a run of `steps` training steps, on
+   the recipe alone: 0, or -1 with "KEY: reason" in err. */
+int rt_sched_check(const RtRecipe *r, long steps, char *err, size_t errlen);
+/* After each training step: the warmup and onecycle step. */
+void rt_sched_step(RtSched *s);
+/* After each epoch (after its last step's rt_sched_step): step and
+   cosine step. */
+void rt_sched_epoch(RtSched *s);
+
+/* ---- runtime/split.c: the validation split ---- */
+
+#define RT_MAX_CLASSES 256  /* labels are bytes */
+
+/* The samples a recipe holds out of a training set of n: its count, or
+   ⌈fraction·n⌉; 0 without a recipe or validation. */
+long rt_val_size(const RtRecipe *r, long n);
+/* Splits all (samples of feats bytes, labels < nclasses) into train and
+   val, nval of them held out for validation, stratified by class and
+   fixed by seed (split.c says how). 0, or -1 with the reason in err
+   (nothing left to train on; out of memory), train and val empty. */
+int rt_split(const RtSet *all, int feats, int nclasses, long nval, uint64_t seed,
+             RtSet *train, RtSet *val, char *err, size_t errlen);
+/* Whether nval held out of n training samples leave some to train on:
+   0, or -1 with the reason in err. */
+int rt_val_check(long nval, long n, char *err, size_t errlen);
+
 /* ---- runtime/train.c: initialisation and the training loop ---- */
 
 /* One epoch's figures, as handed to RtOptions.on_epoch. */
@@ -164,6 +210,11 @@ typedef struct {
                              epoch (its loss, or after the epoch's last
                              step a tensor, was not finite); the figures
                              are NaN. 0 with NaN figures: in the test pass */
+  double val_loss;        /* on the validation split; NaN without one     */
+  double val_acc;
+  int best_epoch;         /* under early stopping, the epoch of the least
+                             validation loss so far, whose weights the
+                             run keeps (this one or before); 0 without    */
 } RtEpoch;
 
 /* Where a run is at a step boundary: before a training step, or before
@@ -235,5 +286,15 @@ void rt_init(const RtNet *net, uint64_t seed);
    is not finite, or after an epoch a tensor that holds a value that is
    not finite (under --json the last line then says so). */
 int rt_train(const RtNet *net, const RtOptions *o);
+/* The training steps of an epoch over n samples in batches of batch, at
+   most max_batches (0: all): its batches, less a one-sample batch under
+   BatchNorm (skipped). */
+long rt_train_steps(long n, int batch, long max_batches, int has_batchnorm);
+/* Whether recipe r fits a training set of n samples as rt_train checks
+   it before training (the validation split leaves some to train on;
+   onecycle fits the run's steps), for a plan that has not loaded the
+   model's code: 0, or -1 with "KEY: reason" in err. */
+int rt_recipe_check(const RtRecipe *r, long n, int batch, int has_batchnorm, int epochs,
+                    long max_batches, char *err, size_t errlen);
 
 #endif

@@ -4,8 +4,12 @@
  *
  * The loop owns the data and the batch order; the model (an RtNet) owns
  * all arithmetic. Each epoch trains on the shuffled training set, then
- * evaluates on the whole test set in eval mode and prints one line, or
+ * evaluates on the whole test set in eval mode (and on the validation
+ * set its recipe holds out, runtime/split.c) and prints one line, or
  * hands the figures to the caller (RtOptions.on_epoch; studies use it).
+ * The recipe's schedule (runtime/sched.c) steps with the training, and
+ * its early stopping ends the run when the validation loss has not
+ * improved for `patience` epochs, keeping the best epoch's weights.
  * Under RtOptions.health the health figures of a fixed probe batch follow
  * each line, and come first for the initial weights (runtime/health.c).
  */
@@ -234,6 +238,7 @@ typedef struct {
   const RtNet *net;
   const RtOptions *o;
   RtSet train, test;
+  RtSet val;             /* held out of the training set; n 0: none      */
   long *perm;
   unsigned char *x, *y;
   RtRng rng;
@@ -242,6 +247,12 @@ typedef struct {
   long step;             /* the epoch's last step trained (from 1; 0:
                             none), or the one whose loss was not finite  */
   RtHealth health;       /* under o->health                              */
+  RtSched sched;         /* the lr schedule (runtime/sched.c)            */
+  int patience;          /* early stopping's; 0: none                    */
+  RtEpoch best;          /* under it: the epoch of the least validation
+                            loss so far (epoch 0: none yet)               */
+  int waited;            /* epochs since                                 */
+  unsigned char *kept;   /* its parameters and buffers                   */
 } Loop;
 
 /* The index of an epoch's last trained batch (the one whose update the
@@ -251,6 +262,25 @@ static long train_last_step(const Loop *L, long nb) {
   if (L->net->has_batchnorm && L->train.n - last * L->net->batch == 1)
     last--;
   return last;
+}
+
+long rt_train_steps(long n, int batch, long max_batches, int has_batchnorm) {
+  long nb = train_nbatches(n, batch, max_batches);
+  return nb - (has_batchnorm && nb > 0 && n - (nb - 1) * batch == 1);
+}
+
+/* The training steps of an epoch of the loop. */
+static long train_steps(const Loop *L) {
+  return rt_train_steps(L->train.n, L->net->batch, L->o->max_batches, L->net->has_batchnorm);
+}
+
+int rt_recipe_check(const RtRecipe *r, long n, int batch, int has_batchnorm, int epochs,
+                    long max_batches, char *err, size_t errlen) {
+  long nval = rt_val_size(r, n);
+  if (rt_val_check(nval, n, err, errlen))
+    return -1;
+  long steps = epochs * rt_train_steps(n - nval, batch, max_batches, has_batchnorm);
+  return r ? rt_sched_check(r, steps, err, errlen) : 0;
 }
 
 /* At a step boundary (step, or test batch, from 1): the net to go on
@@ -292,6 +322,7 @@ static double train_epoch(Loop *L, int *diverged) {
     if (b == last)
       rt_health_after_step(&L->health, net);
     L->step = b + 1;
+    rt_sched_step(&L->sched);
     if (!isfinite(loss))
       return *diverged = 1, NAN;
     sum += loss;
@@ -300,18 +331,20 @@ static double train_epoch(Loop *L, int *diverged) {
   return used ? sum / used : NAN;
 }
 
-/* Evaluates on the test set, in file order: mean loss over samples and
-   accuracy. Test batches are contiguous, so nothing is copied. */
-static void train_eval(Loop *L, double *loss, double *acc) {
-  const RtSet *s = &L->test;
-  int B = L->net->batch, feats = L->net->input;
+/* Evaluates on a held-out set (test or validation), in file order: mean
+   loss over samples and accuracy. Its batches are contiguous, so nothing
+   is copied. Each test batch is a step boundary (the net may change
+   before it); the validation pass runs on the net the test pass ended
+   with. */
+static void train_eval(Loop *L, const RtSet *s, double *loss, double *acc) {
+  int B = L->net->batch, feats = L->net->input, test = s == &L->test;
   long nb = train_nbatches(s->n, B, L->o->max_batches), seen = 0, correct = 0;
   double sum = 0;
   for (long b = 0; b < nb; b++) {
     long start = b * B;
     int n = (int)(s->n - start < B ? s->n - start : B);
-    train_boundary(L, 0, b + 1)->eval(n, s->images + (size_t)start * feats, s->labels + start,
-                                      &sum, &correct);
+    const RtNet *net = test ? train_boundary(L, 0, b + 1) : L->net;
+    net->eval(n, s->images + (size_t)start * feats, s->labels + start, &sum, &correct);
     seen += n;
   }
   *loss = sum / seen;
@@ -327,20 +360,29 @@ static void train_json_loss(const char *key, double v) {
 }
 
 /* Prints one epoch's figures, as a table row or a JSON line, with the
-   health figures h unless NULL: secs for the whole epoch, train_secs for
-   its training part (in JSON only). A train loss of NaN (no step) reads
+   health figures h unless NULL: e->seconds for the whole epoch,
+   train_secs for its training part (in JSON only); the validation
+   figures when the run has a split. A train loss of NaN (no step) reads
    n/a, or null. */
-static void train_print(const RtOptions *o, int epoch, double tl, double vl,
-                        double acc, double secs, double train_secs, const RtHealth *h) {
+static void train_print(const Loop *L, const RtEpoch *e, double train_secs,
+                        const RtHealth *h) {
+  const RtOptions *o = L->o;
   if (o->json) {
-    printf("{\"epoch\": %d, ", epoch);
-    train_json_loss("train_loss", tl);
+    printf("{\"epoch\": %d, ", e->epoch);
+    train_json_loss("train_loss", e->train_loss);
+    if (L->val.n)
+      printf(", \"val_loss\": %.17g, \"val_acc\": %.17g", e->val_loss, e->val_acc);
     printf(", \"test_loss\": %.17g, \"test_acc\": %.17g, \"seconds\": %.6f, "
-           "\"train_seconds\": %.6f", vl, acc, secs, train_secs);
-  } else if (isnan(tl))
-    printf("%5d  %10s  %10.6f  %8.2f%%  %7.3f\n", epoch, "n/a", vl, 100 * acc, secs);
-  else
-    printf("%5d  %10.6f  %10.6f  %8.2f%%  %7.3f\n", epoch, tl, vl, 100 * acc, secs);
+           "\"train_seconds\": %.6f", e->test_loss, e->test_acc, e->seconds, train_secs);
+  } else {
+    if (isnan(e->train_loss))
+      printf("%5d  %10s", e->epoch, "n/a");
+    else
+      printf("%5d  %10.6f", e->epoch, e->train_loss);
+    if (L->val.n)
+      printf("  %10.6f  %7.2f%%", e->val_loss, 100 * e->val_acc);
+    printf("  %10.6f  %8.2f%%  %7.3f\n", e->test_loss, 100 * e->test_acc, e->seconds);
+  }
   if (h && o->json)
     printf(", "), rt_health_json(h, stdout);
   if (h && !o->json)
@@ -374,6 +416,20 @@ static void train_print_initial(Loop *L) {
     printf("%5d  (the initial weights)\n", 0), rt_health_print(h, stdout);
 }
 
+/* The bytes of t's data when early stopping keeps it (a parameter or
+   buffer), else 0. */
+static size_t train_kept_size(const RtTensor *t) {
+  return t->kind <= RT_BUF_ONE ? (size_t)rt_numel(t) * (t->dtype == RT_F32 ? 4 : 8) : 0;
+}
+
+/* The bytes of the parameters and buffers, which early stopping keeps. */
+static size_t train_kept_bytes(const RtNet *net) {
+  size_t n = 0;
+  for (int k = 0; k < net->ntensors; k++)
+    n += train_kept_size(&net->tensors[k]);
+  return n;
+}
+
 /* Allocates the loop's buffers; 0 or -1. */
 static int train_alloc(Loop *L) {
   long n = L->train.n > L->net->batch ? L->train.n : L->net->batch;
@@ -382,14 +438,41 @@ static int train_alloc(Loop *L) {
   L->y = malloc((size_t)L->net->batch);
   if (L->o->health && rt_health_alloc(&L->health, L->net))
     return -1;
+  if (L->patience && !(L->kept = malloc(train_kept_bytes(L->net) + 1)))
+    return -1;
   return L->perm && L->x && L->y ? 0 : -1;
 }
 
+/* Copies the parameters and buffers into L->kept, or back from it. */
+static void train_keep(Loop *L, int back) {
+  unsigned char *at = L->kept;
+  for (int k = 0; k < L->net->ntensors; k++) {
+    const RtTensor *t = &L->net->tensors[k];
+    size_t n = train_kept_size(t);
+    memcpy(back ? t->data : at, back ? at : t->data, n);
+    at += n;
+  }
+}
+
+/* Under early stopping, after epoch e: keeps its weights and figures when
+   its validation loss is less than every one before (strictly), and
+   marks e with the best epoch so far; 1 when `patience` epochs have
+   passed without a better one. */
+static int train_watch(Loop *L, RtEpoch *e) {
+  if (!L->patience)
+    return 0;
+  if (!L->best.epoch || e->val_loss < L->best.val_loss) {
+    e->best_epoch = e->epoch;
+    L->best = *e, L->waited = 0;
+    train_keep(L, 0);
+  } else
+    e->best_epoch = L->best.epoch, L->waited++;
+  return L->waited >= L->patience;
+}
+
 /* Hands one epoch's figures to the caller's on_epoch. */
-static void train_report(const RtOptions *o, int epoch, double tl, double vl,
-                         double acc, double secs, long bad) {
-  RtEpoch e = {epoch, tl, vl, acc, secs, bad};
-  o->on_epoch(o->ctx, &e);
+static void train_report(const RtOptions *o, const RtEpoch *e) {
+  o->on_epoch(o->ctx, e);
 }
 
 /* Writes s as a JSON string. */
@@ -425,7 +508,8 @@ static int train_diverged(const Loop *L, int e, long step, const char *why, doub
   else
     snprintf(msg, sizeof msg, "training diverged at epoch %d, in the test pass: %s", e, why);
   if (o->on_epoch) {
-    train_report(o, e, NAN, NAN, NAN, secs, step);
+    RtEpoch d = {e, NAN, NAN, NAN, secs, step, NAN, NAN, 0};
+    train_report(o, &d);
     return 1;
   }
   fprintf(stderr, "mlpc: error: %s\n", msg);
@@ -457,70 +541,153 @@ static int train_check(const Loop *L, int diverged, char *why, size_t len) {
   return 1;
 }
 
-/* Runs all epochs; returns the exit status (0, or 1 at divergence). */
+/* The table's header: the validation columns when the run has a split. */
+static void train_header(const Loop *L) {
+  printf("epoch  train_loss%s   test_loss  test_acc  seconds\n",
+         L->val.n ? "    val_loss   val_acc" : "");
+}
+
+/* One epoch: trains, checks, evaluates (test, then validation) into e;
+   0, or the exit status of a run that diverged (1). */
+static int train_one(Loop *L, int epoch, RtEpoch *e, double *train_secs) {
+  double t = rt_now();
+  int diverged = 0;
+  char why[400];
+  *e = (RtEpoch){.epoch = epoch, .val_loss = NAN, .val_acc = NAN};
+  L->epoch = epoch;
+  e->train_loss = train_epoch(L, &diverged);
+  rt_sched_epoch(&L->sched);
+  *train_secs = rt_now() - t;
+  if (train_check(L, diverged, why, sizeof why))
+    return train_diverged(L, epoch, L->step, why, rt_now() - t);
+  train_eval(L, &L->test, &e->test_loss, &e->test_acc);
+  if (!isfinite(e->test_loss))
+    return train_diverged(L, epoch, 0, "the test loss is not finite", rt_now() - t);
+  if (L->val.n)
+    train_eval(L, &L->val, &e->val_loss, &e->val_acc);
+  if (L->val.n && !isfinite(e->val_loss))
+    return train_diverged(L, epoch, 0, "the validation loss is not finite", rt_now() - t);
+  e->seconds = rt_now() - t;
+  return 0;
+}
+
+/* Under early stopping, once the run ends after epoch last: puts the
+   best epoch's weights back, says so (unless on_epoch), and returns its
+   figures; without, last's. */
+static RtEpoch train_final(Loop *L, const RtEpoch *last, int stopped) {
+  const RtEpoch *b = &L->best;
+  if (!L->patience)
+    return *last;
+  if (b->epoch != last->epoch)
+    train_keep(L, 1);
+  char why[80] = "";
+  if (stopped)
+    snprintf(why, sizeof why, "stopped after %d epoch%s without a better one; ", L->patience,
+             L->patience == 1 ? "" : "s");
+  if (!L->o->json && !L->o->on_epoch)
+    printf("early stopping: %sthe least validation loss, %.6f, was epoch %d's: its weights "
+           "are kept, test loss %.6f, accuracy %.2f%%\n", why, b->val_loss, b->epoch,
+           b->test_loss, 100 * b->test_acc);
+  return *b;
+}
+
+/* The last line under --json: how the run ended, and its final figures
+   (under early stopping, the best epoch's); train_describe ends it. */
+static void train_summary(const Loop *L, int epochs, const RtEpoch *f, int stopped, double t0) {
+  printf("{\"summary\": true, \"diverged\": false, \"epochs\": %d, ", epochs);
+  if (L->patience)
+    printf("\"best_epoch\": %d, \"stopped_early\": %s, ", f->epoch, stopped ? "true" : "false");
+  train_json_loss("final_train_loss", f->train_loss);
+  if (L->val.n)
+    printf(", \"final_val_loss\": %.17g, \"final_val_acc\": %.17g", f->val_loss, f->val_acc);
+  printf(", \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f",
+         f->test_loss, f->test_acc, rt_now() - t0);
+}
+
+/* Runs the epochs, until early stopping ends them; returns the exit
+   status (0, or 1 at divergence). */
 static int train_run(Loop *L) {
   const RtOptions *o = L->o;
-  double t0 = rt_now(), tl = 0, vl = 0, acc = 0;
-  char why[400];
+  double t0 = rt_now(), train_secs;
+  RtEpoch e = {0};
+  int stopped = 0, status;
   if (!o->json && !o->on_epoch)
-    printf("epoch  train_loss   test_loss  test_acc  seconds\n");
+    train_header(L);
   train_print_initial(L);
-  for (int e = 1; e <= o->epochs; e++) {
-    double t = rt_now();
-    int diverged = 0;
-    L->epoch = e;
-    tl = train_epoch(L, &diverged);
-    double train_secs = rt_now() - t;
-    if (train_check(L, diverged, why, sizeof why))
-      return train_diverged(L, e, L->step, why, rt_now() - t);
-    train_eval(L, &vl, &acc);
-    if (!isfinite(vl))
-      return train_diverged(L, e, 0, "the test loss is not finite", rt_now() - t);
-    double secs = rt_now() - t;
-    const RtHealth *h = train_probe(L, e);
+  for (int epoch = 1; epoch <= o->epochs && !stopped; epoch++) {
+    if ((status = train_one(L, epoch, &e, &train_secs)))
+      return status;
+    stopped = train_watch(L, &e);
+    const RtHealth *h = train_probe(L, epoch);
     if (o->on_epoch)
-      train_report(o, e, tl, vl, acc, secs, 0);
+      train_report(o, &e);
     else
-      train_print(o, e, tl, vl, acc, secs, train_secs, h);
+      train_print(L, &e, train_secs, h);
   }
   if (L->skipped)
     fprintf(stderr, "mlpc: note: skipped %ld one-sample training batch(es): "
             "BatchNorm needs at least 2 samples%s\n", L->skipped,
-            isnan(tl) ? "; no step was taken, so there is no train loss" : "");
-  if (o->json) {
-    printf("{\"summary\": true, \"diverged\": false, \"epochs\": %d, ", o->epochs);
-    train_json_loss("final_train_loss", tl);
-    printf(", \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f",
-           vl, acc, rt_now() - t0);
-  }
+            isnan(e.train_loss) ? "; no step was taken, so there is no train loss" : "");
+  RtEpoch f = train_final(L, &e, stopped);
+  if (o->json)
+    train_summary(L, e.epoch, &f, stopped, t0);
   if (!o->on_epoch)
     train_describe(o);
   return 0;
 }
 
+/* Holds the recipe's validation set out of the training set (the rest
+   trains); 0, or -1 with the reason in err. */
+static int train_split(Loop *L, char *err, size_t errlen) {
+  RtSet all = L->train;
+  long nval = rt_val_size(L->net->recipe, all.n);
+  if (!nval)
+    return 0;
+  if (rt_split(&all, L->net->input, L->net->output, nval, L->o->seed, &L->train, &L->val, err,
+               errlen))
+    return L->train = all, -1;
+  rt_free_set(&all);
+  return 0;
+}
+
+/* Says what the run trains on, tests and validates on. */
+static void train_say_data(const Loop *L) {
+  printf("data %s: %ld train, ", L->o->data, L->train.n);
+  if (L->val.n)
+    printf("%ld validation (held out of the training set, by class, seed %llu), ", L->val.n,
+           (unsigned long long)L->o->seed);
+  printf("%ld test\n", L->test.n);
+}
+
 /* Loads the data and trains; returns the process exit status. */
 int rt_train(const RtNet *net, const RtOptions *o) {
   char err[1024];
-  Loop L = {.net = net, .o = o};
+  Loop L = {.net = net, .o = o, .patience = net->recipe ? net->recipe->patience : 0};
   if (rt_load_data(o->data, net->input, net->shape, net->output, &L.train, &L.test, err,
-                   sizeof err)) {
+                   sizeof err) ||
+      train_split(&L, err, sizeof err)) {
     fprintf(stderr, "mlpc: error: %s\n", err);
+    rt_free_set(&L.train), rt_free_set(&L.test);
     return 2;
   }
   rt_rng_seed(&L.rng, o->seed, 1);
   int status = 1;
   if (train_alloc(&L))
     fprintf(stderr, "mlpc: error: out of memory\n");
+  else if (rt_sched_start(&L.sched, net, o->epochs * train_steps(&L), err, sizeof err))
+    fprintf(stderr, "mlpc: error: %s\n", err), status = 2;
   else {
     if (!o->json && !o->on_epoch)
-      printf("data %s: %ld train, %ld test\n", o->data, L.train.n, L.test.n);
+      train_say_data(&L);
     status = train_run(&L);
   }
   free(L.perm);
   free(L.x);
   free(L.y);
+  free(L.kept);
   rt_health_free(&L.health);
   rt_free_set(&L.train);
+  rt_free_set(&L.val);
   rt_free_set(&L.test);
   return status;
 }

@@ -22,8 +22,10 @@ static const char trainer_usage[] =
   "usage: %s [--data DIR] [--epochs N] [--max-batches N] [--seed N]\n"
   "          [--no-shuffle] [--json] [--health]\n"
   "Trains the model this file was generated for and prints train loss,\n"
-  "test loss and test accuracy after each epoch; with --health also the\n"
-  "health figures of each layer and parameter, as mlpc --health does.\n"
+  "test loss and test accuracy after each epoch (and the validation loss\n"
+  "and accuracy, when the model holds out a validation split); with\n"
+  "--health also the health figures of each layer and parameter, as mlpc\n"
+  "--health does.\n"
   "Exit status: 0 success, 2 bad flags or data, 1 divergence.\n";
 
 /* Parses a whole decimal integer in [lo, hi]; exits 2 otherwise. */

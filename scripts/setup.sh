@@ -3,9 +3,10 @@
 # Idempotent and non-interactive; does nothing when all are present.
 set -eu
 
+# chromium: tests/test_study_html.c loads a study's report.html in it.
 pkgs="gcc make cmake pkg-config tcc libtcc-dev libjansson-dev libcmocka-dev
 zlib1g-dev libsqlite3-dev libgsl-dev dataset-fashion-mnist gnuplot-nox libopenmpi-dev
-openmpi-bin"
+openmpi-bin python3 chromium"
 
 missing=""
 for p in $pkgs; do

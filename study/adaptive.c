@@ -7,7 +7,8 @@
  *
  *   comparisons   each model against the base, and each model against
  *                 the next in the ranking (by mean final test loss, as
- *                 conclude.c ranks)
+ *                 conclude.c ranks; the validation loss instead when
+ *                 every experiment holds out a split, st_on_val)
  *   test          st_seq_test (seq.c) on the seeds both models have, at
  *                 level alpha with Bonferroni's correction over every
  *                 pair of distinct models (the neighbours in the ranking
@@ -28,9 +29,10 @@
 #include "study.h"
 
 /* The distinct models and their runs' final losses, in seed order (a
-   diverged run +infinity). */
+   diverged run +infinity): test losses, or validation losses (val). */
 typedef struct {
   const Study *s;
+  int val;
   int nm;
   int *exp;                 /* (nm): each model's first experiment        */
   int *n;                   /* (nm): its runs                             */
@@ -57,7 +59,7 @@ typedef struct {
 
 /* Allocates room for up to nexp models. */
 static void models_init(Models *m, const Study *s) {
-  *m = (Models){.s = s, .base = -1};
+  *m = (Models){.s = s, .val = st_on_val(s), .base = -1};
   m->exp = calloc((size_t)s->nexp + 1, sizeof *m->exp);
   m->n = calloc((size_t)s->nexp + 1, sizeof *m->n);
   m->loss = calloc((size_t)s->nexp * s->nseeds + 1, sizeof *m->loss);
@@ -88,7 +90,7 @@ static double model_mean(const Models *m, int i, int *diverged) {
 static const Models *sorting;
 
 /* Orders models as conclude.c does: no run diverged, some did, all did;
-   then by mean final test loss; then in study order. */
+   then by mean final loss; then in study order. */
 static int by_rank(const void *pa, const void *pb) {
   int a = *(const int *)pa, b = *(const int *)pb, da, db;
   double ma = model_mean(sorting, a, &da), mb = model_mean(sorting, b, &db);
@@ -206,7 +208,8 @@ static int lacking(const StPlan *p, const Models *m) {
 static int read_losses(const StPlan *p, sqlite3 *db, Models *m, char *err, size_t errlen) {
   for (int i = 0; i < m->nm; i++)
     for (int r = 0; r < m->n[i]; r++)
-      if (st_db_final_loss(db, task(p, m, i, r)->run_id, &losses(m, i)[r], err, errlen))
+      if (st_db_final_loss(db, task(p, m, i, r)->run_id, m->val, &losses(m, i)[r], err,
+                           errlen))
         return -1;
   return 0;
 }
@@ -281,6 +284,7 @@ int st_adaptive_next(StPlan *p, sqlite3 *db, int *said, FILE *term, char *err,
 static void figs_models(const StFigs *f, Models *m) {
   const Study *s = f->p->s;
   models_init(m, s);
+  int fig = m->val ? ST_VAL_LOSS : ST_TEST_LOSS;
   for (int e = 0; e < s->nexp; e++) {
     const StExpFigs *x = &f->exp[e];
     if (x->same != e)
@@ -289,7 +293,7 @@ static void figs_models(const StFigs *f, Models *m) {
       m->base = m->nm;
     m->exp[m->nm] = e, m->n[m->nm] = x->runs;
     for (int r = 0; r < x->runs; r++)
-      losses(m, m->nm)[r] = x->run[r].diverged_epoch ? INFINITY : x->run[r].fig[ST_TEST_LOSS];
+      losses(m, m->nm)[r] = x->run[r].diverged_epoch ? INFINITY : x->run[r].fig[fig];
     m->nm++;
   }
 }
@@ -313,37 +317,45 @@ static const Cmp *find_cmp(const Verdicts *v, int a, int b) {
 }
 
 /* The first lines of the section: what was run, and how it was tested. */
-static void md_intro(const Models *m, const Verdicts *v, FILE *md) {
+static void section_intro(const Models *m, const Verdicts *v, StDoc *d) {
   const Study *s = m->s;
-  fprintf(md, "\n## Adaptive seeds\n\nThe study ran its %d starting seed%s, then added seeds, "
-          "one at a time and in increasing order (", s->nstart, s->nstart == 1 ? "" : "s");
+  st_doc_heading(d, 2, "Adaptive seeds");
+  st_doc_para(d);
+  st_doc_text(d, "The study ran its %d starting seed%s, then added seeds, one at a time and in "
+              "increasing order (", s->nstart, s->nstart == 1 ? "" : "s");
   if (s->nseeds > s->nstart)
-    fprintf(md, "%llu to %llu", (unsigned long long)s->seeds[s->nstart],
-            (unsigned long long)s->seeds[s->nseeds - 1]);
+    st_doc_text(d, "%llu to %llu", (unsigned long long)s->seeds[s->nstart],
+                (unsigned long long)s->seeds[s->nseeds - 1]);
   else
-    fprintf(md, "none: max_seeds is the number of starting seeds");
-  fprintf(md, "), to the models whose comparisons were undecided, up to %d seeds a model. ",
-          s->nseeds);
+    st_doc_text(d, "none: max_seeds is the number of starting seeds");
+  st_doc_text(d, "), to the models whose comparisons were undecided, up to %d seeds a model. ",
+              s->nseeds);
   if (m->nm < 2) {
-    fprintf(md, "With one model there is nothing to compare.\n");
+    st_doc_text(d, "With one model there is nothing to compare.");
     return;
   }
-  fprintf(md, "Each comparison is a sequential test that stays valid however the seeds were "
-          "added and whenever they stopped: a conformal test martingale on the sequential "
-          "ranks of the two models' final test losses (docs/study-format.md). It is decided "
-          "when its e-value reaches %d / %g = %.4g: the level %g, with Bonferroni's correction "
-          "over the %d pair%s of the %d models.\n\n", v->pairs, s->alpha, v->threshold,
-          s->alpha, v->pairs, v->pairs == 1 ? "" : "s", m->nm);
+  st_doc_text(d, "Each comparison is a sequential test that stays valid however the seeds were "
+              "added and whenever they stopped: a conformal test martingale on the sequential "
+              "ranks of the two models' final %s losses (docs/study-format.md). It is "
+              "decided when its e-value reaches %d / %g = %.4g: the level %g, with "
+              "Bonferroni's correction over the %d pair%s of the %d models.",
+              m->val ? "validation" : "test", v->pairs, s->alpha, v->threshold, s->alpha,
+              v->pairs, v->pairs == 1 ? "" : "s", m->nm);
 }
 
 /* The table of comparisons. */
-static void md_table(const Models *m, const Verdicts *v, FILE *md) {
+static void verdict_table(const Models *m, const Verdicts *v, StDoc *d) {
   char buf[512];
-  fprintf(md, "| comparison | seeds | verdict |\n|---|---:|---|\n");
-  for (int i = 0; i < v->nc; i++)
-    fprintf(md, "| %s against %s | %d and %d | %s |\n", name_of(m, v->c[i].a),
-            name_of(m, v->c[i].b), m->n[v->c[i].a], m->n[v->c[i].b],
-            verdict(m, &v->c[i], buf, sizeof buf));
+  st_doc_table(d, "lrl");
+  st_doc_anchor(d, "verdicts");
+  st_doc_row(d);
+  st_doc_cell(d, "comparison"), st_doc_cell(d, "seeds"), st_doc_cell(d, "verdict");
+  for (int i = 0; i < v->nc; i++) {
+    st_doc_row(d);
+    st_doc_cell(d, "%s against %s", name_of(m, v->c[i].a), name_of(m, v->c[i].b));
+    st_doc_num(d, m->n[v->c[i].a], NAN, "%d and %d", m->n[v->c[i].a], m->n[v->c[i].b]);
+    st_doc_cell(d, "%s", verdict(m, &v->c[i], buf, sizeof buf));
+  }
 }
 
 /* Whether the order of ranks k and k + 1 is established: their
@@ -354,37 +366,38 @@ static int established(const Verdicts *v, int k) {
 }
 
 /* How model k of the ranking stands against the one above it. */
-static void md_order(const Models *m, const Verdicts *v, int k, FILE *md) {
+static void order_words(const Models *m, const Verdicts *v, int k, StDoc *d) {
   const Cmp *c = find_cmp(v, v->rank[k - 1], v->rank[k]);
-  fprintf(md, "; below %s: ", name_of(m, v->rank[k - 1]));
+  st_doc_text(d, "; below %s: ", name_of(m, v->rank[k - 1]));
   if (established(v, k - 1))
-    fprintf(md, "**established** after %d seeds\n", c->t.decided);
+    st_doc_strong(d, "established"), st_doc_text(d, " after %d seeds", c->t.decided);
   else if (c && c->t.decided)
-    fprintf(md, "not established: the test finds it lower, after %d seeds\n", c->t.decided);
+    st_doc_text(d, "not established: the test finds it lower, after %d seeds", c->t.decided);
   else
-    fprintf(md, "not established\n");
+    st_doc_text(d, "not established");
 }
 
 /* The ranking, each order marked established or not. */
-static void md_ranking(const Models *m, const Verdicts *v, FILE *md) {
-  int d;
-  fprintf(md, "\nThe ranking, and whether the tests establish each model's place below the "
-          "one above it:\n\n");
+static void ranking_words(const Models *m, const Verdicts *v, StDoc *d) {
+  int dv;
+  st_doc_para(d);
+  st_doc_text(d, "The ranking, and whether the tests establish each model's place below the "
+              "one above it:");
   for (int k = 0; k < m->nm; k++) {
-    double mean = model_mean(m, v->rank[k], &d);
-    fprintf(md, "%d. %s: %d seeds, ", k + 1, name_of(m, v->rank[k]), m->n[v->rank[k]]);
-    if (d == m->n[v->rank[k]])
-      fprintf(md, "every run diverged");
+    double mean = model_mean(m, v->rank[k], &dv);
+    st_doc_numbered(d);
+    st_doc_text(d, "%s: %d seeds, ", name_of(m, v->rank[k]), m->n[v->rank[k]]);
+    if (dv == m->n[v->rank[k]])
+      st_doc_text(d, "every run diverged");
     else
-      fprintf(md, "mean final test loss %.4f", mean);
+      st_doc_text(d, "mean final %s loss %.4f", m->val ? "validation" : "test", mean);
     if (k)
-      md_order(m, v, k, md);
-    else
-      fputc('\n', md);
+      order_words(m, v, k, d);
   }
-  fprintf(md, "\nWelch's t-test and the permutation test above take the numbers of seeds as "
-          "fixed in advance; with seeds added where the results were undecided their p values "
-          "are not exact. The verdicts of this section are.\n");
+  st_doc_para(d);
+  st_doc_text(d, "Welch's t-test and the permutation test above take the numbers of seeds as "
+              "fixed in advance; with seeds added where the results were undecided their p "
+              "values are not exact. The verdicts of this section are.");
 }
 
 /* The verdicts and the ranking's orders on the terminal. */
@@ -400,15 +413,15 @@ static void print_verdicts(const Models *m, const Verdicts *v, FILE *term) {
             k + 1 < m->nm ? (established(v, k) ? " <" : " ?") : "\n");
 }
 
-void st_adaptive_report(const StFigs *f, FILE *md, FILE *term) {
+void st_adaptive_report(const StFigs *f, StDoc *d, FILE *term) {
   Models m;
   Verdicts v;
   figs_models(f, &m);
   decide(&m, &v);
-  md_intro(&m, &v, md);
+  section_intro(&m, &v, d);
   if (m.nm >= 2) {
-    md_table(&m, &v, md);
-    md_ranking(&m, &v, md);
+    verdict_table(&m, &v, d);
+    ranking_words(&m, &v, d);
   }
   if (term && m.nm >= 2)
     print_verdicts(&m, &v, term);

@@ -7,13 +7,17 @@
  *              appears once per varied key); the base is plan.c's
  *   ranking    by mean final test loss over the runs that finished, lower
  *              first; a model with a diverged run ranks below every model
- *              without one, a model whose runs all diverged ranks last
+ *              without one, a model whose runs all diverged ranks last.
+ *              When every experiment holds out a validation split, by
+ *              the validation loss instead (and the tests are on it), the
+ *              test loss reported beside it: the loss that chooses is not
+ *              the one that judges
  *   tests      each model against the base, and each pair of the other
  *              models: Welch's t-test (two-sided) with Holm's correction
  *              within each family, and the exact permutation test
  *              (stats.c)
  *
- * Written to report.md (the "Conclusions" section, which ends it),
+ * Written to the report (the "Conclusions" section, which ends it),
  * comparisons.csv (every test, 17 significant digits) and the terminal
  * (the ranking).
  */
@@ -23,12 +27,13 @@
 #include <string.h>
 #include "study.h"
 
-/* One distinct model: its finished runs' final test losses. */
+/* One distinct model: its finished runs' final losses (test, or
+   validation: Concl.fig). */
 typedef struct {
   int exp;                  /* its first experiment                      */
   int runs, diverged, n;
   double *loss;             /* (n)                                       */
-  double mean, std, acc;    /* of the final test loss; mean accuracy      */
+  double mean, std, acc;    /* of the final loss; mean test accuracy      */
   StWelch w;                /* against the base                           */
   StPerm perm;
   double holm;
@@ -36,6 +41,10 @@ typedef struct {
 
 typedef struct {
   const StFigs *f;
+  int fig;                  /* the loss that ranks and is tested:
+                               ST_TEST_LOSS, or ST_VAL_LOSS when every
+                               experiment holds out a validation split    */
+  const char *what;         /* its name: "test loss", "validation loss"   */
   int nm;
   Entry *m;                /* (nm), in study order                       */
   int base;                 /* index in m, -1 if the base is not run      */
@@ -63,7 +72,7 @@ static size_t pair(const Concl *c, int i, int j) {
 
 /* ---- models and ranking ---- */
 
-/* Collects the distinct models and their final test losses. */
+/* Collects the distinct models and their final losses. */
 static void collect(Concl *c) {
   const StFigs *f = c->f;
   const Study *s = f->p->s;
@@ -75,13 +84,13 @@ static void collect(Concl *c) {
       continue;
     Entry *m = &c->m[c->nm];
     *m = (Entry){.exp = i, .runs = x->runs, .diverged = x->diverged,
-                  .mean = x->mean[ST_TEST_LOSS], .std = x->std[ST_TEST_LOSS],
+                  .mean = x->mean[c->fig], .std = x->std[c->fig],
                   .acc = x->mean[ST_TEST_ACC], .w = {NAN, NAN, NAN, NAN},
                   .perm = {NAN, NAN, 0, 0}, .holm = NAN};
     m->loss = malloc((size_t)(x->runs + 1) * sizeof *m->loss);
     for (int r = 0; r < x->runs; r++)
       if (!x->run[r].diverged_epoch)
-        m->loss[m->n++] = x->run[r].fig[ST_TEST_LOSS];
+        m->loss[m->n++] = x->run[r].fig[c->fig];
     if (f->p->base >= 0 && f->exp[f->p->base].same == i)
       c->base = c->nm;
     c->nm++;
@@ -94,7 +103,7 @@ static int tier(const Entry *m) { return !m->n ? 2 : m->diverged ? 1 : 0; }
 
 static const Concl *sorting;
 
-/* Orders models by tier, then mean final test loss, then study order. */
+/* Orders models by tier, then mean final loss, then study order. */
 static int by_rank(const void *a, const void *b) {
   const Entry *x = &sorting->m[*(const int *)a], *y = &sorting->m[*(const int *)b];
   if (tier(x) != tier(y))
@@ -237,97 +246,133 @@ static const char *verdict(double p, double holm) {
 }
 
 /* The permutation test's result in words. */
-static void perm_words(FILE *md, const StPerm *r) {
+static void perm_words(StDoc *d, const StPerm *r) {
   if (isnan(r->p)) {
-    fprintf(md, "Permutation test: not done (a side without runs, or more than %d runs).",
-            ST_PERM_MAX);
+    st_doc_text(d, "Permutation test: not done (a side without runs, or more than %d runs).",
+                ST_PERM_MAX);
     return;
   }
-  fprintf(md, "Exact permutation test: p = %.4f (%ld of %ld splits at least as far apart)",
-          r->p, r->count, r->total);
+  st_doc_text(d, "Exact permutation test: p = %.4f (%ld of %ld splits at least as far apart)",
+              r->p, r->count, r->total);
   if (r->p <= r->min_p * (1 + 1e-9))
-    fprintf(md, ", the smallest p these numbers of runs can give: every run of one is on the "
-                "same side of every run of the other.");
+    st_doc_text(d, ", the smallest p these numbers of runs can give: every run of one is on "
+                "the same side of every run of the other.");
   else
-    fputs(".", md);
+    st_doc_text(d, ".");
 }
 
 /* What a model's runs that diverged leave out, in a sentence. */
-static void diverged_words(FILE *md, const Entry *m) {
+static void diverged_words(StDoc *d, const Entry *m) {
   if (m->diverged && m->n)
-    fprintf(md, " (%d of its %d runs diverged and are left out)", m->diverged, m->runs);
+    st_doc_text(d, " (%d of its %d runs diverged and are left out)", m->diverged, m->runs);
 }
 
-/* ---- report.md ---- */
+/* ---- the report ---- */
 
 /* The base model, which experiments are it, and how models rank. */
-static void write_intro(const Concl *c, FILE *md) {
+static void write_intro(const Concl *c, StDoc *d) {
   const Study *s = c->f->p->s;
-  fprintf(md, "\n## Conclusions\n\nComputed from the database's figures by mlpc; the "
-              "words are fixed, the numbers, the order and the verdicts come from the runs.\n\n");
+  st_doc_heading(d, 2, "Conclusions");
+  st_doc_para(d);
+  st_doc_text(d, "Computed from the database's figures by mlpc; the words are fixed, the "
+              "numbers, the order and the verdicts come from the runs.");
+  st_doc_para(d);
   if (c->base < 0)
-    fprintf(md, "The base model is not among the experiments: the models are only ranked "
-                "and compared with each other.\n");
+    st_doc_text(d, "The base model is not among the experiments: the models are only ranked "
+                "and compared with each other.");
   else {
-    fprintf(md, "The **base** model is the experiment");
+    st_doc_text(d, "The ");
+    st_doc_strong(d, "base");
+    st_doc_text(d, " model is the experiment");
     for (int i = 0, k = 0; i < s->nexp; i++)
       if (c->f->exp[i].same == c->m[c->base].exp)
-        fprintf(md, "%s `%s`", k++ ? "," : "", s->exp[i].name);
-    fprintf(md, ". The other %d distinct models are its remedies.\n", c->nr);
+        st_doc_text(d, "%s ", k++ ? "," : ""), st_doc_code(d, "%s", s->exp[i].name);
+    st_doc_text(d, ". The other %d distinct models are its remedies.", c->nr);
   }
-  fprintf(md, "\nModels are ranked by their mean final test loss (lower is better) over the "
-              "runs that finished; a model with a diverged run ranks below every model "
-              "without one, and one whose runs all diverged ranks last.\n");
+  st_doc_para(d);
+  st_doc_text(d, "Models are ranked by their mean final %s (lower is better) over the runs "
+              "that finished; a model with a diverged run ranks below every model without "
+              "one, and one whose runs all diverged ranks last.", c->what);
+  if (c->fig == ST_VAL_LOSS) {
+    st_doc_text(d, " Every model holds out a validation split, so the ranking and every test "
+                "below are on the ");
+    st_doc_strong(d, "validation loss");
+    st_doc_text(d, ", on samples held out of the training set; the test loss is reported "
+                "beside it, and chooses nothing.");
+  }
 }
 
 /* One row of the ranking table. */
-static void rank_row(const Concl *c, FILE *md, int k) {
+static void rank_row(const Concl *c, StDoc *d, int k) {
   const Entry *m = &c->m[c->rank[k]];
-  char a[64], b[64], p1[32], p2[32], p3[32];
-  fprintf(md, "| %d | %s | %d | %d | %s | %s |", k + 1, label(c, c->rank[k]), m->runs,
-          m->diverged, fmt_pm(a, m->mean, m->std, m->n, 4, 1),
-          fmt_pm(b, m->acc, c->f->exp[m->exp].std[ST_TEST_ACC], m->n, 2, 100));
-  if (c->base < 0) {
-    fputc('\n', md);
+  char a[64], b[64], p[32], ch[32];
+  const StExpFigs *x = &c->f->exp[m->exp];
+  st_doc_row(d);
+  st_doc_num(d, k + 1, NAN, "%d", k + 1);
+  st_doc_cell(d, "%s", label(c, c->rank[k]));
+  st_doc_num(d, m->runs, NAN, "%d", m->runs);
+  st_doc_num(d, m->diverged, NAN, "%d", m->diverged);
+  st_doc_num(d, m->n ? m->mean : NAN, m->n ? m->std : NAN, "%s",
+             fmt_pm(a, m->mean, m->std, m->n, 4, 1));
+  if (c->fig != ST_TEST_LOSS)
+    st_doc_num(d, m->n ? x->mean[ST_TEST_LOSS] : NAN, m->n ? x->std[ST_TEST_LOSS] : NAN, "%s",
+               fmt_pm(b, x->mean[ST_TEST_LOSS], x->std[ST_TEST_LOSS], m->n, 4, 1));
+  st_doc_num(d, m->n ? m->acc : NAN, m->n ? x->std[ST_TEST_ACC] : NAN, "%s",
+             fmt_pm(b, m->acc, x->std[ST_TEST_ACC], m->n, 2, 100));
+  if (c->base < 0)
     return;
-  }
   if (c->rank[k] == c->base || !m->n || !c->m[c->base].n) {
-    fprintf(md, " | | | | |\n");
+    for (int i = 0; i < 5; i++)
+      st_doc_none(d);
     return;
   }
   const Entry *base = &c->m[c->base];
-  char ch[32];
-  fprintf(md, " %+.4f | %s | %s | %s | %s |\n", m->w.diff, fmt_change(ch, m->w.diff, base->mean),
-          fmt_p(p1, m->w.p), fmt_p(p2, m->holm), fmt_p(p3, m->perm.p));
+  st_doc_num(d, m->w.diff, NAN, "%+.4f", m->w.diff);
+  st_doc_num(d, base->mean ? 100 * m->w.diff / base->mean : NAN, NAN, "%s",
+             fmt_change(ch, m->w.diff, base->mean));
+  st_doc_num(d, m->w.p, NAN, "%s", fmt_p(p, m->w.p));
+  st_doc_num(d, m->holm, NAN, "%s", fmt_p(p, m->holm));
+  st_doc_num(d, m->perm.p, NAN, "%s", fmt_p(p, m->perm.p));
 }
 
 /* The ranking table; with a base, each model's tests against it. */
-static void write_ranking(const Concl *c, FILE *md) {
-  fprintf(md, "\n### Ranking\n\n| rank | model | runs | diverged | final test loss | "
-              "test accuracy (%%) |");
-  if (c->base >= 0)
-    fprintf(md, " against the base | change (%%) | p (Welch) | p (Holm) | p (permutation) |");
-  fprintf(md, "\n|---:|---|---:|---:|---|---|%s\n",
-          c->base >= 0 ? "---:|---:|---:|---:|---:|" : "");
+static void write_ranking(const Concl *c, StDoc *d) {
+  static const char *const against[] = {"against the base", "change (%)", "p (Welch)",
+                                        "p (Holm)", "p (permutation)"};
+  int beside = c->fig != ST_TEST_LOSS;
+  char align[16];
+  snprintf(align, sizeof align, "rlrrll%s%s", beside ? "l" : "", c->base >= 0 ? "rrrrr" : "");
+  st_doc_heading(d, 3, "Ranking");
+  st_doc_table(d, align);
+  st_doc_anchor(d, "ranking");
+  st_doc_row(d);
+  st_doc_cell(d, "rank"), st_doc_cell(d, "model"), st_doc_cell(d, "runs");
+  st_doc_cell(d, "diverged"), st_doc_cell(d, "final %s", c->what);
+  if (beside)
+    st_doc_cell(d, "final test loss");
+  st_doc_cell(d, "test accuracy (%%)");
+  for (int i = 0; c->base >= 0 && i < 5; i++)
+    st_doc_cell(d, "%s", against[i]);
   for (int k = 0; k < c->nm; k++)
-    rank_row(c, md, k);
+    rank_row(c, d, k);
   if (c->base >= 0)
-    fprintf(md, "\n\"Against the base\": the model's mean final test loss minus the base's; "
-                "p values are two-sided; n/a: no test (each remedy below says why), or no "
-                "change in percent of a base mean of 0.\n");
+    st_doc_para(d), st_doc_text(d, "\"Against the base\": the model's mean final %s minus "
+                                   "the base's; p values are two-sided; n/a: no test (each "
+                                   "remedy below says why), or no change in percent of a base "
+                                   "mean of 0.", c->what);
 }
 
 /* The models significantly better or worse than the base, in one list. */
-static int list_by_side(const Concl *c, FILE *md, int better, int holm) {
+static int list_by_side(const Concl *c, StDoc *d, int better, int holm) {
   int k = 0;
   for (int i = 0; i < c->nr; i++) {
     const Entry *m = &c->m[c->rem[i]];
     double p = holm ? m->holm : m->w.p;
     if (p < 0.05 && (m->w.diff < 0) == better)
-      fprintf(md, "%s%s", k++ ? ", " : "", label(c, c->rem[i]));
+      st_doc_text(d, "%s%s", k++ ? ", " : "", label(c, c->rem[i]));
   }
   if (!k)
-    fputs("none", md);
+    st_doc_text(d, "none");
   return k;
 }
 
@@ -355,57 +400,65 @@ static int testable(const Entry *best, const Entry *m) {
 
 /* The models Welch's test does not tell apart from the best one, and
    those it cannot test against it. */
-static void against_best(const Concl *c, FILE *md) {
+static void against_best(const Concl *c, StDoc *d) {
   const Entry *best = &c->m[c->rank[0]];
   int k = 0, tested = 0, u = 0;
   char p[32];
   for (int i = 1; i < c->nm; i++)
     tested += testable(best, &c->m[c->rank[i]]);
   if (tested)
-    fprintf(md, " Not told apart from it by Welch's test at the 5 %% level: ");
+    st_doc_text(d, " Not told apart from it by Welch's test at the 5 %% level: ");
   for (int i = 1; i < c->nm; i++) {
     const Entry *m = &c->m[c->rank[i]];
     StWelch w = st_welch(best->loss, best->n, m->loss, m->n);
     if (testable(best, m) && !(w.p < 0.05))
-      fprintf(md, "%s%s (%s%s)", k++ ? ", " : "", label(c, c->rank[i]),
-              isnan(w.p) ? "the same final losses" : "p = ", isnan(w.p) ? "" : fmt_p(p, w.p));
+      st_doc_text(d, "%s%s (%s%s)", k++ ? ", " : "", label(c, c->rank[i]),
+                  isnan(w.p) ? "the same final losses" : "p = ", isnan(w.p) ? "" : fmt_p(p, w.p));
   }
   if (tested)
-    fprintf(md, "%s.", k ? "" : "none");
+    st_doc_text(d, "%s.", k ? "" : "none");
   for (int i = 1; i < c->nm; i++)
     if (c->m[c->rank[i]].n && !testable(best, &c->m[c->rank[i]]))
-      fprintf(md, "%s%s", u++ ? ", " : " Not tested against it, since Welch's test needs at "
-              "least two finished runs of each model: ", label(c, c->rank[i]));
-  fputs(u ? ".\n" : "\n", md);
+      st_doc_text(d, "%s%s", u++ ? ", " : " Not tested against it, since Welch's test needs at "
+                  "least two finished runs of each model: ", label(c, c->rank[i]));
+  if (u)
+    st_doc_text(d, ".");
 }
 
 /* The gist: the best model, which are not told apart from it, and which
    remedies beat or lose to the base. */
-static void write_gist(const Concl *c, FILE *md) {
+static void write_gist(const Concl *c, StDoc *d) {
   const Entry *best = &c->m[c->rank[0]];
+  st_doc_para(d);
   if (!best->n) {
-    fprintf(md, "\nEvery run of every model diverged: nothing to rank.\n");
+    st_doc_text(d, "Every run of every model diverged: nothing to rank.");
     return;
   }
-  fprintf(md, "\n**Best:** %s, mean final test loss %.4f.", label(c, c->rank[0]), best->mean);
-  against_best(c, md);
+  st_doc_strong(d, "Best:");
+  st_doc_text(d, " %s, mean final %s %.4f", label(c, c->rank[0]), c->what, best->mean);
+  if (c->fig != ST_TEST_LOSS)
+    st_doc_text(d, " (test loss %.4f)", c->f->exp[best->exp].mean[ST_TEST_LOSS]);
+  st_doc_text(d, ".");
+  against_best(c, d);
   if (c->base < 0)
     return;
   if (!count_tested(c)) {
-    fprintf(md, "\nNo remedy has a Welch test against the base (each remedy below says why), "
-                "so none is significantly better or worse than it.\n");
+    st_doc_para(d);
+    st_doc_text(d, "No remedy has a Welch test against the base (each remedy below says why), "
+                "so none is significantly better or worse than it.");
     return;
   }
   for (int holm = 1; holm >= 0; holm--) {
     if (!holm && count_sig(c, 0) == count_sig(c, 1))
       break;
-    fprintf(md, "\n%s than the base, significant at the 5 %% level%s: ", holm ?
-            "Lower final test loss" : "Without the correction, lower",
-            holm ? " after Holm's correction" : " alone");
-    list_by_side(c, md, 1, holm);
-    fprintf(md, ". Higher: ");
-    list_by_side(c, md, 0, holm);
-    fprintf(md, ".\n");
+    st_doc_para(d);
+    st_doc_text(d, "%s%s than the base, significant at the 5 %% level%s: ", holm ?
+                "Lower final " : "Without the correction, lower", holm ? c->what : "",
+                holm ? " after Holm's correction" : " alone");
+    list_by_side(c, d, 1, holm);
+    st_doc_text(d, ". Higher: ");
+    list_by_side(c, d, 0, holm);
+    st_doc_text(d, ".");
   }
 }
 
@@ -415,69 +468,77 @@ static int disagree(const Entry *m, const Entry *b) {
 }
 
 /* One remedy against the base, in sentences. */
-static void remedy_words(const Concl *c, FILE *md, int i) {
+static void remedy_words(const Concl *c, StDoc *d, int i) {
   const Entry *m = &c->m[c->rem[i]], *b = &c->m[c->base];
   char x[64], y[64], p1[32], p2[32], t[32], ch[32], no[128];
-  fprintf(md, "- **%s**", label(c, c->rem[i]));
+  st_doc_item(d);
+  st_doc_strong(d, "%s", label(c, c->rem[i]));
   if (!m->n || !b->n) {
-    fprintf(md, ": %s diverged in every run; no final losses to compare.\n",
-            m->n ? "the base" : "it");
+    st_doc_text(d, ": %s diverged in every run; no final losses to compare.",
+                m->n ? "the base" : "it");
     return;
   }
-  fprintf(md, "%s the final test loss to %s from the base's %s: %.4f %s (%s %%)",
-          m->w.diff < 0 ? " lowers" : m->w.diff > 0 ? " raises" : " leaves",
-          fmt_pm(x, m->mean, m->std, m->n, 4, 1), fmt_pm(y, b->mean, b->std, b->n, 4, 1),
-          fabs(m->w.diff), m->w.diff < 0 ? "lower" : "higher", fmt_change(ch, m->w.diff, b->mean));
-  diverged_words(md, m);
+  st_doc_text(d, "%s the final %s to %s from the base's %s: %.4f %s (%s %%)",
+              m->w.diff < 0 ? " lowers" : m->w.diff > 0 ? " raises" : " leaves", c->what,
+              fmt_pm(x, m->mean, m->std, m->n, 4, 1), fmt_pm(y, b->mean, b->std, b->n, 4, 1),
+              fabs(m->w.diff), m->w.diff < 0 ? "lower" : "higher",
+              fmt_change(ch, m->w.diff, b->mean));
+  diverged_words(d, m);
   const char *why = no_welch(no, &m->w, m->n, b->n);
   if (why)
-    fprintf(md, ". Welch's t-test: none, since %s. ", why);
+    st_doc_text(d, ". Welch's t-test: none, since %s. ", why);
   else
-    fprintf(md, ". Welch's t = %s, %.2f degrees of freedom, p = %s; Holm-adjusted over the "
-            "%d comparisons with the base: p = %s: %s. ", fmt_t(t, m->w.t), m->w.df,
-            fmt_p(p1, m->w.p), c->nr, fmt_p(p2, m->holm), verdict(m->w.p, m->holm));
-  perm_words(md, &m->perm);
-  fprintf(md, " Test accuracy %.2f %% against %.2f %%", 100 * m->acc, 100 * b->acc);
+    st_doc_text(d, ". Welch's t = %s, %.2f degrees of freedom, p = %s; Holm-adjusted over the "
+                "%d comparisons with the base: p = %s: %s. ", fmt_t(t, m->w.t), m->w.df,
+                fmt_p(p1, m->w.p), c->nr, fmt_p(p2, m->holm), verdict(m->w.p, m->holm));
+  perm_words(d, &m->perm);
+  st_doc_text(d, " Test accuracy %.2f %% against %.2f %%", 100 * m->acc, 100 * b->acc);
   if (disagree(m, b))
-    fprintf(md, ": the accuracy moves the other way from the loss; by accuracy it is %s "
-            "than the base.\n", m->acc > b->acc ? "better" : "worse");
+    st_doc_text(d, ": the accuracy moves the other way from the loss; by accuracy it is %s "
+                "than the base.", m->acc > b->acc ? "better" : "worse");
   else
-    fprintf(md, ".\n");
+    st_doc_text(d, ".");
 }
 
 /* Each remedy against the base, in the ranking's order. */
-static void write_against_base(const Concl *c, FILE *md) {
+static void write_against_base(const Concl *c, StDoc *d) {
   if (c->base < 0)
     return;
-  fprintf(md, "\n### Each remedy against the base\n\n");
+  st_doc_heading(d, 3, "Each remedy against the base");
   if (c->m[c->base].diverged && c->m[c->base].n)
-    fprintf(md, "%d of the base's %d runs diverged and are left out.\n\n",
-            c->m[c->base].diverged, c->m[c->base].runs);
+    st_doc_para(d), st_doc_text(d, "%d of the base's %d runs diverged and are left out.",
+                                c->m[c->base].diverged, c->m[c->base].runs);
   for (int i = 0; i < c->nr; i++)
-    remedy_words(c, md, i);
+    remedy_words(c, d, i);
 }
 
 /* The matrix of Welch p values between the remedies (at most 12). */
-static void pair_matrix(const Concl *c, FILE *md) {
-  char p[32];
-  fprintf(md, "Welch's p (two-sided, not adjusted) for each pair, in the ranking's order:\n\n"
-              "| |");
+static void pair_matrix(const Concl *c, StDoc *d) {
+  char p[32], align[ALL_PAIRS + 2];
+  st_doc_para(d);
+  st_doc_text(d, "Welch's p (two-sided, not adjusted) for each pair, in the ranking's order:");
+  snprintf(align, sizeof align, "l%.*s", c->nr, "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr");
+  st_doc_table(d, align);
+  st_doc_anchor(d, "pairs");
+  st_doc_row(d);
+  st_doc_none(d);
   for (int j = 0; j < c->nr; j++)
-    fprintf(md, " %s |", label(c, c->rem[j]));
-  fprintf(md, "\n|---|");
-  for (int j = 0; j < c->nr; j++)
-    fprintf(md, "---:|");
+    st_doc_cell(d, "%s", label(c, c->rem[j]));
   for (int i = 0; i < c->nr; i++) {
-    fprintf(md, "\n| %s |", label(c, c->rem[i]));
-    for (int j = 0; j < c->nr; j++)
-      fprintf(md, " %s |", i == j ? "" : fmt_p(p, c->pw[i < j ? pair(c, i, j)
-                                                             : pair(c, j, i)].p));
+    st_doc_row(d);
+    st_doc_cell(d, "%s", label(c, c->rem[i]));
+    for (int j = 0; j < c->nr; j++) {
+      double pv = i == j ? NAN : c->pw[i < j ? pair(c, i, j) : pair(c, j, i)].p;
+      if (i == j)
+        st_doc_cell(d, "%s", "");
+      else
+        st_doc_num(d, pv, NAN, "%s", fmt_p(p, pv));
+    }
   }
-  fputc('\n', md);
 }
 
 /* One model against the next in the ranking. */
-static void neighbour_words(const Concl *c, FILE *md, int i) {
+static void neighbour_words(const Concl *c, StDoc *d, int i) {
   const Entry *a = &c->m[c->rem[i]], *b = &c->m[c->rem[i + 1]];
   const StWelch *w = &c->pw[pair(c, i, i + 1)];
   char p1[32], p2[32], no[128];
@@ -485,33 +546,34 @@ static void neighbour_words(const Concl *c, FILE *md, int i) {
     return;
   int n = tested_pairs(c);
   const char *why = no_welch(no, w, a->n, b->n);
-  fprintf(md, "- %s (%.4f) against %s (%.4f): %.4f apart; ", label(c, c->rem[i]), a->mean,
-          label(c, c->rem[i + 1]), b->mean, fabs(w->diff));
+  st_doc_item(d);
+  st_doc_text(d, "%s (%.4f) against %s (%.4f): %.4f apart; ", label(c, c->rem[i]), a->mean,
+              label(c, c->rem[i + 1]), b->mean, fabs(w->diff));
   if (why)
-    fprintf(md, "no Welch's t-test, since %s. ", why);
+    st_doc_text(d, "no Welch's t-test, since %s. ", why);
   else
-    fprintf(md, "Welch's p = %s, Holm over the %d pair%s p = %s: %s. ", fmt_p(p1, w->p), n,
-            n == 1 ? "" : "s", fmt_p(p2, c->ph[pair(c, i, i + 1)]),
-            verdict(w->p, c->ph[pair(c, i, i + 1)]));
-  perm_words(md, &c->pp[pair(c, i, i + 1)]);
-  fputc('\n', md);
+    st_doc_text(d, "Welch's p = %s, Holm over the %d pair%s p = %s: %s. ", fmt_p(p1, w->p), n,
+                n == 1 ? "" : "s", fmt_p(p2, c->ph[pair(c, i, i + 1)]),
+                verdict(w->p, c->ph[pair(c, i, i + 1)]));
+  perm_words(d, &c->pp[pair(c, i, i + 1)]);
 }
 
 /* The remedies against each other: the matrix, then each against the
    next in the ranking. */
-static void write_pairs(const Concl *c, FILE *md) {
+static void write_pairs(const Concl *c, StDoc *d) {
   if (c->nr < 2)
     return;
-  fprintf(md, "\n### The %s against each other\n\n", c->base < 0 ? "models" : "remedies");
+  st_doc_heading(d, 3, "The %s against each other", c->base < 0 ? "models" : "remedies");
   if (c->nr <= 12)
-    pair_matrix(c, md);
+    pair_matrix(c, d);
   else
-    fprintf(md, "%s in comparisons.csv.\n", c->nr <= ALL_PAIRS ? "Every pair's tests are"
-            : "With so many models, only each against the next in the ranking is tested; the "
-              "tests are");
-  fprintf(md, "\nEach against the next in the ranking:\n\n");
+    st_doc_para(d), st_doc_text(d, "%s in comparisons.csv.", c->nr <= ALL_PAIRS
+                                ? "Every pair's tests are" : "With so many models, only each "
+                                "against the next in the ranking is tested; the tests are");
+  st_doc_para(d);
+  st_doc_text(d, "Each against the next in the ranking:");
   for (int i = 0; i + 1 < c->nr && i < 20; i++)
-    neighbour_words(c, md, i);
+    neighbour_words(c, d, i);
 }
 
 /* The smallest and largest of the Welch degrees of freedom of every
@@ -548,38 +610,42 @@ static const StPerm *some_perm(const Concl *c, int *na, int *nb) {
 }
 
 /* How much the tests can say with this many seeds. */
-static void write_evidence(const Concl *c, FILE *md) {
+static void write_evidence(const Concl *c, StDoc *d) {
   int lo, hi, na = 0, nb = 0;
   double dlo, dhi;
   runs_range(c, &lo, &hi);
-  fprintf(md, "\n### How strong this evidence is\n\nEach model has %d", lo);
+  st_doc_heading(d, 3, "How strong this evidence is");
+  st_doc_para(d);
+  st_doc_text(d, "Each model has %d", lo);
   if (hi != lo)
-    fprintf(md, " to %d", hi);
-  fprintf(md, " finished run%s, one per seed. ", hi == 1 ? "" : "s");
+    st_doc_text(d, " to %d", hi);
+  st_doc_text(d, " finished run%s, one per seed. ", hi == 1 ? "" : "s");
   if (lo < 2)
-    fprintf(md, "Welch's t-test needs at least two finished runs of each model it compares, "
+    st_doc_text(d, "Welch's t-test needs at least two finished runs of each model it compares, "
                 "so a model with fewer is compared by the permutation test alone. ");
-  fprintf(md, "Welch's t-test does not assume equal spreads, but assumes that a model's final "
-              "losses over seeds are roughly normal, which so few values cannot check");
+  st_doc_text(d, "Welch's t-test does not assume equal spreads, but assumes that a model's "
+              "final losses over seeds are roughly normal, which so few values cannot check");
   if (df_range(c, &dlo, &dhi)) {
-    fprintf(md, "; its degrees of freedom here are %.2f", dlo);
+    st_doc_text(d, "; its degrees of freedom here are %.2f", dlo);
     if (dhi - dlo >= 0.005)
-      fprintf(md, " to %.2f", dhi);
-    fprintf(md, ", so its p values rest on very little");
+      st_doc_text(d, " to %.2f", dhi);
+    st_doc_text(d, ", so its p values rest on very little");
   }
-  fprintf(md, ". Holm's correction keeps the chance of any false \"significant\" within a "
-              "family (%s) at 5 %%.\n", c->base >= 0 ? "the comparisons with the base; the "
+  st_doc_text(d, ". Holm's correction keeps the chance of any false \"significant\" within a "
+              "family (%s) at 5 %%.", c->base >= 0 ? "the comparisons with the base; the "
               "pairs" : "the pairs");
   const StPerm *r = some_perm(c, &na, &nb);
   if (r)
-    fprintf(md, "\nThe exact permutation test assumes nothing about the distribution, but %d "
+    st_doc_para(d),
+    st_doc_text(d, "The exact permutation test assumes nothing about the distribution, but %d "
                 "against %d runs can be split only C(%d, %d) = %ld ways, so its two-sided p "
-                "is never below %.4f (one-sided: %.4f)%s\n", na, nb, na + nb, na, r->total,
-            r->min_p, 1.0 / r->total,
-            r->min_p >= 0.05 ? ": it cannot reach the 5 % level whatever the numbers; at "
-                               "best it says that the runs do not overlap." : ".");
-  fprintf(md, "\nSo read an order as established only where the tests are significant; "
-              "where they are not, other seeds could reverse it%s.\n",
+                "is never below %.4f (one-sided: %.4f)%s", na, nb, na + nb, na, r->total,
+                r->min_p, 1.0 / r->total,
+                r->min_p >= 0.05 ? ": it cannot reach the 5 % level whatever the numbers; at "
+                                   "best it says that the runs do not overlap." : ".");
+  st_doc_para(d);
+  st_doc_text(d, "So read an order as established only where the tests are significant; "
+              "where they are not, other seeds could reverse it%s.",
               lo < 5 ? ", and more seeds per model would sharpen every test" : "");
 }
 
@@ -618,37 +684,45 @@ static void print_ranking(const Concl *c, FILE *term) {
   char p1[32], p2[32], p3[32];
   for (int i = 0; i < c->nm; i++)
     w = (int)strlen(label(c, i)) > w ? (int)strlen(label(c, i)) : w;
-  fprintf(term, "\nranking by mean final test loss%s\n", c->base < 0 ? "" :
+  fprintf(term, "\nranking by mean final %s%s%s\n", c->what,
+          c->fig != ST_TEST_LOSS ? " (the test loss beside it)" : "", c->base < 0 ? "" :
           "; against the base: difference, Welch's t-test p (Holm-adjusted), permutation p");
   for (int k = 0; k < c->nm; k++) {
     const Entry *m = &c->m[c->rank[k]];
     fprintf(term, "%3d. %-*s  ", k + 1, w, label(c, c->rank[k]));
-    if (!m->n)
+    if (!m->n) {
       fprintf(term, "diverged\n");
-    else if (c->rank[k] == c->base || c->base < 0 || !c->m[c->base].n)
-      fprintf(term, "%.4f\n", m->mean);
+      continue;
+    }
+    fprintf(term, "%.4f", m->mean);
+    if (c->fig != ST_TEST_LOSS)
+      fprintf(term, " (test %.4f)", c->f->exp[m->exp].mean[ST_TEST_LOSS]);
+    if (c->rank[k] == c->base || c->base < 0 || !c->m[c->base].n)
+      fputc('\n', term);
     else
-      fprintf(term, "%.4f  %+9.4f  p = %s (%s)  perm. p = %s\n", m->mean, m->w.diff,
-              fmt_p(p1, m->w.p), fmt_p(p2, m->holm), fmt_p(p3, m->perm.p));
+      fprintf(term, "  %+9.4f  p = %s (%s)  perm. p = %s\n", m->w.diff, fmt_p(p1, m->w.p),
+              fmt_p(p2, m->holm), fmt_p(p3, m->perm.p));
   }
 }
 
-void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term) {
-  Concl c = {.f = f};
+void st_conclude(const StFigs *f, StDoc *d, FILE *csv, FILE *term) {
+  int val = st_on_val(f->p->s);
+  Concl c = {.f = f, .fig = val ? ST_VAL_LOSS : ST_TEST_LOSS,
+             .what = val ? "validation loss" : "test loss"};
   collect(&c);
   rank_models(&c);
   test_base(&c);
   test_pairs(&c);
-  write_intro(&c, md);
-  write_ranking(&c, md);
-  write_gist(&c, md);
-  write_against_base(&c, md);
-  write_pairs(&c, md);
-  write_evidence(&c, md);
+  write_intro(&c, d);
+  write_ranking(&c, d);
+  write_gist(&c, d);
+  write_against_base(&c, d);
+  write_pairs(&c, d);
+  write_evidence(&c, d);
   int *exps = malloc((size_t)c.nm * sizeof *exps + 1);
   for (int k = 0; k < c.nm; k++)
     exps[k] = c.m[c.rank[k]].exp;
-  st_health_why(f, exps, c.nm, md);
+  st_health_why(f, exps, c.nm, d);
   free(exps);
   write_csv(&c, csv);
   if (term)

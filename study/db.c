@@ -11,7 +11,8 @@
  *
  * Tables (docs/study-format.md, "The database"):
  *   runs        one row per run: key, model, data, version, backend,
- *               status, where it diverged, final figures, time
+ *               status, where it diverged, final figures (under early
+ *               stopping, those of the epoch it kept), time
  *   epochs      one row per finished epoch of a run
  *   health      one row per health figure per probe of a run (epoch 0:
  *               the initial weights), in the run's transaction
@@ -23,9 +24,10 @@
  * the recorded one bit for bit. Versions 1 and 2 required an epoch's
  * train loss, which an epoch without a training step does not have:
  * opening them rebuilds the epochs table with the same rows. Versions
- * before ST_DB_SCHEMA_CODE did not say which code trained a run (tiered
- * runs move from tcc's to gcc's): opening them adds the columns, NULL for
- * the runs they hold.
+ * before ST_DB_SCHEMA_VAL had no validation figures, and those before
+ * ST_DB_SCHEMA_CODE did not say which code trained a run (tiered runs
+ * move from tcc's to gcc's): opening them adds the columns each table
+ * lacks, NULL for the runs they hold (which had no validation split).
  * A newer schema than ours is refused.
  *
  * A database is mlpc's when its PRAGMA application_id says so
@@ -63,8 +65,10 @@ static const char schema[] =
   "  train_loss REAL, test_loss REAL, test_acc REAL, -- after the last epoch\n"
   "  seconds REAL NOT NULL,\n"
   "  recorded TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+  "  val_loss REAL, val_acc REAL,   -- on the validation split; NULL without one\n"
+  "  best_epoch INTEGER,            -- the epoch early stopping kept; NULL without\n"
   "  code TEXT,                     -- the code that trained it: tcc, gcc, or\n"
-  "                                 -- 'tcc, then gcc' (tiered); NULL before schema 4\n"
+  "                                 -- 'tcc, then gcc' (tiered); NULL before schema 5\n"
   "  gcc_epoch INTEGER,             -- tiered: where gcc's code took over: the epoch,\n"
   "  gcc_step INTEGER,              -- and the training step,\n"
   "  gcc_test_batch INTEGER,        -- or the batch of the test pass\n"
@@ -76,6 +80,7 @@ static const char schema[] =
   "  train_loss REAL,                -- NULL: the epoch took no training step\n"
   "  test_loss REAL NOT NULL, test_acc REAL NOT NULL,\n"
   "  seconds REAL NOT NULL,\n"
+  "  val_loss REAL, val_acc REAL,   -- NULL without a validation split\n"
   "  PRIMARY KEY (run_id, epoch)\n"
   ") WITHOUT ROWID;\n"
   "CREATE TABLE IF NOT EXISTS health (\n"
@@ -201,44 +206,80 @@ static int claim(sqlite3 *db, char *err, size_t errlen) {
    set aside for the schema to create the new one (moved_epochs copies
    its rows over). */
 static const char epochs_aside[] = "ALTER TABLE epochs RENAME TO epochs_v2";
-static const char moved_epochs[] = "INSERT INTO epochs SELECT * FROM epochs_v2; "
+static const char moved_epochs[] = "INSERT INTO epochs (run_id, epoch, train_loss, test_loss, "
+                                   "test_acc, seconds) SELECT * FROM epochs_v2; "
                                    "DROP TABLE epochs_v2";
 
-/* The columns version ST_DB_SCHEMA_CODE added to the runs table. */
-static const char *const code_columns[][2] = {
-  {"code", "TEXT"}, {"gcc_epoch", "INTEGER"}, {"gcc_step", "INTEGER"},
-  {"gcc_test_batch", "INTEGER"},
+/* What an upgrade changes, each said in its note (change_text). */
+enum { UP_HEALTH = 1, UP_EPOCHS = 2, UP_VAL = 4, UP_CODE = 8, UP_NCHANGES = 4 };
+static const char *const change_text[UP_NCHANGES] = {
+  "a table of health figures",
+  "an epoch's train loss may be NULL, when it took no training step",
+  "the validation figures of runs and epochs, and the epoch early stopping keeps",
+  "each run says which code trained it, from now on",
 };
 
-/* Adds to the runs table the code columns it lacks; 0 or -1. */
-static int add_code_columns(sqlite3 *db, char *err, size_t errlen) {
+/* The columns versions after 3 added: ST_DB_SCHEMA_VAL the validation
+   figures, ST_DB_SCHEMA_CODE the code that trained a run. */
+static const struct {
+  const char *table, *name, *type;
+  int change;
+} added_columns[] = {
+  {"runs", "val_loss", "REAL", UP_VAL},     {"runs", "val_acc", "REAL", UP_VAL},
+  {"runs", "best_epoch", "INTEGER", UP_VAL}, {"epochs", "val_loss", "REAL", UP_VAL},
+  {"epochs", "val_acc", "REAL", UP_VAL},    {"runs", "code", "TEXT", UP_CODE},
+  {"runs", "gcc_epoch", "INTEGER", UP_CODE}, {"runs", "gcc_step", "INTEGER", UP_CODE},
+  {"runs", "gcc_test_batch", "INTEGER", UP_CODE},
+};
+
+/* Adds the columns of added_columns that the tables lack; returns the
+   changes made (UP_*), or -1. */
+static int add_columns(sqlite3 *db, char *err, size_t errlen) {
   char sql[256];
-  for (size_t i = 0; i < sizeof code_columns / sizeof code_columns[0]; i++) {
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = "
-             "'%s'", code_columns[i][0]);
+  int made = 0;
+  for (size_t i = 0; i < sizeof added_columns / sizeof added_columns[0]; i++) {
+    const char *table = added_columns[i].table, *name = added_columns[i].name;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('%s') WHERE name = "
+             "'%s'", table, name);
     long long have = query_int(db, sql, err, errlen);
-    snprintf(sql, sizeof sql, "ALTER TABLE runs ADD COLUMN %s %s", code_columns[i][0],
-             code_columns[i][1]);
+    snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", table, name,
+             added_columns[i].type);
     if (have < 0 || (!have && exec(db, sql, err, errlen)))
       return -1;
+    made |= have ? 0 : added_columns[i].change;
   }
-  return 0;
+  return made;
 }
 
-/* Says what an upgrade from version v changed. */
-static void upgrade_note(FILE *note, long long v, long long runs) {
-  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%s%s%s); "
-          "its %lld runs are kept%s\n", v, ST_DB_SCHEMA, v < 2 ? "a table of health figures; "
-          : "", v < 3 ? "an epoch's train loss may be NULL, when it took no training step; " : "",
-          v < ST_DB_SCHEMA_CODE ? "each run says which code trained it, from now on" : "", runs,
-          v < 2 ? ", and a study run again adds the health figures of its runs" : "");
+/* Says what an upgrade from version v changed (made: UP_*). */
+static void upgrade_note(FILE *note, long long v, int made, long long runs) {
+  char what[512] = "";
+  for (int i = 0; i < UP_NCHANGES; i++)
+    if (made & 1 << i)
+      snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s", *what ? "; " : "",
+               change_text[i]);
+  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%s); its "
+          "%lld runs are kept%s\n", v, ST_DB_SCHEMA, *what ? what : "its tables had every column already",
+          runs, made & UP_HEALTH ? ", and a study run again adds the health figures of its runs"
+          : "");
+}
+
+/* Creates the schema's tables, or brings an older version v's to them
+   (inside the open transaction): the health table (version 1), the
+   epochs table rebuilt (1 and 2), and the columns each table lacks.
+   Returns the changes made (UP_*), or -1. */
+static int upgrade_tables(sqlite3 *db, long long v, char *err, size_t errlen) {
+  int rebuild = v && v < 3;
+  if ((rebuild && exec(db, epochs_aside, err, errlen)) || exec(db, schema, err, errlen) ||
+      (rebuild && exec(db, moved_epochs, err, errlen)))
+    return -1;
+  int made = v && v < ST_DB_SCHEMA ? add_columns(db, err, errlen) : 0;
+  return made < 0 ? -1 : made | (v && v < 2 ? UP_HEALTH : 0) | (rebuild ? UP_EPOCHS : 0);
 }
 
 /* Brings the schema to ST_DB_SCHEMA inside the open transaction (0; 2 for
-   a newer schema, the user's; -1 on an error): creates it, or upgrades
-   version 1 (adds the health table), 2 (rebuilds the epochs table) and
-   those before ST_DB_SCHEMA_CODE (adds the runs' code columns), or
-   refuses a newer one. Notes an upgrade. */
+   a newer schema, the user's; -1 on an error): creates it, or upgrades an
+   older one (upgrade_tables), or refuses a newer one. Notes an upgrade. */
 static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   char set[128];
   long long v = query_int(db, "PRAGMA user_version", err, errlen);
@@ -251,15 +292,14 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
     return 2; /* the user's: another --db */
   }
   long long runs = v ? query_int(db, "SELECT count(*) FROM runs", err, errlen) : 0;
-  int old = v && v < ST_DB_SCHEMA, old_epochs = v && v < 3, no_code = v && v < ST_DB_SCHEMA_CODE;
+  int old = v && v < ST_DB_SCHEMA;
   snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d",
            ST_DB_SCHEMA, ST_DB_APP_ID);
-  if (runs < 0 || (old_epochs && exec(db, epochs_aside, err, errlen)) ||
-      exec(db, schema, err, errlen) || (old_epochs && exec(db, moved_epochs, err, errlen)) ||
-      (no_code && add_code_columns(db, err, errlen)) || exec(db, set, err, errlen))
+  int made = runs < 0 ? -1 : upgrade_tables(db, v, err, errlen);
+  if (made < 0 || exec(db, set, err, errlen))
     return -1;
   if (old && note)
-    upgrade_note(note, v, runs);
+    upgrade_note(note, v, made, runs);
   return 0;
 }
 
@@ -438,9 +478,11 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen) {
   return 0;
 }
 
-int st_db_final_loss(sqlite3 *db, long long id, double *loss, char *err, size_t errlen) {
-  sqlite3_stmt *st = prepare(db, "SELECT status = 'finished', test_loss FROM runs WHERE id = ?1",
-                             err, errlen);
+int st_db_final_loss(sqlite3 *db, long long id, int val, double *loss, char *err,
+                     size_t errlen) {
+  sqlite3_stmt *st = prepare(db, val ? "SELECT status = 'finished', val_loss FROM runs WHERE "
+                                       "id = ?1" : "SELECT status = 'finished', test_loss FROM "
+                                       "runs WHERE id = ?1", err, errlen);
   if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, id);
@@ -486,6 +528,12 @@ static void bind_code(sqlite3_stmt *st, int i, const StResult *r) {
   bind_int(st, i + 3, both && !w->step, w->batch);
 }
 
+const RtEpoch *st_final_epoch(const StResult *r) {
+  const RtEpoch *last = r->nepochs ? &r->epochs[r->nepochs - 1] : NULL;
+  int best = last ? last->best_epoch : 0;
+  return best >= 1 && best <= r->nepochs ? &r->epochs[best - 1] : last;
+}
+
 /* Inserts the runs row; sets *id (0 if another process has it). */
 static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StResult *r,
                       long long *id, char *err, size_t errlen) {
@@ -493,14 +541,14 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   sqlite3_stmt *st = prepare(db,
     "INSERT INTO runs (code_hash, seed, data_hash, settings, model, name, data, data_dir, "
     "mlpc_version, backend, status, epochs, diverged_epoch, diverged_step, train_loss, "
-    "test_loss, test_acc, seconds, code, gcc_epoch, gcc_step, gcc_test_batch) VALUES (?1, "
-    "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "
-    "?21, ?22) ON CONFLICT DO NOTHING", err, errlen);
+    "test_loss, test_acc, seconds, val_loss, val_acc, best_epoch, code, gcc_epoch, gcc_step, "
+    "gcc_test_batch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+    "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) ON CONFLICT DO NOTHING", err, errlen);
   if (!st)
     return -1;
   char *model = model_json(e, t->seed);
   int div = r->diverged_epoch > 0, fin = !div && r->nepochs > 0;
-  const RtEpoch *last = r->nepochs ? &r->epochs[r->nepochs - 1] : NULL;
+  const RtEpoch *last = st_final_epoch(r);
   sqlite3_bind_text(st, 1, p->codes[t->code].hash.hex, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)t->seed);
   bind_texts(st, 3, (const char *[]){t->data_hash.hex, t->settings, model, e->model.name,
@@ -514,7 +562,10 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   bind_real(st, 16, fin, fin ? last->test_loss : 0);
   bind_real(st, 17, fin, fin ? last->test_acc : 0);
   sqlite3_bind_double(st, 18, r->seconds);
-  bind_code(st, 19, r);
+  bind_real(st, 19, fin && !isnan(last->val_loss), fin ? last->val_loss : 0);
+  bind_real(st, 20, fin && !isnan(last->val_acc), fin ? last->val_acc : 0);
+  bind_int(st, 21, fin && last->best_epoch, fin ? last->best_epoch : 0);
+  bind_code(st, 22, r);
   int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "recording a run", err, errlen);
   *id = !rc && sqlite3_changes(db) ? sqlite3_last_insert_rowid(db) : 0;
   sqlite3_finalize(st);
@@ -525,8 +576,8 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
 /* Inserts the epochs rows of run id. */
 static int insert_epochs(sqlite3 *db, long long id, const StResult *r, char *err,
                          size_t errlen) {
-  sqlite3_stmt *st = prepare(db, "INSERT INTO epochs VALUES (?1, ?2, ?3, ?4, ?5, ?6)", err,
-                             errlen);
+  sqlite3_stmt *st = prepare(db, "INSERT INTO epochs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                             err, errlen);
   int rc = st ? 0 : -1;
   for (int i = 0; !rc && i < r->nepochs; i++) {
     const RtEpoch *e = &r->epochs[i];
@@ -537,6 +588,8 @@ static int insert_epochs(sqlite3 *db, long long id, const StResult *r, char *err
     sqlite3_bind_double(st, 4, e->test_loss);
     sqlite3_bind_double(st, 5, e->test_acc);
     sqlite3_bind_double(st, 6, e->seconds);
+    bind_real(st, 7, !isnan(e->val_loss), e->val_loss);  /* NULL: no validation split */
+    bind_real(st, 8, !isnan(e->val_acc), e->val_acc);
     if (sqlite3_step(st) != SQLITE_DONE)
       rc = db_fail(db, "recording an epoch", err, errlen);
   }

@@ -317,17 +317,17 @@ static double key_mean(const HModel *m, int k, int e, int *na) {
 /* The last epoch with figures. */
 static int last(const HModel *m) { return m->nprobes - 1; }
 
-/* Writes a value (3 significant digits), "n/a" (not applicable), "-"
-   (none) or "infinite". */
-static void put_value(FILE *f, double v, int na) {
+/* A value in words, in buf (32 bytes): 3 significant digits, "n/a"
+   (not applicable), "-" (none) or "infinite". */
+static const char *value_text(char *buf, double v, int na) {
   if (na)
-    fputs("n/a", f);
-  else if (isnan(v))
-    fputs("-", f);
-  else if (isinf(v))
-    fputs(v > 0 ? "infinite" : "-infinite", f);
-  else
-    fprintf(f, "%.3g", v);
+    return "n/a";
+  if (isnan(v))
+    return "-";
+  if (isinf(v))
+    return v > 0 ? "infinite" : "-infinite";
+  snprintf(buf, 32, "%.3g", v);
+  return buf;
 }
 
 /* The naming schemes of the models with figures (NAMED_* bits). */
@@ -356,9 +356,11 @@ static const char *each_weight(int named) {
   return named & NAMED_LIST ? "the weight that feeds each layer" : "fcK.weight";
 }
 
-/* Writes key figure k's heading for the naming schemes named. */
-static void put_heading(FILE *f, int k, int named) {
-  fprintf(f, keys[k].heading, weight_word(named));
+/* Key figure k's heading for the naming schemes named, in buf (96
+   bytes). */
+static const char *heading(char *buf, int k, int named) {
+  snprintf(buf, 96, keys[k].heading, weight_word(named));
+  return buf;
 }
 
 /* The model's label: "base", or its first experiment's name. */
@@ -455,9 +457,9 @@ static void place(FILE *gp, int p, int h) {
 /* One panel: a curve per model that has its figure; none if no model
    has it. */
 static void panel(FILE *gp, int n, int p, double lo, double hi, int named) {
-  fputs("set title \"", gp);
-  put_heading(gp, panels[p], named);
-  fprintf(gp, "\"\nset ylabel \"%s\"\n", keys[panels[p]].figure);
+  char h[96];
+  fprintf(gp, "set title \"%s\"\nset ylabel \"%s\"\n", heading(h, panels[p], named),
+          keys[panels[p]].figure);
   fprintf(gp, "unset logscale y\nset yrange [0:1]\nset ytics autofreq\n");
   st_plots_axis(gp, 'y', lo, hi);
   if (isinf(lo)) {
@@ -506,7 +508,8 @@ int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen) {
            "epoch 0: the initial weights)", s->name,
            deep(f, which, n) ? " and the " : "", deep(f, which, n) ? layers_word(schemes(f)) : "");
   int key = KEY_LINE * ((n + 3) / 4) + 20, h = TITLE_H + 2 * PANEL_H + key;
-  st_plots_figure(pl, "health.png", 2 * PANEL_W, h, title);
+  if (st_plots_figure(pl, "health", 2 * PANEL_W, h, title, err, errlen))
+    return free(which), -1;
   fprintf(pl->gp, "set multiplot title ");
   st_plots_string(pl->gp, title);
   fprintf(pl->gp, "\nset xlabel \"epoch\"\nset xrange [0:%d]\nset xtics %d\n"
@@ -519,58 +522,70 @@ int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen) {
   return n;
 }
 
-/* ---- report.md: the section ---- */
+/* ---- the report: the section ---- */
 
 /* One table cell: "a → b" of figure k of layer l, epoch 0 and last. */
-static void cell(FILE *md, const HModel *m, int k, int l) {
+static void cell(StDoc *d, const HModel *m, int k, int l) {
   double a, b, sd;
+  char x[32], y[32];
   int na0, na1, name = key_name(m, k, l);
   figure_stat(m, name, 0, &a, &sd, &na0);
   figure_stat(m, name, last(m), &b, &sd, &na1);
-  fputs(" ", md);
   if (k != K_UPDATE && !(na0 && na1))  /* no step before epoch 0 */
-    put_value(md, a, na0), fputs(" → ", md);
-  put_value(md, b, na1);
-  fputs(" |", md);
+    st_doc_num(d, na1 ? NAN : b, NAN, "%s → %s", value_text(x, a, na0), value_text(y, b, na1));
+  else
+    st_doc_num(d, na1 ? NAN : b, NAN, "%s", value_text(y, b, na1));
 }
 
 /* The table's rows of one model: one per health layer. */
-static void model_rows(FILE *md, const StFigs *f, int i) {
+static void model_rows(StDoc *d, const StFigs *f, int i) {
   const HModel *m = &f->health->m[i];
   for (int l = 1; l <= m->nlayers; l++) {
-    fprintf(md, "| %s | %d | %s |", label(f, i), m->runs, m->layers[l - 1].name);
+    st_doc_row(d);
+    st_doc_cell(d, "%s", label(f, i));
+    st_doc_num(d, m->runs, NAN, "%d", m->runs);
+    st_doc_cell(d, "%s", m->layers[l - 1].name);
     for (int k = 0; k < NKEYS; k++)
-      cell(md, m, k, l);
-    fputc('\n', md);
+      cell(d, m, k, l);
   }
-  if (!m->nlayers)
-    fprintf(md, "| %s | %d | (no hidden layer) |%s\n", label(f, i), m->runs,
-            " | | | | |");
+  if (!m->nlayers) {
+    st_doc_row(d);
+    st_doc_cell(d, "%s", label(f, i));
+    st_doc_num(d, m->runs, NAN, "%d", m->runs);
+    st_doc_cell(d, "(no hidden layer)");
+    for (int k = 0; k < NKEYS; k++)
+      st_doc_none(d);
+  }
 }
 
 /* The runs without health figures, and the models left out, in words. */
-static void gaps(FILE *md, const StFigs *f) {
+static void gaps(StDoc *d, const StFigs *f) {
   const Study *s = f->p->s;
   int missing = 0, k = 0;
   for (int i = 0; i < s->nexp; i++)
     if (f->exp[i].same == i)
       missing += f->health->m[i].missing;
-  if (missing)
-    fprintf(md, "\n%d finished run%s ha%s no health figures: recorded by an older mlpc, "
-            "%s not repeat bit for bit when run again (mlpc warned which), so the means are "
-            "over the other runs.\n", missing, missing == 1 ? "" : "s",
-            missing == 1 ? "s" : "ve", missing == 1 ? "it did" : "they did");
+  if (missing) {
+    st_doc_para(d);
+    st_doc_text(d, "%d finished run%s ha%s no health figures: recorded by an older mlpc, "
+                "%s not repeat bit for bit when run again (mlpc warned which), so the means "
+                "are over the other runs.", missing, missing == 1 ? "" : "s",
+                missing == 1 ? "s" : "ve", missing == 1 ? "it did" : "they did");
+  }
   for (int i = 0; i < s->nexp; i++)
-    if (f->exp[i].same == i && !f->health->m[i].runs)
-      fprintf(md, "%s%s", k++ ? "; " : "\nLeft out, without figures (every run diverged, or "
-              "none has health figures): ", label(f, i));
+    if (f->exp[i].same == i && !f->health->m[i].runs) {
+      if (!k++)
+        st_doc_para(d), st_doc_text(d, "Left out, without figures (every run diverged, or "
+                                       "none has health figures): ");
+      st_doc_text(d, "%s%s", k > 1 ? "; " : "", label(f, i));
+    }
   if (k)
-    fputs(".\n", md);
+    st_doc_text(d, ".");
 }
 
 /* The layers the section's table shows, and the weight that feeds
    each, in words for the naming schemes named. */
-static void layer_words(FILE *md, int named, int which) {
+static const char *layer_words(int named, int which) {
   static const char *const words[2][3] = {
     {"Each hidden layer", "Each activation layer (named by its path in the model's layer "
      "list)", "Each hidden layer (hiddenK) or activation layer of a layer list (named by its "
@@ -580,41 +595,48 @@ static void layer_words(FILE *md, int named, int which) {
      "layer before it with one)", "of the weight that feeds the layer: fcK.weight for hidden "
      "layer K; for layers[i], j.weight with the largest j < i that has a weight (the nearest "
      "layer before it with one)"}};
-  fputs(words[which][named & NAMED_LIST ? (named & NAMED_HIDDEN ? 2 : 1) : 0], md);
+  return words[which][named & NAMED_LIST ? (named & NAMED_HIDDEN ? 2 : 1) : 0];
 }
 
-void st_health_section(const StFigs *f, const StPlots *pl, FILE *md) {
-  const Study *s = f->p->s;
-  int named = schemes(f);
-  fputs("\n## Activation health\n\n", md);
-  layer_words(md, named, 0);
-  fprintf(md, " on the probe batch (the first batch of training samples, in "
-              "file order; docs/health.md), at the initial weights (epoch 0) → after the last "
-              "epoch: mean over the seeds' runs that did not diverge. **saturated**: the share "
-              "of the activation's values in its flat tails; **dead**: the share of units "
-              "flat on every probe sample; **pre-activation std**: the spread of the "
-              "activation's input (after the norm); the gradient norm and the update ratio "
-              "(‖Δθ‖/‖θ‖ of the epoch's last step, so none before training) ");
-  layer_words(md, named, 1);
-  fputs(". n/a: not defined for the activation, or for the update ratio no "
-        "training step; -: no figure. Every figure of every epoch is in health.csv.\n\n", md);
-  fprintf(md, "| model | runs | layer |");
+/* The table of the section: a row per model and health layer. */
+static void health_table(StDoc *d, const StFigs *f, int named) {
+  char h[96];
+  st_doc_table(d, "lrllllll");
+  st_doc_anchor(d, "health");
+  st_doc_row(d);
+  st_doc_cell(d, "model"), st_doc_cell(d, "runs"), st_doc_cell(d, "layer");
   for (int k = 0; k < NKEYS; k++)
-    fputc(' ', md), put_heading(md, k, named), fputs(" |", md);
-  fprintf(md, "\n|---|---:|---|");
-  for (int k = 0; k < NKEYS; k++)
-    fprintf(md, "---|");
-  fputc('\n', md);
-  for (int i = 0; i < s->nexp; i++)
+    st_doc_cell(d, "%s", heading(h, k, named));
+  for (int i = 0; i < f->p->s->nexp; i++)
     if (f->exp[i].same == i && f->health->m[i].runs)
-      model_rows(md, f, i);
-  gaps(md, f);
+      model_rows(d, f, i);
+}
+
+void st_health_section(const StFigs *f, const StPlots *pl, StDoc *d) {
+  int named = schemes(f);
+  st_doc_heading(d, 2, "Activation health");
+  st_doc_para(d);
+  st_doc_text(d, "%s on the probe batch (the first batch of training samples, in file order; "
+              "docs/health.md), at the initial weights (epoch 0) → after the last epoch: mean "
+              "over the seeds' runs that did not diverge. ", layer_words(named, 0));
+  st_doc_strong(d, "saturated");
+  st_doc_text(d, ": the share of the activation's values in its flat tails; ");
+  st_doc_strong(d, "dead");
+  st_doc_text(d, ": the share of units flat on every probe sample; ");
+  st_doc_strong(d, "pre-activation std");
+  st_doc_text(d, ": the spread of the activation's input (after the norm); the gradient norm "
+              "and the update ratio (‖Δθ‖/‖θ‖ of the epoch's last step, so none before "
+              "training) %s. n/a: not defined for the activation, or for the update ratio no "
+              "training step; -: no figure. Every figure of every epoch is in health.csv.",
+              layer_words(named, 1));
+  health_table(d, f, named);
+  gaps(d, f);
   for (int i = 0; pl->drawn && i < pl->n; i++)
     if (!strcmp(pl->png[i], "health.png"))
-      fprintf(md, "\n![%s](health.png)\n", pl->title[i]);
+      st_doc_figure(d, "health.png", pl->title[i]);
 }
 
-/* ---- report.md: why ---- */
+/* ---- the report: why ---- */
 
 /* A model's key figures for the sentences: mean over runs and layers. */
 typedef struct {
@@ -650,31 +672,31 @@ static int std_far(const Key *k, int t) { return !isnan(k->std[t]) && !std_near(
 
 /* Lists the models (rank order) for which test holds at time t, with
    the figure; "none" if there are none. */
-static void list(FILE *md, const StFigs *f, const int *rank, int nrank, int t,
+static void list(StDoc *d, const StFigs *f, const int *rank, int nrank, int t,
                  int (*test)(const Key *, int), int fig) {
   int n = 0;
+  char buf[32];
   for (int j = 0; j < nrank; j++) {
     Key k = key_of(f, rank[j]);
     if (!k.have || !test(&k, t))
       continue;
     double v = fig == K_SATURATED ? k.sat[t] : fig == K_DEAD ? k.dead[t] : k.std[t];
-    fprintf(md, "%s%s (", n++ ? "; " : "", label(f, rank[j]));
-    put_value(md, v, 0);
-    fputc(')', md);
+    st_doc_text(d, "%s%s (%s)", n++ ? "; " : "", label(f, rank[j]), value_text(buf, v, 0));
   }
   if (!n)
-    fputs("none", md);
+    st_doc_text(d, "none");
 }
 
 /* Where the models stand at time t (0: initial weights, 1: last epoch). */
-static void standing(FILE *md, const StFigs *f, const int *rank, int nrank, int t) {
-  fprintf(md, "\n%s, saturating: ", t ? "After the last epoch" : "At the initial weights");
-  list(md, f, rank, nrank, t, saturates, K_SATURATED);
-  fprintf(md, ". With dead units: ");
-  list(md, f, rank, nrank, t, has_dead, K_DEAD);
-  fprintf(md, ". Pre-activation std far from 1: ");
-  list(md, f, rank, nrank, t, std_far, K_PRE_STD);
-  fprintf(md, ".\n");
+static void standing(StDoc *d, const StFigs *f, const int *rank, int nrank, int t) {
+  st_doc_para(d);
+  st_doc_text(d, "%s, saturating: ", t ? "After the last epoch" : "At the initial weights");
+  list(d, f, rank, nrank, t, saturates, K_SATURATED);
+  st_doc_text(d, ". With dead units: ");
+  list(d, f, rank, nrank, t, has_dead, K_DEAD);
+  st_doc_text(d, ". Pre-activation std far from 1: ");
+  list(d, f, rank, nrank, t, std_far, K_PRE_STD);
+  st_doc_text(d, ".");
 }
 
 /* The ways a model can be healthier than the base after the last epoch,
@@ -719,74 +741,76 @@ static int healthier(const Key *m, const Key *b) {
   return c;
 }
 
-/* "a → b" of a figure, or "n/a"; put_value's words for a value that is
+/* "a → b" of a figure, or "n/a"; value_text's words for a value that is
    not there. */
-static void arrow(FILE *md, const double *v, int na) {
+static void arrow(StDoc *d, const double *v, int na) {
+  char a[32], b[32];
   if (na)
-    fputs("n/a", md);
+    st_doc_text(d, "n/a");
   else
-    put_value(md, v[0], 0), fputs(" → ", md), put_value(md, v[1], 0);
+    st_doc_text(d, "%s → %s", value_text(a, v[0], 0), value_text(b, v[1], 0));
 }
 
 /* The criteria c in words (worse: the other way round). */
-static void criteria_words(FILE *md, int c, int worse) {
+static void criteria_words(StDoc *d, int c, int worse) {
   for (int i = 0, n = 0; i < NCRITERIA; i++)
     if (c >> i & 1) {
-      fputs(n++ ? "; " : " ", md);
-      fprintf(md, criterion_words[worse][i], UPDATE_FACTOR, UPDATE_SLOW);
+      st_doc_text(d, "%s", n++ ? "; " : " ");
+      st_doc_text(d, criterion_words[worse][i], UPDATE_FACTOR, UPDATE_SLOW);
     }
-  fputc('.', md);
+  st_doc_text(d, ".");
 }
 
 /* Against the base, in words: by which thresholds m is healthier, and
    by which less healthy. */
-static void against_base(FILE *md, const Key *k, const Key *b) {
+static void against_base(StDoc *d, const Key *k, const Key *b) {
   int better = healthier(k, b), worse = healthier(b, k);
   if (!better && !worse)
-    fputs(" By these thresholds it is neither healthier nor less healthy than the base after "
-          "the last epoch.", md);
+    st_doc_text(d, " By these thresholds it is neither healthier nor less healthy than the "
+                "base after the last epoch.");
   if (better)
-    fputs(" Healthier than the base after the last epoch:", md), criteria_words(md, better, 0);
+    st_doc_text(d, " Healthier than the base after the last epoch:"),
+    criteria_words(d, better, 0);
   if (worse)
-    fputs(" Less healthy:", md), criteria_words(md, worse, 1);
+    st_doc_text(d, " Less healthy:"), criteria_words(d, worse, 1);
 }
 
 /* One model's figures in a bullet, against the base's when there is one
    (b; base: the base's experiment). */
-static void bullet(FILE *md, const StFigs *f, int place, int i, int base, const Key *b) {
+static void bullet(StDoc *d, const StFigs *f, int place, int i, int base, const Key *b) {
   Key k = key_of(f, i);
-  fprintf(md, "- %d. **%s**", place, label(f, i));
+  char buf[32];
+  st_doc_item(d);
+  st_doc_text(d, "%d. ", place);
+  st_doc_strong(d, "%s", label(f, i));
   if (!k.have) {
-    fprintf(md, ": no health figures.\n");
+    st_doc_text(d, ": no health figures.");
     return;
   }
-  fprintf(md, " (final test loss %.4f): saturated ", f->exp[i].mean[ST_TEST_LOSS]);
-  arrow(md, k.sat, k.sat_na);
-  fputs(", dead ", md);
-  arrow(md, k.dead, k.dead_na);
-  fputs(", pre-activation std ", md);
-  arrow(md, k.std, 0);
-  fputs(", update ratio ", md);
-  put_value(md, k.update, k.update_na);
-  fputc('.', md);
+  st_doc_text(d, " (final test loss %.4f): saturated ", f->exp[i].mean[ST_TEST_LOSS]);
+  arrow(d, k.sat, k.sat_na);
+  st_doc_text(d, ", dead ");
+  arrow(d, k.dead, k.dead_na);
+  st_doc_text(d, ", pre-activation std ");
+  arrow(d, k.std, 0);
+  st_doc_text(d, ", update ratio %s.", value_text(buf, k.update, k.update_na));
   if (b && b->have && i != base)
-    against_base(md, &k, b);
-  fputc('\n', md);
+    against_base(d, &k, b);
 }
 
 /* Lists the models of ranks [from, to) with figures that are (want = 1)
    or are not (0) healthier than the base (worse: less healthy); how
    many. */
-static int names_if(FILE *md, const StFigs *f, const int *rank, int from, int to,
+static int names_if(StDoc *d, const StFigs *f, const int *rank, int from, int to,
                     const Key *b, int want, int worse) {
   int n = 0;
   for (int j = from; j < to; j++) {
     Key k = key_of(f, rank[j]);
     if (k.have && ((worse ? healthier(b, &k) : healthier(&k, b)) != 0) == want)
-      fprintf(md, "%s%s", n++ ? "; " : "", label(f, rank[j]));
+      st_doc_text(d, "%s%s", n++ ? "; " : "", label(f, rank[j]));
   }
   if (!n)
-    fputs("none", md);
+    st_doc_text(d, "none");
   return n;
 }
 
@@ -806,7 +830,7 @@ static int count_healthier(const StFigs *f, const int *rank, int from, int to, c
 
 /* The summary: are the models above the base healthier than it, and
    those below not? at: the base's place in the ranking. */
-static void summary(FILE *md, const StFigs *f, const int *rank, int nrank, int at,
+static void summary(StDoc *d, const StFigs *f, const int *rank, int nrank, int at,
                     const Key *b) {
   int up, down, hu = count_healthier(f, rank, 0, at, b, &up);
   int hd = count_healthier(f, rank, at + 1, nrank, b, &down);
@@ -814,73 +838,83 @@ static void summary(FILE *md, const StFigs *f, const int *rank, int nrank, int a
     int n = side ? down : up, from = side ? at + 1 : 0, to = side ? nrank : at;
     if (!n)
       continue;
-    fprintf(md, "\nOf the %d model%s ranked %s the base, %d %s healthier than it after the "
-            "last epoch by at least one threshold: ", n, n == 1 ? "" : "s",
-            side ? "below" : "above", side ? hd : hu, (side ? hd : hu) == 1 ? "is" : "are");
-    names_if(md, f, rank, from, to, b, 1, 0);
-    fprintf(md, ". Not: ");
-    names_if(md, f, rank, from, to, b, 0, 0);
-    fprintf(md, ". Less healthy than the base by at least one: ");
-    names_if(md, f, rank, from, to, b, 1, 1);
-    fprintf(md, ".\n");
+    st_doc_para(d);
+    st_doc_text(d, "Of the %d model%s ranked %s the base, %d %s healthier than it after the "
+                "last epoch by at least one threshold: ", n, n == 1 ? "" : "s",
+                side ? "below" : "above", side ? hd : hu, (side ? hd : hu) == 1 ? "is" : "are");
+    names_if(d, f, rank, from, to, b, 1, 0);
+    st_doc_text(d, ". Not: ");
+    names_if(d, f, rank, from, to, b, 0, 0);
+    st_doc_text(d, ". Less healthy than the base by at least one: ");
+    names_if(d, f, rank, from, to, b, 1, 1);
+    st_doc_text(d, ".");
   }
+  st_doc_para(d);
   if (!saturates(b, 1) && !has_dead(b, 1) && std_near(b, 1) && b->update >= UPDATE_SLOW)
-    fprintf(md, "\nThe base itself passes every threshold after the last epoch (it does not "
+    st_doc_text(d, "The base itself passes every threshold after the last epoch (it does not "
                 "saturate, has no dead units, its pre-activation std is near 1 and its update "
                 "ratio is not below %g): by these figures no model can be healthier than it, "
-                "and they do not tell why the models rank as they do.\n", UPDATE_SLOW);
+                "and they do not tell why the models rank as they do.", UPDATE_SLOW);
   else if (!up)
-    fprintf(md, "\nNo model ranks above the base%s.\n", hd ? "; those below it that are "
-            "healthier than it by these thresholds rank lower all the same: the figures do not "
-            "explain their rank" : "");
+    st_doc_text(d, "No model ranks above the base%s.", hd ? "; those below it that are "
+                "healthier than it by these thresholds rank lower all the same: the figures "
+                "do not explain their rank" : "");
   else if (hu == up && !hd)
-    fprintf(md, "\nSo here the health figures follow the ranking: every model that ranks "
+    st_doc_text(d, "So here the health figures follow the ranking: every model that ranks "
                 "above the base is healthier than it by at least one threshold, and none "
-                "below it is.\n");
+                "below it is.");
   else
-    fprintf(md, "\nSo the health figures do not explain the whole ranking: %d model%s above "
-                "the base %s not healthier than it, and %d below it %s.\n", up - hu,
-            up - hu == 1 ? "" : "s", up - hu == 1 ? "is" : "are", hd, hd == 1 ? "is" : "are");
+    st_doc_text(d, "So the health figures do not explain the whole ranking: %d model%s above "
+                "the base %s not healthier than it, and %d below it %s.", up - hu,
+                up - hu == 1 ? "" : "s", up - hu == 1 ? "is" : "are", hd,
+                hd == 1 ? "is" : "are");
 }
 
 /* What the sentences take, and the thresholds they use (named: the
    naming schemes). */
-static void thresholds(FILE *md, int named) {
-  fprintf(md, "From the health figures (means over the seeds' finished runs, and over the "
-              "%s of deeper models) at the initial weights and after the last "
-              "epoch. Thresholds, parameters of this report: a layer **saturates** when more "
-              "than %g %% of its values lie in the activation's flat tails, has **dead units** "
-              "when more than %g %% of its units are flat on every probe sample, and its "
-              "pre-activation std is **near 1** in [%g, %g]; a model's weights **move faster** "
-              "than the base's when the update ratio of %s at the last step is at "
-              "least %g times the base's, and the base's is below %g (the rule of thumb's "
-              "value, docs/health.md).\n", layers_word(named), 100 * SATURATED_HIGH,
-              100 * DEAD_HIGH, STD_LOW, STD_HIGH, each_weight(named), UPDATE_FACTOR,
-              UPDATE_SLOW);
+static void thresholds(StDoc *d, int named) {
+  st_doc_para(d);
+  st_doc_text(d, "From the health figures (means over the seeds' finished runs, and over the "
+              "%s of deeper models) at the initial weights and after the last epoch. "
+              "Thresholds, parameters of this report: a layer ", layers_word(named));
+  st_doc_strong(d, "saturates");
+  st_doc_text(d, " when more than %g %% of its values lie in the activation's flat tails, "
+              "has ", 100 * SATURATED_HIGH);
+  st_doc_strong(d, "dead units");
+  st_doc_text(d, " when more than %g %% of its units are flat on every probe sample, and its "
+              "pre-activation std is ", 100 * DEAD_HIGH);
+  st_doc_strong(d, "near 1");
+  st_doc_text(d, " in [%g, %g]; a model's weights ", STD_LOW, STD_HIGH);
+  st_doc_strong(d, "move faster");
+  st_doc_text(d, " than the base's when the update ratio of %s at the last step is at least "
+              "%g times the base's, and the base's is below %g (the rule of thumb's value, "
+              "docs/health.md).", each_weight(named), UPDATE_FACTOR, UPDATE_SLOW);
 }
 
-void st_health_why(const StFigs *f, const int *rank, int nrank, FILE *md) {
+void st_health_why(const StFigs *f, const int *rank, int nrank, StDoc *d) {
   int base = f->p->base >= 0 ? f->exp[f->p->base].same : -1, at = -1, any = 0;
   for (int j = 0; j < nrank; j++)
     at = rank[j] == base ? j : at, any |= f->health->m[rank[j]].runs > 0;
-  fprintf(md, "\n### Why: what the activation-health figures show\n\n");
+  st_doc_heading(d, 3, "Why: what the activation-health figures show");
   if (!any) {
-    fprintf(md, "The database holds no health figures for these runs, so this report cannot "
-                "say why the models rank as they do; the numbers above say only which do "
-                "better.\n");
+    st_doc_para(d);
+    st_doc_text(d, "The database holds no health figures for these runs, so this report "
+                "cannot say why the models rank as they do; the numbers above say only which "
+                "do better.");
     return;
   }
-  thresholds(md, schemes(f));
-  standing(md, f, rank, nrank, 0);
-  standing(md, f, rank, nrank, 1);
+  thresholds(d, schemes(f));
+  standing(d, f, rank, nrank, 0);
+  standing(d, f, rank, nrank, 1);
   Key b = at >= 0 ? key_of(f, base) : (Key){0};
-  fprintf(md, "\nIn the ranking's order (update ratio: of %s at the last step):\n\n",
-          each_weight(schemes(f)));
+  st_doc_para(d);
+  st_doc_text(d, "In the ranking's order (update ratio: of %s at the last step):",
+              each_weight(schemes(f)));
   for (int j = 0; j < nrank; j++)
-    bullet(md, f, j + 1, rank[j], base, at >= 0 ? &b : NULL);
+    bullet(d, f, j + 1, rank[j], base, at >= 0 ? &b : NULL);
   if (at >= 0 && b.have)
-    summary(md, f, rank, nrank, at, &b);
+    summary(d, f, rank, nrank, at, &b);
   else
-    fprintf(md, "\nThe base model %s, so the models are not compared with it.\n",
-            at < 0 ? "is not among the experiments" : "has no health figures");
+    st_doc_para(d), st_doc_text(d, "The base model %s, so the models are not compared with it.",
+                                at < 0 ? "is not among the experiments" : "has no health figures");
 }

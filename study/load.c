@@ -974,6 +974,13 @@ int st_override(Study *s, const char *flag, const char *key, const char *text,
   return 0;
 }
 
+int st_on_val(const Study *s) {
+  for (int i = 0; i < s->nexp; i++)
+    if (!rt_val_size(&s->exp[i].model.recipe, 1))
+      return 0;
+  return s->nexp > 0;
+}
+
 void st_free(Study *s) {
   for (int i = 0; i < s->nexp; i++) {
     StExperiment *e = &s->exp[i];

@@ -44,13 +44,14 @@ typedef struct {
     char dir[MAX_PATH_LEN];
     int input, output, shape[3];
     StHash hash;
+    long ntrain;            /* training samples                          */
   } d[64];
 } Seen;
 
 /* Loads a data directory, checks it fits the model and hashes its
    contents (as loaded, so raw and gzip files of the same data agree). */
-static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *err,
-                     size_t errlen) {
+static int hash_data(const StExperiment *e, const char *dir, StHash *out, long *ntrain,
+                     char *err, size_t errlen) {
   RtSet tr, te;
   char why[MAX_PATH_LEN + 256];
   if (rt_load_data(dir, e->model.input, e->model.shape, e->model.output, &tr, &te, why,
@@ -59,30 +60,32 @@ static int hash_data(const StExperiment *e, const char *dir, StHash *out, char *
     return -1;
   }
   *out = hex(hash_set(hash_set(RT_FNV_OFFSET, &tr), &te));
+  *ntrain = tr.n;
   rt_free_set(&tr);
   rt_free_set(&te);
   return 0;
 }
 
-/* The data hash of an experiment, computed once per directory and model
-   shape (input, output and input as images). */
+/* The data hash of an experiment and its training samples, computed
+   once per directory and model shape (input, output and input as images). */
 static int data_of(Seen *seen, const StExperiment *e, const char *dir, StHash *out,
-                   char *err, size_t errlen) {
+                   long *ntrain, char *err, size_t errlen) {
   const Model *m = &e->model;
   for (int i = 0; i < seen->n; i++)
     if (!strcmp(seen->d[i].dir, dir) && seen->d[i].input == m->input &&
         seen->d[i].output == m->output &&
         !memcmp(seen->d[i].shape, m->shape, sizeof m->shape))
-      return *out = seen->d[i].hash, 0;
+      return *out = seen->d[i].hash, *ntrain = seen->d[i].ntrain, 0;
   if (seen->n == (int)(sizeof seen->d / sizeof seen->d[0])) {
     snprintf(err, errlen, "more than %d data sets in one study", seen->n);
     return -1;
   }
-  if (hash_data(e, dir, out, err, errlen))
+  if (hash_data(e, dir, out, ntrain, err, errlen))
     return -1;
   snprintf(seen->d[seen->n].dir, MAX_PATH_LEN, "%s", dir);
   seen->d[seen->n].input = m->input, seen->d[seen->n].output = m->output;
   memcpy(seen->d[seen->n].shape, m->shape, sizeof m->shape);
+  seen->d[seen->n].ntrain = *ntrain;
   seen->d[seen->n++].hash = *out;
   return 0;
 }
@@ -166,16 +169,33 @@ static int no_memory(char *err, size_t errlen) {
   return 1;
 }
 
+/* Whether the experiment's training recipe fits its training set of
+   ntrain samples (its validation split, onecycle's steps), as each run
+   would find before training: 0, or -1 with the reason in err. */
+static int recipe_fits(const StExperiment *x, long ntrain, char *err, size_t errlen) {
+  static Ir ir;
+  char why[512];
+  const Model *m = &x->model;
+  ir_lower(m, &ir);
+  if (!rt_recipe_check(&m->recipe, ntrain, m->batch_size, emit_has_batchnorm(&ir), m->epochs,
+                       m->max_batches, why, sizeof why))
+    return 0;
+  snprintf(err, errlen, "experiment '%s': %s", x->name, why);
+  return -1;
+}
+
 /* Plans every run of one experiment; st_plan's status. */
 static int plan_experiment(StPlan *p, Table *tb, Seen *seen, int e, char *err,
                            size_t errlen) {
   const StExperiment *x = &p->s->exp[e];
   StTask t = {.code = code_of(p, e), .exp = e};
   char dir[MAX_PATH_LEN];
+  long ntrain;
   if (t.code < 0)
     return no_memory(err, errlen);
   snprintf(t.data_dir, sizeof t.data_dir, "%s", rt_data_dir(x->model.data, dir, sizeof dir));
-  if (data_of(seen, x, t.data_dir, &t.data_hash, err, errlen))
+  if (data_of(seen, x, t.data_dir, &t.data_hash, &ntrain, err, errlen) ||
+      recipe_fits(x, ntrain, err, errlen))
     return 2;
   settings(p, &x->model, t.settings, sizeof t.settings);
   for (int k = 0; k < p->s->nseeds; k++) {

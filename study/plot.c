@@ -6,8 +6,11 @@
  * in that directory):
  *
  *   plots/NAME.dat   each figure's numbers, one block per curve
- *   plots/plots.gp   one script for every figure
+ *   plots/NAME.gp    each figure's commands, without a terminal
+ *   plots/plots.gp   the script that draws every figure twice: as a PNG
+ *                    and as an SVG
  *   NAME.png         the figures, next to report.md
+ *   NAME.svg         the same, for report.html to hold inline
  *
  * gnuplot runs as a child process without a shell (execvp with an
  * argument list) in the output directory. If it is not installed or
@@ -36,6 +39,16 @@
 
 /* ---- the script and its data ---- */
 
+/* Opens DIR/plots/NAME for writing; NULL with err set. */
+static FILE *open_plots_file(const char *dir, const char *name, char *err, size_t errlen) {
+  char path[MAX_PATH_LEN + 96];
+  snprintf(path, sizeof path, "%s/plots/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  if (!f)
+    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+  return f;
+}
+
 int st_plots_open(StPlots *pl, const char *dir, char *err, size_t errlen) {
   char path[MAX_PATH_LEN + 32];
   memset(pl, 0, sizeof *pl);
@@ -45,23 +58,23 @@ int st_plots_open(StPlots *pl, const char *dir, char *err, size_t errlen) {
     snprintf(err, errlen, "%s: cannot create directory: %s", path, strerror(errno));
     return -1;
   }
-  snprintf(path, sizeof path, "%s/plots/plots.gp", dir);
-  if (!(pl->gp = fopen(path, "w"))) {
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+  if (!(pl->script = open_plots_file(dir, "plots.gp", err, errlen)))
     return -1;
-  }
-  fprintf(pl->gp, "# plots.gp: a study's figures, written by mlpc from its database.\n"
-                  "# Run it in the directory above this one: gnuplot plots/plots.gp\n");
+  fprintf(pl->script, "# plots.gp: a study's figures, written by mlpc from its database.\n"
+                      "# Run it in the directory above this one: gnuplot plots/plots.gp\n");
   return 0;
 }
 
 FILE *st_plots_data(StPlots *pl, const char *name, char *err, size_t errlen) {
-  char path[MAX_PATH_LEN + 96];
-  snprintf(path, sizeof path, "%s/plots/%s", pl->dir, name);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-  return f;
+  return open_plots_file(pl->dir, name, err, errlen);
+}
+
+void st_plots_close(StPlots *pl) {
+  if (pl->gp)
+    fclose(pl->gp);
+  if (pl->script)
+    fclose(pl->script);
+  pl->gp = pl->script = NULL;
 }
 
 void st_plots_string(FILE *gp, const char *s) {
@@ -71,18 +84,27 @@ void st_plots_string(FILE *gp, const char *s) {
   fputc('"', gp);
 }
 
-void st_plots_figure(StPlots *pl, const char *png, int width, int height,
-                     const char *title) {
+int st_plots_figure(StPlots *pl, const char *name, int width, int height,
+                    const char *title, char *err, size_t errlen) {
+  static const char *const terms[][2] = {{"pngcairo", "png"}, {"svg", "svg"}};
+  char file[64];
   if (pl->n == ST_MAX_PLOTS)
     abort(); /* unreachable: the figures are ours, fewer than ST_MAX_PLOTS */
-  snprintf(pl->png[pl->n], sizeof pl->png[0], "%s", png);
+  snprintf(pl->png[pl->n], sizeof pl->png[0], "%s.png", name);
   snprintf(pl->title[pl->n++], sizeof pl->title[0], "%s", title);
-  fprintf(pl->gp, "\n# ---- %s: %s ----\nreset\n", png, title);
-  fprintf(pl->gp, "set terminal pngcairo noenhanced size %d,%d font \"sans,11\"\n", width,
-          height);
-  fprintf(pl->gp, "set output ");
-  st_plots_string(pl->gp, png);
-  fprintf(pl->gp, "\nset grid\n");
+  snprintf(file, sizeof file, "%s.gp", name);
+  if (pl->gp)
+    fclose(pl->gp);
+  if (!(pl->gp = open_plots_file(pl->dir, file, err, errlen)))
+    return -1;
+  fprintf(pl->gp, "# %s: %s\n# plots/plots.gp sets the terminal and output first\nreset\n"
+          "set grid\n", file, title);
+  fprintf(pl->script, "\n# ---- %s: %s ----\n", name, title);
+  for (int t = 0; t < 2; t++)
+    fprintf(pl->script, "set terminal %s noenhanced size %d,%d font \"sans,11\"\n"
+            "set output \"%s.%s\"\nload \"plots/%s\"\n", terms[t][0], width, height, name,
+            terms[t][1], file);
+  return 0;
 }
 
 /* ---- test loss per epoch ---- */
@@ -232,21 +254,22 @@ static const char *seeds_text(const StFigs *fg) {
   return buf;
 }
 
-/* test_loss.png: a panel per varied key (one_factor), or one panel. */
-static void curves_script(StPlots *pl, const StFigs *fg, const int *block, double lo,
-                          double hi) {
+/* test_loss.png: a panel per varied key (one_factor), or one panel; -1
+   when its script cannot be written. */
+static int curves_script(StPlots *pl, const StFigs *fg, const int *block, double lo,
+                         double hi, char *err, size_t errlen) {
   const Study *s = fg->p->s;
-  FILE *gp = pl->gp;
   int panels = s->mode == ST_ONE_FACTOR ? s->nkeys : 1;
   int cols = panels > 1 ? 2 : 1, rows = (panels + cols - 1) / cols, many = s->nexp > 8;
   char title[256];
   snprintf(title, sizeof title, "%s: test loss per epoch (mean over %s%s)", s->name,
            seeds_text(fg), panels > 1 || !many ? "; band: lowest to highest seed" : "");
-  if (panels > 1 || !many)
-    st_plots_figure(pl, "test_loss.png", cols * 640, rows * 420 + 40, title);
-  else  /* one panel of many curves: the legend on the right, a line each */
-    st_plots_figure(pl, "test_loss.png", 700 + 7 * longest_name(s),
-                    s->nexp * 17 + 160 > 520 ? s->nexp * 17 + 160 : 520, title);
+  int w = panels > 1 || !many ? cols * 640 : 700 + 7 * longest_name(s);
+  int h = panels > 1 || !many ? rows * 420 + 40  /* else the legend on the right, a line each */
+                              : s->nexp * 17 + 160 > 520 ? s->nexp * 17 + 160 : 520;
+  if (st_plots_figure(pl, "test_loss", w, h, title, err, errlen))
+    return -1;
+  FILE *gp = pl->gp;
   fprintf(gp, "set multiplot layout %d,%d title ", rows, cols);
   st_plots_string(gp, title);
   fprintf(gp, "\nset xlabel \"epoch\"\nset ylabel \"test loss\"\n%s\n", panels > 1 || !many
@@ -264,6 +287,7 @@ static void curves_script(StPlots *pl, const StFigs *fg, const int *block, doubl
     curve_plot(gp, fg, block, from, to, to - from <= 8);
   }
   fprintf(gp, "unset multiplot\nset output\n");
+  return 0;
 }
 
 /* ---- final test loss ---- */
@@ -318,16 +342,19 @@ static void final_tics(FILE *gp, const StFigs *fg, int m) {
 }
 
 /* final_loss.png: a row per model: its seeds, the mean with ± 1 s.d.
-   error bars, and the base's mean as a dashed line. */
-static void final_script(StPlots *pl, const StFigs *fg, int m, double lo, double hi) {
+   error bars, and the base's mean as a dashed line; -1 when its script
+   cannot be written. */
+static int final_script(StPlots *pl, const StFigs *fg, int m, double lo, double hi,
+                        char *err, size_t errlen) {
   const Study *s = fg->p->s;
-  FILE *gp = pl->gp;
   char title[256];
   int w = 760 + 8 * longest_name(s);
   snprintf(title, sizeof title, "%s: final test loss (mean ± 1 s.d. over %s; dots: "
            "seeds)", s->name, seeds_text(fg));
-  st_plots_figure(pl, "final_loss.png", w > 1000 ? w : 1000, 150 + 36 * (m > 6 ? m : 6),
-                  title);
+  if (st_plots_figure(pl, "final_loss", w > 1000 ? w : 1000, 150 + 36 * (m > 6 ? m : 6),
+                      title, err, errlen))
+    return -1;
+  FILE *gp = pl->gp;
   fprintf(gp, "set title ");
   st_plots_string(gp, title);
   fprintf(gp, "\nset xlabel \"final test loss\"\nset yrange [-0.7:%g]\nset grid noytics\n"
@@ -345,6 +372,7 @@ static void final_script(StPlots *pl, const StFigs *fg, int m, double lo, double
           "lc rgb \"#7f7fbf\" title \"each seed\", \\\n    \"plots/final_loss.dat\" index 0 "
           "using 2:1:3 with xerrorbars pt 5 ps 1.2 lw 2 lc rgb \"#b00000\" title "
           "\"mean ± 1 s.d.\"\nset output\n");
+  return 0;
 }
 
 int st_plots_study(StPlots *pl, const StFigs *fg, char *err, size_t errlen) {
@@ -356,15 +384,13 @@ int st_plots_study(StPlots *pl, const StFigs *fg, char *err, size_t errlen) {
     return free(block), -1;
   curve_data(f, fg, block, &lo, &hi);
   fclose(f);
-  curves_script(pl, fg, block, lo, hi);
+  int rc = curves_script(pl, fg, block, lo, hi, err, errlen);
   free(block);
-  if (!(f = st_plots_data(pl, "final_loss.dat", err, errlen)))
+  if (rc || !(f = st_plots_data(pl, "final_loss.dat", err, errlen)))
     return -1;
   int m = final_data(f, fg, &lo, &hi);
   fclose(f);
-  if (m)
-    final_script(pl, fg, m, lo, hi);
-  return 0;
+  return m ? final_script(pl, fg, m, lo, hi, err, errlen) : 0;
 }
 
 /* ---- running gnuplot ---- */
@@ -399,12 +425,14 @@ static pid_t start_gnuplot(const StPlots *pl) {
   return pid;
 }
 
-/* Whether every figure's PNG is there. */
+/* Whether every figure's PNG and SVG are there. */
 static int all_drawn(const StPlots *pl) {
   char path[MAX_PATH_LEN + 96];
   struct stat st;
-  for (int i = 0; i < pl->n; i++) {
-    snprintf(path, sizeof path, "%s/%s", pl->dir, pl->png[i]);
+  for (int i = 0; i < 2 * pl->n; i++) {
+    const char *png = pl->png[i / 2];
+    snprintf(path, sizeof path, "%s/%.*s.%s", pl->dir, (int)strlen(png) - 4, png,
+             i % 2 ? "svg" : "png");
     if (stat(path, &st) || st.st_size == 0)
       return 0;
   }
@@ -413,8 +441,7 @@ static int all_drawn(const StPlots *pl) {
 
 void st_plots_draw(StPlots *pl, FILE *term) {
   int status = 0;
-  fclose(pl->gp);
-  pl->gp = NULL;
+  st_plots_close(pl);
   pid_t pid = start_gnuplot(pl);
   if (pid < 0)
     snprintf(pl->why, sizeof pl->why, "%s", errno == ENOENT

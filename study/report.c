@@ -7,17 +7,23 @@
  *   summary.csv      one row per experiment: factor, value, each varied
  *                    key's value, seeds, diverged, mean and standard
  *                    deviation of the final test loss, test accuracy,
- *                    train loss and seconds
+ *                    train loss and seconds (and validation loss and
+ *                    accuracy, when experiments hold out a split)
  *   runs.csv         one row per run per epoch (and one for the epoch
  *                    where a run diverged, without figures)
  *   health.csv       each experiment's health figures per epoch (health.c)
- *   plots (plot.c)   test_loss.png, final_loss.png, health.png (health.c)
+ *   plots (plot.c)   test_loss, final_loss, health (health.c), each a
+ *                    .png and an .svg
  *   report.md        what was run, the summary table, the figures, the
  *                    activation-health section (health.c) and the
  *                    conclusions (conclude.c, which also writes
  *                    comparisons.csv)
+ *   report.html      the same as one web page (html.c), and the runs,
+ *                    each with its figures after each epoch
  *
- * and the summary table and the ranking on the terminal. Means and
+ * and the summary table and the ranking on the terminal. The report is
+ * built once as a document (doc.c) that both report.md and report.html
+ * are written from. Means and
  * standard deviations (n − 1 in the denominator) are over the runs that
  * did not diverge. CSV numbers are written with 17 significant digits:
  * they read back as the very doubles in the database.
@@ -39,13 +45,17 @@ const char *const st_figure_names[ST_NFIGS] = {
 
 /* ---- reading the database ---- */
 
+/* The columns of experiment_runs after the status and the ST_FIGURES. */
+enum { RUN_ID = 1 + ST_NFIGS, RUN_SEED, RUN_DIVERGED_EPOCH, RUN_DIVERGED_STEP };
+
 /* The study's runs of one experiment, in seed order. */
 static sqlite3_stmt *experiment_runs(sqlite3 *db, const Study *s, const StExperiment *e) {
   sqlite3_stmt *st = NULL;
   sqlite3_prepare_v2(db,
-    "SELECT r.status, r.test_loss, r.test_acc, r.train_loss, r.seconds, r.id, s.seed, "
-    "r.diverged_epoch, r.diverged_step FROM study_runs s JOIN runs r ON r.id = s.run_id "
-    "WHERE s.study = ?1 AND s.experiment = ?2 ORDER BY s.seed", -1, &st, NULL);
+    "SELECT r.status, r.test_loss, r.test_acc, r.train_loss, r.seconds, r.val_loss, "
+    "r.val_acc, r.id, s.seed, r.diverged_epoch, r.diverged_step FROM study_runs s JOIN runs r "
+    "ON r.id = s.run_id WHERE s.study = ?1 AND s.experiment = ?2 ORDER BY s.seed", -1, &st,
+    NULL);
   if (st) {
     sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, e->name, -1, SQLITE_STATIC);
@@ -79,10 +89,10 @@ static int load_epochs(sqlite3 *db, StRunFigs *r) {
 
 /* Reads the current row of experiment_runs into r. */
 static int load_run(sqlite3 *db, sqlite3_stmt *st, StRunFigs *r) {
-  *r = (StRunFigs){.id = sqlite3_column_int64(st, 5),
-                   .seed = (uint64_t)sqlite3_column_int64(st, 6),
-                   .diverged_epoch = sqlite3_column_int(st, 7),
-                   .diverged_step = (long)sqlite3_column_int64(st, 8)};
+  *r = (StRunFigs){.id = sqlite3_column_int64(st, RUN_ID),
+                   .seed = (uint64_t)sqlite3_column_int64(st, RUN_SEED),
+                   .diverged_epoch = sqlite3_column_int(st, RUN_DIVERGED_EPOCH),
+                   .diverged_step = (long)sqlite3_column_int64(st, RUN_DIVERGED_STEP)};
   int finished = !strcmp((const char *)sqlite3_column_text(st, 0), "finished");
   for (int f = 0; f < ST_NFIGS; f++)
     r->fig[f] = finished ? column_real(st, 1 + f) : NAN;
@@ -133,12 +143,25 @@ static int same_runs(const StExpFigs *a, const StExpFigs *b) {
   return 1;
 }
 
+/* Whether an experiment's runs hold out a validation split. */
+static int holds_val(const StExperiment *e) { return rt_val_size(&e->model.recipe, 1) > 0; }
+
+/* Counts the experiments with a validation split, and with early
+   stopping. */
+static void count_recipes(const Study *s, StFigs *f) {
+  for (int i = 0; i < s->nexp; i++) {
+    f->nval += holds_val(&s->exp[i]);
+    f->nstop += s->exp[i].model.recipe.patience > 0;
+  }
+}
+
 /* Reads every experiment of the plan; -1 on a database error. */
 static int load_figs(sqlite3 *db, const StPlan *p, StFigs *f) {
   const Study *s = p->s;
-  *f = (StFigs){p, db, calloc((size_t)s->nexp, sizeof *f->exp), NULL};
+  *f = (StFigs){p, db, calloc((size_t)s->nexp, sizeof *f->exp), NULL, 0, 0};
   if (!f->exp)
     return -1;
+  count_recipes(s, f);
   for (int i = 0; i < s->nexp; i++) {
     if (load_experiment(db, s, i, &f->exp[i]))
       return -1;
@@ -180,13 +203,22 @@ void st_csv_real(FILE *f, double v, int last) {
   fputc(last ? '\n' : ',', f);
 }
 
+/* The figures the tables show: the validation ones (last) only when an
+   experiment holds out a split. */
+static int shown_figs(const StFigs *f) {
+  return f->nval ? ST_NFIGS : ST_VAL_LOSS;
+}
+
 /* summary.csv: the header and one row per experiment. */
-static void write_summary(FILE *f, const Study *s, const StExpFigs *st) {
+static void write_summary(FILE *f, const StFigs *figs) {
+  const Study *s = figs->p->s;
+  const StExpFigs *st = figs->exp;
+  int nf = shown_figs(figs);
   fputs("experiment,factor,value,", f);
   for (int k = 0; k < s->nkeys; k++)
     st_csv_text(f, s->keys[k], 0);
   fputs("seeds,diverged", f);
-  for (int g = 0; g < ST_NFIGS; g++)
+  for (int g = 0; g < nf; g++)
     fprintf(f, ",%s_mean,%s_std", st_figure_names[g], st_figure_names[g]);
   fputc('\n', f);
   for (int i = 0; i < s->nexp; i++) {
@@ -195,49 +227,64 @@ static void write_summary(FILE *f, const Study *s, const StExpFigs *st) {
     for (int k = 0; k < s->nkeys; k++)
       st_csv_text(f, e->values[k], 0);
     fprintf(f, "%d,%d,", st[i].runs, st[i].diverged);
-    for (int g = 0; g < ST_NFIGS; g++)
-      st_csv_real(f, st[i].mean[g], 0), st_csv_real(f, st[i].std[g], g == ST_NFIGS - 1);
+    for (int g = 0; g < nf; g++)
+      st_csv_real(f, st[i].mean[g], 0), st_csv_real(f, st[i].std[g], g == nf - 1);
   }
 }
 
-/* runs.csv rows of one run: its epochs, then where it diverged. */
-static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_stmt *run) {
+/* The epochs of run id, in order: epoch, train_loss, test_loss,
+   test_acc, seconds, val_loss, val_acc; NULL on a database error. */
+static sqlite3_stmt *run_epochs(sqlite3 *db, long long id) {
   sqlite3_stmt *st = NULL;
-  long long id = sqlite3_column_int64(run, 5);
+  if (sqlite3_prepare_v2(db, "SELECT epoch, train_loss, test_loss, test_acc, seconds, "
+                             "val_loss, val_acc FROM epochs WHERE run_id = ?1 ORDER BY epoch",
+                         -1, &st, NULL))
+    return NULL;
+  sqlite3_bind_int64(st, 1, id);
+  return st;
+}
+
+/* runs.csv rows of one run: its epochs, then where it diverged; with val,
+   each ends with the validation loss and accuracy. */
+static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_stmt *run,
+                          int val) {
+  long long id = sqlite3_column_int64(run, RUN_ID);
   const char *status = (const char *)sqlite3_column_text(run, 0);
   char head[64];
-  snprintf(head, sizeof head, "%lld,%lld,%s,", (long long)sqlite3_column_int64(run, 6), id,
-           status);
-  if (sqlite3_prepare_v2(db, "SELECT epoch, train_loss, test_loss, test_acc, seconds FROM "
-                             "epochs WHERE run_id = ?1 ORDER BY epoch", -1, &st, NULL))
+  snprintf(head, sizeof head, "%lld,%lld,%s,", (long long)sqlite3_column_int64(run, RUN_SEED),
+           id, status);
+  sqlite3_stmt *st = run_epochs(db, id);
+  if (!st)
     return -1;
-  sqlite3_bind_int64(st, 1, id);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     st_csv_text(f, e->name, 0), st_csv_text(f, e->factor, 0), st_csv_text(f, e->value, 0);
     fprintf(f, "%s%d,", head, sqlite3_column_int(st, 0));
     for (int c = 1; c <= 4; c++)
       st_csv_real(f, column_real(st, c), 0);
-    fputc('\n', f);
+    if (val)  /* after the empty diverged_step */
+      fputc(',', f), st_csv_real(f, column_real(st, 5), 0), st_csv_real(f, column_real(st, 6), 1);
+    else
+      fputc('\n', f);
   }
   sqlite3_finalize(st);
-  if (sqlite3_column_type(run, 7) != SQLITE_NULL) {
+  if (sqlite3_column_type(run, RUN_DIVERGED_EPOCH) != SQLITE_NULL) {
     st_csv_text(f, e->name, 0), st_csv_text(f, e->factor, 0), st_csv_text(f, e->value, 0);
-    fprintf(f, "%s%d,,,,,%lld\n", head, sqlite3_column_int(run, 7),
-            (long long)sqlite3_column_int64(run, 8));
+    fprintf(f, "%s%d,,,,,%lld%s\n", head, sqlite3_column_int(run, RUN_DIVERGED_EPOCH),
+            (long long)sqlite3_column_int64(run, RUN_DIVERGED_STEP), val ? ",," : "");
   }
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* runs.csv: every run of every experiment, epoch by epoch. */
-static int write_runs(FILE *f, sqlite3 *db, const Study *s) {
-  fputs("experiment,factor,value,seed,run_id,status,epoch,train_loss,test_loss,test_acc,"
-        "seconds,diverged_step\n", f);
+static int write_runs(FILE *f, sqlite3 *db, const Study *s, int val) {
+  fprintf(f, "experiment,factor,value,seed,run_id,status,epoch,train_loss,test_loss,test_acc,"
+          "seconds,diverged_step%s\n", val ? ",val_loss,val_acc" : "");
   for (int i = 0; i < s->nexp; i++) {
     sqlite3_stmt *run = experiment_runs(db, s, &s->exp[i]);
     int rc = run ? SQLITE_ROW : SQLITE_ERROR;
     while (rc == SQLITE_ROW && (rc = sqlite3_step(run)) == SQLITE_ROW)
-      if (write_run_rows(f, db, &s->exp[i], run))
+      if (write_run_rows(f, db, &s->exp[i], run, val))
         rc = SQLITE_ERROR;
     sqlite3_finalize(run);
     if (rc != SQLITE_DONE)
@@ -266,74 +313,234 @@ static void mean_pm(char *buf, size_t n, const StExpFigs *st, int fig, int decim
              scale * st->std[fig]);
 }
 
-/* The table on the terminal: factors apart by a blank line. */
-static void print_table(FILE *f, const Study *s, const StExpFigs *st) {
+/* The table on the terminal: factors apart by a blank line; the
+   validation loss first when experiments hold out a split. */
+static void print_table(FILE *f, const StFigs *figs) {
+  const Study *s = figs->p->s;
+  const StExpFigs *st = figs->exp;
   int w = 10;
-  char loss[64], acc[64];
+  char loss[64], acc[64], val[64];
   for (int i = 0; i < s->nexp; i++)
     w = (int)strlen(s->exp[i].name) > w ? (int)strlen(s->exp[i].name) : w;
-  fprintf(f, "\n%-*s  seeds  diverged  %-19s  %s\n", w, "experiment", "test loss",
-          "test accuracy (%)");
+  fprintf(f, "\n%-*s  seeds  diverged  %s%-19s  %s\n", w, "experiment",
+          figs->nval ? "validation loss      " : "", "test loss", "test accuracy (%)");
   for (int i = 0; i < s->nexp; i++) {
     if (i && s->mode == ST_ONE_FACTOR && strcmp(s->exp[i].factor, s->exp[i - 1].factor))
       fputc('\n', f);
     mean_pm(loss, sizeof loss, &st[i], ST_TEST_LOSS, 4, 1);
     mean_pm(acc, sizeof acc, &st[i], ST_TEST_ACC, 2, 100);
-    fprintf(f, "%-*s  %5d  %8d  %-*s  %s\n", w, s->exp[i].name, st[i].runs, st[i].diverged,
-            19 + (strstr(loss, "±") ? 1 : 0), loss, acc);  /* ± takes 2 bytes */
+    mean_pm(val, sizeof val, &st[i], ST_VAL_LOSS, 4, 1);
+    fprintf(f, "%-*s  %5d  %8d  ", w, s->exp[i].name, st[i].runs, st[i].diverged);
+    if (figs->nval)  /* ± takes 2 bytes */
+      fprintf(f, "%-*s  ", 19 + (strstr(val, "±") ? 1 : 0), val);
+    fprintf(f, "%-*s  %s\n", 19 + (strstr(loss, "±") ? 1 : 0), loss, acc);
   }
 }
 
-/* report.md's first line for an adaptive study: its seeds. */
-static void write_adaptive_line(FILE *f, const StPlan *p) {
+/* The summary's first words: which epoch's figures are final. */
+static void write_final_words(StDoc *d, const StFigs *figs) {
+  st_doc_para(d);
+  st_doc_text(d, "Final figures after the last epoch%s: mean ± standard deviation over the "
+              "seeds, leaving out runs that diverged.%s", figs->nstop ? " (under early "
+              "stopping, of the epoch with the least validation loss, whose weights the run "
+              "keeps)" : "", figs->nval ? " The validation loss is on the samples each run "
+              "holds out of its training set (its seed chooses them)." : "");
+}
+
+/* The report's first line for an adaptive study: its seeds. */
+static void write_adaptive_line(StDoc *d, const StPlan *p) {
   const Study *s = p->s;
   int runs = 0;
   for (int i = 0; i < p->ntasks; i++)
     runs += p->tasks[i].wanted;
-  fprintf(f, "- file: `%s`, mode %s: %d experiments, adaptive seeds: starting with ", s->file,
-          st_mode_names[s->mode], s->nexp);
+  st_doc_item(d);
+  st_doc_text(d, "file: ");
+  st_doc_code(d, "%s", s->file);
+  st_doc_text(d, ", mode %s: %d experiments, adaptive seeds: starting with ",
+              st_mode_names[s->mode], s->nexp);
   for (int k = 0; k < s->nstart; k++)
-    fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
-  fprintf(f, ", then up to %d a model (through seed %llu), level %g; %d distinct runs\n",
-          s->nseeds, (unsigned long long)s->seeds[s->nseeds - 1], s->alpha, runs);
+    st_doc_text(d, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
+  st_doc_text(d, ", then up to %d a model (through seed %llu), level %g; %d distinct runs",
+              s->nseeds, (unsigned long long)s->seeds[s->nseeds - 1], s->alpha, runs);
 }
 
-/* report.md: what was run, and the summary table. */
-static void write_markdown(FILE *f, const StPlan *p, const StExpFigs *st) {
+/* The report's first lines: what was run. */
+static void write_settings(StDoc *d, const StPlan *p) {
   const Study *s = p->s;
-  char loss[64], acc[64], train[64];
-  int no_train = 0;
-  fprintf(f, "# Study %s\n\n", s->name);
+  st_doc_heading(d, 1, "Study %s", s->name);
   if (s->alpha > 0)
-    write_adaptive_line(f, p);
+    write_adaptive_line(d, p);
   else {
-    fprintf(f, "- file: `%s`, mode %s: %d experiments × %d seeds (", s->file,
-            st_mode_names[s->mode], s->nexp, s->nseeds);
+    st_doc_item(d);
+    st_doc_text(d, "file: ");
+    st_doc_code(d, "%s", s->file);
+    st_doc_text(d, ", mode %s: %d experiments × %d seeds (", st_mode_names[s->mode], s->nexp,
+                s->nseeds);
     for (int k = 0; k < s->nseeds; k++)
-      fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
-    fprintf(f, "), %d distinct runs\n", p->ntasks);
+      st_doc_text(d, "%s%llu", k ? ", " : "", (unsigned long long)s->seeds[k]);
+    st_doc_text(d, "), %d distinct runs", p->ntasks);
   }
-  fprintf(f, "- base model: `%s`\n", s->base_json);
-  if (p->ntasks)
-    fprintf(f, "- settings: `%s`, data `%s` (hash %s)\n", p->tasks[0].settings,
-            p->tasks[0].data_dir, p->tasks[0].data_hash.hex);
-  fprintf(f, "- arithmetic: %s (of the dense kernels, docs/performance.md; part of each "
-          "run's code, and so of its key)\n", arith_names[s->arith]);
-  fprintf(f, "\n## Summary\n\nFinal figures after the last epoch: mean ± standard deviation "
-          "over the seeds, leaving out runs that diverged.\n\n");
-  fprintf(f, "| experiment | seeds | diverged | test loss | test accuracy (%%) | "
-          "train loss |\n|---|---:|---:|---|---|---|\n");
+  st_doc_item(d);
+  st_doc_text(d, "base model: ");
+  st_doc_code(d, "%s", s->base_json);
+  if (p->ntasks) {
+    st_doc_item(d);
+    st_doc_text(d, "settings: ");
+    st_doc_code(d, "%s", p->tasks[0].settings);
+    st_doc_text(d, ", data ");
+    st_doc_code(d, "%s", p->tasks[0].data_dir);
+    st_doc_text(d, " (hash %s)", p->tasks[0].data_hash.hex);
+  }
+  st_doc_item(d);
+  st_doc_text(d, "arithmetic: %s (of the dense kernels, docs/performance.md; part of each "
+              "run's code, and so of its key)", arith_names[s->arith]);
+}
+
+/* A cell of "mean ± std" (mean_pm's text), with the figure's values. */
+static void pm_cell(StDoc *d, const StExpFigs *st, int fig, int decimals, double scale) {
+  char buf[64];
+  mean_pm(buf, sizeof buf, st, fig, decimals, scale);
+  st_doc_num(d, st->mean[fig], st->std[fig], "%s", buf);
+}
+
+/* The summary table, after the settings; the validation loss first
+   when experiments hold out a split. */
+static void write_summary_table(StDoc *d, const StFigs *figs) {
+  const Study *s = figs->p->s;
+  const StExpFigs *st = figs->exp;
+  char train[64];
+  int no_train = 0;
+  st_doc_heading(d, 2, "Summary");
+  write_final_words(d, figs);
+  st_doc_table(d, figs->nval ? "lrrllll" : "lrrlll");
+  st_doc_anchor(d, "summary");
+  st_doc_row(d);
+  st_doc_cell(d, "experiment"), st_doc_cell(d, "seeds"), st_doc_cell(d, "diverged");
+  if (figs->nval)
+    st_doc_cell(d, "validation loss");
+  st_doc_cell(d, "test loss"), st_doc_cell(d, "test accuracy (%%)");
+  st_doc_cell(d, "train loss");
   for (int i = 0; i < s->nexp; i++) {
-    mean_pm(loss, sizeof loss, &st[i], ST_TEST_LOSS, 4, 1);
-    mean_pm(acc, sizeof acc, &st[i], ST_TEST_ACC, 2, 100);
+    st_doc_row(d);
+    st_doc_cell(d, "%s", s->exp[i].name);
+    st_doc_num(d, st[i].runs, NAN, "%d", st[i].runs);
+    st_doc_num(d, st[i].diverged, NAN, "%d", st[i].diverged);
+    if (figs->nval)
+      pm_cell(d, &st[i], ST_VAL_LOSS, 4, 1);
+    pm_cell(d, &st[i], ST_TEST_LOSS, 4, 1);
+    pm_cell(d, &st[i], ST_TEST_ACC, 2, 100);
+    pm_cell(d, &st[i], ST_TRAIN_LOSS, 4, 1);
     mean_pm(train, sizeof train, &st[i], ST_TRAIN_LOSS, 4, 1);
-    fprintf(f, "| %s | %d | %d | %s | %s | %s |\n", s->exp[i].name, st[i].runs,
-            st[i].diverged, loss, acc, train);
     no_train |= !strcmp(train, "n/a");
   }
-  if (no_train)
-    fprintf(f, "\nTrain loss n/a: the runs took no training step (a training set of one "
-            "sample under BatchNorm, which needs two), so they have no train loss.\n");
+  if (no_train) {
+    st_doc_para(d);
+    st_doc_text(d, "Train loss n/a: the runs took no training step (a training set of one "
+                "sample under BatchNorm, which needs two), so they have no train loss.");
+  }
+}
+
+/* ---- the page's runs ---- */
+
+/* A cell of a number with the decimals given (scaled), "-" if there is
+   none. */
+static void num_cell(StDoc *d, double v, int decimals, double scale) {
+  if (isnan(v))
+    st_doc_num(d, v, NAN, "-");
+  else
+    st_doc_num(d, v, NAN, "%.*f", decimals, scale * v);
+}
+
+/* The table's row of one run, its number linked to its epochs; with val,
+   its final validation loss too. */
+static void run_row(StDoc *d, const StExperiment *e, const StRunFigs *r, int val) {
+  st_doc_row(d);
+  st_doc_num(d, (double)r->id, NAN, "%lld", r->id);
+  st_doc_cell_link(d, "#run-%lld", r->id);
+  st_doc_cell(d, "%s", e->name);
+  st_doc_num(d, (double)r->seed, NAN, "%llu", (unsigned long long)r->seed);
+  if (r->diverged_epoch)
+    st_doc_cell(d, "diverged in epoch %d, step %ld", r->diverged_epoch, r->diverged_step);
+  else
+    st_doc_cell(d, "finished");
+  st_doc_num(d, r->nepochs, NAN, "%d", r->nepochs);
+  if (val)
+    num_cell(d, r->fig[ST_VAL_LOSS], 4, 1);
+  num_cell(d, r->fig[ST_TEST_LOSS], 4, 1);
+  num_cell(d, r->fig[ST_TEST_ACC], 2, 100);
+  num_cell(d, r->fig[ST_TRAIN_LOSS], 4, 1);
+  num_cell(d, r->fig[ST_SECONDS], 3, 1);
+}
+
+/* The columns of a run's table of epochs, those of run_epochs: heading,
+   decimals, scale. */
+static const struct {
+  const char *head;
+  int decimals;
+  double scale;
+} epoch_cols[] = {{"epoch", 0, 1}, {"train loss", 4, 1}, {"test loss", 4, 1},
+                  {"test accuracy (%)", 2, 100}, {"seconds", 3, 1},
+                  {"validation loss", 4, 1}, {"validation accuracy (%)", 2, 100}};
+/* All of them; without a validation split, the last two left out. */
+enum { EPOCH_COLS = sizeof epoch_cols / sizeof epoch_cols[0], EPOCH_VAL_COLS = 2 };
+
+/* A run's figures after each epoch, under a heading its row links to;
+   -1 on a database error. */
+static int run_epochs_table(StDoc *d, sqlite3 *db, const StExperiment *e,
+                            const StRunFigs *r) {
+  sqlite3_stmt *st = run_epochs(db, r->id);
+  int rc = st ? SQLITE_ROW : SQLITE_ERROR;
+  int ncols = holds_val(e) ? EPOCH_COLS : EPOCH_COLS - EPOCH_VAL_COLS;
+  char align[EPOCH_COLS + 1] = {0};
+  memset(align, 'r', (size_t)ncols);
+  st_doc_heading(d, 3, "Run %lld: %s, seed %llu", r->id, e->name, (unsigned long long)r->seed);
+  st_doc_anchor(d, "run-%lld", r->id);
+  st_doc_table(d, align);
+  st_doc_row(d);
+  for (int c = 0; c < ncols; c++)
+    st_doc_cell(d, "%s", epoch_cols[c].head);
+  while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    st_doc_row(d);
+    for (int c = 0; c < ncols; c++)
+      num_cell(d, column_real(st, c), epoch_cols[c].decimals, epoch_cols[c].scale);
+  }
+  sqlite3_finalize(st);
+  if (r->diverged_epoch)
+    st_doc_para(d), st_doc_text(d, "Diverged in epoch %d, at step %ld%s.", r->diverged_epoch,
+                                r->diverged_step, r->diverged_step ? "" : " (the test loss of "
+                                "that epoch was not finite)");
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The page's last section: every distinct run, each with its figures
+   after each epoch (report.md leaves them to runs.csv); -1 on a database
+   error. */
+static int write_runs_section(StDoc *d, const StFigs *f) {
+  const Study *s = f->p->s;
+  int rc = 0;
+  st_doc_html_only(d, 1);
+  st_doc_heading(d, 2, "Runs");
+  st_doc_para(d);
+  st_doc_text(d, "Every run once (the runs of experiments that are the same model are under "
+              "the first); a run's number links to its figures after each epoch, as in "
+              "runs.csv.");
+  st_doc_table(d, f->nval ? "rlrlrrrrrr" : "rlrlrrrrr");
+  st_doc_anchor(d, "runs");
+  st_doc_row(d);
+  st_doc_cell(d, "run"), st_doc_cell(d, "experiment"), st_doc_cell(d, "seed");
+  st_doc_cell(d, "status"), st_doc_cell(d, "epochs");
+  if (f->nval)
+    st_doc_cell(d, "final validation loss");
+  st_doc_cell(d, "final test loss");
+  st_doc_cell(d, "test accuracy (%%)"), st_doc_cell(d, "train loss"), st_doc_cell(d, "seconds");
+  for (int i = 0; i < s->nexp; i++)
+    for (int r = 0; f->exp[i].same == i && r < f->exp[i].runs; r++)
+      run_row(d, &s->exp[i], &f->exp[i].run[r], f->nval > 0);
+  for (int i = 0; i < s->nexp; i++)
+    for (int r = 0; !rc && f->exp[i].same == i && r < f->exp[i].runs; r++)
+      rc = run_epochs_table(d, f->db, &s->exp[i], &f->exp[i].run[r]);
+  st_doc_html_only(d, 0);
+  return rc;
 }
 
 /* ---- files ---- */
@@ -364,17 +571,24 @@ static int make_dir(const char *dir, char *err, size_t errlen) {
   return 0;
 }
 
-/* report.md's figures: each plot, or why there are none. */
-static void write_figures(FILE *f, const StPlots *pl) {
-  fprintf(f, "\n## Figures\n\n");
+/* The report's figures: each plot, or why there are none. */
+static void write_figures(StDoc *d, const StPlots *pl) {
+  st_doc_heading(d, 2, "Figures");
   if (!pl->drawn) {
-    fprintf(f, "No plots: %s. Their data and gnuplot script are in `plots/`; with gnuplot "
-            "installed, `gnuplot plots/plots.gp` in this directory draws them.\n", pl->why);
+    st_doc_para(d);
+    st_doc_text(d, "No plots: %s. Their data and gnuplot script are in ", pl->why);
+    st_doc_code(d, "plots/");
+    st_doc_text(d, "; with gnuplot installed, ");
+    st_doc_code(d, "gnuplot plots/plots.gp");
+    st_doc_text(d, " in this directory draws them.");
     return;
   }
   for (int i = 0; i < pl->n; i++)
-    fprintf(f, "![%s](%s)\n\n", pl->title[i], pl->png[i]);
-  fprintf(f, "Drawn by gnuplot from `plots/plots.gp` and its data files.\n");
+    st_doc_figure(d, pl->png[i], pl->title[i]);
+  st_doc_para(d);
+  st_doc_text(d, "Drawn by gnuplot from ");
+  st_doc_code(d, "plots/plots.gp");
+  st_doc_text(d, " and its data files.");
 }
 
 /* Writes the plots' data and script, and runs gnuplot on them. Failing to
@@ -383,8 +597,7 @@ static int draw_plots(const StFigs *f, const char *dir, StPlots *pl, char *err,
                       size_t errlen) {
   if (st_plots_open(pl, dir, err, errlen) || st_plots_study(pl, f, err, errlen) ||
       st_health_plots(f, pl, err, errlen) < 0) {
-    if (pl->gp)
-      fclose(pl->gp);
+    st_plots_close(pl);
     return -1;
   }
   st_plots_draw(pl, stderr);
@@ -392,9 +605,9 @@ static int draw_plots(const StFigs *f, const char *dir, StPlots *pl, char *err,
 }
 
 /* The files of a report, in the order they are written. */
-enum { SUMMARY, RUNS, HEALTH, COMPARISONS, REPORT, NFILES };
+enum { SUMMARY, RUNS, HEALTH, COMPARISONS, REPORT, PAGE, NFILES };
 static const char *const file_names[NFILES] = {"summary.csv", "runs.csv", "health.csv",
-                                               "comparisons.csv", "report.md"};
+                                               "comparisons.csv", "report.md", "report.html"};
 
 /* Says that reading the database failed; returns -1. */
 static int db_error(sqlite3 *db, char *err, size_t errlen) {
@@ -402,26 +615,46 @@ static int db_error(sqlite3 *db, char *err, size_t errlen) {
   return -1;
 }
 
+/* Builds the report: settings, summary, figures, health, conclusions,
+   and in the page the runs; writes comparisons.csv and the terminal's
+   ranking on the way. -1 on a database error. */
+static int build_report(StDoc *d, const StFigs *figs, const StPlots *pl, FILE *csv,
+                        FILE *term) {
+  write_settings(d, figs->p);
+  write_summary_table(d, figs);
+  write_figures(d, pl);
+  st_health_section(figs, pl, d);
+  st_conclude(figs, d, csv, term);
+  if (figs->p->s->alpha > 0)
+    st_adaptive_report(figs, d, term);
+  return write_runs_section(d, figs);
+}
+
 /* Writes every file from the figures, the terminal's table and ranking. */
 static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, char *err,
                      size_t errlen) {
   const Study *s = figs->p->s;
   StPlots pl;
-  write_summary(f[SUMMARY], s, figs->exp);
-  if (write_runs(f[RUNS], figs->db, s))
+  StDoc d;
+  write_summary(f[SUMMARY], figs);
+  if (write_runs(f[RUNS], figs->db, s, figs->nval > 0))
     return db_error(figs->db, err, errlen);
   st_health_csv(figs, f[HEALTH]);
   if (draw_plots(figs, dir, &pl, err, errlen))
     return -1;
   if (term)
-    print_table(term, s, figs->exp);
-  write_markdown(f[REPORT], figs->p, figs->exp);
-  write_figures(f[REPORT], &pl);
-  st_health_section(figs, &pl, f[REPORT]);
-  st_conclude(figs, f[REPORT], f[COMPARISONS], term);
-  if (s->alpha > 0)
-    st_adaptive_report(figs, f[REPORT], term);
-  return 0;
+    print_table(term, figs);
+  st_doc_init(&d);
+  int rc = build_report(&d, figs, &pl, f[COMPARISONS], term) ? db_error(figs->db, err, errlen)
+           : d.oom ? -1 : 0;
+  if (d.oom)
+    snprintf(err, errlen, "out of memory writing the report");
+  if (!rc)
+    st_doc_markdown(&d, f[REPORT]);
+  if (!rc)
+    rc = st_doc_html(&d, dir, f[PAGE], err, errlen);
+  st_doc_free(&d);
+  return rc;
 }
 
 int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term, char *err,

@@ -476,9 +476,14 @@ void st_log_run(const StPlan *p, int task, int n, int total, const StResult *r) 
   if (r->diverged_epoch)
     fprintf(stderr, "diverged at epoch %d, %s %ld", r->diverged_epoch,
             r->diverged_step ? "step" : "in the test pass", r->diverged_step);
-  else if (r->nepochs)
-    fprintf(stderr, "test loss %.4f, accuracy %.2f%%", r->epochs[r->nepochs - 1].test_loss,
-            100 * r->epochs[r->nepochs - 1].test_acc);
+  else if (r->nepochs) {
+    const RtEpoch *e = st_final_epoch(r);
+    if (!isnan(e->val_loss))
+      fprintf(stderr, "validation loss %.4f, ", e->val_loss);
+    fprintf(stderr, "test loss %.4f, accuracy %.2f%%", e->test_loss, 100 * e->test_acc);
+    if (e->best_epoch)
+      fprintf(stderr, ", epoch %d of %d kept", e->epoch, r->nepochs);
+  }
   fprintf(stderr, " (%.1f s)\n", r->seconds);
 }
 

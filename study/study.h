@@ -7,7 +7,8 @@
  *   → runs on worker processes (run.c), or on MPI ranks (mpi.c)
  *   → one transaction per run (db.c)
  *   → tables, plots and conclusions (report.c, plot.c, conclude.c,
- *   health.c; statistics in stats.c)
+ *   health.c; statistics in stats.c), one document (doc.c) written as
+ *   report.md and report.html (html.c)
  *
  * study.c holds the driver, `mlpc STUDY.json --run`.
  */
@@ -80,6 +81,10 @@ int st_load(const char *path, Study *s, char *err, size_t errlen);
 int st_override(Study *s, const char *flag, const char *key, const char *text,
                 char *err, size_t errlen);
 void st_free(Study *s);
+/* Whether every experiment holds out a validation split: the study then
+   ranks and compares its models on the final validation loss, not the
+   test loss (conclude.c, adaptive.c). */
+int st_on_val(const Study *s);
 
 /* ---- plan.c: what to run ---- */
 
@@ -169,9 +174,12 @@ typedef struct {
   RtWhere gcc_from;         /* TIER_RAN_BOTH: where gcc's code took over  */
 } StResult;
 
-/* The schema version that added the runs' code columns (db.c), which
-   upgrading an older database adds. */
-#define ST_DB_SCHEMA_CODE 4
+/* The schema version that added the validation figures (runs.val_loss,
+   val_acc, best_epoch; epochs.val_loss, val_acc), and the one that added
+   the runs' code columns (db.c); upgrading an older database adds what it
+   lacks. */
+#define ST_DB_SCHEMA_VAL 4
+#define ST_DB_SCHEMA_CODE 5
 /* The database's schema version (PRAGMA user_version): the newest. */
 #define ST_DB_SCHEMA ST_DB_SCHEMA_CODE
 /* PRAGMA application_id of mlpc's databases: "mlpc" in ASCII. */
@@ -183,6 +191,9 @@ typedef struct {
    (db.c says which are) is refused unchanged: 2, the user's error. */
 int st_db_open(const char *path, sqlite3 **db, FILE *note, char *err, size_t errlen);
 void st_db_close(sqlite3 *db);
+/* The epoch whose figures are a run's final ones: under early stopping
+   the one it kept (RtEpoch.best_epoch), else the last; NULL for none. */
+const RtEpoch *st_final_epoch(const StResult *r);
 /* Fills in the run_id of every task the database already holds (and
    no_health for those recorded without health figures), and makes the
    study's membership table list exactly those runs. */
@@ -195,8 +206,10 @@ int st_db_prepare(sqlite3 *db, StPlan *p, char *err, size_t errlen);
 int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
               char *err, size_t errlen);
 
-/* The final test loss of run id: +infinity if it diverged. */
-int st_db_final_loss(sqlite3 *db, long long id, double *loss, char *err, size_t errlen);
+/* The final test loss of run id, or its validation loss (val): +infinity
+   if it diverged. */
+int st_db_final_loss(sqlite3 *db, long long id, int val, double *loss, char *err,
+                     size_t errlen);
 
 /* ---- run.c: one run, whatever carries it to a worker ---- */
 
@@ -341,7 +354,9 @@ void st_mpi_end(void);
   X(ST_TEST_LOSS,  "test_loss")       \
   X(ST_TEST_ACC,   "test_acc")        \
   X(ST_TRAIN_LOSS, "train_loss")      \
-  X(ST_SECONDS,    "seconds")
+  X(ST_SECONDS,    "seconds")         \
+  X(ST_VAL_LOSS,   "val_loss")        \
+  X(ST_VAL_ACC,    "val_acc")
 
 #define ENUM1_(e, ...) e,
 enum { ST_FIGURES(ENUM1_) ST_NFIGS };
@@ -382,6 +397,11 @@ typedef struct {
   sqlite3 *db;
   StExpFigs *exp;           /* (nexp)                                     */
   StHealthFigs *health;
+  int nval;                 /* experiments that hold out a validation
+                               split: with any, the tables show its
+                               figures (ST_VAL_*); with all, the
+                               conclusions rank and test on its loss      */
+  int nstop;                /* experiments with early stopping            */
 } StFigs;
 
 /* Writes one CSV field, quoted if it needs to be; then ',' or a newline. */
@@ -395,17 +415,131 @@ void st_csv_real(FILE *f, double v, int last);
 int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term,
               char *err, size_t errlen);
 
+/* ---- doc.c: the report as one document, written as Markdown and HTML ---- */
+
+/* report.c, health.c, conclude.c and adaptive.c build the report once,
+   as blocks of inline text, tables of typed cells and figures; doc.c
+   writes it as report.md and html.c as report.html, so that no sentence
+   is written twice. Every string lives in the document's text at an
+   offset; offset 0 is "" (none). */
+
+/* Blocks: X(enum) */
+#define ST_DOC_BLOCKS(X)                                                 \
+  X(ST_DOC_HEADING)   /* "## ..."; level 1 to 4                        */ \
+  X(ST_DOC_PARA)      /* a paragraph                                   */ \
+  X(ST_DOC_ITEM)      /* "- ...": an item of a list                    */ \
+  X(ST_DOC_NUMBERED)  /* "1. ...": an item of a numbered list          */ \
+  X(ST_DOC_TABLE)     /* a table, its first row the header             */ \
+  X(ST_DOC_FIGURE)    /* a plot: "![title](NAME.png)", in HTML NAME.svg */
+
+#define ENUM1_(e, ...) e,
+enum { ST_DOC_BLOCKS(ENUM1_) ST_DOC_NBLOCKS };
+#undef ENUM1_
+
+/* Inline text: plain, strong ("**"), code ("`") or a link. */
+enum { ST_SPAN_TEXT, ST_SPAN_STRONG, ST_SPAN_CODE, ST_SPAN_LINK };
+/* Table cells: none at all ("| |" in Markdown), text, or a number shown
+   as text, with its value and spread. */
+enum { ST_CELL_NONE, ST_CELL_TEXT, ST_CELL_NUM };
+
+typedef struct {
+  int kind;                 /* ST_SPAN_*                                  */
+  size_t at, len;           /* its text                                   */
+  size_t href;              /* ST_SPAN_LINK: its target                   */
+} StSpan;
+
+typedef struct {
+  int kind;                 /* ST_CELL_*                                  */
+  int row;                  /* 1: the first cell of a row                 */
+  size_t at, len;           /* its text, as shown                         */
+  double v, sd;             /* ST_CELL_NUM: the figure it shows and its
+                               spread, at full precision (NaN: none)      */
+  size_t href;              /* a link; 0: none                            */
+} StCell;
+
+typedef struct {
+  int kind;                 /* ST_DOC_*                                   */
+  int level;                /* ST_DOC_HEADING: 1 to 4                     */
+  int html_only;            /* left out of report.md (its figures are in
+                               the CSV files)                             */
+  size_t id;                /* an anchor links can name; 0: none          */
+  int span, nspans;         /* its inline text                            */
+  size_t align;             /* ST_DOC_TABLE: "l" or "r" per column        */
+  int cell, ncells;         /* ST_DOC_TABLE: its cells, row by row        */
+  size_t file, title;       /* ST_DOC_FIGURE: NAME.png, and what it shows */
+} StBlock;
+
+typedef struct {
+  Buf text;                 /* every string of the document               */
+  int nblocks, nspans, ncells;
+  int capblocks, capspans, capcells;
+  StBlock *blocks;
+  StSpan *spans;
+  StCell *cells;
+  int html_only;            /* blocks added now are left out of report.md */
+  int row;                  /* the next cell starts a row                 */
+  int oom;                  /* memory ran out: the document is not whole  */
+} StDoc;
+
+void st_doc_init(StDoc *d);
+void st_doc_free(StDoc *d);
+/* Starts a block; text, strong, code and link then add to it. */
+void st_doc_heading(StDoc *d, int level, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+void st_doc_para(StDoc *d);
+void st_doc_item(StDoc *d);
+void st_doc_numbered(StDoc *d);
+/* Names the block just started, for links ("#" and the name). */
+void st_doc_anchor(StDoc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Inline text of the block being written (not a table). */
+void st_doc_text(StDoc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void st_doc_strong(StDoc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void st_doc_code(StDoc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void st_doc_link(StDoc *d, const char *href, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+/* Starts a table with the columns' alignments ("lrr": left, right,
+   right); then rows of cells, the header row first. */
+void st_doc_table(StDoc *d, const char *align);
+void st_doc_row(StDoc *d);
+void st_doc_cell(StDoc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A cell that shows v (with its spread sd, NaN if none) as fmt says. */
+void st_doc_num(StDoc *d, double v, double sd, const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
+/* No cell: the row's place is left empty. */
+void st_doc_none(StDoc *d);
+/* Makes the last cell a link. */
+void st_doc_cell_link(StDoc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A plot: its PNG file in the output directory and what it shows. */
+void st_doc_figure(StDoc *d, const char *png, const char *title);
+/* Whether the blocks added from now on are the HTML's only. */
+void st_doc_html_only(StDoc *d, int on);
+/* A string of the document, by its offset. */
+const char *st_doc_str(const StDoc *d, size_t at);
+/* Writes the document as Markdown (report.md). */
+void st_doc_markdown(const StDoc *d, FILE *f);
+
+/* ---- html.c: the report as one web page ---- */
+
+/* Writes the document as one self-contained HTML page: styles inline,
+   each figure the SVG that gnuplot drew beside its PNG in dir, inline;
+   tables sorted by a click on a column header (a few lines of script;
+   the page reads the same without). -1 with err set when a figure cannot
+   be read. */
+int st_doc_html(const StDoc *d, const char *dir, FILE *f, char *err, size_t errlen);
+
 /* ---- plot.c: figures drawn by gnuplot ---- */
 
 #define ST_MAX_PLOTS 16
 
-/* The plots of a report: data files and one gnuplot script under
-   DIR/plots/, drawn into DIR/NAME.png by a gnuplot child process. */
+/* The plots of a report: data files and gnuplot scripts under
+   DIR/plots/, drawn into DIR/NAME.png and DIR/NAME.svg by a gnuplot child
+   process. */
 typedef struct {
   char dir[MAX_PATH_LEN];
-  FILE *gp;                 /* DIR/plots/plots.gp                         */
+  FILE *script;             /* DIR/plots/plots.gp: draws every figure     */
+  FILE *gp;                 /* DIR/plots/NAME.gp: the figure being written */
   int n;
-  char png[ST_MAX_PLOTS][64];     /* each figure's file, in DIR           */
+  char png[ST_MAX_PLOTS][64];     /* each figure's PNG, in DIR (the SVG beside) */
   char title[ST_MAX_PLOTS][128];  /* and what it shows                    */
   int drawn;                /* 1 once gnuplot drew them all               */
   char why[MAX_PATH_LEN + 256]; /* why not, when not                       */
@@ -413,13 +547,16 @@ typedef struct {
 
 /* Creates DIR/plots/ and starts the script. */
 int st_plots_open(StPlots *pl, const char *dir, char *err, size_t errlen);
+/* Closes the scripts, unfinished (st_plots_draw closes them itself). */
+void st_plots_close(StPlots *pl);
 /* Opens DIR/plots/NAME for a figure's data; NULL with err set. */
 FILE *st_plots_data(StPlots *pl, const char *name, char *err, size_t errlen);
-/* Starts a figure: its PNG file name (in DIR), its size in pixels and
-   what it shows; the caller then writes gnuplot commands to pl->gp, with
-   data files named "plots/NAME". */
-void st_plots_figure(StPlots *pl, const char *png, int width, int height,
-                     const char *title);
+/* Starts a figure: its name (NAME.png and NAME.svg in DIR), its size in
+   pixels and what it shows; the caller then writes gnuplot commands to
+   pl->gp, with data files named "plots/NAME". -1 with err set when its
+   script cannot be written. */
+int st_plots_figure(StPlots *pl, const char *name, int width, int height,
+                    const char *title, char *err, size_t errlen);
 /* Writes s as a gnuplot string literal: "..." with escapes. */
 void st_plots_string(FILE *gp, const char *s);
 /* Sets an axis (x or y) for values in [lo, hi]: a log scale when they
@@ -434,10 +571,12 @@ void st_plots_draw(StPlots *pl, FILE *term);
 
 /* ---- conclude.c: the conclusions, derived from the figures ---- */
 
-/* Ranks the distinct models by final test loss, tests each against the
-   base and against each other, and writes report.md's conclusions to md,
-   every comparison to csv (comparisons.csv) and the ranking to term. */
-void st_conclude(const StFigs *f, FILE *md, FILE *csv, FILE *term);
+/* Ranks the distinct models by final test loss (by validation loss when
+   every experiment holds out a split, the test loss beside it), tests
+   each against the base and against each other, and adds the report's
+   conclusions to d, writes every comparison to csv (comparisons.csv) and
+   the ranking to term. */
+void st_conclude(const StFigs *f, StDoc *d, FILE *csv, FILE *term);
 
 /* ---- health.c: the activation-health figures ---- */
 
@@ -451,12 +590,12 @@ void st_health_csv(const StFigs *f, FILE *csv);
 /* Adds health.png to pl, if any run has health figures; returns how many
    distinct models have them, -1 when a file cannot be written. */
 int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen);
-/* report.md's "Activation health" section: the table and the figure. */
-void st_health_section(const StFigs *f, const StPlots *pl, FILE *md);
+/* The report's "Activation health" section: the table and the figure. */
+void st_health_section(const StFigs *f, const StPlots *pl, StDoc *d);
 /* The conclusions' last part: what the health figures show about why the
    models rank as they do (rank: the first experiment of each distinct
    model, best first). */
-void st_health_why(const StFigs *f, const int *rank, int nrank, FILE *md);
+void st_health_why(const StFigs *f, const int *rank, int nrank, StDoc *d);
 
 /* ---- stats.c: statistics for the conclusions ---- */
 
@@ -523,10 +662,10 @@ StSeq st_seq_test(const double *a, const double *b, int n, double threshold);
    number of runs to do (0: done), -1 on a database error. */
 int st_adaptive_next(StPlan *p, sqlite3 *db, int *said, FILE *term, char *err,
                      size_t errlen);
-/* report.md's section "Adaptive seeds" and its lines on the terminal:
+/* The report's section "Adaptive seeds" and its lines on the terminal:
    each comparison's verdict, and the ranking with the orders
    established. */
-void st_adaptive_report(const StFigs *f, FILE *md, FILE *term);
+void st_adaptive_report(const StFigs *f, StDoc *d, FILE *term);
 
 /* ---- study.c: the driver ---- */
 

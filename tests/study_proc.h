@@ -90,7 +90,7 @@ static const char *fmt(const char *f, ...) {
 }
 
 /* Opens a database read-only. */
-static sqlite3 *open_db(const char *path) {
+__attribute__((unused)) static sqlite3 *open_db(const char *path) {
   sqlite3 *db = NULL;
   if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
     return NULL;
@@ -161,7 +161,8 @@ __attribute__((unused)) static void keyed_health(sqlite3 *db, const char *key, c
   sqlite3_finalize(st);
 }
 
-/* Every run's figures, epoch by epoch, then its health figures, each
+/* Every run's figures, epoch by epoch (with the validation figures and
+   the epoch early stopping kept), then its health figures, each
    line led by the run's key (an SQL expression over runs r), in a fixed
    order, as one string of exact values (%a), so that two databases can
    be compared bit for bit whatever order their runs were recorded in. */
@@ -169,16 +170,19 @@ __attribute__((unused)) static char *keyed_figures(sqlite3 *db, const char *key)
   sqlite3_stmt *st = NULL;
   size_t cap = 1 << 16, len = 0;
   char *out = calloc(1, cap), sql[1024];
-  snprintf(sql, sizeof sql, "SELECT %s, r.status, r.diverged_epoch, r.diverged_step, e.epoch, "
-           "e.train_loss, e.test_loss, e.test_acc FROM runs r LEFT JOIN epochs e ON e.run_id "
-           "= r.id ORDER BY 1, e.epoch", key);
+  snprintf(sql, sizeof sql, "SELECT %s, r.status, r.diverged_epoch, r.diverged_step, "
+           "r.best_epoch, e.epoch, e.train_loss, e.test_loss, e.test_acc, e.val_loss, "
+           "e.val_acc FROM runs r LEFT JOIN epochs e ON e.run_id = r.id ORDER BY 1, e.epoch",
+           key);
   sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   while (sqlite3_step(st) == SQLITE_ROW)
-    append(&out, &len, &cap, "%s %s %lld %lld %d %a %a %a\n", sqlite3_column_text(st, 0),
-           sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2),
-           sqlite3_column_int64(st, 3), sqlite3_column_int(st, 4),
-           sqlite3_column_double(st, 5), sqlite3_column_double(st, 6),
-           sqlite3_column_double(st, 7));
+    append(&out, &len, &cap, "%s %s %lld %lld %lld %d %a %a %a %a %a\n",
+           sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+           sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+           sqlite3_column_int64(st, 4), sqlite3_column_int(st, 5),
+           sqlite3_column_double(st, 6), sqlite3_column_double(st, 7),
+           sqlite3_column_double(st, 8), sqlite3_column_double(st, 9),
+           sqlite3_column_double(st, 10));
   sqlite3_finalize(st);
   keyed_health(db, key, &out, &len, &cap);
   return out;

@@ -348,7 +348,10 @@ static void test_trainer(void **state) {
     "models/ln_silu_adam.json", "tests/models/f64_bn_cumulative_nesterov.json",
     "tests/models/ln_elu_rmsprop_centered.json", "tests/models/bn_leaky_adamw.json",
     "models/mlp_dropout.json", "tests/models/list_mixed.json", /* dropout's masks */
-    "models/cnn.json", "tests/models/cnn_mixed.json", /* convolutions */
+    "tests/models/sched_onecycle_warmup.json", /* the runtime's lr schedule */
+    "tests/models/recipe_all.json", /* validation, early stopping, clipping, smoothing */
+    "tests/models/cnn_recipe.json", /* the recipes on a CNN: a split of images */
+    "models/cnn.json", "tests/models/cnn_mixed.json", /* convolutions; the last runs below */
   };
   Path c = tmp_path("trainer.c"), exe = tmp_path("trainer"), err = tmp_path("stderr");
   for (size_t i = 0; i < sizeof chosen / sizeof chosen[0]; i++) {

@@ -97,6 +97,12 @@ static const Case cases[] = {
    "[\"batchnorm2d\", \"tanh\", {\"type\": \"conv2d\", \"out_channels\": 3, "
    "\"kernel_size\": 5, \"stride\": 3}, \"flatten\", {\"type\": \"linear\", \"out\": 10}]",
    "[1, 28, 28]"},
+  /* buffers too large for a stack (2 x 48·28·28 floats): static */
+  {"cnn_static", 0, 0, 0, "float32", "kaiming_normal",
+   "[{\"type\": \"conv2d\", \"out_channels\": 48, \"kernel_size\": 3, \"padding\": 1}, "
+   "\"relu\", {\"type\": \"maxpool2d\", \"kernel_size\": 4}, \"flatten\", "
+   "{\"type\": \"linear\", \"out\": 10}]",
+   "[1, 28, 28]"},
   {"act_first", 0, 0, 0, "float32", "kaiming_normal",
    "[\"sigmoid\", {\"type\": \"linear\", \"out\": 32}, \"relu\", "
    "{\"type\": \"linear\", \"out\": 10}]", 0},
@@ -290,6 +296,24 @@ static void check_calls(const Ir *ir, int fma) {
   assert_string_equal(got, expected_calls(ir, fma));
 }
 
+/* The activation buffers are static exactly when the two of them, the
+   widest layer's size each, pass 256 kB, and FILE.h then says so. */
+static void check_buffers(const Ir *ir, int f32) {
+  long widest = 0;
+  for (int i = 0; i < ir->nlayers; i++)
+    widest = ir->layers[i].out > widest ? ir->layers[i].out : widest;
+  int large = 2 * widest * (f32 ? 4 : 8) > 256 * 1024;
+  size_t len;
+  char *c = util_slurp(in_dir("digit.c"), &len), *h = util_slurp(in_dir("digit.h"), &len);
+  assert_non_null(c);
+  assert_non_null(h);
+  char decl[64];
+  snprintf(decl, sizeof decl, "  static real a[%ld], b[%ld];", widest, widest);
+  assert_int_equal(strstr(c, decl) != NULL, large);
+  assert_int_equal(strstr(h, "buffers are static") != NULL, large);
+  free(c), free(h);
+}
+
 typedef struct {
   long correct, correct_ref, mismatches, bitwise_rows;
   double max_rel;
@@ -383,6 +407,7 @@ static void check_case(const Case *c, int fma) {
   emit_and_build(c, &ir, r.net);
   check_calls(&ir, fma);
   int f32 = m.dtype == DT_F32;
+  check_buffers(&ir, f32);
   Cmp cmp = compare_all(&r, f32);
   printf("  %-17s %-6s accuracy %.2f%% (mlpc %.2f%%), %ld predictions differ, %ld/%ld rows "
          "bitwise, max relative logit difference %.3g\n", c->name, fma ? "fma" : "strict",

@@ -752,12 +752,53 @@ static void check_avgpool(const Copy *c, const Shape *s) {
   free(x), free(y), free(dy), free(dx), free(want), free(mag);
 }
 
-/* Both pools, every shape without padding, every copy. */
+typedef void MaxReluBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
+                          const void *, void *);
+
+/* maxpool2d_relu_forward and _backward against act_relu, maxpool2d_forward,
+   maxpool2d_backward and act_relu_back run one after the other, bit for
+   bit (the sign of zero too), on values with zeros of both signs, NaN and
+   windows all negative or all zero. */
+static void check_maxpool_relu(const Copy *c, const Shape *s) {
+  typedef void FwdFn(int, const void *, void *);
+  typedef void BwdFn(int, const void *, const void *, const void *, void *);
+  long len = (long)s->n * s->C * out_h(s) * out_w(s), in = in_len(s);
+  void *x = values(c->f64, in, 0.3), *r = values(c->f64, in, 0), *dy = values(c->f64, len, 0.1);
+  void *y[2] = {values(c->f64, len, 0), values(c->f64, len, 0)};
+  void *dx[2] = {values(c->f64, in, 0), values(c->f64, in, 0)}, *t = values(c->f64, in, 0);
+  int *arg[2] = {malloc(sizeof(int) * len), malloc(sizeof(int) * len)};
+  for (long e = 0; e < in; e++) /* −0, NaN, and runs of negatives and zeros */
+    if (e % 7 == 3 || e % 13 == 5)
+      put(c->f64, x, e, e % 7 == 3 ? -0.0 : e % 3 ? -1.0 : NAN);
+    else if (e / 8 % 5 == 1)
+      put(c->f64, x, e, -fabs(get(c->f64, x, e)));
+  for (long q = 0; q < len; q += 9)
+    put(c->f64, dy, q, -0.0);
+  ((FwdFn *)find(c, "act_relu"))((int)in, x, r);
+  ((MaxFwdFn *)find(c, "maxpool2d_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH, s->SW,
+                                             r, y[0], arg[0]);
+  ((MaxFwdFn *)find(c, "maxpool2d_relu_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                                  s->SW, x, y[1], arg[1]);
+  same_bits(c, "maxpool2d_relu_forward", s->n, s->C, s->H, y[0], y[1], len);
+  assert_memory_equal(arg[0], arg[1], sizeof(int) * len);
+  ((MaxBwdFn *)find(c, "maxpool2d_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                              s->SW, dy, arg[0], t);
+  ((BwdFn *)find(c, "act_relu_back"))((int)in, x, r, t, dx[0]);
+  ((MaxReluBwdFn *)find(c, "maxpool2d_relu_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW,
+                                                       s->SH, s->SW, dy, arg[1], y[1], dx[1]);
+  same_bits(c, "maxpool2d_relu_backward", s->n, s->C, s->H, dx[0], dx[1], in);
+  free(x), free(r), free(dy), free(y[0]), free(y[1]), free(dx[0]), free(dx[1]), free(t);
+  free(arg[0]), free(arg[1]);
+}
+
+/* Both pools, and max pooling fused with relu, every shape without
+   padding, every copy. */
 static void test_pool(void **state_) {
   (void)state_;
   for (int k = 0; k < NELEM(copies); k++) {
     each_shape(check_maxpool, &copies[k], 1);
     each_shape(check_avgpool, &copies[k], 1);
+    each_shape(check_maxpool_relu, &copies[k], 1);
   }
 }
 
@@ -806,6 +847,26 @@ static void run_bn2d(const Copy *c, int n, int C, int S, int train, const void *
                                          st, st + C, st + 2 * C, xhat, y);
 }
 
+/* A channel's sum as bn2d_sum (runtime/kernels.h) orders it: 32 partial
+   sums in double, position s of each sample into partial s mod 32, then
+   added in halves; terms x, (x − mean)² or x·x2 (the product rounded to
+   the copy's precision). */
+static double bn2d_order(const Copy *c, int n, int C, int S, int ch, int kind, const void *x,
+                         const void *x2, double mean) {
+  double p[32] = {0};
+  for (int r = 0; r < n; r++)
+    for (int q = 0; q < S; q++) {
+      long e = ((long)r * C + ch) * S + q;
+      double d = kind == 2 ? rnd(c, get(c->f64, x, e) * get(c->f64, x2, e))
+                           : get(c->f64, x, e) - (kind ? mean : 0);
+      p[q % 32] += kind == 1 ? d * d : d;
+    }
+  for (int w = 16; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      p[l] += p[l + w];
+  return p[0];
+}
+
 /* BatchNorm2d against its textbook definition in long double, in
    training and evaluation: the statistics of each channel over the batch
    and the plane; the running variance's unbiased factor N/(N − 1), N =
@@ -826,6 +887,11 @@ static void check_bn2d(const Copy *c, int n, int C, int S) {
     for (int ch = 0; ch < C; ch++)
       rm0[ch] = get(c->f64, rm, ch), rv0[ch] = get(c->f64, rv, ch);
     run_bn2d(c, n, C, S, train, x, gamma, beta, rm, rv, st, xhat, y);
+    for (int ch = 0; ch < C && train; ch++) { /* the statistics, in their order */
+      double mean = bn2d_order(c, n, C, S, ch, 0, x, 0, 0) / N;
+      same(c, "bn2d_forward mean", &s, ch, st[ch], mean);
+      same(c, "bn2d_forward var", &s, ch, st[C + ch], bn2d_order(c, n, C, S, ch, 1, x, 0, mean) / N);
+    }
     for (int ch = 0; ch < C; ch++) {
       long double mean = 0, var = 0, tol = 4 * (N + 8) * 0x1p-53L;
       for (long e = 0; e < N; e++)
@@ -859,6 +925,11 @@ static void check_bn2d(const Copy *c, int n, int C, int S) {
   ((Bn2dBwdFn *)find(c, "bn2d_backward"))(n, C, S, dy, xhat, gamma, st + 2 * C, sc, sc + C,
                                           sc + 2 * C, dg, dbt, dx);
   for (int ch = 0; ch < C; ch++) {
+    same(c, "bn2d_backward Σdy", &s, ch, sc[ch], bn2d_order(c, n, C, S, ch, 0, dy, 0, 0));
+    same(c, "bn2d_backward Σdy·xhat", &s, ch, sc[C + ch],
+         bn2d_order(c, n, C, S, ch, 2, dy, xhat, 0));
+  }
+  for (int ch = 0; ch < C; ch++) {
     long double sdy = 0, sdyx = 0, mdy = 0, mdyx = 0, tol = 4 * (N + 8) * 0x1p-53L;
     for (long e = 0; e < N; e++) {
       long q = (e / S * C + ch) * S + e % S;
@@ -891,9 +962,9 @@ static int same_at(const Copy *c, const void *a, long ea, const void *b, long eb
   return !memcmp((const char *)a + ea * sz, (const char *)b + eb * sz, sz);
 }
 
-/* (n, C, S) is BatchNorm1d's (n·S, C) with its rows in another order,
-   and bn2d sums each channel over the same terms in the same order as
-   bn_forward over the rows: the same bits, forward and backward. */
+/* With one position (S = 1), (n, C, S) is BatchNorm1d's (n, C), and
+   bn2d sums each channel in one partial, in bn_forward's order: the same
+   bits, forward and backward. */
 static void check_bn2d_as_1d(const Copy *c, int n, int C, int S) {
   enum { X, DY, XHAT, Y, DX, RM, RV, DG, DB, NT };
   long len = (long)n * C * S;
@@ -943,14 +1014,16 @@ static void check_bn2d_as_1d(const Copy *c, int n, int C, int S) {
 }
 
 /* BatchNorm2d, both checks, on odd shapes: one position (BatchNorm1d's
-   own case), a 28x28 plane, one sample. */
+   own case), fewer positions than partial sums, a 28x28 plane, one
+   sample. */
 static void test_bn2d(void **state_) {
   (void)state_;
-  static const int shapes[][3] = {{7, 3, 1}, {2, 5, 9}, {1, 1, 17}, {3, 16, 49}, {2, 3, 784}};
+  static const int shapes[][3] = {{7, 3, 1}, {40, 2, 1}, {2, 5, 9}, {1, 1, 17}, {3, 16, 49}, {2, 3, 784}};
   for (int k = 0; k < NELEM(copies); k++)
     for (int q = 0; q < NELEM(shapes); q++) {
       check_bn2d(&copies[k], shapes[q][0], shapes[q][1], shapes[q][2]);
-      check_bn2d_as_1d(&copies[k], shapes[q][0], shapes[q][1], shapes[q][2]);
+      if (shapes[q][2] == 1)
+        check_bn2d_as_1d(&copies[k], shapes[q][0], shapes[q][1], shapes[q][2]);
     }
 }
 

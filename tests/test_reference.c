@@ -14,10 +14,21 @@
  *   1. rt_init(A) with "rng": "torch" must give PyTorch's initial weights
  *      bit for bit (B holds them, from NAME.init.safetensors);
  *   2. A trains on the case's batches with net->train_step; each step's
- *      loss is compared with PyTorch's, then net->eval's test loss;
+ *      loss is compared with PyTorch's, then net->eval's test loss. A
+ *      case with a schedule runs the runtime's (runtime/sched.c), stepped
+ *      after each step and each epoch as the training loop steps it, and
+ *      the lr (and a cycled momentum) of every step must be PyTorch's bit
+ *      for bit;
  *   3. every parameter and buffer of A is compared with B, which now holds
  *      NAME.final.safetensors (A's own are left in
  *      out/reference/NAME.mlpc.safetensors, for a closer look).
+ *
+ * A case with a validation split runs the training loop itself instead
+ * of step 2: rt_train in file order, whose every epoch's figures
+ * (train, validation and test loss and accuracy) are compared with those
+ * of PyTorch's loop over the same split (gen.py computes mlpc's split
+ * with mlpc's generator), and under early stopping the epoch it keeps
+ * must be PyTorch's; the final weights, step 3, are that epoch's.
  *
  * Bounds: float32 relative error 1e-4 with an absolute floor of 1e-6;
  * float64 1e-10 with a floor of 1e-12. The largest error of each case is
@@ -59,6 +70,10 @@ typedef struct {
   Worst loss, param;
   double spread;      /* PyTorch's own, under rounding-sized changes      */
   long init_bad;      /* initial-weight elements that differ from PyTorch */
+  int scheduled;      /* PyTorch's lr of every step is in the case        */
+  long lr_bad;        /* steps whose lr or momentum differs in any bit    */
+  int epochs, best;   /* a loop case: epochs run, the epoch kept (0: none) */
+  int loop_bad;       /* ... not PyTorch's                                */
   char why[1024];     /* why the case could not run, or ""                */
 } Case;
 
@@ -166,11 +181,39 @@ static Jit *compile(Case *c, const Ir *ir, int backend) {
   return j;
 }
 
-/* Trains A on the case's steps and compares the losses. */
+/* Whether two doubles are the same, bit for bit. */
+static int same_bits(double a, double b) {
+  return !memcmp(&a, &b, sizeof a);
+}
+
+/* Counts a step whose lr, or cycled momentum, is not PyTorch's bit for bit. */
+static void check_hyper(Case *c, const RtNet *a, json_t *jc, size_t s) {
+  const RtRecipe *r = a->recipe;
+  double lr = json_number_value(json_array_get(json_object_get(jc, "lr"), s));
+  double mom = json_number_value(json_array_get(json_object_get(jc, "momentum"), s));
+  int cycled = r->schedule == RT_SCHED_ONECYCLE && r->cycle_momentum;
+  c->lr_bad += !same_bits(a->hyper[0], lr) || (cycled && !same_bits(a->hyper[1], mom));
+}
+
+/* Whether step s ends an epoch: the next one starts the data again. */
+static int epoch_end(json_t *steps, size_t s) {
+  json_t *next = json_array_get(steps, s + 1);
+  return !next || json_integer_value(json_array_get(next, 0)) == 0;
+}
+
+/* Trains A on the case's steps, under its schedule, and compares the
+   losses (and the lr of every step). */
 static int replay(Case *c, const RtNet *a, json_t *jc, const RtSet *tr, const RtSet *te) {
   json_t *steps = json_object_get(jc, "steps"), *losses = json_object_get(jc, "loss");
+  RtSched sched;
+  char err[512];
   note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss_init")),
        "initial test loss");
+  if (rt_sched_start(&sched, a, (long)json_array_size(steps), err, sizeof err))
+    return stop(c, "%s", err);
+  c->scheduled = json_object_get(jc, "lr") != NULL;
+  if (c->scheduled != (a->hyper != NULL))
+    return stop(c, "the case's lr of every step and the model's schedule do not go together");
   for (size_t s = 0; s < json_array_size(steps); s++) {
     json_t *st = json_array_get(steps, s);
     long start = (long)json_integer_value(json_array_get(st, 0));
@@ -178,10 +221,62 @@ static int replay(Case *c, const RtNet *a, json_t *jc, const RtSet *tr, const Rt
     if (start < 0 || n < 1 || n > a->batch || start + n > tr->n)
       return stop(c, "step %zu: batch [%ld, %ld) of a set of %ld, batches of %d at most",
                   s + 1, start, start + n, tr->n, a->batch);
+    if (c->scheduled)
+      check_hyper(c, a, jc, s);
     double loss = a->train_step(n, tr->images + start * a->input, tr->labels + start);
     note(c, &c->loss, loss, json_real_value(json_array_get(losses, s)), "loss of step %zu",
          s + 1);
+    rt_sched_step(&sched);
+    if (epoch_end(steps, s))
+      rt_sched_epoch(&sched);
   }
+  note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss")),
+       "final test loss");
+  return 0;
+}
+
+/* The figures rt_train hands over, epoch by epoch. */
+typedef struct {
+  int n;
+  RtEpoch e[64];
+} Seen;
+
+/* on_epoch: keeps the epoch's figures. */
+static void collect(void *ctx, const RtEpoch *e) {
+  Seen *s = ctx;
+  if (s->n < 64)
+    s->e[s->n++] = *e;
+}
+
+/* Compares one epoch's figures with PyTorch's (f). */
+static void note_epoch(Case *c, const RtEpoch *e, json_t *f) {
+  static const char *const keys[] = {"train_loss", "val_loss", "val_acc", "test_loss",
+                                     "test_acc"};
+  const double got[] = {e->train_loss, e->val_loss, e->val_acc, e->test_loss, e->test_acc};
+  for (int k = 0; k < 5; k++)
+    note(c, &c->loss, got[k], json_number_value(json_object_get(f, keys[k])),
+         "epoch %d's %s", e->epoch, keys[k]);
+}
+
+/* Runs the training loop on A, in file order, and compares every epoch's
+   figures and the epoch early stopping keeps with PyTorch's. */
+static int run_loop(Case *c, const RtNet *a, const Model *m, json_t *jc, const RtSet *te) {
+  json_t *figs = json_object_get(jc, "epochs_figures");
+  char dir[256];
+  Seen s = {0};
+  snprintf(dir, sizeof dir, DIR "/data/%s", json_string_value(json_object_get(jc, "data")));
+  RtOptions o = {.epochs = m->epochs, .seed = m->seed, .data = dir, .on_epoch = collect,
+                 .ctx = &s};
+  note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss_init")),
+       "initial test loss");
+  if (rt_train(a, &o))
+    return stop(c, "the training loop failed (its message above)");
+  c->epochs = s.n;
+  c->best = s.n ? s.e[s.n - 1].best_epoch : 0;
+  c->loop_bad = s.n != (int)json_array_size(figs) ||
+                c->best != (int)json_integer_value(json_object_get(jc, "best_epoch"));
+  for (int e = 0; e < s.n && e < (int)json_array_size(figs); e++)
+    note_epoch(c, &s.e[e], json_array_get(figs, e));
   note(c, &c->loss, test_loss(a, te), json_real_value(json_object_get(jc, "test_loss")),
        "final test loss");
   return 0;
@@ -222,7 +317,8 @@ static int train_and_compare(Case *c, const Model *m, json_t *jc, const RtNet *a
   if (load(c, a, "init") || /* train from PyTorch's weights regardless */
       load_data(c, jc, m->output, &tr, &te))
     return -1;
-  int r = replay(c, a, jc, &tr, &te);
+  int r = json_object_get(jc, "epochs_figures") ? run_loop(c, a, m, jc, &te)
+                                                 : replay(c, a, jc, &tr, &te);
   rt_free_set(&tr);
   rt_free_set(&te);
   if (r || save(c, a) || load(c, b, "final"))
@@ -258,13 +354,20 @@ static int report(Case *c, int backend) {
            c->why);
     return 0;
   }
-  int ok = c->init_bad == 0 && c->loss.err <= c->rel && c->param.err <= c->rel;
-  printf("%-30s %s %s  init %s  loss err %.1e (%s)  param err %.1e (%s)  "
+  int ok = c->init_bad == 0 && c->lr_bad == 0 && !c->loop_bad && c->loss.err <= c->rel &&
+           c->param.err <= c->rel;
+  printf("%-30s %s %s  init %s%s  loss err %.1e (%s)  param err %.1e (%s)  "
          "[PyTorch's own spread %.1e]%s\n", c->name, c->f64 ? "f64" : "f32",
-         backend_names[backend], c->init_bad ? "DIFFERS" : "bitwise", c->loss.err,
+         backend_names[backend], c->init_bad ? "DIFFERS" : "bitwise",
+         !c->scheduled ? "" : c->lr_bad ? "  lr DIFFERS" : "  lr bitwise", c->loss.err,
          c->loss.where, c->param.err, c->param.where, c->spread, ok ? "" : "  FAIL");
   if (c->init_bad)
     printf("  %ld initial-weight elements differ from PyTorch's\n", c->init_bad);
+  if (c->lr_bad)
+    printf("  the lr or momentum of %ld steps differs from PyTorch's\n", c->lr_bad);
+  if (c->epochs)
+    printf("  the loop: %d epochs; early stopping keeps epoch %d (0: none), %s\n", c->epochs,
+           c->best, c->loop_bad ? "NOT as PyTorch" : "as PyTorch");
   return ok;
 }
 

@@ -12,10 +12,15 @@
  *     killed after k runs leaves it, for several k, and started again
  *     (--jobs 1 or 2) ends with the very runs, study membership and
  *     verdicts of the uninterrupted study;
+ *   - a study whose experiments all hold out a validation split decides
+ *     on the validation losses, as its conclusions rank: the section
+ *     says so, its means are those of the recorded validation losses,
+ *     and a model short of max_seeds has every comparison decided;
  *   - tiered (the switch to gcc's code forced after 2 calls of each run,
  *     MLPC_TEST_SWITCH_AFTER): the rounds, runs, figures, membership and
  *     verdicts of the study on tcc, bit for bit, each run saying in the
- *     database that gcc's code took over.
+ *     database that gcc's code took over; so too for the study with a
+ *     validation split.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,17 +39,28 @@ static const char study_text[] =
   "\"vary\": {\"activation\": [\"tanh\", \"relu\"], \"init\": [\"normal\"]}, "
   "\"seeds\": [2, 0, 1], \"adaptive\": {\"max_seeds\": 8, \"alpha\": 0.05}}\n";
 
-/* Runs the study with a backend on database db, report into out; the
-   exit status. */
-static int run_on(const char *backend, const char *db, const char *out, const char *jobs) {
-  const char *args[] = {fmt("%s/ad.json", tmp), "--run", "--backend", backend, "--jobs", jobs,
+/* The same with a validation split in every experiment: three models
+   compared on their validation losses. */
+static const char val_study_text[] =
+  "{\"name\": \"ad\", \"base\": {\"hidden\": [16], \"init\": \"kaiming_normal\", "
+  "\"activation\": \"tanh\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, "
+  "\"validation\": 0.1, \"epochs\": 1, \"max_batches\": 5}, "
+  "\"vary\": {\"activation\": [\"tanh\", \"relu\"], \"init\": [\"normal\"]}, "
+  "\"seeds\": [0, 1, 2], \"adaptive\": {\"max_seeds\": 6, \"alpha\": 0.05}}\n";
+
+/* Runs the study file with a backend on database db, report into out;
+   the exit status. */
+static int run_on(const char *file, const char *backend, const char *db, const char *out,
+                  const char *jobs) {
+  const char *args[] = {fmt("%s/%s", tmp, file), "--run", "--backend", backend, "--jobs", jobs,
                         "--db", db, "--out", out, NULL};
   return run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
 }
 
-/* Runs the study on tcc. */
+/* Runs the study on tcc, on database db, report into out; the exit
+   status. */
 static int run(const char *db, const char *out, const char *jobs) {
-  return run_on("tcc", db, out, jobs);
+  return run_on("ad.json", "tcc", db, out, jobs);
 }
 
 /* Fails with mlpc's messages if status is not 0. */
@@ -93,6 +109,9 @@ static int setup(void **state) {
     return -1;
   FILE *f = fopen(fmt("%s/ad.json", tmp), "w");
   fputs(study_text, f);
+  fclose(f);
+  f = fopen(fmt("%s/adv.json", tmp), "w");
+  fputs(val_study_text, f);
   fclose(f);
   return 0;
 }
@@ -195,18 +214,17 @@ static char *outcome(const char *db, const char *out) {
   return all;
 }
 
-/* A tiered adaptive study, every run moved to gcc's code after 2 calls
-   (the third training step): the tcc study's rounds, figures, runs and
-   verdicts. */
-static void test_tiered(void **state) {
-  (void)state;
-  const char *t = fmt("%s/t.sqlite", tmp), *g = fmt("%s/g.sqlite", tmp);
+/* A tiered adaptive study of file, every run moved to gcc's code after 2
+   calls (the third training step): the tcc study's rounds, figures, runs
+   and verdicts. */
+static void tiered_agrees(const char *file) {
+  const char *t = fmt("%s/t-%s.sqlite", tmp, file), *g = fmt("%s/g-%s.sqlite", tmp, file);
   char tdb[256], gdb[256];
   snprintf(tdb, sizeof tdb, "%s", t), snprintf(gdb, sizeof gdb, "%s", g);
-  expect_ok(run(tdb, fmt("%s/t", tmp), "2"));
+  expect_ok(run_on(file, "tcc", tdb, fmt("%s/t", tmp), "2"));
   char *rounds = rounds_said(), *want = outcome(tdb, fmt("%s/t", tmp));
   setenv("MLPC_TEST_SWITCH_AFTER", "2", 1);
-  int status = run_on("tiered", gdb, fmt("%s/g", tmp), "2");
+  int status = run_on(file, "tiered", gdb, fmt("%s/g", tmp), "2");
   unsetenv("MLPC_TEST_SWITCH_AFTER");
   expect_ok(status);
   char *err = rounds_said(), *got = outcome(gdb, fmt("%s/g", tmp));
@@ -222,10 +240,62 @@ static void test_tiered(void **state) {
   free(rounds), free(want), free(err), free(got);
 }
 
+/* Tiered, the study and the one with a validation split. */
+static void test_tiered(void **state) {
+  (void)state;
+  tiered_agrees("ad.json");
+  tiered_agrees("adv.json");
+}
+
+/* Whether a row of the table of comparisons has model name in an
+   undecided comparison. */
+static int undecided_row(const char *md, const char *name) {
+  char line[1024];
+  for (const char *l = md; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0)) {
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(l, "\n"), l);
+    if (line[0] == '|' && strstr(line, fmt(" %s ", name)) && strstr(line, "undecided"))
+      return 1;
+  }
+  return 0;
+}
+
+/* The mean recorded validation loss of an experiment's runs, as the
+   report prints it. */
+static const char *val_mean(sqlite3 *d, const char *exp) {
+  return query_text(d, fmt("SELECT printf('%%.4f', avg(r.val_loss)) FROM runs r JOIN "
+                           "study_runs m ON m.run_id = r.id WHERE m.study = 'ad' AND "
+                           "m.experiment = '%s'", exp));
+}
+
+/* Every experiment holding out a split: the comparisons are on the
+   validation losses, in the rounds as in the report (a model the rounds
+   left short of max_seeds is decided everywhere). */
+static void test_validation(void **state) {
+  (void)state;
+  const char *db = fmt("%s/val.sqlite", tmp), *out = fmt("%s/val", tmp);
+  static const char *const exps[] = {"activation=tanh", "activation=relu", "init=normal"};
+  expect_ok(run_on("adv.json", "tcc", db, out, "2"));
+  char *md = adaptive_section(out);
+  assert_non_null(strstr(md, "ranks of the two models' final validation losses"));
+  sqlite3 *d = open_db(db);
+  for (int i = 0; i < 3; i++) {
+    int n = (int)query_int(d, fmt("SELECT count(*) FROM study_runs WHERE study = 'ad' AND "
+                                  "experiment = '%s'", exps[i]));
+    const char *name = i ? exps[i] : "base";
+    assert_non_null(strstr(md, fmt("%s: %d seeds, mean final validation loss %s", name, n,
+                                   val_mean(d, exps[i]))));
+    if (n < 6)
+      assert_false(undecided_row(md, name));
+  }
+  sqlite3_close(d);
+  free(md);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_end_to_end),
     cmocka_unit_test(test_resume),
+    cmocka_unit_test(test_validation),
     cmocka_unit_test(test_tiered),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -159,6 +159,32 @@ static void test_seed_study(void **state) {
   st_free(&s);
 }
 
+/* The training recipes' study: each recipe a varied key, and the base's
+   validation split and early stopping in every experiment. */
+static void test_recipe_study(void **state) {
+  (void)state;
+  static const char *const names[] = {
+    "schedule=none", "schedule=step(step_size=3, gamma=0.3)", "schedule=cosine(T_max=10)",
+    "schedule=onecycle(max_lr=0.1, warmup=200)", "clip_grad_norm=null", "clip_grad_norm=1",
+    "label_smoothing=0", "label_smoothing=0.1",
+  };
+  static const int sched[] = {RT_SCHED_NONE, RT_SCHED_STEP, RT_SCHED_COSINE, RT_SCHED_ONECYCLE};
+  if (st_load("models/recipe_study.json", &s, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(s.nexp, 8);
+  for (int i = 0; i < 8; i++) {
+    const Model *m = &s.exp[i].model;
+    assert_string_equal(s.exp[i].name, names[i]);
+    assert_int_equal(m->recipe.schedule, i < 4 ? sched[i] : RT_SCHED_NONE);
+    assert_true(m->clip_grad_norm == (i == 5 ? 1.0 : 0));
+    assert_true(m->label_smoothing == (i == 7 ? 0.1 : 0));
+    assert_int_equal(m->recipe.val_count, 5000);
+    assert_int_equal(m->recipe.patience, 3);
+  }
+  assert_int_equal(s.exp[3].model.recipe.warmup, 200);
+  st_free(&s);
+}
+
 /* The homework with adaptive seeds: the same experiments, 3 starting
    seeds, then 3 .. 9; the level. A study without "adaptive" is not. */
 static void test_seed_study_adaptive(void **state) {
@@ -375,6 +401,48 @@ static void test_plan_data_error(void **state) {
   st_free(&s);
 }
 
+/* A training recipe that does not fit the data (a validation split of
+   every sample, onecycle shorter than the run, onecycle over a run of no
+   step): status 2 before any run, the message naming the experiment,
+   the key and the reason; what fits the data plans. */
+static void test_plan_recipe_error(void **state) {
+  (void)state;
+  static const struct {
+    const char *vary, *said;
+  } cases[] = {
+    {"\"validation\": [100, 8000]", "experiment 'validation=8000': validation: holding out "
+     "8000 of the 8000 training samples leaves none to train on; hold out fewer"},
+    {"\"validation\": [0.5, 0.99999]", "experiment 'validation=0.99999': validation: holding "
+     "out 8000 of the 8000 training samples"},
+    {"\"schedule\": [\"none\", {\"type\": \"onecycle\", \"max_lr\": 0.1, \"total_steps\": 5}]",
+     "experiment 'schedule=onecycle': schedule.total_steps: onecycle "
+     "has 5 steps, and the run gives it 6; raise total_steps"},
+    {"\"validation\": [7999], \"norm\": [\"batchnorm\"], \"schedule\": [{\"type\": "
+     "\"onecycle\", \"max_lr\": 0.1}]", "experiment 'validation=7999, norm=batchnorm, "
+     "schedule=onecycle': schedule: onecycle cycles over the run's training steps, and it "
+     "takes none"},
+  };
+  StPlan p;
+  char text[1024];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"epochs\": 2, \"max_batches\": "
+             "3}, \"vary\": {%s}, \"mode\": \"grid\", \"seeds\": [1]}", cases[i].vary);
+    load_text(tmp, text);
+    assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
+    if (!strstr(err, cases[i].said))
+      fail_msg("%s", err);
+    st_free(&s);
+  }
+  snprintf(text, sizeof text, "{\"base\": {\"hidden\": [8], \"epochs\": 2, \"max_batches\": "
+           "3}, \"vary\": {\"validation\": [7999], \"schedule\": [{\"type\": \"onecycle\", "
+           "\"max_lr\": 0.1, \"total_steps\": 6}]}, \"mode\": \"grid\", \"seeds\": [1]}");
+  load_text(tmp, text);
+  if (st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err))
+    fail_msg("%s", err); /* 1 training sample, 2 epochs of one step: fits 6 */
+  st_plan_free(&p);
+  st_free(&s);
+}
+
 /* The hash of data made by util_idx_set(dir, 3, 2, 4) or, of one
    channel, util_idx4_set: FNV-1a over each set's (n, rows, cols) as
    longs, pixels and labels, as plan.c hashed data before channels. */
@@ -443,6 +511,8 @@ int main(void) {
     cmocka_unit_test(test_seed_study),
     cmocka_unit_test(test_seed_study_adaptive),
     cmocka_unit_test(test_seed_grid),
+    cmocka_unit_test(test_recipe_study),
+    cmocka_unit_test(test_plan_recipe_error),
     cmocka_unit_test(test_dotted_and_names),
     cmocka_unit_test(test_base_path_and_defaults),
     cmocka_unit_test(test_override),

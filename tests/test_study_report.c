@@ -736,7 +736,7 @@ static void no_raw_nonfinite(const char *text, const char *what) {
 
 /* Every text of the report in dir, and the terminal, without nan or inf. */
 static void no_raw_nonfinite_in(const char *dir) {
-  static const char *const files[] = {"report.md", "summary.csv", "runs.csv",
+  static const char *const files[] = {"report.md", "report.html", "summary.csv", "runs.csv",
                                       "comparisons.csv", "health.csv"};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     char *t = read_all(fmt("%s/%s", dir, files[i]));

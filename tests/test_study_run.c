@@ -26,13 +26,19 @@
  *   - runs without a training step have no train loss: NULL, n/a, an
  *     empty CSV field; a database of schema version 2 takes them after
  *     its upgrade;
+ *   - a database of schema version 3 (without validation figures) is
+ *     upgraded, keeping its runs, and takes runs with a validation split
+ *     and early stopping: their figures in the runs and epochs tables,
+ *     the final ones those of the epoch kept;
  *   - flags that do not apply to a study are refused;
  *   - tiered (--backend tiered, the runs moved to gcc's code where
  *     MLPC_TEST_SWITCH_AFTER says): the figures of a study on tcc, bit for
  *     bit; the runs are a gcc study's (keyed as gcc's), each saying which
  *     code trained it and where gcc's took over; with a gcc that fails,
- *     a warning and the runs on tcc; a database of schema version 3
- *     gets the columns that say it.
+ *     a warning and the runs on tcc; a database of schema version 4 (the
+ *     validation figures, not the code) gets the columns that say it,
+ *     keeping its runs and their validation figures, and so does one
+ *     with the code columns and not the validation ones.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -443,6 +449,12 @@ static void test_arithmetic(void **state) {
   free(e);
 }
 
+/* The tables of schema version 3: without the validation columns. */
+static const char tables_v3[] =
+  "ALTER TABLE runs DROP COLUMN val_loss; ALTER TABLE runs DROP COLUMN val_acc; "
+  "ALTER TABLE runs DROP COLUMN best_epoch; ALTER TABLE epochs DROP COLUMN val_loss; "
+  "ALTER TABLE epochs DROP COLUMN val_acc; ";
+
 /* The epochs table of schema versions 1 and 2, whose train loss could
    not be NULL, with the rows it holds. */
 static const char epochs_v2[] =
@@ -453,17 +465,19 @@ static const char epochs_v2[] =
 
 /* The runs' columns of schema version ST_DB_SCHEMA_CODE (the code that
    trained them), which older mlpcs did not write. */
-static const char runs_v3[] =
+static const char runs_v4[] =
   "ALTER TABLE runs DROP COLUMN code; ALTER TABLE runs DROP COLUMN gcc_epoch; "
   "ALTER TABLE runs DROP COLUMN gcc_step; ALTER TABLE runs DROP COLUMN gcc_test_batch; ";
 
 /* Makes a database look as an older mlpc left it: schema version
-   ST_DB_SCHEMA_CODE - 1 (no code columns), 2 (nor a NULL train loss), or
-   1 (mlpc 0.1: no health table either). */
+   ST_DB_SCHEMA_CODE - 1 (no code columns), ST_DB_SCHEMA_VAL - 1 (nor the
+   validation columns), 2 (nor a NULL train loss), or 1 (mlpc 0.1: no
+   health table either). */
 static void downgrade_to(const char *db, int version) {
   sqlite3 *d;
   assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(d, fmt("%s%s%s PRAGMA user_version = %d", runs_v3,
+  assert_int_equal(sqlite3_exec(d, fmt("%s%s%s%s PRAGMA user_version = %d", runs_v4,
+                                       version < ST_DB_SCHEMA_VAL ? tables_v3 : "",
                                        version < 3 ? epochs_v2 : "",
                                        version < 2 ? "DROP TABLE health;" : "", version),
                                 NULL, NULL, NULL), SQLITE_OK);
@@ -507,8 +521,10 @@ static void test_old_schema(void **state) {
   char *out = read_all(fmt("%s/stdout", tmp)), *err = read_all(fmt("%s/stderr", tmp));
   assert_non_null(strstr(err, fmt("upgraded the database from schema version 1 to %d (a "
                                   "table of health figures; an epoch's train loss may be NULL, "
-                                  "when it took no training step; each run says which code "
-                                  "trained it, from now on)", ST_DB_SCHEMA)));
+                                  "when it took no training step; the validation figures of "
+                                  "runs and epochs, and the epoch early stopping keeps; each "
+                                  "run says which code trained it, from now on)",
+                                  ST_DB_SCHEMA)));
   assert_non_null(strstr(out, "6 already in"));
   assert_non_null(strstr(out, "6 of them recorded without health figures"));
   d = open_db(dbp);
@@ -588,8 +604,10 @@ static void test_no_step(void **state) {
   char *err = read_all(fmt("%s/stderr", tmp));
   assert_non_null(strstr(err, fmt("upgraded the database from schema version 2 to %d (an "
                                   "epoch's train loss may be NULL, when it took no training "
-                                  "step; each run says which code trained it, from now on); "
-                                  "its 6 runs are kept\n", ST_DB_SCHEMA)));
+                                  "step; the validation figures of runs and epochs, and the "
+                                  "epoch early stopping keeps; each run says which code "
+                                  "trained it, from now on); its 6 runs are kept\n",
+                                  ST_DB_SCHEMA)));
   d = open_db(db);
   assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
   assert_int_equal(query_int(d, "SELECT count(*) FROM epochs WHERE train_loss IS NOT NULL"),
@@ -697,25 +715,108 @@ static void test_tiered_gcc_fails(void **state) {
   free(err), free(fa), free(fb), free(path0);
 }
 
-/* A database of the schema before ST_DB_SCHEMA_CODE is upgraded: its
-   runs say nothing of their code (NULL), the runs recorded after it do. */
+/* Models with a validation split under early stopping: 4 runs. */
+static const char val_study[] =
+  "{\"name\": \"val\", \"base\": {\"hidden\": [16], \"epochs\": 8, \"max_batches\": 10, "
+  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.5}, \"validation\": 0.1, \"early_stopping\": "
+  "{\"patience\": 1}}, \"vary\": {\"label_smoothing\": [0, 0.2]}, \"seeds\": [1, 2]}\n";
+
+/* The validation figures of every run and epoch that has them. */
+static char *val_figures(const char *db) {
+  sqlite3 *d = open_db(db);
+  char *s = strdup(query_text(d, "SELECT (SELECT group_concat(id || ' ' || val_loss || ' ' || "
+                                 "val_acc || ' ' || best_epoch, ';') FROM (SELECT * FROM runs "
+                                 "WHERE val_loss IS NOT NULL ORDER BY id)) || ' / ' || (SELECT "
+                                 "group_concat(run_id || ' ' || epoch || ' ' || val_loss || ' ' "
+                                 "|| val_acc, ';') FROM (SELECT * FROM epochs WHERE val_loss IS "
+                                 "NOT NULL ORDER BY run_id, epoch))"));
+  sqlite3_close(d);
+  return s;
+}
+
+/* A database of schema ST_DB_SCHEMA_CODE - 1 (the validation figures, not
+   the code) is upgraded: its runs are kept as recorded, their validation
+   figures with them, and say nothing of their code (NULL); the runs
+   recorded after it do. One of that version with the code columns and
+   without the validation ones (as mlpc's tiered builds before the
+   validation split wrote it) gets the validation columns, its code kept. */
 static void test_schema_code(void **state) {
   (void)state;
   char db[256];
-  snprintf(db, sizeof db, "%s/v3.sqlite", tmp);
-  expect_ok(run_study(study("tiny1", one), db, fmt("%s/v3", tmp), "2"));
+  snprintf(db, sizeof db, "%s/v4.sqlite", tmp);
+  expect_ok(run_study(study("val", val_study), db, fmt("%s/v4", tmp), "2"));
   downgrade_to(db, ST_DB_SCHEMA_CODE - 1);
-  expect_ok(run_study(study("tiny", grid), db, fmt("%s/v3", tmp), "2"));
-  char *err = read_all(fmt("%s/stderr", tmp));
+  char *before = recorded(db), *vals = val_figures(db);
+  assert_true(strlen(vals) > 10);
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/v4", tmp), "2"));
+  char *err = read_all(fmt("%s/stderr", tmp)), *after = recorded(db), *vals2 = val_figures(db);
   assert_non_null(strstr(err, fmt("upgraded the database from schema version %d to %d (each "
-                                  "run says which code trained it, from now on); its 6 runs "
+                                  "run says which code trained it, from now on); its 4 runs "
                                   "are kept\n", ST_DB_SCHEMA_CODE - 1, ST_DB_SCHEMA)));
+  assert_int_equal(strncmp(after, before, strlen(before)), 0);  /* the old runs as they were */
+  assert_string_equal(vals2, vals);
   sqlite3 *d = open_db(db);
   assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
-  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code IS NULL"), 6);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code IS NULL AND best_epoch "
+                                "IS NOT NULL"), 4);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc'"), 6);
   sqlite3_close(d);
-  free(err);
+  db_exec(db, fmt("%s PRAGMA user_version = %d", tables_v3, ST_DB_SCHEMA_CODE - 1));
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/v4", tmp), "2"));
+  free(err), err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version %d to %d (the "
+                                  "validation figures of runs and epochs, and the epoch early "
+                                  "stopping keeps); its 10 runs are kept\n",
+                                  ST_DB_SCHEMA_CODE - 1, ST_DB_SCHEMA)));
+  d = open_db(db);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc' AND val_loss IS "
+                                "NULL"), 6);
+  sqlite3_close(d);
+  free(err), free(before), free(after), free(vals), free(vals2);
+}
+
+/* A study whose experiments hold out a validation split, under early
+   stopping, into a database of schema version ST_DB_SCHEMA_VAL - 1: upgraded, its runs
+   kept; the new runs' validation figures per run and per epoch, their
+   final figures those of the epoch kept; the tables show them, and the
+   ranking is on the validation loss, the test loss beside it. */
+static void test_validation_study(void **state) {
+  (void)state;
+  char db[256], dir[256];
+  snprintf(db, sizeof db, "%s/val.sqlite", tmp);
+  snprintf(dir, sizeof dir, "%s/val", tmp);
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/one", dir), "2"));
+  downgrade_to(db, ST_DB_SCHEMA_VAL - 1);
+  expect_ok(run_study(study("val", val_study), db, dir, "2"));
+  char *err = read_all(fmt("%s/stderr", tmp)), *out = read_all(fmt("%s/stdout", tmp));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version %d to %d (the "
+                                  "validation figures of runs and epochs, and the epoch early "
+                                  "stopping keeps; each run says which code trained it, from "
+                                  "now on); its 6 runs are kept\n", ST_DB_SCHEMA_VAL - 1,
+                                  ST_DB_SCHEMA)));
+  assert_non_null(strstr(out, "ranking by mean final validation loss (the test loss beside "
+                              "it)"));
+  sqlite3 *d = open_db(db);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE val_loss IS NULL AND "
+                                "best_epoch IS NULL"), 6);  /* the old ones */
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs r JOIN epochs e ON e.run_id = r.id "
+                                "AND e.epoch = r.best_epoch WHERE r.val_loss = e.val_loss AND "
+                                "r.test_loss = e.test_loss AND r.test_acc = e.test_acc"), 4);
+  assert_true(query_int(d, "SELECT count(*) FROM runs WHERE best_epoch < epochs") >= 1);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM epochs e JOIN runs r ON r.id = e.run_id "
+                                "WHERE r.val_loss IS NOT NULL AND e.val_loss IS NULL"), 0);
+  sqlite3_close(d);
+  char *md = read_all(fmt("%s/report.md", dir)), *sum = read_all(fmt("%s/summary.csv", dir));
+  char *runs = read_all(fmt("%s/runs.csv", dir));
+  assert_non_null(strstr(md, "| final validation loss | final test loss | test accuracy"));
+  assert_non_null(strstr(md, "the ranking and every test below are on the **validation "
+                             "loss**"));
+  assert_non_null(strstr(md, "(under early stopping, of the epoch with the least validation "
+                             "loss, whose weights the run keeps)"));
+  assert_non_null(strstr(sum, ",val_loss_mean,val_loss_std,val_acc_mean,val_acc_std\n"));
+  assert_non_null(strstr(runs, "seconds,diverged_step,val_loss,val_acc\n"));
+  free(err), free(out), free(md), free(sum), free(runs);
 }
 
 /* Model-only flags are refused; a study needs --run. */
@@ -904,6 +1005,7 @@ int main(void) {
     cmocka_unit_test(test_old_schema),
     cmocka_unit_test(test_old_schema_mismatch),
     cmocka_unit_test(test_no_step),
+    cmocka_unit_test(test_validation_study),
     cmocka_unit_test(test_flags),
     cmocka_unit_test(test_corrupt_db),
     cmocka_unit_test(test_foreign_db),

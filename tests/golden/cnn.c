@@ -50,7 +50,7 @@ static real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
 static double batchnorm2d1_rstd[16]; /* (16) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[16], batchnorm2d1_var[16]; /* (16) of the batch, or running */
 static double batchnorm2d1_sdy[16], batchnorm2d1_sdyx[16], batchnorm2d1_k[16]; /* (16) sums of dy, dy*xhat */
-static real relu2_out[B * 12544], drelu2_out[B * 12544]; /* (B, 16, 28, 28) */
+static real relu2_out[B * 12544]; /* (B, 16, 28, 28), for the health figures only */
 static real maxpool2d3_out[B * 3136], dmaxpool2d3_out[B * 3136]; /* (B, 16, 14, 14) */
 static int maxpool2d3_arg[B * 3136]; /* (B, 16, 14, 14) h * W + w of each maximum */
 static real conv2d4_out[B * 6272], dconv2d4_out[B * 6272]; /* (B, 32, 14, 14) */
@@ -60,7 +60,7 @@ static real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
 static double batchnorm2d5_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double batchnorm2d5_mean[32], batchnorm2d5_var[32]; /* (32) of the batch, or running */
 static double batchnorm2d5_sdy[32], batchnorm2d5_sdyx[32], batchnorm2d5_k[32]; /* (32) sums of dy, dy*xhat */
-static real relu6_out[B * 6272], drelu6_out[B * 6272]; /* (B, 32, 14, 14) */
+static real relu6_out[B * 6272]; /* (B, 32, 14, 14), for the health figures only */
 static real maxpool2d7_out[B * 1568], dmaxpool2d7_out[B * 1568]; /* (B, 32, 7, 7) */
 static int maxpool2d7_arg[B * 1568]; /* (B, 32, 7, 7) h * W + w of each maximum */
 static real linear9_out[B * 10], dlinear9_out[B * 10]; /* (B, 10) */
@@ -96,23 +96,19 @@ static void batchnorm2d1_backward(int n) {
                 dbatchnorm2d1_weight, dbatchnorm2d1_bias, dconv2d0_out);
 }
 
-/* relu2: relu, (B, 16, 28, 28) -> (B, 16, 28, 28) */
-static void relu2_forward(int n) {
-  act_relu(n * 12544, batchnorm2d1_out, relu2_out, R(0)); /* y = x < 0 ? (real)0 : x */
-}
-
-static void relu2_backward(int n) {
-  act_relu_back(n * 12544, batchnorm2d1_out, relu2_out, drelu2_out, dbatchnorm2d1_out, R(0)); /* dx = x <= 0 ? (real)0 : g */
-}
+/* relu2: relu, (B, 16, 28, 28) -> (B, 16, 28, 28),
+   in maxpool2d3's kernels (maxpool2d_relu_*) */
 
 /* maxpool2d3: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 16, 28, 28) -> (B, 16, 14, 14) */
-static void maxpool2d3_forward(int n) {
-  maxpool2d_forward(n, 16, 28, 28, 2, 2, 2, 2, relu2_out, maxpool2d3_out, maxpool2d3_arg);
+static void maxpool2d3_forward(int n) { /* maxpool2d3(relu(batchnorm2d1_out)) */
+  maxpool2d_relu_forward(n, 16, 28, 28, 2, 2, 2, 2, batchnorm2d1_out, maxpool2d3_out,
+                         maxpool2d3_arg);
 }
 
 static void maxpool2d3_backward(int n) {
-  maxpool2d_backward(n, 16, 28, 28, 2, 2, 2, 2, dmaxpool2d3_out, maxpool2d3_arg, drelu2_out);
+  maxpool2d_relu_backward(n, 16, 28, 28, 2, 2, 2, 2, dmaxpool2d3_out, maxpool2d3_arg,
+                          maxpool2d3_out, dbatchnorm2d1_out);
 }
 
 /* conv2d4: Conv2d(16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)),
@@ -145,23 +141,19 @@ static void batchnorm2d5_backward(int n) {
                 dbatchnorm2d5_weight, dbatchnorm2d5_bias, dconv2d4_out);
 }
 
-/* relu6: relu, (B, 32, 14, 14) -> (B, 32, 14, 14) */
-static void relu6_forward(int n) {
-  act_relu(n * 6272, batchnorm2d5_out, relu6_out, R(0)); /* y = x < 0 ? (real)0 : x */
-}
-
-static void relu6_backward(int n) {
-  act_relu_back(n * 6272, batchnorm2d5_out, relu6_out, drelu6_out, dbatchnorm2d5_out, R(0)); /* dx = x <= 0 ? (real)0 : g */
-}
+/* relu6: relu, (B, 32, 14, 14) -> (B, 32, 14, 14),
+   in maxpool2d7's kernels (maxpool2d_relu_*) */
 
 /* maxpool2d7: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 32, 14, 14) -> (B, 32, 7, 7) */
-static void maxpool2d7_forward(int n) {
-  maxpool2d_forward(n, 32, 14, 14, 2, 2, 2, 2, relu6_out, maxpool2d7_out, maxpool2d7_arg);
+static void maxpool2d7_forward(int n) { /* maxpool2d7(relu(batchnorm2d5_out)) */
+  maxpool2d_relu_forward(n, 32, 14, 14, 2, 2, 2, 2, batchnorm2d5_out, maxpool2d7_out,
+                         maxpool2d7_arg);
 }
 
 static void maxpool2d7_backward(int n) {
-  maxpool2d_backward(n, 32, 14, 14, 2, 2, 2, 2, dmaxpool2d7_out, maxpool2d7_arg, drelu6_out);
+  maxpool2d_relu_backward(n, 32, 14, 14, 2, 2, 2, 2, dmaxpool2d7_out, maxpool2d7_arg,
+                          maxpool2d7_out, dbatchnorm2d5_out);
 }
 
 /* linear9: Linear(1568, 10), (B, 1568) -> (B, 10) */
@@ -212,11 +204,9 @@ static void forward(int n, int train) {
   (void)train;
   conv2d0_forward(n);
   batchnorm2d1_forward(n, train);
-  relu2_forward(n);
   maxpool2d3_forward(n);
   conv2d4_forward(n);
   batchnorm2d5_forward(n, train);
-  relu6_forward(n);
   maxpool2d7_forward(n);
   linear9_forward(n);
 }
@@ -226,11 +216,9 @@ static void backward(int n, const unsigned char *y, int step) {
   loss_backward(n, y);
   linear9_backward(n);
   maxpool2d7_backward(n);
-  relu6_backward(n);
   batchnorm2d5_backward(n);
   conv2d4_backward(n);
   maxpool2d3_backward(n);
-  relu2_backward(n);
   batchnorm2d1_backward(n);
   conv2d0_backward(n);
 }
@@ -340,7 +328,9 @@ static void health(int n, const unsigned char *x, const unsigned char *y,
   health_save_buffers();
   grad(n, x, y);
   health_restore_buffers();
+  act_relu(n * 12544, batchnorm2d1_out, relu2_out, R(0)); /* in training, in maxpool2d3 */
   health_relu(n, 16, 784, batchnorm2d1_out, relu2_out, out + 0); /* layers[2] */
+  act_relu(n * 6272, batchnorm2d5_out, relu6_out, R(0)); /* in training, in maxpool2d7 */
   health_relu(n, 32, 196, batchnorm2d5_out, relu6_out, out + 6); /* layers[6] */
 }
 

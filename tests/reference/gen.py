@@ -4,7 +4,7 @@
 Run by hand, never in CI, with Debian's python3-torch (1.13) on an x86-64
 machine with AVX2 (see docs/semantics.md):
 
-    /usr/bin/python3 tests/reference/gen.py            # rewrite the goldens
+    OPENBLAS_NUM_THREADS=2 /usr/bin/python3 tests/reference/gen.py   # rewrite the goldens
     /usr/bin/python3 tests/reference/gen.py --check-mlpc build/mlpc
 
 It writes, under tests/reference/:
@@ -26,7 +26,9 @@ tests/test_reference.c replays each case through mlpc and compares.
 data and on every convolutional case: it loads PyTorch's initial weights
 (--load-weights), trains 4 batches in file order, saves (--save-weights),
 and the saved file is loaded into the PyTorch module with
-load_state_dict(strict=True) and compared with PyTorch's own 4 steps.
+load_state_dict(strict=True) and compared with PyTorch's own 4 steps (the
+cases of the training recipes, whose training that plain loop is not, are
+left out).
 """
 import gzip
 import json
@@ -456,6 +458,184 @@ def state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+# ---- training recipes: the lr schedule, clipping, label smoothing ----
+
+LRS = torch.optim.lr_scheduler
+
+
+def schedulers(opt, m, steps):
+    """The model's "schedule" as PyTorch's schedulers, built as
+    runtime/sched.c says: those stepped after each training step, and those
+    stepped after each epoch. steps: the run's training steps."""
+    s = m.get("schedule", "none")
+    s = {"type": s} if isinstance(s, str) else dict(s)
+    kind, warm = s.pop("type"), s.pop("warmup", 0)
+    first = [LRS.LinearLR(opt, start_factor=1 / warm, total_iters=warm)] if warm else []
+    if kind == "onecycle":
+        s.setdefault("total_steps", steps - warm)
+        cycle = LRS.OneCycleLR(opt, **s)
+        return [LRS.SequentialLR(opt, first + [cycle], milestones=[warm])] if warm else [cycle], []
+    if kind == "step":
+        return first, [LRS.StepLR(opt, s["step_size"], s.get("gamma", 0.1))]
+    if kind == "cosine":
+        return first, [LRS.CosineAnnealingLR(opt, s["T_max"], s.get("eta_min", 0))]
+    return first, []
+
+
+def epoch_ends(steps):
+    """Whether each step is the last of its epoch: the next one starts at 0."""
+    return [i + 1 == len(steps) or steps[i + 1][0] == 0 for i in range(len(steps))]
+
+
+def momentum_of(opt):
+    """The momentum the optimizer uses now: SGD's and RMSprop's, Adam's beta1."""
+    g = opt.param_groups[0]
+    return g["betas"][0] if "betas" in g else g["momentum"]
+
+
+def train(model, m, xtr, ytr, steps, on_epoch=None):
+    """The case's steps in order, with the model's optimizer, schedule,
+    clip_grad_norm_ and label smoothing: each step's loss, and the lr and
+    momentum it used. on_epoch(losses of the epoch) after each epoch may
+    end the training by returning True."""
+    dt = torch.get_default_dtype()
+    opt = optimizer(model, m.get("optimizer", "sgd"))
+    per_step, per_epoch = schedulers(opt, m, len(steps))
+    smooth, clip = m.get("label_smoothing", 0.0), m.get("clip_grad_norm")
+    losses, lrs, moms = [], [], []
+    for s, ((start, n), last) in enumerate(zip(steps, epoch_ends(steps))):
+        STEP[0] = s
+        x = xtr[start:start + n].to(dt) / 255
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(momentum_of(opt))
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), ytr[start:start + n], label_smoothing=smooth)
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        losses.append(loss.item())
+        for sch in per_step + (per_epoch if last else []):
+            sch.step()
+        if last and on_epoch and on_epoch(losses[epoch_start(steps, s):]):
+            break
+    return losses, lrs, moms
+
+
+def epoch_start(steps, s):
+    """The index of the first step of step s's epoch."""
+    while s > 0 and steps[s][0] != 0:
+        s -= 1
+    return s
+
+
+# ---- the validation split (runtime/split.c) and early stopping ----
+
+
+def rng_seed(seed, stream):
+    """mlpc's generator (runtime/rng.c): xoshiro256** seeded by splitmix64."""
+    x, s = (seed ^ (stream * 0xd1342543de82ef95)) & M64, []
+    for _ in range(4):
+        x = (x + 0x9e3779b97f4a7c15) & M64
+        z = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
+        z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+        s.append(z ^ (z >> 31))
+    return s
+
+
+def rotl(x, k):
+    return ((x << k) | (x >> (64 - k))) & M64
+
+
+def rng_next(s):
+    """The next 64 bits, advancing the state s in place."""
+    out = (rotl((s[1] * 5) & M64, 7) * 9) & M64
+    t = (s[1] << 17) & M64
+    s[2] ^= s[0]
+    s[3] ^= s[1]
+    s[1] ^= s[2]
+    s[0] ^= s[3]
+    s[2] ^= t
+    s[3] = rotl(s[3], 45)
+    return out
+
+
+def rng_below(s, n):
+    """An integer in [0, n), rejecting the short tail (rt_rng_below)."""
+    limit = (1 << 64) % n
+    while True:
+        x = rng_next(s)
+        if x >= limit:
+            return x % n
+
+
+def split(y, val, seed, classes):
+    """The indices held out for validation, as runtime/split.c's header
+    says: the class quotas by largest remainder, each class's samples
+    shuffled by Fisher-Yates on stream 2 of the seed, its first ones held."""
+    n = len(y)
+    v = val if isinstance(val, int) else math.ceil(val * n)
+    count = [y.count(c) for c in range(classes)]
+    quota = [v * count[c] // n for c in range(classes)]
+    extra = sorted(range(classes), key=lambda c: (-(v * count[c] % n), c))
+    for c in extra[:v - sum(quota)]:
+        quota[c] += 1
+    s, held = rng_seed(seed, 2), []
+    for c in range(classes):
+        idx = [i for i in range(n) if y[i] == c]
+        for i in range(len(idx) - 1, 0, -1):
+            j = rng_below(s, i + 1)
+            idx[i], idx[j] = idx[j], idx[i]
+        held += idx[:quota[c]]
+    return sorted(held)
+
+
+def evaluate(model, x, y):
+    """Eval mode: mean cross-entropy and accuracy (first maximum) over x."""
+    model.eval()
+    with torch.no_grad():
+        z = model(x.to(torch.get_default_dtype()) / 255)
+        loss = F.cross_entropy(z, y, reduction="sum").item() / len(y)
+        acc = (z.argmax(1) == y).sum().item() / len(y)
+    model.train()
+    return loss, acc
+
+
+def run_loop(model, m, xtr, ytr, xte, yte):
+    """mlpc's training loop with a validation split, in file order: each
+    epoch's figures, the epoch early stopping keeps (0 without), and how
+    close its decisions were (the least |val - best| / best; None
+    without)."""
+    held = split(ytr.tolist(), m["validation"], m.get("seed", 0), m["output"])
+    rest = sorted(set(range(len(ytr))) - set(held))
+    xv, yv, xt, yt = xtr[held], ytr[held], xtr[rest], ytr[rest]
+    b, bn = m.get("batch_size", 32), has_batchnorm(m)
+    epoch = [[k, min(b, len(yt) - k)] for k in range(0, len(yt), b) if not (bn and len(yt) - k == 1)]
+    patience = (m.get("early_stopping") or {}).get("patience", 0)
+    out = {"figures": [], "best": None, "state": None, "waited": 0, "margin": math.inf}
+
+    def on_epoch(losses):
+        vl, va = evaluate(model, xv, yv)
+        tl, ta = evaluate(model, xte, yte)
+        out["figures"].append({"train_loss": sum(losses) / len(losses), "val_loss": vl,
+                               "val_acc": va, "test_loss": tl, "test_acc": ta})
+        if not patience:
+            return False
+        best = out["best"]
+        if best is not None:
+            out["margin"] = min(out["margin"], abs(vl - best[1]) / best[1])
+        if best is None or vl < best[1]:
+            out["best"], out["state"], out["waited"] = (len(out["figures"]), vl), state(model), 0
+        else:
+            out["waited"] += 1
+        return out["waited"] >= patience
+
+    train(model, m, xt, yt, epoch * m["epochs"], on_epoch)
+    if patience:
+        model.load_state_dict(out["state"])
+    return out["figures"], out["best"][0] if patience else 0, out["margin"] if patience else None
+
+
 # ---- the cases ----
 
 
@@ -488,21 +668,18 @@ def run_case(c):
     init = state(model)
     xtr, ytr = load_set(c["data"], "train", m["input"])
     xte, yte = load_set(c["data"], "t10k", m["input"])
-    dt = torch.get_default_dtype()
-    c["steps"] = batches(len(ytr), m.get("batch_size", 32), c.pop("nsteps", STEPS),
-                         has_batchnorm(m))
     c["test_loss_init"] = test_loss(model, xte, yte)
-    opt = optimizer(model, m.get("optimizer", "sgd"))
-    losses = []
-    for s, (start, n) in enumerate(c["steps"]):
-        STEP[0] = s
-        x = xtr[start:start + n].to(dt) / 255
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), ytr[start:start + n])
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    c["loss"] = losses
+    if "validation" in m:  # the training loop itself, epoch by epoch
+        c.pop("nsteps")
+        c["epochs_figures"], c["best_epoch"], c["stop_margin"] = run_loop(model, m, xtr, ytr,
+                                                                          xte, yte)
+    else:
+        c["steps"] = batches(len(ytr), m.get("batch_size", 32), c.pop("nsteps", STEPS),
+                             has_batchnorm(m))
+        losses, lrs, moms = train(model, m, xtr, ytr, c["steps"])
+        c["loss"] = losses
+        if "schedule" in m:  # the lr and momentum of each step, compared bit for bit
+            c["lr"], c["momentum"] = lrs, moms
     c["test_loss"] = test_loss(model, xte, yte)
     save_safetensors(os.path.join(HERE, "cases", c["name"] + ".init.safetensors"), init)
     save_safetensors(os.path.join(HERE, "cases", c["name"] + ".final.safetensors"), state(model))
@@ -525,16 +702,17 @@ def rerun(c, dtype, nudge):
     model.load_state_dict({k: (v.to(dt) * (1 + nudge)) if v.is_floating_point() else v
                            for k, v in init.items()})
     xtr, ytr = load_set(c["data"], "train", m["input"])
-    opt = optimizer(model, m.get("optimizer", "sgd"))
-    losses = []
-    for s, (start, n) in enumerate(c["steps"]):
-        STEP[0] = s
-        opt.zero_grad()
-        loss = F.cross_entropy(model(xtr[start:start + n].to(dt) / 255), ytr[start:start + n])
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    if "validation" in m:
+        xte, yte = load_set(c["data"], "t10k", m["input"])
+        losses = series(run_loop(model, m, xtr, ytr, xte, yte)[0])
+    else:
+        losses = train(model, m, xtr, ytr, c["steps"])[0]
     return state(model), losses
+
+
+def series(figures):
+    """Every figure of every epoch, in one list (the loop cases' losses)."""
+    return [f[k] for f in figures for k in sorted(f)]
 
 
 def spread(c):
@@ -550,7 +728,7 @@ def spread(c):
         runs.append(rerun(c, "float64", 0))
     errs = []
     for st, losses in runs:
-        errs.append(scaled_err(losses, c["loss"]))
+        errs.append(scaled_err(losses, c["loss"] if "loss" in c else series(c["epochs_figures"])))
         errs += [scaled_err(v, final[k]) for k, v in st.items()]
     return max(errs)
 
@@ -573,16 +751,20 @@ def image_of(data):
     return ((1,) + image if len(image) == 2 else image), classes
 
 
-def case(name, data, steps=STEPS, **model):
+def case(name, data, steps=STEPS, epochs=None, **model):
     """One case: a model file (in mlpc's format) and a data set, its
     images flat (a number of features) or, for a model of
-    convolutions, "input": [C, H, W]."""
+    convolutions, "input": [C, H, W]; with epochs, that many whole epochs
+    (a schedule's epochs are the run's)."""
     image, classes = image_of(data)
     flat = not any((l if isinstance(l, str) else l["type"]) in IMAGE_LAYERS
                    for l in model.get("layers", []))
     m = {"name": name, "input": math.prod(image) if flat else list(image), "output": classes,
-         "rng": "torch", "data": REL + "/data/" + data, "epochs": 1}
+         "rng": "torch", "data": REL + "/data/" + data, "epochs": epochs or 1}
     m.update(model)
+    if epochs:
+        b, ntrain = m.get("batch_size", 32), 256 if data == "mnist" else SETS[data][2]
+        steps = epochs * (-(-ntrain // b) - (has_batchnorm(m) and ntrain % b == 1))
     return {"name": name, "data": data, "model": m, "nsteps": steps}
 
 
@@ -710,7 +892,100 @@ def cases():
         {"type": "linear", "out": 10, "bias": False}], init="kaiming_normal",
         optimizer={"type": "sgd", "lr": 0.01, "momentum": 0.9}, batch_size=32,
         dtype="float64", seed=0))
+    return out + recipe_cases()
+
+
+SCHEDULES = [
+    # plain SGD, whose weight updates fuse into the gradient: the lr at run time
+    ("step", "none", "sgd", 4, {"type": "step", "step_size": 2, "gamma": 0.5}),
+    # past T_max, where PyTorch's recursive form takes its other branch
+    ("cosine", "layernorm", {"type": "adam", "lr": 0.003}, 5,
+     {"type": "cosine", "T_max": 3, "eta_min": 0.0001}),
+    ("cosine_warmup", "none", {"type": "sgd", "lr": 0.05, "momentum": 0.9}, 3,
+     {"type": "cosine", "T_max": 3, "warmup": 11}),
+    ("step_warmup_adamw", "none", {"type": "adamw", "lr": 0.003}, 3,
+     {"type": "step", "step_size": 1, "gamma": 0.7, "warmup": 20}),
+    ("warmup_only", "layernorm", {"type": "rmsprop", "lr": 0.001}, 2,
+     {"type": "none", "warmup": 9}),
+    # SGD without momentum: OneCycleLR's cycle_momentum gives it one
+    ("onecycle_sgd", "none", "sgd", 3, {"type": "onecycle", "max_lr": 0.1}),
+    ("onecycle_adam_linear", "layernorm", "adam", 3,
+     {"type": "onecycle", "max_lr": 0.005, "anneal_strategy": "linear", "pct_start": 0.25,
+      "total_steps": 70, "base_momentum": 0.8, "max_momentum": 0.9}),
+    ("onecycle_warmup_rmsprop", "none", {"type": "rmsprop", "lr": 0.001}, 3,
+     {"type": "onecycle", "max_lr": 0.002, "warmup": 7, "div_factor": 10,
+      "final_div_factor": 100}),
+    ("onecycle_nocycle", "none", {"type": "sgd", "momentum": 0.5}, 2,
+     {"type": "onecycle", "max_lr": 0.05, "cycle_momentum": False, "pct_start": 0.4}),
+]
+
+
+def recipe_cases():
+    """The training recipes: each schedule over whole epochs (its lr and
+    momentum compared bit for bit), gradient clipping and label smoothing,
+    in both precisions."""
+    out = []
+    for k, (name, norm, o, epochs, sched) in enumerate(SCHEDULES):
+        for dtype in ("float32", "float64"):
+            out.append(case("sched_%s_%s" % (name, dtype[5:]), "wide", epochs=epochs,
+                            hidden=[37], norm=norm, activation=ACTS[k % 7], optimizer=o,
+                            schedule=sched, init=INITS[k % 4], batch_size=16, dtype=dtype,
+                            seed=500 + k))
+    for k, (name, norm, o, clip, extra) in enumerate(CLIPS):
+        for dtype in ("float64",) if norm == "batchnorm" else ("float32", "float64"):
+            out.append(case("clip_%s_%s" % (name, dtype[5:]), "wide", epochs=2, hidden=[37, 9],
+                            norm=norm, activation=ACTS[(k + 3) % 7], optimizer=o,
+                            clip_grad_norm=clip, init=INITS[(k + 1) % 4], batch_size=11,
+                            dtype=dtype, seed=600 + k, **extra))
+    for k, (name, norm, o, smooth, extra) in enumerate(SMOOTHING):
+        for dtype in ("float32", "float64"):
+            out.append(case("smooth_%s_%s" % (name, dtype[5:]), "small", epochs=2, hidden=[11],
+                            norm=norm, activation=ACTS[(k + 5) % 7], optimizer=o,
+                            label_smoothing=smooth, init=INITS[(k + 2) % 4], batch_size=8,
+                            dtype=dtype, seed=700 + k, **extra))
+    for name, data, epochs, kw in VALIDATION:
+        for dtype in ("float32", "float64"):
+            out.append(case("val_%s_%s" % (name, dtype[5:]), data, epochs=epochs, dtype=dtype,
+                            **kw))
     return out
+
+
+VALIDATION = [
+    # a count, no early stopping: every epoch's validation figures
+    ("count", "wide", 3, dict(hidden=[16], validation=32, batch_size=10, activation="relu",
+                              init="normal", seed=800,
+                              optimizer={"type": "sgd", "lr": 0.1, "momentum": 0.5})),
+    # a fraction, early stopping that stops and keeps an earlier epoch
+    ("stop", "small", 30, dict(hidden=[32], validation=0.25, batch_size=8, activation="relu",
+                               init="normal", seed=821, early_stopping={"patience": 1},
+                               optimizer={"type": "sgd", "lr": 0.5})),
+    # early stopping that never stops, and a schedule over the shorter set
+    ("patient", "small", 6, dict(hidden=[9], validation=20, batch_size=7, activation="silu",
+                                 init="torch_default", seed=801,
+                                 early_stopping={"patience": 10},
+                                 schedule={"type": "cosine", "T_max": 6},
+                                 optimizer={"type": "sgd", "lr": 0.3, "momentum": 0.5})),
+]
+
+
+SMOOTHING = [
+    ("sgd", "none", {"type": "sgd", "lr": 0.1}, 0.1, {}),
+    ("adam_ln", "layernorm", {"type": "adam", "lr": 0.003}, 0.3, {}),
+    # the whole target uniform
+    ("one", "none", {"type": "sgd", "lr": 0.05, "momentum": 0.9}, 1.0, {}),
+    ("clip_cosine", "layernorm", {"type": "adamw", "lr": 0.002}, 0.05,
+     {"clip_grad_norm": 0.25, "schedule": {"type": "cosine", "T_max": 2, "warmup": 5}}),
+]
+
+
+CLIPS = [
+    # max_norm below every step's norm: each step clipped
+    ("sgd_always", "none", {"type": "sgd", "lr": 0.1}, 0.05, {}),
+    # above most: clipped now and then
+    ("momentum_sometimes", "layernorm", {"type": "sgd", "lr": 0.05, "momentum": 0.9}, 1.5, {}),
+    ("adam_bn", "batchnorm", {"type": "adam", "lr": 0.003, "weight_decay": 0.01}, 0.3, {}),
+    ("onecycle_sgd", "none", "sgd", 0.5, {"schedule": {"type": "onecycle", "max_lr": 0.05}}),
+]
 
 
 def conv(out, k, **kw):
@@ -830,6 +1105,75 @@ def cnn_cases():
     return out
 
 
+# The training recipes on convolutional networks: name, data set, layers,
+# epochs, the model's other fields. Each in both precisions.
+CNN_RECIPES = [
+    # onecycle behind a warmup, clipping now and then, and label
+    # smoothing, through BatchNorm2d (its convolution without the bias it
+    # cannot train)
+    ("onecycle_clip_smooth", "c3_8x8", [conv(6, 3, padding=1, bias=False),
+                                        {"type": "batchnorm2d"}, "relu", pool("max", 2),
+                                        "flatten", {"type": "linear", "out": 4}], 3,
+     dict(init="kaiming_normal", optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9},
+          schedule={"type": "onecycle", "max_lr": 0.05, "warmup": 4}, clip_grad_norm=2.0,
+          label_smoothing=0.1, batch_size=16, seed=901)),
+    # cosine behind a warmup, with Adam, every step clipped
+    ("cosine_clip_adam", "c5_7x9", [conv(4, 3), "tanh", pool("avg", 2), "flatten",
+                                    {"type": "linear", "out": 6}], 3,
+     dict(init="xavier_normal", optimizer={"type": "adam", "lr": 0.003},
+          schedule={"type": "cosine", "T_max": 2, "warmup": 6}, clip_grad_norm=0.3,
+          batch_size=8)),
+    # a validation split of images, early stopping that stops (after
+    # epoch 2 in float32, 4 in float64) and keeps the epoch before, under
+    # StepLR
+    ("val_stop_step", "c1_12x10", [conv(3, 3), "relu", pool("max", 2), "flatten",
+                                   {"type": "linear", "out": 5}], 12,
+     dict(init="kaiming_normal", optimizer={"type": "sgd", "lr": 0.7},
+          schedule={"type": "step", "step_size": 1, "gamma": 0.9}, label_smoothing=0.05,
+          validation=0.25, early_stopping={"patience": 1}, batch_size=16, seed=907)),
+]
+
+
+def cnn_recipe_cases():
+    """The training recipes on convolutional networks, after the other
+    convolutional cases: "cnn_recipe_NAME_32/64"."""
+    out = []
+    for k, (name, data, layers, epochs, kw) in enumerate(CNN_RECIPES):
+        for dtype in ("float32", "float64"):
+            out.append(case("cnn_recipe_%s_%s" % (name, dtype[5:]), data, epochs=epochs,
+                            layers=layers, dtype=dtype, **dict(dict(seed=900 + k), **kw)))
+    return out
+
+
+# Schedules at their edges, after every other case: name, norm,
+# optimizer, epochs, schedule (on "wide", 8 steps an epoch).
+SCHEDULE_EDGES = [
+    # a warmup longer than the run: LinearLR never reaches the lr
+    ("warmup_past_run", "none", {"type": "sgd", "lr": 0.1, "momentum": 0.5}, 2,
+     {"type": "step", "step_size": 1, "gamma": 0.5, "warmup": 100}),
+    # pct_start x total_steps below 1: no rising phase, OneCycleLR anneals from its start
+    ("onecycle_no_rise", "layernorm", "adam", 2,
+     {"type": "onecycle", "max_lr": 0.01, "pct_start": 0.05}),
+    # a warmup that leaves the cycle one step of the run (total_steps 1)
+    ("onecycle_one_step", "none", {"type": "sgd", "lr": 0.05}, 2,
+     {"type": "onecycle", "max_lr": 0.1, "warmup": 15}),
+    # eta_min above the lr: the cosine rises, over four periods of T_max 1
+    ("cosine_rising", "none", "rmsprop", 4, {"type": "cosine", "T_max": 1, "eta_min": 0.003}),
+]
+
+
+def edge_cases():
+    """The schedules at their edges, in both precisions: "sched_edge_NAME_32/64"."""
+    out = []
+    for k, (name, norm, o, epochs, sched) in enumerate(SCHEDULE_EDGES):
+        for dtype in ("float32", "float64"):
+            out.append(case("sched_edge_%s_%s" % (name, dtype[5:]), "wide", epochs=epochs,
+                            hidden=[13], norm=norm, activation=ACTS[(k + 1) % 7], optimizer=o,
+                            schedule=sched, init=INITS[(k + 3) % 4], batch_size=16, dtype=dtype,
+                            seed=950 + k))
+    return out
+
+
 # ---- raw draws (tests/test_init.c) ----
 
 DRAWS = [("uniform.1", 0, 1.0, 1), ("uniform.37", 0, 0.125, 37), ("normal.1", 1, 1.0, 1),
@@ -913,22 +1257,28 @@ def main():
     os.makedirs(os.path.join(HERE, "cases"), exist_ok=True)
     if len(sys.argv) == 3 and sys.argv[1] == "--check-mlpc":
         suite = json.load(open(os.path.join(HERE, "cases.json")))["cases"]
-        cnn = [c for c in suite if c["name"].startswith("cnn_")]
-        check_mlpc(sys.argv[2], [c for c in suite if c["data"] != "mnist" and c not in cnn][::5]
+        recipes = {"schedule", "clip_grad_norm", "label_smoothing", "validation"}
+        plain = [c for c in suite if not recipes & set(c["model"])]
+        cnn = [c for c in plain if c["name"].startswith("cnn_")]
+        check_mlpc(sys.argv[2], [c for c in plain if c["data"] != "mnist" and c not in cnn][::5]
                    + cnn)
         return
     mnist_cut()
     for name, (image, classes, ntrain, ntest, seed) in SETS.items():
         blobs(name, image, classes, ntrain, ntest, seed)
     torch_rng()
-    suite = cases() + cnn_cases()
+    suite = cases() + cnn_cases() + cnn_recipe_cases() + edge_cases()
     bad = []
     for c in suite:
         run_case(c)
         c["torch_spread"] = spread(c)
         bound = 1e-10 if c["model"].get("dtype") == "float64" else 1e-4
-        print("%-34s %3d steps, loss %.4f → %.4f, test %.4f → %.4f, spread %.1e%s" % (
-            c["name"], len(c["steps"]), c["loss"][0], c["loss"][-1], c["test_loss_init"],
+        if (c.get("stop_margin") or math.inf) < bound * 10:  # early stopping could choose else
+            c["torch_spread"] = math.inf
+        loss = c["loss"] if "loss" in c else [f["val_loss"] for f in c["epochs_figures"]]
+        print("%-34s %3d %s, %s %.4f → %.4f, test %.4f → %.4f, spread %.1e%s" % (
+            c["name"], len(loss), "steps" if "loss" in c else "epochs",
+            "loss" if "loss" in c else "val", loss[0], loss[-1], c["test_loss_init"],
             c["test_loss"], c["torch_spread"], "  ILL-CONDITIONED" if
             c["torch_spread"] > bound / 10 else ""))
         if c["torch_spread"] > bound / 10:

@@ -305,7 +305,8 @@ void tier_print(void *tier, int json, FILE *f);
    (and waits for its object there). */
 int tier_forced(void);
 /* Copies every tensor of src into dst, another compilation of the same
-   model; 0, or -1 with err set when their tables differ. */
+   model, and a schedule's lr and momentum (RtNet.hyper); 0, or -1 with
+   err set when their tables differ. */
 int tier_copy_state(const RtNet *dst, const RtNet *src, char *err, size_t errlen);
 /* Stops a build of its own that still runs, and frees t. */
 void tier_free(Tier *t);

@@ -177,6 +177,10 @@ void rt_sched_step(RtSched *s);
 /* After each epoch (after its last step's rt_sched_step): step and
    cosine step. */
 void rt_sched_epoch(RtSched *s);
+/* When the run moves to net, another compilation of the same model
+   (runtime/tier.c): the schedule goes on where net's code reads the lr,
+   and sets it there now. */
+void rt_sched_move(RtSched *s, const RtNet *net);
 
 /* ---- runtime/split.c: the validation split ---- */
 

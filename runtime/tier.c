@@ -9,11 +9,16 @@
  * study's parent, which builds for its workers: TierAsk). The move copies
  * the whole training state, which is the tensor table: parameters,
  * buffers, gradients, optimizer state, the step counter and the seed are
- * all RtTensors. Everything else the generated code holds (activations,
- * a layer's scratch, the copies the health probe keeps) is written before
- * it is read within one step, one test batch or one probe, and kernels
- * keep nothing between calls; so the run goes on bit for bit as it would
- * have on either backend, which give the same bits (tests/test_tier.c).
+ * all RtTensors; and under a schedule, the lr and momentum the code
+ * reads (RtNet.hyper), which the schedule then sets in the new code
+ * (rt_sched_move). What the training loop holds (the batch order, the
+ * validation split, early stopping's best weights, the schedule's own
+ * state) is not the code's, and goes on as it is. Everything else the
+ * generated code holds (activations, a layer's scratch, the copies the
+ * health probe keeps) is written before it is read within one step, one
+ * test batch or one probe, and kernels keep nothing between calls; so
+ * the run goes on bit for bit as it would have on either backend, which
+ * give the same bits (tests/test_tier.c).
  *
  * MLPC_TEST_SWITCH_AFTER=N, for tests: a run starts on tcc even when the
  * object is cached, and moves to gcc after exactly N calls of the model
@@ -117,10 +122,14 @@ int tier_copy_state(const RtNet *dst, const RtNet *src, char *err, size_t errlen
       return snprintf(err, errlen, "tensor %d differs between the codes: %s, %s", k,
                       a->name, b->name), -1;
   }
+  if (!dst->hyper != !src->hyper)
+    return snprintf(err, errlen, "one code has a schedule's lr and the other not"), -1;
   for (int k = 0; k < src->ntensors; k++) {
     const RtTensor *a = &src->tensors[k];
     memcpy(dst->tensors[k].data, a->data, (size_t)rt_numel(a) * (a->dtype == RT_F32 ? 4 : 8));
   }
+  if (src->hyper)
+    memcpy(dst->hyper, src->hyper, 2 * sizeof *src->hyper);
   return 0;
 }
 

@@ -284,11 +284,15 @@ int rt_recipe_check(const RtRecipe *r, long n, int batch, int has_batchnorm, int
 }
 
 /* At a step boundary (step, or test batch, from 1): the net to go on
-   with, which RtOptions.next_net may change. */
+   with, which RtOptions.next_net may change; the schedule then sets the
+   lr where the new net's code reads it. */
 static const RtNet *train_boundary(Loop *L, long step, long batch) {
   if (L->o->next_net) {
     RtWhere at = {L->epoch, step, batch};
-    L->net = L->o->next_net(L->o->tier, &at);
+    const RtNet *next = L->o->next_net(L->o->tier, &at);
+    if (next != L->net)
+      rt_sched_move(&L->sched, next);
+    L->net = next;
   }
   return L->net;
 }

@@ -4,17 +4,23 @@
  * backend alone, wherever it moves, for every model in models/ and
  * tests/models/.
  *
- *   state        in process: the tensor table is the whole state. A run
- *                on tcc moved, after some steps, a test pass and a health
- *                probe, into a gcc compilation of the model that another
- *                seed's training left full of other values, goes on bit
- *                for bit as the run on tcc alone
+ *   state        in process: the tensor table (and a schedule's lr,
+ *                RtNet.hyper) is the whole state. A run on tcc moved,
+ *                after some steps, a test pass and a health probe, into a
+ *                gcc compilation of the model that another seed's
+ *                training left full of other values, goes on bit for bit
+ *                as the run on tcc alone
  *   points       `mlpc --run --json --health --save-weights`, tiered with
  *                the switch forced (MLPC_TEST_SWITCH_AFTER) before the
  *                first step, mid-epoch, in a test pass, at the last step
  *                and never, prints the epoch lines, health figures and
  *                weights of --backend tcc and of --backend gcc, byte for
- *                byte, and says where gcc took over
+ *                byte, and says where gcc took over; the recipes' models
+ *                among them (schedules, clipping, label smoothing, the
+ *                validation split, early stopping)
+ *   stopping     early stopping keeps an epoch's weights on one code and
+ *                puts them back into the other, its schedule moved too:
+ *                the same bits
  *   background   with an empty cache, gcc really builds the object while
  *                the run goes on; the switch waits for it (an event, not a
  *                clock), and the results do not change
@@ -107,9 +113,19 @@ static void same_tensors(const char *what, const RtNet *a, const RtNet *b) {
   }
 }
 
+/* Under a schedule, sets the lr and momentum net's code reads
+   (RtNet.hyper), as the schedule would, to a share of the model's. */
+static void set_hyper(const RtNet *net, double share) {
+  if (!net->hyper)
+    return;
+  net->hyper[0] *= share;
+  net->hyper[1] = 0.5 + share / 4;
+}
+
 /* One model: 6 steps on tcc, the test pass and the probe, the state moved
-   to a gcc compilation that another seed trained, 6 more steps there;
-   the same as 12 steps on tcc alone. */
+   to a gcc compilation that another seed trained (and, under a schedule,
+   whose lr is another), 6 more steps there; the same as 12 steps on tcc
+   alone. */
 static void state_moves(const char *path) {
   static Model m;
   char err[1024];
@@ -120,8 +136,10 @@ static void state_moves(const char *path) {
       *g = compile(&m, BACKEND_GCC);
   const RtNet *na = jit_net(alone), *nt = jit_net(t), *ng = jit_net(g);
   rt_init(ng, m.seed + 1);
+  set_hyper(ng, 1.5);
   steps(ng, &other, 3, b), between(ng, other, &sb, &cb); /* other values everywhere */
   rt_init(na, m.seed), rt_init(nt, m.seed);
+  set_hyper(na, 0.25), set_hyper(nt, 0.25);
   steps(na, &at, 6, a), between(na, at, &sa, &ca), steps(na, &at, 6, a + 6);
   at = 0, sb = 0, cb = 0;
   steps(nt, &at, 6, b), between(nt, at, &sb, &cb);
@@ -189,11 +207,15 @@ typedef struct {
   char *err;          /* stderr                                        */
 } Result;
 
-/* Runs mlpc on model with args (NULL-terminated) and the knob (NULL for
-   none) in the current directory; fails unless it exits 0. */
-static Result run(const char *model, const char *knob, const char *const *args) {
+/* Runs mlpc on model for epochs of at most batches training steps (and
+   test batches), with args (NULL-terminated) and the knob (NULL for none)
+   in the current directory; fails unless it exits 0. */
+static Result run_for(const char *model, int batches, int epochs, const char *knob,
+                      const char *const *args) {
+  char nb[16], ne[16];
+  snprintf(nb, sizeof nb, "%d", batches), snprintf(ne, sizeof ne, "%d", epochs);
   const char *argv[32] = {MLPC_BIN, model, "--run", "--json", "--health", "--data", "mnist",
-                          "--max-batches", "4", "--epochs", "2", "--save-weights",
+                          "--max-batches", nb, "--epochs", ne, "--save-weights",
                           tmp_path("w.safetensors")};
   int n = 13;
   for (int i = 0; args[i]; i++)
@@ -217,6 +239,11 @@ static Result run(const char *model, const char *knob, const char *const *args) 
   return r;
 }
 
+/* run_for 2 epochs of 4 batches. */
+static Result run(const char *model, const char *knob, const char *const *args) {
+  return run_for(model, 4, 2, knob, args);
+}
+
 static void free_result(Result *r) { free(r->out), free(r->weights), free(r->err); }
 
 /* Fails unless b printed and saved what a did. */
@@ -227,39 +254,61 @@ static void same_result(const char *what, const Result *a, const Result *b) {
     fail_msg("%s: the saved weights differ", what);
 }
 
-/* The switch points: after N calls (4 training steps, then 4 test
-   batches, per epoch), and the summary's code members each gives. */
-static const struct {
-  const char *knob, *code;
-} points[] = {
-  {"0", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, \"step\": 1}"},
-  {"2", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, \"step\": 3}"},
-  {"4", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, \"test_batch\": 1}"},
-  {"6", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, \"test_batch\": 3}"},
-  {"8", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 2, \"step\": 1}"},
-  {"11", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 2, \"step\": 4}"},
-  {"15", ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 2, \"test_batch\": 4}"},
-  {"16", ", \"code\": \"tcc\", \"gcc_from\": null"},
-};
-enum { NPOINTS = sizeof points / sizeof points[0] };
+/* The summary's code members of a run that moved to gcc's code at w
+   (epoch 0: never). */
+static void code_of(const RtWhere *w, char *buf, size_t len) {
+  if (!w->epoch)
+    snprintf(buf, len, ", \"code\": \"tcc\", \"gcc_from\": null");
+  else if (w->step)
+    snprintf(buf, len, ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": %d, "
+             "\"step\": %ld}", w->epoch, w->step);
+  else
+    snprintf(buf, len, ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": %d, "
+             "\"test_batch\": %ld}", w->epoch, w->batch);
+}
 
-/* One model: tcc, gcc and every switch point give the same bits. */
+/* Runs model tiered (args), the switch forced after calls; fails unless
+   it prints and saves what a did and says it moved at w. */
+static void switched(const char *model, int batches, int epochs, long calls, const RtWhere *w,
+                     const char *const *args, const Result *a) {
+  char knob[32], what[300], code[256];
+  snprintf(knob, sizeof knob, "%ld", calls);
+  Result c = run_for(model, batches, epochs, knob, args);
+  snprintf(what, sizeof what, "%s, switched after %s calls", model, knob);
+  same_result(what, a, &c);
+  code_of(w, code, sizeof code);
+  if (strcmp(c.code, code))
+    fail_msg("%s: the summary says\n%s\nnot\n%s", what, c.code, code);
+  free_result(&c);
+}
+
+/* Training batches an epoch for a model's switch points: 4, or 20 when
+   its schedule does not fit 2 epochs of 4 steps (a onecycle behind a
+   long warmup). */
+static int batches_for(const char *model) {
+  static Model m;
+  char err[1024];
+  load(model, &m);
+  return rt_recipe_check(&m.recipe, mnist.n, m.batch_size, 0, 2, 4, err, sizeof err) ? 20 : 4;
+}
+
+/* One model: tcc, gcc and every switch point give the same bits. A run
+   of 2 epochs of k training steps and k test batches moves before its
+   first step, mid-epoch, in a test pass, at its last step, or never. */
 static void points_of(const char *model) {
   const char *tcc[] = {"--backend", "tcc", NULL}, *gcc[] = {"--backend", "gcc", NULL},
              *tiered[] = {"--backend", "tiered", NULL}, *none[] = {NULL};
-  Result a = run(model, NULL, tcc), b = run(model, NULL, gcc);
+  int k = batches_for(model);
+  const long calls[] = {0, 2, k, k + 2, 2 * k, 3 * k - 1, 4 * k - 1, 4 * k};
+  const RtWhere at[] = {{1, 1, 0}, {1, 3, 0}, {1, 0, 1}, {1, 0, 3},
+                        {2, 1, 0}, {2, k, 0}, {2, 0, k}, {0, 0, 0}};
+  Result a = run_for(model, k, 2, NULL, tcc), b = run_for(model, k, 2, NULL, gcc);
   same_result("gcc against tcc", &a, &b);
   assert_string_equal(a.code, "");
-  for (int i = 0; i < NPOINTS; i++) {
-    Result c = run(model, points[i].knob, i % 2 ? tiered : none);
-    char what[128];
-    snprintf(what, sizeof what, "%s, switched after %s calls", model, points[i].knob);
-    same_result(what, &a, &c);
-    if (strcmp(c.code, points[i].code))
-      fail_msg("%s: the summary says\n%s\nnot\n%s", what, c.code, points[i].code);
-    free_result(&c);
-  }
-  print_message("  %-45s tcc == gcc == tiered, switched at %d points\n", model, NPOINTS);
+  for (int i = 0; i < 8; i++)
+    switched(model, k, 2, calls[i], &at[i], i % 2 ? tiered : none, &a);
+  print_message("  %-45s tcc == gcc == tiered, switched at 8 points (%d steps an epoch)\n",
+                model, k);
   free_result(&a), free_result(&b);
 }
 
@@ -267,6 +316,37 @@ static void test_points(void **state) {
   (void)state;
   for (int i = 0; i < nmodels; i++)
     points_of(models[i]);
+}
+
+/* A model whose validation loss rises after epoch 2, so that early
+   stopping (patience 2) ends the run after epoch 4 and puts epoch 2's
+   weights back; its lr follows a schedule. 4 steps, 4 test batches and
+   7 validation batches an epoch. */
+static const char stopping[] =
+  "{\"name\": \"stopping\", \"input\": 784, \"hidden\": [16], \"output\": 10, "
+  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 1.0, \"momentum\": 0.9}, \"schedule\": "
+  "{\"type\": \"cosine\", \"T_max\": 3, \"warmup\": 3}, \"validation\": 200, "
+  "\"early_stopping\": {\"patience\": 2}, \"batch_size\": 32, \"seed\": 3}\n";
+
+/* Early stopping across the switch: epoch 2's weights kept on gcc's
+   code (switched in epoch 2's test pass), or kept on tcc's and put back
+   into gcc's (switched in epoch 3 or 4): tcc's run, bit for bit. */
+static void test_early_stopping(void **state) {
+  (void)state;
+  const long calls[] = {12, 17, 29};
+  const RtWhere at[] = {{2, 0, 1}, {3, 2, 0}, {4, 0, 2}};
+  const char *tcc[] = {"--backend", "tcc", NULL}, *gcc[] = {"--backend", "gcc", NULL},
+             *none[] = {NULL};
+  char model[200];
+  snprintf(model, sizeof model, "%s", tmp_path("stopping.json"));
+  assert_int_equal(util_write(model, stopping, strlen(stopping)), 0);
+  Result a = run_for(model, 4, 8, NULL, tcc), b = run_for(model, 4, 8, NULL, gcc);
+  assert_non_null(strstr(a.out, "\"epochs\": 4, \"best_epoch\": 2, \"stopped_early\": true"));
+  same_result("gcc against tcc, early stopping", &a, &b);
+  for (int i = 0; i < 3; i++)
+    switched(model, 4, 8, calls[i], &at[i], none, &a);
+  print_message("  early stopping: tcc == gcc == tiered, switched at 3 points\n");
+  free_result(&a), free_result(&b);
 }
 
 /* The text output says the same, after the table. */
@@ -426,6 +506,7 @@ int main(void) {
     cmocka_unit_test(test_state),
     cmocka_unit_test(test_state_mismatch),
     cmocka_unit_test(test_points),
+    cmocka_unit_test(test_early_stopping),
     cmocka_unit_test(test_text),
     cmocka_unit_test(test_background),
     cmocka_unit_test(test_cached),

@@ -23,7 +23,9 @@
  * MLPC_TEST_SWITCH_AFTER=N, for tests: a run starts on tcc even when the
  * object is cached, and moves to gcc after exactly N calls of the model
  * (training steps and test batches, counted together from the run's
- * start), waiting for the object there if it is not ready yet; without
+ * start), waiting for the object there if it is not ready yet (a later
+ * run of the same tier, as a study's worker runs a code again, starts
+ * on gcc's code once the tier has moved); without
  * it, the tier looks every POLL_MS milliseconds, and when it moves
  * depends on when gcc ends, which changes no result.
  *

@@ -34,10 +34,11 @@
  *   - tiered (--backend tiered, the runs moved to gcc's code where
  *     MLPC_TEST_SWITCH_AFTER says): the figures of a study on tcc, bit for
  *     bit; the runs are a gcc study's (keyed as gcc's), each saying which
- *     code trained it and where gcc's took over; with a gcc that fails,
- *     a warning and the runs on tcc; a database of schema version 4 (the
- *     validation figures, not the code) gets the columns that say it,
- *     keeping its runs and their validation figures, and so does one
+ *     code trained it and where gcc's took over, so too for models with
+ *     a schedule, a validation split and early stopping; with a gcc that
+ *     fails, a warning and the runs on tcc; a database of schema version
+ *     4 (the validation figures, not the code) gets the columns that say
+ *     it, keeping its runs and their validation figures, and so does one
  *     with the code columns and not the validation ones.
  */
 #include <math.h>
@@ -650,6 +651,21 @@ static char *by_model(const char *db) {
   return f;
 }
 
+/* Runs file as a tcc study into database a, then tiered, the switch
+   forced after 5 calls, into b: the same figures, bit for bit, and some
+   runs moved to gcc's code. Returns b, open. */
+static sqlite3 *tiered_as_tcc(const char *file, const char *a, const char *b) {
+  run_backend(file, a, "tcc", NULL);
+  run_backend(file, b, "tiered", "5");
+  char *fa = by_model(a), *fb = by_model(b);
+  assert_true(strlen(fa) > 0);
+  assert_string_equal(fa, fb);
+  free(fa), free(fb);
+  sqlite3 *d = open_db(b);
+  assert_true(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc, then gcc'") > 0);
+  return d;
+}
+
 /* A tiered study, the switch forced after 5 calls (step 6 of epoch 1):
    a tcc study's figures, bit for bit; its runs are a gcc study's. A
    worker's next run of a code it has moved to gcc's starts there. */
@@ -660,16 +676,10 @@ static void test_tiered(void **state) {
   snprintf(a, sizeof a, "%s/tcc.sqlite", tmp);
   snprintf(b, sizeof b, "%s/tiered.sqlite", tmp);
   snprintf(c, sizeof c, "%s/gcc.sqlite", tmp);
-  run_backend(file, a, "tcc", NULL);
-  run_backend(file, b, "tiered", "5");
-  char *fa = by_model(a), *fb = by_model(b);
-  assert_true(strlen(fa) > 0);
-  assert_string_equal(fa, fb);
-  sqlite3 *d = open_db(b);
+  sqlite3 *d = tiered_as_tcc(file, a, b);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE backend = 'tiered' AND (code = "
                                 "'tcc, then gcc' AND gcc_epoch = 1 AND gcc_step = 6 AND "
                                 "gcc_test_batch IS NULL OR code = 'gcc' AND gcc_epoch IS NULL)"), 6);
-  assert_true(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc, then gcc'") > 0);
   sqlite3_close(d);
   run_backend(file, b, "gcc", NULL);  /* the same runs */
   assert_non_null(strstr(read_all(fmt("%s/stdout", tmp)), "all 6 already in"));
@@ -680,7 +690,29 @@ static void test_tiered(void **state) {
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'gcc' AND gcc_epoch "
                                 "IS NULL"), 6);
   sqlite3_close(d);
-  free(fa), free(fb);
+}
+
+/* A tiered study of models with a schedule, a validation split and
+   early stopping, the switch forced after 5 calls (step 6 of epoch 1):
+   a tcc study's figures, validation figures and kept epochs, bit for
+   bit. */
+static void test_tiered_recipe(void **state) {
+  (void)state;
+  const char *recipe = "{\"name\": \"rec\", \"base\": {\"hidden\": [16], \"epochs\": 6, "
+                       "\"max_batches\": 10, \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.5, "
+                       "\"momentum\": 0.9}, \"validation\": 0.1, \"early_stopping\": "
+                       "{\"patience\": 1}}, \"vary\": {\"schedule\": [{\"type\": \"cosine\", "
+                       "\"T_max\": 3, \"warmup\": 4}, {\"type\": \"onecycle\", \"max_lr\": "
+                       "1.0}]}, \"seeds\": [1, 2]}\n";
+  const char *file = study("rec", recipe);
+  char a[256], b[256];
+  snprintf(a, sizeof a, "%s/rec-tcc.sqlite", tmp);
+  snprintf(b, sizeof b, "%s/rec-tiered.sqlite", tmp);
+  sqlite3 *d = tiered_as_tcc(file, a, b);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE best_epoch IS NOT NULL AND "
+                                "val_loss IS NOT NULL AND (code = 'tcc, then gcc' AND gcc_epoch "
+                                "= 1 AND gcc_step = 6 OR code = 'gcc')"), 4);
+  sqlite3_close(d);
 }
 
 /* A tiered study whose gcc fails (a stand-in, first on PATH, in a
@@ -1013,6 +1045,7 @@ int main(void) {
     cmocka_unit_test(test_foreign_db),
     cmocka_unit_test(test_locked_db),
     cmocka_unit_test(test_tiered),
+    cmocka_unit_test(test_tiered_recipe),
     cmocka_unit_test(test_tiered_gcc_fails),
     cmocka_unit_test(test_schema_code),
   };

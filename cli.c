@@ -200,7 +200,7 @@ int cli_parse(int argc, char **argv, const char *file, int kind, CliArgs *a, cha
       return -1;
   }
   if (a->v[FL_BACKEND] && cli_backend(a) < 0)
-    return fail(err, errlen, "--backend: error: unknown backend '%s'; expected tcc or gcc",
+    return fail(err, errlen, "--backend: error: unknown backend '%s'; expected tcc, gcc or tiered",
                 a->v[FL_BACKEND]);
   return check_actions(a, kind, err, errlen) || check_places(a, err, errlen) ? -1 : 0;
 }

@@ -55,7 +55,12 @@ static const char usage[] =
   "\n"
   "Run options (override the model file for --run, and for the code --emit\n"
   "and, for --lr and --batch-size, --emit-model write):\n"
-  "  --backend tcc|gcc     compiler for --run (default gcc when on PATH, else tcc)\n"
+  "  --backend tcc|gcc|tiered\n"
+  "                        the code --run trains with: tcc's, compiled in\n"
+  "                        memory at once; gcc's, faster once built; or tiered\n"
+  "                        (the default when gcc is on PATH, else tcc): tcc's\n"
+  "                        at once, then gcc's from the first step after gcc\n"
+  "                        has built it. The results are the same bits\n"
   "  --epochs N            epochs to train\n"
   "  --seed N              seed of the initial weights and the batch order\n"
   "  --batch-size N        samples per training batch\n"
@@ -294,7 +299,15 @@ static void write_text(const char *path, const Buf *b) {
     die(err);
 }
 
-/* Compiles the model with the chosen backend, saying so. */
+/* Writes gcc's optimisation flags: "(-O3 -march=native ...)". */
+static void gcc_flags(FILE *info) {
+  fprintf(info, "(");
+  for (const char *const *f = jit_gcc_flags + 1; *f && strcmp(*f, "-fPIC"); f++)
+    fprintf(info, "%s%s", f == jit_gcc_flags + 1 ? "" : " ", *f);
+  fprintf(info, ")");
+}
+
+/* Compiles the model with the chosen backend, tcc or gcc, saying so. */
 static Jit *compile(const Ir *ir, int backend, FILE *info) {
   char err[2048];
   Buf src = {0};
@@ -307,14 +320,34 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
     die(err);
   const char *arith = arith_names[ir->fma];
   if (backend == BACKEND_GCC) {
-    fprintf(info, "backend gcc (");
-    for (const char *const *f = jit_gcc_flags + 1; *f && strcmp(*f, "-fPIC"); f++)
-      fprintf(info, "%s%s", f == jit_gcc_flags + 1 ? "" : " ", *f); /* the optimisation flags */
-    fprintf(info, "), %s: %s in %.3f s\n", arith,
+    fprintf(info, "backend gcc "), gcc_flags(info);
+    fprintf(info, ", %s: %s in %.3f s\n", arith,
             jit_cached(j) ? "cached object loaded" : "compiled", rt_now() - t0);
   } else
     fprintf(info, "backend tcc, %s: compiled in memory in %.3f s\n", arith, rt_now() - t0);
   return j;
+}
+
+/* Starts a tiered run (runtime/tier.c), saying which code it starts on. */
+static Tier *start_tiered(const Ir *ir, FILE *info) {
+  char err[2048];
+  Buf src = {0};
+  double t0 = rt_now();
+  check_emitted(emit_unit(ir, BACKEND_TIERED, &src));
+  Tier *t = tier_start(src.buf, ir->m->dtype, "out/cache", err, sizeof err);
+  free(src.buf);
+  if (!t)
+    die(err);
+  fprintf(info, "backend tiered, %s: ", arith_names[ir->fma]);
+  if (tier_ran(t, NULL) == TIER_RAN_GCC)
+    fprintf(info, "gcc's cached object "), gcc_flags(info), fprintf(info, ", loaded");
+  else
+    fprintf(info, "tcc's code, compiled in memory");
+  fprintf(info, " in %.3f s", rt_now() - t0);
+  if (tier_ran(t, NULL) != TIER_RAN_GCC)
+    fprintf(info, "; gcc's "), gcc_flags(info), fprintf(info, " once gcc has built it");
+  fprintf(info, "\n");
+  return t;
 }
 
 /* Writes FILE.c and FILE.h, inference for the weights of --load-weights:
@@ -367,18 +400,23 @@ static int run(const Args *A, const Ir *ir) {
   int backend = A->backend >= 0 ? A->backend : jit_default_backend();
   describe(ir, info);
   jit_note_fma(ir->fma);
-  Jit *j = compile(ir, backend, info);
-  const RtNet *net = jit_net(j);
+  Tier *t = backend == BACKEND_TIERED ? start_tiered(ir, info) : NULL;
+  Jit *j = t ? NULL : compile(ir, backend, info);
+  const RtNet *net = t ? tier_net(t) : jit_net(j);
   char err[2048], dir[4096];
   rt_init(net, m->seed);
   if (A->load && rt_load_weights(net, A->load, err, sizeof err))
     die_input(err);
   RtOptions o = {.epochs = m->epochs, .seed = m->seed, .max_batches = m->max_batches,
                  .shuffle = !A->no_shuffle, .json = A->json,
-                 .data = rt_data_dir(m->data, dir, sizeof dir), .health = A->health};
+                 .data = rt_data_dir(m->data, dir, sizeof dir), .health = A->health,
+                 .next_net = t ? tier_next : NULL, .describe = t ? tier_print : NULL,
+                 .tier = t};
   int status = rt_train(net, &o);
+  net = t ? tier_net(t) : net;  /* the code the run ended on */
   if (status == 0 && A->save && rt_save_weights(net, A->save, err, sizeof err))
     die(err);
+  tier_free(t);
   jit_free(j);
   return status;
 }

@@ -171,9 +171,12 @@ void rt_check_stdout(void);
 
 /* ---- runtime/jit.c: the backends ---- */
 
-#define BACKENDS(X)      \
-  X(BACKEND_TCC, "tcc")  \
-  X(BACKEND_GCC, "gcc")
+/* tiered: tcc's code at once, gcc's when it is ready (runtime/tier.c),
+   the default when gcc is on PATH. */
+#define BACKENDS(X)            \
+  X(BACKEND_TCC,    "tcc")     \
+  X(BACKEND_GCC,    "gcc")     \
+  X(BACKEND_TIERED, "tiered")
 
 #define ENUM1_(e, ...) e,
 enum { BACKENDS(ENUM1_) NBACKENDS };
@@ -206,17 +209,51 @@ extern const RtKernel rt_kernels_f32_fma[], rt_kernels_f64_fma[];
    precision dtype (what jit_tcc does, for callers with their own state). */
 struct TCCState;
 void jit_tcc_kernels(struct TCCState *s, int dtype);
-/* Compiles a unit from emit_unit in memory with libtcc. */
+/* Compiles a unit from emit_unit in memory with libtcc: a unit for tcc,
+   or one for gcc (tcc's code always calls mlpc's own kernels). */
 Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen);
 /* Compiles a unit with gcc into a shared object cached under cache_dir
    (by a hash of source and flags) and loads it. */
 Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen);
+/* A gcc build running beside mlpc, for tiered execution: jit_gcc in
+   steps. Its states: */
+typedef struct JitBuild JitBuild;
+enum { JIT_BUILDING, JIT_BUILT, JIT_FAILED };
+/* How jit_build_start treats an object already in the cache: uses it,
+   compiles again anyway (a damaged one), or only uses it (JIT_FAILED
+   when there is none, and nothing is compiled). With JIT_BESIDE added,
+   gcc runs JIT_BESIDE_NICE lower in priority, taking what the run it
+   serves leaves of the cores. */
+enum { JIT_USE_CACHE, JIT_FRESH, JIT_CACHED_ONLY, JIT_BESIDE = 4 };
+#define JIT_BESIDE_NICE 10
+/* Starts gcc on src, as jit_gcc does, without waiting for it; the build
+   is JIT_BUILT at once when the object is cached. NULL with err set when
+   it cannot start (the cache directory, a fork). */
+JitBuild *jit_build_start(const char *src, const char *cache_dir, int mode, char *err,
+                          size_t errlen);
+/* Where the build is: JIT_BUILDING; JIT_BUILT, the object in the cache;
+   JIT_FAILED, jit_build_error says why. With wait, once gcc has ended. */
+int jit_build_poll(JitBuild *b, int wait);
+/* A descriptor readable once gcc has ended, for poll(); -1 after. */
+int jit_build_fd(const JitBuild *b);
+const char *jit_build_error(const JitBuild *b);
+/* Whether the object was in the cache before the build started. */
+int jit_build_cached(const JitBuild *b);
+/* Seconds from the start to gcc's end (0 when cached). */
+double jit_build_seconds(const JitBuild *b);
+/* The built object, loaded; NULL with err set. */
+Jit *jit_build_load(JitBuild *b, char *err, size_t errlen);
+/* Stops gcc if it still runs (its temporary removed) and frees b. */
+void jit_build_free(JitBuild *b);
+/* In a forked child of the process that started b: lets go of b's
+   descriptors, which the parent alone may use (b is then only freed). */
+void jit_build_forget(JitBuild *b);
 /* The compiled model's table. */
 const RtNet *jit_net(Jit *j);
 /* Whether the last jit_gcc call found its object in the cache. */
 int jit_cached(Jit *j);
 void jit_free(Jit *j);
-/* gcc when it is on PATH, else tcc. */
+/* tiered when gcc is on PATH, else tcc. */
 int jit_default_backend(void);
 /* Whether this CPU has fused multiply-add instructions (always, but for
    x86 without FMA; MLPC_TEST_NO_FMA_CPU=1 pretends it has none). */
@@ -227,5 +264,51 @@ int jit_cpu_fma(void);
 void jit_note_fma(int fma);
 /* The gcc flags in use (docs/backends.md). */
 extern const char *const jit_gcc_flags[];
+
+/* ---- runtime/tier.c: tiered execution ---- */
+
+/* A run's code: tcc's now, gcc's once its object is ready. */
+typedef struct Tier Tier;
+/* Where gcc's object is: */
+enum { TIER_WAITING, TIER_READY, TIER_FAILED };
+/* Asks whoever builds the object where it is (a TIER_* state); with
+   wait, waits until it is ready or has failed. */
+typedef int (*TierAsk)(void *ctx, int wait);
+/* Starts a tiered run of the unit src (emit_unit's, for gcc): on gcc's
+   object when it is cached, else on tcc's code while gcc builds it in
+   cache_dir. A build that cannot start leaves the run on tcc with a
+   warning. NULL with err set when tcc fails too. */
+Tier *tier_start(const char *src, int dtype, const char *cache_dir, char *err, size_t errlen);
+/* The same for an object someone else builds into cache_dir: state says
+   where it is now, ask where it is later. */
+Tier *tier_follow(const char *src, int dtype, const char *cache_dir, int state, TierAsk ask,
+                  void *ctx, char *err, size_t errlen);
+/* Before each run (tier_start and tier_follow do it): counts anew. */
+void tier_run_start(Tier *t);
+/* The code in use. */
+const RtNet *tier_net(const Tier *t);
+/* RtOptions.next_net: at a step boundary, moves the run to gcc's object
+   once it is ready, the whole state copied; returns the code in use. */
+const RtNet *tier_next(void *tier, const RtWhere *at);
+/* Which code ran the run so far, and where gcc took over (*from, epoch 0
+   if it did not). */
+enum { TIER_RAN_TCC, TIER_RAN_GCC, TIER_RAN_BOTH };
+int tier_ran(const Tier *t, RtWhere *from);
+/* Their names: "tcc", "gcc", "tcc, then gcc". */
+extern const char *const tier_ran_names[];
+/* "tcc's code, then gcc's from epoch 3, step 412", and the like. */
+void tier_describe(const Tier *t, char *buf, size_t len);
+/* RtOptions.describe: "code: ..." as a line, or the summary's JSON
+   members "code" and "gcc_from". */
+void tier_print(void *tier, int json, FILE *f);
+/* Whether MLPC_TEST_SWITCH_AFTER forces where runs move to gcc's code
+   (and waits for its object there). */
+int tier_forced(void);
+/* Copies every tensor of src into dst, another compilation of the same
+   model, and a schedule's lr and momentum (RtNet.hyper); 0, or -1 with
+   err set when their tables differ. */
+int tier_copy_state(const RtNet *dst, const RtNet *src, char *err, size_t errlen);
+/* Stops a build of its own that still runs, and frees t. */
+void tier_free(Tier *t);
 
 #endif

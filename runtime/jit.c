@@ -87,6 +87,7 @@ Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen) {
   Msg m = {err, errlen};
   tcc_set_error_func(s, &m, on_error);
   tcc_set_output_type(s, TCC_OUTPUT_MEMORY);
+  tcc_define_symbol(s, "MLPC_KERNEL_PROTOTYPES", ""); /* as a unit for tcc says */
   jit_tcc_kernels(s, dtype);
   if (tcc_compile_string(s, src) < 0 || tcc_relocate(s, TCC_RELOCATE_AUTO) < 0) {
     jit_free(j);
@@ -302,7 +303,9 @@ static void end_as(int status) {
 /* In the child of mlpc: the keeper of one gcc run. It stays in mlpc's
    process group, ignoring the signals that stop mlpc, starts gcc in a
    group of its own, and kills that group when gcc or mlpc ends; it then
-   ends as gcc did. fd: the pipe for exec's errno; alive: see watch_gcc. */
+   ends as gcc did. fd: the pipe for exec's errno, which the keeper holds
+   open until it ends, so that mlpc reads end of file then; alive: see
+   watch_gcc (mlpc stops a build by closing its end). */
 static void keep_gcc(const char *const *argv, const char *log, int fd, int alive) {
   sigset_t chld, old;
   sigemptyset(&chld);
@@ -322,7 +325,6 @@ static void keep_gcc(const char *const *argv, const char *log, int fd, int alive
     _exit(127);
   }
   setpgid(pid, pid); /* as gcc does itself: set before either goes on */
-  close(fd);
   sigset_t wait_mask = old;
   sigdelset(&wait_mask, SIGCHLD);
   end_as(watch_gcc(pid, alive, &wait_mask));
@@ -358,12 +360,9 @@ static int gcc_failed(int exec_errno, int status, const char *src, const char *l
   return -1;
 }
 
-/* Runs gcc, without a shell, on src into out with the flags in F and its
-   messages in log; 0 or -1 with err set. */
-static int run_gcc(const char *src, const char *out, const char *log, const Flags *F,
-                   char *err, size_t errlen) {
-  const char *argv[64];
-  int n = 0, fds[2], e = 0, status = 0;
+/* The argument list of one gcc run on src into out, with the flags in F. */
+static void gcc_argv(const char **argv, const char *src, const char *out, const Flags *F) {
+  int n = 0;
   argv[n++] = "gcc";
   for (const char *const *f = jit_gcc_flags; *f; f++)
     argv[n++] = *f;
@@ -373,58 +372,169 @@ static int run_gcc(const char *src, const char *out, const char *log, const Flag
   for (int i = 0; tail[i]; i++)
     argv[n++] = tail[i];
   argv[n] = NULL;
-  int alive[2] = {-1, -1};
+}
+
+struct JitBuild {
+  char csrc[4096], tmp[4096], log[4096], path[4096]; /* HASH.c, .PID.so, .log, .so */
+  pid_t keeper;      /* the keeper of gcc while it runs; 0 after        */
+  int done;          /* reads exec's errno, or end of file once the keeper
+                        has ended (jit_build_fd)                         */
+  int alive;         /* closing it stops the keeper and gcc             */
+  int exec_errno;
+  int state;         /* JIT_BUILDING, JIT_BUILT or JIT_FAILED           */
+  int cached;        /* the object was in the cache already             */
+  double t0, seconds;
+  char err[2 * 4096 + 256]; /* why it failed: two paths and a message   */
+};
+
+/* In the keeper: closes every descriptor but 0, 1, 2 and the two it
+   needs, so that it holds no pipe of mlpc's open (a study's workers read
+   end of file on theirs when the parent closes them). */
+static void close_others(int a, int b) {
+  int lo = a < b ? a : b, hi = a < b ? b : a;
+  if (lo > 3)
+    close_range(3, (unsigned)lo - 1, 0);
+  if (hi > lo + 1)
+    close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+  close_range((unsigned)hi + 1, ~0U, 0);
+}
+
+/* Starts gcc under its keeper, without a shell, with b's paths and the
+   flags in F; 0, or -1 with b->err set. */
+static int spawn_gcc(JitBuild *b, const Flags *F, int beside) {
+  const char *argv[64];
+  int fds[2] = {-1, -1}, alive[2] = {-1, -1};
+  gcc_argv(argv, b->csrc, b->tmp, F);
   pid_t pid = pipe2(fds, O_CLOEXEC) || pipe2(alive, O_CLOEXEC) ? -1 : fork();
   if (pid == 0) {
     close(alive[1]);
-    keep_gcc(argv, log, fds[1], alive[0]);
+    close_others(fds[1], alive[0]);
+    if (beside)
+      (void)!nice(JIT_BESIDE_NICE);
+    keep_gcc(argv, b->log, fds[1], alive[0]);
   }
   if (pid < 0) {
-    snprintf(err, errlen, "cannot run gcc: %s", strerror(errno));
+    snprintf(b->err, sizeof b->err, "cannot run gcc: %s", strerror(errno));
+    for (int i = 0; i < 2; i++)
+      close(fds[i]), close(alive[i]);
     return -1;
   }
   close(fds[1]);
   close(alive[0]);
-  if (read(fds[0], &e, sizeof e) != sizeof e)
-    e = 0;
-  close(fds[0]);
-  int waited;
-  while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-    ;
-  close(alive[1]);
-  if (waited < 0) {
-    snprintf(err, errlen, "cannot wait for gcc: %s", strerror(errno));
-    return -1;
-  }
-  if (e || !WIFEXITED(status) || WEXITSTATUS(status))
-    return gcc_failed(e, status, src, log, err, errlen);
+  b->keeper = pid, b->done = fds[0], b->alive = alive[1], b->state = JIT_BUILDING;
   return 0;
 }
 
-/* Compiles src into path (via a temporary name, so that parallel runs
-   never load a half-written object). */
-static int build_object(const char *src, const char *base, const char *path, const Flags *F,
-                        char *err, size_t errlen) {
-  char csrc[4096], tmp[4096], log[4096];
-  if (path_fmt(csrc, sizeof csrc, err, errlen, "%s.c", base) ||
-      path_fmt(tmp, sizeof tmp, err, errlen, "%s.%ld.so", base, (long)getpid()) ||
-      path_fmt(log, sizeof log, err, errlen, "%s.log", base))
+/* Once the keeper has ended (or is ending): reaps it, and puts gcc's
+   object in place under its name, or says why there is none. */
+static void reap_gcc(JitBuild *b) {
+  int e = 0, status = 0, waited;
+  while (read(b->done, &e, sizeof e) == sizeof e) /* then end of file */
+    b->exec_errno = e;
+  while ((waited = waitpid(b->keeper, &status, 0)) < 0 && errno == EINTR)
+    ;
+  b->keeper = 0;
+  b->seconds = rt_now() - b->t0;
+  b->state = JIT_FAILED;
+  if (waited < 0)
+    snprintf(b->err, sizeof b->err, "cannot wait for gcc: %s", strerror(errno));
+  else if (b->exec_errno || !WIFEXITED(status) || WEXITSTATUS(status))
+    gcc_failed(b->exec_errno, status, b->csrc, b->log, b->err, sizeof b->err);
+  else if (rename(b->tmp, b->path) == 0)
+    b->state = JIT_BUILT;
+  else if (errno == ENOENT)
+    snprintf(b->err, sizeof b->err, "gcc succeeded on %s but wrote no object; its messages "
+             "are in %s", b->csrc, b->log);
+  else
+    snprintf(b->err, sizeof b->err, "%s: cannot rename: %s", b->path, strerror(errno));
+  if (b->state != JIT_BUILT)
+    remove(b->tmp);
+}
+
+/* The paths of the object of src under cache_dir, and the flags; 0, or
+   -1 with err set. */
+static int build_paths(JitBuild *b, const char *src, const char *cache_dir, Flags *F,
+                       char *err, size_t errlen) {
+  char base[4096];
+  if (extra_flags(F, err, errlen) ||
+      path_fmt(base, sizeof base, err, errlen, "%s/%016llx", cache_dir, source_hash(src, F)))
     return -1;
-  if (rt_write_text(csrc, src, strlen(src), err, errlen) ||
-      run_gcc(csrc, tmp, log, F, err, errlen)) {
-    remove(tmp);
-    return -1;
+  return path_fmt(b->csrc, sizeof b->csrc, err, errlen, "%s.c", base) ||
+         path_fmt(b->tmp, sizeof b->tmp, err, errlen, "%s.%ld.so", base, (long)getpid()) ||
+         path_fmt(b->log, sizeof b->log, err, errlen, "%s.log", base) ||
+         path_fmt(b->path, sizeof b->path, err, errlen, "%s.so", base);
+}
+
+JitBuild *jit_build_start(const char *src, const char *cache_dir, int mode, char *err,
+                          size_t errlen) {
+  JitBuild *b = calloc(1, sizeof *b);
+  Flags F;
+  if (!b)
+    return snprintf(err, errlen, "out of memory"), NULL;
+  b->t0 = rt_now();
+  b->done = b->alive = -1;
+  if (build_paths(b, src, cache_dir, &F, err, errlen) || make_dirs(cache_dir, err, errlen) ||
+      check_private(cache_dir, err, errlen))
+    return jit_build_free(b), NULL;
+  remove_stale(cache_dir);
+  int beside = mode & JIT_BESIDE;
+  mode &= ~JIT_BESIDE;
+  if (mode != JIT_FRESH && access(b->path, R_OK) == 0) {
+    b->state = JIT_BUILT, b->cached = 1;
+    return b;
   }
-  if (rename(tmp, path)) {
-    if (errno == ENOENT)
-      snprintf(err, errlen, "gcc succeeded on %s but wrote no object; its messages are in %s",
-               csrc, log);
-    else
-      snprintf(err, errlen, "%s: cannot rename: %s", path, strerror(errno));
-    remove(tmp);
-    return -1;
+  if (mode == JIT_CACHED_ONLY) {
+    b->state = JIT_FAILED;
+    snprintf(b->err, sizeof b->err, "%s: not in the cache", b->path);
+    return b;
   }
-  return 0;
+  if (rt_write_text(b->csrc, src, strlen(src), err, errlen))
+    return jit_build_free(b), NULL;
+  if (spawn_gcc(b, &F, beside)) {
+    snprintf(err, errlen, "%s", b->err);
+    return jit_build_free(b), NULL;
+  }
+  return b;
+}
+
+int jit_build_poll(JitBuild *b, int wait) {
+  struct pollfd p = {b->done, POLLIN, 0};
+  if (b->state != JIT_BUILDING)
+    return b->state;
+  int rc;
+  while ((rc = poll(&p, 1, wait ? -1 : 0)) < 0 && errno == EINTR)
+    ;
+  if (rc > 0)
+    reap_gcc(b);
+  return b->state;
+}
+
+int jit_build_fd(const JitBuild *b) { return b->state == JIT_BUILDING ? b->done : -1; }
+
+const char *jit_build_error(const JitBuild *b) { return b->err; }
+
+int jit_build_cached(const JitBuild *b) { return b->cached; }
+
+double jit_build_seconds(const JitBuild *b) { return b->seconds; }
+
+void jit_build_forget(JitBuild *b) {
+  if (b->done >= 0)
+    close(b->done);
+  if (b->alive >= 0)
+    close(b->alive);
+  b->done = b->alive = -1;
+}
+
+void jit_build_free(JitBuild *b) {
+  if (!b)
+    return;
+  if (b->keeper) {
+    close(b->alive); /* the keeper kills gcc's group and ends */
+    b->alive = -1;
+    reap_gcc(b);
+  }
+  jit_build_forget(b);
+  free(b);
 }
 
 /* Loads the object at path into j; 0, or -1 with err set. */
@@ -442,31 +552,33 @@ static int load_object(Jit *j, const char *path, char *err, size_t errlen) {
   return 0;
 }
 
-Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen) {
-  char base[4096], path[4096];
-  Flags F;
-  if (extra_flags(&F, err, errlen) ||
-      path_fmt(base, sizeof base, err, errlen, "%s/%016llx", cache_dir, source_hash(src, &F)) ||
-      path_fmt(path, sizeof path, err, errlen, "%s.so", base))
-    return NULL;
+Jit *jit_build_load(JitBuild *b, char *err, size_t errlen) {
   Jit *j = calloc(1, sizeof *j);
-  if (!j) {
-    snprintf(err, errlen, "out of memory");
-    return NULL;
-  }
-  if (make_dirs(cache_dir, err, errlen) || check_private(cache_dir, err, errlen))
-    goto fail;
-  remove_stale(cache_dir);
-  j->cached = access(path, R_OK) == 0;
-  if (j->cached && load_object(j, path, err, errlen) == 0)
-    return j;
-  j->cached = 0; /* not there, or damaged: (re)build it */
-  if (build_object(src, base, path, &F, err, errlen) || load_object(j, path, err, errlen))
-    goto fail;
+  if (!j)
+    return snprintf(err, errlen, "out of memory"), NULL;
+  j->cached = b->cached;
+  if (load_object(j, b->path, err, errlen))
+    return jit_free(j), NULL;
   return j;
-fail:
-  jit_free(j);
-  return NULL;
+}
+
+Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen) {
+  Jit *j = NULL;
+  for (int fresh = 0; fresh < 2 && !j; fresh++) {
+    JitBuild *b = jit_build_start(src, cache_dir, fresh ? JIT_FRESH : JIT_USE_CACHE, err,
+                                  errlen);
+    if (!b)
+      return NULL;
+    if (jit_build_poll(b, 1) == JIT_BUILT)
+      j = jit_build_load(b, err, errlen);
+    else
+      snprintf(err, errlen, "%s", b->err);
+    int again = !j && b->cached; /* damaged: (re)build it */
+    jit_build_free(b);
+    if (!again)
+      break;
+  }
+  return j;
 }
 
 /* ---- both ---- */
@@ -485,7 +597,7 @@ static int have_gcc(void) {
   return 0;
 }
 
-int jit_default_backend(void) { return have_gcc() ? BACKEND_GCC : BACKEND_TCC; }
+int jit_default_backend(void) { return have_gcc() ? BACKEND_TIERED : BACKEND_TCC; }
 
 int jit_cpu_fma(void) {
   const char *no = getenv("MLPC_TEST_NO_FMA_CPU");

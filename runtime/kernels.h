@@ -1908,10 +1908,14 @@ MLPC_KERNEL void opt_sgd(int len, real *p, const real *dp, real *buf, int first,
 }
 
 /* RMSprop: square average sq, grad average avg (NULL unless centered),
-   momentum buffer buf (NULL without momentum); alpha1 = 1 − alpha. */
-MLPC_KERNEL void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg,
-                             real *buf, real wd, real alpha, real alpha1, real eps,
-                             real mom, real neg_lr) {
+   momentum buffer buf (NULL without momentum); alpha1 = 1 − alpha. The
+   arrays are distinct tensors (restrict): so gcc vectorises the copy
+   compiled into mlpc for tcc's code too, which, with sizes and absent
+   arrays unknown, ran element by element, 3 to 7 times slower. */
+MLPC_KERNEL void opt_rmsprop(int len, real *restrict p, const real *restrict dp,
+                             real *restrict sq, real *restrict avg, real *restrict buf,
+                             real wd, real alpha, real alpha1, real eps, real mom,
+                             real neg_lr) {
   for (int i = 0; i < len; i++) {
     real d = dp[i];
     if (wd != 0)

@@ -275,6 +275,10 @@ void rt_sched_step(RtSched *s);
 /* After each epoch (after its last step's rt_sched_step): step and
    cosine step. */
 void rt_sched_epoch(RtSched *s);
+/* When the run moves to net, another compilation of the same model
+   (runtime/tier.c): the schedule goes on where net's code reads the lr,
+   and sets it there now. */
+void rt_sched_move(RtSched *s, const RtNet *net);
 
 /* ---- runtime/split.c: the validation split ---- */
 
@@ -316,6 +320,16 @@ typedef struct {
                              run keeps (this one or before); 0 without    */
 } RtEpoch;
 
+/* Where a run is at a step boundary: before a training step, or before
+   a batch of the test pass. */
+typedef struct {
+  int epoch;              /* from 1                                       */
+  long step;              /* the training step about to run, from 1; 0 in
+                             the test pass                                */
+  long batch;             /* in the test pass, the test batch about to
+                             run, from 1; 0 in training                   */
+} RtWhere;
+
 typedef struct {
   int epochs;
   uint64_t seed;
@@ -333,6 +347,17 @@ typedef struct {
      the initial weights) before on_epoch's call for the same epoch. As
      for the epochs, nothing is printed when on_epoch is set. */
   void (*on_health)(void *ctx, int epoch, const RtHealth *h);
+  /* Optional, for tiered execution (runtime/tier.c): called before each
+     training step and each test batch with where the run is; returns the
+     net to go on with: the one in use, or another compiled from the same
+     model to which it has moved the whole state (every tensor of the
+     table). Without it, the net rt_train was given runs throughout. */
+  const RtNet *(*next_net)(void *tier, const RtWhere *at);
+  /* Optional: says which code ran which part, at the end of the printed
+     output: a line after the table, or under json members for the
+     summary line (", \"code\": ..."). */
+  void (*describe)(void *tier, int json, FILE *f);
+  void *tier;
 } RtOptions;
 
 /* "mnist" and "fashion-mnist" → $MLPC_DATA/NAME or data/NAME; any other

@@ -21,7 +21,9 @@
  *             the cycle starting after N steps.
  *
  * The model's code reads the lr (and onecycle's momentum) from
- * RtNet.hyper, which these functions set before each step.
+ * RtNet.hyper, which these functions set before each step; a tiered run
+ * that moves to another compilation of the model moves its schedule with
+ * it (rt_sched_move).
  */
 #include <math.h>
 #include <stdio.h>
@@ -148,5 +150,13 @@ void rt_sched_epoch(RtSched *s) {
     s->lr = s->lr * r->gamma;
   if (r->schedule == RT_SCHED_COSINE)
     s->lr = sched_cosine(r, e, s->lr);
+  sched_publish(s);
+}
+
+void rt_sched_move(RtSched *s, const RtNet *net) {
+  if (!s->r)
+    return;
+  s->r = net->recipe;
+  s->hyper = net->hyper;
   sched_publish(s);
 }

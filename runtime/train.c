@@ -220,6 +220,7 @@ typedef struct {
   long *perm;
   unsigned char *x, *y;
   RtRng rng;
+  int epoch;             /* the epoch under way, from 1                  */
   long skipped;          /* one-sample batches skipped (BatchNorm)       */
   long step;             /* the epoch's last step trained (from 1; 0:
                             none), or the one whose loss was not finite  */
@@ -260,6 +261,28 @@ int rt_recipe_check(const RtRecipe *r, long n, int batch, int has_batchnorm, int
   return r ? rt_sched_check(r, steps, err, errlen) : 0;
 }
 
+/* Tells net's code how x holds the samples: reals of its dtype (real), or
+   pixel bytes (0 is also the start: a module loaded again in this process
+   shares the setting). */
+static void train_reads(const RtNet *net, int real) {
+  if (net->x_real)
+    *net->x_real = real;
+}
+
+/* At a step boundary (step, or test batch, from 1): the net to go on
+   with, which RtOptions.next_net may change; the schedule then sets the
+   lr where the new net's code reads it. */
+static const RtNet *train_boundary(Loop *L, long step, long batch) {
+  if (L->o->next_net) {
+    RtWhere at = {L->epoch, step, batch};
+    const RtNet *next = L->o->next_net(L->o->tier, &at);
+    if (next != L->net)
+      rt_sched_move(&L->sched, next), train_reads(next, L->train.dtype != RT_U8);
+    L->net = next;
+  }
+  return L->net;
+}
+
 /* One training epoch; returns the mean batch loss, NaN when it took no
    step (L->step 0), or NaN at divergence, with *diverged set and the
    step in L->step. */
@@ -279,6 +302,7 @@ static double train_epoch(Loop *L, int *diverged) {
       L->skipped++;
       continue;
     }
+    net = train_boundary(L, b + 1, 0);
     train_gather(&L->train, L->perm + start, n, bytes, L->x, L->y);
     if (b + 1 < nb)
       train_prefetch(&L->train, L->perm + start + B,
@@ -300,17 +324,19 @@ static double train_epoch(Loop *L, int *diverged) {
 
 /* Evaluates on a held-out set (test or validation), in file order: mean
    loss over samples and accuracy. Its batches are contiguous, so nothing
-   is copied. */
+   is copied. Each test batch is a step boundary (the net may change
+   before it); the validation pass runs on the net the test pass ended
+   with. */
 static void train_eval(Loop *L, const RtSet *s, double *loss, double *acc) {
-  const RtNet *net = L->net;
-  int B = net->batch;
+  int B = L->net->batch, test = s == &L->test;
+  size_t bytes = L->net->input * rt_dtype_size(s->dtype);
   long nb = train_nbatches(s->n, B, L->o->max_batches), seen = 0, correct = 0;
   double sum = 0;
   for (long b = 0; b < nb; b++) {
     long start = b * B;
     int n = (int)(s->n - start < B ? s->n - start : B);
-    net->eval(n, s->images + (size_t)start * net->input * rt_dtype_size(s->dtype),
-              s->labels + start, &sum, &correct);
+    const RtNet *net = test ? train_boundary(L, 0, b + 1) : L->net;
+    net->eval(n, s->images + (size_t)start * bytes, s->labels + start, &sum, &correct);
     seen += n;
   }
   *loss = sum / seen;
@@ -454,6 +480,15 @@ static void train_json_string(const char *s) {
   putchar('"');
 }
 
+/* Says which code ran which part (RtOptions.describe): a line after the
+   table, or the summary line's last members and its end. */
+static void train_describe(const RtOptions *o) {
+  if (o->describe)
+    o->describe(o->tier, o->json, stdout);
+  if (o->json)
+    printf("}\n");
+}
+
 /* Ends a run that diverged at epoch e, step (0: in the test pass): hands
    it to on_epoch, or says why on stderr and, under --json, in a last
    summary line; returns the exit status, 1. */
@@ -477,8 +512,9 @@ static int train_diverged(const Loop *L, int e, long step, const char *why, doub
     else
       printf("null");
     printf(", \"message\": "), train_json_string(msg);
-    printf(", \"epochs\": %d}\n", e - 1);
+    printf(", \"epochs\": %d", e - 1);
   }
+  train_describe(o);
   return 1;
 }
 
@@ -510,6 +546,7 @@ static int train_one(Loop *L, int epoch, RtEpoch *e, double *train_secs) {
   int diverged = 0;
   char why[400];
   *e = (RtEpoch){.epoch = epoch, .val_loss = NAN, .val_acc = NAN};
+  L->epoch = epoch;
   e->train_loss = train_epoch(L, &diverged);
   rt_sched_epoch(&L->sched);
   *train_secs = rt_now() - t;
@@ -547,7 +584,7 @@ static RtEpoch train_final(Loop *L, const RtEpoch *last, int stopped) {
 }
 
 /* The last line under --json: how the run ended, and its final figures
-   (under early stopping, the best epoch's). */
+   (under early stopping, the best epoch's); train_describe ends it. */
 static void train_summary(const Loop *L, int epochs, const RtEpoch *f, int stopped, double t0) {
   printf("{\"summary\": true, \"diverged\": false, \"epochs\": %d, ", epochs);
   if (L->patience)
@@ -555,7 +592,7 @@ static void train_summary(const Loop *L, int epochs, const RtEpoch *f, int stopp
   train_json_loss("final_train_loss", f->train_loss);
   if (L->val.n)
     printf(", \"final_val_loss\": %.17g, \"final_val_acc\": %.17g", f->val_loss, f->val_acc);
-  printf(", \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f}\n",
+  printf(", \"final_test_loss\": %.17g, \"final_test_acc\": %.17g, \"seconds\": %.6f",
          f->test_loss, f->test_acc, rt_now() - t0);
 }
 
@@ -586,6 +623,8 @@ static int train_run(Loop *L) {
   RtEpoch f = train_final(L, &e, stopped);
   if (o->json)
     train_summary(L, e.epoch, &f, stopped, t0);
+  if (!o->on_epoch)
+    train_describe(o);
   return 0;
 }
 
@@ -623,8 +662,7 @@ int rt_train(const RtNet *net, const RtOptions *o) {
     rt_free_set(&L.train), rt_free_set(&L.test);
     return 2;
   }
-  if (net->x_real)
-    *net->x_real = L.train.dtype != RT_U8;
+  train_reads(net, L.train.dtype != RT_U8);
   rt_rng_seed(&L.rng, o->seed, 1);
   int status = 1;
   if (train_alloc(&L))
@@ -641,8 +679,7 @@ int rt_train(const RtNet *net, const RtOptions *o) {
   free(L.y);
   free(L.kept);
   rt_health_free(&L.health);
-  if (net->x_real)
-    *net->x_real = 0;  /* the start: a module loaded again in this process shares it */
+  train_reads(net, 0), train_reads(L.net, 0);
   rt_free_set(&L.train);
   rt_free_set(&L.val);
   rt_free_set(&L.test);

@@ -23,10 +23,12 @@
  * needs it, and gets the new run's figures only if the new run repeats
  * the recorded one bit for bit. Versions 1 and 2 required an epoch's
  * train loss, which an epoch without a training step does not have:
- * opening them rebuilds the epochs table with the same rows. Versions 1
- * to 3 had no validation figures: opening them adds the columns (NULL for
- * the runs they hold, which had no validation split). A newer schema
- * than ours is refused.
+ * opening them rebuilds the epochs table with the same rows. Versions
+ * before ST_DB_SCHEMA_VAL had no validation figures, and those before
+ * ST_DB_SCHEMA_CODE did not say which code trained a run (tiered runs
+ * move from tcc's to gcc's): opening them adds the columns each table
+ * lacks, NULL for the runs they hold (which had no validation split).
+ * A newer schema than ours is refused.
  *
  * A database is mlpc's when its PRAGMA application_id says so
  * (ST_DB_APP_ID), or when it is empty (a new file); one that mlpc wrote
@@ -65,6 +67,11 @@ static const char schema[] =
   "  recorded TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
   "  val_loss REAL, val_acc REAL,   -- on the validation split; NULL without one\n"
   "  best_epoch INTEGER,            -- the epoch early stopping kept; NULL without\n"
+  "  code TEXT,                     -- the code that trained it: tcc, gcc, or\n"
+  "                                 -- 'tcc, then gcc' (tiered); NULL before schema 5\n"
+  "  gcc_epoch INTEGER,             -- tiered: where gcc's code took over: the epoch,\n"
+  "  gcc_step INTEGER,              -- and the training step,\n"
+  "  gcc_test_batch INTEGER,        -- or the batch of the test pass\n"
   "  UNIQUE (code_hash, seed, data_hash, settings)\n"
   ");\n"
   "CREATE TABLE IF NOT EXISTS epochs (\n"
@@ -202,40 +209,77 @@ static const char epochs_aside[] = "ALTER TABLE epochs RENAME TO epochs_v2";
 static const char moved_epochs[] = "INSERT INTO epochs (run_id, epoch, train_loss, test_loss, "
                                    "test_acc, seconds) SELECT * FROM epochs_v2; "
                                    "DROP TABLE epochs_v2";
-/* Version 4 added the validation figures: to runs (any older version),
-   and to epochs (version 3; older ones rebuild it). */
-static const char val_runs[] = "ALTER TABLE runs ADD COLUMN val_loss REAL; "
-                               "ALTER TABLE runs ADD COLUMN val_acc REAL; "
-                               "ALTER TABLE runs ADD COLUMN best_epoch INTEGER";
-static const char val_epochs[] = "ALTER TABLE epochs ADD COLUMN val_loss REAL; "
-                                 "ALTER TABLE epochs ADD COLUMN val_acc REAL";
 
-/* Says what an upgrade from version v changed. */
-static void upgrade_note(FILE *note, long long v, long long runs) {
-  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%s%sthe "
-          "validation figures of runs and epochs, and the epoch early stopping keeps); its "
-          "%lld runs are kept%s\n", v, ST_DB_SCHEMA, v < 2 ? "a table of health figures; " : "",
-          v < 3 ? "an epoch's train loss may be NULL, when it took no training step; " : "",
-          runs, v < 2 ? ", and a study run again adds the health figures of its runs" : "");
+/* What an upgrade changes, each said in its note (change_text). */
+enum { UP_HEALTH = 1, UP_EPOCHS = 2, UP_VAL = 4, UP_CODE = 8, UP_NCHANGES = 4 };
+static const char *const change_text[UP_NCHANGES] = {
+  "a table of health figures",
+  "an epoch's train loss may be NULL, when it took no training step",
+  "the validation figures of runs and epochs, and the epoch early stopping keeps",
+  "each run says which code trained it, from now on",
+};
+
+/* The columns versions after 3 added: ST_DB_SCHEMA_VAL the validation
+   figures, ST_DB_SCHEMA_CODE the code that trained a run. */
+static const struct {
+  const char *table, *name, *type;
+  int change;
+} added_columns[] = {
+  {"runs", "val_loss", "REAL", UP_VAL},     {"runs", "val_acc", "REAL", UP_VAL},
+  {"runs", "best_epoch", "INTEGER", UP_VAL}, {"epochs", "val_loss", "REAL", UP_VAL},
+  {"epochs", "val_acc", "REAL", UP_VAL},    {"runs", "code", "TEXT", UP_CODE},
+  {"runs", "gcc_epoch", "INTEGER", UP_CODE}, {"runs", "gcc_step", "INTEGER", UP_CODE},
+  {"runs", "gcc_test_batch", "INTEGER", UP_CODE},
+};
+
+/* Adds the columns of added_columns that the tables lack; returns the
+   changes made (UP_*), or -1. */
+static int add_columns(sqlite3 *db, char *err, size_t errlen) {
+  char sql[256];
+  int made = 0;
+  for (size_t i = 0; i < sizeof added_columns / sizeof added_columns[0]; i++) {
+    const char *table = added_columns[i].table, *name = added_columns[i].name;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('%s') WHERE name = "
+             "'%s'", table, name);
+    long long have = query_int(db, sql, err, errlen);
+    snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", table, name,
+             added_columns[i].type);
+    if (have < 0 || (!have && exec(db, sql, err, errlen)))
+      return -1;
+    made |= have ? 0 : added_columns[i].change;
+  }
+  return made;
+}
+
+/* Says what an upgrade from version v changed (made: UP_*). */
+static void upgrade_note(FILE *note, long long v, int made, long long runs) {
+  char what[512] = "";
+  for (int i = 0; i < UP_NCHANGES; i++)
+    if (made & 1 << i)
+      snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s", *what ? "; " : "",
+               change_text[i]);
+  fprintf(note, "mlpc: note: upgraded the database from schema version %lld to %d (%s); its "
+          "%lld runs are kept%s\n", v, ST_DB_SCHEMA, *what ? what : "its tables had every column already",
+          runs, made & UP_HEALTH ? ", and a study run again adds the health figures of its runs"
+          : "");
 }
 
 /* Creates the schema's tables, or brings an older version v's to them
-   (inside the open transaction): 0 or -1. */
+   (inside the open transaction): the health table (version 1), the
+   epochs table rebuilt (1 and 2), and the columns each table lacks.
+   Returns the changes made (UP_*), or -1. */
 static int upgrade_tables(sqlite3 *db, long long v, char *err, size_t errlen) {
   int rebuild = v && v < 3;
   if ((rebuild && exec(db, epochs_aside, err, errlen)) || exec(db, schema, err, errlen) ||
       (rebuild && exec(db, moved_epochs, err, errlen)))
     return -1;
-  if (v && v < 4 && exec(db, val_runs, err, errlen))
-    return -1;
-  return v == 3 ? exec(db, val_epochs, err, errlen) : 0;
+  int made = v && v < ST_DB_SCHEMA ? add_columns(db, err, errlen) : 0;
+  return made < 0 ? -1 : made | (v && v < 2 ? UP_HEALTH : 0) | (rebuild ? UP_EPOCHS : 0);
 }
 
 /* Brings the schema to ST_DB_SCHEMA inside the open transaction (0; 2 for
-   a newer schema, the user's; -1 on an error): creates
-   it, or upgrades version 1 (adds the health table), 2 (rebuilds the
-   epochs table) and 3 (adds the validation columns), or refuses a newer
-   one. Notes an upgrade. */
+   a newer schema, the user's; -1 on an error): creates it, or upgrades an
+   older one (upgrade_tables), or refuses a newer one. Notes an upgrade. */
 static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   char set[128];
   long long v = query_int(db, "PRAGMA user_version", err, errlen);
@@ -251,10 +295,11 @@ static int upgrade(sqlite3 *db, FILE *note, char *err, size_t errlen) {
   int old = v && v < ST_DB_SCHEMA;
   snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d",
            ST_DB_SCHEMA, ST_DB_APP_ID);
-  if (runs < 0 || upgrade_tables(db, v, err, errlen) || exec(db, set, err, errlen))
+  int made = runs < 0 ? -1 : upgrade_tables(db, v, err, errlen);
+  if (made < 0 || exec(db, set, err, errlen))
     return -1;
   if (old && note)
-    upgrade_note(note, v, runs);
+    upgrade_note(note, v, made, runs);
   return 0;
 }
 
@@ -473,6 +518,16 @@ static void bind_int(sqlite3_stmt *st, int i, int have, long long v) {
     sqlite3_bind_null(st, i);
 }
 
+/* Binds which code trained r, and where gcc's took over, from column i. */
+static void bind_code(sqlite3_stmt *st, int i, const StResult *r) {
+  const RtWhere *w = &r->gcc_from;
+  int both = r->ran == TIER_RAN_BOTH;
+  sqlite3_bind_text(st, i, tier_ran_names[r->ran], -1, SQLITE_STATIC);
+  bind_int(st, i + 1, both, w->epoch);
+  bind_int(st, i + 2, both && w->step, w->step);
+  bind_int(st, i + 3, both && !w->step, w->batch);
+}
+
 const RtEpoch *st_final_epoch(const StResult *r) {
   const RtEpoch *last = r->nepochs ? &r->epochs[r->nepochs - 1] : NULL;
   int best = last ? last->best_epoch : 0;
@@ -486,9 +541,9 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   sqlite3_stmt *st = prepare(db,
     "INSERT INTO runs (code_hash, seed, data_hash, settings, model, name, data, data_dir, "
     "mlpc_version, backend, status, epochs, diverged_epoch, diverged_step, train_loss, "
-    "test_loss, test_acc, seconds, val_loss, val_acc, best_epoch) VALUES (?1, ?2, ?3, ?4, ?5, "
-    "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) "
-    "ON CONFLICT DO NOTHING", err, errlen);
+    "test_loss, test_acc, seconds, val_loss, val_acc, best_epoch, code, gcc_epoch, gcc_step, "
+    "gcc_test_batch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+    "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) ON CONFLICT DO NOTHING", err, errlen);
   if (!st)
     return -1;
   char *model = model_json(e, t->seed);
@@ -510,6 +565,7 @@ static int insert_run(sqlite3 *db, const StPlan *p, const StTask *t, const StRes
   bind_real(st, 19, fin && !isnan(last->val_loss), fin ? last->val_loss : 0);
   bind_real(st, 20, fin && !isnan(last->val_acc), fin ? last->val_acc : 0);
   bind_int(st, 21, fin && last->best_epoch, fin ? last->best_epoch : 0);
+  bind_code(st, 22, r);
   int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "recording a run", err, errlen);
   *id = !rc && sqlite3_changes(db) ? sqlite3_last_insert_rowid(db) : 0;
   sqlite3_finalize(st);

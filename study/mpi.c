@@ -307,7 +307,7 @@ static void take_job(Worker *W, const char *buf, int n) {
     return send_error(W, h.task, "a job without the code this rank lacks");
   snprintf(dir, sizeof dir, "%s/%d", W->root, h.data);
   j = (StJob){h.task, h.code, h.unitlen ? buf + sizeof h : NULL, h.backend, h.dtype, h.seed,
-              h.epochs, h.shuffle, h.max_batches, dir};
+              h.epochs, h.shuffle, h.max_batches, dir, -1};
   compute_start(&W->c, &j);
 }
 
@@ -363,7 +363,7 @@ static int worker(void) {
   Worker *W = &the_worker;
   double heard = 0, beat = 0;
   int status = 0;
-  W->c.w = (StWorker){NULL, -1, cache};
+  W->c.w = (StWorker){.code = -1, .cache = cache};
   atexit(clean);
   for (;;) {
     int flag = 0;
@@ -728,7 +728,7 @@ static int setup(Sched *S, StPlan *p, sqlite3 *db, const StRunOptions *o) {
     S->total += S->state[i] == PENDING;
   S->pending = S->total;
   if (!S->local.w.cache)
-    S->local.w = (StWorker){NULL, -1, cache};
+    S->local.w = (StWorker){.code = -1, .cache = cache};
   for (int i = 1; i < nranks; i++)  /* the first word, and the clock starts */
     post(i, TAG_BEAT, "", 0, NULL), S->r[i].heard = rt_now();
   return S->total;

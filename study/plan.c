@@ -129,12 +129,15 @@ static int code_of(StPlan *p, int exp) {
 
 /* ---- runs ---- */
 
-/* The settings that, beside code, seed and data, decide a run's result. */
+/* The settings that, beside code, seed and data, decide a run's result.
+   A tiered run is keyed as a gcc run: its code is gcc's unit, its
+   results are the bits gcc's code gives (tests/test_tier.c). */
 static void settings(const StPlan *p, const Model *m, char *buf, size_t size) {
+  int backend = p->backend == BACKEND_TIERED ? BACKEND_GCC : p->backend;
   snprintf(buf, size,
            "{\"backend\":\"%s\",\"epochs\":%d,\"max_batches\":%ld,\"mlpc\":\"%s\","
            "\"shuffle\":%s}",
-           backend_names[p->backend], m->epochs, m->max_batches, MLPC_VERSION,
+           backend_names[backend], m->epochs, m->max_batches, MLPC_VERSION,
            p->shuffle ? "true" : "false");
 }
 

@@ -20,7 +20,10 @@
  * The parent alone writes the database, one transaction per run, as
  * results arrive. It hands a free worker a run of the code it holds if
  * there is one; with gcc it hands out no run of a code another worker is
- * still compiling, so each object is compiled once.
+ * still compiling, so each object is compiled once. Tiered, any worker
+ * starts any run on tcc's code at once while the parent builds gcc's
+ * objects beside them (build.c), and tells the workers on a code when
+ * its object is ready: a worker's input carries runs and such notices.
  *
  * Ctrl-C (SIGINT, SIGTERM, SIGHUP) stops the workers and says how to
  * resume; a worker whose parent dies (kill -9) dies with it.
@@ -50,6 +53,13 @@ typedef struct {
 enum { PENDING, RUNNING, DONE, FAILED };
 enum { NEW, COMPILING, READY };
 
+/* One record on a worker's input: a run (task >= 0) and where its code's
+   gcc object is (TIER_*; -1 unless tiered), or a notice (task -1 - c)
+   that code c's object is now ready, or failed (state). */
+typedef struct {
+  int task, state;
+} Order;
+
 typedef struct {
   StPlan *p;
   sqlite3 *db;
@@ -58,6 +68,11 @@ typedef struct {
   int nw;
   char *state;          /* per task                                       */
   char *code;           /* per code                                       */
+  StBuilds *builds;     /* tiered: gcc's objects                          */
+  int *need;            /* tiered: per code, how soon its object is needed */
+  char *told;           /* tiered: per code, the state workers were told  */
+  double run_seconds;   /* the runs finished so far: their seconds        */
+  int timed;            /* and how many                                   */
   int total, done, failed, diverged;
   int fatal;
   double t0, shown;
@@ -111,6 +126,8 @@ typedef struct {
   double seconds;
   int nhealth;          /* StHealthName records after the epochs          */
   int nprobes;          /* and nprobes × nhealth StHealthValue records    */
+  int ran;              /* StResult's                                     */
+  RtWhere gcc_from;
 } MsgHead;
 
 #define MSG_MAX_RECORDS 100000  /* of each kind, at most                  */
@@ -136,7 +153,7 @@ void st_msg(Buf *out, int kind, int task, const StResult *r, const char *err) {
   if (r)
     h.nepochs = r->nepochs, h.diverged_epoch = r->diverged_epoch,
     h.diverged_step = r->diverged_step, h.seconds = r->seconds, h.nhealth = r->nhealth,
-    h.nprobes = r->nprobes;
+    h.nprobes = r->nprobes, h.ran = r->ran, h.gcc_from = r->gcc_from;
   size_t n = err ? strlen(err) : 0;
   h.errlen = n < 4096 ? (int)n : 4096;
   put(out, &h, sizeof h);
@@ -154,7 +171,8 @@ static int valid(const MsgHead *h) {
   return h->magic == MSG_MAGIC && h->kind >= ST_MSG_COMPILED && h->kind <= ST_MSG_ERROR &&
          h->nepochs >= 0 && h->nepochs <= MSG_MAX_RECORDS && h->nhealth >= 0 &&
          h->nhealth <= MSG_MAX_RECORDS && h->nprobes >= 0 && h->nprobes <= h->nepochs + 1 &&
-         h->errlen >= 0 && h->errlen <= 4096;
+         h->errlen >= 0 && h->errlen <= 4096 && h->ran >= TIER_RAN_TCC &&
+         h->ran <= TIER_RAN_BOTH;
 }
 
 int st_msg_parse(const void *buf, size_t len, StMsg *m) {
@@ -169,7 +187,8 @@ int st_msg_parse(const void *buf, size_t len, StMsg *m) {
   const char *p = (const char *)buf + sizeof h;
   *m = (StMsg){h.kind, h.task,
                {h.nepochs, (RtEpoch *)p, h.diverged_epoch, h.diverged_step, h.seconds,
-                h.nhealth, h.nprobes, (StHealthName *)(p + ep), (StHealthValue *)(p + ep + hn)},
+                h.nhealth, h.nprobes, (StHealthName *)(p + ep), (StHealthValue *)(p + ep + hn),
+                h.ran, h.gcc_from},
                p + ep + hn + hv};
   return m->err[h.errlen] ? -1 : 0;
 }
@@ -178,20 +197,28 @@ void st_job(const StPlan *p, int task, StJob *j) {
   const StTask *t = &p->tasks[task];
   const Model *m = &p->s->exp[t->exp].model;
   *j = (StJob){task, t->code, p->codes[t->code].unit, p->backend, m->dtype, t->seed,
-               m->epochs, p->shuffle, m->max_batches, t->data_dir};
+               m->epochs, p->shuffle, m->max_batches, t->data_dir, -1};
 }
 
 int st_compile(StWorker *w, const StJob *j, Buf *out) {
   char err[2048];
-  if (w->jit && w->code == j->code)
+  if ((w->jit || w->tier) && w->code == j->code)
     return 0;
-  jit_free(w->jit);
-  w->jit = j->backend == BACKEND_TCC ? jit_tcc(j->unit, j->dtype, err, sizeof err)
-                                     : jit_gcc(j->unit, w->cache, err, sizeof err);
-  w->code = w->jit ? j->code : -1;
-  if (!w->jit)
+  jit_free(w->jit), tier_free(w->tier);
+  w->jit = NULL, w->tier = NULL;
+  if (j->backend == BACKEND_TIERED && w->ask && j->object >= 0)
+    w->tier = tier_follow(j->unit, j->dtype, w->cache, j->object, w->ask, w->ask_ctx, err,
+                          sizeof err);
+  else if (j->backend == BACKEND_TIERED)
+    w->tier = tier_start(j->unit, j->dtype, w->cache, err, sizeof err);
+  else
+    w->jit = j->backend == BACKEND_TCC ? jit_tcc(j->unit, j->dtype, err, sizeof err)
+                                       : jit_gcc(j->unit, w->cache, err, sizeof err);
+  int ok = w->jit || w->tier;
+  w->code = ok ? j->code : -1;
+  if (!ok)
     st_msg(out, ST_MSG_ERROR, j->task, NULL, err);
-  return w->jit ? 0 : -1;
+  return ok ? 0 : -1;
 }
 
 /* What one run collects from rt_train. */
@@ -245,10 +272,14 @@ int st_train(StWorker *w, const StJob *j, Buf *out) {
                  .shuffle = j->shuffle, .data = j->data_dir, .on_epoch = collect, .ctx = &c,
                  .health = 1, .on_health = collect_health};
   double t0 = rt_now();
-  const RtNet *net = jit_net(w->jit);
+  if (w->tier)
+    tier_run_start(w->tier), o.next_net = tier_next, o.tier = w->tier;
+  const RtNet *net = w->tier ? tier_net(w->tier) : jit_net(w->jit);
   rt_init(net, j->seed);
   int status = rt_train(net, &o);
   c.r.seconds = rt_now() - t0;
+  c.r.ran = w->tier ? tier_ran(w->tier, &c.r.gcc_from)
+          : j->backend == BACKEND_TCC ? TIER_RAN_TCC : TIER_RAN_GCC;
   if (c.r.nprobes > c.r.nepochs + 1)  /* the probe of the epoch it diverged at */
     c.r.nprobes = c.r.nepochs + 1;
   int failed = status && !c.r.diverged_epoch;
@@ -269,14 +300,53 @@ static void send(int fd, const Buf *m) {
     _exit(1);
 }
 
+/* What a worker hears of the objects its parent builds (tiered). */
+typedef struct {
+  int in;               /* its input: runs and notices                    */
+  char *state;          /* per code: TIER_*                               */
+  int code;             /* the code of the run under way                  */
+} Heard;
+
+/* Reads one record of the worker's input, taking in a notice: 1 for a
+   run, 0 for a notice, -1 at the end of the input. */
+static int hear(Heard *h, Order *o) {
+  if (read_full(h->in, o, sizeof *o) != 1)
+    return -1;
+  if (o->task >= 0)
+    return 1;
+  h->state[-1 - o->task] = (char)o->state;
+  return 0;
+}
+
+/* TierAsk for a worker: takes in the notices that have come, or with
+   wait those until the run's code's object is ready or failed. */
+static int ask_parent(void *ctx, int wait) {
+  Heard *h = ctx;
+  Order o;
+  struct pollfd p = {h->in, POLLIN, 0};
+  while (h->state[h->code] == TIER_WAITING && (wait || poll(&p, 1, 0) > 0))
+    if (hear(h, &o))
+      _exit(1); /* the parent is gone, or broke the protocol with a run now */
+  return h->state[h->code];
+}
+
 /* A worker's life: runs until its input closes, or its first error. */
 static void worker(const StPlan *p, int in, int out) {
-  StWorker w = {NULL, -1, "out/cache"};
+  Heard h = {in, calloc((size_t)p->ncodes + 1, 1), -1};
+  StWorker w = {NULL, -1, "out/cache", NULL, ask_parent, &h};
   Buf m = {0};
   StJob j;
-  int task;
-  while (read_full(in, &task, sizeof task) == 1) {
+  Order o;
+  int rc;
+  while ((rc = hear(&h, &o)) >= 0) {
+    if (!rc)
+      continue;
+    int task = o.task;
     st_job(p, task, &j);
+    j.object = o.state;
+    h.code = j.code;
+    if (o.state >= 0)
+      h.state[j.code] = (char)o.state;
     m.len = 0;
     if (j.code != w.code) {
       if (st_compile(&w, &j, &m))
@@ -308,6 +378,7 @@ static void child_setup(Sched *S, Worker *self, pid_t parent) {
   for (int i = 0; i < S->nw; i++)
     if (&S->w[i] != self && S->w[i].pid > 0)
       close(S->w[i].to), close(S->w[i].from);
+  st_builds_forget(S->builds);
 }
 
 /* Starts worker slot w; 0 or -1. */
@@ -452,6 +523,12 @@ static int pick(Sched *S, const Worker *w) {
   return t;
 }
 
+/* Where the gcc object of code c is, for a worker: TIER_*, or -1 when
+   the study is not tiered. */
+static int object_state(const Sched *S, int c) {
+  return S->builds ? st_builds_state(S->builds, c) : -1;
+}
+
 /* Hands out runs to free workers; the number of busy workers. */
 static int dispatch(Sched *S) {
   int busy = 0;
@@ -459,12 +536,75 @@ static int dispatch(Sched *S) {
     Worker *w = &S->w[i];
     if (w->pid > 0 && w->task < 0 && !S->fatal && (w->task = pick(S, w)) >= 0) {
       S->state[w->task] = RUNNING;
+      Order o = {w->task, object_state(S, S->p->tasks[w->task].code)};
       /* if this fails the worker is dead: its result pipe will say so */
-      (void)write_full(w->to, &w->task, sizeof w->task);
+      (void)write_full(w->to, &o, sizeof o);
     }
     busy += w->pid > 0 && w->task >= 0;
   }
   return busy;
+}
+
+/* Whether building a code's object pays: what gcc's code saves of its
+   runs to do (ST_GCC_SAVES of their time, as the runs so far took) is
+   more than a build costs (as the builds so far took, and at least
+   ST_BUILD_GUESS). Nothing is built before a run has been timed; under
+   MLPC_TEST_SWITCH_AFTER, whose runs wait for their objects, everything
+   is. */
+static int pays(const Sched *S, int runs) {
+  double build = st_builds_seconds(S->builds);
+  if (tier_forced())
+    return 1;
+  return S->timed && runs * (S->run_seconds / S->timed) * ST_GCC_SAVES >
+                     (build > ST_BUILD_GUESS ? build : ST_BUILD_GUESS);
+}
+
+/* The workers on a run of a code whose object is now ready, or failed,
+   hear it (the others, with their next run of it). */
+static void tell(Sched *S) {
+  for (int c = 0; c < S->p->ncodes; c++) {
+    Order o = {-1 - c, st_builds_state(S->builds, c)};
+    if (o.state == S->told[c])
+      continue;
+    S->told[c] = (char)o.state;
+    for (int i = 0; i < S->nw; i++) {
+      Worker *w = &S->w[i];
+      if (w->pid > 0 && w->task >= 0 && S->p->tasks[w->task].code == c)
+        (void)write_full(w->to, &o, sizeof o);
+    }
+  }
+}
+
+/* Tiered: which objects to build, into S->need (as st_builds_schedule
+   takes it): those of the codes of runs under way or to come, in the
+   order their first runs were or will be handed out, when a build pays;
+   a build under way goes on while a run of its code does. Then the
+   builds follow, and the workers hear what changed. */
+static void schedule_builds(Sched *S) {
+  const StPlan *p = S->p;
+  if (!S->builds)
+    return;
+  int *runs = calloc((size_t)p->ncodes + 1, sizeof *runs);
+  for (int c = 0; c < p->ncodes; c++)
+    S->need[c] = ST_NEED_NONE;
+  for (int i = p->ntasks - 1; runs && i >= 0; i--)
+    if (S->state[i] == PENDING || S->state[i] == RUNNING)
+      S->need[p->tasks[i].code] = 1 + i, runs[p->tasks[i].code]++;
+  for (int c = 0; runs && c < p->ncodes; c++)
+    if (S->need[c] > 0 && !pays(S, runs[c]))
+      S->need[c] = ST_NEED_NONE;
+  for (int i = 0; i < S->nw; i++)
+    if (S->w[i].pid > 0 && S->w[i].task >= 0 && S->need[p->tasks[S->w[i].task].code] < 0)
+      S->need[p->tasks[S->w[i].task].code] = ST_NEED_KEEP;
+  free(runs);
+  st_builds_schedule(S->builds, S->need);
+  tell(S);
+}
+
+/* Code c's build ended: its object is ready, or failed. */
+static void built(Sched *S, int c) {
+  st_builds_done(S->builds, c);
+  tell(S);
 }
 
 /* A worker died: its run failed; a new worker takes its place. */
@@ -500,6 +640,7 @@ static void finished(Sched *S, Worker *w, const StMsg *m) {
     return;
   }
   S->state[m->task] = DONE, S->done++;
+  S->run_seconds += m->r.seconds, S->timed++;
   S->diverged += m->r.diverged_epoch > 0;
   log_run(S, m->task, &m->r);
 }
@@ -532,18 +673,21 @@ static void receive(Sched *S, Worker *w) {
   }
 }
 
-/* Waits for messages (or a signal, or the progress clock). */
+/* Waits for messages and builds (or a signal, or the progress clock). */
 static void wait_messages(Sched *S) {
-  struct pollfd fds[256];
-  int who[256], n = 0;
+  struct pollfd fds[512];
+  int who[512], n = 0;
   for (int i = 0; i < S->nw && n < 256; i++)
     if (S->w[i].pid > 0 && S->w[i].task >= 0)
       fds[n] = (struct pollfd){S->w[i].from, POLLIN, 0}, who[n++] = i;
-  if (poll(fds, (nfds_t)n, S->o->progress ? 500 : -1) <= 0)
+  int nb = S->builds ? st_builds_poll(S->builds, fds + n, who + n, 256) : 0;
+  if (poll(fds, (nfds_t)(n + nb), S->o->progress ? 500 : -1) <= 0)
     return;
-  for (int i = 0; i < n; i++)
-    if (fds[i].revents)
+  for (int i = 0; i < n + nb; i++)
+    if (fds[i].revents && i < n)
       receive(S, &S->w[who[i]]);
+    else if (fds[i].revents)
+      built(S, who[i]);
 }
 
 /* Installs the stop handlers; without SA_RESTART, so poll wakes up. */
@@ -566,9 +710,16 @@ static int setup(Sched *S) {
     S->state[i] = st_task_done(&p->tasks[i]) ? DONE : PENDING,
     S->total += S->state[i] == PENDING;
   for (int c = 0; c < p->ncodes; c++)
-    S->code[c] = p->backend == BACKEND_TCC ? READY : NEW;
+    S->code[c] = p->backend == BACKEND_GCC ? NEW : READY;
   S->nw = S->o->jobs < S->total ? S->o->jobs : S->total;
   S->w = calloc((size_t)S->nw + 1, sizeof *S->w);
+  if (p->backend == BACKEND_TIERED && S->total) {
+    S->builds = st_builds_new(p, "out/cache", ST_MAX_BUILDS(S->nw), S->o->progress);
+    S->need = calloc((size_t)p->ncodes + 1, sizeof *S->need);
+    S->told = calloc((size_t)p->ncodes + 1, 1);
+    for (int c = 0; S->builds && S->told && c < p->ncodes; c++)
+      S->told[c] = (char)st_builds_state(S->builds, c);
+  }
   S->t0 = rt_now();
   return S->total;
 }
@@ -578,8 +729,9 @@ static int finish(Sched *S) {
   int stopped = stop_signal != 0;
   for (int i = 0; i < S->nw; i++)
     reap(&S->w[i], stopped || S->fatal);
+  st_builds_free(S->builds); /* a build the runs did not wait for stops */
   clear_line(S);
-  free(S->state), free(S->code), free(S->w);
+  free(S->state), free(S->code), free(S->w), free(S->need), free(S->told);
   return st_run_end(stop_signal, S->total, S->done, S->failed || S->fatal, S->o->db_path);
 }
 
@@ -612,6 +764,7 @@ int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o) {
   while (!stop_signal && !S.fatal && S.done + S.failed < S.total) {
     if (!dispatch(&S))
       break;
+    schedule_builds(&S);
     if (o->progress && rt_now() - S.shown >= 0.5)
       progress(&S);
     wait_messages(&S);

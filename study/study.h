@@ -15,6 +15,7 @@
 #ifndef MLPC_STUDY_H
 #define MLPC_STUDY_H
 
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include "../mlpc.h"
@@ -168,10 +169,19 @@ typedef struct {
                                nprobes - 1 <= nepochs                     */
   StHealthName *hnames;     /* (nhealth)                                  */
   StHealthValue *health;    /* (nprobes, nhealth)                         */
+  int ran;                  /* the code that trained it: TIER_RAN_TCC,
+                               TIER_RAN_GCC, or TIER_RAN_BOTH (tiered)    */
+  RtWhere gcc_from;         /* TIER_RAN_BOTH: where gcc's code took over  */
 } StResult;
 
-/* The database's schema version (PRAGMA user_version). */
-#define ST_DB_SCHEMA 4
+/* The schema version that added the validation figures (runs.val_loss,
+   val_acc, best_epoch; epochs.val_loss, val_acc), and the one that added
+   the runs' code columns (db.c); upgrading an older database adds what it
+   lacks. */
+#define ST_DB_SCHEMA_VAL 4
+#define ST_DB_SCHEMA_CODE 5
+/* The database's schema version (PRAGMA user_version): the newest. */
+#define ST_DB_SCHEMA ST_DB_SCHEMA_CODE
 /* PRAGMA application_id of mlpc's databases: "mlpc" in ASCII. */
 #define ST_DB_APP_ID 0x6d6c7063
 
@@ -214,13 +224,20 @@ typedef struct {
   int epochs, shuffle;
   long max_batches;
   const char *data_dir;     /* where this worker reads the data set       */
+  int object;               /* tiered, from local workers' parent: where
+                               gcc's object is (TIER_*); -1: the worker
+                               builds it itself (MPI ranks)               */
 } StJob;
 
 /* A worker between runs: the compiled code it holds. */
 typedef struct {
-  Jit *jit;
+  Jit *jit;                 /* tcc or gcc                                 */
   int code;                 /* the code's number; -1 for none             */
   const char *cache;        /* gcc's object cache                         */
+  Tier *tier;               /* tiered, instead of jit                     */
+  TierAsk ask;              /* tiered, for an object the parent builds:
+                               asks it where the object is                */
+  void *ask_ctx;
 } StWorker;
 
 /* What a worker sends back, as one message: its code is compiled, a run's
@@ -247,6 +264,47 @@ int st_train(StWorker *w, const StJob *j, Buf *out);
 void st_msg(Buf *out, int kind, int task, const StResult *r, const char *err);
 /* Reads a message of len bytes; -1 if it is not one of this build's. */
 int st_msg_parse(const void *buf, size_t len, StMsg *m);
+
+/* ---- build.c: gcc's objects for a study's tiered runs ---- */
+
+/* The objects of a plan's codes, built beside the runs by the process
+   that hands them out, a bounded number at once. */
+typedef struct StBuilds StBuilds;
+
+/* How many gcc builds a study with n workers runs at once, beside them. */
+#define ST_MAX_BUILDS(n) ((n) / 2 > 1 ? (n) / 2 : 1)
+/* The share of a run's time that gcc's code saves over tcc's: tcc's
+   epoch is about 1.4 times gcc's (docs/performance.md). */
+#define ST_GCC_SAVES 0.3
+/* What a gcc build is taken to cost until builds have been timed, in
+   seconds: gcc takes 2 s of a core for the homework's models
+   (docs/performance.md). */
+#define ST_BUILD_GUESS 2.0
+/* The builds of p's codes into cache, at most max at once; codes whose
+   objects are cached are ready at once. Warnings clear the progress line
+   first when there is one. NULL out of memory. */
+StBuilds *st_builds_new(const StPlan *p, const char *cache, int max, int progress);
+/* Where code c's object is: TIER_WAITING, TIER_READY or TIER_FAILED. */
+int st_builds_state(const StBuilds *b, int c);
+/* What a code's build is to do, or when it is needed (need[c] > 0, the
+   lower the sooner). */
+enum { ST_NEED_NONE = -1, ST_NEED_KEEP = 0 };
+/* Starts builds, up to the bound, for the codes with need[c] > 0, the
+   lowest first; lets those under way with ST_NEED_KEEP or more go on,
+   and stops those with ST_NEED_NONE. */
+void st_builds_schedule(StBuilds *b, const int *need);
+/* The mean seconds of the builds that ended, 0 before the first. */
+double st_builds_seconds(const StBuilds *b);
+/* Adds the descriptors of the builds under way to fds (at most room),
+   each build's code to codes; returns how many. */
+int st_builds_poll(const StBuilds *b, struct pollfd *fds, int *codes, int room);
+/* After poll said code c's build ended: its new state (a warning on
+   stderr if it failed), or TIER_WAITING if it has not. */
+int st_builds_done(StBuilds *b, int c);
+/* In a forked worker: lets go of the builds' descriptors. */
+void st_builds_forget(StBuilds *b);
+/* Stops the builds still under way and frees b. */
+void st_builds_free(StBuilds *b);
 
 /* ---- run.c: runs on worker processes ---- */
 

@@ -145,46 +145,53 @@ __attribute__((unused)) static const char *exact(sqlite3_stmt *st, int i) {
   return b;
 }
 
-/* Every run's health figures, in a fixed order, as exact values,
-   appended to out. */
-__attribute__((unused)) static void all_health(sqlite3 *db, char **out, size_t *len,
-                                               size_t *cap) {
+/* Every run's health figures, each line led by the run's key (key: an
+   SQL expression over runs r), in a fixed order. */
+__attribute__((unused)) static void keyed_health(sqlite3 *db, const char *key, char **out,
+                                                 size_t *len, size_t *cap) {
   sqlite3_stmt *st = NULL;
-  sqlite3_prepare_v2(db,
-    "SELECT r.code_hash, r.seed, r.settings, h.epoch, h.layer, h.figure, h.value, h.na "
-    "FROM runs r JOIN health h ON h.run_id = r.id "
-    "ORDER BY r.code_hash, r.seed, r.settings, h.epoch, h.layer, h.figure", -1, &st, NULL);
+  char sql[1024];
+  snprintf(sql, sizeof sql, "SELECT %s, h.epoch, h.layer, h.figure, h.value, h.na FROM runs r "
+           "JOIN health h ON h.run_id = r.id ORDER BY 1, h.epoch, h.layer, h.figure", key);
+  sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   while (sqlite3_step(st) == SQLITE_ROW)
-    append(out, len, cap, "%s %lld %s %d %s %s %s %d\n", sqlite3_column_text(st, 0),
-           sqlite3_column_int64(st, 1), sqlite3_column_text(st, 2), sqlite3_column_int(st, 3),
-           sqlite3_column_text(st, 4), sqlite3_column_text(st, 5), exact(st, 6),
-           sqlite3_column_int(st, 7));
+    append(out, len, cap, "%s %d %s %s %s %d\n", sqlite3_column_text(st, 0),
+           sqlite3_column_int(st, 1), sqlite3_column_text(st, 2), sqlite3_column_text(st, 3),
+           exact(st, 4), sqlite3_column_int(st, 5));
   sqlite3_finalize(st);
 }
 
-/* Every run's figures, epoch by epoch, then its health figures, in a
-   fixed order, as one string of exact values (%a), so that two databases
-   can be compared bit for bit whatever order their runs were recorded
-   in. */
-__attribute__((unused)) static char *all_figures(sqlite3 *db) {
+/* Every run's figures, epoch by epoch (with the validation figures and
+   the epoch early stopping kept), then its health figures, each
+   line led by the run's key (an SQL expression over runs r), in a fixed
+   order, as one string of exact values (%a), so that two databases can
+   be compared bit for bit whatever order their runs were recorded in. */
+__attribute__((unused)) static char *keyed_figures(sqlite3 *db, const char *key) {
   sqlite3_stmt *st = NULL;
   size_t cap = 1 << 16, len = 0;
-  char *out = calloc(1, cap);
-  sqlite3_prepare_v2(db,
-    "SELECT r.code_hash, r.seed, r.data_hash, r.settings, r.status, r.diverged_epoch, "
-    "r.diverged_step, e.epoch, e.train_loss, e.test_loss, e.test_acc FROM runs r "
-    "LEFT JOIN epochs e ON e.run_id = r.id ORDER BY r.code_hash, r.seed, r.settings, e.epoch",
-    -1, &st, NULL);
+  char *out = calloc(1, cap), sql[1024];
+  snprintf(sql, sizeof sql, "SELECT %s, r.status, r.diverged_epoch, r.diverged_step, "
+           "r.best_epoch, e.epoch, e.train_loss, e.test_loss, e.test_acc, e.val_loss, "
+           "e.val_acc FROM runs r LEFT JOIN epochs e ON e.run_id = r.id ORDER BY 1, e.epoch",
+           key);
+  sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   while (sqlite3_step(st) == SQLITE_ROW)
-    append(&out, &len, &cap, "%s %lld %s %s %s %lld %lld %d %a %a %a\n",
-           sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_text(st, 2),
-           sqlite3_column_text(st, 3), sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5),
-           sqlite3_column_int64(st, 6), sqlite3_column_int(st, 7),
+    append(&out, &len, &cap, "%s %s %lld %lld %lld %d %a %a %a %a %a\n",
+           sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+           sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+           sqlite3_column_int64(st, 4), sqlite3_column_int(st, 5),
+           sqlite3_column_double(st, 6), sqlite3_column_double(st, 7),
            sqlite3_column_double(st, 8), sqlite3_column_double(st, 9),
            sqlite3_column_double(st, 10));
   sqlite3_finalize(st);
-  all_health(db, &out, &len, &cap);
+  keyed_health(db, key, &out, &len, &cap);
   return out;
+}
+
+/* keyed_figures by the runs' key: (code, seed, data, settings). */
+__attribute__((unused)) static char *all_figures(sqlite3 *db) {
+  return keyed_figures(db, "r.code_hash || ' ' || r.seed || ' ' || r.data_hash || ' ' || "
+                           "r.settings");
 }
 
 #endif

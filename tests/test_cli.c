@@ -56,7 +56,7 @@ static const Case cases[] = {
   {{M, "--dump-ir", "--frobnicate"}, 2,
    "error: unknown option '--frobnicate' (see mlpc --help)"},
   {{M, "--run", "--backend", "clang"}, 2,
-   "--backend: error: unknown backend 'clang'; expected tcc or gcc"},
+   "--backend: error: unknown backend 'clang'; expected tcc, gcc or tiered"},
   /* outputs that cannot be written, refused before any work */
   {{M, "--run", "--save-weights", "$T"}, 2,
    "--save-weights: error: '$T' is a directory; give a file's name"},

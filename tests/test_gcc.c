@@ -13,13 +13,21 @@
  * that is not private is refused; a damaged cached object is rebuilt;
  * temporaries whose process is gone are removed, others' kept.
  *
- * mlpc killed (SIGKILL, SIGTERM; a run and a study) while gcc runs cc1,
- * under a stand-in that also starts a child that would never end: every
- * process mlpc started is gone soon after, gcc's children included.
+ * mlpc killed (SIGKILL, SIGTERM; a run and a study, with gcc and tiered)
+ * while gcc runs cc1, under a stand-in that also starts a child that would
+ * never end: every process mlpc started is gone soon after, gcc's
+ * children included.
+ *
+ * A build in steps (jit_build_start, for tiered runs): it says it is
+ * still building while gcc runs, and stopped then, it leaves no process
+ * and no temporary; gcc's keeper holds none of mlpc's descriptors (a
+ * study's workers read end of file on pipes the parent closes); a build
+ * that may only use the cache runs no gcc at all.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -28,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -386,22 +395,118 @@ static void test_killed_mlpc(void **state) {
                        "gcc", NULL};
   const char *st[] = {MLPC_BIN, study, "--run", "--backend", "gcc", "--jobs", "2", NULL};
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 8; i++) {
     int sig = i % 2 ? SIGTERM : SIGKILL;
-    snprintf(dir, sizeof dir, "%s", tmp_path(i < 2 ? "killed-run" : "killed-study"));
+    snprintf(dir, sizeof dir, "%s-%d", tmp_path(i % 4 < 2 ? "killed-run" : "killed-study"), i);
     mkdir(dir, 0700);
-    pid_t pid = start_in(dir, bindir, i < 2 ? run : st);
+    run[4] = st[4] = i < 4 ? "gcc" : "tiered";
+    if (i >= 4) /* a tiered run waits for gcc before its first step */
+      setenv("MLPC_TEST_SWITCH_AFTER", "0", 1);
+    pid_t pid = start_in(dir, bindir, i % 4 < 2 ? run : st);
+    unsetenv("MLPC_TEST_SWITCH_AFTER");
     for (int waited = 0; !has_descendant(pid, "cc1"); waited++) {
       if (waited > 6000 || waitpid(pid, NULL, WNOHANG) == pid) {
         kill_children();
-        fail_msg("%s: gcc's cc1 never ran", i < 2 ? "a run" : "a study");
+        fail_msg("%s: gcc's cc1 never ran", i % 4 < 2 ? "a run" : "a study");
       }
       usleep(10000);
     }
     kill(pid, sig);
-    expect_no_descendants(i < 2 ? "a run" : "a study");
-    print_message("  %s killed by signal %d while compiling: nothing it started is left\n",
-                  i < 2 ? "a run" : "a study", sig);
+    expect_no_descendants(i % 4 < 2 ? "a run" : "a study");
+    print_message("  %s (%s) killed by signal %d while compiling: nothing it started is "
+                  "left\n", i % 4 < 2 ? "a run" : "a study", run[4], sig);
+  }
+}
+
+/* ---- a build in steps ---- */
+
+/* While gcc runs, the build is under way; freed, it stops gcc and its
+   children, and leaves no temporary; the keeper held none of this
+   process's descriptors meanwhile. */
+static void test_build_stopped(void **state) {
+  (void)state;
+  char err[2048], path[4096], *names[UTIL_MAX_FILES];
+  const char *bindir = fake_gcc("endless", "#!/bin/sh\nsleep 1000 &\nexec sleep 1000\n", 0755);
+  const char *cache = tmp_path("cache-stopped");
+  int fds[2];
+  assert_int_equal(pipe(fds), 0); /* a descriptor of mlpc's, not close-on-exec */
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  snprintf(path, sizeof path, "%s:%s", bindir, path0);
+  setenv("PATH", path, 1);
+  JitBuild *b = jit_build_start(src, cache, JIT_USE_CACHE, err, sizeof err);
+  setenv("PATH", path0, 1);
+  if (!b)
+    fail_msg("%s", err);
+  close(fds[1]);
+  struct pollfd p = {fds[0], POLLIN, 0};
+  char c;
+  assert_int_equal(poll(&p, 1, 60000), 1); /* a keeper holding it would block it */
+  assert_int_equal(read(fds[0], &c, 1), 0);  /* end of file */
+  close(fds[0]);
+  assert_int_equal(jit_build_poll(b, 0), JIT_BUILDING);
+  assert_true(jit_build_fd(b) >= 0);
+  for (int waited = 0; !has_descendant(getpid(), "sleep"); waited++) {
+    if (waited > 6000)
+      fail_msg("the stand-in gcc never ran");
+    usleep(10000);
+  }
+  jit_build_free(b);
+  expect_no_descendants("a stopped build");
+  assert_int_equal(util_list(cache, ".so", names, 0), 0);
+}
+
+/* A build that may only use the cache runs no gcc: failed, when the
+   object is not there; built, when it is. */
+static void test_build_cached_only(void **state) {
+  (void)state;
+  char err[2048], script[512], path[4096];
+  const char *cache = tmp_path("cache-only");
+  snprintf(script, sizeof script, "#!/bin/sh\ntouch %s\nexit 1\n", tmp_path("ran"));
+  const char *bindir = fake_gcc("marks", script, 0755);
+  snprintf(path, sizeof path, "%s:%s", bindir, path0);
+  setenv("PATH", path, 1);
+  JitBuild *b = jit_build_start(src, cache, JIT_CACHED_ONLY, err, sizeof err);
+  setenv("PATH", path0, 1);
+  assert_non_null(b);
+  assert_int_equal(jit_build_poll(b, 1), JIT_FAILED);
+  assert_non_null(strstr(jit_build_error(b), ".so: not in the cache"));
+  jit_build_free(b);
+  assert_int_not_equal(access(tmp_path("ran"), F_OK), 0);
+  Jit *j = jit_gcc(src, cache, err, sizeof err);
+  assert_non_null(j);
+  jit_free(j);
+  b = jit_build_start(src, cache, JIT_CACHED_ONLY, err, sizeof err);
+  assert_int_equal(jit_build_poll(b, 0), JIT_BUILT);
+  assert_true(jit_build_cached(b));
+  j = jit_build_load(b, err, sizeof err);
+  assert_non_null(j);
+  jit_free(j);
+  jit_build_free(b);
+}
+
+/* A build beside a run (JIT_BESIDE) runs gcc JIT_BESIDE_NICE lower in
+   priority; another, at this process's own. */
+static void test_build_beside(void **state) {
+  (void)state;
+  char err[2048], script[512], path[4096];
+  snprintf(script, sizeof script, "#!/bin/sh\nnice > %s\nexit 1\n", tmp_path("nice.txt"));
+  const char *bindir = fake_gcc("niceness", script, 0755);
+  int base = getpriority(PRIO_PROCESS, 0);
+  snprintf(path, sizeof path, "%s:%s", bindir, path0);
+  for (int beside = 0; beside < 2; beside++) {
+    setenv("PATH", path, 1);
+    JitBuild *b = jit_build_start(src, tmp_path("cache-nice"), JIT_FRESH | (beside ? JIT_BESIDE
+                                  : 0), err, sizeof err);
+    setenv("PATH", path0, 1);
+    assert_non_null(b);
+    assert_int_equal(jit_build_poll(b, 1), JIT_FAILED);
+    jit_build_free(b);
+    size_t len;
+    char *said = util_slurp(tmp_path("nice.txt"), &len);
+    assert_non_null(said);
+    int want = beside ? base + JIT_BESIDE_NICE : base;
+    assert_int_equal(atoi(said), want > 19 ? 19 : want);
+    free(said);
   }
 }
 
@@ -442,6 +547,8 @@ int main(void) {
     cmocka_unit_test(test_extra_flags), cmocka_unit_test(test_cache_key),
     cmocka_unit_test(test_private),    cmocka_unit_test(test_damaged),
     cmocka_unit_test(test_stale_temporaries), cmocka_unit_test(test_killed_mlpc),
+    cmocka_unit_test(test_build_stopped), cmocka_unit_test(test_build_cached_only),
+    cmocka_unit_test(test_build_beside),
   };
 #ifdef MLPC_SOURCE_DIR
   if (chdir(MLPC_SOURCE_DIR))

@@ -15,7 +15,12 @@
  *   - a study whose experiments all hold out a validation split decides
  *     on the validation losses, as its conclusions rank: the section
  *     says so, its means are those of the recorded validation losses,
- *     and a model short of max_seeds has every comparison decided.
+ *     and a model short of max_seeds has every comparison decided;
+ *   - tiered (the switch to gcc's code forced after 2 calls of each run,
+ *     MLPC_TEST_SWITCH_AFTER): the rounds, runs, figures, membership and
+ *     verdicts of the study on tcc, bit for bit, each run saying in the
+ *     database that gcc's code took over; so too for the study with a
+ *     validation split.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,16 +48,19 @@ static const char val_study_text[] =
   "\"vary\": {\"activation\": [\"tanh\", \"relu\"], \"init\": [\"normal\"]}, "
   "\"seeds\": [0, 1, 2], \"adaptive\": {\"max_seeds\": 6, \"alpha\": 0.05}}\n";
 
-/* Runs the study file on database db, report into out; the exit status. */
-static int run_file(const char *file, const char *db, const char *out, const char *jobs) {
-  const char *args[] = {fmt("%s/%s", tmp, file), "--run", "--backend", "tcc", "--jobs", jobs,
+/* Runs the study file with a backend on database db, report into out;
+   the exit status. */
+static int run_on(const char *file, const char *backend, const char *db, const char *out,
+                  const char *jobs) {
+  const char *args[] = {fmt("%s/%s", tmp, file), "--run", "--backend", backend, "--jobs", jobs,
                         "--db", db, "--out", out, NULL};
   return run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
 }
 
-/* Runs the study on database db, report into out; the exit status. */
+/* Runs the study on tcc, on database db, report into out; the exit
+   status. */
 static int run(const char *db, const char *out, const char *jobs) {
-  return run_file("ad.json", db, out, jobs);
+  return run_on("ad.json", "tcc", db, out, jobs);
 }
 
 /* Fails with mlpc's messages if status is not 0. */
@@ -184,6 +192,61 @@ static void test_resume(void **state) {
   free(figs), free(memb), free(md);
 }
 
+/* The lines of stderr that say how the rounds went ("mlpc: adaptive:"). */
+static char *rounds_said(void) {
+  char *err = read_all(fmt("%s/stderr", tmp)), *out = calloc(1, strlen(err) + 1);
+  for (char *l = strtok(err, "\n"); l; l = strtok(NULL, "\n"))
+    if (!strncmp(l, "mlpc: adaptive:", 15))
+      strcat(strcat(out, l), "\n");
+  free(err);
+  return out;
+}
+
+/* The figures of every run by its model and seed (the key names the
+   backend's code); its membership; the verdicts. */
+static char *outcome(const char *db, const char *out) {
+  sqlite3 *d = open_db(db);
+  char *f = keyed_figures(d, "r.model"), *m = members(d), *md = adaptive_section(out);
+  char *all = calloc(1, strlen(f) + strlen(m) + strlen(md) + 1);
+  strcat(strcat(strcpy(all, f), m), md);
+  sqlite3_close(d);
+  free(f), free(m), free(md);
+  return all;
+}
+
+/* A tiered adaptive study of file, every run moved to gcc's code after 2
+   calls (the third training step): the tcc study's rounds, figures, runs
+   and verdicts. */
+static void tiered_agrees(const char *file) {
+  const char *t = fmt("%s/t-%s.sqlite", tmp, file), *g = fmt("%s/g-%s.sqlite", tmp, file);
+  char tdb[256], gdb[256];
+  snprintf(tdb, sizeof tdb, "%s", t), snprintf(gdb, sizeof gdb, "%s", g);
+  expect_ok(run_on(file, "tcc", tdb, fmt("%s/t", tmp), "2"));
+  char *rounds = rounds_said(), *want = outcome(tdb, fmt("%s/t", tmp));
+  setenv("MLPC_TEST_SWITCH_AFTER", "2", 1);
+  int status = run_on(file, "tiered", gdb, fmt("%s/g", tmp), "2");
+  unsetenv("MLPC_TEST_SWITCH_AFTER");
+  expect_ok(status);
+  char *err = rounds_said(), *got = outcome(gdb, fmt("%s/g", tmp));
+  assert_string_equal(got, want);
+  assert_true(strlen(rounds) > 0);
+  assert_string_equal(err, rounds);
+  sqlite3 *d = open_db(gdb);
+  long long n = query_int(d, "SELECT count(*) FROM runs");
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc, then gcc' AND "
+                                "gcc_epoch = 1 AND gcc_step = 3 OR code = 'gcc'"), n);
+  assert_true(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc, then gcc'") > 0);
+  sqlite3_close(d);
+  free(rounds), free(want), free(err), free(got);
+}
+
+/* Tiered, the study and the one with a validation split. */
+static void test_tiered(void **state) {
+  (void)state;
+  tiered_agrees("ad.json");
+  tiered_agrees("adv.json");
+}
+
 /* Whether a row of the table of comparisons has model name in an
    undecided comparison. */
 static int undecided_row(const char *md, const char *name) {
@@ -211,7 +274,7 @@ static void test_validation(void **state) {
   (void)state;
   const char *db = fmt("%s/val.sqlite", tmp), *out = fmt("%s/val", tmp);
   static const char *const exps[] = {"activation=tanh", "activation=relu", "init=normal"};
-  expect_ok(run_file("adv.json", db, out, "2"));
+  expect_ok(run_on("adv.json", "tcc", db, out, "2"));
   char *md = adaptive_section(out);
   assert_non_null(strstr(md, "ranks of the two models' final validation losses"));
   sqlite3 *d = open_db(db);
@@ -233,6 +296,7 @@ int main(void) {
     cmocka_unit_test(test_end_to_end),
     cmocka_unit_test(test_resume),
     cmocka_unit_test(test_validation),
+    cmocka_unit_test(test_tiered),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -21,7 +21,11 @@
  *   - an adaptive study, over rounds of runs with the ranks kept between
  *     them, records the runs and verdicts of a local run; cut back to its
  *     first runs, it goes on to the same end;
- *   - under mpirun, a model file and --jobs are refused.
+ *   - under mpirun, a model file and --jobs are refused;
+ *   - tiered, each rank building its objects beside its runs and each run
+ *     moved to gcc's code after 5 calls (MLPC_TEST_SWITCH_AFTER), the
+ *     figures of the local tcc study, each run saying where gcc's code
+ *     took over.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +43,7 @@
 #endif
 
 static char tmp[] = "/tmp/mlpc_mpiXXXXXX";
+static const char *backend = "tcc";     /* the studies' backend           */
 
 /* A 6-model grid, 2 seeds: 12 runs of 2 short epochs. */
 static const char tiny[] =
@@ -99,7 +104,7 @@ static void add_args(const char **argv, int *n, const char *const *v) {
    and tables named by what. */
 static void study_args(const char **argv, int *n, const char *study, const char *what) {
   add_args(argv, n, (const char *[]){MLPC_BIN, fmt("%s.json", study), "--run", "--backend",
-                                   "tcc", "--db", fmt("%s.sqlite", what), "--out", what, NULL});
+                                   backend, "--db", fmt("%s.sqlite", what), "--out", what, NULL});
 }
 
 /* Starts a study on n ranks: rank 0 in tmp, the others in tmp/empty;
@@ -512,6 +517,41 @@ static void test_refused(void **state) {
   free(err);
 }
 
+/* The figures of a study's runs by model and seed (the key names the
+   backend's code). */
+static char *by_model(const char *what) {
+  sqlite3 *d = open_db(fmt("%s/%s.sqlite", tmp, what));
+  char *f = keyed_figures(d, "r.model");
+  sqlite3_close(d);
+  return f;
+}
+
+/* Tiered over 3 ranks, every run moved to gcc's code at step 6 of its
+   first epoch: the local tcc study's figures; the worker ranks' objects
+   are in their cache (out/cache/HOST, removed after). */
+static void test_tiered(void **state) {
+  (void)state;
+  expect_ok(run_local("tiny", "local_tcc"));
+  backend = "tiered";
+  setenv("MLPC_TEST_SWITCH_AFTER", "5", 1);
+  int status = run_mpi("tiny", "mpi_tiered", 3);
+  unsetenv("MLPC_TEST_SWITCH_AFTER");
+  backend = "tcc";
+  expect_ok(status);
+  char *a = by_model("local_tcc"), *b = by_model("mpi_tiered");
+  assert_true(strlen(a) > 1000);
+  assert_string_equal(a, b);
+  free(a), free(b);
+  sqlite3 *d = open_db(fmt("%s/mpi_tiered.sqlite", tmp));
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE backend = 'tiered' AND (code "
+                                "= 'gcc' OR code = 'tcc, then gcc' AND gcc_epoch = 1 AND "
+                                "gcc_step = 6)"), 12);
+  assert_true(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc, then gcc'") > 0);
+  sqlite3_close(d);
+  assert_true(entries(fmt("%s/empty/out/cache", tmp), "") > 0);
+  assert_int_equal(system(fmt("rm -rf %s/empty/out", tmp)), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_same_as_local),
@@ -523,6 +563,7 @@ int main(void) {
     cmocka_unit_test(test_idx4_data),
     cmocka_unit_test(test_csv_data),
     cmocka_unit_test(test_refused),
+    cmocka_unit_test(test_tiered),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

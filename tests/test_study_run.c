@@ -30,7 +30,16 @@
  *     upgraded, keeping its runs, and takes runs with a validation split
  *     and early stopping: their figures in the runs and epochs tables,
  *     the final ones those of the epoch kept;
- *   - flags that do not apply to a study are refused.
+ *   - flags that do not apply to a study are refused;
+ *   - tiered (--backend tiered, the runs moved to gcc's code where
+ *     MLPC_TEST_SWITCH_AFTER says): the figures of a study on tcc, bit for
+ *     bit; the runs are a gcc study's (keyed as gcc's), each saying which
+ *     code trained it and where gcc's took over, so too for models with
+ *     a schedule, a validation split and early stopping; with a gcc that
+ *     fails, a warning and the runs on tcc; a database of schema version
+ *     4 (the validation figures, not the code) gets the columns that say
+ *     it, keeping its runs and their validation figures, and so does one
+ *     with the code columns and not the validation ones.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -40,6 +49,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <sys/stat.h>
+#include "../study/study.h"
 #include "study_proc.h"
 #include "util.h"
 
@@ -454,12 +464,21 @@ static const char epochs_v2[] =
   "test_acc REAL NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (run_id, epoch)) WITHOUT ROWID; "
   "INSERT INTO epochs SELECT * FROM e; DROP TABLE e; ";
 
-/* Makes a database look as an older mlpc left it: schema version 3, 2,
-   or 1 (mlpc 0.1: no health table either). */
+/* The runs' columns of schema version ST_DB_SCHEMA_CODE (the code that
+   trained them), which older mlpcs did not write. */
+static const char runs_v4[] =
+  "ALTER TABLE runs DROP COLUMN code; ALTER TABLE runs DROP COLUMN gcc_epoch; "
+  "ALTER TABLE runs DROP COLUMN gcc_step; ALTER TABLE runs DROP COLUMN gcc_test_batch; ";
+
+/* Makes a database look as an older mlpc left it: schema version
+   ST_DB_SCHEMA_CODE - 1 (no code columns), ST_DB_SCHEMA_VAL - 1 (nor the
+   validation columns), 2 (nor a NULL train loss), or 1 (mlpc 0.1: no
+   health table either). */
 static void downgrade_to(const char *db, int version) {
   sqlite3 *d;
   assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(d, fmt("%s%s%s PRAGMA user_version = %d", tables_v3,
+  assert_int_equal(sqlite3_exec(d, fmt("%s%s%s%s PRAGMA user_version = %d", runs_v4,
+                                       version < ST_DB_SCHEMA_VAL ? tables_v3 : "",
                                        version < 3 ? epochs_v2 : "",
                                        version < 2 ? "DROP TABLE health;" : "", version),
                                 NULL, NULL, NULL), SQLITE_OK);
@@ -501,12 +520,17 @@ static void test_old_schema(void **state) {
   char *before = recorded(dbp);
   expect_ok(run_study(file, dbp, fmt("%s/old", tmp), "2"));
   char *out = read_all(fmt("%s/stdout", tmp)), *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 1 to 4 (a table of "
-                              "health figures; an epoch's train loss may be NULL"));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version 1 to %d (a "
+                                  "table of health figures; an epoch's train loss may be NULL, "
+                                  "when it took no training step; the validation figures of "
+                                  "runs and epochs, and the epoch early stopping keeps; each "
+                                  "run says which code trained it, from now on)",
+                                  ST_DB_SCHEMA)));
   assert_non_null(strstr(out, "6 already in"));
   assert_non_null(strstr(out, "6 of them recorded without health figures"));
   d = open_db(dbp);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code IS NULL"), 6);
   char *now = all_figures(d), *after = recorded(dbp);
   assert_string_equal(now, ref);        /* the health figures are there, the same */
   assert_string_equal(after, before);   /* and no run was recorded anew */
@@ -541,17 +565,17 @@ static void test_old_schema_mismatch(void **state) {
   assert_int_equal(query_int(d, "SELECT test_loss = 1.5 FROM epochs WHERE run_id = 3 AND "
                                 "epoch = 2"), 1);
   sqlite3_close(d);
-  db_exec(db, "PRAGMA user_version = 5");
+  db_exec(db, fmt("PRAGMA user_version = %d", ST_DB_SCHEMA + 1));
   char *before = recorded(db);
   /* the user's error: another --db */
   assert_int_equal(run_study(file, db, fmt("%s/mismatch", tmp), "2"), 2);
   err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "the database's schema is version 5, newer than this mlpc's "
-                              "(4)"));
+  assert_non_null(strstr(err, fmt("the database's schema is version %d, newer than this "
+                                  "mlpc's (%d)", ST_DB_SCHEMA + 1, ST_DB_SCHEMA)));
   char *after = recorded(db);
   assert_string_equal(after, before);
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 5);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA + 1);
   sqlite3_close(d);
   free(err), free(before), free(after);
 }
@@ -579,12 +603,14 @@ static void test_no_step(void **state) {
                            data);
   expect_ok(run_study(study("nostep", nostep), db, dir, "2"));
   char *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 2 to 4 (an epoch's "
-                              "train loss may be NULL, when it took no training step; the "
-                              "validation figures of runs and epochs, and the epoch early "
-                              "stopping keeps); its 6 runs are kept\n"));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version 2 to %d (an "
+                                  "epoch's train loss may be NULL, when it took no training "
+                                  "step; the validation figures of runs and epochs, and the "
+                                  "epoch early stopping keeps; each run says which code "
+                                  "trained it, from now on); its 6 runs are kept\n",
+                                  ST_DB_SCHEMA)));
   d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
   assert_int_equal(query_int(d, "SELECT count(*) FROM epochs WHERE train_loss IS NOT NULL"),
                    epochs);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE status = 'finished' AND "
@@ -603,8 +629,188 @@ static void test_no_step(void **state) {
   free(err), free(md), free(sum), free(runs);
 }
 
+/* Runs a study with a backend into db and tables dir, in the current
+   directory, with MLPC_TEST_SWITCH_AFTER set to knob (NULL: unset). */
+static void run_backend(const char *file, const char *db, const char *backend,
+                        const char *knob) {
+  const char *args[] = {file, "--run", "--backend", backend, "--jobs", "2", "--db", db,
+                        "--out", fmt("%s/out-%s", tmp, backend), NULL};
+  if (knob)
+    setenv("MLPC_TEST_SWITCH_AFTER", knob, 1);
+  int status = run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args);
+  unsetenv("MLPC_TEST_SWITCH_AFTER");
+  expect_ok(status);
+}
+
+/* The figures of every run, by model and seed (not by key, which names
+   the backend's code). */
+static char *by_model(const char *db) {
+  sqlite3 *d = open_db(db);
+  char *f = keyed_figures(d, "r.model");
+  sqlite3_close(d);
+  return f;
+}
+
+/* Runs file as a tcc study into database a, then tiered, the switch
+   forced after 5 calls, into b: the same figures, bit for bit, and some
+   runs moved to gcc's code. Returns b, open. */
+static sqlite3 *tiered_as_tcc(const char *file, const char *a, const char *b) {
+  run_backend(file, a, "tcc", NULL);
+  run_backend(file, b, "tiered", "5");
+  char *fa = by_model(a), *fb = by_model(b);
+  assert_true(strlen(fa) > 0);
+  assert_string_equal(fa, fb);
+  free(fa), free(fb);
+  sqlite3 *d = open_db(b);
+  assert_true(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc, then gcc'") > 0);
+  return d;
+}
+
+/* A tiered study, the switch forced after 5 calls (step 6 of epoch 1):
+   a tcc study's figures, bit for bit; its runs are a gcc study's. A
+   worker's next run of a code it has moved to gcc's starts there. */
+static void test_tiered(void **state) {
+  (void)state;
+  const char *file = study("tiny1", one);
+  char a[256], b[256], c[256];
+  snprintf(a, sizeof a, "%s/tcc.sqlite", tmp);
+  snprintf(b, sizeof b, "%s/tiered.sqlite", tmp);
+  snprintf(c, sizeof c, "%s/gcc.sqlite", tmp);
+  sqlite3 *d = tiered_as_tcc(file, a, b);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE backend = 'tiered' AND (code = "
+                                "'tcc, then gcc' AND gcc_epoch = 1 AND gcc_step = 6 AND "
+                                "gcc_test_batch IS NULL OR code = 'gcc' AND gcc_epoch IS NULL)"), 6);
+  sqlite3_close(d);
+  run_backend(file, b, "gcc", NULL);  /* the same runs */
+  assert_non_null(strstr(read_all(fmt("%s/stdout", tmp)), "all 6 already in"));
+  run_backend(file, c, "gcc", NULL);
+  run_backend(file, c, "tiered", NULL);
+  assert_non_null(strstr(read_all(fmt("%s/stdout", tmp)), "all 6 already in"));
+  d = open_db(c);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'gcc' AND gcc_epoch "
+                                "IS NULL"), 6);
+  sqlite3_close(d);
+}
+
+/* A tiered study of models with a schedule, a validation split and
+   early stopping, the switch forced after 5 calls (step 6 of epoch 1):
+   a tcc study's figures, validation figures and kept epochs, bit for
+   bit. */
+static void test_tiered_recipe(void **state) {
+  (void)state;
+  const char *recipe = "{\"name\": \"rec\", \"base\": {\"hidden\": [16], \"epochs\": 6, "
+                       "\"max_batches\": 10, \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.5, "
+                       "\"momentum\": 0.9}, \"validation\": 0.1, \"early_stopping\": "
+                       "{\"patience\": 1}}, \"vary\": {\"schedule\": [{\"type\": \"cosine\", "
+                       "\"T_max\": 3, \"warmup\": 4}, {\"type\": \"onecycle\", \"max_lr\": "
+                       "1.0}]}, \"seeds\": [1, 2]}\n";
+  const char *file = study("rec", recipe);
+  char a[256], b[256];
+  snprintf(a, sizeof a, "%s/rec-tcc.sqlite", tmp);
+  snprintf(b, sizeof b, "%s/rec-tiered.sqlite", tmp);
+  sqlite3 *d = tiered_as_tcc(file, a, b);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE best_epoch IS NOT NULL AND "
+                                "val_loss IS NOT NULL AND (code = 'tcc, then gcc' AND gcc_epoch "
+                                "= 1 AND gcc_step = 6 OR code = 'gcc')"), 4);
+  sqlite3_close(d);
+}
+
+/* A tiered study whose gcc fails (a stand-in, first on PATH, in a
+   directory with an empty cache): a warning per model, and every run on
+   tcc, with tcc's figures. */
+static void test_tiered_gcc_fails(void **state) {
+  (void)state;
+  const char *file = study("tiny1", one);
+  char a[256], b[256], bin[256], path[8192], *path0 = strdup(getenv("PATH"));
+  snprintf(a, sizeof a, "%s/tcc.sqlite", tmp);
+  snprintf(b, sizeof b, "%s/failed.sqlite", tmp);
+  snprintf(bin, sizeof bin, "%s/bin", tmp);
+  mkdir(bin, 0700);
+  const char *script = "#!/bin/sh\necho 'x.c:1:2: error: no good' >&2\nexit 3\n";
+  assert_int_equal(util_write(fmt("%s/gcc", bin), script, strlen(script)), 0);
+  assert_int_equal(chmod(fmt("%s/gcc", bin), 0755), 0);
+  snprintf(path, sizeof path, "%s:%s", bin, path0);
+  setenv("PATH", path, 1);
+  setenv("MLPC_DATA", MLPC_SOURCE_DIR "/data", 1);
+  assert_int_equal(chdir(tmp), 0);
+  run_backend(file, b, "tiered", "5");
+  assert_int_equal(chdir(MLPC_SOURCE_DIR), 0);
+  setenv("PATH", path0, 1);
+  unsetenv("MLPC_DATA");
+  char *err = read_all(fmt("%s/stderr", tmp));
+  if (!strstr(err, "mlpc: warning: norm=batchnorm: gcc failed (exit 3) on ") ||
+      !strstr(err, "; its runs go on with tcc's code, which gives the same results\n"))
+    fail_msg("no warning:\n%s", err);
+  char *fa = by_model(a), *fb = by_model(b);
+  assert_string_equal(fa, fb);
+  sqlite3 *d = open_db(b);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc'"), 6);
+  sqlite3_close(d);
+  free(err), free(fa), free(fb), free(path0);
+}
+
+/* Models with a validation split under early stopping: 4 runs. */
+static const char val_study[] =
+  "{\"name\": \"val\", \"base\": {\"hidden\": [16], \"epochs\": 8, \"max_batches\": 10, "
+  "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.5}, \"validation\": 0.1, \"early_stopping\": "
+  "{\"patience\": 1}}, \"vary\": {\"label_smoothing\": [0, 0.2]}, \"seeds\": [1, 2]}\n";
+
+/* The validation figures of every run and epoch that has them. */
+static char *val_figures(const char *db) {
+  sqlite3 *d = open_db(db);
+  char *s = strdup(query_text(d, "SELECT (SELECT group_concat(id || ' ' || val_loss || ' ' || "
+                                 "val_acc || ' ' || best_epoch, ';') FROM (SELECT * FROM runs "
+                                 "WHERE val_loss IS NOT NULL ORDER BY id)) || ' / ' || (SELECT "
+                                 "group_concat(run_id || ' ' || epoch || ' ' || val_loss || ' ' "
+                                 "|| val_acc, ';') FROM (SELECT * FROM epochs WHERE val_loss IS "
+                                 "NOT NULL ORDER BY run_id, epoch))"));
+  sqlite3_close(d);
+  return s;
+}
+
+/* A database of schema ST_DB_SCHEMA_CODE - 1 (the validation figures, not
+   the code) is upgraded: its runs are kept as recorded, their validation
+   figures with them, and say nothing of their code (NULL); the runs
+   recorded after it do. One of that version with the code columns and
+   without the validation ones (as mlpc's tiered builds before the
+   validation split wrote it) gets the validation columns, its code kept. */
+static void test_schema_code(void **state) {
+  (void)state;
+  char db[256];
+  snprintf(db, sizeof db, "%s/v4.sqlite", tmp);
+  expect_ok(run_study(study("val", val_study), db, fmt("%s/v4", tmp), "2"));
+  downgrade_to(db, ST_DB_SCHEMA_CODE - 1);
+  char *before = recorded(db), *vals = val_figures(db);
+  assert_true(strlen(vals) > 10);
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/v4", tmp), "2"));
+  char *err = read_all(fmt("%s/stderr", tmp)), *after = recorded(db), *vals2 = val_figures(db);
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version %d to %d (each "
+                                  "run says which code trained it, from now on); its 4 runs "
+                                  "are kept\n", ST_DB_SCHEMA_CODE - 1, ST_DB_SCHEMA)));
+  assert_int_equal(strncmp(after, before, strlen(before)), 0);  /* the old runs as they were */
+  assert_string_equal(vals2, vals);
+  sqlite3 *d = open_db(db);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code IS NULL AND best_epoch "
+                                "IS NOT NULL"), 4);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc'"), 6);
+  sqlite3_close(d);
+  db_exec(db, fmt("%s PRAGMA user_version = %d", tables_v3, ST_DB_SCHEMA_CODE - 1));
+  expect_ok(run_study(study("tiny1", one), db, fmt("%s/v4", tmp), "2"));
+  free(err), err = read_all(fmt("%s/stderr", tmp));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version %d to %d (the "
+                                  "validation figures of runs and epochs, and the epoch early "
+                                  "stopping keeps); its 10 runs are kept\n",
+                                  ST_DB_SCHEMA_CODE - 1, ST_DB_SCHEMA)));
+  d = open_db(db);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE code = 'tcc' AND val_loss IS "
+                                "NULL"), 6);
+  sqlite3_close(d);
+  free(err), free(before), free(after), free(vals), free(vals2);
+}
+
 /* A study whose experiments hold out a validation split, under early
-   stopping, into a database of schema version 3: upgraded, its runs
+   stopping, into a database of schema version ST_DB_SCHEMA_VAL - 1: upgraded, its runs
    kept; the new runs' validation figures per run and per epoch, their
    final figures those of the epoch kept; the tables show them, and the
    ranking is on the validation loss, the test loss beside it. */
@@ -614,20 +820,18 @@ static void test_validation_study(void **state) {
   snprintf(db, sizeof db, "%s/val.sqlite", tmp);
   snprintf(dir, sizeof dir, "%s/val", tmp);
   expect_ok(run_study(study("tiny1", one), db, fmt("%s/one", dir), "2"));
-  downgrade_to(db, 3);
-  const char *val = "{\"name\": \"val\", \"base\": {\"hidden\": [16], \"epochs\": 8, "
-                    "\"max_batches\": 10, \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.5}, "
-                    "\"validation\": 0.1, \"early_stopping\": {\"patience\": 1}}, \"vary\": "
-                    "{\"label_smoothing\": [0, 0.2]}, \"seeds\": [1, 2]}\n";
-  expect_ok(run_study(study("val", val), db, dir, "2"));
+  downgrade_to(db, ST_DB_SCHEMA_VAL - 1);
+  expect_ok(run_study(study("val", val_study), db, dir, "2"));
   char *err = read_all(fmt("%s/stderr", tmp)), *out = read_all(fmt("%s/stdout", tmp));
-  assert_non_null(strstr(err, "upgraded the database from schema version 3 to 4 (the "
-                              "validation figures of runs and epochs, and the epoch early "
-                              "stopping keeps); its 6 runs are kept\n"));
+  assert_non_null(strstr(err, fmt("upgraded the database from schema version %d to %d (the "
+                                  "validation figures of runs and epochs, and the epoch early "
+                                  "stopping keeps; each run says which code trained it, from "
+                                  "now on); its 6 runs are kept\n", ST_DB_SCHEMA_VAL - 1,
+                                  ST_DB_SCHEMA)));
   assert_non_null(strstr(out, "ranking by mean final validation loss (the test loss beside "
                               "it)"));
   sqlite3 *d = open_db(db);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4);
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA);
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE val_loss IS NULL AND "
                                 "best_epoch IS NULL"), 6);  /* the old ones */
   assert_int_equal(query_int(d, "SELECT count(*) FROM runs r JOIN epochs e ON e.run_id = r.id "
@@ -773,7 +977,7 @@ static void test_foreign_db(void **state) {
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
   sqlite3_close(d);
   downgrade_to(mine, 2);
-  db_exec(mine, "PRAGMA application_id = 0"); /* as mlpc 2 wrote it */
+  db_exec(mine, "PRAGMA application_id = 0"); /* as mlpc wrote schema 2 */
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
@@ -783,10 +987,10 @@ static void test_foreign_db(void **state) {
   expect_ok(run_study(study("tiny1", one), mine, fmt("%s/mine", tmp), "2"));
   d = open_db(mine);
   assert_int_equal(query_int(d, "PRAGMA application_id"), 0x6d6c7063);
-  assert_int_equal(query_int(d, "PRAGMA user_version"), 4); /* upgraded to this mlpc's schema */
+  assert_int_equal(query_int(d, "PRAGMA user_version"), ST_DB_SCHEMA); /* upgraded to ours */
   sqlite3_close(d);
   downgrade_to(mine, 2);
-  db_exec(mine, "PRAGMA application_id = 0; CREATE TABLE notes (text)");  /* not only mlpc's */
+  db_exec(mine, "PRAGMA application_id = 0; CREATE TABLE notes (text)"); /* not only mlpc's */
   expect_refused(mine, "tables: ");
   db_exec(mine, "DROP TABLE notes; CREATE INDEX by_name ON runs (name)");
   expect_refused(mine, "user_version 2");
@@ -840,6 +1044,10 @@ int main(void) {
     cmocka_unit_test(test_corrupt_db),
     cmocka_unit_test(test_foreign_db),
     cmocka_unit_test(test_locked_db),
+    cmocka_unit_test(test_tiered),
+    cmocka_unit_test(test_tiered_recipe),
+    cmocka_unit_test(test_tiered_gcc_fails),
+    cmocka_unit_test(test_schema_code),
   };
   return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

@@ -625,8 +625,51 @@ static void test_data_files(void **state) {
   assert_int_equal(rt_data_files("tests/reference/data/small", paths, err, sizeof err), 4);
   assert_string_equal(paths[2], "tests/reference/data/small/t10k-images-idx3-ubyte");
   assert_int_equal(rt_data_files(tmp, paths, err, sizeof err), -1);
-  snprintf(want, sizeof want, "%s/train-images-idx3-ubyte: no such file", tmp);
+  snprintf(want, sizeof want, "%s: no data set: ", tmp);
   assert_memory_equal(err, want, strlen(want));
+}
+
+/* Expects dir to be refused, by rt_data_format and rt_load_data alike,
+   with err "dir: " then phrase, nothing held. */
+static void dir_refused(const char *dir, const char *phrase) {
+  RtSet tr, te;
+  char want[2048];
+  snprintf(want, sizeof want, "%s: %s", dir, phrase);
+  assert_int_equal(rt_data_format(dir, err, sizeof err), -1);
+  assert_string_equal(err, want);
+  assert_int_equal(rt_load_data(dir, 12, NULL, NCLASSES, RT_F32, &tr, &te, err, sizeof err),
+                   -1);
+  assert_string_equal(err, want);
+  assert_true(!tr.images && !te.images);
+}
+
+/* A directory with no data set, of no format (empty, unrelated files, a
+   compressed file renamed .gz), says what each format's files are; a
+   path that is a file, or names nothing, says so, not that a file is
+   missing inside it (a file's "inside" looked like every format). */
+static void test_no_data_set(void **state) {
+  (void)state;
+  char path[256];
+  static const char none[] = "no data set: a data directory holds IDX files "
+    "(train-images-idx3-ubyte or train-images-idx4-ubyte, train-labels-idx1-ubyte, "
+    "t10k-images-idx3-ubyte or t10k-images-idx4-ubyte, t10k-labels-idx1-ubyte; each raw or "
+    "NAME.gz), NumPy arrays (train_x.npy, train_y.npy, test_x.npy, test_y.npy) or CSV files "
+    "(train.csv, test.csv); a NumPy or CSV file may be gzip-compressed under its own name "
+    "(docs/data.md)";
+  static const char tail[] = ": the data are named by the directory that holds their files "
+    "(docs/data.md)";
+  char not_dir[200], missing[200];
+  snprintf(not_dir, sizeof not_dir, "not a directory%s", tail);
+  snprintf(missing, sizeof missing, "no such directory%s", tail);
+  dir_refused(tmp, none);
+  put_text("README", "iris\n");
+  put_text("train.csv.gz", "");
+  put_text("train_x.npz", "");
+  dir_refused(tmp, none);
+  copy_case("f4");
+  dir_refused(in_tmp("train_x.npy", path, sizeof path), not_dir);
+  dir_refused(in_tmp("none", path, sizeof path), missing);
+  dir_refused(in_tmp("train_x.npy/x", path, sizeof path), missing);
 }
 
 /* The train and test sets must agree in shape, and fit the model: flat
@@ -914,6 +957,7 @@ int main(void) {
     cmocka_unit_test_setup(test_csv_edges, before),
     cmocka_unit_test_setup(test_two_formats, before),
     cmocka_unit_test_setup(test_data_files, before),
+    cmocka_unit_test_setup(test_no_data_set, before),
     cmocka_unit_test_setup(test_shapes, before),
     cmocka_unit_test_setup(test_same_as_idx, before),
     cmocka_unit_test_setup(test_blobs_agree, before),

@@ -563,13 +563,19 @@ static void test_csv_refused(void **state) {
     {"1,2\r3\n", "1:3", "'2\\x0d3' is not a number"},
     {"1,2\n1,\x1b[2J\n", "2:3", "'\\x1b[2J' is not a number"},
     {"1,2\n\"\n", "2:1", "a quote that is not closed on its line"},
+    {"0,1,2,3,4\n1,2,3,4,5\n", "1:1", "the first line, 0,1,...,4, is pandas' default column "
+     "names or a sample: a header of numbers cannot be told from data; write the file with "
+     "header=False, or give it a header whose first field is a name (label,...)"},
+    {"\r\n\"0\", 1 ,\"2\"\r\n1,2,3\r\n", "2:1", "the first line, 0,1,2, is pandas'"},
+    {"0,1\n1,2\n", "1:1", "the first line, 0,1, is pandas'"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     csv_refused(bad[i].text, bad[i].where, bad[i].phrase);
 }
 
 /* A field longer than 255 bytes, a file of no rows, a header alone, a NUL
-   byte; and float32's limit is no limit for float64. */
+   byte; float32's limit is no limit for float64; and 0,1,2 is a sample
+   where it is not the first line, or not all of it. */
 static void test_csv_edges(void **state) {
   (void)state;
   char text[400] = "1,";
@@ -590,6 +596,13 @@ static void test_csv_edges(void **state) {
   csv_ok("1,1e39\n", RT_F64, &s);
   assert_true(((const double *)(const void *)s.images)[0] == 1e39);
   rt_free_set(&s);
+  static const char *const numbered[] = {"0,1,3\n0,1,2\n", "label,0,1\n0,1,2\n",
+                                         "1,2,3\n0,1,2\n"};
+  for (int i = 0; i < 3; i++) {  /* 0,1,2 not first, or not whole: samples */
+    csv_ok(numbered[i], RT_F32, &s);
+    assert_true(s.n == 2 - (i == 1) && s.labels[s.n - 1] == 0 && s.cols == 2);
+    rt_free_set(&s);
+  }
 }
 
 /* ---- data directories ---- */

@@ -623,7 +623,8 @@ static json_t *check_base(Ctx *c, json_t *root, Study *s, Model *m) {
 static const char *base_type(const char *key, const Model *m) {
   return !strcmp(key, "optimizer") ? opt_names[m->opt.type]
        : !strcmp(key, "norm") ? norm_names[m->norm.type]
-       : !strcmp(key, "activation") ? act_names[m->act.type] : NULL;
+       : !strcmp(key, "activation") ? act_names[m->act.type]
+       : !strcmp(key, "schedule") ? sched_names[m->recipe.schedule] : NULL;
 }
 
 /* One part of a varied key: "optimizer", "p", or "layers[3]" (a name and

@@ -276,6 +276,12 @@ static void test_dotted_and_names(void **state) {
                  "[{\"type\": \"linear\", \"out\": 10}], [{\"type\": \"linear\", \"out\": 12}]]}}");
   assert_string_equal(s.exp[0].name, "layers=[{\"type\":\"linear\",\"out\":10}]");
   st_free(&s);
+  /* a schedule's member where the base has none: of the base's type, none */
+  load_text(tmp, "{\"base\": {}, \"vary\": {\"schedule.warmup\": [0, 100]}}");
+  assert_string_equal(s.exp[1].name, "schedule.warmup=100");
+  assert_int_equal(s.exp[1].model.recipe.schedule, RT_SCHED_NONE);
+  assert_int_equal(s.exp[1].model.recipe.warmup, 100);
+  st_free(&s);
 }
 
 /* A base file is found next to the study; seeds and name default. */

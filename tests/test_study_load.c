@@ -282,6 +282,14 @@ static void test_dotted_and_names(void **state) {
   assert_int_equal(s.exp[1].model.recipe.schedule, RT_SCHED_NONE);
   assert_int_equal(s.exp[1].model.recipe.warmup, 100);
   st_free(&s);
+  /* an lr that onecycle ignores is refused as a change of the base
+     (tests/study/errors/vary_lr_under_onecycle), not within a grid's
+     combination where the base's schedule keeps it */
+  load_text(tmp, "{\"base\": {}, \"mode\": \"grid\", \"vary\": {\"schedule\": [\"none\", "
+                 "{\"type\": \"onecycle\", \"max_lr\": 0.1}], \"optimizer.lr\": [0.01, 0.1]}}");
+  assert_int_equal(s.nexp, 4);
+  assert_int_equal(s.exp[3].model.recipe.schedule, RT_SCHED_ONECYCLE);
+  st_free(&s);
 }
 
 /* A base file is found next to the study; seeds and name default. */

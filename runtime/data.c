@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "rt.h"
 
 /* A format: its name, its sets' names, what it calls a sample, the files
@@ -98,16 +99,21 @@ static int data_first(const char *dir, int f, char *path, size_t size) {
   return 0;
 }
 
-/* Refuses a data path that is not a directory: none there, or a file
-   (whose name inside it would otherwise look like any format's). One
-   that cannot be looked at passes: its reader reports why. */
+/* Refuses a data path that is not a directory we can look into: none
+   there, a file, or one that cannot be searched (a symbolic link loop, no
+   permission), whose files would each be found "there" but unreadable,
+   and look like every format's. */
 static int data_check_dir(const char *dir, char *err, size_t errlen) {
   struct stat st;
-  if (stat(dir, &st) == 0 ? S_ISDIR(st.st_mode) : errno != ENOENT && errno != ENOTDIR)
+  int found = stat(dir, &st) == 0;
+  if (found && S_ISDIR(st.st_mode) && access(dir, X_OK) == 0)
     return 0;
+  if (!found && errno != ENOENT && errno != ENOTDIR)
+    return rt_fail(err, errlen, dir, "cannot open (%s)", strerror(errno));
+  if (found && S_ISDIR(st.st_mode))
+    return rt_fail(err, errlen, dir, "cannot search the directory (%s)", strerror(errno));
   return rt_fail(err, errlen, dir, "%s: the data are named by the directory that holds "
-                 "their files (docs/data.md)", stat(dir, &st) == 0 ? "not a directory"
-                 : "no such directory");
+                 "their files (docs/data.md)", found ? "not a directory" : "no such directory");
 }
 
 /* Refuses a directory with no file of any format, saying what each

@@ -23,6 +23,7 @@
  * PyTorch's figures (tests/arrays/torch_ref.py), and through a standalone
  * trainer.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -658,8 +659,10 @@ static void dir_refused(const char *dir, const char *phrase) {
 
 /* A directory with no data set, of no format (empty, unrelated files, a
    compressed file renamed .gz), says what each format's files are; a
-   path that is a file, or names nothing, says so, not that a file is
-   missing inside it (a file's "inside" looked like every format). */
+   path that is a file, names nothing or cannot be opened (a symbolic
+   link to itself) says so, not that a file is missing inside it or that
+   it holds two formats (the "inside" of each looked like every
+   format's). */
 static void test_no_data_set(void **state) {
   (void)state;
   char path[256];
@@ -683,6 +686,10 @@ static void test_no_data_set(void **state) {
   dir_refused(in_tmp("train_x.npy", path, sizeof path), not_dir);
   dir_refused(in_tmp("none", path, sizeof path), missing);
   dir_refused(in_tmp("train_x.npy/x", path, sizeof path), missing);
+  char loop[200], why[200];
+  assert_int_equal(symlink(in_tmp("loop", loop, sizeof loop), loop), 0);
+  snprintf(why, sizeof why, "cannot open (%s)", strerror(ELOOP));
+  dir_refused(loop, why);
 }
 
 /* The train and test sets must agree in shape, and fit the model: flat

@@ -1523,6 +1523,9 @@ int fe_override(Model *m, const char *flag, const char *key,
     return fail(&c, "out of memory"), FE_NO_MEMORY; /* unreachable: fe_alloc_json */
   saved = *m;
   int rc = f->check(&c, v, m) || check_model(&c, m) ? -1 : 0;
+  const char *why = rc ? NULL : fe_overridden(m, key);
+  if (why)
+    rc = fail(&c, "has no effect: %s", why);
   if (rc)
     *m = saved;
   json_decref(v);

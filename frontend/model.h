@@ -197,6 +197,11 @@ void fe_where_path(const FeWhere *w, char *buf, size_t size);
 int fe_scheduled(const Model *m);
 /* Whether onecycle cycles the optimizer's momentum (Adam's beta1). */
 int fe_cycles_momentum(const Model *m);
+/* Why the value at key ("optimizer.lr") has no effect on m, whose
+   schedule sets it (OneCycleLR sets the lr, and a cycled momentum replaces
+   the optimizer's), or NULL when it has one. A flag or a study that
+   changes such a value is refused rather than do nothing. */
+const char *fe_overridden(const Model *m, const char *key);
 /* Whether the optimizer keeps a momentum buffer: SGD and RMSprop with
    momentum > 0, or with a cycled momentum. */
 int fe_momentum_buffer(const Model *m);

@@ -22,6 +22,16 @@ int fe_momentum_buffer(const Model *m) {
   return (t == OPT_SGD || t == OPT_RMSPROP) && (m->opt.momentum > 0 || fe_cycles_momentum(m));
 }
 
+const char *fe_overridden(const Model *m, const char *key) {
+  if (m->recipe.schedule == RT_SCHED_ONECYCLE && !strcmp(key, "optimizer.lr"))
+    return "the schedule, onecycle, sets the lr itself, from max_lr / div_factor up to max_lr "
+           "and down (OneCycleLR ignores the optimizer's lr); change schedule.max_lr";
+  if (fe_cycles_momentum(m) && !strcmp(key, "optimizer.momentum"))
+    return "the schedule, onecycle, cycles the momentum itself, between schedule.max_momentum "
+           "and schedule.base_momentum; change those, or set schedule.cycle_momentum false";
+  return NULL;
+}
+
 int fe_has_recipe(const Model *m) {
   const RtRecipe *r = &m->recipe;
   return fe_scheduled(m) || r->val_count || r->val_fraction > 0 || r->patience;

@@ -7,7 +7,9 @@
  *   2,6.3,3.3,6.0,2.5
  *
  * The first line is a header, and skipped, when its first field is not a
- * number (a label always is). Every line has the fields of the first;
+ * number (a label always is). A first line of 0,1,2,... only, pandas'
+ * default column names, is refused: a header of numbers cannot be told
+ * from a sample, and taking it for one would be silent. Every line has the fields of the first;
  * labels are whole numbers in [0, classes) ("3" or "3.0"); features are
  * finite numbers (strtod's syntax), converted to the model's dtype and
  * used as they are. A field may be quoted ("5.1"); spaces around a field,
@@ -186,6 +188,34 @@ static int csv_header(CsvText *t) {
   return header;
 }
 
+/* Whether the line at t->at reads 0,1,...,n-1 (n >= 2), as pandas names
+   the columns of a DataFrame by default: n, else 0 (t->at is left). */
+static long csv_default_names(CsvText *t) {
+  char f[CSV_FIELD], k[24];
+  size_t at = t->at, start;
+  long n = 0;
+  for (;;) {
+    snprintf(k, sizeof k, "%ld", n++);
+    if (csv_field(t, f, &start) || strcmp(f, k))
+      n = 0;
+    if (!n || !csv_comma(t))
+      break;
+  }
+  t->at = at;
+  return n > 1 ? n : 0;
+}
+
+/* Refuses a first line of pandas' default column names (csv_default_names),
+   which may as well be a sample. */
+static int csv_numbered(const CsvText *t, long n) {
+  char names[48];
+  snprintf(names, sizeof names, n == 2 ? "0,1" : n == 3 ? "0,1,2" : "0,1,...,%ld", n - 1);
+  return csv_fail(t, t->at, "the first line, %s, is pandas' default column names or a "
+                  "sample: a header of numbers cannot be told from data; write the file "
+                  "with header=False, or give it a header whose first field is a name "
+                  "(label,...)", names);
+}
+
 /* Counts the lines that are not blank from t->at on (t->at is left). */
 static long csv_rows(const CsvText *t) {
   long n = 0;
@@ -249,6 +279,8 @@ static int csv_shape(CsvText *t, long *features) {
   if (!csv_skip_blank(t))
     return rt_fail(t->err, t->errlen, t->path, "no rows: expected a label and features "
                    "on each line");
+  if ((n = csv_default_names(t)))
+    return csv_numbered(t, n);
   if (csv_header(t) && (csv_count(t, &head) || (csv_next_line(t), 0)))
     return -1;
   if (!csv_skip_blank(t))

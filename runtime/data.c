@@ -8,8 +8,10 @@
  *   CSV    train.csv, test.csv                                (csv.c)
  *
  * A directory holds one format: files of two are refused rather than one
- * of them guessed. One without NumPy or CSV files is read as IDX (whose
- * reader says which file is missing). Pixel bytes (IDX, a uint8 array)
+ * of them guessed, and one with no file of any is refused saying what
+ * each format's files are; a path that is no directory is refused as
+ * such. A directory with any IDX file is read as IDX (whose reader says
+ * which file is missing). Pixel bytes (IDX, a uint8 array)
  * are kept as bytes, which the model scales by 1/255 as it loads them;
  * any other data are converted once, as loaded, to the model's dtype.
  *
@@ -22,15 +24,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "rt.h"
 
 /* A format: its name, its sets' names, what it calls a sample, the files
-   that show it is there (NULL-ended), and its reader. */
+   that show it is there (NULL-ended), those in words, and its reader. */
 typedef struct {
   const char *name;
   const char *sets[2];
   const char *noun;
   const char *files[13];
+  const char *what;
   int (*load)(const char *dir, const char *prefix, int nclasses, int dtype, RtSet *set,
               char *err, size_t errlen);
 } DataFormat;
@@ -50,12 +54,16 @@ static const DataFormat data_formats[] = {
                     "t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz",
                     "t10k-images-idx4-ubyte", "t10k-images-idx4-ubyte.gz",
                     "t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz", NULL},
+                   "IDX files (train-images-idx3-ubyte or train-images-idx4-ubyte, "
+                   "train-labels-idx1-ubyte, t10k-images-idx3-ubyte or t10k-images-idx4-ubyte, "
+                   "t10k-labels-idx1-ubyte; each raw or NAME.gz)",
                    data_load_idx},
   [RT_DATA_NPY] = {"NumPy", {"train", "test"}, "samples",
                    {"train_x.npy", "train_y.npy", "test_x.npy", "test_y.npy", NULL},
+                   "NumPy arrays (train_x.npy, train_y.npy, test_x.npy, test_y.npy)",
                    rt_load_npy_set},
   [RT_DATA_CSV] = {"CSV", {"train", "test"}, "samples", {"train.csv", "test.csv", NULL},
-                   rt_load_csv_set},
+                   "CSV files (train.csv, test.csv)", rt_load_csv_set},
 };
 enum { DATA_NFORMATS = sizeof data_formats / sizeof data_formats[0] };
 
@@ -91,9 +99,37 @@ static int data_first(const char *dir, int f, char *path, size_t size) {
   return 0;
 }
 
+/* Refuses a data path that is not a directory we can look into: none
+   there, a file, or one that cannot be searched (a symbolic link loop, no
+   permission), whose files would each be found "there" but unreadable,
+   and look like every format's. */
+static int data_check_dir(const char *dir, char *err, size_t errlen) {
+  struct stat st;
+  int found = stat(dir, &st) == 0;
+  if (found && S_ISDIR(st.st_mode) && access(dir, X_OK) == 0)
+    return 0;
+  if (!found && errno != ENOENT && errno != ENOTDIR)
+    return rt_fail(err, errlen, dir, "cannot open (%s)", strerror(errno));
+  if (found && S_ISDIR(st.st_mode))
+    return rt_fail(err, errlen, dir, "cannot search the directory (%s)", strerror(errno));
+  return rt_fail(err, errlen, dir, "%s: the data are named by the directory that holds "
+                 "their files (docs/data.md)", found ? "not a directory" : "no such directory");
+}
+
+/* Refuses a directory with no file of any format, saying what each
+   format's files are. */
+static int data_none(const char *dir, char *err, size_t errlen) {
+  return rt_fail(err, errlen, dir, "no data set: a data directory holds %s, %s or %s; a NumPy "
+                 "or CSV file may be gzip-compressed under its own name (docs/data.md)",
+                 data_formats[RT_DATA_IDX].what, data_formats[RT_DATA_NPY].what,
+                 data_formats[RT_DATA_CSV].what);
+}
+
 int rt_data_format(const char *dir, char *err, size_t errlen) {
   char seen[FILENAME_MAX], path[FILENAME_MAX];
   int found = -1;
+  if (data_check_dir(dir, err, errlen))
+    return -1;
   for (int f = 0; f < DATA_NFORMATS; f++) {
     if (!data_first(dir, f, path, sizeof path))
       continue;
@@ -105,7 +141,7 @@ int rt_data_format(const char *dir, char *err, size_t errlen) {
     found = f;
     snprintf(seen, sizeof seen, "%s", path);
   }
-  return found < 0 ? RT_DATA_IDX : found;
+  return found < 0 ? data_none(dir, err, errlen) : found;
 }
 
 int rt_data_files(const char *dir, char paths[][FILENAME_MAX], char *err, size_t errlen) {

@@ -62,9 +62,9 @@ typedef struct {
    "PATH: what is wrong" to err, holds nothing and returns -1. */
 int rt_load_data(const char *dir, int input, const int *shape, int nclasses, int dtype,
                  RtSet *tr, RtSet *te, char *err, size_t errlen);
-/* Which format dir holds, by the files there: RT_DATA_NPY or RT_DATA_CSV
-   when it holds that format's files, else RT_DATA_IDX; -1, with err,
-   when it holds files of two formats. */
+/* Which format dir holds, by the files there: RT_DATA_IDX, RT_DATA_NPY
+   or RT_DATA_CSV; -1, with err, when dir is no directory, or holds files
+   of two formats or of none. */
 int rt_data_format(const char *dir, char *err, size_t errlen);
 /* The files rt_load_data reads from dir, into paths: their count (2 or
    4), or -1 with "PATH: what is wrong" in err. */

@@ -80,6 +80,8 @@ typedef struct {
   int nnames;
   StHealthName *names;      /* (nnames): the figures, as stored           */
   int nprobes;              /* epochs 0 .. nprobes - 1                    */
+  int *end;                 /* (runs): the epoch of each run's final
+                               figures, StRunFigs.kept                    */
   int nlayers;              /* health layers                              */
   HLayer *layers;           /* (nlayers), in model order                  */
   int named;                /* NAMED_HIDDEN or NAMED_LIST; 0 if none      */
@@ -235,7 +237,7 @@ static int lay_out(HModel *m, const Row *rows, int nrows) {
 /* Reads the figures of experiment x's finished runs into m. */
 static int read_model(sqlite3 *db, const StExpFigs *x, HModel *m) {
   Row *rows = NULL;
-  int nrows = 0, cap = 0, rc = 0;
+  int nrows = 0, cap = 0, rc = !(m->end = malloc((size_t)(x->runs + 1) * sizeof *m->end));
   for (int r = 0; !rc && r < x->runs; r++) {
     if (x->run[r].diverged_epoch)
       continue;
@@ -243,7 +245,7 @@ static int read_model(sqlite3 *db, const StExpFigs *x, HModel *m) {
     if (n < 0)
       rc = -1;
     else if (n)
-      m->runs++;
+      m->end[m->runs++] = x->run[r].kept;
     else
       m->missing++;
   }
@@ -266,7 +268,8 @@ StHealthFigs *st_health_load(const StFigs *f) {
 
 void st_health_free(StHealthFigs *h, int nexp) {
   for (int i = 0; h && h->m && i < nexp; i++)
-    free(h->m[i].names), free(h->m[i].v), free(h->m[i].na), free(h->m[i].layers);
+    free(h->m[i].names), free(h->m[i].v), free(h->m[i].na), free(h->m[i].layers),
+    free(h->m[i].end);
   if (h)
     free(h->m);
   free(h);
@@ -274,14 +277,22 @@ void st_health_free(StHealthFigs *h, int nexp) {
 
 /* ---- the figures' means ---- */
 
+/* The epoch "at the end" stands for in figure_stat: each run's own, that
+   of its final figures (its last epoch; under early stopping, the one
+   whose weights it keeps), which need not be the last of every run. */
+enum { END = -1 };
+
 /* The mean and standard deviation over m's runs of figure name at epoch
-   e: how many runs have a value; *na says whether every run with the
-   figure has it not applicable. */
+   e (END: each run's end): how many runs have a value; *na says whether
+   every run with the figure has it not applicable. */
 static int figure_stat(const HModel *m, int name, int e, double *mean, double *std, int *na) {
   double *v = malloc((size_t)(m->runs + 1) * sizeof *v);
   int n = 0, nas = 0, have = 0;
-  for (int r = 0; v && r < m->runs && name >= 0 && e < m->nprobes; r++) {
-    size_t at = ((size_t)r * m->nprobes + e) * m->nnames + name;
+  for (int r = 0; v && r < m->runs && name >= 0; r++) {
+    int at_e = e == END ? m->end[r] : e;
+    if (at_e < 0 || at_e >= m->nprobes)
+      continue;
+    size_t at = ((size_t)r * m->nprobes + at_e) * m->nnames + name;
     have += m->na[at] || !isnan(m->v[at]);
     nas += m->na[at];
     if (!m->na[at] && !isnan(m->v[at]))
@@ -313,9 +324,6 @@ static double key_mean(const HModel *m, int k, int e, int *na) {
   *na = !n && nas > 0;
   return n ? s / n : NAN;
 }
-
-/* The last epoch with figures. */
-static int last(const HModel *m) { return m->nprobes - 1; }
 
 /* A value in words, in buf (32 bytes): 3 significant digits, "n/a"
    (not applicable), "-" (none) or "infinite". */
@@ -524,13 +532,19 @@ int st_health_plots(const StFigs *f, StPlots *pl, char *err, size_t errlen) {
 
 /* ---- the report: the section ---- */
 
+/* What "after the last epoch" means when a run may stop early. */
+static const char *kept_words(const StFigs *f) {
+  return f->nstop ? " (under early stopping, the epoch whose weights the run keeps, as for "
+                    "the final figures)" : "";
+}
+
 /* One table cell: "a → b" of figure k of layer l, epoch 0 and last. */
 static void cell(StDoc *d, const HModel *m, int k, int l) {
   double a, b, sd;
   char x[32], y[32];
   int na0, na1, name = key_name(m, k, l);
   figure_stat(m, name, 0, &a, &sd, &na0);
-  figure_stat(m, name, last(m), &b, &sd, &na1);
+  figure_stat(m, name, END, &b, &sd, &na1);
   if (k != K_UPDATE && !(na0 && na1))  /* no step before epoch 0 */
     st_doc_num(d, na1 ? NAN : b, NAN, "%s → %s", value_text(x, a, na0), value_text(y, b, na1));
   else
@@ -617,8 +631,9 @@ void st_health_section(const StFigs *f, const StPlots *pl, StDoc *d) {
   st_doc_heading(d, 2, "Activation health");
   st_doc_para(d);
   st_doc_text(d, "%s on the probe batch (the first batch of training samples, in file order; "
-              "docs/health.md), at the initial weights (epoch 0) → after the last epoch: mean "
-              "over the seeds' runs that did not diverge. ", layer_words(named, 0));
+              "docs/health.md), at the initial weights (epoch 0) → after the last epoch%s: "
+              "mean over the seeds' runs that did not diverge. ", layer_words(named, 0),
+              kept_words(f));
   st_doc_strong(d, "saturated");
   st_doc_text(d, ": the share of the activation's values in its flat tails; ");
   st_doc_strong(d, "dead");
@@ -651,13 +666,13 @@ static Key key_of(const StFigs *f, int i) {
   Key k = {.have = m->runs > 0 && m->nlayers > 0};
   int na;
   for (int t = 0; k.have && t < 2; t++) {
-    int e = t ? last(m) : 0;
+    int e = t ? END : 0;
     k.sat[t] = key_mean(m, K_SATURATED, e, &k.sat_na);
     k.dead[t] = key_mean(m, K_DEAD, e, &k.dead_na);
     k.std[t] = key_mean(m, K_PRE_STD, e, &na);
   }
   if (k.have)
-    k.update = key_mean(m, K_UPDATE, last(m), &k.update_na);
+    k.update = key_mean(m, K_UPDATE, END, &k.update_na);
   return k;
 }
 
@@ -872,11 +887,12 @@ static void summary(StDoc *d, const StFigs *f, const int *rank, int nrank, int a
 
 /* What the sentences take, and the thresholds they use (named: the
    naming schemes). */
-static void thresholds(StDoc *d, int named) {
+static void thresholds(StDoc *d, const StFigs *f, int named) {
   st_doc_para(d);
   st_doc_text(d, "From the health figures (means over the seeds' finished runs, and over the "
-              "%s of deeper models) at the initial weights and after the last epoch. "
-              "Thresholds, parameters of this report: a layer ", layers_word(named));
+              "%s of deeper models) at the initial weights and after the last epoch%s. "
+              "Thresholds, parameters of this report: a layer ", layers_word(named),
+              kept_words(f));
   st_doc_strong(d, "saturates");
   st_doc_text(d, " when more than %g %% of its values lie in the activation's flat tails, "
               "has ", 100 * SATURATED_HIGH);
@@ -903,7 +919,7 @@ void st_health_why(const StFigs *f, const int *rank, int nrank, StDoc *d) {
                 "do better.");
     return;
   }
-  thresholds(d, schemes(f));
+  thresholds(d, f, schemes(f));
   standing(d, f, rank, nrank, 0);
   standing(d, f, rank, nrank, 1);
   Key b = at >= 0 ? key_of(f, base) : (Key){0};

@@ -623,7 +623,8 @@ static json_t *check_base(Ctx *c, json_t *root, Study *s, Model *m) {
 static const char *base_type(const char *key, const Model *m) {
   return !strcmp(key, "optimizer") ? opt_names[m->opt.type]
        : !strcmp(key, "norm") ? norm_names[m->norm.type]
-       : !strcmp(key, "activation") ? act_names[m->act.type] : NULL;
+       : !strcmp(key, "activation") ? act_names[m->act.type]
+       : !strcmp(key, "schedule") ? sched_names[m->recipe.schedule] : NULL;
 }
 
 /* One part of a varied key: "optimizer", "p", or "layers[3]" (a name and
@@ -768,6 +769,22 @@ static void map_variant(void *ctx, char *path, size_t size) {
   free(b.buf);
 }
 
+/* Refuses a single change (one key picked) that has no effect on the
+   model it makes (fe_overridden): its experiment would be the base again
+   under another name. */
+static int no_effect(Ctx *c, const Expand *x, const Model *m) {
+  int k = -1, n = 0;
+  char path[300];
+  for (int i = 0; i < x->s->nkeys; i++)
+    if (x->pick[i] >= 0)
+      k = i, n++;
+  const char *why = n == 1 ? fe_overridden(m, x->s->keys[k]) : NULL;
+  if (!why)
+    return 0;
+  vary_path(path, sizeof path, x->s->keys[k], x->pick[k]);
+  return fail(c, path, "has no effect: %s", why);
+}
+
 /* Builds the model of the current picks and checks it. */
 static int build(Ctx *c, Expand *x, json_t **out, Model *m) {
   json_t *o = json_deep_copy(x->base);
@@ -784,7 +801,7 @@ static int build(Ctx *c, Expand *x, json_t **out, Model *m) {
                   "not an object", key, what);
     }
   }
-  if (check_model(c, o, m, map_variant, x)) {
+  if (check_model(c, o, m, map_variant, x) || no_effect(c, x, m)) {
     json_decref(o);
     return -1;
   }

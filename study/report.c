@@ -45,14 +45,15 @@ const char *const st_figure_names[ST_NFIGS] = {
 /* ---- reading the database ---- */
 
 /* The columns of experiment_runs after the status and the ST_FIGURES. */
-enum { RUN_ID = 1 + ST_NFIGS, RUN_SEED, RUN_DIVERGED_EPOCH, RUN_DIVERGED_STEP };
+enum { RUN_ID = 1 + ST_NFIGS, RUN_SEED, RUN_DIVERGED_EPOCH, RUN_DIVERGED_STEP, RUN_BEST_EPOCH };
 
 /* The study's runs of one experiment, in seed order. */
 static sqlite3_stmt *experiment_runs(sqlite3 *db, const Study *s, const StExperiment *e) {
   sqlite3_stmt *st = NULL;
   sqlite3_prepare_v2(db,
     "SELECT r.status, r.test_loss, r.test_acc, r.train_loss, r.seconds, r.val_loss, "
-    "r.val_acc, r.id, s.seed, r.diverged_epoch, r.diverged_step FROM study_runs s JOIN runs r "
+    "r.val_acc, r.id, s.seed, r.diverged_epoch, r.diverged_step, r.best_epoch FROM study_runs s "
+    "JOIN runs r "
     "ON r.id = s.run_id WHERE s.study = ?1 AND s.experiment = ?2 ORDER BY s.seed", -1, &st,
     NULL);
   if (st) {
@@ -96,7 +97,10 @@ static int load_run(sqlite3 *db, sqlite3_stmt *st, StRunFigs *r) {
   for (int f = 0; f < ST_NFIGS; f++)
     r->fig[f] = finished ? column_real(st, 1 + f) : NAN;
   r->diverged_epoch = finished ? 0 : r->diverged_epoch > 0 ? r->diverged_epoch : 1;
-  return load_epochs(db, r);
+  int rc = load_epochs(db, r);
+  r->kept = sqlite3_column_int(st, RUN_BEST_EPOCH);  /* NULL, without early stopping: 0 */
+  r->kept = r->kept > 0 ? r->kept : r->nepochs;
+  return rc;
 }
 
 /* The mean and standard deviation of each final figure over the

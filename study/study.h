@@ -369,10 +369,13 @@ typedef struct {
   uint64_t seed;
   int diverged_epoch;       /* 0: finished                                */
   long diverged_step;
-  double fig[ST_NFIGS];     /* after the last epoch; NaN if diverged, or
-                               if there is none (no train loss without a
+  double fig[ST_NFIGS];     /* after the last epoch (under early stopping,
+                               of the epoch kept); NaN if diverged, or if
+                               there is none (no train loss without a
                                training step)                              */
   int nepochs;              /* epochs with figures                        */
+  int kept;                 /* the epoch fig is of: early stopping's, else
+                               the last (nepochs)                          */
   double *test_loss;        /* (nepochs): each epoch's test loss          */
 } StRunFigs;
 

@@ -23,6 +23,7 @@
  * PyTorch's figures (tests/arrays/torch_ref.py), and through a standalone
  * trainer.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -563,13 +564,19 @@ static void test_csv_refused(void **state) {
     {"1,2\r3\n", "1:3", "'2\\x0d3' is not a number"},
     {"1,2\n1,\x1b[2J\n", "2:3", "'\\x1b[2J' is not a number"},
     {"1,2\n\"\n", "2:1", "a quote that is not closed on its line"},
+    {"0,1,2,3,4\n1,2,3,4,5\n", "1:1", "the first line, 0,1,...,4, is pandas' default column "
+     "names or a sample: a header of numbers cannot be told from data; write the file with "
+     "header=False, or give it a header whose first field is a name (label,...)"},
+    {"\r\n\"0\", 1 ,\"2\"\r\n1,2,3\r\n", "2:1", "the first line, 0,1,2, is pandas'"},
+    {"0,1\n1,2\n", "1:1", "the first line, 0,1, is pandas'"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     csv_refused(bad[i].text, bad[i].where, bad[i].phrase);
 }
 
 /* A field longer than 255 bytes, a file of no rows, a header alone, a NUL
-   byte; and float32's limit is no limit for float64. */
+   byte; float32's limit is no limit for float64; and 0,1,2 is a sample
+   where it is not the first line, or not all of it. */
 static void test_csv_edges(void **state) {
   (void)state;
   char text[400] = "1,";
@@ -590,6 +597,13 @@ static void test_csv_edges(void **state) {
   csv_ok("1,1e39\n", RT_F64, &s);
   assert_true(((const double *)(const void *)s.images)[0] == 1e39);
   rt_free_set(&s);
+  static const char *const numbered[] = {"0,1,3\n0,1,2\n", "label,0,1\n0,1,2\n",
+                                         "1,2,3\n0,1,2\n"};
+  for (int i = 0; i < 3; i++) {  /* 0,1,2 not first, or not whole: samples */
+    csv_ok(numbered[i], RT_F32, &s);
+    assert_true(s.n == 2 - (i == 1) && s.labels[s.n - 1] == 0 && s.cols == 2);
+    rt_free_set(&s);
+  }
 }
 
 /* ---- data directories ---- */
@@ -625,8 +639,57 @@ static void test_data_files(void **state) {
   assert_int_equal(rt_data_files("tests/reference/data/small", paths, err, sizeof err), 4);
   assert_string_equal(paths[2], "tests/reference/data/small/t10k-images-idx3-ubyte");
   assert_int_equal(rt_data_files(tmp, paths, err, sizeof err), -1);
-  snprintf(want, sizeof want, "%s/train-images-idx3-ubyte: no such file", tmp);
+  snprintf(want, sizeof want, "%s: no data set: ", tmp);
   assert_memory_equal(err, want, strlen(want));
+}
+
+/* Expects dir to be refused, by rt_data_format and rt_load_data alike,
+   with err "dir: " then phrase, nothing held. */
+static void dir_refused(const char *dir, const char *phrase) {
+  RtSet tr, te;
+  char want[2048];
+  snprintf(want, sizeof want, "%s: %s", dir, phrase);
+  assert_int_equal(rt_data_format(dir, err, sizeof err), -1);
+  assert_string_equal(err, want);
+  assert_int_equal(rt_load_data(dir, 12, NULL, NCLASSES, RT_F32, &tr, &te, err, sizeof err),
+                   -1);
+  assert_string_equal(err, want);
+  assert_true(!tr.images && !te.images);
+}
+
+/* A directory with no data set, of no format (empty, unrelated files, a
+   compressed file renamed .gz), says what each format's files are; a
+   path that is a file, names nothing or cannot be opened (a symbolic
+   link to itself) says so, not that a file is missing inside it or that
+   it holds two formats (the "inside" of each looked like every
+   format's). */
+static void test_no_data_set(void **state) {
+  (void)state;
+  char path[256];
+  static const char none[] = "no data set: a data directory holds IDX files "
+    "(train-images-idx3-ubyte or train-images-idx4-ubyte, train-labels-idx1-ubyte, "
+    "t10k-images-idx3-ubyte or t10k-images-idx4-ubyte, t10k-labels-idx1-ubyte; each raw or "
+    "NAME.gz), NumPy arrays (train_x.npy, train_y.npy, test_x.npy, test_y.npy) or CSV files "
+    "(train.csv, test.csv); a NumPy or CSV file may be gzip-compressed under its own name "
+    "(docs/data.md)";
+  static const char tail[] = ": the data are named by the directory that holds their files "
+    "(docs/data.md)";
+  char not_dir[200], missing[200];
+  snprintf(not_dir, sizeof not_dir, "not a directory%s", tail);
+  snprintf(missing, sizeof missing, "no such directory%s", tail);
+  dir_refused(tmp, none);
+  put_text("README", "iris\n");
+  put_text("train.csv.gz", "");
+  put_text("train_x.npz", "");
+  dir_refused(tmp, none);
+  copy_case("f4");
+  dir_refused(in_tmp("train_x.npy", path, sizeof path), not_dir);
+  dir_refused(in_tmp("none", path, sizeof path), missing);
+  dir_refused(in_tmp("train_x.npy/x", path, sizeof path), missing);
+  char loop[200], why[200];
+  assert_int_equal(symlink(in_tmp("loop", loop, sizeof loop), loop), 0);
+  snprintf(why, sizeof why, "cannot open (%s)", strerror(ELOOP));
+  dir_refused(loop, why);
 }
 
 /* The train and test sets must agree in shape, and fit the model: flat
@@ -914,6 +977,7 @@ int main(void) {
     cmocka_unit_test_setup(test_csv_edges, before),
     cmocka_unit_test_setup(test_two_formats, before),
     cmocka_unit_test_setup(test_data_files, before),
+    cmocka_unit_test_setup(test_no_data_set, before),
     cmocka_unit_test_setup(test_shapes, before),
     cmocka_unit_test_setup(test_same_as_idx, before),
     cmocka_unit_test_setup(test_blobs_agree, before),

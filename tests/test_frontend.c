@@ -377,6 +377,27 @@ static void test_override_keeps_model(void **state) {
   assert_memory_equal(&m, &before, sizeof m);
 }
 
+/* A flag for a value the schedule sets itself (--lr under onecycle) is
+   refused, not ignored, and leaves the model as it was; under a schedule
+   that starts from the lr, it applies. */
+static void test_override_no_effect(void **state) {
+  Model m, before;
+  char err[512];
+  (void)state;
+  assert_int_equal(fe_load_string("{\"schedule\": {\"type\": \"onecycle\", \"max_lr\": 0.1}}",
+                                  "o.json", &m, err, sizeof err), 0);
+  before = m;
+  assert_int_equal(fe_override(&m, "--lr", "optimizer.lr", "0.5", err, sizeof err), -1);
+  assert_string_equal(err, "--lr: error: has no effect: the schedule, onecycle, sets the lr "
+                      "itself, from max_lr / div_factor up to max_lr and down (OneCycleLR "
+                      "ignores the optimizer's lr); change schedule.max_lr");
+  assert_memory_equal(&m, &before, sizeof m);
+  assert_int_equal(fe_load_string("{\"schedule\": {\"type\": \"cosine\", \"T_max\": 3}}",
+                                  "c.json", &m, err, sizeof err), 0);
+  assert_int_equal(fe_override(&m, "--lr", "optimizer.lr", "0.5", err, sizeof err), 0);
+  assert_true(m.opt.lr == 0.5);
+}
+
 /* ---- name tables ---- */
 
 /* The name tables follow the X-macro lists. */
@@ -407,6 +428,7 @@ int main(void) {
     cmocka_unit_test(test_unreadable),
     cmocka_unit_test(test_override),
     cmocka_unit_test(test_override_keeps_model),
+    cmocka_unit_test(test_override_no_effect),
   };
 #ifdef MLPC_SOURCE_DIR
   if (chdir(MLPC_SOURCE_DIR))

@@ -151,9 +151,7 @@ static void build_and_run(const char *src, const char *std, const char *dir) {
   assert_int_equal(util_run(run, NULL, out), 2);
   size_t len;
   char *msg = util_slurp(out, &len), want[8192];
-  size_t n = strlen(dir);
-  snprintf(want, sizeof want, "mlpc: error: %s%strain-images-idx3-ubyte: no such file", dir,
-           n && dir[n - 1] == '/' ? "" : "/");
+  snprintf(want, sizeof want, "mlpc: error: %s: no such directory", dir);
   if (!strstr(msg, want))
     fail_msg("the trainer's message does not name the data directory as given:\n%s", msg);
   free(msg);

@@ -276,6 +276,20 @@ static void test_dotted_and_names(void **state) {
                  "[{\"type\": \"linear\", \"out\": 10}], [{\"type\": \"linear\", \"out\": 12}]]}}");
   assert_string_equal(s.exp[0].name, "layers=[{\"type\":\"linear\",\"out\":10}]");
   st_free(&s);
+  /* a schedule's member where the base has none: of the base's type, none */
+  load_text(tmp, "{\"base\": {}, \"vary\": {\"schedule.warmup\": [0, 100]}}");
+  assert_string_equal(s.exp[1].name, "schedule.warmup=100");
+  assert_int_equal(s.exp[1].model.recipe.schedule, RT_SCHED_NONE);
+  assert_int_equal(s.exp[1].model.recipe.warmup, 100);
+  st_free(&s);
+  /* an lr that onecycle ignores is refused as a change of the base
+     (tests/study/errors/vary_lr_under_onecycle), not within a grid's
+     combination where the base's schedule keeps it */
+  load_text(tmp, "{\"base\": {}, \"mode\": \"grid\", \"vary\": {\"schedule\": [\"none\", "
+                 "{\"type\": \"onecycle\", \"max_lr\": 0.1}], \"optimizer.lr\": [0.01, 0.1]}}");
+  assert_int_equal(s.nexp, 4);
+  assert_int_equal(s.exp[3].model.recipe.schedule, RT_SCHED_ONECYCLE);
+  st_free(&s);
 }
 
 /* A base file is found next to the study; seeds and name default. */
@@ -393,10 +407,8 @@ static void test_plan_data_error(void **state) {
            "\"vary\": {\"activation\": [\"relu\", \"tanh\"]}, \"seeds\": [1]}", tmp);
   load_text(tmp, text);
   assert_int_equal(st_plan(&s, BACKEND_TCC, 1, &p, err, sizeof err), 2);
-  snprintf(want, sizeof want, "experiment 'activation=relu': %s/none/train-images-idx3-ubyte: "
-           "no such file (also tried %s/none/train-images-idx3-ubyte.gz, "
-           "%s/none/train-images-idx4-ubyte and %s/none/train-images-idx4-ubyte.gz)", tmp, tmp,
-           tmp, tmp);
+  snprintf(want, sizeof want, "experiment 'activation=relu': %s/none: no such directory: the "
+           "data are named by the directory that holds their files (docs/data.md)", tmp);
   assert_string_equal(err, want);
   st_free(&s);
 }

@@ -14,6 +14,8 @@
  *     database; the sentences follow the data: with health figures
  *     rewritten in the database, they say other things; runs without
  *     health figures are left out of the means, and the report says so;
+ *     runs that kept an earlier epoch (early stopping) count with its
+ *     figures;
  *   - the plots are PNG files drawn by gnuplot; without gnuplot, or with
  *     a gnuplot that fails, the study still succeeds with a warning and
  *     the tables and report.md are written;
@@ -316,8 +318,9 @@ static const char *experiment_of(const char *label) {
 }
 
 /* The mean (and how many values) over an experiment's finished runs of
-   one health figure at an epoch (-1: the last one); *na when every run
-   has it not applicable. */
+   one health figure at an epoch (-1: each run's end, the epoch early
+   stopping kept, else its last); *na when every run has it not
+   applicable. */
 static int health_mean(sqlite3 *d, const char *exp, const char *layer, const char *figure,
                        int epoch, double *mean, double *sd, int *na) {
   sqlite3_stmt *st;
@@ -326,8 +329,9 @@ static int health_mean(sqlite3 *d, const char *exp, const char *layer, const cha
   sqlite3_prepare_v2(d, "SELECT h.value, h.na FROM study_runs s JOIN runs r ON r.id = s.run_id "
                         "JOIN health h ON h.run_id = r.id WHERE s.study = 'rep' AND "
                         "s.experiment = ?1 AND r.status = 'finished' AND h.layer = ?2 AND "
-                        "h.figure = ?3 AND h.epoch = (CASE WHEN ?4 < 0 THEN (SELECT max(epoch) "
-                        "FROM health WHERE run_id = r.id) ELSE ?4 END) ORDER BY s.seed", -1,
+                        "h.figure = ?3 AND h.epoch = (CASE WHEN ?4 < 0 THEN coalesce(r.best_epoch, "
+                        "(SELECT max(epoch) FROM health WHERE run_id = r.id)) ELSE ?4 END) "
+                        "ORDER BY s.seed", -1,
                      &st, NULL);
   sqlite3_bind_text(st, 1, exp, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, layer, -1, SQLITE_STATIC);
@@ -676,6 +680,42 @@ static void test_run_without_health(void **state) {
   free(e), free(md);
 }
 
+/* Sets the epoch early stopping kept (0: none, NULL) of the runs of
+   study rep's experiment exp whose seed is odd. */
+static void set_kept(const char *db, const char *exp, int epoch) {
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  char *sql = sqlite3_mprintf("UPDATE runs SET best_epoch = %s WHERE id IN (SELECT run_id FROM "
+                              "study_runs WHERE study = 'rep' AND experiment = %Q AND seed %% 2 "
+                              "= 1)", epoch ? fmt("%d", epoch) : "NULL", exp);
+  assert_int_equal(sqlite3_exec(d, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_free(sql);
+  sqlite3_close(d);
+}
+
+/* Runs that early stopping ended at other epochs: the health figures
+   "after the last epoch" are each run's own, of the epoch it kept (as
+   its final figures are), not those of the last epoch of the longest
+   run, which the others do not have or did not keep. */
+static void test_health_of_kept_epoch(void **state) {
+  (void)state;
+  char db[256], dir[256];  /* fmt\'s buffers are reused by the checks */
+  paths(db, dir, "kept");
+  Figures f[NMODELS];
+  set_kept(db, "norm=layernorm", 1);  /* seeds 1 and 3 kept epoch 1, seed 2 its last, 2 */
+  expect_ok(run_study(db, dir));
+  check_report(db, dir, f);
+  sqlite3 *d;
+  double one, two, sd;
+  int na;
+  assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+  health_mean(d, "norm=layernorm", "hidden1", "pre_std", -1, &one, &sd, &na);
+  health_mean(d, "norm=layernorm", "hidden1", "pre_std", 2, &two, &sd, &na);
+  sqlite3_close(d);
+  assert_true(one != two);  /* the kept epochs' figures are not the last's */
+  set_kept(db, "norm=layernorm", 0);
+}
+
 /* The ranking follows the numbers in the database. */
 static void test_ranking_follows_data(void **state) {
   (void)state;
@@ -959,6 +999,7 @@ int main(void) {
     cmocka_unit_test(test_report_is_the_database),
     cmocka_unit_test(test_why_follows_data),
     cmocka_unit_test(test_run_without_health),
+    cmocka_unit_test(test_health_of_kept_epoch),
     cmocka_unit_test(test_ranking_follows_data),
     cmocka_unit_test(test_diverged_runs),
     cmocka_unit_test(test_without_gnuplot),

@@ -164,7 +164,8 @@ static void write_seeds(const char *to) {
                                       "fortran", "struct", "nan", "f8big", "ybig", "y2d"};
   static const char *const texts[] = {
     "label,a,b\n1,0.5,2\n2,-1,3e2\n", "1,\"0.5\",2\r\n\r\n2, -1 ,3e2", "1,2\n1,nan\n",
-    "\xef\xbb\xbf" "1,2,3\n4,5\n", "y,a\n10,1\n", "1,1e39\n0,0x1p3\n"};
+    "\xef\xbb\xbf" "1,2,3\n4,5\n", "y,a\n10,1\n", "1,1e39\n0,0x1p3\n",
+    "0,1,2\n1,2,3\n"};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     seed_case(to, cases[i]);
   for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {

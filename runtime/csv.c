@@ -272,6 +272,17 @@ static int csv_row(CsvText *t, RtSet *s, long i, long features, int nclasses) {
   return 0;
 }
 
+/* The separator other than the comma that the line at t->at holds, as
+   files written with another one do: "';'", "tabs", or NULL. */
+static const char *csv_other_sep(const CsvText *t) {
+  size_t end = t->at;
+  while (end < t->len && t->s[end] != '\n')
+    end++;
+  if (memchr(t->s + t->at, ';', end - t->at))
+    return "';'";
+  return memchr(t->s + t->at, '\t', end - t->at) ? "tabs" : NULL;
+}
+
 /* Finds the first row (after a header, whose fields it must match) and
    its features. */
 static int csv_shape(CsvText *t, long *features) {
@@ -287,6 +298,10 @@ static int csv_shape(CsvText *t, long *features) {
     return rt_fail(t->err, t->errlen, t->path, "a header but no rows");
   if (csv_count(t, &n))
     return -1;
+  const char *sep = (head == 1 || n == 1) ? csv_other_sep(t) : NULL;
+  if (sep)
+    return csv_fail(t, t->at, "the fields are separated by %s: mlpc reads fields separated "
+                    "by commas (pandas: to_csv(f, sep=','))", sep);
   if (head && head != n)
     return csv_fail(t, t->at, "the line has %ld fields, the header %ld", n, head);
   if (n < 2)

@@ -10,7 +10,8 @@
  *                    train loss and seconds (and validation loss and
  *                    accuracy, when experiments hold out a split)
  *   runs.csv         one row per run per epoch (and one for the epoch
- *                    where a run diverged, without figures)
+ *                    where a run diverged, without figures); under early
+ *                    stopping, which epoch is the run's final one
  *   health.csv       each experiment's health figures per epoch (health.c)
  *   plots (plot.c)   test_loss, final_loss, health (health.c), each a
  *                    .png and an .svg
@@ -45,15 +46,16 @@ const char *const st_figure_names[ST_NFIGS] = {
 /* ---- reading the database ---- */
 
 /* The columns of experiment_runs after the status and the ST_FIGURES. */
-enum { RUN_ID = 1 + ST_NFIGS, RUN_SEED, RUN_DIVERGED_EPOCH, RUN_DIVERGED_STEP, RUN_BEST_EPOCH };
+enum { RUN_ID = 1 + ST_NFIGS, RUN_SEED, RUN_DIVERGED_EPOCH, RUN_DIVERGED_STEP, RUN_BEST_EPOCH,
+       RUN_EPOCHS };
 
 /* The study's runs of one experiment, in seed order. */
 static sqlite3_stmt *experiment_runs(sqlite3 *db, const Study *s, const StExperiment *e) {
   sqlite3_stmt *st = NULL;
   sqlite3_prepare_v2(db,
     "SELECT r.status, r.test_loss, r.test_acc, r.train_loss, r.seconds, r.val_loss, "
-    "r.val_acc, r.id, s.seed, r.diverged_epoch, r.diverged_step, r.best_epoch FROM study_runs s "
-    "JOIN runs r "
+    "r.val_acc, r.id, s.seed, r.diverged_epoch, r.diverged_step, r.best_epoch, r.epochs FROM "
+    "study_runs s JOIN runs r "
     "ON r.id = s.run_id WHERE s.study = ?1 AND s.experiment = ?2 ORDER BY s.seed", -1, &st,
     NULL);
   if (st) {
@@ -228,10 +230,20 @@ static sqlite3_stmt *run_epochs(sqlite3 *db, long long id) {
   return st;
 }
 
+/* The epoch whose figures are the final ones of experiment_runs' current
+   run: early stopping's, else its last; 0 for a run that diverged. */
+static int kept_epoch(sqlite3_stmt *run) {
+  int best = sqlite3_column_int(run, RUN_BEST_EPOCH);
+  if (sqlite3_column_type(run, RUN_DIVERGED_EPOCH) != SQLITE_NULL)
+    return 0;
+  return best > 0 ? best : sqlite3_column_int(run, RUN_EPOCHS);
+}
+
 /* runs.csv rows of one run: its epochs, then where it diverged; with val,
-   each ends with the validation loss and accuracy. */
+   each ends with the validation loss and accuracy, and with stop (a study
+   with early stopping) with kept: 1 on the epoch the run keeps. */
 static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_stmt *run,
-                          int val) {
+                          int val, int stop) {
   long long id = sqlite3_column_int64(run, RUN_ID);
   const char *status = (const char *)sqlite3_column_text(run, 0);
   char head[64];
@@ -247,28 +259,32 @@ static int write_run_rows(FILE *f, sqlite3 *db, const StExperiment *e, sqlite3_s
     for (int c = 1; c <= 4; c++)
       st_csv_real(f, column_real(st, c), 0);
     if (val)  /* after the empty diverged_step */
-      fputc(',', f), st_csv_real(f, column_real(st, 5), 0), st_csv_real(f, column_real(st, 6), 1);
-    else
+      fputc(',', f), st_csv_real(f, column_real(st, 5), 0),
+      st_csv_real(f, column_real(st, 6), !stop);
+    if (stop)
+      fprintf(f, "%s%d\n", val ? "" : ",", sqlite3_column_int(st, 0) == kept_epoch(run));
+    else if (!val)
       fputc('\n', f);
   }
   sqlite3_finalize(st);
   if (sqlite3_column_type(run, RUN_DIVERGED_EPOCH) != SQLITE_NULL) {
     st_csv_text(f, e->name, 0), st_csv_text(f, e->factor, 0), st_csv_text(f, e->value, 0);
-    fprintf(f, "%s%d,,,,,%lld%s\n", head, sqlite3_column_int(run, RUN_DIVERGED_EPOCH),
-            (long long)sqlite3_column_int64(run, RUN_DIVERGED_STEP), val ? ",," : "");
+    fprintf(f, "%s%d,,,,,%lld%s%s\n", head, sqlite3_column_int(run, RUN_DIVERGED_EPOCH),
+            (long long)sqlite3_column_int64(run, RUN_DIVERGED_STEP), val ? ",," : "",
+            stop ? "," : "");
   }
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* runs.csv: every run of every experiment, epoch by epoch. */
-static int write_runs(FILE *f, sqlite3 *db, const Study *s, int val) {
+static int write_runs(FILE *f, sqlite3 *db, const Study *s, int val, int stop) {
   fprintf(f, "experiment,factor,value,seed,run_id,status,epoch,train_loss,test_loss,test_acc,"
-          "seconds,diverged_step%s\n", val ? ",val_loss,val_acc" : "");
+          "seconds,diverged_step%s%s\n", val ? ",val_loss,val_acc" : "", stop ? ",kept" : "");
   for (int i = 0; i < s->nexp; i++) {
     sqlite3_stmt *run = experiment_runs(db, s, &s->exp[i]);
     int rc = run ? SQLITE_ROW : SQLITE_ERROR;
     while (rc == SQLITE_ROW && (rc = sqlite3_step(run)) == SQLITE_ROW)
-      if (write_run_rows(f, db, &s->exp[i], run, val))
+      if (write_run_rows(f, db, &s->exp[i], run, val, stop))
         rc = SQLITE_ERROR;
     sqlite3_finalize(run);
     if (rc != SQLITE_DONE)
@@ -447,7 +463,10 @@ static void run_row(StDoc *d, const StExperiment *e, const StRunFigs *r, int val
     st_doc_cell(d, "diverged in epoch %d, step %ld", r->diverged_epoch, r->diverged_step);
   else
     st_doc_cell(d, "finished");
-  st_doc_num(d, r->nepochs, NAN, "%d", r->nepochs);
+  if (e->model.recipe.patience && !r->diverged_epoch)
+    st_doc_num(d, r->nepochs, NAN, "%d (epoch %d kept)", r->nepochs, r->kept);
+  else
+    st_doc_num(d, r->nepochs, NAN, "%d", r->nepochs);
   if (val)
     num_cell(d, r->fig[ST_VAL_LOSS], 4, 1);
   num_cell(d, r->fig[ST_TEST_LOSS], 4, 1);
@@ -489,6 +508,9 @@ static int run_epochs_table(StDoc *d, sqlite3 *db, const StExperiment *e,
       num_cell(d, column_real(st, c), epoch_cols[c].decimals, epoch_cols[c].scale);
   }
   sqlite3_finalize(st);
+  if (e->model.recipe.patience && !r->diverged_epoch)
+    st_doc_para(d), st_doc_text(d, "Early stopping kept epoch %d: its weights, and its "
+                                "figures as the run's final ones.", r->kept);
   if (r->diverged_epoch)
     st_doc_para(d), st_doc_text(d, "Diverged in epoch %d, at step %ld%s.", r->diverged_epoch,
                                 r->diverged_step, r->diverged_step ? "" : " (the test loss of "
@@ -595,7 +617,7 @@ static int write_all(FILE **f, const StFigs *figs, const char *dir, FILE *term, 
   StPlots pl;
   StDoc d;
   write_summary(f[SUMMARY], figs);
-  if (write_runs(f[RUNS], figs->db, s, figs->nval > 0))
+  if (write_runs(f[RUNS], figs->db, s, figs->nval > 0, figs->nstop > 0))
     return db_error(figs->db, err, errlen);
   st_health_csv(figs, f[HEALTH]);
   if (draw_plots(figs, dir, &pl, err, errlen))

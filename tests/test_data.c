@@ -559,6 +559,9 @@ static void test_csv_refused(void **state) {
     {"1,2,3\n4,5,6,7\n", "2:6", "the line has more than 3 fields (a label and 2 features)"},
     {"y,a,b\n1,2\n", "2:1", "the line has 2 fields, the header 3"},
     {"1\n2\n", "1:1", "one field: expected a label, then the features"},
+    {"y;a;b\n1;0,5;2\n", "2:1", "the fields are separated by ';': mlpc reads fields "
+     "separated by commas (pandas: to_csv(f, sep=','))"},
+    {"1\t2\n3\t4\n", "2:1", "the fields are separated by tabs"},
     {"1,\"2\n", "1:3", "a quote that is not closed on its line"},
     {"1,\"2\"x\n", "1:6", "text after a closing quote"},
     {"1,2\r3\n", "1:3", "'2\\x0d3' is not a number"},

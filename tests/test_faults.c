@@ -59,11 +59,14 @@ static const char *tmp_path(const char *name) {
 
 /* ---- allocation failures ---- */
 
-/* The frontend on one model file: load and an override. 0, or the
+/* The frontend on one model file: load and an override (--lr, or
+   --epochs where onecycle sets the lr and refuses --lr). 0, or the
    failure's status with err set. */
 static int front(const char *path, Model *m, char *err, size_t errlen) {
   int rc = fe_load(path, m, err, errlen);
-  return rc ? rc : fe_override(m, "--lr", "optimizer.lr", "0.5", err, errlen);
+  if (rc || fe_overridden(m, "optimizer.lr"))
+    return rc ? rc : fe_override(m, "--epochs", "epochs", "3", err, errlen);
+  return fe_override(m, "--lr", "optimizer.lr", "0.5", err, errlen);
 }
 
 /* The code generator on a loaded model: the size check, both backends'

@@ -709,7 +709,7 @@ static void check_epochs(const char *html, const char *csv_path, int *val, int *
                                       "seconds", "validation loss", "validation accuracy (%)"};
   /* Each column's field in runs.csv, counted from the run_id: epoch,
      train_loss, test_loss, test_acc, seconds, (diverged_step,) val_loss,
-     val_acc. */
+     val_acc; then kept (the study has early stopping). */
   static const int field[] = {2, 3, 4, 5, 6, 8, 9};
   static Row rows[64];
   char *csv = read_all(csv_path), *lines[512];
@@ -718,7 +718,7 @@ static void check_epochs(const char *html, const char *csv_path, int *val, int *
   for (int l = 1; l < nl && *lines[l]; l++) {
     char *f[64];
     int n = split(lines[l], f, 64, ',');
-    char **e = f + n - 10;  /* from the end: a name may hold commas */
+    char **e = f + n - 11;  /* from the end: a name may hold commas */
     int with_val = *e[8] != 0, nrows = table_rows(html, fmt("run-%s", e[0]), rows, 64);
     int epoch = atoi(e[2]), ncols = with_val ? 7 : 5;
     assert_int_equal(rows[0].n, ncols);
@@ -729,6 +729,7 @@ static void check_epochs(const char *html, const char *csv_path, int *val, int *
       assert_string_equal(rows[epoch].v[c], e[field[c]]);
     if (epoch == 1)
       *val += with_val, *plain += !with_val;
+    assert_true(!strcmp(e[10], "0") || !strcmp(e[10], "1"));
   }
   free(csv);
 }
@@ -754,6 +755,8 @@ static void test_page_validation(void **state) {
   check_lines(html, fmt("%s/report.md", dir));
   table_rows(html, "runs", rows, 64);
   assert_string_equal(rows[0].text[5], "final validation loss");
+  assert_non_null(strstr(html, ">5 (epoch 4 kept)<"));  /* the run that stopped early */
+  assert_non_null(strstr(html, "Early stopping kept epoch 4: its weights"));
   assert_string_equal(rows[0].text[6], "final test loss");
   int val, plain;
   check_epochs(html, fmt("%s/runs.csv", dir), &val, &plain);

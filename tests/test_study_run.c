@@ -809,6 +809,23 @@ static void test_schema_code(void **state) {
   free(err), free(before), free(after), free(vals), free(vals2);
 }
 
+/* runs.csv's kept column (the last of 15): 1 on exactly the epoch each
+   run's best_epoch in the database names, once for each of its runs. */
+static void check_kept(const char *db, char *runs, int nruns) {
+  sqlite3 *d = open_db(db);
+  char *f[16];
+  int kept = 0;
+  for (char *line = strchr(runs, '\n') + 1, *next; *line; line = next) {
+    next = strchr(line, '\n') + 1;  /* before split_csv writes over the line */
+    assert_int_equal(split_csv(line, f, 16), 15);
+    int best = query_int(d, fmt("SELECT best_epoch FROM runs WHERE id = %s", f[4]));
+    assert_int_equal(atoi(f[14]), atoi(f[6]) == best);
+    kept += atoi(f[14]);
+  }
+  assert_int_equal(kept, nruns);
+  sqlite3_close(d);
+}
+
 /* A study whose experiments hold out a validation split, under early
    stopping, into a database of schema version ST_DB_SCHEMA_VAL - 1: upgraded, its runs
    kept; the new runs' validation figures per run and per epoch, their
@@ -849,8 +866,12 @@ static void test_validation_study(void **state) {
   assert_non_null(strstr(md, "(under early stopping, of the epoch with the least validation "
                              "loss, whose weights the run keeps)"));
   assert_non_null(strstr(sum, ",val_loss_mean,val_loss_std,val_acc_mean,val_acc_std\n"));
-  assert_non_null(strstr(runs, "seconds,diverged_step,val_loss,val_acc\n"));
-  free(err), free(out), free(md), free(sum), free(runs);
+  assert_non_null(strstr(runs, "seconds,diverged_step,val_loss,val_acc,kept\n"));
+  check_kept(db, runs, 4);
+  char *page = read_all(fmt("%s/report.html", dir));
+  assert_non_null(strstr(page, " kept)"));
+  assert_non_null(strstr(page, "Early stopping kept epoch "));
+  free(err), free(out), free(md), free(sum), free(runs), free(page);
 }
 
 /* Model-only flags are refused; a study needs --run. */

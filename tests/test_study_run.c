@@ -70,6 +70,14 @@ static const char one[] =
   "\"vary\": {\"norm\": [\"none\", \"batchnorm\"], \"activation\": [\"tanh\", \"relu\"]}, "
   "\"seeds\": [1, 2]}\n";
 
+/* A layer list with dropout, two values of its p, 2 seeds: 4 runs whose
+   masks must not depend on the worker that runs them. */
+static const char dropping[] =
+  "{\"name\": \"drop\", \"base\": {\"input\": 784, \"layers\": [{\"type\": \"linear\", "
+  "\"out\": 16}, \"relu\", {\"type\": \"dropout\", \"p\": 0.5}, {\"type\": \"linear\", "
+  "\"out\": 10}], \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 2, "
+  "\"max_batches\": 10}, \"vary\": {\"layers[2].p\": [0.2, 0.5]}, \"seeds\": [1, 2]}\n";
+
 /* Two learning rates, the second one far too large. */
 static const char diverging[] =
   "{\"name\": \"div\", \"base\": {\"hidden\": [16], \"activation\": \"relu\", "
@@ -120,20 +128,28 @@ static int remove_tmp(void **state) {
 
 /* ---- tests ---- */
 
-/* --jobs 1 and --jobs 2: the same runs, bit for bit. */
+/* --jobs 1 and --jobs 2: the same runs, bit for bit; with dropout too. */
 static void test_jobs_agree(void **state) {
   (void)state;
-  const char *file = study("tiny", grid);
-  expect_ok(run_study(file, fmt("%s/j1.sqlite", tmp), fmt("%s/j1", tmp), "1"));
-  expect_ok(run_study(file, fmt("%s/j2.sqlite", tmp), fmt("%s/j2", tmp), "2"));
-  sqlite3 *a = open_db(fmt("%s/j1.sqlite", tmp)), *b = open_db(fmt("%s/j2.sqlite", tmp));
-  assert_int_equal(query_int(a, "SELECT count(*) FROM runs"), 12);
-  assert_int_equal(query_int(a, "SELECT count(*) FROM epochs"), 24);
-  char *fa = all_figures(a), *fb = all_figures(b);
-  assert_true(strlen(fa) > 0);
-  assert_string_equal(fa, fb);
-  free(fa), free(fb);
-  sqlite3_close(a), sqlite3_close(b);
+  static const struct {
+    const char *name, *text;
+    int runs;
+  } c[] = {{"tiny", grid, 12}, {"drop", dropping, 4}};
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+    const char *file = study(c[i].name, c[i].text);
+    const char *db1 = fmt("%s/%s_j1.sqlite", tmp, c[i].name);
+    const char *db2 = fmt("%s/%s_j2.sqlite", tmp, c[i].name);
+    expect_ok(run_study(file, db1, fmt("%s/%s_j1", tmp, c[i].name), "1"));
+    expect_ok(run_study(file, db2, fmt("%s/%s_j2", tmp, c[i].name), "2"));
+    sqlite3 *a = open_db(db1), *b = open_db(db2);
+    assert_int_equal(query_int(a, "SELECT count(*) FROM runs"), c[i].runs);
+    assert_int_equal(query_int(a, "SELECT count(*) FROM epochs"), 2 * c[i].runs);
+    char *fa = all_figures(a), *fb = all_figures(b);
+    assert_true(strlen(fa) > 0);
+    assert_string_equal(fa, fb);
+    free(fa), free(fb);
+    sqlite3_close(a), sqlite3_close(b);
+  }
 }
 
 /* Started again, a finished study runs and records nothing. */

@@ -14,24 +14,15 @@
 
 /* ---- codegen/ir.c: the model lowered to a list of layers ---- */
 
-/* Layer kinds: X(enum, name); each is a unit of the code generator
-   (codegen/layers.h), the activations one unit for all. */
-#define LAYERS(X)                  \
-  X(L_LINEAR,      "linear")       \
-  X(L_BATCHNORM,   "batchnorm")    \
-  X(L_LAYERNORM,   "layernorm")    \
-  X(L_DROPOUT,     "dropout")      \
-  X(L_CONV2D,      "conv2d")       \
-  X(L_MAXPOOL2D,   "maxpool2d")    \
-  X(L_AVGPOOL2D,   "avgpool2d")    \
-  X(L_BATCHNORM2D, "batchnorm2d")  \
-  X(L_FLATTEN,     "flatten")      \
-  X(L_ACT,         "act")          \
-  X(L_LOSS,        "cross_entropy")
-
-#define ENUM1_(e, ...) e,
-enum { LAYERS(ENUM1_) NLAYERS };
-#undef ENUM1_
+/* The IR's layer kinds: frontend/model.h's LAYER_KINDS (L_LINEAR ...,
+   each the LK_* of the same number), then every activation as one kind,
+   L_ACT, and the loss. Each is a unit of the code generator (codegen/gen.h),
+   the activations one unit for all. */
+#define L_ENUM_(k, ...) L_##k,
+enum { LAYER_KINDS(L_ENUM_) L_ACT, L_LOSS, NLAYERS };
+#undef L_ENUM_
+/* Their names, for dumps: "linear" ..., "act", "cross_entropy". */
+extern const char *const ir_kind_names[NLAYERS];
 
 /* One layer: its kind, shapes and settings, its names, and where it came
    from. Emitters read the layer, and the model only for what is global

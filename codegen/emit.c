@@ -62,19 +62,11 @@ const char *emit_comment_name(const char *s) {
 
 /* ---- the layers' units, and the buffers between them ---- */
 
+#define UNIT_(k, s, unit, ...) [L_##k] = &unit_##unit,
 const LayerUnit *const layer_units[NLAYERS] = {
-  [L_LINEAR] = &unit_linear,
-  [L_BATCHNORM] = &unit_batchnorm,
-  [L_LAYERNORM] = &unit_layernorm,
-  [L_DROPOUT] = &unit_dropout,
-  [L_CONV2D] = &unit_conv2d,
-  [L_MAXPOOL2D] = &unit_pool,
-  [L_AVGPOOL2D] = &unit_pool,
-  [L_BATCHNORM2D] = &unit_batchnorm,
-  [L_FLATTEN] = &unit_flatten,
-  [L_ACT] = &unit_act,
-  [L_LOSS] = &unit_loss,
+  LAYER_KINDS(UNIT_) [L_ACT] = &unit_act, [L_LOSS] = &unit_loss,
 };
+#undef UNIT_
 
 /* The C name of layer i's output buffer: "linear0_out", or "input" before
    the first layer; an alias layer's is its input's (a ring of 4). */

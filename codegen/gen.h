@@ -9,7 +9,8 @@
  * names (plan), its scratch buffers (decls), its forward and backward
  * functions side by side (emit), its inference code (infer_weights,
  * infer_forward) and whether it has health figures. layer_units, indexed
- * by the IR's kind (mlpc.h's LAYERS), is the dispatch.
+ * by the IR's kind (frontend/model.h's LAYER_KINDS, whose rows name
+ * the units), is the dispatch.
  */
 #ifndef MLPC_GEN_H
 #define MLPC_GEN_H
@@ -131,8 +132,12 @@ typedef struct {
   const char *(*infer_needs)(const Inf *I, const Layer *l);
 } LayerUnit;
 
-extern const LayerUnit unit_linear, unit_batchnorm, unit_layernorm, unit_dropout, unit_act,
-    unit_loss, unit_conv2d, unit_pool, unit_flatten;
+/* Each kind's unit, codegen/UNIT.c's unit_UNIT (a unit may serve several
+   kinds: unit_pool both poolings), then the activations' and the loss's. */
+#define UNIT_EXTERN_(k, s, unit, ...) extern const LayerUnit unit_##unit;
+LAYER_KINDS(UNIT_EXTERN_)
+#undef UNIT_EXTERN_
+extern const LayerUnit unit_act, unit_loss;
 extern const LayerUnit *const layer_units[NLAYERS];
 
 /* codegen/linear.c: whether layer i is a batchnorm folded into the layer

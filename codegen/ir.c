@@ -10,11 +10,11 @@
 #include <string.h>
 #include "gen.h"
 
-static const char *const layer_names[] = {
-#define NAME_(e, s) s,
-  LAYERS(NAME_)
-#undef NAME_
+#define KIND_NAME_(k, s, ...) [L_##k] = s,
+const char *const ir_kind_names[NLAYERS] = {
+  LAYER_KINDS(KIND_NAME_) [L_ACT] = "act", [L_LOSS] = "cross_entropy",
 };
+#undef KIND_NAME_
 
 const char *const arith_names[NARITHMETICS] = {
 #define NAME_(e, s) s,
@@ -22,16 +22,11 @@ const char *const arith_names[NARITHMETICS] = {
 #undef NAME_
 };
 
-/* The IR kind of a model file's layer kind. */
+/* The IR kind of a model file's layer kind: the same number, both
+   enums expanded from LAYER_KINDS; every activation is L_ACT. */
 static int ir_kind(int lk) {
-  static const int kinds[] = {
-    [LK_LINEAR] = L_LINEAR,       [LK_BATCHNORM] = L_BATCHNORM,
-    [LK_LAYERNORM] = L_LAYERNORM, [LK_DROPOUT] = L_DROPOUT,
-    [LK_CONV2D] = L_CONV2D,       [LK_MAXPOOL2D] = L_MAXPOOL2D,
-    [LK_AVGPOOL2D] = L_AVGPOOL2D, [LK_BATCHNORM2D] = L_BATCHNORM2D,
-    [LK_FLATTEN] = L_FLATTEN,
-  };
-  return lk >= LK_ACT ? L_ACT : kinds[lk];
+  _Static_assert((int)L_ACT == (int)LK_ACT, "L_* and LK_* are one list");
+  return lk >= LK_ACT ? L_ACT : lk;
 }
 
 /* The shorthand's names: fc{k}, norm{k}, {activation}{k}, as before
@@ -190,7 +185,7 @@ const char *ir_shape(const FeShape *s) {
 void ir_dump(const Ir *ir, FILE *out) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
-    const char *kind = l->kind == L_ACT ? act_names[l->spec.act.type] : layer_names[l->kind];
+    const char *kind = l->kind == L_ACT ? act_names[l->spec.act.type] : ir_kind_names[l->kind];
     fprintf(out, "%2d  %-13s %s  %s -> %s  from %s\n", i, kind, l->cname, ir_shape(&l->x),
             ir_shape(&l->y), l->path);
   }

@@ -285,7 +285,19 @@ typedef struct {
   const Field *fields;       /* ends with a NULL key                      */
   void (*reset)(Model *m, int type);  /* selects the type, its defaults   */
   int (*finish)(Ctx *c, Model *m);    /* checks across keys, or NULL      */
+  const unsigned *keys;      /* or by type: bit i, fields[i] applies      */
+  int nkeyed;                /* types 0 .. nkeyed-1 have a row of keys    */
 } Object;
+
+/* The types field f applies to: its own mask, and each type whose row of
+   keys has it. */
+static unsigned field_types(const Object *o, const Field *f) {
+  unsigned mask = f->types;
+  for (int t = 0; t < o->nkeyed; t++)
+    if (o->keys[t] & (1u << (f - o->fields)))
+      mask |= T(t);
+  return mask;
+}
 
 /* The field called key, or NULL. */
 static const Field *find_field(const Object *o, const char *key) {
@@ -311,7 +323,7 @@ static int key_names(const Object *o, int type, const char **names) {
   if (type >= 0)
     names[n++] = "type";
   for (const Field *f = o->fields; f->key; f++)
-    if (type < 0 || (f->types & T(type)))
+    if (type < 0 || (field_types(o, f) & T(type)))
       names[n++] = f->key;
   return n;
 }
@@ -352,7 +364,7 @@ static int unknown_key(Ctx *c, const Object *o, int type, const char *key) {
 /* Reports a known key used with a type it does not apply to. */
 static int misplaced_key(Ctx *c, const Object *o, int type, const Field *f) {
   char list[256];
-  type_list(list, sizeof list, o, f->types);
+  type_list(list, sizeof list, o, field_types(o, f));
   return fail(c, "'%s' does not apply to %s %s (only to %s)", f->key,
               o->what, o->names[type], list);
 }
@@ -368,7 +380,7 @@ static int check_keys(Ctx *c, json_t *obj, const Object *o, int type, Model *m) 
     const Field *f = find_field(o, key);
     if (!f)
       return unknown_key(c, o, type, key);
-    if (type >= 0 && !(f->types & T(type)))
+    if (type >= 0 && !(field_types(o, f) & T(type)))
       return misplaced_key(c, o, type, f);
     if (f->check(c, v, m))
       return -1;
@@ -430,7 +442,7 @@ static const Field norm_fields[] = {
 };
 
 static const Object norm_object = {
-  "norm", norm_names, NNORMS, norm_fields, norm_reset, NULL,
+  "norm", norm_names, NNORMS, norm_fields, norm_reset, NULL, NULL, 0,
 };
 
 /* -- activation -- */
@@ -452,7 +464,7 @@ static const Field act_fields[] = {
 };
 
 static const Object act_object = {
-  "activation", act_names, NACTS, act_fields, act_reset, NULL,
+  "activation", act_names, NACTS, act_fields, act_reset, NULL, NULL, 0,
 };
 
 /* -- optimizer -- */
@@ -550,7 +562,7 @@ static const Field opt_fields[] = {
 #undef ADAMS
 
 static const Object opt_object = {
-  "optimizer", opt_names, NOPTS, opt_fields, opt_reset, opt_finish,
+  "optimizer", opt_names, NOPTS, opt_fields, opt_reset, opt_finish, NULL, 0,
 };
 
 static const Object sched_object;
@@ -564,16 +576,14 @@ static Spec *cur(Model *m) {
   return &m->layers[m->nlayers - 1];
 }
 
-/* Selects a layer kind with PyTorch's defaults (dropout's p 0.5; a
-   convolution's stride 1, a pool's its kernel size, 0 until known). */
+/* Selects a layer kind with PyTorch's defaults: its row of LAYER_KINDS
+   (frontend/model.h), or an activation's parameter. */
 static void layer_reset(Model *m, int type) {
   Spec *s = cur(m);
-  int conv = type == LK_CONV2D;
-  *s = (Spec){.kind = type, .bias = 1, .init = -1, .p = 0.5, .stride = {conv, conv}};
-  s->norm = (Norm){.type = type == LK_LAYERNORM ? NORM_LAYER : NORM_BATCH, .eps = 1e-5,
-                   .momentum = 0.1};
-  if (type >= LK_ACT)
-    s->act = (Act){.type = type - LK_ACT, .param = act_default_params[type - LK_ACT]};
+  if (type < LK_ACT)
+    *s = layer_kind_defaults[type];
+  else
+    *s = (Spec){.kind = type, .act = {type - LK_ACT, act_default_params[type - LK_ACT]}};
 }
 
 /* layers[i].out (linear): features out. */
@@ -666,26 +676,27 @@ static int layer_finish(Ctx *c, Model *m) {
   return 0;
 }
 
-#define LK(k) T(LK_##k)
+/* Which kind takes which key is its row of LAYER_KINDS (LKEY bits, by
+   these indices); an activation's parameter is its own. */
 static const Field layer_fields[] = {
-  {"out",      LK(LINEAR),                  check_layer_out},
-  {"out_channels", LK(CONV2D),              check_layer_out},
-  {"kernel_size", LK(CONV2D) | LK(MAXPOOL2D) | LK(AVGPOOL2D), check_layer_kernel},
-  {"stride",   LK(CONV2D) | LK(MAXPOOL2D) | LK(AVGPOOL2D), check_layer_stride},
-  {"padding",  LK(CONV2D),                  check_layer_padding},
-  {"bias",     LK(LINEAR) | LK(CONV2D),     check_layer_bias},
-  {"init",     LK(LINEAR) | LK(CONV2D),     check_layer_init},
-  {"eps",      LK(BATCHNORM) | LK(LAYERNORM) | LK(BATCHNORM2D), check_layer_eps},
-  {"momentum", LK(BATCHNORM) | LK(BATCHNORM2D), check_layer_momentum},
-  {"p",        LK(DROPOUT),                 check_layer_p},
-  {"slope",    T(LK_ACT + ACT_LEAKY),       check_layer_param},
-  {"alpha",    T(LK_ACT + ACT_ELU),         check_layer_param},
-  {NULL, 0, NULL},
+  [LKEY_OUT]          = {"out",          0, check_layer_out},
+  [LKEY_OUT_CHANNELS] = {"out_channels", 0, check_layer_out},
+  [LKEY_KERNEL_SIZE]  = {"kernel_size",  0, check_layer_kernel},
+  [LKEY_STRIDE]       = {"stride",       0, check_layer_stride},
+  [LKEY_PADDING]      = {"padding",      0, check_layer_padding},
+  [LKEY_BIAS]         = {"bias",         0, check_layer_bias},
+  [LKEY_INIT]         = {"init",         0, check_layer_init},
+  [LKEY_EPS]          = {"eps",          0, check_layer_eps},
+  [LKEY_MOMENTUM]     = {"momentum",     0, check_layer_momentum},
+  [LKEY_P]            = {"p",            0, check_layer_p},
+  [LKEY_SLOPE]        = {"slope",        T(LK_ACT + ACT_LEAKY), check_layer_param},
+  [LKEY_ALPHA]        = {"alpha",        T(LK_ACT + ACT_ELU),   check_layer_param},
+  [NLAYER_KEYS]       = {NULL, 0, NULL},
 };
-#undef LK
 
 static const Object layer_object = {
   "layer", layer_kind_names, NLAYER_KINDS, layer_fields, layer_reset, layer_finish,
+  layer_kind_keys, LK_ACT,
 };
 
 /* ---- the training recipe: the lr schedule, gradient clipping, label
@@ -827,7 +838,7 @@ static const Field sched_fields[] = {
 #undef S
 
 static const Object sched_object = {
-  "schedule", sched_names, RT_NSCHEDULES, sched_fields, sched_reset, sched_finish,
+  "schedule", sched_names, RT_NSCHEDULES, sched_fields, sched_reset, sched_finish, NULL, 0,
 };
 
 /* schedule: a name or an object. */
@@ -880,7 +891,7 @@ static const Field stop_fields[] = {
   {NULL, 0, NULL},
 };
 
-static const Object stop_object = {"early_stopping", NULL, 0, stop_fields, NULL, NULL};
+static const Object stop_object = {"early_stopping", NULL, 0, stop_fields, NULL, NULL, NULL, 0};
 
 /* early_stopping: {"patience": N}; null: none. */
 static int check_early_stopping(Ctx *c, json_t *v, Model *m) {
@@ -1075,7 +1086,7 @@ static const Field top_fields[] = {
   {NULL, 0, NULL},
 };
 
-static const Object top_object = {NULL, NULL, 0, top_fields, NULL, NULL};
+static const Object top_object = {NULL, NULL, 0, top_fields, NULL, NULL, NULL, 0};
 
 /* ---- checks across keys ---- */
 
@@ -1284,27 +1295,37 @@ static int check_constants(Ctx *c, const Model *m) {
   return 0;
 }
 
+/* The reals of a layer that the code uses, by key, and the type each is
+   used in (-1: the model's dtype): an activation's parameter as a
+   constant of the code; a norm's eps and momentum, and dropout's p, in
+   double (where its kernels use them, drop_forward compares p). */
+static const struct {
+  int key, dtype;
+  size_t offset;
+} layer_reals[] = {
+  {LKEY_EPS, DT_F64, offsetof(Spec, norm.eps)},
+  {LKEY_MOMENTUM, DT_F64, offsetof(Spec, norm.momentum)},
+  {LKEY_P, DT_F64, offsetof(Spec, p)},
+  {LKEY_SLOPE, -1, offsetof(Spec, act.param)},
+  {LKEY_ALPHA, -1, offsetof(Spec, act.param)},
+};
+
 /* A layer list's reals, checked as check_constants checks the shorthand's:
-   an activation's parameter in the model's dtype, a norm's eps and
-   momentum and dropout's p in double (where drop_forward compares it). */
+   each key of layer_reals its kind takes. */
 static int check_layer_constants(Ctx *c, const Model *m) {
   char path[64];
-  for (int i = 0; i < m->nlayers; i++) {
-    const Spec *l = &m->layers[i];
-    int act = l->kind == LK_ACT + ACT_ELU || l->kind == LK_ACT + ACT_LEAKY;
-    int norm = l->kind == LK_BATCHNORM || l->kind == LK_LAYERNORM || l->kind == LK_BATCHNORM2D;
-    const char *key = l->kind == LK_ACT + ACT_ELU ? "alpha" : act ? "slope" : "eps";
-    snprintf(path, sizeof path, "layers[%d].%s", i, key);
-    if ((act || norm) &&
-        check_in_dtype(c, act ? m->dtype : DT_F64, path, key, act ? l->act.param : l->norm.eps))
-      return -1;
-    snprintf(path, sizeof path, "layers[%d].momentum", i);
-    if (norm && check_in_dtype(c, DT_F64, path, "momentum", l->norm.momentum))
-      return -1;
-    snprintf(path, sizeof path, "layers[%d].p", i);
-    if (l->kind == LK_DROPOUT && check_in_dtype(c, DT_F64, path, "p", l->p))
-      return -1;
-  }
+  for (int i = 0; i < m->nlayers; i++)
+    for (size_t r = 0; r < sizeof layer_reals / sizeof layer_reals[0]; r++) {
+      const Field *f = &layer_fields[layer_reals[r].key];
+      double v;
+      if (!(field_types(&layer_object, f) & T(m->layers[i].kind)))
+        continue;
+      memcpy(&v, (const char *)&m->layers[i] + layer_reals[r].offset, sizeof v);
+      snprintf(path, sizeof path, "layers[%d].%s", i, f->key);
+      if (check_in_dtype(c, layer_reals[r].dtype < 0 ? m->dtype : layer_reals[r].dtype, path,
+                         f->key, v))
+        return -1;
+    }
   return 0;
 }
 
@@ -1501,7 +1522,7 @@ static const Field *override_field(Ctx *c, const Model *m, const char *key) {
     fail(c, "'%s' is not a model key", key);
     return NULL;
   }
-  if (o != &top_object && !(f->types & T(m->opt.type))) {
+  if (o != &top_object && !(field_types(o, f) & T(m->opt.type))) {
     misplaced_key(c, o, m->opt.type, f);
     return NULL;
   }

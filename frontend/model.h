@@ -28,19 +28,40 @@
 /* Activations: ACTS(X) in runtime/acts.h, X(enum, name, default
    parameter or 0, formulas...) */
 
+/* The keys an entry of "layers" may take besides "type" (frontend/load.c's
+   layer_fields checks each): X(enum) */
+#define LAYER_KEYS(X)                                                          \
+  X(LKEY_OUT) X(LKEY_OUT_CHANNELS) X(LKEY_KERNEL_SIZE) X(LKEY_STRIDE)          \
+  X(LKEY_PADDING) X(LKEY_BIAS) X(LKEY_INIT) X(LKEY_EPS) X(LKEY_MOMENTUM)       \
+  X(LKEY_P) X(LKEY_SLOPE) X(LKEY_ALPHA)
+#define LKEY(k) (1u << LKEY_##k)
+
 /* The kinds of layer a "layers" list holds, besides the activations
-   (each activation is a layer kind of its own, by its name):
-   X(enum, name) */
-#define LAYER_KINDS(X)                \
-  X(LK_LINEAR,      "linear")         \
-  X(LK_BATCHNORM,   "batchnorm")      \
-  X(LK_LAYERNORM,   "layernorm")      \
-  X(LK_DROPOUT,     "dropout")        \
-  X(LK_CONV2D,      "conv2d")         \
-  X(LK_MAXPOOL2D,   "maxpool2d")      \
-  X(LK_AVGPOOL2D,   "avgpool2d")      \
-  X(LK_BATCHNORM2D, "batchnorm2d")    \
-  X(LK_FLATTEN,     "flatten")
+   (each activation is a layer kind of its own, by its name), once for
+   the whole compiler: the frontend's kinds (LK_*), the IR's (mlpc.h's
+   L_*, in the same order), the names, the code generator's units
+   (codegen/UNIT.c's unit_UNIT) and the keys each takes all come from
+   this list. X(KIND, name, unit, keys, defaults...):
+     keys      the LKEY(...) bits of the keys it takes besides "type";
+     defaults  its Spec's designated initialisers: PyTorch's defaults of
+               what a model file may leave out (0 until known when the
+               file must give it). */
+#define LAYER_KINDS(X)                                                           \
+  X(LINEAR, "linear", linear, LKEY(OUT) | LKEY(BIAS) | LKEY(INIT),              \
+    .bias = 1, .init = -1)                                                       \
+  X(BATCHNORM, "batchnorm", batchnorm, LKEY(EPS) | LKEY(MOMENTUM),              \
+    .norm = {NORM_BATCH, 1e-5, 0.1, 0})                                          \
+  X(LAYERNORM, "layernorm", layernorm, LKEY(EPS),                               \
+    .norm = {NORM_LAYER, 1e-5, 0.1, 0})                                          \
+  X(DROPOUT, "dropout", dropout, LKEY(P), .p = 0.5)                              \
+  X(CONV2D, "conv2d", conv2d,                                                    \
+    LKEY(OUT_CHANNELS) | LKEY(KERNEL_SIZE) | LKEY(STRIDE) | LKEY(PADDING) |      \
+    LKEY(BIAS) | LKEY(INIT), .bias = 1, .init = -1, .stride = {1, 1})            \
+  X(MAXPOOL2D, "maxpool2d", pool, LKEY(KERNEL_SIZE) | LKEY(STRIDE), )           \
+  X(AVGPOOL2D, "avgpool2d", pool, LKEY(KERNEL_SIZE) | LKEY(STRIDE), )           \
+  X(BATCHNORM2D, "batchnorm2d", batchnorm, LKEY(EPS) | LKEY(MOMENTUM),          \
+    .norm = {NORM_BATCH, 1e-5, 0.1, 0})                                          \
+  X(FLATTEN, "flatten", flatten, 0, )
 
 /* Optimizers: X(enum, name) */
 #define OPTS(X)                \
@@ -58,7 +79,12 @@
 enum { NORMS(ENUM1_) NNORMS };
 enum { ACTS(ENUM1_) NACTS };
 /* Layer kinds: LAYER_KINDS, then LK_ACT + ACT_* for each activation. */
-enum { LAYER_KINDS(ENUM1_) LK_ACT, NLAYER_KINDS = LK_ACT + NACTS };
+#define LK_ENUM_(k, ...) LK_##k,
+enum { LAYER_KINDS(LK_ENUM_) LK_ACT, NLAYER_KINDS = LK_ACT + NACTS };
+#undef LK_ENUM_
+#define LKEY_ENUM_(k) k,
+enum { LAYER_KEYS(LKEY_ENUM_) NLAYER_KEYS };
+#undef LKEY_ENUM_
 enum { OPTS(ENUM1_) NOPTS };
 enum { DTYPES(ENUM1_) NDTYPES };
 #undef ENUM1_
@@ -115,6 +141,11 @@ typedef struct {
   Act act;           /* an activation: its type and parameter             */
   double p;          /* dropout: the probability of zeroing               */
 } Spec;
+
+/* The keys (LKEY bits) and defaults of each kind of LAYER_KINDS, by LK_*
+   (an activation's key and default come from its row of ACTS). */
+extern const unsigned layer_kind_keys[LK_ACT];
+extern const Spec layer_kind_defaults[LK_ACT];
 
 typedef struct {
   char file[MAX_PATH_LEN];  /* the model file, for messages              */

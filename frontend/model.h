@@ -29,11 +29,13 @@
    parameter or 0, formulas...) */
 
 /* The keys an entry of "layers" may take besides "type" (frontend/load.c's
-   layer_fields checks each): X(enum) */
+   layer_fields checks each, by these names): X(enum, key) */
 #define LAYER_KEYS(X)                                                          \
-  X(LKEY_OUT) X(LKEY_OUT_CHANNELS) X(LKEY_KERNEL_SIZE) X(LKEY_STRIDE)          \
-  X(LKEY_PADDING) X(LKEY_BIAS) X(LKEY_INIT) X(LKEY_EPS) X(LKEY_MOMENTUM)       \
-  X(LKEY_P) X(LKEY_SLOPE) X(LKEY_ALPHA)
+  X(LKEY_OUT, "out") X(LKEY_OUT_CHANNELS, "out_channels")                      \
+  X(LKEY_KERNEL_SIZE, "kernel_size") X(LKEY_STRIDE, "stride")                  \
+  X(LKEY_PADDING, "padding") X(LKEY_BIAS, "bias") X(LKEY_INIT, "init")         \
+  X(LKEY_EPS, "eps") X(LKEY_MOMENTUM, "momentum") X(LKEY_P, "p")               \
+  X(LKEY_SLOPE, "slope") X(LKEY_ALPHA, "alpha")
 #define LKEY(k) (1u << LKEY_##k)
 
 /* The kinds of layer a "layers" list holds, besides the activations
@@ -82,9 +84,7 @@ enum { ACTS(ENUM1_) NACTS };
 #define LK_ENUM_(k, ...) LK_##k,
 enum { LAYER_KINDS(LK_ENUM_) LK_ACT, NLAYER_KINDS = LK_ACT + NACTS };
 #undef LK_ENUM_
-#define LKEY_ENUM_(k) k,
-enum { LAYER_KEYS(LKEY_ENUM_) NLAYER_KEYS };
-#undef LKEY_ENUM_
+enum { LAYER_KEYS(ENUM1_) NLAYER_KEYS };
 enum { OPTS(ENUM1_) NOPTS };
 enum { DTYPES(ENUM1_) NDTYPES };
 #undef ENUM1_
@@ -95,6 +95,7 @@ extern const char *const act_names[NACTS];
    0 for one that has none. */
 extern const double act_default_params[NACTS];
 extern const char *const layer_kind_names[NLAYER_KINDS]; /* then act_names */
+extern const char *const layer_key_names[NLAYER_KEYS];
 extern const char *const opt_names[NOPTS];
 extern const char *const dtype_names[NDTYPES];
 extern const char *const init_names[RT_INIT_NSCHEMES];

@@ -27,6 +27,7 @@ const char *const anneal_names[RT_NANNEALS] = { RT_ANNEALS(NAME_) };
 const char *const layer_kind_names[NLAYER_KINDS] = { LAYER_KINDS(KIND_NAME_) ACTS(ACT_KIND_) };
 #undef ACT_KIND_
 #undef KIND_NAME_
+const char *const layer_key_names[NLAYER_KEYS] = { LAYER_KEYS(NAME_) };
 #define KIND_KEYS_(k, s, unit, keys, ...) [LK_##k] = keys,
 const unsigned layer_kind_keys[LK_ACT] = { LAYER_KINDS(KIND_KEYS_) };
 #undef KIND_KEYS_

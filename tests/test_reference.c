@@ -21,7 +21,11 @@
  *      for bit;
  *   3. every parameter and buffer of A is compared with B, which now holds
  *      NAME.final.safetensors (A's own are left in
- *      out/reference/NAME.mlpc.safetensors, for a closer look).
+ *      out/reference/NAME.mlpc.safetensors, for a closer look). B loads
+ *      that file of A's first: loading refuses a missing or unexpected
+ *      name, dtype or shape, so mlpc's saved names (0.weight,
+ *      1.num_batches_tracked ...) are exactly PyTorch's, as
+ *      load_state_dict(strict=True) would want.
  *
  * A case with a validation split runs the training loop itself instead
  * of step 2: rt_train in file order, whose every epoch's figures
@@ -149,11 +153,15 @@ static void compare_params(Case *c, const RtNet *a, const RtNet *b) {
   }
 }
 
-/* Loads the case's weight file (init or final) into net; -1 and
-   c->why if it does not fit. */
+/* Loads the case's weight file (PyTorch's init or final, or "mlpc": the
+   one A saved) into net; -1 and c->why if it does not fit. Loading is
+   strict (a name missing or unexpected, a dtype or shape not the model's
+   is refused), so mlpc's file and PyTorch's, both loaded into the same
+   table, hold the same names, dtypes and shapes. */
 static int load(Case *c, const RtNet *net, const char *which) {
   char path[512], err[1024];
-  snprintf(path, sizeof path, DIR "/cases/%s.%s.safetensors", c->name, which);
+  snprintf(path, sizeof path, strcmp(which, "mlpc") ? DIR "/cases/%s.%s.safetensors"
+           : "out/reference/%s.%s.safetensors", c->name, which);
   return rt_load_weights(net, path, err, sizeof err) ? stop(c, "%s", err) : 0;
 }
 
@@ -321,7 +329,7 @@ static int train_and_compare(Case *c, const Model *m, json_t *jc, const RtNet *a
                                                  : replay(c, a, jc, &tr, &te);
   rt_free_set(&tr);
   rt_free_set(&te);
-  if (r || save(c, a) || load(c, b, "final"))
+  if (r || save(c, a) || load(c, b, "mlpc") || load(c, b, "final"))
     return -1;
   compare_params(c, a, b);
   return 0;

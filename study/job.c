@@ -42,7 +42,7 @@ char *st_grow(Buf *b, size_t n) {
     b->cap = (b->len + n) * 2;
     if (!(b->buf = realloc(b->buf, b->cap))) {
       fprintf(stderr, "mlpc: error: out of memory\n");
-      _exit(1);
+      exit(1);  /* an MPI rank's atexit removes its data sets */
     }
   }
   b->len += n;

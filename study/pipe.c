@@ -10,18 +10,12 @@
  * A run's result depends only on its code, seed, data and settings,
  * never on the worker or on --jobs.
  *
- * A message (st_msg) is a header, then its nepochs RtEpoch records, its
- * nhealth StHealthName records (the health figures' names), its nprobes ×
- * nhealth StHealthValue records (probe 0: the initial weights) and an
- * error text; on a pipe, its length goes first. What a worker does with
- * one run (st_job, st_compile, st_train) and that message (st_msg,
- * st_msg_parse) are shared with the MPI ranks of mpi.c: the same code
- * runs, the same bytes travel.
- *
- * The parent alone writes the database, one transaction per run, as
- * results arrive. It hands a free worker a run of the code it holds if
- * there is one; with gcc it hands out no run of a code another worker is
- * still compiling, so each object is compiled once. Tiered, any worker
+ * What a worker does with one run and the message it writes back are
+ * job.c's, shared with the MPI ranks of mpi.c; on a pipe, a message's
+ * length goes first. The scheduler (sched.c) decides what runs where and
+ * what a worker that dies costs; this file starts the workers, carries
+ * runs and messages, and reports a worker whose pipe ends as lost,
+ * starting another in its place. Tiered, any worker
  * starts any run on tcc's code at once while the parent builds gcc's
  * objects beside them (build.c), and tells the workers on a code when
  * its object is ready: a worker's input carries runs and such notices.

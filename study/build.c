@@ -2,7 +2,7 @@
  * build.c — gcc's objects for a study's tiered runs.
  *
  * In a tiered study every run starts on tcc's code at once, and the
- * process that hands out the runs (run.c's parent) builds gcc's objects
+ * process that hands out the runs (pipe.c's parent) builds gcc's objects
  * beside them: at most `max` gcc processes at once, since they share the
  * cores with the runs; first the codes of runs under way, then those of
  * runs still to come, in the order they will be handed out. A code that

@@ -6,12 +6,13 @@
  *
  * Every rank starts mlpc with the same arguments. Rank 0 is mlpc as on
  * one machine: it reads the study file, plans, alone writes the database
- * and the tables, and hands out the runs, with ranks in place of run.c's
- * worker processes. The other ranks read no file: rank 0 sends each the
+ * and the tables, and hands out the runs: the scheduler of local runs
+ * (sched.c), with this file as its transport and ranks in place of
+ * pipe.c's worker processes. The other ranks read no file: rank 0 sends each the
  * files of the data sets its runs read (once; the rank keeps them in a
  * temporary directory of its own) and each run's job, with its generated
  * code unless the rank holds that code already. A rank answers with the
- * message a local worker writes to its pipe (run.c, st_msg): the same
+ * message a local worker writes to its pipe (job.c, st_msg): the same
  * run, the same bytes.
  *
  * Every rank, rank 0 too, trains one run at a time on a thread of its
@@ -19,8 +20,9 @@
  * calls MPI (MPI_THREAD_FUNNELED). Each rank sends rank 0 a heartbeat
  * every second, and rank 0 sends one to each free rank. Rank 0 takes a
  * rank it has not heard from for MLPC_MPI_TIMEOUT seconds (default 60)
- * for dead and gives its run to another; a run lost with two ranks is
- * given up. Open MPI itself ends the whole job when a rank dies, unless
+ * for dead, and the scheduler gives its run to another; a run lost with
+ * ST_MAX_LOST ranks is given up (sched.c's one policy). Open MPI itself
+ * ends the whole job when a rank dies, unless
  * mpirun has --enable-recovery; then, as Open MPI's MPI_Finalize may hang
  * once a rank is dead, the ranks end without it.
  *
@@ -66,22 +68,6 @@ static void nap(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
   nanosleep(&ts, NULL);
 }
-
-/* Makes room for n more bytes at the end of b; where they go. */
-static char *grow(Buf *b, size_t n) {
-  if (b->len + n > b->cap) {
-    b->cap = (b->len + n) * 2;
-    if (!(b->buf = realloc(b->buf, b->cap))) {
-      fprintf(stderr, "mlpc: error: out of memory\n");
-      exit(1);
-    }
-  }
-  b->len += n;
-  return b->buf + b->len - n;
-}
-
-/* Appends n bytes to b. */
-static void put(Buf *b, const void *p, size_t n) { memcpy(grow(b, n), p, n); }
 
 /* The heartbeat interval: a second, or less for a short timeout. */
 static double beat_interval(void) { return timeout / 4 < 1 ? timeout / 4 : 1; }
@@ -178,8 +164,8 @@ static int pack_file(Buf *b, const char *path, char *err, size_t errlen) {
   int ok = size >= 0 && fseek(f, 0, SEEK_SET) == 0;
   if (ok) {
     h.size = (uint64_t)size;
-    put(b, &h, sizeof h);
-    ok = fread(grow(b, h.size), 1, h.size, f) == h.size;
+    st_put(b, &h, sizeof h);
+    ok = fread(st_grow(b, h.size), 1, h.size, f) == h.size;
   }
   if (!ok)
     rt_fail(err, errlen, path, "cannot read: %s", strerror(errno));
@@ -195,7 +181,7 @@ static int pack_data(Buf *b, int id, const char *dir, char *err, size_t errlen) 
   if (h.nfiles < 0)
     return -1;
   b->len = 0;
-  put(b, &h, sizeof h);
+  st_put(b, &h, sizeof h);
   for (int i = 0; i < h.nfiles; i++)
     if (pack_file(b, paths[i], err, errlen))
       return -1;
@@ -393,13 +379,11 @@ static int worker(void) {
 
 /* ---- rank 0: the ranks, and sends in flight ---- */
 
-/* Task states, as in run.c. */
-enum { PENDING, RUNNING, DONE, FAILED };
-
 typedef struct {
   int task;             /* the run it is on; -1 when free                 */
   int code;             /* the code it holds (it was sent); -1 for none   */
   int gone;             /* taken for dead                                 */
+  const char *unsent;   /* a send to it failed: why, to report it lost    */
   int stopped;          /* told to stop                                   */
   double heard;         /* when it last sent anything, or got a job       */
   char has[MAX_DATA];   /* the data sets it was sent                      */
@@ -466,27 +450,18 @@ static void drain_sends(double s) {
   nsends = 0;
 }
 
-/* ---- rank 0: the scheduler ---- */
+/* ---- rank 0: the transport of the scheduler (sched.c) ---- */
 
 typedef struct {
-  StPlan *p;
-  sqlite3 *db;
-  const StRunOptions *o;
+  StTransport t;        /* first: the scheduler's handle                  */
   Rank *r;              /* ranks; r[0] is rank 0's own compute thread     */
   Compute local;
-  char *state;          /* per task                                       */
-  char *lost;           /* per task: ranks it was lost with               */
-  int pending;          /* tasks PENDING                                  */
   int ndata;
   const char *data_dir[MAX_DATA];
   Buf data[MAX_DATA];   /* each data set's message                        */
-  int total, done, failed, fatal;
-} Sched;
-
-static volatile sig_atomic_t stop_signal;
-
-/* Notes a stop request. */
-static void on_signal(int sig) { stop_signal = sig; }
+  char *msg;            /* the last message received                      */
+  int rounds;           /* more rounds may follow                         */
+} Ranks;
 
 /* Rank i and its host, for messages. */
 static const char *who(int i) {
@@ -495,187 +470,151 @@ static const char *who(int i) {
   return buf;
 }
 
-/* A run's name: its first experiment and its seed. */
-static const char *run_name(const Sched *S, int task) {
-  static char buf[600];
-  const StTask *t = &S->p->tasks[task];
-  snprintf(buf, sizeof buf, "%s seed %llu", S->p->s->exp[t->exp].name,
-           (unsigned long long)t->seed);
-  return buf;
-}
-
 /* The number of data set dir, its message made on first use; -1 if it
    cannot be read. */
-static int data_id(Sched *S, const char *dir) {
+static int data_id(Ranks *R, const char *dir) {
   char err[MAX_PATH_LEN + 256];
-  for (int i = 0; i < S->ndata; i++)
-    if (!strcmp(S->data_dir[i], dir))
+  for (int i = 0; i < R->ndata; i++)
+    if (!strcmp(R->data_dir[i], dir))
       return i;
-  if (pack_data(&S->data[S->ndata], S->ndata, dir, err, sizeof err) ||
-      (S->data[S->ndata].len > INT_MAX &&
+  if (pack_data(&R->data[R->ndata], R->ndata, dir, err, sizeof err) ||
+      (R->data[R->ndata].len > INT_MAX &&
        snprintf(err, sizeof err, "%s: more than 2 GB, too large to send", dir))) {
     fprintf(stderr, "mlpc: error: %s\n", err);
     return -1;
   }
-  S->data_dir[S->ndata] = dir;
-  return S->ndata++;
-}
-
-static void lose(Sched *S, int i, const char *why);
-
-/* The first pending run of code c, else the first pending run; -1. */
-static int pick(const Sched *S, int c) {
-  int any = -1;
-  for (int i = 0; i < S->p->ntasks; i++)
-    if (S->state[i] == PENDING) {
-      if (S->p->tasks[i].code == c)
-        return i;
-      if (any < 0)
-        any = i;
-    }
-  return any;
+  R->data_dir[R->ndata] = dir;
+  return R->ndata++;
 }
 
 /* Sends rank i the job of task (and the data set first if it lacks it);
-   -1 if the data set cannot be read. */
-static int give(Sched *S, int i, int task) {
-  Rank *r = &S->r[i];
+   -1 if the data set cannot be read. A send MPI refuses makes the rank
+   lost. */
+static int give(Ranks *R, const StPlan *p, int i, int task) {
+  Rank *r = &R->r[i];
   StJob j;
   Buf b = {0};
-  st_job(S->p, task, &j);
-  int d = data_id(S, j.data_dir), failed = 0;
+  st_job(p, task, &j);
+  int d = data_id(R, j.data_dir), failed = 0;
   if (d < 0)
     return -1;
   if (!r->has[d])
-    failed |= post(i, TAG_DATA, S->data[d].buf, S->data[d].len, NULL), r->has[d] = 1;
+    failed |= post(i, TAG_DATA, R->data[d].buf, R->data[d].len, NULL), r->has[d] = 1;
   int send_unit = r->code != j.code;
   JobHead h = {task, j.code, j.backend, j.dtype, j.epochs, j.shuffle, d,
                send_unit ? (int)strlen(j.unit) : 0, j.max_batches, j.seed};
-  put(&b, &h, sizeof h);
+  st_put(&b, &h, sizeof h);
   if (send_unit)
-    put(&b, j.unit, strlen(j.unit) + 1);
+    st_put(&b, j.unit, strlen(j.unit) + 1);
   failed |= post(i, TAG_JOB, b.buf, b.len, b.buf);
   r->code = j.code, r->task = task, r->heard = rt_now();
   if (failed)
-    lose(S, i, "cannot be sent to");
+    r->unsent = "cannot be sent to";
   return 0;
 }
 
-/* Hands a run to rank i if it is free (a free rank waits: should another
-   die, it takes its run). */
-static void dispatch_one(Sched *S, int i) {
-  Rank *r = &S->r[i];
+/* Hands rank i the run task: rank 0 on its own thread, another over
+   MPI. */
+static int ranks_give(StTransport *t, StSched *S, int i, int task) {
+  Ranks *R = (Ranks *)t;
   StJob j;
-  if (r->gone || r->stopped || r->task >= 0 || S->fatal || !S->pending)
-    return;
-  int t = pick(S, r->code);
-  S->state[t] = RUNNING, S->pending--;
-  if (i == 0) {
-    st_job(S->p, t, &j);
-    compute_start(&S->local, &j);
-    r->task = t;
-  } else if (give(S, i, t))
-    S->state[t] = FAILED, S->failed++, S->fatal = 1;
+  if (i)
+    return give(R, S->p, i, task);
+  st_job(S->p, task, &j);
+  compute_start(&R->local, &j);
+  R->r[0].task = task;
+  return 0;
 }
 
-/* Records a run's message from rank i. */
-static void handle(Sched *S, int i, const StMsg *m) {
-  char err[2048];
-  Rank *r = &S->r[i];
-  if (r->task == m->task)
-    r->task = -1;
-  if (m->task < 0 || m->task >= S->p->ntasks || S->state[m->task] == DONE ||
-      m->kind == ST_MSG_COMPILED)
-    return;  /* a run another rank finished first: the same figures */
-  if (m->kind == ST_MSG_ERROR) {
-    fprintf(stderr, "mlpc: error: %s: %s: %s\n", who(i), run_name(S, m->task), m->err);
-    S->state[m->task] = FAILED, S->failed++, S->fatal = 1;
-    return;
-  }
-  int rc = st_db_put(S->db, S->p, m->task, &m->r, err, sizeof err);
-  if (rc)
-    fprintf(stderr, "mlpc: %s: %s: %s\n", rc > 0 ? "warning" : "error", S->o->db_path, err);
-  if (rc < 0) {
-    S->state[m->task] = FAILED, S->failed++, S->fatal = 1;
-    return;
-  }
-  if (S->state[m->task] == FAILED)
-    S->failed--;  /* given up after two losses, yet here it is */
-  else if (S->state[m->task] == PENDING)
-    S->pending--;  /* taken back from a rank taken for dead, which finished it after all */
-  S->state[m->task] = DONE, S->done++;
-  st_log_run(S->p, m->task, S->done + S->failed, S->total, &m->r);
+/* Whether rank i can take a run: there, not told to stop, and free (a
+   free rank waits: should another die, it takes its run). */
+static int ranks_ready(StTransport *t, int i) {
+  Rank *r = &((Ranks *)t)->r[i];
+  return !r->gone && !r->stopped && r->task < 0;
 }
 
-/* Reads a message from a rank; 1 if there was one. */
-static int receive(Sched *S) {
+/* A message from rank i about its run: the rank is free again. */
+static void got_msg(Ranks *R, int i, StEvent *e) {
+  e->kind = ST_EV_MSG, e->w = i;
+  if (R->r[i].task == e->m.task)
+    R->r[i].task = -1;
+}
+
+/* Reads a message from a rank into e; 1 if there was one. */
+static int receive(Ranks *R, StSched *S, StEvent *e) {
   int flag = 0, n;
   MPI_Status st;
-  StMsg m;
   if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st) != MPI_SUCCESS ||
       !flag)
     return 0;
-  char *buf = receive_probed(&st, &n);
-  Rank *r = &S->r[st.MPI_SOURCE];
+  free(R->msg);
+  R->msg = receive_probed(&st, &n);
+  Rank *r = &R->r[st.MPI_SOURCE];
   r->heard = rt_now();
   if (r->gone)
     fprintf(stderr, "mlpc: %s is heard from again\n", who(st.MPI_SOURCE)), r->gone = 0;
-  if (st.MPI_TAG == TAG_MSG && st_msg_parse(buf, (size_t)n, &m) == 0)
-    handle(S, st.MPI_SOURCE, &m);
+  if (st.MPI_TAG == TAG_MSG && st_msg_parse(R->msg, (size_t)n, &e->m) == 0)
+    got_msg(R, st.MPI_SOURCE, e);
   else if (st.MPI_TAG != TAG_BEAT) {
     fprintf(stderr, "mlpc: error: %s sent a message of another build or kind\n",
             who(st.MPI_SOURCE));
     S->fatal = 1;
   }
-  free(buf);
   return 1;
 }
 
-/* Takes the run of rank 0's thread when it has ended; 1 if it had. */
-static int local_ended(Sched *S) {
-  StMsg m;
-  if (!compute_ended(&S->local))
+/* Takes the run of rank 0's thread into e when it has ended; 1 if it
+   had. */
+static int local_ended(Ranks *R, StEvent *e) {
+  if (!compute_ended(&R->local))
     return 0;
-  if (st_msg_parse(S->local.out.buf, S->local.out.len, &m))
+  if (st_msg_parse(R->local.out.buf, R->local.out.len, &e->m))
     abort();  /* unreachable: our own message */
-  handle(S, 0, &m);
+  got_msg(R, 0, e);
   return 1;
 }
 
-/* Takes rank i for dead (why: what happened): its run goes back to the
-   queue, or is given up after MAX_LOST losses. */
-static void lose(Sched *S, int i, const char *why) {
-  Rank *r = &S->r[i];
-  int task = r->task;
-  r->gone = 1;  /* it keeps its task: heard from again, it is busy with it */
-  if (task < 0 || S->state[task] != RUNNING)
-    return (void)fprintf(stderr, "mlpc: %s %s: taken for dead\n", who(i), why);
-  if (++S->lost[task] >= MAX_LOST) {
-    fprintf(stderr, "mlpc: error: %s: %s %s; this run was lost with %d ranks and is not "
-            "recorded\n", run_name(S, task), who(i), why, MAX_LOST);
-    S->state[task] = FAILED, S->failed++;
-  } else {
-    fprintf(stderr, "mlpc: %s %s: taken for dead; %s goes to another rank\n", who(i), why,
-            run_name(S, task));
-    S->state[task] = PENDING, S->pending++;
-  }
+/* Takes rank i for dead (why: what happened), into e; it keeps its run:
+   heard from again, it is busy with it. */
+static void lose(Ranks *R, int i, const char *why, StEvent *e) {
+  R->r[i].gone = 1, R->r[i].unsent = NULL;
+  *e = (StEvent){.kind = ST_EV_LOST, .w = i};
+  snprintf(e->who, sizeof e->who, "%s", who(i));
+  snprintf(e->why, sizeof e->why, "%s: taken for dead", why);
 }
 
-/* Takes ranks not heard from for the timeout for dead, and tells the
-   free ones that rank 0 is there, every heartbeat interval. */
-static void check_alive(Sched *S) {
+/* Takes a rank a send failed to, or not heard from for the timeout, for
+   dead (into e; one at a time); tells the free ones that rank 0 is
+   there, every heartbeat interval. */
+static void check_alive(Ranks *R, StEvent *e) {
   static double pinged;
   char why[64];
   double t = rt_now();
   snprintf(why, sizeof why, "sent nothing for %g s", timeout);
-  for (int i = 1; i < nranks; i++)
-    if (!S->r[i].gone && t - S->r[i].heard > timeout)
-      lose(S, i, why);
+  for (int i = 1; i < nranks && e->kind == ST_EV_NONE; i++)
+    if (!R->r[i].gone && (R->r[i].unsent || t - R->r[i].heard > timeout))
+      lose(R, i, R->r[i].unsent ? R->r[i].unsent : why, e);
   for (int i = 1; i < nranks && t - pinged >= beat_interval(); i++)
-    if (!S->r[i].gone && S->r[i].task < 0)
+    if (!R->r[i].gone && R->r[i].task < 0)
       post(i, TAG_BEAT, "", 0, NULL);
   if (t - pinged >= beat_interval())
     pinged = t;
+}
+
+/* Waits a little for a message, a run of rank 0's, or a rank lost. */
+static void ranks_wait(StTransport *t, StSched *S, StEvent *e) {
+  Ranks *R = (Ranks *)t;
+  if (receive(R, S, e) || local_ended(R, e))
+    return;
+  check_alive(R, e);
+  if (e->kind == ST_EV_NONE)
+    nap(sending() ? 0.0002 : 0.002);
+}
+
+/* Rank i's name in error messages. */
+static const char *ranks_who(StTransport *t, int i) {
+  (void)t;
+  return who(i);
 }
 
 /* Tells every rank still there to stop, and whether to end MPI with
@@ -687,16 +626,6 @@ static void stop_all(void) {
   for (int i = 1; i < nranks; i++)
     if (!ranks[i].stopped && !ranks[i].gone)
       post(i, TAG_STOP, all_there ? &yes : &no, 1, NULL), ranks[i].stopped = 1;
-}
-
-/* Installs the stop handlers; without SA_RESTART. */
-static void catch_signals(void) {
-  struct sigaction sa = {0};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
 }
 
 /* Says how many ranks there are, on how many hosts. */
@@ -713,60 +642,50 @@ static void describe_ranks(void) {
   fflush(stdout);
 }
 
-/* Sets up the scheduler for a round; the number of runs to do. Rank 0's
-   compute thread, with the code it holds, and the data sets made for
-   the ranks are kept from an earlier round. */
-static int setup(Sched *S, StPlan *p, sqlite3 *db, const StRunOptions *o) {
-  S->p = p, S->db = db, S->o = o, S->r = ranks;
-  S->total = S->done = S->failed = S->fatal = 0;
-  S->state = calloc((size_t)S->p->ntasks + 1, 1);
-  S->lost = calloc((size_t)S->p->ntasks + 1, 1);
-  if (!S->state || !S->lost)
-    exit(1);
-  for (int i = 0; i < S->p->ntasks; i++)
-    S->state[i] = st_task_done(&S->p->tasks[i]) ? DONE : PENDING,
-    S->total += S->state[i] == PENDING;
-  S->pending = S->total;
-  if (!S->local.w.cache)
-    S->local.w = (StWorker){.code = -1, .cache = cache};
-  for (int i = 1; i < nranks; i++)  /* the first word, and the clock starts */
-    post(i, TAG_BEAT, "", 0, NULL), S->r[i].heard = rt_now();
-  return S->total;
-}
-
-static Sched sched;      /* rank 0's scheduler, kept between rounds       */
-
-/* Tells the ranks to stop, waits for the sends, frees the data sets. */
-static void end_ranks(Sched *S) {
-  stop_all();
-  drain_sends(stop_signal ? 1 : 5);
-  for (int i = 0; i < S->ndata; i++)
-    free(S->data[i].buf);
-  S->ndata = 0;
-}
-
-void st_mpi_end(void) { end_ranks(&sched); }
-
-int st_mpi_run(StPlan *p, sqlite3 *db, const StRunOptions *o) {
+/* Starts a round: the first word to every rank, and the clock starts.
+   Rank 0's compute thread, with the code it holds, and the data sets
+   made for the ranks are kept from an earlier round. */
+static int ranks_begin(StTransport *t, StSched *S) {
+  Ranks *R = (Ranks *)t;
   static int described;
-  Sched *S = &sched;
+  (void)S;
   if (!described++)
     describe_ranks();
-  setup(S, p, db, o);
-  stop_signal = 0;
-  catch_signals();
-  while (!stop_signal && !S->fatal && S->done + S->failed < S->total) {
-    for (int i = 0; i < nranks; i++)
-      dispatch_one(S, i);
-    int got = receive(S) + local_ended(S);
-    check_alive(S);
-    if (!got)
-      nap(sending() ? 0.0002 : 0.002);
-  }
-  if (!o->rounds || stop_signal || S->fatal)
-    end_ranks(S);
-  free(S->state), free(S->lost);
-  return st_run_end(stop_signal, S->total, S->done, S->failed || S->fatal, o->db_path);
+  t->nw = nranks;
+  if (!R->local.w.cache)
+    R->local.w = (StWorker){.code = -1, .cache = cache};
+  for (int i = 1; i < nranks; i++)
+    post(i, TAG_BEAT, "", 0, NULL), R->r[i].heard = rt_now();
+  return 0;
+}
+
+/* Tells the ranks to stop, waits for the sends, frees the data sets. */
+static void end_ranks(Ranks *R) {
+  stop_all();
+  drain_sends(st_sched_stopped() ? 1 : 5);
+  for (int i = 0; i < R->ndata; i++)
+    free(R->data[i].buf);
+  R->ndata = 0;
+}
+
+/* Ends a round; the ranks too after the last, or when stopped. */
+static void ranks_end(StTransport *t, StSched *S, int stop) {
+  Ranks *R = (Ranks *)t;
+  (void)S;
+  if (!R->rounds || stop)
+    end_ranks(R);
+}
+
+static Ranks the_ranks = {.t = {"rank", 0, 0, ranks_begin, ranks_ready, ranks_give,
+                                ranks_wait, ranks_who, ranks_end}};
+
+void st_mpi_end(void) { end_ranks(&the_ranks); }
+
+int st_mpi_run(StPlan *p, sqlite3 *db, const StRunOptions *o) {
+  StRunOptions lines = *o;
+  lines.progress = 0;  /* a log line a run, as mpirun's output is */
+  the_ranks.r = ranks, the_ranks.rounds = o->rounds;
+  return st_sched_run(p, db, &lines, &the_ranks.t);
 }
 
 /* ---- starting and ending ---- */

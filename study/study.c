@@ -4,7 +4,7 @@
  *
  *   load and expand (load.c) → run flags → plan (plan.c; --dump-study
  *   prints it) → open the database and find what it holds (db.c) → run
- *   the rest (run.c) → tables, plots and conclusions (report.c, plot.c,
+ *   the rest (pipe.c or mpi.c, scheduled by sched.c) → tables, plots and conclusions (report.c, plot.c,
  *   conclude.c)
  *
  * Exit status as for a model: 0 success, 2 bad input, 1 other errors;

@@ -4,7 +4,8 @@
  *
  *   study file (load.c) → experiments → plan (plan.c: generated code,
  *   data and settings of each run, what the database already holds)
- *   → runs on worker processes (run.c), or on MPI ranks (mpi.c)
+ *   → runs handed out by one scheduler (sched.c) to worker processes
+ *   (pipe.c) or to MPI ranks (mpi.c), each run done by job.c
  *   → one transaction per run (db.c)
  *   → tables, plots and conclusions (report.c, plot.c, conclude.c,
  *   health.c; statistics in stats.c), one document (doc.c) written as
@@ -211,7 +212,7 @@ int st_db_put(sqlite3 *db, StPlan *p, int task, const StResult *r,
 int st_db_final_loss(sqlite3 *db, long long id, int val, double *loss, char *err,
                      size_t errlen);
 
-/* ---- run.c: one run, whatever carries it to a worker ---- */
+/* ---- job.c: one run, whatever carries it to a worker ---- */
 
 /* Everything a worker needs for one run, without the plan: the local
    workers fill it from the plan, MPI ranks from rank 0's messages. */
@@ -264,6 +265,12 @@ int st_train(StWorker *w, const StJob *j, Buf *out);
 void st_msg(Buf *out, int kind, int task, const StResult *r, const char *err);
 /* Reads a message of len bytes; -1 if it is not one of this build's. */
 int st_msg_parse(const void *buf, size_t len, StMsg *m);
+#define ST_MSG_MAX (64u << 20)    /* a message's size at most             */
+/* Makes room for n more bytes at the end of b; where they go. Exits out
+   of memory. */
+char *st_grow(Buf *b, size_t n);
+/* Appends n bytes to b. */
+void st_put(Buf *b, const void *p, size_t n);
 
 /* ---- build.c: gcc's objects for a study's tiered runs ---- */
 
@@ -306,7 +313,7 @@ void st_builds_forget(StBuilds *b);
 /* Stops the builds still under way and frees b. */
 void st_builds_free(StBuilds *b);
 
-/* ---- run.c: runs on worker processes ---- */
+/* ---- sched.c: the one scheduler of a study's runs, over a transport ---- */
 
 typedef struct {
   int jobs;                 /* worker processes                           */
@@ -316,18 +323,94 @@ typedef struct {
                                wait for them (st_mpi_end ends them)       */
 } StRunOptions;
 
+/* Workers a run may be lost with (a worker died, a rank taken for dead)
+   before it is given up; the lost runs before go to another worker. */
+#define ST_MAX_LOST 2
+
+/* Task and code states of a round. */
+enum { ST_PENDING, ST_RUNNING, ST_DONE, ST_FAILED };
+enum { ST_CODE_NEW, ST_CODE_COMPILING, ST_CODE_READY };
+
+/* A worker as the scheduler sees it. */
+typedef struct {
+  int task;                 /* the run it is on; -1 when free             */
+  int code;                 /* the code it was last given; -1 for none    */
+} StSlot;
+
+/* What a transport reports: a worker's message, or a worker lost. */
+enum { ST_EV_NONE, ST_EV_MSG, ST_EV_LOST };
+
+typedef struct {
+  int kind, w;              /* ST_EV_*, and the worker                    */
+  StMsg m;                  /* ST_EV_MSG; points into the transport's
+                               buffer until its next wait                 */
+  char who[320], why[128];  /* ST_EV_LOST: "rank 1 (HOST)", "sent ..."    */
+} StEvent;
+
+typedef struct StSched StSched;
+typedef struct StTransport StTransport;
+
+/* How the scheduler reaches its workers (pipe.c, mpi.c). */
+struct StTransport {
+  const char *unit;         /* a worker's name in messages: "worker"      */
+  int compile_once;         /* gcc: one worker compiles each code (shared
+                               cache); others run it once compiled        */
+  int nw;                   /* workers, set by begin                      */
+  /* Starts the workers for S->total runs; 0, or -1 (fatal). */
+  int (*begin)(StTransport *t, StSched *S);
+  /* Whether worker w can take a run. */
+  int (*ready)(StTransport *t, int w);
+  /* Hands worker w the run task; 0, or -1 if the run cannot be sent
+     (fatal; a worker that cannot be reached is reported lost instead). */
+  int (*give)(StTransport *t, StSched *S, int w, int task);
+  /* Waits for the next event (or a signal, or a clock) into e. */
+  void (*wait)(StTransport *t, StSched *S, StEvent *e);
+  /* Worker w's name in error messages; NULL (or a NULL function): none. */
+  const char *(*who)(StTransport *t, int w);
+  /* Ends the round; stop: interrupted or failed. */
+  void (*end)(StTransport *t, StSched *S, int stop);
+};
+
+/* A round of runs as the scheduler keeps it; transports read it. */
+struct StSched {
+  StPlan *p;
+  sqlite3 *db;
+  const StRunOptions *o;
+  StTransport *t;
+  StSlot *w;                /* nw workers                                 */
+  int nw;
+  char *state;              /* per task: ST_PENDING...                    */
+  char *code;               /* per code: ST_CODE_*                        */
+  char *lost;               /* per task: workers it was lost with         */
+  double run_seconds;       /* the runs finished so far: their seconds    */
+  int timed;                /* and how many                               */
+  int total, done, failed, diverged, fatal;
+  double t0, shown;
+};
+
+/* Runs every wanted task without a run_id on t's workers, recording each
+   in db as it finishes. Returns 0, 128 + the signal when interrupted, 1
+   on errors. */
+int st_sched_run(StPlan *p, sqlite3 *db, const StRunOptions *o, StTransport *t);
+/* The signal that stopped the round, 0 if none. */
+int st_sched_stopped(void);
+/* Clears the progress line before other output. */
+void st_clear_line(const StSched *S);
+/* A run's name, "EXPERIMENT seed S" (a static buffer). */
+const char *st_run_name(const StPlan *p, int task);
 /* Whether a task needs no run: not wanted, or recorded (with health
    figures). */
 int st_task_done(const StTask *t);
-/* Runs every wanted task without a run_id on o->jobs workers, recording
-   each in db as it finishes. Returns 0, 130 when interrupted, 1 on
-   errors. */
-int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
 /* Writes a run's log line, "mlpc: [n/total] NAME seed S: ...", to stderr. */
 void st_log_run(const StPlan *p, int task, int n, int total, const StResult *r);
 /* Says how the runs ended (stopped by signal sig, or some failed or not
-   done) and how to go on; returns st_run's status. */
+   done) and how to go on; returns st_sched_run's status. */
 int st_run_end(int sig, int total, int done, int failed, const char *db_path);
+
+/* ---- pipe.c: runs on local worker processes (--jobs) ---- */
+
+/* st_sched_run over o->jobs forked workers, talking through pipes. */
+int st_run(StPlan *p, sqlite3 *db, const StRunOptions *o);
 
 /* ---- mpi.c: runs over MPI ranks (docs/cluster.md); with MLPC_MPI ---- */
 

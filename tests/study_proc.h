@@ -97,6 +97,16 @@ static const char *fmt(const char *f, ...) {
   return b;
 }
 
+/* The parent of process p, from /proc; 0 if it is gone. */
+__attribute__((unused)) static pid_t parent_of(pid_t p) {
+  char *stat = read_all(fmt("/proc/%d/stat", p)), *paren = strrchr(stat, ')');
+  int ppid = 0;
+  if (!paren || sscanf(paren + 2, "%*c %d", &ppid) != 1)
+    ppid = 0;
+  free(stat);
+  return (pid_t)ppid;
+}
+
 /* Opens a database read-only. */
 __attribute__((unused)) static sqlite3 *open_db(const char *path) {
   sqlite3 *db = NULL;

@@ -9,9 +9,15 @@
  * must die with it. Ctrl-C (SIGINT to the process group) must stop the
  * study cleanly, with exit status 130 and a message on how to resume.
  *
+ * A worker that dies under a run (SIGKILL) costs nothing: the run goes to
+ * another worker and the study ends as the reference did. A run that
+ * kills every worker it is handed to (MLPC_TEST_WORKER_DIES) is given up
+ * after two, reported and not recorded, exit status 1; the rest are.
+ *
  * The moments are drawn from a seed printed at the start; MLPC_KILL_SEED
  * repeats a sequence.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -206,10 +212,87 @@ static void test_ctrl_c(void **state) {
   expect_complete(db);
 }
 
+/* A worker of study pid (a child of it); 0 if none. */
+static pid_t worker_of(pid_t pid) {
+  DIR *d = opendir("/proc");
+  pid_t found = 0;
+  for (struct dirent *e; d && !found && (e = readdir(d));) {
+    pid_t p = (pid_t)atoi(e->d_name);
+    found = p > 0 && parent_of(p) == pid ? p : 0;
+  }
+  if (d)
+    closedir(d);
+  return found;
+}
+
+/* Waits until the study's stderr holds text; 0 if the study ended first. */
+static int wait_said(pid_t pid, const char *text) {
+  for (;;) {
+    char *err = read_all(fmt("%s/stderr", tmp));
+    int found = strstr(err, text) != NULL;
+    free(err);
+    if (found)
+      return 1;
+    if (waitpid(pid, NULL, WNOHANG) == pid)
+      return 0;
+    sleep_s(0.01);
+  }
+}
+
+/* A worker killed once its first run is recorded (it is on its next, or
+   is handed one it never reads): that run goes to another worker, and
+   the study ends as the reference. */
+static void test_worker_killed(void **state) {
+  (void)state;
+  char db[256]; /* fmt's buffers are reused while the study runs */
+  snprintf(db, sizeof db, "%s/worker.sqlite", tmp);
+  pid_t pid = start(db);
+  assert_true(wait_said(pid, "mlpc: [1/"));
+  pid_t w = worker_of(pid);
+  assert_true(w > 0);
+  kill(w, SIGKILL);
+  int status = wait_status(pid);
+  char *err = read_all(fmt("%s/stderr", tmp));
+  if (status || !strstr(err, " died (signal 9); ") || !strstr(err, "goes to another worker"))
+    fail_msg("exit status %d:\n%s", status, err);
+  free(err);
+  expect_no_workers();
+  expect_complete(db);
+}
+
+/* The runs of seed 3 kill every worker they are handed to: each is lost
+   with two workers and given up; the other 36 are recorded. */
+static void test_run_lost_twice(void **state) {
+  (void)state;
+  char db[256]; /* fmt's buffers are reused while the study runs */
+  snprintf(db, sizeof db, "%s/lost.sqlite", tmp);
+  setenv("MLPC_TEST_WORKER_DIES", "3", 1);
+  pid_t pid = start(db);
+  unsetenv("MLPC_TEST_WORKER_DIES");
+  assert_int_equal(wait_status(pid), 1);
+  expect_no_workers();
+  char *err = read_all(fmt("%s/stderr", tmp));
+  const char *lost = "seed 3: worker ", *given = "; this run was lost with 2 workers and is "
+                     "not recorded";
+  int n = 0;
+  for (const char *p = err; (p = strstr(p, given)); p++)
+    n++;
+  if (n != RUNS / 4 || !strstr(err, lost) || !strstr(err, "goes to another worker") ||
+      !strstr(err, "12 of 48 runs failed or were not done"))
+    fail_msg("%d given up:\n%s", n, err);
+  free(err);
+  sqlite3 *d = open_db(db);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs"), RUNS - RUNS / 4);
+  assert_int_equal(query_int(d, "SELECT count(*) FROM runs WHERE seed = 3"), 0);
+  sqlite3_close(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_kill_and_resume),
     cmocka_unit_test(test_ctrl_c),
+    cmocka_unit_test(test_worker_killed),
+    cmocka_unit_test(test_run_lost_twice),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,9 +13,11 @@
  *     "arithmetic": "strict", which they never read, records the runs of
  *     a local strict run, none of them the fma runs' figures;
  *   - a worker rank killed with SIGKILL (mpirun --enable-recovery,
- *     MLPC_MPI_TIMEOUT=2) costs only its run, which another rank does;
- *     one stopped (SIGSTOP) beyond the timeout is taken for dead, and
- *     taken back once it goes on;
+ *     MLPC_MPI_TIMEOUT=3) costs only its run, which another rank does;
+ *     one stopped (SIGSTOP) until rank 0 has said it takes it for dead
+ *     (no clock decides when it goes on) is taken back once it does. The
+ *     timeout is twelve heartbeats of the ranks that go on, and the study
+ *     long enough that they do not finish it within the timeout;
  *   - a data set whose images are in IDX files of 4 dimensions reaches the
  *     worker ranks, which record the runs of a local run and remove it;
  *   - an adaptive study, over rounds of runs with the ranks kept between
@@ -52,12 +54,13 @@ static const char tiny[] =
   "\"mode\": \"grid\", \"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
   "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2]}\n";
 
-/* More and longer runs (24 of about 0.25 s), to stop a rank in the middle. */
+/* More and longer runs (48 of about 0.25 s), to stop a rank in the middle
+   and have runs left once the timeout has passed. */
 static const char longer[] =
   "{\"name\": \"longer\", \"base\": {\"hidden\": [256, 256], \"init\": \"kaiming_normal\", "
   "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.05}, \"epochs\": 10, \"max_batches\": 100}, "
   "\"mode\": \"grid\", \"vary\": {\"norm\": [\"none\", \"batchnorm\", \"layernorm\"], "
-  "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2, 3, 4]}\n";
+  "\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2, 3, 4, 5, 6, 7, 8]}\n";
 
 /* Three models, 3 starting seeds and up to 6: several rounds. */
 static const char adaptive[] =
@@ -370,10 +373,7 @@ static pid_t rank_pid(pid_t mpirun, int r) {
   pid_t found = 0;
   for (struct dirent *e; d && !found && (e = readdir(d));) {
     pid_t pid = (pid_t)atoi(e->d_name);
-    char *stat = pid > 0 ? read_all(fmt("/proc/%d/stat", pid)) : NULL;
-    char *paren = stat ? strrchr(stat, ')') : NULL;
-    int ppid = 0;
-    if (paren && sscanf(paren + 2, "%*c %d", &ppid) == 1 && ppid == mpirun) {
+    if (pid > 0 && parent_of(pid) == mpirun) {
       FILE *f = fopen(fmt("/proc/%d/environ", pid), "r");
       char var[4096];
       size_t n = 0;
@@ -389,17 +389,20 @@ static pid_t rank_pid(pid_t mpirun, int r) {
       if (f)
         fclose(f);
     }
-    free(stat);
   }
   if (d)
     closedir(d);
   return found;
 }
 
-/* Whether the study's stderr holds text yet. */
-static int said(const char *text) {
-  char *err = read_all(fmt("%s/stderr", tmp));
-  int found = strstr(err, text) != NULL;
+/* Whether a line of the study's stderr holds a, then b. */
+static int said(const char *a, const char *b) {
+  char *err = read_all(fmt("%s/stderr", tmp)), *p = err;
+  int found = 0;
+  for (; !found && (p = strstr(p, a)); p++) {
+    const char *q = strstr(p, b), *nl = strchr(p, '\n');
+    found = q && (!nl || q < nl);
+  }
   free(err);
   return found;
 }
@@ -411,18 +414,13 @@ static pid_t start_and_signal(const char *what, const char *timeout, int sig) {
   setenv("MLPC_MPI_TIMEOUT", timeout, 1);
   pid_t pid = start_mpi("longer", what, 3, "--enable-recovery", (const char *[]){NULL});
   unsetenv("MLPC_MPI_TIMEOUT");
-  int started = 0;
-  for (int i = 0; i < 3000 && !started; i++) {
-    char *err = read_all(fmt("%s/stderr", tmp));
-    started = strstr(err, "mlpc: [1/24]") != NULL;
-    free(err);
+  for (int i = 0; i < 30000 && !said("mlpc: [1/48]", ""); i++)
     sleep_s(0.01);
-  }
   pid_t rank1 = rank_pid(pid, 1);
   assert_true(rank1 > 0);
   kill(rank1, sig);
   if (sig == SIGSTOP) {  /* back once rank 0 has taken it for dead: an event */
-    for (int i = 0; i < 30000 && !said("taken for dead"); i++)
+    for (int i = 0; i < 30000 && !said("mlpc: rank 1 (", "taken for dead"); i++)
       sleep_s(0.01);
     kill(rank1, SIGCONT);
   }
@@ -432,25 +430,24 @@ static pid_t start_and_signal(const char *what, const char *timeout, int sig) {
 /* A worker rank killed in the middle: its run goes to another rank. */
 static void test_dead_rank(void **state) {
   (void)state;
-  expect_ok(wait_status(start_and_signal("dead", "2", SIGKILL)));
+  expect_ok(wait_status(start_and_signal("dead", "3", SIGKILL)));
   char *err = read_all(fmt("%s/stderr", tmp));
   assert_non_null(strstr(err, "mlpc: rank 1 ("));
-  assert_non_null(strstr(err, "sent nothing for 2 s: taken for dead"));
-  assert_non_null(strstr(err, "mlpc: [24/24]"));
+  assert_non_null(strstr(err, "sent nothing for 3 s: taken for dead"));
+  assert_non_null(strstr(err, "mlpc: [48/48]"));
   free(err);
   expect_same("ref", "dead");
 }
 
-/* A worker rank stopped (SIGSTOP) for longer than the timeout is taken
-   for dead; continued once it has been, it is taken back, and the study
+/* A worker rank stopped (SIGSTOP) until rank 0 takes it for dead; its
+   run goes to another rank; continued, it is taken back, and the study
    ends as usual. */
 static void test_slow_rank(void **state) {
   (void)state;
-  expect_ok(wait_status(start_and_signal("slow", "0.5", SIGSTOP)));
+  expect_ok(wait_status(start_and_signal("slow", "3", SIGSTOP)));
   char *err = read_all(fmt("%s/stderr", tmp));
-  assert_non_null(strstr(err, "mlpc: rank 1 ("));
-  assert_non_null(strstr(err, "sent nothing for 0.5 s: taken for dead"));
-  if (!strstr(err, ") is heard from again") || !strstr(err, "mlpc: [24/24]"))
+  assert_true(said("mlpc: rank 1 (", "sent nothing for 3 s: taken for dead"));
+  if (!said("mlpc: rank 1 (", ") is heard from again") || !strstr(err, "mlpc: [48/48]"))
     fail_msg("%s", err);
   free(err);
   expect_same("ref", "slow");

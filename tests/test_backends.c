@@ -20,7 +20,9 @@
  *   accuracy     1 epoch of 784-128-10 BatchNorm + Adam on data/mnist
  *                reaches the accuracy measured when it was written
  *
- * Command-line checks run build/mlpc (MLPC_BIN, from CMake).
+ * Command-line checks run build/mlpc (MLPC_BIN, from CMake). ctest runs
+ * the program in parts side by side (tests/CMakeLists.txt, util.h: a
+ * list of tests, and a share K/N of the models).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -262,6 +264,8 @@ static void test_warnings(void **state) {
   static Model m;
   static Ir ir;
   for (int i = 0; i < nmodels; i++) {
+    if (!util_mine(i))
+      continue;
     load(models[i], &m);
     ir_lower(&m, &ir);
     Buf gcc_unit = {0}, tcc_unit = {0}, trainer = {0};
@@ -276,6 +280,8 @@ static void test_warnings(void **state) {
       fail_msg("%s: tcc -Wall said %d thing(s), shown above", models[i], n);
     free(gcc_unit.buf), free(tcc_unit.buf), free(trainer.buf);
   }
+  if (!util_mine(0))
+    return;
   /* and the checks can fail */
   Buf bad = {0};
   emitf(&bad, "int f(void) { char *p = \"x\"; int i = p; return i; }\n");
@@ -293,6 +299,8 @@ static void test_bitwise(void **state) {
   (void)state;
   static Model m;
   for (int i = 0; i < nmodels; i++) {
+    if (!util_mine(i))
+      continue;
     load(models[i], &m);
     Jit *jt = compile(&m, BACKEND_TCC, arith_of(i)), *jg = compile(&m, BACKEND_GCC, arith_of(i));
     const RtNet *t = jit_net(jt), *g = jit_net(jg);
@@ -353,9 +361,12 @@ static void test_trainer(void **state) {
     "tests/models/cnn_recipe.json", /* the recipes on a CNN: a split of images */
     "models/cnn.json", "tests/models/cnn_mixed.json", /* convolutions; the last runs below */
   };
+  enum { N = sizeof chosen / sizeof chosen[0] };
   Path c = tmp_path("trainer.c"), exe = tmp_path("trainer"), err = tmp_path("stderr");
-  for (size_t i = 0; i < sizeof chosen / sizeof chosen[0]; i++) {
-    const char *arith = arith_of((int)i) ? "--fma" : "--strict", *cc[16];
+  for (int i = 0; i < N; i++) {
+    if (!util_mine(i))
+      continue;
+    const char *arith = arith_of(i) ? "--fma" : "--strict", *cc[16];
     const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c.s, arith, NULL};
     const char *tr[] = {exe.s, "--max-batches", "20", "--epochs", "2", "--json", NULL};
     const char *run[] = {MLPC_BIN, chosen[i], "--run", "--backend", "gcc", "--max-batches",
@@ -369,6 +380,8 @@ static void test_trainer(void **state) {
     print_message("  %s, %s: trainer == mlpc --run\n%s", chosen[i], arith + 2, a);
     free(a), free(b);
   }
+  if (!util_mine(N - 1))
+    return;
   /* output that cannot be written is an error, as mlpc's own */
   const char *help[] = {exe.s, "--help", NULL}, *full[] = {exe.s, "--max-batches", "2",
                                                            "--epochs", "1", "--json", NULL};
@@ -570,12 +583,12 @@ static int teardown(void **state) {
   return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_warnings), cmocka_unit_test(test_bitwise),
     cmocka_unit_test(test_trainer),  cmocka_unit_test(test_fma_warning),
     cmocka_unit_test(test_seeds),
     cmocka_unit_test(test_one_sample), cmocka_unit_test(test_accuracy),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return util_run_tests(tests, setup, teardown, argc, argv);
 }

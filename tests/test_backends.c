@@ -22,7 +22,10 @@
  *
  * Command-line checks run build/mlpc (MLPC_BIN, from CMake). ctest runs
  * the program in parts side by side (tests/CMakeLists.txt, util.h: a
- * list of tests, and a share K/N of the models).
+ * list of tests, and a share K/N of the models). The gcc backend's
+ * objects go to out/cache, where mlpc run from the source directory puts
+ * its own: a unit the suite compiled once (here, in test_health or in a
+ * run of mlpc) is loaded from there again.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -80,12 +83,12 @@ static Buf unit(const Model *m, int backend, int fma) {
   return b;
 }
 
-/* Compiles a model with a backend (gcc into tmp/cache), in an arithmetic. */
+/* Compiles a model with a backend (gcc into out/cache), in an arithmetic. */
 static Jit *compile(const Model *m, int backend, int fma) {
   char err[2048];
   Buf src = unit(m, backend, fma);
   Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, tmp_path("cache").s, err, sizeof err);
+                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
   free(src.buf);
   if (!j)
     fail_msg("%s: %s", m->name, err);

@@ -17,7 +17,8 @@
  *   callbacks       RtOptions.on_health: every probe, in order
  *
  * Command-line checks run build/mlpc (MLPC_BIN, from CMake). ctest runs
- * the program in parts side by side (util.h).
+ * the program in parts side by side (util.h); gcc's objects go to
+ * out/cache, as in test_backends.c.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -65,7 +66,7 @@ static void tiny_model(Model *m, int act, int in, int h, int out, int batch) {
   m->opt.lr = 0.1;
 }
 
-/* Compiles a model (gcc objects go to tmp/cache); `from` in the source is
+/* Compiles a model (gcc objects go to out/cache); `from` in the source is
    replaced by `to` when from is not NULL (a deliberate bug). */
 static Jit *compile(const Model *m, int backend, const char *from, const char *to) {
   static Ir ir;
@@ -81,7 +82,7 @@ static Jit *compile(const Model *m, int backend, const char *from, const char *t
     memcpy(at, to, strlen(to)); /* to is not longer than from */
   }
   Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, tmp_path("cache").s, err, sizeof err);
+                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
   free(src.buf);
   if (!j)
     fail_msg("%s: %s", m->name, err);

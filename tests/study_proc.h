@@ -77,6 +77,14 @@ static char *read_all(const char *path) {
   return buf;
 }
 
+/* Whether the text file at path holds s. */
+__attribute__((unused)) static int file_has(const char *path, const char *s) {
+  char *text = read_all(path);
+  int has = strstr(text, s) != NULL;
+  free(text);
+  return has;
+}
+
 /* Formats into a static ring of buffers (the last 64 stay valid). */
 static const char *fmt(const char *f, ...) {
   static char ring[64][1024];

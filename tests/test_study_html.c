@@ -749,7 +749,7 @@ static void test_page_validation(void **state) {
                         "--db", fmt("%s/page_val.sqlite", tmp), "--out", dir, NULL};
   if (run_mlpc(fmt("%s/stdout", tmp), fmt("%s/stderr", tmp), args))
     fail_msg("mlpc failed:\n%s", read_all(fmt("%s/stderr", tmp)));
-  assert_non_null(strstr(read_all(fmt("%s/stderr", tmp)), "epoch 4 of 5 kept"));
+  assert_true(file_has(fmt("%s/stderr", tmp), "epoch 4 of 5 kept"));
   char *html = read_all(fmt("%s/report.html", dir));
   check_summary(html, fmt("%s/summary.csv", dir));
   check_lines(html, fmt("%s/report.md", dir));

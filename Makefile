@@ -5,6 +5,9 @@
 # study's report.html again. The rest is CMake.
 BUILD ?= build
 MLPC = $(BUILD)/mlpc
+# Tests run side by side, one per core (ctest -j; tests/CMakeLists.txt
+# splits the long ones into parts).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: all setup configure build build-mlpc data run test check fuzz bench golden screenshot \
 	clean
@@ -32,7 +35,7 @@ run: build-mlpc data
 	$(MLPC) models/bn_relu.json --run
 
 test: build data
-	cd $(BUILD) && ctest --output-on-failure
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 # The whole suite again, built with AddressSanitizer, UndefinedBehavior-
 # Sanitizer and LeakSanitizer; the gcc backend builds the generated code
@@ -46,7 +49,7 @@ check: setup data
 	  -DCMAKE_C_FLAGS="$(SANITIZE) -fno-omit-frame-pointer" >/dev/null
 	@cmake --build $(ASAN_BUILD) -j2
 	cd $(ASAN_BUILD) && MLPC_GCC_EXTRA_FLAGS="$(SANITIZE) -O1" \
-	  UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
+	  UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j$(JOBS)
 
 # Each fuzz harness for FUZZ_SECONDS (default 60) with libFuzzer (clang).
 fuzz:

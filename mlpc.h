@@ -206,6 +206,9 @@ Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen);
 /* Compiles a unit with gcc into a shared object cached under cache_dir
    (by a hash of source and flags) and loads it. */
 Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen);
+/* The file where gcc wrote its messages (warnings included) on the
+   object of src under cache_dir; 0, or -1 when the path does not fit. */
+int jit_gcc_log(const char *src, const char *cache_dir, char *path, size_t len);
 /* A gcc build running beside mlpc, for tiered execution: jit_gcc in
    steps. Its states: */
 typedef struct JitBuild JitBuild;

@@ -42,7 +42,7 @@ const char *const backend_names[NBACKENDS] = {
 /* The flags of the gcc backend; docs/backends.md says why. */
 const char *const jit_gcc_flags[] = {
   "-std=c11", "-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno",
-  "-fno-trapping-math", "-fPIC", "-shared", NULL,
+  "-fno-trapping-math", "-fPIC", "-shared", "-Wall", "-Wextra", NULL,
 };
 
 struct Jit {
@@ -463,6 +463,16 @@ static int build_paths(JitBuild *b, const char *src, const char *cache_dir, Flag
          path_fmt(b->tmp, sizeof b->tmp, err, errlen, "%s.%ld.so", base, (long)getpid()) ||
          path_fmt(b->log, sizeof b->log, err, errlen, "%s.log", base) ||
          path_fmt(b->path, sizeof b->path, err, errlen, "%s.so", base);
+}
+
+int jit_gcc_log(const char *src, const char *cache_dir, char *path, size_t len) {
+  JitBuild b;
+  Flags F;
+  char err[256];
+  if (build_paths(&b, src, cache_dir, &F, err, sizeof err))
+    return -1;
+  snprintf(path, len, "%s", b.log);
+  return 0;
 }
 
 JitBuild *jit_build_start(const char *src, const char *cache_dir, int mode, char *err,

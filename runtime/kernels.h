@@ -1158,19 +1158,28 @@ MM_INLINE void conv_tile_v(int mb, int nv, int tail, int L, const real *A, long 
 MM_INLINE void conv_rows_v(int M, int nv, int tail, int L, const real *A, long ars, long acs,
                            const real *B, long ldb, int init, const real *bias, real *C,
                            long ldc, real *sum) {
-  int mb = nv == 1 ? 16 : nv == 2 ? 12 : nv == 3 ? 8 : 6, i = 0, rest;
+  int mb = nv == 1 ? 16 : nv == 2 ? 12 : nv == 3 ? 8 : 6, i = 0;
   for (; i + mb <= M; i += mb)
     conv_tile_v(mb, nv, tail, L, A + i * ars, ars, acs, B, ldb, init, bias + (bias ? i : 0),
                 C + i * ldc, ldc, i ? 0 : sum);
+#ifdef MLPC_KERNEL_VARIABLE_SIZES
+  /* the rest in tiles of 8, 4, 2 and 1 rows: 4 sizes to build, not 16 */
+  for (int k = 8; k; k /= 2)
+    for (; M - i >= k; i += k)
+      MM_CONSTN(MB, k, conv_tile_v(MB, nv, tail, L, A + i * ars, ars, acs, B, ldb, init,
+                                   bias + (bias ? i : 0), C + i * ldc, ldc, i ? 0 : sum));
+#else
   const real *a = A + i * ars, *bi = bias + (bias ? i : 0);
   real *su = i ? 0 : sum; /* (the first tile adds B's columns) */
-  if ((rest = M - i) > 8) { /* (the tiles' sizes, constants) */
+  int rest = M - i;
+  if (rest > 8) { /* (the tiles' sizes, constants) */
     MM_FIXED(MB, rest - 8, conv_tile_v(8 + MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
                                         C + i * ldc, ldc, su));
   } else if (rest > 0) {
     MM_FIXED(MB, rest, conv_tile_v(MB, nv, tail, L, a, ars, acs, B, ldb, init, bi,
                                     C + i * ldc, ldc, su));
   }
+#endif
 }
 
 /* conv_gemm's columns with vectors: tiles of 3 vectors of columns by 8

@@ -16,7 +16,9 @@
  *   output          the JSON lines parse, n/a is null, the table says n/a
  *   callbacks       RtOptions.on_health: every probe, in order
  *
- * Command-line checks run build/mlpc (MLPC_BIN, from CMake).
+ * Command-line checks run build/mlpc (MLPC_BIN, from CMake). ctest runs
+ * the program in parts side by side (util.h); gcc's objects go to
+ * out/cache, as in test_backends.c.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -64,7 +66,7 @@ static void tiny_model(Model *m, int act, int in, int h, int out, int batch) {
   m->opt.lr = 0.1;
 }
 
-/* Compiles a model (gcc objects go to tmp/cache); `from` in the source is
+/* Compiles a model (gcc objects go to out/cache); `from` in the source is
    replaced by `to` when from is not NULL (a deliberate bug). */
 static Jit *compile(const Model *m, int backend, const char *from, const char *to) {
   static Ir ir;
@@ -80,7 +82,7 @@ static Jit *compile(const Model *m, int backend, const char *from, const char *t
     memcpy(at, to, strlen(to)); /* to is not longer than from */
   }
   Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, tmp_path("cache").s, err, sizeof err);
+                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
   free(src.buf);
   if (!j)
     fail_msg("%s: %s", m->name, err);
@@ -348,44 +350,51 @@ static void test_changes_nothing(void **state) {
 
 /* ---- tcc == gcc ---- */
 
-/* Every model's figures after a few steps, from both backends, compared
-   bit for bit (update ratios included). */
+/* A model's figures after a few steps, from both backends, compared bit
+   for bit (update ratios included). */
+static void tcc_gcc(const char *file) {
+  static Model m;
+  char err[2048];
+  if (fe_load(file, &m, err, sizeof err))
+    fail_msg("%s", err);
+  RtHealth h[2];
+  Jit *j[2];
+  for (int b = 0; b < 2; b++) {
+    j[b] = compile(&m, b == 0 ? BACKEND_TCC : BACKEND_GCC, NULL, NULL);
+    const RtNet *net = jit_net(j[b]);
+    rt_init(net, m.seed);
+    assert_int_equal(rt_health_alloc(&h[b], net), 0);
+    for (int s = 0; s < 5; s++) {
+      size_t at = (size_t)s * net->batch;
+      if (s == 4)
+        rt_health_before_step(&h[b], net);
+      net->train_step(net->batch, mnist.images + at * net->input, mnist.labels + at);
+    }
+    rt_health_after_step(&h[b], net);
+    rt_health_probe(&h[b], net, net->batch, mnist.images, mnist.labels);
+  }
+  assert_int_equal(h[0].nrows, h[1].nrows);
+  for (int r = 0; r < h[0].nrows; r++) {
+    const RtFigure *a = &h[0].rows[r], *g = &h[1].rows[r];
+    assert_string_equal(a->figure, g->figure);
+    assert_int_equal(a->na, g->na);
+    if (!a->na && memcmp(&a->value, &g->value, sizeof a->value))
+      fail_msg("%s: %s %s: %a (tcc) vs %a (gcc)", file, a->layer, a->figure, a->value,
+               g->value);
+  }
+  print_message("  %-45s %d figures: tcc == gcc\n", file, h[0].nrows);
+  for (int b = 0; b < 2; b++)
+    rt_health_free(&h[b]), jit_free(j[b]);
+}
+
+/* Every model's, in the share of them this process takes (util_mine). */
 static void test_tcc_gcc(void **state) {
   (void)state;
-  static Model m;
-  char err[2048], *files[UTIL_MAX_FILES];
+  char *files[UTIL_MAX_FILES];
   int n = util_models(files);
   for (int i = 0; i < n; i++) {
-    if (fe_load(files[i], &m, err, sizeof err))
-      fail_msg("%s", err);
-    RtHealth h[2];
-    Jit *j[2];
-    for (int b = 0; b < 2; b++) {
-      j[b] = compile(&m, b == 0 ? BACKEND_TCC : BACKEND_GCC, NULL, NULL);
-      const RtNet *net = jit_net(j[b]);
-      rt_init(net, m.seed);
-      assert_int_equal(rt_health_alloc(&h[b], net), 0);
-      for (int s = 0; s < 5; s++) {
-        size_t at = (size_t)s * net->batch;
-        if (s == 4)
-          rt_health_before_step(&h[b], net);
-        net->train_step(net->batch, mnist.images + at * net->input, mnist.labels + at);
-      }
-      rt_health_after_step(&h[b], net);
-      rt_health_probe(&h[b], net, net->batch, mnist.images, mnist.labels);
-    }
-    assert_int_equal(h[0].nrows, h[1].nrows);
-    for (int r = 0; r < h[0].nrows; r++) {
-      const RtFigure *a = &h[0].rows[r], *g = &h[1].rows[r];
-      assert_string_equal(a->figure, g->figure);
-      assert_int_equal(a->na, g->na);
-      if (!a->na && memcmp(&a->value, &g->value, sizeof a->value))
-        fail_msg("%s: %s %s: %a (tcc) vs %a (gcc)", files[i], a->layer, a->figure, a->value,
-                 g->value);
-    }
-    print_message("  %-45s %d figures: tcc == gcc\n", files[i], h[0].nrows);
-    for (int b = 0; b < 2; b++)
-      rt_health_free(&h[b]), jit_free(j[b]);
+    if (util_mine(i))
+      tcc_gcc(files[i]);
     free(files[i]);
   }
 }
@@ -657,7 +666,7 @@ static int teardown(void **state) {
   return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_by_hand),
     cmocka_unit_test(test_tensors_by_hand),
@@ -668,5 +677,5 @@ int main(void) {
     cmocka_unit_test(test_one_sample_probe),
     cmocka_unit_test(test_callbacks),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return util_run_tests(tests, setup, teardown, argc, argv);
 }

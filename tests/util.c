@@ -3,12 +3,16 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cmocka.h>
 #include <jansson.h>
 #include "util.h"
 #include "../study/study.h"
@@ -216,4 +220,67 @@ int util_idx_set(const char *dir, int ntrain, int ntest, int side) {
 int util_idx4_set(const char *dir, int ntrain, int ntest, int channels, int side) {
   return idx_files(dir, "train", ntrain, channels, side) |
          idx_files(dir, "t10k", ntest, channels, side);
+}
+
+/* ---- parts of a test program ---- */
+
+static int shard_k, shard_n = 1; /* the K/N of util_run_group */
+
+int util_mine(int i) {
+  return i % shard_n == shard_k;
+}
+
+/* Reads "K/N" into the shard; 0, or -1 if it is not one. */
+static int parse_shard(const char *s) {
+  int k, n, end = 0;
+  if (sscanf(s, "%d/%d%n", &k, &n, &end) != 2 || s[end] || n < 1 || k < 0 || k >= n)
+    return -1;
+  shard_k = k, shard_n = n;
+  return 0;
+}
+
+/* Whether name is one of the comma-separated names in list. */
+static int listed(const char *list, const char *name) {
+  size_t len = strlen(name);
+  for (const char *p = list; *p; p += strcspn(p, ","), p += *p == ',')
+    if (strcspn(p, ",") == len && !strncmp(p, name, len))
+      return 1;
+  return 0;
+}
+
+/* Copies the tests named in list from tests[0..n) to out (with a "-"
+   in front of list: all the others), in their order; their count, or
+   -1 if list names one that is not there. */
+static int select_tests(const struct CMUnitTest *tests, size_t n, const char *list,
+                        struct CMUnitTest *out) {
+  int k = 0, named = 0, found = 0, but = *list == '-';
+  list += but;
+  for (const char *p = list; *p; p += strcspn(p, ","), p += *p == ',')
+    named++;
+  for (size_t i = 0; i < n; i++) {
+    int in = listed(list, tests[i].name);
+    found += in;
+    if (in != but)
+      out[k++] = tests[i];
+  }
+  return found == named ? k : -1;
+}
+
+int util_run_group(const struct CMUnitTest *tests, size_t n, CMFixtureFunction setup,
+                   CMFixtureFunction teardown, int argc, char **argv) {
+  struct CMUnitTest *chosen = malloc(sizeof *chosen * (n + 1));
+  int k = argc > 1 && strcmp(argv[1], "all") ? select_tests(tests, n, argv[1], chosen)
+                                             : (memcpy(chosen, tests, sizeof *tests * n), (int)n);
+  if (k <= 0 || argc > 3) {
+    fprintf(stderr, "usage: %s [all|TEST,...|-TEST,... [K/N]]: '%s' names a test the "
+            "program does not have, or none\n", argv[0], argc > 1 ? argv[1] : "");
+    exit(2);
+  }
+  if (argc == 3 && parse_shard(argv[2])) {
+    fprintf(stderr, "%s: '%s' is not K/N with 0 <= K < N\n", argv[0], argv[2]);
+    exit(2);
+  }
+  int failed = _cmocka_run_group_tests("tests", chosen, (size_t)k, setup, teardown);
+  free(chosen);
+  return failed;
 }

@@ -1,11 +1,16 @@
 /*
  * util.h — helpers the tests share: listing model files, reading whole
- * files, running programs, temporary directories.
+ * files, running programs, temporary directories, and running a part of
+ * a test program (tests/CMakeLists.txt splits the long ones into ctest
+ * tests that run side by side).
  */
 #ifndef MLPC_TEST_UTIL_H
 #define MLPC_TEST_UTIL_H
 
+#include <setjmp.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <cmocka.h>
 
 enum { UTIL_MAX_FILES = 512 };
 
@@ -47,5 +52,19 @@ int util_poke_weight(const char *path, const char *name, long k, double v);
 int util_mkdtemp(const char *name, char *buf, size_t len);
 /* Removes a directory made by util_mkdtemp and everything in it. */
 void util_rmtree(const char *dir);
+
+/* Runs the cmocka group tests[0..n), or the part of it that the
+   program's arguments name: PROGRAM [NAMES [K/N]], where NAMES lists
+   tests by their cmocka names, comma-separated ("-" in front: all but
+   those), or is "all", and K/N makes the loops over models or cases
+   take only the items whose index i has i % N == K (util_mine). A name
+   not in the group, or a malformed K/N, ends the program with status 2. */
+int util_run_group(const struct CMUnitTest *tests, size_t n, CMFixtureFunction setup,
+                   CMFixtureFunction teardown, int argc, char **argv);
+#define util_run_tests(tests, setup, teardown, argc, argv) \
+  util_run_group(tests, sizeof(tests) / sizeof((tests)[0]), setup, teardown, argc, argv)
+/* Whether this process takes item i of a loop over models or cases: 1,
+   unless util_run_group was given a K/N. */
+int util_mine(int i);
 
 #endif

@@ -23,12 +23,24 @@ const char *act_forward_text(int type) {
   return act_text[type].fwd;
 }
 
-/* The activation's parameter as a real constant, or R(0). */
-static const char *param(const Layer *l) {
-  static char s[64];
-  int type = l->spec.act.type;
-  snprintf(s, sizeof s, "R(%s)", act_default_params[type] != 0 ? gen_num(l->spec.act.param)
-                                                               : "0");
+/* The activation's parameter as PyTorch names it (leaky_relu's
+   negative_slope, elu's alpha), or NULL: it has none. */
+static const char *param_field(int type) {
+  return act_default_params[type] == 0 ? NULL : type == ACT_LEAKY ? "negative_slope" : "alpha";
+}
+
+/* The activation's parameter as the name of a real constant, which it
+   declares, or R(0) (a ring of 2). */
+static const char *param(Gen *g, const Layer *l) {
+  static char ring[2][64];
+  static int next;
+  char *s = ring[next++ % 2];
+  const char *field = param_field(l->spec.act.type);
+  if (!field)
+    return "R(0)";
+  gen_name(s, sizeof ring[0], "%s_%s", l->cname, field);
+  gen_const(g, 0, s, l->spec.act.param, "%s %s", field, gen_decimal(l->spec.act.param));
+  emitf(g->b, "\n");
   return s;
 }
 
@@ -43,15 +55,22 @@ static void emit(Ctx *c) {
     return;
   }
   emitf(b, " */\n");
-  emitf(b, "static void %s_forward(int n) {\n"
-        "  act_%s(n * %d, %s, %s_out, %s); /* y = %s */\n}\n\n",
-        p, name, C, c->in, p, param(c->l), act_text[type].fwd);
-  emitf(b, "static void %s_backward(int n) {\n", p);
-  if (c->first)
+  const char *pm = param(c->g, c->l);
+  char head[48], comment[160];
+  emitf(b, "static void %s_forward(int n) {\n", p);
+  gen_name(head, sizeof head, "  act_%s(", name);
+  snprintf(comment, sizeof comment, "y = %s", act_text[type].fwd);
+  gen_call_commented(b, comment, head, "n * %d, %s, %s_out, %s", C, c->in, p, pm);
+  emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
+  if (c->first) {
     emitf(b, "  (void)n; /* the input has no gradient */\n}\n\n");
-  else
-    emitf(b, "  act_%s_back(n * %d, %s, %s_out, d%s_out, d%s, %s); /* dx = %s */\n}\n\n", name,
-          C, c->in, p, p, c->in, param(c->l), act_text[type].bwd);
+    return;
+  }
+  gen_name(head, sizeof head, "  act_%s_back(", name);
+  snprintf(comment, sizeof comment, "dx = %s", act_text[type].bwd);
+  gen_call_commented(b, comment, head, "n * %d, %s, %s_out, d%s_out, d%s, %s", C, c->in, p, p,
+                     c->in, pm);
+  emitf(b, "}\n\n");
 }
 
 /* ---- health figures (docs/health.md) ---- */

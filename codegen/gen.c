@@ -52,15 +52,66 @@ const char *gen_num(double v) {
   return s;
 }
 
-void gen_call(Buf *b, const char *head, const char *fmt, ...) {
-  char args[1024];
+void gen_comment(Buf *b, int indent, const char *text) {
+  int col = indent + 2;
+  emitf(b, "%*s/*", indent, "");
+  for (const char *w = text; *w;) {
+    int len = (int)strcspn(w, " ");
+    if (col + 1 + len + 3 > 100 && col > indent + 2)
+      emitf(b, "\n%*s", indent + 2, ""), col = indent + 2;
+    emitf(b, " %.*s", len, w);
+    col += 1 + len;
+    w += len + strspn(w + len, " ");
+  }
+  emitf(b, " */\n");
+}
+
+const char *gen_decimal(double v) {
+  static char ring[8][40];
+  static int next;
+  char *s = ring[next++ % 8];
+  for (int digits = 1; digits <= 17; digits++) {
+    snprintf(s, sizeof ring[0], "%.*g", digits, v);
+    if (strtod(s, NULL) == v)
+      break;
+  }
+  return s;
+}
+
+void gen_const(Gen *g, int is_double, const char *name, double v, const char *fmt, ...) {
+  char what[128];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
+  vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
+  int f32 = !is_double && g->m->dtype == DT_F32;
+  char num[40];
+  snprintf(num, sizeof num, "%a%s", f32 ? (double)(float)v : v, f32 ? "f" : "");
+  gen_commented(g->b, "", "static const %s %s = %s;", what, is_double ? "double" : "real",
+                name, num);
+}
+
+void gen_commented(Buf *b, const char *indent, const char *code, const char *comment, ...) {
+  char text[512];
+  va_list ap;
+  va_start(ap, comment);
+  vsnprintf(text, sizeof text, code, ap);
+  va_end(ap);
+  int width = (int)(strlen(indent) + strlen(text) + strlen(comment)) + 7;
+  if (width > 100)
+    gen_comment(b, (int)strlen(indent), comment), emitf(b, "%s%s\n", indent, text);
+  else
+    emitf(b, "%s%s /* %s */\n", indent, text, comment);
+}
+
+/* gen_call and gen_call_commented: the call, args formatted already. */
+static void call_text(Buf *b, const char *head, const char *args, const char *comment) {
   int indent = (int)strlen(head), col = indent;
+  int one_line = indent + (int)strlen(args) + 2 + (comment ? (int)strlen(comment) + 7 : 0);
+  if (comment && one_line > 100)
+    gen_comment(b, (int)strspn(head, " "), comment);
   emitf(b, "%s", head);
-  for (char *a = args, *next; a; a = next) {
+  for (const char *a = args, *next; a; a = next) {
     next = strstr(a, ", ");
     int len = next ? (int)(next - a) : (int)strlen(a);
     if (a != args && col + 2 + len + 2 > 100)
@@ -71,7 +122,28 @@ void gen_call(Buf *b, const char *head, const char *fmt, ...) {
     col += len;
     next = next ? next + 2 : NULL;
   }
-  emitf(b, ");\n");
+  if (comment && one_line <= 100)
+    emitf(b, "); /* %s */\n", comment);
+  else
+    emitf(b, ");\n");
+}
+
+void gen_call(Buf *b, const char *head, const char *fmt, ...) {
+  char args[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  call_text(b, head, args, NULL);
+}
+
+void gen_call_commented(Buf *b, const char *comment, const char *head, const char *fmt, ...) {
+  char args[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  call_text(b, head, args, comment);
 }
 
 /* ---- tensors ---- */
@@ -125,7 +197,11 @@ int gen_fused_sgd(const Model *m) {
 }
 
 const char *gen_neg_lr(const Model *m) {
-  return fe_scheduled(m) ? "-opt_hyper[0]" : gen_num(-m->opt.lr);
+  static char s[48];
+  if (fe_scheduled(m))
+    return "R(-opt_hyper[0])";
+  gen_name(s, sizeof s, "-%s_lr", opt_names[m->opt.type]);
+  return s;
 }
 
 /* ---- inference C: trained values ---- */

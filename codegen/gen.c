@@ -52,17 +52,24 @@ const char *gen_num(double v) {
   return s;
 }
 
-void gen_comment(Buf *b, int indent, const char *text) {
-  int col = indent + 2;
-  emitf(b, "%*s/*", indent, "");
+void gen_wrap(Buf *b, const char *first, const char *rest, const char *text) {
+  int col = (int)strlen(first), start = col;
+  emitf(b, "%s", first);
   for (const char *w = text; *w;) {
     int len = (int)strcspn(w, " ");
-    if (col + 1 + len + 3 > 100 && col > indent + 2)
-      emitf(b, "\n%*s", indent + 2, ""), col = indent + 2;
-    emitf(b, " %.*s", len, w);
-    col += 1 + len;
+    if (col > start && col + 1 + len + 3 > 100)
+      emitf(b, "\n%s", rest), col = start = (int)strlen(rest);
+    emitf(b, "%s%.*s", col > start ? " " : "", len, w);
+    col += (col > start) + len;
     w += len + strspn(w + len, " ");
   }
+}
+
+void gen_comment(Buf *b, int indent, const char *text) {
+  char first[128], rest[128];
+  snprintf(first, sizeof first, "%*s/* ", indent, "");
+  snprintf(rest, sizeof rest, "%*s   ", indent, "");
+  gen_wrap(b, first, rest, text);
   emitf(b, " */\n");
 }
 
@@ -236,6 +243,7 @@ int inf_array(Inf *I, const char *name, const char *what, const double *v, long 
   int f32 = I->f32 && !is_double;
   emitf(b, "static const %s %s[%ld] = { /* %s */\n", is_double ? "double" : "real", name, n,
         what);
+  int col = 0;
   for (long i = 0; i < n; i++) {
     double x = f32 ? (double)(float)v[i] : v[i];
     if (!isfinite(x)) {
@@ -243,8 +251,13 @@ int inf_array(Inf *I, const char *name, const char *what, const double *v, long 
                name, i, what, x);
       return -1;
     }
-    emitf(b, "%s%a%s,", i % 6 ? " " : "  ", x, f32 ? "f" : "");
-    if (i % 6 == 5 || i == n - 1)
+    char num[40];
+    int len = snprintf(num, sizeof num, "%a%s,", x, f32 ? "f" : "");
+    if (col && col + 1 + len > 100)
+      emitf(b, "\n"), col = 0;
+    emitf(b, "%s%s", col ? " " : "  ", num);
+    col += (col ? 1 : 2) + len;
+    if (i == n - 1)
       emitf(b, "\n");
   }
   emitf(b, "};\n\n");

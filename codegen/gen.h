@@ -71,6 +71,10 @@ long gen_numel(const Tensor *t);
    ", "-separated), wrapped at 100 columns under the first, then ");". */
 void gen_call(Buf *b, const char *head, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Writes text's words, wrapped at 97 columns (room for the comment's
+   close): the first line after first, the others after rest; no newline
+   at the end. */
+void gen_wrap(Buf *b, const char *first, const char *rest, const char *text);
 /* A comment on lines of its own, indented by indent, its words wrapped
    at 100 columns. */
 void gen_comment(Buf *b, int indent, const char *text);

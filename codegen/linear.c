@@ -114,7 +114,9 @@ static void infer_forward(Inf *I, const Layer *l) {
   char note[96] = "";
   if (i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1))
     snprintf(note, sizeof note, " with %s (BatchNorm1d, eval) folded in", l[1].cname);
-  emitf(I->b, "/* %s: Linear(%d, %d)%s, x (%d) -> y (%d) */\n", k, In, O, note, In, O);
+  char what[192];
+  snprintf(what, sizeof what, "%s: Linear(%d, %d)%s, x (%d) -> y (%d)", k, In, O, note, In, O);
+  gen_comment(I->b, 0, what);
   emitf(I->b, "static void %s_forward(const real *x, real *y) {\n"
         "  for (int o = 0; o < %d; o++)\n    y[o] = %s_bias[o];\n"
         "  for (int i = 0; i < %d; i++) {\n"

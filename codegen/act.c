@@ -4,6 +4,7 @@
  * that the training code shows in comments, inference C computes and the
  * health figures test.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include "gen.h"
@@ -80,7 +81,18 @@ int act_health_na(int type) {
   return t->sat ? 0 : t->flat ? 1 << RT_SATURATED : 1 << RT_SATURATED | 1 << RT_DEAD;
 }
 
-/* The saturated and dead counts, as the activation defines them. */
+/* Whether the tests' text reads the variable v (a one-letter name). */
+static int reads(const ActText *t, char v) {
+  for (int k = 0; k < 2; k++)
+    for (const char *s = k ? t->flat : t->sat; s && *s; s++)
+      if (*s == v && (s == (k ? t->flat : t->sat) || !isalnum((unsigned char)s[-1])) &&
+          !isalnum((unsigned char)s[1]) && s[1] != '_')
+        return 1;
+  return 0;
+}
+
+/* The saturated and dead counts, as the activation defines them: x and
+   y declared where the tests read them. */
 static void emit_health_counts(Buf *b, const ActText *t) {
   if (!t->flat)
     return;
@@ -88,10 +100,12 @@ static void emit_health_counts(Buf *b, const ActText *t) {
         "  for (int c = 0; c < C; c++) {\n"
         "    int flat = 1; /* on every sample and position so far */\n"
         "    for (int r = 0; r < n; r++)\n"
-        "      for (int s = 0; s < S; s++) {\n"
-        "        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];\n"
-        "        (void)x, (void)y;\n",
+        "      for (int s = 0; s < S; s++) {\n",
         t->sat ? "saturated = 0, " : "");
+  if (reads(t, 'x'))
+    emitf(b, "        real x = pre[((long)r * C + c) * S + s];\n");
+  if (reads(t, 'y'))
+    emitf(b, "        real y = post[((long)r * C + c) * S + s];\n");
   if (t->sat)
     emitf(b, "        int sat = %s;\n        saturated += sat;\n", t->sat);
   emitf(b, "        flat &= %s;\n      }\n    dead += flat;\n  }\n", t->flat);

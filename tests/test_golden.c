@@ -101,6 +101,10 @@ static void check_readable(const char *path, const char *code) {
   }
   body_of(code, "static void forward(", body, sizeof body);
   check_void(path, body, "train", ",)");
+  body_of(code, "static void backward(", body, sizeof body);
+  check_void(path, body, "step", ",)");
+  if (strstr(code, "(void)x") || strstr(code, "(void)y")) /* the health figures' tests */
+    fail_msg("%s: a health function casts x or y to void", path);
   body_of(code, "static void update(", body, sizeof body);
   for (int k = 0; k < 3; k++)
     check_void(path, body, k == 0 ? "s0" : k == 1 ? "s1" : "s2", ",)");

@@ -234,8 +234,7 @@ static void health_sigmoid(int n, int C, int S, const real *pre, const real *pos
     int flat = 1; /* on every sample and position so far */
     for (int r = 0; r < n; r++)
       for (int s = 0; s < S; s++) {
-        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
-        (void)x, (void)y;
+        real y = post[((long)r * C + c) * S + s];
         int sat = y < R(0.03) || y > R(0.97);
         saturated += sat;
         flat &= sat;

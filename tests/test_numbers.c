@@ -52,8 +52,8 @@ static int load_lr(double lr, int dtype, Model *m, char *err, size_t errlen) {
   return fe_load_string(text, "lr.json", m, err, errlen);
 }
 
-/* Whether the code holds the constant R(v) with v as a hex float that
-   parses back to exactly v. */
+/* Whether the code declares its lr constant (PREFIX_lr = HEX) as a hex
+   float that parses back to exactly v. */
 static int holds(const char *code, double v) {
   const char *at = strstr(code, "_lr = ");
   return at && same(strtod(at + 6, NULL), v);

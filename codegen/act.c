@@ -4,6 +4,7 @@
  * that the training code shows in comments, inference C computes and the
  * health figures test.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include "gen.h"
@@ -23,12 +24,24 @@ const char *act_forward_text(int type) {
   return act_text[type].fwd;
 }
 
-/* The activation's parameter as a real constant, or R(0). */
-static const char *param(const Layer *l) {
-  static char s[64];
-  int type = l->spec.act.type;
-  snprintf(s, sizeof s, "R(%s)", act_default_params[type] != 0 ? gen_num(l->spec.act.param)
-                                                               : "0");
+/* The activation's parameter as PyTorch names it (leaky_relu's
+   negative_slope, elu's alpha), or NULL: it has none. */
+static const char *param_field(int type) {
+  return act_default_params[type] == 0 ? NULL : type == ACT_LEAKY ? "negative_slope" : "alpha";
+}
+
+/* The activation's parameter as the name of a real constant, which it
+   declares, or R(0) (a ring of 2). */
+static const char *param(Gen *g, const Layer *l) {
+  static char ring[2][64];
+  static int next;
+  char *s = ring[next++ % 2];
+  const char *field = param_field(l->spec.act.type);
+  if (!field)
+    return "R(0)";
+  gen_name(s, sizeof ring[0], "%s_%s", l->cname, field);
+  gen_const(g, 0, s, l->spec.act.param, "%s %s", field, gen_decimal(l->spec.act.param));
+  emitf(g->b, "\n");
   return s;
 }
 
@@ -43,15 +56,22 @@ static void emit(Ctx *c) {
     return;
   }
   emitf(b, " */\n");
-  emitf(b, "static void %s_forward(int n) {\n"
-        "  act_%s(n * %d, %s, %s_out, %s); /* y = %s */\n}\n\n",
-        p, name, C, c->in, p, param(c->l), act_text[type].fwd);
-  emitf(b, "static void %s_backward(int n) {\n", p);
-  if (c->first)
+  const char *pm = param(c->g, c->l);
+  char head[48], comment[160];
+  emitf(b, "static void %s_forward(int n) {\n", p);
+  gen_name(head, sizeof head, "  act_%s(", name);
+  snprintf(comment, sizeof comment, "y = %s", act_text[type].fwd);
+  gen_call_commented(b, comment, head, "n * %d, %s, %s_out, %s", C, c->in, p, pm);
+  emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
+  if (c->first) {
     emitf(b, "  (void)n; /* the input has no gradient */\n}\n\n");
-  else
-    emitf(b, "  act_%s_back(n * %d, %s, %s_out, d%s_out, d%s, %s); /* dx = %s */\n}\n\n", name,
-          C, c->in, p, p, c->in, param(c->l), act_text[type].bwd);
+    return;
+  }
+  gen_name(head, sizeof head, "  act_%s_back(", name);
+  snprintf(comment, sizeof comment, "dx = %s", act_text[type].bwd);
+  gen_call_commented(b, comment, head, "n * %d, %s, %s_out, d%s_out, d%s, %s", C, c->in, p, p,
+                     c->in, pm);
+  emitf(b, "}\n\n");
 }
 
 /* ---- health figures (docs/health.md) ---- */
@@ -61,7 +81,18 @@ int act_health_na(int type) {
   return t->sat ? 0 : t->flat ? 1 << RT_SATURATED : 1 << RT_SATURATED | 1 << RT_DEAD;
 }
 
-/* The saturated and dead counts, as the activation defines them. */
+/* Whether the tests' text reads the variable v (a one-letter name). */
+static int reads(const ActText *t, char v) {
+  for (int k = 0; k < 2; k++)
+    for (const char *s = k ? t->flat : t->sat; s && *s; s++)
+      if (*s == v && (s == (k ? t->flat : t->sat) || !isalnum((unsigned char)s[-1])) &&
+          !isalnum((unsigned char)s[1]) && s[1] != '_')
+        return 1;
+  return 0;
+}
+
+/* The saturated and dead counts, as the activation defines them: x and
+   y declared where the tests read them. */
 static void emit_health_counts(Buf *b, const ActText *t) {
   if (!t->flat)
     return;
@@ -69,10 +100,12 @@ static void emit_health_counts(Buf *b, const ActText *t) {
         "  for (int c = 0; c < C; c++) {\n"
         "    int flat = 1; /* on every sample and position so far */\n"
         "    for (int r = 0; r < n; r++)\n"
-        "      for (int s = 0; s < S; s++) {\n"
-        "        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];\n"
-        "        (void)x, (void)y;\n",
+        "      for (int s = 0; s < S; s++) {\n",
         t->sat ? "saturated = 0, " : "");
+  if (reads(t, 'x'))
+    emitf(b, "        real x = pre[((long)r * C + c) * S + s];\n");
+  if (reads(t, 'y'))
+    emitf(b, "        real y = post[((long)r * C + c) * S + s];\n");
   if (t->sat)
     emitf(b, "        int sat = %s;\n        saturated += sat;\n", t->sat);
   emitf(b, "        flat &= %s;\n      }\n    dead += flat;\n  }\n", t->flat);

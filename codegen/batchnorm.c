@@ -27,11 +27,16 @@ static void plan(Gen *g, const Layer *l) {
 static void decls(Gen *g, const Layer *l) {
   const char *p = l->cname;
   int C = l->x.c;
-  emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
-        "static double %s_rstd[%d]; /* (%d) 1/sqrt(var + eps) */\n"
-        "static double %s_mean[%d], %s_var[%d]; /* (%d) of the batch, or running */\n"
-        "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d]; /* (%d) sums of dy, dy*xhat */\n",
-        p, l->out, l->out, p, C, C, p, C, p, C, C, p, C, p, C, p, C, C);
+  char what[64];
+  snprintf(what, sizeof what, "(B, %d)", l->out);
+  gen_commented(g->b, "", "static real %s_xhat[B * %d];", what, p, l->out);
+  snprintf(what, sizeof what, "(%d) 1/sqrt(var + eps)", C);
+  gen_commented(g->b, "", "static double %s_rstd[%d];", what, p, C);
+  snprintf(what, sizeof what, "(%d) of the batch, or running", C);
+  gen_commented(g->b, "", "static double %s_mean[%d], %s_var[%d];", what, p, C, p, C);
+  snprintf(what, sizeof what, "(%d) sums of dy, dy*xhat", C);
+  gen_commented(g->b, "", "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d];", what, p, C, p,
+                C, p, C);
   gen_count(g, (size_t)g->m->batch_size * l->out, 1), gen_count(g, 6 * (size_t)C, 0);
 }
 
@@ -59,17 +64,24 @@ static void emit(Ctx *c) {
           nm->eps, C, l->x.h, l->x.w, C, l->x.h, l->x.w);
   else
     emitf(b, "/* %s: BatchNorm1d(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, C, nm->eps, C, C);
-  emitf(b, "static void %s_forward(int n, int train) {\n"
+  char name[64];
+  gen_name(name, sizeof name, "%s_eps", p);
+  gen_const(c->g, 1, name, nm->eps, "eps %s", gen_decimal(nm->eps));
+  if (!nm->cumulative) {
+    gen_name(name, sizeof name, "%s_momentum", p);
+    gen_const(c->g, 1, name, nm->momentum, "momentum %s", gen_decimal(nm->momentum));
+  }
+  emitf(b, "\nstatic void %s_forward(int n, int train) {\n"
         "  if (train)\n    %s_num_batches_tracked[0]++;\n", p, p);
   if (nm->cumulative)
     emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
-  else
-    emitf(b, "  double m = %s; /* momentum %g */\n", gen_num(nm->momentum), nm->momentum);
+  char m[64];
+  gen_name(m, sizeof m, nm->cumulative ? "m" : "%s_momentum", p);
   char sizes[40];
   const char *head = call(l, "forward", sizes, sizeof sizes);
-  gen_call(b, head, "%s, train, m, %s, %s, %s_weight, %s_bias, %s_running_mean, "
-           "%s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out", sizes,
-           gen_num(nm->eps), x, p, p, p, p, p, p, p, p, p);
+  gen_call(b, head, "%s, train, %s, %s_eps, %s, %s_weight, %s_bias, %s_running_mean, "
+           "%s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out", sizes, m, p,
+           x, p, p, p, p, p, p, p, p, p);
   emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
   head = call(l, "backward", sizes, sizeof sizes);
   gen_call(b, head, "%s, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k, "

@@ -116,8 +116,10 @@ static void infer_forward(Inf *I, const Layer *l) {
   char note[96] = "";
   if (i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1))
     snprintf(note, sizeof note, " with %s (BatchNorm2d, eval) folded in", l[1].cname);
-  emitf(I->b, "/* %s: Conv2d%s, x (%d, %d, %d) -> y (%d, %d, %d) */\n", k, note, l->x.c, l->x.h,
-        l->x.w, l->y.c, l->y.h, l->y.w);
+  char what[192];
+  snprintf(what, sizeof what, "%s: Conv2d%s, x (%d, %d, %d) -> y (%d, %d, %d)", k, note, l->x.c,
+           l->x.h, l->x.w, l->y.c, l->y.h, l->y.w);
+  gen_comment(I->b, 0, what);
   emitf(I->b, "static void %s_forward(const real *x, real *y) {\n"
         "  for (int o = 0; o < %d; o++)\n"
         "    for (int oh = 0; oh < %d; oh++)\n"

@@ -23,13 +23,18 @@ static void emit(Ctx *c) {
   double prob = c->l->spec.p;
   emitf(b, "/* %s: Dropout(p=%g), %s -> %s */\n", p, prob, ir_shape(&c->l->x),
         ir_shape(&c->l->y));
-  emitf(b, "static void %s_forward(int n, int train) {\n"
-        "  if (!train) {\n"
-        "    for (int i = 0; i < n * %d; i++)\n      %s_out[i] = %s[i];\n    return;\n  }\n"
-        "  unsigned long long key = drop_key(run_seed[0], optimizer_step[0], %d);\n"
-        "  drop_forward(n * %d, %s, %s_out, %s_mask, key, %s, R(1) / R(%s)); /* p, 1/(1 - p) */\n"
-        "}\n\n",
-        p, C, p, c->in, c->l->index, C, c->in, p, p, gen_num(prob), gen_num(1 - prob));
+  char name[64];
+  gen_name(name, sizeof name, "%s_p", p);
+  gen_const(c->g, 0, name, prob, "p %s", gen_decimal(prob));
+  gen_name(name, sizeof name, "%s_keep", p);
+  gen_const(c->g, 0, name, 1 - prob, "1 - p");
+  emitf(b, "\nstatic void %s_forward(int n, int train) {\n"
+        "  if (!train) {\n    memcpy(%s_out, %s, sizeof(real) * n * %d);\n    return;\n  }\n"
+        "  unsigned long long key = drop_key(run_seed[0], optimizer_step[0], %d);\n",
+        p, p, c->in, C, c->l->index);
+  gen_call(b, "  drop_forward(", "n * %d, %s, %s_out, %s_mask, key, %s_p, R(1) / %s_keep", C,
+           c->in, p, p, p, p);
+  emitf(b, "}\n\n");
   emitf(b, "static void %s_backward(int n) {\n", p);
   if (!c->first)
     emitf(b, "  drop_backward(n * %d, d%s_out, %s_mask, d%s);\n", C, p, p, c->in);

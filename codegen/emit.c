@@ -177,9 +177,11 @@ static void emit_tensor_decls(Gen *g) {
   emitf(g->b, "/* ---- tensors ---- */\n\n");
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(g->b, "static %s %s[%ld]; /* %s %s%s */\n", t->i64 ? "long long" : "real",
-          t->cname, gen_numel(t), shape_str(t), t->tname,
-          t->transposed ? ", stored transposed" : "");
+    char what[128];
+    snprintf(what, sizeof what, "%s %s%s", shape_str(t), t->tname,
+             t->transposed ? ", stored transposed" : "");
+    gen_commented(g->b, "", "static %s %s[%ld];", what, t->i64 ? "long long" : "real",
+                  t->cname, gen_numel(t));
     gen_count(g, gen_numel(t), !t->i64);
   }
   emitf(g->b, "\n");
@@ -240,69 +242,131 @@ static void emit_layers(Gen *g) {
 
 /* ---- the optimizer ---- */
 
-/* Under a schedule (fe_scheduled) the lr is opt_hyper[0], which the
-   runtime sets before each step, and a cycled momentum (Adam's beta1)
-   opt_hyper[1]; otherwise both are constants of the code. Each text is
-   an expression of type double, as PyTorch's Python computes with it. */
+/* The optimizer's hyper-parameters are named constants of the code,
+   PREFIX_NAME with the optimizer's name as prefix (sgd_lr, adam_beta1).
+   Under a schedule (fe_scheduled) the lr is opt_hyper[0] instead, which
+   the runtime sets before each step, and a cycled momentum (Adam's beta1)
+   opt_hyper[1]. Each text below is an expression of type real, or of
+   type double where PyTorch's Python computes with the value. */
 
-/* The lr. */
+/* PREFIX_field as a name of the generated code (a ring of 8). */
+static const char *opt_name(const Model *m, const char *field) {
+  static char ring[8][48];
+  static int next;
+  char *s = ring[next++ % 8];
+  gen_name(s, sizeof ring[0], "%s_%s", opt_names[m->opt.type], field);
+  return s;
+}
+
+/* The lr, a double. */
 static const char *lr_text(const Model *m) {
-  return fe_scheduled(m) ? "opt_hyper[0]" : gen_num(m->opt.lr);
+  return fe_scheduled(m) ? "opt_hyper[0]" : opt_name(m, "lr");
 }
 
-/* The momentum (SGD, RMSprop) or beta1 (Adam, AdamW), and one minus it. */
+/* The momentum (SGD, RMSprop: a real) or beta1 (Adam, AdamW: a double),
+   or one minus it (a real). */
 static const char *momentum_text(const Model *m, int one_minus) {
-  const Optim *o = &m->opt;
-  double v = o->type == OPT_ADAM || o->type == OPT_ADAMW ? o->beta1 : o->momentum;
+  int adam = m->opt.type == OPT_ADAM || m->opt.type == OPT_ADAMW;
   if (fe_cycles_momentum(m))
-    return one_minus ? "1 - opt_hyper[1]" : "opt_hyper[1]";
-  return gen_num(one_minus ? 1 - v : v);
+    return one_minus ? "R(1 - opt_hyper[1])" : adam ? "opt_hyper[1]" : "R(opt_hyper[1])";
+  if (one_minus)
+    return opt_name(m, "one_minus_beta1");
+  return opt_name(m, adam ? "beta1" : "momentum");
 }
 
-/* AdamW's factor 1 - lr * weight_decay, as a text. */
+/* AdamW's factor 1 - lr * weight_decay, a real. */
 static const char *decay_text(const Model *m) {
   static char s[64];
   if (!fe_scheduled(m))
-    return gen_num(1 - m->opt.lr * m->opt.weight_decay);
-  snprintf(s, sizeof s, "1 - opt_hyper[0] * %s", gen_num(m->opt.weight_decay));
+    return opt_name(m, "decay");
+  snprintf(s, sizeof s, "R(1 - opt_hyper[0] * %s)", opt_name(m, "weight_decay"));
   return s;
+}
+
+/* Declares PREFIX_field = v, a real (or a double, is_double), with its
+   PyTorch name and the decimal the model file gave in the comment. */
+static void opt_const(Gen *g, int is_double, const char *field, double v, const char *torch) {
+  gen_const(g, is_double, opt_name(g->m, field), v, "%s %s", torch, gen_decimal(v));
+}
+
+/* The lr and the momentum (or beta1) as constants, unless the schedule
+   sets them. */
+static void opt_schedulable_consts(Gen *g, int adam) {
+  const Optim *o = &g->m->opt;
+  if (!fe_scheduled(g->m))
+    opt_const(g, adam, "lr", o->lr, "lr");
+  if (fe_cycles_momentum(g->m))
+    return;
+  if (!adam) {
+    opt_const(g, 0, "momentum", o->momentum, "momentum");
+    return;
+  }
+  opt_const(g, 1, "beta1", o->beta1, "betas[0]");
+  gen_const(g, 0, opt_name(g->m, "one_minus_beta1"), 1 - o->beta1, "1 - betas[0]");
+}
+
+/* Every hyper-parameter the update reads, as a named constant. */
+static void emit_opt_consts(Gen *g) {
+  const Optim *o = &g->m->opt;
+  int adam = o->type == OPT_ADAM || o->type == OPT_ADAMW;
+  emitf(g->b, "/* ---- the optimizer's hyper-parameters: %s ---- */\n\n", opt_names[o->type]);
+  opt_schedulable_consts(g, adam);
+  if (o->type == OPT_SGD) {
+    gen_const(g, 0, "sgd_one_minus_dampening", 1 - o->dampening, "1 - dampening %s",
+              gen_decimal(o->dampening));
+    emitf(g->b, "static const int sgd_nesterov = %d; /* nesterov %s */\n", o->nesterov,
+          o->nesterov ? "True" : "False");
+  }
+  if (o->type == OPT_RMSPROP) {
+    opt_const(g, 0, "alpha", o->alpha, "alpha");
+    gen_const(g, 0, "rmsprop_one_minus_alpha", 1 - o->alpha, "1 - alpha");
+  }
+  if (adam) {
+    opt_const(g, 1, "beta2", o->beta2, "betas[1]");
+    gen_const(g, 0, opt_name(g->m, "one_minus_beta2"), 1 - o->beta2, "1 - betas[1]");
+  }
+  if (o->type != OPT_SGD)
+    opt_const(g, 0, "eps", o->eps, "eps");
+  if (o->type == OPT_ADAMW && !fe_scheduled(g->m))
+    gen_const(g, 0, "adamw_decay", 1 - o->lr * o->weight_decay,
+              "1 - lr * weight_decay, weight_decay %s", gen_decimal(o->weight_decay));
+  else
+    opt_const(g, o->type == OPT_ADAMW, "weight_decay", o->weight_decay, "weight_decay");
+  emitf(g->b, "\n");
 }
 
 /* The update of one tensor, for the model's optimizer: a call of its
    kernel (runtime/kernels.h) on tensor p, its gradient dp, and up to three
-   state tensors s0..s2 (opt_state_fields); absent state is passed as 0. */
+   state tensors s0..s2 (opt_state_fields); absent state is passed as 0,
+   those it leaves unused are cast to void (emit_unused_state). */
 static void emit_sgd(Gen *g) {
-  const Optim *o = &g->m->opt;
-  emitf(g->b, "  opt_sgd(len, p, dp, %s, optimizer_step[0] == 1,\n"
-        "          R(%s), R(%s), R(%s), %d, R(%s)); /* wd, momentum, 1 - dampening,"
-        " nesterov, -lr */\n",
-        fe_momentum_buffer(g->m) ? "s0" : "0", gen_num(o->weight_decay),
-        momentum_text(g->m, 0), gen_num(1 - o->dampening), o->nesterov, gen_neg_lr(g->m));
+  int buf = fe_momentum_buffer(g->m);
+  gen_call(g->b, "  opt_sgd(", "len, p, dp, %s, optimizer_step[0] == 1, sgd_weight_decay, %s, "
+           "sgd_one_minus_dampening, sgd_nesterov, %s", buf ? "s0" : "0",
+           momentum_text(g->m, 0), gen_neg_lr(g->m));
 }
 
 static void emit_rmsprop(Gen *g) {
   const Optim *o = &g->m->opt;
-  const char *buf = fe_momentum_buffer(g->m) ? o->centered ? "s2" : "s1" : "0";
-  emitf(g->b, "  opt_rmsprop(len, p, dp, s0, %s, %s,\n"
-        "              R(%s), R(%s), R(%s), R(%s), R(%s), R(%s));"
-        " /* wd, alpha, 1 - alpha, eps, momentum, -lr */\n",
-        o->centered ? "s1" : "0", buf, gen_num(o->weight_decay), gen_num(o->alpha),
-        gen_num(1 - o->alpha), gen_num(o->eps), momentum_text(g->m, 0), gen_neg_lr(g->m));
+  int mom = fe_momentum_buffer(g->m);
+  const char *buf = mom ? o->centered ? "s2" : "s1" : "0";
+  gen_call(g->b, "  opt_rmsprop(", "len, p, dp, s0, %s, %s, rmsprop_weight_decay, "
+           "rmsprop_alpha, rmsprop_one_minus_alpha, rmsprop_eps, %s, %s",
+           o->centered ? "s1" : "0", buf, momentum_text(g->m, 0), gen_neg_lr(g->m));
 }
 
 static void emit_adam(Gen *g) {
-  const Optim *o = &g->m->opt;
-  int adamw = o->type == OPT_ADAMW;
+  const Model *m = g->m;
+  int adamw = m->opt.type == OPT_ADAMW;
   emitf(g->b, "  double t = (double)optimizer_step[0];\n"
         "  real step_size = (real)(%s / (1 - pow(%s, t)));\n"
         "  real bc2_sqrt = (real)sqrt(1 - pow(%s, t));\n",
-        lr_text(g->m), momentum_text(g->m, 0), gen_num(o->beta2));
-  emitf(g->b, "  opt_adam(len, p, dp, s0, s1, R(%s), R(%s), R(%s), R(%s), R(%s), R(%s),\n"
-        "           step_size, bc2_sqrt, R(%s));"
-        " /* 1 - lr * wd (adamw), wd (adam), beta1, 1 - beta1, beta2, 1 - beta2 */\n",
-        adamw ? decay_text(g->m) : gen_num(1), gen_num(adamw ? 0 : o->weight_decay),
-        momentum_text(g->m, 0), momentum_text(g->m, 1), gen_num(o->beta2),
-        gen_num(1 - o->beta2), gen_num(o->eps));
+        lr_text(m), momentum_text(m, 0), opt_name(m, "beta2"));
+  gen_call(g->b, "  opt_adam(", "len, p, dp, s0, s1, %s, %s, R(%s), %s, R(%s), %s, "
+           "step_size, bc2_sqrt, %s", adamw ? decay_text(m) : "R(1)",
+           adamw ? "R(0)" : opt_name(m, "weight_decay"), momentum_text(m, 0),
+           momentum_text(m, 1), opt_name(m, "beta2"), opt_name(m, "one_minus_beta2"),
+           opt_name(m, "eps"));
 }
 
 typedef void EmitOpt(Gen *g);
@@ -313,23 +377,43 @@ static EmitOpt *const emit_opt[NOPTS] = {
   [OPT_ADAMW] = emit_adam,
 };
 
-/* The lr and momentum the runtime sets under a schedule (RtNet.hyper). */
+/* The optimizer's constants, and the lr and momentum the runtime sets
+   under a schedule (RtNet.hyper). */
 static void emit_hyper(Gen *g) {
   const Model *m = g->m;
   int adam = m->opt.type == OPT_ADAM || m->opt.type == OPT_ADAMW;
+  emit_opt_consts(g);
   if (fe_scheduled(m))
     emitf(g->b, "/* the lr and the %s, which the runtime's schedule sets before each step */\n"
           "static double opt_hyper[2] = {%s, %s};\n\n", adam ? "beta1" : "momentum",
           gen_num(m->opt.lr), gen_num(adam ? m->opt.beta1 : m->opt.momentum));
 }
 
+/* "(void)s1, (void)s2;" for the state parameters of update() that the
+   optimizer leaves unused (bit k of used: sk is used). */
+static void emit_unused_state(Gen *g, int used) {
+  const char *sep = "  ";
+  for (int k = 0; k < 3; k++)
+    if (!(used & 1 << k))
+      emitf(g->b, "%s(void)s%d", sep, k), sep = ", ";
+  if (used != 7)
+    emitf(g->b, ";\n");
+}
+
+/* Which of s0..s2 the model's optimizer uses (opt_state_fields). */
+static int used_state(const Model *m) {
+  const char *fields[3];
+  return (1 << opt_state_fields(m, fields)) - 1;
+}
+
 /* The update function, then one call per trained tensor. */
 static void emit_optimizer(Gen *g) {
   Buf *b = g->b;
   const Optim *o = &g->m->opt;
-  emitf(b, "/* optimizer: %s, lr %g */\n", opt_names[o->type], o->lr);
+  emitf(b, "\n/* optimizer: %s, lr %s */\n", opt_names[o->type], gen_decimal(o->lr));
   emitf(b, "static void update(real *p, const real *dp, real *s0, real *s1,"
-        " real *s2, int len) {\n  (void)s0, (void)s1, (void)s2;\n");
+        " real *s2, int len) {\n");
+  emit_unused_state(g, used_state(g->m));
   emit_opt[o->type](g);
   emitf(b, "}\n\n");
   const char *fields[3];
@@ -341,13 +425,14 @@ static void emit_optimizer(Gen *g) {
     const Tensor *t = &g->t[i];
     if (!t->trained || (t->transposed && gen_fused_sgd(g->m)))
       continue;
-    emitf(b, "  update(%s, d%s", t->cname, t->cname);
+    char state[3][64];
     for (int f = 0; f < 3; f++)
       if (f < nf)
-        emitf(b, ", %s_%s", t->cname, fields[f]);
+        gen_name(state[f], sizeof state[f], "%s_%s", t->cname, fields[f]);
       else
-        emitf(b, ", 0");
-    emitf(b, ", %ld);\n", gen_numel(t));
+        gen_name(state[f], sizeof state[f], "0");
+    gen_call(b, "  update(", "%s, d%s, %s, %s, %s, %ld", t->cname, t->cname, state[0],
+             state[1], state[2], gen_numel(t));
   }
   emitf(b, "}\n\n");
 }
@@ -365,14 +450,17 @@ static void emit_clip(Gen *g) {
     return;
   for (int i = 0; i < g->ntensors; i++)
     n += g->t[i].kind == RT_GRAD;
-  emitf(b, "/* clip_grad_norm_(parameters, max_norm %g): every gradient together */\n"
-        "static void clip_grads(void) {\n  real norms[%d] = {\n", g->m->clip_grad_norm, n);
+  emitf(b, "/* clip_grad_norm_(parameters, max_norm %g): every gradient together */\n",
+        g->m->clip_grad_norm);
+  gen_const(g, 0, "clip_max_norm", g->m->clip_grad_norm, "max_norm %s",
+            gen_decimal(g->m->clip_grad_norm));
+  gen_const(g, 0, "clip_eps", 1e-6, "1e-6, clip_grad_norm_'s own");
+  emitf(b, "\nstatic void clip_grads(void) {\n  real norms[%d] = {\n", n);
   for (int i = 0; i < g->ntensors; i++)
     if (g->t[i].kind == RT_GRAD)
       emitf(b, "    clip_norm(%ld, %s),\n", gen_numel(&g->t[i]), g->t[i].cname);
-  emitf(b, "  };\n  real coef = R(1) / (clip_norm(%d, norms) + R(%s)) * R(%s);\n"
-        "  if (!(coef >= 1)) { /* NaN too, as PyTorch's clamp */\n", n, gen_num(1e-6),
-        gen_num(g->m->clip_grad_norm));
+  emitf(b, "  };\n  real coef = R(1) / (clip_norm(%d, norms) + clip_eps) * clip_max_norm;\n"
+        "  if (!(coef >= 1)) { /* NaN too, as PyTorch's clamp */\n", n);
   for (int i = 0; i < g->ntensors; i++)
     if (g->t[i].kind == RT_GRAD)
       emitf(b, "    clip_scale(%ld, %s, coef);\n", gen_numel(&g->t[i]), g->t[i].cname);
@@ -390,7 +478,10 @@ static void emit_passes(Gen *g) {
         "  for (long i = 0; i < (long)n * %d; i++)\n"
         "    input[i] = ((const real *)x)[i];\n}\n\n",
         ir->m->input, ir->m->input);
-  emitf(b, "static void forward(int n, int train) {\n  (void)train;\n");
+  int train_used = 0;
+  for (int i = 0; i < ir->nlayers - 1; i++)
+    train_used |= layer_units[ir->layers[i].kind]->forward_train && !relu_pooled(ir, i);
+  emitf(b, "static void forward(int n, int train) {\n%s", train_used ? "" : "  (void)train;\n");
   for (int i = 0; i < ir->nlayers - 1; i++) {
     const Layer *l = &ir->layers[i];
     if (!layer_units[l->kind]->alias && !relu_pooled(ir, i))
@@ -470,13 +561,9 @@ static int emit_health_buffers(Gen *g) {
     for (int i = 0; i < g->ntensors; i++) {
       const Tensor *t = &g->t[i];
       const char *to = restore ? "" : "_kept", *from = restore ? "_kept" : "";
-      if (t->kind != RT_BUF_ZERO && t->kind != RT_BUF_ONE)
-        continue;
-      if (gen_numel(t) == 1)
-        emitf(b, "  %s%s[0] = %s%s[0];\n", t->cname, to, t->cname, from);
-      else
-        emitf(b, "  for (int i = 0; i < %ld; i++)\n    %s%s[i] = %s%s[i];\n", gen_numel(t),
-              t->cname, to, t->cname, from);
+      if (t->kind == RT_BUF_ZERO || t->kind == RT_BUF_ONE)
+        gen_call(b, "  memcpy(", "%s%s, %s%s, sizeof %s", t->cname, to, t->cname, from,
+                 t->cname);
     }
     emitf(b, "}\n");
   }
@@ -571,7 +658,7 @@ static void emit_recipe(Gen *g) {
         "  .step_size = %d, .gamma = %s, .T_max = %d, .eta_min = %s,\n",
         scheds[r->schedule], gen_num(m->opt.lr), r->step_size, gen_num(r->gamma), r->T_max,
         gen_num(r->eta_min));
-  emitf(g->b, "  .max_lr = %s, .total_steps = %ld, .pct_start = %s, .anneal = %s,\n"
+  emitf(g->b, "  .max_lr = %s, .total_steps = %ld, .pct_start = %s,\n  .anneal = %s,\n"
         "  .div_factor = %s, .final_div_factor = %s, .cycle_momentum = %d,\n"
         "  .base_momentum = %s, .max_momentum = %s,\n",
         gen_num(r->max_lr), r->total_steps, gen_num(r->pct_start),
@@ -599,10 +686,12 @@ static void emit_table(Gen *g) {
   emitf(b, "static RtTensor tensors[%d] = {\n", g->ntensors);
   for (int i = 0; i < g->ntensors; i++) {
     const Tensor *t = &g->t[i];
-    emitf(b, "  {\"%s\", %s, %s, %d, %s, %d, %d, %s, %d, %s},\n", t->tname,
-          kinds[t->kind], t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
-          t->ndim, shape_init(t), t->fan_in, t->fan_out,
-          t->cname, t->transposed, inits[t->init]);
+    char head[160], tail[128];
+    snprintf(head, sizeof head, "  {\"%s\", %s, %s, %d, %s, %d, %d,", t->tname,
+             kinds[t->kind], t->i64 ? "RT_I64" : m->dtype == DT_F64 ? "RT_F64" : "RT_F32",
+             t->ndim, shape_init(t), t->fan_in, t->fan_out);
+    snprintf(tail, sizeof tail, "%s, %d, %s},", t->cname, t->transposed, inits[t->init]);
+    emitf(b, "%s%s%s\n", head, strlen(head) + 1 + strlen(tail) > 100 ? "\n   " : " ", tail);
   }
   emitf(b, "};\n\n");
   emit_health_tables(g);
@@ -634,9 +723,12 @@ static void emit_banner(Gen *g) {
   const Model *m = g->m;
   char layers[1024];
   ir_describe(g->ir, layers, sizeof layers);
-  emitf(g->b, "/* %s: %s, init %s, %s, batch %d, %s; generated by mlpc */\n\n",
-        emit_comment_name(m->name), layers, init_names[m->init], opt_names[m->opt.type],
-        m->batch_size, dtype_names[m->dtype]);
+  char text[1400];
+  snprintf(text, sizeof text, "%s: %s, init %s, %s, batch %d, %s; generated by mlpc",
+           emit_comment_name(m->name), layers, init_names[m->init], opt_names[m->opt.type],
+           m->batch_size, dtype_names[m->dtype]);
+  gen_comment(g->b, 0, text);
+  emitf(g->b, "\n");
 }
 
 int emit_model(const Ir *ir, Buf *b) {
@@ -699,7 +791,7 @@ int emit_check_size(const Ir *ir, char *err, size_t errlen) {
 static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   int f32 = ir->m->dtype == DT_F32;
   const char *sfx = f32 ? "f" : "";
-  emitf(b, "#include <math.h>\n");
+  emitf(b, "#include <math.h>\n#include <string.h>\n");
   /* gelu's constants: POSIX, not ISO C, so absent under gcc -std=c11 */
   emitf(b, "#ifndef M_SQRT1_2\n#define M_SQRT1_2 0x1.6a09e667f3bcdp-1\n#endif\n"
         "#ifndef M_2_SQRTPI\n#define M_2_SQRTPI 0x1.20dd750429b6dp+0\n#endif\n");
@@ -727,15 +819,15 @@ int emit_unit(const Ir *ir, int backend, Buf *b) {
    (tests/test_backends.c builds it with that very line). */
 static void emit_build_comment(const Ir *ir, Buf *b) {
   if (ir->fma)
-    emitf(b, "/* A standalone trainer generated by mlpc, fma arithmetic. Build: "
-          "cc -O2 -march=native -ffp-contract=off FILE.c -o trainer -lm -lz */\n"
+    emitf(b, "/* A standalone trainer generated by mlpc, fma arithmetic. Build:\n"
+          "   cc -O2 -march=native -ffp-contract=off FILE.c -o trainer -lm -lz */\n"
           "/* -march=native (or -mfma) makes each fma one instruction, and\n"
           "   -ffp-contract=off keeps every other operation as written: the bits of\n"
           "   mlpc --run. Plain cc -O2 gives them too, slower, through the C\n"
           "   library's fma. */\n");
   else
-    emitf(b, "/* A standalone trainer generated by mlpc, strict arithmetic. Build: "
-          "cc -O2 FILE.c -o trainer -lm -lz */\n"
+    emitf(b, "/* A standalone trainer generated by mlpc, strict arithmetic. Build:\n"
+          "   cc -O2 FILE.c -o trainer -lm -lz */\n"
           "/* Strict needs no flag; with -march=native add -ffp-contract=off, or a\n"
           "   fused multiply-add would change the bits of mlpc --run. */\n");
 }

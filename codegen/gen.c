@@ -52,15 +52,73 @@ const char *gen_num(double v) {
   return s;
 }
 
-void gen_call(Buf *b, const char *head, const char *fmt, ...) {
-  char args[1024];
+void gen_wrap(Buf *b, const char *first, const char *rest, const char *text) {
+  int col = (int)strlen(first), start = col;
+  emitf(b, "%s", first);
+  for (const char *w = text; *w;) {
+    int len = (int)strcspn(w, " ");
+    if (col > start && col + 1 + len + 3 > 100)
+      emitf(b, "\n%s", rest), col = start = (int)strlen(rest);
+    emitf(b, "%s%.*s", col > start ? " " : "", len, w);
+    col += (col > start) + len;
+    w += len + strspn(w + len, " ");
+  }
+}
+
+void gen_comment(Buf *b, int indent, const char *text) {
+  char first[128], rest[128];
+  snprintf(first, sizeof first, "%*s/* ", indent, "");
+  snprintf(rest, sizeof rest, "%*s   ", indent, "");
+  gen_wrap(b, first, rest, text);
+  emitf(b, " */\n");
+}
+
+const char *gen_decimal(double v) {
+  static char ring[8][40];
+  static int next;
+  char *s = ring[next++ % 8];
+  for (int digits = 1; digits <= 17; digits++) {
+    snprintf(s, sizeof ring[0], "%.*g", digits, v);
+    if (strtod(s, NULL) == v)
+      break;
+  }
+  return s;
+}
+
+void gen_const(Gen *g, int is_double, const char *name, double v, const char *fmt, ...) {
+  char what[128];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
+  vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
+  int f32 = !is_double && g->m->dtype == DT_F32;
+  char num[40];
+  snprintf(num, sizeof num, "%a%s", f32 ? (double)(float)v : v, f32 ? "f" : "");
+  gen_commented(g->b, "", "static const %s %s = %s;", what, is_double ? "double" : "real",
+                name, num);
+}
+
+void gen_commented(Buf *b, const char *indent, const char *code, const char *comment, ...) {
+  char text[512];
+  va_list ap;
+  va_start(ap, comment);
+  vsnprintf(text, sizeof text, code, ap);
+  va_end(ap);
+  int width = (int)(strlen(indent) + strlen(text) + strlen(comment)) + 7;
+  if (width > 100)
+    gen_comment(b, (int)strlen(indent), comment), emitf(b, "%s%s\n", indent, text);
+  else
+    emitf(b, "%s%s /* %s */\n", indent, text, comment);
+}
+
+/* gen_call and gen_call_commented: the call, args formatted already. */
+static void call_text(Buf *b, const char *head, const char *args, const char *comment) {
   int indent = (int)strlen(head), col = indent;
+  int one_line = indent + (int)strlen(args) + 2 + (comment ? (int)strlen(comment) + 7 : 0);
+  if (comment && one_line > 100)
+    gen_comment(b, (int)strspn(head, " "), comment);
   emitf(b, "%s", head);
-  for (char *a = args, *next; a; a = next) {
+  for (const char *a = args, *next; a; a = next) {
     next = strstr(a, ", ");
     int len = next ? (int)(next - a) : (int)strlen(a);
     if (a != args && col + 2 + len + 2 > 100)
@@ -71,7 +129,28 @@ void gen_call(Buf *b, const char *head, const char *fmt, ...) {
     col += len;
     next = next ? next + 2 : NULL;
   }
-  emitf(b, ");\n");
+  if (comment && one_line <= 100)
+    emitf(b, "); /* %s */\n", comment);
+  else
+    emitf(b, ");\n");
+}
+
+void gen_call(Buf *b, const char *head, const char *fmt, ...) {
+  char args[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  call_text(b, head, args, NULL);
+}
+
+void gen_call_commented(Buf *b, const char *comment, const char *head, const char *fmt, ...) {
+  char args[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  call_text(b, head, args, comment);
 }
 
 /* ---- tensors ---- */
@@ -125,7 +204,11 @@ int gen_fused_sgd(const Model *m) {
 }
 
 const char *gen_neg_lr(const Model *m) {
-  return fe_scheduled(m) ? "-opt_hyper[0]" : gen_num(-m->opt.lr);
+  static char s[48];
+  if (fe_scheduled(m))
+    return "R(-opt_hyper[0])";
+  gen_name(s, sizeof s, "-%s_lr", opt_names[m->opt.type]);
+  return s;
 }
 
 /* ---- inference C: trained values ---- */
@@ -160,6 +243,7 @@ int inf_array(Inf *I, const char *name, const char *what, const double *v, long 
   int f32 = I->f32 && !is_double;
   emitf(b, "static const %s %s[%ld] = { /* %s */\n", is_double ? "double" : "real", name, n,
         what);
+  int col = 0;
   for (long i = 0; i < n; i++) {
     double x = f32 ? (double)(float)v[i] : v[i];
     if (!isfinite(x)) {
@@ -167,8 +251,13 @@ int inf_array(Inf *I, const char *name, const char *what, const double *v, long 
                name, i, what, x);
       return -1;
     }
-    emitf(b, "%s%a%s,", i % 6 ? " " : "  ", x, f32 ? "f" : "");
-    if (i % 6 == 5 || i == n - 1)
+    char num[40];
+    int len = snprintf(num, sizeof num, "%a%s,", x, f32 ? "f" : "");
+    if (col && col + 1 + len > 100)
+      emitf(b, "\n"), col = 0;
+    emitf(b, "%s%s", col ? " " : "  ", num);
+    col += (col ? 1 : 2) + len;
+    if (i == n - 1)
       emitf(b, "\n");
   }
   emitf(b, "};\n\n");

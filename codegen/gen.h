@@ -72,6 +72,31 @@ long gen_numel(const Tensor *t);
    ", "-separated), wrapped at 100 columns under the first, then ");". */
 void gen_call(Buf *b, const char *head, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Writes text's words, wrapped at 97 columns (room for the comment's
+   close): the first line after first, the others after rest; no newline
+   at the end. */
+void gen_wrap(Buf *b, const char *first, const char *rest, const char *text);
+/* A comment on lines of its own, indented by indent, its words wrapped
+   at 100 columns. */
+void gen_comment(Buf *b, int indent, const char *text);
+/* gen_call with a comment: after the call when one line holds both,
+   else on a line of its own above it. */
+void gen_call_commented(Buf *b, const char *comment, const char *head, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Writes indent, the code (printf-style; its arguments follow comment)
+   and the comment after it on one line, or the comment on a line of its
+   own above the code when one line would pass 100 columns. */
+void gen_commented(Buf *b, const char *indent, const char *code, const char *comment, ...)
+    __attribute__((format(printf, 3, 5)));
+/* The shortest decimal that reads back as exactly v ("0.001", "1e-05"),
+   for comments (a ring of 8 buffers). */
+const char *gen_decimal(double v);
+/* Declares a named hyper-parameter, "static const real NAME = HEX;" with
+   the comment WHAT (printf-style): v rounded once to real, or a double
+   (is_double) where the code computes with it in double. The hex float is
+   the exact value; WHAT carries its PyTorch name and the decimal. */
+void gen_const(Gen *g, int is_double, const char *name, double v, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Counts n elements of a real (is_real) or 8-byte type as declared. */
 void gen_count(Gen *g, size_t n, int is_real);
 /* A double as C source that reads back exactly: "0x1.47ae147ae147bp-7"
@@ -81,8 +106,9 @@ const char *gen_num(double v);
    gradient clipping), whose update of a linear weight fuses into its
    gradient. */
 int gen_fused_sgd(const Model *m);
-/* The optimizer's -lr as C source: a constant, or under a schedule the
-   runtime's value ("-opt_hyper[0]"). */
+/* The optimizer's -lr as C source of type real: its constant negated
+   ("-sgd_lr"), or under a schedule the runtime's value
+   ("R(-opt_hyper[0])"). */
 const char *gen_neg_lr(const Model *m);
 
 /* ---- inference C (codegen/infer.c; the kit in codegen/gen.c) ---- */

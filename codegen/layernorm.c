@@ -26,8 +26,11 @@ static void emit_forward(Ctx *c) {
   int D = c->l->out;
   emitf(c->g->b, "/* %s: LayerNorm(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, D,
         c->l->spec.norm.eps, D, D);
-  emitf(c->g->b, "static void %s_forward(int n, int train) {\n"
-        "  (void)train;\n"
+  char eps[64];
+  gen_name(eps, sizeof eps, "%s_eps", p);
+  gen_const(c->g, 1, eps, c->l->spec.norm.eps, "eps %s", gen_decimal(c->l->spec.norm.eps));
+  emitf(c->g->b, "\nstatic void %s_forward(int n, int train) {\n"
+        "  (void)train; /* the same in training and evaluation */\n"
         "  for (int r = 0; r < n; r++) {\n"
         "    const real *xr = %s + r * %d;\n"
         "    double s = 0, v = 0;\n"
@@ -40,7 +43,7 @@ static void emit_forward(Ctx *c) {
         "      %s_xhat[r * %d + c] = xh;\n"
         "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
         "    }\n  }\n}\n\n",
-        p, x, D, D, D, D, D, gen_num(c->l->spec.norm.eps), p, D, p, D, p, D, p, p);
+        p, x, D, D, D, D, D, eps, p, D, p, D, p, D, p, p);
 }
 
 static void emit_backward(Ctx *c) {
@@ -58,10 +61,11 @@ static void emit_backward(Ctx *c) {
         "      sg += g;\n      sgx += g * xh[c];\n    }\n",
         p, D, p, p, p, D, p, D, D, p, p, p);
   if (!c->first)
-    emitf(b, "    for (int c = 0; c < %d; c++)\n"
-          "      d%s[r * %d + c] = (real)((%d * ((double)%s_weight[c] * dy[c]) - sg"
-          " - xh[c] * sgx) * %s_rstd[r] / %d);\n",
-          D, x, D, D, p, p, D);
+    emitf(b, "    double rstd = %s_rstd[r];\n"
+          "    for (int c = 0; c < %d; c++) {\n"
+          "      double g = (double)%s_weight[c] * dy[c];\n"
+          "      d%s[r * %d + c] = (real)((%d * g - sg - xh[c] * sgx) * rstd / %d);\n    }\n",
+          p, D, p, x, D, D, D);
   emitf(b, "  }\n}\n\n");
 }
 

@@ -46,10 +46,12 @@ static void emit(Ctx *c) {
   emitf(b, "static void %s_backward(int n%s) {\n", p, fused ? ", int step" : "");
   if (!c->first)
     emitf(b, "  mm_dx(n, %d, %d, d%s_out, %s_weight, d%s);\n", O, I, p, p, c->in);
-  if (fused)
-    emitf(b, "  if (step)\n"
-          "    mm_dw_sgd(n, %d, %d, d%s_out, %s, d%s_weight, %s_weight, R(%s)); /* -lr */\n"
-          "  else\n  ", O, I, p, c->in, p, p, gen_neg_lr(c->g->m));
+  if (fused) {
+    emitf(b, "  if (step)\n");
+    gen_call(b, "    mm_dw_sgd(", "n, %d, %d, d%s_out, %s, d%s_weight, %s_weight, %s", O, I, p,
+             c->in, p, p, gen_neg_lr(c->g->m));
+    emitf(b, "  else\n  ");
+  }
   emitf(b, "  mm_dw(n, %d, %d, d%s_out, %s, d%s_weight);\n", O, I, p, c->in, p);
   if (c->l->spec.bias)
     emitf(b, "  mm_db(n, %d, d%s_out, d%s_bias);\n", O, p, p);
@@ -112,7 +114,9 @@ static void infer_forward(Inf *I, const Layer *l) {
   char note[96] = "";
   if (i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1))
     snprintf(note, sizeof note, " with %s (BatchNorm1d, eval) folded in", l[1].cname);
-  emitf(I->b, "/* %s: Linear(%d, %d)%s, x (%d) -> y (%d) */\n", k, In, O, note, In, O);
+  char what[192];
+  snprintf(what, sizeof what, "%s: Linear(%d, %d)%s, x (%d) -> y (%d)", k, In, O, note, In, O);
+  gen_comment(I->b, 0, what);
   emitf(I->b, "static void %s_forward(const real *x, real *y) {\n"
         "  for (int o = 0; o < %d; o++)\n    y[o] = %s_bias[o];\n"
         "  for (int i = 0; i < %d; i++) {\n"

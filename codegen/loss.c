@@ -23,20 +23,22 @@ static void emit_smoothing(Ctx *c) {
   int K = c->l->out;
   double eps = c->g->m->label_smoothing;
   const char *z = c->in;
-  emitf(c->g->b, "/* loss: CrossEntropyLoss(label_smoothing=%g) over (B, %d) logits in "
-        "training, plain cross-entropy in evaluation */\n", eps, K);
+  emitf(c->g->b, "/* loss: CrossEntropyLoss(label_smoothing=%g) over (B, %d) logits in\n"
+        "   training, plain cross-entropy in evaluation */\n", eps, K);
+  gen_const(c->g, 1, "loss_label_smoothing", eps, "label_smoothing %s", gen_decimal(eps));
+  gen_const(c->g, 0, "loss_on_label", 1 - eps, "1 - label_smoothing");
+  gen_const(c->g, 0, "loss_off_label", eps / K, "label_smoothing / classes");
   emitf(c->g->b,
-        "static double loss_forward(int n, const unsigned char *y, long *correct) {\n"
+        "\nstatic double loss_forward(int n, const unsigned char *y, long *correct) {\n"
         "  return xent_forward(n, %d, %s, y, loss_lse, loss_exp, correct);\n}\n\n"
         "static double loss_train_forward(int n, const unsigned char *y, long *correct) {\n"
         "  double nll = xent_forward(n, %d, %s, y, loss_lse, loss_exp, correct);\n"
-        "  return xent_smooth(n, %d, %s, loss_lse, nll, %s);\n}\n\n",
-        K, z, K, z, K, z, gen_num(eps));
-  emitf(c->g->b,
-        "static void loss_backward(int n, const unsigned char *y) {\n"
-        "  xent_smooth_backward(n, %d, %s, loss_lse, y, d%s, R(%s), R(%s));"
-        " /* 1 - eps, eps / classes */\n}\n",
-        K, z, z, gen_num(1 - eps), gen_num(eps / K));
+        "  return xent_smooth(n, %d, %s, loss_lse, nll, loss_label_smoothing);\n}\n\n",
+        K, z, K, z, K, z);
+  emitf(c->g->b, "static void loss_backward(int n, const unsigned char *y) {\n");
+  gen_call(c->g->b, "  xent_smooth_backward(", "n, %d, %s, loss_lse, y, d%s, loss_on_label, "
+           "loss_off_label", K, z, z);
+  emitf(c->g->b, "}\n");
 }
 
 static void emit(Ctx *c) {

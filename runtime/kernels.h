@@ -1483,8 +1483,9 @@ MM_INLINE void maxpool_back_row_v(int W, int OH, int OW, int SH, int SW, int h,
       hit = _mm512_cmpeq_epi32_mask(a, _mm512_add_epi32(_mm512_set1_epi32(h * W + w0), lane)) &
             conv_lanes(w0, 0, OW * SW);
     }
-    g = sizeof(real) == 4 ? _mm512_maskz_mov_ps((__mmask16)hit, g)
-                          : _mm512_castpd_ps(_mm512_maskz_mov_pd((__mmask8)hit, _mm512_castps_pd(g)));
+    g = sizeof(real) == 4
+            ? _mm512_maskz_mov_ps((__mmask16)hit, g)
+            : _mm512_castpd_ps(_mm512_maskz_mov_pd((__mmask8)hit, _mm512_castps_pd(g)));
     mm_vstorem(dx + (long)h * W + w0, conv_lanes(w0, 0, W), g);
   }
 }

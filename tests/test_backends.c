@@ -329,17 +329,18 @@ static void test_bitwise(void **state) {
 
 /* ---- the standalone trainer ---- */
 
-/* The build command a trainer's first line gives (after "Build: ", up to
-   the comment's end), FILE.c and trainer replaced by c and exe, split at
-   blanks into argv. */
+/* The build command a trainer's first comment gives (after "Build:", on
+   the next line, up to the comment's end), FILE.c and trainer replaced by
+   c and exe, split at blanks into argv. */
 static void build_line(const char *c, const char *exe, const char **argv, int max) {
   static char line[512];
   size_t len;
   char *text = util_slurp(c, &len), *save;
   assert_non_null(text);
-  const char *from = strstr(text, "Build: "), *nl = strchr(text, '\n');
-  assert_true(from && nl && from < nl && nl - from > 10 && !strncmp(nl - 3, " */", 3));
-  snprintf(line, sizeof line, "%.*s", (int)(nl - 3 - from - 7), from + 7);
+  const char *from = strstr(text, "Build:\n   "), *end = from ? strstr(from, " */") : NULL;
+  assert_true(from && end && from < strchr(text, '\n'));
+  assert_null(memchr(from + 10, '\n', end - from - 10)); /* one line */
+  snprintf(line, sizeof line, "%.*s", (int)(end - from - 10), from + 10);
   free(text);
   int n = 0;
   for (char *w = strtok_r(line, " ", &save); w && n < max - 1; w = strtok_r(NULL, " ", &save))

@@ -8,8 +8,12 @@
  * with `make golden` and review the diff before committing it.
  *
  * Also: emitting is deterministic (the same bytes twice, whatever was
- * emitted in between), mlpc's --emit-model writes the same bytes, and
- * every golden file belongs to a model.
+ * emitted in between), mlpc's --emit-model writes the same bytes, every
+ * golden file belongs to a model, and the code reads as written by hand:
+ * lines of at most 100 columns (the standalone trainer's too), every
+ * hyper-parameter a named constant (hex floats only in declarations), no
+ * (void) cast of a parameter the function uses, and BatchNorm's buffers
+ * kept and put back with memcpy.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,6 +60,57 @@ static void show_difference(const char *what, const char *want, size_t wlen,
            "  expected: %.*s%s\n  got:      %.*s%s\n%s",
            what, line, (int)strcspn(w, "\n"), w, *w ? "" : "(end of file)",
            (int)strcspn(g, "\n"), g, *g ? "" : "(end of output)", HINT);
+}
+
+/* The body of the function whose definition starts with head, from its
+   opening to its closing brace on a line of its own, copied into body; ""
+   when absent. */
+static void body_of(const char *code, const char *head, char *body, size_t len) {
+  const char *from = strstr(code, head), *to = NULL;
+  if (from)
+    from = strchr(from, '{'), to = strstr(from, "\n}\n");
+  snprintf(body, len, "%.*s", to ? (int)(to - from) : 0, from ? from : "");
+}
+
+/* Fails when the body casts name to void and uses it too (use: name
+   followed by one of the characters of after). */
+static void check_void(const char *path, const char *body, const char *name,
+                       const char *after) {
+  char cast[32];
+  snprintf(cast, sizeof cast, "(void)%s", name);
+  if (!strstr(body, cast))
+    return;
+  for (const char *p = strstr(body, name); p; p = strstr(p + 1, name))
+    if (p[-1] == ' ' && strchr(after, p[strlen(name)]))
+      fail_msg("%s: %s where %s is used:\n%s", path, cast, name, body);
+}
+
+/* The model code of path reads as written by hand (see the header). */
+static void check_readable(const char *path, const char *code) {
+  static char body[1 << 16];
+  long wide = util_wide_line(code, 100);
+  if (wide)
+    fail_msg("%s: line %ld of its code is wider than 100 columns", path, wide);
+  for (const char *p = strstr(code, "0x"); p; p = strstr(p + 1, "0x")) {
+    const char *bol = p;
+    while (bol > code && bol[-1] != '\n')
+      bol--;
+    if (strncmp(bol, "static ", 7) && strncmp(bol, "  .", 3)) /* a declaration's value */
+      fail_msg("%s: a hex float outside a declaration: %.*s", path, (int)strcspn(bol, "\n"),
+               bol);
+  }
+  body_of(code, "static void forward(", body, sizeof body);
+  check_void(path, body, "train", ",)");
+  body_of(code, "static void backward(", body, sizeof body);
+  check_void(path, body, "step", ",)");
+  if (strstr(code, "(void)x") || strstr(code, "(void)y")) /* the health figures' tests */
+    fail_msg("%s: a health function casts x or y to void", path);
+  body_of(code, "static void update(", body, sizeof body);
+  for (int k = 0; k < 3; k++)
+    check_void(path, body, k == 0 ? "s0" : k == 1 ? "s1" : "s2", ",)");
+  body_of(code, "static void health_save_buffers(", body, sizeof body);
+  if (strstr(body, "for ("))
+    fail_msg("%s: BatchNorm's buffers kept element by element:\n%s", path, body);
 }
 
 /* ---- tests ---- */
@@ -117,6 +172,27 @@ static void test_command_line(void **state) {
   util_rmtree(dir);
 }
 
+/* Every model's code and standalone trainer read as written by hand
+   (check_readable; the trainer, pasted runtime included: lines of at
+   most 100 columns). */
+static void test_readable(void **state) {
+  (void)state;
+  static Model m;
+  static Ir ir;
+  char err[2048];
+  for (int i = 0; i < npaths; i++) {
+    Buf b = emit_file(paths[i]), t = {0};
+    check_readable(paths[i], b.buf);
+    assert_int_equal(fe_load(paths[i], &m, err, sizeof err), 0);
+    ir_lower(&m, &ir);
+    assert_int_equal(emit_trainer(&ir, &t), 0);
+    long wide = util_wide_line(t.buf, 100);
+    if (wide)
+      fail_msg("%s: line %ld of its trainer is wider than 100 columns", paths[i], wide);
+    free(b.buf), free(t.buf);
+  }
+}
+
 /* Every golden file has its model, and no two models share a name. */
 static void test_no_strays(void **state) {
   (void)state;
@@ -139,7 +215,7 @@ static void test_no_strays(void **state) {
 }
 
 int main(void) {
-  struct CMUnitTest tests[UTIL_MAX_FILES + 3];
+  struct CMUnitTest tests[UTIL_MAX_FILES + 4];
   int n = 0;
   npaths = util_models(paths);
   for (int i = 0; i < npaths; i++)
@@ -147,6 +223,7 @@ int main(void) {
   tests[n++] = (struct CMUnitTest){"deterministic", test_deterministic, 0, 0, 0};
   tests[n++] = (struct CMUnitTest){"command_line", test_command_line, 0, 0, 0};
   tests[n++] = (struct CMUnitTest){"no_strays", test_no_strays, 0, 0, 0};
+  tests[n++] = (struct CMUnitTest){"readable", test_readable, 0, 0, 0};
   int failed = _cmocka_run_group_tests("golden", tests, n, NULL, NULL);
   for (int i = 0; i < npaths; i++)
     free(paths[i]);

@@ -297,7 +297,8 @@ static void check_calls(const Ir *ir, int fma) {
 }
 
 /* The activation buffers are static exactly when the two of them, the
-   widest layer's size each, pass 256 kB, and FILE.h then says so. */
+   widest layer's size each, pass 256 kB, and FILE.h then says so; no
+   line of either file is wider than 100 columns. */
 static void check_buffers(const Ir *ir, int f32) {
   long widest = 0;
   for (int i = 0; i < ir->nlayers; i++)
@@ -311,6 +312,15 @@ static void check_buffers(const Ir *ir, int f32) {
   snprintf(decl, sizeof decl, "  static real a[%ld], b[%ld];", widest, widest);
   assert_int_equal(strstr(c, decl) != NULL, large);
   assert_int_equal(strstr(h, "buffers are static") != NULL, large);
+  for (int f = 0; f < 2; f++) { /* lines of at most 100 columns */
+    const char *text = f ? h : c;
+    long wide = util_wide_line(text, 100);
+    for (long k = 1; wide && k < wide; k++)
+      text = strchr(text, '\n') + 1;
+    if (wide)
+      fail_msg("digit.%s:%ld: wider than 100 columns: %.*s", f ? "h" : "c", wide,
+               (int)strcspn(text, "\n"), text);
+  }
   free(c), free(h);
 }
 

@@ -52,12 +52,11 @@ static int load_lr(double lr, int dtype, Model *m, char *err, size_t errlen) {
   return fe_load_string(text, "lr.json", m, err, errlen);
 }
 
-/* Whether the code holds the constant R(v) with v as a hex float that
-   parses back to exactly v. */
+/* Whether the code declares its lr constant (PREFIX_lr = HEX) as a hex
+   float that parses back to exactly v. */
 static int holds(const char *code, double v) {
-  char want[48];
-  snprintf(want, sizeof want, "R(%a)", v);
-  return strstr(code, want) && same(strtod(want + 2, NULL), v);
+  const char *at = strstr(code, "_lr = ");
+  return at && same(strtod(at + 6, NULL), v);
 }
 
 /* Whether the dtype holds v as a normal number (what the frontend
@@ -96,8 +95,9 @@ static void test_lr_round_trip(void **state) {
       Buf b = {0};
       ir_lower(&m, &ir);
       emit_model(&ir, &b);
-      if (!holds(b.buf, -v))
-        fail_msg("lr %a: the code has no R(%a)", v, -v);
+      double want = dt == DT_F32 ? (double)(float)v : v; /* the constant is a real */
+      if (!holds(b.buf, want))
+        fail_msg("lr %a: the code has no constant lr = %a", v, want);
       free(b.buf);
     }
   print_message("  %d of %d refused (beyond the dtype, or 0 or subnormal in it)\n", nrefused,
@@ -108,9 +108,9 @@ static void test_lr_round_trip(void **state) {
 
 /* Appends every hex-float constant R(...) of a text to vals[*n..cap). */
 static void collect(const char *code, double *vals, int *n, int cap) {
-  for (const char *p = code; (p = strstr(p, "R(")); p += 2)
-    if (*n < cap && (!strncmp(p + 2, "0x", 2) || !strncmp(p + 2, "-0x", 3)))
-      vals[(*n)++] = strtod(p + 2, NULL);
+  for (const char *p = code; (p = strstr(p, " = ")); p += 3) /* the named constants */
+    if (*n < cap && (!strncmp(p + 3, "0x", 2) || !strncmp(p + 3, "-0x", 3)))
+      vals[(*n)++] = strtod(p + 3, NULL);
 }
 
 /* A unit defining dbl[] and flt[], the values as hex floats and as float

@@ -86,6 +86,17 @@ char *util_slurp(const char *path, size_t *len) {
   return buf;
 }
 
+long util_wide_line(const char *text, size_t max) {
+  long line = 1;
+  for (const char *p = text; *p; line++) {
+    size_t len = strcspn(p, "\n");
+    if (len > max)
+      return line;
+    p += len + (p[len] == '\n');
+  }
+  return 0;
+}
+
 int util_write(const char *path, const void *buf, size_t len) {
   FILE *f = fopen(path, "wb");
   if (!f)

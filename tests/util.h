@@ -25,6 +25,9 @@ int util_models(char **out);
 const char *util_stem(const char *path, char *buf, size_t len);
 /* Reads a whole file, NUL-terminated; NULL if it cannot be read. */
 char *util_slurp(const char *path, size_t *len);
+/* The number (from 1) of text's first line wider than max characters,
+   or 0: none is. */
+long util_wide_line(const char *text, size_t max);
 /* Writes text to path; 0 or -1. */
 int util_write(const char *path, const void *buf, size_t len);
 /* Runs argv (no shell) with stdout and stderr to the files named (NULL:

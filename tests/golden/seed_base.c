@@ -14,6 +14,14 @@ static real dfc2_weight[1280]; /* (10, 128) fc2.weight.grad, stored transposed *
 static real dfc2_bias[10]; /* (10) fc2.bias.grad */
 static long long optimizer_step[1]; /* (1) optimizer.step */
 
+/* ---- the optimizer's hyper-parameters: sgd ---- */
+
+static const real sgd_lr = 0x1.47ae14p-7f; /* lr 0.01 */
+static const real sgd_momentum = 0x0p+0f; /* momentum 0 */
+static const real sgd_one_minus_dampening = 0x1p+0f; /* 1 - dampening 0 */
+static const int sgd_nesterov = 0; /* nesterov False */
+static const real sgd_weight_decay = 0x0p+0f; /* weight_decay 0 */
+
 static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
@@ -31,7 +39,7 @@ static void fc1_forward(int n) {
    reads the weight as it was). */
 static void fc1_backward(int n, int step) {
   if (step)
-    mm_dw_sgd(n, 128, 784, dfc1_out, input, dfc1_weight, fc1_weight, R(-0x1.47ae147ae147bp-7)); /* -lr */
+    mm_dw_sgd(n, 128, 784, dfc1_out, input, dfc1_weight, fc1_weight, -sgd_lr);
   else
     mm_dw(n, 128, 784, dfc1_out, input, dfc1_weight);
   mm_db(n, 128, dfc1_out, dfc1_bias);
@@ -43,7 +51,8 @@ static void tanh1_forward(int n) {
 }
 
 static void tanh1_backward(int n) {
-  act_tanh_back(n * 128, fc1_out, tanh1_out, dtanh1_out, dfc1_out, R(0)); /* dx = g * ((real)1 - y * y) */
+  /* dx = g * ((real)1 - y * y) */
+  act_tanh_back(n * 128, fc1_out, tanh1_out, dtanh1_out, dfc1_out, R(0));
 }
 
 /* fc2: Linear(128, 10), (B, 128) -> (B, 10) */
@@ -56,7 +65,7 @@ static void fc2_forward(int n) {
 static void fc2_backward(int n, int step) {
   mm_dx(n, 10, 128, dfc2_out, fc2_weight, dtanh1_out);
   if (step)
-    mm_dw_sgd(n, 10, 128, dfc2_out, tanh1_out, dfc2_weight, fc2_weight, R(-0x1.47ae147ae147bp-7)); /* -lr */
+    mm_dw_sgd(n, 10, 128, dfc2_out, tanh1_out, dfc2_weight, fc2_weight, -sgd_lr);
   else
     mm_dw(n, 10, 128, dfc2_out, tanh1_out, dfc2_weight);
   mm_db(n, 10, dfc2_out, dfc2_bias);
@@ -70,11 +79,12 @@ static double loss_forward(int n, const unsigned char *y, long *correct) {
 static void loss_backward(int n, const unsigned char *y) {
   xent_backward(n, 10, fc2_out, loss_lse, y, dfc2_out);
 }
+
 /* optimizer: sgd, lr 0.01 */
 static void update(real *p, const real *dp, real *s0, real *s1, real *s2, int len) {
   (void)s0, (void)s1, (void)s2;
-  opt_sgd(len, p, dp, 0, optimizer_step[0] == 1,
-          R(0x0p+0), R(0x0p+0), R(0x1p+0), 0, R(-0x1.47ae147ae147bp-7)); /* wd, momentum, 1 - dampening, nesterov, -lr */
+  opt_sgd(len, p, dp, 0, optimizer_step[0] == 1, sgd_weight_decay, sgd_momentum,
+          sgd_one_minus_dampening, sgd_nesterov, -sgd_lr);
 }
 
 static void optimizer_update(void) {
@@ -160,8 +170,7 @@ static void health_tanh(int n, int C, int S, const real *pre, const real *post,
     int flat = 1; /* on every sample and position so far */
     for (int r = 0; r < n; r++)
       for (int s = 0; s < S; s++) {
-        real x = pre[((long)r * C + c) * S + s], y = post[((long)r * C + c) * S + s];
-        (void)x, (void)y;
+        real y = post[((long)r * C + c) * S + s];
         int sat = y > R(0.97) || y < R(-0.97);
         saturated += sat;
         flat &= sat;

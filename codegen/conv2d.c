@@ -2,7 +2,7 @@
  * conv2d.c — the 2-d convolution, y = conv(x, W) + b (nn.Conv2d with
  * groups 1 and dilation 1; "bias": false drops b): x (B, C, H, W), W
  * (O, C, KH, KW) in PyTorch's layout, y (B, O, OH, OW), zeros padded on
- * each side. The arithmetic is runtime/kernels.h's conv2d_forward and
+ * each side. The arithmetic is rt/kernels.h's conv2d_forward and
  * conv2d_backward; every size is a constant of the call.
  */
 #include <stdio.h>

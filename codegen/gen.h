@@ -4,7 +4,7 @@
  *
  * A layer kind is one unit, one file: codegen/linear.c, batchnorm.c
  * (BatchNorm1d and 2d), layernorm.c, dropout.c, conv2d.c, pool.c (max and
- * average), flatten.c, act.c (every activation, from runtime/acts.h) and
+ * average), flatten.c, act.c (every activation, from rt/acts.h) and
  * loss.c. A unit says its parameters and buffers with their PyTorch
  * names (plan), its scratch buffers (decls), its forward and backward
  * functions side by side (emit), its inference code (infer_weights,

@@ -1,6 +1,6 @@
 /*
  * linear.c — the linear layer, y = x·Wᵀ + b (nn.Linear; "bias": false
- * drops b). W is stored transposed, as wt (in, out) (runtime/kernels.h).
+ * drops b). W is stored transposed, as wt (in, out) (rt/kernels.h).
  * In inference C a BatchNorm right after it is folded into W and b.
  */
 #include <math.h>

@@ -10,8 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../runtime/acts.h"
-#include "../runtime/net.h"
+#include "../rt/acts.h"
+#include "../rt/net.h"
 
 #define MAX_HIDDEN 16   /* hidden layers at most                      */
 #define MAX_LAYERS 64   /* entries of "layers" at most                */
@@ -25,7 +25,7 @@
   X(NORM_BATCH, "batchnorm")     \
   X(NORM_LAYER, "layernorm")
 
-/* Activations: ACTS(X) in runtime/acts.h, X(enum, name, default
+/* Activations: ACTS(X) in rt/acts.h, X(enum, name, default
    parameter or 0, formulas...) */
 
 /* The keys an entry of "layers" may take besides "type" (frontend/load.c's

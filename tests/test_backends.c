@@ -2,7 +2,7 @@
  * test_backends.c — the backends and the standalone trainer agree, and
  * the generated code is clean, for every model in models/ and
  * tests/models/ (which between them use every activation, norm,
- * optimizer and dtype), in both arithmetics (runtime/kernels.h: strict
+ * optimizer and dtype), in both arithmetics (rt/kernels.h: strict
  * and fma, the models taking turns, so that each arithmetic meets float32
  * and float64, BatchNorm and LayerNorm):
  *

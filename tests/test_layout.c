@@ -1,6 +1,6 @@
 /*
  * test_layout.c — linear weights are stored transposed (RtTensor's
- * `transposed`, runtime/kernels.h), and nothing outside the model may
+ * `transposed`, rt/kernels.h), and nothing outside the model may
  * notice:
  *
  *   files      rt_save_weights writes fc1.weight (out, in) in PyTorch's

@@ -1,5 +1,5 @@
 /*
- * test_tier.c — tiered execution (runtime/tier.c): a run that starts on
+ * test_tier.c — tiered execution (backend/tier.c): a run that starts on
  * tcc's code and moves to gcc's gives bitwise the results of either
  * backend alone, wherever it moves, for every model in models/ and
  * tests/models/.

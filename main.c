@@ -434,7 +434,7 @@ int main(int argc, char **argv) {
 #endif
   const char *file = find_model(argc, argv);
   if (st_is_study(file))
-    return st_main(file, argc, argv);  /* study/study.c: many runs */
+    return st_main(file, argc, argv);  /* study/driver.c: many runs */
   if (st_mpi_ranks())
     die_input("error: under mpirun, mlpc runs studies only (docs/cluster.md)");
   parse_args(argc, argv, &A, &m);

@@ -36,10 +36,7 @@ int rt_check_memory(size_t need, const char *path, char *err, size_t errlen);
 /* *r = a * b; -1 on overflow. */
 int rt_mul(size_t a, size_t b, size_t *r);
 
-/* ---- rt/data.c: data directories, in any format ---- */
-
-/* The formats a data directory may hold (docs/data.md). */
-enum { RT_DATA_IDX, RT_DATA_NPY, RT_DATA_CSV };
+/* ---- rt/set.c: a data set, and what the data readers share ---- */
 
 typedef struct {
   long n;                 /* samples                                      */
@@ -53,22 +50,6 @@ typedef struct {
   unsigned char *labels;  /* (n), each below the number of classes        */
 } RtSet;
 
-/* Loads DIR's train and test sets, in the format it holds
-   (rt_data_format), for a model of input features, shape (C, H, W),
-   nclasses classes and dtype (RT_F32 or RT_F64, what data other than
-   bytes are converted to): both sets must have one shape (channels,
-   rows, cols), exactly shape when it is given and not 0s (flat data:
-   any), and of input features (C·H·W) in any case. On error writes
-   "PATH: what is wrong" to err, holds nothing and returns -1. */
-int rt_load_data(const char *dir, int input, const int *shape, int nclasses, int dtype,
-                 RtSet *tr, RtSet *te, char *err, size_t errlen);
-/* Which format dir holds, by the files there: RT_DATA_IDX, RT_DATA_NPY
-   or RT_DATA_CSV; -1, with err, when dir is no directory, or holds files
-   of two formats or of none. */
-int rt_data_format(const char *dir, char *err, size_t errlen);
-/* The files rt_load_data reads from dir, into paths: their count (2 or
-   4), or -1 with "PATH: what is wrong" in err. */
-int rt_data_files(const char *dir, char paths[][FILENAME_MAX], char *err, size_t errlen);
 /* Joins DIR/NAME into path; -1 when it does not fit. */
 int rt_join(char *path, size_t size, const char *dir, const char *name);
 /* Bytes per element of dtype: RT_U8 1, RT_F32 4, RT_F64 8. */
@@ -89,7 +70,30 @@ int rt_set_real(RtSet *s, size_t i, double v);
 /* s with every byte outside printable ASCII written \xNN, into buf (cut
    to fit): a data file's text as a message may show it. */
 const char *rt_printable(const char *s, char *buf, size_t len);
+/* Frees what a loader allocated and empties the set. */
 void rt_free_set(RtSet *set);
+
+/* ---- rt/data.c: data directories, in any format ---- */
+
+/* The formats a data directory may hold (docs/data.md). */
+enum { RT_DATA_IDX, RT_DATA_NPY, RT_DATA_CSV };
+
+/* Loads DIR's train and test sets, in the format it holds
+   (rt_data_format), for a model of input features, shape (C, H, W),
+   nclasses classes and dtype (RT_F32 or RT_F64, what data other than
+   bytes are converted to): both sets must have one shape (channels,
+   rows, cols), exactly shape when it is given and not 0s (flat data:
+   any), and of input features (C·H·W) in any case. On error writes
+   "PATH: what is wrong" to err, holds nothing and returns -1. */
+int rt_load_data(const char *dir, int input, const int *shape, int nclasses, int dtype,
+                 RtSet *tr, RtSet *te, char *err, size_t errlen);
+/* Which format dir holds, by the files there: RT_DATA_IDX, RT_DATA_NPY
+   or RT_DATA_CSV; -1, with err, when dir is no directory, or holds files
+   of two formats or of none. */
+int rt_data_format(const char *dir, char *err, size_t errlen);
+/* The files rt_load_data reads from dir, into paths: their count (2 or
+   4), or -1 with "PATH: what is wrong" in err. */
+int rt_data_files(const char *dir, char paths[][FILENAME_MAX], char *err, size_t errlen);
 
 /* ---- rt/idx.c: IDX data files ---- */
 

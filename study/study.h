@@ -11,7 +11,7 @@
  *   health.c; statistics in stats.c), one document (doc.c) written as
  *   report.md and report.html (html.c)
  *
- * study.c holds the driver, `mlpc STUDY.json --run`.
+ * driver.c holds the driver, `mlpc STUDY.json --run`.
  */
 #ifndef MLPC_STUDY_H
 #define MLPC_STUDY_H
@@ -760,7 +760,7 @@ int st_adaptive_next(StPlan *p, sqlite3 *db, int *said, FILE *term, char *err,
    established. */
 void st_adaptive_report(const StFigs *f, StDoc *d, FILE *term);
 
-/* ---- study.c: the driver ---- */
+/* ---- driver.c: the driver ---- */
 
 /* `mlpc STUDY.json --run [options]`; returns the exit status. */
 int st_main(const char *file, int argc, char **argv);

@@ -1,5 +1,5 @@
 /*
- * test_cli.c — the command line (cli.c, main.c, study/study.c): every
+ * test_cli.c — the command line (cli.c, main.c, study/driver.c): every
  * flag does what it says or is an error, exit 2, with a message naming
  * the flag, and writes nothing:
  *

@@ -54,9 +54,7 @@ typedef struct {
   X(ARITH_STRICT, "strict")     \
   X(ARITH_FMA,    "fma")
 
-#define ENUM1_(e, ...) e,
 enum { ARITHMETICS(ENUM1_) NARITHMETICS };
-#undef ENUM1_
 extern const char *const arith_names[NARITHMETICS];
 
 typedef struct {
@@ -169,9 +167,7 @@ void rt_check_stdout(void);
   X(BACKEND_GCC,    "gcc")     \
   X(BACKEND_TIERED, "tiered")
 
-#define ENUM1_(e, ...) e,
 enum { BACKENDS(ENUM1_) NBACKENDS };
-#undef ENUM1_
 extern const char *const backend_names[NBACKENDS];
 
 typedef struct Jit Jit;

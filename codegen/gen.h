@@ -173,6 +173,12 @@ int inf_folded(const Ir *ir, int i);
 /* BatchNorm bn's evaluation transform of feature or channel c,
    y = (x - mean)·s + beta, with s = γ/√(running_var + eps), in double. */
 void inf_bn_terms(Inf *I, const Layer *bn, int c, double *mean, double *s, double *beta);
+/* The BatchNorm folded into layer l (linear or conv2d): the layer after
+   it when inf_folded says so, else NULL. */
+const Layer *inf_folded_norm(const Inf *I, const Layer *l);
+/* Writes l's bias array NAME_bias, the o values b (b' with the norm bn
+   folded in, or none), with its comment; inf_array's status. */
+int inf_bias(Inf *I, const Layer *l, const double *b, int o, const Layer *bn);
 /* codegen/act.c: the activation formulas as text, for inference C. */
 const char *act_forward_text(int type);
 /* The bits 1 << RT_SATURATED ... of the figures it does not define. */

@@ -77,6 +77,8 @@
   X(DT_F32, "float32", "float")    \
   X(DT_F64, "float64", "double")
 
+/* The enum of an X-macro list's rows, first arguments in order:
+   enum { LIST(ENUM1_) NLIST }; (mlpc.h, study/study.h use it too). */
 #define ENUM1_(e, ...) e,
 enum { NORMS(ENUM1_) NNORMS };
 enum { ACTS(ENUM1_) NACTS };
@@ -87,7 +89,6 @@ enum { LAYER_KINDS(LK_ENUM_) LK_ACT, NLAYER_KINDS = LK_ACT + NACTS };
 enum { LAYER_KEYS(ENUM1_) NLAYER_KEYS };
 enum { OPTS(ENUM1_) NOPTS };
 enum { DTYPES(ENUM1_) NDTYPES };
-#undef ENUM1_
 
 extern const char *const norm_names[NNORMS];
 extern const char *const act_names[NACTS];

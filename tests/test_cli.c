@@ -268,13 +268,11 @@ static int teardown(void **state) {
   return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cases),
     cmocka_unit_test(test_model_untouched),
     cmocka_unit_test(test_header),
   };
-  if (chdir(MLPC_SOURCE_DIR))
-    perror(MLPC_SOURCE_DIR);
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return util_run_tests(tests, setup, teardown, argc, argv);
 }

@@ -50,13 +50,6 @@ static RtSet mnist;                     /* data/mnist's training set      */
 
 /* ---- helpers ---- */
 
-/* Loads a model file, or fails. */
-static void load(const char *path, Model *m) {
-  char err[2048];
-  if (fe_load(path, m, err, sizeof err))
-    fail_msg("%s", err);
-}
-
 /* The arithmetic model i of a list takes: strict and fma in turn. */
 static int arith_of(int i) {
   return i % 2;
@@ -88,15 +81,12 @@ static char *gcc_said(const char *src) {
 /* Compiles a model with a backend (gcc into out/cache, which must say
    nothing), in an arithmetic. */
 static Jit *compile(const Model *m, int backend, int fma) {
-  char err[2048], *said = NULL;
+  char *said = NULL;
   Buf src = unit(m, backend, fma);
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
-  if (j && backend == BACKEND_GCC)
+  Jit *j = util_jit(src.buf, backend, m->dtype, m->name);
+  if (backend == BACKEND_GCC)
     said = gcc_said(src.buf);
   free(src.buf);
-  if (!j)
-    fail_msg("%s: %s", m->name, err);
   if (said)
     fail_msg("%s: gcc -Wall -Wextra:\n%s", m->name, said);
   return j;
@@ -259,7 +249,7 @@ static void test_warnings(void **state) {
   static Model m;
   static Ir ir;
   for (int i = 0; i < nmodels; i++) {
-    load(models[i], &m);
+    util_load(models[i], &m);
     ir_lower(&m, &ir);
     Buf tcc_unit = {0};
     emit_unit(&ir, BACKEND_TCC, &tcc_unit);
@@ -290,7 +280,7 @@ static void test_bitwise(void **state) {
   for (int i = 0; i < nmodels; i++) {
     if (!util_mine(i))
       continue;
-    load(models[i], &m);
+    util_load(models[i], &m);
     Jit *jt = compile(&m, BACKEND_TCC, arith_of(i)), *jg = compile(&m, BACKEND_GCC, arith_of(i));
     const RtNet *t = jit_net(jt), *g = jit_net(jg);
     double lt[STEPS], lg[STEPS], et, eg;
@@ -402,7 +392,7 @@ static void test_fma_warning(void **state) {
   const char *plain[] = {"-O2", NULL}, *native[] = {"-O2", "-march=native", NULL};
   const char *warning = "built without FMA instructions";
   const char *c = util_path(tmp, "warn_trainer.c");
-  load("models/bn_relu.json", &m);
+  util_load("models/bn_relu.json", &m);
   for (int fma = 0; fma < 2; fma++) {
     Buf b = {0};
     ir_lower(&m, &ir);
@@ -425,7 +415,7 @@ static void test_fma_warning(void **state) {
 /* In process: init and 20 steps twice with one seed, once with another. */
 static void seeds_in_process(const char *path) {
   static Model m;
-  load(path, &m);
+  util_load(path, &m);
   Jit *j = compile(&m, BACKEND_TCC, ARITH_FMA);
   const RtNet *net = jit_net(j);
   double loss[STEPS], el;

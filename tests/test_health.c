@@ -60,7 +60,6 @@ static void tiny_model(Model *m, int act, int in, int h, int out, int batch) {
 static Jit *compile(const Model *m, int backend, const char *from, const char *to) {
   static Ir ir;
   Buf src = {0};
-  char err[2048];
   ir_lower(m, &ir);
   emit_unit(&ir, backend, &src);
   if (from) {
@@ -70,11 +69,8 @@ static Jit *compile(const Model *m, int backend, const char *from, const char *t
     memmove(at + strlen(to), at + strlen(from), strlen(at + strlen(from)) + 1);
     memcpy(at, to, strlen(to)); /* to is not longer than from */
   }
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
+  Jit *j = util_jit(src.buf, backend, m->dtype, m->name);
   free(src.buf);
-  if (!j)
-    fail_msg("%s: %s", m->name, err);
   return j;
 }
 

@@ -55,27 +55,16 @@ static char *models[UTIL_MAX_FILES];    /* every model file               */
 static int nmodels;
 static RtSet mnist;                     /* data/mnist's training set      */
 
-/* Loads a model file, or fails. */
-static void load(const char *path, Model *m) {
-  char err[2048];
-  if (fe_load(path, m, err, sizeof err))
-    fail_msg("%s", err);
-}
-
 /* ---- state ---- */
 
 /* A model's code, compiled with a backend (gcc into out/cache). */
 static Jit *compile(const Model *m, int backend) {
   static Ir ir;
-  char err[2048];
   Buf src = {0};
   ir_lower(m, &ir);
   emit_unit(&ir, BACKEND_GCC, &src);
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
+  Jit *j = util_jit(src.buf, backend, m->dtype, m->name);
   free(src.buf);
-  if (!j)
-    fail_msg("%s: %s", m->name, err);
   return j;
 }
 
@@ -122,7 +111,7 @@ static void state_moves(const char *path) {
   char err[1024];
   double a[12], b[12], sa = 0, sb = 0;
   long ca = 0, cb = 0, at = 0, other = 40 * 32;
-  load(path, &m);
+  util_load(path, &m);
   Jit *alone = compile(&m, BACKEND_TCC), *t = compile(&m, BACKEND_TCC),
       *g = compile(&m, BACKEND_GCC);
   const RtNet *na = jit_net(alone), *nt = jit_net(t), *ng = jit_net(g);
@@ -154,8 +143,8 @@ static void test_state_mismatch(void **state) {
   (void)state;
   static Model a, b;
   char err[1024];
-  load("models/bn_relu.json", &a);
-  load("tests/models/silu_rmsprop.json", &b);
+  util_load("models/bn_relu.json", &a);
+  util_load("tests/models/silu_rmsprop.json", &b);
   Jit *ja = compile(&a, BACKEND_TCC), *jb = compile(&b, BACKEND_TCC);
   assert_int_equal(tier_copy_state(jit_net(ja), jit_net(jb), err, sizeof err), -1);
   print_message("  %s\n", err);
@@ -282,7 +271,7 @@ static void switched(const char *model, int batches, int epochs, long calls, con
 static int batches_for(const char *model) {
   static Model m;
   char err[1024];
-  load(model, &m);
+  util_load(model, &m);
   return rt_recipe_check(&m.recipe, mnist.n, m.batch_size, 0, 2, 4, err, sizeof err) ? 20 : 4;
 }
 

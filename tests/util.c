@@ -172,6 +172,21 @@ int util_drop_root(void) {
          setresuid(65534, 65534, 65534) || geteuid() == 0 ? -1 : 0;
 }
 
+void util_load(const char *path, Model *m) {
+  char err[2048];
+  if (fe_load(path, m, err, sizeof err))
+    fail_msg("%s", err);
+}
+
+Jit *util_jit(const char *src, int backend, int dtype, const char *what) {
+  char err[2048];
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src, dtype, err, sizeof err)
+                                  : jit_gcc(src, "out/cache", err, sizeof err);
+  if (!j)
+    fail_msg("%s: %s", what, err);
+  return j;
+}
+
 const RtTensor *util_tensor(const RtNet *net, const char *name) {
   for (int i = 0; i < net->ntensors; i++)
     if (!strcmp(net->tensors[i].name, name))

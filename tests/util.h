@@ -11,7 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include "../rt/rt.h"
+#include "../mlpc.h"
 
 enum { UTIL_MAX_FILES = 512, UTIL_PATHS = 16 };
 
@@ -58,6 +58,11 @@ int util_idx4_set(const char *dir, int ntrain, int ntest, int channels, int side
 /* Sets element k (in row-major order) of tensor name in the safetensors
    file path to v, in the tensor's dtype (F32, F64 or I64); 0 or -1. */
 int util_poke_weight(const char *path, const char *name, long k, double v);
+/* Loads a model file into m, or fails the test. */
+void util_load(const char *path, Model *m);
+/* Compiles src with backend, tcc or gcc (its objects into out/cache),
+   for a model of dtype, or fails the test naming what. */
+Jit *util_jit(const char *src, int backend, int dtype, const char *what);
 /* The tensor of net called name ("fc1.weight"), or fails the test. */
 const RtTensor *util_tensor(const RtNet *net, const char *name);
 /* Makes a fresh directory /tmp/mlpc-NAME-XXXXXX into buf; 0 or -1. */

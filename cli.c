@@ -1,6 +1,6 @@
 /*
  * cli.c — the command line's table (cli.h) and the checks every flag
- * goes through, for a model (main.c) and a study (study/study.c) alike.
+ * goes through, for a model (main.c) and a study (study/driver.c) alike.
  * What the flags then mean is theirs.
  */
 #include <limits.h>

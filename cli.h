@@ -1,7 +1,7 @@
 /*
  * cli.h — the command line: every flag once, in one table, with what it
  * takes, what it is for and what it serves. main.c reads a model's flags
- * with it and study/study.c a study's, so that both refuse the same
+ * with it and study/driver.c a study's, so that both refuse the same
  * things with the same words: an unknown flag, a missing value, a flag
  * given twice, a flag for the other kind of file, a flag that serves no
  * action given, a path longer than the system takes.

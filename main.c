@@ -2,8 +2,8 @@
  * main.c — the driver. The whole pipeline is here, one stage a line:
  *
  *   load (frontend/load.c) → check (the same) → lower (codegen/ir.c)
- *   → emit (codegen/emit.c) → compile (runtime/jit.c: tcc or gcc)
- *   → run (runtime/train.c)
+ *   → emit (codegen/emit.c) → compile (backend/jit.c: tcc or gcc)
+ *   → run (rt/train.c)
  *
  * Exit status: 0 success, 2 bad input (model file, flags, data), 1 the rest.
  */
@@ -328,7 +328,7 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   return j;
 }
 
-/* Starts a tiered run (runtime/tier.c), saying which code it starts on. */
+/* Starts a tiered run (backend/tier.c), saying which code it starts on. */
 static Tier *start_tiered(const Ir *ir, FILE *info) {
   char err[2048];
   Buf src = {0};
@@ -434,7 +434,7 @@ int main(int argc, char **argv) {
 #endif
   const char *file = find_model(argc, argv);
   if (st_is_study(file))
-    return st_main(file, argc, argv);  /* study/study.c: many runs */
+    return st_main(file, argc, argv);  /* study/driver.c: many runs */
   if (st_mpi_ranks())
     die_input("error: under mpirun, mlpc runs studies only (docs/cluster.md)");
   parse_args(argc, argv, &A, &m);

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stddef.h>
 #include "frontend/model.h"
-#include "runtime/rt.h"
+#include "rt/rt.h"
 
 /* ---- codegen/ir.c: the model lowered to a list of layers ---- */
 
@@ -46,7 +46,7 @@ typedef struct {
                         or "layers[2]"                                    */
 } Layer;
 
-/* The dense kernels' arithmetics (runtime/kernels.h), by Ir.fma: X(enum,
+/* The dense kernels' arithmetics (rt/kernels.h), by Ir.fma: X(enum,
    name). fma, the default, adds each term with fma(a, b, acc), rounded
    once; strict (--strict) as acc + a·b, rounded twice. The two differ in
    the last bits; within either, every backend gives the same bits. */
@@ -54,9 +54,7 @@ typedef struct {
   X(ARITH_STRICT, "strict")     \
   X(ARITH_FMA,    "fma")
 
-#define ENUM1_(e, ...) e,
 enum { ARITHMETICS(ENUM1_) NARITHMETICS };
-#undef ENUM1_
 extern const char *const arith_names[NARITHMETICS];
 
 typedef struct {
@@ -115,7 +113,7 @@ size_t emit_static_bytes(const Ir *ir);
 #define EMIT_MAX_STATIC (((size_t)1 << 31) - ((size_t)1 << 26))
 /* Refuses, with a message in err, a model over EMIT_MAX_STATIC; 0 or -1. */
 int emit_check_size(const Ir *ir, char *err, size_t errlen);
-/* runtime/rmath.h's text: the math whose bits are mlpc's own. */
+/* rt/rmath.h's text: the math whose bits are mlpc's own. */
 const char *emit_rmath(void);
 /* Whether a layer is a BatchNorm that a one-sample batch gives one value
    a channel, so that such a training batch is skipped: BatchNorm1d,
@@ -132,7 +130,7 @@ int emit_has_batchnorm(const Ir *ir);
 int emit_inference(const Ir *ir, const RtNet *net, const char *hname, Buf *c, Buf *h,
                    char *err, size_t errlen);
 
-/* ---- runtime/weights.c: safetensors weight files ---- */
+/* ---- backend/weights.c: safetensors weight files ---- */
 
 /* Writes every parameter and buffer of net (not gradients or optimizer
    state) under PyTorch's names. */
@@ -141,7 +139,7 @@ int rt_save_weights(const RtNet *net, const char *path, char *err, size_t errlen
    and shape must fit the model. */
 int rt_load_weights(const RtNet *net, const char *path, char *err, size_t errlen);
 
-/* ---- runtime/file.c: output files written whole ---- */
+/* ---- backend/file.c: output files written whole ---- */
 
 /* Writes into f; 0 or an errno value. */
 typedef int (*RtWriteFn)(FILE *f, const void *ctx);
@@ -160,24 +158,22 @@ int rt_write_text(const char *path, const void *data, size_t len, char *err, siz
    status 1, so that no output is lost without a word. */
 void rt_check_stdout(void);
 
-/* ---- runtime/jit.c: the backends ---- */
+/* ---- backend/jit.c: the backends ---- */
 
-/* tiered: tcc's code at once, gcc's when it is ready (runtime/tier.c),
+/* tiered: tcc's code at once, gcc's when it is ready (backend/tier.c),
    the default when gcc is on PATH. */
 #define BACKENDS(X)            \
   X(BACKEND_TCC,    "tcc")     \
   X(BACKEND_GCC,    "gcc")     \
   X(BACKEND_TIERED, "tiered")
 
-#define ENUM1_(e, ...) e,
 enum { BACKENDS(ENUM1_) NBACKENDS };
-#undef ENUM1_
 extern const char *const backend_names[NBACKENDS];
 
 typedef struct Jit Jit;
 
-/* runtime/kernels.c: the kernels compiled into mlpc, for tcc's code, by
-   the names generated code calls (runtime/kernels.h): X(name) */
+/* backend/kernels.c: the kernels compiled into mlpc, for tcc's code, by
+   the names generated code calls (rt/kernels.h): X(name) */
 #define RT_KERNELS(X) \
   X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
   X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) \
@@ -185,7 +181,7 @@ typedef struct Jit Jit;
   X(maxpool2d_relu_forward) X(maxpool2d_relu_backward) \
   X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) X(bn2d_backward) X(clip_norm) \
   X(clip_scale) X(xent_smooth) X(xent_smooth_backward)
-/* and act_NAME, act_NAME_back for each activation of runtime/acts.h */
+/* and act_NAME, act_NAME_back for each activation of rt/acts.h */
 
 typedef void (*KernelFn)(void);
 typedef struct {
@@ -259,7 +255,7 @@ void jit_note_fma(int fma);
 /* The gcc flags in use (docs/backends.md). */
 extern const char *const jit_gcc_flags[];
 
-/* ---- runtime/tier.c: tiered execution ---- */
+/* ---- backend/tier.c: tiered execution ---- */
 
 /* A run's code: tcc's now, gcc's once its object is ready. */
 typedef struct Tier Tier;

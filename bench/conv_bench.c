@@ -4,7 +4,7 @@
  * → maxpool 2 → conv 32 3x3 pad 1 → BatchNorm2d → relu → maxpool 2 →
  * linear 10, batch 32, float32, the fma arithmetic.
  *
- * The kernels of runtime/kernels.h are inlined here with constant sizes,
+ * The kernels of rt/kernels.h are inlined here with constant sizes,
  * as the gcc backend inlines them, and also called through the copies
  * compiled into mlpc for tcc's code (variable sizes). The rate is that of
  * gemm_rate's register-blocked microkernel on data in L1: the roofline a
@@ -39,9 +39,9 @@ typedef float real;
 #ifndef M_2_SQRTPI
 #define M_2_SQRTPI 0x1.20dd750429b6dp+0
 #endif
-#include "../runtime/rmath.h"
-#include "../runtime/acts.h"
-#include "../runtime/kernels.h"
+#include "../rt/rmath.h"
+#include "../rt/acts.h"
+#include "../rt/kernels.h"
 #ifndef CONV_BENCH_ALONE
 #include "../mlpc.h"
 #endif

@@ -1,6 +1,6 @@
 /*
- * act.c — every activation, one unit: runtime/acts.h's formulas, which
- * runtime/kernels.h expands into act_NAME and act_NAME_back, as the text
+ * act.c — every activation, one unit: rt/acts.h's formulas, which
+ * rt/kernels.h expands into act_NAME and act_NAME_back, as the text
  * that the training code shows in comments, inference C computes and the
  * health figures test.
  */

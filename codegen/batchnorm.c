@@ -2,7 +2,7 @@
  * batchnorm.c — BatchNorm1d, per feature over the batch, and BatchNorm2d,
  * per channel over the batch and the (H, W) positions; batch statistics
  * in training (biased variance), running statistics in evaluation. The
- * arithmetic is runtime/kernels.h's bn_forward and bn_backward (1d) and
+ * arithmetic is rt/kernels.h's bn_forward and bn_backward (1d) and
  * bn2d_forward and bn2d_backward. Inference C folds a BatchNorm1d into a
  * linear layer right before it, and otherwise computes the evaluation
  * mode.

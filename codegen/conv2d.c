@@ -2,7 +2,7 @@
  * conv2d.c — the 2-d convolution, y = conv(x, W) + b (nn.Conv2d with
  * groups 1 and dilation 1; "bias": false drops b): x (B, C, H, W), W
  * (O, C, KH, KW) in PyTorch's layout, y (B, O, OH, OW), zeros padded on
- * each side. The arithmetic is runtime/kernels.h's conv2d_forward and
+ * each side. The arithmetic is rt/kernels.h's conv2d_forward and
  * conv2d_backward; every size is a constant of the call.
  */
 #include <stdio.h>
@@ -75,9 +75,9 @@ static void emit(Ctx *c) {
    BatchNorm2d after it (or none) folded in: W' = W·s, b' = (b - mean)·s +
    beta, channel by channel. */
 static int infer_weights(Inf *I, const Layer *l) {
-  int O = l->y.c, i = (int)(l - I->ir->layers);
+  int O = l->y.c;
   long K = (long)l->x.c * l->spec.kernel[0] * l->spec.kernel[1];
-  const Layer *bn = i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1) ? l + 1 : NULL;
+  const Layer *bn = inf_folded_norm(I, l);
   const RtTensor *w = inf_find(I, l, "weight");
   const RtTensor *bias = l->spec.bias ? inf_find(I, l, "bias") : NULL;
   double *wf = inf_doubles(O * K), *b = inf_doubles(O);
@@ -94,10 +94,7 @@ static int infer_weights(Inf *I, const Layer *l) {
   snprintf(what, sizeof what, "(%d, %d, %d, %d): %s.weight%s", O, l->x.c, l->spec.kernel[0],
            l->spec.kernel[1], l->tname, bn ? ", norm folded in" : "");
   int rc = inf_array(I, name, what, wf, O * K, 0);
-  snprintf(name, sizeof name, "%s_bias", l->cname);
-  snprintf(what, sizeof what, "(%d): %s%s%s", O, bias ? l->tname : "no bias",
-           bias ? ".bias" : "", bn ? ", norm folded in" : "");
-  rc = rc ? rc : inf_array(I, name, what, b, O, 0);
+  rc = rc ? rc : inf_bias(I, l, b, O, bn);
   free(wf);
   free(b);
   return rc;
@@ -112,10 +109,10 @@ static void infer_forward(Inf *I, const Layer *l) {
   const char *mac = I->ir->fma
                         ? "acc = FMA(x[(c * %d + ih) * %d + iw], w[(c * %d + kh) * %d + kw], acc);"
                         : "acc += x[(c * %d + ih) * %d + iw] * w[(c * %d + kh) * %d + kw];";
-  int i = (int)(l - I->ir->layers);
   char note[96] = "";
-  if (i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1))
-    snprintf(note, sizeof note, " with %s (BatchNorm2d, eval) folded in", l[1].cname);
+  const Layer *bn = inf_folded_norm(I, l);
+  if (bn)
+    snprintf(note, sizeof note, " with %s (BatchNorm2d, eval) folded in", bn->cname);
   char what[192];
   snprintf(what, sizeof what, "%s: Conv2d%s, x (%d, %d, %d) -> y (%d, %d, %d)", k, note, l->x.c,
            l->x.h, l->x.w, l->y.c, l->y.h, l->y.w);

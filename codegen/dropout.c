@@ -3,7 +3,7 @@
  * probability p and the rest scaled by 1/(1 − p), as PyTorch does; in
  * evaluation, and in inference C, the identity. The masks come from a
  * stream of mlpc's own, a function of the run's seed, the step and the
- * layer (runtime/kernels.h's drop_key and drop_forward), so every backend
+ * layer (rt/kernels.h's drop_key and drop_forward), so every backend
  * and the trainer draw the same ones.
  */
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * through emitf: tensors as static arrays with constant sizes, one
  * forward and one backward function per layer side by side, the
  * optimizer, the training step and evaluation, and the RtNet table the
- * runtime drives it through (runtime/net.h).
+ * runtime drives it through (rt/net.h).
  *
  * The output is deterministic: the same model gives the same bytes.
  * Numbers are written as hex floats, so every compiler reads back exactly
@@ -225,7 +225,7 @@ static void emit_activation_decls(Gen *g) {
 
 /* ---- layers: forward and backward side by side ---- */
 
-/* runtime/rmath.h's text, for inference C (codegen/infer.c). */
+/* rt/rmath.h's text, for inference C (codegen/infer.c). */
 const char *emit_rmath(void) { return rmath_h; }
 
 /* Every layer's pair of functions, in forward order, each unit's own. */
@@ -336,7 +336,7 @@ static void emit_opt_consts(Gen *g) {
 }
 
 /* The update of one tensor, for the model's optimizer: a call of its
-   kernel (runtime/kernels.h) on tensor p, its gradient dp, and up to three
+   kernel (rt/kernels.h) on tensor p, its gradient dp, and up to three
    state tensors s0..s2 (opt_state_fields); absent state is passed as 0,
    those it leaves unused are cast to void (emit_unused_state). */
 static void emit_sgd(Gen *g) {

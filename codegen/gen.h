@@ -4,7 +4,7 @@
  *
  * A layer kind is one unit, one file: codegen/linear.c, batchnorm.c
  * (BatchNorm1d and 2d), layernorm.c, dropout.c, conv2d.c, pool.c (max and
- * average), flatten.c, act.c (every activation, from runtime/acts.h) and
+ * average), flatten.c, act.c (every activation, from rt/acts.h) and
  * loss.c. A unit says its parameters and buffers with their PyTorch
  * names (plan), its scratch buffers (decls), its forward and backward
  * functions side by side (emit), its inference code (infer_weights,
@@ -173,6 +173,12 @@ int inf_folded(const Ir *ir, int i);
 /* BatchNorm bn's evaluation transform of feature or channel c,
    y = (x - mean)·s + beta, with s = γ/√(running_var + eps), in double. */
 void inf_bn_terms(Inf *I, const Layer *bn, int c, double *mean, double *s, double *beta);
+/* The BatchNorm folded into layer l (linear or conv2d): the layer after
+   it when inf_folded says so, else NULL. */
+const Layer *inf_folded_norm(const Inf *I, const Layer *l);
+/* Writes l's bias array NAME_bias, the o values b (b' with the norm bn
+   folded in, or none), with its comment; inf_array's status. */
+int inf_bias(Inf *I, const Layer *l, const double *b, int o, const Layer *bn);
 /* codegen/act.c: the activation formulas as text, for inference C. */
 const char *act_forward_text(int type);
 /* The bits 1 << RT_SATURATED ... of the figures it does not define. */

@@ -16,9 +16,9 @@
  *
  * This file is the driver; each layer kind's code comes from its unit
  * (codegen/gen.h). Every layer computes in the order and the arithmetic
- * mlpc's own code does (the linear layer as runtime/kernels.h's mm_xw,
+ * mlpc's own code does (the linear layer as rt/kernels.h's mm_xw,
  * each term added as acc + x·w or fma(x, w, acc) as the Ir's arithmetic
- * says; the activations from runtime/acts.h's formulas), so without
+ * says; the activations from rt/acts.h's formulas), so without
  * folding the logits are mlpc's bit for bit; folding rounds differently
  * (docs/inference.md).
  */
@@ -104,10 +104,10 @@ static void emit_entries(Inf *I) {
 
 /* ---- the files ---- */
 
-/* The math functions runtime/acts.h's formulas call. */
+/* The math functions rt/acts.h's formulas call. */
 static const struct {
   const char *call, *fn;
-  const char *own; /* runtime/rmath.h's float version, which mlpc computes with */
+  const char *own; /* rt/rmath.h's float version, which mlpc computes with */
 } maths[] = {
   {"mm_exp(", "exp", "rm_expf"}, {"mm_tanh(", "tanh", "rm_tanhf"}, {"ERF(", "erf", 0},
 };

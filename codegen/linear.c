@@ -1,6 +1,6 @@
 /*
  * linear.c — the linear layer, y = x·Wᵀ + b (nn.Linear; "bias": false
- * drops b). W is stored transposed, as wt (in, out) (runtime/kernels.h).
+ * drops b). W is stored transposed, as wt (in, out) (rt/kernels.h).
  * In inference C a BatchNorm right after it is folded into W and b.
  */
 #include <math.h>
@@ -67,6 +67,20 @@ int inf_folded(const Ir *ir, int i) {
   return (k == L_BATCHNORM && before == L_LINEAR) || (k == L_BATCHNORM2D && before == L_CONV2D);
 }
 
+const Layer *inf_folded_norm(const Inf *I, const Layer *l) {
+  int i = (int)(l - I->ir->layers);
+  return i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1) ? l + 1 : NULL;
+}
+
+int inf_bias(Inf *I, const Layer *l, const double *b, int o, const Layer *bn) {
+  char name[48], what[128];
+  int bias = l->spec.bias;
+  snprintf(name, sizeof name, "%s_bias", l->cname);
+  snprintf(what, sizeof what, "(%d): %s%s%s", o, bias ? l->tname : "no bias",
+           bias ? ".bias" : "", bn ? ", norm folded in" : "");
+  return inf_array(I, name, what, b, o, 0);
+}
+
 void inf_bn_terms(Inf *I, const Layer *bn, int c, double *mean, double *s, double *beta) {
   double var = inf_at(inf_find(I, bn, "running_var"), c);
   *mean = inf_at(inf_find(I, bn, "running_mean"), c);
@@ -78,8 +92,8 @@ void inf_bn_terms(Inf *I, const Layer *bn, int c, double *mean, double *s, doubl
    the BatchNorm after it (or none) folded in: W' = W·s,
    b' = (b - mean)·s + beta. */
 static int infer_weights(Inf *I, const Layer *l) {
-  int In = l->in, O = l->out, i = (int)(l - I->ir->layers);
-  const Layer *bn = i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1) ? l + 1 : NULL;
+  int In = l->in, O = l->out;
+  const Layer *bn = inf_folded_norm(I, l);
   const RtTensor *w = inf_find(I, l, "weight");
   const RtTensor *bias = l->spec.bias ? inf_find(I, l, "bias") : NULL;
   double *wt = inf_doubles((long)In * O), *b = inf_doubles(O);
@@ -96,10 +110,7 @@ static int infer_weights(Inf *I, const Layer *l) {
   snprintf(what, sizeof what, "(%d, %d): %s.weight transposed%s", In, O, l->tname,
            bn ? ", norm folded in" : "");
   int rc = inf_array(I, name, what, wt, (long)In * O, 0);
-  snprintf(name, sizeof name, "%s_bias", l->cname);
-  snprintf(what, sizeof what, "(%d): %s%s%s", O, bias ? l->tname : "no bias",
-           bias ? ".bias" : "", bn ? ", norm folded in" : "");
-  rc = rc ? rc : inf_array(I, name, what, b, O, 0);
+  rc = rc ? rc : inf_bias(I, l, b, O, bn);
   free(wt);
   free(b);
   return rc;
@@ -108,12 +119,13 @@ static int infer_weights(Inf *I, const Layer *l) {
 /* y = x·W'ᵀ + b', summed as mm_xw sums (bias first, then the inputs in
    order, zero inputs skipped), in the Ir's arithmetic. */
 static void infer_forward(Inf *I, const Layer *l) {
-  int In = l->in, O = l->out, i = (int)(l - I->ir->layers);
+  int In = l->in, O = l->out;
   const char *mac = I->ir->fma ? "y[o] = FMA(xi, w[o], y[o]);" : "y[o] += xi * w[o];";
   const char *k = l->cname;
   char note[96] = "";
-  if (i + 1 < I->ir->nlayers && inf_folded(I->ir, i + 1))
-    snprintf(note, sizeof note, " with %s (BatchNorm1d, eval) folded in", l[1].cname);
+  const Layer *bn = inf_folded_norm(I, l);
+  if (bn)
+    snprintf(note, sizeof note, " with %s (BatchNorm1d, eval) folded in", bn->cname);
   char what[192];
   snprintf(what, sizeof what, "%s: Linear(%d, %d)%s, x (%d) -> y (%d)", k, In, O, note, In, O);
   gen_comment(I->b, 0, what);

@@ -1,6 +1,6 @@
 /*
  * loss.c — cross-entropy over the logits, through log-sum-exp
- * (runtime/kernels.h's xent_forward and xent_backward): forward returns
+ * (rt/kernels.h's xent_forward and xent_backward): forward returns
  * the summed loss of the n rows and counts the rows whose arg max is the
  * label. It closes every model; inference C has no loss. Under label
  * smoothing, training (loss_train_forward, and loss_backward) takes

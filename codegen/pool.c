@@ -1,7 +1,7 @@
 /*
  * pool.c — max and average pooling over windows of a sample's (H, W)
  * planes, each channel alone (nn.MaxPool2d, nn.AvgPool2d: no padding,
- * floor mode). The arithmetic is runtime/kernels.h's maxpool2d_* and
+ * floor mode). The arithmetic is rt/kernels.h's maxpool2d_* and
  * avgpool2d_*: the maximum with PyTorch's rule for ties and NaN, the
  * window's sum divided by its size.
  */

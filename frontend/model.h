@@ -10,8 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../runtime/acts.h"
-#include "../runtime/net.h"
+#include "../rt/acts.h"
+#include "../rt/net.h"
 
 #define MAX_HIDDEN 16   /* hidden layers at most                      */
 #define MAX_LAYERS 64   /* entries of "layers" at most                */
@@ -25,7 +25,7 @@
   X(NORM_BATCH, "batchnorm")     \
   X(NORM_LAYER, "layernorm")
 
-/* Activations: ACTS(X) in runtime/acts.h, X(enum, name, default
+/* Activations: ACTS(X) in rt/acts.h, X(enum, name, default
    parameter or 0, formulas...) */
 
 /* The keys an entry of "layers" may take besides "type" (frontend/load.c's
@@ -77,6 +77,8 @@
   X(DT_F32, "float32", "float")    \
   X(DT_F64, "float64", "double")
 
+/* The enum of an X-macro list's rows, first arguments in order:
+   enum { LIST(ENUM1_) NLIST }; (mlpc.h, study/study.h use it too). */
 #define ENUM1_(e, ...) e,
 enum { NORMS(ENUM1_) NNORMS };
 enum { ACTS(ENUM1_) NACTS };
@@ -87,7 +89,6 @@ enum { LAYER_KINDS(LK_ENUM_) LK_ACT, NLAYER_KINDS = LK_ACT + NACTS };
 enum { LAYER_KEYS(ENUM1_) NLAYER_KEYS };
 enum { OPTS(ENUM1_) NOPTS };
 enum { DTYPES(ENUM1_) NDTYPES };
-#undef ENUM1_
 
 extern const char *const norm_names[NNORMS];
 extern const char *const act_names[NACTS];

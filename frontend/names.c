@@ -2,7 +2,7 @@
  * names.c — the names the model format accepts for each kind, the
  * activations' default parameters, and each layer kind's keys and
  * defaults, derived from the X-macro lists in
- * model.h, net.h and runtime/acts.h (nothing is listed twice).
+ * model.h, net.h and rt/acts.h (nothing is listed twice).
  */
 #include "model.h"
 

@@ -8,7 +8,7 @@
  * runs still to come, in the order they will be handed out. A code that
  * no run needs any more has its build stopped. The workers hear when an
  * object is ready, and move their runs to it at the next step boundary
- * (runtime/tier.c); a build that fails leaves its runs on tcc.
+ * (backend/tier.c); a build that fails leaves its runs on tcc.
  */
 #include <stdio.h>
 #include <stdlib.h>

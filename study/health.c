@@ -49,9 +49,7 @@
   X(K_GRAD,      1, "grad_norm",    "gradient norm of %s")                 \
   X(K_UPDATE,    1, "update_ratio", "update ratio of %s")
 
-#define ENUM1_(e, ...) e,
 enum { KEY_FIGURES(ENUM1_) NKEYS };
-#undef ENUM1_
 
 static const struct {
   int weight;
@@ -729,9 +727,7 @@ static void standing(StDoc *d, const StFigs *f, const int *rank, int nrank, int 
                  "its weights move slower: its update ratio is at most 1/%g of the "  \
                  "base's, and below %g")
 
-#define ENUM1_(e, ...) e,
 enum { CRITERIA(ENUM1_) NCRITERIA };
-#undef ENUM1_
 
 static const char *const criterion_words[2][NCRITERIA] = {
 #define BETTER_(e, better, worse) better,

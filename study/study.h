@@ -11,7 +11,7 @@
  *   health.c; statistics in stats.c), one document (doc.c) written as
  *   report.md and report.html (html.c)
  *
- * study.c holds the driver, `mlpc STUDY.json --run`.
+ * driver.c holds the driver, `mlpc STUDY.json --run`.
  */
 #ifndef MLPC_STUDY_H
 #define MLPC_STUDY_H
@@ -30,9 +30,7 @@
   X(ST_ONE_FACTOR, "one_factor")     \
   X(ST_GRID,       "grid")
 
-#define ENUM1_(e, ...) e,
 enum { ST_MODES(ENUM1_) ST_NMODES };
-#undef ENUM1_
 extern const char *const st_mode_names[ST_NMODES];
 
 /* One experiment: the base model with some keys replaced. */
@@ -441,9 +439,7 @@ void st_mpi_end(void);
   X(ST_VAL_LOSS,   "val_loss")        \
   X(ST_VAL_ACC,    "val_acc")
 
-#define ENUM1_(e, ...) e,
 enum { ST_FIGURES(ENUM1_) ST_NFIGS };
-#undef ENUM1_
 extern const char *const st_figure_names[ST_NFIGS];
 
 /* One run of an experiment, as the database holds it. */
@@ -513,9 +509,7 @@ int st_report(sqlite3 *db, const StPlan *p, const char *dir, FILE *term,
   X(ST_DOC_TABLE)     /* a table, its first row the header             */ \
   X(ST_DOC_FIGURE)    /* a plot: "![title](NAME.png)", in HTML NAME.svg */
 
-#define ENUM1_(e, ...) e,
 enum { ST_DOC_BLOCKS(ENUM1_) ST_DOC_NBLOCKS };
-#undef ENUM1_
 
 /* Inline text: plain, strong ("**"), code ("`") or a link. */
 enum { ST_SPAN_TEXT, ST_SPAN_STRONG, ST_SPAN_CODE, ST_SPAN_LINK };
@@ -760,7 +754,7 @@ int st_adaptive_next(StPlan *p, sqlite3 *db, int *said, FILE *term, char *err,
    established. */
 void st_adaptive_report(const StFigs *f, StDoc *d, FILE *term);
 
-/* ---- study.c: the driver ---- */
+/* ---- driver.c: the driver ---- */
 
 /* `mlpc STUDY.json --run [options]`; returns the exit status. */
 int st_main(const char *file, int argc, char **argv);

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "util.h"
 
 #ifndef MLPC_BIN
 #error "MLPC_BIN: the path of the mlpc binary (tests/CMakeLists.txt)"
@@ -67,14 +68,9 @@ __attribute__((unused)) static void sleep_s(double s) {
 
 /* Reads a whole text file into a new string ("" if absent). */
 static char *read_all(const char *path) {
-  FILE *f = fopen(path, "rb");
-  char *buf = calloc(1, 1 << 20);
-  if (f) {
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = 0;
-    fclose(f);
-  }
-  return buf;
+  size_t len;
+  char *text = util_slurp(path, &len);
+  return text ? text : calloc(1, 1);
 }
 
 /* Whether the text file at path holds s. */

@@ -2,7 +2,7 @@
  * test_backends.c — the backends and the standalone trainer agree, and
  * the generated code is clean, for every model in models/ and
  * tests/models/ (which between them use every activation, norm,
- * optimizer and dtype), in both arithmetics (runtime/kernels.h: strict
+ * optimizer and dtype), in both arithmetics (rt/kernels.h: strict
  * and fma, the models taking turns, so that each arithmetic meets float32
  * and float64, BatchNorm and LayerNorm):
  *
@@ -50,24 +50,6 @@ static RtSet mnist;                     /* data/mnist's training set      */
 
 /* ---- helpers ---- */
 
-typedef struct {
-  char s[160];
-} Path;
-
-/* A path in the temporary directory. */
-static Path tmp_path(const char *name) {
-  Path p;
-  snprintf(p.s, sizeof p.s, "%s/%s", tmp, name);
-  return p;
-}
-
-/* Loads a model file, or fails. */
-static void load(const char *path, Model *m) {
-  char err[2048];
-  if (fe_load(path, m, err, sizeof err))
-    fail_msg("%s", err);
-}
-
 /* The arithmetic model i of a list takes: strict and fma in turn. */
 static int arith_of(int i) {
   return i % 2;
@@ -99,15 +81,12 @@ static char *gcc_said(const char *src) {
 /* Compiles a model with a backend (gcc into out/cache, which must say
    nothing), in an arithmetic. */
 static Jit *compile(const Model *m, int backend, int fma) {
-  char err[2048], *said = NULL;
+  char *said = NULL;
   Buf src = unit(m, backend, fma);
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
-  if (j && backend == BACKEND_GCC)
+  Jit *j = util_jit(src.buf, backend, m->dtype, m->name);
+  if (backend == BACKEND_GCC)
     said = gcc_said(src.buf);
   free(src.buf);
-  if (!j)
-    fail_msg("%s: %s", m->name, err);
   if (said)
     fail_msg("%s: gcc -Wall -Wextra:\n%s", m->name, said);
   return j;
@@ -135,10 +114,10 @@ static void drop_seconds(char *text) {
 
 /* The JSON Lines stdout of a command, seconds dropped. */
 static char *json_lines(const char *const *argv) {
-  Path out = tmp_path("stdout"), err = tmp_path("stderr");
-  run_ok(argv, out.s, err.s);
+  const char *out = util_path(tmp, "stdout"), *err = util_path(tmp, "stderr");
+  run_ok(argv, out, err);
   size_t len;
-  char *text = util_slurp(out.s, &len);
+  char *text = util_slurp(out, &len);
   assert_non_null(text);
   drop_seconds(text);
   return text;
@@ -270,7 +249,7 @@ static void test_warnings(void **state) {
   static Model m;
   static Ir ir;
   for (int i = 0; i < nmodels; i++) {
-    load(models[i], &m);
+    util_load(models[i], &m);
     ir_lower(&m, &ir);
     Buf tcc_unit = {0};
     emit_unit(&ir, BACKEND_TCC, &tcc_unit);
@@ -301,7 +280,7 @@ static void test_bitwise(void **state) {
   for (int i = 0; i < nmodels; i++) {
     if (!util_mine(i))
       continue;
-    load(models[i], &m);
+    util_load(models[i], &m);
     Jit *jt = compile(&m, BACKEND_TCC, arith_of(i)), *jg = compile(&m, BACKEND_GCC, arith_of(i));
     const RtNet *t = jit_net(jt), *g = jit_net(jg);
     double lt[STEPS], lg[STEPS], et, eg;
@@ -363,23 +342,26 @@ static void test_trainer(void **state) {
     "models/cnn.json", "tests/models/cnn_mixed.json", /* convolutions; the last runs below */
   };
   enum { N = sizeof chosen / sizeof chosen[0] };
-  Path c = tmp_path("trainer.c"), exe = tmp_path("trainer"), err = tmp_path("stderr");
+  char c[256], exe[256], err[256]; /* kept across the loop: util_path's ring is reused */
+  snprintf(c, sizeof c, "%s", util_path(tmp, "trainer.c"));
+  snprintf(exe, sizeof exe, "%s", util_path(tmp, "trainer"));
+  snprintf(err, sizeof err, "%s", util_path(tmp, "stderr"));
   for (int i = 0; i < N; i++) {
     if (!util_mine(i))
       continue;
     const char *arith = arith_of(i) ? "--fma" : "--strict", *cc[20];
-    const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c.s, arith, NULL};
-    const char *tr[] = {exe.s, "--max-batches", "20", "--epochs", "2", "--json", NULL};
+    const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c, arith, NULL};
+    const char *tr[] = {exe, "--max-batches", "20", "--epochs", "2", "--json", NULL};
     const char *run[] = {MLPC_BIN, chosen[i], "--run", "--backend", "gcc", "--max-batches",
                          "20", "--epochs", "2", "--json", arith, NULL};
-    run_ok(emit, NULL, err.s);
-    build_line(c.s, exe.s, cc, 16);
+    run_ok(emit, NULL, err);
+    build_line(c, exe, cc, 16);
     int n = 0;
     while (cc[n])
       n++;
     const char *strict[] = {"-Wall", "-Wextra", "-Werror", NULL};
     memcpy(cc + n, strict, sizeof strict); /* a warning fails the build */
-    run_ok(cc, NULL, err.s);
+    run_ok(cc, NULL, err);
     char *a = json_lines(tr), *b = json_lines(run);
     assert_non_null(strstr(a, "\"epoch\": 2"));
     same_text(chosen[i], a, b);
@@ -389,12 +371,12 @@ static void test_trainer(void **state) {
   if (!util_mine(N - 1))
     return;
   /* output that cannot be written is an error, as mlpc's own */
-  const char *help[] = {exe.s, "--help", NULL}, *full[] = {exe.s, "--max-batches", "2",
+  const char *help[] = {exe, "--help", NULL}, *full[] = {exe, "--max-batches", "2",
                                                            "--epochs", "1", "--json", NULL};
   for (int k = 0; k < 2; k++) {
-    assert_int_equal(util_run(k ? full : help, "/dev/full", err.s), 1);
+    assert_int_equal(util_run(k ? full : help, "/dev/full", err), 1);
     size_t len;
-    char *said = util_slurp(err.s, &len);
+    char *said = util_slurp(err, &len);
     assert_non_null(strstr(said, "trainer: error: cannot write the standard output"));
     free(said);
   }
@@ -409,20 +391,20 @@ static void test_fma_warning(void **state) {
   static Ir ir;
   const char *plain[] = {"-O2", NULL}, *native[] = {"-O2", "-march=native", NULL};
   const char *warning = "built without FMA instructions";
-  Path c = tmp_path("warn_trainer.c");
-  load("models/bn_relu.json", &m);
+  const char *c = util_path(tmp, "warn_trainer.c");
+  util_load("models/bn_relu.json", &m);
   for (int fma = 0; fma < 2; fma++) {
     Buf b = {0};
     ir_lower(&m, &ir);
     ir.fma = fma;
     emit_trainer(&ir, &b);
-    assert_int_equal(util_write(c.s, b.buf, b.len), 0);
+    assert_int_equal(util_write(c, b.buf, b.len), 0);
     free(b.buf);
 #if defined(__x86_64__) || defined(__i386__)
-    assert_int_equal(util_cc_says(c.s, plain, warning), fma);
+    assert_int_equal(util_cc_says(c, plain, warning), fma);
 #endif
     if (jit_cpu_fma())
-      assert_int_equal(util_cc_says(c.s, native, warning), 0);
+      assert_int_equal(util_cc_says(c, native, warning), 0);
     else
       print_message("  this CPU has no FMA instructions: -march=native is not checked\n");
   }
@@ -433,7 +415,7 @@ static void test_fma_warning(void **state) {
 /* In process: init and 20 steps twice with one seed, once with another. */
 static void seeds_in_process(const char *path) {
   static Model m;
-  load(path, &m);
+  util_load(path, &m);
   Jit *j = compile(&m, BACKEND_TCC, ARITH_FMA);
   const RtNet *net = jit_net(j);
   double loss[STEPS], el;
@@ -466,14 +448,14 @@ static void test_seeds(void **state) {
   (void)state;
   const char *path = "tests/models/bn_leaky_adamw.json";
   seeds_in_process(path);
-  Path wa = tmp_path("a.safetensors"), wb = tmp_path("b.safetensors"),
-       wc = tmp_path("c.safetensors");
-  char *a = seeded_run(path, "11", wa.s), *b = seeded_run(path, "11", wb.s),
-       *c = seeded_run(path, "12", wc.s);
+  const char *wa = util_path(tmp, "a.safetensors"), *wb = util_path(tmp, "b.safetensors"),
+             *wc = util_path(tmp, "c.safetensors");
+  char *a = seeded_run(path, "11", wa), *b = seeded_run(path, "11", wb),
+       *c = seeded_run(path, "12", wc);
   same_text("two runs with seed 11", a, b);
   assert_string_not_equal(a, c);
   size_t la, lb, lc;
-  char *fa = util_slurp(wa.s, &la), *fb = util_slurp(wb.s, &lb), *fc = util_slurp(wc.s, &lc);
+  char *fa = util_slurp(wa, &la), *fb = util_slurp(wb, &lb), *fc = util_slurp(wc, &lc);
   assert_true(fa && fb && fc);
   assert_true(la == lb && !memcmp(fa, fb, la));
   assert_true(la == lc && memcmp(fa, fc, la));
@@ -496,24 +478,24 @@ static void write_tiny_set(const char *prefix, int n) {
   unsigned char *p = put_u32(put_u32(put_u32(put_u32(buf, 0x803), n), 4), 4);
   for (int i = 0; i < n * 16; i++)
     *p++ = (unsigned char)(i * 37 % 251);
-  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", tmp_path("tiny").s, prefix);
+  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", util_path(tmp, "tiny"), prefix);
   assert_int_equal(util_write(path, buf, p - buf), 0);
   p = put_u32(put_u32(buf, 0x801), n);
   for (int i = 0; i < n; i++)
     *p++ = (unsigned char)(i % 10);
-  snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", tmp_path("tiny").s, prefix);
+  snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", util_path(tmp, "tiny"), prefix);
   assert_int_equal(util_write(path, buf, p - buf), 0);
 }
 
 /* Writes a 16-8-10 model with the given norm on tmp/tiny; its path. */
-static Path tiny_model(const char *norm) {
+static const char *tiny_model(const char *norm) {
   char text[512];
-  Path path = tmp_path(norm);
+  const char *path = util_path(tmp, norm);
   int n = snprintf(text, sizeof text,
                    "{\"name\": \"tiny\", \"input\": 16, \"hidden\": [8], \"output\": 10,"
                    " \"norm\": \"%s\", \"batch_size\": 32, \"epochs\": 2,"
-                   " \"data\": \"%s\"}\n", norm, tmp_path("tiny").s);
-  assert_int_equal(util_write(path.s, text, n), 0);
+                   " \"data\": \"%s\"}\n", norm, util_path(tmp, "tiny"));
+  assert_int_equal(util_write(path, text, n), 0);
   return path;
 }
 
@@ -522,16 +504,16 @@ static void test_one_sample(void **state) {
   (void)state;
   const char *note = "mlpc: note: skipped 2 one-sample training batch(es): "
                      "BatchNorm needs at least 2 samples";
-  assert_int_equal(mkdir(tmp_path("tiny").s, 0777), 0);
+  assert_int_equal(mkdir(util_path(tmp, "tiny"), 0777), 0);
   write_tiny_set("train", 33);
   write_tiny_set("t10k", 33); /* and a test batch of one */
   for (int k = 0; k < 2; k++) {
     const char *norm = k ? "layernorm" : "batchnorm";
-    Path model = tiny_model(norm);
-    const char *argv[] = {MLPC_BIN, model.s, "--run", "--backend", "tcc", "--json", NULL};
+    const char *model = tiny_model(norm);
+    const char *argv[] = {MLPC_BIN, model, "--run", "--backend", "tcc", "--json", NULL};
     char *out = json_lines(argv), *err;
     size_t len;
-    err = util_slurp(tmp_path("stderr").s, &len);
+    err = util_slurp(util_path(tmp, "stderr"), &len);
     print_message("  %s:\n%s%s", norm, out, err);
     assert_null(strstr(out, "nan"));
     assert_non_null(strstr(out, "\"epoch\": 2"));

@@ -1,5 +1,5 @@
 /*
- * test_cli.c — the command line (cli.c, main.c, study/study.c): every
+ * test_cli.c — the command line (cli.c, main.c, study/driver.c): every
  * flag does what it says or is an error, exit 2, with a message naming
  * the flag, and writes nothing:
  *
@@ -268,13 +268,11 @@ static int teardown(void **state) {
   return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cases),
     cmocka_unit_test(test_model_untouched),
     cmocka_unit_test(test_header),
   };
-  if (chdir(MLPC_SOURCE_DIR))
-    perror(MLPC_SOURCE_DIR);
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return util_run_tests(tests, setup, teardown, argc, argv);
 }

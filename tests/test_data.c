@@ -1,6 +1,6 @@
 /*
  * test_data.c — data directories of NumPy arrays and of CSV files
- * (runtime/npy.c, runtime/csv.c, runtime/data.c).
+ * (rt/npy.c, rt/csv.c, rt/data.c).
  *
  * NumPy: files written by Debian's python3-numpy (tests/arrays/gen.py,
  * committed) load with every value right: uint8 samples as bytes, float32
@@ -37,7 +37,7 @@
 #include <zlib.h>
 #include <cmocka.h>
 #include <jansson.h>
-#include "../runtime/rt.h"
+#include "../rt/rt.h"
 #include "util.h"
 
 #ifndef MLPC_BIN

@@ -48,15 +48,6 @@
 
 static char tmp[64];
 
-/* A path in the temporary directory. */
-static const char *tmp_path(const char *name) {
-  static char buf[8][200];
-  static int next;
-  char *p = buf[next++ % 8];
-  snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
-  return p;
-}
-
 /* ---- allocation failures ---- */
 
 /* The frontend on one model file: load and an override (--lr, or
@@ -146,7 +137,7 @@ static int front_child(const char *path, long k, const char *log) {
 static void fail_each(const char *path, long *returned, long *ended) {
   static Model m;
   char err[2048];
-  const char *log = tmp_path("child-stderr");
+  const char *log = util_path(tmp, "child-stderr");
   long held = fe_alloc_live();
   fe_alloc_fail_at(0);
   assert_int_equal(front(path, &m, err, sizeof err), 0);
@@ -198,11 +189,11 @@ static void test_alloc(void **state) {
    path. */
 static const char *tiny_study(void) {
   char text[512];
-  const char *path = tmp_path("study.json");
+  const char *path = util_path(tmp, "study.json");
   int n = snprintf(text, sizeof text, "{\"name\": \"tiny\", \"base\": {\"input\": 16, "
                    "\"hidden\": [8], \"activation\": \"relu\", \"data\": \"%s\"}, "
                    "\"vary\": {\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1, 2]}\n",
-                   tmp_path("tiny"));
+                   util_path(tmp, "tiny"));
   assert_int_equal(util_write(path, text, n), 0);
   return path;
 }
@@ -268,9 +259,9 @@ static int run(const char *const *argv, const Env *env) {
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
-    int out = open(env && env->out ? env->out : tmp_path("stdout"),
+    int out = open(env && env->out ? env->out : util_path(tmp, "stdout"),
                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = open(tmp_path("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(util_path(tmp, "stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1), dup2(err, 2);
     if ((env && env->cwd && chdir(env->cwd)) || (env && env->nobody && util_drop_root()))
       _exit(126);
@@ -292,7 +283,7 @@ static int run(const char *const *argv, const Env *env) {
 /* Fails unless stderr holds want. */
 static void says(const char *want) {
   size_t len;
-  char *msg = util_slurp(tmp_path("stderr"), &len);
+  char *msg = util_slurp(util_path(tmp, "stderr"), &len);
   if (!msg || !strstr(msg, want))
     fail_msg("stderr lacks '%s':\n%s", want, msg ? msg : "(none)");
   free(msg);
@@ -320,16 +311,16 @@ static void no_temporaries(const char *dir) {
 /* Writes a data set of n 4x4 images (train and t10k alike) to tmp/NAME;
    the first pixel of every image is 0. */
 static void tiny_data(const char *name, int n) {
-  mkdir(tmp_path(name), 0700);
-  assert_int_equal(util_idx_set(tmp_path(name), n, n, 4), 0);
+  mkdir(util_path(tmp, name), 0700);
+  assert_int_equal(util_idx_set(util_path(tmp, name), n, n, 4), 0);
 }
 
 /* A 16-8-10 model on tmp/tiny; its path. */
 static const char *tiny_model(void) {
   char text[512];
-  const char *path = tmp_path("tiny.json");
+  const char *path = util_path(tmp, "tiny.json");
   int n = snprintf(text, sizeof text, "{\"input\": 16, \"hidden\": [8], \"epochs\": 2, "
-                   "\"data\": \"%s\"}\n", tmp_path("tiny"));
+                   "\"data\": \"%s\"}\n", util_path(tmp, "tiny"));
   assert_int_equal(util_write(path, text, n), 0);
   return path;
 }
@@ -339,8 +330,8 @@ static const char *tiny_model(void) {
 /* A trainer or weights that do not fit: the old file stays whole. */
 static void test_disk_full(void **state) {
   (void)state;
-  const char *old = "what was there before\n", *out = tmp_path("t.c"),
-             *w = tmp_path("w.safetensors");
+  const char *old = "what was there before\n", *out = util_path(tmp, "t.c"),
+             *w = util_path(tmp, "w.safetensors");
   Env full = {NULL, 4096, NULL, 0};
   assert_int_equal(util_write(out, old, strlen(old)), 0);
   const char *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit", out, NULL};
@@ -380,7 +371,7 @@ static void test_unwritable(void **state) {
   }
   /* a device is written in place, never renamed over (through a link
      in tmp, so that a failure replaces the link, not the device) */
-  const char *dev = tmp_path("null");
+  const char *dev = util_path(tmp, "null");
   struct stat st;
   assert_int_equal(symlink("/dev/null", dev), 0);
   const char *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit", dev, NULL};
@@ -390,10 +381,10 @@ static void test_unwritable(void **state) {
   assert_int_equal(run(save, NULL), 0);
   assert_true(lstat(dev, &st) == 0 && S_ISLNK(st.st_mode));
   /* the gcc backend's cache, where out/ is a file */
-  const char *dir = tmp_path("cwd");
+  const char *dir = util_path(tmp, "cwd");
   char model[4096];
   mkdir(dir, 0700);
-  assert_int_equal(util_write(tmp_path("cwd/out"), "x", 1), 0);
+  assert_int_equal(util_write(util_path(tmp, "cwd/out"), "x", 1), 0);
   snprintf(model, sizeof model, "%s/%s", MLPC_SOURCE_DIR, "models/bn_relu.json");
   const char *gcc[] = {MLPC_BIN, model, "--run", "--backend", "gcc", NULL};
   Env in_dir = {dir, 0, NULL, 0};
@@ -406,8 +397,8 @@ static void test_unwritable(void **state) {
    the temporary directory opened to others for it. */
 static void test_read_only_dir(void **state) {
   (void)state;
-  const char *ro = tmp_path("ro"), *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit",
-                                               tmp_path("ro/t.c"), NULL};
+  const char *ro = util_path(tmp, "ro"), *emit[] = {MLPC_BIN, "models/bn_relu.json", "--emit",
+                                               util_path(tmp, "ro/t.c"), NULL};
   Env nobody = {NULL, 0, NULL, 1};
   assert_int_equal(mkdir(ro, 0555), 0);
   assert_int_equal(chmod(tmp, 0711), 0);
@@ -415,7 +406,7 @@ static void test_read_only_dir(void **state) {
   assert_int_equal(chmod(tmp, 0700), 0);
   assert_int_equal(status, 1);
   says("ro/t.c: cannot write: Permission denied");
-  assert_int_not_equal(access(tmp_path("ro/t.c"), F_OK), 0);
+  assert_int_not_equal(access(util_path(tmp, "ro/t.c"), F_OK), 0);
 }
 
 /* Standard output on a full device: every command path (help, version,
@@ -423,11 +414,11 @@ static void test_read_only_dir(void **state) {
    so, where output to /dev/null exits 0. */
 static void test_stdout_full(void **state) {
   (void)state;
-  char model[200], study[200], db[200], out[200];  /* tmp_path's ring is reused */
+  char model[200], study[200], db[200], out[200];  /* util_path's ring is reused */
   snprintf(model, sizeof model, "%s", tiny_model());
   snprintf(study, sizeof study, "%s", tiny_study());
-  snprintf(db, sizeof db, "%s", tmp_path("full.sqlite"));
-  snprintf(out, sizeof out, "%s", tmp_path("full"));
+  snprintf(db, sizeof db, "%s", util_path(tmp, "full.sqlite"));
+  snprintf(out, sizeof out, "%s", util_path(tmp, "full"));
   const char *const cmds[][10] = {
     {MLPC_BIN, "--help"},
     {MLPC_BIN, "--version"},
@@ -463,13 +454,13 @@ static size_t read_line(int fd, char *buf, size_t len) {
 static void test_data_gone(void **state) {
   (void)state;
   char model[512], line[512];
-  const char *w = tmp_path("gone.safetensors");
+  const char *w = util_path(tmp, "gone.safetensors");
   tiny_data("moved", 1000); /* epochs long enough to stop the run in */
   int n = snprintf(model, sizeof model, "{\"input\": 16, \"hidden\": [256, 256], \"epochs\": 3,"
-                   " \"batch_size\": 2, \"data\": \"%s\"}\n", tmp_path("moved"));
-  assert_int_equal(util_write(tmp_path("gone.json"), model, n), 0);
-  const char *argv[] = {MLPC_BIN, tmp_path("gone.json"), "--run", "--backend", "tcc", "--json",
-                        "--save-weights", w, NULL};
+                   " \"batch_size\": 2, \"data\": \"%s\"}\n", util_path(tmp, "moved"));
+  assert_int_equal(util_write(util_path(tmp, "gone.json"), model, n), 0);
+  const char *argv[] = {MLPC_BIN, util_path(tmp, "gone.json"), "--run", "--backend", "tcc",
+                        "--json", "--save-weights", w, NULL};
   int fds[2];
   assert_int_equal(pipe(fds), 0);
   pid_t pid = fork();
@@ -488,8 +479,8 @@ static void test_data_gone(void **state) {
   kill(pid, SIGSTOP);
   assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
   assert_true(WIFSTOPPED(status)); /* still training: the rest is not vacuous */
-  util_rmtree(tmp_path("moved"));
-  assert_int_not_equal(access(tmp_path("moved"), F_OK), 0);
+  util_rmtree(util_path(tmp, "moved"));
+  assert_int_not_equal(access(util_path(tmp, "moved"), F_OK), 0);
   kill(pid, SIGCONT);
   int later = 0;
   while (read_line(fds[0], line, sizeof line))
@@ -500,7 +491,7 @@ static void test_data_gone(void **state) {
   assert_int_equal(later, 2);
   assert_int_equal(access(w, R_OK), 0);
 
-  const char *again[] = {MLPC_BIN, tmp_path("gone.json"), "--run", "--backend", "tcc", NULL};
+  const char *again[] = {MLPC_BIN, util_path(tmp, "gone.json"), "--run", "--backend", "tcc", NULL};
   assert_int_equal(run(again, NULL), 2);
   says("moved: no such directory");
 }
@@ -522,13 +513,13 @@ static void test_data_memory(void **state) {
 
 /* Writes a 16-8-10 model on tmp/tiny with the given keys (JSON, after a
    comma), and weights for it from one epoch, with element k of tensor
-   name set to v; the model's path (tmp_path's: use it at once). */
+   name set to v; the model's path (util_path's: use it at once). */
 static const char *poked_model(const char *file, const char *keys, const char *name, long k,
                                double v) {
   char text[512];
-  const char *path = tmp_path(file), *w = tmp_path("poked.safetensors");
+  const char *path = util_path(tmp, file), *w = util_path(tmp, "poked.safetensors");
   int n = snprintf(text, sizeof text, "{\"input\": 16, \"hidden\": [8], \"epochs\": 2, "
-                   "\"data\": \"%s\", %s}\n", tmp_path("tiny"), keys);
+                   "\"data\": \"%s\", %s}\n", util_path(tmp, "tiny"), keys);
   assert_int_equal(util_write(path, text, n), 0);
   const char *save[] = {MLPC_BIN, path, "--run", "--backend", "tcc", "--epochs", "1",
                         "--save-weights", w, NULL};
@@ -540,7 +531,7 @@ static const char *poked_model(const char *file, const char *keys, const char *n
 /* The last line of stdout, which must hold each of the strings given. */
 static void last_line_says(const char *want, ...) {
   size_t len;
-  char *out = util_slurp(tmp_path("stdout"), &len), *last = out;
+  char *out = util_slurp(util_path(tmp, "stdout"), &len), *last = out;
   for (char *p = out; p && *p; p++)
     if (*p == '\n' && p[1])
       last = p + 1;
@@ -562,8 +553,8 @@ static void last_line_says(const char *want, ...) {
 static void test_nonfinite(void **state) {
   (void)state;
   char w[200], out[200];
-  snprintf(w, sizeof w, "%s", tmp_path("poked.safetensors"));
-  snprintf(out, sizeof out, "%s", tmp_path("never.safetensors"));
+  snprintf(w, sizeof w, "%s", util_path(tmp, "poked.safetensors"));
+  snprintf(out, sizeof out, "%s", util_path(tmp, "never.safetensors"));
   const char *m = poked_model("nan.json", "\"norm\": \"none\"", "fc1.weight", 3, NAN);
   const char *load[] = {MLPC_BIN, m, "--run", "--backend", "tcc", "--load-weights", w, NULL};
   assert_int_equal(run(load, NULL), 2);
@@ -607,12 +598,12 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  chmod(tmp_path("ro"), 0700);
+  chmod(util_path(tmp, "ro"), 0700);
   util_rmtree(tmp);
   return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_alloc_status),
     cmocka_unit_test(test_alloc),
@@ -625,9 +616,5 @@ int main(void) {
     cmocka_unit_test(test_data_memory),
     cmocka_unit_test(test_nonfinite),
   };
-#ifdef MLPC_SOURCE_DIR
-  if (chdir(MLPC_SOURCE_DIR))
-    perror(MLPC_SOURCE_DIR);
-#endif
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return util_run_tests(tests, setup, teardown, argc, argv);
 }

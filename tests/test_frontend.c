@@ -25,20 +25,6 @@
 
 /* ---- helpers ---- */
 
-/* Reads a small text file, without its final newline; NULL if absent. */
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  static char buf[8192];
-  if (!f)
-    return NULL;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  while (n > 0 && buf[n - 1] == '\n')
-    n--;
-  buf[n] = '\0';
-  return buf;
-}
-
 /* Formats a path into a static buffer. */
 static const char *pathf(const char *fmt, ...) {
   static char buf[1024];
@@ -47,12 +33,6 @@ static const char *pathf(const char *fmt, ...) {
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   return buf;
-}
-
-/* Whether MLPC_REGEN asks to rewrite this case's expectation. */
-static int regen(const char *base) {
-  const char *r = getenv("MLPC_REGEN");
-  return r && (!strcmp(r, "all") || !strcmp(r, base));
 }
 
 /* Writes a case's expected message. */
@@ -77,11 +57,11 @@ static int run_error_case(const char *json) {
     printf("%s: loaded, but should have been refused\n", json);
     return 1;
   }
-  if (regen(base)) {
+  if (util_regen(base)) {
     write_expect(expect_path, err);
     return 0;
   }
-  const char *want = slurp(expect_path);
+  const char *want = util_text(expect_path);
   if (want && !strcmp(want, err))
     return 0;
   printf("%s:\n- %s\n+ %s\n", json, want ? want : "(no .expect file)", err);
@@ -412,7 +392,7 @@ static void test_names(void **state) {
 }
 
 /* Runs from the source directory, where the cases are. */
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_names),
     cmocka_unit_test(test_errors),
@@ -430,9 +410,5 @@ int main(void) {
     cmocka_unit_test(test_override_keeps_model),
     cmocka_unit_test(test_override_no_effect),
   };
-#ifdef MLPC_SOURCE_DIR
-  if (chdir(MLPC_SOURCE_DIR))
-    perror(MLPC_SOURCE_DIR);
-#endif
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return util_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -59,19 +59,10 @@ static void restore_extra(void) {
     unsetenv("MLPC_GCC_EXTRA_FLAGS");
 }
 
-/* A path in the temporary directory. */
-static const char *tmp_path(const char *name) {
-  static char buf[8][200];
-  static int next;
-  char *p = buf[next++ % 8];
-  snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
-  return p;
-}
-
 /* Writes a stand-in gcc into tmp/NAME/gcc with the given mode; returns
    the directory. */
 static const char *fake_gcc(const char *name, const char *script, mode_t mode) {
-  const char *dir = tmp_path(name);
+  const char *dir = util_path(tmp, name);
   char file[256];
   mkdir(dir, 0700);
   snprintf(file, sizeof file, "%s/gcc", dir);
@@ -92,7 +83,7 @@ static Jit *compile_with(const char *bindir, const char *cache, char *err, size_
 /* Compiling with bindir's gcc fails with a message holding want. */
 static void fails_with(const char *bindir, const char *want) {
   char err[2048] = "";
-  Jit *j = compile_with(bindir, tmp_path("cache-fail"), err, sizeof err);
+  Jit *j = compile_with(bindir, util_path(tmp, "cache-fail"), err, sizeof err);
   if (j)
     fail_msg("compiled, expected: %s", want);
   if (!strstr(err, want))
@@ -104,7 +95,7 @@ static void fails_with(const char *bindir, const char *want) {
 
 static void test_missing(void **state) {
   (void)state;
-  fails_with(tmp_path("empty"), "cannot run gcc: not found on PATH (install gcc, or use "
+  fails_with(util_path(tmp, "empty"), "cannot run gcc: not found on PATH (install gcc, or use "
              "--backend tcc)");
   fails_with("/nonexistent", "cannot run gcc: not found on PATH");
 }
@@ -145,12 +136,12 @@ static void test_command(void **state) {
                         "--backend", "gcc", NULL};
   setenv("PATH", "/nonexistent", 1);
   assert_int_equal(chdir(tmp), 0);
-  int status = util_run(argv, NULL, tmp_path("stderr"));
+  int status = util_run(argv, NULL, util_path(tmp, "stderr"));
   assert_int_equal(chdir(MLPC_SOURCE_DIR), 0);
   setenv("PATH", path0, 1);
   assert_int_equal(status, 1);
   size_t len;
-  char *msg = util_slurp(tmp_path("stderr"), &len);
+  char *msg = util_slurp(util_path(tmp, "stderr"), &len);
   assert_non_null(strstr(msg, "mlpc: error: cannot run gcc: not found on PATH"));
   free(msg);
 }
@@ -162,16 +153,16 @@ static void test_extra_flags(void **state) {
   (void)state;
   char script[512], err[2048], want[1024];
   snprintf(script, sizeof script, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\n"
-           "exec /usr/bin/env PATH=\"%s\" gcc \"$@\"\n", tmp_path("args"), path0);
+           "exec /usr/bin/env PATH=\"%s\" gcc \"$@\"\n", util_path(tmp, "args"), path0);
   const char *dir = fake_gcc("record", script, 0755);
   setenv("MLPC_GCC_EXTRA_FLAGS", " -DX=1\t-DY=$(touch${IFS}" MARK ");`id`  -Wno-unused ", 1);
-  Jit *j = compile_with(dir, tmp_path("cache-extra"), err, sizeof err);
+  Jit *j = compile_with(dir, util_path(tmp, "cache-extra"), err, sizeof err);
   restore_extra();
   if (!j)
     fail_msg("%s", err);
   jit_free(j);
   size_t len, n = 0;
-  char *args = util_slurp(tmp_path("args"), &len);
+  char *args = util_slurp(util_path(tmp, "args"), &len);
   for (const char *const *f = jit_gcc_flags; *f; f++)
     n += snprintf(want + n, sizeof want - n, "%s\n", *f);
   snprintf(want + n, sizeof want - n, "-DX=1\n-DY=$(touch${IFS}" MARK ");`id`\n-Wno-unused\n");
@@ -185,7 +176,7 @@ static void test_extra_flags(void **state) {
 static void test_cache_key(void **state) {
   (void)state;
   char err[2048];
-  const char *cache = tmp_path("cache-key");
+  const char *cache = util_path(tmp, "cache-key");
   char more[1100];
   snprintf(more, sizeof more, "%s -DMLPC_TEST_FLAG=1", extra0 ? extra0 : "");
   Jit *a = jit_gcc(src, cache, err, sizeof err);
@@ -215,7 +206,7 @@ static void test_private(void **state) {
   (void)state;
   char err[2048];
   struct stat st;
-  const char *cache = tmp_path("cache-private");
+  const char *cache = util_path(tmp, "cache-private");
   Jit *j = jit_gcc(src, cache, err, sizeof err);
   assert_non_null(j);
   jit_free(j);
@@ -230,8 +221,8 @@ static void test_private(void **state) {
     assert_null(jit_gcc(src, cache, err, sizeof err));
     assert_non_null(strstr(err, "not private (owner uid 65534"));
   }
-  assert_int_equal(util_write(tmp_path("file"), "x", 1), 0);
-  assert_null(jit_gcc(src, tmp_path("file"), err, sizeof err));
+  assert_int_equal(util_write(util_path(tmp, "file"), "x", 1), 0);
+  assert_null(jit_gcc(src, util_path(tmp, "file"), err, sizeof err));
   assert_non_null(strstr(err, "file: not a directory"));
 }
 
@@ -239,7 +230,7 @@ static void test_private(void **state) {
 static void test_damaged(void **state) {
   (void)state;
   char err[2048], so[256];
-  const char *cache = tmp_path("cache-damaged");
+  const char *cache = util_path(tmp, "cache-damaged");
   Jit *j = jit_gcc(src, cache, err, sizeof err);
   assert_non_null(j);
   jit_free(j);
@@ -261,7 +252,7 @@ static void test_damaged(void **state) {
 static void test_stale_temporaries(void **state) {
   (void)state;
   char err[2048], dead[32], live[32];
-  const char *cache = tmp_path("cache-stale");
+  const char *cache = util_path(tmp, "cache-stale");
   pid_t gone = fork();
   if (gone == 0)
     _exit(0);
@@ -387,7 +378,7 @@ static void test_killed_mlpc(void **state) {
   snprintf(script, sizeof script, "#!/bin/sh\nsleep 1000 &\nexec /usr/bin/env PATH=\"%s\" "
            "gcc \"$@\"\n", path0);
   const char *bindir = fake_gcc("lingers", script, 0755);
-  snprintf(study, sizeof study, "%s", tmp_path("s.json"));
+  snprintf(study, sizeof study, "%s", util_path(tmp, "s.json"));
   const char *text = "{\"name\": \"s\", \"base\": {\"hidden\": [8], \"epochs\": 1}, "
                      "\"vary\": {\"activation\": [\"tanh\", \"relu\"]}, \"seeds\": [1]}\n";
   assert_int_equal(util_write(study, text, strlen(text)), 0);
@@ -397,7 +388,8 @@ static void test_killed_mlpc(void **state) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   for (int i = 0; i < 8; i++) {
     int sig = i % 2 ? SIGTERM : SIGKILL;
-    snprintf(dir, sizeof dir, "%s-%d", tmp_path(i % 4 < 2 ? "killed-run" : "killed-study"), i);
+    snprintf(dir, sizeof dir, "%s-%d",
+             util_path(tmp, i % 4 < 2 ? "killed-run" : "killed-study"), i);
     mkdir(dir, 0700);
     run[4] = st[4] = i < 4 ? "gcc" : "tiered";
     if (i >= 4) /* a tiered run waits for gcc before its first step */
@@ -427,7 +419,7 @@ static void test_build_stopped(void **state) {
   (void)state;
   char err[2048], path[4096], *names[UTIL_MAX_FILES];
   const char *bindir = fake_gcc("endless", "#!/bin/sh\nsleep 1000 &\nexec sleep 1000\n", 0755);
-  const char *cache = tmp_path("cache-stopped");
+  const char *cache = util_path(tmp, "cache-stopped");
   int fds[2];
   assert_int_equal(pipe(fds), 0); /* a descriptor of mlpc's, not close-on-exec */
   prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -460,8 +452,8 @@ static void test_build_stopped(void **state) {
 static void test_build_cached_only(void **state) {
   (void)state;
   char err[2048], script[512], path[4096];
-  const char *cache = tmp_path("cache-only");
-  snprintf(script, sizeof script, "#!/bin/sh\ntouch %s\nexit 1\n", tmp_path("ran"));
+  const char *cache = util_path(tmp, "cache-only");
+  snprintf(script, sizeof script, "#!/bin/sh\ntouch %s\nexit 1\n", util_path(tmp, "ran"));
   const char *bindir = fake_gcc("marks", script, 0755);
   snprintf(path, sizeof path, "%s:%s", bindir, path0);
   setenv("PATH", path, 1);
@@ -471,7 +463,7 @@ static void test_build_cached_only(void **state) {
   assert_int_equal(jit_build_poll(b, 1), JIT_FAILED);
   assert_non_null(strstr(jit_build_error(b), ".so: not in the cache"));
   jit_build_free(b);
-  assert_int_not_equal(access(tmp_path("ran"), F_OK), 0);
+  assert_int_not_equal(access(util_path(tmp, "ran"), F_OK), 0);
   Jit *j = jit_gcc(src, cache, err, sizeof err);
   assert_non_null(j);
   jit_free(j);
@@ -489,20 +481,20 @@ static void test_build_cached_only(void **state) {
 static void test_build_beside(void **state) {
   (void)state;
   char err[2048], script[512], path[4096];
-  snprintf(script, sizeof script, "#!/bin/sh\nnice > %s\nexit 1\n", tmp_path("nice.txt"));
+  snprintf(script, sizeof script, "#!/bin/sh\nnice > %s\nexit 1\n", util_path(tmp, "nice.txt"));
   const char *bindir = fake_gcc("niceness", script, 0755);
   int base = getpriority(PRIO_PROCESS, 0);
   snprintf(path, sizeof path, "%s:%s", bindir, path0);
   for (int beside = 0; beside < 2; beside++) {
     setenv("PATH", path, 1);
-    JitBuild *b = jit_build_start(src, tmp_path("cache-nice"), JIT_FRESH | (beside ? JIT_BESIDE
-                                  : 0), err, sizeof err);
+    JitBuild *b = jit_build_start(src, util_path(tmp, "cache-nice"),
+                                  JIT_FRESH | (beside ? JIT_BESIDE : 0), err, sizeof err);
     setenv("PATH", path0, 1);
     assert_non_null(b);
     assert_int_equal(jit_build_poll(b, 1), JIT_FAILED);
     jit_build_free(b);
     size_t len;
-    char *said = util_slurp(tmp_path("nice.txt"), &len);
+    char *said = util_slurp(util_path(tmp, "nice.txt"), &len);
     assert_non_null(said);
     int want = beside ? base + JIT_BESIDE_NICE : base;
     assert_int_equal(atoi(said), want > 19 ? 19 : want);
@@ -517,7 +509,7 @@ static int setup(void **state) {
   Buf b = {0};
   if (util_mkdtemp("gcc", tmp, sizeof tmp))
     return -1;
-  mkdir(tmp_path("empty"), 0700);
+  mkdir(util_path(tmp, "empty"), 0700);
   path0 = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
   extra0 = getenv("MLPC_GCC_EXTRA_FLAGS") ? strdup(getenv("MLPC_GCC_EXTRA_FLAGS")) : NULL;
   remove(MARK);
@@ -539,7 +531,7 @@ static int teardown(void **state) {
   return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_missing),    cmocka_unit_test(test_not_executable),
     cmocka_unit_test(test_fails),      cmocka_unit_test(test_killed),
@@ -550,9 +542,5 @@ int main(void) {
     cmocka_unit_test(test_build_stopped), cmocka_unit_test(test_build_cached_only),
     cmocka_unit_test(test_build_beside),
   };
-#ifdef MLPC_SOURCE_DIR
-  if (chdir(MLPC_SOURCE_DIR))
-    perror(MLPC_SOURCE_DIR);
-#endif
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return util_run_tests(tests, setup, teardown, argc, argv);
 }

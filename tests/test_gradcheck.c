@@ -46,6 +46,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "../mlpc.h"
+#include "util.h"
 
 enum { IN = 12, H1 = 5, H2 = 7, OUT = 4, BATCH = 5, SMALL = 3 };
 enum { IC = 2, IH = 6, IW = 5, IMAGE = IC * IH * IW }; /* the image cases' input */
@@ -181,14 +182,6 @@ static Jit *compile(const Model *m, const char *from, const char *to) {
   return j;
 }
 
-/* The tensor named name, or NULL. */
-static const RtTensor *find(const RtNet *net, const char *name) {
-  for (int i = 0; i < net->ntensors; i++)
-    if (!strcmp(net->tensors[i].name, name))
-      return &net->tensors[i];
-  return NULL;
-}
-
 /* ---- the check ---- */
 
 /* The error of g against fd, relative above FLOOR. */
@@ -219,9 +212,7 @@ static double difference(const RtNet *net, int n, double *w) {
 static double check_tensor(const RtNet *net, const RtTensor *p, int n) {
   char gname[128];
   snprintf(gname, sizeof gname, "%s.grad", p->name);
-  const RtTensor *d = find(net, gname);
-  if (!d)
-    fail_msg("%s: no tensor %s", p->name, gname);
+  const RtTensor *d = util_tensor(net, gname);
   assert_int_equal(d->dtype, RT_F64);
   assert_int_equal(rt_numel(d), rt_numel(p));
   long len = rt_numel(p);

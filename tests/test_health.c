@@ -37,17 +37,6 @@
 static char tmp[64];                 /* the temporary directory            */
 static RtSet mnist;                  /* data/mnist's training set          */
 
-typedef struct {
-  char s[160];
-} Path;
-
-/* A path in the temporary directory. */
-static Path tmp_path(const char *name) {
-  Path p;
-  snprintf(p.s, sizeof p.s, "%s/%s", tmp, name);
-  return p;
-}
-
 /* ---- models and tensors ---- */
 
 /* A float64 model in-H-out (H = 0: no hidden layer), no norm, SGD. */
@@ -71,7 +60,6 @@ static void tiny_model(Model *m, int act, int in, int h, int out, int batch) {
 static Jit *compile(const Model *m, int backend, const char *from, const char *to) {
   static Ir ir;
   Buf src = {0};
-  char err[2048];
   ir_lower(m, &ir);
   emit_unit(&ir, backend, &src);
   if (from) {
@@ -81,26 +69,14 @@ static Jit *compile(const Model *m, int backend, const char *from, const char *t
     memmove(at + strlen(to), at + strlen(from), strlen(at + strlen(from)) + 1);
     memcpy(at, to, strlen(to)); /* to is not longer than from */
   }
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
+  Jit *j = util_jit(src.buf, backend, m->dtype, m->name);
   free(src.buf);
-  if (!j)
-    fail_msg("%s: %s", m->name, err);
   return j;
-}
-
-/* The tensor named name, or fails. */
-static const RtTensor *tensor(const RtNet *net, const char *name) {
-  for (int k = 0; k < net->ntensors; k++)
-    if (!strcmp(net->tensors[k].name, name))
-      return &net->tensors[k];
-  fail_msg("no tensor %s", name);
-  return NULL;
 }
 
 /* Sets the values of a float64 tensor. */
 static void set(const RtNet *net, const char *name, const double *v, int n) {
-  const RtTensor *t = tensor(net, name);
+  const RtTensor *t = util_tensor(net, name);
   assert_int_equal(t->dtype, RT_F64);
   memcpy(t->data, v, sizeof(double) * n);
 }
@@ -403,11 +379,11 @@ static void test_tcc_gcc(void **state) {
 
 /* Runs argv; fails, showing its stderr, unless it exits 0. */
 static void run_ok(const char *const *argv, const char *out) {
-  Path err = tmp_path("stderr");
-  int status = util_run(argv, out, err.s);
+  const char *err = util_path(tmp, "stderr");
+  int status = util_run(argv, out, err);
   if (status) {
     size_t len;
-    char *msg = util_slurp(err.s, &len);
+    char *msg = util_slurp(err, &len);
     fail_msg("%s %s ... exited %d\n%s", argv[0], argv[1], status, msg ? msg : "");
   }
 }
@@ -448,10 +424,10 @@ static void drop_lines(char *text, const char *prefix) {
 
 /* The stdout of argv. */
 static char *output(const char *const *argv) {
-  Path out = tmp_path("stdout");
-  run_ok(argv, out.s);
+  const char *out = util_path(tmp, "stdout");
+  run_ok(argv, out);
   size_t len;
-  char *text = util_slurp(out.s, &len);
+  char *text = util_slurp(out, &len);
   assert_non_null(text);
   return text;
 }
@@ -489,19 +465,22 @@ static void test_same_training(void **state) {
     "models/seed_base.json", "tests/models/f64_bn_cumulative_nesterov.json",
     "tests/models/ln_elu_rmsprop_centered.json", "tests/models/bn_leaky_adamw.json",
   };
-  Path w0 = tmp_path("plain.safetensors"), w1 = tmp_path("health.safetensors");
-  Path c = tmp_path("trainer.c"), exe = tmp_path("trainer");
+  char w0[256], w1[256], c[256], exe[256]; /* kept across the loop: util_path's ring is reused */
+  snprintf(w0, sizeof w0, "%s", util_path(tmp, "plain.safetensors"));
+  snprintf(w1, sizeof w1, "%s", util_path(tmp, "health.safetensors"));
+  snprintf(c, sizeof c, "%s", util_path(tmp, "trainer.c"));
+  snprintf(exe, sizeof exe, "%s", util_path(tmp, "trainer"));
   for (size_t i = 0; i < sizeof chosen / sizeof chosen[0]; i++) {
-    char *plain = json_run(chosen[i], 0, "gcc", w0.s);
-    char *health = json_run(chosen[i], 1, "gcc", w1.s);
+    char *plain = json_run(chosen[i], 0, "gcc", w0);
+    char *health = json_run(chosen[i], 1, "gcc", w1);
     assert_non_null(strstr(health, "\"health\": {\"probe\": 32, "));
-    same_file(w0.s, w1.s);
-    char *tcc = json_run(chosen[i], 1, "tcc", w1.s);
+    same_file(w0, w1);
+    char *tcc = json_run(chosen[i], 1, "tcc", w1);
     drop_key(tcc, "seconds");
     drop_key(tcc, "train_seconds");
-    const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c.s, NULL};
-    const char *cc[] = {"cc", "-O2", c.s, "-o", exe.s, "-lm", "-lz", NULL};
-    const char *tr[] = {exe.s, "--max-batches", "25", "--epochs", "3", "--json", "--health",
+    const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c, NULL};
+    const char *cc[] = {"cc", "-O2", c, "-o", exe, "-lm", "-lz", NULL};
+    const char *tr[] = {exe, "--max-batches", "25", "--epochs", "3", "--json", "--health",
                         NULL};
     run_ok(emit, NULL);
     run_ok(cc, NULL);
@@ -572,8 +551,8 @@ static void test_output(void **state) {
   free(text);
   /* a study takes it, and changes nothing: its runs always record them */
   const char *study[] = {MLPC_BIN, "models/seed_study.json", "--dump-study", "--health", NULL};
-  Path err = tmp_path("stderr");
-  assert_int_equal(util_run(study, NULL, err.s), 0);
+  const char *err = util_path(tmp, "stderr");
+  assert_int_equal(util_run(study, NULL, err), 0);
 }
 
 /* A probe of one sample under BatchNorm cannot run (BatchNorm cannot
@@ -581,14 +560,14 @@ static void test_output(void **state) {
    (null), not numbers drawn from nothing; the weights' norms stay. */
 static void test_one_sample_probe(void **state) {
   (void)state;
-  Path data = tmp_path("one"), model = tmp_path("one.json");
+  const char *data = util_path(tmp, "one"), *model = util_path(tmp, "one.json");
   char text[512];
-  assert_int_equal(mkdir(data.s, 0700), 0);
-  assert_int_equal(util_idx_set(data.s, 1, 4, 4), 0);
+  assert_int_equal(mkdir(data, 0700), 0);
+  assert_int_equal(util_idx_set(data, 1, 4, 4), 0);
   snprintf(text, sizeof text, "{\"input\": 16, \"hidden\": [4], \"norm\": \"batchnorm\", "
-           "\"epochs\": 1, \"data\": \"%s\"}\n", data.s);
-  assert_int_equal(util_write(model.s, text, strlen(text)), 0);
-  const char *argv[] = {MLPC_BIN, model.s, "--run", "--json", "--health", "--backend", "tcc",
+           "\"epochs\": 1, \"data\": \"%s\"}\n", data);
+  assert_int_equal(util_write(model, text, strlen(text)), 0);
+  const char *argv[] = {MLPC_BIN, model, "--run", "--json", "--health", "--backend", "tcc",
                         NULL};
   char *out = output(argv), *nl = strchr(out, '\n');
   assert_non_null(nl);

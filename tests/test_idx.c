@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include <cmocka.h>
-#include "../runtime/rt.h"
+#include "../rt/rt.h"
 #include "util.h"
 
 #ifndef MLPC_SOURCE_DIR

@@ -6,7 +6,7 @@
  * expression of it (codegen/emit.c's act_code) is checked bit for bit
  * against its kernel; float32 and float64, one and two hidden layers),
  * in each arithmetic (strict and
- * fma, runtime/kernels.h): the model's unit is compiled
+ * fma, rt/kernels.h): the model's unit is compiled
  * with libtcc, plus an accessor for its logits buffer; a few training
  * steps move the weights and BatchNorm's running statistics; the weights
  * are saved; `mlpc MODEL --emit-inference digit.c --load-weights W` writes
@@ -242,7 +242,7 @@ static void add_name(const char **names, int *n, const char *name) {
 
 /* The functions digit.o may call, sorted, each followed by a space: its
    activations' math, LayerNorm's sqrt, and fmaf or fma in the fma
-   arithmetic. A float tanh or e^x is runtime/rmath.h's, compiled in. */
+   arithmetic. A float tanh or e^x is rt/rmath.h's, compiled in. */
 static const char *expected_calls(const Ir *ir, int fma) {
   static const char *const fn[NACTS] = {
     [ACT_TANH] = "tanh", [ACT_SIGMOID] = "exp", [ACT_SILU] = "exp",

@@ -52,15 +52,6 @@ enum { NHOSTILE = sizeof hostile / sizeof hostile[0] };
 
 static char tmp[64];
 
-/* A path in the temporary directory. */
-static const char *tmp_path(const char *name) {
-  static char buf[4][160];
-  static int next;
-  char *p = buf[next++ % 4];
-  snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
-  return p;
-}
-
 /* A small model holding s as its name and as its data directory. */
 static void hostile_model(Model *m, const char *s) {
   fe_defaults(m);
@@ -87,7 +78,7 @@ static void check_jit(int backend, int i) {
   ir_lower(&m, &ir);
   emit_unit(&ir, backend, &b);
   Jit *j = backend == BACKEND_TCC ? jit_tcc(b.buf, m.dtype, err, sizeof err)
-                                  : jit_gcc(b.buf, tmp_path("cache"), err, sizeof err);
+                                  : jit_gcc(b.buf, util_path(tmp, "cache"), err, sizeof err);
   free(b.buf);
   if (!j)
     fail_msg("hostile[%d], %s: %s", i, backend_names[backend], err);
@@ -109,8 +100,8 @@ static void test_jit(void **state) {
 static char *defined_symbols(const char *obj) {
   const char *argv[] = {"nm", "--defined-only", "-g", "-j", obj, NULL};
   size_t len;
-  assert_int_equal(util_run(argv, tmp_path("nm.txt"), NULL), 0);
-  return util_slurp(tmp_path("nm.txt"), &len);
+  assert_int_equal(util_run(argv, util_path(tmp, "nm.txt"), NULL), 0);
+  return util_slurp(util_path(tmp, "nm.txt"), &len);
 }
 
 /* Each hostile name in the inference C of a compiled model. */
@@ -128,12 +119,13 @@ static void test_inference(void **state) {
     assert_non_null(j);
     rt_init(jit_net(j), 1);
     assert_int_equal(emit_inference(&ir, jit_net(j), "p.h", &c, &h, err, sizeof err), 0);
-    assert_int_equal(util_write(tmp_path("p.c"), c.buf, c.len), 0);
-    assert_int_equal(util_write(tmp_path("p.h"), h.buf, h.len), 0);
-    const char *cc[] = {"cc", "-std=c11", "-c", tmp_path("p.c"), "-o", tmp_path("p.o"), NULL};
+    assert_int_equal(util_write(util_path(tmp, "p.c"), c.buf, c.len), 0);
+    assert_int_equal(util_write(util_path(tmp, "p.h"), h.buf, h.len), 0);
+    const char *cc[] = {"cc", "-std=c11", "-c", util_path(tmp, "p.c"), "-o", util_path(tmp, "p.o"),
+                        NULL};
     if (util_run(cc, NULL, NULL))
       fail_msg("hostile[%d]: the inference C does not compile", i);
-    char *syms = defined_symbols(tmp_path("p.o"));
+    char *syms = defined_symbols(util_path(tmp, "p.o"));
     assert_string_equal(syms, "mlpc_predict\nmlpc_predict_u8\n");
     free(syms), free(u.buf), free(c.buf), free(h.buf);
     jit_free(j);
@@ -143,7 +135,7 @@ static void test_inference(void **state) {
 /* Builds the trainer in src with cc and the flag std (NULL: none), runs
    it, and checks it looked for its data under exactly dir. */
 static void build_and_run(const char *src, const char *std, const char *dir) {
-  const char *exe = tmp_path("trainer"), *out = tmp_path("stderr");
+  const char *exe = util_path(tmp, "trainer"), *out = util_path(tmp, "stderr");
   const char *cc[] = {"cc", "-O0", src, "-o", exe, "-lm", "-lz", std, NULL};
   const char *run[] = {exe, "--epochs", "1", NULL};
   if (util_run(cc, NULL, out))
@@ -168,10 +160,10 @@ static void test_trainer(void **state) {
     hostile_model(&m, hostile[i]);
     ir_lower(&m, &ir);
     emit_trainer(&ir, &b);
-    assert_int_equal(util_write(tmp_path("t.c"), b.buf, b.len), 0);
+    assert_int_equal(util_write(util_path(tmp, "t.c"), b.buf, b.len), 0);
     free(b.buf);
-    build_and_run(tmp_path("t.c"), "-std=c11", hostile[i]);
-    build_and_run(tmp_path("t.c"), NULL, hostile[i]);
+    build_and_run(util_path(tmp, "t.c"), "-std=c11", hostile[i]);
+    build_and_run(util_path(tmp, "t.c"), NULL, hostile[i]);
   }
 }
 
@@ -184,29 +176,30 @@ static void test_command(void **state) {
     if (!j)
       continue; /* not UTF-8: no model file can hold it */
     char *text = json_dumps(j, 0);
-    assert_int_equal(util_write(tmp_path("m.json"), text, strlen(text)), 0);
+    assert_int_equal(util_write(util_path(tmp, "m.json"), text, strlen(text)), 0);
     free(text);
     json_decref(j);
-    const char *argv[] = {MLPC_BIN, tmp_path("m.json"), "--emit", tmp_path("t.c"), NULL};
+    const char *argv[] = {MLPC_BIN, util_path(tmp, "m.json"), "--emit", util_path(tmp, "t.c"),
+                          NULL};
     assert_int_equal(util_run(argv, NULL, NULL), 0);
-    build_and_run(tmp_path("t.c"), "-std=c11", hostile[i]);
+    build_and_run(util_path(tmp, "t.c"), "-std=c11", hostile[i]);
   }
 }
 
 /* The checks can fail: an unescaped payload runs. */
 static void test_payload_works(void **state) {
   (void)state;
-  const char *src = tmp_path("raw.c");
+  const char *src = util_path(tmp, "raw.c");
   char text[512];
   int n = snprintf(text, sizeof text, "#include <stdlib.h>\nstatic const char s[] = \"%s\";\n"
                    "int main(void) { (void)s; return 0; }\n", hostile[4]);
   assert_int_equal(util_write(src, text, n), 0);
-  const char *cc[] = {"cc", "-std=c11", "-w", "-c", src, "-o", tmp_path("raw.o"), NULL};
-  const char *nm[] = {"nm", tmp_path("raw.o"), NULL};
+  const char *cc[] = {"cc", "-std=c11", "-w", "-c", src, "-o", util_path(tmp, "raw.o"), NULL};
+  const char *nm[] = {"nm", util_path(tmp, "raw.o"), NULL};
   assert_int_equal(util_run(cc, NULL, NULL), 0);
-  assert_int_equal(util_run(nm, tmp_path("nm.txt"), NULL), 0);
+  assert_int_equal(util_run(nm, util_path(tmp, "nm.txt"), NULL), 0);
   size_t len;
-  char *syms = util_slurp(tmp_path("nm.txt"), &len);
+  char *syms = util_slurp(util_path(tmp, "nm.txt"), &len);
   assert_non_null(strstr(syms, " T pwned")); /* the payload became code */
   free(syms);
 }
@@ -223,7 +216,7 @@ static int teardown(void **state) {
   return access(MARK, F_OK) == 0 ? -1 : 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_payload_works),
     cmocka_unit_test(test_jit),
@@ -231,9 +224,5 @@ int main(void) {
     cmocka_unit_test(test_inference),
     cmocka_unit_test(test_command),
   };
-#ifdef MLPC_SOURCE_DIR
-  if (chdir(MLPC_SOURCE_DIR))
-    perror(MLPC_SOURCE_DIR);
-#endif
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return util_run_tests(tests, setup, teardown, argc, argv);
 }

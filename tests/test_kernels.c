@@ -1,12 +1,12 @@
 /*
- * test_kernels.c — every kernel of runtime/kernels.h against a naive loop
+ * test_kernels.c — every kernel of rt/kernels.h against a naive loop
  * that states its contract, bit for bit: each output element summed one
  * term at a time in increasing index order, from the bias or from 0,
  * skipping terms whose input is zero, each term added as acc + a·b
  * (strict) or fma(a, b, acc) (fma).
  *
  * The copies tested are those compiled into mlpc for tcc's code
- * (runtime/kernels.c), found by name as jit.c finds them: float and
+ * (backend/kernels.c), found by name as jit.c finds them: float and
  * double, strict and fma; and the same built with MLPC_SCALAR, the plain
  * loops that targets without AVX-512 run instead of the vector paths. Sizes are odd and cross every block boundary
  * of the kernels (64 rows or columns of a mask, MM_OB = 128 float or 64
@@ -23,7 +23,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "../mlpc.h"
-#include "../runtime/rmath.h"
+#include "../rt/rmath.h"
 
 /* The sizes every kernel is run with: rows, inputs, outputs. */
 static const int rows[] = {1, 3, 17, 64, 65, 130};
@@ -274,7 +274,7 @@ static long ulps(float a, float b) {
   return labs((long)ia - ib);
 }
 
-/* act_tanh: for float, runtime/rmath.h's rm_tanhf on every lane, equal
+/* act_tanh: for float, rt/rmath.h's rm_tanhf on every lane, equal
    to tanh computed in double and rounded (as it is for all 2^32 floats
    with glibc), odd, NaN kept; for double, the C library's tanh.
    The inputs: every 4099th bit pattern, which covers every exponent, and
@@ -847,7 +847,7 @@ static void run_bn2d(const Copy *c, int n, int C, int S, int train, const void *
                                          st, st + C, st + 2 * C, xhat, y);
 }
 
-/* A channel's sum as bn2d_sum (runtime/kernels.h) orders it: 32 partial
+/* A channel's sum as bn2d_sum (rt/kernels.h) orders it: 32 partial
    sums in double, position s of each sample into partial s mod 32, then
    added in halves; terms x, (x − mean)² or x·x2 (the product rounded to
    the copy's precision). */

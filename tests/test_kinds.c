@@ -2,7 +2,7 @@
  * test_kinds.c — every layer kind is whole.
  *
  * frontend/model.h's LAYER_KINDS is the one list of layer kinds (and
- * runtime/acts.h's ACTS the activations, each a kind of its own). This
+ * rt/acts.h's ACTS the activations, each a kind of its own). This
  * walks it and fails for a kind added in part: each kind must have
  *
  *   - a name, unlike every other kind's;

@@ -1,6 +1,6 @@
 /*
  * test_layout.c — linear weights are stored transposed (RtTensor's
- * `transposed`, runtime/kernels.h), and nothing outside the model may
+ * `transposed`, rt/kernels.h), and nothing outside the model may
  * notice:
  *
  *   files      rt_save_weights writes fc1.weight (out, in) in PyTorch's
@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "../mlpc.h"
+#include "util.h"
 
 enum { IN = 7, OUT = 5, BATCH = 3 };
 
@@ -52,15 +53,6 @@ static Jit *compile(void) {
   return j;
 }
 
-/* The tensor named name. */
-static const RtTensor *find(const RtNet *net, const char *name) {
-  for (int i = 0; i < net->ntensors; i++)
-    if (!strcmp(net->tensors[i].name, name))
-      return &net->tensors[i];
-  fail_msg("no tensor %s", name);
-  return NULL;
-}
-
 /* Element (o, i) of W, wherever the storage keeps it. */
 static double *w_at(const RtTensor *w, int o, int i) {
   assert_true(w->transposed);
@@ -83,7 +75,7 @@ static void test_files(void **state) {
   (void)state;
   Jit *j = compile();
   const RtNet *net = jit_net(j);
-  const RtTensor *w = find(net, "fc1.weight");
+  const RtTensor *w = util_tensor(net, "fc1.weight");
   char err[512];
   assert_int_equal(w->shape[0], OUT);
   assert_int_equal(w->shape[1], IN);
@@ -121,7 +113,7 @@ static void test_forward(void **state) {
   (void)state;
   Jit *j = compile();
   const RtNet *net = jit_net(j);
-  const RtTensor *w = find(net, "fc1.weight"), *b = find(net, "fc1.bias");
+  const RtTensor *w = util_tensor(net, "fc1.weight"), *b = util_tensor(net, "fc1.bias");
   rt_init(net, 3);
   double *bias = b->data;
   for (int o = 0; o < OUT; o++)

@@ -24,21 +24,12 @@
 
 static char tmp[64];
 
-/* A path in the temporary directory. */
-static const char *tmp_path(const char *name) {
-  static char buf[4][160];
-  static int next;
-  char *p = buf[next++ % 4];
-  snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
-  return p;
-}
-
 /* The summed sizes of the static (bss) symbols of an object file. */
 static size_t bss_bytes(const char *obj) {
   const char *argv[] = {"nm", "-S", obj, NULL};
-  assert_int_equal(util_run(argv, tmp_path("nm.txt"), NULL), 0);
+  assert_int_equal(util_run(argv, util_path(tmp, "nm.txt"), NULL), 0);
   size_t len, total = 0;
-  char *text = util_slurp(tmp_path("nm.txt"), &len);
+  char *text = util_slurp(util_path(tmp, "nm.txt"), &len);
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
     unsigned long long addr, size;
     char type;
@@ -62,11 +53,11 @@ static void test_bytes(void **state) {
       fail_msg("%s", err);
     ir_lower(&m, &ir);
     emit_unit(&ir, BACKEND_GCC, &b);
-    assert_int_equal(util_write(tmp_path("u.c"), b.buf, b.len), 0);
-    const char *cc[] = {"gcc", "-std=c11", "-O0", "-c", tmp_path("u.c"), "-o",
-                        tmp_path("u.o"), NULL};
+    assert_int_equal(util_write(util_path(tmp, "u.c"), b.buf, b.len), 0);
+    const char *cc[] = {"gcc", "-std=c11", "-O0", "-c", util_path(tmp, "u.c"), "-o",
+                        util_path(tmp, "u.o"), NULL};
     assert_int_equal(util_run(cc, NULL, NULL), 0);
-    size_t want = bss_bytes(tmp_path("u.o")), got = emit_static_bytes(&ir);
+    size_t want = bss_bytes(util_path(tmp, "u.o")), got = emit_static_bytes(&ir);
     if (got != want)
       fail_msg("%s: emit_static_bytes says %zu, the object has %zu", files[i], got, want);
     free(b.buf), free(files[i]);
@@ -109,7 +100,8 @@ static void test_command(void **state) {
   (void)state;
   const char *text = "{\"input\": 65536, \"hidden\": [4000], \"batch_size\": 3800, "
                      "\"dtype\": \"float64\", \"optimizer\": \"adam\", \"norm\": \"batchnorm\"}";
-  const char *model = tmp_path("big.json"), *out = tmp_path("out.c"), *err = tmp_path("err");
+  const char *model = util_path(tmp, "big.json"), *out = util_path(tmp, "out.c"),
+             *err = util_path(tmp, "err");
   assert_int_equal(util_write(model, text, strlen(text)), 0);
   const char *actions[][2] = {{"--run", NULL}, {"--emit", out}, {"--emit-model", out}};
   for (int i = 0; i < 3; i++) {
@@ -134,9 +126,9 @@ static void test_file(void **state) {
   char *text = malloc(n);
   memset(text, ' ', n);
   memcpy(text, "{}", 2);
-  assert_int_equal(util_write(tmp_path("big.json"), text, n), 0);
+  assert_int_equal(util_write(util_path(tmp, "big.json"), text, n), 0);
   free(text);
-  const char *files[] = {tmp_path("big.json"), "/dev/zero"};
+  const char *files[] = {util_path(tmp, "big.json"), "/dev/zero"};
   for (int i = 0; i < 2; i++) {
     assert_int_equal(fe_load(files[i], &m, err, sizeof err), -1);
     assert_non_null(strstr(err, "error: too large for a model file (more than 1048576 bytes)"));
@@ -154,16 +146,12 @@ static int teardown(void **state) {
   return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_bytes),
     cmocka_unit_test(test_edge),
     cmocka_unit_test(test_command),
     cmocka_unit_test(test_file),
   };
-#ifdef MLPC_SOURCE_DIR
-  if (chdir(MLPC_SOURCE_DIR))
-    perror(MLPC_SOURCE_DIR);
-#endif
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return util_run_tests(tests, setup, teardown, argc, argv);
 }

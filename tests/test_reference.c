@@ -15,7 +15,7 @@
  *      bit for bit (B holds them, from NAME.init.safetensors);
  *   2. A trains on the case's batches with net->train_step; each step's
  *      loss is compared with PyTorch's, then net->eval's test loss. A
- *      case with a schedule runs the runtime's (runtime/sched.c), stepped
+ *      case with a schedule runs the runtime's (rt/sched.c), stepped
  *      after each step and each epoch as the training loop steps it, and
  *      the lr (and a cycled momentum) of every step must be PyTorch's bit
  *      for bit;

@@ -33,26 +33,6 @@ static Study s;
 
 /* ---- helpers ---- */
 
-/* Reads a small text file without its final newlines; NULL if absent. */
-static char *slurp(const char *path) {
-  static char buf[8192];
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  while (n > 0 && buf[n - 1] == '\n')
-    n--;
-  buf[n] = '\0';
-  return buf;
-}
-
-/* Whether MLPC_REGEN asks to rewrite this case's expectation. */
-static int regen(const char *name) {
-  const char *r = getenv("MLPC_REGEN");
-  return r && (!strcmp(r, "all") || !strcmp(r, name));
-}
-
 /* Checks every case of dir; returns the number of mismatches. */
 static int error_cases(const char *dir) {
   char *paths[UTIL_MAX_FILES], name[256], expect[1024];
@@ -65,12 +45,12 @@ static int error_cases(const char *dir) {
     int rc = st_load(paths[i], &s, err, sizeof err);
     if (!rc)
       st_free(&s), snprintf(err, sizeof err, "(accepted)");
-    if (regen(name)) {
+    if (util_regen(name)) {
       FILE *f = fopen(expect, "w");
       fprintf(f, "%s\n", err);
       fclose(f);
     }
-    const char *want = slurp(expect);
+    const char *want = util_text(expect);
     if (!want || strcmp(want, err))
       bad++, printf("%s:\n- %s\n+ %s\n", paths[i], want ? want : "(no .expect)", err);
     free(paths[i]);

@@ -1,5 +1,5 @@
 /*
- * test_tier.c — tiered execution (runtime/tier.c): a run that starts on
+ * test_tier.c — tiered execution (backend/tier.c): a run that starts on
  * tcc's code and moves to gcc's gives bitwise the results of either
  * backend alone, wherever it moves, for every model in models/ and
  * tests/models/.
@@ -55,36 +55,16 @@ static char *models[UTIL_MAX_FILES];    /* every model file               */
 static int nmodels;
 static RtSet mnist;                     /* data/mnist's training set      */
 
-/* A path in the temporary directory. */
-static const char *tmp_path(const char *name) {
-  static char buf[8][200];
-  static int next;
-  char *p = buf[next++ % 8];
-  snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
-  return p;
-}
-
-/* Loads a model file, or fails. */
-static void load(const char *path, Model *m) {
-  char err[2048];
-  if (fe_load(path, m, err, sizeof err))
-    fail_msg("%s", err);
-}
-
 /* ---- state ---- */
 
 /* A model's code, compiled with a backend (gcc into out/cache). */
 static Jit *compile(const Model *m, int backend) {
   static Ir ir;
-  char err[2048];
   Buf src = {0};
   ir_lower(m, &ir);
   emit_unit(&ir, BACKEND_GCC, &src);
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, m->dtype, err, sizeof err)
-                                  : jit_gcc(src.buf, "out/cache", err, sizeof err);
+  Jit *j = util_jit(src.buf, backend, m->dtype, m->name);
   free(src.buf);
-  if (!j)
-    fail_msg("%s: %s", m->name, err);
   return j;
 }
 
@@ -131,7 +111,7 @@ static void state_moves(const char *path) {
   char err[1024];
   double a[12], b[12], sa = 0, sb = 0;
   long ca = 0, cb = 0, at = 0, other = 40 * 32;
-  load(path, &m);
+  util_load(path, &m);
   Jit *alone = compile(&m, BACKEND_TCC), *t = compile(&m, BACKEND_TCC),
       *g = compile(&m, BACKEND_GCC);
   const RtNet *na = jit_net(alone), *nt = jit_net(t), *ng = jit_net(g);
@@ -163,8 +143,8 @@ static void test_state_mismatch(void **state) {
   (void)state;
   static Model a, b;
   char err[1024];
-  load("models/bn_relu.json", &a);
-  load("tests/models/silu_rmsprop.json", &b);
+  util_load("models/bn_relu.json", &a);
+  util_load("tests/models/silu_rmsprop.json", &b);
   Jit *ja = compile(&a, BACKEND_TCC), *jb = compile(&b, BACKEND_TCC);
   assert_int_equal(tier_copy_state(jit_net(ja), jit_net(jb), err, sizeof err), -1);
   print_message("  %s\n", err);
@@ -219,22 +199,22 @@ static Result run_for(const char *model, int batches, int epochs, const char *kn
   snprintf(nb, sizeof nb, "%d", batches), snprintf(ne, sizeof ne, "%d", epochs);
   const char *argv[32] = {MLPC_BIN, model, "--run", "--json", "--health", "--data", data,
                           "--max-batches", nb, "--epochs", ne, "--save-weights",
-                          tmp_path("w.safetensors")};
+                          util_path(tmp, "w.safetensors")};
   int n = 13;
   for (int i = 0; args[i]; i++)
     argv[n++] = args[i];
   argv[n] = NULL;
   if (knob)
     setenv("MLPC_TEST_SWITCH_AFTER", knob, 1);
-  int status = util_run(argv, tmp_path("out"), tmp_path("err"));
+  int status = util_run(argv, util_path(tmp, "out"), util_path(tmp, "err"));
   unsetenv("MLPC_TEST_SWITCH_AFTER");
   Result r;
   size_t len;
-  r.err = util_slurp(tmp_path("err"), &len);
+  r.err = util_slurp(util_path(tmp, "err"), &len);
   if (status)
     fail_msg("%s %s: exit %d\n%s", model, knob ? knob : "", status, r.err);
-  r.out = util_slurp(tmp_path("out"), &len);
-  r.weights = util_slurp(tmp_path("w.safetensors"), &r.nweights);
+  r.out = util_slurp(util_path(tmp, "out"), &len);
+  r.weights = util_slurp(util_path(tmp, "w.safetensors"), &r.nweights);
   assert_true(r.out && r.weights && r.err);
   drop_number(r.out, "seconds");
   drop_number(r.out, "train_seconds");
@@ -291,7 +271,7 @@ static void switched(const char *model, int batches, int epochs, long calls, con
 static int batches_for(const char *model) {
   static Model m;
   char err[1024];
-  load(model, &m);
+  util_load(model, &m);
   return rt_recipe_check(&m.recipe, mnist.n, m.batch_size, 0, 2, 4, err, sizeof err) ? 20 : 4;
 }
 
@@ -341,7 +321,7 @@ static void test_early_stopping(void **state) {
   const char *tcc[] = {"--backend", "tcc", NULL}, *gcc[] = {"--backend", "gcc", NULL},
              *none[] = {NULL};
   char model[200];
-  snprintf(model, sizeof model, "%s", tmp_path("stopping.json"));
+  snprintf(model, sizeof model, "%s", util_path(tmp, "stopping.json"));
   assert_int_equal(util_write(model, stopping, strlen(stopping)), 0);
   Result a = run_for(model, 4, 8, NULL, tcc), b = run_for(model, 4, 8, NULL, gcc);
   assert_non_null(strstr(a.out, "\"epochs\": 4, \"best_epoch\": 2, \"stopped_early\": true"));
@@ -376,11 +356,11 @@ static void test_text(void **state) {
   const char *argv[] = {MLPC_BIN, "models/bn_relu.json", "--run", "--max-batches", "4",
                         "--epochs", "2", NULL};
   setenv("MLPC_TEST_SWITCH_AFTER", "6", 1);
-  int status = util_run(argv, tmp_path("out"), tmp_path("err"));
+  int status = util_run(argv, util_path(tmp, "out"), util_path(tmp, "err"));
   unsetenv("MLPC_TEST_SWITCH_AFTER");
   assert_int_equal(status, 0);
   size_t len;
-  char *out = util_slurp(tmp_path("out"), &len);
+  char *out = util_slurp(util_path(tmp, "out"), &len);
   assert_non_null(strstr(out, "\nbackend tiered, fma: tcc's code, compiled in memory in "));
   assert_non_null(strstr(out, "\ncode: tcc's code, then gcc's from epoch 1, test batch 3"));
   free(out);
@@ -393,7 +373,7 @@ static Result run_in_tmp(const char *model, const char *knob) {
   char abs[4096], dir[300];
   const char *none[] = {NULL};
   snprintf(abs, sizeof abs, "%s/%s", MLPC_SOURCE_DIR, model);
-  snprintf(dir, sizeof dir, "%s", tmp_path("run"));
+  snprintf(dir, sizeof dir, "%s", util_path(tmp, "run"));
   mkdir(dir, 0700);
   setenv("MLPC_DATA", MLPC_SOURCE_DIR "/data", 1);
   assert_int_equal(chdir(dir), 0);
@@ -413,7 +393,7 @@ static void test_background(void **state) {
   assert_string_equal(b.code, ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, "
                       "\"step\": 4}");
   char *names[UTIL_MAX_FILES];
-  int n = util_list(tmp_path("run/out/cache"), ".so", names, 0);
+  int n = util_list(util_path(tmp, "run/out/cache"), ".so", names, 0);
   assert_int_equal(n, 1); /* gcc's object, and no temporary */
   free(names[0]);
   free_result(&a), free_result(&b);
@@ -444,12 +424,13 @@ static void test_gcc_fails(void **state) {
   char path[8192], *path0 = strdup(getenv("PATH"));
   Result a = run("models/bn_relu.json", NULL, tcc);
   for (int i = 0; i < 2; i++) {
-    mkdir(tmp_path("bin"), 0700);
-    assert_int_equal(util_write(tmp_path("bin/gcc"), scripts[i][0], strlen(scripts[i][0])), 0);
-    assert_int_equal(chmod(tmp_path("bin/gcc"), 0755), 0);
-    snprintf(path, sizeof path, "%s:%s", tmp_path("bin"), path0);
+    mkdir(util_path(tmp, "bin"), 0700);
+    const char *gcc = util_path(tmp, "bin/gcc");
+    assert_int_equal(util_write(gcc, scripts[i][0], strlen(scripts[i][0])), 0);
+    assert_int_equal(chmod(gcc, 0755), 0);
+    snprintf(path, sizeof path, "%s:%s", util_path(tmp, "bin"), path0);
     setenv("PATH", path, 1);
-    util_rmtree(tmp_path("run"));
+    util_rmtree(util_path(tmp, "run"));
     Result b = run_in_tmp("models/bn_relu.json", "3");
     setenv("PATH", path0, 1);
     same_result("a run whose gcc failed", &a, &b);
@@ -473,20 +454,20 @@ static void test_renice(void **state) {
   (void)state;
   const char *tcc[] = {"--backend", "tcc", NULL};
   char script[1024], path[8192], *path0 = strdup(getenv("PATH")), niced[16], want[16];
-  char log[300];  /* tmp_path's buffers are reused */
-  snprintf(log, sizeof log, "%s", tmp_path("bin/nice.log"));
+  char log[300];  /* util_path's buffers are reused */
+  snprintf(log, sizeof log, "%s", util_path(tmp, "bin/nice.log"));
   int me = getpriority(PRIO_PROCESS, 0);
   snprintf(script, sizeof script, "#!/bin/sh\nn=$(nice)\necho $n >> %s\n[ $n -le %d ] || "
            "exec sleep 300\nPATH=${PATH#*:} exec gcc \"$@\"\n", log, me);
   Result a = run("models/bn_relu.json", NULL, tcc);
-  mkdir(tmp_path("bin"), 0700);
+  mkdir(util_path(tmp, "bin"), 0700);
   unlink(log);
-  assert_int_equal(util_write(tmp_path("bin/gcc"), script, strlen(script)), 0);
-  assert_int_equal(chmod(tmp_path("bin/gcc"), 0755), 0);
-  snprintf(path, sizeof path, "%s:%s", tmp_path("bin"), path0);
+  assert_int_equal(util_write(util_path(tmp, "bin/gcc"), script, strlen(script)), 0);
+  assert_int_equal(chmod(util_path(tmp, "bin/gcc"), 0755), 0);
+  snprintf(path, sizeof path, "%s:%s", util_path(tmp, "bin"), path0);
   setenv("PATH", path, 1);
   setenv("MLPC_TEST_RENICE_AFTER", "1", 1);
-  util_rmtree(tmp_path("run"));
+  util_rmtree(util_path(tmp, "run"));
   Result b = run_in_tmp("models/bn_relu.json", "3");
   unsetenv("MLPC_TEST_RENICE_AFTER");
   setenv("PATH", path0, 1);

@@ -86,6 +86,24 @@ char *util_slurp(const char *path, size_t *len) {
   return buf;
 }
 
+char *util_text(const char *path) {
+  static char buf[8192];
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  while (n > 0 && buf[n - 1] == '\n')
+    n--;
+  buf[n] = '\0';
+  return buf;
+}
+
+int util_regen(const char *name) {
+  const char *r = getenv("MLPC_REGEN");
+  return r && (!strcmp(r, "all") || !strcmp(r, name));
+}
+
 long util_wide_line(const char *text, size_t max) {
   long line = 1;
   for (const char *p = text; *p; line++) {
@@ -154,9 +172,40 @@ int util_drop_root(void) {
          setresuid(65534, 65534, 65534) || geteuid() == 0 ? -1 : 0;
 }
 
+void util_load(const char *path, Model *m) {
+  char err[2048];
+  if (fe_load(path, m, err, sizeof err))
+    fail_msg("%s", err);
+}
+
+Jit *util_jit(const char *src, int backend, int dtype, const char *what) {
+  char err[2048];
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src, dtype, err, sizeof err)
+                                  : jit_gcc(src, "out/cache", err, sizeof err);
+  if (!j)
+    fail_msg("%s: %s", what, err);
+  return j;
+}
+
+const RtTensor *util_tensor(const RtNet *net, const char *name) {
+  for (int i = 0; i < net->ntensors; i++)
+    if (!strcmp(net->tensors[i].name, name))
+      return &net->tensors[i];
+  fail_msg("no tensor %s", name);
+  return NULL;
+}
+
 int util_mkdtemp(const char *name, char *buf, size_t len) {
   snprintf(buf, len, "/tmp/mlpc-%s-XXXXXX", name);
   return mkdtemp(buf) ? 0 : -1;
+}
+
+const char *util_path(const char *dir, const char *name) {
+  static char ring[UTIL_PATHS][256];
+  static int next;
+  char *p = ring[next++ % UTIL_PATHS];
+  snprintf(p, sizeof ring[0], "%s/%s", dir, name);
+  return p;
 }
 
 void util_rmtree(const char *dir) {
@@ -291,6 +340,8 @@ int util_run_group(const struct CMUnitTest *tests, size_t n, CMFixtureFunction s
     fprintf(stderr, "%s: '%s' is not K/N with 0 <= K < N\n", argv[0], argv[2]);
     exit(2);
   }
+  if (chdir(MLPC_SOURCE_DIR))
+    perror(MLPC_SOURCE_DIR);
   int failed = _cmocka_run_group_tests("tests", chosen, (size_t)k, setup, teardown);
   free(chosen);
   return failed;

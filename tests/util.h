@@ -11,8 +11,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include "../mlpc.h"
 
-enum { UTIL_MAX_FILES = 512 };
+enum { UTIL_MAX_FILES = 512, UTIL_PATHS = 16 };
 
 /* Appends dir's files whose names end in suffix, as "dir/name", sorted,
    to out[n..]; returns the new count. A missing dir adds nothing; more
@@ -25,6 +26,12 @@ int util_models(char **out);
 const char *util_stem(const char *path, char *buf, size_t len);
 /* Reads a whole file, NUL-terminated; NULL if it cannot be read. */
 char *util_slurp(const char *path, size_t *len);
+/* A small text file (up to 8 KiB) without its final newlines, in a
+   static buffer; NULL if it cannot be read. For expected messages. */
+char *util_text(const char *path);
+/* Whether MLPC_REGEN asks to rewrite the expectation of case name
+   (MLPC_REGEN=all: every case's). */
+int util_regen(const char *name);
 /* The number (from 1) of text's first line wider than max characters,
    or 0: none is. */
 long util_wide_line(const char *text, size_t max);
@@ -51,8 +58,18 @@ int util_idx4_set(const char *dir, int ntrain, int ntest, int channels, int side
 /* Sets element k (in row-major order) of tensor name in the safetensors
    file path to v, in the tensor's dtype (F32, F64 or I64); 0 or -1. */
 int util_poke_weight(const char *path, const char *name, long k, double v);
+/* Loads a model file into m, or fails the test. */
+void util_load(const char *path, Model *m);
+/* Compiles src with backend, tcc or gcc (its objects into out/cache),
+   for a model of dtype, or fails the test naming what. */
+Jit *util_jit(const char *src, int backend, int dtype, const char *what);
+/* The tensor of net called name ("fc1.weight"), or fails the test. */
+const RtTensor *util_tensor(const RtNet *net, const char *name);
 /* Makes a fresh directory /tmp/mlpc-NAME-XXXXXX into buf; 0 or -1. */
 int util_mkdtemp(const char *name, char *buf, size_t len);
+/* DIR/NAME, in one of a ring of UTIL_PATHS buffers: it stays valid for
+   the next UTIL_PATHS - 1 calls (copy one kept across more). */
+const char *util_path(const char *dir, const char *name);
 /* Removes a directory made by util_mkdtemp and everything in it. */
 void util_rmtree(const char *dir);
 
@@ -61,7 +78,9 @@ void util_rmtree(const char *dir);
    tests by their cmocka names, comma-separated ("-" in front: all but
    those), or is "all", and K/N makes the loops over models or cases
    take only the items whose index i has i % N == K (util_mine). A name
-   not in the group, or a malformed K/N, ends the program with status 2. */
+   not in the group, or a malformed K/N, ends the program with status 2.
+   It runs them in the source directory, as ctest does, so that a test
+   program started by hand finds models/ and data/. */
 int util_run_group(const struct CMUnitTest *tests, size_t n, CMFixtureFunction setup,
                    CMFixtureFunction teardown, int argc, char **argv);
 #define util_run_tests(tests, setup, teardown, argc, argv) \

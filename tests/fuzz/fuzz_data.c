@@ -1,5 +1,5 @@
 /*
- * fuzz_data.c — the NumPy and CSV readers (runtime/npy.c, runtime/csv.c)
+ * fuzz_data.c — the NumPy and CSV readers (rt/npy.c, rt/csv.c)
  * on arbitrary files. The first byte picks what the rest is: 0 one .npy
  * file, read (inflating gzip) and its header parsed; 1 a pair: the next
  * two bytes say where train_x.npy ends and train_y.npy begins, loaded as a
@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
-#include "../../runtime/rt.h"
+#include "../../rt/rt.h"
 
 static char dir[64], xpath[128], ypath[128], cpath[128];
 

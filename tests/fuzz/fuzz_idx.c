@@ -1,5 +1,5 @@
 /*
- * fuzz_idx.c — the IDX reader (runtime/idx.c) on arbitrary files. The
+ * fuzz_idx.c — the IDX reader (rt/idx.c) on arbitrary files. The
  * first byte picks what the rest is: 0 an image file of 3 dimensions,
  * 3 one of 4, 1 a label file (each raw or gzip); anything else a pair:
  * the next two bytes say where the image file ends and the label file
@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
-#include "../../runtime/rt.h"
+#include "../../rt/rt.h"
 
 static char dir[64], ipath[128], i4path[128], lpath[128];
 

@@ -1,5 +1,5 @@
 /*
- * fuzz_weights.c — the safetensors reader (runtime/weights.c) on
+ * fuzz_weights.c — the safetensors reader (backend/weights.c) on
  * arbitrary files, loading into a small fixed model: 6-5-3 with
  * BatchNorm, float32 (the tensor table written out by hand, as generated
  * code would define it). Every input must load or be refused with a

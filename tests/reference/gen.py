@@ -232,7 +232,7 @@ STEP = [0]  # steps taken before the current one: the masks' step
 
 
 def mix64(z):
-    """SplitMix64's output function (runtime/kernels.h's mm_mix64)."""
+    """SplitMix64's output function (rt/kernels.h's mm_mix64)."""
     z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
     z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
     return z ^ (z >> 31)
@@ -465,7 +465,7 @@ LRS = torch.optim.lr_scheduler
 
 def schedulers(opt, m, steps):
     """The model's "schedule" as PyTorch's schedulers, built as
-    runtime/sched.c says: those stepped after each training step, and those
+    rt/sched.c says: those stepped after each training step, and those
     stepped after each epoch. steps: the run's training steps."""
     s = m.get("schedule", "none")
     s = {"type": s} if isinstance(s, str) else dict(s)
@@ -529,11 +529,11 @@ def epoch_start(steps, s):
     return s
 
 
-# ---- the validation split (runtime/split.c) and early stopping ----
+# ---- the validation split (rt/split.c) and early stopping ----
 
 
 def rng_seed(seed, stream):
-    """mlpc's generator (runtime/rng.c): xoshiro256** seeded by splitmix64."""
+    """mlpc's generator (rt/rng.c): xoshiro256** seeded by splitmix64."""
     x, s = (seed ^ (stream * 0xd1342543de82ef95)) & M64, []
     for _ in range(4):
         x = (x + 0x9e3779b97f4a7c15) & M64
@@ -570,7 +570,7 @@ def rng_below(s, n):
 
 
 def split(y, val, seed, classes):
-    """The indices held out for validation, as runtime/split.c's header
+    """The indices held out for validation, as rt/split.c's header
     says: the class quotas by largest remainder, each class's samples
     shuffled by Fisher-Yates on stream 2 of the seed, its first ones held."""
     n = len(y)

@@ -5,13 +5,13 @@
  * The loop owns the data and the batch order; the model (an RtNet) owns
  * all arithmetic. Each epoch trains on the shuffled training set, then
  * evaluates on the whole test set in eval mode (and on the validation
- * set its recipe holds out, runtime/split.c) and prints one line, or
+ * set its recipe holds out, rt/split.c) and prints one line, or
  * hands the figures to the caller (RtOptions.on_epoch; studies use it).
- * The recipe's schedule (runtime/sched.c) steps with the training, and
+ * The recipe's schedule (rt/sched.c) steps with the training, and
  * its early stopping ends the run when the validation loss has not
  * improved for `patience` epochs, keeping the best epoch's weights.
  * Under RtOptions.health the health figures of a fixed probe batch follow
- * each line, and come first for the initial weights (runtime/health.c).
+ * each line, and come first for the initial weights (rt/health.c).
  */
 #include <errno.h>
 #include <float.h>
@@ -225,7 +225,7 @@ typedef struct {
   long step;             /* the epoch's last step trained (from 1; 0:
                             none), or the one whose loss was not finite  */
   RtHealth health;       /* under o->health                              */
-  RtSched sched;         /* the lr schedule (runtime/sched.c)            */
+  RtSched sched;         /* the lr schedule (rt/sched.c)            */
   int patience;          /* early stopping's; 0: none                    */
   RtEpoch best;          /* under it: the epoch of the least validation
                             loss so far (epoch 0: none yet)               */

@@ -1,5 +1,5 @@
 /*
- * study.c — the driver of `mlpc STUDY.json --run`: the study's stages in
+ * driver.c — the driver of `mlpc STUDY.json --run`: the study's stages in
  * order, one a line:
  *
  *   load and expand (load.c) → run flags → plan (plan.c; --dump-study

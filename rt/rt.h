@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include "net.h"
 
-/* ---- runtime/read.c: reading data files ---- */
+/* ---- rt/read.c: reading data files ---- */
 
 /* What a format's header says of its file's size, for rt_read_file. */
 typedef struct {
@@ -36,10 +36,7 @@ int rt_check_memory(size_t need, const char *path, char *err, size_t errlen);
 /* *r = a * b; -1 on overflow. */
 int rt_mul(size_t a, size_t b, size_t *r);
 
-/* ---- runtime/data.c: data directories, in any format ---- */
-
-/* The formats a data directory may hold (docs/data.md). */
-enum { RT_DATA_IDX, RT_DATA_NPY, RT_DATA_CSV };
+/* ---- rt/set.c: a data set, and what the data readers share ---- */
 
 typedef struct {
   long n;                 /* samples                                      */
@@ -53,22 +50,6 @@ typedef struct {
   unsigned char *labels;  /* (n), each below the number of classes        */
 } RtSet;
 
-/* Loads DIR's train and test sets, in the format it holds
-   (rt_data_format), for a model of input features, shape (C, H, W),
-   nclasses classes and dtype (RT_F32 or RT_F64, what data other than
-   bytes are converted to): both sets must have one shape (channels,
-   rows, cols), exactly shape when it is given and not 0s (flat data:
-   any), and of input features (C·H·W) in any case. On error writes
-   "PATH: what is wrong" to err, holds nothing and returns -1. */
-int rt_load_data(const char *dir, int input, const int *shape, int nclasses, int dtype,
-                 RtSet *tr, RtSet *te, char *err, size_t errlen);
-/* Which format dir holds, by the files there: RT_DATA_IDX, RT_DATA_NPY
-   or RT_DATA_CSV; -1, with err, when dir is no directory, or holds files
-   of two formats or of none. */
-int rt_data_format(const char *dir, char *err, size_t errlen);
-/* The files rt_load_data reads from dir, into paths: their count (2 or
-   4), or -1 with "PATH: what is wrong" in err. */
-int rt_data_files(const char *dir, char paths[][FILENAME_MAX], char *err, size_t errlen);
 /* Joins DIR/NAME into path; -1 when it does not fit. */
 int rt_join(char *path, size_t size, const char *dir, const char *name);
 /* Bytes per element of dtype: RT_U8 1, RT_F32 4, RT_F64 8. */
@@ -89,9 +70,32 @@ int rt_set_real(RtSet *s, size_t i, double v);
 /* s with every byte outside printable ASCII written \xNN, into buf (cut
    to fit): a data file's text as a message may show it. */
 const char *rt_printable(const char *s, char *buf, size_t len);
+/* Frees what a loader allocated and empties the set. */
 void rt_free_set(RtSet *set);
 
-/* ---- runtime/idx.c: IDX data files ---- */
+/* ---- rt/data.c: data directories, in any format ---- */
+
+/* The formats a data directory may hold (docs/data.md). */
+enum { RT_DATA_IDX, RT_DATA_NPY, RT_DATA_CSV };
+
+/* Loads DIR's train and test sets, in the format it holds
+   (rt_data_format), for a model of input features, shape (C, H, W),
+   nclasses classes and dtype (RT_F32 or RT_F64, what data other than
+   bytes are converted to): both sets must have one shape (channels,
+   rows, cols), exactly shape when it is given and not 0s (flat data:
+   any), and of input features (C·H·W) in any case. On error writes
+   "PATH: what is wrong" to err, holds nothing and returns -1. */
+int rt_load_data(const char *dir, int input, const int *shape, int nclasses, int dtype,
+                 RtSet *tr, RtSet *te, char *err, size_t errlen);
+/* Which format dir holds, by the files there: RT_DATA_IDX, RT_DATA_NPY
+   or RT_DATA_CSV; -1, with err, when dir is no directory, or holds files
+   of two formats or of none. */
+int rt_data_format(const char *dir, char *err, size_t errlen);
+/* The files rt_load_data reads from dir, into paths: their count (2 or
+   4), or -1 with "PATH: what is wrong" in err. */
+int rt_data_files(const char *dir, char paths[][FILENAME_MAX], char *err, size_t errlen);
+
+/* ---- rt/idx.c: IDX data files ---- */
 
 /* Loads DIR/PREFIX-images-idx3-ubyte (n, rows, cols), or instead
    DIR/PREFIX-images-idx4-ubyte (n, channels, rows, cols), and
@@ -116,7 +120,7 @@ int rt_parse_idx(const unsigned char *buf, size_t len, int want_dims,
 /* An IDX file's size, from its header. */
 extern const RtSizer rt_idx_sizer;
 
-/* ---- runtime/npy.c: NumPy arrays (.npy) ---- */
+/* ---- rt/npy.c: NumPy arrays (.npy) ---- */
 
 #define RT_NPY_MAXDIM 8    /* dimensions a header may give */
 
@@ -143,7 +147,7 @@ extern const RtSizer rt_npy_sizer;
 int rt_load_npy_set(const char *dir, const char *prefix, int nclasses, int dtype, RtSet *set,
                     char *err, size_t errlen);
 
-/* ---- runtime/csv.c: CSV files ---- */
+/* ---- rt/csv.c: CSV files ---- */
 
 /* Loads DIR/PREFIX.csv (PREFIX "train" or "test"): each line a label,
    then the features; a first line that is not numbers is a header. Its
@@ -151,7 +155,7 @@ int rt_load_npy_set(const char *dir, const char *prefix, int nclasses, int dtype
 int rt_load_csv_set(const char *dir, const char *prefix, int nclasses, int dtype, RtSet *set,
                     char *err, size_t errlen);
 
-/* ---- runtime/rng.c: the random generator ---- */
+/* ---- rt/rng.c: the random generator ---- */
 
 typedef struct { uint64_t s[4]; } RtRng;
 
@@ -166,7 +170,7 @@ uint64_t rt_rng_below(RtRng *r, uint64_t n); /* [0, n), unbiased         */
    to begin). */
 uint64_t rt_fnv(uint64_t h, const void *data, size_t len);
 
-/* ---- runtime/trng.c: PyTorch's CPU generator ("rng": "torch") ---- */
+/* ---- rt/trng.c: PyTorch's CPU generator ("rng": "torch") ---- */
 
 typedef struct {
   uint32_t state[624];    /* mt19937                                      */
@@ -187,10 +191,10 @@ void rt_trng_normal(RtTorchRng *r, void *data, int dtype, long n, double std);
    buffers and state are left as they are. */
 void rt_trng_init(const RtNet *net, uint64_t seed);
 
-/* ---- runtime/health.c: the health figures (docs/health.md) ---- */
+/* ---- rt/health.c: the health figures (docs/health.md) ---- */
 
 /* The health figures of each trained tensor, after the RT_LAYER_FIGURES
-   of the hidden layers (runtime/net.h): X(enum, name). */
+   of the hidden layers (rt/net.h): X(enum, name). */
 #define RT_TENSOR_FIGURES(X)               \
   X(RT_NORM,         "norm")               \
   X(RT_GRAD_NORM,    "grad_norm")          \
@@ -247,7 +251,7 @@ void rt_health_print(const RtHealth *h, FILE *f);
    where not applicable, "nan" or "inf" (strings) where not finite. */
 void rt_health_json(const RtHealth *h, FILE *f);
 
-/* ---- runtime/sched.c: the learning-rate schedule (RtRecipe) ---- */
+/* ---- rt/sched.c: the learning-rate schedule (RtRecipe) ---- */
 
 /* A schedule as it runs: the state of PyTorch's schedulers. */
 typedef struct {
@@ -276,11 +280,11 @@ void rt_sched_step(RtSched *s);
    cosine step. */
 void rt_sched_epoch(RtSched *s);
 /* When the run moves to net, another compilation of the same model
-   (runtime/tier.c): the schedule goes on where net's code reads the lr,
+   (backend/tier.c): the schedule goes on where net's code reads the lr,
    and sets it there now. */
 void rt_sched_move(RtSched *s, const RtNet *net);
 
-/* ---- runtime/split.c: the validation split ---- */
+/* ---- rt/split.c: the validation split ---- */
 
 #define RT_MAX_CLASSES 256  /* labels are bytes */
 
@@ -298,7 +302,7 @@ int rt_split(const RtSet *all, int feats, int nclasses, long nval, uint64_t seed
    0, or -1 with the reason in err. */
 int rt_val_check(long nval, long n, char *err, size_t errlen);
 
-/* ---- runtime/train.c: initialisation and the training loop ---- */
+/* ---- rt/train.c: initialisation and the training loop ---- */
 
 /* One epoch's figures, as handed to RtOptions.on_epoch. */
 typedef struct {
@@ -347,7 +351,7 @@ typedef struct {
      the initial weights) before on_epoch's call for the same epoch. As
      for the epochs, nothing is printed when on_epoch is set. */
   void (*on_health)(void *ctx, int epoch, const RtHealth *h);
-  /* Optional, for tiered execution (runtime/tier.c): called before each
+  /* Optional, for tiered execution (backend/tier.c): called before each
      training step and each test batch with where the run is; returns the
      net to go on with: the one in use, or another compiled from the same
      model to which it has moved the whole state (every tensor of the

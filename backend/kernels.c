@@ -1,6 +1,6 @@
 /*
  * kernels.c — kernels.h compiled into mlpc, for the code that tcc
- * compiles to call (runtime/jit.c binds them by name). CMake builds this
+ * compiles to call (backend/jit.c binds them by name). CMake builds this
  * file four times: float or double (KERNEL_F64), strict or fma
  * (MLPC_FMA); each copy exports one table, KERNEL_TABLE.
  */
@@ -30,8 +30,8 @@ typedef float real;
    compiled for itself */
 #define MLPC_KERNEL_PART static __attribute__((noinline))
 #define MLPC_KERNEL_VARIABLE_SIZES 1
-#include "rmath.h"
-#include "kernels.h"
+#include "../rt/rmath.h"
+#include "../rt/kernels.h"
 
 #ifdef MLPC_FMA
 #define SUFFIX "_fma" /* the names kernels.h gives the fma prototypes */

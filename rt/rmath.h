@@ -9,7 +9,7 @@
  * IEEE arithmetic without contraction (gcc, tcc, a standalone trainer's
  * cc) computes the same bits. Pasted into generated code, into inference
  * C (C99, freestanding: no header needed) and compiled into mlpc with
- * runtime/kernels.h.
+ * rt/kernels.h.
  *
  * Both were checked against every one of the 2^32 floats, and NaN stays
  * NaN. rm_tanhf equals glibc's tanh computed in double and rounded to

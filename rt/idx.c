@@ -11,7 +11,7 @@
  *
  * A set's images are PREFIX-images-idx3-ubyte (one channel) or
  * PREFIX-images-idx4-ubyte, never both; its labels PREFIX-labels-idx1-ubyte.
- * Each file may be raw or gzip-compressed (rt_read_file, runtime/read.c).
+ * Each file may be raw or gzip-compressed (rt_read_file, rt/read.c).
  * For each file rt_load_set takes DIR/NAME when it exists, else
  * DIR/NAME.gz.
  *

@@ -4,7 +4,7 @@
  * The gcc backend and standalone trainers paste this text in front of the
  * model, so the primitives are inlined with constant sizes. Under tcc the
  * model sees only the prototypes (MLPC_KERNEL_PROTOTYPES) and calls copies
- * compiled into mlpc by gcc (runtime/kernels.c): tcc's own code is slow.
+ * compiled into mlpc by gcc (backend/kernels.c): tcc's own code is slow.
  * Either way the same source computes, so both backends give the same bits.
  *
  * `real` is float or double, typedef'd before this text, with FMA and SQRT
@@ -1744,17 +1744,17 @@ MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *
 
 /* ---- activations ---- */
 
-/* e^x: runtime/rmath.h's for float, the C library's for double. */
+/* e^x: rt/rmath.h's for float, the C library's for double. */
 MM_INLINE real mm_exp(real x) {
   return sizeof(real) == 4 ? (real)rm_expf((float)x) : (real)EXP(x);
 }
 
-/* tanh: runtime/rmath.h's for float, the C library's for double. */
+/* tanh: rt/rmath.h's for float, the C library's for double. */
 MM_INLINE real mm_tanh(real x) {
   return sizeof(real) == 4 ? (real)rm_tanhf((float)x) : (real)TANH(x);
 }
 
-/* Every activation of runtime/acts.h, forward (y from x) and backward
+/* Every activation of rt/acts.h, forward (y from x) and backward
    (dx from x, y and the upstream gradient g) over len elements, each
    computing its row's formula, the very text inference C computes; p is
    the activation's parameter (leaky_relu's slope, elu's alpha). Kernels,

@@ -1,7 +1,7 @@
 /*
  * acts.h — every activation, once: its name, its default parameter and
  * its formulas. The frontend takes the names and defaults (frontend/
- * model.h's ACTS), runtime/kernels.h expands the formulas into the
+ * model.h's ACTS), rt/kernels.h expands the formulas into the
  * kernel pair act_NAME and act_NAME_back, and codegen/act.c writes the
  * same formulas as text into inference C and into comments. Adding an
  * activation is one row here (and its two names in kernels.h's list of

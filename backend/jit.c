@@ -3,7 +3,7 @@
  *
  * tcc: the unit is compiled in memory by libtcc. Its dense kernels are
  * not compiled by tcc but bound to the copies gcc compiled into mlpc
- * (runtime/kernels.c), of the model's precision.
+ * (backend/kernels.c), of the model's precision.
  *
  * gcc: the unit is written under the cache directory (private: ours, and
  * writable by no one else), compiled by gcc (run without a shell, from an

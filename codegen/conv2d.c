@@ -24,8 +24,9 @@ static void plan(Gen *g, const Layer *l) {
   b->fan_in = w->fan_in, b->fan_out = w->fan_out, b->init = l->init;
 }
 
-/* The unfolded input of the batch (conv2d_forward fills it, backward
-   reads it) and one sample's gradient of it. */
+/* Scratch for the unfolded input (the kernels use one sample's room,
+   each pass building it again; sized for the batch) and one sample's
+   gradient of it. */
 static void decls(Gen *g, const Layer *l) {
   const Spec *s = &l->spec;
   long col = (long)l->x.c * s->kernel[0] * s->kernel[1] * l->y.h * l->y.w;

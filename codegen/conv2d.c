@@ -24,14 +24,14 @@ static void plan(Gen *g, const Layer *l) {
   b->fan_in = w->fan_in, b->fan_out = w->fan_out, b->init = l->init;
 }
 
-/* The unfolded input of the batch (conv2d_forward fills it, backward
-   reads it) and one sample's gradient of it. */
+/* Scratch for one sample's unfolded input (each pass builds it again)
+   and its gradient. */
 static void decls(Gen *g, const Layer *l) {
   const Spec *s = &l->spec;
   long col = (long)l->x.c * s->kernel[0] * s->kernel[1] * l->y.h * l->y.w;
-  emitf(g->b, "static real %s_col[B * %ld], %s_dcol[%ld]; /* (C*KH*KW, OH*OW) a sample */\n",
+  emitf(g->b, "static real %s_col[%ld], %s_dcol[%ld]; /* (C*KH*KW, OH*OW) a sample */\n",
         l->cname, col, l->cname, col);
-  gen_count(g, ((size_t)g->m->batch_size + 1) * (size_t)col, 1);
+  gen_count(g, 2 * (size_t)col, 1);
 }
 
 /* The geometry arguments of both kernels: C, H, W, O, KH, KW, SH, SW, PH, PW. */

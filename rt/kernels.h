@@ -112,7 +112,7 @@ void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH, i
                     int PW, const real *x, const real *w, const real *b, real *col, real *y);
 void conv2d_backward(int n, int C, int H, int W, int O, int KH, int KW, int SH, int SW,
                      int PH, int PW, const real *dy, const real *x, const real *w,
-                     const real *col, real *dcol, real *dw, real *db, real *dx);
+                     real *col, real *dcol, real *dw, real *db, real *dx);
 void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
                        const real *x, real *y, int *arg);
 void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
@@ -1243,16 +1243,16 @@ MLPC_KERNEL_PART void conv_gemm(int M, int N, int L, const real *A, long ars, lo
 }
 
 /* y = conv2d(x, w) + b: x (n, C, H, W), w (O, C, KH, KW), b (O) or null
-   (0), y (n, O, OH, OW); col (n, C·KH·KW, OH·OW): each sample's im2col
-   matrix, kept for the backward pass. Each sample's y = w·col + b. */
+   (0), y (n, O, OH, OW); col (C·KH·KW, OH·OW): scratch for one sample's
+   im2col matrix, so that it stays in the level-2 cache (the backward
+   pass builds it again). Each sample's y = w·col + b. */
 MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
                                 int SW, int PH, int PW, const real *x, const real *w,
                                 const real *b, real *col, real *y) {
   int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
   for (int r = 0; r < n; r++) {
-    real *cr = col + (long)r * K * P;
-    conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, cr);
-    conv_gemm(O, P, K, w, K, 1, cr, P, b ? 2 : 0, b, y + (long)r * O * P, P, 0);
+    conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, col);
+    conv_gemm(O, P, K, w, K, 1, col, P, b ? 2 : 0, b, y + (long)r * O * P, P, 0);
   }
 }
 
@@ -1275,65 +1275,62 @@ MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, rea
 /* Reals of dy that conv_dw_t transposes at a time. */
 #define CONV_DYT 8192
 
-/* dw (O, K) = Σ_r dy[r]·col[r]ᵀ and db (O) = Σ_r Σ_p dy[r][o][p], or
-   null: the sums run along the batch and the positions, p being the
-   contiguous axis of both dy (O, P) and col (K, P); so that they
-   vectorise across outputs, up to CONV_DYT / O positions of dy at a
-   time are transposed into dyt, and dwt (K, O; the caller's scratch)
-   accumulates colᵀ·dyt, transposed into dw at the end. */
-MM_INLINE void conv_dw_t(int n, int K, int O, int P, const real *dy, const real *col,
-                         real *dwt, real *dw, real *db) {
+/* Sample r's terms of dw (O, K) = Σ_r dy[r]·col[r]ᵀ and db (O) = Σ_r Σ_p
+   dy[r][o][p], or null: the sums run along the batch and the positions,
+   p being the contiguous axis of both dy (O, P) and col (K, P), sample
+   r's; so that they vectorise across outputs, up to CONV_DYT / O
+   positions of dy at a time are transposed into dyt, and dwt (K, O; the
+   caller's scratch, dw's transpose) accumulates colᵀ·dyt, from 0 at
+   sample 0. */
+MM_INLINE void conv_dw_t(int r, int K, int O, int P, const real *dy, const real *col,
+                         real *dwt, real *db) {
   real dyt[CONV_DYT];
   int pb = MM_MIN(P, CONV_DYT / O);
-  for (int o = 0; o < O && db; o++)
-    db[o] = 0;
-  for (long e = 0; e < (long)K * O && n <= 0; e++)
-    dwt[e] = 0;
-  for (int r = 0; r < n; r++)
-    for (int p0 = 0; p0 < P; p0 += pb) {
-      int m = MM_MIN(pb, P - p0);
-      const real *g = dy + (long)r * O * P + p0;
-      conv_transpose(O, m, g, P, dyt, O);
-      conv_gemm(K, O, m, col + (long)r * K * P + p0, P, 1, dyt, O, r == 0 && p0 == 0 ? 0 : 1,
-                0, dwt, O, db);
-    }
-  for (int o = 0; o < O; o++)
-    for (int k = 0; k < K; k++)
-      dw[(long)o * K + k] = dwt[(long)k * O + o];
+  for (int p0 = 0; p0 < P; p0 += pb) {
+    int m = MM_MIN(pb, P - p0);
+    conv_transpose(O, m, dy + p0, P, dyt, O);
+    conv_gemm(K, O, m, col + p0, P, 1, dyt, O, r == 0 && p0 == 0 ? 0 : 1, 0, dwt, O, db);
+  }
 }
 
-/* conv_dw_t's sums where dwt does not fit the scratch (O > P), one by one. */
-MM_INLINE void conv_dw_plain(int n, int K, int O, int P, const real *dy, const real *col,
-                             real *dw, real *db) {
-  for (long e = 0; e < (long)O * K; e++)
-    dw[e] = 0;
-  for (int o = 0; o < O && db; o++)
-    db[o] = 0;
-  for (int r = 0; r < n; r++)
-    for (int o = 0; o < O; o++) {
-      const real *g = dy + ((long)r * O + o) * P, *cr = col + (long)r * K * P;
-      for (int p = 0; p < P && db; p++)
-        db[o] += g[p];
-      for (int k = 0; k < K; k++)
-        for (int p = 0; p < P; p++)
-          dw[(long)o * K + k] = MAC(dw[(long)o * K + k], g[p], cr[(long)k * P + p]);
-    }
+/* Sample r's terms of conv_dw_t's sums where dwt does not fit the
+   scratch (O > P), one by one into dw (O, K). */
+MM_INLINE void conv_dw_plain(int K, int O, int P, const real *dy, const real *col, real *dw,
+                             real *db) {
+  for (int o = 0; o < O; o++) {
+    const real *g = dy + (long)o * P;
+    for (int p = 0; p < P && db; p++)
+      db[o] += g[p];
+    for (int k = 0; k < K; k++)
+      for (int p = 0; p < P; p++)
+        dw[(long)o * K + k] = MAC(dw[(long)o * K + k], g[p], col[(long)k * P + p]);
+  }
 }
 
 /* Backward: dw (O, C, KH, KW) and db (O) or null, the sums over the
    batch; dx (n, C, H, W) or null: each sample's dcol = wᵀ·dy, then
-   col2im. col as conv2d_forward left it; dcol (C·KH·KW, OH·OW) is
-   scratch. */
+   col2im. col (C·KH·KW, OH·OW) is scratch for one sample's im2col
+   matrix, built again from x; dcol (C·KH·KW, OH·OW) is scratch. */
 MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
                                  int SW, int PH, int PW, const real *dy, const real *x,
-                                 const real *w, const real *col, real *dcol, real *dw,
-                                 real *db, real *dx) {
+                                 const real *w, real *col, real *dcol, real *dw, real *db,
+                                 real *dx) {
   int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
-  (void)x;
-  if (O <= P && O <= CONV_DYT)
-    conv_dw_t(n, K, O, P, dy, col, dcol, dw, db);
-  else
-    conv_dw_plain(n, K, O, P, dy, col, dw, db);
+  int t = O <= P && O <= CONV_DYT; /* dw's transpose fits dcol */
+  for (int o = 0; o < O && db; o++)
+    db[o] = 0;
+  for (long e = 0; e < (long)K * O && (!t || n <= 0); e++)
+    (t ? dcol : dw)[e] = 0;
+  for (int r = 0; r < n; r++) {
+    conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, col);
+    if (t)
+      conv_dw_t(r, K, O, P, dy + (long)r * O * P, col, dcol, db);
+    else
+      conv_dw_plain(K, O, P, dy + (long)r * O * P, col, dw, db);
+  }
+  for (int o = 0; o < O && t; o++)
+    for (int k = 0; k < K; k++)
+      dw[(long)o * K + k] = dcol[(long)k * O + o];
   for (int r = 0; r < n && dx; r++) {
     conv_gemm(K, P, O, w, 1, K, dy + (long)r * O * P, P, 0, 0, dcol, P, 0);
     conv_col2im(C, H, W, KH, KW, SH, SW, PH, PW, dcol, dx + (long)r * C * H * W);

@@ -481,8 +481,7 @@ typedef struct {
 typedef void ConvFwdFn(int, int, int, int, int, int, int, int, int, int, int, const void *,
                        const void *, const void *, void *, void *);
 typedef void ConvBwdFn(int, int, int, int, int, int, int, int, int, int, int, const void *,
-                       const void *, const void *, const void *, void *, void *, void *,
-                       void *);
+                       const void *, const void *, void *, void *, void *, void *, void *);
 typedef void MaxFwdFn(int, int, int, int, int, int, int, int, const void *, void *, int *);
 typedef void MaxBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
                       void *);
@@ -623,25 +622,40 @@ static void check_conv_dx(const Copy *c, const Shape *s, const void *w, const vo
         }
 }
 
+/* col's scratch of one sample, then a guard of as many reals that no
+   kernel may touch: the forward leaves junk there for the backward. */
+static void check_conv_col(const Copy *c, const Shape *s, void *col, const void *guard,
+                           const char *pass) {
+  size_t size = (size_t)col_len(s) * (c->f64 ? 8 : 4);
+  if (memcmp((char *)col + size, guard, size))
+    fail_msg("%s: conv2d %s wrote past one sample's col", c->name, pass);
+  memcpy(col, guard, size); /* the backward builds col again */
+}
+
 /* Runs one convolution forward and backward in copy c and checks all. */
 static void check_conv(const Copy *c, const Shape *s) {
   void *x = values(c->f64, in_len(s), 0.4), *w = values(c->f64, w_len(s), 0.05);
   void *b = values(c->f64, s->O, 0), *y = values(c->f64, out_len(s), 0);
-  void *col = values(c->f64, s->n * col_len(s), 0), *dcol = values(c->f64, col_len(s), 0);
+  void *col = values(c->f64, 2 * col_len(s), 0), *dcol = values(c->f64, col_len(s), 0);
+  void *guard = malloc((size_t)col_len(s) * (c->f64 ? 8 : 4) + 1);
+  memcpy(guard, (char *)col + (size_t)col_len(s) * (c->f64 ? 8 : 4),
+         (size_t)col_len(s) * (c->f64 ? 8 : 4));
   void *dy = values(c->f64, out_len(s), 0.3), *dw = values(c->f64, w_len(s), 0);
   void *db = values(c->f64, s->O, 0), *dx = values(c->f64, in_len(s), 0);
   int bias = (s->n + s->C) % 2; /* with and without a bias */
   ((ConvFwdFn *)find(c, "conv2d_forward"))(s->n, s->C, s->H, s->W, s->O, s->KH, s->KW, s->SH,
                                            s->SW, s->PH, s->PW, x, w, bias ? b : NULL, col, y);
   check_conv_y(c, s, x, w, bias ? b : NULL, y);
+  check_conv_col(c, s, col, guard, "forward");
   ((ConvBwdFn *)find(c, "conv2d_backward"))(s->n, s->C, s->H, s->W, s->O, s->KH, s->KW, s->SH,
                                             s->SW, s->PH, s->PW, dy, x, w, col, dcol, dw,
                                             bias ? db : NULL, bias ? dx : NULL);
+  check_conv_col(c, s, col, guard, "backward");
   check_conv_dw(c, s, x, dy, dw, bias ? db : NULL);
   if (bias)
     check_conv_dx(c, s, w, dy, dx);
   free(x), free(w), free(b), free(y), free(col), free(dcol), free(dy), free(dw), free(db);
-  free(dx);
+  free(dx), free(guard);
 }
 
 /* The shapes of the tests: every combination of odd channel counts,

@@ -56,7 +56,7 @@ static const real sgd_weight_decay = 0x0p+0f; /* weight_decay 0 */
 static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 16, 28, 28) */
-static real conv2d0_col[B * 7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
+static real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
 static real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28) */
 static real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
 static double batchnorm2d1_rstd[16]; /* (16) 1/sqrt(var + eps) */
@@ -67,7 +67,7 @@ static real relu2_out[B * 12544]; /* (B, 16, 28, 28), for the health figures onl
 static real maxpool2d3_out[B * 3136], dmaxpool2d3_out[B * 3136]; /* (B, 16, 14, 14) */
 static int maxpool2d3_arg[B * 3136]; /* (B, 16, 14, 14) h * W + w of each maximum */
 static real conv2d4_out[B * 6272], dconv2d4_out[B * 6272]; /* (B, 32, 14, 14) */
-static real conv2d4_col[B * 28224], conv2d4_dcol[28224]; /* (C*KH*KW, OH*OW) a sample */
+static real conv2d4_col[28224], conv2d4_dcol[28224]; /* (C*KH*KW, OH*OW) a sample */
 static real batchnorm2d5_out[B * 6272], dbatchnorm2d5_out[B * 6272]; /* (B, 32, 14, 14) */
 static real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
 static double batchnorm2d5_rstd[32]; /* (32) 1/sqrt(var + eps) */

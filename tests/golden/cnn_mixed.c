@@ -73,11 +73,11 @@ static const real adam_weight_decay = 0x0p+0; /* weight_decay 0 */
 static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real conv2d0_out[B * 1960], dconv2d0_out[B * 1960]; /* (B, 5, 14, 28) */
-static real conv2d0_col[B * 5880], conv2d0_dcol[5880]; /* (C*KH*KW, OH*OW) a sample */
+static real conv2d0_col[5880], conv2d0_dcol[5880]; /* (C*KH*KW, OH*OW) a sample */
 static real elu1_out[B * 1960], delu1_out[B * 1960]; /* (B, 5, 14, 28) */
 static real avgpool2d2_out[B * 390], davgpool2d2_out[B * 390]; /* (B, 5, 6, 13) */
 static real conv2d3_out[B * 420], dconv2d3_out[B * 420]; /* (B, 7, 5, 12) */
-static real conv2d3_col[B * 1200], conv2d3_dcol[1200]; /* (C*KH*KW, OH*OW) a sample */
+static real conv2d3_col[1200], conv2d3_dcol[1200]; /* (C*KH*KW, OH*OW) a sample */
 static real batchnorm2d4_out[B * 420], dbatchnorm2d4_out[B * 420]; /* (B, 7, 5, 12) */
 static real batchnorm2d4_xhat[B * 420]; /* (B, 420) */
 static double batchnorm2d4_rstd[7]; /* (7) 1/sqrt(var + eps) */

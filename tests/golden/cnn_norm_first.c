@@ -48,7 +48,7 @@ static double batchnorm2d0_mean[1], batchnorm2d0_var[1]; /* (1) of the batch, or
 static double batchnorm2d0_sdy[1], batchnorm2d0_sdyx[1], batchnorm2d0_k[1];
 static real tanh1_out[B * 784], dtanh1_out[B * 784]; /* (B, 1, 28, 28) */
 static real conv2d2_out[B * 300], dconv2d2_out[B * 300]; /* (B, 3, 10, 10) */
-static real conv2d2_col[B * 2500], conv2d2_dcol[2500]; /* (C*KH*KW, OH*OW) a sample */
+static real conv2d2_col[2500], conv2d2_dcol[2500]; /* (C*KH*KW, OH*OW) a sample */
 static real maxpool2d3_out[B * 48], dmaxpool2d3_out[B * 48]; /* (B, 3, 4, 4) */
 static int maxpool2d3_arg[B * 48]; /* (B, 3, 4, 4) h * W + w of each maximum */
 static real linear5_out[B * 10], dlinear5_out[B * 10]; /* (B, 10) */

@@ -43,7 +43,7 @@ static double opt_hyper[2] = {0x1.0624dd2f1a9fcp-9, 0x1.ccccccccccccdp-1};
 static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real conv2d0_out[B * 3136], dconv2d0_out[B * 3136]; /* (B, 4, 28, 28) */
-static real conv2d0_col[B * 7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
+static real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
 static real batchnorm2d1_out[B * 3136], dbatchnorm2d1_out[B * 3136]; /* (B, 4, 28, 28) */
 static real batchnorm2d1_xhat[B * 3136]; /* (B, 3136) */
 static double batchnorm2d1_rstd[4]; /* (4) 1/sqrt(var + eps) */

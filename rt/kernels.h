@@ -1802,21 +1802,28 @@ MLPC_KERNEL void drop_backward(int len, const real *dy, const real *mask, real *
 
 /* ---- the loss: cross-entropy through log-sum-exp ---- */
 
-/* Forward over n rows of K logits z: lse[r] = m + log Σ_k e^(z[r][k] − m)
-   with m the row's maximum (the sum in order k, in real); adds the
-   number of rows whose first maximum is the label y[r] to *correct;
-   returns Σ_r lse[r] − z[r][y[r]] in double. e (n, K) is scratch: the
-   exponentials, computed in one loop over all rows, so that it
-   vectorises. */
+/* The row's first maximum: the index of its greatest logit. */
+MLPC_KERNEL int xent_arg(int K, const real *zr) {
+  int arg = 0;
+  for (int k = 1; k < K; k++)
+    if (zr[k] > zr[arg])
+      arg = k;
+  return arg;
+}
+
+/* Forward over n rows of K logits z: lse[r] = log Σ_k e^(z[r][k] − m)
+   with m the row's maximum (the sum in order k, in real), so that
+   log_softmax is (z − m) − lse[r], as PyTorch's CPU kernel computes it
+   (m + lse[r] would round lse[r] away where it is small, and with it a
+   confident row's gradient); adds the number of rows whose first maximum
+   is the label y[r] to *correct; returns Σ_r −((z[r][y[r]] − m) − lse[r])
+   in double. e (n, K) is scratch: the exponentials, computed in one loop
+   over all rows, so that it vectorises. */
 MLPC_KERNEL double xent_forward(int n, int K, const real *z, const unsigned char *y,
                                 real *lse, real *e, long *correct) {
   for (int r = 0; r < n; r++) { /* lse holds the maxima for a while */
-    const real *zr = z + (long)r * K;
-    int arg = 0;
-    for (int k = 1; k < K; k++)
-      if (zr[k] > zr[arg])
-        arg = k;
-    lse[r] = zr[arg];
+    int arg = xent_arg(K, z + (long)r * K);
+    lse[r] = z[(long)r * K + arg];
     *correct += arg == y[r];
   }
   for (int r = 0; r < n; r++)
@@ -1829,18 +1836,27 @@ MLPC_KERNEL double xent_forward(int n, int K, const real *z, const unsigned char
     real s = 0;
     for (int k = 0; k < K; k++)
       s += e[(long)r * K + k];
-    lse[r] += LOG(s);
-    sum += lse[r] - z[(long)r * K + y[r]];
+    real m = lse[r];
+    lse[r] = LOG(s);
+    sum -= (real)(z[(long)r * K + y[r]] - m) - lse[r];
   }
   return sum;
 }
 
-/* Backward: dz[r][k] = (e^(z[r][k] − lse[r]) − [k = y[r]]) / n. */
+/* log_softmax of the n rows, (z − m) − lse[r], into out. */
+MLPC_KERNEL void xent_logp(int n, int K, const real *z, const real *lse, real *out) {
+  for (int r = 0; r < n; r++) {
+    const real *zr = z + (long)r * K;
+    real m = zr[xent_arg(K, zr)];
+    for (int k = 0; k < K; k++)
+      out[(long)r * K + k] = (real)(zr[k] - m) - lse[r];
+  }
+}
+
+/* Backward: dz[r][k] = (e^((z[r][k] − m) − lse[r]) − [k = y[r]]) / n. */
 MLPC_KERNEL void xent_backward(int n, int K, const real *z, const real *lse,
                                const unsigned char *y, real *dz) {
-  for (int r = 0; r < n; r++)
-    for (int k = 0; k < K; k++)
-      dz[(long)r * K + k] = z[(long)r * K + k] - lse[r];
+  xent_logp(n, K, z, lse, dz);
   for (long i = 0; i < (long)n * K; i++)
     dz[i] = mm_exp(dz[i]);
   for (int r = 0; r < n; r++)
@@ -1850,24 +1866,25 @@ MLPC_KERNEL void xent_backward(int n, int K, const real *z, const real *lse,
 }
 
 /* Label smoothing eps (CrossEntropyLoss(label_smoothing=eps)): the loss
-   summed over n rows, (1 − eps)·nll + (eps / K)·Σ_r Σ_k (lse[r] − z[r][k]),
+   summed over n rows, (1 − eps)·nll − (eps / K)·Σ_r Σ_k ((z[r][k] − m) − lse[r]),
    nll being xent_forward's sum (whose lse this reuses); in double. */
 MLPC_KERNEL double xent_smooth(int n, int K, const real *z, const real *lse, double nll,
                                double eps) {
   double smooth = 0;
-  for (int r = 0; r < n; r++)
+  for (int r = 0; r < n; r++) {
+    const real *zr = z + (long)r * K;
+    real m = zr[xent_arg(K, zr)];
     for (int k = 0; k < K; k++)
-      smooth += (double)lse[r] - z[(long)r * K + k];
+      smooth -= (real)(zr[k] - m) - lse[r];
+  }
   return (1 - eps) * nll + smooth * (eps / K);
 }
 
-/* Its gradient: dz[r][k] = (e^(z[r][k] − lse[r]) − q[k]) / n, the target
+/* Its gradient: dz[r][k] = (e^((z[r][k] − m) − lse[r]) − q[k]) / n, the target
    q[k] = off + on·[k = y[r]], with on = 1 − eps and off = eps / K. */
 MLPC_KERNEL void xent_smooth_backward(int n, int K, const real *z, const real *lse,
                                       const unsigned char *y, real *dz, real on, real off) {
-  for (int r = 0; r < n; r++)
-    for (int k = 0; k < K; k++)
-      dz[(long)r * K + k] = z[(long)r * K + k] - lse[r];
+  xent_logp(n, K, z, lse, dz);
   for (long i = 0; i < (long)n * K; i++)
     dz[i] = mm_exp(dz[i]) - off;
   for (int r = 0; r < n; r++)

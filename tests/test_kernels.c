@@ -409,8 +409,8 @@ static double copy_exp(const Copy *c, double x) {
 }
 
 /* xent_forward and xent_backward against their definitions, for K from
-   1 to 70, labels spread
-   over the classes, a tie for the maximum in row 0. */
+   1 to 70, labels spread over the classes, a tie for the maximum in row
+   0: log_softmax as (z − m) − log Σ e^(z − m), PyTorch's. */
 static void test_xent(void **state_) {
   (void)state_;
   typedef double FwdFn(int, int, const void *, const unsigned char *, void *, void *, long *);
@@ -441,14 +441,15 @@ static void test_xent(void **state_) {
                                         : (float)((float)get(0, z, (long)r * K + j) - (float)m));
           s = c->f64 ? s + e : (float)((float)s + (float)e);
         }
-        double l = c->f64 ? m + log(s) : (float)((float)m + logf((float)s));
+        double l = c->f64 ? log(s) : logf((float)s);
         assert_true(get(c->f64, lse, r) == l);
-        sum_want += c->f64 ? l - get(1, z, (long)r * K + y[r])
-                           : (float)((float)l - (float)get(0, z, (long)r * K + y[r]));
         correct_want += arg == y[r];
         for (int j = 0; j < K; j++) {
-          double t = c->f64 ? get(1, z, (long)r * K + j) - l
-                            : (float)((float)get(0, z, (long)r * K + j) - (float)l);
+          double t = c->f64 ? (get(1, z, (long)r * K + j) - m) - l
+                            : (float)((float)((float)get(0, z, (long)r * K + j) - (float)m) -
+                                      (float)l);
+          if (j == y[r])
+            sum_want -= t;
           double e = copy_exp(c, t);
           put(c->f64, want, (long)r * K + j,
               c->f64 ? (e - (j == y[r])) / n : (float)((float)((float)e - (j == y[r])) / n));
@@ -460,6 +461,31 @@ static void test_xent(void **state_) {
       same_bits(c, "xent_backward", n, K, 0, want, dz, (long)n * K);
       free(z), free(lse), free(dz), free(want), free(scratch);
     }
+}
+
+/* A confident row (its label's logit 22 above the rest): its label's
+   gradient, about −1.6e-10, as PyTorch's cross_entropy gives it in float64
+   (log_softmax as (z − m) − lse, so that the small lse survives), to
+   1e-12; through m + lse it was off by 3e-6. */
+static void test_xent_confident(void **state_) {
+  (void)state_;
+  typedef double FwdFn(int, int, const void *, const unsigned char *, void *, void *, long *);
+  typedef void BwdFn(int, int, const void *, const void *, const unsigned char *, void *);
+  static const double want[6] = {-0x1.9f2e1ec660000p-18, 0x1.34cf79db6edcfp-32,
+                                 0x1.9f294b886c8c5p-18,  0x1.52f63433cca88p-33,
+                                 -0x1.5894400000000p-33, 0x1.67852a6e23f95p-39};
+  double z[6] = {12.0, -9.3, 0.7, 3.1, 25.0, -1.0}, lse[2], e[6], dz[6];
+  unsigned char y[2] = {0, 1};
+  for (int k = 0; k < NELEM(copies); k++) {
+    if (!copies[k].f64)
+      continue;
+    long correct = 0;
+    double sum = ((FwdFn *)find(&copies[k], "xent_forward"))(2, 3, z, y, lse, e, &correct);
+    assert_true(fabs(sum - 1.2373722833733153e-05) < 1e-12 * 1.2373722833733153e-05);
+    ((BwdFn *)find(&copies[k], "xent_backward"))(2, 3, z, lse, y, dz);
+    for (int i = 0; i < 6; i++)
+      assert_true(fabs(dz[i] - want[i]) <= 1e-12 * fabs(want[i]));
+  }
 }
 
 /* ---- convolutions, pooling and BatchNorm2d ----
@@ -1167,6 +1193,7 @@ int main(void) {
     cmocka_unit_test(test_act_nan),
     cmocka_unit_test(test_expf),
     cmocka_unit_test(test_xent),
+    cmocka_unit_test(test_xent_confident),
     cmocka_unit_test(test_conv),
     cmocka_unit_test(test_pool),
     cmocka_unit_test(test_maxpool_rules),

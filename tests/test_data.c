@@ -837,8 +837,11 @@ static json_t *first_line(const char *path) {
 
 /* Float data as PyTorch computes on them (tests/arrays/torch_ref.py):
    from its initial weights, 4 SGD steps in file order and 4 test
-   batches give its train loss, test loss and accuracy, within float32's
-   rounding in float32 and 1e-12 in float64. */
+   batches give its train loss, test loss and accuracy, within 5e-7 in
+   float32 and 1e-12 in float64. PyTorch's float32 mean of the 64 test
+   losses is itself 1.2e-7 from the mean of the same rows in float64
+   (mlpc sums them in double), so a bound at float32's epsilon would
+   measure PyTorch's rounding, not mlpc's. */
 static void test_torch(void **state) {
   (void)state;
   static const char *const tags[] = {"f32", "f64"};
@@ -861,7 +864,7 @@ static void test_torch(void **state) {
       const char *key = (const char *[]){"train_loss", "test_loss", "test_acc"}[k];
       double a = json_real_value(json_object_get(got, key));
       double b = json_real_value(json_object_get(want, key));
-      if (!(fabs(a - b) <= (t ? 1e-12 : 1e-7) * fabs(b)))
+      if (!(fabs(a - b) <= (t ? 1e-12 : 5e-7) * fabs(b)))
         fail_msg("%s %s: mlpc %.17g, PyTorch %.17g", tags[t], key, a, b);
     }
     json_decref(got);

@@ -168,8 +168,8 @@ static void test_no_step(void **state) {
   static Model m;
   static Ir ir;
   Jit *j = small_model_norm(0.01, ACT_RELU, NORM_BATCH, &m, &ir);
-  char tmp[] = "/tmp/mlpc_nostepXXXXXX", path[64];
-  assert_non_null(mkdtemp(tmp));
+  char tmp[64], path[96];
+  assert_int_equal(util_mkdtemp("nostep", tmp, sizeof tmp), 0);
   assert_int_equal(util_idx_set(tmp, 1, 1, 28), 0);
   snprintf(path, sizeof path, "%s/out", tmp);
   Seen s = {0};

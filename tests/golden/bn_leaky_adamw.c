@@ -80,7 +80,7 @@ static double norm2_mean[24], norm2_var[24]; /* (24) of the batch, or running */
 static double norm2_sdy[24], norm2_sdyx[24], norm2_k[24]; /* (24) sums of dy, dy*xhat */
 static real leaky_relu2_out[B * 24], dleaky_relu2_out[B * 24]; /* (B, 24) */
 static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 48), (B, 784) -> (B, 48) */

@@ -40,7 +40,7 @@ static double norm1_mean[128], norm1_var[128]; /* (128) of the batch, or running
 static double norm1_sdy[128], norm1_sdyx[128], norm1_k[128]; /* (128) sums of dy, dy*xhat */
 static real relu1_out[B * 128], drelu1_out[B * 128]; /* (B, 128) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 128), (B, 784) -> (B, 128) */

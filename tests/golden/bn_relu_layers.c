@@ -41,7 +41,7 @@ static double batchnorm1_mean[128], batchnorm1_var[128]; /* (128) of the batch, 
 static double batchnorm1_sdy[128], batchnorm1_sdyx[128], batchnorm1_k[128];
 static real relu2_out[B * 128], drelu2_out[B * 128]; /* (B, 128) */
 static real linear3_out[B * 10], dlinear3_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* linear0: Linear(784, 128), (B, 784) -> (B, 128) */

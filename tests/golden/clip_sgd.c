@@ -34,7 +34,7 @@ static real tanh1_out[B * 64], dtanh1_out[B * 64]; /* (B, 64) */
 static real fc2_out[B * 32], dfc2_out[B * 32]; /* (B, 32) */
 static real tanh2_out[B * 32], dtanh2_out[B * 32]; /* (B, 32) */
 static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 64), (B, 784) -> (B, 64) */

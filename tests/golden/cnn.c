@@ -78,7 +78,7 @@ static real relu6_out[B * 6272]; /* (B, 32, 14, 14), for the health figures only
 static real maxpool2d7_out[B * 1568], dmaxpool2d7_out[B * 1568]; /* (B, 32, 7, 7) */
 static int maxpool2d7_arg[B * 1568]; /* (B, 32, 7, 7) h * W + w of each maximum */
 static real linear9_out[B * 10], dlinear9_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* conv2d0: Conv2d(1, 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)),

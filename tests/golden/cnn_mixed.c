@@ -98,7 +98,7 @@ static double batchnorm10_mean[24], batchnorm10_var[24]; /* (24) of the batch, o
 static double batchnorm10_sdy[24], batchnorm10_sdyx[24], batchnorm10_k[24];
 static real gelu11_out[B * 24], dgelu11_out[B * 24]; /* (B, 24) */
 static real linear12_out[B * 10], dlinear12_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* conv2d0: Conv2d(1, 5, kernel_size=(3, 5), stride=(2, 1), padding=(1, 2)),

@@ -52,7 +52,7 @@ static real conv2d2_col[2500], conv2d2_dcol[2500]; /* (C*KH*KW, OH*OW) a sample 
 static real maxpool2d3_out[B * 48], dmaxpool2d3_out[B * 48]; /* (B, 3, 4, 4) */
 static int maxpool2d3_arg[B * 48]; /* (B, 3, 4, 4) h * W + w of each maximum */
 static real linear5_out[B * 10], dlinear5_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* batchnorm2d0: BatchNorm2d(1, eps=1e-05), (B, 1, 28, 28) -> (B, 1, 28, 28) */

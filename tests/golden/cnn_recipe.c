@@ -54,7 +54,7 @@ static real relu2_out[B * 3136]; /* (B, 4, 28, 28), for the health figures only 
 static real maxpool2d3_out[B * 784], dmaxpool2d3_out[B * 784]; /* (B, 4, 14, 14) */
 static int maxpool2d3_arg[B * 784]; /* (B, 4, 14, 14) h * W + w of each maximum */
 static real linear5_out[B * 10], dlinear5_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* conv2d0: Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False),

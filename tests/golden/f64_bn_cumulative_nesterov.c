@@ -71,7 +71,7 @@ static double norm2_mean[16], norm2_var[16]; /* (16) of the batch, or running */
 static double norm2_sdy[16], norm2_sdyx[16], norm2_k[16]; /* (16) sums of dy, dy*xhat */
 static real gelu2_out[B * 16], dgelu2_out[B * 16]; /* (B, 16) */
 static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 32), (B, 784) -> (B, 32) */

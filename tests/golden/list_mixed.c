@@ -79,7 +79,7 @@ static real silu8_out[B * 32], dsilu8_out[B * 32]; /* (B, 32) */
 static real dropout9_out[B * 32], ddropout9_out[B * 32]; /* (B, 32) */
 static real dropout9_mask[B * 32]; /* (B, 32) 0 or 1/(1 - p) */
 static real linear10_out[B * 10], dlinear10_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* linear0: Linear(784, 48), (B, 784) -> (B, 48) */

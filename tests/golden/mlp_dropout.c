@@ -65,7 +65,7 @@ static real dropout3_mask[B * 256]; /* (B, 256) 0 or 1/(1 - p) */
 static real linear4_out[B * 64], dlinear4_out[B * 64]; /* (B, 64) */
 static real tanh5_out[B * 64], dtanh5_out[B * 64]; /* (B, 64) */
 static real linear6_out[B * 10], dlinear6_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* linear0: Linear(784, 256), (B, 784) -> (B, 256) */

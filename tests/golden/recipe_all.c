@@ -50,7 +50,7 @@ static double norm1_mean[32], norm1_var[32]; /* (32) of the batch, or running */
 static double norm1_sdy[32], norm1_sdyx[32], norm1_k[32]; /* (32) sums of dy, dy*xhat */
 static real elu1_out[B * 32], delu1_out[B * 32]; /* (B, 32) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 32), (B, 784) -> (B, 32) */

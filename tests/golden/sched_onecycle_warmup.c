@@ -44,7 +44,7 @@ static real norm1_xhat[B * 48]; /* (B, 48) */
 static double norm1_rstd[B]; /* (B) 1/sqrt(var + eps) */
 static real gelu1_out[B * 48], dgelu1_out[B * 48]; /* (B, 48) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 48), (B, 784) -> (B, 48) */

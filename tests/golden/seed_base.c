@@ -27,7 +27,7 @@ static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
 static real tanh1_out[B * 128], dtanh1_out[B * 128]; /* (B, 128) */
 static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 128), (B, 784) -> (B, 128) */

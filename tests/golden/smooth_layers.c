@@ -41,7 +41,7 @@ static real silu1_out[B * 64], dsilu1_out[B * 64]; /* (B, 64) */
 static real dropout2_out[B * 64], ddropout2_out[B * 64]; /* (B, 64) */
 static real dropout2_mask[B * 64]; /* (B, 64) 0 or 1/(1 - p) */
 static real linear3_out[B * 10], dlinear3_out[B * 10]; /* (B, 10) */
-static real loss_lse[B]; /* (B) logsumexp of each row */
+static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
 static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* linear0: Linear(784, 64), (B, 784) -> (B, 64) */

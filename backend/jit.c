@@ -13,7 +13,8 @@
  * gcc and its own children (cc1, as, ld) run in a process group of their
  * own under a keeper process that kills the group when mlpc dies, even by
  * SIGKILL; temporaries left in the cache by a killed mlpc are removed by
- * the next one to use it.
+ * the next one to use it. gcc's own temporaries go to a directory of
+ * their own (its TMPDIR), removed when gcc ends, killed or not.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -230,13 +231,63 @@ static int path_fmt(char *dst, size_t len, char *err, size_t errlen, const char 
   return -1;
 }
 
-/* In the child: stdin from /dev/null, stdout and stderr to log, then gcc.
-   If that fails, writes errno to fd (close-on-exec, so the parent reads
-   nothing once gcc runs) and exits. */
-static void exec_gcc(const char *const *argv, const char *log, int fd) {
+/* gcc's temporaries go to a directory of their own (its TMPDIR), which
+   the keeper removes when gcc ends: a gcc killed mid-build (a run that
+   ended first) cannot remove its own. Made by mlpc before the keeper
+   starts, so that the keeper, a child of a process that may have
+   threads, calls nothing but system calls. */
+typedef struct {
+  char dir[4096];    /* "" if none could be made: gcc uses the usual one */
+  char var[4200];    /* TMPDIR=dir                                       */
+  char **envp;       /* mlpc's environment with var for TMPDIR, or NULL  */
+} GccTmp;
+
+extern char **environ;
+
+/* Makes t's directory and environment; on failure t->dir is "". */
+static void gcc_tmp_make(GccTmp *t) {
+  const char *base = getenv("TMPDIR");
+  int n = snprintf(t->dir, sizeof t->dir, "%s/mlpc-gcc-XXXXXX", base && *base ? base : "/tmp");
+  size_t count = 0;
+  while (environ[count])
+    count++;
+  t->envp = n > 0 && (size_t)n < sizeof t->dir ? calloc(count + 2, sizeof *t->envp) : NULL;
+  if (!t->envp || !mkdtemp(t->dir)) {
+    free(t->envp), t->envp = NULL, t->dir[0] = 0;
+    return;
+  }
+  snprintf(t->var, sizeof t->var, "TMPDIR=%s", t->dir);
+  size_t k = 0;
+  for (size_t i = 0; i < count; i++)
+    if (strncmp(environ[i], "TMPDIR=", 7))
+      t->envp[k++] = environ[i];
+  t->envp[k] = t->var;
+}
+
+/* Removes t's directory and what gcc left in it, by system calls alone. */
+static void gcc_tmp_remove(const GccTmp *t) {
+  int fd = t->dir[0] ? open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+  char buf[4096];
+  ssize_t n;
+  while (fd >= 0 && (n = getdents64(fd, buf, sizeof buf)) > 0)
+    for (ssize_t off = 0; off < n;) {
+      struct dirent64 *e = (struct dirent64 *)(buf + off);
+      if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+        unlinkat(fd, e->d_name, 0);
+      off += e->d_reclen;
+    }
+  if (fd >= 0)
+    close(fd), rmdir(t->dir);
+}
+
+/* In the child: stdin from /dev/null, stdout and stderr to log, then gcc
+   with the environment envp (NULL: mlpc's). If that fails, writes errno
+   to fd (close-on-exec, so the parent reads nothing once gcc runs) and
+   exits. */
+static void exec_gcc(const char *const *argv, const char *log, int fd, char **envp) {
   int in = open("/dev/null", O_RDONLY), out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (in >= 0 && out >= 0 && dup2(in, 0) >= 0 && dup2(out, 1) >= 0 && dup2(out, 2) >= 0)
-    execvp(argv[0], (char *const *)argv);
+    execvpe(argv[0], (char *const *)argv, envp ? envp : environ);
   int e = errno;
   (void)!write(fd, &e, sizeof e);
   _exit(127);
@@ -251,7 +302,7 @@ static void on_child(int sig) { (void)sig; }
 /* In the keeper's child: gcc, leading a new process group that its own
    children join, dying with the keeper. */
 static void start_gcc(const char *const *argv, const char *log, int fd, pid_t keeper,
-                      const sigset_t *mask) {
+                      const sigset_t *mask, char **envp) {
   setpgid(0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != keeper)
@@ -260,7 +311,7 @@ static void start_gcc(const char *const *argv, const char *log, int fd, pid_t ke
     signal(*s, SIG_DFL);
   signal(SIGCHLD, SIG_DFL);
   sigprocmask(SIG_SETMASK, mask, NULL);
-  exec_gcc(argv, log, fd);
+  exec_gcc(argv, log, fd, envp);
 }
 
 /* Waits until gcc (pid) ends, or mlpc does (alive reads end of file: only
@@ -303,10 +354,11 @@ static void end_as(int status) {
 /* In the child of mlpc: the keeper of one gcc run. It stays in mlpc's
    process group, ignoring the signals that stop mlpc, starts gcc in a
    group of its own, and kills that group when gcc or mlpc ends; it then
-   ends as gcc did. fd: the pipe for exec's errno, which the keeper holds
+   removes gcc's temporaries (t) and ends as gcc did. fd: the pipe for exec's errno, which the keeper holds
    open until it ends, so that mlpc reads end of file then; alive: see
    watch_gcc (mlpc stops a build by closing its end). */
-static void keep_gcc(const char *const *argv, const char *log, int fd, int alive) {
+static void keep_gcc(const char *const *argv, const char *log, int fd, int alive,
+                     const GccTmp *t) {
   sigset_t chld, old;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
@@ -318,16 +370,19 @@ static void keep_gcc(const char *const *argv, const char *log, int fd, int alive
     signal(*s, SIG_IGN);
   pid_t keeper = getpid(), pid = fork();
   if (pid == 0)
-    start_gcc(argv, log, fd, keeper, &old);
+    start_gcc(argv, log, fd, keeper, &old, t->envp);
   if (pid < 0) {
     int e = errno;
     (void)!write(fd, &e, sizeof e);
+    gcc_tmp_remove(t);
     _exit(127);
   }
   setpgid(pid, pid); /* as gcc does itself: set before either goes on */
   sigset_t wait_mask = old;
   sigdelset(&wait_mask, SIGCHLD);
-  end_as(watch_gcc(pid, alive, &wait_mask));
+  int status = watch_gcc(pid, alive, &wait_mask);
+  gcc_tmp_remove(t);
+  end_as(status);
 }
 
 /* The first line of a file, for messages ("" if none). */
@@ -385,6 +440,7 @@ struct JitBuild {
   int cached;        /* the object was in the cache already             */
   double t0, seconds;
   char err[2 * 4096 + 256]; /* why it failed: two paths and a message   */
+  GccTmp gtmp;       /* gcc's temporaries                               */
 };
 
 /* In the keeper: closes every descriptor but 0, 1, 2 and the two it
@@ -405,15 +461,19 @@ static int spawn_gcc(JitBuild *b, const Flags *F, int beside) {
   const char *argv[64];
   int fds[2] = {-1, -1}, alive[2] = {-1, -1};
   gcc_argv(argv, b->csrc, b->tmp, F);
+  gcc_tmp_make(&b->gtmp);
   pid_t pid = pipe2(fds, O_CLOEXEC) || pipe2(alive, O_CLOEXEC) ? -1 : fork();
   if (pid == 0) {
     close(alive[1]);
     close_others(fds[1], alive[0]);
     if (beside)
       (void)!nice(JIT_BESIDE_NICE);
-    keep_gcc(argv, b->log, fds[1], alive[0]);
+    keep_gcc(argv, b->log, fds[1], alive[0], &b->gtmp);
   }
+  free(b->gtmp.envp);
+  b->gtmp.envp = NULL;
   if (pid < 0) {
+    gcc_tmp_remove(&b->gtmp);
     snprintf(b->err, sizeof b->err, "cannot run gcc: %s", strerror(errno));
     for (int i = 0; i < 2; i++)
       close(fds[i]), close(alive[i]);
@@ -433,6 +493,7 @@ static void reap_gcc(JitBuild *b) {
     b->exec_errno = e;
   while ((waited = waitpid(b->keeper, &status, 0)) < 0 && errno == EINTR)
     ;
+  gcc_tmp_remove(&b->gtmp); /* the keeper's work, unless it was killed */
   b->keeper = 0;
   b->seconds = rt_now() - b->t0;
   b->state = JIT_FAILED;

@@ -24,6 +24,9 @@
  *   background   with an empty cache, gcc really builds the object while
  *                the run goes on; the switch waits for it (an event, not a
  *                clock), and the results do not change
+ *   gcc_temporaries  gcc's temporaries go to a TMPDIR of its own,
+ *                removed when gcc ends, so that a gcc stopped mid-build
+ *                (a run that ended first) leaves none behind
  *   cached       with the object cached and no knob, the run is on gcc's
  *                code throughout, and says so
  *   gcc_fails    a gcc that fails, or is killed, while the run goes on:
@@ -37,6 +40,7 @@
  * directory, whose out/cache holds the gcc objects; the background and
  * failure cases run in a temporary directory with a cache of its own.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -399,6 +403,36 @@ static void test_background(void **state) {
   free_result(&a), free_result(&b);
 }
 
+/* gcc's temporaries go to a TMPDIR of their own, removed when gcc ends,
+   so that a gcc stopped mid-build (a run that ended first) leaves none:
+   a stand-in gcc first on PATH leaves a file in its TMPDIR and runs gcc;
+   the TMPDIR the run was given is left empty. */
+static void test_gcc_temporaries(void **state) {
+  (void)state;
+  char dir[300], path[8192], *path0 = strdup(getenv("PATH"));
+  char *tmpdir0 = getenv("TMPDIR") ? strdup(getenv("TMPDIR")) : NULL;
+  static const char script[] = "#!/bin/sh\n: > \"$TMPDIR/cc-left.s\"\n"
+                               "PATH=${PATH#*:} exec gcc \"$@\"\n";
+  snprintf(dir, sizeof dir, "%s", util_path(tmp, "gcc_tmp"));
+  assert_int_equal(mkdir(dir, 0700), 0);
+  mkdir(util_path(tmp, "bin"), 0700);
+  assert_int_equal(util_write(util_path(tmp, "bin/gcc"), script, strlen(script)), 0);
+  assert_int_equal(chmod(util_path(tmp, "bin/gcc"), 0755), 0);
+  snprintf(path, sizeof path, "%s:%s", util_path(tmp, "bin"), path0);
+  setenv("PATH", path, 1);
+  setenv("TMPDIR", dir, 1);
+  util_rmtree(util_path(tmp, "run"));
+  Result b = run_in_tmp("models/bn_relu.json", "3");
+  setenv("PATH", path0, 1);
+  tmpdir0 ? setenv("TMPDIR", tmpdir0, 1) : unsetenv("TMPDIR");
+  free(path0), free(tmpdir0);
+  assert_string_equal(b.code, ", \"code\": \"tcc, then gcc\", \"gcc_from\": {\"epoch\": 1, "
+                      "\"step\": 4}");
+  if (rmdir(dir))
+    fail_msg("%s: gcc's temporaries are left there (%s)", dir, strerror(errno));
+  free_result(&b);
+}
+
 /* With the object cached and no knob, gcc's code runs throughout. */
 static void test_cached(void **state) {
   (void)state;
@@ -512,6 +546,7 @@ int main(void) {
     cmocka_unit_test(test_float_data),
     cmocka_unit_test(test_text),
     cmocka_unit_test(test_background),
+    cmocka_unit_test(test_gcc_temporaries),
     cmocka_unit_test(test_cached),
     cmocka_unit_test(test_gcc_fails),
     cmocka_unit_test(test_renice),

@@ -354,9 +354,10 @@ static void end_as(int status) {
 /* In the child of mlpc: the keeper of one gcc run. It stays in mlpc's
    process group, ignoring the signals that stop mlpc, starts gcc in a
    group of its own, and kills that group when gcc or mlpc ends; it then
-   removes gcc's temporaries (t) and ends as gcc did. fd: the pipe for exec's errno, which the keeper holds
-   open until it ends, so that mlpc reads end of file then; alive: see
-   watch_gcc (mlpc stops a build by closing its end). */
+   removes gcc's temporaries (t) and ends as gcc did. fd: the pipe for
+   exec's errno, which the keeper holds open until it ends, so that mlpc
+   reads end of file then; alive: see watch_gcc (mlpc stops a build by
+   closing its end). */
 static void keep_gcc(const char *const *argv, const char *log, int fd, int alive,
                      const GccTmp *t) {
   sigset_t chld, old;

@@ -767,6 +767,18 @@ MLPC_KERNEL_PART void mm_dw_narrow(int n, int O, int I, const real *dy, const re
 }
 #endif
 
+/* mm_dw_rows on a whole block of MM_OB columns, and on the last, narrower
+   one: where sizes vary, each a function of its own, the first with its
+   width a constant. */
+MLPC_KERNEL_PART void mm_dw_full(int O, int I, int nr, const real *dy, const real *x,
+                                 int first, real *dwt, real *wt, real neg_lr) {
+  mm_dw_rows(MM_OB, O, I, nr, dy, x, first, dwt, wt, neg_lr);
+}
+MLPC_KERNEL_PART void mm_dw_part(int ob, int O, int I, int nr, const real *dy, const real *x,
+                                 int first, real *dwt, real *wt, real neg_lr) {
+  mm_dw_rows(ob, O, I, nr, dy, x, first, dwt, wt, neg_lr);
+}
+
 /* mm_dw, or with wt, mm_dw_sgd. */
 MM_INLINE void mm_dw_step(int n, int O, int I, const real *dy, const real *x, real *dwt,
                           real *wt, real neg_lr) {
@@ -788,9 +800,9 @@ MM_INLINE void mm_dw_step(int n, int O, int I, const real *dy, const real *x, re
     real *w = r0 + 64 >= n ? wt : 0; /* the last block of rows completes dwt */
     for (int o0 = 0; o0 < O; o0 += MM_OB)
       if (O - o0 >= MM_OB)
-        mm_dw_rows(MM_OB, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0, w ? w + o0 : 0, neg_lr);
+        mm_dw_full(O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0, w ? w + o0 : 0, neg_lr);
       else
-        mm_dw_rows(O - o0, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0, w ? w + o0 : 0,
+        mm_dw_part(O - o0, O, I, nr, dyr + o0, xr, r0 == 0, dwt + o0, w ? w + o0 : 0,
                    neg_lr);
   }
 }

@@ -313,7 +313,7 @@ static Jit *compile(const Ir *ir, int backend, FILE *info) {
   Buf src = {0};
   double t0 = rt_now();
   check_emitted(emit_unit(ir, backend, &src));
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, ir->m->dtype, err, sizeof err)
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, err, sizeof err)
                                   : jit_gcc(src.buf, "out/cache", err, sizeof err);
   free(src.buf);
   if (!j)
@@ -334,7 +334,7 @@ static Tier *start_tiered(const Ir *ir, FILE *info) {
   Buf src = {0};
   double t0 = rt_now();
   check_emitted(emit_unit(ir, BACKEND_TIERED, &src));
-  Tier *t = tier_start(src.buf, ir->m->dtype, "out/cache", err, sizeof err);
+  Tier *t = tier_start(src.buf, "out/cache", err, sizeof err);
   free(src.buf);
   if (!t)
     die(err);
@@ -356,7 +356,7 @@ static void emit_inference_files(const Args *A, const Ir *ir) {
   char err[2048], hpath[4096];
   Buf src = {0}, c = {0}, h = {0};
   check_emitted(emit_unit(ir, BACKEND_TCC, &src));
-  Jit *j = jit_tcc(src.buf, ir->m->dtype, err, sizeof err);
+  Jit *j = jit_tcc(src.buf, err, sizeof err);
   free(src.buf);
   if (!j)
     die(err);

@@ -99,8 +99,16 @@ void vemitf(Buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2
    step and evaluation (byte-identical for the same model). 0, or -1 when
    memory ran out (b->oom). */
 int emit_model(const Ir *ir, Buf *b);
-/* A whole translation unit for a backend: headers, kernels, model. */
+/* A whole translation unit for a backend (BACKEND_*, or BACKEND_TRAINER
+   for --emit's trainer): headers, kernels, model. */
 int emit_unit(const Ir *ir, int backend, Buf *b);
+/* Whether the unit inlines the kernels, each call with its sizes as
+   constants: a trainer's always; gcc's when the model's dense layers
+   take at least EMIT_INLINE_WORK multiply-adds a sample (below that,
+   gcc's time is not paid back: docs/performance.md); tcc's never. A
+   unit that does not calls mlpc's own copies (backend/kernels.c). */
+int emit_inlines(const Ir *ir, int backend);
+#define EMIT_INLINE_WORK 16384
 /* A standalone trainer: the unit plus the runtime and main(). */
 int emit_trainer(const Ir *ir, Buf *b);
 /* A model name fit for a comment: [A-Za-z0-9_.-] kept, any other byte
@@ -169,36 +177,31 @@ void rt_check_stdout(void);
 
 enum { BACKENDS(ENUM1_) NBACKENDS };
 extern const char *const backend_names[NBACKENDS];
+/* emit_unit's for a standalone trainer (--emit), not a --backend */
+enum { BACKEND_TRAINER = NBACKENDS };
 
 typedef struct Jit Jit;
 
-/* backend/kernels.c: the kernels compiled into mlpc, for tcc's code, by
-   the names generated code calls (rt/kernels.h): X(name) */
-#define RT_KERNELS(X) \
-  X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward) \
-  X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(opt_sgd) X(opt_rmsprop) \
-  X(opt_adam) X(conv2d_forward) X(conv2d_backward) X(maxpool2d_forward) X(maxpool2d_backward) \
-  X(maxpool2d_relu_forward) X(maxpool2d_relu_backward) \
-  X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) X(bn2d_backward) X(clip_norm) \
-  X(clip_scale) X(xent_smooth) X(xent_smooth_backward)
-/* and act_NAME, act_NAME_back for each activation of rt/acts.h */
-
+/* backend/kernels.c: the kernels compiled into mlpc (rt/kernels.h's
+   RT_KERNELS and activations), which generated code calls unless gcc
+   inlined them (emit_unit). */
 typedef void (*KernelFn)(void);
 typedef struct {
-  const char *name;  /* "mm_xw", or "mm_xw_fma" for the fma copy        */
+  const char *name;  /* "mm_xw"                                         */
   KernelFn fn;
 } RtKernel;
 /* One table per precision and arithmetic, each ended by a null name. */
 extern const RtKernel rt_kernels_f32[], rt_kernels_f64[];
 extern const RtKernel rt_kernels_f32_fma[], rt_kernels_f64_fma[];
 
-/* Binds the kernels that tcc's code calls, in both arithmetics, for the
-   precision dtype (what jit_tcc does, for callers with their own state). */
-struct TCCState;
-void jit_tcc_kernels(struct TCCState *s, int dtype);
+/* Calls a compiled unit's mlpc_bind (bind, its address), which sets its
+   pointers to the kernels in mlpc's tables (what jit_tcc and jit_gcc do,
+   for callers with their own state); 0, or -1 with err set when bind is
+   NULL or names a kernel mlpc lacks. */
+int jit_bind(void *bind, char *err, size_t errlen);
 /* Compiles a unit from emit_unit in memory with libtcc: a unit for tcc,
    or one for gcc (tcc's code always calls mlpc's own kernels). */
-Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen);
+Jit *jit_tcc(const char *src, char *err, size_t errlen);
 /* Compiles a unit with gcc into a shared object cached under cache_dir
    (by a hash of source and flags) and loads it. */
 Jit *jit_gcc(const char *src, const char *cache_dir, char *err, size_t errlen);
@@ -268,10 +271,10 @@ typedef int (*TierAsk)(void *ctx, int wait);
    object when it is cached, else on tcc's code while gcc builds it in
    cache_dir. A build that cannot start leaves the run on tcc with a
    warning. NULL with err set when tcc fails too. */
-Tier *tier_start(const char *src, int dtype, const char *cache_dir, char *err, size_t errlen);
+Tier *tier_start(const char *src, const char *cache_dir, char *err, size_t errlen);
 /* The same for an object someone else builds into cache_dir: state says
    where it is now, ask where it is later. */
-Tier *tier_follow(const char *src, int dtype, const char *cache_dir, int state, TierAsk ask,
+Tier *tier_follow(const char *src, const char *cache_dir, int state, TierAsk ask,
                   void *ctx, char *err, size_t errlen);
 /* Before each run (tier_start and tier_follow do it): counts anew. */
 void tier_run_start(Tier *t);

@@ -67,15 +67,33 @@ static void on_error(void *opaque, const char *msg) {
 
 /* ---- tcc ---- */
 
-void jit_tcc_kernels(TCCState *s, int dtype) {
-  const RtKernel *tables[2][2] = {{rt_kernels_f32, rt_kernels_f32_fma},
-                                   {rt_kernels_f64, rt_kernels_f64_fma}};
-  for (int t = 0; t < 2; t++)
-    for (const RtKernel *k = tables[dtype == DT_F64][t]; k->name; k++)
-      tcc_add_symbol(s, k->name, (const void *)k->fn);
+/* mlpc's copy of a kernel (backend/kernels.c) in precision f64 and
+   arithmetic fma, for a unit's mlpc_bind; NULL if there is none. */
+static KernelFn find_kernel(const char *name, int f64, int fma) {
+  static const RtKernel *const tables[2][2] = {{rt_kernels_f32, rt_kernels_f32_fma},
+                                               {rt_kernels_f64, rt_kernels_f64_fma}};
+  for (const RtKernel *k = tables[f64 != 0][fma != 0]; k->name; k++)
+    if (!strcmp(k->name, name))
+      return k->fn;
+  return NULL;
 }
 
-Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen) {
+int jit_bind(void *bind, char *err, size_t errlen) {
+  typedef const char *(*BindFn)(KernelFn (*)(const char *, int, int));
+  if (!bind) {
+    snprintf(err, errlen, "the generated code has no mlpc_bind");
+    return -1;
+  }
+  const char *missing = ((BindFn)bind)(find_kernel);
+  if (missing) {
+    snprintf(err, errlen, "the generated code calls a kernel this mlpc does not have: %s",
+             missing);
+    return -1;
+  }
+  return 0;
+}
+
+Jit *jit_tcc(const char *src, char *err, size_t errlen) {
   Jit *j = calloc(1, sizeof *j);
   TCCState *s = j ? tcc_new() : NULL;
   if (!s) {
@@ -88,9 +106,9 @@ Jit *jit_tcc(const char *src, int dtype, char *err, size_t errlen) {
   Msg m = {err, errlen};
   tcc_set_error_func(s, &m, on_error);
   tcc_set_output_type(s, TCC_OUTPUT_MEMORY);
-  tcc_define_symbol(s, "MLPC_KERNEL_PROTOTYPES", ""); /* as a unit for tcc says */
-  jit_tcc_kernels(s, dtype);
-  if (tcc_compile_string(s, src) < 0 || tcc_relocate(s, TCC_RELOCATE_AUTO) < 0) {
+  tcc_define_symbol(s, "MLPC_KERNEL_PROTOTYPES", ""); /* tcc's code calls mlpc's kernels */
+  if (tcc_compile_string(s, src) < 0 || tcc_relocate(s, TCC_RELOCATE_AUTO) < 0 ||
+      jit_bind(tcc_get_symbol(s, "mlpc_bind"), err, errlen)) {
     jit_free(j);
     return NULL;
   }
@@ -609,7 +627,8 @@ void jit_build_free(JitBuild *b) {
   free(b);
 }
 
-/* Loads the object at path into j; 0, or -1 with err set. */
+/* Loads the object at path into j; 0, or -1 with err set (j->dl, if
+   set, is closed by jit_free). */
 static int load_object(Jit *j, const char *path, char *err, size_t errlen) {
   j->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   const RtNet *(*get)(void) = j->dl ? (const RtNet *(*)(void))dlsym(j->dl, "mlpc_net") : NULL;
@@ -620,6 +639,10 @@ static int load_object(Jit *j, const char *path, char *err, size_t errlen) {
     j->dl = NULL;
     return -1;
   }
+  /* a unit that calls mlpc's kernels, rather than inlining them, binds them */
+  void *bind = dlsym(j->dl, "mlpc_bind");
+  if (bind && jit_bind(bind, err, errlen))
+    return -1;
   j->net = get();
   return 0;
 }

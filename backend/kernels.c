@@ -1,6 +1,6 @@
 /*
- * kernels.c — kernels.h compiled into mlpc, for the code that tcc
- * compiles to call (backend/jit.c binds them by name). CMake builds this
+ * kernels.c — kernels.h compiled into mlpc, for the generated code that
+ * calls them (backend/jit.c binds them by name). CMake builds this
  * file four times: float or double (KERNEL_F64), strict or fma
  * (MLPC_FMA); each copy exports one table, KERNEL_TABLE.
  */
@@ -33,13 +33,7 @@ typedef float real;
 #include "../rt/rmath.h"
 #include "../rt/kernels.h"
 
-#ifdef MLPC_FMA
-#define SUFFIX "_fma" /* the names kernels.h gives the fma prototypes */
-#else
-#define SUFFIX ""
-#endif
-
-#define ENTRY_(name) {#name SUFFIX, (KernelFn)name},
+#define ENTRY_(name) {#name, (KernelFn)name},
 #define ACT_ENTRY_(e, name, ...) ENTRY_(act_##name) ENTRY_(act_##name##_back)
 const RtKernel KERNEL_TABLE[] = {
   RT_KERNELS(ENTRY_)

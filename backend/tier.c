@@ -56,7 +56,6 @@ enum { POLL_MS = 10 };  /* how often a run looks for gcc's object        */
 
 struct Tier {
   char *src;             /* the unit, for both compilers                 */
-  int dtype;
   char cache[4096];
   Jit *tcc, *gcc;
   const RtNet *net;      /* the code in use                              */
@@ -89,14 +88,13 @@ static long knob(const char *name) {
 int tier_forced(void) { return knob("MLPC_TEST_SWITCH_AFTER") >= 0; }
 
 /* A tier without code yet; NULL out of memory. */
-static Tier *tier_alloc(const char *src, int dtype, const char *cache, char *err,
+static Tier *tier_alloc(const char *src, const char *cache, char *err,
                         size_t errlen) {
   Tier *t = calloc(1, sizeof *t);
   if (t && !(t->src = strdup(src)))
     free(t), t = NULL;
   if (!t)
     return snprintf(err, errlen, "out of memory"), NULL;
-  t->dtype = dtype;
   snprintf(t->cache, sizeof t->cache, "%s", cache);
   t->force = knob("MLPC_TEST_SWITCH_AFTER");
   t->renice = knob("MLPC_TEST_RENICE_AFTER");
@@ -238,14 +236,14 @@ const RtNet *tier_next(void *tier, const RtWhere *at) {
 
 /* Starts on tcc's code; 0, or -1 with err set. */
 static int go_tcc(Tier *t, char *err, size_t errlen) {
-  t->tcc = jit_tcc(t->src, t->dtype, err, errlen);
+  t->tcc = jit_tcc(t->src, err, errlen);
   t->net = t->tcc ? jit_net(t->tcc) : NULL;
   return t->tcc ? 0 : -1;
 }
 
-Tier *tier_start(const char *src, int dtype, const char *cache, char *err, size_t errlen) {
+Tier *tier_start(const char *src, const char *cache, char *err, size_t errlen) {
   char why[2400], e[2300];
-  Tier *t = tier_alloc(src, dtype, cache, err, errlen);
+  Tier *t = tier_alloc(src, cache, err, errlen);
   if (!t)
     return NULL;
   t->build = jit_build_start(src, cache, JIT_USE_CACHE | JIT_BESIDE, e, sizeof e);
@@ -261,9 +259,9 @@ Tier *tier_start(const char *src, int dtype, const char *cache, char *err, size_
   return t;
 }
 
-Tier *tier_follow(const char *src, int dtype, const char *cache, int state, TierAsk ask_fn,
+Tier *tier_follow(const char *src, const char *cache, int state, TierAsk ask_fn,
                   void *ctx, char *err, size_t errlen) {
-  Tier *t = tier_alloc(src, dtype, cache, err, errlen);
+  Tier *t = tier_alloc(src, cache, err, errlen);
   if (!t)
     return NULL;
   t->ask = ask_fn, t->ask_ctx = ctx;

@@ -786,8 +786,27 @@ int emit_check_size(const Ir *ir, char *err, size_t errlen) {
 
 /* ---- whole translation units ---- */
 
+/* The multiply-adds of one sample through the dense layers (linear and
+   conv2d, forward): the work whose kernels are worth inlining. */
+static long dense_work(const Ir *ir) {
+  long w = 0;
+  for (int i = 0; i < ir->nlayers; i++) {
+    const Layer *l = &ir->layers[i];
+    if (l->kind == LK_LINEAR)
+      w += (long)l->in * l->out;
+    else if (l->kind == LK_CONV2D)
+      w += (long)l->out * l->x.c * l->spec.kernel[0] * l->spec.kernel[1];
+  }
+  return w;
+}
+
+int emit_inlines(const Ir *ir, int backend) {
+  return backend == BACKEND_TRAINER ||
+         (backend != BACKEND_TCC && dense_work(ir) >= EMIT_INLINE_WORK);
+}
+
 /* What comes before the model: the interface, `real` and its math, and
-   the kernels (inlined, or only declared for tcc). */
+   the kernels, inlined (emit_inlines) or as pointers to mlpc's copies. */
 static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   int f32 = ir->m->dtype == DT_F32;
   const char *sfx = f32 ? "f" : "";
@@ -802,8 +821,8 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
         sfx, sfx, sfx);
   if (ir->fma)
     emitf(b, "#define MLPC_FMA 1 /* the fma arithmetic: fused multiply-adds in the kernels */\n");
-  if (backend == BACKEND_TCC)
-    emitf(b, "#define MLPC_KERNEL_PROTOTYPES\n");
+  if (!emit_inlines(ir, backend))
+    emitf(b, "#define MLPC_KERNEL_PROTOTYPES /* the kernels are mlpc's, called */\n");
   paste(b, rmath_h);
   paste(b, acts_h);
   paste(b, kernels_h);
@@ -836,7 +855,7 @@ int emit_trainer(const Ir *ir, Buf *b) {
   const Model *m = ir->m;
   emit_build_comment(ir, b);
   emitf(b, "#define _GNU_SOURCE\n");
-  emit_unit(ir, BACKEND_GCC, b);
+  emit_unit(ir, BACKEND_TRAINER, b);
   emitf(b, "\n/* ---- the runtime ---- */\n");
   paste(b, rt_h);
   for (const char *const *src = embedded_runtime; *src; src++)

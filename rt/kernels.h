@@ -1,11 +1,13 @@
 /*
  * kernels.h — the dense primitives that generated code calls.
  *
- * The gcc backend and standalone trainers paste this text in front of the
- * model, so the primitives are inlined with constant sizes. Under tcc the
- * model sees only the prototypes (MLPC_KERNEL_PROTOTYPES) and calls copies
- * compiled into mlpc by gcc (backend/kernels.c): tcc's own code is slow.
- * Either way the same source computes, so both backends give the same bits.
+ * Standalone trainers, and gcc's code for a model large enough that it
+ * pays (emit_inlines), paste this text in front of the model, so the
+ * primitives are inlined with constant sizes. Otherwise, and always under
+ * tcc, the model sees only pointers to them (MLPC_KERNEL_PROTOTYPES),
+ * which mlpc sets to copies compiled into it by gcc for any size
+ * (backend/kernels.c): tcc's own code is slow. Either way the same source
+ * computes, so every backend gives the same bits.
  *
  * `real` is float or double, typedef'd before this text, with FMA and SQRT
  * its fma and sqrt.
@@ -49,113 +51,111 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
                   (unsigned long long)layer);
 }
 
+/* The kernels mlpc compiles into itself (backend/kernels.c) and binds
+   to the code that calls them (mlpc_bind); and act_NAME, act_NAME_back
+   for each activation of rt/acts.h. */
+#define RT_KERNELS(X)                                                                 \
+  X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward)   \
+  X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(opt_sgd)          \
+  X(opt_rmsprop) X(opt_adam) X(conv2d_forward) X(conv2d_backward) X(maxpool2d_forward)  \
+  X(maxpool2d_backward) X(maxpool2d_relu_forward) X(maxpool2d_relu_backward)          \
+  X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) X(bn2d_backward)          \
+  X(clip_norm) X(clip_scale) X(xent_smooth) X(xent_smooth_backward)
+
 #ifdef MLPC_KERNEL_PROTOTYPES
-#ifdef MLPC_FMA /* the fma copies are bound under these names */
-#define mm_load mm_load_fma
-#define mm_xw mm_xw_fma
-#define mm_dw mm_dw_fma
-#define mm_dw_sgd mm_dw_sgd_fma
-#define mm_dx mm_dx_fma
-#define mm_db mm_db_fma
-#define opt_sgd opt_sgd_fma
-#define opt_rmsprop opt_rmsprop_fma
-#define opt_adam opt_adam_fma
-#define bn_forward bn_forward_fma
-#define bn_backward bn_backward_fma
-#define conv2d_forward conv2d_forward_fma
-#define conv2d_backward conv2d_backward_fma
-#define maxpool2d_forward maxpool2d_forward_fma
-#define maxpool2d_backward maxpool2d_backward_fma
-#define maxpool2d_relu_forward maxpool2d_relu_forward_fma
-#define maxpool2d_relu_backward maxpool2d_relu_backward_fma
-#define avgpool2d_forward avgpool2d_forward_fma
-#define avgpool2d_backward avgpool2d_backward_fma
-#define bn2d_forward bn2d_forward_fma
-#define bn2d_backward bn2d_backward_fma
-#define drop_forward drop_forward_fma
-#define drop_backward drop_backward_fma
-#define act_tanh act_tanh_fma
-#define act_tanh_back act_tanh_back_fma
-#define act_relu act_relu_fma
-#define act_relu_back act_relu_back_fma
-#define act_leaky_relu act_leaky_relu_fma
-#define act_leaky_relu_back act_leaky_relu_back_fma
-#define act_sigmoid act_sigmoid_fma
-#define act_sigmoid_back act_sigmoid_back_fma
-#define act_silu act_silu_fma
-#define act_silu_back act_silu_back_fma
-#define act_gelu act_gelu_fma
-#define act_gelu_back act_gelu_back_fma
-#define act_elu act_elu_fma
-#define act_elu_back act_elu_back_fma
-#define xent_forward xent_forward_fma
-#define xent_backward xent_backward_fma
-#define clip_norm clip_norm_fma
-#define clip_scale clip_scale_fma
-#define xent_smooth xent_smooth_fma
-#define xent_smooth_backward xent_smooth_backward_fma
+/* The kernels as pointers to mlpc's own copies of them (backend/kernels.c,
+   one for each precision and arithmetic), which mlpc sets through the
+   unit's mlpc_bind below before anything runs. */
+static void (*mm_load)(int len, const unsigned char *x, real *out);
+static void (*mm_xw)(int n, int O, int I, const real *x, const real *wt, const real *b,
+                     real *y);
+static void (*mm_dw)(int n, int O, int I, const real *dy, const real *x, real *dwt);
+static void (*mm_dw_sgd)(int n, int O, int I, const real *dy, const real *x, real *dwt,
+                         real *wt, real neg_lr);
+static void (*mm_dx)(int n, int O, int I, const real *dy, const real *wt, real *dx);
+static void (*mm_db)(int n, int O, const real *dy, real *db);
+static void (*bn_forward)(int n, int C, int train, double m, double eps, const real *x,
+                          const real *gamma, const real *beta, real *run_mean,
+                          real *run_var, double *mean, double *var, double *rstd,
+                          real *xhat, real *y);
+static void (*bn_backward)(int n, int C, const real *dy, const real *xhat,
+                           const real *gamma, const double *rstd, double *sdy,
+                           double *sdyx, double *k, real *dgamma, real *dbeta, real *dx);
+static void (*conv2d_forward)(int n, int C, int H, int W, int O, int KH, int KW, int SH,
+                              int SW, int PH, int PW, const real *x, const real *w,
+                              const real *b, real *col, real *y);
+static void (*conv2d_backward)(int n, int C, int H, int W, int O, int KH, int KW, int SH,
+                               int SW, int PH, int PW, const real *dy, const real *x,
+                               const real *w, real *col, real *dcol, real *dw, real *db,
+                               real *dx);
+static void (*maxpool2d_forward)(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                 const real *x, real *y, int *arg);
+static void (*maxpool2d_backward)(int n, int C, int H, int W, int KH, int KW, int SH,
+                                  int SW, const real *dy, const int *arg, real *dx);
+static void (*maxpool2d_relu_forward)(int n, int C, int H, int W, int KH, int KW, int SH,
+                                      int SW, const real *x, real *y, int *arg);
+static void (*maxpool2d_relu_backward)(int n, int C, int H, int W, int KH, int KW, int SH,
+                                       int SW, const real *dy, const int *arg,
+                                       const real *y, real *dx);
+static void (*avgpool2d_forward)(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                 const real *x, real *y);
+static void (*avgpool2d_backward)(int n, int C, int H, int W, int KH, int KW, int SH,
+                                  int SW, const real *dy, real *dx);
+static void (*bn2d_forward)(int n, int C, int S, int train, double m, double eps,
+                            const real *x, const real *gamma, const real *beta,
+                            real *run_mean, real *run_var, double *mean, double *var,
+                            double *rstd, real *xhat, real *y);
+static void (*bn2d_backward)(int n, int C, int S, const real *dy, const real *xhat,
+                             const real *gamma, const double *rstd, double *sdy,
+                             double *sdyx, double *k, real *dgamma, real *dbeta, real *dx);
+#define ACT_POINTERS_(e, name, ...)                                                   \
+  static void (*act_##name)(int len, const real *x, real *y, real p);                 \
+  static void (*act_##name##_back)(int len, const real *x, const real *y, const real *g, \
+                                   real *dx, real p);
+ACTS(ACT_POINTERS_)
+#undef ACT_POINTERS_
+static void (*drop_forward)(int len, const real *x, real *y, real *mask,
+                            unsigned long long key, double p, real scale);
+static void (*drop_backward)(int len, const real *dy, const real *mask, real *dx);
+static double (*xent_forward)(int n, int K, const real *z, const unsigned char *y, real *lse,
+                              real *e, long *correct);
+static void (*xent_backward)(int n, int K, const real *z, const real *lse,
+                             const unsigned char *y, real *dz);
+static double (*xent_smooth)(int n, int K, const real *z, const real *lse, double nll,
+                             double eps);
+static void (*xent_smooth_backward)(int n, int K, const real *z, const real *lse,
+                                    const unsigned char *y, real *dz, real on, real off);
+static real (*clip_norm)(int len, const real *g);
+static void (*clip_scale)(int len, real *g, real coef);
+static void (*opt_sgd)(int len, real *p, const real *dp, real *buf, int first, real wd,
+                       real mom, real damp1, int nesterov, real neg_lr);
+static void (*opt_rmsprop)(int len, real *p, const real *dp, real *sq, real *avg, real *buf,
+                           real wd, real alpha, real alpha1, real eps, real mom,
+                           real neg_lr);
+static void (*opt_adam)(int len, real *p, const real *dp, real *m, real *v, real decay,
+                        real wd, real beta1, real beta11, real beta2, real beta21,
+                        real step_size, real bc2_sqrt, real eps);
+
+/* Sets each pointer above to find(name, f64, fma): mlpc's copy of that
+   kernel in this unit's precision (f64: double) and arithmetic (fma:
+   MLPC_FMA). Returns the name of one that find lacks, or 0. */
+typedef void (*MlpcKernelFn)(void);
+#ifdef MLPC_FMA
+#define MLPC_BIND_FMA 1
+#else
+#define MLPC_BIND_FMA 0
 #endif
-void mm_load(int len, const unsigned char *x, real *out);
-void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b, real *y);
-void mm_dw(int n, int O, int I, const real *dy, const real *x, real *dwt);
-void mm_dw_sgd(int n, int O, int I, const real *dy, const real *x, real *dwt, real *wt,
-               real neg_lr);
-void mm_dx(int n, int O, int I, const real *dy, const real *wt, real *dx);
-void mm_db(int n, int O, const real *dy, real *db);
-void bn_forward(int n, int C, int train, double m, double eps, const real *x,
-                const real *gamma, const real *beta, real *run_mean, real *run_var,
-                double *mean, double *var, double *rstd, real *xhat, real *y);
-void bn_backward(int n, int C, const real *dy, const real *xhat, const real *gamma,
-                 const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
-                 real *dbeta, real *dx);
-void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH, int SW, int PH,
-                    int PW, const real *x, const real *w, const real *b, real *col, real *y);
-void conv2d_backward(int n, int C, int H, int W, int O, int KH, int KW, int SH, int SW,
-                     int PH, int PW, const real *dy, const real *x, const real *w,
-                     real *col, real *dcol, real *dw, real *db, real *dx);
-void maxpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
-                       const real *x, real *y, int *arg);
-void maxpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
-                        const real *dy, const int *arg, real *dx);
-void maxpool2d_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
-                            const real *x, real *y, int *arg);
-void maxpool2d_relu_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
-                             const real *dy, const int *arg, const real *y, real *dx);
-void avgpool2d_forward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
-                       const real *x, real *y);
-void avgpool2d_backward(int n, int C, int H, int W, int KH, int KW, int SH, int SW,
-                        const real *dy, real *dx);
-void bn2d_forward(int n, int C, int S, int train, double m, double eps, const real *x,
-                  const real *gamma, const real *beta, real *run_mean, real *run_var,
-                  double *mean, double *var, double *rstd, real *xhat, real *y);
-void bn2d_backward(int n, int C, int S, const real *dy, const real *xhat, const real *gamma,
-                   const double *rstd, double *sdy, double *sdyx, double *k, real *dgamma,
-                   real *dbeta, real *dx);
-#define ACT_PROTOTYPES_(e, name, ...)                                        \
-  void act_##name(int len, const real *x, real *y, real p);                   \
-  void act_##name##_back(int len, const real *x, const real *y, const real *g, \
-                         real *dx, real p);
-ACTS(ACT_PROTOTYPES_)
-#undef ACT_PROTOTYPES_
-void drop_forward(int len, const real *x, real *y, real *mask, unsigned long long key,
-                  double p, real scale);
-void drop_backward(int len, const real *dy, const real *mask, real *dx);
-double xent_forward(int n, int K, const real *z, const unsigned char *y, real *lse,
-                    real *e, long *correct);
-void xent_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
-                   real *dz);
-double xent_smooth(int n, int K, const real *z, const real *lse, double nll, double eps);
-void xent_smooth_backward(int n, int K, const real *z, const real *lse, const unsigned char *y,
-                          real *dz, real on, real off);
-real clip_norm(int len, const real *g);
-void clip_scale(int len, real *g, real coef);
-void opt_sgd(int len, real *p, const real *dp, real *buf, int first, real wd, real mom,
-             real damp1, int nesterov, real neg_lr);
-void opt_rmsprop(int len, real *p, const real *dp, real *sq, real *avg, real *buf, real wd,
-                 real alpha, real alpha1, real eps, real mom, real neg_lr);
-void opt_adam(int len, real *p, const real *dp, real *m, real *v, real decay, real wd,
-              real beta1, real beta11, real beta2, real beta21, real step_size,
-              real bc2_sqrt, real eps);
+const char *mlpc_bind(MlpcKernelFn (*find)(const char *name, int f64, int fma)) {
+#define BIND_(name)                                                                   \
+  if (!(name = (__typeof__(name))find(#name, sizeof(real) == 8, MLPC_BIND_FMA)))      \
+    return #name;
+#define ACT_BIND_(e, name, ...) BIND_(act_##name) BIND_(act_##name##_back)
+  RT_KERNELS(BIND_)
+  ACTS(ACT_BIND_)
+#undef BIND_
+#undef ACT_BIND_
+  return 0;
+}
 #else
 #ifndef MLPC_KERNEL /* inlined into each call, so that its sizes are constants */
 #ifdef __GNUC__

@@ -99,7 +99,7 @@ int st_msg_parse(const void *buf, size_t len, StMsg *m) {
 void st_job(const StPlan *p, int task, StJob *j) {
   const StTask *t = &p->tasks[task];
   const Model *m = &p->s->exp[t->exp].model;
-  *j = (StJob){task, t->code, p->codes[t->code].unit, p->backend, m->dtype, t->seed,
+  *j = (StJob){task, t->code, p->codes[t->code].unit, p->backend, t->seed,
                m->epochs, p->shuffle, m->max_batches, t->data_dir, -1};
 }
 
@@ -110,12 +110,12 @@ int st_compile(StWorker *w, const StJob *j, Buf *out) {
   jit_free(w->jit), tier_free(w->tier);
   w->jit = NULL, w->tier = NULL;
   if (j->backend == BACKEND_TIERED && w->ask && j->object >= 0)
-    w->tier = tier_follow(j->unit, j->dtype, w->cache, j->object, w->ask, w->ask_ctx, err,
+    w->tier = tier_follow(j->unit, w->cache, j->object, w->ask, w->ask_ctx, err,
                           sizeof err);
   else if (j->backend == BACKEND_TIERED)
-    w->tier = tier_start(j->unit, j->dtype, w->cache, err, sizeof err);
+    w->tier = tier_start(j->unit, w->cache, err, sizeof err);
   else
-    w->jit = j->backend == BACKEND_TCC ? jit_tcc(j->unit, j->dtype, err, sizeof err)
+    w->jit = j->backend == BACKEND_TCC ? jit_tcc(j->unit, err, sizeof err)
                                        : jit_gcc(j->unit, w->cache, err, sizeof err);
   int ok = w->jit || w->tier;
   w->code = ok ? j->code : -1;

@@ -139,7 +139,7 @@ static int compute_ended(Compute *c) {
 
 /* A job: the StJob's numbers; unitlen bytes of code and a 0 follow. */
 typedef struct {
-  int task, code, backend, dtype, epochs, shuffle, data, unitlen;
+  int task, code, backend, epochs, shuffle, data, unitlen;
   long max_batches;
   uint64_t seed;
 } JobHead;
@@ -292,7 +292,7 @@ static void take_job(Worker *W, const char *buf, int n) {
   if (!h.unitlen && W->c.w.code != h.code)
     return send_error(W, h.task, "a job without the code this rank lacks");
   snprintf(dir, sizeof dir, "%s/%d", W->root, h.data);
-  j = (StJob){h.task, h.code, h.unitlen ? buf + sizeof h : NULL, h.backend, h.dtype, h.seed,
+  j = (StJob){h.task, h.code, h.unitlen ? buf + sizeof h : NULL, h.backend, h.seed,
               h.epochs, h.shuffle, h.max_batches, dir, -1};
   compute_start(&W->c, &j);
 }
@@ -501,7 +501,7 @@ static int give(Ranks *R, const StPlan *p, int i, int task) {
   if (!r->has[d])
     failed |= post(i, TAG_DATA, R->data[d].buf, R->data[d].len, NULL), r->has[d] = 1;
   int send_unit = r->code != j.code;
-  JobHead h = {task, j.code, j.backend, j.dtype, j.epochs, j.shuffle, d,
+  JobHead h = {task, j.code, j.backend, j.epochs, j.shuffle, d,
                send_unit ? (int)strlen(j.unit) : 0, j.max_batches, j.seed};
   st_put(&b, &h, sizeof h);
   if (send_unit)

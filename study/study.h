@@ -218,7 +218,7 @@ typedef struct {
   int task;                 /* its number in the plan                     */
   int code;                 /* its code's number in the plan              */
   const char *unit;         /* that code: emit_unit's text                */
-  int backend, dtype;
+  int backend;
   uint64_t seed;
   int epochs, shuffle;
   long max_batches;

@@ -86,7 +86,7 @@ static Jit *compile(const Model *m) {
   Buf b = {0};
   ir_lower(m, &ir);
   emit_unit(&ir, BACKEND_TCC, &b);
-  Jit *j = jit_tcc(b.buf, m->dtype, err, sizeof err);
+  Jit *j = jit_tcc(b.buf, err, sizeof err);
   fe_free(b.buf);
   assert_non_null(j);
   rt_init(jit_net(j), 1);

@@ -42,7 +42,7 @@ static unsigned char *train(int backend, int fma, size_t *len) {
   ir.fma = fma;
   emit_unit(&ir, backend, &src);
   assert_true((strstr(src.buf, "#define MLPC_FMA") != NULL) == fma);
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, model.dtype, err, sizeof err)
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, err, sizeof err)
                                   : jit_gcc(src.buf, cache, err, sizeof err);
   free(src.buf);
   if (!j)

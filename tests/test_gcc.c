@@ -23,6 +23,9 @@
  * and no temporary; gcc's keeper holds none of mlpc's descriptors (a
  * study's workers read end of file on pipes the parent closes); a build
  * that may only use the cache runs no gcc at all.
+ *
+ * Which units inline the kernels (emit_inlines), and how the others bind
+ * mlpc's copies (jit_bind): by name, precision and arithmetic.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -502,6 +505,86 @@ static void test_build_beside(void **state) {
   }
 }
 
+/* ---- which units inline the kernels, and how the others get them ---- */
+
+/* Whether the unit for backend of an INPUT-WIDTH-10 model inlines the
+   kernels, checked against the unit's own text. */
+static int inlines(int input, int width, int backend) {
+  static Model m;
+  static Ir ir;
+  fe_defaults(&m);
+  m.input = input;
+  m.hidden[0] = width;
+  ir_lower(&m, &ir);
+  Buf b = {0};
+  assert_int_equal(emit_unit(&ir, backend, &b), 0);
+  int yes = emit_inlines(&ir, backend);
+  assert_int_equal(!strstr(b.buf, "#define MLPC_KERNEL_PROTOTYPES"), yes);
+  free(b.buf);
+  return yes;
+}
+
+/* gcc's unit inlines from EMIT_INLINE_WORK multiply-adds a sample on
+   (in·width + width·10), a trainer always, tcc's never. */
+static void test_inlines(void **state) {
+  (void)state;
+  assert_int_equal(EMIT_INLINE_WORK, 16384);
+  for (int b = BACKEND_GCC; b <= BACKEND_TIERED; b++) {
+    assert_false(inlines(1013, 16, b)); /* 16368 */
+    assert_true(inlines(1014, 16, b));  /* 16384 */
+    assert_true(inlines(784, 128, b));
+  }
+  assert_false(inlines(784, 128, BACKEND_TCC));
+  assert_true(inlines(16, 8, BACKEND_TRAINER));
+  assert_false(strstr(src, "#define MLPC_KERNEL_PROTOTYPES") == NULL); /* setup's */
+}
+
+/* A unit that calls mlpc's kernels asks its mlpc_bind's finder for each
+   by name, precision and arithmetic: it gets that copy's entry, and an
+   unknown name fails the compile, named. */
+static void test_bind(void **state) {
+  (void)state;
+  char err[512];
+  const char *unit =
+    "typedef void (*Fn)(void);\n"
+    "static Fn got[5];\n"
+    "const char *mlpc_bind(Fn (*find)(const char *, int, int)) {\n"
+    "  for (int i = 0; i < 4; i++)\n"
+    "    got[i] = find(\"mm_xw\", i >> 1, i & 1);\n"
+    "  return (got[4] = find(WANT, 0, 0)) ? 0 : WANT;\n"
+    "}\n"
+    "const void *mlpc_net(void) { return got; }\n";
+  char text[1024];
+  snprintf(text, sizeof text, "#define WANT \"opt_adam\"\n%s", unit);
+  Jit *j = jit_tcc(text, err, sizeof err);
+  if (!j)
+    fail_msg("%s", err);
+  const KernelFn *got = (const KernelFn *)jit_net(j);
+  const RtKernel *tables[4] = {rt_kernels_f32, rt_kernels_f32_fma, rt_kernels_f64,
+                               rt_kernels_f64_fma};
+  for (int i = 0; i < 4; i++) {
+    KernelFn want = NULL;
+    for (const RtKernel *k = tables[i]; k->name && !want; k++)
+      if (!strcmp(k->name, "mm_xw"))
+        want = k->fn;
+    assert_non_null(want);
+    assert_ptr_equal(got[i], want);
+    for (int k = 0; k < i; k++)
+      assert_ptr_not_equal(got[k], got[i]);
+  }
+  assert_non_null(got[4]);
+  jit_free(j);
+
+  snprintf(text, sizeof text, "#define WANT \"mm_nope\"\n%s", unit);
+  assert_null(jit_tcc(text, err, sizeof err));
+  assert_non_null(strstr(err, "a kernel this mlpc does not have: mm_nope"));
+  assert_int_equal(jit_bind(NULL, err, sizeof err), -1);
+  assert_non_null(strstr(err, "no mlpc_bind"));
+  /* tcc's code must bind: a unit without mlpc_bind is refused */
+  assert_null(jit_tcc("const void *mlpc_net(void) { return 0; }\n", err, sizeof err));
+  assert_non_null(strstr(err, "no mlpc_bind"));
+}
+
 static int setup(void **state) {
   (void)state;
   static Model m;
@@ -540,7 +623,8 @@ int main(int argc, char **argv) {
     cmocka_unit_test(test_private),    cmocka_unit_test(test_damaged),
     cmocka_unit_test(test_stale_temporaries), cmocka_unit_test(test_killed_mlpc),
     cmocka_unit_test(test_build_stopped), cmocka_unit_test(test_build_cached_only),
-    cmocka_unit_test(test_build_beside),
+    cmocka_unit_test(test_build_beside), cmocka_unit_test(test_inlines),
+    cmocka_unit_test(test_bind),
   };
   return util_run_tests(tests, setup, teardown, argc, argv);
 }

@@ -175,7 +175,7 @@ static Jit *compile(const Model *m, const char *from, const char *to) {
   emit_unit(&ir, BACKEND_TCC, &src);
   if (from)
     src.buf = mutate(src.buf, from, to);
-  Jit *j = jit_tcc(src.buf, m->dtype, err, sizeof err);
+  Jit *j = jit_tcc(src.buf, err, sizeof err);
   free(src.buf);
   if (!j)
     fail_msg("%s", err);

@@ -69,7 +69,7 @@ static Jit *compile(const Model *m, int backend, const char *from, const char *t
     memmove(at + strlen(to), at + strlen(from), strlen(at + strlen(from)) + 1);
     memcpy(at, to, strlen(to)); /* to is not longer than from */
   }
-  Jit *j = util_jit(src.buf, backend, m->dtype, m->name);
+  Jit *j = util_jit(src.buf, backend, m->name);
   free(src.buf);
   return j;
 }

@@ -180,10 +180,12 @@ static void ref_compile(const Ir *ir, Ref *r) {
   r->tcc = tcc_new();
   assert_non_null(r->tcc);
   tcc_set_output_type(r->tcc, TCC_OUTPUT_MEMORY);
-  jit_tcc_kernels(r->tcc, ir->m->dtype);
   assert_int_equal(tcc_compile_string(r->tcc, src.buf), 0);
   assert_true(tcc_relocate(r->tcc, TCC_RELOCATE_AUTO) >= 0);
   free(src.buf);
+  char err[256];
+  if (jit_bind(tcc_get_symbol(r->tcc, "mlpc_bind"), err, sizeof err))
+    fail_msg("%s", err);
   const RtNet *(*get)(void) = (const RtNet *(*)(void))tcc_get_symbol(r->tcc, "mlpc_net");
   r->logits = (const void *(*)(void))tcc_get_symbol(r->tcc, "test_logits");
   assert_non_null(get);

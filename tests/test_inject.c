@@ -77,7 +77,7 @@ static void check_jit(int backend, int i) {
   hostile_model(&m, hostile[i]);
   ir_lower(&m, &ir);
   emit_unit(&ir, backend, &b);
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(b.buf, m.dtype, err, sizeof err)
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(b.buf, err, sizeof err)
                                   : jit_gcc(b.buf, util_path(tmp, "cache"), err, sizeof err);
   free(b.buf);
   if (!j)
@@ -115,7 +115,7 @@ static void test_inference(void **state) {
     hostile_model(&m, hostile[i]);
     ir_lower(&m, &ir);
     emit_unit(&ir, BACKEND_TCC, &u);
-    Jit *j = jit_tcc(u.buf, m.dtype, err, sizeof err);
+    Jit *j = jit_tcc(u.buf, err, sizeof err);
     assert_non_null(j);
     rt_init(jit_net(j), 1);
     assert_int_equal(emit_inference(&ir, jit_net(j), "p.h", &c, &h, err, sizeof err), 0);

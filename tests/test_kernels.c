@@ -53,14 +53,12 @@ static const Copy copies[] = {
   {test_scalar_f64_fma, 1, 1, "double fma, plain loops"},
 };
 
-/* The kernel called name (without the _fma suffix) in copy c. */
+/* The kernel called name in copy c. */
 static KernelFn find(const Copy *c, const char *name) {
-  char want[64];
-  snprintf(want, sizeof want, "%s%s", name, c->fma ? "_fma" : "");
   for (const RtKernel *k = c->table; k->name; k++)
-    if (!strcmp(k->name, want))
+    if (!strcmp(k->name, name))
       return k->fn;
-  fail_msg("no kernel %s in the %s table", want, c->name);
+  fail_msg("no kernel %s in the %s table", name, c->name);
   return NULL;
 }
 

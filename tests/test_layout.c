@@ -46,7 +46,7 @@ static Jit *compile(void) {
   Buf src = {0};
   char err[2048];
   emit_unit(&ir, BACKEND_TCC, &src);
-  Jit *j = jit_tcc(src.buf, model.dtype, err, sizeof err);
+  Jit *j = jit_tcc(src.buf, err, sizeof err);
   free(src.buf);
   if (!j)
     fail_msg("%s", err);

@@ -40,7 +40,7 @@ static Jit *compile_text(const char *text, Model *m) {
   ir_lower(m, &ir);
   Buf b = {0};
   emit_unit(&ir, BACKEND_TCC, &b);
-  Jit *j = jit_tcc(b.buf, m->dtype, err, sizeof err);
+  Jit *j = jit_tcc(b.buf, err, sizeof err);
   free(b.buf);
   if (!j)
     fail_msg("%s", err);

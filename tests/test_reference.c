@@ -184,7 +184,7 @@ static Jit *compile(Case *c, const Ir *ir, int backend) {
   char err[2048];
   Buf src = {0};
   emit_unit(ir, backend, &src);
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, ir->m->dtype, err, sizeof err)
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src.buf, err, sizeof err)
                                   : jit_gcc(src.buf, "out/cache", err, sizeof err);
   free(src.buf);
   if (!j)

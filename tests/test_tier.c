@@ -67,7 +67,7 @@ static Jit *compile(const Model *m, int backend) {
   Buf src = {0};
   ir_lower(m, &ir);
   emit_unit(&ir, BACKEND_GCC, &src);
-  Jit *j = util_jit(src.buf, backend, m->dtype, m->name);
+  Jit *j = util_jit(src.buf, backend, m->name);
   free(src.buf);
   return j;
 }

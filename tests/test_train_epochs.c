@@ -46,7 +46,7 @@ static Jit *small_model_norm(double lr, int act, int norm, Model *m, Ir *ir) {
   ir_lower(m, ir);
   Buf b = {0};
   emit_unit(ir, BACKEND_TCC, &b);
-  Jit *j = jit_tcc(b.buf, m->dtype, err, sizeof err);
+  Jit *j = jit_tcc(b.buf, err, sizeof err);
   free(b.buf);
   if (!j)
     fail_msg("%s", err);

@@ -50,7 +50,7 @@ static Net *make(int hidden, int norm, int dtype) {
   ir_lower(&n->m, &n->ir);
   Buf src = {0};
   emit_unit(&n->ir, BACKEND_TCC, &src);
-  n->jit = jit_tcc(src.buf, dtype, err, sizeof err);
+  n->jit = jit_tcc(src.buf, err, sizeof err);
   free(src.buf);
   if (!n->jit)
     fail_msg("%s", err);

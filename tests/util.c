@@ -178,9 +178,9 @@ void util_load(const char *path, Model *m) {
     fail_msg("%s", err);
 }
 
-Jit *util_jit(const char *src, int backend, int dtype, const char *what) {
+Jit *util_jit(const char *src, int backend, const char *what) {
   char err[2048];
-  Jit *j = backend == BACKEND_TCC ? jit_tcc(src, dtype, err, sizeof err)
+  Jit *j = backend == BACKEND_TCC ? jit_tcc(src, err, sizeof err)
                                   : jit_gcc(src, "out/cache", err, sizeof err);
   if (!j)
     fail_msg("%s: %s", what, err);

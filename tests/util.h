@@ -61,8 +61,8 @@ int util_poke_weight(const char *path, const char *name, long k, double v);
 /* Loads a model file into m, or fails the test. */
 void util_load(const char *path, Model *m);
 /* Compiles src with backend, tcc or gcc (its objects into out/cache),
-   for a model of dtype, or fails the test naming what. */
-Jit *util_jit(const char *src, int backend, int dtype, const char *what);
+   or fails the test naming what. */
+Jit *util_jit(const char *src, int backend, const char *what);
 /* The tensor of net called name ("fc1.weight"), or fails the test. */
 const RtTensor *util_tensor(const RtNet *net, const char *name);
 /* Makes a fresh directory /tmp/mlpc-NAME-XXXXXX into buf; 0 or -1. */

@@ -30,14 +30,13 @@ static void on_tcc_error(void *opaque, const char *msg) {
 }
 
 /* Compiles a unit with tcc, without linking: it must be valid C. */
-static void tcc_compiles(const Buf *b, int dtype) {
+static void tcc_compiles(const Buf *b) {
   char msg[1024] = "";
   TCCState *s = tcc_new();
   if (!s)
     finding("tcc_new", "out of memory");
   tcc_set_error_func(s, msg, on_tcc_error);
   tcc_set_output_type(s, TCC_OUTPUT_MEMORY);
-  jit_tcc_kernels(s, dtype);
   int rc = tcc_compile_string(s, b->buf);
   tcc_delete(s);
   if (rc < 0)
@@ -55,7 +54,7 @@ static void generate(const Model *m) {
   if (emit_unit(&ir, BACKEND_TCC, &unit) || emit_unit(&ir, BACKEND_GCC, &gcc) ||
       emit_trainer(&ir, &trainer))
     finding("emit", "out of memory");
-  tcc_compiles(&unit, m->dtype);
+  tcc_compiles(&unit);
   fe_free(unit.buf), fe_free(gcc.buf), fe_free(trainer.buf);
 }
 

@@ -9,8 +9,9 @@
  *   warnings     the emitted unit compiles with tcc -Wall without a word
  *   bitwise      tcc and gcc give bitwise the same losses, predictions
  *                and tensors after 20 training steps on data/mnist, and
- *                gcc said nothing compiling the unit (the backend's flags
- *                hold -Wall -Wextra; its messages are in out/cache)
+ *                the same health figures (docs/health.md) of one more
+ *                step; gcc said nothing compiling the unit (the backend's
+ *                flags hold -Wall -Wextra; its messages are in out/cache)
  *   trainer      `mlpc --emit` built with the line its first comment gives
  *                (and -Wall -Wextra -Werror) prints exactly the epoch
  *                figures of `mlpc --run --backend gcc`
@@ -24,8 +25,8 @@
  * the program in parts side by side (tests/CMakeLists.txt, util.h: a
  * list of tests, and a share K/N of the models). The gcc backend's
  * objects go to out/cache, where mlpc run from the source directory puts
- * its own: a unit the suite compiled once (here, in test_health or in a
- * run of mlpc) is loaded from there again.
+ * its own: a unit the suite compiled once (here or in a run of mlpc) is
+ * loaded from there again.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -49,11 +50,6 @@ static int nmodels;
 static RtSet mnist;                     /* data/mnist's training set      */
 
 /* ---- helpers ---- */
-
-/* The arithmetic model i of a list takes: strict and fma in turn. */
-static int arith_of(int i) {
-  return i % 2;
-}
 
 /* The unit of a model for a backend, in an arithmetic (1: fma). */
 static Buf unit(const Model *m, int backend, int fma) {
@@ -218,6 +214,29 @@ static void train(const RtNet *net, double *loss, double *eval_loss, long *corre
     net->eval(net->batch, mnist.images + at * F, mnist.labels + at, eval_loss, correct);
 }
 
+/* One more training step with the health figures around it (its update
+   ratios), then the probe's figures, into h. */
+static void health_step(const RtNet *net, RtHealth *h) {
+  assert_int_equal(rt_health_alloc(h, net), 0);
+  rt_health_before_step(h, net);
+  net->train_step(net->batch, mnist.images, mnist.labels);
+  rt_health_after_step(h, net);
+  rt_health_probe(h, net, net->batch, mnist.images, mnist.labels);
+}
+
+/* tcc's health figures (a) and gcc's (g), bit for bit. */
+static void same_health(const char *file, const RtHealth *a, const RtHealth *g) {
+  assert_int_equal(a->nrows, g->nrows);
+  for (int r = 0; r < a->nrows; r++) {
+    const RtFigure *x = &a->rows[r], *y = &g->rows[r];
+    assert_string_equal(x->figure, y->figure);
+    assert_int_equal(x->na, y->na);
+    if (!x->na && memcmp(&x->value, &y->value, sizeof x->value))
+      fail_msg("%s: %s %s: %a (tcc) vs %a (gcc)", file, x->layer, x->figure, x->value,
+               y->value);
+  }
+}
+
 /* ---- warnings ---- */
 
 /* Counts tcc's messages and shows them. */
@@ -283,7 +302,7 @@ static void test_bitwise(void **state) {
     if (!util_mine(i))
       continue;
     util_load(models[i], &m);
-    Jit *jt = compile(&m, BACKEND_TCC, arith_of(i)), *jg = compile(&m, BACKEND_GCC, arith_of(i));
+    Jit *jt = compile(&m, BACKEND_TCC, util_arith(i)), *jg = compile(&m, BACKEND_GCC, util_arith(i));
     const RtNet *t = jit_net(jt), *g = jit_net(jg);
     double lt[STEPS], lg[STEPS], et, eg;
     long ct, cg;
@@ -299,10 +318,17 @@ static void test_bitwise(void **state) {
       fail_msg("%s: eval: loss %a, %ld correct (tcc) vs %a, %ld (gcc)", models[i], et, ct,
                eg, cg);
     same_tensors(models[i], t, g);
+    RtHealth ht, hg;
+    health_step(t, &ht);
+    health_step(g, &hg);
+    same_health(models[i], &ht, &hg);
     ((unsigned char *)g->tensors[0].data)[0] ^= 1; /* the check can fail */
     assert_true(params_differ(t, g));
-    print_message("  %-45s %-6s %d steps, loss %.6f -> %.6f: tcc == gcc\n", models[i],
-                  arith_names[arith_of(i)], STEPS, lt[0], lt[STEPS - 1]);
+    print_message("  %-45s %-6s %d steps, loss %.6f -> %.6f, %d health figures: "
+                  "tcc == gcc\n", models[i], arith_names[util_arith(i)], STEPS, lt[0],
+                  lt[STEPS - 1], ht.nrows);
+    rt_health_free(&ht);
+    rt_health_free(&hg);
     jit_free(jt);
     jit_free(jg);
   }
@@ -351,7 +377,7 @@ static void test_trainer(void **state) {
   for (int i = 0; i < N; i++) {
     if (!util_mine(i))
       continue;
-    const char *arith = arith_of(i) ? "--fma" : "--strict", *cc[20];
+    const char *arith = util_arith(i) ? "--fma" : "--strict", *cc[20];
     const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c, arith, NULL};
     const char *tr[] = {exe, "--max-batches", "20", "--epochs", "2", "--json", NULL};
     const char *run[] = {MLPC_BIN, chosen[i], "--run", "--backend", "gcc", "--max-batches",

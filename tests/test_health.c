@@ -9,16 +9,17 @@
  *   changes_nothing RtNet.health leaves every parameter, buffer and
  *                   optimizer state bitwise as it was (and a health that
  *                   forgets to put BatchNorm's buffers back is caught)
- *   tcc_gcc         tcc and gcc give bitwise the same figures, every model
  *   same_training   mlpc --run with and without --health: the same epoch
  *                   lines and the same saved weights, byte for byte; the
  *                   standalone trainer's --health prints what mlpc's does
  *   output          the JSON lines parse, n/a is null, the table says n/a
  *   callbacks       RtOptions.on_health: every probe, in order
  *
- * Command-line checks run build/mlpc (MLPC_BIN, from CMake). ctest runs
- * the program in parts side by side (util.h); gcc's objects go to
- * out/cache, as in test_backends.c.
+ * tcc and gcc give bitwise the same figures for every model: that is
+ * test_backends.c's bitwise test, on the objects it compiles anyway.
+ *
+ * Command-line checks run build/mlpc (MLPC_BIN, from CMake); gcc's
+ * objects go to out/cache, as in test_backends.c.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -324,57 +325,6 @@ static void test_changes_nothing(void **state) {
   print_message("  without health_restore_buffers, the probe changes %s\n", name);
 }
 
-/* ---- tcc == gcc ---- */
-
-/* A model's figures after a few steps, from both backends, compared bit
-   for bit (update ratios included). */
-static void tcc_gcc(const char *file) {
-  static Model m;
-  char err[2048];
-  if (fe_load(file, &m, err, sizeof err))
-    fail_msg("%s", err);
-  RtHealth h[2];
-  Jit *j[2];
-  for (int b = 0; b < 2; b++) {
-    j[b] = compile(&m, b == 0 ? BACKEND_TCC : BACKEND_GCC, NULL, NULL);
-    const RtNet *net = jit_net(j[b]);
-    rt_init(net, m.seed);
-    assert_int_equal(rt_health_alloc(&h[b], net), 0);
-    for (int s = 0; s < 5; s++) {
-      size_t at = (size_t)s * net->batch;
-      if (s == 4)
-        rt_health_before_step(&h[b], net);
-      net->train_step(net->batch, mnist.images + at * net->input, mnist.labels + at);
-    }
-    rt_health_after_step(&h[b], net);
-    rt_health_probe(&h[b], net, net->batch, mnist.images, mnist.labels);
-  }
-  assert_int_equal(h[0].nrows, h[1].nrows);
-  for (int r = 0; r < h[0].nrows; r++) {
-    const RtFigure *a = &h[0].rows[r], *g = &h[1].rows[r];
-    assert_string_equal(a->figure, g->figure);
-    assert_int_equal(a->na, g->na);
-    if (!a->na && memcmp(&a->value, &g->value, sizeof a->value))
-      fail_msg("%s: %s %s: %a (tcc) vs %a (gcc)", file, a->layer, a->figure, a->value,
-               g->value);
-  }
-  print_message("  %-45s %d figures: tcc == gcc\n", file, h[0].nrows);
-  for (int b = 0; b < 2; b++)
-    rt_health_free(&h[b]), jit_free(j[b]);
-}
-
-/* Every model's, in the share of them this process takes (util_mine). */
-static void test_tcc_gcc(void **state) {
-  (void)state;
-  char *files[UTIL_MAX_FILES];
-  int n = util_models(files);
-  for (int i = 0; i < n; i++) {
-    if (util_mine(i))
-      tcc_gcc(files[i]);
-    free(files[i]);
-  }
-}
-
 /* ---- the command line ---- */
 
 /* Runs argv; fails, showing its stderr, unless it exits 0. */
@@ -650,7 +600,6 @@ int main(int argc, char **argv) {
     cmocka_unit_test(test_by_hand),
     cmocka_unit_test(test_tensors_by_hand),
     cmocka_unit_test(test_changes_nothing),
-    cmocka_unit_test(test_tcc_gcc),
     cmocka_unit_test(test_same_training),
     cmocka_unit_test(test_output),
     cmocka_unit_test(test_one_sample_probe),

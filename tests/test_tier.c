@@ -61,11 +61,13 @@ static RtSet mnist;                     /* data/mnist's training set      */
 
 /* ---- state ---- */
 
-/* A model's code, compiled with a backend (gcc into out/cache). */
-static Jit *compile(const Model *m, int backend) {
+/* A model's code, compiled with a backend (gcc into out/cache), in an
+   arithmetic (1: fma). */
+static Jit *compile(const Model *m, int backend, int fma) {
   static Ir ir;
   Buf src = {0};
   ir_lower(m, &ir);
+  ir.fma = fma;
   emit_unit(&ir, BACKEND_GCC, &src);
   Jit *j = util_jit(src.buf, backend, m->name);
   free(src.buf);
@@ -110,14 +112,14 @@ static void set_hyper(const RtNet *net, double share) {
    to a gcc compilation that another seed trained (and, under a schedule,
    whose lr is another), 6 more steps there; the same as 12 steps on tcc
    alone. */
-static void state_moves(const char *path) {
+static void state_moves(const char *path, int fma) {
   static Model m;
   char err[1024];
   double a[12], b[12], sa = 0, sb = 0;
   long ca = 0, cb = 0, at = 0, other = 40 * 32;
   util_load(path, &m);
-  Jit *alone = compile(&m, BACKEND_TCC), *t = compile(&m, BACKEND_TCC),
-      *g = compile(&m, BACKEND_GCC);
+  Jit *alone = compile(&m, BACKEND_TCC, fma), *t = compile(&m, BACKEND_TCC, fma),
+      *g = compile(&m, BACKEND_GCC, fma);
   const RtNet *na = jit_net(alone), *nt = jit_net(t), *ng = jit_net(g);
   rt_init(ng, m.seed + 1);
   set_hyper(ng, 1.5);
@@ -139,7 +141,7 @@ static void state_moves(const char *path) {
 static void test_state(void **state) {
   (void)state;
   for (int i = 0; i < nmodels; i++)
-    state_moves(models[i]);
+    state_moves(models[i], util_arith(i));
 }
 
 /* tier_copy_state refuses the table of another model. */
@@ -149,7 +151,7 @@ static void test_state_mismatch(void **state) {
   char err[1024];
   util_load("models/bn_relu.json", &a);
   util_load("tests/models/silu_rmsprop.json", &b);
-  Jit *ja = compile(&a, BACKEND_TCC), *jb = compile(&b, BACKEND_TCC);
+  Jit *ja = compile(&a, BACKEND_TCC, 1), *jb = compile(&b, BACKEND_TCC, 1);
   assert_int_equal(tier_copy_state(jit_net(ja), jit_net(jb), err, sizeof err), -1);
   print_message("  %s\n", err);
   jit_free(ja), jit_free(jb);
@@ -282,9 +284,11 @@ static int batches_for(const char *model) {
 /* One model: tcc, gcc and every switch point give the same bits. A run
    of 2 epochs of k training steps and k test batches moves before its
    first step, mid-epoch, in a test pass, at its last step, or never. */
-static void points_of(const char *model) {
-  const char *tcc[] = {"--backend", "tcc", NULL}, *gcc[] = {"--backend", "gcc", NULL},
-             *tiered[] = {"--backend", "tiered", NULL}, *none[] = {NULL};
+static void points_of(const char *model, int fma) {
+  const char *arith = fma ? "--fma" : "--strict";
+  const char *tcc[] = {"--backend", "tcc", arith, NULL},
+             *gcc[] = {"--backend", "gcc", arith, NULL},
+             *tiered[] = {"--backend", "tiered", arith, NULL}, *none[] = {arith, NULL};
   int k = batches_for(model);
   const long calls[] = {0, 2, k, k + 2, 2 * k, 3 * k - 1, 4 * k - 1, 4 * k};
   const RtWhere at[] = {{1, 1, 0}, {1, 3, 0}, {1, 0, 1}, {1, 0, 3},
@@ -294,15 +298,15 @@ static void points_of(const char *model) {
   assert_string_equal(a.code, "");
   for (int i = 0; i < 8; i++)
     switched(model, k, 2, calls[i], &at[i], i % 2 ? tiered : none, &a);
-  print_message("  %-45s tcc == gcc == tiered, switched at 8 points (%d steps an epoch)\n",
-                model, k);
+  print_message("  %-45s %-6s tcc == gcc == tiered, switched at 8 points (%d steps an "
+                "epoch)\n", model, arith + 2, k);
   free_result(&a), free_result(&b);
 }
 
 static void test_points(void **state) {
   (void)state;
   for (int i = 0; i < nmodels; i++)
-    points_of(models[i]);
+    points_of(models[i], util_arith(i));
 }
 
 /* A model whose validation loss rises after epoch 2, so that early

@@ -63,6 +63,8 @@ int util_models(char **out) {
   return util_list("tests/models", ".json", out, n);
 }
 
+int util_arith(int i) { return i % 2; }
+
 const char *util_stem(const char *path, char *buf, size_t len) {
   const char *s = strrchr(path, '/');
   s = s ? s + 1 : path;

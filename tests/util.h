@@ -22,6 +22,11 @@ int util_list(const char *dir, const char *suffix, char **out, int n);
 /* Every model file: those in models/ (not the studies), then those in
    tests/models/. */
 int util_models(char **out);
+/* The arithmetic (1: fma, 0: strict) the i-th of them takes in the tests
+   that compile every model: the two in turn, so that each meets float32
+   and float64, BatchNorm and LayerNorm, and those tests share gcc's
+   objects in out/cache rather than compile a model in both. */
+int util_arith(int i);
 /* The base name of path without its extension, into buf. */
 const char *util_stem(const char *path, char *buf, size_t len);
 /* Reads a whole file, NUL-terminated; NULL if it cannot be read. */

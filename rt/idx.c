@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "rt.h"
 
 /* The size an IDX file says it has, from its first n bytes: 0 while
@@ -215,18 +216,27 @@ int rt_data_file(const char *dir, const char *prefix, int labels, char *path, si
   return idx_pick(path, size, dir, prefix, "labels-idx1-ubyte", err, errlen) ? -1 : 1;
 }
 
-/* Loads the IDX file at path, of want_dims dimensions: its elements,
-   moved to the front of their buffer, and its dimensions. */
-static unsigned char *idx_load(const char *path, int want_dims, long dims[4], char *err,
-                               size_t errlen) {
+/* Loads the IDX file at path, of want_dims dimensions: its elements and
+   its dimensions. A raw file's elements stay where its mapping has them
+   (*map, *maplen: see RtSet); inflated ones are moved to the front of
+   their buffer (*map NULL). */
+static unsigned char *idx_load(const char *path, int want_dims, long dims[4], void **map,
+                               size_t *maplen, char *err, size_t errlen) {
   size_t len = 0, off = 0;
-  unsigned char *buf = rt_read_file(path, &rt_idx_sizer, &len, err, errlen);
+  unsigned char *buf = rt_map_file(path, &rt_idx_sizer, &len, maplen, err, errlen);
+  *map = *maplen ? buf : NULL;
   if (!buf)
     return NULL;
   if (rt_parse_idx(buf, len, want_dims, path, dims, &off, err, errlen)) {
-    free(buf);
+    if (*map)
+      munmap(buf, *maplen);
+    else
+      free(buf);
+    *map = NULL;
     return NULL;
   }
+  if (*map)
+    return buf + off;
   memmove(buf, buf + off, len - off);
   unsigned char *p = realloc(buf, len - off);
   return p ? p : buf;
@@ -273,11 +283,14 @@ int rt_load_set(const char *dir, const char *prefix, int nclasses,
     return rt_fail(err, errlen, dir, "%d classes: expected 1..256",
                    nclasses);
   int ndims = rt_data_file(dir, prefix, 0, ipath, sizeof ipath, err, errlen);
-  if (ndims < 0 || !(set->images = idx_load(ipath, ndims, idims, err, errlen)))
+  if (ndims < 0 ||
+      !(set->images = idx_load(ipath, ndims, idims, &set->map[0], &set->maplen[0], err,
+                               errlen)))
     return -1;
   if (idx_set_shape(set, idims, ndims, ipath, err, errlen) ||
       rt_data_file(dir, prefix, 1, lpath, sizeof lpath, err, errlen) < 0 ||
-      !(set->labels = idx_load(lpath, 1, ldims, err, errlen)) ||
+      !(set->labels = idx_load(lpath, 1, ldims, &set->map[1], &set->maplen[1], err,
+                               errlen)) ||
       idx_check_labels(set, ldims[0], nclasses, ipath, lpath, err, errlen)) {
     rt_free_set(set);
     return -1;

@@ -5,17 +5,22 @@
  * the memory it takes decoded, and messages that name it ("PATH: what is
  * wrong"). A format whose header declares its size (IDX, NumPy) hands
  * rt_read_file an RtSizer, and gzip data stop inflating as soon as they
- * pass that size. This file is pasted with the rest of the runtime into
- * standalone trainers, so it uses only libc and zlib, and its static
+ * pass that size. rt_map_file maps a raw file into memory instead of
+ * copying it, so that a short run reads only the pages it touches. This
+ * file is pasted with the rest of the runtime into standalone trainers,
+ * so it uses only libc, POSIX's open and mmap, and zlib, and its static
  * helpers carry the rd_ prefix.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 #include "rt.h"
 
@@ -238,6 +243,31 @@ unsigned char *rt_read_file(const char *path, const RtSizer *sizer, size_t *len,
   return raw;
 }
 
+unsigned char *rt_map_file(const char *path, const RtSizer *sizer, size_t *len,
+                           size_t *maplen, char *err, size_t errlen) {
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  unsigned char *p = MAP_FAILED;
+  *maplen = 0;
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 2 &&
+      (uintmax_t)st.st_size < RD_MAX_BYTES) {
+    /* the pages a run touches take memory as a copy would: the same check */
+    if (rt_check_memory((size_t)st.st_size + 1, path, err, errlen))
+      return close(fd), NULL;
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  }
+  if (fd >= 0)
+    close(fd);
+  if (p == MAP_FAILED) /* not a file to map: read, which says what is wrong */
+    return rt_read_file(path, sizer, len, err, errlen);
+  if (p[0] != 0x1f || p[1] != 0x8b) {
+    *len = *maplen = (size_t)st.st_size;
+    return p;
+  }
+  unsigned char *raw = rd_gunzip(sizer, p, (size_t)st.st_size, path, len, err, errlen);
+  munmap(p, (size_t)st.st_size);
+  return raw;
+}
 
 /* *r = a * b; -1 on overflow. (No __builtin_mul_overflow: tcc lacks it.) */
 int rt_mul(size_t a, size_t b, size_t *r) {

@@ -27,6 +27,12 @@ typedef struct {
    needs more memory than is available, is refused before it is read. */
 unsigned char *rt_read_file(const char *path, const RtSizer *sizer, size_t *len,
                             char *err, size_t errlen);
+/* rt_read_file, but a raw regular file is mapped into memory, read-only,
+   rather than copied: *maplen gets its size, and the caller unmaps it
+   (munmap); 0 when the buffer is malloc's (gzip data inflated, or a file
+   that cannot be mapped), and the caller frees it. */
+unsigned char *rt_map_file(const char *path, const RtSizer *sizer, size_t *len,
+                           size_t *maplen, char *err, size_t errlen);
 /* Writes "PATH: message" into err (if any) and returns -1. */
 __attribute__((format(printf, 4, 5)))
 int rt_fail(char *err, size_t errlen, const char *path, const char *fmt, ...);
@@ -48,6 +54,10 @@ typedef struct {
                              RT_F32 or RT_F64, used as they are           */
   unsigned char *images;  /* (n, channels, rows, cols) elements: NCHW     */
   unsigned char *labels;  /* (n), each below the number of classes        */
+  void *map[2];           /* the file mappings images and labels lie in
+                             (rt_map_file), unmapped by rt_free_set; NULL:
+                             malloc'd, freed by it                         */
+  size_t maplen[2];
 } RtSet;
 
 /* Joins DIR/NAME into path; -1 when it does not fit. */

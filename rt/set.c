@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "rt.h"
 
 size_t rt_dtype_size(int dtype) {
@@ -73,9 +74,13 @@ const char *rt_printable(const char *s, char *buf, size_t len) {
   return buf;
 }
 
-/* Frees what a loader allocated and empties the set. */
+/* Frees or unmaps what a loader allocated and empties the set. */
 void rt_free_set(RtSet *set) {
-  free(set->images);
-  free(set->labels);
+  unsigned char *data[2] = {set->images, set->labels};
+  for (int i = 0; i < 2; i++)
+    if (set->map[i])
+      munmap(set->map[i], set->maplen[i]);
+    else
+      free(data[i]);
   memset(set, 0, sizeof *set);
 }

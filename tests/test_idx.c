@@ -212,15 +212,21 @@ static void check_valid(const RtSet *s) {
 
 /* ---- valid files ---- */
 
-/* Both files raw. */
+/* Both files raw: read where they are mapped, not copied. */
 static void test_raw(void **state) {
   (void)state;
   RtSet s;
   write_valid();
   load_ok(&s);
   check_valid(&s);
+  for (int i = 0; i < 2; i++) {
+    unsigned char *at = (unsigned char *)s.map[i];
+    assert_non_null(at);
+    assert_ptr_equal(i ? s.labels : s.images, at + (i ? 8 : 16)); /* past the header */
+  }
   rt_free_set(&s);
   assert_null(s.images);
+  assert_null(s.map[0]);
 }
 
 /* Both files gzip, found as NAME.gz. */
@@ -235,7 +241,7 @@ static void test_gzip(void **state) {
   rt_free_set(&s);
 }
 
-/* One file raw, the other gzip. */
+/* One file raw (mapped), the other gzip (inflated into memory). */
 static void test_mixed(void **state) {
   (void)state;
   Bytes im = images(0x803, N, ROWS, COLS), lb = labels(N);
@@ -244,6 +250,8 @@ static void test_mixed(void **state) {
   RtSet s;
   load_ok(&s);
   check_valid(&s);
+  assert_non_null(s.map[0]);
+  assert_null(s.map[1]);
   rt_free_set(&s);
 }
 

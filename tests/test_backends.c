@@ -51,6 +51,17 @@ static RtSet mnist;                     /* data/mnist's training set      */
 
 /* ---- helpers ---- */
 
+/* The arithmetic (1: fma) of the model file path in the tests that
+   compile every model (util_arith): the bitwise test's gcc objects serve
+   the trainer test's runs. */
+static int arith_of(const char *path) {
+  for (int i = 0; i < nmodels; i++)
+    if (!strcmp(models[i], path))
+      return util_arith(i);
+  fail_msg("%s is not among the models", path);
+  return 0;
+}
+
 /* The unit of a model for a backend, in an arithmetic (1: fma). */
 static Buf unit(const Model *m, int backend, int fma) {
   static Ir ir;
@@ -302,7 +313,8 @@ static void test_bitwise(void **state) {
     if (!util_mine(i))
       continue;
     util_load(models[i], &m);
-    Jit *jt = compile(&m, BACKEND_TCC, util_arith(i)), *jg = compile(&m, BACKEND_GCC, util_arith(i));
+    int fma = util_arith(i);
+    Jit *jt = compile(&m, BACKEND_TCC, fma), *jg = compile(&m, BACKEND_GCC, fma);
     const RtNet *t = jit_net(jt), *g = jit_net(jg);
     double lt[STEPS], lg[STEPS], et, eg;
     long ct, cg;
@@ -325,7 +337,7 @@ static void test_bitwise(void **state) {
     ((unsigned char *)g->tensors[0].data)[0] ^= 1; /* the check can fail */
     assert_true(params_differ(t, g));
     print_message("  %-45s %-6s %d steps, loss %.6f -> %.6f, %d health figures: "
-                  "tcc == gcc\n", models[i], arith_names[util_arith(i)], STEPS, lt[0],
+                  "tcc == gcc\n", models[i], arith_names[fma], STEPS, lt[0],
                   lt[STEPS - 1], ht.nrows);
     rt_health_free(&ht);
     rt_health_free(&hg);
@@ -377,7 +389,7 @@ static void test_trainer(void **state) {
   for (int i = 0; i < N; i++) {
     if (!util_mine(i))
       continue;
-    const char *arith = util_arith(i) ? "--fma" : "--strict", *cc[20];
+    const char *arith = arith_of(chosen[i]) ? "--fma" : "--strict", *cc[20];
     const char *emit[] = {MLPC_BIN, chosen[i], "--emit", c, arith, NULL};
     const char *tr[] = {exe, "--max-batches", "20", "--epochs", "2", "--json", NULL};
     const char *run[] = {MLPC_BIN, chosen[i], "--run", "--backend", "gcc", "--max-batches",

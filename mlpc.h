@@ -102,11 +102,12 @@ int emit_model(const Ir *ir, Buf *b);
 /* A whole translation unit for a backend (BACKEND_*, or BACKEND_TRAINER
    for --emit's trainer): headers, kernels, model. */
 int emit_unit(const Ir *ir, int backend, Buf *b);
-/* Whether the unit inlines the kernels, each call with its sizes as
-   constants: a trainer's always; gcc's when the model's dense layers
-   take at least EMIT_INLINE_WORK multiply-adds a sample (below that,
-   gcc's time is not paid back: docs/performance.md); tcc's never. A
-   unit that does not calls mlpc's own copies (backend/kernels.c). */
+/* Whether the unit inlines the dense kernels, each call with its sizes
+   as constants: a trainer's always (and every other kernel too); gcc's
+   when the model's dense layers take at least EMIT_INLINE_WORK
+   multiply-adds a sample (below that, gcc's time is not paid back:
+   docs/performance.md); tcc's never. What a unit does not inline, it
+   calls: mlpc's own copies (backend/kernels.c). */
 int emit_inlines(const Ir *ir, int backend);
 #define EMIT_INLINE_WORK 16384
 /* A standalone trainer: the unit plus the runtime and main(). */

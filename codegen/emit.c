@@ -806,7 +806,8 @@ int emit_inlines(const Ir *ir, int backend) {
 }
 
 /* What comes before the model: the interface, `real` and its math, and
-   the kernels, inlined (emit_inlines) or as pointers to mlpc's copies. */
+   the kernels: all inlined (a trainer), the dense ones inlined and the
+   small ones mlpc's (gcc's unit when emit_inlines), or all mlpc's. */
 static void emit_prelude(const Ir *ir, int backend, Buf *b) {
   int f32 = ir->m->dtype == DT_F32;
   const char *sfx = f32 ? "f" : "";
@@ -823,6 +824,9 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
     emitf(b, "#define MLPC_FMA 1 /* the fma arithmetic: fused multiply-adds in the kernels */\n");
   if (!emit_inlines(ir, backend))
     emitf(b, "#define MLPC_KERNEL_PROTOTYPES /* the kernels are mlpc's, called */\n");
+  else if (backend != BACKEND_TRAINER)
+    emitf(b, "#define MLPC_KERNEL_SMALL_CALLED /* the dense kernels inlined, the small "
+          "ones mlpc's */\n");
   paste(b, rmath_h);
   paste(b, acts_h);
   paste(b, kernels_h);

@@ -52,27 +52,30 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
 }
 
 /* The kernels mlpc compiles into itself (backend/kernels.c) and binds
-   to the code that calls them (mlpc_bind); and act_NAME, act_NAME_back
-   for each activation of rt/acts.h. */
-#define RT_KERNELS(X)                                                                 \
-  X(mm_load) X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(mm_db) X(bn_forward) X(bn_backward)   \
-  X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(opt_sgd)          \
-  X(opt_rmsprop) X(opt_adam) X(conv2d_forward) X(conv2d_backward) X(maxpool2d_forward)  \
-  X(maxpool2d_backward) X(maxpool2d_relu_forward) X(maxpool2d_relu_backward)          \
-  X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) X(bn2d_backward)          \
-  X(clip_norm) X(clip_scale) X(xent_smooth) X(xent_smooth_backward)
+   to the code that calls them (mlpc_bind): the dense ones, whose sizes
+   as constants pay when gcc inlines them, and the small ones, which gain
+   nothing from that; and act_NAME, act_NAME_back for each activation of
+   rt/acts.h, small too. */
+#define RT_KERNELS_DENSE(X)                                                           \
+  X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(conv2d_forward) X(conv2d_backward)        \
+  X(maxpool2d_forward) X(maxpool2d_backward) X(maxpool2d_relu_forward)                \
+  X(maxpool2d_relu_backward) X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) \
+  X(bn2d_backward)
+#define RT_KERNELS_SMALL(X)                                                           \
+  X(mm_load) X(mm_db) X(bn_forward) X(bn_backward) X(drop_forward) X(drop_backward)   \
+  X(xent_forward) X(xent_backward) X(xent_smooth) X(xent_smooth_backward) X(clip_norm) \
+  X(clip_scale) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
+#define RT_KERNELS(X) RT_KERNELS_DENSE(X) RT_KERNELS_SMALL(X)
 
-#ifdef MLPC_KERNEL_PROTOTYPES
-/* The kernels as pointers to mlpc's own copies of them (backend/kernels.c,
+/* Kernels as pointers to mlpc's own copies of them (backend/kernels.c,
    one for each precision and arithmetic), which mlpc sets through the
-   unit's mlpc_bind below before anything runs. */
+   unit's mlpc_bind below before anything runs: every kernel under
+   MLPC_KERNEL_PROTOTYPES (tcc's code, and gcc's for a small model), the
+   small ones under MLPC_KERNEL_SMALL_CALLED (gcc's code that inlines the
+   dense ones). */
+#if defined(MLPC_KERNEL_PROTOTYPES) || defined(MLPC_KERNEL_SMALL_CALLED)
+#define MLPC_KERNEL_BIND 1
 static void (*mm_load)(int len, const unsigned char *x, real *out);
-static void (*mm_xw)(int n, int O, int I, const real *x, const real *wt, const real *b,
-                     real *y);
-static void (*mm_dw)(int n, int O, int I, const real *dy, const real *x, real *dwt);
-static void (*mm_dw_sgd)(int n, int O, int I, const real *dy, const real *x, real *dwt,
-                         real *wt, real neg_lr);
-static void (*mm_dx)(int n, int O, int I, const real *dy, const real *wt, real *dx);
 static void (*mm_db)(int n, int O, const real *dy, real *db);
 static void (*bn_forward)(int n, int C, int train, double m, double eps, const real *x,
                           const real *gamma, const real *beta, real *run_mean,
@@ -81,6 +84,41 @@ static void (*bn_forward)(int n, int C, int train, double m, double eps, const r
 static void (*bn_backward)(int n, int C, const real *dy, const real *xhat,
                            const real *gamma, const double *rstd, double *sdy,
                            double *sdyx, double *k, real *dgamma, real *dbeta, real *dx);
+static void (*drop_forward)(int len, const real *x, real *y, real *mask,
+                            unsigned long long key, double p, real scale);
+static void (*drop_backward)(int len, const real *dy, const real *mask, real *dx);
+static double (*xent_forward)(int n, int K, const real *z, const unsigned char *y, real *lse,
+                              real *e, long *correct);
+static void (*xent_backward)(int n, int K, const real *z, const real *lse,
+                             const unsigned char *y, real *dz);
+static double (*xent_smooth)(int n, int K, const real *z, const real *lse, double nll,
+                             double eps);
+static void (*xent_smooth_backward)(int n, int K, const real *z, const real *lse,
+                                    const unsigned char *y, real *dz, real on, real off);
+static real (*clip_norm)(int len, const real *g);
+static void (*clip_scale)(int len, real *g, real coef);
+static void (*opt_sgd)(int len, real *p, const real *dp, real *buf, int first, real wd,
+                       real mom, real damp1, int nesterov, real neg_lr);
+static void (*opt_rmsprop)(int len, real *p, const real *dp, real *sq, real *avg, real *buf,
+                           real wd, real alpha, real alpha1, real eps, real mom,
+                           real neg_lr);
+static void (*opt_adam)(int len, real *p, const real *dp, real *m, real *v, real decay,
+                        real wd, real beta1, real beta11, real beta2, real beta21,
+                        real step_size, real bc2_sqrt, real eps);
+#define ACT_POINTERS_(e, name, ...)                                                   \
+  static void (*act_##name)(int len, const real *x, real *y, real p);                 \
+  static void (*act_##name##_back)(int len, const real *x, const real *y, const real *g, \
+                                   real *dx, real p);
+ACTS(ACT_POINTERS_)
+#undef ACT_POINTERS_
+#endif
+#ifdef MLPC_KERNEL_PROTOTYPES
+static void (*mm_xw)(int n, int O, int I, const real *x, const real *wt, const real *b,
+                     real *y);
+static void (*mm_dw)(int n, int O, int I, const real *dy, const real *x, real *dwt);
+static void (*mm_dw_sgd)(int n, int O, int I, const real *dy, const real *x, real *dwt,
+                         real *wt, real neg_lr);
+static void (*mm_dx)(int n, int O, int I, const real *dy, const real *wt, real *dx);
 static void (*conv2d_forward)(int n, int C, int H, int W, int O, int KH, int KW, int SH,
                               int SW, int PH, int PW, const real *x, const real *w,
                               const real *b, real *col, real *y);
@@ -108,34 +146,9 @@ static void (*bn2d_forward)(int n, int C, int S, int train, double m, double eps
 static void (*bn2d_backward)(int n, int C, int S, const real *dy, const real *xhat,
                              const real *gamma, const double *rstd, double *sdy,
                              double *sdyx, double *k, real *dgamma, real *dbeta, real *dx);
-#define ACT_POINTERS_(e, name, ...)                                                   \
-  static void (*act_##name)(int len, const real *x, real *y, real p);                 \
-  static void (*act_##name##_back)(int len, const real *x, const real *y, const real *g, \
-                                   real *dx, real p);
-ACTS(ACT_POINTERS_)
-#undef ACT_POINTERS_
-static void (*drop_forward)(int len, const real *x, real *y, real *mask,
-                            unsigned long long key, double p, real scale);
-static void (*drop_backward)(int len, const real *dy, const real *mask, real *dx);
-static double (*xent_forward)(int n, int K, const real *z, const unsigned char *y, real *lse,
-                              real *e, long *correct);
-static void (*xent_backward)(int n, int K, const real *z, const real *lse,
-                             const unsigned char *y, real *dz);
-static double (*xent_smooth)(int n, int K, const real *z, const real *lse, double nll,
-                             double eps);
-static void (*xent_smooth_backward)(int n, int K, const real *z, const real *lse,
-                                    const unsigned char *y, real *dz, real on, real off);
-static real (*clip_norm)(int len, const real *g);
-static void (*clip_scale)(int len, real *g, real coef);
-static void (*opt_sgd)(int len, real *p, const real *dp, real *buf, int first, real wd,
-                       real mom, real damp1, int nesterov, real neg_lr);
-static void (*opt_rmsprop)(int len, real *p, const real *dp, real *sq, real *avg, real *buf,
-                           real wd, real alpha, real alpha1, real eps, real mom,
-                           real neg_lr);
-static void (*opt_adam)(int len, real *p, const real *dp, real *m, real *v, real decay,
-                        real wd, real beta1, real beta11, real beta2, real beta21,
-                        real step_size, real bc2_sqrt, real eps);
+#endif
 
+#ifdef MLPC_KERNEL_BIND
 /* Sets each pointer above to find(name, f64, fma): mlpc's copy of that
    kernel in this unit's precision (f64: double) and arithmetic (fma:
    MLPC_FMA). Returns the name of one that find lacks, or 0. */
@@ -150,13 +163,18 @@ const char *mlpc_bind(MlpcKernelFn (*find)(const char *name, int f64, int fma)) 
   if (!(name = (__typeof__(name))find(#name, sizeof(real) == 8, MLPC_BIND_FMA)))      \
     return #name;
 #define ACT_BIND_(e, name, ...) BIND_(act_##name) BIND_(act_##name##_back)
-  RT_KERNELS(BIND_)
+  RT_KERNELS_SMALL(BIND_)
   ACTS(ACT_BIND_)
+#ifdef MLPC_KERNEL_PROTOTYPES
+  RT_KERNELS_DENSE(BIND_)
+#endif
 #undef BIND_
 #undef ACT_BIND_
   return 0;
 }
-#else
+#endif
+
+#ifndef MLPC_KERNEL_PROTOTYPES
 #ifndef MLPC_KERNEL /* inlined into each call, so that its sizes are constants */
 #ifdef __GNUC__
 #define MLPC_KERNEL static inline __attribute__((always_inline))
@@ -459,11 +477,13 @@ MM_INLINE void mm_colmask(int nr, int ni, int ld, const real *x, mm_mask cm[64])
       cm[i] |= (mm_mask)(x[(long)r * ld + i] != 0) << r;
 }
 
+#ifndef MLPC_KERNEL_SMALL_CALLED /* (else mlpc's copy, bound above) */
 /* out = x / 255, the pixels as reals: x (len) bytes. */
 MLPC_KERNEL void mm_load(int len, const unsigned char *x, real *out) {
   for (int k = 0; k < len; k++)
     out[k] = (real)x[k] / (real)255;
 }
+#endif
 
 /* One row of y (ob <= MM_OB columns) plus the rows of wt (ld a row)
    picked by the set bits of m, times the matching elements of xr. */
@@ -938,6 +958,7 @@ MLPC_KERNEL void mm_dx(int n, int O, int I, const real *dy, const real *wt, real
     mm_dx_wide(n, O, I, dy, wt, dx);
 }
 
+#ifndef MLPC_KERNEL_SMALL_CALLED /* (else mlpc's copy, bound above) */
 /* db = the column sums of dy: dy (n, O), db (O). */
 MLPC_KERNEL void mm_db(int n, int O, const real *dy, real *db) {
   for (int o = 0; o < O; o++)
@@ -946,7 +967,9 @@ MLPC_KERNEL void mm_db(int n, int O, const real *dy, real *db) {
     for (int o = 0; o < O; o++)
       db[o] += dy[(long)r * O + o];
 }
+#endif
 
+#ifndef MLPC_KERNEL_SMALL_CALLED /* (else mlpc's copy, bound above) */
 /* ---- BatchNorm1d, per feature over the n rows (docs/semantics.md) ---- */
 
 /* Forward. In training, each feature's mean and biased variance over the
@@ -1014,6 +1037,7 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
       dx[(long)r * C + c] = (real)(k[c] * (n * (double)dy[(long)r * C + c] - sdy[c] -
                                            xhat[(long)r * C + c] * sdyx[c]));
 }
+#endif
 
 /* ---- convolutions, pooling and BatchNorm2d: NCHW, batch-major ----
 
@@ -1751,6 +1775,7 @@ MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *
   }
 }
 
+#ifndef MLPC_KERNEL_SMALL_CALLED /* (else mlpc's copy, bound above) */
 /* ---- activations ---- */
 
 /* e^x: rt/rmath.h's for float, the C library's for double. */
@@ -1987,4 +2012,5 @@ MLPC_KERNEL void opt_adam(int len, real *p, const real *dp, real *m, real *v, re
     p[i] += -step_size * (m[i] / (SQRT(v[i]) / bc2_sqrt + eps));
   }
 }
+#endif
 #endif

@@ -69,8 +69,8 @@ const char *rt_dtype_name(int dtype);
 /* The first ndims of dims as "A x B x C" into buf, for messages. */
 const char *rt_dims_str(const long *dims, int ndims, char *buf, size_t len);
 /* Allocates s's images, n samples of features elements of dtype, and n
-   labels, and sets its count and dtype; -1 with err on overflow or when
-   the memory is not there. */
+   labels (no mappings), and sets its count and dtype; -1 with err on
+   overflow or when the memory is not there. */
 int rt_set_alloc(RtSet *s, long n, long features, int dtype, const char *path, char *err,
                  size_t errlen);
 /* Stores v as element i of s's images, in s's dtype (RT_F32 or RT_F64);

@@ -33,6 +33,8 @@ int rt_join(char *path, size_t size, const char *dir, const char *name) {
 int rt_set_alloc(RtSet *s, long n, long features, int dtype, const char *path, char *err,
                  size_t errlen) {
   size_t bytes;
+  s->images = s->labels = NULL;
+  s->map[0] = s->map[1] = NULL; /* its data are malloc's, for rt_free_set */
   if (rt_mul((size_t)n, (size_t)features, &bytes) ||
       rt_mul(bytes, rt_dtype_size(dtype), &bytes))
     return rt_fail(err, errlen, path, "%ld samples of %ld features overflow", n, features);

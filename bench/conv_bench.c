@@ -272,10 +272,14 @@ int main(void) {
   line("  conv2 backward (dw, db, dx)", timed(conv_inline, L, 6), 2 * f2, rate);
 #ifndef CONV_BENCH_ALONE
   for (const RtKernel *k = rt_kernels_f32_fma; k->name; k++) {
-    if (!strcmp(k->name, "conv2d_forward_fma"))
+    if (!strcmp(k->name, "conv2d_forward"))
       fwd_copy = (ConvFwd *)k->fn;
-    if (!strcmp(k->name, "conv2d_backward_fma"))
+    if (!strcmp(k->name, "conv2d_backward"))
       bwd_copy = (ConvBwd *)k->fn;
+  }
+  if (!fwd_copy || !bwd_copy) {
+    fprintf(stderr, "conv_bench: mlpc's fma table lacks conv2d_forward or conv2d_backward\n");
+    return 1;
   }
   double cf = timed(conv_copy, L, 0), cb = timed(conv_copy, L, 1);
   line("conv forward (tcc's copies)", cf, fwd, rate);

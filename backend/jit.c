@@ -43,7 +43,7 @@ const char *const backend_names[NBACKENDS] = {
 /* The flags of the gcc backend; docs/backends.md says why. */
 const char *const jit_gcc_flags[] = {
   "-std=c11", "-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno",
-  "-fno-trapping-math", "-fPIC", "-malign-data=cacheline", "-shared", "-Wall", "-Wextra",
+  "-fno-trapping-math", "-fPIC", "-shared", "-Wall", "-Wextra",
   NULL,
 };
 

@@ -29,7 +29,7 @@ static void decls(Gen *g, const Layer *l) {
   int C = l->x.c;
   char what[64];
   snprintf(what, sizeof what, "(B, %d)", l->out);
-  gen_commented(g->b, "", "static real %s_xhat[B * %d];", what, p, l->out);
+  gen_commented(g->b, "", "static ALIGNED real %s_xhat[B * %d];", what, p, l->out);
   snprintf(what, sizeof what, "(%d) 1/sqrt(var + eps)", C);
   gen_commented(g->b, "", "static double %s_rstd[%d];", what, p, C);
   snprintf(what, sizeof what, "(%d) of the batch, or running", C);

@@ -29,7 +29,7 @@ static void plan(Gen *g, const Layer *l) {
 static void decls(Gen *g, const Layer *l) {
   const Spec *s = &l->spec;
   long col = (long)l->x.c * s->kernel[0] * s->kernel[1] * l->y.h * l->y.w;
-  emitf(g->b, "static real %s_col[%ld], %s_dcol[%ld]; /* (C*KH*KW, OH*OW) a sample */\n",
+  emitf(g->b, "static ALIGNED real %s_col[%ld], %s_dcol[%ld]; /* (C*KH*KW, OH*OW) a sample */\n",
         l->cname, col, l->cname, col);
   gen_count(g, 2 * (size_t)col, 1);
 }

@@ -180,7 +180,7 @@ static void emit_tensor_decls(Gen *g) {
     char what[128];
     snprintf(what, sizeof what, "%s %s%s", shape_str(t), t->tname,
              t->transposed ? ", stored transposed" : "");
-    gen_commented(g->b, "", "static %s %s[%ld];", what, t->i64 ? "long long" : "real",
+    gen_commented(g->b, "", "static ALIGNED %s %s[%ld];", what, t->i64 ? "long long" : "real",
                   t->cname, gen_numel(t));
     gen_count(g, gen_numel(t), !t->i64);
   }
@@ -192,7 +192,7 @@ static void emit_tensor_decls(Gen *g) {
 static void emit_activation_decls(Gen *g) {
   const Ir *ir = g->ir;
   size_t B = ir->m->batch_size;
-  emitf(g->b, "static real input[B * %d]; /* %s: pixels / 255, or the reals given */\n"
+  emitf(g->b, "static ALIGNED real input[B * %d]; /* %s: pixels / 255, or the reals given */\n"
         "static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */\n",
         ir->m->input, ir_shape(&ir->layers[0].x));
   gen_count(g, B * ir->m->input, 1);
@@ -201,7 +201,7 @@ static void emit_activation_decls(Gen *g) {
   while (layer_units[first->kind]->alias)
     first++;
   if (first->kind == L_BATCHNORM || first->kind == L_BATCHNORM2D) {
-    emitf(g->b, "static real dinput[B * %d]; /* the input's gradient, which %s's kernel "
+    emitf(g->b, "static ALIGNED real dinput[B * %d]; /* the input's gradient, which %s's kernel "
           "writes */\n", ir->m->input, first->cname);
     gen_count(g, B * ir->m->input, 1);
   }
@@ -209,11 +209,11 @@ static void emit_activation_decls(Gen *g) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;
     if (relu_pooled(ir, i)) { /* no gradient of its own */
-      emitf(g->b, "static real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
+      emitf(g->b, "static ALIGNED real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
             l->out, ir_shape(&l->y));
       gen_count(g, B * l->out, 1);
     } else if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
-      emitf(g->b, "static real %s_out[B * %d], d%s_out[B * %d]; /* %s */\n",
+      emitf(g->b, "static ALIGNED real %s_out[B * %d], d%s_out[B * %d]; /* %s */\n",
             p, l->out, p, l->out, ir_shape(&l->y));
       gen_count(g, 2 * B * l->out, 1);
     }
@@ -817,6 +817,8 @@ static void emit_prelude(const Ir *ir, int backend, Buf *b) {
         "#ifndef M_2_SQRTPI\n#define M_2_SQRTPI 0x1.20dd750429b6dp+0\n#endif\n");
   paste(b, net_h);
   emitf(b, "\ntypedef %s real;\n#define R(c) ((real)(c))\n", f32 ? "float" : "double");
+  emitf(b, "#define ALIGNED _Alignas(64) /* on a cache line, under the "
+        "kernels' vectors */\n");
   emitf(b, "#define EXP exp%s\n#define LOG log%s\n#define TANH tanh%s\n"
         "#define ERF erf%s\n#define SQRT sqrt%s\n#define FMA fma%s\n\n", sfx, sfx, sfx,
         sfx, sfx, sfx);

@@ -15,7 +15,7 @@ static void plan(Gen *g, const Layer *l) {
 
 /* x̂ and each row's 1/√(var + eps). */
 static void decls(Gen *g, const Layer *l) {
-  emitf(g->b, "static real %s_xhat[B * %d]; /* (B, %d) */\n"
+  emitf(g->b, "static ALIGNED real %s_xhat[B * %d]; /* (B, %d) */\n"
         "static double %s_rstd[B]; /* (B) 1/sqrt(var + eps) */\n",
         l->cname, l->out, l->out, l->cname);
   gen_count(g, (size_t)g->m->batch_size * l->out, 1), gen_count(g, g->m->batch_size, 0);

@@ -12,7 +12,7 @@
 /* Each row's log-sum-exp, less its maximum, and the exponentials' scratch. */
 static void decls(Gen *g, const Layer *l) {
   emitf(g->b, "static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */\n"
-        "static real loss_exp[B * %d]; /* (B, %d) scratch: exponentials */\n",
+        "static ALIGNED real loss_exp[B * %d]; /* (B, %d) scratch: exponentials */\n",
         l->out, l->out);
   gen_count(g, (size_t)g->m->batch_size * (1 + l->out), 1);
 }

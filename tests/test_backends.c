@@ -305,6 +305,15 @@ static void test_warnings(void **state) {
 
 /* ---- bitwise ---- */
 
+/* Every tensor of net on a cache line (the unit's ALIGNED), from either
+   compiler. */
+static void aligned(const char *file, const char *backend, const RtNet *net) {
+  for (int i = 0; i < net->ntensors; i++)
+    if ((uintptr_t)net->tensors[i].data % 64)
+      fail_msg("%s: %s: %s at %p, not on a cache line", file, backend, net->tensors[i].name,
+               net->tensors[i].data);
+}
+
 /* tcc and gcc: the same losses, evaluation and tensors, bit for bit. */
 static void test_bitwise(void **state) {
   (void)state;
@@ -316,6 +325,8 @@ static void test_bitwise(void **state) {
     int fma = util_arith(i);
     Jit *jt = compile(&m, BACKEND_TCC, fma), *jg = compile(&m, BACKEND_GCC, fma);
     const RtNet *t = jit_net(jt), *g = jit_net(jg);
+    aligned(models[i], "tcc", t);
+    aligned(models[i], "gcc", g);
     double lt[STEPS], lg[STEPS], et, eg;
     long ct, cg;
     rt_init(t, m.seed);

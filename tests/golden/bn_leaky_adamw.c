@@ -5,53 +5,56 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[37632]; /* (48, 784) fc1.weight, stored transposed */
-static real fc1_bias[48]; /* (48) fc1.bias */
-static real norm1_weight[48]; /* (48) norm1.weight */
-static real norm1_bias[48]; /* (48) norm1.bias */
-static real norm1_running_mean[48]; /* (48) norm1.running_mean */
-static real norm1_running_var[48]; /* (48) norm1.running_var */
-static long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
-static real fc2_weight[1152]; /* (24, 48) fc2.weight, stored transposed */
-static real fc2_bias[24]; /* (24) fc2.bias */
-static real norm2_weight[24]; /* (24) norm2.weight */
-static real norm2_bias[24]; /* (24) norm2.bias */
-static real norm2_running_mean[24]; /* (24) norm2.running_mean */
-static real norm2_running_var[24]; /* (24) norm2.running_var */
-static long long norm2_num_batches_tracked[1]; /* (1) norm2.num_batches_tracked */
-static real fc3_weight[240]; /* (10, 24) fc3.weight, stored transposed */
-static real fc3_bias[10]; /* (10) fc3.bias */
-static real dfc1_weight[37632]; /* (48, 784) fc1.weight.grad, stored transposed */
-static real fc1_weight_exp_avg[37632]; /* (48, 784) fc1.weight.exp_avg, stored transposed */
-static real fc1_weight_exp_avg_sq[37632]; /* (48, 784) fc1.weight.exp_avg_sq, stored transposed */
-static real dfc1_bias[48]; /* (48) fc1.bias.grad */
-static real fc1_bias_exp_avg[48]; /* (48) fc1.bias.exp_avg */
-static real fc1_bias_exp_avg_sq[48]; /* (48) fc1.bias.exp_avg_sq */
-static real dnorm1_weight[48]; /* (48) norm1.weight.grad */
-static real norm1_weight_exp_avg[48]; /* (48) norm1.weight.exp_avg */
-static real norm1_weight_exp_avg_sq[48]; /* (48) norm1.weight.exp_avg_sq */
-static real dnorm1_bias[48]; /* (48) norm1.bias.grad */
-static real norm1_bias_exp_avg[48]; /* (48) norm1.bias.exp_avg */
-static real norm1_bias_exp_avg_sq[48]; /* (48) norm1.bias.exp_avg_sq */
-static real dfc2_weight[1152]; /* (24, 48) fc2.weight.grad, stored transposed */
-static real fc2_weight_exp_avg[1152]; /* (24, 48) fc2.weight.exp_avg, stored transposed */
-static real fc2_weight_exp_avg_sq[1152]; /* (24, 48) fc2.weight.exp_avg_sq, stored transposed */
-static real dfc2_bias[24]; /* (24) fc2.bias.grad */
-static real fc2_bias_exp_avg[24]; /* (24) fc2.bias.exp_avg */
-static real fc2_bias_exp_avg_sq[24]; /* (24) fc2.bias.exp_avg_sq */
-static real dnorm2_weight[24]; /* (24) norm2.weight.grad */
-static real norm2_weight_exp_avg[24]; /* (24) norm2.weight.exp_avg */
-static real norm2_weight_exp_avg_sq[24]; /* (24) norm2.weight.exp_avg_sq */
-static real dnorm2_bias[24]; /* (24) norm2.bias.grad */
-static real norm2_bias_exp_avg[24]; /* (24) norm2.bias.exp_avg */
-static real norm2_bias_exp_avg_sq[24]; /* (24) norm2.bias.exp_avg_sq */
-static real dfc3_weight[240]; /* (10, 24) fc3.weight.grad, stored transposed */
-static real fc3_weight_exp_avg[240]; /* (10, 24) fc3.weight.exp_avg, stored transposed */
-static real fc3_weight_exp_avg_sq[240]; /* (10, 24) fc3.weight.exp_avg_sq, stored transposed */
-static real dfc3_bias[10]; /* (10) fc3.bias.grad */
-static real fc3_bias_exp_avg[10]; /* (10) fc3.bias.exp_avg */
-static real fc3_bias_exp_avg_sq[10]; /* (10) fc3.bias.exp_avg_sq */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc1_weight[37632]; /* (48, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[48]; /* (48) fc1.bias */
+static ALIGNED real norm1_weight[48]; /* (48) norm1.weight */
+static ALIGNED real norm1_bias[48]; /* (48) norm1.bias */
+static ALIGNED real norm1_running_mean[48]; /* (48) norm1.running_mean */
+static ALIGNED real norm1_running_var[48]; /* (48) norm1.running_var */
+static ALIGNED long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
+static ALIGNED real fc2_weight[1152]; /* (24, 48) fc2.weight, stored transposed */
+static ALIGNED real fc2_bias[24]; /* (24) fc2.bias */
+static ALIGNED real norm2_weight[24]; /* (24) norm2.weight */
+static ALIGNED real norm2_bias[24]; /* (24) norm2.bias */
+static ALIGNED real norm2_running_mean[24]; /* (24) norm2.running_mean */
+static ALIGNED real norm2_running_var[24]; /* (24) norm2.running_var */
+static ALIGNED long long norm2_num_batches_tracked[1]; /* (1) norm2.num_batches_tracked */
+static ALIGNED real fc3_weight[240]; /* (10, 24) fc3.weight, stored transposed */
+static ALIGNED real fc3_bias[10]; /* (10) fc3.bias */
+static ALIGNED real dfc1_weight[37632]; /* (48, 784) fc1.weight.grad, stored transposed */
+static ALIGNED real fc1_weight_exp_avg[37632]; /* (48, 784) fc1.weight.exp_avg, stored transposed */
+/* (48, 784) fc1.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc1_weight_exp_avg_sq[37632];
+static ALIGNED real dfc1_bias[48]; /* (48) fc1.bias.grad */
+static ALIGNED real fc1_bias_exp_avg[48]; /* (48) fc1.bias.exp_avg */
+static ALIGNED real fc1_bias_exp_avg_sq[48]; /* (48) fc1.bias.exp_avg_sq */
+static ALIGNED real dnorm1_weight[48]; /* (48) norm1.weight.grad */
+static ALIGNED real norm1_weight_exp_avg[48]; /* (48) norm1.weight.exp_avg */
+static ALIGNED real norm1_weight_exp_avg_sq[48]; /* (48) norm1.weight.exp_avg_sq */
+static ALIGNED real dnorm1_bias[48]; /* (48) norm1.bias.grad */
+static ALIGNED real norm1_bias_exp_avg[48]; /* (48) norm1.bias.exp_avg */
+static ALIGNED real norm1_bias_exp_avg_sq[48]; /* (48) norm1.bias.exp_avg_sq */
+static ALIGNED real dfc2_weight[1152]; /* (24, 48) fc2.weight.grad, stored transposed */
+static ALIGNED real fc2_weight_exp_avg[1152]; /* (24, 48) fc2.weight.exp_avg, stored transposed */
+/* (24, 48) fc2.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc2_weight_exp_avg_sq[1152];
+static ALIGNED real dfc2_bias[24]; /* (24) fc2.bias.grad */
+static ALIGNED real fc2_bias_exp_avg[24]; /* (24) fc2.bias.exp_avg */
+static ALIGNED real fc2_bias_exp_avg_sq[24]; /* (24) fc2.bias.exp_avg_sq */
+static ALIGNED real dnorm2_weight[24]; /* (24) norm2.weight.grad */
+static ALIGNED real norm2_weight_exp_avg[24]; /* (24) norm2.weight.exp_avg */
+static ALIGNED real norm2_weight_exp_avg_sq[24]; /* (24) norm2.weight.exp_avg_sq */
+static ALIGNED real dnorm2_bias[24]; /* (24) norm2.bias.grad */
+static ALIGNED real norm2_bias_exp_avg[24]; /* (24) norm2.bias.exp_avg */
+static ALIGNED real norm2_bias_exp_avg_sq[24]; /* (24) norm2.bias.exp_avg_sq */
+static ALIGNED real dfc3_weight[240]; /* (10, 24) fc3.weight.grad, stored transposed */
+static ALIGNED real fc3_weight_exp_avg[240]; /* (10, 24) fc3.weight.exp_avg, stored transposed */
+/* (10, 24) fc3.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc3_weight_exp_avg_sq[240];
+static ALIGNED real dfc3_bias[10]; /* (10) fc3.bias.grad */
+static ALIGNED real fc3_bias_exp_avg[10]; /* (10) fc3.bias.exp_avg */
+static ALIGNED real fc3_bias_exp_avg_sq[10]; /* (10) fc3.bias.exp_avg_sq */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: adamw ---- */
 
@@ -63,25 +66,25 @@ static const real adamw_one_minus_beta2 = 0x1.0624dep-10f; /* 1 - betas[1] */
 static const real adamw_eps = 0x1.5798eep-27f; /* eps 1e-08 */
 static const real adamw_decay = 0x1.fff2e4p-1f; /* 1 - lr * weight_decay, weight_decay 0.05 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 48], dfc1_out[B * 48]; /* (B, 48) */
-static real norm1_out[B * 48], dnorm1_out[B * 48]; /* (B, 48) */
-static real norm1_xhat[B * 48]; /* (B, 48) */
+static ALIGNED real fc1_out[B * 48], dfc1_out[B * 48]; /* (B, 48) */
+static ALIGNED real norm1_out[B * 48], dnorm1_out[B * 48]; /* (B, 48) */
+static ALIGNED real norm1_xhat[B * 48]; /* (B, 48) */
 static double norm1_rstd[48]; /* (48) 1/sqrt(var + eps) */
 static double norm1_mean[48], norm1_var[48]; /* (48) of the batch, or running */
 static double norm1_sdy[48], norm1_sdyx[48], norm1_k[48]; /* (48) sums of dy, dy*xhat */
-static real leaky_relu1_out[B * 48], dleaky_relu1_out[B * 48]; /* (B, 48) */
-static real fc2_out[B * 24], dfc2_out[B * 24]; /* (B, 24) */
-static real norm2_out[B * 24], dnorm2_out[B * 24]; /* (B, 24) */
-static real norm2_xhat[B * 24]; /* (B, 24) */
+static ALIGNED real leaky_relu1_out[B * 48], dleaky_relu1_out[B * 48]; /* (B, 48) */
+static ALIGNED real fc2_out[B * 24], dfc2_out[B * 24]; /* (B, 24) */
+static ALIGNED real norm2_out[B * 24], dnorm2_out[B * 24]; /* (B, 24) */
+static ALIGNED real norm2_xhat[B * 24]; /* (B, 24) */
 static double norm2_rstd[24]; /* (24) 1/sqrt(var + eps) */
 static double norm2_mean[24], norm2_var[24]; /* (24) of the batch, or running */
 static double norm2_sdy[24], norm2_sdyx[24], norm2_k[24]; /* (24) sums of dy, dy*xhat */
-static real leaky_relu2_out[B * 24], dleaky_relu2_out[B * 24]; /* (B, 24) */
-static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
+static ALIGNED real leaky_relu2_out[B * 24], dleaky_relu2_out[B * 24]; /* (B, 24) */
+static ALIGNED real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 48), (B, 784) -> (B, 48) */
 static void fc1_forward(int n) {

@@ -5,22 +5,22 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real linear0_weight[100352]; /* (128, 784) 0.weight, stored transposed */
-static real linear0_bias[128]; /* (128) 0.bias */
-static real batchnorm1_weight[128]; /* (128) 1.weight */
-static real batchnorm1_bias[128]; /* (128) 1.bias */
-static real batchnorm1_running_mean[128]; /* (128) 1.running_mean */
-static real batchnorm1_running_var[128]; /* (128) 1.running_var */
-static long long batchnorm1_num_batches_tracked[1]; /* (1) 1.num_batches_tracked */
-static real linear3_weight[1280]; /* (10, 128) 3.weight, stored transposed */
-static real linear3_bias[10]; /* (10) 3.bias */
-static real dlinear0_weight[100352]; /* (128, 784) 0.weight.grad, stored transposed */
-static real dlinear0_bias[128]; /* (128) 0.bias.grad */
-static real dbatchnorm1_weight[128]; /* (128) 1.weight.grad */
-static real dbatchnorm1_bias[128]; /* (128) 1.bias.grad */
-static real dlinear3_weight[1280]; /* (10, 128) 3.weight.grad, stored transposed */
-static real dlinear3_bias[10]; /* (10) 3.bias.grad */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real linear0_weight[100352]; /* (128, 784) 0.weight, stored transposed */
+static ALIGNED real linear0_bias[128]; /* (128) 0.bias */
+static ALIGNED real batchnorm1_weight[128]; /* (128) 1.weight */
+static ALIGNED real batchnorm1_bias[128]; /* (128) 1.bias */
+static ALIGNED real batchnorm1_running_mean[128]; /* (128) 1.running_mean */
+static ALIGNED real batchnorm1_running_var[128]; /* (128) 1.running_var */
+static ALIGNED long long batchnorm1_num_batches_tracked[1]; /* (1) 1.num_batches_tracked */
+static ALIGNED real linear3_weight[1280]; /* (10, 128) 3.weight, stored transposed */
+static ALIGNED real linear3_bias[10]; /* (10) 3.bias */
+static ALIGNED real dlinear0_weight[100352]; /* (128, 784) 0.weight.grad, stored transposed */
+static ALIGNED real dlinear0_bias[128]; /* (128) 0.bias.grad */
+static ALIGNED real dbatchnorm1_weight[128]; /* (128) 1.weight.grad */
+static ALIGNED real dbatchnorm1_bias[128]; /* (128) 1.bias.grad */
+static ALIGNED real dlinear3_weight[1280]; /* (10, 128) 3.weight.grad, stored transposed */
+static ALIGNED real dlinear3_bias[10]; /* (10) 3.bias.grad */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: sgd ---- */
 
@@ -30,19 +30,19 @@ static const real sgd_one_minus_dampening = 0x1p+0f; /* 1 - dampening 0 */
 static const int sgd_nesterov = 0; /* nesterov False */
 static const real sgd_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real linear0_out[B * 128], dlinear0_out[B * 128]; /* (B, 128) */
-static real batchnorm1_out[B * 128], dbatchnorm1_out[B * 128]; /* (B, 128) */
-static real batchnorm1_xhat[B * 128]; /* (B, 128) */
+static ALIGNED real linear0_out[B * 128], dlinear0_out[B * 128]; /* (B, 128) */
+static ALIGNED real batchnorm1_out[B * 128], dbatchnorm1_out[B * 128]; /* (B, 128) */
+static ALIGNED real batchnorm1_xhat[B * 128]; /* (B, 128) */
 static double batchnorm1_rstd[128]; /* (128) 1/sqrt(var + eps) */
 static double batchnorm1_mean[128], batchnorm1_var[128]; /* (128) of the batch, or running */
 /* (128) sums of dy, dy*xhat */
 static double batchnorm1_sdy[128], batchnorm1_sdyx[128], batchnorm1_k[128];
-static real relu2_out[B * 128], drelu2_out[B * 128]; /* (B, 128) */
-static real linear3_out[B * 10], dlinear3_out[B * 10]; /* (B, 10) */
+static ALIGNED real relu2_out[B * 128], drelu2_out[B * 128]; /* (B, 128) */
+static ALIGNED real linear3_out[B * 10], dlinear3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* linear0: Linear(784, 128), (B, 784) -> (B, 128) */
 static void linear0_forward(int n) {

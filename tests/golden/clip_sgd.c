@@ -5,19 +5,19 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[50176]; /* (64, 784) fc1.weight, stored transposed */
-static real fc1_bias[64]; /* (64) fc1.bias */
-static real fc2_weight[2048]; /* (32, 64) fc2.weight, stored transposed */
-static real fc2_bias[32]; /* (32) fc2.bias */
-static real fc3_weight[320]; /* (10, 32) fc3.weight, stored transposed */
-static real fc3_bias[10]; /* (10) fc3.bias */
-static real dfc1_weight[50176]; /* (64, 784) fc1.weight.grad, stored transposed */
-static real dfc1_bias[64]; /* (64) fc1.bias.grad */
-static real dfc2_weight[2048]; /* (32, 64) fc2.weight.grad, stored transposed */
-static real dfc2_bias[32]; /* (32) fc2.bias.grad */
-static real dfc3_weight[320]; /* (10, 32) fc3.weight.grad, stored transposed */
-static real dfc3_bias[10]; /* (10) fc3.bias.grad */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc1_weight[50176]; /* (64, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[64]; /* (64) fc1.bias */
+static ALIGNED real fc2_weight[2048]; /* (32, 64) fc2.weight, stored transposed */
+static ALIGNED real fc2_bias[32]; /* (32) fc2.bias */
+static ALIGNED real fc3_weight[320]; /* (10, 32) fc3.weight, stored transposed */
+static ALIGNED real fc3_bias[10]; /* (10) fc3.bias */
+static ALIGNED real dfc1_weight[50176]; /* (64, 784) fc1.weight.grad, stored transposed */
+static ALIGNED real dfc1_bias[64]; /* (64) fc1.bias.grad */
+static ALIGNED real dfc2_weight[2048]; /* (32, 64) fc2.weight.grad, stored transposed */
+static ALIGNED real dfc2_bias[32]; /* (32) fc2.bias.grad */
+static ALIGNED real dfc3_weight[320]; /* (10, 32) fc3.weight.grad, stored transposed */
+static ALIGNED real dfc3_bias[10]; /* (10) fc3.bias.grad */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: sgd ---- */
 
@@ -27,15 +27,15 @@ static const real sgd_one_minus_dampening = 0x1p+0f; /* 1 - dampening 0 */
 static const int sgd_nesterov = 0; /* nesterov False */
 static const real sgd_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 64], dfc1_out[B * 64]; /* (B, 64) */
-static real tanh1_out[B * 64], dtanh1_out[B * 64]; /* (B, 64) */
-static real fc2_out[B * 32], dfc2_out[B * 32]; /* (B, 32) */
-static real tanh2_out[B * 32], dtanh2_out[B * 32]; /* (B, 32) */
-static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
+static ALIGNED real fc1_out[B * 64], dfc1_out[B * 64]; /* (B, 64) */
+static ALIGNED real tanh1_out[B * 64], dtanh1_out[B * 64]; /* (B, 64) */
+static ALIGNED real fc2_out[B * 32], dfc2_out[B * 32]; /* (B, 32) */
+static ALIGNED real tanh2_out[B * 32], dtanh2_out[B * 32]; /* (B, 32) */
+static ALIGNED real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 64), (B, 784) -> (B, 64) */
 static void fc1_forward(int n) {

@@ -6,44 +6,46 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real conv2d0_weight[144]; /* (16, 1, 3, 3) 0.weight */
-static real conv2d0_bias[16]; /* (16) 0.bias */
-static real batchnorm2d1_weight[16]; /* (16) 1.weight */
-static real batchnorm2d1_bias[16]; /* (16) 1.bias */
-static real batchnorm2d1_running_mean[16]; /* (16) 1.running_mean */
-static real batchnorm2d1_running_var[16]; /* (16) 1.running_var */
-static long long batchnorm2d1_num_batches_tracked[1]; /* (1) 1.num_batches_tracked */
-static real conv2d4_weight[4608]; /* (32, 16, 3, 3) 4.weight */
-static real conv2d4_bias[32]; /* (32) 4.bias */
-static real batchnorm2d5_weight[32]; /* (32) 5.weight */
-static real batchnorm2d5_bias[32]; /* (32) 5.bias */
-static real batchnorm2d5_running_mean[32]; /* (32) 5.running_mean */
-static real batchnorm2d5_running_var[32]; /* (32) 5.running_var */
-static long long batchnorm2d5_num_batches_tracked[1]; /* (1) 5.num_batches_tracked */
-static real linear9_weight[15680]; /* (10, 1568) 9.weight, stored transposed */
-static real linear9_bias[10]; /* (10) 9.bias */
-static real dconv2d0_weight[144]; /* (16, 1, 3, 3) 0.weight.grad */
-static real conv2d0_weight_momentum_buffer[144]; /* (16, 1, 3, 3) 0.weight.momentum_buffer */
-static real dconv2d0_bias[16]; /* (16) 0.bias.grad */
-static real conv2d0_bias_momentum_buffer[16]; /* (16) 0.bias.momentum_buffer */
-static real dbatchnorm2d1_weight[16]; /* (16) 1.weight.grad */
-static real batchnorm2d1_weight_momentum_buffer[16]; /* (16) 1.weight.momentum_buffer */
-static real dbatchnorm2d1_bias[16]; /* (16) 1.bias.grad */
-static real batchnorm2d1_bias_momentum_buffer[16]; /* (16) 1.bias.momentum_buffer */
-static real dconv2d4_weight[4608]; /* (32, 16, 3, 3) 4.weight.grad */
-static real conv2d4_weight_momentum_buffer[4608]; /* (32, 16, 3, 3) 4.weight.momentum_buffer */
-static real dconv2d4_bias[32]; /* (32) 4.bias.grad */
-static real conv2d4_bias_momentum_buffer[32]; /* (32) 4.bias.momentum_buffer */
-static real dbatchnorm2d5_weight[32]; /* (32) 5.weight.grad */
-static real batchnorm2d5_weight_momentum_buffer[32]; /* (32) 5.weight.momentum_buffer */
-static real dbatchnorm2d5_bias[32]; /* (32) 5.bias.grad */
-static real batchnorm2d5_bias_momentum_buffer[32]; /* (32) 5.bias.momentum_buffer */
-static real dlinear9_weight[15680]; /* (10, 1568) 9.weight.grad, stored transposed */
+static ALIGNED real conv2d0_weight[144]; /* (16, 1, 3, 3) 0.weight */
+static ALIGNED real conv2d0_bias[16]; /* (16) 0.bias */
+static ALIGNED real batchnorm2d1_weight[16]; /* (16) 1.weight */
+static ALIGNED real batchnorm2d1_bias[16]; /* (16) 1.bias */
+static ALIGNED real batchnorm2d1_running_mean[16]; /* (16) 1.running_mean */
+static ALIGNED real batchnorm2d1_running_var[16]; /* (16) 1.running_var */
+static ALIGNED long long batchnorm2d1_num_batches_tracked[1]; /* (1) 1.num_batches_tracked */
+static ALIGNED real conv2d4_weight[4608]; /* (32, 16, 3, 3) 4.weight */
+static ALIGNED real conv2d4_bias[32]; /* (32) 4.bias */
+static ALIGNED real batchnorm2d5_weight[32]; /* (32) 5.weight */
+static ALIGNED real batchnorm2d5_bias[32]; /* (32) 5.bias */
+static ALIGNED real batchnorm2d5_running_mean[32]; /* (32) 5.running_mean */
+static ALIGNED real batchnorm2d5_running_var[32]; /* (32) 5.running_var */
+static ALIGNED long long batchnorm2d5_num_batches_tracked[1]; /* (1) 5.num_batches_tracked */
+static ALIGNED real linear9_weight[15680]; /* (10, 1568) 9.weight, stored transposed */
+static ALIGNED real linear9_bias[10]; /* (10) 9.bias */
+static ALIGNED real dconv2d0_weight[144]; /* (16, 1, 3, 3) 0.weight.grad */
+/* (16, 1, 3, 3) 0.weight.momentum_buffer */
+static ALIGNED real conv2d0_weight_momentum_buffer[144];
+static ALIGNED real dconv2d0_bias[16]; /* (16) 0.bias.grad */
+static ALIGNED real conv2d0_bias_momentum_buffer[16]; /* (16) 0.bias.momentum_buffer */
+static ALIGNED real dbatchnorm2d1_weight[16]; /* (16) 1.weight.grad */
+static ALIGNED real batchnorm2d1_weight_momentum_buffer[16]; /* (16) 1.weight.momentum_buffer */
+static ALIGNED real dbatchnorm2d1_bias[16]; /* (16) 1.bias.grad */
+static ALIGNED real batchnorm2d1_bias_momentum_buffer[16]; /* (16) 1.bias.momentum_buffer */
+static ALIGNED real dconv2d4_weight[4608]; /* (32, 16, 3, 3) 4.weight.grad */
+/* (32, 16, 3, 3) 4.weight.momentum_buffer */
+static ALIGNED real conv2d4_weight_momentum_buffer[4608];
+static ALIGNED real dconv2d4_bias[32]; /* (32) 4.bias.grad */
+static ALIGNED real conv2d4_bias_momentum_buffer[32]; /* (32) 4.bias.momentum_buffer */
+static ALIGNED real dbatchnorm2d5_weight[32]; /* (32) 5.weight.grad */
+static ALIGNED real batchnorm2d5_weight_momentum_buffer[32]; /* (32) 5.weight.momentum_buffer */
+static ALIGNED real dbatchnorm2d5_bias[32]; /* (32) 5.bias.grad */
+static ALIGNED real batchnorm2d5_bias_momentum_buffer[32]; /* (32) 5.bias.momentum_buffer */
+static ALIGNED real dlinear9_weight[15680]; /* (10, 1568) 9.weight.grad, stored transposed */
 /* (10, 1568) 9.weight.momentum_buffer, stored transposed */
-static real linear9_weight_momentum_buffer[15680];
-static real dlinear9_bias[10]; /* (10) 9.bias.grad */
-static real linear9_bias_momentum_buffer[10]; /* (10) 9.bias.momentum_buffer */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real linear9_weight_momentum_buffer[15680];
+static ALIGNED real dlinear9_bias[10]; /* (10) 9.bias.grad */
+static ALIGNED real linear9_bias_momentum_buffer[10]; /* (10) 9.bias.momentum_buffer */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: sgd ---- */
 
@@ -53,33 +55,33 @@ static const real sgd_one_minus_dampening = 0x1p+0f; /* 1 - dampening 0 */
 static const int sgd_nesterov = 0; /* nesterov False */
 static const real sgd_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 16, 28, 28) */
-static real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
-static real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28) */
-static real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
+static ALIGNED real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 16, 28, 28) */
+static ALIGNED real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
+static ALIGNED real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28) */
+static ALIGNED real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
 static double batchnorm2d1_rstd[16]; /* (16) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[16], batchnorm2d1_var[16]; /* (16) of the batch, or running */
 /* (16) sums of dy, dy*xhat */
 static double batchnorm2d1_sdy[16], batchnorm2d1_sdyx[16], batchnorm2d1_k[16];
-static real relu2_out[B * 12544]; /* (B, 16, 28, 28), for the health figures only */
-static real maxpool2d3_out[B * 3136], dmaxpool2d3_out[B * 3136]; /* (B, 16, 14, 14) */
+static ALIGNED real relu2_out[B * 12544]; /* (B, 16, 28, 28), for the health figures only */
+static ALIGNED real maxpool2d3_out[B * 3136], dmaxpool2d3_out[B * 3136]; /* (B, 16, 14, 14) */
 static int maxpool2d3_arg[B * 3136]; /* (B, 16, 14, 14) h * W + w of each maximum */
-static real conv2d4_out[B * 6272], dconv2d4_out[B * 6272]; /* (B, 32, 14, 14) */
-static real conv2d4_col[28224], conv2d4_dcol[28224]; /* (C*KH*KW, OH*OW) a sample */
-static real batchnorm2d5_out[B * 6272], dbatchnorm2d5_out[B * 6272]; /* (B, 32, 14, 14) */
-static real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
+static ALIGNED real conv2d4_out[B * 6272], dconv2d4_out[B * 6272]; /* (B, 32, 14, 14) */
+static ALIGNED real conv2d4_col[28224], conv2d4_dcol[28224]; /* (C*KH*KW, OH*OW) a sample */
+static ALIGNED real batchnorm2d5_out[B * 6272], dbatchnorm2d5_out[B * 6272]; /* (B, 32, 14, 14) */
+static ALIGNED real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
 static double batchnorm2d5_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double batchnorm2d5_mean[32], batchnorm2d5_var[32]; /* (32) of the batch, or running */
 /* (32) sums of dy, dy*xhat */
 static double batchnorm2d5_sdy[32], batchnorm2d5_sdyx[32], batchnorm2d5_k[32];
-static real relu6_out[B * 6272]; /* (B, 32, 14, 14), for the health figures only */
-static real maxpool2d7_out[B * 1568], dmaxpool2d7_out[B * 1568]; /* (B, 32, 7, 7) */
+static ALIGNED real relu6_out[B * 6272]; /* (B, 32, 14, 14), for the health figures only */
+static ALIGNED real maxpool2d7_out[B * 1568], dmaxpool2d7_out[B * 1568]; /* (B, 32, 7, 7) */
 static int maxpool2d7_arg[B * 1568]; /* (B, 32, 7, 7) h * W + w of each maximum */
-static real linear9_out[B * 10], dlinear9_out[B * 10]; /* (B, 10) */
+static ALIGNED real linear9_out[B * 10], dlinear9_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* conv2d0: Conv2d(1, 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)),
    (B, 1, 28, 28) -> (B, 16, 28, 28) */

@@ -7,58 +7,62 @@ enum { B = 7 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real conv2d0_weight[75]; /* (5, 1, 3, 5) 0.weight */
-static real conv2d0_bias[5]; /* (5) 0.bias */
-static real conv2d3_weight[140]; /* (7, 5, 2, 2) 3.weight */
-static real batchnorm2d4_weight[7]; /* (7) 4.weight */
-static real batchnorm2d4_bias[7]; /* (7) 4.bias */
-static real batchnorm2d4_running_mean[7]; /* (7) 4.running_mean */
-static real batchnorm2d4_running_var[7]; /* (7) 4.running_var */
-static long long batchnorm2d4_num_batches_tracked[1]; /* (1) 4.num_batches_tracked */
-static real linear9_weight[6720]; /* (24, 280) 9.weight, stored transposed */
-static real linear9_bias[24]; /* (24) 9.bias */
-static real batchnorm10_weight[24]; /* (24) 10.weight */
-static real batchnorm10_bias[24]; /* (24) 10.bias */
-static real batchnorm10_running_mean[24]; /* (24) 10.running_mean */
-static real batchnorm10_running_var[24]; /* (24) 10.running_var */
-static long long batchnorm10_num_batches_tracked[1]; /* (1) 10.num_batches_tracked */
-static real linear12_weight[240]; /* (10, 24) 12.weight, stored transposed */
-static real linear12_bias[10]; /* (10) 12.bias */
-static real dconv2d0_weight[75]; /* (5, 1, 3, 5) 0.weight.grad */
-static real conv2d0_weight_exp_avg[75]; /* (5, 1, 3, 5) 0.weight.exp_avg */
-static real conv2d0_weight_exp_avg_sq[75]; /* (5, 1, 3, 5) 0.weight.exp_avg_sq */
-static real dconv2d0_bias[5]; /* (5) 0.bias.grad */
-static real conv2d0_bias_exp_avg[5]; /* (5) 0.bias.exp_avg */
-static real conv2d0_bias_exp_avg_sq[5]; /* (5) 0.bias.exp_avg_sq */
-static real dconv2d3_weight[140]; /* (7, 5, 2, 2) 3.weight.grad */
-static real conv2d3_weight_exp_avg[140]; /* (7, 5, 2, 2) 3.weight.exp_avg */
-static real conv2d3_weight_exp_avg_sq[140]; /* (7, 5, 2, 2) 3.weight.exp_avg_sq */
-static real dbatchnorm2d4_weight[7]; /* (7) 4.weight.grad */
-static real batchnorm2d4_weight_exp_avg[7]; /* (7) 4.weight.exp_avg */
-static real batchnorm2d4_weight_exp_avg_sq[7]; /* (7) 4.weight.exp_avg_sq */
-static real dbatchnorm2d4_bias[7]; /* (7) 4.bias.grad */
-static real batchnorm2d4_bias_exp_avg[7]; /* (7) 4.bias.exp_avg */
-static real batchnorm2d4_bias_exp_avg_sq[7]; /* (7) 4.bias.exp_avg_sq */
-static real dlinear9_weight[6720]; /* (24, 280) 9.weight.grad, stored transposed */
-static real linear9_weight_exp_avg[6720]; /* (24, 280) 9.weight.exp_avg, stored transposed */
-static real linear9_weight_exp_avg_sq[6720]; /* (24, 280) 9.weight.exp_avg_sq, stored transposed */
-static real dlinear9_bias[24]; /* (24) 9.bias.grad */
-static real linear9_bias_exp_avg[24]; /* (24) 9.bias.exp_avg */
-static real linear9_bias_exp_avg_sq[24]; /* (24) 9.bias.exp_avg_sq */
-static real dbatchnorm10_weight[24]; /* (24) 10.weight.grad */
-static real batchnorm10_weight_exp_avg[24]; /* (24) 10.weight.exp_avg */
-static real batchnorm10_weight_exp_avg_sq[24]; /* (24) 10.weight.exp_avg_sq */
-static real dbatchnorm10_bias[24]; /* (24) 10.bias.grad */
-static real batchnorm10_bias_exp_avg[24]; /* (24) 10.bias.exp_avg */
-static real batchnorm10_bias_exp_avg_sq[24]; /* (24) 10.bias.exp_avg_sq */
-static real dlinear12_weight[240]; /* (10, 24) 12.weight.grad, stored transposed */
-static real linear12_weight_exp_avg[240]; /* (10, 24) 12.weight.exp_avg, stored transposed */
-static real linear12_weight_exp_avg_sq[240]; /* (10, 24) 12.weight.exp_avg_sq, stored transposed */
-static real dlinear12_bias[10]; /* (10) 12.bias.grad */
-static real linear12_bias_exp_avg[10]; /* (10) 12.bias.exp_avg */
-static real linear12_bias_exp_avg_sq[10]; /* (10) 12.bias.exp_avg_sq */
-static long long optimizer_step[1]; /* (1) optimizer.step */
-static long long run_seed[1]; /* (1) run.seed */
+static ALIGNED real conv2d0_weight[75]; /* (5, 1, 3, 5) 0.weight */
+static ALIGNED real conv2d0_bias[5]; /* (5) 0.bias */
+static ALIGNED real conv2d3_weight[140]; /* (7, 5, 2, 2) 3.weight */
+static ALIGNED real batchnorm2d4_weight[7]; /* (7) 4.weight */
+static ALIGNED real batchnorm2d4_bias[7]; /* (7) 4.bias */
+static ALIGNED real batchnorm2d4_running_mean[7]; /* (7) 4.running_mean */
+static ALIGNED real batchnorm2d4_running_var[7]; /* (7) 4.running_var */
+static ALIGNED long long batchnorm2d4_num_batches_tracked[1]; /* (1) 4.num_batches_tracked */
+static ALIGNED real linear9_weight[6720]; /* (24, 280) 9.weight, stored transposed */
+static ALIGNED real linear9_bias[24]; /* (24) 9.bias */
+static ALIGNED real batchnorm10_weight[24]; /* (24) 10.weight */
+static ALIGNED real batchnorm10_bias[24]; /* (24) 10.bias */
+static ALIGNED real batchnorm10_running_mean[24]; /* (24) 10.running_mean */
+static ALIGNED real batchnorm10_running_var[24]; /* (24) 10.running_var */
+static ALIGNED long long batchnorm10_num_batches_tracked[1]; /* (1) 10.num_batches_tracked */
+static ALIGNED real linear12_weight[240]; /* (10, 24) 12.weight, stored transposed */
+static ALIGNED real linear12_bias[10]; /* (10) 12.bias */
+static ALIGNED real dconv2d0_weight[75]; /* (5, 1, 3, 5) 0.weight.grad */
+static ALIGNED real conv2d0_weight_exp_avg[75]; /* (5, 1, 3, 5) 0.weight.exp_avg */
+static ALIGNED real conv2d0_weight_exp_avg_sq[75]; /* (5, 1, 3, 5) 0.weight.exp_avg_sq */
+static ALIGNED real dconv2d0_bias[5]; /* (5) 0.bias.grad */
+static ALIGNED real conv2d0_bias_exp_avg[5]; /* (5) 0.bias.exp_avg */
+static ALIGNED real conv2d0_bias_exp_avg_sq[5]; /* (5) 0.bias.exp_avg_sq */
+static ALIGNED real dconv2d3_weight[140]; /* (7, 5, 2, 2) 3.weight.grad */
+static ALIGNED real conv2d3_weight_exp_avg[140]; /* (7, 5, 2, 2) 3.weight.exp_avg */
+static ALIGNED real conv2d3_weight_exp_avg_sq[140]; /* (7, 5, 2, 2) 3.weight.exp_avg_sq */
+static ALIGNED real dbatchnorm2d4_weight[7]; /* (7) 4.weight.grad */
+static ALIGNED real batchnorm2d4_weight_exp_avg[7]; /* (7) 4.weight.exp_avg */
+static ALIGNED real batchnorm2d4_weight_exp_avg_sq[7]; /* (7) 4.weight.exp_avg_sq */
+static ALIGNED real dbatchnorm2d4_bias[7]; /* (7) 4.bias.grad */
+static ALIGNED real batchnorm2d4_bias_exp_avg[7]; /* (7) 4.bias.exp_avg */
+static ALIGNED real batchnorm2d4_bias_exp_avg_sq[7]; /* (7) 4.bias.exp_avg_sq */
+static ALIGNED real dlinear9_weight[6720]; /* (24, 280) 9.weight.grad, stored transposed */
+/* (24, 280) 9.weight.exp_avg, stored transposed */
+static ALIGNED real linear9_weight_exp_avg[6720];
+/* (24, 280) 9.weight.exp_avg_sq, stored transposed */
+static ALIGNED real linear9_weight_exp_avg_sq[6720];
+static ALIGNED real dlinear9_bias[24]; /* (24) 9.bias.grad */
+static ALIGNED real linear9_bias_exp_avg[24]; /* (24) 9.bias.exp_avg */
+static ALIGNED real linear9_bias_exp_avg_sq[24]; /* (24) 9.bias.exp_avg_sq */
+static ALIGNED real dbatchnorm10_weight[24]; /* (24) 10.weight.grad */
+static ALIGNED real batchnorm10_weight_exp_avg[24]; /* (24) 10.weight.exp_avg */
+static ALIGNED real batchnorm10_weight_exp_avg_sq[24]; /* (24) 10.weight.exp_avg_sq */
+static ALIGNED real dbatchnorm10_bias[24]; /* (24) 10.bias.grad */
+static ALIGNED real batchnorm10_bias_exp_avg[24]; /* (24) 10.bias.exp_avg */
+static ALIGNED real batchnorm10_bias_exp_avg_sq[24]; /* (24) 10.bias.exp_avg_sq */
+static ALIGNED real dlinear12_weight[240]; /* (10, 24) 12.weight.grad, stored transposed */
+/* (10, 24) 12.weight.exp_avg, stored transposed */
+static ALIGNED real linear12_weight_exp_avg[240];
+/* (10, 24) 12.weight.exp_avg_sq, stored transposed */
+static ALIGNED real linear12_weight_exp_avg_sq[240];
+static ALIGNED real dlinear12_bias[10]; /* (10) 12.bias.grad */
+static ALIGNED real linear12_bias_exp_avg[10]; /* (10) 12.bias.exp_avg */
+static ALIGNED real linear12_bias_exp_avg_sq[10]; /* (10) 12.bias.exp_avg_sq */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED long long run_seed[1]; /* (1) run.seed */
 
 /* ---- the optimizer's hyper-parameters: adam ---- */
 
@@ -70,36 +74,36 @@ static const real adam_one_minus_beta2 = 0x1.0624dd2f1aap-10; /* 1 - betas[1] */
 static const real adam_eps = 0x1.5798ee2308c3ap-27; /* eps 1e-08 */
 static const real adam_weight_decay = 0x0p+0; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real conv2d0_out[B * 1960], dconv2d0_out[B * 1960]; /* (B, 5, 14, 28) */
-static real conv2d0_col[5880], conv2d0_dcol[5880]; /* (C*KH*KW, OH*OW) a sample */
-static real elu1_out[B * 1960], delu1_out[B * 1960]; /* (B, 5, 14, 28) */
-static real avgpool2d2_out[B * 390], davgpool2d2_out[B * 390]; /* (B, 5, 6, 13) */
-static real conv2d3_out[B * 420], dconv2d3_out[B * 420]; /* (B, 7, 5, 12) */
-static real conv2d3_col[1200], conv2d3_dcol[1200]; /* (C*KH*KW, OH*OW) a sample */
-static real batchnorm2d4_out[B * 420], dbatchnorm2d4_out[B * 420]; /* (B, 7, 5, 12) */
-static real batchnorm2d4_xhat[B * 420]; /* (B, 420) */
+static ALIGNED real conv2d0_out[B * 1960], dconv2d0_out[B * 1960]; /* (B, 5, 14, 28) */
+static ALIGNED real conv2d0_col[5880], conv2d0_dcol[5880]; /* (C*KH*KW, OH*OW) a sample */
+static ALIGNED real elu1_out[B * 1960], delu1_out[B * 1960]; /* (B, 5, 14, 28) */
+static ALIGNED real avgpool2d2_out[B * 390], davgpool2d2_out[B * 390]; /* (B, 5, 6, 13) */
+static ALIGNED real conv2d3_out[B * 420], dconv2d3_out[B * 420]; /* (B, 7, 5, 12) */
+static ALIGNED real conv2d3_col[1200], conv2d3_dcol[1200]; /* (C*KH*KW, OH*OW) a sample */
+static ALIGNED real batchnorm2d4_out[B * 420], dbatchnorm2d4_out[B * 420]; /* (B, 7, 5, 12) */
+static ALIGNED real batchnorm2d4_xhat[B * 420]; /* (B, 420) */
 static double batchnorm2d4_rstd[7]; /* (7) 1/sqrt(var + eps) */
 static double batchnorm2d4_mean[7], batchnorm2d4_var[7]; /* (7) of the batch, or running */
 /* (7) sums of dy, dy*xhat */
 static double batchnorm2d4_sdy[7], batchnorm2d4_sdyx[7], batchnorm2d4_k[7];
-static real leaky_relu5_out[B * 420], dleaky_relu5_out[B * 420]; /* (B, 7, 5, 12) */
-static real maxpool2d6_out[B * 280], dmaxpool2d6_out[B * 280]; /* (B, 7, 4, 10) */
+static ALIGNED real leaky_relu5_out[B * 420], dleaky_relu5_out[B * 420]; /* (B, 7, 5, 12) */
+static ALIGNED real maxpool2d6_out[B * 280], dmaxpool2d6_out[B * 280]; /* (B, 7, 4, 10) */
 static int maxpool2d6_arg[B * 280]; /* (B, 7, 4, 10) h * W + w of each maximum */
-static real dropout7_out[B * 280], ddropout7_out[B * 280]; /* (B, 7, 4, 10) */
-static real dropout7_mask[B * 280]; /* (B, 280) 0 or 1/(1 - p) */
-static real linear9_out[B * 24], dlinear9_out[B * 24]; /* (B, 24) */
-static real batchnorm10_out[B * 24], dbatchnorm10_out[B * 24]; /* (B, 24) */
-static real batchnorm10_xhat[B * 24]; /* (B, 24) */
+static ALIGNED real dropout7_out[B * 280], ddropout7_out[B * 280]; /* (B, 7, 4, 10) */
+static ALIGNED real dropout7_mask[B * 280]; /* (B, 280) 0 or 1/(1 - p) */
+static ALIGNED real linear9_out[B * 24], dlinear9_out[B * 24]; /* (B, 24) */
+static ALIGNED real batchnorm10_out[B * 24], dbatchnorm10_out[B * 24]; /* (B, 24) */
+static ALIGNED real batchnorm10_xhat[B * 24]; /* (B, 24) */
 static double batchnorm10_rstd[24]; /* (24) 1/sqrt(var + eps) */
 static double batchnorm10_mean[24], batchnorm10_var[24]; /* (24) of the batch, or running */
 /* (24) sums of dy, dy*xhat */
 static double batchnorm10_sdy[24], batchnorm10_sdyx[24], batchnorm10_k[24];
-static real gelu11_out[B * 24], dgelu11_out[B * 24]; /* (B, 24) */
-static real linear12_out[B * 10], dlinear12_out[B * 10]; /* (B, 10) */
+static ALIGNED real gelu11_out[B * 24], dgelu11_out[B * 24]; /* (B, 24) */
+static ALIGNED real linear12_out[B * 10], dlinear12_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* conv2d0: Conv2d(1, 5, kernel_size=(3, 5), stride=(2, 1), padding=(1, 2)),
    (B, 1, 28, 28) -> (B, 5, 14, 28) */

@@ -5,28 +5,29 @@ enum { B = 16 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real batchnorm2d0_weight[1]; /* (1) 0.weight */
-static real batchnorm2d0_bias[1]; /* (1) 0.bias */
-static real batchnorm2d0_running_mean[1]; /* (1) 0.running_mean */
-static real batchnorm2d0_running_var[1]; /* (1) 0.running_var */
-static long long batchnorm2d0_num_batches_tracked[1]; /* (1) 0.num_batches_tracked */
-static real conv2d2_weight[75]; /* (3, 1, 5, 5) 2.weight */
-static real conv2d2_bias[3]; /* (3) 2.bias */
-static real linear5_weight[480]; /* (10, 48) 5.weight, stored transposed */
-static real linear5_bias[10]; /* (10) 5.bias */
-static real dbatchnorm2d0_weight[1]; /* (1) 0.weight.grad */
-static real batchnorm2d0_weight_square_avg[1]; /* (1) 0.weight.square_avg */
-static real dbatchnorm2d0_bias[1]; /* (1) 0.bias.grad */
-static real batchnorm2d0_bias_square_avg[1]; /* (1) 0.bias.square_avg */
-static real dconv2d2_weight[75]; /* (3, 1, 5, 5) 2.weight.grad */
-static real conv2d2_weight_square_avg[75]; /* (3, 1, 5, 5) 2.weight.square_avg */
-static real dconv2d2_bias[3]; /* (3) 2.bias.grad */
-static real conv2d2_bias_square_avg[3]; /* (3) 2.bias.square_avg */
-static real dlinear5_weight[480]; /* (10, 48) 5.weight.grad, stored transposed */
-static real linear5_weight_square_avg[480]; /* (10, 48) 5.weight.square_avg, stored transposed */
-static real dlinear5_bias[10]; /* (10) 5.bias.grad */
-static real linear5_bias_square_avg[10]; /* (10) 5.bias.square_avg */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real batchnorm2d0_weight[1]; /* (1) 0.weight */
+static ALIGNED real batchnorm2d0_bias[1]; /* (1) 0.bias */
+static ALIGNED real batchnorm2d0_running_mean[1]; /* (1) 0.running_mean */
+static ALIGNED real batchnorm2d0_running_var[1]; /* (1) 0.running_var */
+static ALIGNED long long batchnorm2d0_num_batches_tracked[1]; /* (1) 0.num_batches_tracked */
+static ALIGNED real conv2d2_weight[75]; /* (3, 1, 5, 5) 2.weight */
+static ALIGNED real conv2d2_bias[3]; /* (3) 2.bias */
+static ALIGNED real linear5_weight[480]; /* (10, 48) 5.weight, stored transposed */
+static ALIGNED real linear5_bias[10]; /* (10) 5.bias */
+static ALIGNED real dbatchnorm2d0_weight[1]; /* (1) 0.weight.grad */
+static ALIGNED real batchnorm2d0_weight_square_avg[1]; /* (1) 0.weight.square_avg */
+static ALIGNED real dbatchnorm2d0_bias[1]; /* (1) 0.bias.grad */
+static ALIGNED real batchnorm2d0_bias_square_avg[1]; /* (1) 0.bias.square_avg */
+static ALIGNED real dconv2d2_weight[75]; /* (3, 1, 5, 5) 2.weight.grad */
+static ALIGNED real conv2d2_weight_square_avg[75]; /* (3, 1, 5, 5) 2.weight.square_avg */
+static ALIGNED real dconv2d2_bias[3]; /* (3) 2.bias.grad */
+static ALIGNED real conv2d2_bias_square_avg[3]; /* (3) 2.bias.square_avg */
+static ALIGNED real dlinear5_weight[480]; /* (10, 48) 5.weight.grad, stored transposed */
+/* (10, 48) 5.weight.square_avg, stored transposed */
+static ALIGNED real linear5_weight_square_avg[480];
+static ALIGNED real dlinear5_bias[10]; /* (10) 5.bias.grad */
+static ALIGNED real linear5_bias_square_avg[10]; /* (10) 5.bias.square_avg */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: rmsprop ---- */
 
@@ -37,23 +38,23 @@ static const real rmsprop_one_minus_alpha = 0x1.47ae14p-7f; /* 1 - alpha */
 static const real rmsprop_eps = 0x1.5798eep-27f; /* eps 1e-08 */
 static const real rmsprop_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real dinput[B * 784]; /* the input's gradient, which batchnorm2d0's kernel writes */
-static real batchnorm2d0_out[B * 784], dbatchnorm2d0_out[B * 784]; /* (B, 1, 28, 28) */
-static real batchnorm2d0_xhat[B * 784]; /* (B, 784) */
+static ALIGNED real dinput[B * 784]; /* the input's gradient, which batchnorm2d0's kernel writes */
+static ALIGNED real batchnorm2d0_out[B * 784], dbatchnorm2d0_out[B * 784]; /* (B, 1, 28, 28) */
+static ALIGNED real batchnorm2d0_xhat[B * 784]; /* (B, 784) */
 static double batchnorm2d0_rstd[1]; /* (1) 1/sqrt(var + eps) */
 static double batchnorm2d0_mean[1], batchnorm2d0_var[1]; /* (1) of the batch, or running */
 /* (1) sums of dy, dy*xhat */
 static double batchnorm2d0_sdy[1], batchnorm2d0_sdyx[1], batchnorm2d0_k[1];
-static real tanh1_out[B * 784], dtanh1_out[B * 784]; /* (B, 1, 28, 28) */
-static real conv2d2_out[B * 300], dconv2d2_out[B * 300]; /* (B, 3, 10, 10) */
-static real conv2d2_col[2500], conv2d2_dcol[2500]; /* (C*KH*KW, OH*OW) a sample */
-static real maxpool2d3_out[B * 48], dmaxpool2d3_out[B * 48]; /* (B, 3, 4, 4) */
+static ALIGNED real tanh1_out[B * 784], dtanh1_out[B * 784]; /* (B, 1, 28, 28) */
+static ALIGNED real conv2d2_out[B * 300], dconv2d2_out[B * 300]; /* (B, 3, 10, 10) */
+static ALIGNED real conv2d2_col[2500], conv2d2_dcol[2500]; /* (C*KH*KW, OH*OW) a sample */
+static ALIGNED real maxpool2d3_out[B * 48], dmaxpool2d3_out[B * 48]; /* (B, 3, 4, 4) */
 static int maxpool2d3_arg[B * 48]; /* (B, 3, 4, 4) h * W + w of each maximum */
-static real linear5_out[B * 10], dlinear5_out[B * 10]; /* (B, 10) */
+static ALIGNED real linear5_out[B * 10], dlinear5_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* batchnorm2d0: BatchNorm2d(1, eps=1e-05), (B, 1, 28, 28) -> (B, 1, 28, 28) */
 static const double batchnorm2d0_eps = 0x1.4f8b588e368f1p-17; /* eps 1e-05 */

@@ -5,30 +5,32 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real conv2d0_weight[36]; /* (4, 1, 3, 3) 0.weight */
-static real batchnorm2d1_weight[4]; /* (4) 1.weight */
-static real batchnorm2d1_bias[4]; /* (4) 1.bias */
-static real batchnorm2d1_running_mean[4]; /* (4) 1.running_mean */
-static real batchnorm2d1_running_var[4]; /* (4) 1.running_var */
-static long long batchnorm2d1_num_batches_tracked[1]; /* (1) 1.num_batches_tracked */
-static real linear5_weight[7840]; /* (10, 784) 5.weight, stored transposed */
-static real linear5_bias[10]; /* (10) 5.bias */
-static real dconv2d0_weight[36]; /* (4, 1, 3, 3) 0.weight.grad */
-static real conv2d0_weight_exp_avg[36]; /* (4, 1, 3, 3) 0.weight.exp_avg */
-static real conv2d0_weight_exp_avg_sq[36]; /* (4, 1, 3, 3) 0.weight.exp_avg_sq */
-static real dbatchnorm2d1_weight[4]; /* (4) 1.weight.grad */
-static real batchnorm2d1_weight_exp_avg[4]; /* (4) 1.weight.exp_avg */
-static real batchnorm2d1_weight_exp_avg_sq[4]; /* (4) 1.weight.exp_avg_sq */
-static real dbatchnorm2d1_bias[4]; /* (4) 1.bias.grad */
-static real batchnorm2d1_bias_exp_avg[4]; /* (4) 1.bias.exp_avg */
-static real batchnorm2d1_bias_exp_avg_sq[4]; /* (4) 1.bias.exp_avg_sq */
-static real dlinear5_weight[7840]; /* (10, 784) 5.weight.grad, stored transposed */
-static real linear5_weight_exp_avg[7840]; /* (10, 784) 5.weight.exp_avg, stored transposed */
-static real linear5_weight_exp_avg_sq[7840]; /* (10, 784) 5.weight.exp_avg_sq, stored transposed */
-static real dlinear5_bias[10]; /* (10) 5.bias.grad */
-static real linear5_bias_exp_avg[10]; /* (10) 5.bias.exp_avg */
-static real linear5_bias_exp_avg_sq[10]; /* (10) 5.bias.exp_avg_sq */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real conv2d0_weight[36]; /* (4, 1, 3, 3) 0.weight */
+static ALIGNED real batchnorm2d1_weight[4]; /* (4) 1.weight */
+static ALIGNED real batchnorm2d1_bias[4]; /* (4) 1.bias */
+static ALIGNED real batchnorm2d1_running_mean[4]; /* (4) 1.running_mean */
+static ALIGNED real batchnorm2d1_running_var[4]; /* (4) 1.running_var */
+static ALIGNED long long batchnorm2d1_num_batches_tracked[1]; /* (1) 1.num_batches_tracked */
+static ALIGNED real linear5_weight[7840]; /* (10, 784) 5.weight, stored transposed */
+static ALIGNED real linear5_bias[10]; /* (10) 5.bias */
+static ALIGNED real dconv2d0_weight[36]; /* (4, 1, 3, 3) 0.weight.grad */
+static ALIGNED real conv2d0_weight_exp_avg[36]; /* (4, 1, 3, 3) 0.weight.exp_avg */
+static ALIGNED real conv2d0_weight_exp_avg_sq[36]; /* (4, 1, 3, 3) 0.weight.exp_avg_sq */
+static ALIGNED real dbatchnorm2d1_weight[4]; /* (4) 1.weight.grad */
+static ALIGNED real batchnorm2d1_weight_exp_avg[4]; /* (4) 1.weight.exp_avg */
+static ALIGNED real batchnorm2d1_weight_exp_avg_sq[4]; /* (4) 1.weight.exp_avg_sq */
+static ALIGNED real dbatchnorm2d1_bias[4]; /* (4) 1.bias.grad */
+static ALIGNED real batchnorm2d1_bias_exp_avg[4]; /* (4) 1.bias.exp_avg */
+static ALIGNED real batchnorm2d1_bias_exp_avg_sq[4]; /* (4) 1.bias.exp_avg_sq */
+static ALIGNED real dlinear5_weight[7840]; /* (10, 784) 5.weight.grad, stored transposed */
+/* (10, 784) 5.weight.exp_avg, stored transposed */
+static ALIGNED real linear5_weight_exp_avg[7840];
+/* (10, 784) 5.weight.exp_avg_sq, stored transposed */
+static ALIGNED real linear5_weight_exp_avg_sq[7840];
+static ALIGNED real dlinear5_bias[10]; /* (10) 5.bias.grad */
+static ALIGNED real linear5_bias_exp_avg[10]; /* (10) 5.bias.exp_avg */
+static ALIGNED real linear5_bias_exp_avg_sq[10]; /* (10) 5.bias.exp_avg_sq */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: adamw ---- */
 
@@ -40,22 +42,22 @@ static const double adamw_weight_decay = 0x1.47ae147ae147bp-7; /* weight_decay 0
 /* the lr and the beta1, which the runtime's schedule sets before each step */
 static double opt_hyper[2] = {0x1.0624dd2f1a9fcp-9, 0x1.ccccccccccccdp-1};
 
-static real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real conv2d0_out[B * 3136], dconv2d0_out[B * 3136]; /* (B, 4, 28, 28) */
-static real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
-static real batchnorm2d1_out[B * 3136], dbatchnorm2d1_out[B * 3136]; /* (B, 4, 28, 28) */
-static real batchnorm2d1_xhat[B * 3136]; /* (B, 3136) */
+static ALIGNED real conv2d0_out[B * 3136], dconv2d0_out[B * 3136]; /* (B, 4, 28, 28) */
+static ALIGNED real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
+static ALIGNED real batchnorm2d1_out[B * 3136], dbatchnorm2d1_out[B * 3136]; /* (B, 4, 28, 28) */
+static ALIGNED real batchnorm2d1_xhat[B * 3136]; /* (B, 3136) */
 static double batchnorm2d1_rstd[4]; /* (4) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[4], batchnorm2d1_var[4]; /* (4) of the batch, or running */
 /* (4) sums of dy, dy*xhat */
 static double batchnorm2d1_sdy[4], batchnorm2d1_sdyx[4], batchnorm2d1_k[4];
-static real relu2_out[B * 3136]; /* (B, 4, 28, 28), for the health figures only */
-static real maxpool2d3_out[B * 784], dmaxpool2d3_out[B * 784]; /* (B, 4, 14, 14) */
+static ALIGNED real relu2_out[B * 3136]; /* (B, 4, 28, 28), for the health figures only */
+static ALIGNED real maxpool2d3_out[B * 784], dmaxpool2d3_out[B * 784]; /* (B, 4, 14, 14) */
 static int maxpool2d3_arg[B * 784]; /* (B, 4, 14, 14) h * W + w of each maximum */
-static real linear5_out[B * 10], dlinear5_out[B * 10]; /* (B, 10) */
+static ALIGNED real linear5_out[B * 10], dlinear5_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* conv2d0: Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False),
    (B, 1, 28, 28) -> (B, 4, 28, 28) */

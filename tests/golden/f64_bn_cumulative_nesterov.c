@@ -5,46 +5,46 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[25088]; /* (32, 784) fc1.weight, stored transposed */
-static real fc1_bias[32]; /* (32) fc1.bias */
-static real norm1_weight[32]; /* (32) norm1.weight */
-static real norm1_bias[32]; /* (32) norm1.bias */
-static real norm1_running_mean[32]; /* (32) norm1.running_mean */
-static real norm1_running_var[32]; /* (32) norm1.running_var */
-static long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
-static real fc2_weight[512]; /* (16, 32) fc2.weight, stored transposed */
-static real fc2_bias[16]; /* (16) fc2.bias */
-static real norm2_weight[16]; /* (16) norm2.weight */
-static real norm2_bias[16]; /* (16) norm2.bias */
-static real norm2_running_mean[16]; /* (16) norm2.running_mean */
-static real norm2_running_var[16]; /* (16) norm2.running_var */
-static long long norm2_num_batches_tracked[1]; /* (1) norm2.num_batches_tracked */
-static real fc3_weight[160]; /* (10, 16) fc3.weight, stored transposed */
-static real fc3_bias[10]; /* (10) fc3.bias */
-static real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad, stored transposed */
+static ALIGNED real fc1_weight[25088]; /* (32, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[32]; /* (32) fc1.bias */
+static ALIGNED real norm1_weight[32]; /* (32) norm1.weight */
+static ALIGNED real norm1_bias[32]; /* (32) norm1.bias */
+static ALIGNED real norm1_running_mean[32]; /* (32) norm1.running_mean */
+static ALIGNED real norm1_running_var[32]; /* (32) norm1.running_var */
+static ALIGNED long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
+static ALIGNED real fc2_weight[512]; /* (16, 32) fc2.weight, stored transposed */
+static ALIGNED real fc2_bias[16]; /* (16) fc2.bias */
+static ALIGNED real norm2_weight[16]; /* (16) norm2.weight */
+static ALIGNED real norm2_bias[16]; /* (16) norm2.bias */
+static ALIGNED real norm2_running_mean[16]; /* (16) norm2.running_mean */
+static ALIGNED real norm2_running_var[16]; /* (16) norm2.running_var */
+static ALIGNED long long norm2_num_batches_tracked[1]; /* (1) norm2.num_batches_tracked */
+static ALIGNED real fc3_weight[160]; /* (10, 16) fc3.weight, stored transposed */
+static ALIGNED real fc3_bias[10]; /* (10) fc3.bias */
+static ALIGNED real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad, stored transposed */
 /* (32, 784) fc1.weight.momentum_buffer, stored transposed */
-static real fc1_weight_momentum_buffer[25088];
-static real dfc1_bias[32]; /* (32) fc1.bias.grad */
-static real fc1_bias_momentum_buffer[32]; /* (32) fc1.bias.momentum_buffer */
-static real dnorm1_weight[32]; /* (32) norm1.weight.grad */
-static real norm1_weight_momentum_buffer[32]; /* (32) norm1.weight.momentum_buffer */
-static real dnorm1_bias[32]; /* (32) norm1.bias.grad */
-static real norm1_bias_momentum_buffer[32]; /* (32) norm1.bias.momentum_buffer */
-static real dfc2_weight[512]; /* (16, 32) fc2.weight.grad, stored transposed */
+static ALIGNED real fc1_weight_momentum_buffer[25088];
+static ALIGNED real dfc1_bias[32]; /* (32) fc1.bias.grad */
+static ALIGNED real fc1_bias_momentum_buffer[32]; /* (32) fc1.bias.momentum_buffer */
+static ALIGNED real dnorm1_weight[32]; /* (32) norm1.weight.grad */
+static ALIGNED real norm1_weight_momentum_buffer[32]; /* (32) norm1.weight.momentum_buffer */
+static ALIGNED real dnorm1_bias[32]; /* (32) norm1.bias.grad */
+static ALIGNED real norm1_bias_momentum_buffer[32]; /* (32) norm1.bias.momentum_buffer */
+static ALIGNED real dfc2_weight[512]; /* (16, 32) fc2.weight.grad, stored transposed */
 /* (16, 32) fc2.weight.momentum_buffer, stored transposed */
-static real fc2_weight_momentum_buffer[512];
-static real dfc2_bias[16]; /* (16) fc2.bias.grad */
-static real fc2_bias_momentum_buffer[16]; /* (16) fc2.bias.momentum_buffer */
-static real dnorm2_weight[16]; /* (16) norm2.weight.grad */
-static real norm2_weight_momentum_buffer[16]; /* (16) norm2.weight.momentum_buffer */
-static real dnorm2_bias[16]; /* (16) norm2.bias.grad */
-static real norm2_bias_momentum_buffer[16]; /* (16) norm2.bias.momentum_buffer */
-static real dfc3_weight[160]; /* (10, 16) fc3.weight.grad, stored transposed */
+static ALIGNED real fc2_weight_momentum_buffer[512];
+static ALIGNED real dfc2_bias[16]; /* (16) fc2.bias.grad */
+static ALIGNED real fc2_bias_momentum_buffer[16]; /* (16) fc2.bias.momentum_buffer */
+static ALIGNED real dnorm2_weight[16]; /* (16) norm2.weight.grad */
+static ALIGNED real norm2_weight_momentum_buffer[16]; /* (16) norm2.weight.momentum_buffer */
+static ALIGNED real dnorm2_bias[16]; /* (16) norm2.bias.grad */
+static ALIGNED real norm2_bias_momentum_buffer[16]; /* (16) norm2.bias.momentum_buffer */
+static ALIGNED real dfc3_weight[160]; /* (10, 16) fc3.weight.grad, stored transposed */
 /* (10, 16) fc3.weight.momentum_buffer, stored transposed */
-static real fc3_weight_momentum_buffer[160];
-static real dfc3_bias[10]; /* (10) fc3.bias.grad */
-static real fc3_bias_momentum_buffer[10]; /* (10) fc3.bias.momentum_buffer */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc3_weight_momentum_buffer[160];
+static ALIGNED real dfc3_bias[10]; /* (10) fc3.bias.grad */
+static ALIGNED real fc3_bias_momentum_buffer[10]; /* (10) fc3.bias.momentum_buffer */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: sgd ---- */
 
@@ -54,25 +54,25 @@ static const real sgd_one_minus_dampening = 0x1p+0; /* 1 - dampening 0 */
 static const int sgd_nesterov = 1; /* nesterov True */
 static const real sgd_weight_decay = 0x1.a36e2eb1c432dp-14; /* weight_decay 0.0001 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
-static real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
-static real norm1_xhat[B * 32]; /* (B, 32) */
+static ALIGNED real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
+static ALIGNED real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
+static ALIGNED real norm1_xhat[B * 32]; /* (B, 32) */
 static double norm1_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double norm1_mean[32], norm1_var[32]; /* (32) of the batch, or running */
 static double norm1_sdy[32], norm1_sdyx[32], norm1_k[32]; /* (32) sums of dy, dy*xhat */
-static real gelu1_out[B * 32], dgelu1_out[B * 32]; /* (B, 32) */
-static real fc2_out[B * 16], dfc2_out[B * 16]; /* (B, 16) */
-static real norm2_out[B * 16], dnorm2_out[B * 16]; /* (B, 16) */
-static real norm2_xhat[B * 16]; /* (B, 16) */
+static ALIGNED real gelu1_out[B * 32], dgelu1_out[B * 32]; /* (B, 32) */
+static ALIGNED real fc2_out[B * 16], dfc2_out[B * 16]; /* (B, 16) */
+static ALIGNED real norm2_out[B * 16], dnorm2_out[B * 16]; /* (B, 16) */
+static ALIGNED real norm2_xhat[B * 16]; /* (B, 16) */
 static double norm2_rstd[16]; /* (16) 1/sqrt(var + eps) */
 static double norm2_mean[16], norm2_var[16]; /* (16) of the batch, or running */
 static double norm2_sdy[16], norm2_sdyx[16], norm2_k[16]; /* (16) sums of dy, dy*xhat */
-static real gelu2_out[B * 16], dgelu2_out[B * 16]; /* (B, 16) */
-static real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
+static ALIGNED real gelu2_out[B * 16], dgelu2_out[B * 16]; /* (B, 16) */
+static ALIGNED real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 32), (B, 784) -> (B, 32) */
 static void fc1_forward(int n) {

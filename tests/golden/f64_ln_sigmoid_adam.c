@@ -5,31 +5,33 @@ enum { B = 50 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[12544]; /* (16, 784) fc1.weight, stored transposed */
-static real fc1_bias[16]; /* (16) fc1.bias */
-static real norm1_weight[16]; /* (16) norm1.weight */
-static real norm1_bias[16]; /* (16) norm1.bias */
-static real fc2_weight[160]; /* (10, 16) fc2.weight, stored transposed */
-static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[12544]; /* (16, 784) fc1.weight.grad, stored transposed */
-static real fc1_weight_exp_avg[12544]; /* (16, 784) fc1.weight.exp_avg, stored transposed */
-static real fc1_weight_exp_avg_sq[12544]; /* (16, 784) fc1.weight.exp_avg_sq, stored transposed */
-static real dfc1_bias[16]; /* (16) fc1.bias.grad */
-static real fc1_bias_exp_avg[16]; /* (16) fc1.bias.exp_avg */
-static real fc1_bias_exp_avg_sq[16]; /* (16) fc1.bias.exp_avg_sq */
-static real dnorm1_weight[16]; /* (16) norm1.weight.grad */
-static real norm1_weight_exp_avg[16]; /* (16) norm1.weight.exp_avg */
-static real norm1_weight_exp_avg_sq[16]; /* (16) norm1.weight.exp_avg_sq */
-static real dnorm1_bias[16]; /* (16) norm1.bias.grad */
-static real norm1_bias_exp_avg[16]; /* (16) norm1.bias.exp_avg */
-static real norm1_bias_exp_avg_sq[16]; /* (16) norm1.bias.exp_avg_sq */
-static real dfc2_weight[160]; /* (10, 16) fc2.weight.grad, stored transposed */
-static real fc2_weight_exp_avg[160]; /* (10, 16) fc2.weight.exp_avg, stored transposed */
-static real fc2_weight_exp_avg_sq[160]; /* (10, 16) fc2.weight.exp_avg_sq, stored transposed */
-static real dfc2_bias[10]; /* (10) fc2.bias.grad */
-static real fc2_bias_exp_avg[10]; /* (10) fc2.bias.exp_avg */
-static real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc1_weight[12544]; /* (16, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[16]; /* (16) fc1.bias */
+static ALIGNED real norm1_weight[16]; /* (16) norm1.weight */
+static ALIGNED real norm1_bias[16]; /* (16) norm1.bias */
+static ALIGNED real fc2_weight[160]; /* (10, 16) fc2.weight, stored transposed */
+static ALIGNED real fc2_bias[10]; /* (10) fc2.bias */
+static ALIGNED real dfc1_weight[12544]; /* (16, 784) fc1.weight.grad, stored transposed */
+static ALIGNED real fc1_weight_exp_avg[12544]; /* (16, 784) fc1.weight.exp_avg, stored transposed */
+/* (16, 784) fc1.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc1_weight_exp_avg_sq[12544];
+static ALIGNED real dfc1_bias[16]; /* (16) fc1.bias.grad */
+static ALIGNED real fc1_bias_exp_avg[16]; /* (16) fc1.bias.exp_avg */
+static ALIGNED real fc1_bias_exp_avg_sq[16]; /* (16) fc1.bias.exp_avg_sq */
+static ALIGNED real dnorm1_weight[16]; /* (16) norm1.weight.grad */
+static ALIGNED real norm1_weight_exp_avg[16]; /* (16) norm1.weight.exp_avg */
+static ALIGNED real norm1_weight_exp_avg_sq[16]; /* (16) norm1.weight.exp_avg_sq */
+static ALIGNED real dnorm1_bias[16]; /* (16) norm1.bias.grad */
+static ALIGNED real norm1_bias_exp_avg[16]; /* (16) norm1.bias.exp_avg */
+static ALIGNED real norm1_bias_exp_avg_sq[16]; /* (16) norm1.bias.exp_avg_sq */
+static ALIGNED real dfc2_weight[160]; /* (10, 16) fc2.weight.grad, stored transposed */
+static ALIGNED real fc2_weight_exp_avg[160]; /* (10, 16) fc2.weight.exp_avg, stored transposed */
+/* (10, 16) fc2.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc2_weight_exp_avg_sq[160];
+static ALIGNED real dfc2_bias[10]; /* (10) fc2.bias.grad */
+static ALIGNED real fc2_bias_exp_avg[10]; /* (10) fc2.bias.exp_avg */
+static ALIGNED real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: adam ---- */
 
@@ -41,16 +43,16 @@ static const real adam_one_minus_beta2 = 0x1.0624dd2f1aap-10; /* 1 - betas[1] */
 static const real adam_eps = 0x1.5798ee2308c3ap-27; /* eps 1e-08 */
 static const real adam_weight_decay = 0x1.47ae147ae147bp-7; /* weight_decay 0.01 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 16], dfc1_out[B * 16]; /* (B, 16) */
-static real norm1_out[B * 16], dnorm1_out[B * 16]; /* (B, 16) */
-static real norm1_xhat[B * 16]; /* (B, 16) */
+static ALIGNED real fc1_out[B * 16], dfc1_out[B * 16]; /* (B, 16) */
+static ALIGNED real norm1_out[B * 16], dnorm1_out[B * 16]; /* (B, 16) */
+static ALIGNED real norm1_xhat[B * 16]; /* (B, 16) */
 static double norm1_rstd[B]; /* (B) 1/sqrt(var + eps) */
-static real sigmoid1_out[B * 16], dsigmoid1_out[B * 16]; /* (B, 16) */
-static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
+static ALIGNED real sigmoid1_out[B * 16], dsigmoid1_out[B * 16]; /* (B, 16) */
+static ALIGNED real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 16), (B, 784) -> (B, 16) */
 static void fc1_forward(int n) {

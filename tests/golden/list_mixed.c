@@ -6,48 +6,48 @@ enum { B = 16 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real linear0_weight[37632]; /* (48, 784) 0.weight, stored transposed */
-static real linear0_bias[48]; /* (48) 0.bias */
-static real layernorm1_weight[48]; /* (48) 1.weight */
-static real layernorm1_bias[48]; /* (48) 1.bias */
-static real linear4_weight[1152]; /* (24, 48) 4.weight, stored transposed */
-static real batchnorm6_weight[24]; /* (24) 6.weight */
-static real batchnorm6_bias[24]; /* (24) 6.bias */
-static real batchnorm6_running_mean[24]; /* (24) 6.running_mean */
-static real batchnorm6_running_var[24]; /* (24) 6.running_var */
-static long long batchnorm6_num_batches_tracked[1]; /* (1) 6.num_batches_tracked */
-static real linear7_weight[768]; /* (32, 24) 7.weight, stored transposed */
-static real linear7_bias[32]; /* (32) 7.bias */
-static real linear10_weight[320]; /* (10, 32) 10.weight, stored transposed */
-static real linear10_bias[10]; /* (10) 10.bias */
-static real dlinear0_weight[37632]; /* (48, 784) 0.weight.grad, stored transposed */
+static ALIGNED real linear0_weight[37632]; /* (48, 784) 0.weight, stored transposed */
+static ALIGNED real linear0_bias[48]; /* (48) 0.bias */
+static ALIGNED real layernorm1_weight[48]; /* (48) 1.weight */
+static ALIGNED real layernorm1_bias[48]; /* (48) 1.bias */
+static ALIGNED real linear4_weight[1152]; /* (24, 48) 4.weight, stored transposed */
+static ALIGNED real batchnorm6_weight[24]; /* (24) 6.weight */
+static ALIGNED real batchnorm6_bias[24]; /* (24) 6.bias */
+static ALIGNED real batchnorm6_running_mean[24]; /* (24) 6.running_mean */
+static ALIGNED real batchnorm6_running_var[24]; /* (24) 6.running_var */
+static ALIGNED long long batchnorm6_num_batches_tracked[1]; /* (1) 6.num_batches_tracked */
+static ALIGNED real linear7_weight[768]; /* (32, 24) 7.weight, stored transposed */
+static ALIGNED real linear7_bias[32]; /* (32) 7.bias */
+static ALIGNED real linear10_weight[320]; /* (10, 32) 10.weight, stored transposed */
+static ALIGNED real linear10_bias[10]; /* (10) 10.bias */
+static ALIGNED real dlinear0_weight[37632]; /* (48, 784) 0.weight.grad, stored transposed */
 /* (48, 784) 0.weight.momentum_buffer, stored transposed */
-static real linear0_weight_momentum_buffer[37632];
-static real dlinear0_bias[48]; /* (48) 0.bias.grad */
-static real linear0_bias_momentum_buffer[48]; /* (48) 0.bias.momentum_buffer */
-static real dlayernorm1_weight[48]; /* (48) 1.weight.grad */
-static real layernorm1_weight_momentum_buffer[48]; /* (48) 1.weight.momentum_buffer */
-static real dlayernorm1_bias[48]; /* (48) 1.bias.grad */
-static real layernorm1_bias_momentum_buffer[48]; /* (48) 1.bias.momentum_buffer */
-static real dlinear4_weight[1152]; /* (24, 48) 4.weight.grad, stored transposed */
+static ALIGNED real linear0_weight_momentum_buffer[37632];
+static ALIGNED real dlinear0_bias[48]; /* (48) 0.bias.grad */
+static ALIGNED real linear0_bias_momentum_buffer[48]; /* (48) 0.bias.momentum_buffer */
+static ALIGNED real dlayernorm1_weight[48]; /* (48) 1.weight.grad */
+static ALIGNED real layernorm1_weight_momentum_buffer[48]; /* (48) 1.weight.momentum_buffer */
+static ALIGNED real dlayernorm1_bias[48]; /* (48) 1.bias.grad */
+static ALIGNED real layernorm1_bias_momentum_buffer[48]; /* (48) 1.bias.momentum_buffer */
+static ALIGNED real dlinear4_weight[1152]; /* (24, 48) 4.weight.grad, stored transposed */
 /* (24, 48) 4.weight.momentum_buffer, stored transposed */
-static real linear4_weight_momentum_buffer[1152];
-static real dbatchnorm6_weight[24]; /* (24) 6.weight.grad */
-static real batchnorm6_weight_momentum_buffer[24]; /* (24) 6.weight.momentum_buffer */
-static real dbatchnorm6_bias[24]; /* (24) 6.bias.grad */
-static real batchnorm6_bias_momentum_buffer[24]; /* (24) 6.bias.momentum_buffer */
-static real dlinear7_weight[768]; /* (32, 24) 7.weight.grad, stored transposed */
+static ALIGNED real linear4_weight_momentum_buffer[1152];
+static ALIGNED real dbatchnorm6_weight[24]; /* (24) 6.weight.grad */
+static ALIGNED real batchnorm6_weight_momentum_buffer[24]; /* (24) 6.weight.momentum_buffer */
+static ALIGNED real dbatchnorm6_bias[24]; /* (24) 6.bias.grad */
+static ALIGNED real batchnorm6_bias_momentum_buffer[24]; /* (24) 6.bias.momentum_buffer */
+static ALIGNED real dlinear7_weight[768]; /* (32, 24) 7.weight.grad, stored transposed */
 /* (32, 24) 7.weight.momentum_buffer, stored transposed */
-static real linear7_weight_momentum_buffer[768];
-static real dlinear7_bias[32]; /* (32) 7.bias.grad */
-static real linear7_bias_momentum_buffer[32]; /* (32) 7.bias.momentum_buffer */
-static real dlinear10_weight[320]; /* (10, 32) 10.weight.grad, stored transposed */
+static ALIGNED real linear7_weight_momentum_buffer[768];
+static ALIGNED real dlinear7_bias[32]; /* (32) 7.bias.grad */
+static ALIGNED real linear7_bias_momentum_buffer[32]; /* (32) 7.bias.momentum_buffer */
+static ALIGNED real dlinear10_weight[320]; /* (10, 32) 10.weight.grad, stored transposed */
 /* (10, 32) 10.weight.momentum_buffer, stored transposed */
-static real linear10_weight_momentum_buffer[320];
-static real dlinear10_bias[10]; /* (10) 10.bias.grad */
-static real linear10_bias_momentum_buffer[10]; /* (10) 10.bias.momentum_buffer */
-static long long optimizer_step[1]; /* (1) optimizer.step */
-static long long run_seed[1]; /* (1) run.seed */
+static ALIGNED real linear10_weight_momentum_buffer[320];
+static ALIGNED real dlinear10_bias[10]; /* (10) 10.bias.grad */
+static ALIGNED real linear10_bias_momentum_buffer[10]; /* (10) 10.bias.momentum_buffer */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED long long run_seed[1]; /* (1) run.seed */
 
 /* ---- the optimizer's hyper-parameters: sgd ---- */
 
@@ -57,30 +57,30 @@ static const real sgd_one_minus_dampening = 0x1p+0; /* 1 - dampening 0 */
 static const int sgd_nesterov = 0; /* nesterov False */
 static const real sgd_weight_decay = 0x0p+0; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real linear0_out[B * 48], dlinear0_out[B * 48]; /* (B, 48) */
-static real layernorm1_out[B * 48], dlayernorm1_out[B * 48]; /* (B, 48) */
-static real layernorm1_xhat[B * 48]; /* (B, 48) */
+static ALIGNED real linear0_out[B * 48], dlinear0_out[B * 48]; /* (B, 48) */
+static ALIGNED real layernorm1_out[B * 48], dlayernorm1_out[B * 48]; /* (B, 48) */
+static ALIGNED real layernorm1_xhat[B * 48]; /* (B, 48) */
 static double layernorm1_rstd[B]; /* (B) 1/sqrt(var + eps) */
-static real leaky_relu2_out[B * 48], dleaky_relu2_out[B * 48]; /* (B, 48) */
-static real dropout3_out[B * 48], ddropout3_out[B * 48]; /* (B, 48) */
-static real dropout3_mask[B * 48]; /* (B, 48) 0 or 1/(1 - p) */
-static real linear4_out[B * 24], dlinear4_out[B * 24]; /* (B, 24) */
-static real elu5_out[B * 24], delu5_out[B * 24]; /* (B, 24) */
-static real batchnorm6_out[B * 24], dbatchnorm6_out[B * 24]; /* (B, 24) */
-static real batchnorm6_xhat[B * 24]; /* (B, 24) */
+static ALIGNED real leaky_relu2_out[B * 48], dleaky_relu2_out[B * 48]; /* (B, 48) */
+static ALIGNED real dropout3_out[B * 48], ddropout3_out[B * 48]; /* (B, 48) */
+static ALIGNED real dropout3_mask[B * 48]; /* (B, 48) 0 or 1/(1 - p) */
+static ALIGNED real linear4_out[B * 24], dlinear4_out[B * 24]; /* (B, 24) */
+static ALIGNED real elu5_out[B * 24], delu5_out[B * 24]; /* (B, 24) */
+static ALIGNED real batchnorm6_out[B * 24], dbatchnorm6_out[B * 24]; /* (B, 24) */
+static ALIGNED real batchnorm6_xhat[B * 24]; /* (B, 24) */
 static double batchnorm6_rstd[24]; /* (24) 1/sqrt(var + eps) */
 static double batchnorm6_mean[24], batchnorm6_var[24]; /* (24) of the batch, or running */
 /* (24) sums of dy, dy*xhat */
 static double batchnorm6_sdy[24], batchnorm6_sdyx[24], batchnorm6_k[24];
-static real linear7_out[B * 32], dlinear7_out[B * 32]; /* (B, 32) */
-static real silu8_out[B * 32], dsilu8_out[B * 32]; /* (B, 32) */
-static real dropout9_out[B * 32], ddropout9_out[B * 32]; /* (B, 32) */
-static real dropout9_mask[B * 32]; /* (B, 32) 0 or 1/(1 - p) */
-static real linear10_out[B * 10], dlinear10_out[B * 10]; /* (B, 10) */
+static ALIGNED real linear7_out[B * 32], dlinear7_out[B * 32]; /* (B, 32) */
+static ALIGNED real silu8_out[B * 32], dsilu8_out[B * 32]; /* (B, 32) */
+static ALIGNED real dropout9_out[B * 32], ddropout9_out[B * 32]; /* (B, 32) */
+static ALIGNED real dropout9_mask[B * 32]; /* (B, 32) 0 or 1/(1 - p) */
+static ALIGNED real linear10_out[B * 10], dlinear10_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* linear0: Linear(784, 48), (B, 784) -> (B, 48) */
 static void linear0_forward(int n) {

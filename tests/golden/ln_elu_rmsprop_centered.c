@@ -5,39 +5,42 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[25088]; /* (32, 784) fc1.weight, stored transposed */
-static real fc1_bias[32]; /* (32) fc1.bias */
-static real norm1_weight[32]; /* (32) norm1.weight */
-static real norm1_bias[32]; /* (32) norm1.bias */
-static real fc2_weight[320]; /* (10, 32) fc2.weight, stored transposed */
-static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad, stored transposed */
-static real fc1_weight_square_avg[25088]; /* (32, 784) fc1.weight.square_avg, stored transposed */
-static real fc1_weight_grad_avg[25088]; /* (32, 784) fc1.weight.grad_avg, stored transposed */
+static ALIGNED real fc1_weight[25088]; /* (32, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[32]; /* (32) fc1.bias */
+static ALIGNED real norm1_weight[32]; /* (32) norm1.weight */
+static ALIGNED real norm1_bias[32]; /* (32) norm1.bias */
+static ALIGNED real fc2_weight[320]; /* (10, 32) fc2.weight, stored transposed */
+static ALIGNED real fc2_bias[10]; /* (10) fc2.bias */
+static ALIGNED real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad, stored transposed */
+/* (32, 784) fc1.weight.square_avg, stored transposed */
+static ALIGNED real fc1_weight_square_avg[25088];
+/* (32, 784) fc1.weight.grad_avg, stored transposed */
+static ALIGNED real fc1_weight_grad_avg[25088];
 /* (32, 784) fc1.weight.momentum_buffer, stored transposed */
-static real fc1_weight_momentum_buffer[25088];
-static real dfc1_bias[32]; /* (32) fc1.bias.grad */
-static real fc1_bias_square_avg[32]; /* (32) fc1.bias.square_avg */
-static real fc1_bias_grad_avg[32]; /* (32) fc1.bias.grad_avg */
-static real fc1_bias_momentum_buffer[32]; /* (32) fc1.bias.momentum_buffer */
-static real dnorm1_weight[32]; /* (32) norm1.weight.grad */
-static real norm1_weight_square_avg[32]; /* (32) norm1.weight.square_avg */
-static real norm1_weight_grad_avg[32]; /* (32) norm1.weight.grad_avg */
-static real norm1_weight_momentum_buffer[32]; /* (32) norm1.weight.momentum_buffer */
-static real dnorm1_bias[32]; /* (32) norm1.bias.grad */
-static real norm1_bias_square_avg[32]; /* (32) norm1.bias.square_avg */
-static real norm1_bias_grad_avg[32]; /* (32) norm1.bias.grad_avg */
-static real norm1_bias_momentum_buffer[32]; /* (32) norm1.bias.momentum_buffer */
-static real dfc2_weight[320]; /* (10, 32) fc2.weight.grad, stored transposed */
-static real fc2_weight_square_avg[320]; /* (10, 32) fc2.weight.square_avg, stored transposed */
-static real fc2_weight_grad_avg[320]; /* (10, 32) fc2.weight.grad_avg, stored transposed */
+static ALIGNED real fc1_weight_momentum_buffer[25088];
+static ALIGNED real dfc1_bias[32]; /* (32) fc1.bias.grad */
+static ALIGNED real fc1_bias_square_avg[32]; /* (32) fc1.bias.square_avg */
+static ALIGNED real fc1_bias_grad_avg[32]; /* (32) fc1.bias.grad_avg */
+static ALIGNED real fc1_bias_momentum_buffer[32]; /* (32) fc1.bias.momentum_buffer */
+static ALIGNED real dnorm1_weight[32]; /* (32) norm1.weight.grad */
+static ALIGNED real norm1_weight_square_avg[32]; /* (32) norm1.weight.square_avg */
+static ALIGNED real norm1_weight_grad_avg[32]; /* (32) norm1.weight.grad_avg */
+static ALIGNED real norm1_weight_momentum_buffer[32]; /* (32) norm1.weight.momentum_buffer */
+static ALIGNED real dnorm1_bias[32]; /* (32) norm1.bias.grad */
+static ALIGNED real norm1_bias_square_avg[32]; /* (32) norm1.bias.square_avg */
+static ALIGNED real norm1_bias_grad_avg[32]; /* (32) norm1.bias.grad_avg */
+static ALIGNED real norm1_bias_momentum_buffer[32]; /* (32) norm1.bias.momentum_buffer */
+static ALIGNED real dfc2_weight[320]; /* (10, 32) fc2.weight.grad, stored transposed */
+/* (10, 32) fc2.weight.square_avg, stored transposed */
+static ALIGNED real fc2_weight_square_avg[320];
+static ALIGNED real fc2_weight_grad_avg[320]; /* (10, 32) fc2.weight.grad_avg, stored transposed */
 /* (10, 32) fc2.weight.momentum_buffer, stored transposed */
-static real fc2_weight_momentum_buffer[320];
-static real dfc2_bias[10]; /* (10) fc2.bias.grad */
-static real fc2_bias_square_avg[10]; /* (10) fc2.bias.square_avg */
-static real fc2_bias_grad_avg[10]; /* (10) fc2.bias.grad_avg */
-static real fc2_bias_momentum_buffer[10]; /* (10) fc2.bias.momentum_buffer */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc2_weight_momentum_buffer[320];
+static ALIGNED real dfc2_bias[10]; /* (10) fc2.bias.grad */
+static ALIGNED real fc2_bias_square_avg[10]; /* (10) fc2.bias.square_avg */
+static ALIGNED real fc2_bias_grad_avg[10]; /* (10) fc2.bias.grad_avg */
+static ALIGNED real fc2_bias_momentum_buffer[10]; /* (10) fc2.bias.momentum_buffer */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: rmsprop ---- */
 
@@ -48,16 +51,16 @@ static const real rmsprop_one_minus_alpha = 0x1.47ae14p-7f; /* 1 - alpha */
 static const real rmsprop_eps = 0x1.5798eep-27f; /* eps 1e-08 */
 static const real rmsprop_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
-static real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
-static real norm1_xhat[B * 32]; /* (B, 32) */
+static ALIGNED real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
+static ALIGNED real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
+static ALIGNED real norm1_xhat[B * 32]; /* (B, 32) */
 static double norm1_rstd[B]; /* (B) 1/sqrt(var + eps) */
-static real elu1_out[B * 32], delu1_out[B * 32]; /* (B, 32) */
-static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
+static ALIGNED real elu1_out[B * 32], delu1_out[B * 32]; /* (B, 32) */
+static ALIGNED real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 32), (B, 784) -> (B, 32) */
 static void fc1_forward(int n) {

@@ -5,40 +5,44 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real linear0_weight[200704]; /* (256, 784) 0.weight, stored transposed */
-static real linear0_bias[256]; /* (256) 0.bias */
-static real batchnorm1_weight[256]; /* (256) 1.weight */
-static real batchnorm1_bias[256]; /* (256) 1.bias */
-static real batchnorm1_running_mean[256]; /* (256) 1.running_mean */
-static real batchnorm1_running_var[256]; /* (256) 1.running_var */
-static long long batchnorm1_num_batches_tracked[1]; /* (1) 1.num_batches_tracked */
-static real linear4_weight[16384]; /* (64, 256) 4.weight, stored transposed */
-static real linear4_bias[64]; /* (64) 4.bias */
-static real linear6_weight[640]; /* (10, 64) 6.weight, stored transposed */
-static real dlinear0_weight[200704]; /* (256, 784) 0.weight.grad, stored transposed */
-static real linear0_weight_exp_avg[200704]; /* (256, 784) 0.weight.exp_avg, stored transposed */
+static ALIGNED real linear0_weight[200704]; /* (256, 784) 0.weight, stored transposed */
+static ALIGNED real linear0_bias[256]; /* (256) 0.bias */
+static ALIGNED real batchnorm1_weight[256]; /* (256) 1.weight */
+static ALIGNED real batchnorm1_bias[256]; /* (256) 1.bias */
+static ALIGNED real batchnorm1_running_mean[256]; /* (256) 1.running_mean */
+static ALIGNED real batchnorm1_running_var[256]; /* (256) 1.running_var */
+static ALIGNED long long batchnorm1_num_batches_tracked[1]; /* (1) 1.num_batches_tracked */
+static ALIGNED real linear4_weight[16384]; /* (64, 256) 4.weight, stored transposed */
+static ALIGNED real linear4_bias[64]; /* (64) 4.bias */
+static ALIGNED real linear6_weight[640]; /* (10, 64) 6.weight, stored transposed */
+static ALIGNED real dlinear0_weight[200704]; /* (256, 784) 0.weight.grad, stored transposed */
+/* (256, 784) 0.weight.exp_avg, stored transposed */
+static ALIGNED real linear0_weight_exp_avg[200704];
 /* (256, 784) 0.weight.exp_avg_sq, stored transposed */
-static real linear0_weight_exp_avg_sq[200704];
-static real dlinear0_bias[256]; /* (256) 0.bias.grad */
-static real linear0_bias_exp_avg[256]; /* (256) 0.bias.exp_avg */
-static real linear0_bias_exp_avg_sq[256]; /* (256) 0.bias.exp_avg_sq */
-static real dbatchnorm1_weight[256]; /* (256) 1.weight.grad */
-static real batchnorm1_weight_exp_avg[256]; /* (256) 1.weight.exp_avg */
-static real batchnorm1_weight_exp_avg_sq[256]; /* (256) 1.weight.exp_avg_sq */
-static real dbatchnorm1_bias[256]; /* (256) 1.bias.grad */
-static real batchnorm1_bias_exp_avg[256]; /* (256) 1.bias.exp_avg */
-static real batchnorm1_bias_exp_avg_sq[256]; /* (256) 1.bias.exp_avg_sq */
-static real dlinear4_weight[16384]; /* (64, 256) 4.weight.grad, stored transposed */
-static real linear4_weight_exp_avg[16384]; /* (64, 256) 4.weight.exp_avg, stored transposed */
-static real linear4_weight_exp_avg_sq[16384]; /* (64, 256) 4.weight.exp_avg_sq, stored transposed */
-static real dlinear4_bias[64]; /* (64) 4.bias.grad */
-static real linear4_bias_exp_avg[64]; /* (64) 4.bias.exp_avg */
-static real linear4_bias_exp_avg_sq[64]; /* (64) 4.bias.exp_avg_sq */
-static real dlinear6_weight[640]; /* (10, 64) 6.weight.grad, stored transposed */
-static real linear6_weight_exp_avg[640]; /* (10, 64) 6.weight.exp_avg, stored transposed */
-static real linear6_weight_exp_avg_sq[640]; /* (10, 64) 6.weight.exp_avg_sq, stored transposed */
-static long long optimizer_step[1]; /* (1) optimizer.step */
-static long long run_seed[1]; /* (1) run.seed */
+static ALIGNED real linear0_weight_exp_avg_sq[200704];
+static ALIGNED real dlinear0_bias[256]; /* (256) 0.bias.grad */
+static ALIGNED real linear0_bias_exp_avg[256]; /* (256) 0.bias.exp_avg */
+static ALIGNED real linear0_bias_exp_avg_sq[256]; /* (256) 0.bias.exp_avg_sq */
+static ALIGNED real dbatchnorm1_weight[256]; /* (256) 1.weight.grad */
+static ALIGNED real batchnorm1_weight_exp_avg[256]; /* (256) 1.weight.exp_avg */
+static ALIGNED real batchnorm1_weight_exp_avg_sq[256]; /* (256) 1.weight.exp_avg_sq */
+static ALIGNED real dbatchnorm1_bias[256]; /* (256) 1.bias.grad */
+static ALIGNED real batchnorm1_bias_exp_avg[256]; /* (256) 1.bias.exp_avg */
+static ALIGNED real batchnorm1_bias_exp_avg_sq[256]; /* (256) 1.bias.exp_avg_sq */
+static ALIGNED real dlinear4_weight[16384]; /* (64, 256) 4.weight.grad, stored transposed */
+/* (64, 256) 4.weight.exp_avg, stored transposed */
+static ALIGNED real linear4_weight_exp_avg[16384];
+/* (64, 256) 4.weight.exp_avg_sq, stored transposed */
+static ALIGNED real linear4_weight_exp_avg_sq[16384];
+static ALIGNED real dlinear4_bias[64]; /* (64) 4.bias.grad */
+static ALIGNED real linear4_bias_exp_avg[64]; /* (64) 4.bias.exp_avg */
+static ALIGNED real linear4_bias_exp_avg_sq[64]; /* (64) 4.bias.exp_avg_sq */
+static ALIGNED real dlinear6_weight[640]; /* (10, 64) 6.weight.grad, stored transposed */
+static ALIGNED real linear6_weight_exp_avg[640]; /* (10, 64) 6.weight.exp_avg, stored transposed */
+/* (10, 64) 6.weight.exp_avg_sq, stored transposed */
+static ALIGNED real linear6_weight_exp_avg_sq[640];
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED long long run_seed[1]; /* (1) run.seed */
 
 /* ---- the optimizer's hyper-parameters: adam ---- */
 
@@ -50,23 +54,23 @@ static const real adam_one_minus_beta2 = 0x1.0624dep-10f; /* 1 - betas[1] */
 static const real adam_eps = 0x1.5798eep-27f; /* eps 1e-08 */
 static const real adam_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real linear0_out[B * 256], dlinear0_out[B * 256]; /* (B, 256) */
-static real batchnorm1_out[B * 256], dbatchnorm1_out[B * 256]; /* (B, 256) */
-static real batchnorm1_xhat[B * 256]; /* (B, 256) */
+static ALIGNED real linear0_out[B * 256], dlinear0_out[B * 256]; /* (B, 256) */
+static ALIGNED real batchnorm1_out[B * 256], dbatchnorm1_out[B * 256]; /* (B, 256) */
+static ALIGNED real batchnorm1_xhat[B * 256]; /* (B, 256) */
 static double batchnorm1_rstd[256]; /* (256) 1/sqrt(var + eps) */
 static double batchnorm1_mean[256], batchnorm1_var[256]; /* (256) of the batch, or running */
 /* (256) sums of dy, dy*xhat */
 static double batchnorm1_sdy[256], batchnorm1_sdyx[256], batchnorm1_k[256];
-static real relu2_out[B * 256], drelu2_out[B * 256]; /* (B, 256) */
-static real dropout3_out[B * 256], ddropout3_out[B * 256]; /* (B, 256) */
-static real dropout3_mask[B * 256]; /* (B, 256) 0 or 1/(1 - p) */
-static real linear4_out[B * 64], dlinear4_out[B * 64]; /* (B, 64) */
-static real tanh5_out[B * 64], dtanh5_out[B * 64]; /* (B, 64) */
-static real linear6_out[B * 10], dlinear6_out[B * 10]; /* (B, 10) */
+static ALIGNED real relu2_out[B * 256], drelu2_out[B * 256]; /* (B, 256) */
+static ALIGNED real dropout3_out[B * 256], ddropout3_out[B * 256]; /* (B, 256) */
+static ALIGNED real dropout3_mask[B * 256]; /* (B, 256) 0 or 1/(1 - p) */
+static ALIGNED real linear4_out[B * 64], dlinear4_out[B * 64]; /* (B, 64) */
+static ALIGNED real tanh5_out[B * 64], dtanh5_out[B * 64]; /* (B, 64) */
+static ALIGNED real linear6_out[B * 10], dlinear6_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* linear0: Linear(784, 256), (B, 784) -> (B, 256) */
 static void linear0_forward(int n) {

@@ -5,34 +5,37 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[100352]; /* (128, 784) fc1.weight, stored transposed */
-static real fc1_bias[128]; /* (128) fc1.bias */
-static real norm1_weight[128]; /* (128) norm1.weight */
-static real norm1_bias[128]; /* (128) norm1.bias */
-static real norm1_running_mean[128]; /* (128) norm1.running_mean */
-static real norm1_running_var[128]; /* (128) norm1.running_var */
-static long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
-static real fc2_weight[1280]; /* (10, 128) fc2.weight, stored transposed */
-static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[100352]; /* (128, 784) fc1.weight.grad, stored transposed */
-static real fc1_weight_exp_avg[100352]; /* (128, 784) fc1.weight.exp_avg, stored transposed */
-static real fc1_weight_exp_avg_sq[100352]; /* (128, 784) fc1.weight.exp_avg_sq, stored transposed */
-static real dfc1_bias[128]; /* (128) fc1.bias.grad */
-static real fc1_bias_exp_avg[128]; /* (128) fc1.bias.exp_avg */
-static real fc1_bias_exp_avg_sq[128]; /* (128) fc1.bias.exp_avg_sq */
-static real dnorm1_weight[128]; /* (128) norm1.weight.grad */
-static real norm1_weight_exp_avg[128]; /* (128) norm1.weight.exp_avg */
-static real norm1_weight_exp_avg_sq[128]; /* (128) norm1.weight.exp_avg_sq */
-static real dnorm1_bias[128]; /* (128) norm1.bias.grad */
-static real norm1_bias_exp_avg[128]; /* (128) norm1.bias.exp_avg */
-static real norm1_bias_exp_avg_sq[128]; /* (128) norm1.bias.exp_avg_sq */
-static real dfc2_weight[1280]; /* (10, 128) fc2.weight.grad, stored transposed */
-static real fc2_weight_exp_avg[1280]; /* (10, 128) fc2.weight.exp_avg, stored transposed */
-static real fc2_weight_exp_avg_sq[1280]; /* (10, 128) fc2.weight.exp_avg_sq, stored transposed */
-static real dfc2_bias[10]; /* (10) fc2.bias.grad */
-static real fc2_bias_exp_avg[10]; /* (10) fc2.bias.exp_avg */
-static real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc1_weight[100352]; /* (128, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[128]; /* (128) fc1.bias */
+static ALIGNED real norm1_weight[128]; /* (128) norm1.weight */
+static ALIGNED real norm1_bias[128]; /* (128) norm1.bias */
+static ALIGNED real norm1_running_mean[128]; /* (128) norm1.running_mean */
+static ALIGNED real norm1_running_var[128]; /* (128) norm1.running_var */
+static ALIGNED long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
+static ALIGNED real fc2_weight[1280]; /* (10, 128) fc2.weight, stored transposed */
+static ALIGNED real fc2_bias[10]; /* (10) fc2.bias */
+static ALIGNED real dfc1_weight[100352]; /* (128, 784) fc1.weight.grad, stored transposed */
+/* (128, 784) fc1.weight.exp_avg, stored transposed */
+static ALIGNED real fc1_weight_exp_avg[100352];
+/* (128, 784) fc1.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc1_weight_exp_avg_sq[100352];
+static ALIGNED real dfc1_bias[128]; /* (128) fc1.bias.grad */
+static ALIGNED real fc1_bias_exp_avg[128]; /* (128) fc1.bias.exp_avg */
+static ALIGNED real fc1_bias_exp_avg_sq[128]; /* (128) fc1.bias.exp_avg_sq */
+static ALIGNED real dnorm1_weight[128]; /* (128) norm1.weight.grad */
+static ALIGNED real norm1_weight_exp_avg[128]; /* (128) norm1.weight.exp_avg */
+static ALIGNED real norm1_weight_exp_avg_sq[128]; /* (128) norm1.weight.exp_avg_sq */
+static ALIGNED real dnorm1_bias[128]; /* (128) norm1.bias.grad */
+static ALIGNED real norm1_bias_exp_avg[128]; /* (128) norm1.bias.exp_avg */
+static ALIGNED real norm1_bias_exp_avg_sq[128]; /* (128) norm1.bias.exp_avg_sq */
+static ALIGNED real dfc2_weight[1280]; /* (10, 128) fc2.weight.grad, stored transposed */
+static ALIGNED real fc2_weight_exp_avg[1280]; /* (10, 128) fc2.weight.exp_avg, stored transposed */
+/* (10, 128) fc2.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc2_weight_exp_avg_sq[1280];
+static ALIGNED real dfc2_bias[10]; /* (10) fc2.bias.grad */
+static ALIGNED real fc2_bias_exp_avg[10]; /* (10) fc2.bias.exp_avg */
+static ALIGNED real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: adam ---- */
 
@@ -44,18 +47,18 @@ static const real adam_one_minus_beta2 = 0x1.0624dep-10f; /* 1 - betas[1] */
 static const real adam_eps = 0x1.5798eep-27f; /* eps 1e-08 */
 static const real adam_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
-static real norm1_out[B * 128], dnorm1_out[B * 128]; /* (B, 128) */
-static real norm1_xhat[B * 128]; /* (B, 128) */
+static ALIGNED real fc1_out[B * 128], dfc1_out[B * 128]; /* (B, 128) */
+static ALIGNED real norm1_out[B * 128], dnorm1_out[B * 128]; /* (B, 128) */
+static ALIGNED real norm1_xhat[B * 128]; /* (B, 128) */
 static double norm1_rstd[128]; /* (128) 1/sqrt(var + eps) */
 static double norm1_mean[128], norm1_var[128]; /* (128) of the batch, or running */
 static double norm1_sdy[128], norm1_sdyx[128], norm1_k[128]; /* (128) sums of dy, dy*xhat */
-static real relu1_out[B * 128], drelu1_out[B * 128]; /* (B, 128) */
-static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
+static ALIGNED real relu1_out[B * 128], drelu1_out[B * 128]; /* (B, 128) */
+static ALIGNED real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 128), (B, 784) -> (B, 128) */
 static void fc1_forward(int n) {

@@ -5,14 +5,14 @@ enum { B = 64 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[7840]; /* (10, 784) fc1.weight, stored transposed */
-static real fc1_bias[10]; /* (10) fc1.bias */
-static real dfc1_weight[7840]; /* (10, 784) fc1.weight.grad, stored transposed */
+static ALIGNED real fc1_weight[7840]; /* (10, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[10]; /* (10) fc1.bias */
+static ALIGNED real dfc1_weight[7840]; /* (10, 784) fc1.weight.grad, stored transposed */
 /* (10, 784) fc1.weight.momentum_buffer, stored transposed */
-static real fc1_weight_momentum_buffer[7840];
-static real dfc1_bias[10]; /* (10) fc1.bias.grad */
-static real fc1_bias_momentum_buffer[10]; /* (10) fc1.bias.momentum_buffer */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc1_weight_momentum_buffer[7840];
+static ALIGNED real dfc1_bias[10]; /* (10) fc1.bias.grad */
+static ALIGNED real fc1_bias_momentum_buffer[10]; /* (10) fc1.bias.momentum_buffer */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: sgd ---- */
 
@@ -22,11 +22,11 @@ static const real sgd_one_minus_dampening = 0x1p+0f; /* 1 - dampening 0 */
 static const int sgd_nesterov = 0; /* nesterov False */
 static const real sgd_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 10], dfc1_out[B * 10]; /* (B, 10) */
+static ALIGNED real fc1_out[B * 10], dfc1_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 10), (B, 784) -> (B, 10) */
 static void fc1_forward(int n) {

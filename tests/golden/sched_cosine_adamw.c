@@ -5,34 +5,36 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[25088]; /* (32, 784) fc1.weight, stored transposed */
-static real fc1_bias[32]; /* (32) fc1.bias */
-static real norm1_weight[32]; /* (32) norm1.weight */
-static real norm1_bias[32]; /* (32) norm1.bias */
-static real norm1_running_mean[32]; /* (32) norm1.running_mean */
-static real norm1_running_var[32]; /* (32) norm1.running_var */
-static long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
-static real fc2_weight[320]; /* (10, 32) fc2.weight, stored transposed */
-static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad, stored transposed */
-static real fc1_weight_exp_avg[25088]; /* (32, 784) fc1.weight.exp_avg, stored transposed */
-static real fc1_weight_exp_avg_sq[25088]; /* (32, 784) fc1.weight.exp_avg_sq, stored transposed */
-static real dfc1_bias[32]; /* (32) fc1.bias.grad */
-static real fc1_bias_exp_avg[32]; /* (32) fc1.bias.exp_avg */
-static real fc1_bias_exp_avg_sq[32]; /* (32) fc1.bias.exp_avg_sq */
-static real dnorm1_weight[32]; /* (32) norm1.weight.grad */
-static real norm1_weight_exp_avg[32]; /* (32) norm1.weight.exp_avg */
-static real norm1_weight_exp_avg_sq[32]; /* (32) norm1.weight.exp_avg_sq */
-static real dnorm1_bias[32]; /* (32) norm1.bias.grad */
-static real norm1_bias_exp_avg[32]; /* (32) norm1.bias.exp_avg */
-static real norm1_bias_exp_avg_sq[32]; /* (32) norm1.bias.exp_avg_sq */
-static real dfc2_weight[320]; /* (10, 32) fc2.weight.grad, stored transposed */
-static real fc2_weight_exp_avg[320]; /* (10, 32) fc2.weight.exp_avg, stored transposed */
-static real fc2_weight_exp_avg_sq[320]; /* (10, 32) fc2.weight.exp_avg_sq, stored transposed */
-static real dfc2_bias[10]; /* (10) fc2.bias.grad */
-static real fc2_bias_exp_avg[10]; /* (10) fc2.bias.exp_avg */
-static real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc1_weight[25088]; /* (32, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[32]; /* (32) fc1.bias */
+static ALIGNED real norm1_weight[32]; /* (32) norm1.weight */
+static ALIGNED real norm1_bias[32]; /* (32) norm1.bias */
+static ALIGNED real norm1_running_mean[32]; /* (32) norm1.running_mean */
+static ALIGNED real norm1_running_var[32]; /* (32) norm1.running_var */
+static ALIGNED long long norm1_num_batches_tracked[1]; /* (1) norm1.num_batches_tracked */
+static ALIGNED real fc2_weight[320]; /* (10, 32) fc2.weight, stored transposed */
+static ALIGNED real fc2_bias[10]; /* (10) fc2.bias */
+static ALIGNED real dfc1_weight[25088]; /* (32, 784) fc1.weight.grad, stored transposed */
+static ALIGNED real fc1_weight_exp_avg[25088]; /* (32, 784) fc1.weight.exp_avg, stored transposed */
+/* (32, 784) fc1.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc1_weight_exp_avg_sq[25088];
+static ALIGNED real dfc1_bias[32]; /* (32) fc1.bias.grad */
+static ALIGNED real fc1_bias_exp_avg[32]; /* (32) fc1.bias.exp_avg */
+static ALIGNED real fc1_bias_exp_avg_sq[32]; /* (32) fc1.bias.exp_avg_sq */
+static ALIGNED real dnorm1_weight[32]; /* (32) norm1.weight.grad */
+static ALIGNED real norm1_weight_exp_avg[32]; /* (32) norm1.weight.exp_avg */
+static ALIGNED real norm1_weight_exp_avg_sq[32]; /* (32) norm1.weight.exp_avg_sq */
+static ALIGNED real dnorm1_bias[32]; /* (32) norm1.bias.grad */
+static ALIGNED real norm1_bias_exp_avg[32]; /* (32) norm1.bias.exp_avg */
+static ALIGNED real norm1_bias_exp_avg_sq[32]; /* (32) norm1.bias.exp_avg_sq */
+static ALIGNED real dfc2_weight[320]; /* (10, 32) fc2.weight.grad, stored transposed */
+static ALIGNED real fc2_weight_exp_avg[320]; /* (10, 32) fc2.weight.exp_avg, stored transposed */
+/* (10, 32) fc2.weight.exp_avg_sq, stored transposed */
+static ALIGNED real fc2_weight_exp_avg_sq[320];
+static ALIGNED real dfc2_bias[10]; /* (10) fc2.bias.grad */
+static ALIGNED real fc2_bias_exp_avg[10]; /* (10) fc2.bias.exp_avg */
+static ALIGNED real fc2_bias_exp_avg_sq[10]; /* (10) fc2.bias.exp_avg_sq */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: adamw ---- */
 
@@ -46,18 +48,18 @@ static const double adamw_weight_decay = 0x1.999999999999ap-5; /* weight_decay 0
 /* the lr and the beta1, which the runtime's schedule sets before each step */
 static double opt_hyper[2] = {0x1.89374bc6a7efap-9, 0x1.ccccccccccccdp-1};
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
-static real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
-static real norm1_xhat[B * 32]; /* (B, 32) */
+static ALIGNED real fc1_out[B * 32], dfc1_out[B * 32]; /* (B, 32) */
+static ALIGNED real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
+static ALIGNED real norm1_xhat[B * 32]; /* (B, 32) */
 static double norm1_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double norm1_mean[32], norm1_var[32]; /* (32) of the batch, or running */
 static double norm1_sdy[32], norm1_sdyx[32], norm1_k[32]; /* (32) sums of dy, dy*xhat */
-static real relu1_out[B * 32], drelu1_out[B * 32]; /* (B, 32) */
-static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
+static ALIGNED real relu1_out[B * 32], drelu1_out[B * 32]; /* (B, 32) */
+static ALIGNED real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 32), (B, 784) -> (B, 32) */
 static void fc1_forward(int n) {

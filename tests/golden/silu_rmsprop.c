@@ -5,19 +5,21 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real fc1_weight[18816]; /* (24, 784) fc1.weight, stored transposed */
-static real fc1_bias[24]; /* (24) fc1.bias */
-static real fc2_weight[240]; /* (10, 24) fc2.weight, stored transposed */
-static real fc2_bias[10]; /* (10) fc2.bias */
-static real dfc1_weight[18816]; /* (24, 784) fc1.weight.grad, stored transposed */
-static real fc1_weight_square_avg[18816]; /* (24, 784) fc1.weight.square_avg, stored transposed */
-static real dfc1_bias[24]; /* (24) fc1.bias.grad */
-static real fc1_bias_square_avg[24]; /* (24) fc1.bias.square_avg */
-static real dfc2_weight[240]; /* (10, 24) fc2.weight.grad, stored transposed */
-static real fc2_weight_square_avg[240]; /* (10, 24) fc2.weight.square_avg, stored transposed */
-static real dfc2_bias[10]; /* (10) fc2.bias.grad */
-static real fc2_bias_square_avg[10]; /* (10) fc2.bias.square_avg */
-static long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED real fc1_weight[18816]; /* (24, 784) fc1.weight, stored transposed */
+static ALIGNED real fc1_bias[24]; /* (24) fc1.bias */
+static ALIGNED real fc2_weight[240]; /* (10, 24) fc2.weight, stored transposed */
+static ALIGNED real fc2_bias[10]; /* (10) fc2.bias */
+static ALIGNED real dfc1_weight[18816]; /* (24, 784) fc1.weight.grad, stored transposed */
+/* (24, 784) fc1.weight.square_avg, stored transposed */
+static ALIGNED real fc1_weight_square_avg[18816];
+static ALIGNED real dfc1_bias[24]; /* (24) fc1.bias.grad */
+static ALIGNED real fc1_bias_square_avg[24]; /* (24) fc1.bias.square_avg */
+static ALIGNED real dfc2_weight[240]; /* (10, 24) fc2.weight.grad, stored transposed */
+/* (10, 24) fc2.weight.square_avg, stored transposed */
+static ALIGNED real fc2_weight_square_avg[240];
+static ALIGNED real dfc2_bias[10]; /* (10) fc2.bias.grad */
+static ALIGNED real fc2_bias_square_avg[10]; /* (10) fc2.bias.square_avg */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
 
 /* ---- the optimizer's hyper-parameters: rmsprop ---- */
 
@@ -28,13 +30,13 @@ static const real rmsprop_one_minus_alpha = 0x1.47ae14p-7f; /* 1 - alpha */
 static const real rmsprop_eps = 0x1.5798eep-27f; /* eps 1e-08 */
 static const real rmsprop_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real fc1_out[B * 24], dfc1_out[B * 24]; /* (B, 24) */
-static real silu1_out[B * 24], dsilu1_out[B * 24]; /* (B, 24) */
-static real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
+static ALIGNED real fc1_out[B * 24], dfc1_out[B * 24]; /* (B, 24) */
+static ALIGNED real silu1_out[B * 24], dsilu1_out[B * 24]; /* (B, 24) */
+static ALIGNED real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* fc1: Linear(784, 24), (B, 784) -> (B, 24) */
 static void fc1_forward(int n) {

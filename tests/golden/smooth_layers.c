@@ -5,24 +5,27 @@ enum { B = 32 }; /* the largest batch */
 
 /* ---- tensors ---- */
 
-static real linear0_weight[50176]; /* (64, 784) 0.weight, stored transposed */
-static real linear0_bias[64]; /* (64) 0.bias */
-static real linear3_weight[640]; /* (10, 64) 3.weight, stored transposed */
-static real linear3_bias[10]; /* (10) 3.bias */
-static real dlinear0_weight[50176]; /* (64, 784) 0.weight.grad, stored transposed */
-static real linear0_weight_exp_avg[50176]; /* (64, 784) 0.weight.exp_avg, stored transposed */
-static real linear0_weight_exp_avg_sq[50176]; /* (64, 784) 0.weight.exp_avg_sq, stored transposed */
-static real dlinear0_bias[64]; /* (64) 0.bias.grad */
-static real linear0_bias_exp_avg[64]; /* (64) 0.bias.exp_avg */
-static real linear0_bias_exp_avg_sq[64]; /* (64) 0.bias.exp_avg_sq */
-static real dlinear3_weight[640]; /* (10, 64) 3.weight.grad, stored transposed */
-static real linear3_weight_exp_avg[640]; /* (10, 64) 3.weight.exp_avg, stored transposed */
-static real linear3_weight_exp_avg_sq[640]; /* (10, 64) 3.weight.exp_avg_sq, stored transposed */
-static real dlinear3_bias[10]; /* (10) 3.bias.grad */
-static real linear3_bias_exp_avg[10]; /* (10) 3.bias.exp_avg */
-static real linear3_bias_exp_avg_sq[10]; /* (10) 3.bias.exp_avg_sq */
-static long long optimizer_step[1]; /* (1) optimizer.step */
-static long long run_seed[1]; /* (1) run.seed */
+static ALIGNED real linear0_weight[50176]; /* (64, 784) 0.weight, stored transposed */
+static ALIGNED real linear0_bias[64]; /* (64) 0.bias */
+static ALIGNED real linear3_weight[640]; /* (10, 64) 3.weight, stored transposed */
+static ALIGNED real linear3_bias[10]; /* (10) 3.bias */
+static ALIGNED real dlinear0_weight[50176]; /* (64, 784) 0.weight.grad, stored transposed */
+/* (64, 784) 0.weight.exp_avg, stored transposed */
+static ALIGNED real linear0_weight_exp_avg[50176];
+/* (64, 784) 0.weight.exp_avg_sq, stored transposed */
+static ALIGNED real linear0_weight_exp_avg_sq[50176];
+static ALIGNED real dlinear0_bias[64]; /* (64) 0.bias.grad */
+static ALIGNED real linear0_bias_exp_avg[64]; /* (64) 0.bias.exp_avg */
+static ALIGNED real linear0_bias_exp_avg_sq[64]; /* (64) 0.bias.exp_avg_sq */
+static ALIGNED real dlinear3_weight[640]; /* (10, 64) 3.weight.grad, stored transposed */
+static ALIGNED real linear3_weight_exp_avg[640]; /* (10, 64) 3.weight.exp_avg, stored transposed */
+/* (10, 64) 3.weight.exp_avg_sq, stored transposed */
+static ALIGNED real linear3_weight_exp_avg_sq[640];
+static ALIGNED real dlinear3_bias[10]; /* (10) 3.bias.grad */
+static ALIGNED real linear3_bias_exp_avg[10]; /* (10) 3.bias.exp_avg */
+static ALIGNED real linear3_bias_exp_avg_sq[10]; /* (10) 3.bias.exp_avg_sq */
+static ALIGNED long long optimizer_step[1]; /* (1) optimizer.step */
+static ALIGNED long long run_seed[1]; /* (1) run.seed */
 
 /* ---- the optimizer's hyper-parameters: adam ---- */
 
@@ -34,15 +37,15 @@ static const real adam_one_minus_beta2 = 0x1.0624dep-10f; /* 1 - betas[1] */
 static const real adam_eps = 0x1.5798eep-27f; /* eps 1e-08 */
 static const real adam_weight_decay = 0x0p+0f; /* weight_decay 0 */
 
-static real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
+static ALIGNED real input[B * 784]; /* (B, 784): pixels / 255, or the reals given */
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
-static real linear0_out[B * 64], dlinear0_out[B * 64]; /* (B, 64) */
-static real silu1_out[B * 64], dsilu1_out[B * 64]; /* (B, 64) */
-static real dropout2_out[B * 64], ddropout2_out[B * 64]; /* (B, 64) */
-static real dropout2_mask[B * 64]; /* (B, 64) 0 or 1/(1 - p) */
-static real linear3_out[B * 10], dlinear3_out[B * 10]; /* (B, 10) */
+static ALIGNED real linear0_out[B * 64], dlinear0_out[B * 64]; /* (B, 64) */
+static ALIGNED real silu1_out[B * 64], dsilu1_out[B * 64]; /* (B, 64) */
+static ALIGNED real dropout2_out[B * 64], ddropout2_out[B * 64]; /* (B, 64) */
+static ALIGNED real dropout2_mask[B * 64]; /* (B, 64) 0 or 1/(1 - p) */
+static ALIGNED real linear3_out[B * 10], dlinear3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
-static real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
+static ALIGNED real loss_exp[B * 10]; /* (B, 10) scratch: exponentials */
 
 /* linear0: Linear(784, 64), (B, 784) -> (B, 64) */
 static void linear0_forward(int n) {

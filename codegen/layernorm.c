@@ -1,7 +1,8 @@
 /*
  * layernorm.c — LayerNorm over each sample's features: the same in
  * training and evaluation, with the sample's own statistics, so inference
- * C computes it as training does.
+ * C computes it as training does. The arithmetic is rt/kernels.h's
+ * ln_forward and ln_backward.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ static void decls(Gen *g, const Layer *l) {
 }
 
 static void emit_forward(Ctx *c) {
-  const char *p = c->p, *x = c->in;
+  const char *p = c->p;
   int D = c->l->out;
   emitf(c->g->b, "/* %s: LayerNorm(%d, eps=%g), (B, %d) -> (B, %d) */\n", p, D,
         c->l->spec.norm.eps, D, D);
@@ -30,43 +31,21 @@ static void emit_forward(Ctx *c) {
   gen_name(eps, sizeof eps, "%s_eps", p);
   gen_const(c->g, 1, eps, c->l->spec.norm.eps, "eps %s", gen_decimal(c->l->spec.norm.eps));
   emitf(c->g->b, "\nstatic void %s_forward(int n, int train) {\n"
-        "  (void)train; /* the same in training and evaluation */\n"
-        "  for (int r = 0; r < n; r++) {\n"
-        "    const real *xr = %s + r * %d;\n"
-        "    double s = 0, v = 0;\n"
-        "    for (int c = 0; c < %d; c++)\n      s += xr[c];\n"
-        "    double mean = s / %d;\n"
-        "    for (int c = 0; c < %d; c++)\n      v += (xr[c] - mean) * (xr[c] - mean);\n"
-        "    double rstd = 1 / sqrt(v / %d + %s);\n    %s_rstd[r] = rstd;\n"
-        "    for (int c = 0; c < %d; c++) {\n"
-        "      real xh = (real)((xr[c] - mean) * rstd);\n"
-        "      %s_xhat[r * %d + c] = xh;\n"
-        "      %s_out[r * %d + c] = %s_weight[c] * xh + %s_bias[c];\n"
-        "    }\n  }\n}\n\n",
-        p, x, D, D, D, D, D, eps, p, D, p, D, p, D, p, p);
+        "  (void)train; /* the same in training and evaluation */\n", p);
+  gen_call(c->g->b, "  ln_forward(", "n, %d, %s, %s, %s_weight, %s_bias, %s_rstd, %s_xhat, "
+           "%s_out", D, eps, c->in, p, p, p, p, p);
+  emitf(c->g->b, "}\n\n");
 }
 
 static void emit_backward(Ctx *c) {
-  Buf *b = c->g->b;
-  const char *p = c->p, *x = c->in;
-  int D = c->l->out;
-  emitf(b, "static void %s_backward(int n) {\n"
-        "  for (int c = 0; c < %d; c++)\n    d%s_weight[c] = d%s_bias[c] = 0;\n"
-        "  for (int r = 0; r < n; r++) {\n"
-        "    const real *dy = d%s_out + r * %d, *xh = %s_xhat + r * %d;\n"
-        "    double sg = 0, sgx = 0;\n"
-        "    for (int c = 0; c < %d; c++) {\n"
-        "      d%s_weight[c] += dy[c] * xh[c];\n      d%s_bias[c] += dy[c];\n"
-        "      double g = (double)%s_weight[c] * dy[c];\n"
-        "      sg += g;\n      sgx += g * xh[c];\n    }\n",
-        p, D, p, p, p, D, p, D, D, p, p, p);
+  const char *p = c->p;
+  char dx[48] = "0"; /* the first layer's input has no gradient */
   if (!c->first)
-    emitf(b, "    double rstd = %s_rstd[r];\n"
-          "    for (int c = 0; c < %d; c++) {\n"
-          "      double g = (double)%s_weight[c] * dy[c];\n"
-          "      d%s[r * %d + c] = (real)((%d * g - sg - xh[c] * sgx) * rstd / %d);\n    }\n",
-          p, D, p, x, D, D, D);
-  emitf(b, "  }\n}\n\n");
+    snprintf(dx, sizeof dx, "d%s", c->in);
+  emitf(c->g->b, "static void %s_backward(int n) {\n", p);
+  gen_call(c->g->b, "  ln_backward(", "n, %d, d%s_out, %s_xhat, %s_weight, %s_rstd, "
+           "d%s_weight, d%s_bias, %s", c->l->out, p, p, p, p, p, p, dx);
+  emitf(c->g->b, "}\n\n");
 }
 
 static void emit(Ctx *c) {

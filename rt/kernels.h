@@ -62,9 +62,10 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
   X(maxpool2d_relu_backward) X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) \
   X(bn2d_backward)
 #define RT_KERNELS_SMALL(X)                                                           \
-  X(mm_load) X(mm_db) X(bn_forward) X(bn_backward) X(drop_forward) X(drop_backward)   \
-  X(xent_forward) X(xent_backward) X(xent_smooth) X(xent_smooth_backward) X(clip_norm) \
-  X(clip_scale) X(opt_sgd) X(opt_rmsprop) X(opt_adam)
+  X(mm_load) X(mm_db) X(bn_forward) X(bn_backward) X(ln_forward) X(ln_backward)       \
+  X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(xent_smooth)    \
+  X(xent_smooth_backward) X(clip_norm) X(clip_scale) X(opt_sgd) X(opt_rmsprop)       \
+  X(opt_adam)
 #define RT_KERNELS(X) RT_KERNELS_DENSE(X) RT_KERNELS_SMALL(X)
 
 /* Kernels as pointers to mlpc's own copies of them (backend/kernels.c,
@@ -84,6 +85,10 @@ static void (*bn_forward)(int n, int C, int train, double m, double eps, const r
 static void (*bn_backward)(int n, int C, const real *dy, const real *xhat,
                            const real *gamma, const double *rstd, double *sdy,
                            double *sdyx, double *k, real *dgamma, real *dbeta, real *dx);
+static void (*ln_forward)(int n, int D, double eps, const real *x, const real *gamma,
+                          const real *beta, double *rstd, real *xhat, real *y);
+static void (*ln_backward)(int n, int D, const real *dy, const real *xhat, const real *gamma,
+                           const double *rstd, real *dgamma, real *dbeta, real *dx);
 static void (*drop_forward)(int len, const real *x, real *y, real *mask,
                             unsigned long long key, double p, real scale);
 static void (*drop_backward)(int len, const real *dy, const real *mask, real *dx);
@@ -1036,6 +1041,56 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
     for (int c = 0; c < C; c++)
       dx[(long)r * C + c] = (real)(k[c] * (n * (double)dy[(long)r * C + c] - sdy[c] -
                                            xhat[(long)r * C + c] * sdyx[c]));
+}
+
+/* ---- LayerNorm, per row over its D features (docs/semantics.md) ---- */
+
+/* Forward, the same in training and evaluation: each row's mean and
+   biased variance over its features (summed in increasing order, in
+   double), xhat = (x − mean)·rstd, y = gamma·xhat + beta. x, xhat, y
+   (n, D); gamma, beta (D); rstd (n), kept for the backward pass. */
+MLPC_KERNEL void ln_forward(int n, int D, double eps, const real *x, const real *gamma,
+                            const real *beta, double *rstd, real *xhat, real *y) {
+  for (int r = 0; r < n; r++) {
+    const real *xr = x + (long)r * D;
+    double s = 0, v = 0;
+    for (int c = 0; c < D; c++)
+      s += xr[c];
+    double mean = s / D;
+    for (int c = 0; c < D; c++)
+      v += (xr[c] - mean) * (xr[c] - mean);
+    rstd[r] = 1 / sqrt(v / D + eps);
+    for (int c = 0; c < D; c++) {
+      real xh = (real)((xr[c] - mean) * rstd[r]);
+      xhat[(long)r * D + c] = xh;
+      y[(long)r * D + c] = gamma[c] * xh + beta[c];
+    }
+  }
+}
+
+/* Backward: dgamma = Σ dy·xhat and dbeta = Σ dy over the rows, and, with
+   g = gamma·dy, dx = rstd/D · (D·g − Σg − xhat·Σ(g·xhat)) over each
+   row's features; no dx when dx is 0 (the model's first layer). */
+MLPC_KERNEL void ln_backward(int n, int D, const real *dy, const real *xhat, const real *gamma,
+                             const double *rstd, real *dgamma, real *dbeta, real *dx) {
+  for (int c = 0; c < D; c++)
+    dgamma[c] = dbeta[c] = 0;
+  for (int r = 0; r < n; r++) {
+    const real *dyr = dy + (long)r * D, *xh = xhat + (long)r * D;
+    double sg = 0, sgx = 0;
+    for (int c = 0; c < D; c++) {
+      dgamma[c] += dyr[c] * xh[c];
+      dbeta[c] += dyr[c];
+      double g = (double)gamma[c] * dyr[c];
+      sg += g;
+      sgx += g * xh[c];
+    }
+    if (dx)
+      for (int c = 0; c < D; c++) {
+        double g = (double)gamma[c] * dyr[c];
+        dx[(long)r * D + c] = (real)((D * g - sg - xh[c] * sgx) * rstd[r] / D);
+      }
+  }
 }
 #endif
 

@@ -97,43 +97,13 @@ static const double layernorm1_eps = 0x1.0624dd2f1a9fcp-10; /* eps 0.001 */
 
 static void layernorm1_forward(int n, int train) {
   (void)train; /* the same in training and evaluation */
-  for (int r = 0; r < n; r++) {
-    const real *xr = linear0_out + r * 48;
-    double s = 0, v = 0;
-    for (int c = 0; c < 48; c++)
-      s += xr[c];
-    double mean = s / 48;
-    for (int c = 0; c < 48; c++)
-      v += (xr[c] - mean) * (xr[c] - mean);
-    double rstd = 1 / sqrt(v / 48 + layernorm1_eps);
-    layernorm1_rstd[r] = rstd;
-    for (int c = 0; c < 48; c++) {
-      real xh = (real)((xr[c] - mean) * rstd);
-      layernorm1_xhat[r * 48 + c] = xh;
-      layernorm1_out[r * 48 + c] = layernorm1_weight[c] * xh + layernorm1_bias[c];
-    }
-  }
+  ln_forward(n, 48, layernorm1_eps, linear0_out, layernorm1_weight, layernorm1_bias,
+             layernorm1_rstd, layernorm1_xhat, layernorm1_out);
 }
 
 static void layernorm1_backward(int n) {
-  for (int c = 0; c < 48; c++)
-    dlayernorm1_weight[c] = dlayernorm1_bias[c] = 0;
-  for (int r = 0; r < n; r++) {
-    const real *dy = dlayernorm1_out + r * 48, *xh = layernorm1_xhat + r * 48;
-    double sg = 0, sgx = 0;
-    for (int c = 0; c < 48; c++) {
-      dlayernorm1_weight[c] += dy[c] * xh[c];
-      dlayernorm1_bias[c] += dy[c];
-      double g = (double)layernorm1_weight[c] * dy[c];
-      sg += g;
-      sgx += g * xh[c];
-    }
-    double rstd = layernorm1_rstd[r];
-    for (int c = 0; c < 48; c++) {
-      double g = (double)layernorm1_weight[c] * dy[c];
-      dlinear0_out[r * 48 + c] = (real)((48 * g - sg - xh[c] * sgx) * rstd / 48);
-    }
-  }
+  ln_backward(n, 48, dlayernorm1_out, layernorm1_xhat, layernorm1_weight, layernorm1_rstd,
+              dlayernorm1_weight, dlayernorm1_bias, dlinear0_out);
 }
 
 /* leaky_relu2: leaky_relu, (B, 48) -> (B, 48) */

@@ -62,43 +62,13 @@ static const double norm1_eps = 0x1.4f8b588e368f1p-17; /* eps 1e-05 */
 
 static void norm1_forward(int n, int train) {
   (void)train; /* the same in training and evaluation */
-  for (int r = 0; r < n; r++) {
-    const real *xr = fc1_out + r * 48;
-    double s = 0, v = 0;
-    for (int c = 0; c < 48; c++)
-      s += xr[c];
-    double mean = s / 48;
-    for (int c = 0; c < 48; c++)
-      v += (xr[c] - mean) * (xr[c] - mean);
-    double rstd = 1 / sqrt(v / 48 + norm1_eps);
-    norm1_rstd[r] = rstd;
-    for (int c = 0; c < 48; c++) {
-      real xh = (real)((xr[c] - mean) * rstd);
-      norm1_xhat[r * 48 + c] = xh;
-      norm1_out[r * 48 + c] = norm1_weight[c] * xh + norm1_bias[c];
-    }
-  }
+  ln_forward(n, 48, norm1_eps, fc1_out, norm1_weight, norm1_bias, norm1_rstd, norm1_xhat,
+             norm1_out);
 }
 
 static void norm1_backward(int n) {
-  for (int c = 0; c < 48; c++)
-    dnorm1_weight[c] = dnorm1_bias[c] = 0;
-  for (int r = 0; r < n; r++) {
-    const real *dy = dnorm1_out + r * 48, *xh = norm1_xhat + r * 48;
-    double sg = 0, sgx = 0;
-    for (int c = 0; c < 48; c++) {
-      dnorm1_weight[c] += dy[c] * xh[c];
-      dnorm1_bias[c] += dy[c];
-      double g = (double)norm1_weight[c] * dy[c];
-      sg += g;
-      sgx += g * xh[c];
-    }
-    double rstd = norm1_rstd[r];
-    for (int c = 0; c < 48; c++) {
-      double g = (double)norm1_weight[c] * dy[c];
-      dfc1_out[r * 48 + c] = (real)((48 * g - sg - xh[c] * sgx) * rstd / 48);
-    }
-  }
+  ln_backward(n, 48, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, dnorm1_weight, dnorm1_bias,
+              dfc1_out);
 }
 
 /* gelu1: gelu, (B, 48) -> (B, 48) */

@@ -587,7 +587,7 @@ static void emit_health_entry(Gen *g, int buffers) {
     emitf(b, "  grad(n, x, y);\n");
   if (!ir->nhealth)
     emitf(b, "  (void)out; /* no activation layer */\n");
-  for (int i = 1; i < ir->nlayers; i++) {
+  for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     if (relu_pooled(ir, i))
       emitf(b, "  act_relu(n * %d, %s, %s_out, R(0)); /* in training, in %s */\n",

@@ -4,6 +4,8 @@
  *   by_hand         tiny models (2-3-2, float64) whose weights are set so
  *                   that known units saturate or die, for each activation:
  *                   every layer figure against its value worked out by hand
+ *   first_layer     an activation as a layer list's first layer: the figures
+ *                   of the input and of its activation
  *   tensors_by_hand a 2-2 model: norms, gradient norms and the update ratio
  *                   of one SGD step, by hand; n/a before any step
  *   changes_nothing RtNet.health leaves every parameter, buffer and
@@ -187,6 +189,48 @@ static void test_by_hand(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     check_hand_case(&cases[i]);
+}
+
+/* An activation as a layer list's first layer: its figures are those of
+   the input itself and of the activation of it. The probe x = {(1, 0),
+   (0.5, 0)} (pixels 255, 0, 255 · 0.5 rounded: 128/255, 0); unit 1 is 0
+   on both samples, so relu's is dead. */
+static void test_first_layer(void **state) {
+  (void)state;
+  static const int acts[] = {ACT_TANH, ACT_RELU};
+  unsigned char x[4] = {255, 0, 128, 0}, y[2] = {0, 1};
+  double in[4] = {1, 0, 128.0 / 255, 0};
+  for (int a = 0; a < 2; a++) {
+    const char *path = util_path(tmp, "first.json");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"name\": \"first\", \"input\": 2, \"output\": 2, \"dtype\": \"float64\", "
+            "\"batch_size\": 2, \"layers\": [\"%s\", {\"type\": \"linear\", \"out\": 2}]}\n",
+            act_names[acts[a]]);
+    fclose(f);
+    static Model m;
+    util_load(path, &m);
+    Jit *j = compile(&m, BACKEND_TCC, NULL, NULL);
+    const RtNet *net = jit_net(j);
+    rt_init(net, 1);
+    double out[RT_NLAYER_FIGURES], post[4], want[4];
+    for (int i = 0; i < 4; i++)
+      post[i] = act(acts[a], in[i]);
+    moments(in, 4, &want[RT_PRE_MEAN], &want[RT_PRE_STD]);
+    moments(post, 4, &want[RT_POST_MEAN], &want[RT_POST_STD]);
+    assert_int_equal(net->nhidden, 1);
+    net->health(2, x, y, out);
+    static const char *const fig[] = {"pre_mean", "pre_std", "post_mean", "post_std"};
+    for (int k = 0; k < 4; k++)
+      close_to(fig[k], out[k], want[k]);
+    if (acts[a] == ACT_TANH)
+      close_to("saturated", out[RT_SATURATED], 0), close_to("dead", out[RT_DEAD], 0);
+    else
+      close_to("dead", out[RT_DEAD], 0.5);
+    print_message("  %s first: pre mean %.4f, post mean %.4f, dead %.2f\n", act_names[acts[a]],
+                  out[RT_PRE_MEAN], out[RT_POST_MEAN], out[RT_DEAD]);
+    jit_free(j);
+  }
 }
 
 /* The row of (layer, figure), or fails. */
@@ -598,6 +642,7 @@ static int teardown(void **state) {
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_by_hand),
+    cmocka_unit_test(test_first_layer),
     cmocka_unit_test(test_tensors_by_hand),
     cmocka_unit_test(test_changes_nothing),
     cmocka_unit_test(test_same_training),

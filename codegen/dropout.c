@@ -11,8 +11,8 @@
 
 /* The mask of the last training forward: 0 or 1/(1 − p). */
 static void decls(Gen *g, const Layer *l) {
-  emitf(g->b, "static ALIGNED real %s_mask[B * %d]; /* (B, %d) 0 or 1/(1 - p) */\n", l->cname, l->out,
-        l->out);
+  emitf(g->b, "static ALIGNED real %s_mask[B * %d]; /* (B, %d) 0 or 1/(1 - p) */\n", l->cname,
+        l->out, l->out);
   gen_count(g, (size_t)g->m->batch_size * l->out, 1);
 }
 

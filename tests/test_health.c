@@ -192,9 +192,9 @@ static void test_by_hand(void **state) {
 }
 
 /* An activation as a layer list's first layer: its figures are those of
-   the input itself and of the activation of it. The probe x = {(1, 0),
-   (0.5, 0)} (pixels 255, 0, 255 · 0.5 rounded: 128/255, 0); unit 1 is 0
-   on both samples, so relu's is dead. */
+   the input itself and of the activation of it. The probe is x = {(1, 0),
+   (128/255, 0)} (pixels 255, 0 and 128, 0): unit 1 is 0 on both samples,
+   so relu's is dead. */
 static void test_first_layer(void **state) {
   (void)state;
   static const int acts[] = {ACT_TANH, ACT_RELU};

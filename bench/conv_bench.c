@@ -199,25 +199,29 @@ static double timed(void (*fn)(ConvLayer *, int), ConvLayer *L, int part) {
   return best;
 }
 
-/* The other kernels of a step, inlined with constant sizes: BatchNorm2d,
-   then relu and max pooling in one kernel (maxpool2d_relu_*), on both
-   layers' outputs, as the generated code calls them; part 0 all forward,
-   1 all backward, then each alone: 2 BatchNorm2d forward, 3 backward, 4
-   relu and max pooling forward, 5 backward; and, for comparison, the
-   separate kernels: 6 relu forward, 7 backward, 8 max pooling forward,
-   9 backward. */
+/* The other kernels of a step, inlined with constant sizes, on both
+   layers' outputs, as the generated code calls them: BatchNorm2d's
+   statistics, then its normalisation, relu and max pooling a plane at a
+   time (maxpool2d_bn_relu_forward); backward, max pooling and relu
+   (maxpool2d_relu_backward), then BatchNorm2d. Part 0 all forward, 1 all
+   backward, then each alone: 2 BatchNorm2d forward (the statistics), 3
+   backward, 4 the pooling's forward (with the normalisation), 5
+   backward; and, for comparison, the separate kernels: 6 relu forward, 7
+   backward, 8 max pooling forward, 9 backward. */
 static void others(ConvLayer *L, int part) {
   static double st[6 * 32];
   static float g[32], bt[32], rm[32], rv[32];
   static int arg[BATCH * 16 * 196];
   static float xh[BATCH * 16 * 784], z[BATCH * 16 * 784], p[BATCH * 16 * 196];
   if (part == 0 || part == 2) {
-    bn2d_forward(BATCH, 16, 784, 1, 0.1, 1e-5, L[0].y, g, bt, rm, rv, st, st + 32, st + 64, xh, z);
-    bn2d_forward(BATCH, 32, 196, 1, 0.1, 1e-5, L[1].y, g, bt, rm, rv, st, st + 32, st + 64, xh, z);
+    bn2d_forward(BATCH, 16, 784, 1, 0.1, 1e-5, L[0].y, g, bt, rm, rv, st, st + 32, st + 64, 0, 0);
+    bn2d_forward(BATCH, 32, 196, 1, 0.1, 1e-5, L[1].y, g, bt, rm, rv, st, st + 32, st + 64, 0, 0);
   }
   if (part == 0 || part == 4) {
-    maxpool2d_relu_forward(BATCH, 16, 28, 28, 2, 2, 2, 2, z, p, arg);
-    maxpool2d_relu_forward(BATCH, 32, 14, 14, 2, 2, 2, 2, z, p, arg);
+    maxpool2d_bn_relu_forward(BATCH, 16, 28, 28, 2, 2, 2, 2, L[0].y, st, st + 64, g, bt, xh, z, p,
+                              arg);
+    maxpool2d_bn_relu_forward(BATCH, 32, 14, 14, 2, 2, 2, 2, L[1].y, st, st + 64, g, bt, xh, z, p,
+                              arg);
   }
   if (part == 1 || part == 5) {
     maxpool2d_relu_backward(BATCH, 32, 14, 14, 2, 2, 2, 2, p, arg, p, z);
@@ -290,7 +294,7 @@ int main(void) {
   line("bn2d, relu, maxpool forward", of, 0, rate);
   line("bn2d, relu, maxpool backward", ob, 0, rate);
   static const char *const names[] = {
-    "bn2d forward", "bn2d backward", "relu+maxpool forward", "relu+maxpool backward",
+    "bn2d statistics", "bn2d backward", "bn2d+relu+maxpool forward", "relu+maxpool backward",
     "(relu forward alone)", "(relu backward alone)", "(maxpool forward alone)",
     "(maxpool backward alone)"};
   for (int k = 0; k < 8; k++) {

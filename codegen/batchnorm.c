@@ -3,9 +3,11 @@
  * per channel over the batch and the (H, W) positions; batch statistics
  * in training (biased variance), running statistics in evaluation. The
  * arithmetic is rt/kernels.h's bn_forward and bn_backward (1d) and
- * bn2d_forward and bn2d_backward. Inference C folds a BatchNorm1d into a
- * linear layer right before it, and otherwise computes the evaluation
- * mode.
+ * bn2d_forward and bn2d_backward; where relu and max pooling follow a
+ * BatchNorm2d, its forward computes the statistics alone and the
+ * pooling's kernel normalises (maxpool2d_bn_relu_forward). Inference C
+ * folds a BatchNorm1d into a linear layer right before it, and otherwise
+ * computes the evaluation mode.
  */
 #include <math.h>
 #include <stdio.h>
@@ -77,11 +79,16 @@ static void emit(Ctx *c) {
     emitf(b, "  double m = 1.0 / %s_num_batches_tracked[0]; /* cumulative average */\n", p);
   char m[64];
   gen_name(m, sizeof m, nm->cumulative ? "m" : "%s_momentum", p);
-  char sizes[40];
+  char sizes[40], out[80];
   const char *head = call(l, "forward", sizes, sizeof sizes);
+  if (c->pooled) { /* the statistics alone */
+    emitf(b, "  /* x̂ and y: in %s's kernel, a plane at a time */\n", l[2].cname);
+    gen_name(out, sizeof out, "0, 0");
+  } else
+    gen_name(out, sizeof out, "%s_xhat, %s_out", p, p);
   gen_call(b, head, "%s, train, %s, %s_eps, %s, %s_weight, %s_bias, %s_running_mean, "
-           "%s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out", sizes, m, p,
-           x, p, p, p, p, p, p, p, p, p);
+           "%s_running_var, %s_mean, %s_var, %s_rstd, %s", sizes, m, p,
+           x, p, p, p, p, p, p, p, out);
   emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
   head = call(l, "backward", sizes, sizeof sizes);
   gen_call(b, head, "%s, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k, "

@@ -91,6 +91,13 @@ static int relu_pooled(const Ir *ir, int i) {
          l[1].kind == L_MAXPOOL2D && strcmp(out_name(ir, i - 1), "input");
 }
 
+/* Whether layer i is a BatchNorm2d right before such a relu: the max
+   pooling's kernel then normalises as well (maxpool2d_bn_relu_forward),
+   a plane at a time, from the statistics the BatchNorm2d computed. */
+static int bn_pooled(const Ir *ir, int i) {
+  return ir->layers[i].kind == L_BATCHNORM2D && i + 2 < ir->nlayers && relu_pooled(ir, i + 1);
+}
+
 /* ---- planning: the tensors ---- */
 
 /* The optimizer state each trained tensor carries. */
@@ -233,8 +240,11 @@ static void emit_layers(Gen *g) {
   for (int i = 0; i < g->ir->nlayers; i++) {
     const Layer *l = &g->ir->layers[i];
     const char *in = out_name(g->ir, i - 1);
-    Ctx c = {g, l, l->cname, in, !strcmp(in, "input"), relu_pooled(g->ir, i),
-             i > 0 && relu_pooled(g->ir, i - 1) ? out_name(g->ir, i - 2) : NULL};
+    int bn = i > 1 && relu_pooled(g->ir, i - 1) && bn_pooled(g->ir, i - 2);
+    Ctx c = {g, l, l->cname, in, !strcmp(in, "input"),
+             relu_pooled(g->ir, i) || bn_pooled(g->ir, i),
+             i > 0 && relu_pooled(g->ir, i - 1) ? out_name(g->ir, i - 2) : NULL,
+             bn ? l - 2 : NULL, bn ? out_name(g->ir, i - 3) : NULL};
     if (!layer_units[l->kind]->alias)
       layer_units[l->kind]->emit(&c);
   }

@@ -51,9 +51,15 @@ typedef struct {
   int first;         /* the input is the model's: no gradient for it     */
   int pooled;        /* a relu that the max pooling after it computes in
                         training (maxpool2d_relu_*): its output buffer is
-                        filled only for the health figures              */
+                        filled only for the health figures; or a
+                        BatchNorm2d right before such a relu, whose x̂
+                        and y that pooling's forward writes
+                        (maxpool2d_bn_relu_forward)                     */
   const char *relu_in; /* a max pooling that computes the relu before it:
                         the relu's input buffer; else NULL               */
+  const Layer *bn;   /* such a max pooling that computes the BatchNorm2d
+                        before that relu too: that layer; else NULL      */
+  const char *bn_in; /* and that BatchNorm2d's input buffer             */
 } Ctx;
 
 /* Adds a tensor named PREFIX_FIELD in C and PREFIX.FIELD in PyTorch, of

@@ -18,12 +18,21 @@ static void decls(Gen *g, const Layer *l) {
 }
 
 /* Max pooling of the relu before it, whose input is x: one kernel pair,
-   the backward's dx that of relu's input. */
+   the backward's dx that of relu's input. Where a BatchNorm2d comes
+   before the relu, the forward normalises too, from the BatchNorm2d's
+   input and statistics, writing its x̂ and y. */
 static void emit_relu_pooled(Ctx *c, const char *geo, const char *x) {
   Buf *b = c->g->b;
   const char *p = c->p;
-  emitf(b, "static void %s_forward(int n) { /* %s(relu(%s)) */\n", p, p, x);
-  gen_call(b, "  maxpool2d_relu_forward(", "n, %s, %s, %s_out, %s_arg", geo, x, p, p);
+  if (c->bn) {
+    const char *k = c->bn->cname;
+    emitf(b, "static void %s_forward(int n) { /* %s(relu(%s(%s))) */\n", p, p, k, c->bn_in);
+    gen_call(b, "  maxpool2d_bn_relu_forward(", "n, %s, %s, %s_mean, %s_rstd, %s_weight, "
+             "%s_bias, %s_xhat, %s_out, %s_out, %s_arg", geo, c->bn_in, k, k, k, k, k, k, p, p);
+  } else {
+    emitf(b, "static void %s_forward(int n) { /* %s(relu(%s)) */\n", p, p, x);
+    gen_call(b, "  maxpool2d_relu_forward(", "n, %s, %s, %s_out, %s_arg", geo, x, p, p);
+  }
   emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
   gen_call(b, "  maxpool2d_relu_backward(", "n, %s, d%s_out, %s_arg, %s_out, d%s", geo, p, p, p,
            x);

@@ -60,7 +60,7 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
   X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(conv2d_forward) X(conv2d_backward)        \
   X(maxpool2d_forward) X(maxpool2d_backward) X(maxpool2d_relu_forward)                \
   X(maxpool2d_relu_backward) X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) \
-  X(bn2d_backward)
+  X(bn2d_backward) X(maxpool2d_bn_relu_forward)
 #define RT_KERNELS_SMALL(X)                                                           \
   X(mm_load) X(mm_db) X(bn_forward) X(bn_backward) X(ln_forward) X(ln_backward)       \
   X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(xent_smooth)    \
@@ -151,6 +151,11 @@ static void (*bn2d_forward)(int n, int C, int S, int train, double m, double eps
 static void (*bn2d_backward)(int n, int C, int S, const real *dy, const real *xhat,
                              const real *gamma, const double *rstd, double *sdy,
                              double *sdyx, double *k, real *dgamma, real *dbeta, real *dx);
+static void (*maxpool2d_bn_relu_forward)(int n, int C, int H, int W, int KH, int KW, int SH,
+                                         int SW, const real *x, const double *mean,
+                                         const double *rstd, const real *gamma,
+                                         const real *beta, real *xhat, real *z, real *y,
+                                         int *arg);
 #endif
 
 #ifdef MLPC_KERNEL_BIND
@@ -1784,9 +1789,22 @@ MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
   return p[0];
 }
 
+/* One plane of BatchNorm2d's output, S positions: x̂ = (x − mean)·rstd
+   rounded to real, y = γ·x̂ + β. */
+MM_INLINE void bn2d_plane(int S, const real *x, double mean, double rstd, real gamma, real beta,
+                          real *xhat, real *y) {
+  for (int s = 0; s < S; s++) {
+    real xh = (real)((x[s] - mean) * rstd);
+    xhat[s] = xh;
+    y[s] = gamma * xh + beta;
+  }
+}
+
 /* BatchNorm2d: bn_forward with the statistics of channel c over the
    batch and the S positions of its plane (bn2d_sum): x, xhat, y
-   (n, C, S); the running variance's unbiased factor N/(N − 1), N = n·S. */
+   (n, C, S); the running variance's unbiased factor N/(N − 1), N = n·S.
+   With y null, the statistics alone (mean, var, rstd, and the running
+   ones in training), which maxpool2d_bn_relu_forward then applies. */
 MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double eps,
                               const real *x, const real *gamma, const real *beta,
                               real *run_mean, real *run_var, double *mean, double *var,
@@ -1801,13 +1819,29 @@ MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double e
     } else
       mean[c] = run_mean[c], var[c] = run_var[c];
     rstd[c] = 1 / sqrt(var[c] + eps);
-    for (int r = 0; r < n; r++) /* while the channel is in cache */
-      for (int s = 0; s < S; s++) {
-        long e = ((long)r * C + c) * S + s;
-        real xh = (real)((x[e] - mean[c]) * rstd[c]);
-        xhat[e] = xh;
-        y[e] = gamma[c] * xh + beta[c];
-      }
+    for (int r = 0; r < n && y; r++) { /* while the channel is in cache */
+      long e = ((long)r * C + c) * S;
+      bn2d_plane(S, x + e, mean[c], rstd[c], gamma[c], beta[c], xhat + e, y + e);
+    }
+  }
+}
+
+/* BatchNorm2d's normalisation, then relu and max pooling, a plane at a
+   time: bn2d_forward's xhat and z (its y) from x and the statistics
+   bn2d_forward computed with y null, each plane pooled while it is in
+   cache as maxpool2d_relu_forward pools z into y and arg. The same
+   bits as the two kernels; z read back from the level-1 cache rather
+   than from memory. */
+MLPC_KERNEL void maxpool2d_bn_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                           int SW, const real *x, const double *mean,
+                                           const double *rstd, const real *gamma,
+                                           const real *beta, real *xhat, real *z, real *y,
+                                           int *arg) {
+  long S = (long)H * W, P = (long)conv_out(H, KH, SH, 0) * conv_out(W, KW, SW, 0);
+  for (long q = 0; q < (long)n * C; q++) {
+    int c = (int)(q % C);
+    bn2d_plane((int)S, x + q * S, mean[c], rstd[c], gamma[c], beta[c], xhat + q * S, z + q * S);
+    maxpool2d_run(1, 1, 1, H, W, KH, KW, SH, SW, z + q * S, y + q * P, arg + q * P);
   }
 }
 

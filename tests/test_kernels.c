@@ -790,6 +790,18 @@ static void check_avgpool(const Copy *c, const Shape *s) {
   free(x), free(y), free(dy), free(dx), free(want), free(mag);
 }
 
+/* Runs bn2d_forward (train or not) on x (n, C, S) in copy c. */
+static void run_bn2d(const Copy *c, int n, int C, int S, int train, const void *x,
+                     const void *gamma, const void *beta, void *rm, void *rv, double *st,
+                     void *xhat, void *y) {
+  ((Bn2dFwdFn *)find(c, "bn2d_forward"))(n, C, S, train, 0.1, 1e-5, x, gamma, beta, rm, rv,
+                                         st, st + C, st + 2 * C, xhat, y);
+}
+
+typedef void MaxBnFwdFn(int, int, int, int, int, int, int, int, const void *, const double *,
+                        const double *, const void *, const void *, void *, void *, void *,
+                        int *);
+
 typedef void MaxReluBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
                           const void *, void *);
 
@@ -825,8 +837,32 @@ static void check_maxpool_relu(const Copy *c, const Shape *s) {
   ((MaxReluBwdFn *)find(c, "maxpool2d_relu_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW,
                                                        s->SH, s->SW, dy, arg[1], y[1], dx[1]);
   same_bits(c, "maxpool2d_relu_backward", s->n, s->C, s->H, dx[0], dx[1], in);
+  /* BatchNorm2d's forward (x̂ into t, y into r), then the same pooling;
+     against its statistics alone (y null) and maxpool2d_bn_relu_forward
+     (x̂ into dx[0], y into dx[1]) */
+  int S = s->H * s->W;
+  void *gamma = values(c->f64, s->C, 0), *beta = values(c->f64, s->C, 0);
+  void *rm = values(c->f64, s->C, 0), *rv = values(c->f64, s->C, 0);
+  double *st = malloc(sizeof(double) * 6 * s->C);
+  for (int ch = 0; ch < s->C; ch++) /* γ of both signs, and 0: ties of ±0 */
+    put(c->f64, gamma, ch, ch % 4 == 3 ? 0 : ch % 2 ? -1.5 : 0.75);
+  for (long e = 0; e < in; e++) /* (a NaN would make its whole channel NaN) */
+    if (isnan(get(c->f64, x, e)))
+      put(c->f64, x, e, e % 2 ? 0.5 : -0.25);
+  run_bn2d(c, s->n, s->C, S, 1, x, gamma, beta, rm, rv, st, t, r);
+  ((MaxFwdFn *)find(c, "maxpool2d_relu_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH,
+                                                  s->SW, r, y[0], arg[0]);
+  run_bn2d(c, s->n, s->C, S, 1, x, gamma, beta, rm, rv, st + 3 * s->C, 0, 0);
+  assert_memory_equal(st, st + 3 * s->C, sizeof(double) * 3 * s->C);
+  ((MaxBnFwdFn *)find(c, "maxpool2d_bn_relu_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW,
+                                                       s->SH, s->SW, x, st, st + 2 * s->C,
+                                                       gamma, beta, dx[0], dx[1], y[1], arg[1]);
+  same_bits(c, "maxpool2d_bn_relu_forward x̂", s->n, s->C, s->H, t, dx[0], in);
+  same_bits(c, "maxpool2d_bn_relu_forward BatchNorm2d's y", s->n, s->C, s->H, r, dx[1], in);
+  same_bits(c, "maxpool2d_bn_relu_forward", s->n, s->C, s->H, y[0], y[1], len);
+  assert_memory_equal(arg[0], arg[1], sizeof(int) * len);
   free(x), free(r), free(dy), free(y[0]), free(y[1]), free(dx[0]), free(dx[1]), free(t);
-  free(arg[0]), free(arg[1]);
+  free(arg[0]), free(arg[1]), free(gamma), free(beta), free(rm), free(rv), free(st);
 }
 
 /* Both pools, and max pooling fused with relu, every shape without
@@ -875,14 +911,6 @@ static void test_maxpool_rules(void **state_) {
                 get(c->f64, dx, 2) == 0);
     free(x), free(y), free(dx), free(dy);
   }
-}
-
-/* Runs bn2d_forward (train or not) on x (n, C, S) in copy c. */
-static void run_bn2d(const Copy *c, int n, int C, int S, int train, const void *x,
-                     const void *gamma, const void *beta, void *rm, void *rv, double *st,
-                     void *xhat, void *y) {
-  ((Bn2dFwdFn *)find(c, "bn2d_forward"))(n, C, S, train, 0.1, 1e-5, x, gamma, beta, rm, rv,
-                                         st, st + C, st + 2 * C, xhat, y);
 }
 
 /* A channel's sum as bn2d_sum (rt/kernels.h) orders it: 32 partial

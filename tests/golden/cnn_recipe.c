@@ -78,10 +78,11 @@ static const double batchnorm2d1_momentum = 0x1.999999999999ap-4; /* momentum 0.
 static void batchnorm2d1_forward(int n, int train) {
   if (train)
     batchnorm2d1_num_batches_tracked[0]++;
+  /* x̂ and y: in maxpool2d3's kernel, a plane at a time */
   bn2d_forward(n, 4, 784, train, batchnorm2d1_momentum, batchnorm2d1_eps, conv2d0_out,
                batchnorm2d1_weight, batchnorm2d1_bias, batchnorm2d1_running_mean,
-               batchnorm2d1_running_var, batchnorm2d1_mean, batchnorm2d1_var, batchnorm2d1_rstd,
-               batchnorm2d1_xhat, batchnorm2d1_out);
+               batchnorm2d1_running_var, batchnorm2d1_mean, batchnorm2d1_var, batchnorm2d1_rstd, 0,
+               0);
 }
 
 static void batchnorm2d1_backward(int n) {
@@ -95,9 +96,10 @@ static void batchnorm2d1_backward(int n) {
 
 /* maxpool2d3: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 4, 28, 28) -> (B, 4, 14, 14) */
-static void maxpool2d3_forward(int n) { /* maxpool2d3(relu(batchnorm2d1_out)) */
-  maxpool2d_relu_forward(n, 4, 28, 28, 2, 2, 2, 2, batchnorm2d1_out, maxpool2d3_out,
-                         maxpool2d3_arg);
+static void maxpool2d3_forward(int n) { /* maxpool2d3(relu(batchnorm2d1(conv2d0_out))) */
+  maxpool2d_bn_relu_forward(n, 4, 28, 28, 2, 2, 2, 2, conv2d0_out, batchnorm2d1_mean,
+                            batchnorm2d1_rstd, batchnorm2d1_weight, batchnorm2d1_bias,
+                            batchnorm2d1_xhat, batchnorm2d1_out, maxpool2d3_out, maxpool2d3_arg);
 }
 
 static void maxpool2d3_backward(int n) {

@@ -240,7 +240,7 @@ static void emit_layers(Gen *g) {
   for (int i = 0; i < g->ir->nlayers; i++) {
     const Layer *l = &g->ir->layers[i];
     const char *in = out_name(g->ir, i - 1);
-    int bn = i > 1 && relu_pooled(g->ir, i - 1) && bn_pooled(g->ir, i - 2);
+    int bn = i > 1 && bn_pooled(g->ir, i - 2); /* l: the max pooling that normalises */
     Ctx c = {g, l, l->cname, in, !strcmp(in, "input"),
              relu_pooled(g->ir, i) || bn_pooled(g->ir, i),
              i > 0 && relu_pooled(g->ir, i - 1) ? out_name(g->ir, i - 2) : NULL,

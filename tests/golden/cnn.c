@@ -116,7 +116,7 @@ static void batchnorm2d1_backward(int n) {
 }
 
 /* relu2: relu, (B, 16, 28, 28) -> (B, 16, 28, 28),
-   in maxpool2d3's kernels (maxpool2d_relu_*) */
+   in maxpool2d3's kernels (maxpool2d_bn_relu_forward, maxpool2d_relu_backward) */
 
 /* maxpool2d3: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 16, 28, 28) -> (B, 16, 14, 14) */
@@ -165,7 +165,7 @@ static void batchnorm2d5_backward(int n) {
 }
 
 /* relu6: relu, (B, 32, 14, 14) -> (B, 32, 14, 14),
-   in maxpool2d7's kernels (maxpool2d_relu_*) */
+   in maxpool2d7's kernels (maxpool2d_bn_relu_forward, maxpool2d_relu_backward) */
 
 /* maxpool2d7: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 32, 14, 14) -> (B, 32, 7, 7) */

@@ -92,7 +92,7 @@ static void batchnorm2d1_backward(int n) {
 }
 
 /* relu2: relu, (B, 4, 28, 28) -> (B, 4, 28, 28),
-   in maxpool2d3's kernels (maxpool2d_relu_*) */
+   in maxpool2d3's kernels (maxpool2d_bn_relu_forward, maxpool2d_relu_backward) */
 
 /* maxpool2d3: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 4, 28, 28) -> (B, 4, 14, 14) */

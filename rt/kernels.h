@@ -1338,20 +1338,6 @@ MLPC_KERNEL_PART void conv_gemm(int M, int N, int L, const real *A, long ars, lo
 #endif
 }
 
-/* y = conv2d(x, w) + b: x (n, C, H, W), w (O, C, KH, KW), b (O) or null
-   (0), y (n, O, OH, OW); col (C·KH·KW, OH·OW): scratch for one sample's
-   im2col matrix, so that it stays in the level-2 cache (the backward
-   pass builds it again). Each sample's y = w·col + b. */
-MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
-                                int SW, int PH, int PW, const real *x, const real *w,
-                                const real *b, real *col, real *y) {
-  int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
-  for (int r = 0; r < n; r++) {
-    conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, col);
-    conv_gemm(O, P, K, w, K, 1, col, P, b ? 2 : 0, b, y + (long)r * O * P, P, 0);
-  }
-}
-
 /* dst (cols, rows; ldd a row) = src (rows, cols; lds a row) transposed:
    blocks of MM_V × MM_V where there are vectors, the rest one by one. */
 MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, real *dst,
@@ -1366,6 +1352,124 @@ MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, rea
   for (int j = 0; j < cols; j++)
     for (int i = j < j0 ? i0 : 0; i < rows; i++)
       dst[j * ldd + i] = src[i * lds + j];
+}
+
+#ifdef MM_SIMD
+/* A tile of conv_rows: T positions of an output row, whose pixels in
+   x's padded copy start at xp, SW apart, by nv vectors of the outputs
+   (the last tail reals long). Each of its T·nv sums stays in a
+   register, from the bias or 0, then along k = (c, i, j): each step
+   loads row k of wt (K, O; w's transpose) once and broadcasts the T
+   pixels. The tile's rows of y's transpose go to yt, O apart. */
+MM_INLINE void conv_rows_tile(int T, int nv, int tail, int C, int KH, int KW, int SW, int WP,
+                              long HWP, int O, const real *xp, const real *wt, const real *b,
+                              real *yt) {
+  mm_v acc[7][4];
+  for (int t = 0; t < T; t++)
+    for (int v = 0; v < nv; v++)
+      acc[t][v] = b ? mm_vget(b, v, nv, tail) : mm_vset(0);
+  for (int c = 0; c < C; c++)
+    for (int i = 0; i < KH; i++)
+      for (int j = 0; j < KW; j++, wt += O) {
+        const real *xr = xp + c * HWP + i * WP + j;
+        mm_v bv[4];
+        for (int v = 0; v < nv; v++) {
+          bv[v] = mm_vget(wt, v, nv, tail);
+          MM_KEEP(bv[v]);
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+          mm_v a = mm_vset(xr[t * SW]);
+          for (int v = 0; v < nv; v++)
+            acc[t][v] = mm_vmac(acc[t][v], a, bv[v]);
+        }
+      }
+  for (int t = 0; t < T; t++)
+    for (int v = 0; v < nv; v++)
+      mm_vput(yt + t * O, v, nv, tail, acc[t][v]);
+}
+
+/* One output row of conv_rows: tiles of 7 positions by up to 2 vectors
+   (4 by 3, 3 by 4), then tiles of 4, 2 and 1 of the rest. */
+MM_INLINE void conv_rows_row(int nv, int tail, int OW, int C, int KH, int KW, int SW, int WP,
+                             long HWP, int O, const real *xp, const real *wt, const real *b,
+                             real *yt) {
+  int tb = nv <= 2 ? 7 : nv == 3 ? 4 : 3, ow = 0;
+  for (; ow + tb <= OW; ow += tb)
+    conv_rows_tile(tb, nv, tail, C, KH, KW, SW, WP, HWP, O, xp + ow * SW, wt, b, yt + ow * O);
+  for (int k = 4; k; k /= 2)
+    for (; OW - ow >= k; ow += k)
+      conv_rows_tile(k, nv, tail, C, KH, KW, SW, WP, HWP, O, xp + ow * SW, wt, b,
+                     yt + ow * O);
+}
+
+/* Whether conv2d_forward takes conv_rows: where there are vectors, the
+   sums are long enough (K >= 64; shorter ones, as a first layer's, go
+   faster through col) and the outputs take at most 4 vectors; its
+   scratch must fit col's. */
+MM_INLINE int conv_by_rows(int C, int H, int W, int O, int KH, int KW, int PH, int PW, int P) {
+  long K = (long)C * KH * KW;
+  return K >= 64 && O <= 4 * MM_V &&
+         K * O + (long)C * (H + 2 * PH) * (W + 2 * PW) + (long)P * O <= K * P;
+}
+
+/* conv2d_forward without col: each sample's y (O, P) through its
+   transpose yt (P, O), by tiles of an output row's positions and the
+   outputs (conv_rows_tile), the pixels read from xp, a copy of the
+   sample with its padding as zeros; wt (K, O) is w's transpose. The
+   same sums, each in the same order, as w·col. scratch: wt, xp and yt,
+   K·O + C·(H + 2·PH)·(W + 2·PW) + P·O reals. */
+MLPC_KERNEL_PART void conv_rows(int n, int C, int H, int W, int O, int KH, int KW, int SH,
+                                int SW, int PH, int PW, const real *x, const real *w,
+                                const real *b, real *scratch, real *y) {
+  int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW), K = C * KH * KW;
+  int HP = H + 2 * PH, WP = W + 2 * PW, nv = (O + MM_V - 1) / MM_V, tail = O - (nv - 1) * MM_V;
+  real *wt = scratch, *xp = wt + (long)K * O, *yt = xp + (long)C * HP * WP;
+  conv_transpose(O, K, w, K, wt, O);
+  for (long e = 0; e < (long)C * HP * WP; e++)
+    xp[e] = 0;
+  for (int r = 0; r < n; r++) {
+    const real *xr = x + (long)r * C * H * W;
+    for (int c = 0; c < C; c++)
+      for (int h = 0; h < H; h++)
+        for (int w0 = 0; w0 < W; w0++)
+          xp[((long)c * HP + h + PH) * WP + PW + w0] = xr[((long)c * H + h) * W + w0];
+    for (int oh = 0; oh < OH; oh++) {
+      const real *xo = xp + (long)oh * SH * WP;
+      real *yo = yt + (long)oh * OW * O;
+      if (nv == 1)
+        conv_rows_row(1, tail, OW, C, KH, KW, SW, WP, (long)HP * WP, O, xo, wt, b, yo);
+      else if (nv == 2)
+        conv_rows_row(2, tail, OW, C, KH, KW, SW, WP, (long)HP * WP, O, xo, wt, b, yo);
+      else if (nv == 3)
+        conv_rows_row(3, tail, OW, C, KH, KW, SW, WP, (long)HP * WP, O, xo, wt, b, yo);
+      else
+        conv_rows_row(4, tail, OW, C, KH, KW, SW, WP, (long)HP * WP, O, xo, wt, b, yo);
+    }
+    conv_transpose(OH * OW, O, yt, O, y + (long)r * O * OH * OW, OH * OW);
+  }
+}
+#endif
+
+/* y = conv2d(x, w) + b: x (n, C, H, W), w (O, C, KH, KW), b (O) or null
+   (0), y (n, O, OH, OW); col (C·KH·KW, OH·OW): scratch for one sample's
+   im2col matrix, so that it stays in the level-2 cache (the backward
+   pass builds it again). Each sample's y = w·col + b; where
+   conv_by_rows, by conv_rows instead, with col as its scratch. */
+MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
+                                int SW, int PH, int PW, const real *x, const real *w,
+                                const real *b, real *col, real *y) {
+  int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
+#ifdef MM_SIMD
+  if (conv_by_rows(C, H, W, O, KH, KW, PH, PW, P)) {
+    conv_rows(n, C, H, W, O, KH, KW, SH, SW, PH, PW, x, w, b, col, y);
+    return;
+  }
+#endif
+  for (int r = 0; r < n; r++) {
+    conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, col);
+    conv_gemm(O, P, K, w, K, 1, col, P, b ? 2 : 0, b, y + (long)r * O * P, P, 0);
+  }
 }
 
 /* Reals of dy that conv_dw_t transposes at a time. */

@@ -1403,6 +1403,19 @@ MM_INLINE void conv_rows_row(int nv, int tail, int OW, int C, int KH, int KW, in
                      yt + ow * O);
 }
 
+/* xp (C, H + 2·PH, W + 2·PW): a copy of one sample x (C, H, W) with its
+   padding as zeros, the padding written for the first sample (r 0)
+   only. */
+MM_INLINE void conv_pad(int C, int H, int W, int PH, int PW, int r, const real *x, real *xp) {
+  int HP = H + 2 * PH, WP = W + 2 * PW;
+  for (long e = 0; e < (long)C * HP * WP && r == 0; e++)
+    xp[e] = 0;
+  for (int c = 0; c < C; c++)
+    for (int h = 0; h < H; h++)
+      for (int w = 0; w < W; w++)
+        xp[((long)c * HP + h + PH) * WP + PW + w] = x[((long)c * H + h) * W + w];
+}
+
 /* Whether conv2d_forward takes conv_rows: where there are vectors, the
    sums are long enough (K >= 64; shorter ones, as a first layer's, go
    faster through col) and the outputs take at most 4 vectors; its
@@ -1426,14 +1439,8 @@ MLPC_KERNEL_PART void conv_rows(int n, int C, int H, int W, int O, int KH, int K
   int HP = H + 2 * PH, WP = W + 2 * PW, nv = (O + MM_V - 1) / MM_V, tail = O - (nv - 1) * MM_V;
   real *wt = scratch, *xp = wt + (long)K * O, *yt = xp + (long)C * HP * WP;
   conv_transpose(O, K, w, K, wt, O);
-  for (long e = 0; e < (long)C * HP * WP; e++)
-    xp[e] = 0;
   for (int r = 0; r < n; r++) {
-    const real *xr = x + (long)r * C * H * W;
-    for (int c = 0; c < C; c++)
-      for (int h = 0; h < H; h++)
-        for (int w0 = 0; w0 < W; w0++)
-          xp[((long)c * HP + h + PH) * WP + PW + w0] = xr[((long)c * H + h) * W + w0];
+    conv_pad(C, H, W, PH, PW, r, x + (long)r * C * H * W, xp);
     for (int oh = 0; oh < OH; oh++) {
       const real *xo = xp + (long)oh * SH * WP;
       real *yo = yt + (long)oh * OW * O;
@@ -1493,6 +1500,80 @@ MM_INLINE void conv_dw_t(int r, int K, int O, int P, const real *dy, const real 
   }
 }
 
+#ifdef MM_SIMD
+/* conv_dw_t's product for the KH·KW rows of dwt of one channel, its
+   pixels read from the channel's padded copy xc (conv_pad, WP a row)
+   rather than from col: positions p0 to p0 + m of the sample, dyt's m
+   rows, O apart, by nv <= 2 vectors of the outputs (the last tail reals
+   long). Each sum in a register from init (0: zero, else dwt's own),
+   along the positions; and db (or null) += dyt's columns, likewise. */
+MM_INLINE void conv_dw_taps(int KH, int KW, int nv, int tail, int OW, int SH, int SW, int WP,
+                            int p0, int m, const real *xc, const real *dyt, int O, int init,
+                            real *dwt, real *db) {
+  mm_v acc[12][2], cs[2];
+  for (int t = 0; t < KH * KW; t++)
+    for (int v = 0; v < nv; v++)
+      acc[t][v] = init ? mm_vget(dwt + t * O, v, nv, tail) : mm_vset(0);
+  for (int v = 0; v < nv; v++)
+    cs[v] = db ? mm_vget(db, v, nv, tail) : mm_vset(0);
+  const real *xr = xc + (long)(p0 / OW) * SH * WP + p0 % OW * SW;
+  for (int l = 0, ow = p0 % OW; l < m; l++) {
+    mm_v b[2];
+    for (int v = 0; v < nv; v++) {
+      b[v] = mm_vget(dyt + (long)l * O, v, nv, tail);
+      MM_KEEP(b[v]);
+      if (db)
+        cs[v] = mm_vadd(cs[v], b[v]);
+    }
+    for (int i = 0; i < KH; i++)
+      for (int j = 0; j < KW; j++) {
+        mm_v a = mm_vset(xr[i * WP + j]);
+        for (int v = 0; v < nv; v++)
+          acc[i * KW + j][v] = mm_vmac(acc[i * KW + j][v], a, b[v]);
+      }
+    xr += SW;
+    if (++ow == OW) /* the next output row */
+      ow = 0, xr += (long)SH * WP - (long)OW * SW;
+  }
+  for (int t = 0; t < KH * KW; t++)
+    for (int v = 0; v < nv; v++)
+      mm_vput(dwt + t * O, v, nv, tail, acc[t][v]);
+  for (int v = 0; v < nv && db; v++)
+    mm_vput(db, v, nv, tail, cs[v]);
+}
+
+/* Whether conv2d_backward's weight gradient reads x's padded copy
+   rather than col (conv_dw_taps): a channel's taps by the outputs in
+   at most 24 sums, more than one channel (a single one, as a first
+   layer's, went faster through col), and the copy fits col. */
+MM_INLINE int conv_dw_by_taps(int C, int H, int W, int O, int KH, int KW, int PH, int PW,
+                              int P) {
+  return C > 1 && KH * KW <= 12 && O <= 2 * MM_V &&
+         (long)C * (H + 2 * PH) * (W + 2 * PW) <= (long)C * KH * KW * P;
+}
+
+/* conv_dw_t by conv_dw_taps: xp holds sample r's padded copy. */
+MM_INLINE void conv_dw_xp(int r, int C, int HP, int WP, int O, int KH, int KW, int SH, int SW,
+                          int OW, int P, const real *dy, const real *xp, real *dwt, real *db) {
+  real dyt[CONV_DYT];
+  int pb = MM_MIN(P, CONV_DYT / O), nv = (O + MM_V - 1) / MM_V, tail = O - (nv - 1) * MM_V;
+  for (int p0 = 0; p0 < P; p0 += pb) {
+    int m = MM_MIN(pb, P - p0), init = r > 0 || p0 > 0;
+    conv_transpose(O, m, dy + p0, P, dyt, O);
+    for (int c = 0; c < C; c++) {
+      const real *xc = xp + (long)c * HP * WP;
+      real *dc = dwt + (long)c * KH * KW * O, *bc = c ? 0 : db;
+      if (KH == 3 && KW == 3 && nv == 2) /* (constants where the sizes vary) */
+        conv_dw_taps(3, 3, 2, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
+      else if (nv == 2)
+        conv_dw_taps(KH, KW, 2, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
+      else
+        conv_dw_taps(KH, KW, 1, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
+    }
+  }
+}
+#endif
+
 /* Sample r's terms of conv_dw_t's sums where dwt does not fit the
    scratch (O > P), one by one into dw (O, K). */
 MM_INLINE void conv_dw_plain(int K, int O, int P, const real *dy, const real *col, real *dw,
@@ -1522,6 +1603,14 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   for (long e = 0; e < (long)K * O && (!t || n <= 0); e++)
     (t ? dcol : dw)[e] = 0;
   for (int r = 0; r < n; r++) {
+#ifdef MM_SIMD
+    if (t && conv_dw_by_taps(C, H, W, O, KH, KW, PH, PW, P)) { /* col holds x's padded copy */
+      conv_pad(C, H, W, PH, PW, r, x + (long)r * C * H * W, col);
+      conv_dw_xp(r, C, H + 2 * PH, W + 2 * PW, O, KH, KW, SH, SW, conv_out(W, KW, SW, PW), P,
+                 dy + (long)r * O * P, col, dcol, db);
+      continue;
+    }
+#endif
     conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, col);
     if (t)
       conv_dw_t(r, K, O, P, dy + (long)r * O * P, col, dcol, db);

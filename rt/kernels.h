@@ -1354,6 +1354,19 @@ MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, rea
       dst[j * ldd + i] = src[i * lds + j];
 }
 
+/* xp (C, H + 2·PH, W + 2·PW): a copy of one sample x (C, H, W) with its
+   padding as zeros, the padding written for the first sample (r 0)
+   only. */
+MM_INLINE void conv_pad(int C, int H, int W, int PH, int PW, int r, const real *x, real *xp) {
+  int HP = H + 2 * PH, WP = W + 2 * PW;
+  for (long e = 0; e < (long)C * HP * WP && r == 0; e++)
+    xp[e] = 0;
+  for (int c = 0; c < C; c++)
+    for (int h = 0; h < H; h++)
+      for (int w = 0; w < W; w++)
+        xp[((long)c * HP + h + PH) * WP + PW + w] = x[((long)c * H + h) * W + w];
+}
+
 #ifdef MM_SIMD
 /* A tile of conv_rows: T positions of an output row, whose pixels in
    x's padded copy start at xp, SW apart, by nv vectors of the outputs
@@ -1401,19 +1414,6 @@ MM_INLINE void conv_rows_row(int nv, int tail, int OW, int C, int KH, int KW, in
     for (; OW - ow >= k; ow += k)
       conv_rows_tile(k, nv, tail, C, KH, KW, SW, WP, HWP, O, xp + ow * SW, wt, b,
                      yt + ow * O);
-}
-
-/* xp (C, H + 2·PH, W + 2·PW): a copy of one sample x (C, H, W) with its
-   padding as zeros, the padding written for the first sample (r 0)
-   only. */
-MM_INLINE void conv_pad(int C, int H, int W, int PH, int PW, int r, const real *x, real *xp) {
-  int HP = H + 2 * PH, WP = W + 2 * PW;
-  for (long e = 0; e < (long)C * HP * WP && r == 0; e++)
-    xp[e] = 0;
-  for (int c = 0; c < C; c++)
-    for (int h = 0; h < H; h++)
-      for (int w = 0; w < W; w++)
-        xp[((long)c * HP + h + PH) * WP + PW + w] = x[((long)c * H + h) * W + w];
 }
 
 /* Whether conv2d_forward takes conv_rows: where there are vectors, the
@@ -1482,24 +1482,6 @@ MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int K
 /* Reals of dy that conv_dw_t transposes at a time. */
 #define CONV_DYT 8192
 
-/* Sample r's terms of dw (O, K) = Σ_r dy[r]·col[r]ᵀ and db (O) = Σ_r Σ_p
-   dy[r][o][p], or null: the sums run along the batch and the positions,
-   p being the contiguous axis of both dy (O, P) and col (K, P), sample
-   r's; so that they vectorise across outputs, up to CONV_DYT / O
-   positions of dy at a time are transposed into dyt, and dwt (K, O; the
-   caller's scratch, dw's transpose) accumulates colᵀ·dyt, from 0 at
-   sample 0. */
-MM_INLINE void conv_dw_t(int r, int K, int O, int P, const real *dy, const real *col,
-                         real *dwt, real *db) {
-  real dyt[CONV_DYT];
-  int pb = MM_MIN(P, CONV_DYT / O);
-  for (int p0 = 0; p0 < P; p0 += pb) {
-    int m = MM_MIN(pb, P - p0);
-    conv_transpose(O, m, dy + p0, P, dyt, O);
-    conv_gemm(K, O, m, col + p0, P, 1, dyt, O, r == 0 && p0 == 0 ? 0 : 1, 0, dwt, O, db);
-  }
-}
-
 #ifdef MM_SIMD
 /* conv_dw_t's product for the KH·KW rows of dwt of one channel, its
    pixels read from the channel's padded copy xc (conv_pad, WP a row)
@@ -1552,27 +1534,54 @@ MM_INLINE int conv_dw_by_taps(int C, int H, int W, int O, int KH, int KW, int PH
          (long)C * (H + 2 * PH) * (W + 2 * PW) <= (long)C * KH * KW * P;
 }
 
-/* conv_dw_t by conv_dw_taps: xp holds sample r's padded copy. */
-MM_INLINE void conv_dw_xp(int r, int C, int HP, int WP, int O, int KH, int KW, int SH, int SW,
-                          int OW, int P, const real *dy, const real *xp, real *dwt, real *db) {
-  real dyt[CONV_DYT];
-  int pb = MM_MIN(P, CONV_DYT / O), nv = (O + MM_V - 1) / MM_V, tail = O - (nv - 1) * MM_V;
-  for (int p0 = 0; p0 < P; p0 += pb) {
-    int m = MM_MIN(pb, P - p0), init = r > 0 || p0 > 0;
-    conv_transpose(O, m, dy + p0, P, dyt, O);
-    for (int c = 0; c < C; c++) {
-      const real *xc = xp + (long)c * HP * WP;
-      real *dc = dwt + (long)c * KH * KW * O, *bc = c ? 0 : db;
-      if (KH == 3 && KW == 3 && nv == 2) /* (constants where the sizes vary) */
-        conv_dw_taps(3, 3, 2, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
-      else if (nv == 2)
-        conv_dw_taps(KH, KW, 2, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
-      else
-        conv_dw_taps(KH, KW, 1, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
-    }
+/* conv_dw_t's product for one chunk of positions by conv_dw_taps, a
+   channel of xp (sample r's padded copy, HWP reals a channel) at a
+   time; db with the first channel. */
+MM_INLINE void conv_dw_chunk(int C, int KH, int KW, int SH, int SW, int OW, int WP, long HWP,
+                             int O, int p0, int m, const real *xp, const real *dyt, int init,
+                             real *dwt, real *db) {
+  int nv = (O + MM_V - 1) / MM_V, tail = O - (nv - 1) * MM_V;
+  for (int c = 0; c < C; c++) {
+    const real *xc = xp + c * HWP;
+    real *dc = dwt + (long)c * KH * KW * O, *bc = c ? 0 : db;
+    if (KH == 3 && KW == 3 && nv == 2) /* (constants where the sizes vary) */
+      conv_dw_taps(3, 3, 2, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
+    else if (nv == 2)
+      conv_dw_taps(KH, KW, 2, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
+    else
+      conv_dw_taps(KH, KW, 1, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
   }
 }
 #endif
+
+/* Sample r's terms of dw (O, K) = Σ_r dy[r]·col[r]ᵀ and db (O) = Σ_r Σ_p
+   dy[r][o][p], or null: the sums run along the batch and the positions,
+   p being the contiguous axis of both dy (O, P) and col (K, P), sample
+   r's; so that they vectorise across outputs, up to CONV_DYT / O
+   positions of dy at a time are transposed into dyt, and dwt (K, O; the
+   caller's scratch, dw's transpose) accumulates colᵀ·dyt, from 0 at
+   sample 0. Unless xp is null, the pixels come from xp, the sample's
+   padded copy (conv_pad; OW, WP and HWP its sizes), by conv_dw_taps
+   instead of from col. */
+MM_INLINE void conv_dw_t(int r, int C, int KH, int KW, int SH, int SW, int OW, int WP,
+                         long HWP, int O, int P, const real *dy, const real *col,
+                         const real *xp, real *dwt, real *db) {
+  real dyt[CONV_DYT];
+  int pb = MM_MIN(P, CONV_DYT / O);
+  for (int p0 = 0; p0 < P; p0 += pb) {
+    int m = MM_MIN(pb, P - p0), init = r > 0 || p0 > 0;
+    conv_transpose(O, m, dy + p0, P, dyt, O);
+#ifdef MM_SIMD
+    if (xp) {
+      conv_dw_chunk(C, KH, KW, SH, SW, OW, WP, HWP, O, p0, m, xp, dyt, init, dwt, db);
+      continue;
+    }
+#else
+    (void)SH, (void)SW, (void)OW, (void)WP, (void)HWP, (void)xp; /* (col, always) */
+#endif
+    conv_gemm(C * KH * KW, O, m, col + p0, P, 1, dyt, O, init, 0, dwt, O, db);
+  }
+}
 
 /* Sample r's terms of conv_dw_t's sums where dwt does not fit the
    scratch (O > P), one by one into dw (O, K). */
@@ -1591,7 +1600,8 @@ MM_INLINE void conv_dw_plain(int K, int O, int P, const real *dy, const real *co
 /* Backward: dw (O, C, KH, KW) and db (O) or null, the sums over the
    batch; dx (n, C, H, W) or null: each sample's dcol = wᵀ·dy, then
    col2im. col (C·KH·KW, OH·OW) is scratch for one sample's im2col
-   matrix, built again from x; dcol (C·KH·KW, OH·OW) is scratch. */
+   matrix, built again from x (where conv_dw_by_taps, for its padded
+   copy instead); dcol (C·KH·KW, OH·OW) is scratch. */
 MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
                                  int SW, int PH, int PW, const real *dy, const real *x,
                                  const real *w, real *col, real *dcol, real *dw, real *db,
@@ -1602,18 +1612,18 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
     db[o] = 0;
   for (long e = 0; e < (long)K * O && (!t || n <= 0); e++)
     (t ? dcol : dw)[e] = 0;
-  for (int r = 0; r < n; r++) {
+  int taps = 0, HP = H + 2 * PH, WP = W + 2 * PW; /* taps: col holds x's padded copy */
 #ifdef MM_SIMD
-    if (t && conv_dw_by_taps(C, H, W, O, KH, KW, PH, PW, P)) { /* col holds x's padded copy */
-      conv_pad(C, H, W, PH, PW, r, x + (long)r * C * H * W, col);
-      conv_dw_xp(r, C, H + 2 * PH, W + 2 * PW, O, KH, KW, SH, SW, conv_out(W, KW, SW, PW), P,
-                 dy + (long)r * O * P, col, dcol, db);
-      continue;
-    }
+  taps = t && conv_dw_by_taps(C, H, W, O, KH, KW, PH, PW, P);
 #endif
-    conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, col);
+  for (int r = 0; r < n; r++) {
+    if (taps)
+      conv_pad(C, H, W, PH, PW, r, x + (long)r * C * H * W, col);
+    else
+      conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, col);
     if (t)
-      conv_dw_t(r, K, O, P, dy + (long)r * O * P, col, dcol, db);
+      conv_dw_t(r, C, KH, KW, SH, SW, conv_out(W, KW, SW, PW), WP, (long)HP * WP, O, P,
+                dy + (long)r * O * P, col, taps ? col : 0, dcol, db);
     else
       conv_dw_plain(K, O, P, dy + (long)r * O * P, col, dw, db);
   }

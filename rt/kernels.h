@@ -1481,6 +1481,7 @@ MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int K
 
 /* Reals of dy that conv_dw_t transposes at a time. */
 #define CONV_DYT 8192
+#define CONV_NZ 4096 /* conv_dw_grid's pixels a plane */
 
 #ifdef MM_SIMD
 /* conv_dw_t's product for the KH·KW rows of dwt of one channel, its
@@ -1552,7 +1553,137 @@ MM_INLINE void conv_dw_chunk(int C, int KH, int KW, int SH, int SW, int OW, int 
       conv_dw_taps(KH, KW, 1, tail, OW, SH, SW, WP, p0, m, xc, dyt, O, init, dc, bc);
   }
 }
+
+/* The nonzero pixels of a channel's plane x (H, W), in order: their
+   values into val, and into at their places h·GW + w in conv_dw_pixels'
+   grid, times O. Returns how many. val and at have room for H·W + MM_V. */
+MM_INLINE int conv_nonzeros(int H, int W, int GW, int O, const real *x, real *val, int *at) {
+  __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  int cnt = 0;
+  for (int h = 0; h < H; h++)
+    for (int w0 = 0; w0 < W; w0 += MM_V) {
+      unsigned lanes = conv_lanes(w0, 0, W);
+      mm_v v = mm_vloadm(x + (long)h * W + w0, lanes);
+      unsigned m = mm_vnonzero(v) & lanes;
+      __m512i g = _mm512_add_epi32(_mm512_set1_epi32(h * GW + w0), lane);
+      if (sizeof(real) == 4)
+        _mm512_storeu_ps((float *)val + cnt, _mm512_maskz_compress_ps((__mmask16)m, v));
+      else
+        _mm512_storeu_pd((double *)val + cnt,
+                         _mm512_maskz_compress_pd((__mmask8)m, _mm512_castps_pd(v)));
+      _mm512_storeu_si512(at + cnt, _mm512_mullo_epi32(
+                                      _mm512_maskz_compress_epi32((__mmask16)m, g),
+                                      _mm512_set1_epi32(O)));
+      cnt += __builtin_popcount(m);
+    }
+  return cnt;
+}
+
+/* conv_dw_t's product for one channel and a whole sample where the
+   strides are 1, pixel by pixel. The grid g holds dy's transpose, O
+   reals a position, GW = W + KW − 1 positions a row, output (oh, ow) at
+   row oh + KH − 1 − PH and column ow + KW − 1 − PW, and 0 around it:
+   pixel (h, w)'s tap (i, j) reaches place (h + KH − 1 − i, w + KW − 1
+   − j), or a 0 where it reaches no output. Each of the cnt nonzero
+   pixels (conv_nonzeros) adds its KH·KW terms, so a tap's sum takes its
+   terms in the order of the positions, as conv_dw_taps does, less those
+   of zero pixels, which are ±0, and with ±0 where a tap reaches no
+   output. */
+MM_INLINE void conv_dw_pixels(int KH, int KW, int nv, int tail, int GW, int O, int cnt,
+                              const real *val, const int *at, const real *g, int init,
+                              real *dwt) {
+  mm_v acc[12][2];
+  for (int t = 0; t < KH * KW; t++)
+    for (int v = 0; v < nv; v++)
+      acc[t][v] = init ? mm_vget(dwt + t * O, v, nv, tail) : mm_vset(0);
+  for (int q = 0; q < cnt; q++) {
+    mm_v a = mm_vset(val[q]);
+    const real *gq = g + at[q];
+    for (int i = 0; i < KH; i++)
+      for (int j = 0; j < KW; j++)
+        for (int v = 0; v < nv; v++)
+          acc[i * KW + j][v] = mm_vmac(acc[i * KW + j][v], a,
+                                       mm_vget(gq + ((long)(KH - 1 - i) * GW + KW - 1 - j) * O,
+                                               v, nv, tail));
+  }
+  for (int t = 0; t < KH * KW; t++)
+    for (int v = 0; v < nv; v++)
+      mm_vput(dwt + t * O, v, nv, tail, acc[t][v]);
+}
 #endif
+
+/* Whether conv2d_backward's weight gradient goes pixel by pixel
+   (conv_dw_pixels): strides 1, paddings less than the kernel, a
+   channel's taps by the outputs in at most 24 sums, a plane of at most
+   CONV_NZ pixels, dy's transpose in CONV_DYT reals, the grid of it in
+   col (aligned to 64 bytes), and at most three in four of the batch's
+   pixels x (n, C, H, W) nonzero: with more, conv_dw_taps, which takes
+   every pixel but shares each load of dy among the taps, costs less. */
+MM_INLINE int conv_dw_by_pixels(int n, int C, int H, int W, int O, int KH, int KW, int SH,
+                                int SW, int PH, int PW, const real *x) {
+#ifdef MM_SIMD
+  long P = (long)conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW), len = (long)n * C * H * W;
+  if (SH != 1 || SW != 1 || PH >= KH || PW >= KW || KH * KW > 12 || O > 2 * MM_V ||
+      (long)H * W > CONV_NZ || O * P > CONV_DYT ||
+      (long)(H + KH - 1) * (W + KW - 1) * O + MM_V > C * KH * KW * P)
+    return 0;
+  long nz = 0;
+  for (long e = 0; e < len; e += MM_V) {
+    unsigned m = len - e >= MM_V ? (1u << MM_V) - 1 : (1u << (len - e)) - 1;
+    nz += __builtin_popcount(mm_vnonzero(mm_vloadm(x + e, m)) & m);
+  }
+  return 4 * nz <= 3 * len;
+#else
+  (void)n, (void)C, (void)H, (void)W, (void)O, (void)KH, (void)KW, (void)SH, (void)SW;
+  (void)PH, (void)PW, (void)x;
+  return 0;
+#endif
+}
+
+/* Sample r's terms of dw and db by conv_dw_pixels: dy's transpose into
+   the grid g (by way of dyt; the grid's zeros written at sample 0), db
+   (or null) += its rows in the order of the positions, then each
+   channel's nonzero pixels. */
+MM_INLINE void conv_dw_grid(int r, int C, int H, int W, int O, int KH, int KW, int PH, int PW,
+                            const real *dy, const real *x, real *g, real *dwt, real *db) {
+#ifdef MM_SIMD
+  int OH = conv_out(H, KH, 1, PH), OW = conv_out(W, KW, 1, PW), GW = W + KW - 1;
+  int nv = (O + MM_V - 1) / MM_V, tail = O - (nv - 1) * MM_V;
+  g += (64 - (unsigned long)g % 64) % 64 / sizeof(real); /* (its loads split no line) */
+  real *g0 = g + ((long)(KH - 1 - PH) * GW + KW - 1 - PW) * O; /* output (0, 0) */
+  real dyt[CONV_DYT];
+  mm_v cs[2];
+  for (long e = 0; e < (long)(H + KH - 1) * GW * O && r == 0; e++)
+    g[e] = 0;
+  conv_transpose(O, OH * OW, dy, (long)OH * OW, dyt, O);
+  for (int v = 0; v < nv; v++)
+    cs[v] = db ? mm_vget(db, v, nv, tail) : mm_vset(0);
+  for (int oh = 0; oh < OH; oh++)
+    for (int ow = 0; ow < OW; ow++)
+      for (int v = 0; v < nv; v++) {
+        mm_v d = mm_vget(dyt + ((long)oh * OW + ow) * O, v, nv, tail);
+        mm_vput(g0 + ((long)oh * GW + ow) * O, v, nv, tail, d);
+        cs[v] = mm_vadd(cs[v], d);
+      }
+  for (int v = 0; v < nv && db; v++)
+    mm_vput(db, v, nv, tail, cs[v]);
+  real val[CONV_NZ + MM_V];
+  int at[CONV_NZ + MM_V];
+  for (int c = 0; c < C; c++) {
+    int cnt = conv_nonzeros(H, W, GW, O, x + (long)c * H * W, val, at);
+    real *dc = dwt + (long)c * KH * KW * O;
+    if (KH == 3 && KW == 3 && nv == 2) /* (constants where the sizes vary) */
+      conv_dw_pixels(3, 3, 2, tail, GW, O, cnt, val, at, g, r > 0, dc);
+    else if (nv == 2)
+      conv_dw_pixels(KH, KW, 2, tail, GW, O, cnt, val, at, g, r > 0, dc);
+    else
+      conv_dw_pixels(KH, KW, 1, tail, GW, O, cnt, val, at, g, r > 0, dc);
+  }
+#else
+  (void)r, (void)C, (void)H, (void)W, (void)O, (void)KH, (void)KW, (void)PH, (void)PW;
+  (void)dy, (void)x, (void)g, (void)dwt, (void)db;
+#endif
+}
 
 /* Sample r's terms of dw (O, K) = Σ_r dy[r]·col[r]ᵀ and db (O) = Σ_r Σ_p
    dy[r][o][p], or null: the sums run along the batch and the positions,
@@ -1613,19 +1744,25 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   for (long e = 0; e < (long)K * O && (!t || n <= 0); e++)
     (t ? dcol : dw)[e] = 0;
   int taps = 0, HP = H + 2 * PH, WP = W + 2 * PW; /* taps: col holds x's padded copy */
+  int pixels = t && conv_dw_by_pixels(n, C, H, W, O, KH, KW, SH, SW, PH, PW, x); /* col: grid */
 #ifdef MM_SIMD
   taps = t && conv_dw_by_taps(C, H, W, O, KH, KW, PH, PW, P);
 #endif
   for (int r = 0; r < n; r++) {
+    const real *xr = x + (long)r * C * H * W, *dyr = dy + (long)r * O * P;
+    if (pixels) {
+      conv_dw_grid(r, C, H, W, O, KH, KW, PH, PW, dyr, xr, col, dcol, db);
+      continue;
+    }
     if (taps)
-      conv_pad(C, H, W, PH, PW, r, x + (long)r * C * H * W, col);
+      conv_pad(C, H, W, PH, PW, r, xr, col);
     else
-      conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, x + (long)r * C * H * W, col);
+      conv_im2col(C, H, W, KH, KW, SH, SW, PH, PW, xr, col);
     if (t)
-      conv_dw_t(r, C, KH, KW, SH, SW, conv_out(W, KW, SW, PW), WP, (long)HP * WP, O, P,
-                dy + (long)r * O * P, col, taps ? col : 0, dcol, db);
+      conv_dw_t(r, C, KH, KW, SH, SW, conv_out(W, KW, SW, PW), WP, (long)HP * WP, O, P, dyr, col,
+                taps ? col : 0, dcol, db);
     else
-      conv_dw_plain(K, O, P, dy + (long)r * O * P, col, dw, db);
+      conv_dw_plain(K, O, P, dyr, col, dw, db);
   }
   for (int o = 0; o < O && t; o++)
     for (int k = 0; k < K; k++)

@@ -1481,7 +1481,7 @@ MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int K
 
 /* Reals of dy that conv_dw_t transposes at a time. */
 #define CONV_DYT 8192
-#define CONV_NZ 4096 /* conv_dw_grid's pixels a plane */
+#define CONV_NZ 1024 /* conv_dw_grid's pixels a plane */
 
 #ifdef MM_SIMD
 /* conv_dw_t's product for the KH·KW rows of dwt of one channel, its
@@ -1556,7 +1556,8 @@ MM_INLINE void conv_dw_chunk(int C, int KH, int KW, int SH, int SW, int OW, int 
 
 /* The nonzero pixels of a channel's plane x (H, W), in order: their
    values into val, and into at their places h·GW + w in conv_dw_pixels'
-   grid, times O. Returns how many. val and at have room for H·W + MM_V. */
+   grid, times O. Returns how many. val has room for H·W + MM_V reals,
+   at for H·W + 16 ints. */
 MM_INLINE int conv_nonzeros(int H, int W, int GW, int O, const real *x, real *val, int *at) {
   __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   int cnt = 0;
@@ -1618,7 +1619,9 @@ MM_INLINE void conv_dw_pixels(int KH, int KW, int nv, int tail, int GW, int O, i
    CONV_NZ pixels, dy's transpose in CONV_DYT reals, the grid of it in
    col (aligned to 64 bytes), and at most three in four of the batch's
    pixels x (n, C, H, W) nonzero: with more, conv_dw_taps, which takes
-   every pixel but shares each load of dy among the taps, costs less. */
+   every pixel but shares each load of dy among the taps, costs less.
+   Not with an Inf or NaN pixel: where a tap reaches no output it would
+   meet the grid's 0. */
 MM_INLINE int conv_dw_by_pixels(int n, int C, int H, int W, int O, int KH, int KW, int SH,
                                 int SW, int PH, int PW, const real *x) {
 #ifdef MM_SIMD
@@ -1628,11 +1631,14 @@ MM_INLINE int conv_dw_by_pixels(int n, int C, int H, int W, int O, int KH, int K
       (long)(H + KH - 1) * (W + KW - 1) * O + MM_V > C * KH * KW * P)
     return 0;
   long nz = 0;
+  unsigned odd = 0; /* lanes where 0 + x·0 is not 0: Inf or NaN */
   for (long e = 0; e < len; e += MM_V) {
     unsigned m = len - e >= MM_V ? (1u << MM_V) - 1 : (1u << (len - e)) - 1;
-    nz += __builtin_popcount(mm_vnonzero(mm_vloadm(x + e, m)) & m);
+    mm_v v = mm_vloadm(x + e, m);
+    nz += __builtin_popcount(mm_vnonzero(v) & m);
+    odd |= mm_vnonzero(mm_vmac(mm_vset(0), v, mm_vset(0)));
   }
-  return 4 * nz <= 3 * len;
+  return !odd && 4 * nz <= 3 * len;
 #else
   (void)n, (void)C, (void)H, (void)W, (void)O, (void)KH, (void)KW, (void)SH, (void)SW;
   (void)PH, (void)PW, (void)x;
@@ -1668,7 +1674,7 @@ MM_INLINE void conv_dw_grid(int r, int C, int H, int W, int O, int KH, int KW, i
   for (int v = 0; v < nv && db; v++)
     mm_vput(db, v, nv, tail, cs[v]);
   real val[CONV_NZ + MM_V];
-  int at[CONV_NZ + MM_V];
+  int at[CONV_NZ + 16];
   for (int c = 0; c < C; c++) {
     int cnt = conv_nonzeros(H, W, GW, O, x + (long)c * H * W, val, at);
     real *dc = dwt + (long)c * KH * KW * O;

@@ -725,6 +725,30 @@ static void test_conv(void **state_) {
     each_shape(check_conv, &copies[k], 0);
 }
 
+/* An Inf pixel among many zeros: the weight gradient may skip the zero
+   pixels, but a tap of the Inf pixel that reaches no output adds no term
+   (x (1, 2, 1, 16), channel 1 all 0, one output, kernel 1×2, dy all 1:
+   tap 0 sums Inf + 1, tap 1 reaches past the row from the Inf pixel and
+   sums 1 alone). */
+static void test_conv_inf_pixel(void **state_) {
+  (void)state_;
+  for (int k = 0; k < NELEM(copies); k++) {
+    const Copy *c = &copies[k];
+    void *x = values(c->f64, 32, 1), *dy = values(c->f64, 15, 0), *w = values(c->f64, 4, 0);
+    void *col = values(c->f64, 60, 0), *dcol = values(c->f64, 60, 0), *dw = values(c->f64, 4, 0);
+    put(c->f64, x, 0, INFINITY), put(c->f64, x, 1, 1);
+    for (int p = 0; p < 15; p++)
+      put(c->f64, dy, p, 1);
+    ((ConvBwdFn *)find(c, "conv2d_backward"))(1, 2, 1, 16, 1, 1, 2, 1, 1, 0, 0, dy, x, w, col,
+                                              dcol, dw, NULL, NULL);
+    assert_true(get(c->f64, dw, 0) == INFINITY);
+    if (get(c->f64, dw, 1) != 1)
+      fail_msg("%s: conv2d_backward's tap 1 is %a, not 1", c->name, get(c->f64, dw, 1));
+    assert_true(get(c->f64, dw, 2) == 0 && get(c->f64, dw, 3) == 0);
+    free(x), free(dy), free(w), free(col), free(dcol), free(dw);
+  }
+}
+
 /* Max pooling against the textbook: each window's maximum and the index
    of its first occurrence; dx the sum of the dy that chose each pixel. */
 static void check_maxpool(const Copy *c, const Shape *s) {
@@ -1224,6 +1248,7 @@ int main(void) {
     cmocka_unit_test(test_xent),
     cmocka_unit_test(test_xent_confident),
     cmocka_unit_test(test_conv),
+    cmocka_unit_test(test_conv_inf_pixel),
     cmocka_unit_test(test_pool),
     cmocka_unit_test(test_maxpool_rules),
     cmocka_unit_test(test_bn2d),

@@ -224,6 +224,11 @@ static void emit_activation_decls(Gen *g) {
             p, l->out, p, l->out, ir_shape(&l->y));
       gen_count(g, 2 * B * l->out, 1);
     }
+    if (bn_pooled(ir, i)) {
+      emitf(g->b, "static ALIGNED real %s_plane[%d]; /* (%d, %d) a plane of y, in %s's kernel */\n",
+            p, l->y.h * l->y.w, l->y.h, l->y.w, l[2].cname);
+      gen_count(g, l->y.h * l->y.w, 1);
+    }
     if (layer_units[l->kind]->decls)
       layer_units[l->kind]->decls(g, l);
   }
@@ -591,8 +596,19 @@ static void emit_health_entry(Gen *g, int buffers) {
         "static void health(int n, const void *x, const unsigned char *y,\n"
         "                   double *out) {\n",
         buffers ? "BatchNorm's buffers put back, " : "");
-  if (buffers)
-    emitf(b, "  health_save_buffers();\n  grad(n, x, y);\n  health_restore_buffers();\n");
+  if (buffers) {
+    emitf(b, "  health_save_buffers();\n  grad(n, x, y);\n");
+    for (int i = 0; i < ir->nlayers; i++) /* y, which training keeps a plane at a time */
+      if (bn_pooled(ir, i)) {
+        const Layer *l = &ir->layers[i];
+        const char *k = l->cname;
+        gen_call(b, "  bn2d_forward(", "n, %d, %d, 1, %s_momentum, %s_eps, %s, %s_weight, "
+                 "%s_bias, %s_running_mean, %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, "
+                 "%s_out", l->y.c, l->y.h * l->y.w, k, k, out_name(ir, i - 1), k, k, k, k, k, k,
+                 k, k, k);
+      }
+    emitf(b, "  health_restore_buffers();\n");
+  }
   else
     emitf(b, "  grad(n, x, y);\n");
   if (!ir->nhealth)

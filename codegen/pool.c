@@ -20,7 +20,8 @@ static void decls(Gen *g, const Layer *l) {
 /* Max pooling of the relu before it, whose input is x: one kernel pair,
    the backward's dx that of relu's input. Where a BatchNorm2d comes
    before the relu, the forward normalises too, from the BatchNorm2d's
-   input and statistics, writing its x̂ and y. */
+   input and statistics, writing its x̂, and its y a plane at a time into
+   the BatchNorm2d's _plane. */
 static void emit_relu_pooled(Ctx *c, const char *geo, const char *x) {
   Buf *b = c->g->b;
   const char *p = c->p;
@@ -28,7 +29,7 @@ static void emit_relu_pooled(Ctx *c, const char *geo, const char *x) {
     const char *k = c->bn->cname;
     emitf(b, "static void %s_forward(int n) { /* %s(relu(%s(%s))) */\n", p, p, k, c->bn_in);
     gen_call(b, "  maxpool2d_bn_relu_forward(", "n, %s, %s, %s_mean, %s_rstd, %s_weight, "
-             "%s_bias, %s_xhat, %s_out, %s_out, %s_arg", geo, c->bn_in, k, k, k, k, k, k, p, p);
+             "%s_bias, %s_xhat, %s_plane, %s_out, %s_arg", geo, c->bn_in, k, k, k, k, k, k, p, p);
   } else {
     emitf(b, "static void %s_forward(int n) { /* %s(relu(%s)) */\n", p, p, x);
     gen_call(b, "  maxpool2d_relu_forward(", "n, %s, %s, %s_out, %s_arg", geo, x, p, p);

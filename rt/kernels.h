@@ -2173,11 +2173,11 @@ MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double e
 }
 
 /* BatchNorm2d's normalisation, then relu and max pooling, a plane at a
-   time: bn2d_forward's xhat and z (its y) from x and the statistics
-   bn2d_forward computed with y null, each plane pooled while it is in
-   cache as maxpool2d_relu_forward pools z into y and arg. The same
-   bits as the two kernels; z read back from the level-1 cache rather
-   than from memory. */
+   time: bn2d_forward's xhat from x and the statistics bn2d_forward
+   computed with y null, and each plane of its y into z (H·W reals of
+   scratch), pooled from there as maxpool2d_relu_forward pools into y
+   and arg. The same bits as the two kernels; BatchNorm2d's y is never
+   written to memory (the health figures compute it again). */
 MLPC_KERNEL void maxpool2d_bn_relu_forward(int n, int C, int H, int W, int KH, int KW, int SH,
                                            int SW, const real *x, const double *mean,
                                            const double *rstd, const real *gamma,
@@ -2186,8 +2186,8 @@ MLPC_KERNEL void maxpool2d_bn_relu_forward(int n, int C, int H, int W, int KH, i
   long S = (long)H * W, P = (long)conv_out(H, KH, SH, 0) * conv_out(W, KW, SW, 0);
   for (long q = 0; q < (long)n * C; q++) {
     int c = (int)(q % C);
-    bn2d_plane((int)S, x + q * S, mean[c], rstd[c], gamma[c], beta[c], xhat + q * S, z + q * S);
-    maxpool2d_run(1, 1, 1, H, W, KH, KW, SH, SW, z + q * S, y + q * P, arg + q * P);
+    bn2d_plane((int)S, x + q * S, mean[c], rstd[c], gamma[c], beta[c], xhat + q * S, z);
+    maxpool2d_run(1, 1, 1, H, W, KH, KW, SH, SW, z, y + q * P, arg + q * P);
   }
 }
 

@@ -233,6 +233,49 @@ static void test_first_layer(void **state) {
   }
 }
 
+/* A relu between a BatchNorm2d and a max pool, whose kernels keep the
+   BatchNorm2d's output a plane at a time: its pre figures are those of
+   γ·x̂ + β, whatever the convolution gives. Each channel's x̂ has mean 0
+   and variance v/(v + eps) ≈ 1 over the batch's positions, so with γ
+   (1, 2, 3) and β (0.5, −0.5, 1) the mean is that of β, 1/3, and the
+   variance that of γ²·x̂ averaged, 14/3, plus that of β across the
+   channels, 7/18. */
+static void test_bn2d_pooled(void **state) {
+  (void)state;
+  const char *path = util_path(tmp, "pooled.json");
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f, "{\"name\": \"pooled\", \"input\": [1, 6, 6], \"dtype\": \"float64\", "
+          "\"batch_size\": 4, \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 3, "
+          "\"kernel_size\": 3, \"padding\": 1}, {\"type\": \"batchnorm2d\"}, \"relu\", "
+          "{\"type\": \"maxpool2d\", \"kernel_size\": 2}, \"flatten\", "
+          "{\"type\": \"linear\", \"out\": 2}]}\n");
+  fclose(f);
+  static Model m;
+  util_load(path, &m);
+  for (int backend = 0; backend < 2; backend++) {
+    Jit *j = compile(&m, backend ? BACKEND_GCC : BACKEND_TCC, NULL, NULL);
+    const RtNet *net = jit_net(j);
+    rt_init(net, 1);
+    set(net, "1.weight", (double[3]){1, 2, 3}, 3);
+    set(net, "1.bias", (double[3]){0.5, -0.5, 1}, 3);
+    unsigned char x[4 * 36], y[4] = {0, 1, 1, 0};
+    for (int i = 0; i < 4 * 36; i++)
+      x[i] = (unsigned char)(i * 97 % 251);
+    double out[RT_NLAYER_FIGURES];
+    assert_int_equal(net->nhidden, 1);
+    net->health(4, x, y, out);
+    close_to("pre_mean", out[RT_PRE_MEAN], 1.0 / 3);
+    double var = out[RT_PRE_STD] * out[RT_PRE_STD], want = 14.0 / 3 + 7.0 / 18;
+    if (!(var <= want + 1e-9 && var > want - 0.01))
+      fail_msg("pre_std² %.17g, expected just under %.17g", var, want);
+    assert_true(out[RT_POST_MEAN] > 0 && out[RT_POST_STD] > 0);
+    print_message("  batchnorm2d, relu, maxpool2d: pre mean %.4f, pre std %.4f\n",
+                  out[RT_PRE_MEAN], out[RT_PRE_STD]);
+    jit_free(j);
+  }
+}
+
 /* The row of (layer, figure), or fails. */
 static const RtFigure *row(const RtHealth *h, const char *layer, const char *figure) {
   for (int i = 0; i < h->nrows; i++)
@@ -643,6 +686,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_by_hand),
     cmocka_unit_test(test_first_layer),
+    cmocka_unit_test(test_bn2d_pooled),
     cmocka_unit_test(test_tensors_by_hand),
     cmocka_unit_test(test_changes_nothing),
     cmocka_unit_test(test_same_training),

@@ -60,6 +60,7 @@ static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static ALIGNED real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 16, 28, 28) */
 static ALIGNED real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
 static ALIGNED real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28) */
+static ALIGNED real batchnorm2d1_plane[784]; /* (28, 28) a plane of y, in maxpool2d3's kernel */
 static ALIGNED real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
 static double batchnorm2d1_rstd[16]; /* (16) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[16], batchnorm2d1_var[16]; /* (16) of the batch, or running */
@@ -71,6 +72,7 @@ static int maxpool2d3_arg[B * 3136]; /* (B, 16, 14, 14) h * W + w of each maximu
 static ALIGNED real conv2d4_out[B * 6272], dconv2d4_out[B * 6272]; /* (B, 32, 14, 14) */
 static ALIGNED real conv2d4_col[28224], conv2d4_dcol[28224]; /* (C*KH*KW, OH*OW) a sample */
 static ALIGNED real batchnorm2d5_out[B * 6272], dbatchnorm2d5_out[B * 6272]; /* (B, 32, 14, 14) */
+static ALIGNED real batchnorm2d5_plane[196]; /* (14, 14) a plane of y, in maxpool2d7's kernel */
 static ALIGNED real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
 static double batchnorm2d5_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double batchnorm2d5_mean[32], batchnorm2d5_var[32]; /* (32) of the batch, or running */
@@ -123,7 +125,7 @@ static void batchnorm2d1_backward(int n) {
 static void maxpool2d3_forward(int n) { /* maxpool2d3(relu(batchnorm2d1(conv2d0_out))) */
   maxpool2d_bn_relu_forward(n, 16, 28, 28, 2, 2, 2, 2, conv2d0_out, batchnorm2d1_mean,
                             batchnorm2d1_rstd, batchnorm2d1_weight, batchnorm2d1_bias,
-                            batchnorm2d1_xhat, batchnorm2d1_out, maxpool2d3_out, maxpool2d3_arg);
+                            batchnorm2d1_xhat, batchnorm2d1_plane, maxpool2d3_out, maxpool2d3_arg);
 }
 
 static void maxpool2d3_backward(int n) {
@@ -172,7 +174,7 @@ static void batchnorm2d5_backward(int n) {
 static void maxpool2d7_forward(int n) { /* maxpool2d7(relu(batchnorm2d5(conv2d4_out))) */
   maxpool2d_bn_relu_forward(n, 32, 14, 14, 2, 2, 2, 2, conv2d4_out, batchnorm2d5_mean,
                             batchnorm2d5_rstd, batchnorm2d5_weight, batchnorm2d5_bias,
-                            batchnorm2d5_xhat, batchnorm2d5_out, maxpool2d7_out, maxpool2d7_arg);
+                            batchnorm2d5_xhat, batchnorm2d5_plane, maxpool2d7_out, maxpool2d7_arg);
 }
 
 static void maxpool2d7_backward(int n) {
@@ -355,6 +357,14 @@ static void health(int n, const void *x, const unsigned char *y,
                    double *out) {
   health_save_buffers();
   grad(n, x, y);
+  bn2d_forward(n, 16, 784, 1, batchnorm2d1_momentum, batchnorm2d1_eps, conv2d0_out,
+               batchnorm2d1_weight, batchnorm2d1_bias, batchnorm2d1_running_mean,
+               batchnorm2d1_running_var, batchnorm2d1_mean, batchnorm2d1_var, batchnorm2d1_rstd,
+               batchnorm2d1_xhat, batchnorm2d1_out);
+  bn2d_forward(n, 32, 196, 1, batchnorm2d5_momentum, batchnorm2d5_eps, conv2d4_out,
+               batchnorm2d5_weight, batchnorm2d5_bias, batchnorm2d5_running_mean,
+               batchnorm2d5_running_var, batchnorm2d5_mean, batchnorm2d5_var, batchnorm2d5_rstd,
+               batchnorm2d5_xhat, batchnorm2d5_out);
   health_restore_buffers();
   act_relu(n * 12544, batchnorm2d1_out, relu2_out, R(0)); /* in training, in maxpool2d3 */
   health_relu(n, 16, 784, batchnorm2d1_out, relu2_out, out + 0); /* layers[2] */

@@ -47,6 +47,7 @@ static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static ALIGNED real conv2d0_out[B * 3136], dconv2d0_out[B * 3136]; /* (B, 4, 28, 28) */
 static ALIGNED real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
 static ALIGNED real batchnorm2d1_out[B * 3136], dbatchnorm2d1_out[B * 3136]; /* (B, 4, 28, 28) */
+static ALIGNED real batchnorm2d1_plane[784]; /* (28, 28) a plane of y, in maxpool2d3's kernel */
 static ALIGNED real batchnorm2d1_xhat[B * 3136]; /* (B, 3136) */
 static double batchnorm2d1_rstd[4]; /* (4) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[4], batchnorm2d1_var[4]; /* (4) of the batch, or running */
@@ -99,7 +100,7 @@ static void batchnorm2d1_backward(int n) {
 static void maxpool2d3_forward(int n) { /* maxpool2d3(relu(batchnorm2d1(conv2d0_out))) */
   maxpool2d_bn_relu_forward(n, 4, 28, 28, 2, 2, 2, 2, conv2d0_out, batchnorm2d1_mean,
                             batchnorm2d1_rstd, batchnorm2d1_weight, batchnorm2d1_bias,
-                            batchnorm2d1_xhat, batchnorm2d1_out, maxpool2d3_out, maxpool2d3_arg);
+                            batchnorm2d1_xhat, batchnorm2d1_plane, maxpool2d3_out, maxpool2d3_arg);
 }
 
 static void maxpool2d3_backward(int n) {
@@ -299,6 +300,10 @@ static void health(int n, const void *x, const unsigned char *y,
                    double *out) {
   health_save_buffers();
   grad(n, x, y);
+  bn2d_forward(n, 4, 784, 1, batchnorm2d1_momentum, batchnorm2d1_eps, conv2d0_out,
+               batchnorm2d1_weight, batchnorm2d1_bias, batchnorm2d1_running_mean,
+               batchnorm2d1_running_var, batchnorm2d1_mean, batchnorm2d1_var, batchnorm2d1_rstd,
+               batchnorm2d1_xhat, batchnorm2d1_out);
   health_restore_buffers();
   act_relu(n * 3136, batchnorm2d1_out, relu2_out, R(0)); /* in training, in maxpool2d3 */
   health_relu(n, 4, 784, batchnorm2d1_out, relu2_out, out + 0); /* layers[2] */

@@ -596,21 +596,17 @@ static void emit_health_entry(Gen *g, int buffers) {
         "static void health(int n, const void *x, const unsigned char *y,\n"
         "                   double *out) {\n",
         buffers ? "BatchNorm's buffers put back, " : "");
-  if (buffers) {
-    emitf(b, "  health_save_buffers();\n  grad(n, x, y);\n");
-    for (int i = 0; i < ir->nlayers; i++) /* y, which training keeps a plane at a time */
-      if (bn_pooled(ir, i)) {
-        const Layer *l = &ir->layers[i];
-        const char *k = l->cname;
-        gen_call(b, "  bn2d_forward(", "n, %d, %d, 1, %s_momentum, %s_eps, %s, %s_weight, "
-                 "%s_bias, %s_running_mean, %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, "
-                 "%s_out", l->y.c, l->y.h * l->y.w, k, k, out_name(ir, i - 1), k, k, k, k, k, k,
-                 k, k, k);
-      }
+  emitf(b, "%s  grad(n, x, y);\n", buffers ? "  health_save_buffers();\n" : "");
+  for (int i = 0; i < ir->nlayers && buffers; i++) /* y, which training keeps a plane at a time */
+    if (bn_pooled(ir, i)) {
+      const char *k = ir->layers[i].cname;
+      gen_call(b, "  bn2d_forward(", "n, %d, %d, 1, %s_momentum, %s_eps, %s, %s_weight, %s_bias, "
+               "%s_running_mean, %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out",
+               ir->layers[i].y.c, ir->layers[i].y.h * ir->layers[i].y.w, k, k,
+               out_name(ir, i - 1), k, k, k, k, k, k, k, k, k);
+    }
+  if (buffers)
     emitf(b, "  health_restore_buffers();\n");
-  }
-  else
-    emitf(b, "  grad(n, x, y);\n");
   if (!ir->nhealth)
     emitf(b, "  (void)out; /* no activation layer */\n");
   for (int i = 0; i < ir->nlayers; i++) {

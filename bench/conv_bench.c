@@ -228,8 +228,8 @@ static void others(ConvLayer *L, int part) {
     maxpool2d_relu_backward(BATCH, 16, 28, 28, 2, 2, 2, 2, p, arg, p, z);
   }
   if (part == 1 || part == 3) {
-    bn2d_backward(BATCH, 32, 196, z, xh, g, st + 64, st + 96, st + 128, st + 160, g, bt, L[1].dy);
-    bn2d_backward(BATCH, 16, 784, z, xh, g, st + 64, st + 96, st + 128, st + 160, g, bt, L[0].dy);
+    bn2d_backward(BATCH, 32, 196, z, xh, g, st + 64, st + 96, st + 128, g, bt, L[1].dy);
+    bn2d_backward(BATCH, 16, 784, z, xh, g, st + 64, st + 96, st + 128, g, bt, L[0].dy);
   }
   if (part == 6) {
     act_relu(BATCH * 16 * 784, z, z, 0);

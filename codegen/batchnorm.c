@@ -37,9 +37,8 @@ static void decls(Gen *g, const Layer *l) {
   snprintf(what, sizeof what, "(%d) of the batch, or running", C);
   gen_commented(g->b, "", "static double %s_mean[%d], %s_var[%d];", what, p, C, p, C);
   snprintf(what, sizeof what, "(%d) sums of dy, dy*xhat", C);
-  gen_commented(g->b, "", "static double %s_sdy[%d], %s_sdyx[%d], %s_k[%d];", what, p, C, p,
-                C, p, C);
-  gen_count(g, (size_t)g->m->batch_size * l->out, 1), gen_count(g, 6 * (size_t)C, 0);
+  gen_commented(g->b, "", "static double %s_sdy[%d], %s_sdyx[%d];", what, p, C, p, C);
+  gen_count(g, (size_t)g->m->batch_size * l->out, 1), gen_count(g, 5 * (size_t)C, 0);
 }
 
 /* The kernel's name and its size arguments: "bn_forward(", "n, C" or
@@ -91,8 +90,8 @@ static void emit(Ctx *c) {
            x, p, p, p, p, p, p, p, out);
   emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
   head = call(l, "backward", sizes, sizeof sizes);
-  gen_call(b, head, "%s, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, %s_k, "
-           "d%s_weight, d%s_bias, d%s", sizes, p, p, p, p, p, p, p, p, p, x);
+  gen_call(b, head, "%s, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, "
+           "d%s_weight, d%s_bias, d%s", sizes, p, p, p, p, p, p, p, p, x);
   emitf(b, "}\n\n");
 }
 

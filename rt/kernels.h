@@ -84,7 +84,7 @@ static void (*bn_forward)(int n, int C, int train, double m, double eps, const r
                           real *xhat, real *y);
 static void (*bn_backward)(int n, int C, const real *dy, const real *xhat,
                            const real *gamma, const double *rstd, double *sdy,
-                           double *sdyx, double *k, real *dgamma, real *dbeta, real *dx);
+                           double *sdyx, real *dgamma, real *dbeta, real *dx);
 static void (*ln_forward)(int n, int D, double eps, const real *x, const real *gamma,
                           const real *beta, double *rstd, real *xhat, real *y);
 static void (*ln_backward)(int n, int D, const real *dy, const real *xhat, const real *gamma,
@@ -150,7 +150,7 @@ static void (*bn2d_forward)(int n, int C, int S, int train, double m, double eps
                             double *rstd, real *xhat, real *y);
 static void (*bn2d_backward)(int n, int C, int S, const real *dy, const real *xhat,
                              const real *gamma, const double *rstd, double *sdy,
-                             double *sdyx, double *k, real *dgamma, real *dbeta, real *dx);
+                             double *sdyx, real *dgamma, real *dbeta, real *dx);
 static void (*maxpool2d_bn_relu_forward)(int n, int C, int H, int W, int KH, int KW, int SH,
                                          int SW, const real *x, const double *mean,
                                          const double *rstd, const real *gamma,
@@ -979,6 +979,16 @@ MLPC_KERNEL void mm_db(int n, int O, const real *dy, real *db) {
 }
 #endif
 
+/* dx = ((dy − a) − xhat·b)·g over len elements, in real: batchnorm's
+   input gradient, gamma·rstd·(dy − Σdy/N − xhat·Σ(dy·xhat)/N), with
+   a = Σdy/N, b = Σ(dy·xhat)/N and g = gamma·rstd computed in double and
+   rounded: in float, as PyTorch's CPU kernel computes it. */
+MM_INLINE void bn_dx(long len, long stride, const real *dy, const real *xhat, real a, real b,
+                     real g, real *dx) {
+  for (long i = 0; i < len; i++)
+    dx[i * stride] = ((dy[i * stride] - a) - xhat[i * stride] * b) * g;
+}
+
 #ifndef MLPC_KERNEL_SMALL_CALLED /* (else mlpc's copy, bound above) */
 /* ---- BatchNorm1d, per feature over the n rows (docs/semantics.md) ---- */
 
@@ -1024,12 +1034,11 @@ MLPC_KERNEL void bn_forward(int n, int C, int train, double m, double eps, const
     }
 }
 
-/* Backward (training): dgamma = Σ dy·xhat, dbeta = Σ dy, and
-   dx = gamma·rstd/n · (n·dy − Σdy − xhat·Σ(dy·xhat)). sdy, sdyx, k (C)
-   are the caller's scratch. */
+/* Backward (training): dgamma = Σ dy·xhat, dbeta = Σ dy (in double),
+   and dx by bn_dx. sdy, sdyx (C) are the caller's scratch. */
 MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
                              const real *gamma, const double *rstd, double *sdy,
-                             double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
+                             double *sdyx, real *dgamma, real *dbeta, real *dx) {
   for (int c = 0; c < C; c++)
     sdy[c] = sdyx[c] = 0;
   for (int r = 0; r < n; r++)
@@ -1040,12 +1049,10 @@ MLPC_KERNEL void bn_backward(int n, int C, const real *dy, const real *xhat,
   for (int c = 0; c < C; c++) {
     dgamma[c] = (real)sdyx[c];
     dbeta[c] = (real)sdy[c];
-    k[c] = gamma[c] * rstd[c] / n;
   }
-  for (int r = 0; r < n; r++)
-    for (int c = 0; c < C; c++)
-      dx[(long)r * C + c] = (real)(k[c] * (n * (double)dy[(long)r * C + c] - sdy[c] -
-                                           xhat[(long)r * C + c] * sdyx[c]));
+  for (int c = 0; c < C; c++)
+    bn_dx(n, C, dy + c, xhat + c, (real)(sdy[c] / n), (real)(sdyx[c] / n),
+          (real)(gamma[c] * rstd[c]), dx + c);
 }
 
 /* ---- LayerNorm, per row over its D features (docs/semantics.md) ---- */
@@ -2192,21 +2199,20 @@ MLPC_KERNEL void maxpool2d_bn_relu_forward(int n, int C, int H, int W, int KH, i
 }
 
 /* Backward: bn_backward with the sums of channel c over the batch and
-   its S positions (bn2d_sum). */
+   its S positions (bn2d_sum), N = n·S. */
 MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *xhat,
                                const real *gamma, const double *rstd, double *sdy,
-                               double *sdyx, double *k, real *dgamma, real *dbeta, real *dx) {
+                               double *sdyx, real *dgamma, real *dbeta, real *dx) {
   long N = (long)n * S;
   for (int c = 0; c < C; c++) {
     sdy[c] = bn2d_sum(n, C, S, c, 0, dy, xhat, 0, &sdyx[c]); /* one pass, both sums */
     dgamma[c] = (real)sdyx[c];
     dbeta[c] = (real)sdy[c];
-    k[c] = gamma[c] * rstd[c] / N;
-    for (int r = 0; r < n; r++) /* while the channel is in cache */
-      for (int s = 0; s < S; s++) {
-        long e = ((long)r * C + c) * S + s;
-        dx[e] = (real)(k[c] * (N * (double)dy[e] - sdy[c] - xhat[e] * sdyx[c]));
-      }
+    for (int r = 0; r < n; r++) { /* while the channel is in cache */
+      long e = ((long)r * C + c) * S;
+      bn_dx(S, 1, dy + e, xhat + e, (real)(sdy[c] / N), (real)(sdyx[c] / N),
+            (real)(gamma[c] * rstd[c]), dx + e);
+    }
   }
 }
 

@@ -515,7 +515,7 @@ typedef void Bn2dFwdFn(int, int, int, int, double, double, const void *, const v
                        const void *, void *, void *, double *, double *, double *, void *,
                        void *);
 typedef void Bn2dBwdFn(int, int, int, const void *, const void *, const void *,
-                       const double *, double *, double *, double *, void *, void *, void *);
+                       const double *, double *, double *, void *, void *, void *);
 
 static int out_h(const Shape *s) { return (s->H + 2 * s->PH - s->KH) / s->SH + 1; }
 static int out_w(const Shape *s) { return (s->W + 2 * s->PW - s->KW) / s->SW + 1; }
@@ -1024,7 +1024,7 @@ static void check_bn2d(const Copy *c, int n, int C, int S) {
   /* the backward, after a training forward, against its formula */
   run_bn2d(c, n, C, S, 1, x, gamma, beta, rm, rv, st, xhat, y);
   ((Bn2dBwdFn *)find(c, "bn2d_backward"))(n, C, S, dy, xhat, gamma, st + 2 * C, sc, sc + C,
-                                          sc + 2 * C, dg, dbt, dx);
+                                          dg, dbt, dx);
   for (int ch = 0; ch < C; ch++) {
     same(c, "bn2d_backward Σdy", &s, ch, sc[ch], bn2d_order(c, n, C, S, ch, 0, dy, 0, 0));
     same(c, "bn2d_backward Σdy·xhat", &s, ch, sc[C + ch],
@@ -1055,7 +1055,7 @@ static void check_bn2d(const Copy *c, int n, int C, int S) {
 typedef void BnFwdFn(int, int, int, double, double, const void *, const void *, const void *,
                      void *, void *, double *, double *, double *, void *, void *);
 typedef void BnBwdFn(int, int, const void *, const void *, const void *, const double *,
-                     double *, double *, double *, void *, void *, void *);
+                     double *, double *, void *, void *, void *);
 
 /* Whether element ea of a and eb of b hold the same bits. */
 static int same_at(const Copy *c, const void *a, long ea, const void *b, long eb) {
@@ -1091,11 +1091,11 @@ static void check_bn2d_as_1d(const Copy *c, int n, int C, int S) {
                                      t[1][RV], st[1], st[1] + C, st[1] + 2 * C, t[1][XHAT],
                                      t[1][Y]);
   ((Bn2dBwdFn *)find(c, "bn2d_backward"))(n, C, S, t[0][DY], t[0][XHAT], gamma, st[0] + 2 * C,
-                                          st[0] + 3 * C, st[0] + 4 * C, st[0] + 5 * C,
-                                          t[0][DG], t[0][DB], t[0][DX]);
+                                          st[0] + 3 * C, st[0] + 4 * C, t[0][DG], t[0][DB],
+                                          t[0][DX]);
   ((BnBwdFn *)find(c, "bn_backward"))(n * S, C, t[1][DY], t[1][XHAT], gamma, st[1] + 2 * C,
-                                      st[1] + 3 * C, st[1] + 4 * C, st[1] + 5 * C, t[1][DG],
-                                      t[1][DB], t[1][DX]);
+                                      st[1] + 3 * C, st[1] + 4 * C, t[1][DG], t[1][DB],
+                                      t[1][DX]);
   for (long e = 0; e < len; e++) {
     long r = e / (C * S), ch = e / S % C, p = e % S, f = (r * S + p) * C + ch;
     for (int a = XHAT; a <= DX; a++)
@@ -1214,7 +1214,7 @@ static void check_fd(const Copy *c, int kind, const Shape *s) {
     run_bn2d(c, s->n, s->C, s->H * s->W, 1, f.x, f.w, f.b, rm, rv, st, col, y);
     ((Bn2dBwdFn *)find(c, "bn2d_backward"))(s->n, s->C, s->H * s->W, f.g, col, f.w,
                                             st + 2 * s->C, st + 3 * s->C, st + 4 * s->C,
-                                            st + 5 * s->C, dw, db, dx);
+                                            dw, db, dx);
   }
   fd_check(&f, "dx", f.x, in_len(s), dx);
   if (kind == FD_CONV || kind == FD_BN2D) {

@@ -73,14 +73,14 @@ static ALIGNED real norm1_out[B * 48], dnorm1_out[B * 48]; /* (B, 48) */
 static ALIGNED real norm1_xhat[B * 48]; /* (B, 48) */
 static double norm1_rstd[48]; /* (48) 1/sqrt(var + eps) */
 static double norm1_mean[48], norm1_var[48]; /* (48) of the batch, or running */
-static double norm1_sdy[48], norm1_sdyx[48], norm1_k[48]; /* (48) sums of dy, dy*xhat */
+static double norm1_sdy[48], norm1_sdyx[48]; /* (48) sums of dy, dy*xhat */
 static ALIGNED real leaky_relu1_out[B * 48], dleaky_relu1_out[B * 48]; /* (B, 48) */
 static ALIGNED real fc2_out[B * 24], dfc2_out[B * 24]; /* (B, 24) */
 static ALIGNED real norm2_out[B * 24], dnorm2_out[B * 24]; /* (B, 24) */
 static ALIGNED real norm2_xhat[B * 24]; /* (B, 24) */
 static double norm2_rstd[24]; /* (24) 1/sqrt(var + eps) */
 static double norm2_mean[24], norm2_var[24]; /* (24) of the batch, or running */
-static double norm2_sdy[24], norm2_sdyx[24], norm2_k[24]; /* (24) sums of dy, dy*xhat */
+static double norm2_sdy[24], norm2_sdyx[24]; /* (24) sums of dy, dy*xhat */
 static ALIGNED real leaky_relu2_out[B * 24], dleaky_relu2_out[B * 24]; /* (B, 24) */
 static ALIGNED real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
@@ -110,7 +110,7 @@ static void norm1_forward(int n, int train) {
 
 static void norm1_backward(int n) {
   bn_backward(n, 48, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
-              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* leaky_relu1: leaky_relu, (B, 48) -> (B, 48) */
@@ -152,7 +152,7 @@ static void norm2_forward(int n, int train) {
 
 static void norm2_backward(int n) {
   bn_backward(n, 24, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx,
-              norm2_k, dnorm2_weight, dnorm2_bias, dfc2_out);
+              dnorm2_weight, dnorm2_bias, dfc2_out);
 }
 
 /* leaky_relu2: leaky_relu, (B, 24) -> (B, 24) */

@@ -37,8 +37,7 @@ static ALIGNED real batchnorm1_out[B * 128], dbatchnorm1_out[B * 128]; /* (B, 12
 static ALIGNED real batchnorm1_xhat[B * 128]; /* (B, 128) */
 static double batchnorm1_rstd[128]; /* (128) 1/sqrt(var + eps) */
 static double batchnorm1_mean[128], batchnorm1_var[128]; /* (128) of the batch, or running */
-/* (128) sums of dy, dy*xhat */
-static double batchnorm1_sdy[128], batchnorm1_sdyx[128], batchnorm1_k[128];
+static double batchnorm1_sdy[128], batchnorm1_sdyx[128]; /* (128) sums of dy, dy*xhat */
 static ALIGNED real relu2_out[B * 128], drelu2_out[B * 128]; /* (B, 128) */
 static ALIGNED real linear3_out[B * 10], dlinear3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
@@ -73,8 +72,7 @@ static void batchnorm1_forward(int n, int train) {
 
 static void batchnorm1_backward(int n) {
   bn_backward(n, 128, dbatchnorm1_out, batchnorm1_xhat, batchnorm1_weight, batchnorm1_rstd,
-              batchnorm1_sdy, batchnorm1_sdyx, batchnorm1_k, dbatchnorm1_weight, dbatchnorm1_bias,
-              dlinear0_out);
+              batchnorm1_sdy, batchnorm1_sdyx, dbatchnorm1_weight, dbatchnorm1_bias, dlinear0_out);
 }
 
 /* relu2: relu, (B, 128) -> (B, 128) */

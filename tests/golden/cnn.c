@@ -64,8 +64,7 @@ static ALIGNED real batchnorm2d1_plane[784]; /* (28, 28) a plane of y, in maxpoo
 static ALIGNED real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
 static double batchnorm2d1_rstd[16]; /* (16) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[16], batchnorm2d1_var[16]; /* (16) of the batch, or running */
-/* (16) sums of dy, dy*xhat */
-static double batchnorm2d1_sdy[16], batchnorm2d1_sdyx[16], batchnorm2d1_k[16];
+static double batchnorm2d1_sdy[16], batchnorm2d1_sdyx[16]; /* (16) sums of dy, dy*xhat */
 static ALIGNED real relu2_out[B * 12544]; /* (B, 16, 28, 28), for the health figures only */
 static ALIGNED real maxpool2d3_out[B * 3136], dmaxpool2d3_out[B * 3136]; /* (B, 16, 14, 14) */
 static int maxpool2d3_arg[B * 3136]; /* (B, 16, 14, 14) h * W + w of each maximum */
@@ -76,8 +75,7 @@ static ALIGNED real batchnorm2d5_plane[196]; /* (14, 14) a plane of y, in maxpoo
 static ALIGNED real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
 static double batchnorm2d5_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double batchnorm2d5_mean[32], batchnorm2d5_var[32]; /* (32) of the batch, or running */
-/* (32) sums of dy, dy*xhat */
-static double batchnorm2d5_sdy[32], batchnorm2d5_sdyx[32], batchnorm2d5_k[32];
+static double batchnorm2d5_sdy[32], batchnorm2d5_sdyx[32]; /* (32) sums of dy, dy*xhat */
 static ALIGNED real relu6_out[B * 6272]; /* (B, 32, 14, 14), for the health figures only */
 static ALIGNED real maxpool2d7_out[B * 1568], dmaxpool2d7_out[B * 1568]; /* (B, 32, 7, 7) */
 static int maxpool2d7_arg[B * 1568]; /* (B, 32, 7, 7) h * W + w of each maximum */
@@ -113,8 +111,8 @@ static void batchnorm2d1_forward(int n, int train) {
 
 static void batchnorm2d1_backward(int n) {
   bn2d_backward(n, 16, 784, dbatchnorm2d1_out, batchnorm2d1_xhat, batchnorm2d1_weight,
-                batchnorm2d1_rstd, batchnorm2d1_sdy, batchnorm2d1_sdyx, batchnorm2d1_k,
-                dbatchnorm2d1_weight, dbatchnorm2d1_bias, dconv2d0_out);
+                batchnorm2d1_rstd, batchnorm2d1_sdy, batchnorm2d1_sdyx, dbatchnorm2d1_weight,
+                dbatchnorm2d1_bias, dconv2d0_out);
 }
 
 /* relu2: relu, (B, 16, 28, 28) -> (B, 16, 28, 28),
@@ -162,8 +160,8 @@ static void batchnorm2d5_forward(int n, int train) {
 
 static void batchnorm2d5_backward(int n) {
   bn2d_backward(n, 32, 196, dbatchnorm2d5_out, batchnorm2d5_xhat, batchnorm2d5_weight,
-                batchnorm2d5_rstd, batchnorm2d5_sdy, batchnorm2d5_sdyx, batchnorm2d5_k,
-                dbatchnorm2d5_weight, dbatchnorm2d5_bias, dconv2d4_out);
+                batchnorm2d5_rstd, batchnorm2d5_sdy, batchnorm2d5_sdyx, dbatchnorm2d5_weight,
+                dbatchnorm2d5_bias, dconv2d4_out);
 }
 
 /* relu6: relu, (B, 32, 14, 14) -> (B, 32, 14, 14),

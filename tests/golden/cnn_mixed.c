@@ -86,8 +86,7 @@ static ALIGNED real batchnorm2d4_out[B * 420], dbatchnorm2d4_out[B * 420]; /* (B
 static ALIGNED real batchnorm2d4_xhat[B * 420]; /* (B, 420) */
 static double batchnorm2d4_rstd[7]; /* (7) 1/sqrt(var + eps) */
 static double batchnorm2d4_mean[7], batchnorm2d4_var[7]; /* (7) of the batch, or running */
-/* (7) sums of dy, dy*xhat */
-static double batchnorm2d4_sdy[7], batchnorm2d4_sdyx[7], batchnorm2d4_k[7];
+static double batchnorm2d4_sdy[7], batchnorm2d4_sdyx[7]; /* (7) sums of dy, dy*xhat */
 static ALIGNED real leaky_relu5_out[B * 420], dleaky_relu5_out[B * 420]; /* (B, 7, 5, 12) */
 static ALIGNED real maxpool2d6_out[B * 280], dmaxpool2d6_out[B * 280]; /* (B, 7, 4, 10) */
 static int maxpool2d6_arg[B * 280]; /* (B, 7, 4, 10) h * W + w of each maximum */
@@ -98,8 +97,7 @@ static ALIGNED real batchnorm10_out[B * 24], dbatchnorm10_out[B * 24]; /* (B, 24
 static ALIGNED real batchnorm10_xhat[B * 24]; /* (B, 24) */
 static double batchnorm10_rstd[24]; /* (24) 1/sqrt(var + eps) */
 static double batchnorm10_mean[24], batchnorm10_var[24]; /* (24) of the batch, or running */
-/* (24) sums of dy, dy*xhat */
-static double batchnorm10_sdy[24], batchnorm10_sdyx[24], batchnorm10_k[24];
+static double batchnorm10_sdy[24], batchnorm10_sdyx[24]; /* (24) sums of dy, dy*xhat */
 static ALIGNED real gelu11_out[B * 24], dgelu11_out[B * 24]; /* (B, 24) */
 static ALIGNED real linear12_out[B * 10], dlinear12_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
@@ -167,8 +165,8 @@ static void batchnorm2d4_forward(int n, int train) {
 
 static void batchnorm2d4_backward(int n) {
   bn2d_backward(n, 7, 60, dbatchnorm2d4_out, batchnorm2d4_xhat, batchnorm2d4_weight,
-                batchnorm2d4_rstd, batchnorm2d4_sdy, batchnorm2d4_sdyx, batchnorm2d4_k,
-                dbatchnorm2d4_weight, dbatchnorm2d4_bias, dconv2d3_out);
+                batchnorm2d4_rstd, batchnorm2d4_sdy, batchnorm2d4_sdyx, dbatchnorm2d4_weight,
+                dbatchnorm2d4_bias, dconv2d3_out);
 }
 
 /* leaky_relu5: leaky_relu, (B, 7, 5, 12) -> (B, 7, 5, 12) */
@@ -238,8 +236,8 @@ static void batchnorm10_forward(int n, int train) {
 
 static void batchnorm10_backward(int n) {
   bn_backward(n, 24, dbatchnorm10_out, batchnorm10_xhat, batchnorm10_weight, batchnorm10_rstd,
-              batchnorm10_sdy, batchnorm10_sdyx, batchnorm10_k, dbatchnorm10_weight,
-              dbatchnorm10_bias, dlinear9_out);
+              batchnorm10_sdy, batchnorm10_sdyx, dbatchnorm10_weight, dbatchnorm10_bias,
+              dlinear9_out);
 }
 
 /* gelu11: gelu, (B, 24) -> (B, 24) */

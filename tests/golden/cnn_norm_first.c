@@ -45,8 +45,7 @@ static ALIGNED real batchnorm2d0_out[B * 784], dbatchnorm2d0_out[B * 784]; /* (B
 static ALIGNED real batchnorm2d0_xhat[B * 784]; /* (B, 784) */
 static double batchnorm2d0_rstd[1]; /* (1) 1/sqrt(var + eps) */
 static double batchnorm2d0_mean[1], batchnorm2d0_var[1]; /* (1) of the batch, or running */
-/* (1) sums of dy, dy*xhat */
-static double batchnorm2d0_sdy[1], batchnorm2d0_sdyx[1], batchnorm2d0_k[1];
+static double batchnorm2d0_sdy[1], batchnorm2d0_sdyx[1]; /* (1) sums of dy, dy*xhat */
 static ALIGNED real tanh1_out[B * 784], dtanh1_out[B * 784]; /* (B, 1, 28, 28) */
 static ALIGNED real conv2d2_out[B * 300], dconv2d2_out[B * 300]; /* (B, 3, 10, 10) */
 static ALIGNED real conv2d2_col[2500], conv2d2_dcol[2500]; /* (C*KH*KW, OH*OW) a sample */
@@ -71,8 +70,8 @@ static void batchnorm2d0_forward(int n, int train) {
 
 static void batchnorm2d0_backward(int n) {
   bn2d_backward(n, 1, 784, dbatchnorm2d0_out, batchnorm2d0_xhat, batchnorm2d0_weight,
-                batchnorm2d0_rstd, batchnorm2d0_sdy, batchnorm2d0_sdyx, batchnorm2d0_k,
-                dbatchnorm2d0_weight, dbatchnorm2d0_bias, dinput);
+                batchnorm2d0_rstd, batchnorm2d0_sdy, batchnorm2d0_sdyx, dbatchnorm2d0_weight,
+                dbatchnorm2d0_bias, dinput);
 }
 
 /* tanh1: tanh, (B, 1, 28, 28) -> (B, 1, 28, 28) */

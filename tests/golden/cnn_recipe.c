@@ -51,8 +51,7 @@ static ALIGNED real batchnorm2d1_plane[784]; /* (28, 28) a plane of y, in maxpoo
 static ALIGNED real batchnorm2d1_xhat[B * 3136]; /* (B, 3136) */
 static double batchnorm2d1_rstd[4]; /* (4) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[4], batchnorm2d1_var[4]; /* (4) of the batch, or running */
-/* (4) sums of dy, dy*xhat */
-static double batchnorm2d1_sdy[4], batchnorm2d1_sdyx[4], batchnorm2d1_k[4];
+static double batchnorm2d1_sdy[4], batchnorm2d1_sdyx[4]; /* (4) sums of dy, dy*xhat */
 static ALIGNED real relu2_out[B * 3136]; /* (B, 4, 28, 28), for the health figures only */
 static ALIGNED real maxpool2d3_out[B * 784], dmaxpool2d3_out[B * 784]; /* (B, 4, 14, 14) */
 static int maxpool2d3_arg[B * 784]; /* (B, 4, 14, 14) h * W + w of each maximum */
@@ -88,8 +87,8 @@ static void batchnorm2d1_forward(int n, int train) {
 
 static void batchnorm2d1_backward(int n) {
   bn2d_backward(n, 4, 784, dbatchnorm2d1_out, batchnorm2d1_xhat, batchnorm2d1_weight,
-                batchnorm2d1_rstd, batchnorm2d1_sdy, batchnorm2d1_sdyx, batchnorm2d1_k,
-                dbatchnorm2d1_weight, dbatchnorm2d1_bias, dconv2d0_out);
+                batchnorm2d1_rstd, batchnorm2d1_sdy, batchnorm2d1_sdyx, dbatchnorm2d1_weight,
+                dbatchnorm2d1_bias, dconv2d0_out);
 }
 
 /* relu2: relu, (B, 4, 28, 28) -> (B, 4, 28, 28),

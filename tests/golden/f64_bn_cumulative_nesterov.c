@@ -61,14 +61,14 @@ static ALIGNED real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
 static ALIGNED real norm1_xhat[B * 32]; /* (B, 32) */
 static double norm1_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double norm1_mean[32], norm1_var[32]; /* (32) of the batch, or running */
-static double norm1_sdy[32], norm1_sdyx[32], norm1_k[32]; /* (32) sums of dy, dy*xhat */
+static double norm1_sdy[32], norm1_sdyx[32]; /* (32) sums of dy, dy*xhat */
 static ALIGNED real gelu1_out[B * 32], dgelu1_out[B * 32]; /* (B, 32) */
 static ALIGNED real fc2_out[B * 16], dfc2_out[B * 16]; /* (B, 16) */
 static ALIGNED real norm2_out[B * 16], dnorm2_out[B * 16]; /* (B, 16) */
 static ALIGNED real norm2_xhat[B * 16]; /* (B, 16) */
 static double norm2_rstd[16]; /* (16) 1/sqrt(var + eps) */
 static double norm2_mean[16], norm2_var[16]; /* (16) of the batch, or running */
-static double norm2_sdy[16], norm2_sdyx[16], norm2_k[16]; /* (16) sums of dy, dy*xhat */
+static double norm2_sdy[16], norm2_sdyx[16]; /* (16) sums of dy, dy*xhat */
 static ALIGNED real gelu2_out[B * 16], dgelu2_out[B * 16]; /* (B, 16) */
 static ALIGNED real fc3_out[B * 10], dfc3_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
@@ -97,7 +97,7 @@ static void norm1_forward(int n, int train) {
 
 static void norm1_backward(int n) {
   bn_backward(n, 32, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
-              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* gelu1: gelu, (B, 32) -> (B, 32) */
@@ -136,7 +136,7 @@ static void norm2_forward(int n, int train) {
 
 static void norm2_backward(int n) {
   bn_backward(n, 16, dnorm2_out, norm2_xhat, norm2_weight, norm2_rstd, norm2_sdy, norm2_sdyx,
-              norm2_k, dnorm2_weight, dnorm2_bias, dfc2_out);
+              dnorm2_weight, dnorm2_bias, dfc2_out);
 }
 
 /* gelu2: gelu, (B, 16) -> (B, 16) */

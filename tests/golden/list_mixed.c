@@ -72,8 +72,7 @@ static ALIGNED real batchnorm6_out[B * 24], dbatchnorm6_out[B * 24]; /* (B, 24) 
 static ALIGNED real batchnorm6_xhat[B * 24]; /* (B, 24) */
 static double batchnorm6_rstd[24]; /* (24) 1/sqrt(var + eps) */
 static double batchnorm6_mean[24], batchnorm6_var[24]; /* (24) of the batch, or running */
-/* (24) sums of dy, dy*xhat */
-static double batchnorm6_sdy[24], batchnorm6_sdyx[24], batchnorm6_k[24];
+static double batchnorm6_sdy[24], batchnorm6_sdyx[24]; /* (24) sums of dy, dy*xhat */
 static ALIGNED real linear7_out[B * 32], dlinear7_out[B * 32]; /* (B, 32) */
 static ALIGNED real silu8_out[B * 32], dsilu8_out[B * 32]; /* (B, 32) */
 static ALIGNED real dropout9_out[B * 32], ddropout9_out[B * 32]; /* (B, 32) */
@@ -175,8 +174,7 @@ static void batchnorm6_forward(int n, int train) {
 
 static void batchnorm6_backward(int n) {
   bn_backward(n, 24, dbatchnorm6_out, batchnorm6_xhat, batchnorm6_weight, batchnorm6_rstd,
-              batchnorm6_sdy, batchnorm6_sdyx, batchnorm6_k, dbatchnorm6_weight, dbatchnorm6_bias,
-              delu5_out);
+              batchnorm6_sdy, batchnorm6_sdyx, dbatchnorm6_weight, dbatchnorm6_bias, delu5_out);
 }
 
 /* linear7: Linear(24, 32), (B, 24) -> (B, 32) */

@@ -61,8 +61,7 @@ static ALIGNED real batchnorm1_out[B * 256], dbatchnorm1_out[B * 256]; /* (B, 25
 static ALIGNED real batchnorm1_xhat[B * 256]; /* (B, 256) */
 static double batchnorm1_rstd[256]; /* (256) 1/sqrt(var + eps) */
 static double batchnorm1_mean[256], batchnorm1_var[256]; /* (256) of the batch, or running */
-/* (256) sums of dy, dy*xhat */
-static double batchnorm1_sdy[256], batchnorm1_sdyx[256], batchnorm1_k[256];
+static double batchnorm1_sdy[256], batchnorm1_sdyx[256]; /* (256) sums of dy, dy*xhat */
 static ALIGNED real relu2_out[B * 256], drelu2_out[B * 256]; /* (B, 256) */
 static ALIGNED real dropout3_out[B * 256], ddropout3_out[B * 256]; /* (B, 256) */
 static ALIGNED real dropout3_mask[B * 256]; /* (B, 256) 0 or 1/(1 - p) */
@@ -96,8 +95,7 @@ static void batchnorm1_forward(int n, int train) {
 
 static void batchnorm1_backward(int n) {
   bn_backward(n, 256, dbatchnorm1_out, batchnorm1_xhat, batchnorm1_weight, batchnorm1_rstd,
-              batchnorm1_sdy, batchnorm1_sdyx, batchnorm1_k, dbatchnorm1_weight, dbatchnorm1_bias,
-              dlinear0_out);
+              batchnorm1_sdy, batchnorm1_sdyx, dbatchnorm1_weight, dbatchnorm1_bias, dlinear0_out);
 }
 
 /* relu2: relu, (B, 256) -> (B, 256) */

@@ -54,7 +54,7 @@ static ALIGNED real norm1_out[B * 128], dnorm1_out[B * 128]; /* (B, 128) */
 static ALIGNED real norm1_xhat[B * 128]; /* (B, 128) */
 static double norm1_rstd[128]; /* (128) 1/sqrt(var + eps) */
 static double norm1_mean[128], norm1_var[128]; /* (128) of the batch, or running */
-static double norm1_sdy[128], norm1_sdyx[128], norm1_k[128]; /* (128) sums of dy, dy*xhat */
+static double norm1_sdy[128], norm1_sdyx[128]; /* (128) sums of dy, dy*xhat */
 static ALIGNED real relu1_out[B * 128], drelu1_out[B * 128]; /* (B, 128) */
 static ALIGNED real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
@@ -84,7 +84,7 @@ static void norm1_forward(int n, int train) {
 
 static void norm1_backward(int n) {
   bn_backward(n, 128, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
-              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* relu1: relu, (B, 128) -> (B, 128) */

@@ -47,7 +47,7 @@ static ALIGNED real norm1_out[B * 32], dnorm1_out[B * 32]; /* (B, 32) */
 static ALIGNED real norm1_xhat[B * 32]; /* (B, 32) */
 static double norm1_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double norm1_mean[32], norm1_var[32]; /* (32) of the batch, or running */
-static double norm1_sdy[32], norm1_sdyx[32], norm1_k[32]; /* (32) sums of dy, dy*xhat */
+static double norm1_sdy[32], norm1_sdyx[32]; /* (32) sums of dy, dy*xhat */
 static ALIGNED real elu1_out[B * 32], delu1_out[B * 32]; /* (B, 32) */
 static ALIGNED real fc2_out[B * 10], dfc2_out[B * 10]; /* (B, 10) */
 static real loss_lse[B]; /* (B) log-sum-exp of each row less its maximum */
@@ -77,7 +77,7 @@ static void norm1_forward(int n, int train) {
 
 static void norm1_backward(int n) {
   bn_backward(n, 32, dnorm1_out, norm1_xhat, norm1_weight, norm1_rstd, norm1_sdy, norm1_sdyx,
-              norm1_k, dnorm1_weight, dnorm1_bias, dfc1_out);
+              dnorm1_weight, dnorm1_bias, dfc1_out);
 }
 
 /* elu1: elu, (B, 32) -> (B, 32) */

@@ -598,11 +598,11 @@ static void emit_health_entry(Gen *g, int buffers) {
         buffers ? "BatchNorm's buffers put back, " : "");
   emitf(b, "%s  grad(n, x, y);\n", buffers ? "  health_save_buffers();\n" : "");
   for (int i = 0; i < ir->nlayers && buffers; i++) /* y, which training keeps a plane at a time */
-    if (bn_pooled(ir, i)) {
+    if (bn_pooled(ir, i)) { /* (any momentum: the running statistics are put back) */
       const char *k = ir->layers[i].cname;
-      gen_call(b, "  bn2d_forward(", "n, %d, %d, 1, %s_momentum, %s_eps, %s, %s_weight, %s_bias, "
+      gen_call(b, "  bn2d_forward(", "n, %d, %d, 1, 0.0, %s_eps, %s, %s_weight, %s_bias, "
                "%s_running_mean, %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out",
-               ir->layers[i].y.c, ir->layers[i].y.h * ir->layers[i].y.w, k, k,
+               ir->layers[i].y.c, ir->layers[i].y.h * ir->layers[i].y.w, k,
                out_name(ir, i - 1), k, k, k, k, k, k, k, k, k);
     }
   if (buffers)

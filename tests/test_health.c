@@ -239,21 +239,23 @@ static void test_first_layer(void **state) {
    and variance v/(v + eps) ≈ 1 over the batch's positions, so with γ
    (1, 2, 3) and β (0.5, −0.5, 1) the mean is that of β, 1/3, and the
    variance that of γ²·x̂ averaged, 14/3, plus that of β across the
-   channels, 7/18. */
+   channels, 7/18. With momentum 0.1 and with a cumulative average (null),
+   whose factor is no constant of the code. */
 static void test_bn2d_pooled(void **state) {
   (void)state;
-  const char *path = util_path(tmp, "pooled.json");
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fprintf(f, "{\"name\": \"pooled\", \"input\": [1, 6, 6], \"dtype\": \"float64\", "
-          "\"batch_size\": 4, \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 3, "
-          "\"kernel_size\": 3, \"padding\": 1}, {\"type\": \"batchnorm2d\"}, \"relu\", "
-          "{\"type\": \"maxpool2d\", \"kernel_size\": 2}, \"flatten\", "
-          "{\"type\": \"linear\", \"out\": 2}]}\n");
-  fclose(f);
-  static Model m;
-  util_load(path, &m);
-  for (int backend = 0; backend < 2; backend++) {
+  for (int run = 0; run < 4; run++) { /* tcc, gcc; momentum 0.1, then null (cumulative) */
+    int backend = run % 2;
+    const char *path = util_path(tmp, "pooled.json");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"name\": \"pooled\", \"input\": [1, 6, 6], \"dtype\": \"float64\", "
+            "\"batch_size\": 4, \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 3, "
+            "\"kernel_size\": 3, \"padding\": 1}, {\"type\": \"batchnorm2d\"%s}, \"relu\", "
+            "{\"type\": \"maxpool2d\", \"kernel_size\": 2}, \"flatten\", "
+            "{\"type\": \"linear\", \"out\": 2}]}\n", run < 2 ? "" : ", \"momentum\": null");
+    fclose(f);
+    static Model m;
+    util_load(path, &m);
     Jit *j = compile(&m, backend ? BACKEND_GCC : BACKEND_TCC, NULL, NULL);
     const RtNet *net = jit_net(j);
     rt_init(net, 1);
@@ -270,8 +272,8 @@ static void test_bn2d_pooled(void **state) {
     if (!(var <= want + 1e-9 && var > want - 0.01))
       fail_msg("pre_std² %.17g, expected just under %.17g", var, want);
     assert_true(out[RT_POST_MEAN] > 0 && out[RT_POST_STD] > 0);
-    print_message("  batchnorm2d, relu, maxpool2d: pre mean %.4f, pre std %.4f\n",
-                  out[RT_PRE_MEAN], out[RT_PRE_STD]);
+    print_message("  batchnorm2d (momentum %s), relu, maxpool2d: pre mean %.4f, pre std %.4f\n",
+                  run < 2 ? "0.1" : "null", out[RT_PRE_MEAN], out[RT_PRE_STD]);
     jit_free(j);
   }
 }

@@ -299,10 +299,10 @@ static void health(int n, const void *x, const unsigned char *y,
                    double *out) {
   health_save_buffers();
   grad(n, x, y);
-  bn2d_forward(n, 4, 784, 1, batchnorm2d1_momentum, batchnorm2d1_eps, conv2d0_out,
-               batchnorm2d1_weight, batchnorm2d1_bias, batchnorm2d1_running_mean,
-               batchnorm2d1_running_var, batchnorm2d1_mean, batchnorm2d1_var, batchnorm2d1_rstd,
-               batchnorm2d1_xhat, batchnorm2d1_out);
+  bn2d_forward(n, 4, 784, 1, 0.0, batchnorm2d1_eps, conv2d0_out, batchnorm2d1_weight,
+               batchnorm2d1_bias, batchnorm2d1_running_mean, batchnorm2d1_running_var,
+               batchnorm2d1_mean, batchnorm2d1_var, batchnorm2d1_rstd, batchnorm2d1_xhat,
+               batchnorm2d1_out);
   health_restore_buffers();
   act_relu(n * 3136, batchnorm2d1_out, relu2_out, R(0)); /* in training, in maxpool2d3 */
   health_relu(n, 4, 784, batchnorm2d1_out, relu2_out, out + 0); /* layers[2] */

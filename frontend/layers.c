@@ -77,9 +77,10 @@ static int window_shape(const Spec *s, const FeShape *in, int c, FeShape *out, c
     *out = (FeShape){c, h, w, 0};
     return 0;
   }
+  int padded = s->padding[0] || s->padding[1];
   snprintf(why, size, "the kernel %d x %d%s does not fit the %d x %d image it gets%s",
-           s->kernel[0], s->kernel[1], s->padding[0] || s->padding[1] ? " (padded)" : "",
-           in->h, in->w, s->padding[0] || s->padding[1] ? "" : " (padding 0)");
+           s->kernel[0], s->kernel[1], padded ? " (padded)" : "", in->h, in->w,
+           padded || s->kind != LK_CONV2D ? "" : " (padding 0)");
   return -1;
 }
 

@@ -930,7 +930,7 @@ static int check_input(Ctx *c, json_t *v, Model *m) {
     return get_small_int(c, v, 1, MAX_WIDTH, &m->input);
   if (json_array_size(v) != 3)
     return fail(c, "expected features (784) or images [channels, height, width] "
-                "([1, 28, 28]), got %s", got(c, v));
+                "([1, 28, 28]), got an array of %zu", json_array_size(v));
   long n = 1;
   for (size_t i = 0; i < 3; i++) {
     size_t len = enter_index(c, i);

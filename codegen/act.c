@@ -53,7 +53,7 @@ static void emit(Ctx *c) {
   emitf(b, "/* %s: %s, %s -> %s", p, name, ir_shape(&c->l->x), ir_shape(&c->l->y));
   if (c->pooled) { /* (a BatchNorm2d before it normalises in the same kernel) */
     emitf(b, ",\n   in %s's kernels (%s) */\n\n", c->l[1].cname,
-          c->l[-1].kind == L_BATCHNORM2D ? "maxpool2d_bn_relu_forward, maxpool2d_relu_backward"
+          c->l[-1].kind == L_BATCHNORM2D ? "maxpool2d_bn_relu_forward, maxpool2d_relu_bn_backward"
                                          : "maxpool2d_relu_*");
     return;
   }

@@ -89,6 +89,16 @@ static void emit(Ctx *c) {
            "%s_running_var, %s_mean, %s_var, %s_rstd, %s", sizes, m, p,
            x, p, p, p, p, p, p, p, out);
   emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
+  if (c->pooled) { /* the max pooling's and relu's backward too, a channel at a time */
+    const Layer *pool = &l[2];
+    const Spec *ps = &pool->spec;
+    gen_call(b, "  maxpool2d_relu_bn_backward(", "n, %d, %d, %d, %d, %d, %d, %d, d%s_out, %s_arg, "
+             "%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, d%s_weight, d%s_bias, "
+             "%s_dy, d%s", C, l->x.h, l->x.w, ps->kernel[0], ps->kernel[1], ps->stride[0],
+             ps->stride[1], pool->cname, pool->cname, pool->cname, p, p, p, p, p, p, p, p, x);
+    emitf(b, "}\n\n");
+    return;
+  }
   head = call(l, "backward", sizes, sizeof sizes);
   gen_call(b, head, "%s, d%s_out, %s_xhat, %s_weight, %s_rstd, %s_sdy, %s_sdyx, "
            "d%s_weight, d%s_bias, d%s", sizes, p, p, p, p, p, p, p, p, x);

@@ -219,6 +219,13 @@ static void emit_activation_decls(Gen *g) {
       emitf(g->b, "static ALIGNED real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
             l->out, ir_shape(&l->y));
       gen_count(g, B * l->out, 1);
+    } else if (bn_pooled(ir, i)) { /* its gradient a channel at a time */
+      int S = l->y.h * l->y.w;
+      emitf(g->b, "static ALIGNED real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
+            l->out, ir_shape(&l->y));
+      emitf(g->b, "static ALIGNED real %s_dy[B * %d]; /* (B, %d, %d) a channel's dy */\n", p, S,
+            l->y.h, l->y.w);
+      gen_count(g, B * (l->out + S), 1);
     } else if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
       emitf(g->b, "static ALIGNED real %s_out[B * %d], d%s_out[B * %d]; /* %s */\n",
             p, l->out, p, l->out, ir_shape(&l->y));

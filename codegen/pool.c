@@ -35,8 +35,11 @@ static void emit_relu_pooled(Ctx *c, const char *geo, const char *x) {
     gen_call(b, "  maxpool2d_relu_forward(", "n, %s, %s, %s_out, %s_arg", geo, x, p, p);
   }
   emitf(b, "}\n\nstatic void %s_backward(int n) {\n", p);
-  gen_call(b, "  maxpool2d_relu_backward(", "n, %s, d%s_out, %s_arg, %s_out, d%s", geo, p, p, p,
-           x);
+  if (c->bn)
+    emitf(b, "  (void)n; /* in %s's backward (maxpool2d_relu_bn_backward) */\n", c->bn->cname);
+  else
+    gen_call(b, "  maxpool2d_relu_backward(", "n, %s, d%s_out, %s_arg, %s_out, d%s", geo, p, p,
+             p, x);
   emitf(b, "}\n\n");
 }
 

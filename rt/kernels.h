@@ -60,7 +60,7 @@ static inline unsigned long long drop_key(unsigned long long seed, long long ste
   X(mm_xw) X(mm_dw) X(mm_dw_sgd) X(mm_dx) X(conv2d_forward) X(conv2d_backward)        \
   X(maxpool2d_forward) X(maxpool2d_backward) X(maxpool2d_relu_forward)                \
   X(maxpool2d_relu_backward) X(avgpool2d_forward) X(avgpool2d_backward) X(bn2d_forward) \
-  X(bn2d_backward) X(maxpool2d_bn_relu_forward)
+  X(bn2d_backward) X(maxpool2d_bn_relu_forward) X(maxpool2d_relu_bn_backward)
 #define RT_KERNELS_SMALL(X)                                                           \
   X(mm_load) X(mm_db) X(bn_forward) X(bn_backward) X(ln_forward) X(ln_backward)       \
   X(drop_forward) X(drop_backward) X(xent_forward) X(xent_backward) X(xent_smooth)    \
@@ -156,6 +156,11 @@ static void (*maxpool2d_bn_relu_forward)(int n, int C, int H, int W, int KH, int
                                          const double *rstd, const real *gamma,
                                          const real *beta, real *xhat, real *z, real *y,
                                          int *arg);
+static void (*maxpool2d_relu_bn_backward)(int n, int C, int H, int W, int KH, int KW, int SH,
+                                          int SW, const real *g, const int *arg, const real *y,
+                                          const real *xhat, const real *gamma,
+                                          const double *rstd, double *sdy, double *sdyx,
+                                          real *dgamma, real *dbeta, real *z, real *dx);
 #endif
 
 #ifdef MLPC_KERNEL_BIND
@@ -2075,13 +2080,13 @@ MM_INLINE double bn2d_halves_v(const __m512d *p) {
 /* bn2d_sum with its 32 partial sums in four vectors of doubles, each
    term added in the lanes of its position only; with kind 0 and x2,
    also the sum of kind 2 into *sum2, in the same pass over x. */
-MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
+MM_INLINE double bn2d_sum_v(int n, int S, long sx, long sx2, int kind, const real *x,
                             const real *x2, double mean, double *sum2) {
   __m512d p[4], p2[4], t[4], mv = _mm512_set1_pd(mean);
   for (int q = 0; q < 4; q++)
     p[q] = p2[q] = _mm512_setzero_pd();
   for (int r = 0; r < n; r++) {
-    const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
+    const real *a = x + r * sx, *b = x2 ? x2 + r * sx2 : 0;
     for (int s0 = 0; s0 < S; s0 += 32) {
       unsigned m0 = S - s0 >= 16 ? 0xffff : (1u << (S - s0)) - 1;
       unsigned m1 = S - s0 >= 32 ? 0xffff : S - s0 <= 16 ? 0 : (1u << (S - s0 - 16)) - 1;
@@ -2107,23 +2112,24 @@ MM_INLINE double bn2d_sum_v(int n, int C, int S, int c, int kind, const real *x,
 }
 #endif
 
-/* A sum over channel c's elements of x (n, C, S) in double, of terms x
-   (kind 0), (x − mean)² (1) or x·x2, the product in real (2): element s
-   of each sample goes to partial sum s mod BN2D_PARTS, each partial
-   summed in increasing (sample, position); the partials are then added
-   in halves (partial l and l + 16, then l and l + 8, ...). With S = 1,
-   one partial: bn_forward's sums in bn_forward's order. With kind 0 and
-   sum2 not null, also the sum of kind 2 (x·x2) into *sum2, in the same
-   pass over x, each sum in its own order. */
-MM_INLINE double bn2d_sum(int n, int C, int S, int c, int kind, const real *x,
+/* A sum over a channel's n planes of S elements in double, sample r's
+   plane at x + r·sx (and x2 + r·sx2), of terms x (kind 0), (x − mean)²
+   (1) or x·x2, the product in real (2): element s of each plane goes to
+   partial sum s mod BN2D_PARTS, each partial summed in increasing
+   (sample, position); the partials are then added in halves (partial l
+   and l + 16, then l and l + 8, ...). With S = 1, one partial:
+   bn_forward's sums in bn_forward's order. With kind 0 and sum2 not
+   null, also the sum of kind 2 (x·x2) into *sum2, in the same pass over
+   x, each sum in its own order. */
+MM_INLINE double bn2d_sum(int n, int S, long sx, long sx2, int kind, const real *x,
                           const real *x2, double mean, double *sum2) {
 #ifdef MM_SIMD
   if (BN2D_PARTS == 32)
-    return bn2d_sum_v(n, C, S, c, kind, x, x2, mean, sum2);
+    return bn2d_sum_v(n, S, sx, sx2, kind, x, x2, mean, sum2);
 #endif
   double p[BN2D_PARTS] = {0}, p2[BN2D_PARTS] = {0};
   for (int r = 0; r < n; r++) {
-    const real *a = x + ((long)r * C + c) * S, *b = x2 ? x2 + ((long)r * C + c) * S : 0;
+    const real *a = x + r * sx, *b = x2 ? x2 + r * sx2 : 0;
     for (int s0 = 0; s0 < S; s0 += BN2D_PARTS) {
       int m = MM_MIN(BN2D_PARTS, S - s0);
       for (int l = 0; l < m; l++) {
@@ -2165,8 +2171,9 @@ MLPC_KERNEL void bn2d_forward(int n, int C, int S, int train, double m, double e
   long N = (long)n * S;
   for (int c = 0; c < C; c++) {
     if (train) {
-      mean[c] = bn2d_sum(n, C, S, c, 0, x, 0, 0, 0) / N;
-      var[c] = bn2d_sum(n, C, S, c, 1, x, 0, mean[c], 0) / N;
+      const real *xc = x + (long)c * S; /* its planes, C·S apart */
+      mean[c] = bn2d_sum(n, S, (long)C * S, 0, 0, xc, 0, 0, 0) / N;
+      var[c] = bn2d_sum(n, S, (long)C * S, 0, 1, xc, 0, mean[c], 0) / N;
       run_mean[c] = (real)((1 - m) * run_mean[c] + m * mean[c]);
       run_var[c] = (real)((1 - m) * run_var[c] + m * var[c] * N / (N - 1));
     } else
@@ -2198,21 +2205,52 @@ MLPC_KERNEL void maxpool2d_bn_relu_forward(int n, int C, int H, int W, int KH, i
   }
 }
 
+/* bn2d_backward for channel c, its planes of dy ds apart (those of xhat
+   and dx C·S apart, from channel c's first): the sums (bn2d_sum, one
+   pass for both), dgamma, dbeta, then dx by bn_dx while the channel is
+   in cache. */
+MM_INLINE void bn2d_back_channel(int n, int C, int S, int c, const real *dy, long ds,
+                                 const real *xhat, const real *gamma, const double *rstd,
+                                 double *sdy, double *sdyx, real *dgamma, real *dbeta,
+                                 real *dx) {
+  long N = (long)n * S, cs = (long)C * S;
+  xhat += (long)c * S, dx += (long)c * S;
+  sdy[c] = bn2d_sum(n, S, ds, cs, 0, dy, xhat, 0, &sdyx[c]);
+  dgamma[c] = (real)sdyx[c];
+  dbeta[c] = (real)sdy[c];
+  for (int r = 0; r < n; r++)
+    bn_dx(S, 1, dy + r * ds, xhat + r * cs, (real)(sdy[c] / N), (real)(sdyx[c] / N),
+          (real)(gamma[c] * rstd[c]), dx + r * cs);
+}
+
 /* Backward: bn_backward with the sums of channel c over the batch and
    its S positions (bn2d_sum), N = n·S. */
 MLPC_KERNEL void bn2d_backward(int n, int C, int S, const real *dy, const real *xhat,
                                const real *gamma, const double *rstd, double *sdy,
                                double *sdyx, real *dgamma, real *dbeta, real *dx) {
-  long N = (long)n * S;
+  for (int c = 0; c < C; c++)
+    bn2d_back_channel(n, C, S, c, dy + (long)c * S, (long)C * S, xhat, gamma, rstd, sdy, sdyx,
+                      dgamma, dbeta, dx);
+}
+
+/* The backward of maxpool2d_bn_relu_forward's three layers, a channel
+   at a time: the channel's n planes of dy at BatchNorm2d's output as
+   maxpool2d_relu_backward computes them from the pooling's gradient g,
+   arg and output y (n, C, OH, OW), into z (n·H·W reals of scratch),
+   then bn2d_backward's sums and dx from z, in the level-2 cache rather
+   than the batch's dy in memory. The same bits as the two kernels. */
+MLPC_KERNEL void maxpool2d_relu_bn_backward(int n, int C, int H, int W, int KH, int KW, int SH,
+                                            int SW, const real *g, const int *arg,
+                                            const real *y, const real *xhat, const real *gamma,
+                                            const double *rstd, double *sdy, double *sdyx,
+                                            real *dgamma, real *dbeta, real *z, real *dx) {
+  int S = H * W, P = conv_out(H, KH, SH, 0) * conv_out(W, KW, SW, 0);
   for (int c = 0; c < C; c++) {
-    sdy[c] = bn2d_sum(n, C, S, c, 0, dy, xhat, 0, &sdyx[c]); /* one pass, both sums */
-    dgamma[c] = (real)sdyx[c];
-    dbeta[c] = (real)sdy[c];
-    for (int r = 0; r < n; r++) { /* while the channel is in cache */
-      long e = ((long)r * C + c) * S;
-      bn_dx(S, 1, dy + e, xhat + e, (real)(sdy[c] / N), (real)(sdyx[c] / N),
-            (real)(gamma[c] * rstd[c]), dx + e);
+    for (int r = 0; r < n; r++) {
+      long q = ((long)r * C + c) * P;
+      maxpool2d_back_run(1, 1, H, W, KH, KW, SH, SW, g + q, arg + q, y + q, z + (long)r * S);
     }
+    bn2d_back_channel(n, C, S, c, z, S, xhat, gamma, rstd, sdy, sdyx, dgamma, dbeta, dx);
   }
 }
 

@@ -832,6 +832,10 @@ typedef void MaxBnFwdFn(int, int, int, int, int, int, int, int, const void *, co
 typedef void MaxReluBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
                           const void *, void *);
 
+typedef void MaxReluBnBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
+                            const void *, const void *, const void *, const double *, double *,
+                            double *, void *, void *, void *, void *);
+
 /* maxpool2d_relu_forward and _backward against act_relu, maxpool2d_forward,
    maxpool2d_backward and act_relu_back run one after the other, bit for
    bit (the sign of zero too), on values with zeros of both signs, NaN and
@@ -896,6 +900,29 @@ static void check_maxpool_relu(const Copy *c, const Shape *s) {
   free(kept);
   same_bits(c, "maxpool2d_bn_relu_forward", s->n, s->C, s->H, y[0], y[1], len);
   assert_memory_equal(arg[0], arg[1], sizeof(int) * len);
+  /* its backward: maxpool2d_relu_backward (into r), then bn2d_backward
+     (into t), against maxpool2d_relu_bn_backward (into x, through n
+     planes of scratch in dx[1]), x̂ being dx[0] */
+  ((MaxReluBwdFn *)find(c, "maxpool2d_relu_backward"))(s->n, s->C, s->H, s->W, s->KH, s->KW,
+                                                       s->SH, s->SW, dy, arg[1], y[1], r);
+  void *g2[2][2] = {{values(c->f64, s->C, 0), values(c->f64, s->C, 0)},
+                    {values(c->f64, s->C, 0), values(c->f64, s->C, 0)}};
+  double *sums = malloc(sizeof(double) * 4 * s->C);
+  ((Bn2dBwdFn *)find(c, "bn2d_backward"))(s->n, s->C, S, r, dx[0], gamma, st + 2 * s->C, sums,
+                                          sums + s->C, g2[0][0], g2[0][1], t);
+  rest = (size_t)(in - (long)s->n * S) * sz; /* past n planes: not to be touched */
+  kept = malloc(rest + 1);
+  memcpy(kept, (char *)dx[1] + (size_t)s->n * S * sz, rest);
+  ((MaxReluBnBwdFn *)find(c, "maxpool2d_relu_bn_backward"))(
+    s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH, s->SW, dy, arg[1], y[1], dx[0], gamma,
+    st + 2 * s->C, sums + 2 * s->C, sums + 3 * s->C, g2[1][0], g2[1][1], dx[1], x);
+  same_bits(c, "maxpool2d_relu_bn_backward dx", s->n, s->C, s->H, t, x, in);
+  same_bits(c, "maxpool2d_relu_bn_backward dgamma", 1, 1, 1, g2[0][0], g2[1][0], s->C);
+  same_bits(c, "maxpool2d_relu_bn_backward dbeta", 1, 1, 1, g2[0][1], g2[1][1], s->C);
+  assert_memory_equal(sums, sums + 2 * s->C, sizeof(double) * 2 * s->C);
+  if (memcmp(kept, (char *)dx[1] + (size_t)s->n * S * sz, rest))
+    fail_msg("%s: maxpool2d_relu_bn_backward wrote past its n planes of dy", c->name);
+  free(kept), free(sums), free(g2[0][0]), free(g2[0][1]), free(g2[1][0]), free(g2[1][1]);
   free(x), free(r), free(dy), free(y[0]), free(y[1]), free(dx[0]), free(dx[1]), free(t);
   free(arg[0]), free(arg[1]), free(gamma), free(beta), free(rm), free(rv), free(st);
 }

@@ -59,7 +59,8 @@ static ALIGNED real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the real
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static ALIGNED real conv2d0_out[B * 12544], dconv2d0_out[B * 12544]; /* (B, 16, 28, 28) */
 static ALIGNED real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a sample */
-static ALIGNED real batchnorm2d1_out[B * 12544], dbatchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28) */
+static ALIGNED real batchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28), for the health figures only */
+static ALIGNED real batchnorm2d1_dy[B * 784]; /* (B, 28, 28) a channel's dy */
 static ALIGNED real batchnorm2d1_plane[784]; /* (28, 28) a plane of y, in maxpool2d3's kernel */
 static ALIGNED real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
 static double batchnorm2d1_rstd[16]; /* (16) 1/sqrt(var + eps) */
@@ -70,7 +71,8 @@ static ALIGNED real maxpool2d3_out[B * 3136], dmaxpool2d3_out[B * 3136]; /* (B, 
 static int maxpool2d3_arg[B * 3136]; /* (B, 16, 14, 14) h * W + w of each maximum */
 static ALIGNED real conv2d4_out[B * 6272], dconv2d4_out[B * 6272]; /* (B, 32, 14, 14) */
 static ALIGNED real conv2d4_col[28224], conv2d4_dcol[28224]; /* (C*KH*KW, OH*OW) a sample */
-static ALIGNED real batchnorm2d5_out[B * 6272], dbatchnorm2d5_out[B * 6272]; /* (B, 32, 14, 14) */
+static ALIGNED real batchnorm2d5_out[B * 6272]; /* (B, 32, 14, 14), for the health figures only */
+static ALIGNED real batchnorm2d5_dy[B * 196]; /* (B, 14, 14) a channel's dy */
 static ALIGNED real batchnorm2d5_plane[196]; /* (14, 14) a plane of y, in maxpool2d7's kernel */
 static ALIGNED real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
 static double batchnorm2d5_rstd[32]; /* (32) 1/sqrt(var + eps) */
@@ -110,13 +112,15 @@ static void batchnorm2d1_forward(int n, int train) {
 }
 
 static void batchnorm2d1_backward(int n) {
-  bn2d_backward(n, 16, 784, dbatchnorm2d1_out, batchnorm2d1_xhat, batchnorm2d1_weight,
-                batchnorm2d1_rstd, batchnorm2d1_sdy, batchnorm2d1_sdyx, dbatchnorm2d1_weight,
-                dbatchnorm2d1_bias, dconv2d0_out);
+  maxpool2d_relu_bn_backward(n, 16, 28, 28, 2, 2, 2, 2, dmaxpool2d3_out, maxpool2d3_arg,
+                             maxpool2d3_out, batchnorm2d1_xhat, batchnorm2d1_weight,
+                             batchnorm2d1_rstd, batchnorm2d1_sdy, batchnorm2d1_sdyx,
+                             dbatchnorm2d1_weight, dbatchnorm2d1_bias, batchnorm2d1_dy,
+                             dconv2d0_out);
 }
 
 /* relu2: relu, (B, 16, 28, 28) -> (B, 16, 28, 28),
-   in maxpool2d3's kernels (maxpool2d_bn_relu_forward, maxpool2d_relu_backward) */
+   in maxpool2d3's kernels (maxpool2d_bn_relu_forward, maxpool2d_relu_bn_backward) */
 
 /* maxpool2d3: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 16, 28, 28) -> (B, 16, 14, 14) */
@@ -127,8 +131,7 @@ static void maxpool2d3_forward(int n) { /* maxpool2d3(relu(batchnorm2d1(conv2d0_
 }
 
 static void maxpool2d3_backward(int n) {
-  maxpool2d_relu_backward(n, 16, 28, 28, 2, 2, 2, 2, dmaxpool2d3_out, maxpool2d3_arg,
-                          maxpool2d3_out, dbatchnorm2d1_out);
+  (void)n; /* in batchnorm2d1's backward (maxpool2d_relu_bn_backward) */
 }
 
 /* conv2d4: Conv2d(16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)),
@@ -159,13 +162,15 @@ static void batchnorm2d5_forward(int n, int train) {
 }
 
 static void batchnorm2d5_backward(int n) {
-  bn2d_backward(n, 32, 196, dbatchnorm2d5_out, batchnorm2d5_xhat, batchnorm2d5_weight,
-                batchnorm2d5_rstd, batchnorm2d5_sdy, batchnorm2d5_sdyx, dbatchnorm2d5_weight,
-                dbatchnorm2d5_bias, dconv2d4_out);
+  maxpool2d_relu_bn_backward(n, 32, 14, 14, 2, 2, 2, 2, dmaxpool2d7_out, maxpool2d7_arg,
+                             maxpool2d7_out, batchnorm2d5_xhat, batchnorm2d5_weight,
+                             batchnorm2d5_rstd, batchnorm2d5_sdy, batchnorm2d5_sdyx,
+                             dbatchnorm2d5_weight, dbatchnorm2d5_bias, batchnorm2d5_dy,
+                             dconv2d4_out);
 }
 
 /* relu6: relu, (B, 32, 14, 14) -> (B, 32, 14, 14),
-   in maxpool2d7's kernels (maxpool2d_bn_relu_forward, maxpool2d_relu_backward) */
+   in maxpool2d7's kernels (maxpool2d_bn_relu_forward, maxpool2d_relu_bn_backward) */
 
 /* maxpool2d7: MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
    (B, 32, 14, 14) -> (B, 32, 7, 7) */
@@ -176,8 +181,7 @@ static void maxpool2d7_forward(int n) { /* maxpool2d7(relu(batchnorm2d5(conv2d4_
 }
 
 static void maxpool2d7_backward(int n) {
-  maxpool2d_relu_backward(n, 32, 14, 14, 2, 2, 2, 2, dmaxpool2d7_out, maxpool2d7_arg,
-                          maxpool2d7_out, dbatchnorm2d5_out);
+  (void)n; /* in batchnorm2d5's backward (maxpool2d_relu_bn_backward) */
 }
 
 /* linear9: Linear(1568, 10), (B, 1568) -> (B, 10) */

@@ -5,7 +5,8 @@
  * arithmetic is rt/kernels.h's bn_forward and bn_backward (1d) and
  * bn2d_forward and bn2d_backward; where relu and max pooling follow a
  * BatchNorm2d, its forward computes the statistics alone and the
- * pooling's kernel normalises (maxpool2d_bn_relu_forward). Inference C
+ * pooling's kernel normalises (maxpool2d_bn_relu_forward), and its
+ * backward is the three layers' (maxpool2d_relu_bn_backward). Inference C
  * folds a BatchNorm1d into a linear layer right before it, and otherwise
  * computes the evaluation mode.
  */

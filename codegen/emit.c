@@ -93,7 +93,9 @@ static int relu_pooled(const Ir *ir, int i) {
 
 /* Whether layer i is a BatchNorm2d right before such a relu: the max
    pooling's kernel then normalises as well (maxpool2d_bn_relu_forward),
-   a plane at a time, from the statistics the BatchNorm2d computed. */
+   a plane at a time, from the statistics the BatchNorm2d computed, and
+   the BatchNorm2d's backward is the three layers' (a channel at a time,
+   maxpool2d_relu_bn_backward), the pooling's none. */
 static int bn_pooled(const Ir *ir, int i) {
   return ir->layers[i].kind == L_BATCHNORM2D && i + 2 < ir->nlayers && relu_pooled(ir, i + 1);
 }

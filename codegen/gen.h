@@ -54,7 +54,8 @@ typedef struct {
                         filled only for the health figures; or a
                         BatchNorm2d right before such a relu, whose x̂
                         and y that pooling's forward writes
-                        (maxpool2d_bn_relu_forward)                     */
+                        (maxpool2d_bn_relu_forward) and whose backward
+                        is the three layers' (maxpool2d_relu_bn_backward) */
   const char *relu_in; /* a max pooling that computes the relu before it:
                         the relu's input buffer; else NULL               */
   const Layer *bn;   /* such a max pooling that computes the BatchNorm2d

@@ -21,7 +21,7 @@ static void decls(Gen *g, const Layer *l) {
    the backward's dx that of relu's input. Where a BatchNorm2d comes
    before the relu, the forward normalises too, from the BatchNorm2d's
    input and statistics, writing its x̂, and its y a plane at a time into
-   the BatchNorm2d's _plane. */
+   the BatchNorm2d's _plane; the backward is then the BatchNorm2d's. */
 static void emit_relu_pooled(Ctx *c, const char *geo, const char *x) {
   Buf *b = c->g->b;
   const char *p = c->p;

@@ -217,26 +217,22 @@ static void emit_activation_decls(Gen *g) {
   for (int i = 0; i < ir->nlayers; i++) {
     const Layer *l = &ir->layers[i];
     const char *p = l->cname;
-    if (relu_pooled(ir, i)) { /* no gradient of its own */
+    if (relu_pooled(ir, i) || bn_pooled(ir, i)) { /* no gradient of the batch's */
       emitf(g->b, "static ALIGNED real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
             l->out, ir_shape(&l->y));
       gen_count(g, B * l->out, 1);
-    } else if (bn_pooled(ir, i)) { /* its gradient a channel at a time */
-      int S = l->y.h * l->y.w;
-      emitf(g->b, "static ALIGNED real %s_out[B * %d]; /* %s, for the health figures only */\n", p,
-            l->out, ir_shape(&l->y));
-      emitf(g->b, "static ALIGNED real %s_dy[B * %d]; /* (B, %d, %d) a channel's dy */\n", p, S,
-            l->y.h, l->y.w);
-      gen_count(g, B * (l->out + S), 1);
     } else if (l->kind != L_LOSS && !layer_units[l->kind]->alias) {
       emitf(g->b, "static ALIGNED real %s_out[B * %d], d%s_out[B * %d]; /* %s */\n",
             p, l->out, p, l->out, ir_shape(&l->y));
       gen_count(g, 2 * B * l->out, 1);
     }
-    if (bn_pooled(ir, i)) {
+    if (bn_pooled(ir, i)) { /* its y a plane at a time, its dy a channel at a time */
+      int S = l->y.h * l->y.w;
       emitf(g->b, "static ALIGNED real %s_plane[%d]; /* (%d, %d) a plane of y, in %s's kernel */\n",
-            p, l->y.h * l->y.w, l->y.h, l->y.w, l[2].cname);
-      gen_count(g, l->y.h * l->y.w, 1);
+            p, S, l->y.h, l->y.w, l[2].cname);
+      emitf(g->b, "static ALIGNED real %s_dy[B * %d]; /* (B, %d, %d) a channel's dy */\n", p, S,
+            l->y.h, l->y.w);
+      gen_count(g, (B + 1) * S, 1);
     }
     if (layer_units[l->kind]->decls)
       layer_units[l->kind]->decls(g, l);

@@ -832,6 +832,24 @@ typedef void MaxBnFwdFn(int, int, int, int, int, int, int, int, const void *, co
 typedef void MaxReluBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
                           const void *, void *);
 
+/* A copy of buf's reals from `from` to `to`, which untouched then
+   compares with them (and frees). */
+static void *kept_from(const Copy *c, const void *buf, long from, long to) {
+  size_t sz = c->f64 ? 8 : 4;
+  void *kept = malloc((size_t)(to - from) * sz + 1);
+  memcpy(kept, (const char *)buf + from * sz, (size_t)(to - from) * sz);
+  return kept;
+}
+
+/* Fails unless buf's reals from `from` to `to` are still those kept. */
+static void untouched(const Copy *c, const char *what, void *kept, const void *buf, long from,
+                      long to) {
+  size_t sz = c->f64 ? 8 : 4;
+  if (memcmp(kept, (const char *)buf + from * sz, (size_t)(to - from) * sz))
+    fail_msg("%s: %s", c->name, what);
+  free(kept);
+}
+
 typedef void MaxReluBnBwdFn(int, int, int, int, int, int, int, int, const void *, const int *,
                             const void *, const void *, const void *, const double *, double *,
                             double *, void *, void *, void *, void *);
@@ -885,9 +903,7 @@ static void check_maxpool_relu(const Copy *c, const Shape *s) {
                                                   s->SW, r, y[0], arg[0]);
   run_bn2d(c, s->n, s->C, S, 1, x, gamma, beta, rm, rv, st + 3 * s->C, 0, 0);
   assert_memory_equal(st, st + 3 * s->C, sizeof(double) * 3 * s->C);
-  size_t rest = (size_t)(in - S) * (c->f64 ? 8 : 4); /* past the plane: not to be touched */
-  void *kept = malloc(rest + 1);
-  memcpy(kept, (char *)dx[1] + (size_t)S * (c->f64 ? 8 : 4), rest);
+  void *kept = kept_from(c, dx[1], S, in); /* past the plane: not to be touched */
   ((MaxBnFwdFn *)find(c, "maxpool2d_bn_relu_forward"))(s->n, s->C, s->H, s->W, s->KH, s->KW,
                                                        s->SH, s->SW, x, st, st + 2 * s->C,
                                                        gamma, beta, dx[0], dx[1], y[1], arg[1]);
@@ -895,9 +911,7 @@ static void check_maxpool_relu(const Copy *c, const Shape *s) {
   int sz = c->f64 ? 8 : 4;
   same_bits(c, "maxpool2d_bn_relu_forward BatchNorm2d's y", 1, 1, s->H,
             (char *)r + (in - S) * sz, dx[1], S);
-  if (memcmp(kept, (char *)dx[1] + (size_t)S * sz, rest))
-    fail_msg("%s: maxpool2d_bn_relu_forward wrote past its plane of y", c->name);
-  free(kept);
+  untouched(c, "maxpool2d_bn_relu_forward wrote past its plane of y", kept, dx[1], S, in);
   same_bits(c, "maxpool2d_bn_relu_forward", s->n, s->C, s->H, y[0], y[1], len);
   assert_memory_equal(arg[0], arg[1], sizeof(int) * len);
   /* its backward: maxpool2d_relu_backward (into r), then bn2d_backward
@@ -910,9 +924,7 @@ static void check_maxpool_relu(const Copy *c, const Shape *s) {
   double *sums = malloc(sizeof(double) * 4 * s->C);
   ((Bn2dBwdFn *)find(c, "bn2d_backward"))(s->n, s->C, S, r, dx[0], gamma, st + 2 * s->C, sums,
                                           sums + s->C, g2[0][0], g2[0][1], t);
-  rest = (size_t)(in - (long)s->n * S) * sz; /* past n planes: not to be touched */
-  kept = malloc(rest + 1);
-  memcpy(kept, (char *)dx[1] + (size_t)s->n * S * sz, rest);
+  kept = kept_from(c, dx[1], (long)s->n * S, in); /* past n planes: not to be touched */
   ((MaxReluBnBwdFn *)find(c, "maxpool2d_relu_bn_backward"))(
     s->n, s->C, s->H, s->W, s->KH, s->KW, s->SH, s->SW, dy, arg[1], y[1], dx[0], gamma,
     st + 2 * s->C, sums + 2 * s->C, sums + 3 * s->C, g2[1][0], g2[1][1], dx[1], x);
@@ -920,9 +932,9 @@ static void check_maxpool_relu(const Copy *c, const Shape *s) {
   same_bits(c, "maxpool2d_relu_bn_backward dgamma", 1, 1, 1, g2[0][0], g2[1][0], s->C);
   same_bits(c, "maxpool2d_relu_bn_backward dbeta", 1, 1, 1, g2[0][1], g2[1][1], s->C);
   assert_memory_equal(sums, sums + 2 * s->C, sizeof(double) * 2 * s->C);
-  if (memcmp(kept, (char *)dx[1] + (size_t)s->n * S * sz, rest))
-    fail_msg("%s: maxpool2d_relu_bn_backward wrote past its n planes of dy", c->name);
-  free(kept), free(sums), free(g2[0][0]), free(g2[0][1]), free(g2[1][0]), free(g2[1][1]);
+  untouched(c, "maxpool2d_relu_bn_backward wrote past its n planes of dy", kept, dx[1],
+            (long)s->n * S, in);
+  free(sums), free(g2[0][0]), free(g2[0][1]), free(g2[1][0]), free(g2[1][1]);
   free(x), free(r), free(dy), free(y[0]), free(y[1]), free(dx[0]), free(dx[1]), free(t);
   free(arg[0]), free(arg[1]), free(gamma), free(beta), free(rm), free(rv), free(st);
 }

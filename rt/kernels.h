@@ -1824,53 +1824,104 @@ MM_INLINE unsigned pool_takes_v(mm_v v, mm_v m) {
          _mm512_cmp_pd_mask(vd, vd, _CMP_UNORD_Q);
 }
 
-/* relu's x < 0 ? 0 : x in each lane (NaN and −0 kept). */
+/* relu's x < 0 ? 0 : x in each lane (NaN and −0 kept): the maximum
+   of +0 and v, which is v where v is NaN or a zero. */
 MM_INLINE mm_v pool_relu_v(mm_v v) {
   if (sizeof(real) == 4)
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
-                                _mm512_setzero_ps());
-  __m512d vd = _mm512_castps_pd(v);
-  return _mm512_castpd_ps(_mm512_mask_blend_pd(
-    _mm512_cmp_pd_mask(vd, _mm512_setzero_pd(), _CMP_LT_OQ), vd, _mm512_setzero_pd()));
+    return _mm512_max_ps(_mm512_setzero_ps(), v);
+  return _mm512_castpd_ps(_mm512_max_pd(_mm512_setzero_pd(), _mm512_castps_pd(v)));
 }
 
-/* maxpool2d_forward's outputs ow0 .. ow0 + cnt of row oh of a plane, a
-   lane each, for strides SW of 1 or 2; of relu(x) where relu is set. */
-MM_INLINE void maxpool_row_v(int relu, int W, int OW, int KH, int KW, int SH, int SW, int oh,
-                             int ow0, int cnt, const real *x, real *y, int *arg) {
-  __m512i step = _mm512_mullo_epi32(
-    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(SW));
+/* Lanes p .. p + len of the pair of vectors a, b (a's lanes first, then
+   b's) from src[0 .. len), the other lanes kept. */
+MM_INLINE void pool_load_seg(const real *src, int p, int len, mm_v *a, mm_v *b) {
+  unsigned ma = conv_lanes(0, p, p + len), mb = conv_lanes(MM_V, p, p + len);
+  if (sizeof(real) == 4) {
+    if (ma)
+      *a = _mm512_mask_loadu_ps(*a, (__mmask16)ma, (const float *)(src - p));
+    if (mb)
+      *b = _mm512_mask_loadu_ps(*b, (__mmask16)mb, (const float *)(src - p + MM_V));
+    return;
+  }
+  if (ma)
+    *a = _mm512_castpd_ps(
+      _mm512_mask_loadu_pd(_mm512_castps_pd(*a), (__mmask8)ma, (const double *)(src - p)));
+  if (mb)
+    *b = _mm512_castpd_ps(_mm512_mask_loadu_pd(_mm512_castps_pd(*b), (__mmask8)mb,
+                                               (const double *)(src - p + MM_V)));
+}
+
+/* Lane l's place in a plane, relative to its first window's first pixel,
+   where a vector holds windows ow0 .. of rows of OW windows, SH·W
+   pixels apart: row l / OW, window l mod OW. */
+MM_INLINE __m512i pool_base_v(int OW, int SHW, int SW) {
+  int at[16];
+  for (int l = 0; l < 16; l++)
+    at[l] = l / OW * SHW + l % OW * SW;
+  return _mm512_loadu_si512((const void *)at);
+}
+
+/* maxpool2d_forward's outputs of R rows oh .. oh + R of a plane, windows
+   ow0 .. ow0 + cnt of each (cnt = OW unless R is 1), R·cnt <= MM_V of
+   them, a lane each, for strides SW of 1 or 2; of relu(x) where relu is
+   set. A row's pixels of a tap go to lanes SW·cnt apart (rows of few
+   windows share a vector), of which the even ones are the windows'
+   where SW is 2; base is pool_base_v's. */
+MM_INLINE void maxpool_rows_v(int relu, int W, int OW, int KH, int KW, int SH, int SW, int oh,
+                              int R, int ow0, int cnt, __m512i base, const real *x, real *y,
+                              int *arg) {
   mm_v m = mm_vset(0);
   __m512i at = _mm512_setzero_si512();
   for (int i = 0; i < KH; i++)
     for (int j = 0; j < KW; j++) {
       int e = (oh * SH + i) * W + ow0 * SW + j;
-      mm_v v = pool_get_v(x + e, SW, cnt);
+      mm_v v = mm_vset(0), b = mm_vset(0);
+      for (int k = 0; k < R; k++)
+        pool_load_seg(x + e + k * SH * W, k * SW * cnt, SW * (cnt - 1) + 1, &v, &b);
+      if (SW == 2 && sizeof(real) == 4)
+        v = _mm512_permutex2var_ps(
+          v, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0), b);
+      else if (SW == 2)
+        v = _mm512_castpd_ps(_mm512_permutex2var_pd(_mm512_castps_pd(v),
+                                                    _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0),
+                                                    _mm512_castps_pd(b)));
       if (relu)
         v = pool_relu_v(v);
-      __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(e), step);
       unsigned take = i + j == 0 ? 0xffff : pool_takes_v(v, m);
       m = sizeof(real) == 4 ? _mm512_mask_blend_ps((__mmask16)take, m, v)
                             : _mm512_castpd_ps(_mm512_mask_blend_pd(
                                 (__mmask8)take, _mm512_castps_pd(m), _mm512_castps_pd(v)));
-      at = _mm512_mask_blend_epi32((__mmask16)take, at, idx);
+      at = _mm512_mask_blend_epi32((__mmask16)take, at,
+                                   _mm512_add_epi32(base, _mm512_set1_epi32(e)));
     }
-  mm_vstorem(y + oh * OW + ow0, conv_lanes(0, 0, cnt), m);
-  _mm512_mask_storeu_epi32(arg + oh * OW + ow0, (__mmask16)conv_lanes(0, 0, cnt), at);
+  mm_vstorem(y + oh * OW + ow0, conv_lanes(0, 0, R * cnt), m);
+  _mm512_mask_storeu_epi32(arg + oh * OW + ow0, (__mmask16)conv_lanes(0, 0, R * cnt), at);
 }
 #endif
 
-/* maxpool2d_forward of x, or of relu(x) where relu is set. */
+/* maxpool2d_forward of x, or of relu(x) where relu is set. With vectors
+   (strides 1 and 2), MM_V windows of a row at a time, or as many rows
+   as fit whole in a vector where they are short. */
 MM_INLINE void maxpool2d_run(int relu, int n, int C, int H, int W, int KH, int KW, int SH,
                              int SW, const real *x, real *y, int *arg) {
   int OH = conv_out(H, KH, SH, 0), OW = conv_out(W, KW, SW, 0);
+#ifdef MM_SIMD
+  int R = OW <= MM_V / 2 ? MM_V / OW : 1; /* rows a vector */
+  __m512i base = pool_base_v(R > 1 ? OW : 16, SH * W, SW);
+#endif
   for (long q = 0; q < (long)n * C; q++, x += (long)H * W, y += OH * OW, arg += OH * OW)
     for (int oh = 0; oh < OH; oh++) {
       int ow = 0;
 #ifdef MM_SIMD
+      if (SW <= 2 && R > 1) {
+        int rk = MM_MIN(R, OH - oh);
+        maxpool_rows_v(relu, W, OW, KH, KW, SH, SW, oh, rk, 0, OW, base, x, y, arg);
+        oh += rk - 1;
+        continue;
+      }
       for (; ow < OW && SW <= 2; ow += MM_V)
-        maxpool_row_v(relu, W, OW, KH, KW, SH, SW, oh, ow, MM_MIN(MM_V, OW - ow), x, y,
-                      arg);
+        maxpool_rows_v(relu, W, OW, KH, KW, SH, SW, oh, 1, ow, MM_MIN(MM_V, OW - ow), base, x,
+                       y, arg);
 #endif
       for (; ow < OW; ow++) {
         int at = oh * SH * W + ow * SW;

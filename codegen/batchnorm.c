@@ -26,20 +26,31 @@ static void plan(Gen *g, const Layer *l) {
   gen_tensor(g, l->cname, l->tname, "num_batches_tracked", RT_BUF_ZERO, 1, 0)->i64 = 1;
 }
 
-/* x̂, the statistics and the backward sums. */
+/* x̂, the statistics and the backward sums. A BatchNorm2d's x̂ lives in
+   the buffer of its input's gradient, which its backward writes over it:
+   bn2d_backward reads a channel's x̂ before it writes that channel's dx,
+   at the same places, and nothing reads x̂ afterwards (the health
+   figures compute it again). */
 static void decls(Gen *g, const Layer *l) {
   const char *p = l->cname;
   int C = l->x.c;
   char what[64];
   snprintf(what, sizeof what, "(B, %d)", l->out);
-  gen_commented(g->b, "", "static ALIGNED real %s_xhat[B * %d];", what, p, l->out);
+  if (l->kind == L_BATCHNORM2D) {
+    snprintf(what, sizeof what, "(B, %d), in the input's gradient", l->out);
+    gen_commented(g->b, "", "static real *const %s_xhat = d%s;", what, p,
+                  gen_out_name(g->ir, (int)(l - g->ir->layers) - 1));
+  } else {
+    gen_commented(g->b, "", "static ALIGNED real %s_xhat[B * %d];", what, p, l->out);
+    gen_count(g, (size_t)g->m->batch_size * l->out, 1);
+  }
   snprintf(what, sizeof what, "(%d) 1/sqrt(var + eps)", C);
   gen_commented(g->b, "", "static double %s_rstd[%d];", what, p, C);
   snprintf(what, sizeof what, "(%d) of the batch, or running", C);
   gen_commented(g->b, "", "static double %s_mean[%d], %s_var[%d];", what, p, C, p, C);
   snprintf(what, sizeof what, "(%d) sums of dy, dy*xhat", C);
   gen_commented(g->b, "", "static double %s_sdy[%d], %s_sdyx[%d];", what, p, C, p, C);
-  gen_count(g, (size_t)g->m->batch_size * l->out, 1), gen_count(g, 5 * (size_t)C, 0);
+  gen_count(g, 5 * (size_t)C, 0);
 }
 
 /* The kernel's name and its size arguments: "bn_forward(", "n, C" or

@@ -68,9 +68,8 @@ const LayerUnit *const layer_units[NLAYERS] = {
 };
 #undef UNIT_
 
-/* The C name of layer i's output buffer: "linear0_out", or "input" before
-   the first layer; an alias layer's is its input's (a ring of 4). */
-static const char *out_name(const Ir *ir, int i) {
+/* gen_out_name: a ring of 4, so that a call's arguments may hold several. */
+const char *gen_out_name(const Ir *ir, int i) {
   static char ring[4][40];
   static int next;
   while (i >= 0 && layer_units[ir->layers[i].kind]->alias)
@@ -88,7 +87,7 @@ static const char *out_name(const Ir *ir, int i) {
 static int relu_pooled(const Ir *ir, int i) {
   const Layer *l = &ir->layers[i];
   return l->kind == L_ACT && l->spec.act.type == ACT_RELU && i + 1 < ir->nlayers &&
-         l[1].kind == L_MAXPOOL2D && strcmp(out_name(ir, i - 1), "input");
+         l[1].kind == L_MAXPOOL2D && strcmp(gen_out_name(ir, i - 1), "input");
 }
 
 /* Whether layer i is a BatchNorm2d right before such a relu: the max
@@ -249,12 +248,12 @@ const char *emit_rmath(void) { return rmath_h; }
 static void emit_layers(Gen *g) {
   for (int i = 0; i < g->ir->nlayers; i++) {
     const Layer *l = &g->ir->layers[i];
-    const char *in = out_name(g->ir, i - 1);
+    const char *in = gen_out_name(g->ir, i - 1);
     int bn = i > 1 && bn_pooled(g->ir, i - 2); /* l: the max pooling that normalises */
     Ctx c = {g, l, l->cname, in, !strcmp(in, "input"),
              relu_pooled(g->ir, i) || bn_pooled(g->ir, i),
-             i > 0 && relu_pooled(g->ir, i - 1) ? out_name(g->ir, i - 2) : NULL,
-             bn ? l - 2 : NULL, bn ? out_name(g->ir, i - 3) : NULL};
+             i > 0 && relu_pooled(g->ir, i - 1) ? gen_out_name(g->ir, i - 2) : NULL,
+             bn ? l - 2 : NULL, bn ? gen_out_name(g->ir, i - 3) : NULL};
     if (!layer_units[l->kind]->alias)
       layer_units[l->kind]->emit(&c);
   }
@@ -608,7 +607,7 @@ static void emit_health_entry(Gen *g, int buffers) {
       gen_call(b, "  bn2d_forward(", "n, %d, %d, 1, 0.0, %s_eps, %s, %s_weight, %s_bias, "
                "%s_running_mean, %s_running_var, %s_mean, %s_var, %s_rstd, %s_xhat, %s_out",
                ir->layers[i].y.c, ir->layers[i].y.h * ir->layers[i].y.w, k,
-               out_name(ir, i - 1), k, k, k, k, k, k, k, k, k);
+               gen_out_name(ir, i - 1), k, k, k, k, k, k, k, k, k);
     }
   if (buffers)
     emitf(b, "  health_restore_buffers();\n");
@@ -618,10 +617,10 @@ static void emit_health_entry(Gen *g, int buffers) {
     const Layer *l = &ir->layers[i];
     if (relu_pooled(ir, i))
       emitf(b, "  act_relu(n * %d, %s, %s_out, R(0)); /* in training, in %s */\n",
-            l->out, out_name(ir, i - 1), l->cname, l[1].cname);
+            l->out, gen_out_name(ir, i - 1), l->cname, l[1].cname);
     if (layer_units[l->kind]->health) /* units: features, or channels of h·w */
       emitf(b, "  health_%s(n, %d, %d, %s, %s_out, out + %d); /* %s */\n",
-            act_names[l->spec.act.type], l->y.c, l->y.h * l->y.w, out_name(ir, i - 1),
+            act_names[l->spec.act.type], l->y.c, l->y.h * l->y.w, gen_out_name(ir, i - 1),
             l->cname, l->health * RT_NLAYER_FIGURES, l->hname);
   }
   emitf(b, "}\n\n");

@@ -63,6 +63,9 @@ typedef struct {
   const char *bn_in; /* and that BatchNorm2d's input buffer             */
 } Ctx;
 
+/* The C name of layer i's output buffer: "linear0_out", or "input" before
+   the first layer; an alias layer's is its input's (codegen/emit.c). */
+const char *gen_out_name(const Ir *ir, int i);
 /* Adds a tensor named PREFIX_FIELD in C and PREFIX.FIELD in PyTorch, of
    shape (rows, cols), or (rows) when cols is 0. */
 Tensor *gen_tensor(Gen *g, const char *cprefix, const char *tprefix, const char *field,

@@ -62,7 +62,7 @@ static ALIGNED real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a
 static ALIGNED real batchnorm2d1_out[B * 12544]; /* (B, 16, 28, 28), for the health figures only */
 static ALIGNED real batchnorm2d1_plane[784]; /* (28, 28) a plane of y, in maxpool2d3's kernel */
 static ALIGNED real batchnorm2d1_dy[B * 784]; /* (B, 28, 28) a channel's dy */
-static ALIGNED real batchnorm2d1_xhat[B * 12544]; /* (B, 12544) */
+static real *const batchnorm2d1_xhat = dconv2d0_out; /* (B, 12544), in the input's gradient */
 static double batchnorm2d1_rstd[16]; /* (16) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[16], batchnorm2d1_var[16]; /* (16) of the batch, or running */
 static double batchnorm2d1_sdy[16], batchnorm2d1_sdyx[16]; /* (16) sums of dy, dy*xhat */
@@ -74,7 +74,7 @@ static ALIGNED real conv2d4_col[28224], conv2d4_dcol[28224]; /* (C*KH*KW, OH*OW)
 static ALIGNED real batchnorm2d5_out[B * 6272]; /* (B, 32, 14, 14), for the health figures only */
 static ALIGNED real batchnorm2d5_plane[196]; /* (14, 14) a plane of y, in maxpool2d7's kernel */
 static ALIGNED real batchnorm2d5_dy[B * 196]; /* (B, 14, 14) a channel's dy */
-static ALIGNED real batchnorm2d5_xhat[B * 6272]; /* (B, 6272) */
+static real *const batchnorm2d5_xhat = dconv2d4_out; /* (B, 6272), in the input's gradient */
 static double batchnorm2d5_rstd[32]; /* (32) 1/sqrt(var + eps) */
 static double batchnorm2d5_mean[32], batchnorm2d5_var[32]; /* (32) of the batch, or running */
 static double batchnorm2d5_sdy[32], batchnorm2d5_sdyx[32]; /* (32) sums of dy, dy*xhat */

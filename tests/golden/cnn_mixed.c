@@ -83,7 +83,7 @@ static ALIGNED real avgpool2d2_out[B * 390], davgpool2d2_out[B * 390]; /* (B, 5,
 static ALIGNED real conv2d3_out[B * 420], dconv2d3_out[B * 420]; /* (B, 7, 5, 12) */
 static ALIGNED real conv2d3_col[1200], conv2d3_dcol[1200]; /* (C*KH*KW, OH*OW) a sample */
 static ALIGNED real batchnorm2d4_out[B * 420], dbatchnorm2d4_out[B * 420]; /* (B, 7, 5, 12) */
-static ALIGNED real batchnorm2d4_xhat[B * 420]; /* (B, 420) */
+static real *const batchnorm2d4_xhat = dconv2d3_out; /* (B, 420), in the input's gradient */
 static double batchnorm2d4_rstd[7]; /* (7) 1/sqrt(var + eps) */
 static double batchnorm2d4_mean[7], batchnorm2d4_var[7]; /* (7) of the batch, or running */
 static double batchnorm2d4_sdy[7], batchnorm2d4_sdyx[7]; /* (7) sums of dy, dy*xhat */

@@ -42,7 +42,7 @@ static ALIGNED real input[B * 784]; /* (B, 1, 28, 28): pixels / 255, or the real
 static int x_real; /* RtNet.x_real: x holds 0 pixel bytes, 1 reals */
 static ALIGNED real dinput[B * 784]; /* the input's gradient, which batchnorm2d0's kernel writes */
 static ALIGNED real batchnorm2d0_out[B * 784], dbatchnorm2d0_out[B * 784]; /* (B, 1, 28, 28) */
-static ALIGNED real batchnorm2d0_xhat[B * 784]; /* (B, 784) */
+static real *const batchnorm2d0_xhat = dinput; /* (B, 784), in the input's gradient */
 static double batchnorm2d0_rstd[1]; /* (1) 1/sqrt(var + eps) */
 static double batchnorm2d0_mean[1], batchnorm2d0_var[1]; /* (1) of the batch, or running */
 static double batchnorm2d0_sdy[1], batchnorm2d0_sdyx[1]; /* (1) sums of dy, dy*xhat */

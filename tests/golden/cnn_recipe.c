@@ -49,7 +49,7 @@ static ALIGNED real conv2d0_col[7056], conv2d0_dcol[7056]; /* (C*KH*KW, OH*OW) a
 static ALIGNED real batchnorm2d1_out[B * 3136]; /* (B, 4, 28, 28), for the health figures only */
 static ALIGNED real batchnorm2d1_plane[784]; /* (28, 28) a plane of y, in maxpool2d3's kernel */
 static ALIGNED real batchnorm2d1_dy[B * 784]; /* (B, 28, 28) a channel's dy */
-static ALIGNED real batchnorm2d1_xhat[B * 3136]; /* (B, 3136) */
+static real *const batchnorm2d1_xhat = dconv2d0_out; /* (B, 3136), in the input's gradient */
 static double batchnorm2d1_rstd[4]; /* (4) 1/sqrt(var + eps) */
 static double batchnorm2d1_mean[4], batchnorm2d1_var[4]; /* (4) of the batch, or running */
 static double batchnorm2d1_sdy[4], batchnorm2d1_sdyx[4]; /* (4) sums of dy, dy*xhat */

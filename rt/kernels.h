@@ -597,12 +597,61 @@ MM_INLINE void mm_xw_rows(int n, int ni, int ob, const real *x, int ldx, const r
                 y + (long)r * ldy);
 }
 
+#ifdef MM_SIMD
+/* mm_xw for narrow layers (O <= MM_V), where a row of y is one vector
+   and its sums, a chain or two at a time, would wait on each step's
+   latency. A vector holds MM_V rows of one column of y instead: x's
+   rows, 64 columns at a time, are transposed into xt, and column o
+   sums xt's rows times wt[i][o], each term masked where x is 0 (those
+   mm_xw_block skips), from the bias, i increasing; then y's rows are
+   put back in order. */
+MLPC_KERNEL_PART void mm_xw_narrow(int n, int O, int I, const real *x, const real *wt,
+                                   const real *b, real *y) {
+  real xt[64 * MM_V] = {0}, t[MM_V * MM_V];
+  for (int r0 = 0; r0 < n; r0 += MM_V) {
+    int nr = MM_MIN(MM_V, n - r0);
+    const real *xr = x + (long)r0 * I;
+    mm_v acc[MM_V];
+    for (int o = 0; o < O; o++)
+      acc[o] = mm_vset(b ? b[o] : (real)0);
+    for (int i0 = 0; i0 < I; i0 += 64) {
+      int ni = MM_MIN(64, I - i0), i = 0;
+      if (nr == MM_V)
+        for (; i + MM_V <= ni; i += MM_V)
+          mm_transpose_v(xr + i0 + i, I, xt + i * MM_V, MM_V);
+      for (; i < ni; i++)
+        for (int r = 0; r < nr; r++)
+          xt[i * MM_V + r] = xr[(long)r * I + i0 + i];
+      for (i = 0; i < ni; i++) {
+        mm_v xv = mm_vload(xt + i * MM_V);
+        unsigned nz = mm_vnonzero(xv);
+        const real *w = wt + (long)(i0 + i) * O;
+        for (int o = 0; o < O; o++)
+          acc[o] = mm_vmac_mask(acc[o], nz, xv, mm_vset(w[o]));
+      }
+    }
+    for (int o = 0; o < O; o++)
+      mm_vstore(t + o * MM_V, acc[o]);
+    for (int r = 0; r < nr; r++)
+      for (int o = 0; o < O; o++)
+        y[(long)(r0 + r) * O + o] = t[o * MM_V + r];
+  }
+}
+#endif
+
 /* y = x·wt + b: x (n, I), wt (I, O), b (O) or null (no bias: 0), y (n, O).
    For each block of
    64 columns of x (and so 64 rows of wt, which stay in cache), each
-   block of MM_OB columns of y: the nonzeros of each row. */
+   block of MM_OB columns of y: the nonzeros of each row; narrow layers
+   by mm_xw_narrow. */
 MLPC_KERNEL void mm_xw(int n, int O, int I, const real *x, const real *wt, const real *b,
                        real *y) {
+#ifdef MM_SIMD
+  if (O <= MM_V) {
+    mm_xw_narrow(n, O, I, x, wt, b, y);
+    return;
+  }
+#endif
   for (int r = 0; r < n; r++)
     for (int o = 0; o < O; o++)
       y[(long)r * O + o] = b ? b[o] : (real)0;

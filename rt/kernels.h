@@ -1795,6 +1795,42 @@ MM_INLINE void conv_dw_plain(int K, int O, int P, const real *dy, const real *co
   }
 }
 
+#ifdef MM_SIMD
+/* Whether conv2d_backward's dx goes by conv_dx_t: strides 1, and w's
+   copy and a sample's dx transposed fit col. */
+MM_INLINE int conv_dx_by_t(int C, int H, int W, int O, int K, int P, int SH, int SW) {
+  return SH == 1 && SW == 1 && (long)O * K + (long)C * H * W <= (long)K * P;
+}
+
+/* One sample's dx as conv_gemm and conv_col2im compute it, the same
+   sums in the same order, by way of transposes: dcolt (P, K) = dyᵀ·wr,
+   wr (O, K) being w with each row's columns in the order (i, j, c), so
+   that conv_gemm's vectors run along K (whole vectors where C is a
+   multiple of MM_V, as P rarely is); then each pixel's C channels,
+   vectors, sum from 0 the columns of its taps, (i, j) increasing, into
+   dxt (H·W, C), which is transposed into dx. */
+MM_INLINE void conv_dx_t(int C, int H, int W, int O, int KH, int KW, int PH, int PW,
+                         const real *dy, const real *wr, real *dcolt, real *dxt, real *dx) {
+  int OH = H + 2 * PH - KH + 1, OW = W + 2 * PW - KW + 1, P = OH * OW, K = C * KH * KW;
+  int nv = (C + MM_V - 1) / MM_V, tail = C - (nv - 1) * MM_V;
+  conv_gemm(P, K, O, dy, 1, P, wr, K, 0, 0, dcolt, K, 0);
+  for (int h = 0; h < H; h++)
+    for (int x = 0; x < W; x++)
+      for (int v = 0; v < nv; v++) {
+        mm_v acc = mm_vset(0);
+        for (int i = 0; i < KH; i++)
+          for (int j = 0; j < KW; j++) {
+            int oh = h + PH - i, ow = x + PW - j;
+            if (oh >= 0 && oh < OH && ow >= 0 && ow < OW)
+              acc = mm_vadd(acc, mm_vget(dcolt + (long)(oh * OW + ow) * K + (i * KW + j) * C, v,
+                                         nv, tail));
+          }
+        mm_vput(dxt + (long)(h * W + x) * C, v, nv, tail, acc);
+      }
+  conv_transpose(H * W, C, dxt, C, dx, (long)H * W);
+}
+#endif
+
 /* Backward: dw (O, C, KH, KW) and db (O) or null, the sums over the
    batch; dx (n, C, H, W) or null: each sample's dcol = wᵀ·dy, then
    col2im. col (C·KH·KW, OH·OW) is scratch for one sample's im2col
@@ -1834,7 +1870,24 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   for (int o = 0; o < O && t; o++)
     for (int k = 0; k < K; k++)
       dw[(long)o * K + k] = dcol[(long)k * O + o];
+  int tr = 0; /* dx by conv_dx_t: w's copy and dx's transpose in col */
+#ifdef MM_SIMD
+  tr = dx && conv_dx_by_t(C, H, W, O, K, P, SH, SW);
+  for (int o = 0; o < O && tr; o++)
+    for (int c = 0; c < C; c++)
+      for (int k = 0; k < KH * KW; k++)
+        col[(long)o * K + k * C + c] = w[(long)o * K + c * KH * KW + k];
+#else
+  (void)tr;
+#endif
   for (int r = 0; r < n && dx; r++) {
+#ifdef MM_SIMD
+    if (tr) {
+      conv_dx_t(C, H, W, O, KH, KW, PH, PW, dy + (long)r * O * P, col, dcol, col + (long)O * K,
+                dx + (long)r * C * H * W);
+      continue;
+    }
+#endif
     conv_gemm(K, P, O, w, 1, K, dy + (long)r * O * P, P, 0, 0, dcol, P, 0);
     conv_col2im(C, H, W, KH, KW, SH, SW, PH, PW, dcol, dx + (long)r * C * H * W);
   }

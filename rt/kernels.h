@@ -1519,11 +1519,87 @@ MLPC_KERNEL_PART void conv_rows(int n, int C, int H, int W, int O, int KH, int K
 }
 #endif
 
+#ifdef MM_SIMD
+/* Whether conv2d_forward takes conv_direct: short sums (not
+   conv_by_rows), stride 1 along a row, and x's padded copy fits col. */
+MM_INLINE int conv_by_direct(int C, int H, int W, int O, int KH, int KW, int SW, int PH, int PW,
+                             int P) {
+  return SW == 1 && !conv_by_rows(C, H, W, O, KH, KW, PH, PW, P) &&
+         (long)C * (H + 2 * PH) * (W + 2 * PW) <= (long)C * KH * KW * P;
+}
+
+/* A tile of conv_direct: 8 outputs (o0's first ob of them stored) by
+   nv vectors of the positions ow0 .. of output row oh, whose pixels for
+   tap (c, i, j) start in xp at c·HWP + (oh·SH + i)·WP + ow0 + j. Each
+   sum in a register from the bias or 0, k = (c, i, j) increasing, as
+   w·col sums it. */
+MM_INLINE void conv_direct_tile(int nv, int ob, int K, int KH, int KW, int SH, int WP, long HWP,
+                                int OW, int oh, int ow0, const real *xp, const real *w,
+                                const real *b, real *y, long ldy) {
+  mm_v acc[8][2];
+  unsigned lanes[2];
+  const real *wr[8];
+  for (int t = 0; t < 8; t++) {
+    wr[t] = w + (long)(t < ob ? t : 0) * K; /* (rows past ob: row 0, not stored) */
+    for (int v = 0; v < nv; v++)
+      acc[t][v] = mm_vset(b ? b[t < ob ? t : 0] : (real)0);
+  }
+  for (int v = 0; v < nv; v++)
+    lanes[v] = conv_lanes(ow0 + v * MM_V, 0, OW);
+#pragma GCC unroll 16
+  for (int k = 0; k < K; k++) {
+    int c = k / (KH * KW), i = k / KW % KH, j = k % KW;
+    const real *xr = xp + c * HWP + (long)(oh * SH + i) * WP + ow0 + j;
+    mm_v xv[2];
+    for (int v = 0; v < nv; v++) {
+      xv[v] = mm_vloadm(xr + v * MM_V, lanes[v]);
+      MM_KEEP(xv[v]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) {
+      mm_v a = mm_vset(wr[t][k]);
+      for (int v = 0; v < nv; v++)
+        acc[t][v] = mm_vmac(acc[t][v], a, xv[v]);
+    }
+  }
+  for (int t = 0; t < ob; t++)
+    for (int v = 0; v < nv; v++)
+      mm_vstorem(y + t * ldy + ow0 + v * MM_V, lanes[v], acc[t][v]);
+}
+
+/* conv2d_forward without col where the sums are short (a first layer's)
+   and the stride along a row 1: each sample's output rows straight
+   from xp, its copy with the padding as zeros (in col), by tiles of 8
+   outputs and two vectors of a row's positions (conv_direct_tile). */
+MLPC_KERNEL_PART void conv_direct(int n, int C, int H, int W, int O, int KH, int KW, int SH,
+                                  int PH, int PW, const real *x, const real *w, const real *b,
+                                  real *xp, real *y) {
+  int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, 1, PW), K = C * KH * KW;
+  int HP = H + 2 * PH, WP = W + 2 * PW;
+  for (int r = 0; r < n; r++) {
+    conv_pad(C, H, W, PH, PW, r, x + (long)r * C * H * W, xp);
+    for (int o0 = 0; o0 < O; o0 += 8)
+      for (int oh = 0; oh < OH; oh++) {
+        real *yo = y + ((long)(r * O + o0) * OH + oh) * OW;
+        int ob = MM_MIN(8, O - o0), ow0 = 0;
+        const real *bo = b ? b + o0 : 0;
+        for (; OW - ow0 > MM_V; ow0 += 2 * MM_V)
+          conv_direct_tile(2, ob, K, KH, KW, SH, WP, (long)HP * WP, OW, oh, ow0, xp,
+                           w + (long)o0 * K, bo, yo, (long)OH * OW);
+        if (ow0 < OW)
+          conv_direct_tile(1, ob, K, KH, KW, SH, WP, (long)HP * WP, OW, oh, ow0, xp,
+                           w + (long)o0 * K, bo, yo, (long)OH * OW);
+      }
+  }
+}
+#endif
+
 /* y = conv2d(x, w) + b: x (n, C, H, W), w (O, C, KH, KW), b (O) or null
    (0), y (n, O, OH, OW); col (C·KH·KW, OH·OW): scratch for one sample's
    im2col matrix, so that it stays in the level-2 cache (the backward
    pass builds it again). Each sample's y = w·col + b; where
-   conv_by_rows, by conv_rows instead, with col as its scratch. */
+   conv_by_rows, by conv_rows instead, and where conv_by_direct, by
+   conv_direct, with col as their scratch. */
 MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int KW, int SH,
                                 int SW, int PH, int PW, const real *x, const real *w,
                                 const real *b, real *col, real *y) {
@@ -1531,6 +1607,10 @@ MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int K
 #ifdef MM_SIMD
   if (conv_by_rows(C, H, W, O, KH, KW, PH, PW, P)) {
     conv_rows(n, C, H, W, O, KH, KW, SH, SW, PH, PW, x, w, b, col, y);
+    return;
+  }
+  if (conv_by_direct(C, H, W, O, KH, KW, SW, PH, PW, P)) {
+    conv_direct(n, C, H, W, O, KH, KW, SH, PH, PW, x, w, b, col, y);
     return;
   }
 #endif

@@ -816,8 +816,9 @@ MM_INLINE void mm_dw_narrow_v(int nv, int tail, int n, int O, int I, int oc, con
     unsigned nz[4];
     for (int k = 0; k < nv; k++)
       xv[k] = mm_vget(x + (long)r * I, k, nv, tail), nz[k] = mm_vnonzero(xv[k]);
-    for (int q = 0; q < oc; q++) {
-      mm_v dv = mm_vset(dy[(long)r * O + q]);
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) { /* (all 4, so that the sums stay in registers; oc stored) */
+      mm_v dv = mm_vset(dy[(long)r * O + (q < oc ? q : 0)]);
       for (int k = 0; k < nv; k++)
         acc[q][k] = mm_vmac_mask(acc[q][k], nz[k], xv[k], dv);
     }
@@ -833,16 +834,31 @@ MM_INLINE void mm_dw_narrow_v(int nv, int tail, int n, int O, int I, int oc, con
    of columns by 4 rows at a time, and transposed into dwt. */
 MLPC_KERNEL_PART void mm_dw_narrow(int n, int O, int I, const real *dy, const real *x,
                                    real *dwt, real *wt, real neg_lr) {
-  real d[MM_V * MM_OB]; /* dW's rows, for MM_OB columns */
+  real d[MM_V * MM_OB] = {0}, t[MM_V * MM_V]; /* dW's rows, for MM_OB columns */
   for (int i0 = 0; i0 < I; i0 += MM_OB) {
-    int ib = MM_MIN(MM_OB, I - i0);
+    int ib = MM_MIN(MM_OB, I - i0), k = 0;
     for (int k0 = 0; k0 < ib; k0 += 4 * MM_V) {
       int kb = MM_MIN(4 * MM_V, ib - k0), nv = (kb + MM_V - 1) / MM_V;
-      for (int o0 = 0; o0 < O; o0 += 4)
-        mm_dw_narrow_v(nv, kb - (nv - 1) * MM_V, n, O, I, MM_MIN(4, O - o0), dy + o0,
-                       x + i0 + k0, d + o0 * MM_OB + k0);
+      for (int o0 = 0; o0 < O; o0 += 4) {
+        int tl = kb - (nv - 1) * MM_V, oc = MM_MIN(4, O - o0);
+        const real *xk = x + i0 + k0;
+        real *dk = d + o0 * MM_OB + k0;
+        if (nv == 4) /* (constants, so that the sums stay in registers) */
+          mm_dw_narrow_v(4, tl, n, O, I, oc, dy + o0, xk, dk);
+        else if (nv == 3)
+          mm_dw_narrow_v(3, tl, n, O, I, oc, dy + o0, xk, dk);
+        else if (nv == 2)
+          mm_dw_narrow_v(2, tl, n, O, I, oc, dy + o0, xk, dk);
+        else
+          mm_dw_narrow_v(1, tl, n, O, I, oc, dy + o0, xk, dk);
+      }
     }
-    for (int k = 0; k < ib; k++)
+    for (; k + MM_V <= ib; k += MM_V) { /* dW's rows (O of MM_V) transposed, a block at a time */
+      mm_transpose_v(d + k, MM_OB, t, MM_V);
+      for (int q = 0; q < MM_V; q++)
+        mm_vstorem(dwt + (long)(i0 + k + q) * O, (1u << O) - 1, mm_vload(t + q * MM_V));
+    }
+    for (; k < ib; k++)
       for (int o = 0; o < O; o++)
         dwt[(long)(i0 + k) * O + o] = d[o * MM_OB + k];
     if (wt)

@@ -379,12 +379,13 @@ MM_INLINE mm_v mm_vadd_mask(mm_v acc, unsigned m, mm_v v) {
 /* dst (MM_V rows, ldd apart) = the MM_V × MM_V block at src (rows lds
    apart) transposed: pairs of rows interleaved, then pairs of pairs (for
    float), each 128-bit quarter then holding a column's part; the
-   quarters are gathered in two rounds. */
-MM_INLINE void mm_transpose_v(const real *src, long lds, real *dst, long ldd) {
+   quarters are gathered in two rounds. Only the first nr rows of src
+   are read (dst's columns from nr on repeat the last). */
+MM_INLINE void mm_transpose_v(const real *src, long lds, int nr, real *dst, long ldd) {
   mm_v r[16], t[16];
   enum { Q = MM_V / 4 }; /* a column's reals in a quarter: 4 float, 2 double */
   for (int i = 0; i < MM_V; i++)
-    r[i] = mm_vload(src + i * lds);
+    r[i] = mm_vload(src + MM_MIN(i, nr - 1) * lds);
   for (int i = 0; i < MM_V; i += 2) {
     __m512d a = _mm512_castps_pd(r[i]), b = _mm512_castps_pd(r[i + 1]);
     t[i] = sizeof(real) == 4 ? _mm512_unpacklo_ps(r[i], r[i + 1])
@@ -608,32 +609,32 @@ MM_INLINE void mm_xw_rows(int n, int ni, int ob, const real *x, int ldx, const r
 MLPC_KERNEL_PART void mm_xw_narrow(int n, int O, int I, const real *x, const real *wt,
                                    const real *b, real *y) {
   real xt[64 * MM_V] = {0}, t[MM_V * MM_V];
+  int oc = MM_MIN(O, MM_V); /* (O, which the caller keeps within MM_V) */
   for (int r0 = 0; r0 < n; r0 += MM_V) {
     int nr = MM_MIN(MM_V, n - r0);
     const real *xr = x + (long)r0 * I;
     mm_v acc[MM_V];
-    for (int o = 0; o < O; o++)
+    for (int o = 0; o < oc; o++)
       acc[o] = mm_vset(b ? b[o] : (real)0);
     for (int i0 = 0; i0 < I; i0 += 64) {
-      int ni = MM_MIN(64, I - i0), i = 0;
-      if (nr == MM_V)
-        for (; i + MM_V <= ni; i += MM_V)
-          mm_transpose_v(xr + i0 + i, I, xt + i * MM_V, MM_V);
-      for (; i < ni; i++)
+      int ni = MM_MIN(64, I - i0), nb = ni / MM_V * MM_V;
+      for (int i = 0; i < nb; i += MM_V)
+        mm_transpose_v(xr + i0 + i, I, nr, xt + i * MM_V, MM_V);
+      for (int i = nb; i < ni; i++)
         for (int r = 0; r < nr; r++)
           xt[i * MM_V + r] = xr[(long)r * I + i0 + i];
-      for (i = 0; i < ni; i++) {
+      for (int i = 0; i < ni; i++) {
         mm_v xv = mm_vload(xt + i * MM_V);
         unsigned nz = mm_vnonzero(xv);
         const real *w = wt + (long)(i0 + i) * O;
-        for (int o = 0; o < O; o++)
+        for (int o = 0; o < oc; o++)
           acc[o] = mm_vmac_mask(acc[o], nz, xv, mm_vset(w[o]));
       }
     }
-    for (int o = 0; o < O; o++)
+    for (int o = 0; o < oc; o++)
       mm_vstore(t + o * MM_V, acc[o]);
     for (int r = 0; r < nr; r++)
-      for (int o = 0; o < O; o++)
+      for (int o = 0; o < oc; o++)
         y[(long)(r0 + r) * O + o] = t[o * MM_V + r];
   }
 }
@@ -836,7 +837,7 @@ MLPC_KERNEL_PART void mm_dw_narrow(int n, int O, int I, const real *dy, const re
                                    real *dwt, real *wt, real neg_lr) {
   real d[MM_V * MM_OB] = {0}, t[MM_V * MM_V]; /* dW's rows, for MM_OB columns */
   for (int i0 = 0; i0 < I; i0 += MM_OB) {
-    int ib = MM_MIN(MM_OB, I - i0), k = 0;
+    int ib = MM_MIN(MM_OB, I - i0);
     for (int k0 = 0; k0 < ib; k0 += 4 * MM_V) {
       int kb = MM_MIN(4 * MM_V, ib - k0), nv = (kb + MM_V - 1) / MM_V;
       for (int o0 = 0; o0 < O; o0 += 4) {
@@ -853,13 +854,14 @@ MLPC_KERNEL_PART void mm_dw_narrow(int n, int O, int I, const real *dy, const re
           mm_dw_narrow_v(1, tl, n, O, I, oc, dy + o0, xk, dk);
       }
     }
-    for (; k + MM_V <= ib; k += MM_V) { /* dW's rows (O of MM_V) transposed, a block at a time */
-      mm_transpose_v(d + k, MM_OB, t, MM_V);
+    int kv = ib / MM_V * MM_V, oc = MM_MIN(O, MM_V);
+    for (int k = 0; k < kv; k += MM_V) { /* dW's rows (O of MM_V) transposed, a block at a time */
+      mm_transpose_v(d + k, MM_OB, MM_V, t, MM_V);
       for (int q = 0; q < MM_V; q++)
-        mm_vstorem(dwt + (long)(i0 + k + q) * O, (1u << O) - 1, mm_vload(t + q * MM_V));
+        mm_vstorem(dwt + (long)(i0 + k + q) * O, (1u << oc) - 1, mm_vload(t + q * MM_V));
     }
-    for (; k < ib; k++)
-      for (int o = 0; o < O; o++)
+    for (int k = kv; k < ib; k++)
+      for (int o = 0; o < oc; o++)
         dwt[(long)(i0 + k) * O + o] = d[o * MM_OB + k];
     if (wt)
       mm_sgd_rows(ib, O, O, dwt + (long)i0 * O, neg_lr, O, wt + (long)i0 * O);
@@ -1423,7 +1425,7 @@ MM_INLINE void conv_transpose(int rows, int cols, const real *src, long lds, rea
 #ifdef MM_SIMD
   for (; i0 + MM_V <= rows; i0 += MM_V)
     for (int j = 0; j + MM_V <= cols; j += MM_V)
-      mm_transpose_v(src + i0 * lds + j, lds, dst + j * ldd + i0, ldd);
+      mm_transpose_v(src + i0 * lds + j, lds, MM_V, dst + j * ldd + i0, ldd);
   j0 = cols / MM_V * MM_V;
 #endif
   for (int j = 0; j < cols; j++)

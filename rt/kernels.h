@@ -1992,18 +1992,22 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
 }
 
 #ifdef MM_SIMD
-/* xr[ow·SW] for the cnt <= MM_V lanes ow of a vector, SW 1 or 2 (the
-   even elements of two vectors); the lanes from cnt on are 0. */
-MM_INLINE mm_v pool_get_v(const real *xr, int SW, int cnt) {
-  if (SW == 1)
-    return mm_vloadm(xr, conv_lanes(0, 0, cnt));
-  mm_v a = mm_vloadm(xr, conv_lanes(0, 0, 2 * cnt - 1));
-  mm_v b = mm_vloadm(xr + MM_V, conv_lanes(MM_V, 0, 2 * cnt - 1));
+/* The even lanes of the pair of vectors a, b (a's lanes first). */
+MM_INLINE mm_v pool_even_v(mm_v a, mm_v b) {
   if (sizeof(real) == 4)
     return _mm512_permutex2var_ps(a, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
                                                        10, 8, 6, 4, 2, 0), b);
   return _mm512_castpd_ps(_mm512_permutex2var_pd(
     _mm512_castps_pd(a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), _mm512_castps_pd(b)));
+}
+
+/* xr[ow·SW] for the cnt <= MM_V lanes ow of a vector, SW 1 or 2 (the
+   even elements of two vectors); the lanes from cnt on are 0. */
+MM_INLINE mm_v pool_get_v(const real *xr, int SW, int cnt) {
+  if (SW == 1)
+    return mm_vloadm(xr, conv_lanes(0, 0, cnt));
+  return pool_even_v(mm_vloadm(xr, conv_lanes(0, 0, 2 * cnt - 1)),
+                     mm_vloadm(xr + MM_V, conv_lanes(MM_V, 0, 2 * cnt - 1)));
 }
 
 /* g where y is not ±0 (NaN included), else +0. */
@@ -2078,13 +2082,8 @@ MM_INLINE void maxpool_rows_v(int relu, int W, int OW, int KH, int KW, int SH, i
       mm_v v = mm_vset(0), b = mm_vset(0);
       for (int k = 0; k < R; k++)
         pool_load_seg(x + e + k * SH * W, k * SW * cnt, SW * (cnt - 1) + 1, &v, &b);
-      if (SW == 2 && sizeof(real) == 4)
-        v = _mm512_permutex2var_ps(
-          v, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0), b);
-      else if (SW == 2)
-        v = _mm512_castpd_ps(_mm512_permutex2var_pd(_mm512_castps_pd(v),
-                                                    _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0),
-                                                    _mm512_castps_pd(b)));
+      if (SW == 2)
+        v = pool_even_v(v, b);
       if (relu)
         v = pool_relu_v(v);
       unsigned take = i + j == 0 ? 0xffff : pool_takes_v(v, m);

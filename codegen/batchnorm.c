@@ -35,12 +35,12 @@ static void decls(Gen *g, const Layer *l) {
   const char *p = l->cname;
   int C = l->x.c;
   char what[64];
-  snprintf(what, sizeof what, "(B, %d)", l->out);
   if (l->kind == L_BATCHNORM2D) {
     snprintf(what, sizeof what, "(B, %d), in the input's gradient", l->out);
     gen_commented(g->b, "", "static real *const %s_xhat = d%s;", what, p,
                   gen_out_name(g->ir, (int)(l - g->ir->layers) - 1));
   } else {
+    snprintf(what, sizeof what, "(B, %d)", l->out);
     gen_commented(g->b, "", "static ALIGNED real %s_xhat[B * %d];", what, p, l->out);
     gen_count(g, (size_t)g->m->batch_size * l->out, 1);
   }

@@ -1188,7 +1188,8 @@ MLPC_KERNEL void ln_backward(int n, int D, const real *dy, const real *xhat, con
    columns p = (oh, ow), col[k][p] = x[c][oh·SH − PH + i][ow·SW − PW + j],
    0 in the padding. Its sums, each from the bias or 0, one term at a
    time with MAC: y[o][p] along k; dw[o][k] along the batch's samples,
-   then p; dcol[k][p] = Σ_o w[o][k]·dy[o][p] along o, each rounded to a
+   then p (where K is at most 12, as a first layer's, in 16 partial sums
+   instead: conv_dw_rows); dcol[k][p] = Σ_o w[o][k]·dy[o][p] along o, each rounded to a
    real, and dx[c][h][w] the sum, by plain additions in increasing k, of
    the dcol terms that col drew from x[c][h][w]. */
 
@@ -1893,6 +1894,164 @@ MM_INLINE void conv_dw_plain(int K, int O, int P, const real *dy, const real *co
   }
 }
 
+/* conv_dw_rows' partial sums of each weight's (and bias') gradient:
+   output column ow's terms go to partial ow mod CONV_DWP. */
+#define CONV_DWP 16
+
+/* A row of conv_dw_rows' padded copy of x: the output row's columns
+   rounded up to CONV_DWP, and CONV_DWP more, so that each tap's vector
+   lies in two loads. */
+MM_INLINE int conv_dw_row(int OW) { return ((OW + CONV_DWP - 1) / CONV_DWP + 1) * CONV_DWP; }
+
+/* Whether conv2d_backward's dw and db go by conv_dw_rows: stride 1
+   along the rows, rows of at least half the partials, a weight
+   gradient of at most 12 columns (C·KH·KW), as a first layer's, and the
+   padded copy and the partial sums fitting col and dcol (K·P each): the
+   sums then run along the rows, in vectors, where vectors across the
+   outputs would need dy's transpose and could take one term a step. */
+MM_INLINE int conv_dw_by_rows(int C, int H, int W, int O, int KH, int KW, int SH, int SW,
+                              int PH, int PW) {
+  int OW = conv_out(W, KW, SW, PW), K = C * KH * KW;
+  long P = (long)conv_out(H, KH, SH, PH) * OW;
+  return SW == 1 && OW >= CONV_DWP / 2 && K <= 12 && KW <= CONV_DWP / 2 &&
+         (long)C * (H + 2 * PH) * conv_dw_row(OW) + 64 <= K * P &&
+         (long)O * (K + 1) * CONV_DWP <= K * P;
+}
+
+/* The CONV_DWP partial sums p added in halves (partial l and l + 8, then
+   l and l + 4, ...). */
+MM_INLINE real conv_halves(real *p) {
+  for (int w = CONV_DWP / 2; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      p[l] += p[l + w];
+  return p[0];
+}
+
+#ifdef MM_SIMD
+/* Reals j to j + MM_V − 1 of the two vectors lo, hi (lo's first). */
+MM_INLINE mm_v conv_shift_v(mm_v lo, mm_v hi, int j) {
+  __m512i i32 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i i64 = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  if (sizeof(real) == 4)
+    return _mm512_permutex2var_ps(lo, _mm512_add_epi32(i32, _mm512_set1_epi32(j)), hi);
+  return _mm512_castpd_ps(_mm512_permutex2var_pd(
+    _mm512_castps_pd(lo), _mm512_add_epi64(i64, _mm512_set1_epi64(j)), _mm512_castps_pd(hi)));
+}
+
+/* conv_dw_rows' terms of sample r for the OB outputs from o0, K = C·KH·KW
+   columns: the OB·(K + 1) sums' partials (db's last) from part (O·(K +
+   1)·CONV_DWP reals; from 0 at sample 0) into registers, then along the
+   sample's output rows a vector of columns a step, and back. x comes
+   from xp, its padded copy (C, HP, WR), each tap's vector out of two
+   loads by a permutation, each used for the OB outputs. */
+MM_INLINE void conv_dw_rows_v(int OB, int K, int r, int C, int HP, int WR, int OH,
+                              int OW, int KH, int KW, int SH, int o0, const real *dy,
+                              const real *xp, real *part) {
+  enum { NP = CONV_DWP / MM_V }; /* a sum's vectors of partials */
+  mm_v acc[2][13][NP]; /* [a][K]: db */
+  for (int a = 0; a < OB; a++)
+    for (int k = 0; k <= K; k++)
+      for (int q = 0; q < NP; q++)
+        acc[a][k][q] = r ? mm_vload(part + (((long)(o0 + a) * (K + 1) + k) * NP + q) * MM_V)
+                         : mm_vset(0);
+  for (int oh = 0; oh < OH; oh++)
+    for (int w0 = 0; w0 < OW; w0 += MM_V) {
+      int q = w0 / MM_V % NP; /* lane l: partial q·MM_V + l = ow mod CONV_DWP */
+      unsigned m = conv_lanes(w0, 0, OW);
+      mm_v d[2];
+      for (int a = 0; a < OB; a++) {
+        d[a] = mm_vloadm(dy + ((long)(o0 + a) * OH + oh) * OW + w0, m);
+        MM_KEEP(d[a]);
+        acc[a][K][q] = mm_vadd_mask(acc[a][K][q], m, d[a]);
+      }
+      for (int c = 0; c < C; c++)
+        for (int i = 0; i < KH; i++) {
+          const real *xr = xp + ((long)c * HP + oh * SH + i) * WR + w0;
+          mm_v lo = mm_vload(xr), hi = mm_vload(xr + MM_V);
+          for (int j = 0; j < KW; j++) {
+            int k = (c * KH + i) * KW + j;
+            mm_v xv = j ? conv_shift_v(lo, hi, j) : lo;
+            for (int a = 0; a < OB; a++)
+              acc[a][k][q] = mm_vmac_mask(acc[a][k][q], m, d[a], xv);
+          }
+        }
+    }
+  for (int a = 0; a < OB; a++)
+    for (int k = 0; k <= K; k++)
+      for (int q = 0; q < NP; q++)
+        mm_vstore(part + (((long)(o0 + a) * (K + 1) + k) * NP + q) * MM_V, acc[a][k][q]);
+}
+#endif
+
+/* dw (O, K) and db (O) or null by partial sums along the output rows
+   (conv_dw_by_rows): dw[o][k] = Σ dy[r][o][oh][ow]·x(r, k, oh, ow), x
+   0 in the padding, and db[o] = Σ dy[r][o][oh][ow], each in CONV_DWP
+   partial sums from 0, partial l taking the terms of the columns ow
+   with ow mod CONV_DWP = l in increasing (r, oh, ow), by MAC (db: plain
+   additions), the partials then added in halves (conv_halves). col
+   holds a sample's padded copy, dcol the partials. */
+MM_INLINE void conv_dw_rows(int n, int C, int H, int W, int O, int KH, int KW, int SH, int PH,
+                            int PW, const real *dy, const real *x, real *col, real *dcol,
+                            real *dw, real *db) {
+  int K = C * KH * KW, OH = conv_out(H, KH, SH, PH), OW = W + 2 * PW - KW + 1;
+#ifdef MM_SIMD
+  int HP = H + 2 * PH, WR = conv_dw_row(OW), ob = MM_V == CONV_DWP ? 2 : 1;
+  col += (64 - (unsigned long)col % 64) % 64 / sizeof(real); /* (its loads split no line) */
+  for (long e = 0; e < (long)C * HP * WR; e++)
+    col[e] = 0;
+  for (int r = 0; r < n; r++) {
+    for (int c = 0; c < C; c++)
+      for (int h = 0; h < H; h++)
+        for (int w = 0; w < W; w++)
+          col[((long)c * HP + h + PH) * WR + PW + w] = x[(((long)r * C + c) * H + h) * W + w];
+    const real *dyr = dy + (long)r * O * OH * OW;
+    for (int o0 = 0; o0 < O; o0 += ob) {
+      if (O - o0 >= 2 && ob == 2 && C == 1 && KH == 3 && KW == 3) /* (constants) */
+        conv_dw_rows_v(2, 9, r, 1, HP, WR, OH, OW, 3, 3, SH, o0, dyr, col, dcol);
+      else if (O - o0 >= 2 && ob == 2)
+        conv_dw_rows_v(2, K, r, C, HP, WR, OH, OW, KH, KW, SH, o0, dyr, col, dcol);
+      else if (C == 1 && KH == 3 && KW == 3)
+        conv_dw_rows_v(1, 9, r, 1, HP, WR, OH, OW, 3, 3, SH, o0, dyr, col, dcol);
+      else
+        conv_dw_rows_v(1, K, r, C, HP, WR, OH, OW, KH, KW, SH, o0, dyr, col, dcol);
+    }
+  }
+  for (int o = 0; o < O; o++)
+    for (int k = 0; k <= K; k++) {
+      real *p = dcol + ((long)o * (K + 1) + k) * CONV_DWP;
+      if (n == 0)
+        for (int l = 0; l < CONV_DWP; l++)
+          p[l] = 0;
+      if (k < K)
+        dw[(long)o * K + k] = conv_halves(p);
+      else if (db)
+        db[o] = conv_halves(p);
+    }
+#else
+  (void)col, (void)dcol;
+  for (int o = 0; o < O; o++)
+    for (int k = 0; k <= K; k++) { /* k = K: db */
+      int c = k / (KH * KW), i = k / KW % KH, j = k % KW;
+      real p[CONV_DWP] = {0};
+      for (int r = 0; r < n && (k < K || db); r++)
+        for (int oh = 0; oh < OH; oh++)
+          for (int ow = 0; ow < OW; ow++) {
+            real g = dy[(((long)r * O + o) * OH + oh) * OW + ow];
+            int h = oh * SH - PH + i, w = ow - PW + j, in = h >= 0 && h < H && w >= 0 && w < W;
+            if (k == K)
+              p[ow % CONV_DWP] += g;
+            else
+              p[ow % CONV_DWP] =
+                MAC(p[ow % CONV_DWP], g, in ? x[(((long)r * C + c) * H + h) * W + w] : (real)0);
+          }
+      if (k < K)
+        dw[(long)o * K + k] = conv_halves(p);
+      else if (db)
+        db[o] = conv_halves(p);
+    }
+#endif
+}
+
 #ifdef MM_SIMD
 /* Whether conv2d_backward's dx goes by conv_dx_t: strides 1, and w's
    copy and a sample's dx transposed fit col. */
@@ -1945,11 +2104,14 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   for (long e = 0; e < (long)K * O && (!t || n <= 0); e++)
     (t ? dcol : dw)[e] = 0;
   int taps = 0, HP = H + 2 * PH, WP = W + 2 * PW; /* taps: col holds x's padded copy */
-  int pixels = t && conv_dw_by_pixels(n, C, H, W, O, KH, KW, SH, SW, PH, PW, x); /* col: grid */
+  int rows = conv_dw_by_rows(C, H, W, O, KH, KW, SH, SW, PH, PW);
+  int pixels = !rows && t && conv_dw_by_pixels(n, C, H, W, O, KH, KW, SH, SW, PH, PW, x);
 #ifdef MM_SIMD
   taps = t && conv_dw_by_taps(C, H, W, O, KH, KW, PH, PW, P);
 #endif
-  for (int r = 0; r < n; r++) {
+  if (rows)
+    conv_dw_rows(n, C, H, W, O, KH, KW, SH, PH, PW, dy, x, col, dcol, dw, db);
+  for (int r = 0; r < n && !rows; r++) {
     const real *xr = x + (long)r * C * H * W, *dyr = dy + (long)r * O * P;
     if (pixels) {
       conv_dw_grid(r, C, H, W, O, KH, KW, PH, PW, dyr, xr, col, dcol, db);
@@ -1965,7 +2127,7 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
     else
       conv_dw_plain(K, O, P, dyr, col, dw, db);
   }
-  for (int o = 0; o < O && t; o++)
+  for (int o = 0; o < O && t && !rows; o++)
     for (int k = 0; k < K; k++)
       dw[(long)o * K + k] = dcol[(long)k * O + o];
   int tr = 0; /* dx by conv_dx_t: w's copy and dx's transpose in col */

@@ -583,31 +583,61 @@ static void check_conv_y(const Copy *c, const Shape *s, const void *x, const voi
       }
 }
 
+/* Whether kernels.h's conv2d_backward sums dw and db along the output
+   rows in 16 partials (conv_dw_by_rows): stride 1 along the rows, rows
+   of at least 8 columns, C·KH·KW <= 12, KW <= 8, and its padded copy
+   of a sample, rows of 16·⌈OW/16⌉ + 16 reals, and the partials fitting
+   a sample's col. */
+static int by_rows(const Shape *s) {
+  int OW = out_w(s), K = s->C * s->KH * s->KW;
+  long P = (long)out_h(s) * OW, row = ((OW + 15) / 16 + 1) * 16;
+  return s->SW == 1 && OW >= 8 && K <= 12 && s->KW <= 8 &&
+         (long)s->C * (s->H + 2 * s->PH) * row + 64 <= K * P && (long)s->O * (K + 1) * 16 <= K * P;
+}
+
+/* The 16 partial sums p added in halves: l and l + 8, then l and l + 4,
+   ... (kernels.h's conv_halves), in the copy's precision. */
+static double halves(const Copy *c, double *p) {
+  for (int w = 8; w; w /= 2)
+    for (int l = 0; l < w; l++)
+      p[l] = rnd(c, p[l] + p[l + w]);
+  return p[0];
+}
+
 /* dw against Σ_batch Σ_p dy·x, db against Σ dy: exactly, and dw in
-   kernels.h's order. */
+   kernels.h's order: along the batch, then p, or (by_rows) in 16
+   partials, column ow's terms in partial ow mod 16, then halves; and db
+   too in that case. */
 static void check_conv_dw(const Copy *c, const Shape *s, const void *x, const void *dy,
                           const void *dw, const void *db) {
-  int OH = out_h(s), OW = out_w(s), K = s->C * s->KH * s->KW, P = OH * OW;
+  int OH = out_h(s), OW = out_w(s), K = s->C * s->KH * s->KW, P = OH * OW, rows = by_rows(s);
   for (int o = 0; o < s->O; o++) {
     long double sum = 0, smag = 0;
+    double part[16] = {0};
     for (int k = 0; k < K; k++) {
       int ch = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
-      double acc = 0;
+      double acc = 0, p[16] = {0};
       long double exact = 0, mag = 0;
       for (int r = 0; r < s->n; r++)
-        for (int p = 0; p < P; p++) {
-          double g = get(c->f64, dy, ((long)r * s->O + o) * P + p);
-          double xv = pixel(c, s, x, r, ch, p / OW * s->SH - s->PH + i,
-                            p % OW * s->SW - s->PW + j);
+        for (int q = 0; q < P; q++) {
+          int l = q % OW % 16; /* by_rows' partial */
+          double g = get(c->f64, dy, ((long)r * s->O + o) * P + q);
+          double xv = pixel(c, s, x, r, ch, q / OW * s->SH - s->PH + i,
+                            q % OW * s->SW - s->PW + j);
           acc = mac(c, acc, g, xv);
+          p[l] = mac(c, p[l], g, xv);
           exact += (long double)g * xv, mag += fabsl((long double)g * xv);
           if (k == 0)
-            sum += g, smag += fabsl((long double)g);
+            sum += g, smag += fabsl((long double)g), part[l] = rnd(c, part[l] + g);
         }
+      if (rows)
+        acc = halves(c, p);
       same(c, "conv2d_backward dw", s, (long)o * K + k, get(c->f64, dw, (long)o * K + k), acc);
       near(c, "conv2d_backward dw", s, (long)o * K + k, get(c->f64, dw, (long)o * K + k), exact,
            mag, s->n * P);
     }
+    if (db && rows)
+      same(c, "conv2d_backward db", s, o, get(c->f64, db, o), halves(c, part));
     if (db)
       near(c, "conv2d_backward db", s, o, get(c->f64, db, o), sum, smag, s->n * P);
   }
@@ -746,6 +776,30 @@ static void test_conv_inf_pixel(void **state_) {
       fail_msg("%s: conv2d_backward's tap 1 is %a, not 1", c->name, get(c->f64, dw, 1));
     assert_true(get(c->f64, dw, 2) == 0 && get(c->f64, dw, 3) == 0);
     free(x), free(dy), free(w), free(col), free(dcol), free(dw);
+  }
+}
+
+/* conv_dw_rows' vectors run past the output row's end, where the
+   padded copy holds the row's last pixels: an Inf there (x (1, 1, 4,
+   20) at (1, 19), kernel 3×3, padding 1, two outputs) must add no term
+   to the taps that do not reach it. */
+static void test_conv_rows_inf(void **state_) {
+  (void)state_;
+  Shape s = {1, 1, 4, 20, 2, 3, 3, 1, 1, 1, 1};
+  assert_true(by_rows(&s));
+  for (int k = 0; k < NELEM(copies); k++) {
+    const Copy *c = &copies[k];
+    void *x = values(c->f64, in_len(&s), 0.2), *dy = values(c->f64, out_len(&s), 0);
+    void *w = values(c->f64, w_len(&s), 0), *col = values(c->f64, col_len(&s), 0);
+    void *dcol = values(c->f64, col_len(&s), 0), *dw = values(c->f64, w_len(&s), 0);
+    void *db = values(c->f64, s.O, 0);
+    put(c->f64, x, 1 * 20 + 19, INFINITY);
+    ((ConvBwdFn *)find(c, "conv2d_backward"))(s.n, s.C, s.H, s.W, s.O, s.KH, s.KW, s.SH, s.SW,
+                                              s.PH, s.PW, dy, x, w, col, dcol, dw, db, NULL);
+    for (int e = 0; e < w_len(&s); e += 3) /* the taps (i, 0) reach column 18 at most */
+      if (!isfinite(get(c->f64, dw, e)))
+        fail_msg("%s: conv2d_backward's dw[%d] is %a", c->name, e, get(c->f64, dw, e));
+    free(x), free(dy), free(w), free(col), free(dcol), free(dw), free(db);
   }
 }
 
@@ -1296,6 +1350,7 @@ int main(void) {
     cmocka_unit_test(test_xent_confident),
     cmocka_unit_test(test_conv),
     cmocka_unit_test(test_conv_inf_pixel),
+    cmocka_unit_test(test_conv_rows_inf),
     cmocka_unit_test(test_pool),
     cmocka_unit_test(test_maxpool_rules),
     cmocka_unit_test(test_bn2d),

@@ -1898,23 +1898,22 @@ MM_INLINE void conv_dw_plain(int K, int O, int P, const real *dy, const real *co
    output column ow's terms go to partial ow mod CONV_DWP. */
 #define CONV_DWP 16
 
-/* A row of conv_dw_rows' padded copy of x: the output row's columns
-   rounded up to CONV_DWP, and CONV_DWP more, so that each tap's vector
-   lies in two loads. */
-MM_INLINE int conv_dw_row(int OW) { return ((OW + CONV_DWP - 1) / CONV_DWP + 1) * CONV_DWP; }
+/* A row of conv_dw_rows' copies of x: the output row's columns rounded
+   up to CONV_DWP. */
+MM_INLINE int conv_dw_row(int OW) { return (OW + CONV_DWP - 1) / CONV_DWP * CONV_DWP; }
 
 /* Whether conv2d_backward's dw and db go by conv_dw_rows: stride 1
    along the rows, rows of at least half the partials, a weight
    gradient of at most 12 columns (C·KH·KW), as a first layer's, and the
-   padded copy and the partial sums fitting col and dcol (K·P each): the
+   copies and the partial sums fitting col and dcol (K·P each): the
    sums then run along the rows, in vectors, where vectors across the
    outputs would need dy's transpose and could take one term a step. */
 MM_INLINE int conv_dw_by_rows(int C, int H, int W, int O, int KH, int KW, int SH, int SW,
                               int PH, int PW) {
   int OW = conv_out(W, KW, SW, PW), K = C * KH * KW;
   long P = (long)conv_out(H, KH, SH, PH) * OW;
-  return SW == 1 && OW >= CONV_DWP / 2 && K <= 12 && KW <= CONV_DWP / 2 &&
-         (long)C * (H + 2 * PH) * conv_dw_row(OW) + 64 <= K * P &&
+  return SW == 1 && OW >= CONV_DWP / 2 && K <= 12 &&
+         (long)KW * C * (H + 2 * PH) * conv_dw_row(OW) + 64 <= K * P &&
          (long)O * (K + 1) * CONV_DWP <= K * P;
 }
 
@@ -1928,22 +1927,13 @@ MM_INLINE real conv_halves(real *p) {
 }
 
 #ifdef MM_SIMD
-/* Reals j to j + MM_V − 1 of the two vectors lo, hi (lo's first). */
-MM_INLINE mm_v conv_shift_v(mm_v lo, mm_v hi, int j) {
-  __m512i i32 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  __m512i i64 = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-  if (sizeof(real) == 4)
-    return _mm512_permutex2var_ps(lo, _mm512_add_epi32(i32, _mm512_set1_epi32(j)), hi);
-  return _mm512_castpd_ps(_mm512_permutex2var_pd(
-    _mm512_castps_pd(lo), _mm512_add_epi64(i64, _mm512_set1_epi64(j)), _mm512_castps_pd(hi)));
-}
-
 /* conv_dw_rows' terms of sample r for the OB outputs from o0, K = C·KH·KW
    columns: the OB·(K + 1) sums' partials (db's last) from part (O·(K +
    1)·CONV_DWP reals; from 0 at sample 0) into registers, then along the
    sample's output rows a vector of columns a step, and back. x comes
-   from xp, its padded copy (C, HP, WR), each tap's vector out of two
-   loads by a permutation, each used for the OB outputs. */
+   from xp, KW copies (KW, C, HP, WR) of the sample with its padding, the
+   one of tap column j shifted by j, so that each tap's vector is one
+   aligned load, used for the OB outputs. */
 MM_INLINE void conv_dw_rows_v(int OB, int K, int r, int C, int HP, int WR, int OH,
                               int OW, int KH, int KW, int SH, int o0, const real *dy,
                               const real *xp, real *part) {
@@ -1967,10 +1957,10 @@ MM_INLINE void conv_dw_rows_v(int OB, int K, int r, int C, int HP, int WR, int O
       for (int c = 0; c < C; c++)
         for (int i = 0; i < KH; i++) {
           const real *xr = xp + ((long)c * HP + oh * SH + i) * WR + w0;
-          mm_v lo = mm_vload(xr), hi = mm_vload(xr + MM_V);
           for (int j = 0; j < KW; j++) {
             int k = (c * KH + i) * KW + j;
-            mm_v xv = j ? conv_shift_v(lo, hi, j) : lo;
+            mm_v xv = mm_vload(xr + (long)j * C * HP * WR);
+            MM_KEEP(xv);
             for (int a = 0; a < OB; a++)
               acc[a][k][q] = mm_vmac_mask(acc[a][k][q], m, d[a], xv);
           }
@@ -1989,7 +1979,7 @@ MM_INLINE void conv_dw_rows_v(int OB, int K, int r, int C, int HP, int WR, int O
    partial sums from 0, partial l taking the terms of the columns ow
    with ow mod CONV_DWP = l in increasing (r, oh, ow), by MAC (db: plain
    additions), the partials then added in halves (conv_halves). col
-   holds a sample's padded copy, dcol the partials. */
+   holds a sample's copies (conv_dw_rows_v), dcol the partials. */
 MM_INLINE void conv_dw_rows(int n, int C, int H, int W, int O, int KH, int KW, int SH, int PH,
                             int PW, const real *dy, const real *x, real *col, real *dcol,
                             real *dw, real *db) {
@@ -1997,13 +1987,18 @@ MM_INLINE void conv_dw_rows(int n, int C, int H, int W, int O, int KH, int KW, i
 #ifdef MM_SIMD
   int HP = H + 2 * PH, WR = conv_dw_row(OW), ob = MM_V == CONV_DWP ? 2 : 1;
   col += (64 - (unsigned long)col % 64) % 64 / sizeof(real); /* (its loads split no line) */
-  for (long e = 0; e < (long)C * HP * WR; e++)
-    col[e] = 0;
   for (int r = 0; r < n; r++) {
-    for (int c = 0; c < C; c++)
-      for (int h = 0; h < H; h++)
-        for (int w = 0; w < W; w++)
-          col[((long)c * HP + h + PH) * WR + PW + w] = x[(((long)r * C + c) * H + h) * W + w];
+    for (int j = 0; j < KW; j++) /* copy j's column d: x's column d + j − PW, or 0 */
+      for (int c = 0; c < C; c++)
+        for (int hp = 0; hp < HP; hp++) {
+          int h = hp - PH;
+          const real *xr = x + (((long)r * C + c) * H + (h >= 0 && h < H ? h : 0)) * W;
+          real *dst = col + (((long)j * C + c) * HP + hp) * WR;
+          for (int d0 = 0; d0 < WR; d0 += MM_V)
+            mm_vstore(dst + d0, h >= 0 && h < H ? mm_vloadm(xr + d0 + j - PW,
+                                                          conv_lanes(d0, PW - j, W + PW - j))
+                                                : mm_vset(0));
+        }
     const real *dyr = dy + (long)r * O * OH * OW;
     for (int o0 = 0; o0 < O; o0 += ob) {
       if (O - o0 >= 2 && ob == 2 && C == 1 && KH == 3 && KW == 3) /* (constants) */

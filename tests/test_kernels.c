@@ -585,14 +585,15 @@ static void check_conv_y(const Copy *c, const Shape *s, const void *x, const voi
 
 /* Whether kernels.h's conv2d_backward sums dw and db along the output
    rows in 16 partials (conv_dw_by_rows): stride 1 along the rows, rows
-   of at least 8 columns, C·KH·KW <= 12, KW <= 8, and its padded copy
-   of a sample, rows of 16·⌈OW/16⌉ + 16 reals, and the partials fitting
-   a sample's col. */
+   of at least 8 columns, C·KH·KW <= 12, and its KW padded copies of a
+   sample, rows of 16·⌈OW/16⌉ reals, and the partials fitting a
+   sample's col. */
 static int by_rows(const Shape *s) {
   int OW = out_w(s), K = s->C * s->KH * s->KW;
-  long P = (long)out_h(s) * OW, row = ((OW + 15) / 16 + 1) * 16;
-  return s->SW == 1 && OW >= 8 && K <= 12 && s->KW <= 8 &&
-         (long)s->C * (s->H + 2 * s->PH) * row + 64 <= K * P && (long)s->O * (K + 1) * 16 <= K * P;
+  long P = (long)out_h(s) * OW, row = (OW + 15) / 16 * 16;
+  return s->SW == 1 && OW >= 8 && K <= 12 &&
+         (long)s->KW * s->C * (s->H + 2 * s->PH) * row + 64 <= K * P &&
+         (long)s->O * (K + 1) * 16 <= K * P;
 }
 
 /* The 16 partial sums p added in halves: l and l + 8, then l and l + 4,

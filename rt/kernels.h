@@ -1188,10 +1188,10 @@ MLPC_KERNEL void ln_backward(int n, int D, const real *dy, const real *xhat, con
    columns p = (oh, ow), col[k][p] = x[c][oh·SH − PH + i][ow·SW − PW + j],
    0 in the padding. Its sums, each from the bias or 0, one term at a
    time with MAC: y[o][p] along k; dw[o][k] along the batch's samples,
-   then p (where K is at most 12, as a first layer's, in 16 partial sums
-   instead: conv_dw_rows); dcol[k][p] = Σ_o w[o][k]·dy[o][p] along o, each rounded to a
-   real, and dx[c][h][w] the sum, by plain additions in increasing k, of
-   the dcol terms that col drew from x[c][h][w]. */
+   then p (in 16 partial sums instead where K is small, as a first
+   layer's: conv_dw_rows); dcol[k][p] = Σ_o w[o][k]·dy[o][p] along o,
+   each rounded to a real, and dx[c][h][w] the sum, by plain additions
+   in increasing k, of the dcol terms that col drew from x[c][h][w]. */
 
 /* A convolution's or a pool's output size along one axis. */
 MM_INLINE int conv_out(int len, int k, int s, int pad) { return (len + 2 * pad - k) / s + 1; }

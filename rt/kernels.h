@@ -27,8 +27,11 @@
  * not depend on the compiler, its vector width, the alignment, the
  * blocking, the batch size or the backend. Terms whose input is exactly
  * zero are skipped: that adds nothing, and changes nothing but the sign
- * of an exact zero. BatchNorm2d's statistics alone split their sums, into
- * a fixed set of partial sums (bn2d_sum), the same in every copy.
+ * of an exact zero. Two kinds of sum are split instead, into a fixed set
+ * of partial sums, each in increasing order and then added in halves, the
+ * same in every copy: BatchNorm2d's statistics (bn2d_sum) and a narrow
+ * convolution's weight and bias gradient (conv_dw_rows), which adds its
+ * zero terms too.
  */
 #ifdef MLPC_FMA
 #define MAC(acc, a, b) FMA(a, b, acc)

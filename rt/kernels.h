@@ -1993,15 +1993,10 @@ MM_INLINE void conv_dw_rows(int n, int C, int H, int W, int O, int KH, int KW, i
   for (int r = 0; r < n; r++) {
     for (int j = 0; j < KW; j++) /* copy j's column d: x's column d + j − PW, or 0 */
       for (int c = 0; c < C; c++)
-        for (int hp = 0; hp < HP; hp++) {
-          int h = hp - PH;
-          const real *xr = x + (((long)r * C + c) * H + (h >= 0 && h < H ? h : 0)) * W;
-          real *dst = col + (((long)j * C + c) * HP + hp) * WR;
-          for (int d0 = 0; d0 < WR; d0 += MM_V)
-            mm_vstore(dst + d0, h >= 0 && h < H ? mm_vloadm(xr + d0 + j - PW,
-                                                          conv_lanes(d0, PW - j, W + PW - j))
-                                                : mm_vset(0));
-        }
+        for (int hp = 0, h = -PH; hp < HP; hp++, h++)
+          conv_row_in(W, WR, 1, j - PW,
+                      h >= 0 && h < H ? x + (((long)r * C + c) * H + h) * W : 0,
+                      col + (((long)j * C + c) * HP + hp) * WR);
     const real *dyr = dy + (long)r * O * OH * OW;
     for (int o0 = 0; o0 < O; o0 += ob) {
       if (O - o0 >= 2 && ob == 2 && C == 1 && KH == 3 && KW == 3) /* (constants) */

@@ -31,7 +31,10 @@
  * of partial sums, each in increasing order and then added in halves, the
  * same in every copy: BatchNorm2d's statistics (bn2d_sum) and a narrow
  * convolution's weight and bias gradient (conv_dw_rows), which adds its
- * zero terms too.
+ * zero terms too. And one computes other sums: a 3×3 convolution of
+ * stride 1 with 8 channels or more in and out, and its input gradient,
+ * by Winograd's F(2×2, 3×3) (conv_wino), whose every operation is fixed
+ * and the same in every copy.
  */
 #ifdef MLPC_FMA
 #define MAC(acc, a, b) FMA(a, b, acc)
@@ -363,6 +366,27 @@ MM_INLINE mm_v mm_vadd(mm_v a, mm_v b) {
   return sizeof(real) == 4
            ? _mm512_add_ps(a, b)
            : _mm512_castpd_ps(_mm512_add_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+
+/* a − b in each lane. */
+MM_INLINE mm_v mm_vsub(mm_v a, mm_v b) {
+  return sizeof(real) == 4
+           ? _mm512_sub_ps(a, b)
+           : _mm512_castpd_ps(_mm512_sub_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+
+/* The lane indices ix[0 .. MM_V) as a vector of indices of reals. */
+MM_INLINE __m512i wino_index(const int *ix) {
+  return sizeof(real) == 4 ? _mm512_loadu_si512(ix)
+                           : _mm512_set_epi64(ix[7], ix[6], ix[5], ix[4], ix[3], ix[2], ix[1],
+                                              ix[0]);
+}
+
+/* Lane l of the result: lane idx[l] of a's lanes followed by b's. */
+MM_INLINE mm_v wino_perm(mm_v a, __m512i idx, mm_v b) {
+  return sizeof(real) == 4 ? _mm512_permutex2var_ps(a, idx, b)
+                           : _mm512_castpd_ps(_mm512_permutex2var_pd(
+                               _mm512_castps_pd(a), idx, _mm512_castps_pd(b)));
 }
 
 /* acc + v in the lanes of m, acc elsewhere. */
@@ -1616,6 +1640,275 @@ MLPC_KERNEL_PART void conv_direct(int n, int C, int H, int W, int O, int KH, int
 }
 #endif
 
+/* ---- Winograd's F(2×2, 3×3): conv_wino ----
+
+   A 3×3 convolution of stride 1 by tiles: each 4×4 tile d of the padded
+   input gives a 2×2 tile of output, Y = Aᵀ·(Σ_c U_c ⊙ V_c)·A, with
+   U = G·g·Gᵀ of each kernel g and V = Bᵀ·d·B of each channel's tile,
+   16 products a pair of channels for 36 (Lavin and Gray, 2015). Its
+   sums are not w·col's: every output is a combination of 16 sums over
+   the channels, each one term at a time in increasing c with MAC. In
+   order, each rounded to a real:
+     U:  t = G·g by columns: g0, ((g0 + g1) + g2)·½, ((g0 − g1) + g2)·½,
+         g2; then the same along t's rows;
+     V:  t = Bᵀ·d by columns: d0 − d2, d1 + d2, d2 − d1, d1 − d3; then
+         the same along t's rows;
+     M:  Σ_c U·V from 0, c increasing;
+     Y:  s = Aᵀ·M by columns: (m0 + m1) + m2, (m1 − m2) − m3; then the
+         same along s's rows; then + b.
+   A tile row of a sample (a unit, TW = ⌈OW/2⌉ tiles) takes TW lanes of
+   a vector, two units a vector (lanes 0 and WINO_V/2 on), so that the
+   transforms are the same operations in every lane; the products run
+   16 outputs by one vector of tiles, the sums in registers. */
+#define WINO_V (64 / (int)sizeof(real)) /* lanes of a vector of tiles */
+#define WINO_OB 16                      /* outputs summed at once */
+
+/* The reals of conv_wino's scratch: U (16, C, O rounded up to
+   WINO_OB), V (16, C, WINO_V), M (16, WINO_OB, WINO_V). */
+MM_INLINE long wino_scratch(int C, int O) {
+  return 16L * C * ((O + WINO_OB - 1) / WINO_OB * WINO_OB) + 16L * C * WINO_V +
+         16L * WINO_OB * WINO_V;
+}
+
+/* Whether conv2d_forward takes conv_wino: a 3×3 kernel of stride 1,
+   at least 8 channels in and out, a padded row's tiles in half a
+   vector (2·TW + 2 <= WINO_V: OW <= 14 for float, 6 for double), and
+   its scratch in col's C·9·OH·OW reals. The same with or without
+   vectors. */
+MM_INLINE int conv_by_wino(int C, int H, int W, int O, int KH, int KW, int SH, int SW, int PH,
+                           int PW) {
+  int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW);
+  return KH == 3 && KW == 3 && SH == 1 && SW == 1 && C >= 8 && O >= 8 && OH >= 1 &&
+         OW >= 1 && 2 * ((OW + 1) / 2) + 2 <= WINO_V &&
+         wino_scratch(C, O) <= 9L * C * OH * OW;
+}
+
+/* Whether conv2d_backward's input gradient takes conv_wino: the
+   convolution of dy (n, O, OH, OW) with w's kernels turned by 180° and
+   its channels swapped, padding 2 − PH and 2 − PW, whose output is dx
+   (n, C, H, W): where conv_by_wino would hold for it (PH, PW <= 2),
+   but its scratch in col's C·9·OH·OW reals. */
+MM_INLINE int conv_dx_by_wino(int C, int H, int W, int O, int KH, int KW, int SH, int SW,
+                              int PH, int PW) {
+  int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW);
+  return KH == 3 && KW == 3 && SH == 1 && SW == 1 && PH <= 2 && PW <= 2 && C >= 8 && O >= 8 &&
+         2 * ((W + 1) / 2) + 2 <= WINO_V && wino_scratch(O, C) <= 9L * C * OH * OW;
+}
+
+/* U (16, C, OP), outputs O .. OP zero, of the 3×3 kernels g of output
+   o and channel c at w + o·so + c·sc, g[i][j] at 3·i + j, or with flip
+   at 8 − 3·i − j (the input gradient's kernels: conv_wino_dx). */
+MM_INLINE void wino_weights(int C, int O, int OP, const real *w, long so, long sc, int flip,
+                            real *u) {
+  for (long e = 0; e < 16L * C * OP; e++)
+    u[e] = 0;
+  for (int o = 0; o < O; o++)
+    for (int c = 0; c < C; c++) {
+      real g[9], t[4][3], h = (real)0.5;
+      for (int e = 0; e < 9; e++)
+        g[e] = w[o * so + c * sc + (flip ? 8 - e : e)];
+      for (int j = 0; j < 3; j++) {
+        t[0][j] = g[j];
+        t[1][j] = ((g[j] + g[3 + j]) + g[6 + j]) * h;
+        t[2][j] = ((g[j] - g[3 + j]) + g[6 + j]) * h;
+        t[3][j] = g[6 + j];
+      }
+      for (int i = 0; i < 4; i++) {
+        real *ui = u + ((long)i * 4 * C + c) * OP + o; /* ξ = 4·i + j, C·OP apart */
+        ui[0] = t[i][0];
+        ui[(long)C * OP] = ((t[i][0] + t[i][1]) + t[i][2]) * h;
+        ui[2L * C * OP] = ((t[i][0] - t[i][1]) + t[i][2]) * h;
+        ui[3L * C * OP] = t[i][2];
+      }
+    }
+}
+
+/* Row h of channel plane xc (H, W) as the padded input's row: lane p
+   is x[h][p − PW], 0 outside the plane. */
+MM_INLINE real wino_pixel(int H, int W, int PW, const real *xc, int h, int p) {
+  return h >= 0 && h < H && p - PW >= 0 && p - PW < W ? xc[(long)h * W + p - PW] : (real)0;
+}
+
+/* V (16, C, WINO_V) of units a and b (tile rows ta, tb of samples xa,
+   xb, each (C, H, W)): lane l of half q is tile l of its unit. */
+MM_INLINE void wino_in(int C, int H, int W, int PH, int PW, int TW, const real *xa, int ta,
+                       const real *xb, int tb, real *v) {
+#ifdef MM_SIMD
+  unsigned m = conv_lanes(0, PW, PW + W);
+  int ix[4][16];
+  (void)TW;
+  for (int j = 0; j < 4; j++)
+    for (int l = 0; l < WINO_V; l++)
+      ix[j][l] = (l < WINO_V / 2 ? 2 * l + j : WINO_V + 2 * (l - WINO_V / 2) + j) &
+                 (2 * WINO_V - 1); /* (lanes past a unit's tiles: any) */
+  __m512i idx[4];
+  for (int j = 0; j < 4; j++)
+    idx[j] = wino_index(ix[j]);
+  for (int c = 0; c < C; c++) {
+    mm_v t[2][4];
+    for (int q = 0; q < 2; q++) {
+      const real *xc = (q ? xb : xa) + (long)c * H * W;
+      int h0 = 2 * (q ? tb : ta) - PH;
+      mm_v d[4];
+      for (int i = 0; i < 4; i++)
+        d[i] = h0 + i >= 0 && h0 + i < H ? mm_vloadm(xc + (long)(h0 + i) * W - PW, m) : mm_vset(0);
+      t[q][0] = mm_vsub(d[0], d[2]), t[q][1] = mm_vadd(d[1], d[2]);
+      t[q][2] = mm_vsub(d[2], d[1]), t[q][3] = mm_vsub(d[1], d[3]);
+    }
+    for (int k = 0; k < 4; k++) {
+      mm_v e[4];
+      for (int j = 0; j < 4; j++)
+        e[j] = wino_perm(t[0][k], idx[j], t[1][k]);
+      real *vk = v + ((long)4 * k * C + c) * WINO_V; /* ξ = 4·k + j, C·WINO_V apart */
+      mm_vstore(vk, mm_vsub(e[0], e[2]));
+      mm_vstore(vk + (long)C * WINO_V, mm_vadd(e[1], e[2]));
+      mm_vstore(vk + 2L * C * WINO_V, mm_vsub(e[2], e[1]));
+      mm_vstore(vk + 3L * C * WINO_V, mm_vsub(e[1], e[3]));
+    }
+  }
+#else
+  for (int c = 0; c < C; c++)
+    for (int q = 0; q < 2; q++)
+      for (int l = 0; l < TW; l++) {
+        const real *xc = (q ? xb : xa) + (long)c * H * W;
+        int h0 = 2 * (q ? tb : ta) - PH;
+        real d[4][4], t[4][4];
+        for (int i = 0; i < 4; i++)
+          for (int j = 0; j < 4; j++)
+            d[i][j] = wino_pixel(H, W, PW, xc, h0 + i, 2 * l + j);
+        for (int j = 0; j < 4; j++) {
+          t[0][j] = d[0][j] - d[2][j], t[1][j] = d[1][j] + d[2][j];
+          t[2][j] = d[2][j] - d[1][j], t[3][j] = d[1][j] - d[3][j];
+        }
+        for (int k = 0; k < 4; k++) {
+          real *vk = v + ((long)4 * k * C + c) * WINO_V + q * WINO_V / 2 + l;
+          vk[0] = t[k][0] - t[k][2];
+          vk[(long)C * WINO_V] = t[k][1] + t[k][2];
+          vk[2L * C * WINO_V] = t[k][2] - t[k][1];
+          vk[3L * C * WINO_V] = t[k][1] - t[k][3];
+        }
+      }
+#endif
+}
+
+/* M (16, WINO_OB, WINO_V) = Σ_c U·V of outputs o0 .. o0 + WINO_OB: for
+   each ξ, each output's sum from 0 one term at a time, c increasing
+   (the lanes of units' tiles; TW a unit's). */
+MM_INLINE void wino_products(int C, int OP, int TW, int o0, const real *u, const real *v,
+                             real *mo) {
+  for (int q = 0; q < 16; q++) {
+    const real *uq = u + (long)q * C * OP + o0, *vq = v + (long)q * C * WINO_V;
+    real *mq = mo + (long)q * WINO_OB * WINO_V;
+#ifdef MM_SIMD
+    mm_v acc[WINO_OB];
+    (void)TW;
+    for (int t = 0; t < WINO_OB; t++)
+      acc[t] = mm_vset(0);
+    for (int c = 0; c < C; c++) {
+      mm_v xv = mm_vload(vq + (long)c * WINO_V);
+      MM_KEEP(xv);
+      for (int t = 0; t < WINO_OB; t++)
+        acc[t] = mm_vmac(acc[t], mm_vset(uq[(long)c * OP + t]), xv);
+    }
+    for (int t = 0; t < WINO_OB; t++)
+      mm_vstore(mq + t * WINO_V, acc[t]);
+#else
+    for (int t = 0; t < WINO_OB; t++)
+      for (int l = 0; l < WINO_V; l++) {
+        real acc = 0;
+        if (l % (WINO_V / 2) >= TW)
+          continue;
+        for (int c = 0; c < C; c++)
+          acc = MAC(acc, uq[(long)c * OP + t], vq[(long)c * WINO_V + l]);
+        mq[t * WINO_V + l] = acc;
+      }
+#endif
+  }
+}
+
+/* Outputs o0 .. o0 + ob of units a and b (b only with yb) from M, plus
+   the bias: rows 2·ta and 2·ta + 1 of sample ya (O, OH, OW), where they
+   lie in it, and likewise of yb. */
+MM_INLINE void wino_out(int OH, int OW, int TW, int o0, int ob, const real *mo,
+                        const real *bias, real *ya, int ta, real *yb, int tb) {
+  for (int t = 0; t < ob; t++) {
+    int o = o0 + t;
+#ifdef MM_SIMD
+    int il[2][16];
+    (void)TW;
+    for (int q = 0; q < 2; q++)
+      for (int p = 0; p < WINO_V; p++)
+        il[q][p] = (p & 1) * WINO_V + q * WINO_V / 2 + p / 2;
+    mm_v m[4][4], s[2][4];
+    for (int k = 0; k < 4; k++)
+      for (int j = 0; j < 4; j++)
+        m[k][j] = mm_vload(mo + ((long)(4 * k + j) * WINO_OB + t) * WINO_V);
+    for (int j = 0; j < 4; j++) {
+      s[0][j] = mm_vadd(mm_vadd(m[0][j], m[1][j]), m[2][j]);
+      s[1][j] = mm_vsub(mm_vsub(m[1][j], m[2][j]), m[3][j]);
+    }
+    for (int i = 0; i < 2; i++) {
+      mm_v y0 = mm_vadd(mm_vadd(s[i][0], s[i][1]), s[i][2]);
+      mm_v y1 = mm_vsub(mm_vsub(s[i][1], s[i][2]), s[i][3]);
+      if (bias)
+        y0 = mm_vadd(y0, mm_vset(bias[o])), y1 = mm_vadd(y1, mm_vset(bias[o]));
+      for (int q = 0; q < 2; q++) {
+        int row = 2 * (q ? tb : ta) + i;
+        if ((q && !yb) || row >= OH)
+          continue;
+        mm_vstorem((q ? yb : ya) + ((long)o * OH + row) * OW, conv_lanes(0, 0, OW),
+                   wino_perm(y0, wino_index(il[q]), y1));
+      }
+    }
+#else
+    for (int q = 0; q < 2 && (!q || yb); q++)
+      for (int l = 0; l < TW; l++) {
+        real m[4][4], s[2][4];
+        for (int k = 0; k < 4; k++)
+          for (int j = 0; j < 4; j++)
+            m[k][j] = mo[((long)(4 * k + j) * WINO_OB + t) * WINO_V + q * WINO_V / 2 + l];
+        for (int j = 0; j < 4; j++) {
+          s[0][j] = (m[0][j] + m[1][j]) + m[2][j];
+          s[1][j] = (m[1][j] - m[2][j]) - m[3][j];
+        }
+        for (int i = 0; i < 2; i++) {
+          int row = 2 * (q ? tb : ta) + i;
+          real yv[2] = {(s[i][0] + s[i][1]) + s[i][2], (s[i][1] - s[i][2]) - s[i][3]};
+          for (int jj = 0; jj < 2 && row < OH; jj++)
+            if (2 * l + jj < OW)
+              (q ? yb : ya)[((long)o * OH + row) * OW + 2 * l + jj] =
+                bias ? yv[jj] + bias[o] : yv[jj];
+        }
+      }
+#endif
+  }
+}
+
+/* y = conv2d(x, w) + b by F(2×2, 3×3) (above), stride 1, padding PH,
+   PW, w's kernels as wino_weights takes them: units in order, two at a
+   time (the last alone where they are odd), each pair's V, then
+   WINO_OB outputs at a time their M and their outputs. scratch:
+   wino_scratch(C, O) reals. */
+MLPC_KERNEL_PART void conv_wino(int n, int C, int H, int W, int O, int PH, int PW,
+                                const real *x, const real *w, long so, long sc, int flip,
+                                const real *b, real *scratch, real *y) {
+  int OH = conv_out(H, 3, 1, PH), OW = conv_out(W, 3, 1, PW), TH = (OH + 1) / 2,
+      TW = (OW + 1) / 2, OP = (O + WINO_OB - 1) / WINO_OB * WINO_OB;
+  real *u = scratch, *v = u + 16L * C * OP, *mo = v + 16L * C * WINO_V;
+  long units = (long)n * TH, xs = (long)C * H * W, ys = (long)O * OH * OW;
+  wino_weights(C, O, OP, w, so, sc, flip, u);
+  for (long a = 0; a < units; a += 2) {
+    long bu = a + 1 < units ? a + 1 : a; /* unit b: a again, not stored */
+    int ta = (int)(a % TH), tb = (int)(bu % TH);
+    wino_in(C, H, W, PH, PW, TW, x + a / TH * xs, ta, x + bu / TH * xs, tb, v);
+    for (int o0 = 0; o0 < O; o0 += WINO_OB) {
+      wino_products(C, OP, TW, o0, u, v, mo);
+      wino_out(OH, OW, TW, o0, MM_MIN(WINO_OB, O - o0), mo, b, y + a / TH * ys, ta,
+               bu != a ? y + bu / TH * ys : 0, tb);
+    }
+  }
+}
+
 /* y = conv2d(x, w) + b: x (n, C, H, W), w (O, C, KH, KW), b (O) or null
    (0), y (n, O, OH, OW); col (C·KH·KW, OH·OW): scratch for one sample's
    im2col matrix, so that it stays in the level-2 cache (the backward
@@ -1626,6 +1919,10 @@ MLPC_KERNEL void conv2d_forward(int n, int C, int H, int W, int O, int KH, int K
                                 int SW, int PH, int PW, const real *x, const real *w,
                                 const real *b, real *col, real *y) {
   int K = C * KH * KW, P = conv_out(H, KH, SH, PH) * conv_out(W, KW, SW, PW);
+  if (conv_by_wino(C, H, W, O, KH, KW, SH, SW, PH, PW)) {
+    conv_wino(n, C, H, W, O, PH, PW, x, w, (long)C * 9, 9, 0, b, col, y);
+    return;
+  }
 #ifdef MM_SIMD
   if (conv_by_rows(C, H, W, O, KH, KW, PH, PW, P)) {
     conv_rows(n, C, H, W, O, KH, KW, SH, SW, PH, PW, x, w, b, col, y);
@@ -2123,6 +2420,11 @@ MLPC_KERNEL void conv2d_backward(int n, int C, int H, int W, int O, int KH, int 
   for (int o = 0; o < O && t && !rows; o++)
     for (int k = 0; k < K; k++)
       dw[(long)o * K + k] = dcol[(long)k * O + o];
+  if (dx && conv_dx_by_wino(C, H, W, O, KH, KW, SH, SW, PH, PW)) {
+    conv_wino(n, O, conv_out(H, KH, SH, PH), conv_out(W, KW, SW, PW), C, 2 - PH, 2 - PW, dy, w,
+              9, (long)C * 9, 1, 0, col, dx);
+    return;
+  }
   int tr = 0; /* dx by conv_dx_t: w's copy and dx's transpose in col */
 #ifdef MM_SIMD
   tr = dx && conv_dx_by_t(C, H, W, O, K, P, SH, SW);

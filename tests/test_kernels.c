@@ -559,11 +559,75 @@ static void same(const Copy *c, const char *what, const Shape *s, long e, double
 /* A real rounded to the copy's precision. */
 static double rnd(const Copy *c, double v) { return c->f64 ? v : (float)v; }
 
+/* The lanes of kernels.h's vectors of tiles (WINO_V) in copy c. */
+static int wino_lanes(const Copy *c) { return c->f64 ? 8 : 16; }
+
+/* kernels.h's wino_scratch: reals of conv_wino's scratch. */
+static long wino_scratch_of(const Copy *c, int C, int O) {
+  return 16L * C * ((O + 15) / 16 * 16) + 16L * C * wino_lanes(c) + 16L * 16 * wino_lanes(c);
+}
+
+/* Whether kernels.h's conv2d_forward takes conv_wino (conv_by_wino). */
+static int by_wino(const Copy *c, const Shape *s) {
+  return s->KH == 3 && s->KW == 3 && s->SH == 1 && s->SW == 1 && s->C >= 8 && s->O >= 8 &&
+         2 * ((out_w(s) + 1) / 2) + 2 <= wino_lanes(c) &&
+         wino_scratch_of(c, s->C, s->O) <= col_len(s);
+}
+
+/* Whether its conv2d_backward's dx takes conv_wino (conv_dx_by_wino). */
+static int dx_by_wino(const Copy *c, const Shape *s) {
+  return s->KH == 3 && s->KW == 3 && s->SH == 1 && s->SW == 1 && s->PH <= 2 && s->PW <= 2 &&
+         s->C >= 8 && s->O >= 8 && 2 * ((s->W + 1) / 2) + 2 <= wino_lanes(c) &&
+         wino_scratch_of(c, s->O, s->C) <= col_len(s);
+}
+
+/* Output (di, dj) of a 2×2 tile of F(2×2, 3×3) as kernels.h's
+   conv_wino computes it, in the copy's precision: the tile's 4×4 input
+   d and 3×3 kernel g of each of cn channels; b added unless !hasb. */
+static double wino_ref(const Copy *c, int cn, const double (*d)[16], const double (*g)[9],
+                       int di, int dj, double b, int hasb) {
+  double m[16] = {0};
+  for (int ch = 0; ch < cn; ch++) {
+    double t[4][3], u[16], e[4][4], v[16];
+    const double *k = g[ch], *x = d[ch];
+    for (int j = 0; j < 3; j++) { /* U = G·g·Gᵀ */
+      t[0][j] = k[j];
+      t[1][j] = rnd(c, rnd(c, rnd(c, k[j] + k[3 + j]) + k[6 + j]) * 0.5);
+      t[2][j] = rnd(c, rnd(c, rnd(c, k[j] - k[3 + j]) + k[6 + j]) * 0.5);
+      t[3][j] = k[6 + j];
+    }
+    for (int i = 0; i < 4; i++) {
+      u[4 * i] = t[i][0];
+      u[4 * i + 1] = rnd(c, rnd(c, rnd(c, t[i][0] + t[i][1]) + t[i][2]) * 0.5);
+      u[4 * i + 2] = rnd(c, rnd(c, rnd(c, t[i][0] - t[i][1]) + t[i][2]) * 0.5);
+      u[4 * i + 3] = t[i][2];
+    }
+    for (int j = 0; j < 4; j++) { /* V = Bᵀ·d·B */
+      e[0][j] = rnd(c, x[j] - x[8 + j]), e[1][j] = rnd(c, x[4 + j] + x[8 + j]);
+      e[2][j] = rnd(c, x[8 + j] - x[4 + j]), e[3][j] = rnd(c, x[4 + j] - x[12 + j]);
+    }
+    for (int i = 0; i < 4; i++) {
+      v[4 * i] = rnd(c, e[i][0] - e[i][2]), v[4 * i + 1] = rnd(c, e[i][1] + e[i][2]);
+      v[4 * i + 2] = rnd(c, e[i][2] - e[i][1]), v[4 * i + 3] = rnd(c, e[i][1] - e[i][3]);
+    }
+    for (int q = 0; q < 16; q++)
+      m[q] = mac(c, m[q], u[q], v[q]);
+  }
+  double s[4]; /* row di of Aᵀ·M, then its column dj */
+  for (int j = 0; j < 4; j++)
+    s[j] = di ? rnd(c, rnd(c, m[4 + j] - m[8 + j]) - m[12 + j])
+              : rnd(c, rnd(c, m[j] + m[4 + j]) + m[8 + j]);
+  double y = dj ? rnd(c, rnd(c, s[1] - s[2]) - s[3]) : rnd(c, rnd(c, s[0] + s[1]) + s[2]);
+  return hasb ? rnd(c, y + b) : y;
+}
+
 /* y against Σ w·x + b, exactly and in kernels.h's order (b first, then
-   k = (c, i, j) increasing, each term with MAC). */
+   k = (c, i, j) increasing, each term with MAC; or F(2×2, 3×3)'s, whose
+   rounding bound the test takes four times as wide). */
 static void check_conv_y(const Copy *c, const Shape *s, const void *x, const void *w,
                          const void *b, const void *y) {
-  int OH = out_h(s), OW = out_w(s), K = s->C * s->KH * s->KW;
+  int OH = out_h(s), OW = out_w(s), K = s->C * s->KH * s->KW, wino = by_wino(c, s);
+  double(*d)[16] = malloc(sizeof *d * (size_t)s->C), (*g)[9] = malloc(sizeof *g * (size_t)s->C);
   for (int r = 0; r < s->n; r++)
     for (int o = 0; o < s->O; o++)
       for (int p = 0; p < OH * OW; p++) {
@@ -578,9 +642,21 @@ static void check_conv_y(const Copy *c, const Shape *s, const void *x, const voi
           exact += (long double)wv * xv, mag += fabsl((long double)wv * xv);
         }
         long e = ((long)r * s->O + o) * OH * OW + p;
+        if (wino) { /* F(2×2, 3×3): the tile's input and the kernels */
+          for (int ch = 0; ch < s->C; ch++)
+            for (int q = 0; q < 16; q++) {
+              int th = oh / 2 * 2 + q / 4 - s->PH, tw = ow / 2 * 2 + q % 4 - s->PW;
+              d[ch][q] = pixel(c, s, x, r, ch, th, tw);
+              if (q < 9)
+                g[ch][q] = get(c->f64, w, ((long)o * s->C + ch) * 9 + q);
+            }
+          acc = wino_ref(c, s->C, d, g, oh % 2, ow % 2, b ? get(c->f64, b, o) : 0, b != NULL);
+        }
         same(c, "conv2d_forward", s, e, get(c->f64, y, e), acc);
-        near(c, "conv2d_forward", s, e, get(c->f64, y, e), exact, mag, K + 1);
+        near(c, "conv2d_forward", s, e, get(c->f64, y, e), exact, mag,
+             wino ? 4 * (K + 1) : K + 1);
       }
+  free(d), free(g);
 }
 
 /* Whether kernels.h's conv2d_backward sums dw and db along the output
@@ -645,10 +721,13 @@ static void check_conv_dw(const Copy *c, const Shape *s, const void *x, const vo
 }
 
 /* dx against Σ_o Σ_(i,j) w·dy exactly, and in kernels.h's order: for
-   each (i, j) increasing, the sum over o rounded, then added. */
+   each (i, j) increasing, the sum over o rounded, then added; or that
+   of F(2×2, 3×3) of dy padded by 2 − PH, 2 − PW with the kernels turned
+   by 180° and the channels swapped. */
 static void check_conv_dx(const Copy *c, const Shape *s, const void *w, const void *dy,
                           const void *dx) {
-  int OH = out_h(s), OW = out_w(s), KK = s->KH * s->KW, K = s->C * KK;
+  int OH = out_h(s), OW = out_w(s), KK = s->KH * s->KW, K = s->C * KK, wino = dx_by_wino(c, s);
+  double(*d)[16] = malloc(sizeof *d * (size_t)s->O), (*g)[9] = malloc(sizeof *g * (size_t)s->O);
   for (int r = 0; r < s->n; r++)
     for (int ch = 0; ch < s->C; ch++)
       for (int h = 0; h < s->H; h++)
@@ -672,9 +751,22 @@ static void check_conv_dx(const Copy *c, const Shape *s, const void *w, const vo
               acc = rnd(c, acc + d);
             }
           long e = (((long)r * s->C + ch) * s->H + h) * s->W + x;
+          for (int o = 0; o < s->O && wino; o++)
+            for (int q = 0; q < 16; q++) {
+              int th = h / 2 * 2 + q / 4 - (2 - s->PH), tw = x / 2 * 2 + q % 4 - (2 - s->PW);
+              d[o][q] = th < 0 || tw < 0 || th >= OH || tw >= OW
+                          ? 0
+                          : get(c->f64, dy, ((long)r * s->O + o) * OH * OW + (long)th * OW + tw);
+              if (q < 9)
+                g[o][q] = get(c->f64, w, (long)o * K + ch * KK + 8 - q);
+            }
+          if (wino)
+            acc = wino_ref(c, s->O, d, g, h % 2, x % 2, 0, 0);
           same(c, "conv2d_backward dx", s, e, get(c->f64, dx, e), acc);
-          near(c, "conv2d_backward dx", s, e, get(c->f64, dx, e), exact, mag, s->O + KK);
+          near(c, "conv2d_backward dx", s, e, get(c->f64, dx, e), exact, mag,
+               wino ? 4 * (s->O + KK) : s->O + KK);
         }
+  free(d), free(g);
 }
 
 /* col's scratch of one sample, then a guard of as many reals that no
@@ -728,6 +820,11 @@ static void each_shape(void (*fn)(const Copy *, const Shape *), const Copy *c, i
     {3, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1},
     {2, 3, 13, 30, 33, 3, 3, 1, 1, 1, 1}, {2, 7, 17, 19, 50, 5, 3, 2, 1, 2, 0},
     {1, 2, 40, 9, 9, 2, 2, 2, 2, 0, 0},
+    /* F(2×2, 3×3) (the last two in double): odd tiles, outputs past a
+       block of 16, paddings 0 to 2 */
+    {2, 9, 13, 13, 17, 3, 3, 1, 1, 1, 1}, {1, 8, 14, 12, 8, 3, 3, 1, 1, 0, 2},
+    {2, 11, 16, 10, 12, 3, 3, 1, 1, 2, 1}, {3, 8, 14, 6, 9, 3, 3, 1, 1, 1, 1},
+    {2, 9, 15, 5, 8, 3, 3, 1, 1, 1, 1},
   };
   int q = 0;
   for (int a = 0; a < NELEM(cs); a++)

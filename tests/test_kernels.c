@@ -621,9 +621,25 @@ static double wino_ref(const Copy *c, int cn, const double (*d)[16], const doubl
   return hasb ? rnd(c, y + b) : y;
 }
 
+/* The magnitude F(2×2, 3×3)'s rounding errors are relative to: the
+   transforms mix the whole tile, so every product of one of its 16
+   inputs and one of its 9 weights, Σ_c Σ|d|·Σ|g|, plus |b|. */
+static long double wino_mag(int cn, const double (*d)[16], const double (*g)[9], double b) {
+  long double mag = fabsl((long double)b);
+  for (int ch = 0; ch < cn; ch++) {
+    long double sd = 0, sg = 0;
+    for (int q = 0; q < 16; q++)
+      sd += fabsl((long double)d[ch][q]);
+    for (int e = 0; e < 9; e++)
+      sg += fabsl((long double)g[ch][e]);
+    mag += sd * sg;
+  }
+  return mag;
+}
+
 /* y against Σ w·x + b, exactly and in kernels.h's order (b first, then
-   k = (c, i, j) increasing, each term with MAC; or F(2×2, 3×3)'s, whose
-   rounding bound the test takes four times as wide). */
+   k = (c, i, j) increasing, each term with MAC; or F(2×2, 3×3)'s, its
+   rounding bound relative to its tile's magnitude, wino_mag). */
 static void check_conv_y(const Copy *c, const Shape *s, const void *x, const void *w,
                          const void *b, const void *y) {
   int OH = out_h(s), OW = out_w(s), K = s->C * s->KH * s->KW, wino = by_wino(c, s);
@@ -651,10 +667,11 @@ static void check_conv_y(const Copy *c, const Shape *s, const void *x, const voi
                 g[ch][q] = get(c->f64, w, ((long)o * s->C + ch) * 9 + q);
             }
           acc = wino_ref(c, s->C, d, g, oh % 2, ow % 2, b ? get(c->f64, b, o) : 0, b != NULL);
+          mag = wino_mag(s->C, d, g, b ? get(c->f64, b, o) : 0);
         }
         same(c, "conv2d_forward", s, e, get(c->f64, y, e), acc);
         near(c, "conv2d_forward", s, e, get(c->f64, y, e), exact, mag,
-             wino ? 4 * (K + 1) : K + 1);
+             wino ? s->C + 16 : K + 1);
       }
   free(d), free(g);
 }
@@ -761,10 +778,10 @@ static void check_conv_dx(const Copy *c, const Shape *s, const void *w, const vo
                 g[o][q] = get(c->f64, w, (long)o * K + ch * KK + 8 - q);
             }
           if (wino)
-            acc = wino_ref(c, s->O, d, g, h % 2, x % 2, 0, 0);
+            acc = wino_ref(c, s->O, d, g, h % 2, x % 2, 0, 0), mag = wino_mag(s->O, d, g, 0);
           same(c, "conv2d_backward dx", s, e, get(c->f64, dx, e), acc);
           near(c, "conv2d_backward dx", s, e, get(c->f64, dx, e), exact, mag,
-               wino ? 4 * (s->O + KK) : s->O + KK);
+               wino ? s->O + 16 : s->O + KK);
         }
   free(d), free(g);
 }

@@ -71,6 +71,41 @@ static void emit(Ctx *c) {
 
 /* ---- inference ---- */
 
+/* Whether mlpc's conv2d_forward computes l by Winograd's F(2×2, 3×3):
+   rt/kernels.h's conv_by_wino, for the model's real (WINO_V lanes, its
+   scratch in col's C·KH·KW·OH·OW reals). Inference C then computes the
+   same operations (wino_forward), so that its logits keep mlpc's bits. */
+static int by_wino(const Inf *I, const Layer *l) {
+  const Spec *s = &l->spec;
+  int V = I->f32 ? 16 : 8, C = l->x.c, O = l->y.c;
+  long scratch = 16L * C * ((O + 15) / 16 * 16) + 16L * C * V + 16L * 16 * V;
+  return s->kernel[0] == 3 && s->kernel[1] == 3 && s->stride[0] == 1 && s->stride[1] == 1 &&
+         C >= 8 && O >= 8 && 2 * ((l->y.w + 1) / 2) + 2 <= V &&
+         scratch <= 9L * C * l->y.h * l->y.w;
+}
+
+/* v rounded to the model's real (the sums of two reals in double, so
+   rounded, are the sums in float: double has more than 2·24 + 2 bits). */
+static double in_real(const Inf *I, double v) { return I->f32 ? (double)(float)v : v; }
+
+/* U = G·g·Gᵀ of one 3×3 kernel g (reals), in kernels.h's wino_weights
+   order, each operation rounded to the real: u[4·i + j]. */
+static void wino_u(const Inf *I, const double *g, double *u) {
+  double t[4][3];
+  for (int j = 0; j < 3; j++) {
+    t[0][j] = g[j];
+    t[1][j] = in_real(I, in_real(I, in_real(I, g[j] + g[3 + j]) + g[6 + j]) * 0.5);
+    t[2][j] = in_real(I, in_real(I, in_real(I, g[j] - g[3 + j]) + g[6 + j]) * 0.5);
+    t[3][j] = g[6 + j];
+  }
+  for (int i = 0; i < 4; i++) {
+    u[4 * i] = t[i][0];
+    u[4 * i + 1] = in_real(I, in_real(I, in_real(I, t[i][0] + t[i][1]) + t[i][2]) * 0.5);
+    u[4 * i + 2] = in_real(I, in_real(I, in_real(I, t[i][0] - t[i][1]) + t[i][2]) * 0.5);
+    u[4 * i + 3] = t[i][2];
+  }
+}
+
 /* The weight (O, C·KH·KW) and the bias (0 without one), with the
    BatchNorm2d after it (or none) folded in: W' = W·s, b' = (b - mean)·s +
    beta, channel by channel. */
@@ -89,20 +124,89 @@ static int infer_weights(Inf *I, const Layer *l) {
     for (long k = 0; k < K; k++)
       wf[o * K + k] = inf_at(w, o * K + k) * s;
   }
-  char name[48], what[128];
+  char name[48], what[160];
   snprintf(name, sizeof name, "%s_weight", l->cname);
   snprintf(what, sizeof what, "(%d, %d, %d, %d): %s.weight%s", O, l->x.c, l->spec.kernel[0],
            l->spec.kernel[1], l->tname, bn ? ", norm folded in" : "");
+  if (by_wino(I, l)) { /* U (O, C, 16) of each kernel in its place */
+    double *u = inf_doubles(O * K / 9 * 16), g[9];
+    for (long k = 0; k < O * K / 9; k++) {
+      for (int e = 0; e < 9; e++)
+        g[e] = in_real(I, wf[k * 9 + e]);
+      wino_u(I, g, u + k * 16);
+    }
+    free(wf);
+    wf = u, K = K / 9 * 16;
+    snprintf(name, sizeof name, "%s_u", l->cname);
+    snprintf(what, sizeof what, "(%d, %d, 16): G·g·Gᵀ of %s.weight%s", O, l->x.c, l->tname,
+             bn ? ", norm folded in" : "");
+  }
   int rc = inf_array(I, name, what, wf, O * K, 0);
-  rc = rc ? rc : inf_bias(I, l, b, O, bn);
+  if (!by_wino(I, l) || bias || bn) /* (F(2×2, 3×3) adds none without one) */
+    rc = rc ? rc : inf_bias(I, l, b, O, bn);
   free(wf);
   free(b);
   return rc;
 }
 
+/* F(2×2, 3×3) as kernels.h's conv_wino computes each output: for each
+   2×2 tile of outputs, M = Σ_c U·V one channel at a time, V = Bᵀ·d·B of
+   the channel's 4×4 tile d of the padded input, then Aᵀ·M·A, then the
+   bias (with one, or a norm folded in). */
+static void wino_forward(Inf *I, const Layer *l, const char *what) {
+  const Spec *s = &l->spec;
+  const char *k = l->cname;
+  char bias[64] = "";
+  if (s->bias || inf_folded_norm(I, l))
+    snprintf(bias, sizeof bias, " + %s_bias[o]", k);
+  gen_comment(I->b, 0, what);
+  emitf(I->b, "static void %s_forward(const real *x, real *y) {\n"
+        "  for (int o = 0; o < %d; o++)\n"
+        "    for (int oh = 0; oh < %d; oh += 2)\n"
+        "      for (int ow = 0; ow < %d; ow += 2) {\n"
+        "        real m[16] = {0}, s[2][4];\n"
+        "        for (int c = 0; c < %d; c++) {\n"
+        "          real d[4][4], t[4][4];\n"
+        "          const real *u = %s_u + (o * %d + c) * 16;\n"
+        "          for (int i = 0; i < 4; i++)\n"
+        "            for (int j = 0; j < 4; j++) {\n"
+        "              int ih = oh - %d + i, iw = ow - %d + j;\n"
+        "              d[i][j] = ih >= 0 && ih < %d && iw >= 0 && iw < %d\n"
+        "                          ? x[(c * %d + ih) * %d + iw] : (real)0;\n"
+        "            }\n"
+        "          for (int j = 0; j < 4; j++) {\n"
+        "            t[0][j] = d[0][j] - d[2][j], t[1][j] = d[1][j] + d[2][j];\n"
+        "            t[2][j] = d[2][j] - d[1][j], t[3][j] = d[1][j] - d[3][j];\n"
+        "          }\n"
+        "          for (int i = 0; i < 4; i++) {\n"
+        "            real v[4] = {t[i][0] - t[i][2], t[i][1] + t[i][2], t[i][2] - t[i][1],\n"
+        "                         t[i][1] - t[i][3]};\n"
+        "            for (int j = 0; j < 4; j++)\n"
+        "              %s\n"
+        "          }\n"
+        "        }\n"
+        "        for (int j = 0; j < 4; j++) {\n"
+        "          s[0][j] = (m[j] + m[4 + j]) + m[8 + j];\n"
+        "          s[1][j] = (m[4 + j] - m[8 + j]) - m[12 + j];\n"
+        "        }\n"
+        "        for (int i = 0; i < 2 && oh + i < %d; i++) {\n"
+        "          real r[2] = {(s[i][0] + s[i][1]) + s[i][2], (s[i][1] - s[i][2]) - s[i][3]};\n"
+        "          for (int j = 0; j < 2 && ow + j < %d; j++)\n"
+        "            y[(o * %d + oh + i) * %d + ow + j] = r[j]%s;\n"
+        "        }\n"
+        "      }\n}\n\n",
+        k, l->y.c, l->y.h, l->y.w, l->x.c, k, l->x.c, s->padding[0], s->padding[1], l->x.h,
+        l->x.w, l->x.h, l->x.w,
+        I->ir->fma ? "m[4 * i + j] = FMA(u[4 * i + j], v[j], m[4 * i + j]);"
+                   : "m[4 * i + j] += u[4 * i + j] * v[j];",
+        l->y.h, l->y.w, l->y.h, l->y.w,
+        bias);
+}
+
 /* Each output: the bias, then the input under the window times the
    weight, channel by channel, row by row (conv2d_forward's order), the
-   padding skipped. */
+   padding skipped; or where mlpc computes it by F(2×2, 3×3), the same
+   operations (wino_forward). */
 static void infer_forward(Inf *I, const Layer *l) {
   const Spec *s = &l->spec;
   const char *k = l->cname;
@@ -113,9 +217,14 @@ static void infer_forward(Inf *I, const Layer *l) {
   const Layer *bn = inf_folded_norm(I, l);
   if (bn)
     snprintf(note, sizeof note, " with %s (BatchNorm2d, eval) folded in", bn->cname);
-  char what[192];
-  snprintf(what, sizeof what, "%s: Conv2d%s, x (%d, %d, %d) -> y (%d, %d, %d)", k, note, l->x.c,
-           l->x.h, l->x.w, l->y.c, l->y.h, l->y.w);
+  char what[256];
+  snprintf(what, sizeof what, "%s: Conv2d%s, x (%d, %d, %d) -> y (%d, %d, %d)%s", k, note,
+           l->x.c, l->x.h, l->x.w, l->y.c, l->y.h, l->y.w,
+           by_wino(I, l) ? ", by Winograd's F(2×2, 3×3) as mlpc computes it" : "");
+  if (by_wino(I, l)) {
+    wino_forward(I, l, what);
+    return;
+  }
   gen_comment(I->b, 0, what);
   emitf(I->b, "static void %s_forward(const real *x, real *y) {\n"
         "  for (int o = 0; o < %d; o++)\n"

@@ -103,6 +103,31 @@ static const Case cases[] = {
    "\"relu\", {\"type\": \"maxpool2d\", \"kernel_size\": 4}, \"flatten\", "
    "{\"type\": \"linear\", \"out\": 10}]",
    "[1, 28, 28]"},
+  /* convolutions that mlpc computes by F(2×2, 3×3) (3×3, stride 1, 8
+     channels or more in and out, rows of at most 14 outputs in float, 6
+     in double): the same operations, bitwise; folded, near */
+  {"cnn_wino", 0, 0, 0, "float32", "kaiming_normal",
+   "[{\"type\": \"conv2d\", \"out_channels\": 8, \"kernel_size\": 3, \"padding\": 1}, "
+   "\"relu\", {\"type\": \"maxpool2d\", \"kernel_size\": 2}, "
+   "{\"type\": \"conv2d\", \"out_channels\": 16, \"kernel_size\": 3, \"padding\": 1}, "
+   "\"relu\", {\"type\": \"conv2d\", \"out_channels\": 9, \"kernel_size\": 3, "
+   "\"bias\": false}, \"tanh\", \"flatten\", {\"type\": \"linear\", \"out\": 10}]",
+   "[1, 28, 28]"},
+  {"cnn_wino_bn", 0, 0, 0, "float32", "kaiming_normal",
+   "[{\"type\": \"conv2d\", \"out_channels\": 8, \"kernel_size\": 3, \"padding\": 1}, "
+   "\"relu\", {\"type\": \"maxpool2d\", \"kernel_size\": 2}, "
+   "{\"type\": \"conv2d\", \"out_channels\": 16, \"kernel_size\": 3, \"padding\": 1}, "
+   "\"batchnorm2d\", \"relu\", \"flatten\", {\"type\": \"linear\", \"out\": 10}]",
+   "[1, 28, 28]"},
+  {"cnn_wino_f64", 0, 0, 0, "float64", "kaiming_normal",
+   "[{\"type\": \"conv2d\", \"out_channels\": 16, \"kernel_size\": 3, \"padding\": 1}, "
+   "\"relu\", {\"type\": \"maxpool2d\", \"kernel_size\": 2}, "
+   "{\"type\": \"conv2d\", \"out_channels\": 12, \"kernel_size\": 3, \"padding\": 1}, "
+   "\"relu\", {\"type\": \"maxpool2d\", \"kernel_size\": [1, 3]}, "
+   "{\"type\": \"conv2d\", \"out_channels\": 8, \"kernel_size\": 3, "
+   "\"padding\": [2, 1], \"bias\": false}, \"tanh\", \"flatten\", "
+   "{\"type\": \"linear\", \"out\": 10}]",
+   "[1, 28, 28]"},
   {"act_first", 0, 0, 0, "float32", "kaiming_normal",
    "[\"sigmoid\", {\"type\": \"linear\", \"out\": 32}, \"relu\", "
    "{\"type\": \"linear\", \"out\": 10}]", 0},

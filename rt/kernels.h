@@ -1659,7 +1659,10 @@ MLPC_KERNEL_PART void conv_direct(int n, int C, int H, int W, int O, int KH, int
    A tile row of a sample (a unit, TW = ⌈OW/2⌉ tiles) takes TW lanes of
    a vector, two units a vector (lanes 0 and WINO_V/2 on), so that the
    transforms are the same operations in every lane; the products run
-   16 outputs by one vector of tiles, the sums in registers. */
+   16 outputs by one vector of tiles, the sums in registers. An Inf in
+   a tile makes NaN where the direct sums give ±Inf (the transforms take
+   Inf − Inf), and sums near the largest real overflow a little sooner;
+   a NaN reaches the loss, and training reports divergence. */
 #define WINO_V (64 / (int)sizeof(real)) /* lanes of a vector of tiles */
 #define WINO_OB 16                      /* outputs summed at once */
 

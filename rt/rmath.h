@@ -42,6 +42,7 @@ static inline double rm_exp(double y) {
   return p * s.d;
 }
 
+#ifndef RM_NO_TANHF /* (inference C leaves out what it does not call) */
 /* tanh(x), rounded once from double: for |x| < 1/8 its odd Taylor series
    to x^13, else (1 − e)/(1 + e) with e = e^(−2|x|), which cannot cancel
    there. Both are computed, so the loop stays branch-free. */
@@ -55,6 +56,8 @@ static inline float rm_tanhf(float xf) {
   double big = (1 - e) / (1 + e);
   return (float)(a < 0.125 ? small : x < 0 ? -big : big);
 }
+#endif
+#ifndef RM_NO_EXPF
 /* e^x, rounded once from double; beyond [−200, 100] the float result is
    0 or infinity anyway. */
 static inline float rm_expf(float xf) {
@@ -63,4 +66,5 @@ static inline float rm_expf(float xf) {
   y = y > 100 ? 100 : y;
   return (float)rm_exp(y);
 }
+#endif
 #endif

@@ -1673,29 +1673,32 @@ MM_INLINE long wino_scratch(int C, int O) {
          16L * WINO_OB * WINO_V;
 }
 
-/* Whether conv2d_forward takes conv_wino: a 3×3 kernel of stride 1,
-   at least 8 channels in and out, a padded row's tiles in half a
-   vector (2·TW + 2 <= WINO_V: OW <= 14 for float, 6 for double), and
-   its scratch in col's C·9·OH·OW reals. The same with or without
-   vectors. */
+/* Whether conv_wino takes a convolution of C channels to O with output
+   rows of OW: a 3×3 kernel of stride 1, at least 8 channels in and out,
+   a padded row's tiles in half a vector (2·TW + 2 <= WINO_V: OW <= 14
+   for float, 6 for double), and its scratch in room reals. The same
+   with or without vectors. */
+MM_INLINE int wino_takes(int C, int O, int KH, int KW, int SH, int SW, int OW, long room) {
+  return KH == 3 && KW == 3 && SH == 1 && SW == 1 && C >= 8 && O >= 8 && OW >= 1 &&
+         2 * ((OW + 1) / 2) + 2 <= WINO_V && wino_scratch(C, O) <= room;
+}
+
+/* Whether conv2d_forward takes conv_wino, its scratch in col's
+   C·9·OH·OW reals. */
 MM_INLINE int conv_by_wino(int C, int H, int W, int O, int KH, int KW, int SH, int SW, int PH,
                            int PW) {
   int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW);
-  return KH == 3 && KW == 3 && SH == 1 && SW == 1 && C >= 8 && O >= 8 && OH >= 1 &&
-         OW >= 1 && 2 * ((OW + 1) / 2) + 2 <= WINO_V &&
-         wino_scratch(C, O) <= 9L * C * OH * OW;
+  return OH >= 1 && wino_takes(C, O, KH, KW, SH, SW, OW, 9L * C * OH * OW);
 }
 
 /* Whether conv2d_backward's input gradient takes conv_wino: the
    convolution of dy (n, O, OH, OW) with w's kernels turned by 180° and
-   its channels swapped, padding 2 − PH and 2 − PW, whose output is dx
-   (n, C, H, W): where conv_by_wino would hold for it (PH, PW <= 2),
-   but its scratch in col's C·9·OH·OW reals. */
+   its channels swapped, padding 2 − PH and 2 − PW (PH, PW <= 2), whose
+   output is dx (n, C, H, W); its scratch in col's C·9·OH·OW reals. */
 MM_INLINE int conv_dx_by_wino(int C, int H, int W, int O, int KH, int KW, int SH, int SW,
                               int PH, int PW) {
   int OH = conv_out(H, KH, SH, PH), OW = conv_out(W, KW, SW, PW);
-  return KH == 3 && KW == 3 && SH == 1 && SW == 1 && PH <= 2 && PW <= 2 && C >= 8 && O >= 8 &&
-         2 * ((W + 1) / 2) + 2 <= WINO_V && wino_scratch(O, C) <= 9L * C * OH * OW;
+  return PH <= 2 && PW <= 2 && wino_takes(O, C, KH, KW, SH, SW, W, 9L * C * OH * OW);
 }
 
 /* U (16, C, OP), outputs O .. OP zero, of the 3×3 kernels g of output

@@ -84,6 +84,13 @@ static int by_wino(const Inf *I, const Layer *l) {
          scratch <= 9L * C * l->y.h * l->y.w;
 }
 
+/* Whether l's output takes a bias in inference C: its own, or that of a
+   norm folded in (F(2×2, 3×3) adds none without; the direct sums start
+   from NAME_bias, zeros without). */
+static int adds_bias(const Inf *I, const Layer *l) {
+  return l->spec.bias || inf_folded_norm(I, l);
+}
+
 /* v rounded to the model's real (the sums of two reals in double, so
    rounded, are the sums in float: double has more than 2·24 + 2 bits). */
 static double in_real(const Inf *I, double v) { return I->f32 ? (double)(float)v : v; }
@@ -142,7 +149,7 @@ static int infer_weights(Inf *I, const Layer *l) {
              bn ? ", norm folded in" : "");
   }
   int rc = inf_array(I, name, what, wf, O * K, 0);
-  if (!by_wino(I, l) || bias || bn) /* (F(2×2, 3×3) adds none without one) */
+  if (!by_wino(I, l) || adds_bias(I, l))
     rc = rc ? rc : inf_bias(I, l, b, O, bn);
   free(wf);
   free(b);
@@ -157,7 +164,7 @@ static void wino_forward(Inf *I, const Layer *l, const char *what) {
   const Spec *s = &l->spec;
   const char *k = l->cname;
   char bias[64] = "";
-  if (s->bias || inf_folded_norm(I, l))
+  if (adds_bias(I, l))
     snprintf(bias, sizeof bias, " + %s_bias[o]", k);
   gen_comment(I->b, 0, what);
   emitf(I->b, "static void %s_forward(const real *x, real *y) {\n"
